@@ -1,0 +1,76 @@
+/// @file dataframe.hpp
+/// In-memory form of AnnData's `obs` / `var` data frames: an index of row names and named,
+/// typed columns in on-disk column order. Categoricals keep their integer codes (-1 = missing),
+/// as anndata does, so that large obs tables stay small.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// What a column holds.
+enum class ColumnKind {
+  kString,        ///< `strings`
+  kCategorical,   ///< `codes` into `categories`; code -1 = missing (NaN in pandas)
+  kFloat,         ///< `numbers` (NaN = missing)
+  kInt,           ///< `integers`
+  kBool,          ///< `booleans` (0/1)
+  kNullableInt,   ///< `integers` + `mask` (mask 1 = missing): pandas `Int64` etc.
+  kNullableBool,  ///< `booleans` + `mask`: pandas `boolean`
+};
+
+/// Name of a kind for messages and JSON ("string", "categorical", ...).
+const char* to_string(ColumnKind kind);
+
+/// One typed column. Only the vectors of its kind are filled.
+struct Column {
+  std::string name;
+  ColumnKind kind = ColumnKind::kString;
+  std::string dtype;                     ///< on-disk element type, e.g. "float32", "int64", "str"
+  std::vector<std::string> strings;      ///< kString
+  std::vector<std::int32_t> codes;       ///< kCategorical
+  std::vector<std::string> categories;   ///< kCategorical: category values as text
+  std::string categories_dtype;          ///< kCategorical: on-disk type of the categories
+  bool ordered = false;                  ///< kCategorical: pandas `ordered`
+  std::vector<double> numbers;           ///< kFloat
+  std::vector<std::int64_t> integers;    ///< kInt, kNullableInt
+  std::vector<std::uint8_t> booleans;    ///< kBool, kNullableBool
+  std::vector<std::uint8_t> mask;        ///< kNullable* (and kString from nullable-string-array): 1 = missing
+
+  /// Number of rows.
+  [[nodiscard]] std::size_t size() const;
+  /// Whether row `row` is missing (NaN float, code -1, masked).
+  [[nodiscard]] bool is_missing(std::size_t row) const;
+  /// The value of row `row` as text ("" when missing; "True"/"False" for booleans).
+  [[nodiscard]] std::string value_as_string(std::size_t row) const;
+
+  /// Build a categorical column from per-row labels; categories in first-seen order unless
+  /// `sorted_categories` (pandas' default for `astype("category")` is sorted).
+  static Column categorical(std::string name, const std::vector<std::string>& labels,
+                            bool sorted_categories = true);
+  static Column from_strings(std::string name, std::vector<std::string> values);
+  static Column from_floats(std::string name, std::vector<double> values, std::string dtype = "float64");
+  static Column from_ints(std::string name, std::vector<std::int64_t> values, std::string dtype = "int64");
+  static Column from_bools(std::string name, std::vector<std::uint8_t> values);
+};
+
+/// A data frame: row names (`index`) and columns in order.
+struct DataFrame {
+  std::string index_name = "_index";   ///< name of the index column on disk
+  std::vector<std::string> index;      ///< row names (obs_names / var_names)
+  std::vector<Column> columns;         ///< columns in `column-order`
+
+  [[nodiscard]] std::size_t n_rows() const { return index.size(); }
+  /// The column called `name`, or nullptr.
+  [[nodiscard]] const Column* find(const std::string& name) const;
+  [[nodiscard]] Column* find(const std::string& name);
+  /// The column called `name`; throws InputError naming `what` (e.g. "obs of pbmc.h5ad") and
+  /// the available columns when absent.
+  [[nodiscard]] const Column& at(const std::string& name, const std::string& what) const;
+  /// Add `column`, replacing a column of the same name (keeping its position).
+  void set(Column column);
+};
+
+}  // namespace celltyper

@@ -1,0 +1,113 @@
+/// @file dataset.hpp
+/// A single-cell dataset of any supported format (AnnData .h5ad, Cell Ranger .h5, Cell Ranger
+/// MTX directory) behind one interface: obs / var tables and streamed access to its matrices.
+#pragma once
+
+#include <celltyper/dataframe.hpp>
+#include <celltyper/sparse.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// How a matrix is stored.
+enum class MatrixEncoding { kCsr, kCsc, kDense };
+const char* to_string(MatrixEncoding encoding);
+
+/// What is known about a stored matrix without reading its values.
+struct MatrixInfo {
+  std::string source;                  ///< "X", "raw/X", "layers/counts", "matrix" (10x) ...
+  MatrixEncoding encoding = MatrixEncoding::kCsr;
+  std::int64_t n_rows = 0;             ///< cells
+  std::int64_t n_cols = 0;             ///< genes
+  std::int64_t nnz = 0;                ///< stored values (n_rows * n_cols for dense)
+  std::string value_dtype;             ///< "float32", "int64", ...
+  std::string index_dtype;             ///< "int32" / "int64" ("" for dense)
+  std::string compression = "none";    ///< "none", "gzip(4)", "lzf", "mtx-text" ...
+  std::vector<std::int64_t> chunks;    ///< chunk shape of the value dataset (empty: contiguous)
+  std::string encoding_version;        ///< anndata encoding-version, if any
+  std::int64_t stored_bytes = 0;       ///< bytes on disk of the matrix datasets
+};
+
+/// A half-open range of rows.
+struct RowRange {
+  std::int64_t begin = 0;
+  std::int64_t end = 0;
+  [[nodiscard]] std::int64_t size() const { return end - begin; }
+};
+
+/// Streams rows of one stored matrix. Not thread-safe: use one reader per thread, or read in
+/// one thread and compute in others (what `for_each_block` does).
+class MatrixReader {
+ public:
+  virtual ~MatrixReader() = default;
+  [[nodiscard]] virtual const MatrixInfo& info() const = 0;
+  [[nodiscard]] std::int64_t n_rows() const { return info().n_rows; }
+  [[nodiscard]] std::int64_t n_cols() const { return info().n_cols; }
+
+  /// Read rows [first, first + count) into `out` (resized; column indices sorted per row for
+  /// CSR sources that are sorted, always sorted for CSC and dense sources). Throws InputError
+  /// when stored indices are out of range or values are malformed, naming file, dataset, row.
+  virtual void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) = 0;
+  virtual void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) = 0;
+
+  /// Stored values per row (computed with one streaming pass for CSC sources).
+  [[nodiscard]] virtual std::vector<std::int64_t> row_nnz() = 0;
+
+  /// Consecutive row ranges covering all rows, each small enough that one float32 block plus
+  /// the read buffers stays within `memory_limit_bytes` (a row that alone exceeds it is a
+  /// block of its own).
+  [[nodiscard]] virtual std::vector<RowRange> plan_blocks(std::size_t memory_limit_bytes);
+
+  /// Bytes needed in memory per stored value when reading (decoded block + read buffer).
+  [[nodiscard]] virtual std::size_t bytes_per_value() const { return 16; }
+};
+
+/// Options of `for_each_block`.
+struct BlockStreamOptions {
+  std::size_t memory_limit_bytes = std::size_t{256} << 20;  ///< cap for blocks in flight (2 double-buffered)
+  bool prefetch = true;  ///< read the next block on a second thread while the callback runs
+};
+
+/// Stream every row of `reader` in blocks: `callback(block)` runs on the calling thread in
+/// row order. With `prefetch`, the next block is read concurrently, each block getting half
+/// of the memory limit.
+void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
+                    const std::function<void(const CsrBlock&)>& callback);
+
+/// A dataset opened for reading.
+class Dataset {
+ public:
+  virtual ~Dataset() = default;
+  [[nodiscard]] virtual const std::string& path() const = 0;
+  /// "h5ad", "10x-h5" or "10x-mtx".
+  [[nodiscard]] virtual std::string format() const = 0;
+  [[nodiscard]] virtual std::int64_t n_obs() const = 0;
+  [[nodiscard]] virtual std::int64_t n_vars() const = 0;
+  [[nodiscard]] virtual DataFrame read_obs() const = 0;
+  [[nodiscard]] virtual DataFrame read_var() const = 0;
+  /// Matrix sources available: "X" first, then "raw/X", then "layers/<name>".
+  [[nodiscard]] virtual std::vector<std::string> matrix_sources() const = 0;
+  /// var of a source (raw/X has its own var with possibly more genes).
+  [[nodiscard]] virtual DataFrame read_var_of(const std::string& source) const {
+    (void)source;
+    return read_var();
+  }
+  [[nodiscard]] virtual MatrixInfo matrix_info(const std::string& source) const = 0;
+  [[nodiscard]] virtual std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const = 0;
+};
+
+/// Open `path`, detecting the format: a directory is a Cell Ranger MTX directory, an HDF5 file
+/// with a top-level `matrix` group is a Cell Ranger .h5, any other HDF5 file is an h5ad.
+/// Throws InputError for missing, non-HDF5 or malformed files.
+std::unique_ptr<Dataset> open_dataset(const std::string& path);
+
+/// Normalise a user-facing matrix name: "X" -> "X", "raw" -> "raw/X", "counts" -> "layers/counts"
+/// when such a layer exists. Throws InputError listing the available sources otherwise.
+std::string resolve_matrix_source(const Dataset& dataset, const std::string& name);
+
+}  // namespace celltyper

@@ -1,0 +1,127 @@
+/// @file h5ad.hpp
+/// AnnData `.h5ad` files through the HDF5 C API.
+///
+/// Reads the anndata >= 0.8 on-disk encoding (groups and datasets tagged with `encoding-type`
+/// / `encoding-version` attributes: csr_matrix, csc_matrix, array, dataframe, categorical,
+/// string-array, nullable-integer, nullable-boolean) and the anndata 0.7 layout (sparse groups
+/// tagged `h5sparse_format`, categoricals as code datasets whose `categories` attribute
+/// references `__categories/<column>`). Spec: https://anndata.readthedocs.io/en/latest/fileformat-prose.html
+///
+/// Writing always goes to a temporary file beside the target that is renamed into place when
+/// complete, so a crash never leaves a half-written output and inputs are never modified
+/// unless in-place output is asked for.
+#pragma once
+
+#include <celltyper/dataframe.hpp>
+#include <celltyper/dataset.hpp>
+#include <celltyper/sparse.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// A row-major dense float32 matrix [rows x cols] (obsm entries, embeddings, probabilities).
+struct DenseMatrix {
+  std::int64_t rows = 0;
+  std::int64_t cols = 0;
+  std::vector<float> values;  ///< rows * cols, row-major
+  [[nodiscard]] float at(std::int64_t r, std::int64_t c) const { return values[static_cast<std::size_t>(r * cols + c)]; }
+  [[nodiscard]] float* row(std::int64_t r) { return values.data() + r * cols; }
+  [[nodiscard]] const float* row(std::int64_t r) const { return values.data() + r * cols; }
+};
+
+/// Options for opening an h5ad file.
+struct H5adOpenOptions {
+  /// Bytes of HDF5 chunk cache per matrix dataset (compressed, chunked files).
+  std::size_t chunk_cache_bytes = std::size_t{32} << 20;
+};
+
+/// An open `.h5ad` file (read-only).
+class H5adFile final : public Dataset {
+ public:
+  /// Opens and validates the top level: the file is HDF5, X (or raw/X) exists with a known
+  /// encoding, shapes of X / obs / var agree, and sparse `indptr` is monotone from 0 to nnz.
+  explicit H5adFile(const std::string& path, const H5adOpenOptions& options = {});
+  ~H5adFile() override;
+  H5adFile(const H5adFile&) = delete;
+  H5adFile& operator=(const H5adFile&) = delete;
+
+  [[nodiscard]] const std::string& path() const override;
+  [[nodiscard]] std::string format() const override { return "h5ad"; }
+  [[nodiscard]] std::int64_t n_obs() const override;
+  [[nodiscard]] std::int64_t n_vars() const override;
+  [[nodiscard]] DataFrame read_obs() const override;
+  [[nodiscard]] DataFrame read_var() const override;
+  [[nodiscard]] DataFrame read_var_of(const std::string& source) const override;
+  [[nodiscard]] std::vector<std::string> matrix_sources() const override;
+  [[nodiscard]] MatrixInfo matrix_info(const std::string& source) const override;
+  [[nodiscard]] std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override;
+
+  /// Read only the listed obs columns (and the index).
+  [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const;
+  /// Column names of obs in order, without reading them.
+  [[nodiscard]] std::vector<std::string> obs_column_names() const;
+  /// Keys of a mapping group ("obsm", "varm", "layers", "uns", "obsp").
+  [[nodiscard]] std::vector<std::string> keys(const std::string& group) const;
+  /// Read `obsm/<name>` (dense) as float32.
+  [[nodiscard]] DenseMatrix read_obsm(const std::string& name) const;
+  /// anndata encoding version of the root group ("" for files before anndata 0.8).
+  [[nodiscard]] std::string encoding_version() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// What to write for X in a new file.
+struct H5adWriteOptions {
+  int gzip_level = 0;                    ///< 0 = no compression, 1-9 = gzip level
+  std::int64_t chunk_values = 1 << 16;   ///< chunk size (values) of compressed/extendible datasets
+  bool x_as_float64 = false;             ///< store X values as float64 rather than float32
+};
+
+/// Writes a new h5ad file: X (CSR, streamed in row blocks), obs, var, obsm.
+/// The file appears at `path` only when `commit()` succeeds.
+class H5adWriter {
+ public:
+  H5adWriter(std::string path, std::int64_t n_obs, std::int64_t n_vars, H5adWriteOptions options = {});
+  ~H5adWriter();  ///< removes the temporary file when `commit()` was not reached
+  H5adWriter(const H5adWriter&) = delete;
+  H5adWriter& operator=(const H5adWriter&) = delete;
+
+  /// Append the next rows of X (blocks must arrive in row order and cover all rows).
+  void append_rows(const CsrBlock& block);
+  void append_rows(const CsrBlockF64& block);
+  /// Write X as a dense array instead (row-major n_obs x n_vars).
+  void write_dense_x(const std::vector<float>& values);
+  void write_obs(const DataFrame& obs);
+  void write_var(const DataFrame& var);
+  void write_obsm(const std::string& name, const DenseMatrix& matrix);
+  /// Write a string to uns/<name>.
+  void write_uns_string(const std::string& name, const std::string& value);
+  /// Finish X, close and rename the temporary file to the target path.
+  void commit();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Additions to an existing h5ad file.
+struct H5adAdditions {
+  std::vector<Column> obs_columns;                ///< added to obs, replacing same-named columns
+  std::map<std::string, DenseMatrix> obsm;        ///< added to obsm, replacing same-named entries
+  std::map<std::string, std::string> uns_strings; ///< added to uns
+};
+
+/// Copy `input` to `output` with `additions` applied, through a temporary file renamed into
+/// place. `output == input` is allowed only with `in_place` (the input is then rewritten via
+/// a temporary copy, so a failure leaves it untouched).
+void write_h5ad_with_additions(const std::string& input, const std::string& output,
+                               const H5adAdditions& additions, bool in_place = false);
+
+}  // namespace celltyper

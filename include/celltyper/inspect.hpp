@@ -1,0 +1,34 @@
+/// @file inspect.hpp
+/// `celltyper inspect`: what is in a dataset file, as JSON and as a readable report.
+#pragma once
+
+#include <celltyper/dataset.hpp>
+#include <celltyper/matrix_summary.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <string>
+
+namespace celltyper {
+
+class GeneTable;
+
+/// Options of `inspect_dataset`.
+struct InspectOptions {
+  std::string matrix = "";             ///< matrix to summarise ("" = X, else raw/X if X absent)
+  std::int64_t max_cells = -1;         ///< scan only the first cells of the matrix (-1 = all)
+  std::size_t top_categories = 5;      ///< categories listed per obs column
+  const GeneTable* gene_table = nullptr;  ///< when set, report the gene-identity overlap
+  std::string gene_column = "";        ///< var column holding gene ids ("" = auto-detect)
+  std::size_t memory_limit_bytes = std::size_t{256} << 20;
+};
+
+/// Describe a dataset: format, shape, every matrix (encoding, dtype, compression), a scan of
+/// the main matrix (sparsity, value scale), obs and var columns (type, categories with counts,
+/// missing values), obsm / layers keys and, with a gene table, the gene-identity overlap.
+nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& options = {});
+
+/// Readable multi-line report of `inspect_dataset`'s JSON.
+std::string format_inspect_report(const nlohmann::json& report);
+
+}  // namespace celltyper

@@ -1,0 +1,68 @@
+/// @file matrix_summary.hpp
+/// One streaming pass over a matrix: sparsity, value range, invalid values, per-cell totals,
+/// and a guess of what the values are (raw counts, normalised, log-normalised, scaled), so
+/// that users and later steps (normalisation in `embed`) can catch a wrong matrix early.
+#pragma once
+
+#include <celltyper/dataset.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// What the values of a matrix look like.
+enum class ValueScale {
+  kEmpty,            ///< no stored values
+  kRawCounts,        ///< non-negative integers (UMI or read counts)
+  kNormalized,       ///< non-negative, non-integer, equal per-cell totals (CP10k / CPM), not logged
+  kLogNormalized,    ///< non-negative, small range, expm1 totals equal per cell (scanpy's log1p(CP10k))
+  kLogTransformed,   ///< non-negative, small range, non-integer; totals unequal (log of TPM, ...)
+  kScaled,           ///< negative values present (z-scores after sc.pp.scale)
+  kUnknown,          ///< none of the above (e.g. non-integer with a large range)
+};
+const char* to_string(ValueScale scale);
+
+/// Five-number summary.
+struct Quantiles {
+  double min = 0, q25 = 0, median = 0, q75 = 0, max = 0;
+};
+Quantiles quantiles(std::vector<double> values);
+
+/// Options of `summarize_matrix`.
+struct SummarizeOptions {
+  std::int64_t max_rows = -1;                               ///< scan only the first rows (-1 = all)
+  std::size_t memory_limit_bytes = std::size_t{256} << 20;  ///< cap for blocks in flight
+};
+
+/// Result of `summarize_matrix`.
+struct MatrixSummary {
+  MatrixInfo info;
+  std::int64_t rows_scanned = 0;
+  std::int64_t stored_values = 0;      ///< stored (non-zero for dense) values in scanned rows
+  double density = 0;                  ///< stored_values / (rows_scanned * n_cols)
+  double min_value = 0;                ///< over stored values
+  double max_value = 0;
+  std::int64_t n_nan = 0;
+  std::int64_t n_inf = 0;
+  std::int64_t n_negative = 0;
+  std::int64_t n_non_integer = 0;
+  std::int64_t n_explicit_zeros = 0;   ///< zeros stored in a sparse matrix
+  std::int64_t empty_rows = 0;         ///< cells with no stored value
+  Quantiles row_totals;                ///< per-cell sum of values
+  Quantiles genes_per_row;             ///< per-cell stored values
+  Quantiles expm1_row_totals;          ///< per-cell sum of expm1(value) (for log1p detection)
+  ValueScale scale = ValueScale::kUnknown;
+  std::string scale_reason;            ///< why `scale` was chosen, in words
+  std::vector<std::string> warnings;   ///< NaN / Inf / negative values, empty cells, ...
+
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// Stream the matrix once (or its first `max_rows` rows) and summarise it.
+MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& options = {});
+
+}  // namespace celltyper

@@ -1,0 +1,52 @@
+/// @file sparse.hpp
+/// Row blocks of a cells x genes matrix, the unit every streaming algorithm works on.
+///
+/// Layout conventions (fixed for the whole project):
+///  - matrices are cells x genes (rows = cells, columns = genes/features);
+///  - a block holds the consecutive rows [first_row, first_row + n_rows) in CSR form with
+///    64-bit row pointers (indptr[0] == 0, relative to the block) and 32-bit column indices,
+///    column indices sorted within each row when the source is sorted;
+///  - values are float32 (`CsrBlock`) or float64 (`CsrBlockF64`); integer files convert exactly
+///    up to 2^24 (float32) / 2^53 (float64).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+namespace celltyper {
+
+/// A block of consecutive rows in compressed sparse row form.
+template <typename Value>
+struct CsrRows {
+  std::int64_t first_row = 0;              ///< global index of the block's first row
+  std::int64_t n_rows = 0;                 ///< rows in the block
+  std::int64_t n_cols = 0;                 ///< columns of the whole matrix
+  std::vector<std::int64_t> indptr{0};     ///< n_rows + 1 offsets into indices/values, indptr[0] == 0
+  std::vector<std::int32_t> indices;       ///< column index of each stored value
+  std::vector<Value> values;               ///< stored values
+
+  [[nodiscard]] std::int64_t nnz() const { return indptr.empty() ? 0 : indptr.back(); }
+
+  /// Empty the block, keeping capacity, and set its geometry.
+  void reset(std::int64_t first, std::int64_t rows, std::int64_t cols) {
+    first_row = first;
+    n_rows = rows;
+    n_cols = cols;
+    indptr.assign(1, 0);
+    indptr.reserve(static_cast<std::size_t>(rows) + 1);
+    indices.clear();
+    values.clear();
+  }
+
+  /// Bytes held by the block's arrays (what a memory cap counts).
+  [[nodiscard]] std::size_t bytes() const {
+    return indptr.capacity() * sizeof(std::int64_t) + indices.capacity() * sizeof(std::int32_t) +
+           values.capacity() * sizeof(Value);
+  }
+};
+
+using CsrBlock = CsrRows<float>;
+using CsrBlockF64 = CsrRows<double>;
+
+}  // namespace celltyper

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Install every dependency of celltyper from Debian 12 packages, build into build/ and run a
+# short smoke job. Idempotent: packages already present are not reinstalled; the build is
+# incremental. Run as root (or with sudo available) on a fresh Debian 12 machine.
+#   scripts/setup.sh            install + build (+ smoke run)
+#   BUILD_TYPE=Debug scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build tools, libraries, and the reference tools tests/benchmarks compare against.
+PACKAGES=(
+  build-essential cmake pkg-config git
+  libhdf5-dev zlib1g-dev libdeflate-dev libsqlite3-dev libcurl4-openssl-dev
+  libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libeigen3-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  r-bioc-org.hs.eg.db r-bioc-go.db
+  python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-sklearn
+  time
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${#missing[@]} Debian packages: ${missing[*]}"
+  SUDO=""
+  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all ${#PACKAGES[@]} Debian packages present"
+fi
+
+BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
+cmake -S . -B build -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
+cmake --build build -j "$(nproc)"
+echo "setup: built build/celltyper ($(build/celltyper --version))"
+
+# Smoke run of the main job on bundled data when ../shared/data is present.
+SAMPLE="../shared/data/pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad"
+if [ -f "$SAMPLE" ]; then
+  echo "setup: smoke run: build/celltyper inspect $SAMPLE"
+  build/celltyper inspect "$SAMPLE" --top 9
+else
+  echo "setup: ../shared/data not found; skipping the smoke run"
+fi

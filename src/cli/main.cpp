@@ -1,0 +1,36 @@
+// celltyper command-line front end: parses arguments, dispatches to one subcommand, and maps
+// errors to one line on stderr and an exit code (see celltyper/error.hpp).
+#include <celltyper/error.hpp>
+
+#include "cli/commands.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <exception>
+#include <new>
+
+int main(int argc, char** argv) {
+  CLI::App app{"celltyper: cell type annotation for single-cell RNA-seq (GenePT-style gene embeddings)", "celltyper"};
+  app.set_version_flag("--version", std::string("celltyper ") + CELLTYPER_VERSION);
+  app.require_subcommand(1);
+  celltyper::cli::GlobalOptions global;
+  app.add_flag("-q,--quiet", global.quiet, "No progress output on stderr");
+  celltyper::cli::add_inspect(app, global);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& error) {
+    return app.exit(error);
+  } catch (const celltyper::Error& error) {
+    std::fflush(stdout);
+    fmt::print(stderr, "celltyper: error: {}\n", error.what());
+    return error.exit_code();
+  } catch (const std::bad_alloc&) {
+    fmt::print(stderr, "celltyper: error: out of memory (lower --memory-limit or use a machine with more RAM)\n");
+    return 5;
+  } catch (const std::exception& error) {
+    fmt::print(stderr, "celltyper: internal error: {}\n", error.what());
+    return 70;
+  }
+  return 0;
+}

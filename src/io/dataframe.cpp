@@ -1,0 +1,146 @@
+#include <celltyper/dataframe.hpp>
+#include <celltyper/error.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <fmt/format.h>
+#include <unordered_map>
+
+namespace celltyper {
+
+const char* to_string(ColumnKind kind) {
+  switch (kind) {
+    case ColumnKind::kString: return "string";
+    case ColumnKind::kCategorical: return "categorical";
+    case ColumnKind::kFloat: return "float";
+    case ColumnKind::kInt: return "int";
+    case ColumnKind::kBool: return "bool";
+    case ColumnKind::kNullableInt: return "nullable-int";
+    case ColumnKind::kNullableBool: return "nullable-bool";
+  }
+  return "unknown";
+}
+
+std::size_t Column::size() const {
+  switch (kind) {
+    case ColumnKind::kString: return strings.size();
+    case ColumnKind::kCategorical: return codes.size();
+    case ColumnKind::kFloat: return numbers.size();
+    case ColumnKind::kInt:
+    case ColumnKind::kNullableInt: return integers.size();
+    case ColumnKind::kBool:
+    case ColumnKind::kNullableBool: return booleans.size();
+  }
+  return 0;
+}
+
+bool Column::is_missing(std::size_t row) const {
+  switch (kind) {
+    case ColumnKind::kCategorical: return codes[row] < 0;
+    case ColumnKind::kFloat: return std::isnan(numbers[row]);
+    default: return !mask.empty() && mask[row] != 0;  // nullable kinds (and strings from nullable-string-array)
+  }
+}
+
+std::string Column::value_as_string(std::size_t row) const {
+  if (is_missing(row)) return {};
+  switch (kind) {
+    case ColumnKind::kString: return strings[row];
+    case ColumnKind::kCategorical: return categories[static_cast<std::size_t>(codes[row])];
+    case ColumnKind::kFloat: return fmt::format("{}", numbers[row]);
+    case ColumnKind::kInt:
+    case ColumnKind::kNullableInt: return fmt::format("{}", integers[row]);
+    case ColumnKind::kBool:
+    case ColumnKind::kNullableBool: return booleans[row] ? "True" : "False";
+  }
+  return {};
+}
+
+Column Column::categorical(std::string name, const std::vector<std::string>& labels, bool sorted_categories) {
+  Column column;
+  column.name = std::move(name);
+  column.kind = ColumnKind::kCategorical;
+  column.dtype = "category";
+  column.categories_dtype = "str";
+  std::unordered_map<std::string, std::int32_t> code_of;
+  for (const auto& label : labels) {
+    if (code_of.emplace(label, static_cast<std::int32_t>(column.categories.size())).second) {
+      column.categories.push_back(label);
+    }
+  }
+  if (sorted_categories) {
+    std::sort(column.categories.begin(), column.categories.end());
+    for (std::size_t i = 0; i < column.categories.size(); ++i) code_of[column.categories[i]] = static_cast<std::int32_t>(i);
+  }
+  column.codes.reserve(labels.size());
+  for (const auto& label : labels) column.codes.push_back(code_of[label]);
+  return column;
+}
+
+Column Column::from_strings(std::string name, std::vector<std::string> values) {
+  Column column;
+  column.name = std::move(name);
+  column.kind = ColumnKind::kString;
+  column.dtype = "str";
+  column.strings = std::move(values);
+  return column;
+}
+
+Column Column::from_floats(std::string name, std::vector<double> values, std::string dtype) {
+  Column column;
+  column.name = std::move(name);
+  column.kind = ColumnKind::kFloat;
+  column.dtype = std::move(dtype);
+  column.numbers = std::move(values);
+  return column;
+}
+
+Column Column::from_ints(std::string name, std::vector<std::int64_t> values, std::string dtype) {
+  Column column;
+  column.name = std::move(name);
+  column.kind = ColumnKind::kInt;
+  column.dtype = std::move(dtype);
+  column.integers = std::move(values);
+  return column;
+}
+
+Column Column::from_bools(std::string name, std::vector<std::uint8_t> values) {
+  Column column;
+  column.name = std::move(name);
+  column.kind = ColumnKind::kBool;
+  column.dtype = "bool";
+  column.booleans = std::move(values);
+  return column;
+}
+
+const Column* DataFrame::find(const std::string& name) const {
+  for (const auto& column : columns) {
+    if (column.name == name) return &column;
+  }
+  return nullptr;
+}
+
+Column* DataFrame::find(const std::string& name) {
+  for (auto& column : columns) {
+    if (column.name == name) return &column;
+  }
+  return nullptr;
+}
+
+const Column& DataFrame::at(const std::string& name, const std::string& what) const {
+  if (const Column* column = find(name)) return *column;
+  std::vector<std::string> names;
+  for (const auto& column : columns) names.push_back(column.name);
+  throw InputError(fmt::format("{}: no column '{}' (available: {})", what, name,
+                               names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", "))));
+}
+
+void DataFrame::set(Column column) {
+  if (Column* existing = find(column.name)) {
+    *existing = std::move(column);
+  } else {
+    columns.push_back(std::move(column));
+  }
+}
+
+}  // namespace celltyper

@@ -1,0 +1,31 @@
+#include <celltyper/dataset.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/h5ad.hpp>
+#include <celltyper/tenx.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+namespace celltyper {
+
+std::unique_ptr<Dataset> open_dataset(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file or directory", path));
+  if (std::filesystem::is_directory(path, error)) return open_tenx_mtx(path);
+  if (is_tenx_h5(path)) return open_tenx_h5(path);
+  return std::make_unique<H5adFile>(path);
+}
+
+std::string resolve_matrix_source(const Dataset& dataset, const std::string& name) {
+  const std::vector<std::string> sources = dataset.matrix_sources();
+  const auto has = [&](const std::string& source) { return std::find(sources.begin(), sources.end(), source) != sources.end(); };
+  for (const std::string& candidate : {name, name == "raw" ? std::string("raw/X") : name, "layers/" + name}) {
+    if (has(candidate)) return candidate;
+  }
+  throw InputError(fmt::format("{}: no matrix '{}' (available: {})", dataset.path(), name,
+                               sources.empty() ? std::string("none") : fmt::format("{}", fmt::join(sources, ", "))));
+}
+
+}  // namespace celltyper

@@ -1,0 +1,395 @@
+#include <celltyper/error.hpp>
+#include <celltyper/h5ad.hpp>
+
+#include "io/hdf5_util.hpp"
+#include "io/matrix_readers.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+
+namespace celltyper {
+
+using h5::Handle;
+
+namespace {
+
+bool is_numeric_dtype(const std::string& dtype) {
+  return dtype.rfind("int", 0) == 0 || dtype.rfind("uint", 0) == 0 || dtype.rfind("float", 0) == 0;
+}
+
+/// Text form of numeric categories (pandas prints integers without a decimal point).
+std::vector<std::string> numeric_categories_as_text(hid_t dataset, const std::string& dtype) {
+  std::vector<std::string> out;
+  if (dtype.rfind("float", 0) == 0) {
+    for (const double value : h5::read_all_1d<double>(dataset)) out.push_back(fmt::format("{}", value));
+  } else {
+    for (const std::int64_t value : h5::read_all_1d<std::int64_t>(dataset)) out.push_back(fmt::format("{}", value));
+  }
+  return out;
+}
+
+/// Read a 1-D array dataset into a typed column (string, float, int or bool).
+Column read_array_column(hid_t dataset, const std::string& name) {
+  Column column;
+  column.name = name;
+  column.dtype = h5::dtype_name(dataset);
+  if (column.dtype == "str") {
+    column.kind = ColumnKind::kString;
+    column.strings = h5::read_strings(dataset);
+  } else if (column.dtype == "bool") {
+    column.kind = ColumnKind::kBool;
+    column.booleans = h5::read_all_1d<std::uint8_t>(dataset);
+  } else if (column.dtype.rfind("float", 0) == 0) {
+    column.kind = ColumnKind::kFloat;
+    column.numbers = h5::read_all_1d<double>(dataset);
+  } else if (column.dtype.rfind("int", 0) == 0 || column.dtype.rfind("uint", 0) == 0) {
+    column.kind = ColumnKind::kInt;
+    column.integers = h5::read_all_1d<std::int64_t>(dataset);
+  } else {
+    throw UnsupportedError(fmt::format("column '{}' has unsupported element type {}", name, column.dtype));
+  }
+  return column;
+}
+
+}  // namespace
+
+struct H5adFile::Impl {
+  std::string path;
+  H5adOpenOptions options;
+  Handle file;
+  std::int64_t n_obs = 0;
+  std::int64_t n_vars = 0;
+  std::string encoding_version;
+
+  [[noreturn]] void fail(const std::string& message) const { throw InputError(fmt::format("{}: {}", path, message)); }
+
+  /// Read one column (a dataset or an encoded group) of the data frame group `frame`.
+  Column read_column(hid_t frame, const std::string& frame_path, const std::string& name) const {
+    const std::string where = frame_path + "/" + name;
+    const H5O_type_t type = h5::object_type(frame, name);
+    if (type == H5O_TYPE_DATASET) {
+      Handle dataset = h5::open_dataset(frame, name, path);
+      // anndata 0.7: categorical codes carry a `categories` reference to __categories/<name>.
+      if (h5::has_attribute(dataset.get(), "categories")) return read_legacy_categorical(frame, dataset.get(), where, name);
+      const auto encoding = h5::string_attribute(dataset.get(), "encoding-type");
+      if (encoding && *encoding != "array" && *encoding != "string-array") {
+        fail(fmt::format("{} has unknown encoding-type '{}'", where, *encoding));
+      }
+      return read_array_column(dataset.get(), name);
+    }
+    if (type != H5O_TYPE_GROUP) fail(fmt::format("{} is missing", where));
+    Handle group = h5::open_group(frame, name, path);
+    const std::string encoding = h5::string_attribute(group.get(), "encoding-type").value_or("");
+    Column column;
+    column.name = name;
+    if (encoding == "categorical") {
+      column.kind = ColumnKind::kCategorical;
+      column.dtype = "category";
+      column.ordered = h5::bool_attribute(group.get(), "ordered").value_or(false);
+      Handle codes = h5::open_dataset(group.get(), "codes", path);
+      Handle categories = h5::open_dataset(group.get(), "categories", path);
+      column.codes = h5::read_all_1d<std::int32_t>(codes.get());
+      column.categories_dtype = h5::dtype_name(categories.get());
+      column.categories = column.categories_dtype == "str" ? h5::read_strings(categories.get())
+                                                           : numeric_categories_as_text(categories.get(), column.categories_dtype);
+      check_codes(column, where);
+    } else if (encoding == "nullable-integer" || encoding == "nullable-boolean" || encoding == "nullable-string-array") {
+      Handle values = h5::open_dataset(group.get(), "values", path);
+      Handle mask = h5::open_dataset(group.get(), "mask", path);
+      column = read_array_column(values.get(), name);
+      column.mask = h5::read_all_1d<std::uint8_t>(mask.get());
+      if (column.kind == ColumnKind::kInt) column.kind = ColumnKind::kNullableInt;
+      if (column.kind == ColumnKind::kBool) column.kind = ColumnKind::kNullableBool;
+      if (column.mask.size() != column.size()) fail(fmt::format("{}: mask has {} entries for {} values", where, column.mask.size(), column.size()));
+    } else {
+      fail(fmt::format("{} has unknown encoding-type '{}'", where, encoding.empty() ? std::string("(none)") : encoding));
+    }
+    return column;
+  }
+
+  Column read_legacy_categorical(hid_t frame, hid_t codes, const std::string& where, const std::string& name) const {
+    Column column;
+    column.name = name;
+    column.kind = ColumnKind::kCategorical;
+    column.dtype = "category";
+    column.codes = h5::read_all_1d<std::int32_t>(codes);
+    column.ordered = h5::bool_attribute(codes, "ordered").value_or(false);
+    Handle attribute(H5Aopen(codes, "categories", H5P_DEFAULT));
+    hobj_ref_t reference{};
+    if (!attribute || H5Aread(attribute.get(), H5T_STD_REF_OBJ, &reference) < 0) {
+      fail(fmt::format("{}: cannot read the 'categories' reference", where));
+    }
+    Handle categories(H5Rdereference2(frame, H5P_DEFAULT, H5R_OBJECT, &reference));
+    if (!categories) fail(fmt::format("{}: dangling 'categories' reference", where));
+    column.categories_dtype = h5::dtype_name(categories.get());
+    column.categories = column.categories_dtype == "str" ? h5::read_strings(categories.get())
+                                                         : numeric_categories_as_text(categories.get(), column.categories_dtype);
+    check_codes(column, where);
+    return column;
+  }
+
+  void check_codes(const Column& column, const std::string& where) const {
+    const auto n = static_cast<std::int32_t>(column.categories.size());
+    for (std::size_t i = 0; i < column.codes.size(); ++i) {
+      if (column.codes[i] < -1 || column.codes[i] >= n) {
+        fail(fmt::format("{}: code {} at row {} is outside the {} categories", where, column.codes[i], i, n));
+      }
+    }
+  }
+
+  DataFrame read_frame(const std::string& frame_path, const std::vector<std::string>* only, std::int64_t expected_rows) const {
+    auto lock = h5::hdf5_lock();
+    DataFrame frame;
+    if (h5::object_type(file.get(), frame_path) != H5O_TYPE_GROUP) {
+      if (h5::object_type(file.get(), frame_path) == H5O_TYPE_DATASET) {
+        fail(fmt::format("{} is a compound dataset (anndata < 0.7); re-save the file with a recent anndata", frame_path));
+      }
+      // anndata writes obs/var always; tolerate absence with a generated index.
+      for (std::int64_t i = 0; i < expected_rows; ++i) frame.index.push_back(std::to_string(i));
+      return frame;
+    }
+    Handle group = h5::open_group(file.get(), frame_path, path);
+    const auto encoding = h5::string_attribute(group.get(), "encoding-type");
+    if (encoding && *encoding != "dataframe") fail(fmt::format("{} has encoding-type '{}', expected 'dataframe'", frame_path, *encoding));
+    frame.index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
+    if (!h5::exists(group.get(), frame.index_name)) fail(fmt::format("{} has no index dataset '{}'", frame_path, frame.index_name));
+    {
+      Handle index = h5::open_dataset(group.get(), frame.index_name, path);
+      if (h5::is_string_dataset(index.get())) {
+        frame.index = h5::read_strings(index.get());
+      } else {
+        const Column numeric = read_array_column(index.get(), frame.index_name);
+        for (std::size_t i = 0; i < numeric.size(); ++i) frame.index.push_back(numeric.value_as_string(i));
+      }
+    }
+    std::vector<std::string> order = h5::string_array_attribute(group.get(), "column-order");
+    if (!h5::has_attribute(group.get(), "column-order")) {
+      for (const auto& member : h5::list_members(group.get())) {
+        if (member != frame.index_name && member != "__categories") order.push_back(member);
+      }
+    }
+    for (const auto& name : order) {
+      if (only != nullptr && std::find(only->begin(), only->end(), name) == only->end()) continue;
+      Column column = read_column(group.get(), frame_path, name);
+      if (column.size() != frame.index.size()) {
+        fail(fmt::format("{}/{} has {} rows but the index has {}", frame_path, name, column.size(), frame.index.size()));
+      }
+      frame.columns.push_back(std::move(column));
+    }
+    if (expected_rows >= 0 && static_cast<std::int64_t>(frame.index.size()) != expected_rows) {
+      fail(fmt::format("{} has {} rows but X has {}", frame_path, frame.index.size(), expected_rows));
+    }
+    return frame;
+  }
+
+  /// Rows of the data frame group `frame` (length of its index), -1 when the group is absent.
+  std::int64_t frame_rows(const std::string& frame) const {
+    const hid_t root = file.get();
+    if (h5::object_type(root, frame) != H5O_TYPE_GROUP) return -1;
+    Handle group = h5::open_group(root, frame, path);
+    const std::string index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
+    if (!h5::exists(group.get(), index_name)) fail(fmt::format("{} has no index dataset '{}'", frame, index_name));
+    return h5::dataset_length(h5::open_dataset(group.get(), index_name, path).get());
+  }
+
+  /// Describe the matrix stored at `source` (a dense dataset or a sparse group).
+  MatrixInfo describe(const std::string& source) const {
+    auto lock = h5::hdf5_lock();
+    MatrixInfo info;
+    info.source = source;
+    const H5O_type_t type = h5::object_type(file.get(), source);
+    if (type == H5O_TYPE_UNKNOWN) fail(fmt::format("matrix '{}' is missing", source));
+    if (type == H5O_TYPE_DATASET) {
+      Handle dataset = h5::open_dataset(file.get(), source, path);
+      const auto encoding = h5::string_attribute(dataset.get(), "encoding-type");
+      if (encoding && *encoding != "array") fail(fmt::format("{} has unknown encoding-type '{}'", source, *encoding));
+      const auto shape = h5::dataset_shape(dataset.get());
+      if (shape.size() != 2) fail(fmt::format("{} is a dense array of rank {}, expected 2", source, shape.size()));
+      info.encoding = MatrixEncoding::kDense;
+      info.n_rows = shape[0];
+      info.n_cols = shape[1];
+      info.nnz = shape[0] * shape[1];
+      info.value_dtype = h5::dtype_name(dataset.get());
+      info.compression = h5::compression_name(dataset.get());
+      info.chunks = h5::chunk_shape(dataset.get());
+      info.encoding_version = h5::string_attribute(dataset.get(), "encoding-version").value_or("");
+      info.stored_bytes = h5::storage_bytes(dataset.get());
+      if (!is_numeric_dtype(info.value_dtype)) fail(fmt::format("{} holds {} values, expected numbers", source, info.value_dtype));
+      return info;
+    }
+    Handle group = h5::open_group(file.get(), source, path);
+    std::string encoding = h5::string_attribute(group.get(), "encoding-type").value_or("");
+    std::vector<std::int64_t> shape = h5::int_array_attribute(group.get(), "shape");
+    if (encoding.empty()) {  // anndata 0.7 / h5sparse
+      const std::string legacy = h5::string_attribute(group.get(), "h5sparse_format").value_or("");
+      if (legacy == "csr" || legacy == "csc") encoding = legacy + "_matrix";
+      if (shape.empty()) shape = h5::int_array_attribute(group.get(), "h5sparse_shape");
+    }
+    if (encoding == "csr_matrix") {
+      info.encoding = MatrixEncoding::kCsr;
+    } else if (encoding == "csc_matrix") {
+      info.encoding = MatrixEncoding::kCsc;
+    } else {
+      fail(fmt::format("{} has unknown encoding-type '{}' (expected csr_matrix, csc_matrix or a dense array)", source,
+                       encoding.empty() ? std::string("(none)") : encoding));
+    }
+    if (shape.size() != 2 || shape[0] < 0 || shape[1] < 0) fail(fmt::format("{} has no valid 'shape' attribute", source));
+    info.n_rows = shape[0];
+    info.n_cols = shape[1];
+    if (info.n_cols > std::int64_t{2147483647}) fail(fmt::format("{} has {} columns; at most 2^31 - 1 are supported", source, info.n_cols));
+    info.encoding_version = h5::string_attribute(group.get(), "encoding-version").value_or("");
+    for (const char* part : {"data", "indices", "indptr"}) {
+      if (h5::object_type(group.get(), part) != H5O_TYPE_DATASET) fail(fmt::format("{}/{} is missing", source, part));
+    }
+    Handle data = h5::open_dataset(group.get(), "data", path);
+    Handle indices = h5::open_dataset(group.get(), "indices", path);
+    Handle indptr = h5::open_dataset(group.get(), "indptr", path);
+    info.nnz = h5::dataset_length(data.get());
+    info.value_dtype = h5::dtype_name(data.get());
+    info.index_dtype = h5::dtype_name(indices.get());
+    info.compression = h5::compression_name(data.get());
+    info.chunks = h5::chunk_shape(data.get());
+    info.stored_bytes = h5::storage_bytes(data.get()) + h5::storage_bytes(indices.get()) + h5::storage_bytes(indptr.get());
+    if (!is_numeric_dtype(info.value_dtype)) fail(fmt::format("{}/data holds {} values, expected numbers", source, info.value_dtype));
+    if (info.index_dtype.find("int") == std::string::npos) fail(fmt::format("{}/indices holds {} values, expected integers", source, info.index_dtype));
+    return info;
+  }
+};
+
+H5adFile::H5adFile(const std::string& path, const H5adOpenOptions& options) : impl_(std::make_unique<Impl>()) {
+  impl_->path = path;
+  impl_->options = options;
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file", path));
+  if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("{}: is a directory, expected an .h5ad file", path));
+  auto lock = h5::hdf5_lock();
+  h5::silence_hdf5_errors();
+  if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file (an .h5ad must be HDF5)", path));
+  impl_->file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!impl_->file) throw InputError(fmt::format("{}: HDF5 cannot open the file (truncated or corrupt?)", path));
+  const hid_t file = impl_->file.get();
+  impl_->encoding_version = h5::string_attribute(file, "encoding-version").value_or("");
+
+  // Shape: from X, else raw/X or the first layer for the number of cells and obs/var lengths.
+  const auto sources = matrix_sources();
+  if (h5::exists(file, "X")) {
+    const MatrixInfo x = impl_->describe("X");
+    impl_->n_obs = x.n_rows;
+    impl_->n_vars = x.n_cols;
+    // Validate indptr now, before any compute (cheap: one value per row).
+    if (x.encoding != MatrixEncoding::kDense) (void)open_matrix("X");
+  } else if (!sources.empty()) {
+    impl_->n_obs = impl_->describe(sources.front()).n_rows;
+    impl_->n_vars = std::max<std::int64_t>(impl_->frame_rows("var"), 0);
+  } else {
+    throw InputError(fmt::format("{}: no matrix found: /X is missing and there is no raw/X or layer", path));
+  }
+  // obs / var lengths must agree with X.
+  for (const auto& [frame, expected] : {std::pair<std::string, std::int64_t>{"obs", impl_->n_obs}, {"var", impl_->n_vars}}) {
+    const std::int64_t rows = impl_->frame_rows(frame);
+    if (rows >= 0 && rows != expected) {
+      impl_->fail(fmt::format("{} has {} rows but X has shape {} x {}: shape mismatch", frame, rows, impl_->n_obs, impl_->n_vars));
+    }
+  }
+}
+
+H5adFile::~H5adFile() {
+  if (impl_) {
+    auto lock = h5::hdf5_lock();
+    impl_->file.reset();
+  }
+}
+
+const std::string& H5adFile::path() const { return impl_->path; }
+std::int64_t H5adFile::n_obs() const { return impl_->n_obs; }
+std::int64_t H5adFile::n_vars() const { return impl_->n_vars; }
+std::string H5adFile::encoding_version() const { return impl_->encoding_version; }
+
+DataFrame H5adFile::read_obs() const { return impl_->read_frame("obs", nullptr, impl_->n_obs); }
+DataFrame H5adFile::read_var() const { return impl_->read_frame("var", nullptr, impl_->n_vars); }
+DataFrame H5adFile::read_obs_columns(const std::vector<std::string>& names) const {
+  DataFrame frame = impl_->read_frame("obs", &names, impl_->n_obs);
+  for (const auto& name : names) (void)frame.at(name, fmt::format("obs of {}", impl_->path));
+  return frame;
+}
+
+DataFrame H5adFile::read_var_of(const std::string& source) const {
+  if (source == "raw/X") {
+    const MatrixInfo info = matrix_info(source);
+    return impl_->read_frame("raw/var", nullptr, info.n_cols);
+  }
+  return read_var();
+}
+
+std::vector<std::string> H5adFile::obs_column_names() const {
+  auto lock = h5::hdf5_lock();
+  if (h5::object_type(impl_->file.get(), "obs") != H5O_TYPE_GROUP) return {};
+  Handle group = h5::open_group(impl_->file.get(), "obs", impl_->path);
+  if (h5::has_attribute(group.get(), "column-order")) return h5::string_array_attribute(group.get(), "column-order");
+  const std::string index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
+  std::vector<std::string> names;
+  for (const auto& member : h5::list_members(group.get())) {
+    if (member != index_name && member != "__categories") names.push_back(member);
+  }
+  return names;
+}
+
+std::vector<std::string> H5adFile::keys(const std::string& group_name) const {
+  auto lock = h5::hdf5_lock();
+  if (h5::object_type(impl_->file.get(), group_name) != H5O_TYPE_GROUP) return {};
+  Handle group = h5::open_group(impl_->file.get(), group_name, impl_->path);
+  return h5::list_members(group.get());
+}
+
+std::vector<std::string> H5adFile::matrix_sources() const {
+  auto lock = h5::hdf5_lock();
+  const hid_t file = impl_->file.get();
+  std::vector<std::string> sources;
+  if (h5::exists(file, "X")) sources.emplace_back("X");
+  if (h5::exists(file, "raw/X")) sources.emplace_back("raw/X");
+  if (h5::object_type(file, "layers") == H5O_TYPE_GROUP) {
+    Handle layers = h5::open_group(file, "layers", impl_->path);
+    for (const auto& name : h5::list_members(layers.get())) sources.push_back("layers/" + name);
+  }
+  return sources;
+}
+
+MatrixInfo H5adFile::matrix_info(const std::string& source) const { return impl_->describe(source); }
+
+std::unique_ptr<MatrixReader> H5adFile::open_matrix(const std::string& source) const {
+  MatrixInfo info = impl_->describe(source);
+  if (source != "raw/X" && (info.n_rows != impl_->n_obs || info.n_cols != impl_->n_vars) && h5::exists(impl_->file.get(), "X")) {
+    impl_->fail(fmt::format("{} has shape {} x {} but X has {} x {}: shape mismatch", source, info.n_rows, info.n_cols,
+                            impl_->n_obs, impl_->n_vars));
+  }
+  if (info.encoding == MatrixEncoding::kDense) {
+    return detail::open_dense_reader(impl_->file.get(), impl_->path, source, std::move(info), impl_->options.chunk_cache_bytes);
+  }
+  detail::SparseLocation where{impl_->path, source, info.encoding, info.n_rows, info.n_cols};
+  return detail::open_sparse_reader(impl_->file.get(), where, std::move(info), impl_->options.chunk_cache_bytes);
+}
+
+DenseMatrix H5adFile::read_obsm(const std::string& name) const {
+  auto lock = h5::hdf5_lock();
+  const std::string path = "obsm/" + name;
+  if (h5::object_type(impl_->file.get(), path) != H5O_TYPE_DATASET) {
+    impl_->fail(fmt::format("{} is missing or not a dense array", path));
+  }
+  Handle dataset = h5::open_dataset(impl_->file.get(), path, impl_->path);
+  const auto shape = h5::dataset_shape(dataset.get());
+  DenseMatrix matrix;
+  matrix.rows = shape.empty() ? 0 : shape[0];
+  matrix.cols = shape.size() >= 2 ? shape[1] : 1;
+  if (matrix.rows != impl_->n_obs) impl_->fail(fmt::format("{} has {} rows but there are {} cells", path, matrix.rows, impl_->n_obs));
+  matrix.values.resize(static_cast<std::size_t>(matrix.rows * matrix.cols));
+  if (!matrix.values.empty() &&
+      H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, matrix.values.data()) < 0) {
+    throw IoError(fmt::format("{}: cannot read {}", impl_->path, path));
+  }
+  return matrix;
+}
+
+}  // namespace celltyper

@@ -1,0 +1,382 @@
+#include <celltyper/error.hpp>
+#include <celltyper/h5ad.hpp>
+
+#include "io/hdf5_util.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <random>
+
+namespace celltyper {
+
+using h5::Handle;
+
+namespace {
+
+/// A temporary path beside `target` (same directory, so rename is atomic).
+std::string temporary_path_for(const std::string& target) {
+  const std::filesystem::path path(target);
+  std::random_device device;
+  const std::string name = fmt::format(".{}.tmp-{}-{:08x}", path.filename().string(), getpid(), device());
+  return (path.parent_path() / name).string();
+}
+
+void rename_into_place(const std::string& from, const std::string& to) {
+  std::error_code error;
+  std::filesystem::rename(from, to, error);
+  if (error) {
+    std::filesystem::remove(from, error);
+    throw IoError(fmt::format("{}: cannot move the finished file into place: {}", to, error.message()));
+  }
+}
+
+bool dtype_is(const std::string& dtype, const char* prefix) { return dtype.rfind(prefix, 0) == 0; }
+
+/// Smallest signed integer type for categorical codes, as pandas chooses.
+void write_codes(hid_t group, const std::vector<std::int32_t>& codes, std::size_t n_categories) {
+  if (n_categories < 128) {
+    std::vector<std::int8_t> small(codes.begin(), codes.end());
+    h5::write_encoding(h5::write_1d(group, "codes", small.data(), static_cast<std::int64_t>(small.size())).get(), "array", "0.2.0");
+  } else {
+    h5::write_encoding(h5::write_1d(group, "codes", codes.data(), static_cast<std::int64_t>(codes.size())).get(), "array", "0.2.0");
+  }
+}
+
+/// Bools as h5py writes numpy bool arrays (an int8 enum), tagged as an anndata array.
+void write_bools(hid_t parent, const std::string& name, const std::vector<std::uint8_t>& values) {
+  Handle type(H5Tenum_create(H5T_NATIVE_INT8));
+  std::int8_t value = 0;
+  H5Tenum_insert(type.get(), "FALSE", &value);
+  value = 1;
+  H5Tenum_insert(type.get(), "TRUE", &value);
+  const hsize_t n = values.size();
+  Handle space(H5Screate_simple(1, &n, nullptr));
+  Handle dataset(H5Dcreate2(parent, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (!dataset) throw IoError(fmt::format("cannot create dataset '{}'", name));
+  std::vector<std::int8_t> stored(values.begin(), values.end());
+  if (!stored.empty() && H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, stored.data()) < 0) {
+    throw IoError(fmt::format("cannot write dataset '{}'", name));
+  }
+  h5::write_encoding(dataset.get(), "array", "0.2.0");
+}
+
+void write_numbers(hid_t parent, const std::string& name, const Column& column) {
+  const auto n = static_cast<std::int64_t>(column.size());
+  Handle dataset;
+  if (column.kind == ColumnKind::kFloat) {
+    if (column.dtype == "float32") {
+      std::vector<float> narrow(column.numbers.begin(), column.numbers.end());
+      dataset = h5::write_1d(parent, name, narrow.data(), n);
+    } else {
+      dataset = h5::write_1d(parent, name, column.numbers.data(), n);
+    }
+  } else if (column.dtype == "int32" || column.dtype == "int16" || column.dtype == "int8") {
+    std::vector<std::int32_t> narrow(column.integers.begin(), column.integers.end());
+    dataset = h5::write_1d(parent, name, narrow.data(), n);
+  } else {
+    dataset = h5::write_1d(parent, name, column.integers.data(), n);
+  }
+  h5::write_encoding(dataset.get(), "array", "0.2.0");
+}
+
+/// Write one column in anndata's encoding (>= 0.8) under `frame`.
+void write_column(hid_t frame, const Column& column) {
+  h5::unlink_if_exists(frame, column.name);
+  switch (column.kind) {
+    case ColumnKind::kString: h5::write_strings(frame, column.name, column.strings); break;
+    case ColumnKind::kFloat:
+    case ColumnKind::kInt: write_numbers(frame, column.name, column); break;
+    case ColumnKind::kBool: write_bools(frame, column.name, column.booleans); break;
+    case ColumnKind::kCategorical: {
+      Handle group = h5::create_group(frame, column.name);
+      h5::write_encoding(group.get(), "categorical", "0.2.0");
+      h5::write_bool_attribute(group.get(), "ordered", column.ordered);
+      write_codes(group.get(), column.codes, column.categories.size());
+      if (dtype_is(column.categories_dtype, "int") || dtype_is(column.categories_dtype, "uint")) {
+        std::vector<std::int64_t> values;
+        for (const auto& text : column.categories) values.push_back(std::stoll(text));
+        h5::write_encoding(h5::write_1d(group.get(), "categories", values.data(), static_cast<std::int64_t>(values.size())).get(), "array", "0.2.0");
+      } else if (dtype_is(column.categories_dtype, "float")) {
+        std::vector<double> values;
+        for (const auto& text : column.categories) values.push_back(std::stod(text));
+        h5::write_encoding(h5::write_1d(group.get(), "categories", values.data(), static_cast<std::int64_t>(values.size())).get(), "array", "0.2.0");
+      } else {
+        h5::write_strings(group.get(), "categories", column.categories);
+      }
+      break;
+    }
+    case ColumnKind::kNullableInt:
+    case ColumnKind::kNullableBool: {
+      Handle group = h5::create_group(frame, column.name);
+      const bool is_int = column.kind == ColumnKind::kNullableInt;
+      h5::write_encoding(group.get(), is_int ? "nullable-integer" : "nullable-boolean", "0.1.0");
+      if (is_int) {
+        h5::write_1d(group.get(), "values", column.integers.data(), static_cast<std::int64_t>(column.integers.size()));
+      } else {
+        write_bools(group.get(), "values", column.booleans);
+      }
+      std::vector<std::uint8_t> mask = column.mask;
+      mask.resize(column.size(), 0);
+      write_bools(group.get(), "mask", mask);
+      break;
+    }
+  }
+}
+
+void write_frame(hid_t file, const std::string& path, const DataFrame& frame) {
+  h5::unlink_if_exists(file, path);
+  Handle group = h5::create_group(file, path);
+  h5::write_encoding(group.get(), "dataframe", "0.2.0");
+  const std::string index_name = frame.index_name.empty() ? "_index" : frame.index_name;
+  h5::write_string_attribute(group.get(), "_index", index_name);
+  std::vector<std::string> order;
+  for (const auto& column : frame.columns) {
+    if (column.size() != frame.n_rows()) {
+      throw InputError(fmt::format("{} column '{}' has {} rows, the index has {}", path, column.name, column.size(), frame.n_rows()));
+    }
+    if (column.name == index_name) throw InputError(fmt::format("{} column '{}' has the index's name", path, column.name));
+    order.push_back(column.name);
+  }
+  h5::write_string_array_attribute(group.get(), "column-order", order);
+  h5::write_strings(group.get(), index_name, frame.index);
+  for (const auto& column : frame.columns) write_column(group.get(), column);
+}
+
+Handle ensure_dict_group(hid_t file, const std::string& path) {
+  if (h5::object_type(file, path) == H5O_TYPE_GROUP) return Handle(H5Gopen2(file, path.c_str(), H5P_DEFAULT));
+  Handle group = h5::create_group(file, path);
+  h5::write_encoding(group.get(), "dict", "0.1.0");
+  return group;
+}
+
+void write_dense_matrix(hid_t parent, const std::string& name, const DenseMatrix& matrix) {
+  if (static_cast<std::int64_t>(matrix.values.size()) != matrix.rows * matrix.cols) {
+    throw InputError(fmt::format("matrix '{}' holds {} values for shape {} x {}", name, matrix.values.size(), matrix.rows, matrix.cols));
+  }
+  h5::unlink_if_exists(parent, name);
+  Handle dataset = h5::write_2d(parent, name, matrix.values.data(), matrix.rows, matrix.cols);
+  h5::write_encoding(dataset.get(), "array", "0.2.0");
+}
+
+void write_uns_string(hid_t file, const std::string& name, const std::string& value) {
+  Handle uns = ensure_dict_group(file, "uns");
+  h5::unlink_if_exists(uns.get(), name);
+  Handle type(H5Tcopy(H5T_C_S1));
+  H5Tset_size(type.get(), H5T_VARIABLE);
+  H5Tset_cset(type.get(), H5T_CSET_UTF8);
+  Handle space(H5Screate(H5S_SCALAR));
+  Handle dataset(H5Dcreate2(uns.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  const char* pointer = value.c_str();
+  if (!dataset || H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &pointer) < 0) {
+    throw IoError(fmt::format("cannot write uns/{}", name));
+  }
+  h5::write_encoding(dataset.get(), "string", "0.2.0");
+}
+
+}  // namespace
+
+struct H5adWriter::Impl {
+  std::string target;
+  std::string temporary;
+  std::int64_t n_obs = 0;
+  std::int64_t n_vars = 0;
+  H5adWriteOptions options;
+  Handle file;
+  Handle x_group;
+  Handle x_data;
+  Handle x_indices;
+  std::vector<std::int64_t> indptr{0};
+  std::int64_t rows_written = 0;
+  bool dense_x = false;
+  bool committed = false;
+
+  void open_x() {
+    if (x_group) return;
+    x_group = h5::create_group(file.get(), "X");
+    h5::write_encoding(x_group.get(), "csr_matrix", "0.1.0");
+    h5::write_int_array_attribute(x_group.get(), "shape", {n_obs, n_vars});
+    if (options.x_as_float64) {
+      x_data = h5::create_extendible_1d<double>(x_group.get(), "data", options.chunk_values, options.gzip_level);
+    } else {
+      x_data = h5::create_extendible_1d<float>(x_group.get(), "data", options.chunk_values, options.gzip_level);
+    }
+    x_indices = h5::create_extendible_1d<std::int32_t>(x_group.get(), "indices", options.chunk_values, options.gzip_level);
+  }
+
+  template <typename Value>
+  void append(const CsrRows<Value>& block) {
+    if (dense_x) throw InputError("X was already written as a dense array");
+    if (block.first_row != rows_written) {
+      throw InputError(fmt::format("{}: rows must be appended in order: got row {} after {} rows", target, block.first_row, rows_written));
+    }
+    if (block.n_cols != n_vars) throw InputError(fmt::format("{}: block has {} columns, the file has {}", target, block.n_cols, n_vars));
+    if (rows_written + block.n_rows > n_obs) throw InputError(fmt::format("{}: more than {} rows appended", target, n_obs));
+    auto lock = h5::hdf5_lock();
+    open_x();
+    const std::int64_t base = indptr.back();
+    for (std::int64_t r = 1; r <= block.n_rows; ++r) indptr.push_back(base + block.indptr[static_cast<std::size_t>(r)]);
+    if (options.x_as_float64) {
+      std::vector<double> values(block.values.begin(), block.values.end());
+      h5::append_1d(x_data.get(), values.data(), block.nnz());
+    } else {
+      std::vector<float> values(block.values.begin(), block.values.end());
+      h5::append_1d(x_data.get(), values.data(), block.nnz());
+    }
+    h5::append_1d(x_indices.get(), block.indices.data(), block.nnz());
+    rows_written += block.n_rows;
+  }
+};
+
+H5adWriter::H5adWriter(std::string path, std::int64_t n_obs, std::int64_t n_vars, H5adWriteOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->target = std::move(path);
+  impl_->temporary = temporary_path_for(impl_->target);
+  impl_->n_obs = n_obs;
+  impl_->n_vars = n_vars;
+  impl_->options = options;
+  auto lock = h5::hdf5_lock();
+  h5::silence_hdf5_errors();
+  Handle fcpl(H5Pcreate(H5P_FILE_CREATE));
+  H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
+  impl_->file = Handle(H5Fcreate(impl_->temporary.c_str(), H5F_ACC_EXCL, fcpl.get(), H5P_DEFAULT));
+  if (!impl_->file) throw IoError(fmt::format("{}: cannot create the output file (directory missing or not writable?)", impl_->target));
+  h5::write_encoding(impl_->file.get(), "anndata", "0.1.0");
+}
+
+H5adWriter::~H5adWriter() {
+  if (!impl_) return;
+  auto lock = h5::hdf5_lock();
+  impl_->x_data.reset();
+  impl_->x_indices.reset();
+  impl_->x_group.reset();
+  impl_->file.reset();
+  if (!impl_->committed) {
+    std::error_code error;
+    std::filesystem::remove(impl_->temporary, error);
+  }
+}
+
+void H5adWriter::append_rows(const CsrBlock& block) { impl_->append(block); }
+void H5adWriter::append_rows(const CsrBlockF64& block) { impl_->append(block); }
+
+void H5adWriter::write_dense_x(const std::vector<float>& values) {
+  if (impl_->x_group) throw InputError("X was already started as a sparse matrix");
+  DenseMatrix matrix{impl_->n_obs, impl_->n_vars, values};
+  auto lock = h5::hdf5_lock();
+  write_dense_matrix(impl_->file.get(), "X", matrix);
+  impl_->dense_x = true;
+}
+
+void H5adWriter::write_obs(const DataFrame& obs) {
+  if (static_cast<std::int64_t>(obs.n_rows()) != impl_->n_obs) {
+    throw InputError(fmt::format("{}: obs has {} rows for {} cells", impl_->target, obs.n_rows(), impl_->n_obs));
+  }
+  auto lock = h5::hdf5_lock();
+  write_frame(impl_->file.get(), "obs", obs);
+}
+
+void H5adWriter::write_var(const DataFrame& var) {
+  if (static_cast<std::int64_t>(var.n_rows()) != impl_->n_vars) {
+    throw InputError(fmt::format("{}: var has {} rows for {} genes", impl_->target, var.n_rows(), impl_->n_vars));
+  }
+  auto lock = h5::hdf5_lock();
+  write_frame(impl_->file.get(), "var", var);
+}
+
+void H5adWriter::write_obsm(const std::string& name, const DenseMatrix& matrix) {
+  if (matrix.rows != impl_->n_obs) throw InputError(fmt::format("obsm '{}' has {} rows for {} cells", name, matrix.rows, impl_->n_obs));
+  auto lock = h5::hdf5_lock();
+  Handle obsm = ensure_dict_group(impl_->file.get(), "obsm");
+  write_dense_matrix(obsm.get(), name, matrix);
+}
+
+void H5adWriter::write_uns_string(const std::string& name, const std::string& value) {
+  auto lock = h5::hdf5_lock();
+  celltyper::write_uns_string(impl_->file.get(), name, value);
+}
+
+void H5adWriter::commit() {
+  {
+    auto lock = h5::hdf5_lock();
+    const hid_t file = impl_->file.get();
+    if (!impl_->dense_x) {
+      impl_->open_x();
+      if (impl_->rows_written != impl_->n_obs) {
+        // Rows never appended are empty (all zero).
+        impl_->indptr.resize(static_cast<std::size_t>(impl_->n_obs) + 1, impl_->indptr.back());
+      }
+      h5::write_1d(impl_->x_group.get(), "indptr", impl_->indptr.data(), static_cast<std::int64_t>(impl_->indptr.size()));
+    }
+    for (const char* frame : {"obs", "var"}) {
+      if (!h5::exists(file, frame)) {
+        DataFrame empty;
+        const std::int64_t rows = std::string(frame) == "obs" ? impl_->n_obs : impl_->n_vars;
+        for (std::int64_t i = 0; i < rows; ++i) empty.index.push_back(std::to_string(i));
+        write_frame(file, frame, empty);
+      }
+    }
+    for (const char* group : {"obsm", "varm", "obsp", "varp", "layers", "uns"}) ensure_dict_group(file, group);
+    impl_->x_data.reset();
+    impl_->x_indices.reset();
+    impl_->x_group.reset();
+    if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush the output (disk full?)", impl_->target));
+    impl_->file.reset();
+  }
+  rename_into_place(impl_->temporary, impl_->target);
+  impl_->committed = true;
+}
+
+void write_h5ad_with_additions(const std::string& input, const std::string& output, const H5adAdditions& additions, bool in_place) {
+  std::error_code error;
+  if (!std::filesystem::exists(input, error)) throw InputError(fmt::format("{}: no such file", input));
+  if (!in_place && std::filesystem::exists(output, error) && std::filesystem::equivalent(input, output, error)) {
+    throw InputError(fmt::format("{}: output is the input file; pass the in-place option to modify it", output));
+  }
+  // Validate before copying anything: the additions must fit the input's cells.
+  std::int64_t n_obs = 0;
+  {
+    H5adFile source(input);
+    n_obs = source.n_obs();
+  }
+  for (const auto& column : additions.obs_columns) {
+    if (static_cast<std::int64_t>(column.size()) != n_obs) {
+      throw InputError(fmt::format("obs column '{}' has {} rows but {} has {} cells", column.name, column.size(), input, n_obs));
+    }
+  }
+  for (const auto& [name, matrix] : additions.obsm) {
+    if (matrix.rows != n_obs) throw InputError(fmt::format("obsm '{}' has {} rows but {} has {} cells", name, matrix.rows, input, n_obs));
+  }
+  const std::string temporary = temporary_path_for(output);
+  std::filesystem::copy_file(input, temporary, std::filesystem::copy_options::overwrite_existing, error);
+  if (error) throw IoError(fmt::format("{}: cannot copy to {}: {}", input, temporary, error.message()));
+  try {
+    auto lock = h5::hdf5_lock();
+    h5::silence_hdf5_errors();
+    Handle file(H5Fopen(temporary.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+    if (!file) throw IoError(fmt::format("{}: cannot open the copy for writing", temporary));
+    if (!additions.obs_columns.empty()) {
+      Handle obs = h5::open_group(file.get(), "obs", input);
+      std::vector<std::string> order = h5::string_array_attribute(obs.get(), "column-order");
+      for (const auto& column : additions.obs_columns) {
+        write_column(obs.get(), column);
+        if (std::find(order.begin(), order.end(), column.name) == order.end()) order.push_back(column.name);
+      }
+      h5::write_string_array_attribute(obs.get(), "column-order", order);
+    }
+    if (!additions.obsm.empty()) {
+      Handle obsm = ensure_dict_group(file.get(), "obsm");
+      for (const auto& [name, matrix] : additions.obsm) write_dense_matrix(obsm.get(), name, matrix);
+    }
+    for (const auto& [name, value] : additions.uns_strings) write_uns_string(file.get(), name, value);
+    if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", temporary));
+  } catch (...) {
+    std::filesystem::remove(temporary, error);
+    throw;
+  }
+  rename_into_place(temporary, output);
+}
+
+}  // namespace celltyper

@@ -1,0 +1,125 @@
+/// Internal: a thin RAII layer over the HDF5 C API used by the h5ad and 10x readers/writers.
+/// All HDF5 calls go through one process-wide mutex (Debian's libhdf5 is not built
+/// thread-safe); callers hold `hdf5_lock()` around any sequence of calls.
+#pragma once
+
+#include <celltyper/error.hpp>
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace celltyper::h5 {
+
+/// The process-wide HDF5 mutex (recursive: helpers call helpers).
+std::recursive_mutex& hdf5_mutex();
+inline std::unique_lock<std::recursive_mutex> hdf5_lock() { return std::unique_lock(hdf5_mutex()); }
+
+/// Turn off HDF5's automatic error printing (once per process); we report our own errors.
+void silence_hdf5_errors();
+
+/// An owned HDF5 identifier closed with the matching H5*close on destruction.
+class Handle {
+ public:
+  Handle() = default;
+  explicit Handle(hid_t id) : id_(id) {}
+  ~Handle() { reset(); }
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+  Handle(Handle&& other) noexcept : id_(std::exchange(other.id_, H5I_INVALID_HID)) {}
+  Handle& operator=(Handle&& other) noexcept {
+    if (this != &other) {
+      reset();
+      id_ = std::exchange(other.id_, H5I_INVALID_HID);
+    }
+    return *this;
+  }
+  [[nodiscard]] hid_t get() const { return id_; }
+  [[nodiscard]] bool valid() const { return id_ >= 0; }
+  explicit operator bool() const { return valid(); }
+  void reset();
+
+ private:
+  hid_t id_ = H5I_INVALID_HID;
+};
+
+/// Does `parent/name` exist (a link that resolves)? Accepts nested paths "raw/X".
+bool exists(hid_t parent, const std::string& path);
+/// Object type at `path` (H5O_TYPE_GROUP, H5O_TYPE_DATASET, ...), or H5O_TYPE_UNKNOWN when absent.
+H5O_type_t object_type(hid_t parent, const std::string& path);
+/// Names of the members of a group, in creation order when tracked, else name order.
+std::vector<std::string> list_members(hid_t group);
+
+Handle open_group(hid_t parent, const std::string& path, const std::string& file_for_errors);
+Handle open_dataset(hid_t parent, const std::string& path, const std::string& file_for_errors,
+                    hid_t access_plist = H5P_DEFAULT);
+
+/// Attributes.
+bool has_attribute(hid_t object, const char* name);
+/// String attribute (fixed or variable length), nullopt when absent or not a string.
+std::optional<std::string> string_attribute(hid_t object, const char* name);
+/// String-array attribute (e.g. column-order), empty when absent; a numeric empty array is empty.
+std::vector<std::string> string_array_attribute(hid_t object, const char* name);
+/// Integer-array attribute (e.g. shape), empty when absent.
+std::vector<std::int64_t> int_array_attribute(hid_t object, const char* name);
+std::optional<bool> bool_attribute(hid_t object, const char* name);
+
+void write_string_attribute(hid_t object, const char* name, const std::string& value);
+void write_string_array_attribute(hid_t object, const char* name, const std::vector<std::string>& values);
+void write_int_array_attribute(hid_t object, const char* name, const std::vector<std::int64_t>& values);
+void write_bool_attribute(hid_t object, const char* name, bool value);
+/// Set anndata's encoding-type / encoding-version attributes.
+void write_encoding(hid_t object, const char* type, const char* version);
+
+/// Dataset metadata.
+std::vector<std::int64_t> dataset_shape(hid_t dataset);
+std::int64_t dataset_length(hid_t dataset);  ///< first dimension (1 for scalars)
+/// Numpy-style name of a dataset's element type: "float32", "int64", "uint16", "bool", "str", ...
+std::string dtype_name(hid_t dataset);
+bool is_string_dataset(hid_t dataset);
+/// "none", "gzip(4)", "lzf", "szip", "blosc", "filter(<id>)", joined with '+' when several.
+std::string compression_name(hid_t dataset);
+/// Chunk shape; empty when not chunked.
+std::vector<std::int64_t> chunk_shape(hid_t dataset);
+/// Bytes on disk.
+std::int64_t storage_bytes(hid_t dataset);
+
+/// Native memory type of T.
+template <typename T> hid_t native_type();
+
+/// Read elements [offset, offset + count) of a 1-D dataset (HDF5 converts the stored type).
+template <typename T>
+void read_1d(hid_t dataset, std::int64_t offset, std::int64_t count, T* out);
+template <typename T>
+std::vector<T> read_all_1d(hid_t dataset);
+/// Read rows [row, row + count) of a 2-D dataset into row-major `out` (count x cols).
+template <typename T>
+void read_rows_2d(hid_t dataset, std::int64_t row, std::int64_t count, std::int64_t cols, T* out);
+/// Read a 1-D string dataset (fixed or variable length, ASCII or UTF-8).
+std::vector<std::string> read_strings(hid_t dataset);
+
+/// Create datasets (1-D / 2-D) and write data in one go. `gzip_level` 0 = none.
+template <typename T>
+Handle write_1d(hid_t parent, const std::string& name, const T* data, std::int64_t count, int gzip_level = 0,
+                std::int64_t chunk = 1 << 16);
+template <typename T>
+Handle write_2d(hid_t parent, const std::string& name, const T* data, std::int64_t rows, std::int64_t cols,
+                int gzip_level = 0);
+Handle write_strings(hid_t parent, const std::string& name, const std::vector<std::string>& values);
+/// Create an extendible chunked 1-D dataset of T (for streaming appends).
+template <typename T>
+Handle create_extendible_1d(hid_t parent, const std::string& name, std::int64_t chunk, int gzip_level);
+template <typename T>
+void append_1d(hid_t dataset, const T* data, std::int64_t count);
+
+/// Create a group (intermediate groups too), tracking creation order as anndata does.
+Handle create_group(hid_t parent, const std::string& path);
+/// Delete a link if present.
+void unlink_if_exists(hid_t parent, const std::string& path);
+
+}  // namespace celltyper::h5

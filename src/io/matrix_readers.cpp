@@ -1,0 +1,422 @@
+#include "io/matrix_readers.hpp"
+
+#include <celltyper/error.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <future>
+#include <numeric>
+
+namespace celltyper {
+
+const char* to_string(MatrixEncoding encoding) {
+  switch (encoding) {
+    case MatrixEncoding::kCsr: return "csr_matrix";
+    case MatrixEncoding::kCsc: return "csc_matrix";
+    case MatrixEncoding::kDense: return "dense";
+  }
+  return "unknown";
+}
+
+std::vector<RowRange> MatrixReader::plan_blocks(std::size_t memory_limit_bytes) {
+  const std::vector<std::int64_t> per_row = row_nnz();
+  const std::size_t per_value = bytes_per_value();
+  const std::size_t per_row_overhead = sizeof(std::int64_t);
+  std::vector<RowRange> blocks;
+  std::int64_t begin = 0;
+  std::size_t bytes = 0;
+  const auto n = static_cast<std::int64_t>(per_row.size());
+  for (std::int64_t row = 0; row < n; ++row) {
+    const std::size_t row_bytes = static_cast<std::size_t>(per_row[static_cast<std::size_t>(row)]) * per_value + per_row_overhead;
+    if (row > begin && bytes + row_bytes > memory_limit_bytes) {
+      blocks.push_back({begin, row});
+      begin = row;
+      bytes = 0;
+    }
+    bytes += row_bytes;
+  }
+  if (n > begin) blocks.push_back({begin, n});
+  return blocks;
+}
+
+void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
+                    const std::function<void(const CsrBlock&)>& callback) {
+  const std::size_t limit = options.prefetch ? options.memory_limit_bytes / 2 : options.memory_limit_bytes;
+  const std::vector<RowRange> blocks = reader.plan_blocks(std::max<std::size_t>(limit, 1));
+  if (blocks.empty()) return;
+  CsrBlock current;
+  CsrBlock next;
+  reader.read_rows(blocks[0].begin, blocks[0].size(), current);
+  for (std::size_t i = 0; i < blocks.size(); ++i) {
+    const bool has_next = i + 1 < blocks.size();
+    std::future<void> pending;
+    if (has_next && options.prefetch) {
+      pending = std::async(std::launch::async, [&reader, &next, range = blocks[i + 1]] {
+        reader.read_rows(range.begin, range.size(), next);
+      });
+    }
+    try {
+      callback(current);
+    } catch (...) {
+      if (pending.valid()) pending.wait();
+      throw;
+    }
+    if (pending.valid()) {
+      pending.get();
+    } else if (has_next) {
+      reader.read_rows(blocks[i + 1].begin, blocks[i + 1].size(), next);
+    }
+    std::swap(current, next);
+  }
+}
+
+namespace detail {
+
+template <typename Value>
+void check_block_indices(const CsrRows<Value>& block, const std::string& file, const std::string& dataset) {
+  const auto n_cols = block.n_cols;
+  for (std::int64_t row = 0; row < block.n_rows; ++row) {
+    for (std::int64_t k = block.indptr[static_cast<std::size_t>(row)]; k < block.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
+      const std::int32_t column = block.indices[static_cast<std::size_t>(k)];
+      if (column < 0 || column >= n_cols) {
+        throw InputError(fmt::format("{}: {}/indices has value {} at row {}, outside [0, {})", file, dataset, column,
+                                     block.first_row + row, n_cols));
+      }
+    }
+  }
+}
+template void check_block_indices<float>(const CsrRows<float>&, const std::string&, const std::string&);
+template void check_block_indices<double>(const CsrRows<double>&, const std::string&, const std::string&);
+
+namespace {
+
+using h5::Handle;
+
+Handle open_with_cache(hid_t file, const std::string& path, const std::string& file_name, std::size_t cache_bytes) {
+  Handle access(H5Pcreate(H5P_DATASET_ACCESS));
+  H5Pset_chunk_cache(access.get(), 12421, cache_bytes, 1.0);
+  return h5::open_dataset(file, path, file_name, access.get());
+}
+
+std::vector<std::int64_t> read_and_check_indptr(hid_t dataset, const SparseLocation& where, std::int64_t expected_length,
+                                                std::int64_t nnz) {
+  const std::string name = where.group + "/indptr";
+  const std::int64_t length = h5::dataset_length(dataset);
+  const char* major = where.encoding == MatrixEncoding::kCsr ? "rows" : "columns";
+  if (length != expected_length) {
+    throw InputError(fmt::format("{}: {} has {} entries but the shape ({} x {}) needs {} ({} + 1): shape mismatch",
+                                 where.file, name, length, where.n_rows, where.n_cols, expected_length, major));
+  }
+  std::vector<std::int64_t> indptr = h5::read_all_1d<std::int64_t>(dataset);
+  if (indptr.front() != 0) throw InputError(fmt::format("{}: {}[0] is {}, expected 0", where.file, name, indptr.front()));
+  for (std::size_t i = 1; i < indptr.size(); ++i) {
+    if (indptr[i] < indptr[i - 1]) {
+      throw InputError(fmt::format("{}: {} is not monotone at {} {} ({} after {})", where.file, name,
+                                   where.encoding == MatrixEncoding::kCsr ? "row" : "column", i - 1, indptr[i], indptr[i - 1]));
+    }
+  }
+  if (indptr.back() != nnz) {
+    throw InputError(fmt::format("{}: {} ends at {} but {}/data has {} values", where.file, name, indptr.back(), where.group, nnz));
+  }
+  return indptr;
+}
+
+/// Rows stored compressed by row: a block is one contiguous slice of data/indices.
+class CsrDatasetReader final : public MatrixReader {
+ public:
+  CsrDatasetReader(hid_t file, SparseLocation where, MatrixInfo info, std::size_t cache_bytes)
+      : where_(std::move(where)), info_(std::move(info)) {
+    data_ = open_with_cache(file, where_.group + "/data", where_.file, cache_bytes);
+    indices_ = open_with_cache(file, where_.group + "/indices", where_.file, cache_bytes);
+    Handle indptr = h5::open_dataset(file, where_.group + "/indptr", where_.file);
+    const std::int64_t nnz = h5::dataset_length(data_.get());
+    if (h5::dataset_length(indices_.get()) != nnz) {
+      throw InputError(fmt::format("{}: {}/indices has {} values but {}/data has {}", where_.file, where_.group,
+                                   h5::dataset_length(indices_.get()), where_.group, nnz));
+    }
+    indptr_ = read_and_check_indptr(indptr.get(), where_, where_.n_rows + 1, nnz);
+    value_bytes_ = H5Tget_size(Handle(H5Dget_type(data_.get())).get());
+    index_bytes_ = H5Tget_size(Handle(H5Dget_type(indices_.get())).get());
+  }
+
+  const MatrixInfo& info() const override { return info_; }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { read(first, count, out); }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
+  std::vector<std::int64_t> row_nnz() override {
+    std::vector<std::int64_t> counts(indptr_.size() - 1);
+    for (std::size_t i = 0; i + 1 < indptr_.size(); ++i) counts[i] = indptr_[i + 1] - indptr_[i];
+    return counts;
+  }
+  std::size_t bytes_per_value() const override {
+    // decoded block (int32 index + float value) + HDF5 conversion staging when types differ
+    return 8 + (value_bytes_ != 4 ? value_bytes_ : 0) + (index_bytes_ != 4 ? index_bytes_ : 0);
+  }
+
+ private:
+  template <typename Value>
+  void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
+    if (first < 0 || count < 0 || first + count > where_.n_rows) {
+      throw InputError(fmt::format("{}: rows {}..{} requested from {} rows", where_.file, first, first + count, where_.n_rows));
+    }
+    out.reset(first, count, where_.n_cols);
+    const std::int64_t begin = indptr_[static_cast<std::size_t>(first)];
+    const std::int64_t end = indptr_[static_cast<std::size_t>(first + count)];
+    out.indptr.resize(static_cast<std::size_t>(count) + 1);
+    for (std::int64_t r = 0; r <= count; ++r) out.indptr[static_cast<std::size_t>(r)] = indptr_[static_cast<std::size_t>(first + r)] - begin;
+    out.indices.resize(static_cast<std::size_t>(end - begin));
+    out.values.resize(static_cast<std::size_t>(end - begin));
+    {
+      auto lock = h5::hdf5_lock();
+      h5::read_1d(indices_.get(), begin, end - begin, out.indices.data());
+      h5::read_1d(data_.get(), begin, end - begin, out.values.data());
+    }
+    check_block_indices(out, where_.file, where_.group);
+  }
+
+  SparseLocation where_;
+  MatrixInfo info_;
+  Handle data_;
+  Handle indices_;
+  std::vector<std::int64_t> indptr_;
+  std::size_t value_bytes_ = 4;
+  std::size_t index_bytes_ = 4;
+};
+
+/// Columns stored compressed (CSC): rows are gathered by streaming through all columns in
+/// slabs, keeping the values whose row falls in the requested range. When the whole matrix
+/// fits the transpose cache, the first read transposes everything once and later reads slice it.
+class CscDatasetReader final : public MatrixReader {
+ public:
+  static constexpr std::int64_t kSlabValues = std::int64_t{1} << 22;
+  static constexpr std::size_t kTransposeCacheBytes = std::size_t{256} << 20;
+
+  CscDatasetReader(hid_t file, SparseLocation where, MatrixInfo info, std::size_t cache_bytes)
+      : where_(std::move(where)), info_(std::move(info)) {
+    data_ = open_with_cache(file, where_.group + "/data", where_.file, cache_bytes);
+    indices_ = open_with_cache(file, where_.group + "/indices", where_.file, cache_bytes);
+    Handle indptr = h5::open_dataset(file, where_.group + "/indptr", where_.file);
+    nnz_ = h5::dataset_length(data_.get());
+    if (h5::dataset_length(indices_.get()) != nnz_) {
+      throw InputError(fmt::format("{}: {}/indices has {} values but {}/data has {}", where_.file, where_.group,
+                                   h5::dataset_length(indices_.get()), where_.group, nnz_));
+    }
+    col_ptr_ = read_and_check_indptr(indptr.get(), where_, where_.n_cols + 1, nnz_);
+  }
+
+  const MatrixInfo& info() const override { return info_; }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { read(first, count, out); }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
+  std::size_t bytes_per_value() const override { return 16; }
+
+  std::vector<std::int64_t> row_nnz() override {
+    if (!row_counts_.empty() || where_.n_rows == 0) return row_counts_;
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(where_.n_rows), 0);
+    std::vector<std::int64_t> rows;
+    for (std::int64_t start = 0; start < nnz_; start += kSlabValues) {
+      const std::int64_t n = std::min(kSlabValues, nnz_ - start);
+      rows.resize(static_cast<std::size_t>(n));
+      {
+        auto lock = h5::hdf5_lock();
+        h5::read_1d(indices_.get(), start, n, rows.data());
+      }
+      for (std::int64_t k = 0; k < n; ++k) {
+        const std::int64_t row = rows[static_cast<std::size_t>(k)];
+        if (row < 0 || row >= where_.n_rows) throw_bad_row(start + k, row);
+        ++counts[static_cast<std::size_t>(row)];
+      }
+    }
+    row_counts_ = std::move(counts);
+    return row_counts_;
+  }
+
+ private:
+  [[noreturn]] void throw_bad_row(std::int64_t position, std::int64_t row) const {
+    const auto column = std::upper_bound(col_ptr_.begin(), col_ptr_.end(), position) - col_ptr_.begin() - 1;
+    throw InputError(fmt::format("{}: {}/indices has row index {} in column {}, outside [0, {})", where_.file, where_.group,
+                                 row, column, where_.n_rows));
+  }
+
+  template <typename Value>
+  void gather(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
+    // Pass 1 over all columns: keep (row, column, value) triplets in range, in column order.
+    std::vector<std::int32_t> kept_rows;
+    std::vector<std::int32_t> kept_cols;
+    std::vector<Value> kept_values;
+    std::vector<std::int64_t> rows;
+    std::vector<Value> values;
+    std::int64_t column = 0;
+    for (std::int64_t start = 0; start < nnz_; start += kSlabValues) {
+      const std::int64_t n = std::min(kSlabValues, nnz_ - start);
+      rows.resize(static_cast<std::size_t>(n));
+      values.resize(static_cast<std::size_t>(n));
+      {
+        auto lock = h5::hdf5_lock();
+        h5::read_1d(indices_.get(), start, n, rows.data());
+        h5::read_1d(data_.get(), start, n, values.data());
+      }
+      for (std::int64_t k = 0; k < n; ++k) {
+        const std::int64_t position = start + k;
+        while (col_ptr_[static_cast<std::size_t>(column) + 1] <= position) ++column;
+        const std::int64_t row = rows[static_cast<std::size_t>(k)];
+        if (row < 0 || row >= where_.n_rows) throw_bad_row(position, row);
+        if (row >= first && row < first + count) {
+          kept_rows.push_back(static_cast<std::int32_t>(row - first));
+          kept_cols.push_back(static_cast<std::int32_t>(column));
+          kept_values.push_back(values[static_cast<std::size_t>(k)]);
+        }
+      }
+    }
+    // Pass 2: counting sort by row (stable, so columns stay ascending within a row).
+    out.reset(first, count, where_.n_cols);
+    out.indptr.assign(static_cast<std::size_t>(count) + 1, 0);
+    for (const std::int32_t row : kept_rows) ++out.indptr[static_cast<std::size_t>(row) + 1];
+    std::partial_sum(out.indptr.begin(), out.indptr.end(), out.indptr.begin());
+    out.indices.resize(kept_rows.size());
+    out.values.resize(kept_rows.size());
+    std::vector<std::int64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
+    for (std::size_t k = 0; k < kept_rows.size(); ++k) {
+      const auto slot = static_cast<std::size_t>(cursor[static_cast<std::size_t>(kept_rows[k])]++);
+      out.indices[slot] = kept_cols[k];
+      out.values[slot] = kept_values[k];
+    }
+  }
+
+  template <typename Value>
+  void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
+    if (first < 0 || count < 0 || first + count > where_.n_rows) {
+      throw InputError(fmt::format("{}: rows {}..{} requested from {} rows", where_.file, first, first + count, where_.n_rows));
+    }
+    const bool fits = static_cast<std::size_t>(nnz_) * 16 <= kTransposeCacheBytes;
+    if (!fits) {
+      gather(first, count, out);
+      return;
+    }
+    if (!transposed_) {
+      transposed_ = std::make_unique<CsrBlockF64>();
+      gather(0, where_.n_rows, *transposed_);
+    }
+    const CsrBlockF64& all = *transposed_;
+    out.reset(first, count, where_.n_cols);
+    const std::int64_t begin = all.indptr[static_cast<std::size_t>(first)];
+    const std::int64_t end = all.indptr[static_cast<std::size_t>(first + count)];
+    out.indptr.resize(static_cast<std::size_t>(count) + 1);
+    for (std::int64_t r = 0; r <= count; ++r) out.indptr[static_cast<std::size_t>(r)] = all.indptr[static_cast<std::size_t>(first + r)] - begin;
+    out.indices.assign(all.indices.begin() + begin, all.indices.begin() + end);
+    out.values.resize(static_cast<std::size_t>(end - begin));
+    for (std::int64_t k = begin; k < end; ++k) out.values[static_cast<std::size_t>(k - begin)] = static_cast<Value>(all.values[static_cast<std::size_t>(k)]);
+  }
+
+  SparseLocation where_;
+  MatrixInfo info_;
+  Handle data_;
+  Handle indices_;
+  std::int64_t nnz_ = 0;
+  std::vector<std::int64_t> col_ptr_;
+  std::vector<std::int64_t> row_counts_;
+  std::unique_ptr<CsrBlockF64> transposed_;
+};
+
+/// A dense 2-D dataset: rows are read as hyperslabs and compressed to CSR (zeros dropped).
+class DenseDatasetReader final : public MatrixReader {
+ public:
+  DenseDatasetReader(hid_t file, const std::string& file_name, const std::string& path, MatrixInfo info, std::size_t cache_bytes)
+      : file_name_(file_name), path_(path), info_(std::move(info)) {
+    data_ = open_with_cache(file, path, file_name, cache_bytes);
+  }
+  const MatrixInfo& info() const override { return info_; }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { read(first, count, out); }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
+  std::vector<std::int64_t> row_nnz() override {
+    // Upper bound: a dense row may store n_cols values.
+    return std::vector<std::int64_t>(static_cast<std::size_t>(info_.n_rows), info_.n_cols);
+  }
+  std::size_t bytes_per_value() const override { return 16; }
+
+ private:
+  template <typename Value>
+  void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
+    if (first < 0 || count < 0 || first + count > info_.n_rows) {
+      throw InputError(fmt::format("{}: rows {}..{} requested from {} rows", file_name_, first, first + count, info_.n_rows));
+    }
+    const std::int64_t cols = info_.n_cols;
+    std::vector<Value> dense(static_cast<std::size_t>(count * cols));
+    {
+      auto lock = h5::hdf5_lock();
+      h5::read_rows_2d(data_.get(), first, count, cols, dense.data());
+    }
+    out.reset(first, count, cols);
+    for (std::int64_t r = 0; r < count; ++r) {
+      const Value* row = dense.data() + r * cols;
+      for (std::int64_t c = 0; c < cols; ++c) {
+        if (row[c] != Value{0}) {
+          out.indices.push_back(static_cast<std::int32_t>(c));
+          out.values.push_back(row[c]);
+        }
+      }
+      out.indptr.push_back(static_cast<std::int64_t>(out.indices.size()));
+    }
+  }
+
+  std::string file_name_;
+  std::string path_;
+  MatrixInfo info_;
+  Handle data_;
+};
+
+/// A CSR matrix in memory (stored as float64 so integer counts and float32 data are exact).
+class MemoryCsrReader final : public MatrixReader {
+ public:
+  MemoryCsrReader(CsrBlockF64 matrix, MatrixInfo info) : matrix_(std::move(matrix)), info_(std::move(info)) {}
+  const MatrixInfo& info() const override { return info_; }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { read(first, count, out); }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
+  std::vector<std::int64_t> row_nnz() override {
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(matrix_.n_rows));
+    for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = matrix_.indptr[i + 1] - matrix_.indptr[i];
+    return counts;
+  }
+
+ private:
+  template <typename Value>
+  void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
+    if (first < 0 || count < 0 || first + count > matrix_.n_rows) {
+      throw InputError(fmt::format("rows {}..{} requested from {} rows", first, first + count, matrix_.n_rows));
+    }
+    out.reset(first, count, matrix_.n_cols);
+    const std::int64_t begin = matrix_.indptr[static_cast<std::size_t>(first)];
+    const std::int64_t end = matrix_.indptr[static_cast<std::size_t>(first + count)];
+    out.indptr.resize(static_cast<std::size_t>(count) + 1);
+    for (std::int64_t r = 0; r <= count; ++r) out.indptr[static_cast<std::size_t>(r)] = matrix_.indptr[static_cast<std::size_t>(first + r)] - begin;
+    out.indices.assign(matrix_.indices.begin() + begin, matrix_.indices.begin() + end);
+    out.values.resize(static_cast<std::size_t>(end - begin));
+    for (std::int64_t k = begin; k < end; ++k) out.values[static_cast<std::size_t>(k - begin)] = static_cast<Value>(matrix_.values[static_cast<std::size_t>(k)]);
+  }
+
+  CsrBlockF64 matrix_;
+  MatrixInfo info_;
+};
+
+}  // namespace
+
+std::unique_ptr<MatrixReader> open_sparse_reader(hid_t file, const SparseLocation& location, MatrixInfo info,
+                                                 std::size_t chunk_cache_bytes) {
+  auto lock = h5::hdf5_lock();
+  if (location.encoding == MatrixEncoding::kCsr) {
+    return std::make_unique<CsrDatasetReader>(file, location, std::move(info), chunk_cache_bytes);
+  }
+  return std::make_unique<CscDatasetReader>(file, location, std::move(info), chunk_cache_bytes);
+}
+
+std::unique_ptr<MatrixReader> open_dense_reader(hid_t file, const std::string& file_name, const std::string& path,
+                                                MatrixInfo info, std::size_t chunk_cache_bytes) {
+  auto lock = h5::hdf5_lock();
+  return std::make_unique<DenseDatasetReader>(file, file_name, path, std::move(info), chunk_cache_bytes);
+}
+
+std::unique_ptr<MatrixReader> make_memory_reader(CsrBlockF64 matrix, MatrixInfo info) {
+  return std::make_unique<MemoryCsrReader>(std::move(matrix), std::move(info));
+}
+
+}  // namespace detail
+}  // namespace celltyper

@@ -1,0 +1,42 @@
+/// Internal: MatrixReader implementations over HDF5 datasets (CSR / CSC / dense) and over
+/// memory (for text formats such as Cell Ranger MTX).
+#pragma once
+
+#include <celltyper/dataset.hpp>
+
+#include "io/hdf5_util.hpp"
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace celltyper::detail {
+
+/// Where the parts of a stored sparse matrix live inside an HDF5 file.
+struct SparseLocation {
+  std::string file;           ///< file path, for messages
+  std::string group;          ///< e.g. "X", "raw/X", "matrix"
+  MatrixEncoding encoding;    ///< kCsr (indptr per row) or kCsc (indptr per column)
+  std::int64_t n_rows = 0;    ///< cells
+  std::int64_t n_cols = 0;    ///< genes
+};
+
+/// Open a sparse matrix stored as data/indices/indptr datasets under `location.group`,
+/// validating indptr (length, start 0, monotone, end == nnz). `file` must stay open while the
+/// reader lives (the reader keeps its own references to the datasets).
+std::unique_ptr<MatrixReader> open_sparse_reader(hid_t file, const SparseLocation& location, MatrixInfo info,
+                                                 std::size_t chunk_cache_bytes);
+
+/// Open a dense 2-D dataset (cells x genes) at `path`.
+std::unique_ptr<MatrixReader> open_dense_reader(hid_t file, const std::string& file_name, const std::string& path,
+                                                MatrixInfo info, std::size_t chunk_cache_bytes);
+
+/// A CSR matrix held in memory.
+std::unique_ptr<MatrixReader> make_memory_reader(CsrBlockF64 matrix, MatrixInfo info);
+
+/// Check column indices of a block: each in [0, n_cols). Throws InputError naming the file,
+/// dataset and the (global) row of the first offending value.
+template <typename Value>
+void check_block_indices(const CsrRows<Value>& block, const std::string& file, const std::string& dataset);
+
+}  // namespace celltyper::detail

@@ -1,0 +1,187 @@
+#include <celltyper/matrix_summary.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+namespace celltyper {
+
+const char* to_string(ValueScale scale) {
+  switch (scale) {
+    case ValueScale::kEmpty: return "empty";
+    case ValueScale::kRawCounts: return "raw-counts";
+    case ValueScale::kNormalized: return "normalized";
+    case ValueScale::kLogNormalized: return "log-normalized";
+    case ValueScale::kLogTransformed: return "log-transformed";
+    case ValueScale::kScaled: return "scaled";
+    case ValueScale::kUnknown: return "unknown";
+  }
+  return "unknown";
+}
+
+Quantiles quantiles(std::vector<double> values) {
+  Quantiles q;
+  if (values.empty()) return q;
+  std::sort(values.begin(), values.end());
+  // Linear interpolation between closest ranks (numpy's default).
+  const auto at = [&](double p) {
+    const double position = p * static_cast<double>(values.size() - 1);
+    const auto lower = static_cast<std::size_t>(std::floor(position));
+    const std::size_t upper = std::min(lower + 1, values.size() - 1);
+    const double fraction = position - static_cast<double>(lower);
+    return values[lower] + (values[upper] - values[lower]) * fraction;
+  };
+  q.min = values.front();
+  q.q25 = at(0.25);
+  q.median = at(0.5);
+  q.q75 = at(0.75);
+  q.max = values.back();
+  return q;
+}
+
+namespace {
+
+nlohmann::json quantiles_json(const Quantiles& q) {
+  return {{"min", q.min}, {"q25", q.q25}, {"median", q.median}, {"q75", q.q75}, {"max", q.max}};
+}
+
+/// Relative spread of per-cell totals: (q75 - q25) / median.
+double relative_spread(const Quantiles& q) { return q.median > 0 ? (q.q75 - q.q25) / q.median : 1.0; }
+
+void classify(MatrixSummary& summary) {
+  if (summary.stored_values == 0) {
+    summary.scale = ValueScale::kEmpty;
+    summary.scale_reason = "no stored values";
+    return;
+  }
+  if (summary.n_negative > 0) {
+    summary.scale = ValueScale::kScaled;
+    summary.scale_reason = fmt::format("{} negative values (min {:.3g}): centred/scaled data, not counts", summary.n_negative,
+                                       summary.min_value);
+    return;
+  }
+  if (summary.n_non_integer == 0) {
+    summary.scale = ValueScale::kRawCounts;
+    summary.scale_reason = fmt::format("non-negative integers (max {:.0f}, median total {:.0f} per cell)", summary.max_value,
+                                       summary.row_totals.median);
+    return;
+  }
+  const bool equal_totals = relative_spread(summary.row_totals) < 0.01;
+  if (summary.max_value < 30) {
+    if (relative_spread(summary.expm1_row_totals) < 0.01) {
+      summary.scale = ValueScale::kLogNormalized;
+      summary.scale_reason = fmt::format("non-integer, max {:.3g}; expm1 totals are equal per cell ({:.4g}): log1p of normalised counts",
+                                         summary.max_value, summary.expm1_row_totals.median);
+    } else {
+      summary.scale = ValueScale::kLogTransformed;
+      summary.scale_reason = fmt::format("non-integer, max {:.3g}, expm1 totals vary per cell: log-transformed, normalisation unknown",
+                                         summary.max_value);
+    }
+    return;
+  }
+  if (equal_totals) {
+    summary.scale = ValueScale::kNormalized;
+    summary.scale_reason = fmt::format("non-integer with equal totals per cell ({:.4g}): normalised counts, not logged",
+                                       summary.row_totals.median);
+    return;
+  }
+  summary.scale = ValueScale::kUnknown;
+  summary.scale_reason = fmt::format("non-integer values up to {:.3g} with unequal totals (TPM/FPKM or corrected data?)", summary.max_value);
+}
+
+}  // namespace
+
+nlohmann::json MatrixSummary::to_json() const {
+  return {{"source", info.source},
+          {"encoding", to_string(info.encoding)},
+          {"shape", {info.n_rows, info.n_cols}},
+          {"value_dtype", info.value_dtype},
+          {"index_dtype", info.index_dtype},
+          {"compression", info.compression},
+          {"chunks", info.chunks},
+          {"stored_bytes", info.stored_bytes},
+          {"nnz", info.nnz},
+          {"rows_scanned", rows_scanned},
+          {"stored_values_scanned", stored_values},
+          {"density", density},
+          {"min", min_value},
+          {"max", max_value},
+          {"n_nan", n_nan},
+          {"n_inf", n_inf},
+          {"n_negative", n_negative},
+          {"n_non_integer", n_non_integer},
+          {"n_explicit_zeros", n_explicit_zeros},
+          {"empty_cells", empty_rows},
+          {"total_per_cell", quantiles_json(row_totals)},
+          {"genes_per_cell", quantiles_json(genes_per_row)},
+          {"value_scale", to_string(scale)},
+          {"value_scale_reason", scale_reason},
+          {"warnings", warnings}};
+}
+
+MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& options) {
+  MatrixSummary summary;
+  summary.info = reader.info();
+  summary.min_value = std::numeric_limits<double>::infinity();
+  summary.max_value = -std::numeric_limits<double>::infinity();
+  const std::int64_t rows = options.max_rows < 0 ? reader.n_rows() : std::min(options.max_rows, reader.n_rows());
+  std::vector<double> totals;
+  std::vector<double> detected;
+  std::vector<double> expm1_totals;
+  totals.reserve(static_cast<std::size_t>(rows));
+  const bool sparse = summary.info.encoding != MatrixEncoding::kDense;
+  const std::vector<RowRange> blocks = reader.plan_blocks(options.memory_limit_bytes);
+  CsrBlock block;
+  for (const RowRange& range : blocks) {
+    if (range.begin >= rows) break;
+    const std::int64_t count = std::min(range.end, rows) - range.begin;
+    reader.read_rows(range.begin, count, block);
+    for (std::int64_t r = 0; r < block.n_rows; ++r) {
+      double total = 0;
+      double expm1_total = 0;
+      const auto begin = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r)]);
+      const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r) + 1]);
+      for (std::size_t k = begin; k < end; ++k) {
+        const double value = block.values[k];
+        if (std::isnan(value)) {
+          ++summary.n_nan;
+          continue;
+        }
+        if (std::isinf(value)) {
+          ++summary.n_inf;
+          continue;
+        }
+        summary.min_value = std::min(summary.min_value, value);
+        summary.max_value = std::max(summary.max_value, value);
+        if (value < 0) ++summary.n_negative;
+        if (value != std::floor(value)) ++summary.n_non_integer;
+        if (value == 0 && sparse) ++summary.n_explicit_zeros;
+        total += value;
+        expm1_total += std::expm1(std::min(value, 700.0));
+      }
+      if (end == begin) ++summary.empty_rows;
+      summary.stored_values += static_cast<std::int64_t>(end - begin);
+      totals.push_back(total);
+      expm1_totals.push_back(expm1_total);
+      detected.push_back(static_cast<double>(end - begin));
+    }
+    summary.rows_scanned += block.n_rows;
+  }
+  if (summary.stored_values == summary.n_nan + summary.n_inf) summary.min_value = summary.max_value = 0;
+  const double cells = static_cast<double>(summary.rows_scanned);
+  summary.density = cells > 0 && summary.info.n_cols > 0 ? static_cast<double>(summary.stored_values) / (cells * static_cast<double>(summary.info.n_cols)) : 0;
+  summary.row_totals = quantiles(std::move(totals));
+  summary.genes_per_row = quantiles(std::move(detected));
+  summary.expm1_row_totals = quantiles(std::move(expm1_totals));
+  classify(summary);
+  if (summary.n_nan > 0) summary.warnings.push_back(fmt::format("{} NaN values", summary.n_nan));
+  if (summary.n_inf > 0) summary.warnings.push_back(fmt::format("{} infinite values", summary.n_inf));
+  if (summary.n_negative > 0 && summary.scale != ValueScale::kScaled) summary.warnings.push_back(fmt::format("{} negative values", summary.n_negative));
+  if (summary.empty_rows > 0) summary.warnings.push_back(fmt::format("{} cells have no stored value", summary.empty_rows));
+  if (summary.rows_scanned == 0) summary.warnings.push_back("the matrix has no cells");
+  return summary;
+}
+
+}  // namespace celltyper

@@ -1,0 +1,347 @@
+#include <celltyper/error.hpp>
+#include <celltyper/tenx.hpp>
+
+#include "io/hdf5_util.hpp"
+#include "io/matrix_readers.hpp"
+
+#include <fmt/format.h>
+#include <zlib.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <numeric>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace celltyper {
+
+using h5::Handle;
+
+std::vector<std::string> make_unique_names(const std::vector<std::string>& names) {
+  std::unordered_map<std::string, int> seen;
+  std::unordered_set<std::string> taken(names.begin(), names.end());
+  std::vector<std::string> out = names;
+  std::unordered_map<std::string, int> count;
+  for (const auto& name : names) ++count[name];
+  for (auto& name : out) {
+    if (count[name] < 2) continue;
+    const int copy = seen[name]++;
+    if (copy == 0) continue;
+    std::string candidate;
+    int suffix = copy;
+    do {
+      candidate = fmt::format("{}-{}", name, suffix++);
+    } while (taken.count(candidate) > 0);
+    taken.insert(candidate);
+    name = candidate;
+  }
+  return out;
+}
+
+namespace {
+
+/// Whole contents of a plain or gzip-compressed text file.
+std::string read_text(const std::filesystem::path& path) {
+  gzFile file = gzopen(path.c_str(), "rb");
+  if (file == nullptr) throw InputError(fmt::format("{}: cannot open", path.string()));
+  gzbuffer(file, 1 << 20);
+  std::string text;
+  std::vector<char> buffer(std::size_t{1} << 22);
+  while (true) {
+    const int n = gzread(file, buffer.data(), static_cast<unsigned>(buffer.size()));
+    if (n < 0) {
+      int code = 0;
+      const std::string message = gzerror(file, &code);
+      gzclose(file);
+      throw InputError(fmt::format("{}: read error ({}); truncated gzip?", path.string(), message));
+    }
+    if (n == 0) break;
+    text.append(buffer.data(), static_cast<std::size_t>(n));
+  }
+  gzclose(file);
+  return text;
+}
+
+std::vector<std::vector<std::string>> read_tsv(const std::filesystem::path& path) {
+  const std::string text = read_text(path);
+  std::vector<std::vector<std::string>> rows;
+  std::size_t start = 0;
+  while (start < text.size()) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + start, end - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty()) {
+      std::vector<std::string> fields;
+      std::size_t field_start = 0;
+      while (true) {
+        const std::size_t tab = line.find('\t', field_start);
+        fields.emplace_back(line.substr(field_start, tab == std::string_view::npos ? std::string_view::npos : tab - field_start));
+        if (tab == std::string_view::npos) break;
+        field_start = tab + 1;
+      }
+      rows.push_back(std::move(fields));
+    }
+    start = end + 1;
+  }
+  return rows;
+}
+
+std::filesystem::path find_one(const std::filesystem::path& directory, std::initializer_list<const char*> names) {
+  for (const char* name : names) {
+    const auto candidate = directory / name;
+    if (std::filesystem::exists(candidate)) return candidate;
+  }
+  return {};
+}
+
+DataFrame make_var(const std::vector<std::string>& ids, const std::vector<std::string>& names,
+                   const std::vector<std::string>& types) {
+  DataFrame var;
+  var.index = make_unique_names(names);
+  var.columns.push_back(Column::from_strings("gene_ids", ids));
+  if (!types.empty()) var.columns.push_back(Column::categorical("feature_types", types));
+  return var;
+}
+
+DataFrame make_obs(std::vector<std::string> barcodes) {
+  DataFrame obs;
+  obs.index = std::move(barcodes);
+  return obs;
+}
+
+class TenxMtxDataset final : public Dataset {
+ public:
+  explicit TenxMtxDataset(const std::string& directory) : path_(directory) {
+    const std::filesystem::path dir(directory);
+    const auto matrix_path = find_one(dir, {"matrix.mtx.gz", "matrix.mtx"});
+    const auto features_path = find_one(dir, {"features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"});
+    const auto barcodes_path = find_one(dir, {"barcodes.tsv.gz", "barcodes.tsv"});
+    if (matrix_path.empty()) throw InputError(fmt::format("{}: no matrix.mtx[.gz] in this directory (not a Cell Ranger MTX directory)", directory));
+    if (features_path.empty()) throw InputError(fmt::format("{}: no features.tsv[.gz] or genes.tsv", directory));
+    if (barcodes_path.empty()) throw InputError(fmt::format("{}: no barcodes.tsv[.gz]", directory));
+
+    std::vector<std::string> ids;
+    std::vector<std::string> names;
+    std::vector<std::string> types;
+    for (const auto& row : read_tsv(features_path)) {
+      ids.push_back(row[0]);
+      names.push_back(row.size() > 1 ? row[1] : row[0]);
+      if (row.size() > 2) types.push_back(row[2]);
+    }
+    if (!types.empty() && types.size() != ids.size()) throw InputError(fmt::format("{}: some lines lack the feature type column", features_path.string()));
+    std::vector<std::string> barcodes;
+    for (const auto& row : read_tsv(barcodes_path)) barcodes.push_back(row[0]);
+    var_ = make_var(ids, names, types);
+    obs_ = make_obs(std::move(barcodes));
+    load_matrix(matrix_path);
+  }
+
+  const std::string& path() const override { return path_; }
+  std::string format() const override { return "10x-mtx"; }
+  std::int64_t n_obs() const override { return static_cast<std::int64_t>(obs_.n_rows()); }
+  std::int64_t n_vars() const override { return static_cast<std::int64_t>(var_.n_rows()); }
+  DataFrame read_obs() const override { return obs_; }
+  DataFrame read_var() const override { return var_; }
+  std::vector<std::string> matrix_sources() const override { return {"X"}; }
+  MatrixInfo matrix_info(const std::string& source) const override {
+    check_source(source);
+    return info_;
+  }
+  std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override {
+    check_source(source);
+    return detail::make_memory_reader(matrix_, info_);
+  }
+
+ private:
+  void check_source(const std::string& source) const {
+    if (source != "X") throw InputError(fmt::format("{}: a Cell Ranger MTX directory has one matrix (X), not '{}'", path_, source));
+  }
+
+  void load_matrix(const std::filesystem::path& file) {
+    const std::string text = read_text(file);
+    const std::string name = file.string();
+    const char* cursor = text.data();
+    const char* end = text.data() + text.size();
+    auto next_line = [&] {
+      while (cursor < end && *cursor != '\n') ++cursor;
+      if (cursor < end) ++cursor;
+    };
+    if (text.rfind("%%MatrixMarket", 0) != 0) throw InputError(fmt::format("{}: not a MatrixMarket file (no %%MatrixMarket header)", name));
+    const std::string header(text.data(), std::find(text.data(), end, '\n'));
+    if (header.find("coordinate") == std::string::npos) throw UnsupportedError(fmt::format("{}: only coordinate MatrixMarket files are supported", name));
+    if (header.find("pattern") != std::string::npos || header.find("complex") != std::string::npos) {
+      throw UnsupportedError(fmt::format("{}: pattern/complex MatrixMarket matrices are not supported", name));
+    }
+    while (cursor < end && *cursor == '%') next_line();
+    char* parse_end = nullptr;
+    const long long n_genes = std::strtoll(cursor, &parse_end, 10);
+    const long long n_cells = std::strtoll(parse_end, &parse_end, 10);
+    const long long nnz = std::strtoll(parse_end, &parse_end, 10);
+    cursor = parse_end;
+    next_line();
+    if (n_genes != n_vars() || n_cells != n_obs()) {
+      throw InputError(fmt::format("{}: matrix is {} x {} (genes x cells) but there are {} features and {} barcodes", name, n_genes,
+                                   n_cells, n_vars(), n_obs()));
+    }
+    std::vector<std::int32_t> genes(static_cast<std::size_t>(nnz));
+    std::vector<std::int32_t> cells(static_cast<std::size_t>(nnz));
+    std::vector<double> values(static_cast<std::size_t>(nnz));
+    for (long long k = 0; k < nnz; ++k) {
+      const long long gene = std::strtoll(cursor, &parse_end, 10);
+      if (parse_end == cursor) throw InputError(fmt::format("{}: expected {} entries, found {} (truncated?)", name, nnz, k));
+      const long long cell = std::strtoll(parse_end, &parse_end, 10);
+      const double value = std::strtod(parse_end, &parse_end);
+      cursor = parse_end;
+      if (gene < 1 || gene > n_genes || cell < 1 || cell > n_cells) {
+        throw InputError(fmt::format("{}: entry {} has coordinates ({}, {}) outside {} x {}", name, k + 1, gene, cell, n_genes, n_cells));
+      }
+      genes[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(gene - 1);
+      cells[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(cell - 1);
+      values[static_cast<std::size_t>(k)] = value;
+    }
+    // Cells x genes CSR, genes ascending within each cell.
+    matrix_.reset(0, n_cells, n_genes);
+    matrix_.indptr.assign(static_cast<std::size_t>(n_cells) + 1, 0);
+    for (const auto cell : cells) ++matrix_.indptr[static_cast<std::size_t>(cell) + 1];
+    std::partial_sum(matrix_.indptr.begin(), matrix_.indptr.end(), matrix_.indptr.begin());
+    std::vector<std::int64_t> order(static_cast<std::size_t>(nnz));
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) {
+      const auto ua = static_cast<std::size_t>(a);
+      const auto ub = static_cast<std::size_t>(b);
+      return cells[ua] != cells[ub] ? cells[ua] < cells[ub] : genes[ua] < genes[ub];
+    });
+    matrix_.indices.resize(static_cast<std::size_t>(nnz));
+    matrix_.values.resize(static_cast<std::size_t>(nnz));
+    for (std::size_t k = 0; k < order.size(); ++k) {
+      matrix_.indices[k] = genes[static_cast<std::size_t>(order[k])];
+      matrix_.values[k] = values[static_cast<std::size_t>(order[k])];
+    }
+    bool integers = std::all_of(values.begin(), values.end(), [](double v) { return v == static_cast<double>(static_cast<long long>(v)); });
+    info_.source = "X";
+    info_.encoding = MatrixEncoding::kCsr;
+    info_.n_rows = n_cells;
+    info_.n_cols = n_genes;
+    info_.nnz = nnz;
+    info_.value_dtype = integers ? "int64" : "float64";
+    info_.index_dtype = "int32";
+    info_.compression = file.extension() == ".gz" ? "mtx-text(gzip)" : "mtx-text";
+    info_.stored_bytes = static_cast<std::int64_t>(std::filesystem::file_size(file));
+  }
+
+  std::string path_;
+  DataFrame obs_;
+  DataFrame var_;
+  CsrBlockF64 matrix_;
+  MatrixInfo info_;
+};
+
+class TenxH5Dataset final : public Dataset {
+ public:
+  explicit TenxH5Dataset(const std::string& path) : path_(path) {
+    auto lock = h5::hdf5_lock();
+    h5::silence_hdf5_errors();
+    if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file", path));
+    file_ = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    if (!file_) throw InputError(fmt::format("{}: HDF5 cannot open the file (truncated or corrupt?)", path));
+    std::vector<std::string> ids;
+    std::vector<std::string> names;
+    std::vector<std::string> types;
+    if (h5::object_type(file_.get(), "matrix") == H5O_TYPE_GROUP) {  // Cell Ranger >= 3
+      group_ = "matrix";
+      ids = h5::read_strings(h5::open_dataset(file_.get(), "matrix/features/id", path).get());
+      names = h5::read_strings(h5::open_dataset(file_.get(), "matrix/features/name", path).get());
+      if (h5::exists(file_.get(), "matrix/features/feature_type")) {
+        types = h5::read_strings(h5::open_dataset(file_.get(), "matrix/features/feature_type", path).get());
+      }
+    } else {  // Cell Ranger 2: one group per genome
+      for (const auto& member : h5::list_members(file_.get())) {
+        if (h5::exists(file_.get(), member + "/gene_names")) {
+          group_ = member;
+          break;
+        }
+      }
+      if (group_.empty()) throw InputError(fmt::format("{}: not a Cell Ranger .h5 (no /matrix group or genome group)", path));
+      ids = h5::read_strings(h5::open_dataset(file_.get(), group_ + "/genes", path).get());
+      names = h5::read_strings(h5::open_dataset(file_.get(), group_ + "/gene_names", path).get());
+    }
+    std::vector<std::string> barcodes = h5::read_strings(h5::open_dataset(file_.get(), group_ + "/barcodes", path).get());
+    const auto shape = h5::read_all_1d<std::int64_t>(h5::open_dataset(file_.get(), group_ + "/shape", path).get());
+    if (shape.size() != 2) throw InputError(fmt::format("{}: /{}/shape must have 2 entries", path, group_));
+    if (shape[0] != static_cast<std::int64_t>(ids.size()) || shape[1] != static_cast<std::int64_t>(barcodes.size())) {
+      throw InputError(fmt::format("{}: /{}/shape is {} x {} (genes x cells) but there are {} features and {} barcodes", path,
+                                   group_, shape[0], shape[1], ids.size(), barcodes.size()));
+    }
+    var_ = make_var(ids, names, types);
+    obs_ = make_obs(std::move(barcodes));
+    Handle data = h5::open_dataset(file_.get(), group_ + "/data", path);
+    Handle indices = h5::open_dataset(file_.get(), group_ + "/indices", path);
+    info_.source = "X";
+    info_.encoding = MatrixEncoding::kCsr;
+    info_.n_rows = shape[1];
+    info_.n_cols = shape[0];
+    info_.nnz = h5::dataset_length(data.get());
+    info_.value_dtype = h5::dtype_name(data.get());
+    info_.index_dtype = h5::dtype_name(indices.get());
+    info_.compression = h5::compression_name(data.get());
+    info_.chunks = h5::chunk_shape(data.get());
+    info_.stored_bytes = h5::storage_bytes(data.get()) + h5::storage_bytes(indices.get());
+    (void)open_matrix("X");  // validates indptr now
+  }
+  ~TenxH5Dataset() override {
+    auto lock = h5::hdf5_lock();
+    file_.reset();
+  }
+
+  const std::string& path() const override { return path_; }
+  std::string format() const override { return "10x-h5"; }
+  std::int64_t n_obs() const override { return info_.n_rows; }
+  std::int64_t n_vars() const override { return info_.n_cols; }
+  DataFrame read_obs() const override { return obs_; }
+  DataFrame read_var() const override { return var_; }
+  std::vector<std::string> matrix_sources() const override { return {"X"}; }
+  MatrixInfo matrix_info(const std::string& source) const override {
+    check_source(source);
+    return info_;
+  }
+  std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override {
+    check_source(source);
+    detail::SparseLocation where{path_, group_, MatrixEncoding::kCsr, info_.n_rows, info_.n_cols};
+    return detail::open_sparse_reader(file_.get(), where, info_, std::size_t{32} << 20);
+  }
+
+ private:
+  void check_source(const std::string& source) const {
+    if (source != "X") throw InputError(fmt::format("{}: a Cell Ranger .h5 has one matrix (X), not '{}'", path_, source));
+  }
+
+  std::string path_;
+  std::string group_;
+  Handle file_;
+  DataFrame obs_;
+  DataFrame var_;
+  MatrixInfo info_;
+};
+
+}  // namespace
+
+std::unique_ptr<Dataset> open_tenx_mtx(const std::string& directory) { return std::make_unique<TenxMtxDataset>(directory); }
+std::unique_ptr<Dataset> open_tenx_h5(const std::string& path) { return std::make_unique<TenxH5Dataset>(path); }
+
+bool is_tenx_h5(const std::string& path) {
+  auto lock = h5::hdf5_lock();
+  h5::silence_hdf5_errors();
+  if (H5Fis_hdf5(path.c_str()) <= 0) return false;
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file) return false;
+  if (h5::exists(file.get(), "X") || h5::exists(file.get(), "obs")) return false;  // an h5ad
+  if (h5::object_type(file.get(), "matrix") == H5O_TYPE_GROUP) return true;
+  for (const auto& member : h5::list_members(file.get())) {
+    if (h5::exists(file.get(), member + "/gene_names")) return true;
+  }
+  return false;
+}
+
+}  // namespace celltyper

@@ -1,0 +1,53 @@
+/// Helpers shared by celltyper's tests: where test data lives, running the CLI, temp dirs.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+namespace celltyper::test {
+
+/// tests/data/<relative> (tiny fixtures committed with their generator scripts).
+std::string fixture(const std::string& relative);
+
+/// ../shared/data/<relative>; empty string when the shared data folder is absent.
+std::string shared_data(const std::string& relative);
+
+/// Skip the current test with a message when ../shared/data/<relative> is absent.
+#define CELLTYPER_REQUIRE_SHARED(var, relative)                                       \
+  const std::string var = ::celltyper::test::shared_data(relative);                   \
+  if (var.empty()) GTEST_SKIP() << "../shared/data/" << (relative) << " is absent"
+
+/// Outcome of a subprocess.
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  ///< standard output
+  std::string err;  ///< standard error
+};
+
+/// Run the built `celltyper` binary with `args` (each passed as one argument, no shell).
+CommandResult run_cli(const std::vector<std::string>& args);
+
+/// Run any program with `args` (argv[0] = program, searched on PATH).
+CommandResult run_program(const std::vector<std::string>& argv);
+
+/// A fresh directory under the system temp folder, removed when the object dies.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  [[nodiscard]] const std::filesystem::path& path() const { return path_; }
+  [[nodiscard]] std::string file(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+/// Path of the interpreter that has Debian's python3-anndata / numpy / scipy.
+inline const char* system_python() { return "/usr/bin/python3"; }
+
+}  // namespace celltyper::test
