@@ -123,6 +123,9 @@ std::string human_bytes(double bytes) {
 }  // namespace
 
 nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& options) {
+  if (dataset.n_obs() == 0) {
+    throw InputError(fmt::format("{}: the dataset has zero cells (nothing to inspect)", dataset.path()));
+  }
   nlohmann::json report;
   report["file"] = dataset.path();
   report["format"] = dataset.format();

@@ -1,0 +1,133 @@
+// End-to-end tests of `celltyper inspect`: real data, JSON output, and bad input giving one
+// clear line on stderr with a non-zero exit code.
+#include "support/test_support.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+namespace celltyper {
+namespace {
+
+using nlohmann::json;
+
+std::size_t count_lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+TEST(InspectCli, Pbmc3kReportNamesLabelsAndScale) {
+  CELLTYPER_REQUIRE_SHARED(path, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  const auto result = test::run_cli({"inspect", path, "--top", "9"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("2638 cells x 13714 genes"), std::string::npos) << result.out;
+  EXPECT_NE(result.out.find("csr_matrix"), std::string::npos);
+  EXPECT_NE(result.out.find("raw-counts"), std::string::npos);
+  EXPECT_NE(result.out.find("9 categories"), std::string::npos);
+  EXPECT_NE(result.out.find("Naive CD4 T 697"), std::string::npos);
+  EXPECT_NE(result.out.find("Platelet 14"), std::string::npos);
+}
+
+TEST(InspectCli, JsonForEverySharedDataset) {
+  struct Known {
+    std::string path;
+    std::int64_t cells, genes;
+    std::string encoding, scale, label_column;
+    std::size_t n_labels;
+  };
+  const std::vector<Known> known = {
+      {"pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad", 2638, 13714, "csr_matrix", "raw-counts", "celltype", 9},
+      {"pbmc68k_reduced/10x_pbmc68k_reduced.h5ad", 700, 765, "dense", "scaled", "bulk_labels", 10},
+      {"pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad", 700, 765, "dense", "scaled", "bulk_labels", 10},
+      {"savercat-pbmc-3tech/pbmc_prep_3tech.h5ad", 2000, 10000, "csr_matrix", "raw-counts", "tech", 3},
+      {"pancreas-xin-wang-scclassify/pancreas_xin_wang_log.h5ad", 1175, 980, "csr_matrix", "log-transformed", "study", 2},
+      {"cellbench-mixology/cellbench_3cl_celseq2_dropseq.h5ad", 499, 28258, "csr_matrix", "raw-counts", "cell_line", 3},
+      {"cellbench-mixology/cellbench_5cl_celseq2_3plates.h5ad", 909, 16074, "csr_matrix", "raw-counts", "cell_line", 5},
+      {"actinn-tabula-muris-mouse/actinn_train_mouse.h5ad", 1000, 19371, "csr_matrix", "raw-counts", "celltype", 5},
+  };
+  for (const auto& k : known) {
+    SCOPED_TRACE(k.path);
+    const std::string path = test::shared_data(k.path);
+    if (path.empty()) GTEST_SKIP() << "../shared/data is absent";
+    const auto result = test::run_cli({"inspect", path, "--json"});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const json report = json::parse(result.out);
+    EXPECT_EQ(report["n_cells"], k.cells);
+    EXPECT_EQ(report["n_genes"], k.genes);
+    EXPECT_EQ(report["matrices"][0]["encoding"], k.encoding);
+    EXPECT_EQ(report["matrix"]["value_scale"], k.scale);
+    bool found = false;
+    for (const auto& column : report["obs"]["columns"]) {
+      if (column["name"] == k.label_column) {
+        found = true;
+        EXPECT_EQ(column["n_categories"].get<std::size_t>(), k.n_labels);
+      }
+    }
+    EXPECT_TRUE(found) << k.label_column;
+  }
+}
+
+TEST(InspectCli, CountsLayerOfPbmc68kIsRawCounts) {
+  CELLTYPER_REQUIRE_SHARED(path, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  const auto result = test::run_cli({"inspect", path, "--layer", "counts", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json report = json::parse(result.out);
+  EXPECT_EQ(report["matrix"]["source"], "layers/counts");
+  EXPECT_EQ(report["matrix"]["value_scale"], "raw-counts");
+  EXPECT_EQ(report["layers"], json::array({"counts"}));
+}
+
+TEST(InspectCli, FlagsNanInfAndNegativeValues) {
+  const auto result = test::run_cli({"inspect", test::fixture("h5ad/nan_inf_negative.h5ad"), "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json report = json::parse(result.out);
+  EXPECT_EQ(report["matrix"]["n_nan"], 1);
+  EXPECT_EQ(report["matrix"]["n_inf"], 2);
+  EXPECT_GE(report["matrix"]["n_negative"].get<int>(), 1);
+  EXPECT_EQ(report["matrix"]["n_explicit_zeros"], 1);
+}
+
+TEST(InspectCli, TenxInputs) {
+  for (const std::string& path : {test::fixture("tenx/v3.h5"), test::fixture("tenx/v3_mtx"), test::fixture("tenx/v2_mtx")}) {
+    const auto result = test::run_cli({"inspect", path, "--json"});
+    ASSERT_EQ(result.exit_code, 0) << path << result.err;
+    const json report = json::parse(result.out);
+    EXPECT_EQ(report["n_cells"], 12);
+    EXPECT_EQ(report["matrix"]["value_scale"], "raw-counts");
+  }
+}
+
+TEST(InspectCli, BadInputGivesOneLineAndNonZeroExit) {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"h5ad/bad_truncated.h5ad", "truncated"},
+      {"h5ad/bad_not_hdf5.h5ad", "not an HDF5 file"},
+      {"h5ad/bad_missing_x.h5ad", "X"},
+      {"h5ad/bad_indptr_nonmonotone.h5ad", "not monotone"},
+      {"h5ad/bad_indices_out_of_range.h5ad", "outside"},
+      {"h5ad/bad_shape_mismatch.h5ad", "shape"},
+      {"h5ad/bad_unknown_encoding.h5ad", "foo_matrix"},
+      {"h5ad/bad_indptr_last_ne_nnz.h5ad", "indptr"},
+      {"h5ad/zero_cells.h5ad", "zero cells"},
+      {"h5ad/does_not_exist.h5ad", "no such file"},
+  };
+  for (const auto& [name, message] : cases) {
+    SCOPED_TRACE(name);
+    const std::string path = test::fixture(name);
+    const auto result = test::run_cli({"inspect", path});
+    EXPECT_NE(result.exit_code, 0);
+    EXPECT_LT(result.exit_code, 64) << "crash or internal error: " << result.err;
+    EXPECT_EQ(count_lines(result.err), 1u) << result.err;
+    EXPECT_NE(result.err.find(path), std::string::npos) << result.err;
+    EXPECT_NE(result.err.find(message), std::string::npos) << result.err;
+  }
+}
+
+TEST(InspectCli, UsageErrors) {
+  EXPECT_NE(test::run_cli({}).exit_code, 0);
+  EXPECT_NE(test::run_cli({"inspect"}).exit_code, 0);
+  const auto version = test::run_cli({"--version"});
+  EXPECT_EQ(version.exit_code, 0);
+  EXPECT_NE(version.out.find("celltyper"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace celltyper
