@@ -1,0 +1,314 @@
+/// @file ontology.hpp
+/// The Cell Ontology (CL): terms, the is_a hierarchy and mapping free-text labels to CL ids.
+///
+/// Conventions:
+/// - Only `CL:` terms are kept. `is_a` parents in other ontologies (UBERON, PR, CP, ...) and
+///   parents that are not defined in the file are dropped without error.
+/// - The hierarchy is the `is_a` DAG only (`relationship:` lines such as part_of are ignored).
+///   Edges point from a term to its direct parents; the root is `CL:0000000` ("cell").
+/// - Terms are addressed either by CL id (`"CL:0000236"`) or by a dense `TermIndex` (position in
+///   load order). Index-based functions are the fast path used by the metrics; id-based ones
+///   throw `InputError` for ids that are not in the ontology.
+/// - Ancestor and descendant sets are precomputed for every term as sorted vectors of indices
+///   (a few tens of thousands of entries for CL's ~3-4k terms).
+///
+/// Two input formats are read: OBO 1.2 (`cl-basic.obo`) and the CELLxGENE ontology-guide JSON
+/// export (`CL-ontology-v<date>.json`: an object keyed by id whose values hold `label`,
+/// `description`, `synonyms`, `deprecated`, `replaced_by` and the `ancestors` closure with
+/// distances; the direct parents are the ancestors at distance 1).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <istream>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+namespace celltyper {
+
+/// Dense index of a term inside one `Ontology` (0 .. size()-1).
+using TermIndex = std::int32_t;
+
+/// Id of the Cell Ontology root term, "cell".
+inline constexpr std::string_view kCellOntologyRoot = "CL:0000000";
+
+/// Scope of a synonym, as in OBO (`synonym: "text" EXACT []`).
+enum class SynonymScope {
+  kExact,
+  kRelated,
+  kBroad,
+  kNarrow,
+};
+
+/// Name of a scope for messages and JSON ("EXACT", "RELATED", ...).
+const char* to_string(SynonymScope scope);
+
+/// One synonym of a term.
+struct Synonym {
+  std::string text;
+  /// The CELLxGENE JSON export only carries exact synonyms, so its synonyms are all kExact.
+  SynonymScope scope = SynonymScope::kExact;
+};
+
+/// One Cell Ontology term as read from the file.
+struct OntologyTerm {
+  std::string id;                    ///< "CL:0000236"
+  std::string label;                 ///< OBO `name`, JSON `label`: "B cell"
+  std::string definition;            ///< OBO `def` text, JSON `description` ("" when absent)
+  std::vector<Synonym> synonyms;     ///< in file order
+  std::vector<std::string> parents;  ///< direct is_a parents (CL ids only, file order)
+  bool deprecated = false;           ///< OBO `is_obsolete: true`, JSON `deprecated`
+  std::string replaced_by;           ///< replacement id ("" when none; may be outside CL)
+};
+
+/// How a predicted term relates to a true term in the is_a DAG (first matching rule wins).
+enum class TermRelation {
+  kExact,                   ///< the same term
+  kPredictionIsAncestor,    ///< prediction is a parent or higher ancestor of the truth ("parent")
+  kPredictionIsDescendant,  ///< prediction is a child or lower descendant of the truth ("child")
+  kSibling,                 ///< not the above, but the two share at least one direct parent
+  kUnrelated,               ///< none of the above
+};
+
+/// Number of `TermRelation` values (for count arrays indexed by relation).
+inline constexpr std::size_t kTermRelationCount = 5;
+
+/// Short name of a relation: "exact", "parent", "child", "sibling", "unrelated".
+const char* to_string(TermRelation relation);
+
+/// The Cell Ontology restricted to `CL:` terms and is_a edges, with precomputed closures.
+/// Immutable after construction; safe to share between threads.
+class Ontology {
+ public:
+  /// An empty ontology.
+  Ontology() = default;
+
+  /// Build from terms (e.g. parsed from a file or made in a test). `source` names the origin in
+  /// error messages, `version` is the release (e.g. OBO `data-version`, "" when unknown). Terms
+  /// whose id does not start with "CL:" are dropped, as are parents that are not CL terms of this
+  /// set. Throws InputError on duplicate ids or an is_a cycle.
+  Ontology(std::vector<OntologyTerm> terms, std::string source, std::string version = "");
+
+  /// Number of terms (deprecated ones included).
+  [[nodiscard]] std::size_t size() const { return terms_.size(); }
+  /// File or description the ontology came from.
+  [[nodiscard]] const std::string& source() const { return source_; }
+  /// Release of the ontology when known (OBO `data-version`, JSON file name), else "".
+  [[nodiscard]] const std::string& version() const { return version_; }
+
+  // ---- lookup -----------------------------------------------------------------------------
+
+  /// Index of `id`, or nullopt when the ontology has no such term.
+  [[nodiscard]] std::optional<TermIndex> find_index(std::string_view id) const;
+  /// Index of `id`; throws InputError naming the id and the source when absent.
+  [[nodiscard]] TermIndex index_of(std::string_view id) const;
+  /// Whether the ontology has a term `id`.
+  [[nodiscard]] bool contains(std::string_view id) const { return find_index(id).has_value(); }
+  /// The term at `index` (asserts the index is in range).
+  [[nodiscard]] const OntologyTerm& term(TermIndex index) const;
+  /// The term `id`; throws InputError when absent.
+  [[nodiscard]] const OntologyTerm& term(std::string_view id) const { return term(index_of(id)); }
+  /// Every term, in index order.
+  [[nodiscard]] const std::vector<OntologyTerm>& terms() const { return terms_; }
+  /// Index of the root `CL:0000000`, or nullopt when the file lacks it.
+  [[nodiscard]] std::optional<TermIndex> root() const;
+
+  /// Label ("name") of `id`; throws InputError when absent.
+  [[nodiscard]] const std::string& label(std::string_view id) const { return term(id).label; }
+  /// Synonyms of `id`; throws InputError when absent.
+  [[nodiscard]] const std::vector<Synonym>& synonyms(std::string_view id) const { return term(id).synonyms; }
+  /// Whether `id` is deprecated (obsolete); throws InputError when absent.
+  [[nodiscard]] bool is_deprecated(std::string_view id) const { return term(id).deprecated; }
+  /// Replacement declared for `id` ("" when none); throws InputError when absent.
+  [[nodiscard]] const std::string& replaced_by(std::string_view id) const { return term(id).replaced_by; }
+  /// `id` after following `replaced_by` links while they lead to terms of this ontology (the
+  /// first non-deprecated term reached, or the last term of the chain). Returns `id` itself for
+  /// live terms and for deprecated terms without an in-ontology replacement. Throws InputError
+  /// when `id` is absent.
+  [[nodiscard]] std::string canonical(std::string_view id) const;
+  /// Index form of `canonical`.
+  [[nodiscard]] TermIndex canonical(TermIndex index) const;
+
+  // ---- hierarchy (index form: fast, no allocation) ------------------------------------------
+
+  /// Direct is_a parents of `index`, sorted by index.
+  [[nodiscard]] const std::vector<TermIndex>& parent_indices(TermIndex index) const;
+  /// Direct is_a children of `index`, sorted by index.
+  [[nodiscard]] const std::vector<TermIndex>& child_indices(TermIndex index) const;
+  /// All ancestors of `index` (transitive is_a closure, self excluded), sorted by index.
+  [[nodiscard]] const std::vector<TermIndex>& ancestor_indices(TermIndex index) const;
+  /// Shortest is_a distance from `index` to each of `ancestor_indices(index)` (same order).
+  [[nodiscard]] const std::vector<std::int32_t>& ancestor_distances(TermIndex index) const;
+  /// All descendants of `index` (self excluded), sorted by index.
+  [[nodiscard]] const std::vector<TermIndex>& descendant_indices(TermIndex index) const;
+  /// Whether `ancestor` is a strict ancestor of `term` (binary search).
+  [[nodiscard]] bool is_ancestor(TermIndex ancestor, TermIndex term) const;
+  /// Shortest number of is_a steps from `term` up to `ancestor` (0 when equal), or nullopt when
+  /// `ancestor` is not `term` or one of its ancestors.
+  [[nodiscard]] std::optional<std::int32_t> distance_up(TermIndex term, TermIndex ancestor) const;
+  /// Shortest is_a distance from `index` to the root (0 for the root itself), or -1 when the
+  /// root is not an ancestor (deprecated terms without parents, or no root in the file).
+  [[nodiscard]] std::int32_t depth(TermIndex index) const;
+  /// Lowest common ancestors of `a` and `b` (each term counts as its own ancestor): the common
+  /// ancestors none of whose descendants is also a common ancestor. Several in a DAG; empty when
+  /// the two share no ancestor. Sorted by index.
+  [[nodiscard]] std::vector<TermIndex> lowest_common_ancestors(TermIndex a, TermIndex b) const;
+  /// "Upward LCA distance": the is_a steps from `truth` up to the nearest lowest common ancestor
+  /// of (`prediction`, `truth`). 0 when equal or when the prediction is a descendant of the truth;
+  /// the distance to the prediction when it is an ancestor; 1 for siblings. nullopt when the two
+  /// share no ancestor.
+  [[nodiscard]] std::optional<std::int32_t> upward_lca_distance(TermIndex prediction, TermIndex truth) const;
+  /// Relation of `prediction` to `truth` (see TermRelation).
+  [[nodiscard]] TermRelation classify_relation(TermIndex prediction, TermIndex truth) const;
+
+  // ---- hierarchy (id form: convenient; ids in index order; throw InputError on unknown ids) -
+
+  /// Direct is_a parents of `id` (CL ids).
+  [[nodiscard]] std::vector<std::string> parents(std::string_view id) const;
+  /// Direct is_a children of `id`.
+  [[nodiscard]] std::vector<std::string> children(std::string_view id) const;
+  /// Ancestors of `id`, optionally including `id` itself.
+  [[nodiscard]] std::vector<std::string> ancestors(std::string_view id, bool include_self = false) const;
+  /// Descendants of `id`, optionally including `id` itself.
+  [[nodiscard]] std::vector<std::string> descendants(std::string_view id, bool include_self = false) const;
+  /// Whether `ancestor` is a strict ancestor of `id`.
+  [[nodiscard]] bool is_ancestor(std::string_view ancestor, std::string_view id) const;
+  /// Depth of `id` (see the index form).
+  [[nodiscard]] std::int32_t depth(std::string_view id) const { return depth(index_of(id)); }
+  /// Lowest common ancestors of `a` and `b` as ids.
+  [[nodiscard]] std::vector<std::string> lowest_common_ancestors(std::string_view a, std::string_view b) const;
+  /// Upward LCA distance (see the index form).
+  [[nodiscard]] std::optional<std::int32_t> upward_lca_distance(std::string_view prediction,
+                                                                std::string_view truth) const;
+  /// Relation of `prediction` to `truth`.
+  [[nodiscard]] TermRelation classify_relation(std::string_view prediction, std::string_view truth) const;
+
+ private:
+  [[nodiscard]] std::vector<std::string> ids_of(const std::vector<TermIndex>& indices) const;
+
+  std::string source_;
+  std::string version_;
+  std::vector<OntologyTerm> terms_;
+  std::unordered_map<std::string, TermIndex> index_by_id_;
+  std::vector<std::vector<TermIndex>> parents_;
+  std::vector<std::vector<TermIndex>> children_;
+  std::vector<std::vector<TermIndex>> ancestors_;
+  std::vector<std::vector<std::int32_t>> ancestor_distances_;
+  std::vector<std::vector<TermIndex>> descendants_;
+  std::vector<std::int32_t> depth_;
+  TermIndex root_ = -1;
+};
+
+/// Parse OBO 1.2 text: `[Term]` stanzas with `id`, `name`, `def`, `synonym`, `is_a`,
+/// `is_obsolete`, `replaced_by`; other tags and stanzas are ignored. `source` names the text in
+/// error messages. Throws InputError (with the line number) on malformed stanzas.
+Ontology parse_obo(std::istream& input, const std::string& source = "<obo>");
+
+/// Parse the CELLxGENE ontology-guide JSON export (see the file comment). Throws InputError when
+/// the text is not JSON or a term lacks a string `label`. `version` is stored as the release.
+Ontology parse_cellxgene_json(std::string_view text, const std::string& source = "<json>",
+                              const std::string& version = "");
+
+/// Load an ontology file, choosing the parser by extension: `.obo` or `.json`. Throws
+/// InputError naming the file when it is missing, has another extension, or is malformed.
+Ontology load_ontology(const std::filesystem::path& path);
+
+/// Where to find the ontology: `argument` when non-empty; else the environment variable
+/// `CELLTYPER_ONTOLOGY` when set and non-empty; else `../shared/data/cell-ontology/cl-basic.obo`
+/// (relative to the working directory) when that file exists; else "".
+std::string default_ontology_path(const std::string& argument = "");
+
+// ---- label mapping ---------------------------------------------------------------------------
+
+/// Normalise a free-text label for matching: ASCII lower case, each run of whitespace,
+/// underscores and hyphens becomes one space, leading and trailing separators dropped.
+/// "CD14+_Mono" and "cd14+ mono" both give "cd14+ mono".
+std::string normalize_label(std::string_view label);
+
+/// How a label was mapped, in priority order.
+enum class LabelMatchKind {
+  kUserMap,     ///< a row of the user's mapping table
+  kIdentifier,  ///< the label is itself a CL id of the ontology
+  kLabel,       ///< equal (after normalisation) to a CL term's label
+  kSynonym,     ///< equal to one exact synonym (or related one, when enabled)
+  kAmbiguous,   ///< several rows / synonyms give different terms; not mapped
+  kUnmapped,    ///< no match
+};
+
+/// Name of a match kind: "user_map", "identifier", "label", "synonym", "ambiguous", "unmapped".
+const char* to_string(LabelMatchKind kind);
+
+/// Result of mapping one label.
+struct LabelMatch {
+  std::string label;                    ///< the input label
+  std::string cl_id;                    ///< mapped CL id ("" unless mapped)
+  std::string cl_label;                 ///< label of `cl_id` in the ontology ("" when unknown)
+  LabelMatchKind kind = LabelMatchKind::kUnmapped;
+  std::vector<std::string> candidates;  ///< the competing ids when kind is kAmbiguous
+  /// Whether the label was mapped to an id.
+  [[nodiscard]] bool mapped() const { return !cl_id.empty(); }
+};
+
+/// Options of `LabelMapper`.
+struct LabelMapperOptions {
+  bool match_labels = true;            ///< try exact (normalised) CL label matches
+  bool match_exact_synonyms = true;    ///< try EXACT synonyms
+  bool match_related_synonyms = false; ///< also try RELATED / BROAD / NARROW synonyms
+  bool follow_replaced_by = true;      ///< report the canonical (replacement) id of deprecated terms
+};
+
+/// Maps free-text cell-type labels to CL ids, trying in order: (a) the user's table (rows of the
+/// queried dataset first, then rows with an empty dataset; a query without a dataset uses every
+/// row), (b) the label being a CL id, (c) exact CL label, (d) exact synonym. Matching is on
+/// `normalize_label` forms. Live terms win over deprecated ones with the same label.
+class LabelMapper {
+ public:
+  /// A mapper using `ontology` (may be null: then only the user table is used). The ontology
+  /// must outlive the mapper.
+  explicit LabelMapper(const Ontology* ontology = nullptr, LabelMapperOptions options = {});
+
+  /// Read a user table: tab-separated with a header naming at least `label` and `cl_id`
+  /// (optional `dataset`, `cl_label`, `note`), as in `label_map_to_cell_ontology.tsv`. Throws
+  /// InputError naming the file and line for a missing file or column, an id that is not
+  /// "CL:...", an id absent from the ontology, or two rows mapping one label differently.
+  void load_table(const std::filesystem::path& path);
+  /// Add one row of the user table (`dataset` "" = any dataset).
+  void add_mapping(const std::string& dataset, const std::string& label, const std::string& cl_id);
+
+  /// Map one label, optionally scoped to `dataset`.
+  [[nodiscard]] LabelMatch map(std::string_view label, std::string_view dataset = {}) const;
+  /// Map every label of `labels` (one result per input, same order).
+  [[nodiscard]] std::vector<LabelMatch> map_all(const std::vector<std::string>& labels,
+                                                std::string_view dataset = {}) const;
+  /// label -> CL id for the distinct mapped labels of `labels` (input for EvaluationOptions).
+  [[nodiscard]] std::map<std::string, std::string> to_cl_ids(const std::vector<std::string>& labels,
+                                                             std::string_view dataset = {}) const;
+  /// The distinct labels of `labels` that could not be mapped, sorted.
+  [[nodiscard]] std::vector<std::string> unmapped_labels(const std::vector<std::string>& labels,
+                                                         std::string_view dataset = {}) const;
+
+ private:
+  struct UserRow {
+    std::string dataset;
+    std::string cl_id;
+    std::string origin;  ///< "file:line" for messages
+  };
+  void add_row(const std::string& dataset, const std::string& label, const std::string& cl_id,
+               const std::string& origin);
+  [[nodiscard]] LabelMatch finish(std::string_view label, TermIndex index, LabelMatchKind kind) const;
+  [[nodiscard]] LabelMatch from_candidates(std::string_view label, std::vector<TermIndex> candidates,
+                                           LabelMatchKind kind) const;
+
+  const Ontology* ontology_ = nullptr;
+  LabelMapperOptions options_;
+  std::unordered_map<std::string, std::vector<UserRow>> user_rows_;     ///< by normalised label
+  std::unordered_map<std::string, std::vector<TermIndex>> by_label_;    ///< by normalised label
+  std::unordered_map<std::string, std::vector<TermIndex>> by_synonym_;  ///< by normalised synonym
+};
+
+}  // namespace celltyper

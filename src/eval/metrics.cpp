@@ -1,0 +1,429 @@
+/// @file metrics.cpp
+/// Flat, ranking and ontology-aware evaluation metrics.
+
+#include "celltyper/metrics.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <unordered_map>
+#include <utility>
+
+#include "celltyper/error.hpp"
+
+namespace celltyper {
+namespace {
+
+double ratio(double numerator, double denominator) { return denominator > 0.0 ? numerator / denominator : 0.0; }
+
+/// Per-class counts of a flat classification over the sorted union of labels.
+template <typename Label>
+struct FlatCounts {
+  std::vector<Label> classes;  ///< sorted union of truth and prediction
+  std::vector<std::size_t> true_positives;
+  std::vector<std::size_t> support;
+  std::vector<std::size_t> predicted;
+  std::vector<std::size_t> confusion;  ///< classes x classes, rows = truth
+  std::size_t correct = 0;
+};
+
+template <typename Label>
+FlatCounts<Label> count_flat(const std::vector<Label>& truth, const std::vector<Label>& prediction) {
+  FlatCounts<Label> counts;
+  std::set<Label> all(truth.begin(), truth.end());
+  all.insert(prediction.begin(), prediction.end());
+  counts.classes.assign(all.begin(), all.end());
+  const std::size_t n_classes = counts.classes.size();
+  counts.true_positives.assign(n_classes, 0);
+  counts.support.assign(n_classes, 0);
+  counts.predicted.assign(n_classes, 0);
+  counts.confusion.assign(n_classes * n_classes, 0);
+  const auto code = [&](const Label& label) {
+    return static_cast<std::size_t>(std::lower_bound(counts.classes.begin(), counts.classes.end(), label) -
+                                    counts.classes.begin());
+  };
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    const std::size_t t = code(truth[i]);
+    const std::size_t p = code(prediction[i]);
+    ++counts.support[t];
+    ++counts.predicted[p];
+    ++counts.confusion[t * n_classes + p];
+    if (t == p) {
+      ++counts.true_positives[t];
+      ++counts.correct;
+    }
+  }
+  return counts;
+}
+
+/// Per-class precision / recall / F1 with scikit-learn's zero_division=0 semantics.
+template <typename Label>
+std::vector<ClassMetrics> class_metrics(const FlatCounts<Label>& counts) {
+  std::vector<ClassMetrics> metrics(counts.classes.size());
+  for (std::size_t c = 0; c < counts.classes.size(); ++c) {
+    const auto tp = static_cast<double>(counts.true_positives[c]);
+    metrics[c].support = counts.support[c];
+    metrics[c].predicted = counts.predicted[c];
+    metrics[c].precision = ratio(tp, static_cast<double>(counts.predicted[c]));
+    metrics[c].recall = ratio(tp, static_cast<double>(counts.support[c]));
+    metrics[c].f1 = ratio(2.0 * tp, static_cast<double>(counts.support[c] + counts.predicted[c]));
+  }
+  return metrics;
+}
+
+AveragedMetrics macro_average(const std::vector<ClassMetrics>& metrics) {
+  AveragedMetrics average;
+  if (metrics.empty()) return average;
+  for (const auto& m : metrics) {
+    average.precision += m.precision;
+    average.recall += m.recall;
+    average.f1 += m.f1;
+  }
+  const auto n = static_cast<double>(metrics.size());
+  average.precision /= n;
+  average.recall /= n;
+  average.f1 /= n;
+  return average;
+}
+
+AveragedMetrics weighted_average(const std::vector<ClassMetrics>& metrics) {
+  AveragedMetrics average;
+  double total = 0.0;
+  for (const auto& m : metrics) {
+    const auto weight = static_cast<double>(m.support);
+    average.precision += weight * m.precision;
+    average.recall += weight * m.recall;
+    average.f1 += weight * m.f1;
+    total += weight;
+  }
+  average.precision = ratio(average.precision, total);
+  average.recall = ratio(average.recall, total);
+  average.f1 = ratio(average.f1, total);
+  return average;
+}
+
+RankingMetrics ranking_metrics(const std::vector<std::string>& truth, const ProbabilityMatrix& probabilities,
+                               const std::vector<int>& top_k) {
+  const std::size_t n_cells = truth.size();
+  const std::size_t n_classes = probabilities.class_names.size();
+  if (n_classes == 0) throw InputError("probability matrix has no class names");
+  if (probabilities.values.size() != n_cells * n_classes) {
+    throw InputError(fmt::format("probability matrix has {} values; expected {} cells x {} classes = {}",
+                                 probabilities.values.size(), n_cells, n_classes, n_cells * n_classes));
+  }
+  std::unordered_map<std::string, std::size_t> column_of;
+  for (std::size_t j = 0; j < n_classes; ++j) {
+    if (!column_of.emplace(probabilities.class_names[j], j).second) {
+      throw InputError("probability matrix names class '" + probabilities.class_names[j] + "' twice");
+    }
+  }
+  for (const int k : top_k) {
+    if (k < 1) throw InputError(fmt::format("top-k accuracy needs k >= 1, got {}", k));
+  }
+  RankingMetrics ranking;
+  ranking.available = true;
+  std::vector<std::size_t> hits(top_k.size(), 0);
+  double reciprocal_rank_sum = 0.0;
+  for (std::size_t i = 0; i < n_cells; ++i) {
+    const float* row = probabilities.values.data() + i * n_classes;
+    for (std::size_t j = 0; j < n_classes; ++j) {
+      if (std::isnan(row[j])) {
+        throw InputError(fmt::format("probability matrix has NaN at cell {}, class '{}'", i,
+                                     probabilities.class_names[j]));
+      }
+    }
+    const auto found = column_of.find(truth[i]);
+    if (found == column_of.end()) {
+      ++ranking.n_truth_not_in_classes;
+      continue;
+    }
+    const std::size_t column = found->second;
+    const float value = row[column];
+    std::size_t rank = 1;
+    for (std::size_t j = 0; j < n_classes; ++j) {
+      if (row[j] > value || (j < column && row[j] == value)) ++rank;
+    }
+    reciprocal_rank_sum += 1.0 / static_cast<double>(rank);
+    for (std::size_t q = 0; q < top_k.size(); ++q) {
+      if (rank <= static_cast<std::size_t>(top_k[q])) ++hits[q];
+    }
+  }
+  const auto n = static_cast<double>(n_cells);
+  for (std::size_t q = 0; q < top_k.size(); ++q) {
+    ranking.top_k.push_back({top_k[q], static_cast<double>(hits[q]) / n});
+  }
+  ranking.mean_reciprocal_rank = reciprocal_rank_sum / n;
+  return ranking;
+}
+
+/// A term and its ancestors without the root, sorted.
+std::vector<TermIndex> closure_without_root(const Ontology& ontology, TermIndex index) {
+  std::vector<TermIndex> closure = ontology.ancestor_indices(index);
+  closure.insert(std::upper_bound(closure.begin(), closure.end(), index), index);
+  if (const auto root = ontology.root()) {
+    const auto found = std::lower_bound(closure.begin(), closure.end(), *root);
+    if (found != closure.end() && *found == *root) closure.erase(found);
+  }
+  return closure;
+}
+
+OntologyMetrics ontology_metrics(const std::vector<std::string>& truth, const std::vector<std::string>& prediction,
+                                 const EvaluationOptions& options) {
+  const Ontology& ontology = *options.ontology;
+  // Resolve each distinct label once: -1 = unmapped.
+  std::unordered_map<std::string, TermIndex> resolved;
+  const auto resolve = [&](const std::string& label) {
+    const auto cached = resolved.find(label);
+    if (cached != resolved.end()) return cached->second;
+    std::optional<TermIndex> index;
+    if (const auto mapped = options.cl_ids.find(label); mapped != options.cl_ids.end()) {
+      index = ontology.find_index(mapped->second);
+    } else {
+      index = ontology.find_index(label);
+    }
+    TermIndex result = -1;
+    if (index) {
+      result = ontology.canonical(*index);
+      if (ontology.root() && ontology.depth(result) < 0) result = -1;  // not connected to the root
+    }
+    resolved.emplace(label, result);
+    return result;
+  };
+
+  OntologyMetrics metrics;
+  metrics.available = true;
+  std::set<std::string> unmapped_labels;
+  std::vector<TermIndex> mapped_truth;
+  std::vector<TermIndex> corrected_prediction;
+
+  struct PairStats {
+    std::size_t intersection = 0;
+    std::size_t prediction_size = 0;
+    std::size_t truth_size = 0;
+    std::int32_t lca_distance = 0;
+    TermRelation relation = TermRelation::kUnrelated;
+  };
+  std::map<std::pair<TermIndex, TermIndex>, PairStats> pair_cache;
+  std::size_t intersection_sum = 0;
+  std::size_t prediction_sum = 0;
+  std::size_t truth_sum = 0;
+  double distance_sum = 0.0;
+
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    const TermIndex t = resolve(truth[i]);
+    const TermIndex p = resolve(prediction[i]);
+    if (t < 0) {
+      ++metrics.n_unmapped_truth;
+      unmapped_labels.insert(truth[i]);
+    }
+    if (p < 0) {
+      ++metrics.n_unmapped_prediction;
+      unmapped_labels.insert(prediction[i]);
+    }
+    if (t < 0 || p < 0) {
+      ++metrics.n_unmapped;
+      continue;
+    }
+    ++metrics.n_mapped;
+    auto [entry, inserted] = pair_cache.try_emplace({p, t});
+    PairStats& stats = entry->second;
+    if (inserted) {
+      const std::vector<TermIndex> closure_prediction = closure_without_root(ontology, p);
+      const std::vector<TermIndex> closure_truth = closure_without_root(ontology, t);
+      std::vector<TermIndex> common;
+      std::set_intersection(closure_prediction.begin(), closure_prediction.end(), closure_truth.begin(),
+                            closure_truth.end(), std::back_inserter(common));
+      stats.intersection = common.size();
+      stats.prediction_size = closure_prediction.size();
+      stats.truth_size = closure_truth.size();
+      // Both terms reach the root (or the ontology has none and the DAG may be disconnected).
+      stats.lca_distance = ontology.upward_lca_distance(p, t).value_or(ontology.depth(t) + 1);
+      stats.relation = ontology.classify_relation(p, t);
+    }
+    intersection_sum += stats.intersection;
+    prediction_sum += stats.prediction_size;
+    truth_sum += stats.truth_size;
+    distance_sum += stats.lca_distance;
+    ++metrics.relation_counts[static_cast<std::size_t>(stats.relation)];
+    if (p != t) ++metrics.n_errors;
+    mapped_truth.push_back(t);
+    const bool counts_as_correct =
+        stats.relation == TermRelation::kExact || stats.relation == TermRelation::kPredictionIsDescendant;
+    corrected_prediction.push_back(counts_as_correct ? t : p);
+  }
+  metrics.unmapped_labels.assign(unmapped_labels.begin(), unmapped_labels.end());
+  if (metrics.n_mapped == 0) return metrics;
+
+  const auto n = static_cast<double>(metrics.n_mapped);
+  const FlatCounts<TermIndex> corrected = count_flat(mapped_truth, corrected_prediction);
+  metrics.corrected_accuracy = static_cast<double>(corrected.correct) / n;
+  metrics.corrected_macro_f1 = macro_average(class_metrics(corrected)).f1;
+  metrics.hierarchical_precision = ratio(static_cast<double>(intersection_sum), static_cast<double>(prediction_sum));
+  metrics.hierarchical_recall = ratio(static_cast<double>(intersection_sum), static_cast<double>(truth_sum));
+  metrics.hierarchical_f1 =
+      ratio(2.0 * metrics.hierarchical_precision * metrics.hierarchical_recall,
+            metrics.hierarchical_precision + metrics.hierarchical_recall);
+  metrics.mean_lca_distance_all = distance_sum / n;
+  // Correct cells contribute distance 0, so the error mean divides the same sum.
+  metrics.mean_lca_distance_errors = ratio(distance_sum, static_cast<double>(metrics.n_errors));
+  return metrics;
+}
+
+nlohmann::json averaged_json(const AveragedMetrics& average) {
+  return {{"precision", average.precision}, {"recall", average.recall}, {"f1", average.f1}};
+}
+
+}  // namespace
+
+double OntologyMetrics::share(TermRelation relation) const {
+  return ratio(static_cast<double>(relation_counts[static_cast<std::size_t>(relation)]),
+               static_cast<double>(n_mapped));
+}
+
+EvaluationResult evaluate(const std::vector<std::string>& truth, const std::vector<std::string>& prediction,
+                          const EvaluationOptions& options) {
+  if (truth.size() != prediction.size()) {
+    throw InputError(fmt::format("evaluation needs one prediction per cell: {} truth labels but {} predictions",
+                                 truth.size(), prediction.size()));
+  }
+  if (truth.empty()) throw InputError("evaluation needs at least one cell; got none");
+  EvaluationResult result;
+  result.n_cells = truth.size();
+
+  const FlatCounts<std::string> counts = count_flat(truth, prediction);
+  result.accuracy = static_cast<double>(counts.correct) / static_cast<double>(result.n_cells);
+  result.per_class = class_metrics(counts);
+  for (std::size_t c = 0; c < counts.classes.size(); ++c) result.per_class[c].label = counts.classes[c];
+  result.macro = macro_average(result.per_class);
+  result.weighted = weighted_average(result.per_class);
+  result.confusion.labels = counts.classes;
+  result.confusion.counts = counts.confusion;
+
+  if (options.probabilities != nullptr) result.ranking = ranking_metrics(truth, *options.probabilities, options.top_k);
+  if (options.ontology != nullptr) result.ontology = ontology_metrics(truth, prediction, options);
+  return result;
+}
+
+nlohmann::json to_json(const EvaluationResult& result) {
+  nlohmann::json json;
+  json["n_cells"] = result.n_cells;
+  json["accuracy"] = result.accuracy;
+  json["macro"] = averaged_json(result.macro);
+  json["weighted"] = averaged_json(result.weighted);
+  json["per_class"] = nlohmann::json::array();
+  for (const auto& m : result.per_class) {
+    json["per_class"].push_back({{"label", m.label},
+                                 {"precision", m.precision},
+                                 {"recall", m.recall},
+                                 {"f1", m.f1},
+                                 {"support", m.support},
+                                 {"predicted", m.predicted}});
+  }
+  nlohmann::json rows = nlohmann::json::array();
+  const std::size_t n_labels = result.confusion.labels.size();
+  for (std::size_t t = 0; t < n_labels; ++t) {
+    nlohmann::json row = nlohmann::json::array();
+    for (std::size_t p = 0; p < n_labels; ++p) row.push_back(result.confusion.at(t, p));
+    rows.push_back(std::move(row));
+  }
+  json["confusion_matrix"] = {{"labels", result.confusion.labels}, {"counts", std::move(rows)}};
+
+  if (result.ranking.available) {
+    nlohmann::json top_k = nlohmann::json::object();
+    for (const auto& entry : result.ranking.top_k) top_k[std::to_string(entry.k)] = entry.accuracy;
+    json["ranking"] = {{"top_k_accuracy", std::move(top_k)},
+                       {"mean_reciprocal_rank", result.ranking.mean_reciprocal_rank},
+                       {"n_truth_not_in_classes", result.ranking.n_truth_not_in_classes}};
+  } else {
+    json["ranking"] = nullptr;
+  }
+
+  if (result.ontology.available) {
+    const OntologyMetrics& o = result.ontology;
+    nlohmann::json relations = nlohmann::json::object();
+    nlohmann::json shares = nlohmann::json::object();
+    for (std::size_t r = 0; r < kTermRelationCount; ++r) {
+      const auto relation = static_cast<TermRelation>(r);
+      relations[to_string(relation)] = o.relation_counts[r];
+      shares[to_string(relation)] = o.share(relation);
+    }
+    json["ontology"] = {{"n_mapped", o.n_mapped},
+                        {"n_unmapped", o.n_unmapped},
+                        {"n_unmapped_truth", o.n_unmapped_truth},
+                        {"n_unmapped_prediction", o.n_unmapped_prediction},
+                        {"unmapped_labels", o.unmapped_labels},
+                        {"corrected_accuracy", o.corrected_accuracy},
+                        {"corrected_macro_f1", o.corrected_macro_f1},
+                        {"hierarchical_precision", o.hierarchical_precision},
+                        {"hierarchical_recall", o.hierarchical_recall},
+                        {"hierarchical_f1", o.hierarchical_f1},
+                        {"n_errors", o.n_errors},
+                        {"mean_lca_distance_errors", o.mean_lca_distance_errors},
+                        {"mean_lca_distance_all", o.mean_lca_distance_all},
+                        {"relation_counts", std::move(relations)},
+                        {"relation_shares", std::move(shares)}};
+  } else {
+    json["ontology"] = nullptr;
+  }
+  return json;
+}
+
+std::string format_report(const EvaluationResult& result) {
+  std::string out;
+  std::size_t width = 12;
+  for (const auto& m : result.per_class) width = std::max(width, m.label.size());
+  out += fmt::format("cells     {}\naccuracy  {:.4f}\n\n", result.n_cells, result.accuracy);
+  out += fmt::format("{:<{}}  {:>9}  {:>6}  {:>6}  {:>7}  {:>9}\n", "label", width, "precision", "recall", "f1",
+                     "support", "predicted");
+  for (const auto& m : result.per_class) {
+    out += fmt::format("{:<{}}  {:>9.4f}  {:>6.4f}  {:>6.4f}  {:>7}  {:>9}\n", m.label, width, m.precision, m.recall,
+                       m.f1, m.support, m.predicted);
+  }
+  const auto average_row = [&](const char* name, const AveragedMetrics& average) {
+    out += fmt::format("{:<{}}  {:>9.4f}  {:>6.4f}  {:>6.4f}  {:>7}\n", name, width, average.precision,
+                       average.recall, average.f1, result.n_cells);
+  };
+  out += '\n';
+  average_row("macro avg", result.macro);
+  average_row("weighted avg", result.weighted);
+
+  if (result.ranking.available) {
+    out += '\n';
+    for (const auto& entry : result.ranking.top_k) {
+      out += fmt::format("top-{} accuracy        {:.4f}\n", entry.k, entry.accuracy);
+    }
+    out += fmt::format("mean reciprocal rank  {:.4f}\n", result.ranking.mean_reciprocal_rank);
+    if (result.ranking.n_truth_not_in_classes > 0) {
+      out += fmt::format("({} cells have a truth label that is not a probability column)\n",
+                         result.ranking.n_truth_not_in_classes);
+    }
+  }
+
+  if (result.ontology.available) {
+    const OntologyMetrics& o = result.ontology;
+    out += fmt::format("\nCell Ontology: {} cells mapped, {} unmapped ({} truth, {} prediction)\n", o.n_mapped,
+                       o.n_unmapped, o.n_unmapped_truth, o.n_unmapped_prediction);
+    if (!o.unmapped_labels.empty()) {
+      out += fmt::format("unmapped labels: {}\n", fmt::join(o.unmapped_labels, ", "));
+    }
+    out += fmt::format("corrected accuracy           {:.4f}\n", o.corrected_accuracy);
+    out += fmt::format("corrected macro F1           {:.4f}\n", o.corrected_macro_f1);
+    out += fmt::format("hierarchical P / R / F       {:.4f} / {:.4f} / {:.4f}\n", o.hierarchical_precision,
+                       o.hierarchical_recall, o.hierarchical_f1);
+    out += fmt::format("upward LCA distance          {:.3f} over {} errors, {:.3f} over all cells\n",
+                       o.mean_lca_distance_errors, o.n_errors, o.mean_lca_distance_all);
+    out += "relation of prediction to truth:";
+    for (std::size_t r = 0; r < kTermRelationCount; ++r) {
+      const auto relation = static_cast<TermRelation>(r);
+      out += fmt::format(" {} {:.1f}%", to_string(relation), 100.0 * o.share(relation));
+      out += r + 1 < kTermRelationCount ? "," : "\n";
+    }
+  }
+  return out;
+}
+
+}  // namespace celltyper

@@ -1,0 +1,260 @@
+/// @file label_mapper.cpp
+/// LabelMapper: free-text cell-type labels to Cell Ontology ids.
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <set>
+
+#include "celltyper/error.hpp"
+#include "celltyper/ontology.hpp"
+
+namespace celltyper {
+namespace {
+
+bool is_separator(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-'; }
+
+std::vector<std::string> split_tabs(const std::string& line) {
+  std::vector<std::string> fields;
+  std::size_t start = 0;
+  while (true) {
+    const auto tab = line.find('\t', start);
+    fields.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+    if (tab == std::string::npos) break;
+    start = tab + 1;
+  }
+  for (auto& field : fields) {
+    while (!field.empty() && std::isspace(static_cast<unsigned char>(field.back()))) field.pop_back();
+    std::size_t first = 0;
+    while (first < field.size() && std::isspace(static_cast<unsigned char>(field[first]))) ++first;
+    field.erase(0, first);
+  }
+  return fields;
+}
+
+}  // namespace
+
+const char* to_string(LabelMatchKind kind) {
+  switch (kind) {
+    case LabelMatchKind::kUserMap: return "user_map";
+    case LabelMatchKind::kIdentifier: return "identifier";
+    case LabelMatchKind::kLabel: return "label";
+    case LabelMatchKind::kSynonym: return "synonym";
+    case LabelMatchKind::kAmbiguous: return "ambiguous";
+    case LabelMatchKind::kUnmapped: return "unmapped";
+  }
+  return "?";
+}
+
+std::string normalize_label(std::string_view label) {
+  std::string normalized;
+  normalized.reserve(label.size());
+  bool pending_space = false;
+  for (const char c : label) {
+    if (is_separator(c)) {
+      pending_space = !normalized.empty();
+      continue;
+    }
+    if (pending_space) normalized += ' ';
+    pending_space = false;
+    normalized += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  }
+  return normalized;
+}
+
+LabelMapper::LabelMapper(const Ontology* ontology, LabelMapperOptions options)
+    : ontology_(ontology), options_(options) {
+  if (ontology_ == nullptr) return;
+  for (std::size_t i = 0; i < ontology_->size(); ++i) {
+    const auto index = static_cast<TermIndex>(i);
+    const OntologyTerm& term = ontology_->term(index);
+    if (std::string key = normalize_label(term.label); !key.empty()) by_label_[key].push_back(index);
+    for (const Synonym& synonym : term.synonyms) {
+      const bool wanted = synonym.scope == SynonymScope::kExact ? options_.match_exact_synonyms
+                                                                 : options_.match_related_synonyms;
+      std::string key = normalize_label(synonym.text);
+      if (!wanted || key.empty()) continue;
+      auto& list = by_synonym_[key];
+      if (std::find(list.begin(), list.end(), index) == list.end()) list.push_back(index);
+    }
+  }
+}
+
+void LabelMapper::add_row(const std::string& dataset, const std::string& label, const std::string& cl_id,
+                          const std::string& origin) {
+  const std::string key = normalize_label(label);
+  if (key.empty()) throw InputError(origin + ": empty label");
+  if (cl_id.rfind("CL:", 0) != 0 || cl_id.size() <= 3) {
+    throw InputError(origin + ": cl_id '" + cl_id + "' for label '" + label + "' is not a Cell Ontology id (CL:...)");
+  }
+  if (ontology_ != nullptr && !ontology_->contains(cl_id)) {
+    throw InputError(origin + ": cl_id " + cl_id + " for label '" + label + "' is not a term of " +
+                     ontology_->source());
+  }
+  auto& rows = user_rows_[key];
+  for (const UserRow& row : rows) {
+    if (row.dataset != dataset) continue;
+    if (row.cl_id == cl_id) return;  // a repeated row is harmless
+    throw InputError(origin + ": label '" + label + "'" + (dataset.empty() ? "" : " of dataset '" + dataset + "'") +
+                     " is mapped to " + cl_id + " here but to " + row.cl_id + " at " + row.origin);
+  }
+  rows.push_back({dataset, cl_id, origin});
+}
+
+void LabelMapper::add_mapping(const std::string& dataset, const std::string& label, const std::string& cl_id) {
+  add_row(dataset, label, cl_id, "label mapping");
+}
+
+void LabelMapper::load_table(const std::filesystem::path& path) {
+  const std::string name = path.string();
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) {
+    throw InputError("label map " + name + " does not exist (or is not a file)");
+  }
+  std::ifstream stream(path);
+  if (!stream) throw InputError("cannot open label map " + name);
+  std::string line;
+  if (!std::getline(stream, line)) throw InputError("label map " + name + " is empty; expected a header row");
+  const std::vector<std::string> header = split_tabs(line);
+  const auto column = [&](const std::string& wanted) -> std::ptrdiff_t {
+    const auto found = std::find(header.begin(), header.end(), wanted);
+    return found == header.end() ? -1 : found - header.begin();
+  };
+  const std::ptrdiff_t label_column = column("label");
+  const std::ptrdiff_t id_column = column("cl_id");
+  const std::ptrdiff_t dataset_column = column("dataset");
+  if (label_column < 0 || id_column < 0) {
+    throw InputError("label map " + name + ": the tab-separated header must name the columns 'label' and " +
+                     "'cl_id' (found '" + line + "')");
+  }
+  std::size_t line_number = 1;
+  while (std::getline(stream, line)) {
+    ++line_number;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    std::vector<std::string> fields = split_tabs(line);
+    fields.resize(std::max(fields.size(), header.size()));
+    const std::string origin = name + " line " + std::to_string(line_number);
+    const std::string dataset = dataset_column >= 0 ? fields[static_cast<std::size_t>(dataset_column)] : "";
+    add_row(dataset, fields[static_cast<std::size_t>(label_column)], fields[static_cast<std::size_t>(id_column)],
+            origin);
+  }
+  if (stream.bad()) throw IoError("cannot read label map " + name);
+}
+
+LabelMatch LabelMapper::finish(std::string_view label, TermIndex index, LabelMatchKind kind) const {
+  LabelMatch match;
+  match.label = std::string(label);
+  match.kind = kind;
+  const TermIndex chosen = options_.follow_replaced_by ? ontology_->canonical(index) : index;
+  match.cl_id = ontology_->term(chosen).id;
+  match.cl_label = ontology_->term(chosen).label;
+  return match;
+}
+
+LabelMatch LabelMapper::from_candidates(std::string_view label, std::vector<TermIndex> candidates,
+                                        LabelMatchKind kind) const {
+  // Live terms win over deprecated ones; then replacements are followed and duplicates merged.
+  const bool any_live = std::any_of(candidates.begin(), candidates.end(),
+                                    [&](TermIndex index) { return !ontology_->term(index).deprecated; });
+  if (any_live) {
+    std::erase_if(candidates, [&](TermIndex index) { return ontology_->term(index).deprecated; });
+  }
+  if (options_.follow_replaced_by) {
+    for (auto& index : candidates) index = ontology_->canonical(index);
+  }
+  std::sort(candidates.begin(), candidates.end());
+  candidates.erase(std::unique(candidates.begin(), candidates.end()), candidates.end());
+  if (candidates.size() == 1) return finish(label, candidates.front(), kind);
+  LabelMatch match;
+  match.label = std::string(label);
+  match.kind = LabelMatchKind::kAmbiguous;
+  for (const TermIndex index : candidates) match.candidates.push_back(ontology_->term(index).id);
+  return match;
+}
+
+LabelMatch LabelMapper::map(std::string_view label, std::string_view dataset) const {
+  LabelMatch unmapped;
+  unmapped.label = std::string(label);
+  const std::string key = normalize_label(label);
+  if (key.empty()) return unmapped;
+
+  // (a) the user's table.
+  if (const auto found = user_rows_.find(key); found != user_rows_.end()) {
+    std::vector<std::string> ids;
+    const auto collect = [&](auto&& keep) {
+      for (const UserRow& row : found->second) {
+        if (keep(row) && std::find(ids.begin(), ids.end(), row.cl_id) == ids.end()) ids.push_back(row.cl_id);
+      }
+    };
+    if (dataset.empty()) {
+      collect([](const UserRow&) { return true; });
+    } else {
+      collect([&](const UserRow& row) { return row.dataset == dataset; });
+      if (ids.empty()) collect([](const UserRow& row) { return row.dataset.empty(); });
+    }
+    if (ids.size() == 1) {
+      if (ontology_ == nullptr) {
+        LabelMatch match = unmapped;
+        match.kind = LabelMatchKind::kUserMap;
+        match.cl_id = ids.front();
+        return match;
+      }
+      return finish(label, ontology_->index_of(ids.front()), LabelMatchKind::kUserMap);
+    }
+    if (ids.size() > 1) {
+      LabelMatch match = unmapped;
+      match.kind = LabelMatchKind::kAmbiguous;
+      std::sort(ids.begin(), ids.end());
+      match.candidates = std::move(ids);
+      return match;
+    }
+  }
+  if (ontology_ == nullptr) return unmapped;
+
+  // (b) the label is an id.
+  const auto first = label.find_first_not_of(" \t");
+  const auto last = label.find_last_not_of(" \t");
+  if (first != std::string_view::npos) {
+    if (const auto index = ontology_->find_index(label.substr(first, last - first + 1))) {
+      return finish(label, *index, LabelMatchKind::kIdentifier);
+    }
+  }
+  // (c) exact label, (d) synonym.
+  if (options_.match_labels) {
+    if (const auto found = by_label_.find(key); found != by_label_.end()) {
+      return from_candidates(label, found->second, LabelMatchKind::kLabel);
+    }
+  }
+  if (const auto found = by_synonym_.find(key); found != by_synonym_.end()) {
+    return from_candidates(label, found->second, LabelMatchKind::kSynonym);
+  }
+  return unmapped;
+}
+
+std::vector<LabelMatch> LabelMapper::map_all(const std::vector<std::string>& labels, std::string_view dataset) const {
+  std::vector<LabelMatch> matches;
+  matches.reserve(labels.size());
+  for (const auto& label : labels) matches.push_back(map(label, dataset));
+  return matches;
+}
+
+std::map<std::string, std::string> LabelMapper::to_cl_ids(const std::vector<std::string>& labels,
+                                                          std::string_view dataset) const {
+  std::map<std::string, std::string> ids;
+  for (const auto& label : std::set<std::string>(labels.begin(), labels.end())) {
+    LabelMatch match = map(label, dataset);
+    if (match.mapped()) ids.emplace(label, std::move(match.cl_id));
+  }
+  return ids;
+}
+
+std::vector<std::string> LabelMapper::unmapped_labels(const std::vector<std::string>& labels,
+                                                      std::string_view dataset) const {
+  std::vector<std::string> unmapped;
+  for (const auto& label : std::set<std::string>(labels.begin(), labels.end())) {
+    if (!map(label, dataset).mapped()) unmapped.push_back(label);
+  }
+  return unmapped;
+}
+
+}  // namespace celltyper

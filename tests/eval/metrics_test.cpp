@@ -1,0 +1,326 @@
+// Evaluation metrics on hand-computed cases and a naive oracle.
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+
+#include "celltyper/error.hpp"
+#include "celltyper/metrics.hpp"
+#include "support/test_support.hpp"
+
+namespace celltyper {
+namespace {
+
+OntologyTerm make_term(const char* id, const char* label, std::vector<std::string> parents) {
+  OntologyTerm term;
+  term.id = id;
+  term.label = label;
+  term.parents = std::move(parents);
+  return term;
+}
+
+// cell (0) > immune (1) > lymphocyte (2) > T (3) > CD4 T (5), CD8 T (6)
+//                                       > B (4)
+//          > immune (1) > myeloid (7) > monocyte (8)
+// CL:0000020: deprecated, replaced by B; CL:0000022: deprecated, no replacement, no parents.
+Ontology toy() {
+  std::vector<OntologyTerm> terms = {
+      make_term("CL:0000000", "cell", {}),
+      make_term("CL:0000001", "immune cell", {"CL:0000000"}),
+      make_term("CL:0000002", "lymphocyte", {"CL:0000001"}),
+      make_term("CL:0000003", "T cell", {"CL:0000002"}),
+      make_term("CL:0000004", "B cell", {"CL:0000002"}),
+      make_term("CL:0000005", "CD4 T cell", {"CL:0000003"}),
+      make_term("CL:0000006", "CD8 T cell", {"CL:0000003"}),
+      make_term("CL:0000007", "myeloid cell", {"CL:0000001"}),
+      make_term("CL:0000008", "monocyte", {"CL:0000007"}),
+      make_term("CL:0000020", "obsolete B", {}),
+      make_term("CL:0000022", "obsolete thing", {}),
+  };
+  terms[9].deprecated = true;
+  terms[9].replaced_by = "CL:0000004";
+  terms[10].deprecated = true;
+  return Ontology(std::move(terms), "toy");
+}
+
+const std::map<std::string, std::string> kToyIds = {
+    {"CD4 T", "CL:0000005"}, {"CD8 T", "CL:0000006"}, {"T", "CL:0000003"}, {"B", "CL:0000004"},
+    {"Mono", "CL:0000008"}, {"old B", "CL:0000020"}, {"thing", "CL:0000022"}};
+
+// Eight cells covering every relation; cell 7 has an unmapped prediction.
+const std::vector<std::string> kTruth = {"CD4 T", "CD4 T", "T", "CD4 T", "CD4 T", "B", "Mono", "B"};
+const std::vector<std::string> kPrediction = {"CD4 T", "T", "CD4 T", "CD8 T", "B", "B", "Unknown", "Mono"};
+
+const ClassMetrics& row(const EvaluationResult& result, const std::string& label) {
+  for (const auto& m : result.per_class) {
+    if (m.label == label) return m;
+  }
+  throw std::runtime_error("no class " + label);
+}
+
+TEST(Metrics, FlatMetricsByHand) {
+  const EvaluationResult result = evaluate(kTruth, kPrediction);
+  EXPECT_EQ(result.n_cells, 8u);
+  EXPECT_DOUBLE_EQ(result.accuracy, 2.0 / 8.0);
+  // Classes: union of truth and prediction, sorted.
+  ASSERT_EQ(result.per_class.size(), 6u);
+  EXPECT_EQ(result.per_class[0].label, "B");
+  EXPECT_EQ(result.per_class[5].label, "Unknown");
+  EXPECT_DOUBLE_EQ(row(result, "B").precision, 0.5);
+  EXPECT_DOUBLE_EQ(row(result, "B").recall, 0.5);
+  EXPECT_DOUBLE_EQ(row(result, "B").f1, 0.5);
+  EXPECT_EQ(row(result, "B").support, 2u);
+  EXPECT_EQ(row(result, "B").predicted, 2u);
+  EXPECT_DOUBLE_EQ(row(result, "CD4 T").precision, 0.5);
+  EXPECT_DOUBLE_EQ(row(result, "CD4 T").recall, 0.25);
+  EXPECT_DOUBLE_EQ(row(result, "CD4 T").f1, 1.0 / 3.0);
+  EXPECT_EQ(row(result, "CD4 T").support, 4u);
+  // Predicted but never true (zero_division = 0), true but never predicted right.
+  EXPECT_EQ(row(result, "CD8 T").support, 0u);
+  EXPECT_EQ(row(result, "CD8 T").predicted, 1u);
+  EXPECT_DOUBLE_EQ(row(result, "CD8 T").precision, 0.0);
+  EXPECT_DOUBLE_EQ(row(result, "CD8 T").recall, 0.0);
+  EXPECT_DOUBLE_EQ(row(result, "Unknown").f1, 0.0);
+  EXPECT_DOUBLE_EQ(row(result, "T").f1, 0.0);
+
+  EXPECT_DOUBLE_EQ(result.macro.precision, 1.0 / 6.0);
+  EXPECT_DOUBLE_EQ(result.macro.recall, 0.125);
+  EXPECT_DOUBLE_EQ(result.macro.f1, 5.0 / 36.0);
+  EXPECT_DOUBLE_EQ(result.weighted.precision, 3.0 / 8.0);
+  EXPECT_DOUBLE_EQ(result.weighted.recall, 0.25);
+  EXPECT_DOUBLE_EQ(result.weighted.f1, 7.0 / 24.0);
+
+  // Confusion matrix: rows truth, columns prediction, labels sorted.
+  const ConfusionMatrix& confusion = result.confusion;
+  EXPECT_EQ(confusion.labels, (std::vector<std::string>{"B", "CD4 T", "CD8 T", "Mono", "T", "Unknown"}));
+  EXPECT_EQ(confusion.at(1, 1), 1u);  // CD4 T -> CD4 T
+  EXPECT_EQ(confusion.at(1, 4), 1u);  // CD4 T -> T
+  EXPECT_EQ(confusion.at(1, 2), 1u);  // CD4 T -> CD8 T
+  EXPECT_EQ(confusion.at(1, 0), 1u);  // CD4 T -> B
+  EXPECT_EQ(confusion.at(3, 5), 1u);  // Mono -> Unknown
+  EXPECT_EQ(confusion.at(0, 3), 1u);  // B -> Mono
+  std::size_t total = 0;
+  for (const auto count : confusion.counts) total += count;
+  EXPECT_EQ(total, 8u);
+
+  EXPECT_FALSE(result.ranking.available);
+  EXPECT_FALSE(result.ontology.available);
+}
+
+TEST(Metrics, PerfectPrediction) {
+  const std::vector<std::string> labels = {"a", "b", "b", "c"};
+  const EvaluationResult result = evaluate(labels, labels);
+  EXPECT_DOUBLE_EQ(result.accuracy, 1.0);
+  EXPECT_DOUBLE_EQ(result.macro.f1, 1.0);
+  EXPECT_DOUBLE_EQ(result.weighted.precision, 1.0);
+}
+
+TEST(Metrics, OntologyMetricsByHand) {
+  const Ontology ontology = toy();
+  EvaluationOptions options;
+  options.ontology = &ontology;
+  options.cl_ids = kToyIds;
+  const EvaluationResult result = evaluate(kTruth, kPrediction, options);
+  const OntologyMetrics& o = result.ontology;
+  ASSERT_TRUE(o.available);
+  EXPECT_EQ(o.n_mapped, 7u);
+  EXPECT_EQ(o.n_unmapped, 1u);
+  EXPECT_EQ(o.n_unmapped_truth, 0u);
+  EXPECT_EQ(o.n_unmapped_prediction, 1u);
+  EXPECT_EQ(o.unmapped_labels, std::vector<std::string>{"Unknown"});
+  // Relations: exact (cells 1, 6), parent (2), child (3), sibling (4), unrelated (5, 8).
+  EXPECT_EQ(o.relation_counts[static_cast<std::size_t>(TermRelation::kExact)], 2u);
+  EXPECT_EQ(o.relation_counts[static_cast<std::size_t>(TermRelation::kPredictionIsAncestor)], 1u);
+  EXPECT_EQ(o.relation_counts[static_cast<std::size_t>(TermRelation::kPredictionIsDescendant)], 1u);
+  EXPECT_EQ(o.relation_counts[static_cast<std::size_t>(TermRelation::kSibling)], 1u);
+  EXPECT_EQ(o.relation_counts[static_cast<std::size_t>(TermRelation::kUnrelated)], 2u);
+  EXPECT_DOUBLE_EQ(o.share(TermRelation::kExact), 2.0 / 7.0);
+  EXPECT_DOUBLE_EQ(o.share(TermRelation::kUnrelated), 2.0 / 7.0);
+  // Corrected: cell 3 (truth T, predicted its child CD4 T) becomes correct -> 3 of 7.
+  EXPECT_DOUBLE_EQ(o.corrected_accuracy, 3.0 / 7.0);
+  // Corrected classes (CL ids): CD4 f1 2/5, T 2/3, B 1/2, CD8 0, monocyte 0.
+  EXPECT_DOUBLE_EQ(o.corrected_macro_f1, 47.0 / 150.0);
+  // |A(p) & A(t)| / |A(p)| / |A(t)| per cell, root excluded:
+  // 4/4/4, 3/3/4, 3/4/3, 3/4/4, 2/3/4, 3/3/3, 1/3/3 -> 19 / 24 / 25.
+  EXPECT_DOUBLE_EQ(o.hierarchical_precision, 19.0 / 24.0);
+  EXPECT_DOUBLE_EQ(o.hierarchical_recall, 19.0 / 25.0);
+  EXPECT_DOUBLE_EQ(o.hierarchical_f1, 38.0 / 49.0);
+  // Upward LCA distances: 0, 1, 0, 1, 2, 0, 2 -> 6 over 7 cells and over 5 errors.
+  EXPECT_EQ(o.n_errors, 5u);
+  EXPECT_DOUBLE_EQ(o.mean_lca_distance_all, 6.0 / 7.0);
+  EXPECT_DOUBLE_EQ(o.mean_lca_distance_errors, 6.0 / 5.0);
+  // Flat metrics are unchanged by the ontology and keep the unmapped cell.
+  EXPECT_EQ(result.n_cells, 8u);
+  EXPECT_DOUBLE_EQ(result.accuracy, 0.25);
+}
+
+TEST(Metrics, OntologyLabelsAsIdsDeprecatedAndDisconnected) {
+  const Ontology ontology = toy();
+  EvaluationOptions options;
+  options.ontology = &ontology;
+  options.cl_ids = kToyIds;
+  // "CL:0000005" is used as an id; "old B" is deprecated -> B; "thing" has no path to the root;
+  // "CL:0009999" is not in the ontology.
+  const std::vector<std::string> truth = {"CL:0000005", "B", "B", "T", "CL:0009999"};
+  const std::vector<std::string> prediction = {"CL:0000003", "old B", "thing", "T", "T"};
+  const EvaluationResult result = evaluate(truth, prediction, options);
+  const OntologyMetrics& o = result.ontology;
+  EXPECT_EQ(o.n_mapped, 3u);
+  EXPECT_EQ(o.n_unmapped, 2u);
+  EXPECT_EQ(o.n_unmapped_truth, 1u);
+  EXPECT_EQ(o.n_unmapped_prediction, 1u);
+  EXPECT_EQ(o.unmapped_labels, (std::vector<std::string>{"CL:0009999", "thing"}));
+  EXPECT_EQ(o.relation_counts[static_cast<std::size_t>(TermRelation::kExact)], 2u);
+  EXPECT_EQ(o.relation_counts[static_cast<std::size_t>(TermRelation::kPredictionIsAncestor)], 1u);
+  EXPECT_DOUBLE_EQ(o.corrected_accuracy, 2.0 / 3.0);
+  EXPECT_EQ(o.n_errors, 1u);
+  EXPECT_DOUBLE_EQ(o.mean_lca_distance_errors, 1.0);
+  // Flat accuracy compares strings: "old B" != "B".
+  EXPECT_DOUBLE_EQ(result.accuracy, 1.0 / 5.0);
+}
+
+TEST(Metrics, NoMappedCells) {
+  const Ontology ontology = toy();
+  EvaluationOptions options;
+  options.ontology = &ontology;
+  const EvaluationResult result = evaluate({"x", "y"}, {"x", "z"}, options);
+  EXPECT_TRUE(result.ontology.available);
+  EXPECT_EQ(result.ontology.n_mapped, 0u);
+  EXPECT_EQ(result.ontology.n_unmapped, 2u);
+  EXPECT_DOUBLE_EQ(result.ontology.hierarchical_f1, 0.0);
+  EXPECT_DOUBLE_EQ(result.ontology.share(TermRelation::kExact), 0.0);
+}
+
+// Naive oracle for the hierarchical metrics and distances: id-based set operations.
+TEST(Metrics, HierarchicalMetricsMatchNaiveOracle) {
+  const Ontology ontology = toy();
+  const std::vector<std::string> live = {"CL:0000000", "CL:0000001", "CL:0000002", "CL:0000003", "CL:0000004",
+                                         "CL:0000005", "CL:0000006", "CL:0000007", "CL:0000008"};
+  std::mt19937 generator(7);
+  std::vector<std::string> truth;
+  std::vector<std::string> prediction;
+  for (int i = 0; i < 300; ++i) {
+    truth.push_back(live[generator() % live.size()]);
+    prediction.push_back(live[generator() % live.size()]);
+  }
+  double intersection = 0;
+  double predicted = 0;
+  double actual = 0;
+  double distance = 0;
+  double correct_after_correction = 0;
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    auto set_of = [&](const std::string& id) {
+      std::set<std::string> closure;
+      for (const auto& a : ontology.ancestors(id, true)) {
+        if (a != "CL:0000000") closure.insert(a);
+      }
+      return closure;
+    };
+    const auto p = set_of(prediction[i]);
+    const auto t = set_of(truth[i]);
+    for (const auto& a : p) intersection += t.count(a);
+    predicted += static_cast<double>(p.size());
+    actual += static_cast<double>(t.size());
+    distance += *ontology.upward_lca_distance(prediction[i], truth[i]);
+    const auto descendants = ontology.descendants(truth[i], true);
+    correct_after_correction +=
+        std::find(descendants.begin(), descendants.end(), prediction[i]) != descendants.end() ? 1 : 0;
+  }
+  EvaluationOptions options;
+  options.ontology = &ontology;
+  const OntologyMetrics o = evaluate(truth, prediction, options).ontology;
+  EXPECT_EQ(o.n_mapped, 300u);
+  EXPECT_NEAR(o.hierarchical_precision, intersection / predicted, 1e-12);
+  EXPECT_NEAR(o.hierarchical_recall, intersection / actual, 1e-12);
+  EXPECT_NEAR(o.mean_lca_distance_all, distance / 300.0, 1e-12);
+  EXPECT_NEAR(o.corrected_accuracy, correct_after_correction / 300.0, 1e-12);
+}
+
+TEST(Metrics, RankingByHand) {
+  ProbabilityMatrix probabilities;
+  probabilities.class_names = {"B", "CD4 T", "T"};
+  probabilities.values = {
+      0.7F, 0.2F, 0.1F,  // truth B: rank 1
+      0.5F, 0.3F, 0.2F,  // truth CD4 T: rank 2
+      0.2F, 0.2F, 0.2F,  // truth T: ties rank after earlier columns -> 3
+      0.1F, 0.1F, 0.8F,  // truth Mono: not a column
+  };
+  EvaluationOptions options;
+  options.probabilities = &probabilities;
+  options.top_k = {1, 2, 3, 5};
+  const EvaluationResult result = evaluate({"B", "CD4 T", "T", "Mono"}, {"B", "B", "B", "T"}, options);
+  const RankingMetrics& r = result.ranking;
+  ASSERT_TRUE(r.available);
+  ASSERT_EQ(r.top_k.size(), 4u);
+  EXPECT_EQ(r.top_k[0].k, 1);
+  EXPECT_DOUBLE_EQ(r.top_k[0].accuracy, 0.25);
+  EXPECT_DOUBLE_EQ(r.top_k[1].accuracy, 0.5);
+  EXPECT_DOUBLE_EQ(r.top_k[2].accuracy, 0.75);
+  EXPECT_DOUBLE_EQ(r.top_k[3].accuracy, 0.75);  // k above the class count
+  EXPECT_DOUBLE_EQ(r.mean_reciprocal_rank, (1.0 + 0.5 + 1.0 / 3.0) / 4.0);
+  EXPECT_EQ(r.n_truth_not_in_classes, 1u);
+}
+
+TEST(Metrics, BadInputThrows) {
+  EXPECT_THROW((void)evaluate({"a"}, {"a", "b"}), InputError);
+  EXPECT_THROW((void)evaluate({}, {}), InputError);
+  ProbabilityMatrix probabilities;
+  probabilities.class_names = {"a", "b"};
+  probabilities.values = {0.5F, 0.5F, 0.1F};
+  EvaluationOptions options;
+  options.probabilities = &probabilities;
+  EXPECT_THROW((void)evaluate({"a", "b"}, {"a", "b"}, options), InputError);  // wrong shape
+  probabilities.values = {0.5F, 0.5F, 0.1F, NAN};
+  EXPECT_THROW((void)evaluate({"a", "b"}, {"a", "b"}, options), InputError);  // NaN
+  probabilities.values = {0.5F, 0.5F, 0.1F, 0.9F};
+  probabilities.class_names = {"a", "a"};
+  EXPECT_THROW((void)evaluate({"a", "b"}, {"a", "b"}, options), InputError);  // duplicate class
+  probabilities.class_names = {"a", "b"};
+  options.top_k = {0};
+  EXPECT_THROW((void)evaluate({"a", "b"}, {"a", "b"}, options), InputError);  // k < 1
+  try {
+    (void)evaluate({"a"}, {"a", "b"});
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("1 truth labels but 2 predictions"), std::string::npos);
+  }
+}
+
+TEST(Metrics, JsonAndTextReport) {
+  const Ontology ontology = toy();
+  ProbabilityMatrix probabilities;
+  probabilities.class_names = {"B", "CD4 T"};
+  probabilities.values.assign(kTruth.size() * 2, 0.5F);
+  EvaluationOptions options;
+  options.ontology = &ontology;
+  options.cl_ids = kToyIds;
+  options.probabilities = &probabilities;
+  const EvaluationResult result = evaluate(kTruth, kPrediction, options);
+  const nlohmann::json json = to_json(result);
+  EXPECT_EQ(json["n_cells"], 8);
+  EXPECT_DOUBLE_EQ(json["accuracy"].get<double>(), 0.25);
+  EXPECT_DOUBLE_EQ(json["macro"]["f1"].get<double>(), 5.0 / 36.0);
+  EXPECT_DOUBLE_EQ(json["weighted"]["recall"].get<double>(), 0.25);
+  ASSERT_EQ(json["per_class"].size(), 6u);
+  EXPECT_EQ(json["per_class"][0]["label"], "B");
+  EXPECT_EQ(json["per_class"][0]["support"], 2);
+  EXPECT_EQ(json["confusion_matrix"]["labels"].size(), 6u);
+  EXPECT_EQ(json["confusion_matrix"]["counts"][1][4], 1);
+  EXPECT_TRUE(json["ranking"]["top_k_accuracy"].contains("3"));
+  EXPECT_EQ(json["ontology"]["n_unmapped"], 1);
+  EXPECT_EQ(json["ontology"]["unmapped_labels"][0], "Unknown");
+  EXPECT_EQ(json["ontology"]["relation_counts"]["parent"], 1);
+  EXPECT_DOUBLE_EQ(json["ontology"]["relation_shares"]["exact"].get<double>(), 2.0 / 7.0);
+  EXPECT_DOUBLE_EQ(json["ontology"]["hierarchical_f1"].get<double>(), 38.0 / 49.0);
+  EXPECT_TRUE(to_json(evaluate(kTruth, kPrediction))["ontology"].is_null());
+
+  const std::string report = format_report(result);
+  for (const char* expected : {"accuracy  0.2500", "macro avg", "weighted avg", "CD4 T", "Unknown",
+                               "top-1 accuracy", "mean reciprocal rank", "unmapped labels: Unknown",
+                               "hierarchical P / R / F", "parent 14.3%"}) {
+    EXPECT_NE(report.find(expected), std::string::npos) << expected << "\n" << report;
+  }
+}
+
+}  // namespace
+}  // namespace celltyper

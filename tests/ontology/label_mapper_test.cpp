@@ -1,0 +1,294 @@
+// LabelMapper: normalisation, match priority, user tables and the project's real label map.
+
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "celltyper/error.hpp"
+#include "celltyper/ontology.hpp"
+#include "support/test_support.hpp"
+
+namespace celltyper {
+namespace {
+
+constexpr const char* kObo = R"OBO(
+[Term]
+id: CL:0000000
+name: cell
+
+[Term]
+id: CL:0000003
+name: T cell
+synonym: "T lymphocyte" EXACT []
+synonym: "thymocyte" RELATED []
+is_a: CL:0000000
+
+[Term]
+id: CL:0000004
+name: B cell
+is_a: CL:0000000
+
+[Term]
+id: CL:0000005
+name: CD4-positive T cell
+is_a: CL:0000003
+
+[Term]
+id: CL:0000006
+name: natural killer cell
+synonym: "killer cell" EXACT []
+is_a: CL:0000000
+
+[Term]
+id: CL:0000007
+name: killer T cell
+synonym: "killer cell" EXACT []
+is_a: CL:0000003
+
+[Term]
+id: CL:0000020
+name: obsolete old T cell
+synonym: "old T lymphocyte" EXACT []
+is_obsolete: true
+replaced_by: CL:0000003
+
+[Term]
+id: CL:0000021
+name: B cell
+is_obsolete: true
+)OBO";
+
+Ontology toy() {
+  std::istringstream stream(kObo);
+  return parse_obo(stream, "toy.obo");
+}
+
+std::string error_of(const std::function<void()>& action) {
+  try {
+    action();
+  } catch (const InputError& error) {
+    return error.what();
+  }
+  return "no error";
+}
+
+TEST(NormalizeLabel, LowerCasesAndCollapsesSeparators) {
+  EXPECT_EQ(normalize_label("CD14+_Mono"), "cd14+ mono");
+  EXPECT_EQ(normalize_label("  T-cell  "), "t cell");
+  EXPECT_EQ(normalize_label("t__CELL"), "t cell");
+  EXPECT_EQ(normalize_label("Naive\tCD4 - T"), "naive cd4 t");
+  EXPECT_EQ(normalize_label("CD4+/CD25 T Reg"), "cd4+/cd25 t reg");
+  EXPECT_EQ(normalize_label("-_ "), "");
+}
+
+TEST(LabelMapper, MatchesLabelsSynonymsAndIds) {
+  const Ontology ontology = toy();
+  const LabelMapper mapper(&ontology);
+  for (const char* label : {"T cell", "t CELL", "T_cell", "t-cell", " T  cell "}) {
+    const LabelMatch match = mapper.map(label);
+    EXPECT_EQ(match.cl_id, "CL:0000003") << label;
+    EXPECT_EQ(match.kind, LabelMatchKind::kLabel) << label;
+    EXPECT_EQ(match.cl_label, "T cell");
+    EXPECT_EQ(match.label, label);
+  }
+  EXPECT_EQ(mapper.map("cd4 positive T cell").cl_id, "CL:0000005");
+  const LabelMatch synonym = mapper.map("T-Lymphocyte");
+  EXPECT_EQ(synonym.cl_id, "CL:0000003");
+  EXPECT_EQ(synonym.kind, LabelMatchKind::kSynonym);
+  const LabelMatch id = mapper.map(" CL:0000004 ");
+  EXPECT_EQ(id.cl_id, "CL:0000004");
+  EXPECT_EQ(id.kind, LabelMatchKind::kIdentifier);
+  // A RELATED synonym is not used unless asked for.
+  EXPECT_FALSE(mapper.map("thymocyte").mapped());
+  EXPECT_EQ(mapper.map("thymocyte").kind, LabelMatchKind::kUnmapped);
+  LabelMapperOptions related;
+  related.match_related_synonyms = true;
+  EXPECT_EQ(LabelMapper(&ontology, related).map("thymocyte").cl_id, "CL:0000003");
+  EXPECT_FALSE(mapper.map("").mapped());
+  EXPECT_FALSE(mapper.map("Unknown").mapped());
+  EXPECT_STREQ(to_string(LabelMatchKind::kSynonym), "synonym");
+}
+
+TEST(LabelMapper, DeprecatedAndAmbiguousTerms) {
+  const Ontology ontology = toy();
+  const LabelMapper mapper(&ontology);
+  // The live "B cell" wins over the obsolete term with the same label.
+  EXPECT_EQ(mapper.map("B cell").cl_id, "CL:0000004");
+  // A deprecated term's label and synonyms lead to its replacement ...
+  EXPECT_EQ(mapper.map("obsolete old T cell").cl_id, "CL:0000003");
+  EXPECT_EQ(mapper.map("old T lymphocyte").cl_id, "CL:0000003");
+  EXPECT_EQ(mapper.map("CL:0000020").cl_id, "CL:0000003");
+  // ... unless replacements are not followed.
+  LabelMapperOptions keep;
+  keep.follow_replaced_by = false;
+  EXPECT_EQ(LabelMapper(&ontology, keep).map("obsolete old T cell").cl_id, "CL:0000020");
+  // One synonym, two live terms: not mapped, both candidates reported.
+  const LabelMatch ambiguous = mapper.map("Killer cell");
+  EXPECT_FALSE(ambiguous.mapped());
+  EXPECT_EQ(ambiguous.kind, LabelMatchKind::kAmbiguous);
+  EXPECT_EQ(ambiguous.candidates, (std::vector<std::string>{"CL:0000006", "CL:0000007"}));
+  LabelMapperOptions no_synonyms;
+  no_synonyms.match_exact_synonyms = false;
+  EXPECT_FALSE(LabelMapper(&ontology, no_synonyms).map("T lymphocyte").mapped());
+  LabelMapperOptions no_labels;
+  no_labels.match_labels = false;
+  EXPECT_FALSE(LabelMapper(&ontology, no_labels).map("B cell").mapped());
+}
+
+TEST(LabelMapper, UserTableScopesByDatasetAndWins) {
+  const Ontology ontology = toy();
+  const test::TempDir dir;
+  std::ofstream(dir.file("map.tsv")) << "dataset\tlabel\tcl_id\tcl_label\tnote\n"
+                                        "A\tT\tCL:0000003\tT cell\t\n"
+                                        "B\tT\tCL:0000004\tB cell\tsilly but scoped\n"
+                                        "\tTcells\tCL:0000005\t\tany dataset\n"
+                                        "A\tB cell\tCL:0000005\n"
+                                        "\n"
+                                        "A\tT\tCL:0000003\t\trepeated row is fine\n"
+                                        "A\told\tCL:0000020\r\n";
+  LabelMapper mapper(&ontology);
+  mapper.load_table(dir.file("map.tsv"));
+  EXPECT_EQ(mapper.map("T", "A").cl_id, "CL:0000003");
+  EXPECT_EQ(mapper.map("T", "A").kind, LabelMatchKind::kUserMap);
+  EXPECT_EQ(mapper.map("t", "B").cl_id, "CL:0000004");
+  EXPECT_FALSE(mapper.map("T", "C").mapped());            // no row for C, no global row
+  EXPECT_EQ(mapper.map("T").kind, LabelMatchKind::kAmbiguous);  // no dataset: rows disagree
+  EXPECT_EQ(mapper.map("T").candidates, (std::vector<std::string>{"CL:0000003", "CL:0000004"}));
+  EXPECT_EQ(mapper.map("Tcells", "A").cl_id, "CL:0000005");  // global row
+  EXPECT_EQ(mapper.map("Tcells").cl_id, "CL:0000005");
+  EXPECT_EQ(mapper.map("B cell", "A").cl_id, "CL:0000005");  // the table beats the label
+  EXPECT_EQ(mapper.map("B cell", "A").kind, LabelMatchKind::kUserMap);
+  EXPECT_EQ(mapper.map("B cell", "B").cl_id, "CL:0000004");  // other dataset: label match
+  EXPECT_EQ(mapper.map("B cell", "B").kind, LabelMatchKind::kLabel);
+  EXPECT_EQ(mapper.map("old", "A").cl_id, "CL:0000003");  // deprecated id in the table
+  EXPECT_EQ(mapper.map("old", "A").cl_label, "T cell");
+
+  const std::vector<std::string> labels = {"T", "B cell", "Unknown", "T", "Doublet", "Tcells"};
+  const auto matches = mapper.map_all(labels, "A");
+  ASSERT_EQ(matches.size(), labels.size());
+  EXPECT_EQ(matches[1].cl_id, "CL:0000005");
+  EXPECT_FALSE(matches[2].mapped());
+  const auto ids = mapper.to_cl_ids(labels, "A");
+  EXPECT_EQ(ids, (std::map<std::string, std::string>{
+                     {"B cell", "CL:0000005"}, {"T", "CL:0000003"}, {"Tcells", "CL:0000005"}}));
+  EXPECT_EQ(mapper.unmapped_labels(labels, "A"), (std::vector<std::string>{"Doublet", "Unknown"}));
+
+  // Without an ontology only the table is used and ids are reported as written.
+  LabelMapper bare;
+  bare.add_mapping("", "Platelet", "CL:0000233");
+  EXPECT_EQ(bare.map("platelet").cl_id, "CL:0000233");
+  EXPECT_EQ(bare.map("platelet").cl_label, "");
+  EXPECT_FALSE(bare.map("B cell").mapped());
+}
+
+TEST(LabelMapper, BadTablesThrowNamingFileAndLine) {
+  const Ontology ontology = toy();
+  const test::TempDir dir;
+  const auto write = [&](const std::string& name, const std::string& text) {
+    std::ofstream(dir.file(name)) << text;
+    return dir.file(name);
+  };
+  LabelMapper mapper(&ontology);
+  EXPECT_NE(error_of([&] { mapper.load_table(dir.file("absent.tsv")); }).find("absent.tsv does not exist"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] { mapper.load_table(write("empty.tsv", "")); }).find("empty"), std::string::npos);
+  EXPECT_NE(error_of([&] { mapper.load_table(write("header.tsv", "name\tid\nT\tCL:0000003\n")); })
+                .find("'label' and 'cl_id'"),
+            std::string::npos);
+  const std::string bad_id = error_of([&] { mapper.load_table(write("bad_id.tsv", "label\tcl_id\nT\tCL:0000003\nB\tUBERON:1\n")); });
+  EXPECT_NE(bad_id.find("bad_id.tsv line 3"), std::string::npos) << bad_id;
+  EXPECT_NE(bad_id.find("UBERON:1"), std::string::npos) << bad_id;
+  EXPECT_NE(error_of([&] { mapper.load_table(write("unknown.tsv", "label\tcl_id\nX\tCL:7777777\n")); })
+                .find("CL:7777777 for label 'X' is not a term of toy.obo"),
+            std::string::npos);
+  const std::string conflict = error_of([&] {
+    LabelMapper fresh(&ontology);
+    fresh.load_table(write("conflict.tsv", "dataset\tlabel\tcl_id\nA\tT cells\tCL:0000003\nA\tt_cells\tCL:0000004\n"));
+  });
+  EXPECT_NE(conflict.find("conflict.tsv line 3"), std::string::npos) << conflict;
+  EXPECT_NE(conflict.find("conflict.tsv line 2"), std::string::npos) << conflict;
+  EXPECT_NE(error_of([&] { mapper.load_table(write("empty_label.tsv", "label\tcl_id\n\tCL:0000003\n")); })
+                .find("empty label"),
+            std::string::npos);
+}
+
+// ---- the project's label map against the real ontologies -----------------------------------
+
+struct MapRow {
+  std::string dataset, label, cl_id, cl_label;
+};
+
+std::vector<MapRow> read_rows(const std::string& path) {
+  std::ifstream stream(path);
+  std::string line;
+  std::getline(stream, line);
+  std::vector<MapRow> rows;
+  while (std::getline(stream, line)) {
+    if (line.empty()) continue;
+    std::vector<std::string> fields;
+    std::stringstream fields_stream(line);
+    std::string field;
+    while (std::getline(fields_stream, field, '\t')) fields.push_back(field);
+    fields.resize(5);
+    rows.push_back({fields[0], fields[1], fields[2], fields[3]});
+  }
+  return rows;
+}
+
+TEST(LabelMapperData, EveryRowOfTheProjectLabelMapMaps) {
+  CELLTYPER_REQUIRE_SHARED(map_path, "label_map_to_cell_ontology.tsv");
+  for (const char* ontology_file : {"cell-ontology/cl-basic.obo", "cell-ontology/CL-ontology-v2026-03-26.json"}) {
+    CELLTYPER_REQUIRE_SHARED(ontology_path, ontology_file);
+    const Ontology ontology = load_ontology(ontology_path);
+    LabelMapper mapper(&ontology);
+    mapper.load_table(map_path);
+    const std::vector<MapRow> rows = read_rows(map_path);
+    ASSERT_EQ(rows.size(), 34u);
+    for (const MapRow& row : rows) {
+      const LabelMatch match = mapper.map(row.label, row.dataset);
+      EXPECT_EQ(match.cl_id, row.cl_id) << ontology_file << ": " << row.dataset << " / " << row.label;
+      EXPECT_EQ(match.kind, LabelMatchKind::kUserMap) << row.label;
+    }
+    // Labels are distinct enough that even unscoped queries agree.
+    for (const MapRow& row : rows) EXPECT_EQ(mapper.map(row.label).cl_id, row.cl_id) << row.label;
+  }
+}
+
+TEST(LabelMapperData, ExactLabelsAndSynonymsWithoutATable) {
+  CELLTYPER_REQUIRE_SHARED(map_path, "label_map_to_cell_ontology.tsv");
+  CELLTYPER_REQUIRE_SHARED(json_path, "cell-ontology/CL-ontology-v2026-03-26.json");
+  CELLTYPER_REQUIRE_SHARED(obo_path, "cell-ontology/cl-basic.obo");
+  const Ontology json = load_ontology(json_path);
+  const LabelMapper mapper(&json);
+  // The table's cl_label column is the CL label of the 2026 release: each maps back to its id.
+  for (const MapRow& row : read_rows(map_path)) {
+    const LabelMatch match = mapper.map(row.cl_label);
+    EXPECT_EQ(match.cl_id, row.cl_id) << row.cl_label;
+    EXPECT_EQ(match.kind, LabelMatchKind::kLabel) << row.cl_label;
+  }
+  const Ontology obo = load_ontology(obo_path);
+  for (const Ontology* ontology : {&json, &obo}) {
+    const LabelMapper plain(ontology);
+    EXPECT_EQ(plain.map("B cell").cl_id, "CL:0000236");
+    EXPECT_EQ(plain.map("B cell").kind, LabelMatchKind::kLabel);
+    EXPECT_EQ(plain.map("monocyte").cl_id, "CL:0000576");
+    EXPECT_EQ(plain.map("Monocyte").cl_id, "CL:0000576");
+    EXPECT_EQ(plain.map("T_cell").cl_id, "CL:0000084");
+    EXPECT_EQ(plain.map("T-lymphocyte").cl_id, "CL:0000084");
+    EXPECT_EQ(plain.map("T-lymphocyte").kind, LabelMatchKind::kSynonym);
+    EXPECT_EQ(plain.map("regulatory T-cell").cl_id, "CL:0000815");
+    EXPECT_EQ(plain.map("natural killer cell").cl_id, "CL:0000623");
+    EXPECT_EQ(plain.map("CD14-positive monocyte").cl_id, "CL:0001054");
+    // Dataset shorthands need the table.
+    EXPECT_EQ(plain.unmapped_labels({"B cell", "CD14+ Mono", "Monocytes", "NK"}),
+              (std::vector<std::string>{"CD14+ Mono", "Monocytes", "NK"}));
+  }
+  // Synonyms shared by a live and an obsolete term resolve to the live one.
+  EXPECT_EQ(mapper.map("Muller glia").cl_id, "CL:0000636");
+  EXPECT_EQ(mapper.map("cortical neuron").cl_id, "CL:0010012");
+  // Obsolete labels lead to the replacement.
+  EXPECT_EQ(mapper.map("obsolete bone matrix secreting cell").cl_id, "CL:0000062");
+}
+
+}  // namespace
+}  // namespace celltyper
