@@ -18,7 +18,7 @@ int main(int argc, char** argv) {
   }
   const std::string path = argv[1];
   const std::string what = argv[2];
-  std::size_t limit = std::size_t{256} << 20;
+  std::size_t limit = celltyper::BlockStreamOptions{}.memory_limit_bytes;
   if (argc >= 5 && std::string(argv[3]) == "--memory-limit") limit = std::strtoull(argv[4], nullptr, 10);
   const auto start = std::chrono::steady_clock::now();
   celltyper::H5adFile file(path);

@@ -69,7 +69,7 @@ class MatrixReader {
 
 /// Options of `for_each_block`.
 struct BlockStreamOptions {
-  std::size_t memory_limit_bytes = std::size_t{256} << 20;  ///< cap for blocks in flight (2 double-buffered)
+  std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight (2 double-buffered)
   bool prefetch = true;  ///< read the next block on a second thread while the callback runs
 };
 

@@ -38,6 +38,11 @@ struct DenseMatrix {
 struct H5adOpenOptions {
   /// Bytes of HDF5 chunk cache per matrix dataset (compressed, chunked files).
   std::size_t chunk_cache_bytes = std::size_t{32} << 20;
+  /// Threads that read and decompress matrix chunks (0 = all hardware threads).
+  int num_threads = 0;
+  /// Read sparse matrix chunks directly (parallel pread + libdeflate) instead of through
+  /// HDF5's single-threaded filter pipeline, where the layout allows it. Results are identical.
+  bool direct_io = true;
 };
 
 /// An open `.h5ad` file (read-only).

@@ -20,7 +20,7 @@ struct InspectOptions {
   std::size_t top_categories = 5;      ///< categories listed per obs column
   const GeneTable* gene_table = nullptr;  ///< when set, report the gene-identity overlap
   std::string gene_column = "";        ///< var column holding gene ids ("" = auto-detect)
-  std::size_t memory_limit_bytes = std::size_t{256} << 20;
+  std::size_t memory_limit_bytes = std::size_t{32} << 20;
 };
 
 /// Describe a dataset: format, shape, every matrix (encoding, dtype, compression), a scan of

@@ -35,7 +35,7 @@ Quantiles quantiles(std::vector<double> values);
 /// Options of `summarize_matrix`.
 struct SummarizeOptions {
   std::int64_t max_rows = -1;                               ///< scan only the first rows (-1 = all)
-  std::size_t memory_limit_bytes = std::size_t{256} << 20;  ///< cap for blocks in flight
+  std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight
 };
 
 /// Result of `summarize_matrix`.

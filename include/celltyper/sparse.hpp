@@ -12,9 +12,38 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace celltyper {
+
+/// An allocator whose `resize` leaves new elements uninitialised (no memset): block buffers
+/// are always overwritten by the reader, and zero-filling hundreds of MB per block costs more
+/// than reading them.
+template <typename T>
+struct DefaultInitAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind {
+    using other = DefaultInitAllocator<U>;
+  };
+  DefaultInitAllocator() = default;
+  template <typename U>
+  DefaultInitAllocator(const DefaultInitAllocator<U>&) noexcept {}
+  template <typename U>
+  void construct(U* pointer) noexcept(std::is_nothrow_default_constructible_v<U>) {
+    ::new (static_cast<void*>(pointer)) U;
+  }
+  template <typename U, typename... Args>
+  void construct(U* pointer, Args&&... args) {
+    ::new (static_cast<void*>(pointer)) U(std::forward<Args>(args)...);
+  }
+};
+
+/// A growable array of numbers that `resize` does not zero (see DefaultInitAllocator).
+template <typename T>
+using Buffer = std::vector<T, DefaultInitAllocator<T>>;
 
 /// A block of consecutive rows in compressed sparse row form.
 template <typename Value>
@@ -22,9 +51,9 @@ struct CsrRows {
   std::int64_t first_row = 0;              ///< global index of the block's first row
   std::int64_t n_rows = 0;                 ///< rows in the block
   std::int64_t n_cols = 0;                 ///< columns of the whole matrix
-  std::vector<std::int64_t> indptr{0};     ///< n_rows + 1 offsets into indices/values, indptr[0] == 0
-  std::vector<std::int32_t> indices;       ///< column index of each stored value
-  std::vector<Value> values;               ///< stored values
+  Buffer<std::int64_t> indptr{0};          ///< n_rows + 1 offsets into indices/values, indptr[0] == 0
+  Buffer<std::int32_t> indices;            ///< column index of each stored value
+  Buffer<Value> values;                    ///< stored values
 
   [[nodiscard]] std::int64_t nnz() const { return indptr.empty() ? 0 : indptr.back(); }
 

@@ -1,5 +1,6 @@
 // `celltyper inspect FILE`: describe a dataset (h5ad, Cell Ranger .h5 or MTX directory).
 #include <celltyper/dataset.hpp>
+#include <celltyper/gene_table.hpp>
 #include <celltyper/inspect.hpp>
 
 #include "cli/commands.hpp"
@@ -13,6 +14,8 @@ namespace celltyper::cli {
 void add_inspect(CLI::App& app, const GlobalOptions& global) {
   struct Args {
     std::string path;
+    std::string gene_table;
+    bool no_genes = false;
     bool json = false;
     InspectOptions options;
   };
@@ -23,9 +26,22 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--layer", args->options.matrix, "Matrix to scan: X (default), raw, or a layer name");
   command->add_option("--max-cells", args->options.max_cells, "Scan only the first N cells of the matrix (default: all)");
   command->add_option("--top", args->options.top_categories, "Categories listed per obs column")->capture_default_str();
+  command->add_option("--gene-table", args->gene_table,
+                      "Gene table for the gene-id overlap: org.*.eg.db SQLite or TSV (default: $CELLTYPER_GENE_TABLE, else Debian's org.Hs.eg.db)");
+  command->add_option("--gene-column", args->options.gene_column, "var column holding gene ids (default: auto-detect; 'index' for var_names)");
+  command->add_flag("--no-genes", args->no_genes, "Skip the gene-id overlap");
   command->callback([args, &global] {
-    (void)global;
     const auto dataset = open_dataset(args->path);
+    GeneTable table;
+    if (!args->no_genes) {
+      const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
+      if (!table_path.empty()) {
+        table = load_gene_table(table_path);
+        args->options.gene_table = &table;
+      } else if (!global.quiet) {
+        fmt::print(stderr, "celltyper: no gene table found (set --gene-table or CELLTYPER_GENE_TABLE); skipping the gene-id overlap\n");
+      }
+    }
     const nlohmann::json report = inspect_dataset(*dataset, args->options);
     if (args->json) {
       fmt::print("{}\n", report.dump(2));

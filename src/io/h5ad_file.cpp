@@ -368,7 +368,8 @@ std::unique_ptr<MatrixReader> H5adFile::open_matrix(const std::string& source) c
   if (info.encoding == MatrixEncoding::kDense) {
     return detail::open_dense_reader(impl_->file.get(), impl_->path, source, std::move(info), impl_->options.chunk_cache_bytes);
   }
-  detail::SparseLocation where{impl_->path, source, info.encoding, info.n_rows, info.n_cols};
+  detail::SparseLocation where{impl_->path, source, info.encoding, info.n_rows, info.n_cols, impl_->options.num_threads,
+                               impl_->options.direct_io};
   return detail::open_sparse_reader(impl_->file.get(), where, std::move(info), impl_->options.chunk_cache_bytes);
 }
 

@@ -1,4 +1,5 @@
 #include <celltyper/error.hpp>
+#include <celltyper/gene_table.hpp>
 #include <celltyper/h5ad.hpp>
 #include <celltyper/inspect.hpp>
 
@@ -159,7 +160,27 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   report["matrix"] = summarize_matrix(*reader, summarize).to_json();
 
   report["obs"] = frame_json(dataset.read_obs(), options.top_categories);
-  report["var"] = frame_json(dataset.read_var_of(source), options.top_categories);
+  const DataFrame var = dataset.read_var_of(source);
+  report["var"] = frame_json(var, options.top_categories);
+  if (options.gene_table != nullptr) {
+    GeneResolveOptions resolve;
+    resolve.column = options.gene_column;
+    const GeneResolveResult genes = resolve_genes(*options.gene_table, var, resolve);
+    nlohmann::json identity = genes.to_json();
+    identity["table"] = options.gene_table->source();
+    identity["table_genes"] = options.gene_table->size();
+    std::size_t known = 0;
+    const Column* column = genes.column == "_index" ? nullptr : var.find(genes.column);
+    for (std::size_t i = 0; i < var.n_rows(); ++i) {
+      if (options.gene_table->is_known_name(column == nullptr ? var.index[i] : column->value_as_string(i))) ++known;
+    }
+    identity["n_known_to_table"] = known;
+    identity["summary"] = fmt::format("{} ({} of {} vars matched, {:.1f}%; {} of the {} names the table knows)", genes.column + " holds " +
+                                          to_string(genes.id_type) + " ids", genes.n_matched(), genes.n_vars(),
+                                      100.0 * genes.fraction_matched(), genes.n_matched(), known);
+    identity["report"] = genes.summary();
+    report["genes"] = std::move(identity);
+  }
   return report;
 }
 
@@ -222,7 +243,9 @@ std::string format_inspect_report(const nlohmann::json& report) {
   if (report.contains("obsm")) line(fmt::format("obsm: {}", report["obsm"].empty() ? "-" : fmt::format("{}", fmt::join(report["obsm"].get<std::vector<std::string>>(), ", "))));
   line(fmt::format("layers: {}", report["layers"].empty() ? "-" : fmt::format("{}", fmt::join(report["layers"].get<std::vector<std::string>>(), ", "))));
   if (report.contains("genes")) {
-    line(fmt::format("Gene ids: {}", report["genes"]["summary"].get<std::string>()));
+    line(fmt::format("Gene ids (table {}, {} genes):", report["genes"]["table"].get<std::string>(), report["genes"]["table_genes"].get<std::size_t>()));
+    out += report["genes"]["report"].get<std::string>();
+    if (!out.empty() && out.back() != '\n') out += '\n';
   }
   if (!matrix["warnings"].empty()) {
     for (const auto& warning : matrix["warnings"]) line(fmt::format("warning: {}", warning.get<std::string>()));

@@ -1,5 +1,7 @@
 #include "io/matrix_readers.hpp"
 
+#include "io/direct_read.hpp"
+
 #include <celltyper/error.hpp>
 
 #include <fmt/format.h>
@@ -122,6 +124,17 @@ std::vector<std::int64_t> read_and_check_indptr(hid_t dataset, const SparseLocat
   return indptr;
 }
 
+/// Read a slice of a 1-D dataset: directly (parallel pread + inflate) when possible, else HDF5.
+template <typename T>
+void read_slice(hid_t dataset, const DirectDataset* direct, std::int64_t offset, std::int64_t count, T* out) {
+  if (direct != nullptr) {
+    direct->read(offset, count, out);
+    return;
+  }
+  auto lock = h5::hdf5_lock();
+  h5::read_1d(dataset, offset, count, out);
+}
+
 /// Rows stored compressed by row: a block is one contiguous slice of data/indices.
 class CsrDatasetReader final : public MatrixReader {
  public:
@@ -136,6 +149,10 @@ class CsrDatasetReader final : public MatrixReader {
                                    h5::dataset_length(indices_.get()), where_.group, nnz));
     }
     indptr_ = read_and_check_indptr(indptr.get(), where_, where_.n_rows + 1, nnz);
+    if (where_.direct_io) {
+      direct_data_ = DirectDataset::try_open(data_.get(), where_.file, where_.num_threads);
+      direct_indices_ = DirectDataset::try_open(indices_.get(), where_.file, where_.num_threads);
+    }
     value_bytes_ = H5Tget_size(Handle(H5Dget_type(data_.get())).get());
     index_bytes_ = H5Tget_size(Handle(H5Dget_type(indices_.get())).get());
   }
@@ -166,11 +183,8 @@ class CsrDatasetReader final : public MatrixReader {
     for (std::int64_t r = 0; r <= count; ++r) out.indptr[static_cast<std::size_t>(r)] = indptr_[static_cast<std::size_t>(first + r)] - begin;
     out.indices.resize(static_cast<std::size_t>(end - begin));
     out.values.resize(static_cast<std::size_t>(end - begin));
-    {
-      auto lock = h5::hdf5_lock();
-      h5::read_1d(indices_.get(), begin, end - begin, out.indices.data());
-      h5::read_1d(data_.get(), begin, end - begin, out.values.data());
-    }
+    read_slice(indices_.get(), direct_indices_.get(), begin, end - begin, out.indices.data());
+    read_slice(data_.get(), direct_data_.get(), begin, end - begin, out.values.data());
     check_block_indices(out, where_.file, where_.group);
   }
 
@@ -178,6 +192,8 @@ class CsrDatasetReader final : public MatrixReader {
   MatrixInfo info_;
   Handle data_;
   Handle indices_;
+  std::unique_ptr<DirectDataset> direct_data_;
+  std::unique_ptr<DirectDataset> direct_indices_;
   std::vector<std::int64_t> indptr_;
   std::size_t value_bytes_ = 4;
   std::size_t index_bytes_ = 4;
@@ -202,6 +218,10 @@ class CscDatasetReader final : public MatrixReader {
                                    h5::dataset_length(indices_.get()), where_.group, nnz_));
     }
     col_ptr_ = read_and_check_indptr(indptr.get(), where_, where_.n_cols + 1, nnz_);
+    if (where_.direct_io) {
+      direct_data_ = DirectDataset::try_open(data_.get(), where_.file, where_.num_threads);
+      direct_indices_ = DirectDataset::try_open(indices_.get(), where_.file, where_.num_threads);
+    }
   }
 
   const MatrixInfo& info() const override { return info_; }
@@ -216,10 +236,7 @@ class CscDatasetReader final : public MatrixReader {
     for (std::int64_t start = 0; start < nnz_; start += kSlabValues) {
       const std::int64_t n = std::min(kSlabValues, nnz_ - start);
       rows.resize(static_cast<std::size_t>(n));
-      {
-        auto lock = h5::hdf5_lock();
-        h5::read_1d(indices_.get(), start, n, rows.data());
-      }
+      read_slice(indices_.get(), direct_indices_.get(), start, n, rows.data());
       for (std::int64_t k = 0; k < n; ++k) {
         const std::int64_t row = rows[static_cast<std::size_t>(k)];
         if (row < 0 || row >= where_.n_rows) throw_bad_row(start + k, row);
@@ -250,11 +267,8 @@ class CscDatasetReader final : public MatrixReader {
       const std::int64_t n = std::min(kSlabValues, nnz_ - start);
       rows.resize(static_cast<std::size_t>(n));
       values.resize(static_cast<std::size_t>(n));
-      {
-        auto lock = h5::hdf5_lock();
-        h5::read_1d(indices_.get(), start, n, rows.data());
-        h5::read_1d(data_.get(), start, n, values.data());
-      }
+      read_slice(indices_.get(), direct_indices_.get(), start, n, rows.data());
+      read_slice(data_.get(), direct_data_.get(), start, n, values.data());
       for (std::int64_t k = 0; k < n; ++k) {
         const std::int64_t position = start + k;
         while (col_ptr_[static_cast<std::size_t>(column) + 1] <= position) ++column;
@@ -311,6 +325,8 @@ class CscDatasetReader final : public MatrixReader {
   MatrixInfo info_;
   Handle data_;
   Handle indices_;
+  std::unique_ptr<DirectDataset> direct_data_;
+  std::unique_ptr<DirectDataset> direct_indices_;
   std::int64_t nnz_ = 0;
   std::vector<std::int64_t> col_ptr_;
   std::vector<std::int64_t> row_counts_;

@@ -19,6 +19,8 @@ struct SparseLocation {
   MatrixEncoding encoding;    ///< kCsr (indptr per row) or kCsc (indptr per column)
   std::int64_t n_rows = 0;    ///< cells
   std::int64_t n_cols = 0;    ///< genes
+  int num_threads = 0;        ///< threads for direct reads (0 = all hardware threads)
+  bool direct_io = true;      ///< bypass HDF5's filter pipeline where supported (see direct_read.hpp)
 };
 
 /// Open a sparse matrix stored as data/indices/indptr datasets under `location.group`,

@@ -131,3 +131,39 @@ TEST(InspectCli, UsageErrors) {
 
 }  // namespace
 }  // namespace celltyper
+
+namespace celltyper {
+namespace {
+
+/// Gene identity on real data: >= 95% of the var names the gene table knows resolve.
+TEST(InspectCli, GeneOverlapOnRealData) {
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  for (const auto& [relative, id_type] : std::vector<std::pair<std::string, std::string>>{
+           {"pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad", "symbol"},
+           {"cellbench-mixology/cellbench_3cl_celseq2_dropseq.h5ad", "ensembl"}}) {
+    SCOPED_TRACE(relative);
+    const std::string path = test::shared_data(relative);
+    if (path.empty() || table.empty()) GTEST_SKIP() << "../shared/data is absent";
+    const auto result = test::run_cli({"inspect", path, "--json", "--gene-table", table});
+    ASSERT_EQ(result.exit_code, 0) << result.err;
+    const auto report = nlohmann::json::parse(result.out);
+    const auto& genes = report["genes"];
+    EXPECT_EQ(genes["id_type"], id_type);
+    const double matched = genes["n_matched"].get<double>();
+    const double known = genes["n_known_to_table"].get<double>();
+    EXPECT_GE(matched / known, 0.95) << genes.dump();
+    const auto text = test::run_cli({"inspect", path, "--gene-table", table});
+    EXPECT_NE(text.out.find("vars matched"), std::string::npos) << text.out;
+  }
+}
+
+TEST(InspectCli, MouseDataWarnsAboutSpecies) {
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  CELLTYPER_REQUIRE_SHARED(path, "actinn-tabula-muris-mouse/actinn_train_mouse.h5ad");
+  const auto result = test::run_cli({"inspect", path, "--gene-table", table});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.out.find("species mismatch"), std::string::npos) << result.out;
+}
+
+}  // namespace
+}  // namespace celltyper

@@ -150,9 +150,9 @@ TEST(H5adRealData, BlockStreamingEqualsWholeRead) {
   reader->read_rows(0, reader->n_rows(), whole);
   for (const std::size_t limit : {std::size_t{4096}, std::size_t{1} << 20, std::size_t{64} << 20}) {
     for (const bool prefetch : {false, true}) {
-      std::vector<std::int64_t> indptr{0};
-      std::vector<std::int32_t> indices;
-      std::vector<float> values;
+      Buffer<std::int64_t> indptr{0};
+      Buffer<std::int32_t> indices;
+      Buffer<float> values;
       std::int64_t next_row = 0;
       std::size_t blocks = 0;
       for_each_block(*reader, {limit, prefetch}, [&](const CsrBlock& block) {

@@ -1,0 +1,241 @@
+/// @file gene_table.hpp
+/// Gene identity: a table of (human) genes keyed by NCBI Entrez Gene id, with symbols, aliases,
+/// Ensembl ids and RefSeq summaries, and the resolver that maps an AnnData file's `var` names
+/// (symbols, Ensembl ids or Entrez ids, whatever column holds them) onto rows of that table.
+///
+/// Conventions:
+/// - A gene is identified inside celltyper by its *gene index*: its row in a `GeneTable`, an
+///   `std::int32_t`; `kNoGene` (-1) means "no gene". Rows are sorted by Entrez id, so the same set
+///   of genes gives the same indices whatever file it was loaded from.
+/// - Ensembl ids are stored and looked up without their version suffix
+///   (`ENSG00000121410.12` -> `ENSG00000121410`; GENCODE's `_PAR_Y` suffix is dropped too).
+/// - Sources: the TSV layout of `../shared/data/gene-annotations/human_genes.tsv`, or the SQLite
+///   database of Bioconductor's `org.Hs.eg.db` package (Carlson M., org.Hs.eg.db: Genome wide
+///   annotation for Human, R package; Debian `r-bioc-org.hs.eg.db`).
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace celltyper {
+
+struct DataFrame;
+
+/// Gene index meaning "no gene".
+inline constexpr std::int32_t kNoGene = -1;
+
+/// One gene (one NCBI Entrez Gene record).
+struct Gene {
+  std::int64_t entrez_id = 0;             ///< NCBI Entrez Gene id, e.g. 916
+  std::string symbol;                     ///< official symbol, e.g. "CD3E"
+  std::string name;                       ///< full name, e.g. "CD3 epsilon subunit of T-cell receptor complex"
+  std::string gene_type;                  ///< NCBI gene type: "protein-coding", "ncRNA", "pseudo", ...
+  std::string chromosome;                 ///< e.g. "11"; several joined by ',' ("X,Y"); "" if unknown
+  std::vector<std::string> ensembl_ids;   ///< Ensembl gene ids without version, source order
+  std::vector<std::string> uniprot_ids;   ///< UniProt accessions
+  std::vector<std::string> aliases;       ///< other symbols (never the official symbol itself)
+  std::string summary_status;             ///< RefSeq status of the summary, e.g. "REVIEWED REFSEQ"
+  std::string summary;                    ///< NCBI RefSeq summary text; often empty
+};
+
+/// Outcome of looking a name up among the aliases of a `GeneTable`.
+struct AliasLookup {
+  std::int32_t gene = kNoGene;  ///< the gene when the alias names exactly one gene
+  std::size_t n_genes = 0;      ///< how many genes carry this alias (> 1: ambiguous)
+  [[nodiscard]] bool found() const { return n_genes == 1; }
+  [[nodiscard]] bool ambiguous() const { return n_genes > 1; }
+};
+
+/// An immutable table of genes with look-up indexes by Ensembl id, Entrez id, symbol and alias.
+///
+/// When several genes share a symbol (18 symbols in org.Hs.eg.db 3.16, e.g. "HBD", "TEC") or an
+/// Ensembl id (readthrough transcripts, "LOC" records), look-ups return the *preferred* gene:
+/// protein-coding before other types, a named gene before a "LOC..." placeholder, then the lowest
+/// Entrez id (the older, canonical record). Aliases are never resolved that way: an alias carried
+/// by several genes is ambiguous.
+class GeneTable {
+ public:
+  /// An empty table.
+  GeneTable();
+  /// Build a table from `genes` (any order; rows are sorted by Entrez id). Ensembl ids get their
+  /// version stripped; aliases equal to the gene's own symbol and repeated list entries are
+  /// dropped. Throws InputError naming `source` on a duplicate Entrez id or an empty symbol.
+  explicit GeneTable(std::vector<Gene> genes, std::string source = {}, std::string species = {});
+  GeneTable(const GeneTable&);
+  GeneTable(GeneTable&&) noexcept;
+  GeneTable& operator=(const GeneTable&);
+  GeneTable& operator=(GeneTable&&) noexcept;
+  ~GeneTable();
+
+  /// Number of genes.
+  [[nodiscard]] std::size_t size() const { return genes_.size(); }
+  [[nodiscard]] bool empty() const { return genes_.empty(); }
+  /// All genes, sorted by Entrez id; position = gene index.
+  [[nodiscard]] const std::vector<Gene>& genes() const { return genes_; }
+  /// The gene at `index` (0 <= index < size()).
+  [[nodiscard]] const Gene& gene(std::int32_t index) const { return genes_[static_cast<std::size_t>(index)]; }
+  /// Where the table came from (a path), "" when built in memory.
+  [[nodiscard]] const std::string& source() const { return source_; }
+  /// Organism, e.g. "Homo sapiens" (from org.*.eg.db metadata); "" when the source does not say.
+  [[nodiscard]] const std::string& species() const { return species_; }
+  /// The most common Ensembl gene-id prefix of the table ("ENSG" for human), "" without Ensembl ids.
+  [[nodiscard]] const std::string& ensembl_prefix() const { return ensembl_prefix_; }
+
+  /// Gene with this Ensembl gene id (version suffix ignored), or kNoGene.
+  [[nodiscard]] std::int32_t find_ensembl(std::string_view ensembl_id) const;
+  /// Gene with this Entrez id, or kNoGene.
+  [[nodiscard]] std::int32_t find_entrez(std::int64_t entrez_id) const;
+  /// Gene whose official symbol is exactly `symbol` (case-sensitive), or kNoGene. Mitochondrial
+  /// genes also answer to their HGNC symbol ("MT-CO1", "MT-ND4L"), which 10x, Ensembl and
+  /// CELLxGENE use but NCBI (COX1, ND4L) does not; it is rebuilt from the NCBI alias "MTCO1".
+  [[nodiscard]] std::int32_t find_symbol(std::string_view symbol) const;
+  /// Gene whose official symbol equals `symbol` ignoring ASCII case, or kNoGene.
+  [[nodiscard]] std::int32_t find_symbol_case_insensitive(std::string_view symbol) const;
+  /// Genes carrying `alias` (case-sensitive) as an alias. An alias that is also some gene's
+  /// official symbol is still reported here; resolvers must try `find_symbol` first.
+  [[nodiscard]] AliasLookup find_alias(std::string_view alias) const;
+  /// Whether `name` is, exactly, some gene's symbol, alias, Ensembl id (version ignored) or
+  /// Entrez id (all digits).
+  [[nodiscard]] bool is_known_name(std::string_view name) const;
+
+  /// FNV-1a 64-bit hash over every field of every gene, in gene-index order, with field and record
+  /// separators. Identifies the table's content for provenance (model files record it).
+  [[nodiscard]] std::uint64_t content_hash() const { return content_hash_; }
+  /// `content_hash()` as 16 lower-case hex digits.
+  [[nodiscard]] std::string content_hash_hex() const;
+
+ private:
+  struct Indexes;
+  void build_indexes();
+  std::vector<Gene> genes_;
+  std::string source_;
+  std::string species_;
+  std::string ensembl_prefix_;
+  std::uint64_t content_hash_ = 0;
+  std::unique_ptr<Indexes> indexes_;
+};
+
+/// Load a gene table from the TSV layout of `human_genes.tsv`: a header line naming the columns
+/// (`entrez_id` and `symbol` required; `name`, `gene_type`, `chromosome`, `ensembl_ids`,
+/// `uniprot_ids`, `aliases`, `refseq_summary_status`, `refseq_summary` optional, any order), then
+/// one tab-separated line per gene; list fields are comma-separated. Gzip-compressed files are
+/// read too. Throws IoError when unreadable, InputError naming file, line and column when malformed.
+GeneTable load_gene_table_tsv(const std::string& path);
+
+/// Load a gene table from a Bioconductor `org.*.eg.db` SQLite database (tables `genes`,
+/// `gene_info`, `genetype`, `chromosomes`, `ensembl`, `uniprot`, `alias`, `metadata`), opened
+/// read-only and immutable. These databases carry no RefSeq summaries (`summary` stays empty).
+/// Aliases containing a comma are split as in the TSV layout, so that the TSV exported from a
+/// database, without its summaries, has the same `content_hash()` as the database.
+/// Throws IoError when unreadable, InputError when the tables are missing or malformed.
+GeneTable load_gene_table_sqlite(const std::string& path);
+
+/// Load a gene table, choosing the reader by content: the SQLite magic header selects
+/// `load_gene_table_sqlite`, anything else (plain or gzip text) `load_gene_table_tsv`.
+GeneTable load_gene_table(const std::string& path);
+
+/// The gene table used when the user names none: the environment variable `CELLTYPER_GENE_TABLE`
+/// when set and non-empty (returned as is, even if the file is absent, so that the error names
+/// it); else the org.Hs.eg.db SQLite of Debian's `r-bioc-org.hs.eg.db`
+/// (`/usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite`, or the same under
+/// `/usr/local/lib/R/site-library`) when it exists; else "".
+std::string default_gene_table_path();
+
+/// Which kind of identifier a column of gene names holds.
+enum class GeneIdType {
+  kEnsembl,  ///< mostly Ensembl gene ids (`ENS[A-Z]*G<digits>`, optional version)
+  kEntrez,   ///< mostly Entrez ids (all digits)
+  kSymbol,   ///< anything else: gene symbols
+  kUnknown,  ///< no non-empty values
+};
+
+/// Name for messages and JSON: "ensembl", "entrez", "symbol", "unknown".
+const char* to_string(GeneIdType type);
+
+/// How one var name was matched to a gene.
+enum class GeneMatch : std::uint8_t {
+  kEnsembl,                ///< by Ensembl gene id (version stripped)
+  kEntrez,                 ///< by Entrez id
+  kSymbol,                 ///< by official symbol, exact case
+  kSymbolCaseInsensitive,  ///< by official symbol ignoring case
+  kAlias,                  ///< by an alias carried by exactly one gene
+  kAmbiguous,              ///< only by an alias carried by several genes: left unmatched
+  kUnmatched,              ///< not found
+};
+
+/// Number of `GeneMatch` values.
+inline constexpr std::size_t kGeneMatchKinds = 7;
+
+/// Name for messages and JSON: "ensembl", "entrez", "symbol", "symbol_case_insensitive",
+/// "alias", "ambiguous", "unmatched".
+const char* to_string(GeneMatch match);
+
+/// Options of `resolve_genes`.
+struct GeneResolveOptions {
+  /// Which var column holds the gene names: "" = auto-detect (the index and every string or
+  /// categorical column are tried; the one resolving most vars wins, ties going to the index);
+  /// "_index" or "index" = the var index (unless a column has that name); else a column name.
+  std::string column;
+  /// Retry a name whose exact look-up failed without a make-unique suffix
+  /// (scanpy "MALAT1-1", Seurat "MALAT1.1") when that suffix is "-<digits>" or ".<digits>".
+  bool strip_unique_suffix = true;
+  /// How many unmatched / ambiguous / duplicate names to keep as examples.
+  std::size_t max_examples = 10;
+};
+
+/// One column considered by the auto-detection.
+struct GeneColumnCandidate {
+  std::string column;                       ///< "_index" for the var index
+  GeneIdType id_type = GeneIdType::kUnknown;
+  std::size_t n_resolved = 0;               ///< vars matched to a gene
+};
+
+/// Outcome of `resolve_genes`: one entry per var (row of `var`).
+struct GeneResolveResult {
+  std::string column;                          ///< column used; "_index" for the var index
+  GeneIdType id_type = GeneIdType::kUnknown;   ///< kind of identifier detected in that column
+  std::vector<std::int32_t> gene_index;        ///< per var: gene index in the table, or kNoGene
+  std::vector<GeneMatch> match;                ///< per var: how it matched
+  std::array<std::size_t, kGeneMatchKinds> counts{};  ///< vars per GeneMatch (index = enum value)
+  std::size_t n_suffix_stripped = 0;           ///< matches found only after removing "-1"/".1"
+  std::size_t n_distinct_genes = 0;            ///< distinct genes matched
+  std::size_t n_duplicate_vars = 0;            ///< matched vars whose gene an earlier var already has
+  std::vector<std::string> unmatched_examples; ///< a few unmatched names
+  std::vector<std::string> ambiguous_examples; ///< a few ambiguous names, "NAME (k genes)"
+  std::vector<std::string> duplicate_examples; ///< a few "NAME -> SYMBOL (also FIRST)"
+  std::vector<GeneColumnCandidate> candidates; ///< columns tried by auto-detection (or the one named)
+  std::vector<std::string> warnings;           ///< e.g. a likely species mismatch
+  std::string table_hash;                      ///< content_hash_hex() of the table used
+
+  [[nodiscard]] std::size_t n_vars() const { return gene_index.size(); }
+  [[nodiscard]] std::size_t count(GeneMatch kind) const { return counts[static_cast<std::size_t>(kind)]; }
+  /// Vars matched to a gene (all kinds but ambiguous and unmatched).
+  [[nodiscard]] std::size_t n_matched() const;
+  /// n_matched() / n_vars(); 0 for no vars.
+  [[nodiscard]] double fraction_matched() const;
+  /// A few human-readable lines: column, id type, counts, examples, warnings.
+  [[nodiscard]] std::string summary() const;
+  /// Everything but the per-var vectors, as JSON.
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// Resolve the genes of `var` (an AnnData var data frame) against `table`.
+///
+/// Per name, in order: Ensembl id (when it looks like one; version stripped), Entrez id (when all
+/// digits), exact official symbol, official symbol ignoring case, alias carried by one gene; then,
+/// if still unmatched and `strip_unique_suffix`, the same without a "-<digits>"/".<digits>" suffix.
+/// A name found only as an alias of several genes is `kAmbiguous` and unmatched.
+/// Warns (in `warnings`) when the names look like another species (Ensembl prefix such as
+/// ENSMUSG, or mouse-cased symbols such as "Cd3e") or when fewer than half match.
+/// Throws InputError when `options.column` names no column or a non-text column.
+GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var,
+                                const GeneResolveOptions& options = {});
+
+}  // namespace celltyper

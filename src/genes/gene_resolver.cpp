@@ -1,0 +1,425 @@
+// resolve_genes: map the var names of an AnnData file onto a GeneTable.
+#include <celltyper/dataframe.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_table.hpp>
+
+#include <algorithm>
+#include <charconv>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <map>
+
+#include "genes/gene_names.hpp"
+
+namespace celltyper {
+
+const char* to_string(GeneIdType type) {
+  switch (type) {
+    case GeneIdType::kEnsembl: return "ensembl";
+    case GeneIdType::kEntrez: return "entrez";
+    case GeneIdType::kSymbol: return "symbol";
+    case GeneIdType::kUnknown: return "unknown";
+  }
+  return "unknown";
+}
+
+const char* to_string(GeneMatch match) {
+  switch (match) {
+    case GeneMatch::kEnsembl: return "ensembl";
+    case GeneMatch::kEntrez: return "entrez";
+    case GeneMatch::kSymbol: return "symbol";
+    case GeneMatch::kSymbolCaseInsensitive: return "symbol_case_insensitive";
+    case GeneMatch::kAlias: return "alias";
+    case GeneMatch::kAmbiguous: return "ambiguous";
+    case GeneMatch::kUnmatched: return "unmatched";
+  }
+  return "unmatched";
+}
+
+namespace {
+
+constexpr std::string_view kIndexColumn = "_index";
+
+/// How one name resolved.
+struct NameResolution {
+  std::int32_t gene = kNoGene;
+  GeneMatch match = GeneMatch::kUnmatched;
+  bool suffix_stripped = false;
+  std::size_t n_alias_genes = 0;  ///< for kAmbiguous: how many genes carry the alias
+};
+
+/// Resolve `name` exactly as written (no suffix removal).
+NameResolution resolve_exact(const GeneTable& table, std::string_view name) {
+  NameResolution result;
+  if (name.empty()) return result;
+  if (genes_detail::ensembl_gene_core(name)) {
+    if ((result.gene = table.find_ensembl(name)) != kNoGene) {
+      result.match = GeneMatch::kEnsembl;
+      return result;
+    }
+  }
+  if (genes_detail::is_all_digits(name)) {
+    std::int64_t entrez_id = 0;
+    std::from_chars(name.data(), name.data() + name.size(), entrez_id);
+    if ((result.gene = table.find_entrez(entrez_id)) != kNoGene) {
+      result.match = GeneMatch::kEntrez;
+      return result;
+    }
+  }
+  if ((result.gene = table.find_symbol(name)) != kNoGene) {
+    result.match = GeneMatch::kSymbol;
+    return result;
+  }
+  // A symbol differing only in case beats an exact alias: NCBI aliases include mouse-cased forms
+  // of other genes' symbols ("Gem" is an alias of GMNN, while GEM is a symbol).
+  if ((result.gene = table.find_symbol_case_insensitive(name)) != kNoGene) {
+    result.match = GeneMatch::kSymbolCaseInsensitive;
+    return result;
+  }
+  const AliasLookup alias = table.find_alias(name);
+  if (alias.found()) {
+    result.gene = alias.gene;
+    result.match = GeneMatch::kAlias;
+    return result;
+  }
+  if (alias.ambiguous()) {
+    result.match = GeneMatch::kAmbiguous;
+    result.n_alias_genes = alias.n_genes;
+  }
+  return result;
+}
+
+/// `name` without a make-unique suffix "-<digits>" or ".<digits>", or "" when it has none.
+std::string_view without_unique_suffix(std::string_view name) {
+  std::size_t position = name.size();
+  while (position > 0 && name[position - 1] >= '0' && name[position - 1] <= '9') --position;
+  if (position == name.size() || position < 2) return {};
+  if (name[position - 1] != '-' && name[position - 1] != '.') return {};
+  return name.substr(0, position - 1);
+}
+
+NameResolution resolve_name(const GeneTable& table, std::string_view name, bool strip_unique_suffix) {
+  NameResolution result = resolve_exact(table, name);
+  if (result.match != GeneMatch::kUnmatched || !strip_unique_suffix) return result;
+  const std::string_view base = without_unique_suffix(name);
+  if (base.empty() || genes_detail::ensembl_gene_core(name)) return result;
+  NameResolution stripped = resolve_exact(table, base);
+  if (stripped.gene == kNoGene) return result;
+  stripped.suffix_stripped = true;
+  return stripped;
+}
+
+/// A text column of var (or its index) seen as per-row names without copying.
+struct NameSource {
+  std::string label;                                ///< "_index" or the column name
+  const std::vector<std::string>* strings = nullptr;  ///< index or string column
+  const Column* categorical = nullptr;              ///< categorical column
+  [[nodiscard]] std::size_t size() const { return strings != nullptr ? strings->size() : categorical->codes.size(); }
+  [[nodiscard]] std::string_view at(std::size_t row) const {
+    if (strings != nullptr) return (*strings)[row];
+    const std::int32_t code = categorical->codes[row];
+    return code < 0 ? std::string_view() : std::string_view(categorical->categories[static_cast<std::size_t>(code)]);
+  }
+};
+
+/// Per-row resolution of one candidate column.
+struct ColumnResolution {
+  NameSource source;
+  GeneIdType id_type = GeneIdType::kUnknown;
+  std::vector<NameResolution> rows;
+  std::size_t n_resolved = 0;
+};
+
+GeneIdType classify(const NameSource& source) {
+  std::size_t n_values = 0;
+  std::size_t n_ensembl = 0;
+  std::size_t n_digits = 0;
+  for (std::size_t row = 0; row < source.size(); ++row) {
+    const std::string_view name = source.at(row);
+    if (name.empty()) continue;
+    ++n_values;
+    if (genes_detail::ensembl_gene_core(name)) ++n_ensembl;
+    else if (genes_detail::is_all_digits(name)) ++n_digits;
+  }
+  if (n_values == 0) return GeneIdType::kUnknown;
+  if (2 * n_ensembl > n_values) return GeneIdType::kEnsembl;
+  if (2 * n_digits > n_values) return GeneIdType::kEntrez;
+  return GeneIdType::kSymbol;
+}
+
+ColumnResolution resolve_column(const GeneTable& table, const NameSource& source, bool strip_unique_suffix) {
+  ColumnResolution result;
+  result.source = source;
+  result.id_type = classify(source);
+  result.rows.resize(source.size());
+  if (source.categorical != nullptr) {
+    // Resolve each category once.
+    std::vector<NameResolution> by_category(source.categorical->categories.size());
+    for (std::size_t i = 0; i < by_category.size(); ++i) {
+      by_category[i] = resolve_name(table, source.categorical->categories[i], strip_unique_suffix);
+    }
+    for (std::size_t row = 0; row < result.rows.size(); ++row) {
+      const std::int32_t code = source.categorical->codes[row];
+      if (code >= 0) result.rows[row] = by_category[static_cast<std::size_t>(code)];
+    }
+  } else {
+    for (std::size_t row = 0; row < result.rows.size(); ++row) {
+      result.rows[row] = resolve_name(table, (*source.strings)[row], strip_unique_suffix);
+    }
+  }
+  for (const auto& row : result.rows) result.n_resolved += row.gene != kNoGene ? 1 : 0;
+  return result;
+}
+
+NameSource source_of_column(const Column& column) {
+  NameSource source;
+  source.label = column.name;
+  if (column.kind == ColumnKind::kString) source.strings = &column.strings;
+  else source.categorical = &column;
+  return source;
+}
+
+bool is_text_column(const Column& column) {
+  return column.kind == ColumnKind::kString || column.kind == ColumnKind::kCategorical;
+}
+
+/// Common name of the species whose Ensembl gene ids start with `prefix`, or "".
+std::string_view species_of_ensembl_prefix(std::string_view prefix) {
+  static constexpr std::pair<std::string_view, std::string_view> kSpecies[] = {
+      {"ENSG", "human"},      {"ENSMUSG", "mouse"},   {"ENSRNOG", "rat"},     {"ENSDARG", "zebrafish"},
+      {"ENSMMUG", "macaque"}, {"ENSSSCG", "pig"},     {"ENSBTAG", "cattle"},  {"ENSGALG", "chicken"},
+      {"ENSCAFG", "dog"},     {"ENSPTRG", "chimpanzee"}};
+  for (const auto& [known, species] : kSpecies) {
+    if (known == prefix) return species;
+  }
+  return {};
+}
+
+std::string describe_prefix(std::string_view prefix) {
+  const std::string_view species = species_of_ensembl_prefix(prefix);
+  return species.empty() ? std::string(prefix) : fmt::format("{} ({})", prefix, species);
+}
+
+/// Append species-mismatch and low-match warnings to `result`.
+void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveResult& result) {
+  std::map<std::string, std::size_t, std::less<>> prefix_counts;
+  std::size_t n_ensembl = 0;
+  std::size_t n_symbols = 0;
+  std::size_t n_mouse_cased = 0;
+  std::vector<std::string> mouse_examples;
+  for (std::size_t row = 0; row < source.size(); ++row) {
+    const std::string_view name = source.at(row);
+    if (name.empty()) continue;
+    if (const std::string_view prefix = genes_detail::ensembl_prefix(name); !prefix.empty()) {
+      ++n_ensembl;
+      ++prefix_counts[std::string(prefix)];
+    } else if (!genes_detail::is_all_digits(name)) {
+      ++n_symbols;
+      if (genes_detail::is_mouse_cased(name)) {
+        ++n_mouse_cased;
+        if (mouse_examples.size() < 3) mouse_examples.emplace_back(name);
+      }
+    }
+  }
+  const std::size_t n_matched = result.n_matched();
+  const std::string matched_text =
+      fmt::format("{} of {} vars ({:.1f}%) matched", n_matched, result.n_vars(), 100.0 * result.fraction_matched());
+  const std::string table_species = table.species().empty() ? std::string() : " (" + table.species() + ")";
+  bool species_warned = false;
+  if (n_ensembl > 0 && !table.ensembl_prefix().empty()) {
+    const auto dominant =
+        std::max_element(prefix_counts.begin(), prefix_counts.end(),
+                         [](const auto& left, const auto& right) { return left.second < right.second; });
+    if (dominant->first != table.ensembl_prefix() && 2 * dominant->second > n_ensembl) {
+      result.warnings.push_back(fmt::format(
+          "likely species mismatch: {} of {} Ensembl ids start with {} but the gene table's{} start with {}; {}",
+          dominant->second, n_ensembl, describe_prefix(dominant->first), table_species,
+          describe_prefix(table.ensembl_prefix()), matched_text));
+      species_warned = true;
+    }
+  }
+  if (n_symbols > 0 && 2 * n_mouse_cased > n_symbols) {
+    std::size_t n_table_mouse_cased = 0;
+    for (const Gene& gene : table.genes()) n_table_mouse_cased += genes_detail::is_mouse_cased(gene.symbol) ? 1 : 0;
+    const std::size_t n_exact = n_matched - result.count(GeneMatch::kSymbolCaseInsensitive);
+    if (2 * n_table_mouse_cased < table.size() && 2 * n_exact < result.n_vars()) {
+      result.warnings.push_back(fmt::format(
+          "likely species mismatch: {} of {} symbols are cased like mouse genes (e.g. {}) but the gene table{} is "
+          "not; only {} vars matched exactly and {} only ignoring case, which assumes same-named orthologs",
+          n_mouse_cased, n_symbols, fmt::join(mouse_examples, ", "), table_species, n_exact,
+          result.count(GeneMatch::kSymbolCaseInsensitive)));
+      species_warned = true;
+    }
+  }
+  if (!species_warned && result.n_vars() > 0 && 2 * n_matched < result.n_vars()) {
+    result.warnings.push_back(fmt::format("few genes matched: only {} (column '{}', {} ids); is this the right "
+                                          "gene table ({}) and column?",
+                                          matched_text, result.column, to_string(result.id_type),
+                                          table.source().empty() ? "in memory" : table.source()));
+  }
+}
+
+}  // namespace
+
+std::size_t GeneResolveResult::n_matched() const {
+  return n_vars() - count(GeneMatch::kAmbiguous) - count(GeneMatch::kUnmatched);
+}
+
+double GeneResolveResult::fraction_matched() const {
+  return n_vars() == 0 ? 0.0 : static_cast<double>(n_matched()) / static_cast<double>(n_vars());
+}
+
+std::string GeneResolveResult::summary() const {
+  std::string text = fmt::format(
+      "genes: {} of {} vars matched ({:.1f}%) to {} distinct genes, using {} ({} ids)\n", n_matched(), n_vars(),
+      100.0 * fraction_matched(), n_distinct_genes, column == kIndexColumn ? std::string("the var index") :
+      fmt::format("var column '{}'", column), to_string(id_type));
+  text += fmt::format("  by Ensembl id {}, Entrez id {}, symbol {}, alias {}, symbol ignoring case {}",
+                      count(GeneMatch::kEnsembl), count(GeneMatch::kEntrez), count(GeneMatch::kSymbol),
+                      count(GeneMatch::kAlias), count(GeneMatch::kSymbolCaseInsensitive));
+  if (n_suffix_stripped > 0) text += fmt::format("; {} after removing a make-unique suffix", n_suffix_stripped);
+  text += '\n';
+  if (count(GeneMatch::kUnmatched) > 0) {
+    text += fmt::format("  unmatched {} (e.g. {})\n", count(GeneMatch::kUnmatched),
+                        fmt::join(unmatched_examples, ", "));
+  }
+  if (count(GeneMatch::kAmbiguous) > 0) {
+    text += fmt::format("  ambiguous aliases {} (e.g. {})\n", count(GeneMatch::kAmbiguous),
+                        fmt::join(ambiguous_examples, ", "));
+  }
+  if (n_duplicate_vars > 0) {
+    text += fmt::format("  duplicates: {} vars map to a gene an earlier var already has (e.g. {})\n", n_duplicate_vars,
+                        fmt::join(duplicate_examples, ", "));
+  }
+  if (candidates.size() > 1) {
+    std::vector<std::string> tried;
+    for (const auto& candidate : candidates) {
+      tried.push_back(fmt::format("{} ({}, {} matched)", candidate.column, to_string(candidate.id_type),
+                                  candidate.n_resolved));
+    }
+    text += fmt::format("  columns tried: {}\n", fmt::join(tried, "; "));
+  }
+  for (const auto& warning : warnings) text += fmt::format("  warning: {}\n", warning);
+  return text;
+}
+
+nlohmann::json GeneResolveResult::to_json() const {
+  nlohmann::json counts_json = nlohmann::json::object();
+  for (std::size_t kind = 0; kind < kGeneMatchKinds; ++kind) {
+    counts_json[to_string(static_cast<GeneMatch>(kind))] = counts[kind];
+  }
+  nlohmann::json candidates_json = nlohmann::json::array();
+  for (const auto& candidate : candidates) {
+    candidates_json.push_back({{"column", candidate.column},
+                               {"id_type", to_string(candidate.id_type)},
+                               {"n_resolved", candidate.n_resolved}});
+  }
+  return {{"column", column},
+          {"id_type", to_string(id_type)},
+          {"n_vars", n_vars()},
+          {"n_matched", n_matched()},
+          {"fraction_matched", fraction_matched()},
+          {"counts", counts_json},
+          {"n_suffix_stripped", n_suffix_stripped},
+          {"n_distinct_genes", n_distinct_genes},
+          {"n_duplicate_vars", n_duplicate_vars},
+          {"unmatched_examples", unmatched_examples},
+          {"ambiguous_examples", ambiguous_examples},
+          {"duplicate_examples", duplicate_examples},
+          {"candidates", candidates_json},
+          {"warnings", warnings},
+          {"table_hash", table_hash}};
+}
+
+GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, const GeneResolveOptions& options) {
+  NameSource index_source;
+  index_source.label = std::string(kIndexColumn);
+  index_source.strings = &var.index;
+
+  std::vector<ColumnResolution> tried;
+  if (options.column.empty()) {
+    tried.push_back(resolve_column(table, index_source, options.strip_unique_suffix));
+    for (const Column& column : var.columns) {
+      if (!is_text_column(column)) continue;
+      if (column.size() != var.n_rows()) {
+        throw InputError(fmt::format("var column '{}' has {} rows but var has {}", column.name, column.size(),
+                                     var.n_rows()));
+      }
+      tried.push_back(resolve_column(table, source_of_column(column), options.strip_unique_suffix));
+    }
+  } else if (const Column* column = var.find(options.column)) {
+    if (!is_text_column(*column)) {
+      throw InputError(fmt::format("var column '{}' holds {} values, not gene names; use a string or categorical "
+                                   "column, or \"_index\" for the var index",
+                                   column->name, celltyper::to_string(column->kind)));
+    }
+    if (column->size() != var.n_rows()) {
+      throw InputError(fmt::format("var column '{}' has {} rows but var has {}", column->name, column->size(),
+                                   var.n_rows()));
+    }
+    tried.push_back(resolve_column(table, source_of_column(*column), options.strip_unique_suffix));
+  } else if (options.column == kIndexColumn || options.column == "index" || options.column == var.index_name) {
+    tried.push_back(resolve_column(table, index_source, options.strip_unique_suffix));
+  } else {
+    std::vector<std::string> available{std::string(kIndexColumn)};
+    for (const Column& candidate : var.columns) {
+      if (is_text_column(candidate)) available.push_back(candidate.name);
+    }
+    throw InputError(fmt::format("var has no column '{}' to read gene names from (text columns: {})", options.column,
+                                 fmt::join(available, ", ")));
+  }
+
+  // The candidate resolving most vars; ties keep the earlier one (the index comes first).
+  std::size_t best = 0;
+  for (std::size_t i = 1; i < tried.size(); ++i) {
+    if (tried[i].n_resolved > tried[best].n_resolved) best = i;
+  }
+  const ColumnResolution& chosen = tried[best];
+
+  GeneResolveResult result;
+  result.column = chosen.source.label;
+  result.id_type = chosen.id_type;
+  result.table_hash = table.content_hash_hex();
+  for (const auto& candidate : tried) {
+    result.candidates.push_back({candidate.source.label, candidate.id_type, candidate.n_resolved});
+  }
+  const std::size_t n_vars = chosen.rows.size();
+  result.gene_index.resize(n_vars);
+  result.match.resize(n_vars);
+  std::vector<std::int32_t> first_var(table.size(), -1);
+  for (std::size_t row = 0; row < n_vars; ++row) {
+    const NameResolution& resolution = chosen.rows[row];
+    result.gene_index[row] = resolution.gene;
+    result.match[row] = resolution.match;
+    ++result.counts[static_cast<std::size_t>(resolution.match)];
+    const std::string_view name = chosen.source.at(row);
+    if (resolution.match == GeneMatch::kUnmatched) {
+      if (result.unmatched_examples.size() < options.max_examples) {
+        result.unmatched_examples.emplace_back(name.empty() ? std::string_view("(empty)") : name);
+      }
+      continue;
+    }
+    if (resolution.match == GeneMatch::kAmbiguous) {
+      if (result.ambiguous_examples.size() < options.max_examples) {
+        result.ambiguous_examples.push_back(fmt::format("{} ({} genes)", name, resolution.n_alias_genes));
+      }
+      continue;
+    }
+    if (resolution.suffix_stripped) ++result.n_suffix_stripped;
+    std::int32_t& first = first_var[static_cast<std::size_t>(resolution.gene)];
+    if (first < 0) {
+      first = static_cast<std::int32_t>(row);
+      ++result.n_distinct_genes;
+    } else {
+      ++result.n_duplicate_vars;
+      if (result.duplicate_examples.size() < options.max_examples) {
+        result.duplicate_examples.push_back(fmt::format("{} -> {} (also {})", name, table.gene(resolution.gene).symbol,
+                                                        chosen.source.at(static_cast<std::size_t>(first))));
+      }
+    }
+  }
+  add_warnings(table, chosen.source, result);
+  return result;
+}
+
+}  // namespace celltyper

@@ -1,0 +1,300 @@
+// Tests of resolve_genes: match order, ambiguity, suffixes, column auto-detection, warnings,
+// and resolution of real var names (pbmc3k symbols, CellBench Ensembl ids).
+#include <celltyper/dataframe.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_table.hpp>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include "support/test_support.hpp"
+
+namespace celltyper {
+namespace {
+
+/// Genes built in memory: the same rules as the TSV fixture of gene_table_test.cpp.
+GeneTable small_table() {
+  std::vector<Gene> genes(8);
+  genes[0] = {
+      .entrez_id = 1, .symbol = "AAA", .ensembl_ids = {"ENSG00000000001"}, .aliases = {"ALIAS1", "SHARED", "BBB"}};
+  genes[1] = {
+      .entrez_id = 2, .symbol = "BBB", .ensembl_ids = {"ENSG00000000002"}, .aliases = {"SHARED", "AAA", "Ccc"}};
+  genes[2] = {.entrez_id = 3, .symbol = "CCC", .ensembl_ids = {"ENSG00000000003"}};
+  genes[3] = {.entrez_id = 7, .symbol = "MALAT1", .ensembl_ids = {"ENSG00000000007"}};
+  genes[4] = {.entrez_id = 8, .symbol = "C1orf1", .aliases = {"OLD8"}};
+  genes[5] = {.entrez_id = 9, .symbol = "NKX2-1", .ensembl_ids = {"ENSG00000000009"}};
+  genes[6] = {.entrez_id = 4513, .symbol = "COX2", .chromosome = "MT", .aliases = {"COII", "MTCO2"}};
+  genes[7] = {.entrez_id = 107075310, .symbol = "MTCO2P12", .chromosome = "1", .aliases = {"COX2", "MT-CO2", "MTCO2"}};
+  for (auto& gene : genes) gene.gene_type = "protein-coding";
+  genes[7].gene_type = "pseudo";
+  return GeneTable(std::move(genes), "small table");
+}
+
+DataFrame var_with_index(std::vector<std::string> names) {
+  DataFrame var;
+  var.index = std::move(names);
+  return var;
+}
+
+TEST(ResolveGenes, MatchOrderAndKinds) {
+  const GeneTable table = small_table();
+  const DataFrame var = var_with_index({"AAA", "ENSG00000000002.4", "3", "ALIAS1", "aaa", "SHARED", "nothing", "BBB",
+                                        "c1orf1", "", "NKX2-1"});
+  const GeneResolveResult result = resolve_genes(table, var);
+  ASSERT_EQ(result.n_vars(), 11U);
+  const std::vector<GeneMatch> expected{GeneMatch::kSymbol,    GeneMatch::kEnsembl,
+                                        GeneMatch::kEntrez,    GeneMatch::kAlias,
+                                        GeneMatch::kSymbolCaseInsensitive, GeneMatch::kAmbiguous,
+                                        GeneMatch::kUnmatched, GeneMatch::kSymbol,
+                                        GeneMatch::kSymbolCaseInsensitive, GeneMatch::kUnmatched,
+                                        GeneMatch::kSymbol};
+  EXPECT_EQ(result.match, expected);
+  const auto symbol_of = [&](std::size_t row) {
+    return result.gene_index[row] == kNoGene ? std::string("-") : table.gene(result.gene_index[row]).symbol;
+  };
+  EXPECT_EQ(symbol_of(0), "AAA");
+  EXPECT_EQ(symbol_of(1), "BBB");
+  EXPECT_EQ(symbol_of(2), "CCC");
+  EXPECT_EQ(symbol_of(3), "AAA");
+  EXPECT_EQ(symbol_of(5), "-");
+  EXPECT_EQ(symbol_of(7), "BBB");  // an alias of AAA never overrides BBB's own symbol
+  EXPECT_EQ(symbol_of(8), "C1orf1");
+  EXPECT_EQ(symbol_of(10), "NKX2-1");  // a real "-1" is an exact match, not a suffix
+  EXPECT_EQ(result.count(GeneMatch::kUnmatched), 2U);
+  EXPECT_EQ(result.count(GeneMatch::kAmbiguous), 1U);
+  EXPECT_EQ(result.n_matched(), 8U);
+  EXPECT_EQ(result.n_distinct_genes, 5U);  // AAA, BBB, CCC, C1orf1, NKX2-1
+  EXPECT_EQ(result.n_duplicate_vars, 3U);  // ALIAS1, aaa -> AAA; BBB -> BBB (after ENSG...2)
+  EXPECT_EQ(result.ambiguous_examples, std::vector<std::string>{"SHARED (2 genes)"});
+  EXPECT_EQ(result.unmatched_examples, (std::vector<std::string>{"nothing", "(empty)"}));
+  EXPECT_EQ(result.column, "_index");
+  EXPECT_EQ(result.id_type, GeneIdType::kSymbol);
+  EXPECT_EQ(result.table_hash, table.content_hash_hex());
+}
+
+TEST(ResolveGenes, SymbolIgnoringCaseBeatsExactAlias) {
+  // "Ccc" is an alias of BBB (as NCBI lists "Gem" among GMNN's aliases) but CCC is a symbol.
+  const GeneTable table = small_table();
+  const GeneResolveResult result = resolve_genes(table, var_with_index({"Ccc"}));
+  EXPECT_EQ(result.match[0], GeneMatch::kSymbolCaseInsensitive);
+  EXPECT_EQ(table.gene(result.gene_index[0]).symbol, "CCC");
+  EXPECT_EQ(table.gene(table.find_alias("Ccc").gene).symbol, "BBB");
+}
+
+TEST(ResolveGenes, MitochondrialGenesAnswerToTheirHgncSymbols) {
+  const GeneTable table = small_table();
+  const GeneResolveResult result = resolve_genes(table, var_with_index({"MT-CO2", "mt-Co2", "MTCO2", "COX2"}));
+  const std::int32_t cox2 = table.find_entrez(4513);
+  EXPECT_EQ(result.gene_index, (std::vector<std::int32_t>{cox2, cox2, kNoGene, cox2}));
+  EXPECT_EQ(result.match, (std::vector<GeneMatch>{GeneMatch::kSymbol, GeneMatch::kSymbolCaseInsensitive,
+                                                  GeneMatch::kAmbiguous, GeneMatch::kSymbol}));
+  EXPECT_TRUE(table.is_known_name("MT-CO2"));
+}
+
+TEST(ResolveGenes, MakeUniqueSuffixIsAFallback) {
+  const GeneTable table = small_table();
+  const DataFrame var = var_with_index({"MALAT1", "MALAT1-1", "MALAT1.2", "OLD8-1", "NKX2-1-1", "ZZZ-1", "CCC-x"});
+  GeneResolveResult result = resolve_genes(table, var);
+  EXPECT_EQ(result.n_suffix_stripped, 4U);
+  EXPECT_EQ(table.gene(result.gene_index[1]).symbol, "MALAT1");
+  EXPECT_EQ(table.gene(result.gene_index[2]).symbol, "MALAT1");
+  EXPECT_EQ(result.match[3], GeneMatch::kAlias);
+  EXPECT_EQ(table.gene(result.gene_index[4]).symbol, "NKX2-1");
+  EXPECT_EQ(result.gene_index[5], kNoGene);
+  EXPECT_EQ(result.gene_index[6], kNoGene);
+  EXPECT_EQ(result.n_duplicate_vars, 2U);
+  ASSERT_FALSE(result.duplicate_examples.empty());
+  EXPECT_EQ(result.duplicate_examples[0], "MALAT1-1 -> MALAT1 (also MALAT1)");
+
+  GeneResolveOptions options;
+  options.strip_unique_suffix = false;
+  result = resolve_genes(table, var, options);
+  EXPECT_EQ(result.n_suffix_stripped, 0U);
+  EXPECT_EQ(result.n_matched(), 1U);
+}
+
+TEST(ResolveGenes, AutoDetectPicksTheColumnResolvingMost) {
+  const GeneTable table = small_table();
+  // scanpy / 10x layout: index = symbols made unique, gene_ids = Ensembl, and noise columns.
+  DataFrame var = var_with_index({"AAA", "BBB", "CCC", "unknown-1", "MALAT1"});
+  var.columns.push_back(Column::from_strings(
+      "gene_ids", {"ENSG00000000001", "ENSG00000000002", "ENSG00000000003", "ENSG00000000004", "ENSG00000000007"}));
+  var.columns.push_back(Column::categorical("feature_types", std::vector<std::string>(5, "Gene Expression")));
+  var.columns.push_back(Column::from_floats("means", {1, 2, 3, 4, 5}));
+  GeneResolveResult result = resolve_genes(table, var);
+  EXPECT_EQ(result.column, "_index");  // 4 vs 4: the tie goes to the index
+  EXPECT_EQ(result.id_type, GeneIdType::kSymbol);
+  ASSERT_EQ(result.candidates.size(), 3U);
+  EXPECT_EQ(result.candidates[1].column, "gene_ids");
+  EXPECT_EQ(result.candidates[1].id_type, GeneIdType::kEnsembl);
+  EXPECT_EQ(result.candidates[1].n_resolved, 4U);
+  EXPECT_EQ(result.candidates[2].n_resolved, 0U);
+
+  // Index of ids unknown to the table, symbols in a categorical feature_name (CELLxGENE-like).
+  DataFrame cellxgene = var_with_index({"ENSG00000000099", "ENSG00000000098", "ENSG00000000003"});
+  cellxgene.columns.push_back(Column::categorical("feature_name", {"AAA", "BBB", "CCC"}));
+  result = resolve_genes(table, cellxgene);
+  EXPECT_EQ(result.column, "feature_name");
+  EXPECT_EQ(result.id_type, GeneIdType::kSymbol);
+  EXPECT_EQ(result.n_matched(), 3U);
+  EXPECT_EQ(result.candidates[0].id_type, GeneIdType::kEnsembl);
+  EXPECT_EQ(result.candidates[0].n_resolved, 1U);
+
+  // Entrez ids.
+  DataFrame entrez = var_with_index({"x", "y", "z"});
+  entrez.columns.push_back(Column::from_strings("entrez", {"1", "2", "12345"}));
+  result = resolve_genes(table, entrez);
+  EXPECT_EQ(result.column, "entrez");
+  EXPECT_EQ(result.id_type, GeneIdType::kEntrez);
+  EXPECT_EQ(result.count(GeneMatch::kEntrez), 2U);
+}
+
+TEST(ResolveGenes, NamedColumn) {
+  const GeneTable table = small_table();
+  DataFrame var = var_with_index({"AAA", "BBB"});
+  var.index_name = "gene_symbols";
+  var.columns.push_back(Column::categorical("feature_name", {"CCC", "CCC"}));
+  var.columns.push_back(Column::from_ints("length", {1, 2}));
+  GeneResolveOptions options;
+  options.column = "feature_name";
+  GeneResolveResult result = resolve_genes(table, var, options);
+  EXPECT_EQ(result.column, "feature_name");
+  EXPECT_EQ(result.n_distinct_genes, 1U);
+  EXPECT_EQ(result.n_duplicate_vars, 1U);
+  for (const char* index_name : {"_index", "index", "gene_symbols"}) {
+    options.column = index_name;
+    result = resolve_genes(table, var, options);
+    EXPECT_EQ(result.column, "_index") << index_name;
+    EXPECT_EQ(result.n_distinct_genes, 2U) << index_name;
+  }
+  options.column = "nope";
+  try {
+    (void)resolve_genes(table, var, options);
+    ADD_FAILURE() << "no error for a missing column";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("no column 'nope'"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("feature_name"), std::string::npos) << error.what();
+  }
+  options.column = "length";
+  try {
+    (void)resolve_genes(table, var, options);
+    ADD_FAILURE() << "no error for a numeric column";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("'length' holds int values"), std::string::npos) << error.what();
+  }
+}
+
+TEST(ResolveGenes, WarnsAboutLikelySpeciesMismatch) {
+  const GeneTable table = small_table();
+  GeneResolveResult result = resolve_genes(table, var_with_index({"Aaa", "Bbb", "Ccc", "Malat1", "Xist"}));
+  EXPECT_EQ(result.count(GeneMatch::kSymbolCaseInsensitive), 4U);
+  ASSERT_EQ(result.warnings.size(), 1U) << result.summary();
+  EXPECT_NE(result.warnings[0].find("cased like mouse genes"), std::string::npos) << result.warnings[0];
+  EXPECT_NE(result.summary().find("warning: likely species mismatch"), std::string::npos);
+
+  result = resolve_genes(table, var_with_index({"ENSMUSG00000000001", "ENSMUSG00000000002", "ENSG00000000003"}));
+  ASSERT_EQ(result.warnings.size(), 1U) << result.summary();
+  EXPECT_NE(result.warnings[0].find("ENSMUSG (mouse)"), std::string::npos) << result.warnings[0];
+  EXPECT_NE(result.warnings[0].find("ENSG (human)"), std::string::npos) << result.warnings[0];
+
+  result = resolve_genes(table, var_with_index({"foo", "bar", "AAA"}));
+  ASSERT_EQ(result.warnings.size(), 1U) << result.summary();
+  EXPECT_NE(result.warnings[0].find("few genes matched"), std::string::npos) << result.warnings[0];
+
+  result = resolve_genes(table, var_with_index({"AAA", "BBB", "C1orf1"}));
+  EXPECT_TRUE(result.warnings.empty()) << result.summary();
+}
+
+TEST(ResolveGenes, JsonAndSummary) {
+  const GeneTable table = small_table();
+  const GeneResolveResult result = resolve_genes(table, var_with_index({"AAA", "SHARED", "zzz", "MALAT1-1"}));
+  const nlohmann::json json = result.to_json();
+  EXPECT_EQ(json.at("column"), "_index");
+  EXPECT_EQ(json.at("id_type"), "symbol");
+  EXPECT_EQ(json.at("n_vars"), 4);
+  EXPECT_EQ(json.at("n_matched"), 2);
+  EXPECT_DOUBLE_EQ(json.at("fraction_matched").get<double>(), 0.5);
+  EXPECT_EQ(json.at("counts").at("ambiguous"), 1);
+  EXPECT_EQ(json.at("counts").at("symbol_case_insensitive"), 0);
+  EXPECT_EQ(json.at("n_suffix_stripped"), 1);
+  EXPECT_EQ(json.at("table_hash"), table.content_hash_hex());
+  const std::string summary = result.summary();
+  EXPECT_NE(summary.find("2 of 4 vars matched (50.0%)"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("unmatched 1 (e.g. zzz)"), std::string::npos) << summary;
+  EXPECT_NE(summary.find("SHARED (2 genes)"), std::string::npos) << summary;
+}
+
+TEST(ResolveGenes, EmptyVar) {
+  const GeneResolveResult result = resolve_genes(small_table(), DataFrame{});
+  EXPECT_EQ(result.n_vars(), 0U);
+  EXPECT_EQ(result.fraction_matched(), 0.0);
+  EXPECT_EQ(result.id_type, GeneIdType::kUnknown);
+  EXPECT_TRUE(result.warnings.empty());
+}
+
+// ---- real data -----------------------------------------------------------------------------
+
+std::vector<std::string> read_names(const std::string& path) {
+  std::ifstream input(path);
+  EXPECT_TRUE(input.good()) << "cannot read " << path;
+  std::vector<std::string> names;
+  for (std::string line; std::getline(input, line);) names.push_back(line);
+  return names;
+}
+
+/// Resolve `names_file` (tests/data/genes/) against `table`; check that >= 95% of the names the
+/// table knows exactly (as a symbol, alias, Ensembl or Entrez id) resolve.
+GeneResolveResult check_real_names(const GeneTable& table, const std::string& names_file, std::size_t n_expected,
+                                   GeneIdType expected_type) {
+  const DataFrame var = var_with_index(read_names(test::fixture("genes/" + names_file)));
+  EXPECT_EQ(var.n_rows(), n_expected);
+  const GeneResolveResult result = resolve_genes(table, var);
+  std::size_t n_known = 0;
+  std::size_t n_known_resolved = 0;
+  for (std::size_t row = 0; row < var.n_rows(); ++row) {
+    if (!table.is_known_name(var.index[row])) continue;
+    ++n_known;
+    n_known_resolved += result.gene_index[row] != kNoGene ? 1 : 0;
+  }
+  std::printf("%s against %s:\n%s  names known to the table: %zu, of which resolved: %zu (%.2f%%)\n",
+              names_file.c_str(), std::filesystem::path(table.source()).filename().c_str(), result.summary().c_str(),
+              n_known, n_known_resolved, 100.0 * static_cast<double>(n_known_resolved) / static_cast<double>(n_known));
+  EXPECT_EQ(result.id_type, expected_type);
+  EXPECT_GT(n_known, n_expected / 2);
+  EXPECT_GE(static_cast<double>(n_known_resolved), 0.95 * static_cast<double>(n_known));
+  EXPECT_TRUE(result.warnings.empty()) << result.summary();
+  return result;
+}
+
+TEST(ResolveGenesRealData, Pbmc3kSymbolsAndCellbenchEnsemblWithTsv) {
+  CELLTYPER_REQUIRE_SHARED(path, "gene-annotations/human_genes.tsv");
+  const GeneTable table = load_gene_table(path);
+  const GeneResolveResult pbmc = check_real_names(table, "pbmc3k_var_names.txt", 13714, GeneIdType::kSymbol);
+  EXPECT_GT(pbmc.count(GeneMatch::kSymbol), 11000U);
+  EXPECT_GT(pbmc.fraction_matched(), 0.80);
+  for (const char* mitochondrial : {"MT-CO1", "MT-ND4L", "MT-ATP6", "MT-CYB"}) {
+    const std::int32_t gene = table.find_symbol(mitochondrial);
+    ASSERT_NE(gene, kNoGene) << mitochondrial;
+    EXPECT_EQ(table.gene(gene).chromosome, "MT") << mitochondrial;
+  }
+  const GeneResolveResult cellbench =
+      check_real_names(table, "cellbench_3cl_var_names.txt", 28258, GeneIdType::kEnsembl);
+  EXPECT_GT(cellbench.count(GeneMatch::kEnsembl), 20000U);
+  // org.Hs.eg.db maps only ~36,600 genes to Ensembl: many CellBench ids (lncRNAs, pseudogenes) are
+  // not in the table at all.
+  EXPECT_GT(cellbench.fraction_matched(), 0.70);
+}
+
+TEST(ResolveGenesRealData, Pbmc3kSymbolsAndCellbenchEnsemblWithSqlite) {
+  const std::string path = "/usr/lib/R/site-library/org.Hs.eg.db/extdata/org.Hs.eg.sqlite";
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) GTEST_SKIP() << path << " is absent (r-bioc-org.hs.eg.db)";
+  const GeneTable table = load_gene_table(path);
+  (void)check_real_names(table, "pbmc3k_var_names.txt", 13714, GeneIdType::kSymbol);
+  (void)check_real_names(table, "cellbench_3cl_var_names.txt", 28258, GeneIdType::kEnsembl);
+}
+
+}  // namespace
+}  // namespace celltyper
