@@ -51,4 +51,6 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
   });
 }
 
+CELLTYPER_REGISTER_COMMAND("10-inspect", add_inspect);
+
 }  // namespace celltyper::cli

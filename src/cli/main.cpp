@@ -6,9 +6,17 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <new>
+
+namespace celltyper::cli {
+std::vector<std::pair<std::string, CommandFactory>>& command_registry() {
+  static std::vector<std::pair<std::string, CommandFactory>> registry;
+  return registry;
+}
+}  // namespace celltyper::cli
 
 int main(int argc, char** argv) {
   CLI::App app{"celltyper: cell type annotation for single-cell RNA-seq (GenePT-style gene embeddings)", "celltyper"};
@@ -16,7 +24,9 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   celltyper::cli::GlobalOptions global;
   app.add_flag("-q,--quiet", global.quiet, "No progress output on stderr");
-  celltyper::cli::add_inspect(app, global);
+  auto& registry = celltyper::cli::command_registry();
+  std::sort(registry.begin(), registry.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  for (const auto& [key, factory] : registry) factory(app, global);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
