@@ -129,4 +129,25 @@ struct H5adAdditions {
 void write_h5ad_with_additions(const std::string& input, const std::string& output,
                                const H5adAdditions& additions, bool in_place = false);
 
+/// Streams a new dense obsm matrix (float32, n_obs x cols) into a copy of an existing h5ad,
+/// block by block, so that the matrix never has to fit in memory. The copy is renamed onto
+/// `output` by `commit`; destroying the stream before that removes it.
+class H5adObsmStream {
+ public:
+  H5adObsmStream(const std::string& input, const std::string& output, const std::string& key, std::int64_t cols,
+                 bool in_place = false);
+  ~H5adObsmStream();
+  H5adObsmStream(const H5adObsmStream&) = delete;
+  H5adObsmStream& operator=(const H5adObsmStream&) = delete;
+  [[nodiscard]] std::int64_t n_obs() const;
+  /// Write rows [first_row, first_row + n_rows) of the matrix (row-major values).
+  void write_rows(std::int64_t first_row, std::int64_t n_rows, const float* values);
+  /// Apply `additions` (obs columns, more obsm, uns strings), close and rename into place.
+  void commit(const H5adAdditions& additions = {});
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 }  // namespace celltyper

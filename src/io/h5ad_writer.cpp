@@ -176,6 +176,51 @@ void write_uns_string(hid_t file, const std::string& name, const std::string& va
   h5::write_encoding(dataset.get(), "string", "0.2.0");
 }
 
+/// Write `additions` into an open h5ad file (obs columns keep column-order up to date).
+void apply_additions(hid_t file, const std::string& input, const H5adAdditions& additions) {
+  if (!additions.obs_columns.empty()) {
+    Handle obs = h5::open_group(file, "obs", input);
+    std::vector<std::string> order = h5::string_array_attribute(obs.get(), "column-order");
+    for (const auto& column : additions.obs_columns) {
+      write_column(obs.get(), column);
+      if (std::find(order.begin(), order.end(), column.name) == order.end()) order.push_back(column.name);
+    }
+    h5::write_string_array_attribute(obs.get(), "column-order", order);
+  }
+  if (!additions.obsm.empty()) {
+    Handle obsm = ensure_dict_group(file, "obsm");
+    for (const auto& [name, matrix] : additions.obsm) write_dense_matrix(obsm.get(), name, matrix);
+  }
+  for (const auto& [name, value] : additions.uns_strings) write_uns_string(file, name, value);
+}
+
+/// Check that `input` may be copied to `output`, and that additions fit its cells; returns n_obs.
+std::int64_t check_copy_target(const std::string& input, const std::string& output, bool in_place) {
+  std::error_code error;
+  if (!std::filesystem::exists(input, error)) throw InputError(fmt::format("{}: no such file", input));
+  if (!in_place && std::filesystem::exists(output, error) && std::filesystem::equivalent(input, output, error)) {
+    throw InputError(fmt::format("{}: output is the input file; pass the in-place option to modify it", output));
+  }
+  H5adFile source(input);
+  return source.n_obs();
+}
+
+/// Copy `input` to a temporary file beside `output` and open the copy for writing.
+std::pair<std::string, Handle> open_copy(const std::string& input, const std::string& output) {
+  const std::string temporary = temporary_path_for(output);
+  std::error_code error;
+  std::filesystem::copy_file(input, temporary, std::filesystem::copy_options::overwrite_existing, error);
+  if (error) throw IoError(fmt::format("{}: cannot copy to {}: {}", input, temporary, error.message()));
+  auto lock = h5::hdf5_lock();
+  h5::silence_hdf5_errors();
+  Handle file(H5Fopen(temporary.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+  if (!file) {
+    std::filesystem::remove(temporary, error);
+    throw IoError(fmt::format("{}: cannot open the copy for writing", temporary));
+  }
+  return {temporary, std::move(file)};
+}
+
 }  // namespace
 
 struct H5adWriter::Impl {
@@ -330,17 +375,8 @@ void H5adWriter::commit() {
 }
 
 void write_h5ad_with_additions(const std::string& input, const std::string& output, const H5adAdditions& additions, bool in_place) {
-  std::error_code error;
-  if (!std::filesystem::exists(input, error)) throw InputError(fmt::format("{}: no such file", input));
-  if (!in_place && std::filesystem::exists(output, error) && std::filesystem::equivalent(input, output, error)) {
-    throw InputError(fmt::format("{}: output is the input file; pass the in-place option to modify it", output));
-  }
   // Validate before copying anything: the additions must fit the input's cells.
-  std::int64_t n_obs = 0;
-  {
-    H5adFile source(input);
-    n_obs = source.n_obs();
-  }
+  const std::int64_t n_obs = check_copy_target(input, output, in_place);
   for (const auto& column : additions.obs_columns) {
     if (static_cast<std::int64_t>(column.size()) != n_obs) {
       throw InputError(fmt::format("obs column '{}' has {} rows but {} has {} cells", column.name, column.size(), input, n_obs));
@@ -349,34 +385,98 @@ void write_h5ad_with_additions(const std::string& input, const std::string& outp
   for (const auto& [name, matrix] : additions.obsm) {
     if (matrix.rows != n_obs) throw InputError(fmt::format("obsm '{}' has {} rows but {} has {} cells", name, matrix.rows, input, n_obs));
   }
-  const std::string temporary = temporary_path_for(output);
-  std::filesystem::copy_file(input, temporary, std::filesystem::copy_options::overwrite_existing, error);
-  if (error) throw IoError(fmt::format("{}: cannot copy to {}: {}", input, temporary, error.message()));
+  auto [temporary, file] = open_copy(input, output);
   try {
     auto lock = h5::hdf5_lock();
-    h5::silence_hdf5_errors();
-    Handle file(H5Fopen(temporary.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
-    if (!file) throw IoError(fmt::format("{}: cannot open the copy for writing", temporary));
-    if (!additions.obs_columns.empty()) {
-      Handle obs = h5::open_group(file.get(), "obs", input);
-      std::vector<std::string> order = h5::string_array_attribute(obs.get(), "column-order");
-      for (const auto& column : additions.obs_columns) {
-        write_column(obs.get(), column);
-        if (std::find(order.begin(), order.end(), column.name) == order.end()) order.push_back(column.name);
-      }
-      h5::write_string_array_attribute(obs.get(), "column-order", order);
-    }
-    if (!additions.obsm.empty()) {
-      Handle obsm = ensure_dict_group(file.get(), "obsm");
-      for (const auto& [name, matrix] : additions.obsm) write_dense_matrix(obsm.get(), name, matrix);
-    }
-    for (const auto& [name, value] : additions.uns_strings) write_uns_string(file.get(), name, value);
+    apply_additions(file.get(), input, additions);
     if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", temporary));
+    file.reset();
   } catch (...) {
+    file.reset();
+    std::error_code error;
     std::filesystem::remove(temporary, error);
     throw;
   }
   rename_into_place(temporary, output);
+}
+
+struct H5adObsmStream::Impl {
+  std::string input;
+  std::string output;
+  std::string temporary;
+  std::string key;
+  std::int64_t n_obs = 0;
+  std::int64_t cols = 0;
+  Handle file;
+  Handle dataset;
+  bool committed = false;
+};
+
+H5adObsmStream::H5adObsmStream(const std::string& input, const std::string& output, const std::string& key, std::int64_t cols,
+                               bool in_place)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->input = input;
+  impl_->output = output;
+  impl_->key = key;
+  impl_->cols = cols;
+  impl_->n_obs = check_copy_target(input, output, in_place);
+  auto [temporary, file] = open_copy(input, output);
+  impl_->temporary = temporary;
+  impl_->file = std::move(file);
+  auto lock = h5::hdf5_lock();
+  Handle obsm = ensure_dict_group(impl_->file.get(), "obsm");
+  h5::unlink_if_exists(obsm.get(), key);
+  const std::array<hsize_t, 2> dims{static_cast<hsize_t>(impl_->n_obs), static_cast<hsize_t>(cols)};
+  Handle space(H5Screate_simple(2, dims.data(), nullptr));
+  impl_->dataset = Handle(H5Dcreate2(obsm.get(), key.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (!impl_->dataset) throw IoError(fmt::format("{}: cannot create obsm/{}", temporary, key));
+  h5::write_encoding(impl_->dataset.get(), "array", "0.2.0");
+}
+
+H5adObsmStream::~H5adObsmStream() {
+  if (!impl_) return;
+  auto lock = h5::hdf5_lock();
+  impl_->dataset.reset();
+  impl_->file.reset();
+  if (!impl_->committed) {
+    std::error_code error;
+    std::filesystem::remove(impl_->temporary, error);
+  }
+}
+
+std::int64_t H5adObsmStream::n_obs() const { return impl_->n_obs; }
+
+void H5adObsmStream::write_rows(std::int64_t first_row, std::int64_t n_rows, const float* values) {
+  if (first_row < 0 || n_rows < 0 || first_row + n_rows > impl_->n_obs) {
+    throw InputError(fmt::format("obsm/{}: rows {}..{} outside {} cells", impl_->key, first_row, first_row + n_rows, impl_->n_obs));
+  }
+  if (n_rows == 0 || impl_->cols == 0) return;
+  auto lock = h5::hdf5_lock();
+  Handle file_space(H5Dget_space(impl_->dataset.get()));
+  const std::array<hsize_t, 2> start{static_cast<hsize_t>(first_row), 0};
+  const std::array<hsize_t, 2> count{static_cast<hsize_t>(n_rows), static_cast<hsize_t>(impl_->cols)};
+  H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
+  Handle memory_space(H5Screate_simple(2, count.data(), nullptr));
+  if (H5Dwrite(impl_->dataset.get(), H5T_NATIVE_FLOAT, memory_space.get(), file_space.get(), H5P_DEFAULT, values) < 0) {
+    throw IoError(fmt::format("{}: cannot write obsm/{} (disk full?)", impl_->temporary, impl_->key));
+  }
+}
+
+void H5adObsmStream::commit(const H5adAdditions& additions) {
+  {
+    auto lock = h5::hdf5_lock();
+    for (const auto& column : additions.obs_columns) {
+      if (static_cast<std::int64_t>(column.size()) != impl_->n_obs) {
+        throw InputError(fmt::format("obs column '{}' has {} rows for {} cells", column.name, column.size(), impl_->n_obs));
+      }
+    }
+    apply_additions(impl_->file.get(), impl_->input, additions);
+    impl_->dataset.reset();
+    if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", impl_->temporary));
+    impl_->file.reset();
+  }
+  rename_into_place(impl_->temporary, impl_->output);
+  impl_->committed = true;
 }
 
 }  // namespace celltyper

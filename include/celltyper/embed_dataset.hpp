@@ -1,0 +1,103 @@
+/// @file embed_dataset.hpp
+/// `celltyper embed`: stream a dataset's matrix from disk, embed every cell (cell_embedder.hpp)
+/// and hand each block of embeddings to a sink (.npy, HDF5, or obsm of an h5ad copy), with
+/// memory bounded by the block cap plus one block of output.
+#pragma once
+
+#include <celltyper/cell_embedder.hpp>
+#include <celltyper/dataset.hpp>
+#include <celltyper/gene_table.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace celltyper {
+
+/// Gene vectors looked up by Entrez id (a gene store implements this).
+struct GeneVectorSource {
+  int dims = 0;                                     ///< dimensions of the stored vectors
+  std::function<const float*(std::int64_t)> find;   ///< vector of an Entrez id, nullptr when absent
+  std::string identity;                             ///< identity hash of the source (provenance)
+  std::string description;                          ///< e.g. "lsa 1024 dims, genes.h5"
+};
+
+/// Align gene vectors to a dataset's vars: var j gets the vector of the gene it resolved to
+/// (first `dims` components, re-normalised to unit length, as Matryoshka prefixes are used).
+AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveResult& resolved, const GeneVectorSource& source,
+                                      int dims);
+
+/// "auto" resolves to a normalisation by looking at the values (raw counts -> log1p-cp10k;
+/// log-normalised -> none). `kAuto` is only an option value; the embedder gets a concrete one.
+enum class NormalizationChoice { kAuto, kNone, kCp10k, kLog1pCp10k };
+NormalizationChoice parse_normalization_choice(const std::string& text);
+
+/// Options of `embed_dataset`.
+struct EmbedOptions {
+  std::string matrix = "X";               ///< "X", "raw", or a layer name ("counts")
+  NormalizationChoice normalization = NormalizationChoice::kAuto;
+  int dims = 0;                           ///< 0 = all dimensions of the gene vectors
+  int num_threads = 0;                    ///< 0 = all hardware threads
+  std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for matrix blocks in flight
+  GeneResolveOptions genes;               ///< which var column holds gene ids
+  std::int64_t min_matched_genes = 1;     ///< fail when fewer vars have a vector
+  double min_median_coverage = 0.2;       ///< fail when the median cell has less of its counts on matched genes
+  std::function<void(std::int64_t done, std::int64_t total)> progress;  ///< called after each block
+};
+
+/// Receives embeddings block by block, in row order.
+class EmbeddingSink {
+ public:
+  virtual ~EmbeddingSink() = default;
+  virtual void begin(std::int64_t n_cells, int dims) = 0;
+  virtual void write(std::int64_t first_row, std::int64_t n_rows, const float* values, const CellEmbedStats& stats) = 0;
+  /// All rows written; `provenance` describes how they were made.
+  virtual void finish(const nlohmann::json& provenance) = 0;
+};
+
+/// Outcome of `embed_dataset`.
+struct EmbedResult {
+  std::int64_t n_cells = 0;
+  int dims = 0;
+  std::string matrix;                  ///< source actually read ("layers/counts", ...)
+  Normalization normalization = Normalization::kLog1pCp10k;
+  std::string normalization_reason;    ///< why (auto choice, or the user's)
+  GeneResolveResult genes;             ///< var resolution against the gene table
+  std::int64_t n_vars_with_vector = 0; ///< vars whose gene has a vector
+  double median_coverage = 0;          ///< per-cell share of counts on vars with a vector
+  double min_coverage = 0;
+  std::int64_t n_empty_cells = 0;      ///< zero vectors (no matched gene expressed)
+  std::vector<std::string> warnings;
+  double seconds = 0;
+  nlohmann::json provenance;
+  [[nodiscard]] nlohmann::json to_json() const;
+};
+
+/// Embed every cell of `dataset`. Throws InputError when the overlap is below the thresholds
+/// (naming the var column and id type tried), or on bad values.
+EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const GeneVectorSource& source,
+                          const EmbedOptions& options, EmbeddingSink& sink);
+
+/// Sinks.
+std::unique_ptr<EmbeddingSink> make_npy_sink(const std::string& path);
+/// Standalone HDF5: `embeddings` [n x k] float32, `obs_names`, `empty` flags, provenance attribute.
+std::unique_ptr<EmbeddingSink> make_hdf5_sink(const std::string& path, std::vector<std::string> obs_names);
+/// A copy of the input h5ad with obsm[`key`], obs `celltyper_embedding_empty` and uns provenance.
+std::unique_ptr<EmbeddingSink> make_h5ad_obsm_sink(const std::string& input, const std::string& output, const std::string& key,
+                                                   bool in_place = false);
+/// Keep everything in memory (library use): rows x dims.
+class MemorySink final : public EmbeddingSink {
+ public:
+  void begin(std::int64_t n_cells, int dims) override;
+  void write(std::int64_t first_row, std::int64_t n_rows, const float* values, const CellEmbedStats& stats) override;
+  void finish(const nlohmann::json& provenance) override { this->provenance = provenance; }
+  std::int64_t rows = 0;
+  int dims = 0;
+  std::vector<float> values;
+  std::vector<std::uint8_t> empty;
+  nlohmann::json provenance;
+};
+
+}  // namespace celltyper

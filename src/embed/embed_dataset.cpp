@@ -1,0 +1,206 @@
+#include <celltyper/embed_dataset.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/matrix_summary.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+
+namespace celltyper {
+
+AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveResult& resolved, const GeneVectorSource& source,
+                                      int dims) {
+  if (dims <= 0 || dims > source.dims) {
+    throw InputError(fmt::format("--dims {} is not available: the gene vectors have {} dimensions", dims, source.dims));
+  }
+  AlignedGeneVectors aligned;
+  aligned.dims = dims;
+  aligned.var_to_row.assign(resolved.gene_index.size(), -1);
+  std::vector<std::int32_t> row_of_gene(table.size(), -1);
+  for (std::size_t var = 0; var < resolved.gene_index.size(); ++var) {
+    const std::int32_t gene = resolved.gene_index[var];
+    if (gene < 0) continue;
+    std::int32_t& row = row_of_gene[static_cast<std::size_t>(gene)];
+    if (row < 0) {
+      const float* vector = source.find(table.gene(gene).entrez_id);
+      if (vector == nullptr) continue;
+      double norm = 0;
+      for (int d = 0; d < dims; ++d) norm += static_cast<double>(vector[d]) * vector[d];
+      if (norm <= 0) continue;
+      const double inverse = 1.0 / std::sqrt(norm);
+      row = static_cast<std::int32_t>(aligned.n_rows());
+      for (int d = 0; d < dims; ++d) aligned.matrix.push_back(static_cast<float>(vector[d] * inverse));
+    }
+    aligned.var_to_row[var] = row;
+  }
+  return aligned;
+}
+
+NormalizationChoice parse_normalization_choice(const std::string& text) {
+  if (text == "auto") return NormalizationChoice::kAuto;
+  switch (parse_normalization(text)) {
+    case Normalization::kNone: return NormalizationChoice::kNone;
+    case Normalization::kCp10k: return NormalizationChoice::kCp10k;
+    case Normalization::kLog1pCp10k: return NormalizationChoice::kLog1pCp10k;
+  }
+  return NormalizationChoice::kAuto;
+}
+
+nlohmann::json EmbedResult::to_json() const {
+  return {{"n_cells", n_cells},
+          {"dims", dims},
+          {"matrix", matrix},
+          {"normalization", to_string(normalization)},
+          {"normalization_reason", normalization_reason},
+          {"genes", genes.to_json()},
+          {"n_vars_with_vector", n_vars_with_vector},
+          {"median_coverage", median_coverage},
+          {"min_coverage", min_coverage},
+          {"n_empty_cells", n_empty_cells},
+          {"warnings", warnings},
+          {"seconds", seconds},
+          {"provenance", provenance}};
+}
+
+namespace {
+
+/// Pick (or check) the normalisation from a scan of the first cells.
+Normalization choose_normalization(MatrixReader& reader, const EmbedOptions& options, EmbedResult& result) {
+  SummarizeOptions scan;
+  scan.max_rows = 2000;
+  scan.memory_limit_bytes = options.memory_limit_bytes;
+  const MatrixSummary summary = summarize_matrix(reader, scan);
+  const std::string seen = fmt::format("{} looks {} ({})", result.matrix, to_string(summary.scale), summary.scale_reason);
+  switch (options.normalization) {
+    case NormalizationChoice::kAuto:
+      switch (summary.scale) {
+        case ValueScale::kRawCounts:
+        case ValueScale::kEmpty:
+          result.normalization_reason = "auto: " + seen;
+          return Normalization::kLog1pCp10k;
+        case ValueScale::kLogNormalized:
+        case ValueScale::kLogTransformed:
+        case ValueScale::kNormalized:
+          result.normalization_reason = "auto: " + seen + "; used as weights unchanged";
+          return Normalization::kNone;
+        case ValueScale::kScaled:
+          throw InputError(fmt::format("{}: {}: scaled values cannot weight gene vectors; use the counts (e.g. --layer counts or --layer raw) "
+                                       "or pass --normalize none to use them anyway",
+                                       reader.info().source, seen));
+        case ValueScale::kUnknown:
+          result.normalization_reason = "auto: " + seen + "; used unchanged";
+          result.warnings.push_back(seen + ": check that this is the matrix you want");
+          return Normalization::kNone;
+      }
+      break;
+    case NormalizationChoice::kNone:
+      result.normalization_reason = "requested";
+      if (summary.scale == ValueScale::kRawCounts) result.warnings.push_back(seen + ": raw counts used as weights without normalisation (--normalize none)");
+      return Normalization::kNone;
+    case NormalizationChoice::kCp10k:
+    case NormalizationChoice::kLog1pCp10k:
+      result.normalization_reason = "requested";
+      if (summary.scale != ValueScale::kRawCounts && summary.scale != ValueScale::kEmpty) {
+        result.warnings.push_back(seen + ": CP10k normalisation expects raw counts; the values may already be normalised");
+      }
+      return options.normalization == NormalizationChoice::kCp10k ? Normalization::kCp10k : Normalization::kLog1pCp10k;
+  }
+  return Normalization::kLog1pCp10k;
+}
+
+}  // namespace
+
+EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const GeneVectorSource& source, const EmbedOptions& options,
+                          EmbeddingSink& sink) {
+  const auto start = std::chrono::steady_clock::now();
+  EmbedResult result;
+  if (dataset.n_obs() == 0) throw InputError(fmt::format("{}: the dataset has zero cells", dataset.path()));
+  result.matrix = resolve_matrix_source(dataset, options.matrix);
+  const DataFrame var = dataset.read_var_of(result.matrix);
+  result.genes = resolve_genes(table, var, options.genes);
+  const int dims = options.dims > 0 ? options.dims : source.dims;
+  AlignedGeneVectors aligned = align_gene_vectors(table, result.genes, source, dims);
+  result.n_vars_with_vector = aligned.n_matched_vars();
+  const std::string tried = fmt::format("var column '{}' read as {} ids; {} of {} vars matched the gene table, {} have a gene vector",
+                                        result.genes.column, to_string(result.genes.id_type), result.genes.n_matched(),
+                                        result.genes.n_vars(), result.n_vars_with_vector);
+  if (result.n_vars_with_vector < std::max<std::int64_t>(options.min_matched_genes, 1)) {
+    throw InputError(fmt::format("{}: too few genes overlap the gene vectors: {} (need {}). Pass --gene-column to choose another var "
+                                 "column, or check the species and id type",
+                                 dataset.path(), tried, std::max<std::int64_t>(options.min_matched_genes, 1)));
+  }
+  auto reader = dataset.open_matrix(result.matrix);
+  const Normalization normalization = choose_normalization(*reader, options, result);
+  result.normalization = normalization;
+  result.dims = dims;
+  result.n_cells = dataset.n_obs();
+  result.warnings.insert(result.warnings.end(), result.genes.warnings.begin(), result.genes.warnings.end());
+
+  CellEmbedder embedder(std::move(aligned), {normalization, options.num_threads});
+  std::vector<float> out;
+  CellEmbedStats stats;
+  std::vector<double> coverage;
+  coverage.reserve(static_cast<std::size_t>(result.n_cells));
+  bool checked_coverage = false;
+  sink.begin(result.n_cells, dims);
+  BlockStreamOptions stream;
+  stream.memory_limit_bytes = options.memory_limit_bytes;
+  for_each_block(*reader, stream, [&](const CsrBlock& block) {
+    out.resize(static_cast<std::size_t>(block.n_rows) * static_cast<std::size_t>(dims));
+    embedder.embed(block, out.data(), &stats);
+    coverage.insert(coverage.end(), stats.covered_fraction.begin(), stats.covered_fraction.end());
+    for (const auto flag : stats.empty) result.n_empty_cells += flag;
+    if (!checked_coverage) {  // fail fast on the first block, before writing much
+      std::vector<double> first(stats.covered_fraction);
+      const Quantiles q = quantiles(first);
+      if (q.median < options.min_median_coverage) {
+        throw InputError(fmt::format("{}: the median cell has only {:.1f}% of its counts on genes with a vector (need {:.0f}%): {}",
+                                     dataset.path(), 100 * q.median, 100 * options.min_median_coverage, tried));
+      }
+      checked_coverage = true;
+    }
+    sink.write(block.first_row, block.n_rows, out.data(), stats);
+    if (options.progress) options.progress(block.first_row + block.n_rows, result.n_cells);
+  });
+  const Quantiles q = quantiles(std::move(coverage));
+  result.median_coverage = q.median;
+  result.min_coverage = q.min;
+  if (result.n_empty_cells > 0) {
+    result.warnings.push_back(fmt::format("{} cells have no expressed gene with a vector: their embedding is the zero vector "
+                                          "(flagged in celltyper_embedding_empty)",
+                                          result.n_empty_cells));
+  }
+  result.provenance = {{"method", "GenePT-w: L2-normalised expression-weighted sum of gene vectors"},
+                       {"input", dataset.path()},
+                       {"matrix", result.matrix},
+                       {"normalization", to_string(normalization)},
+                       {"normalization_reason", result.normalization_reason},
+                       {"dims", dims},
+                       {"gene_vectors", source.description},
+                       {"gene_vectors_identity", source.identity},
+                       {"gene_table_hash", table.content_hash_hex()},
+                       {"gene_column", result.genes.column},
+                       {"gene_id_type", to_string(result.genes.id_type)},
+                       {"n_vars_with_vector", result.n_vars_with_vector},
+                       {"median_coverage", result.median_coverage},
+                       {"celltyper_version", CELLTYPER_VERSION}};
+  sink.finish(result.provenance);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+void MemorySink::begin(std::int64_t n_cells, int n_dims) {
+  rows = n_cells;
+  dims = n_dims;
+  values.assign(static_cast<std::size_t>(n_cells) * static_cast<std::size_t>(n_dims), 0.0f);
+  empty.assign(static_cast<std::size_t>(n_cells), 0);
+}
+
+void MemorySink::write(std::int64_t first_row, std::int64_t n_rows, const float* block, const CellEmbedStats& stats) {
+  std::copy(block, block + n_rows * dims, values.begin() + first_row * dims);
+  std::copy(stats.empty.begin(), stats.empty.end(), empty.begin() + first_row);
+}
+
+}  // namespace celltyper
