@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,9 @@ class CellEmbedder {
  private:
   AlignedGeneVectors genes_;
   CellEmbedderOptions options_;
+  /// genes_.matrix copied to 2 MiB-aligned memory with transparent huge pages requested: rows
+  /// are read in random order, and 4 KiB pages would thrash the TLB.
+  std::shared_ptr<float> matrix_;
 };
 
 namespace detail {

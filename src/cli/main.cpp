@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
   CLI::App app{"celltyper: cell type annotation for single-cell RNA-seq (GenePT-style gene embeddings)", "celltyper"};
   app.set_version_flag("--version", std::string("celltyper ") + CELLTYPER_VERSION);
   app.require_subcommand(1);
+  app.fallthrough();  // global flags (--quiet) may follow the subcommand
   celltyper::cli::GlobalOptions global;
   app.add_flag("-q,--quiet", global.quiet, "No progress output on stderr");
   auto& registry = celltyper::cli::command_registry();

@@ -4,7 +4,12 @@
 
 #include <fmt/format.h>
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <array>
 #include <cmath>
 #include <numeric>
 
@@ -40,6 +45,14 @@ CellEmbedder::CellEmbedder(AlignedGeneVectors genes, CellEmbedderOptions options
   for (const std::int32_t row : genes_.var_to_row) {
     if (row >= rows) throw InputError(fmt::format("gene row {} is outside the {}-row gene matrix", row, rows));
   }
+  constexpr std::size_t kHugePage = std::size_t{2} << 20;
+  const std::size_t bytes = std::max<std::size_t>(genes_.matrix.size() * sizeof(float), 1);
+  const std::size_t padded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+  void* memory = std::aligned_alloc(kHugePage, padded);
+  if (memory == nullptr) throw std::bad_alloc();
+  madvise(memory, padded, MADV_HUGEPAGE);  // a hint: ignored where transparent huge pages are off
+  std::memcpy(memory, genes_.matrix.data(), genes_.matrix.size() * sizeof(float));
+  matrix_ = std::shared_ptr<float>(static_cast<float*>(memory), [](float* p) { std::free(p); });
 }
 
 namespace {
@@ -47,7 +60,12 @@ namespace {
 /// Rows of a block are processed in chunks of this many cells per work item.
 constexpr std::int64_t kCellsPerItem = 64;
 
+/// Integer counts below this get their log1p weight from a per-cell table (exactly the same
+/// value as computing it; UMI counts are mostly 1..a few, so this saves most log1p calls).
+constexpr int kLogTableSize = 32;
+
 struct Scratch {
+  std::array<double, kLogTableSize> log_table{};
   std::vector<std::int32_t> rows;
   std::vector<float> weights;
   std::vector<std::pair<std::int32_t, float>> sorted;  // only for rows whose columns are unsorted
@@ -71,7 +89,7 @@ void CellEmbedder::embed(const CsrBlock& block, float* out, CellEmbedStats* stat
   std::vector<Scratch> scratch(static_cast<std::size_t>(workers));
   const Normalization normalization = options_.normalization;
   const std::int32_t* var_to_row = genes_.var_to_row.data();
-  const float* matrix = genes_.matrix.data();
+  const float* matrix = matrix_.get();
 
   parallel_for_workers(n_items, options_.num_threads, [&](std::int64_t item, int worker) {
     Scratch& s = scratch[static_cast<std::size_t>(worker)];
@@ -101,6 +119,9 @@ void CellEmbedder::embed(const CsrBlock& block, float* out, CellEmbedStats* stat
         if (var_to_row[columns[k]] >= 0) covered += value;
       }
       const double scale = total > 0 ? 1e4 / total : 0.0;
+      if (normalization == Normalization::kLog1pCp10k) {
+        for (int count = 1; count < kLogTableSize; ++count) s.log_table[static_cast<std::size_t>(count)] = std::log1p(count * scale);
+      }
       s.rows.clear();
       s.weights.clear();
       const bool sorted = std::is_sorted(columns, columns + n);
@@ -109,7 +130,11 @@ void CellEmbedder::embed(const CsrBlock& block, float* out, CellEmbedStats* stat
         if (row < 0 || value == 0.0f) return;
         double weight = value;
         if (normalization == Normalization::kCp10k) weight = value * scale;
-        if (normalization == Normalization::kLog1pCp10k) weight = std::log1p(value * scale);
+        if (normalization == Normalization::kLog1pCp10k) {
+          const auto count = static_cast<int>(value);
+          weight = (count < kLogTableSize && static_cast<float>(count) == value) ? s.log_table[static_cast<std::size_t>(count)]
+                                                                                 : std::log1p(value * scale);
+        }
         s.rows.push_back(row);
         s.weights.push_back(static_cast<float>(weight));
       };
