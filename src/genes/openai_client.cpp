@@ -1,0 +1,541 @@
+// Direct HTTP client for OpenAI-compatible servers over libcurl's multi interface: one thread,
+// bounded concurrency, retries with exponential backoff and full jitter, fsynced checkpoints.
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <ctime>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string>
+#include <unordered_set>
+
+#include <fmt/format.h>
+
+#include "celltyper/error.hpp"
+#include "celltyper/openai.hpp"
+
+namespace celltyper::openai {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr std::size_t kMaxIdsInMessage = 5;
+
+/// A response that cannot be used (bad JSON, wrong shape): retried like a server error.
+class BadResponse : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+void initialise_curl() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw IoError("cannot initialise libcurl");
+  });
+}
+
+/// "a, b, c (+7 more)".
+std::string list_ids(const IdAndText& items, const std::vector<std::size_t>& indices) {
+  std::string text;
+  for (std::size_t i = 0; i < indices.size() && i < kMaxIdsInMessage; ++i) text += (i ? ", " : "") + items[indices[i]].first;
+  if (indices.size() > kMaxIdsInMessage) text += fmt::format(" (+{} more)", indices.size() - kMaxIdsInMessage);
+  return text;
+}
+
+void validate_items(const IdAndText& items) {
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(items.size());
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const auto& [id, text] = items[i];
+    if (id.empty()) throw InputError(fmt::format("item {} has an empty id", i));
+    if (!seen.insert(id).second) throw InputError(fmt::format("id {} appears more than once (item {})", id, i));
+    if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError(fmt::format("the text of {} is empty", id));
+  }
+}
+
+void validate_http_options(const HttpClientOptions& options) {
+  if (options.base_url.empty()) throw InputError("the base URL is empty");
+  if (options.max_concurrent_requests < 1)
+    throw InputError(fmt::format("max concurrent requests must be >= 1, not {}", options.max_concurrent_requests));
+  if (!(options.request_timeout_seconds > 0) || !(options.connect_timeout_seconds > 0))
+    throw InputError("request and connect timeouts must be positive");
+  if (options.max_attempts < 1) throw InputError(fmt::format("max attempts must be >= 1, not {}", options.max_attempts));
+  if (!(options.initial_backoff_seconds >= 0) || !(options.max_backoff_seconds >= 0) ||
+      !(options.max_retry_after_seconds >= 0))
+    throw InputError("backoff times must not be negative");
+}
+
+std::string resolve_api_key(const HttpClientOptions& options) {
+  if (!options.api_key.empty()) return options.api_key;
+  const char* key = std::getenv("OPENAI_API_KEY");
+  if (key != nullptr && *key != '\0') return key;
+  if (options.base_url.find("api.openai.com") != std::string::npos)
+    throw InputError("no OpenAI API key: set the environment variable OPENAI_API_KEY (or pass the key as an option)");
+  return {};
+}
+
+/// `base_url` + "/" + `path`, without doubled slashes.
+std::string join_url(std::string base_url, std::string_view path) {
+  while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
+  return base_url + "/" + std::string(path);
+}
+
+/// The server's error message from a response body (JSON `error.message`, else the start of it).
+std::string server_message(const std::string& body) {
+  try {
+    const auto json = nlohmann::json::parse(body);
+    if (json.is_object() && json.contains("error")) {
+      const auto& error = json["error"];
+      if (error.is_object() && error.contains("message") && error["message"].is_string()) return error["message"].get<std::string>();
+      if (error.is_string()) return error.get<std::string>();
+    }
+  } catch (const nlohmann::json::exception&) {
+  }
+  std::string text = body.substr(0, 200);
+  std::replace(text.begin(), text.end(), '\n', ' ');
+  return text.empty() ? "(empty response)" : text;
+}
+
+/// Seconds from a Retry-After value: a number of seconds or an HTTP date.
+std::optional<double> parse_retry_after(std::string value) {
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) value.pop_back();
+  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.front()))) value.erase(value.begin());
+  if (value.empty()) return std::nullopt;
+  char* end = nullptr;
+  const double seconds = std::strtod(value.c_str(), &end);
+  if (end != nullptr && *end == '\0') return std::isfinite(seconds) ? std::optional(std::max(0.0, seconds)) : std::nullopt;
+  const time_t when = curl_getdate(value.c_str(), nullptr);
+  if (when < 0) return std::nullopt;
+  return std::max(0.0, std::difftime(when, std::time(nullptr)));
+}
+
+/// Work still to do: some items (indices into the caller's items) sent in one request.
+struct Job {
+  std::vector<std::size_t> items;
+  int attempt = 0;  ///< attempts made so far
+  Clock::time_point not_before{};
+  std::string last_error;
+};
+
+/// One request in flight.
+struct Transfer {
+  Job job;
+  CURL* easy = nullptr;
+  curl_slist* headers = nullptr;
+  std::string request_body;
+  std::string response_body;
+  std::optional<double> retry_after_seconds;
+  char error_buffer[CURL_ERROR_SIZE] = {};
+
+  Transfer() = default;
+  Transfer(const Transfer&) = delete;
+  Transfer& operator=(const Transfer&) = delete;
+  ~Transfer() {
+    if (easy != nullptr) curl_easy_cleanup(easy);
+    if (headers != nullptr) curl_slist_free_all(headers);
+  }
+
+  static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* self) {
+    static_cast<Transfer*>(self)->response_body.append(data, size * count);
+    return size * count;
+  }
+
+  static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* self) {
+    const std::string_view line(data, size * count);
+    auto value_of = [&](std::string_view name) -> std::optional<std::string> {
+      if (line.size() <= name.size() || line[name.size()] != ':') return std::nullopt;
+      for (std::size_t i = 0; i < name.size(); ++i)
+        if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return std::nullopt;
+      return std::string(line.substr(name.size() + 1));
+    };
+    auto* transfer = static_cast<Transfer*>(self);
+    if (auto value = value_of("retry-after-ms")) {
+      if (auto milliseconds = parse_retry_after(*value)) transfer->retry_after_seconds = *milliseconds / 1000.0;
+    } else if (auto seconds_value = value_of("retry-after")) {
+      if (!transfer->retry_after_seconds) transfer->retry_after_seconds = parse_retry_after(*seconds_value);
+    }
+    return size * count;
+  }
+};
+
+/// A curl multi handle and the transfers attached to it; detaches and frees them all on exit,
+/// also when an error unwinds the request loop.
+class TransferSet {
+ public:
+  TransferSet() : multi_(curl_multi_init()) {
+    if (multi_ == nullptr) throw IoError("cannot create a libcurl multi handle");
+  }
+  TransferSet(const TransferSet&) = delete;
+  TransferSet& operator=(const TransferSet&) = delete;
+  ~TransferSet() {
+    for (auto& transfer : active_) curl_multi_remove_handle(multi_, transfer->easy);
+    active_.clear();
+    curl_multi_cleanup(multi_);
+  }
+  [[nodiscard]] CURLM* multi() const { return multi_; }
+  [[nodiscard]] std::size_t size() const { return active_.size(); }
+  void add(std::unique_ptr<Transfer> transfer) {
+    if (curl_multi_add_handle(multi_, transfer->easy) != CURLM_OK) throw IoError("cannot add a libcurl transfer");
+    active_.push_back(std::move(transfer));
+  }
+  /// Detach the transfer of `easy` and hand it over.
+  std::unique_ptr<Transfer> remove(CURL* easy) {
+    const auto found = std::find_if(active_.begin(), active_.end(), [&](const auto& t) { return t->easy == easy; });
+    std::unique_ptr<Transfer> transfer = std::move(*found);
+    active_.erase(found);
+    curl_multi_remove_handle(multi_, easy);
+    return transfer;
+  }
+
+ private:
+  CURLM* multi_;
+  std::vector<std::unique_ptr<Transfer>> active_;
+};
+
+/// What a request loop does with its jobs.
+struct RequestHooks {
+  std::string url;   ///< full endpoint URL
+  std::string what;  ///< "embedding" / "chat completion", for messages
+  /// Request body for some items.
+  std::function<nlohmann::json(const std::vector<std::size_t>&)> make_body;
+  /// Use a 2xx response for some items (parse, checkpoint, keep). Throws BadResponse when the
+  /// response cannot be used (retried), anything else to stop.
+  std::function<void(const std::vector<std::size_t>&, const nlohmann::json&)> accept;
+};
+
+struct RequestCounts {
+  std::size_t n_requests = 0;
+  std::size_t n_retries = 0;
+};
+
+/// Run `jobs` against the server until all are done or an error stops the run.
+RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const HttpClientOptions& options,
+                           const RequestHooks& hooks, std::size_t done, std::size_t total) {
+  initialise_curl();
+  const std::string api_key = resolve_api_key(options);
+  RequestCounts counts;
+  if (options.on_progress) options.on_progress(done, total);
+  if (jobs.empty()) return counts;
+
+  TransferSet transfers;
+  std::vector<Job> retries;  // jobs waiting for their backoff to pass
+  std::vector<std::pair<std::string, std::string>> rejected;  // (id, server message) of texts refused alone
+  bool any_success = false;
+  Clock::time_point paused_until{};
+  std::mt19937_64 random(std::random_device{}());
+  const auto to_duration = [](double seconds) {
+    return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
+  };
+
+  auto start = [&](Job job) {
+    auto transfer = std::make_unique<Transfer>();
+    ++job.attempt;
+    ++counts.n_requests;
+    if (job.attempt > 1) ++counts.n_retries;
+    transfer->job = std::move(job);
+    transfer->request_body = hooks.make_body(transfer->job.items).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    transfer->easy = curl_easy_init();
+    if (transfer->easy == nullptr) throw IoError("cannot create a libcurl handle");
+    transfer->headers = curl_slist_append(transfer->headers, "Content-Type: application/json");
+    transfer->headers = curl_slist_append(transfer->headers, "Expect:");
+    if (!api_key.empty())
+      transfer->headers = curl_slist_append(transfer->headers, ("Authorization: Bearer " + api_key).c_str());
+    CURL* easy = transfer->easy;
+    curl_easy_setopt(easy, CURLOPT_URL, hooks.url.c_str());
+    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->headers);
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, transfer->request_body.c_str());
+    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(transfer->request_body.size()));
+    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Transfer::on_body);
+    curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer.get());
+    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &Transfer::on_header);
+    curl_easy_setopt(easy, CURLOPT_HEADERDATA, transfer.get());
+    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error_buffer);
+    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(std::ceil(options.request_timeout_seconds * 1000)));
+    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::ceil(options.connect_timeout_seconds * 1000)));
+    curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+    curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltyper/" CELLTYPER_VERSION);
+    transfers.add(std::move(transfer));
+  };
+
+  auto retry = [&](Job job, std::string error, std::optional<double> retry_after, bool rate_limited) {
+    if (job.attempt >= options.max_attempts)
+      throw IoError(fmt::format("{} request for {} failed {} times (at {}); last error: {}", hooks.what,
+                                list_ids(items, job.items), job.attempt, hooks.url, error));
+    double delay = 0;
+    if (retry_after) {
+      delay = std::min(*retry_after, options.max_retry_after_seconds);
+    } else {
+      const double ceiling = std::min(options.max_backoff_seconds,
+                                      options.initial_backoff_seconds * std::pow(2.0, job.attempt - 1));
+      delay = std::uniform_real_distribution<double>(0.0, std::max(ceiling, 0.0))(random);
+    }
+    const auto now = Clock::now();
+    job.not_before = now + to_duration(delay);
+    if (rate_limited && retry_after) paused_until = std::max(paused_until, job.not_before);
+    job.last_error = std::move(error);
+    retries.push_back(std::move(job));
+  };
+
+  auto finish = [&](std::unique_ptr<Transfer> transfer, CURLcode code) {
+    Job& job = transfer->job;
+    if (code != CURLE_OK) {
+      if (code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL)
+        throw InputError(fmt::format("cannot use the URL {}: {}", hooks.url, curl_easy_strerror(code)));
+      const std::string detail = transfer->error_buffer[0] != '\0' ? transfer->error_buffer : curl_easy_strerror(code);
+      retry(std::move(job), fmt::format("{} ({})", curl_easy_strerror(code), detail), std::nullopt, false);
+      return;
+    }
+    long status = 0;
+    curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &status);
+    if (status >= 200 && status < 300) {
+      nlohmann::json body;
+      try {
+        body = nlohmann::json::parse(transfer->response_body);
+      } catch (const nlohmann::json::exception& error) {
+        retry(std::move(job), fmt::format("unreadable response ({} bytes): {}", transfer->response_body.size(), error.what()),
+              std::nullopt, false);
+        return;
+      }
+      try {
+        hooks.accept(job.items, body);
+      } catch (const BadResponse& error) {
+        retry(std::move(job), fmt::format("unusable response: {}", error.what()), std::nullopt, false);
+        return;
+      }
+      any_success = true;
+      done += job.items.size();
+      if (options.on_progress) options.on_progress(done, total);
+      return;
+    }
+    const std::string message = server_message(transfer->response_body);
+    if (status == 401 || status == 403)
+      throw InputError(fmt::format("{} answered HTTP {} ({}): check your API key (OPENAI_API_KEY or the api_key option) "
+                                   "and its permissions",
+                                   hooks.url, status, message));
+    if (status == 408 || status == 409 || status == 429 || status >= 500) {
+      retry(std::move(job), fmt::format("HTTP {}: {}", status, message), transfer->retry_after_seconds, status == 429);
+      return;
+    }
+    if (status == 400 || status == 413 || status == 422) {
+      if (job.items.size() > 1) {  // find the culprit: split the request in halves
+        const auto middle = job.items.begin() + static_cast<std::ptrdiff_t>(job.items.size() / 2);
+        jobs.push_front(Job{{middle, job.items.end()}, 0, {}, {}});
+        jobs.push_front(Job{{job.items.begin(), middle}, 0, {}, {}});
+      } else {
+        rejected.emplace_back(items[job.items.front()].first, fmt::format("HTTP {}: {}", status, message));
+      }
+      return;
+    }
+    throw InputError(fmt::format("{} answered HTTP {} ({}); check the base URL and the model name", hooks.url, status,
+                                 message));
+  };
+
+  while (!jobs.empty() || !retries.empty() || transfers.size() > 0) {
+    auto now = Clock::now();
+    const std::size_t limit = any_success ? static_cast<std::size_t>(options.max_concurrent_requests) : 1;
+    while (transfers.size() < limit && now >= paused_until) {
+      auto ready = std::min_element(retries.begin(), retries.end(),
+                                    [](const Job& a, const Job& b) { return a.not_before < b.not_before; });
+      if (ready != retries.end() && ready->not_before <= now) {
+        Job job = std::move(*ready);
+        retries.erase(ready);
+        start(std::move(job));
+      } else if (!jobs.empty()) {
+        Job job = std::move(jobs.front());
+        jobs.pop_front();
+        start(std::move(job));
+      } else {
+        break;
+      }
+    }
+    int running = 0;
+    if (curl_multi_perform(transfers.multi(), &running) != CURLM_OK) throw IoError("libcurl multi transfer failed");
+    int queued = 0;
+    while (CURLMsg* message = curl_multi_info_read(transfers.multi(), &queued)) {
+      if (message->msg != CURLMSG_DONE) continue;
+      const CURLcode code = message->data.result;
+      finish(transfers.remove(message->easy_handle), code);
+    }
+    if (jobs.empty() && retries.empty() && transfers.size() == 0) break;
+    // Wait for network activity, or until the next retry or the end of a pause.
+    now = Clock::now();
+    Clock::time_point wake = now + std::chrono::seconds(1);
+    const bool can_start = transfers.size() < (any_success ? static_cast<std::size_t>(options.max_concurrent_requests) : 1);
+    if (can_start) {
+      if (!jobs.empty()) wake = std::min(wake, std::max(now, paused_until));
+      for (const auto& job : retries) wake = std::min(wake, std::max(job.not_before, paused_until));
+    }
+    const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count();
+    if (wait_ms > 0 && curl_multi_poll(transfers.multi(), nullptr, 0, static_cast<int>(wait_ms), nullptr) != CURLM_OK)
+      throw IoError("libcurl poll failed");
+  }
+
+  if (!rejected.empty()) {
+    std::string text;
+    for (std::size_t i = 0; i < rejected.size() && i < kMaxIdsInMessage; ++i)
+      text += fmt::format("{}{} ({})", i ? "; " : "", rejected[i].first, rejected[i].second);
+    if (rejected.size() > kMaxIdsInMessage) text += fmt::format("; +{} more", rejected.size() - kMaxIdsInMessage);
+    throw InputError(fmt::format("{} refused the text of {} gene(s): {}; {}", hooks.url, rejected.size(), text,
+                                 options.checkpoint_path.empty()
+                                     ? "the other results are discarded (a checkpoint path keeps them)"
+                                     : "all other genes are done and checkpointed"));
+  }
+  return counts;
+}
+
+}  // namespace
+
+EmbedTextsResult embed_texts(const IdAndText& items, const EmbedTextsOptions& options) {
+  const EmbeddingRequestOptions& request = options.request;
+  validate_items(items);
+  validate_http_options(options.http);
+  if (request.inputs_per_request == 0 || request.inputs_per_request > 2048)
+    throw InputError(fmt::format("inputs per request must be 1..2048, not {}", request.inputs_per_request));
+  embedding_request_body({"check"}, request);  // validates model and dimensions
+
+  EmbedTextsResult result;
+  std::unique_ptr<ResultsStore> store;
+  std::map<std::string, std::vector<float>> fresh;  // results when there is no checkpoint
+  std::size_t vector_length = request.dimensions > 0 ? static_cast<std::size_t>(request.dimensions) : 0;
+  if (!options.http.checkpoint_path.empty()) {
+    store = std::make_unique<ResultsStore>(options.http.checkpoint_path, ResultKind::kEmbedding, request.model,
+                                           request.dimensions);
+    result.warnings = store->results().warnings;
+    if (vector_length == 0 && !store->results().embeddings.empty())
+      vector_length = store->results().embeddings.begin()->second.size();
+  }
+  std::vector<std::size_t> todo;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (store && store->results().contains(items[i].first)) {
+      ++result.n_from_checkpoint;
+    } else {
+      todo.push_back(i);
+    }
+  }
+  // Group texts into requests: at most inputs_per_request texts and max_characters_per_request.
+  std::deque<Job> jobs;
+  for (std::size_t begin = 0; begin < todo.size();) {
+    std::size_t end = begin;
+    std::size_t characters = 0;
+    while (end < todo.size() && end - begin < request.inputs_per_request) {
+      const std::size_t length = items[todo[end]].second.size();
+      if (end > begin && characters + length > request.max_characters_per_request) break;
+      characters += length;
+      ++end;
+    }
+    jobs.push_back(Job{{todo.begin() + static_cast<std::ptrdiff_t>(begin), todo.begin() + static_cast<std::ptrdiff_t>(end)}, 0, {}, {}});
+    begin = end;
+  }
+
+  RequestHooks hooks;
+  hooks.url = join_url(options.http.base_url, "embeddings");
+  hooks.what = "embedding";
+  hooks.make_body = [&](const std::vector<std::size_t>& indices) {
+    std::vector<std::string_view> texts;
+    texts.reserve(indices.size());
+    for (const std::size_t i : indices) texts.emplace_back(items[i].second);
+    return embedding_request_body(texts, request);
+  };
+  hooks.accept = [&](const std::vector<std::size_t>& indices, const nlohmann::json& body) {
+    std::vector<std::vector<float>> vectors;
+    try {
+      vectors = parse_embedding_response(body, indices.size(), request.dimensions);
+    } catch (const InputError& error) {
+      throw BadResponse(error.what());
+    }
+    if (vector_length == 0) vector_length = vectors.front().size();
+    if (vectors.front().size() != vector_length)
+      throw BadResponse(fmt::format("vectors of {} dimensions after vectors of {}", vectors.front().size(), vector_length));
+    std::vector<std::pair<std::string, std::vector<float>>> results;
+    results.reserve(indices.size());
+    for (std::size_t k = 0; k < indices.size(); ++k) results.emplace_back(items[indices[k]].first, std::move(vectors[k]));
+    if (store) {
+      store->append_embeddings(results);
+    } else {
+      for (auto& [id, vector] : results) fresh.insert_or_assign(id, std::move(vector));
+    }
+  };
+  const RequestCounts counts = run_requests(std::move(jobs), items, options.http, hooks, result.n_from_checkpoint, items.size());
+  result.n_requests = counts.n_requests;
+  result.n_retries = counts.n_retries;
+
+  if (store) {
+    StoredResults stored = store->take_results();
+    for (const auto& [id, text] : items) {
+      auto found = stored.embeddings.find(id);
+      if (found != stored.embeddings.end()) result.embeddings.emplace(id, std::move(found->second));
+    }
+  } else {
+    result.embeddings = std::move(fresh);
+  }
+  return result;
+}
+
+CompleteTextsResult complete_texts(const IdAndText& items, const CompleteTextsOptions& options) {
+  const ChatRequestOptions& request = options.request;
+  validate_items(items);
+  validate_http_options(options.http);
+  chat_request_body("check", request);  // validates model and temperature
+
+  CompleteTextsResult result;
+  std::unique_ptr<ResultsStore> store;
+  std::map<std::string, std::string> fresh;
+  if (!options.http.checkpoint_path.empty()) {
+    store = std::make_unique<ResultsStore>(options.http.checkpoint_path, ResultKind::kText, request.model, 0);
+    result.warnings = store->results().warnings;
+  }
+  std::deque<Job> jobs;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    if (store && store->results().contains(items[i].first)) {
+      ++result.n_from_checkpoint;
+    } else {
+      jobs.push_back(Job{{i}, 0, {}, {}});
+    }
+  }
+
+  RequestHooks hooks;
+  hooks.url = join_url(options.http.base_url, "chat/completions");
+  hooks.what = "chat completion";
+  hooks.make_body = [&](const std::vector<std::size_t>& indices) {
+    return chat_request_body(items[indices.front()].second, request);
+  };
+  hooks.accept = [&](const std::vector<std::size_t>& indices, const nlohmann::json& body) {
+    std::string text;
+    try {
+      text = parse_chat_response(body);
+    } catch (const InputError& error) {
+      throw BadResponse(error.what());
+    }
+    const std::string& id = items[indices.front()].first;
+    if (body["choices"][0].value("finish_reason", nlohmann::json()) == "length")
+      result.warnings.push_back(fmt::format("the completion for {} was cut at the token limit", id));
+    if (store) {
+      store->append_texts({{id, text}});
+    } else {
+      fresh.insert_or_assign(id, std::move(text));
+    }
+  };
+  const RequestCounts counts = run_requests(std::move(jobs), items, options.http, hooks, result.n_from_checkpoint, items.size());
+  result.n_requests = counts.n_requests;
+  result.n_retries = counts.n_retries;
+
+  if (store) {
+    StoredResults stored = store->take_results();
+    for (const auto& [id, prompt] : items) {
+      auto found = stored.texts.find(id);
+      if (found != stored.texts.end()) result.texts.emplace(id, std::move(found->second));
+    }
+  } else {
+    result.texts = std::move(fresh);
+  }
+  return result;
+}
+
+}  // namespace celltyper::openai
