@@ -14,7 +14,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   r-bioc-org.hs.eg.db r-bioc-go.db
-  python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-sklearn
+  python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-sklearn python3-torch
   time
 )
 
@@ -37,11 +37,21 @@ cmake -S . -B build -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null
 cmake --build build -j "$(nproc)"
 echo "setup: built build/celltyper ($(build/celltyper --version))"
 
-# Smoke run of the main job on bundled data when ../shared/data is present.
-SAMPLE="../shared/data/pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad"
-if [ -f "$SAMPLE" ]; then
-  echo "setup: smoke run: build/celltyper inspect $SAMPLE"
-  build/celltyper inspect "$SAMPLE" --top 9
+# The default gene embeddings (offline LSA over gene texts from the Debian annotation packages,
+# plus RefSeq summaries from ../shared/data when present): build/share/celltyper/gene_embeddings.h5
+bash scripts/build_default_gene_store.sh
+
+# Smoke run of the main job: train on one labelled dataset, annotate another, print the labels.
+DATA="../shared/data"
+REFERENCE="$DATA/pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad"
+QUERY="$DATA/pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad"
+if [ -f "$REFERENCE" ] && [ -f "$QUERY" ]; then
+  DEMO="build/demo"
+  mkdir -p "$DEMO"
+  echo "setup: smoke run: train on pbmc3k, annotate pbmc68k_reduced (counts layer)"
+  build/celltyper train --reference "$REFERENCE" --label obs:celltype --label-map "$DATA/label_map_to_cell_ontology.tsv" \
+    --out "$DEMO/pbmc3k_model.h5"
+  build/celltyper annotate --model "$DEMO/pbmc3k_model.h5" --input "$QUERY" --layer counts --out "$DEMO/pbmc68k_annotated.h5ad"
 else
   echo "setup: ../shared/data not found; skipping the smoke run"
 fi

@@ -35,6 +35,33 @@ std::int64_t AlignedGeneVectors::n_matched_vars() const {
   return std::count_if(var_to_row.begin(), var_to_row.end(), [](std::int32_t row) { return row >= 0; });
 }
 
+void AlignedGeneVectors::order_rows_by_use(const CsrBlock& block) {
+  const std::int64_t rows = n_rows();
+  std::vector<std::int64_t> uses(static_cast<std::size_t>(rows), 0);
+  for (const std::int32_t column : block.indices) {
+    if (column >= 0 && static_cast<std::size_t>(column) < var_to_row.size() && var_to_row[static_cast<std::size_t>(column)] >= 0) {
+      ++uses[static_cast<std::size_t>(var_to_row[static_cast<std::size_t>(column)])];
+    }
+  }
+  std::vector<std::int32_t> order(static_cast<std::size_t>(rows));
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+    return uses[static_cast<std::size_t>(a)] > uses[static_cast<std::size_t>(b)];
+  });
+  std::vector<std::int32_t> new_row(static_cast<std::size_t>(rows));
+  std::vector<float> reordered(matrix.size());
+  for (std::size_t position = 0; position < order.size(); ++position) {
+    const auto old_row = static_cast<std::size_t>(order[position]);
+    new_row[old_row] = static_cast<std::int32_t>(position);
+    std::copy_n(matrix.begin() + static_cast<std::ptrdiff_t>(old_row) * dims, dims,
+                reordered.begin() + static_cast<std::ptrdiff_t>(position) * dims);
+  }
+  for (auto& row : var_to_row) {
+    if (row >= 0) row = new_row[static_cast<std::size_t>(row)];
+  }
+  matrix = std::move(reordered);
+}
+
 CellEmbedder::CellEmbedder(AlignedGeneVectors genes, CellEmbedderOptions options)
     : genes_(std::move(genes)), options_(options) {
   if (genes_.dims <= 0) throw InputError("gene vectors have no dimensions");

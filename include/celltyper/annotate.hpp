@@ -1,0 +1,114 @@
+/// @file annotate.hpp
+/// Training cell-type models on labelled reference datasets (`celltyper train`) and annotating
+/// query datasets with them (`celltyper annotate`).
+///
+/// Training: every reference is embedded (GenePT-w, embed_dataset.hpp) with the gene store, cells
+/// with a missing label or an empty embedding are dropped, a validation split is held out (whole
+/// groups when a group column is given, else a stratified random share of each class), the
+/// classifier is trained on the rest and scored on the held-out cells, then retrained on all cells
+/// with the same hyperparameters: the saved model uses every labelled cell, and its validation
+/// metrics estimate the accuracy of that procedure.
+///
+/// Annotation: the query is embedded with the model's own gene vectors (model_file.hpp), the
+/// classifier's probabilities are averaged over models (classes united by name; a class missing
+/// from a model gets probability 0 there), and each cell gets the most probable class, or
+/// "Unassigned" when that probability is below `min_score` or its embedding is empty.
+#pragma once
+
+#include <celltyper/classifier.hpp>
+#include <celltyper/dataset.hpp>
+#include <celltyper/embed_dataset.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/h5ad.hpp>
+#include <celltyper/metrics.hpp>
+#include <celltyper/model_file.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// Label given to cells below the score threshold or without any matched gene.
+inline constexpr const char* kUnassigned = "Unassigned";
+
+/// Options of `train_model`.
+struct TrainOptions {
+  std::vector<std::string> references;    ///< .h5ad files with labelled cells
+  std::string label_column;               ///< obs column with the cell types
+  std::string group_column;               ///< obs column of groups (donor, batch) held out whole; "" = none
+  std::string classifier = "logreg";      ///< a ClassifierSpec type
+  HyperParameters hyperparameters;        ///< overrides of the spec's defaults
+  EmbedOptions embed;                     ///< matrix (layer), dims, threads, gene column
+  double validation_fraction = 0.2;       ///< share of cells (or groups' cells) held out; 0 = no validation
+  std::uint64_t seed = 0;                 ///< validation split (and randomised back ends)
+  int num_threads = 0;                    ///< 0 = all hardware threads; never changes the model
+  std::string label_map;                  ///< label -> CL id table (label_map_to_cell_ontology.tsv); "" = none
+  std::string label_map_dataset;          ///< `dataset` rows of the table to prefer ("" = any)
+  std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
+};
+
+/// Outcome of `train_model`.
+struct TrainResult {
+  CellTypeModel model;
+  std::int64_t n_cells = 0;               ///< cells used for the final fit
+  std::int64_t n_dropped_unlabelled = 0;  ///< cells with a missing label
+  std::int64_t n_dropped_empty = 0;       ///< cells with no matched gene expressed
+  std::int64_t n_validation = 0;          ///< held-out cells (0 = no validation)
+  bool has_validation = false;
+  EvaluationResult validation;            ///< metrics on the held-out cells
+  std::vector<std::string> warnings;
+};
+
+/// Embed the references with `store` (resolving var names with `table`), split, train, validate
+/// and retrain. Throws InputError when the label column is missing, fewer than 2 classes remain,
+/// a class has a single cell ("drop or merge it"), or no gene overlaps the store.
+TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table);
+
+/// Embed `dataset` with the gene vectors of `model` into row-major [n_obs x dims]; `empty` gets
+/// 1 for cells without any matched gene expressed.
+std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table,
+                                    const EmbedOptions& options, std::vector<std::uint8_t>* empty = nullptr,
+                                    EmbedResult* result = nullptr);
+
+/// Options of `annotate_dataset`.
+struct AnnotateOptions {
+  EmbedOptions embed;                   ///< matrix (layer), threads, gene column (dims come from the model)
+  double min_score = 0.5;               ///< below this probability a cell is "Unassigned"
+  int top_k = 0;                        ///< also report the k best labels and scores (0 = none)
+  std::string over_clustering;          ///< obs column of clusters for a majority vote ("" = none)
+};
+
+/// Per-cell annotation of one dataset.
+struct Annotation {
+  std::vector<std::string> obs_names;
+  std::vector<std::string> class_names;    ///< columns of `probabilities` (union over models)
+  std::vector<std::string> class_cl_ids;   ///< per class, "" when unknown
+  std::vector<float> probabilities;        ///< [n_obs x classes] row-major, mean over models
+  std::vector<std::string> labels;         ///< best class or kUnassigned
+  std::vector<float> scores;               ///< probability of the best class
+  std::vector<std::string> cl_ids;         ///< CL id of `labels`, "" when unknown
+  std::vector<std::vector<std::string>> top_labels;  ///< [k][cell]
+  std::vector<std::vector<float>> top_scores;        ///< [k][cell]
+  std::vector<std::string> majority_vote;  ///< per cell: most common label in its cluster (ties: first class)
+  std::vector<std::string> warnings;
+};
+
+/// Annotate every cell of `dataset` with the mean probabilities of `models`. `table` resolves var
+/// names (pass the models' own `genes.gene_table()` when no full table is available).
+Annotation annotate_dataset(const Dataset& dataset, const std::vector<const CellTypeModel*>& models, const GeneTable& table,
+                            const AnnotateOptions& options);
+
+/// obs columns (celltyper_label, celltyper_score, celltyper_ontology_id, celltyper_top{k}_label /
+/// _score, celltyper_majority_vote), obsm celltyper_probabilities and uns
+/// celltyper_probability_classes (JSON list of column names) for write_h5ad_with_additions.
+H5adAdditions annotation_additions(const Annotation& annotation);
+
+/// Predicted label -> number of cells, most common first (ties by name).
+std::vector<std::pair<std::string, std::int64_t>> label_counts(const Annotation& annotation);
+
+}  // namespace celltyper

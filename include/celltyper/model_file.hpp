@@ -1,0 +1,75 @@
+/// @file model_file.hpp
+/// A trained cell-type model: classifier, class labels, and the gene vectors needed to embed a
+/// query, in one self-contained HDF5 file.
+///
+/// HDF5 layout (format "celltyper-model", version 1):
+///
+///     /                       attrs: format = "celltyper-model", version = 1 (int64),
+///                                    celltyper_version, created_utc, provenance_json, validation_json
+///     /classes/name           str   [C]   class labels (column order of the probabilities)
+///     /classes/cl_id          str   [C]   Cell Ontology id per class, "" when unknown
+///     /genes/entrez_id        int64 [G]   genes seen in the training data that have a vector
+///     /genes/symbol           str   [G]
+///     /genes/ensembl_id       str   [G]
+///     /genes/vectors          float32 [G x dims]  the first `dims` components of each gene's
+///                                         store vector, as stored (not re-normalised; the
+///                                         embedder re-normalises prefixes, so query embeddings
+///                                         are bit-identical to training ones)
+///                             attrs: dims, store_identity, store_description
+///     /classifier             attrs: type, state_json (ClassifierState::attributes)
+///     /classifier/<name>      float32 / float64 / int32 / uint8 datasets of the ClassifierState
+#pragma once
+
+#include <celltyper/classifier.hpp>
+#include <celltyper/embed_dataset.hpp>
+#include <celltyper/gene_table.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// Current model file format version; files with a larger version are refused.
+inline constexpr int kModelFormatVersion = 1;
+
+/// The gene vectors a model embeds queries with.
+struct ModelGenes {
+  std::vector<std::int64_t> entrez_ids;   ///< ascending, unique
+  std::vector<std::string> symbols;
+  std::vector<std::string> ensembl_ids;   ///< "" when none
+  int dims = 0;
+  std::vector<float> vectors;             ///< [n x dims] row-major
+  std::string store_identity;             ///< GeneStore::identity_hash() of the source store
+  std::string store_description;
+
+  [[nodiscard]] std::int64_t size() const { return static_cast<std::int64_t>(entrez_ids.size()); }
+  /// A lookup over these vectors (valid while this object lives).
+  [[nodiscard]] GeneVectorSource source() const;
+  /// A minimal gene table of these genes (symbols and Ensembl ids, no aliases), for resolving a
+  /// query's var names when no full gene table is available.
+  [[nodiscard]] GeneTable gene_table() const;
+};
+
+/// A trained model.
+struct CellTypeModel {
+  std::unique_ptr<Classifier> classifier;
+  std::vector<std::string> class_names;   ///< column order of `classifier` probabilities
+  std::vector<std::string> class_cl_ids;  ///< per class, "" when unknown
+  ModelGenes genes;
+  nlohmann::json provenance = nlohmann::json::object();  ///< reference files, label column, seed, hyperparameters, ...
+  nlohmann::json validation = nlohmann::json::object();  ///< held-out metrics
+};
+
+/// Write `model` to `path` through a temporary file renamed into place. Throws IoError.
+void save_model(const CellTypeModel& model, const std::string& path);
+
+/// Read a model. Throws IoError when the file cannot be opened and InputError naming the file for
+/// anything else: not HDF5 or truncated, not a celltyper model, a newer format version, missing or
+/// inconsistent datasets.
+CellTypeModel load_model(const std::string& path);
+
+}  // namespace celltyper

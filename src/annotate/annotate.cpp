@@ -1,0 +1,173 @@
+// Annotation of a query dataset with one or more trained models.
+#include <celltyper/annotate.hpp>
+#include <celltyper/error.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+
+namespace celltyper {
+
+std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table,
+                                    const EmbedOptions& options, std::vector<std::uint8_t>* empty, EmbedResult* result) {
+  EmbedOptions embed = options;
+  embed.dims = model.genes.dims;
+  const GeneVectorSource source = model.genes.source();
+  MemorySink sink;
+  EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);
+  if (empty != nullptr) *empty = std::move(sink.empty);
+  if (result != nullptr) *result = std::move(embedded);
+  return std::move(sink.values);
+}
+
+Annotation annotate_dataset(const Dataset& dataset, const std::vector<const CellTypeModel*>& models, const GeneTable& table,
+                            const AnnotateOptions& options) {
+  if (models.empty()) throw InputError("annotate: no model given");
+  if (options.top_k < 0) throw InputError(fmt::format("--top-k {} is negative", options.top_k));
+  if (!(options.min_score >= 0 && options.min_score <= 1)) throw InputError(fmt::format("--min-score {} is not in [0, 1]", options.min_score));
+  Annotation annotation;
+  const std::int64_t n = dataset.n_obs();
+  const DataFrame obs = dataset.read_obs();
+  annotation.obs_names = obs.index;
+  const Column* clusters = nullptr;
+  if (!options.over_clustering.empty()) clusters = &obs.at(options.over_clustering, fmt::format("obs of {}", dataset.path()));
+
+  // Union of classes by name, first-seen order.
+  std::map<std::string, std::size_t> column_of;
+  std::vector<std::vector<std::size_t>> model_columns;
+  for (const auto* model : models) {
+    std::vector<std::size_t> columns;
+    for (std::size_t c = 0; c < model->class_names.size(); ++c) {
+      const auto& name = model->class_names[c];
+      auto [it, inserted] = column_of.emplace(name, annotation.class_names.size());
+      if (inserted) {
+        annotation.class_names.push_back(name);
+        annotation.class_cl_ids.push_back(model->class_cl_ids[c]);
+      } else if (annotation.class_cl_ids[it->second].empty()) {
+        annotation.class_cl_ids[it->second] = model->class_cl_ids[c];
+      }
+      columns.push_back(it->second);
+    }
+    model_columns.push_back(std::move(columns));
+  }
+  const std::size_t c_all = annotation.class_names.size();
+  annotation.probabilities.assign(static_cast<std::size_t>(n) * c_all, 0.0f);
+  std::vector<std::int32_t> models_used(static_cast<std::size_t>(n), 0);
+  for (std::size_t m = 0; m < models.size(); ++m) {
+    std::vector<std::uint8_t> empty;
+    EmbedResult embedded;
+    const std::vector<float> features = embed_with_model(dataset, *models[m], table, options.embed, &empty, &embedded);
+    for (const auto& warning : embedded.warnings) annotation.warnings.push_back(warning);
+    const std::vector<float> probabilities = models[m]->classifier->predict_proba(features.data(), n, options.embed.num_threads);
+    const std::size_t c = models[m]->class_names.size();
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto row = static_cast<std::size_t>(i);
+      if (empty[row] != 0) continue;
+      ++models_used[row];
+      for (std::size_t k = 0; k < c; ++k) annotation.probabilities[row * c_all + model_columns[m][k]] += probabilities[row * c + k];
+    }
+  }
+  const auto k_best = static_cast<std::size_t>(std::min<std::int64_t>(options.top_k, static_cast<std::int64_t>(c_all)));
+  annotation.labels.resize(static_cast<std::size_t>(n));
+  annotation.scores.resize(static_cast<std::size_t>(n));
+  annotation.cl_ids.resize(static_cast<std::size_t>(n));
+  annotation.top_labels.assign(k_best, std::vector<std::string>(static_cast<std::size_t>(n)));
+  annotation.top_scores.assign(k_best, std::vector<float>(static_cast<std::size_t>(n)));
+  std::int64_t n_empty = 0;
+  std::vector<std::size_t> order(c_all);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto row = static_cast<std::size_t>(i);
+    float* p = annotation.probabilities.data() + row * c_all;
+    if (models_used[row] == 0) {
+      ++n_empty;
+      annotation.labels[row] = kUnassigned;
+      annotation.scores[row] = 0;
+      for (std::size_t k = 0; k < k_best; ++k) annotation.top_labels[k][row] = kUnassigned;
+      continue;
+    }
+    for (std::size_t k = 0; k < c_all; ++k) p[k] /= static_cast<float>(models_used[row]);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [p](std::size_t a, std::size_t b) { return p[a] > p[b]; });
+    const std::size_t best = order.front();
+    annotation.scores[row] = p[best];
+    if (p[best] >= options.min_score) {
+      annotation.labels[row] = annotation.class_names[best];
+      annotation.cl_ids[row] = annotation.class_cl_ids[best];
+    } else {
+      annotation.labels[row] = kUnassigned;
+    }
+    for (std::size_t k = 0; k < k_best; ++k) {
+      annotation.top_labels[k][row] = annotation.class_names[order[k]];
+      annotation.top_scores[k][row] = p[order[k]];
+    }
+  }
+  if (n_empty > 0) annotation.warnings.push_back(fmt::format("{} cells have no expressed gene with a vector: Unassigned", n_empty));
+
+  if (clusters != nullptr) {
+    // Majority of the assigned labels in each cluster (Unassigned only when nothing else);
+    // ties go to the class listed first.
+    std::map<std::string, std::vector<std::int64_t>> votes;
+    std::map<std::string, std::int64_t> class_index;
+    for (std::size_t c = 0; c < c_all; ++c) class_index[annotation.class_names[c]] = static_cast<std::int64_t>(c);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto row = static_cast<std::size_t>(i);
+      auto& count = votes[clusters->value_as_string(row)];
+      count.resize(c_all, 0);
+      const auto found = class_index.find(annotation.labels[row]);
+      if (found != class_index.end()) ++count[static_cast<std::size_t>(found->second)];
+    }
+    std::map<std::string, std::string> winner;
+    for (const auto& [cluster, count] : votes) {
+      const auto best = std::max_element(count.begin(), count.end()) - count.begin();
+      winner[cluster] = count[static_cast<std::size_t>(best)] > 0 ? annotation.class_names[static_cast<std::size_t>(best)] : kUnassigned;
+    }
+    annotation.majority_vote.resize(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; ++i) {
+      annotation.majority_vote[static_cast<std::size_t>(i)] = winner[clusters->value_as_string(static_cast<std::size_t>(i))];
+    }
+  }
+  return annotation;
+}
+
+H5adAdditions annotation_additions(const Annotation& annotation) {
+  H5adAdditions additions;
+  auto floats = [](const std::vector<float>& values) { return std::vector<double>(values.begin(), values.end()); };
+  additions.obs_columns.push_back(Column::categorical("celltyper_label", annotation.labels));
+  additions.obs_columns.push_back(Column::from_floats("celltyper_score", floats(annotation.scores), "float32"));
+  if (std::any_of(annotation.class_cl_ids.begin(), annotation.class_cl_ids.end(), [](const auto& id) { return !id.empty(); })) {
+    Column ontology = Column::categorical("celltyper_ontology_id", annotation.cl_ids);
+    // Cells without an id are missing values (NaN in pandas), not the category "".
+    const auto empty = std::find(ontology.categories.begin(), ontology.categories.end(), std::string());
+    if (empty != ontology.categories.end()) {
+      const auto code = static_cast<std::int32_t>(empty - ontology.categories.begin());
+      ontology.categories.erase(empty);
+      for (auto& value : ontology.codes) value = value == code ? -1 : (value > code ? value - 1 : value);
+    }
+    additions.obs_columns.push_back(std::move(ontology));
+  }
+  for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
+    additions.obs_columns.push_back(Column::categorical(fmt::format("celltyper_top{}_label", k + 1), annotation.top_labels[k]));
+    additions.obs_columns.push_back(Column::from_floats(fmt::format("celltyper_top{}_score", k + 1), floats(annotation.top_scores[k]), "float32"));
+  }
+  if (!annotation.majority_vote.empty()) additions.obs_columns.push_back(Column::categorical("celltyper_majority_vote", annotation.majority_vote));
+  DenseMatrix probabilities;
+  probabilities.rows = static_cast<std::int64_t>(annotation.labels.size());
+  probabilities.cols = static_cast<std::int64_t>(annotation.class_names.size());
+  probabilities.values = annotation.probabilities;
+  additions.obsm["celltyper_probabilities"] = std::move(probabilities);
+  additions.uns_strings["celltyper_probability_classes"] = nlohmann::json(annotation.class_names).dump();
+  additions.uns_strings["celltyper_probability_cl_ids"] = nlohmann::json(annotation.class_cl_ids).dump();
+  return additions;
+}
+
+std::vector<std::pair<std::string, std::int64_t>> label_counts(const Annotation& annotation) {
+  std::map<std::string, std::int64_t> counts;
+  for (const auto& label : annotation.labels) ++counts[label];
+  std::vector<std::pair<std::string, std::int64_t>> sorted(counts.begin(), counts.end());
+  std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return sorted;
+}
+
+}  // namespace celltyper

@@ -1,0 +1,142 @@
+// `celltyper annotate`: predict cell types of a query dataset with one or more model files.
+#include <celltyper/annotate.hpp>
+#include <celltyper/dataset.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/h5ad.hpp>
+#include <celltyper/model_file.hpp>
+
+#include "cli/commands.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+namespace celltyper::cli {
+
+namespace {
+
+std::string default_annotated_output(const std::string& input) {
+  std::filesystem::path path(input);
+  std::string stem = path.filename().string();
+  if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".h5ad") == 0) stem.resize(stem.size() - 5);
+  return (path.parent_path() / (stem + ".celltyper.h5ad")).string();
+}
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) {
+    if (c == '"') quoted += '"';
+    quoted += c;
+  }
+  return quoted + "\"";
+}
+
+void write_csv(const std::string& path, const Annotation& annotation) {
+  const std::string temporary = fmt::format("{}.tmp-{}", path, getpid());
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    if (!out) throw IoError(fmt::format("cannot create {}: {}", temporary, std::strerror(errno)));
+    out << "obs_name,celltyper_label,celltyper_score,celltyper_ontology_id";
+    for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) out << fmt::format(",celltyper_top{0}_label,celltyper_top{0}_score", k + 1);
+    if (!annotation.majority_vote.empty()) out << ",celltyper_majority_vote";
+    out << '\n';
+    for (std::size_t i = 0; i < annotation.labels.size(); ++i) {
+      out << csv_field(annotation.obs_names[i]) << ',' << csv_field(annotation.labels[i]) << ',' << fmt::format("{:.6g}", annotation.scores[i])
+          << ',' << annotation.cl_ids[i];
+      for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
+        out << ',' << csv_field(annotation.top_labels[k][i]) << ',' << fmt::format("{:.6g}", annotation.top_scores[k][i]);
+      }
+      if (!annotation.majority_vote.empty()) out << ',' << csv_field(annotation.majority_vote[i]);
+      out << '\n';
+    }
+    out.flush();
+    if (!out) {
+      std::error_code ignored;
+      std::filesystem::remove(temporary, ignored);
+      throw IoError(fmt::format("cannot write {} (disk full?)", path));
+    }
+  }
+  std::filesystem::rename(temporary, path);
+}
+
+}  // namespace
+
+void add_annotate(CLI::App& app, const GlobalOptions& global) {
+  struct Args {
+    std::vector<std::string> models;
+    std::string input;
+    std::string out;
+    std::string csv;
+    std::string over_clustering;
+    std::string gene_table;
+    bool json = false;
+    AnnotateOptions options;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = app.add_subcommand("annotate", "Predict the cell type of every cell of a dataset with trained model files");
+  command->add_option("-m,--model", args->models, "Model file from 'celltyper train' (repeat to average several models)")->required();
+  command->add_option("-i,--input", args->input, "Query .h5ad")->required();
+  command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad)");
+  command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file");
+  command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned'")
+      ->capture_default_str();
+  command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
+  command->add_option("--over-clustering", args->over_clustering, "obs:COLUMN of clusters: add a per-cluster majority vote");
+  command->add_option("--layer", args->options.embed.matrix, "Matrix to embed: X, raw, or a layer name")->capture_default_str();
+  command->add_option("--gene-table", args->gene_table,
+                      "Gene table for resolving var names (default: org.Hs.eg.db; without one, the model's own gene list)");
+  command->add_option("--gene-column", args->options.embed.genes.column, "var column with gene ids (default: auto-detect)");
+  command->add_option("--threads", args->options.embed.num_threads, "Threads (default: all cores)");
+  command->add_flag("--json", args->json, "Print the label counts as JSON on stdout");
+  command->callback([args, &global] {
+    if (!args->over_clustering.empty()) {
+      const std::string& text = args->over_clustering;
+      args->options.over_clustering = text.rfind("obs:", 0) == 0 ? text.substr(4) : text;
+    }
+    std::vector<CellTypeModel> models;
+    for (const auto& path : args->models) models.push_back(load_model(path));
+    const auto dataset = open_dataset(args->input);
+    if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: annotate writes a copy of an .h5ad input; {} input is not supported yet", args->input, dataset->format()));
+    std::string out = args->out.empty() ? default_annotated_output(args->input) : args->out;
+    if (std::filesystem::weakly_canonical(out) == std::filesystem::weakly_canonical(args->input)) {
+      throw InputError(fmt::format("--out {} is the input file; choose another output", out));
+    }
+    const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
+    const GeneTable table = table_path.empty() ? models.front().genes.gene_table() : load_gene_table(table_path);
+    std::vector<const CellTypeModel*> pointers;
+    for (const auto& model : models) pointers.push_back(&model);
+    const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
+    write_h5ad_with_additions(args->input, out, annotation_additions(annotation));
+    if (!args->csv.empty()) write_csv(args->csv, annotation);
+    const auto counts = label_counts(annotation);
+    if (args->json) {
+      nlohmann::json summary = {{"output", out}, {"n_cells", annotation.labels.size()}, {"classes", annotation.class_names}};
+      summary["label_counts"] = nlohmann::json::object();
+      for (const auto& [label, count] : counts) summary["label_counts"][label] = count;
+      summary["warnings"] = annotation.warnings;
+      fmt::print("{}\n", summary.dump(2));
+    } else {
+      std::size_t width = 5;
+      for (const auto& [label, count] : counts) width = std::max(width, label.size());
+      fmt::print("{:<{}}  {:>7}  {:>6}\n", "label", width, "cells", "share");
+      for (const auto& [label, count] : counts) {
+        fmt::print("{:<{}}  {:>7}  {:>5.1f}%\n", label, width, count, 100.0 * static_cast<double>(count) / static_cast<double>(annotation.labels.size()));
+      }
+    }
+    if (!global.quiet) {
+      fmt::print(stderr, "annotated {} cells with {} model{} -> {}\n", annotation.labels.size(), models.size(), models.size() == 1 ? "" : "s", out);
+      for (const auto& warning : annotation.warnings) fmt::print(stderr, "warning: {}\n", warning);
+    }
+  });
+}
+
+CELLTYPER_REGISTER_COMMAND("50-annotate", add_annotate);
+
+}  // namespace celltyper::cli

@@ -1,0 +1,124 @@
+// `celltyper embed`: GenePT-w cell embeddings of a dataset, written to obsm of an h5ad copy
+// (default), a .npy file or an HDF5 file.
+#include <celltyper/dataset.hpp>
+#include <celltyper/embed_dataset.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <memory>
+
+namespace celltyper::cli {
+
+namespace {
+
+bool ends_with(const std::string& text, const std::string& suffix) {
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/// Default output: the input's name with ".celltyper.h5ad", beside it.
+std::string default_output(const std::string& input) {
+  std::filesystem::path path(input);
+  std::string stem = path.filename().string();
+  if (ends_with(stem, ".h5ad")) stem.resize(stem.size() - 5);
+  return (path.parent_path() / (stem + ".celltyper.h5ad")).string();
+}
+
+}  // namespace
+
+void add_embed(CLI::App& app, const GlobalOptions& global) {
+  struct Args {
+    std::string genes;
+    std::string input;
+    std::string out;
+    std::string normalize = "auto";
+    std::string memory_limit = "32M";
+    std::string gene_table;
+    std::string key = "X_celltyper";
+    bool in_place = false;
+    bool json = false;
+    EmbedOptions options;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = app.add_subcommand("embed", "Embed every cell: expression-weighted sum of gene vectors, L2-normalised (GenePT-w)");
+  command->add_option("-i,--input", args->input, "Dataset: .h5ad, Cell Ranger .h5 or MTX directory")->required();
+  command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
+  command->add_option("-o,--out", args->out,
+                      "Output: .h5ad (copy of the input with obsm[KEY]; default INPUT.celltyper.h5ad), .npy or .h5");
+  command->add_option("--layer", args->options.matrix, "Matrix to embed: X, raw, or a layer name")->capture_default_str();
+  command->add_option("--normalize", args->normalize, "auto | none | cp10k | log1p-cp10k (auto: log1p-cp10k for counts, none for log data)")
+      ->capture_default_str();
+  command->add_option("--dims", args->options.dims, "Use the first k dimensions of the gene vectors (default: all)");
+  command->add_option("--threads", args->options.num_threads, "Threads (default: all cores)");
+  command->add_option("--memory-limit", args->memory_limit, "Memory for matrix blocks in flight, e.g. 32M, 1G")->capture_default_str();
+  command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
+  command->add_option("--gene-column", args->options.genes.column, "var column with gene ids (default: auto-detect; 'index' = var_names)");
+  command->add_option("--min-coverage", args->options.min_median_coverage,
+                      "Fail when the median cell has less than this share of its counts on genes with a vector")
+      ->capture_default_str();
+  command->add_option("--key", args->key, "obsm key for .h5ad output")->capture_default_str();
+  command->add_flag("--in-place", args->in_place, "Write obsm into the input file itself (through a temporary copy)");
+  command->add_flag("--json", args->json, "Print the run summary as JSON on stdout");
+  command->callback([args, &global] {
+    args->options.normalization = parse_normalization_choice(args->normalize);
+    args->options.memory_limit_bytes = parse_bytes(args->memory_limit);
+    const GeneStore store = GeneStore::load(resolve_gene_store_path(args->genes));
+    const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
+    if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
+    const GeneTable table = load_gene_table(table_path);
+    const auto dataset = open_dataset(args->input);
+
+    std::string out = args->in_place ? args->input : args->out;
+    if (out.empty()) {
+      if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: pass --out FILE.npy or FILE.h5 for a {} input", args->input, dataset->format()));
+      out = default_output(args->input);
+    }
+    std::unique_ptr<EmbeddingSink> sink;
+    if (ends_with(out, ".npy")) {
+      sink = make_npy_sink(out);
+    } else if (ends_with(out, ".h5") || ends_with(out, ".hdf5")) {
+      sink = make_hdf5_sink(out, dataset->read_obs().index);
+    } else if (ends_with(out, ".h5ad")) {
+      if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: .h5ad output copies an .h5ad input; use .npy or .h5 for {}", out, dataset->format()));
+      sink = make_h5ad_obsm_sink(args->input, out, args->key, args->in_place);
+    } else {
+      throw InputError(fmt::format("{}: unknown output type (use .h5ad, .npy or .h5)", out));
+    }
+    GeneVectorSource source{store.dims(),
+                            [&store](std::int64_t entrez) -> const float* {
+                              const std::int32_t row = store.find_entrez(entrez);
+                              return row < 0 ? nullptr : store.row(row);
+                            },
+                            store.identity_hash(), fmt::format("{} ({}, {} dims)", resolve_gene_store_path(args->genes),
+                                                                store.provenance().backend, store.dims())};
+    ProgressBar bar("embed", "cells", dataset->n_obs(), progress_enabled(global.quiet));
+    args->options.progress = [&bar](std::int64_t done, std::int64_t) { bar.update(done); };
+    const EmbedResult result = embed_dataset(*dataset, table, source, args->options, *sink);
+    bar.finish();
+    if (args->json) {
+      nlohmann::json summary = result.to_json();
+      summary["output"] = out;
+      fmt::print("{}\n", summary.dump(2));
+    } else if (!global.quiet) {
+      fmt::print(stderr, "embedded {} cells x {} dims from {} in {:.2f} s ({:.0f} cells/s) -> {}\n", result.n_cells, result.dims,
+                 result.matrix, result.seconds, static_cast<double>(result.n_cells) / result.seconds, out);
+      fmt::print(stderr, "  normalisation {}: {}\n", to_string(result.normalization), result.normalization_reason);
+      fmt::print(stderr, "  genes: {} of {} vars have a vector (column '{}', {} ids); counts covered per cell: median {:.1f}%, min {:.1f}%\n",
+                 result.n_vars_with_vector, result.genes.n_vars(), result.genes.column, to_string(result.genes.id_type),
+                 100 * result.median_coverage, 100 * result.min_coverage);
+    }
+    if (!global.quiet) {
+      for (const auto& warning : result.warnings) fmt::print(stderr, "warning: {}\n", warning);
+    }
+  });
+}
+
+CELLTYPER_REGISTER_COMMAND("30-embed", add_embed);
+
+}  // namespace celltyper::cli

@@ -1,0 +1,137 @@
+// `celltyper train`: embed labelled references, validate, train a classifier, write a model file.
+#include <celltyper/annotate.hpp>
+#include <celltyper/classifier.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/model_file.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <map>
+#include <memory>
+
+namespace celltyper::cli {
+
+namespace {
+
+/// "obs:COL" or "COL" -> "COL"; other prefixes are refused.
+std::string obs_column(const std::string& text, const char* flag) {
+  if (text.rfind("obs:", 0) == 0) return text.substr(4);
+  if (text.find(':') != std::string::npos) throw InputError(fmt::format("{} {}: only obs columns are supported (obs:COLUMN)", flag, text));
+  return text;
+}
+
+std::string flag_name(const std::string& parameter) {
+  std::string flag = parameter;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return "--" + flag;
+}
+
+}  // namespace
+
+void add_train(CLI::App& app, const GlobalOptions& global) {
+  struct Args {
+    std::vector<std::string> references;
+    std::string label;
+    std::string group;
+    std::string genes;
+    std::string gene_table;
+    std::string out;
+    bool json = false;
+    std::map<std::string, double> hyperparameters;  ///< values of the per-parameter flags
+    TrainOptions options;
+  };
+  auto args = std::make_shared<Args>();
+  std::string classifiers;
+  for (const auto& spec : classifier_specs()) classifiers += (classifiers.empty() ? "" : " | ") + spec.type;
+  CLI::App* command = app.add_subcommand("train", "Train a cell-type classifier on labelled reference datasets and write a model file");
+  command->add_option("-r,--reference", args->references, "Labelled reference .h5ad files (comma-separated or repeated)")
+      ->required()
+      ->delimiter(',');
+  command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
+  command->add_option("--group", args->group, "Group column (donor, batch), obs:COLUMN: validation holds out whole groups");
+  command->add_option("-o,--out", args->out, "Model file to write (.h5)")->required();
+  command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
+  command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
+  command->add_option("--gene-column", args->options.embed.genes.column, "var column with gene ids (default: auto-detect)");
+  command->add_option("--classifier", args->options.classifier, classifiers)->capture_default_str();
+  command->add_option("--dims", args->options.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
+  command->add_option("--layer", args->options.embed.matrix, "Matrix to embed: X, raw, or a layer name")->capture_default_str();
+  command->add_option("--seed", args->options.seed, "Seed of the validation split")->capture_default_str();
+  command->add_option("--threads", args->options.num_threads, "Threads (default: all cores; never changes the model)");
+  command->add_option("--validation-fraction", args->options.validation_fraction,
+                      "Share of cells held out to report validation metrics (0 = none); the saved model is refit on all cells")
+      ->capture_default_str();
+  command->add_option("--label-map", args->options.label_map,
+                      "label -> Cell Ontology id table (label_map_to_cell_ontology.tsv) to record CL ids of the classes");
+  command->add_option("--label-dataset", args->options.label_map_dataset, "Prefer rows of this dataset in --label-map");
+  command->add_flag("--json", args->json, "Print the training summary as JSON on stdout");
+  // One flag per hyperparameter, from the classifiers' declarations.
+  std::map<std::string, std::string> declared;
+  for (const auto& spec : classifier_specs()) {
+    for (const auto& parameter : spec.parameters) {
+      auto [it, inserted] = declared.emplace(parameter.name, spec.type);
+      if (!inserted) continue;
+      command
+          ->add_option(flag_name(parameter.name), args->hyperparameters[parameter.name],
+                       fmt::format("[{}] {} (default {}, {}..{})", spec.type, parameter.help, parameter.default_value, parameter.min,
+                                   parameter.max))
+          ->type_name(parameter.integer ? "INT" : "FLOAT");
+    }
+  }
+  command->callback([args, command, &global] {
+    TrainOptions& options = args->options;
+    options.references = args->references;
+    options.label_column = obs_column(args->label, "--label");
+    if (!args->group.empty()) options.group_column = obs_column(args->group, "--group");
+    const ClassifierSpec& spec = find_classifier_spec(options.classifier);
+    for (const auto& [name, value] : args->hyperparameters) {
+      if (command->count(flag_name(name)) == 0) continue;
+      const bool known = std::any_of(spec.parameters.begin(), spec.parameters.end(), [&](const auto& p) { return p.name == name; });
+      if (!known) throw InputError(fmt::format("{} does not apply to --classifier {}", flag_name(name), spec.type));
+      options.hyperparameters[name] = value;
+    }
+    resolve_hyperparameters(spec, options.hyperparameters);  // validate before the expensive part
+    const std::string store_path = resolve_gene_store_path(args->genes);
+    const GeneStore store = GeneStore::load(store_path);
+    const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
+    if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
+    const GeneTable table = load_gene_table(table_path);
+    // Step messages only on a terminal, so that a failing run prints exactly one line.
+    if (progress_enabled(global.quiet)) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
+    TrainResult result = train_model(options, store, table);
+    save_model(result.model, args->out);
+    if (args->json) {
+      nlohmann::json summary = {{"model", args->out},
+                                {"classifier", options.classifier},
+                                {"n_cells", result.n_cells},
+                                {"n_classes", result.model.class_names.size()},
+                                {"classes", result.model.class_names},
+                                {"cl_ids", result.model.class_cl_ids},
+                                {"n_genes", result.model.genes.size()},
+                                {"dims", result.model.genes.dims},
+                                {"validation", result.model.validation},
+                                {"provenance", result.model.provenance},
+                                {"warnings", result.warnings}};
+      fmt::print("{}\n", summary.dump(2));
+    }
+    if (!global.quiet) {
+      if (result.has_validation) {
+        fmt::print(stderr, "validation ({} held-out cells): accuracy {:.3f}, macro-F1 {:.3f}\n", result.n_validation,
+                   result.validation.accuracy, result.validation.macro.f1);
+      }
+      fmt::print(stderr, "trained {} on {} cells, {} classes, {} genes x {} dims -> {}\n", options.classifier, result.n_cells,
+                 result.model.class_names.size(), result.model.genes.size(), result.model.genes.dims, args->out);
+      for (const auto& warning : result.warnings) fmt::print(stderr, "warning: {}\n", warning);
+    }
+  });
+}
+
+CELLTYPER_REGISTER_COMMAND("40-train", add_train);
+
+}  // namespace celltyper::cli

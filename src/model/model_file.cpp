@@ -1,0 +1,254 @@
+// Model files: one versioned HDF5 file with the classifier, classes, gene vectors and provenance
+// (layout in model_file.hpp).
+#include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/model_file.hpp>
+
+#include "io/hdf5_util.hpp"
+
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <random>
+
+#ifndef CELLTYPER_VERSION
+#define CELLTYPER_VERSION "unknown"
+#endif
+
+namespace celltyper {
+
+using h5::Handle;
+
+namespace {
+
+constexpr const char* kFormatName = "celltyper-model";
+
+std::string temporary_path_for(const std::string& target) {
+  const std::filesystem::path path(target);
+  std::random_device device;
+  return (path.parent_path() / fmt::format(".{}.tmp-{}-{:08x}", path.filename().string(), getpid(), device())).string();
+}
+
+std::string string_attr(hid_t object, const char* name) { return h5::string_attribute(object, name).value_or(""); }
+
+nlohmann::json parse_json_attr(hid_t object, const char* name, const std::string& what) {
+  const std::string text = string_attr(object, name);
+  if (text.empty()) return nlohmann::json::object();
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception&) {
+    throw InputError(fmt::format("{}: attribute {} is not valid JSON", what, name));
+  }
+}
+
+std::string dump(const nlohmann::json& json) { return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+}  // namespace
+
+GeneVectorSource ModelGenes::source() const {
+  GeneVectorSource result;
+  result.dims = dims;
+  result.identity = store_identity;
+  result.description = store_description;
+  result.find = [this](std::int64_t entrez) -> const float* {
+    const auto found = std::lower_bound(entrez_ids.begin(), entrez_ids.end(), entrez);
+    if (found == entrez_ids.end() || *found != entrez) return nullptr;
+    return vectors.data() + (found - entrez_ids.begin()) * dims;
+  };
+  return result;
+}
+
+GeneTable ModelGenes::gene_table() const {
+  std::vector<Gene> genes;
+  genes.reserve(entrez_ids.size());
+  for (std::size_t i = 0; i < entrez_ids.size(); ++i) {
+    Gene gene;
+    gene.entrez_id = entrez_ids[i];
+    gene.symbol = symbols[i];
+    if (!ensembl_ids[i].empty()) gene.ensembl_ids.push_back(ensembl_ids[i]);
+    genes.push_back(std::move(gene));
+  }
+  return GeneTable(std::move(genes), "model genes");
+}
+
+void save_model(const CellTypeModel& model, const std::string& path) {
+  if (!model.classifier || !model.classifier->trained()) throw InputError("save_model: the model has no trained classifier");
+  const ClassifierState state = model.classifier->export_state();
+  const std::string temporary = temporary_path_for(path);
+  {
+    auto lock = h5::hdf5_lock();
+    h5::silence_hdf5_errors();
+    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
+    if (!file) throw IoError(fmt::format("cannot create {} (directory missing or not writable?)", temporary));
+    try {
+      const hid_t root = file.get();
+      h5::write_string_attribute(root, "format", kFormatName);
+      h5::write_int_array_attribute(root, "version", {kModelFormatVersion});
+      h5::write_string_attribute(root, "celltyper_version", CELLTYPER_VERSION);
+      h5::write_string_attribute(root, "created_utc", utc_timestamp());
+      h5::write_string_attribute(root, "provenance_json", dump(model.provenance));
+      h5::write_string_attribute(root, "validation_json", dump(model.validation));
+
+      Handle classes = h5::create_group(root, "classes");
+      h5::write_strings(classes.get(), "name", model.class_names);
+      std::vector<std::string> cl_ids = model.class_cl_ids;
+      cl_ids.resize(model.class_names.size());
+      h5::write_strings(classes.get(), "cl_id", cl_ids);
+
+      const ModelGenes& genes = model.genes;
+      Handle gene_group = h5::create_group(root, "genes");
+      h5::write_int_array_attribute(gene_group.get(), "dims", {genes.dims});
+      h5::write_string_attribute(gene_group.get(), "store_identity", genes.store_identity);
+      h5::write_string_attribute(gene_group.get(), "store_description", genes.store_description);
+      h5::write_1d<std::int64_t>(gene_group.get(), "entrez_id", genes.entrez_ids.data(), genes.size());
+      h5::write_strings(gene_group.get(), "symbol", genes.symbols);
+      h5::write_strings(gene_group.get(), "ensembl_id", genes.ensembl_ids);
+      h5::write_2d<float>(gene_group.get(), "vectors", genes.vectors.data(), genes.size(), genes.dims);
+
+      Handle classifier = h5::create_group(root, "classifier");
+      h5::write_string_attribute(classifier.get(), "type", model.classifier->type());
+      h5::write_string_attribute(classifier.get(), "state_json", dump(state.attributes));
+      for (const auto& [name, array] : state.float_arrays) {
+        Handle dataset = h5::write_1d<float>(classifier.get(), "float32_" + name, array.values.data(),
+                                             static_cast<std::int64_t>(array.values.size()), 4);
+        h5::write_int_array_attribute(dataset.get(), "shape", array.shape);
+      }
+      for (const auto& [name, array] : state.double_arrays) {
+        Handle dataset = h5::write_1d<double>(classifier.get(), "float64_" + name, array.values.data(),
+                                              static_cast<std::int64_t>(array.values.size()));
+        h5::write_int_array_attribute(dataset.get(), "shape", array.shape);
+      }
+      for (const auto& [name, values] : state.int_arrays) {
+        h5::write_1d<std::int32_t>(classifier.get(), "int32_" + name, values.data(), static_cast<std::int64_t>(values.size()));
+      }
+      for (const auto& [name, values] : state.blobs) {
+        h5::write_1d<std::uint8_t>(classifier.get(), "bytes_" + name, values.data(), static_cast<std::int64_t>(values.size()));
+      }
+      classifier.reset();
+      gene_group.reset();
+      classes.reset();
+      if (H5Fflush(root, H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("cannot write {} (disk full?)", temporary));
+      file.reset();
+    } catch (...) {
+      file.reset();
+      std::error_code ignored;
+      std::filesystem::remove(temporary, ignored);
+      throw;
+    }
+  }
+  std::error_code error;
+  std::filesystem::rename(temporary, path, error);
+  if (error) {
+    std::filesystem::remove(temporary, error);
+    throw IoError(fmt::format("{}: cannot move the finished model into place", path));
+  }
+}
+
+CellTypeModel load_model(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::exists(path, error)) throw IoError(fmt::format("cannot open model {}: no such file", path));
+  if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("model {} is a directory", path));
+  auto lock = h5::hdf5_lock();
+  h5::silence_hdf5_errors();
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    throw InputError(fmt::format("{}: not a celltyper model (not an HDF5 file, or truncated; make one with 'celltyper train')", path));
+  }
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file) throw InputError(fmt::format("{}: HDF5 cannot open the model (truncated or corrupt?)", path));
+  const hid_t root = file.get();
+  const std::string format = string_attr(root, "format");
+  if (format != kFormatName) {
+    throw InputError(fmt::format("{}: not a celltyper model (root attribute format is '{}', expected '{}')", path, format, kFormatName));
+  }
+  const auto version = h5::int_array_attribute(root, "version");
+  if (version.empty() || version.front() < 1) throw InputError(fmt::format("{}: model has no valid version attribute", path));
+  if (version.front() > kModelFormatVersion) {
+    throw InputError(fmt::format("{}: model format version {} is newer than this celltyper reads ({}); upgrade celltyper", path,
+                                 version.front(), kModelFormatVersion));
+  }
+  CellTypeModel model;
+  try {
+    model.provenance = parse_json_attr(root, "provenance_json", path);
+    model.validation = parse_json_attr(root, "validation_json", path);
+    model.provenance["model_celltyper_version"] = string_attr(root, "celltyper_version");
+    model.provenance["model_created_utc"] = string_attr(root, "created_utc");
+
+    Handle names = h5::open_dataset(root, "classes/name", path);
+    Handle cl_ids = h5::open_dataset(root, "classes/cl_id", path);
+    model.class_names = h5::read_strings(names.get());
+    model.class_cl_ids = h5::read_strings(cl_ids.get());
+    if (model.class_names.size() < 2 || model.class_cl_ids.size() != model.class_names.size()) {
+      throw InputError(fmt::format("{}: /classes/name has {} entries and /classes/cl_id {} (need equal, at least 2)", path,
+                                   model.class_names.size(), model.class_cl_ids.size()));
+    }
+
+    Handle genes = h5::open_group(root, "genes", path);
+    const auto dims = h5::int_array_attribute(genes.get(), "dims");
+    ModelGenes& model_genes = model.genes;
+    model_genes.dims = dims.empty() ? 0 : static_cast<int>(dims.front());
+    model_genes.store_identity = string_attr(genes.get(), "store_identity");
+    model_genes.store_description = string_attr(genes.get(), "store_description");
+    Handle entrez = h5::open_dataset(genes.get(), "entrez_id", path);
+    Handle symbols = h5::open_dataset(genes.get(), "symbol", path);
+    Handle ensembl = h5::open_dataset(genes.get(), "ensembl_id", path);
+    Handle vectors = h5::open_dataset(genes.get(), "vectors", path);
+    const auto shape = h5::dataset_shape(vectors.get());
+    model_genes.entrez_ids = h5::read_all_1d<std::int64_t>(entrez.get());
+    model_genes.symbols = h5::read_strings(symbols.get());
+    model_genes.ensembl_ids = h5::read_strings(ensembl.get());
+    const auto n = static_cast<std::int64_t>(model_genes.entrez_ids.size());
+    if (shape.size() != 2 || shape[0] != n || shape[1] != model_genes.dims || model_genes.dims < 1 ||
+        static_cast<std::int64_t>(model_genes.symbols.size()) != n || static_cast<std::int64_t>(model_genes.ensembl_ids.size()) != n) {
+      throw InputError(fmt::format("{}: /genes datasets disagree: {} Entrez ids, {} symbols, vectors [{}], dims {}", path, n,
+                                   model_genes.symbols.size(), fmt::join(shape, " x "), model_genes.dims));
+    }
+    if (!std::is_sorted(model_genes.entrez_ids.begin(), model_genes.entrez_ids.end()) ||
+        std::adjacent_find(model_genes.entrez_ids.begin(), model_genes.entrez_ids.end()) != model_genes.entrez_ids.end()) {
+      throw InputError(fmt::format("{}: /genes/entrez_id is not strictly ascending", path));
+    }
+    model_genes.vectors.resize(static_cast<std::size_t>(n * model_genes.dims));
+    if (n > 0) h5::read_rows_2d<float>(vectors.get(), 0, n, model_genes.dims, model_genes.vectors.data());
+    for (float value : model_genes.vectors) {
+      if (!std::isfinite(value)) throw InputError(fmt::format("{}: /genes/vectors has a non-finite value", path));
+    }
+
+    Handle classifier = h5::open_group(root, "classifier", path);
+    const std::string type = string_attr(classifier.get(), "type");
+    ClassifierState state;
+    state.attributes = parse_json_attr(classifier.get(), "state_json", path);
+    for (const auto& member : h5::list_members(classifier.get())) {
+      Handle dataset = h5::open_dataset(classifier.get(), member, path);
+      auto starts = [&](const char* prefix) { return member.rfind(prefix, 0) == 0; };
+      auto strip = [&](const char* prefix) { return member.substr(std::string(prefix).size()); };
+      if (starts("float32_")) {
+        state.float_arrays[strip("float32_")] = {h5::int_array_attribute(dataset.get(), "shape"), h5::read_all_1d<float>(dataset.get())};
+      } else if (starts("float64_")) {
+        state.double_arrays[strip("float64_")] = {h5::int_array_attribute(dataset.get(), "shape"), h5::read_all_1d<double>(dataset.get())};
+      } else if (starts("int32_")) {
+        state.int_arrays[strip("int32_")] = h5::read_all_1d<std::int32_t>(dataset.get());
+      } else if (starts("bytes_")) {
+        state.blobs[strip("bytes_")] = h5::read_all_1d<std::uint8_t>(dataset.get());
+      }
+    }
+    const bool known = std::any_of(classifier_specs().begin(), classifier_specs().end(), [&](const auto& spec) { return spec.type == type; });
+    if (!known) throw InputError(fmt::format("{}: classifier type '{}' is not known to this celltyper", path, type));
+    model.classifier = make_classifier(type);
+    model.classifier->import_state(state, path);
+    if (model.classifier->n_classes() != static_cast<int>(model.class_names.size())) {
+      throw InputError(fmt::format("{}: classifier has {} classes but /classes/name lists {}", path, model.classifier->n_classes(),
+                                   model.class_names.size()));
+    }
+    if (model.classifier->n_features() != model_genes.dims) {
+      throw InputError(fmt::format("{}: classifier expects {} features but the gene vectors have {} dims", path,
+                                   model.classifier->n_features(), model_genes.dims));
+    }
+  } catch (const IoError& failure) {
+    throw InputError(fmt::format("{}: cannot read the model (truncated or corrupt?): {}", path, failure.what()));
+  }
+  return model;
+}
+
+}  // namespace celltyper

@@ -1,0 +1,309 @@
+// `train_model`: embed labelled references, hold out a validation split, train, score, retrain
+// on everything and assemble a self-contained CellTypeModel.
+#include <celltyper/annotate.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/ontology.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <random>
+#include <set>
+
+#ifndef CELLTYPER_VERSION
+#define CELLTYPER_VERSION "unknown"
+#endif
+
+namespace celltyper {
+namespace {
+
+/// Fisher-Yates with our own index draw, so the order is the same with every standard library.
+template <typename T>
+void shuffle_in_place(std::vector<T>& values, std::mt19937_64& rng) {
+  for (std::size_t i = values.size(); i > 1; --i) {
+    const std::size_t j = static_cast<std::size_t>(rng() % i);
+    std::swap(values[i - 1], values[j]);
+  }
+}
+
+std::string join_names(const std::vector<std::string>& names, std::size_t limit = 8) {
+  std::string text;
+  for (std::size_t i = 0; i < names.size() && i < limit; ++i) text += (i ? ", " : "") + fmt::format("'{}'", names[i]);
+  if (names.size() > limit) text += fmt::format(", ... ({} in all)", names.size());
+  return text;
+}
+
+/// Train a fresh classifier on the rows `rows` of `features` with string labels; returns it and
+/// the class names (sorted) it was trained on.
+std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vector<float>& features, int dims,
+                                     const std::vector<std::string>& labels, const std::vector<std::int64_t>& rows,
+                                     std::vector<std::string>& class_names) {
+  std::set<std::string> distinct;
+  for (auto row : rows) distinct.insert(labels[static_cast<std::size_t>(row)]);
+  class_names.assign(distinct.begin(), distinct.end());
+  std::map<std::string, std::int32_t> code;
+  for (std::size_t c = 0; c < class_names.size(); ++c) code[class_names[c]] = static_cast<std::int32_t>(c);
+  std::vector<float> x(rows.size() * static_cast<std::size_t>(dims));
+  std::vector<std::int32_t> y(rows.size());
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto row = static_cast<std::size_t>(rows[i]);
+    std::copy_n(features.begin() + static_cast<std::ptrdiff_t>(row * dims), dims, x.begin() + static_cast<std::ptrdiff_t>(i * dims));
+    y[i] = code[labels[row]];
+  }
+  auto classifier = make_classifier(options.classifier);
+  FitOptions fit;
+  fit.hyperparameters = options.hyperparameters;
+  fit.num_threads = options.num_threads;
+  fit.seed = options.seed;
+  classifier->fit(x.data(), static_cast<std::int64_t>(rows.size()), dims, y, static_cast<int>(class_names.size()), fit);
+  return classifier;
+}
+
+}  // namespace
+
+TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table) {
+  if (options.references.empty()) throw InputError("train: no reference dataset given");
+  if (options.label_column.empty()) throw InputError("train: no label column given (--label obs:COLUMN)");
+  if (!(options.validation_fraction >= 0 && options.validation_fraction < 1)) {
+    throw InputError(fmt::format("--validation-fraction {} is not in [0, 1)", options.validation_fraction));
+  }
+  const ClassifierSpec& spec = find_classifier_spec(options.classifier);
+  const HyperParameters hyperparameters = resolve_hyperparameters(spec, options.hyperparameters);
+  auto log = [&](const std::string& message) {
+    if (options.log) options.log(message);
+  };
+
+  TrainResult result;
+  const GeneVectorSource source{store.dims(),
+                                [&store](std::int64_t entrez) -> const float* {
+                                  const std::int32_t row = store.find_entrez(entrez);
+                                  return row < 0 ? nullptr : store.row(row);
+                                },
+                                store.identity_hash(),
+                                fmt::format("{} store, {} genes, {} dims", store.provenance().backend, store.n_genes(), store.dims())};
+  std::vector<float> features;
+  std::vector<std::string> labels;
+  std::vector<std::string> groups;
+  std::set<std::int64_t> used_genes;
+  int dims = 0;
+  nlohmann::json reference_info = nlohmann::json::array();
+  for (const auto& path : options.references) {
+    const auto dataset = open_dataset(path);
+    const DataFrame obs = dataset->read_obs();
+    const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
+    const Column* group_column = nullptr;
+    if (!options.group_column.empty()) group_column = &obs.at(options.group_column, fmt::format("obs of {}", path));
+    EmbedOptions embed = options.embed;
+    embed.num_threads = options.num_threads;
+    MemorySink sink;
+    log(fmt::format("embedding {} ({} cells)", path, dataset->n_obs()));
+    const EmbedResult embedded = embed_dataset(*dataset, table, source, embed, sink);
+    if (dims != 0 && embedded.dims != dims) throw InputError(fmt::format("{}: embedded with {} dims, earlier references {}", path, embedded.dims, dims));
+    dims = embedded.dims;
+    for (std::size_t v = 0; v < embedded.genes.gene_index.size(); ++v) {
+      const std::int32_t gene = embedded.genes.gene_index[v];
+      if (gene == kNoGene) continue;
+      const std::int64_t entrez = table.gene(gene).entrez_id;
+      if (store.find_entrez(entrez) >= 0) used_genes.insert(entrez);
+    }
+    for (const auto& warning : embedded.warnings) result.warnings.push_back(fmt::format("{}: {}", path, warning));
+    std::int64_t kept = 0;
+    for (std::int64_t i = 0; i < sink.rows; ++i) {
+      const auto row = static_cast<std::size_t>(i);
+      if (label_column.is_missing(row) || label_column.value_as_string(row).empty()) {
+        ++result.n_dropped_unlabelled;
+        continue;
+      }
+      if (sink.empty[row] != 0) {
+        ++result.n_dropped_empty;
+        continue;
+      }
+      labels.push_back(label_column.value_as_string(row));
+      groups.push_back(group_column == nullptr ? std::string() : path + "\x1f" + group_column->value_as_string(row));
+      features.insert(features.end(), sink.values.begin() + static_cast<std::ptrdiff_t>(row * dims),
+                      sink.values.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
+      ++kept;
+    }
+    reference_info.push_back({{"path", path},
+                              {"n_cells", dataset->n_obs()},
+                              {"n_used", kept},
+                              {"matrix", embedded.matrix},
+                              {"normalization", to_string(embedded.normalization)},
+                              {"gene_column", embedded.genes.column},
+                              {"n_vars_with_vector", embedded.n_vars_with_vector},
+                              {"median_coverage", embedded.median_coverage}});
+  }
+  const auto n = static_cast<std::int64_t>(labels.size());
+  std::map<std::string, std::int64_t> class_counts;
+  for (const auto& label : labels) ++class_counts[label];
+  if (class_counts.size() < 2) {
+    throw InputError(fmt::format("obs column '{}' has {} class{} among the usable cells of {}: training needs at least 2",
+                                 options.label_column, class_counts.size(), class_counts.size() == 1 ? "" : "es",
+                                 join_names(options.references)));
+  }
+  std::vector<std::string> singletons;
+  for (const auto& [label, count] : class_counts) {
+    if (count < 2) singletons.push_back(label);
+  }
+  if (!singletons.empty()) {
+    throw InputError(fmt::format("obs column '{}': class{} {} ha{} a single cell; drop or merge {} before training",
+                                 options.label_column, singletons.size() == 1 ? "" : "es", join_names(singletons),
+                                 singletons.size() == 1 ? "s" : "ve", singletons.size() == 1 ? "it" : "them"));
+  }
+
+  // Validation split.
+  std::vector<std::int64_t> train_rows;
+  std::vector<std::int64_t> validation_rows;
+  std::string split = "none";
+  nlohmann::json held_out_groups = nlohmann::json::array();
+  std::mt19937_64 rng(options.seed);
+  if (options.validation_fraction > 0) {
+    const auto target = static_cast<std::int64_t>(std::llround(options.validation_fraction * static_cast<double>(n)));
+    if (!options.group_column.empty()) {
+      std::map<std::string, std::vector<std::int64_t>> by_group;
+      for (std::int64_t i = 0; i < n; ++i) by_group[groups[static_cast<std::size_t>(i)]].push_back(i);
+      std::vector<std::string> order;
+      for (const auto& entry : by_group) order.push_back(entry.first);
+      if (order.size() < 2) {
+        result.warnings.push_back(fmt::format("obs column '{}' has a single group: no validation split (whole groups are held out, never random cells)",
+                                              options.group_column));
+      } else {
+        shuffle_in_place(order, rng);
+        std::set<std::string> held_out;
+        std::int64_t count = 0;
+        for (std::size_t g = 0; g + 1 < order.size() && count < std::max<std::int64_t>(target, 1); ++g) {
+          held_out.insert(order[g]);
+          count += static_cast<std::int64_t>(by_group[order[g]].size());
+        }
+        for (std::int64_t i = 0; i < n; ++i) {
+          (held_out.count(groups[static_cast<std::size_t>(i)]) ? validation_rows : train_rows).push_back(i);
+        }
+        split = fmt::format("groups of obs:{} ({} of {} held out)", options.group_column, held_out.size(), order.size());
+        for (const auto& group : held_out) {
+          const auto separator = group.find('\x1f');
+          held_out_groups.push_back(options.references.size() == 1 ? group.substr(separator + 1)
+                                                                    : group.substr(0, separator) + ":" + group.substr(separator + 1));
+        }
+      }
+    } else {
+      std::map<std::string, std::vector<std::int64_t>> by_class;
+      for (std::int64_t i = 0; i < n; ++i) by_class[labels[static_cast<std::size_t>(i)]].push_back(i);
+      for (auto& [label, rows] : by_class) {
+        shuffle_in_place(rows, rng);
+        const auto size = static_cast<std::int64_t>(rows.size());
+        const std::int64_t held = std::min<std::int64_t>(size - 1, std::llround(options.validation_fraction * static_cast<double>(size)));
+        validation_rows.insert(validation_rows.end(), rows.begin(), rows.begin() + held);
+        train_rows.insert(train_rows.end(), rows.begin() + held, rows.end());
+      }
+      std::sort(train_rows.begin(), train_rows.end());
+      std::sort(validation_rows.begin(), validation_rows.end());
+      split = fmt::format("stratified random {:.0f}% of each class", 100 * options.validation_fraction);
+    }
+  }
+
+  TrainOptions resolved = options;
+  resolved.hyperparameters = hyperparameters;
+  if (!validation_rows.empty()) {
+    std::vector<std::string> train_classes;
+    std::set<std::string> distinct;
+    for (auto row : train_rows) distinct.insert(labels[static_cast<std::size_t>(row)]);
+    if (distinct.size() < 2) {
+      result.warnings.push_back("the training part of the validation split has a single class: validation skipped");
+    } else {
+      log(fmt::format("validation: training on {} cells, scoring {} held-out cells ({})", train_rows.size(), validation_rows.size(), split));
+      const auto classifier = fit_rows(resolved, features, dims, labels, train_rows, train_classes);
+      std::vector<float> x;
+      std::vector<std::string> truth;
+      for (auto row : validation_rows) {
+        x.insert(x.end(), features.begin() + row * dims, features.begin() + (row + 1) * dims);
+        truth.push_back(labels[static_cast<std::size_t>(row)]);
+      }
+      ProbabilityMatrix probabilities;
+      probabilities.class_names = train_classes;
+      probabilities.values = classifier->predict_proba(x.data(), static_cast<std::int64_t>(truth.size()), options.num_threads);
+      const auto c = train_classes.size();
+      std::vector<std::string> prediction(truth.size());
+      for (std::size_t i = 0; i < truth.size(); ++i) {
+        const float* row = probabilities.values.data() + i * c;
+        prediction[i] = train_classes[static_cast<std::size_t>(std::max_element(row, row + c) - row)];
+      }
+      EvaluationOptions evaluation;
+      evaluation.probabilities = &probabilities;
+      evaluation.top_k = {1, 3};
+      result.validation = evaluate(truth, prediction, evaluation);
+      result.has_validation = true;
+      result.n_validation = static_cast<std::int64_t>(truth.size());
+    }
+  }
+
+  // Final model on every cell.
+  std::vector<std::int64_t> all_rows(static_cast<std::size_t>(n));
+  for (std::int64_t i = 0; i < n; ++i) all_rows[static_cast<std::size_t>(i)] = i;
+  log(fmt::format("training {} on {} cells x {} dims, {} classes", options.classifier, n, dims, class_counts.size()));
+  const auto started = std::chrono::steady_clock::now();
+  CellTypeModel& model = result.model;
+  model.classifier = fit_rows(resolved, features, dims, labels, all_rows, model.class_names);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  result.n_cells = n;
+
+  // Cell Ontology ids of the classes.
+  model.class_cl_ids.assign(model.class_names.size(), "");
+  if (!options.label_map.empty()) {
+    LabelMapper mapper;
+    mapper.load_table(options.label_map);
+    for (std::size_t c = 0; c < model.class_names.size(); ++c) {
+      LabelMatch match = mapper.map(model.class_names[c], options.label_map_dataset);
+      if (!match.mapped() && !options.label_map_dataset.empty()) match = mapper.map(model.class_names[c]);
+      model.class_cl_ids[c] = match.cl_id;
+    }
+  }
+
+  // Gene rows: the store prefix of every gene seen in the training data.
+  ModelGenes& genes = model.genes;
+  genes.dims = dims;
+  genes.store_identity = store.identity_hash();
+  genes.store_description = source.description;
+  for (const std::int64_t entrez : used_genes) {
+    const std::int32_t row = store.find_entrez(entrez);
+    genes.entrez_ids.push_back(entrez);
+    genes.symbols.push_back(store.symbols()[static_cast<std::size_t>(row)]);
+    genes.ensembl_ids.push_back(store.ensembl_ids()[static_cast<std::size_t>(row)]);
+    genes.vectors.insert(genes.vectors.end(), store.row(row), store.row(row) + dims);
+  }
+  if (genes.entrez_ids.empty()) throw InputError("no gene of the references has a vector in the gene store");
+
+  nlohmann::json counts = nlohmann::json::object();
+  for (const auto& [label, count] : class_counts) counts[label] = count;
+  model.provenance = {{"references", reference_info},
+                      {"label_column", "obs:" + options.label_column},
+                      {"group_column", options.group_column.empty() ? "" : "obs:" + options.group_column},
+                      {"classifier", options.classifier},
+                      {"hyperparameters", hyperparameters},
+                      {"seed", options.seed},
+                      {"dims", dims},
+                      {"matrix", options.embed.matrix},
+                      {"gene_store", store.info_json()},
+                      {"gene_table_hash", table.content_hash_hex()},
+                      {"gene_table", table.source()},
+                      {"label_map", options.label_map},
+                      {"n_cells", n},
+                      {"n_dropped_unlabelled", result.n_dropped_unlabelled},
+                      {"n_dropped_empty", result.n_dropped_empty},
+                      {"class_counts", counts},
+                      {"fit_report", model.classifier->fit_report()},
+                      {"fit_seconds", seconds},
+                      {"final_fit", "all labelled cells (validation metrics come from a fit without the held-out cells)"},
+                      {"celltyper_version", CELLTYPER_VERSION}};
+  if (result.has_validation) {
+    model.validation = to_json(result.validation);
+    model.validation["n_cells"] = result.n_validation;
+    model.validation["split"] = split;
+    if (!held_out_groups.empty()) model.validation["held_out_groups"] = held_out_groups;
+  }
+  return result;
+}
+
+}  // namespace celltyper

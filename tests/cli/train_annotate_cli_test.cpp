@@ -1,0 +1,196 @@
+// End-to-end tests of `celltyper train` and `celltyper annotate`: pbmc3k (Seurat labels) ->
+// pbmc68k_reduced with a seeded random-vector gene store, and bad input with exact messages.
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+
+#include "support/test_support.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace celltyper {
+namespace {
+
+/// Seeded random unit vectors for every gene of human_genes.tsv.
+std::string make_random_store(const test::TempDir& dir, int dims) {
+  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
+  std::vector<std::int64_t> entrez;
+  std::vector<std::string> symbols;
+  std::vector<std::string> ensembl;
+  std::vector<float> matrix;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  for (const auto& gene : table.genes()) {
+    entrez.push_back(gene.entrez_id);
+    symbols.push_back(gene.symbol);
+    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
+    for (int d = 0; d < dims; ++d) matrix.push_back(normal(rng));
+  }
+  GeneStoreProvenance provenance;
+  provenance.backend = "test-random";
+  const std::string path = dir.file("store.h5");
+  GeneStore(entrez, symbols, ensembl, matrix, dims, provenance).save(path);
+  return path;
+}
+
+TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata, sklearn"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  test::TempDir dir;
+  const std::string store = make_random_store(dir, 64);
+  const auto train = test::run_cli({"train", "--reference", reference, "--label", "obs:celltype", "--genes", store, "--gene-table", table,
+                                    "--label-map", label_map, "--label-dataset", "pbmc3k-seurat-labels", "--out", dir.file("logreg.h5"),
+                                    "--seed", "3", "--json"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto summary = nlohmann::json::parse(train.out);
+  EXPECT_EQ(summary["n_cells"], 2638);
+  EXPECT_EQ(summary["n_classes"], 9);
+  EXPECT_EQ(summary["cl_ids"][0], "CL:0000236");  // "B"
+  EXPECT_EQ(summary["provenance"]["hyperparameters"]["l2"], 0.01);
+  EXPECT_EQ(summary["provenance"]["label_column"], "obs:celltype");
+  const double validation_accuracy = summary["validation"]["accuracy"].get<double>();
+  std::printf("pbmc3k validation (random 64-dim store, logreg): accuracy %.3f, macro-F1 %.3f, %d cells\n", validation_accuracy,
+              summary["validation"]["macro"]["f1"].get<double>(), summary["validation"]["n_cells"].get<int>());
+  EXPECT_GT(validation_accuracy, 0.5);  // 9 classes: chance is ~0.2
+  const auto knn = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "--label-map", label_map,
+                                  "--label-dataset", "pbmc3k-seurat-labels", "-o", dir.file("knn.h5"), "--classifier", "knn", "--k", "10",
+                                  "--threads", "1", "-q"});
+  ASSERT_EQ(knn.exit_code, 0) << knn.err;
+  EXPECT_TRUE(knn.err.empty()) << knn.err;
+
+  // Same seed, other thread count: identical predictions (model bytes differ only by the timestamp).
+  const auto again = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-g", store, "--gene-table", table, "-o",
+                                    dir.file("logreg2.h5"), "--seed", "3", "--threads", "1", "-q"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+
+  const auto annotate = test::run_cli({"annotate", "--model", dir.file("logreg.h5"), "--input", query, "--layer", "counts", "--out",
+                                       dir.file("out.h5ad"), "--top-k", "3", "--over-clustering", "obs:louvain", "--csv", dir.file("labels.csv"),
+                                       "--gene-table", table});
+  ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
+  EXPECT_NE(annotate.out.find("label"), std::string::npos) << annotate.out;
+  const auto annotate2 = test::run_cli({"annotate", "-m", dir.file("logreg2.h5"), "-i", query, "--layer", "counts", "-o", dir.file("out2.h5ad"),
+                                        "--gene-table", table, "-q"});
+  ASSERT_EQ(annotate2.exit_code, 0) << annotate2.err;
+  // Two models averaged, and no gene table: the models' own gene lists resolve the query.
+  const auto both = test::run_cli({"annotate", "-m", dir.file("logreg.h5"), "-m", dir.file("knn.h5"), "-i", query, "--layer", "counts", "-o",
+                                   dir.file("both.h5ad"), "--json", "-q"});
+  ASSERT_EQ(both.exit_code, 0) << both.err;
+  EXPECT_EQ(nlohmann::json::parse(both.out)["classes"].size(), 9u);
+
+  const std::string check = fmt::format(
+      "import anndata, numpy as np, json, csv\n"
+      "from sklearn.metrics import f1_score\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "for c in ['celltyper_label', 'celltyper_score', 'celltyper_ontology_id', 'celltyper_top1_label', 'celltyper_top3_score', 'celltyper_majority_vote']:\n"
+      "    assert c in a.obs, c\n"
+      "assert a.obs['celltyper_label'].dtype == 'category'\n"
+      "p = a.obsm['celltyper_probabilities']; assert p.shape == (700, 9), p.shape\n"
+      "assert np.allclose(p.sum(1), 1, atol=1e-4)\n"
+      "names = json.loads(a.uns['celltyper_probability_classes']); assert len(names) == 9\n"
+      "best = np.array(names)[p.argmax(1)]\n"
+      "assigned = a.obs['celltyper_label'].astype(str) != 'Unassigned'\n"
+      "assert (best[assigned] == a.obs['celltyper_label'].astype(str)[assigned]).all()\n"
+      "assert (a.obs['celltyper_score'][~assigned] < 0.5).all()\n"
+      "assert np.allclose(a.obs['celltyper_score'], p.max(1), atol=1e-6)\n"
+      "b = anndata.read_h5ad('{1}'); assert np.array_equal(b.obsm['celltyper_probabilities'], p)\n"
+      "rows = list(csv.DictReader(open('{2}'))); assert len(rows) == 700 and rows[0]['obs_name'] == a.obs_names[0]\n"
+      "c = anndata.read_h5ad('{3}'); assert c.obsm['celltyper_probabilities'].shape == (700, 9)\n"
+      "m = {{}}\n"
+      "for line in open('{4}').read().splitlines()[1:]:\n"
+      "    f = line.split('\\t')\n"
+      "    if f[0] == 'pbmc68k_reduced': m[f[1]] = f[2]\n"
+      "truth = a.obs['bulk_labels'].astype(str).map(m).fillna('unmapped').values\n"
+      "pred = a.obs['celltyper_top1_label'].astype(str)\n"
+      "ids = dict(zip(names, json.loads(a.uns['celltyper_probability_cl_ids'])))\n"
+      "pred = np.array([ids.get(x, '') or x for x in pred])\n"
+      "print('pbmc3k -> pbmc68k (CL ids, top-1): accuracy %.3f, macro-F1 %.3f' % ((truth == pred).mean(), f1_score(truth, pred, average='macro')))\n",
+      dir.file("out.h5ad"), dir.file("out2.h5ad"), dir.file("labels.csv"), dir.file("both.h5ad"), label_map);
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::printf("%s", run.out.c_str());
+}
+
+TEST(TrainAnnotateCli, GroupValidationHoldsOutWholeGroups) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const std::string store = make_random_store(dir, 8);
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "celltype", "--group", "obs:seurat_clusters", "-g", store, "--gene-table",
+                                    table, "-o", dir.file("m.h5"), "--classifier", "knn", "--seed", "1", "--json", "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto validation = nlohmann::json::parse(train.out)["validation"];
+  ASSERT_TRUE(validation.contains("held_out_groups")) << validation.dump();
+  const std::string check = fmt::format(
+      "import anndata, json\n"
+      "obs = anndata.read_h5ad('{}', backed='r').obs\n"
+      "held = json.loads('{}')\n"
+      "n = int(obs['seurat_clusters'].astype(str).isin(held).sum())\n"
+      "assert n == {}, (n, held)\n"
+      "assert n >= 0.2 * obs.shape[0] and len(held) < obs['seurat_clusters'].nunique()\n",
+      reference, validation["held_out_groups"].dump(), validation["n_cells"].get<int>());
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+}
+
+TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const std::string store = make_random_store(dir, 8);
+  // Tiny references: real gene symbols, labels with one class / a singleton class; unknown genes.
+  const std::string script = fmt::format(
+      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "rng = np.random.default_rng(0)\n"
+      "x = sp.csr_matrix(rng.poisson(2, size=(12, 5)).astype(np.float32))\n"
+      "var = pd.DataFrame(index=['CD3E', 'MS4A1', 'LYZ', 'NKG7', 'GNLY'])\n"
+      "def save(labels, path, var=var):\n"
+      "    obs = pd.DataFrame({{'cell_type': pd.Categorical(labels)}}, index=[f'c{{i}}' for i in range(12)])\n"
+      "    anndata.AnnData(x, obs=obs, var=var).write_h5ad(path)\n"
+      "save(['T'] * 12, '{0}')\n"
+      "save(['T'] * 6 + ['B'] * 5 + ['NK'], '{1}')\n"
+      "save(['T'] * 6 + ['B'] * 6, '{2}', pd.DataFrame(index=['FOO1', 'FOO2', 'FOO3', 'FOO4', 'FOO5']))\n",
+      dir.file("one_class.h5ad"), dir.file("singleton.h5ad"), dir.file("no_genes.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  std::ofstream(dir.file("not_a_model.h5")) << "text";
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {{"train", "-r", reference, "-l", "obs:nope", "-g", store, "--gene-table", table, "-o", dir.file("a.h5")}, "'nope'"},
+      {{"train", "-r", dir.file("one_class.h5ad"), "-l", "obs:cell_type", "-g", store, "--gene-table", table, "-o", dir.file("b.h5")},
+       fmt::format("obs column 'cell_type' has 1 class among the usable cells of '{}': training needs at least 2", dir.file("one_class.h5ad"))},
+      {{"train", "-r", dir.file("singleton.h5ad"), "-l", "cell_type", "-g", store, "--gene-table", table, "-o", dir.file("c.h5")},
+       "obs column 'cell_type': class 'NK' has a single cell; drop or merge it before training"},
+      {{"train", "-r", dir.file("no_genes.h5ad"), "-l", "cell_type", "-g", store, "--gene-table", table, "-o", dir.file("d.h5")},
+       fmt::format("{}: too few genes overlap the gene vectors", dir.file("no_genes.h5ad"))},
+      {{"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "-o", dir.file("e.h5"), "--classifier", "knn", "--l2", "1"},
+       "--l2 does not apply to --classifier knn"},
+      {{"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "-o", dir.file("f.h5"), "--k", "0", "--classifier", "knn"},
+       "k = 0 is outside [1, 1000] for classifier 'knn'"},
+      {{"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "-o", dir.file("g.h5"), "--classifier", "forest"},
+       "unknown classifier 'forest' (known: logreg, knn)"},
+      {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("h.h5ad")}, "not a celltyper model"},
+  };
+  for (const auto& c : cases) {
+    const auto result = test::run_cli(c.args);
+    SCOPED_TRACE(c.message);
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+  }
+  for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "h.h5ad"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
+}
+
+}  // namespace
+}  // namespace celltyper

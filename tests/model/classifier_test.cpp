@@ -1,0 +1,230 @@
+// Classifiers: logistic regression against scikit-learn and its optimality conditions, kNN against
+// hand cases and a naive oracle, thread-count invariance, hyperparameter validation.
+#include <celltyper/classifier.hpp>
+#include <celltyper/error.hpp>
+
+#include "support/test_support.hpp"
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <fstream>
+#include <random>
+#include <sstream>
+
+namespace celltyper {
+namespace {
+
+/// `n` points in `d` dims from `classes` Gaussian blobs (centres at distance `spread`), seeded.
+struct Blobs {
+  std::vector<float> x;
+  std::vector<std::int32_t> y;
+  std::int64_t n = 0;
+  int d = 0;
+};
+Blobs make_blobs(std::int64_t n, int d, int classes, float spread, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  std::vector<float> centres(static_cast<std::size_t>(classes * d));
+  for (auto& value : centres) value = spread * normal(rng);
+  Blobs blobs;
+  blobs.n = n;
+  blobs.d = d;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto label = static_cast<std::int32_t>(i % classes);
+    blobs.y.push_back(label);
+    for (int j = 0; j < d; ++j) blobs.x.push_back(centres[static_cast<std::size_t>(label * d + j)] + normal(rng) + 3.0f);
+  }
+  return blobs;
+}
+
+TEST(LogisticRegression, SeparableDataIsLearnedAndGradientVanishes) {
+  const Blobs blobs = make_blobs(300, 5, 3, 6.0f, 1);
+  auto classifier = make_logistic_regression();
+  FitOptions options;
+  options.hyperparameters = {{"l2", 1e-3}, {"class_balanced", 0}, {"tolerance", 1e-8}};
+  classifier->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 3, options);
+  const auto p = classifier->predict_proba(blobs.x.data(), blobs.n);
+  ASSERT_EQ(p.size(), static_cast<std::size_t>(blobs.n * 3));
+  int correct = 0;
+  std::vector<double> mean_p(3, 0.0);
+  for (std::int64_t i = 0; i < blobs.n; ++i) {
+    const float* row = p.data() + i * 3;
+    EXPECT_NEAR(row[0] + row[1] + row[2], 1.0, 1e-5);
+    correct += (std::max_element(row, row + 3) - row) == blobs.y[static_cast<std::size_t>(i)];
+    for (int c = 0; c < 3; ++c) mean_p[c] += row[c] / static_cast<double>(blobs.n);
+  }
+  EXPECT_EQ(correct, blobs.n);
+  // Stationarity in the (unpenalised) biases: mean predicted probability = class frequency.
+  for (int c = 0; c < 3; ++c) EXPECT_NEAR(mean_p[c], 1.0 / 3, 1e-5);
+  EXPECT_LE(classifier->fit_report()["max_gradient"].get<double>(), 1e-8) << classifier->fit_report().dump();
+}
+
+TEST(LogisticRegression, MatchesScikitLearn) {
+  if (test::run_program({test::system_python(), "-c", "import sklearn"}).exit_code != 0) GTEST_SKIP() << "no scikit-learn";
+  const Blobs blobs = make_blobs(120, 4, 3, 1.0f, 7);  // overlapping classes: a unique, finite optimum
+  const double l2 = 0.05;
+  auto classifier = make_logistic_regression();
+  FitOptions options;
+  options.hyperparameters = {{"l2", l2}, {"class_balanced", 0}, {"tolerance", 1e-10}, {"max_iterations", 2000}};
+  classifier->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 3, options);
+  const auto p = classifier->predict_proba(blobs.x.data(), blobs.n);
+  test::TempDir dir;
+  {
+    std::ofstream out(dir.file("data.csv"));
+    for (std::int64_t i = 0; i < blobs.n; ++i) {
+      out << blobs.y[static_cast<std::size_t>(i)];
+      for (int j = 0; j < blobs.d; ++j) out << fmt::format(",{:.9g}", blobs.x[static_cast<std::size_t>(i * blobs.d + j)]);
+      out << '\n';
+    }
+  }
+  // sklearn minimises C * sum(CE) + |W|^2 / 2, i.e. ours (mean CE + l2/2 |W|^2) with C = 1 / (n l2).
+  const std::string script = fmt::format(
+      "import numpy as np\n"
+      "from sklearn.linear_model import LogisticRegression\n"
+      "from sklearn.preprocessing import StandardScaler\n"
+      "d = np.loadtxt('{}', delimiter=','); y = d[:, 0].astype(int); x = StandardScaler().fit_transform(d[:, 1:])\n"
+      "m = LogisticRegression(C=1 / ({} * {}), tol=1e-12, max_iter=10000, multi_class='multinomial').fit(x, y)\n"
+      "np.savetxt('{}', m.predict_proba(x), fmt='%.9g')\n",
+      dir.file("data.csv"), blobs.n, l2, dir.file("p.txt"));
+  const auto run = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::ifstream in(dir.file("p.txt"));
+  double max_difference = 0;
+  for (std::size_t i = 0; i < p.size(); ++i) {
+    double expected = 0;
+    ASSERT_TRUE(in >> expected);
+    max_difference = std::max(max_difference, std::abs(expected - p[i]));
+  }
+  EXPECT_LT(max_difference, 1e-4);
+}
+
+TEST(LogisticRegression, IdenticalForOneAndTwoThreads) {
+  const Blobs blobs = make_blobs(1500, 8, 4, 2.0f, 3);  // > 256 rows: several chunks
+  std::vector<ClassifierState> states;
+  std::vector<std::vector<float>> predictions;
+  for (int threads : {1, 2}) {
+    auto classifier = make_logistic_regression();
+    FitOptions options;
+    options.num_threads = threads;
+    classifier->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 4, options);
+    states.push_back(classifier->export_state());
+    predictions.push_back(classifier->predict_proba(blobs.x.data(), blobs.n, threads));
+  }
+  EXPECT_EQ(states[0].double_arrays.at("weights").values, states[1].double_arrays.at("weights").values);
+  EXPECT_EQ(predictions[0], predictions[1]);
+}
+
+TEST(LogisticRegression, ClassBalancedWeightsFavourTheSmallClass) {
+  // 90 cells of class 0 and 10 of class 1 on overlapping blobs: balancing raises class 1's share.
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  std::vector<float> x;
+  std::vector<std::int32_t> y;
+  for (int i = 0; i < 100; ++i) {
+    y.push_back(i < 90 ? 0 : 1);
+    x.push_back(normal(rng) + (i < 90 ? 0.0f : 1.0f));
+    x.push_back(normal(rng));
+  }
+  double share[2] = {0, 0};
+  for (int balanced : {0, 1}) {
+    auto classifier = make_logistic_regression();
+    FitOptions options;
+    options.hyperparameters = {{"class_balanced", balanced}};
+    classifier->fit(x.data(), 100, 2, y, 2, options);
+    const auto p = classifier->predict_proba(x.data(), 100);
+    for (int i = 0; i < 100; ++i) share[balanced] += p[static_cast<std::size_t>(i * 2 + 1)] / 100;
+  }
+  EXPECT_NEAR(share[0], 0.1, 1e-3);  // unbalanced: mean probability = frequency
+  EXPECT_GT(share[1], 0.3);
+}
+
+TEST(NearestNeighbours, HandCases) {
+  // Standardisation of these points keeps their angles distinct: cluster A around +x, B around +y.
+  const std::vector<float> x = {1, 0, 0.9f, 0.1f, 0, 1, 0.1f, 0.9f, -1, -1};
+  const std::vector<std::int32_t> y = {0, 0, 1, 1, 1};
+  auto knn = make_knn();
+  FitOptions options;
+  options.hyperparameters = {{"k", 1}};
+  knn->fit(x.data(), 5, 2, y, 2, options);
+  const std::vector<float> query = {1, 0.05f, 0.05f, 1};
+  const auto p = knn->predict_proba(query.data(), 2);
+  EXPECT_EQ(p, (std::vector<float>{1, 0, 0, 1}));
+  // k larger than the reference: every cell votes, and probabilities sum to 1.
+  options.hyperparameters = {{"k", 50}};
+  knn->fit(x.data(), 5, 2, y, 2, options);
+  const auto all = knn->predict_proba(query.data(), 2);
+  EXPECT_NEAR(all[0] + all[1], 1.0, 1e-6);
+  EXPECT_GT(all[0], 0.5);
+  EXPECT_GT(all[3], 0.5);
+}
+
+TEST(NearestNeighbours, MatchesNaiveOracle) {
+  const Blobs blobs = make_blobs(200, 6, 3, 1.5f, 9);
+  const Blobs queries = make_blobs(30, 6, 3, 1.5f, 10);
+  auto knn = make_knn();
+  knn->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 3, {});
+  const auto p = knn->predict_proba(queries.x.data(), queries.n, 2);
+  // Oracle: standardise with the training mean / population sd, cosine, top 15, weight 1/(0.01 + 1 - cos).
+  const int d = blobs.d;
+  std::vector<double> mean(d, 0), sd(d, 0);
+  for (std::int64_t i = 0; i < blobs.n; ++i)
+    for (int j = 0; j < d; ++j) mean[j] += blobs.x[i * d + j] / static_cast<double>(blobs.n);
+  for (std::int64_t i = 0; i < blobs.n; ++i)
+    for (int j = 0; j < d; ++j) sd[j] += std::pow(blobs.x[i * d + j] - mean[j], 2) / static_cast<double>(blobs.n);
+  for (auto& value : sd) value = std::sqrt(value);
+  auto unit = [&](const float* row) {
+    std::vector<double> z(d);
+    double norm = 0;
+    for (int j = 0; j < d; ++j) {
+      z[j] = (row[j] - mean[j]) / sd[j];
+      norm += z[j] * z[j];
+    }
+    for (auto& value : z) value /= std::sqrt(norm);
+    return z;
+  };
+  for (std::int64_t q = 0; q < queries.n; ++q) {
+    const auto a = unit(queries.x.data() + q * d);
+    std::vector<std::pair<double, std::int64_t>> sims;
+    for (std::int64_t r = 0; r < blobs.n; ++r) {
+      const auto b = unit(blobs.x.data() + r * d);
+      double s = 0;
+      for (int j = 0; j < d; ++j) s += a[j] * b[j];
+      sims.emplace_back(-s, r);
+    }
+    std::sort(sims.begin(), sims.end());
+    std::vector<double> votes(3, 0);
+    double total = 0;
+    for (int m = 0; m < 15; ++m) {
+      const double w = 1 / (0.01 + 1 + sims[m].first);
+      votes[blobs.y[sims[m].second]] += w;
+      total += w;
+    }
+    for (int c = 0; c < 3; ++c) EXPECT_NEAR(p[q * 3 + c], votes[c] / total, 1e-4) << "query " << q;
+  }
+}
+
+TEST(Classifier, HyperparametersAndBadInput) {
+  const auto& spec = find_classifier_spec("logreg");
+  EXPECT_EQ(resolve_hyperparameters(spec, {}).at("l2"), 1e-2);
+  auto message = [&](const auto& f) {
+    try {
+      f();
+    } catch (const InputError& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_EQ(message([&] { resolve_hyperparameters(spec, {{"k", 3}}); }), "classifier 'logreg' has no hyperparameter 'k'");
+  EXPECT_EQ(message([&] { resolve_hyperparameters(spec, {{"l2", -1}}); }), "l2 = -1 is outside [0, 1000000] for classifier 'logreg'");
+  EXPECT_EQ(message([&] { resolve_hyperparameters(find_classifier_spec("knn"), {{"k", 2.5}}); }), "k = 2.5 must be a whole number");
+  EXPECT_EQ(message([] { find_classifier_spec("forest"); }), "unknown classifier 'forest' (known: logreg, knn)");
+  const std::vector<float> x = {1, 2, 3, 4};
+  EXPECT_EQ(message([&] { make_knn()->fit(x.data(), 2, 2, {0, 0}, 1); }), "training needs at least 2 classes, got 1");
+  EXPECT_EQ(message([&] { make_knn()->fit(x.data(), 2, 2, {0, 0}, 2); }), "class 1 has no training cells");
+  const std::vector<float> nan = {1, NAN, 3, 4};
+  EXPECT_EQ(message([&] { make_logistic_regression()->fit(nan.data(), 2, 2, {0, 1}, 2); }), "feature 1 of cell 0 is not finite");
+}
+
+}  // namespace
+}  // namespace celltyper
