@@ -174,7 +174,8 @@ def machine_info():
         pass
     import sklearn
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(), "numpy": np.__version__,
-            "sklearn": sklearn.__version__, "platform": platform.platform()}
+            "sklearn": sklearn.__version__, "platform": platform.platform(),
+            "load_average_1min_at_end": os.getloadavg()[0]}
 
 
 def main():
@@ -251,9 +252,12 @@ def main():
                     continue
                 part = prefix(full, k)
                 ranks = marker_ranks(part, symbols)
+                values = np.array(list(ranks.values()), dtype=float)
                 quality[name][str(k)] = {
                     "marker_ranks": ranks,
-                    "marker_rank_median": float(np.median(list(ranks.values()))),
+                    "marker_rank_median": float(np.median(values)),
+                    "marker_rank_geometric_mean": float(np.exp(np.log(values).mean())),
+                    "marker_hits_at_10": float((values <= 10).mean()),
                     "go_bp_top10_shared": go_agreement(part, bp_sets, np.array(sample)),
                 }
                 print(f"{name} d={k}: median marker rank {quality[name][str(k)]['marker_rank_median']:.0f}, "
@@ -282,7 +286,8 @@ def main():
 
 def render_markdown(result):
     lines = ["# Gene embeddings: celltyper LSA vs scikit-learn", "",
-             f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores); scikit-learn "
+             f"Machine: {result['machine']['cpu']} ({result['machine']['cores']} cores, shared: 1-min load average "
+             f"{result['machine']['load_average_1min_at_end']:.1f} at the end); scikit-learn "
              f"{result['machine']['sklearn']}, numpy {result['machine']['numpy']}.", "",
              f"Texts: {result['data']['n_genes']} human genes (`celltyper genes text`, "
              f"{result['text_build']['wall_seconds']:.1f} s). Embedding: {result['dims']} dims.", "",
@@ -298,10 +303,12 @@ def render_markdown(result):
                       f"(celltyper SVD alone {c['svd_seconds_last']:.1f} s; {c['n_terms']} terms, {c['nnz']} non-zeros)."]
     lines += ["", "Quality (prefixes of the one fit; same genes for every method). Median rank of the marker partner "
                   "(lower is better) and fraction of top-10 neighbours sharing a GO BP term (higher is better):", "",
-              "| method | d | median marker rank | GO BP top-10 shared |", "|---|---:|---:|---:|"]
+              "| method | d | median marker rank | geometric mean rank | pairs with rank <= 10 | GO BP top-10 shared |",
+              "|---|---:|---:|---:|---:|---:|"]
     for name, per_dims in result["quality"].items():
         for k, values in per_dims.items():
-            lines.append(f"| {name} | {k} | {values['marker_rank_median']:.0f} | {values['go_bp_top10_shared']:.3f} |")
+            lines.append(f"| {name} | {k} | {values['marker_rank_median']:.1f} | {values['marker_rank_geometric_mean']:.1f} | "
+                         f"{values['marker_hits_at_10']:.2f} | {values['go_bp_top10_shared']:.3f} |")
     lines += ["", "Marker ranks at the largest d:", "", "| pair | " + " | ".join(result["quality"]) + " |",
               "|---|" + "---:|" * len(result["quality"])]
     top = str(result["dims"])
