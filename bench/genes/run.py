@@ -10,9 +10,10 @@ Both embed the *same* gene texts (written by `celltyper genes text` from
   one warm-up run.
 * scikit-learn: TfidfVectorizer(sublinear_tf=True, min_df=2, stop_words='english') — its own
   tokeniser (token_pattern r"(?u)\\b\\w\\w+\\b", so "T-cell" -> "cell", no "t"; "IL-2" -> "il"), the
-  same min_df and idf formula — then TruncatedSVD(algorithm='randomized', n_iter=5,
-  n_oversamples=10, random_state=0) (its defaults), rows of U*S L2-normalised. Run in a
-  subprocess of this script under /usr/bin/time -v (one run: a 1024-d fit takes minutes).
+  same min_df and idf formula — then TruncatedSVD(algorithm='randomized', n_oversamples=10,
+  random_state=0) with n_iter=5 (its default) and with n_iter=2 (celltyper's default q), rows of
+  U*S L2-normalised. Run in a subprocess of this script under /usr/bin/time -v (one run each: a
+  1024-d fit takes minutes).
 * random: i.i.d. Gaussian vectors (seed 0), the floor.
 
 Quality, at d = 64, 256, 1024 (prefixes of one 1024-d fit, re-normalised; every method on the
@@ -80,7 +81,7 @@ def read_texts(path):
     return np.array(ids, dtype=np.int64), texts
 
 
-def sklearn_worker(texts_path, out_path, dims, threads):
+def sklearn_worker(texts_path, out_path, dims, n_iter):
     """Fit TF-IDF + TruncatedSVD on the texts; save entrez ids and U*S rows (normalised)."""
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -90,7 +91,7 @@ def sklearn_worker(texts_path, out_path, dims, threads):
     matrix = TfidfVectorizer(sublinear_tf=True, min_df=2, stop_words="english").fit_transform([texts[i] for i in keep])
     tfidf_seconds = time.perf_counter() - start
     start = time.perf_counter()
-    embedding = TruncatedSVD(n_components=dims, algorithm="randomized", random_state=0).fit_transform(matrix)
+    embedding = TruncatedSVD(n_components=dims, algorithm="randomized", n_iter=n_iter, random_state=0).fit_transform(matrix)
     svd_seconds = time.perf_counter() - start
     norms = np.linalg.norm(embedding, axis=1)
     good = norms > 1e-9 * norms.max()
@@ -186,11 +187,12 @@ def main():
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--skip-sklearn", action="store_true")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
-    parser.add_argument("--sklearn-worker", nargs=4, metavar=("TEXTS", "OUT", "DIMS", "THREADS"), help=argparse.SUPPRESS)
+    parser.add_argument("--sklearn-n-iter", default="5,2", help="TruncatedSVD n_iter values to run (comma-separated)")
+    parser.add_argument("--sklearn-worker", nargs=4, metavar=("TEXTS", "OUT", "DIMS", "N_ITER"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.sklearn_worker:
-        texts, out, dims, threads = args.sklearn_worker
-        sklearn_worker(texts, out, int(dims), int(threads))
+        texts, out, dims, n_iter = args.sklearn_worker
+        sklearn_worker(texts, out, int(dims), int(n_iter))
         return
     if not os.path.exists(os.path.join(DATA, "human_genes.tsv")):
         sys.exit(f"{DATA} is absent")
@@ -228,16 +230,18 @@ def main():
         universe = ids
         methods = {"celltyper LSA": matrix}
 
-        sklearn = None
+        sklearn = {}
         if not args.skip_sklearn:
-            out = os.path.join(work, "sklearn.npz")
-            seconds, rss, _, stdout = timed([sys.executable, os.path.abspath(__file__), "--sklearn-worker", texts, out,
-                                             str(args.dims), str(args.threads)])
-            sklearn = {"wall_seconds": seconds, "peak_rss_mib": rss}
-            sklearn.update(json.loads(stdout.strip().splitlines()[-1]))
-            print(f"sklearn: {seconds:.1f} s, {rss:.0f} MiB", file=sys.stderr)
-            loaded = np.load(out)
-            methods["scikit-learn"] = align(loaded["ids"], loaded["matrix"], universe)
+            for n_iter in [int(v) for v in args.sklearn_n_iter.split(",") if v]:
+                out = os.path.join(work, f"sklearn{n_iter}.npz")
+                seconds, rss, _, stdout = timed([sys.executable, os.path.abspath(__file__), "--sklearn-worker", texts, out,
+                                                 str(args.dims), str(n_iter)])
+                run = {"n_iter": n_iter, "wall_seconds": seconds, "peak_rss_mib": rss}
+                run.update(json.loads(stdout.strip().splitlines()[-1]))
+                sklearn[f"n_iter={n_iter}"] = run
+                print(f"sklearn n_iter={n_iter}: {seconds:.1f} s, {rss:.0f} MiB", file=sys.stderr)
+                loaded = np.load(out)
+                methods[f"scikit-learn n_iter={n_iter}"] = align(loaded["ids"], loaded["matrix"], universe)
         rng = np.random.default_rng(0)
         methods["random"] = rng.standard_normal((len(universe), args.dims)).astype(np.float32)
 
@@ -295,12 +299,14 @@ def render_markdown(result):
     c = result["celltyper"]
     lines.append(f"| celltyper genes embed (median of {len(c['runs'])}) | {c['wall_seconds_median']:.1f} | "
                  f"{c['peak_rss_mib_median']:.0f} |")
-    if result["sklearn"]:
-        s = result["sklearn"]
-        lines.append(f"| scikit-learn TfidfVectorizer + TruncatedSVD (1 run) | {s['wall_seconds']:.1f} | "
+    for name, s in (result["sklearn"] or {}).items():
+        lines.append(f"| scikit-learn TfidfVectorizer + TruncatedSVD {name} (1 run) | {s['wall_seconds']:.1f} | "
                      f"{s['peak_rss_mib']:.0f} |")
-        lines += ["", f"Speed-up: {s['wall_seconds'] / c['wall_seconds_median']:.1f}x "
-                      f"(celltyper SVD alone {c['svd_seconds_last']:.1f} s; {c['n_terms']} terms, {c['nnz']} non-zeros)."]
+    lines += ["", f"celltyper: TF-IDF {c['tfidf_seconds_last']:.1f} s + randomised SVD {c['svd_seconds_last']:.1f} s "
+                  f"({c['n_terms']} terms, {c['nnz']} non-zeros; q = 2 power iterations)."]
+    for name, s in (result["sklearn"] or {}).items():
+        lines.append(f"Speed-up over scikit-learn {name}: {s['wall_seconds'] / c['wall_seconds_median']:.1f}x "
+                     f"(its TF-IDF {s['tfidf_seconds']:.1f} s + SVD {s['svd_seconds']:.1f} s).")
     lines += ["", "Quality (prefixes of the one fit; same genes for every method). Median rank of the marker partner "
                   "(lower is better) and fraction of top-10 neighbours sharing a GO BP term (higher is better):", "",
               "| method | d | median marker rank | geometric mean rank | pairs with rank <= 10 | GO BP top-10 shared |",

@@ -2,14 +2,16 @@
 /// Training cell-type models on labelled reference datasets (`celltyper train`) and annotating
 /// query datasets with them (`celltyper annotate`).
 ///
-/// Training: every reference is embedded (GenePT-w, embed_dataset.hpp) with the gene store, cells
-/// with a missing label or an empty embedding are dropped, a validation split is held out (whole
+/// Training: every reference is turned into features — GenePT-w cell embeddings with the gene
+/// store (embed_dataset.hpp), or log1p-CP10k over a panel of the references' most variable genes
+/// (expression_features.hpp) — cells with a missing label or empty features are dropped, a validation split is held out (whole
 /// groups when a group column is given, else a stratified random share of each class), the
 /// classifier is trained on the rest and scored on the held-out cells, then retrained on all cells
 /// with the same hyperparameters: the saved model uses every labelled cell, and its validation
 /// metrics estimate the accuracy of that procedure.
 ///
-/// Annotation: the query is embedded with the model's own gene vectors (model_file.hpp), the
+/// Annotation: the query's features are computed with the model's own gene vectors or panel
+/// (model_file.hpp), the
 /// classifier's probabilities are averaged over models (classes united by name; a class missing
 /// from a model gets probability 0 there), and each cell gets the most probable class, or
 /// "Unassigned" when that probability is below `min_score` or its embedding is empty.
@@ -18,16 +20,19 @@
 #include <celltyper/classifier.hpp>
 #include <celltyper/dataset.hpp>
 #include <celltyper/embed_dataset.hpp>
+#include <celltyper/expression_features.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/h5ad.hpp>
 #include <celltyper/metrics.hpp>
 #include <celltyper/model_file.hpp>
+#include <celltyper/ontology.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -39,9 +44,19 @@ inline constexpr const char* kUnassigned = "Unassigned";
 /// Options of `train_model`.
 struct TrainOptions {
   std::vector<std::string> references;    ///< .h5ad files with labelled cells
+  /// Optional per-reference row masks (same order as `references`; an empty mask = every row):
+  /// cells with 0 are left out entirely (cross-validation folds).
+  std::vector<std::vector<std::uint8_t>> cell_masks;
+  /// Optional per-reference matrix ("X", "raw", a layer), same order as `references`; empty =
+  /// `embed.matrix` for every reference.
+  std::vector<std::string> matrices;
+  /// Label replacements applied when reading the label column (e.g. harmonisation to CL labels).
+  std::map<std::string, std::string> label_renames;
   std::string label_column;               ///< obs column with the cell types
   std::string group_column;               ///< obs column of groups (donor, batch) held out whole; "" = none
   std::string classifier = "logreg";      ///< a ClassifierSpec type
+  std::string features = kFeaturesGenept; ///< kFeaturesGenept (cell embeddings) or kFeaturesExpression (log1p-CP10k panel)
+  int n_genes = 3000;                     ///< expression route: panel size (most variable genes of the references)
   HyperParameters hyperparameters;        ///< overrides of the spec's defaults
   EmbedOptions embed;                     ///< matrix (layer), dims, threads, gene column
   double validation_fraction = 0.2;       ///< share of cells (or groups' cells) held out; 0 = no validation
@@ -75,12 +90,28 @@ std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel&
                                     const EmbedOptions& options, std::vector<std::uint8_t>* empty = nullptr,
                                     EmbedResult* result = nullptr);
 
+/// The classifier features of `dataset` for `model` (its feature route): row-major
+/// [n_obs x model.n_features()]; `empty` gets 1 for cells without usable expression; warnings
+/// are appended.
+std::vector<float> model_features(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table, const EmbedOptions& options,
+                                  std::vector<std::uint8_t>& empty, std::vector<std::string>& warnings);
+
+/// ExpressionOptions with the matrix, normalisation, threads, memory cap and gene column of `embed`.
+ExpressionOptions expression_options(const EmbedOptions& embed);
+
 /// Options of `annotate_dataset`.
 struct AnnotateOptions {
   EmbedOptions embed;                   ///< matrix (layer), threads, gene column (dims come from the model)
   double min_score = 0.5;               ///< below this probability a cell is "Unassigned"
   int top_k = 0;                        ///< also report the k best labels and scores (0 = none)
   std::string over_clustering;          ///< obs column of clusters for a majority vote ("" = none)
+  /// Ontology-aware prediction (needs `ontology` and classes with CL ids): the probability of a
+  /// CL term is the summed probability of the classes at or below it; each cell gets the most
+  /// specific term whose probability reaches `min_score` (one with no qualifying descendant; among
+  /// several, the most probable), so an uncertain cell
+  /// gets "T cell" instead of a wrong subtype. Classes without a CL id only count for themselves.
+  bool hierarchical = false;
+  const Ontology* ontology = nullptr;   ///< not owned
 };
 
 /// Per-cell annotation of one dataset.
@@ -95,6 +126,7 @@ struct Annotation {
   std::vector<std::vector<std::string>> top_labels;  ///< [k][cell]
   std::vector<std::vector<float>> top_scores;        ///< [k][cell]
   std::vector<std::string> majority_vote;  ///< per cell: most common label in its cluster (ties: first class)
+  std::vector<std::string> flat_labels;    ///< with hierarchical prediction: the flat best class per cell (else empty)
   std::vector<std::string> warnings;
 };
 
@@ -103,8 +135,21 @@ struct Annotation {
 Annotation annotate_dataset(const Dataset& dataset, const std::vector<const CellTypeModel*>& models, const GeneTable& table,
                             const AnnotateOptions& options);
 
+/// Ontology-aware labels from class probabilities [n x classes] (see AnnotateOptions::hierarchical):
+/// per cell the most specific CL term whose summed probability reaches `min_score`, shown with the class
+/// name when the term is one class's term, else the ontology label; kUnassigned when none (or when
+/// `skip[cell]` is set). Throws InputError when no class has a CL id of `ontology`.
+struct HierarchicalPrediction {
+  std::vector<std::string> labels;
+  std::vector<std::string> cl_ids;  ///< "" for kUnassigned or classes without an id
+  std::vector<float> scores;        ///< summed probability of the chosen term
+};
+HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilities, const std::vector<std::string>& class_names,
+                                            const std::vector<std::string>& class_cl_ids, const Ontology& ontology, double min_score,
+                                            const std::vector<std::uint8_t>& skip = {});
+
 /// obs columns (celltyper_label, celltyper_score, celltyper_ontology_id, celltyper_top{k}_label /
-/// _score, celltyper_majority_vote), obsm celltyper_probabilities and uns
+/// _score, celltyper_majority_vote, celltyper_flat_label), obsm celltyper_probabilities and uns
 /// celltyper_probability_classes (JSON list of column names) for write_h5ad_with_additions.
 H5adAdditions annotation_additions(const Annotation& annotation);
 

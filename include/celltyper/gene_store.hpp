@@ -8,9 +8,11 @@
 /// - Genes are identified by NCBI Entrez id (int64, unique), with the official symbol and the
 ///   first Ensembl gene id (version stripped; "" when none) for display and look-ups.
 /// - For LSA stores the columns are ordered by singular value, so the first k columns are the
-///   rank-k embedding: `truncated(k)` gives the same store as building with `dims = k`
-///   (Matryoshka-style prefixes, Kusupati et al., "Matryoshka Representation Learning",
-///   NeurIPS 2022).
+///   rank-k LSA embedding: `truncated(k)` matches building with `dims = k` up to the randomised
+///   SVD's error and a rotation among components of (nearly) equal singular value, i.e. the
+///   cosines between genes agree (Matryoshka-style prefixes, Kusupati et al., "Matryoshka
+///   Representation Learning", NeurIPS 2022). Imported stores are prefix-friendly only when
+///   their model is (OpenAI text-embedding-3 models are).
 ///
 /// HDF5 layout (format "celltyper-gene-store", version 1):
 ///

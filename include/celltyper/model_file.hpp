@@ -2,9 +2,11 @@
 /// A trained cell-type model: classifier, class labels, and the gene vectors needed to embed a
 /// query, in one self-contained HDF5 file.
 ///
-/// HDF5 layout (format "celltyper-model", version 1):
+/// HDF5 layout (format "celltyper-model", version 2; version 1 files are genept models without
+/// the `features` attribute and are still read):
 ///
-///     /                       attrs: format = "celltyper-model", version = 1 (int64),
+///     /                       attrs: format = "celltyper-model", version = 2 (int64),
+///                                    features = "genept" | "expression",
 ///                                    celltyper_version, created_utc, provenance_json, validation_json
 ///     /classes/name           str   [C]   class labels (column order of the probabilities)
 ///     /classes/cl_id          str   [C]   Cell Ontology id per class, "" when unknown
@@ -16,6 +18,11 @@
 ///                                         embedder re-normalises prefixes, so query embeddings
 ///                                         are bit-identical to training ones)
 ///                             attrs: dims, store_identity, store_description
+///   genept models (features are GenePT-w cell embeddings) have /genes; expression models
+///   (features are log1p-CP10k of a gene panel, expression_features.hpp) have instead
+///     /panel/entrez_id        int64 [P]   panel genes in feature order
+///     /panel/symbol           str   [P]
+///     /panel/ensembl_id       str   [P]
 ///     /classifier             attrs: type, state_json (ClassifierState::attributes)
 ///     /classifier/<name>      float32 / float64 / int32 / uint8 datasets of the ClassifierState
 #pragma once
@@ -34,7 +41,7 @@
 namespace celltyper {
 
 /// Current model file format version; files with a larger version are refused.
-inline constexpr int kModelFormatVersion = 1;
+inline constexpr int kModelFormatVersion = 2;
 
 /// The gene vectors a model embeds queries with.
 struct ModelGenes {
@@ -54,12 +61,32 @@ struct ModelGenes {
   [[nodiscard]] GeneTable gene_table() const;
 };
 
+/// The gene panel of an expression model (feature j = log1p-CP10k of gene j).
+struct ExpressionPanel {
+  std::vector<std::int64_t> entrez_ids;   ///< feature order, unique
+  std::vector<std::string> symbols;
+  std::vector<std::string> ensembl_ids;   ///< "" when none
+  [[nodiscard]] std::int64_t size() const { return static_cast<std::int64_t>(entrez_ids.size()); }
+  /// A minimal gene table of the panel genes (see ModelGenes::gene_table).
+  [[nodiscard]] GeneTable gene_table() const;
+};
+
+/// Feature routes of a model.
+inline constexpr const char* kFeaturesGenept = "genept";
+inline constexpr const char* kFeaturesExpression = "expression";
+
 /// A trained model.
 struct CellTypeModel {
+  std::string features = kFeaturesGenept;  ///< kFeaturesGenept (uses `genes`) or kFeaturesExpression (uses `panel`)
   std::unique_ptr<Classifier> classifier;
   std::vector<std::string> class_names;   ///< column order of `classifier` probabilities
   std::vector<std::string> class_cl_ids;  ///< per class, "" when unknown
-  ModelGenes genes;
+  ModelGenes genes;                        ///< genept models
+  ExpressionPanel panel;                   ///< expression models
+  /// The model's genes as a minimal gene table (for queries when no full table is available).
+  [[nodiscard]] GeneTable gene_table() const { return features == kFeaturesExpression ? panel.gene_table() : genes.gene_table(); }
+  /// Number of classifier features: dims (genept) or panel size (expression).
+  [[nodiscard]] std::int64_t n_features() const { return features == kFeaturesExpression ? panel.size() : genes.dims; }
   nlohmann::json provenance = nlohmann::json::object();  ///< reference files, label column, seed, hyperparameters, ...
   nlohmann::json validation = nlohmann::json::object();  ///< held-out metrics
 };

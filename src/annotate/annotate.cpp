@@ -5,6 +5,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
+#include <optional>
 #include <map>
 #include <numeric>
 
@@ -20,6 +22,119 @@ std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel&
   if (empty != nullptr) *empty = std::move(sink.empty);
   if (result != nullptr) *result = std::move(embedded);
   return std::move(sink.values);
+}
+
+ExpressionOptions expression_options(const EmbedOptions& embed) {
+  ExpressionOptions options;
+  options.matrix = embed.matrix;
+  options.normalization = embed.normalization;
+  options.num_threads = embed.num_threads;
+  options.memory_limit_bytes = embed.memory_limit_bytes;
+  options.genes = embed.genes;
+  return options;
+}
+
+std::vector<float> model_features(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table, const EmbedOptions& options,
+                                  std::vector<std::uint8_t>& empty, std::vector<std::string>& warnings) {
+  if (model.features == kFeaturesExpression) {
+    ExpressionFeatures computed = expression_features(dataset, table, model.panel.entrez_ids, expression_options(options));
+    warnings.insert(warnings.end(), computed.warnings.begin(), computed.warnings.end());
+    empty = std::move(computed.empty);
+    return std::move(computed.values);
+  }
+  EmbedResult embedded;
+  std::vector<float> features = embed_with_model(dataset, model, table, options, &empty, &embedded);
+  warnings.insert(warnings.end(), embedded.warnings.begin(), embedded.warnings.end());
+  return features;
+}
+
+HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilities, const std::vector<std::string>& class_names,
+                                            const std::vector<std::string>& class_cl_ids, const Ontology& ontology, double min_score,
+                                            const std::vector<std::uint8_t>& skip) {
+  const std::size_t c_all = class_names.size();
+  if (class_cl_ids.size() != c_all || c_all == 0 || probabilities.size() % c_all != 0) {
+    throw InputError(fmt::format("hierarchical prediction: {} classes, {} CL ids, {} probabilities", c_all, class_cl_ids.size(), probabilities.size()));
+  }
+  // Candidate nodes: each class's canonical CL term and its ancestors (root excluded: "cell"
+  // says nothing), plus classes without a term as their own leaves.
+  struct Node {
+    std::string label;
+    std::string cl_id;
+    TermIndex term = -1;  // -1: a class without a CL term (a leaf of its own)
+  };
+  std::vector<Node> nodes;
+  std::map<TermIndex, std::size_t> node_of_term;
+  std::vector<std::vector<std::size_t>> class_nodes(c_all);
+  const auto root = ontology.root();
+  std::size_t n_mapped = 0;
+  for (std::size_t c = 0; c < c_all; ++c) {
+    const std::string& id = class_cl_ids[c];
+    const auto found = id.empty() ? std::nullopt : ontology.find_index(id);
+    if (!found) {
+      class_nodes[c].push_back(nodes.size());
+      nodes.push_back({class_names[c], id, -1});
+      continue;
+    }
+    ++n_mapped;
+    const TermIndex term = ontology.canonical(*found);
+    std::vector<TermIndex> terms = ontology.ancestor_indices(term);
+    terms.push_back(term);
+    for (const TermIndex t : terms) {
+      if (root && t == *root) continue;
+      auto [it, inserted] = node_of_term.emplace(t, nodes.size());
+      if (inserted) nodes.push_back({ontology.term(t).label, ontology.term(t).id, t});
+      class_nodes[c].push_back(it->second);
+    }
+  }
+  if (n_mapped == 0) {
+    throw InputError("hierarchical prediction: no class of the model has a Cell Ontology id (train with --label-map, or labels that are CL names)");
+  }
+  // A term that is exactly one class's term is shown with that class's name.
+  for (std::size_t c = 0; c < c_all; ++c) {
+    const std::string& id = class_cl_ids[c];
+    const auto found = id.empty() ? std::nullopt : ontology.find_index(id);
+    if (found) nodes[node_of_term[ontology.canonical(*found)]].label = class_names[c];
+  }
+  const std::size_t n = probabilities.size() / c_all;
+  HierarchicalPrediction prediction;
+  prediction.labels.assign(n, kUnassigned);
+  prediction.cl_ids.assign(n, "");
+  prediction.scores.assign(n, 0.0f);
+  std::vector<double> mass(nodes.size());
+  std::vector<std::size_t> qualifying;
+  for (std::size_t row = 0; row < n; ++row) {
+    if (!skip.empty() && skip[row] != 0) continue;
+    const float* p = probabilities.data() + row * c_all;
+    std::fill(mass.begin(), mass.end(), 0.0);
+    for (std::size_t c = 0; c < c_all; ++c) {
+      for (const std::size_t node : class_nodes[c]) mass[node] += p[c];
+    }
+    // Qualifying terms form an upward-closed set (a term's mass is at least its descendants');
+    // keep its most specific members (no qualifying descendant) and take the most probable.
+    // Shortest-path depth is not used: in the CL DAG a child can be "shallower" than its parent.
+    qualifying.clear();
+    for (std::size_t k = 0; k < nodes.size(); ++k) {
+      if (mass[k] >= min_score) qualifying.push_back(k);
+    }
+    std::size_t best = nodes.size();
+    for (const std::size_t k : qualifying) {
+      bool specific = true;
+      if (nodes[k].term >= 0) {
+        for (const std::size_t j : qualifying) {
+          if (j != k && nodes[j].term >= 0 && ontology.is_ancestor(nodes[k].term, nodes[j].term)) {
+            specific = false;
+            break;
+          }
+        }
+      }
+      if (specific && (best == nodes.size() || mass[k] > mass[best])) best = k;
+    }
+    if (best == nodes.size()) continue;
+    prediction.labels[row] = nodes[best].label;
+    prediction.cl_ids[row] = nodes[best].cl_id;
+    prediction.scores[row] = static_cast<float>(std::min(1.0, mass[best]));
+  }
+  return prediction;
 }
 
 Annotation annotate_dataset(const Dataset& dataset, const std::vector<const CellTypeModel*>& models, const GeneTable& table,
@@ -57,9 +172,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   std::vector<std::int32_t> models_used(static_cast<std::size_t>(n), 0);
   for (std::size_t m = 0; m < models.size(); ++m) {
     std::vector<std::uint8_t> empty;
-    EmbedResult embedded;
-    const std::vector<float> features = embed_with_model(dataset, *models[m], table, options.embed, &empty, &embedded);
-    for (const auto& warning : embedded.warnings) annotation.warnings.push_back(warning);
+    const std::vector<float> features = model_features(dataset, *models[m], table, options.embed, empty, annotation.warnings);
     const std::vector<float> probabilities = models[m]->classifier->predict_proba(features.data(), n, options.embed.num_threads);
     const std::size_t c = models[m]->class_names.size();
     for (std::int64_t i = 0; i < n; ++i) {
@@ -128,6 +241,20 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       annotation.majority_vote[static_cast<std::size_t>(i)] = winner[clusters->value_as_string(static_cast<std::size_t>(i))];
     }
   }
+  // After the majority vote, which counts the flat labels (the classes).
+  if (options.hierarchical) {
+    if (options.ontology == nullptr) throw InputError("--hierarchical needs the Cell Ontology (--ontology FILE)");
+    std::vector<std::uint8_t> skip(models_used.size());
+    for (std::size_t row = 0; row < skip.size(); ++row) skip[row] = models_used[row] == 0 ? 1 : 0;
+    HierarchicalPrediction hierarchical =
+        predict_hierarchical(annotation.probabilities, annotation.class_names, annotation.class_cl_ids, *options.ontology, options.min_score, skip);
+    annotation.flat_labels = std::move(annotation.labels);
+    annotation.labels = std::move(hierarchical.labels);
+    annotation.cl_ids = std::move(hierarchical.cl_ids);
+    for (std::size_t row = 0; row < skip.size(); ++row) {
+      if (skip[row] == 0) annotation.scores[row] = hierarchical.scores[row];
+    }
+  }
   return annotation;
 }
 
@@ -152,6 +279,7 @@ H5adAdditions annotation_additions(const Annotation& annotation) {
     additions.obs_columns.push_back(Column::from_floats(fmt::format("celltyper_top{}_score", k + 1), floats(annotation.top_scores[k]), "float32"));
   }
   if (!annotation.majority_vote.empty()) additions.obs_columns.push_back(Column::categorical("celltyper_majority_vote", annotation.majority_vote));
+  if (!annotation.flat_labels.empty()) additions.obs_columns.push_back(Column::categorical("celltyper_flat_label", annotation.flat_labels));
   DenseMatrix probabilities;
   probabilities.rows = static_cast<std::int64_t>(annotation.labels.size());
   probabilities.cols = static_cast<std::int64_t>(annotation.class_names.size());

@@ -5,6 +5,7 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/h5ad.hpp>
 #include <celltyper/model_file.hpp>
+#include <celltyper/ontology.hpp>
 
 #include "cli/commands.hpp"
 
@@ -15,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 
 namespace celltyper::cli {
@@ -66,6 +68,19 @@ void write_csv(const std::string& path, const Annotation& annotation) {
   std::filesystem::rename(temporary, path);
 }
 
+/// Without a full gene table: the union of the models' own genes.
+GeneTable models_gene_table(const std::vector<CellTypeModel>& models) {
+  if (models.size() == 1) return models.front().gene_table();
+  std::map<std::int64_t, Gene> genes;
+  for (const auto& model : models) {
+    const GeneTable own = model.gene_table();
+    for (std::size_t g = 0; g < own.size(); ++g) genes.emplace(own.gene(static_cast<std::int32_t>(g)).entrez_id, own.gene(static_cast<std::int32_t>(g)));
+  }
+  std::vector<Gene> list;
+  for (auto& [entrez, gene] : genes) list.push_back(std::move(gene));
+  return GeneTable(std::move(list), "model genes");
+}
+
 }  // namespace
 
 void add_annotate(CLI::App& app, const GlobalOptions& global) {
@@ -76,6 +91,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     std::string csv;
     std::string over_clustering;
     std::string gene_table;
+    std::string ontology;
+    std::string normalization = "auto";
     bool json = false;
     AnnotateOptions options;
   };
@@ -94,6 +111,12 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                       "Gene table for resolving var names (default: org.Hs.eg.db; without one, the model's own gene list)");
   command->add_option("--gene-column", args->options.embed.genes.column, "var column with gene ids (default: auto-detect)");
   command->add_option("--threads", args->options.embed.num_threads, "Threads (default: all cores)");
+  command->add_flag("--hierarchical", args->options.hierarchical,
+                    "Ontology-aware labels: the most specific Cell Ontology term whose summed class probability reaches --min-score "
+                    "(an uncertain cell gets 'T cell' rather than a wrong subtype); the flat label goes to celltyper_flat_label");
+  command->add_option("--ontology", args->ontology, "Cell Ontology .obo or .json for --hierarchical (default: the bundled/shared cl-basic.obo)");
+  command->add_option("--normalize", args->normalization, "auto | none | cp10k | log1p-cp10k (auto: counts are normalised, logged data used as is)")
+      ->capture_default_str();
   command->add_flag("--json", args->json, "Print the label counts as JSON on stdout");
   command->callback([args, &global] {
     if (!args->over_clustering.empty()) {
@@ -108,8 +131,16 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     if (std::filesystem::weakly_canonical(out) == std::filesystem::weakly_canonical(args->input)) {
       throw InputError(fmt::format("--out {} is the input file; choose another output", out));
     }
+    args->options.embed.normalization = parse_normalization_choice(args->normalization);
+    Ontology ontology;
+    if (args->options.hierarchical) {
+      const std::string path = default_ontology_path(args->ontology);
+      if (path.empty()) throw InputError("--hierarchical needs the Cell Ontology: pass --ontology FILE (.obo or .json) or set CELLTYPER_ONTOLOGY");
+      ontology = load_ontology(path);
+      args->options.ontology = &ontology;
+    }
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
-    const GeneTable table = table_path.empty() ? models.front().genes.gene_table() : load_gene_table(table_path);
+    const GeneTable table = table_path.empty() ? models_gene_table(models) : load_gene_table(table_path);
     std::vector<const CellTypeModel*> pointers;
     for (const auto& model : models) pointers.push_back(&model);
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);

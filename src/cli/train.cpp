@@ -60,6 +60,14 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
   command->add_option("--gene-column", args->options.embed.genes.column, "var column with gene ids (default: auto-detect)");
   command->add_option("--classifier", args->options.classifier, classifiers)->capture_default_str();
+  command->add_option("--features", args->options.features,
+                      "genept: cell embeddings from gene vectors; expression: log1p-CP10k of the references' most variable genes "
+                      "(the CellTypist method; average both with several --model flags in annotate)")
+      ->check(CLI::IsMember({std::string(kFeaturesGenept), std::string(kFeaturesExpression)}))
+      ->capture_default_str();
+  command->add_option("--n-genes", args->options.n_genes, "Expression features: number of most variable genes in the panel")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   command->add_option("--dims", args->options.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
   command->add_option("--layer", args->options.embed.matrix, "Matrix to embed: X, raw, or a layer name")->capture_default_str();
   command->add_option("--seed", args->options.seed, "Seed of the validation split")->capture_default_str();
@@ -97,6 +105,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       options.hyperparameters[name] = value;
     }
     resolve_hyperparameters(spec, options.hyperparameters);  // validate before the expensive part
+    if (options.features == kFeaturesExpression && command->count("--dims") > 0) throw InputError("--dims applies to --features genept only");
     const std::string store_path = resolve_gene_store_path(args->genes);
     const GeneStore store = GeneStore::load(store_path);
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
@@ -113,7 +122,8 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
                                 {"n_classes", result.model.class_names.size()},
                                 {"classes", result.model.class_names},
                                 {"cl_ids", result.model.class_cl_ids},
-                                {"n_genes", result.model.genes.size()},
+                                {"features", result.model.features},
+                                {"n_genes", result.model.features == kFeaturesExpression ? result.model.panel.size() : result.model.genes.size()},
                                 {"dims", result.model.genes.dims},
                                 {"validation", result.model.validation},
                                 {"provenance", result.model.provenance},
@@ -125,8 +135,13 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
         fmt::print(stderr, "validation ({} held-out cells): accuracy {:.3f}, macro-F1 {:.3f}\n", result.n_validation,
                    result.validation.accuracy, result.validation.macro.f1);
       }
-      fmt::print(stderr, "trained {} on {} cells, {} classes, {} genes x {} dims -> {}\n", options.classifier, result.n_cells,
-                 result.model.class_names.size(), result.model.genes.size(), result.model.genes.dims, args->out);
+      if (options.features == kFeaturesExpression) {
+        fmt::print(stderr, "trained {} on {} cells, {} classes, expression of {} genes -> {}\n", options.classifier, result.n_cells,
+                   result.model.class_names.size(), result.model.panel.size(), args->out);
+      } else {
+        fmt::print(stderr, "trained {} on {} cells, {} classes, {} genes x {} dims -> {}\n", options.classifier, result.n_cells,
+                   result.model.class_names.size(), result.model.genes.size(), result.model.genes.dims, args->out);
+      }
       for (const auto& warning : result.warnings) fmt::print(stderr, "warning: {}\n", warning);
     }
   });

@@ -1,5 +1,6 @@
 #include <celltyper/embed_dataset.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/expression_features.hpp>
 #include <celltyper/matrix_summary.hpp>
 
 #include <fmt/format.h>
@@ -64,53 +65,49 @@ nlohmann::json EmbedResult::to_json() const {
           {"provenance", provenance}};
 }
 
-namespace {
-
-/// Pick (or check) the normalisation from a scan of the first cells.
-Normalization choose_normalization(MatrixReader& reader, const EmbedOptions& options, EmbedResult& result) {
+Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
+                                   const std::string& matrix, std::string& reason, std::vector<std::string>& warnings) {
   SummarizeOptions scan;
   scan.max_rows = 2000;
-  scan.memory_limit_bytes = options.memory_limit_bytes;
+  scan.memory_limit_bytes = memory_limit_bytes;
   const MatrixSummary summary = summarize_matrix(reader, scan);
-  const std::string seen = fmt::format("{} looks {} ({})", result.matrix, to_string(summary.scale), summary.scale_reason);
-  switch (options.normalization) {
+  const std::string seen = fmt::format("{} looks {} ({})", matrix, to_string(summary.scale), summary.scale_reason);
+  switch (choice) {
     case NormalizationChoice::kAuto:
       switch (summary.scale) {
         case ValueScale::kRawCounts:
         case ValueScale::kEmpty:
-          result.normalization_reason = "auto: " + seen;
+          reason = "auto: " + seen;
           return Normalization::kLog1pCp10k;
         case ValueScale::kLogNormalized:
         case ValueScale::kLogTransformed:
         case ValueScale::kNormalized:
-          result.normalization_reason = "auto: " + seen + "; used as weights unchanged";
+          reason = "auto: " + seen + "; used unchanged";
           return Normalization::kNone;
         case ValueScale::kScaled:
-          throw InputError(fmt::format("{}: {}: scaled values cannot weight gene vectors; use the counts (e.g. --layer counts or --layer raw) "
+          throw InputError(fmt::format("{}: {}: scaled values cannot be used; use the counts (e.g. --layer counts or --layer raw) "
                                        "or pass --normalize none to use them anyway",
                                        reader.info().source, seen));
         case ValueScale::kUnknown:
-          result.normalization_reason = "auto: " + seen + "; used unchanged";
-          result.warnings.push_back(seen + ": check that this is the matrix you want");
+          reason = "auto: " + seen + "; used unchanged";
+          warnings.push_back(seen + ": check that this is the matrix you want");
           return Normalization::kNone;
       }
       break;
     case NormalizationChoice::kNone:
-      result.normalization_reason = "requested";
-      if (summary.scale == ValueScale::kRawCounts) result.warnings.push_back(seen + ": raw counts used as weights without normalisation (--normalize none)");
+      reason = "requested";
+      if (summary.scale == ValueScale::kRawCounts) warnings.push_back(seen + ": raw counts used without normalisation (--normalize none)");
       return Normalization::kNone;
     case NormalizationChoice::kCp10k:
     case NormalizationChoice::kLog1pCp10k:
-      result.normalization_reason = "requested";
+      reason = "requested";
       if (summary.scale != ValueScale::kRawCounts && summary.scale != ValueScale::kEmpty) {
-        result.warnings.push_back(seen + ": CP10k normalisation expects raw counts; the values may already be normalised");
+        warnings.push_back(seen + ": CP10k normalisation expects raw counts; the values may already be normalised");
       }
-      return options.normalization == NormalizationChoice::kCp10k ? Normalization::kCp10k : Normalization::kLog1pCp10k;
+      return choice == NormalizationChoice::kCp10k ? Normalization::kCp10k : Normalization::kLog1pCp10k;
   }
   return Normalization::kLog1pCp10k;
 }
-
-}  // namespace
 
 EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const GeneVectorSource& source, const EmbedOptions& options,
                           EmbeddingSink& sink) {
@@ -132,7 +129,8 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
                                  dataset.path(), tried, std::max<std::int64_t>(options.min_matched_genes, 1)));
   }
   auto reader = dataset.open_matrix(result.matrix);
-  const Normalization normalization = choose_normalization(*reader, options, result);
+  const Normalization normalization =
+      choose_normalization(*reader, options.normalization, options.memory_limit_bytes, result.matrix, result.normalization_reason, result.warnings);
   result.normalization = normalization;
   result.dims = dims;
   result.n_cells = dataset.n_obs();

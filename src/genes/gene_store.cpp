@@ -133,23 +133,34 @@ GeneStore::GeneStore(std::vector<std::int64_t> entrez_ids, std::vector<std::stri
                                  "make a {} x {} store",
                                  n, symbols.size(), ensembl_ids.size(), matrix.size(), n, dims));
   }
-  std::vector<std::size_t> order(n);
-  std::iota(order.begin(), order.end(), std::size_t{0});
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return entrez_ids[a] < entrez_ids[b]; });
-  entrez_ids_.resize(n);
-  symbols_.resize(n);
-  ensembl_ids_.resize(n);
-  matrix_.resize(matrix.size());
+  const auto row_length = static_cast<std::size_t>(dims);
+  if (std::is_sorted(entrez_ids.begin(), entrez_ids.end())) {
+    // Already in order (the usual case): take the vectors over without copying the matrix.
+    entrez_ids_ = std::move(entrez_ids);
+    symbols_ = std::move(symbols);
+    ensembl_ids_ = std::move(ensembl_ids);
+    matrix_ = std::move(matrix);
+  } else {
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), std::size_t{0});
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return entrez_ids[a] < entrez_ids[b]; });
+    entrez_ids_.resize(n);
+    symbols_.resize(n);
+    ensembl_ids_.resize(n);
+    matrix_.resize(matrix.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      const std::size_t from = order[i];
+      entrez_ids_[i] = entrez_ids[from];
+      symbols_[i] = std::move(symbols[from]);
+      ensembl_ids_[i] = std::move(ensembl_ids[from]);
+      std::copy_n(matrix.data() + from * row_length, dims, matrix_.data() + i * row_length);
+    }
+  }
   for (std::size_t i = 0; i < n; ++i) {
-    const std::size_t from = order[i];
-    entrez_ids_[i] = entrez_ids[from];
     if (i > 0 && entrez_ids_[i] == entrez_ids_[i - 1]) {
       throw InputError(fmt::format("gene store: Entrez id {} appears twice", entrez_ids_[i]));
     }
-    symbols_[i] = std::move(symbols[from]);
-    ensembl_ids_[i] = std::move(ensembl_ids[from]);
-    float* row = matrix_.data() + i * static_cast<std::size_t>(dims);
-    std::copy_n(matrix.data() + from * static_cast<std::size_t>(dims), dims, row);
+    float* row = matrix_.data() + i * row_length;
     for (int j = 0; j < dims; ++j) {
       if (!std::isfinite(row[j])) {
         throw InputError(fmt::format("gene store: the vector of gene {} ({}) has a non-finite value at dimension {}",

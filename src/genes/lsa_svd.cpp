@@ -19,7 +19,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -37,8 +36,13 @@ using ConstRowMap = Eigen::Map<const RowMatrix>;
 constexpr std::int64_t kRowBlock = 512;    // rows per work item of dense row-block loops
 constexpr std::int64_t kSparseBlock = 256;  // rows per work item of sparse products
 constexpr std::int64_t kGramTile = 128;     // Gram matrix tile width
-constexpr std::int64_t kMaxColumnTile = 256;   // most columns of the dense factor per pass of a sparse product
-constexpr std::int64_t kChunkBytes = 32 << 20;  // bytes of the dense factor gathered per pass
+// Sparse products gather rows of a dense factor; they stream it in chunks of rows so that the
+// gathered part stays in cache (a chunk: at least kMinChunkRows rows, else kChunkBytes) and in
+// column tiles of at most kMaxColumnTile (one tile for every supported sketch width: measured on
+// the full human gene set, narrower tiles cost more in repeated index passes than they save).
+constexpr std::int64_t kMaxColumnTile = 1040;
+constexpr std::int64_t kChunkBytes = 16 << 20;
+constexpr std::int64_t kMinChunkRows = 2048;
 
 /// A read-only CSR matrix.
 struct Csr {
@@ -83,16 +87,13 @@ OwnedCsr transpose(const Csr& a) {
 
 std::int64_t n_blocks(std::int64_t rows, std::int64_t block) { return (rows + block - 1) / block; }
 
-/// y[a.rows x l] = a * x[a.cols x l] (row-major). Cache blocking: the columns of x are taken
-/// kColumnTile at a time and its rows in chunks of about kChunkBytes, so the part of x being
-/// gathered stays in cache; each output element still sums its row's entries in index order,
-/// so the result equals the plain row-by-row product bit for bit.
+/// y[a.rows x l] = a * x[a.cols x l] (row-major), cache-blocked (see kChunkBytes): x is taken in
+/// chunks of rows (and column tiles); each output element still sums its row's entries in index
+/// order, so the result equals the plain row-by-row product bit for bit.
 void multiply(const Csr& a, const double* x, std::int64_t l, double* y, int threads) {
-  static const std::int64_t kMaxColumnTile = std::getenv("TILE_W") ? std::atol(std::getenv("TILE_W")) : 256;
-  static const std::int64_t kChunkBytes = std::getenv("CHUNK_BYTES") ? std::atol(std::getenv("CHUNK_BYTES")) : (32 << 20);
   const std::int64_t n_tiles = n_blocks(l, kMaxColumnTile);
   const std::int64_t tile_w = n_blocks(l, n_tiles);  // equal tiles of at most kMaxColumnTile columns
-  const std::int64_t chunk_rows = std::getenv("CHUNK_ROWS") ? std::atol(std::getenv("CHUNK_ROWS")) : std::max<std::int64_t>(4096, kChunkBytes / (tile_w * static_cast<std::int64_t>(sizeof(double))));
+  const std::int64_t chunk_rows = std::max<std::int64_t>(kMinChunkRows, kChunkBytes / (tile_w * static_cast<std::int64_t>(sizeof(double))));
   std::vector<std::int64_t> cursor(static_cast<std::size_t>(a.rows));
   for (std::int64_t c0 = 0; c0 < l; c0 += tile_w) {
     const std::int64_t width = std::min(tile_w, l - c0);

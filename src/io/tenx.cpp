@@ -220,7 +220,7 @@ class TenxMtxDataset final : public Dataset {
       matrix_.values[k] = values[static_cast<std::size_t>(order[k])];
     }
     bool integers = std::all_of(values.begin(), values.end(), [](double v) { return v == static_cast<double>(static_cast<long long>(v)); });
-    info_.source = "X";
+    info_.source = std::string("X");  // not `= "X"`: GCC 12 -O3 raises a bogus -Wrestrict (GCC bug 105329)
     info_.encoding = MatrixEncoding::kCsr;
     info_.n_rows = n_cells;
     info_.n_cols = n_genes;
@@ -278,7 +278,7 @@ class TenxH5Dataset final : public Dataset {
     obs_ = make_obs(std::move(barcodes));
     Handle data = h5::open_dataset(file_.get(), group_ + "/data", path);
     Handle indices = h5::open_dataset(file_.get(), group_ + "/indices", path);
-    info_.source = "X";
+    info_.source = std::string("X");  // not `= "X"`: GCC 12 -O3 raises a bogus -Wrestrict (GCC bug 105329)
     info_.encoding = MatrixEncoding::kCsr;
     info_.n_rows = shape[1];
     info_.n_cols = shape[0];

@@ -61,7 +61,10 @@ GeneVectorSource ModelGenes::source() const {
   return result;
 }
 
-GeneTable ModelGenes::gene_table() const {
+namespace {
+
+GeneTable minimal_gene_table(const std::vector<std::int64_t>& entrez_ids, const std::vector<std::string>& symbols,
+                             const std::vector<std::string>& ensembl_ids) {
   std::vector<Gene> genes;
   genes.reserve(entrez_ids.size());
   for (std::size_t i = 0; i < entrez_ids.size(); ++i) {
@@ -74,8 +77,17 @@ GeneTable ModelGenes::gene_table() const {
   return GeneTable(std::move(genes), "model genes");
 }
 
+}  // namespace
+
+GeneTable ModelGenes::gene_table() const { return minimal_gene_table(entrez_ids, symbols, ensembl_ids); }
+
+GeneTable ExpressionPanel::gene_table() const { return minimal_gene_table(entrez_ids, symbols, ensembl_ids); }
+
 void save_model(const CellTypeModel& model, const std::string& path) {
   if (!model.classifier || !model.classifier->trained()) throw InputError("save_model: the model has no trained classifier");
+  if (model.features != kFeaturesGenept && model.features != kFeaturesExpression) {
+    throw InputError(fmt::format("save_model: unknown feature route '{}'", model.features));
+  }
   const ClassifierState state = model.classifier->export_state();
   const std::string temporary = temporary_path_for(path);
   {
@@ -87,6 +99,7 @@ void save_model(const CellTypeModel& model, const std::string& path) {
       const hid_t root = file.get();
       h5::write_string_attribute(root, "format", kFormatName);
       h5::write_int_array_attribute(root, "version", {kModelFormatVersion});
+      h5::write_string_attribute(root, "features", model.features);
       h5::write_string_attribute(root, "celltyper_version", CELLTYPER_VERSION);
       h5::write_string_attribute(root, "created_utc", utc_timestamp());
       h5::write_string_attribute(root, "provenance_json", dump(model.provenance));
@@ -98,15 +111,24 @@ void save_model(const CellTypeModel& model, const std::string& path) {
       cl_ids.resize(model.class_names.size());
       h5::write_strings(classes.get(), "cl_id", cl_ids);
 
-      const ModelGenes& genes = model.genes;
-      Handle gene_group = h5::create_group(root, "genes");
-      h5::write_int_array_attribute(gene_group.get(), "dims", {genes.dims});
-      h5::write_string_attribute(gene_group.get(), "store_identity", genes.store_identity);
-      h5::write_string_attribute(gene_group.get(), "store_description", genes.store_description);
-      h5::write_1d<std::int64_t>(gene_group.get(), "entrez_id", genes.entrez_ids.data(), genes.size());
-      h5::write_strings(gene_group.get(), "symbol", genes.symbols);
-      h5::write_strings(gene_group.get(), "ensembl_id", genes.ensembl_ids);
-      h5::write_2d<float>(gene_group.get(), "vectors", genes.vectors.data(), genes.size(), genes.dims);
+      Handle gene_group;
+      if (model.features == kFeaturesExpression) {
+        const ExpressionPanel& panel = model.panel;
+        gene_group = h5::create_group(root, "panel");
+        h5::write_1d<std::int64_t>(gene_group.get(), "entrez_id", panel.entrez_ids.data(), panel.size());
+        h5::write_strings(gene_group.get(), "symbol", panel.symbols);
+        h5::write_strings(gene_group.get(), "ensembl_id", panel.ensembl_ids);
+      } else {
+        const ModelGenes& genes = model.genes;
+        gene_group = h5::create_group(root, "genes");
+        h5::write_int_array_attribute(gene_group.get(), "dims", {genes.dims});
+        h5::write_string_attribute(gene_group.get(), "store_identity", genes.store_identity);
+        h5::write_string_attribute(gene_group.get(), "store_description", genes.store_description);
+        h5::write_1d<std::int64_t>(gene_group.get(), "entrez_id", genes.entrez_ids.data(), genes.size());
+        h5::write_strings(gene_group.get(), "symbol", genes.symbols);
+        h5::write_strings(gene_group.get(), "ensembl_id", genes.ensembl_ids);
+        h5::write_2d<float>(gene_group.get(), "vectors", genes.vectors.data(), genes.size(), genes.dims);
+      }
 
       Handle classifier = h5::create_group(root, "classifier");
       h5::write_string_attribute(classifier.get(), "type", model.classifier->type());
@@ -185,34 +207,55 @@ CellTypeModel load_model(const std::string& path) {
                                    model.class_names.size(), model.class_cl_ids.size()));
     }
 
-    Handle genes = h5::open_group(root, "genes", path);
-    const auto dims = h5::int_array_attribute(genes.get(), "dims");
-    ModelGenes& model_genes = model.genes;
-    model_genes.dims = dims.empty() ? 0 : static_cast<int>(dims.front());
-    model_genes.store_identity = string_attr(genes.get(), "store_identity");
-    model_genes.store_description = string_attr(genes.get(), "store_description");
-    Handle entrez = h5::open_dataset(genes.get(), "entrez_id", path);
-    Handle symbols = h5::open_dataset(genes.get(), "symbol", path);
-    Handle ensembl = h5::open_dataset(genes.get(), "ensembl_id", path);
-    Handle vectors = h5::open_dataset(genes.get(), "vectors", path);
-    const auto shape = h5::dataset_shape(vectors.get());
-    model_genes.entrez_ids = h5::read_all_1d<std::int64_t>(entrez.get());
-    model_genes.symbols = h5::read_strings(symbols.get());
-    model_genes.ensembl_ids = h5::read_strings(ensembl.get());
-    const auto n = static_cast<std::int64_t>(model_genes.entrez_ids.size());
-    if (shape.size() != 2 || shape[0] != n || shape[1] != model_genes.dims || model_genes.dims < 1 ||
-        static_cast<std::int64_t>(model_genes.symbols.size()) != n || static_cast<std::int64_t>(model_genes.ensembl_ids.size()) != n) {
-      throw InputError(fmt::format("{}: /genes datasets disagree: {} Entrez ids, {} symbols, vectors [{}], dims {}", path, n,
-                                   model_genes.symbols.size(), fmt::join(shape, " x "), model_genes.dims));
-    }
-    if (!std::is_sorted(model_genes.entrez_ids.begin(), model_genes.entrez_ids.end()) ||
-        std::adjacent_find(model_genes.entrez_ids.begin(), model_genes.entrez_ids.end()) != model_genes.entrez_ids.end()) {
-      throw InputError(fmt::format("{}: /genes/entrez_id is not strictly ascending", path));
-    }
-    model_genes.vectors.resize(static_cast<std::size_t>(n * model_genes.dims));
-    if (n > 0) h5::read_rows_2d<float>(vectors.get(), 0, n, model_genes.dims, model_genes.vectors.data());
-    for (float value : model_genes.vectors) {
-      if (!std::isfinite(value)) throw InputError(fmt::format("{}: /genes/vectors has a non-finite value", path));
+    model.features = version.front() >= 2 ? string_attr(root, "features") : std::string(kFeaturesGenept);
+    if (model.features == kFeaturesExpression) {
+      Handle panel = h5::open_group(root, "panel", path);
+      Handle entrez = h5::open_dataset(panel.get(), "entrez_id", path);
+      Handle symbols = h5::open_dataset(panel.get(), "symbol", path);
+      Handle ensembl = h5::open_dataset(panel.get(), "ensembl_id", path);
+      model.panel.entrez_ids = h5::read_all_1d<std::int64_t>(entrez.get());
+      model.panel.symbols = h5::read_strings(symbols.get());
+      model.panel.ensembl_ids = h5::read_strings(ensembl.get());
+      const auto n = model.panel.size();
+      if (n < 1 || static_cast<std::int64_t>(model.panel.symbols.size()) != n || static_cast<std::int64_t>(model.panel.ensembl_ids.size()) != n) {
+        throw InputError(fmt::format("{}: /panel datasets disagree: {} Entrez ids, {} symbols, {} Ensembl ids", path, n,
+                                     model.panel.symbols.size(), model.panel.ensembl_ids.size()));
+      }
+      std::vector<std::int64_t> sorted = model.panel.entrez_ids;
+      std::sort(sorted.begin(), sorted.end());
+      if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) throw InputError(fmt::format("{}: /panel/entrez_id lists a gene twice", path));
+    } else if (model.features == kFeaturesGenept) {
+      Handle genes = h5::open_group(root, "genes", path);
+      const auto dims = h5::int_array_attribute(genes.get(), "dims");
+      ModelGenes& model_genes = model.genes;
+      model_genes.dims = dims.empty() ? 0 : static_cast<int>(dims.front());
+      model_genes.store_identity = string_attr(genes.get(), "store_identity");
+      model_genes.store_description = string_attr(genes.get(), "store_description");
+      Handle entrez = h5::open_dataset(genes.get(), "entrez_id", path);
+      Handle symbols = h5::open_dataset(genes.get(), "symbol", path);
+      Handle ensembl = h5::open_dataset(genes.get(), "ensembl_id", path);
+      Handle vectors = h5::open_dataset(genes.get(), "vectors", path);
+      const auto shape = h5::dataset_shape(vectors.get());
+      model_genes.entrez_ids = h5::read_all_1d<std::int64_t>(entrez.get());
+      model_genes.symbols = h5::read_strings(symbols.get());
+      model_genes.ensembl_ids = h5::read_strings(ensembl.get());
+      const auto n = static_cast<std::int64_t>(model_genes.entrez_ids.size());
+      if (shape.size() != 2 || shape[0] != n || shape[1] != model_genes.dims || model_genes.dims < 1 ||
+          static_cast<std::int64_t>(model_genes.symbols.size()) != n || static_cast<std::int64_t>(model_genes.ensembl_ids.size()) != n) {
+        throw InputError(fmt::format("{}: /genes datasets disagree: {} Entrez ids, {} symbols, vectors [{}], dims {}", path, n,
+                                     model_genes.symbols.size(), fmt::join(shape, " x "), model_genes.dims));
+      }
+      if (!std::is_sorted(model_genes.entrez_ids.begin(), model_genes.entrez_ids.end()) ||
+          std::adjacent_find(model_genes.entrez_ids.begin(), model_genes.entrez_ids.end()) != model_genes.entrez_ids.end()) {
+        throw InputError(fmt::format("{}: /genes/entrez_id is not strictly ascending", path));
+      }
+      model_genes.vectors.resize(static_cast<std::size_t>(n * model_genes.dims));
+      if (n > 0) h5::read_rows_2d<float>(vectors.get(), 0, n, model_genes.dims, model_genes.vectors.data());
+      for (float value : model_genes.vectors) {
+        if (!std::isfinite(value)) throw InputError(fmt::format("{}: /genes/vectors has a non-finite value", path));
+      }
+    } else {
+      throw InputError(fmt::format("{}: unknown feature route '{}' (this celltyper knows genept and expression)", path, model.features));
     }
 
     Handle classifier = h5::open_group(root, "classifier", path);
@@ -241,9 +284,9 @@ CellTypeModel load_model(const std::string& path) {
       throw InputError(fmt::format("{}: classifier has {} classes but /classes/name lists {}", path, model.classifier->n_classes(),
                                    model.class_names.size()));
     }
-    if (model.classifier->n_features() != model_genes.dims) {
-      throw InputError(fmt::format("{}: classifier expects {} features but the gene vectors have {} dims", path,
-                                   model.classifier->n_features(), model_genes.dims));
+    if (model.classifier->n_features() != model.n_features()) {
+      throw InputError(fmt::format("{}: classifier expects {} features but the model's {} features have {}", path,
+                                   model.classifier->n_features(), model.features, model.n_features()));
     }
   } catch (const IoError& failure) {
     throw InputError(fmt::format("{}: cannot read the model (truncated or corrupt?): {}", path, failure.what()));

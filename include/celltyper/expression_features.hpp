@@ -1,0 +1,87 @@
+/// @file expression_features.hpp
+/// The expression feature route (`--features expression`): each cell is described by the
+/// log1p-CP10k expression of a fixed panel of genes, the method of CellTypist (Domínguez Conde et
+/// al., "Cross-tissue immune cell analysis reveals tissue-specific features in humans", Science
+/// 2022): library-size normalisation to 10,000 counts per cell over all of the cell's genes, then
+/// log1p; per-gene scaling with training statistics is done by the classifier (Standardizer).
+///
+/// Conventions (owned here):
+/// - The panel is a list of genes identified by Entrez id (gene identity layer, gene_table.hpp),
+///   so a model trained on symbols annotates a query with Ensembl ids; a panel gene absent from
+///   the query contributes 0 (before scaling), and the share of panel genes found is reported.
+/// - Features are a dense row-major float32 matrix [n_cells x panel size], panel order.
+/// - The panel is chosen on the reference(s) as the most variable genes (Seurat flavour of
+///   `scanpy.pp.highly_variable_genes`: dispersion = variance / mean of expm1 of the log values,
+///   z-scored within 20 bins of mean expression; Satija et al., Nat. Biotechnol. 2015). Ties go
+///   to the lower Entrez id, so the panel is deterministic.
+/// - A cell's features depend only on that cell (never on block size or thread count).
+#pragma once
+
+#include <celltyper/dataset.hpp>
+#include <celltyper/embed_dataset.hpp>
+#include <celltyper/gene_table.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// Target library size of the normalisation (counts per 10,000).
+inline constexpr double kExpressionTargetSum = 1e4;
+
+/// Per-gene statistics of log1p-CP10k expression, accumulated over one or more datasets.
+struct GeneExpressionStats {
+  std::vector<std::int64_t> entrez_ids;  ///< ascending
+  std::vector<double> sum;               ///< sum over cells of log1p-CP10k (cells where 0 add 0)
+  std::vector<double> sum_squares;
+  std::vector<double> sum_expm1;         ///< sum of expm1(value), i.e. of CP10k
+  std::vector<double> sum_expm1_squares;
+  std::vector<std::int64_t> n_expressing;  ///< cells with a non-zero value
+  std::int64_t n_cells = 0;
+};
+
+/// Options of `accumulate_expression_stats` and `expression_features`.
+struct ExpressionOptions {
+  std::string matrix = "X";               ///< "X", "raw", or a layer name
+  NormalizationChoice normalization = NormalizationChoice::kAuto;  ///< auto: counts -> log1p-cp10k, logged -> unchanged
+  int num_threads = 0;                    ///< 0 = all hardware threads
+  std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for matrix blocks in flight
+  GeneResolveOptions genes;               ///< which var column holds gene ids
+};
+
+/// Add the statistics of every cell of `dataset` (rows `keep[i] != 0` only, when `keep` is not
+/// empty) to `stats`. Returns the normalisation used and appends warnings.
+Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTable& table, const ExpressionOptions& options,
+                                          const std::vector<std::uint8_t>& keep, GeneExpressionStats& stats,
+                                          std::vector<std::string>* warnings = nullptr);
+
+/// The `n_genes` most variable genes (Entrez ids, in ranking order), among genes expressed in at
+/// least `min_cells` cells. Throws InputError when no gene qualifies.
+std::vector<std::int64_t> select_variable_genes(const GeneExpressionStats& stats, int n_genes, std::int64_t min_cells = 3);
+
+/// Outcome of `expression_features`.
+struct ExpressionFeatures {
+  std::int64_t n_cells = 0;
+  int n_features = 0;                     ///< panel size
+  std::vector<float> values;              ///< [n_cells x n_features] row-major
+  std::vector<std::uint8_t> empty;        ///< 1 for cells without any count
+  std::string matrix;                     ///< source read ("layers/counts", ...)
+  Normalization normalization = Normalization::kLog1pCp10k;
+  std::string normalization_reason;
+  std::int64_t n_panel_genes_found = 0;   ///< panel genes present among the dataset's vars
+  GeneResolveResult genes;                ///< var resolution
+  std::vector<std::string> warnings;
+};
+
+/// Features of every cell of `dataset` over `panel` (Entrez ids). Throws InputError when fewer
+/// than `min_panel_fraction` of the panel genes are found in the dataset.
+ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
+                                       const ExpressionOptions& options, double min_panel_fraction = 0.05);
+
+/// Pick (or check) the normalisation of `reader` from a scan of its first cells, as `embed` does:
+/// `reason` says why, warnings are appended (e.g. log1p asked for already-logged data).
+Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
+                                   const std::string& matrix, std::string& reason, std::vector<std::string>& warnings);
+
+}  // namespace celltyper

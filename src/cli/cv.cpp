@@ -1,0 +1,148 @@
+// `celltyper cv`: leave-one-group-out cross-validation of train + annotate configurations.
+#include <celltyper/cross_validation.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/ontology.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+
+#include <fmt/format.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <memory>
+
+namespace celltyper::cli {
+
+namespace {
+
+std::string strip_obs(const std::string& text, const char* flag) {
+  if (text.rfind("obs:", 0) == 0) return text.substr(4);
+  if (text.find(':') != std::string::npos) throw InputError(fmt::format("{} {}: only obs columns are supported (obs:COLUMN)", flag, text));
+  return text;
+}
+
+}  // namespace
+
+void add_cv(CLI::App& app, const GlobalOptions& global) {
+  struct Args {
+    std::vector<std::string> references;
+    std::vector<std::string> layers;
+    std::string label;
+    std::string group;
+    std::vector<std::string> classifiers{"logreg"};
+    std::vector<std::string> features{kFeaturesGenept};
+    std::string genes;
+    std::string gene_table;
+    std::string ontology;
+    std::string filter;
+    std::string json;
+    bool no_ensemble = false;
+    bool no_ontology = false;
+    CrossValidationOptions options;
+  };
+  auto args = std::make_shared<Args>();
+  args->options.train.validation_fraction = 0;
+  CLI::App* command = app.add_subcommand(
+      "cv", "Leave-one-group-out cross-validation (donor, technology, or reference file) of train + annotate configurations");
+  command->add_option("-r,--reference", args->references, "Labelled .h5ad files (comma-separated or repeated)")->required()->delimiter(',');
+  command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
+  command->add_option("--group", args->group, "obs:COLUMN whose groups are held out one at a time, or 'file' (each reference is a group)")
+      ->required();
+  command->add_option("--folds", args->options.folds, "Only hold out these groups (comma-separated; default: every group)")->delimiter(',');
+  command->add_option("--classifier", args->classifiers, "Classifiers to compare (comma-separated)")->delimiter(',')->capture_default_str();
+  command->add_option("--features", args->features, "Feature routes to compare: genept, expression (comma-separated)")
+      ->delimiter(',')
+      ->capture_default_str();
+  command->add_flag("--no-ensemble", args->no_ensemble, "Do not add the ensemble (mean probabilities of all configurations)");
+  command->add_flag("--hierarchical", args->options.hierarchical, "Also score ontology-aware (hierarchical) prediction of every method");
+  command->add_option("--min-score", args->options.min_score, "Threshold of hierarchical prediction")->capture_default_str();
+  command->add_option("--layer", args->layers, "Matrix to read: X, raw or a layer; one for all references or one per reference")
+      ->delimiter(',');
+  command->add_option("--filter", args->filter, "Keep only cells with obs:COLUMN=VALUE (e.g. obs:demuxlet_cls=SNG)");
+  command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
+  command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
+  command->add_option("--gene-column", args->options.train.embed.genes.column, "var column with gene ids (default: auto-detect)");
+  command->add_option("--dims", args->options.train.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
+  command->add_option("--n-genes", args->options.train.n_genes, "Expression features: panel size")->capture_default_str();
+  command->add_option("--label-map", args->options.train.label_map, "label -> Cell Ontology id table (label_map_to_cell_ontology.tsv)");
+  command->add_option("--label-dataset", args->options.train.label_map_dataset, "Prefer rows of this dataset in --label-map");
+  command->add_option("--ontology", args->ontology, "Cell Ontology .obo/.json (default: ../shared/data/cell-ontology/cl-basic.obo when present)");
+  command->add_flag("--no-ontology", args->no_ontology, "Skip ontology-aware metrics");
+  command->add_flag("--harmonize-labels", args->options.harmonize_labels,
+                    "Replace labels by their Cell Ontology term (pool files whose label names differ)");
+  command->add_option("--validation-fraction", args->options.train.validation_fraction,
+                      "Share of each training fold held out for early stopping / validation (0 = none)")
+      ->capture_default_str();
+  command->add_option("--seed", args->options.train.seed, "Seed")->capture_default_str();
+  command->add_option("--threads", args->options.train.num_threads, "Threads (default: all cores)");
+  command->add_option("--json", args->json, "Write every fold's metrics as JSON to this file");
+  command->callback([args, &global] {
+    CrossValidationOptions& options = args->options;
+    options.train.references = args->references;
+    options.train.label_column = strip_obs(args->label, "--label");
+    options.train.group_column = args->group == kGroupByFile ? std::string(kGroupByFile) : strip_obs(args->group, "--group");
+    if (args->layers.size() == 1) {
+      options.train.embed.matrix = args->layers.front();
+    } else if (!args->layers.empty()) {
+      if (args->layers.size() != args->references.size()) {
+        throw InputError(fmt::format("--layer lists {} matrices for {} references (give one, or one per reference)", args->layers.size(),
+                                     args->references.size()));
+      }
+      options.train.matrices = args->layers;
+    }
+    if (!args->filter.empty()) {
+      const std::string filter = strip_obs(args->filter.substr(0, args->filter.find('=')), "--filter");
+      const auto equals = args->filter.find('=');
+      if (equals == std::string::npos) throw InputError(fmt::format("--filter {}: expected obs:COLUMN=VALUE", args->filter));
+      options.filter_column = filter;
+      options.filter_value = args->filter.substr(equals + 1);
+    }
+    for (const auto& classifier : args->classifiers) {
+      find_classifier_spec(classifier);  // validate early
+      for (const auto& features : args->features) {
+        if (features != kFeaturesGenept && features != kFeaturesExpression) {
+          throw InputError(fmt::format("--features must be {} or {}, got '{}'", kFeaturesGenept, kFeaturesExpression, features));
+        }
+        options.configurations.push_back({classifier, features, {}});
+      }
+    }
+    options.ensemble = !args->no_ensemble;
+    Ontology ontology;
+    if (!args->no_ontology) {
+      const std::string path = default_ontology_path(args->ontology);
+      if (!path.empty()) {
+        ontology = load_ontology(path);
+        options.ontology = &ontology;
+      } else if (options.hierarchical || options.harmonize_labels) {
+        throw InputError("--hierarchical / --harmonize-labels need the Cell Ontology: pass --ontology FILE");
+      }
+    }
+    const GeneStore store = GeneStore::load(resolve_gene_store_path(args->genes));
+    const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
+    if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
+    const GeneTable table = load_gene_table(table_path);
+    if (progress_enabled(global.quiet)) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
+    const CrossValidationResult result = cross_validate(options, store, table);
+    fmt::print("{}", result.format_table());
+    if (!result.unmapped_labels.empty()) {
+      fmt::print("labels without a Cell Ontology id (left out of the ontology metrics): {}\n", fmt::join(result.unmapped_labels, ", "));
+    }
+    if (!args->json.empty()) {
+      std::ofstream out(args->json, std::ios::trunc);
+      if (!out) throw IoError(fmt::format("cannot create {}: {}", args->json, std::strerror(errno)));
+      out << result.to_json().dump(2) << '\n';
+      if (!out) throw IoError(fmt::format("cannot write {}", args->json));
+    }
+    if (!global.quiet) {
+      for (const auto& warning : result.warnings) fmt::print(stderr, "warning: {}\n", warning);
+    }
+  });
+}
+
+CELLTYPER_REGISTER_COMMAND("60-cv", add_cv);
+
+}  // namespace celltyper::cli

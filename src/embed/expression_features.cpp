@@ -1,0 +1,270 @@
+// The expression feature route: log1p-CP10k over a panel of variable genes (conventions in
+// expression_features.hpp).
+#include <celltyper/error.hpp>
+#include <celltyper/expression_features.hpp>
+#include <celltyper/parallel.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+namespace celltyper {
+namespace {
+
+/// Per var: the index of its gene in `targets` (sorted Entrez ids), or -1. Only the first var of
+/// a gene maps (a duplicate var is ignored, as it would otherwise count twice).
+std::vector<std::int32_t> map_vars(const GeneTable& table, const GeneResolveResult& resolved, const std::vector<std::int64_t>& targets,
+                                   const std::vector<std::int32_t>* target_order = nullptr) {
+  std::vector<std::int32_t> column(resolved.gene_index.size(), -1);
+  std::vector<std::uint8_t> taken(targets.size(), 0);
+  for (std::size_t var = 0; var < resolved.gene_index.size(); ++var) {
+    const std::int32_t gene = resolved.gene_index[var];
+    if (gene == kNoGene) continue;
+    const std::int64_t entrez = table.gene(gene).entrez_id;
+    const auto found = std::lower_bound(targets.begin(), targets.end(), entrez);
+    if (found == targets.end() || *found != entrez) continue;
+    const auto index = static_cast<std::size_t>(found - targets.begin());
+    if (taken[index] != 0) continue;
+    taken[index] = 1;
+    column[var] = target_order == nullptr ? static_cast<std::int32_t>(index) : (*target_order)[index];
+  }
+  return column;
+}
+
+/// Normalised value of a stored count `value` in a cell with `total` counts.
+inline double normalized(double value, double scale, Normalization normalization) {
+  switch (normalization) {
+    case Normalization::kNone: return value;
+    case Normalization::kCp10k: return value * scale;
+    case Normalization::kLog1pCp10k: return std::log1p(value * scale);
+  }
+  return value;
+}
+
+struct OpenedMatrix {
+  std::string matrix;
+  GeneResolveResult genes;
+  std::unique_ptr<MatrixReader> reader;
+  Normalization normalization = Normalization::kLog1pCp10k;
+  std::string reason;
+};
+
+OpenedMatrix open_for_expression(const Dataset& dataset, const GeneTable& table, const ExpressionOptions& options,
+                                 std::vector<std::string>& warnings) {
+  if (dataset.n_obs() == 0) throw InputError(fmt::format("{}: the dataset has zero cells", dataset.path()));
+  OpenedMatrix opened;
+  opened.matrix = resolve_matrix_source(dataset, options.matrix);
+  opened.genes = resolve_genes(table, dataset.read_var_of(opened.matrix), options.genes);
+  opened.reader = dataset.open_matrix(opened.matrix);
+  opened.normalization =
+      choose_normalization(*opened.reader, options.normalization, options.memory_limit_bytes, opened.matrix, opened.reason, warnings);
+  warnings.insert(warnings.end(), opened.genes.warnings.begin(), opened.genes.warnings.end());
+  return opened;
+}
+
+}  // namespace
+
+Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTable& table, const ExpressionOptions& options,
+                                          const std::vector<std::uint8_t>& keep, GeneExpressionStats& stats,
+                                          std::vector<std::string>* warnings) {
+  std::vector<std::string> local_warnings;
+  OpenedMatrix opened = open_for_expression(dataset, table, options, warnings != nullptr ? *warnings : local_warnings);
+  if (!keep.empty() && static_cast<std::int64_t>(keep.size()) != dataset.n_obs()) {
+    throw InputError(fmt::format("{}: {} row flags for {} cells", dataset.path(), keep.size(), dataset.n_obs()));
+  }
+  // Grow the gene index by the genes of this dataset (sorted union), remapping accumulated sums.
+  std::vector<std::int64_t> genes;
+  for (const std::int32_t gene : opened.genes.gene_index) {
+    if (gene != kNoGene) genes.push_back(table.gene(gene).entrez_id);
+  }
+  genes.insert(genes.end(), stats.entrez_ids.begin(), stats.entrez_ids.end());
+  std::sort(genes.begin(), genes.end());
+  genes.erase(std::unique(genes.begin(), genes.end()), genes.end());
+  if (genes.size() != stats.entrez_ids.size()) {
+    GeneExpressionStats grown;
+    grown.entrez_ids = genes;
+    grown.n_cells = stats.n_cells;
+    const std::size_t n = genes.size();
+    grown.sum.assign(n, 0);
+    grown.sum_squares.assign(n, 0);
+    grown.sum_expm1.assign(n, 0);
+    grown.sum_expm1_squares.assign(n, 0);
+    grown.n_expressing.assign(n, 0);
+    for (std::size_t i = 0; i < stats.entrez_ids.size(); ++i) {
+      const auto j = static_cast<std::size_t>(std::lower_bound(genes.begin(), genes.end(), stats.entrez_ids[i]) - genes.begin());
+      grown.sum[j] = stats.sum[i];
+      grown.sum_squares[j] = stats.sum_squares[i];
+      grown.sum_expm1[j] = stats.sum_expm1[i];
+      grown.sum_expm1_squares[j] = stats.sum_expm1_squares[i];
+      grown.n_expressing[j] = stats.n_expressing[i];
+    }
+    stats = std::move(grown);
+  }
+  const std::vector<std::int32_t> column = map_vars(table, opened.genes, stats.entrez_ids);
+  const Normalization normalization = opened.normalization;
+  BlockStreamOptions stream;
+  stream.memory_limit_bytes = options.memory_limit_bytes;
+  for_each_block(*opened.reader, stream, [&](const CsrBlock& block) {
+    for (std::int64_t r = 0; r < block.n_rows; ++r) {
+      const std::int64_t cell = block.first_row + r;
+      if (!keep.empty() && keep[static_cast<std::size_t>(cell)] == 0) continue;
+      ++stats.n_cells;
+      const std::int64_t begin = block.indptr[static_cast<std::size_t>(r)];
+      const std::int64_t end = block.indptr[static_cast<std::size_t>(r) + 1];
+      double total = 0;
+      for (std::int64_t k = begin; k < end; ++k) total += block.values[static_cast<std::size_t>(k)];
+      const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
+      for (std::int64_t k = begin; k < end; ++k) {
+        const std::int32_t j = column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
+        const double raw = block.values[static_cast<std::size_t>(k)];
+        if (j < 0 || raw == 0) continue;
+        const double value = normalized(raw, scale, normalization);
+        const double linear = normalization == Normalization::kCp10k ? value : std::expm1(value);
+        const auto g = static_cast<std::size_t>(j);
+        stats.sum[g] += value;
+        stats.sum_squares[g] += value * value;
+        stats.sum_expm1[g] += linear;
+        stats.sum_expm1_squares[g] += linear * linear;
+        ++stats.n_expressing[g];
+      }
+    }
+  });
+  return normalization;
+}
+
+std::vector<std::int64_t> select_variable_genes(const GeneExpressionStats& stats, int n_genes, std::int64_t min_cells) {
+  if (n_genes < 1) throw InputError(fmt::format("--n-genes {} must be at least 1", n_genes));
+  if (stats.n_cells < 2) throw InputError("selecting variable genes needs at least 2 cells");
+  const auto cells = static_cast<double>(stats.n_cells);
+  struct Candidate {
+    std::size_t gene;
+    double log_mean;
+    double log_dispersion;
+    double score = 0;
+  };
+  std::vector<Candidate> candidates;
+  for (std::size_t g = 0; g < stats.entrez_ids.size(); ++g) {
+    if (stats.n_expressing[g] < min_cells) continue;
+    const double mean = stats.sum_expm1[g] / cells;
+    const double variance = std::max(0.0, (stats.sum_expm1_squares[g] - cells * mean * mean) / (cells - 1));
+    if (mean <= 0) continue;
+    const double dispersion = variance / mean;
+    candidates.push_back({g, std::log1p(mean), dispersion > 0 ? std::log(dispersion) : -1e300});
+  }
+  if (candidates.empty()) {
+    throw InputError(fmt::format("no gene is expressed in at least {} cells: cannot choose the expression panel", min_cells));
+  }
+  // 20 equal-width bins of log mean; z-score of log dispersion within each bin (a bin with one
+  // gene gets z = 1, as scanpy does for single-gene bins).
+  constexpr int kBins = 20;
+  double low = candidates.front().log_mean;
+  double high = low;
+  for (const auto& c : candidates) {
+    low = std::min(low, c.log_mean);
+    high = std::max(high, c.log_mean);
+  }
+  const double width = (high - low) / kBins;
+  std::vector<int> bin_of(candidates.size());
+  std::vector<double> bin_sum(kBins, 0), bin_squares(kBins, 0);
+  std::vector<std::int64_t> bin_count(kBins, 0);
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    int bin = width > 0 ? static_cast<int>((candidates[i].log_mean - low) / width) : 0;
+    bin = std::clamp(bin, 0, kBins - 1);
+    bin_of[i] = bin;
+    if (candidates[i].log_dispersion > -1e299) {
+      bin_sum[static_cast<std::size_t>(bin)] += candidates[i].log_dispersion;
+      bin_squares[static_cast<std::size_t>(bin)] += candidates[i].log_dispersion * candidates[i].log_dispersion;
+      ++bin_count[static_cast<std::size_t>(bin)];
+    }
+  }
+  for (std::size_t i = 0; i < candidates.size(); ++i) {
+    const auto b = static_cast<std::size_t>(bin_of[i]);
+    if (candidates[i].log_dispersion < -1e299) {
+      candidates[i].score = -1e300;
+      continue;
+    }
+    const double count = static_cast<double>(bin_count[b]);
+    const double mean = bin_sum[b] / count;
+    const double sd = count > 1 ? std::sqrt(std::max(0.0, (bin_squares[b] - count * mean * mean) / (count - 1))) : 0.0;
+    candidates[i].score = sd > 1e-12 ? (candidates[i].log_dispersion - mean) / sd : 1.0;
+  }
+  std::stable_sort(candidates.begin(), candidates.end(), [](const Candidate& a, const Candidate& b) { return a.score > b.score; });
+  const auto keep = std::min<std::size_t>(candidates.size(), static_cast<std::size_t>(n_genes));
+  std::vector<std::int64_t> panel;
+  panel.reserve(keep);
+  for (std::size_t i = 0; i < keep; ++i) panel.push_back(stats.entrez_ids[candidates[i].gene]);
+  return panel;
+}
+
+ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
+                                       const ExpressionOptions& options, double min_panel_fraction) {
+  if (panel.empty()) throw InputError("the expression panel is empty");
+  ExpressionFeatures result;
+  OpenedMatrix opened = open_for_expression(dataset, table, options, result.warnings);
+  result.matrix = opened.matrix;
+  result.normalization = opened.normalization;
+  result.normalization_reason = opened.reason;
+  result.n_cells = dataset.n_obs();
+  result.n_features = static_cast<int>(panel.size());
+  // Sorted panel ids with their feature column.
+  std::vector<std::int32_t> by_id(panel.size());
+  std::iota(by_id.begin(), by_id.end(), 0);
+  std::sort(by_id.begin(), by_id.end(), [&](std::int32_t a, std::int32_t b) { return panel[static_cast<std::size_t>(a)] < panel[static_cast<std::size_t>(b)]; });
+  std::vector<std::int64_t> sorted_ids(panel.size());
+  for (std::size_t i = 0; i < panel.size(); ++i) sorted_ids[i] = panel[static_cast<std::size_t>(by_id[i])];
+  if (std::adjacent_find(sorted_ids.begin(), sorted_ids.end()) != sorted_ids.end()) throw InputError("the expression panel lists a gene twice");
+  const std::vector<std::int32_t> column = map_vars(table, opened.genes, sorted_ids, &by_id);
+  result.n_panel_genes_found = std::count_if(column.begin(), column.end(), [](std::int32_t c) { return c >= 0; });
+  const double found = static_cast<double>(result.n_panel_genes_found) / static_cast<double>(panel.size());
+  if (found < min_panel_fraction) {
+    throw InputError(fmt::format("{}: only {} of the {} panel genes of the model are among the vars ({:.1f}%, need {:.0f}%): var column "
+                                 "'{}' read as {} ids. Pass --gene-column to choose another var column, or check the species",
+                                 dataset.path(), result.n_panel_genes_found, panel.size(), 100 * found, 100 * min_panel_fraction,
+                                 opened.genes.column, to_string(opened.genes.id_type)));
+  }
+  if (found < 0.5) {
+    result.warnings.push_back(fmt::format("only {} of the {} panel genes are in {}: missing genes count as not expressed",
+                                          result.n_panel_genes_found, panel.size(), dataset.path()));
+  }
+  const auto width = static_cast<std::size_t>(panel.size());
+  result.values.assign(static_cast<std::size_t>(result.n_cells) * width, 0.0f);
+  result.empty.assign(static_cast<std::size_t>(result.n_cells), 0);
+  const Normalization normalization = opened.normalization;
+  BlockStreamOptions stream;
+  stream.memory_limit_bytes = options.memory_limit_bytes;
+  constexpr std::int64_t kRowsPerItem = 256;
+  for_each_block(*opened.reader, stream, [&](const CsrBlock& block) {
+    const std::int64_t items = (block.n_rows + kRowsPerItem - 1) / kRowsPerItem;
+    parallel_for(items, options.num_threads, [&](std::int64_t item) {
+      const std::int64_t last = std::min(block.n_rows, (item + 1) * kRowsPerItem);
+      for (std::int64_t r = item * kRowsPerItem; r < last; ++r) {
+        const auto cell = static_cast<std::size_t>(block.first_row + r);
+        const std::int64_t begin = block.indptr[static_cast<std::size_t>(r)];
+        const std::int64_t end = block.indptr[static_cast<std::size_t>(r) + 1];
+        double total = 0;
+        for (std::int64_t k = begin; k < end; ++k) total += block.values[static_cast<std::size_t>(k)];
+        if (total <= 0 && normalization != Normalization::kNone) {
+          result.empty[cell] = 1;
+          continue;
+        }
+        const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
+        float* out = result.values.data() + cell * width;
+        bool any = false;
+        for (std::int64_t k = begin; k < end; ++k) {
+          const std::int32_t j = column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
+          const double raw = block.values[static_cast<std::size_t>(k)];
+          if (j < 0 || raw == 0) continue;
+          out[j] = static_cast<float>(normalized(raw, scale, normalization));
+          any = true;
+        }
+        if (!any) result.empty[cell] = 1;
+      }
+    });
+  });
+  result.genes = std::move(opened.genes);
+  return result;
+}
+
+}  // namespace celltyper

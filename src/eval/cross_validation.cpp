@@ -1,0 +1,388 @@
+// Leave-one-group-out cross-validation of train + annotate configurations (cross_validation.hpp).
+#include <celltyper/cross_validation.hpp>
+#include <celltyper/error.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <set>
+
+namespace celltyper {
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+/// Labelled cells of one reference: label (after renames), group, and whether it passes the filter.
+struct ReferenceCells {
+  std::string path;
+  std::vector<std::string> labels;  // "" = missing
+  std::vector<std::string> groups;
+  std::vector<std::uint8_t> usable;  // labelled and passing the filter
+};
+
+/// Probabilities of the held-out cells for one model, in the order of `rows` per reference.
+struct HeldOutPrediction {
+  std::vector<std::string> class_names;
+  std::vector<std::string> class_cl_ids;
+  std::vector<float> probabilities;  // [cells x classes]
+  std::vector<std::uint8_t> empty;
+};
+
+/// The most probable class per cell ("Unassigned" for empty cells).
+std::vector<std::string> argmax_labels(const HeldOutPrediction& prediction) {
+  const std::size_t c = prediction.class_names.size();
+  std::vector<std::string> labels(prediction.empty.size());
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    if (prediction.empty[i] != 0) {
+      labels[i] = kUnassigned;
+      continue;
+    }
+    const float* row = prediction.probabilities.data() + i * c;
+    labels[i] = prediction.class_names[static_cast<std::size_t>(std::max_element(row, row + c) - row)];
+  }
+  return labels;
+}
+
+/// Mean of the members' probabilities over the union of their classes (first-seen order).
+HeldOutPrediction average(const std::vector<const HeldOutPrediction*>& members) {
+  HeldOutPrediction mean;
+  std::map<std::string, std::size_t> column;
+  for (const auto* member : members) {
+    for (std::size_t c = 0; c < member->class_names.size(); ++c) {
+      if (column.emplace(member->class_names[c], mean.class_names.size()).second) {
+        mean.class_names.push_back(member->class_names[c]);
+        mean.class_cl_ids.push_back(member->class_cl_ids[c]);
+      }
+    }
+  }
+  const std::size_t n = members.front()->empty.size();
+  const std::size_t width = mean.class_names.size();
+  mean.probabilities.assign(n * width, 0.0f);
+  mean.empty.assign(n, 1);
+  std::vector<int> used(n, 0);
+  for (const auto* member : members) {
+    const std::size_t c = member->class_names.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      if (member->empty[i] != 0) continue;
+      ++used[i];
+      for (std::size_t k = 0; k < c; ++k) mean.probabilities[i * width + column[member->class_names[k]]] += member->probabilities[i * c + k];
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if (used[i] == 0) continue;
+    mean.empty[i] = 0;
+    for (std::size_t k = 0; k < width; ++k) mean.probabilities[i * width + k] /= static_cast<float>(used[i]);
+  }
+  return mean;
+}
+
+}  // namespace
+
+CrossValidationResult cross_validate(const CrossValidationOptions& options, const GeneStore& store, const GeneTable& table) {
+  const TrainOptions& base = options.train;
+  if (options.configurations.empty()) throw InputError("cv: no model configuration given");
+  if (base.references.empty()) throw InputError("cv: no reference dataset given");
+  if (base.group_column.empty()) throw InputError("cv: no group column given (--group obs:COLUMN, or --group file)");
+  auto log = [&](const std::string& message) {
+    if (options.log) options.log(message);
+  };
+  CrossValidationResult result;
+  const bool by_file = base.group_column == kGroupByFile;
+
+  // Label harmonisation and CL ids.
+  LabelMapper mapper(options.ontology);
+  const bool can_map = options.ontology != nullptr || !base.label_map.empty();
+  if (!base.label_map.empty()) mapper.load_table(base.label_map);
+  if (options.harmonize_labels && !can_map) throw InputError("--harmonize-labels needs --ontology or --label-map");
+
+  // Cells of every reference.
+  std::vector<ReferenceCells> references;
+  std::set<std::string> all_labels;
+  for (const auto& path : base.references) {
+    const auto dataset = open_dataset(path);
+    const DataFrame obs = dataset->read_obs();
+    const std::string where = fmt::format("obs of {}", path);
+    const Column& labels = obs.at(base.label_column, where);
+    const Column* groups = by_file ? nullptr : &obs.at(base.group_column, where);
+    const Column* filter = options.filter_column.empty() ? nullptr : &obs.at(options.filter_column, where);
+    ReferenceCells cells;
+    cells.path = path;
+    const auto n = static_cast<std::size_t>(dataset->n_obs());
+    cells.labels.resize(n);
+    cells.groups.resize(n);
+    cells.usable.assign(n, 0);
+    for (std::size_t row = 0; row < n; ++row) {
+      cells.groups[row] = by_file ? path : groups->value_as_string(row);
+      if (labels.is_missing(row)) continue;
+      cells.labels[row] = labels.value_as_string(row);
+      if (cells.labels[row].empty()) continue;
+      if (filter != nullptr && filter->value_as_string(row) != options.filter_value) continue;
+      cells.usable[row] = 1;
+      all_labels.insert(cells.labels[row]);
+    }
+    references.push_back(std::move(cells));
+  }
+  std::map<std::string, std::string> renames;
+  std::map<std::string, std::string> cl_ids;  // label (as trained / scored) -> CL id
+  if (can_map) {
+    const std::vector<std::string> labels(all_labels.begin(), all_labels.end());
+    for (const auto& match : mapper.map_all(labels, base.label_map_dataset)) {
+      LabelMatch found = match;
+      if (!found.mapped() && !base.label_map_dataset.empty()) found = mapper.map(match.label);
+      if (!found.mapped()) {
+        result.unmapped_labels.push_back(match.label);
+        continue;
+      }
+      std::string name = match.label;
+      if (options.harmonize_labels) {
+        name = found.cl_label.empty() ? found.cl_id : found.cl_label;
+        renames[match.label] = name;
+      }
+      cl_ids[name] = found.cl_id;
+    }
+    if (options.harmonize_labels) {
+      for (auto& cells : references) {
+        for (auto& label : cells.labels) {
+          const auto renamed = renames.find(label);
+          if (renamed != renames.end()) label = renamed->second;
+        }
+      }
+    }
+  }
+
+  // Folds.
+  std::set<std::string> group_set;
+  for (const auto& cells : references) {
+    for (std::size_t row = 0; row < cells.labels.size(); ++row) {
+      if (cells.usable[row] != 0) group_set.insert(cells.groups[row]);
+    }
+  }
+  if (group_set.size() < 2) {
+    throw InputError(fmt::format("cv: the group column '{}' has {} group{} among the labelled cells: leave-one-group-out needs at least 2",
+                                 base.group_column, group_set.size(), group_set.size() == 1 ? "" : "s"));
+  }
+  std::vector<std::string> folds = options.folds;
+  if (folds.empty()) folds.assign(group_set.begin(), group_set.end());
+  for (const auto& fold : folds) {
+    if (group_set.count(fold) == 0) {
+      std::vector<std::string> known(group_set.begin(), group_set.end());
+      throw InputError(fmt::format("cv: fold '{}' is not a group of '{}' (groups: {})", fold, base.group_column, fmt::join(known, ", ")));
+    }
+  }
+
+  for (const auto& config : options.configurations) result.methods.push_back(config.name());
+  const bool with_ensemble = options.ensemble && options.configurations.size() > 1;
+  if (with_ensemble) result.methods.push_back("ensemble");
+  if (options.hierarchical) {
+    if (options.ontology == nullptr) throw InputError("cv --hierarchical needs the Cell Ontology (--ontology)");
+    const std::size_t flat = result.methods.size();
+    for (std::size_t m = 0; m < flat; ++m) result.methods.push_back(result.methods[m] + "+hierarchical");
+  }
+
+  for (const auto& fold : folds) {
+    CvFold fold_result;
+    fold_result.group = fold;
+    std::vector<std::vector<std::uint8_t>> train_masks;
+    std::vector<std::vector<std::size_t>> test_rows;
+    std::vector<std::string> truth;
+    for (const auto& cells : references) {
+      std::vector<std::uint8_t> mask(cells.labels.size(), 0);
+      std::vector<std::size_t> rows;
+      for (std::size_t row = 0; row < cells.labels.size(); ++row) {
+        if (cells.usable[row] == 0) continue;
+        if (cells.groups[row] == fold) {
+          rows.push_back(row);
+          truth.push_back(cells.labels[row]);
+        } else {
+          mask[row] = 1;
+          ++fold_result.n_train;
+        }
+      }
+      train_masks.push_back(std::move(mask));
+      test_rows.push_back(std::move(rows));
+    }
+    fold_result.n_test = static_cast<std::int64_t>(truth.size());
+    log(fmt::format("fold '{}': training on {} cells, predicting {}", fold, fold_result.n_train, fold_result.n_test));
+
+    std::map<std::string, HeldOutPrediction> predictions;
+    std::map<std::string, double> train_seconds, predict_seconds;
+    for (const auto& config : options.configurations) {
+      TrainOptions train = base;
+      train.group_column.clear();  // validation inside a fold (if any) is stratified
+      train.classifier = config.classifier;
+      train.features = config.features;
+      train.hyperparameters = config.hyperparameters;
+      train.cell_masks = train_masks;
+      train.label_renames = renames;
+      train.label_map.clear();  // CL ids are attached below from the harmonised names
+      train.log = nullptr;
+      auto started = std::chrono::steady_clock::now();
+      TrainResult trained = train_model(train, store, table);
+      train_seconds[config.name()] = seconds_since(started);
+      for (const auto& warning : trained.warnings) result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
+      CellTypeModel& model = trained.model;
+      for (std::size_t c = 0; c < model.class_names.size(); ++c) {
+        const auto found = cl_ids.find(model.class_names[c]);
+        model.class_cl_ids[c] = found == cl_ids.end() ? std::string() : found->second;
+      }
+      started = std::chrono::steady_clock::now();
+      HeldOutPrediction prediction;
+      prediction.class_names = model.class_names;
+      prediction.class_cl_ids = model.class_cl_ids;
+      const std::size_t c = model.class_names.size();
+      for (std::size_t r = 0; r < references.size(); ++r) {
+        if (test_rows[r].empty()) continue;
+        const auto dataset = open_dataset(references[r].path);
+        EmbedOptions embed = base.embed;
+        embed.num_threads = base.num_threads;
+        if (!base.matrices.empty() && !base.matrices[r].empty()) embed.matrix = base.matrices[r];
+        std::vector<std::uint8_t> empty;
+        std::vector<std::string> warnings;
+        const std::vector<float> features = model_features(*dataset, model, table, embed, empty, warnings);
+        const auto width = static_cast<std::size_t>(model.n_features());
+        std::vector<float> x;
+        x.reserve(test_rows[r].size() * width);
+        for (const std::size_t row : test_rows[r]) {
+          x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * width), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
+          prediction.empty.push_back(empty[row]);
+        }
+        const std::vector<float> p = model.classifier->predict_proba(x.data(), static_cast<std::int64_t>(test_rows[r].size()), base.num_threads);
+        prediction.probabilities.insert(prediction.probabilities.end(), p.begin(), p.end());
+      }
+      (void)c;
+      predict_seconds[config.name()] = seconds_since(started);
+      predictions[config.name()] = std::move(prediction);
+    }
+    if (with_ensemble) {
+      std::vector<const HeldOutPrediction*> members;
+      double train_total = 0, predict_total = 0;
+      for (const auto& config : options.configurations) {
+        members.push_back(&predictions[config.name()]);
+        train_total += train_seconds[config.name()];
+        predict_total += predict_seconds[config.name()];
+      }
+      predictions["ensemble"] = average(members);
+      train_seconds["ensemble"] = train_total;
+      predict_seconds["ensemble"] = predict_total;
+    }
+
+    for (const auto& method : result.methods) {
+      const bool hierarchical = method.size() > 13 && method.compare(method.size() - 13, 13, "+hierarchical") == 0;
+      const std::string source = hierarchical ? method.substr(0, method.size() - 13) : method;
+      const HeldOutPrediction& prediction = predictions.at(source);
+      EvaluationOptions evaluation;
+      evaluation.ontology = options.ontology;
+      evaluation.cl_ids = cl_ids;
+      std::vector<std::string> predicted;
+      ProbabilityMatrix probabilities;
+      if (hierarchical) {
+        HierarchicalPrediction h = predict_hierarchical(prediction.probabilities, prediction.class_names, prediction.class_cl_ids,
+                                                        *options.ontology, options.min_score, prediction.empty);
+        for (std::size_t i = 0; i < h.labels.size(); ++i) {
+          if (!h.cl_ids[i].empty()) evaluation.cl_ids.emplace(h.labels[i], h.cl_ids[i]);
+        }
+        predicted = std::move(h.labels);
+      } else {
+        predicted = argmax_labels(prediction);
+        probabilities.class_names = prediction.class_names;
+        probabilities.values = prediction.probabilities;
+        evaluation.probabilities = &probabilities;
+      }
+      CvMethodResult& scored = fold_result.methods[method];
+      scored.metrics = evaluate(truth, predicted, evaluation);
+      scored.train_seconds = train_seconds[source];
+      scored.predict_seconds = predict_seconds[source];
+    }
+    result.folds.push_back(std::move(fold_result));
+  }
+  return result;
+}
+
+nlohmann::json CrossValidationResult::summary() const {
+  nlohmann::json summary = nlohmann::json::object();
+  for (const auto& method : methods) {
+    double accuracy = 0, macro = 0, weighted = 0, corrected = 0, hf = 0, lca = 0, train = 0, predict = 0;
+    bool ontology = true;
+    for (const auto& fold : folds) {
+      const CvMethodResult& r = fold.methods.at(method);
+      accuracy += r.metrics.accuracy;
+      macro += r.metrics.macro.f1;
+      weighted += r.metrics.weighted.f1;
+      train += r.train_seconds;
+      predict += r.predict_seconds;
+      ontology = ontology && r.metrics.ontology.available && r.metrics.ontology.n_mapped > 0;
+      corrected += r.metrics.ontology.corrected_macro_f1;
+      hf += r.metrics.ontology.hierarchical_f1;
+      lca += r.metrics.ontology.mean_lca_distance_all;
+    }
+    const double n = static_cast<double>(std::max<std::size_t>(folds.size(), 1));
+    nlohmann::json row = {{"accuracy", accuracy / n}, {"macro_f1", macro / n}, {"weighted_f1", weighted / n},
+                          {"train_seconds", train / n}, {"predict_seconds", predict / n}};
+    if (ontology) {
+      row["corrected_macro_f1"] = corrected / n;
+      row["hierarchical_f"] = hf / n;
+      row["mean_lca_distance"] = lca / n;
+    }
+    summary[method] = row;
+  }
+  return summary;
+}
+
+nlohmann::json CrossValidationResult::to_json() const {
+  nlohmann::json json = {{"methods", methods}, {"unmapped_labels", unmapped_labels}, {"warnings", warnings}, {"mean", summary()}};
+  json["folds"] = nlohmann::json::array();
+  for (const auto& fold : folds) {
+    nlohmann::json entry = {{"group", fold.group}, {"n_train", fold.n_train}, {"n_test", fold.n_test}};
+    for (const auto& [method, r] : fold.methods) {
+      nlohmann::json metrics = celltyper::to_json(r.metrics);
+      metrics["train_seconds"] = r.train_seconds;
+      metrics["predict_seconds"] = r.predict_seconds;
+      entry["methods"][method] = std::move(metrics);
+    }
+    json["folds"].push_back(std::move(entry));
+  }
+  return json;
+}
+
+std::string CrossValidationResult::format_table() const {
+  std::size_t width = 6;
+  for (const auto& method : methods) width = std::max(width, method.size());
+  std::size_t group_width = 4;
+  for (const auto& fold : folds) group_width = std::max(group_width, fold.group.size());
+  group_width = std::min<std::size_t>(group_width, 40);
+  const bool ontology = !folds.empty() && folds.front().methods.begin()->second.metrics.ontology.available;
+  std::string text = fmt::format("{:<{}}  {:<{}}  {:>6}  {:>8}  {:>8}  {:>8}", "method", width, "fold", group_width, "cells", "accuracy",
+                                 "macro-F1", "wF1");
+  if (ontology) text += fmt::format("  {:>8}  {:>6}  {:>5}", "corr-mF1", "hF", "LCA");
+  text += fmt::format("  {:>7}  {:>9}\n", "train s", "predict s");
+  auto row = [&](const std::string& method, const std::string& fold, std::int64_t cells, double accuracy, double macro, double weighted,
+                 double corrected, double hf, double lca, double train, double predict) {
+    std::string line = fmt::format("{:<{}}  {:<{}}  {:>6}  {:>8.3f}  {:>8.3f}  {:>8.3f}", method, width, fold.substr(0, group_width), group_width,
+                                   cells, accuracy, macro, weighted);
+    if (ontology) line += fmt::format("  {:>8.3f}  {:>6.3f}  {:>5.2f}", corrected, hf, lca);
+    return line + fmt::format("  {:>7.2f}  {:>9.2f}\n", train, predict);
+  };
+  for (const auto& method : methods) {
+    for (const auto& fold : folds) {
+      const CvMethodResult& r = fold.methods.at(method);
+      const auto& o = r.metrics.ontology;
+      text += row(method, fold.group, fold.n_test, r.metrics.accuracy, r.metrics.macro.f1, r.metrics.weighted.f1, o.corrected_macro_f1,
+                  o.hierarchical_f1, o.mean_lca_distance_all, r.train_seconds, r.predict_seconds);
+    }
+  }
+  const nlohmann::json mean = summary();
+  std::int64_t cells = 0;
+  for (const auto& fold : folds) cells += fold.n_test;
+  for (const auto& method : methods) {
+    const auto& m = mean.at(method);
+    text += row(method, "mean", cells, m["accuracy"], m["macro_f1"], m["weighted_f1"], m.value("corrected_macro_f1", 0.0),
+                m.value("hierarchical_f", 0.0), m.value("mean_lca_distance", 0.0), m["train_seconds"], m["predict_seconds"]);
+  }
+  return text;
+}
+
+}  // namespace celltyper

@@ -1,0 +1,173 @@
+// End-to-end tests of the expression feature route, ensembles of both routes, ontology-aware
+// (hierarchical) annotation and `celltyper cv` on real data (savercat, pbmc3k, pbmc68k_reduced).
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+
+#include "support/test_support.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <random>
+
+namespace celltyper {
+namespace {
+
+/// Seeded random unit vectors for every gene of human_genes.tsv (fast stand-in for the LSA store).
+std::string random_store(const test::TempDir& dir, int dims) {
+  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
+  std::vector<std::int64_t> entrez;
+  std::vector<std::string> symbols, ensembl;
+  std::vector<float> matrix;
+  std::mt19937 rng(5);
+  std::normal_distribution<float> normal;
+  for (const auto& gene : table.genes()) {
+    entrez.push_back(gene.entrez_id);
+    symbols.push_back(gene.symbol);
+    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
+    for (int d = 0; d < dims; ++d) matrix.push_back(normal(rng));
+  }
+  GeneStoreProvenance provenance;
+  provenance.backend = "test-random";
+  const std::string path = dir.file("store.h5");
+  GeneStore(entrez, symbols, ensembl, matrix, dims, provenance).save(path);
+  return path;
+}
+
+TEST(FeaturesCli, ExpressionRouteEnsembleAndHierarchicalAnnotation) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  CELLTYPER_REQUIRE_SHARED(ontology, "cell-ontology/cl-basic.obo");
+  if (test::run_program({test::system_python(), "-c", "import anndata, sklearn"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  test::TempDir dir;
+  const std::string store = random_store(dir, 32);
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-g", store, "--gene-table", table, "--features",
+                                    "expression", "--n-genes", "800", "--label-map", label_map, "--label-dataset", "pbmc3k-seurat-labels",
+                                    "-o", dir.file("expr.h5"), "--seed", "2", "--json"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto summary = nlohmann::json::parse(train.out);
+  EXPECT_EQ(summary["features"], "expression");
+  EXPECT_EQ(summary["n_genes"], 800);
+  EXPECT_EQ(summary["provenance"]["features"], "expression");
+  // The CellTypist method separates pbmc3k's types well within one dataset.
+  EXPECT_GT(summary["validation"]["macro"]["f1"].get<double>(), 0.75) << summary["validation"].dump();
+  std::printf("pbmc3k validation (expression, logreg): accuracy %.3f, macro-F1 %.3f\n", summary["validation"]["accuracy"].get<double>(),
+              summary["validation"]["macro"]["f1"].get<double>());
+  const auto genept = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "--label-map", label_map,
+                                     "--label-dataset", "pbmc3k-seurat-labels", "-o", dir.file("genept.h5"), "-q"});
+  ASSERT_EQ(genept.exit_code, 0) << genept.err;
+  // --dims is refused for the expression route.
+  const auto dims = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "--features", "expression",
+                                   "--dims", "8", "-o", dir.file("x.h5")});
+  EXPECT_EQ(dims.exit_code, 2);
+  EXPECT_NE(dims.err.find("--dims applies to --features genept only"), std::string::npos) << dims.err;
+
+  // Ensemble of both routes, no gene table (the models' own genes, united), hierarchical labels.
+  const auto annotate = test::run_cli({"annotate", "-m", dir.file("expr.h5"), "-m", dir.file("genept.h5"), "-i", query, "--layer", "counts",
+                                       "-o", dir.file("out.h5ad"), "--hierarchical", "--ontology", ontology, "--min-score", "0.6", "--json", "-q"});
+  ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
+  const auto flat = test::run_cli({"annotate", "-m", dir.file("expr.h5"), "-i", query, "--layer", "counts", "-o", dir.file("flat.h5ad"),
+                                   "--gene-table", table, "-q"});
+  ASSERT_EQ(flat.exit_code, 0) << flat.err;
+  const std::string verify = fmt::format(
+      "import anndata, numpy as np, json, re\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "for c in ['celltyper_label', 'celltyper_score', 'celltyper_ontology_id', 'celltyper_flat_label']:\n"
+      "    assert c in a.obs, c\n"
+      "names = json.loads(a.uns['celltyper_probability_classes']); ids = json.loads(a.uns['celltyper_probability_cl_ids'])\n"
+      "p = a.obsm['celltyper_probabilities']; assert p.shape == (700, 9) and np.allclose(p.sum(1), 1, atol=1e-4)\n"
+      "# parents of every CL term from the OBO file\n"
+      "parents = {{}}; cur = None\n"
+      "for line in open('{1}'):\n"
+      "    line = line.strip()\n"
+      "    if line.startswith('id: CL:'): cur = line[4:]; parents[cur] = []\n"
+      "    elif line.startswith('[') : cur = None\n"
+      "    elif cur and line.startswith('is_a: CL:'): parents[cur].append(line[6:16])\n"
+      "def anc(t):\n"
+      "    seen, stack = set(), [t]\n"
+      "    while stack:\n"
+      "        x = stack.pop()\n"
+      "        if x in seen: continue\n"
+      "        seen.add(x); stack += parents.get(x, [])\n"
+      "    return seen\n"
+      "labels = a.obs['celltyper_label'].astype(str).values; score = a.obs['celltyper_score'].values\n"
+      "onto = a.obs['celltyper_ontology_id'].astype(str).values\n"
+      "coarser = 0\n"
+      "for i in range(700):\n"
+      "    if labels[i] == 'Unassigned':\n"
+      "        assert p[i].max() < 0.6, (i, p[i].max()); continue\n"
+      "    term = onto[i]; assert term.startswith('CL:'), (labels[i], term)\n"
+      "    mass = sum(p[i, k] for k in range(9) if ids[k] and term in anc(ids[k]))\n"
+      "    assert abs(mass - score[i]) < 1e-4 and mass >= 0.6 - 1e-6, (i, labels[i], mass, score[i])\n"
+      "    if labels[i] not in names: coarser += 1\n"
+      "flat = a.obs['celltyper_flat_label'].astype(str).values\n"
+      "print('hierarchical: %d of 700 cells got a coarser CL term than a class; %d Unassigned' % (coarser, (labels == 'Unassigned').sum()))\n"
+      "assert coarser > 0\n"
+      "b = anndata.read_h5ad('{2}'); assert 'celltyper_flat_label' not in b.obs and b.obsm['celltyper_probabilities'].shape == (700, 9)\n",
+      dir.file("out.h5ad"), ontology, dir.file("flat.h5ad"));
+  const auto run = test::run_program({test::system_python(), "-c", verify});
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+  std::printf("%s", run.out.c_str());
+}
+
+TEST(CvCli, SavercatLeaveOneTechOut) {
+  CELLTYPER_REQUIRE_SHARED(reference, "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad");
+  CELLTYPER_REQUIRE_SHARED(ontology, "cell-ontology/cl-basic.obo");
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  test::TempDir dir;
+  const std::string store = random_store(dir, 32);
+  const auto cv = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--classifier", "logreg", "--features",
+                                 "genept,expression", "--n-genes", "1000", "-g", store, "--gene-table", table, "--label-map", label_map,
+                                 "--label-dataset", "savercat-pbmc-3tech", "--ontology", ontology, "--hierarchical", "--json",
+                                 dir.file("cv.json"), "-q"});
+  ASSERT_EQ(cv.exit_code, 0) << cv.err;
+  std::printf("%s", cv.out.c_str());
+  std::ifstream in(dir.file("cv.json"));
+  const auto json = nlohmann::json::parse(in);
+  const std::vector<std::string> methods = {"logreg:genept", "logreg:expression", "ensemble", "logreg:genept+hierarchical",
+                                            "logreg:expression+hierarchical", "ensemble+hierarchical"};
+  EXPECT_EQ(json["methods"], nlohmann::json(methods));
+  ASSERT_EQ(json["folds"].size(), 3u);
+  // Fold sizes are the technologies' cell counts (obs.tsv beside the file).
+  std::map<std::string, int> per_tech;
+  std::ifstream obs(reference.substr(0, reference.size() - 5) + ".obs.tsv");
+  std::string line;
+  std::getline(obs, line);
+  while (std::getline(obs, line)) {
+    const auto first = line.find('\t');
+    ++per_tech[line.substr(first + 1, line.find('\t', first + 1) - first - 1)];
+  }
+  int total = 0;
+  for (const auto& fold : json["folds"]) {
+    EXPECT_EQ(fold["n_test"].get<int>(), per_tech[fold["group"].get<std::string>()]) << fold["group"];
+    EXPECT_EQ(fold["n_train"].get<int>() + fold["n_test"].get<int>(), 2000);
+    total += fold["n_test"].get<int>();
+    for (const auto& method : methods) {
+      const auto& m = fold["methods"][method];
+      EXPECT_EQ(m["n_cells"].get<int>(), fold["n_test"].get<int>()) << method;
+      EXPECT_GE(m["macro"]["f1"].get<double>(), 0.0);
+      EXPECT_LE(m["macro"]["f1"].get<double>(), 1.0);
+      EXPECT_EQ(m["ontology"]["n_mapped"].get<int>(), fold["n_test"].get<int>()) << method;  // every savercat label maps to CL
+    }
+  }
+  EXPECT_EQ(total, 2000);
+  // Three well-separated types: the expression route (independent of the random gene vectors)
+  // must do well on every held-out technology.
+  EXPECT_GT(json["mean"]["logreg:expression"]["macro_f1"].get<double>(), 0.85) << json["mean"].dump();
+  // Unknown fold and missing group column: clear errors.
+  const auto bad = test::run_cli({"cv", "-r", reference, "-l", "celltype", "--group", "obs:tech", "--folds", "V9", "-g", store, "--gene-table",
+                                  table, "--no-ontology"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("fold 'V9' is not a group of 'tech'"), std::string::npos) << bad.err;
+  const auto missing = test::run_cli({"cv", "-r", reference, "-l", "celltype", "--group", "obs:donor", "-g", store, "--gene-table", table,
+                                      "--no-ontology"});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("'donor'"), std::string::npos) << missing.err;
+}
+
+}  // namespace
+}  // namespace celltyper

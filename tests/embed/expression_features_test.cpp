@@ -1,0 +1,190 @@
+// Expression features (log1p-CP10k over a gene panel) and variable-gene selection: against naive
+// dense computations on real pbmc3k counts, invariance to threads / block size / encoding, and
+// bad input.
+#include <celltyper/dataset.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/expression_features.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/h5ad.hpp>
+
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <numeric>
+
+namespace celltyper {
+namespace {
+
+const GeneTable& human_table() {
+  static const GeneTable table = [] {
+    const std::string tsv = test::shared_data("gene-annotations/human_genes.tsv");
+    return tsv.empty() ? GeneTable() : load_gene_table(tsv);
+  }();
+  return table;
+}
+
+std::string pbmc3k() { return test::shared_data("pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad"); }
+
+/// The whole matrix, densely, as doubles: rows x cols.
+std::vector<double> dense_matrix(const Dataset& dataset, std::int64_t& rows, std::int64_t& cols) {
+  auto reader = dataset.open_matrix(resolve_matrix_source(dataset, "X"));
+  rows = reader->n_rows();
+  cols = reader->n_cols();
+  CsrBlockF64 block;
+  reader->read_rows(0, rows, block);
+  std::vector<double> dense(static_cast<std::size_t>(rows * cols), 0.0);
+  for (std::int64_t r = 0; r < rows; ++r) {
+    for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+      dense[static_cast<std::size_t>(r * cols + block.indices[static_cast<std::size_t>(k)])] += block.values[static_cast<std::size_t>(k)];
+    }
+  }
+  return dense;
+}
+
+TEST(ExpressionFeatures, MatchesNaiveLog1pCp10kOnPbmc3k) {
+  const GeneTable& table = human_table();
+  if (table.empty() || pbmc3k().empty()) GTEST_SKIP() << "../shared/data is absent";
+  const auto dataset = open_dataset(pbmc3k());
+  ExpressionOptions options;
+  GeneExpressionStats stats;
+  const Normalization used = accumulate_expression_stats(*dataset, table, options, {}, stats);
+  EXPECT_EQ(used, Normalization::kLog1pCp10k);  // pbmc3k X holds raw counts
+  EXPECT_EQ(stats.n_cells, dataset->n_obs());
+  const std::vector<std::int64_t> panel = select_variable_genes(stats, 500);
+  ASSERT_EQ(panel.size(), 500u);
+  const ExpressionFeatures features = expression_features(*dataset, table, panel, options);
+  ASSERT_EQ(features.n_features, 500);
+  EXPECT_EQ(features.n_panel_genes_found, 500);
+
+  // Naive: dense counts, totals over all genes, log1p(count * 1e4 / total) of each panel gene
+  // (through the first var resolving to it).
+  std::int64_t rows = 0, cols = 0;
+  const std::vector<double> dense = dense_matrix(*dataset, rows, cols);
+  const GeneResolveResult resolved = resolve_genes(table, dataset->read_var_of("X"));
+  std::map<std::int64_t, std::int64_t> var_of_gene;
+  for (std::size_t v = 0; v < resolved.gene_index.size(); ++v) {
+    if (resolved.gene_index[v] != kNoGene) var_of_gene.emplace(table.gene(resolved.gene_index[v]).entrez_id, static_cast<std::int64_t>(v));
+  }
+  double max_error = 0;
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const double total = std::accumulate(dense.begin() + r * cols, dense.begin() + (r + 1) * cols, 0.0);
+    for (std::size_t j = 0; j < panel.size(); ++j) {
+      const double count = dense[static_cast<std::size_t>(r * cols + var_of_gene.at(panel[j]))];
+      const double expected = std::log1p(count * 1e4 / total);
+      max_error = std::max(max_error, std::abs(expected - features.values[static_cast<std::size_t>(r) * panel.size() + j]));
+    }
+  }
+  EXPECT_LT(max_error, 1e-5);
+
+  // Variable genes, naively: per gene mean / variance of expm1(log1p-CP10k) with two passes,
+  // log dispersion z-scored within 20 mean bins; the top 500 must agree.
+  struct Gene {
+    std::int64_t entrez;
+    double log_mean, log_dispersion, z = 0;
+  };
+  std::vector<Gene> genes;
+  std::vector<double> totals(static_cast<std::size_t>(rows));
+  for (std::int64_t r = 0; r < rows; ++r) totals[static_cast<std::size_t>(r)] = std::accumulate(dense.begin() + r * cols, dense.begin() + (r + 1) * cols, 0.0);
+  for (const auto& [entrez, var] : var_of_gene) {
+    std::vector<double> x(static_cast<std::size_t>(rows));
+    std::int64_t expressing = 0;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const double count = dense[static_cast<std::size_t>(r * cols + var)];
+      x[static_cast<std::size_t>(r)] = std::expm1(std::log1p(count * 1e4 / totals[static_cast<std::size_t>(r)]));
+      expressing += count > 0;
+    }
+    if (expressing < 3) continue;
+    const double mean = std::accumulate(x.begin(), x.end(), 0.0) / static_cast<double>(rows);
+    double variance = 0;
+    for (double v : x) variance += (v - mean) * (v - mean);
+    variance /= static_cast<double>(rows - 1);
+    genes.push_back({entrez, std::log1p(mean), std::log(variance / mean)});
+  }
+  double low = 1e300, high = -1e300;
+  for (const auto& g : genes) low = std::min(low, g.log_mean), high = std::max(high, g.log_mean);
+  std::map<int, std::vector<Gene*>> bins;
+  for (auto& g : genes) bins[std::clamp(static_cast<int>((g.log_mean - low) / ((high - low) / 20)), 0, 19)].push_back(&g);
+  for (auto& [bin, members] : bins) {
+    double mean = 0, sd = 0;
+    for (auto* g : members) mean += g->log_dispersion;
+    mean /= static_cast<double>(members.size());
+    for (auto* g : members) sd += (g->log_dispersion - mean) * (g->log_dispersion - mean);
+    sd = members.size() > 1 ? std::sqrt(sd / static_cast<double>(members.size() - 1)) : 0;
+    for (auto* g : members) g->z = sd > 1e-12 ? (g->log_dispersion - mean) / sd : 1.0;
+  }
+  std::stable_sort(genes.begin(), genes.end(), [](const Gene& a, const Gene& b) { return a.z > b.z; });
+  std::vector<std::int64_t> expected_panel;
+  for (std::size_t i = 0; i < 500; ++i) expected_panel.push_back(genes[i].entrez);
+  std::vector<std::int64_t> a = panel, b = expected_panel;
+  std::sort(a.begin(), a.end());
+  std::sort(b.begin(), b.end());
+  std::vector<std::int64_t> common;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(common));
+  // Rounding can swap genes at the cut-off only.
+  EXPECT_GE(common.size(), 495u);
+  // Well-known variable genes of PBMCs are in the panel.
+  for (const char* symbol : {"LYZ", "PPBP", "GNLY", "S100A9", "CD79A"}) {
+    const std::int32_t gene = table.find_symbol(symbol);
+    ASSERT_NE(gene, kNoGene);
+    EXPECT_NE(std::find(panel.begin(), panel.end(), table.gene(gene).entrez_id), panel.end()) << symbol;
+  }
+}
+
+TEST(ExpressionFeatures, IdenticalAcrossThreadsBlocksAndEncodings) {
+  const GeneTable& table = human_table();
+  if (table.empty()) GTEST_SKIP() << "../shared/data is absent";
+  // The fixtures share one matrix in every encoding; their var index holds gene symbols.
+  std::vector<std::vector<float>> outputs;
+  std::vector<std::int64_t> panel;
+  for (const std::string name : {"csr_float32", "csc_float32", "dense_float32", "csr_int64", "csc_float64_idx64", "dense_float64_gzip"}) {
+    const auto dataset = open_dataset(test::fixture("h5ad/" + name + ".h5ad"));
+    for (const int threads : {1, 2}) {
+      for (const std::size_t limit : {std::size_t{1} << 10, std::size_t{32} << 20}) {
+        ExpressionOptions options;
+        options.genes.column = "index";
+        options.normalization = NormalizationChoice::kLog1pCp10k;
+        options.num_threads = threads;
+        options.memory_limit_bytes = limit;
+        if (panel.empty()) {
+          GeneExpressionStats stats;
+          accumulate_expression_stats(*dataset, table, options, {}, stats);
+          panel = select_variable_genes(stats, 20, 1);
+        }
+        const ExpressionFeatures features = expression_features(*dataset, table, panel, options);
+        EXPECT_EQ(features.empty[5], 1) << name << ": the all-zero cell 5 must be flagged";
+        outputs.push_back(features.values);
+      }
+    }
+  }
+  for (std::size_t i = 1; i < outputs.size(); ++i) {
+    ASSERT_EQ(outputs[i].size(), outputs[0].size());
+    EXPECT_EQ(std::memcmp(outputs[i].data(), outputs[0].data(), outputs[0].size() * sizeof(float)), 0) << "run " << i;
+  }
+}
+
+TEST(ExpressionFeatures, BadInput) {
+  const GeneTable& table = human_table();
+  if (table.empty()) GTEST_SKIP() << "../shared/data is absent";
+  const auto dataset = open_dataset(test::fixture("h5ad/csr_float32.h5ad"));
+  ExpressionOptions options;
+  options.genes.column = "index";
+  EXPECT_THROW(expression_features(*dataset, table, {}, options), InputError);
+  // A panel of genes the dataset does not have.
+  try {
+    (void)expression_features(*dataset, table, {1, 2, 9, 10, 12}, options);
+    FAIL() << "expected InputError";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("panel genes of the model are among the vars"), std::string::npos) << error.what();
+  }
+  GeneExpressionStats stats;
+  EXPECT_THROW(select_variable_genes(stats, 10), InputError);
+  EXPECT_THROW(select_variable_genes(stats, 0), InputError);
+}
+
+}  // namespace
+}  // namespace celltyper
