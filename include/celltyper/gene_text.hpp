@@ -34,6 +34,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -143,12 +144,30 @@ struct GeneExtraTexts {
 /// Throws IoError / InputError (file and line).
 GeneExtraTexts load_gene_summaries(const std::string& path, const GeneTable& table);
 
-/// Read enrichment texts from JSONL: one object per line with an id (`id`, `entrez_id` or
-/// `symbol`; number or string, resolved as for summaries) and `text` (or `enrichment`).
-/// Header lines (objects without a text, such as a celltyper results store's
-/// `{"celltyper_results":1,...}`) and blank lines are skipped. Throws InputError naming file and
-/// line on malformed JSON.
+/// Read enrichment texts (e.g. written by `write_gene_enrichment`, `celltyper genes enrich`) from
+/// JSONL: one object per line with an id (`id`, `entrez_id` or `symbol`; number or string,
+/// resolved as for summaries) and `text` (or `enrichment`); header lines (objects without a
+/// text, such as `{"celltyper_gene_enrichment":1,...}` or a celltyper results store's
+/// `{"celltyper_results":1,...}`) and blank lines are skipped. A file whose first non-blank
+/// character is not `{` is read as a TSV with a header, as `load_gene_summaries` reads one
+/// (`entrez_id`/`symbol`/... and `text`). Throws InputError naming file and line on malformed
+/// input.
 GeneExtraTexts load_gene_enrichment(const std::string& path, const GeneTable& table);
+
+/// Write enrichment texts (per Entrez id, ascending) to `path`, atomically. `.jsonl`/`.json`: a
+/// first line `{"celltyper_gene_enrichment":1, ...header}` (the members of `header`, e.g. model
+/// and prompt), then `{"entrez_id":..,"symbol":..,"text":..}` per gene, texts as given; anything
+/// else: TSV `entrez_id<TAB>symbol<TAB>text` with texts cleaned to one line. Symbols come from
+/// `table` ("" when absent). Throws IoError.
+void write_gene_enrichment(const std::map<std::int64_t, std::string>& texts, const GeneTable& table, const std::string& path,
+                           const nlohmann::json& header = nlohmann::json::object());
+
+/// Genes named in a list file: one gene per line (first tab-separated field; Entrez id, Ensembl
+/// id, symbol or unique alias, resolved by `resolve_gene_name`); blank lines, lines starting with
+/// '#' and a header line ("entrez_id", "symbol", "gene", "gene_id" or "id") are skipped. Returns
+/// gene indices of `table`, ascending, without repeats. Throws InputError listing up to 5 ids that
+/// are not in the table (with their lines), or when the list names no gene; IoError when unreadable.
+std::vector<std::int32_t> read_gene_subset(const std::string& path, const GeneTable& table);
 
 /// Gene index of `name` in `table`: tried, in order, as an Entrez id (all digits), an Ensembl
 /// gene id (version ignored), an official symbol, a symbol ignoring case, then an alias carried
@@ -211,5 +230,9 @@ void write_gene_texts(const GeneTexts& texts, const std::string& path);
 /// different one, `provenance["recipe_hash_in_file"]` keeps it and `provenance["edited"]` is
 /// true. Throws IoError / InputError (file and line; duplicate Entrez ids are an error).
 GeneTexts read_gene_texts(const std::string& path, const GeneTable* table = nullptr);
+
+/// The texts of the genes in `entrez_ids` (in `texts` order; ids without a text are ignored),
+/// with their own recipe hash; provenance notes the set they were selected from.
+GeneTexts select_gene_texts(const GeneTexts& texts, const std::vector<std::int64_t>& entrez_ids);
 
 }  // namespace celltyper

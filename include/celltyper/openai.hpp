@@ -7,12 +7,19 @@
 /// `dimensions` parameter truncates and renormalises server-side).
 ///
 /// Two ways to reach a model:
-/// - **Batch API files** (half price, results within 24 h): `write_batch_requests` writes JSONL
-///   request files within the Batch API limits plus a manifest; the user (or a later tool)
-///   uploads them; `parse_batch_output` maps the output and error files back to gene ids.
+/// - **Batch API** (half price, results within 24 h): `write_batch_requests` writes JSONL
+///   request files within the Batch API limits plus a manifest; `upload_batch_file`,
+///   `create_batch`, `retrieve_batch` and `download_file` talk to the API;
+///   `parse_batch_output` maps the output and error files back to gene ids. A *batch job*
+///   directory (`create_batch_job`, `submit_batch_job`, `collect_batch_job`) ties these together
+///   over several runs and rounds until every item has a result.
 /// - **Direct HTTP** to `https://api.openai.com/v1` or any OpenAI-compatible server:
 ///   `embed_texts` and `complete_texts`, with bounded concurrency, retries with exponential
 ///   backoff and full jitter, and a checkpoint file that makes every run resumable.
+///
+/// `gene_text_items`, `gene_store_from_embeddings` and `gene_enrichment_prompts` connect these
+/// to gene texts and gene stores (`celltyper genes embed --backend openai|openai-batch`,
+/// `celltyper genes enrich`).
 ///
 /// Conventions:
 /// - Items are (id, text) pairs; ids are caller-chosen gene ids (e.g. Entrez ids as strings),
@@ -30,12 +37,16 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
+
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_text.hpp>
 
 namespace celltyper::openai {
 
@@ -208,6 +219,9 @@ struct BatchWriteOptions {
   std::string results_store;
   /// Files are named `<prefix>-00001.jsonl`, ... and `<prefix>-manifest.json`.
   std::string file_prefix = "batch";
+  /// Put before every custom_id ("r2-" gives "r2-emb-000000", "r2-chat-<id>"), so that the
+  /// request files of several rounds of one job never share a custom_id.
+  std::string custom_id_prefix;
 };
 
 /// Outcome of `write_batch_requests`.
@@ -222,7 +236,8 @@ struct BatchWriteResult {
 /// Write Batch API request files for `items` into `directory` (created if needed).
 ///
 /// Embeddings: texts grouped `embedding.inputs_per_request` per request, custom_id "emb-000000",
-/// "emb-000001", ...; chat: one request per id, custom_id "chat-<id>". Each line is
+/// "emb-000001", ...; chat: one request per id, custom_id "chat-<id>" (both after
+/// `custom_id_prefix`). Each line is
 /// `{"custom_id","method":"POST","url","body"}`. Files are split so that none exceeds
 /// `limits`; the manifest (JSON) records endpoint, model, dimensions, the files and, per
 /// custom_id, the ordered ids of its inputs. Every file is written to a temporary name and
@@ -354,5 +369,180 @@ EmbedTextsResult embed_texts(const IdAndText& items, const EmbedTextsOptions& op
 /// Complete every prompt of `items` (one chat request each, e.g. from `enrichment_prompt`) by
 /// POST <base_url>/chat/completions, resumably; errors as for `embed_texts`.
 CompleteTextsResult complete_texts(const IdAndText& items, const CompleteTextsOptions& options = {});
+
+// ---- Batch API over HTTP ----------------------------------------------------------------------
+// The calls a batch needs (https://platform.openai.com/docs/guides/batch): upload the request file
+// (POST /files, purpose "batch"), create the batch (POST /batches), poll it (GET /batches/{id})
+// and download its output and error files (GET /files/{id}/content). They share
+// `HttpClientOptions` with the direct client (base URL, key, timeouts, retries with backoff;
+// HTTP 401/403 -> InputError "check your API key" at once).
+
+/// A batch as the Batch API describes it (the fields celltyper uses).
+struct BatchInfo {
+  std::string id;
+  /// validating, failed, in_progress, finalizing, completed, expired, cancelling or cancelled.
+  std::string status;
+  std::string endpoint;        ///< "/v1/embeddings" or "/v1/chat/completions"
+  std::string input_file_id;
+  std::string output_file_id;  ///< "" until the batch has one
+  std::string error_file_id;   ///< "" until the batch has one
+  std::size_t n_total = 0;      ///< request_counts.total
+  std::size_t n_completed = 0;  ///< request_counts.completed
+  std::size_t n_failed = 0;     ///< request_counts.failed
+  std::string errors;  ///< validation errors of a failed batch, "line 3: message; ..." ("" when none)
+  /// completed, failed, expired or cancelled: nothing about the batch will change any more.
+  [[nodiscard]] bool finished() const;
+  /// The Batch object's JSON -> BatchInfo; throws InputError when it has no string id or status.
+  static BatchInfo from_json(const nlohmann::json& json);
+};
+
+/// Upload a request file for the Batch API; returns its file id. Throws IoError when the file
+/// cannot be read or the upload keeps failing.
+std::string upload_batch_file(const std::string& path, const HttpClientOptions& options);
+
+/// Create a batch of the uploaded file `input_file_id` (completion window 24 h, `metadata` a JSON
+/// object of strings or null). When an attempt fails in a way that leaves open whether the batch
+/// was made (timeout, connection lost, 5xx), the recent batches are searched for one of this
+/// input file before trying again, so that a file is never run (and paid for) twice.
+BatchInfo create_batch(const std::string& input_file_id, BatchEndpoint endpoint, const nlohmann::json& metadata,
+                       const HttpClientOptions& options);
+
+/// The current state of batch `batch_id`.
+BatchInfo retrieve_batch(const std::string& batch_id, const HttpClientOptions& options);
+
+/// The newest batch made from `input_file_id` among the `max_batches` most recent batches of the
+/// account (GET /batches, newest first), if any.
+std::optional<BatchInfo> find_batch_for_input_file(const std::string& input_file_id, const HttpClientOptions& options,
+                                                   std::size_t max_batches = 1000);
+
+/// Download the content of file `file_id` to `path` (through `<path>.part`, renamed when complete;
+/// a cut download is retried).
+void download_file(const std::string& file_id, const std::string& path, const HttpClientOptions& options);
+
+// ---- Batch jobs: a directory that carries one set of requests to the end ----------------------
+// A job directory holds everything needed to finish a batch job in later runs, even on another
+// machine:
+//
+//     job.json              endpoint, model, dimensions, request options, caller metadata, rounds
+//     items.jsonl           {"celltyper_batch_items":1,...} then {"id","text"} per item
+//     results.jsonl         results store (see ResultsStore) of everything collected so far
+//     round-001/            the first round: batch-00001.jsonl ..., batch-manifest.json,
+//                           state.json (per request file: input file id, batch id, status,
+//                           output and error file ids; written by submit and collect),
+//                           batch-00001.output.jsonl / .errors.jsonl (downloaded), or any
+//                           other *.jsonl output or error file the user put there
+//     round-002/ ...        later rounds: the ids a round left without a result (failed,
+//                           expired, missing), custom_ids prefixed "r2-", ...
+//
+// Every file is written to a temporary name and renamed into place, so a crash at any point
+// leaves a job that the next run continues.
+
+/// What a job directory holds (job.json).
+struct BatchJobInfo {
+  std::string directory;
+  BatchEndpoint endpoint = BatchEndpoint::kEmbeddings;
+  std::string model;
+  int dimensions = 0;                ///< embeddings: requested dimensions (0 = model default)
+  std::size_t n_items = 0;           ///< items of the job
+  nlohmann::json metadata;           ///< the caller's, as given to `create_batch_job`
+  std::vector<std::string> rounds;   ///< round directories (names, oldest first)
+  /// Path of the job's results store.
+  [[nodiscard]] std::string results_path() const;
+};
+
+/// Create a job in `directory` (created if needed; InputError when it already holds a job) for
+/// `items` with `options` (endpoint, request options, limits; `results_store`, `file_prefix` and
+/// `custom_id_prefix` are set by the job), and write its first round of request files.
+/// `metadata` (any JSON) is kept in job.json for the caller.
+BatchJobInfo create_batch_job(const IdAndText& items, const std::string& directory, const BatchWriteOptions& options,
+                              const nlohmann::json& metadata = nullptr);
+
+/// Read job.json of `directory`; InputError when it is not a job directory.
+BatchJobInfo open_batch_job(const std::string& directory);
+
+/// The items of the job in `directory`, in their original order.
+IdAndText read_batch_job_items(const std::string& directory);
+
+/// Outcome of `submit_batch_job`.
+struct BatchSubmitResult {
+  std::size_t n_uploaded = 0;           ///< request files uploaded now
+  std::size_t n_created = 0;            ///< batches created (or found already made) now
+  std::size_t n_already_submitted = 0;  ///< request files that had a batch before this call
+  std::size_t n_answered = 0;           ///< request files left alone: their output is already in the round
+};
+
+/// Upload and create a batch for every request file of every round that has none yet, recording
+/// file and batch ids in the round's state.json after each step (a crash never makes a file run
+/// twice: see `create_batch`). Files whose requests all have outputs in the round directory
+/// (downloaded by hand) are left alone. `on_line` gets one progress line per step.
+BatchSubmitResult submit_batch_job(const std::string& directory, const HttpClientOptions& options,
+                                   const std::function<void(const std::string&)>& on_line = {});
+
+/// Options of `collect_batch_job`.
+struct BatchCollectOptions {
+  HttpClientOptions http;  ///< server and retries for polling, downloading and submitting
+  /// Poll the batches made by `submit_batch_job` and download their output and error files; false =
+  /// only read the output files already in the round directories (no network).
+  bool use_api = true;
+  /// Submit the request files of a new round (and of any round not yet submitted).
+  bool submit = false;
+  /// Keep polling for up to this many seconds while batches run (0 = look once).
+  double wait_seconds = 0;
+  double poll_interval_seconds = 30;  ///< seconds between polls when waiting, > 0
+  /// Rounds at most, >= 1: when every round is finished and some items still have no result, a
+  /// new round is written for them unless the job has this many.
+  std::size_t max_rounds = 4;
+  std::function<void(const std::string&)> on_line;  ///< progress lines
+};
+
+/// Outcome of `collect_batch_job`.
+struct BatchCollectResult {
+  bool complete = false;      ///< every item has a result in the job's results store
+  std::size_t n_items = 0;    ///< items of the job
+  std::size_t n_done = 0;     ///< items with a result
+  std::vector<std::string> pending;   ///< batches still running: "round-001/batch-00001.jsonl: batch_x in_progress (3/10)"
+  std::vector<std::string> awaiting;  ///< request files neither submitted nor answered: "round-001/batch-00001.jsonl"
+  std::vector<BatchFailure> failures;  ///< failed requests whose ids still have no result
+  std::vector<std::string> missing;    ///< ids with no result, no failure and nothing pending
+  std::vector<MalformedLine> malformed;     ///< unusable output lines
+  std::vector<std::string> batch_problems;  ///< batches failed, expired or cancelled, with their errors
+  std::string new_round;  ///< round written by this call for the ids without a result ("" = none)
+  std::vector<std::string> warnings;
+  /// Lines for a person: counts, then what is pending, awaiting, failed, missing.
+  [[nodiscard]] std::string summary() const;
+};
+
+/// Bring a job forward: poll its batches and download finished outputs (`use_api`), parse every
+/// round's output and error files into the results store, and, when no batch is pending or
+/// awaiting and some items still have no result, write a new round for them (and submit it with
+/// `submit`); with `wait_seconds`, repeat until complete, stuck or out of time.
+BatchCollectResult collect_batch_job(const std::string& directory, const BatchCollectOptions& options = {});
+
+// ---- genes: gene texts in, gene stores and enrichment texts out -------------------------------
+
+/// (Entrez id as a decimal string, text) for every gene of `texts` with a non-empty text, in
+/// order: the items to embed. With `table`, throws InputError naming up to 5 Entrez ids that are
+/// not in it (before anything is sent).
+IdAndText gene_text_items(const GeneTexts& texts, const GeneTable* table = nullptr);
+
+/// Where the vectors of `gene_store_from_embeddings` came from.
+struct EmbeddingSource {
+  std::string backend = "openai";  ///< provenance backend: "openai" or "openai-batch"
+  std::string model;               ///< embedding model, e.g. "text-embedding-3-large"
+  nlohmann::json details = nlohmann::json::object();  ///< kept as provenance extra["openai"]
+};
+
+/// A gene store of the embeddings of `texts` (`embeddings` keyed as by `gene_text_items`, one
+/// per gene with a text); symbols from the texts, Ensembl ids, gene-table hash and species from
+/// `table` when given; provenance backend, model, dims, text recipe hash, creation time, with
+/// the texts' provenance as extra["texts"]. Throws InputError when a gene with a text has no
+/// vector or the vectors differ in length.
+GeneStore gene_store_from_embeddings(const GeneTexts& texts, const std::map<std::string, std::vector<float>>& embeddings,
+                                     const GeneTable* table, const EmbeddingSource& source);
+
+/// (Entrez id as a decimal string, `enrichment_prompt`) for the genes `genes` (indices of
+/// `table`), with each gene's summary from `summaries` when it has one there, else the table's.
+IdAndText gene_enrichment_prompts(const GeneTable& table, const std::vector<std::int32_t>& genes,
+                                  const GeneExtraTexts* summaries = nullptr);
 
 }  // namespace celltyper::openai

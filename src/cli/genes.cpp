@@ -1,20 +1,28 @@
-// `celltyper genes ...`: gene texts and gene embeddings (text, embed, info, truncate, neighbors,
-// export).
+// `celltyper genes ...`: gene texts and gene embeddings (text, enrich, embed, info, truncate,
+// neighbors, export).
 #include <celltyper/error.hpp>
 #include <celltyper/gene_embedding.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_text.hpp>
+#include <celltyper/openai.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/progress.hpp"
 
 #include <fmt/format.h>
 
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
+#include <optional>
+#include <set>
+#include <sstream>
 
 namespace celltyper::cli {
 
@@ -46,7 +54,8 @@ void add_text_source_options(CLI::App* command, TextSourceArgs& args) {
   command->add_option("--summaries", args.summaries,
                       "TSV of gene summaries (entrez_id or symbol, summary), used instead of the gene table's");
   command->add_flag("--no-summaries", args.no_summaries, "Leave RefSeq summaries out of the texts");
-  command->add_option("--enrichment", args.enrichment, "JSONL of enrichment texts ({\"id\": ..., \"text\": ...} per line)");
+  command->add_option("--enrichment", args.enrichment,
+                      "Enrichment texts from 'celltyper genes enrich' (.jsonl, or a TSV with entrez_id/symbol and text columns)");
   command->add_option("--max-go-terms", args.options.max_go_terms_per_aspect, "Most GO terms per aspect in a text (0 = all)")
       ->capture_default_str();
   command->add_flag("--require-annotation", args.options.require_annotation,
@@ -146,6 +155,185 @@ std::string join_examples(const std::vector<std::int64_t>& ids, const GeneTexts&
   return out;
 }
 
+// ---- OpenAI options shared by 'genes embed --backend openai*' and 'genes enrich' ------------
+
+/// How to reach an OpenAI-compatible server, directly or through the Batch API.
+struct OpenAiArgs {
+  std::string base_url = "https://api.openai.com/v1";
+  int concurrency = 4;
+  double timeout_seconds = 120;
+  int max_attempts = 6;
+  double backoff_seconds = 1;
+  std::string checkpoint;
+  std::string batch_dir;
+  bool submit = false;
+  bool collect = false;
+  bool no_api = false;
+  double wait_seconds = 0;
+  double poll_interval_seconds = 60;
+  std::size_t max_rounds = 4;
+  std::size_t max_requests_per_file = openai::BatchLimits{}.max_requests_per_file;
+  std::size_t max_file_bytes = openai::BatchLimits{}.max_bytes_per_file;
+  std::string subset;
+};
+
+void add_openai_options(CLI::App* command, OpenAiArgs& args) {
+  command->add_option("--base-url", args.base_url,
+                      "OpenAI-compatible API root; the key comes from the environment variable OPENAI_API_KEY")
+      ->capture_default_str();
+  command->add_option("--concurrency", args.concurrency, "Direct requests in flight at most")->capture_default_str();
+  command->add_option("--timeout", args.timeout_seconds, "Seconds per request before it is retried")->capture_default_str();
+  command->add_option("--max-attempts", args.max_attempts, "Attempts per request over 429/5xx/timeouts (exponential backoff with jitter)")
+      ->capture_default_str();
+  command->add_option("--backoff", args.backoff_seconds,
+                      "Seconds of the first retry delay (doubled per attempt, up to 60, with full jitter; Retry-After wins)")
+      ->capture_default_str();
+  command->add_option("--checkpoint", args.checkpoint,
+                      "Direct: results file (JSONL, fsynced) that makes the run resumable; a directory puts it there "
+                      "(default: OUT.checkpoint.jsonl)");
+  command->add_option("--subset", args.subset, "Only the genes in this list (one Entrez id, symbol or Ensembl id per line)");
+  command->add_option("--batch-dir", args.batch_dir,
+                      "Use the Batch API through this job directory: the first run writes the request files, "
+                      "--submit uploads them, --collect gathers the results");
+  command->add_flag("--submit", args.submit, "Batch: upload the request files and create the batches (POST /files, /batches)");
+  command->add_flag("--collect", args.collect,
+                    "Batch: poll the batches, download and parse their output (or parse output files put in the round "
+                    "directories), then write the output when every gene is done, else a new round for the rest");
+  command->add_flag("--no-api", args.no_api, "Batch --collect: only read output files already in the job directory");
+  command->add_option("--wait", args.wait_seconds, "Batch --collect: keep polling up to this many seconds")->capture_default_str();
+  command->add_option("--poll-interval", args.poll_interval_seconds, "Batch --collect --wait: seconds between polls")
+      ->capture_default_str();
+  command->add_option("--max-rounds", args.max_rounds, "Batch: rounds at most (each retries what the last left undone)")
+      ->capture_default_str();
+  command->add_option("--max-requests-per-file", args.max_requests_per_file, "Batch: request lines per file at most")
+      ->capture_default_str();
+  command->add_option("--max-file-bytes", args.max_file_bytes, "Batch: bytes per request file at most")->capture_default_str();
+}
+
+/// Reports progress of direct requests: a bar on a terminal, else a line per tenth done.
+class RequestProgress {
+ public:
+  RequestProgress(std::string label, std::string unit, const GlobalOptions& global)
+      : label_(std::move(label)), unit_(std::move(unit)), global_(global) {}
+  void operator()(std::size_t done, std::size_t total) {
+    if (!bar_) {
+      bar_ = std::make_unique<ProgressBar>(label_, unit_, static_cast<std::int64_t>(total), progress_enabled(global_.quiet));
+      if (!global_.quiet) fmt::print(stderr, "celltyper: {}: {} {} to do, {} already in the checkpoint\n", label_, total - done, unit_, done);
+      first_done_ = done;
+    }
+    bar_->update(static_cast<std::int64_t>(done));
+    if (!global_.quiet && !progress_enabled(global_.quiet) && total > first_done_) {
+      const std::size_t tenth = (done - first_done_) * 10 / (total - first_done_);
+      if (tenth > last_tenth_) {
+        last_tenth_ = tenth;
+        fmt::print(stderr, "celltyper: {}: {} of {} {} done\n", label_, done, total, unit_);
+      }
+    }
+  }
+  void finish() {
+    if (bar_) bar_->finish();
+  }
+
+ private:
+  std::string label_;
+  std::string unit_;
+  const GlobalOptions& global_;
+  std::unique_ptr<ProgressBar> bar_;
+  std::size_t first_done_ = 0;
+  std::size_t last_tenth_ = 0;
+};
+
+openai::HttpClientOptions http_options(const OpenAiArgs& args) {
+  openai::HttpClientOptions http;
+  http.base_url = args.base_url;
+  http.max_concurrent_requests = args.concurrency;
+  http.request_timeout_seconds = args.timeout_seconds;
+  http.max_attempts = args.max_attempts;
+  http.initial_backoff_seconds = args.backoff_seconds;
+  return http;
+}
+
+/// The checkpoint file: --checkpoint (a directory gets `default_name` inside), else OUT.checkpoint.jsonl.
+std::string checkpoint_path(const OpenAiArgs& args, const std::string& out, const std::string& default_name) {
+  std::string path = args.checkpoint.empty() ? out + ".checkpoint.jsonl" : args.checkpoint;
+  if (!args.checkpoint.empty() && (std::filesystem::is_directory(args.checkpoint) || args.checkpoint.back() == '/'))
+    path = (std::filesystem::path(args.checkpoint) / default_name).string();
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code error;
+  if (!parent.empty()) std::filesystem::create_directories(parent, error);
+  if (error) throw IoError(fmt::format("cannot create the checkpoint directory {}: {}", parent.string(), error.message()));
+  return path;
+}
+
+/// File-name-safe form of a model name.
+std::string safe_name(std::string text) {
+  for (char& c : text)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '.' && c != '_') c = '_';
+  return text;
+}
+
+openai::BatchLimits batch_limits(const OpenAiArgs& args) {
+  openai::BatchLimits limits;
+  limits.max_requests_per_file = args.max_requests_per_file;
+  limits.max_bytes_per_file = args.max_file_bytes;
+  return limits;
+}
+
+/// The job in --batch-dir for `kind` ("gene-embeddings" / "gene-enrichment"), or nullopt when the
+/// directory holds none. Throws InputError when it holds a job of another kind.
+std::optional<openai::BatchJobInfo> existing_job(const OpenAiArgs& args, const std::string& kind) {
+  if (!std::filesystem::exists(std::filesystem::path(args.batch_dir) / "job.json")) return std::nullopt;
+  openai::BatchJobInfo job = openai::open_batch_job(args.batch_dir);
+  const std::string found = job.metadata.is_object() ? job.metadata.value("kind", "") : "";
+  if (found != kind) {
+    throw InputError(fmt::format("{} holds a batch job of kind '{}', not '{}' ({})", args.batch_dir, found.empty() ? "?" : found,
+                                 kind, kind == "gene-embeddings" ? "use 'genes enrich' for that one" : "use 'genes embed' for that one"));
+  }
+  return job;
+}
+
+/// Submit and/or collect an existing job; returns the collect result when --collect was given.
+std::optional<openai::BatchCollectResult> advance_job(const OpenAiArgs& args, const GlobalOptions& global) {
+  const auto say = [&global](const std::string& line) { note(global, line); };
+  if (!args.collect) {
+    if (!args.submit) {
+      throw InputError(fmt::format("{} already holds a batch job: add --submit to submit it or --collect to collect it", args.batch_dir));
+    }
+    const auto submitted = openai::submit_batch_job(args.batch_dir, http_options(args), say);
+    note(global, fmt::format("submitted: {} files uploaded, {} batches created, {} submitted before, {} answered by output files "
+                             "already there; next: --collect",
+                             submitted.n_uploaded, submitted.n_created, submitted.n_already_submitted, submitted.n_answered));
+    return std::nullopt;
+  }
+  openai::BatchCollectOptions options;
+  options.http = http_options(args);
+  options.use_api = !args.no_api;
+  options.submit = args.submit;
+  options.wait_seconds = args.wait_seconds;
+  options.poll_interval_seconds = args.poll_interval_seconds;
+  options.max_rounds = args.max_rounds;
+  options.on_line = say;
+  openai::BatchCollectResult result = openai::collect_batch_job(args.batch_dir, options);
+  if (!global.quiet) {
+    std::istringstream lines(result.summary());
+    for (std::string line; std::getline(lines, line);) fmt::print(stderr, "celltyper: {}\n", line);
+  }
+  if (result.complete) return result;
+  std::string next;
+  if (!result.pending.empty()) {
+    next = "batches are still running: run --collect again later (or add --wait SECONDS)";
+  } else if (!result.new_round.empty()) {
+    next = args.submit ? fmt::format("{} was submitted: run --collect again later", result.new_round)
+                       : fmt::format("submit {}/{} (add --submit) and run --collect again", args.batch_dir, result.new_round);
+  } else if (!result.awaiting.empty()) {
+    next = fmt::format("submit the request files (add --submit) or put their output files into the round directories of {}",
+                       args.batch_dir);
+  } else {
+    next = fmt::format("giving up after {} rounds (raise --max-rounds to try again)", args.max_rounds);
+  }
+  throw Error(fmt::format("batch job {} is not complete: {} of {} done; {}", args.batch_dir, result.n_done, result.n_items, next));
+}
+
 // ---- genes text ------------------------------------------------------------------------------
 
 void add_text(CLI::App* genes, const GlobalOptions& global) {
@@ -167,24 +355,190 @@ void add_text(CLI::App* genes, const GlobalOptions& global) {
 
 // ---- genes embed -----------------------------------------------------------------------------
 
-void add_embed(CLI::App* genes, const GlobalOptions& global) {
-  struct Args {
-    std::string backend = "lsa";
-    TextSourceArgs sources;
-    std::string texts;
-    std::string write_texts;
-    LsaOptions lsa;
-    std::int64_t min_df = 2;
-    std::string input;
-    GeneImportOptions import;
-    bool strict = false;
-    int threads = 0;
-    std::string out;
-    std::string skipped;
+struct EmbedArgs {
+  std::string backend = "lsa";
+  TextSourceArgs sources;
+  std::string texts;
+  std::string write_texts;
+  LsaOptions lsa;
+  std::int64_t min_df = 2;
+  std::string input;
+  GeneImportOptions import;
+  std::string model;
+  bool strict = false;
+  int threads = 0;
+  std::string out;
+  std::string skipped;
+  // openai, openai-batch
+  OpenAiArgs openai;
+  int dimensions = 0;
+  std::size_t batch_size = 256;
+};
+
+/// The texts to embed: --texts, or built from the sources; restricted to --subset.
+GeneTexts texts_to_embed(const EmbedArgs& args, const GeneTable& table, const GlobalOptions& global) {
+  GeneTexts texts;
+  if (!args.texts.empty()) {
+    texts = read_gene_texts(args.texts, &table);
+    note(global, fmt::format("texts {}: {} genes, recipe hash {}{}", args.texts, texts.size(), texts.recipe_hash,
+                             texts.provenance.value("edited", false) ? " (differs from the file's header: edited?)" : ""));
+  } else {
+    texts = build_texts(args.sources, table, global);
+  }
+  if (!args.openai.subset.empty()) {
+    std::vector<std::int64_t> ids;
+    for (const std::int32_t gene : read_gene_subset(args.openai.subset, table)) ids.push_back(table.gene(gene).entrez_id);
+    texts = select_gene_texts(texts, ids);
+    note(global, fmt::format("subset {}: {} genes with texts, recipe hash {}", args.openai.subset, texts.size(), texts.recipe_hash));
+    if (texts.size() == 0) throw InputError(fmt::format("no gene of the subset {} has a text", args.openai.subset));
+  }
+  if (!args.write_texts.empty()) write_gene_texts(texts, args.write_texts);
+  return texts;
+}
+
+void write_skipped(const std::string& path, const std::vector<std::string>& lines) {
+  if (path.empty()) return;
+  std::ofstream out(path);
+  out << "entrez_id\tsymbol\treason\n";
+  for (const auto& line : lines) out << line << '\n';
+  if (!out) throw IoError(fmt::format("cannot write {}", path));
+}
+
+void save_store(const GeneStore& store, const std::string& out, const GlobalOptions& global,
+                std::chrono::steady_clock::time_point start) {
+  const std::filesystem::path parent = std::filesystem::path(out).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent);
+  store.save(out);
+  note(global, fmt::format("wrote {}: {} genes x {} dims ({} backend, {:.1f} s)", out, store.n_genes(), store.dims(),
+                           store.provenance().backend, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+}
+
+/// Genes with an empty text (no request, no vector): noted and listed for --skipped.
+std::vector<std::string> empty_text_genes(const GeneTexts& texts, const GlobalOptions& global) {
+  std::vector<std::string> lines;
+  std::vector<std::int64_t> ids;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    if (!texts.texts[i].empty()) continue;
+    ids.push_back(texts.entrez_ids[i]);
+    lines.push_back(fmt::format("{}\t{}\tempty_text", texts.entrez_ids[i], texts.symbols[i]));
+  }
+  if (!ids.empty()) note(global, fmt::format("{} genes have an empty text and no vector (e.g. {})", ids.size(), join_examples(ids, texts)));
+  return lines;
+}
+
+/// `genes embed --backend openai`: direct requests with a checkpoint.
+void embed_openai_direct(const EmbedArgs& args, const GeneTable& table, const GlobalOptions& global,
+                         std::chrono::steady_clock::time_point start) {
+  const GeneTexts texts = texts_to_embed(args, table, global);
+  const openai::IdAndText items = openai::gene_text_items(texts, &table);
+  const std::vector<std::string> skipped = empty_text_genes(texts, global);
+  if (items.empty()) throw InputError("every gene text is empty: nothing to embed");
+  openai::EmbedTextsOptions options;
+  options.request.model = args.model.empty() ? openai::EmbeddingRequestOptions{}.model : args.model;
+  options.request.dimensions = args.dimensions;
+  options.request.inputs_per_request = args.batch_size;
+  options.request.base64 = true;
+  options.http = http_options(args.openai);
+  options.http.checkpoint_path = checkpoint_path(
+      args.openai, args.out, fmt::format("embeddings-{}-{}.jsonl", safe_name(options.request.model), args.dimensions));
+  note(global, fmt::format("embedding {} gene texts with {} at {} (checkpoint {})", items.size(), options.request.model,
+                           options.http.base_url, options.http.checkpoint_path));
+  RequestProgress progress("embed", "genes", global);
+  options.http.on_progress = std::ref(progress);
+  const openai::EmbedTextsResult result = openai::embed_texts(items, options);
+  progress.finish();
+  for (const auto& warning : result.warnings) note(global, "warning: " + warning);
+  note(global, fmt::format("{} genes embedded: {} from the checkpoint, {} requests ({} retries)", result.embeddings.size(),
+                           result.n_from_checkpoint, result.n_requests, result.n_retries));
+  openai::EmbeddingSource source;
+  source.backend = "openai";
+  source.model = options.request.model;
+  source.details = {{"base_url", options.http.base_url},
+                    {"dimensions_requested", args.dimensions},
+                    {"inputs_per_request", args.batch_size},
+                    {"checkpoint", options.http.checkpoint_path},
+                    {"n_requests", result.n_requests},
+                    {"n_retries", result.n_retries},
+                    {"n_from_checkpoint", result.n_from_checkpoint}};
+  const GeneStore store = openai::gene_store_from_embeddings(texts, result.embeddings, &table, source);
+  write_skipped(args.skipped, skipped);
+  save_store(store, args.out, global, start);
+}
+
+/// `genes embed --backend openai-batch`: write, submit and collect a Batch API job.
+void embed_openai_batch(const EmbedArgs& args, const GlobalOptions& global, std::chrono::steady_clock::time_point start) {
+  std::optional<GeneTable> loaded;  // only writing and collecting need the gene table
+  std::string table_path = args.sources.gene_table;
+  const auto gene_table = [&]() -> const GeneTable& {
+    if (!loaded) loaded.emplace(load_table(table_path, global));
+    return *loaded;
   };
-  auto args = std::make_shared<Args>();
-  CLI::App* command = genes->add_subcommand("embed", "Make a gene store: LSA of the gene texts (offline) or import vectors");
-  command->add_option("--backend", args->backend, "lsa (TF-IDF + randomised SVD of the gene texts) or import")
+  const OpenAiArgs& batch = args.openai;
+  if (batch.batch_dir.empty()) throw InputError("--backend openai-batch needs --batch-dir DIR (the job directory)");
+  const std::filesystem::path directory(batch.batch_dir);
+  const auto job = existing_job(batch, "gene-embeddings");
+  if (!job) {
+    if (batch.collect) throw InputError(fmt::format("{} holds no batch job to collect: run without --collect first", batch.batch_dir));
+    const GeneTable& table = gene_table();
+    const GeneTexts texts = texts_to_embed(args, table, global);
+    const openai::IdAndText items = openai::gene_text_items(texts, &table);
+    empty_text_genes(texts, global);
+    if (items.empty()) throw InputError("every gene text is empty: nothing to embed");
+    std::filesystem::create_directories(directory);
+    write_gene_texts(texts, (directory / "gene_texts.jsonl").string());
+    openai::BatchWriteOptions options;
+    options.endpoint = openai::BatchEndpoint::kEmbeddings;
+    options.embedding.model = args.model.empty() ? openai::EmbeddingRequestOptions{}.model : args.model;
+    options.embedding.dimensions = args.dimensions;
+    options.embedding.inputs_per_request = args.batch_size;
+    options.embedding.base64 = true;
+    options.limits = batch_limits(batch);
+    const nlohmann::json metadata = {{"kind", "gene-embeddings"},
+                                     {"gene_table", std::filesystem::absolute(table.source()).string()},
+                                     {"gene_texts", "gene_texts.jsonl"},
+                                     {"text_recipe_hash", texts.recipe_hash},
+                                     {"out", args.out.empty() ? "" : std::filesystem::absolute(args.out).string()},
+                                     {"created_utc", utc_timestamp()}};
+    const openai::BatchJobInfo created = openai::create_batch_job(items, batch.batch_dir, options, metadata);
+    note(global, fmt::format("wrote batch job {}: {} genes, {} ({} dims requested), request files in {}/{}", batch.batch_dir,
+                             created.n_items, created.model, created.dimensions, batch.batch_dir, created.rounds.front()));
+    if (!batch.submit) {
+      note(global, "next: --submit (or upload the request files yourself and put the output files into the round directory), "
+                   "then --collect");
+      return;
+    }
+  }
+  const auto collected = advance_job(batch, global);
+  if (!collected) return;
+  const openai::BatchJobInfo info = openai::open_batch_job(batch.batch_dir);
+  const std::string out = !args.out.empty() ? args.out : info.metadata.value("out", "");
+  if (out.empty()) throw InputError("the batch job is complete: give the output gene store with --out");
+  // By default, the gene table the texts were made from.
+  const std::string job_table = info.metadata.value("gene_table", "");
+  if (table_path.empty() && !job_table.empty() && std::filesystem::exists(job_table)) table_path = job_table;
+  const GeneTable& table = gene_table();
+  const GeneTexts texts = read_gene_texts((directory / info.metadata.value("gene_texts", "gene_texts.jsonl")).string(), &table);
+  if (texts.recipe_hash != info.metadata.value("text_recipe_hash", texts.recipe_hash))
+    throw InputError(fmt::format("{}/gene_texts.jsonl was changed after the job was written (recipe hash {} instead of {})",
+                                 batch.batch_dir, texts.recipe_hash, info.metadata.value("text_recipe_hash", "")));
+  const openai::StoredResults stored = openai::read_results_store(info.results_path());
+  openai::EmbeddingSource source;
+  source.backend = "openai-batch";
+  source.model = info.model;
+  source.details = {{"batch_dir", std::filesystem::absolute(directory).string()},
+                    {"dimensions_requested", info.dimensions},
+                    {"rounds", info.rounds.size()}};
+  const GeneStore store = openai::gene_store_from_embeddings(texts, stored.embeddings, &table, source);
+  save_store(store, out, global, start);
+}
+
+void add_embed(CLI::App* genes, const GlobalOptions& global) {
+  auto args = std::make_shared<EmbedArgs>();
+  CLI::App* command = genes->add_subcommand(
+      "embed", "Make a gene store: LSA of the gene texts (offline), OpenAI embeddings (direct or Batch API), or import vectors");
+  command->add_option("--backend", args->backend,
+                      "lsa (TF-IDF + randomised SVD of the gene texts), openai (direct requests), openai-batch (Batch API job) "
+                      "or import")
       ->capture_default_str();
   add_text_source_options(command, args->sources);
   command->add_option("--texts", args->texts, "Gene texts file from 'celltyper genes text' (default: build them from the sources)");
@@ -199,27 +553,43 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
   command->add_option("--format", args->import.format, "import: tsv, csv, npy or h5 (default: from the extension)");
   command->add_option("--h5-matrix", args->import.h5_matrix, "import: HDF5 dataset with the [genes x dims] matrix");
   command->add_option("--h5-ids", args->import.h5_ids, "import: HDF5 dataset with the gene ids");
-  command->add_option("--model", args->import.model, "import: model name recorded in the provenance");
+  command->add_option("--model", args->model,
+                      "openai*: embedding model (default text-embedding-3-large); import: model name recorded in the provenance");
+  command->add_option("--dimensions", args->dimensions,
+                      "openai*: dimensions asked of the model (Matryoshka truncation; 0 = the model's full size)")
+      ->capture_default_str();
+  command->add_option("--batch-size", args->batch_size, "openai*: texts per embeddings request, 1..2048")->capture_default_str();
+  add_openai_options(command, args->openai);
   command->add_flag("--strict", args->strict, "import: fail when any gene id is not in the gene table");
   command->add_option("--threads", args->threads, "Threads (0 = all cores)")->capture_default_str();
   command->add_option("--skipped", args->skipped, "Write the genes left without a vector (entrez_id, symbol, reason) to this TSV");
-  command->add_option("-o,--out", args->out, "Output gene store (.h5)")->required();
+  command->add_option("-o,--out", args->out, "Output gene store (.h5); with openai-batch, needed by --collect only");
   command->callback([args, &global] {
     const auto start = std::chrono::steady_clock::now();
-    if (args->backend == "openai" || args->backend == "openai-batch") {
-      throw UnsupportedError(fmt::format("--backend {} is not wired into 'genes embed' yet: write the texts with 'celltyper genes "
-                                         "text', embed them with the OpenAI tools, then 'celltyper genes embed --backend import'",
-                                         args->backend));
+    const std::set<std::string> backends = {"lsa", "import", "openai", "openai-batch"};
+    if (!backends.contains(args->backend)) {
+      throw InputError(fmt::format("--backend must be lsa, openai, openai-batch or import, got '{}'", args->backend));
     }
-    if (args->backend != "lsa" && args->backend != "import") {
-      throw InputError(fmt::format("--backend must be lsa or import, got '{}'", args->backend));
+    if (args->out.empty() && args->backend != "openai-batch") throw InputError("--out is required (the gene store to write)");
+    if (args->backend != "openai-batch" && !args->openai.batch_dir.empty())
+      throw InputError("--batch-dir goes with --backend openai-batch");
+    if (args->backend.starts_with("openai") && (args->batch_size < 1 || args->batch_size > 2048))
+      throw InputError(fmt::format("--batch-size must be 1..2048, got {}", args->batch_size));
+    if (args->backend == "openai-batch") {
+      embed_openai_batch(*args, global, start);
+      return;
     }
     const GeneTable table = load_table(args->sources.gene_table, global);
+    if (args->backend == "openai") {
+      embed_openai_direct(*args, table, global, start);
+      return;
+    }
     GeneStore store;
     std::vector<std::string> skipped_lines;
     if (args->backend == "import") {
       if (args->input.empty()) throw InputError("--backend import needs --input FILE");
       args->import.allow_unresolved = !args->strict;
+      args->import.model = args->model;
       const GeneImportResult result = import_gene_embeddings(args->input, table, args->import);
       note(global, fmt::format("imported {} of {} rows from {} ({} ids not in the gene table{}, {} duplicates, {} all-zero rows)",
                                result.store.n_genes(), result.n_rows, args->input, result.n_unresolved,
@@ -227,15 +597,7 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
                                result.n_duplicates, result.n_zero_rows));
       store = result.store;
     } else {
-      GeneTexts texts;
-      if (!args->texts.empty()) {
-        texts = read_gene_texts(args->texts, &table);
-        note(global, fmt::format("texts {}: {} genes, recipe hash {}{}", args->texts, texts.size(), texts.recipe_hash,
-                                 texts.provenance.value("edited", false) ? " (differs from the file's header: edited?)" : ""));
-      } else {
-        texts = build_texts(args->sources, table, global);
-      }
-      if (!args->write_texts.empty()) write_gene_texts(texts, args->write_texts);
+      const GeneTexts texts = texts_to_embed(*args, table, global);
       args->lsa.num_threads = args->threads;
       args->lsa.tfidf.min_document_frequency = args->min_df;
       if (!global.quiet) args->lsa.progress = [](const std::string& line) { fmt::print(stderr, "celltyper: {}\n", line); };
@@ -258,18 +620,133 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
       add_skipped(result.no_terms, "no_vocabulary_term");
       store = std::move(result.store);
     }
-    if (!args->skipped.empty()) {
-      std::ofstream out(args->skipped);
-      out << "entrez_id\tsymbol\treason\n";
-      for (const auto& line : skipped_lines) out << line << '\n';
-      if (!out) throw IoError(fmt::format("cannot write {}", args->skipped));
+    write_skipped(args->skipped, skipped_lines);
+    save_store(store, args->out, global, start);
+  });
+}
+
+// ---- genes enrich ----------------------------------------------------------------------------
+
+void add_enrich(CLI::App* genes, const GlobalOptions& global) {
+  struct Args {
+    std::string gene_table;
+    std::string summaries;
+    std::string gene_types;
+    std::string model = openai::ChatRequestOptions{}.model;
+    double temperature = openai::ChatRequestOptions{}.temperature;
+    int max_tokens = 0;
+    OpenAiArgs openai;
+    std::string out;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = genes->add_subcommand(
+      "enrich", "Ask a chat model, per gene, for its associated genes, tissues, cell types, drugs and pathways "
+                "(input of 'genes text --enrichment')");
+  command->add_option("--gene-table", args->gene_table,
+                      "Gene table: org.*.eg.db SQLite or TSV (default: $CELLTYPER_GENE_TABLE, else Debian's org.Hs.eg.db)");
+  command->add_option("--summaries", args->summaries, "TSV of gene summaries (entrez_id or symbol, summary) for the prompts");
+  command->add_option("--gene-types", args->gene_types, "Only genes of these types, comma-separated (e.g. protein-coding)");
+  command->add_option("--model", args->model, "Chat model")->capture_default_str();
+  command->add_option("--temperature", args->temperature, "Sampling temperature, 0..2")->capture_default_str();
+  command->add_option("--max-tokens", args->max_tokens, "max_completion_tokens per answer (0 = the model's limit)")->capture_default_str();
+  add_openai_options(command, args->openai);
+  command->add_option("-o,--out", args->out, "Output enrichment texts: .jsonl or .tsv (entrez_id, symbol, text); with --batch-dir, needed by --collect only");
+  command->callback([args, &global] {
+    const auto start = std::chrono::steady_clock::now();
+    const OpenAiArgs& openai_args = args->openai;
+    const bool batch = !openai_args.batch_dir.empty();
+    if (!batch && (openai_args.submit || openai_args.collect)) throw InputError("--submit and --collect go with --batch-dir");
+    if (args->out.empty() && !batch) throw InputError("--out is required (the enrichment file to write)");
+    std::optional<GeneTable> loaded;  // submitting a batch job needs no gene table
+    const auto gene_table = [&]() -> const GeneTable& {
+      if (!loaded) loaded.emplace(load_table(args->gene_table, global));
+      return *loaded;
+    };
+    openai::ChatRequestOptions chat;
+    chat.model = args->model;
+    chat.temperature = args->temperature;
+    chat.max_completion_tokens = args->max_tokens;
+    const std::string prompt_hash = ContentHasher().field(chat.system_message).field(openai::kEnrichmentPromptTemplate).hex();
+    const auto write_out = [&](const std::map<std::string, std::string>& answers, const std::string& out, const nlohmann::json& header) {
+      std::map<std::int64_t, std::string> texts;
+      for (const auto& [id, text] : answers) texts.emplace(std::stoll(id), text);
+      write_gene_enrichment(texts, gene_table(), out, header);
+      note(global, fmt::format("wrote {}: enrichment texts of {} genes ({:.1f} s)", out, texts.size(),
+                               std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    };
+    const auto prompts = [&]() {
+      const GeneTable& table = gene_table();
+      std::vector<std::int32_t> genes;
+      if (!openai_args.subset.empty()) {
+        genes = read_gene_subset(openai_args.subset, table);
+      } else {
+        for (std::int32_t i = 0; i < static_cast<std::int32_t>(table.size()); ++i) genes.push_back(i);
+      }
+      if (!args->gene_types.empty()) {
+        std::set<std::string> types;
+        std::stringstream list(args->gene_types);
+        for (std::string type; std::getline(list, type, ',');) types.insert(type);
+        std::erase_if(genes, [&](std::int32_t gene) { return !types.contains(table.gene(gene).gene_type); });
+      }
+      if (genes.empty()) throw InputError("no gene to enrich (check --subset and --gene-types)");
+      std::unique_ptr<GeneExtraTexts> summaries;
+      if (!args->summaries.empty()) summaries = std::make_unique<GeneExtraTexts>(load_gene_summaries(args->summaries, table));
+      return openai::gene_enrichment_prompts(table, genes, summaries.get());
+    };
+    nlohmann::json header = {{"model", chat.model}, {"temperature", chat.temperature}, {"prompt_hash", prompt_hash}};
+
+    if (!batch) {
+      const openai::IdAndText items = prompts();
+      openai::CompleteTextsOptions options;
+      options.request = chat;
+      options.http = http_options(openai_args);
+      options.http.checkpoint_path = checkpoint_path(openai_args, args->out, fmt::format("enrichment-{}.jsonl", safe_name(chat.model)));
+      note(global, fmt::format("asking {} at {} about {} genes (checkpoint {})", chat.model, options.http.base_url, items.size(),
+                               options.http.checkpoint_path));
+      RequestProgress progress("enrich", "genes", global);
+      options.http.on_progress = std::ref(progress);
+      const openai::CompleteTextsResult result = openai::complete_texts(items, options);
+      progress.finish();
+      for (const auto& warning : result.warnings) note(global, "warning: " + warning);
+      note(global, fmt::format("{} answers: {} from the checkpoint, {} requests ({} retries)", result.texts.size(),
+                               result.n_from_checkpoint, result.n_requests, result.n_retries));
+      header["base_url"] = options.http.base_url;
+      header["gene_table_hash"] = gene_table().content_hash_hex();
+      header["created_utc"] = utc_timestamp();
+      write_out(result.texts, args->out, header);
+      return;
     }
-    const std::filesystem::path parent = std::filesystem::path(args->out).parent_path();
-    if (!parent.empty()) std::filesystem::create_directories(parent);
-    store.save(args->out);
-    note(global, fmt::format("wrote {}: {} genes x {} dims ({} backend, {:.1f} s)", args->out, store.n_genes(), store.dims(),
-                             store.provenance().backend,
-                             std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
+    if (!existing_job(openai_args, "gene-enrichment")) {
+      if (openai_args.collect)
+        throw InputError(fmt::format("{} holds no batch job to collect: run without --collect first", openai_args.batch_dir));
+      const openai::IdAndText items = prompts();
+      openai::BatchWriteOptions options;
+      options.endpoint = openai::BatchEndpoint::kChatCompletions;
+      options.chat = chat;
+      options.limits = batch_limits(openai_args);
+      header["created_utc"] = utc_timestamp();
+      header["gene_table_hash"] = gene_table().content_hash_hex();
+      const nlohmann::json metadata = {{"kind", "gene-enrichment"},
+                                       {"out", args->out.empty() ? "" : std::filesystem::absolute(args->out).string()},
+                                       {"header", header}};
+      const openai::BatchJobInfo created = openai::create_batch_job(items, openai_args.batch_dir, options, metadata);
+      note(global, fmt::format("wrote batch job {}: {} genes, {}, request files in {}/{}", openai_args.batch_dir, created.n_items,
+                               created.model, openai_args.batch_dir, created.rounds.front()));
+      if (!openai_args.submit) {
+        note(global, "next: --submit (or upload the request files yourself and put the output files into the round directory), "
+                     "then --collect");
+        return;
+      }
+    }
+    const auto collected = advance_job(openai_args, global);
+    if (!collected) return;
+    const openai::BatchJobInfo info = openai::open_batch_job(openai_args.batch_dir);
+    const std::string out = !args->out.empty() ? args->out : info.metadata.value("out", "");
+    if (out.empty()) throw InputError("the batch job is complete: give the output file with --out");
+    const openai::StoredResults stored = openai::read_results_store(info.results_path());
+    nlohmann::json job_header = info.metadata.value("header", nlohmann::json::object());
+    job_header["batch_dir"] = std::filesystem::absolute(openai_args.batch_dir).string();
+    write_out(stored.texts, out, job_header);
   });
 }
 
@@ -321,6 +798,13 @@ void add_info(CLI::App* genes, const GlobalOptions& global) {
       if (texts.contains("go")) fmt::print("GO from:           {}\n", texts["go"].value("source", ""));
     }
     if (p.extra.contains("import")) fmt::print("imported from:     {}\n", p.extra["import"].value("source", ""));
+    if (p.extra.contains("openai") && p.extra["openai"].is_object()) {
+      const auto& details = p.extra["openai"];
+      const int requested = details.value("dimensions_requested", 0);
+      fmt::print("OpenAI:            {} {}, dimensions asked: {}\n", details.contains("batch_dir") ? "Batch API job" : "direct requests to",
+                 details.contains("batch_dir") ? details.value("batch_dir", "") : details.value("base_url", ""),
+                 requested > 0 ? std::to_string(requested) : "model default");
+    }
     if (p.extra.contains("truncation")) {
       fmt::print("truncated:         {} -> {} dims\n", p.extra["truncation"].value("from_dims", 0), p.extra["truncation"].value("to_dims", 0));
     }
@@ -420,9 +904,11 @@ void add_export(CLI::App* genes, const GlobalOptions& global) {
 }  // namespace
 
 void add_genes(CLI::App& app, const GlobalOptions& global) {
-  CLI::App* genes = app.add_subcommand("genes", "Gene texts and gene embeddings: text, embed, info, truncate, neighbors, export");
+  CLI::App* genes =
+      app.add_subcommand("genes", "Gene texts and gene embeddings: text, enrich, embed, info, truncate, neighbors, export");
   genes->require_subcommand(1);
   add_text(genes, global);
+  add_enrich(genes, global);
   add_embed(genes, global);
   add_info(genes, global);
   add_truncate(genes, global);

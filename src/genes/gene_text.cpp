@@ -190,15 +190,19 @@ std::string gene_text_recipe_hash(const std::vector<std::int64_t>& entrez_ids, c
   return hasher.hex();
 }
 
-GeneExtraTexts load_gene_summaries(const std::string& path, const GeneTable& table) {
-  const std::string content = read_whole_file(path, "summaries file");
+namespace {
+
+/// Extra texts from a TSV with a header (see `load_gene_summaries`); `what` names the file kind
+/// in messages ("summaries file").
+GeneExtraTexts load_extra_texts_tsv(const std::string& path, std::string_view content, const GeneTable& table,
+                                    std::string_view what) {
   const auto lines = split_lines(content);
-  if (lines.empty()) throw InputError(fmt::format("summaries file {} is empty", path));
+  if (lines.empty()) throw InputError(fmt::format("{} {} is empty", what, path));
   const auto header = split_tabs(lines[0]);
   if (header.size() < 2) {
-    throw InputError(fmt::format("summaries file {}: line 1: expected a tab-separated header with an id and a text "
+    throw InputError(fmt::format("{} {}: line 1: expected a tab-separated header with an id and a text "
                                  "column, found '{}'",
-                                 path, lines[0].substr(0, 80)));
+                                 what, path, lines[0].substr(0, 80)));
   }
   const auto find_column = [&](std::initializer_list<std::string_view> names) -> std::size_t {
     for (const auto name : names) {
@@ -212,7 +216,7 @@ GeneExtraTexts load_gene_summaries(const std::string& path, const GeneTable& tab
   std::size_t text_column = find_column({"summary", "refseq_summary", "text"});
   if (text_column == header.size()) text_column = header.size() - 1;
   if (text_column == id_column) {
-    throw InputError(fmt::format("summaries file {}: line 1: cannot tell the id column from the text column", path));
+    throw InputError(fmt::format("{} {}: line 1: cannot tell the id column from the text column", what, path));
   }
   GeneExtraTexts extra;
   extra.source = path;
@@ -220,8 +224,8 @@ GeneExtraTexts load_gene_summaries(const std::string& path, const GeneTable& tab
     if (lines[line_number].empty()) continue;
     const auto fields = split_tabs(lines[line_number]);
     if (fields.size() != header.size()) {
-      throw InputError(fmt::format("summaries file {}: line {} has {} tab-separated fields, expected {} as in the header",
-                                   path, line_number + 1, fields.size(), header.size()));
+      throw InputError(fmt::format("{} {}: line {} has {} tab-separated fields, expected {} as in the header",
+                                   what, path, line_number + 1, fields.size(), header.size()));
     }
     add_extra_text(extra, table, fields[id_column], fields[text_column]);
   }
@@ -229,8 +233,17 @@ GeneExtraTexts load_gene_summaries(const std::string& path, const GeneTable& tab
   return extra;
 }
 
+}  // namespace
+
+GeneExtraTexts load_gene_summaries(const std::string& path, const GeneTable& table) {
+  return load_extra_texts_tsv(path, read_whole_file(path, "summaries file"), table, "summaries file");
+}
+
 GeneExtraTexts load_gene_enrichment(const std::string& path, const GeneTable& table) {
   const std::string content = read_whole_file(path, "enrichment file");
+  const std::size_t first = content.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) throw InputError(fmt::format("enrichment file {} is empty", path));
+  if (content[first] != '{') return load_extra_texts_tsv(path, content, table, "enrichment file");
   const auto lines = split_lines(content);
   GeneExtraTexts extra;
   extra.source = path;
@@ -512,6 +525,80 @@ GeneTexts read_gene_texts(const std::string& path, const GeneTable* table) {
     out.provenance["edited"] = true;
   }
   out.provenance["recipe_hash"] = out.recipe_hash;
+  return out;
+}
+
+void write_gene_enrichment(const std::map<std::int64_t, std::string>& texts, const GeneTable& table, const std::string& path,
+                           const nlohmann::json& header) {
+  const std::string extension = std::filesystem::path(path).extension().string();
+  const bool jsonl = extension == ".jsonl" || extension == ".json";
+  std::string content;
+  const auto symbol_of = [&](std::int64_t entrez_id) {
+    const std::int32_t gene = table.find_entrez(entrez_id);
+    return gene == kNoGene ? std::string() : table.gene(gene).symbol;
+  };
+  if (jsonl) {
+    nlohmann::json first = {{"celltyper_gene_enrichment", 1}};
+    if (header.is_object()) first.update(header);
+    content += first.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + '\n';
+    for (const auto& [entrez_id, text] : texts) {
+      const nlohmann::json line = {{"entrez_id", entrez_id}, {"symbol", symbol_of(entrez_id)}, {"text", text}};
+      content += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + '\n';
+    }
+  } else {
+    content += "entrez_id\tsymbol\ttext\n";
+    for (const auto& [entrez_id, text] : texts)
+      content += fmt::format("{}\t{}\t{}\n", entrez_id, clean_text(symbol_of(entrez_id)), clean_text(text));
+  }
+  write_file_atomically(path, content);
+}
+
+std::vector<std::int32_t> read_gene_subset(const std::string& path, const GeneTable& table) {
+  const std::string content = read_whole_file(path, "gene list");
+  std::vector<std::int32_t> genes;
+  std::vector<std::string> unknown;
+  std::size_t n_unknown = 0;
+  const auto lines = split_lines(content);
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::string name = clean_text(split_tabs(lines[i]).front());
+    if (name.empty() || name.front() == '#') continue;
+    const std::int32_t gene = resolve_gene_name(table, name);
+    if (gene != kNoGene) {
+      genes.push_back(gene);
+      continue;
+    }
+    if (i == 0 && (name == "entrez_id" || name == "symbol" || name == "gene" || name == "gene_id" || name == "id")) continue;
+    if (unknown.size() < 5) unknown.push_back(fmt::format("'{}' (line {})", name, i + 1));
+    ++n_unknown;
+  }
+  if (n_unknown > 0) {
+    throw InputError(fmt::format("gene list {}: {} gene id(s) not in the gene table {}: {}{}", path, n_unknown, table.source(),
+                                 fmt::join(unknown, ", "), n_unknown > unknown.size() ? ", ..." : ""));
+  }
+  if (genes.empty()) throw InputError(fmt::format("gene list {} names no gene", path));
+  std::sort(genes.begin(), genes.end());
+  genes.erase(std::unique(genes.begin(), genes.end()), genes.end());
+  return genes;
+}
+
+GeneTexts select_gene_texts(const GeneTexts& texts, const std::vector<std::int64_t>& entrez_ids) {
+  const std::unordered_set<std::int64_t> wanted(entrez_ids.begin(), entrez_ids.end());
+  GeneTexts out;
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    if (!wanted.contains(texts.entrez_ids[i])) continue;
+    out.entrez_ids.push_back(texts.entrez_ids[i]);
+    out.symbols.push_back(texts.symbols[i]);
+    out.texts.push_back(texts.texts[i]);
+  }
+  out.recipe_hash = gene_text_recipe_hash(out.entrez_ids, out.texts);
+  out.provenance = texts.provenance;
+  out.provenance["selected_from"] = {{"recipe_hash", texts.recipe_hash}, {"n_genes", texts.size()}};
+  out.provenance["recipe_hash"] = out.recipe_hash;
+  std::size_t n_nonempty = out.n_nonempty();
+  if (out.provenance.contains("counts") && out.provenance["counts"].is_object()) {
+    out.provenance["counts"]["n_genes"] = out.size();
+    out.provenance["counts"]["n_nonempty"] = n_nonempty;
+  }
   return out;
 }
 

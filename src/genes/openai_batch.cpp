@@ -202,13 +202,14 @@ BatchWriteResult write_batch_requests(const IdAndText& items, const std::string&
         texts.emplace_back(items[todo[k]].second);
         ids.push_back(items[todo[k]].first);
       }
-      add_request(fmt::format("emb-{:06}", requests.size()), std::move(ids),
+      add_request(fmt::format("{}emb-{:06}", options.custom_id_prefix, requests.size()), std::move(ids),
                   embedding_request_body(texts, options.embedding));
       begin = end;
     }
   } else {
     for (const std::size_t i : todo)
-      add_request("chat-" + items[i].first, {items[i].first}, chat_request_body(items[i].second, options.chat));
+      add_request(options.custom_id_prefix + "chat-" + items[i].first, {items[i].first},
+                  chat_request_body(items[i].second, options.chat));
   }
   std::unordered_set<std::string_view> custom_ids;
   for (const auto& request : requests)

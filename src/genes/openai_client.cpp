@@ -3,14 +3,11 @@
 #include <curl/curl.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
-#include <ctime>
 #include <deque>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -20,9 +17,20 @@
 
 #include "celltyper/error.hpp"
 #include "celltyper/openai.hpp"
+#include "genes/openai_http.hpp"
 
 namespace celltyper::openai {
 namespace {
+
+using detail::initialise_curl;
+using detail::is_retryable_status;
+using detail::join_url;
+using detail::read_retry_after_header;
+using detail::resolve_api_key;
+using detail::retry_delay_seconds;
+using detail::server_message;
+using detail::throw_key_rejected;
+using detail::validate_http_options;
 
 using Clock = std::chrono::steady_clock;
 constexpr std::size_t kMaxIdsInMessage = 5;
@@ -32,13 +40,6 @@ class BadResponse : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
-
-void initialise_curl() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw IoError("cannot initialise libcurl");
-  });
-}
 
 /// "a, b, c (+7 more)".
 std::string list_ids(const IdAndText& items, const std::vector<std::size_t>& indices) {
@@ -57,62 +58,6 @@ void validate_items(const IdAndText& items) {
     if (!seen.insert(id).second) throw InputError(fmt::format("id {} appears more than once (item {})", id, i));
     if (text.find_first_not_of(" \t\r\n") == std::string::npos) throw InputError(fmt::format("the text of {} is empty", id));
   }
-}
-
-void validate_http_options(const HttpClientOptions& options) {
-  if (options.base_url.empty()) throw InputError("the base URL is empty");
-  if (options.max_concurrent_requests < 1)
-    throw InputError(fmt::format("max concurrent requests must be >= 1, not {}", options.max_concurrent_requests));
-  if (!(options.request_timeout_seconds > 0) || !(options.connect_timeout_seconds > 0))
-    throw InputError("request and connect timeouts must be positive");
-  if (options.max_attempts < 1) throw InputError(fmt::format("max attempts must be >= 1, not {}", options.max_attempts));
-  if (!(options.initial_backoff_seconds >= 0) || !(options.max_backoff_seconds >= 0) ||
-      !(options.max_retry_after_seconds >= 0))
-    throw InputError("backoff times must not be negative");
-}
-
-std::string resolve_api_key(const HttpClientOptions& options) {
-  if (!options.api_key.empty()) return options.api_key;
-  const char* key = std::getenv("OPENAI_API_KEY");
-  if (key != nullptr && *key != '\0') return key;
-  if (options.base_url.find("api.openai.com") != std::string::npos)
-    throw InputError("no OpenAI API key: set the environment variable OPENAI_API_KEY (or pass the key as an option)");
-  return {};
-}
-
-/// `base_url` + "/" + `path`, without doubled slashes.
-std::string join_url(std::string base_url, std::string_view path) {
-  while (!base_url.empty() && base_url.back() == '/') base_url.pop_back();
-  return base_url + "/" + std::string(path);
-}
-
-/// The server's error message from a response body (JSON `error.message`, else the start of it).
-std::string server_message(const std::string& body) {
-  try {
-    const auto json = nlohmann::json::parse(body);
-    if (json.is_object() && json.contains("error")) {
-      const auto& error = json["error"];
-      if (error.is_object() && error.contains("message") && error["message"].is_string()) return error["message"].get<std::string>();
-      if (error.is_string()) return error.get<std::string>();
-    }
-  } catch (const nlohmann::json::exception&) {
-  }
-  std::string text = body.substr(0, 200);
-  std::replace(text.begin(), text.end(), '\n', ' ');
-  return text.empty() ? "(empty response)" : text;
-}
-
-/// Seconds from a Retry-After value: a number of seconds or an HTTP date.
-std::optional<double> parse_retry_after(std::string value) {
-  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.back()))) value.pop_back();
-  while (!value.empty() && std::isspace(static_cast<unsigned char>(value.front()))) value.erase(value.begin());
-  if (value.empty()) return std::nullopt;
-  char* end = nullptr;
-  const double seconds = std::strtod(value.c_str(), &end);
-  if (end != nullptr && *end == '\0') return std::isfinite(seconds) ? std::optional(std::max(0.0, seconds)) : std::nullopt;
-  const time_t when = curl_getdate(value.c_str(), nullptr);
-  if (when < 0) return std::nullopt;
-  return std::max(0.0, std::difftime(when, std::time(nullptr)));
 }
 
 /// Work still to do: some items (indices into the caller's items) sent in one request.
@@ -147,19 +92,7 @@ struct Transfer {
   }
 
   static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* self) {
-    const std::string_view line(data, size * count);
-    auto value_of = [&](std::string_view name) -> std::optional<std::string> {
-      if (line.size() <= name.size() || line[name.size()] != ':') return std::nullopt;
-      for (std::size_t i = 0; i < name.size(); ++i)
-        if (std::tolower(static_cast<unsigned char>(line[i])) != name[i]) return std::nullopt;
-      return std::string(line.substr(name.size() + 1));
-    };
-    auto* transfer = static_cast<Transfer*>(self);
-    if (auto value = value_of("retry-after-ms")) {
-      if (auto milliseconds = parse_retry_after(*value)) transfer->retry_after_seconds = *milliseconds / 1000.0;
-    } else if (auto seconds_value = value_of("retry-after")) {
-      if (!transfer->retry_after_seconds) transfer->retry_after_seconds = parse_retry_after(*seconds_value);
-    }
+    read_retry_after_header(std::string_view(data, size * count), static_cast<Transfer*>(self)->retry_after_seconds);
     return size * count;
   }
 };
@@ -268,14 +201,7 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
     if (job.attempt >= options.max_attempts)
       throw IoError(fmt::format("{} request for {} failed {} times (at {}); last error: {}", hooks.what,
                                 list_ids(items, job.items), job.attempt, hooks.url, error));
-    double delay = 0;
-    if (retry_after) {
-      delay = std::min(*retry_after, options.max_retry_after_seconds);
-    } else {
-      const double ceiling = std::min(options.max_backoff_seconds,
-                                      options.initial_backoff_seconds * std::pow(2.0, job.attempt - 1));
-      delay = std::uniform_real_distribution<double>(0.0, std::max(ceiling, 0.0))(random);
-    }
+    const double delay = retry_delay_seconds(options, job.attempt, retry_after, random);
     const auto now = Clock::now();
     job.not_before = now + to_duration(delay);
     if (rate_limited && retry_after) paused_until = std::max(paused_until, job.not_before);
@@ -315,11 +241,8 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
       return;
     }
     const std::string message = server_message(transfer->response_body);
-    if (status == 401 || status == 403)
-      throw InputError(fmt::format("{} answered HTTP {} ({}): check your API key (OPENAI_API_KEY or the api_key option) "
-                                   "and its permissions",
-                                   hooks.url, status, message));
-    if (status == 408 || status == 409 || status == 429 || status >= 500) {
+    if (status == 401 || status == 403) throw_key_rejected(hooks.url, status, message);
+    if (is_retryable_status(status)) {
       retry(std::move(job), fmt::format("HTTP {}: {}", status, message), transfer->retry_after_seconds, status == 429);
       return;
     }
@@ -396,6 +319,7 @@ EmbedTextsResult embed_texts(const IdAndText& items, const EmbedTextsOptions& op
   const EmbeddingRequestOptions& request = options.request;
   validate_items(items);
   validate_http_options(options.http);
+  resolve_api_key(options.http);  // no key for api.openai.com: fail before creating the checkpoint
   if (request.inputs_per_request == 0 || request.inputs_per_request > 2048)
     throw InputError(fmt::format("inputs per request must be 1..2048, not {}", request.inputs_per_request));
   embedding_request_body({"check"}, request);  // validates model and dimensions
@@ -482,6 +406,7 @@ CompleteTextsResult complete_texts(const IdAndText& items, const CompleteTextsOp
   const ChatRequestOptions& request = options.request;
   validate_items(items);
   validate_http_options(options.http);
+  resolve_api_key(options.http);  // no key for api.openai.com: fail before creating the checkpoint
   chat_request_body("check", request);  // validates model and temperature
 
   CompleteTextsResult result;

@@ -196,8 +196,15 @@ TEST(GenesCli, BadInputGivesOneClearLine) {
                2, "bad.tsv: line 2 has 2 tab-separated fields");
   expect_error(test::run_cli(concat({"-q", "genes", "embed", "--dims", "500", "--out", directory.file("x.h5")}, fixture.sources())), 2,
                "dims 500 exceeds");
+  const char* key = std::getenv("OPENAI_API_KEY");
+  const std::string saved_key = key != nullptr ? key : "";
+  unsetenv("OPENAI_API_KEY");
   expect_error(test::run_cli(concat({"-q", "genes", "embed", "--backend", "openai", "--out", directory.file("x.h5")}, fixture.sources())),
-               4, "--backend openai is not wired");
+               2, "no OpenAI API key: set the environment variable OPENAI_API_KEY");
+  if (!saved_key.empty()) setenv("OPENAI_API_KEY", saved_key.c_str(), 1);
+  EXPECT_FALSE(std::filesystem::exists(directory.file("x.h5.checkpoint.jsonl")));
+  expect_error(test::run_cli(concat({"-q", "genes", "embed", "--backend", "word2vec", "--out", directory.file("x.h5")}, fixture.sources())),
+               2, "--backend must be lsa, openai, openai-batch or import");
   expect_error(test::run_cli({"-q", "genes", "embed", "--backend", "import", "--gene-table", fixture.table, "--input",
                               write_file(directory, "unknown.tsv", "FOO\t1\t2\n"), "--out", directory.file("x.h5")}),
                2, "none of its 1 gene ids resolves");

@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <string>
 
 #include "support/test_support.hpp"
@@ -295,6 +296,67 @@ TEST(GeneTexts, ResolveGeneName) {
   EXPECT_EQ(resolve_gene_name(table, "LZM"), table.find_entrez(4069));
   EXPECT_EQ(resolve_gene_name(table, "NOPE"), kNoGene);
   EXPECT_EQ(resolve_gene_name(table, ""), kNoGene);
+}
+
+}  // namespace
+}  // namespace celltyper
+
+namespace celltyper {
+namespace {
+
+TEST(GeneTexts, EnrichmentFilesRoundTripAsJsonlAndTsv) {
+  TempDir directory;
+  const GeneTable table = small_table(directory);
+  const std::map<std::int64_t, std::string> answers = {{916, "Associated genes: CD3D;\tCD3G.\nTissues: thymus."},
+                                                       {4069, "Cell types: monocyte."}};
+  const std::string jsonl = directory.file("enrichment.jsonl");
+  write_gene_enrichment(answers, table, jsonl, {{"model", "gpt-test"}});
+  const std::string content = read_file(jsonl);
+  EXPECT_EQ(content.rfind(R"({"celltyper_gene_enrichment":1,"model":"gpt-test"})" "\n", 0), 0u) << content;
+  EXPECT_NE(content.find(R"({"entrez_id":916,"symbol":"CD3E","text":"Associated genes: CD3D;\tCD3G.\nTissues: thymus."})"),
+            std::string::npos)
+      << content;
+  const std::string tsv = directory.file("enrichment.tsv");
+  write_gene_enrichment(answers, table, tsv);
+  EXPECT_EQ(read_file(tsv), "entrez_id\tsymbol\ttext\n916\tCD3E\tAssociated genes: CD3D; CD3G. Tissues: thymus.\n"
+                            "4069\tLYZ\tCell types: monocyte.\n");
+  // Both read back to the same cleaned texts.
+  const GeneExtraTexts from_jsonl = load_gene_enrichment(jsonl, table);
+  const GeneExtraTexts from_tsv = load_gene_enrichment(tsv, table);
+  EXPECT_EQ(from_jsonl.texts, from_tsv.texts);
+  EXPECT_EQ(from_jsonl.content_hash, from_tsv.content_hash);
+  EXPECT_EQ(from_tsv.texts.at(916), "Associated genes: CD3D; CD3G. Tissues: thymus.");
+  EXPECT_NE(input_error_message([&] { load_gene_enrichment(write_file(directory, "bad.tsv", "entrez_id\ttext\n916\ta\tb\n"), table); })
+                .find("enrichment file " + directory.file("bad.tsv") + ": line 2 has 3 tab-separated fields"),
+            std::string::npos);
+  EXPECT_NE(input_error_message([&] { load_gene_enrichment(write_file(directory, "empty.jsonl", "\n\n"), table); }).find("is empty"),
+            std::string::npos);
+}
+
+TEST(GeneTexts, SubsetListsAndSelection) {
+  TempDir directory;
+  const GeneTable table = small_table(directory);
+  const auto genes = read_gene_subset(write_file(directory, "list.txt", "symbol\nLYZ\n# a comment\n\n916\tCD3E\nENSG00000090382\n"), table);
+  ASSERT_EQ(genes.size(), 2u);
+  EXPECT_EQ(table.gene(genes[0]).symbol, "CD3E");
+  EXPECT_EQ(table.gene(genes[1]).symbol, "LYZ");
+  const std::string message =
+      input_error_message([&] { read_gene_subset(write_file(directory, "bad.txt", "CD3E\nNOPE1\nLZM\n12345\n"), table); });
+  EXPECT_NE(message.find("2 gene id(s) not in the gene table"), std::string::npos) << message;
+  EXPECT_NE(message.find("'NOPE1' (line 2), '12345' (line 4)"), std::string::npos) << message;
+  EXPECT_NE(input_error_message([&] { read_gene_subset(write_file(directory, "none.txt", "entrez_id\n"), table); }).find("names no gene"),
+            std::string::npos);
+
+  GeneTextSources sources;
+  sources.table = &table;
+  const GeneTexts all = build_gene_texts(sources);
+  const GeneTexts some = select_gene_texts(all, {4069, 99999});
+  ASSERT_EQ(some.size(), 2u);
+  EXPECT_EQ(some.symbols, (std::vector<std::string>{"LYZ", "XYZ1"}));
+  EXPECT_EQ(some.recipe_hash, gene_text_recipe_hash(some.entrez_ids, some.texts));
+  EXPECT_NE(some.recipe_hash, all.recipe_hash);
+  EXPECT_EQ(some.provenance["selected_from"]["recipe_hash"], all.recipe_hash);
+  EXPECT_EQ(some.provenance["counts"]["n_genes"], 2);
 }
 
 }  // namespace
