@@ -13,6 +13,7 @@ PACKAGES=(
   libhdf5-dev zlib1g-dev libdeflate-dev libsqlite3-dev libcurl4-openssl-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  libtorch-dev libopenblas0-pthread libxgboost-dev python3-xgboost
   r-bioc-org.hs.eg.db r-bioc-go.db
   python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-sklearn python3-torch
   time
@@ -31,6 +32,15 @@ if [ ${#missing[@]} -gt 0 ]; then
 else
   echo "setup: all ${#PACKAGES[@]} Debian packages present"
 fi
+
+# libtorch (MLP training) calls the BLAS behind libblas.so.3: it should be OpenBLAS (pthread, from
+# libopenblas0-pthread, which takes the alternative by priority), not reference BLAS (~10x slower).
+BLAS="$(readlink -f "/usr/lib/$(gcc -print-multiarch)/libblas.so.3" || true)"
+case "$BLAS" in
+  *openblas*) echo "setup: BLAS is $BLAS" ;;
+  *) echo "setup: warning: libblas.so.3 is ${BLAS:-missing}, not OpenBLAS: MLP training will be slow" \
+       "(fix: sudo update-alternatives --config libblas.so.3-$(gcc -print-multiarch))" ;;
+esac
 
 BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
 cmake -S . -B build -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null

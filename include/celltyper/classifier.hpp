@@ -37,6 +37,13 @@ struct HyperParameter {
   double max = 0;
   bool integer = false;       ///< must be a whole number
   std::string help;
+  /// Range searched by `celltyper tune` (tune.hpp); tune_min == tune_max: held at the default.
+  double tune_min = 0;
+  double tune_max = 0;
+  bool tune_log = false;      ///< sample log-uniformly (learning rates, penalties, widths)
+  /// The training budget (epochs, boosting rounds, iterations): successive halving gives early
+  /// rungs a fraction of it instead of sampling it. At most one per classifier.
+  bool budget = false;
 };
 
 /// Resolved hyperparameters: name -> value (every parameter of the spec present).
@@ -61,11 +68,31 @@ struct ClassifierState {
   std::map<std::string, std::vector<std::uint8_t>> blobs;
 };
 
+/// Held-out cells for early stopping and per-epoch reporting (not owned; must outlive `fit`).
+/// Features are raw, like the training features ([n x d] row-major float32): `fit` standardises
+/// them with the training mean and scale. Labels use the training codes; -1 marks a cell whose
+/// class is absent from the training set (always counted as an error).
+struct ValidationSet {
+  const float* features = nullptr;
+  std::int64_t n = 0;
+  const std::int32_t* labels = nullptr;
+  [[nodiscard]] bool empty() const { return n == 0; }
+};
+
 /// Options of `Classifier::fit`.
 struct FitOptions {
   HyperParameters hyperparameters;  ///< missing names take their defaults
   int num_threads = 0;              ///< 0 = all hardware threads; never changes the result
-  std::uint64_t seed = 0;           ///< for randomised back ends (the current ones are deterministic)
+  std::uint64_t seed = 0;           ///< initialisation, shuffling, dropout, row/column sampling
+  /// Optional held-out cells. Back ends that train iteratively ("mlp", "xgboost") score them after
+  /// every epoch / round, stop early when the score stalls (`patience`, `early_stopping_rounds`)
+  /// and keep the best epoch's parameters; the others ignore them.
+  ValidationSet validation;
+  /// Optional progress of iterative back ends, called once per epoch (round) with a JSON object:
+  /// "epoch" (1-based), "loss" (mean training loss), "train_accuracy", "learning_rate", "seconds"
+  /// (of that epoch) and, with a validation set, "validation_accuracy", "validation_macro_f1"
+  /// (and "validation_loss" for xgboost). Called on the thread that runs `fit`.
+  std::function<void(const nlohmann::json&)> on_epoch;
 };
 
 /// Per-feature standardisation z = (x - mean) / scale, scale = standard deviation (1 when the
@@ -89,8 +116,9 @@ class Classifier {
   [[nodiscard]] virtual std::string type() const = 0;
 
   /// Train on `features` [n x d] with `labels` (n codes in 0..n_classes-1). Throws InputError on
-  /// bad shapes, a code out of range, a class without cells, fewer than 2 classes, NaN features or
-  /// a hyperparameter out of bounds.
+  /// bad shapes, a code out of range, a class without cells, fewer than 2 classes, NaN features,
+  /// a hyperparameter out of bounds, or a validation set with NaN features or codes outside
+  /// -1..n_classes-1.
   void fit(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
            const FitOptions& options = {});
   /// Class probabilities [n x n_classes] for `features` [n x n_features()]. Rows sum to 1.
@@ -110,7 +138,8 @@ class Classifier {
   void import_state(const ClassifierState& state, const std::string& what);
 
  protected:
-  /// Train on standardised features.
+  /// Train on standardised features. `options.hyperparameters` is resolved (every name present)
+  /// and `options.validation.features`, when set, are standardised too.
   virtual void fit_standardized(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels,
                                 int n_classes, const FitOptions& options) = 0;
   /// Probabilities of standardised features into `out` [n x n_classes].
@@ -134,7 +163,7 @@ struct ClassifierSpec {
   std::function<std::unique_ptr<Classifier>()> make;
 };
 
-/// Every classifier type, in `--classifier` help order ("logreg", "knn").
+/// Every classifier type, in `--classifier` help order ("logreg", "knn", "mlp", "xgboost").
 const std::vector<ClassifierSpec>& classifier_specs();
 /// The spec of `type`; throws InputError listing the known types.
 const ClassifierSpec& find_classifier_spec(const std::string& type);
@@ -153,5 +182,24 @@ std::unique_ptr<Classifier> make_logistic_regression();
 /// Probability of class c = sum of weights of the neighbours in c / sum of all weights, with
 /// weight 1 / (1e-2 + cosine distance); ties in similarity go to the lower training row.
 std::unique_ptr<Classifier> make_knn();
+/// Multilayer perceptron trained with libtorch: `layers` hidden layers of width `hidden`
+/// (Linear -> ReLU -> dropout), a linear output layer and softmax. Minimises (optionally
+/// class-balanced, label-smoothed) cross-entropy with AdamW (Loshchilov & Hutter, "Decoupled
+/// Weight Decay Regularization", ICLR 2019) on mini-batches of the whole training set shuffled in
+/// memory every epoch, learning rate warmed up linearly then decayed by a cosine (Loshchilov &
+/// Hutter, "SGDR", ICLR 2017). With a validation set, stops after `patience` epochs without a
+/// better validation macro-F1 and keeps the best epoch's weights. Deterministic for a seed; the
+/// weights are float32 arrays in the state, and prediction runs without torch.
+std::unique_ptr<Classifier> make_mlp();
+/// Gradient-boosted trees (XGBoost, Chen & Guestrin, KDD 2016) through its C API: softmax
+/// objective, histogram tree method. With a validation set, stops after `early_stopping_rounds`
+/// rounds without a lower validation log-loss and keeps the best round's trees. The booster is
+/// kept as a UBJSON blob in the state.
+std::unique_ptr<Classifier> make_xgboost();
+
+/// Mean of the per-class F1 over the classes present in `truth` or `prediction` (scikit-learn's
+/// `f1_score(average="macro")` with zero_division=0); codes are 0..n_classes-1, and -1 in
+/// `truth` (a class unknown to the model) counts as one extra class that is never predicted.
+double macro_f1_score(const std::int32_t* truth, const std::int32_t* prediction, std::int64_t n, int n_classes);
 
 }  // namespace celltyper

@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 
 namespace celltyper {
@@ -56,12 +57,35 @@ void Classifier::fit(const float* features, std::int64_t n, int d, const std::ve
   for (std::int64_t i = 0; i < n * d; ++i) {
     if (!std::isfinite(features[i])) throw InputError(fmt::format("feature {} of cell {} is not finite", i % d, i / d));
   }
+  const ValidationSet& validation = options.validation;
+  if (!validation.empty()) {
+    if (validation.n < 0 || validation.features == nullptr || validation.labels == nullptr) {
+      throw InputError(fmt::format("validation set of {} cells without features or labels", validation.n));
+    }
+    for (std::int64_t i = 0; i < validation.n; ++i) {
+      const auto label = validation.labels[i];
+      if (label < -1 || label >= n_classes) {
+        throw InputError(fmt::format("validation label code {} of cell {} is not in -1..{}", label, i, n_classes - 1));
+      }
+    }
+    for (std::int64_t i = 0; i < validation.n * d; ++i) {
+      if (!std::isfinite(validation.features[i])) {
+        throw InputError(fmt::format("validation feature {} of cell {} is not finite", i % d, i / d));
+      }
+    }
+  }
   const ClassifierSpec& spec = find_classifier_spec(type());
   FitOptions resolved = options;
   resolved.hyperparameters = resolve_hyperparameters(spec, options.hyperparameters);
   standardizer_ = Standardizer::fit(features, n, d);
   std::vector<float> standardized(static_cast<std::size_t>(n * d));
   standardizer_.apply(features, n, standardized.data());
+  std::vector<float> standardized_validation;
+  if (!validation.empty()) {
+    standardized_validation.resize(static_cast<std::size_t>(validation.n * d));
+    standardizer_.apply(validation.features, validation.n, standardized_validation.data());
+    resolved.validation.features = standardized_validation.data();
+  }
   fit_report_ = nlohmann::json::object();
   fit_standardized(standardized.data(), n, d, labels, n_classes, resolved);
   hyperparameters_ = resolved.hyperparameters;
@@ -131,12 +155,13 @@ void Classifier::import_state(const ClassifierState& state, const std::string& w
 }
 
 const std::vector<ClassifierSpec>& classifier_specs() {
+  // name, default, min, max, integer, help, tune_min, tune_max, tune_log, budget
   static const std::vector<ClassifierSpec> specs = {
       {"logreg",
        "multinomial logistic regression with an L2 penalty (L-BFGS, full batch)",
        {
-           {"l2", 1e-2, 0.0, 1e6, false, "L2 penalty on the weights (per unit of mean loss)"},
-           {"max_iterations", 500, 1, 100000, true, "L-BFGS iterations at most"},
+           {"l2", 1e-2, 0.0, 1e6, false, "L2 penalty on the weights (per unit of mean loss)", 1e-5, 1.0, true},
+           {"max_iterations", 500, 1, 100000, true, "L-BFGS iterations at most", 0, 0, false, true},
            {"tolerance", 1e-6, 0.0, 1.0, false, "stop when the largest gradient component is below this"},
            {"class_balanced", 1, 0, 1, true, "1: weight cells by 1 / (classes x class size), so each class counts equally"},
        },
@@ -144,9 +169,40 @@ const std::vector<ClassifierSpec>& classifier_specs() {
       {"knn",
        "k nearest neighbours, cosine similarity of standardised embeddings, distance-weighted vote",
        {
-           {"k", 15, 1, 1000, true, "neighbours that vote"},
+           {"k", 15, 1, 1000, true, "neighbours that vote", 3, 50, true},
        },
        make_knn},
+      {"mlp",
+       "multilayer perceptron (libtorch: ReLU, dropout, AdamW, warm-up + cosine schedule, early stopping)",
+       {
+           {"hidden", 256, 1, 16384, true, "width of each hidden layer", 64, 1024, true},
+           {"layers", 2, 0, 8, true, "hidden layers (0 = softmax regression)", 1, 3},
+           {"dropout", 0.2, 0.0, 0.95, false, "dropout probability after each hidden layer", 0.0, 0.5},
+           {"weight_decay", 1e-2, 0.0, 10.0, false, "AdamW decoupled weight decay", 1e-5, 1e-1, true},
+           {"learning_rate", 1e-3, 1e-7, 10.0, false, "peak AdamW learning rate", 1e-4, 1e-2, true},
+           {"epochs", 100, 1, 100000, true, "passes over the training set at most", 0, 0, false, true},
+           {"batch_size", 256, 1, 1 << 20, true, "cells per AdamW step", 32, 1024, true},
+           {"warmup_fraction", 0.05, 0.0, 1.0, false, "share of the steps of `epochs` with a linear learning-rate warm-up"},
+           {"label_smoothing", 0.0, 0.0, 0.9, false, "cross-entropy label smoothing", 0.0, 0.2},
+           {"class_balanced", 1, 0, 1, true, "1: weight cells by 1 / (classes x class size), so each class counts equally"},
+           {"patience", 10, 0, 100000, true, "with validation cells: stop after this many epochs without a better macro-F1 (0 = never)"},
+       },
+       make_mlp},
+      {"xgboost",
+       "gradient-boosted trees (XGBoost, hist, multi:softprob, early stopping on validation log-loss)",
+       {
+           {"n_estimators", 300, 1, 100000, true, "boosting rounds at most (one tree per class each)", 0, 0, false, true},
+           {"max_depth", 6, 1, 32, true, "depth of each tree", 3, 10},
+           {"eta", 0.1, 1e-6, 1.0, false, "learning rate (shrinkage of each tree)", 0.02, 0.3, true},
+           {"subsample", 0.8, 1e-3, 1.0, false, "share of cells sampled for each tree", 0.5, 1.0},
+           {"colsample_bytree", 0.5, 1e-3, 1.0, false, "share of features sampled for each tree", 0.2, 1.0},
+           {"min_child_weight", 1.0, 0.0, 1e6, false, "minimum hessian weight in a leaf", 0.1, 20.0, true},
+           {"lambda", 1.0, 0.0, 1e6, false, "L2 penalty on leaf weights", 0.01, 100.0, true},
+           {"max_bin", 256, 2, 65536, true, "histogram bins per feature"},
+           {"class_balanced", 1, 0, 1, true, "1: weight cells by 1 / (classes x class size), so each class counts equally"},
+           {"early_stopping_rounds", 20, 0, 100000, true, "with validation cells: stop after this many rounds without a lower log-loss (0 = never)"},
+       },
+       make_xgboost},
   };
   return specs;
 }
@@ -161,6 +217,30 @@ const ClassifierSpec& find_classifier_spec(const std::string& type) {
 }
 
 std::unique_ptr<Classifier> make_classifier(const std::string& type) { return find_classifier_spec(type).make(); }
+
+double macro_f1_score(const std::int32_t* truth, const std::int32_t* prediction, std::int64_t n, int n_classes) {
+  // Index n_classes collects the truth codes -1 (a class the model does not know).
+  const auto classes = static_cast<std::size_t>(n_classes) + 1;
+  std::vector<std::int64_t> true_positive(classes, 0);
+  std::vector<std::int64_t> in_truth(classes, 0);
+  std::vector<std::int64_t> in_prediction(classes, 0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto t = truth[i] < 0 ? static_cast<std::size_t>(n_classes) : static_cast<std::size_t>(truth[i]);
+    const auto p = static_cast<std::size_t>(prediction[i]);
+    ++in_truth[t];
+    ++in_prediction[p];
+    if (t == p) ++true_positive[t];
+  }
+  double sum = 0;
+  int present = 0;
+  for (std::size_t c = 0; c < classes; ++c) {
+    if (in_truth[c] == 0 && in_prediction[c] == 0) continue;
+    ++present;
+    // F1 = 2 TP / (|truth| + |prediction|), 0 when TP = 0.
+    sum += 2.0 * static_cast<double>(true_positive[c]) / static_cast<double>(in_truth[c] + in_prediction[c]);
+  }
+  return present == 0 ? 0.0 : sum / present;
+}
 
 HyperParameters resolve_hyperparameters(const ClassifierSpec& spec, const HyperParameters& given) {
   HyperParameters result;

@@ -218,7 +218,7 @@ TEST(Classifier, HyperparametersAndBadInput) {
   EXPECT_EQ(message([&] { resolve_hyperparameters(spec, {{"k", 3}}); }), "classifier 'logreg' has no hyperparameter 'k'");
   EXPECT_EQ(message([&] { resolve_hyperparameters(spec, {{"l2", -1}}); }), "l2 = -1 is outside [0, 1000000] for classifier 'logreg'");
   EXPECT_EQ(message([&] { resolve_hyperparameters(find_classifier_spec("knn"), {{"k", 2.5}}); }), "k = 2.5 must be a whole number");
-  EXPECT_EQ(message([] { find_classifier_spec("forest"); }), "unknown classifier 'forest' (known: logreg, knn)");
+  EXPECT_EQ(message([] { find_classifier_spec("forest"); }), "unknown classifier 'forest' (known: logreg, knn, mlp, xgboost)");
   const std::vector<float> x = {1, 2, 3, 4};
   EXPECT_EQ(message([&] { make_knn()->fit(x.data(), 2, 2, {0, 0}, 1); }), "training needs at least 2 classes, got 1");
   EXPECT_EQ(message([&] { make_knn()->fit(x.data(), 2, 2, {0, 0}, 2); }), "class 1 has no training cells");

@@ -1,0 +1,50 @@
+// Interface between the MLP classifier (mlp_classifier.cpp, in the library, torch-free) and its
+// libtorch trainer (mlp.cpp, built as the module libcelltyper_mlp_torch.so and loaded with dlopen
+// on the first MLP fit). Loading libtorch costs about 2 s of static initialisation, which every
+// `celltyper` invocation and test process would otherwise pay; prediction never needs torch.
+#pragma once
+
+#include <celltyper/classifier.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+namespace celltyper::mlp_plugin {
+
+/// Training input: standardised features and validation cells, resolved hyperparameters.
+struct TrainRequest {
+  const float* x = nullptr;                 ///< [n x d] row-major, standardised
+  std::int64_t n = 0;
+  int d = 0;
+  const std::int32_t* labels = nullptr;     ///< n codes in 0..n_classes-1
+  int n_classes = 0;
+  ValidationSet validation;                 ///< standardised features; may be empty
+  HyperParameters hyperparameters;          ///< every "mlp" hyperparameter present
+  int threads = 1;                          ///< resolved (>= 1)
+  std::uint64_t seed = 0;
+  /// Macro-F1 of predicted codes for the validation cells (macro_f1_score of the library).
+  std::function<double(const std::int32_t* predicted)> score_validation;
+  std::function<void(const nlohmann::json&)> on_epoch;  ///< may be empty
+};
+
+/// Training output: layer sizes (inputs, hidden..., classes), per layer weights [out x in]
+/// row-major and biases [out], the fit report; `error` non-empty when training failed.
+struct TrainResult {
+  std::vector<int> sizes;
+  std::vector<std::vector<float>> weights;
+  std::vector<std::vector<float>> biases;
+  nlohmann::json report = nlohmann::json::object();
+  std::string error;
+};
+
+/// Signature of the module's entry point `kTrainSymbol` (never throws; errors go to `error`).
+using TrainFunction = void (*)(const TrainRequest& request, TrainResult& result);
+inline constexpr const char* kTrainSymbol = "celltyper_mlp_train_v1";
+/// File name of the module (looked up beside the executable as a last resort).
+inline constexpr const char* kModuleName = "libcelltyper_mlp_torch.so";
+
+}  // namespace celltyper::mlp_plugin

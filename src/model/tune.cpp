@@ -1,0 +1,324 @@
+// Hyperparameter search: embed references once, split as `celltyper train` does, random
+// configurations pruned by successive halving, scored by validation macro-F1.
+#include <celltyper/dataset.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/metrics.hpp>
+#include <celltyper/tune.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <numeric>
+#include <random>
+#include <set>
+
+namespace celltyper {
+namespace {
+
+/// Fisher-Yates with our own index draw (train.cpp's: same order for the same seed).
+template <typename T>
+void shuffle_in_place(std::vector<T>& values, std::mt19937_64& rng) {
+  for (std::size_t i = values.size(); i > 1; --i) {
+    const std::size_t j = static_cast<std::size_t>(rng() % i);
+    std::swap(values[i - 1], values[j]);
+  }
+}
+
+/// Uniform in [0, 1) from 53 random bits (the same with every standard library).
+double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
+
+std::string flag_name(const std::string& parameter) {
+  std::string flag = parameter;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  return "--" + flag;
+}
+
+/// Shortest text that reads back as the same double.
+std::string format_value(double value) {
+  if (value == std::floor(value) && std::abs(value) < 1e15) return fmt::format("{}", static_cast<long long>(value));
+  return fmt::format("{}", value);
+}
+
+/// A random configuration: defaults, fixed values, and a draw for every searched parameter.
+HyperParameters sample(const ClassifierSpec& spec, const HyperParameters& fixed, std::mt19937_64& rng) {
+  HyperParameters values;
+  for (const auto& parameter : spec.parameters) {
+    values[parameter.name] = parameter.default_value;
+    const bool searched = parameter.tune_max > parameter.tune_min && !parameter.budget;
+    if (!searched) continue;
+    const double u = uniform01(rng);  // drawn even when fixed, so fixing one leaves the others' draws unchanged
+    if (fixed.count(parameter.name)) continue;
+    double value = parameter.tune_log ? std::exp(std::log(parameter.tune_min) + u * (std::log(parameter.tune_max) - std::log(parameter.tune_min)))
+                                      : parameter.tune_min + u * (parameter.tune_max - parameter.tune_min);
+    if (parameter.integer) {
+      // Integers: every whole value in [min, max] equally likely (uniform) or by log width.
+      value = parameter.tune_log ? std::round(value) : std::floor(parameter.tune_min + u * (parameter.tune_max - parameter.tune_min + 1));
+      value = std::clamp(value, parameter.tune_min, parameter.tune_max);
+    }
+    values[parameter.name] = value;
+  }
+  for (const auto& [name, value] : fixed) values[name] = value;
+  return values;
+}
+
+}  // namespace
+
+LabelledFeatures embed_references(const ReferenceOptions& options, const GeneStore& store, const GeneTable& table) {
+  if (options.references.empty()) throw InputError("no reference dataset given");
+  if (options.label_column.empty()) throw InputError("no label column given (--label obs:COLUMN)");
+  const GeneVectorSource source{store.dims(),
+                                [&store](std::int64_t entrez) -> const float* {
+                                  const std::int32_t row = store.find_entrez(entrez);
+                                  return row < 0 ? nullptr : store.row(row);
+                                },
+                                store.identity_hash(),
+                                fmt::format("{} store, {} genes, {} dims", store.provenance().backend, store.n_genes(), store.dims())};
+  LabelledFeatures data;
+  for (const auto& path : options.references) {
+    const auto dataset = open_dataset(path);
+    const DataFrame obs = dataset->read_obs();
+    const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
+    const Column* group_column = nullptr;
+    if (!options.group_column.empty()) group_column = &obs.at(options.group_column, fmt::format("obs of {}", path));
+    EmbedOptions embed = options.embed;
+    embed.num_threads = options.num_threads;
+    MemorySink sink;
+    if (options.log) options.log(fmt::format("embedding {} ({} cells)", path, dataset->n_obs()));
+    const EmbedResult embedded = embed_dataset(*dataset, table, source, embed, sink);
+    if (data.dims != 0 && embedded.dims != data.dims) {
+      throw InputError(fmt::format("{}: embedded with {} dims, earlier references {}", path, embedded.dims, data.dims));
+    }
+    data.dims = embedded.dims;
+    for (const auto& warning : embedded.warnings) data.warnings.push_back(fmt::format("{}: {}", path, warning));
+    const auto dims = static_cast<std::size_t>(data.dims);
+    for (std::int64_t i = 0; i < sink.rows; ++i) {
+      const auto row = static_cast<std::size_t>(i);
+      if (label_column.is_missing(row) || label_column.value_as_string(row).empty()) {
+        ++data.n_dropped_unlabelled;
+        continue;
+      }
+      if (sink.empty[row] != 0) {
+        ++data.n_dropped_empty;
+        continue;
+      }
+      data.labels.push_back(label_column.value_as_string(row));
+      data.groups.push_back(group_column == nullptr ? std::string() : path + "\x1f" + group_column->value_as_string(row));
+      data.features.insert(data.features.end(), sink.values.begin() + static_cast<std::ptrdiff_t>(row * dims),
+                           sink.values.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
+    }
+  }
+  return data;
+}
+
+ValidationSplit split_validation(const LabelledFeatures& data, double fraction, std::uint64_t seed) {
+  if (!(fraction > 0 && fraction < 1)) throw InputError(fmt::format("--validation-fraction {} is not in (0, 1)", fraction));
+  const std::int64_t n = data.n();
+  ValidationSplit split;
+  std::mt19937_64 rng(seed);
+  const bool grouped = std::any_of(data.groups.begin(), data.groups.end(), [](const std::string& group) { return !group.empty(); });
+  if (grouped) {
+    const auto target = static_cast<std::int64_t>(std::llround(fraction * static_cast<double>(n)));
+    std::map<std::string, std::vector<std::int64_t>> by_group;
+    for (std::int64_t i = 0; i < n; ++i) by_group[data.groups[static_cast<std::size_t>(i)]].push_back(i);
+    std::vector<std::string> order;
+    for (const auto& entry : by_group) order.push_back(entry.first);
+    if (order.size() < 2) {
+      split.warnings.push_back("the group column has a single group: no validation split (whole groups are held out, never random cells)");
+      for (std::int64_t i = 0; i < n; ++i) split.train_rows.push_back(i);
+      split.description = "none (a single group)";
+      return split;
+    }
+    shuffle_in_place(order, rng);
+    std::set<std::string> held_out;
+    std::int64_t count = 0;
+    for (std::size_t g = 0; g + 1 < order.size() && count < std::max<std::int64_t>(target, 1); ++g) {
+      held_out.insert(order[g]);
+      count += static_cast<std::int64_t>(by_group[order[g]].size());
+    }
+    for (std::int64_t i = 0; i < n; ++i) (held_out.count(data.groups[static_cast<std::size_t>(i)]) ? split.validation_rows : split.train_rows).push_back(i);
+    split.description = fmt::format("whole groups ({} of {} held out)", held_out.size(), order.size());
+    return split;
+  }
+  std::map<std::string, std::vector<std::int64_t>> by_class;
+  for (std::int64_t i = 0; i < n; ++i) by_class[data.labels[static_cast<std::size_t>(i)]].push_back(i);
+  for (auto& [label, rows] : by_class) {
+    shuffle_in_place(rows, rng);
+    const auto size = static_cast<std::int64_t>(rows.size());
+    const std::int64_t held = std::min<std::int64_t>(size - 1, std::llround(fraction * static_cast<double>(size)));
+    split.validation_rows.insert(split.validation_rows.end(), rows.begin(), rows.begin() + held);
+    split.train_rows.insert(split.train_rows.end(), rows.begin() + held, rows.end());
+  }
+  std::sort(split.train_rows.begin(), split.train_rows.end());
+  std::sort(split.validation_rows.begin(), split.validation_rows.end());
+  split.description = fmt::format("stratified random {:.0f}% of each class", 100 * fraction);
+  return split;
+}
+
+nlohmann::json TrialRecord::to_json() const {
+  return {{"trial", trial},       {"rung", rung},         {"budget", budget},   {"hyperparameters", hyperparameters},
+          {"macro_f1", macro_f1}, {"accuracy", accuracy}, {"seconds", seconds}, {"fit_report", fit_report}};
+}
+
+std::vector<std::string> train_arguments(const std::string& classifier, const HyperParameters& hyperparameters) {
+  std::vector<std::string> arguments = {"--classifier", classifier};
+  const ClassifierSpec& spec = find_classifier_spec(classifier);
+  for (const auto& parameter : spec.parameters) {
+    const auto found = hyperparameters.find(parameter.name);
+    if (found == hyperparameters.end() || found->second == parameter.default_value) continue;
+    arguments.push_back(flag_name(parameter.name));
+    arguments.push_back(format_value(found->second));
+  }
+  return arguments;
+}
+
+nlohmann::json TuneResult::best_json() const {
+  return {{"classifier", classifier},
+          {"hyperparameters", best.hyperparameters},
+          {"validation_macro_f1", best.macro_f1},
+          {"validation_accuracy", best.accuracy},
+          {"trial", best.trial},
+          {"rung", best.rung},
+          {"fit_report", best.fit_report},
+          {"split", split},
+          {"seed", seed},
+          {"n_trials", trials.size()},
+          {"train_arguments", train_arguments(classifier, best.hyperparameters)}};
+}
+
+TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& split, const TuneOptions& options) {
+  const ClassifierSpec& spec = find_classifier_spec(options.classifier);
+  if (options.trials < 1) throw InputError(fmt::format("--trials {} must be at least 1", options.trials));
+  if (options.reduction < 2) throw InputError(fmt::format("--reduction {} must be at least 2", options.reduction));
+  if (options.max_rungs < 1) throw InputError(fmt::format("max_rungs {} must be at least 1", options.max_rungs));
+  resolve_hyperparameters(spec, options.fixed);  // bounds of the fixed values
+  if (split.validation_rows.empty()) throw InputError("tune needs validation cells: the split held out none");
+  if (static_cast<std::int64_t>(data.features.size()) != data.n() * data.dims) {
+    throw InputError(fmt::format("{} labels for {} feature values of {} dims", data.n(), data.features.size(), data.dims));
+  }
+
+  // Training classes (sorted names -> codes); validation cells of other classes get -1.
+  std::set<std::string> distinct;
+  for (auto row : split.train_rows) distinct.insert(data.labels[static_cast<std::size_t>(row)]);
+  const std::vector<std::string> class_names(distinct.begin(), distinct.end());
+  if (class_names.size() < 2) throw InputError(fmt::format("the training part of the split has {} class(es): tune needs 2", class_names.size()));
+  std::map<std::string, std::int32_t> code;
+  for (std::size_t c = 0; c < class_names.size(); ++c) code[class_names[c]] = static_cast<std::int32_t>(c);
+  const auto dims = static_cast<std::size_t>(data.dims);
+  auto gather = [&](const std::vector<std::int64_t>& rows, std::vector<float>& x, std::vector<std::int32_t>& y, std::vector<std::string>& names) {
+    x.resize(rows.size() * dims);
+    y.resize(rows.size());
+    names.resize(rows.size());
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const auto row = static_cast<std::size_t>(rows[i]);
+      std::copy_n(data.features.begin() + static_cast<std::ptrdiff_t>(row * dims), dims, x.begin() + static_cast<std::ptrdiff_t>(i * dims));
+      names[i] = data.labels[row];
+      const auto found = code.find(names[i]);
+      y[i] = found == code.end() ? -1 : found->second;
+    }
+  };
+  std::vector<float> train_x;
+  std::vector<std::int32_t> train_y;
+  std::vector<std::string> train_names;
+  gather(split.train_rows, train_x, train_y, train_names);
+  std::vector<float> validation_x;
+  std::vector<std::int32_t> validation_y;
+  std::vector<std::string> validation_names;
+  gather(split.validation_rows, validation_x, validation_y, validation_names);
+  const auto n_train = static_cast<std::int64_t>(split.train_rows.size());
+  const auto n_validation = static_cast<std::int64_t>(split.validation_rows.size());
+  const int n_classes = static_cast<int>(class_names.size());
+
+  // Budgets: max_budget / reduction^(rungs - 1 - r), rounded up.
+  const HyperParameter* budget_parameter = nullptr;
+  for (const auto& parameter : spec.parameters) {
+    if (parameter.budget) budget_parameter = &parameter;
+  }
+  TuneResult result;
+  result.classifier = spec.type;
+  result.seed = options.seed;
+  result.split = split.description;
+  int rungs = 1;
+  if (budget_parameter != nullptr && !options.fixed.count(budget_parameter->name)) {
+    while (rungs < options.max_rungs && std::pow(options.reduction, rungs) <= options.trials) ++rungs;
+  }
+  const double max_budget = budget_parameter == nullptr                       ? 0
+                            : options.fixed.count(budget_parameter->name) != 0 ? options.fixed.at(budget_parameter->name)
+                            : options.max_budget > 0                           ? options.max_budget
+                                                                               : budget_parameter->default_value;
+  if (budget_parameter != nullptr && (max_budget < budget_parameter->min || max_budget > budget_parameter->max)) {
+    throw InputError(fmt::format("budget {} = {} is outside [{}, {}]", budget_parameter->name, max_budget, budget_parameter->min, budget_parameter->max));
+  }
+  for (int r = 0; r < rungs; ++r) {
+    result.budgets.push_back(budget_parameter == nullptr ? 0 : std::max(1.0, std::ceil(max_budget / std::pow(options.reduction, rungs - 1 - r))));
+  }
+  result.rungs = rungs;
+
+  // Configurations: the defaults first, then random draws.
+  std::mt19937_64 rng(options.seed);
+  std::vector<HyperParameters> configurations;
+  for (int t = 0; t < options.trials; ++t) {
+    if (t == 0) {
+      HyperParameters defaults;
+      for (const auto& parameter : spec.parameters) defaults[parameter.name] = parameter.default_value;
+      for (const auto& [name, value] : options.fixed) defaults[name] = value;
+      configurations.push_back(defaults);
+    } else {
+      configurations.push_back(sample(spec, options.fixed, rng));
+    }
+  }
+
+  std::vector<int> alive(static_cast<std::size_t>(options.trials));
+  std::iota(alive.begin(), alive.end(), 0);
+  for (int rung = 0; rung < rungs; ++rung) {
+    std::vector<std::pair<double, int>> scores;  // (macro-F1, trial)
+    for (const int trial : alive) {
+      HyperParameters hyperparameters = configurations[static_cast<std::size_t>(trial)];
+      if (budget_parameter != nullptr) hyperparameters[budget_parameter->name] = result.budgets[static_cast<std::size_t>(rung)];
+      const auto started = std::chrono::steady_clock::now();
+      auto classifier = make_classifier(spec.type);
+      FitOptions fit;
+      fit.hyperparameters = hyperparameters;
+      fit.num_threads = options.num_threads;
+      fit.seed = options.seed;
+      fit.validation = {validation_x.data(), n_validation, validation_y.data()};
+      classifier->fit(train_x.data(), n_train, data.dims, train_y, n_classes, fit);
+      const auto probabilities = classifier->predict_proba(validation_x.data(), n_validation, options.num_threads);
+      std::vector<std::string> predicted(static_cast<std::size_t>(n_validation));
+      for (std::int64_t i = 0; i < n_validation; ++i) {
+        const float* row = probabilities.data() + i * n_classes;
+        predicted[static_cast<std::size_t>(i)] = class_names[static_cast<std::size_t>(std::max_element(row, row + n_classes) - row)];
+      }
+      const EvaluationResult evaluation = evaluate(validation_names, predicted);
+      TrialRecord record;
+      record.trial = trial;
+      record.rung = rung;
+      record.budget = budget_parameter == nullptr ? 0 : hyperparameters.at(budget_parameter->name);
+      record.hyperparameters = classifier->hyperparameters();
+      record.macro_f1 = evaluation.macro.f1;
+      record.accuracy = evaluation.accuracy;
+      record.fit_report = classifier->fit_report();
+      record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (options.on_trial) options.on_trial(record);
+      scores.emplace_back(record.macro_f1, trial);
+      result.trials.push_back(std::move(record));
+    }
+    // Best first; ties to the lower trial id.
+    std::sort(scores.begin(), scores.end(), [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
+    if (rung + 1 == rungs) {
+      for (const auto& record : result.trials) {
+        if (record.rung == rung && record.trial == scores.front().second) result.best = record;
+      }
+      break;
+    }
+    const auto keep = std::max<std::size_t>(1, scores.size() / static_cast<std::size_t>(options.reduction));
+    alive.clear();
+    for (std::size_t k = 0; k < keep; ++k) alive.push_back(scores[k].second);
+    std::sort(alive.begin(), alive.end());
+  }
+  return result;
+}
+
+}  // namespace celltyper
