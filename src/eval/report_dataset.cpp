@@ -1,0 +1,568 @@
+/// @file report_dataset.cpp
+/// Evaluating the predictions stored in an annotated .h5ad: reading the columns, mapping both
+/// label sides to the Cell Ontology, choosing what the flat metrics compare, evaluating all cells
+/// and each group, and projecting an embedding for the report's cell map.
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <unordered_map>
+
+#include "celltyper/error.hpp"
+#include "celltyper/report.hpp"
+#include "io/hdf5_util.hpp"
+
+namespace celltyper {
+namespace {
+
+using h5::Handle;
+
+/// "prefix:NAME" or "NAME" -> "NAME"; another "x:" prefix is refused. `what` names the input.
+std::string strip_prefix(const std::string& reference, const std::string& prefix, const std::string& what) {
+  const std::string full = prefix + ":";
+  if (reference.rfind(full, 0) == 0) return reference.substr(full.size());
+  for (const char* other : {"obs:", "obsm:", "uns:", "var:", "layers:", "obsp:", "varm:"}) {
+    if (reference.rfind(other, 0) == 0) {
+      throw InputError(fmt::format("{} '{}': expected {}:NAME", what, reference, prefix));
+    }
+  }
+  if (reference.empty()) throw InputError(fmt::format("{}: empty name", what));
+  return reference;
+}
+
+/// A scalar string stored in uns/<key>, or nullopt when absent or not a string.
+/// (H5adFile has no uns reader yet; this reads the dataset `H5adWriter::write_uns_string` writes.)
+std::optional<std::string> read_uns_string(const std::string& path, const std::string& key) {
+  auto lock = h5::hdf5_lock();
+  h5::silence_hdf5_errors();
+  const Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file) throw IoError(fmt::format("cannot open {} to read uns/{}", path, key));
+  const std::string dataset_path = "uns/" + key;
+  if (h5::object_type(file.get(), dataset_path) != H5O_TYPE_DATASET) return std::nullopt;
+  const Handle dataset = h5::open_dataset(file.get(), dataset_path, path);
+  if (!h5::is_string_dataset(dataset.get())) return std::nullopt;
+  const std::vector<std::string> values = h5::read_strings(dataset.get());
+  if (values.size() != 1) return std::nullopt;
+  return values.front();
+}
+
+/// uns/<key> parsed as a JSON list of strings; nullopt when absent. Throws InputError when present
+/// but not such a list.
+std::optional<std::vector<std::string>> read_uns_string_list(const std::string& path, const std::string& key) {
+  const auto text = read_uns_string(path, key);
+  if (!text) return std::nullopt;
+  const nlohmann::json parsed = nlohmann::json::parse(*text, nullptr, /* allow_exceptions = */ false);
+  if (!parsed.is_array() || !std::all_of(parsed.begin(), parsed.end(), [](const auto& v) { return v.is_string(); })) {
+    throw InputError(fmt::format("{}: uns/{} is not a JSON list of strings", path, key));
+  }
+  return parsed.get<std::vector<std::string>>();
+}
+
+/// Key of the uns entry next to obsm `key` that holds `what` ("classes", "cl_ids"):
+/// celltyper_probabilities -> celltyper_probability_classes, other keys -> key + "_" + what.
+std::string companion_key(const std::string& key, const std::string& what) {
+  const std::string plural = "probabilities";
+  if (key.size() >= plural.size() && key.compare(key.size() - plural.size(), plural.size(), plural) == 0) {
+    return key.substr(0, key.size() - plural.size()) + "probability_" + what;
+  }
+  return key + "_" + what;
+}
+
+std::string join(const std::vector<std::string>& items) {
+  return items.empty() ? std::string("none") : fmt::format("{}", fmt::join(items, ", "));
+}
+
+/// Check `column` is an obs column; the error names the role, the file and the columns there are.
+void require_obs_column(const std::string& column, const std::string& role, const std::string& path,
+                        const std::vector<std::string>& available) {
+  if (std::find(available.begin(), available.end(), column) == available.end()) {
+    throw InputError(fmt::format("{}: no obs column '{}' for the {} (available: {})", path, column, role, join(available)));
+  }
+}
+
+/// Distinct labels with their cell counts, sorted by label.
+std::map<std::string, std::size_t> count_labels(const std::vector<std::string>& labels) {
+  std::map<std::string, std::size_t> counts;
+  for (const auto& label : labels) ++counts[label];
+  return counts;
+}
+
+/// Fill a mapping row from a LabelMatch and check the id against the hierarchy.
+LabelMappingRow mapping_row(const std::string& label, std::size_t n_cells, const LabelMatch& match, const Ontology* ontology) {
+  LabelMappingRow row;
+  row.label = label;
+  row.n_cells = n_cells;
+  row.cl_id = match.cl_id;
+  row.cl_label = match.cl_label;
+  row.match = to_string(match.kind);
+  row.candidates = match.candidates;
+  if (ontology == nullptr) return row;
+  if (row.mapped()) {
+    const auto index = ontology->find_index(row.cl_id);
+    if (!index) {
+      row.match = "unknown_id";
+      row.cl_id.clear();
+    } else {
+      const TermIndex canonical = ontology->canonical(*index);
+      if (ontology->root() && ontology->depth(canonical) < 0) {
+        row.match = "not_in_hierarchy";
+        row.cl_id.clear();
+      } else {
+        row.cl_id = ontology->term(canonical).id;
+        row.cl_label = ontology->term(canonical).label;
+      }
+    }
+  } else if (match.kind == LabelMatchKind::kUnmapped && label.rfind("CL:", 0) == 0) {
+    row.match = "unknown_id";
+  }
+  return row;
+}
+
+/// Rows of `rows` that are not mapped, as "label (n cells)".
+std::vector<std::string> unmapped_descriptions(const std::vector<LabelMappingRow>& rows) {
+  std::vector<std::string> out;
+  for (const auto& row : rows) {
+    if (!row.mapped()) out.push_back(fmt::format("'{}' ({} cells, {})", row.label, row.n_cells, row.match));
+  }
+  return out;
+}
+
+/// Probability matrix restricted to `cells`, with columns renamed by `rename` and columns of the
+/// same new name summed (several classes mapping to one CL term).
+ProbabilityMatrix probability_matrix(const DenseMatrix& matrix, const std::vector<std::string>& class_names,
+                                     const std::vector<std::size_t>& cells,
+                                     const std::function<std::string(const std::string&)>& rename) {
+  ProbabilityMatrix probabilities;
+  std::vector<std::size_t> target(class_names.size());
+  std::unordered_map<std::string, std::size_t> column_of;
+  for (std::size_t j = 0; j < class_names.size(); ++j) {
+    const std::string name = rename(class_names[j]);
+    const auto [entry, inserted] = column_of.emplace(name, probabilities.class_names.size());
+    if (inserted) probabilities.class_names.push_back(name);
+    target[j] = entry->second;
+  }
+  const std::size_t n_columns = probabilities.class_names.size();
+  probabilities.values.assign(cells.size() * n_columns, 0.0F);
+  for (std::size_t i = 0; i < cells.size(); ++i) {
+    const float* row = matrix.row(static_cast<std::int64_t>(cells[i]));
+    for (std::size_t j = 0; j < class_names.size(); ++j) probabilities.values[i * n_columns + target[j]] += row[j];
+  }
+  return probabilities;
+}
+
+nlohmann::json mapping_json(const std::vector<LabelMappingRow>& rows) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& row : rows) {
+    nlohmann::json entry = {{"label", row.label},
+                            {"n_cells", row.n_cells},
+                            {"cl_id", row.mapped() ? nlohmann::json(row.cl_id) : nlohmann::json(nullptr)},
+                            {"cl_label", row.cl_label},
+                            {"match", row.match}};
+    if (!row.candidates.empty()) entry["candidates"] = row.candidates;
+    out.push_back(std::move(entry));
+  }
+  return out;
+}
+
+nlohmann::json unmapped_json(const std::vector<LabelMappingRow>& rows) {
+  nlohmann::json labels = nlohmann::json::object();
+  std::size_t cells = 0;
+  for (const auto& row : rows) {
+    if (row.mapped()) continue;
+    labels[row.label] = row.n_cells;
+    cells += row.n_cells;
+  }
+  return {{"n_labels", labels.size()}, {"n_cells", cells}, {"labels", std::move(labels)}};
+}
+
+}  // namespace
+
+DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvaluationOptions& options) {
+  if (options.truth.empty()) throw InputError("evaluation needs the obs column of the true labels");
+  const std::string truth_column = strip_prefix(options.truth, "obs", "truth column");
+  const std::string prediction_column = strip_prefix(options.prediction, "obs", "prediction column");
+  const std::string group_column = options.group.empty() ? std::string() : strip_prefix(options.group, "obs", "group column");
+  const Ontology* ontology = options.ontology;
+  if (options.compare == CompareOn::kOntology && ontology == nullptr) {
+    throw InputError("comparing on Cell Ontology terms needs an ontology file (none was given or found)");
+  }
+
+  const H5adFile file(path);
+  DatasetEvaluation evaluation;
+  evaluation.input = path;
+  evaluation.truth = "obs:" + truth_column;
+  evaluation.prediction = "obs:" + prediction_column;
+  evaluation.group = group_column.empty() ? std::string() : "obs:" + group_column;
+  if (ontology != nullptr) {
+    evaluation.ontology_source = ontology->source();
+    evaluation.ontology_version = ontology->version();
+  }
+
+  // ---- columns ---------------------------------------------------------------------------
+  const std::vector<std::string> obs_columns = file.obs_column_names();
+  require_obs_column(truth_column, "truth labels", path, obs_columns);
+  require_obs_column(prediction_column, "predictions", path, obs_columns);
+  std::vector<std::string> wanted = {truth_column};
+  if (prediction_column != truth_column) wanted.push_back(prediction_column);
+  if (!group_column.empty()) {
+    require_obs_column(group_column, "groups", path, obs_columns);
+    if (std::find(wanted.begin(), wanted.end(), group_column) == wanted.end()) wanted.push_back(group_column);
+  }
+  const DataFrame obs = file.read_obs_columns(wanted);
+  const Column& truth_values = obs.at(truth_column, "obs of " + path);
+  const Column& prediction_values = obs.at(prediction_column, "obs of " + path);
+  const Column* group_values = group_column.empty() ? nullptr : &obs.at(group_column, "obs of " + path);
+  const std::size_t n_file = obs.n_rows();
+  evaluation.n_cells_in_file = n_file;
+
+  std::vector<std::size_t> cells;  // file rows that have a truth label
+  std::vector<std::string> truth;
+  std::vector<std::string> prediction;
+  for (std::size_t row = 0; row < n_file; ++row) {
+    if (truth_values.is_missing(row) || truth_values.value_as_string(row).empty()) {
+      ++evaluation.n_missing_truth;
+      continue;
+    }
+    cells.push_back(row);
+    truth.push_back(truth_values.value_as_string(row));
+    if (prediction_values.is_missing(row) || prediction_values.value_as_string(row).empty()) {
+      ++evaluation.n_missing_prediction;
+      prediction.emplace_back(kNoPrediction);
+    } else {
+      prediction.push_back(prediction_values.value_as_string(row));
+    }
+  }
+  if (cells.empty()) throw InputError(fmt::format("{}: no cell has a truth label in obs column '{}'", path, truth_column));
+  if (evaluation.n_missing_truth > 0) {
+    evaluation.warnings.push_back(fmt::format("{} of {} cells have no truth label in obs:{} and are left out", evaluation.n_missing_truth,
+                                              n_file, truth_column));
+  }
+  if (evaluation.n_missing_prediction > 0) {
+    evaluation.warnings.push_back(fmt::format("{} cells have no value in obs:{}; they are evaluated as '{}'",
+                                              evaluation.n_missing_prediction, prediction_column, kNoPrediction));
+  }
+
+  // ---- probabilities and the model's own class -> CL id table ------------------------------
+  const std::vector<std::string> obsm_keys = file.keys("obsm");
+  const auto has_obsm = [&](const std::string& key) { return std::find(obsm_keys.begin(), obsm_keys.end(), key) != obsm_keys.end(); };
+  std::string probability_key;
+  if (options.probabilities == "auto") {
+    if (has_obsm("celltyper_probabilities")) probability_key = "celltyper_probabilities";
+  } else if (options.probabilities != "none" && !options.probabilities.empty()) {
+    probability_key = strip_prefix(options.probabilities, "obsm", "probability matrix");
+    if (!has_obsm(probability_key)) {
+      throw InputError(fmt::format("{}: no obsm matrix '{}' for the probabilities (available: {})", path, probability_key, join(obsm_keys)));
+    }
+  }
+  DenseMatrix probability_values;
+  std::vector<std::string> probability_classes;
+  if (!probability_key.empty()) {
+    const std::string classes_key = options.probability_classes.empty()
+                                        ? companion_key(probability_key, "classes")
+                                        : strip_prefix(options.probability_classes, "uns", "probability class names");
+    const auto classes = read_uns_string_list(path, classes_key);
+    if (!classes) {
+      if (options.probabilities != "auto") {
+        throw InputError(fmt::format("{}: the class names of obsm:{} are not in uns:{} (a JSON list of strings); name them with the "
+                                     "probability classes option",
+                                     path, probability_key, classes_key));
+      }
+      evaluation.warnings.push_back(
+          fmt::format("obsm:{} is present but uns:{} (its class names) is not: ranking metrics skipped", probability_key, classes_key));
+      probability_key.clear();
+    } else {
+      probability_values = file.read_obsm(probability_key);
+      if (static_cast<std::size_t>(probability_values.cols) != classes->size()) {
+        throw InputError(fmt::format("{}: obsm:{} has {} columns but uns:{} names {} classes", path, probability_key,
+                                     probability_values.cols, classes_key, classes->size()));
+      }
+      probability_classes = *classes;
+      evaluation.probabilities = "obsm:" + probability_key;
+    }
+  }
+  // Class -> CL id recorded by `celltyper annotate` (from the model file); used for predicted labels.
+  std::map<std::string, std::string> model_cl_ids;
+  {
+    const auto classes = read_uns_string_list(path, "celltyper_probability_classes");
+    const auto ids = read_uns_string_list(path, "celltyper_probability_cl_ids");
+    if (classes && ids && classes->size() == ids->size()) {
+      for (std::size_t j = 0; j < classes->size(); ++j) {
+        if (!(*ids)[j].empty()) model_cl_ids.emplace((*classes)[j], (*ids)[j]);
+      }
+    }
+  }
+
+  // ---- label mapping -----------------------------------------------------------------------
+  LabelMapper mapper(ontology);
+  if (!options.label_map.empty()) mapper.load_table(options.label_map);
+  const auto map_prediction = [&](const std::string& label) {
+    if (const auto found = model_cl_ids.find(label); found != model_cl_ids.end()) {
+      LabelMatch match;
+      match.label = label;
+      match.cl_id = found->second;
+      match.kind = LabelMatchKind::kUserMap;
+      if (ontology != nullptr && ontology->contains(found->second)) match.cl_label = ontology->label(found->second);
+      return std::pair(match, true);
+    }
+    LabelMatch match = mapper.map(label, options.label_dataset);
+    if (!match.mapped() && !options.label_dataset.empty()) {
+      LabelMatch any = mapper.map(label);
+      if (any.mapped()) match = std::move(any);
+    }
+    return std::pair(match, false);
+  };
+  for (const auto& [label, count] : count_labels(truth)) {
+    evaluation.truth_labels.push_back(mapping_row(label, count, mapper.map(label, options.label_dataset), ontology));
+  }
+  for (const auto& [label, count] : count_labels(prediction)) {
+    const auto [match, from_model] = map_prediction(label);
+    LabelMappingRow row = mapping_row(label, count, match, ontology);
+    if (from_model && row.match == "user_map") row.match = "model";
+    evaluation.prediction_labels.push_back(std::move(row));
+  }
+  for (const auto* side : {&evaluation.truth_labels, &evaluation.prediction_labels}) {
+    for (const auto& row : *side) {
+      if (row.match == "unknown_id") {
+        evaluation.warnings.push_back(fmt::format("{} label '{}' ({} cells) looks like a Cell Ontology id but is not in {}",
+                                                  side == &evaluation.truth_labels ? "truth" : "predicted", row.label, row.n_cells,
+                                                  ontology != nullptr ? ontology->source() : "the ontology"));
+      }
+    }
+  }
+
+  // ---- what the flat metrics compare ---------------------------------------------------------
+  const std::set<std::string> truth_set(truth.begin(), truth.end());
+  const auto shared_cells = static_cast<std::size_t>(
+      std::count_if(prediction.begin(), prediction.end(), [&](const std::string& label) { return truth_set.count(label) > 0; }));
+  const double shared_share = static_cast<double>(shared_cells) / static_cast<double>(prediction.size());
+  switch (options.compare) {
+    case CompareOn::kLabels:
+      evaluation.compared_on_ontology = false;
+      evaluation.compare_reason = "asked for";
+      break;
+    case CompareOn::kOntology:
+      evaluation.compared_on_ontology = true;
+      evaluation.compare_reason = "asked for";
+      break;
+    case CompareOn::kAuto:
+      if (ontology == nullptr) {
+        evaluation.compared_on_ontology = false;
+        evaluation.compare_reason = "no ontology";
+      } else {
+        evaluation.compared_on_ontology = shared_share < 0.5;
+        evaluation.compare_reason = fmt::format("{:.1f}% of the predicted labels occur among the truth labels", 100.0 * shared_share);
+      }
+      break;
+  }
+
+  std::map<std::string, std::string> truth_name;       // label -> class name used in the metrics
+  std::map<std::string, std::string> prediction_name;
+  EvaluationOptions evaluation_options;
+  evaluation_options.ontology = ontology;
+  evaluation_options.top_k = options.top_k;
+  const auto note_id = [&](const std::string& name, const std::string& id) {
+    const auto [entry, inserted] = evaluation_options.cl_ids.emplace(name, id);
+    if (!inserted && entry->second != id) {
+      evaluation.warnings.push_back(fmt::format("label '{}' maps to {} as a truth label but to {} as a prediction; {} is used for both",
+                                                name, entry->second, id, entry->second));
+    }
+  };
+  for (const auto* side : {&evaluation.truth_labels, &evaluation.prediction_labels}) {
+    auto& names = side == &evaluation.truth_labels ? truth_name : prediction_name;
+    for (const auto& row : *side) {
+      std::string name = row.label;
+      if (evaluation.compared_on_ontology && row.mapped()) name = row.cl_label.empty() ? row.cl_id : row.cl_label;
+      names[row.label] = name;
+      if (row.mapped()) note_id(name, row.cl_id);
+    }
+  }
+  std::vector<std::string> truth_classes(truth.size());
+  std::vector<std::string> prediction_classes(prediction.size());
+  for (std::size_t i = 0; i < truth.size(); ++i) {
+    truth_classes[i] = truth_name.at(truth[i]);
+    prediction_classes[i] = prediction_name.at(prediction[i]);
+  }
+  const auto class_of_probability_column = [&](const std::string& label) {
+    if (!evaluation.compared_on_ontology) return label;
+    LabelMappingRow row = mapping_row(label, 0, map_prediction(label).first, ontology);
+    return row.mapped() ? (row.cl_label.empty() ? row.cl_id : row.cl_label) : label;
+  };
+
+  // ---- evaluate all cells and each group ------------------------------------------------------
+  const auto evaluate_subset = [&](const std::vector<std::size_t>& positions) {
+    std::vector<std::string> subset_truth;
+    std::vector<std::string> subset_prediction;
+    std::vector<std::size_t> rows;
+    for (const std::size_t k : positions) {
+      subset_truth.push_back(truth_classes[k]);
+      subset_prediction.push_back(prediction_classes[k]);
+      rows.push_back(cells[k]);
+    }
+    EvaluationOptions subset_options = evaluation_options;
+    ProbabilityMatrix probabilities;
+    if (!probability_key.empty()) {
+      probabilities = probability_matrix(probability_values, probability_classes, rows, class_of_probability_column);
+      subset_options.probabilities = &probabilities;
+    }
+    return evaluate(subset_truth, subset_prediction, subset_options);
+  };
+  std::vector<std::size_t> all(cells.size());
+  for (std::size_t k = 0; k < all.size(); ++k) all[k] = k;
+  evaluation.sets.push_back({"all cells", evaluate_subset(all)});
+  if (group_values != nullptr) {
+    std::map<std::string, std::vector<std::size_t>> groups;
+    for (std::size_t k = 0; k < cells.size(); ++k) {
+      const std::size_t row = cells[k];
+      groups[group_values->is_missing(row) ? std::string("(missing)") : group_values->value_as_string(row)].push_back(k);
+    }
+    for (const auto& [name, positions] : groups) evaluation.sets.push_back({name, evaluate_subset(positions)});
+  }
+
+  // ---- the cell map ------------------------------------------------------------------------
+  std::string embedding_key;
+  if (options.embedding == "auto") {
+    for (const char* candidate : {"X_celltyper", "celltyper_probabilities", "X_pca"}) {
+      if (has_obsm(candidate)) {
+        embedding_key = candidate;
+        break;
+      }
+    }
+  } else if (options.embedding != "none" && !options.embedding.empty()) {
+    embedding_key = strip_prefix(options.embedding, "obsm", "embedding");
+    if (!has_obsm(embedding_key)) {
+      throw InputError(fmt::format("{}: no obsm matrix '{}' for the cell map (available: {})", path, embedding_key, join(obsm_keys)));
+    }
+  }
+  if (!embedding_key.empty()) {
+    const DenseMatrix embedding = embedding_key == probability_key ? probability_values : file.read_obsm(embedding_key);
+    const std::vector<std::size_t> sample = subsample_rows(cells.size(), options.max_map_points, options.seed);
+    std::vector<std::size_t> rows;
+    rows.reserve(sample.size());
+    for (const std::size_t k : sample) rows.push_back(cells[k]);
+    try {
+      if (embedding.cols < 2) throw InputError(fmt::format("obsm:{} has {} column; the map needs at least 2", embedding_key, embedding.cols));
+      const PrincipalComponents pca = principal_components(embedding, 2, &rows);
+      EmbeddingMap map;
+      map.source = "obsm:" + embedding_key;
+      map.n_cells = cells.size();
+      map.explained_variance_ratio = {pca.explained_variance_ratio[0], pca.explained_variance_ratio[1]};
+      for (std::size_t i = 0; i < sample.size(); ++i) {
+        map.x.push_back(pca.coordinates[2 * i]);
+        map.y.push_back(pca.coordinates[2 * i + 1]);
+        map.truth.push_back(truth_classes[sample[i]]);
+        map.prediction.push_back(prediction_classes[sample[i]]);
+      }
+      evaluation.embedding = std::move(map);
+    } catch (const InputError& error) {
+      if (options.embedding != "auto") throw;
+      evaluation.warnings.push_back(fmt::format("no cell map: {}", error.what()));
+    }
+  }
+  return evaluation;
+}
+
+nlohmann::json to_json(const DatasetEvaluation& evaluation) {
+  nlohmann::json json;
+  json["input"] = evaluation.input;
+  json["truth"] = evaluation.truth;
+  json["prediction"] = evaluation.prediction;
+  json["probabilities"] = evaluation.probabilities.empty() ? nlohmann::json(nullptr) : nlohmann::json(evaluation.probabilities);
+  json["group"] = evaluation.group.empty() ? nlohmann::json(nullptr) : nlohmann::json(evaluation.group);
+  json["ontology"] = evaluation.ontology_source.empty()
+                         ? nlohmann::json(nullptr)
+                         : nlohmann::json{{"source", evaluation.ontology_source}, {"version", evaluation.ontology_version}};
+  json["compared_on"] = evaluation.compared_on_ontology ? "ontology" : "labels";
+  json["compare_reason"] = evaluation.compare_reason;
+  json["n_cells_in_file"] = evaluation.n_cells_in_file;
+  json["n_missing_truth"] = evaluation.n_missing_truth;
+  json["n_missing_prediction"] = evaluation.n_missing_prediction;
+  json["label_mapping"] = {{"truth", mapping_json(evaluation.truth_labels)}, {"prediction", mapping_json(evaluation.prediction_labels)}};
+  json["unmapped"] = {{"truth", unmapped_json(evaluation.truth_labels)}, {"prediction", unmapped_json(evaluation.prediction_labels)}};
+  json["overall"] = to_json(evaluation.sets.front().result);
+  json["groups"] = nlohmann::json::array();
+  for (std::size_t s = 1; s < evaluation.sets.size(); ++s) {
+    json["groups"].push_back({{"group", evaluation.sets[s].name}, {"metrics", to_json(evaluation.sets[s].result)}});
+  }
+  if (evaluation.embedding) {
+    const EmbeddingMap& map = *evaluation.embedding;
+    json["embedding"] = {{"source", map.source},
+                         {"method", map.method},
+                         {"explained_variance_ratio", {map.explained_variance_ratio[0], map.explained_variance_ratio[1]}},
+                         {"n_cells", map.n_cells},
+                         {"n_points", map.x.size()}};
+  } else {
+    json["embedding"] = nullptr;
+  }
+  json["warnings"] = evaluation.warnings;
+  return json;
+}
+
+std::string format_report(const DatasetEvaluation& evaluation) {
+  std::string out;
+  out += fmt::format("input          {}\ntruth          {}\nprediction     {}\n", evaluation.input, evaluation.truth, evaluation.prediction);
+  out += fmt::format("compared on    {} ({})\n", evaluation.compared_on_ontology ? "Cell Ontology terms" : "label strings",
+                     evaluation.compare_reason);
+  if (!evaluation.probabilities.empty()) out += fmt::format("probabilities  {}\n", evaluation.probabilities);
+  if (!evaluation.ontology_source.empty()) {
+    out += fmt::format("ontology       {}{}\n", evaluation.ontology_source,
+                       evaluation.ontology_version.empty() ? "" : " (" + evaluation.ontology_version + ")");
+  }
+  out += fmt::format("cells          {} evaluated of {} ({} without truth)\n", evaluation.sets.front().result.n_cells,
+                     evaluation.n_cells_in_file, evaluation.n_missing_truth);
+  if (!evaluation.ontology_source.empty()) {
+    for (const auto* side : {&evaluation.truth_labels, &evaluation.prediction_labels}) {
+      const bool is_truth = side == &evaluation.truth_labels;
+      std::size_t labels = 0;
+      std::size_t cells = 0;
+      for (const auto& row : *side) {
+        if (row.mapped()) continue;
+        ++labels;
+        cells += row.n_cells;
+      }
+      out += fmt::format("{} labels mapped to CL: {} of {}", is_truth ? "truth     " : "prediction", side->size() - labels, side->size());
+      if (labels > 0) out += fmt::format("; unmapped: {} ({} cells)", fmt::join(unmapped_descriptions(*side), ", "), cells);
+      out += '\n';
+    }
+  }
+  for (const auto& warning : evaluation.warnings) out += fmt::format("warning: {}\n", warning);
+  for (std::size_t s = 0; s < evaluation.sets.size(); ++s) {
+    const EvaluatedSet& set = evaluation.sets[s];
+    out += s == 0 ? fmt::format("\n== all cells ==\n") : fmt::format("\n== {} = {} ==\n", evaluation.group, set.name);
+    out += format_report(set.result);
+  }
+  return out;
+}
+
+ReportContent report_content(const DatasetEvaluation& evaluation) {
+  ReportContent content;
+  content.title = fmt::format("celltyper evaluation: {}", std::filesystem::path(evaluation.input).filename().string());
+  content.details.emplace_back("input", evaluation.input);
+  content.details.emplace_back("truth", evaluation.truth);
+  content.details.emplace_back("prediction", evaluation.prediction);
+  content.details.emplace_back("compared on", fmt::format("{} ({})", evaluation.compared_on_ontology ? "Cell Ontology terms" : "label strings",
+                                                          evaluation.compare_reason));
+  if (!evaluation.probabilities.empty()) content.details.emplace_back("probabilities", evaluation.probabilities);
+  if (!evaluation.group.empty()) content.details.emplace_back("groups", evaluation.group);
+  if (!evaluation.ontology_source.empty()) {
+    content.details.emplace_back("ontology", evaluation.ontology_source +
+                                                 (evaluation.ontology_version.empty() ? "" : " (" + evaluation.ontology_version + ")"));
+  }
+  content.details.emplace_back("cells", fmt::format("{} evaluated of {} ({} without truth)", evaluation.sets.front().result.n_cells,
+                                                    evaluation.n_cells_in_file, evaluation.n_missing_truth));
+  for (std::size_t s = 0; s < evaluation.sets.size(); ++s) {
+    const EvaluatedSet& set = evaluation.sets[s];
+    content.sections.push_back({s == 0 ? set.name : evaluation.group + " = " + set.name, set.result});
+  }
+  content.truth_labels = evaluation.truth_labels;
+  content.prediction_labels = evaluation.prediction_labels;
+  content.embedding = evaluation.embedding;
+  content.warnings = evaluation.warnings;
+  return content;
+}
+
+}  // namespace celltyper

@@ -1,0 +1,411 @@
+// End-to-end tests of `celltyper evaluate`: pbmc3k (Seurat labels) -> pbmc68k_reduced annotated with
+// a model trained on a seeded random-vector gene store, evaluated against the bulk labels through
+// the Cell Ontology. Flat metrics are checked against scikit-learn, ranking and hierarchical
+// metrics against an independent NumPy / OBO-parsing computation; bad input is checked for exact
+// one-line messages and unmapped labels for explicit accounting.
+#include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/report.hpp>
+
+#include "support/test_support.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+namespace celltyper {
+namespace {
+
+/// Seeded random unit vectors for every gene of human_genes.tsv (as in train_annotate_cli_test).
+std::string make_random_store(const test::TempDir& dir, int dims) {
+  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
+  std::vector<std::int64_t> entrez;
+  std::vector<std::string> symbols;
+  std::vector<std::string> ensembl;
+  std::vector<float> matrix;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> normal;
+  for (const auto& gene : table.genes()) {
+    entrez.push_back(gene.entrez_id);
+    symbols.push_back(gene.symbol);
+    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
+    for (int d = 0; d < dims; ++d) matrix.push_back(normal(rng));
+  }
+  GeneStoreProvenance provenance;
+  provenance.backend = "test-random";
+  const std::string path = dir.file("store.h5");
+  GeneStore(entrez, symbols, ensembl, matrix, dims, provenance).save(path);
+  return path;
+}
+
+/// Independent oracle: scikit-learn for the flat metrics, NumPy for top-k / reciprocal rank, and its
+/// own OBO parser for the ancestor sets of the hierarchical metrics. Arguments: annotated h5ad,
+/// label map, OBO file, evaluate's JSON, prediction column. Prints "ok" or fails an assertion.
+constexpr const char* kOracle = R"PY(
+import sys, json
+import numpy as np, anndata
+from sklearn.metrics import precision_recall_fscore_support
+annotated, label_map, obo, result_path, pred_col = sys.argv[1:6]
+a = anndata.read_h5ad(annotated)
+res = json.load(open(result_path))
+
+# CL ids: truth through the pbmc68k_reduced rows of the label map, predictions through the ids the
+# model file recorded for its classes (uns), or the CL id column itself.
+m = {}
+for line in open(label_map).read().splitlines()[1:]:
+    f = line.split('\t')
+    if f[0] == 'pbmc68k_reduced':
+        m[f[1]] = f[2]
+names = json.loads(a.uns['celltyper_probability_classes'])
+ids = dict(zip(names, json.loads(a.uns['celltyper_probability_cl_ids'])))
+truth = np.array([m[x] for x in a.obs['bulk_labels'].astype(str)])
+col = a.obs[pred_col]
+if pred_col == 'celltyper_label':
+    pred = np.array([ids.get(x) or 'raw:' + x for x in col.astype(str)])
+else:
+    pred = np.array(['raw:(no prediction)' if missing else str(v) for v, missing in zip(col.astype(object), col.isna())])
+
+def close(x, y, what, tol=1e-9):
+    assert abs(x - y) <= tol, (what, x, y)
+
+# Flat metrics on CL terms (evaluate names classes by term label; the ids are a bijection).
+o = res['overall']
+assert res['compared_on'] == 'ontology', res['compared_on']
+assert o['n_cells'] == len(truth) == 700
+close(o['accuracy'], float((truth == pred).mean()), 'accuracy')
+for avg in ['macro', 'weighted']:
+    p, r, f, _ = precision_recall_fscore_support(truth, pred, average=avg, zero_division=0)
+    close(o[avg]['precision'], p, avg + ' precision'); close(o[avg]['recall'], r, avg + ' recall'); close(o[avg]['f1'], f, avg + ' f1')
+id_of = {}
+for side in ['truth', 'prediction']:
+    for row in res['label_mapping'][side]:
+        id_of[row['cl_label'] if row['cl_id'] else row['label']] = row['cl_id'] or 'raw:' + row['label']
+classes = [id_of[c['label']] for c in o['per_class']]
+p, r, f, s = precision_recall_fscore_support(truth, pred, labels=classes, average=None, zero_division=0)
+for c, pc, rc, fc, sc in zip(o['per_class'], p, r, f, s):
+    close(c['f1'], fc, c['label']); close(c['precision'], pc, c['label']); assert c['support'] == sc, c
+assert sum(map(sum, o['confusion_matrix']['counts'])) == 700
+
+# Ranking: columns are the model's classes as CL terms; rank = 1 + higher + equal earlier columns.
+prob = a.obsm['celltyper_probabilities']
+cols = [ids[n] for n in names]
+assert len(set(cols)) == len(cols)
+top = {1: 0, 3: 0, 5: 0}; rr = 0.0
+for i, t in enumerate(truth):
+    if t not in cols:
+        continue
+    j = cols.index(t); v = prob[i, j]
+    rank = 1 + int((prob[i] > v).sum()) + int((prob[i, :j] == v).sum())
+    rr += 1.0 / rank
+    for k in top:
+        top[k] += rank <= k
+rk = o['ranking']
+for k in top:
+    close(rk['top_k_accuracy'][str(k)], top[k] / 700, 'top-%d' % k)
+close(rk['mean_reciprocal_rank'], rr / 700, 'mrr')
+assert rk['n_truth_not_in_classes'] == sum(t not in cols for t in truth)
+
+# Hierarchical metrics from the OBO is_a edges (CL parents only), root excluded.
+parents = {}
+current = None
+for line in open(obo, encoding='utf-8'):
+    line = line.rstrip('\n')
+    if line.startswith('['):
+        current = None if line != '[Term]' else ''
+    elif current is not None and line.startswith('id: '):
+        current = line[4:].strip(); parents.setdefault(current, [])
+    elif current and line.startswith('is_a: '):
+        parent = line[6:].split()[0]
+        if parent.startswith('CL:'):
+            parents[current].append(parent)
+memo = {}
+def up(x):
+    if x not in memo:
+        s = {x}
+        for q in parents.get(x, []):
+            if q in parents:
+                s |= up(q)
+        memo[x] = s
+    return memo[x]
+A = lambda x: up(x) - {'CL:0000000'}
+mapped = [(t, q) for t, q in zip(truth, pred) if not q.startswith('raw:')]
+ont = o['ontology']
+assert ont['n_mapped'] == len(mapped) and ont['n_unmapped'] == 700 - len(mapped), ont
+assert ont['n_unmapped_prediction'] == 700 - len(mapped) and ont['n_unmapped_truth'] == 0
+inter = sum(len(A(q) & A(t)) for t, q in mapped)
+hp = inter / sum(len(A(q)) for t, q in mapped); hr = inter / sum(len(A(t)) for t, q in mapped)
+close(ont['hierarchical_precision'], hp, 'hP'); close(ont['hierarchical_recall'], hr, 'hR')
+close(ont['hierarchical_f1'], 2 * hp * hr / (hp + hr), 'hF')
+corrected = [t if (q == t or t in up(q)) else q for t, q in mapped]
+close(ont['corrected_accuracy'], float(np.mean([c == t for c, (t, _) in zip(corrected, mapped)])), 'corrected accuracy')
+assert ont['relation_counts']['exact'] == sum(t == q for t, q in mapped)
+assert ont['relation_counts']['parent'] == sum(q != t and q in up(t) for t, q in mapped)
+
+# Unmapped accounting: every unmapped predicted label with its cells.
+unmapped = {x[4:]: int((pred == x).sum()) for x in set(pred) if x.startswith('raw:')}
+assert res['unmapped']['prediction']['labels'] == unmapped, (res['unmapped'], unmapped)
+assert res['unmapped']['truth']['n_cells'] == 0
+
+# Per group.
+if res['groups']:
+    phase = a.obs['phase'].astype(str).values
+    assert sorted(g['group'] for g in res['groups']) == sorted(set(phase))
+    for g in res['groups']:
+        sel = phase == g['group']
+        assert g['metrics']['n_cells'] == sel.sum()
+        close(g['metrics']['accuracy'], float((truth[sel] == pred[sel]).mean()), 'accuracy of ' + g['group'])
+print('ok')
+)PY";
+
+std::string write_oracle(const test::TempDir& dir) {
+  const std::string path = dir.file("oracle.py");
+  std::ofstream(path) << kOracle;
+  return path;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+/// Train pbmc3k -> annotate pbmc68k_reduced once for all tests of this file.
+class EvaluateCli : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    reference_ = test::shared_data("pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+    query_ = test::shared_data("pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+    obo_ = test::shared_data("cell-ontology/cl-basic.obo");
+    label_map_ = test::shared_data("label_map_to_cell_ontology.tsv");
+    const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+    if (reference_.empty() || query_.empty() || obo_.empty() || label_map_.empty() || table.empty()) {
+      skip_ = "../shared/data (pbmc3k, pbmc68k_reduced, cell ontology, label map, human genes) is absent";
+      return;
+    }
+    if (test::run_program({test::system_python(), "-c", "import anndata, sklearn"}).exit_code != 0) {
+      skip_ = std::string(test::system_python()) + " cannot import anndata and sklearn";
+      return;
+    }
+    dir_ = new test::TempDir();
+    const std::string store = make_random_store(*dir_, 64);
+    const auto train = test::run_cli({"train", "--reference", reference_, "--label", "obs:celltype", "--genes", store, "--gene-table", table,
+                                      "--label-map", label_map_, "--label-dataset", "pbmc3k-seurat-labels", "--out", dir_->file("model.h5"),
+                                      "--seed", "3", "-q"});
+    ASSERT_EQ(train.exit_code, 0) << train.err;
+    annotated_ = dir_->file("annotated.h5ad");
+    const auto annotate = test::run_cli({"annotate", "--model", dir_->file("model.h5"), "--input", query_, "--layer", "counts", "--out",
+                                         annotated_, "--gene-table", table, "-q"});
+    ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    ASSERT_TRUE(std::filesystem::exists(annotated_)) << "training or annotation failed";
+  }
+
+  static std::vector<std::string> evaluate_args(std::vector<std::string> extra) {
+    std::vector<std::string> args = {"evaluate", "--input", annotated_, "--truth", "obs:bulk_labels", "--ontology", obo_,
+                                     "--label-map", label_map_, "--label-dataset", "pbmc68k_reduced"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  static inline std::string reference_, query_, obo_, label_map_, annotated_, skip_;
+  static inline test::TempDir* dir_ = nullptr;
+};
+
+TEST_F(EvaluateCli, Pbmc3kToPbmc68kMatchesIndependentComputation) {
+  const test::TempDir out;
+  const auto start = std::chrono::steady_clock::now();
+  const auto run = test::run_cli(evaluate_args({"--pred", "obs:celltyper_label", "--group", "obs:phase", "--json", out.file("metrics.json"),
+                                                "--report", out.file("report.html")}));
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::printf("%s\n(evaluate + report, including the process start: %.2f s)\n", run.out.c_str(), seconds);
+  // The table: inputs, mapping, all cells, then each group.
+  for (const char* text : {"compared on    Cell Ontology terms", "truth      labels mapped to CL: 10 of 10", "== all cells ==",
+                           "== obs:phase = G1 ==", "== obs:phase = S ==", "== obs:phase = G2M ==", "hierarchical P / R / F", "top-3 accuracy"}) {
+    EXPECT_NE(run.out.find(text), std::string::npos) << text;
+  }
+  const nlohmann::json json = read_json(out.file("metrics.json"));
+  EXPECT_EQ(json["probabilities"], "obsm:celltyper_probabilities");
+  EXPECT_EQ(json["groups"].size(), 3u);
+  EXPECT_EQ(json["embedding"]["source"], "obsm:celltyper_probabilities");
+  EXPECT_EQ(json["embedding"]["n_points"], 700);
+  for (const auto& row : json["label_mapping"]["prediction"]) {
+    if (row["label"] != "Unassigned") EXPECT_EQ(row["match"], "model") << row.dump();
+  }
+  const auto oracle = test::run_program({test::system_python(), write_oracle(out), annotated_, label_map_, obo_, out.file("metrics.json"),
+                                         "celltyper_label"});
+  EXPECT_EQ(oracle.exit_code, 0) << oracle.err;
+  EXPECT_EQ(oracle.out, "ok\n");
+
+  // The HTML report: well-formed, with the summary numbers and every plot.
+  std::ifstream in(out.file("report.html"));
+  const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(html.find(fmt::format("<tr><th>accuracy</th><td class=\"number\">{:.4f}</td>", json["overall"]["accuracy"].get<double>())),
+            std::string::npos);
+  EXPECT_NE(html.find(fmt::format("<tr><th>CL: hierarchical F1</th><td class=\"number\">{:.4f}</td>",
+                                  json["overall"]["ontology"]["hierarchical_f1"].get<double>())),
+            std::string::npos);
+  EXPECT_NE(html.find("<th>obs:phase = G1</th>"), std::string::npos);
+  const auto parse = test::run_program({test::system_python(), "-c",
+                                        fmt::format("import xml.etree.ElementTree as ET\n"
+                                                    "root = ET.fromstring(open('{}', encoding='utf-8').read().replace('<!DOCTYPE html>', '', 1))\n"
+                                                    "print(sum(1 for e in root.iter('{{http://www.w3.org/2000/svg}}svg')))\n",
+                                                    out.file("report.html"))});
+  ASSERT_EQ(parse.exit_code, 0) << parse.err;
+  EXPECT_EQ(parse.out, "14\n");  // 4 sets x (F1, confusion, relations) + 2 maps
+}
+
+TEST_F(EvaluateCli, OntologyIdColumnGivesTheSameHierarchicalMetrics) {
+  const test::TempDir out;
+  const auto by_label = test::run_cli(evaluate_args({"--json", "-"}));
+  ASSERT_EQ(by_label.exit_code, 0) << by_label.err;
+  const auto by_id = test::run_cli(evaluate_args({"--pred", "obs:celltyper_ontology_id", "--json", out.file("ids.json"), "--embedding", "obsm:X_pca"}));
+  ASSERT_EQ(by_id.exit_code, 0) << by_id.err;
+  const nlohmann::json a = nlohmann::json::parse(by_label.out)["overall"];
+  const nlohmann::json json = read_json(out.file("ids.json"));
+  const nlohmann::json b = json["overall"];
+  EXPECT_EQ(json["compared_on"], "ontology");
+  EXPECT_EQ(json["embedding"]["source"], "obsm:X_pca");
+  EXPECT_DOUBLE_EQ(a["accuracy"].get<double>(), b["accuracy"].get<double>());
+  EXPECT_DOUBLE_EQ(a["macro"]["f1"].get<double>(), b["macro"]["f1"].get<double>());
+  EXPECT_DOUBLE_EQ(a["ontology"]["hierarchical_f1"].get<double>(), b["ontology"]["hierarchical_f1"].get<double>());
+  EXPECT_EQ(a["ontology"]["n_mapped"], b["ontology"]["n_mapped"]);
+  for (const auto& row : json["label_mapping"]["prediction"]) {
+    if (row["label"] != kNoPrediction) EXPECT_EQ(row["match"], "identifier") << row.dump();
+  }
+  const auto oracle = test::run_program({test::system_python(), write_oracle(out), annotated_, label_map_, obo_, out.file("ids.json"),
+                                         "celltyper_ontology_id"});
+  EXPECT_EQ(oracle.exit_code, 0) << oracle.err;
+  // Label strings only: the two vocabularies share nothing, so nothing is right.
+  const auto strings = test::run_cli(evaluate_args({"--compare", "labels", "--json", "-", "--embedding", "none"}));
+  ASSERT_EQ(strings.exit_code, 0) << strings.err;
+  const nlohmann::json c = nlohmann::json::parse(strings.out);
+  EXPECT_EQ(c["compared_on"], "labels");
+  EXPECT_EQ(c["overall"]["accuracy"], 0.0);
+  EXPECT_EQ(c["embedding"], nullptr);
+  // The CL metrics do not depend on what the flat metrics compare.
+  EXPECT_DOUBLE_EQ(c["overall"]["ontology"]["hierarchical_f1"].get<double>(), a["ontology"]["hierarchical_f1"].get<double>());
+}
+
+TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {
+  const test::TempDir out;
+  const std::string path = out.file("small.h5ad");
+  const std::string script = fmt::format(
+      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "obs = pd.DataFrame({{'truth': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell', 'weird truth', np.nan]),\n"
+      "                    'pred': pd.Categorical(['CL:0000236', 'CL:9999999', 'T cell', 'Mystery cell', 'CL:0000084', 'CL:0000236'])}},\n"
+      "                   index=[f'c{{i}}' for i in range(6)])\n"
+      "anndata.AnnData(sp.csr_matrix(np.ones((6, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
+      path);
+  const auto made = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json json = nlohmann::json::parse(run.out);
+  EXPECT_EQ(json["n_cells_in_file"], 6);
+  EXPECT_EQ(json["n_missing_truth"], 1);
+  EXPECT_EQ(json["compared_on"], "ontology");  // 1 of 5 predicted labels is a truth label
+  EXPECT_EQ(json["unmapped"]["truth"]["labels"], nlohmann::json({{"weird truth", 1}}));
+  EXPECT_EQ(json["unmapped"]["prediction"]["labels"], nlohmann::json({{"CL:9999999", 1}, {"Mystery cell", 1}}));
+  std::map<std::string, std::string> match;
+  for (const auto& row : json["label_mapping"]["prediction"]) match[row["label"]] = row["match"];
+  EXPECT_EQ(match, (std::map<std::string, std::string>{
+                       {"CL:0000084", "identifier"}, {"CL:0000236", "identifier"}, {"CL:9999999", "unknown_id"}, {"Mystery cell", "unmapped"}, {"T cell", "label"}}));
+  const auto& overall = json["overall"];
+  EXPECT_EQ(overall["n_cells"], 5);
+  EXPECT_DOUBLE_EQ(overall["accuracy"].get<double>(), 0.4);  // c0 and c2; unmapped cells still count as wrong
+  EXPECT_EQ(overall["ontology"]["n_mapped"], 2);
+  EXPECT_EQ(overall["ontology"]["n_unmapped"], 3);
+  EXPECT_EQ(overall["ontology"]["n_unmapped_truth"], 1);
+  EXPECT_EQ(overall["ontology"]["n_unmapped_prediction"], 2);
+  EXPECT_EQ(overall["ontology"]["unmapped_labels"], nlohmann::json({"CL:9999999", "Mystery cell", "weird truth"}));
+  const std::string warnings = json["warnings"].dump();
+  EXPECT_NE(warnings.find("'CL:9999999' (1 cells) looks like a Cell Ontology id but is not in"), std::string::npos) << warnings;
+  EXPECT_NE(warnings.find("1 of 6 cells have no truth label in obs:truth"), std::string::npos) << warnings;
+  // The table names them too.
+  const auto table = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_});
+  ASSERT_EQ(table.exit_code, 0) << table.err;
+  EXPECT_NE(table.out.find("prediction labels mapped to CL: 3 of 5; unmapped: 'CL:9999999' (1 cells, unknown_id), 'Mystery cell' (1 cells, "
+                           "unmapped) (2 cells)"),
+            std::string::npos)
+      << table.out;
+}
+
+TEST_F(EvaluateCli, BadInputIsOneClearLine) {
+  const test::TempDir out;
+  std::ofstream(out.file("bad_map.tsv")) << "dataset\tlabel\tcl_id\npbmc68k_reduced\tCD19+ B\tCL:9999999\n";
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+    int exit_code = 2;
+  };
+  const std::string a = annotated_;
+  const std::vector<Case> cases = {
+      {{"evaluate", "-i", a, "--truth", "obs:nope", "--ontology", obo_},
+       fmt::format("celltyper: error: {}: no obs column 'nope' for the truth labels (available: bulk_labels, ", a)},
+      {{"evaluate", "-i", a, "--truth", "bulk_labels", "--pred", "obs:nope2", "--ontology", obo_},
+       "no obs column 'nope2' for the predictions (available: bulk_labels"},
+      {{"evaluate", "-i", a, "--truth", "bulk_labels", "--group", "obs:nope3", "--ontology", obo_}, "no obs column 'nope3' for the groups"},
+      {{"evaluate", "-i", a, "--truth", "bulk_labels", "--probabilities", "obsm:nope4", "--ontology", obo_},
+       "no obsm matrix 'nope4' for the probabilities (available: "},
+      {{"evaluate", "-i", a, "--truth", "bulk_labels", "--embedding", "obsm:nope5", "--ontology", obo_}, "no obsm matrix 'nope5' for the cell map"},
+      {{"evaluate", "-i", a, "--truth", "var:gene_ids", "--ontology", obo_}, "truth column 'var:gene_ids': expected obs:NAME"},
+      {{"evaluate", "-i", a, "--truth", "bulk_labels", "--compare", "ontology", "--no-ontology"},
+       "comparing on Cell Ontology terms needs an ontology file"},
+      {{"evaluate", "-i", a, "--truth", "bulk_labels", "--ontology", obo_, "--label-map", out.file("bad_map.tsv")},
+       "cl_id CL:9999999 for label 'CD19+ B' is not a term of"},
+      {{"evaluate", "-i", a, "--truth", "bulk_labels", "--ontology", out.file("missing.obo")}, "missing.obo"},
+      {{"evaluate", "-i", a, "--truth", "bulk_labels", "--ontology", obo_, "--top-k", "0"}, "--top-k 0: k must be at least 1"},
+  };
+  for (const auto& c : cases) {
+    const auto result = test::run_cli(c.args);
+    SCOPED_TRACE(c.message);
+    EXPECT_EQ(result.exit_code, c.exit_code) << result.err;
+    EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+  }
+  // PNG export without a usable Chromium fails before any work, naming the package.
+  const auto no_browser = test::run_program({"env", "CELLTYPER_CHROMIUM=" + out.file("no-chromium"), CELLTYPER_CLI_PATH, "evaluate", "-i", a,
+                                             "--truth", "bulk_labels", "--ontology", obo_, "--png", out.file("png")});
+  EXPECT_EQ(no_browser.exit_code, 4) << no_browser.err;
+  EXPECT_NE(no_browser.err.find("apt-get install chromium"), std::string::npos) << no_browser.err;
+  EXPECT_TRUE(no_browser.out.empty()) << no_browser.out;
+  EXPECT_FALSE(std::filesystem::exists(out.file("png")));
+}
+
+TEST_F(EvaluateCli, PngExportThroughHeadlessChromium) {
+  if (find_chromium().empty()) GTEST_SKIP() << "chromium is not installed (Debian: apt-get install chromium)";
+  if (test::run_program({test::system_python(), "-c", "import PIL"}).exit_code != 0) GTEST_SKIP() << "no python3-pil";
+  const test::TempDir out;
+  const auto run = test::run_cli(evaluate_args({"--png", out.file("png"), "--report", out.file("report.html")}));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::printf("%s", run.err.c_str());
+  for (const char* name : {"per_class_f1", "confusion_matrix", "ontology_relations", "embedding_truth", "embedding_prediction"}) {
+    const std::string png = out.file(std::string("png/") + name + ".png");
+    SCOPED_TRACE(png);
+    ASSERT_TRUE(std::filesystem::exists(png));
+    const auto check = test::run_program({test::system_python(), "-c",
+                                          fmt::format("from PIL import Image\nim = Image.open('{}').convert('RGB')\n"
+                                                      "print(len(im.getcolors(1 << 24)), im.size[0] > 300 and im.size[1] > 150)\n",
+                                                      png)});
+    ASSERT_EQ(check.exit_code, 0) << check.err;
+    int colours = 0;
+    std::string big;
+    std::istringstream(check.out) >> colours >> big;
+    EXPECT_GT(colours, 20);
+    EXPECT_EQ(big, "True");
+  }
+}
+
+}  // namespace
+}  // namespace celltyper
