@@ -14,7 +14,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtorch-dev libopenblas0-pthread libxgboost-dev python3-xgboost
-  r-bioc-org.hs.eg.db r-bioc-go.db
+  r-bioc-org.hs.eg.db r-bioc-go.db r-bioc-singler r-cran-seurat chromium
   python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-sklearn python3-torch
   time
 )

@@ -65,6 +65,9 @@ struct TrainOptions {
   std::string label_map;                  ///< label -> CL id table (label_map_to_cell_ontology.tsv); "" = none
   std::string label_map_dataset;          ///< `dataset` rows of the table to prefer ("" = any)
   std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
+  /// Per-epoch progress of iterative classifiers (FitOptions::on_epoch) with "phase":
+  /// "validation" (the fit scored on held-out cells, early-stopped) or "final" (all cells).
+  std::function<void(const nlohmann::json&)> on_epoch;
 };
 
 /// Outcome of `train_model`.

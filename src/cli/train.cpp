@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <fstream>
 #include <map>
 #include <memory>
 
@@ -113,7 +114,27 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     const GeneTable table = load_gene_table(table_path);
     // Step messages only on a terminal, so that a failing run prints exactly one line.
     if (progress_enabled(global.quiet)) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
+    // Iterative classifiers (mlp, xgboost) log every epoch as JSONL next to the model.
+    const std::string epoch_log = args->out + ".epochs.jsonl";
+    auto epochs = std::make_shared<std::ofstream>();
+    const bool show_epochs = progress_enabled(global.quiet);
+    options.on_epoch = [epochs, epoch_log, show_epochs](const nlohmann::json& epoch) {
+      if (!epochs->is_open()) {
+        epochs->open(epoch_log, std::ios::trunc);
+        if (!*epochs) throw IoError(fmt::format("cannot create {}", epoch_log));
+      }
+      *epochs << epoch.dump() << '\n';
+      if (show_epochs) {
+        fmt::print(stderr, "\r{} epoch {:>4}  loss {:.4f}  train acc {:.3f}{}", epoch.value("phase", ""), epoch.value("epoch", 0),
+                   epoch.value("loss", 0.0), epoch.value("train_accuracy", 0.0),
+                   epoch.contains("validation_macro_f1") ? fmt::format("  val macro-F1 {:.3f}", epoch["validation_macro_f1"].get<double>()) : "");
+      }
+    };
     TrainResult result = train_model(options, store, table);
+    if (epochs->is_open()) {
+      epochs->flush();
+      if (show_epochs) fmt::print(stderr, "\n");
+    }
     save_model(result.model, args->out);
     if (args->json) {
       nlohmann::json summary = {{"model", args->out},

@@ -40,7 +40,8 @@ std::string join_names(const std::vector<std::string>& names, std::size_t limit 
 /// the class names (sorted) it was trained on.
 std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vector<float>& features, int dims,
                                      const std::vector<std::string>& labels, const std::vector<std::int64_t>& rows,
-                                     std::vector<std::string>& class_names) {
+                                     std::vector<std::string>& class_names, const std::vector<std::int64_t>* validation_rows = nullptr,
+                                     const std::string& phase = "final") {
   std::set<std::string> distinct;
   for (auto row : rows) distinct.insert(labels[static_cast<std::size_t>(row)]);
   class_names.assign(distinct.begin(), distinct.end());
@@ -58,6 +59,26 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vec
   fit.hyperparameters = options.hyperparameters;
   fit.num_threads = options.num_threads;
   fit.seed = options.seed;
+  // Held-out cells for early stopping (iterative back ends); a class absent from training is -1.
+  std::vector<float> validation_x;
+  std::vector<std::int32_t> validation_y;
+  if (validation_rows != nullptr && !validation_rows->empty()) {
+    validation_x.resize(validation_rows->size() * static_cast<std::size_t>(dims));
+    for (std::size_t i = 0; i < validation_rows->size(); ++i) {
+      const auto row = static_cast<std::size_t>((*validation_rows)[i]);
+      std::copy_n(features.begin() + static_cast<std::ptrdiff_t>(row * dims), dims, validation_x.begin() + static_cast<std::ptrdiff_t>(i * dims));
+      const auto found = code.find(labels[row]);
+      validation_y.push_back(found == code.end() ? -1 : found->second);
+    }
+    fit.validation = {validation_x.data(), static_cast<std::int64_t>(validation_rows->size()), validation_y.data()};
+  }
+  if (options.on_epoch) {
+    fit.on_epoch = [&options, &phase](const nlohmann::json& epoch) {
+      nlohmann::json line = epoch;
+      line["phase"] = phase;
+      options.on_epoch(line);
+    };
+  }
   classifier->fit(x.data(), static_cast<std::int64_t>(rows.size()), dims, y, static_cast<int>(class_names.size()), fit);
   return classifier;
 }
@@ -302,6 +323,7 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
 
   TrainOptions resolved = options;
   resolved.hyperparameters = hyperparameters;
+  nlohmann::json validation_report;
   if (!validation_rows.empty()) {
     std::vector<std::string> train_classes;
     std::set<std::string> distinct;
@@ -310,7 +332,18 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
       result.warnings.push_back("the training part of the validation split has a single class: validation skipped");
     } else {
       log(fmt::format("validation: training on {} cells, scoring {} held-out cells ({})", train_rows.size(), validation_rows.size(), split));
-      const auto classifier = fit_rows(resolved, features, dims, labels, train_rows, train_classes);
+      const auto classifier = fit_rows(resolved, features, dims, labels, train_rows, train_classes, &validation_rows, "validation");
+      // Iterative back ends stopped early on the held-out cells: the final fit on every cell runs
+      // for the epochs (boosting rounds) that scored best there.
+      const nlohmann::json& report = classifier->fit_report();
+      if (report.contains("best_epoch") && hyperparameters.count("epochs") && report["best_epoch"].get<int>() > 0) {
+        resolved.hyperparameters["epochs"] = report["best_epoch"].get<int>();
+        log(fmt::format("final fit on all cells: the {} epochs that scored best on the validation cells", report["best_epoch"].get<int>()));
+      }
+      if (report.contains("best_round") && hyperparameters.count("n_estimators") && report["best_round"].get<int>() > 0) {
+        resolved.hyperparameters["n_estimators"] = report["best_round"].get<int>();
+      }
+      validation_report = report;
       std::vector<float> x;
       std::vector<std::string> truth;
       for (auto row : validation_rows) {
@@ -402,6 +435,8 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
                       {"n_dropped_empty", result.n_dropped_empty},
                       {"class_counts", counts},
                       {"fit_report", model.classifier->fit_report()},
+                      {"validation_fit_report", validation_report},
+                      {"final_hyperparameters", resolved.hyperparameters},
                       {"fit_seconds", seconds},
                       {"final_fit", "all labelled cells (validation metrics come from a fit without the held-out cells)"},
                       {"celltyper_version", CELLTYPER_VERSION}};
