@@ -124,7 +124,7 @@ constexpr std::array<const char*, kTermRelationCount> kRelationMeaning = {
 // ---- SVG building -------------------------------------------------------------------------
 
 constexpr int kFontPx = 12;
-constexpr std::size_t kMaxLabelPoints = 36;  ///< longer labels are shortened in plots
+constexpr std::size_t kMaxLabelPoints = 54;  ///< longer labels are shortened in plots
 
 /// Opening tag of a plot SVG (class "plot" is what the page counts).
 std::string svg_open(int width, int height, const std::string& label) {
@@ -143,7 +143,7 @@ ReportPlot per_class_f1_plot(const ReportSection& section, const std::string& na
   const EvaluationResult& result = section.result;
   double label_width = 60.0;
   for (const auto& m : result.per_class) label_width = std::max(label_width, text_width(shorten(m.label, kMaxLabelPoints)));
-  label_width = std::min(label_width, 260.0) + 16.0;
+  label_width = std::min(label_width, 340.0) + 16.0;
   const double bar_width = 360.0;
   const double row = 22.0;
   const double top = 52.0;
@@ -211,8 +211,8 @@ ReportPlot confusion_plot(const ReportSection& section, const std::string& name)
   for (const std::size_t p : columns) {
     column_label_height = std::max(column_label_height, text_width(shorten(confusion.labels[p], kMaxLabelPoints)));
   }
-  row_label_width = std::min(row_label_width, 260.0) + 30.0;
-  column_label_height = std::min(column_label_height, 260.0) + 12.0;
+  row_label_width = std::min(row_label_width, 340.0) + 30.0;
+  column_label_height = std::min(column_label_height, 340.0) + 12.0;
   const double left = row_label_width;
   const double top = 44.0 + column_label_height;
   const double grid_width = cell * static_cast<double>(columns.size());
@@ -345,7 +345,7 @@ ReportPlot embedding_plot(const EmbeddingMap& map, const MapColours& colours, bo
   for (std::size_t k = 0; k < std::min(order.size(), kMaxLegend); ++k) {
     legend_width = std::max(legend_width, text_width(shorten(order[k].first, kMaxLabelPoints)) + 70.0);
   }
-  legend_width = std::min(legend_width, 330.0);
+  legend_width = std::min(legend_width, 420.0);
   const int width = static_cast<int>(left + plot_size + 20.0 + legend_width);
   const double legend_rows = static_cast<double>(std::min(order.size(), kMaxLegend) + (order.size() > kMaxLegend ? 1 : 0));
   const int height = static_cast<int>(std::max(top + plot_size + 44.0, top + 18.0 * legend_rows + 10.0));
