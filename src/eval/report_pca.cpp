@@ -5,6 +5,7 @@
 // Eigen's kernels are inlined with -march=native (AVX-512): GCC 12 reports false
 // -Wmaybe-uninitialized inside the intrinsics headers (as in genes/lsa_svd.cpp).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 #include <Eigen/Dense>
 #include <fmt/format.h>
