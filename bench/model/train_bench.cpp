@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
     }
     hyperparameters[argument.substr(0, equals)] = std::stod(argument.substr(equals + 1));
   }
-  const Generator generator(dims, classes, 0.55f);
+  const Generator generator(dims, classes, 0.2f);
   const auto generated = Clock::now();
   const Data train = generator.draw(n, 1);
   const Data validation = generator.draw(std::min<std::int64_t>(std::max<std::int64_t>(n / 10, 1000), 100000), 2);

@@ -188,8 +188,11 @@ std::unique_ptr<Classifier> make_knn();
 /// Weight Decay Regularization", ICLR 2019) on mini-batches of the whole training set shuffled in
 /// memory every epoch, learning rate warmed up linearly then decayed by a cosine (Loshchilov &
 /// Hutter, "SGDR", ICLR 2017). With a validation set, stops after `patience` epochs without a
-/// better validation macro-F1 and keeps the best epoch's weights. Deterministic for a seed; the
-/// weights are float32 arrays in the state, and prediction runs without torch.
+/// better validation macro-F1 and keeps the best epoch's weights. Deterministic for a seed and
+/// identical for any thread count (the products run in fixed blocks). The weights are float32
+/// arrays in the state; prediction runs without torch. Training loads the libtorch module
+/// libcelltyper_mlp_torch.so (built with the library; $CELLTYPER_MLP_MODULE overrides its path)
+/// on the first fit and throws UnsupportedError when it cannot.
 std::unique_ptr<Classifier> make_mlp();
 /// Gradient-boosted trees (XGBoost, Chen & Guestrin, KDD 2016) through its C API: softmax
 /// objective, histogram tree method. With a validation set, stops after `early_stopping_rounds`

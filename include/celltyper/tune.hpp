@@ -101,7 +101,10 @@ struct TuneResult {
   std::string classifier;
   std::uint64_t seed = 0;
   std::vector<TrialRecord> trials;  ///< every fit, in run order
-  TrialRecord best;                 ///< best macro-F1 at the highest rung (ties: lower trial id)
+  /// Best macro-F1 over every fit, whatever its rung (its hyperparameters include its budget);
+  /// ties go to the larger budget, then to the lower trial id. Validation macro-F1 of a few hundred
+  /// cells is noisy: the last rung's single survivor is not always the best fit seen.
+  TrialRecord best;
   int rungs = 0;
   std::vector<double> budgets;      ///< per rung
   std::string split;                ///< description of the validation split

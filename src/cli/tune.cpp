@@ -182,28 +182,30 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
       fmt::print("{}\n", nlohmann::json{{"best", best}, {"budgets", result.budgets}, {"trials", trials}}.dump(2));
     }
     if (global.quiet) return;
-    // Summary: every configuration's last rung, best first.
-    std::vector<const TrialRecord*> last(static_cast<std::size_t>(options.trials), nullptr);
-    for (const auto& record : result.trials) last[static_cast<std::size_t>(record.trial)] = &record;
-    std::sort(last.begin(), last.end(), [](const TrialRecord* a, const TrialRecord* b) {
-      if (a->rung != b->rung) return a->rung > b->rung;
+    // Summary: the best fits (any rung), best first.
+    std::vector<const TrialRecord*> ranked;
+    for (const auto& record : result.trials) ranked.push_back(&record);
+    std::stable_sort(ranked.begin(), ranked.end(), [](const TrialRecord* a, const TrialRecord* b) {
       if (a->macro_f1 != b->macro_f1) return a->macro_f1 > b->macro_f1;
-      return a->trial < b->trial;
+      return a->rung > b->rung;
     });
     const auto names = searched_names(spec, options.fixed);
     std::string header = fmt::format("{:>5} {:>4} {:>6} {:>8} {:>8} {:>7}", "trial", "rung", "budget", "macro-F1", "accuracy", "seconds");
     for (const auto& name : names) header += fmt::format(" {:>10}", name.substr(0, 10));
     FILE* out = args->json ? stderr : stdout;
-    fmt::print(out, "{}\n", header);
-    const std::size_t shown = std::min<std::size_t>(last.size(), 15);
+    fmt::print(out, "{} configurations, {} fits, budgets", options.trials, result.trials.size());
+    for (double budget : result.budgets) fmt::print(out, " {}", short_value(budget));
+    fmt::print(out, "; validation: {}\n{}\n", result.split, header);
+    const std::size_t shown = std::min<std::size_t>(ranked.size(), 15);
     for (std::size_t i = 0; i < shown; ++i) {
-      const TrialRecord& record = *last[i];
+      const TrialRecord& record = *ranked[i];
       std::string line = fmt::format("{:>5} {:>4} {:>6} {:>8.4f} {:>8.4f} {:>7.1f}", record.trial, record.rung, short_value(record.budget),
                                      record.macro_f1, record.accuracy, record.seconds);
       for (const auto& name : names) line += fmt::format(" {:>10}", short_value(record.hyperparameters.at(name)));
       fmt::print(out, "{}\n", line);
     }
-    if (last.size() > shown) fmt::print(out, "({} more configurations, see --log)\n", last.size() - shown);
+    if (ranked.size() > shown) fmt::print(out, "({} more fits, see --log)\n", ranked.size() - shown);
+    std::fflush(out);
     std::string arguments;
     for (const auto& argument : best["train_arguments"]) arguments += " " + argument.get<std::string>();
     fmt::print(stderr, "best: trial {} macro-F1 {:.4f} (accuracy {:.4f}); celltyper train ...{}\n", result.best.trial, result.best.macro_f1,

@@ -10,12 +10,12 @@
 // 1.5e-5 on a 512 x 256 x 256 product). So the dense layers are a custom autograd function whose
 // three products (forward, input gradient, weight gradient) are cut into blocks of kBlock rows
 // that depend only on the shapes, each computed by single-threaded OpenBLAS, the blocks spread
-// over torch's intra-op (OpenMP) threads. Every other op is element-wise, row-wise, or a serial
-// draw from the seeded generator: 1 and N threads give the same weights, bit for bit.
+// over the requested threads. Every other op runs on one thread (element-wise, row-wise, or a
+// serial draw from the seeded generator): 1 and N threads give the same weights, bit for bit.
 //
 // Torch's intra-op thread count and OpenBLAS's thread pool are process-wide settings: training
-// sets them (torch: the requested threads, OpenBLAS: 1) and restores them afterwards, holding a
-// mutex so that two MLP fits in one process do not fight over them.
+// sets both to 1 and restores them afterwards, holding a mutex so that two MLP fits in one
+// process do not fight over them.
 #include <celltyper/classifier.hpp>
 
 #include "model/mlp_plugin.hpp"
@@ -33,10 +33,15 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <exception>
+#include <functional>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <numbers>
 #include <random>
 
@@ -73,19 +78,113 @@ struct OpenBlas {
   }
 };
 
-/// Sets torch's and OpenBLAS's thread counts for its lifetime; serialises MLP fits.
+/// Helper threads for the blocked products. The caller claims blocks too (an atomic counter) and
+/// returns as soon as every block is done, so a helper that the OS schedules late (a busy
+/// machine) costs nothing: it finds no block left. OpenMP teams (torch's at::parallel_for) instead
+/// wait for every thread at each of the ~10 products of a step, which on 2 shared cores made 2
+/// threads 10x slower than 1 (measured). Which thread computes a block never changes its result.
+class BlockPool {
+ public:
+  explicit BlockPool(int helpers) {
+    for (int t = 0; t < helpers; ++t) threads_.emplace_back([this] { serve(); });
+  }
+  ~BlockPool() {
+    {
+      const std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& thread : threads_) thread.join();
+  }
+  BlockPool(const BlockPool&) = delete;
+  BlockPool& operator=(const BlockPool&) = delete;
+
+  /// Run `work(block)` for block in [0, blocks); rethrows the first exception of a block.
+  void run(std::int64_t blocks, const std::function<void(std::int64_t)>& work) {
+    auto job = std::make_shared<Job>();
+    job->blocks = blocks;
+    job->work = &work;
+    if (!threads_.empty() && blocks > 1) {
+      {
+        const std::lock_guard lock(mutex_);
+        job_ = job;
+      }
+      wake_.notify_all();
+    }
+    execute(*job);
+    while (job->done.load(std::memory_order_acquire) < blocks) std::this_thread::yield();
+    {
+      const std::lock_guard lock(mutex_);
+      if (job_ == job) job_.reset();
+    }
+    if (job->failure) std::rethrow_exception(job->failure);
+  }
+
+ private:
+  struct Job {
+    std::int64_t blocks = 0;
+    const std::function<void(std::int64_t)>* work = nullptr;
+    std::atomic<std::int64_t> next{0};
+    std::atomic<std::int64_t> done{0};
+    std::mutex failure_mutex;
+    std::exception_ptr failure;
+  };
+  /// Claim and run blocks until none is left.
+  static void execute(Job& job) {
+    const torch::NoGradGuard no_grad;  // grad mode is per thread; these are plain products
+    while (true) {
+      const std::int64_t block = job.next.fetch_add(1);
+      if (block >= job.blocks) return;
+      try {
+        (*job.work)(block);
+      } catch (...) {
+        const std::lock_guard lock(job.failure_mutex);
+        if (!job.failure) job.failure = std::current_exception();
+      }
+      job.done.fetch_add(1, std::memory_order_release);
+    }
+  }
+  void serve() {
+    std::shared_ptr<Job> seen;
+    while (true) {
+      std::shared_ptr<Job> job;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || (job_ != nullptr && job_ != seen); });
+        if (stopping_) return;
+        job = job_;
+      }
+      seen = job;
+      execute(*job);
+    }
+  }
+  std::vector<std::thread> threads_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::shared_ptr<Job> job_;
+  bool stopping_ = false;
+};
+
+/// The pool of the running fit (set by ThreadScope, under its mutex); nullptr = one thread.
+BlockPool* block_pool = nullptr;
+
+/// For its lifetime: torch's intra-op threads and OpenBLAS's threads 1 (the products' blocks are
+/// the only parallel work, on a BlockPool of `threads` threads, the caller included); serialises
+/// MLP fits.
 class ThreadScope {
  public:
-  explicit ThreadScope(int threads) : lock_(mutex()) {
+  explicit ThreadScope(int threads) : lock_(mutex()), pool_(threads - 1) {
     saved_torch_ = at::get_num_threads();
-    at::set_num_threads(threads);
+    at::set_num_threads(1);
+    block_pool = &pool_;
     const OpenBlas& blas = OpenBlas::get();
     if (blas.set_threads != nullptr && blas.get_threads != nullptr) {
       saved_blas_ = blas.get_threads();
-      blas.set_threads(1);  // parallelism comes from the blocks of BlockedLinear
+      blas.set_threads(1);
     }
   }
   ~ThreadScope() {
+    block_pool = nullptr;
     at::set_num_threads(saved_torch_);
     const OpenBlas& blas = OpenBlas::get();
     if (saved_blas_ > 0 && blas.set_threads != nullptr) blas.set_threads(saved_blas_);
@@ -99,6 +198,7 @@ class ThreadScope {
     return m;
   }
   std::lock_guard<std::mutex> lock_;
+  BlockPool pool_;
   int saved_torch_ = 1;
   int saved_blas_ = 0;
 };
@@ -107,13 +207,17 @@ class ThreadScope {
 
 constexpr std::int64_t kBlock = 64;  // rows per product block; never depends on the thread count
 
-/// Run `work(first, end)` over [0, n) in blocks of kBlock on torch's intra-op threads.
+/// Run `work(first, end)` over [0, n) in blocks of kBlock on the fit's BlockPool.
 template <typename Work>
 void for_each_block(std::int64_t n, Work&& work) {
   const std::int64_t blocks = (n + kBlock - 1) / kBlock;
-  at::parallel_for(0, blocks, 1, [&](std::int64_t begin, std::int64_t end) {
-    for (std::int64_t block = begin; block < end; ++block) work(block * kBlock, std::min(n, (block + 1) * kBlock));
-  });
+  const std::function<void(std::int64_t)> run_block = [&](std::int64_t block) { work(block * kBlock, std::min(n, (block + 1) * kBlock)); };
+  if (block_pool != nullptr) {
+    block_pool->run(blocks, run_block);
+  } else {
+    const torch::NoGradGuard no_grad;
+    for (std::int64_t block = 0; block < blocks; ++block) run_block(block);
+  }
 }
 
 /// y = x w^T + b (torch's Linear) with blocked products, see the file comment.
@@ -122,22 +226,28 @@ class BlockedLinear : public torch::autograd::Function<BlockedLinear> {
   static torch::Tensor forward(torch::autograd::AutogradContext* context, const torch::Tensor& x, const torch::Tensor& weight,
                                const torch::Tensor& bias) {
     context->save_for_backward({x, weight});
-    const auto input = x.contiguous();
+    const auto input = x.detach().contiguous();
     auto y = torch::empty({input.size(0), weight.size(0)}, input.options());
-    const auto weight_t = weight.t();
+    const auto weight_t = weight.detach().t();
     for_each_block(input.size(0), [&](std::int64_t first, std::int64_t end) {
       auto out = y.slice(0, first, end);
       at::mm_out(out, input.slice(0, first, end), weight_t);
-      out.add_(bias);
+      // The bias by hand: an ATen op here could start an OpenMP team from this worker thread.
+      const std::int64_t width = weight.size(0);
+      const float* b = bias.data_ptr<float>();
+      float* rows = out.data_ptr<float>();
+      for (std::int64_t r = 0; r < end - first; ++r) {
+        for (std::int64_t o = 0; o < width; ++o) rows[r * width + o] += b[o];
+      }
     });
     return y;
   }
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* context, torch::autograd::variable_list gradients) {
     const auto saved = context->get_saved_variables();
-    const auto x = saved[0].contiguous();
-    const auto& weight = saved[1];
-    const auto grad = gradients[0].contiguous();
+    const auto x = saved[0].detach().contiguous();
+    const auto weight = saved[1].detach();
+    const auto grad = gradients[0].detach().contiguous();
     torch::Tensor grad_x;
     if (context->needs_input_grad(0)) {
       grad_x = torch::empty_like(x);
@@ -149,12 +259,19 @@ class BlockedLinear : public torch::autograd::Function<BlockedLinear> {
     // Weight and bias gradients in blocks of output units; each sums over the whole batch.
     auto grad_weight = torch::empty_like(weight);
     auto grad_bias = torch::empty({weight.size(0)}, weight.options());
-    for_each_block(weight.size(0), [&](std::int64_t first, std::int64_t end) {
+    const std::int64_t batch = grad.size(0);
+    const std::int64_t width = weight.size(0);
+    const float* g = grad.data_ptr<float>();
+    float* bias_sums = grad_bias.data_ptr<float>();
+    for_each_block(width, [&](std::int64_t first, std::int64_t end) {
       const auto columns = grad.slice(1, first, end);
       auto out = grad_weight.slice(0, first, end);
       at::mm_out(out, columns.t(), x);
-      auto bias_out = grad_bias.slice(0, first, end);
-      at::sum_out(bias_out, columns, {0});
+      std::vector<double> sums(static_cast<std::size_t>(end - first), 0.0);
+      for (std::int64_t r = 0; r < batch; ++r) {
+        for (std::int64_t o = first; o < end; ++o) sums[static_cast<std::size_t>(o - first)] += g[r * width + o];
+      }
+      for (std::int64_t o = first; o < end; ++o) bias_sums[o] = static_cast<float>(sums[static_cast<std::size_t>(o - first)]);
     });
     return {grad_x, grad_weight, grad_bias};
   }

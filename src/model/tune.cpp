@@ -307,17 +307,19 @@ TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& 
     }
     // Best first; ties to the lower trial id.
     std::sort(scores.begin(), scores.end(), [](const auto& a, const auto& b) { return a.first != b.first ? a.first > b.first : a.second < b.second; });
-    if (rung + 1 == rungs) {
-      for (const auto& record : result.trials) {
-        if (record.rung == rung && record.trial == scores.front().second) result.best = record;
-      }
-      break;
-    }
+    if (rung + 1 == rungs) break;
     const auto keep = std::max<std::size_t>(1, scores.size() / static_cast<std::size_t>(options.reduction));
     alive.clear();
     for (std::size_t k = 0; k < keep; ++k) alive.push_back(scores[k].second);
     std::sort(alive.begin(), alive.end());
   }
+  // The best fit of all, at whatever rung: its hyperparameters include its budget. Ties go to the
+  // larger budget, then to the lower trial id.
+  const TrialRecord* best = &result.trials.front();
+  for (const auto& record : result.trials) {
+    if (record.macro_f1 > best->macro_f1 || (record.macro_f1 == best->macro_f1 && record.rung > best->rung)) best = &record;
+  }
+  result.best = *best;
   return result;
 }
 
