@@ -3,6 +3,7 @@
 // round, the booster saved as UBJSON bytes in the classifier state.
 #include <celltyper/classifier.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/gene_text.hpp>
 #include <celltyper/parallel.hpp>
 
 #include <fmt/format.h>
@@ -22,6 +23,11 @@ namespace {
 /// Throw with XGBoost's own message when a C API call fails.
 void check(int status, const char* call) {
   if (status != 0) throw InputError(fmt::format("xgboost: {} failed: {}", call, XGBGetLastError()));
+}
+
+/// FNV-1a 64 of the booster bytes as 16 hex digits.
+std::string booster_checksum(const std::vector<std::uint8_t>& bytes) {
+  return fmt::format("{:016x}", ContentHasher().bytes(bytes.data(), bytes.size()).value());
 }
 
 /// Silence XGBoost's console output (parameter warnings) once per process.
@@ -101,6 +107,10 @@ class GradientBoostedTrees final : public Classifier {
     state.blobs["booster"] = model_;
     state.attributes["booster_format"] = "ubj";
     state.attributes["xgboost_version"] = version();
+    // XGBoost's UBJSON reader trusts its input (a truncated buffer can crash it), so the bytes carry
+    // their own length and checksum, verified before XGBoost sees them.
+    state.attributes["booster_bytes"] = model_.size();
+    state.attributes["booster_fnv1a64"] = booster_checksum(model_);
   }
   void import_parameters(const ClassifierState& state, const std::string& what) override;
 
@@ -322,7 +332,21 @@ void GradientBoostedTrees::predict_standardized(const float* x, std::int64_t n, 
 void GradientBoostedTrees::import_parameters(const ClassifierState& state, const std::string& what) {
   const auto found = state.blobs.find("booster");
   if (found == state.blobs.end() || found->second.empty()) throw InputError(fmt::format("{}: the xgboost booster is missing", what));
-  model_ = found->second;
+  const auto& booster = found->second;
+  const auto bytes = state.attributes.find("booster_bytes");
+  const auto checksum = state.attributes.find("booster_fnv1a64");
+  if (bytes == state.attributes.end() || checksum == state.attributes.end() || !bytes->is_number_unsigned() ||
+      !checksum->is_string()) {
+    throw InputError(fmt::format("{}: the xgboost booster has no length and checksum (booster_bytes, booster_fnv1a64)", what));
+  }
+  if (bytes->get<std::uint64_t>() != booster.size()) {
+    throw InputError(fmt::format("{}: the xgboost booster does not load: {} bytes stored, {} expected (truncated file?)", what,
+                                 booster.size(), bytes->get<std::uint64_t>()));
+  }
+  if (checksum->get<std::string>() != booster_checksum(booster)) {
+    throw InputError(fmt::format("{}: the xgboost booster does not load: its checksum does not match (corrupted file?)", what));
+  }
+  model_ = booster;
   features_ = n_features();
   load_booster(what);
 }
