@@ -21,12 +21,15 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/metrics.hpp>
 #include <celltyper/ontology.hpp>
+#include <celltyper/report.hpp>
 
 #include <nlohmann/json.hpp>
 
 #include <functional>
+#include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace celltyper {
@@ -58,6 +61,9 @@ struct CrossValidationOptions {
   std::vector<std::string> folds;           ///< groups to hold out (empty = every group)
   std::string filter_column;                ///< keep only cells whose obs `filter_column` equals `filter_value` ("" = all)
   std::string filter_value;
+  /// Keep what a report draws: the held-out cells' truth and every method's prediction, and the
+  /// genept cell embeddings of the held-out cells (from the first genept configuration).
+  bool keep_held_out = false;
   std::function<void(const std::string&)> log;
 };
 
@@ -82,12 +88,33 @@ struct CrossValidationResult {
   std::vector<CvFold> folds;
   std::vector<std::string> unmapped_labels;  ///< labels without a CL id (harmonisation / ontology metrics)
   std::vector<std::string> warnings;
+  /// Per method: the metrics of every fold's held-out cells pooled (each labelled cell is held out
+  /// exactly once, so this scores one out-of-fold prediction per cell). No ranking metrics: the
+  /// folds' class sets may differ.
+  std::map<std::string, EvaluationResult> pooled;
+  /// With `keep_held_out`: held-out cells of all folds, in fold order.
+  struct HeldOut {
+    std::vector<std::string> fold;   ///< the cell's held-out group
+    std::vector<std::string> truth;  ///< label as scored
+    std::map<std::string, std::vector<std::string>> predictions;  ///< per method
+    DenseMatrix embedding;           ///< genept cell embeddings (rows = cells; empty without a genept configuration)
+    std::string embedding_source;    ///< e.g. "held-out cells (256-d genept)"
+  } held_out;
   /// Per method: mean over folds of accuracy, macro-F1, weighted-F1 (and ontology metrics).
   [[nodiscard]] nlohmann::json summary() const;
   [[nodiscard]] nlohmann::json to_json() const;
   /// Readable table: one row per method and fold, then the means.
   [[nodiscard]] std::string format_table() const;
+  /// Methods ordered by mean macro-F1 over the folds, best first (ties keep `methods` order).
+  [[nodiscard]] std::vector<std::string> ranked_methods() const;
 };
+
+/// The content of a cross-validation HTML report (`cv --report`): one section per method with
+/// the pooled out-of-fold metrics (best mean macro-F1 first), per-fold macro-F1 in the details,
+/// and, when `keep_held_out` kept genept embeddings, a PCA map of the held-out cells coloured by
+/// truth and by the best method's prediction (at most `max_map_points` cells, seeded subsample).
+ReportContent report_content(const CrossValidationResult& result, std::vector<std::pair<std::string, std::string>> details,
+                             std::size_t max_map_points = 20000, std::uint64_t seed = 0);
 
 /// Run the cross-validation. Throws InputError when the group column is missing, fewer than 2
 /// groups exist, a requested fold is not a group, or no configuration is given.

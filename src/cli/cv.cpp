@@ -4,6 +4,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/ontology.hpp>
+#include <celltyper/report.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
@@ -40,6 +41,9 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     std::string ontology;
     std::string filter;
     std::string json;
+    std::string report;
+    std::string png;
+    double png_scale = 1.0;
     bool no_ensemble = false;
     bool no_ontology = false;
     CrossValidationOptions options;
@@ -80,7 +84,17 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--seed", args->options.train.seed, "Seed")->capture_default_str();
   command->add_option("--threads", args->options.train.num_threads, "Threads (default: all cores)");
   command->add_option("--json", args->json, "Write every fold's metrics as JSON to this file");
+  command->add_option("--report", args->report,
+                      "Write a self-contained HTML report (pooled out-of-fold metrics per method, confusion matrices, cell map)");
+  command->add_option("--png", args->png, "Also write the report's plots as PNG files into this directory (headless Chromium)");
+  command->add_option("--png-scale", args->png_scale, "Device pixels per CSS pixel of the PNGs")
+      ->check(CLI::Range(0.25, 8.0))
+      ->capture_default_str();
   command->callback([args, &global] {
+    if (!args->png.empty() && find_chromium().empty()) {
+      throw UnsupportedError("--png renders the plots with headless Chromium, which was not found: install it (Debian: apt-get install "
+                             "chromium) or set CELLTYPER_CHROMIUM to its path; --report needs no browser");
+    }
     CrossValidationOptions& options = args->options;
     options.train.references = args->references;
     options.train.label_column = strip_obs(args->label, "--label");
@@ -111,6 +125,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       }
     }
     options.ensemble = !args->no_ensemble;
+    options.keep_held_out = !args->report.empty() || !args->png.empty();
     Ontology ontology;
     if (!args->no_ontology) {
       const std::string path = default_ontology_path(args->ontology);
@@ -136,6 +151,24 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       if (!out) throw IoError(fmt::format("cannot create {}: {}", args->json, std::strerror(errno)));
       out << result.to_json().dump(2) << '\n';
       if (!out) throw IoError(fmt::format("cannot write {}", args->json));
+    }
+    if (options.keep_held_out) {
+      std::vector<std::pair<std::string, std::string>> details;
+      details.emplace_back("references", fmt::format("{}", fmt::join(args->references, ", ")));
+      details.emplace_back("label", args->label);
+      details.emplace_back("held out by", args->group);
+      if (options.ontology != nullptr) details.emplace_back("ontology", default_ontology_path(args->ontology));
+      const ReportContent content = report_content(result, std::move(details), 20000, options.train.seed);
+      if (!args->report.empty()) {
+        write_html_report(content, args->report);
+        if (!global.quiet) fmt::print(stderr, "report: {}\n", args->report);
+      }
+      if (!args->png.empty()) {
+        PngExportOptions png_options;
+        png_options.scale = args->png_scale;
+        const auto images = export_report_png(content, args->png, png_options);
+        if (!global.quiet) fmt::print(stderr, "{} PNGs in {}\n", images.size(), args->png);
+      }
     }
     if (!global.quiet) {
       for (const auto& warning : result.warnings) fmt::print(stderr, "warning: {}\n", warning);

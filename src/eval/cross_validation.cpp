@@ -183,6 +183,14 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     for (std::size_t m = 0; m < flat; ++m) result.methods.push_back(result.methods[m] + "+hierarchical");
   }
 
+  // Pooled out-of-fold predictions per method (for `pooled` and the report).
+  std::vector<std::string> pooled_truth;
+  std::map<std::string, std::vector<std::string>> pooled_predictions;
+  std::map<std::string, std::string> pooled_cl_ids = cl_ids;
+  const auto genept = std::find_if(options.configurations.begin(), options.configurations.end(),
+                                   [](const CvModelConfig& config) { return config.features == kFeaturesGenept; });
+  const std::string map_configuration = options.keep_held_out && genept != options.configurations.end() ? genept->name() : "";
+
   for (const auto& fold : folds) {
     CvFold fold_result;
     fold_result.group = fold;
@@ -250,6 +258,13 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
           x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * width), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
           prediction.empty.push_back(empty[row]);
         }
+        if (config.name() == map_configuration) {
+          DenseMatrix& map = result.held_out.embedding;
+          map.cols = static_cast<std::int64_t>(width);
+          map.rows += static_cast<std::int64_t>(test_rows[r].size());
+          map.values.insert(map.values.end(), x.begin(), x.end());
+          result.held_out.embedding_source = fmt::format("held-out cells ({}-d genept)", width);
+        }
         const std::vector<float> p = model.classifier->predict_proba(x.data(), static_cast<std::int64_t>(test_rows[r].size()), base.num_threads);
         prediction.probabilities.insert(prediction.probabilities.end(), p.begin(), p.end());
       }
@@ -296,8 +311,21 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       scored.metrics = evaluate(truth, predicted, evaluation);
       scored.train_seconds = train_seconds[source];
       scored.predict_seconds = predict_seconds[source];
+      pooled_cl_ids.insert(evaluation.cl_ids.begin(), evaluation.cl_ids.end());
+      auto& pooled = pooled_predictions[method];
+      pooled.insert(pooled.end(), predicted.begin(), predicted.end());
     }
+    pooled_truth.insert(pooled_truth.end(), truth.begin(), truth.end());
+    if (options.keep_held_out) result.held_out.fold.insert(result.held_out.fold.end(), truth.size(), fold);
     result.folds.push_back(std::move(fold_result));
+  }
+  EvaluationOptions evaluation;
+  evaluation.ontology = options.ontology;
+  evaluation.cl_ids = pooled_cl_ids;
+  for (const auto& method : result.methods) result.pooled[method] = evaluate(pooled_truth, pooled_predictions[method], evaluation);
+  if (options.keep_held_out) {
+    result.held_out.truth = std::move(pooled_truth);
+    result.held_out.predictions = std::move(pooled_predictions);
   }
   return result;
 }
@@ -334,6 +362,7 @@ nlohmann::json CrossValidationResult::summary() const {
 
 nlohmann::json CrossValidationResult::to_json() const {
   nlohmann::json json = {{"methods", methods}, {"unmapped_labels", unmapped_labels}, {"warnings", warnings}, {"mean", summary()}};
+  for (const auto& [method, metrics] : pooled) json["pooled"][method] = celltyper::to_json(metrics);
   json["folds"] = nlohmann::json::array();
   for (const auto& fold : folds) {
     nlohmann::json entry = {{"group", fold.group}, {"n_train", fold.n_train}, {"n_test", fold.n_test}};
@@ -346,6 +375,65 @@ nlohmann::json CrossValidationResult::to_json() const {
     json["folds"].push_back(std::move(entry));
   }
   return json;
+}
+
+std::vector<std::string> CrossValidationResult::ranked_methods() const {
+  const nlohmann::json mean = summary();
+  std::vector<std::string> ranked = methods;
+  std::stable_sort(ranked.begin(), ranked.end(), [&](const std::string& a, const std::string& b) {
+    return mean.at(a).at("macro_f1").get<double>() > mean.at(b).at("macro_f1").get<double>();
+  });
+  return ranked;
+}
+
+ReportContent report_content(const CrossValidationResult& result, std::vector<std::pair<std::string, std::string>> details,
+                             std::size_t max_map_points, std::uint64_t seed) {
+  ReportContent content;
+  content.title = "celltyper cross-validation";
+  content.details = std::move(details);
+  std::int64_t cells = 0;
+  std::vector<std::string> fold_sizes;
+  for (const auto& fold : result.folds) {
+    cells += fold.n_test;
+    fold_sizes.push_back(fmt::format("{} ({} cells)", fold.group, fold.n_test));
+  }
+  content.details.emplace_back("folds", fmt::format("{}: {}", result.folds.size(), fmt::join(fold_sizes, ", ")));
+  const std::vector<std::string> ranked = result.ranked_methods();
+  const nlohmann::json mean = result.summary();
+  for (const auto& method : ranked) {
+    std::vector<std::string> per_fold;
+    for (const auto& fold : result.folds) per_fold.push_back(fmt::format("{} {:.3f}", fold.group, fold.methods.at(method).metrics.macro.f1));
+    content.details.emplace_back(method, fmt::format("macro-F1 mean {:.3f} (by fold: {})", mean.at(method).at("macro_f1").get<double>(),
+                                                     fmt::join(per_fold, ", ")));
+  }
+  for (const auto& method : ranked) {
+    const auto pooled = result.pooled.find(method);
+    if (pooled == result.pooled.end()) continue;
+    content.sections.push_back({fmt::format("{}, {} folds pooled", method, result.folds.size()), pooled->second});
+  }
+  if (content.sections.empty()) throw InputError("cv report: no pooled results (no folds were run)");
+  const auto& held_out = result.held_out;
+  const auto best = held_out.predictions.find(ranked.front());
+  if (held_out.embedding.rows >= 2 && best != held_out.predictions.end() &&
+      static_cast<std::size_t>(held_out.embedding.rows) == held_out.truth.size()) {
+    const std::vector<std::size_t> rows = subsample_rows(held_out.truth.size(), max_map_points, seed);
+    const PrincipalComponents pca = principal_components(held_out.embedding, 2, &rows);
+    EmbeddingMap map;
+    map.source = held_out.embedding_source;
+    content.details.emplace_back("cell map", fmt::format("PCA of the {}, prediction by {}", held_out.embedding_source, ranked.front()));
+    map.n_cells = held_out.truth.size();
+    map.explained_variance_ratio = {pca.explained_variance_ratio[0], pca.explained_variance_ratio[1]};
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      map.x.push_back(pca.coordinates[2 * i]);
+      map.y.push_back(pca.coordinates[2 * i + 1]);
+      map.truth.push_back(held_out.truth[rows[i]]);
+      map.prediction.push_back(best->second[rows[i]]);
+    }
+    content.embedding = std::move(map);
+  }
+  content.warnings = result.warnings;
+  for (const auto& label : result.unmapped_labels) content.warnings.push_back(fmt::format("label without a Cell Ontology id: {}", label));
+  return content;
 }
 
 std::string CrossValidationResult::format_table() const {

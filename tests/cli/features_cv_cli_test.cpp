@@ -123,7 +123,7 @@ TEST(CvCli, SavercatLeaveOneTechOut) {
   const auto cv = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--classifier", "logreg", "--features",
                                  "genept,expression", "--n-genes", "1000", "-g", store, "--gene-table", table, "--label-map", label_map,
                                  "--label-dataset", "savercat-pbmc-3tech", "--ontology", ontology, "--hierarchical", "--json",
-                                 dir.file("cv.json"), "-q"});
+                                 dir.file("cv.json"), "--report", dir.file("cv.html"), "-q"});
   ASSERT_EQ(cv.exit_code, 0) << cv.err;
   std::printf("%s", cv.out.c_str());
   std::ifstream in(dir.file("cv.json"));
@@ -155,6 +155,34 @@ TEST(CvCli, SavercatLeaveOneTechOut) {
     }
   }
   EXPECT_EQ(total, 2000);
+  // Pooled out-of-fold metrics: every labelled cell once; pooled accuracy is the cell-weighted
+  // mean of the folds' accuracies.
+  for (const auto& method : methods) {
+    const auto& pooled = json["pooled"][method];
+    EXPECT_EQ(pooled["n_cells"].get<int>(), 2000) << method;
+    double correct = 0;
+    for (const auto& fold : json["folds"]) correct += fold["methods"][method]["accuracy"].get<double>() * fold["n_test"].get<int>();
+    EXPECT_NEAR(pooled["accuracy"].get<double>(), correct / 2000, 1e-9) << method;
+  }
+  // The HTML report: well-formed XML, one section per method (best first), a cell map of the
+  // held-out genept embeddings.
+  const std::string check = fmt::format(
+      "import xml.etree.ElementTree as ET, json\n"
+      "root = ET.parse('{0}').getroot()\n"
+      "ns = '{{http://www.w3.org/1999/xhtml}}'\n"
+      "text = ET.tostring(root, encoding='unicode')\n"
+      "cv = json.load(open('{1}'))\n"
+      "svgs = [e for e in root.iter() if e.tag.endswith('svg')]\n"
+      "print('report: %d svg plots, %d bytes' % (len(svgs), len(text)))\n"
+      "assert len(svgs) >= 2 * len(cv['methods']) + 2, len(svgs)\n"
+      "best = max(cv['methods'], key=lambda m: cv['mean'][m]['macro_f1'])\n"
+      "assert best + ', 3 folds pooled' in text, best\n"
+      "assert 'PCA of the held-out cells (32-d genept), prediction by ' + best in text\n"
+      "for m in cv['methods']: assert m + ', 3 folds pooled' in text, m\n",
+      dir.file("cv.html"), dir.file("cv.json"));
+  const auto report = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(report.exit_code, 0) << report.err << report.out;
+  std::printf("%s", report.out.c_str());
   // Three well-separated types: the expression route (independent of the random gene vectors)
   // must do well on every held-out technology.
   EXPECT_GT(json["mean"]["logreg:expression"]["macro_f1"].get<double>(), 0.85) << json["mean"].dump();
