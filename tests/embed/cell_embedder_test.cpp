@@ -187,6 +187,76 @@ TEST(CellEmbedder, KernelMatchesScalarSum) {
   }
 }
 
+TEST(CellEmbedder, RowNumberingDoesNotChangeResults) {
+  // Sums run in var column order: renumbering the rows (as order_rows_by_use does from the data)
+  // gives the same bytes, equal to the kernel over the cell's genes in column order.
+  const int dims = 70;
+  const int n_vars = 60;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> uniform(-1, 1);
+  AlignedGeneVectors genes;
+  genes.dims = dims;
+  std::int32_t rows = 0;
+  for (int j = 0; j < n_vars; ++j) genes.var_to_row.push_back(j % 5 == 3 ? -1 : rows++);
+  genes.var_to_row[40] = genes.var_to_row[10];  // two vars share a gene vector
+  genes.matrix.resize(static_cast<std::size_t>(rows * dims));
+  for (auto& x : genes.matrix) x = uniform(rng);
+  CsrBlock block;
+  block.n_cols = n_vars;
+  block.n_rows = 150;
+  for (int r = 0; r < block.n_rows; ++r) {
+    for (int j = 0; j < n_vars; ++j) {
+      if ((rng() % 100) < static_cast<unsigned>(r % 7 == 0 ? 0 : 10 + 50 * (j % 3 == 0))) {
+        block.indices.push_back(j);
+        block.values.push_back(static_cast<float>(1 + rng() % 9));
+      }
+    }
+    block.indptr.push_back(static_cast<std::int64_t>(block.indices.size()));
+  }
+  CellEmbedderOptions options;
+  options.num_threads = 2;
+  std::vector<float> plain(static_cast<std::size_t>(block.n_rows * dims));
+  std::vector<float> renumbered(plain.size());
+  CellEmbedder(genes, options).embed(block, plain.data());
+  AlignedGeneVectors reordered = genes;
+  reordered.order_rows_by_use(block);
+  ASSERT_NE(reordered.var_to_row, genes.var_to_row);
+  CellEmbedder(reordered, options).embed(block, renumbered.data());
+  EXPECT_EQ(std::memcmp(plain.data(), renumbered.data(), plain.size() * sizeof(float)), 0);
+  // The per-cell kernel over the same entries in the same order gives the same vectors.
+  for (int r = 0; r < block.n_rows; ++r) {
+    std::vector<std::pair<std::int32_t, std::pair<std::int32_t, float>>> entries;  // (key, (row, weight))
+    double total = 0;
+    for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+      total += block.values[static_cast<std::size_t>(k)];
+    }
+    for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+      const std::int32_t column = block.indices[static_cast<std::size_t>(k)];
+      const std::int32_t row = genes.var_to_row[static_cast<std::size_t>(column)];
+      if (row < 0) continue;
+      const std::int32_t key = column;
+      entries.push_back({key, {row, static_cast<float>(std::log1p(block.values[static_cast<std::size_t>(k)] * (1e4 / total)))}});
+    }
+    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::vector<std::int32_t> entry_rows;
+    std::vector<float> entry_weights;
+    for (const auto& [key, entry] : entries) {
+      entry_rows.push_back(entry.first);
+      entry_weights.push_back(entry.second);
+    }
+    std::vector<float> expected(static_cast<std::size_t>(dims), 0.0f);
+    detail::weighted_row_sum(genes.matrix.data(), dims, entry_rows.data(), entry_weights.data(), static_cast<std::int64_t>(entry_rows.size()),
+                             expected.data());
+    double norm = 0;
+    for (const float x : expected) norm += static_cast<double>(x) * x;
+    const float inverse = norm > 0 ? static_cast<float>(1.0 / std::sqrt(norm)) : 0.0f;
+    for (int d = 0; d < dims; ++d) {
+      const float want = norm > 0 ? expected[static_cast<std::size_t>(d)] * inverse : 0.0f;
+      ASSERT_EQ(plain[static_cast<std::size_t>(r * dims + d)], want) << "cell " << r << " dim " << d;
+    }
+  }
+}
+
 TEST(CellEmbedder, NanInMatrixIsAClearError) {
   if (human_table().empty()) GTEST_SKIP() << "../shared/data is absent";
   const RandomGeneVectors vectors(human_table(), 16);
