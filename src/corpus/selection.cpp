@@ -120,18 +120,30 @@ FragmentTable build_fragment_table(const std::vector<std::string>& paths, const 
     throw InputError(fmt::format("no input file could be read ({} failed; first: {})", table.failures.size(),
                                  table.failures.empty() ? "" : table.failures.front()));
   }
+  // Classes: every label with at least one cell (unused categories of a categorical are dropped).
   std::map<std::string, std::int32_t> class_index;
   for (const auto& file : pending) {
-    for (const auto& category : file.categories) class_index.emplace(category, 0);
+    std::vector<std::int64_t> used(file.categories.size(), 0);
+    for (const auto& fragment : file.fragments) {
+      for (std::size_t k = 0; k < used.size(); ++k) used[k] += fragment.counts[k];
+    }
+    for (std::size_t k = 0; k < used.size(); ++k) {
+      if (used[k] > 0) class_index.emplace(file.categories[k], 0);
+    }
   }
   for (const auto& [name, index] : class_index) table.classes.push_back(name);
   for (std::size_t c = 0; c < table.classes.size(); ++c) class_index[table.classes[c]] = static_cast<std::int32_t>(c);
   for (auto& file : pending) {
-    std::vector<std::size_t> remap(file.categories.size());
-    for (std::size_t k = 0; k < file.categories.size(); ++k) remap[k] = static_cast<std::size_t>(class_index.at(file.categories[k]));
+    std::vector<std::int32_t> remap(file.categories.size(), -1);
+    for (std::size_t k = 0; k < file.categories.size(); ++k) {
+      const auto found = class_index.find(file.categories[k]);
+      if (found != class_index.end()) remap[k] = found->second;
+    }
     for (auto& fragment : file.fragments) {
       std::vector<std::int64_t> counts(table.classes.size(), 0);
-      for (std::size_t k = 0; k < fragment.counts.size(); ++k) counts[remap[k]] += fragment.counts[k];
+      for (std::size_t k = 0; k < fragment.counts.size(); ++k) {
+        if (remap[k] >= 0) counts[static_cast<std::size_t>(remap[k])] += fragment.counts[k];
+      }
       fragment.counts = std::move(counts);
       table.fragments.push_back(std::move(fragment));
     }
@@ -331,12 +343,16 @@ void solve_ilp(const FragmentTable& table, const SelectOptions& options, const S
   const int n_columns = static_cast<int>(column_lower.size());
   const int n_rows = static_cast<int>(row_lower.size());
 
+  // CBC minimises -objective (its maximisation sense mishandles the cutoff of a MIP start with a
+  // negative objective: measured to stop at the start as "optimal").
+  for (auto& coefficient : objective) coefficient = -coefficient;
   const std::unique_ptr<Cbc_Model, void (*)(Cbc_Model*)> cbc(Cbc_newModel(), Cbc_deleteModel);
   Cbc_loadProblem(cbc.get(), n_columns, n_rows, starts.data(), index.data(), value.data(), column_lower.data(), column_upper.data(),
                   objective.data(), row_lower.data(), row_upper.data());
   for (std::size_t f = 0; f < n_fragments; ++f) Cbc_setInteger(cbc.get(), static_cast<int>(f));
-  Cbc_setObjSense(cbc.get(), -1);  // maximise
+
   Cbc_setLogLevel(cbc.get(), options.solver_log ? 1 : 0);
+  Cbc_setParameter(cbc.get(), "timeMode", "elapsed");  // wall clock, not CPU time (a busy machine)
   Cbc_setMaximumSeconds(cbc.get(), options.time_limit_seconds);
   Cbc_setAllowableFractionGap(cbc.get(), options.relative_gap);
   if (!start.fragments.empty()) {
@@ -358,14 +374,11 @@ void solve_ilp(const FragmentTable& table, const SelectOptions& options, const S
       if (solution[f] > 0.5) chosen.push_back(static_cast<std::int32_t>(f));
     }
     model.ilp = evaluate_selection(table, model, std::move(chosen));
-    stats.objective = Cbc_getObjValue(cbc.get());
+    stats.objective = -Cbc_getObjValue(cbc.get());
   }
-  // CBC reports the bound in its internal (minimisation) sense for a maximisation problem.
-  double bound = Cbc_getBestPossibleObjValue(cbc.get());
-  if (solution != nullptr && bound < stats.objective - 1e-6 * std::max(1.0, std::abs(stats.objective)) && -bound >= stats.objective - 1e-9) {
-    bound = -bound;
-  }
-  if (stats.proven_optimal && solution != nullptr) bound = std::min(bound, stats.objective * (1 + options.relative_gap) + 1e-9);
+  // The lower bound of the minimisation is an upper bound of the maximisation.
+  double bound = -Cbc_getBestPossibleObjValue(cbc.get());
+  if (solution != nullptr) bound = std::max(bound, stats.objective);
   stats.best_bound = bound;
   if (solution != nullptr) stats.gap = std::max(0.0, (bound - stats.objective) / std::max(1e-9, std::abs(stats.objective)));
   if (stats.proven_optimal) {

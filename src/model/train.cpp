@@ -219,6 +219,11 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
   if (expression) {
     GeneExpressionStats stats;
     for (const auto& reference : references) {
+      const auto* h5ad = dynamic_cast<const H5adFile*>(reference.dataset.get());
+      if (h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey)) {
+        throw InputError(fmt::format("{}: a training matrix from `celltyper extract` holds embeddings, not expression: use --features genept",
+                                     reference.path));
+      }
       log(fmt::format("gene statistics of {} ({} cells)", reference.path, reference.dataset->n_obs()));
       std::vector<std::string> warnings;
       ExpressionOptions settings = expression_settings;
