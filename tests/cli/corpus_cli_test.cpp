@@ -42,6 +42,12 @@ std::string make_store(const test::TempDir& dir, unsigned seed = 5) {
   return path;
 }
 
+/// `head` followed by `tail`.
+std::vector<std::string> concat(std::vector<std::string> head, const std::vector<std::string>& tail) {
+  head.insert(head.end(), tail.begin(), tail.end());
+  return head;
+}
+
 bool have_python() { return test::run_program({test::system_python(), "-c", "import anndata, h5py"}).exit_code == 0; }
 
 /// mpirun with the flags a root container needs, or "" when Open MPI is absent.
@@ -185,12 +191,8 @@ TEST_F(CorpusCli, MpiTwoProcessesEmbedAndExtractLikeOne) {
   // extract: 1 process vs 2.
   const auto one = test::run_cli({"extract", "-s", dir_.file("selection.json"), "-g", store_, "--gene-table", table_, "-o", dir_.file("one.h5ad"), "-q"});
   ASSERT_EQ(one.exit_code, 0) << one.err;
-  auto args = launcher;
-  for (const std::string& a : {"extract", "-s", dir_.file("selection.json").c_str(), "-g", store_.c_str(), "--gene-table", table_.c_str(), "-o",
-                               dir_.file("two.h5ad").c_str(), "--json", "-q"}) {
-    args.push_back(a);
-  }
-  const auto two = test::run_program(args);
+  const auto two = test::run_program(concat(launcher, {"extract", "-s", dir_.file("selection.json"), "-g", store_, "--gene-table", table_, "-o",
+                                                       dir_.file("two.h5ad"), "--json", "-q"}));
   ASSERT_EQ(two.exit_code, 0) << two.err << two.out;
   EXPECT_EQ(nlohmann::json::parse(two.out)["processes"], 2);
   const auto same = test::run_program({test::system_python(), "-c", kSameContent, dir_.file("one.h5ad"), dir_.file("two.h5ad")});
@@ -199,12 +201,8 @@ TEST_F(CorpusCli, MpiTwoProcessesEmbedAndExtractLikeOne) {
   for (const std::string ext : {".h5ad", ".npy"}) {
     const auto single = test::run_cli({"embed", "-i", pbmc3k_, "-g", store_, "--gene-table", table_, "-o", dir_.file("e1" + ext), "-q"});
     ASSERT_EQ(single.exit_code, 0) << single.err;
-    args = launcher;
-    for (const std::string& a : {"embed", "-i", pbmc3k_.c_str(), "-g", store_.c_str(), "--gene-table", table_.c_str(), "-o", dir_.file("e2" + ext).c_str(),
-                                 "--memory-limit", "1M", "-q"}) {
-      args.push_back(a);
-    }
-    const auto pair = test::run_program(args);
+    const auto pair = test::run_program(
+        concat(launcher, {"embed", "-i", pbmc3k_, "-g", store_, "--gene-table", table_, "-o", dir_.file("e2" + ext), "--memory-limit", "1M", "-q"}));
     ASSERT_EQ(pair.exit_code, 0) << pair.err;
     if (ext == ".npy") {
       std::ifstream a(dir_.file("e1.npy"), std::ios::binary), b(dir_.file("e2.npy"), std::ios::binary);
@@ -216,12 +214,8 @@ TEST_F(CorpusCli, MpiTwoProcessesEmbedAndExtractLikeOne) {
     }
   }
   // A failure on the ranks is one clear error and a non-zero exit, not a hang.
-  args = launcher;
-  for (const std::string& a : {"extract", "-s", dir_.file("selection.json").c_str(), "-g", store_.c_str(), "--gene-table", table_.c_str(), "-o", dir_.file("x.h5ad").c_str(),
-                               "--label", "no_such_column", "-q"}) {
-    args.push_back(a);
-  }
-  const auto failing = test::run_program(args);
+  const auto failing = test::run_program(concat(launcher, {"extract", "-s", dir_.file("selection.json"), "-g", store_, "--gene-table", table_, "-o",
+                                                           dir_.file("x.h5ad"), "--label", "no_such_column", "-q"}));
   EXPECT_NE(failing.exit_code, 0);
   EXPECT_NE(failing.err.find("no_such_column"), std::string::npos) << failing.err;
 }
@@ -239,10 +233,7 @@ TEST_F(CorpusCli, DistributedMlpTrainingMatchesOneProcess) {
   single_args.insert(single_args.end(), {"-o", dir_.file("m1.h5")});
   const auto single = test::run_cli(single_args);
   ASSERT_EQ(single.exit_code, 0) << single.err;
-  auto args = launcher;
-  args.insert(args.end(), train.begin(), train.end());
-  args.insert(args.end(), {"--distributed", "-o", dir_.file("m2.h5")});
-  const auto pair = test::run_program(args);
+  const auto pair = test::run_program(concat(concat(launcher, train), {"--distributed", "-o", dir_.file("m2.h5")}));
   ASSERT_EQ(pair.exit_code, 0) << pair.err;
   const auto a = nlohmann::json::parse(single.out);
   const auto b = nlohmann::json::parse(pair.out);  // printed by rank 0 only
