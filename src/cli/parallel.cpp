@@ -1,6 +1,9 @@
 // MPI implementation of celltyper::Communicator (Open MPI from Debian), for the CLI only.
 #include "cli/parallel.hpp"
 
+// The C API only: Open MPI's mpi.h otherwise pulls in its deprecated C++ bindings (libmpi_cxx).
+#define OMPI_SKIP_MPICXX 1
+#define MPICH_SKIP_MPICXX 1
 #include <mpi.h>
 
 #include <fmt/format.h>
