@@ -62,7 +62,7 @@ def make_store(cli, path, dims):
     with h5py.File(raw, "w") as f:
         f["embeddings"] = np.random.default_rng(7).standard_normal((len(ids), dims), dtype=np.float32)
         f["gene_ids"] = np.array(ids, dtype=np.int64)
-    subprocess.run([cli, "genes", "--backend", "import", "--input", raw, "--gene-table", GENES, "-o", path, "-q"], check=True)
+    subprocess.run([cli, "genes", "embed", "--backend", "import", "--input", raw, "--gene-table", GENES, "-o", path, "-q"], check=True)
 
 
 def main():
