@@ -268,12 +268,19 @@ def markdown(r):
                   f"{r['model_100m']['parallel_efficiency']:.2f}, reflects a shared, overloaded 2-core machine; fragments are independent and "
                   f"the only communication is the final gather). {r['model_100m']['bytes_per_cell']:.0f} bytes/cell (uncompressed files); object storage at an "
                   "assumed 1 GB/s per 16-process node.", "",
-                  "| work | processes | compute h | I/O h (assumed) | wall h | core-hours |", "|---|---|---|---|---|---|"]
+                  "| work | processes | compute min | I/O min (assumed) | wall min | core-hours |", "|---|---|---|---|---|---|"]
         for e in r["model_100m"]["cases"]:
-            lines.append(f"| {e['work']} | {e['processes']} | {e['compute_hours']:.2f} | {e['io_hours_at_assumed_bandwidth']:.2f} | "
-                         f"{e['hours']:.2f} | {e['core_hours']:.1f} |")
+            lines.append(f"| {e['work']} | {e['processes']} | {60 * e['compute_hours']:.1f} | {60 * e['io_hours_at_assumed_bandwidth']:.1f} | "
+                         f"{60 * e['hours']:.1f} | {e['core_hours']:.1f} |")
     return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--markdown-only"]:  # re-render bench/results/corpus.md from corpus.json
+        with open(os.path.join(ROOT, "bench", "results", "corpus.json")) as f:
+            rendered = markdown(json.load(f))
+        with open(os.path.join(ROOT, "bench", "results", "corpus.md"), "w") as f:
+            f.write(rendered)
+        print(rendered)
+    else:
+        main()
