@@ -17,6 +17,7 @@ PACKAGES=(
   r-bioc-org.hs.eg.db r-bioc-go.db r-bioc-singler r-cran-seurat chromium
   python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-sklearn python3-torch
   time
+  coinor-libcbc-dev libopenmpi-dev openmpi-bin
 )
 
 missing=()

@@ -68,6 +68,7 @@ struct TrainOptions {
   /// Per-epoch progress of iterative classifiers (FitOptions::on_epoch) with "phase":
   /// "validation" (the fit scored on held-out cells, early-stopped) or "final" (all cells).
   std::function<void(const nlohmann::json&)> on_epoch;
+  DataParallel data_parallel;             ///< `train --distributed`: gradient all-reduce (mlp only)
 };
 
 /// Outcome of `train_model`.

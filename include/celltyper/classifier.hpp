@@ -79,6 +79,19 @@ struct ValidationSet {
   [[nodiscard]] bool empty() const { return n == 0; }
 };
 
+/// Data-parallel training over a process group (communicator.hpp), used by the "mlp" back end:
+/// every process holds the whole training set, computes the gradients of its contiguous share
+/// of each global batch, and `allreduce_sum` sums the flattened gradients over processes (the
+/// same values on every process) before an identical optimiser step everywhere. Batches, their
+/// order and dropout draws are those of a single-process fit at the same `batch_size`, so the
+/// result matches one process up to the order of floating-point sums. Other back ends ignore it.
+struct DataParallel {
+  int rank = 0;
+  int size = 1;
+  std::function<void(float* values, std::size_t count)> allreduce_sum;
+  [[nodiscard]] bool active() const { return size > 1 && static_cast<bool>(allreduce_sum); }
+};
+
 /// Options of `Classifier::fit`.
 struct FitOptions {
   HyperParameters hyperparameters;  ///< missing names take their defaults
@@ -93,6 +106,7 @@ struct FitOptions {
   /// (of that epoch) and, with a validation set, "validation_accuracy", "validation_macro_f1"
   /// (and "validation_loss" for xgboost). Called on the thread that runs `fit`.
   std::function<void(const nlohmann::json&)> on_epoch;
+  DataParallel data_parallel;       ///< gradient all-reduce across processes (mlp only)
 };
 
 /// Per-feature standardisation z = (x - mean) / scale, scale = standard deviation (1 when the

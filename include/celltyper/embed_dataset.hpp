@@ -45,6 +45,10 @@ struct EmbedOptions {
   std::int64_t min_matched_genes = 1;     ///< fail when fewer vars have a vector
   double min_median_coverage = 0.2;       ///< fail when the median cell has less of its counts on matched genes
   std::function<void(std::int64_t done, std::int64_t total)> progress;  ///< called after each block
+  /// Rows to embed, in this order (empty = every row). Only these rows are read; the sink gets
+  /// them numbered consecutively from 0. The normalisation choice and the gene order still look
+  /// at the first rows of the dataset, so a cell's embedding never depends on the ranges.
+  std::vector<RowRange> rows;
 };
 
 /// Receives embeddings block by block, in row order.

@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -74,6 +75,8 @@ class H5adFile final : public Dataset {
   [[nodiscard]] std::vector<std::string> keys(const std::string& group) const;
   /// Read `obsm/<name>` (dense) as float32.
   [[nodiscard]] DenseMatrix read_obsm(const std::string& name) const;
+  /// The string stored at `uns/<name>` (a scalar string dataset), or nullopt when absent.
+  [[nodiscard]] std::optional<std::string> read_uns_string(const std::string& name) const;
   /// anndata encoding version of the root group ("" for files before anndata 0.8).
   [[nodiscard]] std::string encoding_version() const;
 

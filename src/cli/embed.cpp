@@ -5,8 +5,10 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/scale_out.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/parallel.hpp"
 #include "cli/progress.hpp"
 
 #include <fmt/format.h>
@@ -79,8 +81,12 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
       if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: pass --out FILE.npy or FILE.h5 for a {} input", args->input, dataset->format()));
       out = default_output(args->input);
     }
+    // Under mpirun every process embeds a share of the rows and the root writes (scale_out.hpp).
+    Communicator& processes = world();
     std::unique_ptr<EmbeddingSink> sink;
-    if (ends_with(out, ".npy")) {
+    if (!processes.is_root()) {
+      // no output on the other processes
+    } else if (ends_with(out, ".npy")) {
       sink = make_npy_sink(out);
     } else if (ends_with(out, ".h5") || ends_with(out, ".hdf5")) {
       sink = make_hdf5_sink(out, dataset->read_obs().index);
@@ -97,17 +103,19 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
                             },
                             store.identity_hash(), fmt::format("{} ({}, {} dims)", resolve_gene_store_path(args->genes),
                                                                 store.provenance().backend, store.dims())};
-    ProgressBar bar("embed", "cells", dataset->n_obs(), progress_enabled(global.quiet));
+    ProgressBar bar("embed", "cells", dataset->n_obs(), progress_enabled(global.quiet) && !processes.distributed());
     args->options.progress = [&bar](std::int64_t done, std::int64_t) { bar.update(done); };
-    const EmbedResult result = embed_dataset(*dataset, table, source, args->options, *sink);
+    const EmbedResult result = embed_dataset_distributed(*dataset, table, source, args->options, sink.get(), processes);
     bar.finish();
+    if (!processes.is_root()) return;
     if (args->json) {
       nlohmann::json summary = result.to_json();
       summary["output"] = out;
+      summary["processes"] = processes.size();
       fmt::print("{}\n", summary.dump(2));
     } else if (!global.quiet) {
-      fmt::print(stderr, "embedded {} cells x {} dims from {} in {:.2f} s ({:.0f} cells/s) -> {}\n", result.n_cells, result.dims,
-                 result.matrix, result.seconds, static_cast<double>(result.n_cells) / result.seconds, out);
+      fmt::print(stderr, "embedded {} cells x {} dims from {} in {:.2f} s ({:.0f} cells/s, {}) -> {}\n", result.n_cells, result.dims,
+                 result.matrix, result.seconds, static_cast<double>(result.n_cells) / result.seconds, processes.description(), out);
       fmt::print(stderr, "  normalisation {}: {}\n", to_string(result.normalization), result.normalization_reason);
       fmt::print(stderr, "  genes: {} of {} vars have a vector (column '{}', {} ids); counts covered per cell: median {:.1f}%, min {:.1f}%\n",
                  result.n_vars_with_vector, result.genes.n_vars(), result.genes.column, to_string(result.genes.id_type),

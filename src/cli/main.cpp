@@ -3,6 +3,7 @@
 #include <celltyper/error.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/parallel.hpp"
 
 #include <fmt/format.h>
 
@@ -28,20 +29,22 @@ int main(int argc, char** argv) {
   auto& registry = celltyper::cli::command_registry();
   std::sort(registry.begin(), registry.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (const auto& [key, factory] : registry) factory(app, global);
+  int code = 0;
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& error) {
-    return app.exit(error);
+    code = app.exit(error);
   } catch (const celltyper::Error& error) {
     std::fflush(stdout);
     fmt::print(stderr, "celltyper: error: {}\n", error.what());
-    return error.exit_code();
+    code = error.exit_code();
   } catch (const std::bad_alloc&) {
     fmt::print(stderr, "celltyper: error: out of memory (lower --memory-limit or use a machine with more RAM)\n");
-    return 5;
+    code = 5;
   } catch (const std::exception& error) {
     fmt::print(stderr, "celltyper: internal error: {}\n", error.what());
-    return 70;
+    code = 70;
   }
-  return 0;
+  // Under mpirun: finalise MPI, or abort every rank when this one failed.
+  return celltyper::cli::finish_processes(code);
 }

@@ -7,6 +7,7 @@
 #include <celltyper/model_file.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/parallel.hpp"
 #include "cli/progress.hpp"
 
 #include <fmt/format.h>
@@ -44,6 +45,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     std::string gene_table;
     std::string out;
     bool json = false;
+    bool distributed = false;
     std::map<std::string, double> hyperparameters;  ///< values of the per-parameter flags
     TrainOptions options;
   };
@@ -80,6 +82,9 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
                       "label -> Cell Ontology id table (label_map_to_cell_ontology.tsv) to record CL ids of the classes");
   command->add_option("--label-dataset", args->options.label_map_dataset, "Prefer rows of this dataset in --label-map");
   command->add_flag("--json", args->json, "Print the training summary as JSON on stdout");
+  command->add_flag("--distributed", args->distributed,
+                    "Under mpirun: train the MLP data-parallel, every process computing its share of each batch and gradients "
+                    "summed over processes (same global batch as one process); rank 0 writes the model");
   // One flag per hyperparameter, from the classifiers' declarations.
   std::map<std::string, std::string> declared;
   for (const auto& spec : classifier_specs()) {
@@ -106,6 +111,18 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       options.hyperparameters[name] = value;
     }
     resolve_hyperparameters(spec, options.hyperparameters);  // validate before the expensive part
+    Communicator* processes = nullptr;
+    if (args->distributed) {
+      if (options.classifier != "mlp") throw InputError(fmt::format("--distributed trains --classifier mlp only, not {}", options.classifier));
+      processes = &world();
+      if (processes->distributed()) {
+        options.data_parallel = {processes->rank(), processes->size(),
+                                 [processes](float* values, std::size_t count) { processes->allreduce_sum(values, count); }};
+      } else if (!global.quiet) {
+        fmt::print(stderr, "warning: --distributed without mpirun: training in one process\n");
+      }
+    }
+    const bool root = processes == nullptr || processes->is_root();
     if (options.features == kFeaturesExpression && command->count("--dims") > 0) throw InputError("--dims applies to --features genept only");
     const std::string store_path = resolve_gene_store_path(args->genes);
     const GeneStore store = GeneStore::load(store_path);
@@ -113,12 +130,13 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     const GeneTable table = load_gene_table(table_path);
     // Step messages only on a terminal, so that a failing run prints exactly one line.
-    if (progress_enabled(global.quiet)) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
+    if (progress_enabled(global.quiet) && root) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
     // Iterative classifiers (mlp, xgboost) log every epoch as JSONL next to the model.
     const std::string epoch_log = args->out + ".epochs.jsonl";
     auto epochs = std::make_shared<std::ofstream>();
     const bool show_epochs = progress_enabled(global.quiet);
-    options.on_epoch = [epochs, epoch_log, show_epochs](const nlohmann::json& epoch) {
+    options.on_epoch = [epochs, epoch_log, show_epochs, root](const nlohmann::json& epoch) {
+      if (!root) return;
       if (!epochs->is_open()) {
         epochs->open(epoch_log, std::ios::trunc);
         if (!*epochs) throw IoError(fmt::format("cannot create {}", epoch_log));
@@ -135,6 +153,8 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       epochs->flush();
       if (show_epochs) fmt::print(stderr, "\n");
     }
+    if (!root) return;  // every process holds the same model; rank 0 writes it
+    if (processes != nullptr) result.model.provenance["processes"] = processes->description();
     save_model(result.model, args->out);
     if (args->json) {
       nlohmann::json summary = {{"model", args->out},

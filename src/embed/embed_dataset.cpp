@@ -134,6 +134,16 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   result.normalization = normalization;
   result.dims = dims;
   result.n_cells = dataset.n_obs();
+  if (!options.rows.empty()) {
+    result.n_cells = 0;
+    for (const RowRange& range : options.rows) {
+      if (range.begin < 0 || range.end > dataset.n_obs() || range.begin > range.end) {
+        throw InputError(fmt::format("{}: rows [{}, {}) are outside the dataset's {} cells", dataset.path(), range.begin, range.end,
+                                     dataset.n_obs()));
+      }
+      result.n_cells += range.size();
+    }
+  }
   result.warnings.insert(result.warnings.end(), result.genes.warnings.begin(), result.genes.warnings.end());
 
   {  // hot genes first in the gene matrix (a locality optimisation; results are unchanged)
@@ -148,9 +158,8 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   coverage.reserve(static_cast<std::size_t>(result.n_cells));
   bool checked_coverage = false;
   sink.begin(result.n_cells, dims);
-  BlockStreamOptions stream;
-  stream.memory_limit_bytes = options.memory_limit_bytes;
-  for_each_block(*reader, stream, [&](const CsrBlock& block) {
+  std::int64_t written = 0;  // rows handed to the sink so far (the sink's numbering)
+  auto embed_block = [&](const CsrBlock& block) {
     out.resize(static_cast<std::size_t>(block.n_rows) * static_cast<std::size_t>(dims));
     embedder.embed(block, out.data(), &stats);
     coverage.insert(coverage.end(), stats.covered_fraction.begin(), stats.covered_fraction.end());
@@ -164,9 +173,28 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
       }
       checked_coverage = true;
     }
-    sink.write(block.first_row, block.n_rows, out.data(), stats);
-    if (options.progress) options.progress(block.first_row + block.n_rows, result.n_cells);
-  });
+    sink.write(written, block.n_rows, out.data(), stats);
+    written += block.n_rows;
+    if (options.progress) options.progress(written, result.n_cells);
+  };
+  if (options.rows.empty()) {
+    BlockStreamOptions stream;
+    stream.memory_limit_bytes = options.memory_limit_bytes;
+    for_each_block(*reader, stream, embed_block);
+  } else {
+    // Only the requested ranges, cut at the dataset's own block boundaries (memory-capped).
+    const std::vector<RowRange> blocks = reader->plan_blocks(options.memory_limit_bytes);
+    CsrBlock block;
+    for (const RowRange& range : options.rows) {
+      auto it = std::upper_bound(blocks.begin(), blocks.end(), range.begin, [](std::int64_t row, const RowRange& b) { return row < b.end; });
+      for (std::int64_t first = range.begin; first < range.end; ++it) {
+        const std::int64_t end = it == blocks.end() ? range.end : std::min(range.end, it->end);
+        reader->read_rows(first, end - first, block);
+        embed_block(block);
+        first = end;
+      }
+    }
+  }
   const Quantiles q = quantiles(std::move(coverage));
   result.median_coverage = q.median;
   result.min_coverage = q.min;

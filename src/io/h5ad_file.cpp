@@ -373,6 +373,19 @@ std::unique_ptr<MatrixReader> H5adFile::open_matrix(const std::string& source) c
   return detail::open_sparse_reader(impl_->file.get(), where, std::move(info), impl_->options.chunk_cache_bytes);
 }
 
+std::optional<std::string> H5adFile::read_uns_string(const std::string& name) const {
+  auto lock = h5::hdf5_lock();
+  const std::string path = "uns/" + name;
+  if (h5::object_type(impl_->file.get(), "uns") != H5O_TYPE_GROUP || h5::object_type(impl_->file.get(), path) != H5O_TYPE_DATASET) {
+    return std::nullopt;
+  }
+  Handle dataset = h5::open_dataset(impl_->file.get(), path, impl_->path);
+  if (!h5::is_string_dataset(dataset.get())) return std::nullopt;
+  const std::vector<std::string> values = h5::read_strings(dataset.get());
+  if (values.size() != 1) return std::nullopt;
+  return values.front();
+}
+
 DenseMatrix H5adFile::read_obsm(const std::string& name) const {
   auto lock = h5::hdf5_lock();
   const std::string path = "obsm/" + name;

@@ -350,17 +350,58 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
     loss_options = loss_options.weight(class_weight);
   }
 
-  auto forward = [&](torch::Tensor h, bool train) {
+  // `mask_rows` / `mask_offset`: a data-parallel process computes rows [offset, offset + rows) of a
+  // global batch of `mask_rows`; it draws the dropout masks of the whole batch (the generator then
+  // advances exactly as in a single process) and keeps its rows.
+  auto forward = [&](torch::Tensor h, bool train, std::int64_t mask_rows = -1, std::int64_t mask_offset = 0) {
     for (int l = 0; l < n_layers; ++l) {
       h = BlockedLinear::apply(h, weights[static_cast<std::size_t>(l)], biases[static_cast<std::size_t>(l)]);
       if (l + 1 == n_layers) break;
       h = at::relu(h);
       if (train && dropout > 0) {
-        const auto keep = torch::empty_like(h).bernoulli_(1.0 - dropout, generator);
+        torch::Tensor keep;
+        if (mask_rows < 0) {
+          keep = torch::empty_like(h).bernoulli_(1.0 - dropout, generator);
+        } else {
+          keep = torch::empty({mask_rows, h.size(1)}, h.options()).bernoulli_(1.0 - dropout, generator).slice(0, mask_offset, mask_offset + h.size(0));
+        }
         h = h * keep * static_cast<float>(1.0 / (1.0 - dropout));
       }
     }
     return h;
+  };
+  // Data parallelism (DataParallel in classifier.hpp): the mean loss of a global batch is the sum of
+  // the per-process sums divided by the batch's weight (cells, or the class weights of its labels
+  // with class balancing, as torch's weighted mean), so summed gradients are the global ones.
+  const DataParallel& parallel = request.data_parallel;
+  const bool data_parallel = parallel.active();
+  auto sum_options = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing).reduction(torch::kSum);
+  std::vector<double> class_weight_values(static_cast<std::size_t>(n_classes), 1.0);
+  if (balanced) {
+    sum_options = sum_options.weight(loss_options.weight());
+    const auto w = loss_options.weight().contiguous();
+    for (int c = 0; c < n_classes; ++c) class_weight_values[static_cast<std::size_t>(c)] = w.data_ptr<float>()[c];
+  }
+  std::vector<torch::Tensor> parameters;
+  for (int l = 0; l < n_layers; ++l) {
+    parameters.push_back(weights[static_cast<std::size_t>(l)]);
+    parameters.push_back(biases[static_cast<std::size_t>(l)]);
+  }
+  std::vector<float> flat_gradients;
+  auto allreduce_gradients = [&]() {
+    flat_gradients.clear();
+    for (auto& p : parameters) {
+      if (!p.mutable_grad().defined()) p.mutable_grad() = torch::zeros_like(p);
+      const auto g = p.grad().contiguous();
+      flat_gradients.insert(flat_gradients.end(), g.data_ptr<float>(), g.data_ptr<float>() + g.numel());
+    }
+    parallel.allreduce_sum(flat_gradients.data(), flat_gradients.size());
+    std::size_t offset = 0;
+    for (auto& p : parameters) {
+      auto g = p.mutable_grad();
+      std::copy_n(flat_gradients.data() + offset, g.numel(), g.data_ptr<float>());
+      offset += static_cast<std::size_t>(g.numel());
+    }
   };
 
   // Validation: predicted codes in chunks, without gradients.
@@ -421,12 +462,40 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
         static_cast<torch::optim::AdamWOptions&>(group.options()).lr(last_learning_rate);
       }
       optimizer.zero_grad();
+      if (data_parallel) {
+        const std::int64_t local_first = rows * parallel.rank / parallel.size;
+        const std::int64_t local_end = rows * (parallel.rank + 1) / parallel.size;
+        double denominator = 0;
+        for (std::int64_t i = 0; i < rows; ++i) {
+          denominator += class_weight_values[static_cast<std::size_t>(label_values[static_cast<std::size_t>(order[static_cast<std::size_t>(first + i)])])];
+        }
+        if (local_end > local_first) {
+          const auto local_x = batch_x.slice(0, local_first, local_end);
+          const auto local_y = batch_y.slice(0, local_first, local_end);
+          const auto logits = forward(local_x, true, rows, local_first);
+          const auto loss = torch::nn::functional::cross_entropy(logits, local_y, sum_options) / static_cast<float>(denominator);
+          loss.backward();
+          loss_sum += loss.item<double>() * static_cast<double>(rows);
+          correct += logits.argmax(1).eq(local_y).sum().item<std::int64_t>();
+        } else if (dropout > 0) {  // keep the generator in step with the other processes
+          for (int l = 0; l + 1 < n_layers; ++l) (void)torch::empty({rows, hidden}).bernoulli_(1.0 - dropout, generator);
+        }
+        allreduce_gradients();
+        optimizer.step();
+        continue;
+      }
       const auto logits = forward(batch_x, true);
       const auto loss = torch::nn::functional::cross_entropy(logits, batch_y, loss_options);
       loss.backward();
       optimizer.step();
       loss_sum += loss.item<double>() * static_cast<double>(rows);
       correct += logits.argmax(1).eq(batch_y).sum().item<std::int64_t>();
+    }
+    if (data_parallel) {  // epoch totals over processes
+      float totals[2] = {static_cast<float>(loss_sum), static_cast<float>(correct)};
+      parallel.allreduce_sum(totals, 2);
+      loss_sum = totals[0];
+      correct = static_cast<std::int64_t>(std::llround(totals[1]));
     }
     last_loss = loss_sum / static_cast<double>(n);
     if (!std::isfinite(last_loss)) {
@@ -481,6 +550,7 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
                  {"final_loss", last_loss},
                  {"layer_sizes", sizes},
                  {"threads", threads},
+                 {"processes", data_parallel ? parallel.size : 1},
                  {"blas", OpenBlas::get().description()},
                  {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}};
   if (has_validation) {

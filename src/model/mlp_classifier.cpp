@@ -149,6 +149,7 @@ void MultilayerPerceptron::fit_standardized(const float* x, std::int64_t n, int 
   request.threads = resolve_threads(options.num_threads);
   request.seed = options.seed;
   request.on_epoch = options.on_epoch;
+  request.data_parallel = options.data_parallel;
   const ValidationSet& validation = options.validation;
   request.score_validation = [&validation, n_classes](const std::int32_t* predicted) {
     return macro_f1_score(validation.labels, predicted, validation.n, n_classes);

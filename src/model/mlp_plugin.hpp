@@ -29,6 +29,7 @@ struct TrainRequest {
   /// Macro-F1 of predicted codes for the validation cells (macro_f1_score of the library).
   std::function<double(const std::int32_t* predicted)> score_validation;
   std::function<void(const nlohmann::json&)> on_epoch;  ///< may be empty
+  DataParallel data_parallel;               ///< inactive for a single process
 };
 
 /// Training output: layer sizes (inputs, hidden..., classes), per layer weights [out x in]

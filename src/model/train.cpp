@@ -2,6 +2,7 @@
 // on everything and assemble a self-contained CellTypeModel.
 #include <celltyper/annotate.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/extract.hpp>
 #include <celltyper/ontology.hpp>
 
 #include <fmt/format.h>
@@ -38,6 +39,47 @@ std::string join_names(const std::vector<std::string>& names, std::size_t limit 
 
 /// Train a fresh classifier on the rows `rows` of `features` with string labels; returns it and
 /// the class names (sorted) it was trained on.
+/// A training matrix written by `celltyper extract` (extract.hpp) carries its cell embeddings in
+/// obsm: use them instead of embedding X (which holds no values there). Returns false for any
+/// other dataset. Throws InputError when the embeddings were made with another gene store.
+bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store, int requested_dims, std::vector<float>& values,
+                                 std::vector<std::uint8_t>& empty, std::set<std::int64_t>& used_genes, nlohmann::json& info) {
+  const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset);
+  if (h5ad == nullptr) return false;
+  const auto extract_text = h5ad->read_uns_string(kExtractUnsKey);
+  if (!extract_text) return false;
+  const nlohmann::json extract = nlohmann::json::parse(*extract_text, nullptr, /* allow_exceptions = */ false);
+  const auto embedding_text = h5ad->read_uns_string("celltyper_embedding");
+  const nlohmann::json embedding = embedding_text ? nlohmann::json::parse(*embedding_text, nullptr, false) : nlohmann::json();
+  if (!extract.is_object() || !embedding.is_object()) throw InputError(fmt::format("{}: unreadable uns/{} or uns/celltyper_embedding", dataset.path(), kExtractUnsKey));
+  const std::string identity = embedding.value("gene_vectors_identity", "");
+  if (identity != store.identity_hash()) {
+    throw InputError(fmt::format("{}: its embeddings were made with gene vectors {} ({}), not the store given ({}): pass that store with --genes "
+                                 "or run `celltyper extract` again",
+                                 dataset.path(), embedding.value("gene_vectors", "?"), identity, store.identity_hash()));
+  }
+  const std::string key = extract.value("obsm_key", "X_celltyper");
+  DenseMatrix matrix = h5ad->read_obsm(key);
+  if (matrix.rows != dataset.n_obs()) throw InputError(fmt::format("{}: obsm/{} has {} rows for {} cells", dataset.path(), key, matrix.rows, dataset.n_obs()));
+  if (requested_dims > 0 && requested_dims != matrix.cols) {
+    throw InputError(fmt::format("{}: obsm/{} has {} dims; --dims {} would need a new `celltyper extract --dims {}`", dataset.path(), key,
+                                 matrix.cols, requested_dims, requested_dims));
+  }
+  const DataFrame obs = h5ad->read_obs_columns({"celltyper_embedding_empty"});
+  const Column& flags = obs.at("celltyper_embedding_empty", fmt::format("obs of {}", dataset.path()));
+  empty.assign(flags.booleans.begin(), flags.booleans.end());
+  const DataFrame var = dataset.read_var();
+  const Column& entrez = var.at("entrez_id", fmt::format("var of {}", dataset.path()));
+  for (const std::int64_t id : entrez.integers) {
+    if (store.find_entrez(id) >= 0) used_genes.insert(id);
+  }
+  values = std::move(matrix.values);
+  info.update({{"matrix", "obsm/" + key},
+               {"precomputed", extract.value("selection", "")},
+               {"files", extract.value("files", nlohmann::json::object())}});
+  return true;
+}
+
 std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vector<float>& features, int dims,
                                      const std::vector<std::string>& labels, const std::vector<std::int64_t>& rows,
                                      std::vector<std::string>& class_names, const std::vector<std::int64_t>* validation_rows = nullptr,
@@ -59,6 +101,7 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vec
   fit.hyperparameters = options.hyperparameters;
   fit.num_threads = options.num_threads;
   fit.seed = options.seed;
+  fit.data_parallel = options.data_parallel;
   // Held-out cells for early stopping (iterative back ends); a class absent from training is -1.
   std::vector<float> validation_x;
   std::vector<std::int32_t> validation_y;
@@ -176,6 +219,11 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
   if (expression) {
     GeneExpressionStats stats;
     for (const auto& reference : references) {
+      const auto* h5ad = dynamic_cast<const H5adFile*>(reference.dataset.get());
+      if (h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey)) {
+        throw InputError(fmt::format("{}: a training matrix from `celltyper extract` holds embeddings, not expression: use --features genept",
+                                     reference.path));
+      }
       log(fmt::format("gene statistics of {} ({} cells)", reference.path, reference.dataset->n_obs()));
       std::vector<std::string> warnings;
       ExpressionOptions settings = expression_settings;
@@ -207,6 +255,11 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
                    {"n_panel_genes_found", computed.n_panel_genes_found}});
       values = std::move(computed.values);
       empty = std::move(computed.empty);
+    } else if (read_precomputed_embeddings(dataset, store, options.embed.dims, values, empty, used_genes, info)) {
+      const int found = static_cast<int>(values.size() / std::max<std::size_t>(1, reference.labels.size()));
+      if (dims != 0 && found != dims) throw InputError(fmt::format("{}: {} dims, earlier references {}", path, found, dims));
+      dims = found;
+      log(fmt::format("{}: precomputed embeddings ({} cells x {} dims, from `celltyper extract`)", path, dataset.n_obs(), dims));
     } else {
       EmbedOptions embed = options.embed;
       embed.num_threads = options.num_threads;

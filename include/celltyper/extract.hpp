@@ -1,0 +1,89 @@
+/// @file extract.hpp
+/// `celltyper extract`: embed only the fragments (row ranges) listed in a selection.json
+/// (selection.hpp) and write one training matrix, an h5ad that `celltyper train --reference`
+/// takes directly:
+///
+///   obsm/X_celltyper   [n_cells x dims] float32 cell embeddings (GenePT-w, embed_dataset.hpp)
+///   obs/<label>        categorical labels ("" = unlabelled, as missing)
+///   obs/source_file    categorical path of the source file; obs/source_row int64 row in it;
+///   obs/source_obs_name, obs/celltyper_embedding_empty
+///   var                the genes that contributed to some embedding (index = Entrez id,
+///                      columns entrez_id, symbol): the gene rows a trained model keeps
+///   X                  empty (n_cells x n_genes, no stored values): the expression stays in the sources
+///   uns/celltyper_embedding  provenance of the embedding (gene store identity, dims, ...)
+///   uns/celltyper_extract    the selection, options and per-file embedding settings
+///
+/// Cells appear in selection order (fragment by fragment), so the output does not depend on how
+/// the fragments were shared between processes (communicator.hpp).
+#pragma once
+
+#include <celltyper/embed_dataset.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// One fragment of a selection.
+struct FragmentRef {
+  std::string path;
+  std::int64_t row_start = 0;
+  std::int64_t row_end = 0;
+};
+
+/// A parsed selection.json.
+struct SelectionFile {
+  std::string path;                    ///< where it was read from
+  std::string label_column;
+  std::vector<FragmentRef> fragments;  ///< in file order
+  nlohmann::json document;             ///< the whole file
+};
+
+/// Read and validate selection.json (format "celltyper-selection"); InputError names the file
+/// and the field.
+SelectionFile read_selection(const std::string& path);
+
+/// Options of `extract_fragments`.
+struct ExtractOptions {
+  std::string label_column;            ///< obs column of the labels (default: the selection's)
+  EmbedOptions embed;                  ///< matrix, normalisation, dims, threads, memory cap (rows is set per file)
+  std::string key = "X_celltyper";     ///< obsm key of the output
+};
+
+/// Embedded cells of some fragments, in fragment order (one process's share, or all of them).
+struct ExtractedCells {
+  int dims = 0;
+  std::vector<float> values;                 ///< [n x dims] row-major
+  std::vector<std::uint8_t> empty;           ///< 1 = zero vector (no expressed gene with a vector)
+  std::vector<std::string> labels;           ///< "" = unlabelled
+  std::vector<std::string> files;            ///< source path per cell
+  std::vector<std::int64_t> rows;            ///< row in the source file
+  std::vector<std::string> obs_names;        ///< obs name in the source file
+  std::vector<std::int64_t> genes;           ///< Entrez ids of genes with a vector in some source, sorted
+  nlohmann::json file_info = nlohmann::json::object();  ///< per path: matrix, normalisation, gene column...
+  std::vector<std::string> warnings;
+  double seconds = 0;                        ///< embedding time of this share
+  [[nodiscard]] std::int64_t n_cells() const { return static_cast<std::int64_t>(labels.size()); }
+  /// Append `other` (the next share in order).
+  void append(ExtractedCells&& other);
+  /// Bytes for sending to another process, and back.
+  [[nodiscard]] std::string serialize() const;
+  static ExtractedCells deserialize(const std::string& bytes);
+};
+
+/// Embed fragments [first, last) of `selection`: each file is opened once for its consecutive
+/// fragments, its label column read from obs and only the fragments' rows of its matrix read.
+ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t first, std::size_t last, const GeneTable& table,
+                                 const GeneVectorSource& source, const ExtractOptions& options);
+
+/// Write the training matrix (see the file comment) through a temporary file renamed into place.
+void write_training_h5ad(const std::string& output, const SelectionFile& selection, const ExtractedCells& cells,
+                         const GeneTable& table, const GeneVectorSource& source, const ExtractOptions& options);
+
+/// uns key that marks a training matrix written by `write_training_h5ad`.
+inline constexpr const char* kExtractUnsKey = "celltyper_extract";
+
+}  // namespace celltyper

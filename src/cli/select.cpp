@@ -1,0 +1,113 @@
+// `celltyper select`: choose fragments (row ranges) of a corpus to cover every cell type within
+// a cell budget, by ILP (COIN-OR CBC) with a greedy comparison; writes selection.json.
+#include <celltyper/error.hpp>
+#include <celltyper/selection.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+
+namespace celltyper::cli {
+
+namespace {
+
+/// Write `text` to `path` through a temporary file renamed into place.
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string temporary = path + ".tmp";
+  {
+    std::ofstream out(temporary, std::ios::trunc);
+    if (!out) throw IoError(fmt::format("cannot create {}", temporary));
+    out << text;
+    if (!out.flush()) throw IoError(fmt::format("cannot write {} (disk full?)", temporary));
+  }
+  std::error_code error;
+  std::filesystem::rename(temporary, path, error);
+  if (error) throw IoError(fmt::format("cannot rename {} to {}: {}", temporary, path, error.message()));
+}
+
+}  // namespace
+
+void add_select(CLI::App& app, const GlobalOptions& global) {
+  struct Args {
+    std::vector<std::string> files;
+    std::string files_from;
+    std::string out;
+    std::string weighting = "balanced";
+    bool greedy_only = false;
+    bool json = false;
+    FragmentOptions fragments;
+    SelectOptions options;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = app.add_subcommand(
+      "select", "Choose file fragments (row ranges) covering every cell type within a cell budget (ILP with COIN-OR CBC; greedy compared)");
+  command->add_option("files", args->files, "Input .h5ad files");
+  command->add_option("--files-from", args->files_from, "Text file listing input files, one per line ('#' comments; relative to the list)");
+  command->add_option("-l,--label", args->fragments.label_column, "obs column with the cell types (read alone: no matrix is read)")->required();
+  command->add_option("--fragment-rows", args->fragments.fragment_rows, "Rows per fragment (N): fragments are rows [k N, (k+1) N) of a file")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  command->add_option("--budget-cells", args->options.budget_cells, "Cell budget (B): total rows of the selected fragments at most")
+      ->required()
+      ->check(CLI::PositiveNumber);
+  command->add_option("--min-per-class", args->options.min_per_class,
+                      "Cells wanted per class at least (soft: the total shortfall is minimised first)")
+      ->capture_default_str();
+  command->add_option("--max-per-class", args->options.max_per_class, "Cells counted per class at most (0 = all available)")->capture_default_str();
+  command->add_option("--weighting", args->weighting,
+                      "balanced: each class counts its covered share of its cap (rare types weigh as much as abundant ones); "
+                      "cells: covered cells")
+      ->check(CLI::IsMember({"balanced", "cells"}))
+      ->capture_default_str();
+  command->add_option("--time-limit", args->options.time_limit_seconds, "CBC time limit in seconds")->capture_default_str();
+  command->add_option("--gap", args->options.relative_gap, "CBC stops at this relative gap between solution and bound")->capture_default_str();
+  command->add_flag("--greedy-only", args->greedy_only, "Skip the ILP: greedy selection only");
+  command->add_flag("--solver-log", args->options.solver_log, "Show CBC's log on stdout");
+  command->add_option("-o,--out", args->out, "selection.json to write")->required();
+  command->add_flag("--json", args->json, "Print the summary (selection.json without the fragment list) on stdout");
+  command->callback([args, &global] {
+    std::vector<std::string> paths = args->files;
+    if (!args->files_from.empty()) {
+      const std::vector<std::string> listed = read_path_list(args->files_from);
+      paths.insert(paths.end(), listed.begin(), listed.end());
+    }
+    if (paths.empty()) throw InputError("select: no input files (pass FILES... or --files-from LIST)");
+    args->options.weighting = args->weighting == "cells" ? CoverageWeighting::kCells : CoverageWeighting::kBalanced;
+    args->options.use_ilp = !args->greedy_only;
+    (void)selection_model(FragmentTable{}, args->options);  // validate the options before the label pass
+    ProgressBar bar("labels", "files", static_cast<std::int64_t>(paths.size()), progress_enabled(global.quiet));
+    args->fragments.progress = [&bar](std::int64_t done, std::int64_t) { bar.update(done); };
+    const FragmentTable table = build_fragment_table(paths, args->fragments);
+    bar.finish();
+    const SelectionResult result = select_fragments(table, args->options);
+    nlohmann::json document = selection_to_json(table, args->options, result);
+    write_text_atomically(args->out, document.dump(2) + "\n");
+    if (args->json) {
+      document.erase("fragments");
+      document.erase("files");
+      fmt::print("{}\n", document.dump(2));
+    }
+    if (!global.quiet) {
+      for (const auto& failure : table.failures) fmt::print(stderr, "warning: skipped {}\n", failure);
+      const Selection& best = result.best();
+      fmt::print(stderr, "selected {} of {} fragments ({} cells of budget {}) from {} files, {} classes -> {}\n", best.fragments.size(),
+                 table.fragments.size(), best.n_cells, args->options.budget_cells, table.files.size(), table.classes.size(), args->out);
+      fmt::print(stderr, "  greedy: objective {:.6g} (shortfall {}) in {:.3f} s\n", result.greedy.objective, result.greedy.shortfall,
+                 result.greedy.seconds);
+      if (args->options.use_ilp) {
+        fmt::print(stderr, "  CBC: {}, objective {:.6g}, bound {:.6g}, gap {:.3g}%, {} nodes in {:.2f} s; chosen: {}\n", result.stats.status,
+                   result.ilp.objective, result.stats.best_bound, 100 * result.stats.gap, result.stats.nodes, result.stats.seconds, result.chosen);
+      }
+    }
+  });
+}
+
+CELLTYPER_REGISTER_COMMAND("35-select", add_select);
+
+}  // namespace celltyper::cli

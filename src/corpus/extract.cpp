@@ -1,0 +1,255 @@
+// `extract`: embed the fragments of a selection and write one training h5ad.
+#include <celltyper/error.hpp>
+#include <celltyper/extract.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/h5ad.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+namespace celltyper {
+
+SelectionFile read_selection(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw InputError(fmt::format("cannot read the selection {}", path));
+  SelectionFile selection;
+  selection.path = path;
+  try {
+    selection.document = nlohmann::json::parse(in);
+  } catch (const nlohmann::json::exception& error) {
+    throw InputError(fmt::format("{}: not valid JSON: {}", path, error.what()));
+  }
+  const nlohmann::json& document = selection.document;
+  if (!document.is_object() || document.value("format", "") != "celltyper-selection") {
+    throw InputError(fmt::format("{}: not a celltyper selection (format must be \"celltyper-selection\"; write one with `celltyper select`)", path));
+  }
+  if (!document.contains("fragments") || !document["fragments"].is_array()) throw InputError(fmt::format("{}: no \"fragments\" array", path));
+  selection.label_column = document.value("label_column", "");
+  std::size_t i = 0;
+  for (const auto& entry : document["fragments"]) {
+    FragmentRef fragment;
+    try {
+      fragment.path = entry.at("file").get<std::string>();
+      fragment.row_start = entry.at("row_start").get<std::int64_t>();
+      fragment.row_end = entry.at("row_end").get<std::int64_t>();
+    } catch (const nlohmann::json::exception& error) {
+      throw InputError(fmt::format("{}: fragments[{}]: {}", path, i, error.what()));
+    }
+    if (fragment.row_start < 0 || fragment.row_end < fragment.row_start) {
+      throw InputError(fmt::format("{}: fragments[{}]: rows [{}, {}) are not a range", path, i, fragment.row_start, fragment.row_end));
+    }
+    selection.fragments.push_back(std::move(fragment));
+    ++i;
+  }
+  if (selection.fragments.empty()) throw InputError(fmt::format("{}: the selection has no fragment", path));
+  return selection;
+}
+
+void ExtractedCells::append(ExtractedCells&& other) {
+  if (other.n_cells() == 0 && other.file_info.empty()) return;
+  if (dims == 0) dims = other.dims;
+  if (other.dims != 0 && other.dims != dims) throw InputError(fmt::format("extract: parts with {} and {} dims", dims, other.dims));
+  values.insert(values.end(), other.values.begin(), other.values.end());
+  empty.insert(empty.end(), other.empty.begin(), other.empty.end());
+  labels.insert(labels.end(), std::make_move_iterator(other.labels.begin()), std::make_move_iterator(other.labels.end()));
+  files.insert(files.end(), std::make_move_iterator(other.files.begin()), std::make_move_iterator(other.files.end()));
+  rows.insert(rows.end(), other.rows.begin(), other.rows.end());
+  obs_names.insert(obs_names.end(), std::make_move_iterator(other.obs_names.begin()), std::make_move_iterator(other.obs_names.end()));
+  std::set<std::int64_t> merged(genes.begin(), genes.end());
+  merged.insert(other.genes.begin(), other.genes.end());
+  genes.assign(merged.begin(), merged.end());
+  for (auto& [path, info] : other.file_info.items()) file_info[path] = info;
+  warnings.insert(warnings.end(), other.warnings.begin(), other.warnings.end());
+  seconds += other.seconds;
+}
+
+// Wire format: u64 length of a CBOR header, the header (everything but the numbers), then the
+// float32 values and the empty flags as raw bytes (native byte order: the ranks of one job).
+std::string ExtractedCells::serialize() const {
+  const nlohmann::json header = {{"dims", dims},       {"labels", labels},       {"files", files},     {"rows", rows},
+                                 {"obs_names", obs_names}, {"genes", genes},     {"file_info", file_info},
+                                 {"warnings", warnings}, {"seconds", seconds}, {"n_values", values.size()}};
+  const std::vector<std::uint8_t> cbor = nlohmann::json::to_cbor(header);
+  std::string bytes;
+  const std::uint64_t header_size = cbor.size();
+  bytes.resize(sizeof header_size + cbor.size() + values.size() * sizeof(float) + empty.size());
+  char* out = bytes.data();
+  std::memcpy(out, &header_size, sizeof header_size);
+  out += sizeof header_size;
+  std::memcpy(out, cbor.data(), cbor.size());
+  out += cbor.size();
+  std::memcpy(out, values.data(), values.size() * sizeof(float));
+  out += values.size() * sizeof(float);
+  std::memcpy(out, empty.data(), empty.size());
+  return bytes;
+}
+
+ExtractedCells ExtractedCells::deserialize(const std::string& bytes) {
+  std::uint64_t header_size = 0;
+  if (bytes.size() < sizeof header_size) throw std::runtime_error("extract: truncated message");
+  std::memcpy(&header_size, bytes.data(), sizeof header_size);
+  const auto* begin = reinterpret_cast<const std::uint8_t*>(bytes.data()) + sizeof header_size;
+  const nlohmann::json header = nlohmann::json::from_cbor(begin, begin + header_size);
+  ExtractedCells cells;
+  cells.dims = header.at("dims").get<int>();
+  cells.labels = header.at("labels").get<std::vector<std::string>>();
+  cells.files = header.at("files").get<std::vector<std::string>>();
+  cells.rows = header.at("rows").get<std::vector<std::int64_t>>();
+  cells.obs_names = header.at("obs_names").get<std::vector<std::string>>();
+  cells.genes = header.at("genes").get<std::vector<std::int64_t>>();
+  cells.file_info = header.at("file_info");
+  cells.warnings = header.at("warnings").get<std::vector<std::string>>();
+  cells.seconds = header.at("seconds").get<double>();
+  const auto n_values = header.at("n_values").get<std::size_t>();
+  const std::size_t n = cells.labels.size();
+  if (bytes.size() != sizeof header_size + header_size + n_values * sizeof(float) + n) throw std::runtime_error("extract: message size mismatch");
+  cells.values.resize(n_values);
+  std::memcpy(cells.values.data(), begin + header_size, n_values * sizeof(float));
+  cells.empty.resize(n);
+  std::memcpy(cells.empty.data(), begin + header_size + n_values * sizeof(float), n);
+  return cells;
+}
+
+ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t first, std::size_t last, const GeneTable& table,
+                                 const GeneVectorSource& source, const ExtractOptions& options) {
+  const auto started = std::chrono::steady_clock::now();
+  const std::string label_column = options.label_column.empty() ? selection.label_column : options.label_column;
+  if (label_column.empty()) throw InputError(fmt::format("{}: no label column in the selection; pass --label", selection.path));
+  ExtractedCells cells;
+  std::set<std::int64_t> genes;
+  last = std::min(last, selection.fragments.size());
+  for (std::size_t begin = first; begin < last;) {
+    const std::string& path = selection.fragments[begin].path;
+    std::size_t end = begin;
+    while (end < last && selection.fragments[end].path == path) ++end;
+    const auto dataset = open_dataset(path);
+    // Only the label column of obs (and its index) for h5ad inputs.
+    DataFrame obs;
+    if (const auto* h5ad = dynamic_cast<const H5adFile*>(dataset.get())) {
+      obs = h5ad->read_obs_columns({label_column});
+    } else {
+      obs = dataset->read_obs();
+    }
+    const Column& labels = obs.at(label_column, fmt::format("obs of {}", path));
+    EmbedOptions embed = options.embed;
+    embed.rows.clear();
+    for (std::size_t f = begin; f < end; ++f) {
+      const FragmentRef& fragment = selection.fragments[f];
+      if (fragment.row_end > dataset->n_obs()) {
+        throw InputError(fmt::format("{}: fragment rows [{}, {}) exceed {}'s {} cells (the file changed since `select`?)", selection.path,
+                                     fragment.row_start, fragment.row_end, path, dataset->n_obs()));
+      }
+      embed.rows.push_back({fragment.row_start, fragment.row_end});
+      for (std::int64_t row = fragment.row_start; row < fragment.row_end; ++row) {
+        const auto r = static_cast<std::size_t>(row);
+        cells.labels.push_back(labels.is_missing(r) ? std::string() : labels.value_as_string(r));
+        cells.files.push_back(path);
+        cells.rows.push_back(row);
+        cells.obs_names.push_back(r < obs.index.size() ? obs.index[r] : std::to_string(row));
+      }
+    }
+    MemorySink sink;
+    const EmbedResult embedded = embed_dataset(*dataset, table, source, embed, sink);
+    if (cells.dims != 0 && cells.dims != embedded.dims) throw InputError(fmt::format("{}: {} dims, earlier files {}", path, embedded.dims, cells.dims));
+    cells.dims = embedded.dims;
+    cells.values.insert(cells.values.end(), sink.values.begin(), sink.values.end());
+    cells.empty.insert(cells.empty.end(), sink.empty.begin(), sink.empty.end());
+    for (std::size_t v = 0; v < embedded.genes.gene_index.size(); ++v) {
+      const std::int32_t gene = embedded.genes.gene_index[v];
+      if (gene == kNoGene) continue;
+      const std::int64_t entrez = table.gene(gene).entrez_id;
+      if (source.find(entrez) != nullptr) genes.insert(entrez);
+    }
+    // Per-file settings that do not depend on which fragments were embedded together.
+    cells.file_info[path] = {{"n_cells", dataset->n_obs()},
+                             {"matrix", embedded.matrix},
+                             {"normalization", to_string(embedded.normalization)},
+                             {"normalization_reason", embedded.normalization_reason},
+                             {"gene_column", embedded.genes.column},
+                             {"gene_id_type", to_string(embedded.genes.id_type)},
+                             {"n_vars_with_vector", embedded.n_vars_with_vector}};
+    for (const auto& warning : embedded.warnings) cells.warnings.push_back(fmt::format("{}: {}", path, warning));
+    begin = end;
+  }
+  cells.genes.assign(genes.begin(), genes.end());
+  cells.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return cells;
+}
+
+void write_training_h5ad(const std::string& output, const SelectionFile& selection, const ExtractedCells& cells, const GeneTable& table,
+                         const GeneVectorSource& source, const ExtractOptions& options) {
+  const std::int64_t n = cells.n_cells();
+  if (n == 0) throw InputError(fmt::format("{}: the selected fragments hold no cell", selection.path));
+  const std::string label_column = options.label_column.empty() ? selection.label_column : options.label_column;
+  H5adWriter writer(output, n, static_cast<std::int64_t>(cells.genes.size()));
+  DataFrame obs;
+  obs.index.reserve(static_cast<std::size_t>(n));
+  std::map<std::string, std::size_t> file_index;
+  for (const auto& path : cells.files) file_index.emplace(path, file_index.size());
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto r = static_cast<std::size_t>(i);
+    // Unique across sources: "<file number in the selection>:<row>".
+    obs.index.push_back(fmt::format("{}:{}", file_index.at(cells.files[r]), cells.rows[r]));
+  }
+  Column labels = Column::categorical(label_column, cells.labels);
+  // "" is a missing label, not a category.
+  for (std::size_t k = 0; k < labels.categories.size(); ++k) {
+    if (!labels.categories[k].empty()) continue;
+    for (auto& code : labels.codes) {
+      if (code == static_cast<std::int32_t>(k)) code = -1;
+      else if (code > static_cast<std::int32_t>(k)) --code;
+    }
+    labels.categories.erase(labels.categories.begin() + static_cast<std::ptrdiff_t>(k));
+    break;
+  }
+  obs.columns.push_back(std::move(labels));
+  obs.columns.push_back(Column::categorical("source_file", cells.files, /* sorted_categories = */ false));
+  obs.columns.push_back(Column::from_ints("source_row", cells.rows));
+  obs.columns.push_back(Column::from_strings("source_obs_name", cells.obs_names));
+  obs.columns.push_back(Column::from_bools("celltyper_embedding_empty", cells.empty));
+  writer.write_obs(obs);
+
+  DataFrame var;
+  std::vector<std::int64_t> entrez_ids;
+  std::vector<std::string> symbols;
+  for (const std::int64_t entrez : cells.genes) {
+    var.index.push_back(std::to_string(entrez));
+    entrez_ids.push_back(entrez);
+    const std::int32_t gene = table.find_entrez(entrez);
+    symbols.push_back(gene == kNoGene ? std::string() : table.gene(gene).symbol);
+  }
+  var.columns.push_back(Column::from_ints("entrez_id", entrez_ids));
+  var.columns.push_back(Column::from_strings("symbol", symbols));
+  writer.write_var(var);
+
+  writer.write_obsm(options.key, DenseMatrix{n, cells.dims, cells.values});
+  const nlohmann::json embedding = {{"method", "GenePT-w: L2-normalised expression-weighted sum of gene vectors"},
+                                    {"input", selection.path},
+                                    {"dims", cells.dims},
+                                    {"gene_vectors", source.description},
+                                    {"gene_vectors_identity", source.identity},
+                                    {"gene_table_hash", table.content_hash_hex()},
+                                    {"celltyper_version", CELLTYPER_VERSION}};
+  writer.write_uns_string("celltyper_embedding", embedding.dump());
+  const nlohmann::json& document = selection.document;
+  const nlohmann::json extract = {{"selection", selection.path},
+                                  {"label_column", label_column},
+                                  {"obsm_key", options.key},
+                                  {"n_cells", n},
+                                  {"n_fragments", selection.fragments.size()},
+                                  {"fragment_rows", document.value("fragment_rows", 0)},
+                                  {"selection_options", document.value("options", nlohmann::json::object())},
+                                  {"selection_objective", document.value("objective", nlohmann::json::object())},
+                                  {"files", cells.file_info},
+                                  {"matrix", options.embed.matrix}};
+  writer.write_uns_string(kExtractUnsKey, extract.dump());
+  writer.commit();
+}
+
+}  // namespace celltyper

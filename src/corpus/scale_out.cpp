@@ -1,0 +1,170 @@
+// embed / extract over a process group: contiguous shares, gathered at the root in rank order.
+#include <celltyper/error.hpp>
+#include <celltyper/matrix_summary.hpp>
+#include <celltyper/scale_out.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace celltyper {
+
+namespace {
+
+/// Keeps one process's embeddings and per-cell statistics, and ships them as bytes.
+class CollectingSink final : public EmbeddingSink {
+ public:
+  void begin(std::int64_t n_cells, int n_dims) override {
+    dims = n_dims;
+    values.reserve(static_cast<std::size_t>(n_cells) * static_cast<std::size_t>(n_dims));
+  }
+  void write(std::int64_t, std::int64_t n_rows, const float* block, const CellEmbedStats& stats) override {
+    values.insert(values.end(), block, block + n_rows * dims);
+    empty.insert(empty.end(), stats.empty.begin(), stats.empty.end());
+    total.insert(total.end(), stats.total.begin(), stats.total.end());
+    covered.insert(covered.end(), stats.covered_fraction.begin(), stats.covered_fraction.end());
+  }
+  void finish(const nlohmann::json&) override {}
+
+  [[nodiscard]] std::string serialize() const {
+    const std::uint64_t header[2] = {static_cast<std::uint64_t>(dims), static_cast<std::uint64_t>(empty.size())};
+    std::string bytes(sizeof header + values.size() * sizeof(float) + empty.size() + 2 * empty.size() * sizeof(double), '\0');
+    char* out = bytes.data();
+    auto put = [&out](const void* data, std::size_t size) {
+      if (size > 0) std::memcpy(out, data, size);
+      out += size;
+    };
+    put(header, sizeof header);
+    put(values.data(), values.size() * sizeof(float));
+    put(empty.data(), empty.size());
+    put(total.data(), total.size() * sizeof(double));
+    put(covered.data(), covered.size() * sizeof(double));
+    return bytes;
+  }
+  void deserialize(const std::string& bytes) {
+    std::uint64_t header[2];
+    if (bytes.size() < sizeof header) throw std::runtime_error("embed: truncated message");
+    std::memcpy(header, bytes.data(), sizeof header);
+    dims = static_cast<int>(header[0]);
+    const auto n = static_cast<std::size_t>(header[1]);
+    if (bytes.size() != sizeof header + n * static_cast<std::size_t>(dims) * sizeof(float) + n + 2 * n * sizeof(double)) {
+      throw std::runtime_error("embed: message size mismatch");
+    }
+    const char* in = bytes.data() + sizeof header;
+    auto get = [&in](void* data, std::size_t size) {
+      if (size > 0) std::memcpy(data, in, size);
+      in += size;
+    };
+    values.resize(n * static_cast<std::size_t>(dims));
+    empty.resize(n);
+    total.resize(n);
+    covered.resize(n);
+    get(values.data(), values.size() * sizeof(float));
+    get(empty.data(), n);
+    get(total.data(), n * sizeof(double));
+    get(covered.data(), n * sizeof(double));
+  }
+  /// Hand rows to `sink` starting at output row `first`.
+  void write_to(EmbeddingSink& sink, std::int64_t first) const {
+    CellEmbedStats stats;
+    stats.empty = empty;
+    stats.total = total;
+    stats.covered_fraction = covered;
+    if (!empty.empty()) sink.write(first, static_cast<std::int64_t>(empty.size()), values.data(), stats);
+  }
+
+  int dims = 0;
+  std::vector<float> values;
+  std::vector<std::uint8_t> empty;
+  std::vector<double> total;
+  std::vector<double> covered;
+};
+
+constexpr const char* kEmptyWarning = "cells have no expressed gene with a vector";
+
+}  // namespace
+
+EmbedResult embed_dataset_distributed(const Dataset& dataset, const GeneTable& table, const GeneVectorSource& source,
+                                      const EmbedOptions& options, EmbeddingSink* sink, Communicator& communicator) {
+  const auto started = std::chrono::steady_clock::now();
+  const int size = communicator.size();
+  const int rank = communicator.rank();
+  const std::int64_t n = dataset.n_obs();
+  if (!communicator.distributed() || n < size || !options.rows.empty()) {
+    // One process does everything (also when there are fewer cells than processes).
+    EmbedResult result;
+    if (communicator.is_root()) result = embed_dataset(dataset, table, source, options, *sink);
+    return result;
+  }
+  EmbedOptions mine = options;
+  mine.rows = {{n * rank / size, n * (rank + 1) / size}};
+  CollectingSink part;
+  EmbedResult result = embed_dataset(dataset, table, source, mine, part);
+  if (!communicator.is_root()) {
+    communicator.send(part.serialize(), 0);
+    return result;
+  }
+  // Root: its own rows, then each process's rows in rank order.
+  sink->begin(n, result.dims);
+  std::vector<double> coverage = part.covered;
+  std::int64_t n_empty = std::count(part.empty.begin(), part.empty.end(), std::uint8_t{1});
+  part.write_to(*sink, 0);
+  std::int64_t written = static_cast<std::int64_t>(part.empty.size());
+  for (int other = 1; other < size; ++other) {
+    CollectingSink received;
+    received.deserialize(communicator.receive(other));
+    if (received.dims != result.dims) throw std::runtime_error(fmt::format("embed: rank {} sent {} dims, expected {}", other, received.dims, result.dims));
+    coverage.insert(coverage.end(), received.covered.begin(), received.covered.end());
+    n_empty += std::count(received.empty.begin(), received.empty.end(), std::uint8_t{1});
+    received.write_to(*sink, written);
+    written += static_cast<std::int64_t>(received.empty.size());
+  }
+  if (written != n) throw std::runtime_error(fmt::format("embed: gathered {} of {} rows", written, n));
+  const Quantiles q = quantiles(std::move(coverage));
+  result.n_cells = n;
+  result.median_coverage = q.median;
+  result.min_coverage = q.min;
+  result.n_empty_cells = n_empty;
+  std::erase_if(result.warnings, [](const std::string& warning) { return warning.find(kEmptyWarning) != std::string::npos; });
+  if (n_empty > 0) {
+    result.warnings.push_back(fmt::format("{} {} (flagged in celltyper_embedding_empty)", n_empty, kEmptyWarning));
+  }
+  result.provenance["median_coverage"] = result.median_coverage;
+  sink->finish(result.provenance);
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return result;
+}
+
+ExtractResult extract_selection(const SelectionFile& selection, const GeneTable& table, const GeneVectorSource& source,
+                                const ExtractOptions& options, const std::string& output, Communicator& communicator) {
+  const auto started = std::chrono::steady_clock::now();
+  std::vector<std::int64_t> weights;
+  for (const auto& fragment : selection.fragments) weights.push_back(fragment.row_end - fragment.row_start);
+  const std::vector<std::size_t> bounds = contiguous_shares(weights, communicator.size());
+  const auto rank = static_cast<std::size_t>(communicator.rank());
+  ExtractedCells mine = extract_fragments(selection, bounds[rank], bounds[rank + 1], table, source, options);
+  ExtractResult result;
+  result.processes = communicator.size();
+  if (!communicator.is_root()) {
+    communicator.send(mine.serialize(), 0);
+    return result;
+  }
+  ExtractedCells all = std::move(mine);
+  for (int other = 1; other < communicator.size(); ++other) all.append(ExtractedCells::deserialize(communicator.receive(other)));
+  write_training_h5ad(output, selection, all, table, source, options);
+  result.n_cells = all.n_cells();
+  result.dims = all.dims;
+  result.n_fragments = selection.fragments.size();
+  result.n_files = all.file_info.size();
+  result.n_genes = all.genes.size();
+  result.n_empty_cells = std::count(all.empty.begin(), all.empty.end(), std::uint8_t{1});
+  result.embed_seconds = all.seconds;
+  result.warnings = all.warnings;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return result;
+}
+
+}  // namespace celltyper

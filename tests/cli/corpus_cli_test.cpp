@@ -1,0 +1,251 @@
+// End-to-end tests of `celltyper select`, `extract`, training on the extract output, and the MPI
+// scale-out: `mpirun -n 2` of embed / extract gives the same output as one process, and
+// `train --distributed` the same validation metrics within tolerance.
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+
+#include "support/test_support.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdlib>
+#include <fstream>
+#include <random>
+
+namespace celltyper {
+namespace {
+
+constexpr const char* kPbmc3k = "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad";
+constexpr const char* kSavercat = "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad";
+
+/// A store of seeded random 32-dim vectors for every human gene.
+std::string make_store(const test::TempDir& dir, unsigned seed = 5) {
+  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
+  std::vector<std::int64_t> entrez;
+  std::vector<std::string> symbols;
+  std::vector<std::string> ensembl;
+  std::vector<float> matrix;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  for (const auto& gene : table.genes()) {
+    entrez.push_back(gene.entrez_id);
+    symbols.push_back(gene.symbol);
+    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
+    for (int d = 0; d < 32; ++d) matrix.push_back(normal(rng));
+  }
+  GeneStoreProvenance provenance;
+  provenance.backend = "test-random";
+  provenance.dims = 32;
+  const std::string path = dir.file(fmt::format("store{}.h5", seed));
+  GeneStore(entrez, symbols, ensembl, matrix, 32, provenance).save(path);
+  return path;
+}
+
+/// `head` followed by `tail`.
+std::vector<std::string> concat(std::vector<std::string> head, const std::vector<std::string>& tail) {
+  head.insert(head.end(), tail.begin(), tail.end());
+  return head;
+}
+
+bool have_python() { return test::run_program({test::system_python(), "-c", "import anndata, h5py"}).exit_code == 0; }
+
+/// mpirun with the flags a root container needs, or "" when Open MPI is absent.
+std::vector<std::string> mpirun(int processes) {
+  if (test::run_program({"mpirun", "--version"}).exit_code != 0) return {};
+  return {"mpirun", "--allow-run-as-root", "--oversubscribe", "-n", std::to_string(processes), CELLTYPER_CLI_PATH};
+}
+
+/// Python that exits 0 when every dataset and attribute of two HDF5 files is equal, byte for byte.
+constexpr const char* kSameContent = R"(
+import sys, h5py, numpy as np
+a, b = h5py.File(sys.argv[1], 'r'), h5py.File(sys.argv[2], 'r')
+def attrs(o): return {k: (v.tolist() if hasattr(v, 'tolist') else v) for k, v in o.attrs.items()}
+def walk(x, y, path):
+    assert sorted(x.keys()) == sorted(y.keys()), (path, sorted(x.keys()), sorted(y.keys()))
+    assert attrs(x) == attrs(y), (path, attrs(x), attrs(y))
+    for k in x.keys():
+        if isinstance(x[k], h5py.Group): walk(x[k], y[k], path + '/' + k)
+        else:
+            assert attrs(x[k]) == attrs(y[k]), (path + '/' + k)
+            u, v = x[k][()], y[k][()]
+            assert np.array_equal(u, v) if not isinstance(u, bytes) else u == v, path + '/' + k
+walk(a, b, '')
+print('same')
+)";
+
+class CorpusCli : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    pbmc3k_ = test::shared_data(kPbmc3k);
+    savercat_ = test::shared_data(kSavercat);
+    table_ = test::shared_data("gene-annotations/human_genes.tsv");
+    if (pbmc3k_.empty() || savercat_.empty() || table_.empty()) GTEST_SKIP() << "../shared/data is absent";
+    if (!have_python()) GTEST_SKIP() << "no python3 with anndata/h5py";
+    store_ = make_store(dir_);
+  }
+  /// select over pbmc3k and savercat (fragments of 250 rows, 1,500-cell budget).
+  std::string select(const std::vector<std::string>& extra = {}) {
+    const std::string list = dir_.file("files.txt");
+    std::ofstream(list) << "# two real datasets\n" << pbmc3k_ << "\n" << savercat_ << "\n";
+    std::vector<std::string> args = {"select", "--files-from", list, "--label", "celltype", "--fragment-rows", "250", "--budget-cells", "1500",
+                                     "--min-per-class", "20", "--time-limit", "20", "-o", dir_.file("selection.json"), "--json", "-q"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto run = test::run_cli(args);
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    return run.out;
+  }
+  test::TempDir dir_;
+  std::string pbmc3k_, savercat_, table_, store_;
+};
+
+TEST_F(CorpusCli, SelectWritesFragmentsWithinBudgetAndComparesGreedy) {
+  const auto summary = nlohmann::json::parse(select());
+  EXPECT_EQ(summary["format"], "celltyper-selection");
+  EXPECT_LE(summary["n_cells"].get<std::int64_t>(), 1500);
+  EXPECT_EQ(summary["solver"]["status"], "optimal");
+  EXPECT_GE(summary["ilp"]["objective"].get<double>(), summary["greedy"]["objective"].get<double>() - 1e-9);
+  // 9 pbmc3k types + 3 savercat types. Platelet has 14 cells spread over 8 fragments: its minimum
+  // (all 14) cannot fit in 6 fragments; a savercat fragment meets the minimum of its 3 types.
+  EXPECT_EQ(summary["totals"].size(), 12u);
+  EXPECT_EQ(summary["totals"]["Platelet"]["min"], 14);
+  EXPECT_GT(summary["totals"]["Platelet"]["shortfall"].get<std::int64_t>(), 0);
+  std::int64_t shortfall = 0;
+  for (const auto& [name, total] : summary["totals"].items()) shortfall += total["shortfall"].get<std::int64_t>();
+  EXPECT_EQ(shortfall, summary["objective"]["shortfall"].get<std::int64_t>());
+  for (const char* name : {"B cells", "Monocytes", "T/NK cells"}) EXPECT_EQ(summary["totals"][name]["shortfall"], 0) << name;
+  std::ifstream in(dir_.file("selection.json"));
+  const auto document = nlohmann::json::parse(in);
+  std::int64_t rows = 0;
+  for (const auto& fragment : document["fragments"]) {
+    rows += fragment["row_end"].get<std::int64_t>() - fragment["row_start"].get<std::int64_t>();
+    EXPECT_EQ(fragment["row_start"].get<std::int64_t>() % 250, 0);
+  }
+  EXPECT_EQ(rows, document["n_cells"].get<std::int64_t>());
+}
+
+TEST_F(CorpusCli, SelectReportsBadInputOnOneLine) {
+  const auto none = test::run_cli({"select", "--label", "celltype", "--fragment-rows", "10", "--budget-cells", "5", "-o", dir_.file("s.json")});
+  EXPECT_EQ(none.exit_code, 2);
+  EXPECT_NE(none.err.find("no input files"), std::string::npos) << none.err;
+  const auto column = test::run_cli({"select", pbmc3k_, "--label", "nope", "--fragment-rows", "10", "--budget-cells", "5", "-o", dir_.file("s.json")});
+  EXPECT_EQ(column.exit_code, 2);
+  EXPECT_NE(column.err.find("nope"), std::string::npos) << column.err;
+  const auto extract = test::run_cli({"extract", "--selection", dir_.file("absent.json"), "--genes", store_, "-o", dir_.file("t.h5ad")});
+  EXPECT_EQ(extract.exit_code, 2);
+  EXPECT_NE(extract.err.find("absent.json"), std::string::npos) << extract.err;
+}
+
+TEST_F(CorpusCli, ExtractEmbedsExactlyTheSelectedRowsAndTrainTakesIt) {
+  select();
+  const std::string train_h5ad = dir_.file("train.h5ad");
+  const auto extract = test::run_cli({"extract", "--selection", dir_.file("selection.json"), "--genes", store_, "--gene-table", table_, "-o",
+                                      train_h5ad, "--json", "-q"});
+  ASSERT_EQ(extract.exit_code, 0) << extract.err;
+  const auto summary = nlohmann::json::parse(extract.out);
+  EXPECT_EQ(summary["dims"], 32);
+  // Whole-file embeddings of both sources: the extracted rows must be the same vectors, bit for bit.
+  for (const auto& [name, input] : {std::pair{"pbmc", pbmc3k_}, std::pair{"saver", savercat_}}) {
+    const auto embed = test::run_cli({"embed", "-i", input, "-g", store_, "--gene-table", table_, "-o", dir_.file(std::string(name) + ".h5"), "-q"});
+    ASSERT_EQ(embed.exit_code, 0) << embed.err;
+  }
+  const std::string check = fmt::format(
+      "import anndata, h5py, numpy as np, json\n"
+      "t = anndata.read_h5ad('{0}')\n"
+      "assert t.obsm['X_celltyper'].shape == ({1}, 32), t.obsm['X_celltyper'].shape\n"
+      "assert t.X.nnz == 0 and t.n_vars > 1000\n"
+      "full = {{'{2}': h5py.File('{4}')['embeddings'][()], '{3}': h5py.File('{5}')['embeddings'][()]}}\n"
+      "src = {{p: anndata.read_h5ad(p, backed='r').obs['celltype'] for p in full}}\n"
+      "for i in range(t.n_obs):\n"
+      "    p, r = t.obs['source_file'].iloc[i], int(t.obs['source_row'].iloc[i])\n"
+      "    assert np.array_equal(t.obsm['X_celltyper'][i], full[p][r]), (p, r)\n"
+      "    assert t.obs['celltype'].iloc[i] == src[p].iloc[r], (p, r)\n"
+      "u = json.loads(t.uns['celltyper_extract'])\n"
+      "assert u['label_column'] == 'celltype' and len(u['files']) == 2, u\n"
+      "print('ok')\n",
+      train_h5ad, summary["n_cells"].get<std::int64_t>(), pbmc3k_, savercat_, dir_.file("pbmc.h5"), dir_.file("saver.h5"));
+  const auto python = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(python.exit_code, 0) << python.err << python.out;
+
+  const auto train = test::run_cli({"train", "--reference", train_h5ad, "--label", "celltype", "--genes", store_, "--gene-table", table_,
+                                    "--classifier", "logreg", "-o", dir_.file("model.h5"), "--json", "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto trained = nlohmann::json::parse(train.out);
+  EXPECT_EQ(trained["n_cells"], summary["n_cells"].get<std::int64_t>() - summary["n_empty_cells"].get<std::int64_t>());
+  EXPECT_EQ(trained["n_classes"], 12);
+  EXPECT_GT(trained["validation"]["accuracy"].get<double>(), 0.35);  // random 32-dim gene vectors; chance is ~0.2
+  // The model annotates a query directly (its gene rows came from the extract's var).
+  const auto annotate = test::run_cli({"annotate", "-i", pbmc3k_, "-m", dir_.file("model.h5"), "--gene-table", table_, "-o", dir_.file("a.h5ad"), "-q"});
+  EXPECT_EQ(annotate.exit_code, 0) << annotate.err;
+  // Another gene store is refused with the reason.
+  const auto wrong = test::run_cli({"train", "--reference", train_h5ad, "--label", "celltype", "--gene-table", table_, "--genes",
+                                    make_store(dir_, 6), "-o", dir_.file("m2.h5")});
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_NE(wrong.err.find("gene vectors"), std::string::npos) << wrong.err;
+}
+
+TEST_F(CorpusCli, MpiTwoProcessesEmbedAndExtractLikeOne) {
+  const auto launcher = mpirun(2);
+  if (launcher.empty()) GTEST_SKIP() << "mpirun (openmpi-bin) is absent";
+  select();
+  // extract: 1 process vs 2.
+  const auto one = test::run_cli({"extract", "-s", dir_.file("selection.json"), "-g", store_, "--gene-table", table_, "-o", dir_.file("one.h5ad"), "-q"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const auto two = test::run_program(concat(launcher, {"extract", "-s", dir_.file("selection.json"), "-g", store_, "--gene-table", table_, "-o",
+                                                       dir_.file("two.h5ad"), "--json", "-q"}));
+  ASSERT_EQ(two.exit_code, 0) << two.err << two.out;
+  EXPECT_EQ(nlohmann::json::parse(two.out)["processes"], 2);
+  const auto same = test::run_program({test::system_python(), "-c", kSameContent, dir_.file("one.h5ad"), dir_.file("two.h5ad")});
+  EXPECT_EQ(same.exit_code, 0) << same.err;
+  // embed to h5ad (a copy of the input with obsm) and to .npy: 1 process vs 2.
+  for (const std::string ext : {".h5ad", ".npy"}) {
+    const auto single = test::run_cli({"embed", "-i", pbmc3k_, "-g", store_, "--gene-table", table_, "-o", dir_.file("e1" + ext), "-q"});
+    ASSERT_EQ(single.exit_code, 0) << single.err;
+    const auto pair = test::run_program(
+        concat(launcher, {"embed", "-i", pbmc3k_, "-g", store_, "--gene-table", table_, "-o", dir_.file("e2" + ext), "--memory-limit", "1M", "-q"}));
+    ASSERT_EQ(pair.exit_code, 0) << pair.err;
+    if (ext == ".npy") {
+      std::ifstream a(dir_.file("e1.npy"), std::ios::binary), b(dir_.file("e2.npy"), std::ios::binary);
+      const std::string x((std::istreambuf_iterator<char>(a)), {}), y((std::istreambuf_iterator<char>(b)), {});
+      EXPECT_TRUE(x == y) << "npy outputs differ";
+    } else {
+      const auto equal = test::run_program({test::system_python(), "-c", kSameContent, dir_.file("e1.h5ad"), dir_.file("e2.h5ad")});
+      EXPECT_EQ(equal.exit_code, 0) << equal.err;
+    }
+  }
+  // A failure on the ranks is one clear error and a non-zero exit, not a hang.
+  const auto failing = test::run_program(concat(launcher, {"extract", "-s", dir_.file("selection.json"), "-g", store_, "--gene-table", table_, "-o",
+                                                           dir_.file("x.h5ad"), "--label", "no_such_column", "-q"}));
+  EXPECT_NE(failing.exit_code, 0);
+  EXPECT_NE(failing.err.find("no_such_column"), std::string::npos) << failing.err;
+}
+
+TEST_F(CorpusCli, DistributedMlpTrainingMatchesOneProcess) {
+  const auto launcher = mpirun(2);
+  if (launcher.empty()) GTEST_SKIP() << "mpirun (openmpi-bin) is absent";
+  select();
+  const auto extract = test::run_cli({"extract", "-s", dir_.file("selection.json"), "-g", store_, "--gene-table", table_, "-o", dir_.file("t.h5ad"), "-q"});
+  ASSERT_EQ(extract.exit_code, 0) << extract.err;
+  const std::vector<std::string> train = {"train", "--reference", dir_.file("t.h5ad"), "--label", "celltype", "--genes", store_, "--gene-table", table_,
+                                          "--classifier", "mlp", "--epochs", "15", "--hidden", "64", "--batch-size", "64", "--threads", "1",
+                                          "--json", "-q"};
+  auto single_args = train;
+  single_args.insert(single_args.end(), {"-o", dir_.file("m1.h5")});
+  const auto single = test::run_cli(single_args);
+  ASSERT_EQ(single.exit_code, 0) << single.err;
+  const auto pair = test::run_program(concat(concat(launcher, train), {"--distributed", "-o", dir_.file("m2.h5")}));
+  ASSERT_EQ(pair.exit_code, 0) << pair.err;
+  const auto a = nlohmann::json::parse(single.out);
+  const auto b = nlohmann::json::parse(pair.out);  // printed by rank 0 only
+  EXPECT_EQ(b["provenance"]["fit_report"]["processes"], 2);
+  EXPECT_NEAR(a["validation"]["accuracy"].get<double>(), b["validation"]["accuracy"].get<double>(), 0.03);
+  EXPECT_NEAR(a["validation"]["macro"]["f1"].get<double>(), b["validation"]["macro"]["f1"].get<double>(), 0.05);
+  EXPECT_NEAR(a["provenance"]["fit_report"]["final_loss"].get<double>(), b["provenance"]["fit_report"]["final_loss"].get<double>(), 0.05);
+  const auto not_mlp = test::run_cli({"train", "--reference", dir_.file("t.h5ad"), "--label", "celltype", "--genes", store_, "--classifier", "logreg",
+                                      "--distributed", "-o", dir_.file("m3.h5")});
+  EXPECT_EQ(not_mlp.exit_code, 2);
+  EXPECT_NE(not_mlp.err.find("--distributed"), std::string::npos) << not_mlp.err;
+}
+
+}  // namespace
+}  // namespace celltyper

@@ -1,0 +1,126 @@
+// Row-range embedding (what extract reads) against whole-file embedding, the wire format of
+// extracted cells, and embed / extract over a single-process communicator.
+#include <celltyper/embed_dataset.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/extract.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/scale_out.hpp>
+
+#include "support/test_support.hpp"
+
+#include <fstream>
+#include <random>
+#include <unordered_map>
+
+namespace celltyper {
+namespace {
+
+/// Seeded random 16-dim vectors for every gene of the table.
+struct RandomVectors {
+  explicit RandomVectors(const GeneTable& table) {
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal;
+    for (const auto& gene : table.genes()) {
+      auto& vector = vectors[gene.entrez_id];
+      for (int d = 0; d < 16; ++d) vector.push_back(normal(rng));
+    }
+  }
+  GeneVectorSource source() const {
+    return {16, [this](std::int64_t entrez) -> const float* {
+              const auto found = vectors.find(entrez);
+              return found == vectors.end() ? nullptr : found->second.data();
+            },
+            "random-16", "seeded random vectors"};
+  }
+  std::unordered_map<std::int64_t, std::vector<float>> vectors;
+};
+
+TEST(Extract, RowRangesEmbedExactlyLikeTheWholeFile) {
+  CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
+  const RandomVectors vectors(table);
+  const auto dataset = open_dataset(pbmc3k);
+  EmbedOptions options;
+  options.num_threads = 2;
+  MemorySink whole;
+  (void)embed_dataset(*dataset, table, vectors.source(), options, whole);
+  options.rows = {{2000, 2638}, {10, 11}, {500, 1250}};
+  options.memory_limit_bytes = std::size_t{1} << 20;  // many blocks, cut inside the ranges
+  MemorySink part;
+  const EmbedResult result = embed_dataset(*dataset, table, vectors.source(), options, part);
+  EXPECT_EQ(result.n_cells, 638 + 1 + 750);
+  ASSERT_EQ(part.rows, result.n_cells);
+  std::int64_t out = 0;
+  for (const auto& range : options.rows) {
+    for (std::int64_t row = range.begin; row < range.end; ++row, ++out) {
+      ASSERT_TRUE(std::equal(part.values.begin() + out * 16, part.values.begin() + (out + 1) * 16, whole.values.begin() + row * 16)) << row;
+    }
+  }
+  options.rows = {{2600, 2700}};
+  EXPECT_THROW((void)embed_dataset(*dataset, table, vectors.source(), options, part), InputError);
+}
+
+TEST(Extract, SingleProcessEmbedDistributedIsEmbed) {
+  CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
+  const RandomVectors vectors(table);
+  const auto dataset = open_dataset(pbmc3k);
+  MemorySink a;
+  MemorySink b;
+  SingleProcessCommunicator single;
+  const EmbedResult plain = embed_dataset(*dataset, table, vectors.source(), {}, a);
+  const EmbedResult distributed = embed_dataset_distributed(*dataset, table, vectors.source(), {}, &b, single);
+  EXPECT_EQ(a.values, b.values);
+  EXPECT_EQ(plain.median_coverage, distributed.median_coverage);
+}
+
+TEST(Extract, ExtractedCellsRoundTripAndAppend) {
+  ExtractedCells cells;
+  cells.dims = 2;
+  cells.values = {1, 2, 3, 4};
+  cells.empty = {0, 1};
+  cells.labels = {"B", ""};
+  cells.files = {"a.h5ad", "a.h5ad"};
+  cells.rows = {5, 6};
+  cells.obs_names = {"AAAC-1", "AAAG-1"};
+  cells.genes = {1, 7};
+  cells.file_info = {{"a.h5ad", {{"matrix", "X"}}}};
+  const ExtractedCells copy = ExtractedCells::deserialize(cells.serialize());
+  EXPECT_EQ(copy.values, cells.values);
+  EXPECT_EQ(copy.empty, cells.empty);
+  EXPECT_EQ(copy.labels, cells.labels);
+  EXPECT_EQ(copy.rows, cells.rows);
+  EXPECT_EQ(copy.obs_names, cells.obs_names);
+  EXPECT_EQ(copy.file_info, cells.file_info);
+  ExtractedCells all;
+  all.append(ExtractedCells(cells));
+  ExtractedCells more = copy;
+  more.genes = {3};
+  all.append(std::move(more));
+  EXPECT_EQ(all.n_cells(), 4);
+  EXPECT_EQ(all.genes, (std::vector<std::int64_t>{1, 3, 7}));
+  EXPECT_THROW((void)ExtractedCells::deserialize(std::string("abc")), std::exception);
+}
+
+TEST(Extract, SelectionFileIsValidated) {
+  test::TempDir dir;
+  std::ofstream(dir.file("bad.json")) << R"({"format": "something else"})";
+  EXPECT_THROW((void)read_selection(dir.file("bad.json")), InputError);
+  std::ofstream(dir.file("rows.json")) << R"({"format": "celltyper-selection", "label_column": "x",
+      "fragments": [{"file": "a.h5ad", "row_start": 10, "row_end": 5}]})";
+  try {
+    (void)read_selection(dir.file("rows.json"));
+    FAIL() << "accepted a reversed range";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("fragments[0]"), std::string::npos) << error.what();
+  }
+  std::ofstream(dir.file("ok.json")) << R"({"format": "celltyper-selection", "label_column": "celltype",
+      "fragments": [{"file": "a.h5ad", "row_start": 0, "row_end": 5}, {"file": "b.h5ad", "row_start": 5, "row_end": 9}]})";
+  const SelectionFile selection = read_selection(dir.file("ok.json"));
+  EXPECT_EQ(selection.label_column, "celltype");
+  ASSERT_EQ(selection.fragments.size(), 2u);
+  EXPECT_EQ(selection.fragments[1].row_end, 9);
+}
+
+}  // namespace
+}  // namespace celltyper
