@@ -76,6 +76,8 @@ class H5adFile final : public Dataset {
   [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const;
   /// Column names of obs in order, without reading them.
   [[nodiscard]] std::vector<std::string> obs_column_names() const;
+  /// Column names of var in order, without reading them.
+  [[nodiscard]] std::vector<std::string> var_column_names() const;
   /// Keys of a mapping group ("obsm", "varm", "layers", "uns", "obsp").
   [[nodiscard]] std::vector<std::string> keys(const std::string& group) const;
   /// Read `obsm/<name>` (dense) as float32.
@@ -89,6 +91,7 @@ class H5adFile final : public Dataset {
 
  private:
   void open_top_level();
+  [[nodiscard]] std::vector<std::string> frame_column_names(const std::string& frame) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

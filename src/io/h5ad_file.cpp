@@ -349,10 +349,13 @@ DataFrame H5adFile::read_var_of(const std::string& source) const {
   return read_var();
 }
 
-std::vector<std::string> H5adFile::obs_column_names() const {
+std::vector<std::string> H5adFile::obs_column_names() const { return frame_column_names("obs"); }
+std::vector<std::string> H5adFile::var_column_names() const { return frame_column_names("var"); }
+
+std::vector<std::string> H5adFile::frame_column_names(const std::string& frame) const {
   auto lock = h5::hdf5_lock();
-  if (h5::object_type(impl_->file.get(), "obs") != H5O_TYPE_GROUP) return {};
-  Handle group = h5::open_group(impl_->file.get(), "obs", impl_->path);
+  if (h5::object_type(impl_->file.get(), frame) != H5O_TYPE_GROUP) return {};
+  Handle group = h5::open_group(impl_->file.get(), frame, impl_->path);
   if (h5::has_attribute(group.get(), "column-order")) return h5::string_array_attribute(group.get(), "column-order");
   const std::string index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
   std::vector<std::string> names;
