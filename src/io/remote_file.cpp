@@ -376,6 +376,10 @@ void RemoteFile::read(std::uint64_t offset, std::size_t length, void* out) {
   // Large reads (matrix chunks) fetch exactly the range, leaving the cache to metadata.
   if (last_block - first_block + 1 >= impl.options.direct_read_blocks) {
     const std::string body = impl.fetch(offset, length, false);
+    if (body.size() != length) {
+      throw IoError(fmt::format("{}: got {} bytes for range {}-{} (file changed while reading?)", impl.describe(), body.size(), offset,
+                                offset + length - 1));
+    }
     std::memcpy(target, body.data(), length);
     return;
   }
@@ -395,6 +399,10 @@ void RemoteFile::read(std::uint64_t offset, std::size_t length, void* out) {
     const std::uint64_t run_first = b * block_bytes;
     const std::uint64_t run_end = std::min(impl.size, (end + 1) * block_bytes);
     const std::string body = impl.fetch(run_first, run_end - run_first, false);
+    if (body.size() != run_end - run_first) {
+      throw IoError(fmt::format("{}: got {} bytes for range {}-{} (file changed while reading?)", impl.describe(), body.size(), run_first,
+                                run_end - 1));
+    }
     std::lock_guard lock(impl.mutex);
     for (std::uint64_t k = b; k <= end; ++k) {
       const std::uint64_t from = (k - b) * block_bytes;

@@ -334,7 +334,7 @@ TEST(Catalog, ObsOnlyRemoteCatalogueTransfersUnderAQuarter) {
 TEST(CatalogQuery, FormatsAndErrors) {
   test::TempDir out;
   ASSERT_EQ(build_catalog({test::fixture("h5ad/full.h5ad")}, out.path().string()).n_ok, 1u);
-  const QueryResult result = query_catalog(out.path().string(), "SELECT 'a,b' AS text, 42 AS number, NULL AS nothing, true AS yes;");
+  const QueryResult result = query_catalog(out.path().string(), "SELECT 'a,b' AS text, 42 AS number, NULL::VARCHAR AS nothing, true AS yes;");
   EXPECT_EQ(result.columns, (std::vector<std::string>{"text", "number", "nothing", "yes"}));
   EXPECT_TRUE(result.is_numeric(1));
   EXPECT_FALSE(result.is_numeric(0));
