@@ -62,7 +62,7 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--max-categories", args->options.max_categories, "Columns with more distinct values are not counted")->capture_default_str();
   command->add_option("--threads", args->options.num_threads, "Files processed at once (default: all cores)");
   command->add_option("--memory-limit", args->memory_limit, "Memory for matrix blocks per file with --qc, e.g. 256M")->capture_default_str();
-  command->add_option("--block-size", args->block_size, "Remote reads: bytes per cached block (default 256K, or $CELLTYPER_REMOTE_BLOCK_BYTES)");
+  command->add_option("--block-size", args->block_size, "Remote reads: bytes per cached block (default 64K, or $CELLTYPER_REMOTE_BLOCK_BYTES)");
   command->add_option("--cache-size", args->cache_size, "Remote reads: block cache per file (default 64M, or $CELLTYPER_REMOTE_CACHE_BYTES)");
   command->add_flag("--no-resume", args->no_resume, "Catalogue every file again, even those already in the catalogue");
   command->add_flag("--fail-on-error", args->fail_on_error, "Exit non-zero when a file could not be catalogued (after the whole run)");

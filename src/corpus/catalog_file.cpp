@@ -162,7 +162,7 @@ FileRecord catalogue_file(const std::string& path, const CatalogOptions& options
     record.x_source = std::find(sources.begin(), sources.end(), "X") != sources.end() ? "X" : (sources.empty() ? "" : sources.front());
     if (!record.x_source.empty()) {
       const MatrixInfo info = file->matrix_info(record.x_source);
-      record.x_encoding = to_string(info.encoding);
+      record.x_encoding = info.encoding == MatrixEncoding::kCsr ? "csr" : info.encoding == MatrixEncoding::kCsc ? "csc" : "dense";
       record.x_dtype = info.value_dtype;
       record.x_index_dtype = info.index_dtype;
       record.x_nnz = info.nnz;

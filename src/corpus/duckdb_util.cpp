@@ -101,8 +101,9 @@ namespace {
 /// Build a LIST value from element values (taking ownership of them) and append it.
 duckdb_state append_list(duckdb_appender appender, duckdb_type element_type, std::vector<duckdb_value>& values) {
   duckdb_logical_type type = duckdb_create_logical_type(element_type);
-  duckdb_value list = duckdb_create_list_value(type, values.data(), values.size());
-  const duckdb_state state = duckdb_append_value(appender, list);
+  duckdb_value none = nullptr;  // DuckDB refuses a null array even for an empty list
+  duckdb_value list = duckdb_create_list_value(type, values.empty() ? &none : values.data(), values.size());
+  const duckdb_state state = list != nullptr ? duckdb_append_value(appender, list) : DuckDBError;
   duckdb_destroy_value(&list);
   for (auto& value : values) duckdb_destroy_value(&value);
   duckdb_destroy_logical_type(&type);

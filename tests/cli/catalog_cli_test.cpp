@@ -89,8 +89,8 @@ TEST(RemoteCli, InspectOverHttpAndErrors) {
   EXPECT_GT(b["remote"]["requests"].get<int>(), 0);
   EXPECT_GT(b["remote"]["bytes_fetched"].get<int>(), 0);
   b.erase("remote");
-  a.erase("path");
-  b.erase("path");
+  a.erase("file");
+  b.erase("file");
   EXPECT_EQ(a, b);
 
   const auto missing = test::run_cli({"inspect", server.url("fixtures", "missing.h5ad"), "--no-genes"});
