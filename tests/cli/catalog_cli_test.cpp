@@ -7,6 +7,11 @@
 #include <nlohmann/json.hpp>
 
 #include <filesystem>
+#include <thread>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 namespace celltyper {
 namespace {
@@ -106,6 +111,49 @@ TEST(RemoteCli, InspectOverHttpAndErrors) {
   EXPECT_EQ(catalog.exit_code, 0) << catalog.err;
   EXPECT_NE(catalog.out.find("remote: "), std::string::npos) << catalog.out;
   EXPECT_NE(catalog.err.find("HTTP 404 Not Found"), std::string::npos) << catalog.err;
+}
+
+
+TEST(CatalogCli, KilledRunKeepsFinishedFilesAndResumes) {
+  test::NginxServer server({{"fixtures", test::fixture("h5ad")}});
+  if (!server.running()) GTEST_SKIP() << "nginx is not installed or did not start";
+  // The third file never answers: the run is killed (SIGKILL) while it waits for it.
+  test::ScriptedServer stall([](const std::string&, int) -> std::optional<std::string> { return std::nullopt; });
+  test::TempDir out;
+  const std::string catalog = out.file("c");
+  const std::vector<std::string> first_run{server.url("fixtures", "full.h5ad"), server.url("fixtures", "csr_float32.h5ad"),
+                                           stall.url("/never.h5ad")};
+  const pid_t child = ::fork();
+  if (child == 0) {
+    ::setenv("CELLTYPER_REMOTE_TIMEOUT", "120", 1);
+    std::vector<std::string> args{CELLTYPER_CLI_PATH, "catalog", first_run[0], first_run[1], first_run[2], "--out", catalog, "--threads", "1", "-q"};
+    std::vector<char*> argv;
+    for (auto& arg : args) argv.push_back(arg.data());
+    argv.push_back(nullptr);
+    ::execv(CELLTYPER_CLI_PATH, argv.data());
+    ::_exit(127);
+  }
+  const auto parts = [&] {
+    std::size_t n = 0;
+    std::error_code error;
+    for (const auto& entry : std::filesystem::directory_iterator(catalog + "/files", error)) {
+      n += entry.path().filename().string().rfind("part-", 0) == 0 ? 1 : 0;
+    }
+    return n;
+  };
+  for (int i = 0; i < 600 && parts() < 2; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  ::kill(child, SIGKILL);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "the catalogue finished before it was killed";
+  EXPECT_EQ(parts(), 2u);
+  const auto kept = test::run_cli({"query", catalog, "SELECT count(*) AS n FROM files WHERE status = 'ok'", "--csv"});
+  EXPECT_EQ(kept.out, "n\n2\n") << kept.err;
+
+  const auto resumed = test::run_cli({"catalog", first_run[0], first_run[1], server.url("fixtures", "csc_int32.h5ad"), "--out", catalog, "-q"});
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
+  EXPECT_NE(resumed.out.find("1 new, 2 already there, 0 failed"), std::string::npos) << resumed.out;
 }
 
 }  // namespace
