@@ -2,8 +2,8 @@
 /// HDF5's default (sec2) driver; http(s):// and s3:// URLs go to celltyper's read-only virtual
 /// file driver "celltyper_remote" (H5FD class over RemoteFile: Range requests + block cache).
 ///
-/// HDF5 (Debian's serial build) is not thread-safe, so the driver's reads run under the
-/// caller's `hdf5_lock()`; a transfer failure inside HDF5 is recorded per thread and turned
+/// HDF5 calls are serialised (`hdf5_lock()`, and libhdf5's own global lock), so the driver's
+/// reads run under the caller's lock; a transfer failure inside HDF5 is recorded per thread and turned
 /// back into the RemoteFile's own message by `rethrow_remote_failure` (HDF5 itself only says
 /// "read failed").
 #pragma once
