@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 # Build tools, libraries, and the reference tools tests/benchmarks compare against.
 PACKAGES=(
   build-essential cmake pkg-config git
-  libhdf5-dev zlib1g-dev libdeflate-dev libsqlite3-dev libcurl4-openssl-dev
+  libhdf5-dev zlib1g-dev libdeflate-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
+  npm nginx
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libeigen3-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libtorch-dev libopenblas0-pthread libxgboost-dev python3-xgboost
@@ -42,6 +43,9 @@ case "$BLAS" in
   *) echo "setup: warning: libblas.so.3 is ${BLAS:-missing}, not OpenBLAS: MLP training will be slow" \
        "(fix: sudo update-alternatives --config libblas.so.3-$(gcc -print-multiarch))" ;;
 esac
+
+# DuckDB (metadata catalogue) is not in Debian 12: pinned libduckdb.so + duckdb.h from npm.
+bash scripts/fetch_duckdb.sh
 
 BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
 cmake -S . -B build -DCMAKE_BUILD_TYPE="$BUILD_TYPE" >/dev/null

@@ -14,6 +14,7 @@
 
 #include <celltyper/dataframe.hpp>
 #include <celltyper/dataset.hpp>
+#include <celltyper/remote.hpp>
 #include <celltyper/sparse.hpp>
 
 #include <cstdint>
@@ -44,9 +45,13 @@ struct H5adOpenOptions {
   /// Read sparse matrix chunks directly (parallel pread + libdeflate) instead of through
   /// HDF5's single-threaded filter pipeline, where the layout allows it. Results are identical.
   bool direct_io = true;
+  /// How http(s):// and s3:// files are read (block size, cache, timeouts, retries);
+  /// unset = `RemoteOptions::from_environment()`.
+  std::optional<RemoteOptions> remote;
 };
 
-/// An open `.h5ad` file (read-only).
+/// An open `.h5ad` file (read-only): a local path, or an http(s):// or s3:// URL read with
+/// Range requests (see celltyper/remote.hpp).
 class H5adFile final : public Dataset {
  public:
   /// Opens and validates the top level: the file is HDF5, X (or raw/X) exists with a known
@@ -71,6 +76,8 @@ class H5adFile final : public Dataset {
   [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const;
   /// Column names of obs in order, without reading them.
   [[nodiscard]] std::vector<std::string> obs_column_names() const;
+  /// Column names of var in order, without reading them.
+  [[nodiscard]] std::vector<std::string> var_column_names() const;
   /// Keys of a mapping group ("obsm", "varm", "layers", "uns", "obsp").
   [[nodiscard]] std::vector<std::string> keys(const std::string& group) const;
   /// Read `obsm/<name>` (dense) as float32.
@@ -79,8 +86,14 @@ class H5adFile final : public Dataset {
   [[nodiscard]] std::optional<std::string> read_uns_string(const std::string& name) const;
   /// anndata encoding version of the root group ("" for files before anndata 0.8).
   [[nodiscard]] std::string encoding_version() const;
+  /// Transfer counters of a remote file so far (all zero for a local file).
+  [[nodiscard]] RemoteStats remote_stats() const;
+  /// Size of the file in bytes (local or remote).
+  [[nodiscard]] std::uint64_t file_bytes() const;
 
  private:
+  void open_top_level();
+  [[nodiscard]] std::vector<std::string> frame_column_names(const std::string& frame) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

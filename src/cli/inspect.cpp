@@ -2,6 +2,7 @@
 #include <celltyper/dataset.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/inspect.hpp>
+#include <celltyper/remote.hpp>
 
 #include "cli/commands.hpp"
 
@@ -42,11 +43,19 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
         fmt::print(stderr, "celltyper: no gene table found (set --gene-table or CELLTYPER_GENE_TABLE); skipping the gene-id overlap\n");
       }
     }
-    const nlohmann::json report = inspect_dataset(*dataset, args->options);
+    nlohmann::json report = inspect_dataset(*dataset, args->options);
+    const RemoteStats remote = remote_stats_total();
+    if (is_remote_path(args->path)) {
+      report["remote"] = {{"requests", remote.requests}, {"retries", remote.retries}, {"bytes_fetched", remote.bytes_fetched},
+                          {"cache_hits", remote.cache_hits}};
+    }
     if (args->json) {
       fmt::print("{}\n", report.dump(2));
     } else {
       fmt::print("{}", format_inspect_report(report));
+      if (is_remote_path(args->path)) {
+        fmt::print("remote: {} requests ({} retries), {} bytes fetched\n", remote.requests, remote.retries, remote.bytes_fetched);
+      }
     }
   });
 }

@@ -15,6 +15,7 @@
 
 #include "celltyper/error.hpp"
 #include "celltyper/report.hpp"
+#include "io/hdf5_open.hpp"
 #include "io/hdf5_util.hpp"
 
 namespace celltyper {
@@ -40,7 +41,8 @@ std::string strip_prefix(const std::string& reference, const std::string& prefix
 std::optional<std::string> read_uns_string(const std::string& path, const std::string& key) {
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
-  const Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  const h5::OpenFile opened = h5::open_file_readonly(path);
+  const Handle& file = opened.file;
   if (!file) throw IoError(fmt::format("cannot open {} to read uns/{}", path, key));
   const std::string dataset_path = "uns/" + key;
   if (h5::object_type(file.get(), dataset_path) != H5O_TYPE_DATASET) return std::nullopt;

@@ -1,6 +1,7 @@
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/remote.hpp>
 #include <celltyper/tenx.hpp>
 
 #include <fmt/format.h>
@@ -11,6 +12,7 @@
 namespace celltyper {
 
 std::unique_ptr<Dataset> open_dataset(const std::string& path) {
+  if (is_remote_path(path)) return std::make_unique<H5adFile>(path);  // http(s):// or s3:// .h5ad
   std::error_code error;
   if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file or directory", path));
   if (std::filesystem::is_directory(path, error)) return open_tenx_mtx(path);

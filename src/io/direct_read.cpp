@@ -41,7 +41,8 @@ bool inflate_exact(const unsigned char* in, std::size_t in_bytes, unsigned char*
 
 }  // namespace
 
-std::unique_ptr<DirectDataset> DirectDataset::try_open(hid_t dataset, const std::string& file_path, int num_threads) {
+std::unique_ptr<DirectDataset> DirectDataset::try_open(hid_t dataset, const std::string& file_path, int num_threads,
+                                                       std::shared_ptr<RemoteFile> remote) {
   auto lock = h5::hdf5_lock();
   const auto shape = h5::dataset_shape(dataset);
   if (shape.size() != 1) return nullptr;
@@ -109,8 +110,12 @@ std::unique_ptr<DirectDataset> DirectDataset::try_open(hid_t dataset, const std:
   } else {
     return nullptr;
   }
-  direct->fd_ = ::open(file_path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (direct->fd_ < 0) return nullptr;
+  if (remote) {
+    direct->remote_ = std::move(remote);
+  } else {
+    direct->fd_ = ::open(file_path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (direct->fd_ < 0) return nullptr;
+  }
   direct->path_ = file_path;
   direct->num_threads_ = num_threads;
   return direct;
@@ -121,6 +126,10 @@ DirectDataset::~DirectDataset() {
 }
 
 void DirectDataset::pread_exact(void* buffer, std::uint64_t bytes, std::uint64_t address) const {
+  if (remote_) {
+    remote_->read(address, static_cast<std::size_t>(bytes), buffer);
+    return;
+  }
   auto* cursor = static_cast<unsigned char*>(buffer);
   while (bytes > 0) {
     const ssize_t n = ::pread(fd_, cursor, bytes, static_cast<off_t>(address));

@@ -6,6 +6,8 @@
 /// from `try_open` and the caller falls back to H5Dread.
 #pragma once
 
+#include <celltyper/remote.hpp>
+
 #include <hdf5.h>
 
 #include <cstdint>
@@ -17,8 +19,10 @@ namespace celltyper::detail {
 
 class DirectDataset {
  public:
-  /// nullptr when the dataset's layout, filters or type are not supported.
-  static std::unique_ptr<DirectDataset> try_open(hid_t dataset, const std::string& file_path, int num_threads);
+  /// nullptr when the dataset's layout, filters or type are not supported. With `remote` set
+  /// (an http(s):// or s3:// file) the stored bytes come from it instead of `pread`.
+  static std::unique_ptr<DirectDataset> try_open(hid_t dataset, const std::string& file_path, int num_threads,
+                                                 std::shared_ptr<RemoteFile> remote = nullptr);
   ~DirectDataset();
   DirectDataset(const DirectDataset&) = delete;
   DirectDataset& operator=(const DirectDataset&) = delete;
@@ -42,6 +46,7 @@ class DirectDataset {
 
   std::string path_;
   int fd_ = -1;
+  std::shared_ptr<RemoteFile> remote_;
   int num_threads_ = 0;
   Element element_ = Element::kF32;
   std::size_t element_bytes_ = 4;

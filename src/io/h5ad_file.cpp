@@ -1,6 +1,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
 
+#include "io/hdf5_open.hpp"
 #include "io/hdf5_util.hpp"
 #include "io/matrix_readers.hpp"
 
@@ -59,6 +60,7 @@ Column read_array_column(hid_t dataset, const std::string& name) {
 struct H5adFile::Impl {
   std::string path;
   H5adOpenOptions options;
+  std::shared_ptr<RemoteFile> remote;  // http(s):// or s3:// files (declared first: outlives `file`)
   Handle file;
   std::int64_t n_obs = 0;
   std::int64_t n_vars = 0;
@@ -262,14 +264,25 @@ struct H5adFile::Impl {
 H5adFile::H5adFile(const std::string& path, const H5adOpenOptions& options) : impl_(std::make_unique<Impl>()) {
   impl_->path = path;
   impl_->options = options;
-  std::error_code error;
-  if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file", path));
-  if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("{}: is a directory, expected an .h5ad file", path));
-  auto lock = h5::hdf5_lock();
-  h5::silence_hdf5_errors();
-  if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file (an .h5ad must be HDF5)", path));
-  impl_->file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  const bool remote = is_remote_path(path);
+  if (!remote) {
+    std::error_code error;
+    if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file", path));
+    if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("{}: is a directory, expected an .h5ad file", path));
+    auto lock = h5::hdf5_lock();
+    h5::silence_hdf5_errors();
+    if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file (an .h5ad must be HDF5)", path));
+  }
+  h5::OpenFile opened = h5::open_file_readonly(path, options.remote ? *options.remote : RemoteOptions::from_environment());
+  impl_->remote = std::move(opened.remote);
+  impl_->file = std::move(opened.file);
   if (!impl_->file) throw InputError(fmt::format("{}: HDF5 cannot open the file (truncated or corrupt?)", path));
+  h5::with_remote_errors([&] { open_top_level(); });
+}
+
+void H5adFile::open_top_level() {
+  auto lock = h5::hdf5_lock();
+  const std::string& path = impl_->path;
   const hid_t file = impl_->file.get();
   impl_->encoding_version = h5::string_attribute(file, "encoding-version").value_or("");
 
@@ -303,15 +316,27 @@ H5adFile::~H5adFile() {
   }
 }
 
+RemoteStats H5adFile::remote_stats() const { return impl_->remote ? impl_->remote->stats() : RemoteStats{}; }
+std::uint64_t H5adFile::file_bytes() const {
+  if (impl_->remote) return impl_->remote->size();
+  std::error_code error;
+  const auto size = std::filesystem::file_size(impl_->path, error);
+  return error ? 0 : static_cast<std::uint64_t>(size);
+}
+
 const std::string& H5adFile::path() const { return impl_->path; }
 std::int64_t H5adFile::n_obs() const { return impl_->n_obs; }
 std::int64_t H5adFile::n_vars() const { return impl_->n_vars; }
 std::string H5adFile::encoding_version() const { return impl_->encoding_version; }
 
-DataFrame H5adFile::read_obs() const { return impl_->read_frame("obs", nullptr, impl_->n_obs); }
-DataFrame H5adFile::read_var() const { return impl_->read_frame("var", nullptr, impl_->n_vars); }
+DataFrame H5adFile::read_obs() const {
+  return h5::with_remote_errors([&] { return impl_->read_frame("obs", nullptr, impl_->n_obs); });
+}
+DataFrame H5adFile::read_var() const {
+  return h5::with_remote_errors([&] { return impl_->read_frame("var", nullptr, impl_->n_vars); });
+}
 DataFrame H5adFile::read_obs_columns(const std::vector<std::string>& names) const {
-  DataFrame frame = impl_->read_frame("obs", &names, impl_->n_obs);
+  DataFrame frame = h5::with_remote_errors([&] { return impl_->read_frame("obs", &names, impl_->n_obs); });
   for (const auto& name : names) (void)frame.at(name, fmt::format("obs of {}", impl_->path));
   return frame;
 }
@@ -319,15 +344,18 @@ DataFrame H5adFile::read_obs_columns(const std::vector<std::string>& names) cons
 DataFrame H5adFile::read_var_of(const std::string& source) const {
   if (source == "raw/X") {
     const MatrixInfo info = matrix_info(source);
-    return impl_->read_frame("raw/var", nullptr, info.n_cols);
+    return h5::with_remote_errors([&] { return impl_->read_frame("raw/var", nullptr, info.n_cols); });
   }
   return read_var();
 }
 
-std::vector<std::string> H5adFile::obs_column_names() const {
+std::vector<std::string> H5adFile::obs_column_names() const { return frame_column_names("obs"); }
+std::vector<std::string> H5adFile::var_column_names() const { return frame_column_names("var"); }
+
+std::vector<std::string> H5adFile::frame_column_names(const std::string& frame) const {
   auto lock = h5::hdf5_lock();
-  if (h5::object_type(impl_->file.get(), "obs") != H5O_TYPE_GROUP) return {};
-  Handle group = h5::open_group(impl_->file.get(), "obs", impl_->path);
+  if (h5::object_type(impl_->file.get(), frame) != H5O_TYPE_GROUP) return {};
+  Handle group = h5::open_group(impl_->file.get(), frame, impl_->path);
   if (h5::has_attribute(group.get(), "column-order")) return h5::string_array_attribute(group.get(), "column-order");
   const std::string index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
   std::vector<std::string> names;
@@ -357,9 +385,12 @@ std::vector<std::string> H5adFile::matrix_sources() const {
   return sources;
 }
 
-MatrixInfo H5adFile::matrix_info(const std::string& source) const { return impl_->describe(source); }
+MatrixInfo H5adFile::matrix_info(const std::string& source) const {
+  return h5::with_remote_errors([&] { return impl_->describe(source); });
+}
 
 std::unique_ptr<MatrixReader> H5adFile::open_matrix(const std::string& source) const {
+  return h5::with_remote_errors([&]() -> std::unique_ptr<MatrixReader> {
   MatrixInfo info = impl_->describe(source);
   if (source != "raw/X" && (info.n_rows != impl_->n_obs || info.n_cols != impl_->n_vars) && h5::exists(impl_->file.get(), "X")) {
     impl_->fail(fmt::format("{} has shape {} x {} but X has {} x {}: shape mismatch", source, info.n_rows, info.n_cols,
@@ -369,8 +400,9 @@ std::unique_ptr<MatrixReader> H5adFile::open_matrix(const std::string& source) c
     return detail::open_dense_reader(impl_->file.get(), impl_->path, source, std::move(info), impl_->options.chunk_cache_bytes);
   }
   detail::SparseLocation where{impl_->path, source, info.encoding, info.n_rows, info.n_cols, impl_->options.num_threads,
-                               impl_->options.direct_io};
+                               impl_->options.direct_io, impl_->remote};
   return detail::open_sparse_reader(impl_->file.get(), where, std::move(info), impl_->options.chunk_cache_bytes);
+  });
 }
 
 std::optional<std::string> H5adFile::read_uns_string(const std::string& name) const {

@@ -15,8 +15,13 @@ std::recursive_mutex& hdf5_mutex() {
 }
 
 void silence_hdf5_errors() {
-  static std::once_flag once;
-  std::call_once(once, [] { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); });
+  // Per thread: with a thread-safe libhdf5 the automatic error printing is a per-thread setting
+  // (catalogue workers open files on their own threads).
+  thread_local bool silenced = false;
+  if (!silenced) {
+    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+    silenced = true;
+  }
 }
 
 void Handle::reset() {

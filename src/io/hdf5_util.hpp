@@ -1,6 +1,7 @@
 /// Internal: a thin RAII layer over the HDF5 C API used by the h5ad and 10x readers/writers.
-/// All HDF5 calls go through one process-wide mutex (Debian's libhdf5 is not built
-/// thread-safe); callers hold `hdf5_lock()` around any sequence of calls.
+/// All HDF5 calls go through one process-wide mutex (Debian's libhdf5 is built thread-safe,
+/// but its global lock covers single calls only); callers hold `hdf5_lock()` around any
+/// sequence of calls.
 #pragma once
 
 #include <celltyper/error.hpp>
@@ -20,7 +21,8 @@ namespace celltyper::h5 {
 std::recursive_mutex& hdf5_mutex();
 inline std::unique_lock<std::recursive_mutex> hdf5_lock() { return std::unique_lock(hdf5_mutex()); }
 
-/// Turn off HDF5's automatic error printing (once per process); we report our own errors.
+/// Turn off HDF5's automatic error printing (once per thread: Debian's libhdf5 is built
+/// thread-safe, where this is a per-thread setting); we report our own errors.
 void silence_hdf5_errors();
 
 /// An owned HDF5 identifier closed with the matching H5*close on destruction.

@@ -1,4 +1,5 @@
 #include "io/matrix_readers.hpp"
+#include "io/hdf5_open.hpp"
 
 #include "io/direct_read.hpp"
 
@@ -132,7 +133,7 @@ void read_slice(hid_t dataset, const DirectDataset* direct, std::int64_t offset,
     return;
   }
   auto lock = h5::hdf5_lock();
-  h5::read_1d(dataset, offset, count, out);
+  h5::with_remote_errors([&] { h5::read_1d(dataset, offset, count, out); });
 }
 
 /// Rows stored compressed by row: a block is one contiguous slice of data/indices.
@@ -150,8 +151,8 @@ class CsrDatasetReader final : public MatrixReader {
     }
     indptr_ = read_and_check_indptr(indptr.get(), where_, where_.n_rows + 1, nnz);
     if (where_.direct_io) {
-      direct_data_ = DirectDataset::try_open(data_.get(), where_.file, where_.num_threads);
-      direct_indices_ = DirectDataset::try_open(indices_.get(), where_.file, where_.num_threads);
+      direct_data_ = DirectDataset::try_open(data_.get(), where_.file, where_.num_threads, where_.remote);
+      direct_indices_ = DirectDataset::try_open(indices_.get(), where_.file, where_.num_threads, where_.remote);
     }
     value_bytes_ = H5Tget_size(Handle(H5Dget_type(data_.get())).get());
     index_bytes_ = H5Tget_size(Handle(H5Dget_type(indices_.get())).get());
@@ -219,8 +220,8 @@ class CscDatasetReader final : public MatrixReader {
     }
     col_ptr_ = read_and_check_indptr(indptr.get(), where_, where_.n_cols + 1, nnz_);
     if (where_.direct_io) {
-      direct_data_ = DirectDataset::try_open(data_.get(), where_.file, where_.num_threads);
-      direct_indices_ = DirectDataset::try_open(indices_.get(), where_.file, where_.num_threads);
+      direct_data_ = DirectDataset::try_open(data_.get(), where_.file, where_.num_threads, where_.remote);
+      direct_indices_ = DirectDataset::try_open(indices_.get(), where_.file, where_.num_threads, where_.remote);
     }
   }
 

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <celltyper/dataset.hpp>
+#include <celltyper/remote.hpp>
 
 #include "io/hdf5_util.hpp"
 
@@ -21,6 +22,7 @@ struct SparseLocation {
   std::int64_t n_cols = 0;    ///< genes
   int num_threads = 0;        ///< threads for direct reads (0 = all hardware threads)
   bool direct_io = true;      ///< bypass HDF5's filter pipeline where supported (see direct_read.hpp)
+  std::shared_ptr<RemoteFile> remote;  ///< set for http(s):// / s3:// files: direct reads go through it
 };
 
 /// Open a sparse matrix stored as data/indices/indptr datasets under `location.group`,

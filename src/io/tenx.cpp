@@ -1,6 +1,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/tenx.hpp>
 
+#include "io/hdf5_open.hpp"
 #include "io/hdf5_util.hpp"
 #include "io/matrix_readers.hpp"
 
@@ -241,10 +242,15 @@ class TenxMtxDataset final : public Dataset {
 class TenxH5Dataset final : public Dataset {
  public:
   explicit TenxH5Dataset(const std::string& path) : path_(path) {
+    if (!is_remote_path(path)) {
+      auto lock = h5::hdf5_lock();
+      h5::silence_hdf5_errors();
+      if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file", path));
+    }
+    h5::OpenFile opened = h5::open_file_readonly(path);
+    remote_ = std::move(opened.remote);
     auto lock = h5::hdf5_lock();
-    h5::silence_hdf5_errors();
-    if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file", path));
-    file_ = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+    file_ = std::move(opened.file);
     if (!file_) throw InputError(fmt::format("{}: HDF5 cannot open the file (truncated or corrupt?)", path));
     std::vector<std::string> ids;
     std::vector<std::string> names;
@@ -319,6 +325,7 @@ class TenxH5Dataset final : public Dataset {
 
   std::string path_;
   std::string group_;
+  std::shared_ptr<RemoteFile> remote_;  // http(s):// / s3:// (declared first: outlives file_)
   Handle file_;
   DataFrame obs_;
   DataFrame var_;
@@ -331,10 +338,11 @@ std::unique_ptr<Dataset> open_tenx_mtx(const std::string& directory) { return st
 std::unique_ptr<Dataset> open_tenx_h5(const std::string& path) { return std::make_unique<TenxH5Dataset>(path); }
 
 bool is_tenx_h5(const std::string& path) {
+  if (is_remote_path(path)) return false;  // remote datasets are read as h5ad
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   if (H5Fis_hdf5(path.c_str()) <= 0) return false;
-  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  Handle file = h5::open_file_readonly(path).file;
   if (!file) return false;
   if (h5::exists(file.get(), "X") || h5::exists(file.get(), "obs")) return false;  // an h5ad
   if (h5::object_type(file.get(), "matrix") == H5O_TYPE_GROUP) return true;

@@ -1,0 +1,418 @@
+// build_catalog: files in parallel, one set of Parquet parts per finished file, resume.
+#include <celltyper/catalog.hpp>
+#include <celltyper/error.hpp>
+
+#include "corpus/catalog_record.hpp"
+#include "corpus/duckdb_util.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <thread>
+
+namespace celltyper {
+
+namespace fs = std::filesystem;
+using corpus::detail::Appender;
+using corpus::detail::DuckDb;
+using corpus::detail::FileRecord;
+using corpus::detail::sql_literal;
+
+namespace {
+
+/// FNV-1a 64-bit hash of a path, as 16 hex digits: the name of the file's Parquet parts.
+std::string part_id(const std::string& path) {
+  std::uint64_t hash = 14695981039346656037ull;
+  for (const char c : path) {
+    hash ^= static_cast<unsigned char>(c);
+    hash *= 1099511628211ull;
+  }
+  return fmt::format("{:016x}", hash);
+}
+
+const CatalogTable& table(const std::string& name) {
+  for (const auto& t : catalog_schema()) {
+    if (name == t.name) return t;
+  }
+  throw std::logic_error("no catalogue table " + name);
+}
+
+std::string create_table_sql(const CatalogTable& t, const std::string& name) {
+  std::string sql = fmt::format("CREATE OR REPLACE TEMP TABLE {} (", name);
+  for (std::size_t i = 0; i < t.columns.size(); ++i) {
+    sql += fmt::format("{}\"{}\" {}", i == 0 ? "" : ", ", t.columns[i].name, t.columns[i].sql_type);
+  }
+  return sql + ")";
+}
+
+/// Writes each file's rows as Parquet parts (one writer at a time).
+class CatalogWriter {
+ public:
+  explicit CatalogWriter(fs::path dir) : dir_(std::move(dir)) {
+    for (const auto& t : catalog_schema()) {
+      std::error_code error;
+      fs::create_directories(dir_ / t.name, error);
+      if (error) throw IoError(fmt::format("cannot create catalogue directory {}: {}", (dir_ / t.name).string(), error.message()));
+    }
+  }
+
+  void write(const FileRecord& record) {
+    std::lock_guard lock(mutex_);
+    const std::string id = part_id(record.path);
+    // Child tables first, the files row last: a files part marks the file as complete.
+    remove_part("obs_categories", id);
+    remove_part("cell_qc", id);
+    if (record.status == "ok") {
+      write_categories(record, id);
+      if (record.qc) write_qc(record, id);
+    }
+    write_files_row(record, id);
+  }
+
+ private:
+  void remove_part(const char* name, const std::string& id) {
+    std::error_code error;
+    fs::remove(dir_ / name / fmt::format("part-{}.parquet", id), error);
+  }
+
+  /// COPY the staging table to dir/name/part-<id>.parquet through a temporary name.
+  void copy_out(const std::string& staging, const char* name, const std::string& id) {
+    const fs::path final_path = dir_ / name / fmt::format("part-{}.parquet", id);
+    const fs::path temporary = dir_ / name / fmt::format(".part-{}.parquet.tmp", id);
+    db_.execute(fmt::format("COPY {} TO {} (FORMAT PARQUET)", staging, sql_literal(temporary.string())),
+                fmt::format("cannot write {}", final_path.string()));
+    std::error_code error;
+    fs::rename(temporary, final_path, error);
+    if (error) throw IoError(fmt::format("cannot rename {} to {}: {}", temporary.string(), final_path.string(), error.message()));
+  }
+
+  void write_categories(const FileRecord& record, const std::string& id) {
+    db_.execute(create_table_sql(table("obs_categories"), "staging_obs_categories"), "DuckDB: create table");
+    {
+      Appender rows(db_, "staging_obs_categories");
+      for (const auto& row : record.categories) {
+        rows.text(row.file).text(row.column).text_or_null(row.category).integer(row.n_cells).end_row();
+      }
+      rows.close();
+    }
+    copy_out("staging_obs_categories", "obs_categories", id);
+  }
+
+  void write_qc(const FileRecord& record, const std::string& id) {
+    db_.execute(create_table_sql(table("cell_qc"), "staging_cell_qc"), "DuckDB: create table");
+    {
+      Appender rows(db_, "staging_cell_qc");
+      for (const auto& row : record.qc_rows) {
+        rows.text(record.path).text(record.qc_matrix).text(row.metric).integer(row.n_cells);
+        for (const double value : {row.min, row.q05, row.q25, row.median, row.q75, row.q95, row.max, row.mean}) {
+          if (std::isnan(value)) {
+            rows.null();
+          } else {
+            rows.real(value);
+          }
+        }
+        rows.real_list(row.histogram_lower).integer_list(row.histogram_counts).end_row();
+      }
+      rows.close();
+    }
+    copy_out("staging_cell_qc", "cell_qc", id);
+  }
+
+  void write_files_row(const FileRecord& r, const std::string& id) {
+    db_.execute(create_table_sql(table("files"), "staging_files"), "DuckDB: create table");
+    {
+      Appender row(db_, "staging_files");
+      const bool ok = r.status == "ok";
+      row.text(r.path).text(r.status);
+      if (ok) {
+        row.null();
+      } else {
+        row.text(r.error);
+      }
+      if (r.size_bytes > 0 || ok) {
+        row.integer(static_cast<std::int64_t>(r.size_bytes));
+      } else {
+        row.null();
+      }
+      if (r.modified_unix) {
+        row.integer(*r.modified_unix);
+      } else {
+        row.null();
+      }
+      if (ok) {
+        row.integer(r.n_obs).integer(r.n_vars).text(r.x_source).text(r.x_encoding).text(r.x_dtype);
+        if (r.x_index_dtype.empty()) {
+          row.null();
+        } else {
+          row.text(r.x_index_dtype);
+        }
+        row.integer(r.x_nnz).integer_list(r.x_chunks).text(r.x_compression).integer(r.x_stored_bytes).text(r.encoding_version);
+        row.text_list(r.obs_columns).text_list(r.var_columns).text_list(r.obsm_keys).text_list(r.layers_keys).text_list(r.uns_keys);
+        row.boolean(r.has_raw);
+      } else {
+        for (int i = 0; i < 17; ++i) row.null();  // n_obs .. has_raw
+      }
+      row.text(r.obs_request).text_list(r.obs_columns_catalogued).text_list(r.obs_columns_missing).text_list(r.obs_columns_skipped);
+      row.boolean(r.qc);
+      if (r.qc) {
+        row.text(r.qc_matrix);
+      } else {
+        row.null();
+      }
+      row.integer(r.remote.bytes_fetched).integer(r.remote.requests).real(r.seconds).text(r.catalogued_at).text(CELLTYPER_VERSION);
+      row.end_row();
+      row.close();
+    }
+    copy_out("staging_files", "files", id);
+  }
+
+  fs::path dir_;
+  std::mutex mutex_;
+  DuckDb db_{1};
+};
+
+/// What an earlier run recorded for a path (files rows with status 'ok').
+struct Previous {
+  std::optional<std::int64_t> size_bytes;
+  std::optional<std::int64_t> modified_unix;
+  std::string obs_request;
+  bool qc = false;
+};
+
+std::map<std::string, Previous> previous_runs(const fs::path& dir) {
+  std::map<std::string, Previous> out;
+  std::error_code error;
+  bool any = false;
+  for (const auto& entry : fs::directory_iterator(dir / "files", error)) {
+    if (entry.path().extension() == ".parquet" && entry.path().filename().string().rfind("part-", 0) == 0) any = true;
+  }
+  if (!any) return out;
+  DuckDb db(1);
+  std::string message;
+  auto result = db.try_query(fmt::format("SELECT path, size_bytes, modified_unix, obs_request, qc FROM read_parquet({}, union_by_name = true) "
+                                         "WHERE status = 'ok'",
+                                         sql_literal((dir / "files" / "part-*.parquet").string())),
+                             message);
+  if (!result) throw IoError(fmt::format("cannot read the existing catalogue in {}: {}", dir.string(), message));
+  const idx_t rows = duckdb_row_count(&*result);
+  for (idx_t r = 0; r < rows; ++r) {
+    char* path = duckdb_value_varchar(&*result, 0, r);
+    char* request = duckdb_value_varchar(&*result, 3, r);
+    Previous previous;
+    if (!duckdb_value_is_null(&*result, 1, r)) previous.size_bytes = duckdb_value_int64(&*result, 1, r);
+    if (!duckdb_value_is_null(&*result, 2, r)) previous.modified_unix = duckdb_value_int64(&*result, 2, r);
+    previous.obs_request = request != nullptr ? request : "";
+    previous.qc = duckdb_value_boolean(&*result, 4, r);
+    if (path != nullptr) out[path] = previous;
+    duckdb_free(path);
+    duckdb_free(request);
+  }
+  duckdb_destroy_result(&*result);
+  return out;
+}
+
+/// Whether `path` was catalogued before with what is asked now (and is unchanged, locally).
+bool already_done(const std::map<std::string, Previous>& previous, const std::string& path, const CatalogOptions& options) {
+  const auto it = previous.find(path);
+  if (it == previous.end()) return false;
+  const Previous& p = it->second;
+  if (p.obs_request != corpus::detail::obs_request_text(options.obs_columns)) return false;
+  if (options.qc && !p.qc) return false;
+  if (!is_remote_path(path)) {
+    std::error_code error;
+    const auto size = fs::file_size(path, error);
+    if (error || !p.size_bytes || static_cast<std::int64_t>(size) != *p.size_bytes) return false;
+    const auto modified = fs::last_write_time(path, error);
+    if (error) return false;
+    const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::file_clock::to_sys(modified).time_since_epoch()).count();
+    if (!p.modified_unix || seconds != *p.modified_unix) return false;
+  }
+  return true;
+}
+
+bool has_glob(const std::string& text) { return text.find_first_of("*?[") != std::string::npos; }
+
+/// Translate one glob path component to a regex (* ? [..]).
+std::regex component_regex(const std::string& glob) {
+  std::string re;
+  for (std::size_t i = 0; i < glob.size(); ++i) {
+    const char c = glob[i];
+    if (c == '*') {
+      re += "[^/]*";
+    } else if (c == '?') {
+      re += "[^/]";
+    } else if (c == '[') {
+      const std::size_t close = glob.find(']', i + 1);
+      if (close == std::string::npos) {
+        re += "\\[";
+      } else {
+        std::string inside = glob.substr(i + 1, close - i - 1);
+        if (!inside.empty() && inside[0] == '!') inside[0] = '^';
+        re += "[" + inside + "]";
+        i = close;
+      }
+    } else if (std::string(".^$|()+{}\\").find(c) != std::string::npos) {
+      re += std::string("\\") + c;
+    } else {
+      re += c;
+    }
+  }
+  return std::regex(re);
+}
+
+void glob_walk(const fs::path& base, const std::vector<std::string>& parts, std::size_t index, std::vector<std::string>& out) {
+  std::error_code error;
+  if (index == parts.size()) {
+    if (fs::is_regular_file(base, error)) out.push_back(base.string());
+    return;
+  }
+  const std::string& part = parts[index];
+  if (part == "**") {
+    glob_walk(base, parts, index + 1, out);  // zero directories
+    for (const auto& entry : fs::recursive_directory_iterator(base, error)) {
+      if (entry.is_directory(error)) glob_walk(entry.path(), parts, index + 1, out);
+    }
+    return;
+  }
+  if (!has_glob(part)) {
+    glob_walk(base / part, parts, index + 1, out);
+    return;
+  }
+  const std::regex pattern = component_regex(part);
+  for (const auto& entry : fs::directory_iterator(base.empty() ? fs::path(".") : base, error)) {
+    const std::string name = entry.path().filename().string();
+    if (name.empty() || (name[0] == '.' && part[0] != '.')) continue;
+    if (std::regex_match(name, pattern)) glob_walk(base.empty() ? fs::path(name) : base / name, parts, index + 1, out);
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& inputs) {
+  std::vector<std::string> out;
+  std::set<std::string> seen;
+  const auto add = [&](const std::string& path) {
+    if (seen.insert(path).second) out.push_back(path);
+  };
+  for (const auto& input : inputs) {
+    if (is_remote_path(input)) {
+      add(input);
+      continue;
+    }
+    std::error_code error;
+    std::vector<std::string> matches;
+    if (has_glob(input)) {
+      const fs::path pattern(input);
+      std::vector<std::string> parts;
+      for (const auto& part : pattern.relative_path()) parts.push_back(part.string());
+      glob_walk(pattern.root_path(), parts, 0, matches);
+      if (matches.empty()) throw InputError(fmt::format("{}: no file matches", input));
+    } else if (fs::is_directory(input, error)) {
+      for (const auto& entry : fs::recursive_directory_iterator(input, error)) {
+        if (entry.is_regular_file(error) && entry.path().extension() == ".h5ad") matches.push_back(entry.path().string());
+      }
+      if (matches.empty()) throw InputError(fmt::format("{}: no .h5ad file in this directory", input));
+    } else {
+      matches.push_back(input);  // a missing file is reported per file (status 'error')
+    }
+    std::sort(matches.begin(), matches.end());
+    for (const auto& match : matches) add(match);
+  }
+  return out;
+}
+
+CatalogResult build_catalog(const std::vector<std::string>& paths, const std::string& out_dir, const CatalogOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  if (out_dir.empty()) throw InputError("the catalogue directory (--out) is empty");
+  CatalogWriter writer(out_dir);
+  const auto previous = options.resume ? previous_runs(out_dir) : std::map<std::string, Previous>{};
+
+  CatalogResult result;
+  result.files.resize(paths.size());
+  std::vector<std::size_t> todo;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    result.files[i].path = paths[i];
+    if (options.resume && already_done(previous, paths[i], options)) {
+      result.files[i].ok = true;
+      result.files[i].resumed = true;
+    } else {
+      todo.push_back(i);
+    }
+  }
+
+  std::mutex report_mutex;
+  std::size_t done = 0;
+  const auto report = [&](std::size_t index) {
+    std::lock_guard lock(report_mutex);
+    ++done;
+    if (options.on_file_done) options.on_file_done(result.files[index], done, paths.size());
+  };
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    if (result.files[i].resumed) report(i);
+  }
+
+  std::atomic<std::size_t> next{0};
+  std::exception_ptr fatal;
+  std::mutex fatal_mutex;
+  const auto work = [&] {
+    while (true) {
+      const std::size_t k = next++;
+      if (k >= todo.size()) return;
+      {
+        std::lock_guard lock(fatal_mutex);
+        if (fatal) return;
+      }
+      const std::size_t index = todo[k];
+      const FileRecord record = corpus::detail::catalogue_file(paths[index], options);
+      CatalogFileOutcome& outcome = result.files[index];
+      outcome.ok = record.status == "ok";
+      outcome.error = record.error;
+      outcome.n_obs = record.n_obs;
+      outcome.file_bytes = record.size_bytes;
+      outcome.remote = record.remote;
+      outcome.seconds = record.seconds;
+      try {
+        writer.write(record);
+      } catch (...) {  // the catalogue itself cannot be written: stop
+        std::lock_guard lock(fatal_mutex);
+        if (!fatal) fatal = std::current_exception();
+        return;
+      }
+      report(index);
+    }
+  };
+  unsigned threads = options.num_threads > 0 ? static_cast<unsigned>(options.num_threads) : std::max(1u, std::thread::hardware_concurrency());
+  threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(todo.size(), 1)));
+  if (threads <= 1) {
+    work();
+  } else {
+    std::vector<std::thread> pool;
+    for (unsigned t = 0; t < threads; ++t) pool.emplace_back(work);
+    for (auto& thread : pool) thread.join();
+  }
+  if (fatal) std::rethrow_exception(fatal);
+
+  for (const auto& file : result.files) {
+    if (file.resumed) {
+      ++result.n_resumed;
+    } else if (file.ok) {
+      ++result.n_ok;
+      result.file_bytes += file.file_bytes;
+    } else {
+      ++result.n_failed;
+    }
+    result.remote += file.remote;
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace celltyper
