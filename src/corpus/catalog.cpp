@@ -6,6 +6,7 @@
 #include "corpus/duckdb_util.hpp"
 
 #include <fmt/format.h>
+#include <fnmatch.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,7 +15,6 @@
 #include <filesystem>
 #include <map>
 #include <mutex>
-#include <regex>
 #include <set>
 #include <thread>
 
@@ -240,34 +240,6 @@ bool already_done(const std::map<std::string, Previous>& previous, const std::st
 
 bool has_glob(const std::string& text) { return text.find_first_of("*?[") != std::string::npos; }
 
-/// Translate one glob path component to a regex (* ? [..]).
-std::regex component_regex(const std::string& glob) {
-  std::string re;
-  for (std::size_t i = 0; i < glob.size(); ++i) {
-    const char c = glob[i];
-    if (c == '*') {
-      re += "[^/]*";
-    } else if (c == '?') {
-      re += "[^/]";
-    } else if (c == '[') {
-      const std::size_t close = glob.find(']', i + 1);
-      if (close == std::string::npos) {
-        re += "\\[";
-      } else {
-        std::string inside = glob.substr(i + 1, close - i - 1);
-        if (!inside.empty() && inside[0] == '!') inside[0] = '^';
-        re += "[" + inside + "]";
-        i = close;
-      }
-    } else if (std::string(".^$|()+{}\\").find(c) != std::string::npos) {
-      re += std::string("\\") + c;
-    } else {
-      re += c;
-    }
-  }
-  return std::regex(re);
-}
-
 void glob_walk(const fs::path& base, const std::vector<std::string>& parts, std::size_t index, std::vector<std::string>& out) {
   std::error_code error;
   if (index == parts.size()) {
@@ -286,11 +258,10 @@ void glob_walk(const fs::path& base, const std::vector<std::string>& parts, std:
     glob_walk(base / part, parts, index + 1, out);
     return;
   }
-  const std::regex pattern = component_regex(part);
   for (const auto& entry : fs::directory_iterator(base.empty() ? fs::path(".") : base, error)) {
     const std::string name = entry.path().filename().string();
-    if (name.empty() || (name[0] == '.' && part[0] != '.')) continue;
-    if (std::regex_match(name, pattern)) glob_walk(base.empty() ? fs::path(name) : base / name, parts, index + 1, out);
+    // POSIX shell matching of one path component (* ? [...]); dot files only when asked.
+    if (::fnmatch(part.c_str(), name.c_str(), FNM_PERIOD) == 0) glob_walk(base.empty() ? fs::path(name) : base / name, parts, index + 1, out);
   }
 }
 

@@ -91,7 +91,7 @@ void expect_blocks_equal(const CsrRows<Value>& a, const CsrRows<Value>& b) {
   ASSERT_EQ(a.indices.size(), b.indices.size());
   EXPECT_TRUE(std::equal(a.indices.begin(), a.indices.end(), b.indices.begin()));
   ASSERT_EQ(a.values.size(), b.values.size());
-  EXPECT_EQ(std::memcmp(a.values.data(), b.values.data(), a.values.size() * sizeof(Value)), 0);  // bit-exact
+  if (!a.values.empty()) EXPECT_EQ(std::memcmp(a.values.data(), b.values.data(), a.values.size() * sizeof(Value)), 0);  // bit-exact
 }
 
 void expect_frames_equal(const DataFrame& a, const DataFrame& b) {
@@ -112,7 +112,7 @@ void expect_frames_equal(const DataFrame& a, const DataFrame& b) {
     EXPECT_EQ(x.booleans, y.booleans);
     EXPECT_EQ(x.mask, y.mask);
     ASSERT_EQ(x.numbers.size(), y.numbers.size());
-    EXPECT_EQ(std::memcmp(x.numbers.data(), y.numbers.data(), x.numbers.size() * sizeof(double)), 0);
+    if (!x.numbers.empty()) EXPECT_EQ(std::memcmp(x.numbers.data(), y.numbers.data(), x.numbers.size() * sizeof(double)), 0);
   }
 }
 
