@@ -1,13 +1,16 @@
 /// @file scale_out.hpp
-/// `embed` and `extract` over a process group (communicator.hpp): the work is cut into
-/// contiguous shares (rows of a dataset, fragments of a selection) by `contiguous_shares`, each
-/// process embeds its share, and the root receives the shares in rank order and writes them.
+/// `catalog`, `embed` and `extract` over a process group (communicator.hpp): the work is cut into
+/// contiguous shares (files of a catalogue, rows of a dataset, fragments of a selection) by
+/// `contiguous_shares`, each process does its share, and the root receives the shares in rank
+/// order and writes them (the catalogue: every process writes its files' Parquet parts, which are
+/// named by path, and the root gathers the outcomes).
 /// A cell's embedding depends only on the cell (STYLE.md principle 7) and statistics are
 /// recomputed over all cells at the root, so the output is the same for any number of processes.
 /// Memory at the root: for `embed`, its own share plus one received share at a time; for
 /// `extract`, the whole training matrix (it is written as one obsm array).
 #pragma once
 
+#include <celltyper/catalog.hpp>
 #include <celltyper/communicator.hpp>
 #include <celltyper/embed_dataset.hpp>
 #include <celltyper/extract.hpp>
@@ -16,6 +19,16 @@
 #include <vector>
 
 namespace celltyper {
+
+/// `build_catalog` with the files split over `communicator`'s processes: contiguous shares of
+/// `paths` weighted by local file size (URLs weigh as much as the median local file). Every
+/// process writes its files' parts into `out_dir` (a directory all ranks can reach, e.g. on a
+/// shared file system); a part depends only on its file, so the catalogue is the same for any
+/// number of processes. The root returns the outcome of every file in input order, totals over
+/// all processes and its own wall time; other ranks return their share's result.
+/// `options.on_file_done` is called for the local share only.
+CatalogResult build_catalog_distributed(const std::vector<std::string>& paths, const std::string& out_dir, const CatalogOptions& options,
+                                        Communicator& communicator);
 
 /// `embed_dataset` with the rows split over `communicator`'s processes. `sink` is used at the
 /// root only (may be nullptr elsewhere). Every process returns the result of the whole dataset

@@ -2,8 +2,10 @@
 // DuckDB); `celltyper query DIR "SQL"`: SQL over it. See docs/catalog.md.
 #include <celltyper/catalog.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/scale_out.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/parallel.hpp"
 #include "cli/progress.hpp"
 
 #include <fmt/format.h>
@@ -78,17 +80,24 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
       args->options.remote = remote;
     }
     const std::vector<std::string> paths = expand_catalog_inputs(args->inputs);
-    ProgressBar bar("catalog", "files", static_cast<std::int64_t>(paths.size()), progress_enabled(global.quiet));
-    args->options.on_file_done = [&bar, &global](const CatalogFileOutcome& outcome, std::size_t done, std::size_t) {
-      if (!outcome.ok && !global.quiet) fmt::print(stderr, "\ncelltyper: skipped {}: {}\n", outcome.path, outcome.error);
+    // Under mpirun every process catalogues a share of the files into the same directory and the
+    // root reports (scale_out.hpp); the progress bar shows the root's share.
+    Communicator& processes = world();
+    const bool show = progress_enabled(global.quiet) && processes.is_root();
+    ProgressBar bar(processes.distributed() ? fmt::format("catalog (rank 0 of {})", processes.size()) : std::string("catalog"), "files",
+                    0, show);
+    args->options.on_file_done = [&bar, &global, &processes](const CatalogFileOutcome& outcome, std::size_t done, std::size_t total) {
+      if (!outcome.ok && !global.quiet && processes.is_root()) fmt::print(stderr, "\ncelltyper: skipped {}: {}\n", outcome.path, outcome.error);
+      bar.set_total(static_cast<std::int64_t>(total));
       bar.update(static_cast<std::int64_t>(done));
     };
-    const CatalogResult result = build_catalog(paths, args->out, args->options);
+    const CatalogResult result = build_catalog_distributed(paths, args->out, args->options, processes);
     bar.finish();
-    fmt::print("catalogued {} file{} into {} in {:.2f} s ({:.1f} files/s): {} new, {} already there, {} failed\n", paths.size(),
+    if (!processes.is_root()) return;
+    fmt::print("catalogued {} file{} into {} in {:.2f} s ({:.1f} files/s, {}): {} new, {} already there, {} failed\n", paths.size(),
                paths.size() == 1 ? "" : "s", args->out, result.seconds,
-               result.seconds > 0 ? static_cast<double>(result.n_ok + result.n_failed) / result.seconds : 0.0, result.n_ok,
-               result.n_resumed, result.n_failed);
+               result.seconds > 0 ? static_cast<double>(result.n_ok + result.n_failed) / result.seconds : 0.0, processes.description(),
+               result.n_ok, result.n_resumed, result.n_failed);
     if (result.remote.requests > 0) {
       fmt::print("remote: {} requests ({} retries), {} fetched for {} of files ({:.1f}%)\n", result.remote.requests, result.remote.retries,
                  human_bytes(static_cast<double>(result.remote.bytes_fetched)), human_bytes(static_cast<double>(result.file_bytes)),

@@ -14,6 +14,8 @@ class ProgressBar {
   ProgressBar(std::string label, std::string unit, std::int64_t total, bool enabled);
   ~ProgressBar();
   void update(std::int64_t done);
+  /// Change the total (when it is known only once the work has started).
+  void set_total(std::int64_t total) { total_ = total; }
   /// Draw the final state and end the line.
   void finish();
 

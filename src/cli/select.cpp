@@ -1,5 +1,6 @@
 // `celltyper select`: choose fragments (row ranges) of a corpus to cover every cell type within
 // a cell budget, by ILP (COIN-OR CBC) with a greedy comparison; writes selection.json.
+#include <celltyper/catalog.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/selection.hpp>
 
@@ -31,12 +32,48 @@ void write_text_atomically(const std::string& path, const std::string& text) {
   if (error) throw IoError(fmt::format("cannot rename {} to {}: {}", temporary, path, error.message()));
 }
 
+/// `text` as an SQL string literal.
+std::string sql_quote(const std::string& text) {
+  std::string quoted = "'";
+  for (const char c : text) {
+    quoted += c;
+    if (c == '\'') quoted += '\'';
+  }
+  return quoted + "'";
+}
+
+/// Files of a catalogue (`celltyper catalog`) that were read successfully, have the label column
+/// and satisfy `where` (an SQL condition on the `files` table), in path order.
+std::vector<std::string> catalog_paths(const std::string& dir, const std::string& label, const std::string& where, bool quiet) {
+  const std::string ok = where.empty() ? "status = 'ok'" : fmt::format("status = 'ok' AND ({})", where);
+  const QueryResult counts = query_catalog(
+      dir, fmt::format("SELECT count(*), count(*) FILTER (WHERE list_contains(obs_columns, {})) FROM files WHERE {}", sql_quote(label), ok));
+  const QueryResult listed =
+      query_catalog(dir, fmt::format("SELECT path FROM files WHERE {} AND list_contains(obs_columns, {}) ORDER BY path", ok, sql_quote(label)));
+  std::vector<std::string> paths;
+  for (const auto& row : listed.rows) {
+    if (row.at(0)) paths.push_back(*row.at(0));
+  }
+  if (!quiet) {
+    const std::string n_ok = counts.rows.at(0).at(0).value_or("0");
+    fmt::print(stderr, "catalogue {}: {} file{}{}, {} with obs column '{}'\n", dir, n_ok, n_ok == "1" ? "" : "s",
+               where.empty() ? "" : fmt::format(" where {}", where), paths.size(), label);
+  }
+  if (paths.empty()) {
+    throw InputError(fmt::format("select: the catalogue {} has no successfully read file with obs column '{}'{}", dir, label,
+                                 where.empty() ? "" : fmt::format(" where {}", where)));
+  }
+  return paths;
+}
+
 }  // namespace
 
 void add_select(CLI::App& app, const GlobalOptions& global) {
   struct Args {
     std::vector<std::string> files;
     std::string files_from;
+    std::string catalog;
+    std::string where;
     std::string out;
     std::string weighting = "balanced";
     bool greedy_only = false;
@@ -49,6 +86,9 @@ void add_select(CLI::App& app, const GlobalOptions& global) {
       "select", "Choose file fragments (row ranges) covering every cell type within a cell budget (ILP with COIN-OR CBC; greedy compared)");
   command->add_option("files", args->files, "Input .h5ad files");
   command->add_option("--files-from", args->files_from, "Text file listing input files, one per line ('#' comments; relative to the list)");
+  command->add_option("--catalog", args->catalog,
+                      "Catalogue directory (`celltyper catalog`): its files that were read successfully and have the label column");
+  command->add_option("--where", args->where, "With --catalog: SQL condition on the files table, e.g. \"n_obs >= 1000\"");
   command->add_option("-l,--label", args->fragments.label_column, "obs column with the cell types (read alone: no matrix is read)")->required();
   command->add_option("--fragment-rows", args->fragments.fragment_rows, "Rows per fragment (N): fragments are rows [k N, (k+1) N) of a file")
       ->required()
@@ -77,7 +117,12 @@ void add_select(CLI::App& app, const GlobalOptions& global) {
       const std::vector<std::string> listed = read_path_list(args->files_from);
       paths.insert(paths.end(), listed.begin(), listed.end());
     }
-    if (paths.empty()) throw InputError("select: no input files (pass FILES... or --files-from LIST)");
+    if (!args->where.empty() && args->catalog.empty()) throw InputError("select: --where needs --catalog");
+    if (!args->catalog.empty()) {
+      const std::vector<std::string> catalogued = catalog_paths(args->catalog, args->fragments.label_column, args->where, global.quiet);
+      paths.insert(paths.end(), catalogued.begin(), catalogued.end());
+    }
+    if (paths.empty()) throw InputError("select: no input files (pass FILES..., --files-from LIST or --catalog DIR)");
     args->options.weighting = args->weighting == "cells" ? CoverageWeighting::kCells : CoverageWeighting::kBalanced;
     args->options.use_ilp = !args->greedy_only;
     (void)selection_model(FragmentTable{}, args->options);  // validate the options before the label pass

@@ -1,4 +1,4 @@
-// embed / extract over a process group: contiguous shares, gathered at the root in rank order.
+// catalog / embed / extract over a process group: contiguous shares, gathered at the root in rank order.
 #include <celltyper/error.hpp>
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/scale_out.hpp>
@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 
 namespace celltyper {
 
@@ -85,7 +86,97 @@ class CollectingSink final : public EmbeddingSink {
 
 constexpr const char* kEmptyWarning = "cells have no expressed gene with a vector";
 
+nlohmann::json outcome_to_json(std::size_t index, const CatalogFileOutcome& outcome) {
+  return {{"index", index},
+          {"ok", outcome.ok},
+          {"resumed", outcome.resumed},
+          {"error", outcome.error},
+          {"n_obs", outcome.n_obs},
+          {"file_bytes", outcome.file_bytes},
+          {"requests", outcome.remote.requests},
+          {"retries", outcome.remote.retries},
+          {"bytes_fetched", outcome.remote.bytes_fetched},
+          {"cache_hits", outcome.remote.cache_hits},
+          {"seconds", outcome.seconds}};
+}
+
+/// Catalogue work per file: local files by size, URLs by the median local size (or 1).
+std::vector<std::int64_t> catalog_weights(const std::vector<std::string>& paths) {
+  std::vector<std::int64_t> weights(paths.size(), -1);
+  std::vector<std::int64_t> local;
+  for (std::size_t i = 0; i < paths.size(); ++i) {
+    if (is_remote_path(paths[i])) continue;
+    std::error_code error;
+    const auto size = std::filesystem::file_size(paths[i], error);
+    weights[i] = error ? 1 : static_cast<std::int64_t>(size / 1024 + 1);
+    local.push_back(weights[i]);
+  }
+  std::int64_t median = 1;
+  if (!local.empty()) {
+    std::nth_element(local.begin(), local.begin() + static_cast<std::ptrdiff_t>(local.size() / 2), local.end());
+    median = local[local.size() / 2];
+  }
+  for (auto& weight : weights) {
+    if (weight < 0) weight = median;
+  }
+  return weights;
+}
+
 }  // namespace
+
+CatalogResult build_catalog_distributed(const std::vector<std::string>& paths, const std::string& out_dir, const CatalogOptions& options,
+                                        Communicator& communicator) {
+  if (!communicator.distributed()) return build_catalog(paths, out_dir, options);
+  const auto started = std::chrono::steady_clock::now();
+  const std::vector<std::size_t> bounds = contiguous_shares(catalog_weights(paths), communicator.size());
+  const auto rank = static_cast<std::size_t>(communicator.rank());
+  const std::vector<std::string> share(paths.begin() + static_cast<std::ptrdiff_t>(bounds[rank]),
+                                       paths.begin() + static_cast<std::ptrdiff_t>(bounds[rank + 1]));
+  CatalogResult mine = build_catalog(share, out_dir, options);
+  nlohmann::json outcomes = nlohmann::json::array();
+  for (std::size_t i = 0; i < mine.files.size(); ++i) outcomes.push_back(outcome_to_json(bounds[rank] + i, mine.files[i]));
+  const std::vector<std::string> parts = gather_to_root(communicator, outcomes.dump());
+  if (!communicator.is_root()) return mine;
+
+  CatalogResult result;
+  result.files.resize(paths.size());
+  std::vector<bool> seen(paths.size(), false);
+  for (const auto& part : parts) {
+    for (const auto& item : nlohmann::json::parse(part)) {
+      const auto index = item.at("index").get<std::size_t>();
+      if (index >= paths.size() || seen[index]) throw std::runtime_error(fmt::format("catalog: bad file index {} gathered", index));
+      seen[index] = true;
+      CatalogFileOutcome& outcome = result.files[index];
+      outcome.path = paths[index];
+      outcome.ok = item.at("ok").get<bool>();
+      outcome.resumed = item.at("resumed").get<bool>();
+      outcome.error = item.at("error").get<std::string>();
+      outcome.n_obs = item.at("n_obs").get<std::int64_t>();
+      outcome.file_bytes = item.at("file_bytes").get<std::uint64_t>();
+      outcome.remote.requests = item.at("requests").get<std::int64_t>();
+      outcome.remote.retries = item.at("retries").get<std::int64_t>();
+      outcome.remote.bytes_fetched = item.at("bytes_fetched").get<std::int64_t>();
+      outcome.remote.cache_hits = item.at("cache_hits").get<std::int64_t>();
+      outcome.seconds = item.at("seconds").get<double>();
+    }
+  }
+  if (std::count(seen.begin(), seen.end(), true) != static_cast<std::ptrdiff_t>(paths.size())) {
+    throw std::runtime_error("catalog: some files' outcomes were not gathered");
+  }
+  for (const auto& file : result.files) {
+    if (file.resumed) {
+      ++result.n_resumed;
+    } else if (file.ok) {
+      ++result.n_ok;
+      result.file_bytes += file.file_bytes;
+    } else {
+      ++result.n_failed;
+    }
+    result.remote += file.remote;
+  }
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  return result;
+}
 
 EmbedResult embed_dataset_distributed(const Dataset& dataset, const GeneTable& table, const GeneVectorSource& source,
                                       const EmbedOptions& options, EmbeddingSink* sink, Communicator& communicator) {

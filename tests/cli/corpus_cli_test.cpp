@@ -1,5 +1,6 @@
-// End-to-end tests of `celltyper select`, `extract`, training on the extract output, and the MPI
-// scale-out: `mpirun -n 2` of embed / extract gives the same output as one process, and
+// End-to-end tests of `celltyper select` (file lists and catalogues), `extract`, training on the
+// extract output, and the MPI scale-out: `mpirun -n 2` of catalog / embed / extract gives the
+// same output as one process, and
 // `train --distributed` the same validation metrics within tolerance.
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
@@ -9,6 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -124,6 +126,45 @@ TEST_F(CorpusCli, SelectWritesFragmentsWithinBudgetAndComparesGreedy) {
   EXPECT_EQ(rows, document["n_cells"].get<std::int64_t>());
 }
 
+/// Every row of a catalogue table as CSV, without the columns that record time.
+std::string catalogue_rows(const std::string& dir, const std::string& table, const std::string& order) {
+  const std::string exclude = table == "files" ? " EXCLUDE (seconds, catalogued_at)" : "";
+  const auto run = test::run_cli({"query", dir, fmt::format("SELECT *{} FROM {} ORDER BY {}", exclude, table, order), "--csv"});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  return run.out;
+}
+
+TEST_F(CorpusCli, SelectFromACatalogueTakesItsFilesWithTheLabelColumn) {
+  // A catalogue of pbmc3k, savercat and a file without a `celltype` column (pbmc68k_reduced).
+  const std::string other = test::shared_data("pbmc68k_reduced/10x_pbmc68k_reduced.h5ad");
+  if (other.empty()) GTEST_SKIP() << "pbmc68k_reduced is absent";
+  const auto catalog = test::run_cli({"catalog", pbmc3k_, savercat_, other, "--obs", "celltype", "--out", dir_.file("cat"), "-q"});
+  ASSERT_EQ(catalog.exit_code, 0) << catalog.err;
+  select();  // from the file list
+  std::ifstream listed_in(dir_.file("selection.json"));
+  const auto listed = nlohmann::json::parse(listed_in);
+  const auto run = test::run_cli({"select", "--catalog", dir_.file("cat"), "--label", "celltype", "--fragment-rows", "250", "--budget-cells",
+                                  "1500", "--min-per-class", "20", "--time-limit", "20", "-o", dir_.file("from_catalog.json")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("3 files, 2 with obs column 'celltype'"), std::string::npos) << run.err;
+  std::ifstream catalogued_in(dir_.file("from_catalog.json"));
+  const auto catalogued = nlohmann::json::parse(catalogued_in);
+  // The same two files (the catalogue lists them in path order) and the same choice of cells.
+  EXPECT_EQ(catalogued["n_files_read"], 2);
+  EXPECT_EQ(catalogued["n_fragments_available"], listed["n_fragments_available"]);
+  EXPECT_EQ(catalogued["n_cells"], listed["n_cells"]);
+  EXPECT_EQ(catalogued["totals"], listed["totals"]);
+  // --where filters the files table; no file left is one clear error.
+  const auto where = test::run_cli({"select", "--catalog", dir_.file("cat"), "--where", "n_obs > 1000000", "--label", "celltype",
+                                    "--fragment-rows", "250", "--budget-cells", "1500", "-o", dir_.file("none.json")});
+  EXPECT_EQ(where.exit_code, 2);
+  EXPECT_NE(where.err.find("no successfully read file"), std::string::npos) << where.err;
+  const auto bad_sql = test::run_cli({"select", "--catalog", dir_.file("cat"), "--where", "no_such_column = 1", "--label", "celltype",
+                                      "--fragment-rows", "250", "--budget-cells", "1500", "-o", dir_.file("none.json")});
+  EXPECT_EQ(bad_sql.exit_code, 2);
+  EXPECT_NE(bad_sql.err.find("no_such_column"), std::string::npos) << bad_sql.err;
+}
+
 TEST_F(CorpusCli, SelectReportsBadInputOnOneLine) {
   const auto none = test::run_cli({"select", "--label", "celltype", "--fragment-rows", "10", "--budget-cells", "5", "-o", dir_.file("s.json")});
   EXPECT_EQ(none.exit_code, 2);
@@ -218,6 +259,28 @@ TEST_F(CorpusCli, MpiTwoProcessesEmbedAndExtractLikeOne) {
                                                            dir_.file("x.h5ad"), "--label", "no_such_column", "-q"}));
   EXPECT_NE(failing.exit_code, 0);
   EXPECT_NE(failing.err.find("no_such_column"), std::string::npos) << failing.err;
+}
+
+TEST_F(CorpusCli, MpiTwoProcessesCatalogLikeOne) {
+  const auto launcher = mpirun(2);
+  if (launcher.empty()) GTEST_SKIP() << "mpirun (openmpi-bin) is absent";
+  const std::string other = test::shared_data("pbmc68k_reduced/10x_pbmc68k_reduced.h5ad");
+  if (other.empty()) GTEST_SKIP() << "pbmc68k_reduced is absent";
+  const std::vector<std::string> inputs = {pbmc3k_, savercat_, other, dir_.file("missing.h5ad")};
+  std::ofstream(dir_.file("missing.h5ad")) << "not hdf5";  // fails on whichever rank gets it
+  const auto one = test::run_cli(concat(concat({"catalog"}, inputs), {"--qc", "--out", dir_.file("one"), "-q"}));
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const auto two = test::run_program(concat(concat(concat(launcher, {"catalog"}), inputs), {"--qc", "--out", dir_.file("two"), "-q"}));
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_NE(two.out.find("catalogued 4 files"), std::string::npos) << two.out;  // the root reports every file
+  EXPECT_NE(two.out.find("3 new, 0 already there, 1 failed"), std::string::npos) << two.out;
+  for (const auto& [table, order] : std::vector<std::pair<std::string, std::string>>{
+           {"files", "path"}, {"obs_categories", "file, \"column\", category"}, {"cell_qc", "file, metric"}}) {
+    const std::string a = catalogue_rows(dir_.file("one"), table, order);
+    const std::string b = catalogue_rows(dir_.file("two"), table, order);
+    EXPECT_GT(std::count(a.begin(), a.end(), '\n'), 2) << table;
+    EXPECT_EQ(a, b) << table;
+  }
 }
 
 TEST_F(CorpusCli, DistributedMlpTrainingMatchesOneProcess) {
