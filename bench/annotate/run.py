@@ -61,20 +61,6 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": resource.g
 """
 
 
-def timed(command):
-    """Wall seconds and peak RSS (MB) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    t = time.perf_counter()
-    run = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - t
-    if run.returncode != 0:
-        sys.exit(f"bench/annotate: {' '.join(command)} failed:\n{run.stderr}")
-    # ru_maxrss of children is the max over all children so far: use /proc-free wait4 through
-    # os.wait4 instead when precise per-run figures are needed.
-    del before
-    return wall, run
-
-
 def run_measured(command):
     pid = os.fork()
     if pid == 0:

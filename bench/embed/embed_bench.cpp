@@ -1,7 +1,9 @@
 // Cell-embedding benchmark driver (see bench/embed/run.py, which runs SciPy and PyTorch on the
-// same data in the same script). Two modes:
+// same data in the same script). Three modes:
 //   embed_bench kernel FILE.h5ad DIMS THREADS   matrix already in memory: normalise + embed + L2
 //   embed_bench stream FILE.h5ad DIMS THREADS   end to end from disk (streamed, default memory cap)
+//   embed_bench peak THREADS                    the machine's measured FP32 FMA peak (GFLOP/s):
+//                                               independent register-resident FMA chains per thread
 // Gene vectors: seeded random unit vectors for every gene of the table (speed does not depend
 // on their values). Prints one JSON line: cells/s, effective GFLOP/s (2 * nnz * dims / s), peak RSS.
 #include <celltyper/cell_embedder.hpp>
@@ -10,6 +12,7 @@
 #include <celltyper/gene_table.hpp>
 
 #include <fmt/format.h>
+#include <immintrin.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -19,8 +22,60 @@
 #include <map>
 #include <random>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace {
+
+/// FP32 GFLOP/s of `threads` threads each running 16 independent FMA chains (enough to cover the
+/// FMA latency x throughput of current cores) on the widest vectors the build targets.
+double fma_peak_gflops(int threads) {
+#if defined(__AVX512F__)
+  using Vector = __m512;
+  constexpr int kLanes = 16;
+  const auto fma = [](Vector a, Vector b, Vector c) { return _mm512_fmadd_ps(a, b, c); };
+  const auto splat = [](float x) { return _mm512_set1_ps(x); };
+  const auto sum = [](Vector v) { return _mm512_reduce_add_ps(v); };
+#elif defined(__FMA__)
+  using Vector = __m256;
+  constexpr int kLanes = 8;
+  const auto fma = [](Vector a, Vector b, Vector c) { return _mm256_fmadd_ps(a, b, c); };
+  const auto splat = [](float x) { return _mm256_set1_ps(x); };
+  const auto sum = [](Vector v) {
+    alignas(32) float lanes[8];
+    _mm256_store_ps(lanes, v);
+    float total = 0;
+    for (const float x : lanes) total += x;
+    return total;
+  };
+#else
+  return 0;  // no FMA instructions targeted: no peak to report
+#endif
+#if defined(__AVX512F__) || defined(__FMA__)
+  constexpr int kChains = 16;
+  constexpr std::int64_t kIterations = 200'000'000 / kChains;
+  std::vector<double> sink(static_cast<std::size_t>(threads));
+  const auto work = [&](int t) {
+    Vector acc[kChains];
+    for (int c = 0; c < kChains; ++c) acc[c] = splat(1.0f + 0.001f * static_cast<float>(c + t));
+    const Vector a = splat(0.999999f);
+    const Vector b = splat(1e-7f);
+    for (std::int64_t i = 0; i < kIterations; ++i) {
+      for (auto& x : acc) x = fma(x, a, b);
+    }
+    float total = 0;
+    for (const auto& x : acc) total += sum(x);
+    sink[static_cast<std::size_t>(t)] = total;
+  };
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t) pool.emplace_back(work, t);
+  for (auto& thread : pool) thread.join();
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (sink[0] == 12345.0) fmt::print(stderr, "unlikely\n");  // keeps the chains alive
+  return 2.0 * kLanes * kChains * static_cast<double>(kIterations) * threads / seconds / 1e9;
+#endif
+}
 
 /// Counts but keeps nothing: measures the pipeline, not the output format.
 class DiscardSink final : public celltyper::EmbeddingSink {
@@ -44,8 +99,24 @@ double peak_rss_mb() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "peak") {
+    const int threads = std::max(1, std::atoi(argv[2]));
+    std::vector<double> runs;
+    for (int r = 0; r < 3; ++r) runs.push_back(fma_peak_gflops(threads));
+    std::sort(runs.begin(), runs.end());
+    fmt::print("{{\"tool\": \"fma-peak\", \"threads\": {}, \"gflops\": {:.1f}, \"vector_bits\": {}}}\n", threads, runs[1],
+#if defined(__AVX512F__)
+               512
+#elif defined(__FMA__)
+               256
+#else
+               0
+#endif
+    );
+    return 0;
+  }
   if (argc < 6) {
-    fmt::print(stderr, "usage: embed_bench kernel|stream FILE.h5ad DIMS THREADS GENE_TABLE [REPEATS]\n");
+    fmt::print(stderr, "usage: embed_bench kernel|stream FILE.h5ad DIMS THREADS GENE_TABLE [REPEATS] | embed_bench peak THREADS\n");
     return 2;
   }
   const std::string mode = argv[1];
