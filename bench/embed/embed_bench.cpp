@@ -35,7 +35,13 @@ double fma_peak_gflops(int threads) {
   constexpr int kLanes = 16;
   const auto fma = [](Vector a, Vector b, Vector c) { return _mm512_fmadd_ps(a, b, c); };
   const auto splat = [](float x) { return _mm512_set1_ps(x); };
-  const auto sum = [](Vector v) { return _mm512_reduce_add_ps(v); };
+  const auto sum = [](Vector v) {
+    alignas(64) float lanes[16];
+    _mm512_store_ps(lanes, v);
+    float total = 0;
+    for (const float x : lanes) total += x;
+    return total;
+  };
 #elif defined(__FMA__)
   using Vector = __m256;
   constexpr int kLanes = 8;
