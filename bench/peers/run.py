@@ -5,7 +5,7 @@ Folds (real data from ../shared/data):
   * savercat   leave-one-technology-out (10x V2 3', V3 3', VDJ 5'), 3 folds;
   * pancreas   Xin (SMARTer) -> Wang (Fluidigm C1) on the 219 genes Wang measured;
   * pbmc       pbmc3k -> pbmc68k_reduced (counts layer) and the reverse, labels harmonised to the
-               Cell Ontology through label_map_to_cell_ontology.tsv;
+               Cell Ontology term names through label_map_to_cell_ontology.tsv (for every method);
   * cellbench  CEL-seq2 <-> Drop-seq, cell-line labels (singlets only; no ontology).
 
 celltyper runs `celltyper cv` (every classifier x feature route, their ensemble, and
@@ -55,6 +55,18 @@ def log(message):
     print(f"[peers] {message}", file=sys.stderr, flush=True)
 
 
+def harmonized(labels, dataset):
+    """Labels replaced by their Cell Ontology term name (rows of `dataset` in the label map);
+    labels the map does not know are kept."""
+    import csv
+    names = {}
+    with open(LABEL_MAP) as f:
+        for row in csv.DictReader(f, delimiter="\t"):
+            if row["dataset"] == dataset:
+                names[row["label"]] = row["cl_label"] or row["cl_id"]
+    return [names.get(label, label) for label in labels.astype(str)]
+
+
 # ---- inputs: one h5ad per setup with obs `label`, `group` (and counts or log values in X) ----
 
 def prepare(workdir):
@@ -80,15 +92,17 @@ def prepare(workdir):
     p3 = anndata.read_h5ad(data("pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad"))
     p68 = anndata.read_h5ad(data("pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad"))
     p68 = anndata.AnnData(X=sp.csr_matrix(p68.layers["counts"]), obs=p68.obs, var=p68.var)
-    p3.obs = p3.obs.assign(label=p3.obs["celltype"].astype(str), group="pbmc3k")
-    p68.obs = p68.obs.assign(label=p68.obs["bulk_labels"].astype(str), group="pbmc68k_reduced")
+    # The two files name cell types differently: every method (celltyper and peers) is given the
+    # labels harmonised to Cell Ontology term names through label_map_to_cell_ontology.tsv.
+    p3.obs = p3.obs.assign(label=harmonized(p3.obs["celltype"], "pbmc3k-seurat-labels"), group="pbmc3k")
+    p68.obs = p68.obs.assign(label=harmonized(p68.obs["bulk_labels"], "pbmc68k_reduced"), group="pbmc68k_reduced")
     # Each file keeps its own genes: celltyper embeds each cell from the genes it has; the
     # expression peers (and celltyper's expression route) see the other file's missing genes as 0.
     both = anndata.concat([p3[:, :], p68[:, :]], join="outer", fill_value=0, index_unique="-")
     both.X = sp.csr_matrix(both.X, dtype=np.float32)
     path = os.path.join(workdir, "pbmc.h5ad")
     both.write_h5ad(path)
-    setups["pbmc"] = dict(path=path, folds=["pbmc68k_reduced", "pbmc3k"], ontology=True, is_log=False, harmonize=True,
+    setups["pbmc"] = dict(path=path, folds=["pbmc68k_reduced", "pbmc3k"], ontology=True, is_log=False,
                           description="pbmc3k -> pbmc68k_reduced counts and the reverse (labels harmonised to CL)")
     # cellbench: Ensembl ids, singlets only.
     a = anndata.read_h5ad(data("cellbench-mixology/cellbench_3cl_celseq2_dropseq.h5ad"))
@@ -270,8 +284,8 @@ def evaluate_peers(celltyper, setup, a, out, workdir):
 
 def summarize(metrics):
     row = dict(accuracy=metrics["accuracy"], macro_f1=metrics["macro"]["f1"], weighted_f1=metrics["weighted"]["f1"])
-    onto = metrics.get("ontology")
-    if onto and onto.get("available") and onto.get("n_mapped", 0) > 0:
+    onto = metrics.get("ontology")  # null when no ontology was used
+    if onto and onto.get("n_mapped", 0) > 0:
         row.update(corrected_macro_f1=onto["corrected_macro_f1"], hierarchical_f=onto["hierarchical_f1"],
                    mean_lca_distance=onto["mean_lca_distance_all"])
     return row
@@ -289,8 +303,6 @@ def run_celltyper(celltyper, setup, name, classifiers, threads, workdir):
                "--threads", str(threads), "--json", json_path]
     if setup["ontology"]:
         command += ["--label-map", LABEL_MAP, "--ontology", ONTOLOGY, "--hierarchical"]
-        if setup.get("harmonize"):
-            command += ["--harmonize-labels"]
     else:
         command += ["--no-ontology"]
     t = time.perf_counter()
