@@ -69,6 +69,10 @@ print(json.dumps({"tool": tool, "cells": cells, "dims": dims, "seconds": s, "cel
 """
 
 
+def ratio(row, key):
+    return f"{row[key]:.1f}x" if key in row else "-"
+
+
 def run_json(command):
     out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
     return json.loads(out.strip().splitlines()[-1])
@@ -127,7 +131,7 @@ def main():
         sc = f"{r['scipy']['cells_per_s']:.0f} ({r['scipy']['gflops']:.1f})" if "scipy" in r else "-"
         to = f"{r['torch']['cells_per_s']:.0f} ({r['torch']['gflops']:.1f})" if "torch" in r else "-"
         lines.append(f"| {r['cells']} | {r['dims']} | {kernel} | {s['cells_per_s']:.0f} ({s['peak_rss_mb']:.0f}) | {sc} | {to} | "
-                     f"{r.get('speedup_vs_scipy', float('nan')):.1f}x | {r.get('speedup_vs_torch', float('nan')):.1f}x |")
+                     f"{ratio(r, 'speedup_vs_scipy')} | {ratio(r, 'speedup_vs_torch')} |")
     with open(os.path.join(out_dir, "embed.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
