@@ -89,12 +89,14 @@ def main():
                 run([celltyper, "--quiet", "evaluate", "--input", out, "--pred", "obs:celltyper_ontology_id", "--truth", f"obs:{query['truth']}",
                      "--label-map", LABEL_MAP, "--label-dataset", query["dataset"], "--ontology", ONTOLOGY, "--json", metrics_path])
                 with open(metrics_path) as f:
-                    metrics = json.load(f)
+                    evaluation = json.load(f)
+                metrics = evaluation["overall"]
                 ontology = metrics.get("ontology") or {}
                 row = dict(classifier=classifier, features=features, query=query["name"], n_cells=int(checked.stdout.strip()),
                            accuracy=metrics["accuracy"], macro_f1=metrics["macro"]["f1"], weighted_f1=metrics["weighted"]["f1"],
                            corrected_macro_f1=ontology.get("corrected_macro_f1"), hierarchical_f=ontology.get("hierarchical_f1"),
-                           train_seconds=train_seconds, annotate_seconds=annotate_seconds)
+                           train_seconds=train_seconds, annotate_seconds=annotate_seconds,
+                           no_prediction=evaluation.get("n_missing_prediction", 0))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     with open(args.out + ".json", "w") as f:
