@@ -159,6 +159,22 @@ TEST(NearestNeighbours, HandCases) {
   EXPECT_GT(all[3], 0.5);
 }
 
+TEST(NearestNeighbours, EachCellsProbabilitiesDependOnlyOnThatCell) {
+  // d = 37: two full 16-lane steps and a tail; 203 reference rows and 45 queries leave
+  // remainders in every blocked loop. One call, one cell at a time and 1 vs 3 threads agree
+  // bit for bit.
+  const Blobs blobs = make_blobs(203, 37, 4, 1.0f, 21);
+  const Blobs queries = make_blobs(45, 37, 4, 1.0f, 22);
+  auto knn = make_knn();
+  knn->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 4, {});
+  const auto together = knn->predict_proba(queries.x.data(), queries.n, 1);
+  EXPECT_EQ(knn->predict_proba(queries.x.data(), queries.n, 3), together);
+  for (std::int64_t i = 0; i < queries.n; ++i) {
+    const auto alone = knn->predict_proba(queries.x.data() + i * queries.d, 1, 1);
+    ASSERT_EQ(alone, std::vector<float>(together.begin() + i * 4, together.begin() + (i + 1) * 4)) << "cell " << i;
+  }
+}
+
 TEST(NearestNeighbours, MatchesNaiveOracle) {
   const Blobs blobs = make_blobs(200, 6, 3, 1.5f, 9);
   const Blobs queries = make_blobs(30, 6, 3, 1.5f, 10);
