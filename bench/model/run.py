@@ -125,7 +125,7 @@ def main():
 
     lines = ["# Classifier training benchmark (bench/model/run.py)", "",
              f"Machine: {results['machine']['cores']} cores ({results['machine']['cpu']}), load average at start "
-             f"{load[0]:.1f} (shared machine: other builds running), end {results['load_average_at_end'][0]:.1f}. "
+             f"{load[0]:.1f}, end {results['load_average_at_end'][0]:.1f}. "
              "Synthetic 256-dim embeddings, 10 long-tailed classes; validation = 10% of N (at most 100k).", "",
              "## MLP (2 x 256 hidden, batch 256, AdamW), seconds per epoch", "",
              "| tool | cells | threads | s / epoch | validation macro-F1 by epoch |", "|---|---|---|---|---|"]
