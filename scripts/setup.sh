@@ -23,6 +23,9 @@ PACKAGES=(
 
 missing=()
 for package in "${PACKAGES[@]}"; do
+  # An npm that is already there (e.g. bundled with a NodeSource nodejs, which Debian's npm
+  # package conflicts with) is enough: npm only fetches DuckDB.
+  [ "$package" = npm ] && command -v npm >/dev/null && continue
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ ${#missing[@]} -gt 0 ]; then
