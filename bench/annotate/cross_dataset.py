@@ -60,7 +60,12 @@ def main():
     parser.add_argument("--classifiers", default="logreg,mlp,xgboost,knn")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "cross_dataset"))
+    parser.add_argument("--render", action="store_true", help="only rewrite OUT.md from OUT.json")
     args = parser.parse_args()
+    if args.render:
+        with open(args.out + ".json") as f:
+            render(json.load(f)["rows"], args.out)
+        return
     for needed in [REFERENCE, LABEL_MAP, ONTOLOGY] + [q["path"] for q in QUERIES]:
         if not os.path.exists(needed):
             sys.exit(f"bench/annotate/cross_dataset: {needed} is missing: this benchmark needs ../shared/data")
@@ -103,19 +108,25 @@ def main():
                 print(json.dumps(row), flush=True)
     with open(args.out + ".json", "w") as f:
         json.dump(dict(machine=dict(cpus=os.cpu_count(), load=os.getloadavg()), rows=rows), f, indent=1)
+    render(rows, args.out)
+
+
+def render(rows, out):
     lines = ["# Train on pbmc3k, annotate other datasets (CLI end to end)", "",
              "Truth and predictions as Cell Ontology ids (label_map_to_cell_ontology.tsv); every output opened in anndata with the "
-             "celltyper_label / celltyper_score / celltyper_ontology_id columns. Reproduce: `/usr/bin/python3 bench/annotate/cross_dataset.py`.", ""]
+             "celltyper_label / celltyper_score / celltyper_ontology_id columns. Cells below annotate's default `--min-score 0.5` are "
+             "'Unassigned' (no CL id) and count as errors in every metric. Reproduce: `/usr/bin/python3 bench/annotate/cross_dataset.py`.", ""]
     for query in QUERIES:
         lines += [f"## {query['name']} (truth obs:{query['truth']})", "",
-                  "| classifier | features | accuracy | macro-F1 | weighted F1 | corrected accuracy | corrected macro-F1 | hierarchical F | train s | annotate s |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| classifier | features | accuracy | macro-F1 | weighted F1 | corrected accuracy | corrected macro-F1 | hierarchical F | Unassigned | train s | annotate s |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in sorted((r for r in rows if r["query"] == query["name"]), key=lambda r: -r["macro_f1"]):
             fmt = lambda x: "" if x is None else f"{x:.3f}"
             lines.append(f"| {r['classifier']} | {r['features']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {r['weighted_f1']:.3f} | "
-                         f"{fmt(r['corrected_accuracy'])} | {fmt(r['corrected_macro_f1'])} | {fmt(r['hierarchical_f'])} | {r['train_seconds']:.1f} | {r['annotate_seconds']:.2f} |")
+                         f"{fmt(r.get('corrected_accuracy'))} | {fmt(r['corrected_macro_f1'])} | {fmt(r['hierarchical_f'])} | "
+                         f"{r.get('no_prediction', 0)} of {r['n_cells']} | {r['train_seconds']:.1f} | {r['annotate_seconds']:.2f} |")
         lines.append("")
-    with open(args.out + ".md", "w") as f:
+    with open(out + ".md", "w") as f:
         f.write("\n".join(lines))
     print("\n".join(lines))
 
