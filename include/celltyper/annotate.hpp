@@ -100,6 +100,11 @@ std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel&
 std::vector<float> model_features(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table, const EmbedOptions& options,
                                   std::vector<std::uint8_t>& empty, std::vector<std::string>& warnings);
 
+/// `model_features` one block at a time, in row order: memory is bounded by the block cap, not
+/// by the number of cells (what `annotate_dataset` uses).
+void stream_model_features(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table, const EmbedOptions& options,
+                           const FeatureBlockCallback& callback, std::vector<std::string>& warnings);
+
 /// ExpressionOptions with the matrix, normalisation, threads, memory cap and gene column of `embed`.
 ExpressionOptions expression_options(const EmbedOptions& embed);
 

@@ -22,6 +22,7 @@
 #include <celltyper/gene_table.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,18 @@ struct ExpressionFeatures {
   GeneResolveResult genes;                ///< var resolution
   std::vector<std::string> warnings;
 };
+
+/// Receives consecutive blocks of features, in row order: rows [first_row, first_row + n_rows)
+/// as a row-major [n_rows x width] matrix and their `empty` flags. The pointers are valid only
+/// during the call.
+using FeatureBlockCallback =
+    std::function<void(std::int64_t first_row, std::int64_t n_rows, const float* values, const std::uint8_t* empty)>;
+
+/// `expression_features` one block at a time (memory bounded by the block cap, not by the number
+/// of cells): the returned result describes the run and has no `values` / `empty`.
+ExpressionFeatures stream_expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
+                                              const ExpressionOptions& options, const FeatureBlockCallback& callback,
+                                              double min_panel_fraction = 0.05);
 
 /// Features of every cell of `dataset` over `panel` (Entrez ids). Throws InputError when fewer
 /// than `min_panel_fraction` of the panel genes are found in the dataset.

@@ -145,6 +145,28 @@ struct H5adAdditions {
 void write_h5ad_with_additions(const std::string& input, const std::string& output,
                                const H5adAdditions& additions, bool in_place = false);
 
+/// `write_h5ad_with_additions` in two steps, so the copy overlaps other work: the constructor
+/// checks the target and starts copying `input` (kernel-side, on a background thread) to a
+/// temporary file beside `output`; `commit` waits for the copy, applies the additions and renames
+/// it into place. Destroyed without a commit (e.g. after an error), it stops the copy and removes
+/// the temporary file.
+class H5adCopy {
+ public:
+  H5adCopy(const std::string& input, const std::string& output, bool in_place = false);
+  ~H5adCopy();
+  H5adCopy(const H5adCopy&) = delete;
+  H5adCopy& operator=(const H5adCopy&) = delete;
+
+  [[nodiscard]] std::int64_t n_obs() const;
+  /// Throws InputError when the additions do not fit the input's cells, IoError when the copy
+  /// or the write failed (the temporary file is then removed, `output` untouched).
+  void commit(const H5adAdditions& additions);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 /// Streams a new dense obsm matrix (float32, n_obs x cols) into a copy of an existing h5ad,
 /// block by block, so that the matrix never has to fit in memory. The copy is renamed onto
 /// `output` by `commit`; destroying the stream before that removes it.

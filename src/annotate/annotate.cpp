@@ -48,6 +48,39 @@ std::vector<float> model_features(const Dataset& dataset, const CellTypeModel& m
   return features;
 }
 
+namespace {
+
+/// Hands each embedded block to a FeatureBlockCallback.
+class CallbackSink final : public EmbeddingSink {
+ public:
+  explicit CallbackSink(const FeatureBlockCallback& callback) : callback_(callback) {}
+  void begin(std::int64_t /*n_cells*/, int /*dims*/) override {}
+  void write(std::int64_t first_row, std::int64_t n_rows, const float* values, const CellEmbedStats& stats) override {
+    callback_(first_row, n_rows, values, stats.empty.data());
+  }
+  void finish(const nlohmann::json& /*provenance*/) override {}
+
+ private:
+  const FeatureBlockCallback& callback_;
+};
+
+}  // namespace
+
+void stream_model_features(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table, const EmbedOptions& options,
+                           const FeatureBlockCallback& callback, std::vector<std::string>& warnings) {
+  if (model.features == kFeaturesExpression) {
+    const ExpressionFeatures run = stream_expression_features(dataset, table, model.panel.entrez_ids, expression_options(options), callback);
+    warnings.insert(warnings.end(), run.warnings.begin(), run.warnings.end());
+    return;
+  }
+  EmbedOptions embed = options;
+  embed.dims = model.genes.dims;
+  const GeneVectorSource source = model.genes.source();
+  CallbackSink sink(callback);
+  const EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);
+  warnings.insert(warnings.end(), embedded.warnings.begin(), embedded.warnings.end());
+}
+
 HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilities, const std::vector<std::string>& class_names,
                                             const std::vector<std::string>& class_cl_ids, const Ontology& ontology, double min_score,
                                             const std::vector<std::uint8_t>& skip) {
@@ -170,17 +203,21 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   const std::size_t c_all = annotation.class_names.size();
   annotation.probabilities.assign(static_cast<std::size_t>(n) * c_all, 0.0f);
   std::vector<std::int32_t> models_used(static_cast<std::size_t>(n), 0);
+  // Features are streamed block by block into the classifier: only the probabilities of all
+  // cells are kept, never their features (a cell's prediction depends only on that cell).
   for (std::size_t m = 0; m < models.size(); ++m) {
-    std::vector<std::uint8_t> empty;
-    const std::vector<float> features = model_features(dataset, *models[m], table, options.embed, empty, annotation.warnings);
-    const std::vector<float> probabilities = models[m]->classifier->predict_proba(features.data(), n, options.embed.num_threads);
     const std::size_t c = models[m]->class_names.size();
-    for (std::int64_t i = 0; i < n; ++i) {
-      const auto row = static_cast<std::size_t>(i);
-      if (empty[row] != 0) continue;
-      ++models_used[row];
-      for (std::size_t k = 0; k < c; ++k) annotation.probabilities[row * c_all + model_columns[m][k]] += probabilities[row * c + k];
-    }
+    const auto predict_block = [&](std::int64_t first_row, std::int64_t n_rows, const float* features, const std::uint8_t* empty) {
+      const std::vector<float> probabilities = models[m]->classifier->predict_proba(features, n_rows, options.embed.num_threads);
+      for (std::int64_t i = 0; i < n_rows; ++i) {
+        if (empty[i] != 0) continue;
+        const auto row = static_cast<std::size_t>(first_row + i);
+        ++models_used[row];
+        const float* p = probabilities.data() + static_cast<std::size_t>(i) * c;
+        for (std::size_t k = 0; k < c; ++k) annotation.probabilities[row * c_all + model_columns[m][k]] += p[k];
+      }
+    };
+    stream_model_features(dataset, *models[m], table, options.embed, predict_block, annotation.warnings);
   }
   const auto k_best = static_cast<std::size_t>(std::min<std::int64_t>(options.top_k, static_cast<std::int64_t>(c_all)));
   annotation.labels.resize(static_cast<std::size_t>(n));

@@ -8,6 +8,7 @@
 #include <celltyper/ontology.hpp>
 
 #include "cli/commands.hpp"
+#include "cli/progress.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -93,6 +94,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     std::string gene_table;
     std::string ontology;
     std::string normalization = "auto";
+    std::string memory_limit = "32M";
     bool json = false;
     AnnotateOptions options;
   };
@@ -111,6 +113,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                       "Gene table for resolving var names (default: org.Hs.eg.db; without one, the model's own gene list)");
   command->add_option("--gene-column", args->options.embed.genes.column, "var column with gene ids (default: auto-detect)");
   command->add_option("--threads", args->options.embed.num_threads, "Threads (default: all cores)");
+  command->add_option("--memory-limit", args->memory_limit,
+                      "Memory for matrix blocks in flight, e.g. 32M, 1G (features are computed and classified block by block)")
+      ->capture_default_str();
   command->add_flag("--hierarchical", args->options.hierarchical,
                     "Ontology-aware labels: the most specific Cell Ontology term whose summed class probability reaches --min-score "
                     "(an uncertain cell gets 'T cell' rather than a wrong subtype); the flat label goes to celltyper_flat_label");
@@ -132,6 +137,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       throw InputError(fmt::format("--out {} is the input file; choose another output", out));
     }
     args->options.embed.normalization = parse_normalization_choice(args->normalization);
+    args->options.embed.memory_limit_bytes = parse_bytes(args->memory_limit);
     Ontology ontology;
     if (args->options.hierarchical) {
       const std::string path = default_ontology_path(args->ontology);
@@ -143,8 +149,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const GeneTable table = table_path.empty() ? models_gene_table(models) : load_gene_table(table_path);
     std::vector<const CellTypeModel*> pointers;
     for (const auto& model : models) pointers.push_back(&model);
+    H5adCopy copy(args->input, out);  // copies the input while the cells are annotated
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
-    write_h5ad_with_additions(args->input, out, annotation_additions(annotation));
+    copy.commit(annotation_additions(annotation));
     if (!args->csv.empty()) write_csv(args->csv, annotation);
     const auto counts = label_counts(annotation);
     if (args->json) {

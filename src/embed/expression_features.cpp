@@ -198,8 +198,9 @@ std::vector<std::int64_t> select_variable_genes(const GeneExpressionStats& stats
   return panel;
 }
 
-ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
-                                       const ExpressionOptions& options, double min_panel_fraction) {
+ExpressionFeatures stream_expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
+                                              const ExpressionOptions& options, const FeatureBlockCallback& callback,
+                                              double min_panel_fraction) {
   if (panel.empty()) throw InputError("the expression panel is empty");
   ExpressionFeatures result;
   OpenedMatrix opened = open_for_expression(dataset, table, options, result.warnings);
@@ -229,28 +230,31 @@ ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& 
                                           result.n_panel_genes_found, panel.size(), dataset.path()));
   }
   const auto width = static_cast<std::size_t>(panel.size());
-  result.values.assign(static_cast<std::size_t>(result.n_cells) * width, 0.0f);
-  result.empty.assign(static_cast<std::size_t>(result.n_cells), 0);
   const Normalization normalization = opened.normalization;
   BlockStreamOptions stream;
   stream.memory_limit_bytes = options.memory_limit_bytes;
   constexpr std::int64_t kRowsPerItem = 256;
+  // One block of features at a time (reused): the full matrix exists only if the callback keeps it.
+  std::vector<float> values;
+  std::vector<std::uint8_t> empty;
   for_each_block(*opened.reader, stream, [&](const CsrBlock& block) {
+    values.assign(static_cast<std::size_t>(block.n_rows) * width, 0.0f);
+    empty.assign(static_cast<std::size_t>(block.n_rows), 0);
     const std::int64_t items = (block.n_rows + kRowsPerItem - 1) / kRowsPerItem;
     parallel_for(items, options.num_threads, [&](std::int64_t item) {
       const std::int64_t last = std::min(block.n_rows, (item + 1) * kRowsPerItem);
       for (std::int64_t r = item * kRowsPerItem; r < last; ++r) {
-        const auto cell = static_cast<std::size_t>(block.first_row + r);
-        const std::int64_t begin = block.indptr[static_cast<std::size_t>(r)];
-        const std::int64_t end = block.indptr[static_cast<std::size_t>(r) + 1];
+        const auto row = static_cast<std::size_t>(r);
+        const std::int64_t begin = block.indptr[row];
+        const std::int64_t end = block.indptr[row + 1];
         double total = 0;
         for (std::int64_t k = begin; k < end; ++k) total += block.values[static_cast<std::size_t>(k)];
         if (total <= 0 && normalization != Normalization::kNone) {
-          result.empty[cell] = 1;
+          empty[row] = 1;
           continue;
         }
         const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
-        float* out = result.values.data() + cell * width;
+        float* out = values.data() + row * width;
         bool any = false;
         for (std::int64_t k = begin; k < end; ++k) {
           const std::int32_t j = column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
@@ -259,11 +263,33 @@ ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& 
           out[j] = static_cast<float>(normalized(raw, scale, normalization));
           any = true;
         }
-        if (!any) result.empty[cell] = 1;
+        if (!any) empty[row] = 1;
       }
     });
+    callback(block.first_row, block.n_rows, values.data(), empty.data());
   });
   result.genes = std::move(opened.genes);
+  return result;
+}
+
+ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
+                                       const ExpressionOptions& options, double min_panel_fraction) {
+  std::vector<float> values;
+  std::vector<std::uint8_t> empty;
+  std::size_t width = panel.size();
+  ExpressionFeatures result = stream_expression_features(
+      dataset, table, panel, options,
+      [&](std::int64_t first_row, std::int64_t n_rows, const float* block, const std::uint8_t* block_empty) {
+        if (values.empty()) {
+          values.assign(static_cast<std::size_t>(dataset.n_obs()) * width, 0.0f);
+          empty.assign(static_cast<std::size_t>(dataset.n_obs()), 0);
+        }
+        std::copy_n(block, static_cast<std::size_t>(n_rows) * width, values.data() + static_cast<std::size_t>(first_row) * width);
+        std::copy_n(block_empty, static_cast<std::size_t>(n_rows), empty.data() + static_cast<std::size_t>(first_row));
+      },
+      min_panel_fraction);
+  result.values = std::move(values);
+  result.empty = std::move(empty);
   return result;
 }
 

@@ -4,7 +4,15 @@
 #include "io/hdf5_util.hpp"
 
 #include <fmt/format.h>
+#include <fcntl.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <future>
 
 #include <algorithm>
 #include <filesystem>
@@ -205,20 +213,115 @@ std::int64_t check_copy_target(const std::string& input, const std::string& outp
   return source.n_obs();
 }
 
-/// Copy `input` to a temporary file beside `output` and open the copy for writing.
-std::pair<std::string, Handle> open_copy(const std::string& input, const std::string& output) {
-  const std::string temporary = temporary_path_for(output);
-  std::error_code error;
-  std::filesystem::copy_file(input, temporary, std::filesystem::copy_options::overwrite_existing, error);
-  if (error) throw IoError(fmt::format("{}: cannot copy to {}: {}", input, temporary, error.message()));
+/// Copy the bytes of `input` into `temporary` (created or truncated), kernel-side
+/// (copy_file_range, else sendfile, else read/write), in chunks so that `cancel` stops it early.
+void copy_bytes(const std::string& input, const std::string& temporary, const std::atomic<bool>& cancel) {
+  const int from = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
+  if (from < 0) throw IoError(fmt::format("{}: cannot open for copying: {}", input, std::strerror(errno)));
+  const int to = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (to < 0) {
+    const int saved = errno;
+    ::close(from);
+    throw IoError(fmt::format("{}: cannot create {}: {}", input, temporary, std::strerror(saved)));
+  }
+  struct Closer {
+    int a, b;
+    ~Closer() { ::close(a); ::close(b); }
+  } closer{from, to};
+  struct stat info {};
+  if (::fstat(from, &info) != 0) throw IoError(fmt::format("{}: cannot stat: {}", input, std::strerror(errno)));
+  const auto size = static_cast<std::uint64_t>(info.st_size);
+  constexpr std::size_t kChunk = std::size_t{64} << 20;
+  enum class Method { kCopyFileRange, kSendfile, kReadWrite } method = Method::kCopyFileRange;
+  std::vector<char> buffer;
+  std::uint64_t done = 0;
+  while (done < size) {
+    if (cancel.load(std::memory_order_relaxed)) return;
+    const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(kChunk, size - done));
+    ssize_t moved = -1;
+    if (method == Method::kCopyFileRange) {
+      moved = ::copy_file_range(from, nullptr, to, nullptr, want, 0);
+      if (moved < 0 && (errno == EXDEV || errno == ENOSYS || errno == EOPNOTSUPP || errno == EINVAL)) {
+        method = Method::kSendfile;
+        continue;
+      }
+    } else if (method == Method::kSendfile) {
+      moved = ::sendfile(to, from, nullptr, want);
+      if (moved < 0 && (errno == ENOSYS || errno == EINVAL)) {
+        method = Method::kReadWrite;
+        continue;
+      }
+    } else {
+      buffer.resize(want);
+      moved = ::read(from, buffer.data(), want);
+      for (ssize_t written = 0; moved > 0 && written < moved;) {
+        const ssize_t n = ::write(to, buffer.data() + written, static_cast<std::size_t>(moved - written));
+        if (n < 0 && errno != EINTR) throw IoError(fmt::format("{}: cannot write: {}", temporary, std::strerror(errno)));
+        if (n > 0) written += n;
+      }
+    }
+    if (moved < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(fmt::format("{}: cannot copy to {}: {}", input, temporary, std::strerror(errno)));
+    }
+    if (moved == 0) throw IoError(fmt::format("{}: the file shrank while it was copied ({} of {} bytes)", input, done, size));
+    done += static_cast<std::uint64_t>(moved);
+  }
+}
+
+/// Open the finished copy `temporary` for writing (removing it when that fails).
+Handle open_copied(const std::string& temporary) {
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   Handle file(H5Fopen(temporary.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
   if (!file) {
+    std::error_code error;
     std::filesystem::remove(temporary, error);
     throw IoError(fmt::format("{}: cannot open the copy for writing", temporary));
   }
-  return {temporary, std::move(file)};
+  return file;
+}
+
+/// Copy `input` to a temporary file beside `output` and open the copy for writing.
+std::pair<std::string, Handle> open_copy(const std::string& input, const std::string& output) {
+  const std::string temporary = temporary_path_for(output);
+  const std::atomic<bool> never{false};
+  try {
+    copy_bytes(input, temporary, never);
+  } catch (...) {
+    std::error_code error;
+    std::filesystem::remove(temporary, error);
+    throw;
+  }
+  return {temporary, open_copied(temporary)};
+}
+
+/// Apply `additions` to the open copy `file` at `temporary` and move it to `output`.
+void commit_additions(const std::string& input, const std::string& output, const std::string& temporary, Handle file,
+                      const H5adAdditions& additions) {
+  try {
+    auto lock = h5::hdf5_lock();
+    apply_additions(file.get(), input, additions);
+    if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", temporary));
+    file.reset();
+  } catch (...) {
+    file.reset();
+    std::error_code error;
+    std::filesystem::remove(temporary, error);
+    throw;
+  }
+  rename_into_place(temporary, output);
+}
+
+void check_additions_fit(const std::string& input, std::int64_t n_obs, const H5adAdditions& additions) {
+  for (const auto& column : additions.obs_columns) {
+    if (static_cast<std::int64_t>(column.size()) != n_obs) {
+      throw InputError(fmt::format("obs column '{}' has {} rows but {} has {} cells", column.name, column.size(), input, n_obs));
+    }
+  }
+  for (const auto& [name, matrix] : additions.obsm) {
+    if (matrix.rows != n_obs) throw InputError(fmt::format("obsm '{}' has {} rows but {} has {} cells", name, matrix.rows, input, n_obs));
+  }
 }
 
 }  // namespace
@@ -377,27 +480,45 @@ void H5adWriter::commit() {
 void write_h5ad_with_additions(const std::string& input, const std::string& output, const H5adAdditions& additions, bool in_place) {
   // Validate before copying anything: the additions must fit the input's cells.
   const std::int64_t n_obs = check_copy_target(input, output, in_place);
-  for (const auto& column : additions.obs_columns) {
-    if (static_cast<std::int64_t>(column.size()) != n_obs) {
-      throw InputError(fmt::format("obs column '{}' has {} rows but {} has {} cells", column.name, column.size(), input, n_obs));
-    }
-  }
-  for (const auto& [name, matrix] : additions.obsm) {
-    if (matrix.rows != n_obs) throw InputError(fmt::format("obsm '{}' has {} rows but {} has {} cells", name, matrix.rows, input, n_obs));
-  }
+  check_additions_fit(input, n_obs, additions);
   auto [temporary, file] = open_copy(input, output);
-  try {
-    auto lock = h5::hdf5_lock();
-    apply_additions(file.get(), input, additions);
-    if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", temporary));
-    file.reset();
-  } catch (...) {
-    file.reset();
-    std::error_code error;
-    std::filesystem::remove(temporary, error);
-    throw;
-  }
-  rename_into_place(temporary, output);
+  commit_additions(input, output, temporary, std::move(file), additions);
+}
+
+struct H5adCopy::Impl {
+  std::string input;
+  std::string output;
+  std::string temporary;
+  std::int64_t n_obs = 0;
+  std::atomic<bool> cancel{false};
+  std::future<void> copying;
+  bool committed = false;
+};
+
+H5adCopy::H5adCopy(const std::string& input, const std::string& output, bool in_place) : impl_(std::make_unique<Impl>()) {
+  impl_->input = input;
+  impl_->output = output;
+  impl_->n_obs = check_copy_target(input, output, in_place);
+  impl_->temporary = temporary_path_for(output);
+  impl_->copying = std::async(std::launch::async, [impl = impl_.get()] { copy_bytes(impl->input, impl->temporary, impl->cancel); });
+}
+
+H5adCopy::~H5adCopy() {
+  if (!impl_ || impl_->committed) return;
+  impl_->cancel = true;
+  if (impl_->copying.valid()) impl_->copying.wait();
+  std::error_code error;
+  std::filesystem::remove(impl_->temporary, error);
+}
+
+std::int64_t H5adCopy::n_obs() const { return impl_->n_obs; }
+
+void H5adCopy::commit(const H5adAdditions& additions) {
+  if (impl_->committed) throw InputError(fmt::format("{}: already written", impl_->output));
+  check_additions_fit(impl_->input, impl_->n_obs, additions);
+  impl_->copying.get();  // rethrows a failed copy
+  commit_additions(impl_->input, impl_->output, impl_->temporary, open_copied(impl_->temporary), additions);
+  impl_->committed = true;
 }
 
 struct H5adObsmStream::Impl {

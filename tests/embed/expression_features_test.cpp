@@ -141,6 +141,7 @@ TEST(ExpressionFeatures, IdenticalAcrossThreadsBlocksAndEncodings) {
   // The fixtures share one matrix in every encoding; their var index holds gene symbols.
   std::vector<std::vector<float>> outputs;
   std::vector<std::int64_t> panel;
+  int most_blocks = 0;
   for (const std::string name : {"csr_float32", "csc_float32", "dense_float32", "csr_int64", "csc_float64_idx64", "dense_float64_gzip"}) {
     const auto dataset = open_dataset(test::fixture("h5ad/" + name + ".h5ad"));
     for (const int threads : {1, 2}) {
@@ -157,10 +158,25 @@ TEST(ExpressionFeatures, IdenticalAcrossThreadsBlocksAndEncodings) {
         }
         const ExpressionFeatures features = expression_features(*dataset, table, panel, options);
         EXPECT_EQ(features.empty[5], 1) << name << ": the all-zero cell 5 must be flagged";
+        // The streaming form hands over consecutive blocks in row order (many under 1 KiB).
+        std::int64_t next_row = 0;
+        int n_blocks = 0;
+        (void)stream_expression_features(*dataset, table, panel, options,
+                                         [&](std::int64_t first_row, std::int64_t n_rows, const float* values, const std::uint8_t* empty) {
+                                           EXPECT_EQ(first_row, next_row);
+                                           const std::size_t offset = static_cast<std::size_t>(first_row) * panel.size();
+                                           EXPECT_EQ(std::memcmp(values, features.values.data() + offset, static_cast<std::size_t>(n_rows) * panel.size() * sizeof(float)), 0);
+                                           EXPECT_EQ(std::memcmp(empty, features.empty.data() + first_row, static_cast<std::size_t>(n_rows)), 0);
+                                           next_row = first_row + n_rows;
+                                           ++n_blocks;
+                                         });
+        EXPECT_EQ(next_row, dataset->n_obs());
+        most_blocks = std::max(most_blocks, n_blocks);
         outputs.push_back(features.values);
       }
     }
   }
+  EXPECT_GT(most_blocks, 1) << "the 1 KiB cap should split some encoding into several blocks";
   for (std::size_t i = 1; i < outputs.size(); ++i) {
     ASSERT_EQ(outputs[i].size(), outputs[0].size());
     EXPECT_EQ(std::memcmp(outputs[i].data(), outputs[0].data(), outputs[0].size() * sizeof(float)), 0) << "run " << i;

@@ -178,5 +178,50 @@ TEST(H5adWriter, AbandonedWriterLeavesNothing) {
   EXPECT_TRUE(std::filesystem::is_empty(dir.path()));
 }
 
+TEST(H5adCopy, BackgroundCopyCommitsTheSameFileAsTheOneStepWrite) {
+  test::TempDir dir;
+  const std::string input = test::fixture("h5ad/full.h5ad");
+  const auto n = static_cast<std::size_t>(H5adFile(input).n_obs());
+  H5adAdditions additions;
+  std::vector<std::string> labels;
+  for (std::size_t i = 0; i < n; ++i) labels.push_back(i % 2 == 0 ? "T cell" : "B cell");
+  additions.obs_columns.push_back(Column::categorical("celltyper_label", labels));
+  const std::string one_step = dir.file("one_step.h5ad");
+  const std::string two_steps = dir.file("two_steps.h5ad");
+  write_h5ad_with_additions(input, one_step, additions);
+  {
+    H5adCopy copy(input, two_steps);
+    EXPECT_EQ(copy.n_obs(), static_cast<std::int64_t>(n));
+    copy.commit(additions);
+    EXPECT_THROW(copy.commit(additions), InputError) << "a second commit";
+  }
+  for (const std::string& path : {one_step, two_steps}) {
+    const DataFrame obs = H5adFile(path).read_obs();
+    const Column& column = obs.at("celltyper_label", path);
+    for (std::size_t i = 0; i < n; ++i) EXPECT_EQ(column.value_as_string(i), labels[i]) << path << " row " << i;
+  }
+  EXPECT_EQ(std::filesystem::file_size(one_step), std::filesystem::file_size(two_steps));
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), std::filesystem::directory_iterator()), 2)
+      << "a temporary file was left behind";
+}
+
+TEST(H5adCopy, AbandonedOrRejectedCopyLeavesNothingAndKeepsTheOldOutput) {
+  test::TempDir dir;
+  const std::string input = test::fixture("h5ad/csr_float32.h5ad");
+  const std::string out = dir.file("out.h5ad");
+  { H5adCopy abandoned(input, out); }  // e.g. annotation failed: the copy stops, the temporary goes
+  EXPECT_TRUE(std::filesystem::is_empty(dir.path())) << "a temporary file was left behind";
+  std::ofstream(out) << "previous result";
+  {
+    H5adCopy copy(input, out);
+    H5adAdditions wrong;
+    wrong.obs_columns.push_back(Column::from_ints("x", {1, 2, 3}));
+    EXPECT_THROW(copy.commit(wrong), InputError);
+  }
+  EXPECT_EQ(file_bytes(out), "previous result");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()), std::filesystem::directory_iterator()), 1);
+  EXPECT_THROW(H5adCopy(dir.file("missing.h5ad"), dir.file("x.h5ad")), InputError);
+}
+
 }  // namespace
 }  // namespace celltyper
