@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <memory>
@@ -233,11 +234,10 @@ GeneTable load_gene_table_tsv(const std::string& path) {
   return GeneTable(std::move(genes), path);
 }
 
-GeneTable load_gene_table_sqlite(const std::string& path) {
-  std::error_code error;
-  if (!std::filesystem::is_regular_file(path, error)) {
-    throw IoError(fmt::format("cannot open gene database {}: no such file", path));
-  }
+namespace {
+
+/// A read-only connection to an org.*.eg.db file (immutable: no locking, no journal).
+std::unique_ptr<sqlite3, int (*)(sqlite3*)> open_gene_database(const std::string& path) {
   sqlite3* raw_database = nullptr;
   const std::string uri = "file:" + uri_escape(path) + "?mode=ro&immutable=1";
   const int open_code = sqlite3_open_v2(uri.c_str(), &raw_database, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
@@ -246,11 +246,47 @@ GeneTable load_gene_table_sqlite(const std::string& path) {
     throw IoError(fmt::format("cannot open gene database {}: {}", path,
                               raw_database != nullptr ? sqlite3_errmsg(raw_database) : sqlite3_errstr(open_code)));
   }
+  return database;
+}
+
+/// (genes._id, text) rows of the per-gene annotation tables, in table order.
+struct GeneAnnotationRows {
+  std::vector<std::pair<std::int64_t, std::string>> gene_types, chromosomes, ensembl, uniprot, aliases;
+};
+
+GeneAnnotationRows read_annotation_rows(sqlite3* handle, const std::string& path) {
+  GeneAnnotationRows rows;
+  const auto read_pairs = [&](const char* sql, std::vector<std::pair<std::int64_t, std::string>>& out) {
+    Statement query(handle, path, sql);
+    while (query.step(handle, path)) out.emplace_back(query.integer(0), query.text(1));
+  };
+  read_pairs("SELECT _id, gene_type FROM genetype ORDER BY rowid", rows.gene_types);
+  read_pairs("SELECT _id, chromosome FROM chromosomes ORDER BY rowid", rows.chromosomes);
+  read_pairs("SELECT _id, ensembl_id FROM ensembl ORDER BY rowid", rows.ensembl);
+  read_pairs("SELECT _id, uniprot_id FROM uniprot ORDER BY rowid", rows.uniprot);
+  read_pairs("SELECT _id, alias_symbol FROM alias ORDER BY rowid", rows.aliases);
+  return rows;
+}
+
+}  // namespace
+
+GeneTable load_gene_table_sqlite(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) {
+    throw IoError(fmt::format("cannot open gene database {}: no such file", path));
+  }
+  const auto database = open_gene_database(path);
   sqlite3* handle = database.get();
+  // The annotation tables are read on a second connection while this one reads the genes
+  // (every command that resolves gene names starts with this load).
+  auto annotation_rows = std::async(std::launch::async, [&path] {
+    const auto second = open_gene_database(path);
+    return read_annotation_rows(second.get(), path);
+  });
 
   std::vector<Gene> genes;
   std::unordered_map<std::int64_t, std::size_t> row_of;  // genes._id -> position in `genes`
-  {
+  try {
     Statement genes_query(handle, path,
                           "SELECT g._id, g.gene_id, i.symbol, i.gene_name FROM genes g "
                           "LEFT JOIN gene_info i ON i._id = g._id ORDER BY g._id");
@@ -271,28 +307,28 @@ GeneTable load_gene_table_sqlite(const std::string& path) {
       row_of.emplace(genes_query.integer(0), genes.size());
       genes.push_back(std::move(gene));
     }
+  } catch (...) {
+    annotation_rows.wait();
+    throw;
   }
-  // Visit (gene, text) pairs of a two-column query, in table order.
-  const auto for_each_pair = [&](const char* sql, auto&& visit) {
-    Statement query(handle, path, sql);
-    while (query.step(handle, path)) {
-      const auto position = row_of.find(query.integer(0));
-      if (position != row_of.end()) visit(genes[position->second], query.text(1));
+  GeneAnnotationRows rows = annotation_rows.get();
+  // Visit (gene, text) pairs in table order.
+  const auto for_each_pair = [&](std::vector<std::pair<std::int64_t, std::string>>& pairs, auto&& visit) {
+    for (auto& [id, text] : pairs) {
+      const auto position = row_of.find(id);
+      if (position != row_of.end()) visit(genes[position->second], std::move(text));
     }
   };
-  for_each_pair("SELECT _id, gene_type FROM genetype ORDER BY rowid",
-                [](Gene& gene, std::string value) { gene.gene_type = std::move(value); });
-  for_each_pair("SELECT _id, chromosome FROM chromosomes ORDER BY rowid", [](Gene& gene, const std::string& value) {
+  for_each_pair(rows.gene_types, [](Gene& gene, std::string value) { gene.gene_type = std::move(value); });
+  for_each_pair(rows.chromosomes, [](Gene& gene, const std::string& value) {
     if (!gene.chromosome.empty()) gene.chromosome += ',';
     gene.chromosome += value;
   });
-  for_each_pair("SELECT _id, ensembl_id FROM ensembl ORDER BY rowid",
-                [](Gene& gene, std::string value) { gene.ensembl_ids.push_back(std::move(value)); });
-  for_each_pair("SELECT _id, uniprot_id FROM uniprot ORDER BY rowid",
-                [](Gene& gene, std::string value) { gene.uniprot_ids.push_back(std::move(value)); });
+  for_each_pair(rows.ensembl, [](Gene& gene, std::string value) { gene.ensembl_ids.push_back(std::move(value)); });
+  for_each_pair(rows.uniprot, [](Gene& gene, std::string value) { gene.uniprot_ids.push_back(std::move(value)); });
   // A few aliases contain a comma ("NERF-1a,b"); split them as the TSV layout must, so that both
   // sources give the same table and the same content hash.
-  for_each_pair("SELECT _id, alias_symbol FROM alias ORDER BY rowid", [](Gene& gene, const std::string& value) {
+  for_each_pair(rows.aliases, [](Gene& gene, const std::string& value) {
     for (auto& alias : split_list(value)) gene.aliases.push_back(std::move(alias));
   });
   std::string species;
