@@ -69,7 +69,17 @@ struct TrainOptions {
   /// "validation" (the fit scored on held-out cells, early-stopped) or "final" (all cells).
   std::function<void(const nlohmann::json&)> on_epoch;
   DataParallel data_parallel;             ///< `train --distributed`: gradient all-reduce (mlp only)
+  /// When not empty: the only genes (Entrez ids, any order) the model may use: GenePT-w
+  /// embeddings are built from them alone and the expression panel is chosen among them. Set
+  /// to a query's genes so that a model trained on a large panel means the same on a query
+  /// with a small one (`train --restrict-genes QUERY.h5ad`).
+  std::vector<std::int64_t> restrict_genes;
 };
+
+/// The Entrez ids of the genes in `path`: the var of an .h5ad (resolved through `table` with
+/// `options`, e.g. its gene column), or a text file with one gene id or symbol per line ('#'
+/// comments). Throws InputError when nothing resolves.
+std::vector<std::int64_t> genes_of(const std::string& path, const GeneTable& table, const GeneResolveOptions& options = {});
 
 /// Outcome of `train_model`.
 struct TrainResult {

@@ -43,6 +43,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     std::string group;
     std::string genes;
     std::string gene_table;
+    std::string restrict_genes;
     std::string out;
     bool json = false;
     bool distributed = false;
@@ -71,6 +72,9 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--n-genes", args->options.n_genes, "Expression features: number of most variable genes in the panel")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
+  command->add_option("--restrict-genes", args->restrict_genes,
+                      "Use only the genes of this query .h5ad (its var) or gene list (.txt, one id or symbol per line): a model for a "
+                      "query with a smaller gene panel (its GenePT-w vectors then mean the same as the reference's)");
   command->add_option("--dims", args->options.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
   command->add_option("--layer", args->options.embed.matrix, "Matrix to embed: X, raw, or a layer name")->capture_default_str();
   command->add_option("--seed", args->options.seed, "Seed of the validation split")->capture_default_str();
@@ -129,6 +133,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     const GeneTable table = load_gene_table(table_path);
+    if (!args->restrict_genes.empty()) options.restrict_genes = genes_of(args->restrict_genes, table);
     // Step messages only on a terminal, so that a failing run prints exactly one line.
     if (progress_enabled(global.quiet) && root) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
     // Iterative classifiers (mlp, xgboost) log every epoch as JSONL next to the model.

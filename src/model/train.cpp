@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <fstream>
+#include <filesystem>
 #include <chrono>
 #include <cmath>
 #include <map>
@@ -42,6 +44,11 @@ std::string join_names(const std::vector<std::string>& names, std::size_t limit 
 /// A training matrix written by `celltyper extract` (extract.hpp) carries its cell embeddings in
 /// obsm: use them instead of embedding X (which holds no values there). Returns false for any
 /// other dataset. Throws InputError when the embeddings were made with another gene store.
+bool is_extract_output(const Dataset& dataset) {
+  const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset);
+  return h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey).has_value();
+}
+
 bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store, int requested_dims, std::vector<float>& values,
                                  std::vector<std::uint8_t>& empty, std::set<std::int64_t>& used_genes, nlohmann::json& info) {
   const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset);
@@ -128,6 +135,40 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vec
 
 }  // namespace
 
+std::vector<std::int64_t> genes_of(const std::string& path, const GeneTable& table, const GeneResolveOptions& options) {
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) throw InputError(fmt::format("{}: no such file", path));
+  DataFrame var;
+  GeneResolveOptions resolve = options;
+  std::ifstream probe(path, std::ios::binary);
+  std::string magic(8, '\0');
+  probe.read(magic.data(), 8);
+  if (magic == "\x89HDF\r\n\x1a\n") {
+    var = open_dataset(path)->read_var();
+  } else {  // a gene list: one id or symbol per line
+    std::ifstream in(path);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      const auto first = line.find_first_not_of(" \t");
+      if (first == std::string::npos || line[first] == '#') continue;
+      var.index.push_back(line.substr(first, line.find_last_not_of(" \t") - first + 1));
+    }
+    resolve.column = "_index";
+  }
+  const GeneResolveResult resolved = resolve_genes(table, var, resolve);
+  std::vector<std::int64_t> ids;
+  for (const std::int32_t gene : resolved.gene_index) {
+    if (gene != kNoGene) ids.push_back(table.gene(gene).entrez_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  if (ids.empty()) {
+    throw InputError(fmt::format("{}: none of its {} gene names resolves in the gene table (column '{}' read as {} ids)", path,
+                                 var.n_rows(), resolved.column, to_string(resolved.id_type)));
+  }
+  return ids;
+}
+
 TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table) {
   if (options.references.empty()) throw InputError("train: no reference dataset given");
   if (options.label_column.empty()) throw InputError("train: no label column given (--label obs:COLUMN)");
@@ -145,13 +186,22 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
   if (!expression && options.features != kFeaturesGenept) {
     throw InputError(fmt::format("--features must be {} or {}, got '{}'", kFeaturesGenept, kFeaturesExpression, options.features));
   }
+  std::vector<std::int64_t> allowed = options.restrict_genes;  // sorted; empty = every gene
+  std::sort(allowed.begin(), allowed.end());
+  allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
+  const bool restricted = !options.restrict_genes.empty();
+  const auto is_allowed = [&allowed, restricted](std::int64_t entrez) {
+    return !restricted || std::binary_search(allowed.begin(), allowed.end(), entrez);
+  };
   const GeneVectorSource source{store.dims(),
-                                [&store](std::int64_t entrez) -> const float* {
+                                [&store, &is_allowed](std::int64_t entrez) -> const float* {
+                                  if (!is_allowed(entrez)) return nullptr;
                                   const std::int32_t row = store.find_entrez(entrez);
                                   return row < 0 ? nullptr : store.row(row);
                                 },
                                 store.identity_hash(),
-                                fmt::format("{} store, {} genes, {} dims", store.provenance().backend, store.n_genes(), store.dims())};
+                                fmt::format("{} store, {} genes, {} dims{}", store.provenance().backend, store.n_genes(), store.dims(),
+                                            restricted ? fmt::format(", restricted to {} genes", allowed.size()) : "")};
   std::vector<float> features;
   std::vector<std::string> labels;
   std::vector<std::string> groups;
@@ -231,6 +281,23 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
       accumulate_expression_stats(*reference.dataset, table, settings, reference.labelled, stats, &warnings);
       for (const auto& warning : warnings) result.warnings.push_back(fmt::format("{}: {}", reference.path, warning));
     }
+    if (restricted) {  // the panel is chosen among the allowed genes only
+      GeneExpressionStats kept;
+      kept.n_cells = stats.n_cells;
+      for (std::size_t g = 0; g < stats.entrez_ids.size(); ++g) {
+        if (!is_allowed(stats.entrez_ids[g])) continue;
+        kept.entrez_ids.push_back(stats.entrez_ids[g]);
+        kept.sum.push_back(stats.sum[g]);
+        kept.sum_squares.push_back(stats.sum_squares[g]);
+        kept.sum_expm1.push_back(stats.sum_expm1[g]);
+        kept.sum_expm1_squares.push_back(stats.sum_expm1_squares[g]);
+        kept.n_expressing.push_back(stats.n_expressing[g]);
+      }
+      if (kept.entrez_ids.empty()) {
+        throw InputError(fmt::format("--restrict-genes: none of its {} genes is among the references' genes", allowed.size()));
+      }
+      stats = std::move(kept);
+    }
     panel = select_variable_genes(stats, options.n_genes);
     dims = static_cast<int>(panel.size());
     log(fmt::format("expression panel: {} most variable of {} genes", panel.size(), stats.entrez_ids.size()));
@@ -255,6 +322,9 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
                    {"n_panel_genes_found", computed.n_panel_genes_found}});
       values = std::move(computed.values);
       empty = std::move(computed.empty);
+    } else if (restricted && is_extract_output(dataset)) {
+      throw InputError(fmt::format("{}: holds precomputed embeddings (from `celltyper extract`): --restrict-genes needs expression to embed",
+                                   path));
     } else if (read_precomputed_embeddings(dataset, store, options.embed.dims, values, empty, used_genes, info)) {
       const int found = static_cast<int>(values.size() / std::max<std::size_t>(1, reference.labels.size()));
       if (dims != 0 && found != dims) throw InputError(fmt::format("{}: {} dims, earlier references {}", path, found, dims));
@@ -264,6 +334,8 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
       EmbedOptions embed = options.embed;
       embed.num_threads = options.num_threads;
       embed.matrix = reference.matrix;
+      // Restricted to a query's genes, a reference cell's counts lie mostly elsewhere by request.
+      if (restricted) embed.min_median_coverage = 0;
       MemorySink sink;
       log(fmt::format("embedding {} ({} cells)", path, dataset.n_obs()));
       const EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);
@@ -273,7 +345,7 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
         const std::int32_t gene = embedded.genes.gene_index[v];
         if (gene == kNoGene) continue;
         const std::int64_t entrez = table.gene(gene).entrez_id;
-        if (store.find_entrez(entrez) >= 0) used_genes.insert(entrez);
+        if (is_allowed(entrez) && store.find_entrez(entrez) >= 0) used_genes.insert(entrez);
       }
       for (const auto& warning : embedded.warnings) result.warnings.push_back(fmt::format("{}: {}", path, warning));
       info.update({{"matrix", embedded.matrix},
@@ -478,6 +550,7 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
                       {"hyperparameters", hyperparameters},
                       {"seed", options.seed},
                       {"dims", expression ? 0 : dims},
+                      {"restrict_genes", allowed.size()},
                       {"matrix", options.embed.matrix},
                       {"gene_store", expression ? nlohmann::json() : store.info_json()},
                       {"gene_table_hash", table.content_hash_hex()},
