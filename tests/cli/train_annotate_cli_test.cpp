@@ -1,13 +1,16 @@
 // End-to-end tests of `celltyper train` and `celltyper annotate`: pbmc3k (Seurat labels) ->
 // pbmc68k_reduced with a seeded random-vector gene store, and bad input with exact messages.
+#include <celltyper/annotate.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/model_file.hpp>
 
 #include "support/test_support.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -116,6 +119,58 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
   const auto run = test::run_program({test::system_python(), "-c", check});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   std::printf("%s", run.out.c_str());
+}
+
+TEST(TrainAnnotateCli, RestrictGenesTrainsOnTheQuerysGenesOnly) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  const std::string table_path = test::shared_data("gene-annotations/human_genes.tsv");
+  const GeneTable table = load_gene_table(table_path);
+  const std::vector<std::int64_t> query_genes = genes_of(query, table);
+  ASSERT_GT(query_genes.size(), 700u);  // pbmc68k_reduced keeps 765 genes
+  ASSERT_LE(query_genes.size(), 765u);
+  const auto in_query = [&](std::int64_t id) { return std::binary_search(query_genes.begin(), query_genes.end(), id); };
+  test::TempDir dir;
+  const std::string store = make_random_store(dir, 16);
+
+  // GenePT-w: the model carries only the query's genes; the reference's low coverage on them
+  // (about 15% of its counts) is what was asked for, not an error.
+  const auto genept = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table_path, "-o",
+                                     dir.file("genept.h5"), "--restrict-genes", query, "--json", "-q"});
+  ASSERT_EQ(genept.exit_code, 0) << genept.err;
+  EXPECT_EQ(nlohmann::json::parse(genept.out)["provenance"]["restrict_genes"], query_genes.size());
+  const CellTypeModel restricted = load_model(dir.file("genept.h5"));
+  EXPECT_GT(restricted.genes.size(), 600);
+  EXPECT_TRUE(std::all_of(restricted.genes.entrez_ids.begin(), restricted.genes.entrez_ids.end(), in_query));
+  const auto annotate = test::run_cli({"annotate", "-m", dir.file("genept.h5"), "-i", query, "--layer", "counts", "-o", dir.file("a.h5ad"),
+                                       "--gene-table", table_path, "-q"});
+  EXPECT_EQ(annotate.exit_code, 0) << annotate.err;
+
+  // Expression route from a gene list (symbols, a comment, a name that resolves to nothing).
+  const DataFrame var = open_dataset(query)->read_var();
+  std::ofstream list(dir.file("genes.txt"));
+  list << "# the first 40 genes of pbmc68k_reduced\nNOT_A_GENE_NAME\n";
+  std::vector<std::int64_t> listed;
+  for (std::size_t i = 0; i < 40; ++i) list << var.index[i] << "\n";
+  list.close();
+  listed = genes_of(dir.file("genes.txt"), table);
+  EXPECT_GE(listed.size(), 35u);
+  const auto expression = test::run_cli({"train", "-r", reference, "-l", "celltype", "--features", "expression", "--gene-table", table_path,
+                                         "-o", dir.file("expression.h5"), "--restrict-genes", dir.file("genes.txt"), "-q"});
+  ASSERT_EQ(expression.exit_code, 0) << expression.err;
+  const CellTypeModel panel_model = load_model(dir.file("expression.h5"));
+  EXPECT_GT(panel_model.panel.size(), 10);
+  for (const std::int64_t id : panel_model.panel.entrez_ids) {
+    EXPECT_TRUE(std::binary_search(listed.begin(), listed.end(), id)) << "panel gene " << id << " is not in the list";
+  }
+
+  // Nothing resolves: one clear line.
+  std::ofstream(dir.file("bogus.txt")) << "NOT_A_GENE_NAME\nALSO_NOT_ONE\n";
+  const auto bogus = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table_path, "-o",
+                                    dir.file("never.h5"), "--restrict-genes", dir.file("bogus.txt"), "-q"});
+  EXPECT_EQ(bogus.exit_code, 2);
+  EXPECT_NE(bogus.err.find("none of its 2 gene names resolves"), std::string::npos) << bogus.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("never.h5")));
 }
 
 TEST(TrainAnnotateCli, GroupValidationHoldsOutWholeGroups) {
