@@ -64,6 +64,23 @@ PrincipalComponents principal_components(const DenseMatrix& data, int n_componen
 /// every platform).
 std::vector<std::size_t> subsample_rows(std::size_t n, std::size_t max_rows, std::uint64_t seed = 0);
 
+/// Options of `umap_2d` (defaults as umap-learn / scanpy).
+struct UmapOptions {
+  int n_neighbors = 15;              ///< neighbours of the fuzzy graph
+  int n_epochs = 0;                  ///< 0 = 500 up to 10,000 cells, else 200
+  int pca_dims = 50;                 ///< neighbours are found on this many principal components
+  double negative_sample_rate = 5;   ///< negative samples per positive edge sample
+  std::uint64_t seed = 0;
+};
+
+/// A 2-D UMAP layout (McInnes et al. 2018) of the rows `rows` of `data`, as umap-learn computes
+/// it with min_dist = 0.1, spread = 1, init = "pca": exact kNN graph on the first `pca_dims`
+/// principal components, fuzzy simplicial set, edge-sampled SGD with negative sampling.
+/// Returns rows.size() x 2 coordinates, row-major; deterministic for a seed (single-threaded).
+/// Cost: O(n^2 * pca_dims) for the exact neighbours, so callers cap n (about 10,000 cells).
+/// Throws InputError with fewer than 3 rows or a non-finite value.
+std::vector<float> umap_2d(const DenseMatrix& data, const std::vector<std::size_t>& rows, const UmapOptions& options = {});
+
 // ---- report content -------------------------------------------------------------------------
 
 /// How one distinct label of the truth or the prediction was mapped to the Cell Ontology.
