@@ -81,6 +81,15 @@ struct UmapOptions {
 /// Throws InputError with fewer than 3 rows or a non-finite value.
 std::vector<float> umap_2d(const DenseMatrix& data, const std::vector<std::size_t>& rows, const UmapOptions& options = {});
 
+/// Most cells a report's UMAP map draws (a seeded subsample of the PCA map's cells beyond it).
+inline constexpr std::size_t kMaxUmapCells = 10000;
+
+struct EmbeddingMap;
+/// The UMAP companion of the PCA cell map `pca`, whose cells are rows `rows` of `data` (in map
+/// order): up to `max_cells` of them (seeded subsample), same truth and prediction.
+EmbeddingMap umap_map(const DenseMatrix& data, const std::vector<std::size_t>& rows, const EmbeddingMap& pca,
+                      std::size_t max_cells = kMaxUmapCells, std::uint64_t seed = 0);
+
 // ---- report content -------------------------------------------------------------------------
 
 /// How one distinct label of the truth or the prediction was mapped to the Cell Ontology.
@@ -127,13 +136,15 @@ struct ReportContent {
   std::vector<LabelMappingRow> truth_labels;       ///< mapping of truth labels (may be empty)
   std::vector<LabelMappingRow> prediction_labels;  ///< mapping of predicted labels (may be empty)
   std::optional<EmbeddingMap> embedding;           ///< cell map (optional)
+  std::optional<EmbeddingMap> umap;                ///< UMAP of the same cells (optional)
   std::vector<std::string> warnings;               ///< shown in a highlighted box
 };
 
 /// One plot of a report as a standalone SVG document (the same markup the HTML report inlines).
 struct ReportPlot {
   std::string name;   ///< file stem: "per_class_f1", "confusion_matrix", "ontology_relations",
-                      ///< "embedding_truth", "embedding_prediction" (+ "-<section>" after the first)
+                      ///< "embedding_truth", "embedding_prediction", "umap_truth", "umap_prediction"
+                      ///< (+ "-<section>" after the first)
   std::string title;  ///< human-readable title
   std::string svg;    ///< `<svg xmlns=... width=.. height=..>...</svg>`
   int width = 0;      ///< pixels
@@ -200,6 +211,7 @@ struct DatasetEvaluationOptions {
   /// key (`celltyper_probabilities` -> `celltyper_probability_classes`).
   std::string probability_classes;
   std::string group;  ///< obs column of groups (held-out sets, donors, batches): also per group
+  bool umap = false;  ///< also lay the map's cells out by UMAP (for a report: seconds, not milliseconds)
   const Ontology* ontology = nullptr;  ///< Cell Ontology (not owned); null = no ontology metrics
   std::string label_map;      ///< user label -> CL id table (label_map_to_cell_ontology.tsv)
   std::string label_dataset;  ///< `dataset` rows of the table to prefer for the truth labels
@@ -236,6 +248,7 @@ struct DatasetEvaluation {
   std::vector<LabelMappingRow> prediction_labels;  ///< sorted by label
   std::vector<EvaluatedSet> sets;  ///< "all cells" first, then each group in sorted order
   std::optional<EmbeddingMap> embedding;
+  std::optional<EmbeddingMap> umap;
   std::vector<std::string> warnings;
 };
 

@@ -123,6 +123,7 @@ void add_evaluate(CLI::App& app, const GlobalOptions& global) {
     args->options.compare = args->compare == "labels" ? CompareOn::kLabels
                             : args->compare == "ontology" ? CompareOn::kOntology
                                                           : CompareOn::kAuto;
+    args->options.umap = !args->report.empty() || !args->png.empty();
     const DatasetEvaluation evaluation = evaluate_annotated(args->input, args->options);
     const double evaluate_seconds = seconds_since(start);
 

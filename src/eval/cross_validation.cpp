@@ -429,6 +429,7 @@ ReportContent report_content(const CrossValidationResult& result, std::vector<st
       map.truth.push_back(held_out.truth[rows[i]]);
       map.prediction.push_back(best->second[rows[i]]);
     }
+    if (rows.size() >= 3) content.umap = umap_map(held_out.embedding, rows, map, kMaxUmapCells, seed);
     content.embedding = std::move(map);
   }
   content.warnings = result.warnings;

@@ -629,13 +629,20 @@ std::vector<ReportPlot> report_plots(const ReportContent& content) {
     plots.push_back(embedding_plot(*content.embedding, colours, /* by_truth = */ true, "embedding_truth"));
     plots.push_back(embedding_plot(*content.embedding, colours, /* by_truth = */ false, "embedding_prediction"));
   }
+  if (content.umap && !content.umap->x.empty()) {
+    // The PCA map's colours when there is one: a class keeps its colour across all four maps.
+    const MapColours colours = map_colours(content.embedding && !content.embedding->x.empty() ? *content.embedding : *content.umap);
+    plots.push_back(embedding_plot(*content.umap, colours, /* by_truth = */ true, "umap_truth"));
+    plots.push_back(embedding_plot(*content.umap, colours, /* by_truth = */ false, "umap_prediction"));
+  }
   return plots;
 }
 
 std::string render_html_report(const ReportContent& content) {
   if (content.sections.empty()) throw InputError("a report needs at least one evaluated set of cells");
-  if (content.embedding) {
-    const EmbeddingMap& map = *content.embedding;
+  for (const auto* optional_map : {&content.embedding, &content.umap}) {
+    if (!*optional_map) continue;
+    const EmbeddingMap& map = **optional_map;
     const std::size_t n = map.x.size();
     if (map.y.size() != n || map.truth.size() != n || map.prediction.size() != n) {
       throw InputError(fmt::format("cell map has {} x, {} y, {} truth and {} prediction values; they must match", n, map.y.size(),
@@ -687,6 +694,16 @@ std::string render_html_report(const ReportContent& content) {
                         escape(map.method), escape(map.source), map.x.size(), map.n_cells,
                         map.x.size() < map.n_cells ? " (deterministic uniform subsample)" : "");
     for (const char* name : {"embedding_truth", "embedding_prediction"}) {
+      if (const ReportPlot* plot = plot_named(name)) html += plot->svg;
+    }
+    html += "</div>\n</section>\n";
+  }
+  if (content.umap && !content.umap->x.empty()) {
+    const EmbeddingMap& map = *content.umap;
+    html += fmt::format("<section id=\"umap\">\n<h2>Cell map: UMAP of {}</h2>\n<p class=\"note\">{} of {} cells drawn{}; 15 neighbours on "
+                        "50 principal components, min_dist 0.1, as umap-learn / scanpy.</p>\n<div class=\"plots\">\n",
+                        escape(map.source), map.x.size(), map.n_cells, map.x.size() < map.n_cells ? " (deterministic uniform subsample)" : "");
+    for (const char* name : {"umap_truth", "umap_prediction"}) {
       if (const ReportPlot* plot = plot_named(name)) html += plot->svg;
     }
     html += "</div>\n</section>\n";

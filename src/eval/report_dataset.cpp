@@ -459,6 +459,7 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
         map.truth.push_back(truth_classes[sample[i]]);
         map.prediction.push_back(prediction_classes[sample[i]]);
       }
+      if (options.umap && rows.size() >= 3) evaluation.umap = umap_map(embedding, rows, map, kMaxUmapCells, options.seed);
       evaluation.embedding = std::move(map);
     } catch (const InputError& error) {
       if (options.embedding != "auto") throw;
@@ -490,6 +491,7 @@ nlohmann::json to_json(const DatasetEvaluation& evaluation) {
   for (std::size_t s = 1; s < evaluation.sets.size(); ++s) {
     json["groups"].push_back({{"group", evaluation.sets[s].name}, {"metrics", to_json(evaluation.sets[s].result)}});
   }
+  if (evaluation.umap) json["umap"] = {{"source", evaluation.umap->source}, {"n_points", evaluation.umap->x.size()}};
   if (evaluation.embedding) {
     const EmbeddingMap& map = *evaluation.embedding;
     json["embedding"] = {{"source", map.source},
@@ -563,6 +565,7 @@ ReportContent report_content(const DatasetEvaluation& evaluation) {
   content.truth_labels = evaluation.truth_labels;
   content.prediction_labels = evaluation.prediction_labels;
   content.embedding = evaluation.embedding;
+  content.umap = evaluation.umap;
   content.warnings = evaluation.warnings;
   return content;
 }

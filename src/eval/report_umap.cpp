@@ -248,4 +248,29 @@ std::vector<float> umap_2d(const DenseMatrix& data, const std::vector<std::size_
   return y;
 }
 
+EmbeddingMap umap_map(const DenseMatrix& data, const std::vector<std::size_t>& rows, const EmbeddingMap& pca, std::size_t max_cells,
+                      std::uint64_t seed) {
+  if (rows.size() != pca.x.size() || pca.truth.size() != rows.size() || pca.prediction.size() != rows.size()) {
+    throw InputError(fmt::format("UMAP map: {} rows for a map of {} cells", rows.size(), pca.x.size()));
+  }
+  const std::vector<std::size_t> positions = subsample_rows(rows.size(), max_cells, seed);
+  std::vector<std::size_t> chosen;
+  chosen.reserve(positions.size());
+  for (const std::size_t position : positions) chosen.push_back(rows[position]);
+  UmapOptions options;
+  options.seed = seed;
+  const std::vector<float> layout = umap_2d(data, chosen, options);
+  EmbeddingMap map;
+  map.source = pca.source;
+  map.method = "UMAP";
+  map.n_cells = pca.n_cells;
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    map.x.push_back(layout[2 * i]);
+    map.y.push_back(layout[2 * i + 1]);
+    map.truth.push_back(pca.truth[positions[i]]);
+    map.prediction.push_back(pca.prediction[positions[i]]);
+  }
+  return map;
+}
+
 }  // namespace celltyper

@@ -189,6 +189,9 @@ ReportContent make_content(const Fixture& fixture, bool with_map) {
       map.prediction.push_back(fixture.prediction[i]);
     }
     content.embedding = map;
+    map.method = "UMAP";
+    std::reverse(map.x.begin(), map.x.end());
+    content.umap = map;
   }
   return content;
 }
@@ -224,7 +227,7 @@ TEST(Report, HtmlHasSectionsNumbersAndWellFormedSvg) {
   ASSERT_NEAR(main.accuracy, 0.6, 1e-12);
   const std::string html = render_html_report(content);
 
-  for (const char* id : {"id=\"summary\"", "id=\"label-mapping\"", "id=\"embedding\"", "id=\"set-main\"", "id=\"set-donor-b\"",
+  for (const char* id : {"id=\"summary\"", "id=\"label-mapping\"", "id=\"embedding\"", "id=\"umap\"", "id=\"set-main\"", "id=\"set-donor-b\"",
                          "id=\"celltyper-errors\"", "id=\"warnings\""}) {
     EXPECT_NE(html.find(id), std::string::npos) << id;
   }
@@ -263,8 +266,8 @@ TEST(Report, HtmlHasSectionsNumbersAndWellFormedSvg) {
   const test::TempDir dir;
   const nlohmann::json facts = xml_facts(html, dir);
   const std::vector<ReportPlot> plots = report_plots(content);
-  // Two sections x (F1, confusion, relations) + two maps.
-  ASSERT_EQ(plots.size(), 8u);
+  // Two sections x (F1, confusion, relations) + two maps (PCA) + two maps (UMAP).
+  ASSERT_EQ(plots.size(), 10u);
   EXPECT_EQ(facts["plots"], plots.size());
   EXPECT_EQ(facts["standalone"], plots.size());
   EXPECT_TRUE(facts["external"].empty()) << facts["external"].dump();
@@ -281,7 +284,7 @@ TEST(Report, HtmlHasSectionsNumbersAndWellFormedSvg) {
   for (const auto& plot : plots) names.insert(plot.name);
   EXPECT_EQ(names, (std::set<std::string>{"per_class_f1", "confusion_matrix", "ontology_relations", "per_class_f1-donor-b",
                                           "confusion_matrix-donor-b", "ontology_relations-donor-b", "embedding_truth",
-                                          "embedding_prediction"}));
+                                          "embedding_prediction", "umap_truth", "umap_prediction"}));
 }
 
 TEST(Report, WithoutOntologyOrMapThereAreFewerPlotsAndRows) {
@@ -299,6 +302,10 @@ TEST(Report, WithoutOntologyOrMapThereAreFewerPlotsAndRows) {
   content.embedding = EmbeddingMap{};
   content.embedding->x = {1.0F};
   EXPECT_THROW((void)render_html_report(content), InputError);  // y, truth, prediction missing
+  content.embedding.reset();
+  content.umap = EmbeddingMap{};
+  content.umap->x = {1.0F};
+  EXPECT_THROW((void)render_html_report(content), InputError);
 }
 
 // ---- headless Chromium --------------------------------------------------------------------
