@@ -11,7 +11,8 @@ Predictions are CL terms (`obs:celltyper_ontology_id`); truth labels are mapped 
 table; flat metrics compare CL ids exactly, ontology-aware ones (corrected accuracy / macro-F1:
 a prediction at or below the true term is correct; hierarchical F) credit the finer terms a
 pbmc3k model predicts for savercat's coarse labels (B cells / Monocytes / T/NK cells). An ensemble (genept + expression models averaged) per
-classifier is included.
+classifier is included, and GenePT-w models trained on the query's genes only (`train --restrict-genes QUERY`, "genept restricted"),
+alone and averaged with the expression model ("ensemble restricted").
 
     /usr/bin/python3 bench/annotate/cross_dataset.py [--build build] [--classifiers logreg,mlp,xgboost,knn]
 
@@ -80,11 +81,22 @@ def main():
                               "--features", features, "--label-map", LABEL_MAP, "--label-dataset", "pbmc3k-seurat-labels",
                               "--threads", str(args.threads), "--out", model])
             models[features] = (model, seconds)
-        configurations = [(f, [m], s) for f, (m, s) in models.items()]
-        configurations.append(("ensemble", [m for m, _ in models.values()], sum(s for _, s in models.values())))
-        for features, paths, train_seconds in configurations:
+        configurations = [(f, [m], s, None) for f, (m, s) in models.items()]
+        configurations.append(("ensemble", [m for m, _ in models.values()], sum(s for _, s in models.values()), None))
+        # GenePT-w restricted to the query's genes (`train --restrict-genes QUERY`): one model per
+        # query, alone and averaged with the (unrestricted) expression model.
+        for query in QUERIES:
+            model = os.path.join(work, f"{classifier}_genept_restricted_{query['name']}.h5")
+            _, seconds = run([celltyper, "--quiet", "train", "--reference", REFERENCE, "--label", "obs:celltype", "--classifier", classifier,
+                              "--features", "genept", "--restrict-genes", query["path"], "--label-map", LABEL_MAP,
+                              "--label-dataset", "pbmc3k-seurat-labels", "--threads", str(args.threads), "--out", model])
+            configurations.append(("genept restricted", [model], seconds, query["name"]))
+            configurations.append(("ensemble restricted", [model, models["expression"][0]], seconds + models["expression"][1], query["name"]))
+        for features, paths, train_seconds, only_query in configurations:
             for query in QUERIES:
-                out = os.path.join(work, f"{classifier}_{features}_{query['name']}.h5ad")
+                if only_query is not None and query["name"] != only_query:
+                    continue
+                out = os.path.join(work, f"{classifier}_{features.replace(' ', '_')}_{query['name']}.h5ad")
                 command = [celltyper, "--quiet", "annotate", "--input", query["path"], "--layer", query["layer"], "--out", out,
                            "--threads", str(args.threads)]
                 for path in paths:
