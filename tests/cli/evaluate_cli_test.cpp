@@ -262,7 +262,8 @@ TEST_F(EvaluateCli, Pbmc3kToPbmc68kMatchesIndependentComputation) {
                                                     "print(sum(1 for e in root.iter('{{http://www.w3.org/2000/svg}}svg')))\n",
                                                     out.file("report.html"))});
   ASSERT_EQ(parse.exit_code, 0) << parse.err;
-  EXPECT_EQ(parse.out, "14\n");  // 4 sets x (F1, confusion, relations) + 2 maps
+  EXPECT_EQ(parse.out, "16\n");  // 4 sets x (F1, confusion, relations) + 2 PCA maps + 2 UMAP maps
+  EXPECT_NE(html.find("id=\"umap\""), std::string::npos);
 }
 
 TEST_F(EvaluateCli, OntologyIdColumnGivesTheSameHierarchicalMetrics) {
