@@ -81,6 +81,12 @@ Neighbours nearest_neighbours(const std::vector<float>& points, std::size_t n, s
   return result;
 }
 
+/// x^y for x > 0 in single precision (expf/logf are several times cheaper than double pow;
+/// the layout needs no more).
+inline double fast_pow(double x, double y) {
+  return static_cast<double>(std::exp(static_cast<float>(y) * std::log(static_cast<float>(x))));
+}
+
 struct Edge {
   std::uint32_t head;
   std::uint32_t tail;
@@ -215,7 +221,8 @@ std::vector<float> umap_2d(const DenseMatrix& data, const std::vector<std::size_
       const double dy = current[1] - other[1];
       const double squared = dx * dx + dy * dy;
       if (squared > 0) {
-        const double coefficient = -2.0 * a * b * std::pow(squared, b - 1.0) / (a * std::pow(squared, b) + 1.0);
+        const double power = fast_pow(squared, b);  // d^(2b); d^(2(b-1)) = d^(2b) / d^2
+        const double coefficient = -2.0 * a * b * (power / squared) / (a * power + 1.0);
         const double gx = clip(coefficient * dx) * alpha;
         const double gy = clip(coefficient * dy) * alpha;
         current[0] = static_cast<float>(current[0] + gx);
@@ -235,7 +242,7 @@ std::vector<float> umap_2d(const DenseMatrix& data, const std::vector<std::size_
         double gx = 4.0;
         double gy = 4.0;
         if (d2 > 0) {
-          const double coefficient = 2.0 * b / ((0.001 + d2) * (a * std::pow(d2, b) + 1.0));
+          const double coefficient = 2.0 * b / ((0.001 + d2) * (a * fast_pow(d2, b) + 1.0));
           gx = clip(coefficient * nx);
           gy = clip(coefficient * ny);
         }
