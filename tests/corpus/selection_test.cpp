@@ -128,8 +128,15 @@ TEST(Selection, ThousandFileCatalogueFinishesWithinTheTimeLimitAndReportsTheGap)
   const auto start = std::chrono::steady_clock::now();
   const SelectionResult result = select_fragments(table, options);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  EXPECT_LT(seconds, options.time_limit_seconds + 10) << "label-free solve of " << table.fragments.size() << " fragments";
-  EXPECT_LE(result.stats.seconds, options.time_limit_seconds + 5);
+  // The limit must stop CBC (the acceptance criterion); the slack covers building the model and
+  // a loaded machine, and AddressSanitizer's slower allocator in `scripts/test.sh --sanitize`.
+#if defined(__SANITIZE_ADDRESS__)
+  constexpr double kSlack = 4.0;
+#else
+  constexpr double kSlack = 1.0;
+#endif
+  EXPECT_LT(seconds, options.time_limit_seconds + 10 * kSlack) << "label-free solve of " << table.fragments.size() << " fragments";
+  EXPECT_LE(result.stats.seconds, options.time_limit_seconds + 5 * kSlack);
   EXPECT_TRUE(result.stats.status == "optimal" || result.stats.status == "time limit (feasible)") << result.stats.status;
   EXPECT_TRUE(std::isfinite(result.stats.gap));
   EXPECT_GE(result.stats.gap, 0.0);
