@@ -204,20 +204,38 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   annotation.probabilities.assign(static_cast<std::size_t>(n) * c_all, 0.0f);
   std::vector<std::int32_t> models_used(static_cast<std::size_t>(n), 0);
   // Features are streamed block by block into the classifier: only the probabilities of all
-  // cells are kept, never their features (a cell's prediction depends only on that cell).
+  // cells are kept, never all their features (a cell's prediction depends only on that cell).
+  // Consecutive blocks are gathered up to the memory cap before each prediction call, so that a
+  // classifier's per-call overhead (thread start-up, XGBoost's DMatrix) is paid rarely.
   for (std::size_t m = 0; m < models.size(); ++m) {
     const std::size_t c = models[m]->class_names.size();
-    const auto predict_block = [&](std::int64_t first_row, std::int64_t n_rows, const float* features, const std::uint8_t* empty) {
-      const std::vector<float> probabilities = models[m]->classifier->predict_proba(features, n_rows, options.embed.num_threads);
-      for (std::int64_t i = 0; i < n_rows; ++i) {
-        if (empty[i] != 0) continue;
-        const auto row = static_cast<std::size_t>(first_row + i);
+    const auto width = static_cast<std::size_t>(std::max<std::int64_t>(1, models[m]->n_features()));
+    const std::size_t batch_rows = std::max<std::size_t>(1024, options.embed.memory_limit_bytes / (width * sizeof(float)));
+    std::vector<float> batch;
+    std::vector<std::uint8_t> batch_empty;
+    std::int64_t batch_first = 0;
+    const auto flush = [&] {
+      const auto rows = static_cast<std::int64_t>(batch_empty.size());
+      if (rows == 0) return;
+      const std::vector<float> probabilities = models[m]->classifier->predict_proba(batch.data(), rows, options.embed.num_threads);
+      for (std::int64_t i = 0; i < rows; ++i) {
+        if (batch_empty[static_cast<std::size_t>(i)] != 0) continue;
+        const auto row = static_cast<std::size_t>(batch_first + i);
         ++models_used[row];
         const float* p = probabilities.data() + static_cast<std::size_t>(i) * c;
         for (std::size_t k = 0; k < c; ++k) annotation.probabilities[row * c_all + model_columns[m][k]] += p[k];
       }
+      batch.clear();
+      batch_empty.clear();
     };
-    stream_model_features(dataset, *models[m], table, options.embed, predict_block, annotation.warnings);
+    const auto gather = [&](std::int64_t first_row, std::int64_t n_rows, const float* features, const std::uint8_t* empty) {
+      if (!batch_empty.empty() && batch_empty.size() + static_cast<std::size_t>(n_rows) > batch_rows) flush();
+      if (batch_empty.empty()) batch_first = first_row;
+      batch.insert(batch.end(), features, features + static_cast<std::size_t>(n_rows) * width);
+      batch_empty.insert(batch_empty.end(), empty, empty + n_rows);
+    };
+    stream_model_features(dataset, *models[m], table, options.embed, gather, annotation.warnings);
+    flush();
   }
   const auto k_best = static_cast<std::size_t>(std::min<std::int64_t>(options.top_k, static_cast<std::int64_t>(c_all)));
   annotation.labels.resize(static_cast<std::size_t>(n));
