@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -136,7 +137,11 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
         throw InputError("--hierarchical / --harmonize-labels need the Cell Ontology: pass --ontology FILE");
       }
     }
-    const GeneStore store = GeneStore::load(resolve_gene_store_path(args->genes));
+    // Expression-only runs need no gene vectors: load a store only when it is used or named.
+    const bool uses_store = std::any_of(options.configurations.begin(), options.configurations.end(),
+                                        [](const auto& configuration) { return configuration.features != kFeaturesExpression; });
+    GeneStore store;
+    if (uses_store || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     const GeneTable table = load_gene_table(table_path);

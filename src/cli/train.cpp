@@ -128,8 +128,9 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     }
     const bool root = processes == nullptr || processes->is_root();
     if (options.features == kFeaturesExpression && command->count("--dims") > 0) throw InputError("--dims applies to --features genept only");
-    const std::string store_path = resolve_gene_store_path(args->genes);
-    const GeneStore store = GeneStore::load(store_path);
+    // The expression route needs no gene vectors: load a store only when it is used or named.
+    GeneStore store;
+    if (options.features != kFeaturesExpression || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     const GeneTable table = load_gene_table(table_path);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -155,8 +156,17 @@ TEST(TrainAnnotateCli, RestrictGenesTrainsOnTheQuerysGenesOnly) {
   list.close();
   listed = genes_of(dir.file("genes.txt"), table);
   EXPECT_GE(listed.size(), 35u);
+  // The expression route needs no gene store: the default one points at nothing here.
+  const char* saved_store = std::getenv("CELLTYPER_GENE_STORE");
+  const std::string saved = saved_store == nullptr ? "" : saved_store;
+  ::setenv("CELLTYPER_GENE_STORE", dir.file("no_such_store.h5").c_str(), 1);
   const auto expression = test::run_cli({"train", "-r", reference, "-l", "celltype", "--features", "expression", "--gene-table", table_path,
                                          "-o", dir.file("expression.h5"), "--restrict-genes", dir.file("genes.txt"), "-q"});
+  if (saved_store == nullptr) {
+    ::unsetenv("CELLTYPER_GENE_STORE");
+  } else {
+    ::setenv("CELLTYPER_GENE_STORE", saved.c_str(), 1);
+  }
   ASSERT_EQ(expression.exit_code, 0) << expression.err;
   const CellTypeModel panel_model = load_model(dir.file("expression.h5"));
   EXPECT_GT(panel_model.panel.size(), 10);
