@@ -9,7 +9,9 @@ Folds (real data from ../shared/data):
   * cellbench  CEL-seq2 <-> Drop-seq, cell-line labels (singlets only; no ontology).
 
 celltyper runs `celltyper cv` (every classifier x feature route, their ensemble, and
-ontology-aware "+hierarchical" prediction). Peers, in this script, on identical train/test cells:
+ontology-aware "+hierarchical" prediction), each fold trained on the genes detected in its held-out
+cells (`cv --restrict-genes held-out`, what `train --restrict-genes QUERY.h5ad` does for a user's
+query; `--no-restrict` trains on every gene). Peers, in this script, on identical train/test cells:
   * scikit-learn LogisticRegression on log1p-CP10k expression, features standardised with training
     statistics and clipped at 10 (the CellTypist method);
   * XGBoost (python3-xgboost) on the same expression features;
@@ -18,7 +20,7 @@ ontology-aware "+hierarchical" prediction). Peers, in this script, on identical 
 Every method's held-out predictions are scored by the same code (`celltyper evaluate`), so flat
 and ontology-aware metrics are computed identically.
 
-    /usr/bin/python3 bench/peers/run.py [--build build] [--classifiers logreg,knn,mlp,xgboost] [--quick]
+    /usr/bin/python3 bench/peers/run.py [--build build] [--classifiers logreg,knn,mlp,xgboost] [--setups ...] [--no-restrict]
 
 Writes bench/results/peers.json and bench/results/peers.md.
 """
@@ -296,11 +298,13 @@ def mean_of(rows):
     return {k: statistics.fmean(r[k] for r in rows) for k in sorted(keys)}
 
 
-def run_celltyper(celltyper, setup, name, classifiers, threads, workdir):
+def run_celltyper(celltyper, setup, name, classifiers, threads, workdir, restrict=True):
     json_path = os.path.join(workdir, f"cv_{name}.json")
     command = [celltyper, "--quiet", "cv", "--reference", setup["path"], "--label", "obs:label", "--group", "obs:group",
                "--folds", ",".join(setup["folds"]), "--classifier", ",".join(classifiers), "--features", "genept,expression",
                "--threads", str(threads), "--json", json_path]
+    if restrict:  # train each fold on the genes its held-out cells measured, as `train --restrict-genes QUERY` does
+        command += ["--restrict-genes", "held-out"]
     if setup["ontology"]:
         command += ["--label-map", LABEL_MAP, "--ontology", ONTOLOGY, "--hierarchical"]
     else:
@@ -331,6 +335,8 @@ def main():
     parser.add_argument("--setups", default="savercat,pancreas,pbmc,cellbench")
     parser.add_argument("--peers", default="sklearn-logreg,xgboost-expr,SingleR,Seurat")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--no-restrict", action="store_true",
+                        help="celltyper trains every fold on all genes (default: the genes detected in the held-out cells)")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "peers"))
     args = parser.parse_args()
     celltyper = os.path.join(args.build, "celltyper")
@@ -354,7 +360,7 @@ def main():
     for name in args.setups.split(","):
         setup = setups[name]
         log(f"{name}: {setup['description']}")
-        ours, wall, unmapped = run_celltyper(celltyper, setup, name, classifiers, args.threads, workdir)
+        ours, wall, unmapped = run_celltyper(celltyper, setup, name, classifiers, args.threads, workdir, not args.no_restrict)
         a, predictions = run_peers(setup, args.threads, workdir, peers)
         theirs = evaluate_peers(celltyper, setup, a, predictions, workdir)
         report["setups"][name] = dict(description=setup["description"], folds=setup["folds"], celltyper_cv_wall_seconds=wall,

@@ -81,6 +81,14 @@ struct TrainOptions {
 /// comments). Throws InputError when nothing resolves.
 std::vector<std::int64_t> genes_of(const std::string& path, const GeneTable& table, const GeneResolveOptions& options = {});
 
+/// The Entrez ids of the genes detected (a non-zero value) in `rows` of `matrix` ("X", "raw" or a
+/// layer) of `dataset`, var names resolved through `table` with `options`: the genes a group of
+/// cells of a pooled file really measured (`cv --restrict-genes held-out`). Streams the matrix
+/// within `memory_limit_bytes`.
+std::vector<std::int64_t> detected_genes(const Dataset& dataset, const std::string& matrix, const std::vector<std::size_t>& rows,
+                                         const GeneTable& table, const GeneResolveOptions& options,
+                                         std::size_t memory_limit_bytes = std::size_t{32} << 20);
+
 /// Outcome of `train_model`.
 struct TrainResult {
   CellTypeModel model;

@@ -61,6 +61,11 @@ struct CrossValidationOptions {
   std::vector<std::string> folds;           ///< groups to hold out (empty = every group)
   std::string filter_column;                ///< keep only cells whose obs `filter_column` equals `filter_value` ("" = all)
   std::string filter_value;
+  /// Per fold, train only on the genes detected in the held-out cells (`cv --restrict-genes
+  /// held-out`): what `train --restrict-genes QUERY.h5ad` does for a real query, so that a pooled
+  /// file whose groups measured different panels is scored the way users would annotate.
+  /// Combined with `train.restrict_genes` (intersection) when both are set.
+  bool restrict_to_held_out_genes = false;
   /// Keep what a report draws: the held-out cells' truth and every method's prediction, and the
   /// genept cell embeddings of the held-out cells (from the first genept configuration).
   bool keep_held_out = false;
@@ -79,6 +84,7 @@ struct CvFold {
   std::string group;
   std::int64_t n_train = 0;    ///< labelled cells of the other groups
   std::int64_t n_test = 0;     ///< labelled cells of this group
+  std::int64_t n_genes = 0;    ///< genes the fold's models could use (0 = not restricted)
   std::map<std::string, CvMethodResult> methods;
 };
 

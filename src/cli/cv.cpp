@@ -41,6 +41,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     std::string gene_table;
     std::string ontology;
     std::string filter;
+    std::string restrict_genes;
     std::string json;
     std::string report;
     std::string png;
@@ -67,6 +68,9 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--min-score", args->options.min_score, "Threshold of hierarchical prediction")->capture_default_str();
   command->add_option("--layer", args->layers, "Matrix to read: X, raw or a layer; one for all references or one per reference")
       ->delimiter(',');
+  command->add_option("--restrict-genes", args->restrict_genes,
+                      "Train only on these genes: 'held-out' (per fold, the genes detected in the held-out cells, as `train "
+                      "--restrict-genes QUERY.h5ad` does for a query) or an .h5ad / gene list file");
   command->add_option("--filter", args->filter, "Keep only cells with obs:COLUMN=VALUE (e.g. obs:demuxlet_cls=SNG)");
   command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
   command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
@@ -145,6 +149,11 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     const GeneTable table = load_gene_table(table_path);
+    if (args->restrict_genes == "held-out") {
+      options.restrict_to_held_out_genes = true;
+    } else if (!args->restrict_genes.empty()) {
+      options.train.restrict_genes = genes_of(args->restrict_genes, table);
+    }
     if (progress_enabled(global.quiet)) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
     const CrossValidationResult result = cross_validate(options, store, table);
     fmt::print("{}", result.format_table());

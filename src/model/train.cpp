@@ -169,6 +169,36 @@ std::vector<std::int64_t> genes_of(const std::string& path, const GeneTable& tab
   return ids;
 }
 
+std::vector<std::int64_t> detected_genes(const Dataset& dataset, const std::string& matrix, const std::vector<std::size_t>& rows,
+                                         const GeneTable& table, const GeneResolveOptions& options, std::size_t memory_limit_bytes) {
+  const std::string source = resolve_matrix_source(dataset, matrix);
+  const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(source);
+  std::vector<std::uint8_t> wanted(static_cast<std::size_t>(reader->n_rows()), 0);
+  for (const std::size_t row : rows) {
+    if (row >= wanted.size()) throw InputError(fmt::format("{}: row {} is out of range ({} rows)", dataset.path(), row, wanted.size()));
+    wanted[row] = 1;
+  }
+  std::vector<std::uint8_t> detected(static_cast<std::size_t>(reader->n_cols()), 0);
+  BlockStreamOptions stream;
+  stream.memory_limit_bytes = memory_limit_bytes;
+  for_each_block(*reader, stream, [&](const CsrBlock& block) {
+    for (std::int64_t r = 0; r < block.n_rows; ++r) {
+      if (wanted[static_cast<std::size_t>(block.first_row + r)] == 0) continue;
+      for (std::int64_t k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+        if (block.values[static_cast<std::size_t>(k)] != 0) detected[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] = 1;
+      }
+    }
+  });
+  const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(source), options);
+  std::vector<std::int64_t> ids;
+  for (std::size_t column = 0; column < resolved.gene_index.size() && column < detected.size(); ++column) {
+    if (detected[column] != 0 && resolved.gene_index[column] != kNoGene) ids.push_back(table.gene(resolved.gene_index[column]).entrez_id);
+  }
+  std::sort(ids.begin(), ids.end());
+  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
+  return ids;
+}
+
 TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table) {
   if (options.references.empty()) throw InputError("train: no reference dataset given");
   if (options.label_column.empty()) throw InputError("train: no label column given (--label obs:COLUMN)");

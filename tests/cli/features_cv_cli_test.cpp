@@ -1,5 +1,7 @@
 // End-to-end tests of the expression feature route, ensembles of both routes, ontology-aware
 // (hierarchical) annotation and `celltyper cv` on real data (savercat, pbmc3k, pbmc68k_reduced).
+#include <celltyper/annotate.hpp>
+#include <celltyper/dataset.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 
@@ -9,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <map>
 #include <random>
 
 namespace celltyper {
@@ -196,6 +199,65 @@ TEST(CvCli, SavercatLeaveOneTechOut) {
                                       "--no-ontology"});
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("'donor'"), std::string::npos) << missing.err;
+}
+
+TEST(CvCli, RestrictGenesHeldOutUsesEachFoldsMeasuredGenes) {
+  CELLTYPER_REQUIRE_SHARED(source, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table_path = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  // A pooled file whose two groups measured different panels: group "b" lost every other gene
+  // (zeros, as an outer join of two files leaves them). Python lists the genes each group
+  // detected, independently of celltyper.
+  const std::string make = fmt::format(
+      "import anndata, numpy as np, scipy.sparse as sp\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "X = sp.csr_matrix(a.X, dtype=np.float32)\n"
+      "group = np.where(np.arange(a.n_obs) % 2 == 0, 'a', 'b')\n"
+      "mask = np.ones(a.n_vars, dtype=np.float32); mask[1::2] = 0\n"
+      "X = (sp.diags((group == 'a').astype(np.float32)) @ X + sp.diags((group == 'b').astype(np.float32)) @ X @ sp.diags(mask)).tocsr()\n"
+      "X.eliminate_zeros()\n"
+      "a = anndata.AnnData(X=X, obs=a.obs.assign(group=group), var=a.var[[]])\n"
+      "a.write_h5ad('{1}')\n"
+      "for g in 'ab':\n"
+      "    detected = np.asarray((X[group == g] != 0).sum(axis=0)).ravel() > 0\n"
+      "    open('{2}/' + g + '.txt', 'w').write('\\n'.join(a.var_names[detected]) + '\\n')\n",
+      source, dir.file("pooled.h5ad"), dir.path().string());
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const GeneTable table = load_gene_table(table_path);
+  const auto dataset = open_dataset(dir.file("pooled.h5ad"));
+  const DataFrame obs = dataset->read_obs();
+  std::map<std::string, std::vector<std::size_t>> rows;
+  for (std::size_t r = 0; r < obs.n_rows(); ++r) rows[obs.at("group", "obs").value_as_string(r)].push_back(r);
+  std::map<std::string, std::vector<std::int64_t>> expected;
+  for (const std::string group : {"a", "b"}) {
+    expected[group] = genes_of(dir.file(group + ".txt"), table);
+    // Small blocks: the detection streams the matrix.
+    EXPECT_EQ(detected_genes(*dataset, "X", rows[group], table, {}, 64 << 10), expected[group]) << group;
+  }
+  EXPECT_LT(expected["b"].size(), expected["a"].size() * 6 / 10);
+
+  const std::string store = random_store(dir, 16);
+  const auto cv = test::run_cli({"cv", "-r", dir.file("pooled.h5ad"), "-l", "obs:celltype", "--group", "obs:group", "--classifier", "logreg",
+                                 "--features", "genept,expression", "-g", store, "--gene-table", table_path, "--no-ontology",
+                                 "--restrict-genes", "held-out", "--json", dir.file("cv.json"), "-q"});
+  ASSERT_EQ(cv.exit_code, 0) << cv.err;
+  std::ifstream in(dir.file("cv.json"));
+  const auto json = nlohmann::json::parse(in);
+  ASSERT_EQ(json["folds"].size(), 2u);
+  for (const auto& fold : json["folds"]) {
+    const std::string group = fold["group"];
+    EXPECT_EQ(fold["n_genes"].get<std::size_t>(), expected[group].size()) << group;
+    EXPECT_GT(fold["methods"]["logreg:expression"]["accuracy"].get<double>(), 0.5) << group;
+  }
+  // A fixed list applies to every fold; without the option nothing is restricted.
+  const auto listed = test::run_cli({"cv", "-r", dir.file("pooled.h5ad"), "-l", "obs:celltype", "--group", "obs:group", "--features",
+                                     "expression", "--gene-table", table_path, "--no-ontology", "--restrict-genes", dir.file("b.txt"),
+                                     "--json", dir.file("listed.json"), "-q"});
+  ASSERT_EQ(listed.exit_code, 0) << listed.err;
+  std::ifstream listed_in(dir.file("listed.json"));
+  for (const auto& fold : nlohmann::json::parse(listed_in)["folds"]) EXPECT_EQ(fold["n_genes"].get<std::size_t>(), expected["b"].size());
 }
 
 }  // namespace
