@@ -50,12 +50,20 @@ void similarities(const float* queries, std::int64_t rows, const float* referenc
   alignas(64) float lanes[kLanes];
   const auto load = [&](const float* row, int j) { return j < full ? _mm512_loadu_ps(row + j) : _mm512_maskz_loadu_ps(tail, row + j); };
   const int steps = (d + kLanes - 1) / kLanes;
-  std::int64_t t = 0;
-  for (; t + 4 <= rows; t += 4) {
-    const float* q = queries + t * d;
-    std::int64_t r = 0;
-    for (; r + 4 <= n_reference; r += 4) {
-      const float* e = reference + r * d;
+  const auto dot = [&](const float* x, const float* y) {
+    __m512 acc = _mm512_setzero_ps();
+    for (int s = 0; s < steps; ++s) acc = _mm512_fmadd_ps(load(x, s * kLanes), load(y, s * kLanes), acc);
+    _mm512_store_ps(lanes, acc);
+    return finish_lanes(lanes);
+  };
+  // Reference blocks outside, query groups inside: a block of 4 reference rows is read from
+  // memory once per tile of queries (which stays in L2) instead of once per 4 queries.
+  std::int64_t r = 0;
+  for (; r + 4 <= n_reference; r += 4) {
+    const float* e = reference + r * d;
+    std::int64_t t = 0;
+    for (; t + 4 <= rows; t += 4) {
+      const float* q = queries + t * d;
       __m512 acc[4][4];
       for (auto& row : acc) {
         for (auto& x : row) x = _mm512_setzero_ps();
@@ -78,22 +86,12 @@ void similarities(const float* queries, std::int64_t rows, const float* referenc
         }
       }
     }
-    for (; r < n_reference; ++r) {  // the last reference rows, one at a time
-      for (int i = 0; i < 4; ++i) {
-        __m512 acc = _mm512_setzero_ps();
-        for (int s = 0; s < steps; ++s) acc = _mm512_fmadd_ps(load(q + i * d, s * kLanes), load(reference + r * d, s * kLanes), acc);
-        _mm512_store_ps(lanes, acc);
-        out[(t + i) * n_reference + r] = finish_lanes(lanes);
-      }
+    for (; t < rows; ++t) {  // the last queries, one at a time
+      for (int k = 0; k < 4; ++k) out[t * n_reference + r + k] = dot(queries + t * d, e + k * d);
     }
   }
-  for (; t < rows; ++t) {  // the last queries, one at a time
-    for (std::int64_t r = 0; r < n_reference; ++r) {
-      __m512 acc = _mm512_setzero_ps();
-      for (int s = 0; s < steps; ++s) acc = _mm512_fmadd_ps(load(queries + t * d, s * kLanes), load(reference + r * d, s * kLanes), acc);
-      _mm512_store_ps(lanes, acc);
-      out[t * n_reference + r] = finish_lanes(lanes);
-    }
+  for (; r < n_reference; ++r) {  // the last reference rows, one at a time
+    for (std::int64_t t = 0; t < rows; ++t) out[t * n_reference + r] = dot(queries + t * d, reference + r * d);
   }
 #else
   for (std::int64_t t = 0; t < rows; ++t) {
@@ -128,9 +126,10 @@ class NearestNeighbours final : public Classifier {
     const int c = n_classes();
     const auto n_reference = static_cast<std::int64_t>(labels_.size());
     const auto k = static_cast<std::int64_t>(std::min<std::int64_t>(k_, n_reference));
-    // Queries in tiles of kTile (`similarities`: each reference row is read once per 4 queries);
-    // every similarity is the same fixed-order dot product whatever the tile.
-    constexpr std::int64_t kTile = 32;
+    // Queries in tiles of kTile (`similarities`: each reference row is read from memory once per
+    // tile; the tile, kTile x d floats, stays in L2 for d up to a few thousand); every similarity
+    // is the same fixed-order dot product whatever the tile.
+    constexpr std::int64_t kTile = 64;
     std::vector<float> queries(static_cast<std::size_t>(kTile * d));
     std::vector<float> scores(static_cast<std::size_t>(kTile * n_reference));
     std::vector<std::pair<float, std::int64_t>> ranked(static_cast<std::size_t>(n_reference));
