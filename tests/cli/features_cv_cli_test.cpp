@@ -257,7 +257,8 @@ TEST(CvCli, RestrictGenesHeldOutUsesEachFoldsMeasuredGenes) {
                                      "--json", dir.file("listed.json"), "-q"});
   ASSERT_EQ(listed.exit_code, 0) << listed.err;
   std::ifstream listed_in(dir.file("listed.json"));
-  for (const auto& fold : nlohmann::json::parse(listed_in)["folds"]) EXPECT_EQ(fold["n_genes"].get<std::size_t>(), expected["b"].size());
+  const auto listed_json = nlohmann::json::parse(listed_in);
+  for (const auto& fold : listed_json["folds"]) EXPECT_EQ(fold["n_genes"].get<std::size_t>(), expected["b"].size());
 }
 
 }  // namespace
