@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <iterator>
 #include <map>
 #include <set>
 
@@ -224,15 +225,13 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
                                           base.embed.memory_limit_bytes);
         detected.insert(genes.begin(), genes.end());
       }
-      if (!base.restrict_genes.empty()) {
-        std::vector<std::int64_t> allowed = base.restrict_genes;
-        std::sort(allowed.begin(), allowed.end());
-        fold_genes.clear();
-        for (const std::int64_t id : detected) {
-          if (std::binary_search(allowed.begin(), allowed.end(), id)) fold_genes.push_back(id);
-        }
-      } else {
+      if (fold_genes.empty()) {
         fold_genes.assign(detected.begin(), detected.end());
+      } else {  // a fixed list too: its genes that the held-out cells detected
+        std::sort(fold_genes.begin(), fold_genes.end());
+        std::vector<std::int64_t> both;
+        std::set_intersection(detected.begin(), detected.end(), fold_genes.begin(), fold_genes.end(), std::back_inserter(both));
+        fold_genes = std::move(both);
       }
       if (fold_genes.empty()) throw InputError(fmt::format("cv: fold '{}': no gene of the gene table is detected in its held-out cells", fold));
     }

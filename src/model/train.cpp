@@ -39,16 +39,15 @@ std::string join_names(const std::vector<std::string>& names, std::size_t limit 
   return text;
 }
 
-/// Train a fresh classifier on the rows `rows` of `features` with string labels; returns it and
-/// the class names (sorted) it was trained on.
-/// A training matrix written by `celltyper extract` (extract.hpp) carries its cell embeddings in
-/// obsm: use them instead of embedding X (which holds no values there). Returns false for any
-/// other dataset. Throws InputError when the embeddings were made with another gene store.
+/// Whether `dataset` is a training matrix written by `celltyper extract` (extract.hpp).
 bool is_extract_output(const Dataset& dataset) {
   const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset);
   return h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey).has_value();
 }
 
+/// A training matrix written by `celltyper extract` carries its cell embeddings in obsm: use them
+/// instead of embedding X (which holds no values there). Returns false for any other dataset.
+/// Throws InputError when the embeddings were made with another gene store.
 bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store, int requested_dims, std::vector<float>& values,
                                  std::vector<std::uint8_t>& empty, std::set<std::int64_t>& used_genes, nlohmann::json& info) {
   const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset);
@@ -87,6 +86,8 @@ bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store,
   return true;
 }
 
+/// Train a fresh classifier on the rows `rows` of `features` with string labels; returns it and
+/// the class names (sorted) it was trained on.
 std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vector<float>& features, int dims,
                                      const std::vector<std::string>& labels, const std::vector<std::int64_t>& rows,
                                      std::vector<std::string>& class_names, const std::vector<std::int64_t>* validation_rows = nullptr,
@@ -219,7 +220,7 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
   std::vector<std::int64_t> allowed = options.restrict_genes;  // sorted; empty = every gene
   std::sort(allowed.begin(), allowed.end());
   allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
-  const bool restricted = !options.restrict_genes.empty();
+  const bool restricted = !allowed.empty();
   const auto is_allowed = [&allowed, restricted](std::int64_t entrez) {
     return !restricted || std::binary_search(allowed.begin(), allowed.end(), entrez);
   };
