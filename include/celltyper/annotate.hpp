@@ -55,7 +55,9 @@ struct TrainOptions {
   std::string label_column;               ///< obs column with the cell types
   std::string group_column;               ///< obs column of groups (donor, batch) held out whole; "" = none
   std::string classifier = "logreg";      ///< a ClassifierSpec type
-  std::string features = kFeaturesGenept; ///< kFeaturesGenept (cell embeddings) or kFeaturesExpression (log1p-CP10k panel)
+  /// kFeaturesExpression (log1p-CP10k panel; the default: best across datasets in
+  /// bench/panels) or kFeaturesGenept (GenePT-w cell embeddings)
+  std::string features = kFeaturesExpression;
   int n_genes = 3000;                     ///< expression route: panel size (most variable genes of the references)
   HyperParameters hyperparameters;        ///< overrides of the spec's defaults
   EmbedOptions embed;                     ///< matrix (layer), dims, threads, gene column
@@ -74,6 +76,10 @@ struct TrainOptions {
   /// to a query's genes so that a model trained on a large panel means the same on a query
   /// with a small one (`train --restrict-genes QUERY.h5ad`).
   std::vector<std::int64_t> restrict_genes;
+  /// Labelled reference cells (class-balanced) the model keeps with every gene the references
+  /// measured, so that `annotate` can refit it on the genes a query shares (ReferenceSample);
+  /// 0 = none.
+  std::int64_t reference_sample_cells = 20000;
 };
 
 /// The Entrez ids of the genes in `path`: the var of an .h5ad (resolved through `table` with
@@ -106,6 +112,11 @@ struct TrainResult {
 /// a class has a single cell ("drop or merge it"), or no gene overlaps the store.
 TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table);
 
+/// `train_model` on datasets already open or held in memory (MemoryDataset), in place of
+/// `options.references` (which is ignored); every other option applies.
+TrainResult train_model(const std::vector<const Dataset*>& references, const TrainOptions& options, const GeneStore& store,
+                        const GeneTable& table);
+
 /// Embed `dataset` with the gene vectors of `model` into row-major [n_obs x dims]; `empty` gets
 /// 1 for cells without any matched gene expressed.
 std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table,
@@ -126,6 +137,41 @@ void stream_model_features(const Dataset& dataset, const CellTypeModel& model, c
 /// ExpressionOptions with the matrix, normalisation, threads, memory cap and gene column of `embed`.
 ExpressionOptions expression_options(const EmbedOptions& embed);
 
+/// How much of a model's genes a query measures.
+struct ModelCoverage {
+  std::int64_t n_model_genes = 0;     ///< genes the model knows: its reference sample's (else its panel / gene rows)
+  std::int64_t n_measured = 0;        ///< of them, genes among the query's vars
+  /// Share of the references' expression the measured genes carry (mean over the sampled
+  /// reference cells of the measured genes' share of each cell's counts); without a reference
+  /// sample, the share of the model's genes measured.
+  double mass = 1;
+  std::vector<double> class_mass;     ///< the same per class (model.class_names order); empty without a sample
+  std::int64_t n_features_genes = 0;  ///< genes behind the classifier's features (panel, or gene rows)
+  std::int64_t n_features_measured = 0;
+  [[nodiscard]] double feature_share() const {
+    return n_features_genes == 0 ? 1.0 : static_cast<double>(n_features_measured) / static_cast<double>(n_features_genes);
+  }
+};
+
+/// Coverage of `model` by a query measuring `query_genes` (Entrez ids, ascending).
+ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::int64_t>& query_genes);
+
+/// Whether `model` can be refitted for a query (an expression model with a reference sample).
+bool can_refit(const CellTypeModel& model);
+
+/// Refit `model` on `genes` (Entrez ids): the same classifier, hyperparameters and panel size,
+/// trained on the model's reference sample with the features a query measuring exactly these
+/// genes can have (panel chosen among them, library sizes summed over them): what training on
+/// the references with `--restrict-genes` gives, without the reference files. Throws
+/// InputError when the model has no reference sample or no gene of `genes` is in it.
+CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int64_t>& genes, int num_threads,
+                          const std::function<void(const std::string&)>& log = {});
+
+/// The Entrez ids (ascending, unique) of the vars of `matrix` ("X", "raw", a layer) of `dataset`
+/// that resolve through `table`.
+std::vector<std::int64_t> dataset_genes(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
+                                        const GeneResolveOptions& options);
+
 /// Options of `annotate_dataset`.
 struct AnnotateOptions {
   EmbedOptions embed;                   ///< matrix (layer), threads, gene column (dims come from the model)
@@ -139,6 +185,28 @@ struct AnnotateOptions {
   /// gets "T cell" instead of a wrong subtype. Classes without a CL id only count for themselves.
   bool hierarchical = false;
   const Ontology* ontology = nullptr;   ///< not owned
+  /// Refit an expression model that carries a reference sample on the genes the query shares
+  /// with it when the query measures less than `refit_below` of the model's feature genes or of
+  /// its reference expression (ModelCoverage): the classifier then sees only genes the query has.
+  bool refit = true;
+  double refit_below = 0.95;
+  /// Refuse (InputError) a query that measures fewer than `min_coverage_genes` of a model's genes
+  /// or less than `min_coverage_mass` of its reference expression, unless `allow_low_coverage`.
+  std::int64_t min_coverage_genes = 20;
+  double min_coverage_mass = 0.02;
+  bool allow_low_coverage = false;
+  /// A warning is added when a model's coverage (mass or feature genes) is below this.
+  double warn_coverage_below = 0.5;
+  std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
+};
+
+/// What annotation did with one model.
+struct ModelUse {
+  ModelCoverage coverage;
+  bool refitted = false;
+  std::int64_t refit_genes = 0;        ///< genes the refitted model may use
+  std::int64_t refit_panel = 0;        ///< its classifier's features
+  double refit_seconds = 0;
 };
 
 /// Per-cell annotation of one dataset.
@@ -154,6 +222,10 @@ struct Annotation {
   std::vector<std::vector<float>> top_scores;        ///< [k][cell]
   std::vector<std::string> majority_vote;  ///< per cell: most common label in its cluster (ties: first class)
   std::vector<std::string> flat_labels;    ///< with hierarchical prediction: the flat best class per cell (else empty)
+  /// Per cell: the share of its predicted types' reference expression (class profiles weighted
+  /// by the cell's probabilities, mean over models) that the query measures.
+  std::vector<float> gene_coverage;
+  std::vector<ModelUse> models;            ///< per model, in the order given
   std::vector<std::string> warnings;
 };
 

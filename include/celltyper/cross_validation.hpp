@@ -40,7 +40,7 @@ inline constexpr const char* kGroupByFile = "file";
 /// One model configuration of a cross-validation.
 struct CvModelConfig {
   std::string classifier = "logreg";
-  std::string features = kFeaturesGenept;
+  std::string features = kFeaturesExpression;
   HyperParameters hyperparameters;
   /// "classifier:features", e.g. "logreg:genept".
   [[nodiscard]] std::string name() const { return classifier + ":" + features; }

@@ -43,12 +43,19 @@ struct GeneExpressionStats {
 };
 
 /// Options of `accumulate_expression_stats` and `expression_features`.
+/// Library size: the sum of a cell's values on every var (CellTypist), or on
+/// `size_factor_genes` only when that list is given.
 struct ExpressionOptions {
   std::string matrix = "X";               ///< "X", "raw", or a layer name
   NormalizationChoice normalization = NormalizationChoice::kAuto;  ///< auto: counts -> log1p-cp10k, logged -> unchanged
   int num_threads = 0;                    ///< 0 = all hardware threads
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for matrix blocks in flight
   GeneResolveOptions genes;               ///< which var column holds gene ids
+  /// When not empty (ascending Entrez ids): a cell's library size is the sum of its values on
+  /// these genes only, not on all its genes. A model restricted to a query's genes sums over
+  /// the same genes on the references and on the query, so that genes one side never measured
+  /// do not change the other side's normalisation.
+  std::vector<std::int64_t> size_factor_genes;
 };
 
 /// Add the statistics of every cell of `dataset` (rows `keep[i] != 0` only, when `keep` is not

@@ -2,8 +2,9 @@
 /// A trained cell-type model: classifier, class labels, and the gene vectors needed to embed a
 /// query, in one self-contained HDF5 file.
 ///
-/// HDF5 layout (format "celltyper-model", version 2; version 1 files are genept models without
-/// the `features` attribute and are still read):
+/// HDF5 layout (format "celltyper-model", version 3; version 1 files are genept models without
+/// the `features` attribute, version 2 files have no /reference and /panel/size_factor_entrez_id;
+/// both are still read):
 ///
 ///     /                       attrs: format = "celltyper-model", version = 2 (int64),
 ///                                    features = "genept" | "expression",
@@ -23,6 +24,18 @@
 ///     /panel/entrez_id        int64 [P]   panel genes in feature order
 ///     /panel/symbol           str   [P]
 ///     /panel/ensembl_id       str   [P]
+///     /panel/size_factor_entrez_id int64 [S]  (optional) the genes a cell's library size is summed
+///                                         over (a model restricted to a query's genes); absent =
+///                                         every gene of the cell
+///   and both routes may carry the reference sample (ReferenceSample) the model can be refitted
+///   from for a query that measures only part of its genes:
+///     /reference              attrs: normalization, matrix, n_reference_cells
+///     /reference/entrez_id    int64 [G]   columns (genes measured by the references), ascending
+///     /reference/symbol, /reference/ensembl_id  str [G]
+///     /reference/indptr int64 [N+1], /reference/indices int32 [nnz], /reference/data float32 [nnz]
+///                                         the sampled cells' values as stored in the references
+///                                         (counts, or log values), CSR, gzip
+///     /reference/label        int32 [N]   class index (into /classes/name) of each sampled cell
 ///     /classifier             attrs: type, state_json (ClassifierState::attributes)
 ///     /classifier/<name>      float32 / float64 / int32 / uint8 datasets of the ClassifierState
 #pragma once
@@ -30,6 +43,7 @@
 #include <celltyper/classifier.hpp>
 #include <celltyper/embed_dataset.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/sparse.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -41,7 +55,7 @@
 namespace celltyper {
 
 /// Current model file format version; files with a larger version are refused.
-inline constexpr int kModelFormatVersion = 2;
+inline constexpr int kModelFormatVersion = 3;
 
 /// The gene vectors a model embeds queries with.
 struct ModelGenes {
@@ -67,7 +81,28 @@ struct ExpressionPanel {
   std::vector<std::string> symbols;
   std::vector<std::string> ensembl_ids;   ///< "" when none
   [[nodiscard]] std::int64_t size() const { return static_cast<std::int64_t>(entrez_ids.size()); }
+  /// When not empty: the genes (ascending Entrez ids) a cell's library size is summed over,
+  /// on the references and on every query (ExpressionOptions::size_factor_genes).
+  std::vector<std::int64_t> size_factor_genes;
   /// A minimal gene table of the panel genes (see ModelGenes::gene_table).
+  [[nodiscard]] GeneTable gene_table() const;
+};
+
+/// A class-balanced sample of a model's labelled reference cells over every gene the references
+/// measured, kept in the model file so that `annotate` can refit the model on the genes a query
+/// shares with it (the query's panel decides the features, not the reference's).
+struct ReferenceSample {
+  std::vector<std::int64_t> entrez_ids;   ///< columns, ascending, unique
+  std::vector<std::string> symbols;
+  std::vector<std::string> ensembl_ids;   ///< "" when none
+  CsrBlockF64 values;                     ///< sampled cells x genes, values as stored (counts or log values)
+  std::vector<std::int32_t> labels;       ///< class index of each sampled cell
+  std::string normalization;              ///< how features were made from `values`: "log1p-cp10k" (counts), "none" (log values), ...
+  std::string matrix;                     ///< the references' matrix the values came from ("X", "layers/counts", ...)
+  std::int64_t n_reference_cells = 0;     ///< labelled cells the sample was drawn from
+  [[nodiscard]] bool empty() const { return labels.empty(); }
+  [[nodiscard]] std::int64_t n_cells() const { return static_cast<std::int64_t>(labels.size()); }
+  /// A gene table of the sample's genes (resolves the sample dataset's `entrez_id` var column).
   [[nodiscard]] GeneTable gene_table() const;
 };
 
@@ -83,8 +118,13 @@ struct CellTypeModel {
   std::vector<std::string> class_cl_ids;  ///< per class, "" when unknown
   ModelGenes genes;                        ///< genept models
   ExpressionPanel panel;                   ///< expression models
-  /// The model's genes as a minimal gene table (for queries when no full table is available).
-  [[nodiscard]] GeneTable gene_table() const { return features == kFeaturesExpression ? panel.gene_table() : genes.gene_table(); }
+  ReferenceSample reference;               ///< empty when the model carries no reference sample
+  /// The model's genes (its reference sample's, else its features') as a minimal gene table
+  /// (for queries when no full table is available).
+  [[nodiscard]] GeneTable gene_table() const {
+    if (!reference.empty()) return reference.gene_table();  // every gene of the references
+    return features == kFeaturesExpression ? panel.gene_table() : genes.gene_table();
+  }
   /// Number of classifier features: dims (genept) or panel size (expression).
   [[nodiscard]] std::int64_t n_features() const { return features == kFeaturesExpression ? panel.size() : genes.dims; }
   nlohmann::json provenance = nlohmann::json::object();  ///< reference files, label column, seed, hyperparameters, ...

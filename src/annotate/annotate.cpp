@@ -5,6 +5,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <chrono>
 #include <limits>
 #include <optional>
 #include <map>
@@ -37,7 +38,9 @@ ExpressionOptions expression_options(const EmbedOptions& embed) {
 std::vector<float> model_features(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table, const EmbedOptions& options,
                                   std::vector<std::uint8_t>& empty, std::vector<std::string>& warnings) {
   if (model.features == kFeaturesExpression) {
-    ExpressionFeatures computed = expression_features(dataset, table, model.panel.entrez_ids, expression_options(options));
+    ExpressionOptions settings = expression_options(options);
+    settings.size_factor_genes = model.panel.size_factor_genes;
+    ExpressionFeatures computed = expression_features(dataset, table, model.panel.entrez_ids, settings);
     warnings.insert(warnings.end(), computed.warnings.begin(), computed.warnings.end());
     empty = std::move(computed.empty);
     return std::move(computed.values);
@@ -69,7 +72,9 @@ class CallbackSink final : public EmbeddingSink {
 void stream_model_features(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table, const EmbedOptions& options,
                            const FeatureBlockCallback& callback, std::vector<std::string>& warnings) {
   if (model.features == kFeaturesExpression) {
-    const ExpressionFeatures run = stream_expression_features(dataset, table, model.panel.entrez_ids, expression_options(options), callback);
+    ExpressionOptions settings = expression_options(options);
+    settings.size_factor_genes = model.panel.size_factor_genes;
+    const ExpressionFeatures run = stream_expression_features(dataset, table, model.panel.entrez_ids, settings, callback);
     warnings.insert(warnings.end(), run.warnings.begin(), run.warnings.end());
     return;
   }
@@ -170,12 +175,56 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
   return prediction;
 }
 
-Annotation annotate_dataset(const Dataset& dataset, const std::vector<const CellTypeModel*>& models, const GeneTable& table,
+Annotation annotate_dataset(const Dataset& dataset, const std::vector<const CellTypeModel*>& given, const GeneTable& table,
                             const AnnotateOptions& options) {
-  if (models.empty()) throw InputError("annotate: no model given");
+  if (given.empty()) throw InputError("annotate: no model given");
   if (options.top_k < 0) throw InputError(fmt::format("--top-k {} is negative", options.top_k));
   if (!(options.min_score >= 0 && options.min_score <= 1)) throw InputError(fmt::format("--min-score {} is not in [0, 1]", options.min_score));
   Annotation annotation;
+
+  // How much of each model the query measures; refit a model on the shared genes when the
+  // query lacks part of its features or of its reference expression.
+  const std::vector<std::int64_t> query_genes = dataset_genes(dataset, options.embed.matrix, table, options.embed.genes);
+  std::vector<CellTypeModel> refitted;
+  refitted.reserve(given.size());
+  std::vector<const CellTypeModel*> models = given;
+  for (std::size_t m = 0; m < given.size(); ++m) {
+    const CellTypeModel& model = *given[m];
+    ModelUse use;
+    use.coverage = model_coverage(model, query_genes);
+    const ModelCoverage& coverage = use.coverage;
+    const std::string which = given.size() == 1 ? "the model" : fmt::format("model {}", m + 1);
+    const std::string measured = fmt::format("{} measures {} of {}'s {} genes ({:.0f}% of its reference expression{})", dataset.path(),
+                                             coverage.n_measured, which, coverage.n_model_genes, 100 * coverage.mass,
+                                             model.reference.empty() ? ": by gene count, the model carries no reference sample" : "");
+    if (!options.allow_low_coverage && (coverage.n_measured < options.min_coverage_genes || coverage.mass < options.min_coverage_mass)) {
+      throw InputError(fmt::format("{}: too few to annotate (need {} genes and {:.0f}%); train on a reference that measures this panel, "
+                                   "or pass --allow-low-coverage",
+                                   measured, options.min_coverage_genes, 100 * options.min_coverage_mass));
+    }
+    const bool partial = coverage.mass < options.refit_below || coverage.feature_share() < options.refit_below;
+    if (partial && options.refit && can_refit(model)) {
+      if (options.log) options.log(fmt::format("{}: refitting on the {} shared genes", measured, coverage.n_measured));
+      const auto started = std::chrono::steady_clock::now();
+      refitted.push_back(refit_model(model, query_genes, options.embed.num_threads));
+      use.refitted = true;
+      use.refit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      use.refit_genes = refitted.back().provenance["refit"].value("n_shared_genes", std::int64_t{0});
+      use.refit_panel = refitted.back().panel.size();
+      models[m] = &refitted.back();
+      if (coverage.mass < options.warn_coverage_below || coverage.feature_share() < options.warn_coverage_below) {
+        annotation.warnings.push_back(fmt::format("{}: refitted on the {} shared genes from the model's reference sample ({} cells, {:.1f} s)",
+                                                  measured, use.refit_genes, model.reference.n_cells(), use.refit_seconds));
+      }
+    } else if (coverage.mass < options.warn_coverage_below || coverage.feature_share() < options.warn_coverage_below) {
+      annotation.warnings.push_back(fmt::format(
+          "{}; {} of its {} feature genes: labels may be wrong. Fix: `celltyper annotate --reference REF.h5ad --label obs:COLUMN` "
+          "(trains on the shared genes), or `celltyper train --restrict-genes {}`{}",
+          measured, coverage.n_features_measured, coverage.n_features_genes, dataset.path(),
+          can_refit(model) ? " (or drop --no-refit)" : ""));
+    }
+    annotation.models.push_back(std::move(use));
+  }
   const std::int64_t n = dataset.n_obs();
   const DataFrame obs = dataset.read_obs();
   annotation.obs_names = obs.index;
@@ -273,6 +322,36 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   }
   if (n_empty > 0) annotation.warnings.push_back(fmt::format("{} cells have no expressed gene with a vector: Unassigned", n_empty));
 
+  // Per cell: the measured share of its predicted types' reference expression (class profiles
+  // of the models' reference samples weighted by the cell's probabilities).
+  {
+    std::vector<double> mass_sum(c_all, 0.0);
+    std::vector<int> mass_models(c_all, 0);
+    double dataset_mass = 0;
+    for (std::size_t m = 0; m < given.size(); ++m) {
+      const ModelCoverage& coverage = annotation.models[m].coverage;
+      dataset_mass += coverage.mass / static_cast<double>(given.size());
+      for (std::size_t c = 0; c < coverage.class_mass.size(); ++c) {
+        const auto column = column_of.find(given[m]->class_names[c]);
+        if (column == column_of.end()) continue;  // a class the refitted model lost
+        mass_sum[column->second] += coverage.class_mass[c];
+        ++mass_models[column->second];
+      }
+    }
+    annotation.gene_coverage.assign(static_cast<std::size_t>(n), static_cast<float>(dataset_mass));
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float* p = annotation.probabilities.data() + static_cast<std::size_t>(i) * c_all;
+      double weighted = 0;
+      double weight = 0;
+      for (std::size_t c = 0; c < c_all; ++c) {
+        if (mass_models[c] == 0) continue;
+        weighted += p[c] * mass_sum[c] / mass_models[c];
+        weight += p[c];
+      }
+      if (weight > 0) annotation.gene_coverage[static_cast<std::size_t>(i)] = static_cast<float>(weighted / weight);
+    }
+  }
+
   if (clusters != nullptr) {
     // Majority of the assigned labels in each cluster (Unassigned only when nothing else);
     // ties go to the class listed first.
@@ -335,6 +414,9 @@ H5adAdditions annotation_additions(const Annotation& annotation) {
   }
   if (!annotation.majority_vote.empty()) additions.obs_columns.push_back(Column::categorical("celltyper_majority_vote", annotation.majority_vote));
   if (!annotation.flat_labels.empty()) additions.obs_columns.push_back(Column::categorical("celltyper_flat_label", annotation.flat_labels));
+  if (!annotation.gene_coverage.empty()) {
+    additions.obs_columns.push_back(Column::from_floats("celltyper_gene_coverage", floats(annotation.gene_coverage), "float32"));
+  }
   DenseMatrix probabilities;
   probabilities.rows = static_cast<std::int64_t>(annotation.labels.size());
   probabilities.cols = static_cast<std::int64_t>(annotation.class_names.size());

@@ -2,11 +2,13 @@
 #include <celltyper/annotate.hpp>
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/h5ad.hpp>
 #include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 
+#include "cli/columns.hpp"
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
 
@@ -14,6 +16,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -97,11 +100,40 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     std::string normalization = "auto";
     std::string memory_limit = "32M";
     bool json = false;
+    bool no_refit = false;
+    // Reference mode: train on the fly on the genes the query shares with the references.
+    std::vector<std::string> references;
+    std::string label;
+    std::string reference_layer = "X";
+    std::string save_model;
+    std::string genes;
+    TrainOptions train;
     AnnotateOptions options;
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = app.add_subcommand("annotate", "Predict the cell type of every cell of a dataset with trained model files");
-  command->add_option("-m,--model", args->models, "Model file from 'celltyper train' (repeat to average several models)")->required();
+  command->add_option("-m,--model", args->models, "Model file from 'celltyper train' (repeat to average several models)");
+  command
+          ->add_option("-r,--reference", args->references,
+                       "Reference mode, instead of --model: labelled .h5ad files (comma-separated) to train on, on the fly, with the genes "
+                       "they share with the query (as SingleR and Seurat label transfer do)")
+          ->delimiter(',');
+  command->add_option("-l,--label", args->label, "Reference mode: cell-type column of the references, obs:COLUMN");
+  command->add_option("--reference-layer", args->reference_layer, "Reference mode: matrix of the references (X, raw, or a layer)")
+      ->capture_default_str();
+  command->add_option("--classifier", args->train.classifier, "Reference mode: classifier")->capture_default_str();
+  command->add_option("--features", args->train.features, "Reference mode: feature route (expression | genept)")
+      ->check(CLI::IsMember({std::string(kFeaturesGenept), std::string(kFeaturesExpression)}))
+      ->capture_default_str();
+  command->add_option("--label-map", args->train.label_map, "Reference mode: label -> Cell Ontology id table, to record CL ids of the classes");
+  command->add_option("--label-dataset", args->train.label_map_dataset, "Reference mode: prefer rows of this dataset in --label-map");
+  command->add_option("-g,--genes", args->genes, "Reference mode with --features genept: gene embedding store (default: the setup's)");
+  command->add_option("--save-model", args->save_model, "Reference mode: also write the model trained on the fly to this file");
+  command->add_flag("--no-refit", args->no_refit,
+                    "Use each model as trained even when the query lacks part of its genes (default: an expression model is refitted "
+                    "on the shared genes from the reference sample it carries)");
+  command->add_flag("--allow-low-coverage", args->options.allow_low_coverage,
+                    "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
   command->add_option("-i,--input", args->input, "Query .h5ad")->required();
   command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad)");
   command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file");
@@ -124,7 +156,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--normalize", args->normalization, "auto | none | cp10k | log1p-cp10k (auto: counts are normalised, logged data used as is)")
       ->capture_default_str();
   command->add_flag("--json", args->json, "Print the label counts as JSON on stdout");
-  command->callback([args, &global] {
+  command->callback([args, command, &global] {
     if (!args->over_clustering.empty()) {
       const std::string& text = args->over_clustering;
       args->options.over_clustering = text.rfind("obs:", 0) == 0 ? text.substr(4) : text;
@@ -134,6 +166,15 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     std::future<GeneTable> loading_table;
     if (!table_path.empty()) loading_table = std::async(std::launch::async, [table_path] { return load_gene_table(table_path); });
+    if (args->models.empty() == args->references.empty()) {
+      throw InputError("annotate needs either --model FILE (a trained model) or --reference REF.h5ad --label obs:COLUMN (train on the fly)");
+    }
+    if (!args->references.empty() && args->label.empty()) throw InputError("--reference needs --label obs:COLUMN (the references' cell types)");
+    if (args->references.empty()) {
+      for (const char* flag : {"--label", "--save-model", "--label-map", "--label-dataset", "--genes"}) {
+        if (command->count(flag) > 0) throw InputError(fmt::format("{} applies to reference mode (--reference) only", flag));
+      }
+    }
     std::vector<CellTypeModel> models;
     for (const auto& path : args->models) models.push_back(load_model(path));
     const auto dataset = open_dataset(args->input);
@@ -151,8 +192,50 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       ontology = load_ontology(path);
       args->options.ontology = &ontology;
     }
+    for (const auto& reference : args->references) {
+      if (std::filesystem::weakly_canonical(out) == std::filesystem::weakly_canonical(reference)) {
+        throw InputError(fmt::format("--out {} is a reference file; choose another output", out));
+      }
+    }
+    args->options.refit = !args->no_refit;
+    const bool verbose = progress_enabled(global.quiet);
+    if (verbose) args->options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
+    if (!args->references.empty() && table_path.empty()) {
+      throw InputError("reference mode needs a gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
+    }
     H5adCopy copy(args->input, out);  // copies the input while the gene table finishes and the cells are annotated
     const GeneTable table = table_path.empty() ? models_gene_table(models) : loading_table.get();
+    if (!args->references.empty()) {
+      // Reference mode: the model is trained on the genes the query measures.
+      TrainOptions& train = args->train;
+      train.references = args->references;
+      train.label_column = obs_column(args->label, "--label");
+      train.validation_fraction = 0;
+      train.num_threads = args->options.embed.num_threads;
+      train.embed.matrix = args->reference_layer;
+      train.embed.memory_limit_bytes = args->options.embed.memory_limit_bytes;
+      train.reference_sample_cells = args->save_model.empty() ? 0 : train.reference_sample_cells;
+      train.restrict_genes = dataset_genes(*dataset, args->options.embed.matrix, table, args->options.embed.genes);
+      if (train.restrict_genes.empty()) {
+        throw InputError(fmt::format("{}: none of its {} gene names resolves in the gene table: nothing to train on (pass --gene-column "
+                                     "to choose another var column, or check the species)",
+                                     args->input, dataset->n_vars()));
+      }
+      train.log = args->options.log;
+      GeneStore store;
+      if (train.features == kFeaturesGenept) store = GeneStore::load(resolve_gene_store_path(args->genes));
+      const auto started = std::chrono::steady_clock::now();
+      TrainResult trained = train_model(train, store, table);
+      const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+      if (!global.quiet) {
+        fmt::print(stderr, "reference mode: trained {} on {} cells, {} classes, the {} genes shared with the query ({:.1f} s)\n",
+                   train.classifier, trained.n_cells, trained.model.class_names.size(),
+                   trained.model.features == kFeaturesExpression ? trained.model.panel.size() : trained.model.genes.size(), seconds);
+        for (const auto& warning : trained.warnings) fmt::print(stderr, "warning: {}\n", warning);
+      }
+      if (!args->save_model.empty()) save_model(trained.model, args->save_model);
+      models.push_back(std::move(trained.model));
+    }
     std::vector<const CellTypeModel*> pointers;
     for (const auto& model : models) pointers.push_back(&model);
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
@@ -164,6 +247,18 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       summary["label_counts"] = nlohmann::json::object();
       for (const auto& [label, count] : counts) summary["label_counts"][label] = count;
       summary["warnings"] = annotation.warnings;
+      summary["models"] = nlohmann::json::array();
+      for (const ModelUse& use : annotation.models) {
+        summary["models"].push_back({{"n_model_genes", use.coverage.n_model_genes},
+                                     {"n_measured", use.coverage.n_measured},
+                                     {"mass_coverage", use.coverage.mass},
+                                     {"n_feature_genes", use.coverage.n_features_genes},
+                                     {"n_feature_genes_measured", use.coverage.n_features_measured},
+                                     {"refitted", use.refitted},
+                                     {"refit_genes", use.refit_genes},
+                                     {"refit_features", use.refit_panel},
+                                     {"refit_seconds", use.refit_seconds}});
+      }
       fmt::print("{}\n", summary.dump(2));
     } else {
       std::size_t width = 5;
@@ -174,6 +269,14 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
     }
     if (!global.quiet) {
+      for (std::size_t m = 0; m < annotation.models.size(); ++m) {
+        const ModelUse& use = annotation.models[m];
+        fmt::print(stderr, "coverage{}: the query measures {} of {} model genes ({:.1f}% of the reference expression), {} of {} feature genes{}\n",
+                   annotation.models.size() == 1 ? "" : fmt::format(" (model {})", m + 1), use.coverage.n_measured,
+                   use.coverage.n_model_genes, 100 * use.coverage.mass, use.coverage.n_features_measured, use.coverage.n_features_genes,
+                   use.refitted ? fmt::format("; refitted on {} shared genes ({} features, {:.1f} s)", use.refit_genes, use.refit_panel, use.refit_seconds)
+                                : "");
+      }
       fmt::print(stderr, "annotated {} cells with {} model{} -> {}\n", annotation.labels.size(), models.size(), models.size() == 1 ? "" : "s", out);
       for (const auto& warning : annotation.warnings) fmt::print(stderr, "warning: {}\n", warning);
     }

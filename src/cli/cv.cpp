@@ -6,6 +6,7 @@
 #include <celltyper/ontology.hpp>
 #include <celltyper/report.hpp>
 
+#include "cli/columns.hpp"
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
 
@@ -19,16 +20,6 @@
 
 namespace celltyper::cli {
 
-namespace {
-
-std::string strip_obs(const std::string& text, const char* flag) {
-  if (text.rfind("obs:", 0) == 0) return text.substr(4);
-  if (text.find(':') != std::string::npos) throw InputError(fmt::format("{} {}: only obs columns are supported (obs:COLUMN)", flag, text));
-  return text;
-}
-
-}  // namespace
-
 void add_cv(CLI::App& app, const GlobalOptions& global) {
   struct Args {
     std::vector<std::string> references;
@@ -36,7 +27,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     std::string label;
     std::string group;
     std::vector<std::string> classifiers{"logreg"};
-    std::vector<std::string> features{kFeaturesGenept};
+    std::vector<std::string> features{kFeaturesExpression};
     std::string genes;
     std::string gene_table;
     std::string ontology;
@@ -102,8 +93,8 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     }
     CrossValidationOptions& options = args->options;
     options.train.references = args->references;
-    options.train.label_column = strip_obs(args->label, "--label");
-    options.train.group_column = args->group == kGroupByFile ? std::string(kGroupByFile) : strip_obs(args->group, "--group");
+    options.train.label_column = obs_column(args->label, "--label");
+    options.train.group_column = args->group == kGroupByFile ? std::string(kGroupByFile) : obs_column(args->group, "--group");
     if (args->layers.size() == 1) {
       options.train.embed.matrix = args->layers.front();
     } else if (!args->layers.empty()) {
@@ -114,7 +105,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       options.train.matrices = args->layers;
     }
     if (!args->filter.empty()) {
-      const std::string filter = strip_obs(args->filter.substr(0, args->filter.find('=')), "--filter");
+      const std::string filter = obs_column(args->filter.substr(0, args->filter.find('=')), "--filter");
       const auto equals = args->filter.find('=');
       if (equals == std::string::npos) throw InputError(fmt::format("--filter {}: expected obs:COLUMN=VALUE", args->filter));
       options.filter_column = filter;

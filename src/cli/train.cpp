@@ -6,6 +6,7 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/model_file.hpp>
 
+#include "cli/columns.hpp"
 #include "cli/commands.hpp"
 #include "cli/parallel.hpp"
 #include "cli/progress.hpp"
@@ -20,13 +21,6 @@
 namespace celltyper::cli {
 
 namespace {
-
-/// "obs:COL" or "COL" -> "COL"; other prefixes are refused.
-std::string obs_column(const std::string& text, const char* flag) {
-  if (text.rfind("obs:", 0) == 0) return text.substr(4);
-  if (text.find(':') != std::string::npos) throw InputError(fmt::format("{} {}: only obs columns are supported (obs:COLUMN)", flag, text));
-  return text;
-}
 
 std::string flag_name(const std::string& parameter) {
   std::string flag = parameter;
@@ -75,6 +69,11 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--restrict-genes", args->restrict_genes,
                       "Use only the genes of this query .h5ad (its var) or gene list (.txt, one id or symbol per line): a model for a "
                       "query with a smaller gene panel (its GenePT-w vectors then mean the same as the reference's)");
+  command->add_option("--reference-sample", args->options.reference_sample_cells,
+                      "Labelled cells (class-balanced) the model keeps with all their genes, so that annotate can refit it on the genes "
+                      "a query shares with it (0 = none)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{10000000}))
+      ->capture_default_str();
   command->add_option("--dims", args->options.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
   command->add_option("--layer", args->options.embed.matrix, "Matrix to embed: X, raw, or a layer name")->capture_default_str();
   command->add_option("--seed", args->options.seed, "Seed of the validation split")->capture_default_str();

@@ -7,6 +7,7 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/tune.hpp>
 
+#include "cli/columns.hpp"
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
 
@@ -21,12 +22,6 @@
 namespace celltyper::cli {
 
 namespace {
-
-std::string obs_column(const std::string& text, const char* flag) {
-  if (text.rfind("obs:", 0) == 0) return text.substr(4);
-  if (text.find(':') != std::string::npos) throw InputError(fmt::format("{} {}: only obs columns are supported (obs:COLUMN)", flag, text));
-  return text;
-}
 
 /// "name=value" -> (name, value); names may use '-' for '_'.
 std::pair<std::string, double> parse_fixed(const std::string& text) {

@@ -33,6 +33,35 @@ std::vector<std::int32_t> map_vars(const GeneTable& table, const GeneResolveResu
   return column;
 }
 
+/// Per var: 1 when its value counts towards the cell's library size (every var when
+/// `size_factor_genes` is empty; else the first var of each listed gene, as for the features).
+std::vector<std::uint8_t> size_factor_vars(const GeneTable& table, const GeneResolveResult& resolved,
+                                           const std::vector<std::int64_t>& size_factor_genes) {
+  std::vector<std::uint8_t> counts(resolved.gene_index.size(), size_factor_genes.empty() ? 1 : 0);
+  if (size_factor_genes.empty()) return counts;
+  std::vector<std::uint8_t> taken(size_factor_genes.size(), 0);
+  for (std::size_t var = 0; var < resolved.gene_index.size(); ++var) {
+    const std::int32_t gene = resolved.gene_index[var];
+    if (gene == kNoGene) continue;
+    const auto found = std::lower_bound(size_factor_genes.begin(), size_factor_genes.end(), table.gene(gene).entrez_id);
+    if (found == size_factor_genes.end() || *found != table.gene(gene).entrez_id) continue;
+    const auto index = static_cast<std::size_t>(found - size_factor_genes.begin());
+    if (taken[index] != 0) continue;
+    taken[index] = 1;
+    counts[var] = 1;
+  }
+  return counts;
+}
+
+/// Library size of one stored row: the sum of its values on the vars flagged in `counts`.
+inline double library_size(const CsrBlock& block, std::int64_t begin, std::int64_t end, const std::vector<std::uint8_t>& counts) {
+  double total = 0;
+  for (std::int64_t k = begin; k < end; ++k) {
+    if (counts[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] != 0) total += block.values[static_cast<std::size_t>(k)];
+  }
+  return total;
+}
+
 /// Normalised value of a stored count `value` in a cell with `total` counts.
 inline double normalized(double value, double scale, Normalization normalization) {
   switch (normalization) {
@@ -103,6 +132,7 @@ Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTabl
     stats = std::move(grown);
   }
   const std::vector<std::int32_t> column = map_vars(table, opened.genes, stats.entrez_ids);
+  const std::vector<std::uint8_t> in_size_factor = size_factor_vars(table, opened.genes, options.size_factor_genes);
   const Normalization normalization = opened.normalization;
   BlockStreamOptions stream;
   stream.memory_limit_bytes = options.memory_limit_bytes;
@@ -113,8 +143,7 @@ Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTabl
       ++stats.n_cells;
       const std::int64_t begin = block.indptr[static_cast<std::size_t>(r)];
       const std::int64_t end = block.indptr[static_cast<std::size_t>(r) + 1];
-      double total = 0;
-      for (std::int64_t k = begin; k < end; ++k) total += block.values[static_cast<std::size_t>(k)];
+      const double total = library_size(block, begin, end, in_size_factor);
       const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
       for (std::int64_t k = begin; k < end; ++k) {
         const std::int32_t j = column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
@@ -217,6 +246,7 @@ ExpressionFeatures stream_expression_features(const Dataset& dataset, const Gene
   for (std::size_t i = 0; i < panel.size(); ++i) sorted_ids[i] = panel[static_cast<std::size_t>(by_id[i])];
   if (std::adjacent_find(sorted_ids.begin(), sorted_ids.end()) != sorted_ids.end()) throw InputError("the expression panel lists a gene twice");
   const std::vector<std::int32_t> column = map_vars(table, opened.genes, sorted_ids, &by_id);
+  const std::vector<std::uint8_t> in_size_factor = size_factor_vars(table, opened.genes, options.size_factor_genes);
   result.n_panel_genes_found = std::count_if(column.begin(), column.end(), [](std::int32_t c) { return c >= 0; });
   const double found = static_cast<double>(result.n_panel_genes_found) / static_cast<double>(panel.size());
   if (found < min_panel_fraction) {
@@ -247,8 +277,7 @@ ExpressionFeatures stream_expression_features(const Dataset& dataset, const Gene
         const auto row = static_cast<std::size_t>(r);
         const std::int64_t begin = block.indptr[row];
         const std::int64_t end = block.indptr[row + 1];
-        double total = 0;
-        for (std::int64_t k = begin; k < end; ++k) total += block.values[static_cast<std::size_t>(k)];
+        const double total = library_size(block, begin, end, in_size_factor);
         if (total <= 0 && normalization != Normalization::kNone) {
           empty[row] = 1;
           continue;

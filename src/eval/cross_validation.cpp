@@ -251,6 +251,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       train.restrict_genes = fold_genes;
       train.label_renames = renames;
       train.label_map.clear();  // CL ids are attached below from the harmonised names
+      train.reference_sample_cells = 0;  // a fold's model is never refitted nor saved
       train.log = nullptr;
       auto started = std::chrono::steady_clock::now();
       TrainResult trained = train_model(train, store, table);

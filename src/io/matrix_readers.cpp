@@ -384,7 +384,7 @@ class DenseDatasetReader final : public MatrixReader {
 /// A CSR matrix in memory (stored as float64 so integer counts and float32 data are exact).
 class MemoryCsrReader final : public MatrixReader {
  public:
-  MemoryCsrReader(CsrBlockF64 matrix, MatrixInfo info) : matrix_(std::move(matrix)), info_(std::move(info)) {}
+  MemoryCsrReader(std::shared_ptr<const CsrBlockF64> matrix, MatrixInfo info) : shared_(std::move(matrix)), matrix_(*shared_), info_(std::move(info)) {}
   const MatrixInfo& info() const override { return info_; }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { read(first, count, out); }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
@@ -410,7 +410,8 @@ class MemoryCsrReader final : public MatrixReader {
     for (std::int64_t k = begin; k < end; ++k) out.values[static_cast<std::size_t>(k - begin)] = static_cast<Value>(matrix_.values[static_cast<std::size_t>(k)]);
   }
 
-  CsrBlockF64 matrix_;
+  std::shared_ptr<const CsrBlockF64> shared_;
+  const CsrBlockF64& matrix_;
   MatrixInfo info_;
 };
 
@@ -432,6 +433,10 @@ std::unique_ptr<MatrixReader> open_dense_reader(hid_t file, const std::string& f
 }
 
 std::unique_ptr<MatrixReader> make_memory_reader(CsrBlockF64 matrix, MatrixInfo info) {
+  return make_memory_reader(std::make_shared<const CsrBlockF64>(std::move(matrix)), std::move(info));
+}
+
+std::unique_ptr<MatrixReader> make_memory_reader(std::shared_ptr<const CsrBlockF64> matrix, MatrixInfo info) {
   return std::make_unique<MemoryCsrReader>(std::move(matrix), std::move(info));
 }
 

@@ -35,8 +35,10 @@ std::unique_ptr<MatrixReader> open_sparse_reader(hid_t file, const SparseLocatio
 std::unique_ptr<MatrixReader> open_dense_reader(hid_t file, const std::string& file_name, const std::string& path,
                                                 MatrixInfo info, std::size_t chunk_cache_bytes);
 
-/// A CSR matrix held in memory.
+/// A CSR matrix held in memory (copied once into a shared block).
 std::unique_ptr<MatrixReader> make_memory_reader(CsrBlockF64 matrix, MatrixInfo info);
+/// A reader over a CSR matrix shared with its owner (never copied).
+std::unique_ptr<MatrixReader> make_memory_reader(std::shared_ptr<const CsrBlockF64> matrix, MatrixInfo info);
 
 /// Check column indices of a block: each in [0, n_cols). Throws InputError naming the file,
 /// dataset and the (global) row of the first offending value.

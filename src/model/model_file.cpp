@@ -83,6 +83,79 @@ GeneTable ModelGenes::gene_table() const { return minimal_gene_table(entrez_ids,
 
 GeneTable ExpressionPanel::gene_table() const { return minimal_gene_table(entrez_ids, symbols, ensembl_ids); }
 
+GeneTable ReferenceSample::gene_table() const { return minimal_gene_table(entrez_ids, symbols, ensembl_ids); }
+
+namespace {
+
+void write_reference_sample(hid_t root, const ReferenceSample& sample) {
+  Handle group = h5::create_group(root, "reference");
+  h5::write_string_attribute(group.get(), "normalization", sample.normalization);
+  h5::write_string_attribute(group.get(), "matrix", sample.matrix);
+  h5::write_int_array_attribute(group.get(), "n_reference_cells", {sample.n_reference_cells});
+  const auto n_genes = static_cast<std::int64_t>(sample.entrez_ids.size());
+  h5::write_1d<std::int64_t>(group.get(), "entrez_id", sample.entrez_ids.data(), n_genes);
+  h5::write_strings(group.get(), "symbol", sample.symbols);
+  h5::write_strings(group.get(), "ensembl_id", sample.ensembl_ids);
+  const std::vector<std::int64_t> indptr(sample.values.indptr.begin(), sample.values.indptr.end());
+  const std::vector<std::int32_t> indices(sample.values.indices.begin(), sample.values.indices.end());
+  const std::vector<float> data(sample.values.values.begin(), sample.values.values.end());
+  const auto nnz = static_cast<std::int64_t>(data.size());
+  h5::write_1d<std::int64_t>(group.get(), "indptr", indptr.data(), static_cast<std::int64_t>(indptr.size()), 4);
+  h5::write_1d<std::int32_t>(group.get(), "indices", indices.data(), nnz, 4);
+  h5::write_1d<float>(group.get(), "data", data.data(), nnz, 4);
+  h5::write_1d<std::int32_t>(group.get(), "label", sample.labels.data(), sample.n_cells(), 4);
+}
+
+ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::size_t n_classes) {
+  ReferenceSample sample;
+  Handle group = h5::open_group(root, "reference", path);
+  sample.normalization = string_attr(group.get(), "normalization");
+  sample.matrix = string_attr(group.get(), "matrix");
+  const auto n_reference = h5::int_array_attribute(group.get(), "n_reference_cells");
+  sample.n_reference_cells = n_reference.empty() ? 0 : n_reference.front();
+  auto read = [&](const char* name) { return h5::open_dataset(group.get(), name, path); };
+  sample.entrez_ids = h5::read_all_1d<std::int64_t>(read("entrez_id").get());
+  sample.symbols = h5::read_strings(read("symbol").get());
+  sample.ensembl_ids = h5::read_strings(read("ensembl_id").get());
+  sample.labels = h5::read_all_1d<std::int32_t>(read("label").get());
+  const auto indptr = h5::read_all_1d<std::int64_t>(read("indptr").get());
+  const auto indices = h5::read_all_1d<std::int32_t>(read("indices").get());
+  const auto data = h5::read_all_1d<float>(read("data").get());
+  const auto n_genes = static_cast<std::int64_t>(sample.entrez_ids.size());
+  const auto n_cells = sample.n_cells();
+  const bool consistent = static_cast<std::int64_t>(sample.symbols.size()) == n_genes &&
+                          static_cast<std::int64_t>(sample.ensembl_ids.size()) == n_genes &&
+                          static_cast<std::int64_t>(indptr.size()) == n_cells + 1 && indices.size() == data.size() && !indptr.empty() &&
+                          indptr.front() == 0 && indptr.back() == static_cast<std::int64_t>(data.size()) &&
+                          std::is_sorted(indptr.begin(), indptr.end());
+  if (!consistent) {
+    throw InputError(fmt::format("{}: /reference datasets disagree: {} genes, {} cells, {} row pointers, {} indices, {} values", path,
+                                 n_genes, n_cells, indptr.size(), indices.size(), data.size()));
+  }
+  if (!std::is_sorted(sample.entrez_ids.begin(), sample.entrez_ids.end()) ||
+      std::adjacent_find(sample.entrez_ids.begin(), sample.entrez_ids.end()) != sample.entrez_ids.end()) {
+    throw InputError(fmt::format("{}: /reference/entrez_id is not strictly ascending", path));
+  }
+  for (const std::int32_t column : indices) {
+    if (column < 0 || column >= n_genes) throw InputError(fmt::format("{}: /reference/indices holds {} outside [0, {})", path, column, n_genes));
+  }
+  for (const std::int32_t label : sample.labels) {
+    if (label < 0 || static_cast<std::size_t>(label) >= n_classes) {
+      throw InputError(fmt::format("{}: /reference/label holds {} outside the {} classes", path, label, n_classes));
+    }
+  }
+  for (const float value : data) {
+    if (!std::isfinite(value)) throw InputError(fmt::format("{}: /reference/data has a non-finite value", path));
+  }
+  sample.values.reset(0, n_cells, n_genes);
+  sample.values.indptr.assign(indptr.begin(), indptr.end());
+  sample.values.indices.assign(indices.begin(), indices.end());
+  sample.values.values.assign(data.begin(), data.end());
+  return sample;
+}
+
+}  // namespace
+
 void save_model(const CellTypeModel& model, const std::string& path) {
   if (!model.classifier || !model.classifier->trained()) throw InputError("save_model: the model has no trained classifier");
   if (model.features != kFeaturesGenept && model.features != kFeaturesExpression) {
@@ -118,6 +191,10 @@ void save_model(const CellTypeModel& model, const std::string& path) {
         h5::write_1d<std::int64_t>(gene_group.get(), "entrez_id", panel.entrez_ids.data(), panel.size());
         h5::write_strings(gene_group.get(), "symbol", panel.symbols);
         h5::write_strings(gene_group.get(), "ensembl_id", panel.ensembl_ids);
+        if (!panel.size_factor_genes.empty()) {
+          h5::write_1d<std::int64_t>(gene_group.get(), "size_factor_entrez_id", panel.size_factor_genes.data(),
+                                     static_cast<std::int64_t>(panel.size_factor_genes.size()));
+        }
       } else {
         const ModelGenes& genes = model.genes;
         gene_group = h5::create_group(root, "genes");
@@ -130,6 +207,7 @@ void save_model(const CellTypeModel& model, const std::string& path) {
         h5::write_2d<float>(gene_group.get(), "vectors", genes.vectors.data(), genes.size(), genes.dims);
       }
 
+      if (!model.reference.empty()) write_reference_sample(root, model.reference);
       Handle classifier = h5::create_group(root, "classifier");
       h5::write_string_attribute(classifier.get(), "type", model.classifier->type());
       h5::write_string_attribute(classifier.get(), "state_json", dump(state.attributes));
@@ -224,6 +302,13 @@ CellTypeModel load_model(const std::string& path) {
       std::vector<std::int64_t> sorted = model.panel.entrez_ids;
       std::sort(sorted.begin(), sorted.end());
       if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) throw InputError(fmt::format("{}: /panel/entrez_id lists a gene twice", path));
+      if (h5::exists(panel.get(), "size_factor_entrez_id")) {
+        Handle size_factor = h5::open_dataset(panel.get(), "size_factor_entrez_id", path);
+        model.panel.size_factor_genes = h5::read_all_1d<std::int64_t>(size_factor.get());
+        if (!std::is_sorted(model.panel.size_factor_genes.begin(), model.panel.size_factor_genes.end())) {
+          throw InputError(fmt::format("{}: /panel/size_factor_entrez_id is not ascending", path));
+        }
+      }
     } else if (model.features == kFeaturesGenept) {
       Handle genes = h5::open_group(root, "genes", path);
       const auto dims = h5::int_array_attribute(genes.get(), "dims");
@@ -258,6 +343,7 @@ CellTypeModel load_model(const std::string& path) {
       throw InputError(fmt::format("{}: unknown feature route '{}' (this celltyper knows genept and expression)", path, model.features));
     }
 
+    if (h5::exists(root, "reference")) model.reference = read_reference_sample(root, path, model.class_names.size());
     Handle classifier = h5::open_group(root, "classifier", path);
     const std::string type = string_attr(classifier.get(), "type");
     ClassifierState state;

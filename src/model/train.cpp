@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <iterator>
 #include <filesystem>
 #include <chrono>
 #include <cmath>
@@ -134,6 +135,82 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vec
   return classifier;
 }
 
+/// A labelled reference cell that may go into the model's reference sample.
+struct SampleCandidate {
+  std::size_t reference = 0;
+  std::int64_t row = 0;
+  std::string label;
+};
+
+/// At most `cap` of `candidates`, balanced over labels: every class keeps min(its cells, q)
+/// cells, q the largest quota that fits (drawn at random with `seed`); returned in reference and
+/// row order.
+std::vector<SampleCandidate> choose_reference_sample(std::vector<SampleCandidate> candidates, std::int64_t cap, std::uint64_t seed) {
+  if (cap <= 0) return {};
+  if (static_cast<std::int64_t>(candidates.size()) <= cap) return candidates;
+  std::map<std::string, std::vector<std::size_t>> by_class;
+  for (std::size_t i = 0; i < candidates.size(); ++i) by_class[candidates[i].label].push_back(i);
+  std::vector<std::int64_t> sizes;
+  for (const auto& entry : by_class) sizes.push_back(static_cast<std::int64_t>(entry.second.size()));
+  std::int64_t quota = 1;
+  std::int64_t high = *std::max_element(sizes.begin(), sizes.end());
+  while (quota < high) {  // largest quota whose total fits
+    const std::int64_t middle = (quota + high + 1) / 2;
+    std::int64_t total = 0;
+    for (const auto size : sizes) total += std::min(size, middle);
+    if (total <= cap) {
+      quota = middle;
+    } else {
+      high = middle - 1;
+    }
+  }
+  std::mt19937_64 rng(seed ^ 0x5a17e5eedULL);
+  std::vector<std::size_t> chosen;
+  for (auto& [label, members] : by_class) {
+    if (static_cast<std::int64_t>(members.size()) > quota) {
+      shuffle_in_place(members, rng);
+      members.resize(static_cast<std::size_t>(quota));
+    }
+    chosen.insert(chosen.end(), members.begin(), members.end());
+  }
+  std::sort(chosen.begin(), chosen.end());
+  std::vector<SampleCandidate> sample;
+  sample.reserve(chosen.size());
+  for (const std::size_t i : chosen) sample.push_back(std::move(candidates[i]));
+  return sample;
+}
+
+/// Append rows `rows` (ascending) of `matrix` of `dataset` to `out`, columns renumbered by
+/// `column` (per var; -1 = not kept), values as stored.
+void append_sample_rows(const Dataset& dataset, const std::string& matrix, const std::vector<std::int32_t>& column,
+                        const std::vector<std::int64_t>& rows, std::size_t memory_limit_bytes, CsrBlockF64& out) {
+  if (rows.empty()) return;
+  const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(resolve_matrix_source(dataset, matrix));
+  BlockStreamOptions stream;
+  stream.memory_limit_bytes = memory_limit_bytes;
+  std::size_t next = 0;
+  std::vector<std::pair<std::int32_t, double>> entries;
+  for_each_block(*reader, stream, [&](const CsrBlock& block) {
+    while (next < rows.size() && rows[next] < block.first_row + block.n_rows) {
+      const auto r = static_cast<std::size_t>(rows[next] - block.first_row);
+      entries.clear();
+      for (std::int64_t k = block.indptr[r]; k < block.indptr[r + 1]; ++k) {
+        const std::int32_t j = column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
+        const float value = block.values[static_cast<std::size_t>(k)];
+        if (j >= 0 && value != 0) entries.emplace_back(j, value);
+      }
+      std::sort(entries.begin(), entries.end());
+      for (const auto& [j, value] : entries) {
+        out.indices.push_back(j);
+        out.values.push_back(value);
+      }
+      out.indptr.push_back(static_cast<std::int64_t>(out.indices.size()));
+      ++out.n_rows;
+      ++next;
+    }
+  });
+}
+
 }  // namespace
 
 std::vector<std::int64_t> genes_of(const std::string& path, const GeneTable& table, const GeneResolveOptions& options) {
@@ -202,6 +279,20 @@ std::vector<std::int64_t> detected_genes(const Dataset& dataset, const std::stri
 
 TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table) {
   if (options.references.empty()) throw InputError("train: no reference dataset given");
+  std::vector<std::unique_ptr<Dataset>> opened;
+  std::vector<const Dataset*> datasets;
+  for (const auto& path : options.references) {
+    opened.push_back(open_dataset(path));
+    datasets.push_back(opened.back().get());
+  }
+  return train_model(datasets, options, store, table);
+}
+
+TrainResult train_model(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
+                        const GeneTable& table) {
+  if (datasets.empty()) throw InputError("train: no reference dataset given");
+  std::vector<std::string> reference_names;
+  for (const Dataset* dataset : datasets) reference_names.push_back(dataset->path());
   if (options.label_column.empty()) throw InputError("train: no label column given (--label obs:COLUMN)");
   if (!(options.validation_fraction >= 0 && options.validation_fraction < 1)) {
     throw InputError(fmt::format("--validation-fraction {} is not in [0, 1)", options.validation_fraction));
@@ -244,7 +335,8 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
   // the labelled cells before computing features.
   struct Reference {
     std::string path;
-    std::unique_ptr<Dataset> dataset;
+    const Dataset* dataset = nullptr;
+    GeneResolveResult genes;           // var names resolved (the sample's columns)
     std::vector<std::string> labels;   // per cell, "" when missing
     std::vector<std::string> groups;
     std::vector<std::uint8_t> labelled;
@@ -252,19 +344,19 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
     std::string matrix;
   };
   std::vector<Reference> references;
-  if (!options.matrices.empty() && options.matrices.size() != options.references.size()) {
-    throw InputError(fmt::format("train: {} matrices (--layer) for {} references", options.matrices.size(), options.references.size()));
+  if (!options.matrices.empty() && options.matrices.size() != datasets.size()) {
+    throw InputError(fmt::format("train: {} matrices (--layer) for {} references", options.matrices.size(), datasets.size()));
   }
-  if (!options.cell_masks.empty() && options.cell_masks.size() != options.references.size()) {
-    throw InputError(fmt::format("train: {} cell masks for {} references", options.cell_masks.size(), options.references.size()));
+  if (!options.cell_masks.empty() && options.cell_masks.size() != datasets.size()) {
+    throw InputError(fmt::format("train: {} cell masks for {} references", options.cell_masks.size(), datasets.size()));
   }
-  for (std::size_t r = 0; r < options.references.size(); ++r) {
-    const std::string& path = options.references[r];
+  for (std::size_t r = 0; r < datasets.size(); ++r) {
+    const std::string& path = reference_names[r];
     const std::vector<std::uint8_t>* mask = options.cell_masks.empty() || options.cell_masks[r].empty() ? nullptr : &options.cell_masks[r];
     Reference reference;
     reference.path = path;
     reference.matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
-    reference.dataset = open_dataset(path);
+    reference.dataset = datasets[r];
     const DataFrame obs = reference.dataset->read_obs();
     const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
     const Column* group_column = nullptr;
@@ -291,16 +383,85 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
     references.push_back(std::move(reference));
   }
 
+  // Every gene the references measured (Entrez ids): the reference sample's columns, and with
+  // --restrict-genes the genes a cell's library size is summed over (the allowed genes the
+  // references have), on the references and later on the query.
+  std::vector<std::int64_t> reference_genes;
+  bool has_expression = true;
+  for (auto& reference : references) {
+    if (is_extract_output(*reference.dataset)) {
+      has_expression = false;
+      continue;
+    }
+    reference.genes = resolve_genes(table, reference.dataset->read_var_of(resolve_matrix_source(*reference.dataset, reference.matrix)),
+                                    options.embed.genes);
+    for (const std::int32_t gene : reference.genes.gene_index) {
+      if (gene != kNoGene) reference_genes.push_back(table.gene(gene).entrez_id);
+    }
+  }
+  std::sort(reference_genes.begin(), reference_genes.end());
+  reference_genes.erase(std::unique(reference_genes.begin(), reference_genes.end()), reference_genes.end());
+  std::vector<std::int64_t> size_factor_genes;
+  if (restricted && expression) {
+    std::set_intersection(allowed.begin(), allowed.end(), reference_genes.begin(), reference_genes.end(), std::back_inserter(size_factor_genes));
+  }
   const ExpressionOptions expression_settings = [&] {
     EmbedOptions embed = options.embed;
     embed.num_threads = options.num_threads;
-    return expression_options(embed);
+    ExpressionOptions settings = expression_options(embed);
+    settings.size_factor_genes = size_factor_genes;
+    return settings;
   }();
+
+  // The reference sample the model keeps (class-balanced, every measured gene, values as stored).
+  ReferenceSample sample;
+  std::vector<std::string> sample_labels;
+  if (options.reference_sample_cells > 0 && has_expression && !reference_genes.empty()) {
+    std::vector<SampleCandidate> candidates;
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
+        if (references[r].labelled[row] != 0 && references[r].excluded[row] == 0) candidates.push_back({r, static_cast<std::int64_t>(row), references[r].labels[row]});
+      }
+    }
+    sample.n_reference_cells = static_cast<std::int64_t>(candidates.size());
+    const std::vector<SampleCandidate> chosen = choose_reference_sample(std::move(candidates), options.reference_sample_cells, options.seed);
+    sample.values.reset(0, 0, static_cast<std::int64_t>(reference_genes.size()));
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      std::vector<std::int64_t> rows;
+      for (const auto& candidate : chosen) {
+        if (candidate.reference != r) continue;
+        rows.push_back(candidate.row);
+        sample_labels.push_back(candidate.label);
+      }
+      if (rows.empty()) continue;
+      // First var of each gene only (a duplicate var would count twice), as the features do.
+      std::vector<std::int32_t> column(references[r].genes.gene_index.size(), -1);
+      std::vector<std::uint8_t> taken(reference_genes.size(), 0);
+      for (std::size_t var = 0; var < column.size(); ++var) {
+        const std::int32_t gene = references[r].genes.gene_index[var];
+        if (gene == kNoGene) continue;
+        const auto index = static_cast<std::size_t>(
+            std::lower_bound(reference_genes.begin(), reference_genes.end(), table.gene(gene).entrez_id) - reference_genes.begin());
+        if (taken[index] != 0) continue;
+        taken[index] = 1;
+        column[var] = static_cast<std::int32_t>(index);
+      }
+      append_sample_rows(*references[r].dataset, references[r].matrix, column, rows, options.embed.memory_limit_bytes, sample.values);
+    }
+    sample.entrez_ids = reference_genes;
+    sample.matrix = references.front().matrix;
+    for (const std::int64_t entrez : reference_genes) {
+      const std::int32_t gene = table.find_entrez(entrez);
+      sample.symbols.push_back(gene == kNoGene ? std::to_string(entrez) : table.gene(gene).symbol);
+      sample.ensembl_ids.push_back(gene == kNoGene || table.gene(gene).ensembl_ids.empty() ? std::string() : table.gene(gene).ensembl_ids.front());
+    }
+  }
+  std::set<std::string> sample_normalizations;  // the normalisation each reference's features used
   std::vector<std::int64_t> panel;
   if (expression) {
     GeneExpressionStats stats;
     for (const auto& reference : references) {
-      const auto* h5ad = dynamic_cast<const H5adFile*>(reference.dataset.get());
+      const auto* h5ad = dynamic_cast<const H5adFile*>(reference.dataset);
       if (h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey)) {
         throw InputError(fmt::format("{}: a training matrix from `celltyper extract` holds embeddings, not expression: use --features genept",
                                      reference.path));
@@ -346,6 +507,7 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
       settings.matrix = reference.matrix;
       ExpressionFeatures computed = expression_features(dataset, table, panel, settings);
       for (const auto& warning : computed.warnings) result.warnings.push_back(fmt::format("{}: {}", path, warning));
+      sample_normalizations.insert(to_string(computed.normalization));
       info.update({{"matrix", computed.matrix},
                    {"normalization", to_string(computed.normalization)},
                    {"normalization_reason", computed.normalization_reason},
@@ -379,6 +541,7 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
         if (is_allowed(entrez) && store.find_entrez(entrez) >= 0) used_genes.insert(entrez);
       }
       for (const auto& warning : embedded.warnings) result.warnings.push_back(fmt::format("{}: {}", path, warning));
+      sample_normalizations.insert(to_string(embedded.normalization));
       info.update({{"matrix", embedded.matrix},
                    {"normalization", to_string(embedded.normalization)},
                    {"gene_column", embedded.genes.column},
@@ -407,7 +570,6 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
     }
     info["n_used"] = kept;
     reference_info.push_back(std::move(info));
-    reference.dataset.reset();
   }
   const auto n = static_cast<std::int64_t>(labels.size());
   std::map<std::string, std::int64_t> class_counts;
@@ -415,7 +577,7 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
   if (class_counts.size() < 2) {
     throw InputError(fmt::format("obs column '{}' has {} class{} among the usable cells of {}: training needs at least 2",
                                  options.label_column, class_counts.size(), class_counts.size() == 1 ? "" : "es",
-                                 join_names(options.references)));
+                                 join_names(reference_names)));
   }
   std::vector<std::string> singletons;
   for (const auto& [label, count] : class_counts) {
@@ -457,7 +619,7 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
         split = fmt::format("groups of obs:{} ({} of {} held out)", options.group_column, held_out.size(), order.size());
         for (const auto& group : held_out) {
           const auto separator = group.find('\x1f');
-          held_out_groups.push_back(options.references.size() == 1 ? group.substr(separator + 1)
+          held_out_groups.push_back(datasets.size() == 1 ? group.substr(separator + 1)
                                                                     : group.substr(0, separator) + ":" + group.substr(separator + 1));
         }
       }
@@ -547,7 +709,31 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
   }
 
   model.features = options.features;
+  if (!sample_labels.empty() && sample_normalizations.size() == 1) {
+    std::map<std::string, std::int32_t> class_index;
+    for (std::size_t c = 0; c < model.class_names.size(); ++c) class_index[model.class_names[c]] = static_cast<std::int32_t>(c);
+    // Keep only cells of a class of the model (a class whose every cell was empty is none).
+    CsrBlockF64 kept;
+    kept.reset(0, 0, sample.values.n_cols);
+    for (std::size_t i = 0; i < sample_labels.size(); ++i) {
+      const auto found = class_index.find(sample_labels[i]);
+      if (found == class_index.end()) continue;
+      sample.labels.push_back(found->second);
+      kept.indices.insert(kept.indices.end(), sample.values.indices.begin() + sample.values.indptr[i],
+                          sample.values.indices.begin() + sample.values.indptr[i + 1]);
+      kept.values.insert(kept.values.end(), sample.values.values.begin() + sample.values.indptr[i],
+                         sample.values.values.begin() + sample.values.indptr[i + 1]);
+      kept.indptr.push_back(static_cast<std::int64_t>(kept.indices.size()));
+      ++kept.n_rows;
+    }
+    sample.values = std::move(kept);
+    sample.normalization = *sample_normalizations.begin();
+    model.reference = std::move(sample);
+  } else if (!sample_labels.empty()) {
+    result.warnings.push_back("the references were normalised differently: the model keeps no reference sample (annotate cannot refit it)");
+  }
   if (expression) {
+    model.panel.size_factor_genes = size_factor_genes;
     for (const std::int64_t entrez : panel) {
       const std::int32_t gene = table.find_entrez(entrez);
       model.panel.entrez_ids.push_back(entrez);
@@ -578,6 +764,8 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
                       {"classifier", options.classifier},
                       {"features", options.features},
                       {"n_genes", expression ? static_cast<std::int64_t>(panel.size()) : 0},
+                      {"n_genes_requested", options.n_genes},
+                      {"reference_sample_cells", model.reference.n_cells()},
                       {"hyperparameters", hyperparameters},
                       {"seed", options.seed},
                       {"dims", expression ? 0 : dims},

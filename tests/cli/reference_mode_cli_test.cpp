@@ -1,0 +1,144 @@
+// End-to-end tests of the default configuration on a query that measures other genes than the
+// reference (pbmc3k -> pbmc68k_reduced, 765 genes): the coverage warning, refitting on the shared
+// genes, reference mode (`annotate --reference`), and their bad input.
+#include <celltyper/model_file.hpp>
+
+#include "support/test_support.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+namespace celltyper {
+namespace {
+
+TEST(AccurateByDefault, Pbmc3kModelOnPbmc68kWarnsRefitsAndFindsTheBCells) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  test::TempDir dir;
+  // Default flags only (plus the gene table and the CL ids of the classes).
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "--label-map", label_map,
+                                    "--label-dataset", "pbmc3k-seurat-labels", "-o", dir.file("model.h5"), "--json", "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto summary = nlohmann::json::parse(train.out);
+  EXPECT_EQ(summary["features"], "expression");
+  EXPECT_EQ(summary["classifier"], "logreg");
+  EXPECT_EQ(summary["provenance"]["reference_sample_cells"], 2638);  // below the 20,000 cap: every labelled cell
+
+  const auto annotate = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", query, "--layer", "counts", "-o", dir.file("out.h5ad"),
+                                       "--gene-table", table, "--json"});
+  ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
+  // One warning line says how little of the model the query measures and what was done.
+  EXPECT_NE(annotate.err.find("warning: " + query + " measures "), std::string::npos) << annotate.err;
+  EXPECT_NE(annotate.err.find("refitted on the "), std::string::npos) << annotate.err;
+  const auto result = nlohmann::json::parse(annotate.out);
+  ASSERT_EQ(result["models"].size(), 1u);
+  EXPECT_TRUE(result["models"][0]["refitted"].get<bool>());
+  EXPECT_LT(result["models"][0]["mass_coverage"].get<double>(), 0.5);
+  EXPECT_GT(result["models"][0]["refit_genes"].get<int>(), 700);
+
+  // The same model used as trained: a warning that names the fixes.
+  const auto as_trained = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", query, "--layer", "counts", "-o",
+                                         dir.file("as_trained.h5ad"), "--gene-table", table, "--no-refit"});
+  ASSERT_EQ(as_trained.exit_code, 0) << as_trained.err;
+  EXPECT_NE(as_trained.err.find("labels may be wrong. Fix: `celltyper annotate --reference"), std::string::npos) << as_trained.err;
+
+  // B cells (bulk label CD19+ B) are called B; every cell has a coverage in (0, 1).
+  const std::string check = fmt::format(
+      "import anndata, numpy as np\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "b = a.obs['bulk_labels'].astype(str) == 'CD19+ B'\n"
+      "share = (a.obs['celltyper_label'].astype(str)[b] == 'B').mean()\n"
+      "c = a.obs['celltyper_gene_coverage'].values\n"
+      "assert ((c > 0) & (c < 1)).all(), c\n"
+      "print('B cells called B: %.3f of %d; coverage median %.3f' % (share, b.sum(), np.median(c)))\n"
+      "assert share >= 0.9, share\n",
+      dir.file("out.h5ad"));
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+  std::printf("%s", run.out.c_str());
+}
+
+TEST(ReferenceMode, TrainsOnTheSharedGenesLikeTheRefittedModel) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const auto reference_mode = test::run_cli({"annotate", "--reference", reference, "--label", "obs:celltype", "-i", query, "--layer",
+                                             "counts", "-o", dir.file("reference_mode.h5ad"), "--gene-table", table, "--save-model",
+                                             dir.file("saved.h5"), "--threads", "1"});
+  ASSERT_EQ(reference_mode.exit_code, 0) << reference_mode.err;
+  EXPECT_NE(reference_mode.err.find("reference mode: trained logreg on 2638 cells, 9 classes"), std::string::npos) << reference_mode.err;
+  const CellTypeModel saved = load_model(dir.file("saved.h5"));
+  EXPECT_FALSE(saved.panel.size_factor_genes.empty());
+  EXPECT_EQ(saved.reference.n_cells(), 2638);
+
+  // The default model refitted for this query is the same model: the same probabilities.
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "celltype", "--gene-table", table, "-o", dir.file("model.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto refitted = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", query, "--layer", "counts", "-o",
+                                       dir.file("refitted.h5ad"), "--gene-table", table, "-q"});
+  ASSERT_EQ(refitted.exit_code, 0) << refitted.err;
+  const std::string check = fmt::format(
+      "import anndata, numpy as np\n"
+      "a = anndata.read_h5ad('{0}'); b = anndata.read_h5ad('{1}')\n"
+      "assert a.uns['celltyper_probability_classes'] == b.uns['celltyper_probability_classes']\n"
+      "d = np.abs(a.obsm['celltyper_probabilities'] - b.obsm['celltyper_probabilities']).max()\n"
+      "assert d < 1e-5, d\n"
+      "assert (a.obs['celltyper_label'].astype(str) == b.obs['celltyper_label'].astype(str)).all()\n",
+      dir.file("reference_mode.h5ad"), dir.file("refitted.h5ad"));
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+}
+
+TEST(ReferenceMode, BadInputIsOneClearLine) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const std::string script = fmt::format(
+      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "rng = np.random.default_rng(0)\n"
+      "x = sp.csr_matrix(rng.poisson(2, size=(12, 5)).astype(np.float32))\n"
+      "obs = pd.DataFrame({{'cell_type': pd.Categorical(['T'] * 12)}}, index=[f'c{{i}}' for i in range(12)])\n"
+      "anndata.AnnData(x, obs=obs, var=pd.DataFrame(index=['CD3E', 'MS4A1', 'LYZ', 'NKG7', 'GNLY'])).write_h5ad('{0}')\n"
+      "anndata.AnnData(x, obs=obs, var=pd.DataFrame(index=['FOO1', 'FOO2', 'FOO3', 'FOO4', 'FOO5'])).write_h5ad('{1}')\n",
+      dir.file("one_class.h5ad"), dir.file("no_genes.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  struct Case {
+    std::vector<std::string> args;
+    std::string message;
+  };
+  const std::string out = dir.file("out.h5ad");
+  const std::vector<Case> cases = {
+      {{"annotate", "-r", reference, "-i", dir.file("one_class.h5ad"), "-o", out, "--gene-table", table},
+       "--reference needs --label obs:COLUMN"},
+      {{"annotate", "-i", dir.file("one_class.h5ad"), "-o", out, "--gene-table", table}, "annotate needs either --model FILE"},
+      {{"annotate", "-r", reference, "-l", "obs:nope", "-i", dir.file("one_class.h5ad"), "-o", out, "--gene-table", table}, "'nope'"},
+      {{"annotate", "-r", dir.file("one_class.h5ad"), "-l", "cell_type", "-i", reference, "-o", out, "--gene-table", table},
+       "has 1 class among the usable cells"},
+      {{"annotate", "-r", reference, "-l", "celltype", "-i", dir.file("no_genes.h5ad"), "-o", out, "--gene-table", table},
+       "none of its"},
+      {{"annotate", "-r", reference, "-l", "celltype", "-i", dir.file("one_class.h5ad"), "-o", reference, "--gene-table", table},
+       "is a reference file"},
+  };
+  for (const auto& c : cases) {
+    const auto result = test::run_cli(c.args);
+    SCOPED_TRACE(c.message);
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
+    EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+    EXPECT_FALSE(std::filesystem::exists(out));
+  }
+}
+
+}  // namespace
+}  // namespace celltyper

@@ -1,0 +1,248 @@
+// Library-level tests (generated data, no files): training on in-memory datasets, the reference
+// sample a model carries, coverage of a model by a query's genes, and refitting on the shared
+// genes, which must equal training with --restrict-genes on the query's genes.
+#include <celltyper/annotate.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/memory_dataset.hpp>
+#include <celltyper/model_file.hpp>
+
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+#include <random>
+
+namespace celltyper {
+namespace {
+
+constexpr int kGenes = 60;
+
+/// Genes with Entrez ids 101..160, symbols G1..G60.
+GeneTable make_table() {
+  std::vector<Gene> genes;
+  for (int g = 0; g < kGenes; ++g) {
+    Gene gene;
+    gene.entrez_id = 101 + g;
+    gene.symbol = "G" + std::to_string(g + 1);
+    genes.push_back(std::move(gene));
+  }
+  return GeneTable(std::move(genes), "test genes");
+}
+
+/// Poisson counts for `per_class[c]` cells of class c: every gene at rate 0.5, class c's
+/// markers (genes 10c..10c+9 and 30+10c..30+10c+9) at rate 4, cells scaled by a random library
+/// size factor in [0.5, 2]. Only the genes in `keep` (indices, ascending; empty = all) are vars.
+MemoryDataset make_cells(const std::vector<int>& per_class, unsigned seed, const std::vector<int>& keep = {}) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<double> size(0.5, 2.0);
+  std::vector<int> columns = keep;
+  if (columns.empty()) {
+    for (int g = 0; g < kGenes; ++g) columns.push_back(g);
+  }
+  DataFrame obs;
+  DataFrame var;
+  for (const int g : columns) var.index.push_back("G" + std::to_string(g + 1));
+  std::vector<std::string> labels;
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, static_cast<std::int64_t>(columns.size()));
+  for (std::size_t c = 0; c < per_class.size(); ++c) {
+    for (int i = 0; i < per_class[c]; ++i) {
+      const double scale = size(rng);
+      for (std::size_t j = 0; j < columns.size(); ++j) {
+        const int g = columns[j];
+        const bool marker = (g % 30) / 10 == static_cast<int>(c);
+        std::poisson_distribution<int> counts(scale * (marker ? 4.0 : 0.5));
+        const int value = counts(rng);
+        if (value == 0) continue;
+        matrix.indices.push_back(static_cast<std::int32_t>(j));
+        matrix.values.push_back(value);
+      }
+      matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+      ++matrix.n_rows;
+      obs.index.push_back("cell" + std::to_string(obs.index.size()));
+      labels.push_back("type" + std::to_string(c));
+    }
+  }
+  obs.columns.push_back(Column::categorical("cell_type", labels));
+  return MemoryDataset("generated cells", std::move(obs), std::move(var), std::move(matrix));
+}
+
+TrainOptions expression_options(std::int64_t sample_cells = 20000) {
+  TrainOptions options;
+  options.label_column = "cell_type";
+  options.classifier = "logreg";
+  options.features = kFeaturesExpression;
+  options.n_genes = 20;
+  options.num_threads = 1;
+  options.reference_sample_cells = sample_cells;
+  return options;
+}
+
+TEST(ReferenceSample, TrainingOnMemoryKeepsABalancedSampleThatRoundTrips) {
+  const GeneTable table = make_table();
+  const MemoryDataset reference = make_cells({200, 50, 50}, 1);
+  const TrainResult all = train_model({&reference}, expression_options(), GeneStore(), table);
+  ASSERT_EQ(all.model.reference.n_cells(), 300);
+  EXPECT_EQ(all.model.reference.entrez_ids.size(), static_cast<std::size_t>(kGenes));
+  EXPECT_EQ(all.model.reference.normalization, "log1p-cp10k");
+  EXPECT_GT(all.validation.accuracy, 0.9);
+
+  // A cap of 30 keeps 10 cells of each class (the largest quota that fits).
+  const TrainResult capped = train_model({&reference}, expression_options(30), GeneStore(), table);
+  std::map<std::int32_t, int> per_class;
+  for (const std::int32_t label : capped.model.reference.labels) ++per_class[label];
+  EXPECT_EQ(capped.model.reference.n_cells(), 30);
+  EXPECT_EQ(per_class, (std::map<std::int32_t, int>{{0, 10}, {1, 10}, {2, 10}}));
+  EXPECT_EQ(capped.model.reference.n_reference_cells, 300);
+
+  // The sample's rows are the reference's cells as stored (cell 0 is the first cell of type0).
+  const auto reader = reference.open_matrix("X");
+  CsrBlockF64 first;
+  reader->read_rows(0, 1, first);
+  const ReferenceSample& sample = all.model.reference;
+  ASSERT_EQ(sample.values.indptr[1], first.indptr[1]);
+  for (std::int64_t k = 0; k < first.indptr[1]; ++k) {
+    EXPECT_EQ(sample.entrez_ids[static_cast<std::size_t>(sample.values.indices[static_cast<std::size_t>(k)])],
+              101 + first.indices[static_cast<std::size_t>(k)]);
+    EXPECT_EQ(sample.values.values[static_cast<std::size_t>(k)], first.values[static_cast<std::size_t>(k)]);
+  }
+
+  test::TempDir dir;
+  save_model(all.model, dir.file("model.h5"));
+  const CellTypeModel loaded = load_model(dir.file("model.h5"));
+  EXPECT_EQ(loaded.reference.entrez_ids, sample.entrez_ids);
+  EXPECT_EQ(loaded.reference.labels, sample.labels);
+  EXPECT_EQ(std::vector<std::int64_t>(loaded.reference.values.indptr.begin(), loaded.reference.values.indptr.end()),
+            std::vector<std::int64_t>(sample.values.indptr.begin(), sample.values.indptr.end()));
+  EXPECT_EQ(std::vector<double>(loaded.reference.values.values.begin(), loaded.reference.values.values.end()),
+            std::vector<double>(sample.values.values.begin(), sample.values.values.end()));
+  EXPECT_EQ(loaded.reference.normalization, "log1p-cp10k");
+
+  // No sample when asked for none.
+  EXPECT_TRUE(train_model({&reference}, expression_options(0), GeneStore(), table).model.reference.empty());
+}
+
+TEST(ReferenceSample, CoverageCountsTheMeasuredGenesAndTheirExpression) {
+  const GeneTable table = make_table();
+  const MemoryDataset reference = make_cells({100, 100, 100}, 2);
+  const CellTypeModel model = train_model({&reference}, expression_options(), GeneStore(), table).model;
+  std::vector<std::int64_t> all_genes;
+  for (int g = 0; g < kGenes; ++g) all_genes.push_back(101 + g);
+  const ModelCoverage full = model_coverage(model, all_genes);
+  EXPECT_EQ(full.n_measured, kGenes);
+  EXPECT_DOUBLE_EQ(full.mass, 1.0);
+  EXPECT_EQ(full.n_features_measured, full.n_features_genes);
+
+  // Genes 1-30 only: each class keeps one block of its markers; type0's other half of the
+  // expression (markers 31-40) is lost, so its class share is about half, as for every class.
+  std::vector<std::int64_t> half(all_genes.begin(), all_genes.begin() + 30);
+  const ModelCoverage partial = model_coverage(model, half);
+  EXPECT_EQ(partial.n_measured, 30);
+  EXPECT_NEAR(partial.mass, 0.5, 0.05);
+  ASSERT_EQ(partial.class_mass.size(), 3u);
+  for (const double share : partial.class_mass) EXPECT_NEAR(share, 0.5, 0.08);
+
+  // Only type0's markers (genes 1-10 and 31-40): type0 keeps most of its expression, the others little.
+  std::vector<std::int64_t> markers;
+  for (int g = 0; g < 10; ++g) markers.push_back(101 + g);
+  for (int g = 30; g < 40; ++g) markers.push_back(101 + g);
+  const ModelCoverage skewed = model_coverage(model, markers);
+  EXPECT_GT(skewed.class_mass[0], 0.6);
+  EXPECT_LT(skewed.class_mass[1], 0.3);
+}
+
+TEST(ReferenceSample, RefitOnAQuerysGenesEqualsTrainingRestrictedToThem) {
+  const GeneTable table = make_table();
+  const MemoryDataset reference = make_cells({120, 90, 60}, 3);
+  const CellTypeModel model = train_model({&reference}, expression_options(), GeneStore(), table).model;
+  // The query measures every other gene of the first 40.
+  std::vector<int> keep;
+  for (int g = 0; g < 40; g += 2) keep.push_back(g);
+  const MemoryDataset query = make_cells({30, 30, 30}, 4, keep);
+  std::vector<std::int64_t> query_genes;
+  for (const int g : keep) query_genes.push_back(101 + g);
+
+  AnnotateOptions options;
+  options.embed.num_threads = 1;
+  const Annotation refitted = annotate_dataset(query, {&model}, table, options);
+  ASSERT_EQ(refitted.models.size(), 1u);
+  EXPECT_TRUE(refitted.models[0].refitted);
+  EXPECT_EQ(refitted.models[0].refit_genes, 20);
+  EXPECT_EQ(refitted.models[0].coverage.n_measured, 20);
+  ASSERT_FALSE(refitted.warnings.empty());  // coverage is below half: said, with what was done
+  EXPECT_NE(refitted.warnings.front().find("refitted on the 20 shared genes"), std::string::npos) << refitted.warnings.front();
+  ASSERT_EQ(refitted.gene_coverage.size(), 90u);
+  for (const float share : refitted.gene_coverage) EXPECT_LT(share, 0.6f);
+
+  // The oracle: training on the reference restricted to the query's genes.
+  TrainOptions restricted = expression_options(0);
+  restricted.validation_fraction = 0;
+  restricted.restrict_genes = query_genes;
+  const CellTypeModel oracle = train_model({&reference}, restricted, GeneStore(), table).model;
+  EXPECT_EQ(oracle.panel.size_factor_genes, query_genes);
+  AnnotateOptions plain = options;
+  plain.refit = false;
+  const Annotation expected = annotate_dataset(query, {&oracle}, table, plain);
+  ASSERT_EQ(expected.probabilities.size(), refitted.probabilities.size());
+  for (std::size_t i = 0; i < expected.probabilities.size(); ++i) ASSERT_NEAR(expected.probabilities[i], refitted.probabilities[i], 1e-6) << i;
+  std::int64_t correct = 0;
+  for (std::size_t i = 0; i < refitted.labels.size(); ++i) correct += refitted.labels[i] == "type" + std::to_string(i / 30);
+  EXPECT_GT(correct, 80);
+
+  // Without refitting, the model is used as trained and the warning names the fixes.
+  const Annotation as_trained = annotate_dataset(query, {&model}, table, plain);
+  EXPECT_FALSE(as_trained.models[0].refitted);
+  ASSERT_FALSE(as_trained.warnings.empty());
+  EXPECT_NE(as_trained.warnings.front().find("labels may be wrong"), std::string::npos) << as_trained.warnings.front();
+  EXPECT_NE(as_trained.warnings.front().find("--reference"), std::string::npos);
+
+  // A full query: no refit, no warning.
+  const MemoryDataset full = make_cells({10, 10, 10}, 5);
+  const Annotation whole = annotate_dataset(full, {&model}, table, options);
+  EXPECT_FALSE(whole.models[0].refitted);
+  EXPECT_TRUE(whole.warnings.empty());
+}
+
+TEST(ReferenceSample, TooFewSharedGenesAreRefusedUnlessAllowed) {
+  const GeneTable table = make_table();
+  const MemoryDataset reference = make_cells({50, 50, 50}, 6);
+  const CellTypeModel model = train_model({&reference}, expression_options(), GeneStore(), table).model;
+  const MemoryDataset query = make_cells({5, 5, 5}, 7, {0, 10, 20, 30, 40});
+  AnnotateOptions options;
+  options.embed.num_threads = 1;
+  try {
+    (void)annotate_dataset(query, {&model}, table, options);
+    FAIL() << "5 genes of 60 should be refused";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("measures 5 of the model's 60 genes"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("--allow-low-coverage"), std::string::npos) << error.what();
+  }
+  options.allow_low_coverage = true;
+  const Annotation allowed = annotate_dataset(query, {&model}, table, options);
+  EXPECT_TRUE(allowed.models[0].refitted);
+  EXPECT_EQ(allowed.labels.size(), 15u);
+}
+
+TEST(MemoryDataset, RefusesAMatrixThatDoesNotFitItsTables) {
+  DataFrame obs;
+  obs.index = {"a", "b"};
+  DataFrame var;
+  var.index = {"G1"};
+  CsrBlockF64 matrix;
+  matrix.reset(0, 2, 1);
+  matrix.indptr = {0, 1, 2};
+  matrix.indices = {0, 1};  // column 1 of a one-gene matrix
+  matrix.values = {1, 2};
+  EXPECT_THROW(MemoryDataset("bad", obs, var, matrix), InputError);
+  matrix.indices = {0, 0};
+  const MemoryDataset good("good", obs, var, matrix);
+  EXPECT_EQ(good.n_obs(), 2);
+  EXPECT_EQ(good.matrix_info("X").nnz, 2);
+  EXPECT_THROW((void)good.open_matrix("raw/X"), InputError);
+}
+
+}  // namespace
+}  // namespace celltyper
