@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run celltyper's whole test suite: unit tests and end-to-end CLI tests on ../shared/data
-# (those skip with a message when the data is absent).
+# Install what the tests need, build the tests and run celltyper's whole test suite: unit tests
+# and end-to-end CLI tests on ../shared/data (those skip with a message when the data is absent).
+# Run scripts/setup.sh first (the tool's own packages, the default gene store, the ontology).
 #   scripts/test.sh              build (incremental) and run every test
 #   scripts/test.sh --sanitize   the same in build-asan/ with AddressSanitizer + UBSan
 #   scripts/test.sh -R Pattern   pass extra arguments to ctest
@@ -20,7 +21,18 @@ if [ "${1:-}" = "--sanitize" ]; then
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 fi
 
-cmake -S . -B "$BUILD_DIR" "${CMAKE_ARGS[@]}" >/dev/null
+# What the tests and benchmarks add to the tool's packages (scripts/setup.sh installs those):
+# GoogleTest, Google Benchmark, nginx (remote-read tests), the peers they compare against
+# (Python: anndata, scikit-learn, XGBoost, PyTorch; R: SingleR, Seurat) and Chromium (PNG export).
+TEST_PACKAGES=(
+  libgtest-dev libgmock-dev libbenchmark-dev nginx time
+  python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-sklearn python3-torch python3-xgboost
+  r-bioc-singler r-cran-seurat chromium
+)
+bash scripts/install_packages.sh "${TEST_PACKAGES[@]}"
+bash scripts/fetch_duckdb.sh
+
+cmake -S . -B "$BUILD_DIR" -DBUILD_TESTING=ON "${CMAKE_ARGS[@]}" >/dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 cd "$BUILD_DIR"
 ctest --output-on-failure -j "$(nproc)" "$@"

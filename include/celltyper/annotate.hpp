@@ -82,6 +82,10 @@ struct TrainOptions {
   std::int64_t reference_sample_cells = 20000;
 };
 
+/// Whether `dataset` is a training matrix written by `celltyper extract` (extract.hpp): its cells
+/// carry GenePT-w embeddings in obsm, X holds no expression.
+bool is_extract_output(const Dataset& dataset);
+
 /// The Entrez ids of the genes in `path`: the var of an .h5ad (resolved through `table` with
 /// `options`, e.g. its gene column), or a text file with one gene id or symbol per line ('#'
 /// comments). Throws InputError when nothing resolves.

@@ -219,9 +219,15 @@ Ontology parse_cellxgene_json(std::string_view text, const std::string& source =
 Ontology load_ontology(const std::filesystem::path& path);
 
 /// Where to find the ontology: `argument` when non-empty; else the environment variable
-/// `CELLTYPER_ONTOLOGY` when set and non-empty; else `../shared/data/cell-ontology/cl-basic.obo`
-/// (relative to the working directory) when that file exists; else "".
+/// `CELLTYPER_ONTOLOGY` when set and non-empty; else the copy scripts/setup.sh installs beside
+/// the executable (`<dir of the executable>/share/celltyper/cl-basic.obo`, found through
+/// /proc/self/exe, so from any working directory); else `../shared/data/cell-ontology/cl-basic.obo`
+/// relative to the working directory when that file exists; else "".
 std::string default_ontology_path(const std::string& argument = "");
+
+/// Where users get the Cell Ontology when none is found (for messages).
+inline constexpr const char* kOntologyReleaseHint =
+    "the official release is cl-basic.obo at https://purl.obolibrary.org/obo/cl/cl-basic.obo (or run scripts/setup.sh, which installs it)";
 
 // ---- label mapping ---------------------------------------------------------------------------
 

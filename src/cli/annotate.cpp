@@ -188,7 +188,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     Ontology ontology;
     if (args->options.hierarchical) {
       const std::string path = default_ontology_path(args->ontology);
-      if (path.empty()) throw InputError("--hierarchical needs the Cell Ontology: pass --ontology FILE (.obo or .json) or set CELLTYPER_ONTOLOGY");
+      if (path.empty()) {
+        throw InputError(fmt::format("--hierarchical needs the Cell Ontology: pass --ontology FILE (.obo or .json) or set CELLTYPER_ONTOLOGY; {}",
+                                     kOntologyReleaseHint));
+      }
       ontology = load_ontology(path);
       args->options.ontology = &ontology;
     }

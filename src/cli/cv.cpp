@@ -129,7 +129,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
         ontology = load_ontology(path);
         options.ontology = &ontology;
       } else if (options.hierarchical || options.harmonize_labels) {
-        throw InputError("--hierarchical / --harmonize-labels need the Cell Ontology: pass --ontology FILE");
+        throw InputError(fmt::format("--hierarchical / --harmonize-labels need the Cell Ontology: pass --ontology FILE; {}", kOntologyReleaseHint));
       }
     }
     // Expression-only runs need no gene vectors: load a store only when it is used or named.

@@ -115,8 +115,8 @@ void add_evaluate(CLI::App& app, const GlobalOptions& global) {
       if (!path.empty()) {
         ontology = load_ontology(path);
       } else if (!global.quiet) {
-        fmt::print(stderr, "note: no Cell Ontology found (--ontology, CELLTYPER_ONTOLOGY or ../shared/data/cell-ontology/cl-basic.obo): "
-                           "ontology metrics skipped\n");
+        fmt::print(stderr, "note: no Cell Ontology found (--ontology FILE or CELLTYPER_ONTOLOGY; {}): ontology metrics skipped\n",
+                   kOntologyReleaseHint);
       }
     }
     args->options.ontology = ontology ? &*ontology : nullptr;

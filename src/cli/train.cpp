@@ -126,6 +126,11 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       }
     }
     const bool root = processes == nullptr || processes->is_root();
+    // Training matrices from `celltyper extract` hold cell embeddings only: genept unless told.
+    if (command->count("--features") == 0 &&
+        std::all_of(options.references.begin(), options.references.end(), [](const std::string& path) { return is_extract_output(*open_dataset(path)); })) {
+      options.features = kFeaturesGenept;
+    }
     if (options.features == kFeaturesExpression && command->count("--dims") > 0) throw InputError("--dims applies to --features genept only");
     // The expression route needs no gene vectors: load a store only when it is used or named.
     GeneStore store;

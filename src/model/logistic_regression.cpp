@@ -52,6 +52,20 @@ void log_softmax(double* z, int c) {
   for (int k = 0; k < c; ++k) z[k] -= log_sum;
 }
 
+/// w . x over d features in a fixed order: 8 interleaved partial sums (so the compiler keeps
+/// them in one vector register) added pairwise, then the tail. The same on every machine and for
+/// every thread count.
+inline double dot_features(const double* w, const float* x, int d) {
+  double lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int j = 0;
+  for (; j + 8 <= d; j += 8) {
+    for (int l = 0; l < 8; ++l) lanes[l] += w[j + l] * static_cast<double>(x[j + l]);
+  }
+  double sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+  for (; j < d; ++j) sum += w[j] * static_cast<double>(x[j]);
+  return sum;
+}
+
 double dot(const std::vector<double>& a, const std::vector<double>& b) {
   double sum = 0;
   for (std::size_t i = 0; i < a.size(); ++i) sum += a[i] * b[i];
@@ -93,9 +107,7 @@ void LogisticRegression::fit_standardized(const float* x, std::int64_t n, int d,
         const float* row = x + i * d;
         for (int k = 0; k < c; ++k) {
           const double* wk = w.data() + k * width;
-          double sum = wk[d];
-          for (int j = 0; j < d; ++j) sum += wk[j] * row[j];
-          z[k] = sum;
+          z[k] = wk[d] + dot_features(wk, row, d);
         }
         log_softmax(z.data(), c);
         const int y = labels[static_cast<std::size_t>(i)];
@@ -225,9 +237,7 @@ void LogisticRegression::predict_standardized(const float* x, std::int64_t n, in
     const float* row = x + i * d;
     for (int k = 0; k < classes_; ++k) {
       const double* wk = weights_.data() + k * width;
-      double sum = wk[d];
-      for (int j = 0; j < d; ++j) sum += wk[j] * row[j];
-      z[k] = sum;
+      z[k] = wk[d] + dot_features(wk, row, d);
     }
     log_softmax(z.data(), classes_);
     for (int k = 0; k < classes_; ++k) out[i * classes_ + k] = static_cast<float>(std::exp(z[k]));

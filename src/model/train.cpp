@@ -40,11 +40,6 @@ std::string join_names(const std::vector<std::string>& names, std::size_t limit 
   return text;
 }
 
-/// Whether `dataset` is a training matrix written by `celltyper extract` (extract.hpp).
-bool is_extract_output(const Dataset& dataset) {
-  const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset);
-  return h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey).has_value();
-}
 
 /// A training matrix written by `celltyper extract` carries its cell embeddings in obsm: use them
 /// instead of embedding X (which holds no values there). Returns false for any other dataset.
@@ -212,6 +207,11 @@ void append_sample_rows(const Dataset& dataset, const std::string& matrix, const
 }
 
 }  // namespace
+
+bool is_extract_output(const Dataset& dataset) {
+  const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset);
+  return h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey).has_value();
+}
 
 std::vector<std::int64_t> genes_of(const std::string& path, const GeneTable& table, const GeneResolveOptions& options) {
   std::error_code error;

@@ -334,8 +334,14 @@ std::string default_ontology_path(const std::string& argument) {
       from_environment != nullptr && *from_environment != '\0') {
     return from_environment;
   }
-  const std::filesystem::path fallback = "../shared/data/cell-ontology/cl-basic.obo";
   std::error_code error;
+  // Installed by scripts/setup.sh beside the executable (build/share/celltyper/cl-basic.obo).
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (!error) {
+    const std::filesystem::path installed = exe.parent_path() / "share" / "celltyper" / "cl-basic.obo";
+    if (std::filesystem::is_regular_file(installed, error)) return installed.string();
+  }
+  const std::filesystem::path fallback = "../shared/data/cell-ontology/cl-basic.obo";
   if (std::filesystem::is_regular_file(fallback, error)) return fallback.string();
   return "";
 }
