@@ -213,6 +213,7 @@ TEST_F(CorpusCli, ExtractEmbedsExactlyTheSelectedRowsAndTrainTakesIt) {
   ASSERT_EQ(train.exit_code, 0) << train.err;
   const auto trained = nlohmann::json::parse(train.out);
   EXPECT_EQ(trained["n_cells"], summary["n_cells"].get<std::int64_t>() - summary["n_empty_cells"].get<std::int64_t>());
+  EXPECT_EQ(trained["features"], "genept");  // a training matrix holds embeddings: genept without --features
   EXPECT_EQ(trained["n_classes"], 12);
   EXPECT_GT(trained["validation"]["accuracy"].get<double>(), 0.35);  // random 32-dim gene vectors; chance is ~0.2
   // The model annotates a query directly (its gene rows came from the extract's var).
@@ -289,7 +290,7 @@ TEST_F(CorpusCli, DistributedMlpTrainingMatchesOneProcess) {
   select();
   const auto extract = test::run_cli({"extract", "-s", dir_.file("selection.json"), "-g", store_, "--gene-table", table_, "-o", dir_.file("t.h5ad"), "-q"});
   ASSERT_EQ(extract.exit_code, 0) << extract.err;
-  const std::vector<std::string> train = {"train", "--reference", dir_.file("t.h5ad"), "--label", "celltype", "--genes", store_, "--gene-table", table_,
+  const std::vector<std::string> train = {"train", "--reference", dir_.file("t.h5ad"), "--label", "celltype", "--genes", store_, "--features", "genept", "--gene-table", table_,
                                           "--classifier", "mlp", "--epochs", "15", "--hidden", "64", "--batch-size", "64", "--threads", "1",
                                           "--json", "-q"};
   auto single_args = train;
@@ -304,7 +305,7 @@ TEST_F(CorpusCli, DistributedMlpTrainingMatchesOneProcess) {
   EXPECT_NEAR(a["validation"]["accuracy"].get<double>(), b["validation"]["accuracy"].get<double>(), 0.03);
   EXPECT_NEAR(a["validation"]["macro"]["f1"].get<double>(), b["validation"]["macro"]["f1"].get<double>(), 0.05);
   EXPECT_NEAR(a["provenance"]["fit_report"]["final_loss"].get<double>(), b["provenance"]["fit_report"]["final_loss"].get<double>(), 0.05);
-  const auto not_mlp = test::run_cli({"train", "--reference", dir_.file("t.h5ad"), "--label", "celltype", "--genes", store_, "--classifier", "logreg",
+  const auto not_mlp = test::run_cli({"train", "--reference", dir_.file("t.h5ad"), "--label", "celltype", "--genes", store_, "--features", "genept", "--classifier", "logreg",
                                       "--distributed", "-o", dir_.file("m3.h5")});
   EXPECT_EQ(not_mlp.exit_code, 2);
   EXPECT_NE(not_mlp.err.find("--distributed"), std::string::npos) << not_mlp.err;

@@ -192,7 +192,7 @@ class EvaluateCli : public ::testing::Test {
     }
     dir_ = new test::TempDir();
     const std::string store = make_random_store(*dir_, 64);
-    const auto train = test::run_cli({"train", "--reference", reference_, "--label", "obs:celltype", "--genes", store, "--gene-table", table,
+    const auto train = test::run_cli({"train", "--reference", reference_, "--label", "obs:celltype", "--genes", store, "--features", "genept", "--gene-table", table,
                                       "--label-map", label_map_, "--label-dataset", "pbmc3k-seurat-labels", "--out", dir_->file("model.h5"),
                                       "--seed", "3", "-q"});
     ASSERT_EQ(train.exit_code, 0) << train.err;

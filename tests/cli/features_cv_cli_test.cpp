@@ -59,7 +59,7 @@ TEST(FeaturesCli, ExpressionRouteEnsembleAndHierarchicalAnnotation) {
   EXPECT_GT(summary["validation"]["macro"]["f1"].get<double>(), 0.75) << summary["validation"].dump();
   std::printf("pbmc3k validation (expression, logreg): accuracy %.3f, macro-F1 %.3f\n", summary["validation"]["accuracy"].get<double>(),
               summary["validation"]["macro"]["f1"].get<double>());
-  const auto genept = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "--label-map", label_map,
+  const auto genept = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "--label-map", label_map,
                                      "--label-dataset", "pbmc3k-seurat-labels", "-o", dir.file("genept.h5"), "-q"});
   ASSERT_EQ(genept.exit_code, 0) << genept.err;
   // --dims is refused for the expression route.

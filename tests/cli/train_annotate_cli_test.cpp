@@ -49,7 +49,7 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
   const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
   test::TempDir dir;
   const std::string store = make_random_store(dir, 64);
-  const auto train = test::run_cli({"train", "--reference", reference, "--label", "obs:celltype", "--genes", store, "--gene-table", table,
+  const auto train = test::run_cli({"train", "--reference", reference, "--label", "obs:celltype", "--genes", store, "--features", "genept", "--gene-table", table,
                                     "--label-map", label_map, "--label-dataset", "pbmc3k-seurat-labels", "--out", dir.file("logreg.h5"),
                                     "--seed", "3", "--json"});
   ASSERT_EQ(train.exit_code, 0) << train.err;
@@ -63,14 +63,14 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
   std::printf("pbmc3k validation (random 64-dim store, logreg): accuracy %.3f, macro-F1 %.3f, %d cells\n", validation_accuracy,
               summary["validation"]["macro"]["f1"].get<double>(), summary["validation"]["n_cells"].get<int>());
   EXPECT_GT(validation_accuracy, 0.5);  // 9 classes: chance is ~0.2
-  const auto knn = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "--label-map", label_map,
+  const auto knn = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "--label-map", label_map,
                                   "--label-dataset", "pbmc3k-seurat-labels", "-o", dir.file("knn.h5"), "--classifier", "knn", "--k", "10",
                                   "--threads", "1", "-q"});
   ASSERT_EQ(knn.exit_code, 0) << knn.err;
   EXPECT_TRUE(knn.err.empty()) << knn.err;
 
   // Same seed, other thread count: identical predictions (model bytes differ only by the timestamp).
-  const auto again = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-g", store, "--gene-table", table, "-o",
+  const auto again = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o",
                                     dir.file("logreg2.h5"), "--seed", "3", "--threads", "1", "-q"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
 
@@ -136,7 +136,7 @@ TEST(TrainAnnotateCli, RestrictGenesTrainsOnTheQuerysGenesOnly) {
 
   // GenePT-w: the model carries only the query's genes; the reference's low coverage on them
   // (about 15% of its counts) is what was asked for, not an error.
-  const auto genept = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table_path, "-o",
+  const auto genept = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table_path, "-o",
                                      dir.file("genept.h5"), "--restrict-genes", query, "--json", "-q"});
   ASSERT_EQ(genept.exit_code, 0) << genept.err;
   EXPECT_EQ(nlohmann::json::parse(genept.out)["provenance"]["restrict_genes"], query_genes.size());
@@ -176,7 +176,7 @@ TEST(TrainAnnotateCli, RestrictGenesTrainsOnTheQuerysGenesOnly) {
 
   // Nothing resolves: one clear line.
   std::ofstream(dir.file("bogus.txt")) << "NOT_A_GENE_NAME\nALSO_NOT_ONE\n";
-  const auto bogus = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table_path, "-o",
+  const auto bogus = test::run_cli({"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table_path, "-o",
                                     dir.file("never.h5"), "--restrict-genes", dir.file("bogus.txt"), "-q"});
   EXPECT_EQ(bogus.exit_code, 2);
   EXPECT_NE(bogus.err.find("none of its 2 gene names resolves"), std::string::npos) << bogus.err;
@@ -189,7 +189,7 @@ TEST(TrainAnnotateCli, GroupValidationHoldsOutWholeGroups) {
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   test::TempDir dir;
   const std::string store = make_random_store(dir, 8);
-  const auto train = test::run_cli({"train", "-r", reference, "-l", "celltype", "--group", "obs:seurat_clusters", "-g", store, "--gene-table",
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "celltype", "--group", "obs:seurat_clusters", "-g", store, "--features", "genept", "--gene-table",
                                     table, "-o", dir.file("m.h5"), "--classifier", "knn", "--seed", "1", "--json", "-q"});
   ASSERT_EQ(train.exit_code, 0) << train.err;
   const auto validation = nlohmann::json::parse(train.out)["validation"];
@@ -233,18 +233,18 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
     std::string message;
   };
   const std::vector<Case> cases = {
-      {{"train", "-r", reference, "-l", "obs:nope", "-g", store, "--gene-table", table, "-o", dir.file("a.h5")}, "'nope'"},
-      {{"train", "-r", dir.file("one_class.h5ad"), "-l", "obs:cell_type", "-g", store, "--gene-table", table, "-o", dir.file("b.h5")},
+      {{"train", "-r", reference, "-l", "obs:nope", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("a.h5")}, "'nope'"},
+      {{"train", "-r", dir.file("one_class.h5ad"), "-l", "obs:cell_type", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("b.h5")},
        fmt::format("obs column 'cell_type' has 1 class among the usable cells of '{}': training needs at least 2", dir.file("one_class.h5ad"))},
-      {{"train", "-r", dir.file("singleton.h5ad"), "-l", "cell_type", "-g", store, "--gene-table", table, "-o", dir.file("c.h5")},
+      {{"train", "-r", dir.file("singleton.h5ad"), "-l", "cell_type", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("c.h5")},
        "obs column 'cell_type': class 'NK' has a single cell; drop or merge it before training"},
-      {{"train", "-r", dir.file("no_genes.h5ad"), "-l", "cell_type", "-g", store, "--gene-table", table, "-o", dir.file("d.h5")},
+      {{"train", "-r", dir.file("no_genes.h5ad"), "-l", "cell_type", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("d.h5")},
        fmt::format("{}: too few genes overlap the gene vectors", dir.file("no_genes.h5ad"))},
-      {{"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "-o", dir.file("e.h5"), "--classifier", "knn", "--l2", "1"},
+      {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("e.h5"), "--classifier", "knn", "--l2", "1"},
        "--l2 does not apply to --classifier knn"},
-      {{"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "-o", dir.file("f.h5"), "--k", "0", "--classifier", "knn"},
+      {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("f.h5"), "--k", "0", "--classifier", "knn"},
        "k = 0 is outside [1, 1000] for classifier 'knn'"},
-      {{"train", "-r", reference, "-l", "celltype", "-g", store, "--gene-table", table, "-o", dir.file("g.h5"), "--classifier", "forest"},
+      {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("g.h5"), "--classifier", "forest"},
        "unknown classifier 'forest' (known: logreg, "},
       {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("h.h5ad")}, "not a celltyper model"},
   };
