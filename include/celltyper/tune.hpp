@@ -119,7 +119,8 @@ struct TuneResult {
 TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& split, const TuneOptions& options);
 
 /// The CLI flags of `celltyper train` that reproduce `hyperparameters` for `classifier`
-/// ("--classifier", "mlp", "--hidden", "512", ...).
+/// ("--classifier", "mlp", "--features", "genept", "--hidden", "512", ...): tune searches on GenePT-w
+/// embeddings, so the route is always named.
 std::vector<std::string> train_arguments(const std::string& classifier, const HyperParameters& hyperparameters);
 
 }  // namespace celltyper

@@ -3,6 +3,7 @@
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/metrics.hpp>
+#include <celltyper/model_file.hpp>
 #include <celltyper/tune.hpp>
 
 #include <fmt/format.h>
@@ -163,7 +164,8 @@ nlohmann::json TrialRecord::to_json() const {
 }
 
 std::vector<std::string> train_arguments(const std::string& classifier, const HyperParameters& hyperparameters) {
-  std::vector<std::string> arguments = {"--classifier", classifier};
+  // tune searches on GenePT-w embeddings: train must use that route too (its default is expression).
+  std::vector<std::string> arguments = {"--classifier", classifier, "--features", kFeaturesGenept};
   const ClassifierSpec& spec = find_classifier_spec(classifier);
   for (const auto& parameter : spec.parameters) {
     const auto found = hyperparameters.find(parameter.name);

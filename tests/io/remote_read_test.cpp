@@ -17,6 +17,7 @@
 #include <fstream>
 #include <random>
 #include <sstream>
+#include <thread>
 
 namespace celltyper {
 namespace {
@@ -388,8 +389,12 @@ TEST(RemoteErrors, ForbiddenByDenyAndByReturn) {
       EXPECT_NE(message.find("HTTP 403 Forbidden"), std::string::npos) << message;
     }
   }
-  // 403 is not retried.
-  const std::string log = server->access_log();
+  // 403 is not retried. nginx may write a request's log line after answering it: wait for both.
+  std::string log = server->access_log();
+  for (int attempt = 0; attempt < 20 && std::count(log.begin(), log.end(), '\n') < 2; ++attempt) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    log = server->access_log();
+  }
   EXPECT_EQ(std::count(log.begin(), log.end(), '\n'), 2) << log;
 }
 

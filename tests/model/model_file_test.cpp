@@ -112,7 +112,7 @@ TEST(ModelFile, CorruptTruncatedForeignAndFutureFilesFailClearly) {
   const auto run = test::run_program({test::system_python(), "-c", script});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(error_of(dir.file("future.h5")),
-            dir.file("future.h5") + ": model format version 99 is newer than this celltyper reads (2); upgrade celltyper");
+            dir.file("future.h5") + fmt::format(": model format version 99 is newer than this celltyper reads ({}); upgrade celltyper", kModelFormatVersion));
   EXPECT_EQ(error_of(dir.file("broken.h5")), dir.file("broken.h5") + ": logistic regression weights are missing or not 3 x 5");
 }
 
