@@ -41,6 +41,9 @@ namespace celltyper {
 /// Label given to cells below the score threshold or without any matched gene.
 inline constexpr const char* kUnassigned = "Unassigned";
 
+/// The score a CL term must reach in hierarchical prediction when no `min_score` is given.
+inline constexpr double kHierarchicalMinScore = 0.5;
+
 /// Options of `train_model`.
 struct TrainOptions {
   std::vector<std::string> references;    ///< .h5ad files with labelled cells
@@ -179,7 +182,11 @@ std::vector<std::int64_t> dataset_genes(const Dataset& dataset, const std::strin
 /// Options of `annotate_dataset`.
 struct AnnotateOptions {
   EmbedOptions embed;                   ///< matrix (layer), threads, gene column (dims come from the model)
-  double min_score = 0.5;               ///< below this probability a cell is "Unassigned"
+  /// Below this probability a cell is "Unassigned". 0 (the default, as CellTypist's "best
+  /// match", SingleR's labels and Seurat's predicted.id): every cell gets its most probable class,
+  /// and `celltyper_score` says how sure that is. Hierarchical prediction needs a threshold:
+  /// `kHierarchicalMinScore` when this is 0.
+  double min_score = 0.0;
   int top_k = 0;                        ///< also report the k best labels and scores (0 = none)
   std::string over_clustering;          ///< obs column of clusters for a majority vote ("" = none)
   /// Ontology-aware prediction (needs `ontology` and classes with CL ids): the probability of a

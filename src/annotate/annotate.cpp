@@ -380,8 +380,9 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     if (options.ontology == nullptr) throw InputError("--hierarchical needs the Cell Ontology (--ontology FILE)");
     std::vector<std::uint8_t> skip(models_used.size());
     for (std::size_t row = 0; row < skip.size(); ++row) skip[row] = models_used[row] == 0 ? 1 : 0;
+    const double threshold = options.min_score > 0 ? options.min_score : kHierarchicalMinScore;
     HierarchicalPrediction hierarchical =
-        predict_hierarchical(annotation.probabilities, annotation.class_names, annotation.class_cl_ids, *options.ontology, options.min_score, skip);
+        predict_hierarchical(annotation.probabilities, annotation.class_names, annotation.class_cl_ids, *options.ontology, threshold, skip);
     annotation.flat_labels = std::move(annotation.labels);
     annotation.labels = std::move(hierarchical.labels);
     annotation.cl_ids = std::move(hierarchical.cl_ids);

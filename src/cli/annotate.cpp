@@ -137,7 +137,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_option("-i,--input", args->input, "Query .h5ad")->required();
   command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad)");
   command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file");
-  command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned'")
+  command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
   command->add_option("--over-clustering", args->over_clustering, "obs:COLUMN of clusters: add a per-cluster majority vote");
