@@ -3,6 +3,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/model_file.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "io/hdf5_util.hpp"
 
@@ -25,12 +26,6 @@ using h5::Handle;
 namespace {
 
 constexpr const char* kFormatName = "celltyper-model";
-
-std::string temporary_path_for(const std::string& target) {
-  const std::filesystem::path path(target);
-  std::random_device device;
-  return (path.parent_path() / fmt::format(".{}.tmp-{}-{:08x}", path.filename().string(), getpid(), device())).string();
-}
 
 std::string string_attr(hid_t object, const char* name) { return h5::string_attribute(object, name).value_or(""); }
 
@@ -89,7 +84,8 @@ void save_model(const CellTypeModel& model, const std::string& path) {
     throw InputError(fmt::format("save_model: unknown feature route '{}'", model.features));
   }
   const ClassifierState state = model.classifier->export_state();
-  const std::string temporary = temporary_path_for(path);
+  OutputFile output(path);  // temporary file, renamed into place by commit()
+  const std::string& temporary = output.temporary();
   {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
@@ -161,12 +157,7 @@ void save_model(const CellTypeModel& model, const std::string& path) {
       throw;
     }
   }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::filesystem::remove(temporary, error);
-    throw IoError(fmt::format("{}: cannot move the finished model into place", path));
-  }
+  output.commit();
 }
 
 CellTypeModel load_model(const std::string& path) {
