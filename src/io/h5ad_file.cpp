@@ -145,6 +145,7 @@ struct H5adFile::Impl {
   DataFrame read_frame(const std::string& frame_path, const std::vector<std::string>* only, std::int64_t expected_rows) const {
     auto lock = h5::hdf5_lock();
     DataFrame frame;
+    frame.origin = fmt::format("{}:/{}", path, frame_path);
     if (h5::object_type(file.get(), frame_path) != H5O_TYPE_GROUP) {
       if (h5::object_type(file.get(), frame_path) == H5O_TYPE_DATASET) {
         fail(fmt::format("{} is a compound dataset (anndata < 0.7); re-save the file with a recent anndata", frame_path));

@@ -160,6 +160,24 @@ void save_model(const CellTypeModel& model, const std::string& path) {
   output.commit();
 }
 
+namespace {
+
+/// Refuse classifier parameters that are not all finite: NaN weights make every cell
+/// "Unassigned" with a NaN score instead of an error.
+void check_finite_parameters(const ClassifierState& state, const std::string& path) {
+  const auto check = [&path](const auto& values, const std::string& dataset) {
+    const auto bad = std::find_if(values.begin(), values.end(), [](auto value) { return !std::isfinite(value); });
+    if (bad != values.end()) {
+      throw InputError(fmt::format("{}: /classifier/{} has a non-finite value ({}) at index {}; the model file is corrupt, train it again",
+                                   path, dataset, *bad, bad - values.begin()));
+    }
+  };
+  for (const auto& [name, array] : state.float_arrays) check(array.values, "float32_" + name);
+  for (const auto& [name, array] : state.double_arrays) check(array.values, "float64_" + name);
+}
+
+}  // namespace
+
 CellTypeModel load_model(const std::string& path) {
   std::error_code error;
   if (!std::filesystem::exists(path, error)) throw IoError(fmt::format("cannot open model {}: no such file", path));
@@ -269,6 +287,7 @@ CellTypeModel load_model(const std::string& path) {
     }
     const bool known = std::any_of(classifier_specs().begin(), classifier_specs().end(), [&](const auto& spec) { return spec.type == type; });
     if (!known) throw InputError(fmt::format("{}: classifier type '{}' is not known to this celltyper", path, type));
+    check_finite_parameters(state, path);
     model.classifier = make_classifier(type);
     model.classifier->import_state(state, path);
     if (model.classifier->n_classes() != static_cast<int>(model.class_names.size())) {

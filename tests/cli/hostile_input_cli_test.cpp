@@ -1,6 +1,6 @@
-// Output safety end to end (issue #19) on tiny fixtures: outputs that are inputs, special files and
-// symlinks as outputs, the h5ad and CSV of annotate committed together, kills mid-write and
-// stale temporaries of dead runs.
+// Hostile and broken input end to end (issue #19) on tiny fixtures: outputs that are inputs,
+// special files and symlinks as outputs, kills mid-write, stale temporaries, and files that would
+// give a silent wrong answer.
 #include <celltyper/gene_store.hpp>
 
 #include "support/test_support.hpp"
@@ -274,6 +274,61 @@ void expect_kill_leaves_nothing(int signal_number) {
 
 TEST(HostileCli, SigtermMidWriteLeavesNothing) { expect_kill_leaves_nothing(SIGTERM); }
 TEST(HostileCli, SigintMidWriteLeavesNothing) { expect_kill_leaves_nothing(SIGINT); }
+
+/// Set element 0 of /classifier/float64_weights (logistic regression) in `model` to `value` ("nan", "inf"), with h5py.
+void poison_model(const std::string& model, const std::string& value) {
+  const std::string script = fmt::format(
+      "import h5py, numpy as np\n"
+      "with h5py.File('{}', 'r+') as f:\n"
+      "    d = f['classifier']['float64_weights']\n"
+      "    v = d[()].ravel(); v[0] = float('{}'); d[...] = v.reshape(d.shape)\n",
+      model, value);
+  const auto run = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+}
+
+TEST(HostileCli, SilentWrongAnswersAreRefused) {
+  TinyWorld world;
+  const std::string range_index = test::fixture("hostile/var_range_index.h5ad");
+  const std::vector<std::string> embed{"embed", "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("e.npy"), "-i"};
+  auto with = [](std::vector<std::string> args, const std::string& last) {
+    args.push_back(last);
+    return args;
+  };
+  // RangeIndex var and missing var: not read as Entrez ids (the table knows no id 0..9 here, but
+  // human_genes.tsv would "match" 1..9).
+  expect_one_line(test::run_cli(with(embed, range_index)), 2, range_index + ":/var: var has no gene names");
+  EXPECT_NE(test::run_cli(with(embed, range_index)).err.find("--gene-column"), std::string::npos);
+  const std::string missing_var = test::fixture("hostile/var_missing.h5ad");
+  expect_one_line(test::run_cli(with(embed, missing_var)), 2, missing_var + ":/var: var has no gene names");
+  expect_one_line(test::run_cli({"annotate", "-m", world.model, "-i", range_index, "--gene-table", world.table, "-o", world.dir.file("r.h5ad")}),
+                  2, range_index + ":/var: var has no");
+  // With gene ids in a column, auto-detection uses that column; naming the index is refused.
+  const std::string with_ids = test::fixture("hostile/var_range_index_gene_ids.h5ad");
+  expect_one_line(test::run_cli({"embed", "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("f.npy"), "-i", with_ids,
+                                 "--gene-column", "_index"}),
+                  2, with_ids + ":/var: var column '_index' holds row numbers");
+  // Duplicate column indices in a CSR row.
+  const std::string duplicates = test::fixture("hostile/csr_duplicate_indices.h5ad");
+  expect_one_line(test::run_cli(with(embed, duplicates)), 2, duplicates + ": X stores the entry at row 0, column 0 twice");
+  // Unsorted (but unique) indices: the same embedding as the sorted file.
+  const auto sorted = test::run_cli(with(embed, world.query));
+  ASSERT_EQ(sorted.exit_code, 0) << sorted.err;
+  const std::string sorted_bytes = read_bytes(world.dir.file("e.npy"));
+  const auto unsorted = test::run_cli(with(embed, test::fixture("hostile/csr_unsorted_indices.h5ad")));
+  ASSERT_EQ(unsorted.exit_code, 0) << unsorted.err;
+  EXPECT_EQ(read_bytes(world.dir.file("e.npy")), sorted_bytes);
+  // A model with a NaN (or Inf) classifier parameter.
+  for (const std::string bad : {"nan", "inf"}) {
+    const std::string poisoned = world.dir.file("poisoned.h5");
+    fs::copy_file(world.model, poisoned, fs::copy_options::overwrite_existing);
+    poison_model(poisoned, bad);
+    const auto result = test::run_cli(world.annotate({"-m", poisoned, "-o", world.dir.file("p.h5ad")}));
+    // annotate() already passes the good model first: average of two, one poisoned.
+    expect_one_line(result, 2, poisoned + ": /classifier/float64_weights has a non-finite value (" + bad + ") at index 0");
+  }
+  EXPECT_FALSE(fs::exists(world.dir.file("p.h5ad")));
+}
 
 }  // namespace
 }  // namespace celltyper
