@@ -1,6 +1,7 @@
-// Hostile and broken input end to end (issue #19) on tiny fixtures: outputs that are inputs,
-// special files and symlinks as outputs, kills mid-write, stale temporaries, and files that would
-// give a silent wrong answer.
+// Hostile and broken input end to end (issue #19), on tiny fixtures: outputs that are inputs,
+// special files and symlinks as outputs, kills mid-write, stale temporaries, files that would give
+// a silent wrong answer, and the exit-code contract (README, "Errors and exit codes"): one table
+// pins the exit code and the first words of the message of every error class.
 #include <celltyper/gene_store.hpp>
 
 #include "support/test_support.hpp"
@@ -328,6 +329,120 @@ TEST(HostileCli, SilentWrongAnswersAreRefused) {
     expect_one_line(result, 2, poisoned + ": /classifier/float64_weights has a non-finite value (" + bad + ") at index 0");
   }
   EXPECT_FALSE(fs::exists(world.dir.file("p.h5ad")));
+}
+
+/// Run `celltyper args...` as user nobody (when root), to meet "permission denied".
+test::CommandResult run_cli_as_nobody(const std::vector<std::string>& args) {
+  if (geteuid() != 0) return test::run_cli(args);
+  int err_pipe[2];
+  if (pipe(err_pipe) != 0) return {};
+  const pid_t child = fork();
+  if (child == 0) {
+    close(err_pipe[0]);
+    dup2(err_pipe[1], STDERR_FILENO);
+    const int null = open("/dev/null", O_RDWR);
+    dup2(null, STDOUT_FILENO);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(126);
+    std::vector<char*> argv{const_cast<char*>(CELLTYPER_CLI_PATH)};
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execv(CELLTYPER_CLI_PATH, argv.data());
+    _exit(127);
+  }
+  close(err_pipe[1]);
+  test::CommandResult result;
+  char buffer[4096];
+  for (ssize_t n; (n = read(err_pipe[0], buffer, sizeof buffer)) > 0;) result.err.append(buffer, static_cast<std::size_t>(n));
+  close(err_pipe[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+/// The exit-code contract of README "Errors and exit codes": code and first words per class.
+TEST(HostileCli, ExitCodeContract) {
+  TinyWorld world;
+  const std::string bad = world.dir.file("not_hdf5.h5ad");
+  std::ofstream(bad) << "plain text";
+  fs::create_directory(world.dir.path() / "folder");
+  // A MatrixMarket "pattern" matrix: valid, but not supported.
+  const fs::path mtx = world.dir.path() / "pattern_mtx";
+  fs::create_directory(mtx);
+  std::ofstream(mtx / "matrix.mtx") << "%%MatrixMarket matrix coordinate pattern general\n2 2 1\n1 1\n";
+  std::ofstream(mtx / "genes.tsv") << "ENSG00000198851\tCD3E\nENSG00000156738\tMS4A1\n";
+  std::ofstream(mtx / "barcodes.tsv") << "AAAC-1\nAAAG-1\n";
+  const std::string q = world.query;
+  const std::vector<std::string> embed{"embed", "-i", q, "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("e.npy")};
+  auto plus = [](std::vector<std::string> args, std::vector<std::string> more) {
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string start;  ///< after "celltyper: error: "
+  };
+  const std::vector<Case> cases = {
+      // 2: usage (CLI11 parse errors), one line.
+      {{}, 2, "a command is required (commands: "},
+      {{"inspct", q}, 2, "unknown command 'inspct' (commands: "},
+      {{"genes"}, 2, "a command is required after 'genes'"},
+      {{"genes", "embedd"}, 2, "unknown command 'embedd' of 'genes'"},
+      {{"inspect", q, "--bogus"}, 2, "inspect: The following argument"},
+      {{"annotate", "-i", q}, 2, "annotate: --model is required"},
+      {plus(embed, {"--threads", "-1"}), 2, "embed: --threads: "},
+      {plus(embed, {"--threads", "100000"}), 2, "embed: --threads: "},
+      {plus(embed, {"--threads", "many"}), 2, "embed: --threads: "},
+      {plus(embed, {"--dims", "-3"}), 2, "embed: --dims: "},
+      {plus(embed, {"--dims", "0"}), 2, "embed: --dims: "},
+      {plus(embed, {"--memory-limit", "1"}), 2, "embed: --memory-limit: '1' is outside [1M - 1024T]"},
+      {plus(embed, {"--memory-limit", "99999999999999999999T"}), 2, "embed: --memory-limit: '99999999999999999999T' is above the largest byte count, 1024T"},
+      {plus(embed, {"--memory-limit", "lots"}), 2, "embed: --memory-limit: 'lots' is not a byte count"},
+      {{"inspect", q, "--max-cells", "-5"}, 2, "inspect: --max-cells: "},
+      // 2: bad input files and arguments.
+      {{"inspect", bad}, 2, bad + ": not an HDF5 file"},
+      {{"inspect", world.dir.file("missing.h5ad")}, 2, world.dir.file("missing.h5ad") + ": no such file"},
+      {world.annotate({"-m", bad, "-o", world.dir.file("a.h5ad")}), 2, bad + ": not a celltyper model"},
+      {world.annotate({"-m", world.dir.file("missing.h5"), "-o", world.dir.file("a.h5ad")}), 2, "cannot open model " + world.dir.file("missing.h5")},
+      {world.annotate({"-o", world.dir.file("folder")}), 2, world.dir.file("folder") + ": the output path is a directory"},
+      {world.annotate({"-o", q}), 2, q + ": the output is an input of this command"},
+      {{"embed", "-i", test::fixture("hostile/var_range_index.h5ad"), "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("e.npy")},
+       2, test::fixture("hostile/var_range_index.h5ad") + ":/var: var has no gene names"},
+      // 4: a valid file using a feature celltyper does not support.
+      {{"inspect", mtx.string(), "--no-genes"}, 4, (mtx / "matrix.mtx").string() + ": pattern/complex MatrixMarket"},
+  };
+  for (const auto& c : cases) expect_one_line(test::run_cli(c.args), c.code, c.start);
+  // 3: the operating system could not read or write.
+  expect_one_line(test::run_cli(plus({"embed", "-i", q, "-g", world.store, "--gene-table", world.table}, {"-o", world.dir.file("no/dir/e.npy")})),
+                  3, world.dir.file("no/dir/e.npy") + ": cannot create");
+  // --help shows the bounds.
+  const auto help = test::run_cli({"embed", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("[0 - 1024]"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("[1M - 1024T]"), std::string::npos) << help.out;
+
+  // 3: permission denied on the h5ad, the model, the gene store, an output directory.
+  const std::string locked = world.dir.file("locked");
+  fs::create_directory(locked);
+  fs::permissions(locked, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);  // nobody: no write
+  for (const auto& [source, name] : {std::pair{world.query, "q.h5ad"}, {world.model, "m.h5"}, {world.store, "s.h5"}}) {
+    fs::copy_file(source, fs::path(locked) / name);
+    fs::permissions(fs::path(locked) / name, fs::perms::owner_read);  // owner only
+  }
+  const std::string lq = locked + "/q.h5ad";
+  const std::string lm = locked + "/m.h5";
+  const std::string ls = locked + "/s.h5";
+  const auto denied_h5ad = run_cli_as_nobody({"inspect", lq, "--no-genes"});
+  if (denied_h5ad.exit_code == 126) GTEST_SKIP() << "cannot switch to user nobody";
+  expect_one_line(denied_h5ad, 3, lq + ": permission denied (cannot read the h5ad file)");
+  expect_one_line(run_cli_as_nobody({"annotate", "-m", lm, "-i", q, "--gene-table", world.table, "-o", world.dir.file("folder/x.h5ad")}), 3,
+                  lm + ": permission denied (cannot read the model)");
+  expect_one_line(run_cli_as_nobody({"embed", "-i", q, "-g", ls, "--gene-table", world.table, "-o", world.dir.file("folder/x.npy")}), 3,
+                  ls + ": permission denied (cannot read the gene store)");
+  fs::permissions(world.dir.path() / "folder", fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  expect_one_line(run_cli_as_nobody({"embed", "-i", q, "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("folder/x.npy")}), 3,
+                  world.dir.file("folder/x.npy") + ": cannot create: permission denied in");
 }
 
 }  // namespace
