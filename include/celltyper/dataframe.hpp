@@ -59,6 +59,7 @@ struct Column {
 /// A data frame: row names (`index`) and columns in order.
 struct DataFrame {
   std::string index_name = "_index";   ///< name of the index column on disk
+  std::string origin;                  ///< where it was read from, for messages ("FILE:/var"); "" = built in memory
   std::vector<std::string> index;      ///< row names (obs_names / var_names)
   std::vector<Column> columns;         ///< columns in `column-order`
 

@@ -188,6 +188,9 @@ struct GeneResolveOptions {
   bool strip_unique_suffix = true;
   /// How many unmatched / ambiguous / duplicate names to keep as examples.
   std::size_t max_examples = 10;
+  /// A column of row numbers (anndata's default var index '0'..'n-1', see `resolve_genes`) holds
+  /// no gene names: true = throw InputError; false = resolve no gene and add a warning (inspect).
+  bool refuse_row_numbers = true;
 };
 
 /// One column considered by the auto-detection.
@@ -234,6 +237,11 @@ struct GeneResolveResult {
 /// A name found only as an alias of several genes is `kAmbiguous` and unmatched.
 /// Warns (in `warnings`) when the names look like another species (Ensembl prefix such as
 /// ENSMUSG, or mouse-cased symbols such as "Cd3e") or when fewer than half match.
+/// A column of row numbers is never read as Entrez ids: all-digit names in strictly increasing
+/// order that are '0'..'n-1' or '1'..'n' (anndata's default RangeIndex, also what a file without
+/// var gets), start at '0' (no Entrez id is 0), or stay below 2n + 10 (row numbers kept through
+/// subsetting). Auto-detection skips such a column; when no other column resolves a gene, or the
+/// named column is one, it throws InputError (unless `refuse_row_numbers` is false).
 /// Throws InputError when `options.column` names no column or a non-text column.
 GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var,
                                 const GeneResolveOptions& options = {});

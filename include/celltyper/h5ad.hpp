@@ -7,9 +7,9 @@
 /// tagged `h5sparse_format`, categoricals as code datasets whose `categories` attribute
 /// references `__categories/<column>`). Spec: https://anndata.readthedocs.io/en/latest/fileformat-prose.html
 ///
-/// Writing always goes to a temporary file beside the target that is renamed into place when
-/// complete, so a crash never leaves a half-written output and inputs are never modified
-/// unless in-place output is asked for.
+/// Writing always goes through an `OutputFile` (celltyper/output_file.hpp): a temporary file beside
+/// the target that is renamed into place when complete, so a crash never leaves a half-written
+/// output, and an output that is the input is refused unless in-place output is asked for.
 #pragma once
 
 #include <celltyper/dataframe.hpp>
@@ -25,6 +25,8 @@
 #include <vector>
 
 namespace celltyper {
+
+class OutputFile;
 
 /// A row-major dense float32 matrix [rows x cols] (obsm entries, embeddings, probabilities).
 struct DenseMatrix {
@@ -161,6 +163,11 @@ class H5adCopy {
   /// Throws InputError when the additions do not fit the input's cells, IoError when the copy
   /// or the write failed (the temporary file is then removed, `output` untouched).
   void commit(const H5adAdditions& additions);
+  /// `commit` without the final rename: waits for the copy, applies the additions and closes the
+  /// temporary file; commit `output()` afterwards, alone or with other files (`commit_together`).
+  void prepare(const H5adAdditions& additions);
+  /// The output being written (its temporary file holds the copy).
+  [[nodiscard]] OutputFile& output();
 
  private:
   struct Impl;

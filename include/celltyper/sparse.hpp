@@ -5,7 +5,8 @@
 ///  - matrices are cells x genes (rows = cells, columns = genes/features);
 ///  - a block holds the consecutive rows [first_row, first_row + n_rows) in CSR form with
 ///    64-bit row pointers (indptr[0] == 0, relative to the block) and 32-bit column indices,
-///    column indices sorted within each row when the source is sorted;
+///    column indices sorted within each row (the h5ad readers sort a row stored out of order
+///    and refuse a column stored twice in a row);
 ///  - values are float32 (`CsrBlock`) or float64 (`CsrBlockF64`); integer files convert exactly
 ///    up to 2^24 (float32) / 2^53 (float64).
 #pragma once

@@ -7,6 +7,7 @@
 #include <celltyper/h5ad.hpp>
 #include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "cli/columns.hpp"
 #include "cli/commands.hpp"
@@ -23,6 +24,7 @@
 #include <future>
 #include <map>
 #include <memory>
+#include <optional>
 
 namespace celltyper::cli {
 
@@ -45,11 +47,12 @@ std::string csv_field(const std::string& text) {
   return quoted + "\"";
 }
 
-void write_csv(const std::string& path, const Annotation& annotation) {
-  const std::string temporary = fmt::format("{}.tmp-{}", path, getpid());
+/// Write the CSV into the temporary file of `output` (committed with the h5ad).
+void write_csv(const OutputFile& output, const Annotation& annotation) {
+  const std::string& path = output.path();
   {
-    std::ofstream out(temporary, std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot create {}: {}", temporary, std::strerror(errno)));
+    std::ofstream out(output.temporary(), std::ios::trunc);
+    if (!out) throw IoError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
     out << "obs_name,celltyper_label,celltyper_score,celltyper_ontology_id";
     for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) out << fmt::format(",celltyper_top{0}_label,celltyper_top{0}_score", k + 1);
     if (!annotation.majority_vote.empty()) out << ",celltyper_majority_vote";
@@ -64,13 +67,8 @@ void write_csv(const std::string& path, const Annotation& annotation) {
       out << '\n';
     }
     out.flush();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(temporary, ignored);
-      throw IoError(fmt::format("cannot write {} (disk full?)", path));
-    }
+    if (!out) throw IoError(fmt::format("cannot write {} (disk full?)", path));
   }
-  std::filesystem::rename(temporary, path);
 }
 
 /// Without a full gene table: the union of the models' own genes.
@@ -180,9 +178,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const auto dataset = open_dataset(args->input);
     if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: annotate writes a copy of an .h5ad input; {} input is not supported yet", args->input, dataset->format()));
     std::string out = args->out.empty() ? default_annotated_output(args->input) : args->out;
-    if (std::filesystem::weakly_canonical(out) == std::filesystem::weakly_canonical(args->input)) {
-      throw InputError(fmt::format("--out {} is the input file; choose another output", out));
-    }
+    std::vector<std::string> inputs = args->models;
+    inputs.insert(inputs.end(), {args->input, table_path, args->ontology});
+    check_outputs_are_not_inputs({out, args->csv}, inputs);
     args->options.embed.normalization = parse_normalization_choice(args->normalization);
     args->options.embed.memory_limit_bytes = parse_bytes(args->memory_limit);
     Ontology ontology;
@@ -207,6 +205,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       throw InputError("reference mode needs a gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     }
     H5adCopy copy(args->input, out);  // copies the input while the gene table finishes and the cells are annotated
+    std::optional<OutputFile> csv;
+    if (!args->csv.empty()) csv.emplace(args->csv);
     const GeneTable table = table_path.empty() ? models_gene_table(models) : loading_table.get();
     if (!args->references.empty()) {
       // Reference mode: the model is trained on the genes the query measures.
@@ -242,8 +242,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     std::vector<const CellTypeModel*> pointers;
     for (const auto& model : models) pointers.push_back(&model);
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
-    copy.commit(annotation_additions(annotation));
-    if (!args->csv.empty()) write_csv(args->csv, annotation);
+    copy.prepare(annotation_additions(annotation));
+    if (csv) write_csv(*csv, annotation);
+    commit_together({&copy.output(), csv ? &*csv : nullptr});  // both files or neither
     const auto counts = label_counts(annotation);
     if (args->json) {
       nlohmann::json summary = {{"output", out}, {"n_cells", annotation.labels.size()}, {"classes", annotation.class_names}};

@@ -22,6 +22,19 @@ using CommandFactory = std::function<void(CLI::App& app, const GlobalOptions& gl
 /// Every registered subcommand, as (order key, factory); main.cpp adds them sorted by key.
 std::vector<std::pair<std::string, CommandFactory>>& command_registry();
 
+/// Upper bounds of the shared numeric flags (`--threads`, `--dims`); see `apply_flag_bounds`.
+constexpr int kMaxThreads = 1024;
+constexpr int kMaxDims = 1 << 16;
+
+/// Attach the bounds of the flags every subcommand shares (one table in cli/usage.cpp:
+/// `--threads` 0..1024, `--dims` >= 1, `--memory-limit` 1M..1024T, `inspect --max-cells` >= 0)
+/// to every registered subcommand, so that CLI11 checks them and `--help` shows them.
+void apply_flag_bounds(CLI::App& app);
+
+/// One line for a command-line usage error (unknown command, unknown flag, bad value), naming
+/// the subcommand and where to get help. main() prints it as "celltyper: error: ..." (exit 2).
+std::string usage_error_message(const CLI::App& app, const CLI::ParseError& error, int argc, char** argv);
+
 /// Registers a subcommand at static-initialisation time.
 struct CommandRegistration {
   CommandRegistration(std::string order_key, CommandFactory factory) {

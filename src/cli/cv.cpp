@@ -4,6 +4,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/ontology.hpp>
+#include <celltyper/output_file.hpp>
 #include <celltyper/report.hpp>
 
 #include "cli/columns.hpp"
@@ -87,6 +88,9 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       ->check(CLI::Range(0.25, 8.0))
       ->capture_default_str();
   command->callback([args, &global] {
+    std::vector<std::string> inputs = args->references;
+    inputs.insert(inputs.end(), {args->genes, args->gene_table, args->ontology, args->restrict_genes, args->options.train.label_map});
+    check_outputs_are_not_inputs({args->json, args->report}, inputs);
     if (!args->png.empty() && find_chromium().empty()) {
       throw UnsupportedError("--png renders the plots with headless Chromium, which was not found: install it (Debian: apt-get install "
                              "chromium) or set CELLTYPER_CHROMIUM to its path; --report needs no browser");
@@ -152,10 +156,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       fmt::print("labels without a Cell Ontology id (left out of the ontology metrics): {}\n", fmt::join(result.unmapped_labels, ", "));
     }
     if (!args->json.empty()) {
-      std::ofstream out(args->json, std::ios::trunc);
-      if (!out) throw IoError(fmt::format("cannot create {}: {}", args->json, std::strerror(errno)));
-      out << result.to_json().dump(2) << '\n';
-      if (!out) throw IoError(fmt::format("cannot write {}", args->json));
+      write_output_file(args->json, result.to_json().dump(2) + "\n");
     }
     if (options.keep_held_out) {
       std::vector<std::pair<std::string, std::string>> details;

@@ -5,6 +5,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/output_file.hpp>
 #include <celltyper/scale_out.hpp>
 
 #include "cli/commands.hpp"
@@ -81,6 +82,8 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
       if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: pass --out FILE.npy or FILE.h5 for a {} input", args->input, dataset->format()));
       out = default_output(args->input);
     }
+    // --in-place rewrites the input through a copy; any other output that is an input is refused.
+    check_outputs_are_not_inputs({out}, {args->in_place ? std::string() : args->input, resolve_gene_store_path(args->genes), table_path});
     // Under mpirun every process embeds a share of the rows and the root writes (scale_out.hpp).
     Communicator& processes = world();
     std::unique_ptr<EmbeddingSink> sink;

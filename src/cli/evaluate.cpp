@@ -2,6 +2,7 @@
 // an annotated .h5ad, per group and overall, with optional JSON, HTML report and PNG plots.
 #include <celltyper/error.hpp>
 #include <celltyper/ontology.hpp>
+#include <celltyper/output_file.hpp>
 #include <celltyper/report.hpp>
 
 #include "cli/commands.hpp"
@@ -23,24 +24,6 @@ namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-}
-
-/// Write `text` to `path` through a temporary file renamed into place.
-void write_text(const std::string& path, const std::string& text) {
-  const std::string temporary = fmt::format("{}.tmp-{}", path, getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot create {}: {}", temporary, std::strerror(errno)));
-    out << text;
-    out.flush();
-    if (!out) {
-      out.close();
-      std::error_code ignored;
-      std::filesystem::remove(temporary, ignored);
-      throw IoError(fmt::format("cannot write {} (disk full?)", path));
-    }
-  }
-  std::filesystem::rename(temporary, path);
 }
 
 }  // namespace
@@ -97,6 +80,8 @@ void add_evaluate(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   command->callback([args, &global] {
     const auto start = std::chrono::steady_clock::now();
+    check_outputs_are_not_inputs({args->json, args->report},
+                                 {args->input, args->ontology, args->options.label_map});
     if (!args->png.empty()) {
       const std::string chromium = find_chromium();
       if (chromium.empty() || access(chromium.c_str(), X_OK) != 0) {
@@ -132,7 +117,7 @@ void add_evaluate(CLI::App& app, const GlobalOptions& global) {
       fmt::print("{}\n", json.dump(2));
     } else {
       fmt::print("{}", format_report(evaluation));
-      if (!args->json.empty()) write_text(args->json, json.dump(2) + "\n");
+      if (!args->json.empty()) write_output_file(args->json, json.dump(2) + "\n");
     }
     std::fflush(stdout);
     const auto report_start = std::chrono::steady_clock::now();

@@ -4,6 +4,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/output_file.hpp>
 #include <celltyper/scale_out.hpp>
 
 #include "cli/commands.hpp"
@@ -57,6 +58,11 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     const GeneTable table = load_gene_table(table_path);
+    std::vector<std::string> inputs{args->selection, store_path, table_path};
+    for (const auto& fragment : selection.fragments) {
+      if (inputs.back() != fragment.path) inputs.push_back(fragment.path);  // fragments are in file order
+    }
+    check_outputs_are_not_inputs({args->out}, inputs);
     const GeneVectorSource source{store.dims(),
                                   [&store](std::int64_t entrez) -> const float* {
                                     const std::int32_t row = store.find_entrez(entrez);

@@ -6,6 +6,7 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_text.hpp>
 #include <celltyper/openai.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
@@ -398,10 +399,9 @@ GeneTexts texts_to_embed(const EmbedArgs& args, const GeneTable& table, const Gl
 
 void write_skipped(const std::string& path, const std::vector<std::string>& lines) {
   if (path.empty()) return;
-  std::ofstream out(path);
-  out << "entrez_id\tsymbol\treason\n";
-  for (const auto& line : lines) out << line << '\n';
-  if (!out) throw IoError(fmt::format("cannot write {}", path));
+  std::string text = "entrez_id\tsymbol\treason\n";
+  for (const auto& line : lines) text += line + '\n';
+  write_output_file(path, text);
 }
 
 void save_store(const GeneStore& store, const std::string& out, const GlobalOptions& global,
@@ -571,6 +571,10 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
       throw InputError(fmt::format("--backend must be lsa, openai, openai-batch or import, got '{}'", args->backend));
     }
     if (args->out.empty() && args->backend != "openai-batch") throw InputError("--out is required (the gene store to write)");
+    const TextSourceArgs& sources = args->sources;
+    check_outputs_are_not_inputs({args->out, args->skipped, args->write_texts},
+                                 {args->input, args->import.gene_list, args->texts, sources.gene_table, sources.org_db, sources.go_db,
+                                  sources.go_tsv, sources.go_terms, sources.summaries, sources.enrichment});
     if (args->backend != "openai-batch" && !args->openai.batch_dir.empty())
       throw InputError("--batch-dir goes with --backend openai-batch");
     if (args->backend.starts_with("openai") && (args->batch_size < 1 || args->batch_size > 2048))
@@ -825,6 +829,7 @@ void add_truncate(CLI::App* genes, const GlobalOptions& global) {
   command->add_option("--dims", args->dims, "Dimensions to keep")->required();
   command->add_option("-o,--out", args->out, "Output gene store")->required();
   command->callback([args, &global] {
+    check_outputs_are_not_inputs({args->out}, {args->path});
     const GeneStore store = GeneStore::load(args->path);
     const GeneStore truncated = store.truncated(args->dims);
     truncated.save(args->out);
@@ -890,6 +895,7 @@ void add_export(CLI::App* genes, const GlobalOptions& global) {
       ->check(CLI::IsMember({"tsv", "npy"}));
   command->add_option("-o,--out", args->out, "Output prefix")->required();
   command->callback([args, &global] {
+    check_outputs_are_not_inputs({args->out + ".tsv", args->out + ".npy", args->out + ".genes.tsv"}, {args->path});
     const GeneStore store = GeneStore::load(args->path);
     if (args->format == "tsv") {
       export_gene_store_tsv(store, args->out);

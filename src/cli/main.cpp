@@ -29,11 +29,17 @@ int main(int argc, char** argv) {
   auto& registry = celltyper::cli::command_registry();
   std::sort(registry.begin(), registry.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (const auto& [key, factory] : registry) factory(app, global);
+  celltyper::cli::apply_flag_bounds(app);
   int code = 0;
   try {
     app.parse(argc, argv);
+  } catch (const CLI::Success& done) {
+    code = app.exit(done);  // --help, --version
   } catch (const CLI::ParseError& error) {
-    code = app.exit(error);
+    // Usage errors are bad input: one line, exit code 2 (README, "Exit codes").
+    std::fflush(stdout);
+    fmt::print(stderr, "celltyper: error: {}\n", celltyper::cli::usage_error_message(app, error, argc, argv));
+    code = 2;
   } catch (const celltyper::Error& error) {
     std::fflush(stdout);
     fmt::print(stderr, "celltyper: error: {}\n", error.what());

@@ -61,9 +61,20 @@ std::size_t parse_bytes(const std::string& text) {
   if (suffix == "k" || suffix == "K" || suffix == "KiB" || suffix == "KB") scale = 1024.0;
   else if (suffix == "m" || suffix == "M" || suffix == "MiB" || suffix == "MB") scale = 1024.0 * 1024;
   else if (suffix == "g" || suffix == "G" || suffix == "GiB" || suffix == "GB") scale = 1024.0 * 1024 * 1024;
-  else if (!suffix.empty() && suffix != "B") throw InputError(fmt::format("'{}' has an unknown unit '{}' (use k, M or G)", text, suffix));
+  else if (suffix == "t" || suffix == "T" || suffix == "TiB" || suffix == "TB") scale = 1024.0 * 1024 * 1024 * 1024;
+  else if (!suffix.empty() && suffix != "B") throw InputError(fmt::format("'{}' has an unknown unit '{}' (use k, M, G or T)", text, suffix));
   if (!(value > 0)) throw InputError(fmt::format("'{}' must be a positive byte count", text));
-  return static_cast<std::size_t>(value * scale);
+  const double bytes = value * scale;
+  if (!(bytes <= static_cast<double>(kMaxByteCount))) throw InputError(fmt::format("'{}' is above the largest byte count, 1024T", text));
+  return static_cast<std::size_t>(bytes);
+}
+
+std::size_t parse_memory_limit(const std::string& text) {
+  const std::size_t bytes = parse_bytes(text);
+  if (bytes < kMinMemoryLimitBytes) {
+    throw InputError(fmt::format("'{}' is outside {} (a byte count such as 32M or 1G)", text, kMemoryLimitRange));
+  }
+  return bytes;
 }
 
 }  // namespace celltyper::cli

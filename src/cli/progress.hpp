@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -34,7 +35,17 @@ class ProgressBar {
 /// Whether progress should be drawn: stderr is a terminal and not --quiet.
 bool progress_enabled(bool quiet);
 
-/// Parse a byte count: "268435456", "256M", "1.5G", "64k" (binary units). Throws InputError.
+/// Largest byte count accepted (1024 TiB; larger values would overflow on the way to size_t).
+constexpr std::size_t kMaxByteCount = std::size_t{1} << 50;
+/// Bounds of a memory limit (`--memory-limit`): 1 MiB .. 1024 TiB.
+constexpr std::size_t kMinMemoryLimitBytes = std::size_t{1} << 20;
+constexpr const char* kMemoryLimitRange = "[1M - 1024T]";
+
+/// Parse a byte count: "268435456", "256M", "1.5G", "2T" (binary units), positive and at most
+/// kMaxByteCount. Throws InputError.
 std::size_t parse_bytes(const std::string& text);
+
+/// `parse_bytes` of a memory limit, at least 1M (smaller would starve a block). Throws InputError.
+std::size_t parse_memory_limit(const std::string& text);
 
 }  // namespace celltyper::cli

@@ -2,6 +2,7 @@
 // a cell budget, by ILP (COIN-OR CBC) with a greedy comparison; writes selection.json.
 #include <celltyper/catalog.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/output_file.hpp>
 #include <celltyper/selection.hpp>
 
 #include "cli/commands.hpp"
@@ -17,20 +18,6 @@
 namespace celltyper::cli {
 
 namespace {
-
-/// Write `text` to `path` through a temporary file renamed into place.
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot create {}", temporary));
-    out << text;
-    if (!out.flush()) throw IoError(fmt::format("cannot write {} (disk full?)", temporary));
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) throw IoError(fmt::format("cannot rename {} to {}: {}", temporary, path, error.message()));
-}
 
 /// `text` as an SQL string literal.
 std::string sql_quote(const std::string& text) {
@@ -123,6 +110,9 @@ void add_select(CLI::App& app, const GlobalOptions& global) {
       paths.insert(paths.end(), catalogued.begin(), catalogued.end());
     }
     if (paths.empty()) throw InputError("select: no input files (pass FILES..., --files-from LIST or --catalog DIR)");
+    std::vector<std::string> inputs = paths;
+    inputs.push_back(args->files_from);
+    check_outputs_are_not_inputs({args->out}, inputs);
     args->options.weighting = args->weighting == "cells" ? CoverageWeighting::kCells : CoverageWeighting::kBalanced;
     args->options.use_ilp = !args->greedy_only;
     (void)selection_model(FragmentTable{}, args->options);  // validate the options before the label pass
@@ -132,7 +122,7 @@ void add_select(CLI::App& app, const GlobalOptions& global) {
     bar.finish();
     const SelectionResult result = select_fragments(table, args->options);
     nlohmann::json document = selection_to_json(table, args->options, result);
-    write_text_atomically(args->out, document.dump(2) + "\n");
+    write_output_file(args->out, document.dump(2) + "\n");
     if (args->json) {
       document.erase("fragments");
       document.erase("files");

@@ -5,6 +5,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/model_file.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "cli/columns.hpp"
 #include "cli/commands.hpp"
@@ -103,6 +104,9 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   }
   command->callback([args, command, &global] {
     TrainOptions& options = args->options;
+    std::vector<std::string> inputs = args->references;
+    inputs.insert(inputs.end(), {args->genes, args->gene_table, args->restrict_genes, options.label_map});
+    check_outputs_are_not_inputs({args->out, args->out + ".epochs.jsonl"}, inputs);
     options.references = args->references;
     options.label_column = obs_column(args->label, "--label");
     if (!args->group.empty()) options.group_column = obs_column(args->group, "--group");

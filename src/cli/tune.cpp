@@ -5,6 +5,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/output_file.hpp>
 #include <celltyper/tune.hpp>
 
 #include "cli/columns.hpp"
@@ -38,21 +39,6 @@ std::pair<std::string, double> parse_fixed(const std::string& text) {
   } catch (const std::exception&) {
     throw InputError(fmt::format("--fix {}: '{}' is not a number", text, value));
   }
-}
-
-/// Write `text` to `path` through a temporary file renamed into place.
-void write_file(const std::string& path, const std::string& text) {
-  const std::string temporary = path + ".tmp";
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot write {}", temporary));
-    out << text;
-    out.flush();
-    if (!out) throw IoError(fmt::format("cannot write {}", temporary));
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) throw IoError(fmt::format("cannot rename {} to {}: {}", temporary, path, error.message()));
 }
 
 /// The searched hyperparameters of `spec` (those with a tune range), for the summary table.
@@ -137,6 +123,9 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     if (!(args->validation_fraction > 0 && args->validation_fraction < 1)) {
       throw InputError(fmt::format("--validation-fraction {} is not in (0, 1)", args->validation_fraction));
     }
+    std::vector<std::string> inputs = args->references;
+    inputs.insert(inputs.end(), {args->genes, args->gene_table});
+    check_outputs_are_not_inputs({args->out, args->log}, inputs);
     std::unique_ptr<std::ofstream> log;
     if (!args->log.empty()) {
       log = std::make_unique<std::ofstream>(args->log, std::ios::trunc);
@@ -169,7 +158,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     };
     const TuneResult result = tune_classifier(data, split, options);
     const nlohmann::json best = result.best_json();
-    if (!args->out.empty()) write_file(args->out, best.dump(2) + "\n");
+    if (!args->out.empty()) write_output_file(args->out, best.dump(2) + "\n");
 
     if (args->json) {
       nlohmann::json trials = nlohmann::json::array();

@@ -1,6 +1,7 @@
 // build_catalog: files in parallel, one set of Parquet parts per finished file, resume.
 #include <celltyper/catalog.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "corpus/catalog_record.hpp"
 #include "corpus/duckdb_util.hpp"
@@ -86,12 +87,10 @@ class CatalogWriter {
   /// COPY the staging table to dir/name/part-<id>.parquet through a temporary name.
   void copy_out(const std::string& staging, const char* name, const std::string& id) {
     const fs::path final_path = dir_ / name / fmt::format("part-{}.parquet", id);
-    const fs::path temporary = dir_ / name / fmt::format(".part-{}.parquet.tmp", id);
-    db_.execute(fmt::format("COPY {} TO {} (FORMAT PARQUET)", staging, sql_literal(temporary.string())),
+    OutputFile output(final_path.string());
+    db_.execute(fmt::format("COPY {} TO {} (FORMAT PARQUET)", staging, sql_literal(output.temporary())),
                 fmt::format("cannot write {}", final_path.string()));
-    std::error_code error;
-    fs::rename(temporary, final_path, error);
-    if (error) throw IoError(fmt::format("cannot rename {} to {}: {}", temporary.string(), final_path.string(), error.message()));
+    output.commit();
   }
 
   void write_categories(const FileRecord& record, const std::string& id) {

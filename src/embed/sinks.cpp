@@ -1,8 +1,9 @@
 // Where embeddings go: .npy, a standalone HDF5 file, or obsm of an h5ad copy. Every sink
-// writes to a temporary file beside the target and renames it when complete.
+// writes through an OutputFile (a temporary file beside the target, renamed when complete).
 #include <celltyper/embed_dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "io/hdf5_util.hpp"
 
@@ -10,39 +11,21 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <filesystem>
-#include <random>
 
 namespace celltyper {
 
 namespace {
 
-std::string temporary_beside(const std::string& target) {
-  const std::filesystem::path path(target);
-  std::random_device device;
-  return (path.parent_path() / fmt::format(".{}.tmp-{}-{:08x}", path.filename().string(), getpid(), device())).string();
-}
-
-void move_into_place(const std::string& from, const std::string& to) {
-  std::error_code error;
-  std::filesystem::rename(from, to, error);
-  if (error) {
-    std::filesystem::remove(from, error);
-    throw IoError(fmt::format("{}: cannot move the finished file into place: {}", to, error.message()));
-  }
-}
-
 /// NumPy .npy v1.0: magic, header dict padded so the data starts at a multiple of 64 bytes.
 class NpySink final : public EmbeddingSink {
  public:
-  explicit NpySink(std::string path) : path_(std::move(path)), temporary_(temporary_beside(path_)) {}
+  explicit NpySink(std::string path) : path_(std::move(path)), output_(path_) {}
   ~NpySink() override {
     if (file_ != nullptr) std::fclose(file_);
-    if (!done_) std::remove(temporary_.c_str());
   }
   void begin(std::int64_t n_cells, int dims) override {
     dims_ = dims;
-    file_ = std::fopen(temporary_.c_str(), "wb");
+    file_ = std::fopen(output_.temporary().c_str(), "wbx");
     if (file_ == nullptr) throw IoError(fmt::format("{}: cannot create (directory missing or not writable?)", path_));
     std::string header = fmt::format("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}", n_cells, dims);
     const std::size_t unpadded = 10 + header.size() + 1;
@@ -64,8 +47,7 @@ class NpySink final : public EmbeddingSink {
       throw IoError(fmt::format("{}: write failed (disk full?)", path_));
     }
     file_ = nullptr;
-    move_into_place(temporary_, path_);
-    done_ = true;
+    output_.commit();
   }
 
  private:
@@ -73,27 +55,25 @@ class NpySink final : public EmbeddingSink {
     if (bytes > 0 && std::fwrite(data, 1, bytes, file_) != bytes) throw IoError(fmt::format("{}: write failed (disk full?)", path_));
   }
   std::string path_;
-  std::string temporary_;
+  OutputFile output_;  ///< removes the temporary file unless committed
   std::FILE* file_ = nullptr;
   int dims_ = 0;
-  bool done_ = false;
 };
 
 class Hdf5Sink final : public EmbeddingSink {
  public:
   Hdf5Sink(std::string path, std::vector<std::string> obs_names)
-      : path_(std::move(path)), temporary_(temporary_beside(path_)), obs_names_(std::move(obs_names)) {}
+      : path_(std::move(path)), output_(path_), obs_names_(std::move(obs_names)) {}
   ~Hdf5Sink() override {
     auto lock = h5::hdf5_lock();
     dataset_.reset();
     file_.reset();
-    if (!done_) std::remove(temporary_.c_str());
   }
   void begin(std::int64_t n_cells, int dims) override {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
     dims_ = dims;
-    file_ = h5::Handle(H5Fcreate(temporary_.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
+    file_ = h5::Handle(H5Fcreate(output_.temporary().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
     if (!file_) throw IoError(fmt::format("{}: cannot create (directory missing or not writable?)", path_));
     const std::array<hsize_t, 2> shape{static_cast<hsize_t>(n_cells), static_cast<hsize_t>(dims)};
     h5::Handle space(H5Screate_simple(2, shape.data(), nullptr));
@@ -123,19 +103,17 @@ class Hdf5Sink final : public EmbeddingSink {
       if (H5Fflush(file_.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: flush failed (disk full?)", path_));
       file_.reset();
     }
-    move_into_place(temporary_, path_);
-    done_ = true;
+    output_.commit();
   }
 
  private:
   std::string path_;
-  std::string temporary_;
+  OutputFile output_;  ///< removes the temporary file unless committed
   std::vector<std::string> obs_names_;
   std::vector<std::uint8_t> empty_;
   h5::Handle file_;
   h5::Handle dataset_;
   int dims_ = 0;
-  bool done_ = false;
 };
 
 class H5adObsmSink final : public EmbeddingSink {

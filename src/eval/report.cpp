@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "celltyper/error.hpp"
+#include "celltyper/output_file.hpp"
 #include "celltyper/report.hpp"
 
 namespace celltyper {
@@ -741,26 +742,7 @@ std::string render_html_report(const ReportContent& content) {
 }
 
 void write_html_report(const ReportContent& content, const std::filesystem::path& path) {
-  const std::string html = render_html_report(content);
-  const std::filesystem::path temporary = path.string() + fmt::format(".tmp-{}", getpid());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot create {}: {}", temporary.string(), std::strerror(errno)));
-    out << html;
-    out.flush();
-    if (!out) {
-      out.close();
-      std::error_code ignored;
-      std::filesystem::remove(temporary, ignored);
-      throw IoError(fmt::format("cannot write {} (disk full?)", path.string()));
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::filesystem::remove(temporary, error);
-    throw IoError(fmt::format("cannot write {}: {}", path.string(), error.message()));
-  }
+  write_output_file(path.string(), render_html_report(content));
 }
 
 }  // namespace celltyper

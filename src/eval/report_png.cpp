@@ -24,6 +24,7 @@
 #include <thread>
 
 #include "celltyper/error.hpp"
+#include "celltyper/output_file.hpp"
 #include "celltyper/report.hpp"
 
 extern char** environ;
@@ -211,9 +212,10 @@ std::vector<std::filesystem::path> export_report_png(const ReportContent& conten
   for (const ReportPlot& plot : plots) {
     const std::filesystem::path image = scratch.path() / (plot.name + ".png");
     const std::filesystem::path target = directory / (plot.name + ".png");
-    std::filesystem::copy_file(image, target.string() + ".tmp", std::filesystem::copy_options::overwrite_existing, error);
-    if (!error) std::filesystem::rename(target.string() + ".tmp", target, error);
-    if (error) throw IoError(fmt::format("cannot write {}: {}", target.string(), error.message()));
+    OutputFile output(target.string());
+    std::filesystem::copy_file(image, output.temporary(), error);
+    if (error) throw IoError(fmt::format("{}: cannot write: {}", target.string(), error.message()));
+    output.commit();
     written.push_back(target);
   }
   return written;

@@ -128,7 +128,50 @@ struct ColumnResolution {
   GeneIdType id_type = GeneIdType::kUnknown;
   std::vector<NameResolution> rows;
   std::size_t n_resolved = 0;
+  bool row_numbers = false;  ///< the column holds row numbers, not gene names: nothing resolved
 };
+
+/// True when every name of `source` is a number, strictly increasing, and the numbers look like
+/// row numbers rather than Entrez ids: '0'..'n-1' or '1'..'n', a first value of 0 (no Entrez id
+/// is 0), or all below 2n + 10 (row numbers kept through subsetting). See `resolve_genes`.
+bool looks_like_row_numbers(const NameSource& source) {
+  const std::size_t n = source.size();
+  if (n == 0) return false;
+  std::uint64_t previous = 0;
+  std::uint64_t first = 0;
+  for (std::size_t row = 0; row < n; ++row) {
+    const std::string_view name = source.at(row);
+    std::uint64_t value = 0;
+    const auto [end, status] = std::from_chars(name.data(), name.data() + name.size(), value);
+    if (name.empty() || status != std::errc() || end != name.data() + name.size()) return false;
+    if (row == 0) first = value;
+    else if (value <= previous) return false;
+    previous = value;
+  }
+  const bool consecutive = previous - first + 1 == n && first <= 1;
+  return consecutive || first == 0 || previous < 2 * static_cast<std::uint64_t>(n) + 10;
+}
+
+/// The one-line message for a var whose chosen column holds row numbers.
+std::string row_numbers_message(const DataFrame& var, const ColumnResolution& chosen, const std::vector<ColumnResolution>& tried,
+                                bool named) {
+  const std::string where = var.origin.empty() ? std::string("var") : var.origin;
+  const std::size_t n = chosen.source.size();
+  const std::string numbers = fmt::format("'{}'..'{}'", chosen.source.at(0), chosen.source.at(n - 1));
+  if (named) {
+    return fmt::format("{}: var column '{}' holds row numbers ({}), not gene names; pass --gene-column with the var column of gene "
+                       "symbols or ids", where, chosen.source.label, numbers);
+  }
+  std::vector<std::string> others;
+  for (const auto& candidate : tried) {
+    if (candidate.source.label != chosen.source.label) others.push_back(candidate.source.label);
+  }
+  return fmt::format("{}: var has no gene names: its index holds row numbers ({}, anndata's default when var_names are not set){}; "
+                     "pass --gene-column with the var column of gene symbols or ids, or write the gene names into var_names",
+                     where, numbers,
+                     others.empty() ? std::string(" and it has no text column")
+                                    : fmt::format(" and no text column resolves a gene ({})", fmt::join(others, ", ")));
+}
 
 GeneIdType classify(const NameSource& source) {
   std::size_t n_values = 0;
@@ -369,12 +412,24 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
                                  fmt::join(available, ", ")));
   }
 
+  // Row numbers are not gene ids (they would "match" Entrez ids 1..n): resolve nothing from them.
+  for (auto& candidate : tried) {
+    if (!looks_like_row_numbers(candidate.source)) continue;
+    candidate.row_numbers = true;
+    candidate.rows.assign(candidate.rows.size(), NameResolution{});
+    candidate.n_resolved = 0;
+  }
   // The candidate resolving most vars; ties keep the earlier one (the index comes first).
   std::size_t best = 0;
   for (std::size_t i = 1; i < tried.size(); ++i) {
     if (tried[i].n_resolved > tried[best].n_resolved) best = i;
   }
   const ColumnResolution& chosen = tried[best];
+  std::string row_numbers;
+  if (chosen.row_numbers) {
+    row_numbers = row_numbers_message(var, chosen, tried, !options.column.empty());
+    if (options.refuse_row_numbers) throw InputError(row_numbers);
+  }
 
   GeneResolveResult result;
   result.column = chosen.source.label;
@@ -419,6 +474,7 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
     }
   }
   add_warnings(table, chosen.source, result);
+  if (!row_numbers.empty()) result.warnings.insert(result.warnings.begin(), row_numbers);
   return result;
 }
 

@@ -4,6 +4,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_text.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "genes/gene_names.hpp"
 #include "io/hdf5_util.hpp"
@@ -21,7 +22,6 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
-#include <random>
 
 namespace celltyper {
 
@@ -34,37 +34,6 @@ constexpr std::int64_t kFormatVersion = 1;
 constexpr double kUnitNormTolerance = 1e-3;
 
 static_assert(std::endian::native == std::endian::little, "gene stores hash and write little-endian floats");
-
-std::string temporary_path_for(const std::string& target) {
-  const std::filesystem::path path(target);
-  std::random_device device;
-  return (path.parent_path() / fmt::format(".{}.tmp-{}-{:08x}", path.filename().string(), getpid(), device())).string();
-}
-
-void rename_into_place(const std::string& from, const std::string& to) {
-  std::error_code error;
-  std::filesystem::rename(from, to, error);
-  if (error) {
-    std::filesystem::remove(from, error);
-    throw IoError(fmt::format("{}: cannot move the finished file into place: {}", to, error.message()));
-  }
-}
-
-void write_file_atomically(const std::string& path, const std::string& content) {
-  const std::string temporary = temporary_path_for(path);
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot create {}: {}", temporary, std::strerror(errno)));
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(temporary, ignored);
-      throw IoError(fmt::format("cannot write {} (disk full?)", path));
-    }
-  }
-  rename_into_place(temporary, path);
-}
 
 /// L2-normalise `dims` floats in place (norm accumulated in double); returns the old norm.
 double normalise_row(float* row, int dims) {
@@ -180,6 +149,7 @@ GeneStore GeneStore::load(const std::string& path) {
   std::error_code error;
   if (!std::filesystem::exists(path, error)) throw IoError(fmt::format("cannot open gene store {}: no such file", path));
   if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("gene store {} is a directory", path));
+  h5::require_readable(path, "gene store");
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   if (H5Fis_hdf5(path.c_str()) <= 0) {
@@ -280,13 +250,14 @@ GeneStore GeneStore::load(const std::string& path) {
 }
 
 void GeneStore::save(const std::string& path) const {
-  const std::string temporary = temporary_path_for(path);
+  OutputFile output(path);
+  const std::string& temporary = output.temporary();
   const std::string identity = identity_hash();
   {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
     Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
-    if (!file) throw IoError(fmt::format("cannot create {} (directory missing or not writable?)", temporary));
+    if (!file) throw IoError(fmt::format("{}: cannot create the gene store (directory missing or not writable?)", path));
     try {
       const hid_t root = file.get();
       h5::write_string_attribute(root, "celltyper_format", kFormatName);
@@ -310,12 +281,10 @@ void GeneStore::save(const std::string& path) const {
       file.reset();
     } catch (...) {
       file.reset();
-      std::error_code ignored;
-      std::filesystem::remove(temporary, ignored);
       throw;
     }
   }
-  rename_into_place(temporary, path);
+  output.commit();
 }
 
 // ---- queries ---------------------------------------------------------------------------------
@@ -450,7 +419,7 @@ void export_gene_store_tsv(const GeneStore& store, const std::string& prefix) {
     for (int j = 0; j < store.dims(); ++j) content += fmt::format("\t{}", row[j]);
     content += '\n';
   }
-  write_file_atomically(prefix + ".tsv", content);
+  write_output_file(prefix + ".tsv", content);
 }
 
 void export_gene_store_npy(const GeneStore& store, const std::string& prefix) {
@@ -466,13 +435,13 @@ void export_gene_store_npy(const GeneStore& store, const std::string& prefix) {
   content += header;
   const auto* bytes = reinterpret_cast<const char*>(store.matrix().data());
   content.append(bytes, store.matrix().size() * sizeof(float));
-  write_file_atomically(prefix + ".npy", content);
+  write_output_file(prefix + ".npy", content);
   std::string genes = "entrez_id\tsymbol\tensembl_id\n";
   for (std::int64_t i = 0; i < store.n_genes(); ++i) {
     const auto index = static_cast<std::size_t>(i);
     genes += fmt::format("{}\t{}\t{}\n", store.entrez_ids()[index], store.symbols()[index], store.ensembl_ids()[index]);
   }
-  write_file_atomically(prefix + ".genes.tsv", genes);
+  write_output_file(prefix + ".genes.tsv", genes);
 }
 
 }  // namespace celltyper

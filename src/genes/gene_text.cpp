@@ -2,6 +2,7 @@
 // enrichment texts keyed by gene id.
 #include <celltyper/error.hpp>
 #include <celltyper/gene_text.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "genes/gene_names.hpp"
 
@@ -19,7 +20,6 @@
 #include <fstream>
 #include <map>
 #include <memory>
-#include <random>
 #include <sstream>
 #include <unordered_set>
 
@@ -37,31 +37,6 @@ std::string read_whole_file(const std::string& path, std::string_view what) {
   while ((n_read = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) text.append(buffer.data(), n_read);
   if (std::ferror(file.get())) throw IoError(fmt::format("cannot read {} {}: {}", what, path, std::strerror(errno)));
   return text;
-}
-
-/// Write `content` to `path` through a temporary file beside it, renamed into place.
-void write_file_atomically(const std::string& path, const std::string& content) {
-  const std::filesystem::path target(path);
-  std::random_device device;
-  const std::filesystem::path temporary =
-      target.parent_path() / fmt::format(".{}.tmp-{}-{:08x}", target.filename().string(), getpid(), device());
-  {
-    std::ofstream out(temporary, std::ios::binary | std::ios::trunc);
-    if (!out) throw IoError(fmt::format("cannot create {}: {}", temporary.string(), std::strerror(errno)));
-    out.write(content.data(), static_cast<std::streamsize>(content.size()));
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      std::filesystem::remove(temporary, ignored);
-      throw IoError(fmt::format("cannot write {} (disk full?)", path));
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, target, error);
-  if (error) {
-    std::filesystem::remove(temporary, error);
-    throw IoError(fmt::format("{}: cannot move the finished file into place: {}", path, error.message()));
-  }
 }
 
 /// Lines of `text` without "\n" / "\r\n".
@@ -407,7 +382,7 @@ void write_gene_texts(const GeneTexts& texts, const std::string& path) {
       content += fmt::format("{}\t{}\t{}\n", texts.entrez_ids[i], clean_text(texts.symbols[i]), clean_text(texts.texts[i]));
     }
   }
-  write_file_atomically(path, content);
+  write_output_file(path, content);
 }
 
 GeneTexts read_gene_texts(const std::string& path, const GeneTable* table) {
@@ -550,7 +525,7 @@ void write_gene_enrichment(const std::map<std::int64_t, std::string>& texts, con
     for (const auto& [entrez_id, text] : texts)
       content += fmt::format("{}\t{}\t{}\n", entrez_id, clean_text(symbol_of(entrez_id)), clean_text(text));
   }
-  write_file_atomically(path, content);
+  write_output_file(path, content);
 }
 
 std::vector<std::int32_t> read_gene_subset(const std::string& path, const GeneTable& table) {

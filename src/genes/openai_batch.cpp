@@ -12,6 +12,7 @@
 
 #include "celltyper/error.hpp"
 #include "celltyper/openai.hpp"
+#include "celltyper/output_file.hpp"
 
 namespace celltyper::openai {
 namespace {
@@ -48,25 +49,6 @@ struct BatchRequest {
   std::vector<std::string> ids;
   std::string line;  ///< JSON plus newline
 };
-
-/// Write `text` to `path` through a temporary file renamed into place.
-void write_file_atomically(const std::filesystem::path& path, const std::string& text) {
-  const std::filesystem::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream file(temporary, std::ios::binary | std::ios::trunc);
-    if (!file) throw IoError(fmt::format("cannot create {}: {}", temporary.string(), std::strerror(errno)));
-    file.write(text.data(), static_cast<std::streamsize>(text.size()));
-    file.close();
-    if (!file) {
-      std::error_code ignored;
-      std::filesystem::remove(temporary, ignored);
-      throw IoError(fmt::format("cannot write {}: {}", temporary.string(), std::strerror(errno)));
-    }
-  }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) throw IoError(fmt::format("cannot rename {} to {}: {}", temporary.string(), path.string(), error.message()));
-}
 
 std::string endpoint_url(BatchEndpoint endpoint) {
   return endpoint == BatchEndpoint::kEmbeddings ? kEmbeddingsUrl : kChatUrl;
@@ -262,7 +244,7 @@ BatchWriteResult write_batch_requests(const IdAndText& items, const std::string&
       manifest_requests.push_back({{"custom_id", requests[r].custom_id}, {"ids", requests[r].ids}, {"file", f}});
       result.n_items += requests[r].ids.size();
     }
-    write_file_atomically(file_paths[f], text);
+    write_output_file(file_paths[f].string(), text);
     manifest_files.push_back(file_paths[f].filename().string());
     result.request_files.push_back(file_paths[f].string());
   }
@@ -274,7 +256,7 @@ BatchWriteResult write_batch_requests(const IdAndText& items, const std::string&
                              {"dimensions", embeddings ? options.embedding.dimensions : 0},
                              {"files", std::move(manifest_files)},
                              {"requests", std::move(manifest_requests)}};
-  write_file_atomically(manifest_path, manifest.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+  write_output_file(manifest_path.string(), manifest.dump(1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
   result.manifest_file = manifest_path.string();
   return result;
 }

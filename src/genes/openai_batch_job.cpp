@@ -17,6 +17,7 @@
 
 #include "celltyper/error.hpp"
 #include "celltyper/openai.hpp"
+#include "celltyper/output_file.hpp"
 
 namespace celltyper::openai {
 namespace {
@@ -33,25 +34,6 @@ constexpr std::size_t kMaxInMessage = 5;
 
 std::string dump(const nlohmann::json& json, int indent = -1) {
   return json.dump(indent, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-/// Write `text` to `path` through a temporary file renamed into place (fsynced first).
-void write_atomically(const fs::path& path, const std::string& text) {
-  const fs::path temporary = path.string() + ".tmp";
-  {
-    std::ofstream file(temporary, std::ios::binary | std::ios::trunc);
-    if (!file) throw IoError(fmt::format("cannot create {}: {}", temporary.string(), std::strerror(errno)));
-    file.write(text.data(), static_cast<std::streamsize>(text.size()));
-    file.close();
-    if (!file) {
-      std::error_code ignored;
-      fs::remove(temporary, ignored);
-      throw IoError(fmt::format("cannot write {} (disk full?)", temporary.string()));
-    }
-  }
-  std::error_code error;
-  fs::rename(temporary, path, error);
-  if (error) throw IoError(fmt::format("cannot rename {} to {}: {}", temporary.string(), path.string(), error.message()));
 }
 
 nlohmann::json read_json(const fs::path& path, const char* what) {
@@ -160,7 +142,7 @@ JobFile read_job(const std::string& directory) {
   }
 }
 
-void save_job(const JobFile& job) { write_atomically(fs::path(job.info.directory) / kJobFile, dump(job_json(job), 1) + "\n"); }
+void save_job(const JobFile& job) { write_output_file((fs::path(job.info.directory) / kJobFile).string(), dump(job_json(job), 1) + "\n"); }
 
 /// A round's manifest, as needed here.
 struct RoundManifest {
@@ -244,7 +226,7 @@ void save_state(const fs::path& round, const std::map<std::string, FileState>& s
     }
     files[file] = std::move(json);
   }
-  write_atomically(round / kStateFile, dump({{"files", std::move(files)}}, 1) + "\n");
+  write_output_file((round / kStateFile).string(), dump({{"files", std::move(files)}}, 1) + "\n");
 }
 
 std::string stem_of(const std::string& request_file) {
@@ -341,7 +323,7 @@ BatchJobInfo create_batch_job(const IdAndText& items, const std::string& directo
 
   std::string lines = dump({{"celltyper_batch_items", 1}, {"n_items", items.size()}}) + "\n";
   for (const auto& [id, text] : items) lines += dump({{"id", id}, {"text", text}}) + "\n";
-  write_atomically(root / kItemsFile, lines);
+  write_output_file((root / kItemsFile).string(), lines);
   save_job(job);  // last: a directory with job.json is a complete job
   return job.info;
 }

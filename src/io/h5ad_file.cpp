@@ -145,6 +145,7 @@ struct H5adFile::Impl {
   DataFrame read_frame(const std::string& frame_path, const std::vector<std::string>* only, std::int64_t expected_rows) const {
     auto lock = h5::hdf5_lock();
     DataFrame frame;
+    frame.origin = fmt::format("{}:/{}", path, frame_path);
     if (h5::object_type(file.get(), frame_path) != H5O_TYPE_GROUP) {
       if (h5::object_type(file.get(), frame_path) == H5O_TYPE_DATASET) {
         fail(fmt::format("{} is a compound dataset (anndata < 0.7); re-save the file with a recent anndata", frame_path));
@@ -269,6 +270,7 @@ H5adFile::H5adFile(const std::string& path, const H5adOpenOptions& options) : im
     std::error_code error;
     if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file", path));
     if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("{}: is a directory, expected an .h5ad file", path));
+    h5::require_readable(path, "h5ad file");
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
     if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file (an .h5ad must be HDF5)", path));

@@ -1,5 +1,6 @@
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "io/hdf5_util.hpp"
 
@@ -23,23 +24,6 @@ namespace celltyper {
 using h5::Handle;
 
 namespace {
-
-/// A temporary path beside `target` (same directory, so rename is atomic).
-std::string temporary_path_for(const std::string& target) {
-  const std::filesystem::path path(target);
-  std::random_device device;
-  const std::string name = fmt::format(".{}.tmp-{}-{:08x}", path.filename().string(), getpid(), device());
-  return (path.parent_path() / name).string();
-}
-
-void rename_into_place(const std::string& from, const std::string& to) {
-  std::error_code error;
-  std::filesystem::rename(from, to, error);
-  if (error) {
-    std::filesystem::remove(from, error);
-    throw IoError(fmt::format("{}: cannot move the finished file into place: {}", to, error.message()));
-  }
-}
 
 bool dtype_is(const std::string& dtype, const char* prefix) { return dtype.rfind(prefix, 0) == 0; }
 
@@ -206,9 +190,7 @@ void apply_additions(hid_t file, const std::string& input, const H5adAdditions& 
 std::int64_t check_copy_target(const std::string& input, const std::string& output, bool in_place) {
   std::error_code error;
   if (!std::filesystem::exists(input, error)) throw InputError(fmt::format("{}: no such file", input));
-  if (!in_place && std::filesystem::exists(output, error) && std::filesystem::equivalent(input, output, error)) {
-    throw InputError(fmt::format("{}: output is the input file; pass the in-place option to modify it", output));
-  }
+  if (!in_place) check_outputs_are_not_inputs({output}, {input});
   H5adFile source(input);
   return source.n_obs();
 }
@@ -218,7 +200,7 @@ std::int64_t check_copy_target(const std::string& input, const std::string& outp
 void copy_bytes(const std::string& input, const std::string& temporary, const std::atomic<bool>& cancel) {
   const int from = ::open(input.c_str(), O_RDONLY | O_CLOEXEC);
   if (from < 0) throw IoError(fmt::format("{}: cannot open for copying: {}", input, std::strerror(errno)));
-  const int to = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  const int to = ::open(temporary.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (to < 0) {
     const int saved = errno;
     ::close(from);
@@ -269,48 +251,33 @@ void copy_bytes(const std::string& input, const std::string& temporary, const st
   }
 }
 
-/// Open the finished copy `temporary` for writing (removing it when that fails).
-Handle open_copied(const std::string& temporary) {
+/// Open the finished copy (the temporary file of `output`) for writing.
+Handle open_copied(const OutputFile& output) {
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
-  Handle file(H5Fopen(temporary.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
-  if (!file) {
-    std::error_code error;
-    std::filesystem::remove(temporary, error);
-    throw IoError(fmt::format("{}: cannot open the copy for writing", temporary));
-  }
+  Handle file(H5Fopen(output.temporary().c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+  if (!file) throw IoError(fmt::format("{}: cannot open the copy for writing", output.path()));
   return file;
 }
 
-/// Copy `input` to a temporary file beside `output` and open the copy for writing.
-std::pair<std::string, Handle> open_copy(const std::string& input, const std::string& output) {
-  const std::string temporary = temporary_path_for(output);
+/// Copy `input` to the temporary file of `output` and open the copy for writing.
+Handle open_copy(const std::string& input, const OutputFile& output) {
   const std::atomic<bool> never{false};
-  try {
-    copy_bytes(input, temporary, never);
-  } catch (...) {
-    std::error_code error;
-    std::filesystem::remove(temporary, error);
-    throw;
-  }
-  return {temporary, open_copied(temporary)};
+  copy_bytes(input, output.temporary(), never);
+  return open_copied(output);
 }
 
-/// Apply `additions` to the open copy `file` at `temporary` and move it to `output`.
-void commit_additions(const std::string& input, const std::string& output, const std::string& temporary, Handle file,
-                      const H5adAdditions& additions) {
+/// Apply `additions` to the open copy `file` of `output` and close it, ready to commit.
+void finish_additions(const std::string& input, const OutputFile& output, Handle file, const H5adAdditions& additions) {
+  auto lock = h5::hdf5_lock();
   try {
-    auto lock = h5::hdf5_lock();
     apply_additions(file.get(), input, additions);
-    if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", temporary));
-    file.reset();
+    if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", output.path()));
   } catch (...) {
     file.reset();
-    std::error_code error;
-    std::filesystem::remove(temporary, error);
     throw;
   }
-  rename_into_place(temporary, output);
+  file.reset();
 }
 
 void check_additions_fit(const std::string& input, std::int64_t n_obs, const H5adAdditions& additions) {
@@ -328,7 +295,7 @@ void check_additions_fit(const std::string& input, std::int64_t n_obs, const H5a
 
 struct H5adWriter::Impl {
   std::string target;
-  std::string temporary;
+  std::unique_ptr<OutputFile> output;  ///< removes the temporary file unless committed
   std::int64_t n_obs = 0;
   std::int64_t n_vars = 0;
   H5adWriteOptions options;
@@ -381,7 +348,7 @@ struct H5adWriter::Impl {
 H5adWriter::H5adWriter(std::string path, std::int64_t n_obs, std::int64_t n_vars, H5adWriteOptions options)
     : impl_(std::make_unique<Impl>()) {
   impl_->target = std::move(path);
-  impl_->temporary = temporary_path_for(impl_->target);
+  impl_->output = std::make_unique<OutputFile>(impl_->target);
   impl_->n_obs = n_obs;
   impl_->n_vars = n_vars;
   impl_->options = options;
@@ -389,7 +356,7 @@ H5adWriter::H5adWriter(std::string path, std::int64_t n_obs, std::int64_t n_vars
   h5::silence_hdf5_errors();
   Handle fcpl(H5Pcreate(H5P_FILE_CREATE));
   H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
-  impl_->file = Handle(H5Fcreate(impl_->temporary.c_str(), H5F_ACC_EXCL, fcpl.get(), H5P_DEFAULT));
+  impl_->file = Handle(H5Fcreate(impl_->output->temporary().c_str(), H5F_ACC_EXCL, fcpl.get(), H5P_DEFAULT));
   if (!impl_->file) throw IoError(fmt::format("{}: cannot create the output file (directory missing or not writable?)", impl_->target));
   h5::write_encoding(impl_->file.get(), "anndata", "0.1.0");
 }
@@ -401,10 +368,6 @@ H5adWriter::~H5adWriter() {
   impl_->x_indices.reset();
   impl_->x_group.reset();
   impl_->file.reset();
-  if (!impl_->committed) {
-    std::error_code error;
-    std::filesystem::remove(impl_->temporary, error);
-  }
 }
 
 void H5adWriter::append_rows(const CsrBlock& block) { impl_->append(block); }
@@ -473,7 +436,7 @@ void H5adWriter::commit() {
     if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush the output (disk full?)", impl_->target));
     impl_->file.reset();
   }
-  rename_into_place(impl_->temporary, impl_->target);
+  impl_->output->commit();
   impl_->committed = true;
 }
 
@@ -481,17 +444,19 @@ void write_h5ad_with_additions(const std::string& input, const std::string& outp
   // Validate before copying anything: the additions must fit the input's cells.
   const std::int64_t n_obs = check_copy_target(input, output, in_place);
   check_additions_fit(input, n_obs, additions);
-  auto [temporary, file] = open_copy(input, output);
-  commit_additions(input, output, temporary, std::move(file), additions);
+  OutputFile target(output);
+  finish_additions(input, target, open_copy(input, target), additions);
+  target.commit();
 }
 
 struct H5adCopy::Impl {
   std::string input;
   std::string output;
-  std::string temporary;
+  std::unique_ptr<OutputFile> file;  ///< the copy's temporary file, removed unless committed
   std::int64_t n_obs = 0;
   std::atomic<bool> cancel{false};
   std::future<void> copying;
+  bool prepared = false;
   bool committed = false;
 };
 
@@ -499,32 +464,39 @@ H5adCopy::H5adCopy(const std::string& input, const std::string& output, bool in_
   impl_->input = input;
   impl_->output = output;
   impl_->n_obs = check_copy_target(input, output, in_place);
-  impl_->temporary = temporary_path_for(output);
-  impl_->copying = std::async(std::launch::async, [impl = impl_.get()] { copy_bytes(impl->input, impl->temporary, impl->cancel); });
+  impl_->file = std::make_unique<OutputFile>(output);
+  impl_->copying =
+      std::async(std::launch::async, [impl = impl_.get()] { copy_bytes(impl->input, impl->file->temporary(), impl->cancel); });
 }
 
 H5adCopy::~H5adCopy() {
   if (!impl_ || impl_->committed) return;
   impl_->cancel = true;
   if (impl_->copying.valid()) impl_->copying.wait();
-  std::error_code error;
-  std::filesystem::remove(impl_->temporary, error);
 }
 
 std::int64_t H5adCopy::n_obs() const { return impl_->n_obs; }
 
-void H5adCopy::commit(const H5adAdditions& additions) {
-  if (impl_->committed) throw InputError(fmt::format("{}: already written", impl_->output));
+void H5adCopy::prepare(const H5adAdditions& additions) {
+  if (impl_->prepared) throw InputError(fmt::format("{}: already written", impl_->output));
   check_additions_fit(impl_->input, impl_->n_obs, additions);
   impl_->copying.get();  // rethrows a failed copy
-  commit_additions(impl_->input, impl_->output, impl_->temporary, open_copied(impl_->temporary), additions);
+  finish_additions(impl_->input, *impl_->file, open_copied(*impl_->file), additions);
+  impl_->prepared = true;
+}
+
+OutputFile& H5adCopy::output() { return *impl_->file; }
+
+void H5adCopy::commit(const H5adAdditions& additions) {
+  prepare(additions);
+  impl_->file->commit();
   impl_->committed = true;
 }
 
 struct H5adObsmStream::Impl {
   std::string input;
   std::string output;
-  std::string temporary;
+  std::unique_ptr<OutputFile> target;  ///< removes the temporary file unless committed
   std::string key;
   std::int64_t n_obs = 0;
   std::int64_t cols = 0;
@@ -541,16 +513,15 @@ H5adObsmStream::H5adObsmStream(const std::string& input, const std::string& outp
   impl_->key = key;
   impl_->cols = cols;
   impl_->n_obs = check_copy_target(input, output, in_place);
-  auto [temporary, file] = open_copy(input, output);
-  impl_->temporary = temporary;
-  impl_->file = std::move(file);
+  impl_->target = std::make_unique<OutputFile>(output);
+  impl_->file = open_copy(input, *impl_->target);
   auto lock = h5::hdf5_lock();
   Handle obsm = ensure_dict_group(impl_->file.get(), "obsm");
   h5::unlink_if_exists(obsm.get(), key);
   const std::array<hsize_t, 2> dims{static_cast<hsize_t>(impl_->n_obs), static_cast<hsize_t>(cols)};
   Handle space(H5Screate_simple(2, dims.data(), nullptr));
   impl_->dataset = Handle(H5Dcreate2(obsm.get(), key.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
-  if (!impl_->dataset) throw IoError(fmt::format("{}: cannot create obsm/{}", temporary, key));
+  if (!impl_->dataset) throw IoError(fmt::format("{}: cannot create obsm/{}", output, key));
   h5::write_encoding(impl_->dataset.get(), "array", "0.2.0");
 }
 
@@ -559,10 +530,6 @@ H5adObsmStream::~H5adObsmStream() {
   auto lock = h5::hdf5_lock();
   impl_->dataset.reset();
   impl_->file.reset();
-  if (!impl_->committed) {
-    std::error_code error;
-    std::filesystem::remove(impl_->temporary, error);
-  }
 }
 
 std::int64_t H5adObsmStream::n_obs() const { return impl_->n_obs; }
@@ -579,7 +546,7 @@ void H5adObsmStream::write_rows(std::int64_t first_row, std::int64_t n_rows, con
   H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr);
   Handle memory_space(H5Screate_simple(2, count.data(), nullptr));
   if (H5Dwrite(impl_->dataset.get(), H5T_NATIVE_FLOAT, memory_space.get(), file_space.get(), H5P_DEFAULT, values) < 0) {
-    throw IoError(fmt::format("{}: cannot write obsm/{} (disk full?)", impl_->temporary, impl_->key));
+    throw IoError(fmt::format("{}: cannot write obsm/{} (disk full?)", impl_->output, impl_->key));
   }
 }
 
@@ -593,10 +560,10 @@ void H5adObsmStream::commit(const H5adAdditions& additions) {
     }
     apply_additions(impl_->file.get(), impl_->input, additions);
     impl_->dataset.reset();
-    if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", impl_->temporary));
+    if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", impl_->output));
     impl_->file.reset();
   }
-  rename_into_place(impl_->temporary, impl_->output);
+  impl_->target->commit();
   impl_->committed = true;
 }
 

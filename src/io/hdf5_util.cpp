@@ -1,9 +1,14 @@
 #include "io/hdf5_util.hpp"
 
+#include <celltyper/error.hpp>
+
 #include <fmt/format.h>
+#include <fcntl.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cstring>
 #include <type_traits>
 
@@ -12,6 +17,17 @@ namespace celltyper::h5 {
 std::recursive_mutex& hdf5_mutex() {
   static std::recursive_mutex mutex;
   return mutex;
+}
+
+void require_readable(const std::string& path, const char* what) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::close(fd);
+    return;
+  }
+  const int error = errno;
+  if (error == EACCES || error == EPERM) throw IoError(fmt::format("{}: permission denied (cannot read the {})", path, what));
+  throw IoError(fmt::format("{}: cannot read the {}: {}", path, what, std::strerror(error)));
 }
 
 void silence_hdf5_errors() {

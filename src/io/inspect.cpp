@@ -165,6 +165,7 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   if (options.gene_table != nullptr) {
     GeneResolveOptions resolve;
     resolve.column = options.gene_column;
+    resolve.refuse_row_numbers = false;  // describe the file: row numbers resolve nothing, with a warning
     const GeneResolveResult genes = resolve_genes(*options.gene_table, var, resolve);
     nlohmann::json identity = genes.to_json();
     identity["table"] = options.gene_table->source();

@@ -77,20 +77,40 @@ void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
 namespace detail {
 
 template <typename Value>
-void check_block_indices(const CsrRows<Value>& block, const std::string& file, const std::string& dataset) {
+void check_block_indices(CsrRows<Value>& block, const std::string& file, const std::string& dataset) {
   const auto n_cols = block.n_cols;
+  std::vector<std::pair<std::int32_t, Value>> entries;
   for (std::int64_t row = 0; row < block.n_rows; ++row) {
-    for (std::int64_t k = block.indptr[static_cast<std::size_t>(row)]; k < block.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
-      const std::int32_t column = block.indices[static_cast<std::size_t>(k)];
+    const auto begin = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(row)]);
+    const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(row) + 1]);
+    bool ascending = true;
+    for (std::size_t k = begin; k < end; ++k) {
+      const std::int32_t column = block.indices[k];
       if (column < 0 || column >= n_cols) {
         throw InputError(fmt::format("{}: {}/indices has value {} at row {}, outside [0, {})", file, dataset, column,
                                      block.first_row + row, n_cols));
       }
+      if (k > begin && column <= block.indices[k - 1]) ascending = false;
+    }
+    if (ascending) continue;
+    // Rare: sort the row by column (results then do not depend on the stored order) and refuse
+    // a column stored twice, which every sum over the row would silently add up.
+    entries.clear();
+    for (std::size_t k = begin; k < end; ++k) entries.emplace_back(block.indices[k], block.values[k]);
+    std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      if (i > 0 && entries[i].first == entries[i - 1].first) {
+        throw InputError(fmt::format("{}: {} stores the entry at row {}, column {} twice (a sparse matrix with duplicate entries; "
+                                     "they would be summed silently: merge them first, e.g. with scipy's X.sum_duplicates())",
+                                     file, dataset, block.first_row + row, entries[i].first));
+      }
+      block.indices[begin + i] = entries[i].first;
+      block.values[begin + i] = entries[i].second;
     }
   }
 }
-template void check_block_indices<float>(const CsrRows<float>&, const std::string&, const std::string&);
-template void check_block_indices<double>(const CsrRows<double>&, const std::string&, const std::string&);
+template void check_block_indices<float>(CsrRows<float>&, const std::string&, const std::string&);
+template void check_block_indices<double>(CsrRows<double>&, const std::string&, const std::string&);
 
 namespace {
 
@@ -305,11 +325,13 @@ class CscDatasetReader final : public MatrixReader {
     const bool fits = static_cast<std::size_t>(nnz_) * 16 <= kTransposeCacheBytes;
     if (!fits) {
       gather(first, count, out);
+      check_block_indices(out, where_.file, where_.group);  // a (row, column) stored twice
       return;
     }
     if (!transposed_) {
       transposed_ = std::make_unique<CsrBlockF64>();
       gather(0, where_.n_rows, *transposed_);
+      check_block_indices(*transposed_, where_.file, where_.group);  // a (row, column) stored twice
     }
     const CsrBlockF64& all = *transposed_;
     out.reset(first, count, where_.n_cols);

@@ -40,9 +40,10 @@ std::unique_ptr<MatrixReader> make_memory_reader(CsrBlockF64 matrix, MatrixInfo 
 /// A reader over a CSR matrix shared with its owner (never copied).
 std::unique_ptr<MatrixReader> make_memory_reader(std::shared_ptr<const CsrBlockF64> matrix, MatrixInfo info);
 
-/// Check column indices of a block: each in [0, n_cols). Throws InputError naming the file,
+/// Check column indices of a block: each in [0, n_cols), none twice in a row. A row stored out
+/// of column order is sorted in place (values follow). Throws InputError naming the file,
 /// dataset and the (global) row of the first offending value.
 template <typename Value>
-void check_block_indices(const CsrRows<Value>& block, const std::string& file, const std::string& dataset);
+void check_block_indices(CsrRows<Value>& block, const std::string& file, const std::string& dataset);
 
 }  // namespace celltyper::detail

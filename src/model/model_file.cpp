@@ -3,6 +3,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/model_file.hpp>
+#include <celltyper/output_file.hpp>
 
 #include "io/hdf5_util.hpp"
 
@@ -25,12 +26,6 @@ using h5::Handle;
 namespace {
 
 constexpr const char* kFormatName = "celltyper-model";
-
-std::string temporary_path_for(const std::string& target) {
-  const std::filesystem::path path(target);
-  std::random_device device;
-  return (path.parent_path() / fmt::format(".{}.tmp-{}-{:08x}", path.filename().string(), getpid(), device())).string();
-}
 
 std::string string_attr(hid_t object, const char* name) { return h5::string_attribute(object, name).value_or(""); }
 
@@ -162,7 +157,8 @@ void save_model(const CellTypeModel& model, const std::string& path) {
     throw InputError(fmt::format("save_model: unknown feature route '{}'", model.features));
   }
   const ClassifierState state = model.classifier->export_state();
-  const std::string temporary = temporary_path_for(path);
+  OutputFile output(path);  // temporary file, renamed into place by commit()
+  const std::string& temporary = output.temporary();
   {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
@@ -239,18 +235,32 @@ void save_model(const CellTypeModel& model, const std::string& path) {
       throw;
     }
   }
-  std::error_code error;
-  std::filesystem::rename(temporary, path, error);
-  if (error) {
-    std::filesystem::remove(temporary, error);
-    throw IoError(fmt::format("{}: cannot move the finished model into place", path));
-  }
+  output.commit();
 }
+
+namespace {
+
+/// Refuse classifier parameters that are not all finite: NaN weights make every cell
+/// "Unassigned" with a NaN score instead of an error.
+void check_finite_parameters(const ClassifierState& state, const std::string& path) {
+  const auto check = [&path](const auto& values, const std::string& dataset) {
+    const auto bad = std::find_if(values.begin(), values.end(), [](auto value) { return !std::isfinite(value); });
+    if (bad != values.end()) {
+      throw InputError(fmt::format("{}: /classifier/{} has a non-finite value ({}) at index {}; the model file is corrupt, train it again",
+                                   path, dataset, *bad, bad - values.begin()));
+    }
+  };
+  for (const auto& [name, array] : state.float_arrays) check(array.values, "float32_" + name);
+  for (const auto& [name, array] : state.double_arrays) check(array.values, "float64_" + name);
+}
+
+}  // namespace
 
 CellTypeModel load_model(const std::string& path) {
   std::error_code error;
-  if (!std::filesystem::exists(path, error)) throw IoError(fmt::format("cannot open model {}: no such file", path));
+  if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("cannot open model {}: no such file", path));
   if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("model {} is a directory", path));
+  h5::require_readable(path, "model");
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   if (H5Fis_hdf5(path.c_str()) <= 0) {
@@ -364,6 +374,7 @@ CellTypeModel load_model(const std::string& path) {
     }
     const bool known = std::any_of(classifier_specs().begin(), classifier_specs().end(), [&](const auto& spec) { return spec.type == type; });
     if (!known) throw InputError(fmt::format("{}: classifier type '{}' is not known to this celltyper", path, type));
+    check_finite_parameters(state, path);
     model.classifier = make_classifier(type);
     model.classifier->import_state(state, path);
     if (model.classifier->n_classes() != static_cast<int>(model.class_names.size())) {

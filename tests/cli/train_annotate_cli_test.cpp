@@ -79,9 +79,9 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
                                        "--gene-table", table});
   ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
   EXPECT_NE(annotate.out.find("label"), std::string::npos) << annotate.out;
-  // ... and annotating block by block (tiny blocks, one thread) gives the same probabilities.
+  // ... and annotating block by block (1M blocks, the smallest --memory-limit; one thread) gives the same probabilities.
   const auto annotate2 = test::run_cli({"annotate", "-m", dir.file("logreg2.h5"), "-i", query, "--layer", "counts", "-o", dir.file("out2.h5ad"),
-                                        "--gene-table", table, "--memory-limit", "64K", "--threads", "1", "-q"});
+                                        "--gene-table", table, "--memory-limit", "1M", "--threads", "1", "-q"});
   ASSERT_EQ(annotate2.exit_code, 0) << annotate2.err;
   // Two models averaged, and no gene table: the models' own gene lists resolve the query.
   const auto both = test::run_cli({"annotate", "-m", dir.file("logreg.h5"), "-m", dir.file("knn.h5"), "-i", query, "--layer", "counts", "-o",

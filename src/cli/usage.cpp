@@ -1,0 +1,139 @@
+// Command-line usage rules shared by every subcommand: the bounds of common numeric flags (one
+// table, shown in --help and checked while parsing) and the one-line message of a usage error.
+#include <celltyper/error.hpp>
+
+#include "cli/commands.hpp"
+#include "cli/progress.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+
+namespace celltyper::cli {
+
+namespace {
+
+/// Bounds of a flag that several subcommands share. `command` is the subcommand path
+/// ("genes neighbors"); "" applies to every subcommand without a row of its own.
+struct FlagBounds {
+  const char* flag;
+  const char* command;
+  CLI::Validator validator;
+};
+
+CLI::Validator memory_limit_validator() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          (void)parse_memory_limit(text);
+          return {};
+        } catch (const InputError& error) {
+          return error.what();
+        }
+      },
+      fmt::format("BYTES in {}", kMemoryLimitRange));
+}
+
+/// An integer >= `minimum` (for flags whose upper end is the type's).
+CLI::Validator at_least(std::int64_t minimum) {
+  return CLI::Validator(
+      [minimum](std::string& text) -> std::string {
+        std::int64_t value = 0;
+        const auto [end, status] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (status != std::errc() || end != text.data() + text.size()) return fmt::format("'{}' is not an integer", text);
+        if (value < minimum) return fmt::format("{} is below the minimum {}", value, minimum);
+        return {};
+      },
+      fmt::format("INT >= {}", minimum));
+}
+
+const std::vector<FlagBounds>& flag_bounds() {
+  static const std::vector<FlagBounds> table = {
+      {"threads", "", CLI::Range(0, kMaxThreads)},
+      {"dims", "genes neighbors", CLI::Range(0, kMaxDims)},  // 0 = all dimensions
+      {"dims", "", CLI::Range(1, kMaxDims)},
+      {"memory-limit", "", memory_limit_validator()},
+      {"max-cells", "inspect", at_least(0)},
+  };
+  return table;
+}
+
+std::string command_path(const CLI::App* app) {
+  std::vector<std::string> names;
+  for (const CLI::App* at = app; at != nullptr && at->get_parent() != nullptr; at = at->get_parent()) names.push_back(at->get_name());
+  std::reverse(names.begin(), names.end());
+  return fmt::format("{}", fmt::join(names, " "));
+}
+
+void apply_bounds(CLI::App* app) {
+  const std::string path = command_path(app);
+  for (CLI::Option* option : app->get_options()) {
+    const auto& names = option->get_lnames();
+    const FlagBounds* chosen = nullptr;
+    for (const FlagBounds& bounds : flag_bounds()) {
+      if (std::find(names.begin(), names.end(), bounds.flag) == names.end()) continue;
+      if (bounds.command == path) {
+        chosen = &bounds;
+        break;
+      }
+      if (chosen == nullptr && std::string(bounds.command).empty()) chosen = &bounds;
+    }
+    if (chosen != nullptr) option->check(chosen->validator);
+  }
+  for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) apply_bounds(sub);
+}
+
+/// The deepest subcommand that was parsed (the root app when none was).
+const CLI::App* deepest_parsed(const CLI::App& app) {
+  const CLI::App* at = &app;
+  for (;;) {
+    const auto parsed = at->get_subcommands();
+    if (parsed.empty()) return at;
+    at = parsed.front();
+  }
+}
+
+std::vector<std::string> subcommand_names(const CLI::App& app) {
+  std::vector<std::string> names;
+  for (const CLI::App* sub : const_cast<CLI::App&>(app).get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
+  return names;
+}
+
+}  // namespace
+
+void apply_flag_bounds(CLI::App& app) {
+  for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) apply_bounds(sub);
+}
+
+std::string usage_error_message(const CLI::App& app, const CLI::ParseError& error, int argc, char** argv) {
+  const CLI::App* at = deepest_parsed(app);
+  const std::string path = command_path(at);
+  const std::vector<std::string> commands = subcommand_names(*at);
+  const std::string help = path.empty() ? std::string("celltyper --help") : fmt::format("celltyper {} --help", path);
+  std::string message = error.what();
+  std::replace(message.begin(), message.end(), '\n', ' ');
+  while (!message.empty() && message.back() == ' ') message.pop_back();
+  if (!commands.empty()) {
+    // `path` needs a subcommand: the first word after it that is not a flag should have been one.
+    std::size_t depth = 0;
+    for (const CLI::App* up = at; up->get_parent() != nullptr; up = up->get_parent()) ++depth;
+    std::size_t seen = 0;
+    for (int i = 1; i < argc; ++i) {
+      const std::string word = argv[i];
+      if (word.empty() || word.front() == '-') continue;
+      if (seen++ < depth) continue;
+      return fmt::format("unknown command '{}'{} (commands: {}; see '{}')", word, path.empty() ? "" : " of '" + path + "'",
+                         fmt::join(commands, ", "), help);
+    }
+    if (message.find("subcommand") != std::string::npos) {
+      return fmt::format("a command is required{} (commands: {}; see '{}')", path.empty() ? "" : " after '" + path + "'",
+                         fmt::join(commands, ", "), help);
+    }
+  }
+  return fmt::format("{}{} (see '{}')", path.empty() ? "" : path + ": ", message, help);
+}
+
+}  // namespace celltyper::cli

@@ -1,0 +1,449 @@
+// Hostile and broken input end to end (issue #19), on tiny fixtures: outputs that are inputs,
+// special files and symlinks as outputs, kills mid-write, stale temporaries, files that would give
+// a silent wrong answer, and the exit-code contract (README, "Errors and exit codes"): one table
+// pins the exit code and the first words of the message of every error class.
+#include <celltyper/gene_store.hpp>
+
+#include "support/test_support.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <grp.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <thread>
+
+extern char** environ;
+
+namespace celltyper {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+/// Files in `dir` whose name marks a celltyper temporary file.
+std::vector<std::string> temporaries_in(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : fs::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(".tmp-") != std::string::npos) names.push_back(name);
+  }
+  return names;
+}
+
+/// The tiny world: dataset A (12 cells x 10 genes, tests/data/h5ad/csr_float32.h5ad), a gene table
+/// of its 10 genes, an 8-dim random gene store and a logistic-regression model trained on it.
+class TinyWorld {
+ public:
+  TinyWorld() {
+    fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec | fs::perms::others_read |
+                                    fs::perms::others_exec);
+    const std::vector<std::pair<std::int64_t, std::string>> genes = {{916, "CD3E"},  {931, "MS4A1"},  {4069, "LYZ"},  {929, "CD14"},
+                                                                     {4818, "NKG7"}, {10578, "GNLY"}, {973, "CD79A"}, {3043, "HBB"},
+                                                                     {3575, "IL7R"}, {6279, "S100A8"}};
+    std::ofstream tsv(table);
+    tsv << "entrez_id\tsymbol\n";
+    std::vector<std::int64_t> entrez;
+    std::vector<std::string> symbols;
+    std::vector<float> matrix;
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal;
+    for (const auto& [id, symbol] : genes) {
+      tsv << id << '\t' << symbol << '\n';
+      entrez.push_back(id);
+      symbols.push_back(symbol);
+      for (int d = 0; d < 8; ++d) matrix.push_back(normal(rng));
+    }
+    tsv.close();
+    GeneStoreProvenance provenance;
+    provenance.backend = "test-random";
+    GeneStore(entrez, symbols, std::vector<std::string>(genes.size()), matrix, 8, provenance).save(store);
+    fs::copy_file(test::fixture("h5ad/csr_float32.h5ad"), query);
+    const auto trained = test::run_cli({"train", "-r", query, "-l", "obs:cell_type", "-g", store, "--gene-table", table, "-o", model,
+                                        "--validation-fraction", "0", "-q"});
+    if (trained.exit_code != 0) throw std::runtime_error("training the tiny model failed: " + trained.err);
+  }
+  /// `celltyper annotate` of the query with the tiny model, plus `extra` arguments.
+  [[nodiscard]] std::vector<std::string> annotate(std::vector<std::string> extra) const {
+    std::vector<std::string> args{"annotate", "-m", model, "-i", query, "--gene-table", table, "-q"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  }
+
+  test::TempDir dir;
+  const std::string table = dir.file("genes.tsv");
+  const std::string store = dir.file("store.h5");
+  const std::string query = dir.file("query.h5ad");
+  const std::string model = dir.file("model.h5");
+};
+
+/// Expect exit code `code` and exactly one stderr line starting with "celltyper: error: " + `start`.
+void expect_one_line(const test::CommandResult& result, int code, const std::string& start) {
+  SCOPED_TRACE(start);
+  EXPECT_EQ(result.exit_code, code) << result.err;
+  EXPECT_EQ(result.err.rfind("celltyper: error: " + start, 0), 0u) << result.err;
+  EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
+}
+
+TEST(HostileCli, OutputThatIsAnInputIsRefusedAndTheInputKept) {
+  TinyWorld world;
+  const std::string query_bytes = read_bytes(world.query);
+  const std::string model_bytes = read_bytes(world.model);
+  const std::string store_bytes = read_bytes(world.store);
+  fs::create_hard_link(world.query, world.dir.file("hard_link.h5ad"));
+  fs::create_directory(world.dir.path() / "sub");
+  const std::string query_other_spelling = (world.dir.path() / "sub" / ".." / "query.h5ad").string();
+  struct Case {
+    std::vector<std::string> args;
+    std::string start;
+  };
+  const std::vector<Case> cases = {
+      {{"train", "-r", world.query, "-l", "cell_type", "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("hard_link.h5ad"),
+        "--validation-fraction", "0"},
+       world.dir.file("hard_link.h5ad") + ": the output is the same file as the input " + world.query},
+      {{"train", "-r", world.query, "-l", "cell_type", "-g", world.store, "--gene-table", world.table, "-o", query_other_spelling,
+        "--validation-fraction", "0"},
+       query_other_spelling + ": the output is the same file as the input"},
+      {world.annotate({"-o", world.dir.file("out.h5ad"), "--csv", world.query}), world.query + ": the output is an input of this command"},
+      {world.annotate({"-o", world.model}), world.model + ": the output is an input of this command"},
+      {world.annotate({"-o", world.dir.file("hard_link.h5ad")}), world.dir.file("hard_link.h5ad") + ": the output is the same file as"},
+      {{"embed", "-i", world.query, "-g", world.store, "--gene-table", world.table, "-o", world.store},
+       world.store + ": the output is an input of this command"},
+      {{"genes", "truncate", world.store, "--dims", "4", "-o", world.store}, world.store + ": the output is an input"},
+      {world.annotate({"-o", world.dir.file("same.out"), "--csv", world.dir.file("sub/../same.out")}),
+       world.dir.file("same.out") + ": the same file is given for two outputs"},
+  };
+  for (const auto& c : cases) expect_one_line(test::run_cli(c.args), 2, c.start);
+  EXPECT_EQ(read_bytes(world.query), query_bytes);
+  EXPECT_EQ(read_bytes(world.model), model_bytes);
+  EXPECT_EQ(read_bytes(world.store), store_bytes);
+  EXPECT_FALSE(fs::exists(world.dir.file("out.h5ad")));
+  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
+}
+
+TEST(HostileCli, SpecialOutputsAreWrittenThroughOrRefused) {
+  TinyWorld world;
+  // /dev/null stays the null device.
+  struct stat null_before {};
+  ASSERT_EQ(stat("/dev/null", &null_before), 0);
+  const auto to_null = test::run_cli(world.annotate({"-o", "/dev/null"}));
+  EXPECT_EQ(to_null.exit_code, 0) << to_null.err;
+  struct stat null_after {};
+  ASSERT_EQ(stat("/dev/null", &null_after), 0);
+  EXPECT_TRUE(S_ISCHR(null_after.st_mode));
+  EXPECT_EQ(null_after.st_rdev, null_before.st_rdev);
+  // A symlink stays a link; its target gets the file.
+  fs::create_directory(world.dir.path() / "real");
+  fs::create_symlink("real/annotated.h5ad", world.dir.file("link.h5ad"));
+  const auto via_link = test::run_cli(world.annotate({"-o", world.dir.file("link.h5ad"), "--csv", world.dir.file("labels.csv")}));
+  EXPECT_EQ(via_link.exit_code, 0) << via_link.err;
+  EXPECT_TRUE(fs::is_symlink(world.dir.file("link.h5ad")));
+  EXPECT_EQ(read_bytes(world.dir.file("real/annotated.h5ad")).substr(1, 3), "HDF");
+  EXPECT_NE(read_bytes(world.dir.file("labels.csv")).find("celltyper_label"), std::string::npos);
+  // A FIFO gets the bytes of the finished file.
+  const std::string fifo = world.dir.file("out.fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::string received;
+  std::thread reader([&] { received = read_bytes(fifo); });
+  const auto to_fifo = test::run_cli(world.annotate({"-o", fifo}));
+  reader.join();
+  EXPECT_EQ(to_fifo.exit_code, 0) << to_fifo.err;
+  EXPECT_EQ(received.substr(1, 3), "HDF");
+  struct stat fifo_info {};
+  ASSERT_EQ(lstat(fifo.c_str(), &fifo_info), 0);
+  EXPECT_TRUE(S_ISFIFO(fifo_info.st_mode));
+  // A directory and a block device are refused before any work.
+  fs::create_directory(world.dir.path() / "folder");
+  expect_one_line(test::run_cli(world.annotate({"-o", world.dir.file("folder")})), 2,
+                  world.dir.file("folder") + ": the output path is a directory");
+  const std::string block = world.dir.file("block");
+  if (mknod(block.c_str(), S_IFBLK | 0600, makedev(7, 200)) == 0) {
+    expect_one_line(test::run_cli(world.annotate({"-o", block})), 2, block + ": the output path is a block device");
+    struct stat block_info {};
+    ASSERT_EQ(lstat(block.c_str(), &block_info), 0);
+    EXPECT_TRUE(S_ISBLK(block_info.st_mode));
+  }
+  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
+}
+
+TEST(HostileCli, AnnotateCommitsTheH5adAndTheCsvTogether) {
+  TinyWorld world;
+  const std::string out = world.dir.file("out.h5ad");
+  // The CSV cannot be written (missing directory, or a directory): no h5ad either.
+  expect_one_line(test::run_cli(world.annotate({"-o", out, "--csv", world.dir.file("no/such/dir/labels.csv")})), 3,
+                  world.dir.file("no/such/dir/labels.csv") + ": cannot create");
+  EXPECT_FALSE(fs::exists(out));
+  fs::create_directory(world.dir.path() / "labels_dir");
+  expect_one_line(test::run_cli(world.annotate({"-o", out, "--csv", world.dir.file("labels_dir")})), 2,
+                  world.dir.file("labels_dir") + ": the output path is a directory");
+  EXPECT_FALSE(fs::exists(out));
+  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
+  const auto both = test::run_cli(world.annotate({"-o", out, "--csv", world.dir.file("labels.csv")}));
+  EXPECT_EQ(both.exit_code, 0) << both.err;
+  EXPECT_TRUE(fs::exists(out));
+  EXPECT_TRUE(fs::exists(world.dir.file("labels.csv")));
+}
+
+TEST(HostileCli, StaleTemporariesOfDeadRunsAreSweptByTheNextRun) {
+  TinyWorld world;
+  const pid_t dead = [] {
+    const pid_t child = fork();
+    if (child == 0) _exit(0);
+    int status = 0;
+    waitpid(child, &status, 0);
+    return child;
+  }();
+  const std::string stale_h5ad = world.dir.file(fmt::format(".out.h5ad.tmp-{}-1234abcd", dead));
+  const std::string stale_csv = world.dir.file(fmt::format(".labels.csv.tmp-{}-1234abcd", dead));
+  std::ofstream(stale_h5ad) << "partial output of a killed run";
+  std::ofstream(stale_csv) << "partial";
+  const auto run = test::run_cli(world.annotate({"-o", world.dir.file("out.h5ad"), "--csv", world.dir.file("labels.csv")}));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_FALSE(fs::exists(stale_h5ad));
+  EXPECT_FALSE(fs::exists(stale_csv));
+  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
+}
+
+/// Start `celltyper args...` with TMPDIR=`tmpdir`, stdout/stderr to /dev/null; returns its pid.
+pid_t spawn_cli(const std::vector<std::string>& args, const std::string& tmpdir) {
+  const pid_t child = fork();
+  if (child == 0) {
+    setenv("TMPDIR", tmpdir.c_str(), 1);
+    const int null = open("/dev/null", O_RDWR);
+    dup2(null, STDIN_FILENO);
+    dup2(null, STDOUT_FILENO);
+    dup2(null, STDERR_FILENO);
+    std::vector<char*> argv{const_cast<char*>(CELLTYPER_CLI_PATH)};
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execv(CELLTYPER_CLI_PATH, argv.data());
+    _exit(127);
+  }
+  return child;
+}
+
+/// annotate into a FIFO nobody reads: the run blocks in the final write with its finished
+/// temporary file staged in TMPDIR; the signal must remove it and end the process.
+void expect_kill_leaves_nothing(int signal_number) {
+  TinyWorld world;
+  const std::string query_bytes = read_bytes(world.query);
+  const std::string tmpdir = world.dir.file("tmp");
+  fs::create_directory(tmpdir);
+  const std::string fifo = world.dir.file("out.fifo");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  const pid_t child = spawn_cli(world.annotate({"-o", fifo}), tmpdir);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+  bool staged = false;
+  int status = 0;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (!temporaries_in(tmpdir).empty()) {
+      staged = true;
+      break;
+    }
+    if (waitpid(child, &status, WNOHANG) == child) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_TRUE(staged) << "the run never staged its output";
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // usually blocked in open() of the FIFO by now
+  kill(child, signal_number);
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal_number) << "status " << status;
+  EXPECT_TRUE(temporaries_in(tmpdir).empty()) << "the staged temporary file survived the signal";
+  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
+  EXPECT_EQ(read_bytes(world.query), query_bytes);
+  struct stat info {};
+  ASSERT_EQ(lstat(fifo.c_str(), &info), 0);
+  EXPECT_TRUE(S_ISFIFO(info.st_mode));
+}
+
+TEST(HostileCli, SigtermMidWriteLeavesNothing) { expect_kill_leaves_nothing(SIGTERM); }
+TEST(HostileCli, SigintMidWriteLeavesNothing) { expect_kill_leaves_nothing(SIGINT); }
+
+/// Set element 0 of /classifier/float64_weights (logistic regression) in `model` to `value` ("nan", "inf"), with h5py.
+void poison_model(const std::string& model, const std::string& value) {
+  const std::string script = fmt::format(
+      "import h5py, numpy as np\n"
+      "with h5py.File('{}', 'r+') as f:\n"
+      "    d = f['classifier']['float64_weights']\n"
+      "    v = d[()].ravel(); v[0] = float('{}'); d[...] = v.reshape(d.shape)\n",
+      model, value);
+  const auto run = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+}
+
+TEST(HostileCli, SilentWrongAnswersAreRefused) {
+  TinyWorld world;
+  const std::string range_index = test::fixture("hostile/var_range_index.h5ad");
+  const std::vector<std::string> embed{"embed", "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("e.npy"), "-i"};
+  auto with = [](std::vector<std::string> args, const std::string& last) {
+    args.push_back(last);
+    return args;
+  };
+  // RangeIndex var and missing var: not read as Entrez ids (the table knows no id 0..9 here, but
+  // human_genes.tsv would "match" 1..9).
+  expect_one_line(test::run_cli(with(embed, range_index)), 2, range_index + ":/var: var has no gene names");
+  EXPECT_NE(test::run_cli(with(embed, range_index)).err.find("--gene-column"), std::string::npos);
+  const std::string missing_var = test::fixture("hostile/var_missing.h5ad");
+  expect_one_line(test::run_cli(with(embed, missing_var)), 2, missing_var + ":/var: var has no gene names");
+  expect_one_line(test::run_cli({"annotate", "-m", world.model, "-i", range_index, "--gene-table", world.table, "-o", world.dir.file("r.h5ad")}),
+                  2, range_index + ":/var: var has no");
+  // With gene ids in a column, auto-detection uses that column; naming the index is refused.
+  const std::string with_ids = test::fixture("hostile/var_range_index_gene_ids.h5ad");
+  expect_one_line(test::run_cli({"embed", "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("f.npy"), "-i", with_ids,
+                                 "--gene-column", "_index"}),
+                  2, with_ids + ":/var: var column '_index' holds row numbers");
+  // Duplicate column indices in a CSR row.
+  const std::string duplicates = test::fixture("hostile/csr_duplicate_indices.h5ad");
+  expect_one_line(test::run_cli(with(embed, duplicates)), 2, duplicates + ": X stores the entry at row 0, column 0 twice");
+  // Unsorted (but unique) indices: the same embedding as the sorted file.
+  const auto sorted = test::run_cli(with(embed, world.query));
+  ASSERT_EQ(sorted.exit_code, 0) << sorted.err;
+  const std::string sorted_bytes = read_bytes(world.dir.file("e.npy"));
+  const auto unsorted = test::run_cli(with(embed, test::fixture("hostile/csr_unsorted_indices.h5ad")));
+  ASSERT_EQ(unsorted.exit_code, 0) << unsorted.err;
+  EXPECT_EQ(read_bytes(world.dir.file("e.npy")), sorted_bytes);
+  // A model with a NaN (or Inf) classifier parameter.
+  for (const std::string bad : {"nan", "inf"}) {
+    const std::string poisoned = world.dir.file("poisoned.h5");
+    fs::copy_file(world.model, poisoned, fs::copy_options::overwrite_existing);
+    poison_model(poisoned, bad);
+    const auto result = test::run_cli(world.annotate({"-m", poisoned, "-o", world.dir.file("p.h5ad")}));
+    // annotate() already passes the good model first: average of two, one poisoned.
+    expect_one_line(result, 2, poisoned + ": /classifier/float64_weights has a non-finite value (" + bad + ") at index 0");
+  }
+  EXPECT_FALSE(fs::exists(world.dir.file("p.h5ad")));
+}
+
+/// Run `celltyper args...` as user nobody (when root), to meet "permission denied".
+test::CommandResult run_cli_as_nobody(const std::vector<std::string>& args) {
+  if (geteuid() != 0) return test::run_cli(args);
+  int err_pipe[2];
+  if (pipe(err_pipe) != 0) return {};
+  const pid_t child = fork();
+  if (child == 0) {
+    close(err_pipe[0]);
+    dup2(err_pipe[1], STDERR_FILENO);
+    const int null = open("/dev/null", O_RDWR);
+    dup2(null, STDOUT_FILENO);
+    if (setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(65534) != 0) _exit(126);
+    std::vector<char*> argv{const_cast<char*>(CELLTYPER_CLI_PATH)};
+    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+    argv.push_back(nullptr);
+    execv(CELLTYPER_CLI_PATH, argv.data());
+    _exit(127);
+  }
+  close(err_pipe[1]);
+  test::CommandResult result;
+  char buffer[4096];
+  for (ssize_t n; (n = read(err_pipe[0], buffer, sizeof buffer)) > 0;) result.err.append(buffer, static_cast<std::size_t>(n));
+  close(err_pipe[0]);
+  int status = 0;
+  waitpid(child, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+/// The exit-code contract of README "Errors and exit codes": code and first words per class.
+TEST(HostileCli, ExitCodeContract) {
+  TinyWorld world;
+  const std::string bad = world.dir.file("not_hdf5.h5ad");
+  std::ofstream(bad) << "plain text";
+  fs::create_directory(world.dir.path() / "folder");
+  // A MatrixMarket "pattern" matrix: valid, but not supported.
+  const fs::path mtx = world.dir.path() / "pattern_mtx";
+  fs::create_directory(mtx);
+  std::ofstream(mtx / "matrix.mtx") << "%%MatrixMarket matrix coordinate pattern general\n2 2 1\n1 1\n";
+  std::ofstream(mtx / "genes.tsv") << "ENSG00000198851\tCD3E\nENSG00000156738\tMS4A1\n";
+  std::ofstream(mtx / "barcodes.tsv") << "AAAC-1\nAAAG-1\n";
+  const std::string q = world.query;
+  const std::vector<std::string> embed{"embed", "-i", q, "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("e.npy")};
+  auto plus = [](std::vector<std::string> args, std::vector<std::string> more) {
+    args.insert(args.end(), more.begin(), more.end());
+    return args;
+  };
+  struct Case {
+    std::vector<std::string> args;
+    int code;
+    std::string start;  ///< after "celltyper: error: "
+  };
+  const std::vector<Case> cases = {
+      // 2: usage (CLI11 parse errors), one line.
+      {{}, 2, "a command is required (commands: "},
+      {{"inspct", q}, 2, "unknown command 'inspct' (commands: "},
+      {{"genes"}, 2, "a command is required after 'genes'"},
+      {{"genes", "embedd"}, 2, "unknown command 'embedd' of 'genes'"},
+      {{"inspect", q, "--bogus"}, 2, "inspect: The following argument"},
+      {{"annotate", "-i", q}, 2, "annotate: --model is required"},
+      {plus(embed, {"--threads", "-1"}), 2, "embed: --threads: "},
+      {plus(embed, {"--threads", "100000"}), 2, "embed: --threads: "},
+      {plus(embed, {"--threads", "many"}), 2, "embed: --threads: "},
+      {plus(embed, {"--dims", "-3"}), 2, "embed: --dims: "},
+      {plus(embed, {"--dims", "0"}), 2, "embed: --dims: "},
+      {plus(embed, {"--memory-limit", "1"}), 2, "embed: --memory-limit: '1' is outside [1M - 1024T]"},
+      {plus(embed, {"--memory-limit", "99999999999999999999T"}), 2, "embed: --memory-limit: '99999999999999999999T' is above the largest byte count, 1024T"},
+      {plus(embed, {"--memory-limit", "lots"}), 2, "embed: --memory-limit: 'lots' is not a byte count"},
+      {{"inspect", q, "--max-cells", "-5"}, 2, "inspect: --max-cells: "},
+      // 2: bad input files and arguments.
+      {{"inspect", bad}, 2, bad + ": not an HDF5 file"},
+      {{"inspect", world.dir.file("missing.h5ad")}, 2, world.dir.file("missing.h5ad") + ": no such file"},
+      {world.annotate({"-m", bad, "-o", world.dir.file("a.h5ad")}), 2, bad + ": not a celltyper model"},
+      {world.annotate({"-m", world.dir.file("missing.h5"), "-o", world.dir.file("a.h5ad")}), 2, "cannot open model " + world.dir.file("missing.h5")},
+      {world.annotate({"-o", world.dir.file("folder")}), 2, world.dir.file("folder") + ": the output path is a directory"},
+      {world.annotate({"-o", q}), 2, q + ": the output is an input of this command"},
+      {{"embed", "-i", test::fixture("hostile/var_range_index.h5ad"), "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("e.npy")},
+       2, test::fixture("hostile/var_range_index.h5ad") + ":/var: var has no gene names"},
+      // 4: a valid file using a feature celltyper does not support.
+      {{"inspect", mtx.string(), "--no-genes"}, 4, (mtx / "matrix.mtx").string() + ": pattern/complex MatrixMarket"},
+  };
+  for (const auto& c : cases) expect_one_line(test::run_cli(c.args), c.code, c.start);
+  // 3: the operating system could not read or write.
+  expect_one_line(test::run_cli(plus({"embed", "-i", q, "-g", world.store, "--gene-table", world.table}, {"-o", world.dir.file("no/dir/e.npy")})),
+                  3, world.dir.file("no/dir/e.npy") + ": cannot create");
+  // --help shows the bounds.
+  const auto help = test::run_cli({"embed", "--help"});
+  EXPECT_EQ(help.exit_code, 0);
+  EXPECT_NE(help.out.find("[0 - 1024]"), std::string::npos) << help.out;
+  EXPECT_NE(help.out.find("[1M - 1024T]"), std::string::npos) << help.out;
+
+  // 3: permission denied on the h5ad, the model, the gene store, an output directory.
+  const std::string locked = world.dir.file("locked");
+  fs::create_directory(locked);
+  fs::permissions(locked, fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);  // nobody: no write
+  for (const auto& [source, name] : {std::pair{world.query, "q.h5ad"}, {world.model, "m.h5"}, {world.store, "s.h5"}}) {
+    fs::copy_file(source, fs::path(locked) / name);
+    fs::permissions(fs::path(locked) / name, fs::perms::owner_read);  // owner only
+  }
+  const std::string lq = locked + "/q.h5ad";
+  const std::string lm = locked + "/m.h5";
+  const std::string ls = locked + "/s.h5";
+  const auto denied_h5ad = run_cli_as_nobody({"inspect", lq, "--no-genes"});
+  if (denied_h5ad.exit_code == 126) GTEST_SKIP() << "cannot switch to user nobody";
+  expect_one_line(denied_h5ad, 3, lq + ": permission denied (cannot read the h5ad file)");
+  expect_one_line(run_cli_as_nobody({"annotate", "-m", lm, "-i", q, "--gene-table", world.table, "-o", world.dir.file("folder/x.h5ad")}), 3,
+                  lm + ": permission denied (cannot read the model)");
+  expect_one_line(run_cli_as_nobody({"embed", "-i", q, "-g", ls, "--gene-table", world.table, "-o", world.dir.file("folder/x.npy")}), 3,
+                  ls + ": permission denied (cannot read the gene store)");
+  fs::permissions(world.dir.path() / "folder", fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  expect_one_line(run_cli_as_nobody({"embed", "-i", q, "-g", world.store, "--gene-table", world.table, "-o", world.dir.file("folder/x.npy")}), 3,
+                  world.dir.file("folder/x.npy") + ": cannot create: permission denied in");
+}
+
+}  // namespace
+}  // namespace celltyper
