@@ -179,8 +179,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: annotate writes a copy of an .h5ad input; {} input is not supported yet", args->input, dataset->format()));
     std::string out = args->out.empty() ? default_annotated_output(args->input) : args->out;
     std::vector<std::string> inputs = args->models;
-    inputs.insert(inputs.end(), {args->input, table_path, args->ontology});
-    check_outputs_are_not_inputs({out, args->csv}, inputs);
+    inputs.insert(inputs.end(), {args->input, table_path, args->ontology, args->genes});
+    inputs.insert(inputs.end(), args->references.begin(), args->references.end());
+    check_outputs_are_not_inputs({out, args->csv, args->save_model}, inputs);
     args->options.embed.normalization = parse_normalization_choice(args->normalization);
     args->options.embed.memory_limit_bytes = parse_bytes(args->memory_limit);
     Ontology ontology;
@@ -192,11 +193,6 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
       ontology = load_ontology(path);
       args->options.ontology = &ontology;
-    }
-    for (const auto& reference : args->references) {
-      if (std::filesystem::weakly_canonical(out) == std::filesystem::weakly_canonical(reference)) {
-        throw InputError(fmt::format("--out {} is a reference file; choose another output", out));
-      }
     }
     args->options.refit = !args->no_refit;
     const bool verbose = progress_enabled(global.quiet);

@@ -128,7 +128,7 @@ TEST(ReferenceMode, BadInputIsOneClearLine) {
       {{"annotate", "-r", reference, "-l", "celltype", "-i", dir.file("no_genes.h5ad"), "-o", out, "--gene-table", table},
        "none of its"},
       {{"annotate", "-r", reference, "-l", "celltype", "-i", dir.file("one_class.h5ad"), "-o", reference, "--gene-table", table},
-       "is a reference file"},
+       "the output is an input of this command"},
   };
   for (const auto& c : cases) {
     const auto result = test::run_cli(c.args);
