@@ -19,6 +19,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-pthread libxgboost-dev
   r-bioc-org.hs.eg.db r-bioc-go.db
   coinor-libcbc-dev libopenmpi-dev openmpi-bin
+  pybind11-dev python3-dev python3-numpy python3-scipy python3-pandas python3-anndata
 )
 bash scripts/install_packages.sh "${PACKAGES[@]}"
 
@@ -36,8 +37,17 @@ bash scripts/fetch_duckdb.sh
 
 BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
 cmake -S . -B build -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DBUILD_TESTING=OFF >/dev/null
-cmake --build build -j "$(nproc)" --target celltyper
+cmake --build build -j "$(nproc)" --target celltyper celltyper_python
 echo "setup: built build/celltyper ($(build/celltyper --version))"
+
+# `import celltyper` for the system interpreter from any directory: a .pth file naming
+# build/python in its site directory (remove that file to uninstall).
+SITE="$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])')"
+if mkdir -p "$SITE" 2>/dev/null && echo "$PWD/build/python" > "$SITE/celltyper.pth" 2>/dev/null; then
+  echo "setup: Python module: $(cd / && /usr/bin/python3 -c 'import celltyper; print("celltyper", celltyper.__version__, "from", celltyper.__file__)')"
+else
+  echo "setup: cannot write $SITE/celltyper.pth: use PYTHONPATH=$PWD/build/python /usr/bin/python3"
+fi
 
 # The default gene embeddings (offline LSA over gene texts from the Debian annotation packages,
 # plus RefSeq summaries from ../shared/data when present): build/share/celltyper/gene_embeddings.h5

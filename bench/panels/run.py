@@ -485,7 +485,8 @@ def run_reference(name, ref, celltyper, args, workdir, parents, has_reference_mo
     # default: trained once
     log(f"{name}: default train on {train.n_obs} cells x {train.n_vars} genes")
     model = os.path.join(rdir, "default.h5")
-    run, train_wall = ct_run([celltyper, "train"] + label_args(ref, ref_path) + ["--out", model], f"{name} default train")
+    run, train_wall = ct_run([celltyper, "train"] + label_args(ref, ref_path) + args.train_args.split() + ["--out", model],
+                             f"{name} default train")
     if run.returncode != 0:
         result["default_model"] = dict(error=error_of(run))
         model = None
@@ -535,10 +536,17 @@ def run_reference(name, ref, celltyper, args, workdir, parents, has_reference_mo
             score_celltyper("default", run, wall, out, refused, train_wall)
         else:
             entry["methods"]["default"] = dict(error=result["default_model"]["error"])
+        if args.default_only:
+            peer_list_here = []
+        else:
+            peer_list_here = peer_list
         # oracle
         omodel = os.path.join(rdir, f"q{qi}_oracle.h5")
-        run, owall = ct_run([celltyper, "train"] + label_args(ref, ref_path) + ["--restrict-genes", qpath, "--out", omodel], f"{name} oracle train")
-        if run.returncode != 0:
+        run, owall = ct_run([celltyper, "train"] + label_args(ref, ref_path) + args.train_args.split() + ["--restrict-genes", qpath, "--out", omodel],
+                            f"{name} oracle train") if not args.default_only else (None, None)
+        if args.default_only:
+            pass
+        elif run.returncode != 0:
             entry["methods"]["oracle"] = dict(error="train: " + error_of(run))
             log(f"  oracle train failed: {error_of(run)}")
         else:
@@ -546,7 +554,9 @@ def run_reference(name, ref, celltyper, args, workdir, parents, has_reference_mo
             run, wall, refused = annotate(celltyper, [celltyper, "annotate", "--model", omodel, "--input", qpath, "--out", out], f"{name} oracle annotate")
             score_celltyper("oracle", run, wall, out, refused, owall)
         # reference-mode
-        if has_reference_mode:
+        if args.default_only:
+            pass
+        elif has_reference_mode:
             out = os.path.join(rdir, f"q{qi}_refmode.h5ad")
             run, wall, refused = annotate(celltyper, [celltyper, "annotate"] + label_args(ref, ref_path) + ["--input", qpath, "--out", out],
                                           f"{name} reference-mode annotate")
@@ -555,7 +565,7 @@ def run_reference(name, ref, celltyper, args, workdir, parents, has_reference_mo
             entry["methods"]["reference-mode"] = dict(error="not available (annotate --help has no --reference)")
         # peers
         to_cl = label_to_cl(ref["dataset"]) if ref["ontology"] else None
-        for method in peer_list:
+        for method in peer_list_here:
             log(f"  {method}")
             try:
                 pred, t_train, t_pred = run_peer(method, train, data, ref["is_log"], args.threads, args.xgb_rounds,
@@ -611,6 +621,8 @@ def main():
     parser.add_argument("--quick", action="store_true",
                         help="smoke check: 2 panels per reference (random 10%%, 200 markers), one cross-dataset query, the logreg peer only")
     parser.add_argument("--skip-peers", action="store_true")
+    parser.add_argument("--train-args", default="", help="experiments: extra flags of the default (and oracle) `celltyper train`")
+    parser.add_argument("--default-only", action="store_true", help="experiments: only the default rows (no oracle, reference mode, peers)")
     parser.add_argument("--references", default="pbmc3k,savercat,pancreas,cellbench")
     parser.add_argument("--peers", default=",".join(PEERS))
     parser.add_argument("--threads", type=int, default=2, help="threads of the peers")
@@ -657,7 +669,7 @@ def main():
     report = dict(machine=machine, celltyper_binary=binary, celltyper_source=source, gene_store=store,
                   train_help_defaults=train_defaults, annotate_help_defaults=annotate_defaults,
                   reference_mode_available=has_reference_mode, peers=peer_list, xgboost_rounds=args.xgb_rounds,
-                  quick=args.quick, seed=args.seed, panels=args.panels, references={})
+                  quick=args.quick, seed=args.seed, panels=args.panels, train_args=args.train_args, references={})
     for name in args.references.split(","):
         report["references"][name] = run_reference(name, refs[name], celltyper, args, workdir, parents, has_reference_mode, peer_list)
     report["wall_seconds"] = time.perf_counter() - started

@@ -179,6 +179,17 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
 std::vector<std::int64_t> dataset_genes(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
                                         const GeneResolveOptions& options);
 
+/// Reference mode: train on `references` restricted to the genes `query` measures (the vars of
+/// `query_embed.matrix` resolved through `table` with `query_embed.genes`), as SingleR and Seurat
+/// label transfer do. `options.validation_fraction` is set to 0 (every labelled cell trains);
+/// the other options apply as given. Throws InputError when none of the query's genes resolves.
+TrainResult train_for_query(const std::vector<const Dataset*>& references, const Dataset& query, TrainOptions options,
+                            const GeneStore& store, const GeneTable& table, const EmbedOptions& query_embed);
+
+/// A gene table of the genes `models` know (their reference samples', else their features'), for
+/// resolving a query's var names when no full gene table is available.
+GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models);
+
 /// Options of `annotate_dataset`.
 struct AnnotateOptions {
   EmbedOptions embed;                   ///< matrix (layer), threads, gene column (dims come from the model)
@@ -202,7 +213,8 @@ struct AnnotateOptions {
   bool refit = true;
   double refit_below = 0.95;
   /// Refuse (InputError) a query that measures fewer than `min_coverage_genes` of a model's genes
-  /// or less than `min_coverage_mass` of its reference expression, unless `allow_low_coverage`.
+  /// (all of them when the model knows fewer) or less than `min_coverage_mass` of its reference
+  /// expression, unless `allow_low_coverage`.
   std::int64_t min_coverage_genes = 20;
   double min_coverage_mass = 0.02;
   bool allow_low_coverage = false;

@@ -31,6 +31,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <string>
 #include <utility>
@@ -256,9 +257,40 @@ struct DatasetEvaluation {
 /// Unassigned cell).
 inline constexpr const char* kNoPrediction = "(no prediction)";
 
-/// Evaluate the predictions stored in an annotated `.h5ad` (see the file comment). Throws
+/// What `evaluate_annotated` reads from annotated cells: obs columns, obsm matrices and uns
+/// lists of strings (the class names of a probability matrix, the model's class -> CL ids).
+class AnnotatedSource {
+ public:
+  virtual ~AnnotatedSource() = default;
+  [[nodiscard]] virtual const std::string& name() const = 0;  ///< for messages and `DatasetEvaluation::input`
+  [[nodiscard]] virtual std::vector<std::string> obs_column_names() const = 0;
+  [[nodiscard]] virtual DataFrame read_obs_columns(const std::vector<std::string>& names) const = 0;
+  [[nodiscard]] virtual std::vector<std::string> obsm_keys() const = 0;
+  [[nodiscard]] virtual DenseMatrix read_obsm(const std::string& key) const = 0;
+  /// uns/<key> as a list of strings; nullopt when absent; InputError when present but not a list.
+  [[nodiscard]] virtual std::optional<std::vector<std::string>> uns_string_list(const std::string& key) const = 0;
+};
+
+/// Annotated cells held in memory (what the Python module builds from an AnnData).
+struct MemoryAnnotatedSource final : AnnotatedSource {
+  std::string label = "AnnData";
+  DataFrame obs;
+  std::map<std::string, DenseMatrix> obsm;
+  std::map<std::string, std::vector<std::string>> uns;
+  [[nodiscard]] const std::string& name() const override { return label; }
+  [[nodiscard]] std::vector<std::string> obs_column_names() const override;
+  [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const override;
+  [[nodiscard]] std::vector<std::string> obsm_keys() const override;
+  [[nodiscard]] DenseMatrix read_obsm(const std::string& key) const override;
+  [[nodiscard]] std::optional<std::vector<std::string>> uns_string_list(const std::string& key) const override;
+};
+
+/// Evaluate the predictions stored in annotated cells (see the file comment). Throws
 /// InputError naming the option, the column and the available ones when a column or matrix is
 /// missing, when CompareOn::kOntology is asked without an ontology, or when no cell has a truth.
+DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const DatasetEvaluationOptions& options);
+
+/// `evaluate_annotated` of an annotated `.h5ad`, read on demand.
 DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvaluationOptions& options);
 
 /// The evaluation as JSON: inputs, label mapping with unmapped counts, "overall" (to_json of all

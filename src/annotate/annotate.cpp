@@ -197,10 +197,12 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     const std::string measured = fmt::format("{} measures {} of {}'s {} genes ({:.0f}% of its reference expression{})", dataset.path(),
                                              coverage.n_measured, which, coverage.n_model_genes, 100 * coverage.mass,
                                              model.reference.empty() ? ": by gene count, the model carries no reference sample" : "");
-    if (!options.allow_low_coverage && (coverage.n_measured < options.min_coverage_genes || coverage.mass < options.min_coverage_mass)) {
+    // A model with fewer genes than the floor is judged by whether the query measures them all.
+    const std::int64_t genes_needed = std::min(options.min_coverage_genes, coverage.n_model_genes);
+    if (!options.allow_low_coverage && (coverage.n_measured < genes_needed || coverage.mass < options.min_coverage_mass)) {
       throw InputError(fmt::format("{}: too few to annotate (need {} genes and {:.0f}%); train on a reference that measures this panel, "
                                    "or pass --allow-low-coverage",
-                                   measured, options.min_coverage_genes, 100 * options.min_coverage_mass));
+                                   measured, genes_needed, 100 * options.min_coverage_mass));
     }
     const bool partial = coverage.mass < options.refit_below || coverage.feature_share() < options.refit_below;
     if (partial && options.refit && can_refit(model)) {
@@ -434,6 +436,33 @@ std::vector<std::pair<std::string, std::int64_t>> label_counts(const Annotation&
   std::vector<std::pair<std::string, std::int64_t>> sorted(counts.begin(), counts.end());
   std::stable_sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
   return sorted;
+}
+
+TrainResult train_for_query(const std::vector<const Dataset*>& references, const Dataset& query, TrainOptions options,
+                            const GeneStore& store, const GeneTable& table, const EmbedOptions& query_embed) {
+  options.validation_fraction = 0;
+  options.restrict_genes = dataset_genes(query, query_embed.matrix, table, query_embed.genes);
+  if (options.restrict_genes.empty()) {
+    throw InputError(fmt::format("{}: none of its {} gene names resolves in the gene table: nothing to train on (choose another var "
+                                 "column of gene names, or check the species)",
+                                 query.path(), query.n_vars()));
+  }
+  return train_model(references, options, store, table);
+}
+
+GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models) {
+  if (models.size() == 1) return models.front()->gene_table();
+  std::map<std::int64_t, Gene> genes;
+  for (const CellTypeModel* model : models) {
+    const GeneTable own = model->gene_table();
+    for (std::size_t g = 0; g < own.size(); ++g) {
+      const Gene& gene = own.gene(static_cast<std::int32_t>(g));
+      genes.emplace(gene.entrez_id, gene);
+    }
+  }
+  std::vector<Gene> list;
+  for (auto& [entrez, gene] : genes) list.push_back(std::move(gene));
+  return GeneTable(std::move(list), "model genes");
 }
 
 }  // namespace celltyper

@@ -71,19 +71,6 @@ void write_csv(const OutputFile& output, const Annotation& annotation) {
   }
 }
 
-/// Without a full gene table: the union of the models' own genes.
-GeneTable models_gene_table(const std::vector<CellTypeModel>& models) {
-  if (models.size() == 1) return models.front().gene_table();
-  std::map<std::int64_t, Gene> genes;
-  for (const auto& model : models) {
-    const GeneTable own = model.gene_table();
-    for (std::size_t g = 0; g < own.size(); ++g) genes.emplace(own.gene(static_cast<std::int32_t>(g)).entrez_id, own.gene(static_cast<std::int32_t>(g)));
-  }
-  std::vector<Gene> list;
-  for (auto& [entrez, gene] : genes) list.push_back(std::move(gene));
-  return GeneTable(std::move(list), "model genes");
-}
-
 }  // namespace
 
 void add_annotate(CLI::App& app, const GlobalOptions& global) {
@@ -203,28 +190,25 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     H5adCopy copy(args->input, out);  // copies the input while the gene table finishes and the cells are annotated
     std::optional<OutputFile> csv;
     if (!args->csv.empty()) csv.emplace(args->csv);
-    const GeneTable table = table_path.empty() ? models_gene_table(models) : loading_table.get();
+    std::vector<const CellTypeModel*> given;
+    for (const auto& model : models) given.push_back(&model);
+    const GeneTable table = table_path.empty() ? models_gene_table(given) : loading_table.get();
     if (!args->references.empty()) {
       // Reference mode: the model is trained on the genes the query measures.
       TrainOptions& train = args->train;
-      train.references = args->references;
       train.label_column = obs_column(args->label, "--label");
-      train.validation_fraction = 0;
       train.num_threads = args->options.embed.num_threads;
       train.embed.matrix = args->reference_layer;
       train.embed.memory_limit_bytes = args->options.embed.memory_limit_bytes;
       train.reference_sample_cells = args->save_model.empty() ? 0 : train.reference_sample_cells;
-      train.restrict_genes = dataset_genes(*dataset, args->options.embed.matrix, table, args->options.embed.genes);
-      if (train.restrict_genes.empty()) {
-        throw InputError(fmt::format("{}: none of its {} gene names resolves in the gene table: nothing to train on (pass --gene-column "
-                                     "to choose another var column, or check the species)",
-                                     args->input, dataset->n_vars()));
-      }
       train.log = args->options.log;
       GeneStore store;
       if (train.features == kFeaturesGenept) store = GeneStore::load(resolve_gene_store_path(args->genes));
+      std::vector<std::unique_ptr<Dataset>> opened;
+      std::vector<const Dataset*> references;
+      for (const auto& path : args->references) references.push_back(opened.emplace_back(open_dataset(path)).get());
       const auto started = std::chrono::steady_clock::now();
-      TrainResult trained = train_model(train, store, table);
+      TrainResult trained = train_for_query(references, *dataset, train, store, table, args->options.embed);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (!global.quiet) {
         fmt::print(stderr, "reference mode: trained {} on {} cells, {} classes, the {} genes shared with the query ({:.1f} s)\n",

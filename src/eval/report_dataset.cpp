@@ -184,7 +184,70 @@ nlohmann::json unmapped_json(const std::vector<LabelMappingRow>& rows) {
 
 }  // namespace
 
+namespace {
+
+/// An annotated .h5ad read on demand.
+class H5adAnnotatedSource final : public AnnotatedSource {
+ public:
+  explicit H5adAnnotatedSource(const std::string& path) : path_(path), file_(path) {}
+  [[nodiscard]] const std::string& name() const override { return path_; }
+  [[nodiscard]] std::vector<std::string> obs_column_names() const override { return file_.obs_column_names(); }
+  [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const override { return file_.read_obs_columns(names); }
+  [[nodiscard]] std::vector<std::string> obsm_keys() const override { return file_.keys("obsm"); }
+  [[nodiscard]] DenseMatrix read_obsm(const std::string& key) const override { return file_.read_obsm(key); }
+  [[nodiscard]] std::optional<std::vector<std::string>> uns_string_list(const std::string& key) const override {
+    return read_uns_string_list(path_, key);
+  }
+
+ private:
+  std::string path_;
+  H5adFile file_;
+};
+
+}  // namespace
+
+std::vector<std::string> MemoryAnnotatedSource::obs_column_names() const {
+  std::vector<std::string> names;
+  for (const Column& column : obs.columns) names.push_back(column.name);
+  return names;
+}
+
+DataFrame MemoryAnnotatedSource::read_obs_columns(const std::vector<std::string>& names) const {
+  DataFrame out;
+  out.index = obs.index;
+  out.origin = obs.origin;
+  for (const auto& name : names) out.columns.push_back(obs.at(name, "obs of " + label));
+  return out;
+}
+
+std::vector<std::string> MemoryAnnotatedSource::obsm_keys() const {
+  std::vector<std::string> keys;
+  for (const auto& [key, matrix] : obsm) keys.push_back(key);
+  return keys;
+}
+
+DenseMatrix MemoryAnnotatedSource::read_obsm(const std::string& key) const {
+  const auto found = obsm.find(key);
+  if (found == obsm.end()) throw InputError(fmt::format("{}: no obsm matrix '{}'", label, key));
+  if (found->second.rows != static_cast<std::int64_t>(obs.n_rows()) ||
+      static_cast<std::int64_t>(found->second.values.size()) != found->second.rows * found->second.cols) {
+    throw InputError(fmt::format("{}: obsm:{} has {} rows for {} cells", label, key, found->second.rows, obs.n_rows()));
+  }
+  return found->second;
+}
+
+std::optional<std::vector<std::string>> MemoryAnnotatedSource::uns_string_list(const std::string& key) const {
+  const auto found = uns.find(key);
+  if (found == uns.end()) return std::nullopt;
+  return found->second;
+}
+
 DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvaluationOptions& options) {
+  return evaluate_annotated(H5adAnnotatedSource(path), options);
+}
+
+DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const DatasetEvaluationOptions& options) {
+  const std::string& path = source.name();
   if (options.truth.empty()) throw InputError("evaluation needs the obs column of the true labels");
   const std::string truth_column = strip_prefix(options.truth, "obs", "truth column");
   const std::string prediction_column = strip_prefix(options.prediction, "obs", "prediction column");
@@ -194,7 +257,6 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
     throw InputError("comparing on Cell Ontology terms needs an ontology file (none was given or found)");
   }
 
-  const H5adFile file(path);
   DatasetEvaluation evaluation;
   evaluation.input = path;
   evaluation.truth = "obs:" + truth_column;
@@ -206,7 +268,7 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
   }
 
   // ---- columns ---------------------------------------------------------------------------
-  const std::vector<std::string> obs_columns = file.obs_column_names();
+  const std::vector<std::string> obs_columns = source.obs_column_names();
   require_obs_column(truth_column, "truth labels", path, obs_columns);
   require_obs_column(prediction_column, "predictions", path, obs_columns);
   std::vector<std::string> wanted = {truth_column};
@@ -215,7 +277,7 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
     require_obs_column(group_column, "groups", path, obs_columns);
     if (std::find(wanted.begin(), wanted.end(), group_column) == wanted.end()) wanted.push_back(group_column);
   }
-  const DataFrame obs = file.read_obs_columns(wanted);
+  const DataFrame obs = source.read_obs_columns(wanted);
   const Column& truth_values = obs.at(truth_column, "obs of " + path);
   const Column& prediction_values = obs.at(prediction_column, "obs of " + path);
   const Column* group_values = group_column.empty() ? nullptr : &obs.at(group_column, "obs of " + path);
@@ -250,7 +312,7 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
   }
 
   // ---- probabilities and the model's own class -> CL id table ------------------------------
-  const std::vector<std::string> obsm_keys = file.keys("obsm");
+  const std::vector<std::string> obsm_keys = source.obsm_keys();
   const auto has_obsm = [&](const std::string& key) { return std::find(obsm_keys.begin(), obsm_keys.end(), key) != obsm_keys.end(); };
   std::string probability_key;
   if (options.probabilities == "auto") {
@@ -267,7 +329,7 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
     const std::string classes_key = options.probability_classes.empty()
                                         ? companion_key(probability_key, "classes")
                                         : strip_prefix(options.probability_classes, "uns", "probability class names");
-    const auto classes = read_uns_string_list(path, classes_key);
+    const auto classes = source.uns_string_list(classes_key);
     if (!classes) {
       if (options.probabilities != "auto") {
         throw InputError(fmt::format("{}: the class names of obsm:{} are not in uns:{} (a JSON list of strings); name them with the "
@@ -278,7 +340,7 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
           fmt::format("obsm:{} is present but uns:{} (its class names) is not: ranking metrics skipped", probability_key, classes_key));
       probability_key.clear();
     } else {
-      probability_values = file.read_obsm(probability_key);
+      probability_values = source.read_obsm(probability_key);
       if (static_cast<std::size_t>(probability_values.cols) != classes->size()) {
         throw InputError(fmt::format("{}: obsm:{} has {} columns but uns:{} names {} classes", path, probability_key,
                                      probability_values.cols, classes_key, classes->size()));
@@ -290,8 +352,8 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
   // Class -> CL id recorded by `celltyper annotate` (from the model file); used for predicted labels.
   std::map<std::string, std::string> model_cl_ids;
   {
-    const auto classes = read_uns_string_list(path, "celltyper_probability_classes");
-    const auto ids = read_uns_string_list(path, "celltyper_probability_cl_ids");
+    const auto classes = source.uns_string_list("celltyper_probability_classes");
+    const auto ids = source.uns_string_list("celltyper_probability_cl_ids");
     if (classes && ids && classes->size() == ids->size()) {
       for (std::size_t j = 0; j < classes->size(); ++j) {
         if (!(*ids)[j].empty()) model_cl_ids.emplace((*classes)[j], (*ids)[j]);
@@ -441,7 +503,7 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
     }
   }
   if (!embedding_key.empty()) {
-    const DenseMatrix embedding = embedding_key == probability_key ? probability_values : file.read_obsm(embedding_key);
+    const DenseMatrix embedding = embedding_key == probability_key ? probability_values : source.read_obsm(embedding_key);
     const std::vector<std::size_t> sample = subsample_rows(cells.size(), options.max_map_points, options.seed);
     std::vector<std::size_t> rows;
     rows.reserve(sample.size());

@@ -390,7 +390,7 @@ TEST(HostileCli, ExitCodeContract) {
       {{"genes"}, 2, "a command is required after 'genes'"},
       {{"genes", "embedd"}, 2, "unknown command 'embedd' of 'genes'"},
       {{"inspect", q, "--bogus"}, 2, "inspect: The following argument"},
-      {{"annotate", "-i", q}, 2, "annotate: --model is required"},
+      {{"annotate", "-i", q}, 2, "annotate needs either --model FILE"},
       {plus(embed, {"--threads", "-1"}), 2, "embed: --threads: "},
       {plus(embed, {"--threads", "100000"}), 2, "embed: --threads: "},
       {plus(embed, {"--threads", "many"}), 2, "embed: --threads: "},

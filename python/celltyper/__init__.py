@@ -1,0 +1,381 @@
+"""celltyper from Python: cell types for single-cell RNA-seq on in-memory AnnData objects.
+
+    import anndata, celltyper
+    ref = anndata.read_h5ad("reference.h5ad")
+    model = celltyper.train(ref, label="cell_type")          # or celltyper.load_model("model.h5")
+    query = anndata.read_h5ad("query.h5ad")
+    result = celltyper.annotate(query, model=model)          # adds obs['celltyper_label'], ...
+    result = celltyper.annotate(query, reference=ref, label="cell_type")   # train on the fly
+    celltyper.evaluate(query, truth="cell_type")              # metrics as a dict
+
+The computation is the C++ engine of the `celltyper` command (same models, same results); the
+expression matrix (X, a layer or raw.X as SciPy CSR or a dense NumPy array) is read in place,
+not copied, and the GIL is released while the engine runs. Bad input raises ValueError with the
+same one-line message the command prints; unreadable files raise OSError.
+"""
+from __future__ import annotations
+
+import json
+import os
+import warnings as _warnings
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+import numpy as np
+
+from . import _celltyper as _core
+
+__all__ = ["Model", "AnnotationResult", "annotate", "train", "load_model", "embed", "evaluate", "genes", "__version__"]
+__version__ = _core.version()
+
+# Where scripts/setup.sh installs the default gene store and the Cell Ontology: build/share/celltyper
+# (this package is build/python/celltyper).
+_SHARE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "share", "celltyper")
+
+
+def _default_store() -> str:
+    return os.environ.get("CELLTYPER_GENE_STORE") or os.path.join(_SHARE, "gene_embeddings.h5")
+
+
+def _default_ontology() -> str:
+    if os.environ.get("CELLTYPER_ONTOLOGY"):
+        return os.environ["CELLTYPER_ONTOLOGY"]
+    installed = os.path.join(_SHARE, "cl-basic.obo")
+    return installed if os.path.isfile(installed) else ""
+
+
+# ---- AnnData -> the engine's dataset spec -----------------------------------------------------
+
+def _column(values) -> List[Optional[str]]:
+    """A pandas Series / sequence as text, None where missing."""
+    import pandas as pd
+
+    series = pd.Series(values)
+    missing = series.isna().to_numpy()
+    text = series.astype(object).to_numpy()
+    return [None if missing[i] else str(text[i]) for i in range(len(text))]
+
+
+def _matrix_spec(X, name: str) -> Dict[str, Any]:
+    """CSR arrays or a dense C-ordered array, borrowed (no copy) when the layout allows."""
+    try:
+        import scipy.sparse as sp
+    except ImportError:  # pragma: no cover - scipy comes with anndata
+        sp = None
+    if sp is not None and sp.issparse(X):
+        if X.format == "csc" or X.format != "csr":
+            _warnings.warn(f"{name} is {X.format.upper()}: converted to CSR for reading (a copy); store it as CSR to avoid it",
+                           stacklevel=3)
+            X = X.tocsr()
+        if not X.has_canonical_format:
+            _warnings.warn(f"{name} has unsorted or duplicate column indices: a canonical copy is read", stacklevel=3)
+            X = X.copy()
+            X.sum_duplicates()
+        return {"format": "csr", "shape": (int(X.shape[0]), int(X.shape[1])), "data": np.asarray(X.data),
+                "indices": np.asarray(X.indices), "indptr": np.asarray(X.indptr), "_keep": X}
+    if hasattr(X, "to_memory"):  # anndata backed datasets
+        X = X.to_memory()
+    array = np.asarray(X)
+    if array.ndim != 2:
+        raise ValueError(f"{name} has {array.ndim} dimensions; a cells x genes matrix is needed")
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
+    return {"format": "dense", "shape": (int(array.shape[0]), int(array.shape[1])), "data": array, "_keep": array}
+
+
+def _dataset(adata, *, layer: Optional[str] = None, use_raw: bool = False, obs_columns: Sequence[str] = (),
+             name: str = "AnnData") -> Dict[str, Any]:
+    if not hasattr(adata, "obs") or not hasattr(adata, "var"):
+        raise TypeError(f"{name}: an AnnData object is needed, not {type(adata).__name__}")
+    if use_raw and layer is not None:
+        raise ValueError("pass layer= or use_raw=True, not both")
+    if use_raw:
+        if adata.raw is None:
+            raise ValueError(f"{name} has no raw")
+        X, var, source = adata.raw.X, adata.raw.var, f"{name}.raw.X"
+    elif layer is not None:
+        if layer not in adata.layers:
+            raise ValueError(f"{name} has no layer '{layer}' (layers: {', '.join(adata.layers.keys()) or 'none'})")
+        X, var, source = adata.layers[layer], adata.var, f"{name}.layers['{layer}']"
+    else:
+        if adata.X is None:
+            raise ValueError(f"{name}.X is empty")
+        X, var, source = adata.X, adata.var, f"{name}.X"
+    spec = _matrix_spec(X, source)
+    if spec["shape"] != (adata.n_obs, len(var)):
+        raise ValueError(f"{source} is {spec['shape'][0]} x {spec['shape'][1]} but {name} has {adata.n_obs} cells and {len(var)} genes")
+    columns = {}
+    for column in obs_columns:
+        if column not in adata.obs.columns:
+            raise ValueError(f"{name}: no obs column '{column}' (available: {', '.join(map(str, adata.obs.columns))})")
+        columns[column] = _column(adata.obs[column])
+    var_columns = {}
+    for column in var.columns:  # gene ids and symbols: text columns only
+        kind = var[column].dtype.kind
+        if kind in "OSU" or str(var[column].dtype) in ("category", "string"):
+            var_columns[str(column)] = _column(var[column])
+    spec.update({"name": source, "obs_names": [str(n) for n in adata.obs.index], "obs": columns,
+                 "var_names": [str(n) for n in var.index], "var": var_columns})
+    return spec
+
+
+def _strip(reference: Optional[str], prefix: str = "obs") -> Optional[str]:
+    if reference is None:
+        return None
+    return reference[len(prefix) + 1:] if reference.startswith(prefix + ":") else reference
+
+
+# ---- models -----------------------------------------------------------------------------------
+
+class Model:
+    """A trained cell-type model (the same file format as `celltyper train`)."""
+
+    def __init__(self, core, summary: Optional[dict] = None):
+        self._core = core
+        self.summary = summary or {}
+
+    @property
+    def classes(self) -> List[str]:
+        return list(self._core.classes)
+
+    @property
+    def cl_ids(self) -> List[str]:
+        return list(self._core.cl_ids)
+
+    @property
+    def features(self) -> str:
+        return self._core.features
+
+    @property
+    def classifier(self) -> str:
+        return self._core.classifier
+
+    @property
+    def validation(self) -> dict:
+        """Metrics on the held-out cells of training ({} when none were held out)."""
+        value = json.loads(self._core._validation_json)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def provenance(self) -> dict:
+        return json.loads(self._core._provenance_json)
+
+    def save(self, path: Union[str, os.PathLike]) -> None:
+        self._core.save(os.fspath(path))
+
+    def __repr__(self) -> str:
+        return f"celltyper.Model({self.classifier} on {self.features}, {len(self.classes)} classes)"
+
+
+def load_model(path: Union[str, os.PathLike]) -> Model:
+    """Read a model written by `celltyper train`, `Model.save` or `annotate --save-model`."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"cannot open model {path}: no such file")
+    return Model(_core.load_model(path))
+
+
+def _common(options: dict, *, threads: int, verbose: bool, gene_table, genes, gene_column, normalization) -> dict:
+    options.update({"threads": int(threads), "verbose": bool(verbose), "gene_table": os.fspath(gene_table) if gene_table else "",
+                    "genes": os.fspath(genes) if genes else _default_store(), "gene_column": gene_column or "",
+                    "normalization": normalization})
+    return options
+
+
+def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "logreg", features: str = "expression",
+          n_genes: int = 3000, validation_fraction: float = 0.2, seed: int = 0, reference_sample: int = 20000,
+          label_map: Optional[str] = None, label_dataset: Optional[str] = None, layer: Optional[str] = None, use_raw: bool = False,
+          dims: int = 0, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
+          normalization: str = "auto", **hyperparameters: float) -> Model:
+    """Train a model on the labelled cells of `adata` (or a list of AnnData objects).
+
+    `label` (and `group`) are obs columns ("obs:" prefix optional). The defaults are those of
+    `celltyper train`; classifier hyperparameters (e.g. l2=0.01 for logreg) are keyword arguments.
+    """
+    references = adata if isinstance(adata, (list, tuple)) else [adata]
+    label = _strip(label)
+    group = _strip(group)
+    wanted = [label] + ([group] if group else [])
+    specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=wanted, name=f"reference {i + 1}" if len(references) > 1 else "AnnData")
+             for i, a in enumerate(references)]
+    options = _common({"label": label, "group": group or "", "classifier": classifier, "features": features, "n_genes": n_genes,
+                       "validation_fraction": validation_fraction, "seed": seed, "reference_sample": reference_sample,
+                       "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "dims": dims,
+                       "hyperparameters": {k: float(v) for k, v in hyperparameters.items()}},
+                      threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
+                      normalization=normalization)
+    core, summary = _core.train(specs, options)
+    return Model(core, json.loads(summary))
+
+
+# ---- annotation -------------------------------------------------------------------------------
+
+@dataclass
+class AnnotationResult:
+    """Per-cell results of `annotate` (pandas objects indexed by obs_names)."""
+    labels: Any
+    scores: Any
+    ontology_ids: Any
+    probabilities: Any
+    gene_coverage: Any
+    top_labels: Any = None
+    majority_vote: Any = None
+    flat_labels: Any = None
+    models: List[dict] = field(default_factory=list)
+    warnings: List[str] = field(default_factory=list)
+    model: Optional[Model] = None  # reference mode: the model trained on the fly
+
+    def label_counts(self):
+        return self.labels.value_counts()
+
+
+def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, min_score: float = 0.0, top_k: int = 0,
+             over_clustering: Optional[str] = None, hierarchical: bool = False, refit: bool = True, allow_low_coverage: bool = False,
+             layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
+             features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None, keep_model: bool = False,
+             inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
+             normalization: str = "auto", ontology=None) -> AnnotationResult:
+    """Label every cell of `adata` with a model (`model=`: a Model, a path, or a list of them,
+    averaged) or by training on the fly on `reference=` AnnData (with `label=` its obs column).
+
+    With `inplace` (the default), adds obs['celltyper_label'], ['celltyper_score'],
+    ['celltyper_ontology_id'] (when the classes have CL ids), ['celltyper_gene_coverage'], the
+    top-k and majority-vote columns when asked, obsm['celltyper_probabilities'] and
+    uns['celltyper_probability_classes'], as `celltyper annotate` writes them.
+    """
+    import pandas as pd
+
+    if (model is None) == (reference is None):
+        raise ValueError("annotate needs either model= (a Model, a path or a list) or reference= (AnnData) with label=")
+    models = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])
+    cores = [(m if isinstance(m, Model) else load_model(m))._core for m in models]
+    over = _strip(over_clustering)
+    query = _dataset(adata, layer=layer, use_raw=use_raw, obs_columns=[over] if over else [], name="AnnData")
+    references: list = []
+    if reference is not None:
+        if not label:
+            raise ValueError("reference= needs label= (the obs column of the reference's cell types)")
+        label = _strip(label)
+        items = reference if isinstance(reference, (list, tuple)) else [reference]
+        references = [_dataset(r, layer=reference_layer, obs_columns=[label], name=f"reference {i + 1}" if len(items) > 1 else "reference")
+                      for i, r in enumerate(items)]
+    options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "hierarchical": hierarchical,
+                       "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
+                       "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
+                       "keep_model": keep_model, "ontology": os.fspath(ontology) if ontology else _default_ontology()},
+                      threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
+                      normalization=normalization)
+    out = _core.annotate(query, cores, references, options)
+    index = pd.Index(query["obs_names"])
+    labels = pd.Series(pd.Categorical(out["labels"]), index=index, name="celltyper_label")
+    scores = pd.Series(np.asarray(out["scores"]), index=index, name="celltyper_score")
+    has_ids = any(out["class_cl_ids"])
+    ids = pd.Series(pd.Categorical([i if i else None for i in out["cl_ids"]]), index=index, name="celltyper_ontology_id")
+    probabilities = pd.DataFrame(np.asarray(out["probabilities"]), index=index, columns=list(out["class_names"]))
+    coverage = pd.Series(np.asarray(out["gene_coverage"]), index=index, name="celltyper_gene_coverage") if len(out["gene_coverage"]) else None
+    top = None
+    if out["top_labels"]:
+        top = pd.DataFrame(index=index)
+        for k, (top_labels, top_scores) in enumerate(zip(out["top_labels"], out["top_scores"]), start=1):
+            top[f"celltyper_top{k}_label"] = pd.Categorical(top_labels)
+            top[f"celltyper_top{k}_score"] = np.asarray(top_scores, dtype=np.float32)
+    majority = pd.Series(pd.Categorical(out["majority_vote"]), index=index, name="celltyper_majority_vote") if out["majority_vote"] else None
+    flat = pd.Series(pd.Categorical(out["flat_labels"]), index=index, name="celltyper_flat_label") if out["flat_labels"] else None
+    result = AnnotationResult(labels=labels, scores=scores, ontology_ids=ids if has_ids else None, probabilities=probabilities,
+                              gene_coverage=coverage, top_labels=top, majority_vote=majority, flat_labels=flat,
+                              models=json.loads(out["models"]), warnings=list(out["warnings"]))
+    if "trained_model" in out:
+        result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))
+    for warning in result.warnings:
+        _warnings.warn(warning, stacklevel=2)
+    if inplace:
+        obs = adata.obs
+        obs["celltyper_label"] = labels.values
+        obs["celltyper_score"] = scores.values.astype(np.float32)
+        if has_ids:
+            obs["celltyper_ontology_id"] = ids.values
+        if top is not None:
+            for column in top.columns:
+                obs[column] = top[column].values
+        if majority is not None:
+            obs["celltyper_majority_vote"] = majority.values
+        if flat is not None:
+            obs["celltyper_flat_label"] = flat.values
+        if coverage is not None:
+            obs["celltyper_gene_coverage"] = coverage.values.astype(np.float32)
+        adata.obsm["celltyper_probabilities"] = probabilities.to_numpy(dtype=np.float32)
+        adata.uns["celltyper_probability_classes"] = json.dumps(list(out["class_names"]))
+        adata.uns["celltyper_probability_cl_ids"] = json.dumps(list(out["class_cl_ids"]))
+    return result
+
+
+# ---- embedding and evaluation -------------------------------------------------------------------
+
+def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_raw: bool = False, key: str = "X_celltyper",
+          inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, gene_column: Optional[str] = None,
+          normalization: str = "auto"):
+    """GenePT-w cell embeddings (expression-weighted sums of gene vectors, L2-normalised), as
+    `celltyper embed`: writes obsm[key] (with `inplace`) and returns the cells x dims array."""
+    spec = _dataset(adata, layer=layer, use_raw=use_raw)
+    options = _common({"dims": dims}, threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
+                      normalization=normalization)
+    values, info = _core.embed(spec, options)
+    values = np.asarray(values)
+    for warning in json.loads(info).get("warnings", []):
+        _warnings.warn(warning, stacklevel=2)
+    if inplace:
+        adata.obsm[key] = values
+    return values
+
+
+def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optional[str] = None, probabilities: str = "auto",
+             label_map=None, label_dataset: Optional[str] = None, compare: str = "auto", ontology=None, use_ontology: bool = True,
+             top_k: Sequence[int] = (1, 3, 5)) -> dict:
+    """Score predicted labels against true labels (obs columns), as `celltyper evaluate --json`:
+    accuracy, macro/weighted F1, per-class metrics, confusion matrix, top-k accuracy from
+    obsm['celltyper_probabilities'], and Cell Ontology metrics (hierarchical F, corrected
+    accuracy) when the ontology is found. Returns the JSON document as a dict."""
+    truth_column, pred_column, group_column = _strip(truth), _strip(pred), _strip(group)
+    columns = {}
+    for role, column in (("truth labels", truth_column), ("predictions", pred_column), ("groups", group_column)):
+        if column is None:
+            continue
+        if column not in adata.obs.columns:
+            raise ValueError(f"AnnData: no obs column '{column}' for the {role} (available: {', '.join(map(str, adata.obs.columns))})")
+        columns[column] = _column(adata.obs[column])
+    obsm = {}
+    uns = {}
+    if probabilities != "none":
+        key = "celltyper_probabilities" if probabilities == "auto" else _strip(probabilities, "obsm")
+        if key in adata.obsm:
+            obsm[key] = np.asarray(adata.obsm[key], dtype=np.float32)
+        elif probabilities != "auto":
+            raise ValueError(f"AnnData: no obsm matrix '{key}' for the probabilities")
+    for key in ("celltyper_probability_classes", "celltyper_probability_cl_ids"):
+        value = adata.uns.get(key)
+        if isinstance(value, str):
+            value = json.loads(value)
+        if value is not None:
+            uns[key] = [str(v) for v in value]
+    options = {"truth": truth_column, "pred": pred_column, "group": group_column or "", "probabilities": probabilities,
+               "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "compare": compare,
+               "use_ontology": use_ontology, "ontology": os.fspath(ontology) if ontology else _default_ontology(),
+               "top_k": [int(k) for k in top_k]}
+    return json.loads(_core.evaluate(columns, [str(n) for n in adata.obs_names], obsm, uns, options))
+
+
+class _Genes:
+    """Gene-level helpers: `celltyper.genes.neighbors("CD3E", k=10)`."""
+
+    @staticmethod
+    def neighbors(gene: str, k: int = 10, *, genes=None, gene_table=None):
+        """The k genes whose vectors are closest (cosine) to `gene`'s in the gene store, as a
+        pandas DataFrame (symbol, entrez_id, similarity), best first."""
+        import pandas as pd
+
+        rows = _core.gene_neighbors(str(gene), int(k), os.fspath(genes) if genes else _default_store(),
+                                    os.fspath(gene_table) if gene_table else "")
+        return pd.DataFrame(rows, columns=["symbol", "entrez_id", "similarity"])
+
+
+genes = _Genes()

@@ -1,0 +1,473 @@
+// The `celltyper._celltyper` extension: the library verbs over data handed from Python (NumPy /
+// SciPy arrays read in place through ArrayDataset). Only argument conversion lives here; the
+// AnnData handling and pandas results are in python/celltyper/__init__.py.
+#include <celltyper/annotate.hpp>
+#include <celltyper/array_dataset.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/gene_table.hpp>
+#include <celltyper/gene_table_cache.hpp>
+#include <celltyper/model_file.hpp>
+#include <celltyper/ontology.hpp>
+#include <celltyper/report.hpp>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace py = pybind11;
+using namespace celltyper;
+
+namespace {
+
+// ---- arguments -------------------------------------------------------------------------------
+
+template <typename T>
+T option(const py::dict& options, const char* key, T fallback) {
+  if (!options.contains(key)) return fallback;
+  const py::object value = options[key];
+  if (value.is_none()) return fallback;
+  return value.cast<T>();
+}
+
+ArrayType array_type(const py::array& array, const std::string& what) {
+  const py::dtype dtype = array.dtype();
+  const char kind = dtype.kind();
+  const auto size = dtype.itemsize();
+  if (kind == 'f' && size == 4) return ArrayType::kFloat32;
+  if (kind == 'f' && size == 8) return ArrayType::kFloat64;
+  if (kind == 'i' && size == 1) return ArrayType::kInt8;
+  if (kind == 'i' && size == 2) return ArrayType::kInt16;
+  if (kind == 'i' && size == 4) return ArrayType::kInt32;
+  if (kind == 'i' && size == 8) return ArrayType::kInt64;
+  if (kind == 'u' && size == 1) return ArrayType::kUInt8;
+  if (kind == 'u' && size == 2) return ArrayType::kUInt16;
+  if (kind == 'u' && size == 4) return ArrayType::kUInt32;
+  if (kind == 'u' && size == 8) return ArrayType::kUInt64;
+  if (kind == 'b') return ArrayType::kUInt8;
+  throw InputError(fmt::format("{} has dtype {}: numbers (float32/64, integers) expected", what, py::str(py::handle(dtype)).cast<std::string>()));
+}
+
+ArrayView array_view(const py::array& array, const std::string& what) {
+  if ((array.flags() & py::array::c_style) == 0) throw InputError(fmt::format("{} is not C-contiguous", what));
+  ArrayView view;
+  view.data = array.data();
+  view.type = array_type(array, what);
+  view.size = static_cast<std::int64_t>(array.size());
+  return view;
+}
+
+/// A data frame from an index and {name: list of str or None}.
+DataFrame data_frame(const std::vector<std::string>& index, const py::dict& columns, const std::string& origin) {
+  DataFrame frame;
+  frame.index = index;
+  frame.origin = origin;
+  for (const auto& [key, value] : columns) {
+    const std::string name = py::str(key).cast<std::string>();
+    const py::list list = py::reinterpret_borrow<py::list>(value);
+    if (list.size() != index.size()) {
+      throw InputError(fmt::format("{}: column '{}' has {} values for {} rows", origin, name, list.size(), index.size()));
+    }
+    Column column;
+    column.name = name;
+    column.kind = ColumnKind::kString;
+    column.dtype = "str";
+    column.strings.resize(index.size());
+    column.mask.assign(index.size(), 0);
+    bool any_missing = false;
+    for (std::size_t i = 0; i < index.size(); ++i) {
+      const py::handle item = list[i];
+      if (item.is_none()) {
+        column.mask[i] = 1;
+        any_missing = true;
+      } else {
+        column.strings[i] = py::str(item).cast<std::string>();
+      }
+    }
+    if (!any_missing) column.mask.clear();
+    frame.columns.push_back(std::move(column));
+  }
+  return frame;
+}
+
+/// The arrays a dataset borrows (kept referenced for as long as it lives) and the dataset.
+struct BorrowedData {
+  std::vector<py::array> arrays;
+  std::unique_ptr<ArrayDataset> dataset;
+};
+
+/// A dataset from the spec python/celltyper/__init__.py builds: {"name", "obs_names", "obs"
+/// (dict of columns), "var_names", "var" (dict), "format": "csr" | "dense", "shape", "data",
+/// "indices", "indptr"}.
+BorrowedData borrowed_dataset(const py::dict& spec) {
+  BorrowedData out;
+  const std::string name = spec["name"].cast<std::string>();
+  const auto shape = spec["shape"].cast<std::pair<std::int64_t, std::int64_t>>();
+  const std::string format = spec["format"].cast<std::string>();
+  MatrixView view;
+  view.n_rows = shape.first;
+  view.n_cols = shape.second;
+  const auto take = [&](const char* key, const std::string& what) {
+    py::array array = py::reinterpret_borrow<py::array>(spec[key]);
+    out.arrays.push_back(array);
+    return array_view(array, what);
+  };
+  if (format == "csr") {
+    view.encoding = MatrixEncoding::kCsr;
+    view.values = take("data", name + ": X.data");
+    view.indices = take("indices", name + ": X.indices");
+    view.indptr = take("indptr", name + ": X.indptr");
+  } else if (format == "dense") {
+    view.encoding = MatrixEncoding::kDense;
+    view.values = take("data", name + ": X");
+  } else {
+    throw InputError(fmt::format("{}: matrix format '{}' (csr or dense expected)", name, format));
+  }
+  DataFrame obs = data_frame(spec["obs_names"].cast<std::vector<std::string>>(), spec["obs"].cast<py::dict>(), name + ":obs");
+  DataFrame var = data_frame(spec["var_names"].cast<std::vector<std::string>>(), spec["var"].cast<py::dict>(), name + ":var");
+  out.dataset = std::make_unique<ArrayDataset>(name, std::move(obs), std::move(var), view);
+  return out;
+}
+
+// ---- shared resources: the gene table and the ontology, loaded once per path ----------------
+
+std::mutex& cache_mutex() {
+  static std::mutex mutex;
+  return mutex;
+}
+
+/// The gene table at `path` ("" = the default org.Hs.eg.db); null when there is none.
+std::shared_ptr<const GeneTable> gene_table(const std::string& path) {
+  const std::string chosen = path.empty() ? default_gene_table_path() : path;
+  if (chosen.empty()) return nullptr;
+  static std::map<std::string, std::shared_ptr<const GeneTable>> tables;
+  std::lock_guard lock(cache_mutex());
+  auto& slot = tables[chosen];
+  if (!slot) slot = std::make_shared<const GeneTable>(load_gene_table(chosen));
+  return slot;
+}
+
+std::shared_ptr<const Ontology> ontology(const std::string& path) {
+  const std::string chosen = default_ontology_path(path);
+  if (chosen.empty()) return nullptr;
+  static std::map<std::string, std::shared_ptr<const Ontology>> ontologies;
+  std::lock_guard lock(cache_mutex());
+  auto& slot = ontologies[chosen];
+  if (!slot) slot = std::make_shared<const Ontology>(load_ontology(chosen));
+  return slot;
+}
+
+std::function<void(const std::string&)> stderr_log(bool verbose) {
+  if (!verbose) return {};
+  return [](const std::string& message) { fmt::print(stderr, "celltyper: {}\n", message); };
+}
+
+EmbedOptions embed_options(const py::dict& options) {
+  EmbedOptions embed;
+  embed.matrix = "X";
+  embed.normalization = parse_normalization_choice(option<std::string>(options, "normalization", "auto"));
+  embed.num_threads = option<int>(options, "threads", 0);
+  embed.genes.column = option<std::string>(options, "gene_column", "");
+  return embed;
+}
+
+py::array_t<float> matrix_array(std::vector<float>&& values, std::int64_t rows, std::int64_t cols) {
+  auto* owned = new std::vector<float>(std::move(values));
+  py::capsule free(owned, [](void* pointer) { delete static_cast<std::vector<float>*>(pointer); });
+  return py::array_t<float>({rows, cols}, {cols * static_cast<std::int64_t>(sizeof(float)), static_cast<std::int64_t>(sizeof(float))},
+                            owned->data(), free);
+}
+
+py::array_t<float> vector_array(std::vector<float>&& values) {
+  const auto n = static_cast<std::int64_t>(values.size());
+  auto* owned = new std::vector<float>(std::move(values));
+  py::capsule free(owned, [](void* pointer) { delete static_cast<std::vector<float>*>(pointer); });
+  return py::array_t<float>({n}, {static_cast<std::int64_t>(sizeof(float))}, owned->data(), free);
+}
+
+// ---- training --------------------------------------------------------------------------------
+
+TrainOptions train_options(const py::dict& options) {
+  TrainOptions train;
+  train.label_column = option<std::string>(options, "label", "");
+  train.group_column = option<std::string>(options, "group", "");
+  train.classifier = option<std::string>(options, "classifier", train.classifier);
+  train.features = option<std::string>(options, "features", train.features);
+  train.n_genes = option<int>(options, "n_genes", train.n_genes);
+  train.hyperparameters = option<HyperParameters>(options, "hyperparameters", {});
+  train.validation_fraction = option<double>(options, "validation_fraction", train.validation_fraction);
+  train.seed = option<std::uint64_t>(options, "seed", train.seed);
+  train.num_threads = option<int>(options, "threads", 0);
+  train.label_map = option<std::string>(options, "label_map", "");
+  train.label_map_dataset = option<std::string>(options, "label_dataset", "");
+  train.reference_sample_cells = option<std::int64_t>(options, "reference_sample", train.reference_sample_cells);
+  train.embed = embed_options(options);
+  train.embed.dims = option<int>(options, "dims", 0);
+  train.log = stderr_log(option<bool>(options, "verbose", false));
+  return train;
+}
+
+GeneStore load_store_for(const TrainOptions& train, const std::string& path) {
+  if (train.features != kFeaturesGenept) return {};
+  return GeneStore::load(resolve_gene_store_path(path));
+}
+
+nlohmann::json train_summary(const TrainResult& result) {
+  nlohmann::json summary = {{"n_cells", result.n_cells},
+                            {"n_dropped_unlabelled", result.n_dropped_unlabelled},
+                            {"n_dropped_empty", result.n_dropped_empty},
+                            {"n_validation", result.n_validation},
+                            {"warnings", result.warnings}};
+  summary["validation"] = result.has_validation ? to_json(result.validation) : nlohmann::json(nullptr);
+  return summary;
+}
+
+std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& references, const py::dict& options) {
+  std::vector<BorrowedData> data;
+  for (const auto& reference : references) data.push_back(borrowed_dataset(reference.cast<py::dict>()));
+  TrainOptions train = train_options(options);
+  const std::string store_path = option<std::string>(options, "genes", "");
+  const std::string table_path = option<std::string>(options, "gene_table", "");
+  py::gil_scoped_release release;
+  std::vector<const Dataset*> datasets;
+  for (const auto& borrowed : data) datasets.push_back(borrowed.dataset.get());
+  const auto table = gene_table(table_path);
+  if (!table) throw InputError("training needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
+  const GeneStore store = load_store_for(train, store_path);
+  TrainResult result = train_model(datasets, train, store, *table);
+  auto model = std::make_shared<CellTypeModel>(std::move(result.model));
+  return {model, train_summary(result).dump()};
+}
+
+// ---- annotation ------------------------------------------------------------------------------
+
+py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<CellTypeModel>>& given, const py::list& references,
+                  const py::dict& options) {
+  BorrowedData query = borrowed_dataset(query_spec);
+  std::vector<BorrowedData> reference_data;
+  for (const auto& reference : references) reference_data.push_back(borrowed_dataset(reference.cast<py::dict>()));
+  AnnotateOptions annotate_options;
+  annotate_options.embed = embed_options(options);
+  annotate_options.min_score = option<double>(options, "min_score", annotate_options.min_score);
+  annotate_options.top_k = option<int>(options, "top_k", 0);
+  annotate_options.over_clustering = option<std::string>(options, "over_clustering", "");
+  annotate_options.hierarchical = option<bool>(options, "hierarchical", false);
+  annotate_options.refit = option<bool>(options, "refit", true);
+  annotate_options.allow_low_coverage = option<bool>(options, "allow_low_coverage", false);
+  annotate_options.log = stderr_log(option<bool>(options, "verbose", false));
+  TrainOptions train = train_options(options);
+  const std::string store_path = option<std::string>(options, "genes", "");
+  const std::string table_path = option<std::string>(options, "gene_table", "");
+  const std::string ontology_path = option<std::string>(options, "ontology", "");
+  const bool keep_model = option<bool>(options, "keep_model", false);
+  if (given.empty() == reference_data.empty()) throw InputError("annotate needs either model= (trained models) or reference= (train on the fly)");
+
+  Annotation annotation;
+  std::shared_ptr<CellTypeModel> trained_model;
+  std::string trained_summary;
+  {
+    py::gil_scoped_release release;
+    std::shared_ptr<const Ontology> cell_ontology;
+    if (annotate_options.hierarchical) {
+      cell_ontology = ontology(ontology_path);
+      if (!cell_ontology) {
+        throw InputError(fmt::format("hierarchical=True needs the Cell Ontology: pass ontology=FILE (.obo or .json) or set CELLTYPER_ONTOLOGY; {}",
+                                     kOntologyReleaseHint));
+      }
+      annotate_options.ontology = cell_ontology.get();
+    }
+    std::vector<const CellTypeModel*> models;
+    for (const auto& model : given) {
+      if (!model) throw InputError("model is None");
+      models.push_back(model.get());
+    }
+    std::shared_ptr<const GeneTable> table = gene_table(table_path);
+    if (!reference_data.empty()) {
+      if (!table) throw InputError("reference mode needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
+      std::vector<const Dataset*> datasets;
+      for (const auto& borrowed : reference_data) datasets.push_back(borrowed.dataset.get());
+      if (!keep_model) train.reference_sample_cells = 0;
+      const GeneStore store = load_store_for(train, store_path);
+      TrainResult result = train_for_query(datasets, *query.dataset, train, store, *table, annotate_options.embed);
+      trained_summary = train_summary(result).dump();
+      trained_model = std::make_shared<CellTypeModel>(std::move(result.model));
+      models.push_back(trained_model.get());
+    }
+    const GeneTable fallback = table ? GeneTable() : models_gene_table(models);
+    annotation = annotate_dataset(*query.dataset, models, table ? *table : fallback, annotate_options);
+  }
+  py::dict out;
+  const auto n = static_cast<std::int64_t>(annotation.labels.size());
+  const auto classes = static_cast<std::int64_t>(annotation.class_names.size());
+  out["labels"] = annotation.labels;
+  out["scores"] = vector_array(std::move(annotation.scores));
+  out["cl_ids"] = annotation.cl_ids;
+  out["class_names"] = annotation.class_names;
+  out["class_cl_ids"] = annotation.class_cl_ids;
+  out["probabilities"] = matrix_array(std::move(annotation.probabilities), n, classes);
+  out["top_labels"] = annotation.top_labels;
+  out["top_scores"] = annotation.top_scores;
+  out["majority_vote"] = annotation.majority_vote;
+  out["flat_labels"] = annotation.flat_labels;
+  out["gene_coverage"] = vector_array(std::move(annotation.gene_coverage));
+  out["warnings"] = annotation.warnings;
+  nlohmann::json uses = nlohmann::json::array();
+  for (const ModelUse& use : annotation.models) {
+    uses.push_back({{"n_model_genes", use.coverage.n_model_genes},
+                    {"n_measured", use.coverage.n_measured},
+                    {"mass_coverage", use.coverage.mass},
+                    {"n_feature_genes", use.coverage.n_features_genes},
+                    {"n_feature_genes_measured", use.coverage.n_features_measured},
+                    {"refitted", use.refitted},
+                    {"refit_genes", use.refit_genes},
+                    {"refit_features", use.refit_panel},
+                    {"refit_seconds", use.refit_seconds}});
+  }
+  out["models"] = uses.dump();
+  if (trained_model) {
+    out["trained_model"] = trained_model;
+    out["trained_summary"] = trained_summary;
+  }
+  return out;
+}
+
+// ---- embedding, evaluation, genes -------------------------------------------------------------
+
+std::pair<py::array_t<float>, std::string> embed(const py::dict& spec, const py::dict& options) {
+  BorrowedData data = borrowed_dataset(spec);
+  EmbedOptions embed = embed_options(options);
+  embed.dims = option<int>(options, "dims", 0);
+  const std::string store_path = option<std::string>(options, "genes", "");
+  const std::string table_path = option<std::string>(options, "gene_table", "");
+  MemorySink sink;
+  EmbedResult result;
+  {
+    py::gil_scoped_release release;
+    const auto table = gene_table(table_path);
+    if (!table) throw InputError("embedding needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
+    const std::string resolved = resolve_gene_store_path(store_path);
+    const GeneStore store = GeneStore::load(resolved);
+    const GeneVectorSource source{store.dims(),
+                                  [&store](std::int64_t entrez) -> const float* {
+                                    const std::int32_t row = store.find_entrez(entrez);
+                                    return row < 0 ? nullptr : store.row(row);
+                                  },
+                                  store.identity_hash(), fmt::format("{} ({}, {} dims)", resolved, store.provenance().backend, store.dims())};
+    result = embed_dataset(*data.dataset, *table, source, embed, sink);
+  }
+  return {matrix_array(std::move(sink.values), result.n_cells, result.dims), result.to_json().dump()};
+}
+
+std::string evaluate_cells(const py::dict& obs_columns, const std::vector<std::string>& obs_names, const py::dict& obsm, const py::dict& uns,
+                           const py::dict& options) {
+  MemoryAnnotatedSource source;
+  source.label = option<std::string>(options, "name", "AnnData");
+  source.obs = data_frame(obs_names, obs_columns, source.label + ":obs");
+  for (const auto& [key, value] : obsm) {
+    const auto array = py::array_t<float, py::array::c_style | py::array::forcecast>::ensure(value);
+    if (!array || array.ndim() != 2) throw InputError(fmt::format("{}: obsm:{} is not a 2-D numeric matrix", source.label, py::str(key).cast<std::string>()));
+    DenseMatrix matrix;
+    matrix.rows = array.shape(0);
+    matrix.cols = array.shape(1);
+    matrix.values.assign(array.data(), array.data() + array.size());
+    source.obsm.emplace(py::str(key).cast<std::string>(), std::move(matrix));
+  }
+  for (const auto& [key, value] : uns) source.uns.emplace(py::str(key).cast<std::string>(), value.cast<std::vector<std::string>>());
+  DatasetEvaluationOptions evaluation;
+  evaluation.truth = option<std::string>(options, "truth", "");
+  evaluation.prediction = option<std::string>(options, "pred", evaluation.prediction);
+  evaluation.probabilities = option<std::string>(options, "probabilities", evaluation.probabilities);
+  evaluation.group = option<std::string>(options, "group", "");
+  evaluation.label_map = option<std::string>(options, "label_map", "");
+  evaluation.label_dataset = option<std::string>(options, "label_dataset", "");
+  evaluation.embedding = "none";
+  evaluation.top_k = option<std::vector<int>>(options, "top_k", evaluation.top_k);
+  const std::string compare = option<std::string>(options, "compare", "auto");
+  if (compare != "auto" && compare != "labels" && compare != "ontology") throw InputError(fmt::format("compare='{}': auto, labels or ontology", compare));
+  evaluation.compare = compare == "labels" ? CompareOn::kLabels : compare == "ontology" ? CompareOn::kOntology : CompareOn::kAuto;
+  const bool use_ontology = option<bool>(options, "use_ontology", true);
+  const std::string ontology_path = option<std::string>(options, "ontology", "");
+  py::gil_scoped_release release;
+  std::shared_ptr<const Ontology> cell_ontology = use_ontology ? ontology(ontology_path) : nullptr;
+  evaluation.ontology = cell_ontology.get();
+  return to_json(evaluate_annotated(source, evaluation)).dump();
+}
+
+std::vector<std::tuple<std::string, std::int64_t, float>> gene_neighbors(const std::string& gene, int k, const std::string& store_path,
+                                                                          const std::string& table_path) {
+  if (k < 1) throw InputError(fmt::format("k={}: at least 1", k));
+  py::gil_scoped_release release;
+  const std::string resolved = resolve_gene_store_path(store_path);
+  static std::map<std::string, std::shared_ptr<const GeneStore>> stores;
+  std::shared_ptr<const GeneStore> store;
+  {
+    std::lock_guard lock(cache_mutex());
+    auto& slot = stores[resolved];
+    if (!slot) slot = std::make_shared<const GeneStore>(GeneStore::load(resolved));
+    store = slot;
+  }
+  const auto table = gene_table(table_path);
+  const std::int32_t row = store->find_gene(gene, table.get());
+  if (row < 0) throw InputError(fmt::format("gene '{}' has no vector in {}", gene, resolved));
+  std::vector<std::tuple<std::string, std::int64_t, float>> out;
+  for (const auto& [neighbour, cosine] : store->nearest(row, k)) {
+    const auto index = static_cast<std::size_t>(neighbour);
+    out.emplace_back(store->symbols()[index], store->entrez_ids()[index], cosine);
+  }
+  return out;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_celltyper, m) {
+  m.doc() = "celltyper engine (C++): use the functions of the celltyper package";
+  static py::exception<Error> base(m, "CelltyperError", PyExc_RuntimeError);
+  py::register_exception_translator([](std::exception_ptr pointer) {
+    try {
+      if (pointer) std::rethrow_exception(pointer);
+    } catch (const InputError& error) {
+      PyErr_SetString(PyExc_ValueError, error.what());
+    } catch (const IoError& error) {
+      PyErr_SetString(PyExc_OSError, error.what());
+    } catch (const UnsupportedError& error) {
+      PyErr_SetString(PyExc_NotImplementedError, error.what());
+    } catch (const Error& error) {
+      base(error.what());
+    }
+  });
+
+  py::class_<CellTypeModel, std::shared_ptr<CellTypeModel>>(m, "Model")
+      .def_property_readonly("classes", [](const CellTypeModel& model) { return model.class_names; })
+      .def_property_readonly("cl_ids", [](const CellTypeModel& model) { return model.class_cl_ids; })
+      .def_property_readonly("features", [](const CellTypeModel& model) { return model.features; })
+      .def_property_readonly("classifier", [](const CellTypeModel& model) { return model.classifier ? model.classifier->type() : std::string(); })
+      .def_property_readonly("n_features", &CellTypeModel::n_features)
+      .def_property_readonly("panel", [](const CellTypeModel& model) { return model.panel.symbols; })
+      .def_property_readonly("n_reference_cells", [](const CellTypeModel& model) { return model.reference.n_cells(); })
+      .def_property_readonly("_validation_json", [](const CellTypeModel& model) { return model.validation.dump(); })
+      .def_property_readonly("_provenance_json", [](const CellTypeModel& model) { return model.provenance.dump(); })
+      .def("save", [](const CellTypeModel& model, const std::string& path) {
+        py::gil_scoped_release release;
+        save_model(model, path);
+      });
+  m.def("load_model", [](const std::string& path) {
+    py::gil_scoped_release release;
+    return std::make_shared<CellTypeModel>(load_model(path));
+  });
+  m.def("train", &train);
+  m.def("annotate", &annotate);
+  m.def("embed", &embed);
+  m.def("evaluate", &evaluate_cells);
+  m.def("gene_neighbors", &gene_neighbors);
+  m.def("version", [] { return std::string(CELLTYPER_VERSION); });
+  m.def("default_gene_table_path", [] { return default_gene_table_path(); });
+}

@@ -1,0 +1,274 @@
+"""The Python API (`import celltyper`) against the command line on the same data and models.
+
+Run by ctest (PythonApi.Pytest) with PYTHONPATH=build/python; CELLTYPER_CLI names the command,
+CELLTYPER_SHARED_DATA the real datasets (tests that need them skip when absent)."""
+import json
+import os
+import subprocess
+import types
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+anndata = pytest.importorskip("anndata")
+import celltyper  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+CLI = os.environ.get("CELLTYPER_CLI", os.path.join(ROOT, "build", "celltyper"))
+DATA = os.environ.get("CELLTYPER_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+PBMC3K = os.path.join(DATA, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
+PBMC68K = os.path.join(DATA, "pbmc68k_reduced", "pbmc68k_reduced_with_counts.h5ad")
+LABEL_MAP = os.path.join(DATA, "label_map_to_cell_ontology.tsv")
+STORE = os.path.join(ROOT, "build", "share", "celltyper", "gene_embeddings.h5")
+
+needs_data = pytest.mark.skipif(not (os.path.exists(PBMC3K) and os.path.exists(PBMC68K)), reason="../shared/data is absent")
+needs_store = pytest.mark.skipif(not os.path.exists(STORE), reason="no default gene store (run scripts/setup.sh)")
+
+
+def cli(*args):
+    result = subprocess.run([CLI, "--quiet", *args], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+@pytest.fixture(scope="module")
+def pbmc3k():
+    return anndata.read_h5ad(PBMC3K)
+
+
+@pytest.fixture(scope="module")
+def pbmc68k():
+    return anndata.read_h5ad(PBMC68K)
+
+
+def test_version_and_exports():
+    assert celltyper.__version__
+    for name in ("annotate", "train", "load_model", "embed", "evaluate", "genes"):
+        assert hasattr(celltyper, name)
+
+
+# ---- results identical to the command line -----------------------------------------------------
+
+ROUTES = [
+    ("logreg", "expression", []),
+    ("knn", "expression", []),
+    ("mlp", "expression", ["--epochs", "5"]),
+    ("xgboost", "expression", ["--n-estimators", "10"]),
+    ("logreg", "genept", []),
+    ("knn", "genept", []),
+    ("mlp", "genept", ["--epochs", "5"]),
+    ("xgboost", "genept", ["--n-estimators", "10"]),
+]
+
+
+@needs_data
+@pytest.mark.parametrize("classifier,features,extra", ROUTES)
+def test_annotate_equals_cli(tmp_path, pbmc68k, classifier, features, extra):
+    if features == "genept" and not os.path.exists(STORE):
+        pytest.skip("no default gene store")
+    model_path = str(tmp_path / "model.h5")
+    cli("train", "--reference", PBMC3K, "--label", "obs:celltype", "--classifier", classifier, "--features", features,
+        "--threads", "2", "--out", model_path, *extra)
+    out = str(tmp_path / "annotated.h5ad")
+    cli("annotate", "--model", model_path, "--input", PBMC68K, "--layer", "counts", "--top-k", "2", "--out", out)
+    expected = anndata.read_h5ad(out)
+
+    query = pbmc68k.copy()
+    result = celltyper.annotate(query, model=model_path, layer="counts", top_k=2)
+    assert list(result.labels.astype(str)) == list(expected.obs["celltyper_label"].astype(str))
+    assert list(query.obs["celltyper_label"].astype(str)) == list(expected.obs["celltyper_label"].astype(str))
+    np.testing.assert_allclose(result.probabilities.to_numpy(), expected.obsm["celltyper_probabilities"], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(query.obs["celltyper_score"].to_numpy(), expected.obs["celltyper_score"].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(query.obs["celltyper_gene_coverage"].to_numpy(), expected.obs["celltyper_gene_coverage"].to_numpy(),
+                               atol=1e-6)
+    assert list(query.obs["celltyper_top2_label"].astype(str)) == list(expected.obs["celltyper_top2_label"].astype(str))
+    assert json.loads(query.uns["celltyper_probability_classes"]) == json.loads(expected.uns["celltyper_probability_classes"])
+
+
+@needs_data
+def test_train_in_memory_equals_train_from_file(tmp_path, pbmc3k, pbmc68k):
+    model_path = str(tmp_path / "cli.h5")
+    cli("train", "--reference", PBMC3K, "--label", "obs:celltype", "--label-map", LABEL_MAP, "--label-dataset",
+        "pbmc3k-seurat-labels", "--out", model_path)
+    model = celltyper.train(pbmc3k, label="celltype", label_map=LABEL_MAP, label_dataset="pbmc3k-seurat-labels")
+    assert model.classes == celltyper.load_model(model_path).classes
+    assert model.features == "expression" and model.classifier == "logreg"
+    assert "CL:0000236" in model.cl_ids  # B cell
+    assert 0.8 < model.validation["accuracy"] <= 1.0
+    saved = str(tmp_path / "python.h5")
+    model.save(saved)
+    from_file = celltyper.annotate(pbmc68k.copy(), model=model_path, layer="counts", inplace=False)
+    in_memory = celltyper.annotate(pbmc68k.copy(), model=model, layer="counts", inplace=False)
+    reloaded = celltyper.annotate(pbmc68k.copy(), model=saved, layer="counts", inplace=False)
+    np.testing.assert_allclose(in_memory.probabilities.to_numpy(), from_file.probabilities.to_numpy(), atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(reloaded.probabilities.to_numpy(), in_memory.probabilities.to_numpy())
+    assert in_memory.ontology_ids is not None
+
+
+@needs_data
+def test_reference_mode_equals_cli(tmp_path, pbmc3k, pbmc68k):
+    out = str(tmp_path / "ref.h5ad")
+    cli("annotate", "--reference", PBMC3K, "--label", "obs:celltype", "--input", PBMC68K, "--layer", "counts", "--out", out)
+    expected = anndata.read_h5ad(out)
+    query = pbmc68k.copy()
+    result = celltyper.annotate(query, reference=pbmc3k, label="obs:celltype", layer="counts")
+    assert list(result.labels.astype(str)) == list(expected.obs["celltyper_label"].astype(str))
+    np.testing.assert_allclose(result.probabilities.to_numpy(), expected.obsm["celltyper_probabilities"], atol=1e-6, rtol=0)
+    assert result.model is not None and result.model.classes == sorted(set(pbmc3k.obs["celltype"].astype(str)))
+
+
+@needs_data
+def test_evaluate_equals_cli(tmp_path, pbmc68k):
+    model = str(tmp_path / "m.h5")
+    cli("train", "--reference", PBMC3K, "--label", "obs:celltype", "--label-map", LABEL_MAP, "--label-dataset", "pbmc3k-seurat-labels",
+        "--out", model)
+    out = str(tmp_path / "a.h5ad")
+    cli("annotate", "--model", model, "--input", PBMC68K, "--layer", "counts", "--out", out)
+    expected = json.loads(cli("evaluate", "--input", out, "--truth", "obs:bulk_labels", "--label-map", LABEL_MAP, "--label-dataset",
+                              "pbmc68k_reduced", "--json", "-").stdout)
+    query = pbmc68k.copy()
+    celltyper.annotate(query, model=model, layer="counts")
+    metrics = celltyper.evaluate(query, truth="bulk_labels", label_map=LABEL_MAP, label_dataset="pbmc68k_reduced")
+    for key in ("accuracy", "n_cells"):
+        assert metrics["overall"][key] == pytest.approx(expected["overall"][key], abs=1e-9)
+    assert metrics["overall"]["macro"] == pytest.approx(expected["overall"]["macro"], abs=1e-9)
+    assert metrics["overall"]["ontology"]["hierarchical_f1"] == pytest.approx(expected["overall"]["ontology"]["hierarchical_f1"], abs=1e-9)
+    assert metrics["compared_on"] == expected["compared_on"]
+
+
+@needs_data
+@needs_store
+def test_embed_equals_cli(tmp_path, pbmc68k):
+    npy = str(tmp_path / "e.npy")
+    cli("embed", "--input", PBMC68K, "--layer", "counts", "--out", npy)
+    query = pbmc68k.copy()
+    values = celltyper.embed(query, layer="counts")
+    np.testing.assert_allclose(values, np.load(npy), atol=1e-6, rtol=0)
+    assert query.obsm["X_celltyper"].shape == values.shape
+
+
+@needs_store
+def test_gene_neighbors():
+    table = celltyper.genes.neighbors("CD3E", k=10)
+    assert list(table.columns) == ["symbol", "entrez_id", "similarity"]
+    assert len(table) == 10 and "CD3E" not in set(table["symbol"])
+    assert (np.diff(table["similarity"].to_numpy()) <= 1e-7).all()
+    with pytest.raises(ValueError, match="no vector"):
+        celltyper.genes.neighbors("NOT_A_GENE_XYZ")
+
+
+# ---- matrix layouts: every accepted layout gives the same answer ---------------------------------
+
+@needs_data
+def test_layouts_and_dtypes_agree(pbmc3k, pbmc68k):
+    model = celltyper.train(pbmc3k, label="celltype", validation_fraction=0)
+    counts = pbmc68k.layers["counts"]
+    base = anndata.AnnData(X=sp.csr_matrix(counts, dtype=np.float32), obs=pbmc68k.obs[[]].copy(), var=pbmc68k.var[[]].copy())
+    reference = celltyper.annotate(base, model=model, inplace=False).probabilities.to_numpy()
+    variants = {
+        "csr float64 int64 indices": sp.csr_matrix((base.X.data.astype(np.float64), base.X.indices.astype(np.int64),
+                                                     base.X.indptr.astype(np.int64)), shape=base.X.shape),
+        "csr int32 values": sp.csr_matrix(base.X, dtype=np.int32),
+        "csc": sp.csc_matrix(base.X),
+        "dense float32": base.X.toarray(),
+        "dense uint16": base.X.toarray().astype(np.uint16),
+        "dense Fortran order": np.asfortranarray(base.X.toarray()),
+    }
+    for name, X in variants.items():
+        other = anndata.AnnData(X=X, obs=base.obs.copy(), var=base.var.copy())
+        with pytest.warns(UserWarning) if name == "csc" else _no_warning():
+            got = celltyper.annotate(other, model=model, inplace=False).probabilities.to_numpy()
+        np.testing.assert_allclose(got, reference, atol=1e-6, rtol=0, err_msg=name)
+
+
+class _no_warning:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        return False
+
+
+# ---- bad input: a clear exception, never a crash -------------------------------------------------
+
+def tiny(X=None, n_obs=30, genes=("CD3E", "CD3D", "MS4A1", "CD79A", "LYZ", "CD14", "NKG7", "GNLY", "PPBP", "FCGR3A")):
+    rng = np.random.default_rng(0)
+    X = sp.csr_matrix(rng.poisson(1.0, size=(n_obs, len(genes))).astype(np.float32)) if X is None else X
+    obs = {"cell_type": np.array(["T", "B", "Mono"] * (n_obs // 3))}
+    import pandas as pd
+    return anndata.AnnData(X=X, obs=pd.DataFrame(obs, index=[f"c{i}" for i in range(n_obs)]),
+                           var=pd.DataFrame(index=list(genes)))
+
+
+def test_missing_label_column():
+    with pytest.raises(ValueError, match="no obs column 'celltype'"):
+        celltyper.train(tiny(), label="celltype")
+
+
+def test_nan_values_are_refused():
+    X = sp.csr_matrix(np.ones((30, 10), dtype=np.float32))
+    X.data[5] = np.nan
+    with pytest.raises(ValueError, match="not finite"):
+        celltyper.train(tiny(X), label="cell_type")
+    dense = np.ones((30, 10), dtype=np.float64)
+    dense[3, 4] = np.inf
+    with pytest.raises(ValueError, match="cell 3 has a non-finite value"):
+        celltyper.train(tiny(dense), label="cell_type")
+
+
+def test_wrong_dtype_is_refused():
+    good = tiny()
+    complex_x = types.SimpleNamespace(obs=good.obs, var=good.var, X=np.ones((30, 10), dtype=np.complex64), n_obs=30, raw=None, layers={})
+    with pytest.raises(ValueError, match="dtype complex64"):
+        celltyper.train(complex_x, label="cell_type")
+    strings = types.SimpleNamespace(obs=tiny().obs, var=tiny().var, X=np.full((30, 10), "a"), n_obs=30, raw=None, layers={})
+    with pytest.raises(ValueError, match="dtype"):
+        celltyper.train(strings, label="cell_type")
+
+
+def test_shape_mismatch_between_x_and_var():
+    good = tiny()
+    fake = types.SimpleNamespace(obs=good.obs, var=good.var.iloc[:5], X=good.X, n_obs=30, raw=None, layers={})
+    with pytest.raises(ValueError, match="30 x 10 but AnnData has 30 cells and 5 genes"):
+        celltyper.train(fake, label="cell_type")
+
+
+def test_malformed_csr_buffers_reach_the_engine_as_value_errors():
+    good = tiny()
+    X = good.X
+    spec = celltyper._dataset(good)
+    bad_pointer = dict(spec, indptr=np.concatenate([X.indptr[:-1], [X.indptr[-1] + 5]]).astype(np.int32))
+    with pytest.raises(ValueError, match="row pointers end at"):
+        celltyper._core.train([dict(bad_pointer, obs={"cell_type": list(good.obs["cell_type"])})], {"label": "cell_type"})
+    indices = X.indices.copy()
+    indices[0] = 99
+    with pytest.raises(ValueError, match="outside"):
+        celltyper._core.train([dict(spec, indices=indices, obs={"cell_type": list(good.obs["cell_type"])})], {"label": "cell_type"})
+    short = dict(spec, indptr=X.indptr[:-2].copy())
+    with pytest.raises(ValueError, match="row pointers have"):
+        celltyper._core.train([dict(short, obs={"cell_type": list(good.obs["cell_type"])})], {"label": "cell_type"})
+
+
+def test_duplicate_indices_are_summed_with_a_warning():
+    X = sp.csr_matrix((np.array([1, 2, 3], dtype=np.float32), np.array([0, 0, 1]), np.array([0, 3] + [3] * 29)), shape=(30, 10))
+    assert not X.has_canonical_format
+    with pytest.warns(UserWarning, match="duplicate column indices"):
+        spec = celltyper._dataset(tiny(X))
+    assert spec["indptr"][1] == 2
+
+
+def test_annotate_needs_a_model_or_a_reference():
+    with pytest.raises(ValueError, match="either model="):
+        celltyper.annotate(tiny())
+    with pytest.raises(ValueError, match="needs label="):
+        celltyper.annotate(tiny(), reference=tiny())
+    with pytest.raises(FileNotFoundError, match="/nonexistent/model.h5"):
+        celltyper.annotate(tiny(), model="/nonexistent/model.h5")
+
+
+@needs_data
+def test_too_few_genes_is_refused_with_the_fix(pbmc3k):
+    model = celltyper.train(pbmc3k, label="celltype", validation_fraction=0)
+    with pytest.raises(ValueError, match="too few to annotate.*allow-low-coverage"):
+        celltyper.annotate(tiny(genes=("CD3E", "MS4A1", "LYZ")), model=model)
