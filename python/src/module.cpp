@@ -152,7 +152,7 @@ std::shared_ptr<const GeneTable> gene_table(const std::string& path) {
   static std::map<std::string, std::shared_ptr<const GeneTable>> tables;
   std::lock_guard lock(cache_mutex());
   auto& slot = tables[chosen];
-  if (!slot) slot = std::make_shared<const GeneTable>(load_gene_table(chosen));
+  if (!slot) slot = std::make_shared<const GeneTable>(load_gene_table_cached(chosen));
   return slot;
 }
 

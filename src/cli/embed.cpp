@@ -5,6 +5,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/gene_table_cache.hpp>
 #include <celltyper/output_file.hpp>
 #include <celltyper/scale_out.hpp>
 
@@ -74,7 +75,7 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
     const GeneStore store = GeneStore::load(resolve_gene_store_path(args->genes));
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
-    const GeneTable table = load_gene_table(table_path);
+    const GeneTable table = load_gene_table_cached(table_path);
     const auto dataset = open_dataset(args->input);
 
     std::string out = args->in_place ? args->input : args->out;

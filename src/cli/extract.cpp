@@ -4,6 +4,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/gene_table_cache.hpp>
 #include <celltyper/output_file.hpp>
 #include <celltyper/scale_out.hpp>
 
@@ -57,7 +58,7 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
     const GeneStore store = GeneStore::load(store_path);
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
-    const GeneTable table = load_gene_table(table_path);
+    const GeneTable table = load_gene_table_cached(table_path);
     std::vector<std::string> inputs{args->selection, store_path, table_path};
     for (const auto& fragment : selection.fragments) {
       if (inputs.back() != fragment.path) inputs.push_back(fragment.path);  // fragments are in file order

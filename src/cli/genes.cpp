@@ -4,6 +4,7 @@
 #include <celltyper/gene_embedding.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/gene_table_cache.hpp>
 #include <celltyper/gene_text.hpp>
 #include <celltyper/openai.hpp>
 #include <celltyper/output_file.hpp>
@@ -80,7 +81,7 @@ GeneTable load_table(const std::string& requested, const GlobalOptions& global) 
     throw InputError("no gene table found: pass --gene-table (org.*.eg.db SQLite or TSV) or set CELLTYPER_GENE_TABLE");
   }
   const auto start = std::chrono::steady_clock::now();
-  GeneTable table = load_gene_table(path);
+  GeneTable table = load_gene_table_cached(path);
   note(global, fmt::format("gene table {}: {} genes ({:.1f} s)", path, table.size(),
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
   return table;
@@ -863,7 +864,7 @@ void add_neighbors(CLI::App* genes, const GlobalOptions& global) {
     if (row < 0) {
       const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
       if (!table_path.empty()) {
-        const GeneTable table = load_gene_table(table_path);
+        const GeneTable table = load_gene_table_cached(table_path);
         row = store.find_gene(args->gene, &table);
       }
     }

@@ -1,6 +1,7 @@
 // `celltyper inspect FILE`: describe a dataset (h5ad, Cell Ranger .h5 or MTX directory).
 #include <celltyper/dataset.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/gene_table_cache.hpp>
 #include <celltyper/inspect.hpp>
 #include <celltyper/remote.hpp>
 
@@ -37,7 +38,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
     if (!args->no_genes) {
       const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
       if (!table_path.empty()) {
-        table = load_gene_table(table_path);
+        table = load_gene_table_cached(table_path);
         args->options.gene_table = &table;
       } else if (!global.quiet) {
         fmt::print(stderr, "celltyper: no gene table found (set --gene-table or CELLTYPER_GENE_TABLE); skipping the gene-id overlap\n");

@@ -1,5 +1,6 @@
 // celltyper command-line front end: parses arguments, dispatches to one subcommand, and maps
 // errors to one line on stderr and an exit code (see celltyper/error.hpp).
+#include <celltyper/crash_guard.hpp>
 #include <celltyper/error.hpp>
 
 #include "cli/commands.hpp"
@@ -20,6 +21,9 @@ std::vector<std::pair<std::string, CommandFactory>>& command_registry() {
 }  // namespace celltyper::cli
 
 int main(int argc, char** argv) {
+#ifndef __SANITIZE_ADDRESS__  // AddressSanitizer reports crashes itself, with more detail
+  celltyper::install_crash_guard();
+#endif
   CLI::App app{"celltyper: cell type annotation for single-cell RNA-seq (GenePT-style gene embeddings)", "celltyper"};
   app.set_version_flag("--version", std::string("celltyper ") + CELLTYPER_VERSION);
   app.require_subcommand(1);

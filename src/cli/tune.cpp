@@ -5,6 +5,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/gene_table_cache.hpp>
 #include <celltyper/output_file.hpp>
 #include <celltyper/tune.hpp>
 
@@ -134,7 +135,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     const GeneStore store = GeneStore::load(resolve_gene_store_path(args->genes));
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
-    const GeneTable table = load_gene_table(table_path);
+    const GeneTable table = load_gene_table_cached(table_path);
     const bool verbose = progress_enabled(global.quiet);
     if (verbose) reference.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
 

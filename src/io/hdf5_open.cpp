@@ -3,6 +3,7 @@
 // reference implementation of the same interface on POSIX files.
 #include "io/hdf5_open.hpp"
 
+#include <celltyper/crash_guard.hpp>
 #include <celltyper/error.hpp>
 
 #include <fmt/format.h>
@@ -127,6 +128,7 @@ hid_t remote_driver_id() {
 
 OpenFile open_file_readonly(const std::string& path, const RemoteOptions& options) {
   OpenFile out;
+  note_hdf5_object(path);
   if (!is_remote_path(path)) {
     auto lock = hdf5_lock();
     silence_hdf5_errors();

@@ -94,7 +94,18 @@ std::vector<std::string> list_members(hid_t group) {
   return names;
 }
 
+/// `path` below `parent` as an absolute HDF5 path ("/var/_index"), for the crash guard's message.
+static std::string full_path(hid_t parent, const std::string& path) {
+  if (!path.empty() && path.front() == '/') return path;
+  char name[512];
+  const ssize_t length = H5Iget_name(parent, name, sizeof(name));
+  if (length <= 0 || static_cast<std::size_t>(length) >= sizeof(name)) return path;
+  const std::string base(name, static_cast<std::size_t>(length));
+  return base == "/" ? "/" + path : base + "/" + path;
+}
+
 Handle open_group(hid_t parent, const std::string& path, const std::string& file_for_errors) {
+  note_hdf5_object(file_for_errors, full_path(parent, path));
   if (object_type(parent, path) != H5O_TYPE_GROUP) {
     throw InputError(fmt::format("{}: '{}' is missing or not a group", file_for_errors, path));
   }
@@ -104,6 +115,7 @@ Handle open_group(hid_t parent, const std::string& path, const std::string& file
 }
 
 Handle open_dataset(hid_t parent, const std::string& path, const std::string& file_for_errors, hid_t access_plist) {
+  note_hdf5_object(file_for_errors, full_path(parent, path));
   if (object_type(parent, path) != H5O_TYPE_DATASET) {
     throw InputError(fmt::format("{}: dataset '{}' is missing", file_for_errors, path));
   }

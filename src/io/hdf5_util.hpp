@@ -4,6 +4,7 @@
 /// sequence of calls.
 #pragma once
 
+#include <celltyper/crash_guard.hpp>
 #include <celltyper/error.hpp>
 
 #include <hdf5.h>
@@ -19,7 +20,28 @@ namespace celltyper::h5 {
 
 /// The process-wide HDF5 mutex (recursive: helpers call helpers).
 std::recursive_mutex& hdf5_mutex();
-inline std::unique_lock<std::recursive_mutex> hdf5_lock() { return std::unique_lock(hdf5_mutex()); }
+
+/// Holds the HDF5 mutex and tells the crash guard (crash_guard.hpp) that this thread is inside
+/// the HDF5 library until it is released.
+class Hdf5Lock {
+ public:
+  Hdf5Lock() : lock_(hdf5_mutex()) { enter_hdf5(); }
+  ~Hdf5Lock() {
+    if (lock_.owns_lock()) leave_hdf5();
+  }
+  Hdf5Lock(const Hdf5Lock&) = delete;
+  Hdf5Lock& operator=(const Hdf5Lock&) = delete;
+  /// Release early (the destructor then does nothing).
+  void unlock() {
+    if (!lock_.owns_lock()) return;
+    leave_hdf5();
+    lock_.unlock();
+  }
+
+ private:
+  std::unique_lock<std::recursive_mutex> lock_;
+};
+inline Hdf5Lock hdf5_lock() { return {}; }
 
 /// Turn off HDF5's automatic error printing (once per thread: Debian's libhdf5 is built
 /// thread-safe, where this is a per-thread setting); we report our own errors.

@@ -1,5 +1,6 @@
 // Writing an output file safely (temporary file, fsync, rename; special targets; signals; stale
 // temporaries): the one mechanism every writer uses. See output_file.hpp.
+#include <celltyper/crash_guard.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/output_file.hpp>
 
@@ -46,9 +47,7 @@ std::array<Slot, kSlots>& slots() {
 constexpr std::array<int, 4> kCleanedSignals{SIGINT, SIGTERM, SIGHUP, SIGPIPE};
 
 extern "C" void remove_temporaries_and_reraise(int signal_number) {
-  for (auto& slot : slots()) {
-    if (slot.state.load(std::memory_order_acquire) == 2) ::unlink(slot.path);
-  }
+  remove_output_temporaries();
   // SA_RESETHAND restored the default action; the re-raised signal is delivered when the handler
   // returns, so the process ends as it would have without us (exit status "killed by SIGTERM").
   ::raise(signal_number);
@@ -97,6 +96,16 @@ void unregister_temporary(int index) {
   slot.path[0] = '\0';
   slot.state.store(0, std::memory_order_release);
 }
+
+}  // namespace
+
+void remove_output_temporaries() noexcept {
+  for (auto& slot : slots()) {
+    if (slot.state.load(std::memory_order_acquire) == 2) ::unlink(slot.path);
+  }
+}
+
+namespace {
 
 // ---- targets ------------------------------------------------------------------------------------
 

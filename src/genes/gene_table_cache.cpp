@@ -1,0 +1,204 @@
+// Binary gene-table cache (gene_table_cache.hpp). Layout, little-endian:
+//   "CTGTBIN1" | u64 source size | i64 source mtime (ns) | u64 content hash | str source |
+//   str species | u64 genes | per gene: i64 entrez, str symbol, name, gene_type, chromosome,
+//   summary_status, summary, list ensembl_ids, uniprot_ids, aliases
+// where str = u32 length + bytes and list = u32 count + str each.
+#include <celltyper/error.hpp>
+#include <celltyper/gene_table_cache.hpp>
+#include <celltyper/output_file.hpp>
+
+#include <fmt/format.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+
+namespace celltyper {
+namespace {
+
+constexpr char kMagic[8] = {'C', 'T', 'G', 'T', 'B', 'I', 'N', '1'};
+
+struct SourceState {
+  std::uint64_t size = 0;
+  std::int64_t mtime = 0;
+};
+
+std::optional<SourceState> source_state(const std::string& source) {
+  std::error_code error;
+  const auto size = std::filesystem::file_size(source, error);
+  if (error) return std::nullopt;
+  const auto time = std::filesystem::last_write_time(source, error);
+  if (error) return std::nullopt;
+  return SourceState{size, static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(time.time_since_epoch()).count())};
+}
+
+template <typename T>
+void put(std::string& out, T value) {
+  char bytes[sizeof(T)];
+  std::memcpy(bytes, &value, sizeof(T));
+  out.append(bytes, sizeof(T));
+}
+
+void put_string(std::string& out, const std::string& text) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(text.size()));
+  out += text;
+}
+
+void put_list(std::string& out, const std::vector<std::string>& list) {
+  put<std::uint32_t>(out, static_cast<std::uint32_t>(list.size()));
+  for (const auto& item : list) put_string(out, item);
+}
+
+/// Reads the layout back; any overrun makes `ok` false (and every later read a no-op).
+class Reader {
+ public:
+  explicit Reader(const std::string& bytes) : data_(bytes.data()), end_(bytes.data() + bytes.size()) {}
+  template <typename T>
+  T get() {
+    T value{};
+    if (!take(sizeof(T))) return value;
+    std::memcpy(&value, data_ - sizeof(T), sizeof(T));
+    return value;
+  }
+  std::string get_string() {
+    const auto n = get<std::uint32_t>();
+    if (!take(n)) return {};
+    return std::string(data_ - n, n);
+  }
+  std::vector<std::string> get_list() {
+    const auto n = get<std::uint32_t>();
+    std::vector<std::string> list;
+    if (n > static_cast<std::size_t>(end_ - data_) / 4) {
+      ok = false;
+      return list;
+    }
+    list.reserve(n);
+    for (std::uint32_t i = 0; i < n && ok; ++i) list.push_back(get_string());
+    return list;
+  }
+  bool ok = true;
+  [[nodiscard]] bool at_end() const { return data_ == end_; }
+
+ private:
+  bool take(std::size_t n) {
+    if (!ok || static_cast<std::size_t>(end_ - data_) < n) {
+      ok = false;
+      return false;
+    }
+    data_ += n;
+    return true;
+  }
+  const char* data_;
+  const char* end_;
+};
+
+std::uint64_t fnv1a(const std::string& text) {
+  std::uint64_t hash = 14695981039346656037ULL;
+  for (const unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+}  // namespace
+
+std::string gene_table_cache_dir() {
+  if (const char* dir = std::getenv("CELLTYPER_CACHE_DIR"); dir != nullptr && dir[0] != '\0') {
+    return std::string(dir) == "none" ? std::string() : std::string(dir);
+  }
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && xdg[0] == '/') return std::string(xdg) + "/celltyper";
+  if (const char* home = std::getenv("HOME"); home != nullptr && home[0] == '/') return std::string(home) + "/.cache/celltyper";
+  return {};
+}
+
+std::string gene_table_cache_path(const std::string& path) {
+  const std::string dir = gene_table_cache_dir();
+  if (dir.empty()) return {};
+  std::error_code error;
+  const std::filesystem::path absolute = std::filesystem::absolute(path, error);
+  const std::string key = error ? path : absolute.lexically_normal().string();
+  return fmt::format("{}/gene-table-{:016x}.bin", dir, fnv1a(key));
+}
+
+void save_gene_table_binary(const GeneTable& table, const std::string& path, const std::string& source) {
+  const auto state = source_state(source);
+  if (!state) throw IoError(fmt::format("cannot read the size and time of {}", source));
+  std::string out(kMagic, sizeof(kMagic));
+  put<std::uint64_t>(out, state->size);
+  put<std::int64_t>(out, state->mtime);
+  put<std::uint64_t>(out, table.content_hash());
+  put_string(out, table.source());
+  put_string(out, table.species());
+  put<std::uint64_t>(out, table.size());
+  for (const Gene& gene : table.genes()) {
+    put<std::int64_t>(out, gene.entrez_id);
+    for (const std::string* text : {&gene.symbol, &gene.name, &gene.gene_type, &gene.chromosome, &gene.summary_status, &gene.summary}) {
+      put_string(out, *text);
+    }
+    put_list(out, gene.ensembl_ids);
+    put_list(out, gene.uniprot_ids);
+    put_list(out, gene.aliases);
+  }
+  write_output_file(path, out);
+}
+
+std::optional<GeneTable> load_gene_table_binary(const std::string& path, const std::string& source) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) return std::nullopt;
+  const auto state = source_state(source);
+  if (!state) return std::nullopt;
+  Reader reader(bytes);
+  reader.get<std::uint64_t>();  // magic (8 bytes)
+  const auto size = reader.get<std::uint64_t>();
+  const auto mtime = reader.get<std::int64_t>();
+  if (!reader.ok || size != state->size || mtime != state->mtime) return std::nullopt;
+  const auto hash = reader.get<std::uint64_t>();
+  const std::string table_source = reader.get_string();
+  const std::string species = reader.get_string();
+  const auto n = reader.get<std::uint64_t>();
+  if (!reader.ok || n > bytes.size()) return std::nullopt;
+  std::vector<Gene> genes(static_cast<std::size_t>(n));
+  for (Gene& gene : genes) {
+    gene.entrez_id = reader.get<std::int64_t>();
+    for (std::string* text : {&gene.symbol, &gene.name, &gene.gene_type, &gene.chromosome, &gene.summary_status, &gene.summary}) {
+      *text = reader.get_string();
+    }
+    gene.ensembl_ids = reader.get_list();
+    gene.uniprot_ids = reader.get_list();
+    gene.aliases = reader.get_list();
+    if (!reader.ok) return std::nullopt;
+  }
+  if (!reader.at_end()) return std::nullopt;
+  try {
+    GeneTable table(std::move(genes), table_source, species);
+    if (table.content_hash() != hash) return std::nullopt;
+    return table;
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+GeneTable load_gene_table_cached(const std::string& path) {
+  const std::string cache = path.empty() ? std::string() : gene_table_cache_path(path);
+  if (!cache.empty()) {
+    if (auto cached = load_gene_table_binary(cache, path)) return std::move(*cached);
+  }
+  GeneTable table = load_gene_table(path);
+  if (!cache.empty()) {
+    try {
+      std::error_code error;
+      std::filesystem::create_directories(std::filesystem::path(cache).parent_path(), error);
+      if (!error) save_gene_table_binary(table, cache, path);
+    } catch (const Error&) {
+      // an unwritable cache only costs speed
+    }
+  }
+  return table;
+}
+
+}  // namespace celltyper
