@@ -6,6 +6,7 @@
 #include "io/hdf5_util.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -95,7 +96,13 @@ std::unique_ptr<DirectDataset> DirectDataset::try_open(hid_t dataset, const std:
     const std::int64_t expected = (direct->length_ + direct->chunk_elements_ - 1) / direct->chunk_elements_;
     hsize_t n_chunks = 0;
     Handle space(H5Dget_space(dataset));
-    if (H5Dget_num_chunks(dataset, space.get(), &n_chunks) < 0 || static_cast<std::int64_t>(n_chunks) != expected) return nullptr;
+    if (H5Dget_num_chunks(dataset, space.get(), &n_chunks) < 0) return nullptr;
+    if (static_cast<std::int64_t>(n_chunks) < expected) {
+      throw InputError(fmt::format("{}:{}: {} of the {} chunks of its {} values are stored: the chunk index is damaged (the missing "
+                                   "chunks would read as 0); re-download or re-export the file",
+                                   file_path, h5::object_name(dataset), n_chunks, expected, direct->length_));
+    }
+    if (static_cast<std::int64_t>(n_chunks) != expected) return nullptr;
     direct->chunks_.resize(n_chunks);
     for (hsize_t i = 0; i < n_chunks; ++i) {
       hsize_t offset = 0;
@@ -118,7 +125,49 @@ std::unique_ptr<DirectDataset> DirectDataset::try_open(hid_t dataset, const std:
   }
   direct->path_ = file_path;
   direct->num_threads_ = num_threads;
+  direct->check_sizes(h5::object_name(dataset));
   return direct;
+}
+
+void DirectDataset::check_sizes(const std::string& name) const {
+  // Trust no size recorded in the file (issue #19): every byte range read must lie inside the
+  // file, an unfiltered chunk holds exactly one chunk of values, and a deflated chunk cannot
+  // decode to more than deflate's maximum ratio (1032:1) allows. Allocations are then bounded
+  // by the file's size (and a chunk's decoded size by the chunk shape), not by what it claims.
+  std::uint64_t file_bytes = 0;
+  if (remote_) {
+    file_bytes = remote_->size();
+  } else {
+    struct stat info {};
+    if (::fstat(fd_, &info) != 0) throw IoError(fmt::format("{}: cannot read its size", path_));
+    file_bytes = static_cast<std::uint64_t>(info.st_size);
+  }
+  const auto corrupt = [&](const std::string& what) {
+    return InputError(fmt::format("{}:{}: {}: the file is corrupt; re-download or re-export it", path_, name, what));
+  };
+  if (contiguous_) {
+    const std::uint64_t bytes = static_cast<std::uint64_t>(length_) * element_bytes_;
+    if (length_ > 0 && (base_address_ > file_bytes || bytes > file_bytes - base_address_)) {
+      throw corrupt(fmt::format("{} values at byte {} run past the end of the file ({} bytes)", length_, base_address_, file_bytes));
+    }
+    return;
+  }
+  const std::uint64_t chunk_bytes = static_cast<std::uint64_t>(chunk_elements_) * element_bytes_;
+  for (std::size_t i = 0; i < chunks_.size(); ++i) {
+    const Chunk& chunk = chunks_[i];
+    if (chunk.stored_bytes == 0) throw corrupt(fmt::format("chunk {} is missing from the chunk index", i));
+    if (chunk.address > file_bytes || chunk.stored_bytes > file_bytes - chunk.address) {
+      throw corrupt(fmt::format("chunk {} claims {} bytes at byte {}, beyond the file's {} bytes", i, chunk.stored_bytes, chunk.address,
+                                file_bytes));
+    }
+    if (!chunk.filtered && chunk.stored_bytes != chunk_bytes) {
+      throw corrupt(fmt::format("chunk {} stores {} bytes, not the {} of a chunk of {} values", i, chunk.stored_bytes, chunk_bytes,
+                                chunk_elements_));
+    }
+    if (chunk.filtered && chunk_bytes > chunk.stored_bytes * 1032 + 1024) {
+      throw corrupt(fmt::format("chunk {} of {} compressed bytes cannot hold {} bytes of values", i, chunk.stored_bytes, chunk_bytes));
+    }
+  }
 }
 
 DirectDataset::~DirectDataset() {

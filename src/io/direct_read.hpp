@@ -43,6 +43,9 @@ class DirectDataset {
   template <typename T>
   void convert(const unsigned char* bytes, std::int64_t count, T* out) const;
   void pread_exact(void* buffer, std::uint64_t bytes, std::uint64_t address) const;
+  /// Throws InputError naming the file and `name` when a recorded size or address does not fit
+  /// the file (see the definition).
+  void check_sizes(const std::string& name) const;
 
   std::string path_;
   int fd_ = -1;

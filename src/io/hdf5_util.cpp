@@ -94,6 +94,13 @@ std::vector<std::string> list_members(hid_t group) {
   return names;
 }
 
+std::string object_name(hid_t object) {
+  char name[1024];
+  const ssize_t length = H5Iget_name(object, name, sizeof(name));
+  if (length <= 0 || static_cast<std::size_t>(length) >= sizeof(name)) return {};
+  return std::string(name, static_cast<std::size_t>(length));
+}
+
 /// `path` below `parent` as an absolute HDF5 path ("/var/_index"), for the crash guard's message.
 static std::string full_path(hid_t parent, const std::string& path) {
   if (!path.empty() && path.front() == '/') return path;

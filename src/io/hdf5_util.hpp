@@ -77,6 +77,9 @@ class Handle {
   hid_t id_ = H5I_INVALID_HID;
 };
 
+/// The absolute HDF5 path of an open object ("/X/data"), "" when unknown.
+std::string object_name(hid_t object);
+
 /// Does `parent/name` exist (a link that resolves)? Accepts nested paths "raw/X".
 bool exists(hid_t parent, const std::string& path);
 /// Object type at `path` (H5O_TYPE_GROUP, H5O_TYPE_DATASET, ...), or H5O_TYPE_UNKNOWN when absent.

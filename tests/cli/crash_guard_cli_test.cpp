@@ -75,3 +75,31 @@ TEST(CrashGuard, CorruptMetadataNeverEndsInASignal) {
 
 }  // namespace
 }  // namespace celltyper
+
+namespace celltyper {
+namespace {
+
+// A chunk index recording 0xFFFFFFF0 bytes per chunk of X/data (tests/data/make_chunk_size_mutant.py)
+// made every command allocate gigabytes before failing: sizes from the file are now checked against
+// the file's size first.
+TEST(CrashGuard, ChunkSizesBeyondTheFileAreRefusedBeforeAnyAllocation) {
+  const test::TempDir dir;
+  const std::string mutant = dir.file("chunk_sizes.h5ad");
+  const auto made = test::run_program({test::system_python(), test::fixture("make_chunk_size_mutant.py"),
+                                       test::fixture("h5ad/csr_float32_gzip.h5ad"), mutant});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  for (const std::vector<std::string>& command : {std::vector<std::string>{"inspect", mutant},
+                                                  std::vector<std::string>{"inspect", mutant, "--json"}}) {
+    std::vector<std::string> argv{"/usr/bin/time", "-f", "peak_kb %M", CELLTYPER_CLI_PATH};
+    argv.insert(argv.end(), command.begin(), command.end());
+    const auto result = test::run_program(argv);
+    EXPECT_EQ(result.exit_code, 2) << result.err;
+    EXPECT_NE(result.err.find("celltyper: error: " + mutant + ":/X/data: chunk 0 claims 4294967280 bytes"), std::string::npos) << result.err;
+    const auto at = result.err.find("peak_kb ");
+    ASSERT_NE(at, std::string::npos) << result.err;
+    EXPECT_LT(std::stol(result.err.substr(at + 8)), 500 * 1024) << result.err;
+  }
+}
+
+}  // namespace
+}  // namespace celltyper
