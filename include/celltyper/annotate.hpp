@@ -232,6 +232,11 @@ struct ModelUse {
   double refit_seconds = 0;
 };
 
+/// A ModelUse as JSON (`annotate --json`'s `models[]`, the Python result's `models`): coverage
+/// (n_model_genes, n_measured, mass_coverage, n_feature_genes, n_feature_genes_measured) and the
+/// refit (refitted, refit_genes, refit_features, refit_seconds).
+nlohmann::json to_json(const ModelUse& use);
+
 /// Per-cell annotation of one dataset.
 struct Annotation {
   std::vector<std::string> obs_names;

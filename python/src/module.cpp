@@ -321,17 +321,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["gene_coverage"] = vector_array(std::move(annotation.gene_coverage));
   out["warnings"] = annotation.warnings;
   nlohmann::json uses = nlohmann::json::array();
-  for (const ModelUse& use : annotation.models) {
-    uses.push_back({{"n_model_genes", use.coverage.n_model_genes},
-                    {"n_measured", use.coverage.n_measured},
-                    {"mass_coverage", use.coverage.mass},
-                    {"n_feature_genes", use.coverage.n_features_genes},
-                    {"n_feature_genes_measured", use.coverage.n_features_measured},
-                    {"refitted", use.refitted},
-                    {"refit_genes", use.refit_genes},
-                    {"refit_features", use.refit_panel},
-                    {"refit_seconds", use.refit_seconds}});
-  }
+  for (const ModelUse& use : annotation.models) uses.push_back(to_json(use));
   out["models"] = uses.dump();
   if (trained_model) {
     out["trained_model"] = trained_model;

@@ -465,4 +465,16 @@ GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models) {
   return GeneTable(std::move(list), "model genes");
 }
 
+nlohmann::json to_json(const ModelUse& use) {
+  return {{"n_model_genes", use.coverage.n_model_genes},
+          {"n_measured", use.coverage.n_measured},
+          {"mass_coverage", use.coverage.mass},
+          {"n_feature_genes", use.coverage.n_features_genes},
+          {"n_feature_genes_measured", use.coverage.n_features_measured},
+          {"refitted", use.refitted},
+          {"refit_genes", use.refit_genes},
+          {"refit_features", use.refit_panel},
+          {"refit_seconds", use.refit_seconds}};
+}
+
 }  // namespace celltyper

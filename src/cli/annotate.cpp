@@ -233,17 +233,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       for (const auto& [label, count] : counts) summary["label_counts"][label] = count;
       summary["warnings"] = annotation.warnings;
       summary["models"] = nlohmann::json::array();
-      for (const ModelUse& use : annotation.models) {
-        summary["models"].push_back({{"n_model_genes", use.coverage.n_model_genes},
-                                     {"n_measured", use.coverage.n_measured},
-                                     {"mass_coverage", use.coverage.mass},
-                                     {"n_feature_genes", use.coverage.n_features_genes},
-                                     {"n_feature_genes_measured", use.coverage.n_features_measured},
-                                     {"refitted", use.refitted},
-                                     {"refit_genes", use.refit_genes},
-                                     {"refit_features", use.refit_panel},
-                                     {"refit_seconds", use.refit_seconds}});
-      }
+      for (const ModelUse& use : annotation.models) summary["models"].push_back(to_json(use));
       fmt::print("{}\n", summary.dump(2));
     } else {
       std::size_t width = 5;
