@@ -268,13 +268,14 @@ ExpressionFeatures stream_expression_features(const Dataset& dataset, const Gene
   std::vector<float> values;
   std::vector<std::uint8_t> empty;
   for_each_block(*opened.reader, stream, [&](const CsrBlock& block) {
-    values.assign(static_cast<std::size_t>(block.n_rows) * width, 0.0f);
+    values.resize(static_cast<std::size_t>(block.n_rows) * width);  // each row is zeroed by its worker below
     empty.assign(static_cast<std::size_t>(block.n_rows), 0);
     const std::int64_t items = (block.n_rows + kRowsPerItem - 1) / kRowsPerItem;
     parallel_for(items, options.num_threads, [&](std::int64_t item) {
       const std::int64_t last = std::min(block.n_rows, (item + 1) * kRowsPerItem);
       for (std::int64_t r = item * kRowsPerItem; r < last; ++r) {
         const auto row = static_cast<std::size_t>(r);
+        std::fill_n(values.data() + row * width, width, 0.0f);
         const std::int64_t begin = block.indptr[row];
         const std::int64_t end = block.indptr[row + 1];
         const double total = library_size(block, begin, end, in_size_factor);
