@@ -251,7 +251,8 @@ HyperParameters resolve_hyperparameters(const ClassifierSpec& spec, const HyperP
   HyperParameters result;
   for (const auto& parameter : spec.parameters) result[parameter.name] = parameter.default_value;
   for (const auto& [name, value] : given) {
-    const auto found = std::find_if(spec.parameters.begin(), spec.parameters.end(), [&](const auto& p) { return p.name == name; });
+    const std::string& wanted = name;  // (clang 14 cannot capture a structured binding)
+    const auto found = std::find_if(spec.parameters.begin(), spec.parameters.end(), [&](const auto& p) { return p.name == wanted; });
     if (found == spec.parameters.end()) {
       throw InputError(fmt::format("classifier '{}' has no hyperparameter '{}'", spec.type, name));
     }
