@@ -8,7 +8,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const std::string path = celltyper::fuzz::scratch_file("batch.jsonl", data, size);
   try {
-    (void)celltyper::parse_batch_output({path}, {});
+    (void)celltyper::openai::parse_batch_output({path}, {});
   } catch (const celltyper::Error&) {
   }
   return 0;

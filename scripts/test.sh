@@ -27,7 +27,7 @@ fi
 TEST_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev nginx time
   python3-anndata python3-h5py python3-numpy python3-scipy python3-pandas python3-sklearn python3-torch python3-xgboost python3-pil
-  python3-pytest pybind11-dev python3-dev
+  python3-pytest pybind11-dev python3-dev clang
   r-bioc-singler r-cran-seurat chromium
 )
 bash scripts/install_packages.sh "${TEST_PACKAGES[@]}"
@@ -37,3 +37,9 @@ cmake -S . -B "$BUILD_DIR" -DBUILD_TESTING=ON "${CMAKE_ARGS[@]}" >/dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)"
 cd "$BUILD_DIR"
 ctest --output-on-failure -j "$(nproc)" "$@"
+cd ..
+# The whole suite (no ctest arguments, no sanitizer build) also fuzzes every parser for 30 s
+# (scripts/fuzz.sh: libFuzzer, clang, ASan + UBSan; findings fail the run).
+if [ $# -eq 0 ] && [ "$BUILD_DIR" = build ]; then
+  bash scripts/fuzz.sh --seconds 30
+fi

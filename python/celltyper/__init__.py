@@ -67,10 +67,13 @@ def _matrix_spec(X, name: str) -> Dict[str, Any]:
             _warnings.warn(f"{name} is {X.format.upper()}: converted to CSR for reading (a copy); store it as CSR to avoid it",
                            stacklevel=3)
             X = X.tocsr()
-        if not X.has_canonical_format:
-            _warnings.warn(f"{name} has unsorted or duplicate column indices: a canonical copy is read", stacklevel=3)
+        # (checked in place: SciPy's has_sorted_indices copies the indices when indptr is int64 and
+        # indices int32; duplicates within a row are refused by the engine, as on the command line.)
+        if not _core.csr_indices_sorted(np.asarray(X.indptr), np.asarray(X.indices)):
+            _warnings.warn(f"{name} has unsorted column indices: a sorted copy is read (call X.sort_indices() to avoid it)",
+                           stacklevel=3)
             X = X.copy()
-            X.sum_duplicates()
+            X.sort_indices()
         return {"format": "csr", "shape": (int(X.shape[0]), int(X.shape[1])), "data": np.asarray(X.data),
                 "indices": np.asarray(X.indices), "indptr": np.asarray(X.indptr), "_keep": X}
     if hasattr(X, "to_memory"):  # anndata backed datasets
@@ -151,6 +154,11 @@ class Model:
         return self._core.classifier
 
     @property
+    def panel(self) -> List[str]:
+        """The gene symbols of an expression model's features, in feature order ([] for GenePT-w)."""
+        return list(self._core.panel)
+
+    @property
     def validation(self) -> dict:
         """Metrics on the held-out cells of training ({} when none were held out)."""
         value = json.loads(self._core._validation_json)
@@ -175,8 +183,13 @@ def load_model(path: Union[str, os.PathLike]) -> Model:
     return Model(_core.load_model(path))
 
 
+# Rows the engine handles at a time, as bytes of their values: the matrix is already in memory, so
+# small blocks cost no speed and keep the engine's own memory near 10% of a 100k-cell X or less.
+_MEMORY_LIMIT = 8 << 20
+
+
 def _common(options: dict, *, threads: int, verbose: bool, gene_table, genes, gene_column, normalization) -> dict:
-    options.update({"threads": int(threads), "verbose": bool(verbose), "gene_table": os.fspath(gene_table) if gene_table else "",
+    options.update({"threads": int(threads), "verbose": bool(verbose), "memory_limit": _MEMORY_LIMIT, "gene_table": os.fspath(gene_table) if gene_table else "",
                     "genes": os.fspath(genes) if genes else _default_store(), "gene_column": gene_column or "",
                     "normalization": normalization})
     return options

@@ -177,6 +177,7 @@ EmbedOptions embed_options(const py::dict& options) {
   embed.normalization = parse_normalization_choice(option<std::string>(options, "normalization", "auto"));
   embed.num_threads = option<int>(options, "threads", 0);
   embed.genes.column = option<std::string>(options, "gene_column", "");
+  embed.memory_limit_bytes = option<std::size_t>(options, "memory_limit", embed.memory_limit_bytes);
   return embed;
 }
 
@@ -416,6 +417,33 @@ std::vector<std::tuple<std::string, std::int64_t, float>> gene_neighbors(const s
   return out;
 }
 
+/// Whether the column indices of every CSR row are increasing (non-strictly: duplicates are left
+/// for ArrayDataset to refuse), read in place (SciPy's own check copies the indices when the
+/// index arrays have different integer types).
+bool csr_indices_sorted(const py::array& indptr, const py::array& indices) {
+  const ArrayView pointers = array_view(indptr, "X.indptr");
+  const ArrayView columns = array_view(indices, "X.indices");
+  const auto check = [&](const auto* p, const auto* c) {
+    for (std::int64_t r = 0; r + 1 < pointers.size; ++r) {
+      const auto begin = static_cast<std::int64_t>(p[r]);
+      const auto end = std::min<std::int64_t>(static_cast<std::int64_t>(p[r + 1]), columns.size);
+      for (std::int64_t k = std::max<std::int64_t>(begin, 0) + 1; k < end; ++k) {
+        if (c[k] < c[k - 1]) return false;
+      }
+    }
+    return true;
+  };
+  const auto with_columns = [&](const auto* p) {
+    if (columns.type == ArrayType::kInt64) return check(p, static_cast<const std::int64_t*>(columns.data));
+    if (columns.type == ArrayType::kInt32) return check(p, static_cast<const std::int32_t*>(columns.data));
+    throw InputError(fmt::format("X.indices are {}; int32 or int64 expected", to_string(columns.type)));
+  };
+  py::gil_scoped_release release;
+  if (pointers.type == ArrayType::kInt64) return with_columns(static_cast<const std::int64_t*>(pointers.data));
+  if (pointers.type == ArrayType::kInt32) return with_columns(static_cast<const std::int32_t*>(pointers.data));
+  throw InputError(fmt::format("X.indptr are {}; int32 or int64 expected", to_string(pointers.type)));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_celltyper, m) {
@@ -458,6 +486,7 @@ PYBIND11_MODULE(_celltyper, m) {
   m.def("embed", &embed);
   m.def("evaluate", &evaluate_cells);
   m.def("gene_neighbors", &gene_neighbors);
+  m.def("csr_indices_sorted", &csr_indices_sorted);
   m.def("version", [] { return std::string(CELLTYPER_VERSION); });
   m.def("default_gene_table_path", [] { return default_gene_table_path(); });
 }

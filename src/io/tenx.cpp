@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <numeric>
 #include <unordered_map>
 #include <unordered_set>
@@ -48,9 +49,10 @@ std::string read_text(const std::filesystem::path& path) {
   if (file == nullptr) throw InputError(fmt::format("{}: cannot open", path.string()));
   gzbuffer(file, 1 << 20);
   std::string text;
-  std::vector<char> buffer(std::size_t{1} << 22);
+  constexpr std::size_t kBufferBytes = std::size_t{1} << 22;
+  const std::unique_ptr<char[]> buffer(new char[kBufferBytes]);  // not zeroed: gzread fills it
   while (true) {
-    const int n = gzread(file, buffer.data(), static_cast<unsigned>(buffer.size()));
+    const int n = gzread(file, buffer.get(), static_cast<unsigned>(kBufferBytes));
     if (n < 0) {
       int code = 0;
       const std::string message = gzerror(file, &code);
@@ -58,7 +60,7 @@ std::string read_text(const std::filesystem::path& path) {
       throw InputError(fmt::format("{}: read error ({}); truncated gzip?", path.string(), message));
     }
     if (n == 0) break;
-    text.append(buffer.data(), static_cast<std::size_t>(n));
+    text.append(buffer.get(), static_cast<std::size_t>(n));
   }
   gzclose(file);
   return text;
@@ -185,6 +187,12 @@ class TenxMtxDataset final : public Dataset {
     if (n_genes != n_vars() || n_cells != n_obs()) {
       throw InputError(fmt::format("{}: matrix is {} x {} (genes x cells) but there are {} features and {} barcodes", name, n_genes,
                                    n_cells, n_vars(), n_obs()));
+    }
+    // Trust no size from the file: every entry takes at least 6 bytes ("1 1 1\n").
+    const auto bytes_left = static_cast<long long>(end - cursor);
+    if (nnz < 0 || nnz > bytes_left / 6 + 1 || (n_genes > 0 && n_cells > 0 && nnz / n_genes > n_cells)) {
+      throw InputError(fmt::format("{}: the header claims {} entries, but the file holds at most {} ({} bytes left) in a {} x {} matrix",
+                                   name, nnz, bytes_left / 6 + 1, bytes_left, n_genes, n_cells));
     }
     std::vector<std::int32_t> genes(static_cast<std::size_t>(nnz));
     std::vector<std::int32_t> cells(static_cast<std::size_t>(nnz));

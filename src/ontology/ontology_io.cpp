@@ -146,7 +146,7 @@ Ontology parse_cellxgene_json(std::string_view text, const std::string& source, 
   nlohmann::json document;
   try {
     document = nlohmann::json::parse(text.begin(), text.end());
-  } catch (const nlohmann::json::parse_error& error) {
+  } catch (const nlohmann::json::exception& error) {  // parse errors and number overflow (out_of_range)
     throw InputError(source + " is not valid JSON: " + error.what());
   }
   if (!document.is_object() || document.empty()) {

@@ -250,12 +250,15 @@ def test_malformed_csr_buffers_reach_the_engine_as_value_errors():
         celltyper._core.train([dict(short, obs={"cell_type": list(good.obs["cell_type"])})], {"label": "cell_type"})
 
 
-def test_duplicate_indices_are_summed_with_a_warning():
+def test_duplicate_indices_are_refused_and_unsorted_ones_sorted_with_a_warning():
     X = sp.csr_matrix((np.array([1, 2, 3], dtype=np.float32), np.array([0, 0, 1]), np.array([0, 3] + [3] * 29)), shape=(30, 10))
-    assert not X.has_canonical_format
-    with pytest.warns(UserWarning, match="duplicate column indices"):
-        spec = celltyper._dataset(tiny(X))
-    assert spec["indptr"][1] == 2
+    with pytest.raises(ValueError, match="cell 0 has duplicate column indices.*sum_duplicates"):
+        celltyper.train(tiny(X), label="cell_type")
+    unsorted = sp.csr_matrix((np.array([1, 2], dtype=np.float32), np.array([3, 1]), np.array([0, 2] + [2] * 29)), shape=(30, 10))
+    assert not unsorted.has_sorted_indices
+    with pytest.warns(UserWarning, match="unsorted column indices"):
+        spec = celltyper._dataset(tiny(unsorted))
+    assert list(spec["indices"][:2]) == [1, 3]
 
 
 def test_annotate_needs_a_model_or_a_reference():
