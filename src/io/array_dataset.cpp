@@ -2,6 +2,8 @@
 #include <celltyper/array_dataset.hpp>
 #include <celltyper/error.hpp>
 
+#include "io/matrix_readers.hpp"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -58,9 +60,7 @@ class ArrayCsrReader final : public MatrixReader {
  private:
   template <typename Value>
   void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
-    if (first < 0 || count < 0 || first + count > info_.n_rows) {
-      throw InputError(fmt::format("rows {}..{} requested from {} rows", first, first + count, info_.n_rows));
-    }
+    detail::check_row_range(first, count, info_.n_rows);
     out.reset(first, count, info_.n_cols);
     const auto begin = static_cast<std::int64_t>(indptr_[first]);
     const auto end = static_cast<std::int64_t>(indptr_[first + count]);
@@ -104,9 +104,7 @@ class ArrayDenseReader final : public MatrixReader {
  private:
   template <typename Value>
   void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
-    if (first < 0 || count < 0 || first + count > info_.n_rows) {
-      throw InputError(fmt::format("rows {}..{} requested from {} rows", first, first + count, info_.n_rows));
-    }
+    detail::check_row_range(first, count, info_.n_rows);
     out.reset(first, count, info_.n_cols);
     for (std::int64_t r = 0; r < count; ++r) {
       const V* row = values_ + (first + r) * info_.n_cols;

@@ -22,6 +22,16 @@ const char* to_string(MatrixEncoding encoding) {
   return "unknown";
 }
 
+namespace detail {
+
+void check_row_range(std::int64_t first, std::int64_t count, std::int64_t n_rows, const std::string& name) {
+  if (first < 0 || count < 0 || first + count > n_rows) {
+    throw InputError(fmt::format("{}{}rows {}..{} requested from {} rows", name, name.empty() ? "" : ": ", first, first + count, n_rows));
+  }
+}
+
+}  // namespace detail
+
 std::vector<RowRange> MatrixReader::plan_blocks(std::size_t memory_limit_bytes) {
   const std::vector<std::int64_t> per_row = row_nnz();
   const std::size_t per_value = bytes_per_value();
@@ -194,9 +204,7 @@ class CsrDatasetReader final : public MatrixReader {
  private:
   template <typename Value>
   void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
-    if (first < 0 || count < 0 || first + count > where_.n_rows) {
-      throw InputError(fmt::format("{}: rows {}..{} requested from {} rows", where_.file, first, first + count, where_.n_rows));
-    }
+    check_row_range(first, count, where_.n_rows, where_.file);
     out.reset(first, count, where_.n_cols);
     const std::int64_t begin = indptr_[static_cast<std::size_t>(first)];
     const std::int64_t end = indptr_[static_cast<std::size_t>(first + count)];
@@ -319,9 +327,7 @@ class CscDatasetReader final : public MatrixReader {
 
   template <typename Value>
   void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
-    if (first < 0 || count < 0 || first + count > where_.n_rows) {
-      throw InputError(fmt::format("{}: rows {}..{} requested from {} rows", where_.file, first, first + count, where_.n_rows));
-    }
+    check_row_range(first, count, where_.n_rows, where_.file);
     const bool fits = static_cast<std::size_t>(nnz_) * 16 <= kTransposeCacheBytes;
     if (!fits) {
       gather(first, count, out);
@@ -375,9 +381,7 @@ class DenseDatasetReader final : public MatrixReader {
  private:
   template <typename Value>
   void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
-    if (first < 0 || count < 0 || first + count > info_.n_rows) {
-      throw InputError(fmt::format("{}: rows {}..{} requested from {} rows", file_name_, first, first + count, info_.n_rows));
-    }
+    check_row_range(first, count, info_.n_rows, file_name_);
     const std::int64_t cols = info_.n_cols;
     std::vector<Value> dense(static_cast<std::size_t>(count * cols));
     {
@@ -419,9 +423,7 @@ class MemoryCsrReader final : public MatrixReader {
  private:
   template <typename Value>
   void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
-    if (first < 0 || count < 0 || first + count > matrix_.n_rows) {
-      throw InputError(fmt::format("rows {}..{} requested from {} rows", first, first + count, matrix_.n_rows));
-    }
+    check_row_range(first, count, matrix_.n_rows);
     out.reset(first, count, matrix_.n_cols);
     const std::int64_t begin = matrix_.indptr[static_cast<std::size_t>(first)];
     const std::int64_t end = matrix_.indptr[static_cast<std::size_t>(first + count)];

@@ -46,4 +46,8 @@ std::unique_ptr<MatrixReader> make_memory_reader(std::shared_ptr<const CsrBlockF
 template <typename Value>
 void check_block_indices(CsrRows<Value>& block, const std::string& file, const std::string& dataset);
 
+/// Throws InputError ("NAME: rows A..B requested from N rows"; no prefix when `name` is empty)
+/// unless 0 <= first, 0 <= count and first + count <= n_rows: the check of every read_rows.
+void check_row_range(std::int64_t first, std::int64_t count, std::int64_t n_rows, const std::string& name = {});
+
 }  // namespace celltyper::detail
