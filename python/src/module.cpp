@@ -7,6 +7,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
+#include <celltyper/gene_vector_source.hpp>
 #include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/report.hpp>
@@ -140,30 +141,29 @@ BorrowedData borrowed_dataset(const py::dict& spec) {
 
 // ---- shared resources: the gene table and the ontology, loaded once per path ----------------
 
-std::mutex& cache_mutex() {
+/// The `T` loaded from `path` by `load`, once per process and path (the gene table, the ontology
+/// and the gene store are read on the first call that needs them, then shared by later calls).
+template <typename T, typename Load>
+std::shared_ptr<const T> load_once(const std::string& path, Load load) {
   static std::mutex mutex;
-  return mutex;
+  static std::map<std::string, std::shared_ptr<const T>> loaded;
+  std::lock_guard lock(mutex);
+  auto& slot = loaded[path];
+  if (!slot) slot = std::make_shared<const T>(load(path));
+  return slot;
 }
 
 /// The gene table at `path` ("" = the default org.Hs.eg.db); null when there is none.
 std::shared_ptr<const GeneTable> gene_table(const std::string& path) {
   const std::string chosen = path.empty() ? default_gene_table_path() : path;
   if (chosen.empty()) return nullptr;
-  static std::map<std::string, std::shared_ptr<const GeneTable>> tables;
-  std::lock_guard lock(cache_mutex());
-  auto& slot = tables[chosen];
-  if (!slot) slot = std::make_shared<const GeneTable>(load_gene_table_cached(chosen));
-  return slot;
+  return load_once<GeneTable>(chosen, [](const std::string& file) { return load_gene_table_cached(file); });
 }
 
 std::shared_ptr<const Ontology> ontology(const std::string& path) {
   const std::string chosen = default_ontology_path(path);
   if (chosen.empty()) return nullptr;
-  static std::map<std::string, std::shared_ptr<const Ontology>> ontologies;
-  std::lock_guard lock(cache_mutex());
-  auto& slot = ontologies[chosen];
-  if (!slot) slot = std::make_shared<const Ontology>(load_ontology(chosen));
-  return slot;
+  return load_once<Ontology>(chosen, [](const std::string& file) { return load_ontology(file); });
 }
 
 std::function<void(const std::string&)> stderr_log(bool verbose) {
@@ -346,13 +346,8 @@ std::pair<py::array_t<float>, std::string> embed(const py::dict& spec, const py:
     const auto table = gene_table(table_path);
     if (!table) throw InputError("embedding needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     const std::string resolved = resolve_gene_store_path(store_path);
-    const GeneStore store = GeneStore::load(resolved);
-    const GeneVectorSource source{store.dims(),
-                                  [&store](std::int64_t entrez) -> const float* {
-                                    const std::int32_t row = store.find_entrez(entrez);
-                                    return row < 0 ? nullptr : store.row(row);
-                                  },
-                                  store.identity_hash(), fmt::format("{} ({}, {} dims)", resolved, store.provenance().backend, store.dims())};
+    const auto store = load_once<GeneStore>(resolved, [](const std::string& file) { return GeneStore::load(file); });
+    const GeneVectorSource source = store_vector_source(*store, fmt::format("{} ({}, {} dims)", resolved, store->provenance().backend, store->dims()));
     result = embed_dataset(*data.dataset, *table, source, embed, sink);
   }
   return {matrix_array(std::move(sink.values), result.n_cells, result.dims), result.to_json().dump()};
@@ -398,14 +393,7 @@ std::vector<std::tuple<std::string, std::int64_t, float>> gene_neighbors(const s
   if (k < 1) throw InputError(fmt::format("k={}: at least 1", k));
   py::gil_scoped_release release;
   const std::string resolved = resolve_gene_store_path(store_path);
-  static std::map<std::string, std::shared_ptr<const GeneStore>> stores;
-  std::shared_ptr<const GeneStore> store;
-  {
-    std::lock_guard lock(cache_mutex());
-    auto& slot = stores[resolved];
-    if (!slot) slot = std::make_shared<const GeneStore>(GeneStore::load(resolved));
-    store = slot;
-  }
+  const auto store = load_once<GeneStore>(resolved, [](const std::string& file) { return GeneStore::load(file); });
   const auto table = gene_table(table_path);
   const std::int32_t row = store->find_gene(gene, table.get());
   if (row < 0) throw InputError(fmt::format("gene '{}' has no vector in {}", gene, resolved));

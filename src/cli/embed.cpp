@@ -6,6 +6,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
+#include <celltyper/gene_vector_source.hpp>
 #include <celltyper/output_file.hpp>
 #include <celltyper/scale_out.hpp>
 
@@ -100,13 +101,8 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
     } else {
       throw InputError(fmt::format("{}: unknown output type (use .h5ad, .npy or .h5)", out));
     }
-    GeneVectorSource source{store.dims(),
-                            [&store](std::int64_t entrez) -> const float* {
-                              const std::int32_t row = store.find_entrez(entrez);
-                              return row < 0 ? nullptr : store.row(row);
-                            },
-                            store.identity_hash(), fmt::format("{} ({}, {} dims)", resolve_gene_store_path(args->genes),
-                                                                store.provenance().backend, store.dims())};
+    GeneVectorSource source = store_vector_source(store, fmt::format("{} ({}, {} dims)", resolve_gene_store_path(args->genes),
+                                                                store.provenance().backend, store.dims()));
     ProgressBar bar("embed", "cells", dataset->n_obs(), progress_enabled(global.quiet) && !processes.distributed());
     args->options.progress = [&bar](std::int64_t done, std::int64_t) { bar.update(done); };
     const EmbedResult result = embed_dataset_distributed(*dataset, table, source, args->options, sink.get(), processes);

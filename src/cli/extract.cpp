@@ -5,6 +5,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
+#include <celltyper/gene_vector_source.hpp>
 #include <celltyper/output_file.hpp>
 #include <celltyper/scale_out.hpp>
 
@@ -64,13 +65,7 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
       if (inputs.back() != fragment.path) inputs.push_back(fragment.path);  // fragments are in file order
     }
     check_outputs_are_not_inputs({args->out}, inputs);
-    const GeneVectorSource source{store.dims(),
-                                  [&store](std::int64_t entrez) -> const float* {
-                                    const std::int32_t row = store.find_entrez(entrez);
-                                    return row < 0 ? nullptr : store.row(row);
-                                  },
-                                  store.identity_hash(),
-                                  fmt::format("{} ({}, {} dims)", store_path, store.provenance().backend, store.dims())};
+    const GeneVectorSource source = store_vector_source(store, fmt::format("{} ({}, {} dims)", store_path, store.provenance().backend, store.dims()));
     Communicator& processes = world();
     const ExtractResult result = extract_selection(selection, table, source, args->options, args->out, processes);
     if (!processes.is_root()) return;

@@ -2,6 +2,7 @@
 // atomic save, look-ups, truncation, nearest neighbours, export.
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
+#include <celltyper/gene_vector_source.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_text.hpp>
 #include <celltyper/output_file.hpp>
@@ -442,6 +443,15 @@ void export_gene_store_npy(const GeneStore& store, const std::string& prefix) {
     genes += fmt::format("{}\t{}\t{}\n", store.entrez_ids()[index], store.symbols()[index], store.ensembl_ids()[index]);
   }
   write_output_file(prefix + ".genes.tsv", genes);
+}
+
+GeneVectorSource store_vector_source(const GeneStore& store, std::string description) {
+  return {store.dims(),
+          [&store](std::int64_t entrez) -> const float* {
+            const std::int32_t row = store.find_entrez(entrez);
+            return row < 0 ? nullptr : store.row(row);
+          },
+          store.identity_hash(), std::move(description)};
 }
 
 }  // namespace celltyper

@@ -5,6 +5,7 @@
 // where str = u32 length + bytes and list = u32 count + str each.
 #include <celltyper/error.hpp>
 #include <celltyper/gene_table_cache.hpp>
+#include <celltyper/gene_text.hpp>
 #include <celltyper/output_file.hpp>
 
 #include <fmt/format.h>
@@ -94,15 +95,6 @@ class Reader {
   const char* end_;
 };
 
-std::uint64_t fnv1a(const std::string& text) {
-  std::uint64_t hash = 14695981039346656037ULL;
-  for (const unsigned char c : text) {
-    hash ^= c;
-    hash *= 1099511628211ULL;
-  }
-  return hash;
-}
-
 }  // namespace
 
 std::string gene_table_cache_dir() {
@@ -120,7 +112,7 @@ std::string gene_table_cache_path(const std::string& path) {
   std::error_code error;
   const std::filesystem::path absolute = std::filesystem::absolute(path, error);
   const std::string key = error ? path : absolute.lexically_normal().string();
-  return fmt::format("{}/gene-table-{:016x}.bin", dir, fnv1a(key));
+  return fmt::format("{}/gene-table-{}.bin", dir, ContentHasher().bytes(key.data(), key.size()).hex());
 }
 
 void save_gene_table_binary(const GeneTable& table, const std::string& path, const std::string& source) {

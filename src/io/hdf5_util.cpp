@@ -104,10 +104,8 @@ std::string object_name(hid_t object) {
 /// `path` below `parent` as an absolute HDF5 path ("/var/_index"), for the crash guard's message.
 static std::string full_path(hid_t parent, const std::string& path) {
   if (!path.empty() && path.front() == '/') return path;
-  char name[512];
-  const ssize_t length = H5Iget_name(parent, name, sizeof(name));
-  if (length <= 0 || static_cast<std::size_t>(length) >= sizeof(name)) return path;
-  const std::string base(name, static_cast<std::size_t>(length));
+  const std::string base = object_name(parent);
+  if (base.empty()) return path;
   return base == "/" ? "/" + path : base + "/" + path;
 }
 

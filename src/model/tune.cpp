@@ -2,6 +2,7 @@
 // configurations pruned by successive halving, scored by validation macro-F1.
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/gene_vector_source.hpp>
 #include <celltyper/metrics.hpp>
 #include <celltyper/model_file.hpp>
 #include <celltyper/tune.hpp>
@@ -70,13 +71,7 @@ HyperParameters sample(const ClassifierSpec& spec, const HyperParameters& fixed,
 LabelledFeatures embed_references(const ReferenceOptions& options, const GeneStore& store, const GeneTable& table) {
   if (options.references.empty()) throw InputError("no reference dataset given");
   if (options.label_column.empty()) throw InputError("no label column given (--label obs:COLUMN)");
-  const GeneVectorSource source{store.dims(),
-                                [&store](std::int64_t entrez) -> const float* {
-                                  const std::int32_t row = store.find_entrez(entrez);
-                                  return row < 0 ? nullptr : store.row(row);
-                                },
-                                store.identity_hash(),
-                                fmt::format("{} store, {} genes, {} dims", store.provenance().backend, store.n_genes(), store.dims())};
+  const GeneVectorSource source = store_vector_source(store, fmt::format("{} store, {} genes, {} dims", store.provenance().backend, store.n_genes(), store.dims()));
   LabelledFeatures data;
   for (const auto& path : options.references) {
     const auto dataset = open_dataset(path);

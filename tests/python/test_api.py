@@ -2,6 +2,7 @@
 
 Run by ctest (PythonApi.Pytest) with PYTHONPATH=build/python; CELLTYPER_CLI names the command,
 CELLTYPER_SHARED_DATA the real datasets (tests that need them skip when absent)."""
+import contextlib
 import json
 import os
 import subprocess
@@ -177,17 +178,9 @@ def test_layouts_and_dtypes_agree(pbmc3k, pbmc68k):
     }
     for name, X in variants.items():
         other = anndata.AnnData(X=X, obs=base.obs.copy(), var=base.var.copy())
-        with pytest.warns(UserWarning) if name == "csc" else _no_warning():
+        with pytest.warns(UserWarning) if name == "csc" else contextlib.nullcontext():
             got = celltyper.annotate(other, model=model, inplace=False).probabilities.to_numpy()
         np.testing.assert_allclose(got, reference, atol=1e-6, rtol=0, err_msg=name)
-
-
-class _no_warning:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        return False
 
 
 # ---- bad input: a clear exception, never a crash -------------------------------------------------
