@@ -19,6 +19,7 @@
 #include <celltyper/embed_dataset.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/train.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -29,46 +30,22 @@
 
 namespace celltyper {
 
-/// Embedded labelled cells of one or more references (cells with a missing or empty label, or an
-/// empty embedding, dropped), in file then row order.
-struct LabelledFeatures {
-  std::vector<float> features;        ///< [n x dims] row-major float32
-  int dims = 0;
-  std::vector<std::string> labels;    ///< n labels
-  std::vector<std::string> groups;    ///< n "path\x1fgroup" keys; empty strings without a group column
-  std::int64_t n_dropped_unlabelled = 0;
-  std::int64_t n_dropped_empty = 0;
-  std::vector<std::string> warnings;
-  [[nodiscard]] std::int64_t n() const { return static_cast<std::int64_t>(labels.size()); }
-};
-
 /// Options of `embed_references`.
 struct ReferenceOptions {
   std::vector<std::string> references;  ///< .h5ad files
   std::string label_column;             ///< obs column with the cell types
   std::string group_column;             ///< obs column of groups (donor, batch); "" = none
+  std::string features = kFeaturesGenept;  ///< kFeaturesGenept or kFeaturesExpression
+  int n_genes = 3000;                   ///< expression route: panel size
   EmbedOptions embed;                   ///< matrix (layer), dims, gene column
   int num_threads = 0;                  ///< 0 = all hardware threads
   std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
 };
 
-/// Embed every reference with `store` (var names resolved with `table`) as `celltyper train`
-/// does. Throws InputError when a column is missing or the embeddings' dims disagree.
+/// Features of every reference's labelled cells, computed as `celltyper train` computes them
+/// (training_features in train.hpp). Throws InputError when a column is missing or the
+/// embeddings' dims disagree.
 LabelledFeatures embed_references(const ReferenceOptions& options, const GeneStore& store, const GeneTable& table);
-
-/// Rows of a LabelledFeatures split into training and validation cells.
-struct ValidationSplit {
-  std::vector<std::int64_t> train_rows;       ///< sorted
-  std::vector<std::int64_t> validation_rows;  ///< sorted; empty = no validation possible
-  std::string description;                    ///< e.g. "stratified random 20% of each class"
-  std::vector<std::string> warnings;
-};
-
-/// The split of `celltyper train` for `fraction` and `seed`: whole groups held out when the data
-/// has groups (in seeded random group order until `fraction` of the cells, never every group),
-/// otherwise a seeded random `fraction` of each class (at least one cell of each class stays in
-/// training). Throws InputError when `fraction` is not in (0, 1).
-ValidationSplit split_validation(const LabelledFeatures& data, double fraction, std::uint64_t seed);
 
 /// One training run of one configuration.
 struct TrialRecord {
@@ -86,6 +63,7 @@ struct TrialRecord {
 /// Options of `tune_classifier`.
 struct TuneOptions {
   std::string classifier = "mlp";  ///< a ClassifierSpec type
+  std::string features = kFeaturesGenept;  ///< the route the data's features came from (recorded in the result)
   int trials = 27;                 ///< configurations sampled (the first is the defaults)
   int reduction = 3;               ///< keep the best 1/reduction of each rung (>= 2)
   int max_rungs = 4;               ///< rungs at most; fewer when trials run out (1 = plain random search)
@@ -99,6 +77,7 @@ struct TuneOptions {
 /// Outcome of `tune_classifier`.
 struct TuneResult {
   std::string classifier;
+  std::string features = kFeaturesGenept;  ///< TuneOptions::features
   std::uint64_t seed = 0;
   std::vector<TrialRecord> trials;  ///< every fit, in run order
   /// Best macro-F1 over every fit, whatever its rung (its hyperparameters include its budget);
@@ -119,8 +98,8 @@ struct TuneResult {
 TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& split, const TuneOptions& options);
 
 /// The CLI flags of `celltyper train` that reproduce `hyperparameters` for `classifier`
-/// ("--classifier", "mlp", "--features", "genept", "--hidden", "512", ...): tune searches on GenePT-w
-/// embeddings, so the route is always named.
-std::vector<std::string> train_arguments(const std::string& classifier, const HyperParameters& hyperparameters);
+/// on `features` ("--classifier", "mlp", "--features", "genept", "--hidden", "512", ...): the route
+/// is always named.
+std::vector<std::string> train_arguments(const std::string& classifier, const std::string& features, const HyperParameters& hyperparameters);
 
 }  // namespace celltyper

@@ -89,6 +89,12 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--layer", args->reference.embed.matrix, "Matrix to embed: X, raw, or a layer name")->capture_default_str();
   command->add_option("--dims", args->reference.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
   command->add_option("--classifier", args->options.classifier, classifiers)->capture_default_str();
+  command->add_option("--features", args->reference.features, "Features to search on: genept (GenePT-w embeddings) or expression")
+      ->check(CLI::IsMember({std::string(kFeaturesGenept), std::string(kFeaturesExpression)}))
+      ->capture_default_str();
+  command->add_option("--n-genes", args->reference.n_genes, "Expression route: panel of the N most variable genes")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
   command->add_option("--trials", args->options.trials, "Configurations to sample (the first is the defaults)")
       ->check(CLI::Range(1, 100000))
       ->capture_default_str();
@@ -115,6 +121,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     reference.label_column = obs_column(args->label, "--label");
     if (!args->group.empty()) reference.group_column = obs_column(args->group, "--group");
     reference.num_threads = options.num_threads;
+    options.features = reference.features;
     const ClassifierSpec& spec = find_classifier_spec(options.classifier);
     for (const auto& text : args->fixed) {
       const auto [name, value] = parse_fixed(text);
@@ -132,7 +139,9 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
       log = std::make_unique<std::ofstream>(args->log, std::ios::trunc);
       if (!*log) throw IoError(fmt::format("cannot write {}", args->log));
     }
-    const GeneStore store = GeneStore::load(resolve_gene_store_path(args->genes));
+    // The expression route needs no gene vectors: load a store only when it is used or named.
+    GeneStore store;
+    if (reference.features != kFeaturesExpression || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
     const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
     if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     const GeneTable table = load_gene_table_cached(table_path);
@@ -140,7 +149,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     if (verbose) reference.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
 
     const LabelledFeatures data = embed_references(reference, store, table);
-    const ValidationSplit split = split_validation(data, args->validation_fraction, options.seed);
+    const ValidationSplit split = split_validation(data, args->validation_fraction, options.seed, reference.group_column);
     if (verbose) {
       fmt::print(stderr, "tuning {}: {} trials on {} cells x {} dims, scoring {} held-out cells ({})\n", spec.type, options.trials,
                  split.train_rows.size(), data.dims, split.validation_rows.size(), split.description);

@@ -1,6 +1,7 @@
 // Leave-one-group-out cross-validation of train + annotate configurations (cross_validation.hpp).
 #include <celltyper/cross_validation.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/train.hpp>
 
 #include <fmt/format.h>
 
@@ -8,6 +9,7 @@
 #include <chrono>
 #include <iterator>
 #include <map>
+#include <memory>
 #include <set>
 
 namespace celltyper {
@@ -100,11 +102,14 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
   if (!base.label_map.empty()) mapper.load_table(base.label_map);
   if (options.harmonize_labels && !can_map) throw InputError("--harmonize-labels needs --ontology or --label-map");
 
-  // Cells of every reference.
+  // Cells of every reference (each file opened once for the whole run).
+  const OpenedDatasets opened = open_datasets(base.references);
+  const std::vector<const Dataset*>& datasets = opened.views;
   std::vector<ReferenceCells> references;
   std::set<std::string> all_labels;
-  for (const auto& path : base.references) {
-    const auto dataset = open_dataset(path);
+  for (std::size_t r = 0; r < datasets.size(); ++r) {
+    const std::string& path = base.references[r];
+    const Dataset* dataset = datasets[r];
     const DataFrame obs = dataset->read_obs();
     const std::string where = fmt::format("obs of {}", path);
     const Column& labels = obs.at(base.label_column, where);
@@ -176,6 +181,10 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
   }
 
   for (const auto& config : options.configurations) result.methods.push_back(config.name());
+  std::vector<std::string> routes;  // feature routes, in configuration order
+  for (const auto& config : options.configurations) {
+    if (std::find(routes.begin(), routes.end(), config.features) == routes.end()) routes.push_back(config.features);
+  }
   const bool with_ensemble = options.ensemble && options.configurations.size() > 1;
   if (with_ensemble) result.methods.push_back("ensemble");
   if (options.hierarchical) {
@@ -221,7 +230,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       for (std::size_t r = 0; r < references.size(); ++r) {
         if (test_rows[r].empty()) continue;
         const std::string matrix = !base.matrices.empty() && !base.matrices[r].empty() ? base.matrices[r] : base.embed.matrix;
-        const auto genes = detected_genes(*open_dataset(references[r].path), matrix, test_rows[r], table, base.embed.genes,
+        const auto genes = detected_genes(*datasets[r], matrix, test_rows[r], table, base.embed.genes,
                                           base.embed.memory_limit_bytes);
         detected.insert(genes.begin(), genes.end());
       }
@@ -239,66 +248,91 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     log(fmt::format("fold '{}': training on {} cells, predicting {}{}", fold, fold_result.n_train, fold_result.n_test,
                     options.restrict_to_held_out_genes ? fmt::format(", on the {} genes detected in them", fold_genes.size()) : ""));
 
+    // Features once per feature route: every configuration of a route fits on the same training
+    // features and split, and predicts the same held-out features.
     std::map<std::string, HeldOutPrediction> predictions;
     std::map<std::string, double> train_seconds, predict_seconds;
-    for (const auto& config : options.configurations) {
+    for (const auto& route : routes) {
       TrainOptions train = base;
       train.group_column.clear();  // validation inside a fold (if any) is stratified
-      train.classifier = config.classifier;
-      train.features = config.features;
-      train.hyperparameters = config.hyperparameters;
+      train.features = route;
       train.cell_masks = train_masks;
       train.restrict_genes = fold_genes;
       train.label_renames = renames;
       train.label_map.clear();  // CL ids are attached below from the harmonised names
       train.reference_sample_cells = 0;  // a fold's model is never refitted nor saved
       train.log = nullptr;
+      const CvModelConfig& first = *std::find_if(options.configurations.begin(), options.configurations.end(),
+                                                 [&route](const CvModelConfig& config) { return config.features == route; });
+      train.classifier = first.classifier;
+      train.hyperparameters = first.hyperparameters;
       auto started = std::chrono::steady_clock::now();
-      TrainResult trained = train_model(train, store, table);
-      train_seconds[config.name()] = seconds_since(started);
-      for (const auto& warning : trained.warnings) result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
-      CellTypeModel& model = trained.model;
-      for (std::size_t c = 0; c < model.class_names.size(); ++c) {
-        const auto found = cl_ids.find(model.class_names[c]);
-        model.class_cl_ids[c] = found == cl_ids.end() ? std::string() : found->second;
-      }
-      started = std::chrono::steady_clock::now();
-      HeldOutPrediction prediction;
-      prediction.class_names = model.class_names;
-      prediction.class_cl_ids = model.class_cl_ids;
-      const std::size_t c = model.class_names.size();
-      for (std::size_t r = 0; r < references.size(); ++r) {
-        if (test_rows[r].empty()) continue;
-        const auto dataset = open_dataset(references[r].path);
-        EmbedOptions embed = base.embed;
-        embed.num_threads = base.num_threads;
-        if (!base.matrices.empty() && !base.matrices[r].empty()) embed.matrix = base.matrices[r];
-        // A restricted model covers little of the other groups' counts in a pooled file: that is
-        // what was asked for, not an error (as in train).
-        if (!fold_genes.empty()) embed.min_median_coverage = 0;
-        std::vector<std::uint8_t> empty;
-        std::vector<std::string> warnings;
-        const std::vector<float> features = model_features(*dataset, model, table, embed, empty, warnings);
+      const TrainingData data = training_features(datasets, train, store, table);
+      const ValidationSplit split = split_validation(data.cells, train.validation_fraction, train.seed);
+      const double features_seconds = seconds_since(started);
+      // Held-out features, made with the route's first model (its genes or panel are the route's).
+      std::vector<std::vector<float>> held_out_x(references.size());
+      std::vector<std::uint8_t> held_out_empty;
+      double held_out_seconds = 0;
+      bool have_held_out = false;
+      for (const auto& config : options.configurations) {
+        if (config.features != route) continue;
+        train.classifier = config.classifier;
+        train.hyperparameters = config.hyperparameters;
+        started = std::chrono::steady_clock::now();
+        TrainResult trained = fit_model(data, split, train);
+        train_seconds[config.name()] = features_seconds + seconds_since(started);
+        for (const auto& warning : trained.warnings) result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
+        CellTypeModel& model = trained.model;
+        for (std::size_t c = 0; c < model.class_names.size(); ++c) {
+          const auto found = cl_ids.find(model.class_names[c]);
+          model.class_cl_ids[c] = found == cl_ids.end() ? std::string() : found->second;
+        }
         const auto width = static_cast<std::size_t>(model.n_features());
-        std::vector<float> x;
-        x.reserve(test_rows[r].size() * width);
-        for (const std::size_t row : test_rows[r]) {
-          x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * width), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
-          prediction.empty.push_back(empty[row]);
+        if (!have_held_out) {
+          started = std::chrono::steady_clock::now();
+          for (std::size_t r = 0; r < references.size(); ++r) {
+            if (test_rows[r].empty()) continue;
+            EmbedOptions embed = base.embed;
+            embed.num_threads = base.num_threads;
+            if (!base.matrices.empty() && !base.matrices[r].empty()) embed.matrix = base.matrices[r];
+            // A restricted model covers little of the other groups' counts in a pooled file: that
+            // is what was asked for, not an error (as in train).
+            if (!fold_genes.empty()) embed.min_median_coverage = 0;
+            std::vector<std::uint8_t> empty;
+            std::vector<std::string> warnings;
+            const std::vector<float> features = model_features(*datasets[r], model, table, embed, empty, warnings);
+            std::vector<float>& x = held_out_x[r];
+            x.reserve(test_rows[r].size() * width);
+            for (const std::size_t row : test_rows[r]) {
+              x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * width), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
+              held_out_empty.push_back(empty[row]);
+            }
+            if (config.name() == map_configuration) {
+              DenseMatrix& map = result.held_out.embedding;
+              map.cols = static_cast<std::int64_t>(width);
+              map.rows += static_cast<std::int64_t>(test_rows[r].size());
+              map.values.insert(map.values.end(), x.begin(), x.end());
+              result.held_out.embedding_source = fmt::format("held-out cells ({}-d genept)", width);
+            }
+          }
+          held_out_seconds = seconds_since(started);
+          have_held_out = true;
         }
-        if (config.name() == map_configuration) {
-          DenseMatrix& map = result.held_out.embedding;
-          map.cols = static_cast<std::int64_t>(width);
-          map.rows += static_cast<std::int64_t>(test_rows[r].size());
-          map.values.insert(map.values.end(), x.begin(), x.end());
-          result.held_out.embedding_source = fmt::format("held-out cells ({}-d genept)", width);
+        started = std::chrono::steady_clock::now();
+        HeldOutPrediction prediction;
+        prediction.class_names = model.class_names;
+        prediction.class_cl_ids = model.class_cl_ids;
+        prediction.empty = held_out_empty;
+        for (std::size_t r = 0; r < references.size(); ++r) {
+          if (test_rows[r].empty()) continue;
+          const std::vector<float> p =
+              model.classifier->predict_proba(held_out_x[r].data(), static_cast<std::int64_t>(test_rows[r].size()), base.num_threads);
+          prediction.probabilities.insert(prediction.probabilities.end(), p.begin(), p.end());
         }
-        const std::vector<float> p = model.classifier->predict_proba(x.data(), static_cast<std::int64_t>(test_rows[r].size()), base.num_threads);
-        prediction.probabilities.insert(prediction.probabilities.end(), p.begin(), p.end());
+        predict_seconds[config.name()] = held_out_seconds + seconds_since(started);
+        predictions[config.name()] = std::move(prediction);
       }
-      (void)c;
-      predict_seconds[config.name()] = seconds_since(started);
-      predictions[config.name()] = std::move(prediction);
     }
     if (with_ensemble) {
       std::vector<const HeldOutPrediction*> members;

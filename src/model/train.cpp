@@ -1,9 +1,9 @@
-// `train_model`: embed labelled references, hold out a validation split, train, score, retrain
-// on everything and assemble a self-contained CellTypeModel.
-#include <celltyper/annotate.hpp>
+// The steps of training (train.hpp): labelled cells -> features -> validation split -> fit, and
+// `train_model`, which composes them into a self-contained CellTypeModel.
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
 #include <celltyper/ontology.hpp>
+#include <celltyper/train.hpp>
 
 #include <fmt/format.h>
 
@@ -14,6 +14,7 @@
 #include <chrono>
 #include <cmath>
 #include <map>
+#include <numeric>
 #include <random>
 #include <set>
 
@@ -277,101 +278,239 @@ std::vector<std::int64_t> detected_genes(const Dataset& dataset, const std::stri
   return ids;
 }
 
-TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table) {
-  if (options.references.empty()) throw InputError("train: no reference dataset given");
-  std::vector<std::unique_ptr<Dataset>> opened;
-  std::vector<const Dataset*> datasets;
-  for (const auto& path : options.references) {
-    opened.push_back(open_dataset(path));
-    datasets.push_back(opened.back().get());
-  }
-  return train_model(datasets, options, store, table);
-}
+namespace {
 
-TrainResult train_model(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
-                        const GeneTable& table) {
-  if (datasets.empty()) throw InputError("train: no reference dataset given");
-  std::vector<std::string> reference_names;
-  for (const Dataset* dataset : datasets) reference_names.push_back(dataset->path());
+/// Checks of the options every step relies on, made before any cell is read.
+void check_options(const TrainOptions& options) {
   if (options.label_column.empty()) throw InputError("train: no label column given (--label obs:COLUMN)");
   if (!(options.validation_fraction >= 0 && options.validation_fraction < 1)) {
     throw InputError(fmt::format("--validation-fraction {} is not in [0, 1)", options.validation_fraction));
   }
-  const ClassifierSpec& spec = find_classifier_spec(options.classifier);
-  const HyperParameters hyperparameters = resolve_hyperparameters(spec, options.hyperparameters);
-  auto log = [&](const std::string& message) {
-    if (options.log) options.log(message);
-  };
-
-  TrainResult result;
-  const bool expression = options.features == kFeaturesExpression;
-  if (!expression && options.features != kFeaturesGenept) {
+  resolve_hyperparameters(find_classifier_spec(options.classifier), options.hyperparameters);
+  if (options.features != kFeaturesExpression && options.features != kFeaturesGenept) {
     throw InputError(fmt::format("--features must be {} or {}, got '{}'", kFeaturesGenept, kFeaturesExpression, options.features));
   }
-  std::vector<std::int64_t> allowed = options.restrict_genes;  // sorted; empty = every gene
-  std::sort(allowed.begin(), allowed.end());
-  allowed.erase(std::unique(allowed.begin(), allowed.end()), allowed.end());
-  const bool restricted = !allowed.empty();
-  const auto is_allowed = [&allowed, restricted](std::int64_t entrez) {
-    return !restricted || std::binary_search(allowed.begin(), allowed.end(), entrez);
-  };
-  const GeneVectorSource source{store.dims(),
-                                [&store, &is_allowed](std::int64_t entrez) -> const float* {
-                                  if (!is_allowed(entrez)) return nullptr;
-                                  const std::int32_t row = store.find_entrez(entrez);
-                                  return row < 0 ? nullptr : store.row(row);
-                                },
-                                store.identity_hash(),
-                                fmt::format("{} store, {} genes, {} dims{}", store.provenance().backend, store.n_genes(), store.dims(),
-                                            restricted ? fmt::format(", restricted to {} genes", allowed.size()) : "")};
-  std::vector<float> features;
-  std::vector<std::string> labels;
-  std::vector<std::string> groups;
-  std::set<std::int64_t> used_genes;
-  int dims = 0;
-  nlohmann::json reference_info = nlohmann::json::array();
+}
 
-  // Labels (and groups) of every reference first: the expression route chooses its panel from
-  // the labelled cells before computing features.
-  struct Reference {
-    std::string path;
-    const Dataset* dataset = nullptr;
-    GeneResolveResult genes;           // var names resolved (the sample's columns)
-    std::vector<std::string> labels;   // per cell, "" when missing
-    std::vector<std::string> groups;
-    std::vector<std::uint8_t> labelled;
-    std::vector<std::uint8_t> excluded;  // masked out by TrainOptions::cell_masks
-    std::string matrix;
+/// Gene ids (sorted, unique; empty = every gene) a model may use, from TrainOptions::restrict_genes.
+class AllowedGenes {
+ public:
+  explicit AllowedGenes(std::vector<std::int64_t> ids) : ids_(std::move(ids)) {
+    std::sort(ids_.begin(), ids_.end());
+    ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
+  }
+  [[nodiscard]] bool restricted() const { return !ids_.empty(); }
+  [[nodiscard]] bool allows(std::int64_t entrez) const { return ids_.empty() || std::binary_search(ids_.begin(), ids_.end(), entrez); }
+  [[nodiscard]] const std::vector<std::int64_t>& ids() const { return ids_; }
+
+ private:
+  std::vector<std::int64_t> ids_;
+};
+
+/// Symbol and first Ensembl id of `entrez` in `table` ("" / the id as text when unknown).
+std::pair<std::string, std::string> gene_names(const GeneTable& table, std::int64_t entrez, bool id_when_unknown) {
+  const std::int32_t gene = table.find_entrez(entrez);
+  if (gene == kNoGene) return {id_when_unknown ? std::to_string(entrez) : std::string(), std::string()};
+  const auto& record = table.gene(gene);
+  return {record.symbol, record.ensembl_ids.empty() ? std::string() : record.ensembl_ids.front()};
+}
+
+/// The model's reference sample: class-balanced labelled cells with every gene the references
+/// measured (`reference_genes`, sorted), values as stored.
+void sample_references(const std::vector<LabelledReference>& references, const std::vector<GeneResolveResult>& resolved,
+                       const std::vector<std::int64_t>& reference_genes, const GeneTable& table, const TrainOptions& options,
+                       TrainingData& data) {
+  std::vector<SampleCandidate> candidates;
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
+      if (references[r].labelled[row] != 0 && references[r].excluded[row] == 0) candidates.push_back({r, static_cast<std::int64_t>(row), references[r].labels[row]});
+    }
+  }
+  ReferenceSample& sample = data.sample;
+  sample.n_reference_cells = static_cast<std::int64_t>(candidates.size());
+  const std::vector<SampleCandidate> chosen = choose_reference_sample(std::move(candidates), options.reference_sample_cells, options.seed);
+  sample.values.reset(0, 0, static_cast<std::int64_t>(reference_genes.size()));
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    std::vector<std::int64_t> rows;
+    for (const auto& candidate : chosen) {
+      if (candidate.reference != r) continue;
+      rows.push_back(candidate.row);
+      data.sample_labels.push_back(candidate.label);
+    }
+    if (rows.empty()) continue;
+    // First var of each gene only (a duplicate var would count twice), as the features do.
+    std::vector<std::int32_t> column(resolved[r].gene_index.size(), -1);
+    std::vector<std::uint8_t> taken(reference_genes.size(), 0);
+    for (std::size_t var = 0; var < column.size(); ++var) {
+      const std::int32_t gene = resolved[r].gene_index[var];
+      if (gene == kNoGene) continue;
+      const auto index = static_cast<std::size_t>(
+          std::lower_bound(reference_genes.begin(), reference_genes.end(), table.gene(gene).entrez_id) - reference_genes.begin());
+      if (taken[index] != 0) continue;
+      taken[index] = 1;
+      column[var] = static_cast<std::int32_t>(index);
+    }
+    append_sample_rows(*references[r].dataset, references[r].matrix, column, rows, options.embed.memory_limit_bytes, sample.values);
+  }
+  sample.entrez_ids = reference_genes;
+  sample.matrix = references.front().matrix;
+  for (const std::int64_t entrez : reference_genes) {
+    auto [symbol, ensembl] = gene_names(table, entrez, true);
+    sample.symbols.push_back(std::move(symbol));
+    sample.ensembl_ids.push_back(std::move(ensembl));
+  }
+}
+
+/// The expression panel: the `options.n_genes` most variable genes of the labelled cells (among
+/// the allowed genes).
+std::vector<std::int64_t> choose_panel(const std::vector<LabelledReference>& references, const GeneTable& table,
+                                       const ExpressionOptions& expression_settings, const AllowedGenes& allowed,
+                                       const TrainOptions& options, TrainingData& data) {
+  GeneExpressionStats stats;
+  for (const auto& reference : references) {
+    const auto* h5ad = dynamic_cast<const H5adFile*>(reference.dataset);
+    if (h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey)) {
+      throw InputError(fmt::format("{}: a training matrix from `celltyper extract` holds embeddings, not expression: use --features genept",
+                                   reference.path));
+    }
+    if (options.log) options.log(fmt::format("gene statistics of {} ({} cells)", reference.path, reference.dataset->n_obs()));
+    std::vector<std::string> warnings;
+    ExpressionOptions settings = expression_settings;
+    settings.matrix = reference.matrix;
+    accumulate_expression_stats(*reference.dataset, table, settings, reference.labelled, stats, &warnings);
+    for (const auto& warning : warnings) data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, warning));
+  }
+  if (allowed.restricted()) {  // the panel is chosen among the allowed genes only
+    GeneExpressionStats kept;
+    kept.n_cells = stats.n_cells;
+    for (std::size_t g = 0; g < stats.entrez_ids.size(); ++g) {
+      if (!allowed.allows(stats.entrez_ids[g])) continue;
+      kept.entrez_ids.push_back(stats.entrez_ids[g]);
+      kept.sum.push_back(stats.sum[g]);
+      kept.sum_squares.push_back(stats.sum_squares[g]);
+      kept.sum_expm1.push_back(stats.sum_expm1[g]);
+      kept.sum_expm1_squares.push_back(stats.sum_expm1_squares[g]);
+      kept.n_expressing.push_back(stats.n_expressing[g]);
+    }
+    if (kept.entrez_ids.empty()) {
+      throw InputError(fmt::format("--restrict-genes: none of its {} genes is among the references' genes", allowed.ids().size()));
+    }
+    stats = std::move(kept);
+  }
+  std::vector<std::int64_t> panel = select_variable_genes(stats, options.n_genes);
+  if (options.log) options.log(fmt::format("expression panel: {} most variable of {} genes", panel.size(), stats.entrez_ids.size()));
+  return panel;
+}
+
+/// Features of every cell of one reference: [n_obs x dims] in `values`, empty flags in `empty`.
+/// Returns the reference's provenance entry.
+nlohmann::json reference_features(const LabelledReference& reference, const std::vector<std::int64_t>& panel, const GeneVectorSource& source,
+                                  const GeneStore& store, const GeneTable& table, const ExpressionOptions& expression_settings,
+                                  const AllowedGenes& allowed, const TrainOptions& options, TrainingData& data, std::set<std::int64_t>& used_genes,
+                                  std::vector<float>& values, std::vector<std::uint8_t>& empty) {
+  const std::string& path = reference.path;
+  const Dataset& dataset = *reference.dataset;
+  auto log = [&options](const std::string& message) {
+    if (options.log) options.log(message);
   };
-  std::vector<Reference> references;
+  int& dims = data.cells.dims;
+  nlohmann::json info = {{"path", path}, {"n_cells", dataset.n_obs()}};
+  if (data.features == kFeaturesExpression) {
+    log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
+    ExpressionOptions settings = expression_settings;
+    settings.matrix = reference.matrix;
+    ExpressionFeatures computed = expression_features(dataset, table, panel, settings);
+    for (const auto& warning : computed.warnings) data.cells.warnings.push_back(fmt::format("{}: {}", path, warning));
+    data.normalizations.insert(to_string(computed.normalization));
+    info.update({{"matrix", computed.matrix},
+                 {"normalization", to_string(computed.normalization)},
+                 {"normalization_reason", computed.normalization_reason},
+                 {"gene_column", computed.genes.column},
+                 {"n_panel_genes_found", computed.n_panel_genes_found}});
+    values = std::move(computed.values);
+    empty = std::move(computed.empty);
+    dims = static_cast<int>(panel.size());
+    return info;
+  }
+  if (allowed.restricted() && is_extract_output(dataset)) {
+    throw InputError(fmt::format("{}: holds precomputed embeddings (from `celltyper extract`): --restrict-genes needs expression to embed", path));
+  }
+  if (read_precomputed_embeddings(dataset, store, options.embed.dims, values, empty, used_genes, info)) {
+    const int found = static_cast<int>(values.size() / std::max<std::size_t>(1, reference.labels.size()));
+    if (dims != 0 && found != dims) throw InputError(fmt::format("{}: {} dims, earlier references {}", path, found, dims));
+    dims = found;
+    log(fmt::format("{}: precomputed embeddings ({} cells x {} dims, from `celltyper extract`)", path, dataset.n_obs(), dims));
+    return info;
+  }
+  EmbedOptions embed = options.embed;
+  embed.num_threads = options.num_threads;
+  embed.matrix = reference.matrix;
+  // Restricted to a query's genes, a reference cell's counts lie mostly elsewhere by request.
+  if (allowed.restricted()) embed.min_median_coverage = 0;
+  MemorySink sink;
+  log(fmt::format("embedding {} ({} cells)", path, dataset.n_obs()));
+  const EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);
+  if (dims != 0 && embedded.dims != dims) throw InputError(fmt::format("{}: embedded with {} dims, earlier references {}", path, embedded.dims, dims));
+  dims = embedded.dims;
+  for (const std::int32_t gene : embedded.genes.gene_index) {
+    if (gene == kNoGene) continue;
+    const std::int64_t entrez = table.gene(gene).entrez_id;
+    if (allowed.allows(entrez) && store.find_entrez(entrez) >= 0) used_genes.insert(entrez);
+  }
+  for (const auto& warning : embedded.warnings) data.cells.warnings.push_back(fmt::format("{}: {}", path, warning));
+  data.normalizations.insert(to_string(embedded.normalization));
+  info.update({{"matrix", embedded.matrix},
+               {"normalization", to_string(embedded.normalization)},
+               {"gene_column", embedded.genes.column},
+               {"n_vars_with_vector", embedded.n_vars_with_vector},
+               {"median_coverage", embedded.median_coverage}});
+  values = std::move(sink.values);
+  empty = std::move(sink.empty);
+  return info;
+}
+
+/// The most probable class of each row of `probabilities`.
+std::vector<std::string> argmax_classes(const ProbabilityMatrix& probabilities, std::size_t n) {
+  const std::size_t c = probabilities.class_names.size();
+  std::vector<std::string> prediction(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    const float* row = probabilities.values.data() + i * c;
+    prediction[i] = probabilities.class_names[static_cast<std::size_t>(std::max_element(row, row + c) - row)];
+  }
+  return prediction;
+}
+
+}  // namespace
+
+std::vector<LabelledReference> read_labelled_cells(const std::vector<const Dataset*>& datasets, const TrainOptions& options) {
+  if (datasets.empty()) throw InputError("train: no reference dataset given");
+  if (options.label_column.empty()) throw InputError("train: no label column given (--label obs:COLUMN)");
   if (!options.matrices.empty() && options.matrices.size() != datasets.size()) {
     throw InputError(fmt::format("train: {} matrices (--layer) for {} references", options.matrices.size(), datasets.size()));
   }
   if (!options.cell_masks.empty() && options.cell_masks.size() != datasets.size()) {
     throw InputError(fmt::format("train: {} cell masks for {} references", options.cell_masks.size(), datasets.size()));
   }
+  std::vector<LabelledReference> references;
   for (std::size_t r = 0; r < datasets.size(); ++r) {
-    const std::string& path = reference_names[r];
-    const std::vector<std::uint8_t>* mask = options.cell_masks.empty() || options.cell_masks[r].empty() ? nullptr : &options.cell_masks[r];
-    Reference reference;
-    reference.path = path;
-    reference.matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
+    LabelledReference reference;
     reference.dataset = datasets[r];
+    reference.path = reference.dataset->path();
+    const std::string& path = reference.path;
+    const std::vector<std::uint8_t>* mask = options.cell_masks.empty() || options.cell_masks[r].empty() ? nullptr : &options.cell_masks[r];
+    reference.matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
     const DataFrame obs = reference.dataset->read_obs();
     const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
-    const Column* group_column = nullptr;
-    if (!options.group_column.empty()) group_column = &obs.at(options.group_column, fmt::format("obs of {}", path));
+    const Column* group_column = options.group_column.empty() ? nullptr : &obs.at(options.group_column, fmt::format("obs of {}", path));
     const auto n_obs = static_cast<std::size_t>(reference.dataset->n_obs());
     if (mask != nullptr && mask->size() != n_obs) throw InputError(fmt::format("{}: cell mask has {} rows for {} cells", path, mask->size(), n_obs));
     reference.labels.resize(n_obs);
     reference.groups.resize(n_obs);
     reference.labelled.assign(n_obs, 0);
     reference.excluded.assign(n_obs, 0);
-    if (mask != nullptr) {
-      for (std::size_t row = 0; row < n_obs; ++row) reference.excluded[row] = (*mask)[row] == 0 ? 1 : 0;
-    }
     for (std::size_t row = 0; row < n_obs; ++row) {
-      if (label_column.is_missing(row) || (mask != nullptr && (*mask)[row] == 0)) continue;
+      if (mask != nullptr) reference.excluded[row] = (*mask)[row] == 0 ? 1 : 0;
+      if (label_column.is_missing(row) || reference.excluded[row] != 0) continue;
       reference.labels[row] = label_column.value_as_string(row);
       if (!options.label_renames.empty()) {
         const auto renamed = options.label_renames.find(reference.labels[row]);
@@ -382,28 +521,53 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
     }
     references.push_back(std::move(reference));
   }
+  return references;
+}
+
+TrainingData training_features(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
+                               const GeneTable& table) {
+  if (datasets.empty()) throw InputError("train: no reference dataset given");
+  check_options(options);
+  const std::vector<LabelledReference> references = read_labelled_cells(datasets, options);
+  TrainingData data;
+  data.features = options.features;
+  for (const auto& reference : references) data.reference_names.push_back(reference.path);
+  const bool expression = options.features == kFeaturesExpression;
+  const AllowedGenes allowed(options.restrict_genes);
+  data.n_restrict_genes = allowed.ids().size();
+  const GeneVectorSource source{store.dims(),
+                                [&store, &allowed](std::int64_t entrez) -> const float* {
+                                  if (!allowed.allows(entrez)) return nullptr;
+                                  const std::int32_t row = store.find_entrez(entrez);
+                                  return row < 0 ? nullptr : store.row(row);
+                                },
+                                store.identity_hash(),
+                                fmt::format("{} store, {} genes, {} dims{}", store.provenance().backend, store.n_genes(), store.dims(),
+                                            allowed.restricted() ? fmt::format(", restricted to {} genes", allowed.ids().size()) : "")};
 
   // Every gene the references measured (Entrez ids): the reference sample's columns, and with
   // --restrict-genes the genes a cell's library size is summed over (the allowed genes the
   // references have), on the references and later on the query.
+  std::vector<GeneResolveResult> resolved(references.size());
   std::vector<std::int64_t> reference_genes;
   bool has_expression = true;
-  for (auto& reference : references) {
-    if (is_extract_output(*reference.dataset)) {
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    const Dataset& dataset = *references[r].dataset;
+    if (is_extract_output(dataset)) {
       has_expression = false;
       continue;
     }
-    reference.genes = resolve_genes(table, reference.dataset->read_var_of(resolve_matrix_source(*reference.dataset, reference.matrix)),
-                                    options.embed.genes);
-    for (const std::int32_t gene : reference.genes.gene_index) {
+    resolved[r] = resolve_genes(table, dataset.read_var_of(resolve_matrix_source(dataset, references[r].matrix)), options.embed.genes);
+    for (const std::int32_t gene : resolved[r].gene_index) {
       if (gene != kNoGene) reference_genes.push_back(table.gene(gene).entrez_id);
     }
   }
   std::sort(reference_genes.begin(), reference_genes.end());
   reference_genes.erase(std::unique(reference_genes.begin(), reference_genes.end()), reference_genes.end());
   std::vector<std::int64_t> size_factor_genes;
-  if (restricted && expression) {
-    std::set_intersection(allowed.begin(), allowed.end(), reference_genes.begin(), reference_genes.end(), std::back_inserter(size_factor_genes));
+  if (allowed.restricted() && expression) {
+    std::set_intersection(allowed.ids().begin(), allowed.ids().end(), reference_genes.begin(), reference_genes.end(),
+                          std::back_inserter(size_factor_genes));
   }
   const ExpressionOptions expression_settings = [&] {
     EmbedOptions embed = options.embed;
@@ -413,171 +577,155 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
     return settings;
   }();
 
-  // The reference sample the model keeps (class-balanced, every measured gene, values as stored).
-  ReferenceSample sample;
-  std::vector<std::string> sample_labels;
   if (options.reference_sample_cells > 0 && has_expression && !reference_genes.empty()) {
-    std::vector<SampleCandidate> candidates;
-    for (std::size_t r = 0; r < references.size(); ++r) {
-      for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
-        if (references[r].labelled[row] != 0 && references[r].excluded[row] == 0) candidates.push_back({r, static_cast<std::int64_t>(row), references[r].labels[row]});
-      }
-    }
-    sample.n_reference_cells = static_cast<std::int64_t>(candidates.size());
-    const std::vector<SampleCandidate> chosen = choose_reference_sample(std::move(candidates), options.reference_sample_cells, options.seed);
-    sample.values.reset(0, 0, static_cast<std::int64_t>(reference_genes.size()));
-    for (std::size_t r = 0; r < references.size(); ++r) {
-      std::vector<std::int64_t> rows;
-      for (const auto& candidate : chosen) {
-        if (candidate.reference != r) continue;
-        rows.push_back(candidate.row);
-        sample_labels.push_back(candidate.label);
-      }
-      if (rows.empty()) continue;
-      // First var of each gene only (a duplicate var would count twice), as the features do.
-      std::vector<std::int32_t> column(references[r].genes.gene_index.size(), -1);
-      std::vector<std::uint8_t> taken(reference_genes.size(), 0);
-      for (std::size_t var = 0; var < column.size(); ++var) {
-        const std::int32_t gene = references[r].genes.gene_index[var];
-        if (gene == kNoGene) continue;
-        const auto index = static_cast<std::size_t>(
-            std::lower_bound(reference_genes.begin(), reference_genes.end(), table.gene(gene).entrez_id) - reference_genes.begin());
-        if (taken[index] != 0) continue;
-        taken[index] = 1;
-        column[var] = static_cast<std::int32_t>(index);
-      }
-      append_sample_rows(*references[r].dataset, references[r].matrix, column, rows, options.embed.memory_limit_bytes, sample.values);
-    }
-    sample.entrez_ids = reference_genes;
-    sample.matrix = references.front().matrix;
-    for (const std::int64_t entrez : reference_genes) {
-      const std::int32_t gene = table.find_entrez(entrez);
-      sample.symbols.push_back(gene == kNoGene ? std::to_string(entrez) : table.gene(gene).symbol);
-      sample.ensembl_ids.push_back(gene == kNoGene || table.gene(gene).ensembl_ids.empty() ? std::string() : table.gene(gene).ensembl_ids.front());
-    }
+    sample_references(references, resolved, reference_genes, table, options, data);
   }
-  std::set<std::string> sample_normalizations;  // the normalisation each reference's features used
-  std::vector<std::int64_t> panel;
-  if (expression) {
-    GeneExpressionStats stats;
-    for (const auto& reference : references) {
-      const auto* h5ad = dynamic_cast<const H5adFile*>(reference.dataset);
-      if (h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey)) {
-        throw InputError(fmt::format("{}: a training matrix from `celltyper extract` holds embeddings, not expression: use --features genept",
-                                     reference.path));
-      }
-      log(fmt::format("gene statistics of {} ({} cells)", reference.path, reference.dataset->n_obs()));
-      std::vector<std::string> warnings;
-      ExpressionOptions settings = expression_settings;
-      settings.matrix = reference.matrix;
-      accumulate_expression_stats(*reference.dataset, table, settings, reference.labelled, stats, &warnings);
-      for (const auto& warning : warnings) result.warnings.push_back(fmt::format("{}: {}", reference.path, warning));
-    }
-    if (restricted) {  // the panel is chosen among the allowed genes only
-      GeneExpressionStats kept;
-      kept.n_cells = stats.n_cells;
-      for (std::size_t g = 0; g < stats.entrez_ids.size(); ++g) {
-        if (!is_allowed(stats.entrez_ids[g])) continue;
-        kept.entrez_ids.push_back(stats.entrez_ids[g]);
-        kept.sum.push_back(stats.sum[g]);
-        kept.sum_squares.push_back(stats.sum_squares[g]);
-        kept.sum_expm1.push_back(stats.sum_expm1[g]);
-        kept.sum_expm1_squares.push_back(stats.sum_expm1_squares[g]);
-        kept.n_expressing.push_back(stats.n_expressing[g]);
-      }
-      if (kept.entrez_ids.empty()) {
-        throw InputError(fmt::format("--restrict-genes: none of its {} genes is among the references' genes", allowed.size()));
-      }
-      stats = std::move(kept);
-    }
-    panel = select_variable_genes(stats, options.n_genes);
-    dims = static_cast<int>(panel.size());
-    log(fmt::format("expression panel: {} most variable of {} genes", panel.size(), stats.entrez_ids.size()));
-  }
+  const std::vector<std::int64_t> panel =
+      expression ? choose_panel(references, table, expression_settings, allowed, options, data) : std::vector<std::int64_t>();
 
-  for (auto& reference : references) {
-    const std::string& path = reference.path;
-    const Dataset& dataset = *reference.dataset;
+  // Features of the usable labelled cells, reference by reference.
+  std::set<std::int64_t> used_genes;
+  LabelledFeatures& cells = data.cells;
+  for (const auto& reference : references) {
     std::vector<float> values;
     std::vector<std::uint8_t> empty;
-    nlohmann::json info = {{"path", path}, {"n_cells", dataset.n_obs()}};
-    if (expression) {
-      log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
-      ExpressionOptions settings = expression_settings;
-      settings.matrix = reference.matrix;
-      ExpressionFeatures computed = expression_features(dataset, table, panel, settings);
-      for (const auto& warning : computed.warnings) result.warnings.push_back(fmt::format("{}: {}", path, warning));
-      sample_normalizations.insert(to_string(computed.normalization));
-      info.update({{"matrix", computed.matrix},
-                   {"normalization", to_string(computed.normalization)},
-                   {"normalization_reason", computed.normalization_reason},
-                   {"gene_column", computed.genes.column},
-                   {"n_panel_genes_found", computed.n_panel_genes_found}});
-      values = std::move(computed.values);
-      empty = std::move(computed.empty);
-    } else if (restricted && is_extract_output(dataset)) {
-      throw InputError(fmt::format("{}: holds precomputed embeddings (from `celltyper extract`): --restrict-genes needs expression to embed",
-                                   path));
-    } else if (read_precomputed_embeddings(dataset, store, options.embed.dims, values, empty, used_genes, info)) {
-      const int found = static_cast<int>(values.size() / std::max<std::size_t>(1, reference.labels.size()));
-      if (dims != 0 && found != dims) throw InputError(fmt::format("{}: {} dims, earlier references {}", path, found, dims));
-      dims = found;
-      log(fmt::format("{}: precomputed embeddings ({} cells x {} dims, from `celltyper extract`)", path, dataset.n_obs(), dims));
-    } else {
-      EmbedOptions embed = options.embed;
-      embed.num_threads = options.num_threads;
-      embed.matrix = reference.matrix;
-      // Restricted to a query's genes, a reference cell's counts lie mostly elsewhere by request.
-      if (restricted) embed.min_median_coverage = 0;
-      MemorySink sink;
-      log(fmt::format("embedding {} ({} cells)", path, dataset.n_obs()));
-      const EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);
-      if (dims != 0 && embedded.dims != dims) throw InputError(fmt::format("{}: embedded with {} dims, earlier references {}", path, embedded.dims, dims));
-      dims = embedded.dims;
-      for (std::size_t v = 0; v < embedded.genes.gene_index.size(); ++v) {
-        const std::int32_t gene = embedded.genes.gene_index[v];
-        if (gene == kNoGene) continue;
-        const std::int64_t entrez = table.gene(gene).entrez_id;
-        if (is_allowed(entrez) && store.find_entrez(entrez) >= 0) used_genes.insert(entrez);
-      }
-      for (const auto& warning : embedded.warnings) result.warnings.push_back(fmt::format("{}: {}", path, warning));
-      sample_normalizations.insert(to_string(embedded.normalization));
-      info.update({{"matrix", embedded.matrix},
-                   {"normalization", to_string(embedded.normalization)},
-                   {"gene_column", embedded.genes.column},
-                   {"n_vars_with_vector", embedded.n_vars_with_vector},
-                   {"median_coverage", embedded.median_coverage}});
-      values = std::move(sink.values);
-      empty = std::move(sink.empty);
-    }
+    nlohmann::json info =
+        reference_features(reference, panel, source, store, table, expression_settings, allowed, options, data, used_genes, values, empty);
     std::int64_t kept = 0;
-    const auto width = static_cast<std::size_t>(dims);
+    const auto width = static_cast<std::size_t>(cells.dims);
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
       if (reference.excluded[row] != 0) continue;
       if (reference.labelled[row] == 0) {
-        ++result.n_dropped_unlabelled;
+        ++cells.n_dropped_unlabelled;
         continue;
       }
       if (empty[row] != 0) {
-        ++result.n_dropped_empty;
+        ++cells.n_dropped_empty;
         continue;
       }
-      labels.push_back(reference.labels[row]);
-      groups.push_back(reference.groups[row]);
-      features.insert(features.end(), values.begin() + static_cast<std::ptrdiff_t>(row * width),
-                      values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
+      cells.labels.push_back(reference.labels[row]);
+      cells.groups.push_back(reference.groups[row]);
+      cells.features.insert(cells.features.end(), values.begin() + static_cast<std::ptrdiff_t>(row * width),
+                            values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
       ++kept;
     }
     info["n_used"] = kept;
-    reference_info.push_back(std::move(info));
+    data.reference_info.push_back(std::move(info));
   }
-  const auto n = static_cast<std::int64_t>(labels.size());
+
+  if (expression) {
+    data.panel.size_factor_genes = size_factor_genes;
+    for (const std::int64_t entrez : panel) {
+      auto [symbol, ensembl] = gene_names(table, entrez, false);
+      data.panel.entrez_ids.push_back(entrez);
+      data.panel.symbols.push_back(std::move(symbol));
+      data.panel.ensembl_ids.push_back(std::move(ensembl));
+    }
+  } else {
+    // Gene rows: the store prefix of every gene seen in the training data.
+    ModelGenes& genes = data.genes;
+    genes.dims = cells.dims;
+    genes.store_identity = store.identity_hash();
+    genes.store_description = source.description;
+    for (const std::int64_t entrez : used_genes) {
+      const std::int32_t row = store.find_entrez(entrez);
+      genes.entrez_ids.push_back(entrez);
+      genes.symbols.push_back(store.symbols()[static_cast<std::size_t>(row)]);
+      genes.ensembl_ids.push_back(store.ensembl_ids()[static_cast<std::size_t>(row)]);
+      genes.vectors.insert(genes.vectors.end(), store.row(row), store.row(row) + cells.dims);
+    }
+    if (genes.entrez_ids.empty()) throw InputError("no gene of the references has a vector in the gene store");
+    data.gene_store = store.info_json();
+  }
+  data.gene_table_hash = table.content_hash_hex();
+  data.gene_table_source = table.source();
+  return data;
+}
+
+ValidationSplit split_validation(const LabelledFeatures& data, double fraction, std::uint64_t seed, const std::string& group_column) {
+  if (!(fraction >= 0 && fraction < 1)) throw InputError(fmt::format("--validation-fraction {} is not in [0, 1)", fraction));
+  const std::int64_t n = data.n();
+  ValidationSplit split;
+  auto everything_trains = [&split, n](const std::string& description) {
+    split.train_rows.resize(static_cast<std::size_t>(n));
+    std::iota(split.train_rows.begin(), split.train_rows.end(), std::int64_t{0});
+    split.description = description;
+    return split;
+  };
+  if (fraction == 0) return everything_trains("none");
+  std::mt19937_64 rng(seed);
+  const bool grouped = std::any_of(data.groups.begin(), data.groups.end(), [](const std::string& group) { return !group.empty(); });
+  const std::string column = group_column.empty() ? std::string() : " of obs:" + group_column;
+  if (grouped) {
+    const auto target = static_cast<std::int64_t>(std::llround(fraction * static_cast<double>(n)));
+    std::map<std::string, std::vector<std::int64_t>> by_group;
+    for (std::int64_t i = 0; i < n; ++i) by_group[data.groups[static_cast<std::size_t>(i)]].push_back(i);
+    std::vector<std::string> order;
+    for (const auto& entry : by_group) order.push_back(entry.first);
+    if (order.size() < 2) {
+      split.warnings.push_back(fmt::format("the group column{} has a single group: no validation split (whole groups are held out, never random cells)",
+                                           group_column.empty() ? "" : " '" + group_column + "'"));
+      return everything_trains("none (a single group)");
+    }
+    shuffle_in_place(order, rng);
+    std::set<std::string> held_out;
+    std::int64_t count = 0;
+    for (std::size_t g = 0; g + 1 < order.size() && count < std::max<std::int64_t>(target, 1); ++g) {
+      held_out.insert(order[g]);
+      count += static_cast<std::int64_t>(by_group[order[g]].size());
+    }
+    for (std::int64_t i = 0; i < n; ++i) (held_out.count(data.groups[static_cast<std::size_t>(i)]) ? split.validation_rows : split.train_rows).push_back(i);
+    split.description = fmt::format("whole groups{} ({} of {} held out)", column, held_out.size(), order.size());
+    // Group names without the reference path when every group comes from one reference.
+    const auto path_of = [](const std::string& key) { return key.substr(0, key.find('\x1f')); };
+    const bool one_reference = std::all_of(order.begin(), order.end(), [&](const std::string& key) { return path_of(key) == path_of(order.front()); });
+    for (const auto& group : held_out) {
+      const auto separator = group.find('\x1f');
+      if (separator == std::string::npos) {
+        split.held_out_groups.push_back(group);
+      } else {
+        split.held_out_groups.push_back(one_reference ? group.substr(separator + 1) : group.substr(0, separator) + ":" + group.substr(separator + 1));
+      }
+    }
+    return split;
+  }
+  std::map<std::string, std::vector<std::int64_t>> by_class;
+  for (std::int64_t i = 0; i < n; ++i) by_class[data.labels[static_cast<std::size_t>(i)]].push_back(i);
+  for (auto& [label, rows] : by_class) {
+    shuffle_in_place(rows, rng);
+    const auto size = static_cast<std::int64_t>(rows.size());
+    const std::int64_t held = std::min<std::int64_t>(size - 1, std::llround(fraction * static_cast<double>(size)));
+    split.validation_rows.insert(split.validation_rows.end(), rows.begin(), rows.begin() + held);
+    split.train_rows.insert(split.train_rows.end(), rows.begin() + held, rows.end());
+  }
+  std::sort(split.train_rows.begin(), split.train_rows.end());
+  std::sort(split.validation_rows.begin(), split.validation_rows.end());
+  split.description = fmt::format("stratified random {:.0f}% of each class", 100 * fraction);
+  return split;
+}
+
+TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, const TrainOptions& options) {
+  const ClassifierSpec& spec = find_classifier_spec(options.classifier);
+  const HyperParameters hyperparameters = resolve_hyperparameters(spec, options.hyperparameters);
+  auto log = [&](const std::string& message) {
+    if (options.log) options.log(message);
+  };
+  const LabelledFeatures& cells = data.cells;
+  const std::vector<std::string>& labels = cells.labels;
+  const std::vector<float>& features = cells.features;
+  const int dims = cells.dims;
+  const std::int64_t n = cells.n();
+  TrainResult result;
+  result.warnings = cells.warnings;
+  result.n_dropped_unlabelled = cells.n_dropped_unlabelled;
+  result.n_dropped_empty = cells.n_dropped_empty;
+
   std::map<std::string, std::int64_t> class_counts;
   for (const auto& label : labels) ++class_counts[label];
   if (class_counts.size() < 2) {
     throw InputError(fmt::format("obs column '{}' has {} class{} among the usable cells of {}: training needs at least 2",
                                  options.label_column, class_counts.size(), class_counts.size() == 1 ? "" : "es",
-                                 join_names(reference_names)));
+                                 join_names(data.reference_names)));
   }
   std::vector<std::string> singletons;
   for (const auto& [label, count] : class_counts) {
@@ -588,69 +736,22 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
                                  options.label_column, singletons.size() == 1 ? "" : "es", join_names(singletons),
                                  singletons.size() == 1 ? "s" : "ve", singletons.size() == 1 ? "it" : "them"));
   }
+  result.warnings.insert(result.warnings.end(), split.warnings.begin(), split.warnings.end());
 
-  // Validation split.
-  std::vector<std::int64_t> train_rows;
-  std::vector<std::int64_t> validation_rows;
-  std::string split = "none";
-  nlohmann::json held_out_groups = nlohmann::json::array();
-  std::mt19937_64 rng(options.seed);
-  if (options.validation_fraction > 0) {
-    const auto target = static_cast<std::int64_t>(std::llround(options.validation_fraction * static_cast<double>(n)));
-    if (!options.group_column.empty()) {
-      std::map<std::string, std::vector<std::int64_t>> by_group;
-      for (std::int64_t i = 0; i < n; ++i) by_group[groups[static_cast<std::size_t>(i)]].push_back(i);
-      std::vector<std::string> order;
-      for (const auto& entry : by_group) order.push_back(entry.first);
-      if (order.size() < 2) {
-        result.warnings.push_back(fmt::format("obs column '{}' has a single group: no validation split (whole groups are held out, never random cells)",
-                                              options.group_column));
-      } else {
-        shuffle_in_place(order, rng);
-        std::set<std::string> held_out;
-        std::int64_t count = 0;
-        for (std::size_t g = 0; g + 1 < order.size() && count < std::max<std::int64_t>(target, 1); ++g) {
-          held_out.insert(order[g]);
-          count += static_cast<std::int64_t>(by_group[order[g]].size());
-        }
-        for (std::int64_t i = 0; i < n; ++i) {
-          (held_out.count(groups[static_cast<std::size_t>(i)]) ? validation_rows : train_rows).push_back(i);
-        }
-        split = fmt::format("groups of obs:{} ({} of {} held out)", options.group_column, held_out.size(), order.size());
-        for (const auto& group : held_out) {
-          const auto separator = group.find('\x1f');
-          held_out_groups.push_back(datasets.size() == 1 ? group.substr(separator + 1)
-                                                                    : group.substr(0, separator) + ":" + group.substr(separator + 1));
-        }
-      }
-    } else {
-      std::map<std::string, std::vector<std::int64_t>> by_class;
-      for (std::int64_t i = 0; i < n; ++i) by_class[labels[static_cast<std::size_t>(i)]].push_back(i);
-      for (auto& [label, rows] : by_class) {
-        shuffle_in_place(rows, rng);
-        const auto size = static_cast<std::int64_t>(rows.size());
-        const std::int64_t held = std::min<std::int64_t>(size - 1, std::llround(options.validation_fraction * static_cast<double>(size)));
-        validation_rows.insert(validation_rows.end(), rows.begin(), rows.begin() + held);
-        train_rows.insert(train_rows.end(), rows.begin() + held, rows.end());
-      }
-      std::sort(train_rows.begin(), train_rows.end());
-      std::sort(validation_rows.begin(), validation_rows.end());
-      split = fmt::format("stratified random {:.0f}% of each class", 100 * options.validation_fraction);
-    }
-  }
-
+  // Fit on the training part, score the held-out cells.
   TrainOptions resolved = options;
   resolved.hyperparameters = hyperparameters;
   nlohmann::json validation_report;
-  if (!validation_rows.empty()) {
-    std::vector<std::string> train_classes;
+  if (!split.validation_rows.empty()) {
     std::set<std::string> distinct;
-    for (auto row : train_rows) distinct.insert(labels[static_cast<std::size_t>(row)]);
+    for (auto row : split.train_rows) distinct.insert(labels[static_cast<std::size_t>(row)]);
     if (distinct.size() < 2) {
       result.warnings.push_back("the training part of the validation split has a single class: validation skipped");
     } else {
-      log(fmt::format("validation: training on {} cells, scoring {} held-out cells ({})", train_rows.size(), validation_rows.size(), split));
-      const auto classifier = fit_rows(resolved, features, dims, labels, train_rows, train_classes, &validation_rows, "validation");
+      log(fmt::format("validation: training on {} cells, scoring {} held-out cells ({})", split.train_rows.size(), split.validation_rows.size(),
+                      split.description));
+      ProbabilityMatrix probabilities;
+      const auto classifier = fit_rows(resolved, features, dims, labels, split.train_rows, probabilities.class_names, &split.validation_rows, "validation");
       // Iterative back ends stopped early on the held-out cells: the final fit on every cell runs
       // for the epochs (boosting rounds) that scored best there.
       const nlohmann::json& report = classifier->fit_report();
@@ -664,23 +765,15 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
       validation_report = report;
       std::vector<float> x;
       std::vector<std::string> truth;
-      for (auto row : validation_rows) {
+      for (auto row : split.validation_rows) {
         x.insert(x.end(), features.begin() + row * dims, features.begin() + (row + 1) * dims);
         truth.push_back(labels[static_cast<std::size_t>(row)]);
       }
-      ProbabilityMatrix probabilities;
-      probabilities.class_names = train_classes;
       probabilities.values = classifier->predict_proba(x.data(), static_cast<std::int64_t>(truth.size()), options.num_threads);
-      const auto c = train_classes.size();
-      std::vector<std::string> prediction(truth.size());
-      for (std::size_t i = 0; i < truth.size(); ++i) {
-        const float* row = probabilities.values.data() + i * c;
-        prediction[i] = train_classes[static_cast<std::size_t>(std::max_element(row, row + c) - row)];
-      }
       EvaluationOptions evaluation;
       evaluation.probabilities = &probabilities;
       evaluation.top_k = {1, 3};
-      result.validation = evaluate(truth, prediction, evaluation);
+      result.validation = evaluate(truth, argmax_classes(probabilities, truth.size()), evaluation);
       result.has_validation = true;
       result.n_validation = static_cast<std::int64_t>(truth.size());
     }
@@ -688,7 +781,7 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
 
   // Final model on every cell.
   std::vector<std::int64_t> all_rows(static_cast<std::size_t>(n));
-  for (std::int64_t i = 0; i < n; ++i) all_rows[static_cast<std::size_t>(i)] = i;
+  std::iota(all_rows.begin(), all_rows.end(), std::int64_t{0});
   log(fmt::format("training {} on {} cells x {} dims, {} classes", options.classifier, n, dims, class_counts.size()));
   const auto started = std::chrono::steady_clock::now();
   CellTypeModel& model = result.model;
@@ -708,72 +801,59 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
     }
   }
 
-  model.features = options.features;
-  if (!sample_labels.empty() && sample_normalizations.size() == 1) {
+  model.features = data.features;
+  const bool expression = data.features == kFeaturesExpression;
+  if (!data.sample_labels.empty() && data.normalizations.size() == 1) {
     std::map<std::string, std::int32_t> class_index;
     for (std::size_t c = 0; c < model.class_names.size(); ++c) class_index[model.class_names[c]] = static_cast<std::int32_t>(c);
     // Keep only cells of a class of the model (a class whose every cell was empty is none).
-    CsrBlockF64 kept;
-    kept.reset(0, 0, sample.values.n_cols);
-    for (std::size_t i = 0; i < sample_labels.size(); ++i) {
-      const auto found = class_index.find(sample_labels[i]);
+    const ReferenceSample& sample = data.sample;
+    ReferenceSample& kept = model.reference;
+    kept.entrez_ids = sample.entrez_ids;
+    kept.symbols = sample.symbols;
+    kept.ensembl_ids = sample.ensembl_ids;
+    kept.matrix = sample.matrix;
+    kept.n_reference_cells = sample.n_reference_cells;
+    kept.normalization = *data.normalizations.begin();
+    kept.values.reset(0, 0, sample.values.n_cols);
+    for (std::size_t i = 0; i < data.sample_labels.size(); ++i) {
+      const auto found = class_index.find(data.sample_labels[i]);
       if (found == class_index.end()) continue;
-      sample.labels.push_back(found->second);
-      kept.indices.insert(kept.indices.end(), sample.values.indices.begin() + sample.values.indptr[i],
-                          sample.values.indices.begin() + sample.values.indptr[i + 1]);
-      kept.values.insert(kept.values.end(), sample.values.values.begin() + sample.values.indptr[i],
-                         sample.values.values.begin() + sample.values.indptr[i + 1]);
-      kept.indptr.push_back(static_cast<std::int64_t>(kept.indices.size()));
-      ++kept.n_rows;
+      kept.labels.push_back(found->second);
+      kept.values.indices.insert(kept.values.indices.end(), sample.values.indices.begin() + sample.values.indptr[i],
+                                 sample.values.indices.begin() + sample.values.indptr[i + 1]);
+      kept.values.values.insert(kept.values.values.end(), sample.values.values.begin() + sample.values.indptr[i],
+                                sample.values.values.begin() + sample.values.indptr[i + 1]);
+      kept.values.indptr.push_back(static_cast<std::int64_t>(kept.values.indices.size()));
+      ++kept.values.n_rows;
     }
-    sample.values = std::move(kept);
-    sample.normalization = *sample_normalizations.begin();
-    model.reference = std::move(sample);
-  } else if (!sample_labels.empty()) {
+  } else if (!data.sample_labels.empty()) {
     result.warnings.push_back("the references were normalised differently: the model keeps no reference sample (annotate cannot refit it)");
   }
   if (expression) {
-    model.panel.size_factor_genes = size_factor_genes;
-    for (const std::int64_t entrez : panel) {
-      const std::int32_t gene = table.find_entrez(entrez);
-      model.panel.entrez_ids.push_back(entrez);
-      model.panel.symbols.push_back(gene == kNoGene ? std::string() : table.gene(gene).symbol);
-      model.panel.ensembl_ids.push_back(gene == kNoGene || table.gene(gene).ensembl_ids.empty() ? std::string() : table.gene(gene).ensembl_ids.front());
-    }
+    model.panel = data.panel;
   } else {
-    // Gene rows: the store prefix of every gene seen in the training data.
-    ModelGenes& genes = model.genes;
-    genes.dims = dims;
-    genes.store_identity = store.identity_hash();
-    genes.store_description = source.description;
-    for (const std::int64_t entrez : used_genes) {
-      const std::int32_t row = store.find_entrez(entrez);
-      genes.entrez_ids.push_back(entrez);
-      genes.symbols.push_back(store.symbols()[static_cast<std::size_t>(row)]);
-      genes.ensembl_ids.push_back(store.ensembl_ids()[static_cast<std::size_t>(row)]);
-      genes.vectors.insert(genes.vectors.end(), store.row(row), store.row(row) + dims);
-    }
-    if (genes.entrez_ids.empty()) throw InputError("no gene of the references has a vector in the gene store");
+    model.genes = data.genes;
   }
 
   nlohmann::json counts = nlohmann::json::object();
   for (const auto& [label, count] : class_counts) counts[label] = count;
-  model.provenance = {{"references", reference_info},
+  model.provenance = {{"references", data.reference_info},
                       {"label_column", "obs:" + options.label_column},
                       {"group_column", options.group_column.empty() ? "" : "obs:" + options.group_column},
                       {"classifier", options.classifier},
-                      {"features", options.features},
-                      {"n_genes", expression ? static_cast<std::int64_t>(panel.size()) : 0},
+                      {"features", data.features},
+                      {"n_genes", expression ? static_cast<std::int64_t>(data.panel.entrez_ids.size()) : 0},
                       {"n_genes_requested", options.n_genes},
                       {"reference_sample_cells", model.reference.n_cells()},
                       {"hyperparameters", hyperparameters},
                       {"seed", options.seed},
                       {"dims", expression ? 0 : dims},
-                      {"restrict_genes", allowed.size()},
+                      {"restrict_genes", data.n_restrict_genes},
                       {"matrix", options.embed.matrix},
-                      {"gene_store", expression ? nlohmann::json() : store.info_json()},
-                      {"gene_table_hash", table.content_hash_hex()},
-                      {"gene_table", table.source()},
+                      {"gene_store", data.gene_store},
+                      {"gene_table_hash", data.gene_table_hash},
+                      {"gene_table", data.gene_table_source},
                       {"label_map", options.label_map},
                       {"n_cells", n},
                       {"n_dropped_unlabelled", result.n_dropped_unlabelled},
@@ -788,10 +868,31 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
   if (result.has_validation) {
     model.validation = to_json(result.validation);
     model.validation["n_cells"] = result.n_validation;
-    model.validation["split"] = split;
-    if (!held_out_groups.empty()) model.validation["held_out_groups"] = held_out_groups;
+    model.validation["split"] = split.description;
+    if (!split.held_out_groups.empty()) model.validation["held_out_groups"] = split.held_out_groups;
   }
   return result;
+}
+
+OpenedDatasets open_datasets(const std::vector<std::string>& paths) {
+  OpenedDatasets opened;
+  for (const auto& path : paths) {
+    opened.owned.push_back(open_dataset(path));
+    opened.views.push_back(opened.owned.back().get());
+  }
+  return opened;
+}
+
+TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table) {
+  if (options.references.empty()) throw InputError("train: no reference dataset given");
+  return train_model(open_datasets(options.references).views, options, store, table);
+}
+
+TrainResult train_model(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
+                        const GeneTable& table) {
+  const TrainingData data = training_features(datasets, options, store, table);
+  const ValidationSplit split = split_validation(data.cells, options.validation_fraction, options.seed, options.group_column);
+  return fit_model(data, split, options);
 }
 
 }  // namespace celltyper

@@ -2,7 +2,6 @@
 // configurations pruned by successive halving, scored by validation macro-F1.
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
-#include <celltyper/gene_vector_source.hpp>
 #include <celltyper/metrics.hpp>
 #include <celltyper/model_file.hpp>
 #include <celltyper/tune.hpp>
@@ -19,15 +18,6 @@
 
 namespace celltyper {
 namespace {
-
-/// Fisher-Yates with our own index draw (train.cpp's: same order for the same seed).
-template <typename T>
-void shuffle_in_place(std::vector<T>& values, std::mt19937_64& rng) {
-  for (std::size_t i = values.size(); i > 1; --i) {
-    const std::size_t j = static_cast<std::size_t>(rng() % i);
-    std::swap(values[i - 1], values[j]);
-  }
-}
 
 /// Uniform in [0, 1) from 53 random bits (the same with every standard library).
 double uniform01(std::mt19937_64& rng) { return static_cast<double>(rng() >> 11) * 0x1.0p-53; }
@@ -70,87 +60,17 @@ HyperParameters sample(const ClassifierSpec& spec, const HyperParameters& fixed,
 
 LabelledFeatures embed_references(const ReferenceOptions& options, const GeneStore& store, const GeneTable& table) {
   if (options.references.empty()) throw InputError("no reference dataset given");
-  if (options.label_column.empty()) throw InputError("no label column given (--label obs:COLUMN)");
-  const GeneVectorSource source = store_vector_source(store, fmt::format("{} store, {} genes, {} dims", store.provenance().backend, store.n_genes(), store.dims()));
-  LabelledFeatures data;
-  for (const auto& path : options.references) {
-    const auto dataset = open_dataset(path);
-    const DataFrame obs = dataset->read_obs();
-    const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
-    const Column* group_column = nullptr;
-    if (!options.group_column.empty()) group_column = &obs.at(options.group_column, fmt::format("obs of {}", path));
-    EmbedOptions embed = options.embed;
-    embed.num_threads = options.num_threads;
-    MemorySink sink;
-    if (options.log) options.log(fmt::format("embedding {} ({} cells)", path, dataset->n_obs()));
-    const EmbedResult embedded = embed_dataset(*dataset, table, source, embed, sink);
-    if (data.dims != 0 && embedded.dims != data.dims) {
-      throw InputError(fmt::format("{}: embedded with {} dims, earlier references {}", path, embedded.dims, data.dims));
-    }
-    data.dims = embedded.dims;
-    for (const auto& warning : embedded.warnings) data.warnings.push_back(fmt::format("{}: {}", path, warning));
-    const auto dims = static_cast<std::size_t>(data.dims);
-    for (std::int64_t i = 0; i < sink.rows; ++i) {
-      const auto row = static_cast<std::size_t>(i);
-      if (label_column.is_missing(row) || label_column.value_as_string(row).empty()) {
-        ++data.n_dropped_unlabelled;
-        continue;
-      }
-      if (sink.empty[row] != 0) {
-        ++data.n_dropped_empty;
-        continue;
-      }
-      data.labels.push_back(label_column.value_as_string(row));
-      data.groups.push_back(group_column == nullptr ? std::string() : path + "\x1f" + group_column->value_as_string(row));
-      data.features.insert(data.features.end(), sink.values.begin() + static_cast<std::ptrdiff_t>(row * dims),
-                           sink.values.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
-    }
-  }
-  return data;
-}
-
-ValidationSplit split_validation(const LabelledFeatures& data, double fraction, std::uint64_t seed) {
-  if (!(fraction > 0 && fraction < 1)) throw InputError(fmt::format("--validation-fraction {} is not in (0, 1)", fraction));
-  const std::int64_t n = data.n();
-  ValidationSplit split;
-  std::mt19937_64 rng(seed);
-  const bool grouped = std::any_of(data.groups.begin(), data.groups.end(), [](const std::string& group) { return !group.empty(); });
-  if (grouped) {
-    const auto target = static_cast<std::int64_t>(std::llround(fraction * static_cast<double>(n)));
-    std::map<std::string, std::vector<std::int64_t>> by_group;
-    for (std::int64_t i = 0; i < n; ++i) by_group[data.groups[static_cast<std::size_t>(i)]].push_back(i);
-    std::vector<std::string> order;
-    for (const auto& entry : by_group) order.push_back(entry.first);
-    if (order.size() < 2) {
-      split.warnings.push_back("the group column has a single group: no validation split (whole groups are held out, never random cells)");
-      for (std::int64_t i = 0; i < n; ++i) split.train_rows.push_back(i);
-      split.description = "none (a single group)";
-      return split;
-    }
-    shuffle_in_place(order, rng);
-    std::set<std::string> held_out;
-    std::int64_t count = 0;
-    for (std::size_t g = 0; g + 1 < order.size() && count < std::max<std::int64_t>(target, 1); ++g) {
-      held_out.insert(order[g]);
-      count += static_cast<std::int64_t>(by_group[order[g]].size());
-    }
-    for (std::int64_t i = 0; i < n; ++i) (held_out.count(data.groups[static_cast<std::size_t>(i)]) ? split.validation_rows : split.train_rows).push_back(i);
-    split.description = fmt::format("whole groups ({} of {} held out)", held_out.size(), order.size());
-    return split;
-  }
-  std::map<std::string, std::vector<std::int64_t>> by_class;
-  for (std::int64_t i = 0; i < n; ++i) by_class[data.labels[static_cast<std::size_t>(i)]].push_back(i);
-  for (auto& [label, rows] : by_class) {
-    shuffle_in_place(rows, rng);
-    const auto size = static_cast<std::int64_t>(rows.size());
-    const std::int64_t held = std::min<std::int64_t>(size - 1, std::llround(fraction * static_cast<double>(size)));
-    split.validation_rows.insert(split.validation_rows.end(), rows.begin(), rows.begin() + held);
-    split.train_rows.insert(split.train_rows.end(), rows.begin() + held, rows.end());
-  }
-  std::sort(split.train_rows.begin(), split.train_rows.end());
-  std::sort(split.validation_rows.begin(), split.validation_rows.end());
-  split.description = fmt::format("stratified random {:.0f}% of each class", 100 * fraction);
-  return split;
+  TrainOptions train;
+  train.references = options.references;
+  train.label_column = options.label_column;
+  train.group_column = options.group_column;
+  train.features = options.features;
+  train.n_genes = options.n_genes;
+  train.embed = options.embed;
+  train.num_threads = options.num_threads;
+  train.log = options.log;
+  train.reference_sample_cells = 0;  // no model is saved
+  return training_features(open_datasets(options.references).views, train, store, table).cells;
 }
 
 nlohmann::json TrialRecord::to_json() const {
@@ -158,9 +78,9 @@ nlohmann::json TrialRecord::to_json() const {
           {"macro_f1", macro_f1}, {"accuracy", accuracy}, {"seconds", seconds}, {"fit_report", fit_report}};
 }
 
-std::vector<std::string> train_arguments(const std::string& classifier, const HyperParameters& hyperparameters) {
-  // tune searches on GenePT-w embeddings: train must use that route too (its default is expression).
-  std::vector<std::string> arguments = {"--classifier", classifier, "--features", kFeaturesGenept};
+std::vector<std::string> train_arguments(const std::string& classifier, const std::string& features, const HyperParameters& hyperparameters) {
+  // train must compute the features the search used.
+  std::vector<std::string> arguments = {"--classifier", classifier, "--features", features};
   const ClassifierSpec& spec = find_classifier_spec(classifier);
   for (const auto& parameter : spec.parameters) {
     const auto found = hyperparameters.find(parameter.name);
@@ -182,7 +102,8 @@ nlohmann::json TuneResult::best_json() const {
           {"split", split},
           {"seed", seed},
           {"n_trials", trials.size()},
-          {"train_arguments", train_arguments(classifier, best.hyperparameters)}};
+          {"features", features},
+          {"train_arguments", train_arguments(classifier, features, best.hyperparameters)}};
 }
 
 TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& split, const TuneOptions& options) {
@@ -235,6 +156,7 @@ TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& 
   }
   TuneResult result;
   result.classifier = spec.type;
+  result.features = options.features;
   result.seed = options.seed;
   result.split = split.description;
   int rungs = 1;

@@ -56,7 +56,11 @@ TEST(Tune, StratifiedSplitKeepsEveryClassInTraining) {
   EXPECT_EQ(kept["C"], 1);
   EXPECT_EQ(split.description, "stratified random 25% of each class");
   EXPECT_EQ(split_validation(data, 0.25, 1).validation_rows, split.validation_rows);
-  EXPECT_THROW(split_validation(data, 0.0, 1), InputError);
+  const ValidationSplit none = split_validation(data, 0.0, 1);  // no validation: every cell trains
+  EXPECT_TRUE(none.validation_rows.empty());
+  EXPECT_EQ(none.train_rows.size(), data.labels.size());
+  EXPECT_THROW(split_validation(data, 1.0, 1), InputError);
+  EXPECT_THROW(split_validation(data, -0.1, 1), InputError);
 }
 
 TEST(Tune, GroupSplitHoldsOutWholeGroupsButNeverAll) {
@@ -77,7 +81,10 @@ TEST(Tune, GroupSplitHoldsOutWholeGroupsButNeverAll) {
     EXPECT_EQ(kept.size(), 1u);
     for (const auto& group : held) EXPECT_EQ(kept.count(group), 0u);
     EXPECT_EQ(split.description, "whole groups (2 of 3 held out)");
+    EXPECT_EQ(split.held_out_groups.size(), 2u);  // one reference: group names without its path
+    for (const auto& group : split.held_out_groups) EXPECT_EQ(group.rfind("donor", 0), 0u) << group;
   }
+  EXPECT_EQ(split_validation(data, 0.5, 0, "donor").description.rfind("whole groups of obs:donor (", 0), 0u);
 }
 
 TEST(Tune, SuccessiveHalvingRungsBudgetsAndSurvivors) {

@@ -1,0 +1,112 @@
+/// @file train.hpp
+/// The steps of training, each taking data and returning data, so that `train`, `tune` and `cv`
+/// (and the Python module) compose the same code:
+///
+///   labelled cells      read_labelled_cells: labels (renamed), groups and masks of every reference
+///   -> features         training_features: GenePT-w embeddings or the expression panel of the
+///                       usable labelled cells, plus what a model file needs (gene rows or panel,
+///                       reference sample, provenance)
+///   -> validation split split_validation: whole groups, or a stratified share of each class
+///   -> fit              fit_model: fit on the training part, score the held-out cells, refit on
+///                       every cell, assemble the CellTypeModel
+///
+/// `train_model` (annotate.hpp) is `fit_model(training_features(...))`. `cv` computes the
+/// features once per fold and feature route and fits every configuration of that route on them;
+/// `tune` computes them once and fits every trial.
+#pragma once
+
+#include <celltyper/annotate.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+
+/// Features of labelled cells of one or more references (cells with a missing or empty label, or
+/// empty features, dropped), in reference then row order.
+struct LabelledFeatures {
+  std::vector<float> features;        ///< [n x dims] row-major float32
+  int dims = 0;
+  std::vector<std::string> labels;    ///< n labels
+  std::vector<std::string> groups;    ///< n "path\x1fgroup" keys; empty strings without a group column
+  std::int64_t n_dropped_unlabelled = 0;
+  std::int64_t n_dropped_empty = 0;
+  std::vector<std::string> warnings;
+  [[nodiscard]] std::int64_t n() const { return static_cast<std::int64_t>(labels.size()); }
+};
+
+/// Datasets opened from paths (open_dataset), kept open while `views` is in use.
+struct OpenedDatasets {
+  std::vector<std::unique_ptr<Dataset>> owned;
+  std::vector<const Dataset*> views;  ///< one per path, same order
+};
+OpenedDatasets open_datasets(const std::vector<std::string>& paths);
+
+/// The labelled cells of one reference, before any feature is computed.
+struct LabelledReference {
+  std::string path;
+  const Dataset* dataset = nullptr;
+  std::string matrix;                   ///< "X", "raw", a layer (TrainOptions::matrices or embed.matrix)
+  std::vector<std::string> labels;      ///< per cell, after TrainOptions::label_renames; "" when missing
+  std::vector<std::string> groups;      ///< per cell "path\x1fgroup"; "" without a group column
+  std::vector<std::uint8_t> labelled;   ///< 1 = has a label and is not masked out
+  std::vector<std::uint8_t> excluded;   ///< 1 = masked out by TrainOptions::cell_masks
+};
+
+/// Step 1: labels and groups of every cell of `datasets` (options: label_column, group_column,
+/// label_renames, cell_masks, matrices). Throws InputError when a column is missing or the masks
+/// or matrices do not match the datasets.
+std::vector<LabelledReference> read_labelled_cells(const std::vector<const Dataset*>& datasets, const TrainOptions& options);
+
+/// Everything `fit_model` needs: the features of the usable labelled cells and what the model
+/// file records about where they came from.
+struct TrainingData {
+  LabelledFeatures cells;
+  std::string features = kFeaturesExpression;  ///< the route: kFeaturesGenept or kFeaturesExpression
+  std::vector<std::string> reference_names;    ///< paths (or names) of the references
+  ModelGenes genes;                            ///< genept: gene rows of every gene seen (store prefix)
+  ExpressionPanel panel;                       ///< expression: the panel genes, feature order
+  ReferenceSample sample;                      ///< class-balanced reference cells (labels filled by fit_model)
+  std::vector<std::string> sample_labels;      ///< label of each sample row
+  std::set<std::string> normalizations;        ///< how each reference's features were normalised
+  nlohmann::json reference_info = nlohmann::json::array();  ///< per reference: path, matrix, counts
+  nlohmann::json gene_store;                   ///< GeneStore::info_json() (genept), null otherwise
+  std::string gene_table_hash;
+  std::string gene_table_source;
+  std::size_t n_restrict_genes = 0;            ///< TrainOptions::restrict_genes, unique
+};
+
+/// Step 2: features of the usable labelled cells of `datasets` (options.features picks the route;
+/// options.classifier and hyperparameters are not used, so one TrainingData serves every
+/// configuration of its route). Throws InputError as `train_model` does.
+TrainingData training_features(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
+                               const GeneTable& table);
+
+/// Rows of a LabelledFeatures split into training and validation cells.
+struct ValidationSplit {
+  std::vector<std::int64_t> train_rows;       ///< sorted
+  std::vector<std::int64_t> validation_rows;  ///< sorted; empty = no validation
+  std::string description;                    ///< e.g. "stratified random 20% of each class"
+  std::vector<std::string> held_out_groups;   ///< group names held out ("path:group" with several references)
+  std::vector<std::string> warnings;
+};
+
+/// Step 3, the split of `celltyper train` for `fraction` and `seed`: whole groups held out when
+/// the cells have groups (in seeded random group order until `fraction` of the cells, never every
+/// group), otherwise a seeded random `fraction` of each class (at least one cell of each class
+/// stays in training). `fraction` 0 = every cell trains. `group_column` only names the groups in
+/// the description. Throws InputError when `fraction` is not in [0, 1).
+ValidationSplit split_validation(const LabelledFeatures& data, double fraction, std::uint64_t seed, const std::string& group_column = "");
+
+/// Step 4: fit `options.classifier` on the training rows of `split`, score the validation rows,
+/// refit on every cell (iterative back ends for the epochs or rounds that scored best) and
+/// assemble the model with its provenance. Throws InputError when fewer than 2 classes remain or a
+/// class has a single cell.
+TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, const TrainOptions& options);
+
+}  // namespace celltyper
