@@ -113,6 +113,20 @@ struct QueryResult {
 /// part). Throws InputError with DuckDB's message for bad SQL.
 QueryResult query_catalog(const std::string& dir, const std::string& sql);
 
+/// Files of a catalogue that `select --catalog` takes.
+struct CatalogedFiles {
+  std::int64_t n_ok = 0;            ///< files read successfully (and matching `where`)
+  std::vector<std::string> paths;   ///< those with the obs column, in path order
+};
+
+/// Files of the catalogue in `dir` that were read successfully, satisfy `where` (an SQL condition
+/// on the `files` table; "" = all) and have the obs column `column`. Throws InputError when none
+/// does, or for bad SQL.
+CatalogedFiles catalog_files_with_column(const std::string& dir, const std::string& column, const std::string& where = "");
+
+/// `text` as an SQL string literal ('...' with quotes doubled).
+std::string sql_quote(const std::string& text);
+
 /// Aligned text table (header, dashes, one line per row; NULL shown as NULL).
 std::string format_query_table(const QueryResult& result);
 /// RFC 4180 CSV with a header line (NULL = empty field).

@@ -33,4 +33,12 @@ std::string gene_table_cache_path(const std::string& path);
 /// always the table `load_gene_table(path)` gives (same content hash).
 GeneTable load_gene_table_cached(const std::string& path);
 
+/// The gene table a command uses: `requested` when given, else `default_gene_table_path()`
+/// ($CELLTYPER_GENE_TABLE, else Debian's org.Hs.eg.db); "" when there is none.
+std::string choose_gene_table_path(const std::string& requested);
+
+/// `load_gene_table_cached(choose_gene_table_path(requested))`; InputError saying how to get one
+/// (--gene-table, r-bioc-org.hs.eg.db) when there is none.
+GeneTable load_requested_gene_table(const std::string& requested);
+
 }  // namespace celltyper

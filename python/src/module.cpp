@@ -155,7 +155,7 @@ std::shared_ptr<const T> load_once(const std::string& path, Load load) {
 
 /// The gene table at `path` ("" = the default org.Hs.eg.db); null when there is none.
 std::shared_ptr<const GeneTable> gene_table(const std::string& path) {
-  const std::string chosen = path.empty() ? default_gene_table_path() : path;
+  const std::string chosen = choose_gene_table_path(path);
   if (chosen.empty()) return nullptr;
   return load_once<GeneTable>(chosen, [](const std::string& file) { return load_gene_table_cached(file); });
 }

@@ -1,5 +1,6 @@
 // `celltyper annotate`: predict cell types of a query dataset with one or more model files.
 #include <celltyper/annotate.hpp>
+#include <celltyper/annotation_csv.hpp>
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
@@ -9,6 +10,7 @@
 #include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/output_file.hpp>
+#include <celltyper/train.hpp>
 
 #include "cli/columns.hpp"
 #include "cli/commands.hpp"
@@ -38,38 +40,13 @@ std::string default_annotated_output(const std::string& input) {
   return (path.parent_path() / (stem + ".celltyper.h5ad")).string();
 }
 
-std::string csv_field(const std::string& text) {
-  if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
-  std::string quoted = "\"";
-  for (char c : text) {
-    if (c == '"') quoted += '"';
-    quoted += c;
-  }
-  return quoted + "\"";
-}
-
 /// Write the CSV into the temporary file of `output` (committed with the h5ad).
 void write_csv(const OutputFile& output, const Annotation& annotation) {
-  const std::string& path = output.path();
-  {
-    std::ofstream out(output.temporary(), std::ios::trunc);
-    if (!out) throw IoError(fmt::format("{}: cannot create: {}", path, std::strerror(errno)));
-    out << "obs_name,celltyper_label,celltyper_score,celltyper_ontology_id";
-    for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) out << fmt::format(",celltyper_top{0}_label,celltyper_top{0}_score", k + 1);
-    if (!annotation.majority_vote.empty()) out << ",celltyper_majority_vote";
-    out << '\n';
-    for (std::size_t i = 0; i < annotation.labels.size(); ++i) {
-      out << csv_field(annotation.obs_names[i]) << ',' << csv_field(annotation.labels[i]) << ',' << fmt::format("{:.6g}", annotation.scores[i])
-          << ',' << annotation.cl_ids[i];
-      for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
-        out << ',' << csv_field(annotation.top_labels[k][i]) << ',' << fmt::format("{:.6g}", annotation.top_scores[k][i]);
-      }
-      if (!annotation.majority_vote.empty()) out << ',' << csv_field(annotation.majority_vote[i]);
-      out << '\n';
-    }
-    out.flush();
-    if (!out) throw IoError(fmt::format("cannot write {} (disk full?)", path));
-  }
+  std::ofstream out(output.temporary(), std::ios::trunc);
+  if (!out) throw IoError(fmt::format("{}: cannot create: {}", output.path(), std::strerror(errno)));
+  write_annotation_csv(annotation, out);
+  out.flush();
+  if (!out) throw IoError(fmt::format("cannot write {} (disk full?)", output.path()));
 }
 
 }  // namespace
@@ -149,7 +126,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     }
     // The gene table (about 0.4 s from org.Hs.eg.db) loads on a second thread while the models
     // and the query are opened.
-    const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
+    const std::string table_path = choose_gene_table_path(args->gene_table);
     std::future<GeneTable> loading_table;
     if (!table_path.empty()) loading_table = std::async(std::launch::async, [table_path] { return load_gene_table_cached(table_path); });
     if (args->models.empty() == args->references.empty()) {
@@ -205,11 +182,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       train.log = args->options.log;
       GeneStore store;
       if (train.features == kFeaturesGenept) store = GeneStore::load(resolve_gene_store_path(args->genes));
-      std::vector<std::unique_ptr<Dataset>> opened;
-      std::vector<const Dataset*> references;
-      for (const auto& path : args->references) references.push_back(opened.emplace_back(open_dataset(path)).get());
+      const OpenedDatasets references = open_datasets(args->references);
       const auto started = std::chrono::steady_clock::now();
-      TrainResult trained = train_for_query(references, *dataset, train, store, table, args->options.embed);
+      TrainResult trained = train_for_query(references.views, *dataset, train, store, table, args->options.embed);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (!global.quiet) {
         fmt::print(stderr, "reference mode: trained {} on {} cells, {} classes, the {} genes shared with the query ({:.1f} s)\n",

@@ -142,9 +142,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
                                         [](const auto& configuration) { return configuration.features != kFeaturesExpression; });
     GeneStore store;
     if (uses_store || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
-    const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
-    if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
-    const GeneTable table = load_gene_table_cached(table_path);
+    const GeneTable table = load_requested_gene_table(args->gene_table);
     if (args->restrict_genes == "held-out") {
       options.restrict_to_held_out_genes = true;
     } else if (!args->restrict_genes.empty()) {

@@ -74,9 +74,8 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
     args->options.normalization = parse_normalization_choice(args->normalize);
     args->options.memory_limit_bytes = parse_bytes(args->memory_limit);
     const GeneStore store = GeneStore::load(resolve_gene_store_path(args->genes));
-    const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
-    if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
-    const GeneTable table = load_gene_table_cached(table_path);
+    const std::string table_path = choose_gene_table_path(args->gene_table);
+    const GeneTable table = load_requested_gene_table(table_path);
     const auto dataset = open_dataset(args->input);
 
     std::string out = args->in_place ? args->input : args->out;

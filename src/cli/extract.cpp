@@ -57,9 +57,8 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
     const SelectionFile selection = read_selection(args->selection);
     const std::string store_path = resolve_gene_store_path(args->genes);
     const GeneStore store = GeneStore::load(store_path);
-    const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
-    if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
-    const GeneTable table = load_gene_table_cached(table_path);
+    const std::string table_path = choose_gene_table_path(args->gene_table);
+    const GeneTable table = load_requested_gene_table(table_path);
     std::vector<std::string> inputs{args->selection, store_path, table_path};
     for (const auto& fragment : selection.fragments) {
       if (inputs.back() != fragment.path) inputs.push_back(fragment.path);  // fragments are in file order

@@ -7,6 +7,7 @@
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/gene_text.hpp>
 #include <celltyper/openai.hpp>
+#include <celltyper/openai_gene_jobs.hpp>
 #include <celltyper/output_file.hpp>
 
 #include "cli/commands.hpp"
@@ -14,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cctype>
 #include <chrono>
 #include <cstdio>
@@ -76,7 +78,7 @@ void note(const GlobalOptions& global, const std::string& line) {
 }
 
 GeneTable load_table(const std::string& requested, const GlobalOptions& global) {
-  const std::string path = requested.empty() ? default_gene_table_path() : requested;
+  const std::string path = choose_gene_table_path(requested);
   if (path.empty()) {
     throw InputError("no gene table found: pass --gene-table (org.*.eg.db SQLite or TSV) or set CELLTYPER_GENE_TABLE");
   }
@@ -281,59 +283,24 @@ openai::BatchLimits batch_limits(const OpenAiArgs& args) {
   return limits;
 }
 
-/// The job in --batch-dir for `kind` ("gene-embeddings" / "gene-enrichment"), or nullopt when the
-/// directory holds none. Throws InputError when it holds a job of another kind.
-std::optional<openai::BatchJobInfo> existing_job(const OpenAiArgs& args, const std::string& kind) {
-  if (!std::filesystem::exists(std::filesystem::path(args.batch_dir) / "job.json")) return std::nullopt;
-  openai::BatchJobInfo job = openai::open_batch_job(args.batch_dir);
-  const std::string found = job.metadata.is_object() ? job.metadata.value("kind", "") : "";
-  if (found != kind) {
-    throw InputError(fmt::format("{} holds a batch job of kind '{}', not '{}' ({})", args.batch_dir, found.empty() ? "?" : found,
-                                 kind, kind == "gene-embeddings" ? "use 'genes enrich' for that one" : "use 'genes embed' for that one"));
-  }
-  return job;
-}
-
-/// Submit and/or collect an existing job; returns the collect result when --collect was given.
-std::optional<openai::BatchCollectResult> advance_job(const OpenAiArgs& args, const GlobalOptions& global) {
-  const auto say = [&global](const std::string& line) { note(global, line); };
-  if (!args.collect) {
-    if (!args.submit) {
-      throw InputError(fmt::format("{} already holds a batch job: add --submit to submit it or --collect to collect it", args.batch_dir));
-    }
-    const auto submitted = openai::submit_batch_job(args.batch_dir, http_options(args), say);
+/// Submit and/or collect the job of --batch-dir; returns true when --collect completed it.
+bool advance_job(const OpenAiArgs& args, const GlobalOptions& global) {
+  openai::BatchStepOptions step;
+  step.submit = args.submit;
+  step.collect = args.collect;
+  step.collect_options.http = http_options(args);
+  step.collect_options.use_api = !args.no_api;
+  step.collect_options.wait_seconds = args.wait_seconds;
+  step.collect_options.poll_interval_seconds = args.poll_interval_seconds;
+  step.collect_options.max_rounds = args.max_rounds;
+  step.collect_options.on_line = [&global](const std::string& line) { note(global, line); };
+  const openai::BatchStepResult result = openai::advance_batch_job(args.batch_dir, step);
+  if (const auto& submitted = result.submitted) {
     note(global, fmt::format("submitted: {} files uploaded, {} batches created, {} submitted before, {} answered by output files "
                              "already there; next: --collect",
-                             submitted.n_uploaded, submitted.n_created, submitted.n_already_submitted, submitted.n_answered));
-    return std::nullopt;
+                             submitted->n_uploaded, submitted->n_created, submitted->n_already_submitted, submitted->n_answered));
   }
-  openai::BatchCollectOptions options;
-  options.http = http_options(args);
-  options.use_api = !args.no_api;
-  options.submit = args.submit;
-  options.wait_seconds = args.wait_seconds;
-  options.poll_interval_seconds = args.poll_interval_seconds;
-  options.max_rounds = args.max_rounds;
-  options.on_line = say;
-  openai::BatchCollectResult result = openai::collect_batch_job(args.batch_dir, options);
-  if (!global.quiet) {
-    std::istringstream lines(result.summary());
-    for (std::string line; std::getline(lines, line);) fmt::print(stderr, "celltyper: {}\n", line);
-  }
-  if (result.complete) return result;
-  std::string next;
-  if (!result.pending.empty()) {
-    next = "batches are still running: run --collect again later (or add --wait SECONDS)";
-  } else if (!result.new_round.empty()) {
-    next = args.submit ? fmt::format("{} was submitted: run --collect again later", result.new_round)
-                       : fmt::format("submit {}/{} (add --submit) and run --collect again", args.batch_dir, result.new_round);
-  } else if (!result.awaiting.empty()) {
-    next = fmt::format("submit the request files (add --submit) or put their output files into the round directories of {}",
-                       args.batch_dir);
-  } else {
-    next = fmt::format("giving up after {} rounds (raise --max-rounds to try again)", args.max_rounds);
-  }
-  throw Error(fmt::format("batch job {} is not complete: {} of {} done; {}", args.batch_dir, result.n_done, result.n_items, next));
+  return result.collected.has_value();
 }
 
 // ---- genes text ------------------------------------------------------------------------------
@@ -414,16 +381,14 @@ void save_store(const GeneStore& store, const std::string& out, const GlobalOpti
                            store.provenance().backend, std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
 }
 
-/// Genes with an empty text (no request, no vector): noted and listed for --skipped.
-std::vector<std::string> empty_text_genes(const GeneTexts& texts, const GlobalOptions& global) {
+/// Genes with an empty text (no request, no vector): noted, and lines for --skipped.
+std::vector<std::string> note_empty_texts(const std::vector<std::int64_t>& ids, const GeneTexts& texts, const GlobalOptions& global) {
+  if (ids.empty()) return {};
+  note(global, fmt::format("{} genes have an empty text and no vector (e.g. {})", ids.size(), join_examples(ids, texts)));
+  std::map<std::int64_t, std::string> symbols;
+  for (std::size_t i = 0; i < texts.size(); ++i) symbols.emplace(texts.entrez_ids[i], texts.symbols[i]);
   std::vector<std::string> lines;
-  std::vector<std::int64_t> ids;
-  for (std::size_t i = 0; i < texts.size(); ++i) {
-    if (!texts.texts[i].empty()) continue;
-    ids.push_back(texts.entrez_ids[i]);
-    lines.push_back(fmt::format("{}\t{}\tempty_text", texts.entrez_ids[i], texts.symbols[i]));
-  }
-  if (!ids.empty()) note(global, fmt::format("{} genes have an empty text and no vector (e.g. {})", ids.size(), join_examples(ids, texts)));
+  for (const std::int64_t id : ids) lines.push_back(fmt::format("{}\t{}\tempty_text", id, symbols[id]));
   return lines;
 }
 
@@ -431,9 +396,6 @@ std::vector<std::string> empty_text_genes(const GeneTexts& texts, const GlobalOp
 void embed_openai_direct(const EmbedArgs& args, const GeneTable& table, const GlobalOptions& global,
                          std::chrono::steady_clock::time_point start) {
   const GeneTexts texts = texts_to_embed(args, table, global);
-  const openai::IdAndText items = openai::gene_text_items(texts, &table);
-  const std::vector<std::string> skipped = empty_text_genes(texts, global);
-  if (items.empty()) throw InputError("every gene text is empty: nothing to embed");
   openai::EmbedTextsOptions options;
   options.request.model = args.model.empty() ? openai::EmbeddingRequestOptions{}.model : args.model;
   options.request.dimensions = args.dimensions;
@@ -442,28 +404,19 @@ void embed_openai_direct(const EmbedArgs& args, const GeneTable& table, const Gl
   options.http = http_options(args.openai);
   options.http.checkpoint_path = checkpoint_path(
       args.openai, args.out, fmt::format("embeddings-{}-{}.jsonl", safe_name(options.request.model), args.dimensions));
-  note(global, fmt::format("embedding {} gene texts with {} at {} (checkpoint {})", items.size(), options.request.model,
-                           options.http.base_url, options.http.checkpoint_path));
+  const auto n_texts = std::count_if(texts.texts.begin(), texts.texts.end(), [](const std::string& text) { return !text.empty(); });
+  note(global, fmt::format("embedding {} gene texts with {} at {} (checkpoint {})", n_texts, options.request.model, options.http.base_url,
+                           options.http.checkpoint_path));
   RequestProgress progress("embed", "genes", global);
   options.http.on_progress = std::ref(progress);
-  const openai::EmbedTextsResult result = openai::embed_texts(items, options);
+  const openai::GeneEmbeddingResult result = openai::embed_gene_texts(texts, table, options);
   progress.finish();
-  for (const auto& warning : result.warnings) note(global, "warning: " + warning);
-  note(global, fmt::format("{} genes embedded: {} from the checkpoint, {} requests ({} retries)", result.embeddings.size(),
-                           result.n_from_checkpoint, result.n_requests, result.n_retries));
-  openai::EmbeddingSource source;
-  source.backend = "openai";
-  source.model = options.request.model;
-  source.details = {{"base_url", options.http.base_url},
-                    {"dimensions_requested", args.dimensions},
-                    {"inputs_per_request", args.batch_size},
-                    {"checkpoint", options.http.checkpoint_path},
-                    {"n_requests", result.n_requests},
-                    {"n_retries", result.n_retries},
-                    {"n_from_checkpoint", result.n_from_checkpoint}};
-  const GeneStore store = openai::gene_store_from_embeddings(texts, result.embeddings, &table, source);
+  const std::vector<std::string> skipped = note_empty_texts(result.empty_text, texts, global);
+  for (const auto& warning : result.requests.warnings) note(global, "warning: " + warning);
+  note(global, fmt::format("{} genes embedded: {} from the checkpoint, {} requests ({} retries)", result.requests.embeddings.size(),
+                           result.requests.n_from_checkpoint, result.requests.n_requests, result.requests.n_retries));
   write_skipped(args.skipped, skipped);
-  save_store(store, args.out, global, start);
+  save_store(result.store, args.out, global, start);
 }
 
 /// `genes embed --backend openai-batch`: write, submit and collect a Batch API job.
@@ -476,31 +429,19 @@ void embed_openai_batch(const EmbedArgs& args, const GlobalOptions& global, std:
   };
   const OpenAiArgs& batch = args.openai;
   if (batch.batch_dir.empty()) throw InputError("--backend openai-batch needs --batch-dir DIR (the job directory)");
-  const std::filesystem::path directory(batch.batch_dir);
-  const auto job = existing_job(batch, "gene-embeddings");
-  if (!job) {
+  if (!openai::find_batch_job(batch.batch_dir, openai::kGeneEmbeddingsJob)) {
     if (batch.collect) throw InputError(fmt::format("{} holds no batch job to collect: run without --collect first", batch.batch_dir));
     const GeneTable& table = gene_table();
     const GeneTexts texts = texts_to_embed(args, table, global);
-    const openai::IdAndText items = openai::gene_text_items(texts, &table);
-    empty_text_genes(texts, global);
-    if (items.empty()) throw InputError("every gene text is empty: nothing to embed");
-    std::filesystem::create_directories(directory);
-    write_gene_texts(texts, (directory / "gene_texts.jsonl").string());
     openai::BatchWriteOptions options;
-    options.endpoint = openai::BatchEndpoint::kEmbeddings;
     options.embedding.model = args.model.empty() ? openai::EmbeddingRequestOptions{}.model : args.model;
     options.embedding.dimensions = args.dimensions;
     options.embedding.inputs_per_request = args.batch_size;
     options.embedding.base64 = true;
     options.limits = batch_limits(batch);
-    const nlohmann::json metadata = {{"kind", "gene-embeddings"},
-                                     {"gene_table", std::filesystem::absolute(table.source()).string()},
-                                     {"gene_texts", "gene_texts.jsonl"},
-                                     {"text_recipe_hash", texts.recipe_hash},
-                                     {"out", args.out.empty() ? "" : std::filesystem::absolute(args.out).string()},
-                                     {"created_utc", utc_timestamp()}};
-    const openai::BatchJobInfo created = openai::create_batch_job(items, batch.batch_dir, options, metadata);
+    std::vector<std::int64_t> empty_text;
+    const openai::BatchJobInfo created = openai::write_gene_embedding_job(texts, table, batch.batch_dir, options, args.out, &empty_text);
+    note_empty_texts(empty_text, texts, global);
     note(global, fmt::format("wrote batch job {}: {} genes, {} ({} dims requested), request files in {}/{}", batch.batch_dir,
                              created.n_items, created.model, created.dimensions, batch.batch_dir, created.rounds.front()));
     if (!batch.submit) {
@@ -509,28 +450,12 @@ void embed_openai_batch(const EmbedArgs& args, const GlobalOptions& global, std:
       return;
     }
   }
-  const auto collected = advance_job(batch, global);
-  if (!collected) return;
+  if (!advance_job(batch, global)) return;
   const openai::BatchJobInfo info = openai::open_batch_job(batch.batch_dir);
   const std::string out = !args.out.empty() ? args.out : info.metadata.value("out", "");
   if (out.empty()) throw InputError("the batch job is complete: give the output gene store with --out");
-  // By default, the gene table the texts were made from.
-  const std::string job_table = info.metadata.value("gene_table", "");
-  if (table_path.empty() && !job_table.empty() && std::filesystem::exists(job_table)) table_path = job_table;
-  const GeneTable& table = gene_table();
-  const GeneTexts texts = read_gene_texts((directory / info.metadata.value("gene_texts", "gene_texts.jsonl")).string(), &table);
-  if (texts.recipe_hash != info.metadata.value("text_recipe_hash", texts.recipe_hash))
-    throw InputError(fmt::format("{}/gene_texts.jsonl was changed after the job was written (recipe hash {} instead of {})",
-                                 batch.batch_dir, texts.recipe_hash, info.metadata.value("text_recipe_hash", "")));
-  const openai::StoredResults stored = openai::read_results_store(info.results_path());
-  openai::EmbeddingSource source;
-  source.backend = "openai-batch";
-  source.model = info.model;
-  source.details = {{"batch_dir", std::filesystem::absolute(directory).string()},
-                    {"dimensions_requested", info.dimensions},
-                    {"rounds", info.rounds.size()}};
-  const GeneStore store = openai::gene_store_from_embeddings(texts, stored.embeddings, &table, source);
-  save_store(store, out, global, start);
+  if (table_path.empty()) table_path = openai::batch_job_gene_table(info);  // by default, the table the texts were made from
+  save_store(openai::gene_store_from_batch_job(batch.batch_dir, gene_table()), out, global, start);
 }
 
 void add_embed(CLI::App* genes, const GlobalOptions& global) {
@@ -671,32 +596,21 @@ void add_enrich(CLI::App* genes, const GlobalOptions& global) {
     chat.model = args->model;
     chat.temperature = args->temperature;
     chat.max_completion_tokens = args->max_tokens;
-    const std::string prompt_hash = ContentHasher().field(chat.system_message).field(openai::kEnrichmentPromptTemplate).hex();
-    const auto write_out = [&](const std::map<std::string, std::string>& answers, const std::string& out, const nlohmann::json& header) {
-      std::map<std::int64_t, std::string> texts;
-      for (const auto& [id, text] : answers) texts.emplace(std::stoll(id), text);
+    const std::string prompt_hash = openai::enrichment_prompt_hash(chat);
+    const auto write_out = [&](const std::map<std::int64_t, std::string>& texts, const std::string& out, const nlohmann::json& header) {
       write_gene_enrichment(texts, gene_table(), out, header);
       note(global, fmt::format("wrote {}: enrichment texts of {} genes ({:.1f} s)", out, texts.size(),
                                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
     };
     const auto prompts = [&]() {
-      const GeneTable& table = gene_table();
-      std::vector<std::int32_t> genes;
-      if (!openai_args.subset.empty()) {
-        genes = read_gene_subset(openai_args.subset, table);
-      } else {
-        for (std::int32_t i = 0; i < static_cast<std::int32_t>(table.size()); ++i) genes.push_back(i);
+      openai::EnrichmentSelection selection;
+      selection.subset = openai_args.subset;
+      selection.summaries = args->summaries;
+      std::stringstream list(args->gene_types);
+      for (std::string type; std::getline(list, type, ',');) {
+        if (!type.empty()) selection.gene_types.push_back(type);
       }
-      if (!args->gene_types.empty()) {
-        std::set<std::string> types;
-        std::stringstream list(args->gene_types);
-        for (std::string type; std::getline(list, type, ',');) types.insert(type);
-        std::erase_if(genes, [&](std::int32_t gene) { return !types.contains(table.gene(gene).gene_type); });
-      }
-      if (genes.empty()) throw InputError("no gene to enrich (check --subset and --gene-types)");
-      std::unique_ptr<GeneExtraTexts> summaries;
-      if (!args->summaries.empty()) summaries = std::make_unique<GeneExtraTexts>(load_gene_summaries(args->summaries, table));
-      return openai::gene_enrichment_prompts(table, genes, summaries.get());
+      return openai::enrichment_items(gene_table(), selection);
     };
     nlohmann::json header = {{"model", chat.model}, {"temperature", chat.temperature}, {"prompt_hash", prompt_hash}};
 
@@ -718,23 +632,19 @@ void add_enrich(CLI::App* genes, const GlobalOptions& global) {
       header["base_url"] = options.http.base_url;
       header["gene_table_hash"] = gene_table().content_hash_hex();
       header["created_utc"] = utc_timestamp();
-      write_out(result.texts, args->out, header);
+      write_out(openai::answers_by_gene(result.texts), args->out, header);
       return;
     }
-    if (!existing_job(openai_args, "gene-enrichment")) {
+    if (!openai::find_batch_job(openai_args.batch_dir, openai::kGeneEnrichmentJob)) {
       if (openai_args.collect)
         throw InputError(fmt::format("{} holds no batch job to collect: run without --collect first", openai_args.batch_dir));
       const openai::IdAndText items = prompts();
       openai::BatchWriteOptions options;
-      options.endpoint = openai::BatchEndpoint::kChatCompletions;
       options.chat = chat;
       options.limits = batch_limits(openai_args);
       header["created_utc"] = utc_timestamp();
       header["gene_table_hash"] = gene_table().content_hash_hex();
-      const nlohmann::json metadata = {{"kind", "gene-enrichment"},
-                                       {"out", args->out.empty() ? "" : std::filesystem::absolute(args->out).string()},
-                                       {"header", header}};
-      const openai::BatchJobInfo created = openai::create_batch_job(items, openai_args.batch_dir, options, metadata);
+      const openai::BatchJobInfo created = openai::write_gene_enrichment_job(items, openai_args.batch_dir, options, args->out, header);
       note(global, fmt::format("wrote batch job {}: {} genes, {}, request files in {}/{}", openai_args.batch_dir, created.n_items,
                                created.model, openai_args.batch_dir, created.rounds.front()));
       if (!openai_args.submit) {
@@ -743,15 +653,12 @@ void add_enrich(CLI::App* genes, const GlobalOptions& global) {
         return;
       }
     }
-    const auto collected = advance_job(openai_args, global);
-    if (!collected) return;
+    if (!advance_job(openai_args, global)) return;
     const openai::BatchJobInfo info = openai::open_batch_job(openai_args.batch_dir);
     const std::string out = !args->out.empty() ? args->out : info.metadata.value("out", "");
     if (out.empty()) throw InputError("the batch job is complete: give the output file with --out");
-    const openai::StoredResults stored = openai::read_results_store(info.results_path());
-    nlohmann::json job_header = info.metadata.value("header", nlohmann::json::object());
-    job_header["batch_dir"] = std::filesystem::absolute(openai_args.batch_dir).string();
-    write_out(stored.texts, out, job_header);
+    const openai::EnrichmentAnswers answers = openai::enrichment_from_batch_job(openai_args.batch_dir);
+    write_out(answers.texts, out, answers.header);
   });
 }
 
@@ -862,7 +769,7 @@ void add_neighbors(CLI::App* genes, const GlobalOptions& global) {
     if (args->dims > 0 && args->dims < store.dims()) store = store.truncated(args->dims);
     std::int32_t row = store.find_gene(args->gene);
     if (row < 0) {
-      const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
+      const std::string table_path = choose_gene_table_path(args->gene_table);
       if (!table_path.empty()) {
         const GeneTable table = load_gene_table_cached(table_path);
         row = store.find_gene(args->gene, &table);

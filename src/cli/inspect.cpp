@@ -36,7 +36,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
     const auto dataset = open_dataset(args->path);
     GeneTable table;
     if (!args->no_genes) {
-      const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
+      const std::string table_path = choose_gene_table_path(args->gene_table);
       if (!table_path.empty()) {
         table = load_gene_table_cached(table_path);
         args->options.gene_table = &table;

@@ -19,38 +19,15 @@ namespace celltyper::cli {
 
 namespace {
 
-/// `text` as an SQL string literal.
-std::string sql_quote(const std::string& text) {
-  std::string quoted = "'";
-  for (const char c : text) {
-    quoted += c;
-    if (c == '\'') quoted += '\'';
-  }
-  return quoted + "'";
-}
-
 /// Files of a catalogue (`celltyper catalog`) that were read successfully, have the label column
-/// and satisfy `where` (an SQL condition on the `files` table), in path order.
+/// and satisfy `where`, in path order; says how many.
 std::vector<std::string> catalog_paths(const std::string& dir, const std::string& label, const std::string& where, bool quiet) {
-  const std::string ok = where.empty() ? "status = 'ok'" : fmt::format("status = 'ok' AND ({})", where);
-  const QueryResult counts = query_catalog(
-      dir, fmt::format("SELECT count(*), count(*) FILTER (WHERE list_contains(obs_columns, {})) FROM files WHERE {}", sql_quote(label), ok));
-  const QueryResult listed =
-      query_catalog(dir, fmt::format("SELECT path FROM files WHERE {} AND list_contains(obs_columns, {}) ORDER BY path", ok, sql_quote(label)));
-  std::vector<std::string> paths;
-  for (const auto& row : listed.rows) {
-    if (row.at(0)) paths.push_back(*row.at(0));
-  }
+  const CatalogedFiles files = catalog_files_with_column(dir, label, where);
   if (!quiet) {
-    const std::string n_ok = counts.rows.at(0).at(0).value_or("0");
-    fmt::print(stderr, "catalogue {}: {} file{}{}, {} with obs column '{}'\n", dir, n_ok, n_ok == "1" ? "" : "s",
-               where.empty() ? "" : fmt::format(" where {}", where), paths.size(), label);
+    fmt::print(stderr, "catalogue {}: {} file{}{}, {} with obs column '{}'\n", dir, files.n_ok, files.n_ok == 1 ? "" : "s",
+               where.empty() ? "" : fmt::format(" where {}", where), files.paths.size(), label);
   }
-  if (paths.empty()) {
-    throw InputError(fmt::format("select: the catalogue {} has no successfully read file with obs column '{}'{}", dir, label,
-                                 where.empty() ? "" : fmt::format(" where {}", where)));
-  }
-  return paths;
+  return files.paths;
 }
 
 }  // namespace

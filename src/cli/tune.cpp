@@ -142,9 +142,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     // The expression route needs no gene vectors: load a store only when it is used or named.
     GeneStore store;
     if (reference.features != kFeaturesExpression || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
-    const std::string table_path = args->gene_table.empty() ? default_gene_table_path() : args->gene_table;
-    if (table_path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
-    const GeneTable table = load_gene_table_cached(table_path);
+    const GeneTable table = load_requested_gene_table(args->gene_table);
     const bool verbose = progress_enabled(global.quiet);
     if (verbose) reference.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
 

@@ -220,4 +220,30 @@ std::string format_query_json(const QueryResult& result) {
   return out.dump(2) + "\n";
 }
 
+std::string sql_quote(const std::string& text) {
+  std::string quoted = "'";
+  for (const char c : text) {
+    quoted += c;
+    if (c == '\'') quoted += '\'';
+  }
+  return quoted + "'";
+}
+
+CatalogedFiles catalog_files_with_column(const std::string& dir, const std::string& column, const std::string& where) {
+  const std::string ok = where.empty() ? "status = 'ok'" : fmt::format("status = 'ok' AND ({})", where);
+  const QueryResult counts = query_catalog(dir, fmt::format("SELECT count(*) FROM files WHERE {}", ok));
+  const QueryResult listed =
+      query_catalog(dir, fmt::format("SELECT path FROM files WHERE {} AND list_contains(obs_columns, {}) ORDER BY path", ok, sql_quote(column)));
+  CatalogedFiles files;
+  files.n_ok = std::stoll(counts.rows.at(0).at(0).value_or("0"));
+  for (const auto& row : listed.rows) {
+    if (row.at(0)) files.paths.push_back(*row.at(0));
+  }
+  if (files.paths.empty()) {
+    throw InputError(fmt::format("select: the catalogue {} has no successfully read file with obs column '{}'{}", dir, column,
+                                 where.empty() ? "" : fmt::format(" where {}", where)));
+  }
+  return files;
+}
+
 }  // namespace celltyper

@@ -193,4 +193,12 @@ GeneTable load_gene_table_cached(const std::string& path) {
   return table;
 }
 
+std::string choose_gene_table_path(const std::string& requested) { return requested.empty() ? default_gene_table_path() : requested; }
+
+GeneTable load_requested_gene_table(const std::string& requested) {
+  const std::string path = choose_gene_table_path(requested);
+  if (path.empty()) throw InputError("no gene table: pass --gene-table or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
+  return load_gene_table_cached(path);
+}
+
 }  // namespace celltyper

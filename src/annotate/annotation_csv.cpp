@@ -1,0 +1,34 @@
+// The per-cell CSV of `celltyper annotate --csv` (annotation_csv.hpp).
+#include <celltyper/annotation_csv.hpp>
+
+#include <fmt/format.h>
+
+namespace celltyper {
+
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\n\r") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) {
+    if (c == '"') quoted += '"';
+    quoted += c;
+  }
+  return quoted + "\"";
+}
+
+void write_annotation_csv(const Annotation& annotation, std::ostream& out) {
+  out << "obs_name,celltyper_label,celltyper_score,celltyper_ontology_id";
+  for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) out << fmt::format(",celltyper_top{0}_label,celltyper_top{0}_score", k + 1);
+  if (!annotation.majority_vote.empty()) out << ",celltyper_majority_vote";
+  out << '\n';
+  for (std::size_t i = 0; i < annotation.labels.size(); ++i) {
+    out << csv_field(annotation.obs_names[i]) << ',' << csv_field(annotation.labels[i]) << ',' << fmt::format("{:.6g}", annotation.scores[i])
+        << ',' << annotation.cl_ids[i];
+    for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
+      out << ',' << csv_field(annotation.top_labels[k][i]) << ',' << fmt::format("{:.6g}", annotation.top_scores[k][i]);
+    }
+    if (!annotation.majority_vote.empty()) out << ',' << csv_field(annotation.majority_vote[i]);
+    out << '\n';
+  }
+}
+
+}  // namespace celltyper
