@@ -94,6 +94,27 @@ ExpressionFeatures stream_expression_features(const Dataset& dataset, const Gene
                                               const ExpressionOptions& options, const FeatureBlockCallback& callback,
                                               double min_panel_fraction = 0.05);
 
+/// One block of cells' features in sparse form: row r (of n_rows, dataset row first_row + r)
+/// has `counts[r]` expressed panel genes, feature columns `columns[starts[r] + i]` (panel order)
+/// with values `values[starts[r] + i]`; every other feature is 0. `empty[r]` as in
+/// ExpressionFeatures. Valid only during the callback.
+struct SparseFeatureBlock {
+  std::int64_t first_row = 0;
+  std::int64_t n_rows = 0;
+  std::vector<std::int64_t> starts;
+  std::vector<std::int32_t> counts;
+  std::vector<std::int32_t> columns;
+  std::vector<float> values;
+  std::vector<std::uint8_t> empty;
+};
+using SparseFeatureBlockCallback = std::function<void(const SparseFeatureBlock& block)>;
+
+/// `stream_expression_features` without the dense matrix: each cell's non-zero features only
+/// (the same values), for consumers that need no zeros (a linear model's scores).
+ExpressionFeatures stream_sparse_expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
+                                                     const ExpressionOptions& options, const SparseFeatureBlockCallback& callback,
+                                                     double min_panel_fraction = 0.05);
+
 /// Features of every cell of `dataset` over `panel` (Entrez ids). Throws InputError when fewer
 /// than `min_panel_fraction` of the panel genes are found in the dataset.
 ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,

@@ -1,11 +1,14 @@
 // Annotation of a query dataset with one or more trained models.
 #include <celltyper/annotate.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/linear_scores.hpp>
+#include <celltyper/parallel.hpp>
 
 #include <fmt/format.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <limits>
 #include <optional>
 #include <map>
@@ -259,6 +262,12 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // Consecutive blocks are gathered up to the memory cap before each prediction call, so that a
   // classifier's per-call overhead (thread start-up, XGBoost's DMatrix) is paid rarely.
   for (std::size_t m = 0; m < models.size(); ++m) {
+    if (const std::optional<LinearScores> linear = linear_scores(*models[m])) {  // logreg on expression: sparse, fused
+      const ExpressionFeatures run = add_linear_probabilities(dataset, *models[m], *linear, table, options.embed, model_columns[m], c_all,
+                                                              annotation.probabilities, models_used);
+      annotation.warnings.insert(annotation.warnings.end(), run.warnings.begin(), run.warnings.end());
+      continue;
+    }
     const std::size_t c = models[m]->class_names.size();
     const auto width = static_cast<std::size_t>(std::max<std::int64_t>(1, models[m]->n_features()));
     const std::size_t batch_rows = std::max<std::size_t>(1024, options.embed.memory_limit_bytes / (width * sizeof(float)));

@@ -227,12 +227,22 @@ std::vector<std::int64_t> select_variable_genes(const GeneExpressionStats& stats
   return panel;
 }
 
-ExpressionFeatures stream_expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
-                                              const ExpressionOptions& options, const FeatureBlockCallback& callback,
-                                              double min_panel_fraction) {
+namespace {
+
+/// What both streams need before the first block: the opened matrix, the feature column of each
+/// var (-1 = not in the panel), the vars that count towards a cell's library size.
+struct PanelStream {
+  OpenedMatrix opened;
+  std::vector<std::int32_t> column;
+  std::vector<std::uint8_t> in_size_factor;
+};
+
+PanelStream open_panel_stream(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
+                              const ExpressionOptions& options, double min_panel_fraction, ExpressionFeatures& result) {
   if (panel.empty()) throw InputError("the expression panel is empty");
-  ExpressionFeatures result;
-  OpenedMatrix opened = open_for_expression(dataset, table, options, result.warnings);
+  PanelStream stream;
+  stream.opened = open_for_expression(dataset, table, options, result.warnings);
+  const OpenedMatrix& opened = stream.opened;
   result.matrix = opened.matrix;
   result.normalization = opened.normalization;
   result.normalization_reason = opened.reason;
@@ -245,9 +255,9 @@ ExpressionFeatures stream_expression_features(const Dataset& dataset, const Gene
   std::vector<std::int64_t> sorted_ids(panel.size());
   for (std::size_t i = 0; i < panel.size(); ++i) sorted_ids[i] = panel[static_cast<std::size_t>(by_id[i])];
   if (std::adjacent_find(sorted_ids.begin(), sorted_ids.end()) != sorted_ids.end()) throw InputError("the expression panel lists a gene twice");
-  const std::vector<std::int32_t> column = map_vars(table, opened.genes, sorted_ids, &by_id);
-  const std::vector<std::uint8_t> in_size_factor = size_factor_vars(table, opened.genes, options.size_factor_genes);
-  result.n_panel_genes_found = std::count_if(column.begin(), column.end(), [](std::int32_t c) { return c >= 0; });
+  stream.column = map_vars(table, opened.genes, sorted_ids, &by_id);
+  stream.in_size_factor = size_factor_vars(table, opened.genes, options.size_factor_genes);
+  result.n_panel_genes_found = std::count_if(stream.column.begin(), stream.column.end(), [](std::int32_t c) { return c >= 0; });
   const double found = static_cast<double>(result.n_panel_genes_found) / static_cast<double>(panel.size());
   if (found < min_panel_fraction) {
     throw InputError(fmt::format("{}: only {} of the {} panel genes of the model are among the vars ({:.1f}%, need {:.0f}%): var column "
@@ -259,46 +269,103 @@ ExpressionFeatures stream_expression_features(const Dataset& dataset, const Gene
     result.warnings.push_back(fmt::format("only {} of the {} panel genes are in {}: missing genes count as not expressed",
                                           result.n_panel_genes_found, panel.size(), dataset.path()));
   }
-  const auto width = static_cast<std::size_t>(panel.size());
-  const Normalization normalization = opened.normalization;
-  BlockStreamOptions stream;
-  stream.memory_limit_bytes = options.memory_limit_bytes;
+  return stream;
+}
+
+/// Rows of one block in parallel items of 256 rows: `row_work(r)` for every row.
+template <typename RowWork>
+void for_each_row(const CsrBlock& block, int num_threads, const RowWork& row_work) {
   constexpr std::int64_t kRowsPerItem = 256;
+  const std::int64_t items = (block.n_rows + kRowsPerItem - 1) / kRowsPerItem;
+  parallel_for(items, num_threads, [&](std::int64_t item) {
+    const std::int64_t last = std::min(block.n_rows, (item + 1) * kRowsPerItem);
+    for (std::int64_t r = item * kRowsPerItem; r < last; ++r) row_work(static_cast<std::size_t>(r));
+  });
+}
+
+/// The features of row `row` of `block`: calls `emit(feature, value)` for every expressed panel
+/// gene; returns false for an empty cell (no counts, or no panel gene expressed).
+template <typename Emit>
+bool row_features(const CsrBlock& block, std::size_t row, const PanelStream& stream, const Emit& emit) {
+  const Normalization normalization = stream.opened.normalization;
+  const std::int64_t begin = block.indptr[row];
+  const std::int64_t end = block.indptr[row + 1];
+  const double total = library_size(block, begin, end, stream.in_size_factor);
+  if (total <= 0 && normalization != Normalization::kNone) return false;
+  const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
+  bool any = false;
+  for (std::int64_t k = begin; k < end; ++k) {
+    const std::int32_t j = stream.column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
+    const double raw = block.values[static_cast<std::size_t>(k)];
+    if (j < 0 || raw == 0) continue;
+    emit(j, static_cast<float>(normalized(raw, scale, normalization)));
+    any = true;
+  }
+  return any;
+}
+
+}  // namespace
+
+ExpressionFeatures stream_expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
+                                              const ExpressionOptions& options, const FeatureBlockCallback& callback,
+                                              double min_panel_fraction) {
+  ExpressionFeatures result;
+  PanelStream stream = open_panel_stream(dataset, table, panel, options, min_panel_fraction, result);
+  const auto width = static_cast<std::size_t>(panel.size());
+  BlockStreamOptions block_options;
+  block_options.memory_limit_bytes = options.memory_limit_bytes;
   // One block of features at a time (reused): the full matrix exists only if the callback keeps it.
   std::vector<float> values;
   std::vector<std::uint8_t> empty;
-  for_each_block(*opened.reader, stream, [&](const CsrBlock& block) {
+  for_each_block(*stream.opened.reader, block_options, [&](const CsrBlock& block) {
     values.resize(static_cast<std::size_t>(block.n_rows) * width);  // each row is zeroed by its worker below
     empty.assign(static_cast<std::size_t>(block.n_rows), 0);
-    const std::int64_t items = (block.n_rows + kRowsPerItem - 1) / kRowsPerItem;
-    parallel_for(items, options.num_threads, [&](std::int64_t item) {
-      const std::int64_t last = std::min(block.n_rows, (item + 1) * kRowsPerItem);
-      for (std::int64_t r = item * kRowsPerItem; r < last; ++r) {
-        const auto row = static_cast<std::size_t>(r);
-        std::fill_n(values.data() + row * width, width, 0.0f);
-        const std::int64_t begin = block.indptr[row];
-        const std::int64_t end = block.indptr[row + 1];
-        const double total = library_size(block, begin, end, in_size_factor);
-        if (total <= 0 && normalization != Normalization::kNone) {
-          empty[row] = 1;
-          continue;
-        }
-        const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
-        float* out = values.data() + row * width;
-        bool any = false;
-        for (std::int64_t k = begin; k < end; ++k) {
-          const std::int32_t j = column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
-          const double raw = block.values[static_cast<std::size_t>(k)];
-          if (j < 0 || raw == 0) continue;
-          out[j] = static_cast<float>(normalized(raw, scale, normalization));
-          any = true;
-        }
-        if (!any) empty[row] = 1;
-      }
+    for_each_row(block, options.num_threads, [&](std::size_t row) {
+      float* out = values.data() + row * width;
+      std::fill_n(out, width, 0.0f);
+      if (!row_features(block, row, stream, [out](std::int32_t j, float value) { out[j] = value; })) empty[row] = 1;
     });
     callback(block.first_row, block.n_rows, values.data(), empty.data());
   });
-  result.genes = std::move(opened.genes);
+  result.genes = std::move(stream.opened.genes);
+  return result;
+}
+
+ExpressionFeatures stream_sparse_expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
+                                                     const ExpressionOptions& options, const SparseFeatureBlockCallback& callback,
+                                                     double min_panel_fraction) {
+  ExpressionFeatures result;
+  PanelStream stream = open_panel_stream(dataset, table, panel, options, min_panel_fraction, result);
+  BlockStreamOptions block_options;
+  block_options.memory_limit_bytes = options.memory_limit_bytes;
+  SparseFeatureBlock features;
+  for_each_block(*stream.opened.reader, block_options, [&](const CsrBlock& block) {
+    const auto n_rows = static_cast<std::size_t>(block.n_rows);
+    // Row r's entries go to slots [indptr[r], indptr[r] + counts[r]) relative to the block's first.
+    const std::int64_t base = block.indptr[0];
+    const auto slots = static_cast<std::size_t>(block.indptr[n_rows] - base);
+    features.first_row = block.first_row;
+    features.n_rows = block.n_rows;
+    features.starts.resize(n_rows);
+    features.counts.assign(n_rows, 0);
+    features.columns.resize(slots);
+    features.values.resize(slots);
+    features.empty.assign(n_rows, 0);
+    for_each_row(block, options.num_threads, [&](std::size_t row) {
+      const auto start = static_cast<std::size_t>(block.indptr[row] - base);
+      features.starts[row] = static_cast<std::int64_t>(start);
+      std::int32_t count = 0;
+      const bool any = row_features(block, row, stream, [&](std::int32_t j, float value) {
+        features.columns[start + static_cast<std::size_t>(count)] = j;
+        features.values[start + static_cast<std::size_t>(count)] = value;
+        ++count;
+      });
+      features.counts[row] = count;
+      if (!any) features.empty[row] = 1;
+    });
+    callback(features);
+  });
+  result.genes = std::move(stream.opened.genes);
   return result;
 }
 

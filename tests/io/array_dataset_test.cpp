@@ -5,6 +5,7 @@
 #include <celltyper/array_dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
+#include <celltyper/linear_scores.hpp>
 #include <celltyper/memory_dataset.hpp>
 #include <celltyper/report.hpp>
 
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <numeric>
 #include <random>
 
 namespace celltyper {
@@ -269,6 +271,56 @@ TEST(ArrayDataset, TrainAnnotateEvaluateInMemoryEqualsTheMemoryDatasetPath) {
     EXPECT_NE(std::find(keep.begin(), keep.end(), static_cast<int>(entrez - 1001)), keep.end()) << entrez;
   }
   EXPECT_FALSE(for_query.has_validation);
+}
+
+// annotate's sparse path for logistic regression (linear_scores.hpp) gives the classifier's own
+// probabilities of the dense features, and the same values for every thread count and block size.
+TEST(ArrayDataset, LinearScoresEqualTheClassifiersProbabilitiesOfTheDenseFeatures) {
+  const GeneTable table = make_table();
+  TrainOptions options;
+  options.label_column = "cell_type";
+  options.features = kFeaturesExpression;
+  options.n_genes = 30;
+  options.num_threads = 1;
+  const MemoryDataset reference = memory_copy(make_cells(60, 3));
+  const TrainResult trained = train_model({&reference}, options, GeneStore(), table);
+  const CellTypeModel& model = trained.model;
+  const auto linear = linear_scores(model);
+  ASSERT_TRUE(linear.has_value());
+  EXPECT_EQ(linear->width, model.classifier->n_features());
+
+  const MemoryDataset query = memory_copy(make_cells(40, 9));
+  EmbedOptions embed;
+  embed.num_threads = 1;
+  ExpressionOptions settings = expression_options(embed);
+  settings.size_factor_genes = model.panel.size_factor_genes;
+  const ExpressionFeatures dense = expression_features(query, table, model.panel.entrez_ids, settings);
+  const std::vector<float> expected = model.classifier->predict_proba(dense.values.data(), query.n_obs(), 1);
+  const auto n = static_cast<std::size_t>(query.n_obs());
+  const auto c = static_cast<std::size_t>(linear->classes);
+  std::vector<std::size_t> columns(c);
+  std::iota(columns.begin(), columns.end(), std::size_t{0});
+  std::vector<float> reference_run;
+  for (const int threads : {1, 2, 3}) {
+    for (const std::size_t limit : {std::size_t{1} << 10, std::size_t{32} << 20}) {
+      embed.num_threads = threads;
+      embed.memory_limit_bytes = limit;
+      std::vector<float> probabilities(n * c, 0.0f);
+      std::vector<std::int32_t> used(n, 0);
+      add_linear_probabilities(query, model, *linear, table, embed, columns, c, probabilities, used);
+      for (std::size_t i = 0; i < n; ++i) {
+        EXPECT_EQ(used[i], dense.empty[i] != 0 ? 0 : 1) << "cell " << i;
+        if (dense.empty[i] != 0) continue;
+        for (std::size_t k = 0; k < c; ++k) EXPECT_NEAR(probabilities[i * c + k], expected[i * c + k], 1e-6) << "cell " << i << " class " << k;
+      }
+      if (reference_run.empty()) reference_run = probabilities;
+      EXPECT_EQ(probabilities, reference_run) << threads << " threads, block cap " << limit;
+    }
+  }
+  // Any other model has no affine form.
+  TrainOptions knn = options;
+  knn.classifier = "knn";
+  EXPECT_FALSE(linear_scores(train_model({&reference}, knn, GeneStore(), table).model).has_value());
 }
 
 }  // namespace
