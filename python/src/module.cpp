@@ -3,6 +3,7 @@
 // AnnData handling and pandas results are in python/celltyper/__init__.py.
 #include <celltyper/annotate.hpp>
 #include <celltyper/array_dataset.hpp>
+#include <celltyper/cancel.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
@@ -18,6 +19,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -29,6 +31,29 @@ namespace py = pybind11;
 using namespace celltyper;
 
 namespace {
+
+/// Ctrl-C (or a notebook's "interrupt kernel") while a call runs in C++ with the GIL released:
+/// the call's loops check here between steps (cancel.hpp); the check takes the GIL at most every
+/// 0.1 s to let Python run its signal handlers. A KeyboardInterrupt stops the call (Cancelled),
+/// and the exception translator raises KeyboardInterrupt again in Python.
+class Interruptible {
+ public:
+  Interruptible() : scope_([this] { return interrupted(); }) {}
+
+ private:
+  bool interrupted() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_ < std::chrono::milliseconds(100)) return false;
+    last_ = now;
+    py::gil_scoped_acquire gil;
+    if (PyErr_CheckSignals() == 0) return false;
+    PyErr_Clear();
+    return true;
+  }
+  std::chrono::steady_clock::time_point last_{};
+  CancelScope scope_;
+};
+
 
 // ---- arguments -------------------------------------------------------------------------------
 
@@ -239,6 +264,7 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");
   py::gil_scoped_release release;
+  Interruptible interruptible;
   std::vector<const Dataset*> datasets;
   for (const auto& borrowed : data) datasets.push_back(borrowed.dataset.get());
   const auto table = gene_table(table_path);
@@ -277,6 +303,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   std::string trained_summary;
   {
     py::gil_scoped_release release;
+    Interruptible interruptible;
     std::shared_ptr<const Ontology> cell_ontology;
     if (annotate_options.hierarchical) {
       cell_ontology = ontology(ontology_path);
@@ -343,6 +370,7 @@ std::pair<py::array_t<float>, std::string> embed(const py::dict& spec, const py:
   EmbedResult result;
   {
     py::gil_scoped_release release;
+    Interruptible interruptible;
     const auto table = gene_table(table_path);
     if (!table) throw InputError("embedding needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
     const std::string resolved = resolve_gene_store_path(store_path);
@@ -383,6 +411,7 @@ std::string evaluate_cells(const py::dict& obs_columns, const std::vector<std::s
   const bool use_ontology = option<bool>(options, "use_ontology", true);
   const std::string ontology_path = option<std::string>(options, "ontology", "");
   py::gil_scoped_release release;
+  Interruptible interruptible;
   std::shared_ptr<const Ontology> cell_ontology = use_ontology ? ontology(ontology_path) : nullptr;
   evaluation.ontology = cell_ontology.get();
   return to_json(evaluate_annotated(source, evaluation)).dump();
@@ -392,6 +421,7 @@ std::vector<std::tuple<std::string, std::int64_t, float>> gene_neighbors(const s
                                                                           const std::string& table_path) {
   if (k < 1) throw InputError(fmt::format("k={}: at least 1", k));
   py::gil_scoped_release release;
+  Interruptible interruptible;
   const std::string resolved = resolve_gene_store_path(store_path);
   const auto store = load_once<GeneStore>(resolved, [](const std::string& file) { return GeneStore::load(file); });
   const auto table = gene_table(table_path);
@@ -427,6 +457,7 @@ bool csr_indices_sorted(const py::array& indptr, const py::array& indices) {
     throw InputError(fmt::format("X.indices are {}; int32 or int64 expected", to_string(columns.type)));
   };
   py::gil_scoped_release release;
+  Interruptible interruptible;
   if (pointers.type == ArrayType::kInt64) return with_columns(static_cast<const std::int64_t*>(pointers.data));
   if (pointers.type == ArrayType::kInt32) return with_columns(static_cast<const std::int32_t*>(pointers.data));
   throw InputError(fmt::format("X.indptr are {}; int32 or int64 expected", to_string(pointers.type)));
@@ -446,6 +477,8 @@ PYBIND11_MODULE(_celltyper, m) {
       PyErr_SetString(PyExc_OSError, error.what());
     } catch (const UnsupportedError& error) {
       PyErr_SetString(PyExc_NotImplementedError, error.what());
+    } catch (const Cancelled&) {
+      PyErr_SetNone(PyExc_KeyboardInterrupt);
     } catch (const Error& error) {
       base(error.what());
     }
@@ -463,10 +496,12 @@ PYBIND11_MODULE(_celltyper, m) {
       .def_property_readonly("_provenance_json", [](const CellTypeModel& model) { return model.provenance.dump(); })
       .def("save", [](const CellTypeModel& model, const std::string& path) {
         py::gil_scoped_release release;
+        Interruptible interruptible;
         save_model(model, path);
       });
   m.def("load_model", [](const std::string& path) {
     py::gil_scoped_release release;
+    Interruptible interruptible;
     return std::make_shared<CellTypeModel>(load_model(path));
   });
   m.def("train", &train);

@@ -3,6 +3,7 @@
 
 #include "io/direct_read.hpp"
 
+#include <celltyper/cancel.hpp>
 #include <celltyper/error.hpp>
 
 #include <fmt/format.h>
@@ -70,6 +71,7 @@ void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
       });
     }
     try {
+      check_cancelled();
       callback(current);
     } catch (...) {
       if (pending.valid()) pending.wait();

@@ -165,7 +165,7 @@ const std::vector<ClassifierSpec>& classifier_specs() {
       {"logreg",
        "multinomial logistic regression with an L2 penalty (L-BFGS, full batch)",
        {
-           {"l2", 1e-2, 0.0, 1e6, false, "L2 penalty on the weights (per unit of mean loss)", 1e-5, 1.0, true},
+           {"l2", 1e-2, 0.0, 1e6, false, "L2 penalty on the weights (per unit of mean loss); 1 on the expression route (--features expression)", 1e-5, 100.0, true},
            {"max_iterations", 500, 1, 100000, true, "L-BFGS iterations at most", 0, 0, false, true},
            {"tolerance", 1e-4, 0.0, 1.0, false, "stop when the largest gradient component is below this (scikit-learn's default tol)"},
            {"class_balanced", 1, 0, 1, true, "1: weight cells by 1 / (classes x class size), so each class counts equally"},

@@ -2,6 +2,7 @@
 // Loss and gradient are summed over fixed row chunks (their size depends only on n) and the
 // chunk partials are added in chunk order, so the fit is identical for any thread count.
 #include <celltyper/classifier.hpp>
+#include <celltyper/cancel.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/parallel.hpp>
 
@@ -156,6 +157,7 @@ void LogisticRegression::fit_standardized(const float* x, std::int64_t n, int d,
     return m;
   };
   for (; iteration < max_iterations; ++iteration) {
+    check_cancelled();
     if (max_abs(gradient) <= tolerance) {
       stop = "gradient_tolerance";
       break;

@@ -4,6 +4,7 @@
 // Prediction uses a fixed-order float32 kernel, so that a cell's probabilities depend only on the
 // cell and the weights, never on the thread count or on which other cells share its block.
 #include <celltyper/classifier.hpp>
+#include <celltyper/cancel.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/parallel.hpp>
 
@@ -148,7 +149,18 @@ void MultilayerPerceptron::fit_standardized(const float* x, std::int64_t n, int 
   request.hyperparameters = options.hyperparameters;
   request.threads = resolve_threads(options.num_threads);
   request.seed = options.seed;
-  request.on_epoch = options.on_epoch;
+  // Epochs run inside the module; a cancellation found after an epoch stops it there (the
+  // module turns the exception into result.error, which is replaced by Cancelled below).
+  bool cancelled = false;
+  request.on_epoch = [&options, &cancelled](const nlohmann::json& record) {
+    if (options.on_epoch) options.on_epoch(record);
+    try {
+      check_cancelled();
+    } catch (const Cancelled&) {
+      cancelled = true;
+      throw;
+    }
+  };
   request.data_parallel = options.data_parallel;
   const ValidationSet& validation = options.validation;
   request.score_validation = [&validation, n_classes](const std::int32_t* predicted) {
@@ -156,6 +168,7 @@ void MultilayerPerceptron::fit_standardized(const float* x, std::int64_t n, int 
   };
   mlp_plugin::TrainResult result;
   train(request, result);
+  if (cancelled) throw Cancelled();
   if (!result.error.empty()) throw InputError(result.error);
   sizes_ = std::move(result.sizes);
   weights_ = std::move(result.weights);

@@ -704,9 +704,16 @@ ValidationSplit split_validation(const LabelledFeatures& data, double fraction, 
   return split;
 }
 
+HyperParameters route_hyperparameters(const std::string& classifier, const std::string& features) {
+  if (classifier == "logreg" && features == kFeaturesExpression) return {{"l2", 1.0}};
+  return {};
+}
+
 TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, const TrainOptions& options) {
   const ClassifierSpec& spec = find_classifier_spec(options.classifier);
-  const HyperParameters hyperparameters = resolve_hyperparameters(spec, options.hyperparameters);
+  HyperParameters given = route_hyperparameters(options.classifier, data.features);
+  for (const auto& [name, value] : options.hyperparameters) given[name] = value;
+  const HyperParameters hyperparameters = resolve_hyperparameters(spec, given);
   auto log = [&](const std::string& message) {
     if (options.log) options.log(message);
   };

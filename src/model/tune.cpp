@@ -182,6 +182,7 @@ TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& 
     if (t == 0) {
       HyperParameters defaults;
       for (const auto& parameter : spec.parameters) defaults[parameter.name] = parameter.default_value;
+      for (const auto& [name, value] : route_hyperparameters(spec.type, options.features)) defaults[name] = value;
       for (const auto& [name, value] : options.fixed) defaults[name] = value;
       configurations.push_back(defaults);
     } else {

@@ -2,6 +2,7 @@
 // tree_method=hist, early stopping on validation log-loss with the booster sliced back to the best
 // round, the booster saved as UBJSON bytes in the classifier state.
 #include <celltyper/classifier.hpp>
+#include <celltyper/cancel.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_text.hpp>
 #include <celltyper/parallel.hpp>
@@ -203,6 +204,7 @@ void GradientBoostedTrees::fit_standardized(const float* x, std::int64_t n, int 
   int round = 0;
   const auto started = std::chrono::steady_clock::now();
   for (round = 0; round < rounds; ++round) {
+    check_cancelled();
     const auto round_started = std::chrono::steady_clock::now();
     check(XGBoosterUpdateOneIter(booster.handle, round, train.handle), "XGBoosterUpdateOneIter");
     std::vector<DMatrixHandle> evaluated = {train.handle};

@@ -38,11 +38,6 @@ std::string write_file(const TempDir& directory, const std::string& name, const 
   return path;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-}
-
 std::vector<std::string> read_lines(const std::string& path) {
   std::vector<std::string> lines;
   std::ifstream file(path);
@@ -142,23 +137,6 @@ void expect_one_line_error(const test::CommandResult& result, int code, const st
   EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
 }
 
-/// Start the CLI without waiting for it (output thrown away); returns its pid.
-pid_t spawn_cli(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {CELLTYPER_CLI_PATH};
-  argv.insert(argv.end(), args.begin(), args.end());
-  std::vector<char*> pointers;
-  for (auto& arg : argv) pointers.push_back(arg.data());
-  pointers.push_back(nullptr);
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
-  pid_t pid = -1;
-  const int error = posix_spawn(&pid, pointers[0], &actions, nullptr, pointers.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  return error == 0 ? pid : -1;
-}
-
 class GenesOpenAiCli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -232,7 +210,7 @@ TEST_F(GenesOpenAiCli, KillMidRunThenResumeRequestsNothingFinished) {
   std::map<std::string, int> finished;
   {
     FakeServer server(log, {"--delay", "0.15"});
-    const pid_t child = spawn_cli(direct_args(server, store, {"--batch-size", "1", "--concurrency", "1"}));
+    const pid_t child = test::spawn_cli(direct_args(server, store, {"--batch-size", "1", "--concurrency", "1"}));
     ASSERT_GT(child, 0);
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (test::answered_texts(test::read_log(log)).size() < 4 && std::chrono::steady_clock::now() < deadline)
@@ -342,7 +320,7 @@ TEST_F(GenesOpenAiCli, BatchRoundTripWithALostAnswerAnExpiredRequestAndASecondRo
   EXPECT_EQ(test::count_requests(entries, "POST", "/v1/files"), 2);
   EXPECT_EQ(test::count_requests(entries, "POST", "/v1/batches"), 2);
   EXPECT_EQ(test::count_requests(entries, "GET", "/v1/batches"), 1);
-  const json state = json::parse(read_file((std::filesystem::path(job) / "round-001" / "state.json").string()));
+  const json state = json::parse(test::read_file((std::filesystem::path(job) / "round-001" / "state.json").string()));
   EXPECT_EQ(state["files"].size(), 2u);
   for (const auto& [file, entry] : state["files"].items()) EXPECT_FALSE(entry["batch"]["id"].get<std::string>().empty()) << file;
   // Submitting again does nothing.
@@ -451,10 +429,10 @@ TEST_F(GenesOpenAiCli, EnrichDirectlyAndThroughABatchThenTextsCarryTheEnrichment
   result = test::run_cli(concat({"genes", "text", "--enrichment", enrichment, "--out", texts}, fixture_.sources()));
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_NE(result.err.find("3 with enrichment"), std::string::npos) << result.err;
-  EXPECT_NE(read_file(texts).find("\n4069\tLYZ\tLYZ: lysozyme. Gene type: protein-coding. Summary: Bacteriolytic enzyme of monocytes. "
+  EXPECT_NE(test::read_file(texts).find("\n4069\tLYZ\tLYZ: lysozyme. Gene type: protein-coding. Summary: Bacteriolytic enzyme of monocytes. "
                                   "Enrichment: ENRICHED[Gene: LYZ (lysozyme) Known summary: Bacteriolytic enzyme of monocytes."),
             std::string::npos)
-      << read_file(texts);
+      << test::read_file(texts);
 
   // The same through a batch job, written as TSV, read back by genes text.
   const std::string job = directory.file("enrich-job");
@@ -471,8 +449,8 @@ TEST_F(GenesOpenAiCli, EnrichDirectlyAndThroughABatchThenTextsCarryTheEnrichment
   EXPECT_EQ(lines[3].rfind("4069\tLYZ\tENRICHED[Gene: LYZ (lysozyme) Known summary:", 0), 0u) << lines[3];
   result = test::run_cli(concat({"-q", "genes", "text", "--enrichment", tsv, "--out", directory.file("texts2.tsv")}, fixture_.sources()));
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_EQ(read_file(directory.file("texts2.tsv")).substr(read_file(directory.file("texts2.tsv")).find('\n')),
-            read_file(texts).substr(read_file(texts).find('\n')));
+  EXPECT_EQ(test::read_file(directory.file("texts2.tsv")).substr(test::read_file(directory.file("texts2.tsv")).find('\n')),
+            test::read_file(texts).substr(test::read_file(texts).find('\n')));
   // An enrichment job is not an embedding job.
   expect_one_line_error(test::run_cli({"-q", "genes", "embed", "--backend", "openai-batch", "--batch-dir", job, "--collect",
                                        "--gene-table", fixture_.table}),

@@ -31,23 +31,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-/// Files in `dir` whose name marks a celltyper temporary file.
-std::vector<std::string> temporaries_in(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (name.find(".tmp-") != std::string::npos) names.push_back(name);
-  }
-  return names;
-}
-
 /// The tiny world: dataset A (12 cells x 10 genes, tests/data/h5ad/csr_float32.h5ad), a gene table
 /// of its 10 genes, an 8-dim random gene store and a logistic-regression model trained on it.
 class TinyWorld {
@@ -104,9 +87,9 @@ void expect_one_line(const test::CommandResult& result, int code, const std::str
 
 TEST(HostileCli, OutputThatIsAnInputIsRefusedAndTheInputKept) {
   TinyWorld world;
-  const std::string query_bytes = read_bytes(world.query);
-  const std::string model_bytes = read_bytes(world.model);
-  const std::string store_bytes = read_bytes(world.store);
+  const std::string query_bytes = test::read_file(world.query);
+  const std::string model_bytes = test::read_file(world.model);
+  const std::string store_bytes = test::read_file(world.store);
   fs::create_hard_link(world.query, world.dir.file("hard_link.h5ad"));
   fs::create_directory(world.dir.path() / "sub");
   const std::string query_other_spelling = (world.dir.path() / "sub" / ".." / "query.h5ad").string();
@@ -131,11 +114,11 @@ TEST(HostileCli, OutputThatIsAnInputIsRefusedAndTheInputKept) {
        world.dir.file("same.out") + ": the same file is given for two outputs"},
   };
   for (const auto& c : cases) expect_one_line(test::run_cli(c.args), 2, c.start);
-  EXPECT_EQ(read_bytes(world.query), query_bytes);
-  EXPECT_EQ(read_bytes(world.model), model_bytes);
-  EXPECT_EQ(read_bytes(world.store), store_bytes);
+  EXPECT_EQ(test::read_file(world.query), query_bytes);
+  EXPECT_EQ(test::read_file(world.model), model_bytes);
+  EXPECT_EQ(test::read_file(world.store), store_bytes);
   EXPECT_FALSE(fs::exists(world.dir.file("out.h5ad")));
-  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
+  EXPECT_TRUE(test::temporaries_in(world.dir.path()).empty());
 }
 
 TEST(HostileCli, SpecialOutputsAreWrittenThroughOrRefused) {
@@ -155,13 +138,13 @@ TEST(HostileCli, SpecialOutputsAreWrittenThroughOrRefused) {
   const auto via_link = test::run_cli(world.annotate({"-o", world.dir.file("link.h5ad"), "--csv", world.dir.file("labels.csv")}));
   EXPECT_EQ(via_link.exit_code, 0) << via_link.err;
   EXPECT_TRUE(fs::is_symlink(world.dir.file("link.h5ad")));
-  EXPECT_EQ(read_bytes(world.dir.file("real/annotated.h5ad")).substr(1, 3), "HDF");
-  EXPECT_NE(read_bytes(world.dir.file("labels.csv")).find("celltyper_label"), std::string::npos);
+  EXPECT_EQ(test::read_file(world.dir.file("real/annotated.h5ad")).substr(1, 3), "HDF");
+  EXPECT_NE(test::read_file(world.dir.file("labels.csv")).find("celltyper_label"), std::string::npos);
   // A FIFO gets the bytes of the finished file.
   const std::string fifo = world.dir.file("out.fifo");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
   std::string received;
-  std::thread reader([&] { received = read_bytes(fifo); });
+  std::thread reader([&] { received = test::read_file(fifo); });
   const auto to_fifo = test::run_cli(world.annotate({"-o", fifo}));
   reader.join();
   EXPECT_EQ(to_fifo.exit_code, 0) << to_fifo.err;
@@ -180,7 +163,7 @@ TEST(HostileCli, SpecialOutputsAreWrittenThroughOrRefused) {
     ASSERT_EQ(lstat(block.c_str(), &block_info), 0);
     EXPECT_TRUE(S_ISBLK(block_info.st_mode));
   }
-  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
+  EXPECT_TRUE(test::temporaries_in(world.dir.path()).empty());
 }
 
 TEST(HostileCli, AnnotateCommitsTheH5adAndTheCsvTogether) {
@@ -194,7 +177,7 @@ TEST(HostileCli, AnnotateCommitsTheH5adAndTheCsvTogether) {
   expect_one_line(test::run_cli(world.annotate({"-o", out, "--csv", world.dir.file("labels_dir")})), 2,
                   world.dir.file("labels_dir") + ": the output path is a directory");
   EXPECT_FALSE(fs::exists(out));
-  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
+  EXPECT_TRUE(test::temporaries_in(world.dir.path()).empty());
   const auto both = test::run_cli(world.annotate({"-o", out, "--csv", world.dir.file("labels.csv")}));
   EXPECT_EQ(both.exit_code, 0) << both.err;
   EXPECT_TRUE(fs::exists(out));
@@ -218,42 +201,24 @@ TEST(HostileCli, StaleTemporariesOfDeadRunsAreSweptByTheNextRun) {
   EXPECT_EQ(run.exit_code, 0) << run.err;
   EXPECT_FALSE(fs::exists(stale_h5ad));
   EXPECT_FALSE(fs::exists(stale_csv));
-  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
-}
-
-/// Start `celltyper args...` with TMPDIR=`tmpdir`, stdout/stderr to /dev/null; returns its pid.
-pid_t spawn_cli(const std::vector<std::string>& args, const std::string& tmpdir) {
-  const pid_t child = fork();
-  if (child == 0) {
-    setenv("TMPDIR", tmpdir.c_str(), 1);
-    const int null = open("/dev/null", O_RDWR);
-    dup2(null, STDIN_FILENO);
-    dup2(null, STDOUT_FILENO);
-    dup2(null, STDERR_FILENO);
-    std::vector<char*> argv{const_cast<char*>(CELLTYPER_CLI_PATH)};
-    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    execv(CELLTYPER_CLI_PATH, argv.data());
-    _exit(127);
-  }
-  return child;
+  EXPECT_TRUE(test::temporaries_in(world.dir.path()).empty());
 }
 
 /// annotate into a FIFO nobody reads: the run blocks in the final write with its finished
 /// temporary file staged in TMPDIR; the signal must remove it and end the process.
 void expect_kill_leaves_nothing(int signal_number) {
   TinyWorld world;
-  const std::string query_bytes = read_bytes(world.query);
+  const std::string query_bytes = test::read_file(world.query);
   const std::string tmpdir = world.dir.file("tmp");
   fs::create_directory(tmpdir);
   const std::string fifo = world.dir.file("out.fifo");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
-  const pid_t child = spawn_cli(world.annotate({"-o", fifo}), tmpdir);
+  const pid_t child = test::spawn_cli(world.annotate({"-o", fifo}), tmpdir);
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
   bool staged = false;
   int status = 0;
   while (std::chrono::steady_clock::now() < deadline) {
-    if (!temporaries_in(tmpdir).empty()) {
+    if (!test::temporaries_in(tmpdir).empty()) {
       staged = true;
       break;
     }
@@ -265,9 +230,9 @@ void expect_kill_leaves_nothing(int signal_number) {
   kill(child, signal_number);
   ASSERT_EQ(waitpid(child, &status, 0), child);
   EXPECT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == signal_number) << "status " << status;
-  EXPECT_TRUE(temporaries_in(tmpdir).empty()) << "the staged temporary file survived the signal";
-  EXPECT_TRUE(temporaries_in(world.dir.path()).empty());
-  EXPECT_EQ(read_bytes(world.query), query_bytes);
+  EXPECT_TRUE(test::temporaries_in(tmpdir).empty()) << "the staged temporary file survived the signal";
+  EXPECT_TRUE(test::temporaries_in(world.dir.path()).empty());
+  EXPECT_EQ(test::read_file(world.query), query_bytes);
   struct stat info {};
   ASSERT_EQ(lstat(fifo.c_str(), &info), 0);
   EXPECT_TRUE(S_ISFIFO(info.st_mode));
@@ -315,10 +280,10 @@ TEST(HostileCli, SilentWrongAnswersAreRefused) {
   // Unsorted (but unique) indices: the same embedding as the sorted file.
   const auto sorted = test::run_cli(with(embed, world.query));
   ASSERT_EQ(sorted.exit_code, 0) << sorted.err;
-  const std::string sorted_bytes = read_bytes(world.dir.file("e.npy"));
+  const std::string sorted_bytes = test::read_file(world.dir.file("e.npy"));
   const auto unsorted = test::run_cli(with(embed, test::fixture("hostile/csr_unsorted_indices.h5ad")));
   ASSERT_EQ(unsorted.exit_code, 0) << unsorted.err;
-  EXPECT_EQ(read_bytes(world.dir.file("e.npy")), sorted_bytes);
+  EXPECT_EQ(test::read_file(world.dir.file("e.npy")), sorted_bytes);
   // A model with a NaN (or Inf) classifier parameter.
   for (const std::string bad : {"nan", "inf"}) {
     const std::string poisoned = world.dir.file("poisoned.h5");

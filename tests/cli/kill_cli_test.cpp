@@ -25,40 +25,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
-std::vector<std::string> temporaries_in(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (name.find(".tmp-") != std::string::npos) names.push_back(name);
-  }
-  return names;
-}
-
-/// Start `celltyper args...` with TMPDIR=`tmpdir`, output to /dev/null; returns its pid.
-pid_t spawn_cli(const std::vector<std::string>& args, const std::string& tmpdir) {
-  const pid_t child = fork();
-  if (child == 0) {
-    setenv("TMPDIR", tmpdir.c_str(), 1);
-    const int null = open("/dev/null", O_RDWR);
-    dup2(null, STDIN_FILENO);
-    dup2(null, STDOUT_FILENO);
-    dup2(null, STDERR_FILENO);
-    std::vector<char*> argv{const_cast<char*>(CELLTYPER_CLI_PATH)};
-    for (const auto& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
-    argv.push_back(nullptr);
-    execv(CELLTYPER_CLI_PATH, argv.data());
-    _exit(127);
-  }
-  return child;
-}
-
 const char* signal_name(int signal_number) {
   return signal_number == SIGINT ? "SIGINT" : signal_number == SIGTERM ? "SIGTERM" : "SIGKILL";
 }
@@ -70,7 +36,7 @@ void expect_random_kills_are_harmless(const std::string& what, const std::string
   const std::string tmpdir = dir.file("tmp");
   fs::create_directory(tmpdir);
   const std::string out = dir.file(out_name);
-  const std::string input_bytes = read_bytes(input);
+  const std::string input_bytes = test::read_file(input);
 
   // An uninterrupted run: how long the kills may wait, and the output a finished run writes.
   const auto started = std::chrono::steady_clock::now();
@@ -88,13 +54,13 @@ void expect_random_kills_are_harmless(const std::string& what, const std::string
     for (const int signal_number : {SIGINT, SIGTERM, SIGKILL}) {
       const double delay = moment(rng);
       const std::string label = fmt::format("{}: {} after {:.2f} s of a {:.2f} s run", what, signal_name(signal_number), delay, full_seconds);
-      const pid_t child = spawn_cli(args(out), tmpdir);
+      const pid_t child = test::spawn_cli(args(out), tmpdir);
       std::this_thread::sleep_for(std::chrono::duration<double>(delay));
       kill(child, signal_number);
       int status = 0;
       ASSERT_EQ(waitpid(child, &status, 0), child) << label;
       const bool finished = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-      EXPECT_EQ(read_bytes(input), input_bytes) << label << ": the input changed";
+      EXPECT_EQ(test::read_file(input), input_bytes) << label << ": the input changed";
       if (finished) {  // the run was done before the signal: its output is whole
         ASSERT_TRUE(fs::exists(out)) << label;
         EXPECT_EQ(fs::file_size(out), complete_size) << label;
@@ -110,7 +76,7 @@ void expect_random_kills_are_harmless(const std::string& what, const std::string
       }
       // SIGINT and SIGTERM remove their temporaries; SIGKILL's stay until a run completes.
       for (const fs::path& folder : {dir.path(), fs::path(tmpdir)}) {
-        for (const auto& name : temporaries_in(folder)) {
+        for (const auto& name : test::temporaries_in(folder)) {
           if (signal_number == SIGKILL) {
             left_by_sigkill.insert(name);
           } else {
@@ -124,7 +90,7 @@ void expect_random_kills_are_harmless(const std::string& what, const std::string
   const auto again = test::run_cli(args(out));
   ASSERT_EQ(again.exit_code, 0) << what << ": " << again.err;
   EXPECT_EQ(fs::file_size(out), complete_size);
-  EXPECT_TRUE(temporaries_in(dir.path()).empty()) << what << ": temporaries of killed runs survived the next run";
+  EXPECT_TRUE(test::temporaries_in(dir.path()).empty()) << what << ": temporaries of killed runs survived the next run";
   std::printf("%s: %d of 6 runs killed before they finished\n", what.c_str(), killed);
 }
 

@@ -25,24 +25,8 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  return buffer.str();
-}
-
 void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::binary) << text; }
 
-/// Names in `dir` that look like a temporary file of celltyper ("*.tmp-*").
-std::vector<std::string> temporaries_in(const fs::path& dir) {
-  std::vector<std::string> names;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    const std::string name = entry.path().filename().string();
-    if (name.find(".tmp-") != std::string::npos) names.push_back(name);
-  }
-  return names;
-}
 
 /// Temporary files of this process named after `name` in `dir`.
 std::vector<std::string> own_temporaries(const fs::path& dir, const std::string& name) {
@@ -86,12 +70,12 @@ TEST(OutputFile, WritesThroughATemporaryFileAndLeavesNothingElse) {
     EXPECT_EQ(fs::path(output.temporary()).parent_path(), dir.path());
     EXPECT_FALSE(fs::exists(output.temporary())) << "the writer creates the temporary file";
     write_text(output.temporary(), "new");
-    EXPECT_EQ(read_text(path), "old") << "the target changes only on commit";
+    EXPECT_EQ(test::read_file(path), "old") << "the target changes only on commit";
     output.commit();
     EXPECT_TRUE(output.committed());
   }
-  EXPECT_EQ(read_text(path), "new");
-  EXPECT_TRUE(temporaries_in(dir.path()).empty());
+  EXPECT_EQ(test::read_file(path), "new");
+  EXPECT_TRUE(test::temporaries_in(dir.path()).empty());
 }
 
 TEST(OutputFile, KeepsThePermissionsOfTheFileItReplaces) {
@@ -101,7 +85,7 @@ TEST(OutputFile, KeepsThePermissionsOfTheFileItReplaces) {
   fs::permissions(path, fs::perms::owner_read | fs::perms::owner_write);
   write_output_file(path, "new");
   EXPECT_EQ(fs::status(path).permissions() & fs::perms::mask, fs::perms::owner_read | fs::perms::owner_write);
-  EXPECT_EQ(read_text(path), "new");
+  EXPECT_EQ(test::read_file(path), "new");
 }
 
 TEST(OutputFile, ExceptionBeforeCommitRemovesTheTemporaryFileAndKeepsTheTarget) {
@@ -114,8 +98,8 @@ TEST(OutputFile, ExceptionBeforeCommitRemovesTheTemporaryFileAndKeepsTheTarget) 
     throw std::runtime_error("writer failed");
   } catch (const std::runtime_error&) {
   }
-  EXPECT_EQ(read_text(path), "old");
-  EXPECT_TRUE(temporaries_in(dir.path()).empty());
+  EXPECT_EQ(test::read_file(path), "old");
+  EXPECT_TRUE(test::temporaries_in(dir.path()).empty());
 }
 
 TEST(OutputFile, RefusesAnInputByInodeHardLinkAndOtherSpellings) {
@@ -143,7 +127,7 @@ TEST(OutputFile, RefusesAnInputByInodeHardLinkAndOtherSpellings) {
   // Another file, missing paths and empty strings pass.
   EXPECT_EQ(input_error_of([&] { check_outputs_are_not_inputs({dir.file("new.h5ad"), "", dir.file("missing/x")}, {input, "", "nope"}); }),
             "");
-  EXPECT_EQ(read_text(input), "precious");
+  EXPECT_EQ(test::read_file(input), "precious");
 }
 
 TEST(OutputFile, FollowsASymlinkToWriteItsTarget) {
@@ -154,14 +138,14 @@ TEST(OutputFile, FollowsASymlinkToWriteItsTarget) {
   fs::create_symlink("real/data.csv", dir.file("link.csv"));  // relative link
   write_output_file(dir.file("link.csv"), "new");
   EXPECT_TRUE(fs::is_symlink(dir.file("link.csv"))) << "the link was replaced by a file";
-  EXPECT_EQ(read_text(target), "new");
-  EXPECT_TRUE(temporaries_in(dir.path()).empty());
-  EXPECT_TRUE(temporaries_in(dir.path() / "real").empty());
+  EXPECT_EQ(test::read_file(target), "new");
+  EXPECT_TRUE(test::temporaries_in(dir.path()).empty());
+  EXPECT_TRUE(test::temporaries_in(dir.path() / "real").empty());
   // A dangling link: its target is created.
   fs::create_symlink(dir.file("real/later.csv"), dir.file("dangling.csv"));
   write_output_file(dir.file("dangling.csv"), "created");
   EXPECT_TRUE(fs::is_symlink(dir.file("dangling.csv")));
-  EXPECT_EQ(read_text(dir.file("real/later.csv")), "created");
+  EXPECT_EQ(test::read_file(dir.file("real/later.csv")), "created");
   // A loop is refused.
   fs::create_symlink(dir.file("loop_b"), dir.file("loop_a"));
   fs::create_symlink(dir.file("loop_a"), dir.file("loop_b"));
@@ -192,14 +176,14 @@ TEST(OutputFile, WritesThroughAFifo) {
   test::TempDir dir;
   const std::string fifo = dir.file("pipe");
   ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
-  auto reader = std::async(std::launch::async, [&] { return read_text(fifo); });
+  auto reader = std::async(std::launch::async, [&] { return test::read_file(fifo); });
   const std::string content(200000, 'x');  // more than a pipe buffer
   write_output_file(fifo, content);
   EXPECT_EQ(reader.get(), content);
   struct stat info {};
   ASSERT_EQ(lstat(fifo.c_str(), &info), 0);
   EXPECT_TRUE(S_ISFIFO(info.st_mode)) << "the FIFO was replaced";
-  EXPECT_TRUE(temporaries_in(dir.path()).empty());
+  EXPECT_TRUE(test::temporaries_in(dir.path()).empty());
   EXPECT_TRUE(own_temporaries(fs::temp_directory_path(), "pipe").empty());
 }
 
@@ -236,7 +220,7 @@ TEST(OutputFile, SweepsStaleTemporariesOfDeadProcessesOnly) {
   EXPECT_TRUE(fs::exists(other));
   EXPECT_EQ(sweep_stale_temporaries(dir.file("other.h5")), 1u);
   EXPECT_FALSE(fs::exists(other));
-  EXPECT_EQ(read_text(path), "model");
+  EXPECT_EQ(test::read_file(path), "model");
 }
 
 /// A child that makes an OutputFile, writes half of it, signals readiness and waits to be killed.
@@ -258,13 +242,13 @@ void expect_signal_removes_temporary(int signal_number) {
   char byte = 0;
   ASSERT_EQ(read(ready[0], &byte, 1), 1);
   close(ready[0]);
-  EXPECT_EQ(temporaries_in(dir.path()).size(), 1u);
+  EXPECT_EQ(test::temporaries_in(dir.path()).size(), 1u);
   kill(child, signal_number);
   int status = 0;
   waitpid(child, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the child did not end by the signal";
   EXPECT_EQ(WTERMSIG(status), signal_number) << "the signal was not re-raised";
-  EXPECT_TRUE(temporaries_in(dir.path()).empty()) << "the temporary file survived the signal";
+  EXPECT_TRUE(test::temporaries_in(dir.path()).empty()) << "the temporary file survived the signal";
   EXPECT_FALSE(fs::exists(path));
 }
 
@@ -283,7 +267,7 @@ TEST(OutputFile, CommitTogetherIsAllOrNothing) {
   }
   EXPECT_FALSE(fs::exists(h5ad)) << "the h5ad was committed without its CSV";
   EXPECT_FALSE(fs::exists(csv));
-  EXPECT_TRUE(temporaries_in(dir.path()).empty());
+  EXPECT_TRUE(test::temporaries_in(dir.path()).empty());
   {
     OutputFile first(h5ad);
     OutputFile second(csv);
@@ -291,9 +275,9 @@ TEST(OutputFile, CommitTogetherIsAllOrNothing) {
     write_text(second.temporary(), "csv");
     commit_together({&first, nullptr, &second});
   }
-  EXPECT_EQ(read_text(h5ad), "h5ad");
-  EXPECT_EQ(read_text(csv), "csv");
-  EXPECT_TRUE(temporaries_in(dir.path()).empty());
+  EXPECT_EQ(test::read_file(h5ad), "h5ad");
+  EXPECT_EQ(test::read_file(csv), "csv");
+  EXPECT_TRUE(test::temporaries_in(dir.path()).empty());
 }
 
 }  // namespace

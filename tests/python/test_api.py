@@ -268,3 +268,23 @@ def test_too_few_genes_is_refused_with_the_fix(pbmc3k):
     model = celltyper.train(pbmc3k, label="celltype", validation_fraction=0)
     with pytest.raises(ValueError, match="too few to annotate.*allow-low-coverage"):
         celltyper.annotate(tiny(genes=("CD3E", "MS4A1", "LYZ")), model=model)
+
+
+def test_ctrl_c_stops_a_long_call_and_raises_keyboard_interrupt(pbmc3k):
+    # An MLP of 400 epochs without early stopping runs for a minute here; SIGINT after 1 s must
+    # stop it at the next epoch (cancel.hpp) and raise KeyboardInterrupt, as Ctrl-C in a notebook.
+    import signal
+    import threading
+    import time
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    started = time.monotonic()
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            celltyper.train(pbmc3k, label="celltype", classifier="mlp", validation_fraction=0, epochs=400, threads=1)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 15
+    # The module still works afterwards.
+    model = celltyper.train(pbmc3k, label="celltype", validation_fraction=0)
+    assert len(model.classes) >= 2

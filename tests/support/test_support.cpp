@@ -6,6 +6,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <sstream>
+#include <filesystem>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -96,6 +99,48 @@ TempDir::TempDir() {
 TempDir::~TempDir() {
   std::error_code error;
   std::filesystem::remove_all(path_, error);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+std::vector<std::string> temporaries_in(const std::filesystem::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    const std::string name = entry.path().filename().string();
+    if (name.find(".tmp-") != std::string::npos) names.push_back(name);
+  }
+  return names;
+}
+
+int spawn_cli(const std::vector<std::string>& args, const std::string& tmpdir) {
+  std::vector<std::string> argv = {CELLTYPER_CLI_PATH};
+  argv.insert(argv.end(), args.begin(), args.end());
+  std::vector<char*> pointers;
+  for (auto& arg : argv) pointers.push_back(arg.data());
+  pointers.push_back(nullptr);
+  std::vector<std::string> environment;
+  for (char** entry = environ; *entry != nullptr; ++entry) {
+    if (!tmpdir.empty() && std::strncmp(*entry, "TMPDIR=", 7) == 0) continue;
+    environment.emplace_back(*entry);
+  }
+  if (!tmpdir.empty()) environment.push_back("TMPDIR=" + tmpdir);
+  std::vector<char*> env;
+  for (auto& entry : environment) env.push_back(entry.data());
+  env.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, "/dev/null", O_WRONLY, 0);
+  pid_t pid = -1;
+  const int error = posix_spawn(&pid, pointers[0], &actions, nullptr, pointers.data(), env.data());
+  posix_spawn_file_actions_destroy(&actions);
+  return error == 0 ? pid : -1;
 }
 
 }  // namespace celltyper::test

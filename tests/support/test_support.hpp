@@ -47,6 +47,16 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// The bytes of a file ("" when it cannot be read).
+std::string read_file(const std::string& path);
+
+/// Names in `dir` that look like a temporary file of celltyper ("*.tmp-*").
+std::vector<std::string> temporaries_in(const std::filesystem::path& dir);
+
+/// Start the built `celltyper` with `args` without waiting (stdin, stdout and stderr on
+/// /dev/null; TMPDIR set to `tmpdir` when given); returns its pid, -1 when it cannot start.
+int spawn_cli(const std::vector<std::string>& args, const std::string& tmpdir = "");
+
 /// Path of the interpreter that has Debian's python3-anndata / numpy / scipy.
 inline const char* system_python() { return "/usr/bin/python3"; }
 
