@@ -21,7 +21,7 @@ constexpr int kGuarded[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
 
 void copy_part(char* into, std::string_view from) {
   const std::size_t n = std::min(from.size(), kPart);
-  std::memcpy(into, from.data(), n);
+  if (n > 0) std::memcpy(into, from.data(), n);  // an empty view may hold a null pointer
   into[n] = '\0';
 }
 

@@ -32,11 +32,15 @@ std::string string_attr(hid_t object, const char* name) { return h5::string_attr
 nlohmann::json parse_json_attr(hid_t object, const char* name, const std::string& what) {
   const std::string text = string_attr(object, name);
   if (text.empty()) return nlohmann::json::object();
+  nlohmann::json parsed;
   try {
-    return nlohmann::json::parse(text);
+    parsed = nlohmann::json::parse(text);
   } catch (const nlohmann::json::exception&) {
     throw InputError(fmt::format("{}: attribute {} is not valid JSON", what, name));
   }
+  // Fields are read from it by name later: anything but an object is a damaged file.
+  if (!parsed.is_object()) throw InputError(fmt::format("{}: attribute {} is not a JSON object", what, name));
+  return parsed;
 }
 
 std::string dump(const nlohmann::json& json) { return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
