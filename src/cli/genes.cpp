@@ -79,11 +79,8 @@ void note(const GlobalOptions& global, const std::string& line) {
 
 GeneTable load_table(const std::string& requested, const GlobalOptions& global) {
   const std::string path = choose_gene_table_path(requested);
-  if (path.empty()) {
-    throw InputError("no gene table found: pass --gene-table (org.*.eg.db SQLite or TSV) or set CELLTYPER_GENE_TABLE");
-  }
   const auto start = std::chrono::steady_clock::now();
-  GeneTable table = load_gene_table_cached(path);
+  GeneTable table = load_requested_gene_table(path);
   note(global, fmt::format("gene table {}: {} genes ({:.1f} s)", path, table.size(),
                            std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count()));
   return table;

@@ -249,7 +249,7 @@ RawRows read_npy_rows(const std::string& path, const std::string& gene_list) {
 }
 
 RawRows read_h5_rows(const std::string& path, const GeneImportOptions& options) {
-  h5::require_readable(path, "embeddings file");
+  require_readable(path, "embeddings file");
   {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();

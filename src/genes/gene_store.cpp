@@ -150,7 +150,7 @@ GeneStore GeneStore::load(const std::string& path) {
   std::error_code error;
   if (!std::filesystem::exists(path, error)) throw IoError(fmt::format("cannot open gene store {}: no such file", path));
   if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("gene store {} is a directory", path));
-  h5::require_readable(path, "gene store");
+  require_readable(path, "gene store");
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   if (H5Fis_hdf5(path.c_str()) <= 0) {

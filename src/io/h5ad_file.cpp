@@ -270,7 +270,7 @@ H5adFile::H5adFile(const std::string& path, const H5adOpenOptions& options) : im
     std::error_code error;
     if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file", path));
     if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("{}: is a directory, expected an .h5ad file", path));
-    h5::require_readable(path, "h5ad file");
+    require_readable(path, "h5ad file");
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
     if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file (an .h5ad must be HDF5)", path));

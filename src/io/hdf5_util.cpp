@@ -1,5 +1,4 @@
 #include "io/hdf5_util.hpp"
-#include <celltyper/file_checks.hpp>
 
 #include <celltyper/error.hpp>
 
@@ -13,29 +12,12 @@
 #include <cstring>
 #include <type_traits>
 
-namespace celltyper {
-
-void require_readable(const std::string& path, const char* what) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::close(fd);
-    return;
-  }
-  const int error = errno;
-  if (error == EACCES || error == EPERM) throw IoError(fmt::format("{}: permission denied (cannot read the {})", path, what));
-  throw IoError(fmt::format("{}: cannot read the {}: {}", path, what, std::strerror(error)));
-}
-
-}  // namespace celltyper
-
 namespace celltyper::h5 {
 
 std::recursive_mutex& hdf5_mutex() {
   static std::recursive_mutex mutex;
   return mutex;
 }
-
-void require_readable(const std::string& path, const char* what) { celltyper::require_readable(path, what); }
 
 void silence_hdf5_errors() {
   // Per thread: with a thread-safe libhdf5 the automatic error printing is a per-thread setting

@@ -6,6 +6,7 @@
 
 #include <celltyper/crash_guard.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/file_checks.hpp>
 
 #include <hdf5.h>
 
@@ -46,11 +47,6 @@ inline Hdf5Lock hdf5_lock() { return {}; }
 /// Turn off HDF5's automatic error printing (once per thread: Debian's libhdf5 is built
 /// thread-safe, where this is a per-thread setting); we report our own errors.
 void silence_hdf5_errors();
-
-/// Throw IoError (exit code 3) naming `path` when the local file cannot be opened for reading,
-/// e.g. "FILE: permission denied (cannot read the model)", before HDF5 would call it "not an
-/// HDF5 file". `what` names the kind of file ("h5ad file", "model", "gene store").
-void require_readable(const std::string& path, const char* what);
 
 /// An owned HDF5 identifier closed with the matching H5*close on destruction.
 class Handle {

@@ -251,7 +251,7 @@ class TenxH5Dataset final : public Dataset {
  public:
   explicit TenxH5Dataset(const std::string& path) : path_(path) {
     if (!is_remote_path(path)) {
-      h5::require_readable(path, "Cell Ranger .h5 file");
+      require_readable(path, "Cell Ranger .h5 file");
       auto lock = h5::hdf5_lock();
       h5::silence_hdf5_errors();
       if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("{}: not an HDF5 file", path));

@@ -264,7 +264,7 @@ CellTypeModel load_model(const std::string& path) {
   std::error_code error;
   if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("cannot open model {}: no such file", path));
   if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("model {} is a directory", path));
-  h5::require_readable(path, "model");
+  require_readable(path, "model");
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   if (H5Fis_hdf5(path.c_str()) <= 0) {
