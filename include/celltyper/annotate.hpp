@@ -83,6 +83,21 @@ struct TrainOptions {
   /// measured, so that `annotate` can refit it on the genes a query shares (ReferenceSample);
   /// 0 = none.
   std::int64_t reference_sample_cells = 20000;
+  /// Pooling references labelled at different depths of the Cell Ontology (`train
+  /// --harmonize-labels`): every label is replaced by its CL term's name (through `label_map` and
+  /// `ontology`), the classes are the most specific terms present, and a cell labelled with a
+  /// coarser term T trains on the summed probability of the classes at or below T
+  /// (FitOptions::label_sets; logreg and mlp; xgboost and knn leave such cells out).
+  bool harmonize_labels = false;
+  /// With `harmonize_labels`: keep every term as a class of its own (flat pooled training).
+  bool flat_labels = false;
+  const Ontology* ontology = nullptr;     ///< for harmonize_labels (not owned); null = label_map alone, flat
+  /// Weight cells so that every reference counts equally in the loss (each reference's cells
+  /// sum to n / references), on top of class balancing.
+  bool balance_references = false;
+  /// With several references whose genes differ: use only the genes every reference measured
+  /// (a gene a reference lacks is not a zero count). false = every gene of any reference.
+  bool shared_genes = true;
 };
 
 /// Whether `dataset` is a training matrix written by `celltyper extract` (extract.hpp): its cells

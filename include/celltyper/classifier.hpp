@@ -107,6 +107,16 @@ struct FitOptions {
   /// (and "validation_loss" for xgboost). Called on the thread that runs `fit`.
   std::function<void(const nlohmann::json&)> on_epoch;
   DataParallel data_parallel;       ///< gradient all-reduce across processes (mlp only)
+  /// Labels coarser than the classes (mixed-granularity training: "lymphocyte" beside "B cell"
+  /// and "T cell"). A training label code `n_classes + s` means "one of the classes
+  /// `label_sets[s]`" (distinct codes in 0..n_classes-1): the cell's loss is -log of the summed
+  /// probability of those classes, so it pulls towards its set without choosing a member. Back
+  /// ends with `supports_label_sets()` only ("logreg", "mlp"). Class balancing counts every code
+  /// (class or set) as one group.
+  std::vector<std::vector<std::int32_t>> label_sets;
+  /// Optional per-cell weights (n values, finite, > 0), multiplied into the class-balancing
+  /// weights (e.g. so that each reference counts equally). Empty = 1 for every cell.
+  std::vector<double> sample_weights;
 };
 
 /// Per-feature standardisation z = (x - mean) / scale, scale = standard deviation (1 when the
@@ -128,11 +138,14 @@ class Classifier {
   virtual ~Classifier() = default;
   /// Type name, e.g. "logreg", "knn" (the key of its ClassifierSpec).
   [[nodiscard]] virtual std::string type() const = 0;
+  /// Whether `fit` accepts FitOptions::label_sets (cells labelled with a set of classes).
+  [[nodiscard]] virtual bool supports_label_sets() const { return false; }
 
-  /// Train on `features` [n x d] with `labels` (n codes in 0..n_classes-1). Throws InputError on
-  /// bad shapes, a code out of range, a class without cells, fewer than 2 classes, NaN features,
-  /// a hyperparameter out of bounds, or a validation set with NaN features or codes outside
-  /// -1..n_classes-1.
+  /// Train on `features` [n x d] with `labels` (n codes in 0..n_classes-1, or n_classes + s for
+  /// `options.label_sets[s]`). Throws InputError on bad shapes, a code out of range, a class
+  /// without cells (of its own code or in a label set), fewer than 2 classes, NaN features, a
+  /// hyperparameter out of bounds, label sets on a back end without `supports_label_sets()`, bad
+  /// sample weights, or a validation set with NaN features or codes outside -1..n_classes-1.
   void fit(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
            const FitOptions& options = {});
   /// Class probabilities [n x n_classes] for `features` [n x n_features()]. Rows sum to 1.
@@ -213,6 +226,13 @@ std::unique_ptr<Classifier> make_mlp();
 /// rounds without a lower validation log-loss and keeps the best round's trees. The booster is
 /// kept as a UBJSON blob in the state.
 std::unique_ptr<Classifier> make_xgboost();
+
+/// Training weight of each cell: with `class_balanced`, n / (G x size of the cell's code) where G
+/// counts the codes (classes and label sets, `n_codes` of them) that have cells, so every class
+/// and every coarse label weighs the same in total; otherwise 1. Multiplied by `sample_weights`
+/// when not empty. (Without label sets and sample weights: the usual n / (classes x class size).)
+std::vector<double> training_cell_weights(const std::vector<std::int32_t>& labels, int n_codes, bool class_balanced,
+                                          const std::vector<double>& sample_weights);
 
 /// Mean of the per-class F1 over the classes present in `truth` or `prediction` (scikit-learn's
 /// `f1_score(average="macro")` with zero_division=0); codes are 0..n_classes-1, and -1 in

@@ -20,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -34,6 +35,7 @@ struct LabelledFeatures {
   int dims = 0;
   std::vector<std::string> labels;    ///< n labels
   std::vector<std::string> groups;    ///< n "path\x1fgroup" keys; empty strings without a group column
+  std::vector<std::int32_t> references;  ///< n indices of the reference each cell comes from
   std::int64_t n_dropped_unlabelled = 0;
   std::int64_t n_dropped_empty = 0;
   std::vector<std::string> warnings;
@@ -63,6 +65,12 @@ struct LabelledReference {
 /// or matrices do not match the datasets.
 std::vector<LabelledReference> read_labelled_cells(const std::vector<const Dataset*>& datasets, const TrainOptions& options);
 
+/// A label that some references use at a coarser depth than the pool (mixed granularity).
+struct CoarseLabel {
+  /// Per reference index where the label is coarse: the sorted classes its cells may belong to.
+  std::map<std::int32_t, std::vector<std::string>> classes;
+};
+
 /// Everything `fit_model` needs: the features of the usable labelled cells and what the model
 /// file records about where they came from.
 struct TrainingData {
@@ -79,7 +87,43 @@ struct TrainingData {
   std::string gene_table_hash;
   std::string gene_table_source;
   std::size_t n_restrict_genes = 0;            ///< TrainOptions::restrict_genes, unique
+  std::size_t n_shared_genes = 0;              ///< genes every reference measured (TrainOptions::shared_genes; 0 = not applied)
+  /// With TrainOptions::harmonize_labels: CL id of every (harmonised) label.
+  std::map<std::string, std::string> label_cl_ids;
+  /// Coarse labels (mixed granularity), see coarse_labels().
+  std::map<std::string, CoarseLabel> coarse_labels;
+  /// The classes a cell labelled `label` in reference `reference` may belong to when the label
+  /// is coarse there, else null.
+  [[nodiscard]] const std::vector<std::string>* coarse_classes(const std::string& label, std::int32_t reference) const;
 };
+
+/// Labels renamed to their Cell Ontology terms.
+struct LabelHarmonization {
+  std::map<std::string, std::string> renames;  ///< label -> its CL term's name (mapped labels only)
+  std::map<std::string, std::string> cl_ids;   ///< name (harmonised, or as given) -> CL id
+  std::vector<std::string> unmapped;           ///< labels without a CL id, sorted
+};
+
+/// Map `labels` to CL ids through the table `label_map` (rows of `label_map_dataset` first, when
+/// given) and `ontology` (term names, ids, exact synonyms; either may be absent); with `rename`,
+/// each mapped label is renamed to its term's name (the id when the name is unknown). Throws
+/// InputError when neither a table nor an ontology is given.
+LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const Ontology* ontology, const std::string& label_map,
+                                    const std::string& label_map_dataset, bool rename);
+
+/// Mixed granularity: which labels of which references train as coarse labels.
+///
+/// A label T of reference R (with CL id `cl_ids[T]`; labels without one stand alone) is coarse
+/// in R when labels of the pool lie below T in the ontology that R did not use: R's annotators
+/// stopped at T there, so its T cells may belong to any class at or below T, except the classes
+/// at or below R's own other labels under T (R chose those where they applied: pbmc3k's "CD14+
+/// Mono" beside its "FCGR3A+ Mono", which CL places below it, means "CD14 monocyte but not
+/// FCGR3A+"; savercat's "T/NK cells" (lymphocyte) beside its "B cells" means "a lymphocyte other
+/// than a B cell"). A label is a class when some reference uses it with nothing left below it;
+/// a label coarse in every reference that uses it is not a class. `labels_by_reference[r]` = the
+/// labels reference r uses.
+std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std::string>>& labels_by_reference,
+                                                 const std::map<std::string, std::string>& cl_ids, const Ontology& ontology);
 
 /// Step 2: features of the usable labelled cells of `datasets` (options.features picks the route;
 /// options.classifier and hyperparameters are not used, so one TrainingData serves every

@@ -6,6 +6,7 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/model_file.hpp>
+#include <celltyper/ontology.hpp>
 #include <celltyper/output_file.hpp>
 
 #include "cli/columns.hpp"
@@ -40,8 +41,10 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     std::string genes;
     std::string gene_table;
     std::string restrict_genes;
+    std::string ontology;
     std::string out;
     bool json = false;
+    bool all_genes = false;
     bool distributed = false;
     std::map<std::string, double> hyperparameters;  ///< values of the per-parameter flags
     TrainOptions options;
@@ -86,6 +89,16 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--label-map", args->options.label_map,
                       "label -> Cell Ontology id table (label_map_to_cell_ontology.tsv) to record CL ids of the classes");
   command->add_option("--label-dataset", args->options.label_map_dataset, "Prefer rows of this dataset in --label-map");
+  command->add_flag("--harmonize-labels", args->options.harmonize_labels,
+                    "Pool references labelled at different depths: labels become Cell Ontology terms (--label-map and the "
+                    "ontology's names); the classes are the most specific terms, and a cell with a coarser term (e.g. 'lymphocyte') "
+                    "trains on the summed probability of the classes below it (logreg, mlp; xgboost and knn leave it out)");
+  command->add_flag("--flat-labels", args->options.flat_labels, "With --harmonize-labels: every term is a class of its own (flat pooled training)");
+  command->add_option("--ontology", args->ontology, "Cell Ontology .obo/.json for --harmonize-labels (default: the installed copy, $CELLTYPER_ONTOLOGY)");
+  command->add_flag("--balance-references", args->options.balance_references,
+                    "Weight cells so that every reference counts equally (a large reference does not drown a small one)");
+  command->add_flag("--all-genes", args->all_genes,
+                    "With several references: use every gene of any reference (default: only the genes every reference measured)");
   command->add_flag("--json", args->json, "Print the training summary as JSON on stdout");
   command->add_flag("--distributed", args->distributed,
                     "Under mpirun: train the MLP data-parallel, every process computing its share of each batch and gradients "
@@ -106,7 +119,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->callback([args, command, &global] {
     TrainOptions& options = args->options;
     std::vector<std::string> inputs = args->references;
-    inputs.insert(inputs.end(), {args->genes, args->gene_table, args->restrict_genes, options.label_map});
+    inputs.insert(inputs.end(), {args->genes, args->gene_table, args->restrict_genes, options.label_map, args->ontology});
     check_outputs_are_not_inputs({args->out, args->out + ".epochs.jsonl"}, inputs);
     options.references = args->references;
     options.label_column = obs_column(args->label, "--label");
@@ -142,6 +155,20 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     if (options.features != kFeaturesExpression || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
     const GeneTable table = load_requested_gene_table(args->gene_table);
     if (!args->restrict_genes.empty()) options.restrict_genes = genes_of(args->restrict_genes, table);
+    options.shared_genes = !args->all_genes;
+    if (options.flat_labels && !options.harmonize_labels) throw InputError("--flat-labels applies with --harmonize-labels only");
+    Ontology ontology;
+    if (options.harmonize_labels) {
+      const std::string path = default_ontology_path(args->ontology);
+      if (!path.empty()) {
+        ontology = load_ontology(path);
+        options.ontology = &ontology;
+      } else if (options.label_map.empty()) {
+        throw InputError(fmt::format("--harmonize-labels needs the Cell Ontology (--ontology FILE) or --label-map; {}", kOntologyReleaseHint));
+      }
+    } else if (!args->ontology.empty()) {
+      throw InputError("--ontology applies with --harmonize-labels only");
+    }
     // Step messages only on a terminal, so that a failing run prints exactly one line.
     if (progress_enabled(global.quiet) && root) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
     // Iterative classifiers (mlp, xgboost) log every epoch as JSONL next to the model.

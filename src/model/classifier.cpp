@@ -46,14 +46,40 @@ void Classifier::fit(const float* features, std::int64_t n, int d, const std::ve
     throw InputError(fmt::format("{} labels for {} cells", labels.size(), n));
   }
   if (n_classes < 2) throw InputError(fmt::format("training needs at least 2 classes, got {}", n_classes));
-  std::vector<std::int64_t> counts(static_cast<std::size_t>(n_classes), 0);
+  const auto& sets = options.label_sets;
+  if (!sets.empty() && !supports_label_sets()) {
+    throw InputError(fmt::format("classifier '{}' cannot train on coarse labels (label sets); use logreg or mlp", type()));
+  }
+  const int n_codes = n_classes + static_cast<int>(sets.size());
+  std::vector<std::int64_t> counts(static_cast<std::size_t>(n_codes), 0);
   for (std::int64_t i = 0; i < n; ++i) {
     const auto label = labels[static_cast<std::size_t>(i)];
-    if (label < 0 || label >= n_classes) throw InputError(fmt::format("label code {} of cell {} is not in 0..{}", label, i, n_classes - 1));
+    if (label < 0 || label >= n_codes) throw InputError(fmt::format("label code {} of cell {} is not in 0..{}", label, i, n_codes - 1));
     ++counts[static_cast<std::size_t>(label)];
   }
+  std::vector<std::uint8_t> reachable(static_cast<std::size_t>(n_classes), 0);  // a class some cell may belong to
+  for (int c = 0; c < n_classes; ++c) reachable[static_cast<std::size_t>(c)] = counts[static_cast<std::size_t>(c)] > 0 ? 1 : 0;
+  for (std::size_t s = 0; s < sets.size(); ++s) {
+    if (sets[s].empty()) throw InputError(fmt::format("label set {} is empty", s));
+    std::vector<std::int32_t> members = sets[s];
+    std::sort(members.begin(), members.end());
+    if (std::adjacent_find(members.begin(), members.end()) != members.end()) throw InputError(fmt::format("label set {} repeats a class", s));
+    for (const auto member : members) {
+      if (member < 0 || member >= n_classes) throw InputError(fmt::format("label set {} names class {} (not in 0..{})", s, member, n_classes - 1));
+      if (counts[static_cast<std::size_t>(n_classes) + s] > 0) reachable[static_cast<std::size_t>(member)] = 1;
+    }
+  }
   for (int c = 0; c < n_classes; ++c) {
-    if (counts[static_cast<std::size_t>(c)] == 0) throw InputError(fmt::format("class {} has no training cells", c));
+    if (reachable[static_cast<std::size_t>(c)] == 0) throw InputError(fmt::format("class {} has no training cells", c));
+  }
+  if (!options.sample_weights.empty()) {
+    if (static_cast<std::int64_t>(options.sample_weights.size()) != n) {
+      throw InputError(fmt::format("{} sample weights for {} cells", options.sample_weights.size(), n));
+    }
+    for (std::int64_t i = 0; i < n; ++i) {
+      const double weight = options.sample_weights[static_cast<std::size_t>(i)];
+      if (!(weight > 0) || !std::isfinite(weight)) throw InputError(fmt::format("sample weight {} of cell {} is not a positive number", weight, i));
+    }
   }
   for (std::int64_t i = 0; i < n * d; ++i) {
     if (!std::isfinite(features[i])) throw InputError(fmt::format("feature {} of cell {} is not finite", i % d, i / d));
@@ -222,6 +248,26 @@ const ClassifierSpec& find_classifier_spec(const std::string& type) {
 }
 
 std::unique_ptr<Classifier> make_classifier(const std::string& type) { return find_classifier_spec(type).make(); }
+
+std::vector<double> training_cell_weights(const std::vector<std::int32_t>& labels, int n_codes, bool class_balanced,
+                                          const std::vector<double>& sample_weights) {
+  const auto n = static_cast<std::int64_t>(labels.size());
+  std::vector<double> code_weight(static_cast<std::size_t>(n_codes), 1.0);
+  if (class_balanced) {
+    std::vector<double> size(static_cast<std::size_t>(n_codes), 0);
+    for (auto label : labels) ++size[static_cast<std::size_t>(label)];
+    const auto groups = static_cast<int>(std::count_if(size.begin(), size.end(), [](double count) { return count > 0; }));
+    for (int k = 0; k < n_codes; ++k) {
+      if (size[static_cast<std::size_t>(k)] > 0) code_weight[static_cast<std::size_t>(k)] = static_cast<double>(n) / (groups * size[static_cast<std::size_t>(k)]);
+    }
+  }
+  std::vector<double> weights(labels.size());
+  for (std::size_t i = 0; i < labels.size(); ++i) {
+    weights[i] = code_weight[static_cast<std::size_t>(labels[i])];
+    if (!sample_weights.empty()) weights[i] *= sample_weights[i];
+  }
+  return weights;
+}
 
 double macro_f1_score(const std::int32_t* truth, const std::int32_t* prediction, std::int64_t n, int n_classes) {
   // Index n_classes collects the truth codes -1 (a class the model does not know).

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cmath>
 #include <deque>
+#include <limits>
 #include <numeric>
 
 namespace celltyper {
@@ -19,6 +20,7 @@ namespace {
 class LogisticRegression final : public Classifier {
  public:
   [[nodiscard]] std::string type() const override { return "logreg"; }
+  [[nodiscard]] bool supports_label_sets() const override { return true; }
 
  protected:
   void fit_standardized(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
@@ -83,14 +85,17 @@ void LogisticRegression::fit_standardized(const float* x, std::int64_t n, int d,
   const std::size_t width = static_cast<std::size_t>(d) + 1;
   const std::size_t n_parameters = static_cast<std::size_t>(c) * width;
 
-  std::vector<double> class_size(static_cast<std::size_t>(c), 0);
-  for (auto label : labels) ++class_size[static_cast<std::size_t>(label)];
-  std::vector<double> cell_weight(static_cast<std::size_t>(c), 1.0);
-  if (balanced) {
-    for (int k = 0; k < c; ++k) cell_weight[k] = static_cast<double>(n) / (c * class_size[k]);
+  // Per-cell weights (class balancing, sample weights); a code >= c is a coarse label: the
+  // classes of options.label_sets[code - c] as a 0/1 mask.
+  const std::vector<double> cell_weight =
+      training_cell_weights(labels, c + static_cast<int>(options.label_sets.size()), balanced, options.sample_weights);
+  std::vector<std::vector<std::uint8_t>> set_mask;
+  for (const auto& members : options.label_sets) {
+    set_mask.emplace_back(static_cast<std::size_t>(c), 0);
+    for (const auto member : members) set_mask.back()[static_cast<std::size_t>(member)] = 1;
   }
   double total_weight = 0;
-  for (auto label : labels) total_weight += cell_weight[static_cast<std::size_t>(label)];
+  for (const double weight : cell_weight) total_weight += weight;
 
   // Fixed chunking: a function of n only.
   const std::int64_t n_chunks = std::clamp<std::int64_t>((n + 255) / 256, 1, 64);
@@ -103,6 +108,7 @@ void LogisticRegression::fit_standardized(const float* x, std::int64_t n, int d,
       auto& out = partial[static_cast<std::size_t>(chunk)];
       std::fill(out.begin(), out.end(), 0.0);
       std::vector<double> z(static_cast<std::size_t>(c));
+      double log_set = 0;  // log P(S) of the current cell when its label is a set
       const std::int64_t end = std::min(n, (chunk + 1) * chunk_rows);
       for (std::int64_t i = chunk * chunk_rows; i < end; ++i) {
         const float* row = x + i * d;
@@ -112,10 +118,27 @@ void LogisticRegression::fit_standardized(const float* x, std::int64_t n, int d,
         }
         log_softmax(z.data(), c);
         const int y = labels[static_cast<std::size_t>(i)];
-        const double weight = cell_weight[static_cast<std::size_t>(y)];
-        out[n_parameters] -= weight * z[y];
+        const double weight = cell_weight[static_cast<std::size_t>(i)];
+        if (y < c) {
+          out[n_parameters] -= weight * z[y];
+        } else {
+          // -log sum_{k in S} p_k; its gradient in z_k is p_k - [k in S] p_k / P(S).
+          const auto& mask = set_mask[static_cast<std::size_t>(y - c)];
+          double max = -std::numeric_limits<double>::infinity();
+          for (int k = 0; k < c; ++k) {
+            if (mask[static_cast<std::size_t>(k)] != 0) max = std::max(max, z[k]);
+          }
+          double sum = 0;
+          for (int k = 0; k < c; ++k) {
+            if (mask[static_cast<std::size_t>(k)] != 0) sum += std::exp(z[k] - max);
+          }
+          log_set = max + std::log(sum);
+          out[n_parameters] -= weight * log_set;
+        }
         for (int k = 0; k < c; ++k) {
-          const double residual = weight * (std::exp(z[k]) - (k == y ? 1.0 : 0.0));
+          const double target = y < c ? (k == y ? 1.0 : 0.0)
+                                      : (set_mask[static_cast<std::size_t>(y - c)][static_cast<std::size_t>(k)] != 0 ? std::exp(z[k] - log_set) : 0.0);
+          const double residual = weight * (std::exp(z[k]) - target);
           double* gk = out.data() + k * width;
           for (int j = 0; j < d; ++j) gk[j] += residual * row[j];
           gk[d] += residual;

@@ -39,6 +39,7 @@
 #include <condition_variable>
 #include <exception>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -340,7 +341,7 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
   const torch::Tensor y_all = torch::from_blob(label_values.data(), {n}, torch::kInt64);
 
   auto loss_options = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing);
-  if (balanced) {
+  if (balanced && request.cell_weights == nullptr) {  // (the general loss below has its own weights)
     std::vector<double> counts(static_cast<std::size_t>(n_classes), 0.0);
     for (std::int64_t i = 0; i < n; ++i) counts[static_cast<std::size_t>(request.labels[i])] += 1;
     auto class_weight = torch::empty({n_classes}, torch::kFloat32);
@@ -377,11 +378,37 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
   const bool data_parallel = parallel.active();
   auto sum_options = torch::nn::functional::CrossEntropyFuncOptions().label_smoothing(label_smoothing).reduction(torch::kSum);
   std::vector<double> class_weight_values(static_cast<std::size_t>(n_classes), 1.0);
-  if (balanced) {
+  if (balanced && request.cell_weights == nullptr) {
     sum_options = sum_options.weight(loss_options.weight());
     const auto w = loss_options.weight().contiguous();
     for (int c = 0; c < n_classes; ++c) class_weight_values[static_cast<std::size_t>(c)] = w.data_ptr<float>()[c];
   }
+  // The general loss (label sets or per-cell weights): every code's class mask (a class is a set
+  // of one), loss_i = (1 - e) (-log P(S_i)) + e mean_k(-log p_k), weighted mean over the batch.
+  const bool general = request.cell_weights != nullptr;
+  torch::Tensor code_masks;
+  torch::Tensor cell_weight_all;
+  if (general) {
+    const std::size_t n_sets = request.label_sets == nullptr ? 0 : request.label_sets->size();
+    code_masks = torch::zeros({n_classes + static_cast<std::int64_t>(n_sets), n_classes}, torch::kBool);
+    for (int c = 0; c < n_classes; ++c) code_masks[c][c] = true;
+    for (std::size_t s = 0; s < n_sets; ++s) {
+      for (const auto member : (*request.label_sets)[s]) code_masks[n_classes + static_cast<std::int64_t>(s)][member] = true;
+    }
+    std::vector<float> w(request.cell_weights->begin(), request.cell_weights->end());
+    cell_weight_all = torch::from_blob(w.data(), {n}, torch::kFloat32).clone();
+  }
+  // Summed weighted loss of `logits` for the cells `codes` (weights `w`), and the cells whose
+  // argmax lies in their set.
+  auto general_loss_sum = [&](const torch::Tensor& logits, const torch::Tensor& codes, const torch::Tensor& w, std::int64_t& hits) {
+    const auto log_p = torch::log_softmax(logits, 1);
+    const auto mask = code_masks.index_select(0, codes);
+    const auto in_set = -torch::logsumexp(log_p.masked_fill(mask.logical_not(), -std::numeric_limits<float>::infinity()), 1);
+    auto per_cell = in_set;
+    if (label_smoothing > 0) per_cell = (1.0 - label_smoothing) * in_set - label_smoothing * log_p.mean(1);
+    hits += mask.gather(1, logits.argmax(1, true)).sum().item<std::int64_t>();
+    return (per_cell * w).sum();
+  };
   std::vector<torch::Tensor> parameters;
   for (int l = 0; l < n_layers; ++l) {
     parameters.push_back(weights[static_cast<std::size_t>(l)]);
@@ -467,16 +494,23 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
         const std::int64_t local_end = rows * (parallel.rank + 1) / parallel.size;
         double denominator = 0;
         for (std::int64_t i = 0; i < rows; ++i) {
-          denominator += class_weight_values[static_cast<std::size_t>(label_values[static_cast<std::size_t>(order[static_cast<std::size_t>(first + i)])])];
+          const auto cell = static_cast<std::size_t>(order[static_cast<std::size_t>(first + i)]);
+          denominator += general ? (*request.cell_weights)[cell] : class_weight_values[static_cast<std::size_t>(label_values[cell])];
         }
         if (local_end > local_first) {
           const auto local_x = batch_x.slice(0, local_first, local_end);
           const auto local_y = batch_y.slice(0, local_first, local_end);
           const auto logits = forward(local_x, true, rows, local_first);
-          const auto loss = torch::nn::functional::cross_entropy(logits, local_y, sum_options) / static_cast<float>(denominator);
+          torch::Tensor loss;
+          if (general) {
+            const auto local_w = cell_weight_all.index_select(0, index).slice(0, local_first, local_end);
+            loss = general_loss_sum(logits, local_y, local_w, correct) / static_cast<float>(denominator);
+          } else {
+            loss = torch::nn::functional::cross_entropy(logits, local_y, sum_options) / static_cast<float>(denominator);
+            correct += logits.argmax(1).eq(local_y).sum().item<std::int64_t>();
+          }
           loss.backward();
           loss_sum += loss.item<double>() * static_cast<double>(rows);
-          correct += logits.argmax(1).eq(local_y).sum().item<std::int64_t>();
         } else if (dropout > 0) {  // keep the generator in step with the other processes
           for (int l = 0; l + 1 < n_layers; ++l) (void)torch::empty({rows, hidden}).bernoulli_(1.0 - dropout, generator);
         }
@@ -485,11 +519,17 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
         continue;
       }
       const auto logits = forward(batch_x, true);
-      const auto loss = torch::nn::functional::cross_entropy(logits, batch_y, loss_options);
+      torch::Tensor loss;
+      if (general) {
+        const auto batch_w = cell_weight_all.index_select(0, index);
+        loss = general_loss_sum(logits, batch_y, batch_w, correct) / batch_w.sum();
+      } else {
+        loss = torch::nn::functional::cross_entropy(logits, batch_y, loss_options);
+        correct += logits.argmax(1).eq(batch_y).sum().item<std::int64_t>();
+      }
       loss.backward();
       optimizer.step();
       loss_sum += loss.item<double>() * static_cast<double>(rows);
-      correct += logits.argmax(1).eq(batch_y).sum().item<std::int64_t>();
     }
     if (data_parallel) {  // epoch totals over processes
       float totals[2] = {static_cast<float>(loss_sum), static_cast<float>(correct)};
@@ -564,7 +604,7 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
 }  // namespace celltyper
 
 /// The module's entry point (mlp_plugin.hpp): never lets an exception cross the module boundary.
-extern "C" __attribute__((visibility("default"))) void celltyper_mlp_train_v1(const celltyper::mlp_plugin::TrainRequest& request,
+extern "C" __attribute__((visibility("default"))) void celltyper_mlp_train_v2(const celltyper::mlp_plugin::TrainRequest& request,
                                                                              celltyper::mlp_plugin::TrainResult& result) {
   try {
     celltyper::train(request, result);

@@ -116,6 +116,7 @@ void layer_forward(const PackedLayer& layer, const float* x, std::int64_t rows, 
 class MultilayerPerceptron final : public Classifier {
  public:
   [[nodiscard]] std::string type() const override { return "mlp"; }
+  [[nodiscard]] bool supports_label_sets() const override { return true; }
 
  protected:
   void fit_standardized(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
@@ -149,6 +150,14 @@ void MultilayerPerceptron::fit_standardized(const float* x, std::int64_t n, int 
   request.hyperparameters = options.hyperparameters;
   request.threads = resolve_threads(options.num_threads);
   request.seed = options.seed;
+  // Coarse labels or per-cell weights: the trainer's general loss, with every cell's weight.
+  std::vector<double> cell_weights;
+  if (!options.label_sets.empty() || !options.sample_weights.empty()) {
+    cell_weights = training_cell_weights(labels, n_classes + static_cast<int>(options.label_sets.size()),
+                                         options.hyperparameters.at("class_balanced") != 0, options.sample_weights);
+    request.label_sets = &options.label_sets;
+    request.cell_weights = &cell_weights;
+  }
   // Epochs run inside the module; a cancellation found after an epoch stops it there (the
   // module turns the exception into result.error, which is replaced by Cancelled below).
   bool cancelled = false;

@@ -16,6 +16,7 @@
 namespace celltyper::mlp_plugin {
 
 /// Training input: standardised features and validation cells, resolved hyperparameters.
+/// (Built together with the library: a field added here bumps kTrainSymbol's version.)
 struct TrainRequest {
   const float* x = nullptr;                 ///< [n x d] row-major, standardised
   std::int64_t n = 0;
@@ -30,6 +31,13 @@ struct TrainRequest {
   std::function<double(const std::int32_t* predicted)> score_validation;
   std::function<void(const nlohmann::json&)> on_epoch;  ///< may be empty
   DataParallel data_parallel;               ///< inactive for a single process
+  /// Mixed-granularity training (FitOptions::label_sets): label codes >= n_classes index these
+  /// sets. When set, or with `cell_weights`, the loss is the weighted mean over cells of
+  /// -log P(the cell's set) (an ordinary label is a set of one class) with label smoothing.
+  const std::vector<std::vector<std::int32_t>>* label_sets = nullptr;
+  /// Per-cell loss weights, class balancing included (training_cell_weights); null = torch's
+  /// class-weighted cross-entropy from `class_balanced`.
+  const std::vector<double>* cell_weights = nullptr;
 };
 
 /// Training output: layer sizes (inputs, hidden..., classes), per layer weights [out x in]
@@ -44,7 +52,7 @@ struct TrainResult {
 
 /// Signature of the module's entry point `kTrainSymbol` (never throws; errors go to `error`).
 using TrainFunction = void (*)(const TrainRequest& request, TrainResult& result);
-inline constexpr const char* kTrainSymbol = "celltyper_mlp_train_v1";
+inline constexpr const char* kTrainSymbol = "celltyper_mlp_train_v2";
 /// File name of the module (looked up beside the executable as a last resort).
 inline constexpr const char* kModuleName = "libcelltyper_mlp_torch.so";
 

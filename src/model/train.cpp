@@ -83,26 +83,85 @@ bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store,
   return true;
 }
 
-/// Train a fresh classifier on the rows `rows` of `features` with string labels; returns it and
-/// the class names (sorted) it was trained on.
-std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vector<float>& features, int dims,
-                                     const std::vector<std::string>& labels, const std::vector<std::int64_t>& rows,
+/// Train a fresh classifier on the rows `rows` of `data.cells`; returns it and the class names
+/// (sorted) it was trained on. Coarse labels (`data.coarse_labels`) among the rows train as the
+/// set of their classes present in the rows (a coarse label without any stands as a class); a
+/// back end without label sets leaves their cells out (counted in `left_out`). Validation cells
+/// with a coarse label are not scored by early stopping.
+std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const TrainingData& data, const std::vector<std::int64_t>& rows,
                                      std::vector<std::string>& class_names, const std::vector<std::int64_t>* validation_rows = nullptr,
-                                     const std::string& phase = "final") {
-  std::set<std::string> distinct;
-  for (auto row : rows) distinct.insert(labels[static_cast<std::size_t>(row)]);
-  class_names.assign(distinct.begin(), distinct.end());
-  std::map<std::string, std::int32_t> code;
-  for (std::size_t c = 0; c < class_names.size(); ++c) code[class_names[c]] = static_cast<std::int32_t>(c);
-  std::vector<float> x(rows.size() * static_cast<std::size_t>(dims));
-  std::vector<std::int32_t> y(rows.size());
-  for (std::size_t i = 0; i < rows.size(); ++i) {
-    const auto row = static_cast<std::size_t>(rows[i]);
-    std::copy_n(features.begin() + static_cast<std::ptrdiff_t>(row * dims), dims, x.begin() + static_cast<std::ptrdiff_t>(i * dims));
-    y[i] = code[labels[row]];
-  }
+                                     const std::string& phase = "final", std::int64_t* left_out = nullptr) {
+  const std::vector<float>& features = data.cells.features;
+  const std::vector<std::string>& labels = data.cells.labels;
+  const int dims = data.cells.dims;
   auto classifier = make_classifier(options.classifier);
+  const auto reference_of_row = [&data](std::size_t row) { return data.cells.references.empty() ? 0 : data.cells.references[row]; };
+  std::set<std::string> classes;
+  for (auto row : rows) {
+    const auto r = static_cast<std::size_t>(row);
+    if (data.coarse_classes(labels[r], reference_of_row(r)) == nullptr) classes.insert(labels[r]);
+  }
+  // A coarse cell's classes among those that train here; none: its label stands as a class.
+  const auto members_of = [&](std::size_t row) {
+    std::vector<std::string> members;
+    if (const auto* coarse = data.coarse_classes(labels[row], reference_of_row(row))) {
+      for (const auto& member : *coarse) {
+        if (classes.count(member) != 0) members.push_back(member);
+      }
+    }
+    return members;
+  };
+  for (auto row : rows) {
+    const auto r = static_cast<std::size_t>(row);
+    if (data.coarse_classes(labels[r], reference_of_row(r)) != nullptr && members_of(r).empty()) classes.insert(labels[r]);
+  }
+  class_names.assign(classes.begin(), classes.end());
+  std::map<std::string, std::int32_t> code;  // class -> code
+  for (std::size_t c = 0; c < class_names.size(); ++c) code[class_names[c]] = static_cast<std::int32_t>(c);
   FitOptions fit;
+  std::map<std::vector<std::string>, std::int32_t> set_code;  // a set of classes -> code n_classes + s
+  // The code of a cell: its set of classes when its label is coarse in its reference, else its
+  // class; -1 for a class unknown here, -2 for a set the back end cannot train on.
+  const auto code_of = [&](std::size_t row, bool add_sets) -> std::int32_t {
+    const std::vector<std::string> members = members_of(row);
+    if (!members.empty()) {
+      const auto found = set_code.find(members);
+      if (found != set_code.end()) return found->second;
+      if (!add_sets || !classifier->supports_label_sets()) return -2;
+      const auto next = static_cast<std::int32_t>(class_names.size() + fit.label_sets.size());
+      std::vector<std::int32_t> codes;
+      for (const auto& member : members) codes.push_back(code.at(member));
+      fit.label_sets.push_back(std::move(codes));
+      set_code[members] = next;
+      return next;
+    }
+    const auto found = code.find(labels[row]);
+    return found == code.end() ? -1 : found->second;
+  };
+  std::vector<float> x;
+  x.reserve(rows.size() * static_cast<std::size_t>(dims));
+  std::vector<std::int32_t> y;
+  std::vector<std::int32_t> reference_of;
+  for (const auto row_index : rows) {
+    const auto row = static_cast<std::size_t>(row_index);
+    const std::int32_t cell_code = code_of(row, true);
+    if (cell_code < 0) {
+      if (left_out != nullptr) ++*left_out;
+      continue;
+    }
+    x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * dims), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
+    y.push_back(cell_code);
+    reference_of.push_back(reference_of_row(row));
+  }
+  // Every reference weighs the same: its cells sum to n / references.
+  std::map<std::int32_t, std::int64_t> per_reference;
+  for (const auto reference : reference_of) ++per_reference[reference];
+  if (options.balance_references && per_reference.size() > 1) {
+    fit.sample_weights.resize(y.size());
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      fit.sample_weights[i] = static_cast<double>(y.size()) / (static_cast<double>(per_reference.size()) * per_reference[reference_of[i]]);
+    }
+  }
   fit.hyperparameters = options.hyperparameters;
   fit.num_threads = options.num_threads;
   fit.seed = options.seed;
@@ -111,14 +170,15 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vec
   std::vector<float> validation_x;
   std::vector<std::int32_t> validation_y;
   if (validation_rows != nullptr && !validation_rows->empty()) {
-    validation_x.resize(validation_rows->size() * static_cast<std::size_t>(dims));
-    for (std::size_t i = 0; i < validation_rows->size(); ++i) {
-      const auto row = static_cast<std::size_t>((*validation_rows)[i]);
-      std::copy_n(features.begin() + static_cast<std::ptrdiff_t>(row * dims), dims, validation_x.begin() + static_cast<std::ptrdiff_t>(i * dims));
-      const auto found = code.find(labels[row]);
-      validation_y.push_back(found == code.end() ? -1 : found->second);
+    for (const auto row_index : *validation_rows) {
+      const auto row = static_cast<std::size_t>(row_index);
+      if (!members_of(row).empty()) continue;  // a coarse label
+      const std::int32_t cell_code = code_of(row, false);
+      validation_x.insert(validation_x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * dims),
+                          features.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
+      validation_y.push_back(cell_code);
     }
-    fit.validation = {validation_x.data(), static_cast<std::int64_t>(validation_rows->size()), validation_y.data()};
+    fit.validation = {validation_x.data(), static_cast<std::int64_t>(validation_y.size()), validation_y.data()};
   }
   if (options.on_epoch) {
     fit.on_epoch = [&options, &phase](const nlohmann::json& epoch) {
@@ -127,7 +187,7 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const std::vec
       options.on_epoch(line);
     };
   }
-  classifier->fit(x.data(), static_cast<std::int64_t>(rows.size()), dims, y, static_cast<int>(class_names.size()), fit);
+  classifier->fit(x.data(), static_cast<std::int64_t>(y.size()), dims, y, static_cast<int>(class_names.size()), fit);
   return classifier;
 }
 
@@ -346,6 +406,7 @@ void sample_references(const std::vector<LabelledReference>& references, const s
       if (gene == kNoGene) continue;
       const auto index = static_cast<std::size_t>(
           std::lower_bound(reference_genes.begin(), reference_genes.end(), table.gene(gene).entrez_id) - reference_genes.begin());
+      if (index == reference_genes.size() || reference_genes[index] != table.gene(gene).entrez_id) continue;  // not shared
       if (taken[index] != 0) continue;
       taken[index] = 1;
       column[var] = static_cast<std::int32_t>(index);
@@ -524,27 +585,138 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
   return references;
 }
 
+LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const Ontology* ontology, const std::string& label_map,
+                                    const std::string& label_map_dataset, bool rename) {
+  if (ontology == nullptr && label_map.empty()) {
+    throw InputError("--harmonize-labels needs the Cell Ontology or a label map (--label-map TSV)");
+  }
+  LabelMapper mapper(ontology);
+  if (!label_map.empty()) mapper.load_table(label_map);
+  LabelHarmonization result;
+  for (const auto& label : labels) {
+    LabelMatch found = mapper.map(label, label_map_dataset);
+    if (!found.mapped() && !label_map_dataset.empty()) found = mapper.map(label);
+    if (!found.mapped()) {
+      result.unmapped.push_back(label);
+      continue;
+    }
+    std::string name = label;
+    if (rename) {
+      name = found.cl_label.empty() ? found.cl_id : found.cl_label;
+      result.renames[label] = name;
+    }
+    result.cl_ids[name] = found.cl_id;
+  }
+  return result;
+}
+
+std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std::string>>& labels_by_reference,
+                                                 const std::map<std::string, std::string>& cl_ids, const Ontology& ontology) {
+  std::map<std::string, TermIndex> term;  // labels with a term of this ontology
+  for (const auto& labels : labels_by_reference) {
+    for (const auto& label : labels) {
+      const auto id = cl_ids.find(label);
+      if (id == cl_ids.end()) continue;
+      if (const auto index = ontology.find_index(id->second)) term[label] = *index;
+    }
+  }
+  const auto at_or_below = [&](const std::string& upper, const std::string& lower) {
+    const TermIndex a = term.at(upper);
+    const TermIndex b = term.at(lower);
+    return a == b || ontology.is_ancestor(a, b);
+  };
+  // Per (label, reference): the pool's labels below it that the reference left to it.
+  std::map<std::string, CoarseLabel> result;
+  std::set<std::string> classes;  // labels some reference uses with nothing left below
+  for (std::size_t r = 0; r < labels_by_reference.size(); ++r) {
+    const auto& used = labels_by_reference[r];
+    for (const auto& label : used) {
+      if (term.count(label) == 0) {
+        classes.insert(label);
+        continue;
+      }
+      std::vector<std::string> own_below;  // the reference's other labels under this one
+      for (const auto& other : used) {
+        if (other != label && term.count(other) != 0 && at_or_below(label, other) && term.at(other) != term.at(label)) own_below.push_back(other);
+      }
+      std::vector<std::string> left;
+      for (const auto& [other, index] : term) {
+        if (other == label || index == term.at(label) || !at_or_below(label, other)) continue;
+        const bool taken = std::any_of(own_below.begin(), own_below.end(), [&](const std::string& mine) { return at_or_below(mine, other); });
+        if (!taken) left.push_back(other);
+      }
+      if (left.empty()) {
+        classes.insert(label);
+      } else {
+        result[label].classes[static_cast<std::int32_t>(r)] = std::move(left);
+      }
+    }
+  }
+  // Sets hold classes only: the label itself when it is a class, never a label that is coarse
+  // everywhere (its own classes below it are in the set already).
+  for (auto& [label, coarse] : result) {
+    for (auto& [reference, members] : coarse.classes) {
+      std::erase_if(members, [&classes](const std::string& member) { return classes.count(member) == 0; });
+      if (classes.count(label) != 0) members.push_back(label);
+      std::sort(members.begin(), members.end());
+    }
+  }
+  return result;
+}
+
+const std::vector<std::string>* TrainingData::coarse_classes(const std::string& label, std::int32_t reference) const {
+  const auto found = coarse_labels.find(label);
+  if (found == coarse_labels.end()) return nullptr;
+  const auto in_reference = found->second.classes.find(reference);
+  return in_reference == found->second.classes.end() || in_reference->second.empty() ? nullptr : &in_reference->second;
+}
+
 TrainingData training_features(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
                                const GeneTable& table) {
   if (datasets.empty()) throw InputError("train: no reference dataset given");
   check_options(options);
-  const std::vector<LabelledReference> references = read_labelled_cells(datasets, options);
+  std::vector<LabelledReference> references = read_labelled_cells(datasets, options);
   TrainingData data;
   data.features = options.features;
+  if (options.harmonize_labels) {
+    std::set<std::string> distinct;
+    for (const auto& reference : references) {
+      for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+        if (reference.labelled[row] != 0) distinct.insert(reference.labels[row]);
+      }
+    }
+    const LabelHarmonization harmonized = harmonize_labels(distinct, options.ontology, options.label_map, options.label_map_dataset, true);
+    for (auto& reference : references) {
+      for (auto& label : reference.labels) {
+        const auto renamed = harmonized.renames.find(label);
+        if (renamed != harmonized.renames.end()) label = renamed->second;
+      }
+    }
+    if (!harmonized.unmapped.empty()) {
+      data.cells.warnings.push_back(fmt::format("--harmonize-labels: {} label{} without a Cell Ontology term kept as given: {}", harmonized.unmapped.size(),
+                                                harmonized.unmapped.size() == 1 ? "" : "s", join_names(harmonized.unmapped)));
+    }
+    data.label_cl_ids = harmonized.cl_ids;
+    if (options.ontology != nullptr && !options.flat_labels) {
+      std::vector<std::set<std::string>> used(references.size());
+      for (std::size_t r = 0; r < references.size(); ++r) {
+        for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
+          if (references[r].labelled[row] != 0) used[r].insert(references[r].labels[row]);
+        }
+      }
+      data.coarse_labels = coarse_labels(used, data.label_cl_ids, *options.ontology);
+      for (const auto& [label, coarse] : data.coarse_labels) {
+        for (const auto& [r, classes] : coarse.classes) {
+          if (options.log) {
+            options.log(fmt::format("coarse label '{}' of {}: trains as one of {}", label, references[static_cast<std::size_t>(r)].path,
+                                    join_names(classes, 12)));
+          }
+        }
+      }
+    }
+  }
   for (const auto& reference : references) data.reference_names.push_back(reference.path);
   const bool expression = options.features == kFeaturesExpression;
-  const AllowedGenes allowed(options.restrict_genes);
-  data.n_restrict_genes = allowed.ids().size();
-  const GeneVectorSource source{store.dims(),
-                                [&store, &allowed](std::int64_t entrez) -> const float* {
-                                  if (!allowed.allows(entrez)) return nullptr;
-                                  const std::int32_t row = store.find_entrez(entrez);
-                                  return row < 0 ? nullptr : store.row(row);
-                                },
-                                store.identity_hash(),
-                                fmt::format("{} store, {} genes, {} dims{}", store.provenance().backend, store.n_genes(), store.dims(),
-                                            allowed.restricted() ? fmt::format(", restricted to {} genes", allowed.ids().size()) : "")};
-
   // Every gene the references measured (Entrez ids): the reference sample's columns, and with
   // --restrict-genes the genes a cell's library size is summed over (the allowed genes the
   // references have), on the references and later on the query.
@@ -564,6 +736,59 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   }
   std::sort(reference_genes.begin(), reference_genes.end());
   reference_genes.erase(std::unique(reference_genes.begin(), reference_genes.end()), reference_genes.end());
+  // Genes every reference measured: with several references whose genes differ, the only ones
+  // used (TrainOptions::shared_genes).
+  std::vector<std::int64_t> sample_genes = reference_genes;
+  std::vector<std::int64_t> allowed_ids = options.restrict_genes;
+  if (options.shared_genes && has_expression && references.size() > 1) {
+    std::vector<std::int64_t> shared;
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      std::vector<std::int64_t> genes;
+      for (const std::int32_t gene : resolved[r].gene_index) {
+        if (gene != kNoGene) genes.push_back(table.gene(gene).entrez_id);
+      }
+      std::sort(genes.begin(), genes.end());
+      genes.erase(std::unique(genes.begin(), genes.end()), genes.end());
+      if (r == 0) {
+        shared = std::move(genes);
+      } else {
+        std::vector<std::int64_t> both;
+        std::set_intersection(shared.begin(), shared.end(), genes.begin(), genes.end(), std::back_inserter(both));
+        shared = std::move(both);
+      }
+    }
+    if (shared.size() < reference_genes.size()) {
+      if (shared.empty()) throw InputError(fmt::format("the references {} share no gene", join_names(data.reference_names)));
+      if (options.log) {
+        options.log(fmt::format("the {} references share {} of their {} genes: training on the shared genes", references.size(), shared.size(),
+                                reference_genes.size()));
+      }
+      if (!allowed_ids.empty()) {
+        std::sort(allowed_ids.begin(), allowed_ids.end());
+        allowed_ids.erase(std::unique(allowed_ids.begin(), allowed_ids.end()), allowed_ids.end());
+        std::vector<std::int64_t> both;
+        std::set_intersection(allowed_ids.begin(), allowed_ids.end(), shared.begin(), shared.end(), std::back_inserter(both));
+        if (both.empty()) throw InputError("--restrict-genes: none of its genes is measured by every reference");
+        allowed_ids = std::move(both);
+      } else {
+        allowed_ids = shared;
+      }
+      data.n_shared_genes = shared.size();
+      sample_genes = std::move(shared);
+    }
+  }
+  const AllowedGenes allowed(allowed_ids);
+  data.n_restrict_genes = AllowedGenes(options.restrict_genes).ids().size();
+  const GeneVectorSource source{store.dims(),
+                                [&store, &allowed](std::int64_t entrez) -> const float* {
+                                  if (!allowed.allows(entrez)) return nullptr;
+                                  const std::int32_t row = store.find_entrez(entrez);
+                                  return row < 0 ? nullptr : store.row(row);
+                                },
+                                store.identity_hash(),
+                                fmt::format("{} store, {} genes, {} dims{}", store.provenance().backend, store.n_genes(), store.dims(),
+                                            allowed.restricted() ? fmt::format(", restricted to {} genes", allowed.ids().size()) : "")};
+
   std::vector<std::int64_t> size_factor_genes;
   if (allowed.restricted() && expression) {
     std::set_intersection(allowed.ids().begin(), allowed.ids().end(), reference_genes.begin(), reference_genes.end(),
@@ -577,8 +802,8 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     return settings;
   }();
 
-  if (options.reference_sample_cells > 0 && has_expression && !reference_genes.empty()) {
-    sample_references(references, resolved, reference_genes, table, options, data);
+  if (options.reference_sample_cells > 0 && has_expression && !sample_genes.empty()) {
+    sample_references(references, resolved, sample_genes, table, options, data);
   }
   const std::vector<std::int64_t> panel =
       expression ? choose_panel(references, table, expression_settings, allowed, options, data) : std::vector<std::int64_t>();
@@ -586,7 +811,8 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   // Features of the usable labelled cells, reference by reference.
   std::set<std::int64_t> used_genes;
   LabelledFeatures& cells = data.cells;
-  for (const auto& reference : references) {
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    const LabelledReference& reference = references[r];
     std::vector<float> values;
     std::vector<std::uint8_t> empty;
     nlohmann::json info =
@@ -605,6 +831,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       }
       cells.labels.push_back(reference.labels[row]);
       cells.groups.push_back(reference.groups[row]);
+      cells.references.push_back(static_cast<std::int32_t>(r));
       cells.features.insert(cells.features.end(), values.begin() + static_cast<std::ptrdiff_t>(row * width),
                             values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
       ++kept;
@@ -727,12 +954,17 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
   result.n_dropped_unlabelled = cells.n_dropped_unlabelled;
   result.n_dropped_empty = cells.n_dropped_empty;
 
-  std::map<std::string, std::int64_t> class_counts;
+  std::map<std::string, std::int64_t> class_counts;  // every label, coarse ones included
   for (const auto& label : labels) ++class_counts[label];
-  if (class_counts.size() < 2) {
+  std::set<std::string> class_set;  // labels some cell trains as a class with
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto row = static_cast<std::size_t>(i);
+    if (data.coarse_classes(labels[row], cells.references.empty() ? 0 : cells.references[row]) == nullptr) class_set.insert(labels[row]);
+  }
+  const std::size_t n_classes = class_set.size();
+  if (n_classes < 2) {
     throw InputError(fmt::format("obs column '{}' has {} class{} among the usable cells of {}: training needs at least 2",
-                                 options.label_column, class_counts.size(), class_counts.size() == 1 ? "" : "es",
-                                 join_names(data.reference_names)));
+                                 options.label_column, n_classes, n_classes == 1 ? "" : "es", join_names(data.reference_names)));
   }
   std::vector<std::string> singletons;
   for (const auto& [label, count] : class_counts) {
@@ -758,7 +990,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
       log(fmt::format("validation: training on {} cells, scoring {} held-out cells ({})", split.train_rows.size(), split.validation_rows.size(),
                       split.description));
       ProbabilityMatrix probabilities;
-      const auto classifier = fit_rows(resolved, features, dims, labels, split.train_rows, probabilities.class_names, &split.validation_rows, "validation");
+      const auto classifier = fit_rows(resolved, data, split.train_rows, probabilities.class_names, &split.validation_rows, "validation");
       // Iterative back ends stopped early on the held-out cells: the final fit on every cell runs
       // for the epochs (boosting rounds) that scored best there.
       const nlohmann::json& report = classifier->fit_report();
@@ -777,10 +1009,17 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
         truth.push_back(labels[static_cast<std::size_t>(row)]);
       }
       probabilities.values = classifier->predict_proba(x.data(), static_cast<std::int64_t>(truth.size()), options.num_threads);
+      std::vector<std::string> predicted = argmax_classes(probabilities, truth.size());
+      // A coarse truth is met by any of its classes (the prediction is at or below it).
+      for (std::size_t i = 0; i < truth.size(); ++i) {
+        const auto row = static_cast<std::size_t>(split.validation_rows[i]);
+        const auto* classes = data.coarse_classes(truth[i], cells.references.empty() ? 0 : cells.references[row]);
+        if (classes != nullptr && std::find(classes->begin(), classes->end(), predicted[i]) != classes->end()) truth[i] = predicted[i];
+      }
       EvaluationOptions evaluation;
       evaluation.probabilities = &probabilities;
       evaluation.top_k = {1, 3};
-      result.validation = evaluate(truth, argmax_classes(probabilities, truth.size()), evaluation);
+      result.validation = evaluate(truth, predicted, evaluation);
       result.has_validation = true;
       result.n_validation = static_cast<std::int64_t>(truth.size());
     }
@@ -789,16 +1028,27 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
   // Final model on every cell.
   std::vector<std::int64_t> all_rows(static_cast<std::size_t>(n));
   std::iota(all_rows.begin(), all_rows.end(), std::int64_t{0});
-  log(fmt::format("training {} on {} cells x {} dims, {} classes", options.classifier, n, dims, class_counts.size()));
+  log(fmt::format("training {} on {} cells x {} dims, {} classes{}", options.classifier, n, dims, n_classes,
+                  data.coarse_labels.empty() ? "" : fmt::format(" and {} coarse labels", data.coarse_labels.size())));
   const auto started = std::chrono::steady_clock::now();
   CellTypeModel& model = result.model;
-  model.classifier = fit_rows(resolved, features, dims, labels, all_rows, model.class_names);
+  std::int64_t left_out = 0;
+  model.classifier = fit_rows(resolved, data, all_rows, model.class_names, nullptr, "final", &left_out);
+  if (left_out > 0) {
+    result.warnings.push_back(fmt::format("{} cannot train on coarse labels: their {} cells were left out (logreg and mlp use them)",
+                                          options.classifier, left_out));
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   result.n_cells = n;
 
   // Cell Ontology ids of the classes.
   model.class_cl_ids.assign(model.class_names.size(), "");
-  if (!options.label_map.empty()) {
+  if (!data.label_cl_ids.empty()) {
+    for (std::size_t c = 0; c < model.class_names.size(); ++c) {
+      const auto found = data.label_cl_ids.find(model.class_names[c]);
+      if (found != data.label_cl_ids.end()) model.class_cl_ids[c] = found->second;
+    }
+  } else if (!options.label_map.empty()) {
     LabelMapper mapper;
     mapper.load_table(options.label_map);
     for (std::size_t c = 0; c < model.class_names.size(); ++c) {
@@ -845,6 +1095,22 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
 
   nlohmann::json counts = nlohmann::json::object();
   for (const auto& [label, count] : class_counts) counts[label] = count;
+  // The granularity of each reference's labels: cells labelled with a class, with a coarse term.
+  nlohmann::json granularity = nlohmann::json::array();
+  for (std::size_t r = 0; r < data.reference_names.size(); ++r) {
+    std::map<std::string, std::int64_t> fine;
+    std::map<std::string, std::int64_t> coarse;
+    for (std::int64_t i = 0; i < n; ++i) {
+      if (!cells.references.empty() && cells.references[static_cast<std::size_t>(i)] != static_cast<std::int32_t>(r)) continue;
+      const std::string& label = labels[static_cast<std::size_t>(i)];
+      ++(data.coarse_classes(label, static_cast<std::int32_t>(r)) != nullptr ? coarse : fine)[label];
+    }
+    granularity.push_back({{"reference", data.reference_names[r]}, {"class_labels", fine}, {"coarse_labels", coarse}});
+  }
+  nlohmann::json coarse_json = nlohmann::json::object();
+  for (const auto& [label, coarse] : data.coarse_labels) {
+    for (const auto& [r, classes] : coarse.classes) coarse_json[label][data.reference_names[static_cast<std::size_t>(r)]] = classes;
+  }
   model.provenance = {{"references", data.reference_info},
                       {"label_column", "obs:" + options.label_column},
                       {"group_column", options.group_column.empty() ? "" : "obs:" + options.group_column},
@@ -862,6 +1128,12 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
                       {"gene_table_hash", data.gene_table_hash},
                       {"gene_table", data.gene_table_source},
                       {"label_map", options.label_map},
+                      {"harmonize_labels", options.harmonize_labels},
+                      {"label_cl_ids", data.label_cl_ids},
+                      {"coarse_labels", coarse_json},
+                      {"label_granularity", granularity},
+                      {"balance_references", options.balance_references},
+                      {"shared_genes", data.n_shared_genes},
                       {"n_cells", n},
                       {"n_dropped_unlabelled", result.n_dropped_unlabelled},
                       {"n_dropped_empty", result.n_dropped_empty},

@@ -143,17 +143,12 @@ void GradientBoostedTrees::fit_standardized(const float* x, std::int64_t n, int 
   const bool has_validation = !validation.empty();
 
   std::vector<float> weights;
-  if (balanced) {
-    std::vector<double> counts(static_cast<std::size_t>(n_classes), 0.0);
-    for (auto label : labels) counts[static_cast<std::size_t>(label)] += 1;
-    weights.resize(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) {
-      weights[static_cast<std::size_t>(i)] =
-          static_cast<float>(static_cast<double>(n) / (n_classes * counts[static_cast<std::size_t>(labels[static_cast<std::size_t>(i)])]));
-    }
+  if (balanced || !options.sample_weights.empty()) {
+    const std::vector<double> cell_weights = training_cell_weights(labels, n_classes, balanced, options.sample_weights);
+    weights.assign(cell_weights.begin(), cell_weights.end());
   }
   DMatrix train;
-  make_dmatrix(train, x, n, d, labels.data(), balanced ? &weights : nullptr, threads);
+  make_dmatrix(train, x, n, d, labels.data(), weights.empty() ? nullptr : &weights, threads);
   // Validation cells of a class the training set lacks (code -1) weigh 0 in the log-loss.
   DMatrix held_out;
   std::int64_t known = 0;
