@@ -90,7 +90,7 @@ def evaluate(celltyper, path, pred_column, workdir, tag):
     run([celltyper, "evaluate", "--input", path, "--truth", "obs:truth", "--pred", pred_column, "--ontology", ONTOLOGY,
          "--compare", "ontology", "--probabilities", "none", "--embedding", "none", "--json", json_path])
     with open(json_path) as f:
-        return peers.summarize(json.load(f)["metrics"])
+        return peers.summarize(json.load(f)["overall"])
 
 
 def celltyper_condition(celltyper, references, query, flags, workdir, tag, threads):
