@@ -205,6 +205,15 @@ HyperParameters resolve_hyperparameters(const ClassifierSpec& spec, const HyperP
 /// class-balanced) weighted mean cross-entropy + l2/2 |W|^2 by L-BFGS (Nocedal & Wright,
 /// "Numerical Optimization", 2006, alg. 7.5) with backtracking Armijo line search, in float64.
 std::unique_ptr<Classifier> make_logistic_regression();
+/// The objective logistic regression minimises, at weights `weights` [n_classes x (d + 1)]
+/// row-major (each class's feature weights, then its bias) on features `x` [n x d] as given (fit
+/// standardises them first): the weighted mean over cells of -log P(label), or -log of the summed
+/// probability of its classes for a label-set code (FitOptions::label_sets), plus l2/2 |W|^2
+/// (biases not penalised); cell weights from "class_balanced" and sample_weights
+/// (training_cell_weights). Writes the gradient. For tests and tools; labels are not validated.
+double logistic_regression_objective(const std::vector<double>& weights, const float* x, std::int64_t n, int d,
+                                     const std::vector<std::int32_t>& labels, int n_classes, const FitOptions& options,
+                                     std::vector<double>& gradient);
 /// k nearest neighbours by cosine similarity of standardised features; hyperparameter "k".
 /// Probability of class c = sum of weights of the neighbours in c / sum of all weights, with
 /// weight 1 / (1e-2 + cosine distance); ties in similarity go to the lower training row.

@@ -75,92 +75,119 @@ double dot(const std::vector<double>& a, const std::vector<double>& b) {
   return sum;
 }
 
-void LogisticRegression::fit_standardized(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels,
-                                          int n_classes, const FitOptions& options) {
-  const double l2 = options.hyperparameters.at("l2");
-  const int max_iterations = static_cast<int>(options.hyperparameters.at("max_iterations"));
-  const double tolerance = options.hyperparameters.at("tolerance");
-  const bool balanced = options.hyperparameters.at("class_balanced") != 0;
-  const int c = n_classes;
-  const std::size_t width = static_cast<std::size_t>(d) + 1;
-  const std::size_t n_parameters = static_cast<std::size_t>(c) * width;
+/// The objective of the fit: the weighted mean over cells of -log P(label) (-log of the summed
+/// probability of the classes of a label set) + l2/2 |W|^2, biases not penalised, and its
+/// gradient. Loss and gradient are summed over fixed row chunks (their size depends only on n)
+/// and the chunk partials are added in chunk order.
+class Objective {
+ public:
+  Objective(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes, const FitOptions& options)
+      : x_(x), n_(n), d_(d), labels_(labels), c_(n_classes), options_(options), l2_(options.hyperparameters.at("l2")),
+        width_(static_cast<std::size_t>(d) + 1), n_parameters_(static_cast<std::size_t>(n_classes) * width_) {
+    const bool balanced = options_.hyperparameters.at("class_balanced") != 0;
+    // Per-cell weights (class balancing, sample weights); a code >= c is a coarse label: the
+    // classes of options.label_sets[code - c] as a 0/1 mask.
+    cell_weight_ =
+        training_cell_weights(labels_, c_ + static_cast<int>(options_.label_sets.size()), balanced, options_.sample_weights);
+    for (const auto& members : options_.label_sets) {
+      set_mask_.emplace_back(static_cast<std::size_t>(c_), 0);
+      for (const auto member : members) set_mask_.back()[static_cast<std::size_t>(member)] = 1;
+    }
+    for (const double weight : cell_weight_) total_weight_ += weight;
 
-  // Per-cell weights (class balancing, sample weights); a code >= c is a coarse label: the
-  // classes of options.label_sets[code - c] as a 0/1 mask.
-  const std::vector<double> cell_weight =
-      training_cell_weights(labels, c + static_cast<int>(options.label_sets.size()), balanced, options.sample_weights);
-  std::vector<std::vector<std::uint8_t>> set_mask;
-  for (const auto& members : options.label_sets) {
-    set_mask.emplace_back(static_cast<std::size_t>(c), 0);
-    for (const auto member : members) set_mask.back()[static_cast<std::size_t>(member)] = 1;
+    // Fixed chunking: a function of n only.
+    n_chunks_ = std::clamp<std::int64_t>((n_ + 255) / 256, 1, 64);
+    chunk_rows_ = (n_ + n_chunks_ - 1) / n_chunks_;
+    partial_.assign(static_cast<std::size_t>(n_chunks_), std::vector<double>(n_parameters_ + 1));
   }
-  double total_weight = 0;
-  for (const double weight : cell_weight) total_weight += weight;
-
-  // Fixed chunking: a function of n only.
-  const std::int64_t n_chunks = std::clamp<std::int64_t>((n + 255) / 256, 1, 64);
-  const std::int64_t chunk_rows = (n + n_chunks - 1) / n_chunks;
-  std::vector<std::vector<double>> partial(static_cast<std::size_t>(n_chunks), std::vector<double>(n_parameters + 1));
 
   // Mean weighted cross-entropy + l2/2 |W|^2 (biases not penalised) and its gradient.
-  auto evaluate = [&](const std::vector<double>& w, std::vector<double>& gradient) {
-    parallel_for(n_chunks, options.num_threads, [&](std::int64_t chunk) {
-      auto& out = partial[static_cast<std::size_t>(chunk)];
+  double operator()(const std::vector<double>& w, std::vector<double>& gradient) {
+    parallel_for(n_chunks_, options_.num_threads, [&](std::int64_t chunk) {
+      auto& out = partial_[static_cast<std::size_t>(chunk)];
       std::fill(out.begin(), out.end(), 0.0);
-      std::vector<double> z(static_cast<std::size_t>(c));
+      std::vector<double> z(static_cast<std::size_t>(c_));
       double log_set = 0;  // log P(S) of the current cell when its label is a set
-      const std::int64_t end = std::min(n, (chunk + 1) * chunk_rows);
-      for (std::int64_t i = chunk * chunk_rows; i < end; ++i) {
-        const float* row = x + i * d;
-        for (int k = 0; k < c; ++k) {
-          const double* wk = w.data() + k * width;
-          z[k] = wk[d] + dot_features(wk, row, d);
+      const std::int64_t end = std::min(n_, (chunk + 1) * chunk_rows_);
+      for (std::int64_t i = chunk * chunk_rows_; i < end; ++i) {
+        const float* row = x_ + i * d_;
+        for (int k = 0; k < c_; ++k) {
+          const double* wk = w.data() + k * width_;
+          z[k] = wk[d_] + dot_features(wk, row, d_);
         }
-        log_softmax(z.data(), c);
-        const int y = labels[static_cast<std::size_t>(i)];
-        const double weight = cell_weight[static_cast<std::size_t>(i)];
-        if (y < c) {
-          out[n_parameters] -= weight * z[y];
+        log_softmax(z.data(), c_);
+        const int y = labels_[static_cast<std::size_t>(i)];
+        const double weight = cell_weight_[static_cast<std::size_t>(i)];
+        if (y < c_) {
+          out[n_parameters_] -= weight * z[y];
         } else {
           // -log sum_{k in S} p_k; its gradient in z_k is p_k - [k in S] p_k / P(S).
-          const auto& mask = set_mask[static_cast<std::size_t>(y - c)];
+          const auto& mask = set_mask_[static_cast<std::size_t>(y - c_)];
           double max = -std::numeric_limits<double>::infinity();
-          for (int k = 0; k < c; ++k) {
+          for (int k = 0; k < c_; ++k) {
             if (mask[static_cast<std::size_t>(k)] != 0) max = std::max(max, z[k]);
           }
           double sum = 0;
-          for (int k = 0; k < c; ++k) {
+          for (int k = 0; k < c_; ++k) {
             if (mask[static_cast<std::size_t>(k)] != 0) sum += std::exp(z[k] - max);
           }
           log_set = max + std::log(sum);
-          out[n_parameters] -= weight * log_set;
+          out[n_parameters_] -= weight * log_set;
         }
-        for (int k = 0; k < c; ++k) {
-          const double target = y < c ? (k == y ? 1.0 : 0.0)
-                                      : (set_mask[static_cast<std::size_t>(y - c)][static_cast<std::size_t>(k)] != 0 ? std::exp(z[k] - log_set) : 0.0);
+        for (int k = 0; k < c_; ++k) {
+          const double target = y < c_ ? (k == y ? 1.0 : 0.0)
+                                      : (set_mask_[static_cast<std::size_t>(y - c_)][static_cast<std::size_t>(k)] != 0 ? std::exp(z[k] - log_set) : 0.0);
           const double residual = weight * (std::exp(z[k]) - target);
-          double* gk = out.data() + k * width;
-          for (int j = 0; j < d; ++j) gk[j] += residual * row[j];
-          gk[d] += residual;
+          double* gk = out.data() + k * width_;
+          for (int j = 0; j < d_; ++j) gk[j] += residual * row[j];
+          gk[d_] += residual;
         }
       }
     });
     std::fill(gradient.begin(), gradient.end(), 0.0);
     double loss = 0;
-    for (const auto& out : partial) {
-      for (std::size_t p = 0; p < n_parameters; ++p) gradient[p] += out[p];
-      loss += out[n_parameters];
+    for (const auto& out : partial_) {
+      for (std::size_t p = 0; p < n_parameters_; ++p) gradient[p] += out[p];
+      loss += out[n_parameters_];
     }
-    loss /= total_weight;
-    for (std::size_t p = 0; p < n_parameters; ++p) {
-      gradient[p] /= total_weight;
-      if (p % width != static_cast<std::size_t>(d)) {
-        gradient[p] += l2 * w[p];
-        loss += 0.5 * l2 * w[p] * w[p];
+    loss /= total_weight_;
+    for (std::size_t p = 0; p < n_parameters_; ++p) {
+      gradient[p] /= total_weight_;
+      if (p % width_ != static_cast<std::size_t>(d_)) {
+        gradient[p] += l2_ * w[p];
+        loss += 0.5 * l2_ * w[p] * w[p];
       }
     }
     return loss;
-  };
+  }
+
+  [[nodiscard]] std::size_t parameters() const { return n_parameters_; }
+
+ private:
+  const float* x_;
+  std::int64_t n_;
+  int d_;
+  const std::vector<std::int32_t>& labels_;
+  int c_;
+  const FitOptions& options_;
+  double l2_;
+  std::size_t width_;
+  std::size_t n_parameters_;
+  std::vector<double> cell_weight_;
+  std::vector<std::vector<std::uint8_t>> set_mask_;  // a code >= c_: the classes of its label set
+  double total_weight_ = 0;
+  std::int64_t n_chunks_ = 1;
+  std::int64_t chunk_rows_ = 1;
+  std::vector<std::vector<double>> partial_;
+};
+
+void LogisticRegression::fit_standardized(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels,
+                                          int n_classes, const FitOptions& options) {
+  const int max_iterations = static_cast<int>(options.hyperparameters.at("max_iterations"));
+  const double tolerance = options.hyperparameters.at("tolerance");
+  const std::size_t n_parameters = static_cast<std::size_t>(n_classes) * (static_cast<std::size_t>(d) + 1);
+
+  Objective evaluate(x, n, d, labels, n_classes, options);
 
   // L-BFGS with memory 10 and backtracking Armijo line search.
   constexpr std::size_t kMemory = 10;
@@ -249,7 +276,7 @@ void LogisticRegression::fit_standardized(const float* x, std::int64_t n, int d,
     }
   }
   weights_ = std::move(w);
-  classes_ = c;
+  classes_ = n_classes;
   features_ = d;
   fit_report_ = {{"iterations", iteration}, {"loss", loss}, {"max_gradient", max_abs(gradient)}, {"stop", stop}};
 }
@@ -272,5 +299,18 @@ void LogisticRegression::predict_standardized(const float* x, std::int64_t n, in
 }  // namespace
 
 std::unique_ptr<Classifier> make_logistic_regression() { return std::make_unique<LogisticRegression>(); }
+
+double logistic_regression_objective(const std::vector<double>& weights, const float* x, std::int64_t n, int d,
+                                     const std::vector<std::int32_t>& labels, int n_classes, const FitOptions& options,
+                                     std::vector<double>& gradient) {
+  FitOptions resolved = options;
+  resolved.hyperparameters = resolve_hyperparameters(find_classifier_spec("logreg"), options.hyperparameters);
+  Objective objective(x, n, d, labels, n_classes, resolved);
+  if (weights.size() != objective.parameters()) {
+    throw InputError(fmt::format("{} weights for {} classes x {} features + bias", weights.size(), n_classes, d));
+  }
+  gradient.assign(weights.size(), 0.0);
+  return objective(weights, gradient);
+}
 
 }  // namespace celltyper

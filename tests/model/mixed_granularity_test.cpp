@@ -1,0 +1,325 @@
+// Mixed-granularity training (references labelled at different depths of the Cell Ontology), on a
+// small generated ontology and generated cells: the summed-probability loss and its gradient, which
+// labels of which references are coarse, and models that learn fine types from a fine reference and
+// use a coarse reference's cells without making its coarse term a class.
+#include <celltyper/annotate.hpp>
+#include <celltyper/classifier.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/memory_dataset.hpp>
+#include <celltyper/ontology.hpp>
+#include <celltyper/train.hpp>
+
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <sstream>
+
+namespace celltyper {
+namespace {
+
+/// cell > leukocyte > lymphocyte > {T cell > CD4 T cell, B cell}; leukocyte > monocyte > CD14
+/// monocyte > CD16 monocyte (CL also places the CD16-positive monocyte below the CD14-positive one).
+Ontology small_ontology() {
+  std::istringstream obo(R"(format-version: 1.2
+
+[Term]
+id: CL:0000000
+name: cell
+
+[Term]
+id: CL:0000738
+name: leukocyte
+is_a: CL:0000000
+
+[Term]
+id: CL:0000542
+name: lymphocyte
+is_a: CL:0000738
+
+[Term]
+id: CL:0000084
+name: T cell
+is_a: CL:0000542
+
+[Term]
+id: CL:0000624
+name: CD4 T cell
+is_a: CL:0000084
+
+[Term]
+id: CL:0000236
+name: B cell
+is_a: CL:0000542
+
+[Term]
+id: CL:0000576
+name: monocyte
+is_a: CL:0000738
+
+[Term]
+id: CL:0001054
+name: CD14 monocyte
+is_a: CL:0000576
+
+[Term]
+id: CL:0002396
+name: CD16 monocyte
+is_a: CL:0001054
+)");
+  return parse_obo(obo, "small ontology");
+}
+
+std::map<std::string, std::string> ids_of(const Ontology& ontology) {
+  std::map<std::string, std::string> ids;
+  for (TermIndex t = 0; t < static_cast<TermIndex>(ontology.size()); ++t) ids[ontology.term(t).label] = ontology.term(t).id;
+  return ids;
+}
+
+TEST(SummedProbabilityLoss, GradientMatchesFiniteDifferences) {
+  // 3 classes, 4 features; codes 3 and 4 are the label sets {0, 1} and {1, 2}.
+  std::mt19937 rng(7);
+  std::normal_distribution<float> normal(0, 1);
+  const int d = 4;
+  const int classes = 3;
+  const std::int64_t n = 40;
+  std::vector<float> x(static_cast<std::size_t>(n * d));
+  for (auto& value : x) value = normal(rng);
+  std::vector<std::int32_t> labels;
+  for (std::int64_t i = 0; i < n; ++i) labels.push_back(static_cast<std::int32_t>(i % 5));
+  FitOptions options;
+  options.hyperparameters = {{"l2", 0.3}, {"class_balanced", 1}};
+  options.label_sets = {{0, 1}, {1, 2}};
+  for (std::int64_t i = 0; i < n; ++i) options.sample_weights.push_back(0.5 + static_cast<double>(i % 3));
+  std::vector<double> w(static_cast<std::size_t>(classes * (d + 1)));
+  std::normal_distribution<double> small(0, 0.5);
+  for (auto& value : w) value = small(rng);
+
+  std::vector<double> gradient;
+  const double loss = logistic_regression_objective(w, x.data(), n, d, labels, classes, options, gradient);
+  ASSERT_TRUE(std::isfinite(loss));
+  std::vector<double> ignored;
+  for (std::size_t p = 0; p < w.size(); ++p) {
+    const double h = 1e-6;
+    std::vector<double> up = w;
+    std::vector<double> down = w;
+    up[p] += h;
+    down[p] -= h;
+    const double numeric = (logistic_regression_objective(up, x.data(), n, d, labels, classes, options, ignored) -
+                            logistic_regression_objective(down, x.data(), n, d, labels, classes, options, ignored)) / (2 * h);
+    EXPECT_NEAR(gradient[p], numeric, 1e-7) << "parameter " << p;
+  }
+
+  // The loss of a set is -log of its summed probability: check one cell by hand (no penalty, no
+  // weights): cell 3 has the set {0, 1}.
+  FitOptions plain;
+  plain.hyperparameters = {{"l2", 0.0}, {"class_balanced", 0}};
+  plain.label_sets = options.label_sets;
+  const std::vector<std::int32_t> one = {3};
+  const double set_loss = logistic_regression_objective(w, x.data() + 3 * d, 1, d, one, classes, plain, ignored);
+  std::vector<double> z(classes);
+  for (int k = 0; k < classes; ++k) {
+    z[k] = w[static_cast<std::size_t>(k * (d + 1) + d)];
+    for (int j = 0; j < d; ++j) z[k] += w[static_cast<std::size_t>(k * (d + 1) + j)] * x[static_cast<std::size_t>(3 * d + j)];
+  }
+  const double total = std::exp(z[0]) + std::exp(z[1]) + std::exp(z[2]);
+  EXPECT_NEAR(set_loss, -std::log((std::exp(z[0]) + std::exp(z[1])) / total), 1e-12);
+  // A set of one class is that class's cross-entropy.
+  plain.label_sets = {{2}};
+  const double single = logistic_regression_objective(w, x.data() + 3 * d, 1, d, one, classes, plain, ignored);
+  EXPECT_NEAR(single, -std::log(std::exp(z[2]) / total), 1e-12);
+}
+
+TEST(SummedProbabilityLoss, BackEndsWithoutLabelSetsRefuseThem) {
+  const std::vector<float> x = {0, 1, 1, 0, 0.5f, 0.5f, 1, 1};
+  const std::vector<std::int32_t> labels = {0, 1, 2, 2};
+  FitOptions options;
+  options.label_sets = {{0, 1}};
+  for (const std::string type : {"knn", "xgboost"}) {
+    auto classifier = make_classifier(type);
+    EXPECT_FALSE(classifier->supports_label_sets());
+    EXPECT_THROW(classifier->fit(x.data(), 4, 2, labels, 2, options), InputError) << type;
+  }
+  auto logreg = make_classifier("logreg");
+  EXPECT_NO_THROW(logreg->fit(x.data(), 4, 2, labels, 2, options));
+  options.label_sets = {{0, 0}};
+  EXPECT_THROW(make_classifier("logreg")->fit(x.data(), 4, 2, labels, 2, options), InputError);
+}
+
+TEST(CoarseLabels, ACoarseTermTrainsAsTheClassesItsReferenceLeftBelowIt) {
+  const Ontology ontology = small_ontology();
+  const auto ids = ids_of(ontology);
+  // Reference 0 labels fine types (including CD14 monocyte beside the CD16 monocyte CL places
+  // below it); reference 1 labels "lymphocyte" beside its own "B cell", and "monocyte".
+  const std::vector<std::set<std::string>> used = {{"T cell", "CD4 T cell", "B cell", "CD14 monocyte", "CD16 monocyte"},
+                                                   {"lymphocyte", "B cell", "monocyte"}};
+  const auto coarse = coarse_labels(used, ids, ontology);
+  // "T cell" of reference 0 sits beside its own "CD4 T cell": a class (T cells that are not CD4).
+  // "CD14 monocyte" likewise. Reference 1's "lymphocyte" means "not a B cell": T cell or CD4 T.
+  ASSERT_EQ(coarse.size(), 2U);
+  EXPECT_EQ(coarse.at("lymphocyte").classes, (std::map<std::int32_t, std::vector<std::string>>{{1, {"CD4 T cell", "T cell"}}}));
+  EXPECT_EQ(coarse.at("monocyte").classes, (std::map<std::int32_t, std::vector<std::string>>{{1, {"CD14 monocyte", "CD16 monocyte"}}}));
+
+  // A term one reference uses alone and another beside a finer one: coarse only in the first,
+  // and still a class (the second reference's residual), so its own set contains it.
+  const std::vector<std::set<std::string>> mixed = {{"T cell", "B cell"}, {"T cell", "CD4 T cell", "B cell"}};
+  const auto partly = coarse_labels(mixed, ids, ontology);
+  ASSERT_EQ(partly.size(), 1U);
+  EXPECT_EQ(partly.at("T cell").classes, (std::map<std::int32_t, std::vector<std::string>>{{0, {"CD4 T cell", "T cell"}}}));
+
+  // Labels without a CL id stand alone; one reference with nothing coarser: nothing is coarse.
+  EXPECT_TRUE(coarse_labels({{"T cell", "B cell", "mystery"}}, ids, ontology).empty());
+}
+
+constexpr int kGenes = 40;
+
+GeneTable make_table() {
+  std::vector<Gene> genes;
+  for (int g = 0; g < kGenes; ++g) {
+    Gene gene;
+    gene.entrez_id = 1001 + g;
+    gene.symbol = "G" + std::to_string(g + 1);
+    genes.push_back(std::move(gene));
+  }
+  return GeneTable(std::move(genes), "test genes");
+}
+
+/// Poisson counts: background rate 0.5, type t's markers (genes 10t..10t+9) at rate 5. `names[t]`
+/// is the label written for type t's cells; `truth` collects the type of every cell.
+MemoryDataset make_cells(const std::vector<int>& per_type, const std::vector<std::string>& names, unsigned seed, std::vector<int>* truth = nullptr,
+                         const std::string& name = "generated") {
+  std::mt19937 rng(seed);
+  DataFrame obs;
+  DataFrame var;
+  for (int g = 0; g < kGenes; ++g) var.index.push_back("G" + std::to_string(g + 1));
+  std::vector<std::string> labels;
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, kGenes);
+  for (std::size_t t = 0; t < per_type.size(); ++t) {
+    for (int i = 0; i < per_type[t]; ++i) {
+      for (int g = 0; g < kGenes; ++g) {
+        std::poisson_distribution<int> counts(g / 10 == static_cast<int>(t) ? 5.0 : 0.5);
+        const int value = counts(rng);
+        if (value == 0) continue;
+        matrix.indices.push_back(g);
+        matrix.values.push_back(value);
+      }
+      matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+      ++matrix.n_rows;
+      obs.index.push_back("c" + std::to_string(obs.index.size()));
+      labels.push_back(names[t]);
+      if (truth != nullptr) truth->push_back(static_cast<int>(t));
+    }
+  }
+  obs.columns.push_back(Column::categorical("cell_type", labels));
+  return MemoryDataset(name, std::move(obs), std::move(var), std::move(matrix));
+}
+
+TEST(MixedGranularityTraining, FineClassesFromOneReferenceAndCoarseCellsFromAnother) {
+  const Ontology ontology = small_ontology();
+  const GeneTable table = make_table();
+  // Types: 0 T cell, 1 B cell, 2 monocyte. The fine reference names all three; the coarse one
+  // calls both lymphocyte types "lymphocyte" and has many more cells.
+  const MemoryDataset fine = make_cells({40, 40, 40}, {"T cell", "B cell", "monocyte"}, 1);
+  std::vector<int> coarse_truth;
+  const MemoryDataset coarse = make_cells({150, 150, 100}, {"lymphocyte", "lymphocyte", "monocyte"}, 2, &coarse_truth, "coarse");
+  for (const std::string classifier : {"logreg", "mlp"}) {
+    TrainOptions options;
+    options.label_column = "cell_type";
+    options.classifier = classifier;
+    options.n_genes = 30;
+    options.num_threads = 1;
+    options.validation_fraction = 0;
+    options.harmonize_labels = true;
+    options.ontology = &ontology;
+    if (classifier == "mlp") options.hyperparameters = {{"epochs", 40}, {"hidden", 32}, {"layers", 1}};
+    const TrainResult mixed = train_model({&fine, &coarse}, options, GeneStore(), table);
+    // "lymphocyte" is no class: the coarse cells train as "T cell or B cell".
+    EXPECT_EQ(mixed.model.class_names, (std::vector<std::string>{"B cell", "T cell", "monocyte"})) << classifier;
+    EXPECT_EQ(mixed.model.class_cl_ids, (std::vector<std::string>{"CL:0000236", "CL:0000084", "CL:0000576"})) << classifier;
+    EXPECT_EQ(mixed.model.provenance["coarse_labels"]["lymphocyte"]["coarse"], (nlohmann::json{"B cell", "T cell"})) << classifier;
+    // The coarse reference's lymphocytes get the fine type they are.
+    AnnotateOptions annotate;
+    annotate.embed.num_threads = 1;
+    const Annotation labels = annotate_dataset(coarse, {&mixed.model}, table, annotate);
+    const std::vector<std::string> type_names = {"T cell", "B cell", "monocyte"};
+    std::int64_t right = 0;
+    for (std::size_t i = 0; i < coarse_truth.size(); ++i) right += labels.labels[i] == type_names[static_cast<std::size_t>(coarse_truth[i])];
+    EXPECT_GT(static_cast<double>(right) / static_cast<double>(coarse_truth.size()), 0.95) << classifier;
+
+    // Flat pooled training keeps "lymphocyte" as a class, which then takes most lymphocytes.
+    options.flat_labels = true;
+    const TrainResult flat = train_model({&fine, &coarse}, options, GeneStore(), table);
+    EXPECT_EQ(flat.model.class_names, (std::vector<std::string>{"B cell", "T cell", "lymphocyte", "monocyte"})) << classifier;
+  }
+  // XGBoost cannot use label sets: the coarse cells are left out, with a warning.
+  TrainOptions options;
+  options.label_column = "cell_type";
+  options.classifier = "xgboost";
+  options.n_genes = 30;
+  options.num_threads = 1;
+  options.validation_fraction = 0;
+  options.harmonize_labels = true;
+  options.ontology = &ontology;
+  options.hyperparameters = {{"n_estimators", 10}};
+  const TrainResult trees = train_model({&fine, &coarse}, options, GeneStore(), table);
+  EXPECT_EQ(trees.model.class_names, (std::vector<std::string>{"B cell", "T cell", "monocyte"}));
+  EXPECT_TRUE(std::any_of(trees.warnings.begin(), trees.warnings.end(),
+                          [](const std::string& warning) { return warning.find("300 cells were left out") != std::string::npos; }));
+}
+
+TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWeights) {
+  const GeneTable table = make_table();
+  const MemoryDataset a = make_cells({30, 30}, {"x", "y"}, 3);
+  // A second reference measuring genes G1..G25 only.
+  const MemoryDataset full = make_cells({30, 30}, {"x", "y"}, 4);
+  DataFrame var;
+  for (int g = 0; g < 25; ++g) var.index.push_back("G" + std::to_string(g + 1));
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, 25);
+  const auto reader = full.open_matrix("X");
+  CsrBlockF64 rows;
+  reader->read_rows(0, full.n_obs(), rows);
+  for (std::int64_t i = 0; i < rows.n_rows; ++i) {
+    for (std::int64_t k = rows.indptr[static_cast<std::size_t>(i)]; k < rows.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+      if (rows.indices[static_cast<std::size_t>(k)] >= 25) continue;
+      matrix.indices.push_back(rows.indices[static_cast<std::size_t>(k)]);
+      matrix.values.push_back(rows.values[static_cast<std::size_t>(k)]);
+    }
+    matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+    ++matrix.n_rows;
+  }
+  const MemoryDataset b("partial", full.read_obs(), std::move(var), std::move(matrix));
+  TrainOptions options;
+  options.label_column = "cell_type";
+  options.n_genes = 100;
+  options.num_threads = 1;
+  options.validation_fraction = 0;
+  const TrainResult shared = train_model({&a, &b}, options, GeneStore(), table);
+  EXPECT_EQ(shared.model.panel.size(), 25U);
+  EXPECT_EQ(shared.model.provenance["shared_genes"], 25);
+  EXPECT_EQ(shared.model.reference.entrez_ids.size(), 25U);
+  for (const auto entrez : shared.model.panel.entrez_ids) EXPECT_LE(entrez, 1025);
+  options.shared_genes = false;
+  EXPECT_EQ(train_model({&a, &b}, options, GeneStore(), table).model.panel.size(), static_cast<std::size_t>(kGenes));
+
+  // Reference weights: each reference's cells sum to n / references.
+  const std::vector<std::int32_t> labels = {0, 0, 1, 1, 1, 1};
+  const std::vector<double> weights = training_cell_weights(labels, 2, true, {});
+  EXPECT_DOUBLE_EQ(weights[0], 6.0 / (2 * 2));
+  EXPECT_DOUBLE_EQ(weights[2], 6.0 / (2 * 4));
+  const std::vector<double> scaled = training_cell_weights(labels, 2, false, {1, 2, 3, 4, 5, 6});
+  EXPECT_EQ(scaled, (std::vector<double>{1, 2, 3, 4, 5, 6}));
+  options.shared_genes = true;
+  options.balance_references = true;
+  const TrainResult balanced = train_model({&a, &b}, options, GeneStore(), table);
+  EXPECT_EQ(balanced.model.provenance["balance_references"], true);
+}
+
+}  // namespace
+}  // namespace celltyper
