@@ -222,7 +222,7 @@ def main():
             if "error" not in row:
                 log(f"  {condition}: corrected macro-F1 {row.get('corrected_macro_f1', float('nan')):.3f}, "
                     f"hF {row.get('hierarchical_f', float('nan')):.3f}, exact macro-F1 {row['macro_f1']:.3f}")
-    report["conditions"] = conditions
+    report["conditions"] = sorted(conditions, key=lambda c: (c[:3], conditions.index(c)))
     means = {}
     for condition in ["(a) mixed", "(b) flat"] + [c for c in conditions if c.startswith("(d)")]:
         rows = [h["results"][condition] for h in report["held_out"].values() if "error" not in h["results"].get(condition, {"error": 1})]

@@ -98,6 +98,10 @@ struct TrainOptions {
   /// With several references whose genes differ: use only the genes every reference measured
   /// (a gene a reference lacks is not a zero count). false = every gene of any reference.
   bool shared_genes = true;
+  /// Labels that are coarse in every reference, with the classes each may be (label sets given
+  /// directly rather than derived from the ontology: the refit of a mixed-granularity model's
+  /// reference sample).
+  std::map<std::string, std::vector<std::string>> coarse_label_sets;
 };
 
 /// Whether `dataset` is a training matrix written by `celltyper extract` (extract.hpp): its cells

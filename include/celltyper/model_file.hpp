@@ -96,7 +96,10 @@ struct ReferenceSample {
   std::vector<std::string> symbols;
   std::vector<std::string> ensembl_ids;   ///< "" when none
   CsrBlockF64 values;                     ///< sampled cells x genes, values as stored (counts or log values)
-  std::vector<std::int32_t> labels;       ///< class index of each sampled cell
+  /// Class index of each sampled cell; a code n_classes + s marks a cell with a coarse label
+  /// (mixed-granularity training) that may belong to any class of `label_sets[s]`.
+  std::vector<std::int32_t> labels;
+  std::vector<std::vector<std::int32_t>> label_sets;  ///< class indices of each coarse label's set
   std::string normalization;              ///< how features were made from `values`: "log1p-cp10k" (counts), "none" (log values), ...
   std::string matrix;                     ///< the references' matrix the values came from ("X", "layers/counts", ...)
   std::int64_t n_reference_cells = 0;     ///< labelled cells the sample was drawn from

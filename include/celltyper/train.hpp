@@ -81,6 +81,7 @@ struct TrainingData {
   ExpressionPanel panel;                       ///< expression: the panel genes, feature order
   ReferenceSample sample;                      ///< class-balanced reference cells (labels filled by fit_model)
   std::vector<std::string> sample_labels;      ///< label of each sample row
+  std::vector<std::int32_t> sample_references; ///< reference index of each sample row
   std::set<std::string> normalizations;        ///< how each reference's features were normalised
   nlohmann::json reference_info = nlohmann::json::array();  ///< per reference: path, matrix, counts
   nlohmann::json gene_store;                   ///< GeneStore::info_json() (genept), null otherwise

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <iterator>
+#include <map>
 
 namespace celltyper {
 
@@ -77,6 +78,7 @@ ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::
     sum += share;
     ++cells;
     const auto label = static_cast<std::size_t>(sample.labels[static_cast<std::size_t>(cell)]);
+    if (label >= n_classes) continue;  // a coarse cell: no class profile of its own
     class_sum[label] += share;
     ++class_cells[label];
   }
@@ -111,9 +113,25 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   DataFrame obs;
   std::vector<std::string> labels;
   labels.reserve(sample.labels.size());
+  // A coarse cell (mixed-granularity model) is labelled with a name for its set of classes, and
+  // trains on their summed probability as in the original fit.
+  std::map<std::string, std::vector<std::string>> coarse_sets;
+  std::vector<std::string> set_names;
+  const std::size_t n_classes = model.class_names.size();
+  for (const auto& members : sample.label_sets) {
+    std::string name = "one of {";
+    std::vector<std::string> classes;
+    for (const auto member : members) {
+      classes.push_back(model.class_names[static_cast<std::size_t>(member)]);
+      name += (classes.size() > 1 ? " | " : "") + classes.back();
+    }
+    set_names.push_back(name + "}");
+    coarse_sets[set_names.back()] = std::move(classes);
+  }
   for (std::size_t cell = 0; cell < sample.labels.size(); ++cell) {
     obs.index.push_back(std::to_string(cell));
-    labels.push_back(model.class_names[static_cast<std::size_t>(sample.labels[cell])]);
+    const auto code = static_cast<std::size_t>(sample.labels[cell]);
+    labels.push_back(code < n_classes ? model.class_names[code] : set_names[code - n_classes]);
   }
   obs.columns.push_back(Column::categorical("label", labels));
   DataFrame var;
@@ -139,6 +157,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   options.validation_fraction = 0;
   options.num_threads = num_threads;
   options.restrict_genes = shared;
+  options.coarse_label_sets = std::move(coarse_sets);
   options.reference_sample_cells = 0;
   options.embed.matrix = "X";
   options.embed.genes.column = "entrez_id";

@@ -103,6 +103,16 @@ void write_reference_sample(hid_t root, const ReferenceSample& sample) {
   h5::write_1d<std::int32_t>(group.get(), "indices", indices.data(), nnz, 4);
   h5::write_1d<float>(group.get(), "data", data.data(), nnz, 4);
   h5::write_1d<std::int32_t>(group.get(), "label", sample.labels.data(), sample.n_cells(), 4);
+  if (!sample.label_sets.empty()) {  // coarse labels' sets, as CSR rows of class indices
+    std::vector<std::int64_t> set_indptr = {0};
+    std::vector<std::int32_t> set_classes;
+    for (const auto& members : sample.label_sets) {
+      set_classes.insert(set_classes.end(), members.begin(), members.end());
+      set_indptr.push_back(static_cast<std::int64_t>(set_classes.size()));
+    }
+    h5::write_1d<std::int64_t>(group.get(), "label_set_indptr", set_indptr.data(), static_cast<std::int64_t>(set_indptr.size()));
+    h5::write_1d<std::int32_t>(group.get(), "label_set_classes", set_classes.data(), static_cast<std::int64_t>(set_classes.size()));
+  }
 }
 
 ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::size_t n_classes) {
@@ -138,9 +148,28 @@ ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::
   for (const std::int32_t column : indices) {
     if (column < 0 || column >= n_genes) throw InputError(fmt::format("{}: /reference/indices holds {} outside [0, {})", path, column, n_genes));
   }
+  if (h5::exists(group.get(), "label_set_indptr") || h5::exists(group.get(), "label_set_classes")) {
+    const auto set_indptr = h5::read_all_1d<std::int64_t>(read("label_set_indptr").get());
+    const auto set_classes = h5::read_all_1d<std::int32_t>(read("label_set_classes").get());
+    if (set_indptr.empty() || set_indptr.front() != 0 || !std::is_sorted(set_indptr.begin(), set_indptr.end()) ||
+        set_indptr.back() != static_cast<std::int64_t>(set_classes.size())) {
+      throw InputError(fmt::format("{}: /reference/label_set_indptr does not index /reference/label_set_classes", path));
+    }
+    for (const std::int32_t member : set_classes) {
+      if (member < 0 || static_cast<std::size_t>(member) >= n_classes) {
+        throw InputError(fmt::format("{}: /reference/label_set_classes holds {} outside the {} classes", path, member, n_classes));
+      }
+    }
+    for (std::size_t s = 0; s + 1 < set_indptr.size(); ++s) {
+      if (set_indptr[s] == set_indptr[s + 1]) throw InputError(fmt::format("{}: /reference label set {} is empty", path, s));
+      sample.label_sets.emplace_back(set_classes.begin() + set_indptr[s], set_classes.begin() + set_indptr[s + 1]);
+    }
+  }
+  const std::size_t n_codes = n_classes + sample.label_sets.size();
   for (const std::int32_t label : sample.labels) {
-    if (label < 0 || static_cast<std::size_t>(label) >= n_classes) {
-      throw InputError(fmt::format("{}: /reference/label holds {} outside the {} classes", path, label, n_classes));
+    if (label < 0 || static_cast<std::size_t>(label) >= n_codes) {
+      throw InputError(fmt::format("{}: /reference/label holds {} outside the {} classes and {} coarse labels", path, label, n_classes,
+                                   sample.label_sets.size()));
     }
   }
   for (const float value : data) {

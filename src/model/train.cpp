@@ -396,6 +396,7 @@ void sample_references(const std::vector<LabelledReference>& references, const s
       if (candidate.reference != r) continue;
       rows.push_back(candidate.row);
       data.sample_labels.push_back(candidate.label);
+      data.sample_references.push_back(static_cast<std::int32_t>(r));
     }
     if (rows.empty()) continue;
     // First var of each gene only (a duplicate var would count twice), as the features do.
@@ -714,6 +715,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
         }
       }
     }
+  }
+  for (const auto& [label, classes] : options.coarse_label_sets) {
+    for (std::size_t r = 0; r < references.size(); ++r) data.coarse_labels[label].classes[static_cast<std::int32_t>(r)] = classes;
   }
   for (const auto& reference : references) data.reference_names.push_back(reference.path);
   const bool expression = options.features == kFeaturesExpression;
@@ -1073,10 +1077,27 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
     kept.n_reference_cells = sample.n_reference_cells;
     kept.normalization = *data.normalizations.begin();
     kept.values.reset(0, 0, sample.values.n_cols);
+    std::map<std::vector<std::int32_t>, std::int32_t> set_code;  // a coarse cell's classes -> its label code
     for (std::size_t i = 0; i < data.sample_labels.size(); ++i) {
-      const auto found = class_index.find(data.sample_labels[i]);
-      if (found == class_index.end()) continue;
-      kept.labels.push_back(found->second);
+      std::int32_t code = -1;
+      if (const auto* coarse = data.coarse_classes(data.sample_labels[i], data.sample_references[i])) {
+        std::vector<std::int32_t> members;
+        for (const auto& member : *coarse) {
+          const auto found = class_index.find(member);
+          if (found != class_index.end()) members.push_back(found->second);
+        }
+        if (!members.empty()) {
+          const auto [entry, added] = set_code.emplace(members, static_cast<std::int32_t>(model.class_names.size() + kept.label_sets.size()));
+          if (added) kept.label_sets.push_back(members);
+          code = entry->second;
+        }
+      }
+      if (code < 0) {
+        const auto found = class_index.find(data.sample_labels[i]);
+        if (found == class_index.end()) continue;
+        code = found->second;
+      }
+      kept.labels.push_back(code);
       kept.values.indices.insert(kept.values.indices.end(), sample.values.indices.begin() + sample.values.indptr[i],
                                  sample.values.indices.begin() + sample.values.indptr[i + 1]);
       kept.values.values.insert(kept.values.values.end(), sample.values.values.begin() + sample.values.indptr[i],
