@@ -7,6 +7,8 @@ T/NK cells -> "lymphocyte"). Each held-out set is annotated by models trained on
 
   (a) mixed     `celltyper train --harmonize-labels` (labels -> CL terms through the label map;
                 a coarse term trains on the summed probability of the classes below it)
+      (and the same model's `annotate --hierarchical` labels: the most specific term whose summed
+      probability reaches 0.5)
   (b) flat      the same with `--flat-labels` (every pooled CL term is a class of its own)
   (c) alone     each training reference on its own (its CL-harmonised labels, flat)
   (d) peers     scikit-learn logistic regression and XGBoost (log1p-CP10k, the CellTypist
@@ -93,7 +95,9 @@ def evaluate(celltyper, path, pred_column, workdir, tag):
         return peers.summarize(json.load(f)["overall"])
 
 
-def celltyper_condition(celltyper, references, query, flags, workdir, tag, threads):
+def celltyper_condition(celltyper, references, query, flags, workdir, tag, threads, hierarchical=False):
+    """Train then annotate with defaults; with `hierarchical`, also the `annotate --hierarchical`
+    labels of the same model (returns both rows)."""
     model = os.path.join(workdir, f"{tag}.model")
     out = os.path.join(workdir, f"{tag}.h5ad")
     train = [celltyper, "train", "-r", ",".join(references), "-l", "obs:label", "--label-map", LABEL_MAP, "--harmonize-labels",
@@ -102,7 +106,14 @@ def celltyper_condition(celltyper, references, query, flags, workdir, tag, threa
     seconds += run([celltyper, "annotate", "-m", model, "-i", query, "-o", out, "--threads", str(threads), "-q"])
     row = evaluate(celltyper, out, "obs:celltyper_label", workdir, tag)
     row["seconds"] = seconds
-    return row
+    if not hierarchical:
+        return row
+    out_h = os.path.join(workdir, f"{tag}_hierarchical.h5ad")
+    seconds_h = run([celltyper, "annotate", "-m", model, "-i", query, "-o", out_h, "--hierarchical", "--ontology", ONTOLOGY,
+                     "--threads", str(threads), "-q"])
+    row_h = evaluate(celltyper, out_h, "obs:celltyper_label", workdir, tag + "_hierarchical")
+    row_h["seconds"] = seconds_h
+    return row, row_h
 
 
 def peer_conditions(paths, training, held_out, methods, threads, workdir):
@@ -197,13 +208,14 @@ def main():
     report = dict(command="/usr/bin/python3 bench/pooled/run.py " + " ".join(sys.argv[1:]),
                   commit=subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
                   machine=f"{os.cpu_count()} cores", held_out={}, extra=args.extra)
-    conditions = ["(a) mixed", "(b) flat"]
+    conditions = ["(a) mixed", "(a) mixed, annotate --hierarchical", "(b) flat"]
     for held_out in args.held_out.split(","):
         training = [name for name in DATASETS if name != held_out]
         log(f"held out {held_out}: training on {', '.join(training)}")
         results = {}
         references = [paths[name] for name in training]
-        results["(a) mixed"] = celltyper_condition(CELLTYPER, references, paths[held_out], extra, workdir, f"{held_out}_mixed", args.threads)
+        results["(a) mixed"], results["(a) mixed, annotate --hierarchical"] = celltyper_condition(
+            CELLTYPER, references, paths[held_out], extra, workdir, f"{held_out}_mixed", args.threads, hierarchical=True)
         results["(b) flat"] = celltyper_condition(CELLTYPER, references, paths[held_out], extra + ["--flat-labels"], workdir,
                                                   f"{held_out}_flat", args.threads)
         for name in training:
@@ -224,7 +236,7 @@ def main():
                     f"hF {row.get('hierarchical_f', float('nan')):.3f}, exact macro-F1 {row['macro_f1']:.3f}")
     report["conditions"] = sorted(conditions, key=lambda c: (c[:3], conditions.index(c)))
     means = {}
-    for condition in ["(a) mixed", "(b) flat"] + [c for c in conditions if c.startswith("(d)")]:
+    for condition in ["(a) mixed", "(a) mixed, annotate --hierarchical", "(b) flat"] + [c for c in conditions if c.startswith("(d)")]:
         rows = [h["results"][condition] for h in report["held_out"].values() if "error" not in h["results"].get(condition, {"error": 1})]
         if rows and len(rows) == len(report["held_out"]):
             means[condition] = peers.mean_of(rows)

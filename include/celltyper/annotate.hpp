@@ -95,9 +95,13 @@ struct TrainOptions {
   /// Weight cells so that every reference counts equally in the loss (each reference's cells
   /// sum to n / references), on top of class balancing.
   bool balance_references = false;
-  /// With several references whose genes differ: use only the genes every reference measured
-  /// (a gene a reference lacks is not a zero count). false = every gene of any reference.
-  bool shared_genes = true;
+  /// Several references whose genes differ (a gene a reference did not measure is not a zero
+  /// count): "impute" (the expression route's default) uses every gene of any reference, gives a
+  /// reference's cells the mean of the references that measured a gene they lack (a neutral 0
+  /// after standardisation, so they neither push nor pull its weights) and sums library sizes over
+  /// the shared genes only; "shared" uses only the genes every reference measured (the GenePT-w
+  /// route always does); "all" treats unmeasured genes as zeros.
+  std::string gene_pooling = "impute";
   /// Labels that are coarse in every reference, with the classes each may be (label sets given
   /// directly rather than derived from the ontology: the refit of a mixed-granularity model's
   /// reference sample).

@@ -100,6 +100,10 @@ struct ReferenceSample {
   /// (mixed-granularity training) that may belong to any class of `label_sets[s]`.
   std::vector<std::int32_t> labels;
   std::vector<std::vector<std::int32_t>> label_sets;  ///< class indices of each coarse label's set
+  /// Pooled references with different genes: the reference of each sampled cell, and per
+  /// reference the sample's columns it measured (ascending). Empty: one reference, every column.
+  std::vector<std::int32_t> references;
+  std::vector<std::vector<std::int32_t>> measured;
   std::string normalization;              ///< how features were made from `values`: "log1p-cp10k" (counts), "none" (log values), ...
   std::string matrix;                     ///< the references' matrix the values came from ("X", "layers/counts", ...)
   std::int64_t n_reference_cells = 0;     ///< labelled cells the sample was drawn from

@@ -199,11 +199,15 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
           n_genes: int = 3000, validation_fraction: float = 0.2, seed: int = 0, reference_sample: int = 20000,
           label_map: Optional[str] = None, label_dataset: Optional[str] = None, layer: Optional[str] = None, use_raw: bool = False,
           dims: int = 0, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
-          normalization: str = "auto", **hyperparameters: float) -> Model:
+          normalization: str = "auto", harmonize_labels: bool = False, flat_labels: bool = False, ontology=None,
+          balance_references: bool = False, gene_pooling: str = "impute", **hyperparameters: float) -> Model:
     """Train a model on the labelled cells of `adata` (or a list of AnnData objects).
 
     `label` (and `group`) are obs columns ("obs:" prefix optional). The defaults are those of
     `celltyper train`; classifier hyperparameters (e.g. l2=0.01 for logreg) are keyword arguments.
+    Pooling references labelled at different depths: `harmonize_labels=True` (with `label_map`
+    and the installed Cell Ontology, or `ontology=`) makes labels CL terms and trains a coarse term
+    as the summed probability of the classes below it (`celltyper train --harmonize-labels`).
     """
     references = adata if isinstance(adata, (list, tuple)) else [adata]
     label = _strip(label)
@@ -214,7 +218,9 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     options = _common({"label": label, "group": group or "", "classifier": classifier, "features": features, "n_genes": n_genes,
                        "validation_fraction": validation_fraction, "seed": seed, "reference_sample": reference_sample,
                        "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "dims": dims,
-                       "hyperparameters": {k: float(v) for k, v in hyperparameters.items()}},
+                       "hyperparameters": {k: float(v) for k, v in hyperparameters.items()},
+                       "harmonize_labels": harmonize_labels, "flat_labels": flat_labels, "ontology": os.fspath(ontology) if ontology else "",
+                       "balance_references": balance_references, "gene_pooling": gene_pooling},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     core, summary = _core.train(specs, options)

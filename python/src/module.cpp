@@ -236,6 +236,10 @@ TrainOptions train_options(const py::dict& options) {
   train.label_map = option<std::string>(options, "label_map", "");
   train.label_map_dataset = option<std::string>(options, "label_dataset", "");
   train.reference_sample_cells = option<std::int64_t>(options, "reference_sample", train.reference_sample_cells);
+  train.harmonize_labels = option<bool>(options, "harmonize_labels", false);
+  train.flat_labels = option<bool>(options, "flat_labels", false);
+  train.balance_references = option<bool>(options, "balance_references", false);
+  train.gene_pooling = option<std::string>(options, "gene_pooling", train.gene_pooling);
   train.embed = embed_options(options);
   train.embed.dims = option<int>(options, "dims", 0);
   train.log = stderr_log(option<bool>(options, "verbose", false));
@@ -263,6 +267,7 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
   TrainOptions train = train_options(options);
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");
+  const std::string ontology_path = option<std::string>(options, "ontology", "");
   py::gil_scoped_release release;
   Interruptible interruptible;
   std::vector<const Dataset*> datasets;
@@ -270,6 +275,14 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
   const auto table = gene_table(table_path);
   if (!table) throw InputError("training needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
   const GeneStore store = load_store_for(train, store_path);
+  std::shared_ptr<const Ontology> cell_ontology;
+  if (train.harmonize_labels) {
+    cell_ontology = ontology(ontology_path);
+    if (!cell_ontology && train.label_map.empty()) {
+      throw InputError(fmt::format("harmonize_labels=True needs the Cell Ontology (ontology=FILE) or label_map=; {}", kOntologyReleaseHint));
+    }
+    train.ontology = cell_ontology.get();
+  }
   TrainResult result = train_model(datasets, train, store, *table);
   auto model = std::make_shared<CellTypeModel>(std::move(result.model));
   return {model, train_summary(result).dump()};

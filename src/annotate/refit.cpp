@@ -11,6 +11,8 @@
 #include <cmath>
 #include <iterator>
 #include <map>
+#include <memory>
+#include <numeric>
 
 namespace celltyper {
 
@@ -25,6 +27,17 @@ std::vector<std::int64_t> dataset_genes(const Dataset& dataset, const std::strin
   ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
   return ids;
 }
+
+namespace {
+
+/// Whether `model` was trained on some genes only (--restrict-genes): it sums library sizes over
+/// them. Pooled references with imputed genes also sum them over some genes (the shared ones)
+/// without being restricted.
+bool restricted_to_genes(const CellTypeModel& model) {
+  return !model.panel.size_factor_genes.empty() && model.provenance.value("restrict_genes", std::int64_t{1}) > 0;
+}
+
+}  // namespace
 
 ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::int64_t>& query_genes) {
   const auto measured = [&query_genes](std::int64_t entrez) { return std::binary_search(query_genes.begin(), query_genes.end(), entrez); };
@@ -41,7 +54,8 @@ ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::
   }
   // The model's genes: those it may use (a model restricted to some genes sums library sizes
   // over them), else every gene of its references.
-  const std::vector<std::int64_t>& allowed = model.panel.size_factor_genes;
+  static const std::vector<std::int64_t> kEveryGene;
+  const std::vector<std::int64_t>& allowed = restricted_to_genes(model) ? model.panel.size_factor_genes : kEveryGene;
   std::vector<std::uint8_t> in_model(sample.entrez_ids.size(), 1);
   std::vector<std::uint8_t> is_measured(sample.entrez_ids.size(), 0);
   for (std::size_t g = 0; g < sample.entrez_ids.size(); ++g) {
@@ -101,7 +115,9 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   const ReferenceSample& sample = model.reference;
   std::vector<std::int64_t> shared;
   std::set_intersection(sample.entrez_ids.begin(), sample.entrez_ids.end(), genes.begin(), genes.end(), std::back_inserter(shared));
-  if (!model.panel.size_factor_genes.empty()) {  // a restricted model stays within its genes
+  // A model restricted to a query's genes (--restrict-genes) stays within them. (Pooled
+  // references with imputed genes also sum library sizes over some genes: not a restriction.)
+  if (restricted_to_genes(model)) {
     std::vector<std::int64_t> within;
     std::set_intersection(shared.begin(), shared.end(), model.panel.size_factor_genes.begin(), model.panel.size_factor_genes.end(),
                           std::back_inserter(within));
@@ -109,12 +125,8 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   }
   if (shared.empty()) throw InputError("the query measures none of the genes of the model's reference sample");
 
-  // The sample as a dataset: obs 'label' (class names), var 'entrez_id'.
-  DataFrame obs;
-  std::vector<std::string> labels;
-  labels.reserve(sample.labels.size());
-  // A coarse cell (mixed-granularity model) is labelled with a name for its set of classes, and
-  // trains on their summed probability as in the original fit.
+  // The sample as a dataset (one per pooled reference when they measured different genes, so
+  // that the refit imputes as the training did): obs 'label' (class names), var 'entrez_id'.
   std::map<std::string, std::vector<std::string>> coarse_sets;
   std::vector<std::string> set_names;
   const std::size_t n_classes = model.class_names.size();
@@ -128,19 +140,51 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
     set_names.push_back(name + "}");
     coarse_sets[set_names.back()] = std::move(classes);
   }
-  for (std::size_t cell = 0; cell < sample.labels.size(); ++cell) {
-    obs.index.push_back(std::to_string(cell));
-    const auto code = static_cast<std::size_t>(sample.labels[cell]);
-    labels.push_back(code < n_classes ? model.class_names[code] : set_names[code - n_classes]);
+  const std::size_t n_parts = std::max<std::size_t>(1, sample.measured.size());
+  std::vector<std::unique_ptr<MemoryDataset>> parts;
+  std::vector<const Dataset*> views;
+  for (std::size_t part = 0; part < n_parts; ++part) {
+    // Columns of this part: every sample gene, or the ones its reference measured.
+    std::vector<std::int32_t> columns;
+    if (sample.measured.empty()) {
+      columns.resize(sample.entrez_ids.size());
+      std::iota(columns.begin(), columns.end(), 0);
+    } else {
+      columns = sample.measured[part];
+    }
+    std::vector<std::int32_t> renumber(sample.entrez_ids.size(), -1);
+    for (std::size_t j = 0; j < columns.size(); ++j) renumber[static_cast<std::size_t>(columns[j])] = static_cast<std::int32_t>(j);
+    DataFrame obs;
+    std::vector<std::string> labels;
+    CsrBlockF64 values;
+    values.reset(0, 0, static_cast<std::int64_t>(columns.size()));
+    for (std::size_t cell = 0; cell < sample.labels.size(); ++cell) {
+      if (!sample.measured.empty() && static_cast<std::size_t>(sample.references[cell]) != part) continue;
+      obs.index.push_back(std::to_string(cell));
+      const auto code = static_cast<std::size_t>(sample.labels[cell]);
+      labels.push_back(code < n_classes ? model.class_names[code] : set_names[code - n_classes]);
+      for (std::int64_t k = sample.values.indptr[cell]; k < sample.values.indptr[cell + 1]; ++k) {
+        const std::int32_t column = renumber[static_cast<std::size_t>(sample.values.indices[static_cast<std::size_t>(k)])];
+        if (column < 0) continue;
+        values.indices.push_back(column);
+        values.values.push_back(sample.values.values[static_cast<std::size_t>(k)]);
+      }
+      values.indptr.push_back(static_cast<std::int64_t>(values.indices.size()));
+      ++values.n_rows;
+    }
+    if (values.n_rows == 0) continue;
+    obs.columns.push_back(Column::categorical("label", labels));
+    DataFrame var;
+    std::vector<std::string> entrez_text;
+    for (const std::int32_t column : columns) {
+      var.index.push_back(sample.symbols[static_cast<std::size_t>(column)]);
+      entrez_text.push_back(std::to_string(sample.entrez_ids[static_cast<std::size_t>(column)]));
+    }
+    var.columns.push_back(Column::from_strings("entrez_id", std::move(entrez_text)));
+    parts.push_back(std::make_unique<MemoryDataset>(n_parts == 1 ? "the model's reference sample" : fmt::format("the model's reference sample, reference {}", part + 1),
+                                                    std::move(obs), std::move(var), std::move(values)));
+    views.push_back(parts.back().get());
   }
-  obs.columns.push_back(Column::categorical("label", labels));
-  DataFrame var;
-  var.index = sample.symbols;
-  std::vector<std::string> entrez_text;
-  entrez_text.reserve(sample.entrez_ids.size());
-  for (const std::int64_t entrez : sample.entrez_ids) entrez_text.push_back(std::to_string(entrez));
-  var.columns.push_back(Column::from_strings("entrez_id", std::move(entrez_text)));
-  const MemoryDataset dataset("the model's reference sample", std::move(obs), std::move(var), sample.values);
 
   TrainOptions options;
   options.label_column = "label";
@@ -158,13 +202,15 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   options.num_threads = num_threads;
   options.restrict_genes = shared;
   options.coarse_label_sets = std::move(coarse_sets);
+  options.gene_pooling = provenance.value("gene_pooling", std::string("impute"));
+  options.balance_references = provenance.value("balance_references", false);
   options.reference_sample_cells = 0;
   options.embed.matrix = "X";
   options.embed.genes.column = "entrez_id";
   options.embed.normalization = parse_normalization_choice(sample.normalization.empty() ? "auto" : sample.normalization);
   options.log = log;
   const auto started = std::chrono::steady_clock::now();
-  TrainResult trained = train_model({&dataset}, options, GeneStore(), sample.gene_table());
+  TrainResult trained = train_model(views, options, GeneStore(), sample.gene_table());
   CellTypeModel refitted = std::move(trained.model);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   for (std::size_t c = 0; c < refitted.class_names.size(); ++c) {

@@ -44,7 +44,6 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     std::string ontology;
     std::string out;
     bool json = false;
-    bool all_genes = false;
     bool distributed = false;
     std::map<std::string, double> hyperparameters;  ///< values of the per-parameter flags
     TrainOptions options;
@@ -97,8 +96,12 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--ontology", args->ontology, "Cell Ontology .obo/.json for --harmonize-labels (default: the installed copy, $CELLTYPER_ONTOLOGY)");
   command->add_flag("--balance-references", args->options.balance_references,
                     "Weight cells so that every reference counts equally (a large reference does not drown a small one)");
-  command->add_flag("--all-genes", args->all_genes,
-                    "With several references: use every gene of any reference (default: only the genes every reference measured)");
+  command->add_option("--gene-pooling", args->options.gene_pooling,
+                      "Several references with different genes: impute (every gene; a reference's unmeasured genes get the others' "
+                      "mean, library sizes over the shared genes), shared (only the genes every reference measured; always for genept), "
+                      "all (unmeasured genes count as zeros)")
+      ->check(CLI::IsMember({"impute", "shared", "all"}))
+      ->capture_default_str();
   command->add_flag("--json", args->json, "Print the training summary as JSON on stdout");
   command->add_flag("--distributed", args->distributed,
                     "Under mpirun: train the MLP data-parallel, every process computing its share of each batch and gradients "
@@ -155,7 +158,6 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     if (options.features != kFeaturesExpression || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
     const GeneTable table = load_requested_gene_table(args->gene_table);
     if (!args->restrict_genes.empty()) options.restrict_genes = genes_of(args->restrict_genes, table);
-    options.shared_genes = !args->all_genes;
     if (options.flat_labels && !options.harmonize_labels) throw InputError("--flat-labels applies with --harmonize-labels only");
     Ontology ontology;
     if (options.harmonize_labels) {

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <functional>
 #include <random>
 
 #ifndef CELLTYPER_VERSION
@@ -103,6 +104,17 @@ void write_reference_sample(hid_t root, const ReferenceSample& sample) {
   h5::write_1d<std::int32_t>(group.get(), "indices", indices.data(), nnz, 4);
   h5::write_1d<float>(group.get(), "data", data.data(), nnz, 4);
   h5::write_1d<std::int32_t>(group.get(), "label", sample.labels.data(), sample.n_cells(), 4);
+  if (!sample.measured.empty()) {  // pooled references: each cell's reference, each reference's columns
+    h5::write_1d<std::int32_t>(group.get(), "cell_reference", sample.references.data(), sample.n_cells(), 4);
+    std::vector<std::int64_t> measured_indptr = {0};
+    std::vector<std::int32_t> measured_columns;
+    for (const auto& columns : sample.measured) {
+      measured_columns.insert(measured_columns.end(), columns.begin(), columns.end());
+      measured_indptr.push_back(static_cast<std::int64_t>(measured_columns.size()));
+    }
+    h5::write_1d<std::int64_t>(group.get(), "measured_indptr", measured_indptr.data(), static_cast<std::int64_t>(measured_indptr.size()));
+    h5::write_1d<std::int32_t>(group.get(), "measured_columns", measured_columns.data(), static_cast<std::int64_t>(measured_columns.size()), 4);
+  }
   if (!sample.label_sets.empty()) {  // coarse labels' sets, as CSR rows of class indices
     std::vector<std::int64_t> set_indptr = {0};
     std::vector<std::int32_t> set_classes;
@@ -163,6 +175,29 @@ ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::
     for (std::size_t s = 0; s + 1 < set_indptr.size(); ++s) {
       if (set_indptr[s] == set_indptr[s + 1]) throw InputError(fmt::format("{}: /reference label set {} is empty", path, s));
       sample.label_sets.emplace_back(set_classes.begin() + set_indptr[s], set_classes.begin() + set_indptr[s + 1]);
+    }
+  }
+  if (h5::exists(group.get(), "cell_reference") || h5::exists(group.get(), "measured_indptr")) {
+    sample.references = h5::read_all_1d<std::int32_t>(read("cell_reference").get());
+    const auto measured_indptr = h5::read_all_1d<std::int64_t>(read("measured_indptr").get());
+    const auto measured_columns = h5::read_all_1d<std::int32_t>(read("measured_columns").get());
+    if (static_cast<std::int64_t>(sample.references.size()) != n_cells || measured_indptr.size() < 2 || measured_indptr.front() != 0 ||
+        !std::is_sorted(measured_indptr.begin(), measured_indptr.end()) ||
+        measured_indptr.back() != static_cast<std::int64_t>(measured_columns.size())) {
+      throw InputError(fmt::format("{}: /reference/cell_reference and /reference/measured_* disagree", path));
+    }
+    for (std::size_t r = 0; r + 1 < measured_indptr.size(); ++r) {
+      std::vector<std::int32_t> columns(measured_columns.begin() + measured_indptr[r], measured_columns.begin() + measured_indptr[r + 1]);
+      const bool ascending = std::adjacent_find(columns.begin(), columns.end(), std::greater_equal<>()) == columns.end();
+      if (!ascending || (!columns.empty() && (columns.front() < 0 || columns.back() >= n_genes))) {
+        throw InputError(fmt::format("{}: /reference/measured_columns of reference {} are not ascending columns in [0, {})", path, r, n_genes));
+      }
+      sample.measured.push_back(std::move(columns));
+    }
+    for (const std::int32_t reference : sample.references) {
+      if (reference < 0 || static_cast<std::size_t>(reference) >= sample.measured.size()) {
+        throw InputError(fmt::format("{}: /reference/cell_reference holds {} outside the {} references", path, reference, sample.measured.size()));
+      }
     }
   }
   const std::size_t n_codes = n_classes + sample.label_sets.size();

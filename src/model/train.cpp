@@ -350,6 +350,9 @@ void check_options(const TrainOptions& options) {
   if (options.features != kFeaturesExpression && options.features != kFeaturesGenept) {
     throw InputError(fmt::format("--features must be {} or {}, got '{}'", kFeaturesGenept, kFeaturesExpression, options.features));
   }
+  if (options.gene_pooling != "impute" && options.gene_pooling != "shared" && options.gene_pooling != "all") {
+    throw InputError(fmt::format("gene pooling '{}' is not impute, shared or all", options.gene_pooling));
+  }
 }
 
 /// Gene ids (sorted, unique; empty = every gene) a model may use, from TrainOptions::restrict_genes.
@@ -481,7 +484,8 @@ nlohmann::json reference_features(const LabelledReference& reference, const std:
     log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
     ExpressionOptions settings = expression_settings;
     settings.matrix = reference.matrix;
-    ExpressionFeatures computed = expression_features(dataset, table, panel, settings);
+    // Pooled references with different genes: a reference may lack most of the panel (imputed).
+    ExpressionFeatures computed = expression_features(dataset, table, panel, settings, data.n_shared_genes > 0 ? 0.0 : 0.05);
     for (const auto& warning : computed.warnings) data.cells.warnings.push_back(fmt::format("{}: {}", path, warning));
     data.normalizations.insert(to_string(computed.normalization));
     info.update({{"matrix", computed.matrix},
@@ -529,6 +533,47 @@ nlohmann::json reference_features(const LabelledReference& reference, const std:
   values = std::move(sink.values);
   empty = std::move(sink.empty);
   return info;
+}
+
+/// Pooled references with different genes ("impute"): each panel column a reference did not
+/// measure gets, in that reference's cells, the mean of the cells of the references that did.
+void impute_unmeasured_genes(const std::vector<std::int64_t>& panel, const std::vector<std::vector<std::int64_t>>& measured,
+                             LabelledFeatures& cells) {
+  const auto width = static_cast<std::size_t>(cells.dims);
+  const std::size_t n_references = measured.size();
+  std::vector<std::vector<std::uint8_t>> has(n_references, std::vector<std::uint8_t>(width, 0));
+  for (std::size_t r = 0; r < n_references; ++r) {
+    for (std::size_t j = 0; j < width; ++j) has[r][j] = std::binary_search(measured[r].begin(), measured[r].end(), panel[j]) ? 1 : 0;
+  }
+  std::vector<double> sum(width, 0.0);
+  std::vector<std::int64_t> count(width, 0);
+  for (std::int64_t i = 0; i < cells.n(); ++i) {
+    const auto r = static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)]);
+    for (std::size_t j = 0; j < width; ++j) {
+      if (has[r][j] == 0) continue;
+      sum[j] += cells.features[static_cast<std::size_t>(i) * width + j];
+      ++count[j];
+    }
+  }
+  for (std::int64_t i = 0; i < cells.n(); ++i) {
+    const auto r = static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)]);
+    for (std::size_t j = 0; j < width; ++j) {
+      if (has[r][j] == 0) cells.features[static_cast<std::size_t>(i) * width + j] = count[j] > 0 ? static_cast<float>(sum[j] / count[j]) : 0.0f;
+    }
+  }
+}
+
+/// The reference sample of pooled references with different genes: each cell's reference and
+/// each reference's measured columns, so that a refit imputes as the training did.
+void record_sample_genes(const std::vector<std::vector<std::int64_t>>& measured, ReferenceSample& sample) {
+  sample.measured.assign(measured.size(), {});
+  for (std::size_t r = 0; r < measured.size(); ++r) {
+    for (std::size_t column = 0; column < sample.entrez_ids.size(); ++column) {
+      if (std::binary_search(measured[r].begin(), measured[r].end(), sample.entrez_ids[column])) {
+        sample.measured[r].push_back(static_cast<std::int32_t>(column));
+      }
+    }
+  }
 }
 
 /// The most probable class of each row of `probabilities`.
@@ -740,21 +785,27 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   }
   std::sort(reference_genes.begin(), reference_genes.end());
   reference_genes.erase(std::unique(reference_genes.begin(), reference_genes.end()), reference_genes.end());
-  // Genes every reference measured: with several references whose genes differ, the only ones
-  // used (TrainOptions::shared_genes).
+  // Several references whose genes differ (TrainOptions::gene_pooling): the genes every
+  // reference measured are the only ones ("shared", and the GenePT-w route), or the ones library
+  // sizes are summed over while a reference's missing genes are imputed ("impute").
   std::vector<std::int64_t> sample_genes = reference_genes;
   std::vector<std::int64_t> allowed_ids = options.restrict_genes;
-  if (options.shared_genes && has_expression && references.size() > 1) {
+  std::sort(allowed_ids.begin(), allowed_ids.end());
+  allowed_ids.erase(std::unique(allowed_ids.begin(), allowed_ids.end()), allowed_ids.end());
+  std::vector<std::vector<std::int64_t>> measured(references.size());  // per reference, ascending
+  std::vector<std::int64_t> impute_size_factor_genes;                   // "impute": the shared (allowed) genes
+  bool impute = false;
+  if (options.gene_pooling != "all" && has_expression && references.size() > 1) {
     std::vector<std::int64_t> shared;
     for (std::size_t r = 0; r < references.size(); ++r) {
-      std::vector<std::int64_t> genes;
+      std::vector<std::int64_t>& genes = measured[r];
       for (const std::int32_t gene : resolved[r].gene_index) {
         if (gene != kNoGene) genes.push_back(table.gene(gene).entrez_id);
       }
       std::sort(genes.begin(), genes.end());
       genes.erase(std::unique(genes.begin(), genes.end()), genes.end());
       if (r == 0) {
-        shared = std::move(genes);
+        shared = genes;
       } else {
         std::vector<std::int64_t> both;
         std::set_intersection(shared.begin(), shared.end(), genes.begin(), genes.end(), std::back_inserter(both));
@@ -763,22 +814,24 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     }
     if (shared.size() < reference_genes.size()) {
       if (shared.empty()) throw InputError(fmt::format("the references {} share no gene", join_names(data.reference_names)));
-      if (options.log) {
-        options.log(fmt::format("the {} references share {} of their {} genes: training on the shared genes", references.size(), shared.size(),
-                                reference_genes.size()));
-      }
+      std::vector<std::int64_t> within = shared;  // shared and allowed
       if (!allowed_ids.empty()) {
-        std::sort(allowed_ids.begin(), allowed_ids.end());
-        allowed_ids.erase(std::unique(allowed_ids.begin(), allowed_ids.end()), allowed_ids.end());
-        std::vector<std::int64_t> both;
-        std::set_intersection(allowed_ids.begin(), allowed_ids.end(), shared.begin(), shared.end(), std::back_inserter(both));
-        if (both.empty()) throw InputError("--restrict-genes: none of its genes is measured by every reference");
-        allowed_ids = std::move(both);
-      } else {
-        allowed_ids = shared;
+        within.clear();
+        std::set_intersection(allowed_ids.begin(), allowed_ids.end(), shared.begin(), shared.end(), std::back_inserter(within));
+        if (within.empty()) throw InputError("--restrict-genes: none of its genes is measured by every reference");
       }
       data.n_shared_genes = shared.size();
-      sample_genes = std::move(shared);
+      impute = expression && options.gene_pooling == "impute";
+      if (options.log) {
+        options.log(fmt::format("the {} references share {} of their {} genes: {}", references.size(), shared.size(), reference_genes.size(),
+                                impute ? "library sizes over the shared genes, missing genes imputed" : "training on the shared genes"));
+      }
+      if (impute) {
+        impute_size_factor_genes = std::move(within);
+      } else {
+        allowed_ids = within;
+        sample_genes = std::move(shared);
+      }
     }
   }
   const AllowedGenes allowed(allowed_ids);
@@ -794,7 +847,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                             allowed.restricted() ? fmt::format(", restricted to {} genes", allowed.ids().size()) : "")};
 
   std::vector<std::int64_t> size_factor_genes;
-  if (allowed.restricted() && expression) {
+  if (impute) {
+    size_factor_genes = impute_size_factor_genes;
+  } else if (allowed.restricted() && expression) {
     std::set_intersection(allowed.ids().begin(), allowed.ids().end(), reference_genes.begin(), reference_genes.end(),
                           std::back_inserter(size_factor_genes));
   }
@@ -844,6 +899,8 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     data.reference_info.push_back(std::move(info));
   }
 
+  if (impute) impute_unmeasured_genes(panel, measured, cells);
+  if (impute && !data.sample_labels.empty()) record_sample_genes(measured, data.sample);
   if (expression) {
     data.panel.size_factor_genes = size_factor_genes;
     for (const std::int64_t entrez : panel) {
@@ -1075,6 +1132,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
     kept.ensembl_ids = sample.ensembl_ids;
     kept.matrix = sample.matrix;
     kept.n_reference_cells = sample.n_reference_cells;
+    kept.measured = sample.measured;
     kept.normalization = *data.normalizations.begin();
     kept.values.reset(0, 0, sample.values.n_cols);
     std::map<std::vector<std::int32_t>, std::int32_t> set_code;  // a coarse cell's classes -> its label code
@@ -1098,6 +1156,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
         code = found->second;
       }
       kept.labels.push_back(code);
+      if (!sample.measured.empty()) kept.references.push_back(data.sample_references[i]);
       kept.values.indices.insert(kept.values.indices.end(), sample.values.indices.begin() + sample.values.indptr[i],
                                  sample.values.indices.begin() + sample.values.indptr[i + 1]);
       kept.values.values.insert(kept.values.values.end(), sample.values.values.begin() + sample.values.indptr[i],
@@ -1155,6 +1214,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
                       {"label_granularity", granularity},
                       {"balance_references", options.balance_references},
                       {"shared_genes", data.n_shared_genes},
+                      {"gene_pooling", options.gene_pooling},
                       {"n_cells", n},
                       {"n_dropped_unlabelled", result.n_dropped_unlabelled},
                       {"n_dropped_empty", result.n_dropped_empty},

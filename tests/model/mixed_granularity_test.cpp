@@ -7,6 +7,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/memory_dataset.hpp>
+#include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/train.hpp>
 
@@ -18,6 +19,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <set>
 #include <sstream>
 
 namespace celltyper {
@@ -300,13 +302,55 @@ TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWei
   options.n_genes = 100;
   options.num_threads = 1;
   options.validation_fraction = 0;
+  options.gene_pooling = "shared";
   const TrainResult shared = train_model({&a, &b}, options, GeneStore(), table);
   EXPECT_EQ(shared.model.panel.size(), 25U);
   EXPECT_EQ(shared.model.provenance["shared_genes"], 25);
   EXPECT_EQ(shared.model.reference.entrez_ids.size(), 25U);
   for (const auto entrez : shared.model.panel.entrez_ids) EXPECT_LE(entrez, 1025);
-  options.shared_genes = false;
+  options.gene_pooling = "all";
   EXPECT_EQ(train_model({&a, &b}, options, GeneStore(), table).model.panel.size(), static_cast<std::size_t>(kGenes));
+
+  // The default, "impute": every gene; b's cells get a's mean on the genes b did not measure,
+  // library sizes over the 25 shared genes; the reference sample remembers who measured what, so
+  // a model file round trip and a refit on a query's genes keep it.
+  options.gene_pooling = "impute";
+  const TrainingData data = training_features({&a, &b}, options, GeneStore(), table);
+  ASSERT_EQ(data.cells.dims, kGenes);
+  const std::int64_t column = std::find(data.panel.entrez_ids.begin(), data.panel.entrez_ids.end(), 1035) - data.panel.entrez_ids.begin();
+  ASSERT_LT(column, kGenes);
+  double a_sum = 0;
+  std::int64_t a_cells = 0;
+  std::set<float> b_values;
+  for (std::int64_t i = 0; i < data.cells.n(); ++i) {
+    const float value = data.cells.features[static_cast<std::size_t>(i * kGenes + column)];
+    if (data.cells.references[static_cast<std::size_t>(i)] == 0) {
+      a_sum += value;
+      ++a_cells;
+    } else {
+      b_values.insert(value);
+    }
+  }
+  ASSERT_EQ(b_values.size(), 1U);
+  EXPECT_NEAR(*b_values.begin(), a_sum / static_cast<double>(a_cells), 1e-5);
+  EXPECT_EQ(data.panel.size_factor_genes.size(), 25U);
+  const TrainResult imputed = train_model({&a, &b}, options, GeneStore(), table);
+  EXPECT_EQ(imputed.model.panel.size(), static_cast<std::size_t>(kGenes));
+  ASSERT_EQ(imputed.model.reference.measured.size(), 2U);
+  EXPECT_EQ(imputed.model.reference.measured[0].size(), static_cast<std::size_t>(kGenes));
+  EXPECT_EQ(imputed.model.reference.measured[1].size(), 25U);
+  test::TempDir dir;
+  save_model(imputed.model, dir.file("pooled.h5"));
+  const CellTypeModel loaded = load_model(dir.file("pooled.h5"));
+  EXPECT_EQ(loaded.reference.measured, imputed.model.reference.measured);
+  EXPECT_EQ(loaded.reference.references, imputed.model.reference.references);
+  std::vector<std::int64_t> query_genes;
+  for (int g = 0; g < 30; ++g) query_genes.push_back(1001 + g);
+  const ModelCoverage coverage = model_coverage(loaded, query_genes);
+  EXPECT_EQ(coverage.n_model_genes, kGenes);  // every gene of the pool, not only the shared ones
+  const CellTypeModel refitted = refit_model(loaded, query_genes, 1, nullptr);
+  EXPECT_EQ(refitted.panel.size(), 30U);
+  EXPECT_EQ(refitted.class_names, (std::vector<std::string>{"x", "y"}));
 
   // Reference weights: each reference's cells sum to n / references.
   const std::vector<std::int32_t> labels = {0, 0, 1, 1, 1, 1};
@@ -315,7 +359,7 @@ TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWei
   EXPECT_DOUBLE_EQ(weights[2], 6.0 / (2 * 4));
   const std::vector<double> scaled = training_cell_weights(labels, 2, false, {1, 2, 3, 4, 5, 6});
   EXPECT_EQ(scaled, (std::vector<double>{1, 2, 3, 4, 5, 6}));
-  options.shared_genes = true;
+  options.gene_pooling = "shared";
   options.balance_references = true;
   const TrainResult balanced = train_model({&a, &b}, options, GeneStore(), table);
   EXPECT_EQ(balanced.model.provenance["balance_references"], true);

@@ -21,6 +21,7 @@ DATA = os.environ.get("CELLTYPER_SHARED_DATA", os.path.join(ROOT, "..", "shared"
 PBMC3K = os.path.join(DATA, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
 PBMC68K = os.path.join(DATA, "pbmc68k_reduced", "pbmc68k_reduced_with_counts.h5ad")
 LABEL_MAP = os.path.join(DATA, "label_map_to_cell_ontology.tsv")
+SAVERCAT = os.path.join(DATA, "savercat-pbmc-3tech", "pbmc_prep_3tech.h5ad")
 STORE = os.path.join(ROOT, "build", "share", "celltyper", "gene_embeddings.h5")
 
 needs_data = pytest.mark.skipif(not (os.path.exists(PBMC3K) and os.path.exists(PBMC68K)), reason="../shared/data is absent")
@@ -105,6 +106,25 @@ def test_train_in_memory_equals_train_from_file(tmp_path, pbmc3k, pbmc68k):
     np.testing.assert_allclose(in_memory.probabilities.to_numpy(), from_file.probabilities.to_numpy(), atol=1e-6, rtol=0)
     np.testing.assert_array_equal(reloaded.probabilities.to_numpy(), in_memory.probabilities.to_numpy())
     assert in_memory.ontology_ids is not None
+
+
+@needs_data
+def test_pooled_references_at_mixed_depths_equal_cli(tmp_path, pbmc3k, pbmc68k):
+    # pbmc3k labels fine types; savercat "T/NK cells" (lymphocyte) and "Monocytes" (monocyte):
+    # coarse terms that train as the summed probability of pbmc3k's classes below them.
+    if not os.path.exists(SAVERCAT):
+        pytest.skip("savercat is absent")
+    model_path = str(tmp_path / "pooled.h5")
+    cli("train", "--reference", f"{PBMC3K},{SAVERCAT}", "--label", "obs:celltype", "--label-map", LABEL_MAP, "--harmonize-labels",
+        "--out", model_path)
+    savercat = anndata.read_h5ad(SAVERCAT)
+    model = celltyper.train([pbmc3k, savercat], label="celltype", label_map=LABEL_MAP, harmonize_labels=True)
+    assert model.classes == celltyper.load_model(model_path).classes
+    assert "lymphocyte" not in model.classes and "monocyte" not in model.classes
+    assert "B cell" in model.classes and "natural killer cell" in model.classes
+    from_file = celltyper.annotate(pbmc68k.copy(), model=model_path, layer="counts", inplace=False)
+    in_memory = celltyper.annotate(pbmc68k.copy(), model=model, layer="counts", inplace=False)
+    np.testing.assert_allclose(in_memory.probabilities.to_numpy(), from_file.probabilities.to_numpy(), atol=1e-6, rtol=0)
 
 
 @needs_data
