@@ -57,7 +57,7 @@ struct CrossValidationOptions {
   bool hierarchical = false;                ///< add "+hierarchical" rows (needs `ontology` and classes with CL ids)
   double min_score = 0.5;                   ///< threshold of hierarchical prediction
   const Ontology* ontology = nullptr;       ///< for ontology metrics and label harmonisation (not owned)
-  bool harmonize_labels = false;            ///< replace labels by their CL term's label (needs ontology or label map)
+  bool harmonize_labels = false;            ///< replace labels by their CL term's label (needs ontology or label map); with the ontology, a file's coarser term trains as the classes below it (as train --harmonize-labels)
   std::vector<std::string> folds;           ///< groups to hold out (empty = every group)
   std::string filter_column;                ///< keep only cells whose obs `filter_column` equals `filter_value` ("" = all)
   std::string filter_value;

@@ -260,6 +260,9 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       train.restrict_genes = fold_genes;
       train.label_renames = renames;
       train.label_map.clear();  // CL ids are attached below from the harmonised names
+      // Files labelled at different depths: a coarse term trains as the classes below it.
+      train.harmonize_labels = options.harmonize_labels && options.ontology != nullptr;
+      train.ontology = options.ontology;
       train.reference_sample_cells = 0;  // a fold's model is never refitted nor saved
       train.log = nullptr;
       const CvModelConfig& first = *std::find_if(options.configurations.begin(), options.configurations.end(),
