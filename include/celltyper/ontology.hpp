@@ -221,7 +221,8 @@ Ontology load_ontology(const std::filesystem::path& path);
 /// Where to find the ontology: `argument` when non-empty; else the environment variable
 /// `CELLTYPER_ONTOLOGY` when set and non-empty; else the copy scripts/setup.sh installs beside
 /// the executable (`<dir of the executable>/share/celltyper/cl-basic.obo`, found through
-/// /proc/self/exe, so from any working directory); else `../shared/data/cell-ontology/cl-basic.obo`
+/// /proc/self/exe, so from any working directory; the Python module looks two folders above its
+/// own file, build/python/celltyper/); else `../shared/data/cell-ontology/cl-basic.obo`
 /// relative to the working directory when that file exists; else "".
 std::string default_ontology_path(const std::string& argument = "");
 

@@ -21,9 +21,9 @@ std::vector<std::pair<std::string, CommandFactory>>& command_registry() {
 }  // namespace celltyper::cli
 
 int main(int argc, char** argv) {
-#ifndef __SANITIZE_ADDRESS__  // AddressSanitizer reports crashes itself, with more detail
+  // Under AddressSanitizer, ASan keeps its own SEGV report (more detail) unless ASAN_OPTIONS has
+  // allow_user_segv_handler=1, as the sanitizer run of the corrupt-metadata suite sets.
   celltyper::install_crash_guard();
-#endif
   CLI::App app{"celltyper: cell type annotation for single-cell RNA-seq (GenePT-style gene embeddings)", "celltyper"};
   app.set_version_flag("--version", std::string("celltyper ") + CELLTYPER_VERSION);
   app.require_subcommand(1);

@@ -3,10 +3,13 @@
 
 #include "celltyper/ontology.hpp"
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cassert>
 #include <cstdlib>
 #include <deque>
+#include <filesystem>
 #include <limits>
 #include <utility>
 
@@ -335,11 +338,19 @@ std::string default_ontology_path(const std::string& argument) {
     return from_environment;
   }
   std::error_code error;
-  // Installed by scripts/setup.sh beside the executable (build/share/celltyper/cl-basic.obo).
+  // Installed by scripts/setup.sh beside the executable (build/share/celltyper/cl-basic.obo); the
+  // Python module (build/python/celltyper/_core*.so, which holds this code) finds the same copy
+  // two folders up from itself.
   const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
   if (!error) {
     const std::filesystem::path installed = exe.parent_path() / "share" / "celltyper" / "cl-basic.obo";
     if (std::filesystem::is_regular_file(installed, error)) return installed.string();
+  }
+  Dl_info self{};
+  if (::dladdr(reinterpret_cast<const void*>(&default_ontology_path), &self) != 0 && self.dli_fname != nullptr) {
+    const std::filesystem::path module = std::filesystem::absolute(self.dli_fname, error);
+    const std::filesystem::path installed = module.parent_path().parent_path().parent_path() / "share" / "celltyper" / "cl-basic.obo";
+    if (!error && std::filesystem::is_regular_file(installed, error)) return installed.string();
   }
   const std::filesystem::path fallback = "../shared/data/cell-ontology/cl-basic.obo";
   if (std::filesystem::is_regular_file(fallback, error)) return fallback.string();

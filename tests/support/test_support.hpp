@@ -25,6 +25,7 @@ struct CommandResult {
   int exit_code = -1;
   std::string out;  ///< standard output
   std::string err;  ///< standard error
+  long peak_rss_kb = 0;  ///< the process's peak resident set size (getrusage ru_maxrss)
 };
 
 /// Run the built `celltyper` binary with `args` (each passed as one argument, no shell).
