@@ -45,6 +45,10 @@ inline constexpr const char* kUnassigned = "Unassigned";
 inline constexpr double kHierarchicalMinScore = 0.5;
 
 /// Options of `train_model`.
+/// Group column value meaning "each reference file is a group" (`train --group file`: validation
+/// holds out whole references; `cv --group file`: leave-one-file-out).
+inline constexpr const char* kGroupByFile = "file";
+
 struct TrainOptions {
   std::vector<std::string> references;    ///< .h5ad files with labelled cells
   /// Optional per-reference row masks (same order as `references`; an empty mask = every row):
@@ -56,7 +60,7 @@ struct TrainOptions {
   /// Label replacements applied when reading the label column (e.g. harmonisation to CL labels).
   std::map<std::string, std::string> label_renames;
   std::string label_column;               ///< obs column with the cell types
-  std::string group_column;               ///< obs column of groups (donor, batch) held out whole; "" = none
+  std::string group_column;               ///< obs column of groups (donor, batch) held out whole, or kGroupByFile; "" = none
   std::string classifier = "logreg";      ///< a ClassifierSpec type
   /// kFeaturesExpression (log1p-CP10k panel; the default: best across datasets in
   /// bench/panels) or kFeaturesGenept (GenePT-w cell embeddings)

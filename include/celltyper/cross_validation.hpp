@@ -34,8 +34,6 @@
 
 namespace celltyper {
 
-/// Group column value meaning "each reference file is a group" (leave-one-file-out).
-inline constexpr const char* kGroupByFile = "file";
 
 /// One model configuration of a cross-validation.
 struct CvModelConfig {

@@ -56,7 +56,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       ->required()
       ->delimiter(',');
   command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
-  command->add_option("--group", args->group, "Group column (donor, batch), obs:COLUMN: validation holds out whole groups");
+  command->add_option("--group", args->group, "Group column (donor, batch), obs:COLUMN, or 'file' (each reference is a group): validation holds out whole groups");
   command->add_option("-o,--out", args->out, "Model file to write (.h5)")->required();
   command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
   command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
@@ -126,7 +126,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     check_outputs_are_not_inputs({args->out, args->out + ".epochs.jsonl"}, inputs);
     options.references = args->references;
     options.label_column = obs_column(args->label, "--label");
-    if (!args->group.empty()) options.group_column = obs_column(args->group, "--group");
+    if (!args->group.empty()) options.group_column = args->group == kGroupByFile ? std::string(kGroupByFile) : obs_column(args->group, "--group");
     const ClassifierSpec& spec = find_classifier_spec(options.classifier);
     for (const auto& [name, value] : args->hyperparameters) {
       if (command->count(flag_name(name)) == 0) continue;

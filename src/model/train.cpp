@@ -608,7 +608,9 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     reference.matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
     const DataFrame obs = reference.dataset->read_obs();
     const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
-    const Column* group_column = options.group_column.empty() ? nullptr : &obs.at(options.group_column, fmt::format("obs of {}", path));
+    const bool by_file = options.group_column == kGroupByFile;  // each reference is a group
+    const Column* group_column =
+        options.group_column.empty() || by_file ? nullptr : &obs.at(options.group_column, fmt::format("obs of {}", path));
     const auto n_obs = static_cast<std::size_t>(reference.dataset->n_obs());
     if (mask != nullptr && mask->size() != n_obs) throw InputError(fmt::format("{}: cell mask has {} rows for {} cells", path, mask->size(), n_obs));
     reference.labels.resize(n_obs);
@@ -624,7 +626,11 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
         if (renamed != options.label_renames.end()) reference.labels[row] = renamed->second;
       }
       reference.labelled[row] = reference.labels[row].empty() ? 0 : 1;
-      if (group_column != nullptr) reference.groups[row] = path + "\x1f" + group_column->value_as_string(row);
+      if (by_file) {
+        reference.groups[row] = path;
+      } else if (group_column != nullptr) {
+        reference.groups[row] = path + "\x1f" + group_column->value_as_string(row);
+      }
     }
     references.push_back(std::move(reference));
   }
@@ -943,7 +949,7 @@ ValidationSplit split_validation(const LabelledFeatures& data, double fraction, 
   if (fraction == 0) return everything_trains("none");
   std::mt19937_64 rng(seed);
   const bool grouped = std::any_of(data.groups.begin(), data.groups.end(), [](const std::string& group) { return !group.empty(); });
-  const std::string column = group_column.empty() ? std::string() : " of obs:" + group_column;
+  const std::string column = group_column.empty() ? std::string() : group_column == kGroupByFile ? " (reference files)" : " of obs:" + group_column;
   if (grouped) {
     const auto target = static_cast<std::int64_t>(std::llround(fraction * static_cast<double>(n)));
     std::map<std::string, std::vector<std::int64_t>> by_group;

@@ -352,6 +352,16 @@ TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWei
   EXPECT_EQ(refitted.panel.size(), 30U);
   EXPECT_EQ(refitted.class_names, (std::vector<std::string>{"x", "y"}));
 
+  // Whole-reference validation (`train --group file`): one reference held out, named by its path.
+  options.group_column = kGroupByFile;
+  const TrainingData by_file = training_features({&a, &b}, options, GeneStore(), table);
+  const ValidationSplit split = split_validation(by_file.cells, 0.3, 0, options.group_column);
+  ASSERT_EQ(split.held_out_groups.size(), 1U);
+  EXPECT_TRUE(split.held_out_groups[0] == "generated" || split.held_out_groups[0] == "partial") << split.held_out_groups[0];
+  EXPECT_EQ(split.validation_rows.size(), 60U);
+  EXPECT_NE(split.description.find("reference files"), std::string::npos) << split.description;
+  options.group_column.clear();
+
   // Reference weights: each reference's cells sum to n / references.
   const std::vector<std::int32_t> labels = {0, 0, 1, 1, 1, 1};
   const std::vector<double> weights = training_cell_weights(labels, 2, true, {});
