@@ -9,6 +9,8 @@
 #include <celltyper/memory_dataset.hpp>
 #include <celltyper/report.hpp>
 
+#include "support/test_support.hpp"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -21,17 +23,6 @@ namespace celltyper {
 namespace {
 
 constexpr int kGenes = 40;
-
-GeneTable make_table() {
-  std::vector<Gene> genes;
-  for (int g = 0; g < kGenes; ++g) {
-    Gene gene;
-    gene.entrez_id = 1001 + g;
-    gene.symbol = "A" + std::to_string(g + 1);
-    genes.push_back(std::move(gene));
-  }
-  return GeneTable(std::move(genes), "test genes");
-}
 
 /// Counts of 3 classes (markers: genes 10c..10c+9 at rate 5, the rest at 0.3) as CSR arrays.
 struct Cells {
@@ -203,7 +194,7 @@ TEST(ArrayDataset, MalformedArraysAreRefusedNamingTheCell) {
 }
 
 TEST(ArrayDataset, TrainAnnotateEvaluateInMemoryEqualsTheMemoryDatasetPath) {
-  const GeneTable table = make_table();
+  const GeneTable table = test::numbered_gene_table(kGenes, 1001, "A");
   const Cells reference_cells = make_cells(60, 3);
   const Cells query_cells = make_cells(30, 4);
   TrainOptions options;
@@ -276,7 +267,7 @@ TEST(ArrayDataset, TrainAnnotateEvaluateInMemoryEqualsTheMemoryDatasetPath) {
 // annotate's sparse path for logistic regression (linear_scores.hpp) gives the classifier's own
 // probabilities of the dense features, and the same values for every thread count and block size.
 TEST(ArrayDataset, LinearScoresEqualTheClassifiersProbabilitiesOfTheDenseFeatures) {
-  const GeneTable table = make_table();
+  const GeneTable table = test::numbered_gene_table(kGenes, 1001, "A");
   TrainOptions options;
   options.label_column = "cell_type";
   options.features = kFeaturesExpression;

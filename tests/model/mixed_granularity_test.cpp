@@ -180,17 +180,6 @@ TEST(CoarseLabels, ACoarseTermTrainsAsTheClassesItsReferenceLeftBelowIt) {
 
 constexpr int kGenes = 40;
 
-GeneTable make_table() {
-  std::vector<Gene> genes;
-  for (int g = 0; g < kGenes; ++g) {
-    Gene gene;
-    gene.entrez_id = 1001 + g;
-    gene.symbol = "G" + std::to_string(g + 1);
-    genes.push_back(std::move(gene));
-  }
-  return GeneTable(std::move(genes), "test genes");
-}
-
 /// Poisson counts: background rate 0.5, type t's markers (genes 10t..10t+9) at rate 5. `names[t]`
 /// is the label written for type t's cells; `truth` collects the type of every cell.
 MemoryDataset make_cells(const std::vector<int>& per_type, const std::vector<std::string>& names, unsigned seed, std::vector<int>* truth = nullptr,
@@ -224,7 +213,7 @@ MemoryDataset make_cells(const std::vector<int>& per_type, const std::vector<std
 
 TEST(MixedGranularityTraining, FineClassesFromOneReferenceAndCoarseCellsFromAnother) {
   const Ontology ontology = small_ontology();
-  const GeneTable table = make_table();
+  const GeneTable table = test::numbered_gene_table(kGenes, 1001, "G");
   // Types: 0 T cell, 1 B cell, 2 monocyte. The fine reference names all three; the coarse one
   // calls both lymphocyte types "lymphocyte" and has many more cells.
   const MemoryDataset fine = make_cells({40, 40, 40}, {"T cell", "B cell", "monocyte"}, 1);
@@ -276,7 +265,7 @@ TEST(MixedGranularityTraining, FineClassesFromOneReferenceAndCoarseCellsFromAnot
 }
 
 TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWeights) {
-  const GeneTable table = make_table();
+  const GeneTable table = test::numbered_gene_table(kGenes, 1001, "G");
   const MemoryDataset a = make_cells({30, 30}, {"x", "y"}, 3);
   // A second reference measuring genes G1..G25 only.
   const MemoryDataset full = make_cells({30, 30}, {"x", "y"}, 4);

@@ -20,18 +20,6 @@ namespace {
 
 constexpr int kGenes = 60;
 
-/// Genes with Entrez ids 101..160, symbols G1..G60.
-GeneTable make_table() {
-  std::vector<Gene> genes;
-  for (int g = 0; g < kGenes; ++g) {
-    Gene gene;
-    gene.entrez_id = 101 + g;
-    gene.symbol = "G" + std::to_string(g + 1);
-    genes.push_back(std::move(gene));
-  }
-  return GeneTable(std::move(genes), "test genes");
-}
-
 /// Poisson counts for `per_class[c]` cells of class c: every gene at rate 0.5, class c's
 /// markers (genes 10c..10c+9 and 30+10c..30+10c+9) at rate 4, cells scaled by a random library
 /// size factor in [0.5, 2]. Only the genes in `keep` (indices, ascending; empty = all) are vars.
@@ -82,7 +70,7 @@ TrainOptions expression_options(std::int64_t sample_cells = 20000) {
 }
 
 TEST(ReferenceSample, TrainingOnMemoryKeepsABalancedSampleThatRoundTrips) {
-  const GeneTable table = make_table();
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
   const MemoryDataset reference = make_cells({200, 50, 50}, 1);
   const TrainResult all = train_model({&reference}, expression_options(), GeneStore(), table);
   ASSERT_EQ(all.model.reference.n_cells(), 300);
@@ -126,7 +114,7 @@ TEST(ReferenceSample, TrainingOnMemoryKeepsABalancedSampleThatRoundTrips) {
 }
 
 TEST(ReferenceSample, CoverageCountsTheMeasuredGenesAndTheirExpression) {
-  const GeneTable table = make_table();
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
   const MemoryDataset reference = make_cells({100, 100, 100}, 2);
   const CellTypeModel model = train_model({&reference}, expression_options(), GeneStore(), table).model;
   std::vector<std::int64_t> all_genes;
@@ -155,7 +143,7 @@ TEST(ReferenceSample, CoverageCountsTheMeasuredGenesAndTheirExpression) {
 }
 
 TEST(ReferenceSample, RefitOnAQuerysGenesEqualsTrainingRestrictedToThem) {
-  const GeneTable table = make_table();
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
   const MemoryDataset reference = make_cells({120, 90, 60}, 3);
   const CellTypeModel model = train_model({&reference}, expression_options(), GeneStore(), table).model;
   // The query measures every other gene of the first 40.
@@ -207,7 +195,7 @@ TEST(ReferenceSample, RefitOnAQuerysGenesEqualsTrainingRestrictedToThem) {
 }
 
 TEST(ReferenceSample, TooFewSharedGenesAreRefusedUnlessAllowed) {
-  const GeneTable table = make_table();
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
   const MemoryDataset reference = make_cells({50, 50, 50}, 6);
   const CellTypeModel model = train_model({&reference}, expression_options(), GeneStore(), table).model;
   const MemoryDataset query = make_cells({5, 5, 5}, 7, {0, 10, 20, 30, 40});

@@ -85,6 +85,17 @@ CommandResult run_program(const std::vector<std::string>& argv) {
   return result;
 }
 
+GeneTable numbered_gene_table(int n, std::int64_t first_entrez, const std::string& prefix) {
+  std::vector<Gene> genes;
+  for (int g = 0; g < n; ++g) {
+    Gene gene;
+    gene.entrez_id = first_entrez + g;
+    gene.symbol = prefix + std::to_string(g + 1);
+    genes.push_back(std::move(gene));
+  }
+  return GeneTable(std::move(genes), "test genes");
+}
+
 CommandResult run_cli(const std::vector<std::string>& args) {
   std::vector<std::string> argv{CELLTYPER_CLI_PATH};
   argv.insert(argv.end(), args.begin(), args.end());

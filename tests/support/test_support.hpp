@@ -1,6 +1,8 @@
 /// Helpers shared by celltyper's tests: where test data lives, running the CLI, temp dirs.
 #pragma once
 
+#include <celltyper/gene_table.hpp>
+
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -11,6 +13,10 @@ namespace celltyper::test {
 
 /// tests/data/<relative> (tiny fixtures committed with their generator scripts).
 std::string fixture(const std::string& relative);
+
+/// A gene table of `n` made-up genes: Entrez ids first_entrez, first_entrez + 1, ..., symbols
+/// PREFIX1..PREFIXn (generated datasets of the library-level tests).
+GeneTable numbered_gene_table(int n, std::int64_t first_entrez, const std::string& prefix);
 
 /// ../shared/data/<relative>; empty string when the shared data folder is absent.
 std::string shared_data(const std::string& relative);
