@@ -97,9 +97,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
   const bool by_file = base.group_column == kGroupByFile;
 
   // Label harmonisation and CL ids.
-  LabelMapper mapper(options.ontology);
   const bool can_map = options.ontology != nullptr || !base.label_map.empty();
-  if (!base.label_map.empty()) mapper.load_table(base.label_map);
   if (options.harmonize_labels && !can_map) throw InputError("--harmonize-labels needs --ontology or --label-map");
 
   // Cells of every reference (each file opened once for the whole run).
@@ -135,21 +133,12 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
   std::map<std::string, std::string> renames;
   std::map<std::string, std::string> cl_ids;  // label (as trained / scored) -> CL id
   if (can_map) {
-    const std::vector<std::string> labels(all_labels.begin(), all_labels.end());
-    for (const auto& match : mapper.map_all(labels, base.label_map_dataset)) {
-      LabelMatch found = match;
-      if (!found.mapped() && !base.label_map_dataset.empty()) found = mapper.map(match.label);
-      if (!found.mapped()) {
-        result.unmapped_labels.push_back(match.label);
-        continue;
-      }
-      std::string name = match.label;
-      if (options.harmonize_labels) {
-        name = found.cl_label.empty() ? found.cl_id : found.cl_label;
-        renames[match.label] = name;
-      }
-      cl_ids[name] = found.cl_id;
-    }
+    // The same mapping as `train --harmonize-labels` (train.hpp).
+    LabelHarmonization harmonized =
+        harmonize_labels(all_labels, options.ontology, base.label_map, base.label_map_dataset, options.harmonize_labels);
+    renames = std::move(harmonized.renames);
+    cl_ids = std::move(harmonized.cl_ids);
+    result.unmapped_labels = std::move(harmonized.unmapped);
     if (options.harmonize_labels) {
       for (auto& cells : references) {
         for (auto& label : cells.labels) {

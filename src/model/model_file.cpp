@@ -87,6 +87,19 @@ GeneTable ReferenceSample::gene_table() const { return minimal_gene_table(entrez
 
 namespace {
 
+/// Lists of int32 indices as CSR rows: `indptr_name` (int64, lists + 1 offsets) and
+/// `values_name` (the concatenated lists).
+void write_index_lists(hid_t group, const char* indptr_name, const char* values_name, const std::vector<std::vector<std::int32_t>>& lists) {
+  std::vector<std::int64_t> indptr = {0};
+  std::vector<std::int32_t> values;
+  for (const auto& list : lists) {
+    values.insert(values.end(), list.begin(), list.end());
+    indptr.push_back(static_cast<std::int64_t>(values.size()));
+  }
+  h5::write_1d<std::int64_t>(group, indptr_name, indptr.data(), static_cast<std::int64_t>(indptr.size()));
+  h5::write_1d<std::int32_t>(group, values_name, values.data(), static_cast<std::int64_t>(values.size()), 4);
+}
+
 void write_reference_sample(hid_t root, const ReferenceSample& sample) {
   Handle group = h5::create_group(root, "reference");
   h5::write_string_attribute(group.get(), "normalization", sample.normalization);
@@ -106,24 +119,10 @@ void write_reference_sample(hid_t root, const ReferenceSample& sample) {
   h5::write_1d<std::int32_t>(group.get(), "label", sample.labels.data(), sample.n_cells(), 4);
   if (!sample.measured.empty()) {  // pooled references: each cell's reference, each reference's columns
     h5::write_1d<std::int32_t>(group.get(), "cell_reference", sample.references.data(), sample.n_cells(), 4);
-    std::vector<std::int64_t> measured_indptr = {0};
-    std::vector<std::int32_t> measured_columns;
-    for (const auto& columns : sample.measured) {
-      measured_columns.insert(measured_columns.end(), columns.begin(), columns.end());
-      measured_indptr.push_back(static_cast<std::int64_t>(measured_columns.size()));
-    }
-    h5::write_1d<std::int64_t>(group.get(), "measured_indptr", measured_indptr.data(), static_cast<std::int64_t>(measured_indptr.size()));
-    h5::write_1d<std::int32_t>(group.get(), "measured_columns", measured_columns.data(), static_cast<std::int64_t>(measured_columns.size()), 4);
+    write_index_lists(group.get(), "measured_indptr", "measured_columns", sample.measured);
   }
   if (!sample.label_sets.empty()) {  // coarse labels' sets, as CSR rows of class indices
-    std::vector<std::int64_t> set_indptr = {0};
-    std::vector<std::int32_t> set_classes;
-    for (const auto& members : sample.label_sets) {
-      set_classes.insert(set_classes.end(), members.begin(), members.end());
-      set_indptr.push_back(static_cast<std::int64_t>(set_classes.size()));
-    }
-    h5::write_1d<std::int64_t>(group.get(), "label_set_indptr", set_indptr.data(), static_cast<std::int64_t>(set_indptr.size()));
-    h5::write_1d<std::int32_t>(group.get(), "label_set_classes", set_classes.data(), static_cast<std::int64_t>(set_classes.size()));
+    write_index_lists(group.get(), "label_set_indptr", "label_set_classes", sample.label_sets);
   }
 }
 
