@@ -26,7 +26,12 @@ bash scripts/fetch_duckdb.sh >/dev/null
 cmake -S . -B build-fuzz -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="-fsanitize=fuzzer-no-link,address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
   -DCELLTYPER_FUZZ=ON -DCELLTYPER_WERROR=OFF -DCELLTYPER_PYTHON=OFF -DBUILD_TESTING=OFF >/dev/null
-cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]}" 2>&1 | grep -E "error|Error" || true
+# A failed build must fail the run (an old binary left in build-fuzz would otherwise be fuzzed).
+if ! cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]}" >build-fuzz/build.log 2>&1; then
+  grep -E "error|Error" build-fuzz/build.log | head -20
+  echo "fuzz: the fuzz targets did not build (build-fuzz/build.log)"
+  exit 1
+fi
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 mkdir -p build-fuzz/findings

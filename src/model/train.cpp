@@ -692,8 +692,9 @@ std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std:
         if (other != label && term.count(other) != 0 && at_or_below(label, other) && term.at(other) != term.at(label)) own_below.push_back(other);
       }
       std::vector<std::string> left;
-      for (const auto& [other, index] : term) {
-        if (other == label || index == term.at(label) || !at_or_below(label, other)) continue;
+      for (const auto& entry : term) {
+        const std::string& other = entry.first;  // a named variable: lambdas may not capture a structured binding (C++17)
+        if (other == label || entry.second == term.at(label) || !at_or_below(label, other)) continue;
         const bool taken = std::any_of(own_below.begin(), own_below.end(), [&](const std::string& mine) { return at_or_below(mine, other); });
         if (!taken) left.push_back(other);
       }
