@@ -24,9 +24,6 @@ namespace celltyper::detail {
 
 using h5::Handle;
 
-namespace {
-
-/// Inflate a zlib stream (what HDF5's deflate filter stores) into exactly `out_bytes`.
 bool inflate_exact(const unsigned char* in, std::size_t in_bytes, unsigned char* out, std::size_t out_bytes) {
 #ifdef CELLTYPER_HAVE_LIBDEFLATE
   thread_local std::unique_ptr<libdeflate_decompressor, void (*)(libdeflate_decompressor*)> decompressor(
@@ -39,8 +36,6 @@ bool inflate_exact(const unsigned char* in, std::size_t in_bytes, unsigned char*
   return uncompress(out, &produced, in, in_bytes) == Z_OK && produced == out_bytes;
 #endif
 }
-
-}  // namespace
 
 std::unique_ptr<DirectDataset> DirectDataset::try_open(hid_t dataset, const std::string& file_path, int num_threads,
                                                        std::shared_ptr<RemoteFile> remote) {

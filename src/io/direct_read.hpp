@@ -17,6 +17,10 @@
 
 namespace celltyper::detail {
 
+/// Inflate a zlib stream (what HDF5's deflate filter stores) into exactly `out_bytes`; false
+/// when the stream is damaged or decodes to another size. Thread-safe.
+bool inflate_exact(const unsigned char* in, std::size_t in_bytes, unsigned char* out, std::size_t out_bytes);
+
 class DirectDataset {
  public:
   /// nullptr when the dataset's layout, filters or type are not supported. With `remote` set

@@ -126,6 +126,16 @@ hid_t remote_driver_id() {
 
 }  // namespace
 
+RemoteFile* remote_file_of(hid_t object) {
+  Handle file(H5Iget_file_id(object));
+  if (!file) return nullptr;
+  Handle access(H5Fget_access_plist(file.get()));
+  if (!access || H5Pget_driver(access.get()) != remote_driver_id()) return nullptr;
+  void* handle = nullptr;
+  if (H5Fget_vfd_handle(file.get(), H5P_DEFAULT, &handle) < 0) return nullptr;
+  return static_cast<RemoteFile*>(handle);
+}
+
 OpenFile open_file_readonly(const std::string& path, const RemoteOptions& options) {
   OpenFile out;
   note_hdf5_object(path);

@@ -28,6 +28,10 @@ struct OpenFile {
 /// InputError when the bytes are not an HDF5 file; the caller need not hold the HDF5 lock.
 OpenFile open_file_readonly(const std::string& path, const RemoteOptions& options = RemoteOptions::from_environment());
 
+/// The RemoteFile behind an open file (any object of it) when it was opened through the remote
+/// driver; nullptr for a local file.
+RemoteFile* remote_file_of(hid_t object);
+
 /// If a remote read failed inside HDF5 on this thread since the last call, throw IoError with
 /// that failure's message (and clear it); else return.
 void rethrow_remote_failure();

@@ -1,5 +1,7 @@
 #include "io/hdf5_util.hpp"
 
+#include "io/vlen_strings.hpp"
+
 #include <celltyper/error.hpp>
 
 #include <fmt/format.h>
@@ -130,6 +132,9 @@ std::vector<std::string> read_string_values(hid_t object_or_attr, bool is_attrib
   Handle memory_type(H5Tcopy(H5T_C_S1));
   H5Tset_cset(memory_type.get(), cset);
   if (variable) {
+    if (!is_attribute) {  // datasets: the stored heap IDs and collections read and checked by celltyper
+      if (auto direct = detail::read_vlen_strings(object_or_attr, count)) return std::move(*direct);
+    }
     H5Tset_size(memory_type.get(), H5T_VARIABLE);
     std::vector<char*> pointers(count, nullptr);
     const herr_t status = is_attribute ? H5Aread(object_or_attr, memory_type.get(), pointers.data())
