@@ -107,6 +107,10 @@ class GeneStore {
   [[nodiscard]] const GeneStoreProvenance& provenance() const { return provenance_; }
   /// Provenance plus n_genes, dims and identity_hash, as JSON.
   [[nodiscard]] nlohmann::json info_json() const;
+  /// `load(path).info_json()` without reading the matrix: the shape, the root attributes and the
+  /// identity hash recorded when the store was saved (a store without one is loaded and hashed).
+  /// Same checks and errors as `load` for the file itself; the vectors are checked when loaded.
+  [[nodiscard]] static nlohmann::json read_info(const std::string& path);
 
   /// The first `k` dimensions (1 <= k <= dims), rows re-normalised. Rows whose prefix is all
   /// zero are dropped (counted in `provenance().extra["truncation"]`). Throws InputError on a bad k.

@@ -68,6 +68,13 @@ class GeneTable {
   /// version stripped; aliases equal to the gene's own symbol and repeated list entries are
   /// dropped. Throws InputError naming `source` on a duplicate Entrez id or an empty symbol.
   explicit GeneTable(std::vector<Gene> genes, std::string source = {}, std::string species = {});
+  /// A table saved from a `GeneTable` (the binary cache): `genes` exactly as `genes()` held them
+  /// (sorted, Ensembl versions stripped, lists deduplicated), with the saved prefix and content
+  /// hash, which are trusted (the caller checks the saved bytes). Skips the normalisation and
+  /// the hash over every text; still checks order, unique Entrez ids and non-empty symbols
+  /// (InputError naming `source`).
+  static GeneTable restore(std::vector<Gene> genes, std::string source, std::string species, std::string ensembl_prefix,
+                           std::uint64_t content_hash);
   GeneTable(const GeneTable&);
   GeneTable(GeneTable&&) noexcept;
   GeneTable& operator=(const GeneTable&);
@@ -113,6 +120,8 @@ class GeneTable {
 
  private:
   struct Indexes;
+  /// Order, unique Entrez ids, non-empty symbols, size (InputError naming the source).
+  void check_rows() const;
   void build_indexes();
   std::vector<Gene> genes_;
   std::string source_;

@@ -674,17 +674,17 @@ void add_info(CLI::App* genes, const GlobalOptions& global) {
     (void)global;
     if (args->path.empty()) fmt::print("default gene store: {}\n", default_gene_store_path());
     const std::string path = resolve_gene_store_path(args->path);
-    const GeneStore store = GeneStore::load(path);
-    nlohmann::json info = store.info_json();
+    nlohmann::json info = GeneStore::read_info(path);  // attributes only: the matrix is not read
     info["path"] = path;
     if (args->json) {
       fmt::print("{}\n", info.dump(2));
       return;
     }
-    const GeneStoreProvenance& p = store.provenance();
+    const GeneStoreProvenance p = GeneStoreProvenance::from_json(info);
+    const int store_dims = info["store_dims"].get<int>();
     fmt::print("gene store:        {}\n", path);
-    fmt::print("genes x dims:      {} x {}{}\n", store.n_genes(), store.dims(),
-               p.dims != store.dims() ? fmt::format(" (made with {} dims, truncated)", p.dims) : "");
+    fmt::print("genes x dims:      {} x {}{}\n", info["n_genes"].get<std::int64_t>(), store_dims,
+               p.dims != store_dims ? fmt::format(" (made with {} dims, truncated)", p.dims) : "");
     fmt::print("backend / model:   {} / {}\n", p.backend, p.model);
     fmt::print("species:           {}\n", p.species.empty() ? "?" : p.species);
     fmt::print("text recipe hash:  {}\n", p.text_recipe_hash.empty() ? "-" : p.text_recipe_hash);

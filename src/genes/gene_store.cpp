@@ -146,12 +146,15 @@ GeneStore::GeneStore(std::vector<std::int64_t> entrez_ids, std::vector<std::stri
 
 // ---- HDF5 ------------------------------------------------------------------------------------
 
-GeneStore GeneStore::load(const std::string& path) {
+namespace {
+
+/// Open a gene store read-only after the checks every reader makes (exists, readable, HDF5, the
+/// celltyper_format attribute, a format version this build reads). Caller holds the HDF5 lock.
+Handle open_store(const std::string& path) {
   std::error_code error;
   if (!std::filesystem::exists(path, error)) throw IoError(fmt::format("cannot open gene store {}: no such file", path));
   if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("gene store {} is a directory", path));
   require_readable(path, "gene store");
-  auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   if (H5Fis_hdf5(path.c_str()) <= 0) {
     throw InputError(fmt::format("{}: not a gene store (not an HDF5 file; make one with 'celltyper genes embed')", path));
@@ -169,6 +172,56 @@ GeneStore GeneStore::load(const std::string& path) {
     throw UnsupportedError(fmt::format("{}: gene store format version {} is newer than this celltyper reads ({})", path,
                                        version.empty() ? std::string("?") : std::to_string(version.front()), kFormatVersion));
   }
+  return file;
+}
+
+/// The root attributes of an open store; `store_dims` when the file records no `dims`.
+GeneStoreProvenance read_provenance(hid_t root, const std::string& path, int store_dims) {
+  GeneStoreProvenance provenance;
+  provenance.backend = string_attr(root, "backend");
+  provenance.model = string_attr(root, "model");
+  const auto dims = h5::int_array_attribute(root, "dims");
+  provenance.dims = dims.empty() ? store_dims : static_cast<int>(dims.front());
+  provenance.text_recipe_hash = string_attr(root, "text_recipe_hash");
+  provenance.gene_table_hash = string_attr(root, "gene_table_hash");
+  provenance.species = string_attr(root, "species");
+  provenance.created_utc = string_attr(root, "created_utc");
+  provenance.celltyper_version = string_attr(root, "celltyper_version");
+  const std::string extra = string_attr(root, "provenance_json");
+  if (!extra.empty()) {
+    try {
+      provenance.extra = nlohmann::json::parse(extra);
+    } catch (const nlohmann::json::exception&) {
+      throw InputError(fmt::format("{}: root attribute provenance_json is not valid JSON", path));
+    }
+  }
+  return provenance;
+}
+
+}  // namespace
+
+nlohmann::json GeneStore::read_info(const std::string& path) {
+  auto lock = h5::hdf5_lock();
+  Handle file = open_store(path);
+  const hid_t root = file.get();
+  const std::string identity = string_attr(root, "identity_hash");
+  std::vector<std::int64_t> shape;
+  if (h5::exists(root, "embeddings")) shape = h5::dataset_shape(h5::open_dataset(root, "embeddings", path).get());
+  if (identity.empty() || shape.size() != 2) {  // an older store: hash the matrix itself
+    lock.unlock();
+    return load(path).info_json();
+  }
+  nlohmann::json json = read_provenance(root, path, static_cast<int>(shape[1])).to_json();
+  json["n_genes"] = shape[0];
+  json["store_dims"] = shape[1];
+  json["identity_hash"] = identity;
+  return json;
+}
+
+GeneStore GeneStore::load(const std::string& path) {
+  auto lock = h5::hdf5_lock();
+  Handle file = open_store(path);
+  const hid_t root = file.get();
   GeneStore store;
   try {
     Handle entrez = h5::open_dataset(root, "genes/entrez_id", path);
@@ -201,24 +254,7 @@ GeneStore GeneStore::load(const std::string& path) {
   } catch (const IoError& failure) {
     throw InputError(fmt::format("{}: cannot read the gene store (truncated or corrupt?): {}", path, failure.what()));
   }
-  GeneStoreProvenance& provenance = store.provenance_;
-  provenance.backend = string_attr(root, "backend");
-  provenance.model = string_attr(root, "model");
-  const auto dims = h5::int_array_attribute(root, "dims");
-  provenance.dims = dims.empty() ? store.dims_ : static_cast<int>(dims.front());
-  provenance.text_recipe_hash = string_attr(root, "text_recipe_hash");
-  provenance.gene_table_hash = string_attr(root, "gene_table_hash");
-  provenance.species = string_attr(root, "species");
-  provenance.created_utc = string_attr(root, "created_utc");
-  provenance.celltyper_version = string_attr(root, "celltyper_version");
-  const std::string extra = string_attr(root, "provenance_json");
-  if (!extra.empty()) {
-    try {
-      provenance.extra = nlohmann::json::parse(extra);
-    } catch (const nlohmann::json::exception&) {
-      throw InputError(fmt::format("{}: root attribute provenance_json is not valid JSON", path));
-    }
-  }
+  store.provenance_ = read_provenance(root, path, store.dims_);
   lock.unlock();
 
   // Integrity: finite values, unit rows, unique ascending ids.

@@ -167,21 +167,9 @@ GeneTable::~GeneTable() = default;
 
 GeneTable::GeneTable(std::vector<Gene> genes, std::string source, std::string species)
     : genes_(std::move(genes)), source_(std::move(source)), species_(std::move(species)) {
-  const std::string where = source_.empty() ? std::string("gene table") : source_;
   const auto by_entrez = [](const Gene& left, const Gene& right) { return left.entrez_id < right.entrez_id; };
   if (!std::is_sorted(genes_.begin(), genes_.end(), by_entrez)) std::sort(genes_.begin(), genes_.end(), by_entrez);
-  for (std::size_t i = 0; i < genes_.size(); ++i) {
-    if (i > 0 && genes_[i].entrez_id == genes_[i - 1].entrez_id) {
-      throw InputError(fmt::format("{}: Entrez id {} appears twice ({} and {})", where, genes_[i].entrez_id,
-                                   genes_[i - 1].symbol, genes_[i].symbol));
-    }
-    if (genes_[i].symbol.empty()) {
-      throw InputError(fmt::format("{}: gene with Entrez id {} has an empty symbol", where, genes_[i].entrez_id));
-    }
-  }
-  if (genes_.size() > static_cast<std::size_t>(INT32_MAX)) {
-    throw InputError(fmt::format("{}: {} genes are more than a gene index can hold", where, genes_.size()));
-  }
+  check_rows();
 
   std::map<std::string, std::size_t, std::less<>> prefix_counts;
   for (Gene& gene : genes_) {
@@ -225,6 +213,40 @@ GeneTable::GeneTable(std::vector<Gene> genes, std::string source, std::string sp
   }
   content_hash_ = hash.value();
   build_indexes();
+}
+
+GeneTable GeneTable::restore(std::vector<Gene> genes, std::string source, std::string species, std::string ensembl_prefix,
+                             std::uint64_t content_hash) {
+  GeneTable table;
+  table.genes_ = std::move(genes);
+  table.source_ = std::move(source);
+  table.species_ = std::move(species);
+  table.ensembl_prefix_ = std::move(ensembl_prefix);
+  table.content_hash_ = content_hash;
+  for (std::size_t i = 1; i < table.genes_.size(); ++i) {
+    if (table.genes_[i].entrez_id < table.genes_[i - 1].entrez_id) {
+      throw InputError(fmt::format("{}: genes are not in Entrez id order", table.source_.empty() ? "gene table" : table.source_));
+    }
+  }
+  table.check_rows();
+  table.build_indexes();
+  return table;
+}
+
+void GeneTable::check_rows() const {
+  const std::string where = source_.empty() ? std::string("gene table") : source_;
+  for (std::size_t i = 0; i < genes_.size(); ++i) {
+    if (i > 0 && genes_[i].entrez_id == genes_[i - 1].entrez_id) {
+      throw InputError(fmt::format("{}: Entrez id {} appears twice ({} and {})", where, genes_[i].entrez_id,
+                                   genes_[i - 1].symbol, genes_[i].symbol));
+    }
+    if (genes_[i].symbol.empty()) {
+      throw InputError(fmt::format("{}: gene with Entrez id {} has an empty symbol", where, genes_[i].entrez_id));
+    }
+  }
+  if (genes_.size() > static_cast<std::size_t>(INT32_MAX)) {
+    throw InputError(fmt::format("{}: {} genes are more than a gene index can hold", where, genes_.size()));
+  }
 }
 
 void GeneTable::build_indexes() {

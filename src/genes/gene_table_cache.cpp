@@ -1,8 +1,12 @@
 // Binary gene-table cache (gene_table_cache.hpp). Layout, little-endian:
-//   "CTGTBIN1" | u64 source size | i64 source mtime (ns) | u64 content hash | str source |
-//   str species | u64 genes | per gene: i64 entrez, str symbol, name, gene_type, chromosome,
-//   summary_status, summary, list ensembl_ids, uniprot_ids, aliases
-// where str = u32 length + bytes and list = u32 count + str each.
+//   "CTGTBIN2" | u64 checksum of every later byte | u64 source size | i64 source mtime (ns) |
+//   u64 content hash | str source | str species | str Ensembl prefix | u64 genes | per gene:
+//   i64 entrez, str symbol, name, gene_type, chromosome, summary_status, summary,
+//   list ensembl_ids, uniprot_ids, aliases
+// where str = u32 length + bytes and list = u32 count + str each. The genes are saved as the
+// table holds them (normalised), so loading restores the table without redoing the
+// normalisation or the content hash over every text (GeneTable::restore); the checksum, one
+// multiply per 8 bytes, vouches for the saved bytes instead.
 #include <celltyper/error.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/gene_text.hpp>
@@ -19,7 +23,23 @@
 namespace celltyper {
 namespace {
 
-constexpr char kMagic[8] = {'C', 'T', 'G', 'T', 'B', 'I', 'N', '1'};
+constexpr char kMagic[8] = {'C', 'T', 'G', 'T', 'B', 'I', 'N', '2'};
+constexpr std::size_t kChecksumEnd = sizeof(kMagic) + sizeof(std::uint64_t);  // the checksum covers the bytes after it
+
+/// A fast 64-bit checksum of `n` bytes (catches a damaged or truncated cache file; not a
+/// cryptographic hash).
+std::uint64_t checksum(const char* data, std::size_t n) {
+  std::uint64_t h = 0x9E3779B97F4A7C15ULL ^ n;
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, data + i, 8);
+    h ^= word * 0xff51afd7ed558ccdULL;
+    h = ((h << 31) | (h >> 33)) * 0x9E3779B97F4A7C15ULL;
+  }
+  for (; i < n; ++i) h = (h ^ static_cast<unsigned char>(data[i])) * 0x100000001b3ULL;
+  return h ^ (h >> 29);
+}
 
 struct SourceState {
   std::uint64_t size = 0;
@@ -119,11 +139,13 @@ void save_gene_table_binary(const GeneTable& table, const std::string& path, con
   const auto state = source_state(source);
   if (!state) throw IoError(fmt::format("cannot read the size and time of {}", source));
   std::string out(kMagic, sizeof(kMagic));
+  put<std::uint64_t>(out, 0);  // the checksum, filled in below
   put<std::uint64_t>(out, state->size);
   put<std::int64_t>(out, state->mtime);
   put<std::uint64_t>(out, table.content_hash());
   put_string(out, table.source());
   put_string(out, table.species());
+  put_string(out, table.ensembl_prefix());
   put<std::uint64_t>(out, table.size());
   for (const Gene& gene : table.genes()) {
     put<std::int64_t>(out, gene.entrez_id);
@@ -134,24 +156,38 @@ void save_gene_table_binary(const GeneTable& table, const std::string& path, con
     put_list(out, gene.uniprot_ids);
     put_list(out, gene.aliases);
   }
+  const std::uint64_t sum = checksum(out.data() + kChecksumEnd, out.size() - kChecksumEnd);
+  std::memcpy(out.data() + sizeof(kMagic), &sum, sizeof(sum));
   write_output_file(path, out);
 }
 
 std::optional<GeneTable> load_gene_table_binary(const std::string& path, const std::string& source) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return std::nullopt;
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) return std::nullopt;
+  std::string bytes;
+  {
+    std::ifstream in(path, std::ios::binary | std::ios::ate);
+    if (!in) return std::nullopt;
+    const std::streamoff length = in.tellg();
+    if (length < static_cast<std::streamoff>(kChecksumEnd)) return std::nullopt;
+    bytes.resize(static_cast<std::size_t>(length));
+    in.seekg(0);
+    if (!in.read(bytes.data(), length)) return std::nullopt;
+  }
+  if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) return std::nullopt;
+  std::uint64_t sum = 0;
+  std::memcpy(&sum, bytes.data() + sizeof(kMagic), sizeof(sum));
+  if (sum != checksum(bytes.data() + kChecksumEnd, bytes.size() - kChecksumEnd)) return std::nullopt;
   const auto state = source_state(source);
   if (!state) return std::nullopt;
   Reader reader(bytes);
   reader.get<std::uint64_t>();  // magic (8 bytes)
+  reader.get<std::uint64_t>();  // checksum
   const auto size = reader.get<std::uint64_t>();
   const auto mtime = reader.get<std::int64_t>();
   if (!reader.ok || size != state->size || mtime != state->mtime) return std::nullopt;
   const auto hash = reader.get<std::uint64_t>();
   const std::string table_source = reader.get_string();
   const std::string species = reader.get_string();
+  const std::string ensembl_prefix = reader.get_string();
   const auto n = reader.get<std::uint64_t>();
   if (!reader.ok || n > bytes.size()) return std::nullopt;
   std::vector<Gene> genes(static_cast<std::size_t>(n));
@@ -167,9 +203,7 @@ std::optional<GeneTable> load_gene_table_binary(const std::string& path, const s
   }
   if (!reader.at_end()) return std::nullopt;
   try {
-    GeneTable table(std::move(genes), table_source, species);
-    if (table.content_hash() != hash) return std::nullopt;
-    return table;
+    return GeneTable::restore(std::move(genes), table_source, species, ensembl_prefix, hash);
   } catch (const Error&) {
     return std::nullopt;
   }

@@ -101,7 +101,7 @@ TEST(CrashGuard, ChunkSizesBeyondTheFileAreRefusedBeforeAnyAllocation) {
   ASSERT_EQ(made.exit_code, 0) << made.err;
   for (const std::vector<std::string>& command : {std::vector<std::string>{"inspect", mutant},
                                                   std::vector<std::string>{"inspect", mutant, "--json"}}) {
-    std::vector<std::string> argv{"/usr/bin/time", "-f", "peak_kb %M", CELLTYPER_CLI_PATH};
+    std::vector<std::string> argv{"/usr/bin/time", "-f", "peak_kb %M", test::cli_path()};
     argv.insert(argv.end(), command.begin(), command.end());
     const auto result = test::run_program(argv);
     EXPECT_EQ(result.exit_code, 2) << result.err;

@@ -86,6 +86,9 @@ TEST(GeneStore, SaveLoadRoundTrip) {
   EXPECT_EQ(back.identity_hash(), store.identity_hash());
   EXPECT_EQ(back.provenance().to_json(), store.provenance().to_json());
   EXPECT_EQ(GeneStoreProvenance::from_json(store.provenance().to_json()).to_json(), store.provenance().to_json());
+  // `genes info` reads the attributes only, and says what loading the store says.
+  EXPECT_EQ(GeneStore::read_info(path), back.info_json());
+  EXPECT_THROW((void)GeneStore::read_info(directory.file("absent.h5")), IoError);
   // Atomic write: only the store in the directory; saving again replaces it.
   store.save(path);
   std::size_t n_files = 0;

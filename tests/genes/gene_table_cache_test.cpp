@@ -50,6 +50,15 @@ TEST(GeneTableCache, BinaryCopyEqualsTheSourceAndFollowsItsChanges) {
   std::filesystem::resize_file(cache, size - 3);
   EXPECT_FALSE(load_gene_table_binary(cache, source).has_value());
   EXPECT_FALSE(load_gene_table_binary(directory.file("absent.bin"), source).has_value());
+
+  // one changed byte inside a text (no length or count changes) fails the checksum
+  save_gene_table_binary(table, cache, source);
+  std::string bytes = test::read_file(cache);
+  const auto at = bytes.find("Part of the TCR");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at] = 'Q';
+  std::ofstream(cache, std::ios::binary | std::ios::trunc) << bytes;
+  EXPECT_FALSE(load_gene_table_binary(cache, source).has_value());
 }
 
 TEST(GeneTableCache, CachedLoadWritesOnceThenReads) {
@@ -81,6 +90,14 @@ TEST(GeneTableCache, OrgHsEgDbRoundTrips) {
   EXPECT_EQ(loaded->size(), table.size());
   EXPECT_EQ(loaded->content_hash(), table.content_hash());
   EXPECT_EQ(loaded->species(), table.species());
+  EXPECT_EQ(loaded->ensembl_prefix(), table.ensembl_prefix());
+  // The restored table (normalisation and hash skipped) is the table its genes build.
+  const GeneTable rebuilt(loaded->genes(), loaded->source(), loaded->species());
+  EXPECT_EQ(rebuilt.content_hash(), table.content_hash());
+  for (const char* name : {"CD3E", "MT-CO1", "ENSG00000198851", "HBD"}) {
+    EXPECT_EQ(loaded->find_symbol(name), table.find_symbol(name)) << name;
+    EXPECT_EQ(loaded->find_ensembl(name), table.find_ensembl(name)) << name;
+  }
 }
 
 }  // namespace

@@ -85,6 +85,11 @@ CommandResult run_program(const std::vector<std::string>& argv) {
   return result;
 }
 
+std::string cli_path() {
+  const char* other = std::getenv("CELLTYPER_TEST_CLI");
+  return other != nullptr && *other != '\0' ? std::string(other) : std::string(CELLTYPER_CLI_PATH);
+}
+
 GeneTable numbered_gene_table(int n, std::int64_t first_entrez, const std::string& prefix) {
   std::vector<Gene> genes;
   for (int g = 0; g < n; ++g) {
@@ -97,7 +102,7 @@ GeneTable numbered_gene_table(int n, std::int64_t first_entrez, const std::strin
 }
 
 CommandResult run_cli(const std::vector<std::string>& args) {
-  std::vector<std::string> argv{CELLTYPER_CLI_PATH};
+  std::vector<std::string> argv{cli_path()};
   argv.insert(argv.end(), args.begin(), args.end());
   return run_program(argv);
 }
@@ -132,7 +137,7 @@ std::vector<std::string> temporaries_in(const std::filesystem::path& dir) {
 }
 
 int spawn_cli(const std::vector<std::string>& args, const std::string& tmpdir) {
-  std::vector<std::string> argv = {CELLTYPER_CLI_PATH};
+  std::vector<std::string> argv = {cli_path()};
   argv.insert(argv.end(), args.begin(), args.end());
   std::vector<char*> pointers;
   for (auto& arg : argv) pointers.push_back(arg.data());

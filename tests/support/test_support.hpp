@@ -54,6 +54,10 @@ class TempDir {
   std::filesystem::path path_;
 };
 
+/// The celltyper binary the CLI tests run: $CELLTYPER_TEST_CLI when set (e.g. a sanitizer build's
+/// CLI driven by this test binary), else the one built beside the tests.
+std::string cli_path();
+
 /// The bytes of a file ("" when it cannot be read).
 std::string read_file(const std::string& path);
 
