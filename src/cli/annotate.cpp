@@ -129,7 +129,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     // and the query are opened.
     const std::string table_path = choose_gene_table_path(args->gene_table);
     std::future<GeneTable> loading_table;
-    if (!table_path.empty()) loading_table = std::async(std::launch::async, [table_path] { return load_gene_table_cached(table_path); });
+    if (!table_path.empty()) loading_table = std::async(std::launch::async, [table_path] { return load_gene_table_cached(table_path, GeneTableFields::kIdentifiers); });
     if (args->models.empty() == args->references.empty()) {
       throw InputError("annotate needs either --model FILE (a trained model) or --reference REF.h5ad --label obs:COLUMN (train on the fly)");
     }

@@ -142,7 +142,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
                                         [](const auto& configuration) { return configuration.features != kFeaturesExpression; });
     GeneStore store;
     if (uses_store || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
-    const GeneTable table = load_requested_gene_table(args->gene_table);
+    const GeneTable table = load_requested_gene_table(args->gene_table, GeneTableFields::kIdentifiers);
     if (args->restrict_genes == "held-out") {
       options.restrict_to_held_out_genes = true;
     } else if (!args->restrict_genes.empty()) {

@@ -75,7 +75,7 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
     args->options.memory_limit_bytes = parse_bytes(args->memory_limit);
     const GeneStore store = GeneStore::load(resolve_gene_store_path(args->genes));
     const std::string table_path = choose_gene_table_path(args->gene_table);
-    const GeneTable table = load_requested_gene_table(table_path);
+    const GeneTable table = load_requested_gene_table(table_path, GeneTableFields::kIdentifiers);
     const auto dataset = open_dataset(args->input);
 
     std::string out = args->in_place ? args->input : args->out;

@@ -58,7 +58,7 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
     const std::string store_path = resolve_gene_store_path(args->genes);
     const GeneStore store = GeneStore::load(store_path);
     const std::string table_path = choose_gene_table_path(args->gene_table);
-    const GeneTable table = load_requested_gene_table(table_path);
+    const GeneTable table = load_requested_gene_table(table_path, GeneTableFields::kIdentifiers);
     std::vector<std::string> inputs{args->selection, store_path, table_path};
     for (const auto& fragment : selection.fragments) {
       if (inputs.back() != fragment.path) inputs.push_back(fragment.path);  // fragments are in file order

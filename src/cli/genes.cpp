@@ -768,7 +768,7 @@ void add_neighbors(CLI::App* genes, const GlobalOptions& global) {
     if (row < 0) {
       const std::string table_path = choose_gene_table_path(args->gene_table);
       if (!table_path.empty()) {
-        const GeneTable table = load_gene_table_cached(table_path);
+        const GeneTable table = load_gene_table_cached(table_path, GeneTableFields::kIdentifiers);
         row = store.find_gene(args->gene, &table);
       }
     }

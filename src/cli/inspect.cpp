@@ -38,7 +38,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
     if (!args->no_genes) {
       const std::string table_path = choose_gene_table_path(args->gene_table);
       if (!table_path.empty()) {
-        table = load_gene_table_cached(table_path);
+        table = load_gene_table_cached(table_path, GeneTableFields::kIdentifiers);
         args->options.gene_table = &table;
       } else if (!global.quiet) {
         fmt::print(stderr, "celltyper: no gene table found (set --gene-table or CELLTYPER_GENE_TABLE); skipping the gene-id overlap\n");

@@ -156,7 +156,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     // The expression route needs no gene vectors: load a store only when it is used or named.
     GeneStore store;
     if (options.features != kFeaturesExpression || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
-    const GeneTable table = load_requested_gene_table(args->gene_table);
+    const GeneTable table = load_requested_gene_table(args->gene_table, GeneTableFields::kIdentifiers);
     if (!args->restrict_genes.empty()) options.restrict_genes = genes_of(args->restrict_genes, table);
     if (options.flat_labels && !options.harmonize_labels) throw InputError("--flat-labels applies with --harmonize-labels only");
     Ontology ontology;

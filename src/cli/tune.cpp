@@ -142,7 +142,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     // The expression route needs no gene vectors: load a store only when it is used or named.
     GeneStore store;
     if (reference.features != kFeaturesExpression || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
-    const GeneTable table = load_requested_gene_table(args->gene_table);
+    const GeneTable table = load_requested_gene_table(args->gene_table, GeneTableFields::kIdentifiers);
     const bool verbose = progress_enabled(global.quiet);
     if (verbose) reference.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
 

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "genes/gene_names.hpp"
+#include "genes/huge_pages.hpp"
 
 namespace celltyper {
 
@@ -33,6 +34,8 @@ class NameIndex {
   void reserve(std::size_t n_keys) {
     std::size_t capacity = 16;
     while (2 * capacity < 3 * n_keys) capacity *= 2;  // load factor at most 2/3
+    slots_.clear();
+    genes_detail::reserve_huge(slots_, capacity);
     slots_.assign(capacity, Slot{});
   }
 
@@ -253,7 +256,7 @@ void GeneTable::build_indexes() {
   indexes_ = std::make_unique<Indexes>();
   Indexes& indexes = *indexes_;
   // Key strings first (NameIndex keeps pointers to them), then the indexes.
-  indexes.lower_symbols.reserve(genes_.size());
+  genes_detail::reserve_huge(indexes.lower_symbols, genes_.size());
   std::vector<std::int32_t> mitochondrial_genes;
   std::size_t n_ensembl = 0;
   std::size_t n_aliases = 0;

@@ -39,6 +39,24 @@ TEST(GeneTableCache, BinaryCopyEqualsTheSourceAndFollowsItsChanges) {
   EXPECT_EQ(loaded->source(), table.source());
   EXPECT_EQ(loaded->find_symbol("MT-CO1"), table.find_symbol("MT-CO1"));
   EXPECT_TRUE(loaded->find_alias("CD20").found());
+  EXPECT_EQ(loaded->gene(loaded->find_symbol("CD3E")).summary, "Part of the TCR-CD3 complex.");
+  // Identifiers only: texts empty, everything a resolver uses (and the whole table's hash) kept.
+  const auto identifiers = load_gene_table_binary(cache, source, GeneTableFields::kIdentifiers);
+  ASSERT_TRUE(identifiers.has_value());
+  EXPECT_EQ(identifiers->content_hash(), table.content_hash());
+  for (std::int32_t g = 0; g < static_cast<std::int32_t>(table.size()); ++g) {
+    const Gene& full = table.gene(g);
+    const Gene& lite = identifiers->gene(g);
+    EXPECT_EQ(lite.entrez_id, full.entrez_id);
+    EXPECT_EQ(lite.symbol, full.symbol);
+    EXPECT_EQ(lite.gene_type, full.gene_type);
+    EXPECT_EQ(lite.chromosome, full.chromosome);
+    EXPECT_EQ(lite.ensembl_ids, full.ensembl_ids);
+    EXPECT_EQ(lite.aliases, full.aliases);
+    EXPECT_EQ(lite.uniprot_ids, full.uniprot_ids);
+    EXPECT_TRUE(lite.name.empty() && lite.summary.empty() && lite.summary_status.empty());
+  }
+  EXPECT_EQ(identifiers->find_symbol("MT-CO1"), table.find_symbol("MT-CO1"));
 
   // a newer source (another modification time) makes the copy stale
   std::filesystem::last_write_time(source, std::filesystem::last_write_time(source) + std::chrono::seconds(5));
