@@ -4,6 +4,7 @@
 #include <celltyper/selection.hpp>
 
 #include <Cbc_C_Interface.h>
+#include <dlfcn.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -18,6 +19,43 @@
 namespace celltyper {
 
 namespace {
+
+// COIN-OR CBC's C interface, loaded on the first solve. Linking it put CBC, Clp, Cgl, Osi,
+// CoinUtils, LAPACK and OpenBLAS into every celltyper process: ~11 more libraries to map at start
+// and an OpenBLAS thread pool that starts and spins at load, for a solver only `select` uses.
+#define CELLTYPER_CBC_FUNCTIONS(X)                                                                                        \
+  X(Cbc_newModel) X(Cbc_deleteModel) X(Cbc_loadProblem) X(Cbc_setInteger) X(Cbc_setLogLevel) X(Cbc_setParameter)        \
+  X(Cbc_setMaximumSeconds) X(Cbc_setAllowableFractionGap) X(Cbc_setMIPStartI) X(Cbc_solve) X(Cbc_isProvenOptimal)      \
+  X(Cbc_isSecondsLimitReached) X(Cbc_getNodeCount) X(Cbc_bestSolution) X(Cbc_getObjValue) X(Cbc_getBestPossibleObjValue) \
+  X(Cbc_isProvenInfeasible) X(Cbc_isAbandoned) X(Cbc_status) X(Cbc_secondaryStatus)
+
+struct CbcApi {
+#define CELLTYPER_CBC_POINTER(name) decltype(&::name) name = nullptr;
+  CELLTYPER_CBC_FUNCTIONS(CELLTYPER_CBC_POINTER)
+#undef CELLTYPER_CBC_POINTER
+};
+
+/// The solver's functions (dlopen of libCbcSolver, once); UnsupportedError saying what to install
+/// when it is missing.
+const CbcApi& cbc_api() {
+  static const CbcApi api = [] {
+    constexpr const char* kLibrary = "libCbcSolver.so.3";
+    void* library = ::dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) {
+      throw UnsupportedError(fmt::format("select: cannot load the COIN-OR CBC solver ({}); install coinor-libcbc3 (scripts/setup.sh does)",
+                                         ::dlerror()));
+    }
+    CbcApi loaded;
+#define CELLTYPER_CBC_LOAD(name)                                                                             \
+  loaded.name = reinterpret_cast<decltype(&::name)>(::dlsym(library, #name));                                \
+  if (loaded.name == nullptr) throw UnsupportedError(fmt::format("select: {} has no function " #name, kLibrary));
+    CELLTYPER_CBC_FUNCTIONS(CELLTYPER_CBC_LOAD)
+#undef CELLTYPER_CBC_LOAD
+    return loaded;  // the library stays loaded for the process
+  }();
+  return api;
+}
+
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -346,51 +384,52 @@ void solve_ilp(const FragmentTable& table, const SelectOptions& options, const S
   // CBC minimises -objective (its maximisation sense mishandles the cutoff of a MIP start with a
   // negative objective: measured to stop at the start as "optimal").
   for (auto& coefficient : objective) coefficient = -coefficient;
-  const std::unique_ptr<Cbc_Model, void (*)(Cbc_Model*)> cbc(Cbc_newModel(), Cbc_deleteModel);
-  Cbc_loadProblem(cbc.get(), n_columns, n_rows, starts.data(), index.data(), value.data(), column_lower.data(), column_upper.data(),
+  const CbcApi& api = cbc_api();
+  const std::unique_ptr<Cbc_Model, void (*)(Cbc_Model*)> cbc(api.Cbc_newModel(), api.Cbc_deleteModel);
+  api.Cbc_loadProblem(cbc.get(), n_columns, n_rows, starts.data(), index.data(), value.data(), column_lower.data(), column_upper.data(),
                   objective.data(), row_lower.data(), row_upper.data());
-  for (std::size_t f = 0; f < n_fragments; ++f) Cbc_setInteger(cbc.get(), static_cast<int>(f));
+  for (std::size_t f = 0; f < n_fragments; ++f) api.Cbc_setInteger(cbc.get(), static_cast<int>(f));
 
-  Cbc_setLogLevel(cbc.get(), options.solver_log ? 1 : 0);
-  Cbc_setParameter(cbc.get(), "timeMode", "elapsed");  // wall clock, not CPU time (a busy machine)
-  Cbc_setMaximumSeconds(cbc.get(), options.time_limit_seconds);
-  Cbc_setAllowableFractionGap(cbc.get(), options.relative_gap);
+  api.Cbc_setLogLevel(cbc.get(), options.solver_log ? 1 : 0);
+  api.Cbc_setParameter(cbc.get(), "timeMode", "elapsed");  // wall clock, not CPU time (a busy machine)
+  api.Cbc_setMaximumSeconds(cbc.get(), options.time_limit_seconds);
+  api.Cbc_setAllowableFractionGap(cbc.get(), options.relative_gap);
   if (!start.fragments.empty()) {
     const std::vector<double> ones(start.fragments.size(), 1.0);
-    Cbc_setMIPStartI(cbc.get(), static_cast<int>(start.fragments.size()), start.fragments.data(), ones.data());
+    api.Cbc_setMIPStartI(cbc.get(), static_cast<int>(start.fragments.size()), start.fragments.data(), ones.data());
   }
-  Cbc_solve(cbc.get());
+  api.Cbc_solve(cbc.get());
 
   IlpStats& stats = model.stats;
   stats.n_columns = n_columns;
   stats.n_rows = n_rows;
-  stats.proven_optimal = Cbc_isProvenOptimal(cbc.get()) != 0;
-  stats.time_limit_reached = Cbc_isSecondsLimitReached(cbc.get()) != 0;
-  stats.nodes = Cbc_getNodeCount(cbc.get());
-  const double* solution = Cbc_bestSolution(cbc.get());
+  stats.proven_optimal = api.Cbc_isProvenOptimal(cbc.get()) != 0;
+  stats.time_limit_reached = api.Cbc_isSecondsLimitReached(cbc.get()) != 0;
+  stats.nodes = api.Cbc_getNodeCount(cbc.get());
+  const double* solution = api.Cbc_bestSolution(cbc.get());
   if (solution != nullptr) {
     std::vector<std::int32_t> chosen;
     for (std::size_t f = 0; f < n_fragments; ++f) {
       if (solution[f] > 0.5) chosen.push_back(static_cast<std::int32_t>(f));
     }
     model.ilp = evaluate_selection(table, model, std::move(chosen));
-    stats.objective = -Cbc_getObjValue(cbc.get());
+    stats.objective = -api.Cbc_getObjValue(cbc.get());
   }
   // The lower bound of the minimisation is an upper bound of the maximisation.
-  double bound = -Cbc_getBestPossibleObjValue(cbc.get());
+  double bound = -api.Cbc_getBestPossibleObjValue(cbc.get());
   if (solution != nullptr) bound = std::max(bound, stats.objective);
   stats.best_bound = bound;
   if (solution != nullptr) stats.gap = std::max(0.0, (bound - stats.objective) / std::max(1e-9, std::abs(stats.objective)));
   if (stats.proven_optimal) {
     stats.status = "optimal";
-  } else if (Cbc_isProvenInfeasible(cbc.get()) != 0) {
+  } else if (api.Cbc_isProvenInfeasible(cbc.get()) != 0) {
     stats.status = "infeasible";
   } else if (stats.time_limit_reached) {
     stats.status = solution != nullptr ? "time limit (feasible)" : "time limit (no solution)";
-  } else if (Cbc_isAbandoned(cbc.get()) != 0) {
+  } else if (api.Cbc_isAbandoned(cbc.get()) != 0) {
     stats.status = "abandoned";
   } else {
-    stats.status = fmt::format("stopped (status {}, secondary {})", Cbc_status(cbc.get()), Cbc_secondaryStatus(cbc.get()));
+    stats.status = fmt::format("stopped (status {}, secondary {})", api.Cbc_status(cbc.get()), api.Cbc_secondaryStatus(cbc.get()));
   }
   model.ilp.seconds = stats.seconds = seconds_since(started);
 }
