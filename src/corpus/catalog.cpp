@@ -24,6 +24,7 @@ namespace celltyper {
 namespace fs = std::filesystem;
 using corpus::detail::Appender;
 using corpus::detail::DuckDb;
+using corpus::detail::duckdb_api;
 using corpus::detail::FileRecord;
 using corpus::detail::sql_literal;
 
@@ -201,20 +202,20 @@ std::map<std::string, Previous> previous_runs(const fs::path& dir) {
                                          sql_literal((dir / "files" / "part-*.parquet").string())),
                              message);
   if (!result) throw IoError(fmt::format("cannot read the existing catalogue in {}: {}", dir.string(), message));
-  const idx_t rows = duckdb_row_count(&*result);
+  const idx_t rows = duckdb_api().duckdb_row_count(&*result);
   for (idx_t r = 0; r < rows; ++r) {
-    char* path = duckdb_value_varchar(&*result, 0, r);
-    char* request = duckdb_value_varchar(&*result, 3, r);
+    char* path = duckdb_api().duckdb_value_varchar(&*result, 0, r);
+    char* request = duckdb_api().duckdb_value_varchar(&*result, 3, r);
     Previous previous;
-    if (!duckdb_value_is_null(&*result, 1, r)) previous.size_bytes = duckdb_value_int64(&*result, 1, r);
-    if (!duckdb_value_is_null(&*result, 2, r)) previous.modified_unix = duckdb_value_int64(&*result, 2, r);
+    if (!duckdb_api().duckdb_value_is_null(&*result, 1, r)) previous.size_bytes = duckdb_api().duckdb_value_int64(&*result, 1, r);
+    if (!duckdb_api().duckdb_value_is_null(&*result, 2, r)) previous.modified_unix = duckdb_api().duckdb_value_int64(&*result, 2, r);
     previous.obs_request = request != nullptr ? request : "";
-    previous.qc = duckdb_value_boolean(&*result, 4, r);
+    previous.qc = duckdb_api().duckdb_value_boolean(&*result, 4, r);
     if (path != nullptr) out[path] = previous;
-    duckdb_free(path);
-    duckdb_free(request);
+    duckdb_api().duckdb_free(path);
+    duckdb_api().duckdb_free(request);
   }
-  duckdb_destroy_result(&*result);
+  duckdb_api().duckdb_destroy_result(&*result);
   return out;
 }
 

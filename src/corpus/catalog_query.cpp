@@ -15,6 +15,7 @@ namespace celltyper {
 
 namespace fs = std::filesystem;
 using corpus::detail::DuckDb;
+using corpus::detail::duckdb_api;
 using corpus::detail::sql_literal;
 
 namespace {
@@ -29,14 +30,14 @@ bool has_parts(const fs::path& dir) {
 }
 
 std::string type_name(duckdb_result& result, idx_t column) {
-  duckdb_logical_type type = duckdb_column_logical_type(&result, column);
-  char* text = duckdb_logical_type_get_alias(type);
+  duckdb_logical_type type = duckdb_api().duckdb_column_logical_type(&result, column);
+  char* text = duckdb_api().duckdb_logical_type_get_alias(type);
   std::string name;
   if (text != nullptr) {
     name = text;
-    duckdb_free(text);
+    duckdb_api().duckdb_free(text);
   } else {
-    switch (duckdb_get_type_id(type)) {
+    switch (duckdb_api().duckdb_get_type_id(type)) {
       case DUCKDB_TYPE_BOOLEAN: name = "BOOLEAN"; break;
       case DUCKDB_TYPE_TINYINT: name = "TINYINT"; break;
       case DUCKDB_TYPE_SMALLINT: name = "SMALLINT"; break;
@@ -57,29 +58,29 @@ std::string type_name(duckdb_result& result, idx_t column) {
       default: name = "OTHER"; break;
     }
   }
-  duckdb_destroy_logical_type(&type);
+  duckdb_api().duckdb_destroy_logical_type(&type);
   return name;
 }
 
 /// Every value of `result` as text (the query wrapped so that DuckDB does the casting).
 QueryResult collect(duckdb_result& typed, duckdb_result& text) {
   QueryResult out;
-  const idx_t columns = duckdb_column_count(&typed);
+  const idx_t columns = duckdb_api().duckdb_column_count(&typed);
   for (idx_t c = 0; c < columns; ++c) {
-    out.columns.emplace_back(duckdb_column_name(&typed, c));
+    out.columns.emplace_back(duckdb_api().duckdb_column_name(&typed, c));
     out.types.push_back(type_name(typed, c));
   }
-  const idx_t rows = duckdb_row_count(&text);
+  const idx_t rows = duckdb_api().duckdb_row_count(&text);
   for (idx_t r = 0; r < rows; ++r) {
     std::vector<std::optional<std::string>> row;
     for (idx_t c = 0; c < columns; ++c) {
-      if (duckdb_value_is_null(&text, c, r)) {
+      if (duckdb_api().duckdb_value_is_null(&text, c, r)) {
         row.emplace_back(std::nullopt);
         continue;
       }
-      char* value = duckdb_value_varchar(&text, c, r);
+      char* value = duckdb_api().duckdb_value_varchar(&text, c, r);
       row.emplace_back(value != nullptr ? std::string(value) : std::string());
-      duckdb_free(value);
+      duckdb_api().duckdb_free(value);
     }
     out.rows.push_back(std::move(row));
   }
@@ -125,19 +126,19 @@ QueryResult query_catalog(const std::string& dir, const std::string& sql) {
   // text by DuckDB (lists and structs included); other statements (SHOW, DESCRIBE, PRAGMA)
   // are run as they are.
   if (auto created = db.try_query("CREATE TEMP TABLE celltyper_query_result AS " + statement, message)) {
-    duckdb_destroy_result(&*created);
+    duckdb_api().duckdb_destroy_result(&*created);
     auto typed = db.try_query("SELECT * FROM celltyper_query_result LIMIT 0", message);
     auto text = db.try_query("SELECT COLUMNS(*)::VARCHAR FROM celltyper_query_result", message);
     if (!typed || !text) throw IoError(fmt::format("DuckDB: cannot read the query result: {}", message));
     QueryResult out = collect(*typed, *text);
-    duckdb_destroy_result(&*typed);
-    duckdb_destroy_result(&*text);
+    duckdb_api().duckdb_destroy_result(&*typed);
+    duckdb_api().duckdb_destroy_result(&*text);
     return out;
   }
   auto plain = db.try_query(statement, message);
   if (!plain) throw InputError(fmt::format("SQL error: {}", message));
   QueryResult out = collect(*plain, *plain);
-  duckdb_destroy_result(&*plain);
+  duckdb_api().duckdb_destroy_result(&*plain);
   return out;
 }
 

@@ -2,9 +2,30 @@
 
 #include <celltyper/error.hpp>
 
+#include <dlfcn.h>
 #include <fmt/format.h>
 
 namespace celltyper::corpus::detail {
+
+const DuckDbApi& duckdb_api() {
+  static const DuckDbApi api = [] {
+    // The library unpacked by scripts/fetch_duckdb.sh (path fixed at configure time), else the
+    // loader's search path (rpath, LD_LIBRARY_PATH).
+    void* library = ::dlopen(CELLTYPER_DUCKDB_LIBRARY, RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) library = ::dlopen("libduckdb.so", RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) {
+      throw UnsupportedError(fmt::format("DuckDB (the catalogue's database) cannot be loaded: {}; run scripts/fetch_duckdb.sh", ::dlerror()));
+    }
+    DuckDbApi loaded;
+#define CELLTYPER_DUCKDB_LOAD(name)                                                    \
+  loaded.name = reinterpret_cast<decltype(&::name)>(::dlsym(library, #name));          \
+  if (loaded.name == nullptr) throw UnsupportedError("DuckDB's library has no function " #name);
+    CELLTYPER_DUCKDB_FUNCTIONS(CELLTYPER_DUCKDB_LOAD)
+#undef CELLTYPER_DUCKDB_LOAD
+    return loaded;  // the library stays loaded for the process
+  }();
+  return api;
+}
 
 std::string sql_literal(const std::string& text) {
   std::string out = "'";
@@ -17,126 +38,126 @@ std::string sql_literal(const std::string& text) {
 
 DuckDb::DuckDb(int threads) {
   duckdb_config config = nullptr;
-  if (duckdb_create_config(&config) != DuckDBSuccess) throw IoError("DuckDB: cannot create a configuration");
-  if (threads > 0) duckdb_set_config(config, "threads", std::to_string(threads).c_str());
+  if (duckdb_api().duckdb_create_config(&config) != DuckDBSuccess) throw IoError("DuckDB: cannot create a configuration");
+  if (threads > 0) duckdb_api().duckdb_set_config(config, "threads", std::to_string(threads).c_str());
   char* error = nullptr;
-  const duckdb_state state = duckdb_open_ext(nullptr, &database_, config, &error);
-  duckdb_destroy_config(&config);
+  const duckdb_state state = duckdb_api().duckdb_open_ext(nullptr, &database_, config, &error);
+  duckdb_api().duckdb_destroy_config(&config);
   if (state != DuckDBSuccess) {
     const std::string message = error != nullptr ? error : "unknown error";
-    duckdb_free(error);
+    duckdb_api().duckdb_free(error);
     throw IoError(fmt::format("DuckDB: cannot open an in-memory database: {}", message));
   }
-  if (duckdb_connect(database_, &connection_) != DuckDBSuccess) {
-    duckdb_close(&database_);
+  if (duckdb_api().duckdb_connect(database_, &connection_) != DuckDBSuccess) {
+    duckdb_api().duckdb_close(&database_);
     throw IoError("DuckDB: cannot connect");
   }
 }
 
 DuckDb::~DuckDb() {
-  if (connection_ != nullptr) duckdb_disconnect(&connection_);
-  if (database_ != nullptr) duckdb_close(&database_);
+  if (connection_ != nullptr) duckdb_api().duckdb_disconnect(&connection_);
+  if (database_ != nullptr) duckdb_api().duckdb_close(&database_);
 }
 
 void DuckDb::execute(const std::string& sql, const std::string& what) {
   std::string error;
   auto result = try_query(sql, error);
   if (!result) throw IoError(fmt::format("{}: {}", what, error));
-  duckdb_destroy_result(&*result);
+  duckdb_api().duckdb_destroy_result(&*result);
 }
 
 std::optional<duckdb_result> DuckDb::try_query(const std::string& sql, std::string& error) {
   duckdb_result result;
-  if (duckdb_query(connection_, sql.c_str(), &result) != DuckDBSuccess) {
-    const char* message = duckdb_result_error(&result);
+  if (duckdb_api().duckdb_query(connection_, sql.c_str(), &result) != DuckDBSuccess) {
+    const char* message = duckdb_api().duckdb_result_error(&result);
     error = message != nullptr ? message : "unknown DuckDB error";
-    duckdb_destroy_result(&result);
+    duckdb_api().duckdb_destroy_result(&result);
     return std::nullopt;
   }
   return result;
 }
 
 Appender::Appender(DuckDb& db, const std::string& table) : table_(table) {
-  if (duckdb_appender_create(db.connection(), nullptr, table.c_str(), &appender_) != DuckDBSuccess) {
-    const std::string message = appender_ != nullptr && duckdb_appender_error(appender_) != nullptr ? duckdb_appender_error(appender_) : "";
-    duckdb_appender_destroy(&appender_);
+  if (duckdb_api().duckdb_appender_create(db.connection(), nullptr, table.c_str(), &appender_) != DuckDBSuccess) {
+    const std::string message = appender_ != nullptr && duckdb_api().duckdb_appender_error(appender_) != nullptr ? duckdb_api().duckdb_appender_error(appender_) : "";
+    duckdb_api().duckdb_appender_destroy(&appender_);
     throw IoError(fmt::format("DuckDB: cannot append to table {}: {}", table, message));
   }
 }
 
 Appender::~Appender() {
-  if (appender_ != nullptr) duckdb_appender_destroy(&appender_);
+  if (appender_ != nullptr) duckdb_api().duckdb_appender_destroy(&appender_);
 }
 
 void Appender::check(duckdb_state state, const char* what) {
   if (state != DuckDBSuccess) {
-    const char* message = duckdb_appender_error(appender_);
+    const char* message = duckdb_api().duckdb_appender_error(appender_);
     throw IoError(fmt::format("DuckDB: {} into table {} failed: {}", what, table_, message != nullptr ? message : "unknown error"));
   }
 }
 
 Appender& Appender::text(const std::string& value) {
-  check(duckdb_append_varchar_length(appender_, value.data(), value.size()), "append text");
+  check(duckdb_api().duckdb_append_varchar_length(appender_, value.data(), value.size()), "append text");
   return *this;
 }
 Appender& Appender::text_or_null(const std::optional<std::string>& value) { return value ? text(*value) : null(); }
 Appender& Appender::integer(std::int64_t value) {
-  check(duckdb_append_int64(appender_, value), "append integer");
+  check(duckdb_api().duckdb_append_int64(appender_, value), "append integer");
   return *this;
 }
 Appender& Appender::real(double value) {
-  check(duckdb_append_double(appender_, value), "append double");
+  check(duckdb_api().duckdb_append_double(appender_, value), "append double");
   return *this;
 }
 Appender& Appender::boolean(bool value) {
-  check(duckdb_append_bool(appender_, value), "append boolean");
+  check(duckdb_api().duckdb_append_bool(appender_, value), "append boolean");
   return *this;
 }
 Appender& Appender::null() {
-  check(duckdb_append_null(appender_), "append NULL");
+  check(duckdb_api().duckdb_append_null(appender_), "append NULL");
   return *this;
 }
 
 namespace {
 /// Build a LIST value from element values (taking ownership of them) and append it.
 duckdb_state append_list(duckdb_appender appender, duckdb_type element_type, std::vector<duckdb_value>& values) {
-  duckdb_logical_type type = duckdb_create_logical_type(element_type);
+  duckdb_logical_type type = duckdb_api().duckdb_create_logical_type(element_type);
   duckdb_value none = nullptr;  // DuckDB refuses a null array even for an empty list
-  duckdb_value list = duckdb_create_list_value(type, values.empty() ? &none : values.data(), values.size());
-  const duckdb_state state = list != nullptr ? duckdb_append_value(appender, list) : DuckDBError;
-  duckdb_destroy_value(&list);
-  for (auto& value : values) duckdb_destroy_value(&value);
-  duckdb_destroy_logical_type(&type);
+  duckdb_value list = duckdb_api().duckdb_create_list_value(type, values.empty() ? &none : values.data(), values.size());
+  const duckdb_state state = list != nullptr ? duckdb_api().duckdb_append_value(appender, list) : DuckDBError;
+  duckdb_api().duckdb_destroy_value(&list);
+  for (auto& value : values) duckdb_api().duckdb_destroy_value(&value);
+  duckdb_api().duckdb_destroy_logical_type(&type);
   return state;
 }
 }  // namespace
 
 Appender& Appender::text_list(const std::vector<std::string>& values) {
   std::vector<duckdb_value> items;
-  for (const auto& value : values) items.push_back(duckdb_create_varchar_length(value.data(), value.size()));
+  for (const auto& value : values) items.push_back(duckdb_api().duckdb_create_varchar_length(value.data(), value.size()));
   check(append_list(appender_, DUCKDB_TYPE_VARCHAR, items), "append text list");
   return *this;
 }
 Appender& Appender::integer_list(const std::vector<std::int64_t>& values) {
   std::vector<duckdb_value> items;
-  for (const auto value : values) items.push_back(duckdb_create_int64(value));
+  for (const auto value : values) items.push_back(duckdb_api().duckdb_create_int64(value));
   check(append_list(appender_, DUCKDB_TYPE_BIGINT, items), "append integer list");
   return *this;
 }
 Appender& Appender::real_list(const std::vector<double>& values) {
   std::vector<duckdb_value> items;
-  for (const auto value : values) items.push_back(duckdb_create_double(value));
+  for (const auto value : values) items.push_back(duckdb_api().duckdb_create_double(value));
   check(append_list(appender_, DUCKDB_TYPE_DOUBLE, items), "append double list");
   return *this;
 }
 
-void Appender::end_row() { check(duckdb_appender_end_row(appender_), "end row"); }
+void Appender::end_row() { check(duckdb_api().duckdb_appender_end_row(appender_), "end row"); }
 
 void Appender::close() {
   if (appender_ == nullptr) return;
-  const duckdb_state state = duckdb_appender_close(appender_);
+  const duckdb_state state = duckdb_api().duckdb_appender_close(appender_);
   check(state, "flush");
-  duckdb_appender_destroy(&appender_);
+  duckdb_api().duckdb_appender_destroy(&appender_);
 }
 
 }  // namespace celltyper::corpus::detail

@@ -12,6 +12,30 @@
 
 namespace celltyper::corpus::detail {
 
+/// DuckDB's C API functions the catalogue uses, loaded on first use (dlopen of libduckdb.so):
+/// linked, its 65 MB and ~74k relocations were mapped and patched at the start of every
+/// celltyper process, catalogue or not.
+#define CELLTYPER_DUCKDB_FUNCTIONS(X) \
+  X(duckdb_append_bool) X(duckdb_append_double) X(duckdb_append_int64) X(duckdb_append_null) X(duckdb_append_value) \
+  X(duckdb_append_varchar_length) X(duckdb_appender_close) X(duckdb_appender_create) X(duckdb_appender_destroy) \
+  X(duckdb_appender_end_row) X(duckdb_appender_error) X(duckdb_close) X(duckdb_column_count) \
+  X(duckdb_column_logical_type) X(duckdb_column_name) X(duckdb_connect) X(duckdb_create_config) \
+  X(duckdb_create_double) X(duckdb_create_int64) X(duckdb_create_list_value) X(duckdb_create_logical_type) \
+  X(duckdb_create_varchar_length) X(duckdb_destroy_config) X(duckdb_destroy_logical_type) X(duckdb_destroy_result) \
+  X(duckdb_destroy_value) X(duckdb_disconnect) X(duckdb_free) X(duckdb_get_type_id) X(duckdb_logical_type_get_alias) \
+  X(duckdb_open_ext) X(duckdb_query) X(duckdb_result_error) X(duckdb_row_count) X(duckdb_set_config) \
+  X(duckdb_value_boolean) X(duckdb_value_int64) X(duckdb_value_is_null) X(duckdb_value_varchar)
+
+struct DuckDbApi {
+#define CELLTYPER_DUCKDB_POINTER(name) decltype(&::name) name = nullptr;
+  CELLTYPER_DUCKDB_FUNCTIONS(CELLTYPER_DUCKDB_POINTER)
+#undef CELLTYPER_DUCKDB_POINTER
+};
+
+/// The loaded API (once per process); UnsupportedError saying how to get DuckDB when
+/// libduckdb.so cannot be loaded.
+const DuckDbApi& duckdb_api();
+
 /// SQL string literal: 'text' with quotes doubled.
 std::string sql_literal(const std::string& text);
 

@@ -178,7 +178,9 @@ std::vector<std::int64_t> select_variable_genes(const GeneExpressionStats& stats
     if (stats.n_expressing[g] < min_cells) continue;
     const double mean = stats.sum_expm1[g] / cells;
     const double variance = std::max(0.0, (stats.sum_expm1_squares[g] - cells * mean * mean) / (cells - 1));
-    if (mean <= 0) continue;
+    // Values beyond what log1p-normalised data can hold (expm1 overflows) give no usable mean or
+    // dispersion: such a gene is no candidate (and never reaches the bin arithmetic below).
+    if (!(mean > 0) || !std::isfinite(mean) || !std::isfinite(variance)) continue;
     const double dispersion = variance / mean;
     candidates.push_back({g, std::log1p(mean), dispersion > 0 ? std::log(dispersion) : -1e300});
   }

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstring>
 #include <map>
 #include <numeric>
@@ -200,6 +201,30 @@ TEST(ExpressionFeatures, BadInput) {
   GeneExpressionStats stats;
   EXPECT_THROW(select_variable_genes(stats, 10), InputError);
   EXPECT_THROW(select_variable_genes(stats, 0), InputError);
+}
+
+// A fuzzed model's reference sample (fuzz/regressions/fuzz_model) held values whose expm1
+// overflows: the gene's mean became inf, the bin width NaN, and a NaN was cast to int. Such a gene
+// is no candidate; the others are ranked as before.
+TEST(ExpressionFeatures, GenesWithOverflowingValuesAreNoCandidates) {
+  GeneExpressionStats stats;
+  stats.n_cells = 10;
+  const double inf = std::numeric_limits<double>::infinity();
+  for (std::int64_t g = 0; g < 6; ++g) {
+    stats.entrez_ids.push_back(100 + g);
+    const double mean = 1.0 + static_cast<double>(g);
+    stats.sum.push_back(std::log1p(mean) * 10);
+    stats.sum_squares.push_back(std::log1p(mean) * std::log1p(mean) * 10);
+    stats.sum_expm1.push_back(mean * 10);
+    stats.sum_expm1_squares.push_back(mean * mean * 10 * (1.0 + 0.1 * static_cast<double>(g)));
+    stats.n_expressing.push_back(10);
+  }
+  stats.sum_expm1[2] = inf;
+  stats.sum_expm1_squares[2] = inf;
+  stats.sum_expm1_squares[4] = inf;
+  const auto panel = select_variable_genes(stats, 6, 1);
+  EXPECT_EQ(panel.size(), 4U);
+  for (const auto id : panel) EXPECT_TRUE(id != 102 && id != 104) << id;
 }
 
 }  // namespace
