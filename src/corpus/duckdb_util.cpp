@@ -2,7 +2,6 @@
 
 #include <celltyper/error.hpp>
 
-#include <dlfcn.h>
 #include <fmt/format.h>
 
 namespace celltyper::corpus::detail {
@@ -11,18 +10,11 @@ const DuckDbApi& duckdb_api() {
   static const DuckDbApi api = [] {
     // The library unpacked by scripts/fetch_duckdb.sh (path fixed at configure time), else the
     // loader's search path (rpath, LD_LIBRARY_PATH).
-    void* library = ::dlopen(CELLTYPER_DUCKDB_LIBRARY, RTLD_NOW | RTLD_LOCAL);
-    if (library == nullptr) library = ::dlopen("libduckdb.so", RTLD_NOW | RTLD_LOCAL);
-    if (library == nullptr) {
-      throw UnsupportedError(fmt::format("DuckDB (the catalogue's database) cannot be loaded: {}; run scripts/fetch_duckdb.sh", ::dlerror()));
-    }
+    const std::string what = "DuckDB (the catalogue's database, libduckdb.so)";
+    void* library = open_library({CELLTYPER_DUCKDB_LIBRARY, "libduckdb.so"}, what, "run scripts/fetch_duckdb.sh");
     DuckDbApi loaded;
-#define CELLTYPER_DUCKDB_LOAD(name)                                                    \
-  loaded.name = reinterpret_cast<decltype(&::name)>(::dlsym(library, #name));          \
-  if (loaded.name == nullptr) throw UnsupportedError("DuckDB's library has no function " #name);
-    CELLTYPER_DUCKDB_FUNCTIONS(CELLTYPER_DUCKDB_LOAD)
-#undef CELLTYPER_DUCKDB_LOAD
-    return loaded;  // the library stays loaded for the process
+    CELLTYPER_DUCKDB_FUNCTIONS(CELLTYPER_DYNAMIC_LOAD)
+    return loaded;
   }();
   return api;
 }

@@ -5,6 +5,8 @@
 
 #include <duckdb.h>
 
+#include "corpus/dynamic_api.hpp"
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -12,9 +14,7 @@
 
 namespace celltyper::corpus::detail {
 
-/// DuckDB's C API functions the catalogue uses, loaded on first use (dlopen of libduckdb.so):
-/// linked, its 65 MB and ~74k relocations were mapped and patched at the start of every
-/// celltyper process, catalogue or not.
+/// DuckDB's C API functions the catalogue uses, loaded on first use (dynamic_api.hpp says why).
 #define CELLTYPER_DUCKDB_FUNCTIONS(X) \
   X(duckdb_append_bool) X(duckdb_append_double) X(duckdb_append_int64) X(duckdb_append_null) X(duckdb_append_value) \
   X(duckdb_append_varchar_length) X(duckdb_appender_close) X(duckdb_appender_create) X(duckdb_appender_destroy) \
@@ -27,9 +27,7 @@ namespace celltyper::corpus::detail {
   X(duckdb_value_boolean) X(duckdb_value_int64) X(duckdb_value_is_null) X(duckdb_value_varchar)
 
 struct DuckDbApi {
-#define CELLTYPER_DUCKDB_POINTER(name) decltype(&::name) name = nullptr;
-  CELLTYPER_DUCKDB_FUNCTIONS(CELLTYPER_DUCKDB_POINTER)
-#undef CELLTYPER_DUCKDB_POINTER
+  CELLTYPER_DUCKDB_FUNCTIONS(CELLTYPER_DYNAMIC_POINTER)
 };
 
 /// The loaded API (once per process); UnsupportedError saying how to get DuckDB when

@@ -3,8 +3,9 @@
 #include <celltyper/h5ad.hpp>
 #include <celltyper/selection.hpp>
 
+#include "corpus/dynamic_api.hpp"
+
 #include <Cbc_C_Interface.h>
-#include <dlfcn.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -20,9 +21,7 @@ namespace celltyper {
 
 namespace {
 
-// COIN-OR CBC's C interface, loaded on the first solve. Linking it put CBC, Clp, Cgl, Osi,
-// CoinUtils, LAPACK and OpenBLAS into every celltyper process: ~11 more libraries to map at start
-// and an OpenBLAS thread pool that starts and spins at load, for a solver only `select` uses.
+// COIN-OR CBC's C interface, loaded on the first solve (dynamic_api.hpp says why).
 #define CELLTYPER_CBC_FUNCTIONS(X)                                                                                        \
   X(Cbc_newModel) X(Cbc_deleteModel) X(Cbc_loadProblem) X(Cbc_setInteger) X(Cbc_setLogLevel) X(Cbc_setParameter)        \
   X(Cbc_setMaximumSeconds) X(Cbc_setAllowableFractionGap) X(Cbc_setMIPStartI) X(Cbc_solve) X(Cbc_isProvenOptimal)      \
@@ -30,32 +29,22 @@ namespace {
   X(Cbc_isProvenInfeasible) X(Cbc_isAbandoned) X(Cbc_status) X(Cbc_secondaryStatus)
 
 struct CbcApi {
-#define CELLTYPER_CBC_POINTER(name) decltype(&::name) name = nullptr;
-  CELLTYPER_CBC_FUNCTIONS(CELLTYPER_CBC_POINTER)
-#undef CELLTYPER_CBC_POINTER
+  CELLTYPER_CBC_FUNCTIONS(CELLTYPER_DYNAMIC_POINTER)
 };
 
-/// The solver's functions (dlopen of libCbcSolver, once); UnsupportedError saying what to install
+/// The solver's functions (libCbcSolver, loaded once); UnsupportedError saying what to install
 /// when it is missing.
 const CbcApi& cbc_api() {
   static const CbcApi api = [] {
-    constexpr const char* kLibrary = "libCbcSolver.so.3";
-    void* library = ::dlopen(kLibrary, RTLD_NOW | RTLD_LOCAL);
-    if (library == nullptr) {
-      throw UnsupportedError(fmt::format("select: cannot load the COIN-OR CBC solver ({}); install coinor-libcbc3 (scripts/setup.sh does)",
-                                         ::dlerror()));
-    }
+    const std::string what = "select: the COIN-OR CBC solver (libCbcSolver.so.3)";
+    void* library = corpus::detail::open_library({"libCbcSolver.so.3", "libCbcSolver.so"}, what,
+                                                 "install coinor-libcbc3 (scripts/setup.sh does)");
     CbcApi loaded;
-#define CELLTYPER_CBC_LOAD(name)                                                                             \
-  loaded.name = reinterpret_cast<decltype(&::name)>(::dlsym(library, #name));                                \
-  if (loaded.name == nullptr) throw UnsupportedError(fmt::format("select: {} has no function " #name, kLibrary));
-    CELLTYPER_CBC_FUNCTIONS(CELLTYPER_CBC_LOAD)
-#undef CELLTYPER_CBC_LOAD
-    return loaded;  // the library stays loaded for the process
+    CELLTYPER_CBC_FUNCTIONS(CELLTYPER_DYNAMIC_LOAD)
+    return loaded;
   }();
   return api;
 }
-
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
