@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
 #include <string>
 
 namespace celltyper {
@@ -19,6 +20,9 @@ struct InspectOptions {
   std::int64_t max_cells = -1;         ///< scan only the first cells of the matrix (-1 = all)
   std::size_t top_categories = 5;      ///< categories listed per obs column
   const GeneTable* gene_table = nullptr;  ///< when set, report the gene-identity overlap
+  /// Instead of `gene_table`: called once the matrix is scanned, its table (or nullptr) used the
+  /// same way, so that a caller can load the table while the matrix is read.
+  std::function<const GeneTable*()> gene_table_later;
   std::string gene_column = "";        ///< var column holding gene ids ("" = auto-detect)
   std::size_t memory_limit_bytes = std::size_t{32} << 20;
 };

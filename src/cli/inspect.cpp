@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <future>
 #include <memory>
 
 namespace celltyper::cli {
@@ -35,11 +36,15 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
   command->callback([args, &global] {
     const auto dataset = open_dataset(args->path);
     GeneTable table;
+    std::future<GeneTable> loading;  // the table loads while the matrix is scanned
     if (!args->no_genes) {
       const std::string table_path = choose_gene_table_path(args->gene_table);
       if (!table_path.empty()) {
-        table = load_gene_table_cached(table_path, GeneTableFields::kIdentifiers);
-        args->options.gene_table = &table;
+        loading = std::async(std::launch::async, [table_path] { return load_gene_table_cached(table_path, GeneTableFields::kIdentifiers); });
+        args->options.gene_table_later = [&table, &loading]() -> const GeneTable* {
+          table = loading.get();
+          return &table;
+        };
       } else if (!global.quiet) {
         fmt::print(stderr, "celltyper: no gene table found (set --gene-table or CELLTYPER_GENE_TABLE); skipping the gene-id overlap\n");
       }

@@ -162,18 +162,19 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   report["obs"] = frame_json(dataset.read_obs(), options.top_categories);
   const DataFrame var = dataset.read_var_of(source);
   report["var"] = frame_json(var, options.top_categories);
-  if (options.gene_table != nullptr) {
+  const GeneTable* table = options.gene_table_later ? options.gene_table_later() : options.gene_table;
+  if (table != nullptr) {
     GeneResolveOptions resolve;
     resolve.column = options.gene_column;
     resolve.refuse_row_numbers = false;  // describe the file: row numbers resolve nothing, with a warning
-    const GeneResolveResult genes = resolve_genes(*options.gene_table, var, resolve);
+    const GeneResolveResult genes = resolve_genes(*table, var, resolve);
     nlohmann::json identity = genes.to_json();
-    identity["table"] = options.gene_table->source();
-    identity["table_genes"] = options.gene_table->size();
+    identity["table"] = table->source();
+    identity["table_genes"] = table->size();
     std::size_t known = 0;
     const Column* column = genes.column == "_index" ? nullptr : var.find(genes.column);
     for (std::size_t i = 0; i < var.n_rows(); ++i) {
-      if (options.gene_table->is_known_name(column == nullptr ? var.index[i] : column->value_as_string(i))) ++known;
+      if (table->is_known_name(column == nullptr ? var.index[i] : column->value_as_string(i))) ++known;
     }
     identity["n_known_to_table"] = known;
     identity["summary"] = fmt::format("{} ({} of {} vars matched, {:.1f}%; {} of the {} names the table knows)", genes.column + " holds " +
