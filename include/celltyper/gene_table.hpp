@@ -120,7 +120,7 @@ class GeneTable {
 
  private:
   struct Indexes;
-  /// Order, unique Entrez ids, non-empty symbols, size (InputError naming the source).
+  /// Ascending, unique Entrez ids, non-empty symbols, size (InputError naming the source).
   void check_rows() const;
   void build_indexes();
   std::vector<Gene> genes_;

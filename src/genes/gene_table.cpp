@@ -226,11 +226,6 @@ GeneTable GeneTable::restore(std::vector<Gene> genes, std::string source, std::s
   table.species_ = std::move(species);
   table.ensembl_prefix_ = std::move(ensembl_prefix);
   table.content_hash_ = content_hash;
-  for (std::size_t i = 1; i < table.genes_.size(); ++i) {
-    if (table.genes_[i].entrez_id < table.genes_[i - 1].entrez_id) {
-      throw InputError(fmt::format("{}: genes are not in Entrez id order", table.source_.empty() ? "gene table" : table.source_));
-    }
-  }
   table.check_rows();
   table.build_indexes();
   return table;
@@ -239,6 +234,9 @@ GeneTable GeneTable::restore(std::vector<Gene> genes, std::string source, std::s
 void GeneTable::check_rows() const {
   const std::string where = source_.empty() ? std::string("gene table") : source_;
   for (std::size_t i = 0; i < genes_.size(); ++i) {
+    if (i > 0 && genes_[i].entrez_id < genes_[i - 1].entrez_id) {
+      throw InputError(fmt::format("{}: genes are not in Entrez id order", where));
+    }
     if (i > 0 && genes_[i].entrez_id == genes_[i - 1].entrez_id) {
       throw InputError(fmt::format("{}: Entrez id {} appears twice ({} and {})", where, genes_[i].entrez_id,
                                    genes_[i - 1].symbol, genes_[i].symbol));

@@ -169,19 +169,23 @@ DirectDataset::~DirectDataset() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-void DirectDataset::pread_exact(void* buffer, std::uint64_t bytes, std::uint64_t address) const {
-  if (remote_) {
-    remote_->read(address, static_cast<std::size_t>(bytes), buffer);
+void read_stored_bytes(int fd, RemoteFile* remote, void* buffer, std::uint64_t bytes, std::uint64_t address, const std::string& path) {
+  if (remote != nullptr) {
+    remote->read(address, static_cast<std::size_t>(bytes), buffer);
     return;
   }
   auto* cursor = static_cast<unsigned char*>(buffer);
   while (bytes > 0) {
-    const ssize_t n = ::pread(fd_, cursor, bytes, static_cast<off_t>(address));
-    if (n <= 0) throw IoError(fmt::format("{}: read failed at byte {} (file truncated?)", path_, address));
+    const ssize_t n = ::pread(fd, cursor, bytes, static_cast<off_t>(address));
+    if (n <= 0) throw IoError(fmt::format("{}: read failed at byte {} (file truncated?)", path, address));
     cursor += n;
     bytes -= static_cast<std::uint64_t>(n);
     address += static_cast<std::uint64_t>(n);
   }
+}
+
+void DirectDataset::pread_exact(void* buffer, std::uint64_t bytes, std::uint64_t address) const {
+  read_stored_bytes(fd_, remote_.get(), buffer, bytes, address, path_);
 }
 
 template <typename T>

@@ -21,6 +21,10 @@ namespace celltyper::detail {
 /// when the stream is damaged or decodes to another size. Thread-safe.
 bool inflate_exact(const unsigned char* in, std::size_t in_bytes, unsigned char* out, std::size_t out_bytes);
 
+/// Read exactly `bytes` stored at `address`: from `remote` when set, else `pread` on `fd`.
+/// IoError naming `path` when the file ends first.
+void read_stored_bytes(int fd, RemoteFile* remote, void* buffer, std::uint64_t bytes, std::uint64_t address, const std::string& path);
+
 class DirectDataset {
  public:
   /// nullptr when the dataset's layout, filters or type are not supported. With `remote` set

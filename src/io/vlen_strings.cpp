@@ -9,7 +9,6 @@
 
 #include <fmt/format.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -40,6 +39,11 @@ class RawFile {
  public:
   static std::optional<RawFile> of(hid_t object) {
     RawFile raw;
+    const ssize_t length = H5Fget_name(object, nullptr, 0);
+    if (length > 0) {
+      raw.path_.resize(static_cast<std::size_t>(length));
+      H5Fget_name(object, raw.path_.data(), raw.path_.size() + 1);
+    }
     if (RemoteFile* remote = h5::remote_file_of(object)) {
       raw.remote_ = remote;
       raw.size_ = remote->size();
@@ -58,26 +62,15 @@ class RawFile {
     return raw;
   }
 
+  [[nodiscard]] const std::string& path() const { return path_; }
   [[nodiscard]] std::uint64_t size() const { return size_; }
   [[nodiscard]] bool holds(std::uint64_t address, std::uint64_t bytes) const { return address <= size_ && bytes <= size_ - address; }
 
   /// Read [address, address + bytes), which `holds` has checked.
-  void read(std::uint64_t address, std::size_t bytes, void* out) const {
-    if (remote_ != nullptr) {
-      remote_->read(address, bytes, out);
-      return;
-    }
-    auto* cursor = static_cast<unsigned char*>(out);
-    while (bytes > 0) {
-      const ssize_t n = ::pread(fd_, cursor, bytes, static_cast<off_t>(address));
-      if (n <= 0) throw IoError(fmt::format("read failed at byte {} (file truncated?)", address));
-      cursor += n;
-      bytes -= static_cast<std::size_t>(n);
-      address += static_cast<std::uint64_t>(n);
-    }
-  }
+  void read(std::uint64_t address, std::size_t bytes, void* out) const { read_stored_bytes(fd_, remote_, out, bytes, address, path_); }
 
  private:
+  std::string path_;  ///< the file's name as HDF5 opened it (for messages)
   int fd_ = -1;
   RemoteFile* remote_ = nullptr;
   std::uint64_t size_ = 0;
@@ -126,12 +119,7 @@ std::optional<std::vector<std::string>> read_vlen_strings(hid_t dataset, std::si
   if (user_block != 0 || address_bytes == 0 || address_bytes > 8 || length_bytes == 0 || length_bytes > 8) return std::nullopt;
 
   const std::string name = h5::object_name(dataset);
-  const std::string path = [&] {
-    const ssize_t n = H5Fget_name(dataset, nullptr, 0);
-    std::string text(n > 0 ? static_cast<std::size_t>(n) : 0, '\0');
-    if (n > 0) H5Fget_name(dataset, text.data(), text.size() + 1);
-    return text;
-  }();
+  const std::string& path = raw->path();
   const auto corrupt = [&](const std::string& what) {
     return InputError(fmt::format("{}:{}: {}: the file is corrupt; re-download or re-export it", path, name, what));
   };

@@ -102,15 +102,6 @@ TEST(VlenStrings, SameStringsAsLibhdf5ForEveryLayout) {
   }
 }
 
-/// Bytes of a file, and writing them back.
-std::vector<char> slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return {std::istreambuf_iterator<char>(in), {}};
-}
-void spit(const std::string& path, const std::vector<char>& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
 std::uint64_t le(const char* p, int n) {
   std::uint64_t v = 0;
   for (int i = n - 1; i >= 0; --i) v = (v << 8) | static_cast<unsigned char>(p[i]);
@@ -131,7 +122,7 @@ TEST(VlenStrings, DamagedHeapIsAnInputErrorNamingTheFile) {
     Handle dataset(H5Dopen2(file.get(), "names", H5P_DEFAULT));
     ids_at = H5Dget_offset(dataset.get());
   }
-  const std::vector<char> bytes = slurp(clean);
+  const std::string bytes = test::read_file(clean);
   // Element 0 ("CD3E"): 4-byte length, 8-byte collection address, 4-byte object index.
   const char* id = bytes.data() + ids_at;
   ASSERT_EQ(le(id, 4), 4u);
@@ -160,10 +151,10 @@ TEST(VlenStrings, DamagedHeapIsAnInputErrorNamingTheFile) {
   };
   for (const auto& damage : damages) {
     SCOPED_TRACE(damage.name);
-    std::vector<char> broken = bytes;
+    std::string broken = bytes;
     put_le(broken.data() + damage.at, damage.value, damage.width);
     const std::string path = dir.file("broken.h5");
-    spit(path, broken);
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << broken;
     try {
       (void)read_direct(path);
       ADD_FAILURE() << "no error";
