@@ -9,6 +9,8 @@
 #include <celltyper/openai.hpp>
 #include <celltyper/openai_gene_jobs.hpp>
 #include <celltyper/output_file.hpp>
+#include <celltyper/parallel.hpp>
+#include <celltyper/use_lite.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
@@ -190,8 +192,9 @@ void add_openai_options(CLI::App* command, OpenAiArgs& args) {
                       "Seconds of the first retry delay (doubled per attempt, up to 60, with full jitter; Retry-After wins)")
       ->capture_default_str();
   command->add_option("--checkpoint", args.checkpoint,
-                      "Direct: results file (JSONL, fsynced) that makes the run resumable; a directory puts it there "
-                      "(default: OUT.checkpoint.jsonl)");
+                      "openai (direct): results file (JSONL, fsynced) that makes the run resumable; a directory puts it there "
+                      "(default: OUT.checkpoint.jsonl); use-lite: vectors file (default: OUT.use-lite-checkpoint, removed "
+                      "once the store is written)");
   command->add_option("--subset", args.subset, "Only the genes in this list (one Entrez id, symbol or Ensembl id per line)");
   command->add_option("--batch-dir", args.batch_dir,
                       "Use the Batch API through this job directory: the first run writes the request files, "
@@ -331,6 +334,7 @@ struct EmbedArgs {
   std::string input;
   GeneImportOptions import;
   std::string model;
+  std::string use_lite_dir;
   bool strict = false;
   int threads = 0;
   std::string out;
@@ -416,6 +420,39 @@ void embed_openai_direct(const EmbedArgs& args, const GeneTable& table, const Gl
   save_store(result.store, args.out, global, start);
 }
 
+/// `genes embed --backend use-lite`: the offline transformer encoder, resumable through a checkpoint.
+void embed_use_lite(const EmbedArgs& args, const GeneTable& table, const GlobalOptions& global,
+                    std::chrono::steady_clock::time_point start) {
+  const std::string dir = args.use_lite_dir.empty() ? default_use_lite_dir() : args.use_lite_dir;
+  const UseLiteEncoder encoder = UseLiteEncoder::load(dir);  // checked before any text is built
+  const GeneTexts texts = texts_to_embed(args, table, global);
+  UseLiteGeneOptions options;
+  options.num_threads = args.threads;
+  options.checkpoint_path =
+      args.openai.checkpoint.empty() ? args.out + ".use-lite-checkpoint" : checkpoint_path(args.openai, args.out, "use-lite-checkpoint");
+  note(global, fmt::format("embedding {} gene texts with {} ({}, {} threads; checkpoint {})", texts.n_nonempty(), kUseLitePackage, dir,
+                           resolve_threads(args.threads), options.checkpoint_path));
+  RequestProgress progress("embed", "genes", global);
+  options.progress = std::ref(progress);
+  const UseLiteGeneResult result = embed_genes_use_lite(texts, &table, encoder, options);
+  progress.finish();
+  note(global, fmt::format("{} genes embedded: {} from the checkpoint, {} now ({} tokens in {} windows of <= {} tokens)",
+                           result.store.n_genes(), result.n_from_checkpoint, result.store.n_genes() - static_cast<std::int64_t>(result.n_from_checkpoint),
+                           result.n_tokens, result.n_windows, kUseLiteMaxTokens));
+  std::vector<std::string> skipped;
+  if (!result.empty_text.empty()) {
+    note(global, fmt::format("{} genes have an empty text (or one of no token) and no vector (e.g. {})", result.empty_text.size(),
+                             join_examples(result.empty_text, texts)));
+    std::map<std::int64_t, std::string> symbols;
+    for (std::size_t i = 0; i < texts.size(); ++i) symbols.emplace(texts.entrez_ids[i], texts.symbols[i]);
+    for (const std::int64_t id : result.empty_text) skipped.push_back(fmt::format("{}\t{}\tempty_text", id, symbols[id]));
+  }
+  write_skipped(args.skipped, skipped);
+  save_store(result.store, args.out, global, start);
+  std::error_code error;
+  std::filesystem::remove(options.checkpoint_path, error);  // its vectors are in the store now
+}
+
 /// `genes embed --backend openai-batch`: write, submit and collect a Batch API job.
 void embed_openai_batch(const EmbedArgs& args, const GlobalOptions& global, std::chrono::steady_clock::time_point start) {
   std::optional<GeneTable> loaded;  // only writing and collecting need the gene table
@@ -458,11 +495,15 @@ void embed_openai_batch(const EmbedArgs& args, const GlobalOptions& global, std:
 void add_embed(CLI::App* genes, const GlobalOptions& global) {
   auto args = std::make_shared<EmbedArgs>();
   CLI::App* command = genes->add_subcommand(
-      "embed", "Make a gene store: LSA of the gene texts (offline), OpenAI embeddings (direct or Batch API), or import vectors");
+      "embed", "Make a gene store: LSA of the gene texts or a transformer text encoder (offline), OpenAI embeddings (direct or "
+               "Batch API), or import vectors");
   command->add_option("--backend", args->backend,
-                      "lsa (TF-IDF + randomised SVD of the gene texts), openai (direct requests), openai-batch (Batch API job) "
-                      "or import")
+                      "lsa (TF-IDF + randomised SVD of the gene texts), use-lite (Universal Sentence Encoder Lite, offline, 512 "
+                      "dims), openai (direct requests), openai-batch (Batch API job) or import")
       ->capture_default_str();
+  command->add_option("--use-lite-dir", args->use_lite_dir,
+                      "use-lite: folder of the model package (default: $CELLTYPER_USE_LITE_DIR, else the one "
+                      "scripts/fetch_use_lite.sh fetched)");
   add_text_source_options(command, args->sources);
   command->add_option("--texts", args->texts, "Gene texts file from 'celltyper genes text' (default: build them from the sources)");
   command->add_option("--write-texts", args->write_texts, "Also write the texts used to this file (.tsv or .jsonl)");
@@ -489,10 +530,11 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
   command->add_option("-o,--out", args->out, "Output gene store (.h5); with openai-batch, needed by --collect only");
   command->callback([args, &global] {
     const auto start = std::chrono::steady_clock::now();
-    const std::set<std::string> backends = {"lsa", "import", "openai", "openai-batch"};
+    const std::set<std::string> backends = {"lsa", "use-lite", "import", "openai", "openai-batch"};
     if (!backends.contains(args->backend)) {
-      throw InputError(fmt::format("--backend must be lsa, openai, openai-batch or import, got '{}'", args->backend));
+      throw InputError(fmt::format("--backend must be lsa, use-lite, openai, openai-batch or import, got '{}'", args->backend));
     }
+    if (!args->use_lite_dir.empty() && args->backend != "use-lite") throw InputError("--use-lite-dir goes with --backend use-lite");
     if (args->out.empty() && args->backend != "openai-batch") throw InputError("--out is required (the gene store to write)");
     const TextSourceArgs& sources = args->sources;
     check_outputs_are_not_inputs({args->out, args->skipped, args->write_texts},
@@ -509,6 +551,10 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
     const GeneTable table = load_table(args->sources.gene_table, global);
     if (args->backend == "openai") {
       embed_openai_direct(*args, table, global, start);
+      return;
+    }
+    if (args->backend == "use-lite") {
+      embed_use_lite(*args, table, global, start);
       return;
     }
     GeneStore store;
