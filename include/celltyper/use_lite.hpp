@@ -9,8 +9,9 @@
 /// NFKC normalisation (ICU, loaded on the first text with a non-ASCII character), a "▁" before
 /// the text and in place of every space, then the best-scoring split into the 7,994 pieces of
 /// vocab.json (Viterbi over code points, ties to the shorter last piece); a character no piece
-/// starts with is the unknown id 0 (runs of unknowns collapse to one). Reproduces the package's
-/// JavaScript id for id, quirks included (the back-trace steps by the piece's UTF-16 length).
+/// starts with is the unknown id 0 with score 0 (so it wins ties; runs of unknowns collapse to
+/// one). Reproduces the package's JavaScript id for id, quirks included (null scores count 0; the
+/// back-trace steps by the piece's UTF-16 length).
 ///
 /// **Encoder** (`UseLiteEncoder`), the graph of model.json: token embeddings (8,002 x 256) times
 /// 2 plus a sinusoidal timing signal; layer 0: layer norm, 4-head self-attention (256 -> 256,
@@ -19,8 +20,8 @@
 /// 512 (heads of 128) with plain residuals; mean over tokens; tanh layer (512 x 512); L2
 /// normalisation. At most 128 tokens per pass (the model's own clip); a longer text is encoded
 /// as consecutive 128-token windows whose vectors are averaged with their token counts as
-/// weights and L2-normalised. Matrix products by Eigen (AVX-512 with -march=native); one text
-/// per thread. Matches the package's JavaScript within 1e-5 per coordinate (tests/test_use_lite.cpp).
+/// weights and L2-normalised. Matrix products by Eigen (AVX-512 with -march=native) over batches
+/// of windows (their token rows stacked; attention and pooling per window); a batch per thread. Matches the package's JavaScript within 1e-5 per coordinate (tests/test_use_lite.cpp).
 ///
 /// Every file of the package is checked against the SHA-256 it was pinned with before a byte
 /// is used: a missing, truncated or altered file is an InputError naming the file and the fix.
@@ -89,6 +90,10 @@ class UseLiteEncoder {
   /// The unit vector of any number of token ids: windows of kUseLiteMaxTokens tokens, averaged
   /// (see the file comment). Empty when `ids` is.
   [[nodiscard]] std::vector<float> encode_tokens(std::span<const std::int32_t> ids) const;
+  /// `encode_tokens` of many texts (token ids), their windows stacked into model passes of up to
+  /// 512 token rows (faster for short texts: the weights are read once per pass). Same vectors
+  /// as one `encode_tokens` per text, up to float rounding (~1e-7). Empty vector for no token.
+  [[nodiscard]] std::vector<std::vector<float>> encode_batch(std::span<const std::span<const std::int32_t>> texts) const;
   /// `encode_tokens(tokenizer().encode(text))`.
   [[nodiscard]] std::vector<float> encode(std::string_view text) const;
   /// Identity of the weights: SHA-256 of the pinned files' digests, 16 hex digits.

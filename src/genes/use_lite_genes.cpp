@@ -149,38 +149,59 @@ UseLiteGeneResult embed_genes_use_lite(const GeneTexts& texts, const GeneTable* 
       todo.push_back(i);
     }
   }
-  // Longest texts first, so that the threads finish together.
-  std::vector<std::size_t> order = todo;
-  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return texts.texts[a].size() > texts.texts[b].size(); });
+  // Token ids of every gene to embed (in parallel: the tokeniser is a fair share of short texts' cost).
+  std::vector<std::vector<std::int32_t>> ids_of(todo.size());
+  parallel_for(static_cast<std::int64_t>(todo.size()), options.num_threads,
+               [&](std::int64_t k) { ids_of[static_cast<std::size_t>(k)] = encoder.tokenizer().encode(texts.texts[todo[static_cast<std::size_t>(k)]]); });
+  // Batches of whole genes, ~512 tokens each (a longer gene alone), longest genes first so that
+  // the threads finish together. A batch is one unit of work: its genes reach the checkpoint together.
+  std::vector<std::size_t> order(todo.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return ids_of[a].size() > ids_of[b].size(); });
+  constexpr std::size_t kBatchTokens = 512;
+  std::vector<std::vector<std::size_t>> batches;
+  std::size_t batch_tokens = 0;
+  for (const std::size_t k : order) {
+    if (ids_of[k].empty()) continue;  // no token: no vector
+    if (batches.empty() || batch_tokens + ids_of[k].size() > kBatchTokens) {
+      batches.emplace_back();
+      batch_tokens = 0;
+    }
+    batches.back().push_back(k);
+    batch_tokens += ids_of[k].size();
+  }
 
   const std::size_t reused = result.n_from_checkpoint;
-  if (options.progress) options.progress(reused, reused + order.size());
+  std::size_t total = reused;
+  for (const auto& batch : batches) total += batch.size();
+  if (options.progress) options.progress(reused, total);
   std::atomic<std::size_t> done{0};
-  std::atomic<std::size_t> tokens{0};
-  std::atomic<std::size_t> windows{0};
-  // Workers run in chunks so that the calling thread reports progress and checks for a cancel.
-  const std::size_t chunk = std::max<std::size_t>(64, order.size() / 100);
-  for (std::size_t begin = 0; begin < order.size(); begin += chunk) {
+  // Workers run in chunks of batches so that the calling thread reports progress and checks for a cancel.
+  const std::size_t chunk = std::max<std::size_t>(16, batches.size() / 100);
+  for (std::size_t begin = 0; begin < batches.size(); begin += chunk) {
     check_cancelled();
-    const std::size_t end = std::min(order.size(), begin + chunk);
+    const std::size_t end = std::min(batches.size(), begin + chunk);
     parallel_for(static_cast<std::int64_t>(end - begin), options.num_threads, [&](std::int64_t item) {
-      const std::size_t i = order[begin + static_cast<std::size_t>(item)];
-      const std::vector<std::int32_t> ids = encoder.tokenizer().encode(texts.texts[i]);
-      if (ids.empty()) return;
-      const std::vector<float> vector = encoder.encode_tokens(ids);
-      float* row = matrix.data() + i * kUseLiteDims;
-      std::copy(vector.begin(), vector.end(), row);
-      windows.fetch_add((ids.size() + kUseLiteMaxTokens - 1) / kUseLiteMaxTokens, std::memory_order_relaxed);
-      has_vector[i] = 1;
-      tokens.fetch_add(ids.size(), std::memory_order_relaxed);
-      checkpoint.append(texts.entrez_ids[i], text_hash(texts.texts[i]), row);
-      done.fetch_add(1, std::memory_order_relaxed);
+      const std::vector<std::size_t>& batch = batches[begin + static_cast<std::size_t>(item)];
+      std::vector<std::span<const std::int32_t>> batch_ids;
+      for (const std::size_t k : batch) batch_ids.emplace_back(ids_of[k]);
+      const std::vector<std::vector<float>> vectors = encoder.encode_batch(batch_ids);
+      for (std::size_t j = 0; j < batch.size(); ++j) {
+        const std::size_t i = todo[batch[j]];
+        float* row = matrix.data() + i * kUseLiteDims;
+        std::copy(vectors[j].begin(), vectors[j].end(), row);
+        has_vector[i] = 1;
+        checkpoint.append(texts.entrez_ids[i], text_hash(texts.texts[i]), row);
+      }
+      done.fetch_add(batch.size(), std::memory_order_relaxed);
     });
-    if (options.progress) options.progress(reused + done.load(), reused + order.size());
+    if (options.progress) options.progress(reused + done.load(), total);
+  }
+  for (const auto& ids : ids_of) {
+    result.n_tokens += ids.size();
+    result.n_windows += (ids.size() + kUseLiteMaxTokens - 1) / kUseLiteMaxTokens;
   }
   checkpoint.flush();
-  result.n_tokens = tokens.load();
-  result.n_windows = windows.load();
 
   std::vector<std::int64_t> ids;
   std::vector<std::string> symbols;

@@ -124,23 +124,36 @@ struct UseLiteEncoder::Model {
     return data.data() + it->second.first;
   }
 
-  void forward(std::span<const std::int32_t> ids, float* out) const;
+  /// One vector per window (each 1..kUseLiteMaxTokens ids) into `out` (windows x 512).
+  void forward(std::span<const std::span<const std::int32_t>> windows, float* out) const;
 };
 
-void UseLiteEncoder::Model::forward(std::span<const std::int32_t> ids, float* out) const {
-  const auto n = static_cast<Eigen::Index>(ids.size());
+void UseLiteEncoder::Model::forward(std::span<const std::span<const std::int32_t>> windows, float* out) const {
+  // The windows' token rows are stacked, so that every projection is one matrix product over the
+  // batch (the weights, ~22 MB, are read once per batch rather than once per text); attention
+  // and pooling run per window.
+  std::vector<Eigen::Index> first_row(windows.size() + 1, 0);
+  for (std::size_t w = 0; w < windows.size(); ++w) {
+    if (windows[w].empty() || windows[w].size() > static_cast<std::size_t>(kUseLiteMaxTokens))
+      throw InputError(fmt::format("one USE-lite pass takes 1..{} tokens, got {}", kUseLiteMaxTokens, windows[w].size()));
+    first_row[w + 1] = first_row[w] + static_cast<Eigen::Index>(windows[w].size());
+  }
+  const Eigen::Index rows = first_row.back();
   // Input: 2 x token embedding + timing signal (the graph adds the scattered embeddings to the
   // embeddings-plus-signal: Encode/Scatter + AddTimingSignal/Scatter).
-  Matrix x(n, kEmbeddingDims);
+  Matrix x(rows, kEmbeddingDims);
   constexpr int kHalf = kEmbeddingDims / 2;
-  for (Eigen::Index t = 0; t < n; ++t) {
-    const std::int32_t id = ids[static_cast<std::size_t>(t)];
-    if (id < 0 || id >= n_embeddings) throw InputError(fmt::format("token id {} is outside the USE-lite vocabulary", id));
-    const float* embedding = embeddings + static_cast<std::ptrdiff_t>(id) * kEmbeddingDims;
-    for (int d = 0; d < kHalf; ++d) {
-      const float angle = static_cast<float>(t) * inverse_timescales[d];
-      x(t, d) = 2.0F * embedding[d] + std::sin(angle);
-      x(t, d + kHalf) = 2.0F * embedding[d + kHalf] + std::cos(angle);
+  for (std::size_t w = 0; w < windows.size(); ++w) {
+    for (std::size_t t = 0; t < windows[w].size(); ++t) {
+      const std::int32_t id = windows[w][t];
+      if (id < 0 || id >= n_embeddings) throw InputError(fmt::format("token id {} is outside the USE-lite vocabulary", id));
+      const float* embedding = embeddings + static_cast<std::ptrdiff_t>(id) * kEmbeddingDims;
+      const Eigen::Index r = first_row[w] + static_cast<Eigen::Index>(t);
+      for (int d = 0; d < kHalf; ++d) {
+        const float angle = static_cast<float>(t) * inverse_timescales[d];
+        x(r, d) = 2.0F * embedding[d] + std::sin(angle);
+        x(r, d + kHalf) = 2.0F * embedding[d + kHalf] + std::cos(angle);
+      }
     }
   }
   Matrix y;
@@ -152,17 +165,21 @@ void UseLiteEncoder::Model::forward(std::span<const std::int32_t> ids, float* ou
     const Matrix h = layer_norm(input, ConstRowMap(layer.ln_scale, width), ConstRowMap(layer.ln_bias, width));
     Matrix qkv = h * ConstMatrixMap(layer.qkv, width, 3 * width);
     qkv.rowwise() += ConstRowMap(layer.qkv_bias, 3 * width);
-    Matrix attended(n, width);
+    Matrix attended(rows, width);
     const float scale = 1.0F / std::sqrt(static_cast<float>(head));
-    for (int k = 0; k < kHeads; ++k) {
-      const Matrix q = qkv.middleCols(k * head, head) * scale;
-      Matrix weights = q * qkv.middleCols(width + k * head, head).transpose();
-      for (Eigen::Index r = 0; r < n; ++r) {
-        const float top = weights.row(r).maxCoeff();
-        weights.row(r) = (weights.row(r).array() - top).exp();
-        weights.row(r) /= weights.row(r).sum();
+    for (std::size_t w = 0; w < windows.size(); ++w) {
+      const Eigen::Index begin = first_row[w];
+      const Eigen::Index n = first_row[w + 1] - begin;
+      for (int k = 0; k < kHeads; ++k) {
+        const Matrix q = qkv.block(begin, k * head, n, head) * scale;
+        Matrix weights = q * qkv.block(begin, width + k * head, n, head).transpose();
+        for (Eigen::Index r = 0; r < n; ++r) {
+          const float top = weights.row(r).maxCoeff();
+          weights.row(r) = (weights.row(r).array() - top).exp();
+          weights.row(r) /= weights.row(r).sum();
+        }
+        attended.block(begin, k * head, n, head).noalias() = weights * qkv.block(begin, 2 * width + k * head, n, head);
       }
-      attended.middleCols(k * head, head).noalias() = weights * qkv.middleCols(2 * width + k * head, head);
     }
     Matrix next = attended * ConstMatrixMap(layer.output, width, kHiddenDims);
     next.rowwise() += ConstRowMap(layer.output_bias, kHiddenDims);
@@ -180,12 +197,19 @@ void UseLiteEncoder::Model::forward(std::span<const std::int32_t> ids, float* ou
     next.rowwise() += ConstRowMap(layer.ffn2_bias, kHiddenDims);
     y = std::move(next);
   }
-  const Eigen::RowVectorXf pooled = y.colwise().sum() / static_cast<float>(std::max<Eigen::Index>(n, 1));
-  Eigen::RowVectorXf sentence = pooled * ConstMatrixMap(tanh_weights, kHiddenDims, kHiddenDims);
-  sentence += ConstRowMap(tanh_bias, kHiddenDims);
+  // Mean over each window's tokens, then the tanh layer and L2 normalisation.
+  Matrix pooled(static_cast<Eigen::Index>(windows.size()), kHiddenDims);
+  for (std::size_t w = 0; w < windows.size(); ++w) {
+    const Eigen::Index n = first_row[w + 1] - first_row[w];
+    pooled.row(static_cast<Eigen::Index>(w)) = y.middleRows(first_row[w], n).colwise().sum() / static_cast<float>(n);
+  }
+  Matrix sentence = pooled * ConstMatrixMap(tanh_weights, kHiddenDims, kHiddenDims);
+  sentence.rowwise() += ConstRowMap(tanh_bias, kHiddenDims);
   sentence = sentence.array().tanh();
-  const float inverse_norm = 1.0F / std::sqrt(std::max(sentence.squaredNorm(), 1e-12F));
-  for (int d = 0; d < kHiddenDims; ++d) out[d] = sentence[d] * inverse_norm;
+  for (Eigen::Index w = 0; w < sentence.rows(); ++w) {
+    const float inverse_norm = 1.0F / std::sqrt(std::max(sentence.row(w).squaredNorm(), 1e-12F));
+    for (int d = 0; d < kHiddenDims; ++d) out[w * kHiddenDims + d] = sentence(w, d) * inverse_norm;
+  }
 }
 
 std::string default_use_lite_dir() {
@@ -298,28 +322,58 @@ const std::string& UseLiteEncoder::package_hash() const { return model_->package
 const std::string& UseLiteEncoder::dir() const { return model_->dir; }
 
 void UseLiteEncoder::encode_ids(std::span<const std::int32_t> ids, float* out) const {
-  if (ids.empty() || ids.size() > static_cast<std::size_t>(kUseLiteMaxTokens))
-    throw InputError(fmt::format("one USE-lite pass takes 1..{} tokens, got {}", kUseLiteMaxTokens, ids.size()));
-  model_->forward(ids, out);
+  const std::span<const std::int32_t> windows[] = {ids};
+  model_->forward(windows, out);
 }
 
 std::vector<float> UseLiteEncoder::encode(std::string_view text) const { return encode_tokens(tokenizer().encode(text)); }
 
 std::vector<float> UseLiteEncoder::encode_tokens(std::span<const std::int32_t> ids) const {
-  if (ids.empty()) return {};
-  std::vector<double> sum(kUseLiteDims, 0.0);
-  std::vector<float> window(kUseLiteDims);
-  for (std::size_t start = 0; start < ids.size(); start += kUseLiteMaxTokens) {
-    const std::size_t count = std::min<std::size_t>(kUseLiteMaxTokens, ids.size() - start);
-    encode_ids(ids.subspan(start, count), window.data());
-    for (int d = 0; d < kUseLiteDims; ++d) sum[static_cast<std::size_t>(d)] += static_cast<double>(window[static_cast<std::size_t>(d)]) * static_cast<double>(count);
+  const std::span<const std::int32_t> texts[] = {ids};
+  return std::move(encode_batch(texts).front());
+}
+
+std::vector<std::vector<float>> UseLiteEncoder::encode_batch(std::span<const std::span<const std::int32_t>> texts) const {
+  // Every window of every text in model passes of at most kBatchTokens token rows.
+  constexpr std::size_t kBatchTokens = 512;
+  struct Window {
+    std::size_t text;
+    std::span<const std::int32_t> ids;
+  };
+  std::vector<Window> windows;
+  for (std::size_t i = 0; i < texts.size(); ++i)
+    for (std::size_t start = 0; start < texts[i].size(); start += kUseLiteMaxTokens)
+      windows.push_back({i, texts[i].subspan(start, std::min<std::size_t>(kUseLiteMaxTokens, texts[i].size() - start))});
+  std::vector<std::vector<double>> sums(texts.size());
+  std::vector<float> vectors;
+  std::vector<std::span<const std::int32_t>> batch;
+  for (std::size_t begin = 0; begin < windows.size();) {
+    batch.clear();
+    std::size_t tokens = 0;
+    std::size_t end = begin;
+    for (; end < windows.size() && (end == begin || tokens + windows[end].ids.size() <= kBatchTokens); ++end) {
+      tokens += windows[end].ids.size();
+      batch.push_back(windows[end].ids);
+    }
+    vectors.resize(batch.size() * kUseLiteDims);
+    model_->forward(batch, vectors.data());
+    for (std::size_t w = begin; w < end; ++w) {  // token-count-weighted sum of the text's windows
+      std::vector<double>& sum = sums[windows[w].text];
+      sum.resize(kUseLiteDims, 0.0);
+      const auto weight = static_cast<double>(windows[w].ids.size());
+      for (std::size_t d = 0; d < kUseLiteDims; ++d) sum[d] += static_cast<double>(vectors[(w - begin) * kUseLiteDims + d]) * weight;
+    }
+    begin = end;
   }
-  double norm = 0.0;
-  for (const double v : sum) norm += v * v;
-  norm = std::sqrt(norm);
-  std::vector<float> out(kUseLiteDims, 0.0F);
-  if (norm > 0.0)
-    for (int d = 0; d < kUseLiteDims; ++d) out[static_cast<std::size_t>(d)] = static_cast<float>(sum[static_cast<std::size_t>(d)] / norm);
+  std::vector<std::vector<float>> out(texts.size());
+  for (std::size_t i = 0; i < texts.size(); ++i) {
+    if (sums[i].empty()) continue;  // no token
+    double norm = 0.0;
+    for (const double v : sums[i]) norm += v * v;
+    norm = std::sqrt(norm);
+    out[i].resize(kUseLiteDims);
+    for (std::size_t d = 0; d < kUseLiteDims; ++d) out[i][d] = static_cast<float>(sums[i][d] / norm);
+  }
   return out;
 }
 
