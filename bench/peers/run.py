@@ -298,11 +298,13 @@ def mean_of(rows):
     return {k: statistics.fmean(r[k] for r in rows) for k in sorted(keys)}
 
 
-def run_celltyper(celltyper, setup, name, classifiers, threads, workdir, restrict=True):
+def run_celltyper(celltyper, setup, name, classifiers, threads, workdir, restrict=True, genes=None, features="genept,expression"):
     json_path = os.path.join(workdir, f"cv_{name}.json")
     command = [celltyper, "--quiet", "cv", "--reference", setup["path"], "--label", "obs:label", "--group", "obs:group",
-               "--folds", ",".join(setup["folds"]), "--classifier", ",".join(classifiers), "--features", "genept,expression",
+               "--folds", ",".join(setup["folds"]), "--classifier", ",".join(classifiers), "--features", features,
                "--threads", str(threads), "--json", json_path]
+    if genes:  # a gene store other than the default (bench/stores compares them)
+        command += ["--genes", genes]
     if restrict:  # train each fold on the genes its held-out cells measured, as `train --restrict-genes QUERY` does
         command += ["--restrict-genes", "held-out"]
     if setup["ontology"]:

@@ -3,6 +3,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_embedding.hpp>
 #include <celltyper/gene_store.hpp>
+#include <celltyper/gene_store_combine.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/gene_text.hpp>
@@ -788,6 +789,45 @@ void add_truncate(CLI::App* genes, const GlobalOptions& global) {
   });
 }
 
+// ---- genes combine ---------------------------------------------------------------------------
+
+void add_combine(CLI::App* genes, const GlobalOptions& global) {
+  struct Args {
+    std::vector<std::string> inputs;
+    std::vector<double> weights;
+    bool keep_order = false;
+    int dims = 0;
+    std::string out;
+  };
+  auto args = std::make_shared<Args>();
+  CLI::App* command = genes->add_subcommand(
+      "combine", "Combine gene stores (e.g. LSA + use-lite + imported): weighted concatenation rotated onto its principal axes");
+  command->add_option("stores", args->inputs, "Gene stores (.h5), 2 or more")->required()->expected(2, 64);
+  command->add_option("--weights", args->weights,
+                      "Weight per store (comma-separated; default all 1): the combined cosine is the weighted mean of the stores' cosines")
+      ->delimiter(',');
+  command->add_flag("--keep-order", args->keep_order,
+                    "Keep the concatenation's column order (default: rotate onto principal axes, most informative dimensions first)");
+  command->add_option("--dims", args->dims, "Keep the first k dimensions after rotation (0 = all)")->capture_default_str();
+  command->add_option("-o,--out", args->out, "Output gene store")->required();
+  command->callback([args, &global] {
+    check_outputs_are_not_inputs({args->out}, args->inputs);
+    std::vector<GeneStore> sources;
+    for (const auto& path : args->inputs) sources.push_back(GeneStore::load(path));
+    CombineOptions options;
+    options.weights = args->weights;
+    options.principal_axes = !args->keep_order;
+    options.dims = args->dims;
+    const CombineResult result = combine_gene_stores(sources, options);
+    for (std::size_t s = 0; s < sources.size(); ++s)
+      note(global, fmt::format("{}: {} genes x {} dims ({} / {})", args->inputs[s], sources[s].n_genes(), sources[s].dims(),
+                               sources[s].provenance().backend, sources[s].provenance().model));
+    note(global, fmt::format("{} genes are in every store (the others are left out)", result.n_common));
+    result.store.save(args->out);
+    note(global, fmt::format("wrote {}: {} genes x {} dims", args->out, result.store.n_genes(), result.store.dims()));
+  });
+}
+
 // ---- genes neighbors -------------------------------------------------------------------------
 
 void add_neighbors(CLI::App* genes, const GlobalOptions& global) {
@@ -869,6 +909,7 @@ void add_genes(CLI::App& app, const GlobalOptions& global) {
   add_embed(genes, global);
   add_info(genes, global);
   add_truncate(genes, global);
+  add_combine(genes, global);
   add_neighbors(genes, global);
   add_export(genes, global);
 }

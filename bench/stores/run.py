@@ -1,0 +1,169 @@
+#!/usr/bin/python3
+"""Gene stores for cells: which offline gene embedding makes the best GenePT-w features?
+
+On the folds of bench/peers (savercat leave-one-technology-out, pancreas Xin -> Wang, pbmc3k <->
+pbmc68k_reduced, cellbench CEL-seq2 <-> Drop-seq; real data from ../shared/data), `celltyper cv`
+runs every classifier on GenePT-w cell embeddings made with each gene store below, and once on
+expression features (which use no store), with everything else at its default (each fold trained
+on the genes its held-out cells measured, as bench/peers does). Macro-F1 and hierarchical F are
+means over the folds of a setup; the summary averages the setups.
+
+Stores (built if absent, under --stores-dir):
+  lsa-256        the default store (scripts/setup.sh: LSA of the gene texts, 256 dims)
+  lsa-1024       the same LSA at 1024 dims
+  use-lite       `genes embed --backend use-lite` (Universal Sentence Encoder Lite, 512 dims)
+  lsa-1024+use   `genes combine lsa-1024 use-lite` (weights 1,1; principal axes; 1536 dims)
+  (further stores: --store NAME=PATH, e.g. an imported OpenAI store)
+
+    /usr/bin/python3 bench/stores/run.py [--build build] [--classifiers logreg,knn,mlp,xgboost] [--setups ...]
+        [--stores-dir build/bench-stores] [--store NAME=PATH ...]
+
+Writes bench/results/stores.json and bench/results/stores.md.
+"""
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SUMMARIES = os.path.join(ROOT, "..", "shared", "data", "gene-annotations", "human_genes.tsv")
+
+spec = importlib.util.spec_from_file_location("peers", os.path.join(ROOT, "bench", "peers", "run.py"))
+peers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(peers)
+
+
+def log(message):
+    print(f"[stores] {message}", file=sys.stderr, flush=True)
+
+
+def timed(command):
+    t = time.perf_counter()
+    run = subprocess.run(command, capture_output=True, text=True)
+    if run.returncode != 0:
+        sys.exit(f"bench/stores: {' '.join(command)} failed:\n{run.stderr}")
+    return time.perf_counter() - t
+
+
+def build_stores(celltyper, directory, extra):
+    """name -> (path, build seconds or None when it was there already)."""
+    os.makedirs(directory, exist_ok=True)
+    default = os.path.join(os.path.dirname(celltyper), "share", "celltyper", "gene_embeddings.h5")
+    stores = {"lsa-256": (default, None)}
+    summaries = ["--summaries", SUMMARIES] if os.path.exists(SUMMARIES) else []
+    recipes = {
+        "lsa-1024": [celltyper, "genes", "embed", "--backend", "lsa", "--dims", "1024", *summaries],
+        "use-lite": [celltyper, "genes", "embed", "--backend", "use-lite", *summaries],
+    }
+    for name, command in recipes.items():
+        path = os.path.join(directory, f"{name}.h5")
+        seconds = None
+        if not os.path.exists(path):
+            log(f"building {name}")
+            seconds = timed(command + ["--out", path])
+        stores[name] = (path, seconds)
+    combined = os.path.join(directory, "lsa-1024+use.h5")
+    seconds = None
+    if not os.path.exists(combined):
+        seconds = timed([celltyper, "genes", "combine", stores["lsa-1024"][0], stores["use-lite"][0], "--out", combined])
+    stores["lsa-1024+use"] = (combined, seconds)
+    for item in extra:
+        name, path = item.split("=", 1)
+        stores[name] = (path, None)
+    return stores
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--classifiers", default="logreg,knn,mlp,xgboost")
+    parser.add_argument("--setups", default="savercat,pancreas,pbmc,cellbench")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--stores-dir", default=os.path.join(ROOT, "build", "bench-stores"))
+    parser.add_argument("--store", action="append", default=[], help="NAME=PATH: a further gene store to compare")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "stores"))
+    args = parser.parse_args()
+    celltyper = os.path.join(args.build, "celltyper")
+    started = time.perf_counter()
+    stores = build_stores(celltyper, args.stores_dir, args.store)
+    info = {}
+    for name, (path, seconds) in stores.items():
+        text = subprocess.run([celltyper, "genes", "info", path], capture_output=True, text=True).stdout
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        n_genes, dims = (int(x) for x in fields["genes x dims"].split(" x "))
+        info[name] = dict(path=path, build_seconds=seconds, n_genes=n_genes, dims=dims,
+                          backend=fields["backend / model"].split(" / ")[0].strip(), size_mb=os.path.getsize(path) / 1e6)
+    workdir = tempfile.mkdtemp(prefix="celltyper-stores-")
+    setups = peers.prepare(workdir)
+    classifiers = args.classifiers.split(",")
+    results = {}
+    for setup_name in args.setups.split(","):
+        setup = setups[setup_name]
+        log(f"{setup_name}: expression")
+        ours, _, _ = peers.run_celltyper(celltyper, setup, setup_name, classifiers, args.threads, workdir, features="expression")
+        rows = {f"expression {m.split(':')[0][len('celltyper '):]}": r for m, r in ours.items()
+                if ":" in m and not m.endswith("+hierarchical")}
+        for name, (path, _) in stores.items():
+            log(f"{setup_name}: genept with {name}")
+            ours, _, _ = peers.run_celltyper(celltyper, setup, setup_name, classifiers, args.threads, workdir, genes=path, features="genept")
+            rows.update({f"{name} {m.split(':')[0][len('celltyper '):]}": r for m, r in ours.items()
+                         if ":" in m and not m.endswith("+hierarchical")})
+        results[setup_name] = rows
+    report = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load=os.getloadavg()), stores=info,
+                  classifiers=classifiers, setups=results, wall_seconds=time.perf_counter() - started)
+    text = markdown(report)
+    with open(args.out + ".json", "w") as f:
+        json.dump(report, f, indent=2)
+    with open(args.out + ".md", "w") as f:
+        f.write(text)
+    print(text)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def markdown(report):
+    classifiers = report["classifiers"]
+    routes = ["expression"] + list(report["stores"])
+    lines = ["# Gene stores for cells: GenePT-w features per store vs expression features", "",
+             f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} cores; total wall {report['wall_seconds']:.0f} s. "
+             "Reproduce: `/usr/bin/python3 bench/stores/run.py`.", "",
+             "Every row is `celltyper cv` with default settings except the feature route and `--genes` (folds of bench/peers; each "
+             "fold trained on the genes its held-out cells measured). Macro-F1 / hierarchical F: mean over a setup's folds; "
+             "'mean' averages the setups.", "",
+             "| store | backend | genes | dims | size (MB) | build (s) |", "|---|---|---:|---:|---:|---:|"]
+    for name, s in report["stores"].items():
+        build = f"{s['build_seconds']:.0f}" if s["build_seconds"] is not None else "(existing)"
+        lines.append(f"| {name} | {s['backend']} | {s['n_genes']} | {s['dims']} | {s['size_mb']:.0f} | {build} |")
+    lines += [""]
+    for key, title in (("macro_f1", "Macro-F1"), ("hierarchical_f", "Hierarchical F")):
+        lines += [f"## {title}", "", "| features | classifier | " + " | ".join(report["setups"]) + " | mean | vs expression (same classifier) |",
+                  "|---|---|" + "---:|" * (len(report["setups"]) + 2)]
+        for route in routes:
+            for c in classifiers:
+                values = []
+                for setup in report["setups"].values():
+                    r = setup.get(f"{route} {c}", {})
+                    values.append(r.get("mean", {}).get(key))
+                present = [v for v in values if v is not None]
+                if not present:
+                    continue
+                mean = statistics.fmean(present)
+                expression = [setup.get(f"expression {c}", {}).get("mean", {}).get(key) for setup in report["setups"].values()]
+                expression = [v for v in expression if v is not None]
+                gap = "" if route == "expression" or not expression else f"{mean - statistics.fmean(expression):+.3f}"
+                cells = [("" if v is None else f"{v:.3f}") for v in values]
+                lines.append(f"| {'GenePT-w ' + route if route != 'expression' else 'expression'} | {c} | " + " | ".join(cells)
+                             + f" | {mean:.3f} | {gap} |")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
