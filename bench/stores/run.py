@@ -36,9 +36,41 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 SUMMARIES = os.path.join(ROOT, "..", "shared", "data", "gene-annotations", "human_genes.tsv")
 
-spec = importlib.util.spec_from_file_location("peers", os.path.join(ROOT, "bench", "peers", "run.py"))
-peers = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(peers)
+
+
+def load_module(name, path):
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+peers = load_module("peers", os.path.join(ROOT, "bench", "peers", "run.py"))
+genes_bench = load_module("genes_bench", os.path.join(ROOT, "bench", "genes", "run.py"))
+
+
+def gene_level(stores):
+    """bench/genes' measures for every store, on the genes of the default store (missing rows are
+    zero): median rank of a marker's partner among all genes, and the share of a gene's 10 nearest
+    genes that share a GO BP term with it (2000 sampled genes, seed 0)."""
+    import random
+    import numpy as np
+    universe, _, symbols = genes_bench.load_store(stores["lsa-256"][0])
+    bp_sets = genes_bench.go_bp_sets(universe)
+    annotated = [i for i, terms in enumerate(bp_sets) if terms]
+    sample = sorted(random.Random(0).sample(annotated, min(2000, len(annotated))))
+    out = {}
+    for name, (path, _) in stores.items():
+        ids, matrix, _ = genes_bench.load_store(path)
+        aligned = genes_bench.align(ids, matrix, universe)
+        ranks = genes_bench.marker_ranks(aligned, symbols)
+        values = np.array(list(ranks.values()), dtype=float)
+        out[name] = dict(marker_rank_median=float(np.median(values)),
+                         marker_rank_geomean=float(np.exp(np.mean(np.log(values)))),
+                         go_bp_top10=float(genes_bench.go_agreement(aligned, bp_sets, sample)),
+                         genes_covered=int(np.count_nonzero(np.abs(aligned).sum(axis=1))))
+        log(f"gene level {name}: {out[name]}")
+    return out
 
 
 def log(message):
@@ -90,10 +122,26 @@ def main():
     parser.add_argument("--stores-dir", default=os.path.join(ROOT, "build", "bench-stores"))
     parser.add_argument("--store", action="append", default=[], help="NAME=PATH: a further gene store to compare")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "stores"))
+    parser.add_argument("--gene-level-only", action="store_true", help="only the gene-level table (prints JSON)")
+    parser.add_argument("--render", action="store_true", help="rewrite OUT.md from OUT.json (adding the gene-level table if absent)")
     args = parser.parse_args()
     celltyper = os.path.join(args.build, "celltyper")
+    if args.render:
+        with open(args.out + ".json") as f:
+            report = json.load(f)
+        if "gene_level" not in report:
+            report["gene_level"] = gene_level({name: (s["path"], None) for name, s in report["stores"].items()})
+        with open(args.out + ".json", "w") as f:
+            json.dump(report, f, indent=2)
+        with open(args.out + ".md", "w") as f:
+            f.write(markdown(report))
+        return
     started = time.perf_counter()
     stores = build_stores(celltyper, args.stores_dir, args.store)
+    genes = gene_level(stores)
+    if args.gene_level_only:
+        print(json.dumps(genes, indent=2))
+        return
     info = {}
     for name, (path, seconds) in stores.items():
         text = subprocess.run([celltyper, "genes", "info", path], capture_output=True, text=True).stdout
@@ -117,7 +165,7 @@ def main():
             rows.update({f"{name} {m.split(':')[0][len('celltyper '):]}": r for m, r in ours.items()
                          if ":" in m and not m.endswith("+hierarchical")})
         results[setup_name] = rows
-    report = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load=os.getloadavg()), stores=info,
+    report = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load=os.getloadavg()), stores=info, gene_level=genes,
                   classifiers=classifiers, setups=results, wall_seconds=time.perf_counter() - started)
     text = markdown(report)
     with open(args.out + ".json", "w") as f:
@@ -141,6 +189,12 @@ def markdown(report):
     for name, s in report["stores"].items():
         build = f"{s['build_seconds']:.0f}" if s["build_seconds"] is not None else "(existing)"
         lines.append(f"| {name} | {s['backend']} | {s['n_genes']} | {s['dims']} | {s['size_mb']:.0f} | {build} |")
+    lines += ["", "Gene level (bench/genes' measures on the default store's genes): median and geometric-mean rank of a marker's "
+              "partner among all genes (lower is better), share of the 10 nearest genes sharing a GO BP term (higher is better; "
+              "the texts contain the GO term names, so this partly measures how much of its input a store keeps).", "",
+              "| store | median marker rank | geometric mean rank | GO BP top-10 shared |", "|---|---:|---:|---:|"]
+    for name, g in report["gene_level"].items():
+        lines.append(f"| {name} | {g['marker_rank_median']:.1f} | {g['marker_rank_geomean']:.1f} | {g['go_bp_top10']:.3f} |")
     lines += [""]
     for key, title in (("macro_f1", "Macro-F1"), ("hierarchical_f", "Hierarchical F")):
         lines += [f"## {title}", "", "| features | classifier | " + " | ".join(report["setups"]) + " | mean | vs expression (same classifier) |",

@@ -4,6 +4,8 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/parallel.hpp>
 
+#include "genes/text_store_parts.hpp"
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -105,32 +107,14 @@ LsaResult embed_genes_lsa(const GeneTexts& texts, const GeneTable* table, const 
     }
     ids.push_back(entrez_id);
     symbols.push_back(texts.symbols[position]);
-    std::string ensembl_id;
-    if (table != nullptr) {
-      const std::int32_t gene = table->find_entrez(entrez_id);
-      if (gene != kNoGene && !table->gene(gene).ensembl_ids.empty()) ensembl_id = table->gene(gene).ensembl_ids.front();
-    }
-    ensembl.push_back(std::move(ensembl_id));
+    ensembl.push_back(detail::first_ensembl_id(table, entrez_id));
     const double scale = 1.0 / norms[d];
     const double* row = svd.left_scaled.data() + d * static_cast<std::size_t>(k);
     for (int j = 0; j < k; ++j) matrix.push_back(static_cast<float>(row[j] * scale));
   }
   svd.left_scaled = {};
 
-  GeneStoreProvenance provenance;
-  provenance.backend = "lsa";
-  provenance.model = "tfidf-lsa";
-  provenance.dims = k;
-  provenance.text_recipe_hash = texts.recipe_hash;
-  if (table != nullptr) {
-    provenance.gene_table_hash = table->content_hash_hex();
-    provenance.species = table->species();
-  } else if (texts.provenance.contains("gene_table")) {
-    provenance.gene_table_hash = texts.provenance["gene_table"].value("content_hash", "");
-    provenance.species = texts.provenance["gene_table"].value("species", "");
-  }
-  provenance.created_utc = utc_timestamp();
-  provenance.celltyper_version = CELLTYPER_VERSION;
+  GeneStoreProvenance provenance = detail::text_store_provenance("lsa", "tfidf-lsa", k, texts, table);
   const TokenizerOptions& tokenizer = tfidf_options.tokenizer;
   provenance.extra["lsa"] = {
       {"method", "TF-IDF (sublinear tf, smoothed idf, L2 rows) + randomised SVD (Halko et al. 2011); rows of U*S, L2-normalised"},
@@ -149,7 +133,6 @@ LsaResult embed_genes_lsa(const GeneTexts& texts, const GeneTable* table, const 
       {"n_terms", result.n_terms},
       {"nnz", result.nnz},
       {"singular_values", result.singular_values}};
-  provenance.extra["texts"] = texts.provenance;
   provenance.extra["counts"] = {{"n_genes_in_texts", texts.size()},
                                 {"n_embedded", ids.size()},
                                 {"n_empty_text", result.empty_text.size()},

@@ -8,6 +8,7 @@
 #include "celltyper/error.hpp"
 #include "celltyper/gene_table.hpp"
 #include "celltyper/openai.hpp"
+#include "genes/text_store_parts.hpp"
 
 namespace celltyper::openai {
 
@@ -59,12 +60,7 @@ GeneStore gene_store_from_embeddings(const GeneTexts& texts, const std::map<std:
       throw InputError(fmt::format("the embedding of {} has {} dimensions, the others {}", texts.symbols[i], vector.size(), dims));
     ids.push_back(texts.entrez_ids[i]);
     symbols.push_back(texts.symbols[i]);
-    std::string ensembl_id;
-    if (table != nullptr) {
-      const std::int32_t gene = table->find_entrez(texts.entrez_ids[i]);
-      if (gene != kNoGene && !table->gene(gene).ensembl_ids.empty()) ensembl_id = table->gene(gene).ensembl_ids.front();
-    }
-    ensembl.push_back(std::move(ensembl_id));
+    ensembl.push_back(detail::first_ensembl_id(table, texts.entrez_ids[i]));
     matrix.insert(matrix.end(), vector.begin(), vector.end());
   }
   if (n_without > 0)
@@ -72,22 +68,8 @@ GeneStore gene_store_from_embeddings(const GeneTexts& texts, const std::map<std:
                                  n_without > without.size() ? ", ..." : ""));
   if (ids.empty()) throw InputError("no gene has a text, so there is nothing to store");
 
-  GeneStoreProvenance provenance;
-  provenance.backend = source.backend;
-  provenance.model = source.model;
-  provenance.dims = static_cast<int>(dims);
-  provenance.text_recipe_hash = texts.recipe_hash;
-  if (table != nullptr) {
-    provenance.gene_table_hash = table->content_hash_hex();
-    provenance.species = table->species();
-  } else if (texts.provenance.contains("gene_table")) {
-    provenance.gene_table_hash = texts.provenance["gene_table"].value("content_hash", "");
-    provenance.species = texts.provenance["gene_table"].value("species", "");
-  }
-  provenance.created_utc = utc_timestamp();
-  provenance.celltyper_version = CELLTYPER_VERSION;
+  GeneStoreProvenance provenance = detail::text_store_provenance(source.backend, source.model, static_cast<int>(dims), texts, table);
   provenance.extra["openai"] = source.details;
-  provenance.extra["texts"] = texts.provenance;
   provenance.extra["counts"] = {{"n_genes_in_texts", texts.size()}, {"n_embedded", ids.size()},
                                 {"n_empty_text", texts.size() - texts.n_nonempty()}};
   return GeneStore(std::move(ids), std::move(symbols), std::move(ensembl), std::move(matrix), static_cast<int>(dims),

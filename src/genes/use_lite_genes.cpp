@@ -12,6 +12,8 @@
 #include <celltyper/parallel.hpp>
 #include <celltyper/use_lite.hpp>
 
+#include "genes/text_store_parts.hpp"
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -215,36 +217,17 @@ UseLiteGeneResult embed_genes_use_lite(const GeneTexts& texts, const GeneTable* 
     }
     ids.push_back(texts.entrez_ids[i]);
     symbols.push_back(texts.symbols[i]);
-    std::string ensembl_id;
-    if (table != nullptr) {
-      const std::int32_t gene = table->find_entrez(texts.entrez_ids[i]);
-      if (gene != kNoGene && !table->gene(gene).ensembl_ids.empty()) ensembl_id = table->gene(gene).ensembl_ids.front();
-    }
-    ensembl.push_back(std::move(ensembl_id));
+    ensembl.push_back(detail::first_ensembl_id(table, texts.entrez_ids[i]));
     kept.insert(kept.end(), matrix.begin() + static_cast<std::ptrdiff_t>(i * kUseLiteDims),
                 matrix.begin() + static_cast<std::ptrdiff_t>((i + 1) * kUseLiteDims));
   }
   if (ids.empty()) throw InputError("no gene has a text with a token, so there is nothing to store");
 
-  GeneStoreProvenance provenance;
-  provenance.backend = "use-lite";
-  provenance.model = kUseLiteModelName;
-  provenance.dims = kUseLiteDims;
-  provenance.text_recipe_hash = texts.recipe_hash;
-  if (table != nullptr) {
-    provenance.gene_table_hash = table->content_hash_hex();
-    provenance.species = table->species();
-  } else if (texts.provenance.contains("gene_table")) {
-    provenance.gene_table_hash = texts.provenance["gene_table"].value("content_hash", "");
-    provenance.species = texts.provenance["gene_table"].value("species", "");
-  }
-  provenance.created_utc = utc_timestamp();
-  provenance.celltyper_version = CELLTYPER_VERSION;
+  GeneStoreProvenance provenance = detail::text_store_provenance("use-lite", kUseLiteModelName, kUseLiteDims, texts, table);
   provenance.extra["use_lite"] = {{"package", kUseLitePackage},
                                   {"package_hash", encoder.package_hash()},
                                   {"window_tokens", kUseLiteMaxTokens},
                                   {"long_texts", "token-weighted mean of consecutive windows, L2-normalised"}};
-  provenance.extra["texts"] = texts.provenance;
   provenance.extra["counts"] = {{"n_genes_in_texts", texts.size()}, {"n_embedded", ids.size()}, {"n_no_vector", result.empty_text.size()}};
   result.store = GeneStore(std::move(ids), std::move(symbols), std::move(ensembl), std::move(kept), kUseLiteDims, std::move(provenance));
   return result;
