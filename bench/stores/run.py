@@ -13,10 +13,12 @@ Stores (built if absent, under --stores-dir):
   lsa-1024       the same LSA at 1024 dims
   use-lite       `genes embed --backend use-lite` (Universal Sentence Encoder Lite, 512 dims)
   lsa-1024+use   `genes combine lsa-1024 use-lite` (weights 1,1; principal axes; 1536 dims)
+  use-lite-c     `genes combine use-lite --center` (mean gene vector removed, rows re-normalised)
+  lsa-1024+use-c `genes combine lsa-1024 use-lite --center`
   (further stores: --store NAME=PATH, e.g. an imported OpenAI store)
 
     /usr/bin/python3 bench/stores/run.py [--build build] [--classifiers logreg,knn,mlp,xgboost] [--setups ...]
-        [--stores-dir build/bench-stores] [--store NAME=PATH ...]
+        [--stores-dir build/bench-stores] [--store NAME=PATH ...] [--only NAME,... (adds to an existing OUT.json)]
 
 Writes bench/results/stores.json and bench/results/stores.md.
 """
@@ -107,6 +109,12 @@ def build_stores(celltyper, directory, extra):
     if not os.path.exists(combined):
         seconds = timed([celltyper, "genes", "combine", stores["lsa-1024"][0], stores["use-lite"][0], "--out", combined])
     stores["lsa-1024+use"] = (combined, seconds)
+    for name, inputs in (("use-lite-c", ["use-lite"]), ("lsa-1024+use-c", ["lsa-1024", "use-lite"])):
+        path = os.path.join(directory, f"{name}.h5")
+        seconds = None
+        if not os.path.exists(path):
+            seconds = timed([celltyper, "genes", "combine", *[stores[i][0] for i in inputs], "--center", "--out", path])
+        stores[name] = (path, seconds)
     for item in extra:
         name, path = item.split("=", 1)
         stores[name] = (path, None)
@@ -123,6 +131,8 @@ def main():
     parser.add_argument("--store", action="append", default=[], help="NAME=PATH: a further gene store to compare")
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "stores"))
     parser.add_argument("--gene-level-only", action="store_true", help="only the gene-level table (prints JSON)")
+    parser.add_argument("--only", default=None, help="run only these stores (comma-separated; 'expression' for that route) "
+                        "and merge them into the existing OUT.json")
     parser.add_argument("--render", action="store_true", help="rewrite OUT.md from OUT.json (adding the gene-level table if absent)")
     args = parser.parse_args()
     celltyper = os.path.join(args.build, "celltyper")
@@ -138,7 +148,14 @@ def main():
         return
     started = time.perf_counter()
     stores = build_stores(celltyper, args.stores_dir, args.store)
-    genes = gene_level(stores)
+    only = args.only.split(",") if args.only else None
+    previous = None
+    if only:
+        with open(args.out + ".json") as f:
+            previous = json.load(f)
+        stores = {name: stores[name] for name in only if name in stores}
+        stores_for_genes = dict(stores, **{"lsa-256": build_stores(celltyper, args.stores_dir, [])["lsa-256"]})
+    genes = gene_level(stores_for_genes if only else stores)
     if args.gene_level_only:
         print(json.dumps(genes, indent=2))
         return
@@ -155,10 +172,12 @@ def main():
     results = {}
     for setup_name in args.setups.split(","):
         setup = setups[setup_name]
-        log(f"{setup_name}: expression")
-        ours, _, _ = peers.run_celltyper(celltyper, setup, setup_name, classifiers, args.threads, workdir, features="expression")
-        rows = {f"expression {m.split(':')[0][len('celltyper '):]}": r for m, r in ours.items()
-                if ":" in m and not m.endswith("+hierarchical")}
+        rows = {}
+        if not only or "expression" in only:
+            log(f"{setup_name}: expression")
+            ours, _, _ = peers.run_celltyper(celltyper, setup, setup_name, classifiers, args.threads, workdir, features="expression")
+            rows = {f"expression {m.split(':')[0][len('celltyper '):]}": r for m, r in ours.items()
+                    if ":" in m and not m.endswith("+hierarchical")}
         for name, (path, _) in stores.items():
             log(f"{setup_name}: genept with {name}")
             ours, _, _ = peers.run_celltyper(celltyper, setup, setup_name, classifiers, args.threads, workdir, genes=path, features="genept")
@@ -167,6 +186,13 @@ def main():
         results[setup_name] = rows
     report = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load=os.getloadavg()), stores=info, gene_level=genes,
                   classifiers=classifiers, setups=results, wall_seconds=time.perf_counter() - started)
+    if previous:  # merge into the earlier run
+        previous["stores"].update(info)
+        previous.setdefault("gene_level", {}).update(genes)
+        for setup_name, rows in results.items():
+            previous["setups"].setdefault(setup_name, {}).update(rows)
+        previous["wall_seconds"] += report["wall_seconds"]
+        report = previous
     text = markdown(report)
     with open(args.out + ".json", "w") as f:
         json.dump(report, f, indent=2)

@@ -796,18 +796,23 @@ void add_combine(CLI::App* genes, const GlobalOptions& global) {
     std::vector<std::string> inputs;
     std::vector<double> weights;
     bool keep_order = false;
+    bool center = false;
     int dims = 0;
     std::string out;
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = genes->add_subcommand(
-      "combine", "Combine gene stores (e.g. LSA + use-lite + imported): weighted concatenation rotated onto its principal axes");
-  command->add_option("stores", args->inputs, "Gene stores (.h5), 2 or more")->required()->expected(2, 64);
+      "combine",
+      "Combine gene stores (e.g. LSA + use-lite + imported): weighted concatenation (optionally centred) rotated onto its principal axes");
+  command->add_option("stores", args->inputs, "Gene stores (.h5), 2 or more (1 with --center)")->required()->expected(1, 64);
   command->add_option("--weights", args->weights,
                       "Weight per store (comma-separated; default all 1): the combined cosine is the weighted mean of the stores' cosines")
       ->delimiter(',');
   command->add_flag("--keep-order", args->keep_order,
                     "Keep the concatenation's column order (default: rotate onto principal axes, most informative dimensions first)");
+  command->add_flag("--center", args->center,
+                    "Subtract each store's mean gene vector first (rows re-normalised): removes the common direction of "
+                    "transformer embeddings such as use-lite's");
   command->add_option("--dims", args->dims, "Keep the first k dimensions after rotation (0 = all)")->capture_default_str();
   command->add_option("-o,--out", args->out, "Output gene store")->required();
   command->callback([args, &global] {
@@ -817,6 +822,7 @@ void add_combine(CLI::App* genes, const GlobalOptions& global) {
     CombineOptions options;
     options.weights = args->weights;
     options.principal_axes = !args->keep_order;
+    options.center = args->center;
     options.dims = args->dims;
     const CombineResult result = combine_gene_stores(sources, options);
     for (std::size_t s = 0; s < sources.size(); ++s)

@@ -15,7 +15,8 @@
 namespace celltyper {
 
 CombineResult combine_gene_stores(const std::vector<GeneStore>& sources, const CombineOptions& options) {
-  if (sources.size() < 2) throw InputError("combining needs at least 2 gene stores");
+  if (sources.empty() || (sources.size() < 2 && !options.center))
+    throw InputError("combining needs at least 2 gene stores (or 1 with centring)");
   std::vector<double> weights = options.weights.empty() ? std::vector<double>(sources.size(), 1.0) : options.weights;
   if (weights.size() != sources.size())
     throw InputError(fmt::format("{} weights for {} gene stores", weights.size(), sources.size()));
@@ -46,13 +47,24 @@ CombineResult combine_gene_stores(const std::vector<GeneStore>& sources, const C
   using Matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
   Matrix x(result.n_common, dims);
   int column = 0;
+  std::vector<double> mean_norms;
   for (std::size_t s = 0; s < sources.size(); ++s) {
-    const auto scale = static_cast<float>(std::sqrt(weights[s] / total_weight));
-    for (std::int64_t g = 0; g < result.n_common; ++g) {
-      const float* row = sources[s].row(rows[s][static_cast<std::size_t>(g)]);
-      for (int d = 0; d < sources[s].dims(); ++d) x(g, column + d) = scale * row[d];
+    const GeneStore& source = sources[s];
+    const int k = source.dims();
+    Eigen::RowVectorXd mean = Eigen::RowVectorXd::Zero(k);
+    if (options.center) {
+      for (std::int64_t i = 0; i < source.n_genes(); ++i) mean += Eigen::Map<const Eigen::RowVectorXf>(source.row(i), k).cast<double>();
+      mean /= static_cast<double>(source.n_genes());
+      mean_norms.push_back(mean.norm());
     }
-    column += sources[s].dims();
+    const auto scale = std::sqrt(weights[s] / total_weight);
+    for (std::int64_t g = 0; g < result.n_common; ++g) {
+      Eigen::RowVectorXd row = Eigen::Map<const Eigen::RowVectorXf>(source.row(rows[s][static_cast<std::size_t>(g)]), k).cast<double>() - mean;
+      const double norm = row.norm();
+      if (norm > 0) row /= norm;  // a gene equal to the mean (never seen in practice) stays zero here
+      x.block(g, column, 1, k) = (row * scale).cast<float>();
+    }
+    column += k;
   }
   nlohmann::json axes = nullptr;
   if (options.principal_axes) {
@@ -100,6 +112,8 @@ CombineResult combine_gene_stores(const std::vector<GeneStore>& sources, const C
   provenance.extra["combine"] = {{"sources", parts},
                                  {"n_common_genes", result.n_common},
                                  {"principal_axes", options.principal_axes},
+                                 {"centered", options.center},
+                                 {"mean_row_norms", mean_norms},
                                  {"axes", axes},
                                  {"cosine", "weighted mean of the sources' cosines (before any truncation)"}};
   std::vector<float> matrix(x.data(), x.data() + x.size());

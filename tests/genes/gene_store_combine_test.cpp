@@ -65,6 +65,26 @@ TEST(GeneStoreCombine, CosineIsTheWeightedMeanOverTheGenesOfEveryStore) {
   }
 }
 
+TEST(GeneStoreCombine, CenteringRemovesTheCommonDirection) {
+  std::vector<std::int64_t> ids;
+  for (std::int64_t i = 1; i <= 50; ++i) ids.push_back(i);
+  // A store whose rows share one large direction (like USE-lite's): offset + noise.
+  const GeneStore noisy = random_store(ids, 16, 7, "noise");
+  std::vector<float> matrix(noisy.matrix());
+  for (std::size_t i = 0; i < matrix.size(); i += 16) matrix[i] += 10.0F;
+  const GeneStore shared(ids, noisy.symbols(), noisy.ensembl_ids(), matrix, 16, noisy.provenance());
+  EXPECT_GT(cosine(shared, 1, 2), 0.9);
+  CombineOptions options;
+  options.center = true;
+  const CombineResult centered = combine_gene_stores({shared}, options);
+  EXPECT_LT(std::abs(cosine(centered.store, 1, 2)), 0.6);
+  // The mean of the centred rows is ~0 (before re-normalisation exactly 0).
+  double mean_first = 0;
+  for (std::int64_t i = 0; i < centered.store.n_genes(); ++i) mean_first += centered.store.row(i)[0];
+  EXPECT_LT(std::abs(mean_first / 50.0), 0.2);
+  EXPECT_THROW(combine_gene_stores({shared}), InputError);  // one store needs centring
+}
+
 TEST(GeneStoreCombine, DimsKeepsTheLeadingAxes) {
   std::vector<std::int64_t> ids;
   for (std::int64_t i = 1; i <= 40; ++i) ids.push_back(i);
@@ -85,6 +105,7 @@ TEST(GeneStoreCombine, BadWeightsOrNoCommonGeneAreInputErrors) {
   options.weights = {1.0};
   EXPECT_THROW(combine_gene_stores({a, a}, options), InputError);
   EXPECT_THROW(combine_gene_stores({a}), InputError);
+  EXPECT_THROW(combine_gene_stores({}), InputError);
 }
 
 }  // namespace
