@@ -97,7 +97,7 @@ CombineResult combine_gene_stores(const std::vector<GeneStore>& sources, const C
   nlohmann::json parts = nlohmann::json::array();
   for (std::size_t s = 0; s < sources.size(); ++s) {
     const GeneStoreProvenance& p = sources[s].provenance();
-    models.push_back(fmt::format("{}:{}x{}", p.backend, p.model, sources[s].dims()));
+    models.push_back(fmt::format("{}:{}({})", p.backend, p.model, sources[s].dims()));
     parts.push_back({{"backend", p.backend}, {"model", p.model}, {"dims", sources[s].dims()}, {"weight", weights[s]},
                      {"n_genes", sources[s].n_genes()}, {"identity_hash", sources[s].identity_hash()},
                      {"text_recipe_hash", p.text_recipe_hash}});

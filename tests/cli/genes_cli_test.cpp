@@ -204,7 +204,7 @@ TEST(GenesCli, BadInputGivesOneClearLine) {
   if (!saved_key.empty()) setenv("OPENAI_API_KEY", saved_key.c_str(), 1);
   EXPECT_FALSE(std::filesystem::exists(directory.file("x.h5.checkpoint.jsonl")));
   expect_error(test::run_cli(concat({"-q", "genes", "embed", "--backend", "word2vec", "--out", directory.file("x.h5")}, fixture.sources())),
-               2, "--backend must be lsa, openai, openai-batch or import");
+               2, "--backend must be lsa, use-lite, openai, openai-batch or import");
   expect_error(test::run_cli({"-q", "genes", "embed", "--backend", "import", "--gene-table", fixture.table, "--input",
                               write_file(directory, "unknown.tsv", "FOO\t1\t2\n"), "--out", directory.file("x.h5")}),
                2, "none of its 1 gene ids resolves");
