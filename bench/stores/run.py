@@ -15,6 +15,8 @@ Stores (built if absent, under --stores-dir):
   lsa-1024+use   `genes combine lsa-1024 use-lite` (weights 1,1; principal axes; 1536 dims)
   use-lite-c     `genes combine use-lite --center` (mean gene vector removed, rows re-normalised)
   lsa-1024+use-c `genes combine lsa-1024 use-lite --center`
+  lsa-1024+use-256  `genes truncate lsa-1024+use --dims 256`: the combination's leading 256 axes, the
+                 default store's size and per-cell cost
   (further stores: --store NAME=PATH, e.g. an imported OpenAI store)
 
     /usr/bin/python3 bench/stores/run.py [--build build] [--classifiers logreg,knn,mlp,xgboost] [--setups ...]
@@ -115,6 +117,10 @@ def build_stores(celltyper, directory, extra):
         if not os.path.exists(path):
             seconds = timed([celltyper, "genes", "combine", *[stores[i][0] for i in inputs], "--center", "--out", path])
         stores[name] = (path, seconds)
+    prefix = os.path.join(directory, "lsa-1024+use-256.h5")
+    if not os.path.exists(prefix):
+        timed([celltyper, "genes", "truncate", combined, "--dims", "256", "--out", prefix])
+    stores["lsa-1024+use-256"] = (prefix, None)
     for item in extra:
         name, path = item.split("=", 1)
         stores[name] = (path, None)
@@ -163,7 +169,7 @@ def main():
     for name, (path, seconds) in stores.items():
         text = subprocess.run([celltyper, "genes", "info", path], capture_output=True, text=True).stdout
         fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        n_genes, dims = (int(x) for x in fields["genes x dims"].split(" x "))
+        n_genes, dims = (int(x) for x in fields["genes x dims"].split(" (")[0].split(" x "))
         info[name] = dict(path=path, build_seconds=seconds, n_genes=n_genes, dims=dims,
                           backend=fields["backend / model"].split(" / ")[0].strip(), size_mb=os.path.getsize(path) / 1e6)
     workdir = tempfile.mkdtemp(prefix="celltyper-stores-")
