@@ -440,14 +440,7 @@ void embed_use_lite(const EmbedArgs& args, const GeneTable& table, const GlobalO
   note(global, fmt::format("{} genes embedded: {} from the checkpoint, {} now ({} tokens in {} windows of <= {} tokens)",
                            result.store.n_genes(), result.n_from_checkpoint, result.store.n_genes() - static_cast<std::int64_t>(result.n_from_checkpoint),
                            result.n_tokens, result.n_windows, kUseLiteMaxTokens));
-  std::vector<std::string> skipped;
-  if (!result.empty_text.empty()) {
-    note(global, fmt::format("{} genes have an empty text (or one of no token) and no vector (e.g. {})", result.empty_text.size(),
-                             join_examples(result.empty_text, texts)));
-    std::map<std::int64_t, std::string> symbols;
-    for (std::size_t i = 0; i < texts.size(); ++i) symbols.emplace(texts.entrez_ids[i], texts.symbols[i]);
-    for (const std::int64_t id : result.empty_text) skipped.push_back(fmt::format("{}\t{}\tempty_text", id, symbols[id]));
-  }
+  const std::vector<std::string> skipped = note_empty_texts(result.empty_text, texts, global);  // empty or no token
   write_skipped(args.skipped, skipped);
   save_store(result.store, args.out, global, start);
   std::error_code error;
