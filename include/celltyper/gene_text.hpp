@@ -7,15 +7,17 @@
 /// Layout of one document (sections absent when empty; `; ` joins list items):
 ///
 ///     CD3E: CD3 epsilon subunit of T-cell receptor complex. Gene type: protein-coding.
+///     [Also known as: <aliases>.]   (only when the recipe asks for them)
 ///     Summary: <NCBI RefSeq summary>
 ///     Biological process: <GO BP term names, sorted, deduplicated>.
 ///     Molecular function: <GO MF term names>.
 ///     Cellular component: <GO CC term names>.
 ///     Enrichment: <free text, e.g. a chat model's answer>
 ///
-/// Sections are separated by one space (no tabs or newlines: texts fit a TSV cell). Every
-/// tab, carriage return and newline inside a source string becomes a space, runs of spaces are
-/// collapsed. Sources:
+/// Which sections are written, and how many times each, is the recipe (`GeneTextOptions`,
+/// `--sections`); provenance records it as `options.sections`. Sections are separated by one
+/// space (no tabs or newlines: texts fit a TSV cell). Every tab, carriage return and newline
+/// inside a source string becomes a space, runs of spaces are collapsed. Sources:
 /// - the gene table (symbol, name, gene type, summary when the table has one),
 /// - GO annotations: Bioconductor `org.Hs.eg.db` (gene -> GO id, tables `go_bp`/`go_mf`/`go_cc`)
 ///   plus `GO.db` (GO id -> term name, table `go_term`) read with SQLite, or the TSV pair
@@ -174,17 +176,54 @@ std::vector<std::int32_t> read_gene_subset(const std::string& path, const GeneTa
 /// by exactly one gene. kNoGene when none matches.
 std::int32_t resolve_gene_name(const GeneTable& table, std::string_view name);
 
+/// The sections of a document (the symbol always leads it). The value indexes
+/// `GeneTextOptions::section_repeats`; the names are those of `parse_gene_text_sections`.
+enum class GeneTextSection : std::uint8_t {
+  kName = 0,        ///< "name": the full name after the symbol ("CD3E: CD3 epsilon subunit ...")
+  kGeneType = 1,    ///< "type": "Gene type: protein-coding."
+  kAliases = 2,     ///< "aliases": "Also known as: T3E; TCRE." (the gene table's other symbols)
+  kSummary = 3,     ///< "summary": the RefSeq summary (table's, overridden by `summaries`)
+  kGoBp = 4,        ///< "bp": GO biological process term names
+  kGoMf = 5,        ///< "mf": GO molecular function term names
+  kGoCc = 6,        ///< "cc": GO cellular component term names
+  kEnrichment = 7,  ///< "enrichment": the enrichment text (when given)
+};
+inline constexpr std::size_t kGeneTextSectionCount = 8;
+
+/// Times each section is written, indexed by GeneTextSection: 0 leaves it out, 2 writes it twice
+/// (which doubles its words' counts for LSA and their share of a transformer's window average).
+using GeneTextSectionRepeats = std::array<std::uint8_t, kGeneTextSectionCount>;
+
+/// The default recipe: every section once except the aliases (the layout in the file comment).
+inline constexpr GeneTextSectionRepeats kDefaultGeneTextSections = {1, 1, 0, 1, 1, 1, 1, 1};
+
+/// Parse a section list such as "name,type,summary:2,bp,mf,cc": the sections named are written
+/// (`:N`, N in 0..9, repeats one N times), the others are left out; "default" stands for the
+/// default recipe's sections and may be followed by changes ("default,aliases,summary:2").
+/// Names: name, type, aliases, summary, bp, mf, cc, enrichment (also "go" = bp,mf,cc).
+/// Throws InputError naming the bad item and the valid names.
+GeneTextSectionRepeats parse_gene_text_sections(std::string_view spec);
+
+/// The canonical form of `repeats` for provenance: "name,type,summary,bp,mf,cc,enrichment"
+/// (sections left out omitted, ":N" when written N > 1 times).
+std::string format_gene_text_sections(const GeneTextSectionRepeats& repeats);
+
 /// What goes into a document.
 struct GeneTextOptions {
-  bool include_name = true;       ///< the full name after the symbol
-  bool include_gene_type = true;  ///< "Gene type: protein-coding."
-  bool include_summary = true;    ///< the RefSeq summary (table's, overridden by `summaries`)
-  bool include_go = true;         ///< GO term names (when annotations are given)
+  /// Sections written and how often (see GeneTextSection); the symbol always leads.
+  GeneTextSectionRepeats section_repeats = kDefaultGeneTextSections;
   /// Most GO term names per aspect (alphabetical order kept); 0 = all.
   std::size_t max_go_terms_per_aspect = 0;
   /// When true a gene with no summary, no GO term and no enrichment text gets an empty text
   /// (and so no embedding); when false (default) it still gets its symbol, name and type.
   bool require_annotation = false;
+
+  /// Times `section` is written.
+  [[nodiscard]] std::uint8_t repeats(GeneTextSection section) const {
+    return section_repeats[static_cast<std::size_t>(section)];
+  }
+  /// Set how many times `section` is written (0 = left out).
+  void set_repeats(GeneTextSection section, std::uint8_t times) { section_repeats[static_cast<std::size_t>(section)] = times; }
 };
 
 /// Sources of `build_gene_texts`; only `table` is required.

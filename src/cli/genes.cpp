@@ -46,7 +46,21 @@ struct TextSourceArgs {
   std::string summaries;
   std::string enrichment;
   bool no_summaries = false;
+  std::string sections;
   GeneTextOptions options;
+
+  /// The recipe: --sections (default recipe when absent), less what --no-go / --no-summaries drop.
+  [[nodiscard]] GeneTextOptions text_options() const {
+    GeneTextOptions out = options;
+    if (!sections.empty()) out.section_repeats = parse_gene_text_sections(sections);
+    if (no_go) {
+      for (const GeneTextSection aspect : {GeneTextSection::kGoBp, GeneTextSection::kGoMf, GeneTextSection::kGoCc}) {
+        out.set_repeats(aspect, 0);
+      }
+    }
+    if (no_summaries) out.set_repeats(GeneTextSection::kSummary, 0);
+    return out;
+  }
 };
 
 void add_text_source_options(CLI::App* command, TextSourceArgs& args) {
@@ -63,6 +77,18 @@ void add_text_source_options(CLI::App* command, TextSourceArgs& args) {
   command->add_flag("--no-summaries", args.no_summaries, "Leave RefSeq summaries out of the texts");
   command->add_option("--enrichment", args.enrichment,
                       "Enrichment texts from 'celltyper genes enrich' (.jsonl, or a TSV with entrez_id/symbol and text columns)");
+  command->add_option("--sections", args.sections,
+                      "Sections of each gene text, each written once or :N times (0-9): name, type, aliases, summary, bp, mf, "
+                      "cc, go (= bp,mf,cc), enrichment; 'default' = name,type,summary,bp,mf,cc,enrichment, e.g. "
+                      "'default,aliases,summary:2' (the symbol always leads)")
+      ->check([](const std::string& value) {
+        try {
+          (void)parse_gene_text_sections(value);
+        } catch (const InputError& error) {
+          return std::string(error.what());
+        }
+        return std::string();
+      });
   command->add_option("--max-go-terms", args.options.max_go_terms_per_aspect, "Most GO terms per aspect in a text (0 = all)")
       ->capture_default_str();
   command->add_flag("--require-annotation", args.options.require_annotation,
@@ -91,8 +117,11 @@ GeneTable load_table(const std::string& requested, const GlobalOptions& global) 
 
 /// Build texts from the sources named in `args` (the gene table already loaded).
 GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const GlobalOptions& global) {
+  const GeneTextOptions options = args.text_options();
+  const bool wants_go = options.repeats(GeneTextSection::kGoBp) > 0 || options.repeats(GeneTextSection::kGoMf) > 0 ||
+                        options.repeats(GeneTextSection::kGoCc) > 0;
   std::unique_ptr<GoAnnotations> go;
-  if (!args.no_go) {
+  if (wants_go) {
     if (!args.go_tsv.empty() || !args.go_terms.empty()) {
       if (args.go_tsv.empty() || args.go_terms.empty()) throw InputError("--go-tsv and --go-terms go together");
       go = std::make_unique<GoAnnotations>(load_go_tsv(args.go_tsv, args.go_terms));
@@ -114,7 +143,7 @@ GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const 
     if (go) note(global, fmt::format("GO annotations {}: {} genes, {} links", go->source, go->genes.size(), go->n_links));
   }
   std::unique_ptr<GeneExtraTexts> summaries;
-  if (!args.summaries.empty() && !args.no_summaries) {
+  if (!args.summaries.empty() && options.repeats(GeneTextSection::kSummary) > 0) {
     summaries = std::make_unique<GeneExtraTexts>(load_gene_summaries(args.summaries, table));
     note(global, fmt::format("summaries {}: {} genes ({} ids not in the gene table)", args.summaries, summaries->texts.size(),
                              summaries->n_unresolved));
@@ -125,8 +154,6 @@ GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const 
     note(global, fmt::format("enrichment {}: {} genes ({} ids not in the gene table)", args.enrichment, enrichment->texts.size(),
                              enrichment->n_unresolved));
   }
-  GeneTextOptions options = args.options;
-  options.include_summary = !args.no_summaries;
   GeneTextSources sources;
   sources.table = &table;
   sources.go = go.get();

@@ -257,6 +257,69 @@ GeneExtraTexts load_gene_enrichment(const std::string& path, const GeneTable& ta
   return extra;
 }
 
+namespace {
+
+constexpr std::array<std::string_view, kGeneTextSectionCount> kSectionNames{"name", "type",  "aliases", "summary",
+                                                                         "bp",   "mf",    "cc",      "enrichment"};
+
+}  // namespace
+
+GeneTextSectionRepeats parse_gene_text_sections(std::string_view spec) {
+  GeneTextSectionRepeats repeats{};
+  const auto bad = [&spec](std::string_view item, std::string_view why) {
+    return InputError(fmt::format("gene text sections '{}': {} '{}' (sections: name, type, aliases, summary, bp, mf, cc, go, enrichment, "
+                                  "default; each may end in :N with N in 0..9, the times it is written)",
+                                  spec, why, item));
+  };
+  bool any = false;
+  std::size_t begin = 0;
+  while (begin <= spec.size()) {
+    const std::size_t comma = std::min(spec.find(',', begin), spec.size());
+    std::string_view item = spec.substr(begin, comma - begin);
+    begin = comma + 1;
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+    if (item.empty()) {
+      if (comma == spec.size() && any) break;
+      throw bad(item, "empty item");
+    }
+    std::string_view name = item;
+    std::uint8_t times = 1;
+    if (const std::size_t colon = item.find(':'); colon != std::string_view::npos) {
+      name = item.substr(0, colon);
+      const std::string_view count = item.substr(colon + 1);
+      if (count.size() != 1 || count[0] < '0' || count[0] > '9') throw bad(item, "the count must be one digit 0..9 in");
+      times = static_cast<std::uint8_t>(count[0] - '0');
+    }
+    if (name == "default") {
+      if (times != 1) throw bad(item, "no count allowed on");
+      repeats = kDefaultGeneTextSections;
+    } else if (name == "go") {
+      for (const GeneTextSection aspect : {GeneTextSection::kGoBp, GeneTextSection::kGoMf, GeneTextSection::kGoCc}) {
+        repeats[static_cast<std::size_t>(aspect)] = times;
+      }
+    } else {
+      const auto found = std::find(kSectionNames.begin(), kSectionNames.end(), name);
+      if (found == kSectionNames.end()) throw bad(item, "unknown section");
+      repeats[static_cast<std::size_t>(found - kSectionNames.begin())] = times;
+    }
+    any = true;
+    if (comma == spec.size()) break;
+  }
+  return repeats;
+}
+
+std::string format_gene_text_sections(const GeneTextSectionRepeats& repeats) {
+  std::string out;
+  for (std::size_t i = 0; i < kGeneTextSectionCount; ++i) {
+    if (repeats[i] == 0) continue;
+    if (!out.empty()) out += ',';
+    out += kSectionNames[i];
+    if (repeats[i] > 1) out += fmt::format(":{}", repeats[i]);
+  }
+  return out;
+}
+
 GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions& options) {
   if (sources.table == nullptr || sources.table->empty()) throw InputError("gene texts: the gene table is empty");
   const GeneTable& table = *sources.table;
@@ -270,13 +333,34 @@ GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions
   std::size_t n_go = 0;
   std::size_t n_enrichment = 0;
   std::size_t n_empty = 0;
+  const auto times = [&options](GeneTextSection section) { return options.repeats(section); };
+  // Appends `section_text` (already starting with its space) as often as the recipe says.
+  const auto append = [](std::string& text, std::string_view section_text, std::uint8_t n) {
+    for (std::uint8_t i = 0; i < n; ++i) text += section_text;
+  };
   for (const Gene& gene : table.genes()) {
     std::string text = clean_text(gene.symbol);
-    if (options.include_name && !gene.name.empty()) text += ": " + clean_text(gene.name);
-    text = with_period(std::move(text));
-    if (options.include_gene_type && !gene.gene_type.empty()) text += " Gene type: " + with_period(clean_text(gene.gene_type));
+    const std::string name = clean_text(gene.name);
+    if (times(GeneTextSection::kName) > 0 && !name.empty()) {
+      text += ": " + name;
+      text = with_period(std::move(text));
+      append(text, " " + with_period(name), static_cast<std::uint8_t>(times(GeneTextSection::kName) - 1));
+    } else {
+      text = with_period(std::move(text));
+    }
+    if (!gene.gene_type.empty()) {
+      append(text, " Gene type: " + with_period(clean_text(gene.gene_type)), times(GeneTextSection::kGeneType));
+    }
+    if (times(GeneTextSection::kAliases) > 0 && !gene.aliases.empty()) {
+      std::string aliases = " Also known as: ";
+      for (std::size_t i = 0; i < gene.aliases.size(); ++i) {
+        if (i > 0) aliases += "; ";
+        aliases += clean_text(gene.aliases[i]);
+      }
+      append(text, with_period(std::move(aliases)), times(GeneTextSection::kAliases));
+    }
     bool annotated = false;
-    if (options.include_summary) {
+    if (times(GeneTextSection::kSummary) > 0) {
       std::string summary;
       if (sources.summaries != nullptr) {
         const auto found = sources.summaries->texts.find(gene.entrez_id);
@@ -284,26 +368,28 @@ GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions
       }
       if (summary.empty()) summary = clean_text(gene.summary);
       if (!summary.empty()) {
-        text += " Summary: " + summary;
+        append(text, " Summary: " + summary, times(GeneTextSection::kSummary));
         annotated = true;
         ++n_summary;
       }
     }
-    if (options.include_go && sources.go != nullptr) {
+    if (sources.go != nullptr) {
       const auto found = sources.go->genes.find(gene.entrez_id);
       if (found != sources.go->genes.end()) {
         bool any = false;
         for (std::size_t aspect = 0; aspect < 3; ++aspect) {
           const auto& names = found->second[aspect];
-          if (names.empty()) continue;
+          const std::uint8_t n_times = times(static_cast<GeneTextSection>(static_cast<std::size_t>(GeneTextSection::kGoBp) + aspect));
+          if (names.empty() || n_times == 0) continue;
           const std::size_t n = options.max_go_terms_per_aspect == 0 ? names.size()
                                                                      : std::min(names.size(), options.max_go_terms_per_aspect);
-          text += fmt::format(" {}: ", kAspectTitles[aspect]);
+          std::string section = fmt::format(" {}: ", kAspectTitles[aspect]);
           for (std::size_t i = 0; i < n; ++i) {
-            if (i > 0) text += "; ";
-            text += names[i];
+            if (i > 0) section += "; ";
+            section += names[i];
           }
-          text += '.';
+          section += '.';
+          append(text, section, n_times);
           any = true;
         }
         if (any) {
@@ -312,10 +398,10 @@ GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions
         }
       }
     }
-    if (sources.enrichment != nullptr) {
+    if (sources.enrichment != nullptr && times(GeneTextSection::kEnrichment) > 0) {
       const auto found = sources.enrichment->texts.find(gene.entrez_id);
       if (found != sources.enrichment->texts.end() && !found->second.empty()) {
-        text += " Enrichment: " + found->second;
+        append(text, " Enrichment: " + found->second, times(GeneTextSection::kEnrichment));
         annotated = true;
         ++n_enrichment;
       }
@@ -342,10 +428,7 @@ GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions
   }
   if (sources.summaries != nullptr) provenance["summaries"] = extra_provenance(*sources.summaries);
   if (sources.enrichment != nullptr) provenance["enrichment"] = extra_provenance(*sources.enrichment);
-  provenance["options"] = {{"include_name", options.include_name},
-                           {"include_gene_type", options.include_gene_type},
-                           {"include_summary", options.include_summary},
-                           {"include_go", options.include_go},
+  provenance["options"] = {{"sections", format_gene_text_sections(options.section_repeats)},
                            {"max_go_terms_per_aspect", options.max_go_terms_per_aspect},
                            {"require_annotation", options.require_annotation}};
   provenance["counts"] = {{"n_genes", out.size()},

@@ -108,6 +108,21 @@ TEST(GenesCli, TextEmbedInfoNeighborsTruncateExport) {
   ASSERT_EQ(result.exit_code, 0) << result.err;
   EXPECT_EQ(result.err, "");
   EXPECT_EQ(read_file(directory.file("texts.jsonl")).rfind("{\"celltyper_gene_texts\":1,", 0), 0U);
+  // --sections: the recipe (aliases added, GO left out, the summary twice), recorded in the header.
+  result = test::run_cli(concat({"-q", "genes", "text", "--sections", "default,aliases,go:0,summary:2", "--out",
+                                 directory.file("sections.tsv")},
+                                fixture.sources()));
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const std::string sectioned = read_file(directory.file("sections.tsv"));
+  EXPECT_NE(sectioned.find("\"sections\":\"name,type,aliases,summary:2,enrichment\""), std::string::npos) << sectioned.substr(0, 600);
+  const std::size_t cd3e = sectioned.find("\n916\tCD3E\t");
+  ASSERT_NE(cd3e, std::string::npos);
+  const std::string cd3e_text = sectioned.substr(cd3e + 1, sectioned.find('\n', cd3e + 1) - cd3e - 1);
+  EXPECT_EQ(cd3e_text.find("Cellular component"), std::string::npos) << cd3e_text;
+  EXPECT_NE(cd3e_text.find("Summary: T cell receptor complex subunit; signal transduction in T lymphocytes after antigen "
+                           "recognition. Summary: T cell"),
+            std::string::npos)
+      << cd3e_text;
 
   // genes embed from the texts file, and from the sources directly: the same store content.
   const std::string store = directory.file("store.h5");
@@ -211,6 +226,9 @@ TEST(GenesCli, BadInputGivesOneClearLine) {
   expect_error(test::run_cli({"-q", "genes", "embed", "--backend", "import", "--strict", "--gene-table", fixture.table, "--input",
                               write_file(directory, "partly.tsv", "FOO\t1\t2\nCD3E\t1\t0\n"), "--out", directory.file("x.h5")}),
                2, "1 of 2 gene ids are not in the gene table");
+  expect_error(test::run_cli(concat({"-q", "genes", "embed", "--sections", "name,summry", "--out", directory.file("x.h5")},
+                                    fixture.sources())),
+               2, "unknown section 'summry'");
   expect_error(test::run_cli({"genes", "info", write_file(directory, "text.h5", "hello\n")}), 2, "not a gene store");
   expect_error(test::run_cli({"genes", "truncate", store, "--dims", "9", "--out", directory.file("t.h5")}), 2, "dims must be in 1..4");
   EXPECT_FALSE(std::filesystem::exists(directory.file("x.h5")));

@@ -184,6 +184,57 @@ TEST(GeneTexts, DocumentLayoutIsExact) {
   EXPECT_THROW(build_gene_texts(GeneTextSources{}), InputError);
 }
 
+TEST(GeneTexts, SectionsChooseAndRepeatParts) {
+  TempDir directory;
+  const GeneTable table = small_table(directory);
+  const GoFiles files = small_go(directory);
+  const GoAnnotations go = load_go_tsv(files.gene2go, files.terms);
+  GeneTextSources sources;
+  sources.table = &table;
+  sources.go = &go;
+  const GeneTexts defaults = build_gene_texts(sources);
+
+  // The default recipe spelled out gives the same texts, hash included.
+  GeneTextOptions options;
+  options.section_repeats = parse_gene_text_sections("name,type,summary,bp,mf,cc,enrichment");
+  EXPECT_EQ(options.section_repeats, kDefaultGeneTextSections);
+  EXPECT_EQ(build_gene_texts(sources, options).recipe_hash, defaults.recipe_hash);
+  EXPECT_EQ(format_gene_text_sections(kDefaultGeneTextSections), "name,type,summary,bp,mf,cc,enrichment");
+  EXPECT_EQ(defaults.provenance["options"]["sections"], "name,type,summary,bp,mf,cc,enrichment");
+
+  // Aliases added, the summary twice, GO reduced to its molecular function.
+  options.section_repeats = parse_gene_text_sections("default,aliases,summary:2,bp:0,cc:0");
+  EXPECT_EQ(format_gene_text_sections(options.section_repeats), "name,type,aliases,summary:2,mf,enrichment");
+  const GeneTexts varied = build_gene_texts(sources, options);
+  EXPECT_EQ(varied.texts[0],
+            "CD3E: CD3 epsilon subunit of T-cell receptor complex. Gene type: protein-coding. Also known as: T3E. Summary: The "
+            "protein encoded by this gene is the CD3-epsilon polypeptide. It forms the T-cell receptor-CD3 complex. Summary: "
+            "The protein encoded by this gene is the CD3-epsilon polypeptide. It forms the T-cell receptor-CD3 complex. "
+            "Molecular function: transmembrane signaling receptor activity.");
+  EXPECT_EQ(varied.texts[1], "LYZ: lysozyme. Gene type: protein-coding. Also known as: LZM. Molecular function: lysozyme activity.");
+  EXPECT_EQ(varied.texts[2], "XYZ1: uncharacterized XYZ1. Gene type: ncRNA.");
+  EXPECT_NE(varied.recipe_hash, defaults.recipe_hash);
+  EXPECT_EQ(varied.provenance["options"]["sections"], "name,type,aliases,summary:2,mf,enrichment");
+
+  // Only the symbol and GO ("go" names all three aspects); the name twice.
+  options.section_repeats = parse_gene_text_sections("go");
+  const GeneTexts go_only = build_gene_texts(sources, options);
+  EXPECT_EQ(go_only.texts[1], "LYZ. Molecular function: lysozyme activity.");
+  EXPECT_EQ(go_only.texts[2], "XYZ1.");
+  options.section_repeats = parse_gene_text_sections("name:2");
+  EXPECT_EQ(build_gene_texts(sources, options).texts[1], "LYZ: lysozyme. lysozyme.");
+  options.require_annotation = true;
+  EXPECT_TRUE(build_gene_texts(sources, options).texts[1].empty());  // no summary/GO/enrichment written
+
+  // Bad lists name the item and the valid names.
+  EXPECT_NE(input_error_message([] { (void)parse_gene_text_sections("name,summry"); }).find("unknown section 'summry'"),
+            std::string::npos);
+  EXPECT_NE(input_error_message([] { (void)parse_gene_text_sections("summary:12"); }).find("one digit"), std::string::npos);
+  EXPECT_NE(input_error_message([] { (void)parse_gene_text_sections(""); }).find("empty item"), std::string::npos);
+  EXPECT_NE(input_error_message([] { (void)parse_gene_text_sections("name,,bp"); }).find("sections: name, type"),
+            std::string::npos);
+}
+
 TEST(GeneTexts, SummariesAndEnrichmentSources) {
   TempDir directory;
   const GeneTable table = small_table(directory);
