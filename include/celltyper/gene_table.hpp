@@ -72,9 +72,18 @@ class GeneTable {
   /// (sorted, Ensembl versions stripped, lists deduplicated), with the saved prefix and content
   /// hash, which are trusted (the caller checks the saved bytes). Skips the normalisation and
   /// the hash over every text; still checks order, unique Entrez ids and non-empty symbols
-  /// (InputError naming `source`).
+  /// (InputError naming `source`). `saved_indexes`, when given, are the bytes `save_indexes`
+  /// wrote for this table (8-byte aligned): the look-up indexes use them in place, kept alive by
+  /// `keep_alive` (e.g. the cache file's mapping), instead of being rebuilt; they are checked
+  /// (sizes, every key inside the saved names, every gene in range) and InputError names
+  /// `source` when they are damaged. Without them the indexes are rebuilt.
   static GeneTable restore(std::vector<Gene> genes, std::string source, std::string species, std::string ensembl_prefix,
-                           std::uint64_t content_hash);
+                           std::uint64_t content_hash, std::string_view saved_indexes = {},
+                           std::shared_ptr<const void> keep_alive = {});
+  /// Append the look-up indexes (names and hash slots) to `out`, for `restore`: zero bytes pad
+  /// `out` to a multiple of 8 first, so that they start 8-byte aligned in a file whose content
+  /// begins with `out`. Plain bytes of this machine (the binary cache is local).
+  void save_indexes(std::string& out) const;
   GeneTable(const GeneTable&);
   GeneTable(GeneTable&&) noexcept;
   GeneTable& operator=(const GeneTable&);

@@ -3,6 +3,10 @@
 #include <celltyper/gene_table.hpp>
 
 #include <algorithm>
+#include <array>
+#include <cstring>
+#include <memory>
+#include <type_traits>
 #include <charconv>
 #include <cstdlib>
 #include <filesystem>
@@ -19,80 +23,144 @@ namespace celltyper {
 
 namespace {
 
-/// An open-addressing hash index from names to gene indexes. Keys are not copied: each slot
-/// points at a string owned by the table's genes or by `Indexes` (lower-cased and mitochondrial
-/// names, filled before any insertion), which stay put while the table lives (a moved vector
-/// keeps its buffer; copies rebuild their indexes).
+/// One slot of a `NameIndex`: the key as an offset into the indexes' key pool, the first or
+/// preferred gene and how many genes carry the key. Plain bytes, so that the binary cache saves
+/// slots as they are and maps them back without rebuilding (`GeneTable::restore`).
+struct NameSlot {
+  std::uint64_t hash = 0;
+  std::uint32_t key_offset = 0;
+  std::uint32_t key_length = 0;  ///< 0 = empty slot (keys are never empty)
+  std::int32_t gene = kNoGene;
+  std::uint32_t n_genes = 0;
+};
+static_assert(sizeof(NameSlot) == 24 && std::is_trivially_copyable_v<NameSlot>);
+
+/// Hash of a key: 8 bytes at a time, multiply and fold (stable across builds and libraries,
+/// unlike std::hash, because cached indexes keep it).
+std::uint64_t name_hash(std::string_view key) {
+  std::uint64_t h = 0x9E3779B97F4A7C15ULL ^ (key.size() * 0xff51afd7ed558ccdULL);
+  std::size_t i = 0;
+  for (; i + 8 <= key.size(); i += 8) {
+    std::uint64_t word = 0;
+    std::memcpy(&word, key.data() + i, 8);
+    h = (h ^ word) * 0xff51afd7ed558ccdULL;
+    h ^= h >> 32;
+  }
+  std::uint64_t tail = 0;
+  std::memcpy(&tail, key.data() + i, key.size() - i);
+  h = (h ^ tail) * 0xc4ceb9fe1a85ec53ULL;
+  h ^= h >> 29;
+  h *= 0xff51afd7ed558ccdULL;
+  return h ^ (h >> 32);
+}
+
+/// An open-addressing hash index from names to gene indexes (linear probing, power-of-two
+/// capacity). Keys live in a pool shared by the table's indexes. Built in memory (`owned_`), or
+/// a view of slots saved by the binary cache and still mapped.
 class NameIndex {
  public:
-  /// What a slot holds: the first / preferred gene and how many genes carry the key.
-  struct Entry {
-    std::int32_t gene = kNoGene;
-    std::uint32_t n_genes = 0;
-  };
-
+  /// Room for `n_keys` keys at a load factor of at most 2/3 (then fixed: no growth).
   void reserve(std::size_t n_keys) {
     std::size_t capacity = 16;
-    while (2 * capacity < 3 * n_keys) capacity *= 2;  // load factor at most 2/3
-    slots_.clear();
-    genes_detail::reserve_huge(slots_, capacity);
-    slots_.assign(capacity, Slot{});
+    while (2 * capacity < 3 * n_keys) capacity *= 2;
+    owned_.clear();
+    genes_detail::reserve_huge(owned_, capacity);
+    owned_.assign(capacity, NameSlot{});
+    slots_ = owned_.data();
+    capacity_ = capacity;
+    size_ = 0;
   }
 
-  /// The entry for `key`, created (n_genes = 0) when absent. `key` must outlive the index.
-  Entry& insert(const std::string& key) {
-    if (4 * (size_ + 1) > 3 * slots_.size()) grow();  // keep the load factor under 3/4
-    const std::uint64_t hash = hash_of(key);
-    for (std::size_t position = hash & (slots_.size() - 1);; position = (position + 1) & (slots_.size() - 1)) {
-      Slot& slot = slots_[position];
-      if (slot.key == nullptr) {
-        slot = Slot{hash, &key, Entry{}};
+  /// The slot for `key`, created (n_genes = 0, key appended to `pool`) when absent.
+  NameSlot& insert(std::string_view key, std::string& pool) {
+    if (4 * (size_ + 1) > 3 * capacity_) grow();
+    const std::uint64_t hash = name_hash(key);
+    for (std::size_t position = hash & (capacity_ - 1);; position = (position + 1) & (capacity_ - 1)) {
+      NameSlot& slot = owned_[position];
+      if (slot.key_length == 0) {
+        if (pool.size() + key.size() > UINT32_MAX) throw InputError("gene table: the names exceed 4 GB");
+        slot = NameSlot{hash, static_cast<std::uint32_t>(pool.size()), static_cast<std::uint32_t>(key.size()), kNoGene, 0};
+        pool.append(key);
         ++size_;
-        return slot.entry;
+        return slot;
       }
-      if (slot.hash == hash && *slot.key == key) return slot.entry;
+      if (slot.hash == hash && key_of(slot, pool) == key) return slot;
     }
   }
 
-  /// The entry for `key`, or nullptr.
-  [[nodiscard]] const Entry* find(std::string_view key) const {
-    if (slots_.empty()) return nullptr;
-    const std::uint64_t hash = hash_of(key);
-    for (std::size_t position = hash & (slots_.size() - 1);; position = (position + 1) & (slots_.size() - 1)) {
-      const Slot& slot = slots_[position];
-      if (slot.key == nullptr) return nullptr;
-      if (slot.hash == hash && *slot.key == key) return &slot.entry;
+  /// The slot for `key`, or nullptr.
+  [[nodiscard]] const NameSlot* find(std::string_view key, std::string_view pool) const {
+    if (capacity_ == 0 || key.empty()) return nullptr;
+    const std::uint64_t hash = name_hash(key);
+    for (std::size_t position = hash & (capacity_ - 1);; position = (position + 1) & (capacity_ - 1)) {
+      const NameSlot& slot = slots_[position];
+      if (slot.key_length == 0) return nullptr;
+      if (slot.hash == hash && key_of(slot, pool) == key) return &slot;
     }
+  }
+
+  /// Append capacity, size and the slots to `out` (8-byte aligned there).
+  void save(std::string& out) const {
+    const std::uint64_t header[2] = {capacity_, size_};
+    out.append(reinterpret_cast<const char*>(header), sizeof(header));
+    out.append(reinterpret_cast<const char*>(slots_), capacity_ * sizeof(NameSlot));
+  }
+
+  /// Use slots saved by `save` at `bytes` (8-byte aligned, kept alive by the caller); advances
+  /// `bytes`. False when they do not fit, the capacity is no power of two, the load factor is
+  /// broken, or a slot points outside `pool` or at no gene of `n_genes`.
+  bool view(std::string_view& bytes, std::string_view pool, std::size_t n_genes) {
+    std::uint64_t header[2] = {0, 0};
+    if (bytes.size() < sizeof(header)) return false;
+    std::memcpy(header, bytes.data(), sizeof(header));
+    const std::uint64_t capacity = header[0];
+    const std::uint64_t size = header[1];
+    if (capacity < 16 || (capacity & (capacity - 1)) != 0 || 4 * size > 3 * capacity ||
+        capacity > (bytes.size() - sizeof(header)) / sizeof(NameSlot)) {
+      return false;
+    }
+    const auto* slots = reinterpret_cast<const NameSlot*>(bytes.data() + sizeof(header));
+    std::uint64_t used = 0;
+    for (std::uint64_t i = 0; i < capacity; ++i) {
+      const NameSlot& slot = slots[i];
+      if (slot.key_length == 0) continue;
+      ++used;
+      if (std::uint64_t{slot.key_offset} + slot.key_length > pool.size() || slot.n_genes == 0 || slot.gene < 0 ||
+          static_cast<std::size_t>(slot.gene) >= n_genes) {
+        return false;
+      }
+    }
+    if (used != size) return false;
+    owned_.clear();
+    slots_ = slots;
+    capacity_ = capacity;
+    size_ = size;
+    bytes.remove_prefix(sizeof(header) + capacity * sizeof(NameSlot));
+    return true;
   }
 
  private:
-  struct Slot {
-    std::uint64_t hash = 0;
-    const std::string* key = nullptr;
-    Entry entry;
-  };
-
-  static std::uint64_t hash_of(std::string_view key) {
-    // Mix std::hash so that linear probing on the low bits stays well spread.
-    std::uint64_t hash = std::hash<std::string_view>{}(key);
-    hash ^= hash >> 33;
-    hash *= 0xff51afd7ed558ccdULL;
-    hash ^= hash >> 33;
-    return hash;
+  static std::string_view key_of(const NameSlot& slot, std::string_view pool) {
+    return pool.substr(slot.key_offset, slot.key_length);
   }
 
   void grow() {
-    std::vector<Slot> old = std::move(slots_);
-    slots_.assign(old.empty() ? 16 : 2 * old.size(), Slot{});
-    for (const Slot& slot : old) {
-      if (slot.key == nullptr) continue;
-      std::size_t position = slot.hash & (slots_.size() - 1);
-      while (slots_[position].key != nullptr) position = (position + 1) & (slots_.size() - 1);
-      slots_[position] = slot;
+    std::vector<NameSlot> old = std::move(owned_);
+    const std::size_t capacity = old.empty() ? 16 : 2 * old.size();
+    owned_.assign(capacity, NameSlot{});
+    for (const NameSlot& slot : old) {
+      if (slot.key_length == 0) continue;
+      std::size_t position = slot.hash & (capacity - 1);
+      while (owned_[position].key_length != 0) position = (position + 1) & (capacity - 1);
+      owned_[position] = slot;
     }
+    slots_ = owned_.data();
+    capacity_ = capacity;
   }
 
-  std::vector<Slot> slots_;
+  std::vector<NameSlot> owned_;     ///< the slots when built here
+  const NameSlot* slots_ = nullptr;  ///< owned_.data() or saved slots
+  std::size_t capacity_ = 0;
   std::size_t size_ = 0;
 };
 
@@ -146,9 +214,12 @@ struct GeneTable::Indexes {
   NameIndex by_symbol;        ///< official (and HGNC mitochondrial) symbol -> preferred gene
   NameIndex by_symbol_lower;  ///< lower-cased symbol -> preferred gene
   NameIndex by_alias;         ///< alias -> first gene, number of genes
-  std::vector<std::string> lower_symbols;        ///< keys of by_symbol_lower, per gene
-  std::vector<std::string> mitochondrial_names;  ///< HGNC "MT-" symbols (keys of by_symbol)
-  std::vector<std::string> mitochondrial_lower;  ///< the same, lower-cased
+  std::string owned_pool;     ///< every key, back to back, when built here
+  std::string_view pool;      ///< owned_pool or a saved pool
+  std::shared_ptr<const void> keep_alive;  ///< the mapping that holds saved slots and pool
+
+  /// The four indexes in their saved order.
+  [[nodiscard]] std::array<NameIndex*, 4> all() { return {&by_ensembl, &by_symbol, &by_symbol_lower, &by_alias}; }
 };
 
 GeneTable::GeneTable() : indexes_(std::make_unique<Indexes>()) {}
@@ -219,7 +290,7 @@ GeneTable::GeneTable(std::vector<Gene> genes, std::string source, std::string sp
 }
 
 GeneTable GeneTable::restore(std::vector<Gene> genes, std::string source, std::string species, std::string ensembl_prefix,
-                             std::uint64_t content_hash) {
+                             std::uint64_t content_hash, std::string_view saved_indexes, std::shared_ptr<const void> keep_alive) {
   GeneTable table;
   table.genes_ = std::move(genes);
   table.source_ = std::move(source);
@@ -227,8 +298,42 @@ GeneTable GeneTable::restore(std::vector<Gene> genes, std::string source, std::s
   table.ensembl_prefix_ = std::move(ensembl_prefix);
   table.content_hash_ = content_hash;
   table.check_rows();
-  table.build_indexes();
+  if (saved_indexes.empty()) {
+    table.build_indexes();
+    return table;
+  }
+  const std::string where = table.source_.empty() ? std::string("gene table") : table.source_;
+  auto indexes = std::make_unique<Indexes>();
+  std::uint64_t pool_size = 0;
+  if (reinterpret_cast<std::uintptr_t>(saved_indexes.data()) % 8 != 0 || saved_indexes.size() < 8) {
+    throw InputError(fmt::format("{}: saved name indexes are misaligned or cut short", where));
+  }
+  std::memcpy(&pool_size, saved_indexes.data(), 8);
+  const std::uint64_t padded = (pool_size + 7) / 8 * 8;
+  if (pool_size > saved_indexes.size() - 8 || padded > saved_indexes.size() - 8) {
+    throw InputError(fmt::format("{}: saved name indexes are cut short", where));
+  }
+  indexes->pool = saved_indexes.substr(8, pool_size);
+  std::string_view rest = saved_indexes.substr(8 + padded);
+  for (NameIndex* index : indexes->all()) {
+    if (!index->view(rest, indexes->pool, table.genes_.size())) {
+      throw InputError(fmt::format("{}: saved name indexes are damaged", where));
+    }
+  }
+  if (!rest.empty()) throw InputError(fmt::format("{}: {} bytes after the saved name indexes", where, rest.size()));
+  indexes->keep_alive = std::move(keep_alive);
+  table.indexes_ = std::move(indexes);
   return table;
+}
+
+void GeneTable::save_indexes(std::string& out) const {
+  if (!indexes_) throw InputError("gene table without indexes");
+  out.append((8 - out.size() % 8) % 8, '\0');
+  const std::uint64_t pool_size = indexes_->pool.size();
+  out.append(reinterpret_cast<const char*>(&pool_size), 8);
+  out.append(indexes_->pool);
+  out.append((8 - out.size() % 8) % 8, '\0');
+  for (const NameIndex* index : indexes_->all()) index->save(out);
 }
 
 void GeneTable::check_rows() const {
@@ -253,62 +358,70 @@ void GeneTable::check_rows() const {
 void GeneTable::build_indexes() {
   indexes_ = std::make_unique<Indexes>();
   Indexes& indexes = *indexes_;
-  // Key strings first (NameIndex keeps pointers to them), then the indexes.
-  genes_detail::reserve_huge(indexes.lower_symbols, genes_.size());
+  std::string& pool = indexes.owned_pool;
   std::vector<std::int32_t> mitochondrial_genes;
+  std::vector<std::string> mitochondrial_names;
   std::size_t n_ensembl = 0;
   std::size_t n_aliases = 0;
+  std::size_t key_bytes = 0;
   for (std::size_t i = 0; i < genes_.size(); ++i) {
     const Gene& gene = genes_[i];
-    indexes.lower_symbols.push_back(genes_detail::ascii_lower(gene.symbol));
     n_ensembl += gene.ensembl_ids.size();
     n_aliases += gene.aliases.size();
+    key_bytes += 2 * gene.symbol.size();
+    for (const auto& id : gene.ensembl_ids) key_bytes += id.size();
+    for (const auto& alias : gene.aliases) key_bytes += alias.size();
     // NCBI names mitochondrial genes COX1, ND1, ...; HGNC, Ensembl and 10x use MT-CO1, MT-ND1, ...
     // NCBI keeps the HGNC form without its hyphen as an alias (MTCO1), from which it is rebuilt.
     if (gene.chromosome != "MT") continue;
     for (const auto& alias : gene.aliases) {
       if (alias.size() > 2 && alias.starts_with("MT") && alias[2] >= 'A' && alias[2] <= 'Z' &&
           alias.find('-') == std::string::npos) {
-        indexes.mitochondrial_names.push_back("MT-" + alias.substr(2));
-        indexes.mitochondrial_lower.push_back(genes_detail::ascii_lower(indexes.mitochondrial_names.back()));
+        mitochondrial_names.push_back("MT-" + alias.substr(2));
         mitochondrial_genes.push_back(static_cast<std::int32_t>(i));
         break;
       }
     }
   }
+  pool.reserve(key_bytes + 8 * mitochondrial_names.size());
   // Insert `gene` under `key`, keeping the preferred gene when several share the key.
-  const auto insert_preferred = [this](NameIndex& index, const std::string& key, std::int32_t gene) {
-    NameIndex::Entry& entry = index.insert(key);
-    if (entry.n_genes++ == 0 || preference_key(genes_[static_cast<std::size_t>(gene)]) <
-                                    preference_key(genes_[static_cast<std::size_t>(entry.gene)])) {
-      entry.gene = gene;
+  const auto insert_preferred = [this, &pool](NameIndex& index, std::string_view key, std::int32_t gene) {
+    if (key.empty()) return;
+    NameSlot& slot = index.insert(key, pool);
+    if (slot.n_genes++ == 0 || preference_key(genes_[static_cast<std::size_t>(gene)]) <
+                                   preference_key(genes_[static_cast<std::size_t>(slot.gene)])) {
+      slot.gene = gene;
     }
   };
   indexes.by_symbol.reserve(genes_.size() + mitochondrial_genes.size());
   indexes.by_symbol_lower.reserve(genes_.size() + mitochondrial_genes.size());
   indexes.by_ensembl.reserve(n_ensembl);
   indexes.by_alias.reserve(n_aliases);
+  std::string lower;
   for (std::size_t i = 0; i < genes_.size(); ++i) {
     const Gene& gene = genes_[i];
     const auto index = static_cast<std::int32_t>(i);
     insert_preferred(indexes.by_symbol, gene.symbol, index);
-    insert_preferred(indexes.by_symbol_lower, indexes.lower_symbols[i], index);
+    lower = genes_detail::ascii_lower(gene.symbol);
+    insert_preferred(indexes.by_symbol_lower, lower, index);
     for (const auto& ensembl_id : gene.ensembl_ids) insert_preferred(indexes.by_ensembl, ensembl_id, index);
     for (const auto& alias : gene.aliases) {
-      NameIndex::Entry& entry = indexes.by_alias.insert(alias);
-      if (entry.n_genes++ == 0) entry.gene = index;
+      if (alias.empty()) continue;
+      NameSlot& slot = indexes.by_alias.insert(alias, pool);
+      if (slot.n_genes++ == 0) slot.gene = index;
     }
   }
   for (std::size_t k = 0; k < mitochondrial_genes.size(); ++k) {
-    if (indexes.by_symbol.find(indexes.mitochondrial_names[k]) != nullptr) continue;  // a real symbol wins
-    insert_preferred(indexes.by_symbol, indexes.mitochondrial_names[k], mitochondrial_genes[k]);
-    insert_preferred(indexes.by_symbol_lower, indexes.mitochondrial_lower[k], mitochondrial_genes[k]);
+    if (indexes.by_symbol.find(mitochondrial_names[k], pool) != nullptr) continue;  // a real symbol wins
+    insert_preferred(indexes.by_symbol, mitochondrial_names[k], mitochondrial_genes[k]);
+    insert_preferred(indexes.by_symbol_lower, genes_detail::ascii_lower(mitochondrial_names[k]), mitochondrial_genes[k]);
   }
+  indexes.pool = pool;
 }
 
 std::int32_t GeneTable::find_ensembl(std::string_view ensembl_id) const {
   if (const auto core = genes_detail::ensembl_gene_core(ensembl_id)) ensembl_id = *core;
-  const NameIndex::Entry* entry = indexes_ ? indexes_->by_ensembl.find(ensembl_id) : nullptr;
+  const NameSlot* entry = indexes_ ? indexes_->by_ensembl.find(ensembl_id, indexes_->pool) : nullptr;
   return entry == nullptr ? kNoGene : entry->gene;
 }
 
@@ -321,18 +434,18 @@ std::int32_t GeneTable::find_entrez(std::int64_t entrez_id) const {
 }
 
 std::int32_t GeneTable::find_symbol(std::string_view symbol) const {
-  const NameIndex::Entry* entry = indexes_ ? indexes_->by_symbol.find(symbol) : nullptr;
+  const NameSlot* entry = indexes_ ? indexes_->by_symbol.find(symbol, indexes_->pool) : nullptr;
   return entry == nullptr ? kNoGene : entry->gene;
 }
 
 std::int32_t GeneTable::find_symbol_case_insensitive(std::string_view symbol) const {
-  const NameIndex::Entry* entry =
-      indexes_ ? indexes_->by_symbol_lower.find(genes_detail::ascii_lower(symbol)) : nullptr;
+  const NameSlot* entry =
+      indexes_ ? indexes_->by_symbol_lower.find(genes_detail::ascii_lower(symbol), indexes_->pool) : nullptr;
   return entry == nullptr ? kNoGene : entry->gene;
 }
 
 AliasLookup GeneTable::find_alias(std::string_view alias) const {
-  const NameIndex::Entry* entry = indexes_ ? indexes_->by_alias.find(alias) : nullptr;
+  const NameSlot* entry = indexes_ ? indexes_->by_alias.find(alias, indexes_->pool) : nullptr;
   if (entry == nullptr) return {};
   return {entry->n_genes == 1 ? entry->gene : kNoGene, entry->n_genes};
 }

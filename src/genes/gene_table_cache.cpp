@@ -1,12 +1,14 @@
 // Binary gene-table cache (gene_table_cache.hpp). Layout, little-endian:
-//   "CTGTBIN2" | u64 checksum of every later byte | u64 source size | i64 source mtime (ns) |
+//   "CTGTBIN3" | u64 checksum of every later byte | u64 source size | i64 source mtime (ns) |
 //   u64 content hash | str source | str species | str Ensembl prefix | u64 genes | per gene:
 //   i64 entrez, str symbol, name, gene_type, chromosome, summary_status, summary,
-//   list ensembl_ids, uniprot_ids, aliases
+//   list ensembl_ids, uniprot_ids, aliases | u64 byte offset of the indexes | the table's
+//   look-up indexes (GeneTable::save_indexes: key names and hash slots, 8-byte aligned)
 // where str = u32 length + bytes and list = u32 count + str each. The genes are saved as the
 // table holds them (normalised), so loading restores the table without redoing the
-// normalisation or the content hash over every text (GeneTable::restore); the checksum, one
-// multiply per 8 bytes, vouches for the saved bytes instead.
+// normalisation or the content hash over every text (GeneTable::restore), and the indexes are
+// used where they are mapped instead of being rebuilt; the checksum, one multiply per 8 bytes,
+// vouches for the saved bytes.
 #include <celltyper/error.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/gene_text.hpp>
@@ -23,12 +25,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
+#include <memory>
 #include <string_view>
 
 namespace celltyper {
 namespace {
 
-constexpr char kMagic[8] = {'C', 'T', 'G', 'T', 'B', 'I', 'N', '2'};
+constexpr char kMagic[8] = {'C', 'T', 'G', 'T', 'B', 'I', 'N', '3'};
 constexpr std::size_t kChecksumEnd = sizeof(kMagic) + sizeof(std::uint64_t);  // the checksum covers the bytes after it
 
 /// A fast 64-bit checksum of `n` bytes (catches a damaged or truncated cache file; not a
@@ -108,6 +111,7 @@ class Reader {
   }
   bool ok = true;
   [[nodiscard]] bool at_end() const { return data_ == end_; }
+  [[nodiscard]] std::size_t remaining() const { return static_cast<std::size_t>(end_ - data_); }
 
  private:
   bool take(std::size_t n) {
@@ -163,6 +167,11 @@ void save_gene_table_binary(const GeneTable& table, const std::string& path, con
     put_list(out, gene.uniprot_ids);
     put_list(out, gene.aliases);
   }
+  const std::size_t offset_at = out.size();
+  put<std::uint64_t>(out, 0);  // where the indexes start, filled in below
+  table.save_indexes(out);
+  const std::uint64_t indexes_at = (offset_at + 8 + 7) / 8 * 8;  // save_indexes pads to 8 first
+  std::memcpy(out.data() + offset_at, &indexes_at, sizeof(indexes_at));
   const std::uint64_t sum = checksum(out.data() + kChecksumEnd, out.size() - kChecksumEnd);
   std::memcpy(out.data() + sizeof(kMagic), &sum, sizeof(sum));
   write_output_file(path, out);
@@ -177,12 +186,10 @@ std::optional<GeneTable> load_gene_table_binary(const std::string& path, const s
   void* mapped = sized ? ::mmap(nullptr, static_cast<std::size_t>(info.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0) : MAP_FAILED;
   ::close(fd);
   if (mapped == MAP_FAILED) return std::nullopt;
-  struct Unmap {
-    void* data;
-    std::size_t size;
-    ~Unmap() { ::munmap(data, size); }
-  } const unmap{mapped, static_cast<std::size_t>(info.st_size)};
-  const std::string_view bytes(static_cast<const char*>(mapped), unmap.size);
+  // The mapping lives as long as the table: its look-up indexes are used where they are mapped.
+  const auto size_mapped = static_cast<std::size_t>(info.st_size);
+  const std::shared_ptr<const void> mapping(mapped, [size_mapped](const void* data) { ::munmap(const_cast<void*>(data), size_mapped); });
+  const std::string_view bytes(static_cast<const char*>(mapped), size_mapped);
   if (std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0) return std::nullopt;
   std::uint64_t sum = 0;
   std::memcpy(&sum, bytes.data() + sizeof(kMagic), sizeof(sum));
@@ -219,9 +226,12 @@ std::optional<GeneTable> load_gene_table_binary(const std::string& path, const s
     gene.aliases = reader.get_list();
     if (!reader.ok) return std::nullopt;
   }
-  if (!reader.at_end()) return std::nullopt;
+  const auto indexes_at = reader.get<std::uint64_t>();
+  if (!reader.ok || indexes_at < bytes.size() - reader.remaining() || indexes_at >= bytes.size() || indexes_at % 8 != 0) {
+    return std::nullopt;
+  }
   try {
-    return GeneTable::restore(std::move(genes), table_source, species, ensembl_prefix, hash);
+    return GeneTable::restore(std::move(genes), table_source, species, ensembl_prefix, hash, bytes.substr(indexes_at), mapping);
   } catch (const Error&) {
     return std::nullopt;
   }

@@ -1,5 +1,6 @@
 // The binary gene-table cache: same table as the source, invalidated when the source changes,
 // ignored when damaged; org.Hs.eg.db round-trips with its content hash.
+#include <celltyper/error.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
 
@@ -7,7 +8,10 @@
 
 #include <gtest/gtest.h>
 
+#include <cctype>
 #include <chrono>
+#include <cstring>
+#include <optional>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -116,6 +120,70 @@ TEST(GeneTableCache, OrgHsEgDbRoundTrips) {
     EXPECT_EQ(loaded->find_symbol(name), table.find_symbol(name)) << name;
     EXPECT_EQ(loaded->find_ensembl(name), table.find_ensembl(name)) << name;
   }
+  // The saved indexes, used where they are mapped, answer every name as the built ones do
+  // (symbols in either case, aliases with their counts, Ensembl ids, names that are absent).
+  std::size_t n_checked = 0;
+  const auto same = [&](const std::string& name) {
+    ASSERT_EQ(loaded->find_symbol(name), table.find_symbol(name)) << name;
+    ASSERT_EQ(loaded->find_symbol_case_insensitive(name), table.find_symbol_case_insensitive(name)) << name;
+    ASSERT_EQ(loaded->find_alias(name).n_genes, table.find_alias(name).n_genes) << name;
+    ASSERT_EQ(loaded->find_alias(name).gene, table.find_alias(name).gene) << name;
+    ASSERT_EQ(loaded->find_ensembl(name), table.find_ensembl(name)) << name;
+    ASSERT_EQ(loaded->is_known_name(name), table.is_known_name(name)) << name;
+    ++n_checked;
+  };
+  for (const Gene& gene : table.genes()) {
+    same(gene.symbol);
+    std::string lower = gene.symbol;
+    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    same(lower);
+    same(gene.symbol + "_absent");
+    for (const auto& alias : gene.aliases) same(alias);
+    for (const auto& id : gene.ensembl_ids) same(id);
+  }
+  EXPECT_GT(n_checked, 3 * table.size());
+  EXPECT_NE(loaded->find_symbol("MT-CO1"), kNoGene);
+  EXPECT_EQ(loaded->find_symbol_case_insensitive("mt-co1"), loaded->find_symbol("MT-CO1"));
+  // A copy rebuilds its own indexes and outlives the original's mapping.
+  std::optional<GeneTable> copy;
+  {
+    auto again = load_gene_table_binary(directory.file("org.bin"), path);
+    ASSERT_TRUE(again.has_value());
+    copy.emplace(*again);
+  }
+  EXPECT_EQ(copy->find_symbol("CD3E"), table.find_symbol("CD3E"));
+  EXPECT_EQ(copy->find_alias("CD20").gene, table.find_alias("CD20").gene);
+}
+
+TEST(GeneTableCache, DamagedSavedIndexesAreRefused) {
+  const test::TempDir directory;
+  const GeneTable table = load_gene_table(write_table(directory.path(), kTable));
+  std::string saved;
+  table.save_indexes(saved);
+  ASSERT_EQ(saved.size() % 8, 0U);
+  // std::string's buffer is aligned for 8-byte reads; the saved indexes start at its first byte.
+  const auto restore = [&table](const std::string& bytes) {
+    return GeneTable::restore(table.genes(), "t.tsv", "", table.ensembl_prefix(), table.content_hash(), bytes);
+  };
+  const GeneTable good = restore(saved);
+  EXPECT_EQ(good.find_symbol("MS4A1"), table.find_symbol("MS4A1"));
+  EXPECT_EQ(good.find_alias("TCRE").gene, table.find_alias("TCRE").gene);
+  EXPECT_EQ(good.find_symbol("MT-CO1"), table.find_symbol("MT-CO1"));
+  EXPECT_THROW(restore(saved.substr(0, saved.size() - 24)), InputError);  // a slot cut off
+  EXPECT_THROW(restore(saved + std::string(8, '\0')), InputError);       // bytes after the indexes
+  std::string bad_gene = saved;
+  // Point the first used slot of the first index at a gene the table does not have.
+  std::uint64_t pool_size = 0;
+  std::memcpy(&pool_size, bad_gene.data(), 8);
+  std::size_t at = 8 + (pool_size + 7) / 8 * 8 + 16;  // the first index's first slot
+  while (bad_gene.compare(at + 12, 4, std::string(4, '\0')) == 0) at += 24;  // skip empty slots (key_length 0)
+  const std::int32_t no_such_gene = 99;
+  std::memcpy(bad_gene.data() + at + 16, &no_such_gene, 4);
+  EXPECT_THROW(restore(bad_gene), InputError);
+  std::string bad_capacity = saved;
+  const std::uint64_t capacity = 24;  // not a power of two
+  std::memcpy(bad_capacity.data() + 8 + (pool_size + 7) / 8 * 8, &capacity, 8);
+  EXPECT_THROW(restore(bad_capacity), InputError);
 }
 
 }  // namespace
