@@ -157,7 +157,8 @@ def main():
         results[setup_name] = rows
     report = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load=os.getloadavg()), dims=args.dims,
                   recipes={n: dict(stores[n], sections=" ".join(RECIPES[n][0]), description=RECIPES[n][1]) for n in names},
-                  gene_level=genes, classifiers=classifiers, setups=results, wall_seconds=time.perf_counter() - started)
+                  gene_level=genes, classifiers=classifiers, setups=results, wall_seconds=time.perf_counter() - started,
+                  command=" ".join(["/usr/bin/python3", "bench/recipes/run.py", *sys.argv[1:]]))
     with open(args.out + ".json", "w") as f:
         json.dump(report, f, indent=2)
     text = markdown(report)
@@ -173,7 +174,7 @@ def markdown(report):
     lines = ["# Gene text recipes: which parts of the text make gene embeddings that type cells", "",
              f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} cores; total wall {report['wall_seconds']:.0f} s. "
              f"Stores: LSA, {report['dims']} dims, seed 42, otherwise the default store's sources. "
-             "Reproduce: `/usr/bin/python3 bench/recipes/run.py`.", "",
+             f"Reproduce: `{report.get('command', '/usr/bin/python3 bench/recipes/run.py')}`.", "",
              "Cell level: `celltyper cv` with GenePT-w features on the folds of bench/peers (each fold trained on the genes its "
              "held-out cells measured), every other setting at its default; macro-F1 / hierarchical F are means over a setup's "
              "folds, 'mean' averages the setups (hF over the 3 setups with Cell Ontology labels). Gene level: median rank of a "
