@@ -117,6 +117,19 @@ def build(celltyper, directory, names, dims, threads):
     return out
 
 
+def reproducible_arguments(arguments):
+    """The command-line arguments less --build (a local binary's folder), for the Reproduce line."""
+    out, skip = [], False
+    for argument in arguments:
+        if skip:
+            skip = False
+        elif argument == "--build":
+            skip = True
+        elif not argument.startswith("--build="):
+            out.append(argument)
+    return out
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -158,7 +171,7 @@ def main():
     report = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load=os.getloadavg()), dims=args.dims,
                   recipes={n: dict(stores[n], sections=" ".join(RECIPES[n][0]), description=RECIPES[n][1]) for n in names},
                   gene_level=genes, classifiers=classifiers, setups=results, wall_seconds=time.perf_counter() - started,
-                  command=" ".join(["/usr/bin/python3", "bench/recipes/run.py", *sys.argv[1:]]))
+                  command=" ".join(["/usr/bin/python3", "bench/recipes/run.py", *reproducible_arguments(sys.argv[1:])]))
     with open(args.out + ".json", "w") as f:
         json.dump(report, f, indent=2)
     text = markdown(report)

@@ -17,6 +17,12 @@ Stores (built if absent, under --stores-dir):
   lsa-1024+use-c `genes combine lsa-1024 use-lite --center`
   lsa-1024+use-256  `genes truncate lsa-1024+use --dims 256`: the combination's leading 256 axes, the
                  default store's size and per-cell cost
+  names-1024     LSA 1024 of texts holding only the symbol, full name and gene type (`--sections
+                 name,type`): gene vectors that are nearly orthogonal and carry little biology
+  names-256      the same at 256 dims
+  lsa-1024+names-1024      `genes combine lsa-1024 names-1024` (2048 dims)
+  lsa-1024+names-1024-512  its leading 512 axes
+  lsa-256+names-256        `genes combine lsa-256 names-256` (512 dims)
   (further stores: --store NAME=PATH, e.g. an imported OpenAI store)
 
     /usr/bin/python3 bench/stores/run.py [--build build] [--classifiers logreg,knn,mlp,xgboost] [--setups ...]
@@ -121,6 +127,24 @@ def build_stores(celltyper, directory, extra):
     if not os.path.exists(prefix):
         timed([celltyper, "genes", "truncate", combined, "--dims", "256", "--out", prefix])
     stores["lsa-1024+use-256"] = (prefix, None)
+    for dims in (1024, 256):
+        path = os.path.join(directory, f"names-{dims}.h5")
+        seconds = None
+        if not os.path.exists(path):
+            log(f"building names-{dims}")
+            seconds = timed([celltyper, "genes", "embed", "--backend", "lsa", "--dims", str(dims), "--sections", "name,type",
+                             "--out", path])
+        stores[f"names-{dims}"] = (path, seconds)
+    for name, inputs in (("lsa-1024+names-1024", ["lsa-1024", "names-1024"]), ("lsa-256+names-256", ["lsa-256", "names-256"])):
+        path = os.path.join(directory, f"{name}.h5")
+        seconds = None
+        if not os.path.exists(path):
+            seconds = timed([celltyper, "genes", "combine", *[stores[i][0] for i in inputs], "--out", path])
+        stores[name] = (path, seconds)
+    prefix = os.path.join(directory, "lsa-1024+names-1024-512.h5")
+    if not os.path.exists(prefix):
+        timed([celltyper, "genes", "truncate", stores["lsa-1024+names-1024"][0], "--dims", "512", "--out", prefix])
+    stores["lsa-1024+names-1024-512"] = (prefix, None)
     for item in extra:
         name, path = item.split("=", 1)
         stores[name] = (path, None)
