@@ -60,15 +60,10 @@ RECIPES = {
 }
 
 
-def load_module(name, path):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-peers = load_module("peers", os.path.join(ROOT, "bench", "peers", "run.py"))
-stores_bench = load_module("stores_bench", os.path.join(ROOT, "bench", "stores", "run.py"))
+_spec = importlib.util.spec_from_file_location("stores_bench", os.path.join(ROOT, "bench", "stores", "run.py"))
+stores_bench = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(stores_bench)
+peers = stores_bench.peers  # bench/peers, loaded by bench/stores
 
 
 def log(message):
