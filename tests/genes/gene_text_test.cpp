@@ -76,6 +76,20 @@ GoFiles small_go(const TempDir& directory) {
                      "GO:0003796\tMF\tlysozyme activity\tdef\n")};
 }
 
+/// The small table and GO files as build_gene_texts sources (in place: `sources` points at them).
+struct SmallSources {
+  TempDir directory;
+  GeneTable table = small_table(directory);
+  GoAnnotations go = [this] {
+    const GoFiles files = small_go(directory);
+    return load_go_tsv(files.gene2go, files.terms);
+  }();
+  GeneTextSources sources{&table, &go, nullptr, nullptr};
+  SmallSources() = default;
+  SmallSources(const SmallSources&) = delete;
+  SmallSources& operator=(const SmallSources&) = delete;
+};
+
 TEST(GoAnnotations, TsvReaderDeduplicatesSortsAndDropsRootAndNd) {
   TempDir directory;
   const GoFiles files = small_go(directory);
@@ -149,13 +163,8 @@ TEST(GoAnnotations, SqliteErrorsNameTheFile) {
 }
 
 TEST(GeneTexts, DocumentLayoutIsExact) {
-  TempDir directory;
-  const GeneTable table = small_table(directory);
-  const GoFiles files = small_go(directory);
-  const GoAnnotations go = load_go_tsv(files.gene2go, files.terms);
-  GeneTextSources sources;
-  sources.table = &table;
-  sources.go = &go;
+  const SmallSources small;
+  const GeneTextSources& sources = small.sources;
   const GeneTexts texts = build_gene_texts(sources);
   ASSERT_EQ(texts.size(), 3U);
   EXPECT_EQ(texts.entrez_ids, (std::vector<std::int64_t>{916, 4069, 99999}));
@@ -185,13 +194,8 @@ TEST(GeneTexts, DocumentLayoutIsExact) {
 }
 
 TEST(GeneTexts, SectionsChooseAndRepeatParts) {
-  TempDir directory;
-  const GeneTable table = small_table(directory);
-  const GoFiles files = small_go(directory);
-  const GoAnnotations go = load_go_tsv(files.gene2go, files.terms);
-  GeneTextSources sources;
-  sources.table = &table;
-  sources.go = &go;
+  const SmallSources small;
+  const GeneTextSources& sources = small.sources;
   const GeneTexts defaults = build_gene_texts(sources);
 
   // The default recipe spelled out gives the same texts, hash included.
@@ -276,13 +280,10 @@ TEST(GeneTexts, SummariesAndEnrichmentSources) {
 }
 
 TEST(GeneTexts, FilesRoundTripInBothFormats) {
-  TempDir directory;
-  const GeneTable table = small_table(directory);
-  const GoFiles files = small_go(directory);
-  const GoAnnotations go = load_go_tsv(files.gene2go, files.terms);
-  GeneTextSources sources;
-  sources.table = &table;
-  sources.go = &go;
+  const SmallSources small;
+  const TempDir& directory = small.directory;
+  const GeneTable& table = small.table;
+  const GeneTextSources& sources = small.sources;
   const GeneTexts texts = build_gene_texts(sources);
   for (const std::string name : {"texts.tsv", "texts.jsonl"}) {
     SCOPED_TRACE(name);
@@ -294,7 +295,7 @@ TEST(GeneTexts, FilesRoundTripInBothFormats) {
     EXPECT_EQ(back.texts, texts.texts);
     EXPECT_EQ(back.recipe_hash, texts.recipe_hash);
     EXPECT_FALSE(back.provenance.contains("edited"));
-    EXPECT_EQ(back.provenance["go"]["content_hash"], go.content_hash);
+    EXPECT_EQ(back.provenance["go"]["content_hash"], small.go.content_hash);
   }
   const std::string tsv = read_file(directory.file("texts.tsv"));
   EXPECT_EQ(tsv.rfind("#celltyper_gene_texts\trecipe=celltyper-gene-text/1\trecipe_hash=" + texts.recipe_hash + "\t", 0), 0U);
