@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     *) TARGETS+=("$1"); shift ;;
   esac
 done
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_obo fuzz_cl_json fuzz_gene_tsv fuzz_label_map fuzz_mtx fuzz_batch_output fuzz_h5ad fuzz_model fuzz_use_lite_tokenizer)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_obo fuzz_cl_json fuzz_gene_tsv fuzz_label_map fuzz_mtx fuzz_batch_output fuzz_h5ad fuzz_model fuzz_use_lite_tokenizer fuzz_gene_table_indexes)
 command -v clang++ >/dev/null || bash scripts/install_packages.sh clang
 bash scripts/fetch_duckdb.sh >/dev/null
 

@@ -34,9 +34,8 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--gene-column", args->options.gene_column, "var column holding gene ids (default: auto-detect; 'index' for var_names)");
   command->add_flag("--no-genes", args->no_genes, "Skip the gene-id overlap");
   command->callback([args, &global] {
-    const auto dataset = open_dataset(args->path);
     GeneTable table;
-    std::future<GeneTable> loading;  // the table loads while the matrix is scanned
+    std::future<GeneTable> loading;  // the table loads while the file is opened and its matrix scanned
     if (!args->no_genes) {
       const std::string table_path = choose_gene_table_path(args->gene_table);
       if (!table_path.empty()) {
@@ -45,9 +44,11 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
           table = loading.get();
           return &table;
         };
-      } else if (!global.quiet) {
-        fmt::print(stderr, "celltyper: no gene table found (set --gene-table or CELLTYPER_GENE_TABLE); skipping the gene-id overlap\n");
       }
+    }
+    const auto dataset = open_dataset(args->path);
+    if (!args->no_genes && !loading.valid() && !global.quiet) {
+      fmt::print(stderr, "celltyper: no gene table found (set --gene-table or CELLTYPER_GENE_TABLE); skipping the gene-id overlap\n");
     }
     nlohmann::json report = inspect_dataset(*dataset, args->options);
     const RemoteStats remote = remote_stats_total();
