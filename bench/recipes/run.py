@@ -31,12 +31,10 @@ Writes bench/results/recipes.json and bench/results/recipes.md.
 """
 import argparse
 import importlib.util
-import json
 import os
 import platform
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -70,19 +68,9 @@ def log(message):
     print(f"[recipes] {message}", file=sys.stderr, flush=True)
 
 
-def find_r_file(relative):
-    for base in ("/usr/lib/R/site-library", "/usr/local/lib/R/site-library", "/usr/lib/R/library"):
-        path = os.path.join(base, relative)
-        if os.path.exists(path):
-            return path
-    sys.exit(f"bench/recipes: {relative} not found (apt-get install r-bioc-org.hs.eg.db r-bioc-go.db)")
-
-
 def build(celltyper, directory, names, dims, threads):
     """name -> dict(path, seconds, texts stats)."""
     os.makedirs(directory, exist_ok=True)
-    org_db = find_r_file("org.Hs.eg.db/extdata/org.Hs.eg.sqlite")
-    go_db = find_r_file("GO.db/extdata/GO.sqlite")
     out = {}
     for name in names:
         extra, _ = RECIPES[name]
@@ -90,17 +78,13 @@ def build(celltyper, directory, names, dims, threads):
         texts = os.path.join(directory, f"{name}.texts.tsv")
         seconds = None
         if not os.path.exists(path):
-            command = [celltyper, "--quiet", "genes", "embed", "--backend", "lsa", "--gene-table", org_db, "--org-db", org_db,
-                       "--go-db", go_db, "--dims", str(dims), "--seed", "42", "--threads", str(threads), *extra,
-                       "--write-texts", texts, "--out", path]
+            # celltyper's own defaults find org.Hs.eg.db and GO.db, as for the default store
+            command = [celltyper, "--quiet", "genes", "embed", "--backend", "lsa", "--dims", str(dims), "--seed", "42",
+                       "--threads", str(threads), *extra, "--write-texts", texts, "--out", path]
             if os.path.exists(SUMMARIES):
                 command += ["--summaries", SUMMARIES]
             log(f"building {name}: {' '.join(extra)}")
-            started = time.perf_counter()
-            run = subprocess.run(command, capture_output=True, text=True)
-            if run.returncode != 0:
-                sys.exit(f"bench/recipes: {' '.join(command)} failed:\n{run.stderr}")
-            seconds = time.perf_counter() - started
+            seconds = stores_bench.timed(command)
         words = []
         with open(texts) as f:
             for line in f:
@@ -167,12 +151,7 @@ def main():
                   recipes={n: dict(stores[n], sections=" ".join(RECIPES[n][0]), description=RECIPES[n][1]) for n in names},
                   gene_level=genes, classifiers=classifiers, setups=results, wall_seconds=time.perf_counter() - started,
                   command=" ".join(["/usr/bin/python3", "bench/recipes/run.py", *reproducible_arguments(sys.argv[1:])]))
-    with open(args.out + ".json", "w") as f:
-        json.dump(report, f, indent=2)
-    text = markdown(report)
-    with open(args.out + ".md", "w") as f:
-        f.write(text)
-    print(text)
+    stores_bench.write_report(report, args.out, markdown)
     shutil.rmtree(workdir, ignore_errors=True)
 
 

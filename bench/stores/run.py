@@ -95,6 +95,16 @@ def timed(command):
     return time.perf_counter() - t
 
 
+def write_report(report, out, render):
+    """Write OUT.json and OUT.md (the markdown `render(report)` gives) and print the markdown."""
+    with open(out + ".json", "w") as f:
+        json.dump(report, f, indent=2)
+    text = render(report)
+    with open(out + ".md", "w") as f:
+        f.write(text)
+    print(text)
+
+
 def build_stores(celltyper, directory, extra):
     """name -> (path, build seconds or None when it was there already)."""
     os.makedirs(directory, exist_ok=True)
@@ -223,12 +233,7 @@ def main():
             previous["setups"].setdefault(setup_name, {}).update(rows)
         previous["wall_seconds"] += report["wall_seconds"]
         report = previous
-    text = markdown(report)
-    with open(args.out + ".json", "w") as f:
-        json.dump(report, f, indent=2)
-    with open(args.out + ".md", "w") as f:
-        f.write(text)
-    print(text)
+    write_report(report, args.out, markdown)
     shutil.rmtree(workdir, ignore_errors=True)
 
 

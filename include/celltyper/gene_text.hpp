@@ -189,6 +189,9 @@ enum class GeneTextSection : std::uint8_t {
   kEnrichment = 7,  ///< "enrichment": the enrichment text (when given)
 };
 inline constexpr std::size_t kGeneTextSectionCount = 8;
+/// The GO sections in aspect order (BP, MF, CC: the index of `GeneGoTerms`).
+inline constexpr std::array<GeneTextSection, 3> kGoTextSections = {GeneTextSection::kGoBp, GeneTextSection::kGoMf,
+                                                                   GeneTextSection::kGoCc};
 
 /// Times each section is written, indexed by GeneTextSection: 0 leaves it out, 2 writes it twice
 /// (which doubles its words' counts for LSA and their share of a transformer's window average).
@@ -224,6 +227,13 @@ struct GeneTextOptions {
   }
   /// Set how many times `section` is written (0 = left out).
   void set_repeats(GeneTextSection section, std::uint8_t times) { section_repeats[static_cast<std::size_t>(section)] = times; }
+  /// Whether any GO aspect is written (so GO annotations are worth loading).
+  [[nodiscard]] bool writes_go() const {
+    for (const GeneTextSection aspect : kGoTextSections) {
+      if (repeats(aspect) > 0) return true;
+    }
+    return false;
+  }
 };
 
 /// Sources of `build_gene_texts`; only `table` is required.

@@ -54,9 +54,7 @@ struct TextSourceArgs {
     GeneTextOptions out = options;
     if (!sections.empty()) out.section_repeats = parse_gene_text_sections(sections);
     if (no_go) {
-      for (const GeneTextSection aspect : {GeneTextSection::kGoBp, GeneTextSection::kGoMf, GeneTextSection::kGoCc}) {
-        out.set_repeats(aspect, 0);
-      }
+      for (const GeneTextSection aspect : kGoTextSections) out.set_repeats(aspect, 0);
     }
     if (no_summaries) out.set_repeats(GeneTextSection::kSummary, 0);
     return out;
@@ -118,10 +116,8 @@ GeneTable load_table(const std::string& requested, const GlobalOptions& global) 
 /// Build texts from the sources named in `args` (the gene table already loaded).
 GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const GlobalOptions& global) {
   const GeneTextOptions options = args.text_options();
-  const bool wants_go = options.repeats(GeneTextSection::kGoBp) > 0 || options.repeats(GeneTextSection::kGoMf) > 0 ||
-                        options.repeats(GeneTextSection::kGoCc) > 0;
   std::unique_ptr<GoAnnotations> go;
-  if (wants_go) {
+  if (options.writes_go()) {
     if (!args.go_tsv.empty() || !args.go_terms.empty()) {
       if (args.go_tsv.empty() || args.go_terms.empty()) throw InputError("--go-tsv and --go-terms go together");
       go = std::make_unique<GoAnnotations>(load_go_tsv(args.go_tsv, args.go_terms));

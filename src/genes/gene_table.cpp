@@ -59,7 +59,7 @@ std::uint64_t name_hash(std::string_view key) {
 /// a view of slots saved by the binary cache and still mapped.
 class NameIndex {
  public:
-  /// Room for `n_keys` keys at a load factor of at most 2/3 (then fixed: no growth).
+  /// Room for `n_keys` keys at a load factor of at most 2/3 (insert grows the slots past 3/4).
   void reserve(std::size_t n_keys) {
     std::size_t capacity = 16;
     while (2 * capacity < 3 * n_keys) capacity *= 2;
@@ -309,7 +309,7 @@ GeneTable GeneTable::restore(std::vector<Gene> genes, std::string source, std::s
     throw InputError(fmt::format("{}: saved name indexes are misaligned or cut short", where));
   }
   std::memcpy(&pool_size, saved_indexes.data(), 8);
-  const std::uint64_t padded = (pool_size + 7) / 8 * 8;
+  const std::uint64_t padded = (pool_size + 7) / 8 * 8;  // read only once pool_size is known to fit
   if (pool_size > saved_indexes.size() - 8 || padded > saved_indexes.size() - 8) {
     throw InputError(fmt::format("{}: saved name indexes are cut short", where));
   }

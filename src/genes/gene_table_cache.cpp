@@ -7,7 +7,7 @@
 // where str = u32 length + bytes and list = u32 count + str each. The genes are saved as the
 // table holds them (normalised), so loading restores the table without redoing the
 // normalisation or the content hash over every text (GeneTable::restore), and the indexes are
-// used where they are mapped instead of being rebuilt; the checksum, one multiply per 8 bytes,
+// used where they are mapped instead of being rebuilt; the checksum (multiplies in four lanes)
 // vouches for the saved bytes.
 #include <celltyper/error.hpp>
 #include <celltyper/gene_table_cache.hpp>
@@ -117,7 +117,6 @@ class Reader {
     return list;
   }
   bool ok = true;
-  [[nodiscard]] bool at_end() const { return data_ == end_; }
   [[nodiscard]] std::size_t remaining() const { return static_cast<std::size_t>(end_ - data_); }
 
  private:

@@ -295,9 +295,7 @@ GeneTextSectionRepeats parse_gene_text_sections(std::string_view spec) {
       if (times != 1) throw bad(item, "no count allowed on");
       repeats = kDefaultGeneTextSections;
     } else if (name == "go") {
-      for (const GeneTextSection aspect : {GeneTextSection::kGoBp, GeneTextSection::kGoMf, GeneTextSection::kGoCc}) {
-        repeats[static_cast<std::size_t>(aspect)] = times;
-      }
+      for (const GeneTextSection aspect : kGoTextSections) repeats[static_cast<std::size_t>(aspect)] = times;
     } else {
       const auto found = std::find(kSectionNames.begin(), kSectionNames.end(), name);
       if (found == kSectionNames.end()) throw bad(item, "unknown section");
@@ -333,7 +331,6 @@ GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions
   std::size_t n_go = 0;
   std::size_t n_enrichment = 0;
   std::size_t n_empty = 0;
-  const auto times = [&options](GeneTextSection section) { return options.repeats(section); };
   // Appends `section_text` (already starting with its space) as often as the recipe says.
   const auto append = [](std::string& text, std::string_view section_text, std::uint8_t n) {
     for (std::uint8_t i = 0; i < n; ++i) text += section_text;
@@ -341,26 +338,26 @@ GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions
   for (const Gene& gene : table.genes()) {
     std::string text = clean_text(gene.symbol);
     const std::string name = clean_text(gene.name);
-    if (times(GeneTextSection::kName) > 0 && !name.empty()) {
+    if (options.repeats(GeneTextSection::kName) > 0 && !name.empty()) {
       text += ": " + name;
       text = with_period(std::move(text));
-      append(text, " " + with_period(name), static_cast<std::uint8_t>(times(GeneTextSection::kName) - 1));
+      append(text, " " + with_period(name), static_cast<std::uint8_t>(options.repeats(GeneTextSection::kName) - 1));
     } else {
       text = with_period(std::move(text));
     }
     if (!gene.gene_type.empty()) {
-      append(text, " Gene type: " + with_period(clean_text(gene.gene_type)), times(GeneTextSection::kGeneType));
+      append(text, " Gene type: " + with_period(clean_text(gene.gene_type)), options.repeats(GeneTextSection::kGeneType));
     }
-    if (times(GeneTextSection::kAliases) > 0 && !gene.aliases.empty()) {
+    if (options.repeats(GeneTextSection::kAliases) > 0 && !gene.aliases.empty()) {
       std::string aliases = " Also known as: ";
       for (std::size_t i = 0; i < gene.aliases.size(); ++i) {
         if (i > 0) aliases += "; ";
         aliases += clean_text(gene.aliases[i]);
       }
-      append(text, with_period(std::move(aliases)), times(GeneTextSection::kAliases));
+      append(text, with_period(std::move(aliases)), options.repeats(GeneTextSection::kAliases));
     }
     bool annotated = false;
-    if (times(GeneTextSection::kSummary) > 0) {
+    if (options.repeats(GeneTextSection::kSummary) > 0) {
       std::string summary;
       if (sources.summaries != nullptr) {
         const auto found = sources.summaries->texts.find(gene.entrez_id);
@@ -368,7 +365,7 @@ GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions
       }
       if (summary.empty()) summary = clean_text(gene.summary);
       if (!summary.empty()) {
-        append(text, " Summary: " + summary, times(GeneTextSection::kSummary));
+        append(text, " Summary: " + summary, options.repeats(GeneTextSection::kSummary));
         annotated = true;
         ++n_summary;
       }
@@ -379,7 +376,7 @@ GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions
         bool any = false;
         for (std::size_t aspect = 0; aspect < 3; ++aspect) {
           const auto& names = found->second[aspect];
-          const std::uint8_t n_times = times(static_cast<GeneTextSection>(static_cast<std::size_t>(GeneTextSection::kGoBp) + aspect));
+          const std::uint8_t n_times = options.repeats(kGoTextSections[aspect]);
           if (names.empty() || n_times == 0) continue;
           const std::size_t n = options.max_go_terms_per_aspect == 0 ? names.size()
                                                                      : std::min(names.size(), options.max_go_terms_per_aspect);
@@ -398,10 +395,10 @@ GeneTexts build_gene_texts(const GeneTextSources& sources, const GeneTextOptions
         }
       }
     }
-    if (sources.enrichment != nullptr && times(GeneTextSection::kEnrichment) > 0) {
+    if (sources.enrichment != nullptr && options.repeats(GeneTextSection::kEnrichment) > 0) {
       const auto found = sources.enrichment->texts.find(gene.entrez_id);
       if (found != sources.enrichment->texts.end() && !found->second.empty()) {
-        append(text, " Enrichment: " + found->second, times(GeneTextSection::kEnrichment));
+        append(text, " Enrichment: " + found->second, options.repeats(GeneTextSection::kEnrichment));
         annotated = true;
         ++n_enrichment;
       }
