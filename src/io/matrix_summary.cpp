@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <future>
 #include <limits>
 
 namespace celltyper {
@@ -140,6 +141,8 @@ double expm1_of(double value, bool is_integer) {
 
 }  // namespace
 
+constexpr std::size_t kSummaryBlockBytes = std::size_t{8} << 20;
+
 MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& options) {
   MatrixSummary summary;
   summary.info = reader.info();
@@ -151,12 +154,26 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   std::vector<double> expm1_totals;
   totals.reserve(static_cast<std::size_t>(rows));
   const bool sparse = summary.info.encoding != MatrixEncoding::kDense;
-  const std::vector<RowRange> blocks = reader.plan_blocks(options.memory_limit_bytes);
+  // Blocks of at most 4 MB, two in flight: the next is read (inflated on every core) while this
+  // one is summarised, and both buffers are reused, so pages are faulted in once, not per block.
+  std::vector<RowRange> blocks = reader.plan_blocks(std::min(options.memory_limit_bytes, kSummaryBlockBytes) / 2);
+  while (!blocks.empty() && blocks.back().begin >= rows) blocks.pop_back();
+  if (!blocks.empty()) blocks.back().end = std::min(blocks.back().end, rows);
   CsrBlock block;
-  for (const RowRange& range : blocks) {
-    if (range.begin >= rows) break;
-    const std::int64_t count = std::min(range.end, rows) - range.begin;
-    reader.read_rows(range.begin, count, block);
+  CsrBlock next;
+  if (!blocks.empty()) reader.read_rows(blocks[0].begin, blocks[0].size(), block);
+  for (std::size_t b = 0; b < blocks.size(); ++b) {
+    std::future<void> pending;
+    if (b + 1 < blocks.size()) {
+      pending = std::async(std::launch::async, [&reader, &next, range = blocks[b + 1]] { reader.read_rows(range.begin, range.size(), next); });
+    }
+    // The read in flight uses `reader` and `next`: wait for it before leaving, even on an error.
+    struct Join {
+      std::future<void>& pending;
+      ~Join() {
+        if (pending.valid()) pending.wait();
+      }
+    } join{pending};
     for (std::int64_t r = 0; r < block.n_rows; ++r) {
       double total = 0;
       double expm1_total = 0;
@@ -188,6 +205,8 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
       detected.push_back(static_cast<double>(end - begin));
     }
     summary.rows_scanned += block.n_rows;
+    if (pending.valid()) pending.get();  // rethrows the read's error
+    std::swap(block, next);
   }
   if (summary.stored_values == summary.n_nan + summary.n_inf) summary.min_value = summary.max_value = 0;
   const double cells = static_cast<double>(summary.rows_scanned);

@@ -4,8 +4,8 @@
 #include <celltyper/remote.hpp>
 
 #include "io/s3.hpp"
+#include "io/curl_api.hpp"
 
-#include <curl/curl.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -33,7 +33,7 @@ std::atomic<std::int64_t> g_cache_hits{0};
 void initialise_curl() {
   static std::once_flag once;
   std::call_once(once, [] {
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw IoError("cannot initialise libcurl");
+    if (curl_api().curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) throw IoError("cannot initialise libcurl");
   });
 }
 
@@ -135,15 +135,15 @@ std::string s3_error_code(const std::string& body) {
 }
 
 struct CurlDeleter {
-  void operator()(CURL* easy) const { curl_easy_cleanup(easy); }
+  void operator()(CURL* easy) const { curl_api().curl_easy_cleanup(easy); }
 };
 
 /// One easy handle per thread, reused so that connections are kept alive between requests.
 CURL* thread_easy_handle() {
   thread_local std::unique_ptr<CURL, CurlDeleter> easy;
-  if (!easy) easy.reset(curl_easy_init());
+  if (!easy) easy.reset(curl_api().curl_easy_init());
   if (!easy) throw IoError("libcurl: cannot create a transfer handle");
-  curl_easy_reset(easy.get());
+  curl_api().curl_easy_reset(easy.get());
   return easy.get();
 }
 
@@ -213,31 +213,31 @@ struct RemoteFile::Impl {
       response.body.reserve(static_cast<std::size_t>(length));
       CURL* easy = thread_easy_handle();
       curl_slist* headers = nullptr;
-      headers = curl_slist_append(headers, ("Range: " + range).c_str());
+      headers = curl_api().curl_slist_append(headers, ("Range: " + range).c_str());
       if (s3) {
         for (const auto& header : detail::s3_request_headers(s3_location, s3_settings, range, detail::amz_date_now())) {
-          headers = curl_slist_append(headers, header.c_str());
+          headers = curl_api().curl_slist_append(headers, header.c_str());
         }
       }
       char error_buffer[CURL_ERROR_SIZE] = {0};
-      curl_easy_setopt(easy, CURLOPT_URL, http_url.c_str());
-      curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
-      curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
-      curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
-      curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
-      curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_buffer);
-      curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout_seconds * 1000));
-      curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
-      curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, std::max(1L, static_cast<long>(options.stall_timeout_seconds + 0.5)));
-      curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
-      curl_easy_setopt(easy, CURLOPT_WRITEDATA, &response);
-      curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
-      curl_easy_setopt(easy, CURLOPT_HEADERDATA, &response);
-      curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltyper/" CELLTYPER_VERSION);
-      response.code = curl_easy_perform(easy);
-      curl_slist_free_all(headers);
-      curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &response.status);
-      response.curl_error = error_buffer[0] != '\0' ? error_buffer : curl_easy_strerror(response.code);
+      curl_api().curl_easy_setopt(easy, CURLOPT_URL, http_url.c_str());
+      curl_api().curl_easy_setopt(easy, CURLOPT_HTTPHEADER, headers);
+      curl_api().curl_easy_setopt(easy, CURLOPT_FOLLOWLOCATION, 1L);
+      curl_api().curl_easy_setopt(easy, CURLOPT_MAXREDIRS, 5L);
+      curl_api().curl_easy_setopt(easy, CURLOPT_NOSIGNAL, 1L);
+      curl_api().curl_easy_setopt(easy, CURLOPT_ERRORBUFFER, error_buffer);
+      curl_api().curl_easy_setopt(easy, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(options.connect_timeout_seconds * 1000));
+      curl_api().curl_easy_setopt(easy, CURLOPT_LOW_SPEED_LIMIT, 1L);
+      curl_api().curl_easy_setopt(easy, CURLOPT_LOW_SPEED_TIME, std::max(1L, static_cast<long>(options.stall_timeout_seconds + 0.5)));
+      curl_api().curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, on_body);
+      curl_api().curl_easy_setopt(easy, CURLOPT_WRITEDATA, &response);
+      curl_api().curl_easy_setopt(easy, CURLOPT_HEADERFUNCTION, on_header);
+      curl_api().curl_easy_setopt(easy, CURLOPT_HEADERDATA, &response);
+      curl_api().curl_easy_setopt(easy, CURLOPT_USERAGENT, "celltyper/" CELLTYPER_VERSION);
+      response.code = curl_api().curl_easy_perform(easy);
+      curl_api().curl_slist_free_all(headers);
+      curl_api().curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &response.status);
+      response.curl_error = error_buffer[0] != '\0' ? error_buffer : curl_api().curl_easy_strerror(response.code);
       ++g_requests;
       g_bytes += static_cast<std::int64_t>(response.body.size());
       {

@@ -6,6 +6,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "corpus/dynamic_api.hpp"
+
 #include <cctype>
 #include <cstdlib>
 #include <ctime>
@@ -13,6 +15,25 @@
 namespace celltyper::detail {
 
 namespace {
+
+// OpenSSL's libcrypto (SHA-256 and HMAC for request signing), loaded with dlopen on the first
+// signed request: linked, it was loaded and initialised at the start of every process.
+#define CELLTYPER_CRYPTO_FUNCTIONS(X) X(EVP_Digest) X(EVP_sha256) X(HMAC)
+
+struct CryptoApi {
+  CELLTYPER_CRYPTO_FUNCTIONS(CELLTYPER_DYNAMIC_POINTER)
+};
+
+const CryptoApi& crypto() {
+  static const CryptoApi api = [] {
+    const std::string what = "OpenSSL's libcrypto (S3 request signing)";
+    void* library = corpus::detail::open_library({"libcrypto.so.3", "libcrypto.so"}, what, "install libssl3 (scripts/setup.sh does)");
+    CryptoApi loaded;
+    CELLTYPER_CRYPTO_FUNCTIONS(CELLTYPER_DYNAMIC_LOAD)
+    return loaded;
+  }();
+  return api;
+}
 
 std::string environment(const char* name) {
   const char* value = std::getenv(name);
@@ -32,7 +53,7 @@ std::string to_hex(const unsigned char* bytes, std::size_t n) {
 std::string hmac_sha256(const std::string& key, const std::string& data) {
   unsigned char out[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
+  crypto().HMAC(crypto().EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(data.data()),
        data.size(), out, &length);
   return std::string(reinterpret_cast<const char*>(out), length);
 }
@@ -135,7 +156,7 @@ S3Location resolve_s3_url(const std::string& s3_url, const S3Settings& settings)
 std::string sha256_hex(const std::string& data) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
-  EVP_Digest(data.data(), data.size(), digest, &length, EVP_sha256(), nullptr);
+  crypto().EVP_Digest(data.data(), data.size(), digest, &length, crypto().EVP_sha256(), nullptr);
   return to_hex(digest, length);
 }
 

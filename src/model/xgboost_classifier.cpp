@@ -11,6 +11,8 @@
 
 #include <xgboost/c_api.h>
 
+#include "corpus/dynamic_api.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -21,9 +23,32 @@
 namespace celltyper {
 namespace {
 
+// XGBoost's C API, loaded with dlopen on the first XGBoost fit or model load: linked, libxgboost
+// (with libdmlc and libgomp) and its static registries cost every celltyper process ~15 ms.
+#define CELLTYPER_XGBOOST_FUNCTIONS(X)                                                                       \
+  X(XGBGetLastError) X(XGBSetGlobalConfig) X(XGBoostVersion) X(XGBoosterCreate) X(XGBoosterEvalOneIter)      \
+  X(XGBoosterFree) X(XGBoosterGetNumFeature) X(XGBoosterLoadModelFromBuffer) X(XGBoosterPredictFromDMatrix)  \
+  X(XGBoosterPredictFromDense) X(XGBoosterSaveModelToBuffer) X(XGBoosterSetParam) X(XGBoosterSlice)          \
+  X(XGBoosterUpdateOneIter) X(XGDMatrixCreateFromMat_omp) X(XGDMatrixFree) X(XGDMatrixSetFloatInfo)
+
+struct XgboostApi {
+  CELLTYPER_XGBOOST_FUNCTIONS(CELLTYPER_DYNAMIC_POINTER)
+};
+
+const XgboostApi& xgb() {
+  static const XgboostApi api = [] {
+    const std::string what = "the XGBoost library (libxgboost.so.0)";
+    void* library = corpus::detail::open_library({"libxgboost.so.0", "libxgboost.so"}, what, "install libxgboost0 (scripts/setup.sh does)");
+    XgboostApi loaded;
+    CELLTYPER_XGBOOST_FUNCTIONS(CELLTYPER_DYNAMIC_LOAD)
+    return loaded;
+  }();
+  return api;
+}
+
 /// Throw with XGBoost's own message when a C API call fails.
 void check(int status, const char* call) {
-  if (status != 0) throw InputError(fmt::format("xgboost: {} failed: {}", call, XGBGetLastError()));
+  if (status != 0) throw InputError(fmt::format("xgboost: {} failed: {}", call, xgb().XGBGetLastError()));
 }
 
 /// FNV-1a 64 of the booster bytes as 16 hex digits.
@@ -34,7 +59,7 @@ std::string booster_checksum(const std::vector<std::uint8_t>& bytes) {
 /// Silence XGBoost's console output (parameter warnings) once per process.
 void quiet_xgboost() {
   static std::once_flag once;
-  std::call_once(once, [] { check(XGBSetGlobalConfig(R"({"verbosity": 0})"), "XGBSetGlobalConfig"); });
+  std::call_once(once, [] { check(xgb().XGBSetGlobalConfig(R"({"verbosity": 0})"), "XGBSetGlobalConfig"); });
 }
 
 /// Owning handles.
@@ -44,7 +69,7 @@ struct DMatrix {
   DMatrix(const DMatrix&) = delete;
   DMatrix& operator=(const DMatrix&) = delete;
   ~DMatrix() {
-    if (handle != nullptr) XGDMatrixFree(handle);
+    if (handle != nullptr) xgb().XGDMatrixFree(handle);
   }
 };
 
@@ -55,7 +80,7 @@ struct Booster {
   Booster& operator=(const Booster&) = delete;
   ~Booster() { reset(nullptr); }
   void reset(BoosterHandle other) {
-    if (handle != nullptr) XGBoosterFree(handle);
+    if (handle != nullptr) xgb().XGBoosterFree(handle);
     handle = other;
   }
 };
@@ -63,14 +88,14 @@ struct Booster {
 /// A dense float32 DMatrix of [n x d] with labels and optional weights.
 void make_dmatrix(DMatrix& out, const float* x, std::int64_t n, int d, const std::int32_t* labels, const std::vector<float>* weights,
                   int threads) {
-  check(XGDMatrixCreateFromMat_omp(x, static_cast<bst_ulong>(n), static_cast<bst_ulong>(d), std::numeric_limits<float>::quiet_NaN(),
+  check(xgb().XGDMatrixCreateFromMat_omp(x, static_cast<bst_ulong>(n), static_cast<bst_ulong>(d), std::numeric_limits<float>::quiet_NaN(),
                                    &out.handle, threads),
         "XGDMatrixCreateFromMat_omp");
   std::vector<float> label_values(static_cast<std::size_t>(n));
   for (std::int64_t i = 0; i < n; ++i) label_values[static_cast<std::size_t>(i)] = static_cast<float>(std::max(labels[i], 0));
-  check(XGDMatrixSetFloatInfo(out.handle, "label", label_values.data(), static_cast<bst_ulong>(n)), "XGDMatrixSetFloatInfo(label)");
+  check(xgb().XGDMatrixSetFloatInfo(out.handle, "label", label_values.data(), static_cast<bst_ulong>(n)), "XGDMatrixSetFloatInfo(label)");
   if (weights != nullptr) {
-    check(XGDMatrixSetFloatInfo(out.handle, "weight", weights->data(), static_cast<bst_ulong>(n)), "XGDMatrixSetFloatInfo(weight)");
+    check(xgb().XGDMatrixSetFloatInfo(out.handle, "weight", weights->data(), static_cast<bst_ulong>(n)), "XGDMatrixSetFloatInfo(weight)");
   }
 }
 
@@ -79,7 +104,7 @@ const float* predict_cached(BoosterHandle booster, DMatrixHandle matrix, std::in
   const bst_ulong* shape = nullptr;
   bst_ulong dims = 0;
   const float* result = nullptr;
-  check(XGBoosterPredictFromDMatrix(booster, matrix,
+  check(xgb().XGBoosterPredictFromDMatrix(booster, matrix,
                                     R"({"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, "strict_shape": true})",
                                     &shape, &dims, &result),
         "XGBoosterPredictFromDMatrix");
@@ -120,7 +145,7 @@ class GradientBoostedTrees final : public Classifier {
     int major = 0;
     int minor = 0;
     int patch = 0;
-    XGBoostVersion(&major, &minor, &patch);
+    xgb().XGBoostVersion(&major, &minor, &patch);
     return fmt::format("{}.{}.{}", major, minor, patch);
   }
   /// Load `model_` into `booster_` for single-threaded prediction (concurrent calls on chunks).
@@ -164,9 +189,9 @@ void GradientBoostedTrees::fit_standardized(const float* x, std::int64_t n, int 
   Booster booster;
   std::vector<DMatrixHandle> cached = {train.handle};
   if (has_validation) cached.push_back(held_out.handle);
-  check(XGBoosterCreate(cached.data(), static_cast<bst_ulong>(cached.size()), &booster.handle), "XGBoosterCreate");
+  check(xgb().XGBoosterCreate(cached.data(), static_cast<bst_ulong>(cached.size()), &booster.handle), "XGBoosterCreate");
   auto set = [&](const char* name, const std::string& value) {
-    check(XGBoosterSetParam(booster.handle, name, value.c_str()), fmt::format("XGBoosterSetParam({} = {})", name, value).c_str());
+    check(xgb().XGBoosterSetParam(booster.handle, name, value.c_str()), fmt::format("XGBoosterSetParam({} = {})", name, value).c_str());
   };
   set("verbosity", "0");
   set("objective", "multi:softprob");
@@ -201,7 +226,7 @@ void GradientBoostedTrees::fit_standardized(const float* x, std::int64_t n, int 
   for (round = 0; round < rounds; ++round) {
     check_cancelled();
     const auto round_started = std::chrono::steady_clock::now();
-    check(XGBoosterUpdateOneIter(booster.handle, round, train.handle), "XGBoosterUpdateOneIter");
+    check(xgb().XGBoosterUpdateOneIter(booster.handle, round, train.handle), "XGBoosterUpdateOneIter");
     std::vector<DMatrixHandle> evaluated = {train.handle};
     std::vector<const char*> names = {"train"};
     if (has_validation) {
@@ -209,7 +234,7 @@ void GradientBoostedTrees::fit_standardized(const float* x, std::int64_t n, int 
       names.push_back("validation");
     }
     const char* evaluation = nullptr;
-    check(XGBoosterEvalOneIter(booster.handle, round, evaluated.data(), names.data(), static_cast<bst_ulong>(evaluated.size()), &evaluation),
+    check(xgb().XGBoosterEvalOneIter(booster.handle, round, evaluated.data(), names.data(), static_cast<bst_ulong>(evaluated.size()), &evaluation),
           "XGBoosterEvalOneIter");
     const std::string line = evaluation;
     last_loss = parse_metric(line, "train-mlogloss");
@@ -250,12 +275,12 @@ void GradientBoostedTrees::fit_standardized(const float* x, std::int64_t n, int 
   const bool keep_best = has_validation && known > 0;
   if (keep_best && best_round + 1 < rounds_run) {
     BoosterHandle sliced = nullptr;
-    check(XGBoosterSlice(booster.handle, 0, best_round + 1, 1, &sliced), "XGBoosterSlice");
+    check(xgb().XGBoosterSlice(booster.handle, 0, best_round + 1, 1, &sliced), "XGBoosterSlice");
     booster.reset(sliced);
   }
   bst_ulong length = 0;
   const char* bytes = nullptr;
-  check(XGBoosterSaveModelToBuffer(booster.handle, R"({"format": "ubj"})", &length, &bytes), "XGBoosterSaveModelToBuffer");
+  check(xgb().XGBoosterSaveModelToBuffer(booster.handle, R"({"format": "ubj"})", &length, &bytes), "XGBoosterSaveModelToBuffer");
   model_.assign(reinterpret_cast<const std::uint8_t*>(bytes), reinterpret_cast<const std::uint8_t*>(bytes) + length);
   features_ = d;
   load_booster("xgboost fit");
@@ -278,13 +303,13 @@ void GradientBoostedTrees::fit_standardized(const float* x, std::int64_t n, int 
 void GradientBoostedTrees::load_booster(const std::string& what) {
   quiet_xgboost();
   Booster booster;
-  check(XGBoosterCreate(nullptr, 0, &booster.handle), "XGBoosterCreate");
-  if (XGBoosterLoadModelFromBuffer(booster.handle, model_.data(), static_cast<bst_ulong>(model_.size())) != 0) {
-    throw InputError(fmt::format("{}: the xgboost booster does not load: {}", what, XGBGetLastError()));
+  check(xgb().XGBoosterCreate(nullptr, 0, &booster.handle), "XGBoosterCreate");
+  if (xgb().XGBoosterLoadModelFromBuffer(booster.handle, model_.data(), static_cast<bst_ulong>(model_.size())) != 0) {
+    throw InputError(fmt::format("{}: the xgboost booster does not load: {}", what, xgb().XGBGetLastError()));
   }
-  check(XGBoosterSetParam(booster.handle, "nthread", "1"), "XGBoosterSetParam(nthread)");
+  check(xgb().XGBoosterSetParam(booster.handle, "nthread", "1"), "XGBoosterSetParam(nthread)");
   bst_ulong n_features = 0;
-  check(XGBoosterGetNumFeature(booster.handle, &n_features), "XGBoosterGetNumFeature");
+  check(xgb().XGBoosterGetNumFeature(booster.handle, &n_features), "XGBoosterGetNumFeature");
   if (n_features != static_cast<bst_ulong>(features_)) {
     throw InputError(fmt::format("{}: the xgboost booster has {} features, the classifier {}", what, n_features, features_));
   }
@@ -297,7 +322,7 @@ void GradientBoostedTrees::load_booster(const std::string& what) {
   const float* result = nullptr;
   const std::string values = fmt::format(R"({{"data": [{}, true], "shape": [1, {}], "typestr": "<f4", "version": 3}})",
                                          reinterpret_cast<std::uintptr_t>(row.data()), features_);
-  check(XGBoosterPredictFromDense(booster_.handle, values.c_str(),
+  check(xgb().XGBoosterPredictFromDense(booster_.handle, values.c_str(),
                                   R"({"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, "strict_shape": true, "missing": NaN, "cache_id": 0})",
                                   nullptr, &shape, &dims, &result),
         "XGBoosterPredictFromDense");
@@ -310,7 +335,7 @@ void GradientBoostedTrees::predict_standardized(const float* x, std::int64_t n, 
   const bst_ulong* shape = nullptr;
   bst_ulong dims = 0;
   const float* result = nullptr;
-  check(XGBoosterPredictFromDense(booster_.handle, values.c_str(),
+  check(xgb().XGBoosterPredictFromDense(booster_.handle, values.c_str(),
                                   R"({"type": 0, "training": false, "iteration_begin": 0, "iteration_end": 0, "strict_shape": true, "missing": NaN, "cache_id": 0})",
                                   nullptr, &shape, &dims, &result),
         "XGBoosterPredictFromDense");
