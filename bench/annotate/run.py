@@ -21,13 +21,13 @@ import argparse
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from measure import run_measured  # noqa: E402
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 PBMC3K = os.path.join(SHARED, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
 
@@ -64,21 +64,6 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "peak_rss_mb": resource.g
 """
 
 
-def run_measured(command):
-    pid = os.fork()
-    if pid == 0:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        os.execv(command[0], command)
-    t = time.perf_counter()
-    _, status, usage = os.wait4(pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        sys.exit(f"bench/annotate: {' '.join(command)} failed (exit {os.waitstatus_to_exitcode(status)})")
-    return wall, usage.ru_maxrss / 1024
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=100000)
@@ -109,7 +94,8 @@ def main():
                    cells=args.cells, dims=args.dims, threads=args.threads, runs=[])
     out = os.path.join(args.workdir, "annotated.h5ad")
     # Python pipeline.
-    python = [run_measured(["/usr/bin/python3", "-c", PYTHON_PIPELINE, query, out, store, str(args.dims), "9", str(args.threads)])
+    python = [run_measured(["/usr/bin/python3", "-c", PYTHON_PIPELINE, query, out, store, str(args.dims), "9", str(args.threads)],
+                           "bench/annotate")[:2]
               for _ in range(args.repeats)]
     py_wall = statistics.median(w for w, _ in python)
     py_rss = max(r for _, r in python)
@@ -122,7 +108,7 @@ def main():
                      "--features", features, "--out", model, "--validation-fraction", "0", "--threads", str(args.threads)]
             if features == "genept":
                 train += ["--dims", str(args.dims)]
-            train_wall, _ = run_measured(train)
+            train_wall, _ = run_measured(train, "bench/annotate")[:2]
             command = [celltyper, "--quiet", "annotate", "--model", model, "--input", query, "--out", out, "--threads", str(args.threads)]
             # Into a new path (the output removed before each run, untimed: a first run), and over
             # the previous run's output (the file system then also frees the replaced 688 MB file).
@@ -130,8 +116,8 @@ def main():
             for _ in range(args.repeats):
                 if os.path.exists(out):
                     os.remove(out)
-                runs.append(run_measured(command))
-                replacing.append(run_measured(command))
+                runs.append(run_measured(command, "bench/annotate")[:2])
+                replacing.append(run_measured(command, "bench/annotate")[:2])
             wall = statistics.median(w for w, _ in runs)
             rss = max(r for _, r in runs + replacing)
             row = dict(classifier=classifier, features=features, train_seconds=train_wall, wall_seconds=wall, peak_rss_mb=rss,

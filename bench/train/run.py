@@ -11,12 +11,14 @@ file bench/annotate uses), labels obs['celltype'] (9 classes). Timed, wall secon
     standardised and clipped at 10, over the same number of variable genes (Seurat's dispersion
     rule on the reference, as bench/panels' peers), including anndata's read and the
     normalisation;
-  * XGBoost (python3-xgboost, hist, 100 rounds, depth 6) on the same features.
+  * XGBoost (python3-xgboost, hist, 100 rounds, depth 6) on the same features;
+  * reference mode, `celltyper annotate --reference REF --label obs:celltype --input pbmc3k`
+    (trains on the fly, every cell, then annotates 2,638 cells).
 Peak RSS of each process. The peers run with --threads threads (default: every core), as celltyper does.
 
-    /usr/bin/python3 bench/train/run.py [--cells 100000] [--threads N]
+    /usr/bin/python3 bench/train/run.py [--cells 100000] [--threads N] [--tag TAG]
 
-Writes bench/results/train.json and bench/results/train.md.
+Writes bench/results/train.json and bench/results/train.md (train_TAG.* with --tag).
 """
 import argparse
 import json
@@ -24,10 +26,11 @@ import os
 import platform
 import subprocess
 import sys
-import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from measure import run_measured  # noqa: E402
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 PBMC3K = os.path.join(SHARED, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
 
@@ -71,14 +74,6 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "fit_seconds": fit,
 """
 
 
-def rss_of(command):
-    """Run under /usr/bin/time -f %M to read the peak RSS in MB."""
-    result = subprocess.run(["/usr/bin/time", "-f", "%M"] + command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"bench/train: {' '.join(command)} failed: {result.stderr.strip()[-400:]}")
-    return int(result.stderr.strip().splitlines()[-1]) / 1024, result.stdout
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cells", type=int, default=100000)
@@ -86,6 +81,7 @@ def main():
     parser.add_argument("--genes", type=int, default=3000, help="variable genes of the peers (celltyper's default panel size)")
     parser.add_argument("--workdir", default="/tmp/celltyper-bench-annotate")
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--tag", help="write bench/results/train_TAG.{json,md}")
     args = parser.parse_args()
     celltyper = os.path.join(args.build, "celltyper")
     resample = os.path.join(args.build, "bench", "resample_h5ad")
@@ -101,14 +97,19 @@ def main():
     for name, extra in (("celltyper train (default)", []), ("celltyper train --validation-fraction 0", ["--validation-fraction", "0"])):
         command = [celltyper, "--quiet", "train", "--reference", reference, "--label", "obs:celltype", "--out", model,
                    "--threads", str(args.threads)] + extra
-        start = time.perf_counter()
-        rss, _ = rss_of(command)
-        rows.append(dict(method=name, seconds=time.perf_counter() - start, peak_rss_mb=rss))
+        wall, rss, _ = run_measured(command, "bench/train")
+        rows.append(dict(method=name, seconds=wall, peak_rss_mb=rss))
         print(json.dumps(rows[-1]), flush=True)
+    # Reference mode: train on the fly inside annotate (every cell trains, no validation split),
+    # then annotate pbmc3k (2,638 cells) with that model.
+    annotated = os.path.join(args.workdir, "train_bench_annotated.h5ad")
+    wall, rss, _ = run_measured([celltyper, "--quiet", "annotate", "--reference", reference, "--label", "obs:celltype", "--input", PBMC3K,
+                                 "--out", annotated, "--threads", str(args.threads)], "bench/train")
+    rows.append(dict(method="celltyper annotate --reference (train + annotate pbmc3k)", seconds=wall, peak_rss_mb=rss))
+    print(json.dumps(rows[-1]), flush=True)
     for method in ("sklearn-logreg", "xgboost"):
-        start = time.perf_counter()
-        rss, out = rss_of(["/usr/bin/python3", "-c", PEER, reference, method, str(args.genes), str(args.threads)])
-        wall = time.perf_counter() - start
+        wall, rss, out = run_measured(["/usr/bin/python3", "-c", PEER, reference, method, str(args.genes), str(args.threads)],
+                                      "bench/train", capture=True)
         reported = json.loads(out.strip().splitlines()[-1])
         rows.append(dict(method=method, seconds=wall, fit_seconds=reported["fit_seconds"], peak_rss_mb=rss))
         print(json.dumps(rows[-1]), flush=True)
@@ -118,18 +119,19 @@ def main():
     report = dict(machine=dict(platform=platform.platform(), cpus=os.cpu_count(), load=os.getloadavg()), cells=args.cells,
                   threads=args.threads, genes=args.genes, rows=rows)
     out_dir = os.path.join(ROOT, "bench", "results")
-    with open(os.path.join(out_dir, "train.json"), "w") as f:
+    name = "train" if args.tag is None else f"train_{args.tag}"
+    with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
         json.dump(report, f, indent=1)
     lines = [f"# train: {args.cells} reference cells resampled from pbmc3k (9 classes), read to model", "",
              f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} cores, load {report['machine']['load'][0]:.1f}; "
-             f"{args.threads} threads for every method; one run each. Reproduce: `/usr/bin/python3 bench/train/run.py`.", "",
+             f"{args.threads} threads for every method; one run each. Reproduce: `/usr/bin/python3 bench/train/run.py{'' if args.cells == 100000 else f' --cells {args.cells}'}{'' if args.tag is None else f' --tag {args.tag}'}`.", "",
              f"Peers: log1p-CP10k over {args.genes} variable genes of the reference, anndata read and normalisation included "
              "(fit alone in its own column).", "",
              "| method | wall s | fit s | peak RSS MB | x default |", "|---|---:|---:|---:|---:|"]
     for row in rows:
         fit = f"{row['fit_seconds']:.1f}" if "fit_seconds" in row else ""
         lines.append(f"| {row['method']} | {row['seconds']:.1f} | {fit} | {row['peak_rss_mb']:.0f} | {row['ratio_to_default']:.1f}x |")
-    with open(os.path.join(out_dir, "train.md"), "w") as f:
+    with open(os.path.join(out_dir, f"{name}.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -117,6 +117,11 @@ struct FitOptions {
   /// Optional per-cell weights (n values, finite, > 0), multiplied into the class-balancing
   /// weights (e.g. so that each reference counts equally). Empty = 1 for every cell.
   std::vector<double> sample_weights;
+  /// Optional starting point ("logreg" only): parameters in the layout of its exported
+  /// "weights" [n_classes x (d + 1)], e.g. of a fit on most of the same cells. The objective is
+  /// strictly convex, so the optimum reached is the same; only the iterations to it change.
+  /// Ignored when the size does not match.
+  std::vector<double> initial_weights;
 };
 
 /// Per-feature standardisation z = (x - mean) / scale, scale = standard deviation (1 when the
@@ -165,6 +170,12 @@ class Classifier {
   void import_state(const ClassifierState& state, const std::string& what);
 
  protected:
+  /// Train on the features as given, `standardizer()` already fitted to them; `options` as for
+  /// fit_standardized. The default standardises a copy and calls fit_standardized; a back end
+  /// that can use the features' zeros (logistic regression on sparse expression) overrides it.
+  virtual void fit_features(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
+                            const FitOptions& options);
+  [[nodiscard]] const Standardizer& standardizer() const { return standardizer_; }
   /// Train on standardised features. `options.hyperparameters` is resolved (every name present)
   /// and `options.validation.features`, when set, are standardised too.
   virtual void fit_standardized(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels,
@@ -211,9 +222,12 @@ std::unique_ptr<Classifier> make_logistic_regression();
 /// probability of its classes for a label-set code (FitOptions::label_sets), plus l2/2 |W|^2
 /// (biases not penalised); cell weights from "class_balanced" and sample_weights
 /// (training_cell_weights). Writes the gradient. For tests and tools; labels are not validated.
+/// With `raw_standardizer`, `x` holds unstandardised features and the objective is that of
+/// `raw_standardizer` applied to them, computed from their stored (non-zero) values as fit does
+/// when most features are zero.
 double logistic_regression_objective(const std::vector<double>& weights, const float* x, std::int64_t n, int d,
                                      const std::vector<std::int32_t>& labels, int n_classes, const FitOptions& options,
-                                     std::vector<double>& gradient);
+                                     std::vector<double>& gradient, const Standardizer* raw_standardizer = nullptr);
 /// k nearest neighbours by cosine similarity of standardised features; hyperparameter "k".
 /// Probability of class c = sum of weights of the neighbours in c / sum of all weights, with
 /// weight 1 / (1e-2 + cosine distance); ties in similarity go to the lower training row.

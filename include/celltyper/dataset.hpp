@@ -71,6 +71,7 @@ class MatrixReader {
 struct BlockStreamOptions {
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight (2 double-buffered)
   bool prefetch = true;  ///< read the next block on a second thread while the callback runs
+  std::int64_t max_rows = -1;  ///< stream only the first rows (-1: every row)
 };
 
 /// Stream every row of `reader` in blocks: `callback(block)` runs on the calling thread in

@@ -7,15 +7,10 @@
 namespace celltyper::corpus::detail {
 
 const DuckDbApi& duckdb_api() {
-  static const DuckDbApi api = [] {
-    // The library unpacked by scripts/fetch_duckdb.sh (path fixed at configure time), else the
-    // loader's search path (rpath, LD_LIBRARY_PATH).
-    const std::string what = "DuckDB (the catalogue's database, libduckdb.so)";
-    void* library = open_library({CELLTYPER_DUCKDB_LIBRARY, "libduckdb.so"}, what, "run scripts/fetch_duckdb.sh");
-    DuckDbApi loaded;
-    CELLTYPER_DUCKDB_FUNCTIONS(CELLTYPER_DYNAMIC_LOAD)
-    return loaded;
-  }();
+  // The library unpacked by scripts/fetch_duckdb.sh (path fixed at configure time), else the
+  // loader's search path (rpath, LD_LIBRARY_PATH).
+  static const DuckDbApi api = CELLTYPER_LOAD_DYNAMIC_API(DuckDbApi, CELLTYPER_DUCKDB_FUNCTIONS, "DuckDB (the catalogue's database, libduckdb.so)",
+                                                          "run scripts/fetch_duckdb.sh", CELLTYPER_DUCKDB_LIBRARY, "libduckdb.so");
   return api;
 }
 

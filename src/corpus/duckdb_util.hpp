@@ -5,7 +5,7 @@
 
 #include <duckdb.h>
 
-#include "corpus/dynamic_api.hpp"
+#include "io/dynamic_api.hpp"
 
 #include <cstdint>
 #include <optional>

@@ -3,7 +3,7 @@
 #include <celltyper/h5ad.hpp>
 #include <celltyper/selection.hpp>
 
-#include "corpus/dynamic_api.hpp"
+#include "io/dynamic_api.hpp"
 
 #include <Cbc_C_Interface.h>
 #include <fmt/format.h>
@@ -35,14 +35,8 @@ struct CbcApi {
 /// The solver's functions (libCbcSolver, loaded once); UnsupportedError saying what to install
 /// when it is missing.
 const CbcApi& cbc_api() {
-  static const CbcApi api = [] {
-    const std::string what = "select: the COIN-OR CBC solver (libCbcSolver.so.3)";
-    void* library = corpus::detail::open_library({"libCbcSolver.so.3", "libCbcSolver.so"}, what,
-                                                 "install coinor-libcbc3 (scripts/setup.sh does)");
-    CbcApi loaded;
-    CELLTYPER_CBC_FUNCTIONS(CELLTYPER_DYNAMIC_LOAD)
-    return loaded;
-  }();
+  static const CbcApi api = CELLTYPER_LOAD_DYNAMIC_API(CbcApi, CELLTYPER_CBC_FUNCTIONS, "select: the COIN-OR CBC solver (libCbcSolver.so.3)",
+                                                       "install coinor-libcbc3 (scripts/setup.sh does)", "libCbcSolver.so.3", "libCbcSolver.so");
   return api;
 }
 

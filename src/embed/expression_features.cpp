@@ -73,6 +73,27 @@ inline double normalized(double value, double scale, Normalization normalization
   return value;
 }
 
+/// log1p(n * scale) for the stored counts n of one cell, computed once per small integer count
+/// met (the same expression, so the same bits), not once per stored value: counts are mostly
+/// small integers.
+class RowLog1p {
+ public:
+  explicit RowLog1p(double scale) : scale_(scale) { small_.fill(-1.0); }  // -1: not yet computed
+  double operator()(double raw) {
+    if (raw >= 1 && raw <= kSmall && raw == static_cast<double>(static_cast<std::uint32_t>(raw))) {
+      double& value = small_[static_cast<std::uint32_t>(raw)];
+      if (value < 0) value = std::log1p(raw * scale_);
+      return value;
+    }
+    return std::log1p(raw * scale_);
+  }
+
+ private:
+  static constexpr std::uint32_t kSmall = 32;
+  double scale_;
+  std::array<double, kSmall + 1> small_;
+};
+
 struct OpenedMatrix {
   std::string matrix;
   GeneResolveResult genes;
@@ -146,12 +167,16 @@ Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTabl
       const std::int64_t end = block.indptr[static_cast<std::size_t>(r) + 1];
       const double total = library_size(block, begin, end, in_size_factor);
       const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
+      RowLog1p log1p_of(scale);
       for (std::int64_t k = begin; k < end; ++k) {
         const std::int32_t j = column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
         const double raw = block.values[static_cast<std::size_t>(k)];
         if (j < 0 || raw == 0) continue;
-        const double value = normalized(raw, scale, normalization);
-        const double linear = normalization == Normalization::kCp10k ? value : std::expm1(value);
+        const double value = normalization == Normalization::kLog1pCp10k ? log1p_of(raw) : normalized(raw, scale, normalization);
+        // The linear value behind a log1p value: expm1(log1p(x * scale)) is x * scale.
+        const double linear = normalization == Normalization::kLog1pCp10k ? raw * scale
+                              : normalization == Normalization::kCp10k    ? value
+                                                                          : std::expm1(value);
         const auto g = static_cast<std::size_t>(j);
         stats.sum[g] += value;
         stats.sum_squares[g] += value * value;
@@ -296,24 +321,14 @@ bool row_features(const CsrBlock& block, std::size_t row, const PanelStream& str
   const double total = library_size(block, begin, end, stream.in_size_factor);
   if (total <= 0 && normalization != Normalization::kNone) return false;
   const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
-  // Counts are mostly small integers: log1p(n * scale) is computed once per row for each small n
-  // met (the same expression, so the same bits), not once per stored value.
-  constexpr std::uint32_t kSmall = 32;
-  std::array<float, kSmall + 1> small;
-  small.fill(-1.0f);  // not yet computed (every log1p of a positive value is positive)
-  const bool tabulate = normalization == Normalization::kLog1pCp10k;
+  RowLog1p log1p_of(scale);
+  const bool log1p = normalization == Normalization::kLog1pCp10k;
   bool any = false;
   for (std::int64_t k = begin; k < end; ++k) {
     const std::int32_t j = stream.column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
     const double raw = block.values[static_cast<std::size_t>(k)];
     if (j < 0 || raw == 0) continue;
-    if (tabulate && raw >= 1 && raw <= kSmall && raw == static_cast<double>(static_cast<std::uint32_t>(raw))) {
-      float& value = small[static_cast<std::uint32_t>(raw)];
-      if (value < 0) value = static_cast<float>(normalized(raw, scale, normalization));
-      emit(j, value);
-    } else {
-      emit(j, static_cast<float>(normalized(raw, scale, normalization)));
-    }
+    emit(j, static_cast<float>(log1p ? log1p_of(raw) : normalized(raw, scale, normalization)));
     any = true;
   }
   return any;

@@ -8,7 +8,7 @@
 #define CURL_DISABLE_TYPECHECK 1
 #include <curl/curl.h>
 
-#include "corpus/dynamic_api.hpp"
+#include "io/dynamic_api.hpp"
 
 namespace celltyper {
 

@@ -61,7 +61,11 @@ std::vector<RowRange> MatrixReader::plan_blocks(std::size_t memory_limit_bytes) 
 void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
                     const std::function<void(const CsrBlock&)>& callback) {
   const std::size_t limit = options.prefetch ? options.memory_limit_bytes / 2 : options.memory_limit_bytes;
-  const std::vector<RowRange> blocks = reader.plan_blocks(std::max<std::size_t>(limit, 1));
+  std::vector<RowRange> blocks = reader.plan_blocks(std::max<std::size_t>(limit, 1));
+  if (options.max_rows >= 0) {
+    while (!blocks.empty() && blocks.back().begin >= options.max_rows) blocks.pop_back();
+    if (!blocks.empty()) blocks.back().end = std::min(blocks.back().end, options.max_rows);
+  }
   if (blocks.empty()) return;
   CsrBlock current;
   CsrBlock next;

@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <future>
 #include <limits>
 
 namespace celltyper {
@@ -156,24 +155,10 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   const bool sparse = summary.info.encoding != MatrixEncoding::kDense;
   // Blocks of at most 4 MB, two in flight: the next is read (inflated on every core) while this
   // one is summarised, and both buffers are reused, so pages are faulted in once, not per block.
-  std::vector<RowRange> blocks = reader.plan_blocks(std::min(options.memory_limit_bytes, kSummaryBlockBytes) / 2);
-  while (!blocks.empty() && blocks.back().begin >= rows) blocks.pop_back();
-  if (!blocks.empty()) blocks.back().end = std::min(blocks.back().end, rows);
-  CsrBlock block;
-  CsrBlock next;
-  if (!blocks.empty()) reader.read_rows(blocks[0].begin, blocks[0].size(), block);
-  for (std::size_t b = 0; b < blocks.size(); ++b) {
-    std::future<void> pending;
-    if (b + 1 < blocks.size()) {
-      pending = std::async(std::launch::async, [&reader, &next, range = blocks[b + 1]] { reader.read_rows(range.begin, range.size(), next); });
-    }
-    // The read in flight uses `reader` and `next`: wait for it before leaving, even on an error.
-    struct Join {
-      std::future<void>& pending;
-      ~Join() {
-        if (pending.valid()) pending.wait();
-      }
-    } join{pending};
+  BlockStreamOptions stream;
+  stream.memory_limit_bytes = std::min(options.memory_limit_bytes, kSummaryBlockBytes);
+  stream.max_rows = rows;
+  for_each_block(reader, stream, [&](const CsrBlock& block) {
     for (std::int64_t r = 0; r < block.n_rows; ++r) {
       double total = 0;
       double expm1_total = 0;
@@ -205,9 +190,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
       detected.push_back(static_cast<double>(end - begin));
     }
     summary.rows_scanned += block.n_rows;
-    if (pending.valid()) pending.get();  // rethrows the read's error
-    std::swap(block, next);
-  }
+  });
   if (summary.stored_values == summary.n_nan + summary.n_inf) summary.min_value = summary.max_value = 0;
   const double cells = static_cast<double>(summary.rows_scanned);
   summary.density = cells > 0 && summary.info.n_cols > 0 ? static_cast<double>(summary.stored_values) / (cells * static_cast<double>(summary.info.n_cols)) : 0;

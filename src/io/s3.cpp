@@ -6,7 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "corpus/dynamic_api.hpp"
+#include "io/dynamic_api.hpp"
 
 #include <cctype>
 #include <cstdlib>
@@ -25,13 +25,8 @@ struct CryptoApi {
 };
 
 const CryptoApi& crypto() {
-  static const CryptoApi api = [] {
-    const std::string what = "OpenSSL's libcrypto (S3 request signing)";
-    void* library = corpus::detail::open_library({"libcrypto.so.3", "libcrypto.so"}, what, "install libssl3 (scripts/setup.sh does)");
-    CryptoApi loaded;
-    CELLTYPER_CRYPTO_FUNCTIONS(CELLTYPER_DYNAMIC_LOAD)
-    return loaded;
-  }();
+  static const CryptoApi api = CELLTYPER_LOAD_DYNAMIC_API(CryptoApi, CELLTYPER_CRYPTO_FUNCTIONS, "OpenSSL's libcrypto (S3 request signing)",
+                                                          "install libssl3 (scripts/setup.sh does)", "libcrypto.so.3", "libcrypto.so");
   return api;
 }
 

@@ -105,8 +105,6 @@ void Classifier::fit(const float* features, std::int64_t n, int d, const std::ve
   FitOptions resolved = options;
   resolved.hyperparameters = resolve_hyperparameters(spec, options.hyperparameters);
   standardizer_ = Standardizer::fit(features, n, d);
-  std::vector<float> standardized(static_cast<std::size_t>(n * d));
-  standardizer_.apply(features, n, standardized.data());
   std::vector<float> standardized_validation;
   if (!validation.empty()) {
     standardized_validation.resize(static_cast<std::size_t>(validation.n * d));
@@ -114,9 +112,16 @@ void Classifier::fit(const float* features, std::int64_t n, int d, const std::ve
     resolved.validation.features = standardized_validation.data();
   }
   fit_report_ = nlohmann::json::object();
-  fit_standardized(standardized.data(), n, d, labels, n_classes, resolved);
+  fit_features(features, n, d, labels, n_classes, resolved);
   hyperparameters_ = resolved.hyperparameters;
   n_classes_ = n_classes;
+}
+
+void Classifier::fit_features(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
+                              const FitOptions& options) {
+  std::vector<float> standardized(static_cast<std::size_t>(n * d));
+  standardizer_.apply(features, n, standardized.data());
+  fit_standardized(standardized.data(), n, d, labels, n_classes, options);
 }
 
 std::vector<float> Classifier::predict_proba(const float* features, std::int64_t n, int num_threads) const {

@@ -90,7 +90,8 @@ bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store,
 /// with a coarse label are not scored by early stopping.
 std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const TrainingData& data, const std::vector<std::int64_t>& rows,
                                      std::vector<std::string>& class_names, const std::vector<std::int64_t>* validation_rows = nullptr,
-                                     const std::string& phase = "final", std::int64_t* left_out = nullptr) {
+                                     const std::string& phase = "final", std::int64_t* left_out = nullptr,
+                                     const Classifier* warm_start = nullptr, const std::vector<std::string>* warm_start_classes = nullptr) {
   const std::vector<float>& features = data.cells.features;
   const std::vector<std::string>& labels = data.cells.labels;
   const int dims = data.cells.dims;
@@ -138,10 +139,9 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
     const auto found = code.find(labels[row]);
     return found == code.end() ? -1 : found->second;
   };
-  std::vector<float> x;
-  x.reserve(rows.size() * static_cast<std::size_t>(dims));
   std::vector<std::int32_t> y;
   std::vector<std::int32_t> reference_of;
+  std::vector<std::int64_t> kept;  // the rows that train (a class or a set known here)
   for (const auto row_index : rows) {
     const auto row = static_cast<std::size_t>(row_index);
     const std::int32_t cell_code = code_of(row, true);
@@ -149,10 +149,23 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
       if (left_out != nullptr) ++*left_out;
       continue;
     }
-    x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * dims), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
+    kept.push_back(row_index);
     y.push_back(cell_code);
     reference_of.push_back(reference_of_row(row));
   }
+  // Every cell in order (the final fit, reference mode): train on the features in place, no
+  // copy of cells x features.
+  bool in_place = kept.size() * static_cast<std::size_t>(dims) == features.size();
+  for (std::size_t i = 0; in_place && i < kept.size(); ++i) in_place = kept[i] == static_cast<std::int64_t>(i);
+  std::vector<float> x;
+  if (!in_place) {
+    x.reserve(kept.size() * static_cast<std::size_t>(dims));
+    for (const auto row_index : kept) {
+      const auto row = static_cast<std::size_t>(row_index);
+      x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * dims), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
+    }
+  }
+  const float* train_x = in_place ? features.data() : x.data();
   // Every reference weighs the same: its cells sum to n / references.
   std::map<std::int32_t, std::int64_t> per_reference;
   for (const auto reference : reference_of) ++per_reference[reference];
@@ -161,6 +174,12 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
     for (std::size_t i = 0; i < y.size(); ++i) {
       fit.sample_weights[i] = static_cast<double>(y.size()) / (static_cast<double>(per_reference.size()) * per_reference[reference_of[i]]);
     }
+  }
+  // Start from an earlier fit of the same classes (the validation fit: most of the same cells).
+  if (warm_start != nullptr && warm_start_classes != nullptr && *warm_start_classes == class_names && warm_start->type() == classifier->type()) {
+    const ClassifierState state = warm_start->export_state();
+    const auto weights = state.double_arrays.find("weights");
+    if (weights != state.double_arrays.end()) fit.initial_weights = weights->second.values;
   }
   fit.hyperparameters = options.hyperparameters;
   fit.num_threads = options.num_threads;
@@ -187,7 +206,7 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
       options.on_epoch(line);
     };
   }
-  classifier->fit(x.data(), static_cast<std::int64_t>(y.size()), dims, y, static_cast<int>(class_names.size()), fit);
+  classifier->fit(train_x, static_cast<std::int64_t>(y.size()), dims, y, static_cast<int>(class_names.size()), fit);
   return classifier;
 }
 
@@ -883,8 +902,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     std::vector<std::uint8_t> empty;
     nlohmann::json info =
         reference_features(reference, panel, source, store, table, expression_settings, allowed, options, data, used_genes, values, empty);
-    std::int64_t kept = 0;
-    const auto width = static_cast<std::size_t>(cells.dims);
+    std::vector<std::size_t> kept_rows;
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
       if (reference.excluded[row] != 0) continue;
       if (reference.labelled[row] == 0) {
@@ -898,9 +916,17 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       cells.labels.push_back(reference.labels[row]);
       cells.groups.push_back(reference.groups[row]);
       cells.references.push_back(static_cast<std::int32_t>(r));
-      cells.features.insert(cells.features.end(), values.begin() + static_cast<std::ptrdiff_t>(row * width),
-                            values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
-      ++kept;
+      kept_rows.push_back(row);
+    }
+    const auto width = static_cast<std::size_t>(cells.dims);
+    const auto kept = static_cast<std::int64_t>(kept_rows.size());
+    if (cells.features.empty() && kept_rows.size() * width == values.size()) {
+      cells.features = std::move(values);  // every cell of the first reference: no copy
+    } else {
+      for (const std::size_t row : kept_rows) {
+        cells.features.insert(cells.features.end(), values.begin() + static_cast<std::ptrdiff_t>(row * width),
+                              values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
+      }
     }
     info["n_used"] = kept;
     data.reference_info.push_back(std::move(info));
@@ -1049,6 +1075,8 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
   TrainOptions resolved = options;
   resolved.hyperparameters = hyperparameters;
   nlohmann::json validation_report;
+  std::unique_ptr<Classifier> validation_fit;  // the final fit starts from it (logreg)
+  std::vector<std::string> validation_classes;
   if (!split.validation_rows.empty()) {
     std::set<std::string> distinct;
     for (auto row : split.train_rows) distinct.insert(labels[static_cast<std::size_t>(row)]);
@@ -1058,7 +1086,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
       log(fmt::format("validation: training on {} cells, scoring {} held-out cells ({})", split.train_rows.size(), split.validation_rows.size(),
                       split.description));
       ProbabilityMatrix probabilities;
-      const auto classifier = fit_rows(resolved, data, split.train_rows, probabilities.class_names, &split.validation_rows, "validation");
+      auto classifier = fit_rows(resolved, data, split.train_rows, probabilities.class_names, &split.validation_rows, "validation");
       // Iterative back ends stopped early on the held-out cells: the final fit on every cell runs
       // for the epochs (boosting rounds) that scored best there.
       const nlohmann::json& report = classifier->fit_report();
@@ -1090,6 +1118,8 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
       result.validation = evaluate(truth, predicted, evaluation);
       result.has_validation = true;
       result.n_validation = static_cast<std::int64_t>(truth.size());
+      validation_classes = probabilities.class_names;
+      validation_fit = std::move(classifier);
     }
   }
 
@@ -1101,7 +1131,8 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
   const auto started = std::chrono::steady_clock::now();
   CellTypeModel& model = result.model;
   std::int64_t left_out = 0;
-  model.classifier = fit_rows(resolved, data, all_rows, model.class_names, nullptr, "final", &left_out);
+  model.classifier =
+      fit_rows(resolved, data, all_rows, model.class_names, nullptr, "final", &left_out, validation_fit.get(), &validation_classes);
   if (left_out > 0) {
     result.warnings.push_back(fmt::format("{} cannot train on coarse labels: their {} cells were left out (logreg and mlp use them)",
                                           options.classifier, left_out));

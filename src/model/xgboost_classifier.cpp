@@ -11,7 +11,7 @@
 
 #include <xgboost/c_api.h>
 
-#include "corpus/dynamic_api.hpp"
+#include "io/dynamic_api.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -36,13 +36,9 @@ struct XgboostApi {
 };
 
 const XgboostApi& xgb() {
-  static const XgboostApi api = [] {
-    const std::string what = "the XGBoost library (libxgboost.so.0)";
-    void* library = corpus::detail::open_library({"libxgboost.so.0", "libxgboost.so"}, what, "install libxgboost0 (scripts/setup.sh does)");
-    XgboostApi loaded;
-    CELLTYPER_XGBOOST_FUNCTIONS(CELLTYPER_DYNAMIC_LOAD)
-    return loaded;
-  }();
+  static const XgboostApi api =
+      CELLTYPER_LOAD_DYNAMIC_API(XgboostApi, CELLTYPER_XGBOOST_FUNCTIONS, "the XGBoost library (libxgboost.so.0)",
+                                 "install libxgboost0 (scripts/setup.sh does)", "libxgboost.so.0", "libxgboost.so");
   return api;
 }
 

@@ -115,6 +115,123 @@ TEST(LogisticRegression, IdenticalForOneAndTwoThreads) {
   EXPECT_EQ(predictions[0], predictions[1]);
 }
 
+/// Expression-like features: ~90% zeros, the rest log1p of small counts, with class-specific
+/// genes so the classes are learnable.
+Blobs make_sparse_expression(std::int64_t n, int d, int classes, unsigned seed) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> uniform(0, 1);
+  std::poisson_distribution<int> counts(2.0);
+  Blobs blobs;
+  blobs.n = n;
+  blobs.d = d;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const auto label = static_cast<std::int32_t>(i % classes);
+    blobs.y.push_back(label);
+    for (int j = 0; j < d; ++j) {
+      const bool marker = j % classes == label;
+      const float p = marker ? 0.4f : 0.06f;
+      blobs.x.push_back(uniform(rng) < p ? std::log1p(static_cast<float>(1 + counts(rng))) : 0.0f);
+    }
+  }
+  return blobs;
+}
+
+TEST(LogisticRegression, SparseRouteComputesTheDenseObjective) {
+  // The objective on stored values of unstandardised features (the fit's route for mostly-zero
+  // features) against the same objective on the standardised copy, for class counts that fill
+  // one to four vector registers, and more (the generic loop); label sets and sample weights too.
+  for (const int classes : {2, 3, 9, 17, 40}) {
+    SCOPED_TRACE(classes);
+    const Blobs blobs = make_sparse_expression(600, 30, classes, 11);
+    const Standardizer standardizer = Standardizer::fit(blobs.x.data(), blobs.n, blobs.d);
+    std::vector<float> standardized(blobs.x.size());
+    standardizer.apply(blobs.x.data(), blobs.n, standardized.data());
+    std::vector<std::int32_t> labels = blobs.y;
+    FitOptions options;
+    options.hyperparameters = {{"l2", 0.2}, {"class_balanced", 1}};
+    options.label_sets = {{0, 1}};
+    for (std::int64_t i = 0; i < blobs.n; i += 7) labels[static_cast<std::size_t>(i)] = classes;  // the set {0, 1}
+    for (std::int64_t i = 0; i < blobs.n; ++i) options.sample_weights.push_back(0.5 + static_cast<double>(i % 4));
+    std::mt19937 rng(3);
+    std::normal_distribution<double> normal(0, 0.3);
+    std::vector<double> w(static_cast<std::size_t>(classes * (blobs.d + 1)));
+    for (auto& value : w) value = normal(rng);
+    std::vector<double> dense_gradient;
+    std::vector<double> sparse_gradient;
+    const double dense = logistic_regression_objective(w, standardized.data(), blobs.n, blobs.d, labels, classes, options, dense_gradient);
+    const double sparse =
+        logistic_regression_objective(w, blobs.x.data(), blobs.n, blobs.d, labels, classes, options, sparse_gradient, &standardizer);
+    EXPECT_NEAR(sparse, dense, 1e-6 * std::abs(dense));  // the dense copy is float32
+    ASSERT_EQ(sparse_gradient.size(), dense_gradient.size());
+    double largest = 0;
+    for (const double g : dense_gradient) largest = std::max(largest, std::abs(g));
+    for (std::size_t p = 0; p < w.size(); ++p) EXPECT_NEAR(sparse_gradient[p], dense_gradient[p], 1e-6 * largest) << "parameter " << p;
+  }
+}
+
+TEST(LogisticRegression, SparseFeaturesFitAsTheirStandardisedCopy) {
+  const Blobs blobs = make_sparse_expression(1200, 40, 5, 13);
+  auto sparse = make_logistic_regression();
+  FitOptions options;
+  options.hyperparameters = {{"l2", 0.5}, {"tolerance", 1e-8}};
+  sparse->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 5, options);
+  EXPECT_EQ(sparse->fit_report().value("route", ""), "sparse") << sparse->fit_report().dump();
+  // The standardised copy is dense: the dense route fits the same problem.
+  const Standardizer standardizer = Standardizer::fit(blobs.x.data(), blobs.n, blobs.d);
+  std::vector<float> standardized(blobs.x.size());
+  standardizer.apply(blobs.x.data(), blobs.n, standardized.data());
+  auto dense = make_logistic_regression();
+  dense->fit(standardized.data(), blobs.n, blobs.d, blobs.y, 5, options);
+  EXPECT_EQ(dense->fit_report().value("route", ""), "dense");
+  const auto p_sparse = sparse->predict_proba(blobs.x.data(), blobs.n);
+  const auto p_dense = dense->predict_proba(standardized.data(), blobs.n);
+  ASSERT_EQ(p_sparse.size(), p_dense.size());
+  double max_difference = 0;
+  for (std::size_t i = 0; i < p_sparse.size(); ++i) max_difference = std::max(max_difference, std::abs(static_cast<double>(p_sparse[i] - p_dense[i])));
+  EXPECT_LT(max_difference, 1e-4);
+  // Identical for any thread count on this route too.
+  std::vector<double> weights[2];
+  for (const int threads : {1, 2}) {
+    auto classifier = make_logistic_regression();
+    FitOptions threaded = options;
+    threaded.num_threads = threads;
+    classifier->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 5, threaded);
+    weights[threads - 1] = classifier->export_state().double_arrays.at("weights").values;
+  }
+  EXPECT_EQ(weights[0], weights[1]);
+}
+
+TEST(LogisticRegression, WarmStartReachesTheSameOptimumInFewerIterations) {
+  const Blobs blobs = make_sparse_expression(1500, 40, 4, 17);
+  FitOptions options;
+  options.hyperparameters = {{"l2", 0.5}, {"tolerance", 1e-7}};
+  auto cold = make_logistic_regression();
+  cold->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 4, options);
+  // Start from a fit on the first 80% of the cells, as train's final fit starts from its
+  // validation fit.
+  const std::int64_t part = blobs.n * 4 / 5;
+  auto partial = make_logistic_regression();
+  partial->fit(blobs.x.data(), part, blobs.d, std::vector<std::int32_t>(blobs.y.begin(), blobs.y.begin() + part), 4, options);
+  FitOptions warm_options = options;
+  warm_options.initial_weights = partial->export_state().double_arrays.at("weights").values;
+  auto warm = make_logistic_regression();
+  warm->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 4, warm_options);
+  EXPECT_TRUE(warm->fit_report()["warm_start"].get<bool>());
+  EXPECT_FALSE(cold->fit_report()["warm_start"].get<bool>());
+  EXPECT_LT(warm->fit_report()["iterations"].get<int>(), cold->fit_report()["iterations"].get<int>())
+      << warm->fit_report().dump() << " vs " << cold->fit_report().dump();
+  const auto p_cold = cold->predict_proba(blobs.x.data(), blobs.n);
+  const auto p_warm = warm->predict_proba(blobs.x.data(), blobs.n);
+  double max_difference = 0;
+  for (std::size_t i = 0; i < p_cold.size(); ++i) max_difference = std::max(max_difference, std::abs(static_cast<double>(p_cold[i] - p_warm[i])));
+  EXPECT_LT(max_difference, 1e-4);
+  // A starting point of the wrong size is ignored.
+  warm_options.initial_weights.pop_back();
+  auto ignored = make_logistic_regression();
+  ignored->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 4, warm_options);
+  EXPECT_FALSE(ignored->fit_report()["warm_start"].get<bool>());
+}
+
 TEST(LogisticRegression, ClassBalancedWeightsFavourTheSmallClass) {
   // 90 cells of class 0 and 10 of class 1 on overlapping blobs: balancing raises class 1's share.
   std::mt19937 rng(5);

@@ -1,0 +1,26 @@
+"""Shared by the bench scripts: run one command and measure it.
+
+    sys.path.insert(0, BENCH_DIR); from measure import run_measured
+"""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def run_measured(command, what, capture=False):
+    """Run `command` (stdout discarded unless `capture`); exit with `what` and the end of its
+    stderr when it fails. Returns (wall seconds, peak RSS in MB of that process, stdout text)."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=subprocess.PIPE if capture else subprocess.DEVNULL, stderr=err)
+        out = process.stdout.read().decode() if capture else ""
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            err.seek(0)
+            sys.exit(f"{what}: {' '.join(command[:4])} ... failed (exit {process.returncode}): "
+                     f"{err.read().decode(errors='replace').strip()[-400:]}")
+    return wall, usage.ru_maxrss / 1024, out
