@@ -16,7 +16,7 @@ file bench/annotate uses), labels obs['celltype'] (9 classes). Timed, wall secon
     (trains on the fly, every cell, then annotates 2,638 cells).
 Peak RSS of each process. The peers run with --threads threads (default: every core), as celltyper does.
 
-    /usr/bin/python3 bench/train/run.py [--cells 100000] [--threads N] [--tag TAG]
+    /usr/bin/python3 bench/train/run.py [--cells 100000] [--threads N] [--repeats 3] [--tag TAG]
 
 Writes bench/results/train.json and bench/results/train.md (train_TAG.* with --tag).
 """
@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 
@@ -82,6 +83,7 @@ def main():
     parser.add_argument("--workdir", default="/tmp/celltyper-bench-annotate")
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
     parser.add_argument("--tag", help="write bench/results/train_TAG.{json,md}")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each celltyper row (median; the peers run once)")
     args = parser.parse_args()
     celltyper = os.path.join(args.build, "celltyper")
     resample = os.path.join(args.build, "bench", "resample_h5ad")
@@ -94,19 +96,23 @@ def main():
         subprocess.run([resample, PBMC3K, reference, str(args.cells)], check=True)
     model = os.path.join(args.workdir, "train_bench_model.h5")
     rows = []
-    for name, extra in (("celltyper train (default)", []), ("celltyper train --validation-fraction 0", ["--validation-fraction", "0"])):
-        command = [celltyper, "--quiet", "train", "--reference", reference, "--label", "obs:celltype", "--out", model,
-                   "--threads", str(args.threads)] + extra
-        wall, rss, _ = run_measured(command, "bench/train")
-        rows.append(dict(method=name, seconds=wall, peak_rss_mb=rss))
+
+    def celltyper_row(name, command):
+        """Median wall of --repeats runs (and the largest peak RSS)."""
+        runs = [run_measured(command, "bench/train")[:2] for _ in range(args.repeats)]
+        rows.append(dict(method=name, seconds=statistics.median(w for w, _ in runs), peak_rss_mb=max(r for _, r in runs),
+                         runs=[w for w, _ in runs]))
         print(json.dumps(rows[-1]), flush=True)
+
+    for name, extra in (("celltyper train (default)", []), ("celltyper train --validation-fraction 0", ["--validation-fraction", "0"])):
+        celltyper_row(name, [celltyper, "--quiet", "train", "--reference", reference, "--label", "obs:celltype", "--out", model,
+                             "--threads", str(args.threads)] + extra)
     # Reference mode: train on the fly inside annotate (every cell trains, no validation split),
     # then annotate pbmc3k (2,638 cells) with that model.
     annotated = os.path.join(args.workdir, "train_bench_annotated.h5ad")
-    wall, rss, _ = run_measured([celltyper, "--quiet", "annotate", "--reference", reference, "--label", "obs:celltype", "--input", PBMC3K,
-                                 "--out", annotated, "--threads", str(args.threads)], "bench/train")
-    rows.append(dict(method="celltyper annotate --reference (train + annotate pbmc3k)", seconds=wall, peak_rss_mb=rss))
-    print(json.dumps(rows[-1]), flush=True)
+    celltyper_row("celltyper annotate --reference (train + annotate pbmc3k)",
+                  [celltyper, "--quiet", "annotate", "--reference", reference, "--label", "obs:celltype", "--input", PBMC3K,
+                   "--out", annotated, "--threads", str(args.threads)])
     for method in ("sklearn-logreg", "xgboost"):
         wall, rss, out = run_measured(["/usr/bin/python3", "-c", PEER, reference, method, str(args.genes), str(args.threads)],
                                       "bench/train", capture=True)
@@ -124,7 +130,7 @@ def main():
         json.dump(report, f, indent=1)
     lines = [f"# train: {args.cells} reference cells resampled from pbmc3k (9 classes), read to model", "",
              f"Machine: {report['machine']['platform']}, {report['machine']['cpus']} cores, load {report['machine']['load'][0]:.1f}; "
-             f"{args.threads} threads for every method; one run each. Reproduce: `/usr/bin/python3 bench/train/run.py{'' if args.cells == 100000 else f' --cells {args.cells}'}{'' if args.tag is None else f' --tag {args.tag}'}`.", "",
+             f"{args.threads} threads for every method; celltyper rows: median of {args.repeats} runs, peers: one run each. Reproduce: `/usr/bin/python3 bench/train/run.py{'' if args.cells == 100000 else f' --cells {args.cells}'}{'' if args.tag is None else f' --tag {args.tag}'}`.", "",
              f"Peers: log1p-CP10k over {args.genes} variable genes of the reference, anndata read and normalisation included "
              "(fit alone in its own column).", "",
              "| method | wall s | fit s | peak RSS MB | x default |", "|---|---:|---:|---:|---:|"]
