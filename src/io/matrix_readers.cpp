@@ -12,7 +12,7 @@
 #include <future>
 #include <numeric>
 
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
@@ -103,8 +103,8 @@ struct ColumnScan {
   bool unordered = false;  ///< a column not above the one before it
 };
 
-/// One branch-free pass over a row's columns (16 at a time with AVX-512): a negative column read
-/// as unsigned is above any limit.
+/// One branch-free pass over a row's columns (16 at a time with AVX-512, 8 with AVX2): a negative
+/// column read as unsigned is above any limit.
 ColumnScan scan_columns(const std::int32_t* columns, std::size_t n, std::uint32_t limit) {
   ColumnScan scan;
   if (n == 0) return scan;
@@ -123,6 +123,19 @@ ColumnScan scan_columns(const std::int32_t* columns, std::size_t n, std::uint32_
   }
   outside |= outside_mask != 0 ? 1U : 0U;
   unordered |= unordered_mask != 0 ? 1U : 0U;
+#elif defined(__AVX2__)
+  // 8 at a time: AVX2 has no unsigned compare, but x >= limit exactly when max(x, limit) == x.
+  const __m256i bound = _mm256_set1_epi32(static_cast<int>(limit));
+  __m256i outside_lanes = _mm256_setzero_si256();
+  __m256i ordered_lanes = _mm256_set1_epi32(-1);
+  for (; k + 8 <= n; k += 8) {
+    const __m256i here = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(columns + k));
+    const __m256i before = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(columns + k - 1));
+    outside_lanes = _mm256_or_si256(outside_lanes, _mm256_cmpeq_epi32(_mm256_max_epu32(here, bound), here));
+    ordered_lanes = _mm256_and_si256(ordered_lanes, _mm256_cmpgt_epi32(here, before));
+  }
+  outside |= _mm256_movemask_epi8(outside_lanes) != 0 ? 1U : 0U;
+  unordered |= _mm256_movemask_epi8(ordered_lanes) != -1 ? 1U : 0U;
 #endif
   for (; k < n; ++k) {
     outside |= static_cast<std::uint32_t>(columns[k]) >= limit ? 1U : 0U;

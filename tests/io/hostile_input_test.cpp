@@ -5,6 +5,7 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/h5ad.hpp>
 
+#include "io/matrix_readers.hpp"
 #include "support/test_support.hpp"
 
 #include <string>
@@ -113,6 +114,54 @@ TEST(HostileInput, DuplicateColumnInACsrRowIsRefused) {
       const std::string message = error.what();
       EXPECT_EQ(message.rfind(path + ": X stores the entry at row 0, column 0 twice", 0), 0u) << message;
       EXPECT_NE(message.find("sum_duplicates"), std::string::npos) << message;
+    }
+  }
+}
+
+/// One row of `columns` (values 1, 2, ...) in a block of a matrix with `n_cols` columns.
+CsrRows<float> one_row(const std::vector<std::int32_t>& columns, std::int64_t n_cols) {
+  CsrRows<float> block;
+  block.reset(0, 1, n_cols);
+  for (std::size_t k = 0; k < columns.size(); ++k) {
+    block.indices.push_back(columns[k]);
+    block.values.push_back(static_cast<float>(k + 1));
+  }
+  block.indptr.push_back(static_cast<std::int64_t>(columns.size()));
+  return block;
+}
+
+TEST(HostileInput, EveryPositionOfACsrRowIsChecked) {
+  // Rows of every length around the vector widths (8 with AVX2, 16 with AVX-512, scalar tails),
+  // with the fault at every position: a column past the end, a negative one, two swapped
+  // (sorted on read), one stored twice.
+  for (std::int32_t length = 1; length <= 40; ++length) {
+    std::vector<std::int32_t> good;
+    for (std::int32_t k = 0; k < length; ++k) good.push_back(3 * k + 1);
+    const std::int64_t n_cols = 3 * length + 1;
+    {
+      auto block = one_row(good, n_cols);
+      detail::check_block_indices(block, "f", "X");
+      EXPECT_EQ(std::vector<std::int32_t>(block.indices.begin(), block.indices.end()), good);
+    }
+    for (std::int32_t p = 0; p < length; ++p) {
+      SCOPED_TRACE(testing::Message() << "length " << length << ", position " << p);
+      for (const std::int32_t bad : {static_cast<std::int32_t>(n_cols), std::int32_t{-1}}) {
+        auto columns = good;
+        columns[static_cast<std::size_t>(p)] = bad;
+        auto block = one_row(columns, n_cols);
+        EXPECT_THROW(detail::check_block_indices(block, "f", "X"), InputError);
+      }
+      if (p == 0) continue;
+      auto swapped = good;
+      std::swap(swapped[static_cast<std::size_t>(p)], swapped[static_cast<std::size_t>(p) - 1]);
+      auto block = one_row(swapped, n_cols);
+      detail::check_block_indices(block, "f", "X");
+      EXPECT_EQ(std::vector<std::int32_t>(block.indices.begin(), block.indices.end()), good);
+      EXPECT_EQ(block.values[static_cast<std::size_t>(p)], static_cast<float>(p));  // values follow their columns
+      auto twice = good;
+      twice[static_cast<std::size_t>(p)] = twice[static_cast<std::size_t>(p) - 1];
+      auto repeated = one_row(twice, n_cols);
+      EXPECT_THROW(detail::check_block_indices(repeated, "f", "X"), InputError);
     }
   }
 }
