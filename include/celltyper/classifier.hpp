@@ -122,7 +122,17 @@ struct FitOptions {
   /// strictly convex, so the optimum reached is the same; only the iterations to it change.
   /// Ignored when the size does not match.
   std::vector<double> initial_weights;
+  /// Optional: train on these rows of `features` (in this order; n == rows->size()) instead of
+  /// its first n rows, so that part of a matrix trains without a copy of it. Validation and
+  /// prediction take their own features.
+  const std::vector<std::int64_t>* rows = nullptr;
 };
+
+/// Row i of the training features (FitOptions::rows applied).
+inline const float* training_row(const float* features, int d, const FitOptions& options, std::int64_t i) {
+  const std::int64_t row = options.rows == nullptr ? i : (*options.rows)[static_cast<std::size_t>(i)];
+  return features + row * d;
+}
 
 /// Per-feature standardisation z = (x - mean) / scale, scale = standard deviation (1 when the
 /// deviation is below 1e-12).
@@ -130,8 +140,8 @@ struct Standardizer {
   std::vector<double> mean;
   std::vector<double> scale;
   [[nodiscard]] int n_features() const { return static_cast<int>(mean.size()); }
-  /// Fit to [n x d] features.
-  static Standardizer fit(const float* features, std::int64_t n, int d);
+  /// Fit to [n x d] features (or to the rows `rows` of `features`, in that order).
+  static Standardizer fit(const float* features, std::int64_t n, int d, const std::vector<std::int64_t>* rows = nullptr);
   /// Standardise [n x d] features into `out` (float32, same shape).
   void apply(const float* features, std::int64_t n, float* out) const;
 };

@@ -11,17 +11,20 @@
 
 namespace celltyper {
 
-Standardizer Standardizer::fit(const float* features, std::int64_t n, int d) {
+Standardizer Standardizer::fit(const float* features, std::int64_t n, int d, const std::vector<std::int64_t>* rows) {
   Standardizer result;
   result.mean.assign(static_cast<std::size_t>(d), 0.0);
   result.scale.assign(static_cast<std::size_t>(d), 0.0);
+  const auto row_of = [&](std::int64_t i) { return features + (rows == nullptr ? i : (*rows)[static_cast<std::size_t>(i)]) * d; };
   for (std::int64_t i = 0; i < n; ++i) {
-    for (int j = 0; j < d; ++j) result.mean[j] += features[i * d + j];
+    const float* row = row_of(i);
+    for (int j = 0; j < d; ++j) result.mean[j] += row[j];
   }
   for (auto& value : result.mean) value /= static_cast<double>(n);
   for (std::int64_t i = 0; i < n; ++i) {
+    const float* row = row_of(i);
     for (int j = 0; j < d; ++j) {
-      const double delta = features[i * d + j] - result.mean[j];
+      const double delta = row[j] - result.mean[j];
       result.scale[j] += delta * delta;
     }
   }
@@ -81,8 +84,14 @@ void Classifier::fit(const float* features, std::int64_t n, int d, const std::ve
       if (!(weight > 0) || !std::isfinite(weight)) throw InputError(fmt::format("sample weight {} of cell {} is not a positive number", weight, i));
     }
   }
-  for (std::int64_t i = 0; i < n * d; ++i) {
-    if (!std::isfinite(features[i])) throw InputError(fmt::format("feature {} of cell {} is not finite", i % d, i / d));
+  if (options.rows != nullptr && static_cast<std::int64_t>(options.rows->size()) != n) {
+    throw InputError(fmt::format("{} training rows for {} cells", options.rows->size(), n));
+  }
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float* row = training_row(features, d, options, i);
+    for (int j = 0; j < d; ++j) {
+      if (!std::isfinite(row[j])) throw InputError(fmt::format("feature {} of cell {} is not finite", j, i));
+    }
   }
   const ValidationSet& validation = options.validation;
   if (!validation.empty()) {
@@ -104,7 +113,7 @@ void Classifier::fit(const float* features, std::int64_t n, int d, const std::ve
   const ClassifierSpec& spec = find_classifier_spec(type());
   FitOptions resolved = options;
   resolved.hyperparameters = resolve_hyperparameters(spec, options.hyperparameters);
-  standardizer_ = Standardizer::fit(features, n, d);
+  standardizer_ = Standardizer::fit(features, n, d, options.rows);
   std::vector<float> standardized_validation;
   if (!validation.empty()) {
     standardized_validation.resize(static_cast<std::size_t>(validation.n * d));
@@ -120,7 +129,11 @@ void Classifier::fit(const float* features, std::int64_t n, int d, const std::ve
 void Classifier::fit_features(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
                               const FitOptions& options) {
   std::vector<float> standardized(static_cast<std::size_t>(n * d));
-  standardizer_.apply(features, n, standardized.data());
+  if (options.rows == nullptr) {
+    standardizer_.apply(features, n, standardized.data());
+  } else {
+    for (std::int64_t i = 0; i < n; ++i) standardizer_.apply(training_row(features, d, options, i), 1, standardized.data() + i * d);
+  }
   fit_standardized(standardized.data(), n, d, labels, n_classes, options);
 }
 

@@ -164,13 +164,13 @@ struct SparseRows {
   std::vector<float> values;
 };
 
-/// The non-zero entries of [n x d] features `x` as compressed rows.
-SparseRows sparse_rows(const float* x, std::int64_t n, int d) {
+/// The non-zero entries of [n x d] features `x` (FitOptions::rows applied) as compressed rows.
+SparseRows sparse_rows(const float* x, std::int64_t n, int d, const FitOptions& options) {
   SparseRows rows;
   rows.indptr.reserve(static_cast<std::size_t>(n) + 1);
   rows.indptr.push_back(0);
   for (std::int64_t i = 0; i < n; ++i) {
-    const float* row = x + i * d;
+    const float* row = training_row(x, d, options, i);
     for (int j = 0; j < d; ++j) {
       if (row[j] != 0) {
         rows.columns.push_back(j);
@@ -402,12 +402,15 @@ constexpr double kSparseFitDensity = 0.25;
 void LogisticRegression::fit_features(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
                                       const FitOptions& options) {
   std::int64_t stored = 0;
-  for (std::int64_t p = 0; p < n * d; ++p) stored += x[p] != 0 ? 1 : 0;
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float* row = training_row(x, d, options, i);
+    for (int j = 0; j < d; ++j) stored += row[j] != 0 ? 1 : 0;
+  }
   if (static_cast<double>(stored) > kSparseFitDensity * static_cast<double>(n) * d) {
     Classifier::fit_features(x, n, d, labels, n_classes, options);
     return;
   }
-  const SparseRows rows = sparse_rows(x, n, d);
+  const SparseRows rows = sparse_rows(x, n, d, options);
   Objective objective(rows, standardizer(), n, d, labels, n_classes, options);
   minimize(objective, n_classes, d, options);
   fit_report_["route"] = "sparse";
@@ -544,7 +547,7 @@ double logistic_regression_objective(const std::vector<double>& weights, const f
                                      std::vector<double>& gradient, const Standardizer* raw_standardizer) {
   FitOptions resolved = options;
   resolved.hyperparameters = resolve_hyperparameters(find_classifier_spec("logreg"), options.hyperparameters);
-  const SparseRows rows = raw_standardizer != nullptr ? sparse_rows(x, n, d) : SparseRows{};
+  const SparseRows rows = raw_standardizer != nullptr ? sparse_rows(x, n, d, FitOptions{}) : SparseRows{};
   if (raw_standardizer != nullptr && raw_standardizer->n_features() != d) {
     throw InputError(fmt::format("a standardizer of {} features for {} features", raw_standardizer->n_features(), d));
   }

@@ -153,19 +153,10 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
     y.push_back(cell_code);
     reference_of.push_back(reference_of_row(row));
   }
-  // Every cell in order (the final fit, reference mode): train on the features in place, no
-  // copy of cells x features.
-  bool in_place = kept.size() * static_cast<std::size_t>(dims) == features.size();
-  for (std::size_t i = 0; in_place && i < kept.size(); ++i) in_place = kept[i] == static_cast<std::int64_t>(i);
-  std::vector<float> x;
-  if (!in_place) {
-    x.reserve(kept.size() * static_cast<std::size_t>(dims));
-    for (const auto row_index : kept) {
-      const auto row = static_cast<std::size_t>(row_index);
-      x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * dims), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
-    }
-  }
-  const float* train_x = in_place ? features.data() : x.data();
+  // The classifier reads the kept rows of the features matrix in place (FitOptions::rows), never
+  // a copy of cells x features; every cell in order (the final fit, reference mode) needs no list.
+  bool every_row = kept.size() * static_cast<std::size_t>(dims) == features.size();
+  for (std::size_t i = 0; every_row && i < kept.size(); ++i) every_row = kept[i] == static_cast<std::int64_t>(i);
   // Every reference weighs the same: its cells sum to n / references.
   std::map<std::int32_t, std::int64_t> per_reference;
   for (const auto reference : reference_of) ++per_reference[reference];
@@ -206,7 +197,8 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
       options.on_epoch(line);
     };
   }
-  classifier->fit(train_x, static_cast<std::int64_t>(y.size()), dims, y, static_cast<int>(class_names.size()), fit);
+  if (!every_row) fit.rows = &kept;
+  classifier->fit(features.data(), static_cast<std::int64_t>(y.size()), dims, y, static_cast<int>(class_names.size()), fit);
   return classifier;
 }
 

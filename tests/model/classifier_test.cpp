@@ -232,6 +232,35 @@ TEST(LogisticRegression, WarmStartReachesTheSameOptimumInFewerIterations) {
   EXPECT_FALSE(ignored->fit_report()["warm_start"].get<bool>());
 }
 
+TEST(Classifier, TrainingOnARowListEqualsTrainingOnACopyOfThoseRows) {
+  // FitOptions::rows (train's validation fit: part of the matrix, no copy) against the copied
+  // rows: the same model, bit for bit, on both logistic-regression routes and the default path.
+  const Blobs sparse = make_sparse_expression(900, 30, 3, 21);
+  const Blobs dense = make_blobs(900, 6, 3, 2.0f, 22);
+  std::vector<std::int64_t> rows;
+  for (std::int64_t i = 0; i < 900; ++i) {
+    if (i % 5 != 2) rows.push_back(i);
+  }
+  for (const auto& [name, blobs] : {std::pair<std::string, const Blobs*>{"sparse logreg", &sparse}, {"dense logreg", &dense}, {"knn", &dense}}) {
+    SCOPED_TRACE(name);
+    std::vector<float> copied;
+    std::vector<std::int32_t> labels;
+    for (const auto row : rows) {
+      copied.insert(copied.end(), blobs->x.begin() + row * blobs->d, blobs->x.begin() + (row + 1) * blobs->d);
+      labels.push_back(blobs->y[static_cast<std::size_t>(row)]);
+    }
+    const auto n = static_cast<std::int64_t>(rows.size());
+    auto from_copy = name == "knn" ? make_knn() : make_logistic_regression();
+    from_copy->fit(copied.data(), n, blobs->d, labels, 3);
+    auto from_rows = name == "knn" ? make_knn() : make_logistic_regression();
+    FitOptions options;
+    options.rows = &rows;
+    from_rows->fit(blobs->x.data(), n, blobs->d, labels, 3, options);
+    EXPECT_EQ(from_rows->predict_proba(blobs->x.data(), blobs->n), from_copy->predict_proba(blobs->x.data(), blobs->n));
+    EXPECT_EQ(from_rows->fit_report().dump(), from_copy->fit_report().dump());
+  }
+}
+
 TEST(LogisticRegression, ClassBalancedWeightsFavourTheSmallClass) {
   // 90 cells of class 0 and 10 of class 1 on overlapping blobs: balancing raises class 1's share.
   std::mt19937 rng(5);
