@@ -1,6 +1,6 @@
-"""Shared by the bench scripts: run one command and measure it.
+"""Shared by the bench scripts: run one command and measure it; the resampled pbmc3k file.
 
-    sys.path.insert(0, BENCH_DIR); from measure import run_measured
+    sys.path.insert(0, BENCH_DIR); from measure import run_measured, resampled_pbmc3k
 """
 import os
 import subprocess
@@ -24,3 +24,13 @@ def run_measured(command, what, capture=False):
             sys.exit(f"{what}: {' '.join(command[:4])} ... failed (exit {process.returncode}): "
                      f"{err.read().decode(errors='replace').strip()[-400:]}")
     return wall, usage.ru_maxrss / 1024, out
+
+
+def resampled_pbmc3k(build, workdir, cells, pbmc3k):
+    """WORKDIR/pbmcNk.h5ad: `cells` cells resampled from pbmc3k by bench/io/resample_h5ad (made
+    once, seed 42, then reused: bench/annotate's query is bench/train's reference)."""
+    path = os.path.join(workdir, f"pbmc{cells // 1000}k.h5ad")
+    if not os.path.exists(path):
+        os.makedirs(workdir, exist_ok=True)
+        subprocess.run([os.path.join(build, "bench", "resample_h5ad"), pbmc3k, path, str(cells)], check=True)
+    return path

@@ -27,7 +27,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from measure import run_measured  # noqa: E402
+from measure import resampled_pbmc3k, run_measured  # noqa: E402
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 PBMC3K = os.path.join(SHARED, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
 
@@ -84,9 +84,7 @@ def main():
         if not os.path.exists(needed):
             sys.exit(f"bench/annotate: {needed} is missing (scripts/setup.sh builds it)")
     os.makedirs(args.workdir, exist_ok=True)
-    query = os.path.join(args.workdir, f"pbmc{args.cells // 1000}k.h5ad")
-    if not os.path.exists(query):
-        subprocess.run([resample, PBMC3K, query, str(args.cells)], check=True)
+    query = resampled_pbmc3k(args.build, args.workdir, args.cells, PBMC3K)
     if args.classifiers is None:
         helptext = subprocess.run([celltyper, "train", "--help"], capture_output=True, text=True).stdout
         args.classifiers = ",".join(c for c in ("logreg", "mlp", "xgboost", "knn") if c in helptext)

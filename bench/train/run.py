@@ -25,13 +25,12 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from measure import run_measured  # noqa: E402
+from measure import resampled_pbmc3k, run_measured  # noqa: E402
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 PBMC3K = os.path.join(SHARED, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
 
@@ -91,9 +90,7 @@ def main():
         if not os.path.exists(needed):
             sys.exit(f"bench/train: {needed} is missing")
     os.makedirs(args.workdir, exist_ok=True)
-    reference = os.path.join(args.workdir, f"pbmc{args.cells // 1000}k.h5ad")
-    if not os.path.exists(reference):
-        subprocess.run([resample, PBMC3K, reference, str(args.cells)], check=True)
+    reference = resampled_pbmc3k(args.build, args.workdir, args.cells, PBMC3K)
     model = os.path.join(args.workdir, "train_bench_model.h5")
     rows = []
 
