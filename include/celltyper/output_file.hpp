@@ -4,7 +4,9 @@
 /// CSV, JSON, HTML reports, catalogue parts) writes through an `OutputFile`:
 ///
 /// - the content goes to a temporary file `.NAME.tmp-PID-RANDOM` beside the target, which is
-///   fsynced and renamed onto the target by `commit()`; until then the target is untouched;
+///   fsynced and renamed onto the target by `commit()`; until then the target is untouched; a
+///   large regular file it replaces (64 MiB or more) is freed by a detached process, so that the
+///   command does not wait for the file system to release its blocks;
 /// - a symlink at the target is followed: its final target is written and the link stays;
 /// - a character device (e.g. `/dev/null`) or a FIFO at the target is written through: the
 ///   finished content (staged in the system temp folder) is copied into it by `commit()`;

@@ -13,6 +13,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <filesystem>
 #include <fstream>
@@ -86,6 +87,54 @@ TEST(OutputFile, KeepsThePermissionsOfTheFileItReplaces) {
   write_output_file(path, "new");
   EXPECT_EQ(fs::status(path).permissions() & fs::perms::mask, fs::perms::owner_read | fs::perms::owner_write);
   EXPECT_EQ(test::read_file(path), "new");
+}
+
+/// Write `bytes` bytes of `fill` to `path` (allocated, not sparse).
+void write_filled(const std::string& path, std::size_t bytes, char fill) {
+  std::ofstream out(path, std::ios::binary);
+  const std::string block(std::size_t{1} << 20, fill);
+  for (std::size_t done = 0; done < bytes; done += block.size()) out.write(block.data(), static_cast<std::streamsize>(std::min(block.size(), bytes - done)));
+}
+
+TEST(OutputFile, ALargeReplacedFileIsFreedInTheBackgroundAndNothingIsLeft) {
+  test::TempDir dir;
+  const std::string path = dir.file("big.h5ad");
+  constexpr std::size_t kBytes = std::size_t{65} << 20;  // above the 64 MiB threshold
+  write_filled(path, kBytes, 'o');
+  struct stat before {};
+  ASSERT_EQ(::stat(path.c_str(), &before), 0);
+  const int old_fd = ::open(path.c_str(), O_RDONLY);
+  ASSERT_GE(old_fd, 0);
+  write_output_file(path, "new");
+  EXPECT_EQ(test::read_file(path), "new");
+  // The old file is gone from the directory (its second name unlinked by the detached process)
+  // and its inode is released once our descriptor closes; poll, the process runs on its own.
+  bool clean = false;
+  for (int attempt = 0; attempt < 200 && !clean; ++attempt) {
+    clean = test::temporaries_in(dir.path()).empty();
+    if (!clean) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  }
+  EXPECT_TRUE(clean) << "the replaced file's second name was not removed";
+  struct stat old_info {};
+  ASSERT_EQ(::fstat(old_fd, &old_info), 0);
+  EXPECT_EQ(old_info.st_ino, before.st_ino);
+  EXPECT_EQ(old_info.st_nlink, 0U) << "the replaced file still has a name";
+  char first = 0;
+  EXPECT_EQ(::pread(old_fd, &first, 1, 0), 1);
+  EXPECT_EQ(first, 'o') << "an open descriptor still reads the old content";
+  ::close(old_fd);
+}
+
+TEST(OutputFile, AReplacedFileWithAnotherNameKeepsItsContent) {
+  test::TempDir dir;
+  const std::string path = dir.file("big.h5ad");
+  const std::string other = dir.file("other-name.h5ad");
+  write_filled(path, std::size_t{65} << 20, 'o');
+  ASSERT_EQ(::link(path.c_str(), other.c_str()), 0);
+  write_output_file(path, "new");
+  EXPECT_EQ(test::read_file(path), "new");
+  EXPECT_EQ(fs::file_size(other), std::size_t{65} << 20);
+  EXPECT_TRUE(test::temporaries_in(dir.path()).empty());
 }
 
 TEST(OutputFile, ExceptionBeforeCommitRemovesTheTemporaryFileAndKeepsTheTarget) {
