@@ -56,6 +56,10 @@ struct ExpressionOptions {
   /// the same genes on the references and on the query, so that genes one side never measured
   /// do not change the other side's normalisation.
   std::vector<std::int64_t> size_factor_genes;
+  /// The library size (sum over `size_factor_genes`, or every var) is multiplied by this: pooled
+  /// references that measured part of the genes scale their partial sums to the full library of
+  /// the reference that measured the most (see `library_sizes`).
+  double size_factor_multiplier = 1.0;
 };
 
 /// Add the statistics of every cell of `dataset` (rows `keep[i] != 0` only, when `keep` is not
@@ -63,6 +67,13 @@ struct ExpressionOptions {
 Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTable& table, const ExpressionOptions& options,
                                           const std::vector<std::uint8_t>& keep, GeneExpressionStats& stats,
                                           std::vector<std::string>* warnings = nullptr);
+
+/// For every cell of `dataset` (rows `keep[i] != 0` only, when `keep` is not empty, in row order)
+/// the sum of its values over each of `gene_sets` (ascending Entrez ids; the first var of each
+/// gene counts, as for the library size): result[set][cell]. Reads the matrix once.
+std::vector<std::vector<double>> library_sizes(const Dataset& dataset, const GeneTable& table, const ExpressionOptions& options,
+                                               const std::vector<std::vector<std::int64_t>>& gene_sets,
+                                               const std::vector<std::uint8_t>& keep = {});
 
 /// The `n_genes` most variable genes (Entrez ids, in ranking order), among genes expressed in at
 /// least `min_cells` cells. Throws InputError when no gene qualifies.

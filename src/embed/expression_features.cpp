@@ -165,7 +165,7 @@ Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTabl
       ++stats.n_cells;
       const std::int64_t begin = block.indptr[static_cast<std::size_t>(r)];
       const std::int64_t end = block.indptr[static_cast<std::size_t>(r) + 1];
-      const double total = library_size(block, begin, end, in_size_factor);
+      const double total = library_size(block, begin, end, in_size_factor) * options.size_factor_multiplier;
       const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
       RowLog1p log1p_of(scale);
       for (std::int64_t k = begin; k < end; ++k) {
@@ -187,6 +187,33 @@ Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTabl
     }
   });
   return normalization;
+}
+
+std::vector<std::vector<double>> library_sizes(const Dataset& dataset, const GeneTable& table, const ExpressionOptions& options,
+                                               const std::vector<std::vector<std::int64_t>>& gene_sets,
+                                               const std::vector<std::uint8_t>& keep) {
+  std::vector<std::string> warnings;
+  OpenedMatrix opened = open_for_expression(dataset, table, options, warnings);
+  if (!keep.empty() && static_cast<std::int64_t>(keep.size()) != dataset.n_obs()) {
+    throw InputError(fmt::format("{}: {} row flags for {} cells", dataset.path(), keep.size(), dataset.n_obs()));
+  }
+  std::vector<std::vector<std::uint8_t>> in_set;
+  for (const auto& genes : gene_sets) {
+    if (genes.empty()) throw InputError("library_sizes: an empty gene set (it would count every var)");
+    in_set.push_back(size_factor_vars(table, opened.genes, genes));
+  }
+  std::vector<std::vector<double>> sums(gene_sets.size());
+  BlockStreamOptions stream;
+  stream.memory_limit_bytes = options.memory_limit_bytes;
+  for_each_block(*opened.reader, stream, [&](const CsrBlock& block) {
+    for (std::int64_t r = 0; r < block.n_rows; ++r) {
+      if (!keep.empty() && keep[static_cast<std::size_t>(block.first_row + r)] == 0) continue;
+      const std::int64_t begin = block.indptr[static_cast<std::size_t>(r)];
+      const std::int64_t end = block.indptr[static_cast<std::size_t>(r) + 1];
+      for (std::size_t set = 0; set < in_set.size(); ++set) sums[set].push_back(library_size(block, begin, end, in_set[set]));
+    }
+  });
+  return sums;
 }
 
 std::vector<std::int64_t> select_variable_genes(const GeneExpressionStats& stats, int n_genes, std::int64_t min_cells) {
@@ -263,6 +290,7 @@ struct PanelStream {
   OpenedMatrix opened;
   std::vector<std::int32_t> column;
   std::vector<std::uint8_t> in_size_factor;
+  double size_factor_multiplier = 1.0;
 };
 
 PanelStream open_panel_stream(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
@@ -285,6 +313,7 @@ PanelStream open_panel_stream(const Dataset& dataset, const GeneTable& table, co
   if (std::adjacent_find(sorted_ids.begin(), sorted_ids.end()) != sorted_ids.end()) throw InputError("the expression panel lists a gene twice");
   stream.column = map_vars(table, opened.genes, sorted_ids, &by_id);
   stream.in_size_factor = size_factor_vars(table, opened.genes, options.size_factor_genes);
+  stream.size_factor_multiplier = options.size_factor_multiplier;
   result.n_panel_genes_found = std::count_if(stream.column.begin(), stream.column.end(), [](std::int32_t c) { return c >= 0; });
   const double found = static_cast<double>(result.n_panel_genes_found) / static_cast<double>(panel.size());
   if (found < min_panel_fraction) {
@@ -318,7 +347,7 @@ bool row_features(const CsrBlock& block, std::size_t row, const PanelStream& str
   const Normalization normalization = stream.opened.normalization;
   const std::int64_t begin = block.indptr[row];
   const std::int64_t end = block.indptr[row + 1];
-  const double total = library_size(block, begin, end, stream.in_size_factor);
+  const double total = library_size(block, begin, end, stream.in_size_factor) * stream.size_factor_multiplier;
   if (total <= 0 && normalization != Normalization::kNone) return false;
   const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
   RowLog1p log1p_of(scale);

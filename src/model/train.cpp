@@ -437,13 +437,91 @@ void sample_references(const std::vector<LabelledReference>& references, const s
   }
 }
 
+/// How one reference's library sizes are summed (ExpressionOptions::size_factor_genes and
+/// size_factor_multiplier).
+struct LibraryScope {
+  std::vector<std::int64_t> genes;  ///< ascending Entrez ids
+  double multiplier = 1.0;
+};
+
+std::vector<std::int64_t> intersect_sorted(const std::vector<std::int64_t>& a, const std::vector<std::int64_t>& b) {
+  std::vector<std::int64_t> both;
+  std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(both));
+  return both;
+}
+
+/// Library sizes of pooled references with different genes ("impute"). The anchor is the
+/// reference that measured the most (allowed) genes: its cells' library is their sum over those
+/// genes, as a query's is over the anchor's genes it measured (the model's size-factor genes).
+/// Every other reference sums over the anchor genes it measured and scales that sum by the median,
+/// over the anchor's labelled cells, of (sum over all anchor genes) / (sum over this reference's
+/// share of them): an estimate of the full library it did not measure. Summing every side over the
+/// genes all references share instead made a cell's library a sum over a few hundred variable genes
+/// when one reference keeps only those (pbmc68k_reduced: 765), which is noisy for shallow cells.
+std::vector<LibraryScope> pooled_library_scopes(const std::vector<LabelledReference>& references,
+                                                const std::vector<std::vector<std::int64_t>>& measured,
+                                                const std::vector<std::int64_t>& allowed_ids, const GeneTable& table,
+                                                const ExpressionOptions& settings, const TrainOptions& options, std::size_t& anchor) {
+  std::vector<std::vector<std::int64_t>> usable(references.size());
+  anchor = 0;
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    usable[r] = allowed_ids.empty() ? measured[r] : intersect_sorted(measured[r], allowed_ids);
+    if (usable[r].size() > usable[anchor].size()) anchor = r;
+  }
+  std::vector<LibraryScope> scopes(references.size());
+  std::vector<std::vector<std::int64_t>> partial_sets;  // the anchor's genes, then each other reference's share
+  std::vector<std::size_t> set_of(references.size(), 0);
+  partial_sets.push_back(usable[anchor]);
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    scopes[r].genes = r == anchor ? usable[anchor] : intersect_sorted(usable[r], usable[anchor]);
+    if (r == anchor || scopes[r].genes.size() == usable[anchor].size()) continue;
+    set_of[r] = partial_sets.size();
+    partial_sets.push_back(scopes[r].genes);
+  }
+  if (partial_sets.size() == 1) return scopes;
+  ExpressionOptions anchor_settings = settings;
+  anchor_settings.matrix = references[anchor].matrix;
+  const auto sums = library_sizes(*references[anchor].dataset, table, anchor_settings, partial_sets, references[anchor].labelled);
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    if (set_of[r] == 0) continue;
+    std::vector<double> ratios;
+    for (std::size_t cell = 0; cell < sums[0].size(); ++cell) {
+      const double part = sums[set_of[r]][cell];
+      if (part > 0 && sums[0][cell] > 0) ratios.push_back(sums[0][cell] / part);
+    }
+    if (!ratios.empty()) {
+      auto middle = ratios.begin() + static_cast<std::ptrdiff_t>(ratios.size() / 2);
+      std::nth_element(ratios.begin(), middle, ratios.end());
+      scopes[r].multiplier = *middle;
+    }
+    if (options.log) {
+      options.log(fmt::format("{}: library sizes over its {} of the anchor's {} genes, x {:.3g} (median ratio in {})", references[r].path,
+                              scopes[r].genes.size(), usable[anchor].size(), scopes[r].multiplier, references[anchor].path));
+    }
+  }
+  return scopes;
+}
+
+/// `settings` with reference `r`'s matrix and library scope (`scopes` empty: as given).
+ExpressionOptions reference_settings(const ExpressionOptions& settings, const LabelledReference& reference,
+                                     const std::vector<LibraryScope>& scopes, std::size_t r) {
+  ExpressionOptions out = settings;
+  out.matrix = reference.matrix;
+  if (!scopes.empty()) {
+    out.size_factor_genes = scopes[r].genes;
+    out.size_factor_multiplier = scopes[r].multiplier;
+  }
+  return out;
+}
+
 /// The expression panel: the `options.n_genes` most variable genes of the labelled cells (among
 /// the allowed genes).
 std::vector<std::int64_t> choose_panel(const std::vector<LabelledReference>& references, const GeneTable& table,
-                                       const ExpressionOptions& expression_settings, const AllowedGenes& allowed,
-                                       const TrainOptions& options, TrainingData& data) {
+                                       const ExpressionOptions& expression_settings, const std::vector<LibraryScope>& scopes,
+                                       const AllowedGenes& allowed, const TrainOptions& options, TrainingData& data) {
   GeneExpressionStats stats;
-  for (const auto& reference : references) {
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    const LabelledReference& reference = references[r];
     const auto* h5ad = dynamic_cast<const H5adFile*>(reference.dataset);
     if (h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey)) {
       throw InputError(fmt::format("{}: a training matrix from `celltyper extract` holds embeddings, not expression: use --features genept",
@@ -451,8 +529,7 @@ std::vector<std::int64_t> choose_panel(const std::vector<LabelledReference>& ref
     }
     if (options.log) options.log(fmt::format("gene statistics of {} ({} cells)", reference.path, reference.dataset->n_obs()));
     std::vector<std::string> warnings;
-    ExpressionOptions settings = expression_settings;
-    settings.matrix = reference.matrix;
+    const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, r);
     accumulate_expression_stats(*reference.dataset, table, settings, reference.labelled, stats, &warnings);
     for (const auto& warning : warnings) data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, warning));
   }
@@ -480,7 +557,8 @@ std::vector<std::int64_t> choose_panel(const std::vector<LabelledReference>& ref
 
 /// Features of every cell of one reference: [n_obs x dims] in `values`, empty flags in `empty`.
 /// Returns the reference's provenance entry.
-nlohmann::json reference_features(const LabelledReference& reference, const std::vector<std::int64_t>& panel, const GeneVectorSource& source,
+nlohmann::json reference_features(const LabelledReference& reference, std::size_t reference_index, const std::vector<LibraryScope>& scopes,
+                                  const std::vector<std::int64_t>& panel, const GeneVectorSource& source,
                                   const GeneStore& store, const GeneTable& table, const ExpressionOptions& expression_settings,
                                   const AllowedGenes& allowed, const TrainOptions& options, TrainingData& data, std::set<std::int64_t>& used_genes,
                                   std::vector<float>& values, std::vector<std::uint8_t>& empty) {
@@ -493,8 +571,7 @@ nlohmann::json reference_features(const LabelledReference& reference, const std:
   nlohmann::json info = {{"path", path}, {"n_cells", dataset.n_obs()}};
   if (data.features == kFeaturesExpression) {
     log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
-    ExpressionOptions settings = expression_settings;
-    settings.matrix = reference.matrix;
+    const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, reference_index);
     // Pooled references with different genes: a reference may lack most of the panel (imputed).
     ExpressionFeatures computed = expression_features(dataset, table, panel, settings, data.n_shared_genes > 0 ? 0.0 : 0.05);
     for (const auto& warning : computed.warnings) data.cells.warnings.push_back(fmt::format("{}: {}", path, warning));
@@ -842,7 +919,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       impute = expression && options.gene_pooling == "impute";
       if (options.log) {
         options.log(fmt::format("the {} references share {} of their {} genes: {}", references.size(), shared.size(), reference_genes.size(),
-                                impute ? "library sizes over the shared genes, missing genes imputed" : "training on the shared genes"));
+                                impute ? "missing genes imputed, library sizes scaled to the reference that measured the most" : "training on the shared genes"));
       }
       if (impute) {
         impute_size_factor_genes = std::move(within);
@@ -866,7 +943,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
 
   std::vector<std::int64_t> size_factor_genes;
   if (impute) {
-    size_factor_genes = impute_size_factor_genes;
+    size_factor_genes = impute_size_factor_genes;  // replaced by the anchor's genes below
   } else if (allowed.restricted() && expression) {
     std::set_intersection(allowed.ids().begin(), allowed.ids().end(), reference_genes.begin(), reference_genes.end(),
                           std::back_inserter(size_factor_genes));
@@ -879,11 +956,17 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     return settings;
   }();
 
+  std::vector<LibraryScope> scopes;  // "impute": per reference; empty: every reference as expression_settings says
+  if (impute) {
+    std::size_t anchor = 0;
+    scopes = pooled_library_scopes(references, measured, allowed_ids, table, expression_settings, options, anchor);
+    size_factor_genes = scopes[anchor].genes;  // a query's library: over the anchor's genes it measured
+  }
   if (options.reference_sample_cells > 0 && has_expression && !sample_genes.empty()) {
     sample_references(references, resolved, sample_genes, table, options, data);
   }
   const std::vector<std::int64_t> panel =
-      expression ? choose_panel(references, table, expression_settings, allowed, options, data) : std::vector<std::int64_t>();
+      expression ? choose_panel(references, table, expression_settings, scopes, allowed, options, data) : std::vector<std::int64_t>();
 
   // Features of the usable labelled cells, reference by reference.
   std::set<std::int64_t> used_genes;
@@ -893,7 +976,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     std::vector<float> values;
     std::vector<std::uint8_t> empty;
     nlohmann::json info =
-        reference_features(reference, panel, source, store, table, expression_settings, allowed, options, data, used_genes, values, empty);
+        reference_features(reference, r, scopes, panel, source, store, table, expression_settings, allowed, options, data, used_genes, values, empty);
     std::vector<std::size_t> kept_rows;
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
       if (reference.excluded[row] != 0) continue;

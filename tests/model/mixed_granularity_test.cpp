@@ -5,6 +5,7 @@
 #include <celltyper/annotate.hpp>
 #include <celltyper/classifier.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/expression_features.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/memory_dataset.hpp>
 #include <celltyper/model_file.hpp>
@@ -300,9 +301,11 @@ TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWei
   options.gene_pooling = "all";
   EXPECT_EQ(train_model({&a, &b}, options, GeneStore(), table).model.panel.size(), static_cast<std::size_t>(kGenes));
 
-  // The default, "impute": every gene; b's cells get a's mean on the genes b did not measure,
-  // library sizes over the 25 shared genes; the reference sample remembers who measured what, so
-  // a model file round trip and a refit on a query's genes keep it.
+  // The default, "impute": every gene; b's cells get a's mean on the genes b did not measure;
+  // library sizes: a (the reference that measured the most genes) over its genes, b over its 25
+  // scaled by the median over a's cells of (sum over all genes) / (sum over those 25); the
+  // reference sample remembers who measured what, so a model file round trip and a refit on a
+  // query's genes keep it.
   options.gene_pooling = "impute";
   const TrainingData data = training_features({&a, &b}, options, GeneStore(), table);
   ASSERT_EQ(data.cells.dims, kGenes);
@@ -322,7 +325,47 @@ TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWei
   }
   ASSERT_EQ(b_values.size(), 1U);
   EXPECT_NEAR(*b_values.begin(), a_sum / static_cast<double>(a_cells), 1e-5);
-  EXPECT_EQ(data.panel.size_factor_genes.size(), 25U);
+  EXPECT_EQ(data.panel.size_factor_genes.size(), static_cast<std::size_t>(kGenes)) << "a query's library: over the anchor's genes";
+  {
+    std::vector<std::int64_t> all_genes;
+    std::vector<std::int64_t> first_25;
+    for (int g = 0; g < kGenes; ++g) all_genes.push_back(1001 + g);
+    for (int g = 0; g < 25; ++g) first_25.push_back(1001 + g);
+    ExpressionOptions settings;
+    const auto sums = library_sizes(a, table, settings, {all_genes, first_25});
+    ASSERT_EQ(sums.size(), 2U);
+    ASSERT_EQ(sums[0].size(), static_cast<std::size_t>(a.n_obs()));
+    std::vector<double> ratios;
+    CsrBlockF64 a_rows;
+    a.open_matrix("X")->read_rows(0, a.n_obs(), a_rows);
+    for (std::size_t i = 0; i < sums[0].size(); ++i) {
+      double total = 0;
+      double part = 0;
+      for (std::int64_t k = a_rows.indptr[i]; k < a_rows.indptr[i + 1]; ++k) {
+        total += a_rows.values[static_cast<std::size_t>(k)];
+        if (a_rows.indices[static_cast<std::size_t>(k)] < 25) part += a_rows.values[static_cast<std::size_t>(k)];
+      }
+      EXPECT_DOUBLE_EQ(sums[0][i], total);
+      EXPECT_DOUBLE_EQ(sums[1][i], part);
+      if (part > 0) ratios.push_back(total / part);
+    }
+    std::nth_element(ratios.begin(), ratios.begin() + static_cast<std::ptrdiff_t>(ratios.size() / 2), ratios.end());
+    const double multiplier = ratios[ratios.size() / 2];
+    EXPECT_GT(multiplier, 1.0);
+    // b's first cell (no cell was dropped), on a gene it measured: log1p(count x 1e4 / (its sum x multiplier)).
+    ASSERT_EQ(data.cells.n_dropped_empty, 0);
+    const auto b_first = static_cast<std::size_t>(std::find(data.cells.references.begin(), data.cells.references.end(), 1) - data.cells.references.begin());
+    CsrBlockF64 b_rows;
+    b.open_matrix("X")->read_rows(0, 1, b_rows);
+    double b_sum = 0;
+    for (const double value : b_rows.values) b_sum += value;
+    ASSERT_GT(b_rows.values.size(), 0U);
+    const std::int64_t gene = 1001 + b_rows.indices[0];
+    const std::int64_t gene_column = std::find(data.panel.entrez_ids.begin(), data.panel.entrez_ids.end(), gene) - data.panel.entrez_ids.begin();
+    ASSERT_LT(gene_column, kGenes);
+    EXPECT_NEAR(data.cells.features[b_first * kGenes + static_cast<std::size_t>(gene_column)],
+                std::log1p(b_rows.values[0] * 1e4 / (b_sum * multiplier)), 1e-5);
+  }
   const TrainResult imputed = train_model({&a, &b}, options, GeneStore(), table);
   EXPECT_EQ(imputed.model.panel.size(), static_cast<std::size_t>(kGenes));
   ASSERT_EQ(imputed.model.reference.measured.size(), 2U);
