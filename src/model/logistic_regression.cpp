@@ -7,6 +7,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/parallel.hpp>
 
+#include <Eigen/Dense>
 #include <fmt/format.h>
 
 
@@ -219,33 +220,20 @@ class Objective {
     parallel_for(n_chunks_, options_.num_threads, [&](std::int64_t chunk) {
       auto& out = partial_[static_cast<std::size_t>(chunk)];
       std::fill(out.begin(), out.end(), 0.0);
+      if (!sparse) {
+        dense_chunk(w, chunk, out);
+        return;
+      }
       std::vector<double> z(stride_, 0.0);         // padded on the sparse route,
       std::vector<double> residual(stride_, 0.0);  // where the padding lanes stay 0
       const std::int64_t end = std::min(n_, (chunk + 1) * chunk_rows_);
       for (std::int64_t i = chunk * chunk_rows_; i < end; ++i) {
-        if (sparse) {
-          sparse_pass(i, z.data(), nullptr);
-        } else {
-          const float* row = x_ + i * d_;
-          for (int k = 0; k < c_; ++k) {
-            const double* wk = w.data() + k * width_;
-            z[k] = wk[d_] + dot_features(wk, row, d_);
-          }
-        }
+        sparse_pass(i, z.data(), nullptr);
         out.back() += cell_residuals(i, z.data(), residual.data());
-        if (sparse) {
-          // Layout [d x stride] of sum_i r_ik x_ij, then sum_i r_ik per class.
-          sparse_pass(i, residual.data(), out.data());
-          double* totals = out.data() + static_cast<std::size_t>(d_) * stride_;
-          for (int k = 0; k < c_; ++k) totals[k] += residual[k];
-        } else {
-          const float* row = x_ + i * d_;
-          for (int k = 0; k < c_; ++k) {
-            double* gk = out.data() + k * width_;
-            for (int j = 0; j < d_; ++j) gk[j] += residual[k] * row[j];
-            gk[d_] += residual[k];
-          }
-        }
+        // Layout [d x stride] of sum_i r_ik x_ij, then sum_i r_ik per class.
+        sparse_pass(i, residual.data(), out.data());
+        double* totals = out.data() + static_cast<std::size_t>(d_) * stride_;
+        for (int k = 0; k < c_; ++k) totals[k] += residual[k];
       }
     });
     std::vector<double>& sums = sparse ? sums_ : gradient;
@@ -316,6 +304,35 @@ class Objective {
       residual[k] = weight * (std::exp(z[k]) - target);
     }
     return -weight * log_set;
+  }
+
+  /// Dense route, one chunk of cells into `out` (layout [c x (d + 1)], then the loss): tiles of
+  /// kDenseTile cells as matrix products, logits Z = X W^T + b and gradient sums R^T X, so that
+  /// W and the sums are read once per tile rather than once per cell (Eigen's GEMM kernels, one
+  /// thread: the chunks are fixed, so the sums do not depend on the thread count).
+  void dense_chunk(const std::vector<double>& w, std::int64_t chunk, std::vector<double>& out) const {
+    constexpr std::int64_t kDenseTile = 128;
+    using RowMatrix = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    using Strided = Eigen::OuterStride<>;
+    const Eigen::Map<const RowMatrix, 0, Strided> weights(w.data(), c_, d_, Strided(static_cast<Eigen::Index>(width_)));
+    Eigen::Map<RowMatrix, 0, Strided> sums(out.data(), c_, d_, Strided(static_cast<Eigen::Index>(width_)));
+    RowMatrix x;
+    RowMatrix z;
+    RowMatrix residual;
+    const std::int64_t end = std::min(n_, (chunk + 1) * chunk_rows_);
+    for (std::int64_t first = chunk * chunk_rows_; first < end; first += kDenseTile) {
+      const std::int64_t rows = std::min(kDenseTile, end - first);
+      x = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(x_ + first * d_, rows, d_).cast<double>();
+      z.noalias() = x * weights.transpose();
+      residual.resize(rows, c_);
+      for (std::int64_t r = 0; r < rows; ++r) {
+        double* zr = z.data() + r * c_;
+        for (int k = 0; k < c_; ++k) zr[k] += w[static_cast<std::size_t>(k) * width_ + static_cast<std::size_t>(d_)];
+        out.back() += cell_residuals(first + r, zr, residual.data() + r * c_);
+      }
+      sums.noalias() += residual.transpose() * x;
+      for (int k = 0; k < c_; ++k) out[static_cast<std::size_t>(k) * width_ + static_cast<std::size_t>(d_)] += residual.col(k).sum();
+    }
   }
 
   /// v = w / s in layout [d x c] and the offsets b_k - sum_j v_kj m_j (sparse route).
