@@ -202,6 +202,11 @@ void free_in_background(const std::string& path) {
   const pid_t child = ::fork();
   if (child == 0) {
     if (::fork() == 0) {
+      // No descriptor of ours stays open in it: a pipe to our stdout or stderr (a shell pipeline,
+      // a caller capturing the output) must reach end-of-file when we exit, not when it does.
+      if (::close_range(0, ~0U, 0) != 0) {
+        for (int fd = 0; fd < 1024; ++fd) (void)::close(fd);
+      }
       (void)::setsid();
       for (const int signal_number : kCleanedSignals) {
         struct sigaction action {};
