@@ -881,14 +881,14 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   std::sort(reference_genes.begin(), reference_genes.end());
   reference_genes.erase(std::unique(reference_genes.begin(), reference_genes.end()), reference_genes.end());
   // Several references whose genes differ (TrainOptions::gene_pooling): the genes every
-  // reference measured are the only ones ("shared", and the GenePT-w route), or the ones library
-  // sizes are summed over while a reference's missing genes are imputed ("impute").
+  // reference measured are the only ones ("shared", and the GenePT-w route), or a reference's
+  // missing genes are imputed and library sizes scaled to one reference ("impute",
+  // pooled_library_scopes).
   std::vector<std::int64_t> sample_genes = reference_genes;
   std::vector<std::int64_t> allowed_ids = options.restrict_genes;
   std::sort(allowed_ids.begin(), allowed_ids.end());
   allowed_ids.erase(std::unique(allowed_ids.begin(), allowed_ids.end()), allowed_ids.end());
   std::vector<std::vector<std::int64_t>> measured(references.size());  // per reference, ascending
-  std::vector<std::int64_t> impute_size_factor_genes;                   // "impute": the shared (allowed) genes
   bool impute = false;
   if (options.gene_pooling != "all" && has_expression && references.size() > 1) {
     std::vector<std::int64_t> shared;
@@ -899,32 +899,20 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       }
       std::sort(genes.begin(), genes.end());
       genes.erase(std::unique(genes.begin(), genes.end()), genes.end());
-      if (r == 0) {
-        shared = genes;
-      } else {
-        std::vector<std::int64_t> both;
-        std::set_intersection(shared.begin(), shared.end(), genes.begin(), genes.end(), std::back_inserter(both));
-        shared = std::move(both);
-      }
+      shared = r == 0 ? genes : intersect_sorted(shared, genes);
     }
     if (shared.size() < reference_genes.size()) {
       if (shared.empty()) throw InputError(fmt::format("the references {} share no gene", join_names(data.reference_names)));
-      std::vector<std::int64_t> within = shared;  // shared and allowed
-      if (!allowed_ids.empty()) {
-        within.clear();
-        std::set_intersection(allowed_ids.begin(), allowed_ids.end(), shared.begin(), shared.end(), std::back_inserter(within));
-        if (within.empty()) throw InputError("--restrict-genes: none of its genes is measured by every reference");
-      }
+      std::vector<std::int64_t> within = allowed_ids.empty() ? shared : intersect_sorted(allowed_ids, shared);  // shared and allowed
+      if (within.empty()) throw InputError("--restrict-genes: none of its genes is measured by every reference");
       data.n_shared_genes = shared.size();
       impute = expression && options.gene_pooling == "impute";
       if (options.log) {
         options.log(fmt::format("the {} references share {} of their {} genes: {}", references.size(), shared.size(), reference_genes.size(),
                                 impute ? "missing genes imputed, library sizes scaled to the reference that measured the most" : "training on the shared genes"));
       }
-      if (impute) {
-        impute_size_factor_genes = std::move(within);
-      } else {
-        allowed_ids = within;
+      if (!impute) {
+        allowed_ids = std::move(within);
         sample_genes = std::move(shared);
       }
     }
@@ -941,13 +929,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                 fmt::format("{} store, {} genes, {} dims{}", store.provenance().backend, store.n_genes(), store.dims(),
                                             allowed.restricted() ? fmt::format(", restricted to {} genes", allowed.ids().size()) : "")};
 
+  // "impute": each reference's scope below; a query's library over the anchor's genes.
   std::vector<std::int64_t> size_factor_genes;
-  if (impute) {
-    size_factor_genes = impute_size_factor_genes;  // replaced by the anchor's genes below
-  } else if (allowed.restricted() && expression) {
-    std::set_intersection(allowed.ids().begin(), allowed.ids().end(), reference_genes.begin(), reference_genes.end(),
-                          std::back_inserter(size_factor_genes));
-  }
+  if (!impute && allowed.restricted() && expression) size_factor_genes = intersect_sorted(allowed.ids(), reference_genes);
   const ExpressionOptions expression_settings = [&] {
     EmbedOptions embed = options.embed;
     embed.num_threads = options.num_threads;
@@ -960,7 +944,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   if (impute) {
     std::size_t anchor = 0;
     scopes = pooled_library_scopes(references, measured, allowed_ids, table, expression_settings, options, anchor);
-    size_factor_genes = scopes[anchor].genes;  // a query's library: over the anchor's genes it measured
+    size_factor_genes = scopes[anchor].genes;
   }
   if (options.reference_sample_cells > 0 && has_expression && !sample_genes.empty()) {
     sample_references(references, resolved, sample_genes, table, options, data);
