@@ -36,10 +36,19 @@ struct LabelledFeatures {
   std::vector<std::string> labels;    ///< n labels
   std::vector<std::string> groups;    ///< n "path\x1fgroup" keys; empty strings without a group column
   std::vector<std::int32_t> references;  ///< n indices of the reference each cell comes from
+  /// Depth augmentation (TrainOptions::augment_depth): per row, -1 for a reference cell, else the
+  /// row of the cell it is a thinned copy of (copies follow every reference cell). Empty: no copies.
+  std::vector<std::int64_t> augmented_from;
   std::int64_t n_dropped_unlabelled = 0;
   std::int64_t n_dropped_empty = 0;
   std::vector<std::string> warnings;
   [[nodiscard]] std::int64_t n() const { return static_cast<std::int64_t>(labels.size()); }
+  /// Whether row `row` is a reference cell (not a thinned copy).
+  [[nodiscard]] bool is_original(std::int64_t row) const {
+    return augmented_from.empty() || augmented_from[static_cast<std::size_t>(row)] < 0;
+  }
+  /// Reference cells (rows that are not thinned copies).
+  [[nodiscard]] std::int64_t n_original() const;
 };
 
 /// Datasets opened from paths (open_dataset), kept open while `views` is in use.
@@ -145,7 +154,9 @@ struct ValidationSplit {
 /// the cells have groups (in seeded random group order until `fraction` of the cells, never every
 /// group), otherwise a seeded random `fraction` of each class (at least one cell of each class
 /// stays in training). `fraction` 0 = every cell trains. `group_column` only names the groups in
-/// the description. Throws InputError when `fraction` is not in [0, 1).
+/// the description. Thinned copies (LabelledFeatures::augmented_from) never validate: the split is
+/// made over the reference cells and each copy trains when its cell does. Throws InputError when
+/// `fraction` is not in [0, 1).
 ValidationSplit split_validation(const LabelledFeatures& data, double fraction, std::uint64_t seed, const std::string& group_column = "");
 
 /// Hyperparameter defaults that depend on the feature route, applied under the values a caller

@@ -200,7 +200,8 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
           label_map: Optional[str] = None, label_dataset: Optional[str] = None, layer: Optional[str] = None, use_raw: bool = False,
           dims: int = 0, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
           normalization: str = "auto", harmonize_labels: bool = False, flat_labels: bool = False, ontology=None,
-          balance_references: bool = False, gene_pooling: str = "impute", **hyperparameters: float) -> Model:
+          balance_references: bool = False, gene_pooling: str = "impute", augment_depth: bool = False,
+          **hyperparameters: float) -> Model:
     """Train a model on the labelled cells of `adata` (or a list of AnnData objects).
 
     `label` (and `group`) are obs columns ("obs:" prefix optional). The defaults are those of
@@ -220,7 +221,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
                        "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "dims": dims,
                        "hyperparameters": {k: float(v) for k, v in hyperparameters.items()},
                        "harmonize_labels": harmonize_labels, "flat_labels": flat_labels, "ontology": os.fspath(ontology) if ontology else "",
-                       "balance_references": balance_references, "gene_pooling": gene_pooling},
+                       "balance_references": balance_references, "gene_pooling": gene_pooling, "augment_depth": augment_depth},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     core, summary = _core.train(specs, options)

@@ -240,6 +240,7 @@ TrainOptions train_options(const py::dict& options) {
   train.flat_labels = option<bool>(options, "flat_labels", false);
   train.balance_references = option<bool>(options, "balance_references", false);
   train.gene_pooling = option<std::string>(options, "gene_pooling", train.gene_pooling);
+  train.augment_depth = option<bool>(options, "augment_depth", train.augment_depth);
   train.embed = embed_options(options);
   train.embed.dims = option<int>(options, "dims", 0);
   train.log = stderr_log(option<bool>(options, "verbose", false));

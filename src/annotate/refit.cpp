@@ -204,6 +204,11 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   options.coarse_label_sets = std::move(coarse_sets);
   options.gene_pooling = provenance.value("gene_pooling", std::string("impute"));
   options.balance_references = provenance.value("balance_references", false);
+  options.augment_depth = provenance.value("augment_depth", false);  // models from before depth augmentation: none
+  if (provenance.contains("augment_depth_range") && provenance["augment_depth_range"].is_array() && provenance["augment_depth_range"].size() == 2) {
+    options.augment_depth_low = provenance["augment_depth_range"][0].get<double>();
+    options.augment_depth_high = provenance["augment_depth_range"][1].get<double>();
+  }
   options.reference_sample_cells = 0;
   options.embed.matrix = "X";
   options.embed.genes.column = "entrez_id";

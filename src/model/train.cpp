@@ -3,6 +3,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
 #include <celltyper/ontology.hpp>
+#include <celltyper/thinned_dataset.hpp>
 #include <celltyper/train.hpp>
 
 #include <fmt/format.h>
@@ -988,6 +989,45 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       }
     }
     info["n_used"] = kept;
+    // Depth augmentation: a thinned copy of every kept cell of a reference holding counts.
+    if (options.augment_depth && expression && info.value("normalization", std::string()) != to_string(Normalization::kNone)) {
+      const std::size_t first_row = cells.labels.size() - kept_rows.size();
+      const ThinnedDataset thinned(*reference.dataset, options.augment_depth_low, options.augment_depth_high,
+                                   options.seed ^ (0x7468696EULL + 0x9E3779B97F4A7C15ULL * (r + 1)));
+      LabelledReference shallow = reference;
+      shallow.dataset = &thinned;
+      std::vector<float> thinned_values;
+      std::vector<std::uint8_t> thinned_empty;
+      TrainOptions quiet = options;
+      quiet.log = nullptr;
+      ExpressionOptions settings = expression_settings;
+      settings.normalization = info["normalization"] == to_string(Normalization::kCp10k) ? NormalizationChoice::kCp10k : NormalizationChoice::kLog1pCp10k;
+      std::set<std::string> normalizations = data.normalizations;  // the copies add no normalisation nor warnings of their own
+      const std::size_t n_warnings = cells.warnings.size();
+      reference_features(shallow, r, scopes, panel, source, store, table, settings, allowed, quiet, data, used_genes, thinned_values, thinned_empty);
+      data.normalizations = std::move(normalizations);
+      cells.warnings.resize(n_warnings);
+      cells.augmented_from.resize(cells.labels.size(), -1);  // the reference cells so far
+      std::int64_t n_copies = 0;
+      for (std::size_t i = 0; i < kept_rows.size(); ++i) {
+        const std::size_t row = kept_rows[i];
+        if (thinned_empty[row] != 0) continue;  // every count thinned away
+        cells.labels.push_back(reference.labels[row]);
+        cells.groups.push_back(reference.groups[row]);
+        cells.references.push_back(static_cast<std::int32_t>(r));
+        cells.augmented_from.push_back(static_cast<std::int64_t>(first_row + i));
+        cells.features.insert(cells.features.end(), thinned_values.begin() + static_cast<std::ptrdiff_t>(row * width),
+                              thinned_values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
+        ++n_copies;
+      }
+      info["n_thinned_copies"] = n_copies;
+      if (options.log) {
+        options.log(fmt::format("depth augmentation: {} thinned copies of {}'s cells (each keeps {:g}-{:g} of its counts)", n_copies, reference.path,
+                                options.augment_depth_low, options.augment_depth_high));
+      }
+    } else if (!cells.augmented_from.empty()) {
+      cells.augmented_from.resize(cells.labels.size(), -1);
+    }
     data.reference_info.push_back(std::move(info));
   }
 
@@ -1022,8 +1062,37 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   return data;
 }
 
+std::int64_t LabelledFeatures::n_original() const {
+  if (augmented_from.empty()) return n();
+  return std::count(augmented_from.begin(), augmented_from.end(), std::int64_t{-1});
+}
+
 ValidationSplit split_validation(const LabelledFeatures& data, double fraction, std::uint64_t seed, const std::string& group_column) {
   if (!(fraction >= 0 && fraction < 1)) throw InputError(fmt::format("--validation-fraction {} is not in [0, 1)", fraction));
+  if (!data.augmented_from.empty()) {
+    // Split the reference cells; a thinned copy trains when its cell trains, never validates.
+    LabelledFeatures originals;
+    std::vector<std::int64_t> row_of;  // original index -> row
+    for (std::int64_t i = 0; i < data.n(); ++i) {
+      if (!data.is_original(i)) continue;
+      originals.labels.push_back(data.labels[static_cast<std::size_t>(i)]);
+      originals.groups.push_back(data.groups[static_cast<std::size_t>(i)]);
+      row_of.push_back(i);
+    }
+    ValidationSplit split = split_validation(originals, fraction, seed, group_column);
+    std::vector<std::uint8_t> trains(static_cast<std::size_t>(data.n()), 0);
+    for (auto& row : split.train_rows) {
+      row = row_of[static_cast<std::size_t>(row)];
+      trains[static_cast<std::size_t>(row)] = 1;
+    }
+    for (auto& row : split.validation_rows) row = row_of[static_cast<std::size_t>(row)];
+    for (std::int64_t i = 0; i < data.n(); ++i) {
+      const std::int64_t from = data.augmented_from[static_cast<std::size_t>(i)];
+      if (from >= 0 && trains[static_cast<std::size_t>(from)] != 0) split.train_rows.push_back(i);
+    }
+    std::sort(split.train_rows.begin(), split.train_rows.end());
+    return split;
+  }
   const std::int64_t n = data.n();
   ValidationSplit split;
   auto everything_trains = [&split, n](const std::string& description) {
@@ -1107,8 +1176,10 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
   result.n_dropped_unlabelled = cells.n_dropped_unlabelled;
   result.n_dropped_empty = cells.n_dropped_empty;
 
-  std::map<std::string, std::int64_t> class_counts;  // every label, coarse ones included
-  for (const auto& label : labels) ++class_counts[label];
+  std::map<std::string, std::int64_t> class_counts;  // every label, coarse ones included (reference cells, not thinned copies)
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (cells.is_original(i)) ++class_counts[labels[static_cast<std::size_t>(i)]];
+  }
   std::set<std::string> class_set;  // labels some cell trains as a class with
   for (std::int64_t i = 0; i < n; ++i) {
     const auto row = static_cast<std::size_t>(i);
@@ -1185,7 +1256,9 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
   // Final model on every cell.
   std::vector<std::int64_t> all_rows(static_cast<std::size_t>(n));
   std::iota(all_rows.begin(), all_rows.end(), std::int64_t{0});
-  log(fmt::format("training {} on {} cells x {} dims, {} classes{}", options.classifier, n, dims, n_classes,
+  const std::int64_t n_original = cells.n_original();
+  log(fmt::format("training {} on {} cells{} x {} dims, {} classes{}", options.classifier, n_original,
+                  n > n_original ? fmt::format(" (+ {} thinned copies)", n - n_original) : "", dims, n_classes,
                   data.coarse_labels.empty() ? "" : fmt::format(" and {} coarse labels", data.coarse_labels.size())));
   const auto started = std::chrono::steady_clock::now();
   CellTypeModel& model = result.model;
@@ -1197,7 +1270,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
                                           options.classifier, left_out));
   }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-  result.n_cells = n;
+  result.n_cells = n_original;
 
   // Cell Ontology ids of the classes.
   model.class_cl_ids.assign(model.class_names.size(), "");
@@ -1278,6 +1351,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
     std::map<std::string, std::int64_t> fine;
     std::map<std::string, std::int64_t> coarse;
     for (std::int64_t i = 0; i < n; ++i) {
+      if (!cells.is_original(i)) continue;
       if (!cells.references.empty() && cells.references[static_cast<std::size_t>(i)] != static_cast<std::int32_t>(r)) continue;
       const std::string& label = labels[static_cast<std::size_t>(i)];
       ++(data.coarse_classes(label, static_cast<std::int32_t>(r)) != nullptr ? coarse : fine)[label];
@@ -1312,7 +1386,10 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
                       {"balance_references", options.balance_references},
                       {"shared_genes", data.n_shared_genes},
                       {"gene_pooling", options.gene_pooling},
-                      {"n_cells", n},
+                      {"augment_depth", options.augment_depth},
+                      {"augment_depth_range", {options.augment_depth_low, options.augment_depth_high}},
+                      {"n_thinned_copies", n - n_original},
+                      {"n_cells", n_original},
                       {"n_dropped_unlabelled", result.n_dropped_unlabelled},
                       {"n_dropped_empty", result.n_dropped_empty},
                       {"class_counts", counts},

@@ -1,0 +1,235 @@
+// Depth augmentation (TrainOptions::augment_depth): binomial thinning of a dataset's counts
+// (ThinnedDataset) and the thinned copies training adds, which never validate.
+#include <celltyper/annotate.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
+#include <celltyper/memory_dataset.hpp>
+#include <celltyper/thinned_dataset.hpp>
+#include <celltyper/train.hpp>
+
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <set>
+
+namespace celltyper {
+namespace {
+
+constexpr int kGenes = 40;
+
+/// Poisson counts: `per_class[c]` cells of class c, every gene at rate `base`, class c's markers
+/// (genes 10c..10c+9) at rate 8 x `base`. With `logged`, values are log1p(counts) instead.
+MemoryDataset make_cells(const std::vector<int>& per_class, unsigned seed, double base = 1.0, bool logged = false) {
+  std::mt19937 rng(seed);
+  DataFrame obs;
+  DataFrame var;
+  for (int g = 0; g < kGenes; ++g) var.index.push_back("G" + std::to_string(g + 1));
+  std::vector<std::string> labels;
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, kGenes);
+  for (std::size_t c = 0; c < per_class.size(); ++c) {
+    for (int i = 0; i < per_class[c]; ++i) {
+      for (int g = 0; g < kGenes; ++g) {
+        std::poisson_distribution<int> counts(base * (g / 10 == static_cast<int>(c) ? 8.0 : 1.0));
+        const int value = counts(rng);
+        if (value == 0) continue;
+        matrix.indices.push_back(g);
+        matrix.values.push_back(logged ? std::log1p(value) : value);
+      }
+      matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+      ++matrix.n_rows;
+      obs.index.push_back("cell" + std::to_string(obs.index.size()));
+      labels.push_back("type" + std::to_string(c));
+    }
+  }
+  obs.columns.push_back(Column::categorical("cell_type", labels));
+  return MemoryDataset("generated cells", std::move(obs), std::move(var), std::move(matrix));
+}
+
+CsrBlockF64 read_all(const Dataset& dataset, std::int64_t rows_per_read) {
+  auto reader = dataset.open_matrix("X");
+  CsrBlockF64 all;
+  all.reset(0, 0, reader->n_cols());
+  CsrBlockF64 block;
+  for (std::int64_t first = 0; first < reader->n_rows(); first += rows_per_read) {
+    reader->read_rows(first, std::min(rows_per_read, reader->n_rows() - first), block);
+    for (std::int64_t i = 0; i < block.n_rows; ++i) {
+      for (std::int64_t k = block.indptr[static_cast<std::size_t>(i)]; k < block.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+        all.indices.push_back(block.indices[static_cast<std::size_t>(k)]);
+        all.values.push_back(block.values[static_cast<std::size_t>(k)]);
+      }
+      all.indptr.push_back(static_cast<std::int64_t>(all.indices.size()));
+      ++all.n_rows;
+    }
+  }
+  return all;
+}
+
+TEST(ThinnedDataset, KeepsABinomialShareOfEachCountWhateverTheBlocks) {
+  const MemoryDataset cells = make_cells({100, 100}, 3, 20.0);  // deep cells: many molecules per cell
+  const ThinnedDataset thinned(cells, 0.1, 0.5, 42);
+  const CsrBlockF64 original = read_all(cells, 1000);
+  const CsrBlockF64 whole = read_all(thinned, 1000);
+  const CsrBlockF64 one_by_one = read_all(thinned, 1);
+  const CsrBlockF64 sevens = read_all(thinned, 7);
+  ASSERT_EQ(whole.n_rows, cells.n_obs());
+  EXPECT_EQ(std::vector<std::int64_t>(whole.indptr.begin(), whole.indptr.end()), std::vector<std::int64_t>(one_by_one.indptr.begin(), one_by_one.indptr.end()));
+  EXPECT_EQ(std::vector<double>(whole.values.begin(), whole.values.end()), std::vector<double>(one_by_one.values.begin(), one_by_one.values.end()));
+  EXPECT_EQ(std::vector<double>(whole.values.begin(), whole.values.end()), std::vector<double>(sevens.values.begin(), sevens.values.end()));
+  EXPECT_EQ(std::vector<std::int32_t>(whole.indices.begin(), whole.indices.end()), std::vector<std::int32_t>(sevens.indices.begin(), sevens.indices.end()));
+  double fractions = 0;
+  for (std::int64_t row = 0; row < whole.n_rows; ++row) {
+    const double p = thinned.keep_fraction(row);
+    EXPECT_GE(p, 0.1);
+    EXPECT_LE(p, 0.5);
+    fractions += p;
+    // Every kept value is a whole number no larger than the original count of that gene.
+    std::map<std::int32_t, double> before;
+    double total_before = 0;
+    for (std::int64_t k = original.indptr[static_cast<std::size_t>(row)]; k < original.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
+      before[original.indices[static_cast<std::size_t>(k)]] = original.values[static_cast<std::size_t>(k)];
+      total_before += original.values[static_cast<std::size_t>(k)];
+    }
+    double total_after = 0;
+    for (std::int64_t k = whole.indptr[static_cast<std::size_t>(row)]; k < whole.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
+      const double value = whole.values[static_cast<std::size_t>(k)];
+      ASSERT_GT(value, 0);  // thinned-away counts are not stored
+      ASSERT_EQ(value, std::floor(value));
+      ASSERT_LE(value, before.at(whole.indices[static_cast<std::size_t>(k)]));
+      total_after += value;
+    }
+    // Binomial(total, p): within 5 standard deviations.
+    const double sd = std::sqrt(total_before * p * (1 - p));
+    EXPECT_NEAR(total_after, p * total_before, 5 * sd + 1) << "row " << row;
+  }
+  EXPECT_NEAR(fractions / static_cast<double>(whole.n_rows), 0.3, 0.05);  // uniform on [0.1, 0.5]
+  // row_nnz counts what is left.
+  const std::vector<std::int64_t> nnz = thinned.open_matrix("X")->row_nnz();
+  ASSERT_EQ(nnz.size(), static_cast<std::size_t>(whole.n_rows));
+  for (std::size_t row = 0; row < nnz.size(); ++row) EXPECT_EQ(nnz[row], whole.indptr[row + 1] - whole.indptr[row]);
+  // Another seed thins differently.
+  const ThinnedDataset other(cells, 0.1, 0.5, 43);
+  const CsrBlockF64 other_values = read_all(other, 1000);
+  EXPECT_NE(std::vector<double>(whole.values.begin(), whole.values.end()), std::vector<double>(other_values.values.begin(), other_values.values.end()));
+  EXPECT_THROW(ThinnedDataset(cells, 0.0, 0.5, 1), InputError);
+  EXPECT_THROW(ThinnedDataset(cells, 0.6, 0.5, 1), InputError);
+  EXPECT_THROW(ThinnedDataset(cells, 0.1, 1.5, 1), InputError);
+}
+
+TrainOptions options_with(bool augment) {
+  TrainOptions options;
+  options.label_column = "cell_type";
+  options.classifier = "logreg";
+  options.features = kFeaturesExpression;
+  options.n_genes = 30;
+  options.num_threads = 1;
+  options.augment_depth = augment;
+  return options;
+}
+
+TEST(DepthAugmentation, ThinnedCopiesTrainButNeverValidate) {
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  const MemoryDataset reference = make_cells({120, 60, 60}, 5);
+  const TrainingData plain = training_features({&reference}, options_with(false), GeneStore(), table);
+  const TrainingData data = training_features({&reference}, options_with(true), GeneStore(), table);
+  EXPECT_TRUE(plain.cells.augmented_from.empty());
+  const std::int64_t n = plain.cells.n();
+  ASSERT_EQ(data.cells.n_original(), n);
+  ASSERT_EQ(data.cells.augmented_from.size(), static_cast<std::size_t>(data.cells.n()));
+  EXPECT_GT(data.cells.n(), n + n * 9 / 10);  // nearly every cell keeps a count after thinning
+  // The reference cells come first, with the features they have without augmentation.
+  for (std::int64_t i = 0; i < n; ++i) EXPECT_EQ(data.cells.augmented_from[static_cast<std::size_t>(i)], -1);
+  EXPECT_EQ(std::vector<float>(data.cells.features.begin(), data.cells.features.begin() + n * data.cells.dims), plain.cells.features);
+  // A copy carries its cell's label and reference, and differs from it (fewer counts).
+  std::int64_t differing = 0;
+  for (std::int64_t i = n; i < data.cells.n(); ++i) {
+    const auto from = static_cast<std::size_t>(data.cells.augmented_from[static_cast<std::size_t>(i)]);
+    ASSERT_LT(from, static_cast<std::size_t>(n));
+    EXPECT_EQ(data.cells.labels[static_cast<std::size_t>(i)], data.cells.labels[from]);
+    EXPECT_EQ(data.cells.references[static_cast<std::size_t>(i)], data.cells.references[from]);
+    const auto width = static_cast<std::size_t>(data.cells.dims);
+    differing += std::equal(data.cells.features.begin() + static_cast<std::ptrdiff_t>(i * data.cells.dims),
+                            data.cells.features.begin() + static_cast<std::ptrdiff_t>((i + 1) * data.cells.dims),
+                            data.cells.features.begin() + static_cast<std::ptrdiff_t>(from * width))
+                     ? 0
+                     : 1;
+  }
+  EXPECT_EQ(differing, data.cells.n() - n);
+  // The split: the same reference cells validate as without augmentation; a copy trains exactly
+  // when its cell does.
+  const ValidationSplit without = split_validation(plain.cells, 0.25, 7);
+  const ValidationSplit with = split_validation(data.cells, 0.25, 7);
+  EXPECT_EQ(with.validation_rows, without.validation_rows);
+  const std::set<std::int64_t> validating(with.validation_rows.begin(), with.validation_rows.end());
+  const std::set<std::int64_t> training(with.train_rows.begin(), with.train_rows.end());
+  for (std::int64_t i = 0; i < data.cells.n(); ++i) {
+    const std::int64_t from = data.cells.augmented_from[static_cast<std::size_t>(i)];
+    if (from < 0) {
+      EXPECT_NE(validating.count(i), training.count(i)) << "row " << i;
+    } else {
+      EXPECT_EQ(validating.count(i), 0U);
+      EXPECT_EQ(training.count(i), 1 - validating.count(from)) << "copy " << i << " of " << from;
+    }
+  }
+  // The model counts reference cells; the copies are recorded.
+  const TrainResult trained = fit_model(data, with, options_with(true));
+  EXPECT_EQ(trained.n_cells, n);
+  EXPECT_EQ(trained.n_validation, static_cast<std::int64_t>(with.validation_rows.size()));
+  EXPECT_EQ(trained.model.provenance["n_cells"].get<std::int64_t>(), n);
+  EXPECT_EQ(trained.model.provenance["n_thinned_copies"].get<std::int64_t>(), data.cells.n() - n);
+  EXPECT_TRUE(trained.model.provenance["augment_depth"].get<bool>());
+  EXPECT_EQ(trained.model.provenance["class_counts"]["type0"].get<std::int64_t>(), 120);
+}
+
+TEST(DepthAugmentation, EveryReferenceOfAPoolGetsCopiesOfItsOwnCells) {
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  const MemoryDataset first = make_cells({50, 50}, 21);
+  const MemoryDataset logged = make_cells({40, 40}, 22, 1.0, true);
+  const MemoryDataset second = make_cells({30, 30}, 23);
+  TrainOptions options = options_with(true);
+  options.embed.normalization = NormalizationChoice::kAuto;
+  const TrainingData data = training_features({&first, &second, &first}, options, GeneStore(), table);
+  ASSERT_EQ(data.cells.augmented_from.size(), static_cast<std::size_t>(data.cells.n()));
+  EXPECT_EQ(data.cells.n_original(), 100 + 60 + 100);
+  std::vector<std::int64_t> copies(3, 0);
+  for (std::int64_t i = 0; i < data.cells.n(); ++i) {
+    const std::int64_t from = data.cells.augmented_from[static_cast<std::size_t>(i)];
+    if (from < 0) continue;
+    ASSERT_TRUE(data.cells.is_original(from));
+    ASSERT_EQ(data.cells.references[static_cast<std::size_t>(i)], data.cells.references[static_cast<std::size_t>(from)]);
+    ++copies[static_cast<std::size_t>(data.cells.references[static_cast<std::size_t>(i)])];
+  }
+  for (const std::int64_t n : copies) EXPECT_GT(n, 0);
+  // A logged reference in the pool keeps its cells without copies.
+  const TrainingData mixed = training_features({&first, &logged}, options, GeneStore(), table);
+  for (std::int64_t i = 0; i < mixed.cells.n(); ++i) {
+    if (!mixed.cells.is_original(i)) EXPECT_EQ(mixed.cells.references[static_cast<std::size_t>(i)], 0);
+  }
+}
+
+TEST(DepthAugmentation, LoggedReferencesGetNoCopiesAndARefitKeepsTheSetting) {
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  const MemoryDataset logged = make_cells({60, 60}, 9, 1.0, true);
+  const TrainingData data = training_features({&logged}, options_with(true), GeneStore(), table);
+  EXPECT_TRUE(data.cells.augmented_from.empty()) << "log1p values are not counts to thin";
+
+  // A model trained with augmentation refits (annotate, query with fewer genes) with it too.
+  const MemoryDataset counts = make_cells({80, 80, 80}, 11);
+  TrainOptions options = options_with(true);
+  options.reference_sample_cells = 1000;
+  const TrainResult trained = train_model({&counts}, options, GeneStore(), table);
+  std::vector<std::int64_t> genes;
+  for (int g = 0; g < kGenes; g += 2) genes.push_back(101 + g);
+  const CellTypeModel refitted = refit_model(trained.model, genes, 1);
+  EXPECT_TRUE(refitted.provenance["augment_depth"].get<bool>());
+  EXPECT_GT(refitted.provenance["n_thinned_copies"].get<std::int64_t>(), 0);
+  options.augment_depth = false;
+  const TrainResult plain = train_model({&counts}, options, GeneStore(), table);
+  EXPECT_EQ(refit_model(plain.model, genes, 1).provenance["n_thinned_copies"].get<std::int64_t>(), 0);
+}
+
+}  // namespace
+}  // namespace celltyper
