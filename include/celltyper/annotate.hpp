@@ -106,15 +106,17 @@ struct TrainOptions {
   /// the shared genes only; "shared" uses only the genes every reference measured (the GenePT-w
   /// route always does); "all" treats unmeasured genes as zeros.
   std::string gene_pooling = "impute";
-  /// Depth augmentation (expression route, references holding counts): every labelled
-  /// reference cell also trains as a binomially thinned copy of itself, each count kept with a
-  /// probability drawn per cell uniformly from [augment_depth_low, augment_depth_high], so the
-  /// model has seen each type at the shallower depths of other chemistries and protocols. The
-  /// copies only train: validation scores original cells, and a copy of a held-out cell is never
-  /// trained on (LabelledFeatures::augmented_from).
-  bool augment_depth = false;
+  /// Depth augmentation (the default; expression route, references holding counts): every
+  /// labelled reference cell also trains as a binomially thinned copy of itself, each count kept
+  /// with a probability drawn per cell uniformly from [augment_depth_low, augment_depth_high],
+  /// weighing `augment_depth_weight` of a reference cell, so the model has seen each type at the
+  /// shallower depths and sparser detection of other chemistries and protocols (bench/panels,
+  /// bench/pooled). The copies only train: validation scores reference cells, and a copy of a
+  /// held-out cell is never trained on (LabelledFeatures::augmented_from).
+  bool augment_depth = true;
   double augment_depth_low = 0.1;
   double augment_depth_high = 0.5;
+  double augment_depth_weight = 0.3;
   /// Labels that are coarse in every reference, with the classes each may be (label sets given
   /// directly rather than derived from the ontology: the refit of a mixed-granularity model's
   /// reference sample).

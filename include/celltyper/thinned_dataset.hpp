@@ -12,15 +12,21 @@
 
 namespace celltyper {
 
-/// The cells of `base` (not owned; must outlive this) with their counts thinned: cell `row` keeps
-/// each of its molecules with probability `keep_fraction(row)`, drawn uniformly from
-/// [low, high] (0 < low <= high <= 1). A count n becomes a Binomial(n, p) draw; a stored value
-/// that is not a whole number is scaled by p. The draws depend only on `seed` and the row, never
-/// on how rows are read (blocks, threads). obs, var and matrix geometry are those of `base`;
-/// every matrix source is thinned.
+/// The cells of `base` (not owned; must outlive this) with their counts thinned: a cell keeps
+/// each of its molecules with probability p, drawn for the cell uniformly from [low, high]
+/// (0 < low <= high <= 1). A count n becomes a Binomial(n, p) draw; a stored value that is not a
+/// whole number is scaled by p. The draws are a function of `seed`, the cell's stored values and
+/// the genes they belong to (`column_keys[j]` names the gene of column j, e.g. its Entrez id, or
+/// is -1: such a column is keyed by its position and does not identify the cell; when
+/// `column_keys` is empty or of another width every column is keyed by its position): never of
+/// the cell's row, how rows are read (blocks, threads) or which other cells the dataset holds,
+/// and with gene keys not of the order of the columns either. So the same
+/// cell thinned in a reference file and in a model's reference sample (other rows, other column
+/// order) gives the same copy. obs, var and matrix geometry are those of `base`; every matrix
+/// source is thinned.
 class ThinnedDataset final : public Dataset {
  public:
-  ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed);
+  ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed, std::vector<std::int64_t> column_keys = {});
 
   [[nodiscard]] const std::string& path() const override { return name_; }
   [[nodiscard]] std::string format() const override { return base_.format(); }
@@ -33,14 +39,15 @@ class ThinnedDataset final : public Dataset {
   [[nodiscard]] MatrixInfo matrix_info(const std::string& source) const override { return base_.matrix_info(source); }
   [[nodiscard]] std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override;
 
-  /// The keep probability of cell `row`.
-  [[nodiscard]] double keep_fraction(std::int64_t row) const;
+  /// The keep probability p of every cell of `source` (reads the unthinned matrix once).
+  [[nodiscard]] std::vector<double> keep_fractions(const std::string& source) const;
 
  private:
   const Dataset& base_;
   double low_;
   double high_;
   std::uint64_t seed_;
+  std::vector<std::int64_t> column_keys_;
   std::string name_;
 };
 

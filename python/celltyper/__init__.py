@@ -200,7 +200,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
           label_map: Optional[str] = None, label_dataset: Optional[str] = None, layer: Optional[str] = None, use_raw: bool = False,
           dims: int = 0, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
           normalization: str = "auto", harmonize_labels: bool = False, flat_labels: bool = False, ontology=None,
-          balance_references: bool = False, gene_pooling: str = "impute", augment_depth: bool = False,
+          balance_references: bool = False, gene_pooling: str = "impute", augment_depth: bool = True,
           **hyperparameters: float) -> Model:
     """Train a model on the labelled cells of `adata` (or a list of AnnData objects).
 
@@ -209,6 +209,9 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     Pooling references labelled at different depths: `harmonize_labels=True` (with `label_map`
     and the installed Cell Ontology, or `ontology=`) makes labels CL terms and trains a coarse term
     as the summed probability of the classes below it (`celltyper train --harmonize-labels`).
+    `augment_depth` (default on, as `celltyper train`): every reference cell holding counts also
+    trains as a binomially thinned copy (10-50% of its counts, weight 0.3), so shallower queries
+    from other chemistries look familiar; False trains on the reference cells alone.
     """
     references = adata if isinstance(adata, (list, tuple)) else [adata]
     label = _strip(label)

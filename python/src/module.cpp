@@ -257,6 +257,7 @@ nlohmann::json train_summary(const TrainResult& result) {
                             {"n_dropped_unlabelled", result.n_dropped_unlabelled},
                             {"n_dropped_empty", result.n_dropped_empty},
                             {"n_validation", result.n_validation},
+                            {"n_thinned_copies", result.model.provenance.is_object() ? result.model.provenance.value("n_thinned_copies", std::int64_t{0}) : 0},
                             {"warnings", result.warnings}};
   summary["validation"] = result.has_validation ? to_json(result.validation) : nlohmann::json(nullptr);
   return summary;
@@ -285,8 +286,9 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
     train.ontology = cell_ontology.get();
   }
   TrainResult result = train_model(datasets, train, store, *table);
+  std::string summary = train_summary(result).dump();  // before the model moves out of `result`
   auto model = std::make_shared<CellTypeModel>(std::move(result.model));
-  return {model, train_summary(result).dump()};
+  return {model, std::move(summary)};
 }
 
 // ---- annotation ------------------------------------------------------------------------------

@@ -93,7 +93,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--label-dataset", args->train.label_map_dataset, "Reference mode: prefer rows of this dataset in --label-map");
   command->add_option("-g,--genes", args->genes, "Reference mode with --features genept: gene embedding store (default: the setup's)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->train.augment_depth,
-                    "Reference mode: depth augmentation (see `celltyper train --augment-depth`)");
+                    "Reference mode: depth augmentation (default on; see `celltyper train --augment-depth`)");
   command->add_option("--save-model", args->save_model, "Reference mode: also write the model trained on the fly to this file");
   command->add_flag("--no-refit", args->no_refit,
                     "Use each model as trained even when the query lacks part of its genes (default: an expression model is refitted "

@@ -77,7 +77,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--harmonize-labels", args->options.harmonize_labels,
                     "Replace labels by their Cell Ontology term (pool files whose label names differ)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->options.train.augment_depth,
-                    "Depth augmentation (expression route, references with counts): each reference cell also trains as a binomially thinned copy keeping 10-50% of its counts, so shallower queries (other chemistries) look familiar");
+                    "Depth augmentation (default on; see `celltyper train --augment-depth`)");
   command->add_option("--validation-fraction", args->options.train.validation_fraction,
                       "Share of each training fold held out for early stopping / validation (0 = none)")
       ->capture_default_str();

@@ -97,7 +97,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--balance-references", args->options.balance_references,
                     "Weight cells so that every reference counts equally (a large reference does not drown a small one)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->options.augment_depth,
-                    "Depth augmentation (expression route, references with counts): each reference cell also trains as a binomially thinned copy keeping 10-50% of its counts, so shallower queries (other chemistries) look familiar");
+                    "Depth augmentation (default on; expression route, references with counts): each reference cell also trains as a binomially thinned copy keeping 10-50% of its counts, weighing 0.3 of a cell, so shallower or sparser queries (other chemistries) look familiar");
   command->add_option("--gene-pooling", args->options.gene_pooling,
                       "Several references with different genes: impute (every gene; a reference's unmeasured genes get the others' "
                       "mean, library sizes over the shared genes), shared (only the genes every reference measured; always for genept), "

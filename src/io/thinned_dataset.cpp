@@ -5,13 +5,14 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
 namespace celltyper {
 namespace {
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a fast generator whose stream depends on the state
-/// alone, seeded per cell.
+/// SplitMix64 (Steele, Lea & Flood 2014): a fast generator whose stream depends on its state
+/// alone; also the mixing function of the keys below.
 struct SplitMix64 {
   std::uint64_t state;
   std::uint64_t next() {
@@ -24,27 +25,62 @@ struct SplitMix64 {
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
 };
 
-SplitMix64 row_generator(std::uint64_t seed, std::int64_t row) {
-  SplitMix64 mixer{seed ^ (static_cast<std::uint64_t>(row) * 0xD1B54A32D192ED03ULL)};
-  return SplitMix64{mixer.next()};
-}
+std::uint64_t mix(std::uint64_t a, std::uint64_t b) { return SplitMix64{a ^ (b * 0xD1B54A32D192ED03ULL)}.next(); }
 
-/// Counts above this are drawn by the standard library's binomial (same stream per cell).
+/// Counts above this are drawn by the standard library's binomial (seeded from the same key).
 constexpr double kBernoulliCounts = 32;
 
+/// Keys of a matrix's columns: the given gene keys (offset so that they never equal an index
+/// key), else the column index.
+class ColumnKeys {
+ public:
+  ColumnKeys(const std::vector<std::int64_t>& keys, std::int64_t n_cols) : keys_(static_cast<std::int64_t>(keys.size()) == n_cols ? &keys : nullptr) {}
+  /// The column's key and whether it identifies the cell: a gene key does; without gene keys
+  /// every column does (by position).
+  [[nodiscard]] std::pair<std::uint64_t, bool> of(std::int32_t column) const {
+    if (keys_ == nullptr) return {static_cast<std::uint64_t>(column), true};
+    if ((*keys_)[static_cast<std::size_t>(column)] >= 0) {
+      return {static_cast<std::uint64_t>((*keys_)[static_cast<std::size_t>(column)]) ^ 0x5A5A000000000000ULL, true};
+    }
+    return {static_cast<std::uint64_t>(column), false};
+  }
+
+ private:
+  const std::vector<std::int64_t>* keys_;
+};
+
+std::uint64_t value_bits(double value) {
+  std::uint64_t bits = 0;
+  std::memcpy(&bits, &value, sizeof bits);
+  return bits;
+}
+
+/// The key of the cell in row i of `block`: an order-independent sum over its keyed columns.
 template <typename Value>
-void thin_block(CsrRows<Value>& block, const ThinnedDataset& dataset, std::uint64_t seed) {
+std::uint64_t cell_key(const CsrRows<Value>& block, std::int64_t i, const ColumnKeys& keys, std::uint64_t seed) {
+  std::uint64_t sum = seed;
+  for (std::int64_t k = block.indptr[static_cast<std::size_t>(i)]; k < block.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+    const auto [key, identifies] = keys.of(block.indices[static_cast<std::size_t>(k)]);
+    if (identifies) sum += mix(key, value_bits(static_cast<double>(block.values[static_cast<std::size_t>(k)])));
+  }
+  return mix(sum, seed);
+}
+
+double keep_fraction(std::uint64_t cell, double low, double high) { return low + (high - low) * SplitMix64{cell}.uniform(); }
+
+template <typename Value>
+void thin_block(CsrRows<Value>& block, const ColumnKeys& keys, std::uint64_t seed, double low, double high) {
   std::int64_t out = 0;
   for (std::int64_t i = 0; i < block.n_rows; ++i) {
-    const std::int64_t row = block.first_row + i;
-    SplitMix64 rng = row_generator(seed, row);
-    const double p = dataset.keep_fraction(row);
-    rng.next();  // the first draw made p
+    const std::uint64_t cell = cell_key(block, i, keys, seed);
+    const double p = keep_fraction(cell, low, high);
     const std::int64_t begin = block.indptr[static_cast<std::size_t>(i)];
     const std::int64_t end = block.indptr[static_cast<std::size_t>(i) + 1];
     block.indptr[static_cast<std::size_t>(i)] = out;
     for (std::int64_t k = begin; k < end; ++k) {
       const double value = static_cast<double>(block.values[static_cast<std::size_t>(k)]);
+      const std::int32_t column = block.indices[static_cast<std::size_t>(k)];
+      SplitMix64 rng{mix(cell, keys.of(column).first)};
       double kept = 0;
       if (!(value > 0)) {
         kept = value;  // zeros and negative values (not counts) stay as they are
@@ -57,7 +93,7 @@ void thin_block(CsrRows<Value>& block, const ThinnedDataset& dataset, std::uint6
         kept = static_cast<double>(std::binomial_distribution<std::int64_t>(static_cast<std::int64_t>(value), p)(engine));
       }
       if (kept == 0) continue;
-      block.indices[static_cast<std::size_t>(out)] = block.indices[static_cast<std::size_t>(k)];
+      block.indices[static_cast<std::size_t>(out)] = column;
       block.values[static_cast<std::size_t>(out)] = static_cast<Value>(kept);
       ++out;
     }
@@ -69,16 +105,16 @@ void thin_block(CsrRows<Value>& block, const ThinnedDataset& dataset, std::uint6
 
 class ThinnedReader final : public MatrixReader {
  public:
-  ThinnedReader(std::unique_ptr<MatrixReader> base, const ThinnedDataset& dataset, std::uint64_t seed)
-      : base_(std::move(base)), dataset_(dataset), seed_(seed) {}
+  ThinnedReader(std::unique_ptr<MatrixReader> base, const std::vector<std::int64_t>& column_keys, std::uint64_t seed, double low, double high)
+      : base_(std::move(base)), keys_(column_keys, base_->n_cols()), seed_(seed), low_(low), high_(high) {}
   [[nodiscard]] const MatrixInfo& info() const override { return base_->info(); }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override {
     base_->read_rows(first, count, out);
-    thin_block(out, dataset_, seed_);
+    thin_block(out, keys_, seed_, low_, high_);
   }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override {
     base_->read_rows(first, count, out);
-    thin_block(out, dataset_, seed_);
+    thin_block(out, keys_, seed_, low_, high_);
   }
   /// Values left per row after thinning (one streaming pass).
   [[nodiscard]] std::vector<std::int64_t> row_nnz() override {
@@ -96,24 +132,37 @@ class ThinnedReader final : public MatrixReader {
 
  private:
   std::unique_ptr<MatrixReader> base_;
-  const ThinnedDataset& dataset_;
+  ColumnKeys keys_;
   std::uint64_t seed_;
+  double low_;
+  double high_;
 };
 
 }  // namespace
 
-ThinnedDataset::ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed)
-    : base_(base), low_(low), high_(high), seed_(seed), name_(fmt::format("{} (thinned to {:g}-{:g} of its counts)", base.path(), low, high)) {
+ThinnedDataset::ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed, std::vector<std::int64_t> column_keys)
+    : base_(base),
+      low_(low),
+      high_(high),
+      seed_(seed),
+      column_keys_(std::move(column_keys)),
+      name_(fmt::format("{} (thinned to {:g}-{:g} of its counts)", base.path(), low, high)) {
   if (!(low > 0 && low <= high && high <= 1)) throw InputError(fmt::format("depth augmentation: keep fractions [{}, {}] are not within (0, 1]", low, high));
 }
 
-double ThinnedDataset::keep_fraction(std::int64_t row) const {
-  SplitMix64 rng = row_generator(seed_, row);
-  return low_ + (high_ - low_) * rng.uniform();
+std::vector<double> ThinnedDataset::keep_fractions(const std::string& source) const {
+  auto reader = base_.open_matrix(source);
+  const ColumnKeys keys(column_keys_, reader->n_cols());
+  std::vector<double> fractions;
+  fractions.reserve(static_cast<std::size_t>(reader->n_rows()));
+  for_each_block(*reader, BlockStreamOptions{}, [&](const CsrBlock& block) {
+    for (std::int64_t i = 0; i < block.n_rows; ++i) fractions.push_back(keep_fraction(cell_key(block, i, keys, seed_), low_, high_));
+  });
+  return fractions;
 }
 
 std::unique_ptr<MatrixReader> ThinnedDataset::open_matrix(const std::string& source) const {
-  return std::make_unique<ThinnedReader>(base_.open_matrix(source), *this, seed_);
+  return std::make_unique<ThinnedReader>(base_.open_matrix(source), column_keys_, seed_, low_, high_);
 }
 
 }  // namespace celltyper

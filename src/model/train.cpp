@@ -147,7 +147,7 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
     const auto row = static_cast<std::size_t>(row_index);
     const std::int32_t cell_code = code_of(row, true);
     if (cell_code < 0) {
-      if (left_out != nullptr) ++*left_out;
+      if (left_out != nullptr && data.cells.is_original(row_index)) ++*left_out;  // reference cells, not their copies
       continue;
     }
     kept.push_back(row_index);
@@ -158,14 +158,28 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
   // a copy of cells x features; every cell in order (the final fit, reference mode) needs no list.
   bool every_row = kept.size() * static_cast<std::size_t>(dims) == features.size();
   for (std::size_t i = 0; every_row && i < kept.size(); ++i) every_row = kept[i] == static_cast<std::int64_t>(i);
-  // Every reference weighs the same: its cells sum to n / references.
-  std::map<std::int32_t, std::int64_t> per_reference;
-  for (const auto reference : reference_of) ++per_reference[reference];
+  // Depth augmentation: a thinned copy weighs augment_depth_weight of a reference cell.
+  std::vector<double> own_weight(y.size(), 1.0);
+  const bool copies_weigh_less = !data.cells.augmented_from.empty() && options.augment_depth_weight != 1.0;
+  if (copies_weigh_less) {
+    for (std::size_t i = 0; i < kept.size(); ++i) {
+      if (!data.cells.is_original(kept[i])) own_weight[i] = options.augment_depth_weight;
+    }
+  }
+  // Every reference weighs the same: its cells (and copies, at their weight) sum to the total / references.
+  std::map<std::int32_t, double> per_reference;
+  double total = 0;
+  for (std::size_t i = 0; i < y.size(); ++i) {
+    per_reference[reference_of[i]] += own_weight[i];
+    total += own_weight[i];
+  }
   if (options.balance_references && per_reference.size() > 1) {
     fit.sample_weights.resize(y.size());
     for (std::size_t i = 0; i < y.size(); ++i) {
-      fit.sample_weights[i] = static_cast<double>(y.size()) / (static_cast<double>(per_reference.size()) * per_reference[reference_of[i]]);
+      fit.sample_weights[i] = own_weight[i] * total / (static_cast<double>(per_reference.size()) * per_reference[reference_of[i]]);
     }
+  } else if (copies_weigh_less) {
+    fit.sample_weights = std::move(own_weight);
   }
   // Start from an earlier fit of the same classes (the validation fit: most of the same cells).
   if (warm_start != nullptr && warm_start_classes != nullptr && *warm_start_classes == class_names && warm_start->type() == classifier->type()) {
@@ -992,8 +1006,16 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     // Depth augmentation: a thinned copy of every kept cell of a reference holding counts.
     if (options.augment_depth && expression && info.value("normalization", std::string()) != to_string(Normalization::kNone)) {
       const std::size_t first_row = cells.labels.size() - kept_rows.size();
-      const ThinnedDataset thinned(*reference.dataset, options.augment_depth_low, options.augment_depth_high,
-                                   options.seed ^ (0x7468696EULL + 0x9E3779B97F4A7C15ULL * (r + 1)));
+      // Columns keyed by gene (the first column of each): a cell is thinned the same way in its
+      // file and in a model's reference sample (the refit equals training on the query's genes).
+      std::vector<std::int64_t> column_keys(resolved[r].gene_index.size(), -1);
+      std::set<std::int64_t> keyed;
+      for (std::size_t column = 0; column < column_keys.size(); ++column) {
+        const std::int32_t gene = resolved[r].gene_index[column];
+        if (gene != kNoGene && keyed.insert(table.gene(gene).entrez_id).second) column_keys[column] = table.gene(gene).entrez_id;
+      }
+      const ThinnedDataset thinned(*reference.dataset, options.augment_depth_low, options.augment_depth_high, options.seed ^ 0x7468696E6E6564ULL,
+                                   std::move(column_keys));
       LabelledReference shallow = reference;
       shallow.dataset = &thinned;
       std::vector<float> thinned_values;
@@ -1388,6 +1410,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
                       {"gene_pooling", options.gene_pooling},
                       {"augment_depth", options.augment_depth},
                       {"augment_depth_range", {options.augment_depth_low, options.augment_depth_high}},
+                      {"augment_depth_weight", options.augment_depth_weight},
                       {"n_thinned_copies", n - n_original},
                       {"n_cells", n_original},
                       {"n_dropped_unlabelled", result.n_dropped_unlabelled},

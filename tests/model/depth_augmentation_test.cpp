@@ -81,8 +81,10 @@ TEST(ThinnedDataset, KeepsABinomialShareOfEachCountWhateverTheBlocks) {
   EXPECT_EQ(std::vector<double>(whole.values.begin(), whole.values.end()), std::vector<double>(sevens.values.begin(), sevens.values.end()));
   EXPECT_EQ(std::vector<std::int32_t>(whole.indices.begin(), whole.indices.end()), std::vector<std::int32_t>(sevens.indices.begin(), sevens.indices.end()));
   double fractions = 0;
+  const std::vector<double> keep = thinned.keep_fractions("X");
+  ASSERT_EQ(keep.size(), static_cast<std::size_t>(whole.n_rows));
   for (std::int64_t row = 0; row < whole.n_rows; ++row) {
-    const double p = thinned.keep_fraction(row);
+    const double p = keep[static_cast<std::size_t>(row)];
     EXPECT_GE(p, 0.1);
     EXPECT_LE(p, 0.5);
     fractions += p;
@@ -117,6 +119,47 @@ TEST(ThinnedDataset, KeepsABinomialShareOfEachCountWhateverTheBlocks) {
   EXPECT_THROW(ThinnedDataset(cells, 0.0, 0.5, 1), InputError);
   EXPECT_THROW(ThinnedDataset(cells, 0.6, 0.5, 1), InputError);
   EXPECT_THROW(ThinnedDataset(cells, 0.1, 1.5, 1), InputError);
+}
+
+/// `dataset` with its rows reversed and its columns in reverse order.
+MemoryDataset reversed(const Dataset& dataset) {
+  const CsrBlockF64 all = read_all(dataset, 1000);
+  DataFrame obs;
+  DataFrame var;
+  const DataFrame given_var = dataset.read_var();
+  for (std::int64_t j = all.n_cols - 1; j >= 0; --j) var.index.push_back(given_var.index[static_cast<std::size_t>(j)]);
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, all.n_cols);
+  for (std::int64_t row = all.n_rows - 1; row >= 0; --row) {
+    for (std::int64_t k = all.indptr[static_cast<std::size_t>(row) + 1] - 1; k >= all.indptr[static_cast<std::size_t>(row)]; --k) {
+      matrix.indices.push_back(static_cast<std::int32_t>(all.n_cols - 1 - all.indices[static_cast<std::size_t>(k)]));
+      matrix.values.push_back(all.values[static_cast<std::size_t>(k)]);
+    }
+    matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+    ++matrix.n_rows;
+    obs.index.push_back("r" + std::to_string(row));
+  }
+  return MemoryDataset("reversed", std::move(obs), std::move(var), std::move(matrix));
+}
+
+TEST(ThinnedDataset, ACellIsThinnedTheSameWayInAnotherRowAndColumnOrder) {
+  const MemoryDataset cells = make_cells({30, 30}, 17, 3.0);
+  const MemoryDataset flipped = reversed(cells);
+  std::vector<std::int64_t> keys(kGenes);
+  std::vector<std::int64_t> flipped_keys(kGenes);
+  for (int g = 0; g < kGenes; ++g) {
+    keys[static_cast<std::size_t>(g)] = 1000 + g;
+    flipped_keys[static_cast<std::size_t>(kGenes - 1 - g)] = 1000 + g;
+  }
+  const CsrBlockF64 a = read_all(ThinnedDataset(cells, 0.1, 0.5, 5, keys), 1000);
+  const CsrBlockF64 b = read_all(reversed(ThinnedDataset(flipped, 0.1, 0.5, 5, flipped_keys)), 1000);
+  EXPECT_EQ(std::vector<std::int64_t>(a.indptr.begin(), a.indptr.end()), std::vector<std::int64_t>(b.indptr.begin(), b.indptr.end()));
+  EXPECT_EQ(std::vector<std::int32_t>(a.indices.begin(), a.indices.end()), std::vector<std::int32_t>(b.indices.begin(), b.indices.end()));
+  EXPECT_EQ(std::vector<double>(a.values.begin(), a.values.end()), std::vector<double>(b.values.begin(), b.values.end()));
+  // Without gene keys the draws follow the column positions: another order thins differently.
+  const CsrBlockF64 c = read_all(reversed(ThinnedDataset(flipped, 0.1, 0.5, 5)), 1000);
+  const CsrBlockF64 d = read_all(ThinnedDataset(cells, 0.1, 0.5, 5), 1000);
+  EXPECT_NE(std::vector<double>(c.values.begin(), c.values.end()), std::vector<double>(d.values.begin(), d.values.end()));
 }
 
 TrainOptions options_with(bool augment) {

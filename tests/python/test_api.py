@@ -109,6 +109,22 @@ def test_train_in_memory_equals_train_from_file(tmp_path, pbmc3k, pbmc68k):
 
 
 @needs_data
+def test_depth_augmentation_is_the_default_and_can_be_turned_off_as_in_the_cli(tmp_path, pbmc3k, pbmc68k):
+    augmented = celltyper.train(pbmc3k, label="celltype")
+    assert augmented.summary["n_cells"] == pbmc3k.n_obs
+    assert 0.9 * pbmc3k.n_obs < augmented.summary["n_thinned_copies"] <= pbmc3k.n_obs
+    plain = celltyper.train(pbmc3k, label="celltype", augment_depth=False)
+    assert plain.summary["n_thinned_copies"] == 0
+    model_path = str(tmp_path / "plain.h5")
+    cli("train", "--reference", PBMC3K, "--label", "obs:celltype", "--no-augment-depth", "--out", model_path)
+    from_file = celltyper.annotate(pbmc68k.copy(), model=model_path, layer="counts", inplace=False)
+    in_memory = celltyper.annotate(pbmc68k.copy(), model=plain, layer="counts", inplace=False)
+    np.testing.assert_allclose(in_memory.probabilities.to_numpy(), from_file.probabilities.to_numpy(), atol=1e-6, rtol=0)
+    other = celltyper.annotate(pbmc68k.copy(), model=augmented, layer="counts", inplace=False)
+    assert np.abs(other.probabilities.to_numpy() - in_memory.probabilities.to_numpy()).max() > 1e-3
+
+
+@needs_data
 def test_pooled_references_at_mixed_depths_equal_cli(tmp_path, pbmc3k, pbmc68k):
     # pbmc3k labels fine types; savercat "T/NK cells" (lymphocyte) and "Monocytes" (monocyte):
     # coarse terms that train as the summed probability of pbmc3k's classes below them.
