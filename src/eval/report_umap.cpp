@@ -11,6 +11,8 @@
 #include <celltyper/error.hpp>
 #include <celltyper/report.hpp>
 
+#include "splitmix64.hpp"
+
 #include <Eigen/Dense>
 #include <fmt/format.h>
 
@@ -25,20 +27,7 @@ namespace celltyper {
 
 namespace {
 
-/// splitmix64: a tiny, fully specified generator (identical output everywhere).
-class SplitMix64 {
- public:
-  explicit SplitMix64(std::uint64_t seed) : state_(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state_ += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-
- private:
-  std::uint64_t state_;
-};
+using detail::SplitMix64;
 
 struct Neighbours {
   std::size_t k = 0;
@@ -197,8 +186,8 @@ std::vector<float> umap_2d(const DenseMatrix& data, const std::vector<std::size_
       largest = std::max(largest, std::fabs(value));
     }
   }
-  SplitMix64 random(options.seed);
-  const auto uniform = [&random] { return static_cast<double>(random.next() >> 11) * 0x1.0p-53; };
+  SplitMix64 random{options.seed};
+  const auto uniform = [&random] { return random.uniform(); };
   for (float& value : y) value = (largest > 0 ? value * 10.0f / largest : 0.0f) + static_cast<float>((uniform() - 0.5) * 1e-4);
 
   // Curve 1 / (1 + a d^(2b)) fitted to min_dist = 0.1, spread = 1 (umap-learn's defaults).

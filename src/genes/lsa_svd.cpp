@@ -8,6 +8,8 @@
 #include <celltyper/gene_embedding.hpp>
 #include <celltyper/parallel.hpp>
 
+#include "splitmix64.hpp"
+
 // GCC 12 reports false -W(maybe-)uninitialized positives inside its AVX-512 intrinsics when
 // Eigen's kernels are inlined with -march=native; the warning is noise for this file.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -198,16 +200,7 @@ void orthonormalize(double* y, std::int64_t rows, std::int64_t l, int passes, in
   }
 }
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a tiny, well-mixed generator, one stream per row.
-struct SplitMix64 {
-  std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-};
+using detail::SplitMix64;  // one stream per row
 
 /// Standard normal entries for Omega [rows x l] row-major: row i from its own stream seeded by
 /// (seed, i), Box-Muller pairs, so every entry is fixed by (seed, i, j).

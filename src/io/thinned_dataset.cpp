@@ -2,6 +2,8 @@
 #include <celltyper/error.hpp>
 #include <celltyper/thinned_dataset.hpp>
 
+#include "splitmix64.hpp"
+
 #include <fmt/format.h>
 
 #include <cmath>
@@ -11,19 +13,7 @@
 namespace celltyper {
 namespace {
 
-/// SplitMix64 (Steele, Lea & Flood 2014): a fast generator whose stream depends on its state
-/// alone; also the mixing function of the keys below.
-struct SplitMix64 {
-  std::uint64_t state;
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [0, 1) with 53 random bits.
-  double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
-};
+using detail::SplitMix64;
 
 std::uint64_t mix(std::uint64_t a, std::uint64_t b) { return SplitMix64{a ^ (b * 0xD1B54A32D192ED03ULL)}.next(); }
 
