@@ -17,7 +17,7 @@
 #include <tuple>
 
 #include "genes/gene_names.hpp"
-#include "genes/huge_pages.hpp"
+#include "huge_pages.hpp"
 
 namespace celltyper {
 
@@ -64,7 +64,7 @@ class NameIndex {
     std::size_t capacity = 16;
     while (2 * capacity < 3 * n_keys) capacity *= 2;
     owned_.clear();
-    genes_detail::reserve_huge(owned_, capacity);
+    detail::reserve_huge(owned_, capacity);
     owned_.assign(capacity, NameSlot{});
     slots_ = owned_.data();
     capacity_ = capacity;

@@ -14,7 +14,7 @@
 #include <celltyper/gene_text.hpp>
 #include <celltyper/output_file.hpp>
 
-#include "genes/huge_pages.hpp"
+#include "huge_pages.hpp"
 
 #include <fmt/format.h>
 #include <fcntl.h>
@@ -216,7 +216,7 @@ std::optional<GeneTable> load_gene_table_binary(const std::string& path, const s
   constexpr std::size_t kMinGeneBytes = 8 + 6 * 4 + 3 * 4;  // an id, six empty texts, three empty lists
   if (!reader.ok || n > bytes.size() / kMinGeneBytes) return std::nullopt;
   std::vector<Gene> genes;
-  genes_detail::reserve_huge(genes, static_cast<std::size_t>(n));
+  detail::reserve_huge(genes, static_cast<std::size_t>(n));
   genes.resize(static_cast<std::size_t>(n));
   for (Gene& gene : genes) {
     gene.entrez_id = reader.get<std::int64_t>();

@@ -7,6 +7,8 @@
 #include <celltyper/error.hpp>
 #include <celltyper/parallel.hpp>
 
+#include "huge_pages.hpp"
+
 #include <Eigen/Dense>
 #include <fmt/format.h>
 
@@ -165,10 +167,13 @@ struct SparseRows {
   std::vector<float> values;
 };
 
-/// The non-zero entries of [n x d] features `x` (FitOptions::rows applied) as compressed rows.
-SparseRows sparse_rows(const float* x, std::int64_t n, int d, const FitOptions& options) {
+/// The non-zero entries of [n x d] features `x` (FitOptions::rows applied) as compressed rows;
+/// `stored`, when known, is their number (the arrays are allocated once).
+SparseRows sparse_rows(const float* x, std::int64_t n, int d, const FitOptions& options, std::int64_t stored = 0) {
   SparseRows rows;
   rows.indptr.reserve(static_cast<std::size_t>(n) + 1);
+  detail::reserve_huge(rows.columns, static_cast<std::size_t>(stored));
+  detail::reserve_huge(rows.values, static_cast<std::size_t>(stored));
   rows.indptr.push_back(0);
   for (std::int64_t i = 0; i < n; ++i) {
     const float* row = training_row(x, d, options, i);
@@ -427,7 +432,7 @@ void LogisticRegression::fit_features(const float* x, std::int64_t n, int d, con
     Classifier::fit_features(x, n, d, labels, n_classes, options);
     return;
   }
-  const SparseRows rows = sparse_rows(x, n, d, options);
+  const SparseRows rows = sparse_rows(x, n, d, options, stored);
   Objective objective(rows, standardizer(), n, d, labels, n_classes, options);
   minimize(objective, n_classes, d, options);
   fit_report_["route"] = "sparse";

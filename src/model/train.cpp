@@ -6,6 +6,8 @@
 #include <celltyper/thinned_dataset.hpp>
 #include <celltyper/train.hpp>
 
+#include "huge_pages.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -570,13 +572,15 @@ std::vector<std::int64_t> choose_panel(const std::vector<LabelledReference>& ref
   return panel;
 }
 
-/// Features of every cell of one reference: [n_obs x dims] in `values`, empty flags in `empty`.
+/// Features of every cell of one reference: [n_obs x dims] in `values`, empty flags in `empty`;
+/// on the expression route with a `block_sink`, block by block to it instead (nothing kept).
 /// Returns the reference's provenance entry.
 nlohmann::json reference_features(const LabelledReference& reference, std::size_t reference_index, const std::vector<LibraryScope>& scopes,
                                   const std::vector<std::int64_t>& panel, const GeneVectorSource& source,
                                   const GeneStore& store, const GeneTable& table, const ExpressionOptions& expression_settings,
                                   const AllowedGenes& allowed, const TrainOptions& options, TrainingData& data, std::set<std::int64_t>& used_genes,
-                                  std::vector<float>& values, std::vector<std::uint8_t>& empty) {
+                                  std::vector<float>& values, std::vector<std::uint8_t>& empty,
+                                  const FeatureBlockCallback* block_sink = nullptr) {
   const std::string& path = reference.path;
   const Dataset& dataset = *reference.dataset;
   auto log = [&options](const std::string& message) {
@@ -588,7 +592,9 @@ nlohmann::json reference_features(const LabelledReference& reference, std::size_
     log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
     const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, reference_index);
     // Pooled references with different genes: a reference may lack most of the panel (imputed).
-    ExpressionFeatures computed = expression_features(dataset, table, panel, settings, data.n_shared_genes > 0 ? 0.0 : 0.05);
+    const double min_panel_fraction = data.n_shared_genes > 0 ? 0.0 : 0.05;
+    ExpressionFeatures computed = block_sink != nullptr ? stream_expression_features(dataset, table, panel, settings, *block_sink, min_panel_fraction)
+                                                  : expression_features(dataset, table, panel, settings, min_panel_fraction);
     for (const auto& warning : computed.warnings) data.cells.warnings.push_back(fmt::format("{}: {}", path, warning));
     data.normalizations.insert(to_string(computed.normalization));
     info.update({{"matrix", computed.matrix},
@@ -967,45 +973,71 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   const std::vector<std::int64_t> panel =
       expression ? choose_panel(references, table, expression_settings, scopes, allowed, options, data) : std::vector<std::int64_t>();
 
-  // Features of the usable labelled cells, reference by reference.
+  // Features of the usable labelled cells, reference by reference. The expression route streams
+  // each block's kept rows (and their thinned copies) straight into cells.features, reserved once:
+  // no n x panel intermediate per reference and no regrowth of the whole matrix.
   std::set<std::int64_t> used_genes;
   LabelledFeatures& cells = data.cells;
+  if (expression) {
+    std::size_t rows = 0;
+    for (const LabelledReference& reference : references) {
+      for (std::size_t row = 0; row < reference.labels.size(); ++row) rows += reference.excluded[row] == 0 && reference.labelled[row] != 0 ? 1 : 0;
+    }
+    detail::reserve_huge(cells.features, rows * (options.augment_depth ? 2 : 1) * panel.size());
+  }
   for (std::size_t r = 0; r < references.size(); ++r) {
     const LabelledReference& reference = references[r];
-    std::vector<float> values;
-    std::vector<std::uint8_t> empty;
-    nlohmann::json info =
-        reference_features(reference, r, scopes, panel, source, store, table, expression_settings, allowed, options, data, used_genes, values, empty);
+    const std::size_t first_row = cells.labels.size();
     std::vector<std::size_t> kept_rows;
-    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
-      if (reference.excluded[row] != 0) continue;
+    // A row of the reference that trains: labelled, not masked out, not empty.
+    auto keep = [&](std::size_t row, bool is_empty) {
+      if (reference.excluded[row] != 0) return false;
       if (reference.labelled[row] == 0) {
         ++cells.n_dropped_unlabelled;
-        continue;
+        return false;
       }
-      if (empty[row] != 0) {
+      if (is_empty) {
         ++cells.n_dropped_empty;
-        continue;
+        return false;
       }
       cells.labels.push_back(reference.labels[row]);
       cells.groups.push_back(reference.groups[row]);
       cells.references.push_back(static_cast<std::int32_t>(r));
       kept_rows.push_back(row);
-    }
-    const auto width = static_cast<std::size_t>(cells.dims);
-    const auto kept = static_cast<std::int64_t>(kept_rows.size());
-    if (cells.features.empty() && kept_rows.size() * width == values.size()) {
-      cells.features = std::move(values);  // every cell of the first reference: no copy
+      return true;
+    };
+    std::size_t width = panel.size();
+    nlohmann::json info;
+    if (expression) {
+      const FeatureBlockCallback append = [&](std::int64_t first, std::int64_t n_rows, const float* block, const std::uint8_t* block_empty) {
+        for (std::int64_t i = 0; i < n_rows; ++i) {
+          if (keep(static_cast<std::size_t>(first + i), block_empty[i] != 0)) {
+            cells.features.insert(cells.features.end(), block + i * static_cast<std::ptrdiff_t>(width), block + (i + 1) * static_cast<std::ptrdiff_t>(width));
+          }
+        }
+      };
+      std::vector<float> unused;
+      std::vector<std::uint8_t> unused_empty;
+      info = reference_features(reference, r, scopes, panel, source, store, table, expression_settings, allowed, options, data, used_genes, unused,
+                                unused_empty, &append);
     } else {
-      for (const std::size_t row : kept_rows) {
-        cells.features.insert(cells.features.end(), values.begin() + static_cast<std::ptrdiff_t>(row * width),
-                              values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
+      std::vector<float> values;
+      std::vector<std::uint8_t> empty;
+      info = reference_features(reference, r, scopes, panel, source, store, table, expression_settings, allowed, options, data, used_genes, values, empty);
+      width = static_cast<std::size_t>(cells.dims);
+      for (std::size_t row = 0; row < reference.labels.size(); ++row) keep(row, empty[row] != 0);
+      if (cells.features.empty() && kept_rows.size() * width == values.size()) {
+        cells.features = std::move(values);  // every cell of the first reference: no copy
+      } else {
+        for (const std::size_t row : kept_rows) {
+          cells.features.insert(cells.features.end(), values.begin() + static_cast<std::ptrdiff_t>(row * width),
+                                values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
+        }
       }
     }
-    info["n_used"] = kept;
+    info["n_used"] = static_cast<std::int64_t>(kept_rows.size());
     // Depth augmentation: a thinned copy of every kept cell of a reference holding counts.
     if (options.augment_depth && expression && info.value("normalization", std::string()) != to_string(Normalization::kNone)) {
-      const std::size_t first_row = cells.labels.size() - kept_rows.size();
       // Columns keyed by gene (the first column of each): a cell is thinned the same way in its
       // file and in a model's reference sample (the refit equals training on the query's genes).
       std::vector<std::int64_t> column_keys(resolved[r].gene_index.size(), -1);
@@ -1018,30 +1050,33 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                    std::move(column_keys));
       LabelledReference shallow = reference;
       shallow.dataset = &thinned;
-      std::vector<float> thinned_values;
-      std::vector<std::uint8_t> thinned_empty;
+      std::vector<std::int64_t> original_of(reference.labels.size(), -1);  // row -> its kept cell
+      for (std::size_t i = 0; i < kept_rows.size(); ++i) original_of[kept_rows[i]] = static_cast<std::int64_t>(first_row + i);
+      cells.augmented_from.resize(cells.labels.size(), -1);  // the reference cells so far
+      std::int64_t n_copies = 0;
+      const FeatureBlockCallback append_copies = [&](std::int64_t first, std::int64_t n_rows, const float* block, const std::uint8_t* block_empty) {
+        for (std::int64_t i = 0; i < n_rows; ++i) {
+          const auto row = static_cast<std::size_t>(first + i);
+          if (original_of[row] < 0 || block_empty[i] != 0) continue;  // not trained on, or every count thinned away
+          cells.labels.push_back(reference.labels[row]);
+          cells.groups.push_back(reference.groups[row]);
+          cells.references.push_back(static_cast<std::int32_t>(r));
+          cells.augmented_from.push_back(original_of[row]);
+          cells.features.insert(cells.features.end(), block + i * static_cast<std::ptrdiff_t>(width), block + (i + 1) * static_cast<std::ptrdiff_t>(width));
+          ++n_copies;
+        }
+      };
       TrainOptions quiet = options;
       quiet.log = nullptr;
       ExpressionOptions settings = expression_settings;
       settings.normalization = info["normalization"] == to_string(Normalization::kCp10k) ? NormalizationChoice::kCp10k : NormalizationChoice::kLog1pCp10k;
       std::set<std::string> normalizations = data.normalizations;  // the copies add no normalisation nor warnings of their own
       const std::size_t n_warnings = cells.warnings.size();
-      reference_features(shallow, r, scopes, panel, source, store, table, settings, allowed, quiet, data, used_genes, thinned_values, thinned_empty);
+      std::vector<float> unused;
+      std::vector<std::uint8_t> unused_empty;
+      reference_features(shallow, r, scopes, panel, source, store, table, settings, allowed, quiet, data, used_genes, unused, unused_empty, &append_copies);
       data.normalizations = std::move(normalizations);
       cells.warnings.resize(n_warnings);
-      cells.augmented_from.resize(cells.labels.size(), -1);  // the reference cells so far
-      std::int64_t n_copies = 0;
-      for (std::size_t i = 0; i < kept_rows.size(); ++i) {
-        const std::size_t row = kept_rows[i];
-        if (thinned_empty[row] != 0) continue;  // every count thinned away
-        cells.labels.push_back(reference.labels[row]);
-        cells.groups.push_back(reference.groups[row]);
-        cells.references.push_back(static_cast<std::int32_t>(r));
-        cells.augmented_from.push_back(static_cast<std::int64_t>(first_row + i));
-        cells.features.insert(cells.features.end(), thinned_values.begin() + static_cast<std::ptrdiff_t>(row * width),
-                              thinned_values.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
-        ++n_copies;
-      }
       info["n_thinned_copies"] = n_copies;
       if (options.log) {
         options.log(fmt::format("depth augmentation: {} thinned copies of {}'s cells (each keeps {:g}-{:g} of its counts)", n_copies, reference.path,

@@ -1,10 +1,11 @@
-/// Internal: transparent huge pages for the large arrays of a gene table.
+/// Internal: transparent huge pages for large arrays written once after allocation.
 ///
-/// A command that loads org.Hs.eg.db's 77k genes first-touches ~40 MB (genes, name indexes). The
-/// kernel's THP mode is often "madvise" (Debian's default), so those arrays take one page fault per
-/// 4 KiB: ~10k faults, a third of `inspect`'s time on a VM where a fault costs ~10 us. Asking for
-/// 2 MiB pages before the first write turns them into a few dozen faults. Advice only: where THP
-/// is off, nothing changes.
+/// The kernel's THP mode is often "madvise", so a fresh array takes one page fault per 4 KiB on
+/// first write: a command that loads org.Hs.eg.db's 77k genes first-touches ~40 MB (~10k faults,
+/// a third of `inspect`'s time on a VM where a fault costs ~10 us), and `train` on 100k cells
+/// writes 2.4 GB of features (600k faults, more time than computing them). Asking for 2 MiB pages
+/// before the first write turns them into a few per 2 MiB. Advice only: where THP is off,
+/// nothing changes.
 #pragma once
 
 #include <sys/mman.h>
@@ -13,7 +14,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace celltyper::genes_detail {
+namespace celltyper::detail {
 
 /// MADV_HUGEPAGE on the 2 MiB-aligned interior of [data, data + bytes); small buffers are left alone.
 inline void advise_huge_pages(const void* data, std::size_t bytes) {
@@ -32,4 +33,4 @@ void reserve_huge(std::vector<T>& vector, std::size_t n) {
   advise_huge_pages(vector.data(), vector.capacity() * sizeof(T));
 }
 
-}  // namespace celltyper::genes_detail
+}  // namespace celltyper::detail
