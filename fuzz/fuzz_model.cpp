@@ -249,6 +249,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   edit(w.scratch, in);
   try {
     const celltyper::CellTypeModel model = celltyper::load_model(w.scratch);
+    (void)model.reference.cell_values();  // read on first use otherwise: the fuzzer checks it too
     celltyper::AnnotateOptions options;
     options.embed.num_threads = 1;
     options.allow_low_coverage = true;

@@ -19,7 +19,7 @@ namespace celltyper::detail {
 /// MADV_HUGEPAGE on the 2 MiB-aligned interior of [data, data + bytes); small buffers are left alone.
 inline void advise_huge_pages(const void* data, std::size_t bytes) {
   constexpr std::uintptr_t kHuge = std::uintptr_t{2} << 20;
-  if (bytes < 4 * kHuge) return;
+  if (bytes < 2 * kHuge) return;
   const auto address = reinterpret_cast<std::uintptr_t>(data);
   const std::uintptr_t begin = (address + kHuge - 1) & ~(kHuge - 1);
   const std::uintptr_t end = (address + bytes) & ~(kHuge - 1);
@@ -27,10 +27,22 @@ inline void advise_huge_pages(const void* data, std::size_t bytes) {
 }
 
 /// Reserve room for `n` elements (nothing written yet) and advise huge pages on it.
-template <typename T>
-void reserve_huge(std::vector<T>& vector, std::size_t n) {
+template <typename T, typename Allocator>
+void reserve_huge(std::vector<T, Allocator>& vector, std::size_t n) {
   vector.reserve(n);
   advise_huge_pages(vector.data(), vector.capacity() * sizeof(T));
+}
+
+/// Resize a buffer that is about to be overwritten to `n` elements: when it must grow, its old
+/// contents are dropped (not copied) and it grows to n + n / 8 (blocks planned to similar sizes
+/// then fit without a new allocation whose pages would all fault again), advised huge pages.
+template <typename T, typename Allocator>
+void resize_for_overwrite(std::vector<T, Allocator>& vector, std::size_t n) {
+  if (vector.capacity() < n) {
+    std::vector<T, Allocator>().swap(vector);
+    reserve_huge(vector, n + n / 8);
+  }
+  vector.resize(n);
 }
 
 }  // namespace celltyper::detail

@@ -88,6 +88,10 @@ struct ExpressionPanel {
   [[nodiscard]] GeneTable gene_table() const;
 };
 
+namespace detail {
+struct DeferredSampleValues;
+}  // namespace detail
+
 /// A class-balanced sample of a model's labelled reference cells over every gene the references
 /// measured, kept in the model file so that `annotate` can refit the model on the genes a query
 /// shares with it (the query's panel decides the features, not the reference's).
@@ -95,7 +99,9 @@ struct ReferenceSample {
   std::vector<std::int64_t> entrez_ids;   ///< columns, ascending, unique
   std::vector<std::string> symbols;
   std::vector<std::string> ensembl_ids;   ///< "" when none
-  CsrBlockF64 values;                     ///< sampled cells x genes, values as stored (counts or log values)
+  /// Sampled cells x genes, values as stored (counts or log values). A sample from load_model
+  /// leaves this empty: read it through cell_values().
+  CsrBlockF64 values;
   /// Class index of each sampled cell; a code n_classes + s marks a cell with a coarse label
   /// (mixed-granularity training) that may belong to any class of `label_sets[s]`.
   std::vector<std::int32_t> labels;
@@ -109,6 +115,13 @@ struct ReferenceSample {
   std::int64_t n_reference_cells = 0;     ///< labelled cells the sample was drawn from
   [[nodiscard]] bool empty() const { return labels.empty(); }
   [[nodiscard]] std::int64_t n_cells() const { return static_cast<std::int64_t>(labels.size()); }
+  /// The sampled cells' values: `values`, or for a sample from load_model, read from the model
+  /// file on first use (the bulk of a model file, needed only to refit; loading a model to
+  /// annotate a query that measures its genes never reads it). Throws InputError naming the file
+  /// when they are missing or inconsistent.
+  [[nodiscard]] const CsrBlockF64& cell_values() const;
+  /// Set by load_model: where cell_values() reads the values from (shared by copies).
+  std::shared_ptr<detail::DeferredSampleValues> deferred;
   /// A gene table of the sample's genes (resolves the sample dataset's `entrez_id` var column).
   [[nodiscard]] GeneTable gene_table() const;
 };

@@ -518,7 +518,10 @@ PYBIND11_MODULE(_celltyper, m) {
   m.def("load_model", [](const std::string& path) {
     py::gil_scoped_release release;
     Interruptible interruptible;
-    return std::make_shared<CellTypeModel>(load_model(path));
+    auto model = std::make_shared<CellTypeModel>(load_model(path));
+    // A Python model outlives its file's scope: its reference sample is read now, not on first refit.
+    (void)model->reference.cell_values();
+    return model;
   });
   m.def("train", &train);
   m.def("annotate", &annotate);

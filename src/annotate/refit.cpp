@@ -68,14 +68,19 @@ ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::
       ++coverage.n_measured;
     }
   }
+  const std::size_t n_classes = model.class_names.size();
+  if (coverage.n_measured == coverage.n_model_genes) {  // every share is 1: no need to read the sample's values
+    coverage.mass = 1.0;
+    coverage.class_mass.assign(n_classes, 1.0);
+    return coverage;
+  }
   // Mean over sampled cells of the measured genes' share of the cell's expression (linear scale).
   const bool logged = sample.normalization == "none";
-  const std::size_t n_classes = model.class_names.size();
   std::vector<double> class_sum(n_classes, 0.0);
   std::vector<std::int64_t> class_cells(n_classes, 0);
   double sum = 0;
   std::int64_t cells = 0;
-  const CsrBlockF64& values = sample.values;
+  const CsrBlockF64& values = sample.cell_values();
   for (std::int64_t cell = 0; cell < values.n_rows; ++cell) {
     double total = 0;
     double covered = 0;
@@ -124,6 +129,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
     shared = std::move(within);
   }
   if (shared.empty()) throw InputError("the query measures none of the genes of the model's reference sample");
+  const CsrBlockF64& cell_values = sample.cell_values();
 
   // The sample as a dataset (one per pooled reference when they measured different genes, so
   // that the refit imputes as the training did): obs 'label' (class names), var 'entrez_id'.
@@ -163,11 +169,11 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
       obs.index.push_back(std::to_string(cell));
       const auto code = static_cast<std::size_t>(sample.labels[cell]);
       labels.push_back(code < n_classes ? model.class_names[code] : set_names[code - n_classes]);
-      for (std::int64_t k = sample.values.indptr[cell]; k < sample.values.indptr[cell + 1]; ++k) {
-        const std::int32_t column = renumber[static_cast<std::size_t>(sample.values.indices[static_cast<std::size_t>(k)])];
+      for (std::int64_t k = cell_values.indptr[cell]; k < cell_values.indptr[cell + 1]; ++k) {
+        const std::int32_t column = renumber[static_cast<std::size_t>(cell_values.indices[static_cast<std::size_t>(k)])];
         if (column < 0) continue;
         values.indices.push_back(column);
-        values.values.push_back(sample.values.values[static_cast<std::size_t>(k)]);
+        values.values.push_back(cell_values.values[static_cast<std::size_t>(k)]);
       }
       values.indptr.push_back(static_cast<std::int64_t>(values.indices.size()));
       ++values.n_rows;

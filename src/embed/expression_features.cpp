@@ -4,6 +4,8 @@
 #include <celltyper/expression_features.hpp>
 #include <celltyper/parallel.hpp>
 
+#include "huge_pages.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -407,8 +409,8 @@ ExpressionFeatures stream_sparse_expression_features(const Dataset& dataset, con
     features.n_rows = block.n_rows;
     features.starts.resize(n_rows);
     features.counts.assign(n_rows, 0);
-    features.columns.resize(slots);
-    features.values.resize(slots);
+    detail::resize_for_overwrite(features.columns, slots);
+    detail::resize_for_overwrite(features.values, slots);
     features.empty.assign(n_rows, 0);
     for_each_row(block, options.num_threads, [&](std::size_t row) {
       const auto start = static_cast<std::size_t>(block.indptr[row] - base);

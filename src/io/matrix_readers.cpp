@@ -2,6 +2,7 @@
 #include "io/hdf5_open.hpp"
 
 #include "io/direct_read.hpp"
+#include "huge_pages.hpp"
 
 #include <celltyper/cancel.hpp>
 #include <celltyper/error.hpp>
@@ -275,14 +276,8 @@ class CsrDatasetReader final : public MatrixReader {
     out.indptr.resize(static_cast<std::size_t>(count) + 1);
     for (std::int64_t r = 0; r <= count; ++r) out.indptr[static_cast<std::size_t>(r)] = indptr_[static_cast<std::size_t>(first + r)] - begin;
     const auto nnz = static_cast<std::size_t>(end - begin);
-    if (out.values.capacity() < nnz || out.indices.capacity() < nnz) {
-      // Blocks are planned to similar sizes: headroom spares the next, slightly larger block a
-      // new allocation whose every page would fault again while the read fills it.
-      out.indices.reserve(nnz + nnz / 8);
-      out.values.reserve(nnz + nnz / 8);
-    }
-    out.indices.resize(nnz);
-    out.values.resize(nnz);
+    detail::resize_for_overwrite(out.indices, nnz);
+    detail::resize_for_overwrite(out.values, nnz);
     read_slice(indices_.get(), direct_indices_.get(), begin, end - begin, out.indices.data());
     read_slice(data_.get(), direct_data_.get(), begin, end - begin, out.values.data());
     check_block_indices(out, where_.file, where_.group);

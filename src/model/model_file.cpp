@@ -13,7 +13,9 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <exception>
 #include <functional>
+#include <mutex>
 #include <random>
 
 #ifndef CELLTYPER_VERSION
@@ -85,6 +87,17 @@ GeneTable ExpressionPanel::gene_table() const { return minimal_gene_table(entrez
 
 GeneTable ReferenceSample::gene_table() const { return minimal_gene_table(entrez_ids, symbols, ensembl_ids); }
 
+namespace detail {
+/// A loaded model's reference sample values, read on first use (ReferenceSample::cell_values).
+struct DeferredSampleValues {
+  std::string path;
+  std::once_flag once;
+  CsrBlockF64 values;
+  std::exception_ptr error;
+};
+}  // namespace detail
+
+
 namespace {
 
 /// Lists of int32 indices as CSR rows: `indptr_name` (int64, lists + 1 offsets) and
@@ -109,9 +122,10 @@ void write_reference_sample(hid_t root, const ReferenceSample& sample) {
   h5::write_1d<std::int64_t>(group.get(), "entrez_id", sample.entrez_ids.data(), n_genes);
   h5::write_strings(group.get(), "symbol", sample.symbols);
   h5::write_strings(group.get(), "ensembl_id", sample.ensembl_ids);
-  const std::vector<std::int64_t> indptr(sample.values.indptr.begin(), sample.values.indptr.end());
-  const std::vector<std::int32_t> indices(sample.values.indices.begin(), sample.values.indices.end());
-  const std::vector<float> data(sample.values.values.begin(), sample.values.values.end());
+  const CsrBlockF64& values = sample.cell_values();
+  const std::vector<std::int64_t> indptr(values.indptr.begin(), values.indptr.end());
+  const std::vector<std::int32_t> indices(values.indices.begin(), values.indices.end());
+  const std::vector<float> data(values.values.begin(), values.values.end());
   const auto nnz = static_cast<std::int64_t>(data.size());
   h5::write_1d<std::int64_t>(group.get(), "indptr", indptr.data(), static_cast<std::int64_t>(indptr.size()), 4);
   h5::write_1d<std::int32_t>(group.get(), "indices", indices.data(), nnz, 4);
@@ -138,26 +152,20 @@ ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::
   sample.symbols = h5::read_strings(read("symbol").get());
   sample.ensembl_ids = h5::read_strings(read("ensembl_id").get());
   sample.labels = h5::read_all_1d<std::int32_t>(read("label").get());
-  const auto indptr = h5::read_all_1d<std::int64_t>(read("indptr").get());
-  const auto indices = h5::read_all_1d<std::int32_t>(read("indices").get());
-  const auto data = h5::read_all_1d<float>(read("data").get());
   const auto n_genes = static_cast<std::int64_t>(sample.entrez_ids.size());
   const auto n_cells = sample.n_cells();
+  const std::int64_t n_indptr = h5::dataset_length(read("indptr").get());
+  const std::int64_t n_indices = h5::dataset_length(read("indices").get());
+  const std::int64_t n_data = h5::dataset_length(read("data").get());
   const bool consistent = static_cast<std::int64_t>(sample.symbols.size()) == n_genes &&
-                          static_cast<std::int64_t>(sample.ensembl_ids.size()) == n_genes &&
-                          static_cast<std::int64_t>(indptr.size()) == n_cells + 1 && indices.size() == data.size() && !indptr.empty() &&
-                          indptr.front() == 0 && indptr.back() == static_cast<std::int64_t>(data.size()) &&
-                          std::is_sorted(indptr.begin(), indptr.end());
+                          static_cast<std::int64_t>(sample.ensembl_ids.size()) == n_genes && n_indptr == n_cells + 1 && n_indices == n_data;
   if (!consistent) {
     throw InputError(fmt::format("{}: /reference datasets disagree: {} genes, {} cells, {} row pointers, {} indices, {} values", path,
-                                 n_genes, n_cells, indptr.size(), indices.size(), data.size()));
+                                 n_genes, n_cells, n_indptr, n_indices, n_data));
   }
   if (!std::is_sorted(sample.entrez_ids.begin(), sample.entrez_ids.end()) ||
       std::adjacent_find(sample.entrez_ids.begin(), sample.entrez_ids.end()) != sample.entrez_ids.end()) {
     throw InputError(fmt::format("{}: /reference/entrez_id is not strictly ascending", path));
-  }
-  for (const std::int32_t column : indices) {
-    if (column < 0 || column >= n_genes) throw InputError(fmt::format("{}: /reference/indices holds {} outside [0, {})", path, column, n_genes));
   }
   if (h5::exists(group.get(), "label_set_indptr") || h5::exists(group.get(), "label_set_classes")) {
     const auto set_indptr = h5::read_all_1d<std::int64_t>(read("label_set_indptr").get());
@@ -206,17 +214,57 @@ ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::
                                    sample.label_sets.size()));
     }
   }
-  for (const float value : data) {
-    if (!std::isfinite(value)) throw InputError(fmt::format("{}: /reference/data has a non-finite value", path));
-  }
-  sample.values.reset(0, n_cells, n_genes);
-  sample.values.indptr.assign(indptr.begin(), indptr.end());
-  sample.values.indices.assign(indices.begin(), indices.end());
-  sample.values.values.assign(data.begin(), data.end());
+  sample.deferred = std::make_shared<detail::DeferredSampleValues>();
+  sample.deferred->path = path;
   return sample;
 }
 
+/// The reference sample's values (/reference/indptr, indices, data) of model `path`, checked.
+CsrBlockF64 read_sample_values(const std::string& path, std::int64_t n_cells, std::int64_t n_genes) {
+  auto lock = h5::hdf5_lock();
+  h5::silence_hdf5_errors();
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file) throw InputError(fmt::format("{}: cannot reopen the model to read its reference sample (moved or removed?)", path));
+  Handle group = h5::open_group(file.get(), "reference", path);
+  auto read = [&](const char* name) { return h5::open_dataset(group.get(), name, path); };
+  const auto indptr = h5::read_all_1d<std::int64_t>(read("indptr").get());
+  const auto indices = h5::read_all_1d<std::int32_t>(read("indices").get());
+  const auto data = h5::read_all_1d<float>(read("data").get());
+  const bool consistent = static_cast<std::int64_t>(indptr.size()) == n_cells + 1 && indices.size() == data.size() && !indptr.empty() &&
+                          indptr.front() == 0 && indptr.back() == static_cast<std::int64_t>(data.size()) &&
+                          std::is_sorted(indptr.begin(), indptr.end());
+  if (!consistent) {
+    throw InputError(fmt::format("{}: /reference datasets disagree: {} genes, {} cells, {} row pointers, {} indices, {} values", path,
+                                 n_genes, n_cells, indptr.size(), indices.size(), data.size()));
+  }
+  for (const std::int32_t column : indices) {
+    if (column < 0 || column >= n_genes) throw InputError(fmt::format("{}: /reference/indices holds {} outside [0, {})", path, column, n_genes));
+  }
+  for (const float value : data) {
+    if (!std::isfinite(value)) throw InputError(fmt::format("{}: /reference/data has a non-finite value", path));
+  }
+  CsrBlockF64 values;
+  values.reset(0, n_cells, n_genes);
+  values.indptr.assign(indptr.begin(), indptr.end());
+  values.indices.assign(indices.begin(), indices.end());
+  values.values.assign(data.begin(), data.end());
+  return values;
+}
+
 }  // namespace
+
+const CsrBlockF64& ReferenceSample::cell_values() const {
+  if (!deferred) return values;
+  std::call_once(deferred->once, [this] {
+    try {
+      deferred->values = read_sample_values(deferred->path, n_cells(), static_cast<std::int64_t>(entrez_ids.size()));
+    } catch (...) {
+      deferred->error = std::current_exception();
+    }
+  });
+  if (deferred->error) std::rethrow_exception(deferred->error);
+  return deferred->values;
+}
 
 void save_model(const CellTypeModel& model, const std::string& path) {
   if (!model.classifier || !model.classifier->trained()) throw InputError("save_model: the model has no trained classifier");

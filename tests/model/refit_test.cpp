@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <map>
 #include <random>
 
@@ -103,9 +104,9 @@ TEST(ReferenceSample, TrainingOnMemoryKeepsABalancedSampleThatRoundTrips) {
   const CellTypeModel loaded = load_model(dir.file("model.h5"));
   EXPECT_EQ(loaded.reference.entrez_ids, sample.entrez_ids);
   EXPECT_EQ(loaded.reference.labels, sample.labels);
-  EXPECT_EQ(std::vector<std::int64_t>(loaded.reference.values.indptr.begin(), loaded.reference.values.indptr.end()),
+  EXPECT_EQ(std::vector<std::int64_t>(loaded.reference.cell_values().indptr.begin(), loaded.reference.cell_values().indptr.end()),
             std::vector<std::int64_t>(sample.values.indptr.begin(), sample.values.indptr.end()));
-  EXPECT_EQ(std::vector<double>(loaded.reference.values.values.begin(), loaded.reference.values.values.end()),
+  EXPECT_EQ(std::vector<double>(loaded.reference.cell_values().values.begin(), loaded.reference.cell_values().values.end()),
             std::vector<double>(sample.values.values.begin(), sample.values.values.end()));
   EXPECT_EQ(loaded.reference.normalization, "log1p-cp10k");
 
@@ -192,6 +193,46 @@ TEST(ReferenceSample, RefitOnAQuerysGenesEqualsTrainingRestrictedToThem) {
   const Annotation whole = annotate_dataset(full, {&model}, table, options);
   EXPECT_FALSE(whole.models[0].refitted);
   EXPECT_TRUE(whole.warnings.empty());
+}
+
+TEST(ReferenceSample, ALoadedModelReadsItsSampleValuesOnlyToRefit) {
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  const MemoryDataset reference = make_cells({60, 60, 60}, 8);
+  const CellTypeModel trained = train_model({&reference}, expression_options(), GeneStore(), table).model;
+  test::TempDir dir;
+  const std::string path = dir.file("model.h5");
+  save_model(trained, path);
+  const CellTypeModel loaded = load_model(path);
+  std::filesystem::remove(path);  // what is left to read after loading fails from here on
+
+  // A query measuring every model gene: coverage and annotation need no sample values.
+  AnnotateOptions options;
+  options.embed.num_threads = 1;
+  const MemoryDataset full = make_cells({10, 10, 10}, 9);
+  const Annotation whole = annotate_dataset(full, {&loaded}, table, options);
+  EXPECT_FALSE(whole.models[0].refitted);
+  EXPECT_DOUBLE_EQ(whole.models[0].coverage.mass, 1.0);
+  EXPECT_EQ(whole.labels.size(), 30u);
+
+  // A refit reads them: here the file is gone, and the error names it.
+  const MemoryDataset part = make_cells({10, 10, 10}, 10, {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30, 32, 34, 36, 38});
+  try {
+    (void)annotate_dataset(part, {&loaded}, table, options);
+    FAIL() << "the refit should need the removed model file";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find(path), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("reference sample"), std::string::npos) << error.what();
+  }
+
+  // Read while the file exists, the values are the trained sample's (copies share them).
+  save_model(trained, path);
+  const CellTypeModel again = load_model(path);
+  const ReferenceSample copy = again.reference;
+  EXPECT_EQ(again.reference.values.nnz(), 0);  // nothing read yet
+  const CsrBlockF64& values = copy.cell_values();
+  EXPECT_EQ(&values, &again.reference.cell_values());
+  EXPECT_EQ(std::vector<double>(values.values.begin(), values.values.end()),
+            std::vector<double>(trained.reference.values.values.begin(), trained.reference.values.values.end()));
 }
 
 TEST(ReferenceSample, TooFewSharedGenesAreRefusedUnlessAllowed) {
