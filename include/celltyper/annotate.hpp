@@ -117,6 +117,11 @@ struct TrainOptions {
   double augment_depth_low = 0.1;
   double augment_depth_high = 0.5;
   double augment_depth_weight = 0.3;
+  /// At most this many thinned copies per reference (0: a copy of every cell). A larger reference
+  /// has a random subset of its cells copied (the same for the same file, cells and seed), each
+  /// copy weighing augment_depth_weight x cells / copies: the copies weigh what copies of every
+  /// cell would, at a bounded cost (a 100k-cell reference trains on 120k rows, not 200k).
+  std::int64_t augment_depth_max_copies = 20000;
   /// Labels that are coarse in every reference, with the classes each may be (label sets given
   /// directly rather than derived from the ontology: the refit of a mixed-granularity model's
   /// reference sample).

@@ -39,6 +39,9 @@ struct LabelledFeatures {
   /// Depth augmentation (TrainOptions::augment_depth): per row, -1 for a reference cell, else the
   /// row of the cell it is a thinned copy of (copies follow every reference cell). Empty: no copies.
   std::vector<std::int64_t> augmented_from;
+  /// Per reference: the weight of its copies relative to TrainOptions::augment_depth_weight (its
+  /// cells / copied cells when TrainOptions::augment_depth_max_copies capped them). Empty: 1.
+  std::vector<double> copy_scale;
   std::int64_t n_dropped_unlabelled = 0;
   std::int64_t n_dropped_empty = 0;
   std::vector<std::string> warnings;

@@ -216,6 +216,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
     options.augment_depth_high = provenance["augment_depth_range"][1].get<double>();
   }
   options.augment_depth_weight = provenance.value("augment_depth_weight", 1.0);
+  options.augment_depth_max_copies = provenance.value("augment_depth_max_copies", std::int64_t{0});  // before the cap: every cell
   options.reference_sample_cells = 0;
   options.embed.matrix = "X";
   options.embed.genes.column = "entrez_id";

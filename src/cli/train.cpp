@@ -98,6 +98,11 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
                     "Weight cells so that every reference counts equally (a large reference does not drown a small one)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->options.augment_depth,
                     "Depth augmentation (default on; expression route, references with counts): each reference cell also trains as a binomially thinned copy keeping 10-50% of its counts, weighing 0.3 of a cell, so shallower or sparser queries (other chemistries) look familiar");
+  command->add_option("--augment-depth-max-copies", args->options.augment_depth_max_copies,
+                      "Depth augmentation: thinned copies per reference at most (0 = every cell); a larger reference has a random "
+                      "subset copied, each copy weighing proportionally more")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   command->add_option("--gene-pooling", args->options.gene_pooling,
                       "Several references with different genes: impute (every gene; a reference's unmeasured genes get the others' "
                       "mean, library sizes over the shared genes), shared (only the genes every reference measured; always for genept), "

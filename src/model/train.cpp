@@ -7,6 +7,7 @@
 #include <celltyper/train.hpp>
 
 #include "huge_pages.hpp"
+#include "splitmix64.hpp"
 
 #include <fmt/format.h>
 
@@ -160,12 +161,17 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
   // a copy of cells x features; every cell in order (the final fit, reference mode) needs no list.
   bool every_row = kept.size() * static_cast<std::size_t>(dims) == features.size();
   for (std::size_t i = 0; every_row && i < kept.size(); ++i) every_row = kept[i] == static_cast<std::int64_t>(i);
-  // Depth augmentation: a thinned copy weighs augment_depth_weight of a reference cell.
+  // Depth augmentation: a thinned copy weighs augment_depth_weight of a reference cell (times its
+  // reference's copy_scale when only some of its cells were copied).
   std::vector<double> own_weight(y.size(), 1.0);
-  const bool copies_weigh_less = !data.cells.augmented_from.empty() && options.augment_depth_weight != 1.0;
+  const auto& copy_scale = data.cells.copy_scale;
+  const bool copies_weigh_less = !data.cells.augmented_from.empty() &&
+                                 (options.augment_depth_weight != 1.0 || std::any_of(copy_scale.begin(), copy_scale.end(), [](double s) { return s != 1.0; }));
   if (copies_weigh_less) {
     for (std::size_t i = 0; i < kept.size(); ++i) {
-      if (!data.cells.is_original(kept[i])) own_weight[i] = options.augment_depth_weight;
+      if (data.cells.is_original(kept[i])) continue;
+      const auto r = static_cast<std::size_t>(reference_of[i]);
+      own_weight[i] = options.augment_depth_weight * (r < copy_scale.size() ? copy_scale[r] : 1.0);
     }
   }
   // Every reference weighs the same: its cells (and copies, at their weight) sum to the total / references.
@@ -983,7 +989,15 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     for (const LabelledReference& reference : references) {
       for (std::size_t row = 0; row < reference.labels.size(); ++row) rows += reference.excluded[row] == 0 && reference.labelled[row] != 0 ? 1 : 0;
     }
-    detail::reserve_huge(cells.features, rows * (options.augment_depth ? 2 : 1) * panel.size());
+    std::size_t copies = 0;  // at most: every reference's kept cells, or the cap
+    if (options.augment_depth) {
+      for (const LabelledReference& reference : references) {
+        std::size_t kept = 0;
+        for (std::size_t row = 0; row < reference.labels.size(); ++row) kept += reference.excluded[row] == 0 && reference.labelled[row] != 0 ? 1 : 0;
+        copies += options.augment_depth_max_copies > 0 ? std::min(kept, static_cast<std::size_t>(options.augment_depth_max_copies)) : kept;
+      }
+    }
+    detail::reserve_huge(cells.features, (rows + copies) * panel.size());
   }
   for (std::size_t r = 0; r < references.size(); ++r) {
     const LabelledReference& reference = references[r];
@@ -1050,8 +1064,25 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                    std::move(column_keys));
       LabelledReference shallow = reference;
       shallow.dataset = &thinned;
-      std::vector<std::int64_t> original_of(reference.labels.size(), -1);  // row -> its kept cell
-      for (std::size_t i = 0; i < kept_rows.size(); ++i) original_of[kept_rows[i]] = static_cast<std::int64_t>(first_row + i);
+      // Row -> its kept cell, for the cells that get a copy: every one, or a random
+      // augment_depth_max_copies of them (a function of the seed and the cell's place among the
+      // kept cells: the same for the same file).
+      std::vector<std::uint8_t> copied(kept_rows.size(), 1);
+      const auto cap = static_cast<std::size_t>(std::max<std::int64_t>(options.augment_depth_max_copies, 0));
+      if (cap > 0 && kept_rows.size() > cap) {
+        std::vector<std::pair<std::uint64_t, std::size_t>> order(kept_rows.size());
+        for (std::size_t i = 0; i < kept_rows.size(); ++i) order[i] = {detail::SplitMix64{options.seed ^ (0x636F70696573ULL + i * 0x9E3779B97F4A7C15ULL)}.next(), i};
+        std::nth_element(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(cap), order.end());
+        std::fill(copied.begin(), copied.end(), 0);
+        for (std::size_t k = 0; k < cap; ++k) copied[order[k].second] = 1;
+      }
+      const auto n_copied = static_cast<std::size_t>(std::count(copied.begin(), copied.end(), 1));
+      cells.copy_scale.resize(references.size(), 1.0);
+      cells.copy_scale[r] = n_copied > 0 ? static_cast<double>(kept_rows.size()) / static_cast<double>(n_copied) : 1.0;
+      std::vector<std::int64_t> original_of(reference.labels.size(), -1);
+      for (std::size_t i = 0; i < kept_rows.size(); ++i) {
+        if (copied[i] != 0) original_of[kept_rows[i]] = static_cast<std::int64_t>(first_row + i);
+      }
       cells.augmented_from.resize(cells.labels.size(), -1);  // the reference cells so far
       std::int64_t n_copies = 0;
       const FeatureBlockCallback append_copies = [&](std::int64_t first, std::int64_t n_rows, const float* block, const std::uint8_t* block_empty) {
@@ -1079,8 +1110,11 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       cells.warnings.resize(n_warnings);
       info["n_thinned_copies"] = n_copies;
       if (options.log) {
-        options.log(fmt::format("depth augmentation: {} thinned copies of {}'s cells (each keeps {:g}-{:g} of its counts)", n_copies, reference.path,
-                                options.augment_depth_low, options.augment_depth_high));
+        options.log(fmt::format("depth augmentation: {} thinned copies of {}'s cells (each keeps {:g}-{:g} of its counts{})", n_copies, reference.path,
+                                options.augment_depth_low, options.augment_depth_high,
+                                n_copied < kept_rows.size() ? fmt::format("; a random {} of its {} cells copied, each copy weighing {:.3g}", n_copied,
+                                                                          kept_rows.size(), options.augment_depth_weight * cells.copy_scale[r])
+                                                            : std::string()));
       }
     } else if (!cells.augmented_from.empty()) {
       cells.augmented_from.resize(cells.labels.size(), -1);
@@ -1446,6 +1480,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
                       {"augment_depth", options.augment_depth},
                       {"augment_depth_range", {options.augment_depth_low, options.augment_depth_high}},
                       {"augment_depth_weight", options.augment_depth_weight},
+                      {"augment_depth_max_copies", options.augment_depth_max_copies},
                       {"n_thinned_copies", n - n_original},
                       {"n_cells", n_original},
                       {"n_dropped_unlabelled", result.n_dropped_unlabelled},

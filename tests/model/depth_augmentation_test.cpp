@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <map>
 #include <random>
 #include <set>
 
@@ -225,6 +226,51 @@ TEST(DepthAugmentation, ThinnedCopiesTrainButNeverValidate) {
   EXPECT_EQ(trained.model.provenance["n_thinned_copies"].get<std::int64_t>(), data.cells.n() - n);
   EXPECT_TRUE(trained.model.provenance["augment_depth"].get<bool>());
   EXPECT_EQ(trained.model.provenance["class_counts"]["type0"].get<std::int64_t>(), 120);
+}
+
+TEST(DepthAugmentation, ALargeReferenceHasARandomSubsetCopiedEachCopyWeighingMore) {
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  const MemoryDataset reference = make_cells({120, 60, 60}, 31);
+  const TrainingData every = training_features({&reference}, options_with(true), GeneStore(), table);  // the default cap is far above
+  ASSERT_EQ(every.cells.copy_scale, std::vector<double>{1.0});
+  EXPECT_GT(every.cells.n(), 240 + 216);
+
+  TrainOptions capped = options_with(true);
+  capped.augment_depth_max_copies = 60;
+  const TrainingData data = training_features({&reference}, capped, GeneStore(), table);
+  ASSERT_EQ(data.cells.n_original(), 240);
+  const std::int64_t n_copies = data.cells.n() - 240;
+  EXPECT_LE(n_copies, 60);
+  EXPECT_GE(n_copies, 55);  // a copy thinned to nothing is dropped
+  ASSERT_EQ(data.cells.copy_scale, std::vector<double>{4.0});  // 240 cells, 60 copied
+  // Copies of different cells, every class among them, each the same copy as without the cap.
+  std::set<std::int64_t> sources;
+  std::set<std::string> classes;
+  std::map<std::int64_t, std::int64_t> uncapped_copy;  // cell -> its copy's row without the cap
+  for (std::int64_t i = 240; i < every.cells.n(); ++i) uncapped_copy[every.cells.augmented_from[static_cast<std::size_t>(i)]] = i;
+  const auto width = static_cast<std::ptrdiff_t>(data.cells.dims);
+  for (std::int64_t i = 240; i < data.cells.n(); ++i) {
+    const std::int64_t from = data.cells.augmented_from[static_cast<std::size_t>(i)];
+    EXPECT_TRUE(sources.insert(from).second) << "cell " << from << " copied twice";
+    classes.insert(data.cells.labels[static_cast<std::size_t>(from)]);
+    ASSERT_EQ(uncapped_copy.count(from), 1U);
+    EXPECT_TRUE(std::equal(data.cells.features.begin() + i * width, data.cells.features.begin() + (i + 1) * width,
+                           every.cells.features.begin() + uncapped_copy[from] * width));
+  }
+  EXPECT_EQ(classes.size(), 3U);
+  // The same cells again for the same seed.
+  EXPECT_EQ(training_features({&reference}, capped, GeneStore(), table).cells.augmented_from, data.cells.augmented_from);
+
+  // The model records the cap; a refit (annotate on fewer genes) keeps it.
+  capped.reference_sample_cells = 1000;
+  const TrainResult trained = train_model({&reference}, capped, GeneStore(), table);
+  EXPECT_EQ(trained.model.provenance["augment_depth_max_copies"].get<std::int64_t>(), 60);
+  EXPECT_LE(trained.model.provenance["n_thinned_copies"].get<std::int64_t>(), 60);
+  std::vector<std::int64_t> genes;
+  for (int g = 0; g < kGenes; g += 2) genes.push_back(101 + g);
+  const CellTypeModel refitted = refit_model(trained.model, genes, 1);
+  EXPECT_EQ(refitted.provenance["augment_depth_max_copies"].get<std::int64_t>(), 60);
+  EXPECT_LE(refitted.provenance["n_thinned_copies"].get<std::int64_t>(), 60);
 }
 
 TEST(DepthAugmentation, EveryReferenceOfAPoolGetsCopiesOfItsOwnCells) {
