@@ -12,8 +12,8 @@
 
 #include <algorithm>
 #include <cmath>
-#include <filesystem>
 #include <exception>
+#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -88,15 +88,24 @@ GeneTable ExpressionPanel::gene_table() const { return minimal_gene_table(entrez
 GeneTable ReferenceSample::gene_table() const { return minimal_gene_table(entrez_ids, symbols, ensembl_ids); }
 
 namespace detail {
-/// A loaded model's reference sample values, read on first use (ReferenceSample::cell_values).
+/// A loaded model's reference sample values, read on first use (ReferenceSample::cell_values)
+/// through its /reference group, held open from load_model on: the file the model was loaded
+/// from, even if its path has since been replaced or removed.
 struct DeferredSampleValues {
-  std::string path;
+  std::string path;  ///< for messages
+  Handle group;
   std::once_flag once;
   CsrBlockF64 values;
   std::exception_ptr error;
+  DeferredSampleValues() = default;
+  DeferredSampleValues(const DeferredSampleValues&) = delete;
+  DeferredSampleValues& operator=(const DeferredSampleValues&) = delete;
+  ~DeferredSampleValues() {
+    auto lock = h5::hdf5_lock();
+    group.reset();
+  }
 };
 }  // namespace detail
-
 
 namespace {
 
@@ -216,17 +225,16 @@ ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::
   }
   sample.deferred = std::make_shared<detail::DeferredSampleValues>();
   sample.deferred->path = path;
+  sample.deferred->group = std::move(group);  // keeps the file open (HDF5 closes it with its last object)
   return sample;
 }
 
-/// The reference sample's values (/reference/indptr, indices, data) of model `path`, checked.
-CsrBlockF64 read_sample_values(const std::string& path, std::int64_t n_cells, std::int64_t n_genes) {
+/// The reference sample's values (/reference/indptr, indices, data under `group`) of model
+/// `path`, checked.
+CsrBlockF64 read_sample_values(hid_t group, const std::string& path, std::int64_t n_cells, std::int64_t n_genes) {
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
-  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file) throw InputError(fmt::format("{}: cannot reopen the model to read its reference sample (moved or removed?)", path));
-  Handle group = h5::open_group(file.get(), "reference", path);
-  auto read = [&](const char* name) { return h5::open_dataset(group.get(), name, path); };
+  auto read = [&](const char* name) { return h5::open_dataset(group, name, path); };
   const auto indptr = h5::read_all_1d<std::int64_t>(read("indptr").get());
   const auto indices = h5::read_all_1d<std::int32_t>(read("indices").get());
   const auto data = h5::read_all_1d<float>(read("data").get());
@@ -257,7 +265,9 @@ const CsrBlockF64& ReferenceSample::cell_values() const {
   if (!deferred) return values;
   std::call_once(deferred->once, [this] {
     try {
-      deferred->values = read_sample_values(deferred->path, n_cells(), static_cast<std::int64_t>(entrez_ids.size()));
+      deferred->values = read_sample_values(deferred->group.get(), deferred->path, n_cells(), static_cast<std::int64_t>(entrez_ids.size()));
+      auto lock = h5::hdf5_lock();
+      deferred->group.reset();  // read once: the file need not stay open
     } catch (...) {
       deferred->error = std::current_exception();
     }

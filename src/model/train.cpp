@@ -985,19 +985,14 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   std::set<std::int64_t> used_genes;
   LabelledFeatures& cells = data.cells;
   if (expression) {
-    std::size_t rows = 0;
+    std::size_t rows = 0;  // at most: the labelled cells, and a copy of each (or the cap) with augmentation
     for (const LabelledReference& reference : references) {
-      for (std::size_t row = 0; row < reference.labels.size(); ++row) rows += reference.excluded[row] == 0 && reference.labelled[row] != 0 ? 1 : 0;
+      std::size_t labelled = 0;
+      for (std::size_t row = 0; row < reference.labels.size(); ++row) labelled += reference.excluded[row] == 0 && reference.labelled[row] != 0 ? 1 : 0;
+      const auto cap = options.augment_depth_max_copies > 0 ? static_cast<std::size_t>(options.augment_depth_max_copies) : labelled;
+      rows += labelled + (options.augment_depth ? std::min(labelled, cap) : 0);
     }
-    std::size_t copies = 0;  // at most: every reference's kept cells, or the cap
-    if (options.augment_depth) {
-      for (const LabelledReference& reference : references) {
-        std::size_t kept = 0;
-        for (std::size_t row = 0; row < reference.labels.size(); ++row) kept += reference.excluded[row] == 0 && reference.labelled[row] != 0 ? 1 : 0;
-        copies += options.augment_depth_max_copies > 0 ? std::min(kept, static_cast<std::size_t>(options.augment_depth_max_copies)) : kept;
-      }
-    }
-    detail::reserve_huge(cells.features, (rows + copies) * panel.size());
+    detail::reserve_huge(cells.features, rows * panel.size());
   }
   for (std::size_t r = 0; r < references.size(); ++r) {
     const LabelledReference& reference = references[r];
