@@ -201,7 +201,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
           dims: int = 0, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
           normalization: str = "auto", harmonize_labels: bool = False, flat_labels: bool = False, ontology=None,
           balance_references: bool = False, gene_pooling: str = "impute", augment_depth: bool = True,
-          **hyperparameters: float) -> Model:
+          augment_depth_max_copies: int = 20000, **hyperparameters: float) -> Model:
     """Train a model on the labelled cells of `adata` (or a list of AnnData objects).
 
     `label` (and `group`) are obs columns ("obs:" prefix optional). The defaults are those of
@@ -211,7 +211,9 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     as the summed probability of the classes below it (`celltyper train --harmonize-labels`).
     `augment_depth` (default on, as `celltyper train`): every reference cell holding counts also
     trains as a binomially thinned copy (10-50% of its counts, weight 0.3), so shallower queries
-    from other chemistries look familiar; False trains on the reference cells alone.
+    from other chemistries look familiar; False trains on the reference cells alone. A reference
+    of more than `augment_depth_max_copies` cells has a random subset of that many copied, each
+    copy weighing proportionally more (0: every cell; `--augment-depth-max-copies`).
     """
     references = adata if isinstance(adata, (list, tuple)) else [adata]
     label = _strip(label)
@@ -224,7 +226,8 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
                        "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "dims": dims,
                        "hyperparameters": {k: float(v) for k, v in hyperparameters.items()},
                        "harmonize_labels": harmonize_labels, "flat_labels": flat_labels, "ontology": os.fspath(ontology) if ontology else "",
-                       "balance_references": balance_references, "gene_pooling": gene_pooling, "augment_depth": augment_depth},
+                       "balance_references": balance_references, "gene_pooling": gene_pooling, "augment_depth": augment_depth,
+                       "augment_depth_max_copies": augment_depth_max_copies},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     core, summary = _core.train(specs, options)

@@ -241,6 +241,8 @@ TrainOptions train_options(const py::dict& options) {
   train.balance_references = option<bool>(options, "balance_references", false);
   train.gene_pooling = option<std::string>(options, "gene_pooling", train.gene_pooling);
   train.augment_depth = option<bool>(options, "augment_depth", train.augment_depth);
+  train.augment_depth_max_copies = option<std::int64_t>(options, "augment_depth_max_copies", train.augment_depth_max_copies);
+  if (train.augment_depth_max_copies < 0) throw InputError("augment_depth_max_copies must be 0 (every cell) or more");
   train.embed = embed_options(options);
   train.embed.dims = option<int>(options, "dims", 0);
   train.log = stderr_log(option<bool>(options, "verbose", false));

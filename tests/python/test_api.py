@@ -115,6 +115,10 @@ def test_depth_augmentation_is_the_default_and_can_be_turned_off_as_in_the_cli(t
     assert 0.9 * pbmc3k.n_obs < augmented.summary["n_thinned_copies"] <= pbmc3k.n_obs
     plain = celltyper.train(pbmc3k, label="celltype", augment_depth=False)
     assert plain.summary["n_thinned_copies"] == 0
+    capped = celltyper.train(pbmc3k, label="celltype", augment_depth_max_copies=500)
+    assert 450 < capped.summary["n_thinned_copies"] <= 500
+    with pytest.raises(ValueError, match="augment_depth_max_copies"):
+        celltyper.train(pbmc3k, label="celltype", augment_depth_max_copies=-1)
     model_path = str(tmp_path / "plain.h5")
     cli("train", "--reference", PBMC3K, "--label", "obs:celltype", "--no-augment-depth", "--out", model_path)
     from_file = celltyper.annotate(pbmc68k.copy(), model=model_path, layer="counts", inplace=False)
