@@ -151,6 +151,14 @@ struct CellTypeModel {
   nlohmann::json validation = nlohmann::json::object();  ///< held-out metrics
 };
 
+/// Whether `path` is a local celltyper model file (HDF5 whose root names the model format).
+[[nodiscard]] bool is_model_file(const std::string& path);
+
+/// What a model is, as JSON (`celltyper inspect MODEL`): versions, feature route and size,
+/// classifier, classes (CL ids, training cells), label column, references, depth augmentation,
+/// validation figures, reference sample.
+[[nodiscard]] nlohmann::json describe_model(const CellTypeModel& model);
+
 /// Write `model` to `path` through a temporary file renamed into place. Throws IoError.
 void save_model(const CellTypeModel& model, const std::string& path);
 

@@ -3,16 +3,56 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/inspect.hpp>
+#include <celltyper/model_file.hpp>
 #include <celltyper/remote.hpp>
 
 #include "cli/commands.hpp"
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <future>
 #include <memory>
 
 namespace celltyper::cli {
+namespace {
+
+/// `describe_model`'s JSON as text.
+std::string format_model_description(const std::string& path, const nlohmann::json& model) {
+  std::string out = fmt::format("{}  (celltyper model, written by celltyper {} on {})\n", path, model["celltyper_version"].get<std::string>(),
+                                model["created_utc"].get<std::string>());
+  const std::string features = model["features"] == kFeaturesExpression
+                                   ? fmt::format("expression of {} panel genes", model["n_features"].get<std::int64_t>())
+                                   : fmt::format("GenePT-w cell embeddings ({} dims)", model["n_features"].get<std::int64_t>());
+  out += fmt::format("Classifier  {} on {}\n", model["classifier"].get<std::string>(), features);
+  const auto copies = model["n_thinned_copies"].get<std::int64_t>();
+  out += fmt::format("Trained on  {} labelled cells{}, label {}\n", model["n_cells"].get<std::int64_t>(),
+                     copies > 0 ? fmt::format(" (+ {} thinned copies: depth augmentation)", copies) : std::string(),
+                     model["label_column"].get<std::string>());
+  for (const auto& reference : model["references"]) {
+    out += fmt::format("  {}: {} of {} cells used ({})\n", reference["path"].get<std::string>(), reference["n_used"].get<std::int64_t>(),
+                       reference["n_cells"].get<std::int64_t>(), reference["normalization"].get<std::string>());
+  }
+  if (!model["validation"].is_null()) {
+    out += fmt::format("Validation  accuracy {:.3f}, macro-F1 {:.3f} (held-out reference cells)\n", model["validation"]["accuracy"].get<double>(),
+                       model["validation"]["macro_f1"].get<double>());
+  }
+  const auto& sample = model["reference_sample"];
+  if (sample["n_cells"].get<std::int64_t>() > 0) {
+    out += fmt::format("Reference sample  {} cells x {} genes{}\n", sample["n_cells"].get<std::int64_t>(), sample["n_genes"].get<std::int64_t>(),
+                       model["features"] == kFeaturesExpression ? " (annotate refits the model on the genes a query shares)" : "");
+  }
+  out += fmt::format("Classes ({})\n", model["n_classes"].get<std::int64_t>());
+  std::size_t width = 0;
+  for (const auto& c : model["classes"]) width = std::max(width, c["name"].get<std::string>().size());
+  for (const auto& c : model["classes"]) {
+    const std::string cells = c["n_cells"].is_null() ? std::string() : fmt::format("{} cells", c["n_cells"].get<std::int64_t>());
+    out += fmt::format("  {:<{}}  {:<11}  {}\n", c["name"].get<std::string>(), width, c["cl_id"].get<std::string>(), cells);
+  }
+  return out;
+}
+
+}  // namespace
 
 void add_inspect(CLI::App& app, const GlobalOptions& global) {
   struct Args {
@@ -24,7 +64,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = app.add_subcommand("inspect", "Describe a dataset: shape, encodings, value scale, obs columns, gene ids");
-  command->add_option("file", args->path, "An .h5ad file, a Cell Ranger .h5 file or a Cell Ranger MTX directory")->required();
+  command->add_option("file", args->path, "An .h5ad file, a Cell Ranger .h5 file or a Cell Ranger MTX directory (or a celltyper model: what it is)")->required();
   command->add_flag("--json", args->json, "Print machine-readable JSON");
   command->add_option("--layer", args->options.matrix, "Matrix to scan: X (default), raw, or a layer name");
   command->add_option("--max-cells", args->options.max_cells, "Scan only the first N cells of the matrix (default: all)");
@@ -34,6 +74,11 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--gene-column", args->options.gene_column, "var column holding gene ids (default: auto-detect; 'index' for var_names)");
   command->add_flag("--no-genes", args->no_genes, "Skip the gene-id overlap");
   command->callback([args, &global] {
+    if (!is_remote_path(args->path) && is_model_file(args->path)) {  // a model: what it is, not a dataset scan
+      const nlohmann::json description = describe_model(load_model(args->path));
+      fmt::print("{}", args->json ? description.dump(2) + "\n" : format_model_description(args->path, description));
+      return;
+    }
     GeneTable table;
     std::future<GeneTable> loading;  // the table loads while the file is opened and its matrix scanned
     if (!args->no_genes) {

@@ -276,6 +276,57 @@ const CsrBlockF64& ReferenceSample::cell_values() const {
   return deferred->values;
 }
 
+bool is_model_file(const std::string& path) {
+  std::error_code error;
+  if (!std::filesystem::is_regular_file(path, error)) return false;
+  auto lock = h5::hdf5_lock();
+  h5::silence_hdf5_errors();
+  if (H5Fis_hdf5(path.c_str()) <= 0) return false;
+  Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  return file && h5::string_attribute(file.get(), "format").value_or("") == kFormatName;
+}
+
+nlohmann::json describe_model(const CellTypeModel& model) {
+  const nlohmann::json& provenance = model.provenance;
+  auto from = [&provenance](const char* key, nlohmann::json fallback) { return provenance.contains(key) ? provenance[key] : fallback; };
+  nlohmann::json classes = nlohmann::json::array();
+  const nlohmann::json counts = from("class_counts", nlohmann::json::object());
+  for (std::size_t c = 0; c < model.class_names.size(); ++c) {
+    const std::string& name = model.class_names[c];
+    classes.push_back({{"name", name},
+                       {"cl_id", c < model.class_cl_ids.size() ? model.class_cl_ids[c] : std::string()},
+                       {"n_cells", counts.contains(name) ? counts[name] : nlohmann::json(nullptr)}});
+  }
+  nlohmann::json references = nlohmann::json::array();
+  for (const auto& reference : from("references", nlohmann::json::array())) {
+    references.push_back({{"path", reference.value("path", std::string())},
+                          {"n_cells", reference.value("n_cells", std::int64_t{0})},
+                          {"n_used", reference.value("n_used", std::int64_t{0})},
+                          {"n_thinned_copies", reference.value("n_thinned_copies", std::int64_t{0})},
+                          {"normalization", reference.value("normalization", std::string())}});
+  }
+  nlohmann::json validation = nullptr;
+  if (model.validation.contains("accuracy")) {
+    validation = {{"accuracy", model.validation["accuracy"]},
+                  {"macro_f1", model.validation.contains("macro") ? model.validation["macro"].value("f1", 0.0) : 0.0}};
+  }
+  return {{"format", kFormatName},
+          {"celltyper_version", from("model_celltyper_version", "")},
+          {"created_utc", from("model_created_utc", "")},
+          {"features", model.features},
+          {"n_features", model.n_features()},
+          {"classifier", model.classifier ? model.classifier->type() : std::string()},
+          {"label_column", from("label_column", "")},
+          {"n_classes", model.class_names.size()},
+          {"classes", classes},
+          {"n_cells", from("n_cells", 0)},
+          {"n_thinned_copies", from("n_thinned_copies", 0)},
+          {"augment_depth", from("augment_depth", false)},
+          {"references", references},
+          {"validation", validation},
+          {"reference_sample", {{"n_cells", model.reference.n_cells()}, {"n_genes", model.reference.entrez_ids.size()}}}};
+}
+
 void save_model(const CellTypeModel& model, const std::string& path) {
   if (!model.classifier || !model.classifier->trained()) throw InputError("save_model: the model has no trained classifier");
   if (model.features != kFeaturesGenept && model.features != kFeaturesExpression) {

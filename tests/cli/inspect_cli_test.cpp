@@ -96,6 +96,40 @@ TEST(InspectCli, TenxInputs) {
   }
 }
 
+TEST(InspectCli, AModelFileIsDescribedNotScanned) {
+  CELLTYPER_REQUIRE_SHARED(path, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  test::TempDir dir;
+  const std::string model = dir.file("model.h5");
+  const auto trained = test::run_cli({"train", "--reference", path, "--label", "obs:celltype", "--out", model, "-q"});
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const auto text = test::run_cli({"inspect", model});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("(celltyper model, written by celltyper"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("logreg on expression of 3000 panel genes"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("2638 labelled cells (+ "), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("label obs:celltype"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("Classes (9)"), std::string::npos) << text.out;
+  EXPECT_NE(text.out.find("Naive CD4 T"), std::string::npos) << text.out;
+
+  const auto machine = test::run_cli({"inspect", model, "--json"});
+  ASSERT_EQ(machine.exit_code, 0) << machine.err;
+  const json description = json::parse(machine.out);
+  EXPECT_EQ(description["format"], "celltyper-model");
+  EXPECT_EQ(description["features"], "expression");
+  EXPECT_EQ(description["n_features"], 3000);
+  EXPECT_EQ(description["classifier"], "logreg");
+  EXPECT_EQ(description["n_cells"], 2638);
+  EXPECT_GT(description["n_thinned_copies"].get<std::int64_t>(), 2000);
+  ASSERT_EQ(description["classes"].size(), 9U);
+  std::int64_t cells = 0;
+  for (const auto& c : description["classes"]) cells += c["n_cells"].get<std::int64_t>();
+  EXPECT_EQ(cells, 2638);
+  EXPECT_GT(description["validation"]["accuracy"].get<double>(), 0.8);
+  EXPECT_EQ(description["reference_sample"]["n_cells"], 2638);
+  ASSERT_EQ(description["references"].size(), 1U);
+  EXPECT_EQ(description["references"][0]["n_used"], 2638);
+}
+
 TEST(InspectCli, BadInputGivesOneLineAndNonZeroExit) {
   const std::vector<std::pair<std::string, std::string>> cases = {
       {"h5ad/bad_truncated.h5ad", "truncated"},
