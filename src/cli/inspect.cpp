@@ -1,5 +1,6 @@
 // `celltyper inspect FILE`: describe a dataset (h5ad, Cell Ranger .h5 or MTX directory).
 #include <celltyper/dataset.hpp>
+#include <celltyper/error.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/inspect.hpp>
@@ -75,8 +76,15 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--no-genes", args->no_genes, "Skip the gene-id overlap");
   command->callback([args, &global] {
     if (!is_remote_path(args->path) && is_model_file(args->path)) {  // a model: what it is, not a dataset scan
-      const nlohmann::json description = describe_model(load_model(args->path));
-      fmt::print("{}", args->json ? description.dump(2) + "\n" : format_model_description(args->path, description));
+      const CellTypeModel model = load_model(args->path);
+      std::string text;
+      try {
+        const nlohmann::json description = describe_model(model);
+        text = args->json ? description.dump(2) + "\n" : format_model_description(args->path, description);
+      } catch (const nlohmann::json::exception& error) {  // a hand-edited provenance of the wrong shape
+        throw InputError(fmt::format("{}: the model's provenance is not what celltyper writes ({})", args->path, error.what()));
+      }
+      fmt::print("{}", text);
       return;
     }
     GeneTable table;
