@@ -1,4 +1,4 @@
-// `celltyper inspect FILE`: describe a dataset (h5ad, Cell Ranger .h5 or MTX directory).
+// `celltyper inspect FILE`: describe a dataset (h5ad, Cell Ranger .h5 or MTX directory), or a model file.
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_table.hpp>
