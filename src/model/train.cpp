@@ -578,15 +578,36 @@ std::vector<std::int64_t> choose_panel(const std::vector<LabelledReference>& ref
   return panel;
 }
 
-/// Features of every cell of one reference: [n_obs x dims] in `values`, empty flags in `empty`;
-/// on the expression route with a `block_sink`, block by block to it instead (nothing kept).
+/// Expression features of every cell of one reference, block by block to `sink` (nothing kept).
 /// Returns the reference's provenance entry.
-nlohmann::json reference_features(const LabelledReference& reference, std::size_t reference_index, const std::vector<LibraryScope>& scopes,
-                                  const std::vector<std::int64_t>& panel, const GeneVectorSource& source,
-                                  const GeneStore& store, const GeneTable& table, const ExpressionOptions& expression_settings,
-                                  const AllowedGenes& allowed, const TrainOptions& options, TrainingData& data, std::set<std::int64_t>& used_genes,
-                                  std::vector<float>& values, std::vector<std::uint8_t>& empty,
-                                  const FeatureBlockCallback* block_sink = nullptr) {
+nlohmann::json expression_reference_features(const LabelledReference& reference, std::size_t reference_index,
+                                             const std::vector<LibraryScope>& scopes, const std::vector<std::int64_t>& panel,
+                                             const GeneTable& table, const ExpressionOptions& expression_settings, const TrainOptions& options,
+                                             TrainingData& data, const FeatureBlockCallback& sink) {
+  const std::string& path = reference.path;
+  const Dataset& dataset = *reference.dataset;
+  if (options.log) options.log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
+  const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, reference_index);
+  // Pooled references with different genes: a reference may lack most of the panel (imputed).
+  const ExpressionFeatures computed = stream_expression_features(dataset, table, panel, settings, sink, data.n_shared_genes > 0 ? 0.0 : 0.05);
+  for (const auto& warning : computed.warnings) data.cells.warnings.push_back(fmt::format("{}: {}", path, warning));
+  data.normalizations.insert(to_string(computed.normalization));
+  data.cells.dims = static_cast<int>(panel.size());
+  return {{"path", path},
+          {"n_cells", dataset.n_obs()},
+          {"matrix", computed.matrix},
+          {"normalization", to_string(computed.normalization)},
+          {"normalization_reason", computed.normalization_reason},
+          {"gene_column", computed.genes.column},
+          {"n_panel_genes_found", computed.n_panel_genes_found}};
+}
+
+/// GenePT-w embeddings (or `celltyper extract`'s precomputed ones) of every cell of one
+/// reference: [n_obs x dims] in `values`, empty flags in `empty`. Returns the reference's
+/// provenance entry.
+nlohmann::json embedded_reference_features(const LabelledReference& reference, const GeneVectorSource& source, const GeneStore& store,
+                                           const GeneTable& table, const AllowedGenes& allowed, const TrainOptions& options, TrainingData& data,
+                                           std::set<std::int64_t>& used_genes, std::vector<float>& values, std::vector<std::uint8_t>& empty) {
   const std::string& path = reference.path;
   const Dataset& dataset = *reference.dataset;
   auto log = [&options](const std::string& message) {
@@ -594,25 +615,6 @@ nlohmann::json reference_features(const LabelledReference& reference, std::size_
   };
   int& dims = data.cells.dims;
   nlohmann::json info = {{"path", path}, {"n_cells", dataset.n_obs()}};
-  if (data.features == kFeaturesExpression) {
-    log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
-    const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, reference_index);
-    // Pooled references with different genes: a reference may lack most of the panel (imputed).
-    const double min_panel_fraction = data.n_shared_genes > 0 ? 0.0 : 0.05;
-    ExpressionFeatures computed = block_sink != nullptr ? stream_expression_features(dataset, table, panel, settings, *block_sink, min_panel_fraction)
-                                                  : expression_features(dataset, table, panel, settings, min_panel_fraction);
-    for (const auto& warning : computed.warnings) data.cells.warnings.push_back(fmt::format("{}: {}", path, warning));
-    data.normalizations.insert(to_string(computed.normalization));
-    info.update({{"matrix", computed.matrix},
-                 {"normalization", to_string(computed.normalization)},
-                 {"normalization_reason", computed.normalization_reason},
-                 {"gene_column", computed.genes.column},
-                 {"n_panel_genes_found", computed.n_panel_genes_found}});
-    values = std::move(computed.values);
-    empty = std::move(computed.empty);
-    dims = static_cast<int>(panel.size());
-    return info;
-  }
   if (allowed.restricted() && is_extract_output(dataset)) {
     throw InputError(fmt::format("{}: holds precomputed embeddings (from `celltyper extract`): --restrict-genes needs expression to embed", path));
   }
@@ -1025,14 +1027,11 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
           }
         }
       };
-      std::vector<float> unused;
-      std::vector<std::uint8_t> unused_empty;
-      info = reference_features(reference, r, scopes, panel, source, store, table, expression_settings, allowed, options, data, used_genes, unused,
-                                unused_empty, &append);
+      info = expression_reference_features(reference, r, scopes, panel, table, expression_settings, options, data, append);
     } else {
       std::vector<float> values;
       std::vector<std::uint8_t> empty;
-      info = reference_features(reference, r, scopes, panel, source, store, table, expression_settings, allowed, options, data, used_genes, values, empty);
+      info = embedded_reference_features(reference, source, store, table, allowed, options, data, used_genes, values, empty);
       width = static_cast<std::size_t>(cells.dims);
       for (std::size_t row = 0; row < reference.labels.size(); ++row) keep(row, empty[row] != 0);
       if (cells.features.empty() && kept_rows.size() * width == values.size()) {
@@ -1098,9 +1097,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       settings.normalization = info["normalization"] == to_string(Normalization::kCp10k) ? NormalizationChoice::kCp10k : NormalizationChoice::kLog1pCp10k;
       std::set<std::string> normalizations = data.normalizations;  // the copies add no normalisation nor warnings of their own
       const std::size_t n_warnings = cells.warnings.size();
-      std::vector<float> unused;
-      std::vector<std::uint8_t> unused_empty;
-      reference_features(shallow, r, scopes, panel, source, store, table, settings, allowed, quiet, data, used_genes, unused, unused_empty, &append_copies);
+      expression_reference_features(shallow, r, scopes, panel, table, settings, quiet, data, append_copies);
       data.normalizations = std::move(normalizations);
       cells.warnings.resize(n_warnings);
       info["n_thinned_copies"] = n_copies;
