@@ -21,6 +21,11 @@ below the truth counts as right), hierarchical F, mean LCA distance, exact macro
 
     /usr/bin/python3 bench/pooled/run.py [--build build] [--extra "train flags"] [--no-peers] [--out bench/results/pooled]
 
+Each per-set goal ((a) above (b) and every (c) on corrected macro-F1 and hF) is reported with a
+paired bootstrap over the held-out cells (`--resamples`, default 1000): the observed difference,
+its 95% interval and the share of resamples where (a) is higher, so a difference of a few cells
+reads as one.
+
 Writes bench/results/pooled.json and bench/results/pooled.md.
 """
 import argparse
@@ -35,6 +40,7 @@ import time
 
 import anndata
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -106,6 +112,7 @@ def celltyper_condition(celltyper, references, query, flags, workdir, tag, threa
     seconds += run([celltyper, "annotate", "-m", model, "-i", query, "-o", out, "--threads", str(threads), "-q"])
     row = evaluate(celltyper, out, "obs:celltyper_label", workdir, tag)
     row["seconds"] = seconds
+    row["prediction"] = (out, "celltyper_label")
     if not hierarchical:
         return row
     out_h = os.path.join(workdir, f"{tag}_hierarchical.h5ad")
@@ -145,10 +152,60 @@ def peer_conditions(paths, training, held_out, methods, threads, workdir):
             sub.write_h5ad(path)
             rows[method] = evaluate(CELLTYPER, path, "obs:pred", workdir, f"{held_out}_{method}")
             rows[method]["seconds"] = seconds
+            rows[method]["prediction"] = (path, "pred")
         except Exception as error:  # a failing peer is a result
             rows[method] = dict(error=f"{type(error).__name__}: {error}")
             log(f"  {method} failed: {rows[method]['error']}")
     return rows, len(genes)
+
+
+GOAL_METRICS = [("corrected_macro_f1", "corrected macro-F1"), ("hierarchical_f", "hF")]
+
+
+def paired_bootstrap(celltyper, results, workdir, tag, resamples, seed=0):
+    """The per-set goals with their uncertainty: (a) minus each of (b) and (c) on the same cells,
+    over `resamples` bootstrap resamples of the held-out cells (the same resample for every
+    condition: a paired bootstrap). One `celltyper evaluate --group` call per condition scores
+    every resample. Returns {other: {metric: dict(observed, low, high, share_above)}}."""
+    others = [c for c in results if c == "(b) flat" or c.startswith("(c)")]
+    conditions = ["(a) mixed"] + others
+    if any("prediction" not in results[c] for c in conditions):
+        return {}
+    obs = {}
+    for condition in conditions:
+        path, column = results[condition]["prediction"]
+        frame = anndata.read_h5ad(path, backed="r").obs
+        obs.setdefault("truth", frame["truth"].astype(str).to_numpy())
+        obs[condition] = frame[column].astype(str).to_numpy()
+    n = len(obs["truth"])
+    rng = np.random.default_rng(seed)
+    rows = np.concatenate([np.arange(n)] + [rng.integers(0, n, n) for _ in range(resamples)])
+    group = np.repeat(np.arange(resamples + 1), n)
+    columns = {"truth": obs["truth"][rows], "resample": np.char.add("r", group.astype(str))}
+    for i, condition in enumerate(conditions):
+        columns[f"c{i}"] = obs[condition][rows]
+    frame = anndata.AnnData(X=sp.csr_matrix((len(rows), 1), dtype=np.float32), obs=pd.DataFrame(columns))
+    frame.obs_names = [str(i) for i in range(len(rows))]
+    path = os.path.join(workdir, f"bootstrap_{tag}.h5ad")
+    frame.write_h5ad(path)
+    scores = {}
+    for i, condition in enumerate(conditions):
+        json_path = os.path.join(workdir, f"bootstrap_{tag}_{i}.json")
+        run([celltyper, "evaluate", "--input", path, "--truth", "obs:truth", "--pred", f"obs:c{i}", "--group", "obs:resample",
+             "--ontology", ONTOLOGY, "--compare", "ontology", "--probabilities", "none", "--embedding", "none", "--json", json_path])
+        with open(json_path) as f:
+            groups = json.load(f)["groups"]
+        scores[condition] = {g["group"]: peers.summarize(g["metrics"]) for g in groups}
+    names = [f"r{b}" for b in range(1, resamples + 1)]
+    result = {}
+    for other in others:
+        result[other] = {}
+        for key, _ in GOAL_METRICS:
+            diff = np.array([scores["(a) mixed"][name][key] - scores[other][name][key] for name in names])
+            result[other][key] = dict(observed=scores["(a) mixed"]["r0"][key] - scores[other]["r0"][key],
+                                      low=float(np.quantile(diff, 0.025)), high=float(np.quantile(diff, 0.975)),
+                                      share_above=float(np.mean(diff > 0)))
+    return result
 
 
 METRICS = [("corrected_macro_f1", "corrected macro-F1"), ("hierarchical_f", "hF"), ("mean_lca_distance", "LCA dist."),
@@ -176,6 +233,16 @@ def markdown(report):
             cells = [f"{row[key]:.3f}" if key in row else "-" for key, _ in METRICS]
             lines.append(f"| {condition} | " + " | ".join(cells) + f" | {row.get('seconds', 0):.1f} |")
         lines.append("")
+        bootstrap = rows.get("bootstrap")
+        if bootstrap:
+            lines += [f"Per-set goals, (a) mixed minus each condition on the same cells ({report['resamples']} paired bootstrap resamples "
+                      "of the held-out cells: observed difference, 95% interval, share of resamples where (a) is higher):", "",
+                      "| (a) minus | " + " | ".join(label for _, label in GOAL_METRICS) + " |", "|---|" + "---|" * len(GOAL_METRICS)]
+            for other, metrics in bootstrap.items():
+                cells = [f"{m['observed']:+.4f} [{m['low']:+.4f}, {m['high']:+.4f}] {m['share_above']:.2f}" for m in
+                         (metrics[key] for key, _ in GOAL_METRICS)]
+                lines.append(f"| {other} | " + " | ".join(cells) + " |")
+            lines.append("")
     lines += ["## means over the held-out sets", "", "| condition | " + " | ".join(label for _, label in METRICS) + " |",
               "|---|" + "---|" * len(METRICS)]
     for condition, row in report["means"].items():
@@ -194,6 +261,7 @@ def main():
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "pooled"), help="writes OUT.json and OUT.md")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples of each held-out set (0 = none)")
     args = parser.parse_args()
     CELLTYPER = os.path.join(args.build, "celltyper")
     if not os.path.exists(CELLTYPER):
@@ -207,7 +275,7 @@ def main():
     methods = [] if args.no_peers else [m for m in PEERS if m not in ("SingleR", "Seurat") or peers.r_package(m)]
     report = dict(command="/usr/bin/python3 bench/pooled/run.py " + " ".join(sys.argv[1:]),
                   commit=subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-                  machine=f"{os.cpu_count()} cores", held_out={}, extra=args.extra)
+                  machine=f"{os.cpu_count()} cores", held_out={}, extra=args.extra, resamples=args.resamples)
     conditions = ["(a) mixed", "(a) mixed, annotate --hierarchical", "(b) flat"]
     for held_out in args.held_out.split(","):
         training = [name for name in DATASETS if name != held_out]
@@ -229,7 +297,10 @@ def main():
             results[f"(d) {method}"] = row
             if f"(d) {method}" not in conditions:
                 conditions.append(f"(d) {method}")
-        report["held_out"][held_out] = dict(training=training, n_shared_genes=n_shared, results=results)
+        bootstrap = paired_bootstrap(CELLTYPER, results, workdir, held_out, args.resamples) if args.resamples > 0 else {}
+        for row in results.values():
+            row.pop("prediction", None)
+        report["held_out"][held_out] = dict(training=training, n_shared_genes=n_shared, results=results, bootstrap=bootstrap)
         for condition, row in results.items():
             if "error" not in row:
                 log(f"  {condition}: corrected macro-F1 {row.get('corrected_macro_f1', float('nan')):.3f}, "
