@@ -21,15 +21,26 @@ std::recursive_mutex& hdf5_mutex() {
   return mutex;
 }
 
-void silence_hdf5_errors() {
-  // Per thread: with a thread-safe libhdf5 the automatic error printing is a per-thread setting
-  // (catalogue workers open files on their own threads).
-  thread_local bool silenced = false;
-  if (!silenced) {
-    H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
-    silenced = true;
+namespace {
+
+/// Per thread that calls HDF5 (catalogue workers open files on their own threads): with a
+/// thread-safe libhdf5 the error stack and its automatic printing are per thread. Printing is
+/// turned off when the thread first calls HDF5; when the thread ends, its stack is emptied: a
+/// failed call (a corrupt file) leaves records on it that libhdf5 1.10 neither frees with the
+/// thread nor can release at exit ("HDF5: infinite loop closing library" and a leak).
+struct ThreadErrorStack {
+  ThreadErrorStack() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+  ~ThreadErrorStack() {
+    const std::lock_guard lock(hdf5_mutex());
+    H5Eclear2(H5E_DEFAULT);
   }
-}
+  ThreadErrorStack(const ThreadErrorStack&) = delete;
+  ThreadErrorStack& operator=(const ThreadErrorStack&) = delete;
+};
+
+}  // namespace
+
+void silence_hdf5_errors() { thread_local const ThreadErrorStack stack; }
 
 void Handle::reset() {
   if (id_ < 0) return;
