@@ -90,6 +90,10 @@ class Dataset {
   [[nodiscard]] virtual std::int64_t n_obs() const = 0;
   [[nodiscard]] virtual std::int64_t n_vars() const = 0;
   [[nodiscard]] virtual DataFrame read_obs() const = 0;
+  /// obs's index and only the named columns, in obs's order: what a verb needs of a wide obs
+  /// (CELLxGENE files carry dozens of columns). Throws InputError naming every obs column when
+  /// one of `names` is missing. The default reads the whole frame and drops the rest.
+  [[nodiscard]] virtual DataFrame read_obs_columns(const std::vector<std::string>& names) const;
   [[nodiscard]] virtual DataFrame read_var() const = 0;
   /// Matrix sources available: "X" first, then "raw/X", then "layers/<name>".
   [[nodiscard]] virtual std::vector<std::string> matrix_sources() const = 0;

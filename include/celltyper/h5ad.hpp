@@ -74,8 +74,8 @@ class H5adFile final : public Dataset {
   [[nodiscard]] MatrixInfo matrix_info(const std::string& source) const override;
   [[nodiscard]] std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override;
 
-  /// Read only the listed obs columns (and the index).
-  [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const;
+  /// Reads only the listed obs columns (and the index) from the file.
+  [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const override;
   /// Column names of obs in order, without reading them.
   [[nodiscard]] std::vector<std::string> obs_column_names() const;
   /// Column names of var in order, without reading them.

@@ -33,6 +33,7 @@ class ThinnedDataset final : public Dataset {
   [[nodiscard]] std::int64_t n_obs() const override { return base_.n_obs(); }
   [[nodiscard]] std::int64_t n_vars() const override { return base_.n_vars(); }
   [[nodiscard]] DataFrame read_obs() const override { return base_.read_obs(); }
+  [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const override { return base_.read_obs_columns(names); }
   [[nodiscard]] DataFrame read_var() const override { return base_.read_var(); }
   [[nodiscard]] std::vector<std::string> matrix_sources() const override { return base_.matrix_sources(); }
   [[nodiscard]] DataFrame read_var_of(const std::string& source) const override { return base_.read_var_of(source); }

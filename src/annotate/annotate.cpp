@@ -231,7 +231,9 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     annotation.models.push_back(std::move(use));
   }
   const std::int64_t n = dataset.n_obs();
-  const DataFrame obs = dataset.read_obs();
+  // obs's names, and the over-clustering column when asked for: not the whole frame.
+  const DataFrame obs = dataset.read_obs_columns(options.over_clustering.empty() ? std::vector<std::string>{}
+                                                                                   : std::vector<std::string>{options.over_clustering});
   annotation.obs_names = obs.index;
   const Column* clusters = nullptr;
   if (!options.over_clustering.empty()) clusters = &obs.at(options.over_clustering, fmt::format("obs of {}", dataset.path()));

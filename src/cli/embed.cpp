@@ -93,7 +93,7 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
     } else if (ends_with(out, ".npy")) {
       sink = make_npy_sink(out);
     } else if (ends_with(out, ".h5") || ends_with(out, ".hdf5")) {
-      sink = make_hdf5_sink(out, dataset->read_obs().index);
+      sink = make_hdf5_sink(out, dataset->read_obs_columns({}).index);
     } else if (ends_with(out, ".h5ad")) {
       if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: .h5ad output copies an .h5ad input; use .npy or .h5 for {}", out, dataset->format()));
       sink = make_h5ad_obsm_sink(args->input, out, args->key, args->in_place);

@@ -129,13 +129,7 @@ ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t fir
     std::size_t end = begin;
     while (end < last && selection.fragments[end].path == path) ++end;
     const auto dataset = open_dataset(path);
-    // Only the label column of obs (and its index) for h5ad inputs.
-    DataFrame obs;
-    if (const auto* h5ad = dynamic_cast<const H5adFile*>(dataset.get())) {
-      obs = h5ad->read_obs_columns({label_column});
-    } else {
-      obs = dataset->read_obs();
-    }
+    const DataFrame obs = dataset->read_obs_columns({label_column});  // only the label column (and the index)
     const Column& labels = obs.at(label_column, fmt::format("obs of {}", path));
     EmbedOptions embed = options.embed;
     embed.rows.clear();

@@ -108,7 +108,10 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
   for (std::size_t r = 0; r < datasets.size(); ++r) {
     const std::string& path = base.references[r];
     const Dataset* dataset = datasets[r];
-    const DataFrame obs = dataset->read_obs();
+    std::vector<std::string> wanted{base.label_column};
+    if (!by_file) wanted.push_back(base.group_column);
+    if (!options.filter_column.empty()) wanted.push_back(options.filter_column);
+    const DataFrame obs = dataset->read_obs_columns(wanted);
     const std::string where = fmt::format("obs of {}", path);
     const Column& labels = obs.at(base.label_column, where);
     const Column* groups = by_file ? nullptr : &obs.at(base.group_column, where);

@@ -20,6 +20,13 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path) {
   return std::make_unique<H5adFile>(path);
 }
 
+DataFrame Dataset::read_obs_columns(const std::vector<std::string>& names) const {
+  DataFrame frame = read_obs();
+  for (const auto& name : names) (void)frame.at(name, fmt::format("obs of {}", path()));
+  std::erase_if(frame.columns, [&names](const Column& column) { return std::find(names.begin(), names.end(), column.name) == names.end(); });
+  return frame;
+}
+
 std::string resolve_matrix_source(const Dataset& dataset, const std::string& name) {
   const std::vector<std::string> sources = dataset.matrix_sources();
   const auto has = [&](const std::string& source) { return std::find(sources.begin(), sources.end(), source) != sources.end(); };

@@ -338,9 +338,12 @@ DataFrame H5adFile::read_var() const {
   return h5::with_remote_errors([&] { return impl_->read_frame("var", nullptr, impl_->n_vars); });
 }
 DataFrame H5adFile::read_obs_columns(const std::vector<std::string>& names) const {
-  DataFrame frame = h5::with_remote_errors([&] { return impl_->read_frame("obs", &names, impl_->n_obs); });
-  for (const auto& name : names) (void)frame.at(name, fmt::format("obs of {}", impl_->path));
-  return frame;
+  const std::vector<std::string> present = h5::with_remote_errors([&] { return obs_column_names(); });
+  for (const auto& name : names) {
+    // A missing column: the message lists every column of obs, not just the ones asked for.
+    if (std::find(present.begin(), present.end(), name) == present.end()) return Dataset::read_obs_columns(names);
+  }
+  return h5::with_remote_errors([&] { return impl_->read_frame("obs", &names, impl_->n_obs); });
 }
 
 DataFrame H5adFile::read_var_of(const std::string& source) const {

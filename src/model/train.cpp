@@ -723,7 +723,9 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     const std::string& path = reference.path;
     const std::vector<std::uint8_t>* mask = options.cell_masks.empty() || options.cell_masks[r].empty() ? nullptr : &options.cell_masks[r];
     reference.matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
-    const DataFrame obs = reference.dataset->read_obs();
+    std::vector<std::string> wanted{options.label_column};
+    if (!options.group_column.empty() && options.group_column != kGroupByFile) wanted.push_back(options.group_column);
+    const DataFrame obs = reference.dataset->read_obs_columns(wanted);
     const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
     const bool by_file = options.group_column == kGroupByFile;  // each reference is a group
     const Column* group_column =

@@ -2,6 +2,7 @@
 // writes must load in anndata 0.8 with the same values, categories and column order.
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/memory_dataset.hpp>
 
 #include "support/test_support.hpp"
 
@@ -150,6 +151,54 @@ TEST(H5adWriter, RefusesToOverwriteInputUnlessInPlace) {
   write_h5ad_with_additions(copy, copy, additions, /* in_place = */ true);
   H5adFile file(copy);
   EXPECT_EQ(file.read_obs().at("x", "obs").integers, std::vector<std::int64_t>(12, 7));
+}
+
+TEST(H5adFile, ReadsOnlyTheObsColumnsAskedFor) {
+  test::TempDir dir;
+  const std::string path = dir.file("wide.h5ad");
+  H5adAdditions additions;
+  additions.obs_columns.push_back(Column::from_ints("donor", std::vector<std::int64_t>(12, 3)));
+  additions.obs_columns.push_back(Column::from_floats("n_counts", std::vector<double>(12, 2.5)));
+  write_h5ad_with_additions(test::fixture("h5ad/csr_float32.h5ad"), path, additions);
+  const H5adFile file(path);
+  const DataFrame whole = file.read_obs();
+  ASSERT_EQ(whole.columns.size(), 3U);
+
+  // The index and the named columns, in obs's order, whatever order they were asked in.
+  const DataFrame some = file.read_obs_columns({"n_counts", "cell_type"});
+  EXPECT_EQ(some.index, whole.index);
+  ASSERT_EQ(some.columns.size(), 2U);
+  EXPECT_EQ(some.columns[0].name, "cell_type");
+  EXPECT_EQ(some.columns[1].name, "n_counts");
+  EXPECT_EQ(some.at("cell_type", "obs").value_as_string(4), whole.at("cell_type", "obs").value_as_string(4));
+  EXPECT_EQ(some.at("n_counts", "obs").numbers, std::vector<double>(12, 2.5));
+  const DataFrame names_only = file.read_obs_columns({});
+  EXPECT_EQ(names_only.index, whole.index);
+  EXPECT_TRUE(names_only.columns.empty());
+
+  // A missing column names every column of obs, not only those asked for.
+  const auto message_of = [](const Dataset& dataset) {
+    try {
+      (void)dataset.read_obs_columns({"cell_type", "batch"});
+    } catch (const InputError& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  const std::string message = message_of(file);
+  EXPECT_NE(message.find("no column 'batch'"), std::string::npos) << message;
+  EXPECT_NE(message.find("cell_type, donor, n_counts"), std::string::npos) << message;
+
+  // Any other dataset (the interface's default: the whole frame, then the named columns).
+  CsrBlockF64 empty;
+  empty.reset(0, file.n_obs(), file.n_vars());
+  for (std::int64_t row = 0; row < file.n_obs(); ++row) empty.indptr.push_back(0);
+  const MemoryDataset memory("memory", whole, file.read_var(), std::move(empty));
+  const DataFrame from_memory = memory.read_obs_columns({"n_counts", "cell_type"});
+  ASSERT_EQ(from_memory.columns.size(), 2U);
+  EXPECT_EQ(from_memory.columns[0].name, "cell_type");
+  EXPECT_EQ(from_memory.index, whole.index);
+  EXPECT_EQ(message_of(memory), "obs of memory: no column 'batch' (available: cell_type, donor, n_counts)");
 }
 
 TEST(H5adWriter, WrongLengthsAreRejectedBeforeWriting) {
