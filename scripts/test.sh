@@ -44,6 +44,11 @@ fi
 
 cmake -S . -B "$BUILD_DIR" -DBUILD_TESTING=ON "${CMAKE_ARGS[@]}" >/dev/null
 cmake --build "$BUILD_DIR" -j "$(nproc)"
+# The sanitizer build finds the gene store and the ontology scripts/setup.sh installed under
+# build/share, as the tests expect beside the binary.
+if [ "$BUILD_DIR" = build-asan ] && [ ! -e build-asan/share ] && [ -d build/share ]; then
+  ln -s ../build/share build-asan/share
+fi
 cd "$BUILD_DIR"
 ctest --output-on-failure -j "$(nproc)" "$@"
 cd ..
