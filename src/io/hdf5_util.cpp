@@ -31,8 +31,10 @@ namespace {
 struct ThreadErrorStack {
   ThreadErrorStack() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
   ~ThreadErrorStack() {
-    const std::lock_guard lock(hdf5_mutex());
-    H5Eclear2(H5E_DEFAULT);
+    // try_lock: the main thread's copy runs inside exit(), where waiting on a thread still
+    // reading (a background copy) could hang the exit; the records are only memory.
+    std::unique_lock lock(hdf5_mutex(), std::try_to_lock);
+    if (lock.owns_lock()) H5Eclear2(H5E_DEFAULT);
   }
   ThreadErrorStack(const ThreadErrorStack&) = delete;
   ThreadErrorStack& operator=(const ThreadErrorStack&) = delete;
