@@ -152,7 +152,6 @@ def peer_conditions(paths, training, held_out, methods, threads, workdir):
             sub.write_h5ad(path)
             rows[method] = evaluate(CELLTYPER, path, "obs:pred", workdir, f"{held_out}_{method}")
             rows[method]["seconds"] = seconds
-            rows[method]["prediction"] = (path, "pred")
         except Exception as error:  # a failing peer is a result
             rows[method] = dict(error=f"{type(error).__name__}: {error}")
             log(f"  {method} failed: {rows[method]['error']}")
