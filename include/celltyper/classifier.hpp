@@ -134,6 +134,17 @@ inline const float* training_row(const float* features, int d, const FitOptions&
   return features + row * d;
 }
 
+/// Training features in compressed rows: only the non-zero values of `n_rows` x `d` features are
+/// stored (the expression route's log1p values are ~90% zeros, so a million reference cells fit in
+/// memory). Row r holds values[indptr[r] .. indptr[r + 1]) at columns indices[...], each in 0..d-1.
+struct SparseFeatures {
+  const std::int64_t* indptr = nullptr;  ///< n_rows + 1 offsets, indptr[0] == 0
+  const std::int32_t* indices = nullptr;
+  const float* values = nullptr;
+  std::int64_t n_rows = 0;
+  int d = 0;
+};
+
 /// Per-feature standardisation z = (x - mean) / scale, scale = standard deviation (1 when the
 /// deviation is below 1e-12).
 struct Standardizer {
@@ -142,6 +153,8 @@ struct Standardizer {
   [[nodiscard]] int n_features() const { return static_cast<int>(mean.size()); }
   /// Fit to [n x d] features (or to the rows `rows` of `features`, in that order).
   static Standardizer fit(const float* features, std::int64_t n, int d, const std::vector<std::int64_t>* rows = nullptr);
+  /// The same from compressed rows (every value equal to fitting their dense copy).
+  static Standardizer fit(const SparseFeatures& features, std::int64_t n, const std::vector<std::int64_t>* rows = nullptr);
   /// Standardise [n x d] features into `out` (float32, same shape).
   void apply(const float* features, std::int64_t n, float* out) const;
 };
@@ -155,6 +168,9 @@ class Classifier {
   [[nodiscard]] virtual std::string type() const = 0;
   /// Whether `fit` accepts FitOptions::label_sets (cells labelled with a set of classes).
   [[nodiscard]] virtual bool supports_label_sets() const { return false; }
+  /// Whether `fit` reads FitOptions::validation (iterative back ends that stop early: "mlp",
+  /// "xgboost"); the others ignore it, and train does not copy held-out cells for them.
+  [[nodiscard]] virtual bool uses_validation() const { return false; }
 
   /// Train on `features` [n x d] with `labels` (n codes in 0..n_classes-1, or n_classes + s for
   /// `options.label_sets[s]`). Throws InputError on bad shapes, a code out of range, a class
@@ -162,6 +178,11 @@ class Classifier {
   /// hyperparameter out of bounds, label sets on a back end without `supports_label_sets()`, bad
   /// sample weights, or a validation set with NaN features or codes outside -1..n_classes-1.
   void fit(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
+           const FitOptions& options = {});
+  /// The same on features in compressed rows (FitOptions::rows selects rows of `features`): the
+  /// same model as `fit` on their dense copy. Logistic regression trains on the stored values;
+  /// the other back ends on a dense copy of the rows, made for the fit.
+  void fit(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
            const FitOptions& options = {});
   /// Class probabilities [n x n_classes] for `features` [n x n_features()]. Rows sum to 1.
   [[nodiscard]] std::vector<float> predict_proba(const float* features, std::int64_t n, int num_threads = 0) const;
@@ -185,6 +206,9 @@ class Classifier {
   /// that can use the features' zeros (logistic regression on sparse expression) overrides it.
   virtual void fit_features(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
                             const FitOptions& options);
+  /// The same for compressed rows; the default fits a dense copy of the rows with fit_features.
+  virtual void fit_features(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
+                            const FitOptions& options);
   [[nodiscard]] const Standardizer& standardizer() const { return standardizer_; }
   /// Train on standardised features. `options.hyperparameters` is resolved (every name present)
   /// and `options.validation.features`, when set, are standardised too.
@@ -198,6 +222,13 @@ class Classifier {
   nlohmann::json fit_report_ = nlohmann::json::object();
 
  private:
+  /// Checks shared by both `fit`s; `non_finite(i)` is the first feature of training cell i that
+  /// is not finite, or -1.
+  void check_fit(std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes, const FitOptions& options,
+                 const std::function<int(std::int64_t)>& non_finite) const;
+  /// After the standardizer is fitted: options with resolved hyperparameters and the validation
+  /// features standardised into `standardized_validation`.
+  FitOptions resolve_fit(const FitOptions& options, int d, std::vector<float>& standardized_validation);
   Standardizer standardizer_;
   int n_classes_ = 0;
   HyperParameters hyperparameters_;

@@ -16,6 +16,7 @@
 #pragma once
 
 #include <celltyper/annotate.hpp>
+#include <celltyper/sparse.hpp>
 
 #include <nlohmann/json.hpp>
 
@@ -31,8 +32,12 @@ namespace celltyper {
 /// Features of labelled cells of one or more references (cells with a missing or empty label, or
 /// empty features, dropped), in reference then row order.
 struct LabelledFeatures {
-  std::vector<float> features;        ///< [n x dims] row-major float32
+  std::vector<float> features;        ///< [n x dims] row-major float32 (empty when `sparse`)
   int dims = 0;
+  /// The features in compressed rows instead (non-zero values only; TrainOptions::dense_features):
+  /// sparse_features.n_rows == n(). Use the row accessors below to read either form.
+  bool sparse = false;
+  CsrBlock sparse_features;
   std::vector<std::string> labels;    ///< n labels
   std::vector<std::string> groups;    ///< n "path\x1fgroup" keys; empty strings without a group column
   std::vector<std::int32_t> references;  ///< n indices of the reference each cell comes from
@@ -52,6 +57,16 @@ struct LabelledFeatures {
   }
   /// Reference cells (rows that are not thinned copies).
   [[nodiscard]] std::int64_t n_original() const;
+  /// Append a row of `dims` features (its non-zero values when `sparse`).
+  void append_row(const float* row);
+  /// Row `row`'s `dims` features into `out`.
+  void copy_row(std::int64_t row, float* out) const;
+  /// The rows `rows`, in that order, as a dense [rows x dims] matrix.
+  [[nodiscard]] std::vector<float> dense_rows(const std::vector<std::int64_t>& rows) const;
+  /// Every row as a dense [n x dims] matrix (a copy when `sparse`).
+  [[nodiscard]] std::vector<float> dense() const;
+  /// The compressed rows as the classifiers take them (`sparse` only).
+  [[nodiscard]] SparseFeatures sparse_view() const;
 };
 
 /// Datasets opened from paths (open_dataset), kept open while `views` is in use.

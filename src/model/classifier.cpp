@@ -35,6 +35,36 @@ Standardizer Standardizer::fit(const float* features, std::int64_t n, int d, con
   return result;
 }
 
+Standardizer Standardizer::fit(const SparseFeatures& features, std::int64_t n, const std::vector<std::int64_t>* rows) {
+  // The dense fit's sums in its order: a stored zero adds nothing to the mean's sums, and the
+  // deviations walk every column of every row (zeros included), so every value is the same.
+  const int d = features.d;
+  Standardizer result;
+  result.mean.assign(static_cast<std::size_t>(d), 0.0);
+  result.scale.assign(static_cast<std::size_t>(d), 0.0);
+  const auto row_of = [&](std::int64_t i) { return rows == nullptr ? i : (*rows)[static_cast<std::size_t>(i)]; };
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t row = row_of(i);
+    for (std::int64_t k = features.indptr[row]; k < features.indptr[row + 1]; ++k) result.mean[features.indices[k]] += features.values[k];
+  }
+  for (auto& value : result.mean) value /= static_cast<double>(n);
+  std::vector<float> dense(static_cast<std::size_t>(d), 0.0f);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t row = row_of(i);
+    for (std::int64_t k = features.indptr[row]; k < features.indptr[row + 1]; ++k) dense[features.indices[k]] = features.values[k];
+    for (int j = 0; j < d; ++j) {
+      const double delta = dense[j] - result.mean[j];
+      result.scale[j] += delta * delta;
+    }
+    for (std::int64_t k = features.indptr[row]; k < features.indptr[row + 1]; ++k) dense[features.indices[k]] = 0.0f;
+  }
+  for (auto& value : result.scale) {
+    value = std::sqrt(value / static_cast<double>(n));
+    if (!(value > 1e-12)) value = 1.0;
+  }
+  return result;
+}
+
 void Standardizer::apply(const float* features, std::int64_t n, float* out) const {
   const int d = n_features();
   for (std::int64_t i = 0; i < n; ++i) {
@@ -42,8 +72,8 @@ void Standardizer::apply(const float* features, std::int64_t n, float* out) cons
   }
 }
 
-void Classifier::fit(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
-                     const FitOptions& options) {
+void Classifier::check_fit(std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes, const FitOptions& options,
+                           const std::function<int(std::int64_t)>& non_finite) const {
   if (n < 1 || d < 1) throw InputError(fmt::format("cannot train a classifier on {} cells x {} features", n, d));
   if (static_cast<std::int64_t>(labels.size()) != n) {
     throw InputError(fmt::format("{} labels for {} cells", labels.size(), n));
@@ -88,10 +118,8 @@ void Classifier::fit(const float* features, std::int64_t n, int d, const std::ve
     throw InputError(fmt::format("{} training rows for {} cells", options.rows->size(), n));
   }
   for (std::int64_t i = 0; i < n; ++i) {
-    const float* row = training_row(features, d, options, i);
-    for (int j = 0; j < d; ++j) {
-      if (!std::isfinite(row[j])) throw InputError(fmt::format("feature {} of cell {} is not finite", j, i));
-    }
+    const int j = non_finite(i);
+    if (j >= 0) throw InputError(fmt::format("feature {} of cell {} is not finite", j, i));
   }
   const ValidationSet& validation = options.validation;
   if (!validation.empty()) {
@@ -110,18 +138,63 @@ void Classifier::fit(const float* features, std::int64_t n, int d, const std::ve
       }
     }
   }
+}
+
+FitOptions Classifier::resolve_fit(const FitOptions& options, int d, std::vector<float>& standardized_validation) {
   const ClassifierSpec& spec = find_classifier_spec(type());
   FitOptions resolved = options;
   resolved.hyperparameters = resolve_hyperparameters(spec, options.hyperparameters);
-  standardizer_ = Standardizer::fit(features, n, d, options.rows);
-  std::vector<float> standardized_validation;
+  const ValidationSet& validation = options.validation;
   if (!validation.empty()) {
     standardized_validation.resize(static_cast<std::size_t>(validation.n * d));
     standardizer_.apply(validation.features, validation.n, standardized_validation.data());
     resolved.validation.features = standardized_validation.data();
   }
   fit_report_ = nlohmann::json::object();
+  return resolved;
+}
+
+void Classifier::fit(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
+                     const FitOptions& options) {
+  check_fit(n, d, labels, n_classes, options, [&](std::int64_t i) {
+    const float* row = training_row(features, d, options, i);
+    for (int j = 0; j < d; ++j) {
+      if (!std::isfinite(row[j])) return j;
+    }
+    return -1;
+  });
+  standardizer_ = Standardizer::fit(features, n, d, options.rows);
+  std::vector<float> standardized_validation;
+  const FitOptions resolved = resolve_fit(options, d, standardized_validation);
   fit_features(features, n, d, labels, n_classes, resolved);
+  hyperparameters_ = resolved.hyperparameters;
+  n_classes_ = n_classes;
+}
+
+void Classifier::fit(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
+                     const FitOptions& options) {
+  const int d = features.d;
+  if (features.indptr == nullptr && features.n_rows > 0) throw InputError("compressed training features without row offsets");
+  const std::int64_t rows_needed = options.rows == nullptr ? n : 0;
+  if (features.n_rows < rows_needed) throw InputError(fmt::format("{} compressed feature rows for {} cells", features.n_rows, n));
+  if (options.rows != nullptr) {
+    for (const auto row : *options.rows) {
+      if (row < 0 || row >= features.n_rows) throw InputError(fmt::format("training row {} is not in 0..{}", row, features.n_rows - 1));
+    }
+  }
+  check_fit(n, d, labels, n_classes, options, [&](std::int64_t i) {
+    const std::int64_t row = options.rows == nullptr ? i : (*options.rows)[static_cast<std::size_t>(i)];
+    for (std::int64_t k = features.indptr[row]; k < features.indptr[row + 1]; ++k) {
+      const std::int32_t column = features.indices[k];
+      if (column < 0 || column >= d) throw InputError(fmt::format("feature column {} of cell {} is not in 0..{}", column, i, d - 1));
+      if (!std::isfinite(features.values[k])) return static_cast<int>(column);
+    }
+    return -1;
+  });
+  standardizer_ = Standardizer::fit(features, n, options.rows);
+  std::vector<float> standardized_validation;
+  const FitOptions resolved = resolve_fit(options, d, standardized_validation);
+  fit_features(features, n, labels, n_classes, resolved);
   hyperparameters_ = resolved.hyperparameters;
   n_classes_ = n_classes;
 }
@@ -135,6 +208,20 @@ void Classifier::fit_features(const float* features, std::int64_t n, int d, cons
     for (std::int64_t i = 0; i < n; ++i) standardizer_.apply(training_row(features, d, options, i), 1, standardized.data() + i * d);
   }
   fit_standardized(standardized.data(), n, d, labels, n_classes, options);
+}
+
+void Classifier::fit_features(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
+                              const FitOptions& options) {
+  const int d = features.d;
+  std::vector<float> dense(static_cast<std::size_t>(n * d), 0.0f);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const std::int64_t row = options.rows == nullptr ? i : (*options.rows)[static_cast<std::size_t>(i)];
+    float* out = dense.data() + i * d;
+    for (std::int64_t k = features.indptr[row]; k < features.indptr[row + 1]; ++k) out[features.indices[k]] = features.values[k];
+  }
+  FitOptions own = options;
+  own.rows = nullptr;
+  fit_features(dense.data(), n, d, labels, n_classes, own);
 }
 
 std::vector<float> Classifier::predict_proba(const float* features, std::int64_t n, int num_threads) const {

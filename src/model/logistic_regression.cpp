@@ -24,6 +24,7 @@ namespace celltyper {
 namespace {
 
 class Objective;
+struct SparseRows;
 
 class LogisticRegression final : public Classifier {
  public:
@@ -33,6 +34,11 @@ class LogisticRegression final : public Classifier {
  protected:
   void fit_features(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
                     const FitOptions& options) override;
+  void fit_features(const SparseFeatures& x, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
+                    const FitOptions& options) override;
+  /// The sparse route's fit on `rows` (unstandardised, `stored` values).
+  void fit_sparse_rows(const SparseRows& rows, std::int64_t stored, std::int64_t n, int d, const std::vector<std::int32_t>& labels,
+                       int n_classes, const FitOptions& options);
   void fit_standardized(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
                         const FitOptions& options) override;
   void predict_standardized(const float* x, std::int64_t n, int num_threads, float* out) const override;
@@ -160,31 +166,41 @@ void sparse_gradient_any(const std::int32_t* columns, const float* values, std::
   }
 }
 
-/// Features in compressed rows: each cell's stored (non-zero) values and their columns.
+/// Features in compressed rows: each cell's stored (non-zero) values and their columns, either
+/// owned (made from dense features) or viewed in the caller's SparseFeatures; cell i is row
+/// `rows[i]` when a row list is given.
 struct SparseRows {
-  std::vector<std::int64_t> indptr;
-  std::vector<std::int32_t> columns;
-  std::vector<float> values;
+  std::vector<std::int64_t> own_indptr;
+  std::vector<std::int32_t> own_columns;
+  std::vector<float> own_values;
+  const std::int64_t* indptr = nullptr;
+  const std::int32_t* columns = nullptr;
+  const float* values = nullptr;
+  const std::vector<std::int64_t>* rows = nullptr;
+  [[nodiscard]] std::int64_t row(std::int64_t i) const { return rows == nullptr ? i : (*rows)[static_cast<std::size_t>(i)]; }
 };
 
 /// The non-zero entries of [n x d] features `x` (FitOptions::rows applied) as compressed rows;
 /// `stored`, when known, is their number (the arrays are allocated once).
 SparseRows sparse_rows(const float* x, std::int64_t n, int d, const FitOptions& options, std::int64_t stored = 0) {
   SparseRows rows;
-  rows.indptr.reserve(static_cast<std::size_t>(n) + 1);
-  detail::reserve_huge(rows.columns, static_cast<std::size_t>(stored));
-  detail::reserve_huge(rows.values, static_cast<std::size_t>(stored));
-  rows.indptr.push_back(0);
+  rows.own_indptr.reserve(static_cast<std::size_t>(n) + 1);
+  detail::reserve_huge(rows.own_columns, static_cast<std::size_t>(stored));
+  detail::reserve_huge(rows.own_values, static_cast<std::size_t>(stored));
+  rows.own_indptr.push_back(0);
   for (std::int64_t i = 0; i < n; ++i) {
     const float* row = training_row(x, d, options, i);
     for (int j = 0; j < d; ++j) {
       if (row[j] != 0) {
-        rows.columns.push_back(j);
-        rows.values.push_back(row[j]);
+        rows.own_columns.push_back(j);
+        rows.own_values.push_back(row[j]);
       }
     }
-    rows.indptr.push_back(static_cast<std::int64_t>(rows.values.size()));
+    rows.own_indptr.push_back(static_cast<std::int64_t>(rows.own_values.size()));
   }
+  rows.indptr = rows.own_indptr.data();
+  rows.columns = rows.own_columns.data();
+  rows.values = rows.own_values.data();
   return rows;
 }
 
@@ -360,10 +376,11 @@ class Objective {
   /// the gradient sums into `sums`.
   void sparse_pass(std::int64_t i, double* z_or_residual, double* sums) const {
     const auto& rows = *rows_;
-    const auto begin = static_cast<std::size_t>(rows.indptr[static_cast<std::size_t>(i)]);
-    const std::int64_t count = rows.indptr[static_cast<std::size_t>(i) + 1] - rows.indptr[static_cast<std::size_t>(i)];
-    const std::int32_t* columns = rows.columns.data() + begin;
-    const float* values = rows.values.data() + begin;
+    const std::int64_t row = rows.row(i);
+    const std::int64_t begin = rows.indptr[row];
+    const std::int64_t count = rows.indptr[row + 1] - begin;
+    const std::int32_t* columns = rows.columns + begin;
+    const float* values = rows.values + begin;
     const double* scaled = scaled_weights_.data();
     const double* offsets = offsets_.data();
     double* z = z_or_residual;
@@ -432,7 +449,29 @@ void LogisticRegression::fit_features(const float* x, std::int64_t n, int d, con
     Classifier::fit_features(x, n, d, labels, n_classes, options);
     return;
   }
-  const SparseRows rows = sparse_rows(x, n, d, options, stored);
+  fit_sparse_rows(sparse_rows(x, n, d, options, stored), stored, n, d, labels, n_classes, options);
+}
+
+void LogisticRegression::fit_features(const SparseFeatures& x, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
+                                      const FitOptions& options) {
+  // The stored values train in place (no copy of them); the same choice of route as for dense
+  // features, whose zeros are exactly the values not stored here.
+  SparseRows rows;
+  rows.indptr = x.indptr;
+  rows.columns = x.indices;
+  rows.values = x.values;
+  rows.rows = options.rows;
+  std::int64_t stored = 0;
+  for (std::int64_t i = 0; i < n; ++i) stored += x.indptr[rows.row(i) + 1] - x.indptr[rows.row(i)];
+  if (static_cast<double>(stored) > kSparseFitDensity * static_cast<double>(n) * x.d) {
+    Classifier::fit_features(x, n, labels, n_classes, options);
+    return;
+  }
+  fit_sparse_rows(rows, stored, n, x.d, labels, n_classes, options);
+}
+
+void LogisticRegression::fit_sparse_rows(const SparseRows& rows, std::int64_t stored, std::int64_t n, int d, const std::vector<std::int32_t>& labels,
+                                         int n_classes, const FitOptions& options) {
   Objective objective(rows, standardizer(), n, d, labels, n_classes, options);
   minimize(objective, n_classes, d, options);
   fit_report_["route"] = "sparse";

@@ -116,6 +116,7 @@ void layer_forward(const PackedLayer& layer, const float* x, std::int64_t rows, 
 class MultilayerPerceptron final : public Classifier {
  public:
   [[nodiscard]] std::string type() const override { return "mlp"; }
+  [[nodiscard]] bool uses_validation() const override { return true; }
   [[nodiscard]] bool supports_label_sets() const override { return true; }
 
  protected:

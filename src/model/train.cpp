@@ -96,9 +96,7 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
                                      std::vector<std::string>& class_names, const std::vector<std::int64_t>* validation_rows = nullptr,
                                      const std::string& phase = "final", std::int64_t* left_out = nullptr,
                                      const Classifier* warm_start = nullptr, const std::vector<std::string>* warm_start_classes = nullptr) {
-  const std::vector<float>& features = data.cells.features;
   const std::vector<std::string>& labels = data.cells.labels;
-  const int dims = data.cells.dims;
   auto classifier = make_classifier(options.classifier);
   const auto reference_of_row = [&data](std::size_t row) { return data.cells.references.empty() ? 0 : data.cells.references[row]; };
   std::set<std::string> classes;
@@ -159,7 +157,7 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
   }
   // The classifier reads the kept rows of the features matrix in place (FitOptions::rows), never
   // a copy of cells x features; every cell in order (the final fit, reference mode) needs no list.
-  bool every_row = kept.size() * static_cast<std::size_t>(dims) == features.size();
+  bool every_row = static_cast<std::int64_t>(kept.size()) == data.cells.n();
   for (std::size_t i = 0; every_row && i < kept.size(); ++i) every_row = kept[i] == static_cast<std::int64_t>(i);
   // Depth augmentation: a thinned copy weighs augment_depth_weight of a reference cell (times its
   // reference's copy_scale when only some of its cells were copied).
@@ -202,13 +200,13 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
   // Held-out cells for early stopping (iterative back ends); a class absent from training is -1.
   std::vector<float> validation_x;
   std::vector<std::int32_t> validation_y;
-  if (validation_rows != nullptr && !validation_rows->empty()) {
+  if (validation_rows != nullptr && !validation_rows->empty() && classifier->uses_validation()) {
     for (const auto row_index : *validation_rows) {
       const auto row = static_cast<std::size_t>(row_index);
       if (!members_of(row).empty()) continue;  // a coarse label
       const std::int32_t cell_code = code_of(row, false);
-      validation_x.insert(validation_x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * dims),
-                          features.begin() + static_cast<std::ptrdiff_t>((row + 1) * dims));
+      validation_x.resize(validation_x.size() + static_cast<std::size_t>(data.cells.dims));
+      data.cells.copy_row(row_index, validation_x.data() + validation_x.size() - static_cast<std::size_t>(data.cells.dims));
       validation_y.push_back(cell_code);
     }
     fit.validation = {validation_x.data(), static_cast<std::int64_t>(validation_y.size()), validation_y.data()};
@@ -221,7 +219,11 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
     };
   }
   if (!every_row) fit.rows = &kept;
-  classifier->fit(features.data(), static_cast<std::int64_t>(y.size()), dims, y, static_cast<int>(class_names.size()), fit);
+  if (data.cells.sparse) {
+    classifier->fit(data.cells.sparse_view(), static_cast<std::int64_t>(y.size()), y, static_cast<int>(class_names.size()), fit);
+  } else {
+    classifier->fit(data.cells.features.data(), static_cast<std::int64_t>(y.size()), data.cells.dims, y, static_cast<int>(class_names.size()), fit);
+  }
   return classifier;
 }
 
@@ -996,7 +998,14 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       const auto cap = options.augment_depth_max_copies > 0 ? static_cast<std::size_t>(options.augment_depth_max_copies) : labelled;
       rows += labelled + (options.augment_depth ? std::min(labelled, cap) : 0);
     }
-    detail::reserve_huge(cells.features, rows * panel.size());
+    cells.dims = static_cast<int>(panel.size());  // append_row's width, before the first block
+    cells.sparse = !impute && !options.dense_features;
+    if (cells.sparse) {
+      cells.sparse_features.reset(0, 0, static_cast<std::int64_t>(panel.size()));
+      cells.sparse_features.indptr.reserve(rows + 1);
+    } else {
+      detail::reserve_huge(cells.features, rows * panel.size());
+    }
   }
   for (std::size_t r = 0; r < references.size(); ++r) {
     const LabelledReference& reference = references[r];
@@ -1024,9 +1033,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     if (expression) {
       const FeatureBlockCallback append = [&](std::int64_t first, std::int64_t n_rows, const float* block, const std::uint8_t* block_empty) {
         for (std::int64_t i = 0; i < n_rows; ++i) {
-          if (keep(static_cast<std::size_t>(first + i), block_empty[i] != 0)) {
-            cells.features.insert(cells.features.end(), block + i * static_cast<std::ptrdiff_t>(width), block + (i + 1) * static_cast<std::ptrdiff_t>(width));
-          }
+          if (keep(static_cast<std::size_t>(first + i), block_empty[i] != 0)) cells.append_row(block + i * static_cast<std::ptrdiff_t>(width));
         }
       };
       info = expression_reference_features(reference, r, scopes, panel, table, expression_settings, options, data, append);
@@ -1089,7 +1096,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
           cells.groups.push_back(reference.groups[row]);
           cells.references.push_back(static_cast<std::int32_t>(r));
           cells.augmented_from.push_back(original_of[row]);
-          cells.features.insert(cells.features.end(), block + i * static_cast<std::ptrdiff_t>(width), block + (i + 1) * static_cast<std::ptrdiff_t>(width));
+          cells.append_row(block + i * static_cast<std::ptrdiff_t>(width));
           ++n_copies;
         }
       };
@@ -1150,6 +1157,50 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
 std::int64_t LabelledFeatures::n_original() const {
   if (augmented_from.empty()) return n();
   return std::count(augmented_from.begin(), augmented_from.end(), std::int64_t{-1});
+}
+
+void LabelledFeatures::append_row(const float* row) {
+  if (!sparse) {
+    features.insert(features.end(), row, row + dims);
+    return;
+  }
+  for (int j = 0; j < dims; ++j) {
+    if (row[j] != 0) {
+      sparse_features.indices.push_back(j);
+      sparse_features.values.push_back(row[j]);
+    }
+  }
+  sparse_features.indptr.push_back(static_cast<std::int64_t>(sparse_features.values.size()));
+  ++sparse_features.n_rows;
+}
+
+void LabelledFeatures::copy_row(std::int64_t row, float* out) const {
+  if (!sparse) {
+    std::copy_n(features.begin() + static_cast<std::ptrdiff_t>(row * dims), dims, out);
+    return;
+  }
+  std::fill_n(out, dims, 0.0f);
+  const auto& m = sparse_features;
+  for (std::int64_t k = m.indptr[static_cast<std::size_t>(row)]; k < m.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
+    out[m.indices[static_cast<std::size_t>(k)]] = m.values[static_cast<std::size_t>(k)];
+  }
+}
+
+std::vector<float> LabelledFeatures::dense_rows(const std::vector<std::int64_t>& rows) const {
+  std::vector<float> out(rows.size() * static_cast<std::size_t>(dims));
+  for (std::size_t i = 0; i < rows.size(); ++i) copy_row(rows[i], out.data() + i * static_cast<std::size_t>(dims));
+  return out;
+}
+
+std::vector<float> LabelledFeatures::dense() const {
+  if (!sparse) return features;
+  std::vector<std::int64_t> rows(static_cast<std::size_t>(sparse_features.n_rows));
+  std::iota(rows.begin(), rows.end(), std::int64_t{0});
+  return dense_rows(rows);
+}
+
+SparseFeatures LabelledFeatures::sparse_view() const {
+  return {sparse_features.indptr.data(), sparse_features.indices.data(), sparse_features.values.data(), sparse_features.n_rows, dims};
 }
 
 ValidationSplit split_validation(const LabelledFeatures& data, double fraction, std::uint64_t seed, const std::string& group_column) {
@@ -1253,7 +1304,6 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
   };
   const LabelledFeatures& cells = data.cells;
   const std::vector<std::string>& labels = cells.labels;
-  const std::vector<float>& features = cells.features;
   const int dims = cells.dims;
   const std::int64_t n = cells.n();
   TrainResult result;
@@ -1313,13 +1363,19 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
         resolved.hyperparameters["n_estimators"] = report["best_round"].get<int>();
       }
       validation_report = report;
-      std::vector<float> x;
       std::vector<std::string> truth;
-      for (auto row : split.validation_rows) {
-        x.insert(x.end(), features.begin() + row * dims, features.begin() + (row + 1) * dims);
-        truth.push_back(labels[static_cast<std::size_t>(row)]);
+      for (auto row : split.validation_rows) truth.push_back(labels[static_cast<std::size_t>(row)]);
+      // Predicted a slice at a time: a dense copy of every held-out cell would be 20% of the
+      // dense matrix that compressed features avoid.
+      constexpr std::size_t kSlice = 8192;
+      probabilities.values.reserve(truth.size() * probabilities.class_names.size());
+      for (std::size_t first = 0; first < truth.size(); first += kSlice) {
+        const std::vector<std::int64_t> slice(split.validation_rows.begin() + static_cast<std::ptrdiff_t>(first),
+                                              split.validation_rows.begin() + static_cast<std::ptrdiff_t>(std::min(truth.size(), first + kSlice)));
+        const std::vector<float> x = cells.dense_rows(slice);
+        const std::vector<float> p = classifier->predict_proba(x.data(), static_cast<std::int64_t>(slice.size()), options.num_threads);
+        probabilities.values.insert(probabilities.values.end(), p.begin(), p.end());
       }
-      probabilities.values = classifier->predict_proba(x.data(), static_cast<std::int64_t>(truth.size()), options.num_threads);
       std::vector<std::string> predicted = argmax_classes(probabilities, truth.size());
       // A coarse truth is met by any of its classes (the prediction is at or below it).
       for (std::size_t i = 0; i < truth.size(); ++i) {

@@ -70,6 +70,7 @@ LabelledFeatures embed_references(const ReferenceOptions& options, const GeneSto
   train.num_threads = options.num_threads;
   train.log = options.log;
   train.reference_sample_cells = 0;  // no model is saved
+  train.dense_features = true;       // the search fits dense copies of its rows
   return training_features(open_datasets(options.references).views, train, store, table).cells;
 }
 
@@ -113,7 +114,7 @@ TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& 
   if (options.max_rungs < 1) throw InputError(fmt::format("max_rungs {} must be at least 1", options.max_rungs));
   resolve_hyperparameters(spec, options.fixed);  // bounds of the fixed values
   if (split.validation_rows.empty()) throw InputError("tune needs validation cells: the split held out none");
-  if (static_cast<std::int64_t>(data.features.size()) != data.n() * data.dims) {
+  if (data.sparse ? data.sparse_features.n_rows != data.n() : static_cast<std::int64_t>(data.features.size()) != data.n() * data.dims) {
     throw InputError(fmt::format("{} labels for {} feature values of {} dims", data.n(), data.features.size(), data.dims));
   }
 
@@ -131,7 +132,7 @@ TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& 
     names.resize(rows.size());
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const auto row = static_cast<std::size_t>(rows[i]);
-      std::copy_n(data.features.begin() + static_cast<std::ptrdiff_t>(row * dims), dims, x.begin() + static_cast<std::ptrdiff_t>(i * dims));
+      data.copy_row(rows[i], x.data() + i * dims);
       names[i] = data.labels[row];
       const auto found = code.find(names[i]);
       y[i] = found == code.end() ? -1 : found->second;

@@ -120,6 +120,7 @@ double parse_metric(const std::string& line, const std::string& key) {
 class GradientBoostedTrees final : public Classifier {
  public:
   [[nodiscard]] std::string type() const override { return "xgboost"; }
+  [[nodiscard]] bool uses_validation() const override { return true; }
 
  protected:
   void fit_standardized(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,

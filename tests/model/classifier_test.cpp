@@ -261,6 +261,89 @@ TEST(Classifier, TrainingOnARowListEqualsTrainingOnACopyOfThoseRows) {
   }
 }
 
+/// `blobs`' non-zero values in compressed rows (what train keeps for expression features).
+struct CompressedRows {
+  std::vector<std::int64_t> indptr{0};
+  std::vector<std::int32_t> indices;
+  std::vector<float> values;
+  SparseFeatures view(std::int64_t n, int d) const { return {indptr.data(), indices.data(), values.data(), n, d}; }
+};
+CompressedRows compress(const Blobs& blobs) {
+  CompressedRows rows;
+  for (std::int64_t i = 0; i < blobs.n; ++i) {
+    for (int j = 0; j < blobs.d; ++j) {
+      const float value = blobs.x[static_cast<std::size_t>(i * blobs.d + j)];
+      if (value != 0) {
+        rows.indices.push_back(j);
+        rows.values.push_back(value);
+      }
+    }
+    rows.indptr.push_back(static_cast<std::int64_t>(rows.values.size()));
+  }
+  return rows;
+}
+
+TEST(Classifier, CompressedRowsTrainTheModelOfTheirDenseCopy) {
+  // train keeps expression features in compressed rows; every back end must train the model of
+  // the dense matrix, bit for bit: logistic regression on the stored values in place (mostly
+  // zeros), or on a dense copy (a denser matrix), kNN and the others on a dense copy; with and
+  // without a row list (train's validation fit).
+  const Blobs sparse = make_sparse_expression(900, 30, 3, 31);
+  const Blobs dense = make_blobs(900, 6, 3, 2.0f, 32);
+  std::vector<std::int64_t> rows;
+  for (std::int64_t i = 0; i < 900; ++i) {
+    if (i % 4 != 1) rows.push_back(i);
+  }
+  for (const auto& [name, blobs] : {std::pair<std::string, const Blobs*>{"sparse logreg", &sparse}, {"dense logreg", &dense}, {"knn", &sparse}}) {
+    const CompressedRows compressed = compress(*blobs);
+    for (const bool row_list : {false, true}) {
+      SCOPED_TRACE(name + (row_list ? ", row list" : ""));
+      std::vector<std::int32_t> labels = blobs->y;
+      FitOptions options;
+      if (row_list) {
+        labels.clear();
+        for (const auto row : rows) labels.push_back(blobs->y[static_cast<std::size_t>(row)]);
+        options.rows = &rows;
+      }
+      const auto n = static_cast<std::int64_t>(labels.size());
+      auto from_dense = name == "knn" ? make_knn() : make_logistic_regression();
+      from_dense->fit(blobs->x.data(), n, blobs->d, labels, 3, options);
+      auto from_compressed = name == "knn" ? make_knn() : make_logistic_regression();
+      from_compressed->fit(compressed.view(blobs->n, blobs->d), n, labels, 3, options);
+      EXPECT_EQ(from_compressed->predict_proba(blobs->x.data(), blobs->n), from_dense->predict_proba(blobs->x.data(), blobs->n));
+      EXPECT_EQ(from_compressed->fit_report().dump(), from_dense->fit_report().dump());
+      const ClassifierState a = from_compressed->export_state();
+      const ClassifierState b = from_dense->export_state();
+      EXPECT_EQ(a.double_arrays.at("standardize_mean").values, b.double_arrays.at("standardize_mean").values);
+      EXPECT_EQ(a.double_arrays.at("standardize_scale").values, b.double_arrays.at("standardize_scale").values);
+      if (name != "knn") EXPECT_EQ(from_compressed->fit_report().value("route", ""), name == "sparse logreg" ? "sparse" : "dense");
+    }
+  }
+  // Bad compressed input is refused like bad dense input.
+  auto message = [](const auto& f) {
+    try {
+      f();
+    } catch (const InputError& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  const CompressedRows compressed = compress(sparse);
+  auto classifier = make_logistic_regression();
+  CompressedRows broken = compressed;
+  broken.indices[3] = 30;  // a column outside the 30 features
+  EXPECT_EQ(message([&] { classifier->fit(broken.view(sparse.n, sparse.d), sparse.n, sparse.y, 3); }), "feature column 30 of cell 0 is not in 0..29");
+  broken = compressed;
+  broken.values[0] = std::nanf("");
+  EXPECT_EQ(message([&] { classifier->fit(broken.view(sparse.n, sparse.d), sparse.n, sparse.y, 3); }),
+            fmt::format("feature {} of cell 0 is not finite", compressed.indices[0]));
+  EXPECT_EQ(message([&] { classifier->fit(compressed.view(10, sparse.d), sparse.n, sparse.y, 3); }), "10 compressed feature rows for 900 cells");
+  const std::vector<std::int64_t> outside = {0, 900};
+  FitOptions with_rows;
+  with_rows.rows = &outside;
+  EXPECT_EQ(message([&] { classifier->fit(compressed.view(sparse.n, sparse.d), 2, {0, 1}, 2, with_rows); }), "training row 900 is not in 0..899");
+}
+
 TEST(LogisticRegression, ClassBalancedWeightsFavourTheSmallClass) {
   // 90 cells of class 0 and 10 of class 1 on overlapping blobs: balancing raises class 1's share.
   std::mt19937 rng(5);

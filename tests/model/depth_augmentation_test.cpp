@@ -186,7 +186,8 @@ TEST(DepthAugmentation, ThinnedCopiesTrainButNeverValidate) {
   EXPECT_GT(data.cells.n(), n + n * 9 / 10);  // nearly every cell keeps a count after thinning
   // The reference cells come first, with the features they have without augmentation.
   for (std::int64_t i = 0; i < n; ++i) EXPECT_EQ(data.cells.augmented_from[static_cast<std::size_t>(i)], -1);
-  EXPECT_EQ(std::vector<float>(data.cells.features.begin(), data.cells.features.begin() + n * data.cells.dims), plain.cells.features);
+  const std::vector<float> features = data.cells.dense();
+  EXPECT_EQ(std::vector<float>(features.begin(), features.begin() + n * data.cells.dims), plain.cells.dense());
   // A copy carries its cell's label and reference, and differs from it (fewer counts).
   std::int64_t differing = 0;
   for (std::int64_t i = n; i < data.cells.n(); ++i) {
@@ -195,9 +196,9 @@ TEST(DepthAugmentation, ThinnedCopiesTrainButNeverValidate) {
     EXPECT_EQ(data.cells.labels[static_cast<std::size_t>(i)], data.cells.labels[from]);
     EXPECT_EQ(data.cells.references[static_cast<std::size_t>(i)], data.cells.references[from]);
     const auto width = static_cast<std::size_t>(data.cells.dims);
-    differing += std::equal(data.cells.features.begin() + static_cast<std::ptrdiff_t>(i * data.cells.dims),
-                            data.cells.features.begin() + static_cast<std::ptrdiff_t>((i + 1) * data.cells.dims),
-                            data.cells.features.begin() + static_cast<std::ptrdiff_t>(from * width))
+    differing += std::equal(features.begin() + static_cast<std::ptrdiff_t>(i * data.cells.dims),
+                            features.begin() + static_cast<std::ptrdiff_t>((i + 1) * data.cells.dims),
+                            features.begin() + static_cast<std::ptrdiff_t>(from * width))
                      ? 0
                      : 1;
   }
@@ -249,13 +250,15 @@ TEST(DepthAugmentation, ALargeReferenceHasARandomSubsetCopiedEachCopyWeighingMor
   std::map<std::int64_t, std::int64_t> uncapped_copy;  // cell -> its copy's row without the cap
   for (std::int64_t i = 240; i < every.cells.n(); ++i) uncapped_copy[every.cells.augmented_from[static_cast<std::size_t>(i)]] = i;
   const auto width = static_cast<std::ptrdiff_t>(data.cells.dims);
+  const std::vector<float> features = data.cells.dense();
+  const std::vector<float> every_features = every.cells.dense();
   for (std::int64_t i = 240; i < data.cells.n(); ++i) {
     const std::int64_t from = data.cells.augmented_from[static_cast<std::size_t>(i)];
     EXPECT_TRUE(sources.insert(from).second) << "cell " << from << " copied twice";
     classes.insert(data.cells.labels[static_cast<std::size_t>(from)]);
     ASSERT_EQ(uncapped_copy.count(from), 1U);
-    EXPECT_TRUE(std::equal(data.cells.features.begin() + i * width, data.cells.features.begin() + (i + 1) * width,
-                           every.cells.features.begin() + uncapped_copy[from] * width));
+    EXPECT_TRUE(std::equal(features.begin() + i * width, features.begin() + (i + 1) * width,
+                           every_features.begin() + uncapped_copy[from] * width));
   }
   EXPECT_EQ(classes.size(), 3U);
   // The same cells again for the same seed.
@@ -271,6 +274,51 @@ TEST(DepthAugmentation, ALargeReferenceHasARandomSubsetCopiedEachCopyWeighingMor
   const CellTypeModel refitted = refit_model(trained.model, genes, 1);
   EXPECT_EQ(refitted.provenance["augment_depth_max_copies"].get<std::int64_t>(), 60);
   EXPECT_LE(refitted.provenance["n_thinned_copies"].get<std::int64_t>(), 60);
+}
+
+TEST(CompressedFeatures, TrainTheModelOfTheDenseMatrix) {
+  // Expression features are kept in compressed rows by default (TrainOptions::dense_features
+  // false): the same rows as the dense matrix, far fewer values held, and for every back end the
+  // same validation scores and the same model, bit for bit.
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  const MemoryDataset reference = make_cells({120, 60, 60}, 41);
+  TrainOptions dense_options = options_with(true);
+  dense_options.dense_features = true;
+  const TrainingData compressed = training_features({&reference}, options_with(true), GeneStore(), table);
+  const TrainingData dense = training_features({&reference}, dense_options, GeneStore(), table);
+  ASSERT_TRUE(compressed.cells.sparse);
+  ASSERT_FALSE(dense.cells.sparse);
+  EXPECT_TRUE(compressed.cells.features.empty());
+  EXPECT_EQ(compressed.cells.sparse_features.n_rows, compressed.cells.n());
+  EXPECT_EQ(compressed.cells.dense(), dense.cells.features);
+  EXPECT_EQ(static_cast<std::ptrdiff_t>(compressed.cells.sparse_features.values.size()),
+            std::count_if(dense.cells.features.begin(), dense.cells.features.end(), [](float value) { return value != 0; }));
+  for (const float value : compressed.cells.sparse_features.values) EXPECT_NE(value, 0.0f);
+  const std::vector<std::int64_t> some = {5, 0, compressed.cells.n() - 1};
+  const std::vector<float> rows = compressed.cells.dense_rows(some);
+  for (std::size_t i = 0; i < some.size(); ++i) {
+    const auto width = static_cast<std::ptrdiff_t>(dense.cells.dims);
+    EXPECT_TRUE(std::equal(rows.begin() + static_cast<std::ptrdiff_t>(i) * width, rows.begin() + static_cast<std::ptrdiff_t>(i + 1) * width,
+                           dense.cells.features.begin() + some[i] * width));
+  }
+  for (const std::string classifier : {"logreg", "knn", "mlp"}) {
+    SCOPED_TRACE(classifier);
+    TrainOptions a = options_with(true);
+    TrainOptions b = dense_options;
+    a.classifier = b.classifier = classifier;
+    if (classifier == "mlp") a.hyperparameters = b.hyperparameters = {{"epochs", 3}, {"hidden", 16}};
+    const TrainResult from_compressed = train_model({&reference}, a, GeneStore(), table);
+    const TrainResult from_dense = train_model({&reference}, b, GeneStore(), table);
+    ASSERT_TRUE(from_compressed.has_validation);
+    EXPECT_EQ(from_compressed.validation.macro.f1, from_dense.validation.macro.f1);
+    EXPECT_EQ(from_compressed.validation.accuracy, from_dense.validation.accuracy);
+    const ClassifierState x = from_compressed.model.classifier->export_state();
+    const ClassifierState y = from_dense.model.classifier->export_state();
+    ASSERT_EQ(x.double_arrays.size(), y.double_arrays.size());
+    for (const auto& [name, array] : x.double_arrays) EXPECT_EQ(array.values, y.double_arrays.at(name).values) << name;
+    ASSERT_EQ(x.float_arrays.size(), y.float_arrays.size());
+    for (const auto& [name, array] : x.float_arrays) EXPECT_EQ(array.values, y.float_arrays.at(name).values) << name;
+  }
 }
 
 TEST(DepthAugmentation, EveryReferenceOfAPoolGetsCopiesOfItsOwnCells) {

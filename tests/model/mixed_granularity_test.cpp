@@ -308,6 +308,7 @@ TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWei
   // query's genes keep it.
   options.gene_pooling = "impute";
   const TrainingData data = training_features({&a, &b}, options, GeneStore(), table);
+  EXPECT_FALSE(data.cells.sparse);  // imputed genes fill the matrix: it stays dense
   ASSERT_EQ(data.cells.dims, kGenes);
   const std::int64_t column = std::find(data.panel.entrez_ids.begin(), data.panel.entrez_ids.end(), 1035) - data.panel.entrez_ids.begin();
   ASSERT_LT(column, kGenes);
