@@ -206,7 +206,8 @@ class Classifier {
   /// that can use the features' zeros (logistic regression on sparse expression) overrides it.
   virtual void fit_features(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
                             const FitOptions& options);
-  /// The same for compressed rows; the default fits a dense copy of the rows with fit_features.
+  /// The same for compressed rows; the default standardises a dense copy of the rows in place and
+  /// calls fit_standardized.
   virtual void fit_features(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
                             const FitOptions& options);
   [[nodiscard]] const Standardizer& standardizer() const { return standardizer_; }

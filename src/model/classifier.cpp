@@ -219,9 +219,12 @@ void Classifier::fit_features(const SparseFeatures& features, std::int64_t n, co
     float* out = dense.data() + i * d;
     for (std::int64_t k = features.indptr[row]; k < features.indptr[row + 1]; ++k) out[features.indices[k]] = features.values[k];
   }
+  // The copy is this fit's own: standardised in place (what fit_features' default would do in a
+  // second n x d copy), so a back end that trains on dense features needs one copy, not two.
   FitOptions own = options;
   own.rows = nullptr;
-  fit_features(dense.data(), n, d, labels, n_classes, own);
+  standardizer_.apply(dense.data(), n, dense.data());
+  fit_standardized(dense.data(), n, d, labels, n_classes, own);
 }
 
 std::vector<float> Classifier::predict_proba(const float* features, std::int64_t n, int num_threads) const {
