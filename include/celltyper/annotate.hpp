@@ -331,4 +331,14 @@ H5adAdditions annotation_additions(const Annotation& annotation);
 /// Predicted label -> number of cells, most common first (ties by name).
 std::vector<std::pair<std::string, std::int64_t>> label_counts(const Annotation& annotation);
 
+/// A score below which a call is uncertain (the best class has less than half the probability).
+inline constexpr double kLowScore = 0.5;
+
+/// How sure the calls are: the median of Annotation::scores and the cells scoring below kLowScore.
+struct ScoreSummary {
+  double median = 0.0;
+  std::int64_t n_low = 0;
+};
+ScoreSummary summarize_scores(const std::vector<float>& scores);
+
 }  // namespace celltyper

@@ -449,6 +449,18 @@ std::vector<std::pair<std::string, std::int64_t>> label_counts(const Annotation&
   return sorted;
 }
 
+ScoreSummary summarize_scores(const std::vector<float>& scores) {
+  ScoreSummary summary;
+  if (scores.empty()) return summary;
+  std::vector<float> sorted = scores;
+  const std::size_t middle = sorted.size() / 2;
+  std::nth_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(middle), sorted.end());
+  summary.median = sorted[middle];
+  if (sorted.size() % 2 == 0) summary.median = (summary.median + *std::max_element(sorted.begin(), sorted.begin() + static_cast<std::ptrdiff_t>(middle))) / 2;
+  summary.n_low = std::count_if(scores.begin(), scores.end(), [](float score) { return !(score >= kLowScore); });
+  return summary;
+}
+
 TrainResult train_for_query(const std::vector<const Dataset*>& references, const Dataset& query, TrainOptions options,
                             const GeneStore& store, const GeneTable& table, const EmbedOptions& query_embed) {
   options.validation_fraction = 0;

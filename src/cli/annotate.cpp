@@ -212,10 +212,13 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     if (csv) write_csv(*csv, annotation);
     commit_together({&copy.output(), csv ? &*csv : nullptr});  // both files or neither
     const auto counts = label_counts(annotation);
+    const ScoreSummary confidence = summarize_scores(annotation.scores);
     if (args->json) {
       nlohmann::json summary = {{"output", out}, {"n_cells", annotation.labels.size()}, {"classes", annotation.class_names}};
       summary["label_counts"] = nlohmann::json::object();
       for (const auto& [label, count] : counts) summary["label_counts"][label] = count;
+      summary["median_score"] = confidence.median;
+      summary["n_low_score"] = confidence.n_low;
       summary["warnings"] = annotation.warnings;
       summary["models"] = nlohmann::json::array();
       for (const ModelUse& use : annotation.models) summary["models"].push_back(to_json(use));
@@ -238,6 +241,13 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                                 : "");
       }
       fmt::print(stderr, "annotated {} cells with {} model{} -> {}\n", annotation.labels.size(), models.size(), models.size() == 1 ? "" : "s", out);
+      if (!annotation.scores.empty()) {
+        fmt::print(stderr, "confidence: median score {:.2f}; {} cells ({:.1f}%) below {} (obs celltyper_score){}\n", confidence.median,
+                   confidence.n_low, 100.0 * static_cast<double>(confidence.n_low) / static_cast<double>(annotation.scores.size()), kLowScore,
+                   confidence.n_low == 0 || args->options.hierarchical
+                       ? ""
+                       : ": uncertain calls; --hierarchical names such a cell at the coarser term its probabilities support, --min-score 0.5 leaves it Unassigned");
+      }
       for (const auto& warning : annotation.warnings) fmt::print(stderr, "warning: {}\n", warning);
     }
   });

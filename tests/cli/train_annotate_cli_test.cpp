@@ -79,6 +79,7 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
                                        "--gene-table", table});
   ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
   EXPECT_NE(annotate.out.find("label"), std::string::npos) << annotate.out;
+  EXPECT_NE(annotate.err.find("confidence: median score 0."), std::string::npos) << annotate.err;  // how sure the calls are, on stderr
   // ... and annotating block by block (1M blocks, the smallest --memory-limit; one thread) gives the same probabilities.
   const auto annotate2 = test::run_cli({"annotate", "-m", dir.file("logreg2.h5"), "-i", query, "--layer", "counts", "-o", dir.file("out2.h5ad"),
                                         "--gene-table", table, "--memory-limit", "1M", "--threads", "1", "-q"});
@@ -87,7 +88,8 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
   const auto both = test::run_cli({"annotate", "-m", dir.file("logreg.h5"), "-m", dir.file("knn.h5"), "-i", query, "--layer", "counts", "-o",
                                    dir.file("both.h5ad"), "--json", "-q"});
   ASSERT_EQ(both.exit_code, 0) << both.err;
-  EXPECT_EQ(nlohmann::json::parse(both.out)["classes"].size(), 9u);
+  const nlohmann::json both_summary = nlohmann::json::parse(both.out);
+  EXPECT_EQ(both_summary["classes"].size(), 9u);
 
   const std::string check = fmt::format(
       "import anndata, numpy as np, json, csv\n"
@@ -107,6 +109,9 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
       "b = anndata.read_h5ad('{1}'); assert np.array_equal(b.obsm['celltyper_probabilities'], p)\n"
       "rows = list(csv.DictReader(open('{2}'))); assert len(rows) == 700 and rows[0]['obs_name'] == a.obs_names[0]\n"
       "c = anndata.read_h5ad('{3}'); assert c.obsm['celltyper_probabilities'].shape == (700, 9)\n"
+      "score = c.obs['celltyper_score'].values\n"
+      "assert int((score < 0.5).sum()) == {5}, ((score < 0.5).sum(), {5})\n"
+      "assert abs(float(np.median(score)) - {6}) < 1e-6, (np.median(score), {6})\n"
       "m = {{}}\n"
       "for line in open('{4}').read().splitlines()[1:]:\n"
       "    f = line.split('\\t')\n"
@@ -116,7 +121,8 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
       "ids = dict(zip(names, json.loads(a.uns['celltyper_probability_cl_ids'])))\n"
       "pred = np.array([ids.get(x, '') or x for x in pred])\n"
       "print('pbmc3k -> pbmc68k (CL ids, top-1): accuracy %.3f, macro-F1 %.3f' % ((truth == pred).mean(), f1_score(truth, pred, average='macro')))\n",
-      dir.file("out.h5ad"), dir.file("out2.h5ad"), dir.file("labels.csv"), dir.file("both.h5ad"), label_map);
+      dir.file("out.h5ad"), dir.file("out2.h5ad"), dir.file("labels.csv"), dir.file("both.h5ad"), label_map,
+      both_summary["n_low_score"].get<std::int64_t>(), both_summary["median_score"].get<double>());
   const auto run = test::run_program({test::system_python(), "-c", check});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   std::printf("%s", run.out.c_str());
