@@ -1294,7 +1294,12 @@ HyperParameters route_hyperparameters(const std::string& classifier, const std::
   return {};
 }
 
-TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, const TrainOptions& options) {
+namespace {
+
+/// fit_model; `take_sample_values`, when given, is data.sample.values, which the model takes
+/// instead of a copy when it keeps every sample cell (train_model's data is its own).
+TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& split, const TrainOptions& options,
+                             CsrBlockF64* take_sample_values) {
   const ClassifierSpec& spec = find_classifier_spec(options.classifier);
   HyperParameters given = route_hyperparameters(options.classifier, data.features);
   for (const auto& [name, value] : options.hyperparameters) given[name] = value;
@@ -1447,6 +1452,7 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
     kept.normalization = *data.normalizations.begin();
     kept.values.reset(0, 0, sample.values.n_cols);
     std::map<std::vector<std::int32_t>, std::int32_t> set_code;  // a coarse cell's classes -> its label code
+    std::vector<std::size_t> kept_rows;
     for (std::size_t i = 0; i < data.sample_labels.size(); ++i) {
       std::int32_t code = -1;
       if (const auto* coarse = data.coarse_classes(data.sample_labels[i], data.sample_references[i])) {
@@ -1468,12 +1474,19 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
       }
       kept.labels.push_back(code);
       if (!sample.measured.empty()) kept.references.push_back(data.sample_references[i]);
-      kept.values.indices.insert(kept.values.indices.end(), sample.values.indices.begin() + sample.values.indptr[i],
-                                 sample.values.indices.begin() + sample.values.indptr[i + 1]);
-      kept.values.values.insert(kept.values.values.end(), sample.values.values.begin() + sample.values.indptr[i],
-                                sample.values.values.begin() + sample.values.indptr[i + 1]);
-      kept.values.indptr.push_back(static_cast<std::int64_t>(kept.values.indices.size()));
-      ++kept.values.n_rows;
+      kept_rows.push_back(i);
+    }
+    if (take_sample_values != nullptr && static_cast<std::int64_t>(kept_rows.size()) == sample.values.n_rows) {
+      kept.values = std::move(*take_sample_values);  // every row kept: the sample's values, not a copy of them
+    } else {
+      for (const std::size_t i : kept_rows) {
+        kept.values.indices.insert(kept.values.indices.end(), sample.values.indices.begin() + sample.values.indptr[i],
+                                   sample.values.indices.begin() + sample.values.indptr[i + 1]);
+        kept.values.values.insert(kept.values.values.end(), sample.values.values.begin() + sample.values.indptr[i],
+                                  sample.values.values.begin() + sample.values.indptr[i + 1]);
+        kept.values.indptr.push_back(static_cast<std::int64_t>(kept.values.indices.size()));
+        ++kept.values.n_rows;
+      }
     }
   } else if (!data.sample_labels.empty()) {
     result.warnings.push_back("the references were normalised differently: the model keeps no reference sample (annotate cannot refit it)");
@@ -1551,6 +1564,12 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
   return result;
 }
 
+}  // namespace
+
+TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, const TrainOptions& options) {
+  return fit_model_taking(data, split, options, nullptr);
+}
+
 OpenedDatasets open_datasets(const std::vector<std::string>& paths) {
   OpenedDatasets opened;
   for (const auto& path : paths) {
@@ -1567,9 +1586,9 @@ TrainResult train_model(const TrainOptions& options, const GeneStore& store, con
 
 TrainResult train_model(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
                         const GeneTable& table) {
-  const TrainingData data = training_features(datasets, options, store, table);
+  TrainingData data = training_features(datasets, options, store, table);
   const ValidationSplit split = split_validation(data.cells, options.validation_fraction, options.seed, options.group_column);
-  return fit_model(data, split, options);
+  return fit_model_taking(data, split, options, &data.sample.values);
 }
 
 }  // namespace celltyper
