@@ -310,13 +310,14 @@ TEST(UseLiteCli, KilledEmbedResumesFromItsCheckpoint) {
   CELLTYPER_REQUIRE_USE_LITE();
   test::TempDir dir;
   const std::vector<nlohmann::json> genes = real_gene_texts(dir);
-  constexpr std::size_t kGenes = 150;
+  constexpr std::size_t kGenes = 60;
+  constexpr int kKillAfter = 20;
   ASSERT_GE(genes.size(), kGenes);
   {
     std::ofstream texts(dir.file("texts.tsv"));
     texts << "entrez_id\tsymbol\ttext\n";
-    // 150 genes: a run is killed after 50 of them with 100 still to go (a few seconds in a release
-    // build at one thread; the sanitizer build's transformer is ~50x slower, and 400 genes ran past 3,000 s).
+    // 60 genes: a run is killed after 20 of them with 40 still to go (about 3 s in a release build
+    // at one thread); the sanitizer build's transformer takes ~10 s a gene, and 400 genes ran past 3,000 s.
     for (std::size_t i = 0; i < kGenes; ++i)
       texts << genes[i]["entrez_id"].get<std::int64_t>() << '\t' << genes[i]["symbol"].get<std::string>() << '\t'
             << genes[i]["text"].get<std::string>() << '\n';
@@ -326,9 +327,10 @@ TEST(UseLiteCli, KilledEmbedResumesFromItsCheckpoint) {
   const std::string checkpoint = dir.file("store.h5.use-lite-checkpoint");
   const pid_t child = test::spawn_cli(args);
   ASSERT_GT(child, 0);
-  // Kill once >= 50 whole genes are in the checkpoint (records of 2,064 bytes after a header line of < 2,064 bytes).
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (std::chrono::steady_clock::now() < deadline && (!fs::exists(checkpoint) || fs::file_size(checkpoint) < 51 * 2064))
+  // Kill once >= kKillAfter whole genes are in the checkpoint (records of 2,064 bytes after a header
+  // line of < 2,064 bytes); the deadline only bounds a run that never gets there.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(1200);
+  while (std::chrono::steady_clock::now() < deadline && (!fs::exists(checkpoint) || fs::file_size(checkpoint) < (kKillAfter + 1) * 2064))
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   kill(child, SIGKILL);
   int status = 0;
@@ -340,7 +342,7 @@ TEST(UseLiteCli, KilledEmbedResumesFromItsCheckpoint) {
   std::smatch match;
   ASSERT_TRUE(std::regex_search(resumed.err, match, std::regex("(\\d+) genes embedded: (\\d+) from the checkpoint"))) << resumed.err;
   EXPECT_EQ(match[1], std::to_string(kGenes));
-  EXPECT_GE(std::stoi(match[2]), 50);
+  EXPECT_GE(std::stoi(match[2]), kKillAfter);
   EXPECT_LT(std::stoi(match[2]), static_cast<int>(kGenes));
   EXPECT_FALSE(fs::exists(checkpoint)) << "the checkpoint is removed once the store is written";
   const auto fresh = test::run_cli({"genes", "embed", "--backend", "use-lite", "--texts", dir.file("texts.tsv"), "--out", dir.file("fresh.h5")});
