@@ -20,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -68,6 +69,9 @@ struct ClassifierState {
   std::map<std::string, std::vector<std::uint8_t>> blobs;
 };
 
+/// Held-out cells read (and scored) at a time when their features come from ValidationSet::read.
+inline constexpr std::int64_t kValidationSlice = 8192;
+
 /// Held-out cells for early stopping and per-epoch reporting (not owned; must outlive `fit`).
 /// Features are raw, like the training features ([n x d] row-major float32): `fit` standardises
 /// them with the training mean and scale. Labels use the training codes; -1 marks a cell whose
@@ -76,7 +80,19 @@ struct ValidationSet {
   const float* features = nullptr;
   std::int64_t n = 0;
   const std::int32_t* labels = nullptr;
+  /// Instead of `features` (left null): writes the features of held-out cells [first, first +
+  /// count) into out [count x d], so that they need not be held dense all at once (train reads
+  /// them from its compressed rows; the MLP scores them a slice at a time).
+  std::function<void(std::int64_t first, std::int64_t count, float* out)> read;
   [[nodiscard]] bool empty() const { return n == 0; }
+  /// The features of cells [first, first + count) into out [count x d], from either source.
+  void copy_rows(std::int64_t first, std::int64_t count, int d, float* out) const {
+    if (features != nullptr) {
+      std::copy(features + first * d, features + (first + count) * d, out);
+    } else {
+      read(first, count, out);
+    }
+  }
 };
 
 /// Data-parallel training over a process group (communicator.hpp), used by the "mlp" back end:
@@ -143,6 +159,11 @@ struct SparseFeatures {
   const float* values = nullptr;
   std::int64_t n_rows = 0;
   int d = 0;
+  /// Row `row` as dense features into out[0..d).
+  void copy_row(std::int64_t row, float* out) const {
+    std::fill(out, out + d, 0.0f);
+    for (std::int64_t k = indptr[row]; k < indptr[row + 1]; ++k) out[indices[k]] = values[k];
+  }
 };
 
 /// Per-feature standardisation z = (x - mean) / scale, scale = standard deviation (1 when the

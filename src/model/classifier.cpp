@@ -123,7 +123,7 @@ void Classifier::check_fit(std::int64_t n, int d, const std::vector<std::int32_t
   }
   const ValidationSet& validation = options.validation;
   if (!validation.empty()) {
-    if (validation.n < 0 || validation.features == nullptr || validation.labels == nullptr) {
+    if (validation.n < 0 || (validation.features == nullptr && !validation.read) || validation.labels == nullptr) {
       throw InputError(fmt::format("validation set of {} cells without features or labels", validation.n));
     }
     for (std::int64_t i = 0; i < validation.n; ++i) {
@@ -132,9 +132,20 @@ void Classifier::check_fit(std::int64_t n, int d, const std::vector<std::int32_t
         throw InputError(fmt::format("validation label code {} of cell {} is not in -1..{}", label, i, n_classes - 1));
       }
     }
-    for (std::int64_t i = 0; i < validation.n * d; ++i) {
-      if (!std::isfinite(validation.features[i])) {
-        throw InputError(fmt::format("validation feature {} of cell {} is not finite", i % d, i / d));
+    // In slices, so that features given by `read` are never all dense at once.
+    std::vector<float> slice;
+    for (std::int64_t first = 0; first < validation.n; first += kValidationSlice) {
+      const std::int64_t rows = std::min(kValidationSlice, validation.n - first);
+      const float* values = validation.features != nullptr ? validation.features + first * d : nullptr;
+      if (values == nullptr) {
+        slice.resize(static_cast<std::size_t>(rows * d));
+        validation.read(first, rows, slice.data());
+        values = slice.data();
+      }
+      for (std::int64_t k = 0; k < rows * d; ++k) {
+        if (!std::isfinite(values[k])) {
+          throw InputError(fmt::format("validation feature {} of cell {} is not finite", k % d, first + k / d));
+        }
       }
     }
   }
@@ -145,10 +156,15 @@ FitOptions Classifier::resolve_fit(const FitOptions& options, int d, std::vector
   FitOptions resolved = options;
   resolved.hyperparameters = resolve_hyperparameters(spec, options.hyperparameters);
   const ValidationSet& validation = options.validation;
-  if (!validation.empty()) {
+  if (!validation.empty() && validation.features != nullptr) {
     standardized_validation.resize(static_cast<std::size_t>(validation.n * d));
     standardizer_.apply(validation.features, validation.n, standardized_validation.data());
     resolved.validation.features = standardized_validation.data();
+  } else if (!validation.empty()) {  // standardised as they are read
+    resolved.validation.read = [this, read = validation.read](std::int64_t first, std::int64_t count, float* out) {
+      read(first, count, out);
+      standardizer_.apply(out, count, out);
+    };
   }
   fit_report_ = nlohmann::json::object();
   return resolved;
@@ -213,11 +229,9 @@ void Classifier::fit_features(const float* features, std::int64_t n, int d, cons
 void Classifier::fit_features(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
                               const FitOptions& options) {
   const int d = features.d;
-  std::vector<float> dense(static_cast<std::size_t>(n * d), 0.0f);
+  std::vector<float> dense(static_cast<std::size_t>(n * d));
   for (std::int64_t i = 0; i < n; ++i) {
-    const std::int64_t row = options.rows == nullptr ? i : (*options.rows)[static_cast<std::size_t>(i)];
-    float* out = dense.data() + i * d;
-    for (std::int64_t k = features.indptr[row]; k < features.indptr[row + 1]; ++k) out[features.indices[k]] = features.values[k];
+    features.copy_row(options.rows == nullptr ? i : (*options.rows)[static_cast<std::size_t>(i)], dense.data() + i * d);
   }
   // The copy is this fit's own: standardised in place (what fit_features' default would do in a
   // second n x d copy), so a back end that trains on dense features needs one copy, not two.

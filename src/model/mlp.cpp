@@ -336,7 +336,16 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
   groups.emplace_back(biases, std::make_unique<torch::optim::AdamWOptions>(torch::optim::AdamWOptions(peak_learning_rate).weight_decay(0.0)));
   torch::optim::AdamW optimizer(std::move(groups), torch::optim::AdamWOptions(peak_learning_rate));
 
-  const torch::Tensor x_all = torch::from_blob(const_cast<float*>(x), {n, d}, torch::kFloat32);
+  // A batch's features: rows of the dense matrix, or densified by the caller (`gather_rows`) into
+  // a buffer that the next batch reuses (each batch's tensors are done with before it is filled).
+  const torch::Tensor x_all = x != nullptr ? torch::from_blob(const_cast<float*>(x), {n, d}, torch::kFloat32) : torch::Tensor();
+  std::vector<float> gathered;
+  auto gather_batch = [&](const std::int64_t* cells, std::int64_t rows, const torch::Tensor& index) {
+    if (x != nullptr) return x_all.index_select(0, index);
+    gathered.resize(static_cast<std::size_t>(rows * d));
+    request.gather_rows(cells, rows, gathered.data());
+    return torch::from_blob(gathered.data(), {rows, d}, torch::kFloat32);
+  };
   std::vector<std::int64_t> label_values(request.labels, request.labels + n);
   const torch::Tensor y_all = torch::from_blob(label_values.data(), {n}, torch::kInt64);
 
@@ -433,13 +442,19 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
 
   // Validation: predicted codes in chunks, without gradients.
   std::vector<std::int32_t> validation_prediction(static_cast<std::size_t>(validation.n));
+  std::vector<float> validation_slice;
   auto score_validation = [&](double& accuracy, double& macro_f1) {
     torch::NoGradGuard guard;
-    constexpr std::int64_t kChunk = 8192;
     std::int64_t correct = 0;
-    for (std::int64_t first = 0; first < validation.n; first += kChunk) {
-      const std::int64_t rows = std::min(kChunk, validation.n - first);
-      const auto input = torch::from_blob(const_cast<float*>(validation.features) + first * d, {rows, d}, torch::kFloat32);
+    for (std::int64_t first = 0; first < validation.n; first += kValidationSlice) {
+      const std::int64_t rows = std::min(kValidationSlice, validation.n - first);
+      const float* features = validation.features != nullptr ? validation.features + first * d : nullptr;
+      if (features == nullptr) {  // read a slice at a time
+        validation_slice.resize(static_cast<std::size_t>(rows * d));
+        validation.read(first, rows, validation_slice.data());
+        features = validation_slice.data();
+      }
+      const auto input = torch::from_blob(const_cast<float*>(features), {rows, d}, torch::kFloat32);
       const auto predicted = forward(input, false).argmax(1).contiguous();
       const auto* codes = predicted.data_ptr<std::int64_t>();
       for (std::int64_t i = 0; i < rows; ++i) {
@@ -482,7 +497,7 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
     for (std::int64_t first = 0; first < n; first += batch_size, ++step) {
       const std::int64_t rows = std::min(batch_size, n - first);
       const auto index = torch::from_blob(order.data() + first, {rows}, torch::kInt64);
-      const auto batch_x = x_all.index_select(0, index);
+      const auto batch_x = gather_batch(order.data() + first, rows, index);
       const auto batch_y = y_all.index_select(0, index);
       last_learning_rate = learning_rate_at(step);
       for (auto& group : optimizer.param_groups()) {
@@ -604,8 +619,8 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
 }  // namespace celltyper
 
 /// The module's entry point (mlp_plugin.hpp): never lets an exception cross the module boundary.
-extern "C" __attribute__((visibility("default"))) void celltyper_mlp_train_v2(const celltyper::mlp_plugin::TrainRequest& request,
-                                                                             celltyper::mlp_plugin::TrainResult& result) {
+extern "C" __attribute__((visibility("default"))) void celltyper_mlp_train_v3(const celltyper::mlp_plugin::TrainRequest& request,
+                                                                              celltyper::mlp_plugin::TrainResult& result) {
   try {
     celltyper::train(request, result);
   } catch (const std::exception& error) {

@@ -122,11 +122,19 @@ class MultilayerPerceptron final : public Classifier {
  protected:
   void fit_standardized(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
                         const FitOptions& options) override;
+  /// Compressed rows train without a dense copy: each batch is densified and standardised as the
+  /// trainer asks for it (the same values as the dense route's, so the same model).
+  void fit_features(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
+                    const FitOptions& options) override;
   void predict_standardized(const float* x, std::int64_t n, int num_threads, float* out) const override;
   void export_parameters(ClassifierState& state) const override;
   void import_parameters(const ClassifierState& state, const std::string& what) override;
 
  private:
+  /// Train in the libtorch module: `request` holds the features (`x` or `gather_rows`), the rest
+  /// is filled here.
+  void train_module(mlp_plugin::TrainRequest& request, std::int64_t n, int d, const std::vector<std::int32_t>& labels,
+                    int n_classes, const FitOptions& options);
   /// Build `packed_` from `weights_` / `biases_`.
   void pack();
 
@@ -140,9 +148,30 @@ class MultilayerPerceptron final : public Classifier {
 
 void MultilayerPerceptron::fit_standardized(const float* x, std::int64_t n, int d, const std::vector<std::int32_t>& labels,
                                             int n_classes, const FitOptions& options) {
-  const mlp_plugin::TrainFunction train = load_trainer();
   mlp_plugin::TrainRequest request;
   request.x = x;
+  train_module(request, n, d, labels, n_classes, options);
+}
+
+void MultilayerPerceptron::fit_features(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels,
+                                        int n_classes, const FitOptions& options) {
+  const int d = features.d;
+  mlp_plugin::TrainRequest request;
+  request.gather_rows = [&](const std::int64_t* cells, std::int64_t count, float* out) {
+    for (std::int64_t i = 0; i < count; ++i) {
+      float* row = out + i * d;
+      features.copy_row(options.rows == nullptr ? cells[i] : (*options.rows)[static_cast<std::size_t>(cells[i])], row);
+      standardizer().apply(row, 1, row);
+    }
+  };
+  FitOptions own = options;
+  own.rows = nullptr;
+  train_module(request, n, d, labels, n_classes, own);
+}
+
+void MultilayerPerceptron::train_module(mlp_plugin::TrainRequest& request, std::int64_t n, int d,
+                                        const std::vector<std::int32_t>& labels, int n_classes, const FitOptions& options) {
+  const mlp_plugin::TrainFunction train = load_trainer();
   request.n = n;
   request.d = d;
   request.labels = labels.data();

@@ -18,7 +18,11 @@ namespace celltyper::mlp_plugin {
 /// Training input: standardised features and validation cells, resolved hyperparameters.
 /// (Built together with the library: a field added here bumps kTrainSymbol's version.)
 struct TrainRequest {
-  const float* x = nullptr;                 ///< [n x d] row-major, standardised
+  const float* x = nullptr;                 ///< [n x d] row-major, standardised; or null, with `gather_rows`
+  /// When `x` is null: writes the standardised features of training cells cells[0..count) into
+  /// out [count x d] (the library densifies them from compressed rows, one batch at a time, so
+  /// the training set is never held dense).
+  std::function<void(const std::int64_t* cells, std::int64_t count, float* out)> gather_rows;
   std::int64_t n = 0;
   int d = 0;
   const std::int32_t* labels = nullptr;     ///< n codes in 0..n_classes-1
@@ -52,7 +56,7 @@ struct TrainResult {
 
 /// Signature of the module's entry point `kTrainSymbol` (never throws; errors go to `error`).
 using TrainFunction = void (*)(const TrainRequest& request, TrainResult& result);
-inline constexpr const char* kTrainSymbol = "celltyper_mlp_train_v2";
+inline constexpr const char* kTrainSymbol = "celltyper_mlp_train_v3";
 /// File name of the module (looked up beside the executable as a last resort).
 inline constexpr const char* kModuleName = "libcelltyper_mlp_torch.so";
 

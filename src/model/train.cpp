@@ -198,18 +198,22 @@ std::unique_ptr<Classifier> fit_rows(const TrainOptions& options, const Training
   fit.seed = options.seed;
   fit.data_parallel = options.data_parallel;
   // Held-out cells for early stopping (iterative back ends); a class absent from training is -1.
-  std::vector<float> validation_x;
+  // Their features are read from the training matrix as the back end asks (never copied whole).
+  std::vector<std::int64_t> validation_cells;
   std::vector<std::int32_t> validation_y;
   if (validation_rows != nullptr && !validation_rows->empty() && classifier->uses_validation()) {
     for (const auto row_index : *validation_rows) {
       const auto row = static_cast<std::size_t>(row_index);
       if (!members_of(row).empty()) continue;  // a coarse label
-      const std::int32_t cell_code = code_of(row, false);
-      validation_x.resize(validation_x.size() + static_cast<std::size_t>(data.cells.dims));
-      data.cells.copy_row(row_index, validation_x.data() + validation_x.size() - static_cast<std::size_t>(data.cells.dims));
-      validation_y.push_back(cell_code);
+      validation_cells.push_back(row_index);
+      validation_y.push_back(code_of(row, false));
     }
-    fit.validation = {validation_x.data(), static_cast<std::int64_t>(validation_y.size()), validation_y.data()};
+    fit.validation.n = static_cast<std::int64_t>(validation_y.size());
+    fit.validation.labels = validation_y.data();
+    fit.validation.read = [&data, &validation_cells](std::int64_t first, std::int64_t count, float* out) {
+      const auto d = static_cast<std::size_t>(data.cells.dims);
+      for (std::int64_t i = 0; i < count; ++i) data.cells.copy_row(validation_cells[static_cast<std::size_t>(first + i)], out + static_cast<std::size_t>(i) * d);
+    };
   }
   if (options.on_epoch) {
     fit.on_epoch = [&options, &phase](const nlohmann::json& epoch) {

@@ -180,7 +180,15 @@ void GradientBoostedTrees::fit_standardized(const float* x, std::int64_t n, int 
       validation_weights[static_cast<std::size_t>(i)] = validation.labels[i] >= 0 ? 1.0f : 0.0f;
       known += validation.labels[i] >= 0;
     }
-    make_dmatrix(held_out, validation.features, validation.n, d, validation.labels, &validation_weights, threads);
+    // XGBoost's matrix is dense: features given by `read` are read once, here.
+    std::vector<float> read_features;
+    const float* features = validation.features;
+    if (features == nullptr) {
+      read_features.resize(static_cast<std::size_t>(validation.n * d));
+      validation.copy_rows(0, validation.n, d, read_features.data());
+      features = read_features.data();
+    }
+    make_dmatrix(held_out, features, validation.n, d, validation.labels, &validation_weights, threads);
   }
 
   Booster booster;

@@ -3,6 +3,7 @@
 #include <celltyper/classifier.hpp>
 #include <celltyper/error.hpp>
 
+#include "model/blobs.hpp"
 #include "support/test_support.hpp"
 
 #include <fmt/format.h>
@@ -15,28 +16,11 @@
 namespace celltyper {
 namespace {
 
-/// `n` points in `d` dims from `classes` Gaussian blobs (centres at distance `spread`), seeded.
-struct Blobs {
-  std::vector<float> x;
-  std::vector<std::int32_t> y;
-  std::int64_t n = 0;
-  int d = 0;
-};
-Blobs make_blobs(std::int64_t n, int d, int classes, float spread, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  std::vector<float> centres(static_cast<std::size_t>(classes * d));
-  for (auto& value : centres) value = spread * normal(rng);
-  Blobs blobs;
-  blobs.n = n;
-  blobs.d = d;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto label = static_cast<std::int32_t>(i % classes);
-    blobs.y.push_back(label);
-    for (int j = 0; j < d; ++j) blobs.x.push_back(centres[static_cast<std::size_t>(label * d + j)] + normal(rng) + 3.0f);
-  }
-  return blobs;
-}
+using test::Blobs;
+using test::compress;
+using test::CompressedRows;
+using test::make_blobs;
+using test::make_sparse_expression;
 
 TEST(LogisticRegression, SeparableDataIsLearnedAndGradientVanishes) {
   const Blobs blobs = make_blobs(300, 5, 3, 6.0f, 1);
@@ -113,27 +97,6 @@ TEST(LogisticRegression, IdenticalForOneAndTwoThreads) {
   }
   EXPECT_EQ(states[0].double_arrays.at("weights").values, states[1].double_arrays.at("weights").values);
   EXPECT_EQ(predictions[0], predictions[1]);
-}
-
-/// Expression-like features: ~90% zeros, the rest log1p of small counts, with class-specific
-/// genes so the classes are learnable.
-Blobs make_sparse_expression(std::int64_t n, int d, int classes, unsigned seed) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<float> uniform(0, 1);
-  std::poisson_distribution<int> counts(2.0);
-  Blobs blobs;
-  blobs.n = n;
-  blobs.d = d;
-  for (std::int64_t i = 0; i < n; ++i) {
-    const auto label = static_cast<std::int32_t>(i % classes);
-    blobs.y.push_back(label);
-    for (int j = 0; j < d; ++j) {
-      const bool marker = j % classes == label;
-      const float p = marker ? 0.4f : 0.06f;
-      blobs.x.push_back(uniform(rng) < p ? std::log1p(static_cast<float>(1 + counts(rng))) : 0.0f);
-    }
-  }
-  return blobs;
 }
 
 TEST(LogisticRegression, SparseRouteComputesTheDenseObjective) {
@@ -259,28 +222,6 @@ TEST(Classifier, TrainingOnARowListEqualsTrainingOnACopyOfThoseRows) {
     EXPECT_EQ(from_rows->predict_proba(blobs->x.data(), blobs->n), from_copy->predict_proba(blobs->x.data(), blobs->n));
     EXPECT_EQ(from_rows->fit_report().dump(), from_copy->fit_report().dump());
   }
-}
-
-/// `blobs`' non-zero values in compressed rows (what train keeps for expression features).
-struct CompressedRows {
-  std::vector<std::int64_t> indptr{0};
-  std::vector<std::int32_t> indices;
-  std::vector<float> values;
-  SparseFeatures view(std::int64_t n, int d) const { return {indptr.data(), indices.data(), values.data(), n, d}; }
-};
-CompressedRows compress(const Blobs& blobs) {
-  CompressedRows rows;
-  for (std::int64_t i = 0; i < blobs.n; ++i) {
-    for (int j = 0; j < blobs.d; ++j) {
-      const float value = blobs.x[static_cast<std::size_t>(i * blobs.d + j)];
-      if (value != 0) {
-        rows.indices.push_back(j);
-        rows.values.push_back(value);
-      }
-    }
-    rows.indptr.push_back(static_cast<std::int64_t>(rows.values.size()));
-  }
-  return rows;
 }
 
 TEST(Classifier, CompressedRowsTrainTheModelOfTheirDenseCopy) {

@@ -15,7 +15,10 @@ namespace celltyper {
 namespace {
 
 using test::Blobs;
+using test::compress;
+using test::CompressedRows;
 using test::make_blobs;
+using test::make_sparse_expression;
 
 FitOptions small_mlp(std::uint64_t seed = 1) {
   FitOptions options;
@@ -177,6 +180,66 @@ TEST(Mlp, OneAndTwoThreadsGiveTheSameModel) {
   EXPECT_EQ(predictions[0], predictions[1]);
 }
 
+TEST(Mlp, CompressedRowsTrainWithoutADenseCopy) {
+  // train hands the MLP its expression features in compressed rows: each batch is densified and
+  // standardised when the trainer asks for it, and held-out cells are read a slice at a time. The
+  // model must be the dense matrix's, bit for bit, with a row list (train's validation fit),
+  // early stopping on held-out cells, and the general loss (a label set and per-cell weights).
+  const Blobs blobs = make_sparse_expression(1200, 40, 4, 41);
+  const Blobs held_out = make_sparse_expression(300, 40, 4, 42);
+  const CompressedRows compressed = compress(blobs);
+  std::vector<std::int64_t> rows;
+  std::vector<std::int32_t> labels;
+  std::vector<double> weights;
+  for (std::int64_t i = 0; i < blobs.n; ++i) {
+    if (i % 5 == 2) continue;
+    rows.push_back(i);
+    // Every 7th cell is labelled "class 0 or 1" (label set 0, code 4).
+    labels.push_back(i % 7 == 0 && blobs.y[static_cast<std::size_t>(i)] < 2 ? 4 : blobs.y[static_cast<std::size_t>(i)]);
+    weights.push_back(1.0 + static_cast<double>(i % 3));
+  }
+  const std::vector<std::vector<std::int32_t>> label_sets = {{0, 1}};
+  for (const bool general : {false, true}) {
+    SCOPED_TRACE(general ? "label sets and weights" : "plain labels");
+    auto options = small_mlp(5);
+    options.hyperparameters["epochs"] = 12;
+    options.hyperparameters["patience"] = 3;
+    options.rows = &rows;
+    options.validation = {held_out.x.data(), held_out.n, held_out.y.data()};
+    std::vector<std::int32_t> fit_labels = labels;
+    if (general) {
+      options.label_sets = label_sets;
+      options.sample_weights = weights;
+    } else {
+      for (std::size_t i = 0; i < fit_labels.size(); ++i) fit_labels[i] = blobs.y[static_cast<std::size_t>(rows[i])];
+    }
+    const auto n = static_cast<std::int64_t>(rows.size());
+    auto from_dense = make_mlp();
+    from_dense->fit(blobs.x.data(), n, blobs.d, fit_labels, 4, options);
+    // The compressed fit reads its held-out cells through ValidationSet::read (as train does).
+    auto from_compressed = make_mlp();
+    std::int64_t cells_read = 0;
+    options.validation.features = nullptr;
+    options.validation.read = [&](std::int64_t first, std::int64_t count, float* out) {
+      std::copy(held_out.x.begin() + first * held_out.d, held_out.x.begin() + (first + count) * held_out.d, out);
+      cells_read += count;
+    };
+    from_compressed->fit(compressed.view(blobs.n, blobs.d), n, fit_labels, 4, options);
+    EXPECT_GE(cells_read, held_out.n * (1 + from_compressed->fit_report().at("epochs_run").get<std::int64_t>()));
+    const ClassifierState a = from_compressed->export_state();
+    const ClassifierState b = from_dense->export_state();
+    ASSERT_EQ(a.float_arrays.size(), b.float_arrays.size());
+    for (const auto& [name, array] : b.float_arrays) EXPECT_EQ(a.float_arrays.at(name).values, array.values) << name;
+    EXPECT_EQ(a.double_arrays.at("standardize_mean").values, b.double_arrays.at("standardize_mean").values);
+    EXPECT_EQ(a.double_arrays.at("standardize_scale").values, b.double_arrays.at("standardize_scale").values);
+    for (const char* key : {"epochs_run", "best_epoch", "best_validation_macro_f1", "final_loss", "stop"}) {
+      EXPECT_EQ(from_compressed->fit_report().at(key), from_dense->fit_report().at(key)) << key;
+    }
+    EXPECT_EQ(from_compressed->predict_proba(held_out.x.data(), held_out.n), from_dense->predict_proba(held_out.x.data(), held_out.n));
+    EXPECT_GT(test::accuracy(from_compressed->predict_proba(held_out.x.data(), held_out.n), held_out.y, 4), 0.8);
+  }
+}
+
 TEST(Mlp, EarlyStoppingKeepsTheBestEpoch) {
   // Labels without any relation to the features: validation macro-F1 stalls at chance.
   Blobs train = make_blobs(600, 8, 3, 0.0f, 7);
@@ -271,6 +334,28 @@ TEST(Mlp, BadInputIsRejected) {
     FAIL() << "a NaN validation feature was accepted";
   } catch (const InputError& error) {
     EXPECT_EQ(std::string(error.what()), "validation feature 1 of cell 1 is not finite");
+  }
+  // The same check on held-out cells given by a reader, past the first slice it reads.
+  const std::vector<std::int32_t> many_labels(static_cast<std::size_t>(kValidationSlice + 10), 0);
+  options.validation = {};
+  options.validation.n = static_cast<std::int64_t>(many_labels.size());
+  options.validation.labels = many_labels.data();
+  options.validation.read = [](std::int64_t first, std::int64_t count, float* out) {
+    std::fill(out, out + count * 3, 0.0f);
+    if (first <= kValidationSlice + 3 && kValidationSlice + 3 < first + count) out[(kValidationSlice + 3 - first) * 3 + 2] = INFINITY;
+  };
+  try {
+    make_mlp()->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 2, options);
+    FAIL() << "an infinite validation feature was accepted";
+  } catch (const InputError& error) {
+    EXPECT_EQ(std::string(error.what()), fmt::format("validation feature 2 of cell {} is not finite", kValidationSlice + 3));
+  }
+  options.validation.read = nullptr;
+  try {
+    make_mlp()->fit(blobs.x.data(), blobs.n, blobs.d, blobs.y, 2, options);
+    FAIL() << "a validation set without features was accepted";
+  } catch (const InputError& error) {
+    EXPECT_EQ(std::string(error.what()), fmt::format("validation set of {} cells without features or labels", kValidationSlice + 10));
   }
 }
 

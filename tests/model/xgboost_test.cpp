@@ -170,6 +170,17 @@ TEST(XGBoost, EarlyStoppingKeepsTheBestRound) {
   }
   EXPECT_NEAR(macro_f1_score(held_out.y.data(), predicted.data(), held_out.n, 3),
               rounds[static_cast<std::size_t>(best - 1)]["validation_macro_f1"].get<double>(), 1e-9);
+  // Held-out cells given by a reader (train's route: read from its compressed rows) stop at the
+  // same round with the same booster.
+  options.validation.features = nullptr;
+  options.validation.read = [&](std::int64_t first, std::int64_t count, float* out) {
+    std::copy(held_out.x.begin() + first * held_out.d, held_out.x.begin() + (first + count) * held_out.d, out);
+  };
+  options.on_epoch = nullptr;
+  auto read = make_xgboost();
+  read->fit(train.x.data(), train.n, train.d, train.y, 3, options);
+  EXPECT_EQ(read->fit_report()["best_round"], best);
+  EXPECT_EQ(read->predict_proba(held_out.x.data(), held_out.n), p);
 }
 
 TEST(XGBoost, BadHyperparametersAreRejected) {
