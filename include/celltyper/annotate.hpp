@@ -122,10 +122,11 @@ struct TrainOptions {
   /// copy weighing augment_depth_weight x cells / copies: the copies weigh what copies of every
   /// cell would, at a bounded cost (a 100k-cell reference trains on 120k rows, not 200k).
   std::int64_t augment_depth_max_copies = 20000;
-  /// Expression features of a single panel (no imputed genes) are kept in compressed rows (their
-  /// log1p values are ~90% zeros), and logistic regression trains on the stored values: a
-  /// million-cell reference's features take ~2 GB instead of 12. true: the dense n x panel
-  /// matrix, as the GenePT-w and imputed routes always are (the same model either way).
+  /// Expression features are kept in compressed rows (their log1p values are ~90% zeros; pooled
+  /// references store the genes imputed for them beside their own), and logistic regression and
+  /// the MLP train on the stored values: a million-cell reference's features take ~2 GB instead
+  /// of 12. true: the dense n x panel matrix, as the GenePT-w route always is (the same model
+  /// either way).
   bool dense_features = false;
   /// Labels that are coarse in every reference, with the classes each may be (label sets given
   /// directly rather than derived from the ontology: the refit of a mixed-granularity model's

@@ -660,6 +660,10 @@ nlohmann::json embedded_reference_features(const LabelledReference& reference, c
 
 /// Pooled references with different genes ("impute"): each panel column a reference did not
 /// measure gets, in that reference's cells, the mean of the cells of the references that did.
+/// Compressed rows store the imputed values beside the measured ones (a reference measuring most
+/// of the panel, as CELLxGENE's do, adds few; the matrix goes dense when they would fill it); the
+/// sums run in row order over the stored values, so the means and the features are those of the
+/// dense matrix, bit for bit.
 void impute_unmeasured_genes(const std::vector<std::int64_t>& panel, const std::vector<std::vector<std::int64_t>>& measured,
                              LabelledFeatures& cells) {
   const auto width = static_cast<std::size_t>(cells.dims);
@@ -670,20 +674,81 @@ void impute_unmeasured_genes(const std::vector<std::int64_t>& panel, const std::
   }
   std::vector<double> sum(width, 0.0);
   std::vector<std::int64_t> count(width, 0);
+  CsrBlock& m = cells.sparse_features;
   for (std::int64_t i = 0; i < cells.n(); ++i) {
     const auto r = static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)]);
-    for (std::size_t j = 0; j < width; ++j) {
-      if (has[r][j] == 0) continue;
-      sum[j] += cells.features[static_cast<std::size_t>(i) * width + j];
-      ++count[j];
+    for (std::size_t j = 0; j < width; ++j) count[j] += has[r][j];
+    if (!cells.sparse) {
+      for (std::size_t j = 0; j < width; ++j) {
+        if (has[r][j] != 0) sum[j] += cells.features[static_cast<std::size_t>(i) * width + j];
+      }
+      continue;
+    }
+    for (std::int64_t k = m.indptr[static_cast<std::size_t>(i)]; k < m.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+      const auto j = static_cast<std::size_t>(m.indices[static_cast<std::size_t>(k)]);
+      if (has[r][j] != 0) sum[j] += m.values[static_cast<std::size_t>(k)];
     }
   }
+  std::vector<float> mean(width, 0.0f);
+  for (std::size_t j = 0; j < width; ++j) mean[j] = count[j] > 0 ? static_cast<float>(sum[j] / static_cast<double>(count[j])) : 0.0f;
+  if (!cells.sparse) {
+    for (std::int64_t i = 0; i < cells.n(); ++i) {
+      const auto r = static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)]);
+      for (std::size_t j = 0; j < width; ++j) {
+        if (has[r][j] == 0) cells.features[static_cast<std::size_t>(i) * width + j] = mean[j];
+      }
+    }
+    return;
+  }
+  // Per reference, its unmeasured columns with a non-zero mean (a zero stays implicit).
+  std::vector<std::vector<std::int32_t>> imputed(n_references);
+  std::size_t added = 0;
+  for (std::size_t r = 0; r < n_references; ++r) {
+    for (std::size_t j = 0; j < width; ++j) {
+      if (has[r][j] == 0 && mean[j] != 0.0f) imputed[r].push_back(static_cast<std::int32_t>(j));
+    }
+  }
+  for (std::int64_t i = 0; i < cells.n(); ++i) added += imputed[static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)])].size();
+  if (added == 0) return;
+  // References that measured a small part of the panel fill most of it: when the compressed rows
+  // would hold more than half of the matrix's values (8 bytes each against 4), it goes dense.
+  if (2 * (m.values.size() + added) > static_cast<std::size_t>(cells.n()) * width) {
+    cells.features = cells.dense();
+    cells.sparse = false;
+    cells.sparse_features = CsrBlock();
+    for (std::int64_t i = 0; i < cells.n(); ++i) {
+      for (const std::int32_t j : imputed[static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)])]) {
+        cells.features[static_cast<std::size_t>(i) * width + static_cast<std::size_t>(j)] = mean[static_cast<std::size_t>(j)];
+      }
+    }
+    return;
+  }
+  // Each row: its stored values merged with its reference's imputed columns, in column order (an
+  // imputed column replaces a stored value, as in the dense matrix).
+  CsrBlock merged;
+  merged.reset(0, m.n_rows, m.n_cols);
+  merged.indices.reserve(m.indices.size() + added);
+  merged.values.reserve(m.values.size() + added);
   for (std::int64_t i = 0; i < cells.n(); ++i) {
-    const auto r = static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)]);
-    for (std::size_t j = 0; j < width; ++j) {
-      if (has[r][j] == 0) cells.features[static_cast<std::size_t>(i) * width + j] = count[j] > 0 ? static_cast<float>(sum[j] / count[j]) : 0.0f;
+    const auto& columns = imputed[static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)])];
+    auto next = columns.begin();
+    for (std::int64_t k = m.indptr[static_cast<std::size_t>(i)]; k < m.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+      const std::int32_t column = m.indices[static_cast<std::size_t>(k)];
+      for (; next != columns.end() && *next < column; ++next) {
+        merged.indices.push_back(*next);
+        merged.values.push_back(mean[static_cast<std::size_t>(*next)]);
+      }
+      if (next != columns.end() && *next == column) continue;  // replaced below
+      merged.indices.push_back(column);
+      merged.values.push_back(m.values[static_cast<std::size_t>(k)]);
     }
+    for (; next != columns.end(); ++next) {
+      merged.indices.push_back(*next);
+      merged.values.push_back(mean[static_cast<std::size_t>(*next)]);
+    }
+    merged.indptr.push_back(static_cast<std::int64_t>(merged.values.size()));
   }
+  m = std::move(merged);
 }
 
 /// The reference sample of pooled references with different genes: each cell's reference and
@@ -1003,7 +1068,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       rows += labelled + (options.augment_depth ? std::min(labelled, cap) : 0);
     }
     cells.dims = static_cast<int>(panel.size());  // append_row's width, before the first block
-    cells.sparse = !impute && !options.dense_features;
+    cells.sparse = !options.dense_features;
     if (cells.sparse) {
       cells.sparse_features.reset(0, 0, static_cast<std::int64_t>(panel.size()));
       cells.sparse_features.indptr.reserve(rows + 1);

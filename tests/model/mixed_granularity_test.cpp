@@ -265,6 +265,63 @@ TEST(MixedGranularityTraining, FineClassesFromOneReferenceAndCoarseCellsFromAnot
                           [](const std::string& warning) { return warning.find("300 cells were left out") != std::string::npos; }));
 }
 
+/// Pooled references with imputed genes: the features (in compressed rows or, when imputed values
+/// would fill them, dense) are the dense matrix's bit for bit (TrainOptions::dense_features), and
+/// logistic regression and the MLP train the same model from either.
+void expect_imputed_matrix_of_dense_features(const std::vector<const Dataset*>& references, const TrainOptions& options, const GeneTable& table,
+                                             bool compressed) {
+  const TrainingData data = training_features(references, options, GeneStore(), table);
+  TrainOptions dense_options = options;
+  dense_options.dense_features = true;
+  const TrainingData dense = training_features(references, dense_options, GeneStore(), table);
+  ASSERT_FALSE(dense.cells.sparse);
+  EXPECT_EQ(data.cells.sparse, compressed);
+  const std::vector<float> features = data.cells.dense();
+  EXPECT_EQ(features, dense.cells.features);
+  std::int64_t non_zero = 0;
+  for (const float value : features) non_zero += value != 0.0f;
+  if (compressed) EXPECT_EQ(data.cells.sparse_features.nnz(), non_zero);  // zeros stay implicit
+  EXPECT_EQ(compressed, 2 * non_zero <= static_cast<std::int64_t>(features.size())) << "compressed while at most half of the values are stored";
+  for (const std::string classifier : {"logreg", "mlp"}) {
+    SCOPED_TRACE(classifier);
+    TrainOptions fit_options = options;
+    fit_options.classifier = classifier;
+    fit_options.validation_fraction = 0.2;
+    if (classifier == "mlp") fit_options.hyperparameters = {{"epochs", 3}, {"hidden", 16}};
+    TrainOptions dense_fit = fit_options;
+    dense_fit.dense_features = true;
+    const ClassifierState x = train_model(references, fit_options, GeneStore(), table).model.classifier->export_state();
+    const ClassifierState y = train_model(references, dense_fit, GeneStore(), table).model.classifier->export_state();
+    for (const auto& [name, array] : y.double_arrays) EXPECT_EQ(x.double_arrays.at(name).values, array.values) << name;
+    for (const auto& [name, array] : y.float_arrays) EXPECT_EQ(x.float_arrays.at(name).values, array.values) << name;
+  }
+}
+
+/// Sparse counts (~3 of 40 genes per cell): cell i of type i % 2 has 4 counts of marker gene
+/// 10 (i % 2) + i % 10, 2 of gene 30 + i % 10 and 1 of gene 20 + i % 7; `genes` first genes only.
+MemoryDataset sparse_cells(int n, int genes, const std::string& name) {
+  DataFrame obs;
+  DataFrame var;
+  for (int g = 0; g < genes; ++g) var.index.push_back("G" + std::to_string(g + 1));
+  std::vector<std::string> labels;
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, genes);
+  for (int i = 0; i < n; ++i) {
+    std::map<int, double> counts = {{10 * (i % 2) + i % 10, 4.0}, {30 + i % 10, 2.0}, {20 + i % 7, 1.0}};
+    for (const auto& [gene, count] : counts) {
+      if (gene >= genes) continue;
+      matrix.indices.push_back(gene);
+      matrix.values.push_back(count);
+    }
+    matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+    ++matrix.n_rows;
+    obs.index.push_back("c" + std::to_string(i));
+    labels.push_back(i % 2 == 0 ? "x" : "y");
+  }
+  obs.columns.push_back(Column::categorical("cell_type", labels));
+  return MemoryDataset(name, std::move(obs), std::move(var), std::move(matrix));
+}
+
 TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWeights) {
   const GeneTable table = test::numbered_gene_table(kGenes, 1001, "G");
   const MemoryDataset a = make_cells({30, 30}, {"x", "y"}, 3);
@@ -308,15 +365,23 @@ TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWei
   // query's genes keep it.
   options.gene_pooling = "impute";
   const TrainingData data = training_features({&a, &b}, options, GeneStore(), table);
-  EXPECT_FALSE(data.cells.sparse);  // imputed genes fill the matrix: it stays dense
   ASSERT_EQ(data.cells.dims, kGenes);
+  expect_imputed_matrix_of_dense_features({&a, &b}, options, table, false);  // b fills 15 of 40 columns: dense
+  {
+    // Sparse references, the second measuring 36 of the 40 genes: its 4 imputed values per cell
+    // are stored beside its own.
+    const MemoryDataset sparse_a = sparse_cells(60, kGenes, "sparse-a");
+    const MemoryDataset sparse_b = sparse_cells(50, 36, "sparse-b");
+    expect_imputed_matrix_of_dense_features({&sparse_a, &sparse_b}, options, table, true);
+  }
+  const std::vector<float> features = data.cells.dense();
   const std::int64_t column = std::find(data.panel.entrez_ids.begin(), data.panel.entrez_ids.end(), 1035) - data.panel.entrez_ids.begin();
   ASSERT_LT(column, kGenes);
   double a_sum = 0;
   std::int64_t a_cells = 0;
   std::set<float> b_values;
   for (std::int64_t i = 0; i < data.cells.n(); ++i) {
-    const float value = data.cells.features[static_cast<std::size_t>(i * kGenes + column)];
+    const float value = features[static_cast<std::size_t>(i * kGenes + column)];
     if (data.cells.references[static_cast<std::size_t>(i)] == 0) {
       a_sum += value;
       ++a_cells;
@@ -364,7 +429,7 @@ TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWei
     const std::int64_t gene = 1001 + b_rows.indices[0];
     const std::int64_t gene_column = std::find(data.panel.entrez_ids.begin(), data.panel.entrez_ids.end(), gene) - data.panel.entrez_ids.begin();
     ASSERT_LT(gene_column, kGenes);
-    EXPECT_NEAR(data.cells.features[b_first * kGenes + static_cast<std::size_t>(gene_column)],
+    EXPECT_NEAR(features[b_first * kGenes + static_cast<std::size_t>(gene_column)],
                 std::log1p(b_rows.values[0] * 1e4 / (b_sum * multiplier)), 1e-5);
   }
   const TrainResult imputed = train_model({&a, &b}, options, GeneStore(), table);
