@@ -201,8 +201,9 @@ class Classifier {
   void fit(const float* features, std::int64_t n, int d, const std::vector<std::int32_t>& labels, int n_classes,
            const FitOptions& options = {});
   /// The same on features in compressed rows (FitOptions::rows selects rows of `features`): the
-  /// same model as `fit` on their dense copy. Logistic regression trains on the stored values;
-  /// the other back ends on a dense copy of the rows, made for the fit.
+  /// same model as `fit` on their dense copy. Logistic regression trains on the stored values,
+  /// the MLP on batches densified as it asks for them; the other back ends on a dense copy of the
+  /// rows, made for the fit.
   void fit(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
            const FitOptions& options = {});
   /// Class probabilities [n x n_classes] for `features` [n x n_features()]. Rows sum to 1.
