@@ -131,7 +131,8 @@ void read_rows_2d(hid_t dataset, std::int64_t row, std::int64_t count, std::int6
 /// Read a 1-D string dataset (fixed or variable length, ASCII or UTF-8).
 std::vector<std::string> read_strings(hid_t dataset);
 
-/// Create datasets (1-D / 2-D) and write data in one go. `gzip_level` 0 = none.
+/// Create datasets (1-D / 2-D) and write data in one go. `gzip_level` 0 = none; a compressed 1-D
+/// dataset is byte-shuffled before deflate (read back by libhdf5, e.g. a model file's arrays).
 template <typename T>
 Handle write_1d(hid_t parent, const std::string& name, const T* data, std::int64_t count, int gzip_level = 0,
                 std::int64_t chunk = 1 << 16);
