@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace celltyper {
 
@@ -23,10 +24,13 @@ namespace celltyper {
 /// and with gene keys not of the order of the columns either. So the same
 /// cell thinned in a reference file and in a model's reference sample (other rows, other column
 /// order) gives the same copy. obs, var and matrix geometry are those of `base`; every matrix
-/// source is thinned.
+/// source is thinned. `rows` (one flag per obs, or empty for every row): only the flagged rows
+/// are thinned, the others read as cells without values (training copies a sample of a large
+/// reference's cells and skips drawing the rest).
 class ThinnedDataset final : public Dataset {
  public:
-  ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed, std::vector<std::int64_t> column_keys = {});
+  ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed, std::vector<std::int64_t> column_keys = {},
+                 std::vector<std::uint8_t> rows = {});
 
   [[nodiscard]] const std::string& path() const override { return name_; }
   [[nodiscard]] std::string format() const override { return base_.format(); }
@@ -49,6 +53,7 @@ class ThinnedDataset final : public Dataset {
   double high_;
   std::uint64_t seed_;
   std::vector<std::int64_t> column_keys_;
+  std::vector<std::uint8_t> rows_;
   std::string name_;
 };
 

@@ -58,14 +58,21 @@ std::uint64_t cell_key(const CsrRows<Value>& block, std::int64_t i, const Column
 
 double keep_fraction(std::uint64_t cell, double low, double high) { return low + (high - low) * SplitMix64{cell}.uniform(); }
 
+/// Thin rows [first, first + block.n_rows) in place; a row outside `rows` (when not empty) is
+/// left without values.
 template <typename Value>
-void thin_block(CsrRows<Value>& block, const ColumnKeys& keys, std::uint64_t seed, double low, double high) {
+void thin_block(CsrRows<Value>& block, std::int64_t first, const std::vector<std::uint8_t>& rows, const ColumnKeys& keys, std::uint64_t seed,
+                double low, double high) {
   std::int64_t out = 0;
   for (std::int64_t i = 0; i < block.n_rows; ++i) {
-    const std::uint64_t cell = cell_key(block, i, keys, seed);
-    const double p = keep_fraction(cell, low, high);
     const std::int64_t begin = block.indptr[static_cast<std::size_t>(i)];
     const std::int64_t end = block.indptr[static_cast<std::size_t>(i) + 1];
+    if (!rows.empty() && rows[static_cast<std::size_t>(first + i)] == 0) {
+      block.indptr[static_cast<std::size_t>(i)] = out;
+      continue;
+    }
+    const std::uint64_t cell = cell_key(block, i, keys, seed);  // (reads row i's offsets: before they move)
+    const double p = keep_fraction(cell, low, high);
     block.indptr[static_cast<std::size_t>(i)] = out;
     for (std::int64_t k = begin; k < end; ++k) {
       const double value = static_cast<double>(block.values[static_cast<std::size_t>(k)]);
@@ -95,16 +102,21 @@ void thin_block(CsrRows<Value>& block, const ColumnKeys& keys, std::uint64_t see
 
 class ThinnedReader final : public MatrixReader {
  public:
-  ThinnedReader(std::unique_ptr<MatrixReader> base, const std::vector<std::int64_t>& column_keys, std::uint64_t seed, double low, double high)
-      : base_(std::move(base)), keys_(column_keys, base_->n_cols()), seed_(seed), low_(low), high_(high) {}
+  ThinnedReader(std::unique_ptr<MatrixReader> base, const std::vector<std::int64_t>& column_keys, const std::vector<std::uint8_t>& rows,
+                std::uint64_t seed, double low, double high)
+      : base_(std::move(base)), keys_(column_keys, base_->n_cols()), rows_(rows), seed_(seed), low_(low), high_(high) {
+    if (!rows_.empty() && static_cast<std::int64_t>(rows_.size()) != base_->n_rows()) {
+      throw InputError(fmt::format("depth augmentation: a row mask of {} rows for a matrix of {}", rows_.size(), base_->n_rows()));
+    }
+  }
   [[nodiscard]] const MatrixInfo& info() const override { return base_->info(); }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override {
     base_->read_rows(first, count, out);
-    thin_block(out, keys_, seed_, low_, high_);
+    thin_block(out, first, rows_, keys_, seed_, low_, high_);
   }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override {
     base_->read_rows(first, count, out);
-    thin_block(out, keys_, seed_, low_, high_);
+    thin_block(out, first, rows_, keys_, seed_, low_, high_);
   }
   /// Values left per row after thinning (one streaming pass).
   [[nodiscard]] std::vector<std::int64_t> row_nnz() override {
@@ -123,6 +135,7 @@ class ThinnedReader final : public MatrixReader {
  private:
   std::unique_ptr<MatrixReader> base_;
   ColumnKeys keys_;
+  const std::vector<std::uint8_t>& rows_;
   std::uint64_t seed_;
   double low_;
   double high_;
@@ -130,12 +143,14 @@ class ThinnedReader final : public MatrixReader {
 
 }  // namespace
 
-ThinnedDataset::ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed, std::vector<std::int64_t> column_keys)
+ThinnedDataset::ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed, std::vector<std::int64_t> column_keys,
+                               std::vector<std::uint8_t> rows)
     : base_(base),
       low_(low),
       high_(high),
       seed_(seed),
       column_keys_(std::move(column_keys)),
+      rows_(std::move(rows)),
       name_(fmt::format("{} (thinned to {:g}-{:g} of its counts)", base.path(), low, high)) {
   if (!(low > 0 && low <= high && high <= 1)) throw InputError(fmt::format("depth augmentation: keep fractions [{}, {}] are not within (0, 1]", low, high));
 }
@@ -152,7 +167,7 @@ std::vector<double> ThinnedDataset::keep_fractions(const std::string& source) co
 }
 
 std::unique_ptr<MatrixReader> ThinnedDataset::open_matrix(const std::string& source) const {
-  return std::make_unique<ThinnedReader>(base_.open_matrix(source), column_keys_, seed_, low_, high_);
+  return std::make_unique<ThinnedReader>(base_.open_matrix(source), column_keys_, rows_, seed_, low_, high_);
 }
 
 }  // namespace celltyper

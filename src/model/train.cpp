@@ -1132,10 +1132,6 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
         const std::int32_t gene = resolved[r].gene_index[column];
         if (gene != kNoGene && keyed.insert(table.gene(gene).entrez_id).second) column_keys[column] = table.gene(gene).entrez_id;
       }
-      const ThinnedDataset thinned(*reference.dataset, options.augment_depth_low, options.augment_depth_high, options.seed ^ 0x7468696E6E6564ULL,
-                                   std::move(column_keys));
-      LabelledReference shallow = reference;
-      shallow.dataset = &thinned;
       // Row -> its kept cell, for the cells that get a copy: every one, or a random
       // augment_depth_max_copies of them (a function of the seed and the cell's place among the
       // kept cells: the same for the same file).
@@ -1155,6 +1151,14 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       for (std::size_t i = 0; i < kept_rows.size(); ++i) {
         if (copied[i] != 0) original_of[kept_rows[i]] = static_cast<std::int64_t>(first_row + i);
       }
+      // Only the copied rows are thinned (the others read as empty cells and are skipped): the
+      // same copies as thinning every row, without drawing the molecules of the rest.
+      std::vector<std::uint8_t> thin_rows(reference.labels.size(), 0);
+      for (std::size_t row = 0; row < thin_rows.size(); ++row) thin_rows[row] = original_of[row] >= 0 ? 1 : 0;
+      const ThinnedDataset thinned(*reference.dataset, options.augment_depth_low, options.augment_depth_high, options.seed ^ 0x7468696E6E6564ULL,
+                                   std::move(column_keys), std::move(thin_rows));
+      LabelledReference shallow = reference;
+      shallow.dataset = &thinned;
       cells.augmented_from.resize(cells.labels.size(), -1);  // the reference cells so far
       std::int64_t n_copies = 0;
       const FeatureBlockCallback append_copies = [&](std::int64_t first, std::int64_t n_rows, const float* block, const std::uint8_t* block_empty) {

@@ -120,6 +120,30 @@ TEST(ThinnedDataset, KeepsABinomialShareOfEachCountWhateverTheBlocks) {
   EXPECT_THROW(ThinnedDataset(cells, 0.0, 0.5, 1), InputError);
   EXPECT_THROW(ThinnedDataset(cells, 0.6, 0.5, 1), InputError);
   EXPECT_THROW(ThinnedDataset(cells, 0.1, 1.5, 1), InputError);
+  // A row mask (training copies a sample of a large reference's cells): the flagged rows are
+  // thinned exactly as without it, the others read as cells without values, whatever the blocks.
+  std::vector<std::uint8_t> rows(static_cast<std::size_t>(cells.n_obs()), 0);
+  for (std::size_t row = 0; row < rows.size(); row += 3) rows[row] = 1;
+  const ThinnedDataset masked(cells, 0.1, 0.5, 42, {}, rows);
+  for (const std::int64_t block_rows : {1000, 7}) {
+    SCOPED_TRACE(block_rows);
+    const CsrBlockF64 some = read_all(masked, block_rows);
+    ASSERT_EQ(some.n_rows, whole.n_rows);
+    for (std::int64_t row = 0; row < whole.n_rows; ++row) {
+      const auto at = static_cast<std::size_t>(row);
+      if (rows[at] == 0) {
+        EXPECT_EQ(some.indptr[at + 1], some.indptr[at]) << "row " << row;
+        continue;
+      }
+      ASSERT_EQ(some.indptr[at + 1] - some.indptr[at], whole.indptr[at + 1] - whole.indptr[at]) << "row " << row;
+      for (std::int64_t k = 0; k < whole.indptr[at + 1] - whole.indptr[at]; ++k) {
+        EXPECT_EQ(some.indices[static_cast<std::size_t>(some.indptr[at] + k)], whole.indices[static_cast<std::size_t>(whole.indptr[at] + k)]);
+        EXPECT_EQ(some.values[static_cast<std::size_t>(some.indptr[at] + k)], whole.values[static_cast<std::size_t>(whole.indptr[at] + k)]);
+      }
+    }
+  }
+  rows.pop_back();
+  EXPECT_THROW((void)ThinnedDataset(cells, 0.1, 0.5, 42, {}, rows).open_matrix("X"), InputError);
 }
 
 /// `dataset` with its rows reversed and its columns in reverse order.
