@@ -10,6 +10,7 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -31,6 +32,19 @@ template <typename T, typename Allocator>
 void reserve_huge(std::vector<T, Allocator>& vector, std::size_t n) {
   vector.reserve(n);
   advise_huge_pages(vector.data(), vector.capacity() * sizeof(T));
+}
+
+/// Room for `n` elements in a vector that grows by appends (kept values): when it must grow, it
+/// doubles (at least to n) into an allocation advised huge pages, so that appending hundreds of
+/// MB does not take a page fault per 4 KiB.
+template <typename T, typename Allocator>
+void reserve_growing_huge(std::vector<T, Allocator>& vector, std::size_t n) {
+  if (vector.capacity() >= n) return;
+  const std::size_t capacity = std::max(n, 2 * vector.capacity());
+  std::vector<T, Allocator> grown;
+  reserve_huge(grown, capacity);
+  grown.insert(grown.end(), vector.begin(), vector.end());
+  vector.swap(grown);
 }
 
 /// Resize a buffer that is about to be overwritten to `n` elements: when it must grow, its old

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <bit>
 #include <fstream>
 #include <iterator>
 #include <filesystem>
@@ -285,7 +286,9 @@ void append_sample_rows(const Dataset& dataset, const std::string& matrix, const
   BlockStreamOptions stream;
   stream.memory_limit_bytes = memory_limit_bytes;
   std::size_t next = 0;
-  std::vector<std::pair<std::int32_t, double>> entries;
+  // A row's (column, value bits) as one key: sorting 64-bit keys by column is ~2x faster than
+  // (column, double) pairs, and a row whose vars already follow the columns needs no sort.
+  std::vector<std::uint64_t> entries;
   for_each_block(*reader, stream, [&](const CsrBlock& block) {
     while (next < rows.size() && rows[next] < block.first_row + block.n_rows) {
       const auto r = static_cast<std::size_t>(rows[next] - block.first_row);
@@ -293,12 +296,14 @@ void append_sample_rows(const Dataset& dataset, const std::string& matrix, const
       for (std::int64_t k = block.indptr[r]; k < block.indptr[r + 1]; ++k) {
         const std::int32_t j = column[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])];
         const float value = block.values[static_cast<std::size_t>(k)];
-        if (j >= 0 && value != 0) entries.emplace_back(j, value);
+        if (j >= 0 && value != 0) entries.push_back(static_cast<std::uint64_t>(j) << 32 | std::bit_cast<std::uint32_t>(value));
       }
-      std::sort(entries.begin(), entries.end());
-      for (const auto& [j, value] : entries) {
-        out.indices.push_back(j);
-        out.values.push_back(value);
+      if (!std::is_sorted(entries.begin(), entries.end())) std::sort(entries.begin(), entries.end());
+      detail::reserve_growing_huge(out.indices, out.indices.size() + entries.size());
+      detail::reserve_growing_huge(out.values, out.values.size() + entries.size());
+      for (const std::uint64_t entry : entries) {
+        out.indices.push_back(static_cast<std::int32_t>(entry >> 32));
+        out.values.push_back(std::bit_cast<float>(static_cast<std::uint32_t>(entry)));
       }
       out.indptr.push_back(static_cast<std::int64_t>(out.indices.size()));
       ++out.n_rows;
@@ -727,8 +732,8 @@ void impute_unmeasured_genes(const std::vector<std::int64_t>& panel, const std::
   // imputed column replaces a stored value, as in the dense matrix).
   CsrBlock merged;
   merged.reset(0, m.n_rows, m.n_cols);
-  merged.indices.reserve(m.indices.size() + added);
-  merged.values.reserve(m.values.size() + added);
+  detail::reserve_huge(merged.indices, m.indices.size() + added);
+  detail::reserve_huge(merged.values, m.values.size() + added);
   for (std::int64_t i = 0; i < cells.n(); ++i) {
     const auto& columns = imputed[static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)])];
     auto next = columns.begin();
@@ -1237,6 +1242,10 @@ void LabelledFeatures::append_row(const float* row) {
     features.insert(features.end(), row, row + dims);
     return;
   }
+  std::size_t stored = 0;
+  for (int j = 0; j < dims; ++j) stored += row[j] != 0 ? 1 : 0;
+  detail::reserve_growing_huge(sparse_features.indices, sparse_features.indices.size() + stored);
+  detail::reserve_growing_huge(sparse_features.values, sparse_features.values.size() + stored);
   for (int j = 0; j < dims; ++j) {
     if (row[j] != 0) {
       sparse_features.indices.push_back(j);
