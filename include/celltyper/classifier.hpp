@@ -85,13 +85,13 @@ struct ValidationSet {
   /// them from its compressed rows; the MLP scores them a slice at a time).
   std::function<void(std::int64_t first, std::int64_t count, float* out)> read;
   [[nodiscard]] bool empty() const { return n == 0; }
-  /// The features of cells [first, first + count) into out [count x d], from either source.
-  void copy_rows(std::int64_t first, std::int64_t count, int d, float* out) const {
-    if (features != nullptr) {
-      std::copy(features + first * d, features + (first + count) * d, out);
-    } else {
-      read(first, count, out);
-    }
+  /// The features of cells [first, first + count) ([count x d]): a pointer into `features`, or
+  /// `buffer` filled by `read`.
+  const float* rows(std::int64_t first, std::int64_t count, int d, std::vector<float>& buffer) const {
+    if (features != nullptr) return features + first * d;
+    buffer.resize(static_cast<std::size_t>(count * d));
+    read(first, count, buffer.data());
+    return buffer.data();
   }
 };
 

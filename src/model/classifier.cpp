@@ -136,12 +136,7 @@ void Classifier::check_fit(std::int64_t n, int d, const std::vector<std::int32_t
     std::vector<float> slice;
     for (std::int64_t first = 0; first < validation.n; first += kValidationSlice) {
       const std::int64_t rows = std::min(kValidationSlice, validation.n - first);
-      const float* values = validation.features != nullptr ? validation.features + first * d : nullptr;
-      if (values == nullptr) {
-        slice.resize(static_cast<std::size_t>(rows * d));
-        validation.read(first, rows, slice.data());
-        values = slice.data();
-      }
+      const float* values = validation.rows(first, rows, d, slice);
       for (std::int64_t k = 0; k < rows * d; ++k) {
         if (!std::isfinite(values[k])) {
           throw InputError(fmt::format("validation feature {} of cell {} is not finite", k % d, first + k / d));

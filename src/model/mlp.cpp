@@ -448,12 +448,7 @@ void train(const mlp_plugin::TrainRequest& request, mlp_plugin::TrainResult& res
     std::int64_t correct = 0;
     for (std::int64_t first = 0; first < validation.n; first += kValidationSlice) {
       const std::int64_t rows = std::min(kValidationSlice, validation.n - first);
-      const float* features = validation.features != nullptr ? validation.features + first * d : nullptr;
-      if (features == nullptr) {  // read a slice at a time
-        validation_slice.resize(static_cast<std::size_t>(rows * d));
-        validation.read(first, rows, validation_slice.data());
-        features = validation_slice.data();
-      }
+      const float* features = validation.rows(first, rows, d, validation_slice);  // (read a slice at a time)
       const auto input = torch::from_blob(const_cast<float*>(features), {rows, d}, torch::kFloat32);
       const auto predicted = forward(input, false).argmax(1).contiguous();
       const auto* codes = predicted.data_ptr<std::int64_t>();

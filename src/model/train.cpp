@@ -696,34 +696,28 @@ void impute_unmeasured_genes(const std::vector<std::int64_t>& panel, const std::
   }
   std::vector<float> mean(width, 0.0f);
   for (std::size_t j = 0; j < width; ++j) mean[j] = count[j] > 0 ? static_cast<float>(sum[j] / static_cast<double>(count[j])) : 0.0f;
-  if (!cells.sparse) {
-    for (std::int64_t i = 0; i < cells.n(); ++i) {
-      const auto r = static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)]);
-      for (std::size_t j = 0; j < width; ++j) {
-        if (has[r][j] == 0) cells.features[static_cast<std::size_t>(i) * width + j] = mean[j];
-      }
-    }
-    return;
-  }
   // Per reference, its unmeasured columns with a non-zero mean (a zero stays implicit).
   std::vector<std::vector<std::int32_t>> imputed(n_references);
-  std::size_t added = 0;
   for (std::size_t r = 0; r < n_references; ++r) {
     for (std::size_t j = 0; j < width; ++j) {
       if (has[r][j] == 0 && mean[j] != 0.0f) imputed[r].push_back(static_cast<std::int32_t>(j));
     }
   }
+  std::size_t added = 0;
   for (std::int64_t i = 0; i < cells.n(); ++i) added += imputed[static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)])].size();
-  if (added == 0) return;
+  if (cells.sparse && added == 0) return;
   // References that measured a small part of the panel fill most of it: when the compressed rows
   // would hold more than half of the matrix's values (8 bytes each against 4), it goes dense.
-  if (2 * (m.values.size() + added) > static_cast<std::size_t>(cells.n()) * width) {
+  if (cells.sparse && 2 * (m.values.size() + added) > static_cast<std::size_t>(cells.n()) * width) {
     cells.features = cells.dense();
     cells.sparse = false;
     cells.sparse_features = CsrBlock();
+  }
+  if (!cells.sparse) {
     for (std::int64_t i = 0; i < cells.n(); ++i) {
-      for (const std::int32_t j : imputed[static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)])]) {
-        cells.features[static_cast<std::size_t>(i) * width + static_cast<std::size_t>(j)] = mean[static_cast<std::size_t>(j)];
+      const auto r = static_cast<std::size_t>(cells.references[static_cast<std::size_t>(i)]);
+      for (std::size_t j = 0; j < width; ++j) {
+        if (has[r][j] == 0) cells.features[static_cast<std::size_t>(i) * width + j] = mean[j];
       }
     }
     return;
@@ -1242,10 +1236,8 @@ void LabelledFeatures::append_row(const float* row) {
     features.insert(features.end(), row, row + dims);
     return;
   }
-  std::size_t stored = 0;
-  for (int j = 0; j < dims; ++j) stored += row[j] != 0 ? 1 : 0;
-  detail::reserve_growing_huge(sparse_features.indices, sparse_features.indices.size() + stored);
-  detail::reserve_growing_huge(sparse_features.values, sparse_features.values.size() + stored);
+  detail::reserve_growing_huge(sparse_features.indices, sparse_features.indices.size() + static_cast<std::size_t>(dims));
+  detail::reserve_growing_huge(sparse_features.values, sparse_features.values.size() + static_cast<std::size_t>(dims));
   for (int j = 0; j < dims; ++j) {
     if (row[j] != 0) {
       sparse_features.indices.push_back(j);
@@ -1261,11 +1253,7 @@ void LabelledFeatures::copy_row(std::int64_t row, float* out) const {
     std::copy_n(features.begin() + static_cast<std::ptrdiff_t>(row * dims), dims, out);
     return;
   }
-  std::fill_n(out, dims, 0.0f);
-  const auto& m = sparse_features;
-  for (std::int64_t k = m.indptr[static_cast<std::size_t>(row)]; k < m.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
-    out[m.indices[static_cast<std::size_t>(k)]] = m.values[static_cast<std::size_t>(k)];
-  }
+  sparse_view().copy_row(row, out);
 }
 
 std::vector<float> LabelledFeatures::dense_rows(const std::vector<std::int64_t>& rows) const {

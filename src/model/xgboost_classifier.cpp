@@ -182,13 +182,7 @@ void GradientBoostedTrees::fit_standardized(const float* x, std::int64_t n, int 
     }
     // XGBoost's matrix is dense: features given by `read` are read once, here.
     std::vector<float> read_features;
-    const float* features = validation.features;
-    if (features == nullptr) {
-      read_features.resize(static_cast<std::size_t>(validation.n * d));
-      validation.copy_rows(0, validation.n, d, read_features.data());
-      features = read_features.data();
-    }
-    make_dmatrix(held_out, features, validation.n, d, validation.labels, &validation_weights, threads);
+    make_dmatrix(held_out, validation.rows(0, validation.n, d, read_features), validation.n, d, validation.labels, &validation_weights, threads);
   }
 
   Booster booster;
