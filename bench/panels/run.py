@@ -493,6 +493,18 @@ def run_reference(name, ref, celltyper, args, workdir, parents, has_reference_mo
     else:
         result["default_model"] = dict(train_seconds=train_wall, summary=(run.stdout + run.stderr).strip().splitlines()[-3:],
                                        **model_provenance(model))
+    # ensemble (--ensemble-args): a second model, trained once; annotate averages both
+    second, second_wall = None, None
+    if args.ensemble_args and model:
+        second = os.path.join(rdir, "ensemble_second.h5")
+        log(f"{name}: second model of the ensemble: train {args.ensemble_args}")
+        run2, second_wall = ct_run([celltyper, "train"] + label_args(ref, ref_path) + args.ensemble_args.split() + ["--out", second],
+                                   f"{name} ensemble train")
+        if run2.returncode != 0:
+            result["ensemble_model"] = dict(error=error_of(run2))
+            second = None
+        else:
+            result["ensemble_model"] = dict(train_seconds=second_wall, args=args.ensemble_args, **model_provenance(second))
 
     # queries
     queries = []
@@ -536,6 +548,13 @@ def run_reference(name, ref, celltyper, args, workdir, parents, has_reference_mo
             score_celltyper("default", run, wall, out, refused, train_wall)
         else:
             entry["methods"]["default"] = dict(error=result["default_model"]["error"])
+        if second:
+            out = os.path.join(rdir, f"q{qi}_ensemble.h5ad")
+            run, wall, refused = annotate(celltyper, [celltyper, "annotate", "--model", model, "--model", second, "--input", qpath, "--out", out],
+                                          f"{name} ensemble annotate")
+            score_celltyper("ensemble", run, wall, out, refused, train_wall + second_wall)
+        elif args.ensemble_args:
+            entry["methods"]["ensemble"] = dict(error=result.get("ensemble_model", result["default_model"]).get("error", "no model"))
         if args.default_only:
             peer_list_here = []
         else:
@@ -622,6 +641,9 @@ def main():
                         help="smoke check: 2 panels per reference (random 10%%, 200 markers), one cross-dataset query, the logreg peer only")
     parser.add_argument("--skip-peers", action="store_true")
     parser.add_argument("--train-args", default="", help="experiments: extra flags of the default (and oracle) `celltyper train`")
+    parser.add_argument("--ensemble-args", default="",
+                        help="experiments: also an 'ensemble' row: a second model trained with these flags (e.g. '--classifier xgboost'), "
+                             "annotate averaging it with the default model (`annotate --model DEFAULT --model SECOND`)")
     parser.add_argument("--default-only", action="store_true", help="experiments: only the default rows (no oracle, reference mode, peers)")
     parser.add_argument("--references", default="pbmc3k,savercat,pancreas,cellbench")
     parser.add_argument("--peers", default=",".join(PEERS))
@@ -669,7 +691,8 @@ def main():
     report = dict(machine=machine, celltyper_binary=binary, celltyper_source=source, gene_store=store,
                   train_help_defaults=train_defaults, annotate_help_defaults=annotate_defaults,
                   reference_mode_available=has_reference_mode, peers=peer_list, xgboost_rounds=args.xgb_rounds,
-                  quick=args.quick, seed=args.seed, panels=args.panels, train_args=args.train_args, references={})
+                  quick=args.quick, seed=args.seed, panels=args.panels, train_args=args.train_args,
+                  ensemble_args=args.ensemble_args, references={})
     for name in args.references.split(","):
         report["references"][name] = run_reference(name, refs[name], celltyper, args, workdir, parents, has_reference_mode, peer_list)
     report["wall_seconds"] = time.perf_counter() - started
@@ -783,7 +806,10 @@ def markdown(report):
              "Rows: **default** = `train` with no flags, once per reference, then `annotate` per query; **oracle** = `train --restrict-genes QUERY` "
              "per query; **reference-mode** = `annotate --reference REF` (trains on the fly); peers are trained on the reference restricted to the genes "
              "they share with the query. Metrics from `celltyper evaluate` on CL terms (labels for cellbench): macro-F1 over truth and predicted classes; "
-             "hF = hierarchical F.", ""]
+             "hF = hierarchical F."
+             + (f" **ensemble** = a second model (`train {report['ensemble_args']}`), once per reference, and `annotate --model DEFAULT --model SECOND` "
+                "(probabilities averaged); its seconds are both trainings plus annotate." if report.get("ensemble_args") else "")
+             + (f" Default and oracle trained with `{report['train_args']}`." if report.get("train_args") else ""), ""]
     # gaps
     lines += ["## default - oracle per query (goal: within 0.02 on every panel)", "",
               "| reference | query | default macro-F1 | oracle macro-F1 | gap | default hF | oracle hF | gap | within 0.02 |",

@@ -95,7 +95,11 @@ struct TrainOptions {
   bool harmonize_labels = false;
   /// With `harmonize_labels`: keep every term as a class of its own (flat pooled training).
   bool flat_labels = false;
-  const Ontology* ontology = nullptr;     ///< for harmonize_labels (not owned); null = label_map alone, flat
+  /// The Cell Ontology (not owned; may be null): the classes' CL ids for labels that are CL ids,
+  /// term names or exact synonyms (after `label_map` and the data's ontology-term-id column, such
+  /// as CELLxGENE's cell_type_ontology_term_id), and the terms of `harmonize_labels` (null: the
+  /// label map and the data's ids alone, flat).
+  const Ontology* ontology = nullptr;
   /// Weight cells so that every reference counts equally in the loss (each reference's cells
   /// sum to n / references), on top of class balancing.
   bool balance_references = false;

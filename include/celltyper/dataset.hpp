@@ -94,6 +94,8 @@ class Dataset {
   /// (CELLxGENE files carry dozens of columns). Throws InputError naming every obs column when
   /// one of `names` is missing. The default reads the whole frame and drops the rest.
   [[nodiscard]] virtual DataFrame read_obs_columns(const std::vector<std::string>& names) const;
+  /// Names of obs's columns (not the index), without reading them. The default reads obs.
+  [[nodiscard]] virtual std::vector<std::string> obs_column_names() const;
   [[nodiscard]] virtual DataFrame read_var() const = 0;
   /// Matrix sources available: "X" first, then "raw/X", then "layers/<name>".
   [[nodiscard]] virtual std::vector<std::string> matrix_sources() const = 0;

@@ -77,7 +77,7 @@ class H5adFile final : public Dataset {
   /// Reads only the listed obs columns (and the index) from the file.
   [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const override;
   /// Column names of obs in order, without reading them.
-  [[nodiscard]] std::vector<std::string> obs_column_names() const;
+  [[nodiscard]] std::vector<std::string> obs_column_names() const override;
   /// Column names of var in order, without reading them.
   [[nodiscard]] std::vector<std::string> var_column_names() const;
   /// Keys of a mapping group ("obsm", "varm", "layers", "uns", "obsp").

@@ -76,6 +76,25 @@ struct OpenedDatasets {
 };
 OpenedDatasets open_datasets(const std::vector<std::string>& paths);
 
+/// Per label, the Cell Ontology ids its cells carry, with their cell counts.
+using LabelTermIds = std::map<std::string, std::map<std::string, std::int64_t>>;
+
+/// The column of Cell Ontology ids the CELLxGENE schema puts beside a label column:
+/// "cell_type" -> "cell_type_ontology_term_id".
+std::string ontology_term_id_column(const std::string& label_column);
+
+/// Add to `ids` the CL ids of `labels`' cells from `term_ids` (a column such as
+/// cell_type_ontology_term_id; rows with a missing or empty label skipped, and ids that are not
+/// "CL:...", such as CELLxGENE's "unknown").
+void count_label_term_ids(const Column& labels, const Column& term_ids, LabelTermIds& ids,
+                          const std::map<std::string, std::string>& label_renames = {},
+                          const std::vector<std::uint8_t>* excluded = nullptr);
+
+/// Each label's most frequent CL id in `ids` (ties: the smallest id). A label with several ids
+/// adds a line to `warnings` naming `column`.
+std::map<std::string, std::string> most_frequent_term_ids(const LabelTermIds& ids, const std::string& column,
+                                                          std::vector<std::string>* warnings);
+
 /// The labelled cells of one reference, before any feature is computed.
 struct LabelledReference {
   std::string path;
@@ -85,6 +104,10 @@ struct LabelledReference {
   std::vector<std::string> groups;      ///< per cell "path\x1fgroup"; "" without a group column
   std::vector<std::uint8_t> labelled;   ///< 1 = has a label and is not masked out
   std::vector<std::uint8_t> excluded;   ///< 1 = masked out by TrainOptions::cell_masks
+  /// The CL ids its labelled cells carry in obs's ontology-term-id column beside the label column
+  /// (ontology_term_id_column), per label with their cell counts; empty without such a column.
+  LabelTermIds label_term_ids;
+  std::string term_id_column;  ///< that column's name when obs has it, else ""
 };
 
 /// Step 1: labels and groups of every cell of `datasets` (options: label_column, group_column,
@@ -116,8 +139,12 @@ struct TrainingData {
   std::string gene_table_source;
   std::size_t n_restrict_genes = 0;            ///< TrainOptions::restrict_genes, unique
   std::size_t n_shared_genes = 0;              ///< genes every reference measured (TrainOptions::shared_genes; 0 = not applied)
-  /// With TrainOptions::harmonize_labels: CL id of every (harmonised) label.
+  /// CL id of every (harmonised) label that has one (harmonize_labels with TrainOptions::label_map,
+  /// the data's ontology-term-id column and TrainOptions::ontology).
   std::map<std::string, std::string> label_cl_ids;
+  /// Where each label's CL id came from: "label map", "obs:COLUMN" (the data's ontology-term-id
+  /// column), "CL id", "CL name" or "CL synonym" (the ontology).
+  std::map<std::string, std::string> label_cl_id_sources;
   /// Coarse labels (mixed granularity), see coarse_labels().
   std::map<std::string, CoarseLabel> coarse_labels;
   /// The classes a cell labelled `label` in reference `reference` may belong to when the label
@@ -132,12 +159,17 @@ struct LabelHarmonization {
   std::vector<std::string> unmapped;           ///< labels without a CL id, sorted
 };
 
-/// Map `labels` to CL ids through the table `label_map` (rows of `label_map_dataset` first, when
-/// given) and `ontology` (term names, ids, exact synonyms; either may be absent); with `rename`,
-/// each mapped label is renamed to its term's name (the id when the name is unknown). Throws
-/// InputError when neither a table nor an ontology is given.
+/// Map `labels` to CL ids: first the table `label_map` (rows of `label_map_dataset` first, when
+/// given), then `data_ids` (label -> the CL id the data itself gives it, e.g. CELLxGENE's
+/// cell_type_ontology_term_id; an id the ontology lacks is skipped), then `ontology` (a label that
+/// is a CL id, a term's name or one of its exact synonyms). Any of the three may be absent; with
+/// `rename`, each mapped label is renamed to its term's name (the id when the name is unknown).
+/// `sources` (optional) gets label -> where its id came from ("label map", "data", "ontology").
+/// Throws InputError when neither a table, data ids nor an ontology is given.
 LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const Ontology* ontology, const std::string& label_map,
-                                    const std::string& label_map_dataset, bool rename);
+                                    const std::string& label_map_dataset, bool rename,
+                                    const std::map<std::string, std::string>& data_ids = {},
+                                    std::map<std::string, std::string>* sources = nullptr);
 
 /// Mixed granularity: which labels of which references train as coarse labels.
 ///

@@ -122,6 +122,13 @@ def _dataset(adata, *, layer: Optional[str] = None, use_raw: bool = False, obs_c
     return spec
 
 
+def _with_term_ids(adata, columns: Sequence[str], label: str) -> list:
+    """`columns` and, when obs has it, the CELLxGENE column of Cell Ontology ids beside `label`
+    (cell_type -> cell_type_ontology_term_id), from which training takes the classes' CL ids."""
+    companion = f"{label}_ontology_term_id"
+    return list(columns) + ([companion] if companion in adata.obs.columns and companion not in columns else [])
+
+
 def _strip(reference: Optional[str], prefix: str = "obs") -> Optional[str]:
     if reference is None:
         return None
@@ -206,6 +213,9 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
 
     `label` (and `group`) are obs columns ("obs:" prefix optional). The defaults are those of
     `celltyper train`; classifier hyperparameters (e.g. l2=0.01 for logreg) are keyword arguments.
+    The classes get Cell Ontology ids from `label_map`, else from obs['<label>_ontology_term_id']
+    when the AnnData has it (CELLxGENE files), else from the ontology when a label is a CL id, a
+    term's name or an exact synonym (`model.cl_ids`; "" for the others).
     Pooling references labelled at different depths: `harmonize_labels=True` (with `label_map`
     and the installed Cell Ontology, or `ontology=`) makes labels CL terms and trains a coarse term
     as the summed probability of the classes below it (`celltyper train --harmonize-labels`).
@@ -219,7 +229,8 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     label = _strip(label)
     group = _strip(group)
     wanted = [label] + ([group] if group else [])
-    specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=wanted, name=f"reference {i + 1}" if len(references) > 1 else "AnnData")
+    specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, wanted, label),
+                      name=f"reference {i + 1}" if len(references) > 1 else "AnnData")
              for i, a in enumerate(references)]
     options = _common({"label": label, "group": group or "", "classifier": classifier, "features": features, "n_genes": n_genes,
                        "validation_fraction": validation_fraction, "seed": seed, "reference_sample": reference_sample,
@@ -283,7 +294,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
             raise ValueError("reference= needs label= (the obs column of the reference's cell types)")
         label = _strip(label)
         items = reference if isinstance(reference, (list, tuple)) else [reference]
-        references = [_dataset(r, layer=reference_layer, obs_columns=[label], name=f"reference {i + 1}" if len(items) > 1 else "reference")
+        references = [_dataset(r, layer=reference_layer, obs_columns=_with_term_ids(r, [label], label),
+                               name=f"reference {i + 1}" if len(items) > 1 else "reference")
                       for i, r in enumerate(items)]
     options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "hierarchical": hierarchical,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
@@ -368,6 +380,8 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
             continue
         if column not in adata.obs.columns:
             raise ValueError(f"AnnData: no obs column '{column}' for the {role} (available: {', '.join(map(str, adata.obs.columns))})")
+        columns[column] = _column(adata.obs[column])
+    for column in _with_term_ids(adata, [], truth_column):  # the truth's CL ids (CELLxGENE files)
         columns[column] = _column(adata.obs[column])
     obsm = {}
     uns = {}

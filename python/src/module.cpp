@@ -279,14 +279,12 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
   const auto table = gene_table(table_path);
   if (!table) throw InputError("training needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
   const GeneStore store = load_store_for(train, store_path);
-  std::shared_ptr<const Ontology> cell_ontology;
-  if (train.harmonize_labels) {
-    cell_ontology = ontology(ontology_path);
-    if (!cell_ontology && train.label_map.empty()) {
-      throw InputError(fmt::format("harmonize_labels=True needs the Cell Ontology (ontology=FILE) or label_map=; {}", kOntologyReleaseHint));
-    }
-    train.ontology = cell_ontology.get();
+  // The ontology gives labels that are CL names their ids, and the terms of harmonize_labels.
+  const std::shared_ptr<const Ontology> cell_ontology = ontology(ontology_path);
+  if (train.harmonize_labels && !cell_ontology && train.label_map.empty()) {
+    throw InputError(fmt::format("harmonize_labels=True needs the Cell Ontology (ontology=FILE) or label_map=; {}", kOntologyReleaseHint));
   }
+  train.ontology = cell_ontology.get();
   TrainResult result = train_model(datasets, train, store, *table);
   std::string summary = train_summary(result).dump();  // before the model moves out of `result`
   auto model = std::make_shared<CellTypeModel>(std::move(result.model));
@@ -342,6 +340,8 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       std::vector<const Dataset*> datasets;
       for (const auto& borrowed : reference_data) datasets.push_back(borrowed.dataset.get());
       if (!keep_model) train.reference_sample_cells = 0;
+      if (!cell_ontology) cell_ontology = ontology(ontology_path);  // CL ids of labels that are CL names
+      train.ontology = cell_ontology.get();
       const GeneStore store = load_store_for(train, store_path);
       TrainResult result = train_for_query(datasets, *query.dataset, train, store, *table, annotate_options.embed);
       trained_summary = train_summary(result).dump();

@@ -190,6 +190,15 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       train.embed.memory_limit_bytes = args->options.embed.memory_limit_bytes;
       train.reference_sample_cells = args->save_model.empty() ? 0 : train.reference_sample_cells;
       train.log = args->options.log;
+      // CL ids of labels that are CL names (after --label-map and the data's own ids).
+      Ontology reference_ontology;
+      if (train.ontology == nullptr && args->options.ontology != nullptr) train.ontology = args->options.ontology;
+      if (train.ontology == nullptr) {
+        if (const std::string path = default_ontology_path(args->ontology); !path.empty()) {
+          reference_ontology = load_ontology(path);
+          train.ontology = &reference_ontology;
+        }
+      }
       GeneStore store;
       if (train.features == kFeaturesGenept) store = GeneStore::load(resolve_gene_store_path(args->genes));
       const OpenedDatasets references = open_datasets(args->references);

@@ -86,14 +86,14 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
                       "Share of cells held out to report validation metrics (0 = none); the saved model is refit on all cells")
       ->capture_default_str();
   command->add_option("--label-map", args->options.label_map,
-                      "label -> Cell Ontology id table (label_map_to_cell_ontology.tsv) to record CL ids of the classes");
+                      "label -> Cell Ontology id table (label_map_to_cell_ontology.tsv) to record CL ids of the classes (labels that are CL ids or names, and CELLxGENE files' obs COLUMN_ontology_term_id, need none)");
   command->add_option("--label-dataset", args->options.label_map_dataset, "Prefer rows of this dataset in --label-map");
   command->add_flag("--harmonize-labels", args->options.harmonize_labels,
                     "Pool references labelled at different depths: labels become Cell Ontology terms (--label-map and the "
                     "ontology's names); the classes are the most specific terms, and a cell with a coarser term (e.g. 'lymphocyte') "
                     "trains on the summed probability of the classes below it (logreg, mlp; xgboost and knn leave it out)");
   command->add_flag("--flat-labels", args->options.flat_labels, "With --harmonize-labels: every term is a class of its own (flat pooled training)");
-  command->add_option("--ontology", args->ontology, "Cell Ontology .obo/.json for --harmonize-labels (default: the installed copy, $CELLTYPER_ONTOLOGY)");
+  command->add_option("--ontology", args->ontology, "Cell Ontology .obo/.json: CL ids for labels that are CL names, and the terms of --harmonize-labels (default: the installed copy, $CELLTYPER_ONTOLOGY)");
   command->add_flag("--balance-references", args->options.balance_references,
                     "Weight cells so that every reference counts equally (a large reference does not drown a small one)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->options.augment_depth,
@@ -166,17 +166,15 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     const GeneTable table = load_requested_gene_table(args->gene_table, GeneTableFields::kIdentifiers);
     if (!args->restrict_genes.empty()) options.restrict_genes = genes_of(args->restrict_genes, table);
     if (options.flat_labels && !options.harmonize_labels) throw InputError("--flat-labels applies with --harmonize-labels only");
+    // The Cell Ontology gives the classes their CL ids (labels that are CL names) and the terms of
+    // --harmonize-labels; without one, only --label-map and the data's own CL ids do.
     Ontology ontology;
-    if (options.harmonize_labels) {
-      const std::string path = default_ontology_path(args->ontology);
-      if (!path.empty()) {
-        ontology = load_ontology(path);
-        options.ontology = &ontology;
-      } else if (options.label_map.empty()) {
-        throw InputError(fmt::format("--harmonize-labels needs the Cell Ontology (--ontology FILE) or --label-map; {}", kOntologyReleaseHint));
-      }
-    } else if (!args->ontology.empty()) {
-      throw InputError("--ontology applies with --harmonize-labels only");
+    const std::string ontology_path = default_ontology_path(args->ontology);
+    if (!ontology_path.empty()) {
+      ontology = load_ontology(ontology_path);
+      options.ontology = &ontology;
+    } else if (options.harmonize_labels && options.label_map.empty()) {
+      throw InputError(fmt::format("--harmonize-labels needs the Cell Ontology (--ontology FILE) or --label-map; {}", kOntologyReleaseHint));
     }
     // Step messages only on a terminal, so that a failing run prints exactly one line.
     if (progress_enabled(global.quiet) && root) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };

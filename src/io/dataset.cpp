@@ -27,6 +27,12 @@ DataFrame Dataset::read_obs_columns(const std::vector<std::string>& names) const
   return frame;
 }
 
+std::vector<std::string> Dataset::obs_column_names() const {
+  std::vector<std::string> names;
+  for (const Column& column : read_obs().columns) names.push_back(column.name);
+  return names;
+}
+
 std::string resolve_matrix_source(const Dataset& dataset, const std::string& name) {
   const std::vector<std::string> sources = dataset.matrix_sources();
   const auto has = [&](const std::string& source) { return std::find(sources.begin(), sources.end(), source) != sources.end(); };

@@ -795,6 +795,14 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     reference.matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
     std::vector<std::string> wanted{options.label_column};
     if (!options.group_column.empty() && options.group_column != kGroupByFile) wanted.push_back(options.group_column);
+    // CELLxGENE files carry each cell's CL id beside its label: read it when obs has it.
+    const std::string term_id_column = ontology_term_id_column(options.label_column);
+    const std::vector<std::string> present = reference.dataset->obs_column_names();
+    if (std::find(present.begin(), present.end(), term_id_column) != present.end() &&
+        std::find(wanted.begin(), wanted.end(), term_id_column) == wanted.end()) {
+      wanted.push_back(term_id_column);
+      reference.term_id_column = term_id_column;
+    }
     const DataFrame obs = reference.dataset->read_obs_columns(wanted);
     const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
     const bool by_file = options.group_column == kGroupByFile;  // each reference is a group
@@ -821,14 +829,68 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
         reference.groups[row] = path + "\x1f" + group_column->value_as_string(row);
       }
     }
+    if (!reference.term_id_column.empty()) {
+      count_label_term_ids(label_column, obs.at(reference.term_id_column, fmt::format("obs of {}", path)), reference.label_term_ids,
+                           options.label_renames, &reference.excluded);
+    }
     references.push_back(std::move(reference));
   }
   return references;
 }
 
+std::string ontology_term_id_column(const std::string& label_column) { return label_column + "_ontology_term_id"; }
+
+void count_label_term_ids(const Column& labels, const Column& term_ids, LabelTermIds& ids, const std::map<std::string, std::string>& label_renames,
+                          const std::vector<std::uint8_t>* excluded) {
+  const std::size_t n = std::min(labels.size(), term_ids.size());
+  const auto add = [&](std::string label, const std::string& id, std::int64_t count) {
+    if (label.empty() || !id.starts_with("CL:")) return;
+    if (const auto renamed = label_renames.find(label); renamed != label_renames.end()) label = renamed->second;
+    ids[label][id] += count;
+  };
+  const auto kept = [&](std::size_t row) { return excluded == nullptr || row >= excluded->size() || (*excluded)[row] == 0; };
+  if (labels.kind == ColumnKind::kCategorical && term_ids.kind == ColumnKind::kCategorical) {
+    // Count code pairs: a million-cell obs without a string per cell.
+    std::map<std::pair<std::int32_t, std::int32_t>, std::int64_t> pairs;
+    for (std::size_t row = 0; row < n; ++row) {
+      const std::int32_t a = labels.codes[row];
+      const std::int32_t b = term_ids.codes[row];
+      if (a >= 0 && b >= 0 && kept(row)) ++pairs[{a, b}];
+    }
+    for (const auto& [codes, count] : pairs) {
+      add(labels.categories[static_cast<std::size_t>(codes.first)], term_ids.categories[static_cast<std::size_t>(codes.second)], count);
+    }
+    return;
+  }
+  for (std::size_t row = 0; row < n; ++row) {
+    if (labels.is_missing(row) || term_ids.is_missing(row) || !kept(row)) continue;
+    add(labels.value_as_string(row), term_ids.value_as_string(row), 1);
+  }
+}
+
+std::map<std::string, std::string> most_frequent_term_ids(const LabelTermIds& ids, const std::string& column, std::vector<std::string>* warnings) {
+  std::map<std::string, std::string> result;
+  for (const auto& [label, counts] : ids) {
+    if (counts.empty()) continue;
+    auto best = counts.begin();  // ordered by id: the smallest id wins a tie
+    std::int64_t total = 0;
+    for (auto it = counts.begin(); it != counts.end(); ++it) {
+      total += it->second;
+      if (it->second > best->second) best = it;
+    }
+    result[label] = best->first;
+    if (counts.size() > 1 && warnings != nullptr) {
+      warnings->push_back(fmt::format("label '{}' carries {} Cell Ontology ids in obs:{}: {} ({} of {} cells) taken", label, counts.size(), column,
+                                      best->first, best->second, total));
+    }
+  }
+  return result;
+}
+
 LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const Ontology* ontology, const std::string& label_map,
-                                    const std::string& label_map_dataset, bool rename) {
-  if (ontology == nullptr && label_map.empty()) {
+                                    const std::string& label_map_dataset, bool rename, const std::map<std::string, std::string>& data_ids,
+                                    std::map<std::string, std::string>* sources) {
+  if (ontology == nullptr && label_map.empty() && data_ids.empty()) {
     throw InputError("--harmonize-labels needs the Cell Ontology or a label map (--label-map TSV)");
   }
   LabelMapper mapper(ontology);
@@ -837,6 +899,19 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   for (const auto& label : labels) {
     LabelMatch found = mapper.map(label, label_map_dataset);
     if (!found.mapped() && !label_map_dataset.empty()) found = mapper.map(label);
+    std::string source = found.kind == LabelMatchKind::kUserMap      ? "label map"
+                         : found.kind == LabelMatchKind::kIdentifier ? "CL id"
+                         : found.kind == LabelMatchKind::kSynonym    ? "CL synonym"
+                                                                     : "CL name";
+    // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
+    if (found.kind != LabelMatchKind::kUserMap) {
+      const auto given = data_ids.find(label);
+      if (given != data_ids.end() && (ontology == nullptr || ontology->contains(given->second))) {
+        found.cl_id = given->second;
+        found.cl_label = ontology != nullptr ? ontology->label(given->second) : std::string();
+        source = "data";
+      }
+    }
     if (!found.mapped()) {
       result.unmapped.push_back(label);
       continue;
@@ -847,6 +922,7 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
       result.renames[label] = name;
     }
     result.cl_ids[name] = found.cl_id;
+    if (sources != nullptr) (*sources)[name] = source;
   }
   return result;
 }
@@ -920,14 +996,40 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   std::vector<LabelledReference> references = read_labelled_cells(datasets, options);
   TrainingData data;
   data.features = options.features;
-  if (options.harmonize_labels) {
-    std::set<std::string> distinct;
-    for (const auto& reference : references) {
-      for (std::size_t row = 0; row < reference.labels.size(); ++row) {
-        if (reference.labelled[row] != 0) distinct.insert(reference.labels[row]);
-      }
+  // Cell Ontology ids of the labels: --label-map, the CL ids the data carries beside its labels
+  // (CELLxGENE's cell_type_ontology_term_id), the ontology's ids, names and exact synonyms.
+  std::set<std::string> distinct;
+  LabelTermIds term_ids;
+  std::vector<std::string> term_id_columns;
+  for (const auto& reference : references) {
+    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+      if (reference.labelled[row] != 0) distinct.insert(reference.labels[row]);
     }
-    const LabelHarmonization harmonized = harmonize_labels(distinct, options.ontology, options.label_map, options.label_map_dataset, true);
+    for (const auto& [label, counts] : reference.label_term_ids) {
+      for (const auto& [id, count] : counts) term_ids[label][id] += count;
+    }
+    if (!reference.term_id_column.empty() && std::find(term_id_columns.begin(), term_id_columns.end(), reference.term_id_column) == term_id_columns.end()) {
+      term_id_columns.push_back(reference.term_id_column);
+    }
+  }
+  const std::string term_id_source = term_id_columns.empty() ? std::string() : "obs:" + term_id_columns.front();
+  const std::map<std::string, std::string> data_ids = most_frequent_term_ids(term_ids, term_id_source.empty() ? "" : term_id_columns.front(), &data.cells.warnings);
+  if (!options.harmonize_labels && (options.ontology != nullptr || !options.label_map.empty() || !data_ids.empty())) {
+    std::map<std::string, std::string> sources;
+    const LabelHarmonization mapped =
+        harmonize_labels(distinct, options.ontology, options.label_map, options.label_map_dataset, false, data_ids, &sources);
+    data.label_cl_ids = mapped.cl_ids;
+    for (auto& [label, source] : sources) data.label_cl_id_sources[label] = source == "data" ? term_id_source : source;
+    if (options.log) {
+      options.log(fmt::format("Cell Ontology ids for {} of {} labels{}", mapped.cl_ids.size(), distinct.size(),
+                              mapped.unmapped.empty() ? std::string() : fmt::format(" (none for {})", join_names(mapped.unmapped, 8))));
+    }
+  }
+  if (options.harmonize_labels) {
+    std::map<std::string, std::string> sources;
+    const LabelHarmonization harmonized =
+        harmonize_labels(distinct, options.ontology, options.label_map, options.label_map_dataset, true, data_ids, &sources);
+    for (auto& [label, source] : sources) data.label_cl_id_sources[label] = source == "data" ? term_id_source : source;
     for (auto& reference : references) {
       for (auto& label : reference.labels) {
         const auto renamed = harmonized.renames.find(label);
@@ -1488,21 +1590,11 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   result.n_cells = n_original;
 
-  // Cell Ontology ids of the classes.
+  // Cell Ontology ids of the classes (training_features mapped the labels).
   model.class_cl_ids.assign(model.class_names.size(), "");
-  if (!data.label_cl_ids.empty()) {
-    for (std::size_t c = 0; c < model.class_names.size(); ++c) {
-      const auto found = data.label_cl_ids.find(model.class_names[c]);
-      if (found != data.label_cl_ids.end()) model.class_cl_ids[c] = found->second;
-    }
-  } else if (!options.label_map.empty()) {
-    LabelMapper mapper;
-    mapper.load_table(options.label_map);
-    for (std::size_t c = 0; c < model.class_names.size(); ++c) {
-      LabelMatch match = mapper.map(model.class_names[c], options.label_map_dataset);
-      if (!match.mapped() && !options.label_map_dataset.empty()) match = mapper.map(model.class_names[c]);
-      model.class_cl_ids[c] = match.cl_id;
-    }
+  for (std::size_t c = 0; c < model.class_names.size(); ++c) {
+    const auto found = data.label_cl_ids.find(model.class_names[c]);
+    if (found != data.label_cl_ids.end()) model.class_cl_ids[c] = found->second;
   }
 
   model.features = data.features;
@@ -1605,6 +1697,7 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
                       {"label_map", options.label_map},
                       {"harmonize_labels", options.harmonize_labels},
                       {"label_cl_ids", data.label_cl_ids},
+                      {"label_cl_id_sources", data.label_cl_id_sources},
                       {"coarse_labels", coarse_json},
                       {"label_granularity", granularity},
                       {"balance_references", options.balance_references},

@@ -212,6 +212,53 @@ TEST(TrainAnnotateCli, GroupValidationHoldsOutWholeGroups) {
   EXPECT_EQ(run.exit_code, 0) << run.err;
 }
 
+TEST(TrainAnnotateCli, CellxgeneLabelsBringTheirOntologyIds) {
+  // A CELLxGENE-schema reference (obs cell_type holds CL names, cell_type_ontology_term_id their
+  // ids) needs no --label-map: the classes get the data's CL ids, so --hierarchical and the
+  // ontology metrics work on its model as they are.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata, csv\n"
+      "a = anndata.read_h5ad('{0}')[::3].copy()\n"
+      "rows = [r for r in csv.DictReader(open('{1}'), delimiter='\\t') if r['dataset'] == 'pbmc3k-seurat-labels']\n"
+      "ids = {{r['label']: r['cl_id'] for r in rows}}; names = {{r['label']: r['cl_label'] for r in rows}}\n"
+      "label = a.obs['celltype'].astype(str)\n"
+      "a.obs = a.obs.assign(cell_type=label.map(names).astype('category'), cell_type_ontology_term_id=label.map(ids).astype('category'))\n"
+      "assert a.obs['cell_type_ontology_term_id'].notna().all()\n"
+      "a.write_h5ad('{2}')\n",
+      reference, label_map, dir.file("cxg.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto train = test::run_cli({"train", "-r", dir.file("cxg.h5ad"), "-l", "obs:cell_type", "-o", dir.file("m.h5"), "--json", "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto summary = nlohmann::json::parse(train.out);
+  ASSERT_EQ(summary["cl_ids"].size(), 9u);
+  for (const auto& id : summary["cl_ids"]) EXPECT_EQ(id.get<std::string>().rfind("CL:", 0), 0u) << summary["cl_ids"].dump();
+  for (const auto& [label, source] : summary["provenance"]["label_cl_id_sources"].items()) EXPECT_EQ(source, "obs:cell_type_ontology_term_id") << label;
+  EXPECT_EQ(summary["provenance"]["label_cl_id_sources"].size(), 9u);
+  const auto annotate = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("cxg.h5ad"), "-o", dir.file("out.h5ad"), "--hierarchical", "-q"});
+  ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
+  const std::string check = fmt::format(
+      "import anndata\n"
+      "obs = anndata.read_h5ad('{0}', backed='r').obs\n"
+      "assert obs['celltyper_ontology_id'].astype(str).str.startswith('CL:').all()\n"
+      "same = (obs['celltyper_flat_label'].astype(str) == obs['cell_type'].astype(str)).mean()\n"
+      "assert same > 0.8, same\n",
+      dir.file("out.h5ad"));
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  // evaluate maps the truth labels through the same column.
+  const auto evaluate = test::run_cli({"evaluate", "-i", dir.file("out.h5ad"), "--truth", "obs:cell_type", "--pred", "obs:celltyper_flat_label", "--json", "-"});
+  ASSERT_EQ(evaluate.exit_code, 0) << evaluate.err;
+  const auto metrics = nlohmann::json::parse(evaluate.out);
+  ASSERT_EQ(metrics["label_mapping"]["truth"].size(), 9u);
+  for (const auto& row : metrics["label_mapping"]["truth"]) EXPECT_EQ(row["match"], "data") << row.dump();
+  EXPECT_GT(metrics["overall"]["ontology"]["hierarchical_f1"].get<double>(), 0.9);
+}
+
 TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";

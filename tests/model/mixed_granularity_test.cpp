@@ -18,6 +18,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
 #include <map>
 #include <random>
 #include <set>
@@ -471,6 +472,108 @@ TEST(PooledReferences, OnlyTheGenesEveryReferenceMeasuredAndOptionalReferenceWei
   options.balance_references = true;
   const TrainResult balanced = train_model({&a, &b}, options, GeneStore(), table);
   EXPECT_EQ(balanced.model.provenance["balance_references"], true);
+}
+
+/// `make_cells` with the CELLxGENE schema's id column beside the labels: `ids[t]` for type t's
+/// cells, except every fifth cell of type `odd_type`, which carries `odd_id`.
+MemoryDataset with_term_ids(const MemoryDataset& cells, const std::vector<std::string>& ids, std::size_t odd_type, const std::string& odd_id,
+                            bool categorical) {
+  DataFrame obs = cells.read_obs();
+  const Column& labels = *obs.find("cell_type");
+  std::vector<std::string> column;
+  std::map<std::string, std::size_t> type_of;  // label -> type, in order of first appearance
+  for (std::size_t row = 0; row < labels.size(); ++row) {
+    const std::string label = labels.value_as_string(row);
+    if (type_of.count(label) == 0) type_of.emplace(label, type_of.size());
+    const std::size_t type = type_of.at(label);
+    column.push_back(type == odd_type && row % 5 == 0 ? odd_id : ids[type]);
+  }
+  obs.columns.push_back(categorical ? Column::categorical("cell_type_ontology_term_id", column)
+                                    : Column::from_strings("cell_type_ontology_term_id", column));
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, kGenes);
+  const auto reader = cells.open_matrix("X");
+  for_each_block(*reader, {}, [&](const CsrBlock& block) {
+    for (std::int64_t r = 0; r < block.n_rows; ++r) {
+      for (std::int64_t k = block.indptr[r]; k < block.indptr[r + 1]; ++k) {
+        matrix.indices.push_back(block.indices[static_cast<std::size_t>(k)]);
+        matrix.values.push_back(block.values[static_cast<std::size_t>(k)]);
+      }
+      matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+      ++matrix.n_rows;
+    }
+  });
+  return MemoryDataset(cells.path() + " with ids", std::move(obs), cells.read_var(), std::move(matrix));
+}
+
+TEST(LabelOntologyIds, FromTheLabelMapThenTheDatasOwnIdsThenTheOntologysNames) {
+  const Ontology ontology = small_ontology();
+  const GeneTable table = test::numbered_gene_table(kGenes, 1001, "G");
+  const MemoryDataset plain = make_cells({30, 30, 30}, {"T cell", "B cell", "Mono"}, 5);
+  TrainOptions options;
+  options.label_column = "cell_type";
+  options.n_genes = 30;
+  options.num_threads = 1;
+  options.validation_fraction = 0;
+  options.reference_sample_cells = 0;
+  struct Trained {
+    std::vector<std::string> ids;
+    struct {
+      nlohmann::json provenance;
+    } model;
+    std::vector<std::string> warnings;
+  };
+  const auto ids_of_model = [&](const std::vector<const Dataset*>& references, const TrainOptions& o) {
+    const TrainResult trained = train_model(references, o, GeneStore(), table);
+    EXPECT_EQ(trained.model.class_names, (std::vector<std::string>{"B cell", "Mono", "T cell"}));
+    return std::pair(trained.model.class_cl_ids, Trained{trained.model.class_cl_ids, {trained.model.provenance}, trained.warnings});
+  };
+  // No ontology, no table, no id column: no ids (as before).
+  EXPECT_EQ(ids_of_model({&plain}, options).first, (std::vector<std::string>{"", "", ""}));
+  // The ontology: labels that are a term's name get its id; "Mono" none.
+  options.ontology = &ontology;
+  {
+    const auto [ids, trained] = ids_of_model({&plain}, options);
+    EXPECT_EQ(ids, (std::vector<std::string>{"CL:0000236", "", "CL:0000084"}));
+    EXPECT_EQ(trained.model.provenance["label_cl_id_sources"], (nlohmann::json{{"B cell", "CL name"}, {"T cell", "CL name"}}));
+  }
+  // The data's own ids (CELLxGENE's cell_type_ontology_term_id) come before the ontology's names:
+  // its "T cell" cells are CD4 T cells; one in five "Mono" cells says CD14 monocyte, the rest
+  // monocyte (the most frequent id is taken, with a warning); "unknown" is no id.
+  for (const bool categorical : {true, false}) {
+    SCOPED_TRACE(categorical ? "categorical" : "strings");
+    const MemoryDataset cxg = with_term_ids(plain, {"CL:0000624", "unknown", "CL:0000576"}, 2, "CL:0001054", categorical);
+    const auto [ids, trained] = ids_of_model({&cxg}, options);
+    EXPECT_EQ(ids, (std::vector<std::string>{"CL:0000236", "CL:0000576", "CL:0000624"}));
+    EXPECT_EQ(trained.model.provenance["label_cl_id_sources"],
+              (nlohmann::json{{"B cell", "CL name"}, {"Mono", "obs:cell_type_ontology_term_id"}, {"T cell", "obs:cell_type_ontology_term_id"}}));
+    EXPECT_TRUE(std::any_of(trained.warnings.begin(), trained.warnings.end(), [](const std::string& warning) {
+      return warning == "label 'Mono' carries 2 Cell Ontology ids in obs:cell_type_ontology_term_id: CL:0000576 (24 of 30 cells) taken";
+    })) << nlohmann::json(trained.warnings).dump();
+    // Without an ontology the data's ids alone.
+    TrainOptions no_ontology = options;
+    no_ontology.ontology = nullptr;
+    EXPECT_EQ(ids_of_model({&cxg}, no_ontology).first, (std::vector<std::string>{"", "CL:0000576", "CL:0000624"}));
+    // A label map comes first.
+    test::TempDir dir;
+    {
+      std::ofstream map(dir.file("map.tsv"));
+      map << "dataset\tlabel\tcl_id\n\tT cell\tCL:0000084\n";
+    }
+    TrainOptions mapped = options;
+    mapped.label_map = dir.file("map.tsv");
+    const auto [map_ids, map_trained] = ids_of_model({&cxg}, mapped);
+    EXPECT_EQ(map_ids, (std::vector<std::string>{"CL:0000236", "CL:0000576", "CL:0000084"}));
+    EXPECT_EQ(map_trained.model.provenance["label_cl_id_sources"]["T cell"], "label map");
+    // Pooled with the plain reference: ids counted over every reference that has the column.
+    EXPECT_EQ(ids_of_model({&plain, &cxg}, options).first, (std::vector<std::string>{"CL:0000236", "CL:0000576", "CL:0000624"}));
+    // --harmonize-labels renames each label to its term, here the data's.
+    TrainOptions harmonized = options;
+    harmonized.harmonize_labels = true;
+    const TrainResult renamed = train_model({&cxg}, harmonized, GeneStore(), table);
+    EXPECT_EQ(renamed.model.class_names, (std::vector<std::string>{"B cell", "CD4 T cell", "monocyte"}));
+    EXPECT_EQ(renamed.model.class_cl_ids, (std::vector<std::string>{"CL:0000236", "CL:0000624", "CL:0000576"}));
+  }
 }
 
 }  // namespace

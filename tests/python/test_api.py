@@ -109,6 +109,28 @@ def test_train_in_memory_equals_train_from_file(tmp_path, pbmc3k, pbmc68k):
 
 
 @needs_data
+def test_cellxgene_labels_bring_their_ontology_ids_as_in_the_cli(tmp_path, pbmc3k):
+    """obs cell_type (CL names) with cell_type_ontology_term_id beside it: no label map needed."""
+    import csv
+    rows = [r for r in csv.DictReader(open(LABEL_MAP), delimiter="\t") if r["dataset"] == "pbmc3k-seurat-labels"]
+    ids = {r["label"]: r["cl_id"] for r in rows}
+    names = {r["label"]: r["cl_label"] for r in rows}
+    cxg = pbmc3k[::4].copy()
+    label = cxg.obs["celltype"].astype(str)
+    cxg.obs = cxg.obs.assign(cell_type=label.map(names).astype("category"), cell_type_ontology_term_id=label.map(ids).astype("category"))
+    path = str(tmp_path / "cxg.h5ad")
+    cxg.write_h5ad(path)
+    model_path = str(tmp_path / "cli.h5")
+    cli("train", "--reference", path, "--label", "obs:cell_type", "--out", model_path)
+    model = celltyper.train(cxg, label="cell_type", validation_fraction=0)
+    assert model.cl_ids == celltyper.load_model(model_path).cl_ids
+    assert model.cl_ids == [ids[next(k for k, v in names.items() if v == c)] for c in model.classes]
+    # Reference mode too, and --hierarchical then works on its own.
+    result = celltyper.annotate(cxg.copy(), reference=cxg, label="cell_type", hierarchical=True, inplace=False)
+    assert result.ontology_ids.astype(str).str.startswith("CL:").all()
+
+
+@needs_data
 def test_depth_augmentation_is_the_default_and_can_be_turned_off_as_in_the_cli(tmp_path, pbmc3k, pbmc68k):
     augmented = celltyper.train(pbmc3k, label="celltype")
     assert augmented.summary["n_cells"] == pbmc3k.n_obs
