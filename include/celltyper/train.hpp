@@ -164,7 +164,8 @@ struct LabelHarmonization {
 /// cell_type_ontology_term_id; an id the ontology lacks is skipped), then `ontology` (a label that
 /// is a CL id, a term's name or one of its exact synonyms). Any of the three may be absent; with
 /// `rename`, each mapped label is renamed to its term's name (the id when the name is unknown).
-/// `sources` (optional) gets label -> where its id came from ("label map", "data", "ontology").
+/// `sources` (optional) gets name -> where its id came from: "label map", "data", or the
+/// ontology's "CL id", "CL name", "CL synonym".
 /// Throws InputError when neither a table, data ids nor an ontology is given.
 LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const Ontology* ontology, const std::string& label_map,
                                     const std::string& label_map_dataset, bool rename,

@@ -105,12 +105,20 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
   const std::vector<const Dataset*>& datasets = opened.views;
   std::vector<ReferenceCells> references;
   std::set<std::string> all_labels;
+  LabelTermIds term_ids;
+  std::string term_ids_column;
   for (std::size_t r = 0; r < datasets.size(); ++r) {
     const std::string& path = base.references[r];
     const Dataset* dataset = datasets[r];
     std::vector<std::string> wanted{base.label_column};
     if (!by_file) wanted.push_back(base.group_column);
     if (!options.filter_column.empty()) wanted.push_back(options.filter_column);
+    // The CL ids CELLxGENE files carry beside the labels (cell_type_ontology_term_id), as train reads them.
+    const std::string term_id_column = ontology_term_id_column(base.label_column);
+    const std::vector<std::string> present = dataset->obs_column_names();
+    const bool has_term_ids = std::find(present.begin(), present.end(), term_id_column) != present.end() &&
+                              std::find(wanted.begin(), wanted.end(), term_id_column) == wanted.end();
+    if (has_term_ids) wanted.push_back(term_id_column);
     const DataFrame obs = dataset->read_obs_columns(wanted);
     const std::string where = fmt::format("obs of {}", path);
     const Column& labels = obs.at(base.label_column, where);
@@ -131,14 +139,21 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       cells.usable[row] = 1;
       all_labels.insert(cells.labels[row]);
     }
+    if (has_term_ids) {
+      std::vector<std::uint8_t> unused(n);
+      for (std::size_t row = 0; row < n; ++row) unused[row] = cells.usable[row] == 0 ? 1 : 0;
+      count_label_term_ids(labels, obs.at(term_id_column, where), term_ids, {}, &unused);
+      term_ids_column = term_id_column;
+    }
     references.push_back(std::move(cells));
   }
+  const std::map<std::string, std::string> data_ids = most_frequent_term_ids(term_ids, term_ids_column, &result.warnings);
   std::map<std::string, std::string> renames;
   std::map<std::string, std::string> cl_ids;  // label (as trained / scored) -> CL id
-  if (can_map) {
+  if (can_map || !data_ids.empty()) {
     // The same mapping as `train --harmonize-labels` (train.hpp).
     LabelHarmonization harmonized =
-        harmonize_labels(all_labels, options.ontology, base.label_map, base.label_map_dataset, options.harmonize_labels);
+        harmonize_labels(all_labels, options.ontology, base.label_map, base.label_map_dataset, options.harmonize_labels, data_ids);
     renames = std::move(harmonized.renames);
     cl_ids = std::move(harmonized.cl_ids);
     result.unmapped_labels = std::move(harmonized.unmapped);

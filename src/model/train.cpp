@@ -1000,7 +1000,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   // (CELLxGENE's cell_type_ontology_term_id), the ontology's ids, names and exact synonyms.
   std::set<std::string> distinct;
   LabelTermIds term_ids;
-  std::vector<std::string> term_id_columns;
+  std::string term_id_column;  // every reference has the same label column, so the same id column
   for (const auto& reference : references) {
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
       if (reference.labelled[row] != 0) distinct.insert(reference.labels[row]);
@@ -1008,53 +1008,46 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     for (const auto& [label, counts] : reference.label_term_ids) {
       for (const auto& [id, count] : counts) term_ids[label][id] += count;
     }
-    if (!reference.term_id_column.empty() && std::find(term_id_columns.begin(), term_id_columns.end(), reference.term_id_column) == term_id_columns.end()) {
-      term_id_columns.push_back(reference.term_id_column);
-    }
+    if (!reference.term_id_column.empty()) term_id_column = reference.term_id_column;
   }
-  const std::string term_id_source = term_id_columns.empty() ? std::string() : "obs:" + term_id_columns.front();
-  const std::map<std::string, std::string> data_ids = most_frequent_term_ids(term_ids, term_id_source.empty() ? "" : term_id_columns.front(), &data.cells.warnings);
-  if (!options.harmonize_labels && (options.ontology != nullptr || !options.label_map.empty() || !data_ids.empty())) {
+  const std::string term_id_source = "obs:" + term_id_column;
+  const std::map<std::string, std::string> data_ids = most_frequent_term_ids(term_ids, term_id_column, &data.cells.warnings);
+  if (options.harmonize_labels || options.ontology != nullptr || !options.label_map.empty() || !data_ids.empty()) {
     std::map<std::string, std::string> sources;
-    const LabelHarmonization mapped =
-        harmonize_labels(distinct, options.ontology, options.label_map, options.label_map_dataset, false, data_ids, &sources);
+    const LabelHarmonization mapped = harmonize_labels(distinct, options.ontology, options.label_map, options.label_map_dataset,
+                                                       options.harmonize_labels, data_ids, &sources);
     data.label_cl_ids = mapped.cl_ids;
     for (auto& [label, source] : sources) data.label_cl_id_sources[label] = source == "data" ? term_id_source : source;
-    if (options.log) {
+    if (options.log && !options.harmonize_labels) {
       options.log(fmt::format("Cell Ontology ids for {} of {} labels{}", mapped.cl_ids.size(), distinct.size(),
                               mapped.unmapped.empty() ? std::string() : fmt::format(" (none for {})", join_names(mapped.unmapped, 8))));
     }
-  }
-  if (options.harmonize_labels) {
-    std::map<std::string, std::string> sources;
-    const LabelHarmonization harmonized =
-        harmonize_labels(distinct, options.ontology, options.label_map, options.label_map_dataset, true, data_ids, &sources);
-    for (auto& [label, source] : sources) data.label_cl_id_sources[label] = source == "data" ? term_id_source : source;
-    for (auto& reference : references) {
-      for (auto& label : reference.labels) {
-        const auto renamed = harmonized.renames.find(label);
-        if (renamed != harmonized.renames.end()) label = renamed->second;
-      }
-    }
-    if (!harmonized.unmapped.empty()) {
-      data.cells.warnings.push_back(fmt::format("--harmonize-labels: {} label{} without a Cell Ontology term kept as given: {}", harmonized.unmapped.size(),
-                                                harmonized.unmapped.size() == 1 ? "" : "s", join_names(harmonized.unmapped)));
-    }
-    data.label_cl_ids = harmonized.cl_ids;
-    if (options.ontology != nullptr && !options.flat_labels) {
-      std::vector<std::set<std::string>> used(references.size());
-      for (std::size_t r = 0; r < references.size(); ++r) {
-        for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
-          if (references[r].labelled[row] != 0) used[r].insert(references[r].labels[row]);
+    if (options.harmonize_labels) {  // every label becomes its term's name
+      for (auto& reference : references) {
+        for (auto& label : reference.labels) {
+          const auto renamed = mapped.renames.find(label);
+          if (renamed != mapped.renames.end()) label = renamed->second;
         }
       }
-      data.coarse_labels = coarse_labels(used, data.label_cl_ids, *options.ontology);
-      for (const auto& [label, coarse] : data.coarse_labels) {
-        for (const auto& [r, classes] : coarse.classes) {
-          if (options.log) {
-            options.log(fmt::format("coarse label '{}' of {}: trains as one of {}", label, references[static_cast<std::size_t>(r)].path,
-                                    join_names(classes, 12)));
-          }
+      if (!mapped.unmapped.empty()) {
+        data.cells.warnings.push_back(fmt::format("--harmonize-labels: {} label{} without a Cell Ontology term kept as given: {}", mapped.unmapped.size(),
+                                                  mapped.unmapped.size() == 1 ? "" : "s", join_names(mapped.unmapped)));
+      }
+    }
+  }
+  if (options.harmonize_labels && options.ontology != nullptr && !options.flat_labels) {  // mixed granularity
+    std::vector<std::set<std::string>> used(references.size());
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
+        if (references[r].labelled[row] != 0) used[r].insert(references[r].labels[row]);
+      }
+    }
+    data.coarse_labels = coarse_labels(used, data.label_cl_ids, *options.ontology);
+    for (const auto& [label, coarse] : data.coarse_labels) {
+      for (const auto& [r, classes] : coarse.classes) {
+        if (options.log) {
+          options.log(fmt::format("coarse label '{}' of {}: trains as one of {}", label, references[static_cast<std::size_t>(r)].path,
+                                  join_names(classes, 12)));
         }
       }
     }

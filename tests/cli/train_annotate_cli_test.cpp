@@ -228,8 +228,14 @@ TEST(TrainAnnotateCli, CellxgeneLabelsBringTheirOntologyIds) {
       "label = a.obs['celltype'].astype(str)\n"
       "a.obs = a.obs.assign(cell_type=label.map(names).astype('category'), cell_type_ontology_term_id=label.map(ids).astype('category'))\n"
       "assert a.obs['cell_type_ontology_term_id'].notna().all()\n"
-      "a.write_h5ad('{2}')\n",
-      reference, label_map, dir.file("cxg.h5ad"));
+      "a.write_h5ad('{2}')\n"
+      "b = anndata.read_h5ad('{0}')[::2].copy()\n"
+      "label = b.obs['celltype'].astype(str)\n"
+      "half = label.groupby(label).cumcount() % 2\n"
+      "b.obs = b.obs.assign(cell_type=label.astype('category'), cell_type_ontology_term_id=label.map(ids).astype('category'),\n"
+      "                     batch=('b' + half.astype(str)).astype('category'))\n"
+      "b.write_h5ad('{3}')\n",
+      reference, label_map, dir.file("cxg.h5ad"), dir.file("own.h5ad"));
   const auto made = test::run_program({test::system_python(), "-c", make});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const auto train = test::run_cli({"train", "-r", dir.file("cxg.h5ad"), "-l", "obs:cell_type", "-o", dir.file("m.h5"), "--json", "-q"});
@@ -257,6 +263,21 @@ TEST(TrainAnnotateCli, CellxgeneLabelsBringTheirOntologyIds) {
   ASSERT_EQ(metrics["label_mapping"]["truth"].size(), 9u);
   for (const auto& row : metrics["label_mapping"]["truth"]) EXPECT_EQ(row["match"], "data") << row.dump();
   EXPECT_GT(metrics["overall"]["ontology"]["hierarchical_f1"].get<double>(), 0.9);
+  // The study's own label names ("Naive CD4 T", not CL names) with the id column: the ids come
+  // from the column, in train and in cv.
+  const auto own = test::run_cli({"train", "-r", dir.file("own.h5ad"), "-l", "obs:cell_type", "-o", dir.file("own.h5"), "--json", "-q"});
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  const auto own_summary = nlohmann::json::parse(own.out);
+  auto own_ids = own_summary["cl_ids"].get<std::vector<std::string>>();
+  auto cxg_ids = summary["cl_ids"].get<std::vector<std::string>>();
+  std::sort(own_ids.begin(), own_ids.end());
+  std::sort(cxg_ids.begin(), cxg_ids.end());
+  EXPECT_EQ(own_ids, cxg_ids);
+  for (const auto& [label, source] : own_summary["provenance"]["label_cl_id_sources"].items()) EXPECT_EQ(source, "obs:cell_type_ontology_term_id") << label;
+  const auto cv = test::run_cli({"cv", "-r", dir.file("own.h5ad"), "-l", "obs:cell_type", "--group", "obs:batch", "--json", dir.file("cv.json"), "-q"});
+  ASSERT_EQ(cv.exit_code, 0) << cv.err;
+  const auto folds = nlohmann::json::parse(test::read_file(dir.file("cv.json")));
+  EXPECT_EQ(folds["unmapped_labels"], nlohmann::json::array()) << folds["unmapped_labels"].dump();
 }
 
 TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
