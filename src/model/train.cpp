@@ -893,25 +893,33 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   if (ontology == nullptr && label_map.empty() && data_ids.empty()) {
     throw InputError("--harmonize-labels needs the Cell Ontology or a label map (--label-map TSV)");
   }
-  LabelMapper mapper(ontology);
+  // With `rename` labels become the table's terms, so its ids must be the ontology's (load_table
+  // checks them); a flat model records them as given, so that an id newer than the installed
+  // ontology stays usable (the ontology's names still map the labels the table lacks).
+  LabelMapper mapper(rename ? ontology : nullptr);
   if (!label_map.empty()) mapper.load_table(label_map);
+  const LabelMapper names(ontology);
   LabelHarmonization result;
   for (const auto& label : labels) {
     LabelMatch found = mapper.map(label, label_map_dataset);
     if (!found.mapped() && !label_map_dataset.empty()) found = mapper.map(label);
-    std::string source = found.kind == LabelMatchKind::kUserMap      ? "label map"
-                         : found.kind == LabelMatchKind::kIdentifier ? "CL id"
-                         : found.kind == LabelMatchKind::kSynonym    ? "CL synonym"
-                                                                     : "CL name";
-    // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
+    bool from_data = false;
     if (found.kind != LabelMatchKind::kUserMap) {
+      // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
       const auto given = data_ids.find(label);
       if (given != data_ids.end() && (ontology == nullptr || ontology->contains(given->second))) {
         found.cl_id = given->second;
         found.cl_label = ontology != nullptr ? ontology->label(given->second) : std::string();
-        source = "data";
+        from_data = true;
+      } else if (!rename && ontology != nullptr) {
+        found = names.map(label);
       }
     }
+    const std::string source = from_data                                    ? "data"
+                               : found.kind == LabelMatchKind::kUserMap      ? "label map"
+                               : found.kind == LabelMatchKind::kIdentifier ? "CL id"
+                               : found.kind == LabelMatchKind::kSynonym    ? "CL synonym"
+                                                                           : "CL name";
     if (!found.mapped()) {
       result.unmapped.push_back(label);
       continue;

@@ -565,6 +565,13 @@ TEST(LabelOntologyIds, FromTheLabelMapThenTheDatasOwnIdsThenTheOntologysNames) {
     const auto [map_ids, map_trained] = ids_of_model({&cxg}, mapped);
     EXPECT_EQ(map_ids, (std::vector<std::string>{"CL:0000236", "CL:0000576", "CL:0000084"}));
     EXPECT_EQ(map_trained.model.provenance["label_cl_id_sources"]["T cell"], "label map");
+    // A flat model records a table's id as given, even one the installed ontology lacks (a newer CL).
+    {
+      std::ofstream map(dir.file("newer.tsv"));
+      map << "dataset\tlabel\tcl_id\n\tT cell\tCL:4030000\n";
+    }
+    mapped.label_map = dir.file("newer.tsv");
+    EXPECT_EQ(ids_of_model({&cxg}, mapped).first, (std::vector<std::string>{"CL:0000236", "CL:0000576", "CL:4030000"}));
     // Pooled with the plain reference: ids counted over every reference that has the column.
     EXPECT_EQ(ids_of_model({&plain, &cxg}, options).first, (std::vector<std::string>{"CL:0000236", "CL:0000576", "CL:0000624"}));
     // --harmonize-labels renames each label to its term, here the data's.
