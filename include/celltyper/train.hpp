@@ -83,6 +83,14 @@ using LabelTermIds = std::map<std::string, std::map<std::string, std::int64_t>>;
 /// "cell_type" -> "cell_type_ontology_term_id".
 std::string ontology_term_id_column(const std::string& label_column);
 
+/// The id column of `label_column` when obs (`present`: its column names) has it: appended to
+/// `wanted` (unless there already) and returned; "" otherwise.
+std::string want_term_id_column(const std::vector<std::string>& present, const std::string& label_column, std::vector<std::string>& wanted);
+
+/// Whether the data gives `label` a CL id (`data_ids`, from most_frequent_term_ids) that
+/// `ontology` (when given) has: then `match` takes that id and its term's name.
+bool take_data_term_id(const std::string& label, const std::map<std::string, std::string>& data_ids, const Ontology* ontology, LabelMatch& match);
+
 /// Add to `ids` the CL ids of `labels`' cells from `term_ids` (a column such as
 /// cell_type_ontology_term_id; rows with a missing or empty label skipped, and ids that are not
 /// "CL:...", such as CELLxGENE's "unknown").

@@ -114,11 +114,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     if (!by_file) wanted.push_back(base.group_column);
     if (!options.filter_column.empty()) wanted.push_back(options.filter_column);
     // The CL ids CELLxGENE files carry beside the labels (cell_type_ontology_term_id), as train reads them.
-    const std::string term_id_column = ontology_term_id_column(base.label_column);
-    const std::vector<std::string> present = dataset->obs_column_names();
-    const bool has_term_ids = std::find(present.begin(), present.end(), term_id_column) != present.end() &&
-                              std::find(wanted.begin(), wanted.end(), term_id_column) == wanted.end();
-    if (has_term_ids) wanted.push_back(term_id_column);
+    const std::string term_id_column = want_term_id_column(dataset->obs_column_names(), base.label_column, wanted);
     const DataFrame obs = dataset->read_obs_columns(wanted);
     const std::string where = fmt::format("obs of {}", path);
     const Column& labels = obs.at(base.label_column, where);
@@ -139,7 +135,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       cells.usable[row] = 1;
       all_labels.insert(cells.labels[row]);
     }
-    if (has_term_ids) {
+    if (!term_id_column.empty()) {
       std::vector<std::uint8_t> unused(n);
       for (std::size_t row = 0; row < n; ++row) unused[row] = cells.usable[row] == 0 ? 1 : 0;
       count_label_term_ids(labels, obs.at(term_id_column, where), term_ids, {}, &unused);

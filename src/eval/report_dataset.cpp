@@ -275,9 +275,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   std::vector<std::string> wanted = {truth_column};
   if (prediction_column != truth_column) wanted.push_back(prediction_column);
   // CELLxGENE files carry each cell's CL id beside its label (cell_type_ontology_term_id).
-  const std::string truth_ids_column = ontology_term_id_column(truth_column);
-  const bool has_truth_ids = std::find(obs_columns.begin(), obs_columns.end(), truth_ids_column) != obs_columns.end();
-  if (has_truth_ids && std::find(wanted.begin(), wanted.end(), truth_ids_column) == wanted.end()) wanted.push_back(truth_ids_column);
+  const std::string truth_ids_column = want_term_id_column(obs_columns, truth_column, wanted);
   if (!group_column.empty()) {
     require_obs_column(group_column, "groups", path, obs_columns);
     if (std::find(wanted.begin(), wanted.end(), group_column) == wanted.end()) wanted.push_back(group_column);
@@ -386,21 +384,15 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     return std::pair(match, false);
   };
   std::map<std::string, std::string> truth_ids;  // label -> the CL id its cells carry, from truth_ids_column
-  if (has_truth_ids) {
+  if (!truth_ids_column.empty()) {
     LabelTermIds counted;
     count_label_term_ids(truth_values, obs.at(truth_ids_column, "obs of " + path), counted);
     truth_ids = most_frequent_term_ids(counted, truth_ids_column, &evaluation.warnings);
   }
   for (const auto& [label, count] : count_labels(truth)) {
     LabelMatch match = mapper.map(label, options.label_dataset);
-    const auto given = truth_ids.find(label);
-    const bool from_data = match.kind != LabelMatchKind::kUserMap && given != truth_ids.end() && (ontology == nullptr || ontology->contains(given->second));
-    if (from_data) {
-      match.cl_id = given->second;
-      match.cl_label = ontology != nullptr ? ontology->label(given->second) : std::string();
-      match.kind = LabelMatchKind::kUserMap;
-      match.candidates.clear();
-    }
+    const bool from_data = match.kind != LabelMatchKind::kUserMap && take_data_term_id(label, truth_ids, ontology, match);
+    if (from_data) match.kind = LabelMatchKind::kUserMap;
     LabelMappingRow row = mapping_row(label, count, match, ontology);
     if (from_data && row.match == "user_map") row.match = "data";
     evaluation.truth_labels.push_back(std::move(row));

@@ -796,13 +796,7 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     std::vector<std::string> wanted{options.label_column};
     if (!options.group_column.empty() && options.group_column != kGroupByFile) wanted.push_back(options.group_column);
     // CELLxGENE files carry each cell's CL id beside its label: read it when obs has it.
-    const std::string term_id_column = ontology_term_id_column(options.label_column);
-    const std::vector<std::string> present = reference.dataset->obs_column_names();
-    if (std::find(present.begin(), present.end(), term_id_column) != present.end() &&
-        std::find(wanted.begin(), wanted.end(), term_id_column) == wanted.end()) {
-      wanted.push_back(term_id_column);
-      reference.term_id_column = term_id_column;
-    }
+    reference.term_id_column = want_term_id_column(reference.dataset->obs_column_names(), options.label_column, wanted);
     const DataFrame obs = reference.dataset->read_obs_columns(wanted);
     const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
     const bool by_file = options.group_column == kGroupByFile;  // each reference is a group
@@ -839,6 +833,22 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
 }
 
 std::string ontology_term_id_column(const std::string& label_column) { return label_column + "_ontology_term_id"; }
+
+std::string want_term_id_column(const std::vector<std::string>& present, const std::string& label_column, std::vector<std::string>& wanted) {
+  const std::string column = ontology_term_id_column(label_column);
+  if (std::find(present.begin(), present.end(), column) == present.end() || std::find(wanted.begin(), wanted.end(), column) != wanted.end()) return "";
+  wanted.push_back(column);
+  return column;
+}
+
+bool take_data_term_id(const std::string& label, const std::map<std::string, std::string>& data_ids, const Ontology* ontology, LabelMatch& match) {
+  const auto given = data_ids.find(label);
+  if (given == data_ids.end() || (ontology != nullptr && !ontology->contains(given->second))) return false;
+  match.cl_id = given->second;
+  match.cl_label = ontology != nullptr ? ontology->label(given->second) : std::string();
+  match.candidates.clear();
+  return true;
+}
 
 void count_label_term_ids(const Column& labels, const Column& term_ids, LabelTermIds& ids, const std::map<std::string, std::string>& label_renames,
                           const std::vector<std::uint8_t>* excluded) {
@@ -903,18 +913,9 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   for (const auto& label : labels) {
     LabelMatch found = mapper.map(label, label_map_dataset);
     if (!found.mapped() && !label_map_dataset.empty()) found = mapper.map(label);
-    bool from_data = false;
-    if (found.kind != LabelMatchKind::kUserMap) {
-      // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
-      const auto given = data_ids.find(label);
-      if (given != data_ids.end() && (ontology == nullptr || ontology->contains(given->second))) {
-        found.cl_id = given->second;
-        found.cl_label = ontology != nullptr ? ontology->label(given->second) : std::string();
-        from_data = true;
-      } else if (!rename && ontology != nullptr) {
-        found = names.map(label);
-      }
-    }
+    // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
+    const bool from_data = found.kind != LabelMatchKind::kUserMap && take_data_term_id(label, data_ids, ontology, found);
+    if (!from_data && found.kind != LabelMatchKind::kUserMap && !rename && ontology != nullptr) found = names.map(label);
     const std::string source = from_data                                    ? "data"
                                : found.kind == LabelMatchKind::kUserMap      ? "label map"
                                : found.kind == LabelMatchKind::kIdentifier ? "CL id"
