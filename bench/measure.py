@@ -1,12 +1,21 @@
-"""Shared by the bench scripts: run one command and measure it; the resampled pbmc3k file.
+"""Shared by the bench scripts: run one command and measure it; the resampled pbmc3k file; the
+Cell Ontology the tool uses by default.
 
     sys.path.insert(0, BENCH_DIR); from measure import run_measured, resampled_pbmc3k
 """
+import glob
 import os
 import subprocess
 import sys
 import tempfile
 import time
+
+
+def default_ontology(shared):
+    """The Cell Ontology scripts/setup.sh installs from SHARED/cell-ontology, which every command
+    uses by default: the newest CELLxGENE export CL-ontology-<version>.json, else cl-basic.obo."""
+    exports = sorted(glob.glob(os.path.join(shared, "cell-ontology", "CL-ontology-*.json")))
+    return exports[-1] if exports else os.path.join(shared, "cell-ontology", "cl-basic.obo")
 
 
 def run_measured(command, what, capture=False):

@@ -38,12 +38,24 @@ cmake --build build -j "$(nproc)" --target celltyper
 echo "setup: built build/celltyper ($(build/celltyper --version)) in $(( $(date +%s) - started )) s"
 
 DATA="../shared/data"
-# The Cell Ontology beside the executable, where every command finds it from any directory.
-if [ -f "$DATA/cell-ontology/cl-basic.obo" ]; then
-  install -D -m 0644 "$DATA/cell-ontology/cl-basic.obo" build/share/celltyper/cl-basic.obo
-  echo "setup: Cell Ontology installed as build/share/celltyper/cl-basic.obo"
+# The Cell Ontology beside the executable, where every command finds it from any directory: the
+# newest CELLxGENE export (CL-ontology-<version>.json, the release CELLxGENE's schema checks ids
+# against) when ../shared/data has one, else cl-basic.obo. One file only, so that no older copy
+# shadows the one installed.
+ONTOLOGY_JSON="$(ls "$DATA"/cell-ontology/CL-ontology-*.json 2>/dev/null | sort | tail -n 1)"
+if [ -n "$ONTOLOGY_JSON" ]; then
+  ONTOLOGY_SOURCE="$ONTOLOGY_JSON"
+elif [ -f "$DATA/cell-ontology/cl-basic.obo" ]; then
+  ONTOLOGY_SOURCE="$DATA/cell-ontology/cl-basic.obo"
 else
-  echo "setup: no ../shared/data/cell-ontology/cl-basic.obo: put the official cl-basic.obo release in build/share/celltyper/"
+  ONTOLOGY_SOURCE=""
+fi
+if [ -n "$ONTOLOGY_SOURCE" ]; then
+  rm -f build/share/celltyper/cl-basic.obo build/share/celltyper/CL-ontology-*.json
+  install -D -m 0644 "$ONTOLOGY_SOURCE" "build/share/celltyper/$(basename "$ONTOLOGY_SOURCE")"
+  echo "setup: Cell Ontology installed as build/share/celltyper/$(basename "$ONTOLOGY_SOURCE")"
+else
+  echo "setup: no Cell Ontology in ../shared/data/cell-ontology: put the official cl-basic.obo release (or a CELLxGENE CL-ontology-<version>.json) in build/share/celltyper/"
 fi
 
 # The main job on a pair whose truth is known: train on pbmc3k with default settings, annotate

@@ -27,9 +27,11 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import measure  # noqa: E402
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 LABEL_MAP = os.path.join(SHARED, "label_map_to_cell_ontology.tsv")
-ONTOLOGY = os.path.join(SHARED, "cell-ontology", "cl-basic.obo")
+ONTOLOGY = measure.default_ontology(SHARED)  # what the tool uses by default
 REFERENCE = os.path.join(SHARED, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
 QUERIES = [
     dict(name="pbmc68k_reduced", path=os.path.join(SHARED, "pbmc68k_reduced", "pbmc68k_reduced_with_counts.h5ad"), layer="counts",

@@ -377,7 +377,12 @@ def evaluate(celltyper, query, pred, ontology, workdir, tag):
 
 
 def read_ontology(path):
-    """child -> parents (is_a) from an OBO file."""
+    """child -> parents: is_a from an OBO file, the distance-1 ancestors of a CELLxGENE .json export
+    (as celltyper reads them)."""
+    if path.endswith(".json"):
+        with open(path) as f:
+            terms = json.load(f)
+        return {term: {a for a, distance in (entry.get("ancestors") or {}).items() if distance == 1} for term, entry in terms.items()}
     parents, current = {}, None
     with open(path) as f:
         for line in f:

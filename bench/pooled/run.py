@@ -45,6 +45,8 @@ import scipy.sparse as sp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import measure  # noqa: E402
 # bench/peers/run.py: the peer methods, label harmonisation and the metric summary.
 _spec = importlib.util.spec_from_file_location("peers_run", os.path.join(ROOT, "bench", "peers", "run.py"))
 peers = importlib.util.module_from_spec(_spec)
@@ -52,7 +54,7 @@ _spec.loader.exec_module(peers)
 
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 LABEL_MAP = os.path.join(SHARED, "label_map_to_cell_ontology.tsv")
-ONTOLOGY = os.path.join(SHARED, "cell-ontology", "cl-basic.obo")
+ONTOLOGY = measure.default_ontology(SHARED)  # what the tool uses by default
 DATASETS = {  # name: (file, label column, layer with counts or None for X, label-map dataset)
     "pbmc3k": ("pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad", "celltype", None, "pbmc3k-seurat-labels"),
     "pbmc68k": ("pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad", "bulk_labels", "counts", "pbmc68k_reduced"),
@@ -251,7 +253,7 @@ def markdown(report):
 
 
 def main():
-    global CELLTYPER
+    global CELLTYPER, ONTOLOGY
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--build", default=os.path.join(ROOT, "build"))
     parser.add_argument("--extra", default="", help="extra flags for every celltyper train (experiments)")
@@ -261,8 +263,10 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "pooled"), help="writes OUT.json and OUT.md")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples of each held-out set (0 = none)")
+    parser.add_argument("--ontology", default=ONTOLOGY, help="the Cell Ontology every train, annotate and evaluate uses")
     args = parser.parse_args()
     CELLTYPER = os.path.join(args.build, "celltyper")
+    ONTOLOGY = args.ontology
     if not os.path.exists(CELLTYPER):
         sys.exit(f"bench/pooled: {CELLTYPER} is missing: build first (scripts/setup.sh)")
     started = time.perf_counter()
@@ -274,7 +278,8 @@ def main():
     methods = [] if args.no_peers else [m for m in PEERS if m not in ("SingleR", "Seurat") or peers.r_package(m)]
     report = dict(command="/usr/bin/python3 bench/pooled/run.py " + " ".join(sys.argv[1:]),
                   commit=subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
-                  machine=f"{os.cpu_count()} cores", held_out={}, extra=args.extra, resamples=args.resamples)
+                  machine=f"{os.cpu_count()} cores", held_out={}, extra=args.extra, resamples=args.resamples,
+                  ontology=os.path.basename(ONTOLOGY))
     conditions = ["(a) mixed", "(a) mixed, annotate --hierarchical", "(b) flat"]
     for held_out in args.held_out.split(","):
         training = [name for name in DATASETS if name != held_out]

@@ -218,17 +218,26 @@ Ontology parse_cellxgene_json(std::string_view text, const std::string& source =
 /// InputError naming the file when it is missing, has another extension, or is malformed.
 Ontology load_ontology(const std::filesystem::path& path);
 
+/// The Cell Ontology file in `folder`: the newest CELLxGENE export (`CL-ontology-<version>.json`,
+/// the release CELLxGENE's schema checks ids against; the largest version wins) else
+/// `cl-basic.obo`; "" when it holds neither.
+std::string ontology_in_folder(const std::filesystem::path& folder);
+
 /// Where to find the ontology: `argument` when non-empty; else the environment variable
 /// `CELLTYPER_ONTOLOGY` when set and non-empty; else the copy scripts/setup.sh installs beside
-/// the executable (`<dir of the executable>/share/celltyper/cl-basic.obo`, found through
+/// the executable (`ontology_in_folder(<dir of the executable>/share/celltyper)`, found through
 /// /proc/self/exe, so from any working directory; the Python module looks two folders above its
-/// own file, build/python/celltyper/); else `../shared/data/cell-ontology/cl-basic.obo`
-/// relative to the working directory when that file exists; else "".
+/// own file, build/python/celltyper/); else `ontology_in_folder(../shared/data/cell-ontology)`
+/// relative to the working directory; else "".
 std::string default_ontology_path(const std::string& argument = "");
+
+/// Which ontology the commands use when --ontology is not given (for --help).
+inline constexpr const char* kOntologyDefaultHelp = "default: $CELLTYPER_ONTOLOGY, else the copy scripts/setup.sh installs in build/share/celltyper";
 
 /// Where users get the Cell Ontology when none is found (for messages).
 inline constexpr const char* kOntologyReleaseHint =
-    "the official release is cl-basic.obo at https://purl.obolibrary.org/obo/cl/cl-basic.obo (or run scripts/setup.sh, which installs it)";
+    "the official release is cl-basic.obo at https://purl.obolibrary.org/obo/cl/cl-basic.obo, or CELLxGENE's "
+    "CL-ontology-<version>.json (cellxgene-ontology-guide); scripts/setup.sh installs one in build/share/celltyper";
 
 // ---- label mapping ---------------------------------------------------------------------------
 

@@ -28,20 +28,13 @@ from . import _celltyper as _core
 __all__ = ["Model", "AnnotationResult", "annotate", "train", "load_model", "embed", "evaluate", "genes", "__version__"]
 __version__ = _core.version()
 
-# Where scripts/setup.sh installs the default gene store and the Cell Ontology: build/share/celltyper
-# (this package is build/python/celltyper).
+# Where scripts/setup.sh installs the default gene store: build/share/celltyper (this package is
+# build/python/celltyper). The engine finds the Cell Ontology installed there itself, as the CLI does.
 _SHARE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "share", "celltyper")
 
 
 def _default_store() -> str:
     return os.environ.get("CELLTYPER_GENE_STORE") or os.path.join(_SHARE, "gene_embeddings.h5")
-
-
-def _default_ontology() -> str:
-    if os.environ.get("CELLTYPER_ONTOLOGY"):
-        return os.environ["CELLTYPER_ONTOLOGY"]
-    installed = os.path.join(_SHARE, "cl-basic.obo")
-    return installed if os.path.isfile(installed) else ""
 
 
 # ---- AnnData -> the engine's dataset spec -----------------------------------------------------
@@ -300,7 +293,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "hierarchical": hierarchical,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
-                       "keep_model": keep_model, "ontology": os.fspath(ontology) if ontology else _default_ontology()},
+                       "keep_model": keep_model, "ontology": os.fspath(ontology) if ontology else ""},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     out = _core.annotate(query, cores, references, options)
@@ -399,7 +392,7 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
             uns[key] = [str(v) for v in value]
     options = {"truth": truth_column, "pred": pred_column, "group": group_column or "", "probabilities": probabilities,
                "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "compare": compare,
-               "use_ontology": use_ontology, "ontology": os.fspath(ontology) if ontology else _default_ontology(),
+               "use_ontology": use_ontology, "ontology": os.fspath(ontology) if ontology else "",
                "top_k": [int(k) for k in top_k]}
     return json.loads(_core.evaluate(columns, [str(n) for n in adata.obs_names], obsm, uns, options))
 

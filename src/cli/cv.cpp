@@ -72,7 +72,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--n-genes", args->options.train.n_genes, "Expression features: panel size")->capture_default_str();
   command->add_option("--label-map", args->options.train.label_map, "label -> Cell Ontology id table (label_map_to_cell_ontology.tsv)");
   command->add_option("--label-dataset", args->options.train.label_map_dataset, "Prefer rows of this dataset in --label-map");
-  command->add_option("--ontology", args->ontology, "Cell Ontology .obo/.json (default: ../shared/data/cell-ontology/cl-basic.obo when present)");
+  command->add_option("--ontology", args->ontology, fmt::format("Cell Ontology .obo or CELLxGENE .json ({})", kOntologyDefaultHelp));
   command->add_flag("--no-ontology", args->no_ontology, "Skip ontology-aware metrics");
   command->add_flag("--harmonize-labels", args->options.harmonize_labels,
                     "Replace labels by their Cell Ontology term (pool files whose label names differ)");

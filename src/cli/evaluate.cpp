@@ -48,7 +48,7 @@ void add_evaluate(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--pred", args->options.prediction, "Predicted labels or CL ids, obs:COLUMN (e.g. obs:celltyper_ontology_id)")
       ->capture_default_str();
   command->add_option("--ontology", args->ontology,
-                      "Cell Ontology (.obo or CELLxGENE .json; default: $CELLTYPER_ONTOLOGY, else ../shared/data/cell-ontology/cl-basic.obo)");
+                      fmt::format("Cell Ontology .obo or CELLxGENE .json ({})", kOntologyDefaultHelp));
   command->add_flag("--no-ontology", args->no_ontology, "Skip the Cell Ontology metrics");
   command->add_option("--label-map", args->options.label_map, "label -> CL id table (layout of label_map_to_cell_ontology.tsv)");
   command->add_option("--label-dataset", args->options.label_dataset, "Prefer rows of this dataset of --label-map for the truth labels");

@@ -93,7 +93,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
                     "ontology's names); the classes are the most specific terms, and a cell with a coarser term (e.g. 'lymphocyte') "
                     "trains on the summed probability of the classes below it (logreg, mlp; xgboost and knn leave it out)");
   command->add_flag("--flat-labels", args->options.flat_labels, "With --harmonize-labels: every term is a class of its own (flat pooled training)");
-  command->add_option("--ontology", args->ontology, "Cell Ontology .obo/.json: CL ids for labels that are CL names, and the terms of --harmonize-labels (default: the installed copy, $CELLTYPER_ONTOLOGY)");
+  command->add_option("--ontology", args->ontology, fmt::format("Cell Ontology .obo or CELLxGENE .json: CL ids for labels that are CL names, and the terms of --harmonize-labels ({})", kOntologyDefaultHelp));
   command->add_flag("--balance-references", args->options.balance_references,
                     "Weight cells so that every reference counts equally (a large reference does not drown a small one)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->options.augment_depth,

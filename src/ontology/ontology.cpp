@@ -331,6 +331,21 @@ TermRelation Ontology::classify_relation(std::string_view prediction, std::strin
   return classify_relation(index_of(prediction), index_of(truth));
 }
 
+std::string ontology_in_folder(const std::filesystem::path& folder) {
+  std::error_code error;
+  std::string newest;  // CL-ontology-<version>.json: versions are dates (v2026-03-26), so the largest name is the newest
+  for (std::filesystem::directory_iterator entry(folder, error), end; !error && entry != end; entry.increment(error)) {
+    const std::string name = entry->path().filename().string();
+    if (name.rfind("CL-ontology-", 0) == 0 && entry->path().extension() == ".json" && entry->is_regular_file(error) &&
+        (newest.empty() || name > std::filesystem::path(newest).filename().string())) {
+      newest = entry->path().string();
+    }
+  }
+  if (!newest.empty()) return newest;
+  const std::filesystem::path obo = folder / "cl-basic.obo";
+  return std::filesystem::is_regular_file(obo, error) ? obo.string() : std::string();
+}
+
 std::string default_ontology_path(const std::string& argument) {
   if (!argument.empty()) return argument;
   if (const char* from_environment = std::getenv("CELLTYPER_ONTOLOGY");
@@ -338,23 +353,23 @@ std::string default_ontology_path(const std::string& argument) {
     return from_environment;
   }
   std::error_code error;
-  // Installed by scripts/setup.sh beside the executable (build/share/celltyper/cl-basic.obo); the
-  // Python module (build/python/celltyper/_core*.so, which holds this code) finds the same copy
-  // two folders up from itself.
+  // Installed by scripts/setup.sh beside the executable (build/share/celltyper/); the Python
+  // module (build/python/celltyper/_core*.so, which holds this code) finds the same copy two
+  // folders up from itself.
   const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
   if (!error) {
-    const std::filesystem::path installed = exe.parent_path() / "share" / "celltyper" / "cl-basic.obo";
-    if (std::filesystem::is_regular_file(installed, error)) return installed.string();
+    if (std::string installed = ontology_in_folder(exe.parent_path() / "share" / "celltyper"); !installed.empty()) return installed;
   }
   Dl_info self{};
   if (::dladdr(reinterpret_cast<const void*>(&default_ontology_path), &self) != 0 && self.dli_fname != nullptr) {
     const std::filesystem::path module = std::filesystem::absolute(self.dli_fname, error);
-    const std::filesystem::path installed = module.parent_path().parent_path().parent_path() / "share" / "celltyper" / "cl-basic.obo";
-    if (!error && std::filesystem::is_regular_file(installed, error)) return installed.string();
+    if (!error) {
+      if (std::string installed = ontology_in_folder(module.parent_path().parent_path().parent_path() / "share" / "celltyper"); !installed.empty()) {
+        return installed;
+      }
+    }
   }
-  const std::filesystem::path fallback = "../shared/data/cell-ontology/cl-basic.obo";
-  if (std::filesystem::is_regular_file(fallback, error)) return fallback.string();
-  return "";
+  return ontology_in_folder("../shared/data/cell-ontology");
 }
 
 }  // namespace celltyper
