@@ -114,7 +114,8 @@ class Dataset {
 std::unique_ptr<Dataset> open_dataset(const std::string& path);
 
 /// Normalise a user-facing matrix name: "X" -> "X", "raw" -> "raw/X", "counts" -> "layers/counts"
-/// when such a layer exists. Throws InputError listing the available sources otherwise.
+/// when such a layer exists, "auto" -> choose_counts_matrix (matrix_summary.hpp). Throws
+/// InputError listing the available sources otherwise.
 std::string resolve_matrix_source(const Dataset& dataset, const std::string& name);
 
 }  // namespace celltyper

@@ -36,7 +36,7 @@ NormalizationChoice parse_normalization_choice(const std::string& text);
 
 /// Options of `embed_dataset`.
 struct EmbedOptions {
-  std::string matrix = "X";               ///< "X", "raw", or a layer name ("counts")
+  std::string matrix = "auto";            ///< "auto" (choose_counts_matrix), "X", "raw", or a layer name ("counts")
   NormalizationChoice normalization = NormalizationChoice::kAuto;
   int dims = 0;                           ///< 0 = all dimensions of the gene vectors
   int num_threads = 0;                    ///< 0 = all hardware threads

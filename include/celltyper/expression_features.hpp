@@ -46,7 +46,7 @@ struct GeneExpressionStats {
 /// Library size: the sum of a cell's values on every var (CellTypist), or on
 /// `size_factor_genes` only when that list is given.
 struct ExpressionOptions {
-  std::string matrix = "X";               ///< "X", "raw", or a layer name
+  std::string matrix = "auto";            ///< "auto" (choose_counts_matrix), "X", "raw", or a layer name
   NormalizationChoice normalization = NormalizationChoice::kAuto;  ///< auto: counts -> log1p-cp10k, logged -> unchanged
   int num_threads = 0;                    ///< 0 = all hardware threads
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for matrix blocks in flight

@@ -107,7 +107,8 @@ std::map<std::string, std::string> most_frequent_term_ids(const LabelTermIds& id
 struct LabelledReference {
   std::string path;
   const Dataset* dataset = nullptr;
-  std::string matrix;                   ///< "X", "raw", a layer (TrainOptions::matrices or embed.matrix)
+  std::string matrix;                   ///< the source read: "X", "raw/X", "layers/NAME" (TrainOptions::matrices or embed.matrix, resolved)
+  std::string matrix_note;              ///< why "auto" did not read X (choose_counts_matrix), else ""
   std::vector<std::string> labels;      ///< per cell, after TrainOptions::label_renames; "" when missing
   std::vector<std::string> groups;      ///< per cell "path\x1fgroup"; "" without a group column
   std::vector<std::uint8_t> labelled;   ///< 1 = has a label and is not masked out

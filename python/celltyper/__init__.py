@@ -10,7 +10,10 @@
 
 The computation is the C++ engine of the `celltyper` command (same models, same results); the
 expression matrix (X, a layer or raw.X as SciPy CSR or a dense NumPy array) is read in place,
-not copied, and the GIL is released while the engine runs. Bad input raises ValueError with the
+not copied, and the GIL is released while the engine runs. Which matrix: `layer=` (a layer name,
+or "X") or `use_raw=True`; with neither, X when it holds raw counts, else layers['counts'] or
+raw.X when they do (CELLxGENE files keep normalised values in X and the counts in raw.X; a
+warning says so), else X, as the command's `--layer auto`. Bad input raises ValueError with the
 same one-line message the command prints; unreadable files raise OSError.
 """
 from __future__ import annotations
@@ -85,10 +88,16 @@ def _dataset(adata, *, layer: Optional[str] = None, use_raw: bool = False, obs_c
         raise TypeError(f"{name}: an AnnData object is needed, not {type(adata).__name__}")
     if use_raw and layer is not None:
         raise ValueError("pass layer= or use_raw=True, not both")
+    if layer is None and not use_raw:
+        layer, use_raw = _counts_matrix(adata, name)
     if use_raw:
         if adata.raw is None:
             raise ValueError(f"{name} has no raw")
         X, var, source = adata.raw.X, adata.raw.var, f"{name}.raw.X"
+    elif layer == "X":
+        if adata.X is None:
+            raise ValueError(f"{name}.X is empty")
+        X, var, source = adata.X, adata.var, f"{name}.X"
     elif layer is not None:
         if layer not in adata.layers:
             raise ValueError(f"{name} has no layer '{layer}' (layers: {', '.join(adata.layers.keys()) or 'none'})")
@@ -113,6 +122,37 @@ def _dataset(adata, *, layer: Optional[str] = None, use_raw: bool = False, obs_c
     spec.update({"name": source, "obs_names": [str(n) for n in adata.obs.index], "obs": columns,
                  "var_names": [str(n) for n in var.index], "var": var_columns})
     return spec
+
+
+def _scale(X) -> str:
+    """What the first 2,000 cells of X hold ('raw-counts', 'log-normalized', ...), by the engine's
+    test (the command line's --layer auto)."""
+    part = X[:2000]
+    spec = _matrix_spec(part, "matrix")
+    n, g = spec["shape"]
+    spec.update({"name": "matrix", "obs_names": [str(i) for i in range(n)], "obs": {}, "var_names": [str(j) for j in range(g)], "var": {}})
+    return _core.matrix_scale(spec)
+
+
+def _counts_matrix(adata, name: str):
+    """(layer, use_raw) when neither is given: X when it holds counts; else layers['counts'] or
+    raw.X when they do (CELLxGENE files keep normalised values in X and the counts in raw.X; the
+    engine normalises counts itself and thins them for depth augmentation); else X."""
+    if adata.X is None:
+        return None, False
+    candidates = ([("counts", False)] if "counts" in adata.layers else []) + ([(None, True)] if adata.raw is not None else [])
+    if not candidates:
+        return "X", False
+    seen = _scale(adata.X)
+    if seen in ("raw-counts", "empty"):
+        return "X", False
+    for layer, use_raw in candidates:
+        if _scale(adata.raw.X if use_raw else adata.layers[layer]) == "raw-counts":
+            where = f"{name}.raw.X" if use_raw else f"{name}.layers['{layer}']"
+            _warnings.warn(f"{name}.X looks {seen} and {where} holds raw counts: {where} read (celltyper normalises counts "
+                           f"itself; layer='X' reads X)", stacklevel=4)
+            return layer, use_raw
+    return "X", False
 
 
 def _with_term_ids(adata, columns: Sequence[str], label: str) -> list:

@@ -9,6 +9,7 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/gene_vector_source.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/report.hpp>
@@ -378,6 +379,17 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
 
 // ---- embedding, evaluation, genes -------------------------------------------------------------
 
+/// What the values of a dataset spec look like (summarize_matrix of its first 2,000 cells):
+/// "raw-counts", "log-normalized", ... as `celltyper inspect` names them.
+std::string matrix_scale(const py::dict& spec) {
+  BorrowedData data = borrowed_dataset(spec);
+  py::gil_scoped_release release;
+  SummarizeOptions scan;
+  scan.max_rows = 2000;
+  const std::unique_ptr<MatrixReader> reader = data.dataset->open_matrix("X");
+  return to_string(summarize_matrix(*reader, scan).scale);
+}
+
 std::pair<py::array_t<float>, std::string> embed(const py::dict& spec, const py::dict& options) {
   BorrowedData data = borrowed_dataset(spec);
   EmbedOptions embed = embed_options(options);
@@ -528,6 +540,7 @@ PYBIND11_MODULE(_celltyper, m) {
   m.def("train", &train);
   m.def("annotate", &annotate);
   m.def("embed", &embed);
+  m.def("matrix_scale", &matrix_scale);
   m.def("evaluate", &evaluate_cells);
   m.def("gene_neighbors", &gene_neighbors);
   m.def("csr_indices_sorted", &csr_indices_sorted);

@@ -2,6 +2,7 @@
 #include <celltyper/annotate.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/linear_scores.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/parallel.hpp>
 
 #include <fmt/format.h>
@@ -179,11 +180,16 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
 }
 
 Annotation annotate_dataset(const Dataset& dataset, const std::vector<const CellTypeModel*>& given, const GeneTable& table,
-                            const AnnotateOptions& options) {
+                            const AnnotateOptions& requested) {
   if (given.empty()) throw InputError("annotate: no model given");
-  if (options.top_k < 0) throw InputError(fmt::format("--top-k {} is negative", options.top_k));
-  if (!(options.min_score >= 0 && options.min_score <= 1)) throw InputError(fmt::format("--min-score {} is not in [0, 1]", options.min_score));
+  if (requested.top_k < 0) throw InputError(fmt::format("--top-k {} is negative", requested.top_k));
+  if (!(requested.min_score >= 0 && requested.min_score <= 1)) throw InputError(fmt::format("--min-score {} is not in [0, 1]", requested.min_score));
   Annotation annotation;
+  // The query's matrix, chosen once for every model (--layer auto: a CELLxGENE file's counts in raw/X).
+  AnnotateOptions options = requested;
+  std::string matrix_note;
+  options.embed.matrix = options.embed.matrix == "auto" ? choose_counts_matrix(dataset, &matrix_note) : options.embed.matrix;
+  if (!matrix_note.empty()) annotation.warnings.push_back(fmt::format("{}: {}", dataset.path(), matrix_note));
 
   // How much of each model the query measures; refit a model on the shared genes when the
   // query lacks part of its features or of its reference expression.

@@ -68,7 +68,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     // Reference mode: train on the fly on the genes the query shares with the references.
     std::vector<std::string> references;
     std::string label;
-    std::string reference_layer = "X";
+    std::string reference_layer = "auto";
     std::string save_model;
     std::string genes;
     TrainOptions train;
@@ -83,7 +83,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                        "they share with the query (as SingleR and Seurat label transfer do)")
           ->delimiter(',');
   command->add_option("-l,--label", args->label, "Reference mode: cell-type column of the references, obs:COLUMN");
-  command->add_option("--reference-layer", args->reference_layer, "Reference mode: matrix of the references (X, raw, or a layer)")
+  command->add_option("--reference-layer", args->reference_layer, "Reference mode: matrix of the references (auto, X, raw, or a layer; as --layer)")
       ->capture_default_str();
   command->add_option("--classifier", args->train.classifier, "Reference mode: classifier")->capture_default_str();
   command->add_option("--features", args->train.features, "Reference mode: feature route (expression | genept)")
@@ -107,7 +107,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
   command->add_option("--over-clustering", args->over_clustering, "obs:COLUMN of clusters: add a per-cluster majority vote");
-  command->add_option("--layer", args->options.embed.matrix, "Matrix to embed: X, raw, or a layer name")->capture_default_str();
+  command->add_option("--layer", args->options.embed.matrix, "Matrix to read: auto (X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name")->capture_default_str();
   command->add_option("--gene-table", args->gene_table,
                       "Gene table for resolving var names (default: org.Hs.eg.db; without one, the model's own gene list)");
   command->add_option("--gene-column", args->options.embed.genes.column, "var column with gene ids (default: auto-detect)");

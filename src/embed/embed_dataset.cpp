@@ -114,7 +114,9 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   const auto start = std::chrono::steady_clock::now();
   EmbedResult result;
   if (dataset.n_obs() == 0) throw InputError(fmt::format("{}: the dataset has zero cells", dataset.path()));
-  result.matrix = resolve_matrix_source(dataset, options.matrix);
+  std::string matrix_note;
+  result.matrix = options.matrix == "auto" ? choose_counts_matrix(dataset, &matrix_note) : resolve_matrix_source(dataset, options.matrix);
+  if (!matrix_note.empty()) result.warnings.push_back(matrix_note);
   const DataFrame var = dataset.read_var_of(result.matrix);
   result.genes = resolve_genes(table, var, options.genes);
   const int dims = options.dims > 0 ? options.dims : source.dims;

@@ -1,6 +1,7 @@
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/remote.hpp>
 #include <celltyper/tenx.hpp>
 
@@ -34,6 +35,7 @@ std::vector<std::string> Dataset::obs_column_names() const {
 }
 
 std::string resolve_matrix_source(const Dataset& dataset, const std::string& name) {
+  if (name == "auto") return choose_counts_matrix(dataset);
   const std::vector<std::string> sources = dataset.matrix_sources();
   const auto has = [&](const std::string& source) { return std::find(sources.begin(), sources.end(), source) != sources.end(); };
   for (const std::string& candidate : {name, name == "raw" ? std::string("raw/X") : name, "layers/" + name}) {

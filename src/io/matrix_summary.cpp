@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <celltyper/error.hpp>
+
 #include <algorithm>
 #include <array>
 #include <cmath>
 #include <limits>
+#include <memory>
 
 namespace celltyper {
 
@@ -204,6 +207,34 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   if (summary.empty_rows > 0) summary.warnings.push_back(fmt::format("{} cells have no stored value", summary.empty_rows));
   if (summary.rows_scanned == 0) summary.warnings.push_back("the matrix has no cells");
   return summary;
+}
+
+std::string choose_counts_matrix(const Dataset& dataset, std::string* why) {
+  const std::vector<std::string> sources = dataset.matrix_sources();
+  if (sources.empty()) throw InputError(fmt::format("{}: no matrix to read (no X, raw/X or layer)", dataset.path()));
+  const auto has = [&](const std::string& source) { return std::find(sources.begin(), sources.end(), source) != sources.end(); };
+  const auto summary_of = [&](const std::string& source) {
+    SummarizeOptions scan;
+    scan.max_rows = 2000;
+    const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(source);
+    return summarize_matrix(*reader, scan);
+  };
+  const auto counts = [](const MatrixSummary& summary) { return summary.scale == ValueScale::kRawCounts || summary.scale == ValueScale::kEmpty; };
+  const std::string first = has("X") ? std::string("X") : sources.front();
+  if (sources.size() == 1) return first;
+  const MatrixSummary main = summary_of(first);
+  if (counts(main)) return first;
+  for (const std::string candidate : {"layers/counts", "raw/X"}) {
+    if (candidate == first || !has(candidate)) continue;
+    const MatrixSummary other = summary_of(candidate);
+    if (!counts(other)) continue;
+    if (why != nullptr) {
+      *why = fmt::format("{} looks {} and {} holds raw counts: {} read (celltyper normalises counts itself; --layer {} reads {})", first,
+                         to_string(main.scale), candidate, candidate, first, first);
+    }
+    return candidate;
+  }
+  return first;
 }
 
 }  // namespace celltyper

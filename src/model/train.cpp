@@ -2,6 +2,7 @@
 // `train_model`, which composes them into a self-contained CellTypeModel.
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/thinned_dataset.hpp>
 #include <celltyper/train.hpp>
@@ -792,7 +793,8 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     reference.path = reference.dataset->path();
     const std::string& path = reference.path;
     const std::vector<std::uint8_t>* mask = options.cell_masks.empty() || options.cell_masks[r].empty() ? nullptr : &options.cell_masks[r];
-    reference.matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
+    const std::string& matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
+    reference.matrix = matrix == "auto" ? choose_counts_matrix(*reference.dataset, &reference.matrix_note) : resolve_matrix_source(*reference.dataset, matrix);
     std::vector<std::string> wanted{options.label_column};
     if (!options.group_column.empty() && options.group_column != kGroupByFile) wanted.push_back(options.group_column);
     // CELLxGENE files carry each cell's CL id beside its label: read it when obs has it.
@@ -1005,6 +1007,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   std::vector<LabelledReference> references = read_labelled_cells(datasets, options);
   TrainingData data;
   data.features = options.features;
+  for (const auto& reference : references) {
+    if (!reference.matrix_note.empty()) data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.matrix_note));
+  }
   // Cell Ontology ids of the labels: --label-map, the CL ids the data carries beside its labels
   // (CELLxGENE's cell_type_ontology_term_id), the ontology's ids, names and exact synonyms.
   std::set<std::string> distinct;

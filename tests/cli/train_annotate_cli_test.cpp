@@ -280,6 +280,56 @@ TEST(TrainAnnotateCli, CellxgeneLabelsBringTheirOntologyIds) {
   EXPECT_EQ(folds["unmapped_labels"], nlohmann::json::array()) << folds["unmapped_labels"].dump();
 }
 
+TEST(TrainAnnotateCli, CellxgeneLayoutReadsTheCountsInRaw) {
+  // CELLxGENE files keep log-normalised values in X and the counts in raw/X: with no --layer,
+  // train and annotate read raw/X (and say so), so the model is the one the counts give.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata, numpy as np, scipy.sparse as sp\n"
+      "a = anndata.read_h5ad('{0}')[::3].copy()\n"
+      "a.X = sp.csr_matrix(a.X, dtype=np.float32)\n"
+      "a.write_h5ad('{1}')\n"
+      "a.raw = a.copy()\n"
+      "x = sp.diags(1e4 / np.asarray(a.X.sum(axis=1)).ravel()) @ a.X\n"
+      "x.data = np.log1p(x.data)\n"
+      "a.X = sp.csr_matrix(x, dtype=np.float32)\n"
+      "a.write_h5ad('{2}')\n",
+      reference, dir.file("counts.h5ad"), dir.file("cxg.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::string note = "X looks log-normalized and raw/X holds raw counts: raw/X read";
+  const auto cxg = test::run_cli({"train", "-r", dir.file("cxg.h5ad"), "-l", "obs:celltype", "-o", dir.file("cxg.h5"), "--json"});
+  ASSERT_EQ(cxg.exit_code, 0) << cxg.err;
+  EXPECT_NE(cxg.err.find(note), std::string::npos) << cxg.err;
+  const auto counts = test::run_cli({"train", "-r", dir.file("counts.h5ad"), "-l", "obs:celltype", "-o", dir.file("counts.h5"), "--json"});
+  ASSERT_EQ(counts.exit_code, 0) << counts.err;
+  EXPECT_EQ(counts.err.find("raw/X read"), std::string::npos) << counts.err;
+  const auto cxg_summary = nlohmann::json::parse(cxg.out);
+  const auto counts_summary = nlohmann::json::parse(counts.out);
+  EXPECT_EQ(cxg_summary["validation"], counts_summary["validation"]);
+  EXPECT_EQ(cxg_summary["provenance"]["references"][0]["matrix"], "raw/X") << cxg_summary["provenance"].dump();
+  // annotate reads the query's counts too: the same labels as the counts file with the counts model.
+  const auto annotated = test::run_cli({"annotate", "-m", dir.file("cxg.h5"), "-i", dir.file("cxg.h5ad"), "-o", dir.file("cxg_out.h5ad")});
+  ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
+  EXPECT_NE(annotated.err.find(note), std::string::npos) << annotated.err;
+  ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("counts.h5"), "-i", dir.file("counts.h5ad"), "-o", dir.file("counts_out.h5ad"), "-q"}).exit_code, 0);
+  const std::string same = fmt::format(
+      "import anndata\n"
+      "a = anndata.read_h5ad('{0}', backed='r').obs['celltyper_label'].astype(str)\n"
+      "b = anndata.read_h5ad('{1}', backed='r').obs['celltyper_label'].astype(str)\n"
+      "assert (a.values == b.values).all(), (a.values != b.values).sum()\n",
+      dir.file("cxg_out.h5ad"), dir.file("counts_out.h5ad"));
+  const auto compared = test::run_program({test::system_python(), "-c", same});
+  EXPECT_EQ(compared.exit_code, 0) << compared.err;
+  // --layer X still reads X (log-normalised, used as it is), with no note.
+  const auto as_x = test::run_cli({"train", "-r", dir.file("cxg.h5ad"), "-l", "obs:celltype", "--layer", "X", "-o", dir.file("x.h5"), "--json"});
+  ASSERT_EQ(as_x.exit_code, 0) << as_x.err;
+  EXPECT_EQ(as_x.err.find("raw/X read"), std::string::npos) << as_x.err;
+  EXPECT_EQ(nlohmann::json::parse(as_x.out)["provenance"]["references"][0]["matrix"], "X");
+}
+
 TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";

@@ -3,6 +3,7 @@
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/matrix_summary.hpp>
 
 #include "support/test_support.hpp"
 
@@ -139,6 +140,21 @@ TEST(H5adRealData, Pbmc68kDenseRawAndLayers) {
   EXPECT_EQ(a.indices, b.indices);
   const DataFrame raw_var = file.read_var_of("raw/X");
   EXPECT_EQ(raw_var.n_rows(), 765u);
+}
+
+TEST(H5adRealData, AutoReadsTheCounts) {
+  // pbmc68k_reduced keeps scaled values in X, log1p CP10k in raw/X and the counts in a layer.
+  CELLTYPER_REQUIRE_SHARED(pbmc68k, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  std::string why;
+  const H5adFile file(pbmc68k);
+  EXPECT_EQ(choose_counts_matrix(file, &why), "layers/counts");
+  EXPECT_NE(why.find("X looks scaled and layers/counts holds raw counts: layers/counts read"), std::string::npos) << why;
+  EXPECT_EQ(resolve_matrix_source(file, "auto"), "layers/counts");
+  // savercat's X holds counts: X, with nothing to say.
+  CELLTYPER_REQUIRE_SHARED(savercat, "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad");
+  why.clear();
+  EXPECT_EQ(choose_counts_matrix(H5adFile(savercat), &why), "X");
+  EXPECT_EQ(why, "");
 }
 
 /// Streaming in small blocks, with and without prefetch, reproduces one whole read exactly.

@@ -131,6 +131,38 @@ def test_cellxgene_labels_bring_their_ontology_ids_as_in_the_cli(tmp_path, pbmc3
 
 
 @needs_data
+def test_cellxgene_layout_reads_the_counts_in_raw_as_in_the_cli(tmp_path, pbmc3k):
+    """Log-normalised X with the counts in raw.X: with no layer= the counts are read (with a
+    warning), so the model and the labels are those of the counts; layer='X' reads X."""
+    counts = pbmc3k[::3].copy()
+    counts.X = sp.csr_matrix(counts.X, dtype=np.float32)
+    cxg = counts.copy()
+    cxg.raw = counts.copy()
+    x = sp.diags(1e4 / np.asarray(counts.X.sum(axis=1)).ravel()) @ counts.X
+    x.data = np.log1p(x.data)
+    cxg.X = sp.csr_matrix(x, dtype=np.float32)
+    note = r"X looks log-normalized and AnnData\.raw\.X holds raw counts: AnnData\.raw\.X read"
+    with pytest.warns(UserWarning, match=note):
+        model = celltyper.train(cxg, label="celltype")
+    plain = celltyper.train(counts, label="celltype")
+    assert model.validation == plain.validation
+    with pytest.warns(UserWarning, match=note):
+        labels = celltyper.annotate(cxg.copy(), model=model, inplace=False).labels
+    assert list(labels.astype(str)) == list(celltyper.annotate(counts.copy(), model=plain, inplace=False).labels.astype(str))
+    # The command line reads the file's raw/X the same way.
+    path, model_path, out = str(tmp_path / "cxg.h5ad"), str(tmp_path / "cli.h5"), str(tmp_path / "out.h5ad")
+    cxg.write_h5ad(path)
+    cli("train", "--reference", path, "--label", "obs:celltype", "--out", model_path)
+    cli("annotate", "--model", model_path, "--input", path, "--out", out)
+    assert list(anndata.read_h5ad(out).obs["celltyper_label"].astype(str)) == list(labels.astype(str))
+    import warnings
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        celltyper.train(cxg, label="celltype", layer="X", augment_depth=False)
+    assert not [w for w in caught if "raw counts" in str(w.message)], [str(w.message) for w in caught]
+
+
+@needs_data
 def test_depth_augmentation_is_the_default_and_can_be_turned_off_as_in_the_cli(tmp_path, pbmc3k, pbmc68k):
     augmented = celltyper.train(pbmc3k, label="celltype")
     assert augmented.summary["n_cells"] == pbmc3k.n_obs
