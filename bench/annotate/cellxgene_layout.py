@@ -109,8 +109,8 @@ def main():
         for query in ("savercat", "pbmc68k"):
             out = os.path.join(work, f"{query}_{len(rows)}.h5ad")
             annotated, annotate_s = run([celltyper, "annotate", "-m", model, "-i", files[query], "-o", out] + layer)
-            row = dict(condition=condition, query=query, train_s=train_s, annotate_s=annotate_s,
-                       read_note=[line for line in (trained.stderr + annotated.stderr).splitlines() if "read (" in line][:1])
+            said = [line.replace(work + os.sep, "") for line in (trained.stderr + annotated.stderr).splitlines() if "read (" in line]
+            row = dict(condition=condition, query=query, train_s=train_s, annotate_s=annotate_s, read_note=said)
             row.update(metrics(celltyper, out, "obs:cell_type", []))
             rows.append(row)
             log(f"{condition} -> {query}: {row}")
