@@ -18,6 +18,16 @@ def default_ontology(shared):
     return exports[-1] if exports else os.path.join(shared, "cell-ontology", "cl-basic.obo")
 
 
+def run_timed(command, what):
+    """Run `command` with its output captured; exit with `what`, the command and its stderr when
+    it fails. Returns (the CompletedProcess, wall seconds)."""
+    start = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{what}: {' '.join(command)} failed:\n{result.stderr}")
+    return result, time.perf_counter() - start
+
+
 def run_measured(command, what, capture=False):
     """Run `command` (stdout discarded unless `capture`); exit with `what` and the end of its
     stderr when it fails. Returns (wall seconds, peak RSS in MB of that process, stdout text)."""

@@ -34,6 +34,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import measure  # noqa: E402
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 LABEL_MAP = os.path.join(SHARED, "label_map_to_cell_ontology.tsv")
 GENES = os.path.join(SHARED, "gene-annotations", "human_genes.tsv")
@@ -49,11 +51,7 @@ def log(message):
 
 
 def run(command):
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"bench/annotate/cellxgene_layout: {' '.join(command)} failed:\n{result.stderr}")
-    return result, time.perf_counter() - started
+    return measure.run_timed(command, "bench/annotate/cellxgene_layout")
 
 
 def cellxgene_file(name, out_path):

@@ -21,10 +21,8 @@ Writes bench/results/cross_dataset.json and bench/results/cross_dataset.md.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
@@ -50,11 +48,7 @@ print(a.n_obs)
 
 
 def run(command):
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"bench/annotate/cross_dataset: {' '.join(command)} failed:\n{result.stderr}")
-    return result, time.perf_counter() - started
+    return measure.run_timed(command, "bench/annotate/cross_dataset")
 
 
 def main():
