@@ -30,9 +30,16 @@ enum class Normalization {
   kNone,        ///< w = value (the matrix is already normalised, e.g. log1p(CP10k) in X)
   kCp10k,       ///< w = value * 1e4 / total(cell)
   kLog1pCp10k,  ///< w = log1p(value * 1e4 / total(cell))   (scanpy normalize_total + log1p)
+  /// Log1p-normalised input, normalised again: w = log1p(expm1(value) * 1e4 / total(cell)) with
+  /// total the sum of expm1(value) over the cell's library genes. On log1p(CP10k) data that is
+  /// log1p-cp10k of the unknown counts over those genes (expm1 gives the counts times a per-cell
+  /// factor that the new total removes); over every gene it gives the values back. The
+  /// expression route uses it so that a log-normalised file's library sizes are summed over the
+  /// genes both sides share, as counts' are.
+  kRelog1pCp10k,
 };
 const char* to_string(Normalization normalization);
-/// Parse "none", "cp10k", "log1p-cp10k" (throws InputError otherwise).
+/// Parse "none", "cp10k", "log1p-cp10k", "relog1p-cp10k" (throws InputError otherwise).
 Normalization parse_normalization(const std::string& text);
 
 /// Gene vectors aligned to the columns (vars) of one dataset: row `var_to_row[j]` of

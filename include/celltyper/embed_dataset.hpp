@@ -30,8 +30,9 @@ AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveR
                                       int dims);
 
 /// "auto" resolves to a normalisation by looking at the values (raw counts -> log1p-cp10k;
-/// log-normalised -> none). `kAuto` is only an option value; the embedder gets a concrete one.
-enum class NormalizationChoice { kAuto, kNone, kCp10k, kLog1pCp10k };
+/// log1p(CP10k)-normalised -> relog1p-cp10k on the expression route, none for GenePT-w, where
+/// the library is every gene of the cell and the two are the same; other logged data -> none). `kAuto` is only an option value; the embedder gets a concrete one.
+enum class NormalizationChoice { kAuto, kNone, kCp10k, kLog1pCp10k, kRelog1pCp10k };
 NormalizationChoice parse_normalization_choice(const std::string& text);
 
 /// Options of `embed_dataset`.

@@ -132,8 +132,11 @@ ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& 
                                        const ExpressionOptions& options, double min_panel_fraction = 0.05);
 
 /// Pick (or check) the normalisation of `reader` from a scan of its first cells, as `embed` does:
-/// `reason` says why, warnings are appended (e.g. log1p asked for already-logged data).
+/// `reason` says why, warnings are appended (e.g. log1p asked for already-logged data). With
+/// `relog_log_normalized` (the expression route), "auto" gives log1p(CP10k)-normalised values
+/// kRelog1pCp10k, else kNone.
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
-                                   const std::string& matrix, std::string& reason, std::vector<std::string>& warnings);
+                                   const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
+                                   bool relog_log_normalized = false);
 
 }  // namespace celltyper

@@ -69,9 +69,10 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
 /// tune, embed and extract): X when its first 2,000 cells hold raw counts (or no values); else
 /// the first of layers/counts and raw/X whose first cells hold counts (CELLxGENE files keep
 /// normalised values in X and the counts in raw/X; scanpy users keep them in a counts layer),
-/// since celltyper normalises counts itself and thins them for depth augmentation; else X (the
-/// first source when there is no X). When the choice is not X, `why` (when given) gets a sentence
-/// naming both matrices.
+/// since celltyper normalises counts itself and thins them for depth augmentation; else, when X
+/// holds scaled values (sc.pp.scale), the first of those two that holds unscaled values (scanpy
+/// keeps log1p(CP10k) in raw before scaling X); else X (the first source when there is no X).
+/// When the choice is not X, `why` (when given) gets a sentence naming both matrices.
 std::string choose_counts_matrix(const Dataset& dataset, std::string* why = nullptr);
 
 }  // namespace celltyper

@@ -75,7 +75,7 @@ ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::
     return coverage;
   }
   // Mean over sampled cells of the measured genes' share of the cell's expression (linear scale).
-  const bool logged = sample.normalization == "none";
+  const bool logged = sample.normalization == "none" || sample.normalization == "relog1p-cp10k";
   std::vector<double> class_sum(n_classes, 0.0);
   std::vector<std::int64_t> class_cells(n_classes, 0);
   double sum = 0;

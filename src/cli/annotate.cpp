@@ -119,7 +119,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                     "Ontology-aware labels: the most specific Cell Ontology term whose summed class probability reaches --min-score "
                     "(an uncertain cell gets 'T cell' rather than a wrong subtype); the flat label goes to celltyper_flat_label");
   command->add_option("--ontology", args->ontology, fmt::format("Cell Ontology .obo or CELLxGENE .json for --hierarchical ({})", kOntologyDefaultHelp));
-  command->add_option("--normalize", args->normalization, "auto | none | cp10k | log1p-cp10k (auto: counts are normalised, logged data used as is)")
+  command->add_option("--normalize", args->normalization, "auto | none | cp10k | log1p-cp10k | relog1p-cp10k (auto: counts -> log1p-cp10k; log1p(CP10k) data normalised again over the library genes on the expression route, used as is by GenePT-w)")
       ->capture_default_str();
   command->add_flag("--json", args->json, "Print the label counts as JSON on stdout");
   command->callback([args, command, &global] {

@@ -45,6 +45,7 @@ NormalizationChoice parse_normalization_choice(const std::string& text) {
     case Normalization::kNone: return NormalizationChoice::kNone;
     case Normalization::kCp10k: return NormalizationChoice::kCp10k;
     case Normalization::kLog1pCp10k: return NormalizationChoice::kLog1pCp10k;
+    case Normalization::kRelog1pCp10k: return NormalizationChoice::kRelog1pCp10k;
   }
   return NormalizationChoice::kAuto;
 }
@@ -66,7 +67,8 @@ nlohmann::json EmbedResult::to_json() const {
 }
 
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
-                                   const std::string& matrix, std::string& reason, std::vector<std::string>& warnings) {
+                                   const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
+                                   bool relog_log_normalized) {
   SummarizeOptions scan;
   scan.max_rows = 2000;
   scan.memory_limit_bytes = memory_limit_bytes;
@@ -80,6 +82,12 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           reason = "auto: " + seen;
           return Normalization::kLog1pCp10k;
         case ValueScale::kLogNormalized:
+          if (relog_log_normalized) {
+            reason = "auto: " + seen + "; normalised again over the library genes (expm1, CP10k, log1p)";
+            return Normalization::kRelog1pCp10k;
+          }
+          reason = "auto: " + seen + "; used unchanged";
+          return Normalization::kNone;
         case ValueScale::kLogTransformed:
         case ValueScale::kNormalized:
           reason = "auto: " + seen + "; used unchanged";
@@ -105,6 +113,13 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
         warnings.push_back(seen + ": CP10k normalisation expects raw counts; the values may already be normalised");
       }
       return choice == NormalizationChoice::kCp10k ? Normalization::kCp10k : Normalization::kLog1pCp10k;
+    case NormalizationChoice::kRelog1pCp10k:
+      reason = "requested";
+      // (a model's reference sample keeps a subset of the genes: its expm1 totals differ per cell)
+      if (summary.scale != ValueScale::kLogNormalized && summary.scale != ValueScale::kLogTransformed && summary.scale != ValueScale::kEmpty) {
+        warnings.push_back(seen + ": relog1p-cp10k expects log1p(CP10k)-normalised values");
+      }
+      return Normalization::kRelog1pCp10k;
   }
   return Normalization::kLog1pCp10k;
 }

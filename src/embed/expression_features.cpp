@@ -57,11 +57,16 @@ std::vector<std::uint8_t> size_factor_vars(const GeneTable& table, const GeneRes
   return counts;
 }
 
-/// Library size of one stored row: the sum of its values on the vars flagged in `counts`.
-inline double library_size(const CsrBlock& block, std::int64_t begin, std::int64_t end, const std::vector<std::uint8_t>& counts) {
+/// Library size of one stored row: the sum of its values on the vars flagged in `counts` (of
+/// expm1 of them for relog1p-cp10k: the counts times a per-cell factor).
+inline double library_size(const CsrBlock& block, std::int64_t begin, std::int64_t end, const std::vector<std::uint8_t>& counts,
+                           Normalization normalization) {
+  const bool linearize = normalization == Normalization::kRelog1pCp10k;
   double total = 0;
   for (std::int64_t k = begin; k < end; ++k) {
-    if (counts[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] != 0) total += block.values[static_cast<std::size_t>(k)];
+    if (counts[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] == 0) continue;
+    const double value = block.values[static_cast<std::size_t>(k)];
+    total += linearize ? std::expm1(value) : value;
   }
   return total;
 }
@@ -72,6 +77,7 @@ inline double normalized(double value, double scale, Normalization normalization
     case Normalization::kNone: return value;
     case Normalization::kCp10k: return value * scale;
     case Normalization::kLog1pCp10k: return std::log1p(value * scale);
+    case Normalization::kRelog1pCp10k: return std::log1p(std::expm1(value) * scale);
   }
   return value;
 }
@@ -115,7 +121,7 @@ OpenedMatrix open_for_expression(const Dataset& dataset, const GeneTable& table,
   opened.genes = resolve_genes(table, dataset.read_var_of(opened.matrix), options.genes);
   opened.reader = dataset.open_matrix(opened.matrix);
   opened.normalization =
-      choose_normalization(*opened.reader, options.normalization, options.memory_limit_bytes, opened.matrix, opened.reason, warnings);
+      choose_normalization(*opened.reader, options.normalization, options.memory_limit_bytes, opened.matrix, opened.reason, warnings, true);
   warnings.insert(warnings.end(), opened.genes.warnings.begin(), opened.genes.warnings.end());
   return opened;
 }
@@ -170,7 +176,7 @@ Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTabl
       ++stats.n_cells;
       const std::int64_t begin = block.indptr[static_cast<std::size_t>(r)];
       const std::int64_t end = block.indptr[static_cast<std::size_t>(r) + 1];
-      const double total = library_size(block, begin, end, in_size_factor) * options.size_factor_multiplier;
+      const double total = library_size(block, begin, end, in_size_factor, normalization) * options.size_factor_multiplier;
       const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
       RowLog1p log1p_of(scale);
       for (std::int64_t k = begin; k < end; ++k) {
@@ -179,9 +185,10 @@ Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTabl
         if (j < 0 || raw == 0) continue;
         const double value = normalization == Normalization::kLog1pCp10k ? log1p_of(raw) : normalized(raw, scale, normalization);
         // The linear value behind a log1p value: expm1(log1p(x * scale)) is x * scale.
-        const double linear = normalization == Normalization::kLog1pCp10k ? raw * scale
-                              : normalization == Normalization::kCp10k    ? value
-                                                                          : std::expm1(value);
+        const double linear = normalization == Normalization::kLog1pCp10k     ? raw * scale
+                              : normalization == Normalization::kRelog1pCp10k ? std::expm1(raw) * scale
+                              : normalization == Normalization::kCp10k        ? value
+                                                                              : std::expm1(value);
         const auto g = static_cast<std::size_t>(j);
         stats.sum[g] += value;
         stats.sum_squares[g] += value * value;
@@ -215,7 +222,7 @@ std::vector<std::vector<double>> library_sizes(const Dataset& dataset, const Gen
       if (!keep.empty() && keep[static_cast<std::size_t>(block.first_row + r)] == 0) continue;
       const std::int64_t begin = block.indptr[static_cast<std::size_t>(r)];
       const std::int64_t end = block.indptr[static_cast<std::size_t>(r) + 1];
-      for (std::size_t set = 0; set < in_set.size(); ++set) sums[set].push_back(library_size(block, begin, end, in_set[set]));
+      for (std::size_t set = 0; set < in_set.size(); ++set) sums[set].push_back(library_size(block, begin, end, in_set[set], opened.normalization));
     }
   });
   return sums;
@@ -352,7 +359,7 @@ bool row_features(const CsrBlock& block, std::size_t row, const PanelStream& str
   const Normalization normalization = stream.opened.normalization;
   const std::int64_t begin = block.indptr[row];
   const std::int64_t end = block.indptr[row + 1];
-  const double total = library_size(block, begin, end, stream.in_size_factor) * stream.size_factor_multiplier;
+  const double total = library_size(block, begin, end, stream.in_size_factor, normalization) * stream.size_factor_multiplier;
   if (total <= 0 && normalization != Normalization::kNone) return false;
   const double scale = total > 0 ? kExpressionTargetSum / total : 0.0;
   RowLog1p log1p_of(scale);

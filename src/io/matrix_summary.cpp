@@ -224,15 +224,30 @@ std::string choose_counts_matrix(const Dataset& dataset, std::string* why) {
   if (sources.size() == 1) return first;
   const MatrixSummary main = summary_of(first);
   if (counts(main)) return first;
+  std::string usable;  // with scaled values in X (sc.pp.scale): the first of the others that is not scaled
+  MatrixSummary usable_summary;
   for (const std::string candidate : {"layers/counts", "raw/X"}) {
     if (candidate == first || !has(candidate)) continue;
-    const MatrixSummary other = summary_of(candidate);
-    if (!counts(other)) continue;
-    if (why != nullptr) {
-      *why = fmt::format("{} looks {} and {} holds raw counts: {} read (celltyper normalises counts itself; --layer {} reads {})", first,
-                         to_string(main.scale), candidate, candidate, first, first);
+    MatrixSummary other = summary_of(candidate);
+    if (other.scale == ValueScale::kRawCounts) {
+      if (why != nullptr) {
+        *why = fmt::format("{} looks {} and {} holds raw counts: {} read (celltyper normalises counts itself; --layer {} reads {})", first,
+                           to_string(main.scale), candidate, candidate, first, first);
+      }
+      return candidate;
     }
-    return candidate;
+    if (usable.empty() && other.scale != ValueScale::kScaled && other.scale != ValueScale::kUnknown) {
+      usable = candidate;
+      usable_summary = std::move(other);
+    }
+  }
+  if (main.scale == ValueScale::kScaled && !usable.empty()) {
+    // scanpy's usual file: log1p(CP10k) kept in raw before X was scaled, no counts anywhere.
+    if (why != nullptr) {
+      *why = fmt::format("{} looks scaled and no matrix holds counts; {} looks {}: {} read (--layer NAME reads another)", first, usable,
+                         to_string(usable_summary.scale), usable);
+    }
+    return usable;
   }
   return first;
 }

@@ -1231,7 +1231,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     }
     info["n_used"] = static_cast<std::int64_t>(kept_rows.size());
     // Depth augmentation: a thinned copy of every kept cell of a reference holding counts.
-    if (options.augment_depth && expression && info.value("normalization", std::string()) != to_string(Normalization::kNone)) {
+    const std::string normalized_as = info.value("normalization", std::string());
+    const bool counts = normalized_as == to_string(Normalization::kLog1pCp10k) || normalized_as == to_string(Normalization::kCp10k);
+    if (options.augment_depth && expression && counts) {
       // Columns keyed by gene (the first column of each): a cell is thinned the same way in its
       // file and in a model's reference sample (the refit equals training on the query's genes).
       std::vector<std::int64_t> column_keys(resolved[r].gene_index.size(), -1);

@@ -330,6 +330,32 @@ TEST(TrainAnnotateCli, CellxgeneLayoutReadsTheCountsInRaw) {
   EXPECT_EQ(nlohmann::json::parse(as_x.out)["provenance"]["references"][0]["matrix"], "X");
 }
 
+TEST(TrainAnnotateCli, ScaledXWithoutCountsReadsTheLogNormalisedRaw) {
+  // scanpy's usual file: X scaled (sc.pp.scale), log1p(CP10k) kept in raw (here of the 765 genes
+  // kept, so "log-transformed": totals unequal), no counts. --layer X
+  // is refused (scaled values); the default reads raw/X and says so.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "del a.layers['counts']\n"
+      "a.write_h5ad('{1}')\n",
+      query, dir.file("scanpy.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
+  const auto as_x = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("scanpy.h5ad"), "--layer", "X", "-o", dir.file("x.h5ad")});
+  EXPECT_EQ(as_x.exit_code, 2) << as_x.err;
+  EXPECT_NE(as_x.err.find("scaled values cannot be used"), std::string::npos) << as_x.err;
+  const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("scanpy.h5ad"), "-o", dir.file("out.h5ad")});
+  ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
+  EXPECT_NE(annotated.err.find("X looks scaled and no matrix holds counts; raw/X looks log-transformed: raw/X read"), std::string::npos)
+      << annotated.err;
+}
+
 TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";

@@ -299,18 +299,25 @@ TEST(CellEmbedder, ScaledDataIsRefusedUnderAuto) {
   CELLTYPER_REQUIRE_SHARED(path, "pbmc68k_reduced/10x_pbmc68k_reduced.h5ad");
   const RandomGeneVectors vectors(human_table(), 16);
   const auto dataset = open_dataset(path);
+  EmbedOptions as_x;
+  as_x.matrix = "X";
   try {
-    (void)embed_in_memory(*dataset, vectors.source(), {});
+    (void)embed_in_memory(*dataset, vectors.source(), as_x);
     ADD_FAILURE() << "scaled X accepted";
   } catch (const InputError& error) {
     EXPECT_NE(std::string(error.what()).find("scaled"), std::string::npos) << error.what();
   }
-  // raw (log1p CP10k already) is used as is.
+  // raw (log1p CP10k already) is used as is: named, or by --layer auto (the default), which
+  // passes over the scaled X when there are no counts.
   EmbedOptions raw;
   raw.matrix = "raw";
   EmbedResult result;
   (void)embed_in_memory(*dataset, vectors.source(), raw, &result);
   EXPECT_EQ(result.normalization, Normalization::kNone);
+  EmbedResult chosen;
+  (void)embed_in_memory(*dataset, vectors.source(), {}, &chosen);
+  EXPECT_EQ(chosen.matrix, "raw/X");
+  EXPECT_EQ(chosen.normalization, Normalization::kNone);
 }
 
 TEST(CellEmbedder, SinksWriteLoadableFiles) {

@@ -6,6 +6,7 @@
 #include <celltyper/expression_features.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/memory_dataset.hpp>
 
 #include "support/test_support.hpp"
 
@@ -17,6 +18,7 @@
 #include <cstring>
 #include <map>
 #include <numeric>
+#include <set>
 
 namespace celltyper {
 namespace {
@@ -182,6 +184,57 @@ TEST(ExpressionFeatures, IdenticalAcrossThreadsBlocksAndEncodings) {
     ASSERT_EQ(outputs[i].size(), outputs[0].size());
     EXPECT_EQ(std::memcmp(outputs[i].data(), outputs[0].data(), outputs[0].size() * sizeof(float)), 0) << "run " << i;
   }
+}
+
+TEST(ExpressionFeatures, LogNormalisedValuesAreNormalisedAgainOverTheLibraryGenes) {
+  // pbmc3k's counts and the same cells as log1p(CP10k) over all genes (what a file's X holds):
+  // with the library summed over a subset of genes (a partial panel, as annotate's refit does),
+  // auto normalises the logged values again (expm1, CP10k over the subset, log1p) and gives the
+  // counts' features; the values as they are would not.
+  const GeneTable& table = human_table();
+  if (table.empty() || pbmc3k().empty()) GTEST_SKIP() << "../shared/data is absent";
+  const auto file = open_dataset(pbmc3k());
+  auto reader = file->open_matrix("X");
+  CsrBlockF64 counts;
+  reader->read_rows(0, reader->n_rows(), counts);
+  CsrBlockF64 logged = counts;
+  for (std::int64_t r = 0; r < counts.n_rows; ++r) {
+    const auto begin = static_cast<std::size_t>(counts.indptr[static_cast<std::size_t>(r)]);
+    const auto end = static_cast<std::size_t>(counts.indptr[static_cast<std::size_t>(r) + 1]);
+    const double total = std::accumulate(counts.values.begin() + static_cast<std::ptrdiff_t>(begin), counts.values.begin() + static_cast<std::ptrdiff_t>(end), 0.0);
+    for (std::size_t k = begin; k < end; ++k) logged.values[k] = static_cast<float>(std::log1p(counts.values[k] * 1e4 / total));
+  }
+  const MemoryDataset from_counts("counts", file->read_obs(), file->read_var(), counts);
+  const MemoryDataset from_logged("logged", file->read_obs(), file->read_var(), logged);
+  ExpressionOptions options;
+  GeneExpressionStats stats;
+  EXPECT_EQ(accumulate_expression_stats(from_logged, table, options, {}, stats), Normalization::kRelog1pCp10k);
+  const std::vector<std::int64_t> panel = select_variable_genes(stats, 300);
+  // The library: every other gene of the table that pbmc3k measures, as if the query lacked half.
+  const GeneResolveResult resolved = resolve_genes(table, file->read_var());
+  std::set<std::int64_t> measured;
+  for (const std::int32_t gene : resolved.gene_index) {
+    if (gene != kNoGene) measured.insert(table.gene(gene).entrez_id);
+  }
+  std::vector<std::int64_t> half;  // sorted, as size_factor_genes must be
+  bool take = true;
+  for (const std::int64_t id : measured) {
+    if (take) half.push_back(id);
+    take = !take;
+  }
+  options.size_factor_genes = half;
+  const ExpressionFeatures expected = expression_features(from_counts, table, panel, options);
+  const ExpressionFeatures relogged = expression_features(from_logged, table, panel, options);
+  options.normalization = NormalizationChoice::kNone;
+  const ExpressionFeatures as_is = expression_features(from_logged, table, panel, options);
+  double relog_error = 0;
+  double as_is_error = 0;
+  for (std::size_t i = 0; i < expected.values.size(); ++i) {
+    relog_error = std::max(relog_error, static_cast<double>(std::abs(expected.values[i] - relogged.values[i])));
+    as_is_error = std::max(as_is_error, static_cast<double>(std::abs(expected.values[i] - as_is.values[i])));
+  }
+  EXPECT_LT(relog_error, 1e-4);   // float32 storage of the logged values
+  EXPECT_GT(as_is_error, 0.1);    // the library over half the genes differs from the one over all
 }
 
 TEST(ExpressionFeatures, BadInput) {
