@@ -43,6 +43,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     std::string restrict_genes;
     std::string ontology;
     std::string out;
+    std::string normalization = "auto";
     bool json = false;
     bool distributed = false;
     std::map<std::string, double> hyperparameters;  ///< values of the per-parameter flags
@@ -80,6 +81,9 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   command->add_option("--dims", args->options.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
   command->add_option("--layer", args->options.embed.matrix, "Matrix to read: auto (X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name")->capture_default_str();
+  command->add_option("--normalize", args->normalization,
+                      "auto | none | cp10k | log1p-cp10k | relog1p-cp10k (auto: counts -> log1p-cp10k; log1p(CP10k) data normalised again over the library genes on the expression route, used as is by GenePT-w)")
+      ->capture_default_str();
   command->add_option("--seed", args->options.seed, "Seed of the validation split")->capture_default_str();
   command->add_option("--threads", args->options.num_threads, "Threads (default: all cores; never changes the model)");
   command->add_option("--validation-fraction", args->options.validation_fraction,
@@ -128,6 +132,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   }
   command->callback([args, command, &global] {
     TrainOptions& options = args->options;
+    options.embed.normalization = parse_normalization_choice(args->normalization);
     std::vector<std::string> inputs = args->references;
     inputs.insert(inputs.end(), {args->genes, args->gene_table, args->restrict_genes, options.label_map, args->ontology});
     check_outputs_are_not_inputs({args->out, args->out + ".epochs.jsonl"}, inputs);
