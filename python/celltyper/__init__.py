@@ -127,7 +127,12 @@ def _dataset(adata, *, layer: Optional[str] = None, use_raw: bool = False, obs_c
 def _scale(X) -> str:
     """What the first 2,000 cells of X hold ('raw-counts', 'log-normalized', ...), by the engine's
     test (the command line's --layer auto)."""
+    import scipy.sparse as sp
+
     part = X[:2000]
+    if sp.issparse(part):  # a small copy in CSR with sorted indices: no conversion warning for the probe
+        part = sp.csr_matrix(part)
+        part.sort_indices()
     spec = _matrix_spec(part, "matrix")
     n, g = spec["shape"]
     spec.update({"name": "matrix", "obs_names": [str(i) for i in range(n)], "obs": {}, "var_names": [str(j) for j in range(g)], "var": {}})
