@@ -146,6 +146,16 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   }
   report["matrices"] = matrices;
   report["layers"] = layers;
+  // What train, annotate, cv, tune and embed read with no --layer (auto); a matrix that cannot be
+  // read is described below, not a reason to stop describing the file.
+  try {
+    std::string why;
+    report["default_matrix"] = {{"source", choose_counts_matrix(dataset, &why)}, {"why", why}};
+  } catch (const InputError& error) {
+    report["default_matrix"] = {{"source", ""}, {"why", fmt::format("cannot choose: {}", error.what())}};
+  } catch (const IoError& error) {
+    report["default_matrix"] = {{"source", ""}, {"why", fmt::format("cannot choose: {}", error.what())}};
+  }
 
   const auto sources = dataset.matrix_sources();
   std::string source;
@@ -205,6 +215,11 @@ std::string format_inspect_report(const nlohmann::json& report) {
     line(fmt::format("  {:<16} {:<11} {} x {}  {}{}  {}  nnz {}  {} on disk", m["source"].get<std::string>(), m["encoding"].get<std::string>(),
                      shape[0].get<std::int64_t>(), shape[1].get<std::int64_t>(), m["value_dtype"].get<std::string>(), index,
                      m["compression"].get<std::string>(), m["nnz"].get<std::int64_t>(), human_bytes(m["stored_bytes"].get<double>())));
+  }
+  if (report.contains("default_matrix")) {
+    const auto& chosen = report["default_matrix"];
+    const std::string why = chosen["why"].get<std::string>();
+    line(fmt::format("  read by default (--layer auto): {}{}", chosen["source"].get<std::string>(), why.empty() ? "" : " (" + why + ")"));
   }
   const auto& matrix = report["matrix"];
   line(fmt::format("Values of {} ({} cells scanned): {}", matrix["source"].get<std::string>(), matrix["rows_scanned"].get<std::int64_t>(),

@@ -74,6 +74,12 @@ TEST(InspectCli, CountsLayerOfPbmc68kIsRawCounts) {
   EXPECT_EQ(report["matrix"]["source"], "layers/counts");
   EXPECT_EQ(report["matrix"]["value_scale"], "raw-counts");
   EXPECT_EQ(report["layers"], json::array({"counts"}));
+  // What the other commands read with no --layer: the counts layer, X being scaled.
+  EXPECT_EQ(report["default_matrix"]["source"], "layers/counts");
+  EXPECT_NE(report["default_matrix"]["why"].get<std::string>().find("X looks scaled"), std::string::npos) << report["default_matrix"].dump();
+  const auto text = test::run_cli({"inspect", path});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("read by default (--layer auto): layers/counts (X looks scaled"), std::string::npos) << text.out;
 }
 
 TEST(InspectCli, FlagsNanInfAndNegativeValues) {
