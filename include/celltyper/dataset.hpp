@@ -114,8 +114,13 @@ class Dataset {
 std::unique_ptr<Dataset> open_dataset(const std::string& path);
 
 /// Normalise a user-facing matrix name: "X" -> "X", "raw" -> "raw/X", "counts" -> "layers/counts"
-/// when such a layer exists, "auto" -> choose_counts_matrix (matrix_summary.hpp). Throws
-/// InputError listing the available sources otherwise.
-std::string resolve_matrix_source(const Dataset& dataset, const std::string& name);
+/// when such a layer exists, "auto" -> choose_counts_matrix (matrix_summary.hpp; `note`, when
+/// given, gets its sentence when the choice is not X). Throws InputError listing the available
+/// sources otherwise.
+std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note = nullptr);
+
+/// What --layer takes (for the commands' --help).
+inline constexpr const char* kLayerHelp =
+    "Matrix to read: auto (X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name";
 
 }  // namespace celltyper

@@ -35,6 +35,11 @@ AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveR
 enum class NormalizationChoice { kAuto, kNone, kCp10k, kLog1pCp10k, kRelog1pCp10k };
 NormalizationChoice parse_normalization_choice(const std::string& text);
 
+/// What --normalize takes (for the commands' --help).
+inline constexpr const char* kNormalizeHelp =
+    "auto | none | cp10k | log1p-cp10k | relog1p-cp10k (auto: counts -> log1p-cp10k; log1p(CP10k) data normalised again over the library "
+    "genes on the expression route, used as is by GenePT-w)";
+
 /// Options of `embed_dataset`.
 struct EmbedOptions {
   std::string matrix = "auto";            ///< "auto" (choose_counts_matrix), "X", "raw", or a layer name ("counts")

@@ -2,7 +2,6 @@
 #include <celltyper/annotate.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/linear_scores.hpp>
-#include <celltyper/matrix_summary.hpp>
 #include <celltyper/parallel.hpp>
 
 #include <fmt/format.h>
@@ -188,7 +187,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // The query's matrix, chosen once for every model (--layer auto: a CELLxGENE file's counts in raw/X).
   AnnotateOptions options = requested;
   std::string matrix_note;
-  options.embed.matrix = options.embed.matrix == "auto" ? choose_counts_matrix(dataset, &matrix_note) : options.embed.matrix;
+  options.embed.matrix = resolve_matrix_source(dataset, options.embed.matrix, &matrix_note);
   if (!matrix_note.empty()) annotation.warnings.push_back(fmt::format("{}: {}", dataset.path(), matrix_note));
 
   // How much of each model the query measures; refit a model on the shared genes when the

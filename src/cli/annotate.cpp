@@ -107,7 +107,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
   command->add_option("--over-clustering", args->over_clustering, "obs:COLUMN of clusters: add a per-cluster majority vote");
-  command->add_option("--layer", args->options.embed.matrix, "Matrix to read: auto (X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name")->capture_default_str();
+  command->add_option("--layer", args->options.embed.matrix, kLayerHelp)->capture_default_str();
   command->add_option("--gene-table", args->gene_table,
                       "Gene table for resolving var names (default: org.Hs.eg.db; without one, the model's own gene list)");
   command->add_option("--gene-column", args->options.embed.genes.column, "var column with gene ids (default: auto-detect)");
@@ -119,7 +119,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                     "Ontology-aware labels: the most specific Cell Ontology term whose summed class probability reaches --min-score "
                     "(an uncertain cell gets 'T cell' rather than a wrong subtype); the flat label goes to celltyper_flat_label");
   command->add_option("--ontology", args->ontology, fmt::format("Cell Ontology .obo or CELLxGENE .json for --hierarchical ({})", kOntologyDefaultHelp));
-  command->add_option("--normalize", args->normalization, "auto | none | cp10k | log1p-cp10k | relog1p-cp10k (auto: counts -> log1p-cp10k; log1p(CP10k) data normalised again over the library genes on the expression route, used as is by GenePT-w)")
+  command->add_option("--normalize", args->normalization, kNormalizeHelp)
       ->capture_default_str();
   command->add_flag("--json", args->json, "Print the label counts as JSON on stdout");
   command->callback([args, command, &global] {

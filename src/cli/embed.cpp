@@ -56,8 +56,8 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
   command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
   command->add_option("-o,--out", args->out,
                       "Output: .h5ad (copy of the input with obsm[KEY]; default INPUT.celltyper.h5ad), .npy or .h5");
-  command->add_option("--layer", args->options.matrix, "Matrix to read: auto (X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name")->capture_default_str();
-  command->add_option("--normalize", args->normalize, "auto | none | cp10k | log1p-cp10k | relog1p-cp10k (auto: log1p-cp10k for counts, none for log data)")
+  command->add_option("--layer", args->options.matrix, kLayerHelp)->capture_default_str();
+  command->add_option("--normalize", args->normalize, kNormalizeHelp)
       ->capture_default_str();
   command->add_option("--dims", args->options.dims, "Use the first k dimensions of the gene vectors (default: all)");
   command->add_option("--threads", args->options.num_threads, "Threads (default: all cores)");

@@ -36,8 +36,8 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
   command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
   command->add_option("-o,--out", args->out, "Training matrix to write (.h5ad: obsm[KEY], obs labels and source file/row)")->required();
   command->add_option("-l,--label", args->options.label_column, "obs column with the labels (default: the selection's)");
-  command->add_option("--layer", args->options.embed.matrix, "Matrix to read: auto (X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name")->capture_default_str();
-  command->add_option("--normalize", args->normalize, "auto | none | cp10k | log1p-cp10k | relog1p-cp10k")->capture_default_str();
+  command->add_option("--layer", args->options.embed.matrix, kLayerHelp)->capture_default_str();
+  command->add_option("--normalize", args->normalize, kNormalizeHelp)->capture_default_str();
   command->add_option("--dims", args->options.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
   command->add_option("--threads", args->options.embed.num_threads, "Threads per process (default: all cores)");
   command->add_option("--memory-limit", args->memory_limit, "Memory for matrix blocks in flight, e.g. 32M, 1G")->capture_default_str();

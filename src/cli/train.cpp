@@ -80,9 +80,9 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       ->check(CLI::Range(std::int64_t{0}, std::int64_t{10000000}))
       ->capture_default_str();
   command->add_option("--dims", args->options.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
-  command->add_option("--layer", args->options.embed.matrix, "Matrix to read: auto (X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name")->capture_default_str();
+  command->add_option("--layer", args->options.embed.matrix, kLayerHelp)->capture_default_str();
   command->add_option("--normalize", args->normalization,
-                      "auto | none | cp10k | log1p-cp10k | relog1p-cp10k (auto: counts -> log1p-cp10k; log1p(CP10k) data normalised again over the library genes on the expression route, used as is by GenePT-w)")
+                      kNormalizeHelp)
       ->capture_default_str();
   command->add_option("--seed", args->options.seed, "Seed of the validation split")->capture_default_str();
   command->add_option("--threads", args->options.num_threads, "Threads (default: all cores; never changes the model)");

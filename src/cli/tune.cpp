@@ -86,7 +86,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
   command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
   command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
   command->add_option("--gene-column", args->reference.embed.genes.column, "var column with gene ids (default: auto-detect)");
-  command->add_option("--layer", args->reference.embed.matrix, "Matrix to read: auto (X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name")->capture_default_str();
+  command->add_option("--layer", args->reference.embed.matrix, kLayerHelp)->capture_default_str();
   command->add_option("--dims", args->reference.embed.dims, "Use the first k dimensions of the gene vectors (default: all)");
   command->add_option("--classifier", args->options.classifier, classifiers)->capture_default_str();
   command->add_option("--features", args->reference.features, "Features to search on: genept (GenePT-w embeddings) or expression")

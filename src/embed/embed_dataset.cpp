@@ -130,7 +130,7 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   EmbedResult result;
   if (dataset.n_obs() == 0) throw InputError(fmt::format("{}: the dataset has zero cells", dataset.path()));
   std::string matrix_note;
-  result.matrix = options.matrix == "auto" ? choose_counts_matrix(dataset, &matrix_note) : resolve_matrix_source(dataset, options.matrix);
+  result.matrix = resolve_matrix_source(dataset, options.matrix, &matrix_note);
   if (!matrix_note.empty()) result.warnings.push_back(matrix_note);
   const DataFrame var = dataset.read_var_of(result.matrix);
   result.genes = resolve_genes(table, var, options.genes);

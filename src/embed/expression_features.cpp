@@ -2,7 +2,6 @@
 // expression_features.hpp).
 #include <celltyper/error.hpp>
 #include <celltyper/expression_features.hpp>
-#include <celltyper/matrix_summary.hpp>
 #include <celltyper/parallel.hpp>
 
 #include "huge_pages.hpp"
@@ -116,7 +115,7 @@ OpenedMatrix open_for_expression(const Dataset& dataset, const GeneTable& table,
   if (dataset.n_obs() == 0) throw InputError(fmt::format("{}: the dataset has zero cells", dataset.path()));
   OpenedMatrix opened;
   std::string matrix_note;
-  opened.matrix = options.matrix == "auto" ? choose_counts_matrix(dataset, &matrix_note) : resolve_matrix_source(dataset, options.matrix);
+  opened.matrix = resolve_matrix_source(dataset, options.matrix, &matrix_note);
   if (!matrix_note.empty()) warnings.push_back(matrix_note);
   opened.genes = resolve_genes(table, dataset.read_var_of(opened.matrix), options.genes);
   opened.reader = dataset.open_matrix(opened.matrix);

@@ -34,8 +34,8 @@ std::vector<std::string> Dataset::obs_column_names() const {
   return names;
 }
 
-std::string resolve_matrix_source(const Dataset& dataset, const std::string& name) {
-  if (name == "auto") return choose_counts_matrix(dataset);
+std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note) {
+  if (name == "auto") return choose_counts_matrix(dataset, note);
   const std::vector<std::string> sources = dataset.matrix_sources();
   const auto has = [&](const std::string& source) { return std::find(sources.begin(), sources.end(), source) != sources.end(); };
   for (const std::string& candidate : {name, name == "raw" ? std::string("raw/X") : name, "layers/" + name}) {

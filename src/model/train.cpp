@@ -2,7 +2,6 @@
 // `train_model`, which composes them into a self-contained CellTypeModel.
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
-#include <celltyper/matrix_summary.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/thinned_dataset.hpp>
 #include <celltyper/train.hpp>
@@ -794,7 +793,7 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     const std::string& path = reference.path;
     const std::vector<std::uint8_t>* mask = options.cell_masks.empty() || options.cell_masks[r].empty() ? nullptr : &options.cell_masks[r];
     const std::string& matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
-    reference.matrix = matrix == "auto" ? choose_counts_matrix(*reference.dataset, &reference.matrix_note) : resolve_matrix_source(*reference.dataset, matrix);
+    reference.matrix = resolve_matrix_source(*reference.dataset, matrix, &reference.matrix_note);
     std::vector<std::string> wanted{options.label_column};
     if (!options.group_column.empty() && options.group_column != kGroupByFile) wanted.push_back(options.group_column);
     // CELLxGENE files carry each cell's CL id beside its label: read it when obs has it.
