@@ -18,6 +18,11 @@ def default_ontology(shared):
     return exports[-1] if exports else os.path.join(shared, "cell-ontology", "cl-basic.obo")
 
 
+def git_commit(root):
+    """The short commit of the checkout at `root` (what a results file names)."""
+    return subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+
 def run_timed(command, what):
     """Run `command` with its output captured; exit with `what`, the command and its stderr when
     it fails. Returns (the CompletedProcess, wall seconds)."""

@@ -129,7 +129,7 @@ def main():
         row.update(metrics(celltyper, out, f"obs:{qlabel}", ["--label-map", LABEL_MAP, "--label-dataset", qdataset]))
         rows.append(row)
         log(f"plain -> {query}: {row}")
-    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = measure.git_commit(ROOT)
     report = dict(command="/usr/bin/python3 bench/annotate/cellxgene_layout.py", commit=commit, shapes=shapes, rows=rows,
                   wall_seconds=time.perf_counter() - started, machine=f"{os.cpu_count()} cores")
     with open(args.out + ".json", "w") as f:

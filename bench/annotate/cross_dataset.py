@@ -115,15 +115,16 @@ def main():
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     with open(args.out + ".json", "w") as f:
-        json.dump(dict(machine=dict(cpus=os.cpu_count(), load=os.getloadavg()), rows=rows), f, indent=1)
-    render(rows, args.out)
+        json.dump(dict(machine=dict(cpus=os.cpu_count(), load=os.getloadavg()), commit=measure.git_commit(ROOT), rows=rows), f, indent=1)
+    render(rows, args.out, measure.git_commit(ROOT))
 
 
-def render(rows, out):
+def render(rows, out, commit):
     lines = ["# Train on pbmc3k, annotate other datasets (CLI end to end)", "",
-             "Truth and predictions as Cell Ontology ids (label_map_to_cell_ontology.tsv); every output opened in anndata with the "
-             "celltyper_label / celltyper_score / celltyper_ontology_id columns. Cells below annotate's default `--min-score 0.5` are "
-             "'Unassigned' (no CL id) and count as errors in every metric. Reproduce: `/usr/bin/python3 bench/annotate/cross_dataset.py`.", ""]
+             f"celltyper {commit}, {os.cpu_count()} cores. Truth and predictions as Cell Ontology ids (label_map_to_cell_ontology.tsv); "
+             "every output opened in anndata with the celltyper_label / celltyper_score / celltyper_ontology_id columns. annotate runs "
+             "its defaults (`--min-score 0`: every cell gets its best class); 'Unassigned' counts cells without a CL id, errors in "
+             "every metric. Reproduce: `/usr/bin/python3 bench/annotate/cross_dataset.py`.", ""]
     for query in QUERIES:
         lines += [f"## {query['name']} (truth obs:{query['truth']})", "",
                   "| classifier | features | accuracy | macro-F1 | weighted F1 | corrected accuracy | corrected macro-F1 | hierarchical F | Unassigned | train s | annotate s |",

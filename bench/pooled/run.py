@@ -276,7 +276,7 @@ def main():
     extra = args.extra.split()
     methods = [] if args.no_peers else [m for m in PEERS if m not in ("SingleR", "Seurat") or peers.r_package(m)]
     report = dict(command="/usr/bin/python3 bench/pooled/run.py " + " ".join(sys.argv[1:]),
-                  commit=subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip(),
+                  commit=measure.git_commit(ROOT),
                   machine=f"{os.cpu_count()} cores", held_out={}, extra=args.extra, resamples=args.resamples,
                   ontology=os.path.basename(ONTOLOGY))
     conditions = ["(a) mixed", "(a) mixed, annotate --hierarchical", "(b) flat"]
