@@ -72,11 +72,15 @@ struct BlockStreamOptions {
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight (2 double-buffered)
   bool prefetch = true;  ///< read the next block on a second thread while the callback runs
   std::int64_t max_rows = -1;  ///< stream only the first rows (-1: every row)
+  /// Refuse a block holding NaN or an infinite value (InputError naming the cell and the gene
+  /// column): no expression means anything then. `summarize_matrix` (inspect) counts them instead.
+  bool refuse_non_finite = true;
+  std::string what;  ///< names the matrix in that error ("" = the reader's source, e.g. "X")
 };
 
 /// Stream every row of `reader` in blocks: `callback(block)` runs on the calling thread in
 /// row order. With `prefetch`, the next block is read concurrently, each block getting half
-/// of the memory limit.
+/// of the memory limit. Non-finite values are refused (`BlockStreamOptions::refuse_non_finite`).
 void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
                     const std::function<void(const CsrBlock&)>& callback);
 

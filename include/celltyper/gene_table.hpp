@@ -201,8 +201,9 @@ struct GeneResolveOptions {
   /// categorical column are tried; the one resolving most vars wins, ties going to the index);
   /// "_index" or "index" = the var index (unless a column has that name); else a column name.
   std::string column;
-  /// Retry a name whose exact look-up failed without a make-unique suffix
-  /// (scanpy "MALAT1-1", Seurat "MALAT1.1") when that suffix is "-<digits>" or ".<digits>".
+  /// Retry a name whose exact look-up failed with its '.' read as '-' (R's make.names:
+  /// "HLA.DRA"; names without a '-'), then without a make-unique suffix (scanpy "MALAT1-1",
+  /// Seurat "MALAT1.1") when that suffix is "-<digits>" or ".<digits>".
   bool strip_unique_suffix = true;
   /// How many unmatched / ambiguous / duplicate names to keep as examples.
   std::size_t max_examples = 10;
@@ -222,12 +223,16 @@ struct GeneColumnCandidate {
 struct GeneResolveResult {
   std::string column;                          ///< column used; "_index" for the var index
   GeneIdType id_type = GeneIdType::kUnknown;   ///< kind of identifier detected in that column
-  std::vector<std::int32_t> gene_index;        ///< per var: gene index in the table, or kNoGene
+  /// Per var: the gene it is read as, or kNoGene (unmatched, ambiguous, or another var names the
+  /// same gene with a better match: exact symbol > case-blind > alias, each > its make-unique
+  /// suffix fallback; the earliest among equals). Every gene is read from one var at most.
+  std::vector<std::int32_t> gene_index;
   std::vector<GeneMatch> match;                ///< per var: how it matched
   std::array<std::size_t, kGeneMatchKinds> counts{};  ///< vars per GeneMatch (index = enum value)
   std::size_t n_suffix_stripped = 0;           ///< matches found only after removing "-1"/".1"
+  std::size_t n_dots_restored = 0;             ///< matches found only with '.' read as '-' (R's make.names: HLA.DRA)
   std::size_t n_distinct_genes = 0;            ///< distinct genes matched
-  std::size_t n_duplicate_vars = 0;            ///< matched vars whose gene an earlier var already has
+  std::size_t n_duplicate_vars = 0;            ///< matched vars whose gene another var is read from
   std::vector<std::string> unmatched_examples; ///< a few unmatched names
   std::vector<std::string> ambiguous_examples; ///< a few ambiguous names, "NAME (k genes)"
   std::vector<std::string> duplicate_examples; ///< a few "NAME -> SYMBOL (also FIRST)"
@@ -251,7 +256,9 @@ struct GeneResolveResult {
 ///
 /// Per name, in order: Ensembl id (when it looks like one; version stripped), Entrez id (when all
 /// digits), exact official symbol, official symbol ignoring case, alias carried by one gene; then,
-/// if still unmatched and `strip_unique_suffix`, the same without a "-<digits>"/".<digits>" suffix.
+/// if still unmatched and `strip_unique_suffix`, the same with '.' read as '-' (a name without '-'),
+/// then without a "-<digits>"/".<digits>" suffix. Several vars naming one gene: it is read from
+/// the best-matched one (see `GeneResolveResult::gene_index`).
 /// A name found only as an alias of several genes is `kAmbiguous` and unmatched.
 /// Warns (in `warnings`) when the names look like another species (Ensembl prefix such as
 /// ENSMUSG, or mouse-cased symbols such as "Cd3e") or when fewer than half match.

@@ -25,6 +25,7 @@
 #include <memory>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace celltyper {
@@ -103,6 +104,10 @@ void count_label_term_ids(const Column& labels, const Column& term_ids, LabelTer
 std::map<std::string, std::string> most_frequent_term_ids(const LabelTermIds& ids, const std::string& column,
                                                           std::vector<std::string>* warnings);
 
+/// A label that spells a missing value: "" and the text pandas, R and SQL write for one ("nan",
+/// "NaN", "NA", "<NA>", "None", "null"), surrounding spaces ignored. Such cells have no label.
+bool is_missing_label(std::string_view label);
+
 /// The labelled cells of one reference, before any feature is computed.
 struct LabelledReference {
   std::string path;
@@ -113,6 +118,8 @@ struct LabelledReference {
   std::vector<std::string> groups;      ///< per cell "path\x1fgroup"; "" without a group column
   std::vector<std::uint8_t> labelled;   ///< 1 = has a label and is not masked out
   std::vector<std::uint8_t> excluded;   ///< 1 = masked out by TrainOptions::cell_masks
+  std::int64_t n_unlabelled = 0;        ///< cells (not masked out) without a label (is_missing_label)
+  std::string missing_spelled;          ///< one missing-value text met among the labels ("nan"), else ""
   /// The CL ids its labelled cells carry in obs's ontology-term-id column beside the label column
   /// (ontology_term_id_column), per label with their cell counts; empty without such a column.
   LabelTermIds label_term_ids;

@@ -89,17 +89,22 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           reason = "auto: " + seen + "; used unchanged";
           return Normalization::kNone;
         case ValueScale::kLogTransformed:
-        case ValueScale::kNormalized:
           reason = "auto: " + seen + "; used unchanged";
           return Normalization::kNone;
+        case ValueScale::kNormalized:
+          // CP10k / CPM: log1p(CP10k) of them is what counts give (the total is rescaled to 10^4).
+          reason = "auto: " + seen + "; log1p(CP10k) as for counts";
+          return Normalization::kLog1pCp10k;
         case ValueScale::kScaled:
           throw InputError(fmt::format("{}: {}: scaled values cannot be used; use the counts (e.g. --layer counts or --layer raw) "
                                        "or pass --normalize none to use them anyway",
                                        reader.info().source, seen));
         case ValueScale::kUnknown:
-          reason = "auto: " + seen + "; used unchanged";
-          warnings.push_back(seen + ": check that this is the matrix you want");
-          return Normalization::kNone;
+          // Not logged, not counts (TPM, FPKM, ambient- or depth-corrected counts): normalised as counts are.
+          reason = "auto: " + seen + "; log1p(CP10k) as for counts";
+          warnings.push_back(seen + ": normalised as counts (log1p of CP10k); check that this is the matrix you want "
+                                    "(--layer NAME reads another, --normalize none uses the values as they are)");
+          return Normalization::kLog1pCp10k;
       }
       break;
     case NormalizationChoice::kNone:
@@ -109,7 +114,8 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
     case NormalizationChoice::kCp10k:
     case NormalizationChoice::kLog1pCp10k:
       reason = "requested";
-      if (summary.scale != ValueScale::kRawCounts && summary.scale != ValueScale::kEmpty) {
+      if (summary.scale != ValueScale::kRawCounts && summary.scale != ValueScale::kEmpty && summary.scale != ValueScale::kNormalized &&
+          summary.scale != ValueScale::kUnknown) {
         warnings.push_back(seen + ": CP10k normalisation expects raw counts; the values may already be normalised");
       }
       return choice == NormalizationChoice::kCp10k ? Normalization::kCp10k : Normalization::kLog1pCp10k;

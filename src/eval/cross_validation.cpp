@@ -130,7 +130,10 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       cells.groups[row] = by_file ? path : groups->value_as_string(row);
       if (labels.is_missing(row)) continue;
       cells.labels[row] = labels.value_as_string(row);
-      if (cells.labels[row].empty()) continue;
+      if (is_missing_label(cells.labels[row])) {
+        cells.labels[row].clear();
+        continue;
+      }
       if (filter != nullptr && filter->value_as_string(row) != options.filter_value) continue;
       cells.usable[row] = 1;
       all_labels.insert(cells.labels[row]);

@@ -291,7 +291,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   std::vector<std::string> truth;
   std::vector<std::string> prediction;
   for (std::size_t row = 0; row < n_file; ++row) {
-    if (truth_values.is_missing(row) || truth_values.value_as_string(row).empty()) {
+    if (truth_values.is_missing(row) || is_missing_label(truth_values.value_as_string(row))) {
       ++evaluation.n_missing_truth;
       continue;
     }

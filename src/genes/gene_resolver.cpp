@@ -45,6 +45,7 @@ struct NameResolution {
   std::int32_t gene = kNoGene;
   GeneMatch match = GeneMatch::kUnmatched;
   bool suffix_stripped = false;
+  bool dots_restored = false;  ///< matched only with R's make.names '.' read back as '-'
   std::size_t n_alias_genes = 0;  ///< for kAmbiguous: how many genes carry the alias
 };
 
@@ -101,6 +102,16 @@ std::string_view without_unique_suffix(std::string_view name) {
 NameResolution resolve_name(const GeneTable& table, std::string_view name, bool strip_unique_suffix) {
   NameResolution result = resolve_exact(table, name);
   if (result.match != GeneMatch::kUnmatched || !strip_unique_suffix) return result;
+  // R's make.names (data frames read with check.names) writes "HLA-DRA" as "HLA.DRA".
+  if (name.find('.') != std::string_view::npos && name.find('-') == std::string_view::npos && !genes_detail::ensembl_gene_core(name)) {
+    std::string dashed(name);
+    std::replace(dashed.begin(), dashed.end(), '.', '-');
+    NameResolution restored = resolve_exact(table, dashed);
+    if (restored.gene != kNoGene) {
+      restored.dots_restored = true;
+      return restored;
+    }
+  }
   const std::string_view base = without_unique_suffix(name);
   if (base.empty() || genes_detail::ensembl_gene_core(name)) return result;
   NameResolution stripped = resolve_exact(table, base);
@@ -321,6 +332,7 @@ std::string GeneResolveResult::summary() const {
                       count(GeneMatch::kEnsembl), count(GeneMatch::kEntrez), count(GeneMatch::kSymbol),
                       count(GeneMatch::kAlias), count(GeneMatch::kSymbolCaseInsensitive));
   if (n_suffix_stripped > 0) text += fmt::format("; {} after removing a make-unique suffix", n_suffix_stripped);
+  if (n_dots_restored > 0) text += fmt::format("; {} after reading R's make.names '.' as '-'", n_dots_restored);
   text += '\n';
   if (count(GeneMatch::kUnmatched) > 0) {
     text += fmt::format("  unmatched {} (e.g. {})\n", count(GeneMatch::kUnmatched),
@@ -331,7 +343,7 @@ std::string GeneResolveResult::summary() const {
                         fmt::join(ambiguous_examples, ", "));
   }
   if (n_duplicate_vars > 0) {
-    text += fmt::format("  duplicates: {} vars map to a gene an earlier var already has (e.g. {})\n", n_duplicate_vars,
+    text += fmt::format("  duplicates: {} vars name a gene read from another var (e.g. {})\n", n_duplicate_vars,
                         fmt::join(duplicate_examples, ", "));
   }
   if (candidates.size() > 1) {
@@ -364,6 +376,7 @@ nlohmann::json GeneResolveResult::to_json() const {
           {"fraction_matched", fraction_matched()},
           {"counts", counts_json},
           {"n_suffix_stripped", n_suffix_stripped},
+          {"n_dots_restored", n_dots_restored},
           {"n_distinct_genes", n_distinct_genes},
           {"n_duplicate_vars", n_duplicate_vars},
           {"unmatched_examples", unmatched_examples},
@@ -441,7 +454,23 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
   const std::size_t n_vars = chosen.rows.size();
   result.gene_index.resize(n_vars);
   result.match.resize(n_vars);
-  std::vector<std::int32_t> first_var(table.size(), -1);
+  // Several vars naming one gene: the best match is read (an exact symbol before a case-blind
+  // one, before an alias, each before its make-unique-suffix fallback), the earliest among equals:
+  // "HNRNPU-AS1" (an alias of HNRNPU) never hides the var "HNRNPU".
+  const auto rank = [&](std::size_t row) {
+    const NameResolution& resolution = chosen.rows[row];
+    const auto kind = static_cast<int>(resolution.match);
+    return 2 * std::max(kind, static_cast<int>(GeneMatch::kSymbol)) + (resolution.suffix_stripped || resolution.dots_restored ? 1 : 0);
+  };
+  std::vector<std::int32_t> best_var(table.size(), -1);
+  for (std::size_t row = 0; row < n_vars; ++row) {
+    const NameResolution& resolution = chosen.rows[row];
+    if (resolution.gene == kNoGene) continue;
+    std::int32_t& best_row = best_var[static_cast<std::size_t>(resolution.gene)];
+    if (best_row < 0 || rank(row) < rank(static_cast<std::size_t>(best_row))) best_row = static_cast<std::int32_t>(row);
+  }
+  std::size_t n_same_name = 0;
+  std::string same_name_example;
   for (std::size_t row = 0; row < n_vars; ++row) {
     const NameResolution& resolution = chosen.rows[row];
     result.gene_index[row] = resolution.gene;
@@ -461,17 +490,26 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
       continue;
     }
     if (resolution.suffix_stripped) ++result.n_suffix_stripped;
-    std::int32_t& first = first_var[static_cast<std::size_t>(resolution.gene)];
-    if (first < 0) {
-      first = static_cast<std::int32_t>(row);
+    if (resolution.dots_restored) ++result.n_dots_restored;
+    const auto best = static_cast<std::size_t>(best_var[static_cast<std::size_t>(resolution.gene)]);
+    if (best == row) {
       ++result.n_distinct_genes;
-    } else {
-      ++result.n_duplicate_vars;
-      if (result.duplicate_examples.size() < options.max_examples) {
-        result.duplicate_examples.push_back(fmt::format("{} -> {} (also {})", name, table.gene(resolution.gene).symbol,
-                                                        chosen.source.at(static_cast<std::size_t>(first))));
-      }
+      continue;
     }
+    result.gene_index[row] = kNoGene;  // read through `best`
+    ++result.n_duplicate_vars;
+    if (result.duplicate_examples.size() < options.max_examples) {
+      result.duplicate_examples.push_back(fmt::format("{} -> {} (also {})", name, table.gene(resolution.gene).symbol, chosen.source.at(best)));
+    }
+    if (name == chosen.source.at(best)) {
+      ++n_same_name;
+      if (same_name_example.empty()) same_name_example = std::string(name);
+    }
+  }
+  if (n_same_name > 0) {
+    result.warnings.push_back(fmt::format("{} var name{} repeat{} an earlier one (e.g. '{}'): only the first of each is read (sum or drop "
+                                          "duplicated genes first, or make the names unique, e.g. with adata.var_names_make_unique())",
+                                          n_same_name, n_same_name == 1 ? "" : "s", n_same_name == 1 ? "s" : "", same_name_example));
   }
   add_warnings(table, chosen.source, result);
   if (!row_numbers.empty()) result.warnings.insert(result.warnings.begin(), row_numbers);

@@ -2,6 +2,7 @@
 // Driver callbacks follow HDF5 1.10's H5FD_class_t (H5FDpublic.h); see H5FDsec2.c for the
 // reference implementation of the same interface on POSIX files.
 #include "io/hdf5_open.hpp"
+#include "io/lzf_filter.hpp"
 
 #include <celltyper/crash_guard.hpp>
 #include <celltyper/error.hpp>
@@ -142,12 +143,14 @@ OpenFile open_file_readonly(const std::string& path, const RemoteOptions& option
   if (!is_remote_path(path)) {
     auto lock = hdf5_lock();
     silence_hdf5_errors();
+    detail::register_lzf_filter();
     out.file = Handle(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
     return out;
   }
   out.remote = std::make_shared<RemoteFile>(path, options);  // network: outside the HDF5 lock
   auto lock = hdf5_lock();
   silence_hdf5_errors();
+  detail::register_lzf_filter();
   Handle fapl(H5Pcreate(H5P_FILE_ACCESS));
   const RemoteFapl info{&out.remote};
   if (!fapl || H5Pset_driver(fapl.get(), remote_driver_id(), &info) < 0) throw IoError("HDF5: cannot set up the remote file driver");

@@ -152,7 +152,7 @@ std::vector<std::string> read_string_values(hid_t object_or_attr, bool is_attrib
     std::vector<char*> pointers(count, nullptr);
     const herr_t status = is_attribute ? H5Aread(object_or_attr, memory_type.get(), pointers.data())
                                        : H5Dread(object_or_attr, memory_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, pointers.data());
-    if (status < 0) throw IoError("HDF5 failed to read variable-length strings");
+    if (status < 0) throw IoError("HDF5 failed to read variable-length strings" + (is_attribute ? std::string() : missing_filter_note(object_or_attr)));
     for (std::size_t i = 0; i < count; ++i) {
       if (pointers[i] != nullptr) out[i] = pointers[i];
     }
@@ -165,7 +165,7 @@ std::vector<std::string> read_string_values(hid_t object_or_attr, bool is_attrib
     std::vector<char> buffer(width * count);
     const herr_t status = is_attribute ? H5Aread(object_or_attr, memory_type.get(), buffer.data())
                                        : H5Dread(object_or_attr, memory_type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer.data());
-    if (status < 0) throw IoError("HDF5 failed to read fixed-length strings");
+    if (status < 0) throw IoError("HDF5 failed to read fixed-length strings" + (is_attribute ? std::string() : missing_filter_note(object_or_attr)));
     for (std::size_t i = 0; i < count; ++i) {
       const char* begin = buffer.data() + i * width;
       out[i].assign(begin, strnlen(begin, width));
@@ -366,6 +366,23 @@ std::string compression_name(hid_t dataset) {
   return fmt::format("{}", fmt::join(names, "+"));
 }
 
+std::string missing_filter_note(hid_t dataset) {
+  if (H5Iget_type(dataset) != H5I_DATASET) return "";
+  Handle plist(H5Dget_create_plist(dataset));
+  const int n = H5Pget_nfilters(plist.get());
+  for (int i = 0; i < n; ++i) {
+    unsigned flags = 0;
+    std::size_t n_values = 0;
+    const H5Z_filter_t filter = H5Pget_filter2(plist.get(), static_cast<unsigned>(i), &flags, &n_values, nullptr, 0, nullptr, nullptr);
+    if (filter >= 0 && H5Zfilter_avail(filter) <= 0) {
+      return fmt::format(": the data is compressed with {} (HDF5 filter {}), which celltyper cannot decode; re-save the file with gzip "
+                         "(in Python: adata.write_h5ad(path, compression=\"gzip\"))",
+                         compression_name(dataset), filter);
+    }
+  }
+  return "";
+}
+
 std::vector<std::int64_t> chunk_shape(hid_t dataset) {
   Handle plist(H5Dget_create_plist(dataset));
   if (H5Pget_layout(plist.get()) != H5D_CHUNKED) return {};
@@ -395,7 +412,7 @@ void read_1d(hid_t dataset, std::int64_t offset, std::int64_t count, T* out) {
   }
   Handle memory_space(H5Screate_simple(1, &n, nullptr));
   if (H5Dread(dataset, native_type<T>(), memory_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
-    throw IoError(fmt::format("HDF5 failed to read elements {}..{}", offset, offset + count));
+    throw IoError(fmt::format("HDF5 failed to read elements {}..{}{}", offset, offset + count, missing_filter_note(dataset)));
   }
 }
 
@@ -404,7 +421,7 @@ std::vector<T> read_all_1d(hid_t dataset) {
   Handle space(H5Dget_space(dataset));
   std::vector<T> values(space_elements(space.get()));
   if (!values.empty() && H5Dread(dataset, native_type<T>(), H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()) < 0) {
-    throw IoError("HDF5 failed to read a dataset");
+    throw IoError("HDF5 failed to read a dataset" + missing_filter_note(dataset));
   }
   return values;
 }
@@ -420,7 +437,7 @@ void read_rows_2d(hid_t dataset, std::int64_t row, std::int64_t count, std::int6
   }
   Handle memory_space(H5Screate_simple(2, n.data(), nullptr));
   if (H5Dread(dataset, native_type<T>(), memory_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
-    throw IoError(fmt::format("HDF5 failed to read rows {}..{}", row, row + count));
+    throw IoError(fmt::format("HDF5 failed to read rows {}..{}{}", row, row + count, missing_filter_note(dataset)));
   }
 }
 

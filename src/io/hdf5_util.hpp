@@ -112,6 +112,10 @@ std::string dtype_name(hid_t dataset);
 bool is_string_dataset(hid_t dataset);
 /// "none", "gzip(4)", "lzf", "szip", "blosc", "filter(<id>)", joined with '+' when several.
 std::string compression_name(hid_t dataset);
+/// ": the data is compressed with X (HDF5 filter N), which celltyper cannot decode; re-save ..."
+/// when a filter of `dataset` is not available here (blosc, zstd, ...), else "": what a failed
+/// read adds to its message.
+std::string missing_filter_note(hid_t dataset);
 /// Chunk shape; empty when not chunked.
 std::vector<std::int64_t> chunk_shape(hid_t dataset);
 /// Bytes on disk.

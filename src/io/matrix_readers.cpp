@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <future>
 #include <numeric>
 
@@ -59,6 +60,29 @@ std::vector<RowRange> MatrixReader::plan_blocks(std::size_t memory_limit_bytes) 
   return blocks;
 }
 
+namespace {
+
+/// InputError at the first NaN or infinite value of `block`, naming its cell and gene column.
+void refuse_non_finite(const CsrBlock& block, const std::string& source) {
+  const float* values = block.values.data();
+  const std::size_t n = block.values.size();
+  bool finite = true;
+  for (std::size_t k = 0; k < n; ++k) finite &= std::isfinite(values[k]);  // branch-free: vectorised
+  if (finite) return;
+  for (std::int64_t r = 0; r < block.n_rows; ++r) {
+    for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+      const float value = values[static_cast<std::size_t>(k)];
+      if (std::isfinite(value)) continue;
+      throw InputError(fmt::format("{}: cell {} has a non-finite value ({}) at gene column {}: NaN and infinite values are no expression; "
+                                   "fix or filter the matrix first (e.g. X.data[~np.isfinite(X.data)] = 0 in Python), or read another "
+                                   "matrix with --layer",
+                                   source, block.first_row + r, value, block.indices[static_cast<std::size_t>(k)]));
+    }
+  }
+}
+
+}  // namespace
+
 void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
                     const std::function<void(const CsrBlock&)>& callback) {
   const std::size_t limit = options.prefetch ? options.memory_limit_bytes / 2 : options.memory_limit_bytes;
@@ -81,6 +105,7 @@ void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
     }
     try {
       check_cancelled();
+      if (options.refuse_non_finite) refuse_non_finite(current, options.what.empty() ? reader.info().source : options.what);
       callback(current);
     } catch (...) {
       if (pending.valid()) pending.wait();

@@ -55,9 +55,9 @@ nlohmann::json quantiles_json(const Quantiles& q) {
 double relative_spread(const Quantiles& q) { return q.median > 0 ? (q.q75 - q.q25) / q.median : 1.0; }
 
 void classify(MatrixSummary& summary) {
-  if (summary.stored_values == 0) {
+  if (summary.stored_values == 0 || (summary.max_value == 0 && summary.n_negative == 0)) {
     summary.scale = ValueScale::kEmpty;
-    summary.scale_reason = "no stored values";
+    summary.scale_reason = summary.stored_values == 0 ? "no stored values" : "every stored value is 0";
     return;
   }
   if (summary.n_negative > 0) {
@@ -161,6 +161,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   BlockStreamOptions stream;
   stream.memory_limit_bytes = std::min(options.memory_limit_bytes, kSummaryBlockBytes);
   stream.max_rows = rows;
+  stream.refuse_non_finite = false;  // counted below
   for_each_block(reader, stream, [&](const CsrBlock& block) {
     for (std::int64_t r = 0; r < block.n_rows; ++r) {
       double total = 0;
@@ -219,12 +220,11 @@ std::string choose_counts_matrix(const Dataset& dataset, std::string* why) {
     const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(source);
     return summarize_matrix(*reader, scan);
   };
-  const auto counts = [](const MatrixSummary& summary) { return summary.scale == ValueScale::kRawCounts || summary.scale == ValueScale::kEmpty; };
   const std::string first = has("X") ? std::string("X") : sources.front();
   if (sources.size() == 1) return first;
   const MatrixSummary main = summary_of(first);
-  if (counts(main)) return first;
-  std::string usable;  // with scaled values in X (sc.pp.scale): the first of the others that is not scaled
+  if (main.scale == ValueScale::kRawCounts) return first;  // (an empty X defers to counts elsewhere)
+  std::string usable;  // with scaled (sc.pp.scale) or no values in X: the first of the others that is not scaled
   MatrixSummary usable_summary;
   for (const std::string candidate : {"layers/counts", "raw/X"}) {
     if (candidate == first || !has(candidate)) continue;
@@ -236,16 +236,16 @@ std::string choose_counts_matrix(const Dataset& dataset, std::string* why) {
       }
       return candidate;
     }
-    if (usable.empty() && other.scale != ValueScale::kScaled && other.scale != ValueScale::kUnknown) {
+    if (usable.empty() && other.scale != ValueScale::kScaled && other.scale != ValueScale::kUnknown && other.scale != ValueScale::kEmpty) {
       usable = candidate;
       usable_summary = std::move(other);
     }
   }
-  if (main.scale == ValueScale::kScaled && !usable.empty()) {
+  if ((main.scale == ValueScale::kScaled || main.scale == ValueScale::kEmpty) && !usable.empty()) {
     // scanpy's usual file: log1p(CP10k) kept in raw before X was scaled, no counts anywhere.
     if (why != nullptr) {
-      *why = fmt::format("{} looks scaled and no matrix holds counts; {} looks {}: {} read (--layer NAME reads another)", first, usable,
-                         to_string(usable_summary.scale), usable);
+      *why = fmt::format("{} looks {} and no matrix holds counts; {} looks {}: {} read (--layer NAME reads another)", first,
+                         to_string(main.scale), usable, to_string(usable_summary.scale), usable);
     }
     return usable;
   }

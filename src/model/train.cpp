@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cctype>
 #include <fstream>
 #include <iterator>
 #include <filesystem>
@@ -282,9 +283,11 @@ std::vector<SampleCandidate> choose_reference_sample(std::vector<SampleCandidate
 void append_sample_rows(const Dataset& dataset, const std::string& matrix, const std::vector<std::int32_t>& column,
                         const std::vector<std::int64_t>& rows, std::size_t memory_limit_bytes, CsrBlockF64& out) {
   if (rows.empty()) return;
-  const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(resolve_matrix_source(dataset, matrix));
+  const std::string source = resolve_matrix_source(dataset, matrix);
+  const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(source);
   BlockStreamOptions stream;
   stream.memory_limit_bytes = memory_limit_bytes;
+  stream.what = fmt::format("{}: {}", dataset.path(), source);
   std::size_t next = 0;
   // A row's (column, value bits) as one key: sorting 64-bit keys by column is ~2x faster than
   // (column, double) pairs, and a row whose vars already follow the columns needs no sort.
@@ -365,6 +368,7 @@ std::vector<std::int64_t> detected_genes(const Dataset& dataset, const std::stri
   std::vector<std::uint8_t> detected(static_cast<std::size_t>(reader->n_cols()), 0);
   BlockStreamOptions stream;
   stream.memory_limit_bytes = memory_limit_bytes;
+  stream.what = fmt::format("{}: {}", dataset.path(), source);
   for_each_block(*reader, stream, [&](const CsrBlock& block) {
     for (std::int64_t r = 0; r < block.n_rows; ++r) {
       if (wanted[static_cast<std::size_t>(block.first_row + r)] == 0) continue;
@@ -776,6 +780,15 @@ std::vector<std::string> argmax_classes(const ProbabilityMatrix& probabilities, 
 
 }  // namespace
 
+bool is_missing_label(std::string_view label) {
+  while (!label.empty() && std::isspace(static_cast<unsigned char>(label.front())) != 0) label.remove_prefix(1);
+  while (!label.empty() && std::isspace(static_cast<unsigned char>(label.back())) != 0) label.remove_suffix(1);
+  for (const std::string_view missing : {"", "nan", "NaN", "NA", "<NA>", "None", "null"}) {
+    if (label == missing) return true;
+  }
+  return false;
+}
+
 std::vector<LabelledReference> read_labelled_cells(const std::vector<const Dataset*>& datasets, const TrainOptions& options) {
   if (datasets.empty()) throw InputError("train: no reference dataset given");
   if (options.label_column.empty()) throw InputError("train: no label column given (--label obs:COLUMN)");
@@ -811,8 +824,18 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     reference.excluded.assign(n_obs, 0);
     for (std::size_t row = 0; row < n_obs; ++row) {
       if (mask != nullptr) reference.excluded[row] = (*mask)[row] == 0 ? 1 : 0;
-      if (label_column.is_missing(row) || reference.excluded[row] != 0) continue;
+      if (reference.excluded[row] != 0) continue;
+      if (label_column.is_missing(row)) {
+        ++reference.n_unlabelled;
+        continue;
+      }
       reference.labels[row] = label_column.value_as_string(row);
+      if (is_missing_label(reference.labels[row])) {
+        if (!reference.labels[row].empty()) reference.missing_spelled = reference.labels[row];
+        reference.labels[row].clear();
+        ++reference.n_unlabelled;
+        continue;
+      }
       if (!options.label_renames.empty()) {
         const auto renamed = options.label_renames.find(reference.labels[row]);
         if (renamed != options.label_renames.end()) reference.labels[row] = renamed->second;
@@ -855,7 +878,7 @@ void count_label_term_ids(const Column& labels, const Column& term_ids, LabelTer
                           const std::vector<std::uint8_t>* excluded) {
   const std::size_t n = std::min(labels.size(), term_ids.size());
   const auto add = [&](std::string label, const std::string& id, std::int64_t count) {
-    if (label.empty() || !id.starts_with("CL:")) return;
+    if (is_missing_label(label) || !id.starts_with("CL:")) return;
     if (const auto renamed = label_renames.find(label); renamed != label_renames.end()) label = renamed->second;
     ids[label][id] += count;
   };
@@ -1008,6 +1031,14 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   data.features = options.features;
   for (const auto& reference : references) {
     if (!reference.matrix_note.empty()) data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.matrix_note));
+    if (reference.n_unlabelled > 0) {
+      data.cells.warnings.push_back(fmt::format("{}: {} cell{} without a label in obs:{} left out{}", reference.path, reference.n_unlabelled,
+                                                reference.n_unlabelled == 1 ? "" : "s", options.label_column,
+                                                reference.missing_spelled.empty()
+                                                    ? ""
+                                                    : fmt::format(" (missing values written as text, such as '{}', included)",
+                                                                  reference.missing_spelled)));
+    }
   }
   // Cell Ontology ids of the labels: --label-map, the CL ids the data carries beside its labels
   // (CELLxGENE's cell_type_ontology_term_id), the ontology's ids, names and exact synonyms.

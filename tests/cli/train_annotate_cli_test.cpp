@@ -337,6 +337,100 @@ TEST(TrainAnnotateCli, CellxgeneLayoutReadsTheCountsInRaw) {
   EXPECT_EQ(nlohmann::json::parse(as_is.out)["provenance"]["references"][0]["normalization"], "none");
 }
 
+TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
+  // The same cells as biologists' tools also write them: LZF-compressed (anndata's
+  // compression="lzf"), CP10k not logged, X an empty placeholder beside layers/counts, and R's
+  // make.names symbols (HLA.DRA). Each annotates as the counts do; NaN in X is one clear error.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata, numpy as np, scipy.sparse as sp\n"
+      "a = anndata.read_h5ad('{0}')[1::3].copy()\n"
+      "a.X = sp.csr_matrix(a.X, dtype=np.float32)\n"
+      "a.write_h5ad('{1}/counts.h5ad')\n"
+      "a.write_h5ad('{1}/lzf.h5ad', compression='lzf')\n"
+      "b = a.copy(); b.X = sp.csr_matrix(sp.diags(1e4 / np.asarray(a.X.sum(axis=1)).ravel()) @ a.X, dtype=np.float32)\n"
+      "b.write_h5ad('{1}/cp10k.h5ad')\n"
+      "c = a.copy(); c.layers['counts'] = a.X.copy(); c.X = sp.csr_matrix(a.shape, dtype=np.float32)\n"
+      "c.write_h5ad('{1}/empty_x.h5ad')\n"
+      "d = a.copy(); d.var_names = [n.replace('-', '.') if '.' not in n else n for n in a.var_names]\n"
+      "assert 'HLA.DRA' in d.var_names\n"
+      "d.write_h5ad('{1}/make_names.h5ad')\n"
+      "e = a.copy(); e.X.data[7] = np.nan\n"
+      "e.write_h5ad('{1}/nan.h5ad')\n",
+      reference, dir.path().string());
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
+  const auto annotate = [&](const std::string& name) {
+    return test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".h5ad"), "-o", dir.file(name + "_out.h5ad"),
+                          "--csv", dir.file(name + ".csv")});
+  };
+  ASSERT_EQ(annotate("counts").exit_code, 0);
+  const auto labels_of = [&](const std::string& name) {
+    std::ifstream in(dir.file(name + ".csv"));
+    std::vector<std::string> labels;
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) labels.push_back(line.substr(0, line.find(',', line.find(',') + 1)));
+    return labels;
+  };
+  const std::vector<std::string> counts = labels_of("counts");
+  ASSERT_EQ(counts.size(), 879U);
+  for (const std::string name : {"lzf", "cp10k", "empty_x", "make_names"}) {
+    const auto result = annotate(name);
+    ASSERT_EQ(result.exit_code, 0) << name << ": " << result.err;
+    const std::vector<std::string> labels = labels_of(name);
+    ASSERT_EQ(labels.size(), counts.size()) << name;
+    std::size_t same = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i) same += labels[i] == counts[i] ? 1 : 0;
+    // float32 CP10k values are the counts up to rounding: a borderline cell may flip.
+    EXPECT_GE(same, name == std::string("cp10k") ? counts.size() - 3 : counts.size()) << name << ": " << result.err;
+    if (name == std::string("empty_x")) {
+      EXPECT_NE(result.err.find("X looks empty and layers/counts holds raw counts: layers/counts read"), std::string::npos) << result.err;
+    }
+  }
+  const auto nan = annotate("nan");
+  EXPECT_EQ(nan.exit_code, 2) << nan.err;
+  EXPECT_NE(nan.err.find(dir.file("nan.h5ad") + ": X: cell 0 has a non-finite value (nan) at gene column"), std::string::npos) << nan.err;
+  EXPECT_EQ(std::count(nan.err.begin(), nan.err.end(), '\n'), 1) << nan.err;
+}
+
+TEST(TrainAnnotateCli, MissingLabelsWrittenAsTextAndNanCountsAreCaught) {
+  // Labels 'nan' / 'NA' (pandas' astype(str) of NaN, R's NA) are missing labels, not a class;
+  // NaN in a reference's counts stops train instead of saving a model that cannot refit.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata, numpy as np, scipy.sparse as sp\n"
+      "a = anndata.read_h5ad('{0}')[::3].copy()\n"
+      "a.X = sp.csr_matrix(a.X, dtype=np.float32)\n"
+      "labels = a.obs['celltype'].astype(str).values.copy()\n"
+      "labels[:10] = 'nan'; labels[10:15] = 'NA'\n"
+      "a.obs['celltype'] = labels\n"
+      "a.write_h5ad('{1}/text_na.h5ad')\n"
+      "a.X.data[3] = np.inf\n"
+      "a.write_h5ad('{1}/inf.h5ad')\n",
+      reference, dir.path().string());
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto trained = test::run_cli({"train", "-r", dir.file("text_na.h5ad"), "-l", "obs:celltype", "-o", dir.file("m.h5"), "--json"});
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  EXPECT_NE(trained.err.find("15 cells without a label in obs:celltype left out (missing values written as text, such as"),
+            std::string::npos)
+      << trained.err;
+  const auto summary = nlohmann::json::parse(trained.out);
+  EXPECT_EQ(summary["provenance"]["n_dropped_unlabelled"], 15) << summary["provenance"].dump();
+  for (const auto& name : summary["classes"]) EXPECT_TRUE(name != "nan" && name != "NA") << summary["classes"].dump();
+  EXPECT_EQ(summary["classes"].size(), 9U) << summary["classes"].dump();
+  const auto inf = test::run_cli({"train", "-r", dir.file("inf.h5ad"), "-l", "obs:celltype", "-o", dir.file("inf.h5")});
+  EXPECT_EQ(inf.exit_code, 2) << inf.err;
+  EXPECT_NE(inf.err.find(dir.file("inf.h5ad") + ": X: cell 0 has a non-finite value (inf)"), std::string::npos) << inf.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("inf.h5")));
+}
+
 TEST(TrainAnnotateCli, ScaledXWithoutCountsReadsTheLogNormalisedRaw) {
   // scanpy's usual file: X scaled (sc.pp.scale), log1p(CP10k) kept in raw (here of the 765 genes
   // kept, so "log-transformed": totals unequal), no counts. --layer X

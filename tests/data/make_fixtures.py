@@ -312,6 +312,12 @@ def make_encoding_variants():
         "dense_float64_gzip", A_COUNTS.astype("float64"), "array", compression="gzip",
         notes="dataset A, X dense float64, gzip (chunked)"))
     made.append(write_variant(
+        "csr_float32_lzf", A_COUNTS.astype("float32"), "csr_matrix", compression="lzf",
+        notes="dataset A, X csr float32, every dataset LZF-compressed (write_h5ad(compression='lzf'): h5py's filter 32000)"))
+    made.append(write_variant(
+        "dense_float32_lzf", A_COUNTS.astype("float32"), "array", compression="lzf",
+        notes="dataset A, X dense float32, LZF (chunked)"))
+    made.append(write_variant(
         "dense_float32_chunked", A_COUNTS.astype("float32"), "array", chunks=(5, 4),
         notes="dataset A, X dense float32, chunked (5,4) without compression "
               "(X re-written with anndata.experimental.write_elem(dataset_kwargs={'chunks':(5,4)}))"))

@@ -57,9 +57,10 @@ TEST(ResolveGenes, MatchOrderAndKinds) {
   EXPECT_EQ(symbol_of(0), "AAA");
   EXPECT_EQ(symbol_of(1), "BBB");
   EXPECT_EQ(symbol_of(2), "CCC");
-  EXPECT_EQ(symbol_of(3), "AAA");
+  EXPECT_EQ(symbol_of(3), "-");  // ALIAS1 names AAA, read from row 0 (a symbol beats an alias)
   EXPECT_EQ(symbol_of(5), "-");
-  EXPECT_EQ(symbol_of(7), "BBB");  // an alias of AAA never overrides BBB's own symbol
+  EXPECT_EQ(symbol_of(7), "-");  // BBB (an alias of AAA too) is BBB, read from row 1 (as exact, and earlier)
+  EXPECT_EQ(resolve_genes(table, var_with_index({"BBB"})).gene_index[0], table.find_entrez(2));
   EXPECT_EQ(symbol_of(8), "C1orf1");
   EXPECT_EQ(symbol_of(10), "NKX2-1");  // a real "-1" is an exact match, not a suffix
   EXPECT_EQ(result.count(GeneMatch::kUnmatched), 2U);
@@ -87,9 +88,10 @@ TEST(ResolveGenes, MitochondrialGenesAnswerToTheirHgncSymbols) {
   const GeneTable table = small_table();
   const GeneResolveResult result = resolve_genes(table, var_with_index({"MT-CO2", "mt-Co2", "MTCO2", "COX2"}));
   const std::int32_t cox2 = table.find_entrez(4513);
-  EXPECT_EQ(result.gene_index, (std::vector<std::int32_t>{cox2, cox2, kNoGene, cox2}));
   EXPECT_EQ(result.match, (std::vector<GeneMatch>{GeneMatch::kSymbol, GeneMatch::kSymbolCaseInsensitive,
                                                   GeneMatch::kAmbiguous, GeneMatch::kSymbol}));
+  EXPECT_EQ(result.gene_index, (std::vector<std::int32_t>{cox2, kNoGene, kNoGene, kNoGene}));  // one var per gene: the first exact one
+  for (const char* name : {"MT-CO2", "mt-Co2", "COX2"}) EXPECT_EQ(resolve_genes(table, var_with_index({name})).gene_index[0], cox2) << name;
   EXPECT_TRUE(table.is_known_name("MT-CO2"));
 }
 
@@ -98,8 +100,12 @@ TEST(ResolveGenes, MakeUniqueSuffixIsAFallback) {
   const DataFrame var = var_with_index({"MALAT1", "MALAT1-1", "MALAT1.2", "OLD8-1", "NKX2-1-1", "ZZZ-1", "CCC-x"});
   GeneResolveResult result = resolve_genes(table, var);
   EXPECT_EQ(result.n_suffix_stripped, 4U);
-  EXPECT_EQ(table.gene(result.gene_index[1]).symbol, "MALAT1");
-  EXPECT_EQ(table.gene(result.gene_index[2]).symbol, "MALAT1");
+  EXPECT_EQ(table.gene(result.gene_index[0]).symbol, "MALAT1");
+  EXPECT_EQ(result.gene_index[1], kNoGene);  // MALAT1 is read from row 0, its exact name
+  EXPECT_EQ(result.gene_index[2], kNoGene);
+  for (const char* name : {"MALAT1-1", "MALAT1.2"}) {
+    EXPECT_EQ(table.gene(resolve_genes(table, var_with_index({name})).gene_index[0]).symbol, "MALAT1") << name;
+  }
   EXPECT_EQ(result.match[3], GeneMatch::kAlias);
   EXPECT_EQ(table.gene(result.gene_index[4]).symbol, "NKX2-1");
   EXPECT_EQ(result.gene_index[5], kNoGene);
@@ -113,6 +119,54 @@ TEST(ResolveGenes, MakeUniqueSuffixIsAFallback) {
   result = resolve_genes(table, var, options);
   EXPECT_EQ(result.n_suffix_stripped, 0U);
   EXPECT_EQ(result.n_matched(), 1U);
+}
+
+TEST(ResolveGenes, AGeneIsReadFromItsBestMatchedVar) {
+  // pbmc3k's var holds "HNRNPU-AS1" (an alias of HNRNPU) before "HNRNPU": the exact symbol is
+  // read, wherever it stands; among equally good matches the first; an exact repeat of a name
+  // is said.
+  const GeneTable table = small_table();
+  GeneResolveResult result = resolve_genes(table, var_with_index({"ALIAS1", "ccc", "MALAT1-1", "AAA", "CCC", "MALAT1", "CCC"}));
+  const auto symbol_of = [&](std::size_t row) {
+    return result.gene_index[row] == kNoGene ? std::string("-") : table.gene(result.gene_index[row]).symbol;
+  };
+  EXPECT_EQ(symbol_of(0), "-");
+  EXPECT_EQ(symbol_of(1), "-");
+  EXPECT_EQ(symbol_of(2), "-");
+  EXPECT_EQ(symbol_of(3), "AAA");
+  EXPECT_EQ(symbol_of(4), "CCC");
+  EXPECT_EQ(symbol_of(5), "MALAT1");
+  EXPECT_EQ(symbol_of(6), "-");
+  EXPECT_EQ(result.n_distinct_genes, 3U);
+  EXPECT_EQ(result.n_duplicate_vars, 4U);
+  EXPECT_EQ(result.n_matched(), 7U);
+  EXPECT_EQ(result.duplicate_examples[0], "ALIAS1 -> AAA (also AAA)");
+  ASSERT_EQ(result.warnings.size(), 1U) << ::testing::PrintToString(result.warnings);
+  EXPECT_NE(result.warnings[0].find("1 var name repeats an earlier one (e.g. 'CCC'): only the first of each is read"), std::string::npos)
+      << result.warnings[0];
+  // A suffix fallback still beats an alias.
+  result = resolve_genes(table, var_with_index({"OLD8", "C1orf1-1"}));
+  EXPECT_EQ(result.gene_index[0], kNoGene);
+  EXPECT_EQ(table.gene(result.gene_index[1]).symbol, "C1orf1");
+}
+
+TEST(ResolveGenes, RMakeNamesDotsAreReadAsDashes) {
+  // R's make.names turns '-' into '.': "NKX2.1" is NKX2-1 (not NKX2 with a make-unique suffix).
+  const GeneTable table = small_table();
+  const GeneResolveResult result = resolve_genes(table, var_with_index({"NKX2.1", "MT.CO2", "MALAT1.1", "NKX2-1.1", "AAA.BBB"}));
+  EXPECT_EQ(table.gene(result.gene_index[0]).symbol, "NKX2-1");
+  EXPECT_EQ(result.match[0], GeneMatch::kSymbol);
+  EXPECT_EQ(table.gene(result.gene_index[1]).symbol, "COX2");
+  EXPECT_EQ(table.gene(result.gene_index[2]).symbol, "MALAT1");  // a make-unique suffix, as before
+  EXPECT_EQ(result.match[3], GeneMatch::kSymbol);  // "NKX2-1.1": a suffix of NKX2-1 (a '-' in the name: not make.names)
+  EXPECT_EQ(result.gene_index[3], kNoGene);        // (NKX2-1 is read from row 0)
+  EXPECT_EQ(result.match[4], GeneMatch::kUnmatched);
+  EXPECT_EQ(result.n_dots_restored, 2U);
+  EXPECT_EQ(result.n_suffix_stripped, 2U);
+  EXPECT_NE(result.summary().find("2 after reading R's make.names '.' as '-'"), std::string::npos) << result.summary();
+  GeneResolveOptions exact;
+  exact.strip_unique_suffix = false;
+  EXPECT_EQ(resolve_genes(table, var_with_index({"NKX2.1"}), exact).gene_index[0], kNoGene);
 }
 
 TEST(ResolveGenes, AutoDetectPicksTheColumnResolvingMost) {
