@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace celltyper {
@@ -55,6 +56,11 @@ struct Column {
   static Column from_ints(std::string name, std::vector<std::int64_t> values, std::string dtype = "int64");
   static Column from_bools(std::string name, std::vector<std::uint8_t> values);
 };
+
+/// A label that spells a missing value: "" and the text pandas, R and SQL write for one ("nan",
+/// "NaN", "NA", "<NA>", "None", "null"), surrounding spaces ignored. Such cells have no label
+/// (train, cv, evaluate, corpus selection and extract).
+bool is_missing_label(std::string_view label);
 
 /// A data frame: row names (`index`) and columns in order.
 struct DataFrame {

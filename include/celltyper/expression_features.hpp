@@ -88,6 +88,7 @@ struct ExpressionFeatures {
   std::string matrix;                     ///< source read ("layers/counts", ...)
   Normalization normalization = Normalization::kLog1pCp10k;
   std::string normalization_reason;
+  bool counts = true;                     ///< the values read are raw counts (not CP10k, TPM, logged ...)
   std::int64_t n_panel_genes_found = 0;   ///< panel genes present among the dataset's vars
   GeneResolveResult genes;                ///< var resolution
   std::vector<std::string> warnings;
@@ -134,9 +135,10 @@ ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& 
 /// Pick (or check) the normalisation of `reader` from a scan of its first cells, as `embed` does:
 /// `reason` says why, warnings are appended (e.g. log1p asked for already-logged data). With
 /// `relog_log_normalized` (the expression route), "auto" gives log1p(CP10k)-normalised values
-/// kRelog1pCp10k, else kNone.
+/// kRelog1pCp10k, else kNone. `counts` (when given) is set to whether the scanned values are raw
+/// counts (molecules: what depth augmentation may thin), whatever the normalisation.
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
                                    const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
-                                   bool relog_log_normalized = false);
+                                   bool relog_log_normalized = false, bool* counts = nullptr);
 
 }  // namespace celltyper

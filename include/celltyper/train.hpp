@@ -25,7 +25,6 @@
 #include <memory>
 #include <set>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace celltyper {
@@ -103,10 +102,6 @@ void count_label_term_ids(const Column& labels, const Column& term_ids, LabelTer
 /// adds a line to `warnings` naming `column`.
 std::map<std::string, std::string> most_frequent_term_ids(const LabelTermIds& ids, const std::string& column,
                                                           std::vector<std::string>* warnings);
-
-/// A label that spells a missing value: "" and the text pandas, R and SQL write for one ("nan",
-/// "NaN", "NA", "<NA>", "None", "null"), surrounding spaces ignored. Such cells have no label.
-bool is_missing_label(std::string_view label);
 
 /// The labelled cells of one reference, before any feature is computed.
 struct LabelledReference {

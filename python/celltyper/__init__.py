@@ -142,17 +142,17 @@ def _scale(X) -> str:
 def _counts_matrix(adata, name: str):
     """(layer, use_raw) when neither is given: X when it holds counts; else layers['counts'] or
     raw.X when they do (CELLxGENE files keep normalised values in X and the counts in raw.X; the
-    engine normalises counts itself and thins them for depth augmentation); else, when X is
-    scaled, the first of those two that is not (scanpy keeps log1p(CP10k) in raw before scaling
-    X); else X."""
+    engine normalises counts itself and thins them for depth augmentation; also when X is an
+    empty placeholder); else, when X is scaled or empty, the first of those two that is not
+    (scanpy keeps log1p(CP10k) in raw before scaling X); else X."""
     if adata.X is None:
         return None, False
     candidates = ([("counts", False)] if "counts" in adata.layers else []) + ([(None, True)] if adata.raw is not None else [])
     if not candidates:
         return "X", False
     seen = _scale(adata.X)
-    if seen in ("raw-counts", "empty"):
-        return "X", False
+    if seen == "raw-counts":
+        return "X", False  # (an empty X defers to counts elsewhere)
     usable = None
     for layer, use_raw in candidates:
         where = f"{name}.raw.X" if use_raw else f"{name}.layers['{layer}']"
@@ -161,11 +161,11 @@ def _counts_matrix(adata, name: str):
             _warnings.warn(f"{name}.X looks {seen} and {where} holds raw counts: {where} read (celltyper normalises counts "
                            f"itself; layer='X' reads X)", stacklevel=4)
             return layer, use_raw
-        if usable is None and scale not in ("scaled", "unknown"):
+        if usable is None and scale not in ("scaled", "unknown", "empty"):
             usable = (layer, use_raw, where, scale)
-    if seen == "scaled" and usable is not None:
+    if seen in ("scaled", "empty") and usable is not None:
         layer, use_raw, where, scale = usable
-        _warnings.warn(f"{name}.X looks scaled and no matrix holds counts; {where} looks {scale}: {where} read", stacklevel=4)
+        _warnings.warn(f"{name}.X looks {seen} and no matrix holds counts; {where} looks {scale}: {where} read", stacklevel=4)
         return layer, use_raw
     return "X", False
 

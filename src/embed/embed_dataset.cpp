@@ -68,11 +68,12 @@ nlohmann::json EmbedResult::to_json() const {
 
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
                                    const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
-                                   bool relog_log_normalized) {
+                                   bool relog_log_normalized, bool* counts) {
   SummarizeOptions scan;
   scan.max_rows = 2000;
   scan.memory_limit_bytes = memory_limit_bytes;
   const MatrixSummary summary = summarize_matrix(reader, scan);
+  if (counts != nullptr) *counts = summary.scale == ValueScale::kRawCounts || summary.scale == ValueScale::kEmpty;
   const std::string seen = fmt::format("{} looks {} ({})", matrix, to_string(summary.scale), summary.scale_reason);
   switch (choice) {
     case NormalizationChoice::kAuto:
@@ -203,6 +204,7 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   if (options.rows.empty()) {
     BlockStreamOptions stream;
     stream.memory_limit_bytes = options.memory_limit_bytes;
+    stream.what = fmt::format("{}: {}", dataset.path(), result.matrix);
     for_each_block(*reader, stream, embed_block);
   } else {
     // Only the requested ranges, cut at the dataset's own block boundaries (memory-capped).

@@ -108,6 +108,7 @@ struct OpenedMatrix {
   std::unique_ptr<MatrixReader> reader;
   Normalization normalization = Normalization::kLog1pCp10k;
   std::string reason;
+  bool counts = true;  ///< raw counts (choose_normalization)
 };
 
 OpenedMatrix open_for_expression(const Dataset& dataset, const GeneTable& table, const ExpressionOptions& options,
@@ -120,7 +121,8 @@ OpenedMatrix open_for_expression(const Dataset& dataset, const GeneTable& table,
   opened.genes = resolve_genes(table, dataset.read_var_of(opened.matrix), options.genes);
   opened.reader = dataset.open_matrix(opened.matrix);
   opened.normalization =
-      choose_normalization(*opened.reader, options.normalization, options.memory_limit_bytes, opened.matrix, opened.reason, warnings, true);
+      choose_normalization(*opened.reader, options.normalization, options.memory_limit_bytes, opened.matrix, opened.reason, warnings, true,
+                           &opened.counts);
   warnings.insert(warnings.end(), opened.genes.warnings.begin(), opened.genes.warnings.end());
   return opened;
 }
@@ -315,6 +317,7 @@ PanelStream open_panel_stream(const Dataset& dataset, const GeneTable& table, co
   result.matrix = opened.matrix;
   result.normalization = opened.normalization;
   result.normalization_reason = opened.reason;
+  result.counts = opened.counts;
   result.n_cells = dataset.n_obs();
   result.n_features = static_cast<int>(panel.size());
   // Sorted panel ids with their feature column.

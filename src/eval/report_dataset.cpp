@@ -297,7 +297,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     }
     cells.push_back(row);
     truth.push_back(truth_values.value_as_string(row));
-    if (prediction_values.is_missing(row) || prediction_values.value_as_string(row).empty()) {
+    if (prediction_values.is_missing(row) || is_missing_label(prediction_values.value_as_string(row))) {
       ++evaluation.n_missing_prediction;
       prediction.emplace_back(kNoPrediction);
     } else {

@@ -5,6 +5,7 @@
 #include <celltyper/gene_table.hpp>
 
 #include "io/hdf5_util.hpp"
+#include "io/lzf_filter.hpp"
 
 #include <fmt/format.h>
 
@@ -253,6 +254,7 @@ RawRows read_h5_rows(const std::string& path, const GeneImportOptions& options) 
   {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
+    detail::register_lzf_filter();  // h5py users may write it with compression="lzf"
     if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("embeddings file {}: not an HDF5 file", path));
     h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
     if (!file) throw InputError(fmt::format("embeddings file {}: HDF5 cannot open the file (truncated or corrupt?)", path));

@@ -2,6 +2,7 @@
 #include <celltyper/error.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <fmt/format.h>
 #include <unordered_map>
@@ -141,6 +142,15 @@ void DataFrame::set(Column column) {
   } else {
     columns.push_back(std::move(column));
   }
+}
+
+bool is_missing_label(std::string_view label) {
+  while (!label.empty() && std::isspace(static_cast<unsigned char>(label.front())) != 0) label.remove_prefix(1);
+  while (!label.empty() && std::isspace(static_cast<unsigned char>(label.back())) != 0) label.remove_suffix(1);
+  for (const std::string_view missing : {"", "nan", "NaN", "NA", "<NA>", "None", "null"}) {
+    if (label == missing) return true;
+  }
+  return false;
 }
 
 }  // namespace celltyper

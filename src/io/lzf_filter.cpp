@@ -47,13 +47,15 @@ std::size_t lzf_filter(unsigned flags, std::size_t n_values, const unsigned valu
                        void** buffer) {
   if ((flags & H5Z_FLAG_REVERSE) == 0) return 0;
   // h5py records the chunk's bytes as the third value; otherwise grow from the stored size.
-  std::size_t capacity = n_values >= 3 && values[2] != 0 ? values[2] : std::max<std::size_t>(*buffer_size, n_bytes) * 4;
-  constexpr std::size_t kMaxChunk = std::size_t{1} << 31;  // HDF5 chunks are below 4 GiB
+  const std::size_t chunk_bytes = n_values >= 3 ? values[2] : 0;
+  std::size_t capacity = chunk_bytes != 0 ? chunk_bytes : std::max<std::size_t>(*buffer_size, n_bytes) * 4;
+  constexpr std::size_t kMaxChunk = std::size_t{1} << 32;  // HDF5 chunks are below 4 GiB
   while (capacity <= kMaxChunk) {
     auto* decoded = static_cast<std::uint8_t*>(std::malloc(capacity));
     if (decoded == nullptr) return 0;
     const std::int64_t written = lzf_decompress(static_cast<const std::uint8_t*>(*buffer), n_bytes, decoded, capacity);
-    if (written > 0) {
+    // A chunk of known size decodes to exactly that size (shorter: truncated or corrupt).
+    if (written > 0 && (chunk_bytes == 0 || static_cast<std::size_t>(written) == chunk_bytes)) {
       std::free(*buffer);
       *buffer = decoded;
       *buffer_size = capacity;

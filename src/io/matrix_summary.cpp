@@ -57,7 +57,9 @@ double relative_spread(const Quantiles& q) { return q.median > 0 ? (q.q75 - q.q2
 void classify(MatrixSummary& summary) {
   if (summary.stored_values == 0 || (summary.max_value == 0 && summary.n_negative == 0)) {
     summary.scale = ValueScale::kEmpty;
-    summary.scale_reason = summary.stored_values == 0 ? "no stored values" : "every stored value is 0";
+    summary.scale_reason = summary.stored_values == 0                               ? "no stored values"
+                           : summary.n_nan + summary.n_inf == summary.stored_values ? "every stored value is NaN or infinite"
+                                                                                     : "every stored value is 0";
     return;
   }
   if (summary.n_negative > 0) {

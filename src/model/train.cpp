@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <bit>
-#include <cctype>
 #include <fstream>
 #include <iterator>
 #include <filesystem>
@@ -613,6 +612,7 @@ nlohmann::json expression_reference_features(const LabelledReference& reference,
           {"matrix", computed.matrix},
           {"normalization", to_string(computed.normalization)},
           {"normalization_reason", computed.normalization_reason},
+          {"counts", computed.counts},
           {"gene_column", computed.genes.column},
           {"n_panel_genes_found", computed.n_panel_genes_found}};
 }
@@ -779,15 +779,6 @@ std::vector<std::string> argmax_classes(const ProbabilityMatrix& probabilities, 
 }
 
 }  // namespace
-
-bool is_missing_label(std::string_view label) {
-  while (!label.empty() && std::isspace(static_cast<unsigned char>(label.front())) != 0) label.remove_prefix(1);
-  while (!label.empty() && std::isspace(static_cast<unsigned char>(label.back())) != 0) label.remove_suffix(1);
-  for (const std::string_view missing : {"", "nan", "NaN", "NA", "<NA>", "None", "null"}) {
-    if (label == missing) return true;
-  }
-  return false;
-}
 
 std::vector<LabelledReference> read_labelled_cells(const std::vector<const Dataset*>& datasets, const TrainOptions& options) {
   if (datasets.empty()) throw InputError("train: no reference dataset given");
@@ -1261,8 +1252,10 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     }
     info["n_used"] = static_cast<std::int64_t>(kept_rows.size());
     // Depth augmentation: a thinned copy of every kept cell of a reference holding counts.
+    // (Molecules only: thinning CP10k or TPM values scales them by p, which CP10k undoes.)
     const std::string normalized_as = info.value("normalization", std::string());
-    const bool counts = normalized_as == to_string(Normalization::kLog1pCp10k) || normalized_as == to_string(Normalization::kCp10k);
+    const bool counts = info.value("counts", false) &&
+                        (normalized_as == to_string(Normalization::kLog1pCp10k) || normalized_as == to_string(Normalization::kCp10k));
     if (options.augment_depth && expression && counts) {
       // Columns keyed by gene (the first column of each): a cell is thinned the same way in its
       // file and in a model's reference sample (the refit equals training on the query's genes).

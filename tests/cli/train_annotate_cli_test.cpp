@@ -411,6 +411,8 @@ TEST(TrainAnnotateCli, MissingLabelsWrittenAsTextAndNanCountsAreCaught) {
       "labels[:10] = 'nan'; labels[10:15] = 'NA'\n"
       "a.obs['celltype'] = labels\n"
       "a.write_h5ad('{1}/text_na.h5ad')\n"
+      "b = a.copy(); b.X = sp.csr_matrix(sp.diags(1e4 / np.asarray(a.X.sum(axis=1)).ravel()) @ a.X, dtype=np.float32)\n"
+      "b.write_h5ad('{1}/cp10k.h5ad')\n"
       "a.X.data[3] = np.inf\n"
       "a.write_h5ad('{1}/inf.h5ad')\n",
       reference, dir.path().string());
@@ -425,6 +427,15 @@ TEST(TrainAnnotateCli, MissingLabelsWrittenAsTextAndNanCountsAreCaught) {
   EXPECT_EQ(summary["provenance"]["n_dropped_unlabelled"], 15) << summary["provenance"].dump();
   for (const auto& name : summary["classes"]) EXPECT_TRUE(name != "nan" && name != "NA") << summary["classes"].dump();
   EXPECT_EQ(summary["classes"].size(), 9U) << summary["classes"].dump();
+  // Counts get depth augmentation; CP10k values are normalised as counts but never thinned (thinning
+  // scales them by p, which CP10k undoes: the copies would be their cells again).
+  EXPECT_GT(summary["provenance"]["n_thinned_copies"].get<std::int64_t>(), 0);
+  const auto cp10k = test::run_cli({"train", "-r", dir.file("cp10k.h5ad"), "-l", "obs:celltype", "-o", dir.file("cp10k.h5"), "--json"});
+  ASSERT_EQ(cp10k.exit_code, 0) << cp10k.err;
+  const auto cp10k_provenance = nlohmann::json::parse(cp10k.out)["provenance"];
+  EXPECT_EQ(cp10k_provenance["n_thinned_copies"], 0) << cp10k_provenance.dump();
+  EXPECT_EQ(cp10k_provenance["references"][0]["normalization"], "log1p-cp10k");
+  EXPECT_EQ(cp10k_provenance["references"][0]["counts"], false);
   const auto inf = test::run_cli({"train", "-r", dir.file("inf.h5ad"), "-l", "obs:celltype", "-o", dir.file("inf.h5")});
   EXPECT_EQ(inf.exit_code, 2) << inf.err;
   EXPECT_NE(inf.err.find(dir.file("inf.h5ad") + ": X: cell 0 has a non-finite value (inf)"), std::string::npos) << inf.err;

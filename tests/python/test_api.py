@@ -163,6 +163,26 @@ def test_cellxgene_layout_reads_the_counts_in_raw_as_in_the_cli(tmp_path, pbmc3k
 
 
 @needs_data
+def test_an_empty_x_defers_to_the_counts_layer_as_in_the_cli(pbmc3k):
+    """X an all-zero placeholder beside layers['counts']: the counts are read (with a warning),
+    as the command line does, and a CP10k X is normalised as counts; neither leaves cells empty."""
+    counts = pbmc3k[::3].copy()
+    counts.X = sp.csr_matrix(counts.X, dtype=np.float32)
+    model = celltyper.train(counts, label="celltype", augment_depth=False)
+    expected = list(celltyper.annotate(counts.copy(), model=model, inplace=False).labels.astype(str))
+    placeholder = counts.copy()
+    placeholder.layers["counts"] = counts.X.copy()
+    placeholder.X = sp.csr_matrix(counts.shape, dtype=np.float32)
+    with pytest.warns(UserWarning, match=r"X looks empty and AnnData\.layers\['counts'\] holds raw counts"):
+        labels = celltyper.annotate(placeholder, model=model, inplace=False).labels
+    assert list(labels.astype(str)) == expected
+    cp10k = counts.copy()
+    cp10k.X = sp.csr_matrix(sp.diags(1e4 / np.asarray(counts.X.sum(axis=1)).ravel()) @ counts.X, dtype=np.float32)
+    labels = list(celltyper.annotate(cp10k, model=model, inplace=False).labels.astype(str))
+    assert sum(a == b for a, b in zip(labels, expected)) >= len(expected) - 3
+
+
+@needs_data
 def test_depth_augmentation_is_the_default_and_can_be_turned_off_as_in_the_cli(tmp_path, pbmc3k, pbmc68k):
     augmented = celltyper.train(pbmc3k, label="celltype")
     assert augmented.summary["n_cells"] == pbmc3k.n_obs
