@@ -17,6 +17,7 @@
 
 #include <celltyper/sparse.hpp>
 
+#include <cmath>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -37,10 +38,25 @@ enum class Normalization {
   /// expression route uses it so that a log-normalised file's library sizes are summed over the
   /// genes both sides share, as counts' are.
   kRelog1pCp10k,
+  /// The same for log2(1 + x) input (log2(CP10k + 1), log2(TPM + 1)): 2^value - 1 in place of
+  /// expm1(value).
+  kRelog2Cp10k,
 };
 const char* to_string(Normalization normalization);
-/// Parse "none", "cp10k", "log1p-cp10k", "relog1p-cp10k" (throws InputError otherwise).
+/// Parse "none", "cp10k", "log1p-cp10k", "relog1p-cp10k", "relog2-cp10k" (throws InputError otherwise).
 Normalization parse_normalization(const std::string& text);
+
+/// kRelog1pCp10k or kRelog2Cp10k: logged input normalised again.
+inline bool is_relog(Normalization normalization) {
+  return normalization == Normalization::kRelog1pCp10k || normalization == Normalization::kRelog2Cp10k;
+}
+/// A stored value back on the linear scale its normalisation reads: expm1 (relog1p-cp10k),
+/// 2^x - 1 (relog2-cp10k), else the value.
+inline double unlogged(double value, Normalization normalization) {
+  if (normalization == Normalization::kRelog1pCp10k) return std::expm1(value);
+  if (normalization == Normalization::kRelog2Cp10k) return std::exp2(value) - 1.0;
+  return value;
+}
 
 /// Gene vectors aligned to the columns (vars) of one dataset: row `var_to_row[j]` of
 /// `matrix` is the vector of var j (-1: no vector; the var is ignored).

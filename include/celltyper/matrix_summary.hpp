@@ -20,6 +20,7 @@ enum class ValueScale {
   kRawCounts,        ///< non-negative integers (UMI or read counts)
   kNormalized,       ///< non-negative, non-integer, equal per-cell totals (CP10k / CPM), not logged
   kLogNormalized,    ///< non-negative, small range, expm1 totals equal per cell (scanpy's log1p(CP10k))
+  kLog2Normalized,   ///< non-negative, small range, 2^x - 1 totals equal per cell (log2(CP10k + 1), log2(TPM + 1))
   kLogTransformed,   ///< non-negative, small range, non-integer; totals unequal (log of TPM, ...)
   kScaled,           ///< negative values present (z-scores after sc.pp.scale)
   kUnknown,          ///< none of the above (e.g. non-integer with a large range)
@@ -55,6 +56,7 @@ struct MatrixSummary {
   Quantiles row_totals;                ///< per-cell sum of values
   Quantiles genes_per_row;             ///< per-cell stored values
   Quantiles expm1_row_totals;          ///< per-cell sum of expm1(value) (for log1p detection)
+  Quantiles exp2m1_row_totals;         ///< per-cell sum of 2^value - 1 (for log2(1 + x) detection)
   ValueScale scale = ValueScale::kUnknown;
   std::string scale_reason;            ///< why `scale` was chosen, in words
   std::vector<std::string> warnings;   ///< NaN / Inf / negative values, empty cells, ...

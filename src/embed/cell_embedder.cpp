@@ -21,6 +21,7 @@ const char* to_string(Normalization normalization) {
     case Normalization::kCp10k: return "cp10k";
     case Normalization::kLog1pCp10k: return "log1p-cp10k";
     case Normalization::kRelog1pCp10k: return "relog1p-cp10k";
+    case Normalization::kRelog2Cp10k: return "relog2-cp10k";
   }
   return "unknown";
 }
@@ -30,7 +31,8 @@ Normalization parse_normalization(const std::string& text) {
   if (text == "cp10k") return Normalization::kCp10k;
   if (text == "log1p-cp10k" || text == "log1p_cp10k") return Normalization::kLog1pCp10k;
   if (text == "relog1p-cp10k") return Normalization::kRelog1pCp10k;
-  throw InputError(fmt::format("unknown normalisation '{}' (expected none, cp10k, log1p-cp10k or relog1p-cp10k)", text));
+  if (text == "relog2-cp10k") return Normalization::kRelog2Cp10k;
+  throw InputError(fmt::format("unknown normalisation '{}' (expected none, cp10k, log1p-cp10k, relog1p-cp10k or relog2-cp10k)", text));
 }
 
 std::int64_t AlignedGeneVectors::n_matched_vars() const {
@@ -144,7 +146,7 @@ void CellEmbedder::embed(const CsrBlock& block, float* out, CellEmbedStats* stat
                                        "already-normalised data, or pick the counts layer",
                                        block.first_row + r, value, columns[k], to_string(normalization)));
         }
-        const double linear = normalization == Normalization::kRelog1pCp10k ? std::expm1(static_cast<double>(value)) : value;
+        const double linear = unlogged(value, normalization);
         total += linear;
         if (var_to_row[columns[k]] >= 0) covered += linear;
       }
@@ -160,7 +162,7 @@ void CellEmbedder::embed(const CsrBlock& block, float* out, CellEmbedStats* stat
         if (row < 0 || value == 0.0f) return;
         double weight = value;
         if (normalization == Normalization::kCp10k) weight = value * scale;
-        if (normalization == Normalization::kRelog1pCp10k) weight = std::log1p(std::expm1(static_cast<double>(value)) * scale);
+        if (is_relog(normalization)) weight = std::log1p(unlogged(value, normalization) * scale);
         if (normalization == Normalization::kLog1pCp10k) {
           const auto count = static_cast<int>(value);
           weight = (count < kLogTableSize && static_cast<float>(count) == value) ? s.log_table[static_cast<std::size_t>(count)]

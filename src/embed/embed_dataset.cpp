@@ -46,6 +46,7 @@ NormalizationChoice parse_normalization_choice(const std::string& text) {
     case Normalization::kCp10k: return NormalizationChoice::kCp10k;
     case Normalization::kLog1pCp10k: return NormalizationChoice::kLog1pCp10k;
     case Normalization::kRelog1pCp10k: return NormalizationChoice::kRelog1pCp10k;
+    case Normalization::kRelog2Cp10k: return NormalizationChoice::kRelog2Cp10k;
   }
   return NormalizationChoice::kAuto;
 }
@@ -89,6 +90,14 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           }
           reason = "auto: " + seen + "; used unchanged";
           return Normalization::kNone;
+        case ValueScale::kLog2Normalized:
+          if (relog_log_normalized) {
+            reason = "auto: " + seen + "; normalised again over the library genes (2^x - 1, CP10k, log1p)";
+            return Normalization::kRelog2Cp10k;
+          }
+          // GenePT-w: log2 weights are ln-weights times 1/ln 2, which the cell vector's L2 norm removes.
+          reason = "auto: " + seen + "; used unchanged";
+          return Normalization::kNone;
         case ValueScale::kLogTransformed:
           reason = "auto: " + seen + "; used unchanged";
           return Normalization::kNone;
@@ -121,12 +130,17 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
       }
       return choice == NormalizationChoice::kCp10k ? Normalization::kCp10k : Normalization::kLog1pCp10k;
     case NormalizationChoice::kRelog1pCp10k:
+    case NormalizationChoice::kRelog2Cp10k: {
       reason = "requested";
+      const bool base2 = choice == NormalizationChoice::kRelog2Cp10k;
       // (a model's reference sample keeps a subset of the genes: its expm1 totals differ per cell)
-      if (summary.scale != ValueScale::kLogNormalized && summary.scale != ValueScale::kLogTransformed && summary.scale != ValueScale::kEmpty) {
-        warnings.push_back(seen + ": relog1p-cp10k expects log1p(CP10k)-normalised values");
+      if (summary.scale != (base2 ? ValueScale::kLog2Normalized : ValueScale::kLogNormalized) && summary.scale != ValueScale::kLogTransformed &&
+          summary.scale != ValueScale::kEmpty) {
+        warnings.push_back(seen + (base2 ? ": relog2-cp10k expects log2(1 + CP10k)-normalised values"
+                                         : ": relog1p-cp10k expects log1p(CP10k)-normalised values"));
       }
-      return Normalization::kRelog1pCp10k;
+      return base2 ? Normalization::kRelog2Cp10k : Normalization::kRelog1pCp10k;
+    }
   }
   return Normalization::kLog1pCp10k;
 }

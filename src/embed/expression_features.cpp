@@ -57,15 +57,13 @@ std::vector<std::uint8_t> size_factor_vars(const GeneTable& table, const GeneRes
 }
 
 /// Library size of one stored row: the sum of its values on the vars flagged in `counts` (of
-/// expm1 of them for relog1p-cp10k: the counts times a per-cell factor).
+/// expm1 or 2^x - 1 of them for relog1p-cp10k / relog2-cp10k: the counts times a per-cell factor).
 inline double library_size(const CsrBlock& block, std::int64_t begin, std::int64_t end, const std::vector<std::uint8_t>& counts,
                            Normalization normalization) {
-  const bool linearize = normalization == Normalization::kRelog1pCp10k;
   double total = 0;
   for (std::int64_t k = begin; k < end; ++k) {
     if (counts[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] == 0) continue;
-    const double value = block.values[static_cast<std::size_t>(k)];
-    total += linearize ? std::expm1(value) : value;
+    total += unlogged(block.values[static_cast<std::size_t>(k)], normalization);
   }
   return total;
 }
@@ -76,7 +74,8 @@ inline double normalized(double value, double scale, Normalization normalization
     case Normalization::kNone: return value;
     case Normalization::kCp10k: return value * scale;
     case Normalization::kLog1pCp10k: return std::log1p(value * scale);
-    case Normalization::kRelog1pCp10k: return std::log1p(std::expm1(value) * scale);
+    case Normalization::kRelog1pCp10k:
+    case Normalization::kRelog2Cp10k: return std::log1p(unlogged(value, normalization) * scale);
   }
   return value;
 }
@@ -188,7 +187,7 @@ Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTabl
         const double value = normalization == Normalization::kLog1pCp10k ? log1p_of(raw) : normalized(raw, scale, normalization);
         // The linear value behind a log1p value: expm1(log1p(x * scale)) is x * scale.
         const double linear = normalization == Normalization::kLog1pCp10k     ? raw * scale
-                              : normalization == Normalization::kRelog1pCp10k ? std::expm1(raw) * scale
+                              : is_relog(normalization)                       ? unlogged(raw, normalization) * scale
                               : normalization == Normalization::kCp10k        ? value
                                                                               : std::expm1(value);
         const auto g = static_cast<std::size_t>(j);

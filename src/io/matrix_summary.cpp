@@ -18,6 +18,7 @@ const char* to_string(ValueScale scale) {
     case ValueScale::kRawCounts: return "raw-counts";
     case ValueScale::kNormalized: return "normalized";
     case ValueScale::kLogNormalized: return "log-normalized";
+    case ValueScale::kLog2Normalized: return "log2-normalized";
     case ValueScale::kLogTransformed: return "log-transformed";
     case ValueScale::kScaled: return "scaled";
     case ValueScale::kUnknown: return "unknown";
@@ -80,6 +81,10 @@ void classify(MatrixSummary& summary) {
       summary.scale = ValueScale::kLogNormalized;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}; expm1 totals are equal per cell ({:.4g}): log1p of normalised counts",
                                          summary.max_value, summary.expm1_row_totals.median);
+    } else if (relative_spread(summary.exp2m1_row_totals) < 0.01) {
+      summary.scale = ValueScale::kLog2Normalized;
+      summary.scale_reason = fmt::format("non-integer, max {:.3g}; 2^x - 1 totals are equal per cell ({:.4g}): log2(1 + x) of normalised counts",
+                                         summary.max_value, summary.exp2m1_row_totals.median);
     } else {
       summary.scale = ValueScale::kLogTransformed;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}, expm1 totals vary per cell: log-transformed, normalisation unknown",
@@ -143,6 +148,19 @@ double expm1_of(double value, bool is_integer) {
   return std::expm1(std::min(value, 700.0));
 }
 
+/// 2^value - 1, from a table for small non-negative integers as expm1_of.
+double exp2m1_of(double value, bool is_integer) {
+  static const std::array<double, 256> kSmallIntegers = [] {
+    std::array<double, 256> table{};
+    for (std::size_t i = 0; i < table.size(); ++i) table[i] = std::exp2(static_cast<double>(i)) - 1.0;
+    return table;
+  }();
+  if (is_integer && value >= 0 && value < static_cast<double>(kSmallIntegers.size())) {
+    return kSmallIntegers[static_cast<std::size_t>(value)];
+  }
+  return std::exp2(std::min(value, 1000.0)) - 1.0;
+}
+
 }  // namespace
 
 constexpr std::size_t kSummaryBlockBytes = std::size_t{8} << 20;
@@ -156,6 +174,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   std::vector<double> totals;
   std::vector<double> detected;
   std::vector<double> expm1_totals;
+  std::vector<double> exp2m1_totals;
   totals.reserve(static_cast<std::size_t>(rows));
   const bool sparse = summary.info.encoding != MatrixEncoding::kDense;
   // Blocks of at most 4 MB, two in flight: the next is read (inflated on every core) while this
@@ -168,6 +187,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
     for (std::int64_t r = 0; r < block.n_rows; ++r) {
       double total = 0;
       double expm1_total = 0;
+      double exp2m1_total = 0;
       const auto begin = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r)]);
       const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r) + 1]);
       for (std::size_t k = begin; k < end; ++k) {
@@ -188,11 +208,13 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
         if (value == 0 && sparse) ++summary.n_explicit_zeros;
         total += value;
         expm1_total += expm1_of(value, is_integer);
+        exp2m1_total += exp2m1_of(value, is_integer);
       }
       if (end == begin) ++summary.empty_rows;
       summary.stored_values += static_cast<std::int64_t>(end - begin);
       totals.push_back(total);
       expm1_totals.push_back(expm1_total);
+      exp2m1_totals.push_back(exp2m1_total);
       detected.push_back(static_cast<double>(end - begin));
     }
     summary.rows_scanned += block.n_rows;
@@ -203,6 +225,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   summary.row_totals = quantiles(std::move(totals));
   summary.genes_per_row = quantiles(std::move(detected));
   summary.expm1_row_totals = quantiles(std::move(expm1_totals));
+  summary.exp2m1_row_totals = quantiles(std::move(exp2m1_totals));
   classify(summary);
   if (summary.n_nan > 0) summary.warnings.push_back(fmt::format("{} NaN values", summary.n_nan));
   if (summary.n_inf > 0) summary.warnings.push_back(fmt::format("{} infinite values", summary.n_inf));

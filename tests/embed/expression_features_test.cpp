@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <limits>
 #include <cstring>
 #include <map>
@@ -187,28 +188,31 @@ TEST(ExpressionFeatures, IdenticalAcrossThreadsBlocksAndEncodings) {
 }
 
 TEST(ExpressionFeatures, LogNormalisedValuesAreNormalisedAgainOverTheLibraryGenes) {
-  // pbmc3k's counts and the same cells as log1p(CP10k) over all genes (what a file's X holds):
-  // with the library summed over a subset of genes (a partial panel, as annotate's refit does),
-  // auto normalises the logged values again (expm1, CP10k over the subset, log1p) and gives the
-  // counts' features; the values as they are would not.
+  // pbmc3k's counts and the same cells as log1p(CP10k), log2(1 + CP10k) or CP10k over all genes
+  // (what a file's X may hold): with the library summed over a subset of genes (a partial panel,
+  // as annotate's refit does), auto normalises them again (expm1 / 2^x - 1, CP10k over the
+  // subset, log1p) and gives the counts' features; the logged values as they are would not.
   const GeneTable& table = human_table();
   if (table.empty() || pbmc3k().empty()) GTEST_SKIP() << "../shared/data is absent";
   const auto file = open_dataset(pbmc3k());
   auto reader = file->open_matrix("X");
   CsrBlockF64 counts;
   reader->read_rows(0, reader->n_rows(), counts);
-  CsrBlockF64 logged = counts;
-  for (std::int64_t r = 0; r < counts.n_rows; ++r) {
-    const auto begin = static_cast<std::size_t>(counts.indptr[static_cast<std::size_t>(r)]);
-    const auto end = static_cast<std::size_t>(counts.indptr[static_cast<std::size_t>(r) + 1]);
-    const double total = std::accumulate(counts.values.begin() + static_cast<std::ptrdiff_t>(begin), counts.values.begin() + static_cast<std::ptrdiff_t>(end), 0.0);
-    for (std::size_t k = begin; k < end; ++k) logged.values[k] = static_cast<float>(std::log1p(counts.values[k] * 1e4 / total));
-  }
+  const auto transformed = [&](const std::function<double(double)>& of_cp10k) {
+    CsrBlockF64 values = counts;
+    for (std::int64_t r = 0; r < counts.n_rows; ++r) {
+      const auto begin = static_cast<std::size_t>(counts.indptr[static_cast<std::size_t>(r)]);
+      const auto end = static_cast<std::size_t>(counts.indptr[static_cast<std::size_t>(r) + 1]);
+      const double total =
+          std::accumulate(counts.values.begin() + static_cast<std::ptrdiff_t>(begin), counts.values.begin() + static_cast<std::ptrdiff_t>(end), 0.0);
+      for (std::size_t k = begin; k < end; ++k) values.values[k] = static_cast<float>(of_cp10k(counts.values[k] * 1e4 / total));
+    }
+    return values;
+  };
   const MemoryDataset from_counts("counts", file->read_obs(), file->read_var(), counts);
-  const MemoryDataset from_logged("logged", file->read_obs(), file->read_var(), logged);
   ExpressionOptions options;
   GeneExpressionStats stats;
-  EXPECT_EQ(accumulate_expression_stats(from_logged, table, options, {}, stats), Normalization::kRelog1pCp10k);
+  EXPECT_EQ(accumulate_expression_stats(from_counts, table, options, {}, stats), Normalization::kLog1pCp10k);
   const std::vector<std::int64_t> panel = select_variable_genes(stats, 300);
   // The library: every other gene of the table that pbmc3k measures, as if the query lacked half.
   const GeneResolveResult resolved = resolve_genes(table, file->read_var());
@@ -224,17 +228,34 @@ TEST(ExpressionFeatures, LogNormalisedValuesAreNormalisedAgainOverTheLibraryGene
   }
   options.size_factor_genes = half;
   const ExpressionFeatures expected = expression_features(from_counts, table, panel, options);
-  const ExpressionFeatures relogged = expression_features(from_logged, table, panel, options);
-  options.normalization = NormalizationChoice::kNone;
-  const ExpressionFeatures as_is = expression_features(from_logged, table, panel, options);
-  double relog_error = 0;
-  double as_is_error = 0;
-  for (std::size_t i = 0; i < expected.values.size(); ++i) {
-    relog_error = std::max(relog_error, static_cast<double>(std::abs(expected.values[i] - relogged.values[i])));
-    as_is_error = std::max(as_is_error, static_cast<double>(std::abs(expected.values[i] - as_is.values[i])));
+  const auto max_error = [&](const ExpressionFeatures& got) {
+    double error = 0;
+    for (std::size_t i = 0; i < expected.values.size(); ++i) error = std::max(error, static_cast<double>(std::abs(expected.values[i] - got.values[i])));
+    return error;
+  };
+  struct Case {
+    const char* what;
+    std::function<double(double)> of_cp10k;
+    Normalization chosen;
+    bool logged;
+  };
+  const std::vector<Case> cases{{"log1p(CP10k)", [](double x) { return std::log1p(x); }, Normalization::kRelog1pCp10k, true},
+                                {"log2(1 + CP10k)", [](double x) { return std::log2(1 + x); }, Normalization::kRelog2Cp10k, true},
+                                {"CP10k", [](double x) { return x; }, Normalization::kLog1pCp10k, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.what);
+    const MemoryDataset dataset(c.what, file->read_obs(), file->read_var(), transformed(c.of_cp10k));
+    options.normalization = NormalizationChoice::kAuto;
+    const ExpressionFeatures normalised = expression_features(dataset, table, panel, options);
+    EXPECT_EQ(normalised.normalization, c.chosen);
+    EXPECT_FALSE(normalised.counts);
+    EXPECT_LT(max_error(normalised), 1e-4);  // float32 storage of the values
+    if (c.logged) {
+      options.normalization = NormalizationChoice::kNone;
+      EXPECT_GT(max_error(expression_features(dataset, table, panel, options)), 0.1);  // the library over half the genes differs from all
+    }
   }
-  EXPECT_LT(relog_error, 1e-4);   // float32 storage of the logged values
-  EXPECT_GT(as_is_error, 0.1);    // the library over half the genes differs from the one over all
+  EXPECT_TRUE(expected.counts);
 }
 
 TEST(ExpressionFeatures, BadInput) {
