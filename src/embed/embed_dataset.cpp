@@ -84,20 +84,17 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           reason = "auto: " + seen;
           return Normalization::kLog1pCp10k;
         case ValueScale::kLogNormalized:
+        case ValueScale::kLog2Normalized: {
+          const bool base2 = summary.scale == ValueScale::kLog2Normalized;
           if (relog_log_normalized) {
-            reason = "auto: " + seen + "; normalised again over the library genes (expm1, CP10k, log1p)";
-            return Normalization::kRelog1pCp10k;
+            reason = "auto: " + seen + "; normalised again over the library genes (" + (base2 ? "2^x - 1" : "expm1") + ", CP10k, log1p)";
+            return base2 ? Normalization::kRelog2Cp10k : Normalization::kRelog1pCp10k;
           }
+          // GenePT-w: the library is every gene of the cell, so the values are log1p-cp10k already
+          // (log2 ones times 1/ln 2, which the cell vector's L2 norm removes).
           reason = "auto: " + seen + "; used unchanged";
           return Normalization::kNone;
-        case ValueScale::kLog2Normalized:
-          if (relog_log_normalized) {
-            reason = "auto: " + seen + "; normalised again over the library genes (2^x - 1, CP10k, log1p)";
-            return Normalization::kRelog2Cp10k;
-          }
-          // GenePT-w: log2 weights are ln-weights times 1/ln 2, which the cell vector's L2 norm removes.
-          reason = "auto: " + seen + "; used unchanged";
-          return Normalization::kNone;
+        }
         case ValueScale::kLogTransformed:
           reason = "auto: " + seen + "; used unchanged";
           return Normalization::kNone;
