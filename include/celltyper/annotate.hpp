@@ -126,6 +126,10 @@ struct TrainOptions {
   /// copy weighing augment_depth_weight x cells / copies: the copies weigh what copies of every
   /// cell would, at a bounded cost (a 100k-cell reference trains on 120k rows, not 200k).
   std::int64_t augment_depth_max_copies = 20000;
+  /// Whether the references hold counts (what depth augmentation may thin): -1 = found by scanning
+  /// each reference's first cells (train), 0 / 1 = as given (a refit: as the model's training
+  /// found, whatever the sample's own cells look like).
+  int references_hold_counts = -1;
   /// Expression features are kept in compressed rows (their log1p values are ~90% zeros; pooled
   /// references store the genes imputed for them beside their own), and logistic regression and
   /// the MLP train on the stored values: a million-cell reference's features take ~2 GB instead

@@ -47,7 +47,7 @@ struct GeneExpressionStats {
 /// `size_factor_genes` only when that list is given.
 struct ExpressionOptions {
   std::string matrix = "auto";            ///< "auto" (choose_counts_matrix), "X", "raw", or a layer name
-  NormalizationChoice normalization = NormalizationChoice::kAuto;  ///< auto: counts -> log1p-cp10k, logged -> unchanged
+  NormalizationChoice normalization = NormalizationChoice::kAuto;  ///< auto: see choose_normalization
   int num_threads = 0;                    ///< 0 = all hardware threads
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for matrix blocks in flight
   GeneResolveOptions genes;               ///< which var column holds gene ids
@@ -135,7 +135,8 @@ ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& 
 /// Pick (or check) the normalisation of `reader` from a scan of its first cells, as `embed` does:
 /// `reason` says why, warnings are appended (e.g. log1p asked for already-logged data). With
 /// `relog_log_normalized` (the expression route), "auto" gives log1p(CP10k)-normalised values
-/// kRelog1pCp10k, else kNone. `counts` (when given) is set to whether the scanned values are raw
+/// kRelog1pCp10k and log2(1 + CP10k) ones kRelog2Cp10k, else kNone; counts and other non-logged
+/// values get kLog1pCp10k. `counts` (when given) is set to whether the scanned values are raw
 /// counts (molecules: what depth augmentation may thin), whatever the normalisation.
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
                                    const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,

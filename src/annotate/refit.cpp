@@ -11,6 +11,7 @@
 #include <cmath>
 #include <iterator>
 #include <map>
+#include <set>
 #include <memory>
 #include <numeric>
 
@@ -75,7 +76,8 @@ ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::
     return coverage;
   }
   // Mean over sampled cells of the measured genes' share of the cell's expression (linear scale).
-  const bool logged = sample.normalization == "none" || sample.normalization == "relog1p-cp10k";
+  // (values used as they are: log1p(CP10k) read as such, the pre-relog models' way; relog: the base recorded)
+  const Normalization stored = sample.normalization.empty() ? Normalization::kNone : parse_normalization(sample.normalization);
   std::vector<double> class_sum(n_classes, 0.0);
   std::vector<std::int64_t> class_cells(n_classes, 0);
   double sum = 0;
@@ -88,7 +90,7 @@ ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::
       const auto g = static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)]);
       if (in_model[g] == 0) continue;
       const double value = values.values[static_cast<std::size_t>(k)];
-      const double linear = logged ? std::expm1(value) : value;
+      const double linear = stored == Normalization::kNone ? std::expm1(value) : unlogged(value, stored);
       total += linear;
       if (is_measured[g] != 0) covered += linear;
     }
@@ -217,6 +219,18 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   }
   options.augment_depth_weight = provenance.value("augment_depth_weight", 1.0);
   options.augment_depth_max_copies = provenance.value("augment_depth_max_copies", std::int64_t{0});  // before the cap: every cell
+  // Whether training found counts (copies made): every reference alike, else (or for models from
+  // before the flag) the sample's own cells decide.
+  std::set<bool> found_counts;
+  bool flag_missing = false;
+  for (const auto& reference : provenance.value("references", nlohmann::json::array())) {
+    if (reference.is_object() && reference.contains("counts") && reference["counts"].is_boolean()) {
+      found_counts.insert(reference["counts"].get<bool>());
+    } else {
+      flag_missing = true;
+    }
+  }
+  if (!flag_missing && found_counts.size() == 1) options.references_hold_counts = *found_counts.begin() ? 1 : 0;
   options.reference_sample_cells = 0;
   options.embed.matrix = "X";
   options.embed.genes.column = "entrez_id";

@@ -1254,8 +1254,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     // Depth augmentation: a thinned copy of every kept cell of a reference holding counts.
     // (Molecules only: thinning CP10k or TPM values scales them by p, which CP10k undoes.)
     const std::string normalized_as = info.value("normalization", std::string());
-    const bool counts = info.value("counts", false) &&
-                        (normalized_as == to_string(Normalization::kLog1pCp10k) || normalized_as == to_string(Normalization::kCp10k));
+    const bool holds_counts = options.references_hold_counts >= 0 ? options.references_hold_counts == 1 : info.value("counts", false);
+    const bool counts =
+        holds_counts && (normalized_as == to_string(Normalization::kLog1pCp10k) || normalized_as == to_string(Normalization::kCp10k));
     if (options.augment_depth && expression && counts) {
       // Columns keyed by gene (the first column of each): a cell is thinned the same way in its
       // file and in a model's reference sample (the refit equals training on the query's genes).

@@ -387,6 +387,12 @@ TEST(DepthAugmentation, LoggedReferencesGetNoCopiesAndARefitKeepsTheSetting) {
   const CellTypeModel refitted = refit_model(trained.model, genes, 1);
   EXPECT_TRUE(refitted.provenance["augment_depth"].get<bool>());
   EXPECT_GT(refitted.provenance["n_thinned_copies"].get<std::int64_t>(), 0);
+  // The refit follows what training found (each reference's provenance "counts"), not the
+  // sample's own first cells: a model that says its reference held no counts refits without copies.
+  EXPECT_EQ(trained.model.provenance["references"][0]["counts"], true);
+  TrainResult no_counts = train_model({&counts}, options, GeneStore(), table);
+  no_counts.model.provenance["references"][0]["counts"] = false;
+  EXPECT_EQ(refit_model(no_counts.model, genes, 1).provenance["n_thinned_copies"].get<std::int64_t>(), 0);
   options.augment_depth = false;
   const TrainResult plain = train_model({&counts}, options, GeneStore(), table);
   EXPECT_EQ(refit_model(plain.model, genes, 1).provenance["n_thinned_copies"].get<std::int64_t>(), 0);
