@@ -84,6 +84,11 @@ struct BlockStreamOptions {
 void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
                     const std::function<void(const CsrBlock&)>& callback);
 
+class Dataset;
+/// Stream options for `matrix` of `dataset`: blocks within `memory_limit_bytes`, errors naming
+/// "PATH: MATRIX".
+BlockStreamOptions stream_options(const Dataset& dataset, const std::string& matrix, std::size_t memory_limit_bytes);
+
 /// A dataset opened for reading.
 class Dataset {
  public:

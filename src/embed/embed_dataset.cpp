@@ -213,10 +213,7 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
     if (options.progress) options.progress(written, result.n_cells);
   };
   if (options.rows.empty()) {
-    BlockStreamOptions stream;
-    stream.memory_limit_bytes = options.memory_limit_bytes;
-    stream.what = fmt::format("{}: {}", dataset.path(), result.matrix);
-    for_each_block(*reader, stream, embed_block);
+    for_each_block(*reader, stream_options(dataset, result.matrix, options.memory_limit_bytes), embed_block);
   } else {
     // Only the requested ranges, cut at the dataset's own block boundaries (memory-capped).
     const std::vector<RowRange> blocks = reader->plan_blocks(options.memory_limit_bytes);

@@ -167,9 +167,7 @@ Normalization accumulate_expression_stats(const Dataset& dataset, const GeneTabl
   const std::vector<std::int32_t> column = map_vars(table, opened.genes, stats.entrez_ids);
   const std::vector<std::uint8_t> in_size_factor = size_factor_vars(table, opened.genes, options.size_factor_genes);
   const Normalization normalization = opened.normalization;
-  BlockStreamOptions stream;
-  stream.what = fmt::format("{}: {}", dataset.path(), opened.matrix);
-  stream.memory_limit_bytes = options.memory_limit_bytes;
+  const BlockStreamOptions stream = stream_options(dataset, opened.matrix, options.memory_limit_bytes);
   for_each_block(*opened.reader, stream, [&](const CsrBlock& block) {
     for (std::int64_t r = 0; r < block.n_rows; ++r) {
       const std::int64_t cell = block.first_row + r;
@@ -216,9 +214,7 @@ std::vector<std::vector<double>> library_sizes(const Dataset& dataset, const Gen
     in_set.push_back(size_factor_vars(table, opened.genes, genes));
   }
   std::vector<std::vector<double>> sums(gene_sets.size());
-  BlockStreamOptions stream;
-  stream.what = fmt::format("{}: {}", dataset.path(), opened.matrix);
-  stream.memory_limit_bytes = options.memory_limit_bytes;
+  const BlockStreamOptions stream = stream_options(dataset, opened.matrix, options.memory_limit_bytes);
   for_each_block(*opened.reader, stream, [&](const CsrBlock& block) {
     for (std::int64_t r = 0; r < block.n_rows; ++r) {
       if (!keep.empty() && keep[static_cast<std::size_t>(block.first_row + r)] == 0) continue;
@@ -386,9 +382,7 @@ ExpressionFeatures stream_expression_features(const Dataset& dataset, const Gene
   ExpressionFeatures result;
   PanelStream stream = open_panel_stream(dataset, table, panel, options, min_panel_fraction, result);
   const auto width = static_cast<std::size_t>(panel.size());
-  BlockStreamOptions block_options;
-  block_options.what = fmt::format("{}: {}", dataset.path(), stream.opened.matrix);
-  block_options.memory_limit_bytes = options.memory_limit_bytes;
+  const BlockStreamOptions block_options = stream_options(dataset, stream.opened.matrix, options.memory_limit_bytes);
   // One block of features at a time (reused): the full matrix exists only if the callback keeps it.
   std::vector<float> values;
   std::vector<std::uint8_t> empty;
@@ -411,9 +405,7 @@ ExpressionFeatures stream_sparse_expression_features(const Dataset& dataset, con
                                                      double min_panel_fraction) {
   ExpressionFeatures result;
   PanelStream stream = open_panel_stream(dataset, table, panel, options, min_panel_fraction, result);
-  BlockStreamOptions block_options;
-  block_options.what = fmt::format("{}: {}", dataset.path(), stream.opened.matrix);
-  block_options.memory_limit_bytes = options.memory_limit_bytes;
+  const BlockStreamOptions block_options = stream_options(dataset, stream.opened.matrix, options.memory_limit_bytes);
   SparseFeatureBlock features;
   for_each_block(*stream.opened.reader, block_options, [&](const CsrBlock& block) {
     const auto n_rows = static_cast<std::size_t>(block.n_rows);

@@ -83,6 +83,13 @@ void refuse_non_finite(const CsrBlock& block, const std::string& source) {
 
 }  // namespace
 
+BlockStreamOptions stream_options(const Dataset& dataset, const std::string& matrix, std::size_t memory_limit_bytes) {
+  BlockStreamOptions options;
+  options.memory_limit_bytes = memory_limit_bytes;
+  options.what = fmt::format("{}: {}", dataset.path(), matrix);
+  return options;
+}
+
 void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
                     const std::function<void(const CsrBlock&)>& callback) {
   const std::size_t limit = options.prefetch ? options.memory_limit_bytes / 2 : options.memory_limit_bytes;

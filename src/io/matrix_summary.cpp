@@ -134,31 +134,22 @@ nlohmann::json MatrixSummary::to_json() const {
 
 namespace {
 
-/// expm1(value) as std::expm1 gives it, from a table for the small non-negative integers that
-/// count matrices hold (most of the scan's time went to expm1 on them).
-double expm1_of(double value, bool is_integer) {
-  static const std::array<double, 256> kSmallIntegers = [] {
-    std::array<double, 256> table{};
-    for (std::size_t i = 0; i < table.size(); ++i) table[i] = std::expm1(static_cast<double>(i));
-    return table;
-  }();
-  if (is_integer && value >= 0 && value < static_cast<double>(kSmallIntegers.size())) {
-    return kSmallIntegers[static_cast<std::size_t>(value)];
-  }
-  return std::expm1(std::min(value, 700.0));
-}
+double expm1_capped(double value) { return std::expm1(std::min(value, 700.0)); }
+double exp2m1_capped(double value) { return std::exp2(std::min(value, 1000.0)) - 1.0; }
 
-/// 2^value - 1, from a table for small non-negative integers as expm1_of.
-double exp2m1_of(double value, bool is_integer) {
+/// `function(value)` as the function gives it, from a table for the small non-negative integers
+/// that count matrices hold (most of the scan's time went to expm1 on them).
+template <double (*function)(double)>
+double from_integer_table(double value, bool is_integer) {
   static const std::array<double, 256> kSmallIntegers = [] {
     std::array<double, 256> table{};
-    for (std::size_t i = 0; i < table.size(); ++i) table[i] = std::exp2(static_cast<double>(i)) - 1.0;
+    for (std::size_t i = 0; i < table.size(); ++i) table[i] = function(static_cast<double>(i));
     return table;
   }();
   if (is_integer && value >= 0 && value < static_cast<double>(kSmallIntegers.size())) {
     return kSmallIntegers[static_cast<std::size_t>(value)];
   }
-  return std::exp2(std::min(value, 1000.0)) - 1.0;
+  return function(value);
 }
 
 }  // namespace
@@ -207,8 +198,8 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
         if (!is_integer) ++summary.n_non_integer;
         if (value == 0 && sparse) ++summary.n_explicit_zeros;
         total += value;
-        expm1_total += expm1_of(value, is_integer);
-        exp2m1_total += exp2m1_of(value, is_integer);
+        expm1_total += from_integer_table<expm1_capped>(value, is_integer);
+        exp2m1_total += from_integer_table<exp2m1_capped>(value, is_integer);
       }
       if (end == begin) ++summary.empty_rows;
       summary.stored_values += static_cast<std::int64_t>(end - begin);

@@ -284,9 +284,7 @@ void append_sample_rows(const Dataset& dataset, const std::string& matrix, const
   if (rows.empty()) return;
   const std::string source = resolve_matrix_source(dataset, matrix);
   const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(source);
-  BlockStreamOptions stream;
-  stream.memory_limit_bytes = memory_limit_bytes;
-  stream.what = fmt::format("{}: {}", dataset.path(), source);
+  const BlockStreamOptions stream = stream_options(dataset, source, memory_limit_bytes);
   std::size_t next = 0;
   // A row's (column, value bits) as one key: sorting 64-bit keys by column is ~2x faster than
   // (column, double) pairs, and a row whose vars already follow the columns needs no sort.
@@ -365,9 +363,7 @@ std::vector<std::int64_t> detected_genes(const Dataset& dataset, const std::stri
     wanted[row] = 1;
   }
   std::vector<std::uint8_t> detected(static_cast<std::size_t>(reader->n_cols()), 0);
-  BlockStreamOptions stream;
-  stream.memory_limit_bytes = memory_limit_bytes;
-  stream.what = fmt::format("{}: {}", dataset.path(), source);
+  const BlockStreamOptions stream = stream_options(dataset, source, memory_limit_bytes);
   for_each_block(*reader, stream, [&](const CsrBlock& block) {
     for (std::int64_t r = 0; r < block.n_rows; ++r) {
       if (wanted[static_cast<std::size_t>(block.first_row + r)] == 0) continue;
@@ -816,11 +812,7 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     for (std::size_t row = 0; row < n_obs; ++row) {
       if (mask != nullptr) reference.excluded[row] = (*mask)[row] == 0 ? 1 : 0;
       if (reference.excluded[row] != 0) continue;
-      if (label_column.is_missing(row)) {
-        ++reference.n_unlabelled;
-        continue;
-      }
-      reference.labels[row] = label_column.value_as_string(row);
+      if (!label_column.is_missing(row)) reference.labels[row] = label_column.value_as_string(row);
       if (is_missing_label(reference.labels[row])) {
         if (!reference.labels[row].empty()) reference.missing_spelled = reference.labels[row];
         reference.labels[row].clear();
