@@ -27,7 +27,10 @@ namespace {
 /// thread-safe libhdf5 the error stack and its automatic printing are per thread. Printing is
 /// turned off when the thread first calls HDF5; when the thread ends, its stack is emptied: a
 /// failed call (a corrupt file) leaves records on it that libhdf5 1.10 neither frees with the
-/// thread nor can release at exit ("HDF5: infinite loop closing library" and a leak).
+/// thread nor can release at exit ("HDF5: infinite loop closing library" and a leak). This is
+/// the backstop for calls made without an Hdf5Lock: every Hdf5Lock empties the stack when it is
+/// released, so a worker ending while another thread holds the mutex (the try_lock below then
+/// fails) leaves nothing behind.
 struct ThreadErrorStack {
   ThreadErrorStack() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
   ~ThreadErrorStack() {
@@ -43,6 +46,8 @@ struct ThreadErrorStack {
 }  // namespace
 
 void silence_hdf5_errors() { thread_local const ThreadErrorStack stack; }
+
+void clear_hdf5_errors() noexcept { H5Eclear2(H5E_DEFAULT); }
 
 void Handle::reset() {
   if (id_ < 0) return;

@@ -22,19 +22,28 @@ namespace celltyper::h5 {
 /// The process-wide HDF5 mutex (recursive: helpers call helpers).
 std::recursive_mutex& hdf5_mutex();
 
+/// Empty this thread's HDF5 error stack. We never read it (errors are reported by our own
+/// messages), and records left on a worker thread's stack when it ends are leaked and make
+/// libhdf5 print "HDF5: infinite loop closing library" at exit.
+void clear_hdf5_errors() noexcept;
+
 /// Holds the HDF5 mutex and tells the crash guard (crash_guard.hpp) that this thread is inside
-/// the HDF5 library until it is released.
+/// the HDF5 library until it is released; on release, the thread's HDF5 error stack is emptied
+/// (clear_hdf5_errors) while the mutex is still held.
 class Hdf5Lock {
  public:
   Hdf5Lock() : lock_(hdf5_mutex()) { enter_hdf5(); }
   ~Hdf5Lock() {
-    if (lock_.owns_lock()) leave_hdf5();
+    if (!lock_.owns_lock()) return;
+    clear_hdf5_errors();
+    leave_hdf5();
   }
   Hdf5Lock(const Hdf5Lock&) = delete;
   Hdf5Lock& operator=(const Hdf5Lock&) = delete;
   /// Release early (the destructor then does nothing).
   void unlock() {
     if (!lock_.owns_lock()) return;
+    clear_hdf5_errors();
     leave_hdf5();
     lock_.unlock();
   }
