@@ -77,11 +77,19 @@ void classify(MatrixSummary& summary) {
   }
   const bool equal_totals = relative_spread(summary.row_totals) < 0.01;
   if (summary.max_value < 30) {
-    if (relative_spread(summary.expm1_row_totals) < 0.01) {
+    const bool natural = relative_spread(summary.expm1_row_totals) < 0.01;
+    const bool base2 = relative_spread(summary.exp2m1_row_totals) < 0.01;
+    // Both bases give equal totals only for a cell or two (or identical cells): the base whose
+    // total is nearer a power of ten (a scale factor such as 1e4 or 1e6) wins.
+    const auto off_round = [](double total) {
+      const double decades = std::log10(std::max(total, 1e-300));
+      return std::abs(decades - std::round(decades));
+    };
+    if (natural && (!base2 || off_round(summary.expm1_row_totals.median) <= off_round(summary.exp2m1_row_totals.median))) {
       summary.scale = ValueScale::kLogNormalized;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}; expm1 totals are equal per cell ({:.4g}): log1p of normalised counts",
                                          summary.max_value, summary.expm1_row_totals.median);
-    } else if (relative_spread(summary.exp2m1_row_totals) < 0.01) {
+    } else if (base2) {
       summary.scale = ValueScale::kLog2Normalized;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}; 2^x - 1 totals are equal per cell ({:.4g}): log2(1 + x) of normalised counts",
                                          summary.max_value, summary.exp2m1_row_totals.median);

@@ -1,0 +1,78 @@
+// What `inspect` and `--layer auto` / `--normalize auto` read a matrix as: counts, log1p or
+// log2(1 + x) of normalised counts, normalised counts, scaled values; down to a single cell.
+#include <celltyper/matrix_summary.hpp>
+#include <celltyper/memory_dataset.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+namespace {
+
+constexpr int kGenes = 60;
+
+enum class Transform { kCounts, kCp10k, kLog1pCp10k, kLog2Cp10k };
+
+/// `n_cells` cells of Poisson counts (rates 0.2 .. 12 over the genes), then `transform`.
+MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7) {
+  std::mt19937 rng(seed);
+  DataFrame obs;
+  DataFrame var;
+  for (int g = 0; g < kGenes; ++g) var.index.push_back("G" + std::to_string(g + 1));
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, kGenes);
+  for (int i = 0; i < n_cells; ++i) {
+    std::vector<std::pair<int, double>> row;
+    double total = 0;
+    for (int g = 0; g < kGenes; ++g) {
+      std::poisson_distribution<int> counts(0.2 + 0.2 * g * (1.0 + 0.5 * (i % 3)));
+      const int value = counts(rng);
+      if (value == 0) continue;
+      row.emplace_back(g, value);
+      total += value;
+    }
+    for (const auto& [g, value] : row) {
+      const double cp10k = value / total * 1e4;
+      double stored = value;
+      if (transform == Transform::kCp10k) stored = cp10k;
+      if (transform == Transform::kLog1pCp10k) stored = std::log1p(cp10k);
+      if (transform == Transform::kLog2Cp10k) stored = std::log2(1.0 + cp10k);
+      matrix.indices.push_back(g);
+      matrix.values.push_back(stored);
+    }
+    matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+    ++matrix.n_rows;
+    obs.index.push_back("cell" + std::to_string(i));
+  }
+  return MemoryDataset("generated cells", std::move(obs), std::move(var), std::move(matrix));
+}
+
+ValueScale scale_of(int n_cells, Transform transform) {
+  const MemoryDataset cells = make_cells(n_cells, transform);
+  const auto reader = cells.open_matrix("X");
+  return summarize_matrix(*reader).scale;
+}
+
+TEST(MatrixSummary, EachLayoutIsReadForWhatItHolds) {
+  for (const int n : {200, 3}) {
+    SCOPED_TRACE(n);
+    EXPECT_EQ(scale_of(n, Transform::kCounts), ValueScale::kRawCounts);
+    EXPECT_EQ(scale_of(n, Transform::kCp10k), ValueScale::kNormalized);
+    EXPECT_EQ(scale_of(n, Transform::kLog1pCp10k), ValueScale::kLogNormalized);
+    EXPECT_EQ(scale_of(n, Transform::kLog2Cp10k), ValueScale::kLog2Normalized);
+  }
+}
+
+// One cell has equal totals in both bases (there is nothing to compare it with): the base whose
+// total is a power of ten (the scale factor) is the one that was used.
+TEST(MatrixSummary, ASingleCellIsReadInTheBaseThatGivesARoundTotal) {
+  EXPECT_EQ(scale_of(1, Transform::kLog1pCp10k), ValueScale::kLogNormalized);
+  EXPECT_EQ(scale_of(1, Transform::kLog2Cp10k), ValueScale::kLog2Normalized);
+}
+
+}  // namespace
+}  // namespace celltyper
