@@ -21,29 +21,6 @@ namespace {
 constexpr const char* kPbmc3k = "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad";
 constexpr const char* kSavercat = "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad";
 
-/// A store of seeded random 32-dim vectors for every human gene.
-std::string make_store(const test::TempDir& dir, unsigned seed = 5) {
-  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
-  std::vector<std::int64_t> entrez;
-  std::vector<std::string> symbols;
-  std::vector<std::string> ensembl;
-  std::vector<float> matrix;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> normal;
-  for (const auto& gene : table.genes()) {
-    entrez.push_back(gene.entrez_id);
-    symbols.push_back(gene.symbol);
-    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
-    for (int d = 0; d < 32; ++d) matrix.push_back(normal(rng));
-  }
-  GeneStoreProvenance provenance;
-  provenance.backend = "test-random";
-  provenance.dims = 32;
-  const std::string path = dir.file(fmt::format("store{}.h5", seed));
-  GeneStore(entrez, symbols, ensembl, matrix, 32, provenance).save(path);
-  return path;
-}
-
 /// `head` followed by `tail`.
 std::vector<std::string> concat(std::vector<std::string> head, const std::vector<std::string>& tail) {
   head.insert(head.end(), tail.begin(), tail.end());
@@ -84,7 +61,7 @@ class CorpusCli : public ::testing::Test {
     table_ = test::shared_data("gene-annotations/human_genes.tsv");
     if (pbmc3k_.empty() || savercat_.empty() || table_.empty()) GTEST_SKIP() << "../shared/data is absent";
     if (!have_python()) GTEST_SKIP() << "no python3 with anndata/h5py";
-    store_ = make_store(dir_);
+    store_ = test::random_gene_store(dir_, 32, 5);
   }
   /// select over pbmc3k and savercat (fragments of 250 rows, 1,500-cell budget).
   std::string select(const std::vector<std::string>& extra = {}) {
@@ -221,7 +198,7 @@ TEST_F(CorpusCli, ExtractEmbedsExactlyTheSelectedRowsAndTrainTakesIt) {
   EXPECT_EQ(annotate.exit_code, 0) << annotate.err;
   // Another gene store is refused with the reason.
   const auto wrong = test::run_cli({"train", "--reference", train_h5ad, "--label", "celltype", "--gene-table", table_, "--genes",
-                                    make_store(dir_, 6), "-o", dir_.file("m2.h5")});
+                                    test::random_gene_store(dir_, 32, 6), "-o", dir_.file("m2.h5")});
   EXPECT_EQ(wrong.exit_code, 2);
   EXPECT_NE(wrong.err.find("gene vectors"), std::string::npos) << wrong.err;
 }

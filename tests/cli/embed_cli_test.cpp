@@ -14,36 +14,12 @@
 namespace celltyper {
 namespace {
 
-/// A store of seeded random vectors for the first `n_genes` genes of human_genes.tsv (all when 0).
-std::string make_store(const test::TempDir& dir, int dims, std::size_t n_genes = 0) {
-  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
-  std::vector<std::int64_t> entrez;
-  std::vector<std::string> symbols;
-  std::vector<std::string> ensembl;
-  std::vector<float> matrix;
-  std::mt19937 rng(11);
-  std::normal_distribution<float> normal;
-  for (const auto& gene : table.genes()) {
-    if (n_genes > 0 && entrez.size() == n_genes) break;
-    entrez.push_back(gene.entrez_id);
-    symbols.push_back(gene.symbol);
-    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
-    for (int d = 0; d < dims; ++d) matrix.push_back(normal(rng));
-  }
-  GeneStoreProvenance provenance;
-  provenance.backend = "test-random";
-  provenance.dims = dims;
-  const std::string path = dir.file(fmt::format("store{}_{}.h5", dims, n_genes));
-  GeneStore(entrez, symbols, ensembl, matrix, dims, provenance).save(path);
-  return path;
-}
-
 TEST(EmbedCli, Pbmc3kToObsmNpyAndHdf5) {
   CELLTYPER_REQUIRE_SHARED(input, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   test::TempDir dir;
-  const std::string store = make_store(dir, 64);
+  const std::string store = test::random_gene_store(dir, 64);
   const auto h5ad = test::run_cli({"embed", "--input", input, "--genes", store, "--gene-table", table, "--out", dir.file("out.h5ad"), "--json"});
   ASSERT_EQ(h5ad.exit_code, 0) << h5ad.err;
   const auto summary = nlohmann::json::parse(h5ad.out);
@@ -77,7 +53,7 @@ TEST(EmbedCli, CellbenchEnsemblIdsAndTenxInput) {
   CELLTYPER_REQUIRE_SHARED(input, "cellbench-mixology/cellbench_3cl_celseq2_dropseq.h5ad");
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   test::TempDir dir;
-  const std::string store = make_store(dir, 16);
+  const std::string store = test::random_gene_store(dir, 16);
   const auto result = test::run_cli({"embed", "-i", input, "-g", store, "--gene-table", table, "-o", dir.file("e.npy"), "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
   const auto summary = nlohmann::json::parse(result.out);
@@ -94,8 +70,8 @@ TEST(EmbedCli, BadInputIsOneClearLine) {
   CELLTYPER_REQUIRE_SHARED(input, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   test::TempDir dir;
-  const std::string store = make_store(dir, 16);
-  const std::string tiny_store = make_store(dir, 16, 50);  // 50 genes: almost no overlap
+  const std::string store = test::random_gene_store(dir, 16);
+  const std::string tiny_store = test::random_gene_store(dir, 16, 11, 50);  // 50 genes: almost no overlap
   struct Case {
     std::vector<std::string> args;
     std::string message;

@@ -21,28 +21,6 @@
 namespace celltyper {
 namespace {
 
-/// Seeded random unit vectors for every gene of human_genes.tsv (as in train_annotate_cli_test).
-std::string make_random_store(const test::TempDir& dir, int dims) {
-  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
-  std::vector<std::int64_t> entrez;
-  std::vector<std::string> symbols;
-  std::vector<std::string> ensembl;
-  std::vector<float> matrix;
-  std::mt19937 rng(11);
-  std::normal_distribution<float> normal;
-  for (const auto& gene : table.genes()) {
-    entrez.push_back(gene.entrez_id);
-    symbols.push_back(gene.symbol);
-    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
-    for (int d = 0; d < dims; ++d) matrix.push_back(normal(rng));
-  }
-  GeneStoreProvenance provenance;
-  provenance.backend = "test-random";
-  const std::string path = dir.file("store.h5");
-  GeneStore(entrez, symbols, ensembl, matrix, dims, provenance).save(path);
-  return path;
-}
-
 /// Independent oracle: scikit-learn for the flat metrics, NumPy for top-k / reciprocal rank, and its
 /// own OBO parser for the ancestor sets of the hierarchical metrics. Arguments: annotated h5ad,
 /// label map, OBO file, evaluate's JSON, prediction column. Prints "ok" or fails an assertion.
@@ -191,7 +169,7 @@ class EvaluateCli : public ::testing::Test {
       return;
     }
     dir_ = new test::TempDir();
-    const std::string store = make_random_store(*dir_, 64);
+    const std::string store = test::random_gene_store(*dir_, 64);
     const auto train = test::run_cli({"train", "--reference", reference_, "--label", "obs:celltype", "--genes", store, "--features", "genept", "--gene-table", table,
                                       "--label-map", label_map_, "--label-dataset", "pbmc3k-seurat-labels", "--out", dir_->file("model.h5"),
                                       "--seed", "3", "-q"});

@@ -19,27 +19,6 @@
 namespace celltyper {
 namespace {
 
-/// Seeded random unit vectors for every gene of human_genes.tsv (fast stand-in for the LSA store).
-std::string random_store(const test::TempDir& dir, int dims) {
-  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
-  std::vector<std::int64_t> entrez;
-  std::vector<std::string> symbols, ensembl;
-  std::vector<float> matrix;
-  std::mt19937 rng(5);
-  std::normal_distribution<float> normal;
-  for (const auto& gene : table.genes()) {
-    entrez.push_back(gene.entrez_id);
-    symbols.push_back(gene.symbol);
-    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
-    for (int d = 0; d < dims; ++d) matrix.push_back(normal(rng));
-  }
-  GeneStoreProvenance provenance;
-  provenance.backend = "test-random";
-  const std::string path = dir.file("store.h5");
-  GeneStore(entrez, symbols, ensembl, matrix, dims, provenance).save(path);
-  return path;
-}
-
 TEST(FeaturesCli, ExpressionRouteEnsembleAndHierarchicalAnnotation) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
@@ -48,7 +27,7 @@ TEST(FeaturesCli, ExpressionRouteEnsembleAndHierarchicalAnnotation) {
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
   test::TempDir dir;
-  const std::string store = random_store(dir, 32);
+  const std::string store = test::random_gene_store(dir, 32, 5);
   const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-g", store, "--gene-table", table, "--features",
                                     "expression", "--n-genes", "800", "--label-map", label_map, "--label-dataset", "pbmc3k-seurat-labels",
                                     "-o", dir.file("expr.h5"), "--seed", "2", "--json"});
@@ -124,7 +103,7 @@ TEST(CvCli, SavercatLeaveOneTechOut) {
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
   test::TempDir dir;
-  const std::string store = random_store(dir, 32);
+  const std::string store = test::random_gene_store(dir, 32, 5);
   const auto cv = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--classifier", "logreg", "--features",
                                  "genept,expression", "--n-genes", "1000", "-g", store, "--gene-table", table, "--label-map", label_map,
                                  "--label-dataset", "savercat-pbmc-3tech", "--ontology", ontology, "--hierarchical", "--json",
@@ -253,7 +232,7 @@ TEST(CvCli, RestrictGenesHeldOutUsesEachFoldsMeasuredGenes) {
   }
   EXPECT_LT(expected["b"].size(), expected["a"].size() * 6 / 10);
 
-  const std::string store = random_store(dir, 16);
+  const std::string store = test::random_gene_store(dir, 16, 5);
   const auto cv = test::run_cli({"cv", "-r", dir.file("pooled.h5ad"), "-l", "obs:celltype", "--group", "obs:group", "--classifier", "logreg",
                                  "--features", "genept,expression", "-g", store, "--gene-table", table_path, "--no-ontology",
                                  "--restrict-genes", "held-out", "--json", dir.file("cv.json"), "-q"});

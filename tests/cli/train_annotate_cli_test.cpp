@@ -19,28 +19,6 @@
 namespace celltyper {
 namespace {
 
-/// Seeded random unit vectors for every gene of human_genes.tsv.
-std::string make_random_store(const test::TempDir& dir, int dims) {
-  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
-  std::vector<std::int64_t> entrez;
-  std::vector<std::string> symbols;
-  std::vector<std::string> ensembl;
-  std::vector<float> matrix;
-  std::mt19937 rng(11);
-  std::normal_distribution<float> normal;
-  for (const auto& gene : table.genes()) {
-    entrez.push_back(gene.entrez_id);
-    symbols.push_back(gene.symbol);
-    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
-    for (int d = 0; d < dims; ++d) matrix.push_back(normal(rng));
-  }
-  GeneStoreProvenance provenance;
-  provenance.backend = "test-random";
-  const std::string path = dir.file("store.h5");
-  GeneStore(entrez, symbols, ensembl, matrix, dims, provenance).save(path);
-  return path;
-}
-
 TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
@@ -48,7 +26,7 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
   test::TempDir dir;
-  const std::string store = make_random_store(dir, 64);
+  const std::string store = test::random_gene_store(dir, 64);
   const auto train = test::run_cli({"train", "--reference", reference, "--label", "obs:celltype", "--genes", store, "--features", "genept", "--gene-table", table,
                                     "--label-map", label_map, "--label-dataset", "pbmc3k-seurat-labels", "--out", dir.file("logreg.h5"),
                                     "--seed", "3", "--json"});
@@ -138,7 +116,7 @@ TEST(TrainAnnotateCli, RestrictGenesTrainsOnTheQuerysGenesOnly) {
   ASSERT_LE(query_genes.size(), 765u);
   const auto in_query = [&](std::int64_t id) { return std::binary_search(query_genes.begin(), query_genes.end(), id); };
   test::TempDir dir;
-  const std::string store = make_random_store(dir, 16);
+  const std::string store = test::random_gene_store(dir, 16);
 
   // GenePT-w: the model carries only the query's genes; the reference's low coverage on them
   // (about 15% of its counts) is what was asked for, not an error.
@@ -194,7 +172,7 @@ TEST(TrainAnnotateCli, GroupValidationHoldsOutWholeGroups) {
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   test::TempDir dir;
-  const std::string store = make_random_store(dir, 8);
+  const std::string store = test::random_gene_store(dir, 8);
   const auto train = test::run_cli({"train", "-r", reference, "-l", "celltype", "--group", "obs:seurat_clusters", "-g", store, "--features", "genept", "--gene-table",
                                     table, "-o", dir.file("m.h5"), "--classifier", "knn", "--seed", "1", "--json", "-q"});
   ASSERT_EQ(train.exit_code, 0) << train.err;
@@ -475,7 +453,7 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   test::TempDir dir;
-  const std::string store = make_random_store(dir, 8);
+  const std::string store = test::random_gene_store(dir, 8);
   // Tiny references: real gene symbols, labels with one class / a singleton class; unknown genes.
   const std::string script = fmt::format(
       "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"

@@ -198,33 +198,11 @@ TEST(Tune, BadOptionsAreRejected) {
   EXPECT_EQ(message(options), "--trials 0 must be at least 1");
 }
 
-/// Seeded random unit vectors for every gene of human_genes.tsv (as the train/annotate CLI test).
-std::string make_random_store(const test::TempDir& dir, int dims) {
-  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
-  std::vector<std::int64_t> entrez;
-  std::vector<std::string> symbols;
-  std::vector<std::string> ensembl;
-  std::vector<float> matrix;
-  std::mt19937 rng(11);
-  std::normal_distribution<float> normal;
-  for (const auto& gene : table.genes()) {
-    entrez.push_back(gene.entrez_id);
-    symbols.push_back(gene.symbol);
-    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
-    for (int d = 0; d < dims; ++d) matrix.push_back(normal(rng));
-  }
-  GeneStoreProvenance provenance;
-  provenance.backend = "test-random";
-  const std::string path = dir.file("store.h5");
-  GeneStore(entrez, symbols, ensembl, matrix, dims, provenance).save(path);
-  return path;
-}
-
 TEST(TuneCli, Pbmc3kBestConfigurationReproducesInTrain) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   test::TempDir dir;
-  const std::string store = make_random_store(dir, 32);
+  const std::string store = test::random_gene_store(dir, 32);
   const auto tune = test::run_cli({"tune", "-r", reference, "-l", "obs:celltype", "-g", store, "--gene-table", table, "--classifier", "logreg",
                                    "--trials", "4", "--reduction", "2", "--seed", "3", "--log", dir.file("trials.jsonl"), "--out",
                                    dir.file("best.json")});

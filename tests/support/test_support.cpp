@@ -1,5 +1,9 @@
 #include "support/test_support.hpp"
 
+#include <celltyper/gene_store.hpp>
+
+#include <fmt/format.h>
+
 #include <fcntl.h>
 #include <poll.h>
 #include <spawn.h>
@@ -28,6 +32,29 @@ std::string shared_data(const std::string& relative) {
   std::error_code error;
   if (!std::filesystem::exists(path, error)) return {};
   return std::filesystem::weakly_canonical(path).string();
+}
+
+std::string random_gene_store(const TempDir& dir, int dims, unsigned seed, std::size_t n_genes) {
+  const GeneTable table = load_gene_table(shared_data("gene-annotations/human_genes.tsv"));
+  std::vector<std::int64_t> entrez;
+  std::vector<std::string> symbols;
+  std::vector<std::string> ensembl;
+  std::vector<float> matrix;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal;
+  for (const auto& gene : table.genes()) {
+    if (n_genes > 0 && entrez.size() == n_genes) break;
+    entrez.push_back(gene.entrez_id);
+    symbols.push_back(gene.symbol);
+    ensembl.push_back(gene.ensembl_ids.empty() ? "" : gene.ensembl_ids.front());
+    for (int d = 0; d < dims; ++d) matrix.push_back(normal(rng));
+  }
+  GeneStoreProvenance provenance;
+  provenance.backend = "test-random";
+  provenance.dims = dims;
+  const std::string path = dir.file(fmt::format("random_store_d{}_s{}_n{}.h5", dims, seed, n_genes));
+  GeneStore(entrez, symbols, ensembl, matrix, dims, provenance).save(path);
+  return path;
 }
 
 CommandResult run_program(const std::vector<std::string>& argv) {

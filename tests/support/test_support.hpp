@@ -68,6 +68,11 @@ std::vector<std::string> temporaries_in(const std::filesystem::path& dir);
 /// /dev/null; TMPDIR set to `tmpdir` when given); returns its pid, -1 when it cannot start.
 int spawn_cli(const std::vector<std::string>& args, const std::string& tmpdir = "");
 
+/// A gene store of seeded standard-normal vectors (`dims` wide) for the first `n_genes` genes of
+/// ../shared/data's human_genes.tsv (every gene when 0): a fast stand-in for a real store. Written
+/// in `dir` under a name made of its arguments; returns its path.
+std::string random_gene_store(const TempDir& dir, int dims, unsigned seed = 11, std::size_t n_genes = 0);
+
 /// Path of the interpreter that has Debian's python3-anndata / numpy / scipy.
 inline const char* system_python() { return "/usr/bin/python3"; }
 
