@@ -4,6 +4,7 @@
 #include <celltyper/gene_embedding.hpp>
 #include <celltyper/gene_table.hpp>
 
+#include "genes/file_text.hpp"
 #include "io/hdf5_util.hpp"
 #include "io/lzf_filter.hpp"
 
@@ -37,17 +38,6 @@ struct RawRows {
   nlohmann::json source_provenance;  ///< a gene store's own provenance, when imported from one
 };
 
-std::string read_file(const std::string& path, std::string_view what) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) throw IoError(fmt::format("cannot open {} {}: {}", what, path, std::strerror(errno)));
-  std::string text;
-  std::array<char, 1 << 16> buffer{};
-  std::size_t n_read = 0;
-  while ((n_read = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) text.append(buffer.data(), n_read);
-  if (std::ferror(file.get())) throw IoError(fmt::format("cannot read {} {}: {}", what, path, std::strerror(errno)));
-  return text;
-}
-
 std::vector<std::string_view> split(std::string_view line, char separator) {
   std::vector<std::string_view> fields;
   std::size_t begin = 0;
@@ -76,7 +66,7 @@ bool parse_double(std::string_view text, double& value) {
 constexpr std::array<std::string_view, 8> kIdColumns{"entrez_id", "ensembl_id", "symbol", "gene_id", "gene", "gene_symbol", "id", "name"};
 
 RawRows read_text_rows(const std::string& path, char separator) {
-  const std::string text = read_file(path, "embeddings file");
+  const std::string text = read_whole_file(path, "embeddings file");
   RawRows rows;
   std::size_t begin = 0;
   std::size_t line_number = 0;
@@ -148,7 +138,7 @@ RawRows read_text_rows(const std::string& path, char separator) {
 
 /// Gene ids of a .npy file's rows.
 std::vector<std::string> read_gene_list(const std::string& path) {
-  const std::string text = read_file(path, "gene list");
+  const std::string text = read_whole_file(path, "gene list");
   std::vector<std::string> ids;
   std::size_t begin = 0;
   bool first = true;
@@ -174,7 +164,7 @@ RawRows read_npy_rows(const std::string& path, const std::string& gene_list) {
   if (gene_list.empty()) {
     throw InputError(fmt::format("embeddings file {}: a .npy matrix needs a gene list (--gene-list) naming its rows", path));
   }
-  const std::string bytes = read_file(path, "embeddings file");
+  const std::string bytes = read_whole_file(path, "embeddings file");
   const auto fail = [&](const std::string& problem) {
     return InputError(fmt::format("embeddings file {}: {}", path, problem));
   };

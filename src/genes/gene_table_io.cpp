@@ -2,6 +2,8 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_table.hpp>
 
+#include "genes/file_text.hpp"
+
 #include <sqlite3.h>
 #include <zlib.h>
 
@@ -100,20 +102,6 @@ std::vector<std::string> split_list(std::string_view field) {
     begin = end + 1;
   }
   return entries;
-}
-
-/// Percent-encode `path` for an SQLite `file:` URI.
-std::string uri_escape(const std::string& path) {
-  std::string escaped;
-  for (const char character : path) {
-    const auto byte = static_cast<unsigned char>(character);
-    if (std::isalnum(byte) != 0 || std::strchr("/-._~", character) != nullptr) {
-      escaped += character;
-    } else {
-      escaped += fmt::format("%{:02X}", byte);
-    }
-  }
-  return escaped;
 }
 
 /// A prepared statement, finalized on destruction.
@@ -239,7 +227,7 @@ namespace {
 /// A read-only connection to an org.*.eg.db file (immutable: no locking, no journal).
 std::unique_ptr<sqlite3, int (*)(sqlite3*)> open_gene_database(const std::string& path) {
   sqlite3* raw_database = nullptr;
-  const std::string uri = "file:" + uri_escape(path) + "?mode=ro&immutable=1";
+  const std::string uri = read_only_sqlite_uri(path);
   const int open_code = sqlite3_open_v2(uri.c_str(), &raw_database, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
   std::unique_ptr<sqlite3, int (*)(sqlite3*)> database(raw_database, &sqlite3_close);
   if (open_code != SQLITE_OK) {

@@ -4,6 +4,7 @@
 #include <celltyper/gene_text.hpp>
 #include <celltyper/output_file.hpp>
 
+#include "genes/file_text.hpp"
 #include "genes/gene_names.hpp"
 
 #include <fmt/format.h>
@@ -26,18 +27,6 @@
 namespace celltyper {
 
 namespace {
-
-/// The whole content of `path`. Throws IoError.
-std::string read_whole_file(const std::string& path, std::string_view what) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) throw IoError(fmt::format("cannot open {} {}: {}", what, path, std::strerror(errno)));
-  std::string text;
-  std::array<char, 1 << 16> buffer{};
-  std::size_t n_read = 0;
-  while ((n_read = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) text.append(buffer.data(), n_read);
-  if (std::ferror(file.get())) throw IoError(fmt::format("cannot read {} {}: {}", what, path, std::strerror(errno)));
-  return text;
-}
 
 /// Lines of `text` without "\n" / "\r\n".
 std::vector<std::string_view> split_lines(std::string_view text) {

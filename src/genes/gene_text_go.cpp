@@ -3,6 +3,8 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_text.hpp>
 
+#include "genes/file_text.hpp"
+
 #include <fmt/format.h>
 #include <sqlite3.h>
 
@@ -82,27 +84,13 @@ GoAnnotations finish(const RawLinks& links, const std::unordered_map<std::string
   return out;
 }
 
-/// Percent-encode `path` for an SQLite `file:` URI.
-std::string uri_escape(const std::string& path) {
-  std::string escaped;
-  for (const char character : path) {
-    const auto byte = static_cast<unsigned char>(character);
-    if (std::isalnum(byte) != 0 || std::strchr("/-._~", character) != nullptr) {
-      escaped += character;
-    } else {
-      escaped += fmt::format("%{:02X}", byte);
-    }
-  }
-  return escaped;
-}
-
 using Database = std::unique_ptr<sqlite3, int (*)(sqlite3*)>;
 
 Database open_database(const std::string& path, std::string_view what) {
   std::error_code error;
   if (!std::filesystem::is_regular_file(path, error)) throw IoError(fmt::format("cannot open {} {}: no such file", what, path));
   sqlite3* raw = nullptr;
-  const std::string uri = "file:" + uri_escape(path) + "?mode=ro&immutable=1";
+  const std::string uri = read_only_sqlite_uri(path);
   const int code = sqlite3_open_v2(uri.c_str(), &raw, SQLITE_OPEN_READONLY | SQLITE_OPEN_URI, nullptr);
   Database database(raw, &sqlite3_close);
   if (code != SQLITE_OK) {
@@ -133,17 +121,6 @@ std::string column_text(sqlite3_stmt* statement, int column) {
   const auto* bytes = reinterpret_cast<const char*>(sqlite3_column_text(statement, column));
   if (bytes == nullptr) return {};
   return std::string(bytes, static_cast<std::size_t>(sqlite3_column_bytes(statement, column)));
-}
-
-std::string read_file(const std::string& path, std::string_view what) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-  if (!file) throw IoError(fmt::format("cannot open {} {}: {}", what, path, std::strerror(errno)));
-  std::string text;
-  std::array<char, 1 << 16> buffer{};
-  std::size_t n_read = 0;
-  while ((n_read = std::fread(buffer.data(), 1, buffer.size(), file.get())) > 0) text.append(buffer.data(), n_read);
-  if (std::ferror(file.get())) throw IoError(fmt::format("cannot read {} {}: {}", what, path, std::strerror(errno)));
-  return text;
 }
 
 /// Visit a TSV text: `on_header(fields)` for the first line, then `visit(fields, line_number)`
@@ -242,7 +219,7 @@ GoAnnotations load_go_sqlite(const std::string& org_db_path, const std::string& 
 GoAnnotations load_go_tsv(const std::string& gene2go_path, const std::string& go_terms_path, const GoLoadOptions& options) {
   std::unordered_map<std::string, std::string> term_names;
   {
-    const std::string text = read_file(go_terms_path, "GO terms file");
+    const std::string text = read_whole_file(go_terms_path, "GO terms file");
     std::size_t id_column = 0;
     std::size_t term_column = 0;
     for_each_tsv_line(
@@ -255,7 +232,7 @@ GoAnnotations load_go_tsv(const std::string& gene2go_path, const std::string& go
           term_names.emplace(std::string(fields[id_column]), std::string(fields[term_column]));
         });
   }
-  const std::string text = read_file(gene2go_path, "gene-to-GO file");
+  const std::string text = read_whole_file(gene2go_path, "gene-to-GO file");
   std::size_t entrez_column = 0;
   std::size_t go_column = 0;
   std::size_t ontology_column = 0;
