@@ -87,6 +87,9 @@ struct CatalogResult {
   RemoteStats remote;                     ///< transfers of this run
   std::uint64_t file_bytes = 0;           ///< total size of the files catalogued now
   double seconds = 0;
+
+  /// Set the counts, `file_bytes` and `remote` from `files`.
+  void tally();
 };
 
 /// Expand catalogue inputs: URLs are kept; a directory means every *.h5ad below it; a pattern

@@ -300,6 +300,23 @@ std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& i
   return out;
 }
 
+void CatalogResult::tally() {
+  n_ok = n_resumed = n_failed = 0;
+  file_bytes = 0;
+  remote = {};
+  for (const auto& file : files) {
+    if (file.resumed) {
+      ++n_resumed;
+    } else if (file.ok) {
+      ++n_ok;
+      file_bytes += file.file_bytes;
+    } else {
+      ++n_failed;
+    }
+    remote += file.remote;
+  }
+}
+
 CatalogResult build_catalog(const std::vector<std::string>& paths, const std::string& out_dir, const CatalogOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   if (out_dir.empty()) throw InputError("the catalogue directory (--out) is empty");
@@ -371,17 +388,7 @@ CatalogResult build_catalog(const std::vector<std::string>& paths, const std::st
   }
   if (fatal) std::rethrow_exception(fatal);
 
-  for (const auto& file : result.files) {
-    if (file.resumed) {
-      ++result.n_resumed;
-    } else if (file.ok) {
-      ++result.n_ok;
-      result.file_bytes += file.file_bytes;
-    } else {
-      ++result.n_failed;
-    }
-    result.remote += file.remote;
-  }
+  result.tally();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return result;
 }

@@ -163,17 +163,7 @@ CatalogResult build_catalog_distributed(const std::vector<std::string>& paths, c
   if (std::count(seen.begin(), seen.end(), true) != static_cast<std::ptrdiff_t>(paths.size())) {
     throw std::runtime_error("catalog: some files' outcomes were not gathered");
   }
-  for (const auto& file : result.files) {
-    if (file.resumed) {
-      ++result.n_resumed;
-    } else if (file.ok) {
-      ++result.n_ok;
-      result.file_bytes += file.file_bytes;
-    } else {
-      ++result.n_failed;
-    }
-    result.remote += file.remote;
-  }
+  result.tally();
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;
 }
