@@ -130,6 +130,6 @@ std::string resolve_matrix_source(const Dataset& dataset, const std::string& nam
 
 /// What --layer takes (for the commands' --help).
 inline constexpr const char* kLayerHelp =
-    "Matrix to read: auto (X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name";
+    "Matrix to read: auto (raw/X when X is cut to a gene subset of it, e.g. highly variable genes; else X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name";
 
 }  // namespace celltyper

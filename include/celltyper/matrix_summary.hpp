@@ -67,8 +67,13 @@ struct MatrixSummary {
 /// Stream the matrix once (or its first `max_rows` rows) and summarise it.
 MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& options = {});
 
+/// raw/X is read first when it measures at least this many times as many genes as X (X cut to
+/// the highly variable genes after `adata.raw = adata`) and does not hold scaled values.
+inline constexpr std::int64_t kRawGeneSupersetRatio = 2;
+
 /// The matrix read when the user names none (`--layer auto`, the default of train, annotate, cv,
-/// tune, embed and extract): X when its first 2,000 cells hold raw counts (or no values); else
+/// tune, embed and extract): raw/X when X is a gene subset of it (kRawGeneSupersetRatio) and it
+/// is not scaled; else X when its first 2,000 cells hold raw counts (or no values); else
 /// the first of layers/counts and raw/X whose first cells hold counts (CELLxGENE files keep
 /// normalised values in X and the counts in raw/X; scanpy users keep them in a counts layer),
 /// since celltyper normalises counts itself and thins them for depth augmentation; else, when X

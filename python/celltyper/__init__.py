@@ -140,13 +140,21 @@ def _scale(X) -> str:
 
 
 def _counts_matrix(adata, name: str):
-    """(layer, use_raw) when neither is given: X when it holds counts; else layers['counts'] or
-    raw.X when they do (CELLxGENE files keep normalised values in X and the counts in raw.X; the
+    """(layer, use_raw) when neither is given: raw.X when X is cut to a gene subset of it
+    (`adata.raw = adata`, then X restricted to the highly variable genes: raw measures at least
+    RAW_GENE_SUPERSET_RATIO times the genes) and raw.X is not scaled; else X when it holds
+    counts; else layers['counts'] or raw.X when they do (CELLxGENE files keep normalised values in X and the counts in raw.X; the
     engine normalises counts itself and thins them for depth augmentation; also when X is an
     empty placeholder); else, when X is scaled or empty, the first of those two that is not
     (scanpy keeps log1p(CP10k) in raw before scaling X); else X."""
     if adata.X is None:
         return None, False
+    if adata.raw is not None and adata.raw.n_vars >= _core.RAW_GENE_SUPERSET_RATIO * adata.n_vars:
+        scale = _scale(adata.raw.X)
+        if scale not in ("scaled", "unknown", "empty"):
+            _warnings.warn(f"{name}.X measures {adata.n_vars} genes and {name}.raw.X {adata.raw.n_vars} (X cut to a gene subset, "
+                           f"e.g. highly variable genes): {name}.raw.X read (it looks {scale}; layer='X' reads X)", stacklevel=4)
+            return None, True
     candidates = ([("counts", False)] if "counts" in adata.layers else []) + ([(None, True)] if adata.raw is not None else [])
     if not candidates:
         return "X", False

@@ -541,6 +541,7 @@ PYBIND11_MODULE(_celltyper, m) {
   m.def("annotate", &annotate);
   m.def("embed", &embed);
   m.def("matrix_scale", &matrix_scale);
+  m.attr("RAW_GENE_SUPERSET_RATIO") = kRawGeneSupersetRatio;
   m.def("evaluate", &evaluate_cells);
   m.def("gene_neighbors", &gene_neighbors);
   m.def("csr_indices_sorted", &csr_indices_sorted);

@@ -59,7 +59,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--no-ensemble", args->no_ensemble, "Do not add the ensemble (mean probabilities of all configurations)");
   command->add_flag("--hierarchical", args->options.hierarchical, "Also score ontology-aware (hierarchical) prediction of every method");
   command->add_option("--min-score", args->options.min_score, "Threshold of hierarchical prediction")->capture_default_str();
-  command->add_option("--layer", args->layers, "Matrix to read: auto (the default: X when it holds counts, else layers/counts or raw/X when they do), X, raw or a layer; one for all references or one per reference")
+  command->add_option("--layer", args->layers, "Matrix to read: auto (the default: raw/X when X is cut to a gene subset of it; else X when it holds counts, else layers/counts or raw/X when they do), X, raw or a layer; one for all references or one per reference")
       ->delimiter(',');
   command->add_option("--restrict-genes", args->restrict_genes,
                       "Train only on these genes: 'held-out' (per fold, the genes detected in the held-out cells, as `train "

@@ -246,6 +246,26 @@ std::string choose_counts_matrix(const Dataset& dataset, std::string* why) {
   };
   const std::string first = has("X") ? std::string("X") : sources.front();
   if (sources.size() == 1) return first;
+  const auto usable_scale = [](ValueScale scale) {
+    return scale != ValueScale::kScaled && scale != ValueScale::kUnknown && scale != ValueScale::kEmpty;
+  };
+  if (first != "raw/X" && has("raw/X")) {
+    // X (and its layers) cut to a gene subset of raw/X: scanpy's `adata.raw = adata`, then X
+    // restricted to the highly variable genes. The genes a panel measures count for more than
+    // having counts: read raw/X when it is not scaled.
+    const std::int64_t n_first = dataset.matrix_info(first).n_cols;
+    const std::int64_t n_raw = dataset.matrix_info("raw/X").n_cols;
+    if (n_raw >= kRawGeneSupersetRatio * n_first) {
+      const MatrixSummary raw = summary_of("raw/X");
+      if (usable_scale(raw.scale)) {
+        if (why != nullptr) {
+          *why = fmt::format("{} measures {} genes and raw/X {} ({} cut to a gene subset, e.g. highly variable genes): raw/X read "
+                             "(it looks {}; --layer {} reads {})", first, n_first, n_raw, first, to_string(raw.scale), first, first);
+        }
+        return "raw/X";
+      }
+    }
+  }
   const MatrixSummary main = summary_of(first);
   if (main.scale == ValueScale::kRawCounts) return first;  // (an empty X defers to counts elsewhere)
   std::string usable;  // with scaled (sc.pp.scale) or no values in X: the first of the others that is not scaled
@@ -260,7 +280,7 @@ std::string choose_counts_matrix(const Dataset& dataset, std::string* why) {
       }
       return candidate;
     }
-    if (usable.empty() && other.scale != ValueScale::kScaled && other.scale != ValueScale::kUnknown && other.scale != ValueScale::kEmpty) {
+    if (usable.empty() && usable_scale(other.scale)) {
       usable = candidate;
       usable_summary = std::move(other);
     }

@@ -318,7 +318,9 @@ TEST(TrainAnnotateCli, CellxgeneLayoutReadsTheCountsInRaw) {
 TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   // The same cells as biologists' tools also write them: LZF-compressed (anndata's
   // compression="lzf"), CP10k not logged, log2(1 + CP10k), X an empty placeholder beside
-  // layers/counts, and R's make.names symbols (HLA.DRA). Each annotates as the counts do; NaN in X is one clear error.
+  // layers/counts, R's make.names symbols (HLA.DRA), and scanpy's usual object (log1p(CP10k)
+  // kept in raw, then X and its counts layer cut to 500 highly variable genes and X scaled).
+  // Each annotates as the counts do; NaN in X is one clear error.
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   test::TempDir dir;
@@ -338,7 +340,13 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "assert 'HLA.DRA' in d.var_names\n"
       "d.write_h5ad('{1}/make_names.h5ad')\n"
       "e = a.copy(); e.X.data[7] = np.nan\n"
-      "e.write_h5ad('{1}/nan.h5ad')\n",
+      "e.write_h5ad('{1}/nan.h5ad')\n"
+      "f = a.copy(); f.X = sp.csr_matrix(sp.diags(1e4 / np.asarray(a.X.sum(axis=1)).ravel()) @ a.X, dtype=np.float32)\n"
+      "f.X.data = np.log1p(f.X.data); f.raw = f\n"
+      "hvg = np.sort(np.argsort(-np.asarray(f.X.power(2).mean(axis=0)).ravel())[:500])\n"
+      "g = f[:, hvg].copy(); g.layers['counts'] = a.X[:, hvg]\n"
+      "x = g.X.toarray(); g.X = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)\n"
+      "g.write_h5ad('{1}/hvg.h5ad')\n",
       reference, dir.path().string());
   const auto made = test::run_program({test::system_python(), "-c", make});
   ASSERT_EQ(made.exit_code, 0) << made.err;
@@ -358,7 +366,7 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   };
   const std::vector<std::string> counts = labels_of("counts");
   ASSERT_EQ(counts.size(), 879U);
-  for (const std::string name : {"lzf", "cp10k", "log2", "empty_x", "make_names"}) {
+  for (const std::string name : {"lzf", "cp10k", "log2", "empty_x", "make_names", "hvg"}) {
     const auto result = annotate(name);
     ASSERT_EQ(result.exit_code, 0) << name << ": " << result.err;
     const std::vector<std::string> labels = labels_of(name);
@@ -366,7 +374,13 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
     std::size_t same = 0;
     for (std::size_t i = 0; i < labels.size(); ++i) same += labels[i] == counts[i] ? 1 : 0;
     // float32 CP10k values are the counts up to rounding: a borderline cell may flip.
-    EXPECT_GE(same, name == std::string("cp10k") || name == std::string("log2") ? counts.size() - 3 : counts.size()) << name << ": " << result.err;
+    const bool rounded = name == std::string("cp10k") || name == std::string("log2") || name == std::string("hvg");
+    EXPECT_GE(same, rounded ? counts.size() - 3 : counts.size()) << name << ": " << result.err;
+    if (name == std::string("hvg")) {
+      EXPECT_NE(result.err.find("X measures 500 genes and raw/X 13714 (X cut to a gene subset, e.g. highly variable genes): raw/X read"),
+                std::string::npos)
+          << result.err;
+    }
     if (name == std::string("empty_x")) {
       EXPECT_NE(result.err.find("X looks empty and layers/counts holds raw counts: layers/counts read"), std::string::npos) << result.err;
     }

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -180,6 +181,33 @@ def test_an_empty_x_defers_to_the_counts_layer_as_in_the_cli(pbmc3k):
     cp10k.X = sp.csr_matrix(sp.diags(1e4 / np.asarray(counts.X.sum(axis=1)).ravel()) @ counts.X, dtype=np.float32)
     labels = list(celltyper.annotate(cp10k, model=model, inplace=False).labels.astype(str))
     assert sum(a == b for a, b in zip(labels, expected)) >= len(expected) - 3
+
+
+@needs_data
+def test_scanpys_usual_object_reads_raw_when_x_is_cut_to_highly_variable_genes(pbmc3k):
+    """`adata.raw = adata` after log1p(CP10k), then X (and its counts layer) cut to 500 highly
+    variable genes and scaled: raw.X, with every gene, is read (with a warning), as the command
+    line does, and the labels are those of the counts."""
+    counts = pbmc3k[::3].copy()
+    counts.X = sp.csr_matrix(counts.X, dtype=np.float32)
+    model = celltyper.train(counts, label="celltype", augment_depth=False)
+    expected = list(celltyper.annotate(counts.copy(), model=model, inplace=False).labels.astype(str))
+    logged = counts.copy()
+    logged.X = sp.csr_matrix(sp.diags(1e4 / np.asarray(counts.X.sum(axis=1)).ravel()) @ counts.X, dtype=np.float32)
+    logged.X.data = np.log1p(logged.X.data)
+    logged.raw = logged
+    hvg = np.sort(np.argsort(-np.asarray(logged.X.power(2).mean(axis=0)).ravel())[:500])
+    cut = logged[:, hvg].copy()
+    cut.layers["counts"] = counts.X[:, hvg]
+    x = cut.X.toarray()
+    cut.X = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
+    with pytest.warns(UserWarning, match=r"X measures 500 genes and AnnData\.raw\.X 13714 \(X cut to a gene subset"):
+        labels = list(celltyper.annotate(cut, model=model, inplace=False).labels.astype(str))
+    assert sum(a == b for a, b in zip(labels, expected)) >= len(expected) - 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        subset = list(celltyper.annotate(cut, model=model, layer="counts", inplace=False).labels.astype(str))
+    assert sum(a == b for a, b in zip(subset, expected)) < sum(a == b for a, b in zip(labels, expected))
 
 
 @needs_data
