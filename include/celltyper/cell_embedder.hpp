@@ -59,10 +59,13 @@ inline double unlogged(double value, Normalization normalization) {
 }
 
 /// Gene vectors aligned to the columns (vars) of one dataset: row `var_to_row[j]` of
-/// `matrix` is the vector of var j (-1: no vector; the var is ignored).
+/// `matrix` is the vector of var j (kNoVector: no vector, the var only counts towards library
+/// sizes; kOtherFeature: not gene expression, e.g. an antibody tag, ignored altogether).
 struct AlignedGeneVectors {
+  static constexpr std::int32_t kNoVector = -1;
+  static constexpr std::int32_t kOtherFeature = -2;
   int dims = 0;                          ///< k: dimensions used (a prefix of the store's)
-  std::vector<std::int32_t> var_to_row;  ///< per var (column of the input), row in `matrix` or -1
+  std::vector<std::int32_t> var_to_row;  ///< per var (column of the input), row in `matrix`, kNoVector or kOtherFeature
   std::vector<float> matrix;             ///< [n_rows x dims] row-major: only matched genes
   [[nodiscard]] std::int64_t n_rows() const { return dims == 0 ? 0 : static_cast<std::int64_t>(matrix.size()) / dims; }
   [[nodiscard]] std::int64_t n_matched_vars() const;

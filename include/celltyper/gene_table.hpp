@@ -239,12 +239,23 @@ struct GeneResolveResult {
   std::vector<GeneColumnCandidate> candidates; ///< columns tried by auto-detection (or the one named)
   std::vector<std::string> warnings;           ///< e.g. a likely species mismatch
   std::string table_hash;                      ///< content_hash_hex() of the table used
+  /// Per var, 1 when var's feature-type column (10x's `feature_types` / `feature_type`) names
+  /// something other than gene expression (Antibody Capture, CRISPR Guide Capture, Peaks, ...):
+  /// not read as a gene (kNoGene, in no match count) and left out of library sizes. Empty when
+  /// var has no such column.
+  std::vector<std::uint8_t> other_feature;
+  std::size_t n_other_features = 0;            ///< vars flagged in `other_feature`
+  std::string other_feature_examples;          ///< "Antibody Capture 17, Peaks 1200" (the kinds with their vars)
+
+  /// Whether var `var` is a feature other than gene expression (see `other_feature`).
+  [[nodiscard]] bool is_other_feature(std::size_t var) const { return !other_feature.empty() && other_feature[var] != 0; }
 
   [[nodiscard]] std::size_t n_vars() const { return gene_index.size(); }
   [[nodiscard]] std::size_t count(GeneMatch kind) const { return counts[static_cast<std::size_t>(kind)]; }
-  /// Vars matched to a gene (all kinds but ambiguous and unmatched).
+  /// Vars matched to a gene (all kinds but ambiguous and unmatched; features other than gene
+  /// expression are none of these).
   [[nodiscard]] std::size_t n_matched() const;
-  /// n_matched() / n_vars(); 0 for no vars.
+  /// n_matched() / (n_vars() - n_other_features); 0 for no such vars.
   [[nodiscard]] double fraction_matched() const;
   /// A few human-readable lines: column, id type, counts, examples, warnings.
   [[nodiscard]] std::string summary() const;

@@ -132,7 +132,8 @@ void CellEmbedder::embed(const CsrBlock& block, float* out, CellEmbedStats* stat
       const std::int32_t* columns = block.indices.data() + begin;
       const float* values = block.values.data() + begin;
       const std::size_t n = end - begin;
-      // Totals over all genes (CP10k uses every gene of the cell, as scanpy does).
+      // Totals over all genes (CP10k uses every gene of the cell, as scanpy does), not over
+      // features other than gene expression (antibody tags, guides, peaks).
       double total = 0;
       double covered = 0;
       for (std::size_t k = 0; k < n; ++k) {
@@ -146,9 +147,11 @@ void CellEmbedder::embed(const CsrBlock& block, float* out, CellEmbedStats* stat
                                        "already-normalised data, or pick the counts layer",
                                        block.first_row + r, value, columns[k], to_string(normalization)));
         }
+        const std::int32_t row = var_to_row[columns[k]];
+        if (row == AlignedGeneVectors::kOtherFeature) continue;
         const double linear = unlogged(value, normalization);
         total += linear;
-        if (var_to_row[columns[k]] >= 0) covered += linear;
+        if (row >= 0) covered += linear;
       }
       const double scale = total > 0 ? 1e4 / total : 0.0;
       if (normalization == Normalization::kLog1pCp10k) {

@@ -18,9 +18,13 @@ AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveR
   }
   AlignedGeneVectors aligned;
   aligned.dims = dims;
-  aligned.var_to_row.assign(resolved.gene_index.size(), -1);
+  aligned.var_to_row.assign(resolved.gene_index.size(), AlignedGeneVectors::kNoVector);
   std::vector<std::int32_t> row_of_gene(table.size(), -1);
   for (std::size_t var = 0; var < resolved.gene_index.size(); ++var) {
+    if (resolved.is_other_feature(var)) {
+      aligned.var_to_row[var] = AlignedGeneVectors::kOtherFeature;
+      continue;
+    }
     const std::int32_t gene = resolved.gene_index[var];
     if (gene < 0) continue;
     std::int32_t& row = row_of_gene[static_cast<std::size_t>(gene)];

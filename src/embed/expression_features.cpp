@@ -36,12 +36,16 @@ std::vector<std::int32_t> map_vars(const GeneTable& table, const GeneResolveResu
   return column;
 }
 
-/// Per var: 1 when its value counts towards the cell's library size (every var when
-/// `size_factor_genes` is empty; else the first var of each listed gene, as for the features).
+/// Per var: 1 when its value counts towards the cell's library size (every var but features
+/// other than gene expression, such as antibody tags, when `size_factor_genes` is empty; else the
+/// first var of each listed gene, as for the features).
 std::vector<std::uint8_t> size_factor_vars(const GeneTable& table, const GeneResolveResult& resolved,
                                            const std::vector<std::int64_t>& size_factor_genes) {
   std::vector<std::uint8_t> counts(resolved.gene_index.size(), size_factor_genes.empty() ? 1 : 0);
-  if (size_factor_genes.empty()) return counts;
+  if (size_factor_genes.empty()) {
+    for (std::size_t var = 0; var < counts.size(); ++var) counts[var] = resolved.is_other_feature(var) ? 0 : 1;
+    return counts;
+  }
   std::vector<std::uint8_t> taken(size_factor_genes.size(), 0);
   for (std::size_t var = 0; var < resolved.gene_index.size(); ++var) {
     const std::int32_t gene = resolved.gene_index[var];

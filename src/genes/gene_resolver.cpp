@@ -316,11 +316,12 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
 }  // namespace
 
 std::size_t GeneResolveResult::n_matched() const {
-  return n_vars() - count(GeneMatch::kAmbiguous) - count(GeneMatch::kUnmatched);
+  return n_vars() - n_other_features - count(GeneMatch::kAmbiguous) - count(GeneMatch::kUnmatched);
 }
 
 double GeneResolveResult::fraction_matched() const {
-  return n_vars() == 0 ? 0.0 : static_cast<double>(n_matched()) / static_cast<double>(n_vars());
+  const std::size_t n_genes = n_vars() - n_other_features;
+  return n_genes == 0 ? 0.0 : static_cast<double>(n_matched()) / static_cast<double>(n_genes);
 }
 
 std::string GeneResolveResult::summary() const {
@@ -341,6 +342,10 @@ std::string GeneResolveResult::summary() const {
   if (count(GeneMatch::kAmbiguous) > 0) {
     text += fmt::format("  ambiguous aliases {} (e.g. {})\n", count(GeneMatch::kAmbiguous),
                         fmt::join(ambiguous_examples, ", "));
+  }
+  if (n_other_features > 0) {
+    text += fmt::format("  features other than gene expression: {} ({}): not genes, left out of library sizes\n", n_other_features,
+                        other_feature_examples);
   }
   if (n_duplicate_vars > 0) {
     text += fmt::format("  duplicates: {} vars name a gene read from another var (e.g. {})\n", n_duplicate_vars,
@@ -379,6 +384,7 @@ nlohmann::json GeneResolveResult::to_json() const {
           {"n_dots_restored", n_dots_restored},
           {"n_distinct_genes", n_distinct_genes},
           {"n_duplicate_vars", n_duplicate_vars},
+          {"n_other_features", n_other_features},
           {"unmatched_examples", unmatched_examples},
           {"ambiguous_examples", ambiguous_examples},
           {"duplicate_examples", duplicate_examples},
@@ -386,6 +392,36 @@ nlohmann::json GeneResolveResult::to_json() const {
           {"warnings", warnings},
           {"table_hash", table_hash}};
 }
+
+namespace {
+
+/// Flag the vars that a feature-type column (10x: `feature_types` in scanpy's files,
+/// `feature_type` in Cell Ranger's) names as other than gene expression: antibody-derived tags
+/// (CITE-seq), CRISPR guides, multiplexing tags, ATAC peaks. Their counts are no transcripts.
+void flag_other_features(const DataFrame& var, GeneResolveResult& result) {
+  for (const char* name : {"feature_types", "feature_type"}) {
+    const Column* column = var.find(name);
+    if (column == nullptr || !is_text_column(*column) || column->size() != var.n_rows()) continue;
+    const NameSource source = source_of_column(*column);
+    std::map<std::string, std::size_t, std::less<>> kinds;
+    std::vector<std::uint8_t> other(var.n_rows(), 0);
+    for (std::size_t row = 0; row < var.n_rows(); ++row) {
+      const std::string_view kind = source.at(row);
+      if (kind.empty() || genes_detail::ascii_lower(kind) == "gene expression" || is_missing_label(kind)) continue;
+      other[row] = 1;
+      ++kinds[std::string(kind)];
+    }
+    if (kinds.empty()) return;
+    std::vector<std::string> parts;
+    for (const auto& [kind, count] : kinds) parts.push_back(fmt::format("{} {}", kind, count));
+    result.other_feature = std::move(other);
+    result.n_other_features = static_cast<std::size_t>(std::count(result.other_feature.begin(), result.other_feature.end(), 1));
+    result.other_feature_examples = fmt::format("var '{}': {}", name, fmt::join(parts, ", "));
+    return;
+  }
+}
+
+}  // namespace
 
 GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, const GeneResolveOptions& options) {
   NameSource index_source;
@@ -445,6 +481,7 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
   }
 
   GeneResolveResult result;
+  flag_other_features(var, result);
   result.column = chosen.source.label;
   result.id_type = chosen.id_type;
   result.table_hash = table.content_hash_hex();
@@ -465,7 +502,7 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
   std::vector<std::int32_t> best_var(table.size(), -1);
   for (std::size_t row = 0; row < n_vars; ++row) {
     const NameResolution& resolution = chosen.rows[row];
-    if (resolution.gene == kNoGene) continue;
+    if (resolution.gene == kNoGene || result.is_other_feature(row)) continue;
     std::int32_t& best_row = best_var[static_cast<std::size_t>(resolution.gene)];
     if (best_row < 0 || rank(row) < rank(static_cast<std::size_t>(best_row))) best_row = static_cast<std::int32_t>(row);
   }
@@ -473,6 +510,11 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
   std::string same_name_example;
   for (std::size_t row = 0; row < n_vars; ++row) {
     const NameResolution& resolution = chosen.rows[row];
+    if (result.is_other_feature(row)) {  // an antibody tag named CD4 is not the gene CD4
+      result.gene_index[row] = kNoGene;
+      result.match[row] = GeneMatch::kUnmatched;
+      continue;
+    }
     result.gene_index[row] = resolution.gene;
     result.match[row] = resolution.match;
     ++result.counts[static_cast<std::size_t>(resolution.match)];

@@ -319,8 +319,10 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   // The same cells as biologists' tools also write them: LZF-compressed (anndata's
   // compression="lzf"), CP10k not logged, log2(1 + CP10k), X an empty placeholder beside
   // layers/counts, R's make.names symbols (HLA.DRA), and scanpy's usual object (log1p(CP10k)
-  // kept in raw, then X and its counts layer cut to 500 highly variable genes and X scaled).
-  // Each annotates as the counts do; NaN in X is one clear error.
+  // kept in raw, then X and its counts layer cut to 500 highly variable genes and X scaled), and
+  // CITE-seq (20 antibody tags beside the genes, var['feature_types']; their counts are no
+  // transcripts and stay out of library sizes). Each annotates as the counts do; NaN in X is one
+  // clear error.
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   test::TempDir dir;
@@ -346,7 +348,13 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "hvg = np.sort(np.argsort(-np.asarray(f.X.power(2).mean(axis=0)).ravel())[:500])\n"
       "g = f[:, hvg].copy(); g.layers['counts'] = a.X[:, hvg]\n"
       "x = g.X.toarray(); g.X = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)\n"
-      "g.write_h5ad('{1}/hvg.h5ad')\n",
+      "g.write_h5ad('{1}/hvg.h5ad')\n"
+      "import pandas as pd\n"
+      "tags = sp.csr_matrix(np.random.default_rng(0).poisson(300, size=(a.n_obs, 20)).astype(np.float32))\n"
+      "names = list(a.var_names) + ['CD4_TotalSeqB'] + [f'ADT{{i}}' for i in range(19)]\n"
+      "h = anndata.AnnData(X=sp.hstack([a.X, tags]).tocsr(), obs=a.obs, var=pd.DataFrame(index=names))\n"
+      "h.var['feature_types'] = ['Gene Expression'] * a.n_vars + ['Antibody Capture'] * 20\n"
+      "h.write_h5ad('{1}/cite_seq.h5ad')\n",
       reference, dir.path().string());
   const auto made = test::run_program({test::system_python(), "-c", make});
   ASSERT_EQ(made.exit_code, 0) << made.err;
@@ -366,7 +374,7 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   };
   const std::vector<std::string> counts = labels_of("counts");
   ASSERT_EQ(counts.size(), 879U);
-  for (const std::string name : {"lzf", "cp10k", "log2", "empty_x", "make_names", "hvg"}) {
+  for (const std::string name : {"lzf", "cp10k", "log2", "empty_x", "make_names", "hvg", "cite_seq"}) {
     const auto result = annotate(name);
     ASSERT_EQ(result.exit_code, 0) << name << ": " << result.err;
     const std::vector<std::string> labels = labels_of(name);
@@ -385,6 +393,14 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       EXPECT_NE(result.err.find("X looks empty and layers/counts holds raw counts: layers/counts read"), std::string::npos) << result.err;
     }
   }
+  // The GenePT route leaves the antibody tags out of library sizes too: the same cell vectors.
+  const std::string store = test::random_gene_store(dir, 16);
+  for (const std::string name : {"counts", "cite_seq"}) {
+    const auto embedded = test::run_cli({"embed", "-i", dir.file(name + ".h5ad"), "-g", store, "--gene-table",
+                                         test::shared_data("gene-annotations/human_genes.tsv"), "-o", dir.file(name + ".npy"), "-q"});
+    ASSERT_EQ(embedded.exit_code, 0) << name << ": " << embedded.err;
+  }
+  EXPECT_EQ(test::read_file(dir.file("counts.npy")), test::read_file(dir.file("cite_seq.npy")));
   const auto nan = annotate("nan");
   EXPECT_EQ(nan.exit_code, 2) << nan.err;
   EXPECT_NE(nan.err.find(dir.file("nan.h5ad") + ": X: cell 0 has a non-finite value (nan) at gene column"), std::string::npos) << nan.err;

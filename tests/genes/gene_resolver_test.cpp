@@ -169,6 +169,28 @@ TEST(ResolveGenes, RMakeNamesDotsAreReadAsDashes) {
   EXPECT_EQ(resolve_genes(table, var_with_index({"NKX2.1"}), exact).gene_index[0], kNoGene);
 }
 
+TEST(ResolveGenes, FeaturesOtherThanGeneExpressionAreNotGenes) {
+  // Cell Ranger's CITE-seq / multiome files: antibody tags (one named after its gene) and
+  // peaks beside the genes, told apart by var['feature_types'].
+  const GeneTable table = small_table();
+  DataFrame var = var_with_index({"AAA_TotalSeqB", "AAA", "BBB", "chr1:100-200", "CCC"});
+  var.columns.push_back(Column::categorical(
+      "feature_types", {"Antibody Capture", "Gene Expression", "gene expression", "Peaks", "Gene Expression"}));
+  const GeneResolveResult result = resolve_genes(table, var);
+  EXPECT_EQ(result.gene_index[0], kNoGene);
+  EXPECT_EQ(table.gene(result.gene_index[1]).symbol, "AAA");  // the gene, not the tag before it
+  EXPECT_EQ(result.gene_index[3], kNoGene);
+  ASSERT_EQ(result.other_feature, (std::vector<std::uint8_t>{1, 0, 0, 1, 0}));
+  EXPECT_EQ(result.n_other_features, 2U);
+  EXPECT_EQ(result.count(GeneMatch::kUnmatched), 0U);  // not counted as unmatched genes
+  EXPECT_DOUBLE_EQ(result.fraction_matched(), 1.0);    // 3 of the 3 gene vars
+  EXPECT_NE(result.summary().find("features other than gene expression: 2 (var 'feature_types': Antibody Capture 1, Peaks 1)"),
+            std::string::npos)
+      << result.summary();
+  // Without the column (or with only gene expression in it), nothing is flagged.
+  EXPECT_TRUE(resolve_genes(table, var_with_index({"AAA", "BBB"})).other_feature.empty());
+}
+
 TEST(ResolveGenes, AutoDetectPicksTheColumnResolvingMost) {
   const GeneTable table = small_table();
   // scanpy / 10x layout: index = symbols made unique, gene_ids = Ensembl, and noise columns.
