@@ -57,6 +57,16 @@ struct MatrixSummary {
   Quantiles genes_per_row;             ///< per-cell stored values
   Quantiles expm1_row_totals;          ///< per-cell sum of expm1(value) (for log1p detection)
   Quantiles exp2m1_row_totals;         ///< per-cell sum of 2^value - 1 (for log2(1 + x) detection)
+  /// Log of counts scaled per cell (log1p without normalize_total, to the median library size,
+  /// SCTransform's corrected counts): each cell's expm1 (or 2^x - 1) values are whole multiples
+  /// of its smallest one. Per base, of the stored values checked (rows with non-integer values;
+  /// ratio to the cell's smallest value at most kMaxWholeRatio, the smallest itself excluded),
+  /// how many are within 0.01 of a whole number.
+  std::int64_t expm1_ratios_checked = 0;
+  std::int64_t expm1_whole_ratios = 0;
+  std::int64_t exp2m1_ratios_checked = 0;
+  std::int64_t exp2m1_whole_ratios = 0;
+  static constexpr double kMaxWholeRatio = 64;
   ValueScale scale = ValueScale::kUnknown;
   std::string scale_reason;            ///< why `scale` was chosen, in words
   std::vector<std::string> warnings;   ///< NaN / Inf / negative values, empty cells, ...

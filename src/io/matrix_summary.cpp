@@ -55,6 +55,14 @@ nlohmann::json quantiles_json(const Quantiles& q) {
 /// Relative spread of per-cell totals: (q75 - q25) / median.
 double relative_spread(const Quantiles& q) { return q.median > 0 ? (q.q75 - q.q25) / q.median : 1.0; }
 
+/// Share of values whose ratio to their cell's smallest is whole (0 when none was checked).
+double whole_share(std::int64_t whole, std::int64_t checked) {
+  return checked > 0 ? static_cast<double>(whole) / static_cast<double>(checked) : 0.0;
+}
+/// Above this share of whole ratios, logged values are read as log of counts scaled per cell
+/// (in the other base, or for values not proportional to counts, about 2% are whole by chance).
+constexpr double kWholeRatioShare = 0.9;
+
 void classify(MatrixSummary& summary) {
   if (summary.stored_values == 0 || (summary.max_value == 0 && summary.n_negative == 0)) {
     summary.scale = ValueScale::kEmpty;
@@ -93,6 +101,16 @@ void classify(MatrixSummary& summary) {
       summary.scale = ValueScale::kLog2Normalized;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}; 2^x - 1 totals are equal per cell ({:.4g}): log2(1 + x) of normalised counts",
                                          summary.max_value, summary.exp2m1_row_totals.median);
+    } else if (const double share_natural = whole_share(summary.expm1_whole_ratios, summary.expm1_ratios_checked),
+               share_base2 = whole_share(summary.exp2m1_whole_ratios, summary.exp2m1_ratios_checked);
+               std::max(share_natural, share_base2) >= kWholeRatioShare) {
+      // log1p of counts times a per-cell factor: normalised again as log1p(CP10k) data is.
+      const bool natural_base = share_natural >= share_base2;
+      summary.scale = natural_base ? ValueScale::kLogNormalized : ValueScale::kLog2Normalized;
+      summary.scale_reason = fmt::format("non-integer, max {:.3g}; {} totals vary per cell but {:.0f}% of the values are whole multiples of "
+                                         "their cell's smallest: {} of counts scaled per cell (not to equal totals)",
+                                         summary.max_value, natural_base ? "expm1" : "2^x - 1",
+                                         100.0 * std::max(share_natural, share_base2), natural_base ? "log1p" : "log2(1 + x)");
     } else {
       summary.scale = ValueScale::kLogTransformed;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}, expm1 totals vary per cell: log-transformed, normalisation unknown",
@@ -160,6 +178,33 @@ double from_integer_table(double value, bool is_integer) {
   return function(value);
 }
 
+/// Add one row's whole-ratio counts (see MatrixSummary::ratios_checked) to `summary`.
+void count_whole_ratios(const CsrBlock& block, std::size_t begin, std::size_t end, MatrixSummary& summary) {
+  double smallest = std::numeric_limits<double>::infinity();
+  for (std::size_t k = begin; k < end; ++k) {
+    const double value = block.values[k];
+    if (value > 0 && std::isfinite(value)) smallest = std::min(smallest, value);
+  }
+  if (!std::isfinite(smallest)) return;
+  const double smallest_natural = std::expm1(smallest);
+  const double smallest_base2 = std::exp2(smallest) - 1.0;
+  const auto whole = [](double ratio) { return std::abs(ratio - std::round(ratio)) < 0.01; };
+  for (std::size_t k = begin; k < end; ++k) {
+    const double value = block.values[k];
+    if (!(value > smallest) || !std::isfinite(value)) continue;
+    const double natural = expm1_capped(value) / smallest_natural;
+    const double base2 = exp2m1_capped(value) / smallest_base2;
+    if (natural <= MatrixSummary::kMaxWholeRatio) {
+      ++summary.expm1_ratios_checked;
+      if (whole(natural)) ++summary.expm1_whole_ratios;
+    }
+    if (base2 <= MatrixSummary::kMaxWholeRatio) {
+      ++summary.exp2m1_ratios_checked;
+      if (whole(base2)) ++summary.exp2m1_whole_ratios;
+    }
+  }
+}
+
 }  // namespace
 
 constexpr std::size_t kSummaryBlockBytes = std::size_t{8} << 20;
@@ -187,6 +232,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
       double total = 0;
       double expm1_total = 0;
       double exp2m1_total = 0;
+      bool row_non_integer = false;
       const auto begin = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r)]);
       const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r) + 1]);
       for (std::size_t k = begin; k < end; ++k) {
@@ -203,12 +249,16 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
         summary.max_value = std::max(summary.max_value, value);
         if (value < 0) ++summary.n_negative;
         const bool is_integer = value == std::floor(value);
-        if (!is_integer) ++summary.n_non_integer;
+        if (!is_integer) {
+          ++summary.n_non_integer;
+          row_non_integer = true;
+        }
         if (value == 0 && sparse) ++summary.n_explicit_zeros;
         total += value;
         expm1_total += from_integer_table<expm1_capped>(value, is_integer);
         exp2m1_total += from_integer_table<exp2m1_capped>(value, is_integer);
       }
+      if (row_non_integer) count_whole_ratios(block, begin, end, summary);
       if (end == begin) ++summary.empty_rows;
       summary.stored_values += static_cast<std::int64_t>(end - begin);
       totals.push_back(total);

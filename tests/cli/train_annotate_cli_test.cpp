@@ -321,8 +321,8 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   // layers/counts, R's make.names symbols (HLA.DRA), and scanpy's usual object (log1p(CP10k)
   // kept in raw, then X and its counts layer cut to 500 highly variable genes and X scaled), and
   // CITE-seq (20 antibody tags beside the genes, var['feature_types']; their counts are no
-  // transcripts and stay out of library sizes). Each annotates as the counts do; NaN in X is one
-  // clear error.
+  // transcripts and stay out of library sizes), and log1p of the counts without normalize_total.
+  // Each annotates as the counts do; NaN in X is one clear error.
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   test::TempDir dir;
@@ -354,7 +354,9 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "names = list(a.var_names) + ['CD4_TotalSeqB'] + [f'ADT{{i}}' for i in range(19)]\n"
       "h = anndata.AnnData(X=sp.hstack([a.X, tags]).tocsr(), obs=a.obs, var=pd.DataFrame(index=names))\n"
       "h.var['feature_types'] = ['Gene Expression'] * a.n_vars + ['Antibody Capture'] * 20\n"
-      "h.write_h5ad('{1}/cite_seq.h5ad')\n",
+      "h.write_h5ad('{1}/cite_seq.h5ad')\n"
+      "k = a.copy(); k.X.data = np.log1p(k.X.data)\n"
+      "k.write_h5ad('{1}/log1p_counts.h5ad')\n",
       reference, dir.path().string());
   const auto made = test::run_program({test::system_python(), "-c", make});
   ASSERT_EQ(made.exit_code, 0) << made.err;
@@ -374,7 +376,7 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   };
   const std::vector<std::string> counts = labels_of("counts");
   ASSERT_EQ(counts.size(), 879U);
-  for (const std::string name : {"lzf", "cp10k", "log2", "empty_x", "make_names", "hvg", "cite_seq"}) {
+  for (const std::string name : {"lzf", "cp10k", "log2", "empty_x", "make_names", "hvg", "cite_seq", "log1p_counts"}) {
     const auto result = annotate(name);
     ASSERT_EQ(result.exit_code, 0) << name << ": " << result.err;
     const std::vector<std::string> labels = labels_of(name);
@@ -382,7 +384,8 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
     std::size_t same = 0;
     for (std::size_t i = 0; i < labels.size(); ++i) same += labels[i] == counts[i] ? 1 : 0;
     // float32 CP10k values are the counts up to rounding: a borderline cell may flip.
-    const bool rounded = name == std::string("cp10k") || name == std::string("log2") || name == std::string("hvg");
+    const bool rounded = name == std::string("cp10k") || name == std::string("log2") || name == std::string("hvg") ||
+                         name == std::string("log1p_counts");
     EXPECT_GE(same, rounded ? counts.size() - 3 : counts.size()) << name << ": " << result.err;
     if (name == std::string("hvg")) {
       EXPECT_NE(result.err.find("X measures 500 genes and raw/X 13714 (X cut to a gene subset, e.g. highly variable genes): raw/X read"),

@@ -15,7 +15,16 @@ namespace {
 
 constexpr int kGenes = 60;
 
-enum class Transform { kCounts, kCp10k, kLog1pCp10k, kLog2Cp10k };
+enum class Transform {
+  kCounts,
+  kCp10k,
+  kLog1pCp10k,
+  kLog2Cp10k,
+  kLog1pCounts,      ///< log1p of the counts, not normalised
+  kLog1pHalfCounts,  ///< log1p of counts x a per-cell factor (normalize_total to the median library size)
+  kLog2Counts,       ///< log2(1 + counts)
+  kLog1pGeneScaled,  ///< log1p of counts x a per-gene factor (TPM-like: gene lengths), not proportional to counts
+};
 
 /// `n_cells` cells of Poisson counts (rates 0.2 .. 12 over the genes), then `transform`.
 MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7) {
@@ -35,12 +44,17 @@ MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7) {
       row.emplace_back(g, value);
       total += value;
     }
+    const double cell_factor = 0.5 + 0.37 * (i % 5);
     for (const auto& [g, value] : row) {
       const double cp10k = value / total * 1e4;
       double stored = value;
       if (transform == Transform::kCp10k) stored = cp10k;
       if (transform == Transform::kLog1pCp10k) stored = std::log1p(cp10k);
       if (transform == Transform::kLog2Cp10k) stored = std::log2(1.0 + cp10k);
+      if (transform == Transform::kLog1pCounts) stored = std::log1p(value);
+      if (transform == Transform::kLog1pHalfCounts) stored = std::log1p(value * cell_factor);
+      if (transform == Transform::kLog2Counts) stored = std::log2(1.0 + value);
+      if (transform == Transform::kLog1pGeneScaled) stored = std::log1p(value * (1.0 + 0.731 * g));
       matrix.indices.push_back(g);
       matrix.values.push_back(stored);
     }
@@ -65,6 +79,17 @@ TEST(MatrixSummary, EachLayoutIsReadForWhatItHolds) {
     EXPECT_EQ(scale_of(n, Transform::kLog1pCp10k), ValueScale::kLogNormalized);
     EXPECT_EQ(scale_of(n, Transform::kLog2Cp10k), ValueScale::kLog2Normalized);
   }
+}
+
+// Log of counts that are not normalised to equal totals (scanpy's log1p without normalize_total,
+// normalize_total to the median library size, SCTransform's log1p of corrected counts) are whole
+// multiples of each cell's smallest value in their base; log of values not proportional to
+// counts (TPM: per-gene lengths) are not, and stay "log-transformed".
+TEST(MatrixSummary, LogOfCountsScaledPerCellIsReadInItsBase) {
+  EXPECT_EQ(scale_of(200, Transform::kLog1pCounts), ValueScale::kLogNormalized);
+  EXPECT_EQ(scale_of(200, Transform::kLog1pHalfCounts), ValueScale::kLogNormalized);
+  EXPECT_EQ(scale_of(200, Transform::kLog2Counts), ValueScale::kLog2Normalized);
+  EXPECT_EQ(scale_of(200, Transform::kLog1pGeneScaled), ValueScale::kLogTransformed);
 }
 
 // One cell has equal totals in both bases (there is nothing to compare it with): the base whose
