@@ -401,6 +401,11 @@ std::unique_ptr<MatrixReader> H5adFile::open_matrix(const std::string& source) c
     impl_->fail(fmt::format("{} has shape {} x {} but X has {} x {}: shape mismatch", source, info.n_rows, info.n_cols,
                             impl_->n_obs, impl_->n_vars));
   }
+  // raw keeps its own genes (raw/var) but the same cells as X.
+  if (source == "raw/X" && info.n_rows != impl_->n_obs) {
+    impl_->fail(fmt::format("raw/X has {} cells but obs has {}: shape mismatch (raw was saved for other cells; --layer X reads X)",
+                            info.n_rows, impl_->n_obs));
+  }
   if (info.encoding == MatrixEncoding::kDense) {
     return detail::open_dense_reader(impl_->file.get(), impl_->path, source, std::move(info), impl_->options.chunk_cache_bytes);
   }

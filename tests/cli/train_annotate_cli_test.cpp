@@ -356,7 +356,13 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "h.var['feature_types'] = ['Gene Expression'] * a.n_vars + ['Antibody Capture'] * 20\n"
       "h.write_h5ad('{1}/cite_seq.h5ad')\n"
       "k = a.copy(); k.X.data = np.log1p(k.X.data)\n"
-      "k.write_h5ad('{1}/log1p_counts.h5ad')\n",
+      "k.write_h5ad('{1}/log1p_counts.h5ad')\n"
+      "import h5py\n"
+      "m = f.copy(); del m.raw; m.write_h5ad('{1}/raw_other_cells.h5ad')\n"
+      "a[:439].copy().write_h5ad('{1}/half.h5ad')\n"
+      "with h5py.File('{1}/raw_other_cells.h5ad', 'a') as out, h5py.File('{1}/half.h5ad', 'r') as half:\n"
+      "    raw = out.create_group('raw'); half.copy('X', raw); half.copy('var', raw)\n"
+      "    raw.attrs['encoding-type'] = 'raw'; raw.attrs['encoding-version'] = '0.1.0'\n",
       reference, dir.path().string());
   const auto made = test::run_program({test::system_python(), "-c", make});
   ASSERT_EQ(made.exit_code, 0) << made.err;
@@ -396,6 +402,11 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       EXPECT_NE(result.err.find("X looks empty and layers/counts holds raw counts: layers/counts read"), std::string::npos) << result.err;
     }
   }
+  // raw/X saved for other cells (439 of 879; anndata refuses to write it, h5py does not): a clear
+  // error, not labels for half the cells and 'Unassigned' for the rest.
+  const auto other_cells = annotate("raw_other_cells");
+  EXPECT_EQ(other_cells.exit_code, 2) << other_cells.err;
+  EXPECT_NE(other_cells.err.find("raw/X has 439 cells but obs has 879: shape mismatch"), std::string::npos) << other_cells.err;
   // The GenePT route leaves the antibody tags out of library sizes too: the same cell vectors.
   const std::string store = test::random_gene_store(dir, 16);
   for (const std::string name : {"counts", "cite_seq"}) {
