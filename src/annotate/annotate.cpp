@@ -178,6 +178,31 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
   return prediction;
 }
 
+namespace {
+
+/// Cells with fewer detected genes than this are no typical cells (scanpy's tutorials filter
+/// them: sc.pp.filter_cells(adata, min_genes=200)).
+constexpr std::int64_t kMinDetectedGenes = 200;
+
+/// Barcodes with few detected genes (an unfiltered Cell Ranger matrix's empty droplets, debris)
+/// get a label like any cell: say so when they are over 5% of the cells. CSR matrices only (the
+/// counts per cell come from indptr alone) of at least 2,000 genes (a targeted panel detects few
+/// genes in every cell).
+void warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix, Annotation& annotation) {
+  const MatrixInfo info = dataset.matrix_info(matrix);
+  if (info.encoding != MatrixEncoding::kCsr || info.n_cols < 2000 || info.n_rows == 0) return;
+  const std::vector<std::int64_t> detected = dataset.open_matrix(matrix)->row_nnz();
+  const auto low = std::count_if(detected.begin(), detected.end(), [](std::int64_t genes) { return genes < kMinDetectedGenes; });
+  if (low * 20 <= static_cast<std::int64_t>(detected.size())) return;
+  annotation.warnings.push_back(fmt::format(
+      "{} of {} cells ({:.0f}%) have fewer than {} detected genes (empty droplets or debris, as in an unfiltered matrix?): their "
+      "labels are unreliable; filter cells first (e.g. scanpy's sc.pp.filter_cells(adata, min_genes={})) or read celltyper_score",
+      low, detected.size(), 100.0 * static_cast<double>(low) / static_cast<double>(detected.size()), kMinDetectedGenes,
+      kMinDetectedGenes));
+}
+
+}  // namespace
+
 Annotation annotate_dataset(const Dataset& dataset, const std::vector<const CellTypeModel*>& given, const GeneTable& table,
                             const AnnotateOptions& requested) {
   if (given.empty()) throw InputError("annotate: no model given");
@@ -339,6 +364,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     }
   }
   if (n_empty > 0) annotation.warnings.push_back(fmt::format("{} cells have no expressed gene with a vector: Unassigned", n_empty));
+  warn_about_low_gene_cells(dataset, options.embed.matrix, annotation);
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
   // of the models' reference samples weighted by the cell's probabilities).

@@ -357,6 +357,11 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "h.write_h5ad('{1}/cite_seq.h5ad')\n"
       "k = a.copy(); k.X.data = np.log1p(k.X.data)\n"
       "k.write_h5ad('{1}/log1p_counts.h5ad')\n"
+      "rng = np.random.default_rng(1); profile = np.asarray(a.X.sum(axis=0)).ravel(); profile /= profile.sum()\n"
+      "drops = sp.csr_matrix(rng.multinomial(10, profile, size=300).astype(np.float32))\n"
+      "u = anndata.AnnData(X=sp.vstack([a.X, drops]).tocsr(), var=a.var)\n"
+      "u.obs_names = list(a.obs_names) + [f'empty{{i}}' for i in range(300)]\n"
+      "u.write_h5ad('{1}/unfiltered.h5ad')\n"
       "import h5py\n"
       "m = f.copy(); del m.raw; m.write_h5ad('{1}/raw_other_cells.h5ad')\n"
       "a[:439].copy().write_h5ad('{1}/half.h5ad')\n"
@@ -402,6 +407,12 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       EXPECT_NE(result.err.find("X looks empty and layers/counts holds raw counts: layers/counts read"), std::string::npos) << result.err;
     }
   }
+  // An unfiltered matrix (300 empty droplets of 10 ambient molecules beside the cells): a warning.
+  const auto unfiltered = annotate("unfiltered");
+  EXPECT_EQ(unfiltered.exit_code, 0) << unfiltered.err;
+  EXPECT_NE(unfiltered.err.find("300 of 1179 cells (25%) have fewer than 200 detected genes (empty droplets or debris"), std::string::npos)
+      << unfiltered.err;
+  EXPECT_EQ(annotate("counts").err.find("detected genes"), std::string::npos);
   // raw/X saved for other cells (439 of 879; anndata refuses to write it, h5py does not): a clear
   // error, not labels for half the cells and 'Unassigned' for the rest.
   const auto other_cells = annotate("raw_other_cells");
