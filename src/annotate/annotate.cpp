@@ -2,6 +2,7 @@
 #include <celltyper/annotate.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/linear_scores.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/parallel.hpp>
 
 #include <fmt/format.h>
@@ -201,6 +202,27 @@ void warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix
       kMinDetectedGenes));
 }
 
+/// Why a query may measure too few of a model's genes, when the matrix says so: its obs names
+/// are genes (a genes x cells matrix), or its values are scaled (z-scores of a few highly
+/// variable genes, with the counts elsewhere). "" when neither.
+std::string low_coverage_cause(const Dataset& dataset, const std::string& matrix, const GeneTable& table) {
+  DataFrame cells;
+  cells.index = dataset.read_obs_columns({}).index;
+  const GeneResolveResult as_genes = resolve_genes(table, cells);
+  if (as_genes.n_matched() >= 20 && 2 * as_genes.n_matched() >= as_genes.n_vars()) {
+    return fmt::format(". The matrix looks transposed: {} of its {} cell names are genes (write it cells x genes, e.g. adata.T)",
+                       as_genes.n_matched(), as_genes.n_vars());
+  }
+  SummarizeOptions scan;
+  scan.max_rows = 2000;
+  const MatrixSummary summary = summarize_matrix(*dataset.open_matrix(matrix), scan);
+  if (summary.scale == ValueScale::kScaled) {
+    return fmt::format(". {} also looks scaled ({}): annotate the counts or log-normalised values of every gene (--layer NAME)", matrix,
+                       summary.scale_reason);
+  }
+  return "";
+}
+
 }  // namespace
 
 Annotation annotate_dataset(const Dataset& dataset, const std::vector<const CellTypeModel*>& given, const GeneTable& table,
@@ -233,6 +255,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     // A model with fewer genes than the floor is judged by whether the query measures them all.
     const std::int64_t genes_needed = std::min(options.min_coverage_genes, coverage.n_model_genes);
     if (!options.allow_low_coverage && (coverage.n_measured < genes_needed || coverage.mass < options.min_coverage_mass)) {
+      const std::string cause = low_coverage_cause(dataset, options.embed.matrix, table);
+      if (!cause.empty()) throw InputError(fmt::format("{}: too few to annotate{}", measured, cause));
       throw InputError(fmt::format("{}: too few to annotate (need {} genes and {:.0f}%); train on a reference that measures this panel, "
                                    "or pass --allow-low-coverage",
                                    measured, genes_needed, 100 * options.min_coverage_mass));

@@ -99,9 +99,31 @@ std::string_view without_unique_suffix(std::string_view name) {
   return name.substr(0, position - 1);
 }
 
+/// `name` without a genome prefix of Cell Ranger's multi-genome references ("GRCh38_CD3E",
+/// "hg19_CD3E", "mm10___Cd3e"), or "" when it has none.
+std::string_view without_genome_prefix(std::string_view name) {
+  static constexpr std::string_view kGenomes[] = {"GRCh38", "GRCh37", "hg38", "hg19", "GRCm39", "GRCm38", "mm39", "mm10"};
+  for (const std::string_view genome : kGenomes) {
+    if (name.size() <= genome.size() + 1 || name.substr(0, genome.size()) != genome) continue;
+    std::string_view rest = name.substr(genome.size());
+    if (rest.front() != '_' && rest.front() != '-') continue;
+    while (!rest.empty() && (rest.front() == '_' || rest.front() == '-')) rest.remove_prefix(1);
+    return rest;
+  }
+  return {};
+}
+
 NameResolution resolve_name(const GeneTable& table, std::string_view name, bool strip_unique_suffix) {
+  // Spaces, tabs and line ends around a name (a table pasted from a spreadsheet) are no part of it.
+  constexpr std::string_view kBlank = " \t\r\n";
+  const std::size_t first = name.find_first_not_of(kBlank);
+  name = first == std::string_view::npos ? std::string_view() : name.substr(first, name.find_last_not_of(kBlank) - first + 1);
   NameResolution result = resolve_exact(table, name);
   if (result.match != GeneMatch::kUnmatched || !strip_unique_suffix) return result;
+  if (const std::string_view gene = without_genome_prefix(name); !gene.empty()) {
+    NameResolution prefixed = resolve_name(table, gene, strip_unique_suffix);
+    if (prefixed.gene != kNoGene) return prefixed;
+  }
   // R's make.names (data frames read with check.names) writes "HLA-DRA" as "HLA.DRA".
   if (name.find('.') != std::string_view::npos && name.find('-') == std::string_view::npos && !genes_detail::ensembl_gene_core(name)) {
     std::string dashed(name);

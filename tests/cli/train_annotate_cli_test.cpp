@@ -362,6 +362,7 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "u = anndata.AnnData(X=sp.vstack([a.X, drops]).tocsr(), var=a.var)\n"
       "u.obs_names = list(a.obs_names) + [f'empty{{i}}' for i in range(300)]\n"
       "u.write_h5ad('{1}/unfiltered.h5ad')\n"
+      "a.T.write_h5ad('{1}/transposed.h5ad')\n"
       "import h5py\n"
       "m = f.copy(); del m.raw; m.write_h5ad('{1}/raw_other_cells.h5ad')\n"
       "a[:439].copy().write_h5ad('{1}/half.h5ad')\n"
@@ -413,6 +414,10 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   EXPECT_NE(unfiltered.err.find("300 of 1179 cells (25%) have fewer than 200 detected genes (empty droplets or debris"), std::string::npos)
       << unfiltered.err;
   EXPECT_EQ(annotate("counts").err.find("detected genes"), std::string::npos);
+  // Genes x cells: the error says so.
+  const auto transposed = annotate("transposed");
+  EXPECT_EQ(transposed.exit_code, 2) << transposed.err;
+  EXPECT_NE(transposed.err.find("too few to annotate. The matrix looks transposed: "), std::string::npos) << transposed.err;
   // raw/X saved for other cells (439 of 879; anndata refuses to write it, h5py does not): a clear
   // error, not labels for half the cells and 'Unassigned' for the rest.
   const auto other_cells = annotate("raw_other_cells");

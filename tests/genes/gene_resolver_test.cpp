@@ -191,6 +191,21 @@ TEST(ResolveGenes, FeaturesOtherThanGeneExpressionAreNotGenes) {
   EXPECT_TRUE(resolve_genes(table, var_with_index({"AAA", "BBB"})).other_feature.empty());
 }
 
+TEST(ResolveGenes, BlanksAroundNamesAndGenomePrefixesAreNotPartOfTheGene) {
+  // A var pasted from a spreadsheet ("AAA ", "\tBBB"), Cell Ranger's multi-genome references
+  // ("GRCh38_CCC", "hg19_MALAT1", "mm10___NKX2-1"); an unknown prefix stays unmatched.
+  const GeneTable table = small_table();
+  const GeneResolveResult result =
+      resolve_genes(table, var_with_index({"AAA ", "\tBBB\r", "GRCh38_CCC", "hg19_MALAT1", "mm10___NKX2-1", "foo_C1orf1", "GRCh38_"}));
+  EXPECT_EQ(table.gene(result.gene_index[0]).symbol, "AAA");
+  EXPECT_EQ(table.gene(result.gene_index[1]).symbol, "BBB");
+  EXPECT_EQ(table.gene(result.gene_index[2]).symbol, "CCC");
+  EXPECT_EQ(table.gene(result.gene_index[3]).symbol, "MALAT1");
+  EXPECT_EQ(table.gene(result.gene_index[4]).symbol, "NKX2-1");
+  EXPECT_EQ(result.gene_index[5], kNoGene);
+  EXPECT_EQ(result.gene_index[6], kNoGene);
+}
+
 TEST(ResolveGenes, AutoDetectPicksTheColumnResolvingMost) {
   const GeneTable table = small_table();
   // scanpy / 10x layout: index = symbols made unique, gene_ids = Ensembl, and noise columns.
