@@ -41,6 +41,16 @@ std::string default_annotated_output(const std::string& input) {
   return (path.parent_path() / (stem + ".celltyper.h5ad")).string();
 }
 
+/// The CSV written for a 10x input (there is no .h5ad to copy): INPUT.celltyper.csv beside it
+/// (a Cell Ranger .h5 loses its extension; an MTX folder keeps its name).
+std::string default_csv_output(const std::string& input) {
+  std::filesystem::path path(input);
+  while (!path.empty() && path.filename().empty()) path = path.parent_path();  // "folder/"
+  std::string stem = path.filename().string();
+  if (stem.size() > 3 && stem.compare(stem.size() - 3, 3, ".h5") == 0) stem.resize(stem.size() - 3);
+  return (path.parent_path() / (stem + ".celltyper.csv")).string();
+}
+
 /// Write the CSV into the temporary file of `output` (committed with the h5ad).
 void write_csv(const OutputFile& output, const Annotation& annotation) {
   std::ofstream out(output.temporary(), std::ios::trunc);
@@ -100,9 +110,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                     "on the shared genes from the reference sample it carries)");
   command->add_flag("--allow-low-coverage", args->options.allow_low_coverage,
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
-  command->add_option("-i,--input", args->input, "Query .h5ad")->required();
-  command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad)");
-  command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file");
+  command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5 or 10x MTX folder")->required();
+  command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad; .h5ad input only)");
+  command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file (10x input: the output, default INPUT.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
@@ -142,12 +152,20 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
     }
     const auto dataset = open_dataset(args->input);
-    if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: annotate writes a copy of an .h5ad input; {} input is not supported yet", args->input, dataset->format()));
-    std::string out = args->out.empty() ? default_annotated_output(args->input) : args->out;
+    // An .h5ad input is copied with the celltyper_* columns added; a 10x input (Cell Ranger .h5 or
+    // MTX folder) has no .h5ad to copy: its labels go to a CSV.
+    const bool h5ad = dataset->format() == "h5ad";
+    if (!h5ad && !args->out.empty()) {
+      throw InputError(fmt::format("{}: --out writes a copy of an .h5ad input; the labels of {} input go to a CSV (--csv FILE, default "
+                                   "{})",
+                                   args->input, dataset->format(), default_csv_output(args->input)));
+    }
+    const std::string out = !h5ad ? std::string() : args->out.empty() ? default_annotated_output(args->input) : args->out;
+    const std::string csv_path = args->csv.empty() && !h5ad ? default_csv_output(args->input) : args->csv;
     std::vector<std::string> inputs = args->models;
     inputs.insert(inputs.end(), {args->input, table_path, args->ontology, args->genes});
     inputs.insert(inputs.end(), args->references.begin(), args->references.end());
-    check_outputs_are_not_inputs({out, args->csv, args->save_model}, inputs);
+    check_outputs_are_not_inputs({out, csv_path, args->save_model}, inputs);
     args->options.embed.normalization = parse_normalization_choice(args->normalization);
     args->options.embed.memory_limit_bytes = parse_bytes(args->memory_limit);
     Ontology ontology;
@@ -173,9 +191,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     for (const auto& path : args->models) {
       if (std::filesystem::exists(path)) require_readable(path, "model");
     }
-    H5adCopy copy(args->input, out);
+    std::optional<H5adCopy> copy;
+    if (h5ad) copy.emplace(args->input, out);
     std::optional<OutputFile> csv;
-    if (!args->csv.empty()) csv.emplace(args->csv);
+    if (!csv_path.empty()) csv.emplace(csv_path);
     std::vector<CellTypeModel> models;
     for (const auto& path : args->models) models.push_back(load_model(path));
     std::vector<const CellTypeModel*> given;
@@ -217,13 +236,14 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     std::vector<const CellTypeModel*> pointers;
     for (const auto& model : models) pointers.push_back(&model);
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
-    copy.prepare(annotation_additions(annotation));
+    if (copy) copy->prepare(annotation_additions(annotation));
     if (csv) write_csv(*csv, annotation);
-    commit_together({&copy.output(), csv ? &*csv : nullptr});  // both files or neither
+    commit_together({copy ? &copy->output() : nullptr, csv ? &*csv : nullptr});  // both files or neither
+    const std::string written = h5ad ? out : csv_path;
     const auto counts = label_counts(annotation);
     const ScoreSummary confidence = summarize_scores(annotation.scores);
     if (args->json) {
-      nlohmann::json summary = {{"output", out}, {"n_cells", annotation.labels.size()}, {"classes", annotation.class_names}};
+      nlohmann::json summary = {{"output", written}, {"n_cells", annotation.labels.size()}, {"classes", annotation.class_names}};
       summary["label_counts"] = nlohmann::json::object();
       for (const auto& [label, count] : counts) summary["label_counts"][label] = count;
       summary["median_score"] = confidence.median;
@@ -249,7 +269,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    use.refitted ? fmt::format("; refitted on {} shared genes ({} features, {:.1f} s)", use.refit_genes, use.refit_panel, use.refit_seconds)
                                 : "");
       }
-      fmt::print(stderr, "annotated {} cells with {} model{} -> {}\n", annotation.labels.size(), models.size(), models.size() == 1 ? "" : "s", out);
+      fmt::print(stderr, "annotated {} cells with {} model{} -> {}\n", annotation.labels.size(), models.size(), models.size() == 1 ? "" : "s", written);
       if (!annotation.scores.empty()) {
         fmt::print(stderr, "confidence: median score {:.2f}; {} cells ({:.1f}%) below {} (obs celltyper_score){}\n", confidence.median,
                    confidence.n_low, 100.0 * static_cast<double>(confidence.n_low) / static_cast<double>(annotation.scores.size()), kLowScore,

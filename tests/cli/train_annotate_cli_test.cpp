@@ -363,6 +363,11 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "u.obs_names = list(a.obs_names) + [f'empty{{i}}' for i in range(300)]\n"
       "u.write_h5ad('{1}/unfiltered.h5ad')\n"
       "a.T.write_h5ad('{1}/transposed.h5ad')\n"
+      "import os, scipy.io\n"
+      "os.makedirs('{1}/mtx')\n"
+      "scipy.io.mmwrite('{1}/mtx/matrix.mtx', sp.csr_matrix(a.X.astype(np.int64)).T.tocoo(), field='integer')\n"
+      "open('{1}/mtx/genes.tsv', 'w').write(''.join(f'{{g}}\\t{{g}}\\n' for g in a.var_names))\n"
+      "open('{1}/mtx/barcodes.tsv', 'w').write(''.join(f'{{b}}\\n' for b in a.obs_names))\n"
       "import h5py\n"
       "m = f.copy(); del m.raw; m.write_h5ad('{1}/raw_other_cells.h5ad')\n"
       "a[:439].copy().write_h5ad('{1}/half.h5ad')\n"
@@ -414,6 +419,14 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   EXPECT_NE(unfiltered.err.find("300 of 1179 cells (25%) have fewer than 200 detected genes (empty droplets or debris"), std::string::npos)
       << unfiltered.err;
   EXPECT_EQ(annotate("counts").err.find("detected genes"), std::string::npos);
+  // A Cell Ranger MTX folder: no .h5ad to copy, the labels go to FOLDER.celltyper.csv.
+  const auto mtx = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("mtx") + "/"});
+  ASSERT_EQ(mtx.exit_code, 0) << mtx.err;
+  EXPECT_EQ(labels_of("mtx.celltyper"), counts);
+  const auto mtx_out = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("mtx"), "-o", dir.file("mtx.h5ad")});
+  EXPECT_EQ(mtx_out.exit_code, 2) << mtx_out.err;
+  EXPECT_NE(mtx_out.err.find("--out writes a copy of an .h5ad input; the labels of 10x-mtx input go to a CSV"), std::string::npos)
+      << mtx_out.err;
   // Genes x cells: the error says so.
   const auto transposed = annotate("transposed");
   EXPECT_EQ(transposed.exit_code, 2) << transposed.err;
