@@ -14,6 +14,8 @@
 #include <optional>
 #include <map>
 #include <numeric>
+#include <string_view>
+#include <unordered_set>
 
 namespace celltyper {
 
@@ -202,6 +204,23 @@ void warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix
       kMinDetectedGenes));
 }
 
+/// Repeated cell names (files concatenated without index_unique): the labels are right, but a
+/// table joined back by name (the CSV, a Seurat object's metadata) would give a cell another's.
+void warn_about_repeated_names(const std::vector<std::string>& names, Annotation& annotation) {
+  std::unordered_set<std::string_view> seen;
+  seen.reserve(names.size());
+  std::size_t repeats = 0;
+  std::string_view example;
+  for (const std::string& name : names) {
+    if (seen.insert(name).second) continue;
+    if (repeats++ == 0) example = name;
+  }
+  if (repeats == 0) return;
+  annotation.warnings.push_back(fmt::format("{} cell names repeat an earlier one (e.g. '{}'): rows are in the file's order; join the "
+                                            "labels by position, not by name (or make the names unique, e.g. adata.obs_names_make_unique())",
+                                            repeats, example));
+}
+
 /// Why a query may measure too few of a model's genes, when the matrix says so: its obs names
 /// are genes (a genes x cells matrix), or its values are scaled (z-scores of a few highly
 /// variable genes, with the counts elsewhere). "" when neither.
@@ -289,6 +308,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   const DataFrame obs = dataset.read_obs_columns(options.over_clustering.empty() ? std::vector<std::string>{}
                                                                                    : std::vector<std::string>{options.over_clustering});
   annotation.obs_names = obs.index;
+  warn_about_repeated_names(annotation.obs_names, annotation);
   const Column* clusters = nullptr;
   if (!options.over_clustering.empty()) clusters = &obs.at(options.over_clustering, fmt::format("obs of {}", dataset.path()));
 

@@ -73,8 +73,13 @@ void classify(MatrixSummary& summary) {
   }
   if (summary.n_negative > 0) {
     summary.scale = ValueScale::kScaled;
-    summary.scale_reason = fmt::format("{} negative values (min {:.3g}): centred/scaled data, not counts", summary.n_negative,
-                                       summary.min_value);
+    // A few values a hair below 0 in otherwise non-negative data: round-off, not centring.
+    const bool round_off = summary.min_value > -1e-3 && summary.n_negative * 1000 < summary.stored_values;
+    summary.scale_reason =
+        round_off ? fmt::format("{} tiny negative values (min {:.3g}): round-off in otherwise non-negative values? set them to 0 "
+                                "(X.data[X.data < 0] = 0) or pass --normalize none",
+                                summary.n_negative, summary.min_value)
+                  : fmt::format("{} negative values (min {:.3g}): centred/scaled data, not counts", summary.n_negative, summary.min_value);
     return;
   }
   if (summary.n_non_integer == 0) {

@@ -39,7 +39,7 @@ TEST(InspectCli, JsonForEverySharedDataset) {
       {"pbmc68k_reduced/10x_pbmc68k_reduced.h5ad", 700, 765, "dense", "scaled", "bulk_labels", 10},
       {"pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad", 700, 765, "dense", "scaled", "bulk_labels", 10},
       {"savercat-pbmc-3tech/pbmc_prep_3tech.h5ad", 2000, 10000, "csr_matrix", "raw-counts", "tech", 3},
-      {"pancreas-xin-wang-scclassify/pancreas_xin_wang_log.h5ad", 1175, 980, "csr_matrix", "log-transformed", "study", 2},
+      {"pancreas-xin-wang-scclassify/pancreas_xin_wang_log.h5ad", 1175, 980, "csr_matrix", "log2-normalized", "study", 2},
       {"cellbench-mixology/cellbench_3cl_celseq2_dropseq.h5ad", 499, 28258, "csr_matrix", "raw-counts", "cell_line", 3},
       {"cellbench-mixology/cellbench_5cl_celseq2_3plates.h5ad", 909, 16074, "csr_matrix", "raw-counts", "cell_line", 5},
       {"actinn-tabula-muris-mouse/actinn_train_mouse.h5ad", 1000, 19371, "csr_matrix", "raw-counts", "celltype", 5},

@@ -497,7 +497,8 @@ TEST(TrainAnnotateCli, MissingLabelsWrittenAsTextAndNanCountsAreCaught) {
 
 TEST(TrainAnnotateCli, ScaledXWithoutCountsReadsTheLogNormalisedRaw) {
   // scanpy's usual file: X scaled (sc.pp.scale), log1p(CP10k) kept in raw (here of the 765 genes
-  // kept, so "log-transformed": totals unequal), no counts. --layer X
+  // kept: totals unequal, but each cell's expm1 values are whole multiples of its smallest, so
+  // "log-normalized"), no counts. --layer X
   // is refused (scaled values); the default reads raw/X and says so.
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
@@ -517,7 +518,7 @@ TEST(TrainAnnotateCli, ScaledXWithoutCountsReadsTheLogNormalisedRaw) {
   EXPECT_NE(as_x.err.find("scaled values cannot be used"), std::string::npos) << as_x.err;
   const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("scanpy.h5ad"), "-o", dir.file("out.h5ad")});
   ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
-  EXPECT_NE(annotated.err.find("X looks scaled and no matrix holds counts; raw/X looks log-transformed: raw/X read"), std::string::npos)
+  EXPECT_NE(annotated.err.find("X looks scaled and no matrix holds counts; raw/X looks log-normalized: raw/X read"), std::string::npos)
       << annotated.err;
 }
 
