@@ -189,11 +189,11 @@ constexpr std::int64_t kMinDetectedGenes = 200;
 
 /// Barcodes with few detected genes (an unfiltered Cell Ranger matrix's empty droplets, debris)
 /// get a label like any cell: say so when they are over 5% of the cells. CSR matrices only (the
-/// counts per cell come from indptr alone) of at least 2,000 genes (a targeted panel detects few
-/// genes in every cell).
+/// counts per cell come from indptr alone) of at least 10,000 genes (a targeted panel, or a
+/// matrix cut to 2,000 highly variable genes, detects few genes in every cell).
 void warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix, Annotation& annotation) {
   const MatrixInfo info = dataset.matrix_info(matrix);
-  if (info.encoding != MatrixEncoding::kCsr || info.n_cols < 2000 || info.n_rows == 0) return;
+  if (info.encoding != MatrixEncoding::kCsr || info.n_cols < 10000 || info.n_rows == 0) return;
   const std::vector<std::int64_t> detected = dataset.open_matrix(matrix)->row_nnz();
   const auto low = std::count_if(detected.begin(), detected.end(), [](std::int64_t genes) { return genes < kMinDetectedGenes; });
   if (low * 20 <= static_cast<std::int64_t>(detected.size())) return;
@@ -225,19 +225,24 @@ void warn_about_repeated_names(const std::vector<std::string>& names, Annotation
 /// are genes (a genes x cells matrix), or its values are scaled (z-scores of a few highly
 /// variable genes, with the counts elsewhere). "" when neither.
 std::string low_coverage_cause(const Dataset& dataset, const std::string& matrix, const GeneTable& table) {
-  DataFrame cells;
-  cells.index = dataset.read_obs_columns({}).index;
-  const GeneResolveResult as_genes = resolve_genes(table, cells);
-  if (as_genes.n_matched() >= 20 && 2 * as_genes.n_matched() >= as_genes.n_vars()) {
-    return fmt::format(". The matrix looks transposed: {} of its {} cell names are genes (write it cells x genes, e.g. adata.T)",
-                       as_genes.n_matched(), as_genes.n_vars());
-  }
-  SummarizeOptions scan;
-  scan.max_rows = 2000;
-  const MatrixSummary summary = summarize_matrix(*dataset.open_matrix(matrix), scan);
-  if (summary.scale == ValueScale::kScaled) {
-    return fmt::format(". {} also looks scaled ({}): annotate the counts or log-normalised values of every gene (--layer NAME)", matrix,
-                       summary.scale_reason);
+  try {  // a diagnosis only: whatever fails here leaves the coverage error as it is
+    DataFrame cells;
+    cells.index = dataset.read_obs_columns({}).index;
+    GeneResolveOptions resolve;
+    resolve.refuse_row_numbers = false;  // anndata's default cell names "0", "1", ...
+    const GeneResolveResult as_genes = resolve_genes(table, cells, resolve);
+    if (as_genes.n_matched() >= 20 && 2 * as_genes.n_matched() >= as_genes.n_vars()) {
+      return fmt::format(". The matrix looks transposed: {} of its {} cell names are genes (write it cells x genes, e.g. adata.T)",
+                         as_genes.n_matched(), as_genes.n_vars());
+    }
+    SummarizeOptions scan;
+    scan.max_rows = 2000;
+    const MatrixSummary summary = summarize_matrix(*dataset.open_matrix(matrix), scan);
+    if (summary.scale == ValueScale::kScaled) {
+      return fmt::format(". {} also looks scaled ({}): annotate the counts or log-normalised values of every gene (--layer NAME)", matrix,
+                         summary.scale_reason);
+    }
+  } catch (const std::exception&) {
   }
   return "";
 }

@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <map>
+#include <set>
 
 #include "genes/gene_names.hpp"
 
@@ -298,8 +299,9 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
     }
   }
   const std::size_t n_matched = result.n_matched();
+  const std::size_t n_gene_vars = result.n_vars() - result.n_other_features;  // antibody tags, peaks: no genes to match
   const std::string matched_text =
-      fmt::format("{} of {} vars ({:.1f}%) matched", n_matched, result.n_vars(), 100.0 * result.fraction_matched());
+      fmt::format("{} of {} vars ({:.1f}%) matched", n_matched, n_gene_vars, 100.0 * result.fraction_matched());
   const std::string table_species = table.species().empty() ? std::string() : " (" + table.species() + ")";
   bool species_warned = false;
   if (n_ensembl > 0 && !table.ensembl_prefix().empty()) {
@@ -327,7 +329,7 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
       species_warned = true;
     }
   }
-  if (!species_warned && result.n_vars() > 0 && 2 * n_matched < result.n_vars()) {
+  if (!species_warned && n_gene_vars > 0 && 2 * n_matched < n_gene_vars) {
     result.warnings.push_back(fmt::format("few genes matched: only {} (column '{}', {} ids); is this the right "
                                           "gene table ({}) and column?",
                                           matched_text, result.column, to_string(result.id_type),
@@ -417,9 +419,20 @@ nlohmann::json GeneResolveResult::to_json() const {
 
 namespace {
 
+/// Whether a feature type names something other than gene expression: Cell Ranger's kinds
+/// (antibody-derived tags of CITE-seq, CRISPR guides, multiplexing tags, ATAC peaks, custom
+/// features) and their common short names. Anything else (Gene Expression, GEX, and the gene
+/// biotypes that CELLxGENE's var['feature_type'] holds: protein_coding, lncRNA, ...) is a gene.
+bool is_other_feature_type(std::string_view kind) {
+  static const std::set<std::string, std::less<>> kOther = {
+      "antibody capture", "crispr guide capture", "multiplexing capture", "peaks", "custom", "adt", "atac", "hto", "antibody", "crispr"};
+  return kOther.find(genes_detail::ascii_lower(kind)) != kOther.end();
+}
+
 /// Flag the vars that a feature-type column (10x: `feature_types` in scanpy's files,
-/// `feature_type` in Cell Ranger's) names as other than gene expression: antibody-derived tags
-/// (CITE-seq), CRISPR guides, multiplexing tags, ATAC peaks. Their counts are no transcripts.
+/// `feature_type` in Cell Ranger's) names as other than gene expression (is_other_feature_type).
+/// Their counts are no transcripts. A column flagging every var is not read (no genes at all is
+/// no CITE-seq file).
 void flag_other_features(const DataFrame& var, GeneResolveResult& result) {
   for (const char* name : {"feature_types", "feature_type"}) {
     const Column* column = var.find(name);
@@ -427,13 +440,15 @@ void flag_other_features(const DataFrame& var, GeneResolveResult& result) {
     const NameSource source = source_of_column(*column);
     std::map<std::string, std::size_t, std::less<>> kinds;
     std::vector<std::uint8_t> other(var.n_rows(), 0);
+    std::size_t n_other = 0;
     for (std::size_t row = 0; row < var.n_rows(); ++row) {
       const std::string_view kind = source.at(row);
-      if (kind.empty() || genes_detail::ascii_lower(kind) == "gene expression" || is_missing_label(kind)) continue;
+      if (!is_other_feature_type(kind)) continue;
       other[row] = 1;
+      ++n_other;
       ++kinds[std::string(kind)];
     }
-    if (kinds.empty()) return;
+    if (kinds.empty() || n_other == var.n_rows()) continue;
     std::vector<std::string> parts;
     for (const auto& [kind, count] : kinds) parts.push_back(fmt::format("{} {}", kind, count));
     result.other_feature = std::move(other);

@@ -150,7 +150,13 @@ struct H5adFile::Impl {
       if (h5::object_type(file.get(), frame_path) == H5O_TYPE_DATASET) {
         fail(fmt::format("{} is a compound dataset (anndata < 0.7); re-save the file with a recent anndata", frame_path));
       }
-      // anndata writes obs/var always; tolerate absence with a generated index.
+      // anndata writes obs/var always; tolerate absence with a generated index (of a sane size:
+      // a shape claimed by a damaged file must not make us allocate gigabytes of names).
+      constexpr std::int64_t kMaxGeneratedIndex = 10'000'000;
+      if (expected_rows > kMaxGeneratedIndex) {
+        fail(fmt::format("{} is missing, and names for {} rows will not be made up: write the file with anndata (it writes {})",
+                         frame_path, expected_rows, frame_path));
+      }
       for (std::int64_t i = 0; i < expected_rows; ++i) frame.index.push_back(std::to_string(i));
       return frame;
     }

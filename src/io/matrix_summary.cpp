@@ -55,9 +55,10 @@ nlohmann::json quantiles_json(const Quantiles& q) {
 /// Relative spread of per-cell totals: (q75 - q25) / median.
 double relative_spread(const Quantiles& q) { return q.median > 0 ? (q.q75 - q.q25) / q.median : 1.0; }
 
-/// Share of values whose ratio to their cell's smallest is whole (0 when none was checked).
+/// Share of values whose ratio to their cell's smallest is whole (0 when fewer than 50 were
+/// checked: a few ratios are whole by chance).
 double whole_share(std::int64_t whole, std::int64_t checked) {
-  return checked > 0 ? static_cast<double>(whole) / static_cast<double>(checked) : 0.0;
+  return checked >= 50 ? static_cast<double>(whole) / static_cast<double>(checked) : 0.0;
 }
 /// Above this share of whole ratios, logged values are read as log of counts scaled per cell
 /// (in the other base, or for values not proportional to counts, about 2% are whole by chance).
@@ -77,7 +78,7 @@ void classify(MatrixSummary& summary) {
     const bool round_off = summary.min_value > -1e-3 && summary.n_negative * 1000 < summary.stored_values;
     summary.scale_reason =
         round_off ? fmt::format("{} tiny negative values (min {:.3g}): round-off in otherwise non-negative values? set them to 0 "
-                                "(X.data[X.data < 0] = 0) or pass --normalize none",
+                                "(X.data[X.data < 0] = 0)",
                                 summary.n_negative, summary.min_value)
                   : fmt::format("{} negative values (min {:.3g}): centred/scaled data, not counts", summary.n_negative, summary.min_value);
     return;
@@ -98,7 +99,9 @@ void classify(MatrixSummary& summary) {
       const double decades = std::log10(std::max(total, 1e-300));
       return std::abs(decades - std::round(decades));
     };
-    if (natural && (!base2 || off_round(summary.expm1_row_totals.median) <= off_round(summary.exp2m1_row_totals.median))) {
+    // (base 2 wins only with a total within 0.01 decade of a power of ten that the natural one lacks)
+    const bool base2_round = off_round(summary.exp2m1_row_totals.median) < 0.01 && off_round(summary.expm1_row_totals.median) >= 0.01;
+    if (natural && (!base2 || !base2_round)) {
       summary.scale = ValueScale::kLogNormalized;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}; expm1 totals are equal per cell ({:.4g}): log1p of normalised counts",
                                          summary.max_value, summary.expm1_row_totals.median);
@@ -301,10 +304,15 @@ std::string choose_counts_matrix(const Dataset& dataset, std::string* why) {
   };
   const std::string first = has("X") ? std::string("X") : sources.front();
   if (sources.size() == 1) return first;
+  // A raw/X saved for other cells (before cells were filtered) is no candidate; asked for by
+  // name (--layer raw), it is refused with the reason.
+  const auto usable_source = [&](const std::string& source) {
+    return has(source) && (source != "raw/X" || dataset.matrix_info(source).n_rows == dataset.n_obs());
+  };
   const auto usable_scale = [](ValueScale scale) {
     return scale != ValueScale::kScaled && scale != ValueScale::kUnknown && scale != ValueScale::kEmpty;
   };
-  if (first != "raw/X" && has("raw/X")) {
+  if (first != "raw/X" && usable_source("raw/X")) {
     // X (and its layers) cut to a gene subset of raw/X: scanpy's `adata.raw = adata`, then X
     // restricted to the highly variable genes. The genes a panel measures count for more than
     // having counts: read raw/X when it is not scaled.
@@ -326,7 +334,7 @@ std::string choose_counts_matrix(const Dataset& dataset, std::string* why) {
   std::string usable;  // with scaled (sc.pp.scale) or no values in X: the first of the others that is not scaled
   MatrixSummary usable_summary;
   for (const std::string candidate : {"layers/counts", "raw/X"}) {
-    if (candidate == first || !has(candidate)) continue;
+    if (candidate == first || !usable_source(candidate)) continue;
     MatrixSummary other = summary_of(candidate);
     if (other.scale == ValueScale::kRawCounts) {
       if (why != nullptr) {

@@ -187,8 +187,14 @@ TEST(ResolveGenes, FeaturesOtherThanGeneExpressionAreNotGenes) {
   EXPECT_NE(result.summary().find("features other than gene expression: 2 (var 'feature_types': Antibody Capture 1, Peaks 1)"),
             std::string::npos)
       << result.summary();
-  // Without the column (or with only gene expression in it), nothing is flagged.
+  // Without the column (or with only gene expression in it), nothing is flagged; nor by
+  // CELLxGENE's var['feature_type'], which holds gene biotypes.
   EXPECT_TRUE(resolve_genes(table, var_with_index({"AAA", "BBB"})).other_feature.empty());
+  DataFrame biotypes = var_with_index({"AAA", "BBB", "CCC"});
+  biotypes.columns.push_back(Column::categorical("feature_type", {"protein_coding", "lncRNA", "GEX"}));
+  const GeneResolveResult genes = resolve_genes(table, biotypes);
+  EXPECT_TRUE(genes.other_feature.empty());
+  EXPECT_EQ(genes.n_matched(), 3U);
 }
 
 TEST(ResolveGenes, BlanksAroundNamesAndGenomePrefixesAreNotPartOfTheGene) {
