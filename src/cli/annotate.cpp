@@ -34,21 +34,19 @@ namespace celltyper::cli {
 
 namespace {
 
-std::string default_annotated_output(const std::string& input) {
-  std::filesystem::path path(input);
-  std::string stem = path.filename().string();
-  if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".h5ad") == 0) stem.resize(stem.size() - 5);
-  return (path.parent_path() / (stem + ".celltyper.h5ad")).string();
-}
-
-/// The CSV written for a 10x input (there is no .h5ad to copy): INPUT.celltyper.csv beside it
-/// (a Cell Ranger .h5 loses its extension; an MTX folder keeps its name).
-std::string default_csv_output(const std::string& input) {
+/// `INPUT` without its extension (.h5ad, .h5) or trailing '/' (an MTX folder), plus `suffix`,
+/// beside the input: the default output of annotate.
+std::string default_output(const std::string& input, const std::string& suffix) {
   std::filesystem::path path(input);
   while (!path.empty() && path.filename().empty()) path = path.parent_path();  // "folder/"
   std::string stem = path.filename().string();
-  if (stem.size() > 3 && stem.compare(stem.size() - 3, 3, ".h5") == 0) stem.resize(stem.size() - 3);
-  return (path.parent_path() / (stem + ".celltyper.csv")).string();
+  for (const std::string extension : {".h5ad", ".h5"}) {
+    if (stem.size() > extension.size() && stem.compare(stem.size() - extension.size(), extension.size(), extension) == 0) {
+      stem.resize(stem.size() - extension.size());
+      break;
+    }
+  }
+  return (path.parent_path() / (stem + suffix)).string();
 }
 
 /// Write the CSV into the temporary file of `output` (committed with the h5ad).
@@ -158,10 +156,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     if (!h5ad && !args->out.empty()) {
       throw InputError(fmt::format("{}: --out writes a copy of an .h5ad input; the labels of {} input go to a CSV (--csv FILE, default "
                                    "{})",
-                                   args->input, dataset->format(), default_csv_output(args->input)));
+                                   args->input, dataset->format(), default_output(args->input, ".celltyper.csv")));
     }
-    const std::string out = !h5ad ? std::string() : args->out.empty() ? default_annotated_output(args->input) : args->out;
-    const std::string csv_path = args->csv.empty() && !h5ad ? default_csv_output(args->input) : args->csv;
+    const std::string out = !h5ad ? std::string() : args->out.empty() ? default_output(args->input, ".celltyper.h5ad") : args->out;
+    const std::string csv_path = args->csv.empty() && !h5ad ? default_output(args->input, ".celltyper.csv") : args->csv;
     std::vector<std::string> inputs = args->models;
     inputs.insert(inputs.end(), {args->input, table_path, args->ontology, args->genes});
     inputs.insert(inputs.end(), args->references.begin(), args->references.end());

@@ -452,7 +452,7 @@ void flag_other_features(const DataFrame& var, GeneResolveResult& result) {
     std::vector<std::string> parts;
     for (const auto& [kind, count] : kinds) parts.push_back(fmt::format("{} {}", kind, count));
     result.other_feature = std::move(other);
-    result.n_other_features = static_cast<std::size_t>(std::count(result.other_feature.begin(), result.other_feature.end(), 1));
+    result.n_other_features = n_other;
     result.other_feature_examples = fmt::format("var '{}': {}", name, fmt::join(parts, ", "));
     return;
   }
