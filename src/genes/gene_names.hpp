@@ -51,6 +51,15 @@ inline std::string ascii_lower(std::string_view name) {
   return lower;
 }
 
+/// `name` with ASCII letters upper-cased.
+inline std::string ascii_upper(std::string_view name) {
+  std::string upper(name);
+  for (char& character : upper) {
+    if (character >= 'a' && character <= 'z') character = static_cast<char>(character - 'a' + 'A');
+  }
+  return upper;
+}
+
 /// Whether `name` is cased like a mouse (or rat) gene symbol: an upper-case first letter, at
 /// least one lower-case letter and no other upper-case letter ("Cd3e", "Gm12345"). Human
 /// open-reading-frame names ("C1orf112") are excluded.

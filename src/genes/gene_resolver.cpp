@@ -78,7 +78,13 @@ NameResolution resolve_exact(const GeneTable& table, std::string_view name) {
     result.match = GeneMatch::kSymbolCaseInsensitive;
     return result;
   }
-  const AliasLookup alias = table.find_alias(name);
+  AliasLookup alias = table.find_alias(name);
+  if (alias.n_genes == 0) {
+    // Lower-cased names ("cd3e", "hla-dra"): NCBI's aliases are upper-case, as the symbols
+    // the case-blind lookup above finds.
+    const std::string upper = genes_detail::ascii_upper(name);
+    if (upper != name) alias = table.find_alias(upper);
+  }
   if (alias.found()) {
     result.gene = alias.gene;
     result.match = GeneMatch::kAlias;

@@ -84,6 +84,18 @@ TEST(ResolveGenes, SymbolIgnoringCaseBeatsExactAlias) {
   EXPECT_EQ(table.gene(table.find_alias("Ccc").gene).symbol, "BBB");
 }
 
+TEST(ResolveGenes, LowerCasedAliasesAreFoundLikeLowerCasedSymbols) {
+  // A file whose symbols were lower-cased loses no gene that only an (upper-case) alias names.
+  const GeneTable table = small_table();
+  const GeneResolveResult result = resolve_genes(table, var_with_index({"old8-x", "alias1", "old8", "shared", "Alias1"}));
+  EXPECT_EQ(result.match, (std::vector<GeneMatch>{GeneMatch::kUnmatched, GeneMatch::kAlias, GeneMatch::kAlias,
+                                                  GeneMatch::kAmbiguous, GeneMatch::kAlias}));
+  EXPECT_EQ(table.gene(result.gene_index[1]).symbol, "AAA");
+  EXPECT_EQ(table.gene(result.gene_index[2]).symbol, "C1orf1");
+  EXPECT_EQ(result.gene_index[4], kNoGene);  // AAA is read from "alias1", the earlier of two equal matches
+  EXPECT_EQ(resolve_genes(table, var_with_index({"ccc"})).match[0], GeneMatch::kSymbolCaseInsensitive);  // a symbol first
+}
+
 TEST(ResolveGenes, MitochondrialGenesAnswerToTheirHgncSymbols) {
   const GeneTable table = small_table();
   const GeneResolveResult result = resolve_genes(table, var_with_index({"MT-CO2", "mt-Co2", "MTCO2", "COX2"}));
