@@ -72,6 +72,8 @@ struct BlockStreamOptions {
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight (2 double-buffered)
   bool prefetch = true;  ///< read the next block on a second thread while the callback runs
   std::int64_t max_rows = -1;  ///< stream only the first rows (-1: every row)
+  /// Stream only these rows, range after range (empty: every row, or the first max_rows).
+  std::vector<RowRange> rows;
   /// Refuse a block holding NaN or an infinite value (InputError naming the cell and the gene
   /// column): no expression means anything then. `summarize_matrix` (inspect) counts them instead.
   bool refuse_non_finite = true;

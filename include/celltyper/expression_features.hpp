@@ -132,7 +132,7 @@ ExpressionFeatures stream_sparse_expression_features(const Dataset& dataset, con
 ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
                                        const ExpressionOptions& options, double min_panel_fraction = 0.05);
 
-/// Pick (or check) the normalisation of `reader` from a scan of its first cells, as `embed` does:
+/// Pick (or check) the normalisation of `reader` from a scan of 2,000 of its cells, as `embed` does:
 /// `reason` says why, warnings are appended (e.g. log1p asked for already-logged data). With
 /// `relog_log_normalized` (the expression route), "auto" gives log1p(CP10k)-normalised values
 /// kRelog1pCp10k and log2(1 + CP10k) ones kRelog2Cp10k, else kNone; counts and other non-logged

@@ -35,7 +35,10 @@ Quantiles quantiles(std::vector<double> values);
 
 /// Options of `summarize_matrix`.
 struct SummarizeOptions {
-  std::int64_t max_rows = -1;                               ///< scan only the first rows (-1 = all)
+  /// Scan at most this many cells (-1 = all): 8 runs of cells spread over the matrix, so that a
+  /// file joined from differently processed parts is seen whole (the first cells of a CSC
+  /// matrix, whose rows are read by scanning every column).
+  std::int64_t max_rows = -1;
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight
 };
 
@@ -67,6 +70,13 @@ struct MatrixSummary {
   std::int64_t exp2m1_ratios_checked = 0;
   std::int64_t exp2m1_whole_ratios = 0;
   static constexpr double kMaxWholeRatio = 64;
+  /// Cells of whole numbers only (counts) and cells of non-integer values below kLogLikeMax
+  /// (log-normalised): a matrix holding many of both joins differently processed data, and no
+  /// one normalisation suits every cell (`mixed_scales`).
+  std::int64_t integer_rows = 0;
+  std::int64_t log_like_rows = 0;
+  static constexpr double kLogLikeMax = 20;
+  bool mixed_scales = false;
   ValueScale scale = ValueScale::kUnknown;
   std::string scale_reason;            ///< why `scale` was chosen, in words
   std::vector<std::string> warnings;   ///< NaN / Inf / negative values, empty cells, ...
@@ -74,7 +84,7 @@ struct MatrixSummary {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
-/// Stream the matrix once (or its first `max_rows` rows) and summarise it.
+/// Stream the matrix once (or `max_rows` of its cells) and summarise it.
 MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& options = {});
 
 /// raw/X is read first when it measures at least this many times as many genes as X (X cut to
@@ -83,8 +93,8 @@ inline constexpr std::int64_t kRawGeneSupersetRatio = 2;
 
 /// The matrix read when the user names none (`--layer auto`, the default of train, annotate, cv,
 /// tune, embed and extract): raw/X when X is a gene subset of it (kRawGeneSupersetRatio) and it
-/// is not scaled; else X when its first 2,000 cells hold raw counts (or no values); else
-/// the first of layers/counts and raw/X whose first cells hold counts (CELLxGENE files keep
+/// is not scaled; else X when 2,000 of its cells hold raw counts (or no values); else
+/// the first of layers/counts and raw/X whose cells hold counts (CELLxGENE files keep
 /// normalised values in X and the counts in raw/X; scanpy users keep them in a counts layer),
 /// since celltyper normalises counts itself and thins them for depth augmentation; else, when X
 /// holds scaled values (sc.pp.scale), the first of those two that holds unscaled values (scanpy

@@ -111,6 +111,12 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
                                        "or pass --normalize none to use them anyway",
                                        reader.info().source, seen));
         case ValueScale::kUnknown:
+          if (summary.mixed_scales) {
+            // No one normalisation suits counts and log-normalised cells: most labels of one part would be wrong.
+            throw InputError(fmt::format("{}: {}: no one normalisation suits both; give every cell the same processing first (e.g. the "
+                                         "counts of every cell), or pass --normalize NAME to treat every cell one way (log1p-cp10k for counts)",
+                                         matrix, summary.scale_reason));
+          }
           // Not logged, not counts (TPM, FPKM, ambient- or depth-corrected counts): normalised as counts are.
           reason = "auto: " + seen + "; log1p(CP10k) as for counts";
           warnings.push_back(seen + ": normalised as counts (log1p of CP10k); check that this is the matrix you want "

@@ -98,6 +98,16 @@ void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
     while (!blocks.empty() && blocks.back().begin >= options.max_rows) blocks.pop_back();
     if (!blocks.empty()) blocks.back().end = std::min(blocks.back().end, options.max_rows);
   }
+  if (!options.rows.empty()) {
+    std::vector<RowRange> clipped;
+    for (const RowRange& range : options.rows) {
+      for (const RowRange& block : blocks) {
+        const RowRange part{std::max(block.begin, range.begin), std::min(block.end, range.end)};
+        if (part.begin < part.end) clipped.push_back(part);
+      }
+    }
+    blocks = std::move(clipped);
+  }
   if (blocks.empty()) return;
   CsrBlock current;
   CsrBlock next;

@@ -83,6 +83,16 @@ void classify(MatrixSummary& summary) {
                   : fmt::format("{} negative values (min {:.3g}): centred/scaled data, not counts", summary.n_negative, summary.min_value);
     return;
   }
+  const std::int64_t filled_rows = summary.rows_scanned - summary.empty_rows;
+  summary.mixed_scales = summary.n_non_integer > 0 && 20 * summary.integer_rows >= filled_rows && 20 * summary.log_like_rows >= filled_rows;
+  if (summary.mixed_scales) {
+    summary.scale = ValueScale::kUnknown;
+    summary.scale_reason =
+        fmt::format("counts and log-normalised cells mixed: {} of {} cells scanned hold whole numbers only and {} non-integer values "
+                    "below {:.0f} (differently processed data joined?)",
+                    summary.integer_rows, filled_rows, summary.log_like_rows, MatrixSummary::kLogLikeMax);
+    return;
+  }
   if (summary.n_non_integer == 0) {
     summary.scale = ValueScale::kRawCounts;
     summary.scale_reason = fmt::format("non-negative integers (max {:.0f}, median total {:.0f} per cell)", summary.max_value,
@@ -217,6 +227,21 @@ void count_whole_ratios(const CsrBlock& block, std::size_t begin, std::size_t en
 
 constexpr std::size_t kSummaryBlockBytes = std::size_t{8} << 20;
 
+/// The cells a scan of `max_rows` reads: 8 runs spread evenly over the matrix; empty for every
+/// cell (max_rows < 0, or at least half the cells) and for the first ones of a CSC matrix.
+std::vector<RowRange> scan_ranges(const MatrixReader& reader, std::int64_t max_rows) {
+  constexpr std::int64_t kRuns = 8;
+  const std::int64_t n = reader.n_rows();
+  if (max_rows < kRuns || 2 * max_rows >= n || reader.info().encoding == MatrixEncoding::kCsc) return {};
+  std::vector<RowRange> ranges;
+  for (std::int64_t run = 0; run < kRuns; ++run) {
+    const std::int64_t begin = run * (n / kRuns);
+    const std::int64_t size = max_rows / kRuns + (run < max_rows % kRuns ? 1 : 0);
+    ranges.push_back({begin, begin + size});
+  }
+  return ranges;
+}
+
 MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& options) {
   MatrixSummary summary;
   summary.info = reader.info();
@@ -233,13 +258,15 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   // one is summarised, and both buffers are reused, so pages are faulted in once, not per block.
   BlockStreamOptions stream;
   stream.memory_limit_bytes = std::min(options.memory_limit_bytes, kSummaryBlockBytes);
-  stream.max_rows = rows;
+  stream.rows = scan_ranges(reader, options.max_rows);
+  if (stream.rows.empty()) stream.max_rows = rows;
   stream.refuse_non_finite = false;  // counted below
   for_each_block(reader, stream, [&](const CsrBlock& block) {
     for (std::int64_t r = 0; r < block.n_rows; ++r) {
       double total = 0;
       double expm1_total = 0;
       double exp2m1_total = 0;
+      double row_max = 0;
       bool row_non_integer = false;
       const auto begin = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r)]);
       const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r) + 1]);
@@ -256,6 +283,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
         summary.min_value = std::min(summary.min_value, value);
         summary.max_value = std::max(summary.max_value, value);
         if (value < 0) ++summary.n_negative;
+        row_max = std::max(row_max, value);
         const bool is_integer = value == std::floor(value);
         if (!is_integer) {
           ++summary.n_non_integer;
@@ -267,6 +295,8 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
         exp2m1_total += from_integer_table<exp2m1_capped>(value, is_integer);
       }
       if (row_non_integer) count_whole_ratios(block, begin, end, summary);
+      if (row_non_integer && row_max < MatrixSummary::kLogLikeMax) ++summary.log_like_rows;
+      if (!row_non_integer && row_max > 0) ++summary.integer_rows;
       if (end == begin) ++summary.empty_rows;
       summary.stored_values += static_cast<std::int64_t>(end - begin);
       totals.push_back(total);
@@ -286,6 +316,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   classify(summary);
   if (summary.n_nan > 0) summary.warnings.push_back(fmt::format("{} NaN values", summary.n_nan));
   if (summary.n_inf > 0) summary.warnings.push_back(fmt::format("{} infinite values", summary.n_inf));
+  if (summary.mixed_scales) summary.warnings.push_back(summary.scale_reason + ": give every cell the same processing");
   if (summary.n_negative > 0 && summary.scale != ValueScale::kScaled) summary.warnings.push_back(fmt::format("{} negative values", summary.n_negative));
   if (summary.empty_rows > 0) summary.warnings.push_back(fmt::format("{} cells have no stored value", summary.empty_rows));
   if (summary.rows_scanned == 0) summary.warnings.push_back("the matrix has no cells");

@@ -322,7 +322,8 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   // kept in raw, then X and its counts layer cut to 500 highly variable genes and X scaled), and
   // CITE-seq (20 antibody tags beside the genes, var['feature_types']; their counts are no
   // transcripts and stay out of library sizes), and log1p of the counts without normalize_total.
-  // Each annotates as the counts do; NaN in X is one clear error.
+  // Each annotates as the counts do; NaN in X, or counts joined to log-normalised cells, is one
+  // clear error.
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   test::TempDir dir;
@@ -373,7 +374,9 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "a[:439].copy().write_h5ad('{1}/half.h5ad')\n"
       "with h5py.File('{1}/raw_other_cells.h5ad', 'a') as out, h5py.File('{1}/half.h5ad', 'r') as half:\n"
       "    raw = out.create_group('raw'); half.copy('X', raw); half.copy('var', raw)\n"
-      "    raw.attrs['encoding-type'] = 'raw'; raw.attrs['encoding-version'] = '0.1.0'\n",
+      "    raw.attrs['encoding-type'] = 'raw'; raw.attrs['encoding-version'] = '0.1.0'\n"
+      "j = a.copy(); j.X = sp.vstack([a.X[:600], f.X[600:]]).tocsr()\n"
+      "j.write_h5ad('{1}/joined.h5ad')\n",
       reference, dir.path().string());
   const auto made = test::run_program({test::system_python(), "-c", make});
   ASSERT_EQ(made.exit_code, 0) << made.err;
@@ -452,6 +455,13 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
     ASSERT_EQ(embedded.exit_code, 0) << name << ": " << embedded.err;
   }
   EXPECT_EQ(test::read_file(dir.file("counts.npy")), test::read_file(dir.file("cite_seq.npy")));
+  // Counts joined to log1p(CP10k) cells (sc.concat of differently processed samples): no one
+  // normalisation suits both, and the error says so instead of mislabelling one part.
+  const auto joined = annotate("joined");
+  EXPECT_EQ(joined.exit_code, 2) << joined.err;
+  EXPECT_NE(joined.err.find("X: counts and log-normalised cells mixed: 600 of 879 cells scanned hold whole numbers only and 279 non-integer"),
+            std::string::npos)
+      << joined.err;
   const auto nan = annotate("nan");
   EXPECT_EQ(nan.exit_code, 2) << nan.err;
   EXPECT_NE(nan.err.find(dir.file("nan.h5ad") + ": X: cell 0 has a non-finite value (nan) at gene column"), std::string::npos) << nan.err;

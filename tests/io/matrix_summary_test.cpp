@@ -26,8 +26,9 @@ enum class Transform {
   kLog1pGeneScaled,  ///< log1p of counts x a per-gene factor (TPM-like: gene lengths), not proportional to counts
 };
 
-/// `n_cells` cells of Poisson counts (rates 0.2 .. 12 over the genes), then `transform`.
-MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7) {
+/// `n_cells` cells of Poisson counts (rates 0.2 .. 12 over the genes), then `transform` (of the
+/// cells from `transformed_from` on: the earlier ones keep their counts).
+MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7, int transformed_from = 0) {
   std::mt19937 rng(seed);
   DataFrame obs;
   DataFrame var;
@@ -48,6 +49,11 @@ MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7) {
     for (const auto& [g, value] : row) {
       const double cp10k = value / total * 1e4;
       double stored = value;
+      if (i < transformed_from) {
+        matrix.indices.push_back(g);
+        matrix.values.push_back(stored);
+        continue;
+      }
       if (transform == Transform::kCp10k) stored = cp10k;
       if (transform == Transform::kLog1pCp10k) stored = std::log1p(cp10k);
       if (transform == Transform::kLog2Cp10k) stored = std::log2(1.0 + cp10k);
@@ -97,6 +103,29 @@ TEST(MatrixSummary, LogOfCountsScaledPerCellIsReadInItsBase) {
 TEST(MatrixSummary, ASingleCellIsReadInTheBaseThatGivesARoundTotal) {
   EXPECT_EQ(scale_of(1, Transform::kLog1pCp10k), ValueScale::kLogNormalized);
   EXPECT_EQ(scale_of(1, Transform::kLog2Cp10k), ValueScale::kLog2Normalized);
+}
+
+// A file joined from counts and log-normalised cells (sc.concat of differently processed
+// samples) suits no one normalisation: it is reported as mixed wherever the two parts sit, since
+// a scan of 2,000 cells reads 8 runs spread over the matrix, not its first cells.
+TEST(MatrixSummary, CountsJoinedToLogNormalisedCellsAreReportedAsMixed) {
+  SummarizeOptions scan;
+  scan.max_rows = 2000;
+  const MemoryDataset joined = make_cells(6000, Transform::kLog1pCp10k, 7, 5000);  // the last sixth log-normalised
+  const MatrixSummary summary = summarize_matrix(*joined.open_matrix("X"), scan);
+  EXPECT_EQ(summary.rows_scanned, 2000);
+  EXPECT_TRUE(summary.mixed_scales);
+  EXPECT_EQ(summary.scale, ValueScale::kUnknown);
+  EXPECT_NEAR(static_cast<double>(summary.log_like_rows), 2000.0 / 6, 2000.0 / 8 + 1);
+  EXPECT_NE(summary.scale_reason.find("differently processed"), std::string::npos) << summary.scale_reason;
+  // one part alone, or a few stray cells of the other kind, is no mixture
+  const MemoryDataset counts = make_cells(6000, Transform::kLog1pCp10k, 7, 6000);
+  EXPECT_EQ(summarize_matrix(*counts.open_matrix("X"), scan).scale, ValueScale::kRawCounts);
+  const MemoryDataset stray = make_cells(400, Transform::kLog1pCp10k, 7, 10);
+  EXPECT_FALSE(summarize_matrix(*stray.open_matrix("X")).mixed_scales);
+  for (const Transform transform : {Transform::kCp10k, Transform::kLog1pCounts, Transform::kLog2Cp10k, Transform::kLog1pGeneScaled}) {
+    EXPECT_FALSE(summarize_matrix(*make_cells(200, transform).open_matrix("X")).mixed_scales);
+  }
 }
 
 }  // namespace
