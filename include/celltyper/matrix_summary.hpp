@@ -35,9 +35,10 @@ Quantiles quantiles(std::vector<double> values);
 
 /// Options of `summarize_matrix`.
 struct SummarizeOptions {
-  /// Scan at most this many cells (-1 = all): 8 runs of cells spread over the matrix, so that a
-  /// file joined from differently processed parts is seen whole (the first cells of a CSC
-  /// matrix, whose rows are read by scanning every column).
+  /// Scan about this many cells (-1 = all): every cell of a matrix of at most twice as many,
+  /// else 8 runs of cells spread over the matrix, so that a file joined from differently
+  /// processed parts is seen whole (the first cells of a CSC matrix, whose rows are read by
+  /// scanning every column).
   std::int64_t max_rows = -1;
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight
 };

@@ -227,12 +227,14 @@ void count_whole_ratios(const CsrBlock& block, std::size_t begin, std::size_t en
 
 constexpr std::size_t kSummaryBlockBytes = std::size_t{8} << 20;
 
-/// The cells a scan of `max_rows` reads: 8 runs spread evenly over the matrix; empty for every
-/// cell (max_rows < 0, or at least half the cells) and for the first ones of a CSC matrix.
+/// The cells a scan of `max_rows` reads: every cell when max_rows < 0 or the matrix has at most
+/// twice as many; else 8 runs spread evenly over the matrix (the first max_rows cells of a CSC
+/// matrix, whose rows are read by scanning every column).
 std::vector<RowRange> scan_ranges(const MatrixReader& reader, std::int64_t max_rows) {
   constexpr std::int64_t kRuns = 8;
   const std::int64_t n = reader.n_rows();
-  if (max_rows < kRuns || 2 * max_rows >= n || reader.info().encoding == MatrixEncoding::kCsc) return {};
+  if (max_rows < 0 || 2 * max_rows >= n) return {{0, n}};
+  if (max_rows < kRuns || reader.info().encoding == MatrixEncoding::kCsc) return {{0, max_rows}};
   std::vector<RowRange> ranges;
   for (std::int64_t run = 0; run < kRuns; ++run) {
     const std::int64_t begin = run * (n / kRuns);
@@ -247,7 +249,9 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   summary.info = reader.info();
   summary.min_value = std::numeric_limits<double>::infinity();
   summary.max_value = -std::numeric_limits<double>::infinity();
-  const std::int64_t rows = options.max_rows < 0 ? reader.n_rows() : std::min(options.max_rows, reader.n_rows());
+  const std::vector<RowRange> ranges = scan_ranges(reader, options.max_rows);
+  std::int64_t rows = 0;
+  for (const RowRange& range : ranges) rows += range.size();
   std::vector<double> totals;
   std::vector<double> detected;
   std::vector<double> expm1_totals;
@@ -258,8 +262,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   // one is summarised, and both buffers are reused, so pages are faulted in once, not per block.
   BlockStreamOptions stream;
   stream.memory_limit_bytes = std::min(options.memory_limit_bytes, kSummaryBlockBytes);
-  stream.rows = scan_ranges(reader, options.max_rows);
-  if (stream.rows.empty()) stream.max_rows = rows;
+  stream.rows = ranges;
   stream.refuse_non_finite = false;  // counted below
   for_each_block(reader, stream, [&](const CsrBlock& block) {
     for (std::int64_t r = 0; r < block.n_rows; ++r) {

@@ -118,6 +118,12 @@ TEST(MatrixSummary, CountsJoinedToLogNormalisedCellsAreReportedAsMixed) {
   EXPECT_EQ(summary.scale, ValueScale::kUnknown);
   EXPECT_NEAR(static_cast<double>(summary.log_like_rows), 2000.0 / 6, 2000.0 / 8 + 1);
   EXPECT_NE(summary.scale_reason.find("differently processed"), std::string::npos) << summary.scale_reason;
+  // up to twice the cells asked for, every cell is read
+  const MemoryDataset small = make_cells(3000, Transform::kLog1pCp10k, 7, 2500);
+  const MatrixSummary all = summarize_matrix(*small.open_matrix("X"), scan);
+  EXPECT_EQ(all.rows_scanned, 3000);
+  EXPECT_EQ(all.log_like_rows, 500);
+  EXPECT_TRUE(all.mixed_scales);
   // one part alone, or a few stray cells of the other kind, is no mixture
   const MemoryDataset counts = make_cells(6000, Transform::kLog1pCp10k, 7, 6000);
   EXPECT_EQ(summarize_matrix(*counts.open_matrix("X"), scan).scale, ValueScale::kRawCounts);
