@@ -34,13 +34,14 @@ namespace celltyper::cli {
 
 namespace {
 
-/// `INPUT` without its extension (.h5ad, .h5) or trailing '/' (an MTX folder), plus `suffix`,
+/// `INPUT` without its extension (.h5ad, .h5, a text table's .csv / .tsv / .txt with or without
+/// .gz) or trailing '/' (an MTX folder), plus `suffix`,
 /// beside the input: the default output of annotate.
 std::string default_output(const std::string& input, const std::string& suffix) {
   std::filesystem::path path(input);
   while (!path.empty() && path.filename().empty()) path = path.parent_path();  // "folder/"
   std::string stem = path.filename().string();
-  for (const std::string extension : {".h5ad", ".h5"}) {
+  for (const std::string extension : {".h5ad", ".h5", ".csv.gz", ".tsv.gz", ".txt.gz", ".csv", ".tsv", ".txt"}) {
     if (stem.size() > extension.size() && stem.compare(stem.size() - extension.size(), extension.size(), extension) == 0) {
       stem.resize(stem.size() - extension.size());
       break;
@@ -108,9 +109,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                     "on the shared genes from the reference sample it carries)");
   command->add_flag("--allow-low-coverage", args->options.allow_low_coverage,
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
-  command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5 or 10x MTX folder")->required();
+  command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, 10x MTX folder or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
   command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad; .h5ad input only)");
-  command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file (10x input: the output, default INPUT.celltyper.csv)");
+  command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file (10x and text input: the output, default INPUT.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
@@ -151,7 +152,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     }
     const auto dataset = open_dataset(args->input);
     // An .h5ad input is copied with the celltyper_* columns added; a 10x input (Cell Ranger .h5 or
-    // MTX folder) has no .h5ad to copy: its labels go to a CSV.
+    // MTX folder) or a text table has no .h5ad to copy: its labels go to a CSV.
     const bool h5ad = dataset->format() == "h5ad";
     if (!h5ad && !args->out.empty()) {
       throw InputError(fmt::format("{}: --out writes a copy of an .h5ad input; the labels of {} input go to a CSV (--csv FILE, default "

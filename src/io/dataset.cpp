@@ -4,6 +4,7 @@
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/remote.hpp>
 #include <celltyper/tenx.hpp>
+#include <celltyper/text_matrix.hpp>
 
 #include <fmt/format.h>
 
@@ -18,6 +19,7 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path) {
   if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file or directory", path));
   if (std::filesystem::is_directory(path, error)) return open_tenx_mtx(path);
   if (is_tenx_h5(path)) return open_tenx_h5(path);
+  if (is_text_matrix_path(path)) return open_text_matrix(path);  // a GEO-style count table
   return std::make_unique<H5adFile>(path);
 }
 

@@ -7,6 +7,7 @@
 
 #include "io/hdf5_util.hpp"
 
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,9 @@ std::unique_ptr<MatrixReader> open_dense_reader(hid_t file, const std::string& f
 std::unique_ptr<MatrixReader> make_memory_reader(CsrBlockF64 matrix, MatrixInfo info);
 /// A reader over a CSR matrix shared with its owner (never copied).
 std::unique_ptr<MatrixReader> make_memory_reader(std::shared_ptr<const CsrBlockF64> matrix, MatrixInfo info);
+
+/// Whole contents of a plain or gzip-compressed text file (InputError when it cannot be read).
+std::string read_text_file(const std::filesystem::path& path);
 
 /// Check column indices of a block: each in [0, n_cols), none twice in a row. A row stored out
 /// of column order is sorted in place (values follow). Throws InputError naming the file,

@@ -41,10 +41,10 @@ std::vector<std::string> make_unique_names(const std::vector<std::string>& names
   return out;
 }
 
-namespace {
+namespace detail {
 
 /// Whole contents of a plain or gzip-compressed text file.
-std::string read_text(const std::filesystem::path& path) {
+std::string read_text_file(const std::filesystem::path& path) {
   gzFile file = gzopen(path.c_str(), "rb");
   if (file == nullptr) throw InputError(fmt::format("{}: cannot open", path.string()));
   gzbuffer(file, 1 << 20);
@@ -66,8 +66,12 @@ std::string read_text(const std::filesystem::path& path) {
   return text;
 }
 
+}  // namespace detail
+
+namespace {
+
 std::vector<std::vector<std::string>> read_tsv(const std::filesystem::path& path) {
-  const std::string text = read_text(path);
+  const std::string text = detail::read_text_file(path);
   std::vector<std::vector<std::string>> rows;
   std::size_t start = 0;
   while (start < text.size()) {
@@ -163,7 +167,7 @@ class TenxMtxDataset final : public Dataset {
   }
 
   void load_matrix(const std::filesystem::path& file) {
-    const std::string text = read_text(file);
+    const std::string text = detail::read_text_file(file);
     const std::string name = file.string();
     const char* cursor = text.data();
     const char* end = text.data() + text.size();

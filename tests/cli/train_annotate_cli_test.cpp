@@ -375,6 +375,8 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "with h5py.File('{1}/raw_other_cells.h5ad', 'a') as out, h5py.File('{1}/half.h5ad', 'r') as half:\n"
       "    raw = out.create_group('raw'); half.copy('X', raw); half.copy('var', raw)\n"
       "    raw.attrs['encoding-type'] = 'raw'; raw.attrs['encoding-version'] = '0.1.0'\n"
+      "import pandas as pd\n"
+      "pd.DataFrame(a.X.T.toarray().astype(np.int64), index=a.var_names, columns=a.obs_names).to_csv('{1}/geo.tsv.gz', sep='\\t')\n"
       "j = a.copy(); j.X = sp.vstack([a.X[:600], f.X[600:]]).tocsr()\n"
       "j.write_h5ad('{1}/joined.h5ad')\n",
       reference, dir.path().string());
@@ -430,6 +432,10 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   EXPECT_EQ(mtx_out.exit_code, 2) << mtx_out.err;
   EXPECT_NE(mtx_out.err.find("--out writes a copy of an .h5ad input; the labels of 10x-mtx input go to a CSV"), std::string::npos)
       << mtx_out.err;
+  // A GEO-style text table (genes x cells, tab-separated, gzip): the same labels, to a CSV.
+  const auto geo = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("geo.tsv.gz")});
+  ASSERT_EQ(geo.exit_code, 0) << geo.err;
+  EXPECT_EQ(labels_of("geo.celltyper"), counts);
   // Genes x cells: the error says so.
   const auto transposed = annotate("transposed");
   EXPECT_EQ(transposed.exit_code, 2) << transposed.err;

@@ -1,0 +1,29 @@
+/// @file text_matrix.hpp
+/// Count tables as plain text, as GEO series supplements and R / pandas write them: `.csv`,
+/// `.tsv`, `.txt` (each optionally `.gz`), one name per row and per column.
+///  - Delimiter: tab when the first line holds one, else comma, else runs of blanks. Fields
+///    may be double-quoted (R's write.csv).
+///  - Header: the first line names the columns, with or without a corner field (pandas' to_csv
+///    and R's write.csv write one, R's write.table does not). Lines starting with '#' are skipped.
+///  - Leading text fields of each row name it (a gene id and symbol, or a cell name and its
+///    annotations); the rest are numbers.
+///  - Orientation: the side whose names look like cell barcodes (ACGT runs) is the cells, the
+///    side of Ensembl ids the genes; else the longer side is the genes (GEO's genes x cells when
+///    the table has fewer cells than genes).
+/// The whole table is read into memory (as for Cell Ranger MTX).
+#pragma once
+
+#include <celltyper/dataset.hpp>
+
+#include <memory>
+#include <string>
+
+namespace celltyper {
+
+/// Whether `path` names a text table by its extension (.csv, .tsv, .txt, optionally .gz).
+bool is_text_matrix_path(const std::string& path);
+
+/// Open a text count table (see above). Throws InputError naming the line of a malformed row.
+std::unique_ptr<Dataset> open_text_matrix(const std::string& path);
+
+}  // namespace celltyper

@@ -1,0 +1,288 @@
+#include <celltyper/error.hpp>
+#include <celltyper/tenx.hpp>
+#include <celltyper/text_matrix.hpp>
+
+#include "genes/gene_names.hpp"
+#include "io/matrix_readers.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <numeric>
+#include <string_view>
+#include <vector>
+
+namespace celltyper {
+
+namespace {
+
+enum class Delimiter { kTab, kComma, kBlanks };
+
+bool ends_with(std::string_view text, std::string_view suffix) {
+  return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
+}
+
+std::string_view trim(std::string_view field) {
+  while (!field.empty() && (field.front() == ' ' || field.front() == '\t')) field.remove_prefix(1);
+  while (!field.empty() && (field.back() == ' ' || field.back() == '\t')) field.remove_suffix(1);
+  return field;
+}
+
+/// The fields of `line`, views into it, outer double quotes removed (a delimiter inside quotes
+/// is part of the field; a doubled quote inside stays doubled: names rarely hold one).
+void split_fields(std::string_view line, Delimiter delimiter, std::vector<std::string_view>& fields) {
+  fields.clear();
+  std::size_t position = 0;
+  const std::size_t n = line.size();
+  if (delimiter == Delimiter::kBlanks) {
+    while (position < n) {
+      while (position < n && (line[position] == ' ' || line[position] == '\t')) ++position;
+      if (position == n) break;
+      const std::size_t start = position;
+      if (line[position] == '"') {
+        const std::size_t close = line.find('"', position + 1);
+        position = close == std::string_view::npos ? n : close + 1;
+        fields.push_back(line.substr(start + 1, (close == std::string_view::npos ? n : close) - start - 1));
+        continue;
+      }
+      while (position < n && line[position] != ' ' && line[position] != '\t') ++position;
+      fields.push_back(line.substr(start, position - start));
+    }
+    return;
+  }
+  const char separator = delimiter == Delimiter::kTab ? '\t' : ',';
+  while (true) {
+    std::size_t start = position;
+    while (start < n && line[start] == ' ') ++start;
+    if (start < n && line[start] == '"') {
+      std::size_t close = start + 1;
+      while (close < n && !(line[close] == '"' && (close + 1 >= n || line[close + 1] != '"'))) close += line[close] == '"' ? 2 : 1;
+      fields.push_back(line.substr(start + 1, std::min(close, n) - start - 1));
+      position = line.find(separator, std::min(close, n));
+    } else {
+      position = line.find(separator, position);
+      fields.push_back(trim(line.substr(start, position == std::string_view::npos ? std::string_view::npos : position - start)));
+    }
+    if (position == std::string_view::npos) break;
+    ++position;
+  }
+}
+
+/// `field` as a number: decimal or scientific, "NA" / "NaN" / "nan" as NaN (refused later,
+/// naming the cell, as NaN in any matrix is).
+bool parse_number(std::string_view field, double& value) {
+  if (field.empty()) return false;
+  if (field == "NA" || field == "NaN" || field == "nan") {
+    value = std::numeric_limits<double>::quiet_NaN();
+    return true;
+  }
+  const char* begin = field.data();
+  if (*begin == '+') ++begin;
+  const char* end = field.data() + field.size();
+  const auto [stop, error] = std::from_chars(begin, end, value);
+  return error == std::errc() && stop == end;
+}
+
+/// A cell barcode ("AAACCTGAGAAACCAT-1", "sample1_AAACCTGAGAAACCAT"): a run of at least 10 of
+/// A, C, G, T, N.
+bool barcode_like(std::string_view name) {
+  std::size_t run = 0;
+  for (const char character : name) {
+    run = (character == 'A' || character == 'C' || character == 'G' || character == 'T' || character == 'N') ? run + 1 : 0;
+    if (run >= 10) return true;
+  }
+  return false;
+}
+
+bool ensembl_like(std::string_view name) { return genes_detail::ensembl_gene_core(name).has_value(); }
+
+/// Whether at least half of `names` satisfy `predicate` (a sample of up to 1,000, spread).
+template <typename Predicate>
+bool mostly(const std::vector<std::string>& names, Predicate predicate) {
+  if (names.empty()) return false;
+  const std::size_t step = std::max<std::size_t>(1, names.size() / 1000);
+  std::size_t checked = 0;
+  std::size_t yes = 0;
+  for (std::size_t i = 0; i < names.size(); i += step, ++checked) yes += predicate(names[i]) ? 1 : 0;
+  return 2 * yes >= checked;
+}
+
+class TextMatrixDataset final : public Dataset {
+ public:
+  explicit TextMatrixDataset(const std::string& path) : path_(path) { load(); }
+
+  const std::string& path() const override { return path_; }
+  std::string format() const override { return "text"; }
+  std::int64_t n_obs() const override { return static_cast<std::int64_t>(obs_.n_rows()); }
+  std::int64_t n_vars() const override { return static_cast<std::int64_t>(var_.n_rows()); }
+  DataFrame read_obs() const override { return obs_; }
+  DataFrame read_var() const override { return var_; }
+  std::vector<std::string> matrix_sources() const override { return {"X"}; }
+  MatrixInfo matrix_info(const std::string& source) const override {
+    check_source(source);
+    return info_;
+  }
+  std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override {
+    check_source(source);
+    return detail::make_memory_reader(matrix_, info_);
+  }
+
+ private:
+  void check_source(const std::string& source) const {
+    if (source != "X") throw InputError(fmt::format("{}: a text table has one matrix (X), not '{}'", path_, source));
+  }
+
+  void load() {
+    const std::string text = detail::read_text_file(path_);
+    std::vector<std::string_view> lines;
+    for (std::size_t start = 0; start < text.size();) {
+      std::size_t end = text.find('\n', start);
+      if (end == std::string::npos) end = text.size();
+      std::string_view line(text.data() + start, end - start);
+      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+      if (!trim(line).empty() && line.front() != '#') lines.push_back(line);
+      start = end + 1;
+    }
+    if (lines.size() < 2) throw InputError(fmt::format("{}: a text table needs a header line and at least one data line", path_));
+    const std::string_view first = lines.front();
+    const Delimiter delimiter = first.find('\t') != std::string_view::npos  ? Delimiter::kTab
+                                : first.find(',') != std::string_view::npos ? Delimiter::kComma
+                                                                             : Delimiter::kBlanks;
+    std::vector<std::string_view> fields;
+    split_fields(first, delimiter, fields);
+    const std::vector<std::string> header(fields.begin(), fields.end());
+    split_fields(lines[1], delimiter, fields);
+    const std::size_t n_fields = fields.size();
+    // Leading fields that are no numbers name the row; R's write.table leaves the row names'
+    // column out of the header, so a header one short means the first field is a name anyway.
+    const bool no_corner = header.size() + 1 == n_fields;
+    if (!no_corner && header.size() != n_fields) {
+      throw InputError(fmt::format("{}: the header has {} fields but line 2 has {}: not a table of one name and one number per field",
+                                   path_, header.size(), n_fields));
+    }
+    std::size_t n_text = 0;
+    double unused = 0;
+    while (n_text < n_fields && !parse_number(fields[n_text], unused)) ++n_text;
+    if (no_corner) n_text = std::max<std::size_t>(n_text, 1);
+    if (n_text == n_fields) {
+      throw InputError(fmt::format("{}: line 2 holds no number after its {} name fields: not a count table", path_, n_text));
+    }
+    const std::size_t n_values = n_fields - n_text;
+    const std::size_t header_offset = no_corner ? n_text - 1 : n_text;  // first value column's name in the header
+    std::vector<std::string> column_names(header.begin() + static_cast<std::ptrdiff_t>(header_offset), header.end());
+    std::vector<std::string> text_names;  // names of the text columns after the first
+    for (std::size_t k = 1; k < n_text; ++k) {
+      const std::size_t at = no_corner ? k - 1 : k;
+      text_names.push_back(header[at].empty() ? fmt::format("column{}", k + 1) : header[at]);
+    }
+
+    // The table as it is laid out: rows x value columns, CSR, zeros left out.
+    std::vector<std::string> row_names;
+    std::vector<std::vector<std::string>> row_text(n_text > 0 ? n_text - 1 : 0);
+    CsrBlockF64 table;
+    table.reset(0, 0, static_cast<std::int64_t>(n_values));
+    bool integers = true;
+    for (std::size_t l = 1; l < lines.size(); ++l) {
+      split_fields(lines[l], delimiter, fields);
+      if (fields.size() != n_fields) {
+        throw InputError(fmt::format("{}: line {} has {} fields, line 2 has {}", path_, l + 1, fields.size(), n_fields));
+      }
+      row_names.emplace_back(n_text > 0 ? std::string(fields[0]) : std::to_string(l));
+      for (std::size_t k = 1; k < n_text; ++k) row_text[k - 1].emplace_back(fields[k]);
+      for (std::size_t c = 0; c < n_values; ++c) {
+        double value = 0;
+        if (!parse_number(fields[n_text + c], value)) {
+          throw InputError(fmt::format("{}: line {}, column {} ('{}') is not a number", path_, l + 1, n_text + c + 1,
+                                       fields[n_text + c].substr(0, 40)));
+        }
+        if (value == 0) continue;
+        integers = integers && value == std::floor(value);
+        table.indices.push_back(static_cast<std::int32_t>(c));
+        table.values.push_back(value);
+      }
+      table.indptr.push_back(static_cast<std::int64_t>(table.indices.size()));
+      ++table.n_rows;
+    }
+
+    // Which side is the cells: barcodes are cells, Ensembl ids are genes; else the longer side
+    // is the genes (a GEO table of a few hundred cells x 20,000 genes, or its transpose).
+    const bool rows_barcodes = mostly(row_names, barcode_like);
+    const bool columns_barcodes = mostly(column_names, barcode_like);
+    const bool rows_ensembl = mostly(row_names, ensembl_like);
+    const bool columns_ensembl = mostly(column_names, ensembl_like);
+    bool rows_are_genes = row_names.size() >= column_names.size();
+    std::string why = "the longer side read as genes";
+    if ((columns_barcodes && !rows_barcodes) || (rows_ensembl && !columns_ensembl)) {
+      rows_are_genes = true;
+      why = columns_barcodes && !rows_barcodes ? "columns named like cell barcodes" : "rows named by Ensembl ids";
+    } else if ((rows_barcodes && !columns_barcodes) || (columns_ensembl && !rows_ensembl)) {
+      rows_are_genes = false;
+      why = rows_barcodes && !columns_barcodes ? "rows named like cell barcodes" : "columns named by Ensembl ids";
+    }
+
+    if (rows_are_genes) {
+      var_.index = std::move(row_names);
+      for (std::size_t k = 0; k < row_text.size(); ++k) var_.columns.push_back(Column::from_strings(text_names[k], std::move(row_text[k])));
+      obs_.index = std::move(column_names);
+      matrix_ = transpose(table);
+    } else {
+      obs_.index = std::move(row_names);
+      for (std::size_t k = 0; k < row_text.size(); ++k) obs_.columns.push_back(Column::categorical(text_names[k], row_text[k]));
+      var_.index = std::move(column_names);
+      matrix_ = std::move(table);
+    }
+    info_.source = std::string("X");  // not `= "X"`: GCC 12 -O3 raises a bogus -Wrestrict (GCC bug 105329)
+    info_.encoding = MatrixEncoding::kCsr;
+    info_.n_rows = matrix_.n_rows;
+    info_.n_cols = matrix_.n_cols;
+    info_.nnz = matrix_.nnz();
+    info_.value_dtype = integers ? "int64" : "float64";
+    info_.index_dtype = "int32";
+    const char* separator = delimiter == Delimiter::kTab ? "tab" : delimiter == Delimiter::kComma ? "comma" : "blank";
+    info_.compression = fmt::format("text, {}-separated, {} ({}){}", separator, rows_are_genes ? "genes x cells" : "cells x genes", why,
+                                    ends_with(path_, ".gz") ? ", gzip" : "");
+    info_.stored_bytes = static_cast<std::int64_t>(std::filesystem::file_size(path_));
+  }
+
+  /// Rows x columns CSR -> columns x rows CSR (column indices ascending in each new row).
+  static CsrBlockF64 transpose(const CsrBlockF64& table) {
+    CsrBlockF64 out;
+    out.reset(0, table.n_cols, table.n_rows);
+    out.indptr.assign(static_cast<std::size_t>(table.n_cols) + 1, 0);
+    for (const std::int32_t column : table.indices) ++out.indptr[static_cast<std::size_t>(column) + 1];
+    std::partial_sum(out.indptr.begin(), out.indptr.end(), out.indptr.begin());
+    std::vector<std::int64_t> next(out.indptr.begin(), out.indptr.end() - 1);
+    out.indices.resize(table.indices.size());
+    out.values.resize(table.values.size());
+    for (std::int64_t r = 0; r < table.n_rows; ++r) {
+      for (auto k = table.indptr[static_cast<std::size_t>(r)]; k < table.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+        const auto slot = static_cast<std::size_t>(next[static_cast<std::size_t>(table.indices[static_cast<std::size_t>(k)])]++);
+        out.indices[slot] = static_cast<std::int32_t>(r);
+        out.values[slot] = table.values[static_cast<std::size_t>(k)];
+      }
+    }
+    return out;
+  }
+
+  std::string path_;
+  DataFrame obs_;
+  DataFrame var_;
+  CsrBlockF64 matrix_;
+  MatrixInfo info_;
+};
+
+}  // namespace
+
+bool is_text_matrix_path(const std::string& path) {
+  std::string_view name(path);
+  if (ends_with(name, ".gz")) name.remove_suffix(3);
+  return ends_with(name, ".csv") || ends_with(name, ".tsv") || ends_with(name, ".txt");
+}
+
+std::unique_ptr<Dataset> open_text_matrix(const std::string& path) { return std::make_unique<TextMatrixDataset>(path); }
+
+}  // namespace celltyper

@@ -1,0 +1,124 @@
+// Count tables as text, as GEO supplements and R / pandas write them: each layout reads as the
+// same cells x genes matrix, whichever way round the table is, and malformed tables are one
+// clear error naming the line.
+#include <celltyper/dataset.hpp>
+#include <celltyper/error.hpp>
+#include <celltyper/text_matrix.hpp>
+
+#include "support/test_support.hpp"
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+namespace celltyper {
+namespace {
+
+std::string write(const test::TempDir& dir, const std::string& name, const std::string& text) {
+  const std::string path = dir.file(name);
+  if (name.size() > 3 && name.substr(name.size() - 3) == ".gz") {
+    gzFile file = gzopen(path.c_str(), "wb");
+    gzwrite(file, text.data(), static_cast<unsigned>(text.size()));
+    gzclose(file);
+  } else {
+    std::ofstream(path) << text;
+  }
+  return path;
+}
+
+/// The dense cells x genes values of `dataset`'s X.
+std::vector<std::vector<double>> dense(const Dataset& dataset) {
+  const auto reader = dataset.open_matrix("X");
+  CsrBlockF64 block;
+  reader->read_rows(0, reader->n_rows(), block);
+  std::vector<std::vector<double>> out(static_cast<std::size_t>(block.n_rows), std::vector<double>(static_cast<std::size_t>(block.n_cols)));
+  for (std::int64_t r = 0; r < block.n_rows; ++r) {
+    for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+      out[static_cast<std::size_t>(r)][static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] = block.values[static_cast<std::size_t>(k)];
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> values_of(const Column& column) {
+  std::vector<std::string> values;
+  for (std::size_t row = 0; row < column.size(); ++row) values.push_back(column.value_as_string(row));
+  return values;
+}
+
+// Two cells (barcodes) x three genes, in the layouts tools write.
+TEST(TextMatrix, EveryLayoutReadsAsTheSameCellsByGenes) {
+  test::TempDir dir;
+  const std::vector<std::vector<double>> expected{{1, 0, 4}, {0, 2.5, 7}};
+  const std::vector<std::string> cells{"AAACCTGAGAAACCAT-1", "AAACCTGAGAAACGAG-1"};
+  const std::vector<std::string> genes{"CD3E", "MS4A1", "LYZ"};
+  const std::vector<std::pair<std::string, std::string>> layouts{
+      // GEO: genes x cells, tab-separated, a corner field, gzip
+      {"geo.tsv.gz", "gene\tAAACCTGAGAAACCAT-1\tAAACCTGAGAAACGAG-1\nCD3E\t1\t0\nMS4A1\t0\t2.5\nLYZ\t4\t7\n"},
+      // R write.csv: quoted names, an empty corner, CRLF line ends
+      {"r.csv", "\"\",\"AAACCTGAGAAACCAT-1\",\"AAACCTGAGAAACGAG-1\"\r\n\"CD3E\",1,0\r\n\"MS4A1\",0,2.5\r\n\"LYZ\",4,7\r\n"},
+      // R write.table: blank-separated, no corner field
+      {"r.txt", "\"AAACCTGAGAAACCAT-1\" \"AAACCTGAGAAACGAG-1\"\n\"CD3E\" 1 0\n\"MS4A1\" 0 2.5\n\"LYZ\" 4 7\n"},
+      // pandas to_csv of cells x genes, a comment line, scientific notation
+      {"pandas.csv", "# exported\n,CD3E,MS4A1,LYZ\nAAACCTGAGAAACCAT-1,1.0,0.0,4e0\nAAACCTGAGAAACGAG-1,0,2.5,7\n"},
+  };
+  for (const auto& [name, text] : layouts) {
+    SCOPED_TRACE(name);
+    ASSERT_TRUE(is_text_matrix_path(name));
+    const auto dataset = open_dataset(write(dir, name, text));
+    EXPECT_EQ(dataset->format(), "text");
+    EXPECT_EQ(dataset->read_obs().index, cells);
+    EXPECT_EQ(dataset->read_var().index, genes);
+    EXPECT_EQ(dense(*dataset), expected);
+    EXPECT_EQ(dataset->matrix_info("X").value_dtype, "float64");
+  }
+}
+
+// Which side is the cells: barcodes are cells, Ensembl ids genes, else the longer side is genes.
+// Name columns beside the first become var columns (a symbol beside an Ensembl id) or obs
+// columns (a cell type beside a cell name, for `train -l obs:celltype`).
+TEST(TextMatrix, OrientationAndNameColumns) {
+  test::TempDir dir;
+  // Ensembl ids as rows and a symbol column; cells named without barcodes: genes x cells.
+  const auto ensembl = open_dataset(write(dir, "ids.tsv",
+                                          "gene_id\tsymbol\tplate1_A01\tplate1_A02\tplate1_A03\tplate1_A04\n"
+                                          "ENSG00000198851\tCD3E\t5\t0\t1\t2\nENSG00000156738\tMS4A1\t0\t3\t0\t1\n"));
+  EXPECT_EQ(ensembl->n_obs(), 4);
+  EXPECT_EQ(ensembl->n_vars(), 2);
+  EXPECT_EQ(values_of(ensembl->read_var().at("symbol", "var")), (std::vector<std::string>{"CD3E", "MS4A1"}));
+  EXPECT_EQ(ensembl->matrix_info("X").value_dtype, "int64");
+  EXPECT_NE(ensembl->matrix_info("X").compression.find("genes x cells (rows named by Ensembl ids)"), std::string::npos);
+  // Cells x genes with a label column; nothing marks either side, the longer one is the genes.
+  const auto labelled = open_dataset(write(dir, "labelled.csv", "cell,celltype,CD3E,MS4A1,LYZ\nc1,T,4,0,0\nc2,B,0,6,1\n"));
+  EXPECT_EQ(labelled->read_obs().index, (std::vector<std::string>{"c1", "c2"}));
+  EXPECT_EQ(values_of(labelled->read_obs().at("celltype", "obs")), (std::vector<std::string>{"T", "B"}));
+  EXPECT_EQ(labelled->n_vars(), 3);
+  // No row names at all (pandas to_csv(index=False)): rows are cells, numbered from 1.
+  const auto unnamed = open_dataset(write(dir, "unnamed.csv", "CD3E,MS4A1,LYZ\n4,0,0\n0,6,1\n"));
+  EXPECT_EQ(unnamed->read_obs().index, (std::vector<std::string>{"1", "2"}));
+  EXPECT_EQ(unnamed->read_var().index, (std::vector<std::string>{"CD3E", "MS4A1", "LYZ"}));
+}
+
+TEST(TextMatrix, MalformedTablesNameTheLine) {
+  test::TempDir dir;
+  const auto error_of = [&](const std::string& name, const std::string& text) {
+    try {
+      (void)open_dataset(write(dir, name, text));
+    } catch (const InputError& error) {
+      return std::string(error.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of("ragged.csv", "g,c1,c2\nCD3E,1,2\nCD4,1\n").find("ragged.csv: line 3 has 2 fields, line 2 has 3"), std::string::npos);
+  EXPECT_NE(error_of("word.csv", "g,c1,c2\nCD3E,1,x2\n").find("word.csv: line 2, column 3 ('x2') is not a number"), std::string::npos);
+  EXPECT_NE(error_of("header.csv", "g,c1,c2,c3,c4\nCD3E,1,2\n").find("the header has 5 fields but line 2 has 3"), std::string::npos);
+  EXPECT_NE(error_of("names.tsv", "a\tb\nx\ty\n").find("line 2 holds no number after its 2 name fields"), std::string::npos);
+  EXPECT_NE(error_of("short.txt", "just a header\n").find("a header line and at least one data line"), std::string::npos);
+  EXPECT_NE(error_of("empty.csv.gz", "").find("a header line and at least one data line"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace celltyper
