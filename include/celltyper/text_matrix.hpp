@@ -1,8 +1,8 @@
 /// @file text_matrix.hpp
 /// Count tables as plain text, as GEO series supplements and R / pandas write them: `.csv`,
 /// `.tsv`, `.txt` (each optionally `.gz`), one name per row and per column.
-///  - Delimiter: tab when the first line holds one, else comma, else runs of blanks. Fields
-///    may be double-quoted (R's write.csv).
+///  - Delimiter: tab when the first line holds one, else comma, else semicolon, else runs of
+///    blanks. Fields may be double-quoted (R's write.csv); a UTF-8 byte-order mark is skipped.
 ///  - Header: the first line names the columns, with or without a corner field (pandas' to_csv
 ///    and R's write.csv write one, R's write.table does not). Lines starting with '#' are skipped.
 ///  - Leading text fields of each row name it (a gene id and symbol, or a cell name and its

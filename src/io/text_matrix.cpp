@@ -20,7 +20,7 @@ namespace celltyper {
 
 namespace {
 
-enum class Delimiter { kTab, kComma, kBlanks };
+enum class Delimiter { kTab, kComma, kSemicolon, kBlanks };
 
 bool ends_with(std::string_view text, std::string_view suffix) {
   return text.size() >= suffix.size() && text.substr(text.size() - suffix.size()) == suffix;
@@ -54,7 +54,7 @@ void split_fields(std::string_view line, Delimiter delimiter, std::vector<std::s
     }
     return;
   }
-  const char separator = delimiter == Delimiter::kTab ? '\t' : ',';
+  const char separator = delimiter == Delimiter::kTab ? '\t' : delimiter == Delimiter::kSemicolon ? ';' : ',';
   while (true) {
     std::size_t start = position;
     while (start < n && line[start] == ' ') ++start;
@@ -139,7 +139,8 @@ class TextMatrixDataset final : public Dataset {
   void load() {
     const std::string text = detail::read_text_file(path_);
     std::vector<std::string_view> lines;
-    for (std::size_t start = 0; start < text.size();) {
+    const std::size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;  // Excel's UTF-8 byte-order mark
+    for (std::size_t start = bom; start < text.size();) {
       std::size_t end = text.find('\n', start);
       if (end == std::string::npos) end = text.size();
       std::string_view line(text.data() + start, end - start);
@@ -151,6 +152,7 @@ class TextMatrixDataset final : public Dataset {
     const std::string_view first = lines.front();
     const Delimiter delimiter = first.find('\t') != std::string_view::npos  ? Delimiter::kTab
                                 : first.find(',') != std::string_view::npos ? Delimiter::kComma
+                                : first.find(';') != std::string_view::npos ? Delimiter::kSemicolon  // Excel in some locales
                                                                              : Delimiter::kBlanks;
     std::vector<std::string_view> fields;
     split_fields(first, delimiter, fields);
@@ -242,7 +244,10 @@ class TextMatrixDataset final : public Dataset {
     info_.nnz = matrix_.nnz();
     info_.value_dtype = integers ? "int64" : "float64";
     info_.index_dtype = "int32";
-    const char* separator = delimiter == Delimiter::kTab ? "tab" : delimiter == Delimiter::kComma ? "comma" : "blank";
+    const char* separator = delimiter == Delimiter::kTab         ? "tab"
+                            : delimiter == Delimiter::kComma     ? "comma"
+                            : delimiter == Delimiter::kSemicolon ? "semicolon"
+                                                                 : "blank";
     info_.compression = fmt::format("text, {}-separated, {} ({}){}", separator, rows_are_genes ? "genes x cells" : "cells x genes", why,
                                     ends_with(path_, ".gz") ? ", gzip" : "");
     info_.stored_bytes = static_cast<std::int64_t>(std::filesystem::file_size(path_));

@@ -62,6 +62,8 @@ TEST(TextMatrix, EveryLayoutReadsAsTheSameCellsByGenes) {
       {"r.csv", "\"\",\"AAACCTGAGAAACCAT-1\",\"AAACCTGAGAAACGAG-1\"\r\n\"CD3E\",1,0\r\n\"MS4A1\",0,2.5\r\n\"LYZ\",4,7\r\n"},
       // R write.table: blank-separated, no corner field
       {"r.txt", "\"AAACCTGAGAAACCAT-1\" \"AAACCTGAGAAACGAG-1\"\n\"CD3E\" 1 0\n\"MS4A1\" 0 2.5\n\"LYZ\" 4 7\n"},
+      // Excel: a byte-order mark, semicolons
+      {"excel.csv", "\xEF\xBB\xBFgene;AAACCTGAGAAACCAT-1;AAACCTGAGAAACGAG-1\nCD3E;1;0\nMS4A1;0;2.5\nLYZ;4;7\n"},
       // pandas to_csv of cells x genes, a comment line, scientific notation
       {"pandas.csv", "# exported\n,CD3E,MS4A1,LYZ\nAAACCTGAGAAACCAT-1,1.0,0.0,4e0\nAAACCTGAGAAACGAG-1,0,2.5,7\n"},
   };
