@@ -72,7 +72,8 @@ struct BlockStreamOptions {
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight (2 double-buffered)
   bool prefetch = true;  ///< read the next block on a second thread while the callback runs
   std::int64_t max_rows = -1;  ///< stream only the first rows (-1: every row)
-  /// Stream only these rows, range after range (empty: every row, or the first max_rows).
+  /// Stream only these rows, range after range: sorted, disjoint ranges (empty: every row, or
+  /// the first max_rows).
   std::vector<RowRange> rows;
   /// Refuse a block holding NaN or an infinite value (InputError naming the cell and the gene
   /// column): no expression means anything then. `summarize_matrix` (inspect) counts them instead.
@@ -119,8 +120,9 @@ class Dataset {
   [[nodiscard]] virtual std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const = 0;
 };
 
-/// Open `path`, detecting the format: a directory is a Cell Ranger MTX directory, an HDF5 file
-/// with a top-level `matrix` group is a Cell Ranger .h5, any other HDF5 file is an h5ad.
+/// Open `path`, detecting the format: a directory is an MTX directory (Cell Ranger, STARsolo,
+/// kallisto | bustools, alevin-fry), an HDF5 file with a top-level `matrix` group is a Cell
+/// Ranger .h5, a .csv / .tsv / .txt (optionally .gz) a text count table, any other file an h5ad.
 /// Throws InputError for missing, non-HDF5 or malformed files.
 std::unique_ptr<Dataset> open_dataset(const std::string& path);
 

@@ -17,7 +17,7 @@ class GeneTable;
 /// Options of `inspect_dataset`.
 struct InspectOptions {
   std::string matrix = "";             ///< matrix to summarise ("" = X, else raw/X if X absent)
-  std::int64_t max_cells = -1;         ///< scan only the first cells of the matrix (-1 = all)
+  std::int64_t max_cells = -1;         ///< scan about this many cells, spread over the matrix (-1 = all)
   std::size_t top_categories = 5;      ///< categories listed per obs column
   const GeneTable* gene_table = nullptr;  ///< when set, report the gene-identity overlap
   /// Instead of `gene_table`: called once the matrix is scanned, its table (or nullptr) used the

@@ -71,9 +71,9 @@ struct MatrixSummary {
   std::int64_t exp2m1_ratios_checked = 0;
   std::int64_t exp2m1_whole_ratios = 0;
   static constexpr double kMaxWholeRatio = 64;
-  /// Cells of whole numbers only (counts) and cells of non-integer values below kLogLikeMax
-  /// (log-normalised): a matrix holding many of both joins differently processed data, and no
-  /// one normalisation suits every cell (`mixed_scales`).
+  /// Cells of whole numbers only (counts) and cells whose values are mostly non-integer and all
+  /// below kLogLikeMax (log-normalised): a matrix holding many of both joins differently
+  /// processed data, and no one normalisation suits every cell (`mixed_scales`).
   std::int64_t integer_rows = 0;
   std::int64_t log_like_rows = 0;
   static constexpr double kLogLikeMax = 20;

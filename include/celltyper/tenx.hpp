@@ -17,7 +17,11 @@
 
 namespace celltyper {
 
-/// Open a Cell Ranger MTX directory (reads the whole matrix into memory: MTX is text).
+/// Open an MTX directory (reads the whole matrix into memory: MTX is text): Cell Ranger's and
+/// STARsolo's matrix.mtx + features.tsv (genes.tsv) + barcodes.tsv (genes x cells), kallisto |
+/// bustools' cells_x_genes.mtx + .genes.txt (+ .genes.names.txt) + .barcodes.txt and alevin-fry's
+/// quants_mat.mtx + quants_mat_cols.txt + quants_mat_rows.txt (cells x genes). A matrix whose
+/// sizes say it is the other way round is read that way.
 std::unique_ptr<Dataset> open_tenx_mtx(const std::string& directory);
 
 /// Open a Cell Ranger .h5 file (streams the matrix from disk).

@@ -8,8 +8,11 @@
 ///  - Leading text fields of each row name it (a gene id and symbol, or a cell name and its
 ///    annotations); the rest are numbers.
 ///  - Orientation: the side whose names look like cell barcodes (ACGT runs) is the cells, the
-///    side of Ensembl ids the genes; else the longer side is the genes (GEO's genes x cells when
-///    the table has fewer cells than genes).
+///    side of Ensembl ids the genes, rows named by numbers are cells; else the header's corner
+///    decides ("gene_id", "symbol": rows are genes; "cell", "barcode": rows are cells); else the
+///    longer side is the genes (GEO's genes x cells when the table has fewer cells than genes).
+///  - A first column of numbers names the rows when the corner is empty or an id ("Cell_Index")
+///    or the numbers rise one by one (pandas' and R's row numbers, BD Rhapsody's cell indexes).
 /// The whole table is read into memory (as for Cell Ranger MTX).
 #pragma once
 

@@ -232,6 +232,11 @@ std::string low_coverage_cause(const Dataset& dataset, const std::string& matrix
     resolve.refuse_row_numbers = false;  // anndata's default cell names "0", "1", ...
     const GeneResolveResult as_genes = resolve_genes(table, cells, resolve);
     if (as_genes.n_matched() >= 20 && 2 * as_genes.n_matched() >= as_genes.n_vars()) {
+      if (dataset.format() == "text") {
+        return fmt::format(". The table was read the wrong way round: {} of its {} cell names are genes (the genes are the side named by "
+                           "Ensembl ids, else by the header's corner: name it 'gene' or 'cell')",
+                           as_genes.n_matched(), as_genes.n_vars());
+      }
       return fmt::format(". The matrix looks transposed: {} of its {} cell names are genes (write it cells x genes, e.g. adata.T)",
                          as_genes.n_matched(), as_genes.n_vars());
     }

@@ -109,7 +109,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                     "on the shared genes from the reference sample it carries)");
   command->add_flag("--allow-low-coverage", args->options.allow_low_coverage,
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
-  command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, 10x MTX folder or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
+  command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry) or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
   command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad; .h5ad input only)");
   command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file (10x and text input: the output, default INPUT.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")

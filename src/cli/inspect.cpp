@@ -65,10 +65,10 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = app.add_subcommand("inspect", "Describe a dataset: shape, encodings, value scale, obs columns, gene ids");
-  command->add_option("file", args->path, "An .h5ad file, a Cell Ranger .h5 file or a Cell Ranger MTX directory (or a celltyper model: what it is)")->required();
+  command->add_option("file", args->path, "An .h5ad file, a Cell Ranger .h5 file, an MTX directory (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry), a text count table (or a celltyper model: what it is)")->required();
   command->add_flag("--json", args->json, "Print machine-readable JSON");
   command->add_option("--layer", args->options.matrix, "Matrix to scan: X (default), raw, or a layer name");
-  command->add_option("--max-cells", args->options.max_cells, "Scan only the first N cells of the matrix (default: all)");
+  command->add_option("--max-cells", args->options.max_cells, "Scan about N cells, in 8 runs spread over the matrix (default: all)");
   command->add_option("--top", args->options.top_categories, "Categories listed per obs column")->capture_default_str();
   command->add_option("--gene-table", args->gene_table,
                       "Gene table for the gene-id overlap: org.*.eg.db SQLite or TSV (default: $CELLTYPER_GENE_TABLE, else Debian's org.Hs.eg.db)");

@@ -79,9 +79,10 @@ NameResolution resolve_exact(const GeneTable& table, std::string_view name) {
     return result;
   }
   AliasLookup alias = table.find_alias(name);
-  if (alias.n_genes == 0) {
-    // Lower-cased names ("cd3e", "hla-dra"): NCBI's aliases are upper-case, as the symbols
-    // the case-blind lookup above finds.
+  if (alias.n_genes == 0 && std::none_of(name.begin(), name.end(), [](char c) { return c >= 'A' && c <= 'Z'; })) {
+    // Lower-cased names ("cd3e", "hla-dra"): NCBI's aliases are upper-case, as the symbols the
+    // case-blind lookup above finds. Not mouse-cased ones ("Ear2" is a mouse RNase, while EAR2
+    // is an alias of the human NR2F6).
     const std::string upper = genes_detail::ascii_upper(name);
     if (upper != name) alias = table.find_alias(upper);
   }

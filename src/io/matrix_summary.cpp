@@ -233,12 +233,12 @@ constexpr std::size_t kSummaryBlockBytes = std::size_t{8} << 20;
 std::vector<RowRange> scan_ranges(const MatrixReader& reader, std::int64_t max_rows) {
   constexpr std::int64_t kRuns = 8;
   const std::int64_t n = reader.n_rows();
-  if (max_rows < 0 || 2 * max_rows >= n) return {{0, n}};
+  if (max_rows < 0 || max_rows >= n - max_rows) return {{0, n}};
   if (max_rows < kRuns || reader.info().encoding == MatrixEncoding::kCsc) return {{0, max_rows}};
   std::vector<RowRange> ranges;
+  const std::int64_t size = max_rows / kRuns;  // the first and last runs touch the matrix's ends
   for (std::int64_t run = 0; run < kRuns; ++run) {
-    const std::int64_t begin = run * (n / kRuns);
-    const std::int64_t size = max_rows / kRuns + (run < max_rows % kRuns ? 1 : 0);
+    const std::int64_t begin = run * (n - size) / (kRuns - 1);
     ranges.push_back({begin, begin + size});
   }
   return ranges;
@@ -271,6 +271,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
       double exp2m1_total = 0;
       double row_max = 0;
       bool row_non_integer = false;
+      std::size_t row_non_integers = 0;
       const auto begin = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r)]);
       const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r) + 1]);
       for (std::size_t k = begin; k < end; ++k) {
@@ -290,6 +291,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
         const bool is_integer = value == std::floor(value);
         if (!is_integer) {
           ++summary.n_non_integer;
+          ++row_non_integers;
           row_non_integer = true;
         }
         if (value == 0 && sparse) ++summary.n_explicit_zeros;
@@ -298,7 +300,8 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
         exp2m1_total += from_integer_table<exp2m1_capped>(value, is_integer);
       }
       if (row_non_integer) count_whole_ratios(block, begin, end, summary);
-      if (row_non_integer && row_max < MatrixSummary::kLogLikeMax) ++summary.log_like_rows;
+      // (log1p values are all non-integer; EM-quantified counts have a few fractions per cell)
+      if (2 * row_non_integers >= end - begin && row_max < MatrixSummary::kLogLikeMax) ++summary.log_like_rows;
       if (!row_non_integer && row_max > 0) ++summary.integer_rows;
       if (end == begin) ++summary.empty_rows;
       summary.stored_values += static_cast<std::int64_t>(end - begin);

@@ -118,16 +118,47 @@ DataFrame make_obs(std::vector<std::string> barcodes) {
   return obs;
 }
 
+/// One tool's MTX directory: the matrix, its genes (ids, then symbols when the file has two
+/// columns or a symbols file of its own) and its barcodes, and which way round the matrix is.
+struct MtxLayout {
+  const char* tool;
+  std::initializer_list<const char*> matrix;
+  std::initializer_list<const char*> features;
+  std::initializer_list<const char*> symbols;  ///< a file of gene symbols beside the ids (kallisto | bustools)
+  std::initializer_list<const char*> barcodes;
+  bool cells_by_rows;                          ///< cells x genes (the header's first size is the cells)
+};
+
+const MtxLayout kMtxLayouts[] = {
+    {"Cell Ranger / STARsolo", {"matrix.mtx.gz", "matrix.mtx"}, {"features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"}, {},
+     {"barcodes.tsv.gz", "barcodes.tsv"}, false},
+    {"kallisto | bustools", {"cells_x_genes.mtx", "cells_x_genes.mtx.gz"}, {"cells_x_genes.genes.txt"}, {"cells_x_genes.genes.names.txt"},
+     {"cells_x_genes.barcodes.txt"}, true},
+    {"alevin-fry", {"quants_mat.mtx", "quants_mat.mtx.gz"}, {"quants_mat_cols.txt"}, {}, {"quants_mat_rows.txt"}, true},
+};
+
 class TenxMtxDataset final : public Dataset {
  public:
   explicit TenxMtxDataset(const std::string& directory) : path_(directory) {
     const std::filesystem::path dir(directory);
-    const auto matrix_path = find_one(dir, {"matrix.mtx.gz", "matrix.mtx"});
-    const auto features_path = find_one(dir, {"features.tsv.gz", "features.tsv", "genes.tsv.gz", "genes.tsv"});
-    const auto barcodes_path = find_one(dir, {"barcodes.tsv.gz", "barcodes.tsv"});
-    if (matrix_path.empty()) throw InputError(fmt::format("{}: no matrix.mtx[.gz] in this directory (not a Cell Ranger MTX directory)", directory));
-    if (features_path.empty()) throw InputError(fmt::format("{}: no features.tsv[.gz] or genes.tsv", directory));
-    if (barcodes_path.empty()) throw InputError(fmt::format("{}: no barcodes.tsv[.gz]", directory));
+    const MtxLayout* layout = nullptr;
+    std::filesystem::path matrix_path;
+    for (const MtxLayout& candidate : kMtxLayouts) {
+      if (!(matrix_path = find_one(dir, candidate.matrix)).empty()) {
+        layout = &candidate;
+        break;
+      }
+    }
+    if (layout == nullptr) {
+      throw InputError(fmt::format("{}: no matrix.mtx[.gz] (Cell Ranger, STARsolo), cells_x_genes.mtx (kallisto | bustools) or quants_mat.mtx "
+                                   "(alevin-fry) in this directory",
+                                   directory));
+    }
+    const auto features_path = find_one(dir, layout->features);
+    const auto barcodes_path = find_one(dir, layout->barcodes);
+    if (features_path.empty()) throw InputError(fmt::format("{}: no {} beside {}", directory, *layout->features.begin(), matrix_path.filename().string()));
+    if (barcodes_path.empty()) throw InputError(fmt::format("{}: no {} beside {}", directory, *layout->barcodes.begin(), matrix_path.filename().string()));
+    cells_by_rows_ = layout->cells_by_rows;
 
     std::vector<std::string> ids;
     std::vector<std::string> names;
@@ -138,6 +169,13 @@ class TenxMtxDataset final : public Dataset {
       if (row.size() > 2) types.push_back(row[2]);
     }
     if (!types.empty() && types.size() != ids.size()) throw InputError(fmt::format("{}: some lines lack the feature type column", features_path.string()));
+    if (const auto symbols_path = find_one(dir, layout->symbols); !symbols_path.empty()) {
+      names.clear();
+      for (const auto& row : read_tsv(symbols_path)) names.push_back(row[0]);
+      if (names.size() != ids.size()) {
+        throw InputError(fmt::format("{}: {} symbols for {} genes in {}", symbols_path.string(), names.size(), ids.size(), features_path.string()));
+      }
+    }
     std::vector<std::string> barcodes;
     for (const auto& row : read_tsv(barcodes_path)) barcodes.push_back(row[0]);
     var_ = make_var(ids, names, types);
@@ -183,14 +221,19 @@ class TenxMtxDataset final : public Dataset {
     }
     while (cursor < end && *cursor == '%') next_line();
     char* parse_end = nullptr;
-    const long long n_genes = std::strtoll(cursor, &parse_end, 10);
-    const long long n_cells = std::strtoll(parse_end, &parse_end, 10);
+    const long long n_first = std::strtoll(cursor, &parse_end, 10);
+    const long long n_second = std::strtoll(parse_end, &parse_end, 10);
     const long long nnz = std::strtoll(parse_end, &parse_end, 10);
     cursor = parse_end;
     next_line();
+    // Which way round: the layout's, unless the sizes say otherwise (a transposed export).
+    if (n_first != n_second && (cells_by_rows_ ? n_first == n_vars() && n_second == n_obs() : n_first == n_obs() && n_second == n_vars())) {
+      cells_by_rows_ = !cells_by_rows_;
+    }
+    const long long n_genes = cells_by_rows_ ? n_second : n_first;
+    const long long n_cells = cells_by_rows_ ? n_first : n_second;
     if (n_genes != n_vars() || n_cells != n_obs()) {
-      throw InputError(fmt::format("{}: matrix is {} x {} (genes x cells) but there are {} features and {} barcodes", name, n_genes,
-                                   n_cells, n_vars(), n_obs()));
+      throw InputError(fmt::format("{}: matrix is {} x {} but there are {} features and {} barcodes", name, n_first, n_second, n_vars(), n_obs()));
     }
     // Trust no size from the file: every entry takes at least 6 bytes ("1 1 1\n").
     const auto bytes_left = static_cast<long long>(end - cursor);
@@ -202,9 +245,10 @@ class TenxMtxDataset final : public Dataset {
     std::vector<std::int32_t> cells(static_cast<std::size_t>(nnz));
     std::vector<double> values(static_cast<std::size_t>(nnz));
     for (long long k = 0; k < nnz; ++k) {
-      const long long gene = std::strtoll(cursor, &parse_end, 10);
+      long long gene = std::strtoll(cursor, &parse_end, 10);
       if (parse_end == cursor) throw InputError(fmt::format("{}: expected {} entries, found {} (truncated?)", name, nnz, k));
-      const long long cell = std::strtoll(parse_end, &parse_end, 10);
+      long long cell = std::strtoll(parse_end, &parse_end, 10);
+      if (cells_by_rows_) std::swap(gene, cell);
       const double value = std::strtod(parse_end, &parse_end);
       cursor = parse_end;
       if (gene < 1 || gene > n_genes || cell < 1 || cell > n_cells) {
@@ -245,6 +289,7 @@ class TenxMtxDataset final : public Dataset {
   }
 
   std::string path_;
+  bool cells_by_rows_ = false;  ///< the MTX holds cells x genes (kallisto | bustools, alevin-fry)
   DataFrame obs_;
   DataFrame var_;
   CsrBlockF64 matrix_;

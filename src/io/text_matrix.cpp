@@ -12,6 +12,7 @@
 #include <cmath>
 #include <filesystem>
 #include <limits>
+#include <memory>
 #include <numeric>
 #include <string_view>
 #include <vector>
@@ -128,7 +129,7 @@ class TextMatrixDataset final : public Dataset {
   }
   std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override {
     check_source(source);
-    return detail::make_memory_reader(matrix_, info_);
+    return detail::make_memory_reader(matrix_, info_);  // shared, never copied
   }
 
  private:
@@ -137,77 +138,144 @@ class TextMatrixDataset final : public Dataset {
   }
 
   void load() {
-    const std::string text = detail::read_text_file(path_);
-    std::vector<std::string_view> lines;
-    const std::size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;  // Excel's UTF-8 byte-order mark
-    for (std::size_t start = bom; start < text.size();) {
-      std::size_t end = text.find('\n', start);
-      if (end == std::string::npos) end = text.size();
-      std::string_view line(text.data() + start, end - start);
-      if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-      if (!trim(line).empty() && line.front() != '#') lines.push_back(line);
-      start = end + 1;
-    }
-    if (lines.size() < 2) throw InputError(fmt::format("{}: a text table needs a header line and at least one data line", path_));
-    const std::string_view first = lines.front();
-    const Delimiter delimiter = first.find('\t') != std::string_view::npos  ? Delimiter::kTab
-                                : first.find(',') != std::string_view::npos ? Delimiter::kComma
-                                : first.find(';') != std::string_view::npos ? Delimiter::kSemicolon  // Excel in some locales
-                                                                             : Delimiter::kBlanks;
-    std::vector<std::string_view> fields;
-    split_fields(first, delimiter, fields);
-    const std::vector<std::string> header(fields.begin(), fields.end());
-    split_fields(lines[1], delimiter, fields);
-    const std::size_t n_fields = fields.size();
-    // Leading fields that are no numbers name the row; R's write.table leaves the row names'
-    // column out of the header, so a header one short means the first field is a name anyway.
-    const bool no_corner = header.size() + 1 == n_fields;
-    if (!no_corner && header.size() != n_fields) {
-      throw InputError(fmt::format("{}: the header has {} fields but line 2 has {}: not a table of one name and one number per field",
-                                   path_, header.size(), n_fields));
-    }
-    std::size_t n_text = 0;
-    double unused = 0;
-    while (n_text < n_fields && !parse_number(fields[n_text], unused)) ++n_text;
-    if (no_corner) n_text = std::max<std::size_t>(n_text, 1);
-    if (n_text == n_fields) {
-      throw InputError(fmt::format("{}: line 2 holds no number after its {} name fields: not a count table", path_, n_text));
-    }
-    const std::size_t n_values = n_fields - n_text;
-    const std::size_t header_offset = no_corner ? n_text - 1 : n_text;  // first value column's name in the header
-    std::vector<std::string> column_names(header.begin() + static_cast<std::ptrdiff_t>(header_offset), header.end());
-    std::vector<std::string> text_names;  // names of the text columns after the first
-    for (std::size_t k = 1; k < n_text; ++k) {
-      const std::size_t at = no_corner ? k - 1 : k;
-      text_names.push_back(header[at].empty() ? fmt::format("column{}", k + 1) : header[at]);
-    }
-
-    // The table as it is laid out: rows x value columns, CSR, zeros left out.
-    std::vector<std::string> row_names;
-    std::vector<std::vector<std::string>> row_text(n_text > 0 ? n_text - 1 : 0);
+    // The table as it is laid out (rows x value columns, CSR, zeros left out), parsed while the
+    // text is in memory; transposed to cells x genes after the text is freed.
     CsrBlockF64 table;
-    table.reset(0, 0, static_cast<std::int64_t>(n_values));
+    std::vector<std::string> row_names;
+    std::vector<std::string> column_names;
+    std::vector<std::string> text_names;                // names of the text columns after the first
+    std::vector<std::vector<std::string>> row_text;     // their values
+    Delimiter delimiter = Delimiter::kBlanks;
     bool integers = true;
-    for (std::size_t l = 1; l < lines.size(); ++l) {
-      split_fields(lines[l], delimiter, fields);
-      if (fields.size() != n_fields) {
-        throw InputError(fmt::format("{}: line {} has {} fields, line 2 has {}", path_, l + 1, fields.size(), n_fields));
+    bool numbered_cells = false;  // rows named by numbers (row numbers, cell indexes): they are the cells
+    std::string corner;           // the header's name of the row names, lower-cased ("" without one)
+    {
+      const std::string text = detail::read_text_file(path_);
+      struct Line {
+        std::size_t number;  ///< 1-based, as in the file
+        std::string_view text;
+      };
+      std::vector<Line> lines;
+      const std::size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;  // Excel's UTF-8 byte-order mark
+      std::size_t number = 0;
+      for (std::size_t start = bom; start < text.size();) {
+        std::size_t end = text.find('\n', start);
+        if (end == std::string::npos) end = text.size();
+        std::string_view line(text.data() + start, end - start);
+        ++number;
+        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+        // (blank lines, and Excel's rows of empty fields: ",,,,")
+        if (line.find_first_not_of(" \t,;") != std::string_view::npos) lines.push_back({number, line});
+        start = end + 1;
       }
-      row_names.emplace_back(n_text > 0 ? std::string(fields[0]) : std::to_string(l));
-      for (std::size_t k = 1; k < n_text; ++k) row_text[k - 1].emplace_back(fields[k]);
-      for (std::size_t c = 0; c < n_values; ++c) {
-        double value = 0;
-        if (!parse_number(fields[n_text + c], value)) {
-          throw InputError(fmt::format("{}: line {}, column {} ('{}') is not a number", path_, l + 1, n_text + c + 1,
-                                       fields[n_text + c].substr(0, 40)));
+      // Leading '#' lines are comments, but the last of them may be the header ("#gene\tcell1 ...").
+      std::size_t first_plain = 0;
+      while (first_plain < lines.size() && lines[first_plain].text.front() == '#') ++first_plain;
+      if (lines.size() - first_plain < 1) throw InputError(fmt::format("{}: a text table needs a header line and at least one data line", path_));
+      const std::string_view probe = lines[first_plain].text;
+      delimiter = probe.find('\t') != std::string_view::npos  ? Delimiter::kTab
+                  : probe.find(',') != std::string_view::npos ? Delimiter::kComma
+                  : probe.find(';') != std::string_view::npos ? Delimiter::kSemicolon  // Excel in some locales
+                                                               : Delimiter::kBlanks;
+      std::vector<std::string_view> fields;
+      const auto count_fields = [&](std::string_view line) {
+        split_fields(line, delimiter, fields);
+        return fields.size();
+      };
+      std::size_t header_line = first_plain;
+      if (first_plain > 0 && first_plain + 1 < lines.size()) {
+        std::string_view hashed = lines[first_plain - 1].text;
+        while (!hashed.empty() && hashed.front() == '#') hashed.remove_prefix(1);
+        const std::size_t n_hashed = count_fields(hashed);
+        const std::size_t n_next = count_fields(probe);
+        if (n_next == count_fields(lines[first_plain + 1].text) && n_hashed > 1 && (n_hashed == n_next || n_hashed + 1 == n_next)) {
+          header_line = first_plain - 1;
+          lines[header_line].text = hashed;
         }
-        if (value == 0) continue;
-        integers = integers && value == std::floor(value);
-        table.indices.push_back(static_cast<std::int32_t>(c));
-        table.values.push_back(value);
       }
-      table.indptr.push_back(static_cast<std::int64_t>(table.indices.size()));
-      ++table.n_rows;
+      if (lines.size() < header_line + 2) throw InputError(fmt::format("{}: a text table needs a header line and at least one data line", path_));
+      split_fields(lines[header_line].text, delimiter, fields);
+      std::vector<std::string> header(fields.begin(), fields.end());
+      const std::size_t first_data = header_line + 1;
+      const std::size_t n_fields = count_fields(lines[first_data].text);
+      if (header.size() == n_fields + 1 && header.back().empty()) header.pop_back();  // a trailing delimiter in the header only
+      // R's write.table leaves the row names' column out of the header: the first field names the row.
+      const bool no_corner = header.size() + 1 == n_fields;
+      if (!no_corner) corner = genes_detail::ascii_lower(trim(header.front()));
+      if (!no_corner && header.size() != n_fields) {
+        throw InputError(fmt::format("{}: the header (line {}) has {} fields but line {} has {}: not a table of names and numbers", path_,
+                                     lines[header_line].number, header.size(), lines[first_data].number, n_fields));
+      }
+      // Leading fields that are no numbers name the row (the most over the first 100 lines: a
+      // name column may hold "NA"). A first column of numbers names the row too when the
+      // header's corner is empty or an id ("", "Cell_Index", "gene_id": pandas' and R's row
+      // numbers, BD Rhapsody's cell indexes) or its values rise one by one.
+      const std::size_t last_probe = std::min(lines.size(), first_data + 100);
+      std::size_t n_text = 0;
+      double value = 0;
+      for (std::size_t l = first_data; l < last_probe; ++l) {
+        split_fields(lines[l].text, delimiter, fields);
+        std::size_t leading = 0;
+        while (leading < fields.size() && !parse_number(fields[leading], value)) ++leading;
+        n_text = std::max(n_text, leading);
+      }
+      if (no_corner) n_text = std::max<std::size_t>(n_text, 1);
+      if (n_text == 0 && n_fields > 1) {
+        static constexpr std::string_view kIdNames[] = {"", "index", "cell_index", "cellindex", "cell", "cells", "cell_id", "cellid",
+                                                        "cell_name", "barcode", "barcodes", "cell_barcode", "gene", "genes", "gene_id",
+                                                        "geneid", "gene_name", "gene_symbol", "symbol", "id", "name", "row", "rownames"};
+        bool rising = last_probe - first_data >= 3;
+        double previous = -std::numeric_limits<double>::infinity();
+        for (std::size_t l = first_data; rising && l < last_probe; ++l) {
+          split_fields(lines[l].text, delimiter, fields);
+          rising = parse_number(fields[0], value) && value == std::floor(value) && value > previous;
+          previous = value;
+        }
+        if (rising || std::find(std::begin(kIdNames), std::end(kIdNames), corner) != std::end(kIdNames)) {
+          n_text = 1;
+          // Genes have names: rows named by numbers are cells, unless the corner says genes (Entrez ids).
+          numbered_cells = corner.find("gene") == std::string::npos && corner.find("symbol") == std::string::npos;
+        }
+      }
+      if (n_text >= n_fields) {
+        throw InputError(fmt::format("{}: line {} holds no number after its {} name fields: not a count table", path_,
+                                     lines[first_data].number, n_text));
+      }
+      const std::size_t n_values = n_fields - n_text;
+      const std::size_t n_rows = lines.size() - first_data;
+      if (n_values > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max()) ||
+          n_rows > static_cast<std::size_t>(std::numeric_limits<std::int32_t>::max())) {
+        throw InputError(fmt::format("{}: {} rows x {} columns: over 2^31 on a side", path_, n_rows, n_values));
+      }
+      const std::size_t header_offset = no_corner ? n_text - 1 : n_text;  // first value column's name in the header
+      column_names.assign(header.begin() + static_cast<std::ptrdiff_t>(header_offset), header.end());
+      for (std::size_t k = 1; k < n_text; ++k) {
+        const std::size_t at = no_corner ? k - 1 : k;
+        text_names.push_back(header[at].empty() ? fmt::format("column{}", k + 1) : header[at]);
+      }
+      row_text.resize(n_text > 0 ? n_text - 1 : 0);
+      table.reset(0, 0, static_cast<std::int64_t>(n_values));
+      for (std::size_t l = first_data; l < lines.size(); ++l) {
+        split_fields(lines[l].text, delimiter, fields);
+        if (fields.size() != n_fields) {
+          throw InputError(fmt::format("{}: line {} has {} fields, line {} has {}", path_, lines[l].number, fields.size(),
+                                       lines[first_data].number, n_fields));
+        }
+        row_names.emplace_back(n_text > 0 ? std::string(fields[0]) : std::to_string(row_names.size() + 1));
+        for (std::size_t k = 1; k < n_text; ++k) row_text[k - 1].emplace_back(fields[k]);
+        for (std::size_t c = 0; c < n_values; ++c) {
+          if (!parse_number(fields[n_text + c], value)) {
+            throw InputError(fmt::format("{}: line {}, column {} ('{}') is not a number", path_, lines[l].number, n_text + c + 1,
+                                         fields[n_text + c].substr(0, 40)));
+          }
+          if (value == 0) continue;
+          integers = integers && value == std::floor(value);
+          table.indices.push_back(static_cast<std::int32_t>(c));
+          table.values.push_back(value);
+        }
+        table.indptr.push_back(static_cast<std::int64_t>(table.indices.size()));
+        ++table.n_rows;
+      }
     }
 
     // Which side is the cells: barcodes are cells, Ensembl ids are genes; else the longer side
@@ -221,27 +289,38 @@ class TextMatrixDataset final : public Dataset {
     if ((columns_barcodes && !rows_barcodes) || (rows_ensembl && !columns_ensembl)) {
       rows_are_genes = true;
       why = columns_barcodes && !rows_barcodes ? "columns named like cell barcodes" : "rows named by Ensembl ids";
-    } else if ((rows_barcodes && !columns_barcodes) || (columns_ensembl && !rows_ensembl)) {
+    } else if ((rows_barcodes && !columns_barcodes) || (columns_ensembl && !rows_ensembl) || numbered_cells) {
       rows_are_genes = false;
-      why = rows_barcodes && !columns_barcodes ? "rows named like cell barcodes" : "columns named by Ensembl ids";
+      why = rows_barcodes && !columns_barcodes ? "rows named like cell barcodes"
+            : numbered_cells                   ? "rows named by numbers"
+                                               : "columns named by Ensembl ids";
+    } else if (corner.find("gene") != std::string::npos || corner.find("symbol") != std::string::npos ||
+               corner.find("feature") != std::string::npos) {
+      rows_are_genes = true;
+      why = fmt::format("rows named '{}'", corner);
+    } else if (corner.find("cell") != std::string::npos || corner.find("barcode") != std::string::npos) {
+      rows_are_genes = false;
+      why = fmt::format("rows named '{}'", corner);
     }
 
+    auto matrix = std::make_shared<CsrBlockF64>();
     if (rows_are_genes) {
       var_.index = std::move(row_names);
       for (std::size_t k = 0; k < row_text.size(); ++k) var_.columns.push_back(Column::from_strings(text_names[k], std::move(row_text[k])));
       obs_.index = std::move(column_names);
-      matrix_ = transpose(table);
+      *matrix = transpose(table);
     } else {
       obs_.index = std::move(row_names);
       for (std::size_t k = 0; k < row_text.size(); ++k) obs_.columns.push_back(Column::categorical(text_names[k], row_text[k]));
       var_.index = std::move(column_names);
-      matrix_ = std::move(table);
+      *matrix = std::move(table);
     }
+    matrix_ = std::move(matrix);
     info_.source = std::string("X");  // not `= "X"`: GCC 12 -O3 raises a bogus -Wrestrict (GCC bug 105329)
     info_.encoding = MatrixEncoding::kCsr;
-    info_.n_rows = matrix_.n_rows;
-    info_.n_cols = matrix_.n_cols;
-    info_.nnz = matrix_.nnz();
+    info_.n_rows = matrix_->n_rows;
+    info_.n_cols = matrix_->n_cols;
+    info_.nnz = matrix_->nnz();
     info_.value_dtype = integers ? "int64" : "float64";
     info_.index_dtype = "int32";
     const char* separator = delimiter == Delimiter::kTab         ? "tab"
@@ -276,14 +355,15 @@ class TextMatrixDataset final : public Dataset {
   std::string path_;
   DataFrame obs_;
   DataFrame var_;
-  CsrBlockF64 matrix_;
+  std::shared_ptr<const CsrBlockF64> matrix_;
   MatrixInfo info_;
 };
 
 }  // namespace
 
 bool is_text_matrix_path(const std::string& path) {
-  std::string_view name(path);
+  const std::string lower = genes_detail::ascii_lower(path);  // ".CSV" too
+  std::string_view name(lower);
   if (ends_with(name, ".gz")) name.remove_suffix(3);
   return ends_with(name, ".csv") || ends_with(name, ".tsv") || ends_with(name, ".txt");
 }

@@ -24,6 +24,7 @@ enum class Transform {
   kLog1pHalfCounts,  ///< log1p of counts x a per-cell factor (normalize_total to the median library size)
   kLog2Counts,       ///< log2(1 + counts)
   kLog1pGeneScaled,  ///< log1p of counts x a per-gene factor (TPM-like: gene lengths), not proportional to counts
+  kEmCounts,         ///< counts with a fraction on every tenth gene (EM-quantified multi-mapping reads)
 };
 
 /// `n_cells` cells of Poisson counts (rates 0.2 .. 12 over the genes), then `transform` (of the
@@ -61,6 +62,7 @@ MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7, in
       if (transform == Transform::kLog1pHalfCounts) stored = std::log1p(value * cell_factor);
       if (transform == Transform::kLog2Counts) stored = std::log2(1.0 + value);
       if (transform == Transform::kLog1pGeneScaled) stored = std::log1p(value * (1.0 + 0.731 * g));
+      if (transform == Transform::kEmCounts && g % 10 == 0) stored = value + 0.5;
       matrix.indices.push_back(g);
       matrix.values.push_back(stored);
     }
@@ -118,6 +120,12 @@ TEST(MatrixSummary, CountsJoinedToLogNormalisedCellsAreReportedAsMixed) {
   EXPECT_EQ(summary.scale, ValueScale::kUnknown);
   EXPECT_NEAR(static_cast<double>(summary.log_like_rows), 2000.0 / 6, 2000.0 / 8 + 1);
   EXPECT_NE(summary.scale_reason.find("differently processed"), std::string::npos) << summary.scale_reason;
+  // the runs reach both ends: a last 5% is seen too
+  const MemoryDataset tail = make_cells(20000, Transform::kLog1pCp10k, 7, 19000);
+  const MatrixSummary tail_summary = summarize_matrix(*tail.open_matrix("X"), scan);
+  EXPECT_EQ(tail_summary.rows_scanned, 2000);
+  EXPECT_EQ(tail_summary.log_like_rows, 250);
+  EXPECT_TRUE(tail_summary.mixed_scales);
   // up to twice the cells asked for, every cell is read
   const MemoryDataset small = make_cells(3000, Transform::kLog1pCp10k, 7, 2500);
   const MatrixSummary all = summarize_matrix(*small.open_matrix("X"), scan);
@@ -129,6 +137,8 @@ TEST(MatrixSummary, CountsJoinedToLogNormalisedCellsAreReportedAsMixed) {
   EXPECT_EQ(summarize_matrix(*counts.open_matrix("X"), scan).scale, ValueScale::kRawCounts);
   const MemoryDataset stray = make_cells(400, Transform::kLog1pCp10k, 7, 10);
   EXPECT_FALSE(summarize_matrix(*stray.open_matrix("X")).mixed_scales);
+  // EM-quantified counts (a few fractions per cell) beside whole-number cells are counts too
+  EXPECT_FALSE(summarize_matrix(*make_cells(400, Transform::kEmCounts, 7, 200).open_matrix("X")).mixed_scales);
   for (const Transform transform : {Transform::kCp10k, Transform::kLog1pCounts, Transform::kLog2Cp10k, Transform::kLog1pGeneScaled}) {
     EXPECT_FALSE(summarize_matrix(*make_cells(200, transform).open_matrix("X")).mixed_scales);
   }

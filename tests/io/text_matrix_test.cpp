@@ -104,6 +104,34 @@ TEST(TextMatrix, OrientationAndNameColumns) {
   EXPECT_EQ(unnamed->read_var().index, (std::vector<std::string>{"CD3E", "MS4A1", "LYZ"}));
 }
 
+// A first column of numbers is the rows' names, not a gene or a cell of counts, when the
+// corner says so (pandas' and R's row numbers, BD Rhapsody's Cell_Index) or the numbers rise one
+// by one; a '#' header, Excel's empty rows and a header-only trailing delimiter read as meant.
+TEST(TextMatrix, RowNumbersHeadersAndExcelQuirks) {
+  test::TempDir dir;
+  const std::vector<std::string> genes{"CD3E", "MS4A1"};
+  const std::vector<std::vector<double>> counts{{4, 0}, {0, 6}, {1, 1}};
+  const std::vector<std::pair<std::string, std::string>> layouts{
+      {"pandas.csv", ",CD3E,MS4A1\n0,4,0\n1,0,6\n2,1,1\n"},
+      {"r.csv", "\"\",\"CD3E\",\"MS4A1\"\n\"1\",4,0\n\"2\",0,6\n\"3\",1,1\n"},
+      {"bd.csv", "##########\n## BD Rhapsody\n##########\nCell_Index,CD3E,MS4A1\n12,4,0\n57,0,6\n90,1,1\n"},
+      {"rising.CSV", "x,CD3E,MS4A1\n1,4,0\n2,0,6\n3,1,1\n"},
+      {"excel.csv", "cell,CD3E,MS4A1,\nc1,4,0\nc2,0,6\nc3,1,1\n,,\n,,\n"},
+  };
+  for (const auto& [name, text] : layouts) {
+    SCOPED_TRACE(name);
+    const auto dataset = open_dataset(write(dir, name, text));
+    EXPECT_EQ(dataset->read_var().index, genes);
+    EXPECT_EQ(dataset->n_obs(), 3);
+    EXPECT_EQ(dense(*dataset), counts);
+  }
+  EXPECT_EQ(open_dataset(write(dir, "bd2.csv", "## BD\nCell_Index,CD3E,MS4A1\n12,4,0\n57,0,6\n90,1,1\n"))->read_obs().index,
+            (std::vector<std::string>{"12", "57", "90"}));
+  const auto hashed = open_dataset(write(dir, "hashed.tsv", "#gene\tAAACCTGAGAAACCAT-1\tAAACCTGAGAAACGAG-1\nCD3E\t1\t0\nMS4A1\t0\t2\n"));
+  EXPECT_EQ(hashed->read_var().index, genes);
+  EXPECT_EQ(hashed->read_obs().index, (std::vector<std::string>{"AAACCTGAGAAACCAT-1", "AAACCTGAGAAACGAG-1"}));
+}
+
 TEST(TextMatrix, MalformedTablesNameTheLine) {
   test::TempDir dir;
   const auto error_of = [&](const std::string& name, const std::string& text) {
@@ -116,7 +144,9 @@ TEST(TextMatrix, MalformedTablesNameTheLine) {
   };
   EXPECT_NE(error_of("ragged.csv", "g,c1,c2\nCD3E,1,2\nCD4,1\n").find("ragged.csv: line 3 has 2 fields, line 2 has 3"), std::string::npos);
   EXPECT_NE(error_of("word.csv", "g,c1,c2\nCD3E,1,x2\n").find("word.csv: line 2, column 3 ('x2') is not a number"), std::string::npos);
-  EXPECT_NE(error_of("header.csv", "g,c1,c2,c3,c4\nCD3E,1,2\n").find("the header has 5 fields but line 2 has 3"), std::string::npos);
+  EXPECT_NE(error_of("header.csv", "g,c1,c2,c3,c4\nCD3E,1,2\n").find("the header (line 1) has 5 fields but line 2 has 3"), std::string::npos);
+  // line numbers are the file's, comments and blank lines included
+  EXPECT_NE(error_of("lines.csv", "# from GEO\n\ng,c1,c2\nCD3E,1,2\nCD4,1\n").find("lines.csv: line 5 has 2 fields, line 4 has 3"), std::string::npos);
   EXPECT_NE(error_of("names.tsv", "a\tb\nx\ty\n").find("line 2 holds no number after its 2 name fields"), std::string::npos);
   EXPECT_NE(error_of("short.txt", "just a header\n").find("a header line and at least one data line"), std::string::npos);
   EXPECT_NE(error_of("empty.csv.gz", "").find("a header line and at least one data line"), std::string::npos);
