@@ -99,6 +99,23 @@ bool barcode_like(std::string_view name) {
   return false;
 }
 
+/// A per-cell metadata column of Seurat's or scanpy's obs (nCount_RNA, percent.mt, n_genes,
+/// total_counts, seurat_clusters, leiden, S.Score, doublet_score ...), never a gene.
+bool metadata_name(std::string_view name) {
+  const std::string lower = genes_detail::ascii_lower(trim(name));
+  static constexpr std::string_view kPrefixes[] = {"ncount_", "nfeature_", "percent.", "percent_", "pct_", "n_genes", "n_counts",
+                                                   "total_counts", "log1p_", "doublet", "scrublet", "size_factor", "sizefactor"};
+  static constexpr std::string_view kParts[] = {"_snn_res", "cluster", "leiden", "louvain", "umap", "tsne", "score", "orig.ident"};
+  static constexpr std::string_view kNames[] = {"phase", "batch", "sample", "donor", "nuclei", "ngene", "numi", "n_umi", "mt_frac"};
+  for (const std::string_view prefix : kPrefixes) {
+    if (lower.rfind(prefix, 0) == 0) return true;
+  }
+  for (const std::string_view part : kParts) {
+    if (lower.find(part) != std::string::npos) return true;
+  }
+  return std::find(std::begin(kNames), std::end(kNames), lower) != std::end(kNames);
+}
+
 bool ensembl_like(std::string_view name) { return genes_detail::ensembl_gene_core(name).has_value(); }
 
 /// Whether at least half of `names` satisfy `predicate` (a sample of up to 1,000, spread).
@@ -237,6 +254,25 @@ class TextMatrixDataset final : public Dataset {
           numbered_cells = corner.find("gene") == std::string::npos && corner.find("symbol") == std::string::npos;
         }
       }
+      // Per-cell metadata between the names and the counts (a Seurat or scanpy obs written beside
+      // the matrix: nCount_RNA, percent.mt, seurat_clusters, a cell type after them): columns named
+      // like such metadata, or holding text in the first lines, name the rows too, so that no
+      // nCount_RNA is read as a gene.
+      if (n_text > 0) {
+        const std::size_t kProbeFields = 64;  // metadata sits in the first columns
+        std::vector<std::vector<std::string_view>> probe_fields;
+        for (std::size_t l = first_data; l < last_probe; ++l) {
+          split_fields(lines[l].text, delimiter, fields);
+          probe_fields.emplace_back(fields.begin(), fields.begin() + static_cast<std::ptrdiff_t>(std::min(fields.size(), kProbeFields)));
+        }
+        while (n_text < std::min(n_fields, kProbeFields)) {
+          const std::size_t at = no_corner ? n_text - 1 : n_text;
+          bool text_column = metadata_name(header[at]);
+          for (const auto& row : probe_fields) text_column = text_column || (n_text < row.size() && !parse_number(row[n_text], value));
+          if (!text_column) break;
+          ++n_text;
+        }
+      }
       if (n_text >= n_fields) {
         throw InputError(fmt::format("{}: line {} holds no number after its {} name fields: not a count table", path_,
                                      lines[first_data].number, n_text));
@@ -311,7 +347,13 @@ class TextMatrixDataset final : public Dataset {
       *matrix = transpose(table);
     } else {
       obs_.index = std::move(row_names);
-      for (std::size_t k = 0; k < row_text.size(); ++k) obs_.columns.push_back(Column::categorical(text_names[k], row_text[k]));
+      for (std::size_t k = 0; k < row_text.size(); ++k) {
+        // numbers (nCount_RNA, percent.mt) stay numbers; text (cell types, clusters' names) is categorical
+        std::vector<double> numbers(row_text[k].size());
+        bool numeric = !row_text[k].empty();
+        for (std::size_t i = 0; numeric && i < numbers.size(); ++i) numeric = parse_number(row_text[k][i], numbers[i]);
+        obs_.columns.push_back(numeric ? Column::from_floats(text_names[k], std::move(numbers)) : Column::categorical(text_names[k], row_text[k]));
+      }
       var_.index = std::move(column_names);
       *matrix = std::move(table);
     }

@@ -127,6 +127,16 @@ TEST(TextMatrix, RowNumbersHeadersAndExcelQuirks) {
   }
   EXPECT_EQ(open_dataset(write(dir, "bd2.csv", "## BD\nCell_Index,CD3E,MS4A1\n12,4,0\n57,0,6\n90,1,1\n"))->read_obs().index,
             (std::vector<std::string>{"12", "57", "90"}));
+  // A Seurat obs written beside the counts: its numbers are obs columns, not genes.
+  const auto seurat = open_dataset(write(dir, "seurat.csv",
+                                         "cell,orig.ident,nCount_RNA,nFeature_RNA,percent.mt,seurat_clusters,celltype,CD3E,MS4A1\n"
+                                         "c1,pbmc,4,1,0.5,0,T,4,0\nc2,pbmc,6,1,1.5,1,B,0,6\nc3,pbmc,2,2,0,1,B,1,1\n"));
+  EXPECT_EQ(seurat->read_var().index, genes);
+  EXPECT_EQ(dense(*seurat), counts);
+  const DataFrame obs = seurat->read_obs();
+  EXPECT_EQ(obs.at("nCount_RNA", "obs").kind, ColumnKind::kFloat);
+  EXPECT_EQ(obs.at("nCount_RNA", "obs").numbers, (std::vector<double>{4, 6, 2}));
+  EXPECT_EQ(values_of(obs.at("celltype", "obs")), (std::vector<std::string>{"T", "B", "B"}));
   const auto hashed = open_dataset(write(dir, "hashed.tsv", "#gene\tAAACCTGAGAAACCAT-1\tAAACCTGAGAAACGAG-1\nCD3E\t1\t0\nMS4A1\t0\t2\n"));
   EXPECT_EQ(hashed->read_var().index, genes);
   EXPECT_EQ(hashed->read_obs().index, (std::vector<std::string>{"AAACCTGAGAAACCAT-1", "AAACCTGAGAAACGAG-1"}));
