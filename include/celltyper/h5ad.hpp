@@ -147,6 +147,11 @@ struct H5adAdditions {
 void write_h5ad_with_additions(const std::string& input, const std::string& output,
                                const H5adAdditions& additions, bool in_place = false);
 
+/// Write `dataset` (its X, obs and var: a Cell Ranger or text input, read into AnnData's layout)
+/// as a new .h5ad at `output`, with `additions` applied (obs columns replacing same-named ones,
+/// obsm, uns). X is CSR float32, gzip-compressed. The file appears only when complete.
+void write_dataset_h5ad(const Dataset& dataset, const std::string& output, const H5adAdditions& additions);
+
 /// `write_h5ad_with_additions` in two steps, so the copy overlaps other work: the constructor
 /// checks the target and starts copying `input` (kernel-side, on a background thread) to a
 /// temporary file beside `output`; `commit` waits for the copy, applies the additions and renames

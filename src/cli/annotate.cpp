@@ -110,7 +110,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--allow-low-coverage", args->options.allow_low_coverage,
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
   command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry) or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
-  command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad; .h5ad input only)");
+  command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad; for 10x and text input a new .h5ad of its counts, written only when asked)");
   command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file (10x and text input: the output, default INPUT.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
@@ -151,16 +151,12 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
     }
     const auto dataset = open_dataset(args->input);
-    // An .h5ad input is copied with the celltyper_* columns added; a 10x input (Cell Ranger .h5 or
-    // MTX folder) or a text table has no .h5ad to copy: its labels go to a CSV.
+    // An .h5ad input is copied with the celltyper_* columns added. A 10x input (Cell Ranger .h5 or
+    // MTX folder) or a text table has no .h5ad to copy: its labels go to a CSV, or with --out to a
+    // new .h5ad holding its counts, genes and cells (AnnData for scanpy from a GEO table).
     const bool h5ad = dataset->format() == "h5ad";
-    if (!h5ad && !args->out.empty()) {
-      throw InputError(fmt::format("{}: --out writes a copy of an .h5ad input; the labels of {} input go to a CSV (--csv FILE, default "
-                                   "{})",
-                                   args->input, dataset->format(), default_output(args->input, ".celltyper.csv")));
-    }
-    const std::string out = !h5ad ? std::string() : args->out.empty() ? default_output(args->input, ".celltyper.h5ad") : args->out;
-    const std::string csv_path = args->csv.empty() && !h5ad ? default_output(args->input, ".celltyper.csv") : args->csv;
+    const std::string out = !h5ad ? args->out : args->out.empty() ? default_output(args->input, ".celltyper.h5ad") : args->out;
+    const std::string csv_path = args->csv.empty() && !h5ad && out.empty() ? default_output(args->input, ".celltyper.csv") : args->csv;
     std::vector<std::string> inputs = args->models;
     inputs.insert(inputs.end(), {args->input, table_path, args->ontology, args->genes});
     inputs.insert(inputs.end(), args->references.begin(), args->references.end());
@@ -236,9 +232,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     for (const auto& model : models) pointers.push_back(&model);
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
     if (copy) copy->prepare(annotation_additions(annotation));
+    if (!h5ad && !out.empty()) write_dataset_h5ad(*dataset, out, annotation_additions(annotation));
     if (csv) write_csv(*csv, annotation);
     commit_together({copy ? &copy->output() : nullptr, csv ? &*csv : nullptr});  // both files or neither
-    const std::string written = h5ad ? out : csv_path;
+    const std::string written = out.empty() ? csv_path : out;
     const auto counts = label_counts(annotation);
     const ScoreSummary confidence = summarize_scores(annotation.scores);
     if (args->json) {

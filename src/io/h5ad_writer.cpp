@@ -452,6 +452,27 @@ void write_h5ad_with_additions(const std::string& input, const std::string& outp
   target.commit();
 }
 
+void write_dataset_h5ad(const Dataset& dataset, const std::string& output, const H5adAdditions& additions) {
+  DataFrame obs = dataset.read_obs();
+  for (const Column& column : additions.obs_columns) {
+    if (column.size() != obs.n_rows()) {
+      throw InputError(fmt::format("{}: obs column {} has {} rows for {} cells", output, column.name, column.size(), obs.n_rows()));
+    }
+    std::erase_if(obs.columns, [&](const Column& existing) { return existing.name == column.name; });
+    obs.columns.push_back(column);
+  }
+  H5adWriteOptions options;
+  options.gzip_level = 4;  // anndata's compression="gzip"
+  H5adWriter writer(output, dataset.n_obs(), dataset.n_vars(), options);
+  const auto reader = dataset.open_matrix("X");
+  for_each_block(*reader, stream_options(dataset, "X", std::size_t{32} << 20), [&](const CsrBlock& block) { writer.append_rows(block); });
+  writer.write_obs(obs);
+  writer.write_var(dataset.read_var());
+  for (const auto& [name, matrix] : additions.obsm) writer.write_obsm(name, matrix);
+  for (const auto& [name, value] : additions.uns_strings) writer.write_uns_string(name, value);
+  writer.commit();
+}
+
 struct H5adCopy::Impl {
   std::string input;
   std::string output;

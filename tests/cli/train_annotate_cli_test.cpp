@@ -428,14 +428,26 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   const auto mtx = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("mtx") + "/"});
   ASSERT_EQ(mtx.exit_code, 0) << mtx.err;
   EXPECT_EQ(labels_of("mtx.celltyper"), counts);
-  const auto mtx_out = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("mtx"), "-o", dir.file("mtx.h5ad")});
-  EXPECT_EQ(mtx_out.exit_code, 2) << mtx_out.err;
-  EXPECT_NE(mtx_out.err.find("--out writes a copy of an .h5ad input; the labels of 10x-mtx input go to a CSV"), std::string::npos)
-      << mtx_out.err;
   // A GEO-style text table (genes x cells, tab-separated, gzip): the same labels, to a CSV.
   const auto geo = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("geo.tsv.gz")});
   ASSERT_EQ(geo.exit_code, 0) << geo.err;
   EXPECT_EQ(labels_of("geo.celltyper"), counts);
+  // With --out, a 10x or text input becomes a new .h5ad: its counts, genes and cells with the
+  // celltyper_* columns, which anndata reads (the labels equal the counts file's).
+  for (const auto& [input, out] : {std::pair{dir.file("mtx"), dir.file("mtx.h5ad")}, std::pair{dir.file("geo.tsv.gz"), dir.file("geo.h5ad")}}) {
+    const auto written = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", input, "-o", out});
+    ASSERT_EQ(written.exit_code, 0) << written.err;
+    const auto check = test::run_program(
+        {test::system_python(), "-c",
+         fmt::format("import anndata, numpy as np\n"
+                     "a = anndata.read_h5ad('{0}'); c = anndata.read_h5ad('{1}/counts_out.h5ad')\n"
+                     "assert a.shape == c.shape and list(a.obs_names) == list(c.obs_names), a\n"
+                     "assert (a.X != c.X).nnz == 0\n"
+                     "assert list(a.obs['celltyper_label']) == list(c.obs['celltyper_label'])\n"
+                     "assert a.obsm['celltyper_probabilities'].shape[0] == a.n_obs\n",
+                     out, dir.path().string())});
+    EXPECT_EQ(check.exit_code, 0) << input << ": " << check.err;
+  }
   // Genes x cells: the error says so.
   const auto transposed = annotate("transposed");
   EXPECT_EQ(transposed.exit_code, 2) << transposed.err;
