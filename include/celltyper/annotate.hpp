@@ -51,6 +51,9 @@ inline constexpr const char* kGroupByFile = "file";
 
 struct TrainOptions {
   std::vector<std::string> references;    ///< .h5ad files with labelled cells
+  /// A table of per-cell metadata (read_cell_table) joined to every reference's obs by cell name
+  /// (`--obs`: labels kept beside a GEO count table); "" = none.
+  std::string cell_table;
   /// Optional per-reference row masks (same order as `references`; an empty mask = every row):
   /// cells with 0 are left out entirely (cross-validation folds).
   std::vector<std::vector<std::uint8_t>> cell_masks;

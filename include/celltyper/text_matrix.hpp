@@ -29,4 +29,15 @@ bool is_text_matrix_path(const std::string& path);
 /// Open a text count table (see above). Throws InputError naming the line of a malformed row.
 std::unique_ptr<Dataset> open_text_matrix(const std::string& path);
 
+/// A table of per-cell metadata (GEO's "metadata.csv", Seurat's `write.csv(obj@meta.data)`):
+/// one row per cell, its name in the first column, the header naming the columns (with or without
+/// a corner field). Columns of numbers (empty / NA cells allowed) are float columns, the others
+/// categorical. Same delimiter and quoting rules as the count tables.
+DataFrame read_cell_table(const std::string& path);
+
+/// `dataset` with the columns of `table` (from read_cell_table(table_path)) joined to its obs by
+/// cell name, replacing same-named obs columns; a cell the table lacks gets a missing value. Throws
+/// InputError when no cell name of the dataset is in the table.
+std::unique_ptr<Dataset> with_cell_table(std::unique_ptr<Dataset> dataset, const DataFrame& table, const std::string& table_path);
+
 }  // namespace celltyper

@@ -74,7 +74,9 @@ struct OpenedDatasets {
   std::vector<std::unique_ptr<Dataset>> owned;
   std::vector<const Dataset*> views;  ///< one per path, same order
 };
-OpenedDatasets open_datasets(const std::vector<std::string>& paths);
+/// Open every path; with a `cell_table` path, its columns are joined to each dataset's obs by
+/// cell name (with_cell_table).
+OpenedDatasets open_datasets(const std::vector<std::string>& paths, const std::string& cell_table = {});
 
 /// Per label, the Cell Ontology ids its cells carry, with their cell counts.
 using LabelTermIds = std::map<std::string, std::map<std::string, std::int64_t>>;

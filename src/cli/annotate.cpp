@@ -11,6 +11,7 @@
 #include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/output_file.hpp>
+#include <celltyper/text_matrix.hpp>
 #include <celltyper/train.hpp>
 
 #include "cli/columns.hpp"
@@ -68,6 +69,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     std::string out;
     std::string csv;
     std::string over_clustering;
+    std::string cell_table;
     std::string gene_table;
     std::string ontology;
     std::string normalization = "auto";
@@ -116,6 +118,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
   command->add_option("--over-clustering", args->over_clustering, "obs:COLUMN of clusters: add a per-cluster majority vote");
+  command->add_option("--obs", args->cell_table,
+                      "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the query's obs by cell name "
+                      "(clusters for --over-clustering beside a text count table; kept in --out)");
   command->add_option("--layer", args->options.embed.matrix, kLayerHelp)->capture_default_str();
   command->add_option("--gene-table", args->gene_table,
                       "Gene table for resolving var names (default: org.Hs.eg.db; without one, the model's own gene list)");
@@ -150,7 +155,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
         if (command->count(flag) > 0) throw InputError(fmt::format("{} applies to reference mode (--reference) only", flag));
       }
     }
-    const auto dataset = open_dataset(args->input);
+    const std::unique_ptr<Dataset> dataset =
+        args->cell_table.empty() ? open_dataset(args->input) : with_cell_table(open_dataset(args->input), read_cell_table(args->cell_table), args->cell_table);
     // An .h5ad input is copied with the celltyper_* columns added. A 10x input (Cell Ranger .h5 or
     // MTX folder) or a text table has no .h5ad to copy: its labels go to a CSV, or with --out to a
     // new .h5ad holding its counts, genes and cells (AnnData for scanpy from a GEO table).
@@ -158,7 +164,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const std::string out = !h5ad ? args->out : args->out.empty() ? default_output(args->input, ".celltyper.h5ad") : args->out;
     const std::string csv_path = args->csv.empty() && !h5ad && out.empty() ? default_output(args->input, ".celltyper.csv") : args->csv;
     std::vector<std::string> inputs = args->models;
-    inputs.insert(inputs.end(), {args->input, table_path, args->ontology, args->genes});
+    inputs.insert(inputs.end(), {args->input, table_path, args->ontology, args->genes, args->cell_table});
     inputs.insert(inputs.end(), args->references.begin(), args->references.end());
     check_outputs_are_not_inputs({out, csv_path, args->save_model}, inputs);
     args->options.embed.normalization = parse_normalization_choice(args->normalization);

@@ -49,6 +49,9 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       "cv", "Leave-one-group-out cross-validation (donor, technology, or reference file) of train + annotate configurations");
   command->add_option("-r,--reference", args->references, "Labelled .h5ad files (comma-separated or repeated)")->required()->delimiter(',');
   command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
+  command->add_option("--obs", args->options.train.cell_table,
+                      "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
+                      "labels kept beside a text count table");
   command->add_option("--group", args->group, "obs:COLUMN whose groups are held out one at a time, or 'file' (each reference is a group)")
       ->required();
   command->add_option("--folds", args->options.folds, "Only hold out these groups (comma-separated; default: every group)")->delimiter(',');
@@ -92,6 +95,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   command->callback([args, &global] {
     std::vector<std::string> inputs = args->references;
+    inputs.push_back(args->options.train.cell_table);
     inputs.insert(inputs.end(), {args->genes, args->gene_table, args->ontology, args->restrict_genes, args->options.train.label_map});
     check_outputs_are_not_inputs({args->json, args->report}, inputs);
     if (!args->png.empty() && find_chromium().empty()) {

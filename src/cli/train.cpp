@@ -58,6 +58,9 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       ->delimiter(',');
   command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
   command->add_option("--group", args->group, "Group column (donor, batch), obs:COLUMN, or 'file' (each reference is a group): validation holds out whole groups");
+  command->add_option("--obs", args->options.cell_table,
+                      "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
+                      "labels kept beside a text count table");
   command->add_option("-o,--out", args->out, "Model file to write (.h5)")->required();
   command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
   command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
@@ -134,6 +137,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     TrainOptions& options = args->options;
     options.embed.normalization = parse_normalization_choice(args->normalization);
     std::vector<std::string> inputs = args->references;
+    inputs.push_back(args->options.cell_table);
     inputs.insert(inputs.end(), {args->genes, args->gene_table, args->restrict_genes, options.label_map, args->ontology});
     check_outputs_are_not_inputs({args->out, args->out + ".epochs.jsonl"}, inputs);
     options.references = args->references;

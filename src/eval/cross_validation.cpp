@@ -101,7 +101,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
   if (options.harmonize_labels && !can_map) throw InputError("--harmonize-labels needs --ontology or --label-map");
 
   // Cells of every reference (each file opened once for the whole run).
-  const OpenedDatasets opened = open_datasets(base.references);
+  const OpenedDatasets opened = open_datasets(base.references, base.cell_table);
   const std::vector<const Dataset*>& datasets = opened.views;
   std::vector<ReferenceCells> references;
   std::set<std::string> all_labels;

@@ -15,6 +15,7 @@
 #include <memory>
 #include <numeric>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace celltyper {
@@ -401,7 +402,132 @@ class TextMatrixDataset final : public Dataset {
   MatrixInfo info_;
 };
 
+/// `base` with obs columns joined from a cell table; everything else is the base's.
+class CellTableDataset final : public Dataset {
+ public:
+  CellTableDataset(std::unique_ptr<Dataset> base, DataFrame obs) : base_(std::move(base)), obs_(std::move(obs)) {}
+  const std::string& path() const override { return base_->path(); }
+  std::string format() const override { return base_->format(); }
+  std::int64_t n_obs() const override { return base_->n_obs(); }
+  std::int64_t n_vars() const override { return base_->n_vars(); }
+  DataFrame read_obs() const override { return obs_; }
+  DataFrame read_var() const override { return base_->read_var(); }
+  std::vector<std::string> matrix_sources() const override { return base_->matrix_sources(); }
+  DataFrame read_var_of(const std::string& source) const override { return base_->read_var_of(source); }
+  MatrixInfo matrix_info(const std::string& source) const override { return base_->matrix_info(source); }
+  std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override { return base_->open_matrix(source); }
+
+ private:
+  std::unique_ptr<Dataset> base_;
+  DataFrame obs_;
+};
+
 }  // namespace
+
+DataFrame read_cell_table(const std::string& path) {
+  const std::string text = detail::read_text_file(path);
+  std::vector<std::pair<std::size_t, std::string_view>> lines;  // (line number, text)
+  const std::size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+  std::size_t number = 0;
+  for (std::size_t start = bom; start < text.size();) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + start, end - start);
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t,;") != std::string_view::npos && line.front() != '#') lines.emplace_back(number, line);
+    start = end + 1;
+  }
+  if (lines.size() < 2) throw InputError(fmt::format("{}: a cell table needs a header line and at least one cell", path));
+  const std::string_view first = lines.front().second;
+  const Delimiter delimiter = first.find('\t') != std::string_view::npos  ? Delimiter::kTab
+                              : first.find(',') != std::string_view::npos ? Delimiter::kComma
+                              : first.find(';') != std::string_view::npos ? Delimiter::kSemicolon
+                                                                           : Delimiter::kBlanks;
+  std::vector<std::string_view> fields;
+  split_fields(first, delimiter, fields);
+  std::vector<std::string> header(fields.begin(), fields.end());
+  split_fields(lines[1].second, delimiter, fields);
+  const std::size_t n_fields = fields.size();
+  if (header.size() + 1 == n_fields) header.insert(header.begin(), std::string());  // R's write.table: no corner field
+  if (header.size() != n_fields || n_fields < 2) {
+    throw InputError(fmt::format("{}: the header (line {}) has {} fields but line {} has {}: not a table of one cell per line", path,
+                                 lines.front().first, header.size(), lines[1].first, n_fields));
+  }
+  DataFrame table;
+  table.origin = path;
+  std::vector<std::vector<std::string>> values(n_fields - 1);
+  for (std::size_t l = 1; l < lines.size(); ++l) {
+    split_fields(lines[l].second, delimiter, fields);
+    if (fields.size() != n_fields) {
+      throw InputError(fmt::format("{}: line {} has {} fields, line {} has {}", path, lines[l].first, fields.size(), lines[1].first, n_fields));
+    }
+    table.index.emplace_back(fields[0]);
+    for (std::size_t k = 1; k < n_fields; ++k) values[k - 1].emplace_back(fields[k]);
+  }
+  for (std::size_t k = 1; k < n_fields; ++k) {
+    const std::string name = header[k].empty() ? fmt::format("column{}", k + 1) : header[k];
+    std::vector<double> numbers(values[k - 1].size());
+    bool numeric = true;
+    bool any = false;
+    for (std::size_t i = 0; numeric && i < numbers.size(); ++i) {
+      const std::string& value = values[k - 1][i];
+      if (value.empty() || is_missing_label(value)) {
+        numbers[i] = std::numeric_limits<double>::quiet_NaN();
+        continue;
+      }
+      numeric = parse_number(value, numbers[i]);
+      any = true;
+    }
+    table.columns.push_back(numeric && any ? Column::from_floats(name, std::move(numbers)) : Column::categorical(name, values[k - 1]));
+  }
+  return table;
+}
+
+std::unique_ptr<Dataset> with_cell_table(std::unique_ptr<Dataset> dataset, const DataFrame& table, const std::string& table_path) {
+  DataFrame obs = dataset->read_obs();
+  std::unordered_map<std::string_view, std::size_t> row_of;
+  row_of.reserve(table.index.size());
+  for (std::size_t row = 0; row < table.index.size(); ++row) row_of.emplace(table.index[row], row);  // the first of repeated names
+  std::vector<std::int64_t> rows(obs.n_rows(), -1);
+  std::size_t matched = 0;
+  for (std::size_t cell = 0; cell < obs.n_rows(); ++cell) {
+    if (const auto found = row_of.find(obs.index[cell]); found != row_of.end()) {
+      rows[cell] = static_cast<std::int64_t>(found->second);
+      ++matched;
+    }
+  }
+  if (matched == 0) {
+    throw InputError(fmt::format("{}: none of the {} cell names of {} (e.g. {}) is in the first column of {} (e.g. {})", table_path,
+                                 obs.n_rows(), dataset->path(), obs.index.empty() ? std::string("none") : obs.index.front(), table_path,
+                                 table.index.empty() ? std::string("none") : table.index.front()));
+  }
+  for (const Column& column : table.columns) {
+    Column joined;
+    if (column.kind == ColumnKind::kFloat) {
+      std::vector<double> numbers(obs.n_rows(), std::numeric_limits<double>::quiet_NaN());
+      for (std::size_t cell = 0; cell < rows.size(); ++cell) {
+        if (rows[cell] >= 0) numbers[cell] = column.numbers[static_cast<std::size_t>(rows[cell])];
+      }
+      joined = Column::from_floats(column.name, std::move(numbers));
+    } else {
+      std::vector<std::string> labels(obs.n_rows());
+      for (std::size_t cell = 0; cell < rows.size(); ++cell) {
+        if (rows[cell] >= 0) labels[cell] = column.value_as_string(static_cast<std::size_t>(rows[cell]));
+      }
+      joined = Column::categorical(column.name, labels);
+      // cells the table lacks (and its own empty values) are missing, not the category ""
+      if (const auto empty = std::find(joined.categories.begin(), joined.categories.end(), std::string()); empty != joined.categories.end()) {
+        const auto code = static_cast<std::int32_t>(empty - joined.categories.begin());
+        joined.categories.erase(empty);
+        for (auto& value : joined.codes) value = value == code ? -1 : (value > code ? value - 1 : value);
+      }
+    }
+    std::erase_if(obs.columns, [&](const Column& existing) { return existing.name == column.name; });
+    obs.columns.push_back(std::move(joined));
+  }
+  return std::make_unique<CellTableDataset>(std::move(dataset), std::move(obs));
+}
 
 bool is_text_matrix_path(const std::string& path) {
   const std::string lower = genes_detail::ascii_lower(path);  // ".CSV" too

@@ -4,6 +4,7 @@
 #include <celltyper/extract.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/thinned_dataset.hpp>
+#include <celltyper/text_matrix.hpp>
 #include <celltyper/train.hpp>
 
 #include "huge_pages.hpp"
@@ -1758,10 +1759,11 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
   return fit_model_taking(data, split, options, nullptr);
 }
 
-OpenedDatasets open_datasets(const std::vector<std::string>& paths) {
+OpenedDatasets open_datasets(const std::vector<std::string>& paths, const std::string& cell_table) {
   OpenedDatasets opened;
+  const DataFrame table = cell_table.empty() ? DataFrame() : read_cell_table(cell_table);
   for (const auto& path : paths) {
-    opened.owned.push_back(open_dataset(path));
+    opened.owned.push_back(cell_table.empty() ? open_dataset(path) : with_cell_table(open_dataset(path), table, cell_table));
     opened.views.push_back(opened.owned.back().get());
   }
   return opened;
@@ -1769,7 +1771,7 @@ OpenedDatasets open_datasets(const std::vector<std::string>& paths) {
 
 TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table) {
   if (options.references.empty()) throw InputError("train: no reference dataset given");
-  return train_model(open_datasets(options.references).views, options, store, table);
+  return train_model(open_datasets(options.references, options.cell_table).views, options, store, table);
 }
 
 TrainResult train_model(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,

@@ -377,6 +377,7 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "    raw.attrs['encoding-type'] = 'raw'; raw.attrs['encoding-version'] = '0.1.0'\n"
       "import pandas as pd\n"
       "pd.DataFrame(a.X.T.toarray().astype(np.int64), index=a.var_names, columns=a.obs_names).to_csv('{1}/geo.tsv.gz', sep='\\t')\n"
+      "a.obs[['celltype']].iloc[::-1].to_csv('{1}/meta.csv')\n"
       "j = a.copy(); j.X = sp.vstack([a.X[:600], f.X[600:]]).tocsr()\n"
       "j.write_h5ad('{1}/joined.h5ad')\n",
       reference, dir.path().string());
@@ -432,6 +433,21 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   const auto geo = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("geo.tsv.gz")});
   ASSERT_EQ(geo.exit_code, 0) << geo.err;
   EXPECT_EQ(labels_of("geo.celltyper"), counts);
+  // GEO's other file: the labels in a table of their own (here in reverse order), joined by cell
+  // name with --obs: the model equals the one trained on the .h5ad (same labels and scores).
+  for (const auto& [reference, extra] : {std::pair{dir.file("counts.h5ad"), std::string()}, std::pair{dir.file("geo.tsv.gz"), dir.file("meta.csv")}}) {
+    std::vector<std::string> train{"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file(extra.empty() ? "h5ad.model" : "geo.model"), "-q"};
+    if (!extra.empty()) train.insert(train.end(), {"--obs", extra});
+    const auto trained = test::run_cli(train);
+    ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  }
+  for (const std::string name : {"h5ad", "geo"}) {
+    ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file(name + ".model"), "-i", dir.file("counts.h5ad"), "-o", dir.file(name + "_model_out.h5ad"),
+                             "--csv", dir.file(name + "_model.csv"), "-q"})
+                  .exit_code,
+              0);
+  }
+  EXPECT_EQ(test::read_file(dir.file("h5ad_model.csv")), test::read_file(dir.file("geo_model.csv")));
   // With --out, a 10x or text input becomes a new .h5ad: its counts, genes and cells with the
   // celltyper_* columns, which anndata reads (the labels equal the counts file's).
   for (const auto& [input, out] : {std::pair{dir.file("mtx"), dir.file("mtx.h5ad")}, std::pair{dir.file("geo.tsv.gz"), dir.file("geo.h5ad")}}) {

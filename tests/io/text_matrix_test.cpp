@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <cmath>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -140,6 +141,35 @@ TEST(TextMatrix, RowNumbersHeadersAndExcelQuirks) {
   const auto hashed = open_dataset(write(dir, "hashed.tsv", "#gene\tAAACCTGAGAAACCAT-1\tAAACCTGAGAAACGAG-1\nCD3E\t1\t0\nMS4A1\t0\t2\n"));
   EXPECT_EQ(hashed->read_var().index, genes);
   EXPECT_EQ(hashed->read_obs().index, (std::vector<std::string>{"AAACCTGAGAAACCAT-1", "AAACCTGAGAAACGAG-1"}));
+}
+
+// GEO's metadata beside its counts: a cell table joined to obs by cell name (numbers as numbers,
+// cells the table lacks missing); a table naming none of the cells is an error.
+TEST(TextMatrix, CellTablesJoinByCellName) {
+  test::TempDir dir;
+  const std::string counts = write(dir, "counts.csv", "gene,c1,c2,c3\nCD3E,4,0,1\nMS4A1,0,6,1\nLYZ,0,0,9\n");
+  const std::string meta = write(dir, "meta.tsv", "cell\tcelltype\tnCount\nc3\tMono\t11\nc1\tT\t4\nother\tB\tNA\n");
+  const DataFrame table = read_cell_table(meta);
+  EXPECT_EQ(table.index, (std::vector<std::string>{"c3", "c1", "other"}));
+  const auto joined = with_cell_table(open_dataset(counts), table, meta);
+  const DataFrame obs = joined->read_obs();
+  EXPECT_EQ(obs.index, (std::vector<std::string>{"c1", "c2", "c3"}));
+  const Column& celltype = obs.at("celltype", "obs");
+  EXPECT_EQ(celltype.value_as_string(0), "T");
+  EXPECT_TRUE(celltype.is_missing(1));
+  EXPECT_EQ(celltype.value_as_string(2), "Mono");
+  const Column& total = obs.at("nCount", "obs");
+  EXPECT_EQ(total.kind, ColumnKind::kFloat);
+  EXPECT_EQ(total.numbers[0], 4);
+  EXPECT_TRUE(std::isnan(total.numbers[1]));
+  EXPECT_EQ(dense(*joined), dense(*open_dataset(counts)));  // the matrix is the base's
+  const std::string strangers = write(dir, "strangers.csv", "cell,celltype\nx1,T\nx2,B\n");
+  try {
+    (void)with_cell_table(open_dataset(counts), read_cell_table(strangers), strangers);
+    FAIL() << "no error";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("none of the 3 cell names of"), std::string::npos) << error.what();
+  }
 }
 
 TEST(TextMatrix, MalformedTablesNameTheLine) {
