@@ -92,6 +92,8 @@ class Dataset;
 /// "PATH: MATRIX".
 BlockStreamOptions stream_options(const Dataset& dataset, const std::string& matrix, std::size_t memory_limit_bytes);
 
+class H5adFile;
+
 /// A dataset opened for reading.
 class Dataset {
  public:
@@ -118,6 +120,9 @@ class Dataset {
   }
   [[nodiscard]] virtual MatrixInfo matrix_info(const std::string& source) const = 0;
   [[nodiscard]] virtual std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const = 0;
+  /// The .h5ad file behind this dataset (its uns and obsm: an `extract` output's embeddings), or
+  /// nullptr; a dataset wrapping an .h5ad (obs joined from a cell table) gives the wrapped file.
+  [[nodiscard]] virtual const H5adFile* h5ad_file() const { return nullptr; }
 };
 
 /// Open `path`, detecting the format: a directory is an MTX directory (Cell Ranger, STARsolo,

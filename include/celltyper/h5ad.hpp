@@ -56,6 +56,7 @@ struct H5adOpenOptions {
 /// Range requests (see celltyper/remote.hpp).
 class H5adFile final : public Dataset {
  public:
+  [[nodiscard]] const H5adFile* h5ad_file() const override { return this; }
   /// Opens and validates the top level: the file is HDF5, X (or raw/X) exists with a known
   /// encoding, shapes of X / obs / var agree, and sparse `indptr` is monotone from 0 to nnz.
   explicit H5adFile(const std::string& path, const H5adOpenOptions& options = {});

@@ -120,7 +120,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--over-clustering", args->over_clustering, "obs:COLUMN of clusters: add a per-cluster majority vote");
   command->add_option("--obs", args->cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the query's obs by cell name "
-                      "(clusters for --over-clustering beside a text count table; kept in --out)");
+                      "(clusters for --over-clustering beside a text count table; kept in the new .h5ad --out writes for 10x and text input)");
   command->add_option("--layer", args->options.embed.matrix, kLayerHelp)->capture_default_str();
   command->add_option("--gene-table", args->gene_table,
                       "Gene table for resolving var names (default: org.Hs.eg.db; without one, the model's own gene list)");

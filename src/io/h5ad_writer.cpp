@@ -461,13 +461,18 @@ void write_dataset_h5ad(const Dataset& dataset, const std::string& output, const
     std::erase_if(obs.columns, [&](const Column& existing) { return existing.name == column.name; });
     obs.columns.push_back(column);
   }
+  // HDF5 reads '/' in a name as a group path (anndata refuses such column names): '_' instead
+  DataFrame var = dataset.read_var();
+  for (DataFrame* frame : {&obs, &var}) {
+    for (Column& column : frame->columns) std::replace(column.name.begin(), column.name.end(), '/', '_');
+  }
   H5adWriteOptions options;
   options.gzip_level = 4;  // anndata's compression="gzip"
   H5adWriter writer(output, dataset.n_obs(), dataset.n_vars(), options);
   const auto reader = dataset.open_matrix("X");
   for_each_block(*reader, stream_options(dataset, "X", std::size_t{32} << 20), [&](const CsrBlock& block) { writer.append_rows(block); });
   writer.write_obs(obs);
-  writer.write_var(dataset.read_var());
+  writer.write_var(var);
   for (const auto& [name, matrix] : additions.obsm) writer.write_obsm(name, matrix);
   for (const auto& [name, value] : additions.uns_strings) writer.write_uns_string(name, value);
   writer.commit();

@@ -132,7 +132,7 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   report["format"] = dataset.format();
   report["n_cells"] = dataset.n_obs();
   report["n_genes"] = dataset.n_vars();
-  if (const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset)) {
+  if (const auto* h5ad = dataset.h5ad_file()) {
     report["anndata_encoding_version"] = h5ad->encoding_version();
     report["obsm"] = h5ad->keys("obsm");
     report["varm"] = h5ad->keys("varm");

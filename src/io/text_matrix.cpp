@@ -117,6 +117,35 @@ bool metadata_name(std::string_view name) {
   return std::find(std::begin(kNames), std::end(kNames), lower) != std::end(kNames);
 }
 
+/// A per-cell metadata column from its text values: numbers when every present value is a plain
+/// number ("" and NA-like values missing; an id with a leading zero such as donor "01" stays
+/// text), else categorical with the NA-like values missing.
+Column metadata_column(const std::string& name, const std::vector<std::string>& values) {
+  std::vector<double> numbers(values.size(), std::numeric_limits<double>::quiet_NaN());
+  bool numeric = true;
+  bool any = false;
+  for (std::size_t i = 0; numeric && i < values.size(); ++i) {
+    const std::string_view value = trim(values[i]);
+    if (value.empty() || is_missing_label(value)) continue;
+    const bool leading_zero = value.size() > 1 && value[0] == '0' && value[1] >= '0' && value[1] <= '9';
+    numeric = !leading_zero && parse_number(value, numbers[i]);
+    any = true;
+  }
+  if (numeric && any) return Column::from_floats(name, std::move(numbers));
+  Column column = Column::categorical(name, values);
+  // missing values (pandas' "", R's NA) are code -1, not categories
+  std::vector<std::int32_t> new_code(column.categories.size(), -1);
+  std::vector<std::string> kept;
+  for (std::size_t c = 0; c < column.categories.size(); ++c) {
+    if (is_missing_label(column.categories[c])) continue;
+    new_code[c] = static_cast<std::int32_t>(kept.size());
+    kept.push_back(column.categories[c]);
+  }
+  column.categories = std::move(kept);
+  for (auto& code : column.codes) code = code < 0 ? -1 : new_code[static_cast<std::size_t>(code)];
+  return column;
+}
+
 bool ensembl_like(std::string_view name) { return genes_detail::ensembl_gene_core(name).has_value(); }
 
 /// Whether at least half of `names` satisfy `predicate` (a sample of up to 1,000, spread).
@@ -259,7 +288,10 @@ class TextMatrixDataset final : public Dataset {
       // the matrix: nCount_RNA, percent.mt, seurat_clusters, a cell type after them): columns named
       // like such metadata, or holding text in the first lines, name the rows too, so that no
       // nCount_RNA is read as a gene.
-      if (n_text > 0) {
+      // (Not in a genes x cells table: its header names cells, which a name like "Cluster_0_AAAC"
+      // would pass off as metadata.)
+      const bool header_of_cells = mostly(std::vector<std::string>(header.begin() + (no_corner ? 0 : 1), header.end()), barcode_like);
+      if (n_text > 0 && !header_of_cells) {
         const std::size_t kProbeFields = 64;  // metadata sits in the first columns
         std::vector<std::vector<std::string_view>> probe_fields;
         for (std::size_t l = first_data; l < last_probe; ++l) {
@@ -348,13 +380,8 @@ class TextMatrixDataset final : public Dataset {
       *matrix = transpose(table);
     } else {
       obs_.index = std::move(row_names);
-      for (std::size_t k = 0; k < row_text.size(); ++k) {
-        // numbers (nCount_RNA, percent.mt) stay numbers; text (cell types, clusters' names) is categorical
-        std::vector<double> numbers(row_text[k].size());
-        bool numeric = !row_text[k].empty();
-        for (std::size_t i = 0; numeric && i < numbers.size(); ++i) numeric = parse_number(row_text[k][i], numbers[i]);
-        obs_.columns.push_back(numeric ? Column::from_floats(text_names[k], std::move(numbers)) : Column::categorical(text_names[k], row_text[k]));
-      }
+      // numbers (nCount_RNA, percent.mt) stay numbers; text (cell types, clusters' names) is categorical
+      for (std::size_t k = 0; k < row_text.size(); ++k) obs_.columns.push_back(metadata_column(text_names[k], row_text[k]));
       var_.index = std::move(column_names);
       *matrix = std::move(table);
     }
@@ -402,24 +429,63 @@ class TextMatrixDataset final : public Dataset {
   MatrixInfo info_;
 };
 
-/// `base` with obs columns joined from a cell table; everything else is the base's.
+/// `base` with obs columns joined from a cell table (replacing same-named ones); everything else
+/// is the base's. Only the columns asked for are read from the base (a CELLxGENE obs is wide).
 class CellTableDataset final : public Dataset {
  public:
-  CellTableDataset(std::unique_ptr<Dataset> base, DataFrame obs) : base_(std::move(base)), obs_(std::move(obs)) {}
+  CellTableDataset(std::unique_ptr<Dataset> base, std::vector<std::string> index, std::vector<Column> joined, std::vector<std::string> hidden)
+      : base_(std::move(base)), index_(std::move(index)), joined_(std::move(joined)), hidden_(std::move(hidden)) {}
   const std::string& path() const override { return base_->path(); }
   std::string format() const override { return base_->format(); }
   std::int64_t n_obs() const override { return base_->n_obs(); }
   std::int64_t n_vars() const override { return base_->n_vars(); }
-  DataFrame read_obs() const override { return obs_; }
+  DataFrame read_obs() const override { return merge(base_->read_obs()); }
+  DataFrame read_obs_columns(const std::vector<std::string>& names) const override {
+    std::vector<std::string> from_base;
+    for (const std::string& name : names) {
+      if (!is_joined(name)) from_base.push_back(name);
+    }
+    const std::vector<std::string> available = obs_column_names();
+    for (const std::string& name : names) {
+      if (std::find(available.begin(), available.end(), name) == available.end()) {
+        throw InputError(fmt::format("obs of {} has no column '{}' (columns: {})", path(), name, fmt::join(available, ", ")));
+      }
+    }
+    DataFrame frame = merge(base_->read_obs_columns(from_base));
+    std::erase_if(frame.columns, [&](const Column& column) { return std::find(names.begin(), names.end(), column.name) == names.end(); });
+    return frame;
+  }
+  std::vector<std::string> obs_column_names() const override {
+    std::vector<std::string> names;
+    for (const std::string& name : base_->obs_column_names()) {
+      if (!is_joined(name) && !is_hidden(name)) names.push_back(name);
+    }
+    for (const Column& column : joined_) names.push_back(column.name);
+    return names;
+  }
   DataFrame read_var() const override { return base_->read_var(); }
   std::vector<std::string> matrix_sources() const override { return base_->matrix_sources(); }
   DataFrame read_var_of(const std::string& source) const override { return base_->read_var_of(source); }
   MatrixInfo matrix_info(const std::string& source) const override { return base_->matrix_info(source); }
   std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override { return base_->open_matrix(source); }
+  const H5adFile* h5ad_file() const override { return base_->h5ad_file(); }
 
  private:
+  bool is_joined(const std::string& name) const {
+    return std::any_of(joined_.begin(), joined_.end(), [&](const Column& column) { return column.name == name; });
+  }
+  bool is_hidden(const std::string& name) const { return std::find(hidden_.begin(), hidden_.end(), name) != hidden_.end(); }
+  DataFrame merge(DataFrame frame) const {
+    std::erase_if(frame.columns, [&](const Column& column) { return is_joined(column.name) || is_hidden(column.name); });
+    frame.columns.insert(frame.columns.end(), joined_.begin(), joined_.end());
+    frame.index = index_;
+    return frame;
+  }
+
   std::unique_ptr<Dataset> base_;
-  DataFrame obs_;
+  std::vector<std::string> index_;
+  std::vector<Column> joined_;
+  std::vector<std::string> hidden_;  ///< the base's `<column>_ontology_term_id` of replaced columns
 };
 
 }  // namespace
@@ -440,10 +506,9 @@ DataFrame read_cell_table(const std::string& path) {
   }
   if (lines.size() < 2) throw InputError(fmt::format("{}: a cell table needs a header line and at least one cell", path));
   const std::string_view first = lines.front().second;
-  const Delimiter delimiter = first.find('\t') != std::string_view::npos  ? Delimiter::kTab
-                              : first.find(',') != std::string_view::npos ? Delimiter::kComma
-                              : first.find(';') != std::string_view::npos ? Delimiter::kSemicolon
-                                                                           : Delimiter::kBlanks;
+  // (from the header and the first cell: a one-column table's header holds no delimiter)
+  const auto holds = [&](char c) { return first.find(c) != std::string_view::npos || lines[1].second.find(c) != std::string_view::npos; };
+  const Delimiter delimiter = holds('\t') ? Delimiter::kTab : holds(',') ? Delimiter::kComma : holds(';') ? Delimiter::kSemicolon : Delimiter::kBlanks;
   std::vector<std::string_view> fields;
   split_fields(first, delimiter, fields);
   std::vector<std::string> header(fields.begin(), fields.end());
@@ -465,68 +530,51 @@ DataFrame read_cell_table(const std::string& path) {
     table.index.emplace_back(fields[0]);
     for (std::size_t k = 1; k < n_fields; ++k) values[k - 1].emplace_back(fields[k]);
   }
-  for (std::size_t k = 1; k < n_fields; ++k) {
-    const std::string name = header[k].empty() ? fmt::format("column{}", k + 1) : header[k];
-    std::vector<double> numbers(values[k - 1].size());
-    bool numeric = true;
-    bool any = false;
-    for (std::size_t i = 0; numeric && i < numbers.size(); ++i) {
-      const std::string& value = values[k - 1][i];
-      if (value.empty() || is_missing_label(value)) {
-        numbers[i] = std::numeric_limits<double>::quiet_NaN();
-        continue;
-      }
-      numeric = parse_number(value, numbers[i]);
-      any = true;
+  std::unordered_map<std::string_view, std::size_t> first_line;
+  for (std::size_t row = 0; row < table.index.size(); ++row) {
+    if (const auto [at, fresh] = first_line.emplace(table.index[row], row); !fresh) {
+      throw InputError(fmt::format("{}: the cell '{}' appears twice (rows {} and {}): cell names must be unique (barcodes of several "
+                                   "samples need their sample in the name)",
+                                   path, table.index[row], at->second + 1, row + 1));
     }
-    table.columns.push_back(numeric && any ? Column::from_floats(name, std::move(numbers)) : Column::categorical(name, values[k - 1]));
+  }
+  for (std::size_t k = 1; k < n_fields; ++k) {
+    table.columns.push_back(metadata_column(header[k].empty() ? fmt::format("column{}", k + 1) : header[k], values[k - 1]));
   }
   return table;
 }
 
 std::unique_ptr<Dataset> with_cell_table(std::unique_ptr<Dataset> dataset, const DataFrame& table, const std::string& table_path) {
-  DataFrame obs = dataset->read_obs();
+  std::vector<std::string> index = dataset->read_obs_columns({}).index;
   std::unordered_map<std::string_view, std::size_t> row_of;
   row_of.reserve(table.index.size());
-  for (std::size_t row = 0; row < table.index.size(); ++row) row_of.emplace(table.index[row], row);  // the first of repeated names
-  std::vector<std::int64_t> rows(obs.n_rows(), -1);
+  for (std::size_t row = 0; row < table.index.size(); ++row) row_of.emplace(table.index[row], row);
+  std::vector<std::int64_t> rows(index.size(), -1);
   std::size_t matched = 0;
-  for (std::size_t cell = 0; cell < obs.n_rows(); ++cell) {
-    if (const auto found = row_of.find(obs.index[cell]); found != row_of.end()) {
+  for (std::size_t cell = 0; cell < index.size(); ++cell) {
+    if (const auto found = row_of.find(index[cell]); found != row_of.end()) {
       rows[cell] = static_cast<std::int64_t>(found->second);
       ++matched;
     }
   }
   if (matched == 0) {
     throw InputError(fmt::format("{}: none of the {} cell names of {} (e.g. {}) is in the first column of {} (e.g. {})", table_path,
-                                 obs.n_rows(), dataset->path(), obs.index.empty() ? std::string("none") : obs.index.front(), table_path,
+                                 index.size(), dataset->path(), index.empty() ? std::string("none") : index.front(), table_path,
                                  table.index.empty() ? std::string("none") : table.index.front()));
   }
+  std::vector<Column> joined;
+  std::vector<std::string> hidden;
   for (const Column& column : table.columns) {
-    Column joined;
-    if (column.kind == ColumnKind::kFloat) {
-      std::vector<double> numbers(obs.n_rows(), std::numeric_limits<double>::quiet_NaN());
-      for (std::size_t cell = 0; cell < rows.size(); ++cell) {
-        if (rows[cell] >= 0) numbers[cell] = column.numbers[static_cast<std::size_t>(rows[cell])];
-      }
-      joined = Column::from_floats(column.name, std::move(numbers));
-    } else {
-      std::vector<std::string> labels(obs.n_rows());
-      for (std::size_t cell = 0; cell < rows.size(); ++cell) {
-        if (rows[cell] >= 0) labels[cell] = column.value_as_string(static_cast<std::size_t>(rows[cell]));
-      }
-      joined = Column::categorical(column.name, labels);
-      // cells the table lacks (and its own empty values) are missing, not the category ""
-      if (const auto empty = std::find(joined.categories.begin(), joined.categories.end(), std::string()); empty != joined.categories.end()) {
-        const auto code = static_cast<std::int32_t>(empty - joined.categories.begin());
-        joined.categories.erase(empty);
-        for (auto& value : joined.codes) value = value == code ? -1 : (value > code ? value - 1 : value);
-      }
+    std::vector<std::string> values(index.size());
+    for (std::size_t cell = 0; cell < rows.size(); ++cell) {
+      if (rows[cell] >= 0) values[cell] = column.value_as_string(static_cast<std::size_t>(rows[cell]));  // "" = missing
     }
-    std::erase_if(obs.columns, [&](const Column& existing) { return existing.name == column.name; });
-    obs.columns.push_back(std::move(joined));
+    joined.push_back(metadata_column(column.name, values));
+    // a replaced label column's CL ids (CELLxGENE's cell_type_ontology_term_id) no longer describe it
+    const std::string ids = column.name + "_ontology_term_id";
+    if (std::none_of(table.columns.begin(), table.columns.end(), [&](const Column& other) { return other.name == ids; })) hidden.push_back(ids);
   }
-  return std::make_unique<CellTableDataset>(std::move(dataset), std::move(obs));
+  return std::make_unique<CellTableDataset>(std::move(dataset), std::move(index), std::move(joined), std::move(hidden));
 }
 
 bool is_text_matrix_path(const std::string& path) {

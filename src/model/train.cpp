@@ -53,7 +53,7 @@ std::string join_names(const std::vector<std::string>& names, std::size_t limit 
 /// Throws InputError when the embeddings were made with another gene store.
 bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store, int requested_dims, std::vector<float>& values,
                                  std::vector<std::uint8_t>& empty, std::set<std::int64_t>& used_genes, nlohmann::json& info) {
-  const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset);
+  const auto* h5ad = dataset.h5ad_file();
   if (h5ad == nullptr) return false;
   const auto extract_text = h5ad->read_uns_string(kExtractUnsKey);
   if (!extract_text) return false;
@@ -316,7 +316,7 @@ void append_sample_rows(const Dataset& dataset, const std::string& matrix, const
 }  // namespace
 
 bool is_extract_output(const Dataset& dataset) {
-  const auto* h5ad = dynamic_cast<const H5adFile*>(&dataset);
+  const auto* h5ad = dataset.h5ad_file();
   return h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey).has_value();
 }
 
@@ -556,7 +556,7 @@ std::vector<std::int64_t> choose_panel(const std::vector<LabelledReference>& ref
   GeneExpressionStats stats;
   for (std::size_t r = 0; r < references.size(); ++r) {
     const LabelledReference& reference = references[r];
-    const auto* h5ad = dynamic_cast<const H5adFile*>(reference.dataset);
+    const auto* h5ad = reference.dataset->h5ad_file();
     if (h5ad != nullptr && h5ad->read_uns_string(kExtractUnsKey)) {
       throw InputError(fmt::format("{}: a training matrix from `celltyper extract` holds embeddings, not expression: use --features genept",
                                    reference.path));

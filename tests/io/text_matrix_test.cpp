@@ -138,6 +138,12 @@ TEST(TextMatrix, RowNumbersHeadersAndExcelQuirks) {
   EXPECT_EQ(obs.at("nCount_RNA", "obs").kind, ColumnKind::kFloat);
   EXPECT_EQ(obs.at("nCount_RNA", "obs").numbers, (std::vector<double>{4, 6, 2}));
   EXPECT_EQ(values_of(obs.at("celltype", "obs")), (std::vector<std::string>{"T", "B", "B"}));
+  // In a genes x cells table a cell named like metadata is still a cell.
+  const auto cluster_cell = open_dataset(write(dir, "cluster_cell.tsv",
+                                               "gene\tCluster_0_AAACCTGAGAAACCAT\tAAACCTGAGAAACGAG-1\tAAACCTGAGAAACTTA-1\n"
+                                               "CD3E\t1\t0\t2\nMS4A1\t0\t2\t1\nLYZ\t3\t0\t0\nCD14\t1\t1\t1\n"));
+  EXPECT_EQ(cluster_cell->n_obs(), 3);
+  EXPECT_EQ(cluster_cell->n_vars(), 4);
   const auto hashed = open_dataset(write(dir, "hashed.tsv", "#gene\tAAACCTGAGAAACCAT-1\tAAACCTGAGAAACGAG-1\nCD3E\t1\t0\nMS4A1\t0\t2\n"));
   EXPECT_EQ(hashed->read_var().index, genes);
   EXPECT_EQ(hashed->read_obs().index, (std::vector<std::string>{"AAACCTGAGAAACCAT-1", "AAACCTGAGAAACGAG-1"}));
@@ -163,6 +169,26 @@ TEST(TextMatrix, CellTablesJoinByCellName) {
   EXPECT_EQ(total.numbers[0], 4);
   EXPECT_TRUE(std::isnan(total.numbers[1]));
   EXPECT_EQ(dense(*joined), dense(*open_dataset(counts)));  // the matrix is the base's
+  // ids with a leading zero stay text; NA-like values are missing in text columns too; a
+  // one-column table without a corner field (R's write.table)
+  const DataFrame ids = read_cell_table(write(dir, "ids.csv", "cell,donor,celltype\nc1,01,T\nc2,1,NA\nc3,02,\n"));
+  EXPECT_EQ(ids.at("donor", "t").kind, ColumnKind::kCategorical);
+  EXPECT_EQ(values_of(ids.at("donor", "t")), (std::vector<std::string>{"01", "1", "02"}));
+  EXPECT_TRUE(ids.at("celltype", "t").is_missing(1));
+  EXPECT_TRUE(ids.at("celltype", "t").is_missing(2));
+  EXPECT_EQ(ids.at("celltype", "t").categories, std::vector<std::string>{"T"});
+  const DataFrame one = read_cell_table(write(dir, "one.tsv", "\"celltype\"\n\"c1\"\t\"T\"\n\"c3\"\t\"Mono\"\n"));
+  EXPECT_EQ(values_of(one.at("celltype", "t")), (std::vector<std::string>{"T", "Mono"}));
+  // a cell named twice is an error (barcodes of several samples need their sample in the name)
+  try {
+    (void)read_cell_table(write(dir, "twice.csv", "cell,celltype\nc1,T\nc1,B\n"));
+    FAIL() << "no error";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("the cell 'c1' appears twice (rows 1 and 2)"), std::string::npos) << error.what();
+  }
+  // only the columns asked for are read; a replaced column's CL ids no longer show
+  EXPECT_EQ(joined->read_obs_columns({"celltype"}).columns.size(), 1U);
+  EXPECT_EQ(joined->obs_column_names(), (std::vector<std::string>{"celltype", "nCount"}));
   const std::string strangers = write(dir, "strangers.csv", "cell,celltype\nx1,T\nx2,B\n");
   try {
     (void)with_cell_table(open_dataset(counts), read_cell_table(strangers), strangers);
