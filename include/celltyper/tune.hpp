@@ -33,6 +33,7 @@ namespace celltyper {
 /// Options of `embed_references`.
 struct ReferenceOptions {
   std::vector<std::string> references;  ///< .h5ad files
+  std::string cell_table;               ///< per-cell metadata joined to every reference's obs (TrainOptions::cell_table)
   std::string label_column;             ///< obs column with the cell types
   std::string group_column;             ///< obs column of groups (donor, batch); "" = none
   std::string features = kFeaturesGenept;  ///< kFeaturesGenept or kFeaturesExpression

@@ -82,6 +82,9 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
       ->required()
       ->delimiter(',');
   command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
+  command->add_option("--obs", args->reference.cell_table,
+                      "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
+                      "labels kept beside a text count table");
   command->add_option("--group", args->group, "Group column (donor, batch), obs:COLUMN: validation holds out whole groups");
   command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
   command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
@@ -132,7 +135,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
       throw InputError(fmt::format("--validation-fraction {} is not in (0, 1)", args->validation_fraction));
     }
     std::vector<std::string> inputs = args->references;
-    inputs.insert(inputs.end(), {args->genes, args->gene_table});
+    inputs.insert(inputs.end(), {args->genes, args->gene_table, args->reference.cell_table});
     check_outputs_are_not_inputs({args->out, args->log}, inputs);
     std::unique_ptr<std::ofstream> log;
     if (!args->log.empty()) {

@@ -71,7 +71,7 @@ LabelledFeatures embed_references(const ReferenceOptions& options, const GeneSto
   train.log = options.log;
   train.reference_sample_cells = 0;  // no model is saved
   train.dense_features = true;       // the search fits dense copies of its rows
-  return training_features(open_datasets(options.references).views, train, store, table).cells;
+  return training_features(open_datasets(options.references, options.cell_table).views, train, store, table).cells;
 }
 
 nlohmann::json TrialRecord::to_json() const {
