@@ -52,7 +52,7 @@ std::vector<std::string> searched_names(const ClassifierSpec& spec, const HyperP
 }
 
 std::string short_value(double value) {
-  if (value == static_cast<double>(static_cast<long long>(value)) && std::abs(value) < 1e9) return fmt::format("{}", static_cast<long long>(value));
+  if (std::abs(value) < 1e9 && value == std::floor(value)) return fmt::format("{}", static_cast<long long>(value));
   return fmt::format("{:.3g}", value);
 }
 

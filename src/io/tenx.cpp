@@ -9,6 +9,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
@@ -276,7 +277,8 @@ class TenxMtxDataset final : public Dataset {
       matrix_.indices[k] = genes[static_cast<std::size_t>(order[k])];
       matrix_.values[k] = values[static_cast<std::size_t>(order[k])];
     }
-    bool integers = std::all_of(values.begin(), values.end(), [](double v) { return v == static_cast<double>(static_cast<long long>(v)); });
+    // (floor, not a cast to long long: a value beyond its range is undefined behaviour; fuzz finding)
+    const bool integers = std::all_of(values.begin(), values.end(), [](double v) { return v == std::floor(v); });
     info_.source = std::string("X");  // not `= "X"`: GCC 12 -O3 raises a bogus -Wrestrict (GCC bug 105329)
     info_.encoding = MatrixEncoding::kCsr;
     info_.n_rows = n_cells;
