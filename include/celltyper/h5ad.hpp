@@ -129,6 +129,11 @@ class H5adWriter {
   void write_uns_string(const std::string& name, const std::string& value);
   /// Finish X, close and rename the temporary file to the target path.
   void commit();
+  /// `commit` without the rename: finish X and close the file; commit `output()` afterwards, alone
+  /// or with other files (`commit_together`).
+  void finish();
+  /// The output being written.
+  [[nodiscard]] OutputFile& output();
 
  private:
   struct Impl;
@@ -149,9 +154,10 @@ void write_h5ad_with_additions(const std::string& input, const std::string& outp
                                const H5adAdditions& additions, bool in_place = false);
 
 /// Write `dataset` (its X, obs and var: a Cell Ranger or text input, read into AnnData's layout)
-/// as a new .h5ad at `output`, with `additions` applied (obs columns replacing same-named ones,
-/// obsm, uns). X is CSR float32, gzip-compressed. The file appears only when complete.
-void write_dataset_h5ad(const Dataset& dataset, const std::string& output, const H5adAdditions& additions);
+/// into `writer` (made for dataset.n_obs() x dataset.n_vars(); gzip_level 4 suits) with
+/// `additions` applied (obs columns replacing same-named ones, obsm, uns), then `finish` it:
+/// commit `writer.output()` alone or with other files.
+void write_dataset_h5ad(const Dataset& dataset, H5adWriter& writer, const H5adAdditions& additions);
 
 /// `write_h5ad_with_additions` in two steps, so the copy overlaps other work: the constructor
 /// checks the target and starts copying `input` (kernel-side, on a background thread) to a

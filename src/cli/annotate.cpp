@@ -194,6 +194,12 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     }
     std::optional<H5adCopy> copy;
     if (h5ad) copy.emplace(args->input, out);
+    std::optional<H5adWriter> written_h5ad;  // a 10x or text input's new .h5ad (--out)
+    if (!h5ad && !out.empty()) {
+      H5adWriteOptions write;
+      write.gzip_level = 4;  // anndata's compression="gzip"
+      written_h5ad.emplace(out, dataset->n_obs(), dataset->n_vars(), write);
+    }
     std::optional<OutputFile> csv;
     if (!csv_path.empty()) csv.emplace(csv_path);
     std::vector<CellTypeModel> models;
@@ -238,9 +244,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     for (const auto& model : models) pointers.push_back(&model);
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
     if (copy) copy->prepare(annotation_additions(annotation));
-    if (!h5ad && !out.empty()) write_dataset_h5ad(*dataset, out, annotation_additions(annotation));
+    if (written_h5ad) write_dataset_h5ad(*dataset, *written_h5ad, annotation_additions(annotation));
     if (csv) write_csv(*csv, annotation);
-    commit_together({copy ? &copy->output() : nullptr, csv ? &*csv : nullptr});  // both files or neither
+    commit_together({copy ? &copy->output() : written_h5ad ? &written_h5ad->output() : nullptr, csv ? &*csv : nullptr});  // both files or neither
     const std::string written = out.empty() ? csv_path : out;
     const auto counts = label_counts(annotation);
     const ScoreSummary confidence = summarize_scores(annotation.scores);

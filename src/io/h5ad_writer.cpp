@@ -413,6 +413,14 @@ void H5adWriter::write_uns_string(const std::string& name, const std::string& va
 }
 
 void H5adWriter::commit() {
+  finish();
+  impl_->output->commit();
+  impl_->committed = true;
+}
+
+OutputFile& H5adWriter::output() { return *impl_->output; }
+
+void H5adWriter::finish() {
   {
     auto lock = h5::hdf5_lock();
     const hid_t file = impl_->file.get();
@@ -439,8 +447,6 @@ void H5adWriter::commit() {
     if (H5Fflush(file, H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush the output (disk full?)", impl_->target));
     impl_->file.reset();
   }
-  impl_->output->commit();
-  impl_->committed = true;
 }
 
 void write_h5ad_with_additions(const std::string& input, const std::string& output, const H5adAdditions& additions, bool in_place) {
@@ -452,7 +458,8 @@ void write_h5ad_with_additions(const std::string& input, const std::string& outp
   target.commit();
 }
 
-void write_dataset_h5ad(const Dataset& dataset, const std::string& output, const H5adAdditions& additions) {
+void write_dataset_h5ad(const Dataset& dataset, H5adWriter& writer, const H5adAdditions& additions) {
+  const std::string& output = writer.output().path();
   DataFrame obs = dataset.read_obs();
   for (const Column& column : additions.obs_columns) {
     if (column.size() != obs.n_rows()) {
@@ -466,16 +473,13 @@ void write_dataset_h5ad(const Dataset& dataset, const std::string& output, const
   for (DataFrame* frame : {&obs, &var}) {
     for (Column& column : frame->columns) std::replace(column.name.begin(), column.name.end(), '/', '_');
   }
-  H5adWriteOptions options;
-  options.gzip_level = 4;  // anndata's compression="gzip"
-  H5adWriter writer(output, dataset.n_obs(), dataset.n_vars(), options);
   const auto reader = dataset.open_matrix("X");
   for_each_block(*reader, stream_options(dataset, "X", std::size_t{32} << 20), [&](const CsrBlock& block) { writer.append_rows(block); });
   writer.write_obs(obs);
   writer.write_var(var);
   for (const auto& [name, matrix] : additions.obsm) writer.write_obsm(name, matrix);
   for (const auto& [name, value] : additions.uns_strings) writer.write_uns_string(name, value);
-  writer.commit();
+  writer.finish();
 }
 
 struct H5adCopy::Impl {
