@@ -74,6 +74,36 @@ void split_fields(std::string_view line, Delimiter delimiter, std::vector<std::s
   }
 }
 
+struct Line {
+  std::size_t number;  ///< 1-based, as in the file
+  std::string_view text;
+};
+
+/// The lines of `text` that hold a field, numbered as in the file: CR and a UTF-8 byte-order mark
+/// (Excel's) removed; blank lines and Excel's rows of empty fields (",,,,") skipped.
+std::vector<Line> numbered_lines(const std::string& text) {
+  std::vector<Line> lines;
+  const std::size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
+  std::size_t number = 0;
+  for (std::size_t start = bom; start < text.size();) {
+    std::size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    std::string_view line(text.data() + start, end - start);
+    ++number;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.find_first_not_of(" \t,;") != std::string_view::npos) lines.push_back({number, line});
+    start = end + 1;
+  }
+  return lines;
+}
+
+/// Tab when `line` or `next` holds one, else comma, else semicolon (Excel in some locales), else
+/// runs of blanks.
+Delimiter guess_delimiter(std::string_view line, std::string_view next = {}) {
+  const auto holds = [&](char c) { return line.find(c) != std::string_view::npos || next.find(c) != std::string_view::npos; };
+  return holds('\t') ? Delimiter::kTab : holds(',') ? Delimiter::kComma : holds(';') ? Delimiter::kSemicolon : Delimiter::kBlanks;
+}
+
 /// `field` as a number: decimal or scientific, "NA" / "NaN" / "nan" as NaN (refused later,
 /// naming the cell, as NaN in any matrix is).
 bool parse_number(std::string_view field, double& value) {
@@ -198,32 +228,13 @@ class TextMatrixDataset final : public Dataset {
     std::string corner;           // the header's name of the row names, lower-cased ("" without one)
     {
       const std::string text = detail::read_text_file(path_);
-      struct Line {
-        std::size_t number;  ///< 1-based, as in the file
-        std::string_view text;
-      };
-      std::vector<Line> lines;
-      const std::size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;  // Excel's UTF-8 byte-order mark
-      std::size_t number = 0;
-      for (std::size_t start = bom; start < text.size();) {
-        std::size_t end = text.find('\n', start);
-        if (end == std::string::npos) end = text.size();
-        std::string_view line(text.data() + start, end - start);
-        ++number;
-        if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-        // (blank lines, and Excel's rows of empty fields: ",,,,")
-        if (line.find_first_not_of(" \t,;") != std::string_view::npos) lines.push_back({number, line});
-        start = end + 1;
-      }
+      std::vector<Line> lines = numbered_lines(text);
       // Leading '#' lines are comments, but the last of them may be the header ("#gene\tcell1 ...").
       std::size_t first_plain = 0;
       while (first_plain < lines.size() && lines[first_plain].text.front() == '#') ++first_plain;
       if (lines.size() - first_plain < 1) throw InputError(fmt::format("{}: a text table needs a header line and at least one data line", path_));
       const std::string_view probe = lines[first_plain].text;
-      delimiter = probe.find('\t') != std::string_view::npos  ? Delimiter::kTab
-                  : probe.find(',') != std::string_view::npos ? Delimiter::kComma
-                  : probe.find(';') != std::string_view::npos ? Delimiter::kSemicolon  // Excel in some locales
-                                                               : Delimiter::kBlanks;
+      delimiter = guess_delimiter(probe);
       std::vector<std::string_view> fields;
       const auto count_fields = [&](std::string_view line) {
         split_fields(line, delimiter, fields);
@@ -492,40 +503,29 @@ class CellTableDataset final : public Dataset {
 
 DataFrame read_cell_table(const std::string& path) {
   const std::string text = detail::read_text_file(path);
-  std::vector<std::pair<std::size_t, std::string_view>> lines;  // (line number, text)
-  const std::size_t bom = text.rfind("\xEF\xBB\xBF", 0) == 0 ? 3 : 0;
-  std::size_t number = 0;
-  for (std::size_t start = bom; start < text.size();) {
-    std::size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    std::string_view line(text.data() + start, end - start);
-    ++number;
-    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.find_first_not_of(" \t,;") != std::string_view::npos && line.front() != '#') lines.emplace_back(number, line);
-    start = end + 1;
-  }
+  std::vector<Line> lines = numbered_lines(text);
+  std::erase_if(lines, [](const Line& line) { return line.text.front() == '#'; });
   if (lines.size() < 2) throw InputError(fmt::format("{}: a cell table needs a header line and at least one cell", path));
-  const std::string_view first = lines.front().second;
+  const std::string_view first = lines.front().text;
   // (from the header and the first cell: a one-column table's header holds no delimiter)
-  const auto holds = [&](char c) { return first.find(c) != std::string_view::npos || lines[1].second.find(c) != std::string_view::npos; };
-  const Delimiter delimiter = holds('\t') ? Delimiter::kTab : holds(',') ? Delimiter::kComma : holds(';') ? Delimiter::kSemicolon : Delimiter::kBlanks;
+  const Delimiter delimiter = guess_delimiter(first, lines[1].text);
   std::vector<std::string_view> fields;
   split_fields(first, delimiter, fields);
   std::vector<std::string> header(fields.begin(), fields.end());
-  split_fields(lines[1].second, delimiter, fields);
+  split_fields(lines[1].text, delimiter, fields);
   const std::size_t n_fields = fields.size();
   if (header.size() + 1 == n_fields) header.insert(header.begin(), std::string());  // R's write.table: no corner field
   if (header.size() != n_fields || n_fields < 2) {
     throw InputError(fmt::format("{}: the header (line {}) has {} fields but line {} has {}: not a table of one cell per line", path,
-                                 lines.front().first, header.size(), lines[1].first, n_fields));
+                                 lines.front().number, header.size(), lines[1].number, n_fields));
   }
   DataFrame table;
   table.origin = path;
   std::vector<std::vector<std::string>> values(n_fields - 1);
   for (std::size_t l = 1; l < lines.size(); ++l) {
-    split_fields(lines[l].second, delimiter, fields);
+    split_fields(lines[l].text, delimiter, fields);
     if (fields.size() != n_fields) {
-      throw InputError(fmt::format("{}: line {} has {} fields, line {} has {}", path, lines[l].first, fields.size(), lines[1].first, n_fields));
+      throw InputError(fmt::format("{}: line {} has {} fields, line {} has {}", path, lines[l].number, fields.size(), lines[1].number, n_fields));
     }
     table.index.emplace_back(fields[0]);
     for (std::size_t k = 1; k < n_fields; ++k) values[k - 1].emplace_back(fields[k]);

@@ -35,18 +35,6 @@ std::string mtx(bool cells_by_rows) {
 
 void write(const std::filesystem::path& path, const std::string& text) { std::ofstream(path) << text; }
 
-std::vector<std::vector<double>> dense(const Dataset& dataset) {
-  const auto reader = dataset.open_matrix("X");
-  CsrBlockF64 block;
-  reader->read_rows(0, reader->n_rows(), block);
-  std::vector<std::vector<double>> out(static_cast<std::size_t>(block.n_rows), std::vector<double>(static_cast<std::size_t>(block.n_cols)));
-  for (std::int64_t r = 0; r < block.n_rows; ++r) {
-    for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
-      out[static_cast<std::size_t>(r)][static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] = block.values[static_cast<std::size_t>(k)];
-    }
-  }
-  return out;
-}
 
 TEST(MtxLayouts, EveryPipelinesDirectoryReadsAsTheSameCells) {
   test::TempDir dir;
@@ -73,7 +61,7 @@ TEST(MtxLayouts, EveryPipelinesDirectoryReadsAsTheSameCells) {
     const auto dataset = open_dataset(folder.string());
     EXPECT_EQ(dataset->read_obs().index, (std::vector<std::string>{"AAAC-1", "AAAG-1", "AAAT-1"}));
     EXPECT_EQ(dataset->read_var().index, (std::vector<std::string>{"CD3E", "MS4A1"}));
-    EXPECT_EQ(dense(*dataset), expected);
+    EXPECT_EQ(test::dense_x(*dataset), expected);
   }
   // no known matrix file: the message names what it looked for
   try {

@@ -30,20 +30,6 @@ std::string write(const test::TempDir& dir, const std::string& name, const std::
   return path;
 }
 
-/// The dense cells x genes values of `dataset`'s X.
-std::vector<std::vector<double>> dense(const Dataset& dataset) {
-  const auto reader = dataset.open_matrix("X");
-  CsrBlockF64 block;
-  reader->read_rows(0, reader->n_rows(), block);
-  std::vector<std::vector<double>> out(static_cast<std::size_t>(block.n_rows), std::vector<double>(static_cast<std::size_t>(block.n_cols)));
-  for (std::int64_t r = 0; r < block.n_rows; ++r) {
-    for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
-      out[static_cast<std::size_t>(r)][static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] = block.values[static_cast<std::size_t>(k)];
-    }
-  }
-  return out;
-}
-
 std::vector<std::string> values_of(const Column& column) {
   std::vector<std::string> values;
   for (std::size_t row = 0; row < column.size(); ++row) values.push_back(column.value_as_string(row));
@@ -75,7 +61,7 @@ TEST(TextMatrix, EveryLayoutReadsAsTheSameCellsByGenes) {
     EXPECT_EQ(dataset->format(), "text");
     EXPECT_EQ(dataset->read_obs().index, cells);
     EXPECT_EQ(dataset->read_var().index, genes);
-    EXPECT_EQ(dense(*dataset), expected);
+    EXPECT_EQ(test::dense_x(*dataset), expected);
     EXPECT_EQ(dataset->matrix_info("X").value_dtype, "float64");
   }
 }
@@ -124,7 +110,7 @@ TEST(TextMatrix, RowNumbersHeadersAndExcelQuirks) {
     const auto dataset = open_dataset(write(dir, name, text));
     EXPECT_EQ(dataset->read_var().index, genes);
     EXPECT_EQ(dataset->n_obs(), 3);
-    EXPECT_EQ(dense(*dataset), counts);
+    EXPECT_EQ(test::dense_x(*dataset), counts);
   }
   EXPECT_EQ(open_dataset(write(dir, "bd2.csv", "## BD\nCell_Index,CD3E,MS4A1\n12,4,0\n57,0,6\n90,1,1\n"))->read_obs().index,
             (std::vector<std::string>{"12", "57", "90"}));
@@ -133,7 +119,7 @@ TEST(TextMatrix, RowNumbersHeadersAndExcelQuirks) {
                                          "cell,orig.ident,nCount_RNA,nFeature_RNA,percent.mt,seurat_clusters,celltype,CD3E,MS4A1\n"
                                          "c1,pbmc,4,1,0.5,0,T,4,0\nc2,pbmc,6,1,1.5,1,B,0,6\nc3,pbmc,2,2,0,1,B,1,1\n"));
   EXPECT_EQ(seurat->read_var().index, genes);
-  EXPECT_EQ(dense(*seurat), counts);
+  EXPECT_EQ(test::dense_x(*seurat), counts);
   const DataFrame obs = seurat->read_obs();
   EXPECT_EQ(obs.at("nCount_RNA", "obs").kind, ColumnKind::kFloat);
   EXPECT_EQ(obs.at("nCount_RNA", "obs").numbers, (std::vector<double>{4, 6, 2}));
@@ -168,7 +154,7 @@ TEST(TextMatrix, CellTablesJoinByCellName) {
   EXPECT_EQ(total.kind, ColumnKind::kFloat);
   EXPECT_EQ(total.numbers[0], 4);
   EXPECT_TRUE(std::isnan(total.numbers[1]));
-  EXPECT_EQ(dense(*joined), dense(*open_dataset(counts)));  // the matrix is the base's
+  EXPECT_EQ(test::dense_x(*joined), test::dense_x(*open_dataset(counts)));  // the matrix is the base's
   // ids with a leading zero stay text; NA-like values are missing in text columns too; a
   // one-column table without a corner field (R's write.table)
   const DataFrame ids = read_cell_table(write(dir, "ids.csv", "cell,donor,celltype\nc1,01,T\nc2,1,NA\nc3,02,\n"));

@@ -189,4 +189,17 @@ int spawn_cli(const std::vector<std::string>& args, const std::string& tmpdir) {
   return error == 0 ? pid : -1;
 }
 
+std::vector<std::vector<double>> dense_x(const Dataset& dataset) {
+  const auto reader = dataset.open_matrix("X");
+  CsrBlockF64 block;
+  reader->read_rows(0, reader->n_rows(), block);
+  std::vector<std::vector<double>> out(static_cast<std::size_t>(block.n_rows), std::vector<double>(static_cast<std::size_t>(block.n_cols)));
+  for (std::int64_t r = 0; r < block.n_rows; ++r) {
+    for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+      out[static_cast<std::size_t>(r)][static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] = block.values[static_cast<std::size_t>(k)];
+    }
+  }
+  return out;
+}
+
 }  // namespace celltyper::test

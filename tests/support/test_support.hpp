@@ -1,6 +1,7 @@
 /// Helpers shared by celltyper's tests: where test data lives, running the CLI, temp dirs.
 #pragma once
 
+#include <celltyper/dataset.hpp>
 #include <celltyper/gene_table.hpp>
 
 #include <gtest/gtest.h>
@@ -57,6 +58,9 @@ class TempDir {
 /// The celltyper binary the CLI tests run: $CELLTYPER_TEST_CLI when set (e.g. a sanitizer build's
 /// CLI driven by this test binary), else the one built beside the tests.
 std::string cli_path();
+
+/// X of `dataset`, cells x genes, as dense rows (for small test matrices).
+std::vector<std::vector<double>> dense_x(const Dataset& dataset);
 
 /// The bytes of a file ("" when it cannot be read).
 std::string read_file(const std::string& path);
