@@ -1,6 +1,6 @@
 /// @file dataset.hpp
-/// A single-cell dataset of any supported format (AnnData .h5ad, Cell Ranger .h5, Cell Ranger
-/// MTX directory) behind one interface: obs / var tables and streamed access to its matrices.
+/// A single-cell dataset of any supported format (AnnData .h5ad, Cell Ranger .h5, MTX
+/// directories, loom, text count tables) behind one interface: obs / var tables and streamed access to its matrices.
 #pragma once
 
 #include <celltyper/dataframe.hpp>
@@ -99,7 +99,7 @@ class Dataset {
  public:
   virtual ~Dataset() = default;
   [[nodiscard]] virtual const std::string& path() const = 0;
-  /// "h5ad", "10x-h5" or "10x-mtx".
+  /// "h5ad", "10x-h5", "10x-mtx", "loom" or "text".
   [[nodiscard]] virtual std::string format() const = 0;
   [[nodiscard]] virtual std::int64_t n_obs() const = 0;
   [[nodiscard]] virtual std::int64_t n_vars() const = 0;
@@ -127,7 +127,8 @@ class Dataset {
 
 /// Open `path`, detecting the format: a directory is an MTX directory (Cell Ranger, STARsolo,
 /// kallisto | bustools, alevin-fry), an HDF5 file with a top-level `matrix` group is a Cell
-/// Ranger .h5, a .csv / .tsv / .txt (optionally .gz) a text count table, any other file an h5ad.
+/// Ranger .h5, one with a 2-D `matrix` dataset and row / column attributes a loom file, a .csv /
+/// .tsv / .txt (optionally .gz) a text count table, any other file an h5ad.
 /// Throws InputError for missing, non-HDF5 or malformed files.
 std::unique_ptr<Dataset> open_dataset(const std::string& path);
 

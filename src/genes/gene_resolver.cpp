@@ -169,6 +169,7 @@ struct ColumnResolution {
   GeneIdType id_type = GeneIdType::kUnknown;
   std::vector<NameResolution> rows;
   std::size_t n_resolved = 0;
+  std::size_t n_distinct = 0;  ///< distinct genes among the resolved names
   bool row_numbers = false;  ///< the column holds row numbers, not gene names: nothing resolved
 };
 
@@ -251,7 +252,13 @@ ColumnResolution resolve_column(const GeneTable& table, const NameSource& source
       result.rows[row] = resolve_name(table, (*source.strings)[row], strip_unique_suffix);
     }
   }
-  for (const auto& row : result.rows) result.n_resolved += row.gene != kNoGene ? 1 : 0;
+  std::vector<std::int32_t> genes;
+  for (const auto& row : result.rows) {
+    if (row.gene != kNoGene) genes.push_back(row.gene);
+  }
+  result.n_resolved = genes.size();
+  std::sort(genes.begin(), genes.end());
+  result.n_distinct = static_cast<std::size_t>(std::unique(genes.begin(), genes.end()) - genes.begin());
   return result;
 }
 
@@ -511,11 +518,14 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
     candidate.row_numbers = true;
     candidate.rows.assign(candidate.rows.size(), NameResolution{});
     candidate.n_resolved = 0;
+    candidate.n_distinct = 0;
   }
-  // The candidate resolving most vars; ties keep the earlier one (the index comes first).
+  // The candidate resolving most distinct genes (a column of chromosome names "1".."22", read as
+  // Entrez ids, resolves every var to 22 genes), then most vars; ties keep the earlier one (the
+  // index comes first).
   std::size_t best = 0;
   for (std::size_t i = 1; i < tried.size(); ++i) {
-    if (tried[i].n_resolved > tried[best].n_resolved) best = i;
+    if (std::pair(tried[i].n_distinct, tried[i].n_resolved) > std::pair(tried[best].n_distinct, tried[best].n_resolved)) best = i;
   }
   const ColumnResolution& chosen = tried[best];
   std::string row_numbers;

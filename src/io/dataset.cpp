@@ -1,6 +1,7 @@
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/loom.hpp>
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/remote.hpp>
 #include <celltyper/tenx.hpp>
@@ -18,6 +19,7 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path) {
   std::error_code error;
   if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file or directory", path));
   if (std::filesystem::is_directory(path, error)) return open_tenx_mtx(path);
+  if (is_loom(path)) return open_loom(path);  // before 10x: a loom's row_attrs may hold gene_names
   if (is_tenx_h5(path)) return open_tenx_h5(path);
   if (is_text_matrix_path(path)) return open_text_matrix(path);  // a GEO-style count table
   return std::make_unique<H5adFile>(path);

@@ -32,28 +32,6 @@ std::vector<std::string> numeric_categories_as_text(hid_t dataset, const std::st
   return out;
 }
 
-/// Read a 1-D array dataset into a typed column (string, float, int or bool).
-Column read_array_column(hid_t dataset, const std::string& name) {
-  Column column;
-  column.name = name;
-  column.dtype = h5::dtype_name(dataset);
-  if (column.dtype == "str") {
-    column.kind = ColumnKind::kString;
-    column.strings = h5::read_strings(dataset);
-  } else if (column.dtype == "bool") {
-    column.kind = ColumnKind::kBool;
-    column.booleans = h5::read_all_1d<std::uint8_t>(dataset);
-  } else if (column.dtype.rfind("float", 0) == 0) {
-    column.kind = ColumnKind::kFloat;
-    column.numbers = h5::read_all_1d<double>(dataset);
-  } else if (column.dtype.rfind("int", 0) == 0 || column.dtype.rfind("uint", 0) == 0) {
-    column.kind = ColumnKind::kInt;
-    column.integers = h5::read_all_1d<std::int64_t>(dataset);
-  } else {
-    throw UnsupportedError(fmt::format("column '{}' has unsupported element type {}", name, column.dtype));
-  }
-  return column;
-}
 
 }  // namespace
 
@@ -80,7 +58,7 @@ struct H5adFile::Impl {
       if (encoding && *encoding != "array" && *encoding != "string-array") {
         fail(fmt::format("{} has unknown encoding-type '{}'", where, *encoding));
       }
-      return read_array_column(dataset.get(), name);
+      return h5::read_array_column(dataset.get(), name);
     }
     if (type != H5O_TYPE_GROUP) fail(fmt::format("{} is missing", where));
     Handle group = h5::open_group(frame, name, path);
@@ -101,7 +79,7 @@ struct H5adFile::Impl {
     } else if (encoding == "nullable-integer" || encoding == "nullable-boolean" || encoding == "nullable-string-array") {
       Handle values = h5::open_dataset(group.get(), "values", path);
       Handle mask = h5::open_dataset(group.get(), "mask", path);
-      column = read_array_column(values.get(), name);
+      column = h5::read_array_column(values.get(), name);
       column.mask = h5::read_all_1d<std::uint8_t>(mask.get());
       if (column.kind == ColumnKind::kInt) column.kind = ColumnKind::kNullableInt;
       if (column.kind == ColumnKind::kBool) column.kind = ColumnKind::kNullableBool;
@@ -170,7 +148,7 @@ struct H5adFile::Impl {
       if (h5::is_string_dataset(index.get())) {
         frame.index = h5::read_strings(index.get());
       } else {
-        const Column numeric = read_array_column(index.get(), frame.index_name);
+        const Column numeric = h5::read_array_column(index.get(), frame.index_name);
         for (std::size_t i = 0; i < numeric.size(); ++i) frame.index.push_back(numeric.value_as_string(i));
       }
     }

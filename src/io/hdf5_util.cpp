@@ -446,6 +446,42 @@ void read_rows_2d(hid_t dataset, std::int64_t row, std::int64_t count, std::int6
   }
 }
 
+template <typename T>
+void read_cols_2d(hid_t dataset, std::int64_t col, std::int64_t count, std::int64_t rows, T* out) {
+  if (count <= 0 || rows <= 0) return;
+  Handle file_space(H5Dget_space(dataset));
+  const std::array<hsize_t, 2> start{0, static_cast<hsize_t>(col)};
+  const std::array<hsize_t, 2> n{static_cast<hsize_t>(rows), static_cast<hsize_t>(count)};
+  if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, n.data(), nullptr) < 0) {
+    throw IoError("HDF5 hyperslab selection failed");
+  }
+  Handle memory_space(H5Screate_simple(2, n.data(), nullptr));
+  if (H5Dread(dataset, native_type<T>(), memory_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
+    throw IoError(fmt::format("HDF5 failed to read columns {}..{}{}", col, col + count, missing_filter_note(dataset)));
+  }
+}
+
+Column read_array_column(hid_t dataset, const std::string& name) {
+  Column column;
+  column.name = name;
+  column.dtype = h5::dtype_name(dataset);
+  if (column.dtype == "str") {
+    column.kind = ColumnKind::kString;
+    column.strings = h5::read_strings(dataset);
+  } else if (column.dtype == "bool") {
+    column.kind = ColumnKind::kBool;
+    column.booleans = h5::read_all_1d<std::uint8_t>(dataset);
+  } else if (column.dtype.rfind("float", 0) == 0) {
+    column.kind = ColumnKind::kFloat;
+    column.numbers = h5::read_all_1d<double>(dataset);
+  } else if (column.dtype.rfind("int", 0) == 0 || column.dtype.rfind("uint", 0) == 0) {
+    column.kind = ColumnKind::kInt;
+    column.integers = h5::read_all_1d<std::int64_t>(dataset);
+  } else {
+    throw UnsupportedError(fmt::format("column '{}' has unsupported element type {}", name, column.dtype));
+  }
+  return column;
+}
 std::vector<std::string> read_strings(hid_t dataset) {
   Handle type(H5Dget_type(dataset));
   Handle space(H5Dget_space(dataset));
@@ -573,6 +609,7 @@ void unlink_if_exists(hid_t parent, const std::string& path) {
   template void read_1d<T>(hid_t, std::int64_t, std::int64_t, T*);                                      \
   template std::vector<T> read_all_1d<T>(hid_t);                                                        \
   template void read_rows_2d<T>(hid_t, std::int64_t, std::int64_t, std::int64_t, T*);                   \
+  template void read_cols_2d<T>(hid_t, std::int64_t, std::int64_t, std::int64_t, T*);                   \
   template Handle write_1d<T>(hid_t, const std::string&, const T*, std::int64_t, int, std::int64_t);    \
   template Handle write_2d<T>(hid_t, const std::string&, const T*, std::int64_t, std::int64_t, int);    \
   template Handle create_extendible_1d<T>(hid_t, const std::string&, std::int64_t, int);                \

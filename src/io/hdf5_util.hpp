@@ -5,6 +5,7 @@
 #pragma once
 
 #include <celltyper/crash_guard.hpp>
+#include <celltyper/dataframe.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/file_checks.hpp>
 
@@ -141,6 +142,13 @@ std::vector<T> read_all_1d(hid_t dataset);
 /// Read rows [row, row + count) of a 2-D dataset into row-major `out` (count x cols).
 template <typename T>
 void read_rows_2d(hid_t dataset, std::int64_t row, std::int64_t count, std::int64_t cols, T* out);
+/// Read columns [col, col + count) of every one of the `rows` rows of a 2-D dataset into
+/// row-major `out` (rows x count): cells of a matrix stored genes x cells (loom).
+template <typename T>
+void read_cols_2d(hid_t dataset, std::int64_t col, std::int64_t count, std::int64_t rows, T* out);
+/// Read a 1-D array dataset into a typed column (string, float, int or bool; UnsupportedError
+/// for other element types).
+Column read_array_column(hid_t dataset, const std::string& name);
 /// Read a 1-D string dataset (fixed or variable length, ASCII or UTF-8).
 std::vector<std::string> read_strings(hid_t dataset);
 

@@ -6,13 +6,18 @@
 
 #include <celltyper/cancel.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/parallel.hpp>
 
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
+#include <bit>
+#include <cstring>
 #include <cmath>
 #include <future>
 #include <numeric>
+#include <type_traits>
 
 #if defined(__AVX512F__) || defined(__AVX2__)
 #include <immintrin.h>
@@ -515,6 +520,297 @@ class DenseDatasetReader final : public MatrixReader {
   Handle data_;
 };
 
+/// A dense 2-D dataset stored genes x cells (loom's /matrix and /layers): each cell is a column.
+/// A block of cells spans whole chunk columns across every gene, so blocks are whole multiples of
+/// the chunk width (each chunk decoded once). Chunks stored with deflate alone (loompy's gzip) or
+/// no filter, of a native number type, are read as stored bytes under the HDF5 lock and inflated
+/// (libdeflate) and transposed on every core outside it: no whole dense band is ever held. Other
+/// layouts go through HDF5's own reading of the band.
+class DenseColumnsReader final : public MatrixReader {
+ public:
+  DenseColumnsReader(hid_t file, const std::string& file_name, const std::string& path, MatrixInfo info)
+      : file_name_(file_name), path_(path), info_(std::move(info)) {
+    Handle access(H5Pcreate(H5P_DATASET_ACCESS));
+    H5Pset_chunk_cache(access.get(), 521, 0, 1.0);  // blocks are chunk-aligned: a cache only copies
+    data_ = h5::open_dataset(file, path, file_name, access.get());
+    if (info_.chunks.size() == 2 && info_.chunks[0] > 0 && info_.chunks[1] > 0) {
+      chunk_genes_ = info_.chunks[0];
+      band_width_ = info_.chunks[1];
+      direct_ = direct_chunks_supported();
+    }
+  }
+  const MatrixInfo& info() const override { return info_; }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { read(first, count, out); }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
+  std::vector<std::int64_t> row_nnz() override {
+    return std::vector<std::int64_t>(static_cast<std::size_t>(info_.n_rows), info_.n_cols);  // upper bound
+  }
+  std::vector<RowRange> plan_blocks(std::size_t memory_limit_bytes) override {
+    const std::size_t cell_bytes = static_cast<std::size_t>(std::max<std::int64_t>(info_.n_cols, 1)) * bytes_per_value();
+    const std::int64_t fit = static_cast<std::int64_t>(memory_limit_bytes / cell_bytes);
+    const std::int64_t width = std::max<std::int64_t>(band_width_, fit / band_width_ * band_width_);
+    std::vector<RowRange> blocks;
+    for (std::int64_t begin = 0; begin < info_.n_rows; begin += width) blocks.push_back({begin, std::min(info_.n_rows, begin + width)});
+    return blocks;
+  }
+  std::size_t bytes_per_value() const override { return 20; }  // a dense band value (8) + a CSR value (12)
+
+ private:
+  enum class Stored { kF32, kF64, kI8, kI16, kI32, kI64, kU8, kU16, kU32, kU64 };
+
+  /// Deflate-only (or unfiltered) chunks of a native number type with a zero fill value.
+  bool direct_chunks_supported() {
+    Handle plist(H5Dget_create_plist(data_.get()));
+    const int n_filters = H5Pget_nfilters(plist.get());
+    if (n_filters < 0 || n_filters > 1) return false;
+    if (n_filters == 1) {
+      unsigned flags = 0;
+      std::size_t n_values = 0;
+      unsigned config = 0;
+      if (H5Pget_filter2(plist.get(), 0, &flags, &n_values, nullptr, 0, nullptr, &config) != H5Z_FILTER_DEFLATE) return false;
+      deflate_ = true;
+    }
+    H5D_fill_value_t fill_status{};
+    if (H5Pfill_value_defined(plist.get(), &fill_status) < 0) return false;
+    Handle type(H5Dget_type(data_.get()));
+    const std::pair<hid_t, Stored> natives[] = {
+        {H5T_NATIVE_FLOAT, Stored::kF32}, {H5T_NATIVE_DOUBLE, Stored::kF64}, {H5T_NATIVE_INT8, Stored::kI8},   {H5T_NATIVE_INT16, Stored::kI16},
+        {H5T_NATIVE_INT32, Stored::kI32}, {H5T_NATIVE_INT64, Stored::kI64},  {H5T_NATIVE_UINT8, Stored::kU8},  {H5T_NATIVE_UINT16, Stored::kU16},
+        {H5T_NATIVE_UINT32, Stored::kU32}, {H5T_NATIVE_UINT64, Stored::kU64}};
+    bool known = false;
+    for (const auto& [native, stored] : natives) {
+      if (H5Tequal(type.get(), native) > 0) {
+        stored_ = stored;
+        element_bytes_ = H5Tget_size(native);
+        known = true;
+        break;
+      }
+    }
+    if (!known) return false;
+    if (fill_status == H5D_FILL_VALUE_USER_DEFINED) {  // unwritten chunks read as the fill value: only 0 is taken
+      std::vector<unsigned char> fill(element_bytes_, 0);
+      if (H5Pget_fill_value(plist.get(), type.get(), fill.data()) < 0) return false;
+      if (std::any_of(fill.begin(), fill.end(), [](unsigned char byte) { return byte != 0; })) return false;
+    }
+    return true;
+  }
+
+  template <typename Value>
+  void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
+    check_row_range(first, count, info_.n_rows, file_name_);
+    out.reset(first, count, info_.n_cols);
+    if (count == 0) return;
+    if (direct_) {
+      read_direct(first, count, out);
+    } else {
+      read_band(first, count, out);
+    }
+  }
+
+  /// HDF5 reads the genes x count band (converting the stored type), which is then transposed.
+  template <typename Value>
+  void read_band(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
+    const std::int64_t genes = info_.n_cols;
+    Buffer<Value> band(static_cast<std::size_t>(count * genes));  // genes x count
+    {
+      auto lock = h5::hdf5_lock();
+      h5::read_cols_2d(data_.get(), first, count, genes, band.data());
+    }
+    std::vector<std::int64_t> offsets(static_cast<std::size_t>(count) + 1, 0);
+    for (std::int64_t g = 0; g < genes; ++g) {
+      const Value* row = band.data() + g * count;
+      for (std::int64_t c = 0; c < count; ++c) offsets[static_cast<std::size_t>(c) + 1] += row[c] != Value{0} ? 1 : 0;
+    }
+    std::partial_sum(offsets.begin(), offsets.end(), offsets.begin());
+    out.indices.resize(static_cast<std::size_t>(offsets.back()));
+    out.values.resize(static_cast<std::size_t>(offsets.back()));
+    std::vector<std::int64_t> next(offsets.begin(), offsets.end() - 1);
+    for (std::int64_t g = 0; g < genes; ++g) {
+      const Value* row = band.data() + g * count;
+      for (std::int64_t c = 0; c < count; ++c) {
+        if (row[c] == Value{0}) continue;
+        const auto k = static_cast<std::size_t>(next[static_cast<std::size_t>(c)]++);
+        out.indices[k] = static_cast<std::int32_t>(g);
+        out.values[k] = row[c];
+      }
+    }
+    for (std::size_t c = 1; c < offsets.size(); ++c) out.indptr.push_back(offsets[c]);  // reset left indptr = {0}
+  }
+
+  /// One stored chunk: its bytes as in the file, and whether deflate was applied.
+  struct StoredChunk {
+    std::vector<unsigned char> bytes;  ///< empty: never written (all zero)
+    bool deflated = false;
+  };
+
+  /// Stored values of `chunk` decoded into `out` (chunk_genes x band_width, row-major) as Value.
+  template <typename Value>
+  void decode(const StoredChunk& chunk, std::vector<unsigned char>& raw, std::vector<Value>& out, std::int64_t chunk_row,
+              std::int64_t chunk_col) const {
+    const std::size_t n = static_cast<std::size_t>(chunk_genes_ * band_width_);
+    out.resize(n);
+    if (chunk.bytes.empty()) {
+      std::fill(out.begin(), out.end(), Value{0});
+      return;
+    }
+    const unsigned char* bytes = chunk.bytes.data();
+    if (chunk.deflated) {
+      raw.resize(n * element_bytes_);
+      if (!inflate_exact(chunk.bytes.data(), chunk.bytes.size(), raw.data(), raw.size())) {
+        throw InputError(fmt::format("{}: {}: the chunk of genes {}.. and cells {}.. does not inflate to {} bytes (corrupt file?)", file_name_,
+                                     path_, chunk_row * chunk_genes_, chunk_col * band_width_, raw.size()));
+      }
+      bytes = raw.data();
+    } else if (chunk.bytes.size() != n * element_bytes_) {
+      throw InputError(fmt::format("{}: {}: the chunk of genes {}.. and cells {}.. holds {} bytes, not {} (corrupt file?)", file_name_, path_,
+                                   chunk_row * chunk_genes_, chunk_col * band_width_, chunk.bytes.size(), n * element_bytes_));
+    }
+    const auto convert = [&](auto tag) {
+      using Stored = decltype(tag);
+      for (std::size_t i = 0; i < n; ++i) {
+        Stored value;
+        std::memcpy(&value, bytes + i * sizeof(Stored), sizeof(Stored));
+        out[i] = static_cast<Value>(value);
+      }
+    };
+    switch (stored_) {
+      case Stored::kF32: convert(float{}); break;
+      case Stored::kF64: convert(double{}); break;
+      case Stored::kI8: convert(std::int8_t{}); break;
+      case Stored::kI16: convert(std::int16_t{}); break;
+      case Stored::kI32: convert(std::int32_t{}); break;
+      case Stored::kI64: convert(std::int64_t{}); break;
+      case Stored::kU8: convert(std::uint8_t{}); break;
+      case Stored::kU16: convert(std::uint16_t{}); break;
+      case Stored::kU32: convert(std::uint32_t{}); break;
+      case Stored::kU64: convert(std::uint64_t{}); break;
+    }
+  }
+
+  template <typename Value>
+  void read_direct(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
+    const std::int64_t genes = info_.n_cols;
+    const std::int64_t chunk_rows = (genes + chunk_genes_ - 1) / chunk_genes_;
+    const std::int64_t first_col = first / band_width_;
+    const std::int64_t last_col = (first + count - 1) / band_width_;
+    const std::int64_t n_cols = last_col - first_col + 1;
+    // The stored bytes of every chunk the cells touch (compressed: a few KB each).
+    std::vector<StoredChunk> chunks(static_cast<std::size_t>(chunk_rows * n_cols));
+    {
+      auto lock = h5::hdf5_lock();
+      for (std::int64_t i = 0; i < chunk_rows; ++i) {
+        for (std::int64_t j = 0; j < n_cols; ++j) {
+          const std::array<hsize_t, 2> offset{static_cast<hsize_t>(i * chunk_genes_), static_cast<hsize_t>((first_col + j) * band_width_)};
+          StoredChunk& chunk = chunks[static_cast<std::size_t>(i * n_cols + j)];
+          hsize_t stored_bytes = 0;
+          if (H5Dget_chunk_storage_size(data_.get(), offset.data(), &stored_bytes) < 0 || stored_bytes == 0) {
+            h5::clear_hdf5_errors();
+            continue;  // not allocated: the fill value, zero
+          }
+          chunk.bytes.resize(stored_bytes);
+          std::uint32_t filter_mask = 0;
+          if (H5Dread_chunk(data_.get(), H5P_DEFAULT, offset.data(), &filter_mask, chunk.bytes.data()) < 0) {
+            throw IoError(fmt::format("{}: {}: HDF5 failed to read the chunk of genes {}.. and cells {}..", file_name_, path_, offset[0], offset[1]));
+          }
+          chunk.deflated = deflate_ && (filter_mask & 1U) == 0;
+        }
+      }
+    }
+    // Groups of chunk rows (genes) decoded in parallel, each keeping its values per cell in gene
+    // order; the cells' rows are then the groups' lists one after the other. The lists are kept
+    // between calls (their capacity: no allocation per value after the first blocks).
+    const int threads = resolve_threads(0);
+    const std::int64_t n_groups = std::min<std::int64_t>(chunk_rows, std::int64_t{threads} * 4);
+    auto& groups = scratch<Value>();
+    groups.resize(static_cast<std::size_t>(n_groups));
+    parallel_for(n_groups, threads, [&](std::int64_t group_index) {
+      Group<Value>& group = groups[static_cast<std::size_t>(group_index)];
+      group.indices.resize(static_cast<std::size_t>(count));
+      group.values.resize(static_cast<std::size_t>(count));
+      for (auto& cell : group.indices) cell.clear();
+      for (auto& cell : group.values) cell.clear();
+      const std::int64_t row_begin = chunk_rows * group_index / n_groups;
+      const std::int64_t row_end = chunk_rows * (group_index + 1) / n_groups;
+      for (std::int64_t i = row_begin; i < row_end; ++i) {
+        for (std::int64_t j = 0; j < n_cols; ++j) {
+          decode(chunks[static_cast<std::size_t>(i * n_cols + j)], group.raw, group.decoded, i, first_col + j);
+          const std::int64_t cell0 = (first_col + j) * band_width_;  // first cell of the chunk
+          const std::int64_t k_begin = std::max<std::int64_t>(first - cell0, 0);
+          const std::int64_t k_end = std::min<std::int64_t>(first + count - cell0, band_width_);
+          const std::int64_t r_end = std::min<std::int64_t>(chunk_genes_, genes - i * chunk_genes_);
+          const auto keep = [&](std::int64_t k, std::int32_t gene, Value value) {
+            const auto cell = static_cast<std::size_t>(cell0 + k - first);
+            group.indices[cell].push_back(gene);
+            group.values[cell].push_back(value);
+          };
+          for (std::int64_t r = 0; r < r_end; ++r) {
+            const Value* row = group.decoded.data() + r * band_width_;
+            const auto gene = static_cast<std::int32_t>(i * chunk_genes_ + r);
+            if (k_end - k_begin <= 64) {  // a mask of the row's values (vectorised), then its set bits
+              std::uint64_t mask = 0;
+              for (std::int64_t k = k_begin; k < k_end; ++k) mask |= static_cast<std::uint64_t>(row[k] != Value{0}) << (k - k_begin);
+              while (mask != 0) {
+                const std::int64_t k = k_begin + std::countr_zero(mask);
+                keep(k, gene, row[k]);
+                mask &= mask - 1;
+              }
+            } else {
+              for (std::int64_t k = k_begin; k < k_end; ++k) {
+                if (row[k] != Value{0}) keep(k, gene, row[k]);
+              }
+            }
+          }
+        }
+      }
+    });
+    std::size_t nnz = 0;
+    for (const Group<Value>& group : groups) {
+      for (const auto& cell : group.indices) nnz += cell.size();
+    }
+    out.indices.reserve(nnz);
+    out.values.reserve(nnz);
+    for (std::int64_t c = 0; c < count; ++c) {
+      for (const Group<Value>& group : groups) {
+        const auto& indices = group.indices[static_cast<std::size_t>(c)];
+        const auto& values = group.values[static_cast<std::size_t>(c)];
+        out.indices.insert(out.indices.end(), indices.begin(), indices.end());
+        out.values.insert(out.values.end(), values.begin(), values.end());
+      }
+      out.indptr.push_back(static_cast<std::int64_t>(out.indices.size()));
+    }
+  }
+
+  /// One parallel group's values per cell (and its decoding buffers), kept between calls.
+  template <typename Value>
+  struct Group {
+    std::vector<std::vector<std::int32_t>> indices;
+    std::vector<std::vector<Value>> values;
+    std::vector<unsigned char> raw;
+    std::vector<Value> decoded;
+  };
+  template <typename Value>
+  std::vector<Group<Value>>& scratch() {
+    if constexpr (std::is_same_v<Value, float>) {
+      return groups_f32_;
+    } else {
+      return groups_f64_;
+    }
+  }
+
+  std::string file_name_;
+  std::string path_;
+  MatrixInfo info_;
+  Handle data_;
+  std::vector<Group<float>> groups_f32_;
+  std::vector<Group<double>> groups_f64_;
+  std::int64_t chunk_genes_ = 0;
+  std::int64_t band_width_ = 64;  ///< cells per chunk column (contiguous data: blocks of 64 cells)
+  bool direct_ = false;
+  bool deflate_ = false;
+  Stored stored_ = Stored::kF32;
+  std::size_t element_bytes_ = 4;
+};
+
 /// A CSR matrix in memory (stored as float64 so integer counts and float32 data are exact).
 class MemoryCsrReader final : public MatrixReader {
  public:
@@ -562,6 +858,11 @@ std::unique_ptr<MatrixReader> open_dense_reader(hid_t file, const std::string& f
                                                 MatrixInfo info, std::size_t chunk_cache_bytes) {
   auto lock = h5::hdf5_lock();
   return std::make_unique<DenseDatasetReader>(file, file_name, path, std::move(info), chunk_cache_bytes);
+}
+
+std::unique_ptr<MatrixReader> open_dense_columns_reader(hid_t file, const std::string& file_name, const std::string& path, MatrixInfo info) {
+  auto lock = h5::hdf5_lock();
+  return std::make_unique<DenseColumnsReader>(file, file_name, path, std::move(info));
 }
 
 std::unique_ptr<MatrixReader> make_memory_reader(CsrBlockF64 matrix, MatrixInfo info) {

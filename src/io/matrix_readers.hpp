@@ -36,6 +36,11 @@ std::unique_ptr<MatrixReader> open_sparse_reader(hid_t file, const SparseLocatio
 std::unique_ptr<MatrixReader> open_dense_reader(hid_t file, const std::string& file_name, const std::string& path,
                                                 MatrixInfo info, std::size_t chunk_cache_bytes);
 
+/// Open a dense 2-D dataset stored genes x cells at `path` (loom): rows of the reader are the
+/// dataset's columns. `info` describes the cells x genes view (n_rows = cells), its `chunks` the
+/// stored chunk shape (genes x cells).
+std::unique_ptr<MatrixReader> open_dense_columns_reader(hid_t file, const std::string& file_name, const std::string& path, MatrixInfo info);
+
 /// A CSR matrix held in memory (copied once into a shared block).
 std::unique_ptr<MatrixReader> make_memory_reader(CsrBlockF64 matrix, MatrixInfo info);
 /// A reader over a CSR matrix shared with its owner (never copied).

@@ -379,7 +379,17 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "pd.DataFrame(a.X.T.toarray().astype(np.int64), index=a.var_names, columns=a.obs_names).to_csv('{1}/geo.tsv.gz', sep='\\t')\n"
       "a.obs[['celltype']].iloc[::-1].to_csv('{1}/meta.csv')\n"
       "j = a.copy(); j.X = sp.vstack([a.X[:600], f.X[600:]]).tocsr()\n"
-      "j.write_h5ad('{1}/joined.h5ad')\n",
+      "j.write_h5ad('{1}/joined.h5ad')\n"
+      "try:\n"
+      "    import loompy\n"
+      "except ImportError:\n"
+      "    loompy = None\n"
+      "if loompy is not None:\n"
+      "    a.write_loom('{1}/anndata.loom')\n"
+      "    counts = a.X.T.tocsr().astype(np.uint32); none = sp.csr_matrix(counts.shape, dtype=np.uint32)\n"
+      "    loompy.create('{1}/velocyto.loom', {{'': counts, 'spliced': counts, 'unspliced': none}},\n"
+      "                  row_attrs={{'Gene': np.array(a.var_names), 'Chromosome': np.array(['1'] * a.n_vars)}},\n"
+      "                  col_attrs={{'CellID': np.array(['s1:' + n for n in a.obs_names]), 'celltype': np.array(a.obs['celltype'].astype(str))}})\n",
       reference, dir.path().string());
   const auto made = test::run_program({test::system_python(), "-c", make});
   ASSERT_EQ(made.exit_code, 0) << made.err;
@@ -433,6 +443,27 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   const auto geo = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("geo.tsv.gz")});
   ASSERT_EQ(geo.exit_code, 0) << geo.err;
   EXPECT_EQ(labels_of("geo.celltyper"), counts);
+  // Loom files (anndata's write_loom; loompy as velocyto writes them: uint32 counts genes x cells,
+  // spliced / unspliced layers, a Chromosome row attribute beside Gene): the same labels, to a
+  // CSV; a loom reference trains the .h5ad's model.
+  if (std::filesystem::exists(dir.file("anndata.loom"))) {
+    for (const std::string name : {"anndata", "velocyto"}) {
+      const auto loom = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".loom")});
+      ASSERT_EQ(loom.exit_code, 0) << loom.err;
+      const std::vector<std::string> labels = labels_of(name + ".celltyper");
+      ASSERT_EQ(labels.size(), counts.size()) << name;
+      for (std::size_t i = 0; i < labels.size(); ++i) {  // the velocyto file names its cells "s1:BARCODE"
+        EXPECT_EQ(labels[i].substr(labels[i].find(',')), counts[i].substr(counts[i].find(','))) << name << " cell " << i;
+      }
+    }
+    ASSERT_EQ(test::run_cli({"train", "-r", dir.file("velocyto.loom"), "-l", "obs:celltype", "-o", dir.file("loom.model"), "-q"}).exit_code, 0);
+    ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("loom.model"), "-i", dir.file("counts.h5ad"), "-o", dir.file("loom_model_out.h5ad"),
+                             "--csv", dir.file("loom_model.csv"), "-q"})
+                  .exit_code,
+              0);
+  } else {
+    ADD_FAILURE() << "no loompy: the loom layouts were not checked (scripts/test.sh installs python3-loompy)";
+  }
   // GEO's other file: the labels in a table of their own (here in reverse order), joined by cell
   // name with --obs: the model equals the one trained on the .h5ad (same labels and scores).
   for (const auto& [reference, extra] : {std::pair{dir.file("counts.h5ad"), std::string()}, std::pair{dir.file("geo.tsv.gz"), dir.file("meta.csv")}}) {
@@ -448,6 +479,7 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
               0);
   }
   EXPECT_EQ(test::read_file(dir.file("h5ad_model.csv")), test::read_file(dir.file("geo_model.csv")));
+  EXPECT_EQ(test::read_file(dir.file("h5ad_model.csv")), test::read_file(dir.file("loom_model.csv")));
   // With --out, a 10x or text input becomes a new .h5ad: its counts, genes and cells with the
   // celltyper_* columns, which anndata reads (the labels equal the counts file's).
   for (const auto& [input, out] : {std::pair{dir.file("mtx"), dir.file("mtx.h5ad")}, std::pair{dir.file("geo.tsv.gz"), dir.file("geo.h5ad")}}) {

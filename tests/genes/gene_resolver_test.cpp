@@ -259,6 +259,16 @@ TEST(ResolveGenes, AutoDetectPicksTheColumnResolvingMost) {
   EXPECT_EQ(result.column, "entrez");
   EXPECT_EQ(result.id_type, GeneIdType::kEntrez);
   EXPECT_EQ(result.count(GeneMatch::kEntrez), 2U);
+
+  // A chromosome column ("1", "2", ... read as Entrez ids) matches every var but names few genes:
+  // the symbols of the index, which match fewer vars, name more genes (velocyto's loom files
+  // carry row_attrs/Chromosome beside Gene).
+  DataFrame chromosomes = var_with_index({"AAA", "BBB", "CCC", "unknown", "MALAT1"});
+  chromosomes.columns.push_back(Column::categorical("Chromosome", {"1", "1", "2", "1", "2"}));
+  result = resolve_genes(table, chromosomes);
+  EXPECT_EQ(result.column, "_index");
+  EXPECT_EQ(result.n_matched(), 4U);
+  EXPECT_EQ(result.candidates[1].n_resolved, 5U);
 }
 
 TEST(ResolveGenes, NamedColumn) {
