@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     *) TARGETS+=("$1"); shift ;;
   esac
 done
-[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_obo fuzz_cl_json fuzz_gene_tsv fuzz_label_map fuzz_mtx fuzz_batch_output fuzz_h5ad fuzz_model fuzz_use_lite_tokenizer fuzz_gene_table_indexes fuzz_text_matrix fuzz_loom)
+[ ${#TARGETS[@]} -gt 0 ] || TARGETS=(fuzz_obo fuzz_cl_json fuzz_gene_tsv fuzz_label_map fuzz_mtx fuzz_batch_output fuzz_h5ad fuzz_model fuzz_use_lite_tokenizer fuzz_gene_table_indexes fuzz_text_matrix fuzz_loom fuzz_zarr)
 # clang and its sanitizer runtime (libclang_rt.asan/ubsan/fuzzer: a recommendation of clang that
 # --no-install-recommends leaves out on a fresh machine).
 bash scripts/install_packages.sh clang libclang-rt-14-dev

@@ -17,7 +17,7 @@ started=$(date +%s)
 # Tests and benchmarks: scripts/test.sh installs the rest.
 PACKAGES=(
   build-essential cmake pkg-config git curl ca-certificates
-  libhdf5-dev zlib1g-dev libdeflate-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
+  libhdf5-dev zlib1g-dev libdeflate-dev libblosc-dev libsqlite3-dev libcurl4-openssl-dev libssl-dev
   libcli11-dev nlohmann-json3-dev libfmt-dev libspdlog-dev libeigen3-dev
   libxgboost-dev libicu72
   r-bioc-org.hs.eg.db r-bioc-go.db

@@ -6,6 +6,7 @@
 #include <celltyper/remote.hpp>
 #include <celltyper/tenx.hpp>
 #include <celltyper/text_matrix.hpp>
+#include <celltyper/zarr.hpp>
 
 #include <fmt/format.h>
 
@@ -18,7 +19,7 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path) {
   if (is_remote_path(path)) return std::make_unique<H5adFile>(path);  // http(s):// or s3:// .h5ad
   std::error_code error;
   if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file or directory", path));
-  if (std::filesystem::is_directory(path, error)) return open_tenx_mtx(path);
+  if (std::filesystem::is_directory(path, error)) return is_zarr_anndata(path) ? open_zarr(path) : open_tenx_mtx(path);
   if (is_loom(path)) return open_loom(path);  // before 10x: a loom's row_attrs may hold gene_names
   if (is_tenx_h5(path)) return open_tenx_h5(path);
   if (is_text_matrix_path(path)) return open_text_matrix(path);  // a GEO-style count table

@@ -384,6 +384,12 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
       "    import loompy\n"
       "except ImportError:\n"
       "    loompy = None\n"
+      "try:\n"
+      "    import zarr\n"
+      "    a.write_zarr('{1}/anndata.zarr')\n"
+      "    z = a.copy(); z.layers['counts'] = a.X.tocsc(); z.X = sp.csr_matrix(a.shape, dtype=np.float32); z.write_zarr('{1}/csc_layer.zarr')\n"
+      "except ImportError:\n"
+      "    pass\n"
       "if loompy is not None:\n"
       "    a.write_loom('{1}/anndata.loom')\n"
       "    counts = a.X.T.tocsr().astype(np.uint32); none = sp.csr_matrix(counts.shape, dtype=np.uint32)\n"
@@ -463,6 +469,17 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
               0);
   } else {
     ADD_FAILURE() << "no loompy: the loom layouts were not checked (scripts/test.sh installs python3-loompy)";
+  }
+  // AnnData as Zarr (anndata's write_zarr: Blosc-compressed chunks), with X and with the counts in
+  // a CSC layer beside an empty X: the same labels, to a CSV.
+  if (std::filesystem::exists(dir.file("anndata.zarr"))) {
+    for (const std::string name : {"anndata", "csc_layer"}) {
+      const auto zarr = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".zarr")});
+      ASSERT_EQ(zarr.exit_code, 0) << zarr.err;
+      EXPECT_EQ(labels_of(name + ".celltyper"), counts) << name;
+    }
+  } else {
+    ADD_FAILURE() << "no zarr: the Zarr layouts were not checked (scripts/test.sh installs python3-zarr)";
   }
   // GEO's other file: the labels in a table of their own (here in reverse order), joined by cell
   // name with --obs: the model equals the one trained on the .h5ad (same labels and scores).

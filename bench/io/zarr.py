@@ -1,0 +1,113 @@
+#!/usr/bin/python3
+"""AnnData Zarr stores: annotating a .zarr directory against loading it in Python.
+
+Cells resampled from real pbmc3k cells (bench/io/resample_h5ad, the file bench/annotate uses),
+`--cells` of them x pbmc3k's 13,714 genes, written by anndata's `write_zarr` (zarr's default
+compressor, Blosc lz4 level 5; X as CSR) and, the same cells, by `write_h5ad`. Then, in the same
+run, medians of `--repeats` fresh processes:
+  * celltyper: `celltyper annotate` of the .zarr store with a pbmc3k model, labels to a CSV (every
+    cell read, normalised and classified), and the same command on the .h5ad;
+  * the reference: `anndata.read_zarr(path)` (the whole store into memory): what a Python user
+    runs before any annotation.
+Reported: wall seconds and peak RSS of each process, the ratio read_zarr / celltyper annotate, and
+whether the .zarr and .h5ad labels agree.
+
+    /usr/bin/python3 bench/io/zarr.py [--build build] [--cells 100000] [--repeats 3]
+
+Writes bench/results/zarr.json and bench/results/zarr.md.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+from measure import git_commit, resampled_pbmc3k, run_measured  # noqa: E402
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+PBMC3K = os.path.join(SHARED, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
+
+WRITE = r"""
+import sys, warnings, anndata
+warnings.simplefilter("ignore")
+source, cells, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+a = anndata.read_h5ad(source, backed="r")[:cells].to_memory()
+a.write_zarr(out + ".zarr")
+a.write_h5ad(out + ".h5ad")
+"""
+
+READ = r"""
+import sys, warnings, anndata
+warnings.simplefilter("ignore")
+a = anndata.read_zarr(sys.argv[1])
+print(a.shape[0], a.shape[1], a.X.nnz)
+"""
+
+
+def directory_bytes(path):
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(path) for name in names)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--cells", type=int, default=100000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--workdir", default="/tmp/celltyper-bench-zarr")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "zarr"))
+    args = parser.parse_args()
+    celltyper = os.path.join(args.build, "celltyper")
+    os.makedirs(args.workdir, exist_ok=True)
+    source = resampled_pbmc3k(args.build, args.workdir, 100000, PBMC3K)
+    stem = os.path.join(args.workdir, f"pbmc{args.cells // 1000}k_store")
+    if not os.path.exists(stem + ".h5ad"):
+        subprocess.run(["/usr/bin/python3", "-c", WRITE, source, str(args.cells), stem], check=True)
+    model = os.path.join(args.workdir, "pbmc3k.model")
+    if not os.path.exists(model):
+        subprocess.run([celltyper, "train", "-r", PBMC3K, "-l", "obs:celltype", "-o", model, "-q"], check=True)
+
+    labels = {kind: os.path.join(args.workdir, f"labels_{kind}.csv") for kind in ["zarr", "h5ad"]}
+    commands = {
+        "celltyper annotate (zarr)": [celltyper, "annotate", "-m", model, "-i", stem + ".zarr", "--csv", labels["zarr"], "-q"],
+        "celltyper annotate (h5ad, same cells)": [celltyper, "annotate", "-m", model, "-i", stem + ".h5ad", "-o",
+                                                  os.path.join(args.workdir, "annotated.h5ad"), "--csv", labels["h5ad"], "-q"],
+        "anndata.read_zarr": ["/usr/bin/python3", "-c", READ, stem + ".zarr"],
+    }
+    runs = {}
+    for _ in range(args.repeats):  # interleaved, so that load drifts hit every command alike
+        for label, command in commands.items():
+            wall, rss, _ = run_measured(command, label)
+            runs.setdefault(label, []).append((wall, rss))
+    rows = {label: {"seconds": statistics.median(w for w, _ in values), "peak_rss_mb": statistics.median(r for _, r in values),
+                    "runs": [w for w, _ in values]} for label, values in runs.items()}
+    ratio = rows["anndata.read_zarr"]["seconds"] / rows["celltyper annotate (zarr)"]["seconds"]
+    with open(labels["zarr"]) as zarr, open(labels["h5ad"]) as h5ad:
+        same = zarr.read() == h5ad.read()
+    result = {"commit": git_commit(ROOT), "machine": f"{platform.platform()}, {os.cpu_count()} cores", "cells": args.cells, "genes": 13714,
+              "zarr_bytes": directory_bytes(stem + ".zarr"), "h5ad_bytes": os.path.getsize(stem + ".h5ad"), "repeats": args.repeats,
+              "rows": rows, "ratio_read_zarr_over_annotate": ratio, "labels_identical": same}
+    with open(args.out + ".json", "w") as out:
+        json.dump(result, out, indent=2)
+    lines = [
+        "# AnnData Zarr stores (bench/io/zarr.py)", "",
+        f"Command: `/usr/bin/python3 bench/io/zarr.py --cells {args.cells} --repeats {args.repeats}`; celltyper {result['commit']}; "
+        f"{result['machine']}.", "",
+        f"{args.cells} cells resampled from pbmc3k x 13,714 genes, written by anndata's `write_zarr` (Blosc lz4; "
+        f"{result['zarr_bytes'] / 1e6:.0f} MB; the same cells as .h5ad {result['h5ad_bytes'] / 1e6:.0f} MB). "
+        f"Medians of {args.repeats} fresh processes; annotate with a pbmc3k model (default flags), labels to a CSV "
+        "(the .h5ad route also writes its annotated copy).", "",
+        "| command | seconds | peak RSS (MB) |", "|---|---:|---:|"]
+    for label, row in rows.items():
+        lines.append(f"| {label} | {row['seconds']:.2f} | {row['peak_rss_mb']:.0f} |")
+    lines += ["", f"anndata.read_zarr / celltyper annotate (zarr): **{ratio:.1f}x**; .zarr and .h5ad labels and scores "
+              f"{'identical' if same else 'DIFFERENT'}."]
+    with open(args.out + ".md", "w") as out:
+        out.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
