@@ -99,7 +99,7 @@ class Dataset {
  public:
   virtual ~Dataset() = default;
   [[nodiscard]] virtual const std::string& path() const = 0;
-  /// "h5ad", "10x-h5", "10x-mtx", "loom" or "text".
+  /// "h5ad", "10x-h5", "10x-mtx", "loom", "zarr", "rds" or "text".
   [[nodiscard]] virtual std::string format() const = 0;
   [[nodiscard]] virtual std::int64_t n_obs() const = 0;
   [[nodiscard]] virtual std::int64_t n_vars() const = 0;
@@ -125,9 +125,10 @@ class Dataset {
   [[nodiscard]] virtual const H5adFile* h5ad_file() const { return nullptr; }
 };
 
-/// Open `path`, detecting the format: a directory is an MTX directory (Cell Ranger, STARsolo,
-/// kallisto | bustools, alevin-fry), an HDF5 file with a top-level `matrix` group is a Cell
-/// Ranger .h5, one with a 2-D `matrix` dataset and row / column attributes a loom file, a .csv /
+/// Open `path`, detecting the format: a directory holding a Zarr group is AnnData as Zarr, another
+/// directory an MTX directory (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry), an HDF5
+/// file with a 2-D `matrix` dataset and row / column attributes a loom file, one with a top-level
+/// `matrix` group a Cell Ranger .h5, a `.rds` file an R object (read through Rscript), a .csv /
 /// .tsv / .txt (optionally .gz) a text count table, any other file an h5ad.
 /// Throws InputError for missing, non-HDF5 or malformed files.
 std::unique_ptr<Dataset> open_dataset(const std::string& path);

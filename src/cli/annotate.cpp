@@ -42,7 +42,7 @@ std::string default_output(const std::string& input, const std::string& suffix) 
   std::filesystem::path path(input);
   while (!path.empty() && path.filename().empty()) path = path.parent_path();  // "folder/"
   std::string stem = path.filename().string();
-  for (const std::string extension : {".h5ad", ".h5", ".loom", ".zarr", ".csv.gz", ".tsv.gz", ".txt.gz", ".csv", ".tsv", ".txt"}) {
+  for (const std::string extension : {".h5ad", ".h5", ".loom", ".zarr", ".rds", ".csv.gz", ".tsv.gz", ".txt.gz", ".csv", ".tsv", ".txt"}) {
     if (stem.size() > extension.size() && stem.compare(stem.size() - extension.size(), extension.size(), extension) == 0) {
       stem.resize(stem.size() - extension.size());
       break;

@@ -2,6 +2,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
 #include <celltyper/loom.hpp>
+#include <celltyper/rds.hpp>
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/remote.hpp>
 #include <celltyper/tenx.hpp>
@@ -22,6 +23,7 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path) {
   if (std::filesystem::is_directory(path, error)) return is_zarr_anndata(path) ? open_zarr(path) : open_tenx_mtx(path);
   if (is_loom(path)) return open_loom(path);  // before 10x: a loom's row_attrs may hold gene_names
   if (is_tenx_h5(path)) return open_tenx_h5(path);
+  if (is_rds_path(path)) return open_rds(path);                  // an R object (saveRDS), read through Rscript
   if (is_text_matrix_path(path)) return open_text_matrix(path);  // a GEO-style count table
   return std::make_unique<H5adFile>(path);
 }

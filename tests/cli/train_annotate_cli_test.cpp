@@ -675,5 +675,72 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
   for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "h.h5ad"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
 }
 
+TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
+  // Seurat users' files as they are: a Seurat object saved with saveRDS (its default assay an
+  // integration-like assay of 500 scaled genes: the RNA counts are read) and a dgCMatrix (GEO's
+  // .rds supplements) annotate as the .h5ad of the same counts does; the Seurat object trains the
+  // .h5ad's model from its meta.data; an object R cannot export, and no R at all, are one line.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({"/usr/bin/Rscript", "-e", "suppressPackageStartupMessages(library(Seurat))"}).exit_code != 0) {
+    GTEST_SKIP() << "no R with Seurat (scripts/test.sh installs r-cran-seurat)";
+  }
+  test::TempDir dir;
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, scipy.io, scipy.sparse as sp\n"
+                   "a = anndata.read_h5ad('{0}')[1::3].copy()\n"
+                   "a.X = sp.csr_matrix(a.X, dtype=np.float32)\n"
+                   "a.write_h5ad('{1}/counts.h5ad')\n"
+                   "scipy.io.mmwrite('{1}/m.mtx', sp.csr_matrix(a.X).T.tocoo())\n"
+                   "open('{1}/genes.txt', 'w').write('\\n'.join(a.var_names) + '\\n')\n"
+                   "open('{1}/cells.txt', 'w').write('\\n'.join(a.obs_names) + '\\n')\n"
+                   "a.obs[['celltype']].to_csv('{1}/meta.csv')\n",
+                   reference, dir.path().string())});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto saved = test::run_program(
+      {"/usr/bin/Rscript", "-e",
+       fmt::format("suppressPackageStartupMessages({{library(Matrix); library(Seurat)}})\n"
+                   "setwd('{0}')\n"
+                   "m <- as(readMM('m.mtx'), 'CsparseMatrix'); rownames(m) <- readLines('genes.txt'); colnames(m) <- readLines('cells.txt')\n"
+                   "o <- suppressWarnings(CreateSeuratObject(m, meta.data = read.csv('meta.csv', row.names = 1)))\n"
+                   "o <- NormalizeData(o, verbose = FALSE)\n"
+                   "scaled <- as.matrix(GetAssayData(o, slot = 'data')[1:500, ])\n"
+                   "o[['integrated']] <- CreateAssayObject(data = scaled); DefaultAssay(o) <- 'integrated'\n"
+                   "saveRDS(o, 'seurat.rds'); saveRDS(m, 'matrix.rds'); saveRDS(list(a = 1), 'list.rds')\n",
+                   dir.path().string())});
+  ASSERT_EQ(saved.exit_code, 0) << saved.err;
+  ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
+  ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("counts.h5ad"), "-o", dir.file("counts_out.h5ad"), "--csv",
+                           dir.file("counts.csv"), "-q"})
+                .exit_code,
+            0);
+  const std::string expected = test::read_file(dir.file("counts.csv"));
+  ASSERT_FALSE(expected.empty());
+  for (const std::string name : {"seurat", "matrix"}) {
+    const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".rds")});
+    ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
+    EXPECT_EQ(test::read_file(dir.file(name + ".celltyper.csv")), expected) << name;
+  }
+  // Trained on the Seurat object's meta.data labels: the model of the .h5ad (same labels, scores).
+  for (const std::string name : {"counts.h5ad", "seurat.rds"}) {
+    ASSERT_EQ(test::run_cli({"train", "-r", dir.file(name), "-l", "obs:celltype", "-o", dir.file(name + ".model"), "-q"}).exit_code, 0) << name;
+    ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file(name + ".model"), "-i", dir.file("counts.h5ad"), "-o", dir.file(name + ".out.h5ad"),
+                             "--csv", dir.file(name + ".csv"), "-q"})
+                  .exit_code,
+              0);
+  }
+  EXPECT_EQ(test::read_file(dir.file("seurat.rds.csv")), test::read_file(dir.file("counts.h5ad.csv")));
+  const auto list = test::run_cli({"inspect", dir.file("list.rds")});
+  EXPECT_EQ(list.exit_code, 2);
+  EXPECT_NE(list.err.find("list.rds: R could not export it (exit status 1): Error: a list object: celltyper reads Seurat objects"),
+            std::string::npos)
+      << list.err;
+  ::setenv("CELLTYPER_RSCRIPT", "/nonexistent/Rscript", 1);
+  const auto no_r = test::run_cli({"inspect", dir.file("seurat.rds")});
+  ::unsetenv("CELLTYPER_RSCRIPT");
+  EXPECT_EQ(no_r.exit_code, 4);
+  EXPECT_NE(no_r.err.find("reading an .rds file needs R (Rscript '/nonexistent/Rscript'), which was not found"), std::string::npos) << no_r.err;
+}
+
 }  // namespace
 }  // namespace celltyper

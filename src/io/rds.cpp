@@ -1,0 +1,227 @@
+// R objects saved with saveRDS, read through Rscript (rds.hpp).
+#include <celltyper/error.hpp>
+#include <celltyper/file_checks.hpp>
+#include <celltyper/rds.hpp>
+#include <celltyper/text_matrix.hpp>
+
+#include "io/matrix_readers.hpp"
+#include "io/subprocess.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+
+namespace celltyper {
+namespace {
+
+namespace fs = std::filesystem;
+
+/// The R side: load the object, pick its counts, write them as a dgCMatrix's slots (binary: nrow,
+/// ncol, p, i as int32, x as float64), the gene and cell names (one per line) and the per-cell
+/// metadata (write.csv), and what was read (class, matrix).
+constexpr const char* kExportScript = R"R(
+args <- commandArgs(trailingOnly = TRUE)
+input <- args[[1]]; out <- args[[2]]
+obj <- readRDS(input)
+suppressPackageStartupMessages(library(Matrix))
+meta <- NULL
+what <- class(obj)[[1]]
+if (inherits(obj, "Seurat")) {
+  suppressPackageStartupMessages(library(SeuratObject))
+  assays <- names(obj@assays)
+  assay <- if ("RNA" %in% assays) "RNA" else DefaultAssay(obj)
+  layer_of <- function(layer) {
+    m <- tryCatch(suppressWarnings(if (exists("LayerData", mode = "function")) LayerData(obj, assay = assay, layer = layer)
+                                   else GetAssayData(obj, assay = assay, slot = layer)), error = function(e) NULL)
+    if (is.null(m) || prod(dim(m)) == 0 || (inherits(m, "sparseMatrix") && length(m@x) == 0)) NULL else m
+  }
+  counts <- layer_of("counts"); source <- "counts"
+  if (is.null(counts)) { counts <- layer_of("data"); source <- "data" }
+  if (is.null(counts)) stop("assay ", assay, " of the Seurat object holds neither counts nor data")
+  meta <- obj@meta.data
+  source <- paste0("assay ", assay, ", ", source)
+} else if (inherits(obj, "SummarizedExperiment")) {
+  suppressPackageStartupMessages(library(SummarizedExperiment))
+  kinds <- assayNames(obj)
+  if (length(kinds) == 0) stop("the ", what, " holds no assay")
+  chosen <- if ("counts" %in% kinds) "counts" else kinds[[1]]
+  counts <- assay(obj, chosen); meta <- as.data.frame(colData(obj)); source <- paste0("assay ", chosen)
+} else if (inherits(obj, "Matrix") || is.matrix(obj) || is.data.frame(obj)) {
+  counts <- obj; source <- "matrix"
+} else {
+  stop("a ", what, " object: celltyper reads Seurat objects, SingleCellExperiment objects and count matrices (genes x cells)")
+}
+if (is.data.frame(counts)) counts <- as.matrix(counts)
+if (!inherits(counts, "dgCMatrix")) counts <- as(as(as(counts, "CsparseMatrix"), "generalMatrix"), "dMatrix")
+if (is.null(rownames(counts)) || is.null(colnames(counts))) stop("the matrix has no row (gene) or column (cell) names")
+con <- file(file.path(out, "matrix.bin"), "wb")
+writeBin(as.integer(dim(counts)), con, size = 4)
+writeBin(as.integer(counts@p), con, size = 4)
+writeBin(as.integer(counts@i), con, size = 4)
+writeBin(as.double(counts@x), con, size = 8)
+close(con)
+writeLines(rownames(counts), file.path(out, "genes.txt"), useBytes = TRUE)
+writeLines(colnames(counts), file.path(out, "cells.txt"), useBytes = TRUE)
+if (!is.null(meta) && ncol(meta) > 0) write.csv(meta, file.path(out, "obs.csv"))
+writeLines(c(what, source), file.path(out, "about.txt"), useBytes = TRUE)
+)R";
+
+std::vector<std::string> read_lines(const fs::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw IoError(fmt::format("{}: R wrote no such file", file.string()));
+  std::vector<std::string> lines;
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    lines.push_back(line);
+  }
+  return lines;
+}
+
+/// R's error message in its log: from the first line starting "Error" on (else the last line).
+std::string r_error(const fs::path& log) {
+  std::ifstream in(log);
+  std::string line;
+  std::string message;
+  bool in_error = false;
+  while (std::getline(in, line)) {
+    if (line.rfind("Error", 0) == 0) in_error = true;
+    if (in_error && line != "Execution halted") message += (message.empty() ? "" : " ") + line;
+  }
+  if (message.empty()) message = detail::last_line(log);
+  if (message.size() > 600) message = message.substr(0, 600) + " ...";
+  return message;
+}
+
+class RdsDataset final : public Dataset {
+ public:
+  RdsDataset(std::string path, DataFrame obs, DataFrame var, CsrBlockF64 matrix, bool integers)
+      : path_(std::move(path)), obs_(std::move(obs)), var_(std::move(var)) {
+    info_.source = std::string("X");  // not `= "X"`: GCC 12 -O3 raises a bogus -Wrestrict (GCC bug 105329)
+    info_.encoding = MatrixEncoding::kCsr;
+    info_.n_rows = matrix.n_rows;
+    info_.n_cols = matrix.n_cols;
+    info_.nnz = matrix.nnz();
+    info_.value_dtype = integers ? "int64" : "float64";
+    info_.index_dtype = "int32";
+    info_.compression = "rds (read by R)";
+    std::error_code error;
+    info_.stored_bytes = static_cast<std::int64_t>(fs::file_size(path_, error));
+    matrix_ = std::make_shared<const CsrBlockF64>(std::move(matrix));
+  }
+  const std::string& path() const override { return path_; }
+  std::string format() const override { return "rds"; }
+  std::int64_t n_obs() const override { return info_.n_rows; }
+  std::int64_t n_vars() const override { return info_.n_cols; }
+  DataFrame read_obs() const override { return obs_; }
+  DataFrame read_var() const override { return var_; }
+  std::vector<std::string> matrix_sources() const override { return {"X"}; }
+  MatrixInfo matrix_info(const std::string& source) const override {
+    check_source(source);
+    return info_;
+  }
+  std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override {
+    check_source(source);
+    return detail::make_memory_reader(matrix_, info_);
+  }
+
+ private:
+  void check_source(const std::string& source) const {
+    if (source != "X") throw InputError(fmt::format("{}: an .rds file gives one matrix (X), not '{}'", path_, source));
+  }
+
+  std::string path_;
+  DataFrame obs_;
+  DataFrame var_;
+  std::shared_ptr<const CsrBlockF64> matrix_;
+  MatrixInfo info_;
+};
+
+/// The dgCMatrix slots R wrote: genes x cells CSC, which is cells x genes CSR.
+CsrBlockF64 read_matrix(const fs::path& file, std::size_t n_genes, std::size_t n_cells, const std::string& path) {
+  std::ifstream in(file, std::ios::binary | std::ios::ate);
+  if (!in) throw IoError(fmt::format("{}: R wrote no matrix", path));
+  const auto bytes = static_cast<std::uint64_t>(in.tellg());
+  in.seekg(0);
+  const auto fail = [&](const std::string& what) { throw InputError(fmt::format("{}: the matrix R wrote is malformed ({})", path, what)); };
+  std::int32_t dims[2] = {0, 0};
+  if (bytes < 8 || !in.read(reinterpret_cast<char*>(dims), 8)) fail("no dimensions");
+  if (dims[0] < 0 || dims[1] < 0 || static_cast<std::size_t>(dims[0]) != n_genes || static_cast<std::size_t>(dims[1]) != n_cells) {
+    fail(fmt::format("{} x {} for {} gene and {} cell names", dims[0], dims[1], n_genes, n_cells));
+  }
+  std::vector<std::int32_t> p(n_cells + 1);
+  if (bytes < 8 + 4 * p.size() || !in.read(reinterpret_cast<char*>(p.data()), static_cast<std::streamsize>(4 * p.size()))) fail("short column pointers");
+  const std::int64_t nnz = p.back();
+  if (p.front() != 0 || nnz < 0 || bytes != 8 + 4 * p.size() + 12 * static_cast<std::uint64_t>(nnz)) fail("sizes disagree");
+  CsrBlockF64 csr;
+  csr.reset(0, static_cast<std::int64_t>(n_cells), static_cast<std::int64_t>(n_genes));
+  for (std::size_t c = 1; c < p.size(); ++c) {
+    if (p[c] < p[c - 1]) fail(fmt::format("column pointers decrease at cell {}", c - 1));
+    csr.indptr.push_back(p[c]);
+  }
+  csr.indices.resize(static_cast<std::size_t>(nnz));
+  csr.values.resize(static_cast<std::size_t>(nnz));
+  if (!in.read(reinterpret_cast<char*>(csr.indices.data()), static_cast<std::streamsize>(4 * nnz)) ||
+      !in.read(reinterpret_cast<char*>(csr.values.data()), static_cast<std::streamsize>(8 * nnz))) {
+    fail("short values");
+  }
+  for (const std::int32_t gene : csr.indices) {
+    if (gene < 0 || static_cast<std::size_t>(gene) >= n_genes) fail(fmt::format("gene index {} outside 0..{}", gene, n_genes));
+  }
+  detail::check_block_indices(csr, path, "counts");
+  return csr;
+}
+
+}  // namespace
+
+bool is_rds_path(const std::string& path) {
+  if (path.size() < 4) return false;
+  std::string extension = path.substr(path.size() - 4);
+  std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return extension == ".rds";
+}
+
+std::unique_ptr<Dataset> open_rds(const std::string& path) {
+  require_readable(path, "R data file");
+  const char* configured = std::getenv("CELLTYPER_RSCRIPT");
+  const std::string rscript = configured != nullptr && *configured != '\0' ? std::string(configured) : detail::find_on_path({"Rscript"});
+  if (rscript.empty() || !detail::is_executable(rscript)) {
+    throw UnsupportedError(fmt::format(
+        "{}: reading an .rds file needs R (Rscript{}), which was not found: install R and the object's packages (Debian: apt-get install "
+        "r-base-core r-cran-seurat), or set CELLTYPER_RSCRIPT; or export the counts in R, e.g. SeuratDisk::Convert to .h5ad, or "
+        "DropletUtils::write10xCounts / Matrix::writeMM to an MTX folder",
+        path, configured != nullptr && *configured != '\0' ? fmt::format(" '{}'", configured) : std::string()));
+  }
+  const detail::ScratchDirectory scratch("celltyper-rds");
+  const fs::path script = scratch.path() / "export.R";
+  std::ofstream(script) << kExportScript;
+  const fs::path log = scratch.path() / "R.log";
+  constexpr int kTimeoutSeconds = 3600;
+  const int status = detail::run_with_timeout({rscript, "--no-save", "--no-restore", script.string(), fs::absolute(path).string(),
+                                               scratch.path().string()},
+                                              log, kTimeoutSeconds);
+  if (status != 0) throw InputError(fmt::format("{}: R could not export it (exit status {}): {}", path, status, r_error(log)));
+  const std::vector<std::string> genes = read_lines(scratch.path() / "genes.txt");
+  const std::vector<std::string> cells = read_lines(scratch.path() / "cells.txt");
+  CsrBlockF64 matrix = read_matrix(scratch.path() / "matrix.bin", genes.size(), cells.size(), path);
+  const bool integers = std::all_of(matrix.values.begin(), matrix.values.end(), [](double v) { return v == std::floor(v); });
+  DataFrame var;
+  var.index = genes;
+  var.origin = path + " (genes)";
+  DataFrame obs;
+  std::error_code error;
+  if (fs::exists(scratch.path() / "obs.csv", error)) {
+    obs = read_cell_table((scratch.path() / "obs.csv").string());
+    if (obs.index != cells) throw InputError(fmt::format("{}: the metadata R wrote names other cells than the matrix", path));
+  } else {
+    obs.index = cells;
+  }
+  obs.origin = path + " (cells)";
+  return std::make_unique<RdsDataset>(path, std::move(obs), std::move(var), std::move(matrix), integers);
+}
+
+}  // namespace celltyper
