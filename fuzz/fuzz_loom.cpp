@@ -66,10 +66,15 @@ void matrix(hid_t parent, const char* name, Choices& in, hsize_t genes, hsize_t 
   std::array<hsize_t, 3> dims{genes, cells, 2};
   if (in.below(6) == 0) dims[in.below(2)] += 1;  // a shape other than the attributes'
   const hid_t type = number_type(in);
-  const hid_t space = H5Screate_simple(rank, dims.data(), nullptr);
+  // Sometimes an extendible cell side, so that chunks may be far wider than the matrix (up to 2^24
+  // cells: beyond what celltyper decodes at once).
+  const bool extendible = rank == 2 && in.below(6) == 0;
+  const std::array<hsize_t, 3> maxdims{dims[0], extendible ? H5S_UNLIMITED : dims[1], dims[2]};
+  const hid_t space = H5Screate_simple(rank, dims.data(), maxdims.data());
   const hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
-  const bool chunked = in.below(4) != 0 && dims[0] > 0 && dims[1] > 0;
-  std::array<hsize_t, 3> chunk{1 + in.below(static_cast<std::uint32_t>(dims[0])), 1 + in.below(static_cast<std::uint32_t>(dims[1])), 1};
+  const bool chunked = extendible || (in.below(4) != 0 && dims[0] > 0 && dims[1] > 0);
+  std::array<hsize_t, 3> chunk{1 + in.below(static_cast<std::uint32_t>(std::max<hsize_t>(dims[0], 1))),
+                               extendible ? hsize_t{1} << in.below(25) : 1 + in.below(static_cast<std::uint32_t>(dims[1])), 1};
   const bool deflate = chunked && in.flag();
   if (chunked) {
     H5Pset_chunk(plist, rank, chunk.data());
@@ -82,14 +87,14 @@ void matrix(hid_t parent, const char* name, Choices& in, hsize_t genes, hsize_t 
   const hid_t dataset = H5Dcreate2(parent, name, type, space, H5P_DEFAULT, plist, H5P_DEFAULT);
   if (dataset >= 0) {
     const std::size_t n = static_cast<std::size_t>(dims[0] * dims[1] * (rank == 3 ? dims[2] : 1));
-    if (!chunked || rank != 2 || in.flag()) {
+    if ((!chunked || rank != 2 || in.flag()) && !extendible) {
       std::vector<double> values(n);
       for (auto& value : values) value = in.number();
       if (n > 0) H5Dwrite(dataset, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data());
     } else {  // raw chunks: some missing, some well-formed, some hostile
       const std::size_t element = H5Tget_size(type);
       const std::size_t chunk_bytes = chunk[0] * chunk[1] * element;
-      for (hsize_t g = 0; g < dims[0]; g += chunk[0]) {
+      for (hsize_t g = 0; g < dims[0] && chunk_bytes <= (std::size_t{8} << 20); g += chunk[0]) {
         for (hsize_t c = 0; c < dims[1]; c += chunk[1]) {
           const std::uint32_t kind = in.below(5);
           if (kind == 0) continue;  // never written

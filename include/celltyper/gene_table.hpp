@@ -198,7 +198,9 @@ const char* to_string(GeneMatch match);
 /// Options of `resolve_genes`.
 struct GeneResolveOptions {
   /// Which var column holds the gene names: "" = auto-detect (the index and every string or
-  /// categorical column are tried; the one resolving most vars wins, ties going to the index);
+  /// categorical column are tried; the one naming the most distinct genes wins, then the one
+  /// resolving most vars, ties going to the index: a chromosome column "1".."22", read as Entrez
+  /// ids, matches every var to 22 genes);
   /// "_index" or "index" = the var index (unless a column has that name); else a column name.
   std::string column;
   /// Retry a name whose exact look-up failed with its '.' read as '-' (R's make.names:
@@ -217,6 +219,7 @@ struct GeneColumnCandidate {
   std::string column;                       ///< "_index" for the var index
   GeneIdType id_type = GeneIdType::kUnknown;
   std::size_t n_resolved = 0;               ///< vars matched to a gene
+  std::size_t n_distinct = 0;               ///< distinct genes they name (what decides)
 };
 
 /// Outcome of `resolve_genes`: one entry per var (row of `var`).

@@ -392,8 +392,8 @@ std::string GeneResolveResult::summary() const {
   if (candidates.size() > 1) {
     std::vector<std::string> tried;
     for (const auto& candidate : candidates) {
-      tried.push_back(fmt::format("{} ({}, {} matched)", candidate.column, to_string(candidate.id_type),
-                                  candidate.n_resolved));
+      tried.push_back(fmt::format("{} ({}, {} matched, {} genes)", candidate.column, to_string(candidate.id_type),
+                                  candidate.n_resolved, candidate.n_distinct));
     }
     text += fmt::format("  columns tried: {}\n", fmt::join(tried, "; "));
   }
@@ -410,7 +410,8 @@ nlohmann::json GeneResolveResult::to_json() const {
   for (const auto& candidate : candidates) {
     candidates_json.push_back({{"column", candidate.column},
                                {"id_type", to_string(candidate.id_type)},
-                               {"n_resolved", candidate.n_resolved}});
+                               {"n_resolved", candidate.n_resolved},
+                               {"n_distinct", candidate.n_distinct}});
   }
   return {{"column", column},
           {"id_type", to_string(id_type)},
@@ -540,7 +541,7 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
   result.id_type = chosen.id_type;
   result.table_hash = table.content_hash_hex();
   for (const auto& candidate : tried) {
-    result.candidates.push_back({candidate.source.label, candidate.id_type, candidate.n_resolved});
+    result.candidates.push_back({candidate.source.label, candidate.id_type, candidate.n_resolved, candidate.n_distinct});
   }
   const std::size_t n_vars = chosen.rows.size();
   result.gene_index.resize(n_vars);

@@ -168,6 +168,13 @@ class LoomDataset final : public Dataset {
       obs_.index_name = cell_names->name;
       obs_.index = std::move(cell_names->strings);
     } else {
+      // Row numbers (of a sane count: a shape claimed by a damaged file must not make us make up
+      // billions of names).
+      constexpr std::int64_t kMaxGeneratedIndex = 10'000'000;
+      if (n_cells_ > kMaxGeneratedIndex) {
+        throw InputError(fmt::format("{}: /col_attrs names no cell (CellID, obs_names, ...), and names for {} cells will not be made up", path,
+                                     n_cells_));
+      }
       for (std::int64_t i = 0; i < n_cells_; ++i) obs_.index.push_back(std::to_string(i));
     }
     for (Column& column : cells) {
@@ -200,12 +207,14 @@ class LoomDataset final : public Dataset {
     const Handle data = h5::open_dataset(file_.get(), stored, path_);
     const std::vector<std::int64_t> shape = h5::dataset_shape(data.get());
     if (shape.size() != 2) throw InputError(fmt::format("{}: /{} must be a 2-D matrix (genes x cells), not {}-D", path_, stored, shape.size()));
+    constexpr std::int64_t kMaxSide = 2147483647;
+    if (shape[0] > kMaxSide || shape[1] > kMaxSide) throw InputError(fmt::format("{}: /{} has a side over 2^31 - 1", path_, stored));
     MatrixInfo info;
     info.source = source;
     info.encoding = MatrixEncoding::kDense;
     info.n_rows = shape[1];
     info.n_cols = shape[0];
-    info.nnz = shape[0] * shape[1];
+    info.nnz = shape[0] * shape[1];  // both below 2^31: no overflow
     info.value_dtype = h5::dtype_name(data.get());
     if (info.value_dtype.rfind("int", 0) != 0 && info.value_dtype.rfind("uint", 0) != 0 && info.value_dtype.rfind("float", 0) != 0) {
       throw InputError(fmt::format("{}: /{} holds {} values, not numbers", path_, stored, info.value_dtype));
@@ -213,6 +222,17 @@ class LoomDataset final : public Dataset {
     info.compression = h5::compression_name(data.get());
     info.chunks = h5::chunk_shape(data.get());
     info.stored_bytes = h5::storage_bytes(data.get());
+    // A chunk is decoded whole: loompy's are 64 x 64 (16 KB); one over 64 MiB (a hostile shape, or
+    // chunks far wider than the matrix) is refused rather than allocated on every core.
+    if (info.chunks.size() == 2) {
+      constexpr double kMaxChunkBytes = 64.0 * 1024 * 1024;
+      const double bytes = static_cast<double>(info.chunks[0]) * static_cast<double>(info.chunks[1]) * 8.0;
+      if (bytes > kMaxChunkBytes) {
+        throw InputError(fmt::format("{}: /{} is stored in chunks of {} x {} values, over the 64 MiB celltyper decodes at once (re-save it "
+                                     "with loompy's 64 x 64 chunks)",
+                                     path_, stored, info.chunks[0], info.chunks[1]));
+      }
+    }
     return info;
   }
 

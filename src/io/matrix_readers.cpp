@@ -548,6 +548,7 @@ class DenseColumnsReader final : public MatrixReader {
   std::vector<RowRange> plan_blocks(std::size_t memory_limit_bytes) override {
     const std::size_t cell_bytes = static_cast<std::size_t>(std::max<std::int64_t>(info_.n_cols, 1)) * bytes_per_value();
     const std::int64_t fit = static_cast<std::int64_t>(memory_limit_bytes / cell_bytes);
+    // Whole chunk columns; one chunk column at least (loom.cpp caps a chunk at 64 MiB).
     const std::int64_t width = std::max<std::int64_t>(band_width_, fit / band_width_ * band_width_);
     std::vector<RowRange> blocks;
     for (std::int64_t begin = 0; begin < info_.n_rows; begin += width) blocks.push_back({begin, std::min(info_.n_rows, begin + width)});
@@ -560,6 +561,12 @@ class DenseColumnsReader final : public MatrixReader {
 
   /// Deflate-only (or unfiltered) chunks of a native number type with a zero fill value.
   bool direct_chunks_supported() {
+    {
+      hsize_t size = 0;
+      const Handle file(H5Iget_file_id(data_.get()));
+      if (!file || H5Fget_filesize(file.get(), &size) < 0) return false;
+      file_bytes_ = size;
+    }
     Handle plist(H5Dget_create_plist(data_.get()));
     const int n_filters = H5Pget_nfilters(plist.get());
     if (n_filters < 0 || n_filters > 1) return false;
@@ -703,9 +710,20 @@ class DenseColumnsReader final : public MatrixReader {
           const std::array<hsize_t, 2> offset{static_cast<hsize_t>(i * chunk_genes_), static_cast<hsize_t>((first_col + j) * band_width_)};
           StoredChunk& chunk = chunks[static_cast<std::size_t>(i * n_cols + j)];
           hsize_t stored_bytes = 0;
-          if (H5Dget_chunk_storage_size(data_.get(), offset.data(), &stored_bytes) < 0 || stored_bytes == 0) {
+          haddr_t address = HADDR_UNDEF;
+          unsigned index_mask = 0;
+          if (H5Dget_chunk_info_by_coord(data_.get(), offset.data(), &index_mask, &address, &stored_bytes) < 0) {
             h5::clear_hdf5_errors();
-            continue;  // not allocated: the fill value, zero
+            throw IoError(fmt::format("{}: {}: HDF5 cannot look up the chunk of genes {}.. and cells {}.. (damaged chunk index?)", file_name_,
+                                      path_, offset[0], offset[1]));
+          }
+          if (address == HADDR_UNDEF) continue;  // never written: the fill value, zero
+          // A stored chunk is at most its decoded size plus deflate's overhead, and inside the file.
+          const std::uint64_t decoded = static_cast<std::uint64_t>(chunk_genes_ * band_width_) * element_bytes_;
+          if (stored_bytes > file_bytes_ || stored_bytes > 2 * decoded + 1024) {
+            throw InputError(fmt::format("{}: {}: the chunk of genes {}.. and cells {}.. claims {} stored bytes (file {} bytes, chunk {} decoded; "
+                                         "corrupt file?)",
+                                         file_name_, path_, offset[0], offset[1], stored_bytes, file_bytes_, decoded));
           }
           chunk.bytes.resize(stored_bytes);
           std::uint32_t filter_mask = 0;
@@ -723,8 +741,11 @@ class DenseColumnsReader final : public MatrixReader {
     const std::int64_t n_groups = std::min<std::int64_t>(chunk_rows, std::int64_t{threads} * 4);
     auto& groups = scratch<Value>();
     groups.resize(static_cast<std::size_t>(n_groups));
-    parallel_for(n_groups, threads, [&](std::int64_t group_index) {
+    auto& buffers = buffers_of<Value>();
+    buffers.resize(static_cast<std::size_t>(threads));
+    parallel_for_workers(n_groups, threads, [&](std::int64_t group_index, int worker) {
       Group<Value>& group = groups[static_cast<std::size_t>(group_index)];
+      Buffers<Value>& buffer = buffers[static_cast<std::size_t>(worker)];
       group.indices.resize(static_cast<std::size_t>(count));
       group.values.resize(static_cast<std::size_t>(count));
       for (auto& cell : group.indices) cell.clear();
@@ -733,7 +754,9 @@ class DenseColumnsReader final : public MatrixReader {
       const std::int64_t row_end = chunk_rows * (group_index + 1) / n_groups;
       for (std::int64_t i = row_begin; i < row_end; ++i) {
         for (std::int64_t j = 0; j < n_cols; ++j) {
-          decode(chunks[static_cast<std::size_t>(i * n_cols + j)], group.raw, group.decoded, i, first_col + j);
+          const StoredChunk& stored = chunks[static_cast<std::size_t>(i * n_cols + j)];
+          if (stored.bytes.empty()) continue;  // never written: zeros, nothing to keep
+          decode(stored, buffer.raw, buffer.decoded, i, first_col + j);
           const std::int64_t cell0 = (first_col + j) * band_width_;  // first cell of the chunk
           const std::int64_t k_begin = std::max<std::int64_t>(first - cell0, 0);
           const std::int64_t k_end = std::min<std::int64_t>(first + count - cell0, band_width_);
@@ -744,7 +767,7 @@ class DenseColumnsReader final : public MatrixReader {
             group.values[cell].push_back(value);
           };
           for (std::int64_t r = 0; r < r_end; ++r) {
-            const Value* row = group.decoded.data() + r * band_width_;
+            const Value* row = buffer.decoded.data() + r * band_width_;
             const auto gene = static_cast<std::int32_t>(i * chunk_genes_ + r);
             if (k_end - k_begin <= 64) {  // a mask of the row's values (vectorised), then its set bits
               std::uint64_t mask = 0;
@@ -780,11 +803,15 @@ class DenseColumnsReader final : public MatrixReader {
     }
   }
 
-  /// One parallel group's values per cell (and its decoding buffers), kept between calls.
+  /// One parallel group's values per cell, kept between calls (their capacity).
   template <typename Value>
   struct Group {
     std::vector<std::vector<std::int32_t>> indices;
     std::vector<std::vector<Value>> values;
+  };
+  /// One worker's decoding buffers (a stored and a decoded chunk), kept between calls.
+  template <typename Value>
+  struct Buffers {
     std::vector<unsigned char> raw;
     std::vector<Value> decoded;
   };
@@ -796,6 +823,14 @@ class DenseColumnsReader final : public MatrixReader {
       return groups_f64_;
     }
   }
+  template <typename Value>
+  std::vector<Buffers<Value>>& buffers_of() {
+    if constexpr (std::is_same_v<Value, float>) {
+      return buffers_f32_;
+    } else {
+      return buffers_f64_;
+    }
+  }
 
   std::string file_name_;
   std::string path_;
@@ -803,6 +838,9 @@ class DenseColumnsReader final : public MatrixReader {
   Handle data_;
   std::vector<Group<float>> groups_f32_;
   std::vector<Group<double>> groups_f64_;
+  std::vector<Buffers<float>> buffers_f32_;
+  std::vector<Buffers<double>> buffers_f64_;
+  hsize_t file_bytes_ = 0;
   std::int64_t chunk_genes_ = 0;
   std::int64_t band_width_ = 64;  ///< cells per chunk column (contiguous data: blocks of 64 cells)
   bool direct_ = false;

@@ -25,8 +25,21 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
-/// Decoded chunks of strings may be this large at most (a hostile header cannot ask for more).
-constexpr std::size_t kMaxDecodedBytes = std::size_t{1} << 31;
+/// A chunk decodes to at most this many bytes (anndata's are a few MB): a hostile header or shape
+/// cannot make every core allocate gigabytes.
+constexpr std::size_t kMaxDecodedBytes = std::size_t{256} << 20;
+/// An array has at most this many chunks (a shape with chunks of 1 must not mean billions of files).
+constexpr std::int64_t kMaxChunks = std::int64_t{1} << 24;
+
+/// A member name taken from metadata (column-order, _index, a categories reference) names a member
+/// of its group, never a path out of it.
+std::string safe_member(const std::string& name, const std::string& where) {
+  if (name.empty() || name == "." || name == ".." || name.front() == '.' || name.find('/') != std::string::npos ||
+      name.find('\\') != std::string::npos) {
+    throw InputError(fmt::format("{}: '{}' is not a member name", where, name));
+  }
+  return name;
+}
 
 Json read_json(const fs::path& file) {
   std::ifstream in(file, std::ios::binary);
@@ -71,6 +84,11 @@ std::vector<unsigned char> read_bytes(const fs::path& file) {
 /// kMaxDecodedBytes). Throws InputError naming `file` when the stream is malformed.
 std::vector<unsigned char> inflate_stream(const std::vector<unsigned char>& in, bool gzip, std::size_t expected, bool known,
                                           const fs::path& file) {
+  // deflate expands at most ~1032 times: a smaller stream cannot hold the chunk (checked before the
+  // output is allocated).
+  if (known && in.size() * 1032 + 1024 < expected) {
+    throw InputError(fmt::format("{}: {} stored bytes cannot inflate to a chunk of {} (corrupt or truncated?)", file.string(), in.size(), expected));
+  }
   z_stream stream{};
   if (inflateInit2(&stream, gzip ? 15 + 16 : 15) != Z_OK) throw IoError("zlib: inflateInit2 failed");
   std::vector<unsigned char> out(known ? expected : std::max<std::size_t>(in.size() * 4, 4096));
@@ -118,9 +136,11 @@ class Array {
         throw UnsupportedError(fmt::format("{}: Fortran-ordered arrays are not supported (re-save with order='C')", label_));
       }
       separator_ = meta.contains("dimension_separator") && meta["dimension_separator"].is_string() ? meta["dimension_separator"].get<std::string>() : ".";
+      if (separator_ != "." && separator_ != "/") fail(fmt::format("dimension_separator '{}' is neither '.' nor '/'", separator_));
       if (meta.contains("fill_value")) {
         const Json& fill = meta["fill_value"];
         if (fill.is_number()) fill_ = fill.get<double>();
+        if (fill.is_boolean()) fill_ = fill.get<bool>() ? 1.0 : 0.0;
         if (fill.is_string() && fill.get<std::string>() == "NaN") fill_ = std::numeric_limits<double>::quiet_NaN();
       }
       parse_compressor(meta.contains("compressor") ? meta["compressor"] : Json());
@@ -144,6 +164,11 @@ class Array {
       if (size > (std::int64_t{1} << 32) / std::max<std::int64_t>(chunk_elements_, 1)) fail("chunks over 2^32 elements");
       chunk_elements_ *= size;
     }
+    std::int64_t n_chunks = 1;
+    for (std::size_t d = 0; d < shape_.size(); ++d) {
+      n_chunks *= (shape_[d] + chunks_[d] - 1) / chunks_[d];  // each factor below 2^40: checked before it can overflow
+      if (n_chunks > kMaxChunks) fail(fmt::format("over {} chunks (shape and chunks disagree with any real store)", kMaxChunks));
+    }
   }
 
   [[nodiscard]] const std::vector<std::int64_t>& shape() const { return shape_; }
@@ -152,6 +177,9 @@ class Array {
   [[nodiscard]] Kind kind() const { return kind_; }
   [[nodiscard]] bool is_string() const { return kind_ == Kind::kVlenString || kind_ == Kind::kFixedUnicode || kind_ == Kind::kFixedBytes; }
   [[nodiscard]] const std::string& label() const { return label_; }
+  /// Treat an absent chunk as corruption rather than the fill value (a sparse matrix's values and
+  /// indices, string arrays: anndata writes every chunk of them).
+  void require_chunks() { require_chunks_ = true; }
 
   /// "float32", "int64", "bool", "str", ...
   [[nodiscard]] std::string dtype_name() const {
@@ -283,11 +311,11 @@ class Array {
     }
   }
 
-  /// An array read whole (obs / var columns, indptr, a CSC matrix) holds at most 2^31 numbers or
-  /// 2^27 strings (134M cell names): a shape is only JSON, and a hostile one must not make us
+  /// An array read whole (obs / var columns, indptr, a CSC matrix) holds at most 2^28 numbers or
+  /// 2^25 strings (33M cell names): a shape is only JSON, and a hostile one must not make us
   /// allocate terabytes.
   void check_whole_read() const {
-    const std::int64_t limit = is_string() ? std::int64_t{1} << 27 : std::int64_t{1} << 31;
+    const std::int64_t limit = is_string() ? std::int64_t{1} << 25 : std::int64_t{1} << 28;
     if (length() > limit) throw InputError(fmt::format("{}: {} elements are too many to read whole (at most {})", label_, length(), limit));
   }
 
@@ -303,7 +331,10 @@ class Array {
   std::vector<unsigned char> decoded_chunk(const std::vector<std::int64_t>& index) const {
     const fs::path file = chunk_path(index);
     std::error_code error;
-    if (!fs::is_regular_file(file, error)) return {};
+    if (!fs::is_regular_file(file, error)) {
+      if (require_chunks_ || kind_ == Kind::kVlenString) throw InputError(fmt::format("{}: chunk file missing (store incomplete?)", file.string()));
+      return {};
+    }
     const bool fixed = kind_ != Kind::kVlenString;
     const std::size_t expected = static_cast<std::size_t>(chunk_elements_) * item_bytes_;
     if (expected > kMaxDecodedBytes) throw InputError(fmt::format("{}: chunks of {} bytes are over the 2 GiB limit", label_, expected));
@@ -314,7 +345,7 @@ class Array {
     } else if (codec_ == "blosc") {
       std::size_t nbytes = 0;
       if (raw.size() < BLOSC_MIN_HEADER_LENGTH || blosc_cbuffer_validate(raw.data(), raw.size(), &nbytes) < 0 ||
-          (fixed && nbytes != expected) || nbytes > kMaxDecodedBytes) {
+          (fixed && nbytes != expected) || nbytes > kMaxDecodedBytes) {  // (validate checks the header's sizes against the buffer)
         throw InputError(fmt::format("{}: not a Blosc buffer of {} bytes (corrupt or truncated?)", file.string(), fixed ? expected : nbytes));
       }
       out.resize(nbytes);
@@ -336,10 +367,8 @@ class Array {
     if (bytes.empty()) {  // an absent chunk: the fill value (0 for integers it does not fit)
       T fill{};
       if constexpr (std::is_integral_v<T>) {
-        if (std::isfinite(fill_) && fill_ >= static_cast<double>(std::numeric_limits<T>::min()) &&
-            fill_ <= static_cast<double>(std::numeric_limits<T>::max()) / 2) {
-          fill = static_cast<T>(fill_);
-        }
+        const double limit = std::ldexp(1.0, std::numeric_limits<T>::digits);
+        if (std::isfinite(fill_) && fill_ >= (std::is_signed_v<T> ? -limit : 0.0) && fill_ < limit) fill = static_cast<T>(fill_);
       } else {
         fill = static_cast<T>(fill_);
       }
@@ -354,7 +383,10 @@ class Array {
         std::memcpy(&value, p + static_cast<std::size_t>(i) * sizeof(Stored), sizeof(Stored));
         if constexpr (std::is_floating_point_v<Stored> && std::is_integral_v<T>) {
           // a float column read as integers (codes, indices): out of range is an error, not UB
-          if (!(value >= static_cast<Stored>(std::numeric_limits<T>::min()) && value <= static_cast<Stored>(std::numeric_limits<T>::max()))) {
+          // (2^digits is exact in floating point; T's maximum may not be)
+          const double limit = std::ldexp(1.0, std::numeric_limits<T>::digits);
+          const double low = std::is_signed_v<T> ? -limit : 0.0;
+          if (!(static_cast<double>(value) >= low && static_cast<double>(value) < limit)) {
             throw InputError(fmt::format("{}: value {} is not a valid integer here", label_, value));
           }
         }
@@ -448,6 +480,7 @@ class Array {
   std::string codec_;
   std::string compression_ = "none";
   bool vlen_utf8_ = false;
+  bool require_chunks_ = false;
   Kind kind_ = Kind::kFloat;
   std::size_t item_bytes_ = 4;
   std::int64_t chunk_elements_ = 1;
@@ -475,11 +508,23 @@ Column array_column(const Array& array, const std::string& name) {
   return column;
 }
 
+/// Run `read`; memory exhausted by sizes a damaged store claims is an InputError naming it.
+template <typename Read>
+void guarded(const std::string& label, Read&& read) {
+  try {
+    read();
+  } catch (const std::bad_alloc&) {
+    throw InputError(fmt::format("{}: its sizes do not fit in memory (damaged store?)", label));
+  }
+}
+
 /// Rows of a CSR matrix streamed from its data / indices arrays (indptr held in memory).
 class ZarrCsrReader final : public MatrixReader {
  public:
   ZarrCsrReader(const fs::path& group, const std::string& label, MatrixInfo info)
       : label_(label), info_(std::move(info)), data_(group / "data", label + "/data"), indices_(group / "indices", label + "/indices") {
+    data_.require_chunks();
+    indices_.require_chunks();
     const Array indptr(group / "indptr", label + "/indptr");
     if (indptr.shape().size() != 1 || indptr.length() != info_.n_rows + 1) {
       throw InputError(fmt::format("{}/indptr has {} entries but the shape ({} x {}) needs {}", label_, indptr.length(), info_.n_rows, info_.n_cols,
@@ -489,14 +534,17 @@ class ZarrCsrReader final : public MatrixReader {
     if (indptr_.front() != 0) throw InputError(fmt::format("{}/indptr[0] is {}, expected 0", label_, indptr_.front()));
     for (std::size_t i = 1; i < indptr_.size(); ++i) {
       if (indptr_[i] < indptr_[i - 1]) throw InputError(fmt::format("{}/indptr is not monotone at row {}", label_, i - 1));
+      if (indptr_[i] - indptr_[i - 1] > info_.n_cols) {  // a row holds each gene once at most
+        throw InputError(fmt::format("{}/indptr gives row {} {} values for {} genes", label_, i - 1, indptr_[i] - indptr_[i - 1], info_.n_cols));
+      }
     }
     if (indptr_.back() != info_.nnz || indices_.length() != info_.nnz) {
       throw InputError(fmt::format("{}: indptr ends at {} but data has {} values and indices {}", label_, indptr_.back(), info_.nnz, indices_.length()));
     }
   }
   const MatrixInfo& info() const override { return info_; }
-  void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { read(first, count, out); }
-  void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { guarded(label_, [&] { read(first, count, out); }); }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { guarded(label_, [&] { read(first, count, out); }); }
   std::vector<std::int64_t> row_nnz() override {
     std::vector<std::int64_t> counts(static_cast<std::size_t>(info_.n_rows));
     for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = indptr_[i + 1] - indptr_[i];
@@ -538,8 +586,8 @@ class ZarrDenseReader final : public MatrixReader {
  public:
   ZarrDenseReader(const fs::path& dir, const std::string& label, MatrixInfo info) : label_(label), info_(std::move(info)), data_(dir, label) {}
   const MatrixInfo& info() const override { return info_; }
-  void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { read(first, count, out); }
-  void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { guarded(label_, [&] { read(first, count, out); }); }
+  void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { guarded(label_, [&] { read(first, count, out); }); }
   std::vector<std::int64_t> row_nnz() override { return std::vector<std::int64_t>(static_cast<std::size_t>(info_.n_rows), info_.n_cols); }
 
  private:
@@ -633,6 +681,9 @@ class ZarrAnnData final : public Dataset {
       info.encoding = MatrixEncoding::kDense;
       info.n_rows = array.shape()[0];
       info.n_cols = array.shape()[1];
+      if (info.n_rows > std::int64_t{2147483647} || info.n_cols > std::int64_t{2147483647}) {
+        throw InputError(fmt::format("{} has a side over 2^31 - 1", label));
+      }
       info.nnz = info.n_rows * info.n_cols;
       info.value_dtype = array.dtype_name();
       info.compression = array.compression_name();
@@ -682,7 +733,9 @@ class ZarrAnnData final : public Dataset {
     const std::string label = fmt::format("{}/{}", path_, source);
     if (info.encoding == MatrixEncoding::kDense) return std::make_unique<ZarrDenseReader>(dir, label, std::move(info));
     if (info.encoding == MatrixEncoding::kCsr) return std::make_unique<ZarrCsrReader>(dir, label, std::move(info));
-    return detail::make_memory_reader(read_csc_as_csr(dir, label, info), info);
+    CsrBlockF64 csr;
+    guarded(label, [&] { csr = read_csc_as_csr(dir, label, info); });
+    return detail::make_memory_reader(std::move(csr), info);
   }
 
  private:
@@ -695,9 +748,12 @@ class ZarrAnnData final : public Dataset {
 
   /// A CSC matrix read whole and turned into CSR (rows = cells).
   static CsrBlockF64 read_csc_as_csr(const fs::path& dir, const std::string& label, const MatrixInfo& info) {
-    const Array data(dir / "data", label + "/data");
-    const Array indices(dir / "indices", label + "/indices");
+    Array data(dir / "data", label + "/data");
+    Array indices(dir / "indices", label + "/indices");
+    data.require_chunks();
+    indices.require_chunks();
     const Array indptr_array(dir / "indptr", label + "/indptr");
+    if (info.n_rows > (std::int64_t{1} << 28)) throw InputError(fmt::format("{}: a CSC matrix of {} cells is too large to read whole", label, info.n_rows));
     if (indptr_array.length() != info.n_cols + 1 || indices.length() != info.nnz) {
       throw InputError(fmt::format("{}: indptr has {} entries for {} columns, indices {} for {} values", label, indptr_array.length(), info.n_cols,
                                    indices.length(), info.nnz));
@@ -741,7 +797,7 @@ class ZarrAnnData final : public Dataset {
     if (found != attributes.end() && found->is_array()) {
       for (const Json& name : *found) {
         if (!name.is_string()) throw InputError(fmt::format("{}/{}: column-order holds a non-string", path_, frame));
-        order.push_back(name.get<std::string>());
+        order.push_back(safe_member(name.get<std::string>(), fmt::format("{}/{}: column-order", path_, frame)));
       }
       return order;
     }
@@ -766,14 +822,22 @@ class ZarrAnnData final : public Dataset {
 
   static std::string index_name(const fs::path& dir) {
     const std::string name = text_attribute(attributes_of(dir), "_index");
-    return name.empty() ? "_index" : name;
+    return name.empty() ? "_index" : safe_member(name, (dir / ".zattrs").string() + ": _index");
   }
 
   Column read_column(const fs::path& frame, const std::string& frame_label, const std::string& name) const {
     const fs::path dir = frame / name;
     const std::string label = frame_label + "/" + name;
     if (is_array(dir)) {
-      const std::string encoding = text_attribute(attributes_of(dir), "encoding-type");
+      const Json attributes = attributes_of(dir);
+      // anndata 0.7: categorical codes name their categories ("__categories/NAME") in an attribute.
+      if (const std::string categories = text_attribute(attributes, "categories"); !categories.empty()) {
+        const std::string member = categories.rfind("__categories/", 0) == 0 ? categories.substr(13) : categories;
+        const fs::path categories_dir = frame / "__categories" / safe_member(member, label + ": categories");
+        return categorical_column(Array(dir, label), Array(categories_dir, fmt::format("{}/__categories/{}", frame_label, member)), name, label,
+                                  attributes.contains("ordered") && attributes["ordered"].is_boolean() && attributes["ordered"].get<bool>());
+      }
+      const std::string encoding = text_attribute(attributes, "encoding-type");
       if (!encoding.empty() && encoding != "array" && encoding != "string-array") {
         throw InputError(fmt::format("{} has unknown encoding-type '{}'", label, encoding));
       }
@@ -785,27 +849,8 @@ class ZarrAnnData final : public Dataset {
     Column column;
     column.name = name;
     if (encoding == "categorical") {
-      column.kind = ColumnKind::kCategorical;
-      column.dtype = "category";
-      column.ordered = attributes.contains("ordered") && attributes["ordered"].is_boolean() && attributes["ordered"].get<bool>();
-      const Array codes(dir / "codes", label + "/codes");
-      const Array categories(dir / "categories", label + "/categories");
-      if (codes.is_string() || codes.kind() == Array::Kind::kFloat) throw InputError(fmt::format("{}/codes: expected integers", label));
-      for (const std::int64_t code : codes.read_all<std::int64_t>()) {
-        column.codes.push_back(static_cast<std::int32_t>(std::clamp<std::int64_t>(code, -2, std::numeric_limits<std::int32_t>::max())));
-      }
-      column.categories_dtype = categories.dtype_name();
-      if (categories.is_string()) {
-        column.categories = categories.read_strings();
-      } else {
-        for (const double value : categories.read_all<double>()) column.categories.push_back(fmt::format("{}", value));
-      }
-      const auto n = static_cast<std::int32_t>(column.categories.size());
-      for (std::size_t i = 0; i < column.codes.size(); ++i) {
-        if (column.codes[i] < -1 || column.codes[i] >= n) {
-          throw InputError(fmt::format("{}: code {} at row {} is outside the {} categories", label, column.codes[i], i, n));
-        }
-      }
+      column = categorical_column(Array(dir / "codes", label + "/codes"), Array(dir / "categories", label + "/categories"), name, label,
+                                  attributes.contains("ordered") && attributes["ordered"].is_boolean() && attributes["ordered"].get<bool>());
     } else if (encoding == "nullable-integer" || encoding == "nullable-boolean" || encoding == "nullable-string-array") {
       column = array_column(Array(dir / "values", label + "/values"), name);
       column.mask = Array(dir / "mask", label + "/mask").read_all<std::uint8_t>();
@@ -814,6 +859,33 @@ class ZarrAnnData final : public Dataset {
       if (column.mask.size() != column.size()) throw InputError(fmt::format("{}: mask has {} entries for {} values", label, column.mask.size(), column.size()));
     } else {
       throw InputError(fmt::format("{} has unknown encoding-type '{}'", label, encoding.empty() ? std::string("(none)") : encoding));
+    }
+    return column;
+  }
+
+  static Column categorical_column(const Array& codes, const Array& categories, const std::string& name, const std::string& label, bool ordered) {
+    Column column;
+    column.name = name;
+    column.kind = ColumnKind::kCategorical;
+    column.dtype = "category";
+    column.ordered = ordered;
+    if (codes.is_string() || codes.kind() == Array::Kind::kFloat) throw InputError(fmt::format("{}/codes: expected integers", label));
+    for (const std::int64_t code : codes.read_all<std::int64_t>()) {
+      column.codes.push_back(static_cast<std::int32_t>(std::clamp<std::int64_t>(code, -2, std::numeric_limits<std::int32_t>::max())));
+    }
+    column.categories_dtype = categories.dtype_name();
+    if (categories.is_string()) {
+      column.categories = categories.read_strings();
+    } else if (categories.kind() == Array::Kind::kFloat) {
+      for (const double value : categories.read_all<double>()) column.categories.push_back(fmt::format("{}", value));
+    } else {
+      for (const std::int64_t value : categories.read_all<std::int64_t>()) column.categories.push_back(fmt::format("{}", value));
+    }
+    const auto n = static_cast<std::int32_t>(column.categories.size());
+    for (std::size_t i = 0; i < column.codes.size(); ++i) {
+      if (column.codes[i] < -1 || column.codes[i] >= n) {
+        throw InputError(fmt::format("{}: code {} at row {} is outside the {} categories", label, column.codes[i], i, n));
+      }
     }
     return column;
   }

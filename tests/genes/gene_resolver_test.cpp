@@ -269,6 +269,9 @@ TEST(ResolveGenes, AutoDetectPicksTheColumnResolvingMost) {
   EXPECT_EQ(result.column, "_index");
   EXPECT_EQ(result.n_matched(), 4U);
   EXPECT_EQ(result.candidates[1].n_resolved, 5U);
+  EXPECT_EQ(result.candidates[1].n_distinct, 2U);
+  EXPECT_EQ(result.candidates[0].n_distinct, 4U);
+  EXPECT_NE(result.summary().find("Chromosome (entrez, 5 matched, 2 genes)"), std::string::npos) << result.summary();
 }
 
 TEST(ResolveGenes, NamedColumn) {

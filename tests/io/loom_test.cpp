@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 #include <hdf5.h>
+#include <zlib.h>
 
 #include <array>
 #include <cstring>
@@ -68,6 +69,71 @@ class LoomWriter {
       H5Dclose(dataset);
     }
     H5Tclose(type);
+    H5Sclose(space);
+  }
+  /// A float32 genes x cells matrix whose chunks are written as stored bytes (H5Dwrite_chunk):
+  /// only the chunks `write` accepts (the others never written), deflated unless `skip_filter`
+  /// (the filter mask then says deflate was skipped). `maxshape_cells` > 0: an extendible cell
+  /// side, so chunks may be wider than the matrix.
+  template <typename Accept>
+  void raw_chunks(const char* name, const std::vector<float>& values, hsize_t genes, hsize_t cells, std::array<hsize_t, 2> chunk,
+                  Accept write, bool skip_filter = false, hsize_t maxshape_cells = 0) {
+    const std::array<hsize_t, 2> dims{genes, cells};
+    const std::array<hsize_t, 2> maxdims{genes, maxshape_cells > 0 ? H5S_UNLIMITED : cells};
+    const hid_t space = H5Screate_simple(2, dims.data(), maxdims.data());
+    const hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(plist, 2, chunk.data());
+    H5Pset_deflate(plist, 2);
+    const hid_t dataset = H5Dcreate2(file_, name, H5T_NATIVE_FLOAT, space, H5P_DEFAULT, plist, H5P_DEFAULT);
+    for (hsize_t g = 0; g < genes; g += chunk[0]) {
+      for (hsize_t c = 0; c < cells; c += chunk[1]) {
+        if (!write(g, c)) continue;
+        std::vector<float> raw(chunk[0] * chunk[1], 0.0F);  // a whole chunk, zero beyond the matrix
+        for (hsize_t r = 0; r < chunk[0] && g + r < genes; ++r) {
+          for (hsize_t k = 0; k < chunk[1] && c + k < cells; ++k) raw[r * chunk[1] + k] = values[(g + r) * cells + c + k];
+        }
+        std::vector<unsigned char> stored(raw.size() * sizeof(float));
+        std::memcpy(stored.data(), raw.data(), stored.size());
+        if (!skip_filter) {
+          uLongf bound = compressBound(stored.size());
+          std::vector<unsigned char> deflated(bound);
+          EXPECT_EQ(compress2(deflated.data(), &bound, stored.data(), stored.size(), 2), Z_OK);
+          deflated.resize(bound);
+          stored = std::move(deflated);
+        }
+        const std::array<hsize_t, 2> offset{g, c};
+        EXPECT_GE(H5Dwrite_chunk(dataset, H5P_DEFAULT, skip_filter ? 1U : 0U, offset.data(), stored.size(), stored.data()), 0);
+      }
+    }
+    H5Dclose(dataset);
+    H5Pclose(plist);
+    H5Sclose(space);
+  }
+  /// A chunked float32 matrix with byte shuffle before deflate, or a fill value of `fill` (both
+  /// read by HDF5, not by celltyper's own chunk reader); only chunk (0, 0) is written.
+  void filtered(const char* name, const std::vector<float>& values, hsize_t genes, hsize_t cells, std::array<hsize_t, 2> chunk, bool shuffle,
+                float fill) {
+    const std::array<hsize_t, 2> dims{genes, cells};
+    const hid_t space = H5Screate_simple(2, dims.data(), nullptr);
+    const hid_t plist = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(plist, 2, chunk.data());
+    if (shuffle) H5Pset_shuffle(plist);
+    H5Pset_deflate(plist, 2);
+    H5Pset_fill_value(plist, H5T_NATIVE_FLOAT, &fill);
+    const hid_t dataset = H5Dcreate2(file_, name, H5T_NATIVE_FLOAT, space, H5P_DEFAULT, plist, H5P_DEFAULT);
+    const hid_t file_space = H5Dget_space(dataset);
+    const std::array<hsize_t, 2> start{0, 0};
+    H5Sselect_hyperslab(file_space, H5S_SELECT_SET, start.data(), nullptr, chunk.data(), nullptr);
+    const hid_t memory_space = H5Screate_simple(2, chunk.data(), nullptr);
+    std::vector<float> block(chunk[0] * chunk[1]);
+    for (hsize_t r = 0; r < chunk[0]; ++r) {
+      for (hsize_t k = 0; k < chunk[1]; ++k) block[r * chunk[1] + k] = values[r * cells + k];
+    }
+    EXPECT_GE(H5Dwrite(dataset, H5T_NATIVE_FLOAT, memory_space, file_space, H5P_DEFAULT, block.data()), 0);
+    H5Sclose(memory_space);
+    H5Sclose(file_space);
+    H5Dclose(dataset);
+    H5Pclose(plist);
     H5Sclose(space);
   }
   void numbers(const char* name, const std::vector<double>& values, std::vector<hsize_t> dims = {}) {
@@ -189,6 +255,57 @@ TEST(Loom, CellsAreTheStoredColumnsWithTheirAttributes) {
   EXPECT_THROW((void)dataset->open_matrix("layers/other"), InputError);
 }
 
+TEST(Loom, ChunksNeverWrittenFilterSkippedShuffledOrFilledReadAsHdf5Does) {
+  // Layouts other than loompy's fully written gzip chunks: chunks never written (zeros), chunks
+  // stored with the filter skipped (raw bytes), chunks wider than the matrix (an extendible cell
+  // side), and two read through HDF5 rather than celltyper's chunk reader (byte shuffle before
+  // deflate; a fill value of 7 for the chunks never written).
+  test::TempDir dir;
+  const std::string path = dir.file("layouts.loom");
+  const std::vector<float> values = genes_by_cells(1);
+  {
+    LoomWriter loom(path);
+    loom.raw_chunks("matrix", values, kGenes, kCells, {2, 3}, [](hsize_t g, hsize_t c) { return (g / 2 + c / 3) % 2 == 0; });
+    loom.group("layers");
+    loom.raw_chunks("layers/raw", values, kGenes, kCells, {2, 3}, [](hsize_t, hsize_t) { return true; }, true);
+    loom.raw_chunks("layers/wide", values, kGenes, kCells, {2, 16}, [](hsize_t, hsize_t) { return true; }, false, 1);
+    loom.filtered("layers/shuffled", values, kGenes, kCells, {kGenes, kCells}, true, 0.0F);
+    loom.filtered("layers/filled", values, kGenes, kCells, {2, 3}, false, 7.0F);
+    loom.group("row_attrs");
+    loom.strings("row_attrs/Gene", {"CD3E", "MS4A1", "LYZ", "CD8A", "NKG7"}, false);
+  }
+  const auto dataset = open_dataset(path);
+  const auto dense_of = [&](const std::string& source) {
+    const auto reader = dataset->open_matrix(source);
+    std::vector<std::vector<double>> rows(kCells, std::vector<double>(kGenes, 0.0));
+    for (const RowRange& range : reader->plan_blocks(1)) {
+      CsrBlockF64 block;
+      reader->read_rows(range.begin, range.size(), block);
+      for (std::int64_t r = 0; r < block.n_rows; ++r) {
+        for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+          rows[static_cast<std::size_t>(range.begin + r)][static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] =
+              block.values[static_cast<std::size_t>(k)];
+        }
+      }
+    }
+    return rows;
+  };
+  std::vector<std::vector<double>> full(kCells, std::vector<double>(kGenes)), holes = full, filled = full;
+  for (hsize_t c = 0; c < kCells; ++c) {
+    for (hsize_t g = 0; g < kGenes; ++g) {
+      full[c][g] = value(g, c);
+      holes[c][g] = (g / 2 + c / 3) % 2 == 0 ? value(g, c) : 0.0;
+      filled[c][g] = g < 2 && c < 3 ? value(g, c) : 7.0;
+    }
+  }
+  EXPECT_EQ(dense_of("X"), holes);
+  EXPECT_EQ(dense_of("layers/raw"), full);
+  EXPECT_EQ(dense_of("layers/wide"), full);
+  EXPECT_EQ(dense_of("layers/shuffled"), full);
+  EXPECT_EQ(dense_of("layers/filled"), filled);
+  EXPECT_EQ(dataset->open_matrix("layers/wide")->plan_blocks(1).size(), 1U);  // one chunk column: every cell
+}
+
 TEST(Loom, AnndataNamesAndRowNumbersWhenNoCellIsNamed) {
   test::TempDir dir;
   const std::string path = dir.file("anndata.loom");
@@ -242,6 +359,14 @@ TEST(Loom, MalformedFilesAreOneClearError) {
   }
   EXPECT_NE(message_of(dir.file("layer_shape.loom")).find("/layers/spliced is 5 x 2 (genes x cells) but /matrix is 5 x 7"), std::string::npos)
       << message_of(dir.file("layer_shape.loom"));
+  {  // chunks of 2^25 cells (a file of a few KB): refused, not allocated on every core
+    LoomWriter loom(dir.file("huge_chunks.loom"));
+    loom.raw_chunks("matrix", genes_by_cells(1), kGenes, kCells, {1, hsize_t{1} << 25}, [](hsize_t, hsize_t) { return false; }, false, 1);
+    loom.group("row_attrs");
+    loom.strings("row_attrs/Gene", {"CD3E", "MS4A1", "LYZ", "CD8A", "NKG7"}, false);
+  }
+  EXPECT_NE(message_of(dir.file("huge_chunks.loom")).find("over the 64 MiB celltyper decodes at once"), std::string::npos)
+      << message_of(dir.file("huge_chunks.loom"));
 }
 
 }  // namespace

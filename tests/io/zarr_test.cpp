@@ -116,7 +116,7 @@ const std::vector<float> kData{1, 2, 3, 4, 5, 6, 7};
 const std::vector<std::vector<double>> kDense{{1, 0, 2, 0}, {0, 3, 0, 0}, {0, 0, 0, 0}, {4, 5, 0, 6}, {0, 0, 7, 0}};
 
 /// A store with obs (vlen names, a categorical, a nullable integer, floats), var (fixed-width
-/// names) and X as CSR in chunks of 3 (the chunk holding values 3..5 absent when `hole`).
+/// names) and X as CSR in chunks of 3.
 fs::path write_store(const fs::path& root, Codec codec) {
   group(root, {{"encoding-type", "anndata"}, {"encoding-version", "0.1.0"}});
   group(root / "obs", {{"_index", "_index"}, {"column-order", {"celltype", "n_genes", "score"}}, {"encoding-type", "dataframe"},
@@ -167,12 +167,21 @@ TEST(Zarr, AnnDataStoresReadWithEveryCodec) {
     const DataFrame var = dataset->read_var();
     EXPECT_EQ(var.index_name, "gene");
     EXPECT_EQ(var.index, (std::vector<std::string>{"CD3E", "MS4A1", "LYZ", "NKG7"}));
-    // Row blocks that split chunks read the same rows.
+    // Row blocks that start inside a chunk read the same rows, values and genes.
     const auto reader = dataset->open_matrix("X");
     for (std::int64_t first = 0; first < 5; ++first) {
-      CsrBlock block;
-      reader->read_rows(first, 5 - first, block);
-      EXPECT_EQ(block.nnz(), kIndptr[5] - kIndptr[static_cast<std::size_t>(first)]);
+      for (std::int64_t count = 1; first + count <= 5; ++count) {
+        CsrBlock block;
+        reader->read_rows(first, count, block);
+        ASSERT_EQ(block.n_rows, count);
+        for (std::int64_t r = 0; r < count; ++r) {
+          std::vector<double> row(4, 0.0);
+          for (auto k = block.indptr[static_cast<std::size_t>(r)]; k < block.indptr[static_cast<std::size_t>(r) + 1]; ++k) {
+            row[static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)])] = block.values[static_cast<std::size_t>(k)];
+          }
+          EXPECT_EQ(row, kDense[static_cast<std::size_t>(first + r)]) << first << "+" << r;
+        }
+      }
     }
   }
 }
@@ -188,7 +197,7 @@ TEST(Zarr, CscDenseLayersRawAndAbsentChunks) {
   numbers<std::int64_t>(root / "layers" / "counts" / "indices", {0, 3, 1, 3, 0, 4, 3}, "<i8", 4, Codec::kBlosc);
   numbers<std::int64_t>(root / "layers" / "counts" / "indptr", {0, 2, 4, 6, 7}, "<i8", 5, Codec::kBlosc);
   group(root / "layers" / "holes", {{"encoding-type", "csr_matrix"}, {"encoding-version", "0.1.0"}, {"shape", {5, 4}}});
-  numbers(root / "layers" / "holes" / "data", kData, "<f4", 3, Codec::kZlib, {1});  // values 3..5 absent: zeros
+  numbers(root / "layers" / "holes" / "data", kData, "<f4", 3, Codec::kZlib, {1});  // values 3..5 absent: an incomplete store
   numbers(root / "layers" / "holes" / "indices", kIndices, "<i4", 3, Codec::kZlib);
   numbers(root / "layers" / "holes" / "indptr", kIndptr, "<i4", 6, Codec::kZlib);
   group(root / "raw", {{"encoding-type", "raw"}, {"encoding-version", "0.1.0"}});
@@ -236,11 +245,34 @@ TEST(Zarr, CscDenseLayersRawAndAbsentChunks) {
   EXPECT_EQ(rows_of("raw/X"), raw_expected);
   EXPECT_EQ(dataset->read_var_of("raw/X").index.back(), "MALAT1");
   EXPECT_EQ(dataset->matrix_info("raw/X").encoding, MatrixEncoding::kDense);
-  std::vector<std::vector<double>> holes = kDense;
-  holes[3][0] = 0;  // stored values 3..5 (cell 3's three values) were in the absent chunk
-  holes[3][1] = 0;
-  holes[3][3] = 0;
-  EXPECT_EQ(rows_of("layers/holes"), holes);
+  // A sparse matrix's values are never fill: their absent chunk is an error naming the file; an
+  // absent chunk of a dense array is its fill value (zarr leaves out chunks of zeros).
+  try {
+    (void)rows_of("layers/holes");
+    ADD_FAILURE() << "an absent chunk of values read";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("layers/holes/data/1: chunk file missing"), std::string::npos) << error.what();
+  }
+  fs::remove(root / "raw" / "X" / "1.1");  // rows 2-3 of genes 3-4: zeros ...
+  raw_expected[2][3] = raw_expected[2][4] = raw_expected[3][3] = raw_expected[3][4] = 0;
+  EXPECT_EQ(rows_of("raw/X"), raw_expected);
+}
+
+TEST(Zarr, Anndata07CategoricalsNameTheirCategories) {
+  // anndata 0.7 wrote a categorical column as plain codes whose 'categories' attribute names an
+  // array under __categories: read as labels, not as the integers 0, 1, ...
+  test::TempDir dir;
+  const fs::path root = write_store(dir.path() / "old.zarr", Codec::kZlib);
+  write_text(root / "obs" / ".zattrs", Json{{"_index", "_index"}, {"column-order", {"celltype"}}, {"encoding-type", "dataframe"}}.dump());
+  fs::remove_all(root / "obs" / "celltype");
+  numbers<std::int8_t>(root / "obs" / "celltype", {1, 0, 1, -1, 0}, "|i1", 5, Codec::kZlib, {}, {{"categories", "__categories/celltype"}});
+  group(root / "obs" / "__categories");
+  strings(root / "obs" / "__categories" / "celltype", {"B cell", "T cell"}, true, Codec::kZlib);
+  const DataFrame obs = open_dataset(root.string())->read_obs();
+  ASSERT_EQ(obs.columns.size(), 1U);
+  EXPECT_EQ(obs.columns[0].kind, ColumnKind::kCategorical);
+  EXPECT_EQ(obs.columns[0].value_as_string(0), "T cell");
+  EXPECT_TRUE(obs.columns[0].is_missing(3));
 }
 
 TEST(Zarr, MalformedStoresAreOneClearError) {
@@ -282,6 +314,19 @@ TEST(Zarr, MalformedStoresAreOneClearError) {
     const fs::path root = write_store(dir.path() / "json.zarr", Codec::kNone);
     write_text(root / "obs" / ".zattrs", "{\"_index\": ");
     EXPECT_NE(message_of(root).find("obs/.zattrs: not a JSON object"), std::string::npos) << message_of(root);
+  }
+  {  // names from metadata stay inside their group
+    const fs::path root = write_store(dir.path() / "escape.zarr", Codec::kNone);
+    write_text(root / "obs" / ".zattrs", Json{{"_index", "_index"}, {"column-order", {"../X/indptr"}}, {"encoding-type", "dataframe"}}.dump());
+    EXPECT_NE(message_of(root).find("'../X/indptr' is not a member name"), std::string::npos) << message_of(root);
+  }
+  {  // a shape of 2^31 in chunks of one: refused before 2^31 files are looked for
+    const fs::path root = write_store(dir.path() / "chunks.zarr", Codec::kNone);
+    Json meta = Json::parse(test::read_file((root / "X" / "indptr" / ".zarray").string()));
+    meta["shape"] = {std::int64_t{1} << 31};
+    meta["chunks"] = {1};
+    write_text(root / "X" / "indptr" / ".zarray", meta.dump());
+    EXPECT_NE(message_of(root).find("over 16777216 chunks"), std::string::npos) << message_of(root);
   }
   {
     const fs::path root = write_store(dir.path() / "shape.zarr", Codec::kNone);
