@@ -81,6 +81,7 @@ void array(const fs::path& dir, Choices& in, std::int64_t length, std::int64_t c
   meta["shape"] = columns > 0 ? Json::array({length, columns}) : Json::array({length});
   meta["chunks"] = columns > 0 ? Json::array({chunk, chunk_cols}) : Json::array({chunk});
   if (in.below(8) == 0) meta["shape"] = Json::array({in.integer()});
+  if (in.below(8) == 0) meta["chunks"] = columns > 0 ? Json::array({std::int64_t{1} << in.below(31), chunk_cols}) : Json::array({std::int64_t{1} << in.below(31)});
   meta["compressor"] = codec == 0 ? Json(nullptr) : codec == 1 ? Json{{"id", "zlib"}, {"level", 1}} : codec == 2 ? Json{{"id", "blosc"}, {"cname", "lz4"}} : Json{{"id", "zstd"}};
   meta["filters"] = vlen ? Json::array({{{"id", "vlen-utf8"}}}) : Json(nullptr);
   if (in.below(10) == 0) meta["dimension_separator"] = "/";
