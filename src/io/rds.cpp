@@ -99,7 +99,7 @@ std::string r_error(const fs::path& log) {
 
 class RdsDataset final : public Dataset {
  public:
-  RdsDataset(std::string path, DataFrame obs, DataFrame var, CsrBlockF64 matrix, bool integers)
+  RdsDataset(std::string path, DataFrame obs, DataFrame var, CsrBlockF64 matrix, bool integers, const std::string& read_what)
       : path_(std::move(path)), obs_(std::move(obs)), var_(std::move(var)) {
     info_.source = std::string("X");  // not `= "X"`: GCC 12 -O3 raises a bogus -Wrestrict (GCC bug 105329)
     info_.encoding = MatrixEncoding::kCsr;
@@ -108,7 +108,7 @@ class RdsDataset final : public Dataset {
     info_.nnz = matrix.nnz();
     info_.value_dtype = integers ? "int64" : "float64";
     info_.index_dtype = "int32";
-    info_.compression = "rds (read by R)";
+    info_.compression = fmt::format("rds, read by R: {}", read_what);  // e.g. "Seurat, assay RNA, counts"
     std::error_code error;
     info_.stored_bytes = static_cast<std::int64_t>(fs::file_size(path_, error));
     matrix_ = std::make_shared<const CsrBlockF64>(std::move(matrix));
@@ -221,7 +221,9 @@ std::unique_ptr<Dataset> open_rds(const std::string& path) {
     obs.index = cells;
   }
   obs.origin = path + " (cells)";
-  return std::make_unique<RdsDataset>(path, std::move(obs), std::move(var), std::move(matrix), integers);
+  const std::vector<std::string> about = read_lines(scratch.path() / "about.txt");
+  const std::string read_what = about.size() >= 2 ? about[0] + ", " + about[1] : std::string("?");
+  return std::make_unique<RdsDataset>(path, std::move(obs), std::move(var), std::move(matrix), integers, read_what);
 }
 
 }  // namespace celltyper

@@ -706,7 +706,12 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
                    "o <- NormalizeData(o, verbose = FALSE)\n"
                    "scaled <- as.matrix(GetAssayData(o, slot = 'data')[1:500, ])\n"
                    "o[['integrated']] <- CreateAssayObject(data = scaled); DefaultAssay(o) <- 'integrated'\n"
-                   "saveRDS(o, 'seurat.rds'); saveRDS(m, 'matrix.rds'); saveRDS(list(a = 1), 'list.rds')\n",
+                   "saveRDS(o, 'seurat.rds'); saveRDS(m, 'matrix.rds'); saveRDS(list(a = 1), 'list.rds')\n"
+                   "if (requireNamespace('SingleCellExperiment', quietly = TRUE)) {{\n"
+                   "  sce <- SingleCellExperiment::SingleCellExperiment(assays = list(logcounts = log1p(m), counts = m),\n"
+                   "                                                    colData = S4Vectors::DataFrame(read.csv('meta.csv', row.names = 1)))\n"
+                   "  saveRDS(sce, 'sce.rds')\n"
+                   "}}\n",
                    dir.path().string())});
   ASSERT_EQ(saved.exit_code, 0) << saved.err;
   ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
@@ -716,11 +721,15 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
             0);
   const std::string expected = test::read_file(dir.file("counts.csv"));
   ASSERT_FALSE(expected.empty());
-  for (const std::string name : {"seurat", "matrix"}) {
+  // (a SingleCellExperiment whose first assay is logcounts: its counts assay is read)
+  ASSERT_TRUE(std::filesystem::exists(dir.file("sce.rds"))) << "no SingleCellExperiment (scripts/test.sh installs r-bioc-singlecellexperiment)";
+  for (const std::string name : {"seurat", "matrix", "sce"}) {
     const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".rds")});
     ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
     EXPECT_EQ(test::read_file(dir.file(name + ".celltyper.csv")), expected) << name;
   }
+  const auto described = test::run_cli({"inspect", dir.file("seurat.rds")});
+  EXPECT_NE(described.out.find("rds, read by R: Seurat, assay RNA, counts"), std::string::npos) << described.out;
   // Trained on the Seurat object's meta.data labels: the model of the .h5ad (same labels, scores).
   for (const std::string name : {"counts.h5ad", "seurat.rds"}) {
     ASSERT_EQ(test::run_cli({"train", "-r", dir.file(name), "-l", "obs:celltype", "-o", dir.file(name + ".model"), "-q"}).exit_code, 0) << name;
