@@ -34,6 +34,20 @@ namespace celltyper {
 /// `d/../x`, a symlink) is caught. Paths that do not exist (yet) and empty strings are skipped.
 void check_outputs_are_not_inputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs);
 
+/// A scratch path (a file, or an empty directory: directories go after the files) removed if
+/// SIGINT, SIGTERM, SIGHUP or SIGPIPE ends the process while this lives, as the temporaries of
+/// output files are (the owner removes it otherwise). Not copyable or movable.
+class SignalCleanup {
+ public:
+  explicit SignalCleanup(const std::string& path);
+  ~SignalCleanup();
+  SignalCleanup(const SignalCleanup&) = delete;
+  SignalCleanup& operator=(const SignalCleanup&) = delete;
+
+ private:
+  int slot_ = -1;
+};
+
 /// One output file being written; see the file comment. Not copyable or movable (its temporary
 /// path is registered with the signal handler); hold it in a `std::unique_ptr` or `std::optional`.
 class OutputFile {

@@ -198,6 +198,18 @@ class LoomDataset final : public Dataset {
   MatrixInfo matrix_info(const std::string& source) const override { return find(source).second; }
   std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override {
     const auto& [stored, info] = find(source);
+    // A chunk is decoded whole: loompy's are 64 x 64 (16 KB); one over 64 MiB (a hostile shape, or
+    // chunks far wider than the matrix) is refused rather than allocated on every core. Checked
+    // here, for the matrix read: an odd layer does not make the file unreadable.
+    if (info.chunks.size() == 2) {
+      constexpr double kMaxChunkBytes = 64.0 * 1024 * 1024;
+      const double bytes = static_cast<double>(info.chunks[0]) * static_cast<double>(info.chunks[1]) * 8.0;
+      if (bytes > kMaxChunkBytes) {
+        throw InputError(fmt::format("{}: /{} is stored in chunks of {} x {} values, over the 64 MiB celltyper decodes at once (re-save it "
+                                     "with loompy's 64 x 64 chunks)",
+                                     path_, stored, info.chunks[0], info.chunks[1]));
+      }
+    }
     return detail::open_dense_columns_reader(file_.get(), path_, stored, info);
   }
 
@@ -222,17 +234,6 @@ class LoomDataset final : public Dataset {
     info.compression = h5::compression_name(data.get());
     info.chunks = h5::chunk_shape(data.get());
     info.stored_bytes = h5::storage_bytes(data.get());
-    // A chunk is decoded whole: loompy's are 64 x 64 (16 KB); one over 64 MiB (a hostile shape, or
-    // chunks far wider than the matrix) is refused rather than allocated on every core.
-    if (info.chunks.size() == 2) {
-      constexpr double kMaxChunkBytes = 64.0 * 1024 * 1024;
-      const double bytes = static_cast<double>(info.chunks[0]) * static_cast<double>(info.chunks[1]) * 8.0;
-      if (bytes > kMaxChunkBytes) {
-        throw InputError(fmt::format("{}: /{} is stored in chunks of {} x {} values, over the 64 MiB celltyper decodes at once (re-save it "
-                                     "with loompy's 64 x 64 chunks)",
-                                     path_, stored, info.chunks[0], info.chunks[1]));
-      }
-    }
     return info;
   }
 

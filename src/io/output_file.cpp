@@ -104,7 +104,13 @@ void remove_output_temporaries() noexcept {
   for (auto& slot : slots()) {
     if (slot.state.load(std::memory_order_acquire) == 2) ::unlink(slot.path);
   }
+  for (auto& slot : slots()) {  // then the scratch directories the files were in (SignalCleanup)
+    if (slot.state.load(std::memory_order_acquire) == 2) ::rmdir(slot.path);
+  }
 }
+
+SignalCleanup::SignalCleanup(const std::string& path) : slot_(register_temporary(path)) {}
+SignalCleanup::~SignalCleanup() { unregister_temporary(slot_); }
 
 namespace {
 

@@ -1,6 +1,7 @@
 // R objects saved with saveRDS, read through Rscript (rds.hpp).
 #include <celltyper/error.hpp>
 #include <celltyper/file_checks.hpp>
+#include <celltyper/output_file.hpp>
 #include <celltyper/rds.hpp>
 #include <celltyper/text_matrix.hpp>
 
@@ -24,50 +25,79 @@ namespace fs = std::filesystem;
 /// ncol, p, i as int32, x as float64), the gene and cell names (one per line) and the per-cell
 /// metadata (write.csv), and what was read (class, matrix).
 constexpr const char* kExportScript = R"R(
+# Text in and out as UTF-8 whatever the caller's locale (under LC_ALL=C write.csv would escape
+# names as <U+00E9>, writeLines(useBytes) write their bytes: the two would disagree).
+invisible(suppressWarnings(Sys.setlocale("LC_CTYPE", "C.UTF-8")))
 args <- commandArgs(trailingOnly = TRUE)
 input <- args[[1]]; out <- args[[2]]
-obj <- readRDS(input)
-suppressPackageStartupMessages(library(Matrix))
-meta <- NULL
-what <- class(obj)[[1]]
-if (inherits(obj, "Seurat")) {
-  suppressPackageStartupMessages(library(SeuratObject))
-  assays <- names(obj@assays)
-  assay <- if ("RNA" %in% assays) "RNA" else DefaultAssay(obj)
-  layer_of <- function(layer) {
-    m <- tryCatch(suppressWarnings(if (exists("LayerData", mode = "function")) LayerData(obj, assay = assay, layer = layer)
-                                   else GetAssayData(obj, assay = assay, slot = layer)), error = function(e) NULL)
-    if (is.null(m) || prod(dim(m)) == 0 || (inherits(m, "sparseMatrix") && length(m@x) == 0)) NULL else m
-  }
-  counts <- layer_of("counts"); source <- "counts"
-  if (is.null(counts)) { counts <- layer_of("data"); source <- "data" }
-  if (is.null(counts)) stop("assay ", assay, " of the Seurat object holds neither counts nor data")
-  meta <- obj@meta.data
-  source <- paste0("assay ", assay, ", ", source)
-} else if (inherits(obj, "SummarizedExperiment")) {
-  suppressPackageStartupMessages(library(SummarizedExperiment))
-  kinds <- assayNames(obj)
-  if (length(kinds) == 0) stop("the ", what, " holds no assay")
-  chosen <- if ("counts" %in% kinds) "counts" else kinds[[1]]
-  counts <- assay(obj, chosen); meta <- as.data.frame(colData(obj)); source <- paste0("assay ", chosen)
-} else if (inherits(obj, "Matrix") || is.matrix(obj) || is.data.frame(obj)) {
-  counts <- obj; source <- "matrix"
-} else {
-  stop("a ", what, " object: celltyper reads Seurat objects, SingleCellExperiment objects and count matrices (genes x cells)")
+fail <- function(message) {  # R's message in a file of its own (any language, any length)
+  writeLines(enc2utf8(message), file.path(out, "error.txt"), useBytes = TRUE)
+  quit(save = "no", status = 1)
 }
-if (is.data.frame(counts)) counts <- as.matrix(counts)
-if (!inherits(counts, "dgCMatrix")) counts <- as(as(as(counts, "CsparseMatrix"), "generalMatrix"), "dMatrix")
-if (is.null(rownames(counts)) || is.null(colnames(counts))) stop("the matrix has no row (gene) or column (cell) names")
-con <- file(file.path(out, "matrix.bin"), "wb")
-writeBin(as.integer(dim(counts)), con, size = 4)
-writeBin(as.integer(counts@p), con, size = 4)
-writeBin(as.integer(counts@i), con, size = 4)
-writeBin(as.double(counts@x), con, size = 8)
-close(con)
-writeLines(rownames(counts), file.path(out, "genes.txt"), useBytes = TRUE)
-writeLines(colnames(counts), file.path(out, "cells.txt"), useBytes = TRUE)
-if (!is.null(meta) && ncol(meta) > 0) write.csv(meta, file.path(out, "obs.csv"))
-writeLines(c(what, source), file.path(out, "about.txt"), useBytes = TRUE)
+tryCatch({
+  obj <- readRDS(input)
+  suppressPackageStartupMessages(library(Matrix))
+  meta <- NULL
+  genes <- NULL
+  what <- class(obj)[[1]]
+  if (inherits(obj, "Seurat")) {
+    suppressPackageStartupMessages(library(SeuratObject))
+    assays <- names(obj@assays)
+    assay <- if ("RNA" %in% assays) "RNA" else DefaultAssay(obj)
+    # Seurat 5 keeps merged samples in layers counts.1, counts.2, ...: one matrix of every cell.
+    if (inherits(obj[[assay]], "Assay5") && exists("JoinLayers", mode = "function")) obj[[assay]] <- JoinLayers(obj[[assay]])
+    layer_of <- function(layer) {
+      m <- tryCatch(suppressWarnings(if (exists("LayerData", mode = "function")) LayerData(obj, assay = assay, layer = layer)
+                                     else GetAssayData(obj, assay = assay, slot = layer)), error = function(e) NULL)
+      if (is.null(m) || prod(dim(m)) == 0 || (inherits(m, "sparseMatrix") && length(m@x) == 0)) NULL else m
+    }
+    counts <- layer_of("counts"); source <- "counts"
+    if (is.null(counts)) { counts <- layer_of("data"); source <- "data" }
+    if (is.null(counts)) stop("assay ", assay, " of the Seurat object holds neither counts nor data")
+    meta <- obj@meta.data
+    if (!is.null(colnames(counts)) && all(colnames(counts) %in% rownames(meta))) meta <- meta[colnames(counts), , drop = FALSE]
+    source <- paste0("assay ", assay, ", ", source)
+  } else if (inherits(obj, "SummarizedExperiment")) {
+    suppressPackageStartupMessages(library(SummarizedExperiment))
+    kinds <- assayNames(obj)
+    if (length(kinds) == 0) stop("the ", what, " holds no assay")
+    chosen <- if ("counts" %in% kinds) "counts" else kinds[[1]]
+    counts <- assay(obj, chosen, withDimnames = TRUE)
+    meta <- as.data.frame(colData(obj), optional = TRUE)
+    if (is.null(colnames(counts))) {  # DropletUtils::read10xCounts leaves them NULL: its Barcode column
+      colnames(counts) <- if ("Barcode" %in% names(meta)) as.character(meta$Barcode) else paste0("cell", seq_len(ncol(counts)))
+    }
+    if (is.null(rownames(counts))) {
+      features <- as.data.frame(rowData(obj), optional = TRUE)
+      for (column in c("Symbol", "symbol", "gene_name", "ID", "gene_id")) {
+        if (column %in% names(features)) { rownames(counts) <- as.character(features[[column]]); break }
+      }
+    }
+    source <- paste0("assay ", chosen)
+  } else if (inherits(obj, "Matrix") || is.matrix(obj) || is.data.frame(obj)) {
+    counts <- obj; source <- "matrix"
+  } else {
+    stop("a ", what, " object: celltyper reads Seurat objects, SingleCellExperiment objects and count matrices (genes x cells)")
+  }
+  if (is.data.frame(counts)) counts <- as.matrix(counts)
+  if (!inherits(counts, "dgCMatrix")) counts <- as(as(as(counts, "CsparseMatrix"), "generalMatrix"), "dMatrix")
+  if (is.null(rownames(counts)) || is.null(colnames(counts))) stop("the matrix has no row (gene) or column (cell) names")
+  con <- file(file.path(out, "matrix.bin"), "wb")
+  writeBin(as.integer(dim(counts)), con, size = 4)
+  writeBin(as.integer(counts@p), con, size = 4)
+  writeBin(as.integer(counts@i), con, size = 4)
+  writeBin(as.double(counts@x), con, size = 8)
+  close(con)
+  writeLines(enc2utf8(rownames(counts)), file.path(out, "genes.txt"), useBytes = TRUE)
+  writeLines(enc2utf8(colnames(counts)), file.path(out, "cells.txt"), useBytes = TRUE)
+  if (!is.null(meta) && ncol(meta) > 0) {
+    meta <- meta[, vapply(meta, is.atomic, logical(1)), drop = FALSE]  # list columns cannot be a table's
+    rownames(meta) <- NULL  # rows are the matrix's columns, in order (cell names may repeat after cbind)
+    for (column in names(meta)) if (is.character(meta[[column]])) meta[[column]] <- enc2utf8(meta[[column]])
+    if (ncol(meta) > 0) write.csv(meta, file.path(out, "obs.csv"), fileEncoding = "UTF-8")
+  }
+  writeLines(c(what, source), file.path(out, "about.txt"), useBytes = TRUE)
+}, error = function(e) fail(conditionMessage(e)))
 )R";
 
 std::vector<std::string> read_lines(const fs::path& file) {
@@ -188,23 +218,41 @@ bool is_rds_path(const std::string& path) {
 std::unique_ptr<Dataset> open_rds(const std::string& path) {
   require_readable(path, "R data file");
   const char* configured = std::getenv("CELLTYPER_RSCRIPT");
-  const std::string rscript = configured != nullptr && *configured != '\0' ? std::string(configured) : detail::find_on_path({"Rscript"});
+  const bool named = configured != nullptr && *configured != '\0';
+  std::string rscript = named ? std::string(configured) : detail::find_on_path({"Rscript"});
+  if (named && rscript.find('/') == std::string::npos) rscript = detail::find_on_path({configured});  // a bare name: on PATH
   if (rscript.empty() || !detail::is_executable(rscript)) {
     throw UnsupportedError(fmt::format(
         "{}: reading an .rds file needs R (Rscript{}), which was not found: install R and the object's packages (Debian: apt-get install "
         "r-base-core r-cran-seurat), or set CELLTYPER_RSCRIPT; or export the counts in R, e.g. SeuratDisk::Convert to .h5ad, or "
         "DropletUtils::write10xCounts / Matrix::writeMM to an MTX folder",
-        path, configured != nullptr && *configured != '\0' ? fmt::format(" '{}'", configured) : std::string()));
+        path, named ? fmt::format(" '{}'", configured) : std::string()));
   }
   const detail::ScratchDirectory scratch("celltyper-rds");
+  // What R writes there is removed if a signal ends celltyper meanwhile (R itself dies with it).
+  std::vector<std::unique_ptr<SignalCleanup>> cleanup;
+  for (const char* name : {"export.R", "R.log", "error.txt", "matrix.bin", "genes.txt", "cells.txt", "obs.csv", "about.txt"}) {
+    cleanup.push_back(std::make_unique<SignalCleanup>((scratch.path() / name).string()));
+  }
+  cleanup.push_back(std::make_unique<SignalCleanup>(scratch.path().string()));
   const fs::path script = scratch.path() / "export.R";
-  std::ofstream(script) << kExportScript;
+  {
+    std::ofstream out(script);
+    out << kExportScript;
+    out.flush();
+    if (!out) throw IoError(fmt::format("cannot write {} (disk full?)", script.string()));
+  }
   const fs::path log = scratch.path() / "R.log";
   constexpr int kTimeoutSeconds = 3600;
   const int status = detail::run_with_timeout({rscript, "--no-save", "--no-restore", script.string(), fs::absolute(path).string(),
                                                scratch.path().string()},
                                               log, kTimeoutSeconds);
-  if (status != 0) throw InputError(fmt::format("{}: R could not export it (exit status {}): {}", path, status, r_error(log)));
+  if (status != 0) {
+    std::error_code error;
+    const fs::path message = scratch.path() / "error.txt";
+    const std::string text = fs::exists(message, error) ? detail::last_line(message) : r_error(log);
+    throw InputError(fmt::format("{}: R could not export it (exit status {}): {}", path, status, text));
+  }
   const std::vector<std::string> genes = read_lines(scratch.path() / "genes.txt");
   const std::vector<std::string> cells = read_lines(scratch.path() / "cells.txt");
   CsrBlockF64 matrix = read_matrix(scratch.path() / "matrix.bin", genes.size(), cells.size(), path);
@@ -215,11 +263,12 @@ std::unique_ptr<Dataset> open_rds(const std::string& path) {
   DataFrame obs;
   std::error_code error;
   if (fs::exists(scratch.path() / "obs.csv", error)) {
+    // One row per matrix column, in order (R wrote row numbers as names: cell names may repeat).
     obs = read_cell_table((scratch.path() / "obs.csv").string());
-    if (obs.index != cells) throw InputError(fmt::format("{}: the metadata R wrote names other cells than the matrix", path));
-  } else {
-    obs.index = cells;
+    if (obs.n_rows() != cells.size()) throw InputError(fmt::format("{}: R wrote metadata for {} cells and a matrix of {}", path, obs.n_rows(), cells.size()));
   }
+  obs.index = cells;
+  obs.index_name = "_index";
   obs.origin = path + " (cells)";
   const std::vector<std::string> about = read_lines(scratch.path() / "about.txt");
   const std::string read_what = about.size() >= 2 ? about[0] + ", " + about[1] : std::string("?");

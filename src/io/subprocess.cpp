@@ -6,7 +6,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <signal.h>
-#include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,32 +67,46 @@ std::string last_line(const std::filesystem::path& path) {
 }
 
 int run_with_timeout(const std::vector<std::string>& argv, const std::filesystem::path& log, int timeout_seconds) {
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-  posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-  posix_spawn_file_actions_adddup2(&actions, STDOUT_FILENO, STDERR_FILENO);
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETPGROUP);
-  posix_spawnattr_setpgroup(&attributes, 0);
   std::vector<char*> args;
   for (const auto& arg : argv) args.push_back(const_cast<char*>(arg.c_str()));
   args.push_back(nullptr);
-  pid_t pid = 0;
-  const int spawn_error = posix_spawn(&pid, args[0], &actions, &attributes, args.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  if (spawn_error != 0) throw IoError(fmt::format("cannot start {}: {}", argv[0], std::strerror(spawn_error)));
+  const int log_fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (log_fd < 0) throw IoError(fmt::format("cannot create {}: {}", log.string(), std::strerror(errno)));
+  const int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  const pid_t parent = ::getpid();
+  // fork + exec (not posix_spawn) so that the child asks to be killed when celltyper dies: a
+  // signal that ends celltyper (Ctrl-C, SIGTERM) must not leave R or Chromium running. The child
+  // runs only async-signal-safe calls before exec.
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    ::setpgid(0, 0);  // its own group: a timeout kills whatever it started too
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(127);  // celltyper died before prctl
+    if (null_fd >= 0) ::dup2(null_fd, STDIN_FILENO);
+    ::dup2(log_fd, STDOUT_FILENO);
+    ::dup2(log_fd, STDERR_FILENO);
+    ::execve(args[0], args.data(), environ);
+    const char message[] = "exec failed\n";
+    (void)!::write(log_fd, message, sizeof(message) - 1);
+    ::_exit(127);
+  }
+  const int fork_error = errno;
+  ::close(log_fd);
+  if (null_fd >= 0) ::close(null_fd);
+  if (pid < 0) throw IoError(fmt::format("cannot start {}: {}", argv[0], std::strerror(fork_error)));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_seconds);
   int status = 0;
   while (true) {
-    const pid_t done = waitpid(pid, &status, WNOHANG);
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
     if (done == pid) break;
-    if (done < 0 && errno != EINTR) throw IoError(fmt::format("waiting for {} failed: {}", argv[0], std::strerror(errno)));
+    if (done < 0 && errno != EINTR) {
+      const int wait_error = errno;
+      ::kill(-pid, SIGKILL);
+      throw IoError(fmt::format("waiting for {} failed: {}", argv[0], std::strerror(wait_error)));
+    }
     if (std::chrono::steady_clock::now() > deadline) {
-      kill(-pid, SIGKILL);
-      waitpid(pid, &status, 0);
+      ::kill(-pid, SIGKILL);
+      ::waitpid(pid, &status, 0);
       throw IoError(fmt::format("{} did not finish within {} s", argv[0], timeout_seconds));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));

@@ -34,8 +34,9 @@ std::string find_on_path(std::initializer_list<const char*> names);
 std::string last_line(const std::filesystem::path& path);
 
 /// Run `argv` (argv[0] a path) with stdin from /dev/null and stdout / stderr appended to `log`, in
-/// its own process group; kill the group after `timeout_seconds` (IoError). Returns the exit
-/// status (128 + signal when killed by one).
+/// its own process group; kill the group after `timeout_seconds` (IoError). The child is killed
+/// if celltyper dies first (PR_SET_PDEATHSIG): a Ctrl-C leaves no R or Chromium behind. Returns
+/// the exit status (128 + signal when killed by one; 127 when it could not be started).
 int run_with_timeout(const std::vector<std::string>& argv, const std::filesystem::path& log, int timeout_seconds);
 
 }  // namespace celltyper::detail

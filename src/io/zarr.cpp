@@ -27,7 +27,7 @@ using Json = nlohmann::json;
 
 /// A chunk decodes to at most this many bytes (anndata's are a few MB): a hostile header or shape
 /// cannot make every core allocate gigabytes.
-constexpr std::size_t kMaxDecodedBytes = std::size_t{256} << 20;
+constexpr std::size_t kMaxDecodedBytes = std::size_t{1} << 30;
 /// An array has at most this many chunks (a shape with chunks of 1 must not mean billions of files).
 constexpr std::int64_t kMaxChunks = std::int64_t{1} << 24;
 
@@ -166,8 +166,9 @@ class Array {
     }
     std::int64_t n_chunks = 1;
     for (std::size_t d = 0; d < shape_.size(); ++d) {
-      n_chunks *= (shape_[d] + chunks_[d] - 1) / chunks_[d];  // each factor below 2^40: checked before it can overflow
-      if (n_chunks > kMaxChunks) fail(fmt::format("over {} chunks (shape and chunks disagree with any real store)", kMaxChunks));
+      const std::int64_t along = (shape_[d] + chunks_[d] - 1) / chunks_[d];
+      if (along > kMaxChunks / n_chunks) fail(fmt::format("over {} chunks (shape and chunks disagree with any real store)", kMaxChunks));
+      n_chunks = std::max<std::int64_t>(n_chunks * along, 1);
     }
   }
 
@@ -311,11 +312,11 @@ class Array {
     }
   }
 
-  /// An array read whole (obs / var columns, indptr, a CSC matrix) holds at most 2^28 numbers or
+  /// An array read whole (obs / var columns, indptr, a CSC matrix) holds at most 2^31 numbers or
   /// 2^25 strings (33M cell names): a shape is only JSON, and a hostile one must not make us
   /// allocate terabytes.
   void check_whole_read() const {
-    const std::int64_t limit = is_string() ? std::int64_t{1} << 25 : std::int64_t{1} << 28;
+    const std::int64_t limit = is_string() ? std::int64_t{1} << 25 : std::int64_t{1} << 31;
     if (length() > limit) throw InputError(fmt::format("{}: {} elements are too many to read whole (at most {})", label_, length(), limit));
   }
 
@@ -332,12 +333,20 @@ class Array {
     const fs::path file = chunk_path(index);
     std::error_code error;
     if (!fs::is_regular_file(file, error)) {
-      if (require_chunks_ || kind_ == Kind::kVlenString) throw InputError(fmt::format("{}: chunk file missing (store incomplete?)", file.string()));
+      if (require_chunks_ || kind_ == Kind::kVlenString) {
+        throw InputError(fmt::format("{}: chunk file missing (store incomplete, or written with write_empty_chunks=False: re-save it with "
+                                     "anndata's defaults)",
+                                     file.string()));
+      }
       return {};
     }
     const bool fixed = kind_ != Kind::kVlenString;
     const std::size_t expected = static_cast<std::size_t>(chunk_elements_) * item_bytes_;
-    if (expected > kMaxDecodedBytes) throw InputError(fmt::format("{}: chunks of {} bytes are over the 2 GiB limit", label_, expected));
+    if (expected > kMaxDecodedBytes) {
+      throw InputError(fmt::format("{}: chunks of {} bytes are over the 1 GiB celltyper decodes at once (re-save with smaller chunks, e.g. "
+                                   "anndata's defaults)",
+                                   label_, expected));
+    }
     std::vector<unsigned char> raw = read_bytes(file);
     std::vector<unsigned char> out;
     if (codec_.empty()) {
@@ -834,8 +843,10 @@ class ZarrAnnData final : public Dataset {
       if (const std::string categories = text_attribute(attributes, "categories"); !categories.empty()) {
         const std::string member = categories.rfind("__categories/", 0) == 0 ? categories.substr(13) : categories;
         const fs::path categories_dir = frame / "__categories" / safe_member(member, label + ": categories");
+        const Json category_attributes = attributes_of(categories_dir);  // anndata 0.7 keeps `ordered` there
+        const auto ordered = [](const Json& attrs) { return attrs.contains("ordered") && attrs["ordered"].is_boolean() && attrs["ordered"].get<bool>(); };
         return categorical_column(Array(dir, label), Array(categories_dir, fmt::format("{}/__categories/{}", frame_label, member)), name, label,
-                                  attributes.contains("ordered") && attributes["ordered"].is_boolean() && attributes["ordered"].get<bool>());
+                                  ordered(attributes) || ordered(category_attributes));
       }
       const std::string encoding = text_attribute(attributes, "encoding-type");
       if (!encoding.empty() && encoding != "array" && encoding != "string-array") {

@@ -711,7 +711,9 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
                    "  sce <- SingleCellExperiment::SingleCellExperiment(assays = list(logcounts = log1p(m), counts = m),\n"
                    "                                                    colData = S4Vectors::DataFrame(read.csv('meta.csv', row.names = 1)))\n"
                    "  saveRDS(sce, 'sce.rds')\n"
-                   "}}\n",
+                   "  colnames(sce) <- NULL; sce$Barcode <- colnames(m); saveRDS(sce, 'sce_barcodes.rds')\n"
+                   "}}\n"
+                   "s <- o[, 1:40]; s$note <- rep(c('\\u03b3\\u03b4 T', 'B'), 20); saveRDS(s, 'utf8.rds')\n",
                    dir.path().string())});
   ASSERT_EQ(saved.exit_code, 0) << saved.err;
   ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
@@ -723,13 +725,20 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
   ASSERT_FALSE(expected.empty());
   // (a SingleCellExperiment whose first assay is logcounts: its counts assay is read)
   ASSERT_TRUE(std::filesystem::exists(dir.file("sce.rds"))) << "no SingleCellExperiment (scripts/test.sh installs r-bioc-singlecellexperiment)";
-  for (const std::string name : {"seurat", "matrix", "sce"}) {
+  // (and one without cell names, as DropletUtils::read10xCounts makes it: named by its Barcode column)
+  for (const std::string name : {"seurat", "matrix", "sce", "sce_barcodes"}) {
     const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".rds")});
     ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
     EXPECT_EQ(test::read_file(dir.file(name + ".celltyper.csv")), expected) << name;
   }
   const auto described = test::run_cli({"inspect", dir.file("seurat.rds")});
   EXPECT_NE(described.out.find("rds, read by R: Seurat, assay RNA, counts"), std::string::npos) << described.out;
+  // Under the C locale (containers, cron) non-ASCII metadata still reads as UTF-8.
+  ::setenv("LC_ALL", "C", 1);
+  const auto utf8 = test::run_cli({"inspect", dir.file("utf8.rds")});
+  ::unsetenv("LC_ALL");
+  ASSERT_EQ(utf8.exit_code, 0) << utf8.err;
+  EXPECT_NE(utf8.out.find("\xce\xb3\xce\xb4 T 20"), std::string::npos) << utf8.out;
   // Trained on the Seurat object's meta.data labels: the model of the .h5ad (same labels, scores).
   for (const std::string name : {"counts.h5ad", "seurat.rds"}) {
     ASSERT_EQ(test::run_cli({"train", "-r", dir.file(name), "-l", "obs:celltype", "-o", dir.file(name + ".model"), "-q"}).exit_code, 0) << name;
@@ -741,7 +750,7 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
   EXPECT_EQ(test::read_file(dir.file("seurat.rds.csv")), test::read_file(dir.file("counts.h5ad.csv")));
   const auto list = test::run_cli({"inspect", dir.file("list.rds")});
   EXPECT_EQ(list.exit_code, 2);
-  EXPECT_NE(list.err.find("list.rds: R could not export it (exit status 1): Error: a list object: celltyper reads Seurat objects"),
+  EXPECT_NE(list.err.find("list.rds: R could not export it (exit status 1): a list object: celltyper reads Seurat objects"),
             std::string::npos)
       << list.err;
   ::setenv("CELLTYPER_RSCRIPT", "/nonexistent/Rscript", 1);

@@ -327,7 +327,8 @@ TEST(Loom, MalformedFilesAreOneClearError) {
   test::TempDir dir;
   const auto message_of = [](const std::string& path) {
     try {
-      (void)open_dataset(path);
+      const auto dataset = open_dataset(path);
+      (void)dataset->open_matrix("X");
     } catch (const InputError& error) {
       return std::string(error.what());
     }
