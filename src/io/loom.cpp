@@ -5,6 +5,7 @@
 #include "io/hdf5_open.hpp"
 #include "io/hdf5_util.hpp"
 #include "io/matrix_readers.hpp"
+#include "io/utf8.hpp"
 
 #include <fmt/format.h>
 
@@ -31,25 +32,6 @@ constexpr const char* kGeneNameAttributes[] = {"Gene",         "gene_name",  "ge
 constexpr const char* kCellNameAttributes[] = {"CellID", "obs_names", "cell_names", "CellId", "cell_id",
                                                "cell_ids", "barcode",  "barcodes",   "Barcode", "cell_barcode"};
 
-/// Append `code_point` to `out` as UTF-8.
-void append_utf8(std::string& out, std::uint32_t code_point) {
-  if (code_point < 0x80) {
-    out += static_cast<char>(code_point);
-  } else if (code_point < 0x800) {
-    out += static_cast<char>(0xC0 | (code_point >> 6));
-    out += static_cast<char>(0x80 | (code_point & 0x3F));
-  } else if (code_point < 0x10000) {
-    out += static_cast<char>(0xE0 | (code_point >> 12));
-    out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (code_point & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (code_point >> 18));
-    out += static_cast<char>(0x80 | ((code_point >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((code_point >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (code_point & 0x3F));
-  }
-}
-
 /// Decode XML numeric character references ("&#947;", "&#x3b3;"), which loompy 2 wrote for
 /// every non-ASCII character ('xmlcharrefreplace'); anything else is kept as it is.
 std::string decode_character_references(const std::string& text) {
@@ -64,7 +46,7 @@ std::string decode_character_references(const std::string& text) {
       char* end = nullptr;
       const unsigned long value = digits.empty() ? 0 : std::strtoul(digits.c_str(), &end, hex ? 16 : 10);
       if (!digits.empty() && end == digits.c_str() + digits.size() && value > 0 && value <= 0x10FFFF) {
-        append_utf8(out, static_cast<std::uint32_t>(value));
+        detail::append_utf8(out, static_cast<std::uint32_t>(value));
         i = semicolon + 1;
         continue;
       }

@@ -8,8 +8,8 @@
 
 namespace celltyper {
 
-MemoryDataset::MemoryDataset(std::string name, DataFrame obs, DataFrame var, CsrBlockF64 matrix)
-    : name_(std::move(name)), obs_(std::move(obs)), var_(std::move(var)) {
+MemoryDataset::MemoryDataset(std::string name, DataFrame obs, DataFrame var, CsrBlockF64 matrix, MemoryDatasetLabels labels)
+    : name_(std::move(name)), format_(std::move(labels.format)), obs_(std::move(obs)), var_(std::move(var)) {
   const auto rows = static_cast<std::int64_t>(obs_.n_rows());
   const auto cols = static_cast<std::int64_t>(var_.n_rows());
   if (matrix.n_rows != rows || matrix.n_cols != cols || static_cast<std::int64_t>(matrix.indptr.size()) != rows + 1 ||
@@ -30,9 +30,10 @@ MemoryDataset::MemoryDataset(std::string name, DataFrame obs, DataFrame var, Csr
   info_.n_rows = rows;
   info_.n_cols = cols;
   info_.nnz = static_cast<std::int64_t>(matrix.values.size());
-  info_.value_dtype = "float64";
+  info_.value_dtype = std::move(labels.value_dtype);
   info_.index_dtype = "int32";
-  info_.compression = "memory";
+  info_.compression = std::move(labels.compression);
+  info_.stored_bytes = labels.stored_bytes;
   matrix_ = std::make_shared<const CsrBlockF64>(std::move(matrix));
 }
 

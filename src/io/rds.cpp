@@ -1,6 +1,7 @@
 // R objects saved with saveRDS, read through Rscript (rds.hpp).
 #include <celltyper/error.hpp>
 #include <celltyper/file_checks.hpp>
+#include <celltyper/memory_dataset.hpp>
 #include <celltyper/output_file.hpp>
 #include <celltyper/rds.hpp>
 #include <celltyper/text_matrix.hpp>
@@ -127,50 +128,6 @@ std::string r_error(const fs::path& log) {
   return message;
 }
 
-class RdsDataset final : public Dataset {
- public:
-  RdsDataset(std::string path, DataFrame obs, DataFrame var, CsrBlockF64 matrix, bool integers, const std::string& read_what)
-      : path_(std::move(path)), obs_(std::move(obs)), var_(std::move(var)) {
-    info_.source = std::string("X");  // not `= "X"`: GCC 12 -O3 raises a bogus -Wrestrict (GCC bug 105329)
-    info_.encoding = MatrixEncoding::kCsr;
-    info_.n_rows = matrix.n_rows;
-    info_.n_cols = matrix.n_cols;
-    info_.nnz = matrix.nnz();
-    info_.value_dtype = integers ? "int64" : "float64";
-    info_.index_dtype = "int32";
-    info_.compression = fmt::format("rds, read by R: {}", read_what);  // e.g. "Seurat, assay RNA, counts"
-    std::error_code error;
-    info_.stored_bytes = static_cast<std::int64_t>(fs::file_size(path_, error));
-    matrix_ = std::make_shared<const CsrBlockF64>(std::move(matrix));
-  }
-  const std::string& path() const override { return path_; }
-  std::string format() const override { return "rds"; }
-  std::int64_t n_obs() const override { return info_.n_rows; }
-  std::int64_t n_vars() const override { return info_.n_cols; }
-  DataFrame read_obs() const override { return obs_; }
-  DataFrame read_var() const override { return var_; }
-  std::vector<std::string> matrix_sources() const override { return {"X"}; }
-  MatrixInfo matrix_info(const std::string& source) const override {
-    check_source(source);
-    return info_;
-  }
-  std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override {
-    check_source(source);
-    return detail::make_memory_reader(matrix_, info_);
-  }
-
- private:
-  void check_source(const std::string& source) const {
-    if (source != "X") throw InputError(fmt::format("{}: an .rds file gives one matrix (X), not '{}'", path_, source));
-  }
-
-  std::string path_;
-  DataFrame obs_;
-  DataFrame var_;
-  std::shared_ptr<const CsrBlockF64> matrix_;
-  MatrixInfo info_;
-};
-
 /// The dgCMatrix slots R wrote: genes x cells CSC, which is cells x genes CSR.
 CsrBlockF64 read_matrix(const fs::path& file, std::size_t n_genes, std::size_t n_cells, const std::string& path) {
   std::ifstream in(file, std::ios::binary | std::ios::ate);
@@ -272,7 +229,13 @@ std::unique_ptr<Dataset> open_rds(const std::string& path) {
   obs.origin = path + " (cells)";
   const std::vector<std::string> about = read_lines(scratch.path() / "about.txt");
   const std::string read_what = about.size() >= 2 ? about[0] + ", " + about[1] : std::string("?");
-  return std::make_unique<RdsDataset>(path, std::move(obs), std::move(var), std::move(matrix), integers, read_what);
+  MemoryDatasetLabels labels;
+  labels.format = "rds";
+  labels.compression = fmt::format("rds, read by R: {}", read_what);  // e.g. "Seurat, assay RNA, counts"
+  labels.value_dtype = integers ? "int64" : "float64";
+  const auto file_bytes = fs::file_size(path, error);
+  labels.stored_bytes = error ? 0 : static_cast<std::int64_t>(file_bytes);
+  return std::make_unique<MemoryDataset>(path, std::move(obs), std::move(var), std::move(matrix), std::move(labels));
 }
 
 }  // namespace celltyper

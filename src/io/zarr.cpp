@@ -4,6 +4,7 @@
 #include <celltyper/zarr.hpp>
 
 #include "io/matrix_readers.hpp"
+#include "io/utf8.hpp"
 
 #include <blosc.h>
 #include <fmt/format.h>
@@ -457,21 +458,7 @@ class Array {
           std::memcpy(&code, item + 4 * c, 4);
           if (code == 0) break;
           if (code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) fail();
-          if (code < 0x80) {
-            text += static_cast<char>(code);
-          } else if (code < 0x800) {
-            text += static_cast<char>(0xC0 | (code >> 6));
-            text += static_cast<char>(0x80 | (code & 0x3F));
-          } else if (code < 0x10000) {
-            text += static_cast<char>(0xE0 | (code >> 12));
-            text += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
-            text += static_cast<char>(0x80 | (code & 0x3F));
-          } else {
-            text += static_cast<char>(0xF0 | (code >> 18));
-            text += static_cast<char>(0x80 | ((code >> 12) & 0x3F));
-            text += static_cast<char>(0x80 | ((code >> 6) & 0x3F));
-            text += static_cast<char>(0x80 | (code & 0x3F));
-          }
+          detail::append_utf8(text, code);
         }
       }
       const std::size_t nul = text.find('\0');
