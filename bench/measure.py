@@ -5,6 +5,7 @@ Cell Ontology the tool uses by default.
 """
 import glob
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,19 @@ def run_measured(command, what, capture=False):
             sys.exit(f"{what}: {' '.join(command[:4])} ... failed (exit {process.returncode}): "
                      f"{err.read().decode(errors='replace').strip()[-400:]}")
     return wall, usage.ru_maxrss / 1024, out
+
+
+def interleaved_medians(commands, repeats):
+    """Run every command of `commands` (label -> argv) `repeats` times, interleaved so that load
+    drifts hit every command alike. Returns label -> {"seconds": median wall, "peak_rss_mb": median
+    peak RSS, "runs": the walls}."""
+    runs = {}
+    for _ in range(repeats):
+        for label, command in commands.items():
+            wall, rss, _ = run_measured(command, label)
+            runs.setdefault(label, []).append((wall, rss))
+    return {label: {"seconds": statistics.median(w for w, _ in values), "peak_rss_mb": statistics.median(r for _, r in values),
+                    "runs": [w for w, _ in values]} for label, values in runs.items()}
 
 
 def resampled_pbmc3k(build, workdir, cells, pbmc3k):

@@ -20,13 +20,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from measure import git_commit, resampled_pbmc3k, run_measured  # noqa: E402
+from measure import git_commit, interleaved_medians, resampled_pbmc3k  # noqa: E402
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 PBMC3K = os.path.join(SHARED, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
 
@@ -71,13 +70,7 @@ def main():
                                                   os.path.join(args.workdir, "annotated.h5ad"), "--csv", labels["h5ad"], "-q"],
         "anndata.read_loom (loompy)": ["/usr/bin/python3", "-c", READ_LOOM, stem + ".loom"],
     }
-    runs = {}
-    for _ in range(args.repeats):  # interleaved, so that load drifts hit every command alike
-        for label, command in commands.items():
-            wall, rss, _ = run_measured(command, label)
-            runs.setdefault(label, []).append((wall, rss))
-    rows = {label: {"seconds": statistics.median(w for w, _ in values), "peak_rss_mb": statistics.median(r for _, r in values),
-                    "runs": [w for w, _ in values]} for label, values in runs.items()}
+    rows = interleaved_medians(commands, args.repeats)
     ratio = rows["anndata.read_loom (loompy)"]["seconds"] / rows["celltyper annotate (loom)"]["seconds"]
     with open(labels["loom"]) as loom, open(labels["h5ad"]) as h5ad:
         same = loom.read() == h5ad.read()

@@ -20,13 +20,12 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.join(ROOT, "bench"))
-from measure import git_commit, resampled_pbmc3k, run_measured  # noqa: E402
+from measure import git_commit, interleaved_medians, resampled_pbmc3k  # noqa: E402
 SHARED = os.path.join(ROOT, "..", "shared", "data")
 PBMC3K = os.path.join(SHARED, "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
 
@@ -65,19 +64,14 @@ def main():
     if not os.path.exists(model):
         subprocess.run([celltyper, "train", "-r", PBMC3K, "-l", "obs:celltype", "-o", model, "-q"], check=True)
 
-    runs = {}
+    rows = {}
     for name, path in [("plain", table), ("gzip", table + ".gz")]:
         commands = {
             f"celltyper inspect ({name})": [celltyper, "inspect", path],
             f"celltyper annotate ({name})": [celltyper, "annotate", "-m", model, "-i", path, "--csv", os.path.join(args.workdir, "labels.csv"), "-q"],
             f"pandas read_csv + CSR ({name})": ["/usr/bin/python3", "-c", PANDAS_READ, path],
         }
-        for _ in range(args.repeats):  # interleaved, so that load drifts hit every command alike
-            for label, command in commands.items():
-                wall, rss, _ = run_measured(command, label)
-                runs.setdefault(label, []).append((wall, rss))
-    rows = {label: {"seconds": statistics.median(w for w, _ in values), "peak_rss_mb": statistics.median(r for _, r in values),
-                    "runs": [w for w, _ in values]} for label, values in runs.items()}
+        rows.update(interleaved_medians(commands, args.repeats))
     for name in ["plain", "gzip"]:
         rows[f"ratio pandas / celltyper inspect ({name})"] = rows[f"pandas read_csv + CSR ({name})"]["seconds"] / rows[f"celltyper inspect ({name})"]["seconds"]
     result = {"commit": git_commit(ROOT), "machine": f"{platform.platform()}, {os.cpu_count()} cores", "cells": args.cells, "genes": 13714,

@@ -431,34 +431,34 @@ std::vector<T> read_all_1d(hid_t dataset) {
   return values;
 }
 
+namespace {
+/// The [start_row, +rows) x [start_col, +cols) block of a 2-D dataset into row-major `out`;
+/// `what` names it in the error ("rows 3..7").
 template <typename T>
-void read_rows_2d(hid_t dataset, std::int64_t row, std::int64_t count, std::int64_t cols, T* out) {
-  if (count <= 0 || cols <= 0) return;
+void read_block_2d(hid_t dataset, std::int64_t start_row, std::int64_t rows, std::int64_t start_col, std::int64_t cols, T* out,
+                   const std::string& what) {
+  if (rows <= 0 || cols <= 0) return;
   Handle file_space(H5Dget_space(dataset));
-  const std::array<hsize_t, 2> start{static_cast<hsize_t>(row), 0};
-  const std::array<hsize_t, 2> n{static_cast<hsize_t>(count), static_cast<hsize_t>(cols)};
+  const std::array<hsize_t, 2> start{static_cast<hsize_t>(start_row), static_cast<hsize_t>(start_col)};
+  const std::array<hsize_t, 2> n{static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)};
   if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, n.data(), nullptr) < 0) {
     throw IoError("HDF5 hyperslab selection failed");
   }
   Handle memory_space(H5Screate_simple(2, n.data(), nullptr));
   if (H5Dread(dataset, native_type<T>(), memory_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
-    throw IoError(fmt::format("HDF5 failed to read rows {}..{}{}", row, row + count, missing_filter_note(dataset)));
+    throw IoError(fmt::format("HDF5 failed to read {}{}", what, missing_filter_note(dataset)));
   }
+}
+}  // namespace
+
+template <typename T>
+void read_rows_2d(hid_t dataset, std::int64_t row, std::int64_t count, std::int64_t cols, T* out) {
+  read_block_2d(dataset, row, count, 0, cols, out, fmt::format("rows {}..{}", row, row + count));
 }
 
 template <typename T>
 void read_cols_2d(hid_t dataset, std::int64_t col, std::int64_t count, std::int64_t rows, T* out) {
-  if (count <= 0 || rows <= 0) return;
-  Handle file_space(H5Dget_space(dataset));
-  const std::array<hsize_t, 2> start{0, static_cast<hsize_t>(col)};
-  const std::array<hsize_t, 2> n{static_cast<hsize_t>(rows), static_cast<hsize_t>(count)};
-  if (H5Sselect_hyperslab(file_space.get(), H5S_SELECT_SET, start.data(), nullptr, n.data(), nullptr) < 0) {
-    throw IoError("HDF5 hyperslab selection failed");
-  }
-  Handle memory_space(H5Screate_simple(2, n.data(), nullptr));
-  if (H5Dread(dataset, native_type<T>(), memory_space.get(), file_space.get(), H5P_DEFAULT, out) < 0) {
-    throw IoError(fmt::format("HDF5 failed to read columns {}..{}{}", col, col + count, missing_filter_note(dataset)));
-  }
+  read_block_2d(dataset, 0, rows, col, count, out, fmt::format("columns {}..{}", col, col + count));
 }
 
 Column read_array_column(hid_t dataset, const std::string& name) {

@@ -646,20 +646,17 @@ class DenseColumnsReader final : public MatrixReader {
 
   /// One stored chunk: its bytes as in the file, and whether deflate was applied.
   struct StoredChunk {
-    std::vector<unsigned char> bytes;  ///< empty: never written (all zero)
+    std::vector<unsigned char> bytes;  ///< empty: never written (all zero; not decoded)
     bool deflated = false;
   };
 
-  /// Stored values of `chunk` decoded into `out` (chunk_genes x band_width, row-major) as Value.
+  /// Stored values of a written `chunk` decoded into `out` (chunk_genes x band_width, row-major) as
+  /// Value.
   template <typename Value>
   void decode(const StoredChunk& chunk, std::vector<unsigned char>& raw, std::vector<Value>& out, std::int64_t chunk_row,
               std::int64_t chunk_col) const {
     const std::size_t n = static_cast<std::size_t>(chunk_genes_ * band_width_);
     out.resize(n);
-    if (chunk.bytes.empty()) {
-      std::fill(out.begin(), out.end(), Value{0});
-      return;
-    }
     const unsigned char* bytes = chunk.bytes.data();
     if (chunk.deflated) {
       raw.resize(n * element_bytes_);
@@ -746,9 +743,10 @@ class DenseColumnsReader final : public MatrixReader {
     // between calls (their capacity: no allocation per value after the first blocks).
     const int threads = resolve_threads(0);
     const std::int64_t n_groups = std::min<std::int64_t>(chunk_rows, std::int64_t{threads} * 4);
-    auto& groups = scratch<Value>();
+    Scratch<Value>& kept = scratch<Value>();  // (not a structured binding: clang 14 cannot capture one in a lambda)
+    auto& groups = kept.groups;
+    auto& buffers = kept.buffers;
     groups.resize(static_cast<std::size_t>(n_groups));
-    auto& buffers = buffers_of<Value>();
     buffers.resize(static_cast<std::size_t>(threads));
     parallel_for_workers(n_groups, threads, [&](std::int64_t group_index, int worker) {
       Group<Value>& group = groups[static_cast<std::size_t>(group_index)];
@@ -822,20 +820,18 @@ class DenseColumnsReader final : public MatrixReader {
     std::vector<unsigned char> raw;
     std::vector<Value> decoded;
   };
+  /// The groups' lists and the workers' buffers for blocks of Value.
   template <typename Value>
-  std::vector<Group<Value>>& scratch() {
-    if constexpr (std::is_same_v<Value, float>) {
-      return groups_f32_;
-    } else {
-      return groups_f64_;
-    }
-  }
+  struct Scratch {
+    std::vector<Group<Value>> groups;
+    std::vector<Buffers<Value>> buffers;
+  };
   template <typename Value>
-  std::vector<Buffers<Value>>& buffers_of() {
+  Scratch<Value>& scratch() {
     if constexpr (std::is_same_v<Value, float>) {
-      return buffers_f32_;
+      return scratch_f32_;
     } else {
-      return buffers_f64_;
+      return scratch_f64_;
     }
   }
 
@@ -843,10 +839,8 @@ class DenseColumnsReader final : public MatrixReader {
   std::string path_;
   MatrixInfo info_;
   Handle data_;
-  std::vector<Group<float>> groups_f32_;
-  std::vector<Group<double>> groups_f64_;
-  std::vector<Buffers<float>> buffers_f32_;
-  std::vector<Buffers<double>> buffers_f64_;
+  Scratch<float> scratch_f32_;
+  Scratch<double> scratch_f64_;
   hsize_t file_bytes_ = 0;
   std::int64_t chunk_genes_ = 0;
   std::int64_t band_width_ = 64;  ///< cells per chunk column (contiguous data: blocks of 64 cells)

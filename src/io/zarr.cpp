@@ -3,6 +3,7 @@
 #include <celltyper/parallel.hpp>
 #include <celltyper/zarr.hpp>
 
+#include "io/direct_read.hpp"
 #include "io/matrix_readers.hpp"
 #include "io/utf8.hpp"
 
@@ -17,6 +18,8 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <map>
+#include <mutex>
 #include <numeric>
 #include <sstream>
 
@@ -89,6 +92,13 @@ std::vector<unsigned char> inflate_stream(const std::vector<unsigned char>& in, 
   // output is allocated).
   if (known && in.size() * 1032 + 1024 < expected) {
     throw InputError(fmt::format("{}: {} stored bytes cannot inflate to a chunk of {} (corrupt or truncated?)", file.string(), in.size(), expected));
+  }
+  if (known && !gzip) {  // a zlib stream of known size: the project's (libdeflate) inflater
+    std::vector<unsigned char> out(expected);
+    if (!detail::inflate_exact(in.data(), in.size(), out.data(), expected)) {
+      throw InputError(fmt::format("{}: the chunk does not inflate to {} bytes (corrupt or truncated?)", file.string(), expected));
+    }
+    return out;
   }
   z_stream stream{};
   if (inflateInit2(&stream, gzip ? 15 + 16 : 15) != Z_OK) throw IoError("zlib: inflateInit2 failed");
@@ -615,7 +625,8 @@ class ZarrAnnData final : public Dataset {
  public:
   explicit ZarrAnnData(const std::string& path) : path_(path), root_(path) {
     if (!is_group(root_)) throw InputError(fmt::format("{}: not a Zarr group (no .zgroup)", path));
-    const std::vector<std::string> sources = matrix_sources();
+    sources_ = list_sources();
+    const std::vector<std::string>& sources = sources_;
     if (sources.empty()) throw InputError(fmt::format("{}: no matrix found: X is missing and there is no raw/X or layer", path));
     const MatrixInfo first = matrix_info(sources.front());
     n_obs_ = first.n_rows;
@@ -647,7 +658,33 @@ class ZarrAnnData final : public Dataset {
     if (source == "raw/X" && is_group(root_ / "raw" / "var")) return read_frame("raw/var", nullptr, matrix_info(source).n_cols);
     return read_var();
   }
-  std::vector<std::string> matrix_sources() const override {
+  std::vector<std::string> matrix_sources() const override { return sources_; }
+  /// What a matrix is, described once (its metadata read and its chunk files' sizes summed) and
+  /// then kept: verbs ask for it again at every reader they open.
+  MatrixInfo matrix_info(const std::string& source) const override {
+    check_source(source);
+    {
+      const std::lock_guard lock(infos_mutex_);
+      if (const auto found = infos_.find(source); found != infos_.end()) return found->second;
+    }
+    MatrixInfo info = describe(source);
+    const std::lock_guard lock(infos_mutex_);
+    return infos_.emplace(source, std::move(info)).first->second;
+  }
+  std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override {
+    MatrixInfo info = matrix_info(source);
+    const fs::path dir = root_ / source;
+    const std::string label = fmt::format("{}/{}", path_, source);
+    if (info.encoding == MatrixEncoding::kDense) return std::make_unique<ZarrDenseReader>(dir, label, std::move(info));
+    if (info.encoding == MatrixEncoding::kCsr) return std::make_unique<ZarrCsrReader>(dir, label, std::move(info));
+    CsrBlockF64 csr;
+    guarded(label, [&] { csr = read_csc_as_csr(dir, label, info); });
+    return detail::make_memory_reader(std::move(csr), info);
+  }
+
+ private:
+  /// X, raw/X, then the layers by name: the matrices the store holds.
+  std::vector<std::string> list_sources() const {
     std::vector<std::string> sources;
     const auto present = [&](const fs::path& dir) { return is_array(dir) || is_group(dir); };
     if (present(root_ / "X")) sources.emplace_back("X");
@@ -663,8 +700,7 @@ class ZarrAnnData final : public Dataset {
     }
     return sources;
   }
-  MatrixInfo matrix_info(const std::string& source) const override {
-    check_source(source);
+  MatrixInfo describe(const std::string& source) const {
     const fs::path dir = root_ / source;
     const std::string label = fmt::format("{}/{}", path_, source);
     MatrixInfo info;
@@ -723,22 +759,10 @@ class ZarrAnnData final : public Dataset {
     info.stored_bytes = data.stored_bytes() + indices.stored_bytes() + Array(dir / "indptr", label + "/indptr").stored_bytes();
     return info;
   }
-  std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override {
-    MatrixInfo info = matrix_info(source);
-    const fs::path dir = root_ / source;
-    const std::string label = fmt::format("{}/{}", path_, source);
-    if (info.encoding == MatrixEncoding::kDense) return std::make_unique<ZarrDenseReader>(dir, label, std::move(info));
-    if (info.encoding == MatrixEncoding::kCsr) return std::make_unique<ZarrCsrReader>(dir, label, std::move(info));
-    CsrBlockF64 csr;
-    guarded(label, [&] { csr = read_csc_as_csr(dir, label, info); });
-    return detail::make_memory_reader(std::move(csr), info);
-  }
 
- private:
   void check_source(const std::string& source) const {
-    const std::vector<std::string> sources = matrix_sources();
-    if (std::find(sources.begin(), sources.end(), source) == sources.end()) {
-      throw InputError(fmt::format("{}: no matrix '{}' (available: {})", path_, source, fmt::join(sources, ", ")));
+    if (std::find(sources_.begin(), sources_.end(), source) == sources_.end()) {
+      throw InputError(fmt::format("{}: no matrix '{}' (available: {})", path_, source, fmt::join(sources_, ", ")));
     }
   }
 
@@ -927,6 +951,9 @@ class ZarrAnnData final : public Dataset {
 
   std::string path_;
   fs::path root_;
+  std::vector<std::string> sources_;
+  mutable std::mutex infos_mutex_;
+  mutable std::map<std::string, MatrixInfo> infos_;
   std::int64_t n_obs_ = 0;
   std::int64_t n_vars_ = 0;
 };
