@@ -70,7 +70,7 @@ class MatrixReader {
 /// Options of `for_each_block`.
 struct BlockStreamOptions {
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight (2 double-buffered)
-  bool prefetch = true;  ///< read the next block on a second thread while the callback runs
+  bool prefetch = true;  ///< read the next block on a second thread while the callback runs (not when resolve_threads(0) is 1)
   std::int64_t max_rows = -1;  ///< stream only the first rows (-1: every row)
   /// Stream only these rows, range after range: sorted, disjoint ranges (empty: every row, or
   /// the first max_rows).

@@ -3,6 +3,8 @@
 /// never changes a result, because items write disjoint outputs.
 #pragma once
 
+#include <sched.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -13,10 +15,34 @@
 
 namespace celltyper {
 
-/// Threads to use for `requested` (0 = all hardware threads).
+/// CPUs this process may run on: its affinity mask (taskset, a SLURM or cgroup cpuset, `docker
+/// --cpuset-cpus`), else every hardware thread. Read once.
+inline int available_cpus() {
+  static const int cpus = [] {
+    cpu_set_t mask;
+    CPU_ZERO(&mask);
+    if (sched_getaffinity(0, sizeof(mask), &mask) == 0 && CPU_COUNT(&mask) > 0) return CPU_COUNT(&mask);
+    return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  }();
+  return cpus;
+}
+
+namespace detail {
+inline std::atomic<int>& default_threads_setting() {
+  static std::atomic<int> threads{0};
+  return threads;
+}
+}  // namespace detail
+
+/// The process-wide meaning of "0 threads" (`--threads N` of the command line sets it, so that
+/// work not given a count, such as reading a file, keeps to N too); 0 restores available_cpus().
+inline void set_default_threads(int threads) { detail::default_threads_setting().store(std::max(threads, 0)); }
+
+/// Threads to use for `requested` (0 = the default set above, else every CPU this process may use).
 inline int resolve_threads(int requested) {
   if (requested > 0) return requested;
-  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int set = detail::default_threads_setting().load();
+  return set > 0 ? set : available_cpus();
 }
 
 /// Run `work(item, worker)` for item in [0, n_items) on up to `num_threads` threads (dynamic

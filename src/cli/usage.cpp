@@ -1,6 +1,7 @@
 // Command-line usage rules shared by every subcommand: the bounds of common numeric flags (one
 // table, shown in --help and checked while parsing) and the one-line message of a usage error.
 #include <celltyper/error.hpp>
+#include <celltyper/parallel.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
@@ -82,6 +83,10 @@ void apply_bounds(CLI::App* app) {
       if (chosen == nullptr && std::string(bounds.command).empty()) chosen = &bounds;
     }
     if (chosen != nullptr) option->check(chosen->validator);
+    // --threads N also bounds the work no option reaches (reading files, loading the model).
+    if (std::find(names.begin(), names.end(), "threads") != names.end()) {
+      option->each([](const std::string& text) { set_default_threads(std::stoi(text)); });
+    }
   }
   for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) apply_bounds(sub);
 }

@@ -2,6 +2,7 @@
 #include <celltyper/catalog.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/output_file.hpp>
+#include <celltyper/parallel.hpp>
 
 #include "corpus/catalog_record.hpp"
 #include "corpus/duckdb_util.hpp"
@@ -377,7 +378,7 @@ CatalogResult build_catalog(const std::vector<std::string>& paths, const std::st
       report(index);
     }
   };
-  unsigned threads = options.num_threads > 0 ? static_cast<unsigned>(options.num_threads) : std::max(1u, std::thread::hardware_concurrency());
+  auto threads = static_cast<unsigned>(resolve_threads(options.num_threads));
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, std::max<std::size_t>(todo.size(), 1)));
   if (threads <= 1) {
     work();

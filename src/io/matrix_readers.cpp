@@ -97,7 +97,9 @@ BlockStreamOptions stream_options(const Dataset& dataset, const std::string& mat
 
 void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
                     const std::function<void(const CsrBlock&)>& callback) {
-  const std::size_t limit = options.prefetch ? options.memory_limit_bytes / 2 : options.memory_limit_bytes;
+  // (no read-ahead thread when the process keeps to one thread: --threads 1)
+  const bool prefetch = options.prefetch && resolve_threads(0) > 1;
+  const std::size_t limit = prefetch ? options.memory_limit_bytes / 2 : options.memory_limit_bytes;
   std::vector<RowRange> blocks = reader.plan_blocks(std::max<std::size_t>(limit, 1));
   if (options.max_rows >= 0) {
     while (!blocks.empty() && blocks.back().begin >= options.max_rows) blocks.pop_back();
@@ -120,7 +122,7 @@ void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
   for (std::size_t i = 0; i < blocks.size(); ++i) {
     const bool has_next = i + 1 < blocks.size();
     std::future<void> pending;
-    if (has_next && options.prefetch) {
+    if (has_next && prefetch) {
       pending = std::async(std::launch::async, [&reader, &next, range = blocks[i + 1]] {
         reader.read_rows(range.begin, range.size(), next);
       });
