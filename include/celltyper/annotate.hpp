@@ -223,6 +223,12 @@ struct ModelCoverage {
 /// Coverage of `model` by a query measuring `query_genes` (Entrez ids, ascending).
 ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::int64_t>& query_genes);
 
+/// Genes (Entrez ids, ascending) of `model`'s reference sample that every class with at least
+/// `min_cells` sampled cells detects (a non-zero value) in at least `min_rate` of its cells:
+/// genes no query of these types lacks, by which var columns of zeros betray a panel padded
+/// with zeros. Empty without a reference sample.
+std::vector<std::int64_t> ubiquitous_genes(const CellTypeModel& model, double min_rate = 0.5, std::int64_t min_cells = 10);
+
 /// Whether `model` can be refitted for a query (an expression model with a reference sample).
 bool can_refit(const CellTypeModel& model);
 

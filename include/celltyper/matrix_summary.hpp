@@ -41,6 +41,7 @@ struct SummarizeOptions {
   /// scanning every column).
   std::int64_t max_rows = -1;
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for blocks in flight
+  bool count_columns = false;  ///< fill MatrixSummary::column_cells
 };
 
 /// Result of `summarize_matrix`.
@@ -57,6 +58,8 @@ struct MatrixSummary {
   std::int64_t n_non_integer = 0;
   std::int64_t n_explicit_zeros = 0;   ///< zeros stored in a sparse matrix
   std::int64_t empty_rows = 0;         ///< cells with no stored value
+  /// Per column, scanned cells with a finite non-zero value (SummarizeOptions::count_columns).
+  std::vector<std::int64_t> column_cells;
   Quantiles row_totals;                ///< per-cell sum of values
   Quantiles genes_per_row;             ///< per-cell stored values
   Quantiles expm1_row_totals;          ///< per-cell sum of expm1(value) (for log1p detection)

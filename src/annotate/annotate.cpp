@@ -6,10 +6,12 @@
 #include <celltyper/parallel.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <optional>
 #include <map>
@@ -221,6 +223,67 @@ void warn_about_repeated_names(const std::vector<std::string>& names, Annotation
                                             repeats, example));
 }
 
+/// Sampled query cells, and genes every reference type expresses that they lack, from which a
+/// query is read as a panel padded with zeros.
+constexpr std::int64_t kPaddingScanCells = 2000;
+constexpr std::int64_t kPaddingMinCells = 40;   // half of them must detect a ubiquitous gene
+constexpr std::size_t kPaddingMinAbsent = 3;
+
+/// The query's genes (Entrez ids, ascending) that no cell expresses when the query is a panel
+/// padded with zeros: a file joined from others (anndata.concat(join="outer"), Seurat's merge)
+/// or written out to a reference's genes holds a var for every gene but counts only for the
+/// ones its technology measured. The sign: genes every cell type of a model's reference
+/// detects in at least half its cells have no count in any of the query's sampled cells
+/// (kPaddingMinAbsent of them; one such gene can be biology, a block of them cannot). Empty,
+/// and `note` untouched, otherwise or when no model carries a reference sample to tell.
+std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
+                                            const GeneResolveOptions& gene_options, const std::vector<const CellTypeModel*>& models,
+                                            std::string* note) {
+  if (std::none_of(models.begin(), models.end(), [](const CellTypeModel* model) { return !model->reference.empty(); })) return {};
+  const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(matrix), gene_options);
+  const auto genes_without_counts = [&](const MatrixSummary& summary) {
+    std::vector<std::int64_t> genes;
+    for (std::size_t var = 0; var < resolved.gene_index.size() && var < summary.column_cells.size(); ++var) {
+      if (resolved.gene_index[var] != kNoGene && summary.column_cells[var] == 0) genes.push_back(table.gene(resolved.gene_index[var]).entrez_id);
+    }
+    std::sort(genes.begin(), genes.end());
+    return genes;
+  };
+  SummarizeOptions scan;
+  scan.max_rows = kPaddingScanCells;
+  scan.count_columns = true;
+  const MatrixSummary sampled = summarize_matrix(*dataset.open_matrix(matrix), scan);
+  if (sampled.rows_scanned < kPaddingMinCells) return {};
+  const std::vector<std::int64_t> zero_in_sample = genes_without_counts(sampled);
+  if (zero_in_sample.empty()) return {};
+  std::vector<std::int64_t> absent;  // the longest list over the models
+  for (const CellTypeModel* model : models) {
+    const std::vector<std::int64_t> ubiquitous = ubiquitous_genes(*model);
+    std::vector<std::int64_t> lacking;
+    std::set_intersection(zero_in_sample.begin(), zero_in_sample.end(), ubiquitous.begin(), ubiquitous.end(), std::back_inserter(lacking));
+    if (lacking.size() > absent.size()) absent = std::move(lacking);
+  }
+  if (absent.size() < kPaddingMinAbsent) return {};
+  // Padded: the genes without a count in any cell (every cell read when the sample was not all).
+  std::vector<std::int64_t> padded = zero_in_sample;
+  if (sampled.rows_scanned < dataset.n_obs()) {
+    scan.max_rows = -1;
+    padded = genes_without_counts(summarize_matrix(*dataset.open_matrix(matrix), scan));
+  }
+  if (note != nullptr && !padded.empty()) {
+    std::vector<std::string> examples;
+    for (const std::int64_t entrez : absent) {
+      if (examples.size() == 5) break;
+      if (const std::int32_t gene = table.find_entrez(entrez); gene != kNoGene) examples.push_back(table.gene(gene).symbol);
+    }
+    *note = fmt::format("{} of its genes have no count in any of its {} cells, {} of them genes that every cell type of the reference "
+                        "expresses ({}): read as not measured, as in a panel padded with zeros (anndata.concat(join=\"outer\"), "
+                        "Seurat's merge)",
+                        padded.size(), dataset.n_obs(), absent.size(), fmt::join(examples, ", "));
+  }
+  return padded;
+}
+
 /// Why a query may measure too few of a model's genes, when the matrix says so: its obs names
 /// are genes (a genes x cells matrix), or its values are scaled (z-scores of a few highly
 /// variable genes, with the counts elsewhere). "" when neither.
@@ -268,7 +331,15 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
 
   // How much of each model the query measures; refit a model on the shared genes when the
   // query lacks part of its features or of its reference expression.
-  const std::vector<std::int64_t> query_genes = dataset_genes(dataset, options.embed.matrix, table, options.embed.genes);
+  std::vector<std::int64_t> query_genes = dataset_genes(dataset, options.embed.matrix, table, options.embed.genes);
+  std::string padded_note;
+  if (const std::vector<std::int64_t> padded = zero_padded_genes(dataset, options.embed.matrix, table, options.embed.genes, given, &padded_note);
+      !padded.empty()) {
+    std::vector<std::int64_t> measured;
+    std::set_difference(query_genes.begin(), query_genes.end(), padded.begin(), padded.end(), std::back_inserter(measured));
+    query_genes = std::move(measured);
+    annotation.warnings.push_back(fmt::format("{}: {}", dataset.path(), padded_note));
+  }
   std::vector<CellTypeModel> refitted;
   refitted.reserve(given.size());
   std::vector<const CellTypeModel*> models = given;

@@ -111,6 +111,54 @@ ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::
   return coverage;
 }
 
+std::vector<std::int64_t> ubiquitous_genes(const CellTypeModel& model, double min_rate, std::int64_t min_cells) {
+  const ReferenceSample& sample = model.reference;
+  if (sample.empty()) return {};
+  const std::size_t n_classes = model.class_names.size();
+  const std::size_t n_genes = sample.entrez_ids.size();
+  const std::size_t n_references = sample.references.empty() ? 1 : sample.measured.size();
+  // Cells per (class, reference), and per (gene, class) the cells with a non-zero value.
+  std::vector<std::int64_t> cells(n_classes * n_references, 0);
+  std::vector<std::int32_t> detected(n_genes * n_classes, 0);
+  const CsrBlockF64& values = sample.cell_values();
+  for (std::int64_t cell = 0; cell < values.n_rows; ++cell) {
+    const auto label = static_cast<std::size_t>(sample.labels[static_cast<std::size_t>(cell)]);
+    if (label >= n_classes) continue;  // a coarse cell
+    const std::size_t reference = sample.references.empty() ? 0 : static_cast<std::size_t>(sample.references[static_cast<std::size_t>(cell)]);
+    if (reference >= n_references) continue;
+    ++cells[label * n_references + reference];
+    for (std::int64_t k = values.indptr[static_cast<std::size_t>(cell)]; k < values.indptr[static_cast<std::size_t>(cell) + 1]; ++k) {
+      if (values.values[static_cast<std::size_t>(k)] != 0) ++detected[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)]) * n_classes + label];
+    }
+  }
+  // Which references measured each gene (pooled samples list them; else every gene).
+  std::vector<std::vector<std::uint8_t>> measures;
+  if (!sample.references.empty()) {
+    measures.assign(n_references, std::vector<std::uint8_t>(n_genes, 0));
+    for (std::size_t r = 0; r < n_references; ++r) {
+      for (const std::int32_t g : sample.measured[r]) {
+        if (g >= 0 && static_cast<std::size_t>(g) < n_genes) measures[r][static_cast<std::size_t>(g)] = 1;
+      }
+    }
+  }
+  std::vector<std::int64_t> genes;
+  for (std::size_t g = 0; g < n_genes; ++g) {
+    bool every = true;
+    bool any = false;
+    for (std::size_t c = 0; c < n_classes && every; ++c) {
+      std::int64_t total = 0;
+      for (std::size_t r = 0; r < n_references; ++r) {
+        if (measures.empty() || measures[r][g] != 0) total += cells[c * n_references + r];
+      }
+      if (total < min_cells) continue;  // too few cells to say
+      any = true;
+      every = static_cast<double>(detected[g * n_classes + c]) >= min_rate * static_cast<double>(total);
+    }
+    if (any && every) genes.push_back(sample.entrez_ids[g]);
+  }
+  return genes;  // ascending: the sample's columns are
+}
+
 bool can_refit(const CellTypeModel& model) { return model.features == kFeaturesExpression && !model.reference.empty(); }
 
 CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int64_t>& genes, int num_threads,

@@ -258,6 +258,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   std::vector<double> exp2m1_totals;
   totals.reserve(static_cast<std::size_t>(rows));
   const bool sparse = summary.info.encoding != MatrixEncoding::kDense;
+  if (options.count_columns) summary.column_cells.assign(static_cast<std::size_t>(std::max<std::int64_t>(summary.info.n_cols, 0)), 0);
   // Blocks of at most 4 MB, two in flight: the next is read (inflated on every core) while this
   // one is summarised, and both buffers are reused, so pages are faulted in once, not per block.
   BlockStreamOptions stream;
@@ -295,6 +296,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
           row_non_integer = true;
         }
         if (value == 0 && sparse) ++summary.n_explicit_zeros;
+        if (value != 0 && options.count_columns) ++summary.column_cells[static_cast<std::size_t>(block.indices[k])];
         total += value;
         expm1_total += from_integer_table<expm1_capped>(value, is_integer);
         exp2m1_total += from_integer_table<exp2m1_capped>(value, is_integer);

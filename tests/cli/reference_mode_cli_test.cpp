@@ -65,6 +65,59 @@ TEST(AccurateByDefault, Pbmc3kModelOnPbmc68kWarnsRefitsAndFindsTheBCells) {
   std::printf("%s", run.out.c_str());
 }
 
+TEST(AccurateByDefault, GenesPaddedWithZerosAreReadAsNotMeasured) {
+  // pbmc68k_reduced's 765 genes written out to pbmc3k's (anndata.concat(join="outer") or a file
+  // padded to a reference's genes: zeros in every cell for the genes it never measured) gives the
+  // labels of the 765-gene file, and says why; before, the zeros read as absent expression.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const std::string script = fmt::format(
+      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "q = anndata.read_h5ad('{0}')\n"
+      "ref_genes = list(anndata.read_h5ad('{1}', backed='r').var_names)\n"
+      "own = list(q.var_names)\n"
+      "extra = [g for g in ref_genes if g not in set(own)]\n"
+      "counts = sp.csr_matrix(q.layers['counts'], dtype=np.float32)\n"
+      "obs = q.obs[['bulk_labels']]\n"
+      "anndata.AnnData(counts, obs=obs, var=pd.DataFrame(index=own)).write_h5ad('{2}')\n"
+      "padded = sp.hstack([counts, sp.csr_matrix((q.n_obs, len(extra)), dtype=np.float32)]).tocsr()\n"
+      "anndata.AnnData(padded, obs=obs, var=pd.DataFrame(index=own + extra)).write_h5ad('{3}')\n",
+      query, reference, dir.file("plain.h5ad"), dir.file("padded.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("model.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto plain = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", dir.file("plain.h5ad"), "--csv", dir.file("plain.csv"),
+                                    "--gene-table", table, "--json"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(plain.err.find("read as not measured"), std::string::npos) << plain.err;
+  const auto padded = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", dir.file("padded.h5ad"), "--csv", dir.file("padded.csv"),
+                                     "--gene-table", table, "--json"});
+  ASSERT_EQ(padded.exit_code, 0) << padded.err;
+  EXPECT_NE(padded.err.find("genes have no count in any of its 700 cells"), std::string::npos) << padded.err;
+  EXPECT_NE(padded.err.find("read as not measured, as in a panel padded with zeros"), std::string::npos) << padded.err;
+  const auto plain_json = nlohmann::json::parse(plain.out);
+  const auto padded_json = nlohmann::json::parse(padded.out);
+  EXPECT_TRUE(padded_json["models"][0]["refitted"].get<bool>());
+  EXPECT_NEAR(padded_json["models"][0]["mass_coverage"].get<double>(), plain_json["models"][0]["mass_coverage"].get<double>(), 0.01);
+  const auto labels = [](const std::string& path) {
+    std::ifstream in(path);
+    std::vector<std::string> rows;
+    for (std::string line; std::getline(in, line);) rows.push_back(line.substr(0, line.find(',', line.find(',') + 1)));
+    return rows;
+  };
+  const std::vector<std::string> plain_labels = labels(dir.file("plain.csv"));
+  const std::vector<std::string> padded_labels = labels(dir.file("padded.csv"));
+  ASSERT_EQ(plain_labels.size(), 701u);
+  ASSERT_EQ(padded_labels.size(), plain_labels.size());
+  std::size_t same = 0;
+  for (std::size_t i = 0; i < plain_labels.size(); ++i) same += plain_labels[i] == padded_labels[i] ? 1 : 0;
+  EXPECT_GE(same, plain_labels.size() - 7) << "labels of the padded file differ from the 765-gene file's";
+}
+
 TEST(ReferenceMode, TrainsOnTheSharedGenesLikeTheRefittedModel) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
