@@ -168,6 +168,9 @@ struct TrainResult {
   std::int64_t n_cells = 0;               ///< cells used for the final fit
   std::int64_t n_dropped_unlabelled = 0;  ///< cells with a missing label
   std::int64_t n_dropped_empty = 0;       ///< cells with no matched gene expressed
+  /// train_for_query: genes of the references (union), and of them the query's.
+  std::int64_t n_reference_genes = 0;
+  std::int64_t n_shared_genes = 0;
   std::int64_t n_validation = 0;          ///< held-out cells (0 = no validation)
   bool has_validation = false;
   EvaluationResult validation;            ///< metrics on the held-out cells
@@ -248,9 +251,12 @@ std::vector<std::int64_t> dataset_genes(const Dataset& dataset, const std::strin
 /// Reference mode: train on `references` restricted to the genes `query` measures (the vars of
 /// `query_embed.matrix` resolved through `table` with `query_embed.genes`), as SingleR and Seurat
 /// label transfer do. `options.validation_fraction` is set to 0 (every labelled cell trains);
-/// the other options apply as given. Throws InputError when none of the query's genes resolves.
+/// the other options apply as given. Throws InputError when none of the query's genes resolves,
+/// or when the query shares fewer than `min_shared_genes` of the references' genes (all of them
+/// when they have fewer; annotate's --min-coverage gene floor, 0 with --allow-low-coverage).
 TrainResult train_for_query(const std::vector<const Dataset*>& references, const Dataset& query, TrainOptions options,
-                            const GeneStore& store, const GeneTable& table, const EmbedOptions& query_embed);
+                            const GeneStore& store, const GeneTable& table, const EmbedOptions& query_embed,
+                            std::int64_t min_shared_genes = 20);
 
 /// A gene table of the genes `models` know (their reference samples', else their features'), for
 /// resolving a query's var names when no full gene table is available.

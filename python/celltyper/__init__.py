@@ -325,7 +325,7 @@ class AnnotationResult:
 def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, min_score: float = 0.0, top_k: int = 0,
              over_clustering: Optional[str] = None, hierarchical: bool = False, refit: bool = True, allow_low_coverage: bool = False,
              layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
-             features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None, keep_model: bool = False,
+             features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None,
              inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
              normalization: str = "auto", ontology=None) -> AnnotationResult:
     """Label every cell of `adata` with a model (`model=`: a Model, a path, or a list of them,
@@ -356,7 +356,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "hierarchical": hierarchical,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
-                       "keep_model": keep_model, "ontology": os.fspath(ontology) if ontology else ""},
+                       "ontology": os.fspath(ontology) if ontology else ""},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     out = _core.annotate(query, cores, references, options)

@@ -259,6 +259,8 @@ nlohmann::json train_summary(const TrainResult& result) {
   nlohmann::json summary = {{"n_cells", result.n_cells},
                             {"n_dropped_unlabelled", result.n_dropped_unlabelled},
                             {"n_dropped_empty", result.n_dropped_empty},
+                            {"n_reference_genes", result.n_reference_genes},
+                            {"n_shared_genes", result.n_shared_genes},
                             {"n_validation", result.n_validation},
                             {"n_thinned_copies", result.model.provenance.is_object() ? result.model.provenance.value("n_thinned_copies", std::int64_t{0}) : 0},
                             {"warnings", result.warnings}};
@@ -312,7 +314,6 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");
   const std::string ontology_path = option<std::string>(options, "ontology", "");
-  const bool keep_model = option<bool>(options, "keep_model", false);
   if (given.empty() == reference_data.empty()) throw InputError("annotate needs either model= (trained models) or reference= (train on the fly)");
 
   Annotation annotation;
@@ -340,11 +341,11 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       if (!table) throw InputError("reference mode needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
       std::vector<const Dataset*> datasets;
       for (const auto& borrowed : reference_data) datasets.push_back(borrowed.dataset.get());
-      if (!keep_model) train.reference_sample_cells = 0;
       if (!cell_ontology) cell_ontology = ontology(ontology_path);  // CL ids of labels that are CL names
       train.ontology = cell_ontology.get();
       const GeneStore store = load_store_for(train, store_path);
-      TrainResult result = train_for_query(datasets, *query.dataset, train, store, *table, annotate_options.embed);
+      TrainResult result = train_for_query(datasets, *query.dataset, train, store, *table, annotate_options.embed,
+                                           annotate_options.allow_low_coverage ? 0 : annotate_options.min_coverage_genes);
       trained_summary = train_summary(result).dump();
       trained_model = std::make_shared<CellTypeModel>(std::move(result.model));
       models.push_back(trained_model.get());

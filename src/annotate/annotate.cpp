@@ -618,7 +618,8 @@ ScoreSummary summarize_scores(const std::vector<float>& scores) {
 }
 
 TrainResult train_for_query(const std::vector<const Dataset*>& references, const Dataset& query, TrainOptions options,
-                            const GeneStore& store, const GeneTable& table, const EmbedOptions& query_embed) {
+                            const GeneStore& store, const GeneTable& table, const EmbedOptions& query_embed,
+                            std::int64_t min_shared_genes) {
   options.validation_fraction = 0;
   options.restrict_genes = dataset_genes(query, query_embed.matrix, table, query_embed.genes);
   if (options.restrict_genes.empty()) {
@@ -626,7 +627,27 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
                                  "column of gene names, or check the species)",
                                  query.path(), query.n_vars()));
   }
-  return train_model(references, options, store, table);
+  // The references' genes, and of them the query's: the gene floor model mode applies.
+  std::vector<std::int64_t> reference_genes;
+  for (const Dataset* reference : references) {
+    const std::vector<std::int64_t> own = dataset_genes(*reference, options.embed.matrix, table, options.embed.genes);
+    std::vector<std::int64_t> merged;
+    std::set_union(reference_genes.begin(), reference_genes.end(), own.begin(), own.end(), std::back_inserter(merged));
+    reference_genes = std::move(merged);
+  }
+  std::vector<std::int64_t> shared;
+  std::set_intersection(reference_genes.begin(), reference_genes.end(), options.restrict_genes.begin(), options.restrict_genes.end(),
+                        std::back_inserter(shared));
+  const auto needed = std::min<std::int64_t>(min_shared_genes, static_cast<std::int64_t>(reference_genes.size()));
+  if (static_cast<std::int64_t>(shared.size()) < needed) {
+    throw InputError(fmt::format("{} measures {} of the references' {} genes: too few to annotate (need {}); annotate with a reference "
+                                 "that measures this panel, or pass --allow-low-coverage",
+                                 query.path(), shared.size(), reference_genes.size(), needed));
+  }
+  TrainResult result = train_model(references, options, store, table);
+  result.n_reference_genes = static_cast<std::int64_t>(reference_genes.size());
+  result.n_shared_genes = static_cast<std::int64_t>(shared.size());
+  return result;
 }
 
 GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models) {

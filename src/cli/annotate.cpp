@@ -214,7 +214,6 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       train.num_threads = args->options.embed.num_threads;
       train.embed.matrix = args->reference_layer;
       train.embed.memory_limit_bytes = args->options.embed.memory_limit_bytes;
-      train.reference_sample_cells = args->save_model.empty() ? 0 : train.reference_sample_cells;
       train.log = args->options.log;
       // CL ids of labels that are CL names (after --label-map and the data's own ids).
       Ontology reference_ontology;
@@ -229,12 +228,17 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       if (train.features == kFeaturesGenept) store = GeneStore::load(resolve_gene_store_path(args->genes));
       const OpenedDatasets references = open_datasets(args->references);
       const auto started = std::chrono::steady_clock::now();
-      TrainResult trained = train_for_query(references.views, *dataset, train, store, table, args->options.embed);
+      // (the model keeps its reference sample: annotate reads a query padded with zeros through it)
+      TrainResult trained = train_for_query(references.views, *dataset, train, store, table, args->options.embed,
+                                            args->options.allow_low_coverage ? 0 : args->options.min_coverage_genes);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (!global.quiet) {
-        fmt::print(stderr, "reference mode: trained {} on {} cells, {} classes, the {} genes shared with the query ({:.1f} s)\n",
+        fmt::print(stderr,
+                   "reference mode: trained {} on {} cells, {} classes, {} features from the {} genes the query shares with the "
+                   "references' {} ({:.1f} s)\n",
                    train.classifier, trained.n_cells, trained.model.class_names.size(),
-                   trained.model.features == kFeaturesExpression ? trained.model.panel.size() : trained.model.genes.size(), seconds);
+                   trained.model.features == kFeaturesExpression ? trained.model.panel.size() : trained.model.genes.size(),
+                   trained.n_shared_genes, trained.n_reference_genes, seconds);
         for (const auto& warning : trained.warnings) fmt::print(stderr, "warning: {}\n", warning);
       }
       if (!args->save_model.empty()) save_model(trained.model, args->save_model);

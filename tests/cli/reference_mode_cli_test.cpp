@@ -194,7 +194,10 @@ TEST(ReferenceMode, BadInputIsOneClearLine) {
       {{"annotate", "-r", reference, "-i", dir.file("one_class.h5ad"), "-o", out, "--gene-table", table},
        "--reference needs --label obs:COLUMN"},
       {{"annotate", "-i", dir.file("one_class.h5ad"), "-o", out, "--gene-table", table}, "annotate needs either --model FILE"},
-      {{"annotate", "-r", reference, "-l", "obs:nope", "-i", dir.file("one_class.h5ad"), "-o", out, "--gene-table", table}, "'nope'"},
+      {{"annotate", "-r", reference, "-l", "obs:nope", "-i", reference, "-o", out, "--gene-table", table}, "'nope'"},
+      // model mode's gene floor: 5 genes of the reference's 12,369 (before: trained on them, every cell labelled)
+      {{"annotate", "-r", reference, "-l", "celltype", "-i", dir.file("one_class.h5ad"), "-o", out, "--gene-table", table},
+       "one_class.h5ad measures 5 of the references' 12369 genes: too few to annotate (need 20)"},
       {{"annotate", "-r", dir.file("one_class.h5ad"), "-l", "cell_type", "-i", reference, "-o", out, "--gene-table", table},
        "has 1 class among the usable cells"},
       {{"annotate", "-r", reference, "-l", "celltype", "-i", dir.file("no_genes.h5ad"), "-o", out, "--gene-table", table},
