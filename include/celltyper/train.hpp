@@ -121,6 +121,9 @@ struct LabelledReference {
   /// (ontology_term_id_column), per label with their cell counts; empty without such a column.
   LabelTermIds label_term_ids;
   std::string term_id_column;  ///< that column's name when obs has it, else ""
+  /// Labels that differed only in surrounding white space or letter case, made one (the most
+  /// frequent spelling over every reference), as a warning; on the first reference only.
+  std::string label_note;
 };
 
 /// Step 1: labels and groups of every cell of `datasets` (options: label_column, group_column,

@@ -16,6 +16,7 @@
 #include <optional>
 #include <map>
 #include <numeric>
+#include <set>
 #include <string_view>
 #include <unordered_set>
 
@@ -557,6 +558,24 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     annotation.cl_ids = std::move(hierarchical.cl_ids);
     for (std::size_t row = 0; row < skip.size(); ++row) {
       if (skip[row] == 0) annotation.scores[row] = hierarchical.scores[row];
+    }
+    // An uncertain cell of a class without a CL id has no coarser term to go to: say so.
+    std::set<std::string> without_id;
+    for (std::size_t c = 0; c < annotation.class_names.size(); ++c) {
+      if (annotation.class_cl_ids[c].empty()) without_id.insert(annotation.class_names[c]);
+    }
+    std::int64_t stranded = 0;
+    std::set<std::string> stranded_classes;
+    for (std::size_t row = 0; row < skip.size(); ++row) {
+      if (skip[row] != 0 || annotation.labels[row] != kUnassigned || without_id.count(annotation.flat_labels[row]) == 0) continue;
+      ++stranded;
+      stranded_classes.insert(annotation.flat_labels[row]);
+    }
+    if (stranded > 0) {
+      annotation.warnings.push_back(fmt::format(
+          "--hierarchical: {} cells left Unassigned: their most probable class has no Cell Ontology id ({}), so no coarser term "
+          "can take them below a score of {}; train with --label-map TSV (columns label, cl_id) to name the classes' terms",
+          stranded, fmt::join(stranded_classes, ", "), threshold));
     }
   }
   return annotation;

@@ -225,8 +225,13 @@ std::string format_inspect_report(const nlohmann::json& report) {
   line(fmt::format("Values of {} ({} cells scanned): {}", matrix["source"].get<std::string>(), matrix["rows_scanned"].get<std::int64_t>(),
                    matrix["value_scale"].get<std::string>()));
   line(fmt::format("  {}", matrix["value_scale_reason"].get<std::string>()));
-  line(fmt::format("  density {:.2f}%, values {:.4g} .. {:.4g}", 100 * matrix["density"].get<double>(), matrix["min"].get<double>(),
-                   matrix["max"].get<double>()));
+  // NaN and infinite values (which annotate and train refuse) on the values line itself
+  std::string non_finite;
+  if (const auto nan = matrix.value("n_nan", std::int64_t{0}); nan > 0) non_finite += fmt::format(", {} NaN", nan);
+  if (const auto inf = matrix.value("n_inf", std::int64_t{0}); inf > 0) non_finite += fmt::format(", {} infinite", inf);
+  if (!non_finite.empty()) non_finite += " (annotate and train refuse them)";
+  line(fmt::format("  density {:.2f}%, values {:.4g} .. {:.4g}{}", 100 * matrix["density"].get<double>(), matrix["min"].get<double>(),
+                   matrix["max"].get<double>(), non_finite));
   const auto& totals = matrix["total_per_cell"];
   const auto& genes = matrix["genes_per_cell"];
   line(fmt::format("  per cell: total median {:.4g} (min {:.4g}, max {:.4g}); genes detected median {:.0f} (min {:.0f}, max {:.0f})",

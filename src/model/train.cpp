@@ -775,6 +775,55 @@ std::vector<std::string> argmax_classes(const ProbabilityMatrix& probabilities, 
   return prediction;
 }
 
+/// "B " and "B", "NK" and "nk" name one class: labels equal but for surrounding white space
+/// and letter case take the most frequent spelling (trimmed) over every reference; the term
+/// ids counted per label follow. Returns the warning, "" when nothing changed.
+std::string unify_label_spellings(std::vector<LabelledReference>& references) {
+  const auto trimmed = [](const std::string& label) {
+    const auto first = label.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) return label;
+    return label.substr(first, label.find_last_not_of(" \t\r\n") - first + 1);
+  };
+  const auto folded = [&](const std::string& label) {
+    std::string key = trimmed(label);
+    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return key;
+  };
+  std::map<std::string, std::int64_t> cells;  // per spelling
+  for (const auto& reference : references) {
+    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+      if (reference.labelled[row] != 0) ++cells[reference.labels[row]];
+    }
+  }
+  std::map<std::string, std::pair<std::string, std::int64_t>> best;  // folded -> (spelling, cells)
+  for (const auto& [label, count] : cells) {
+    auto [it, inserted] = best.emplace(folded(label), std::make_pair(label, count));
+    if (!inserted && count > it->second.second) it->second = {label, count};
+  }
+  std::map<std::string, std::string> renames;
+  std::vector<std::string> examples;
+  for (const auto& [label, count] : cells) {
+    const std::string canonical = trimmed(best.at(folded(label)).first);
+    if (canonical == label) continue;
+    renames.emplace(label, canonical);
+    if (examples.size() < 6) examples.push_back(fmt::format("'{}' ({} cells) as '{}'", label, count, canonical));
+  }
+  if (renames.empty()) return "";
+  for (auto& reference : references) {
+    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+      if (const auto renamed = renames.find(reference.labels[row]); renamed != renames.end()) reference.labels[row] = renamed->second;
+    }
+    LabelTermIds merged;
+    for (auto& [label, counts] : reference.label_term_ids) {
+      const auto renamed = renames.find(label);
+      for (const auto& [id, count] : counts) merged[renamed == renames.end() ? label : renamed->second][id] += count;
+    }
+    reference.label_term_ids = std::move(merged);
+  }
+  return fmt::format("{} labels differ from another only in surrounding spaces or letter case, read as one class: {}{}", renames.size(),
+                     fmt::join(examples, ", "), renames.size() > examples.size() ? ", ..." : "");
+}
+
 }  // namespace
 
 std::vector<LabelledReference> read_labelled_cells(const std::vector<const Dataset*>& datasets, const TrainOptions& options) {
@@ -837,6 +886,29 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     }
     references.push_back(std::move(reference));
   }
+  std::string note = unify_label_spellings(references);
+  // A class of one cell can be neither learnt nor validated: left out, as CellTypist and
+  // SingleR would keep it only to predict it from one cell.
+  std::map<std::string, std::int64_t> cells;
+  for (const auto& reference : references) {
+    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+      if (reference.labelled[row] != 0) ++cells[reference.labels[row]];
+    }
+  }
+  std::vector<std::string> singletons;
+  for (const auto& [label, count] : cells) {
+    if (count == 1) singletons.push_back(label);
+  }
+  if (!singletons.empty() && singletons.size() < cells.size()) {
+    for (auto& reference : references) {
+      for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+        if (reference.labelled[row] != 0 && cells[reference.labels[row]] == 1) reference.labelled[row] = 0;
+      }
+    }
+    note += fmt::format("{}class{} {} ha{} a single cell: left out (a class needs 2 cells to be learnt and validated)", note.empty() ? "" : "; ",
+                        singletons.size() == 1 ? "" : "es", join_names(singletons, 8), singletons.size() == 1 ? "s" : "ve");
+  }
+  references.front().label_note = std::move(note);
   return references;
 }
 
@@ -1015,6 +1087,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   data.features = options.features;
   for (const auto& reference : references) {
     if (!reference.matrix_note.empty()) data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.matrix_note));
+    if (!reference.label_note.empty()) data.cells.warnings.push_back(fmt::format("obs:{}: {}", options.label_column, reference.label_note));
     if (reference.n_unlabelled > 0) {
       data.cells.warnings.push_back(fmt::format("{}: {} cell{} without a label in obs:{} left out{}", reference.path, reference.n_unlabelled,
                                                 reference.n_unlabelled == 1 ? "" : "s", options.label_column,
@@ -1046,9 +1119,14 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                                        options.harmonize_labels, data_ids, &sources);
     data.label_cl_ids = mapped.cl_ids;
     for (auto& [label, source] : sources) data.label_cl_id_sources[label] = source == "data" ? term_id_source : source;
-    if (options.log && !options.harmonize_labels) {
-      options.log(fmt::format("Cell Ontology ids for {} of {} labels{}", mapped.cl_ids.size(), distinct.size(),
-                              mapped.unmapped.empty() ? std::string() : fmt::format(" (none for {})", join_names(mapped.unmapped, 8))));
+    if (!options.harmonize_labels && !mapped.unmapped.empty()) {
+      // (annotate --hierarchical leaves an uncertain cell of such a class Unassigned: no coarser term)
+      data.cells.warnings.push_back(fmt::format(
+          "Cell Ontology ids for {} of {} labels (none for {}): annotate --hierarchical and the ontology metrics cannot place the "
+          "others; name them with --label-map TSV (columns label, cl_id)",
+          mapped.cl_ids.size(), distinct.size(), join_names(mapped.unmapped, 8)));
+    } else if (options.log && !options.harmonize_labels) {
+      options.log(fmt::format("Cell Ontology ids for {} of {} labels", mapped.cl_ids.size(), distinct.size()));
     }
     if (options.harmonize_labels) {  // every label becomes its term's name
       for (auto& reference : references) {
@@ -1761,6 +1839,16 @@ TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, co
 
 OpenedDatasets open_datasets(const std::vector<std::string>& paths, const std::string& cell_table) {
   OpenedDatasets opened;
+  // The same file twice would train on every cell twice (and leak cells into validation).
+  std::map<std::string, std::string> seen;
+  for (const auto& path : paths) {
+    std::error_code error;
+    const std::filesystem::path canonical = std::filesystem::weakly_canonical(path, error);
+    const std::string key = error || !std::filesystem::exists(canonical, error) ? path : canonical.string();
+    if (const auto [it, inserted] = seen.emplace(key, path); !inserted) {
+      throw InputError(fmt::format("{}: given twice as a reference{}", path, it->second == path ? "" : fmt::format(" (also as {})", it->second)));
+    }
+  }
   const DataFrame table = cell_table.empty() ? DataFrame() : read_cell_table(cell_table);
   for (const auto& path : paths) {
     opened.owned.push_back(cell_table.empty() ? open_dataset(path) : with_cell_table(open_dataset(path), table, cell_table));

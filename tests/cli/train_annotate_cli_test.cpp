@@ -640,8 +640,9 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
       "    anndata.AnnData(x, obs=obs, var=var).write_h5ad(path)\n"
       "save(['T'] * 12, '{0}')\n"
       "save(['T'] * 6 + ['B'] * 5 + ['NK'], '{1}')\n"
-      "save(['T'] * 6 + ['B'] * 6, '{2}', pd.DataFrame(index=['FOO1', 'FOO2', 'FOO3', 'FOO4', 'FOO5']))\n",
-      dir.file("one_class.h5ad"), dir.file("singleton.h5ad"), dir.file("no_genes.h5ad"));
+      "save(['T'] * 6 + ['B'] * 6, '{2}', pd.DataFrame(index=['FOO1', 'FOO2', 'FOO3', 'FOO4', 'FOO5']))\n"
+      "save(['T'] * 4 + ['t '] * 2 + [' B'] * 6, '{3}')\n",
+      dir.file("one_class.h5ad"), dir.file("singleton.h5ad"), dir.file("no_genes.h5ad"), dir.file("spellings.h5ad"));
   const auto made = test::run_program({test::system_python(), "-c", script});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   std::ofstream(dir.file("not_a_model.h5")) << "text";
@@ -653,8 +654,9 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
       {{"train", "-r", reference, "-l", "obs:nope", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("a.h5")}, "'nope'"},
       {{"train", "-r", dir.file("one_class.h5ad"), "-l", "obs:cell_type", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("b.h5")},
        fmt::format("obs column 'cell_type' has 1 class among the usable cells of '{}': training needs at least 2", dir.file("one_class.h5ad"))},
-      {{"train", "-r", dir.file("singleton.h5ad"), "-l", "cell_type", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("c.h5")},
-       "obs column 'cell_type': class 'NK' has a single cell; drop or merge it before training"},
+      {{"train", "-r", fmt::format("{},{}", reference, reference), "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table,
+        "-o", dir.file("c.h5")},
+       fmt::format("{}: given twice as a reference", reference)},
       {{"train", "-r", dir.file("no_genes.h5ad"), "-l", "cell_type", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("d.h5")},
        fmt::format("{}: too few genes overlap the gene vectors", dir.file("no_genes.h5ad"))},
       {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("e.h5"), "--classifier", "knn", "--l2", "1"},
@@ -673,6 +675,22 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
     EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
   }
   for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "h.h5ad"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
+
+  // A class of one cell is left out, with a warning; labels that differ only in surrounding
+  // spaces or case are one class (the most frequent spelling).
+  const auto singleton = test::run_cli({"train", "-r", dir.file("singleton.h5ad"), "-l", "cell_type", "-g", store, "--features", "genept",
+                                        "--gene-table", table, "-o", dir.file("singleton.h5"), "--validation-fraction", "0"});
+  ASSERT_EQ(singleton.exit_code, 0) << singleton.err;
+  EXPECT_NE(singleton.err.find("warning: obs:cell_type: class 'NK' has a single cell: left out"), std::string::npos) << singleton.err;
+  EXPECT_EQ(load_model(dir.file("singleton.h5")).class_names, (std::vector<std::string>{"B", "T"}));
+  const auto spellings = test::run_cli({"train", "-r", dir.file("spellings.h5ad"), "-l", "cell_type", "-g", store, "--features", "genept",
+                                        "--gene-table", table, "-o", dir.file("spellings.h5"), "--validation-fraction", "0"});
+  ASSERT_EQ(spellings.exit_code, 0) << spellings.err;
+  EXPECT_NE(spellings.err.find("2 labels differ from another only in surrounding spaces or letter case, read as one class: "
+                               "' B' (6 cells) as 'B', 't ' (2 cells) as 'T'"),
+            std::string::npos)
+      << spellings.err;
+  EXPECT_EQ(load_model(dir.file("spellings.h5")).class_names, (std::vector<std::string>{"B", "T"}));
 }
 
 TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
