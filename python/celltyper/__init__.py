@@ -58,7 +58,11 @@ def _matrix_spec(X, name: str) -> Dict[str, Any]:
         import scipy.sparse as sp
     except ImportError:  # pragma: no cover - scipy comes with anndata
         sp = None
+    if hasattr(X, "to_memory"):  # anndata's backed datasets (read_h5ad(backed="r")): sparse ones too
+        X = X.to_memory()
     if sp is not None and sp.issparse(X):
+        if X.dtype == np.float16:  # (the engine reads 32- and 64-bit numbers)
+            X = X.astype(np.float32)
         if X.format == "csc" or X.format != "csr":
             _warnings.warn(f"{name} is {X.format.upper()}: converted to CSR for reading (a copy); store it as CSR to avoid it",
                            stacklevel=3)
@@ -66,15 +70,19 @@ def _matrix_spec(X, name: str) -> Dict[str, Any]:
         # (checked in place: SciPy's has_sorted_indices copies the indices when indptr is int64 and
         # indices int32; duplicates within a row are refused by the engine, as on the command line.)
         if not _core.csr_indices_sorted(np.asarray(X.indptr), np.asarray(X.indices)):
+            indptr = np.asarray(X.indptr)  # (SciPy's sort fails on broken row pointers with a C++ error)
+            if not (len(indptr) == X.shape[0] + 1 and indptr[0] == 0 and indptr[-1] == len(X.indices) and (np.diff(indptr) >= 0).all()):
+                raise ValueError(f"{name}: the CSR row pointers (indptr) are broken: they must start at 0, never decrease and end at "
+                                 f"the number of stored values ({len(X.indices)})")
             _warnings.warn(f"{name} has unsorted column indices: a sorted copy is read (call X.sort_indices() to avoid it)",
                            stacklevel=3)
             X = X.copy()
             X.sort_indices()
         return {"format": "csr", "shape": (int(X.shape[0]), int(X.shape[1])), "data": np.asarray(X.data),
                 "indices": np.asarray(X.indices), "indptr": np.asarray(X.indptr), "_keep": X}
-    if hasattr(X, "to_memory"):  # anndata backed datasets
-        X = X.to_memory()
     array = np.asarray(X)
+    if array.dtype == np.float16:
+        array = array.astype(np.float32)
     if array.ndim != 2:
         raise ValueError(f"{name} has {array.ndim} dimensions; a cells x genes matrix is needed")
     if not array.flags.c_contiguous:
@@ -298,7 +306,10 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     core, summary = _core.train(specs, options)
-    return Model(core, json.loads(summary))
+    model = Model(core, json.loads(summary))
+    for warning in model.summary.get("warnings", []):  # as `celltyper train` prints them
+        _warnings.warn(warning, stacklevel=2)
+    return model
 
 
 # ---- annotation -------------------------------------------------------------------------------
@@ -384,6 +395,10 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         _warnings.warn(warning, stacklevel=2)
     if inplace:
         obs = adata.obs
+        # a previous annotation's columns go first (its top-k, ids or votes would sit beside these labels)
+        stale = [c for c in obs.columns if str(c).startswith("celltyper_")]
+        if stale:
+            obs.drop(columns=stale, inplace=True)
         obs["celltyper_label"] = labels.values
         obs["celltyper_score"] = scores.values.astype(np.float32)
         if has_ids:

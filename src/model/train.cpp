@@ -886,6 +886,14 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     }
     references.push_back(std::move(reference));
   }
+  if (std::all_of(references.begin(), references.end(), [](const LabelledReference& reference) {
+        return std::none_of(reference.labelled.begin(), reference.labelled.end(), [](std::uint8_t labelled) { return labelled != 0; });
+      })) {
+    std::vector<std::string> paths;
+    for (const auto& reference : references) paths.push_back(reference.path);
+    throw InputError(fmt::format("obs column '{}' labels no cell of {} (every value is missing{})", options.label_column, join_names(paths),
+                                 options.cell_masks.empty() ? "" : " or masked out"));
+  }
   std::string note = unify_label_spellings(references);
   // A class of one cell can be neither learnt nor validated: left out, as CellTypist and
   // SingleR would keep it only to predict it from one cell.

@@ -325,6 +325,38 @@ def test_layouts_and_dtypes_agree(pbmc3k, pbmc68k):
         np.testing.assert_allclose(got, reference, atol=1e-6, rtol=0, err_msg=name)
 
 
+@needs_data
+def test_backed_float16_repeated_and_warned_as_users_do(tmp_path, pbmc3k, pbmc68k):
+    # A user's audit: backed sparse files, float16 matrices, a second annotation over a first,
+    # and train's warnings (missing labels) as Python warnings.
+    labels = pbmc3k.obs["celltype"].astype(object).copy()
+    labels.iloc[::3] = None
+    ref = anndata.AnnData(X=pbmc3k.X, obs=pbmc3k.obs[[]].assign(lab=labels.values), var=pbmc3k.var[[]])
+    with pytest.warns(UserWarning, match="880 cells without a label in obs:lab left out"):
+        model = celltyper.train(ref, label="lab", validation_fraction=0)
+    query = anndata.AnnData(X=sp.csr_matrix(pbmc68k.layers["counts"], dtype=np.float32), obs=pbmc68k.obs[[]].copy(), var=pbmc68k.var[[]].copy())
+    path = str(tmp_path / "query.h5ad")
+    query.write_h5ad(path)
+    expected = celltyper.annotate(query, model=model, inplace=False).probabilities.to_numpy()
+    backed = anndata.read_h5ad(path, backed="r")
+    np.testing.assert_allclose(celltyper.annotate(backed, model=model, inplace=False).probabilities.to_numpy(), expected, atol=1e-6)
+    for X in (query.X.astype(np.float16), query.X.toarray().astype(np.float16)):  # counts up to 2048 are exact in float16
+        half = anndata.AnnData(X=X, obs=query.obs.copy(), var=query.var.copy())
+        np.testing.assert_allclose(celltyper.annotate(half, model=model, inplace=False).probabilities.to_numpy(), expected, atol=1e-6)
+    celltyper.annotate(query, model=model, top_k=2)
+    assert "celltyper_top2_label" in query.obs
+    celltyper.annotate(query, model=model)  # the second annotation's columns only
+    assert "celltyper_top2_label" not in query.obs and "celltyper_label" in query.obs
+    broken = sp.csr_matrix(query.X)
+    broken.indptr = broken.indptr.copy()
+    broken.indptr[5] = broken.indptr[6] + 10
+    with pytest.raises(ValueError, match="row pointers"):
+        celltyper.annotate(anndata.AnnData(X=broken, obs=query.obs.copy(), var=query.var.copy()), model=model)
+    empty = anndata.AnnData(X=pbmc3k.X, obs=pbmc3k.obs[[]].assign(lab=[None] * pbmc3k.n_obs), var=pbmc3k.var[[]])
+    with pytest.raises(ValueError, match="obs column 'lab' labels no cell"):
+        celltyper.train(empty, label="lab")
+
+
 # ---- bad input: a clear exception, never a crash -------------------------------------------------
 
 def tiny(X=None, n_obs=30, genes=("CD3E", "CD3D", "MS4A1", "CD79A", "LYZ", "CD14", "NKG7", "GNLY", "PPBP", "FCGR3A")):
