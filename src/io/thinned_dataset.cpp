@@ -19,6 +19,9 @@ std::uint64_t mix(std::uint64_t a, std::uint64_t b) { return SplitMix64{a ^ (b *
 
 /// Counts above this are drawn by the standard library's binomial (seeded from the same key).
 constexpr double kBernoulliCounts = 32;
+/// Counts above this (no molecule count is: values of another kind) keep their share p, as
+/// non-integer values do; libstdc++'s binomial does not return for counts near 2^63.
+constexpr double kBinomialCounts = 1e12;
 
 /// Keys of a matrix's columns: the given gene keys (offset so that they never equal an index
 /// key), else the column index.
@@ -81,7 +84,7 @@ void thin_block(CsrRows<Value>& block, std::int64_t first, const std::vector<std
       double kept = 0;
       if (!(value > 0)) {
         kept = value;  // zeros and negative values (not counts) stay as they are
-      } else if (value != std::floor(value)) {
+      } else if (value != std::floor(value) || value > kBinomialCounts) {
         kept = value * p;
       } else if (value <= kBernoulliCounts) {
         for (int molecule = 0; molecule < static_cast<int>(value); ++molecule) kept += rng.uniform() < p ? 1 : 0;

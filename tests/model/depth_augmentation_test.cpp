@@ -167,6 +167,28 @@ MemoryDataset reversed(const Dataset& dataset) {
   return MemoryDataset("reversed", std::move(obs), std::move(var), std::move(matrix));
 }
 
+TEST(ThinnedDataset, HugeValuesKeepTheirShareInsteadOfABinomialDraw) {
+  // (no molecule count reaches 1e12; libstdc++'s binomial did not return for 1e20 or 2^63)
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, 3);
+  matrix.indices = {0, 1, 2};
+  matrix.values = {1e20, 9.2e18, 40};
+  matrix.indptr.push_back(3);
+  matrix.n_rows = 1;
+  DataFrame obs;
+  obs.index = {"cell"};
+  DataFrame var;
+  var.index = {"A", "B", "C"};
+  const MemoryDataset cells("huge", std::move(obs), std::move(var), std::move(matrix));
+  const ThinnedDataset thinned(cells, 0.1, 0.5, 7);
+  const CsrBlockF64 out = read_all(thinned, 10);
+  ASSERT_GE(out.values.size(), 2u);
+  const double p = out.values[0] / 1e20;  // the cell's share, the same for both genes
+  EXPECT_GE(p, 0.1);
+  EXPECT_LE(p, 0.5);
+  EXPECT_NEAR(out.values[1] / 9.2e18, p, 1e-6);
+}
+
 TEST(ThinnedDataset, ACellIsThinnedTheSameWayInAnotherRowAndColumnOrder) {
   const MemoryDataset cells = make_cells({30, 30}, 17, 3.0);
   const MemoryDataset flipped = reversed(cells);
