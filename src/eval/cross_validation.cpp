@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <limits>
+#include <cmath>
 #include <chrono>
 #include <iterator>
 #include <map>
@@ -523,15 +525,18 @@ std::string CrossValidationResult::format_table() const {
                  double corrected, double hf, double lca, double train, double predict) {
     std::string line = fmt::format("{:<{}}  {:<{}}  {:>6}  {:>8.3f}  {:>8.3f}  {:>8.3f}", method, width, fold.substr(0, group_width), group_width,
                                    cells, accuracy, macro, weighted);
-    if (ontology) line += fmt::format("  {:>8.3f}  {:>6.3f}  {:>5.2f}", corrected, hf, lca);
+    if (ontology && std::isnan(hf)) line += fmt::format("  {:>8}  {:>6}  {:>5}", "n/a", "n/a", "n/a");  // no cell mapped
+    if (ontology && !std::isnan(hf)) line += fmt::format("  {:>8.3f}  {:>6.3f}  {:>5.2f}", corrected, hf, lca);
     return line + fmt::format("  {:>7.2f}  {:>9.2f}\n", train, predict);
   };
   for (const auto& method : methods) {
     for (const auto& fold : folds) {
       const CvMethodResult& r = fold.methods.at(method);
       const auto& o = r.metrics.ontology;
-      text += row(method, fold.group, fold.n_test, r.metrics.accuracy, r.metrics.macro.f1, r.metrics.weighted.f1, o.corrected_macro_f1,
-                  o.hierarchical_f1, o.mean_lca_distance_all, r.train_seconds, r.predict_seconds);
+      const double unavailable = o.n_mapped > 0 ? 0.0 : std::numeric_limits<double>::quiet_NaN();
+      text += row(method, fold.group, fold.n_test, r.metrics.accuracy, r.metrics.macro.f1, r.metrics.weighted.f1,
+                  o.corrected_macro_f1 + unavailable, o.hierarchical_f1 + unavailable, o.mean_lca_distance_all + unavailable,
+                  r.train_seconds, r.predict_seconds);
     }
   }
   const nlohmann::json mean = summary();
@@ -539,8 +544,9 @@ std::string CrossValidationResult::format_table() const {
   for (const auto& fold : folds) cells += fold.n_test;
   for (const auto& method : methods) {
     const auto& m = mean.at(method);
-    text += row(method, "mean", cells, m["accuracy"], m["macro_f1"], m["weighted_f1"], m.value("corrected_macro_f1", 0.0),
-                m.value("hierarchical_f", 0.0), m.value("mean_lca_distance", 0.0), m["train_seconds"], m["predict_seconds"]);
+    const double none = std::numeric_limits<double>::quiet_NaN();  // (a fold without mapped cells: no mean)
+    text += row(method, "mean", cells, m["accuracy"], m["macro_f1"], m["weighted_f1"], m.value("corrected_macro_f1", none),
+                m.value("hierarchical_f", none), m.value("mean_lca_distance", none), m["train_seconds"], m["predict_seconds"]);
   }
   return text;
 }

@@ -351,19 +351,21 @@ nlohmann::json to_json(const EvaluationResult& result) {
       relations[to_string(relation)] = o.relation_counts[r];
       shares[to_string(relation)] = o.share(relation);
     }
+    // With no cell mapped on both sides the CL metrics are not available: null, not 0.
+    const auto metric = [&](double value) { return o.n_mapped > 0 ? nlohmann::json(value) : nlohmann::json(nullptr); };
     json["ontology"] = {{"n_mapped", o.n_mapped},
                         {"n_unmapped", o.n_unmapped},
                         {"n_unmapped_truth", o.n_unmapped_truth},
                         {"n_unmapped_prediction", o.n_unmapped_prediction},
                         {"unmapped_labels", o.unmapped_labels},
-                        {"corrected_accuracy", o.corrected_accuracy},
-                        {"corrected_macro_f1", o.corrected_macro_f1},
-                        {"hierarchical_precision", o.hierarchical_precision},
-                        {"hierarchical_recall", o.hierarchical_recall},
-                        {"hierarchical_f1", o.hierarchical_f1},
+                        {"corrected_accuracy", metric(o.corrected_accuracy)},
+                        {"corrected_macro_f1", metric(o.corrected_macro_f1)},
+                        {"hierarchical_precision", metric(o.hierarchical_precision)},
+                        {"hierarchical_recall", metric(o.hierarchical_recall)},
+                        {"hierarchical_f1", metric(o.hierarchical_f1)},
                         {"n_errors", o.n_errors},
-                        {"mean_lca_distance_errors", o.mean_lca_distance_errors},
-                        {"mean_lca_distance_all", o.mean_lca_distance_all},
+                        {"mean_lca_distance_errors", metric(o.mean_lca_distance_errors)},
+                        {"mean_lca_distance_all", metric(o.mean_lca_distance_all)},
                         {"relation_counts", std::move(relations)},
                         {"relation_shares", std::move(shares)}};
   } else {
@@ -409,6 +411,10 @@ std::string format_report(const EvaluationResult& result) {
                        o.n_unmapped, o.n_unmapped_truth, o.n_unmapped_prediction);
     if (!o.unmapped_labels.empty()) {
       out += fmt::format("unmapped labels: {}\n", fmt::join(o.unmapped_labels, ", "));
+    }
+    if (o.n_mapped == 0) {
+      out += "no cell has a Cell Ontology term on both sides: the ontology metrics are not available (--label-map)\n";
+      return out;
     }
     out += fmt::format("corrected accuracy           {:.4f}\n", o.corrected_accuracy);
     out += fmt::format("corrected macro F1           {:.4f}\n", o.corrected_macro_f1);

@@ -492,6 +492,17 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   std::vector<std::size_t> all(cells.size());
   for (std::size_t k = 0; k < all.size(); ++k) all[k] = k;
   evaluation.sets.push_back({"all cells", evaluate_subset(all)});
+  {  // truth and predictions in different vocabularies: every flat metric is 0, say why
+    const std::set<std::string> truth_set(truth_classes.begin(), truth_classes.end());
+    const bool shared = std::any_of(prediction_classes.begin(), prediction_classes.end(),
+                                    [&](const std::string& name) { return name != kUnassigned && truth_set.count(name) > 0; });
+    if (!shared && !truth_classes.empty()) {
+      evaluation.warnings.push_back(fmt::format(
+          "no prediction names a truth class (truth e.g. '{}', predictions e.g. '{}'): accuracy and F1 are 0 by construction; map both "
+          "to Cell Ontology ids with --label-map TSV (columns label, cl_id; Python: label_map=)",
+          truth_classes.front(), prediction_classes.front()));
+    }
+  }
   if (group_values != nullptr) {
     std::map<std::string, std::vector<std::size_t>> groups;
     for (std::size_t k = 0; k < cells.size(); ++k) {

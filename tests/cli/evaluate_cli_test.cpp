@@ -318,6 +318,28 @@ TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {
                            "unmapped) (2 cells)"),
             std::string::npos)
       << table.out;
+
+  // Truth and predictions in different vocabularies, neither mapped: a warning, and the CL metrics
+  // null (not 0) in JSON and "n/a" in the table.
+  const std::string disjoint = out.file("disjoint.h5ad");
+  const auto made_disjoint = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+                   "obs = pd.DataFrame({{'truth': pd.Categorical(['CD19+ B', 'CD14+ Monocyte'] * 3), 'pred': pd.Categorical(['B', 'Mono'] * 3)}},\n"
+                   "                   index=[f'c{{i}}' for i in range(6)])\n"
+                   "anndata.AnnData(sp.csr_matrix(np.ones((6, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
+                   disjoint)});
+  ASSERT_EQ(made_disjoint.exit_code, 0) << made_disjoint.err;
+  const auto unrelated = test::run_cli({"evaluate", "-i", disjoint, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
+  ASSERT_EQ(unrelated.exit_code, 0) << unrelated.err;
+  const nlohmann::json none = nlohmann::json::parse(unrelated.out);
+  EXPECT_NE(none["warnings"].dump().find("no prediction names a truth class (truth e.g. 'CD19+ B', predictions e.g. 'B')"), std::string::npos)
+      << none["warnings"].dump();
+  EXPECT_EQ(none["overall"]["ontology"]["n_mapped"], 0);
+  EXPECT_TRUE(none["overall"]["ontology"]["hierarchical_f1"].is_null());
+  EXPECT_TRUE(none["overall"]["ontology"]["corrected_macro_f1"].is_null());
+  const auto unrelated_table = test::run_cli({"evaluate", "-i", disjoint, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_});
+  EXPECT_NE(unrelated_table.out.find("the ontology metrics are not available"), std::string::npos) << unrelated_table.out;
 }
 
 TEST_F(EvaluateCli, BadInputIsOneClearLine) {
