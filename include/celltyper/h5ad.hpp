@@ -127,6 +127,8 @@ class H5adWriter {
   void write_obsm(const std::string& name, const DenseMatrix& matrix);
   /// Write a string to uns/<name>.
   void write_uns_string(const std::string& name, const std::string& value);
+  /// Write a list of strings to uns/<name> (anndata's string-array).
+  void write_uns_string_array(const std::string& name, const std::vector<std::string>& values);
   /// Finish X, close and rename the temporary file to the target path.
   void commit();
   /// `commit` without the rename: finish X and close the file; commit `output()` afterwards, alone
@@ -145,6 +147,7 @@ struct H5adAdditions {
   std::vector<Column> obs_columns;                ///< added to obs, replacing same-named columns
   std::map<std::string, DenseMatrix> obsm;        ///< added to obsm, replacing same-named entries
   std::map<std::string, std::string> uns_strings; ///< added to uns
+  std::map<std::string, std::vector<std::string>> uns_string_arrays;  ///< added to uns (anndata string-array: a list in Python)
 };
 
 /// Copy `input` to `output` with `additions` applied, through a temporary file renamed into

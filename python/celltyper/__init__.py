@@ -413,8 +413,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         if coverage is not None:
             obs["celltyper_gene_coverage"] = coverage.values.astype(np.float32)
         adata.obsm["celltyper_probabilities"] = probabilities.to_numpy(dtype=np.float32)
-        adata.uns["celltyper_probability_classes"] = json.dumps(list(out["class_names"]))
-        adata.uns["celltyper_probability_cl_ids"] = json.dumps(list(out["class_cl_ids"]))
+        adata.uns["celltyper_probability_classes"] = [str(c) for c in out["class_names"]]
+        adata.uns["celltyper_probability_cl_ids"] = [str(c) for c in out["class_cl_ids"]]
     return result
 
 

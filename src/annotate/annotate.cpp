@@ -611,8 +611,9 @@ H5adAdditions annotation_additions(const Annotation& annotation) {
   probabilities.cols = static_cast<std::int64_t>(annotation.class_names.size());
   probabilities.values = annotation.probabilities;
   additions.obsm["celltyper_probabilities"] = std::move(probabilities);
-  additions.uns_strings["celltyper_probability_classes"] = nlohmann::json(annotation.class_names).dump();
-  additions.uns_strings["celltyper_probability_cl_ids"] = nlohmann::json(annotation.class_cl_ids).dump();
+  // lists of strings (anndata's string-array): pd.DataFrame(obsm[...], columns=uns[...]) works
+  additions.uns_string_arrays["celltyper_probability_classes"] = annotation.class_names;
+  additions.uns_string_arrays["celltyper_probability_cl_ids"] = annotation.class_cl_ids;
   return additions;
 }
 

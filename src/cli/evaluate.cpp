@@ -62,7 +62,7 @@ void add_evaluate(CLI::App& app, const GlobalOptions& global) {
                       "present; none: skip)")
       ->capture_default_str();
   command->add_option("--probability-classes", args->options.probability_classes,
-                      "uns:KEY with the JSON list of probability class names (default: derived from the obsm key)");
+                      "uns:KEY with the probability class names, a list (or a JSON list, as celltyper wrote before) (default: derived from the obsm key)");
   command->add_option("--top-k", args->options.top_k, "k of the top-k accuracies")->delimiter(',')->capture_default_str();
   command->add_option("--group", args->options.group, "Also evaluate each group of this obs:COLUMN (held-out sets, donors, batches)");
   command->add_option("--embedding", args->options.embedding,

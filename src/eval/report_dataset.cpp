@@ -37,9 +37,9 @@ std::string strip_prefix(const std::string& reference, const std::string& prefix
   return reference;
 }
 
-/// A scalar string stored in uns/<key>, or nullopt when absent or not a string.
-/// (H5adFile has no uns reader yet; this reads the dataset `H5adWriter::write_uns_string` writes.)
-std::optional<std::string> read_uns_string(const std::string& path, const std::string& key) {
+/// The strings of the dataset uns/<key> and whether it is a scalar (celltyper's JSON texts) or
+/// an array (a list: anndata's string-array); nullopt when absent or not strings.
+std::optional<std::pair<std::vector<std::string>, bool>> read_uns_strings(const std::string& path, const std::string& key) {
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   const h5::OpenFile opened = h5::open_file_readonly(path);
@@ -49,17 +49,18 @@ std::optional<std::string> read_uns_string(const std::string& path, const std::s
   if (h5::object_type(file.get(), dataset_path) != H5O_TYPE_DATASET) return std::nullopt;
   const Handle dataset = h5::open_dataset(file.get(), dataset_path, path);
   if (!h5::is_string_dataset(dataset.get())) return std::nullopt;
-  const std::vector<std::string> values = h5::read_strings(dataset.get());
-  if (values.size() != 1) return std::nullopt;
-  return values.front();
+  return std::make_pair(h5::read_strings(dataset.get()), h5::dataset_shape(dataset.get()).empty());
 }
 
-/// uns/<key> parsed as a JSON list of strings; nullopt when absent. Throws InputError when present
-/// but not such a list.
+/// uns/<key> as a list of strings: a string array (what celltyper writes since session 28, and
+/// anndata for a Python list), or a scalar JSON list (older celltyper files); nullopt when absent.
+/// Throws InputError when present but neither.
 std::optional<std::vector<std::string>> read_uns_string_list(const std::string& path, const std::string& key) {
-  const auto text = read_uns_string(path, key);
-  if (!text) return std::nullopt;
-  const nlohmann::json parsed = nlohmann::json::parse(*text, nullptr, /* allow_exceptions = */ false);
+  const auto strings = read_uns_strings(path, key);
+  if (!strings) return std::nullopt;
+  if (!strings->second) return strings->first;
+  // an older file's JSON text
+  const nlohmann::json parsed = nlohmann::json::parse(strings->first.front(), nullptr, /* allow_exceptions = */ false);
   if (!parsed.is_array() || !std::all_of(parsed.begin(), parsed.end(), [](const auto& v) { return v.is_string(); })) {
     throw InputError(fmt::format("{}: uns/{} is not a JSON list of strings", path, key));
   }

@@ -168,6 +168,12 @@ void write_uns_string(hid_t file, const std::string& name, const std::string& va
   h5::write_encoding(dataset.get(), "string", "0.2.0");
 }
 
+void write_uns_string_array(hid_t file, const std::string& name, const std::vector<std::string>& values) {
+  Handle uns = ensure_dict_group(file, "uns");
+  h5::unlink_if_exists(uns.get(), name);
+  h5::write_strings(uns.get(), name, values);
+}
+
 /// Write `additions` into an open h5ad file (obs columns keep column-order up to date).
 void apply_additions(hid_t file, const std::string& input, const H5adAdditions& additions) {
   if (!additions.obs_columns.empty()) {
@@ -184,6 +190,7 @@ void apply_additions(hid_t file, const std::string& input, const H5adAdditions& 
     for (const auto& [name, matrix] : additions.obsm) write_dense_matrix(obsm.get(), name, matrix);
   }
   for (const auto& [name, value] : additions.uns_strings) write_uns_string(file, name, value);
+  for (const auto& [name, values] : additions.uns_string_arrays) write_uns_string_array(file, name, values);
 }
 
 /// Check that `input` may be copied to `output`, and that additions fit its cells; returns n_obs.
@@ -412,6 +419,11 @@ void H5adWriter::write_uns_string(const std::string& name, const std::string& va
   celltyper::write_uns_string(impl_->file.get(), name, value);
 }
 
+void H5adWriter::write_uns_string_array(const std::string& name, const std::vector<std::string>& values) {
+  auto lock = h5::hdf5_lock();
+  celltyper::write_uns_string_array(impl_->file.get(), name, values);
+}
+
 void H5adWriter::commit() {
   finish();
   impl_->output->commit();
@@ -479,6 +491,7 @@ void write_dataset_h5ad(const Dataset& dataset, H5adWriter& writer, const H5adAd
   writer.write_var(var);
   for (const auto& [name, matrix] : additions.obsm) writer.write_obsm(name, matrix);
   for (const auto& [name, value] : additions.uns_strings) writer.write_uns_string(name, value);
+  for (const auto& [name, values] : additions.uns_string_arrays) writer.write_uns_string_array(name, values);
   writer.finish();
 }
 

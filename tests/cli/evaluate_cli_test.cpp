@@ -39,8 +39,8 @@ for line in open(label_map).read().splitlines()[1:]:
     f = line.split('\t')
     if f[0] == 'pbmc68k_reduced':
         m[f[1]] = f[2]
-names = json.loads(a.uns['celltyper_probability_classes'])
-ids = dict(zip(names, json.loads(a.uns['celltyper_probability_cl_ids'])))
+names = list(a.uns['celltyper_probability_classes'])
+ids = dict(zip(names, list(a.uns['celltyper_probability_cl_ids'])))
 truth = np.array([m[x] for x in a.obs['bulk_labels'].astype(str)])
 col = a.obs[pred_col]
 if pred_col == 'celltyper_label':

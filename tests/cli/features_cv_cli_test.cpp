@@ -61,7 +61,7 @@ TEST(FeaturesCli, ExpressionRouteEnsembleAndHierarchicalAnnotation) {
       "a = anndata.read_h5ad('{0}')\n"
       "for c in ['celltyper_label', 'celltyper_score', 'celltyper_ontology_id', 'celltyper_flat_label']:\n"
       "    assert c in a.obs, c\n"
-      "names = json.loads(a.uns['celltyper_probability_classes']); ids = json.loads(a.uns['celltyper_probability_cl_ids'])\n"
+      "names = list(a.uns['celltyper_probability_classes']); ids = list(a.uns['celltyper_probability_cl_ids'])\n"
       "p = a.obsm['celltyper_probabilities']; assert p.shape == (700, 9) and np.allclose(p.sum(1), 1, atol=1e-4)\n"
       "# parents of every CL term from the OBO file\n"
       "parents = {{}}; cur = None\n"

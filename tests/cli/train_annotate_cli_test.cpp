@@ -78,7 +78,7 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
       "assert a.obs['celltyper_label'].dtype == 'category'\n"
       "p = a.obsm['celltyper_probabilities']; assert p.shape == (700, 9), p.shape\n"
       "assert np.allclose(p.sum(1), 1, atol=1e-4)\n"
-      "names = json.loads(a.uns['celltyper_probability_classes']); assert len(names) == 9\n"
+      "names = list(a.uns['celltyper_probability_classes']); assert len(names) == 9\n"
       "best = np.array(names)[p.argmax(1)]\n"
       "assigned = a.obs['celltyper_label'].astype(str) != 'Unassigned'\n"
       "assert (best[assigned] == a.obs['celltyper_label'].astype(str)[assigned]).all()\n"
@@ -96,7 +96,7 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
       "    if f[0] == 'pbmc68k_reduced': m[f[1]] = f[2]\n"
       "truth = a.obs['bulk_labels'].astype(str).map(m).fillna('unmapped').values\n"
       "pred = a.obs['celltyper_top1_label'].astype(str)\n"
-      "ids = dict(zip(names, json.loads(a.uns['celltyper_probability_cl_ids'])))\n"
+      "ids = dict(zip(names, list(a.uns['celltyper_probability_cl_ids'])))\n"
       "pred = np.array([ids.get(x, '') or x for x in pred])\n"
       "print('pbmc3k -> pbmc68k (CL ids, top-1): accuracy %.3f, macro-F1 %.3f' % ((truth == pred).mean(), f1_score(truth, pred, average='macro')))\n",
       dir.file("out.h5ad"), dir.file("out2.h5ad"), dir.file("labels.csv"), dir.file("both.h5ad"), label_map,

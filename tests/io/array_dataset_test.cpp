@@ -256,7 +256,8 @@ TEST(ArrayDataset, TrainAnnotateEvaluateInMemoryEqualsTheMemoryDatasetPath) {
   view.indices = {indices.data(), ArrayType::kInt32, static_cast<std::int64_t>(indices.size())};
   view.indptr = {indptr.data(), ArrayType::kInt64, static_cast<std::int64_t>(indptr.size())};
   const ArrayDataset narrow_query("narrow", narrow.obs, narrow.var, view);
-  const TrainResult for_query = train_for_query({&borrowed}, narrow_query, options, GeneStore(), table, annotate_options.embed);
+  const TrainResult for_query = train_for_query({&borrowed}, narrow_query, options, GeneStore(), table, annotate_options.embed,
+                                                  /* min_shared_genes = */ 10);
   ASSERT_GT(for_query.model.panel.size(), 0);
   for (const std::int64_t entrez : for_query.model.panel.entrez_ids) {
     EXPECT_NE(std::find(keep.begin(), keep.end(), static_cast<int>(entrez - 1001)), keep.end()) << entrez;
