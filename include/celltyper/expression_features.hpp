@@ -141,5 +141,6 @@ ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& 
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
                                    const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
                                    bool relog_log_normalized = false, bool* counts = nullptr);
+// (`matrix` names the matrix in messages: "FILE: X")
 
 }  // namespace celltyper

@@ -107,9 +107,9 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           reason = "auto: " + seen + "; log1p(CP10k) as for counts";
           return Normalization::kLog1pCp10k;
         case ValueScale::kScaled:
-          throw InputError(fmt::format("{}: {}: scaled values cannot be used; use the counts (e.g. --layer counts or --layer raw) "
+          throw InputError(fmt::format("{}: negative values cannot be used; use the counts (e.g. --layer counts or --layer raw) "
                                        "or pass --normalize none to use them anyway",
-                                       reader.info().source, seen));
+                                       seen));
         case ValueScale::kUnknown:
           if (summary.mixed_scales) {
             // No one normalisation suits counts and log-normalised cells: most labels of one part would be wrong.
@@ -175,7 +175,8 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   }
   auto reader = dataset.open_matrix(result.matrix);
   const Normalization normalization =
-      choose_normalization(*reader, options.normalization, options.memory_limit_bytes, result.matrix, result.normalization_reason, result.warnings);
+      choose_normalization(*reader, options.normalization, options.memory_limit_bytes, fmt::format("{}: {}", dataset.path(), result.matrix),
+                           result.normalization_reason, result.warnings);
   result.normalization = normalization;
   result.dims = dims;
   result.n_cells = dataset.n_obs();

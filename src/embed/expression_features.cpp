@@ -124,8 +124,8 @@ OpenedMatrix open_for_expression(const Dataset& dataset, const GeneTable& table,
   opened.genes = resolve_genes(table, dataset.read_var_of(opened.matrix), options.genes);
   opened.reader = dataset.open_matrix(opened.matrix);
   opened.normalization =
-      choose_normalization(*opened.reader, options.normalization, options.memory_limit_bytes, opened.matrix, opened.reason, warnings, true,
-                           &opened.counts);
+      choose_normalization(*opened.reader, options.normalization, options.memory_limit_bytes, fmt::format("{}: {}", dataset.path(), opened.matrix),
+                           opened.reason, warnings, true, &opened.counts);
   warnings.insert(warnings.end(), opened.genes.warnings.begin(), opened.genes.warnings.end());
   return opened;
 }

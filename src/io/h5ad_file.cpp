@@ -284,6 +284,11 @@ void H5adFile::open_top_level() {
     impl_->n_obs = impl_->describe(sources.front()).n_rows;
     impl_->n_vars = std::max<std::int64_t>(impl_->frame_rows("var"), 0);
   } else {
+    // celltyper's own files (a model, a gene store) given where a dataset goes
+    if (const auto format = h5::string_attribute(file, "format"); format && format->rfind("celltyper-", 0) == 0) {
+      throw InputError(fmt::format("{}: a {} file, not a dataset{}", path, *format,
+                                   *format == "celltyper-model" ? " (give a model with --model / -m)" : ""));
+    }
     throw InputError(fmt::format("{}: no matrix found: /X is missing and there is no raw/X or layer", path));
   }
   // obs / var lengths must agree with X.

@@ -75,12 +75,17 @@ void classify(MatrixSummary& summary) {
   if (summary.n_negative > 0) {
     summary.scale = ValueScale::kScaled;
     // A few values a hair below 0 in otherwise non-negative data: round-off, not centring.
-    const bool round_off = summary.min_value > -1e-3 && summary.n_negative * 1000 < summary.stored_values;
+    const bool rare = summary.n_negative * 1000 < summary.stored_values;
+    const bool round_off = summary.min_value > -1e-3 && rare;
     summary.scale_reason =
         round_off ? fmt::format("{} tiny negative values (min {:.3g}): round-off in otherwise non-negative values? set them to 0 "
                                 "(X.data[X.data < 0] = 0)",
                                 summary.n_negative, summary.min_value)
-                  : fmt::format("{} negative values (min {:.3g}): centred/scaled data, not counts", summary.n_negative, summary.min_value);
+        // Centring makes about half the values negative; a few among thousands are damage, not scaling.
+        : rare ? fmt::format("{} negative values (min {:.3g}) among {} otherwise non-negative ones: neither counts nor scaled data "
+                             "(corrupt values?); fix or remove them",
+                             summary.n_negative, summary.min_value, summary.stored_values - summary.n_negative)
+               : fmt::format("{} negative values (min {:.3g}): centred/scaled data, not counts", summary.n_negative, summary.min_value);
     return;
   }
   const std::int64_t filled_rows = summary.rows_scanned - summary.empty_rows;

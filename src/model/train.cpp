@@ -1874,7 +1874,14 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
                         const GeneTable& table) {
   TrainingData data = training_features(datasets, options, store, table);
   const ValidationSplit split = split_validation(data.cells, options.validation_fraction, options.seed, options.group_column);
-  return fit_model_taking(data, split, options, &data.sample.values);
+  TrainResult result = fit_model_taking(data, split, options, &data.sample.values);
+  // (a reference's genes are resolved more than once: its warnings, such as a species mismatch, once)
+  std::vector<std::string> once;
+  for (auto& warning : result.warnings) {
+    if (std::find(once.begin(), once.end(), warning) == once.end()) once.push_back(std::move(warning));
+  }
+  result.warnings = std::move(once);
+  return result;
 }
 
 }  // namespace celltyper
