@@ -394,25 +394,60 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   const Column* clusters = nullptr;
   if (!options.over_clustering.empty()) clusters = &obs.at(options.over_clustering, fmt::format("obs of {}", dataset.path()));
 
-  // Union of classes by name, first-seen order.
+  // Union of classes, first-seen order: by name, and across models by Cell Ontology id ("B" of
+  // one model and "B cell" of another, both CL:0000236, are one column; two classes of one
+  // model stay two columns whatever their ids).
   std::map<std::string, std::size_t> column_of;
+  std::map<std::string, std::size_t> column_of_id;
   std::vector<std::vector<std::size_t>> model_columns;
+  std::vector<std::string> merged;  // "'B cell' as 'B' (CL:0000236)"
   for (const auto* model : models) {
     std::vector<std::size_t> columns;
+    std::set<std::size_t> taken;  // columns this model's classes already fill
     for (std::size_t c = 0; c < model->class_names.size(); ++c) {
       const auto& name = model->class_names[c];
-      auto [it, inserted] = column_of.emplace(name, annotation.class_names.size());
-      if (inserted) {
-        annotation.class_names.push_back(name);
-        annotation.class_cl_ids.push_back(model->class_cl_ids[c]);
-      } else if (annotation.class_cl_ids[it->second].empty()) {
-        annotation.class_cl_ids[it->second] = model->class_cl_ids[c];
+      const auto& id = model->class_cl_ids[c];
+      std::size_t column = annotation.class_names.size();
+      if (const auto named = column_of.find(name); named != column_of.end()) {
+        column = named->second;
+      } else if (const auto same_term = id.empty() ? column_of_id.end() : column_of_id.find(id);
+                 same_term != column_of_id.end() && taken.count(same_term->second) == 0) {
+        column = same_term->second;
+        merged.push_back(fmt::format("'{}' as '{}' ({})", name, annotation.class_names[column], id));
       }
-      columns.push_back(it->second);
+      if (column == annotation.class_names.size()) {
+        column_of.emplace(name, column);
+        annotation.class_names.push_back(name);
+        annotation.class_cl_ids.push_back(id);
+      } else if (annotation.class_cl_ids[column].empty()) {
+        annotation.class_cl_ids[column] = id;
+      }
+      if (!id.empty()) column_of_id.emplace(id, column);
+      taken.insert(column);
+      columns.push_back(column);
     }
     model_columns.push_back(std::move(columns));
   }
   const std::size_t c_all = annotation.class_names.size();
+  if (models.size() > 1) {
+    if (!merged.empty()) {
+      annotation.warnings.push_back(fmt::format("classes of different models naming one Cell Ontology term are one class: {}",
+                                                fmt::join(merged, ", ")));
+    }
+    for (std::size_t m = 0; m < models.size(); ++m) {
+      const std::set<std::size_t> has(model_columns[m].begin(), model_columns[m].end());
+      std::vector<std::string> lacking;
+      for (std::size_t column = 0; column < c_all; ++column) {
+        if (has.count(column) == 0) lacking.push_back(annotation.class_names[column]);
+      }
+      if (lacking.empty()) continue;
+      annotation.warnings.push_back(fmt::format(
+          "model {} has no class {}{}: the models' probabilities are averaged with 0 for it there, so such a class rarely wins; "
+          "ensembles suit models trained on the same labels (or labels mapped to Cell Ontology ids)",
+          m + 1, fmt::join(std::vector<std::string>(lacking.begin(), lacking.begin() + std::min<std::size_t>(lacking.size(), 6)), ", "),
+          lacking.size() > 6 ? fmt::format(" (and {} more)", lacking.size() - 6) : ""));
+    }
+  }
   annotation.probabilities.assign(static_cast<std::size_t>(n) * c_all, 0.0f);
   std::vector<std::int32_t> models_used(static_cast<std::size_t>(n), 0);
   // Features are streamed block by block into the classifier: only the probabilities of all

@@ -255,7 +255,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const auto counts = label_counts(annotation);
     const ScoreSummary confidence = summarize_scores(annotation.scores);
     if (args->json) {
-      nlohmann::json summary = {{"output", written}, {"n_cells", annotation.labels.size()}, {"classes", annotation.class_names}};
+      nlohmann::json summary = {{"output", written}, {"n_cells", annotation.labels.size()}, {"classes", annotation.class_names}, {"class_cl_ids", annotation.class_cl_ids}};
       summary["label_counts"] = nlohmann::json::object();
       for (const auto& [label, count] : counts) summary["label_counts"][label] = count;
       summary["median_score"] = confidence.median;

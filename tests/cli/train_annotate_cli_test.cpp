@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <random>
+#include <set>
 
 namespace celltyper {
 namespace {
@@ -621,6 +622,43 @@ TEST(TrainAnnotateCli, ScaledXWithoutCountsReadsTheLogNormalisedRaw) {
   ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
   EXPECT_NE(annotated.err.find("X looks scaled and no matrix holds counts; raw/X looks log-normalized: raw/X read"), std::string::npos)
       << annotated.err;
+}
+
+TEST(TrainAnnotateCli, ModelsNamingOneTermDifferentlyAreAveragedAsOneClass) {
+  // One model names pbmc3k's classes as the file does ("B", with CL ids from the label map),
+  // another by their Cell Ontology names ("B cell"): `-m a -m b` has one column per term, and
+  // says which classes one model lacks.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  test::TempDir dir;
+  const auto names = test::run_cli({"train", "-r", reference, "-l", "celltype", "--gene-table", table, "--label-map", label_map,
+                                    "--label-dataset", "pbmc3k-seurat-labels", "-o", dir.file("names.h5"), "-q"});
+  ASSERT_EQ(names.exit_code, 0) << names.err;
+  const auto terms = test::run_cli({"train", "-r", reference, "-l", "celltype", "--gene-table", table, "--label-map", label_map,
+                                    "--label-dataset", "pbmc3k-seurat-labels", "--harmonize-labels", "-o", dir.file("terms.h5"), "-q"});
+  ASSERT_EQ(terms.exit_code, 0) << terms.err;
+  const CellTypeModel by_name = load_model(dir.file("names.h5"));
+  const CellTypeModel by_term = load_model(dir.file("terms.h5"));
+  ASSERT_NE(by_name.class_names, by_term.class_names);
+  const auto both = test::run_cli({"annotate", "-m", dir.file("names.h5"), "-m", dir.file("terms.h5"), "-i", query, "--layer", "counts",
+                                   "--csv", dir.file("both.csv"), "-o", dir.file("both.h5ad"), "--gene-table", table, "--json"});
+  ASSERT_EQ(both.exit_code, 0) << both.err;
+  EXPECT_NE(both.err.find("classes of different models naming one Cell Ontology term are one class: 'B cell' as 'B' (CL:0000236)"),
+            std::string::npos)
+      << both.err;
+  const nlohmann::json result = nlohmann::json::parse(both.out);
+  std::set<std::string> ids;
+  std::size_t columns = 0;
+  for (const auto& id : result["class_cl_ids"]) {
+    ++columns;
+    if (!id.get<std::string>().empty()) EXPECT_TRUE(ids.insert(id.get<std::string>()).second) << "two columns for " << id;
+  }
+  // Every class of the first model is a column; the second adds only the terms the first lacks.
+  EXPECT_GE(columns, by_name.class_names.size());
+  EXPECT_LT(columns, by_name.class_names.size() + by_term.class_names.size());
 }
 
 TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
