@@ -14,7 +14,8 @@ not copied, and the GIL is released while the engine runs. Which matrix: `layer=
 or "X") or `use_raw=True`; with neither, X when it holds raw counts, else layers['counts'] or
 raw.X when they do (CELLxGENE files keep normalised values in X and the counts in raw.X; a
 warning says so), else X, as the command's `--layer auto`. Bad input raises ValueError with the
-same one-line message the command prints; unreadable files raise OSError.
+one-line message the command prints, its flags named as the function's keywords (`min_score=`,
+`use_raw=True`); unreadable files raise OSError. Models pickle (and deep-copy) as their file's bytes.
 """
 from __future__ import annotations
 
@@ -38,6 +39,55 @@ _SHARE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.ab
 
 def _default_store() -> str:
     return os.environ.get("CELLTYPER_GENE_STORE") or os.path.join(_SHARE, "gene_embeddings.h5")
+
+
+# ---- messages in Python's terms ------------------------------------------------------------------
+
+def _pythonic(function):
+    """The engine's messages name command-line flags (`--min-score`, `--layer raw`); raised from
+    `function`, they name its keyword arguments instead (`min_score=`, `use_raw=True`) where it has
+    them. A misspelt keyword that lands in **hyperparameters is a TypeError with the likely one."""
+    import functools
+    import inspect
+    import re
+
+    keywords = set(inspect.signature(function).parameters)
+    special = {"--layer raw": "use_raw=True", "--allow-low-coverage": "allow_low_coverage=True", "--no-refit": "refit=False",
+               "--hierarchical": "hierarchical=True"}
+    renamed = {"normalize": "normalization"}
+    texts = {"layer", "normalization", "classifier", "features", "label", "group"}  # keywords taking text
+
+    def translate(message: str) -> str:
+        for flag, keyword in special.items():
+            if keyword.split("=")[0] in keywords:
+                message = message.replace(flag, keyword)
+
+        def flag(match):
+            name = match.group(1).replace("-", "_")
+            name = renamed.get(name, name)
+            if name not in keywords:
+                return match.group(0)
+            value = match.group(2)
+            if value is None or value in ("or", "and", "to", "is"):
+                return f"{name}=" + (match.group(0)[len(match.group(1)) + 2:] if value else "")
+            if re.fullmatch(r"-?[0-9.e+-]+", value):
+                return f"{name}={value}"
+            return f"{name}='{value}'" if name in texts and re.fullmatch(r"[A-Za-z0-9_./:-]+", value) else f"{name}= {value}"
+
+        return re.sub(r"(?<![\w`])--([a-z][a-z0-9-]*)(?: (\S+))?", flag, message)
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        try:
+            return function(*args, **kwargs)
+        except ValueError as error:
+            message = str(error)
+            translated = translate(message)
+            if translated == message:
+                raise
+            raise ValueError(translated) from None
+
+    return wrapper
 
 
 # ---- AnnData -> the engine's dataset spec -----------------------------------------------------
@@ -245,6 +295,24 @@ class Model:
     def __repr__(self) -> str:
         return f"celltyper.Model({self.classifier} on {self.features}, {len(self.classes)} classes)"
 
+    # pickle, copy.deepcopy, joblib and multiprocessing: the model travels as its file's bytes.
+    def __getstate__(self) -> dict:
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="celltyper-") as folder:
+            path = os.path.join(folder, "model.h5")
+            self._core.save(path)
+            with open(path, "rb") as handle:
+                return {"model_file": handle.read(), "summary": self.summary}
+
+    def __setstate__(self, state: dict) -> None:
+        import tempfile
+        with tempfile.TemporaryDirectory(prefix="celltyper-") as folder:
+            path = os.path.join(folder, "model.h5")
+            with open(path, "wb") as handle:
+                handle.write(state["model_file"])
+            self._core = _core.load_model(path)
+        self.summary = state.get("summary", {})
+
 
 def load_model(path: Union[str, os.PathLike]) -> Model:
     """Read a model written by `celltyper train`, `Model.save` or `annotate --save-model`."""
@@ -266,6 +334,7 @@ def _common(options: dict, *, threads: int, verbose: bool, gene_table, genes, ge
     return options
 
 
+@_pythonic
 def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "logreg", features: str = "expression",
           n_genes: int = 3000, validation_fraction: float = 0.2, seed: int = 0, reference_sample: int = 20000,
           label_map: Optional[str] = None, label_dataset: Optional[str] = None, layer: Optional[str] = None, use_raw: bool = False,
@@ -289,6 +358,12 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     of more than `augment_depth_max_copies` cells has a random subset of that many copied, each
     copy weighing proportionally more (0: every cell; `--augment-depth-max-copies`).
     """
+    import difflib
+    import inspect
+    for key in hyperparameters:  # a misspelt keyword (n_gene=) lands here: say so
+        close = difflib.get_close_matches(key, list(inspect.signature(train).parameters), n=1, cutoff=0.8)
+        if close:
+            raise TypeError(f"train() got an unexpected keyword argument '{key}'; did you mean '{close[0]}'?")
     references = adata if isinstance(adata, (list, tuple)) else [adata]
     label = _strip(label)
     group = _strip(group)
@@ -333,6 +408,7 @@ class AnnotationResult:
         return self.labels.value_counts()
 
 
+@_pythonic
 def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, min_score: float = 0.0, top_k: int = 0,
              over_clustering: Optional[str] = None, hierarchical: bool = False, refit: bool = True, allow_low_coverage: bool = False,
              layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
@@ -420,6 +496,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
 
 # ---- embedding and evaluation -------------------------------------------------------------------
 
+@_pythonic
 def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_raw: bool = False, key: str = "X_celltyper",
           inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, gene_column: Optional[str] = None,
           normalization: str = "auto"):
@@ -437,6 +514,7 @@ def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_
     return values
 
 
+@_pythonic
 def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optional[str] = None, probabilities: str = "auto",
              label_map=None, label_dataset: Optional[str] = None, compare: str = "auto", ontology=None, use_ontology: bool = True,
              top_k: Sequence[int] = (1, 3, 5)) -> dict:

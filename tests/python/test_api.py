@@ -357,6 +357,24 @@ def test_backed_float16_repeated_and_warned_as_users_do(tmp_path, pbmc3k, pbmc68
         celltyper.train(empty, label="lab")
 
 
+@needs_data
+def test_models_pickle_and_messages_speak_python(pbmc3k, pbmc68k):
+    import copy
+    import pickle
+    model = celltyper.train(pbmc3k, label="celltype", validation_fraction=0)
+    query = anndata.AnnData(X=sp.csr_matrix(pbmc68k.layers["counts"], dtype=np.float32), obs=pbmc68k.obs[[]].copy(), var=pbmc68k.var[[]].copy())
+    expected = celltyper.annotate(query, model=model, inplace=False).probabilities.to_numpy()
+    for other in (pickle.loads(pickle.dumps(model)), copy.deepcopy(model)):
+        assert other.classes == model.classes and other.summary == model.summary
+        np.testing.assert_array_equal(celltyper.annotate(query, model=other, inplace=False).probabilities.to_numpy(), expected)
+    with pytest.raises(ValueError, match=r"^min_score=2 is not in \[0, 1\]"):
+        celltyper.annotate(query, model=model, min_score=2)
+    with pytest.raises(ValueError, match=r"pass allow_low_coverage=True"):
+        celltyper.annotate(query[:, :5].copy(), model=model)
+    with pytest.raises(TypeError, match="did you mean 'n_genes'"):
+        celltyper.train(pbmc3k, label="celltype", n_gene=500)
+
+
 # ---- bad input: a clear exception, never a crash -------------------------------------------------
 
 def tiny(X=None, n_obs=30, genes=("CD3E", "CD3D", "MS4A1", "CD79A", "LYZ", "CD14", "NKG7", "GNLY", "PPBP", "FCGR3A")):
