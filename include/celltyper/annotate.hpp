@@ -50,6 +50,8 @@ inline constexpr double kHierarchicalMinScore = 0.5;
 inline constexpr const char* kGroupByFile = "file";
 
 struct TrainOptions {
+  /// Warn when labels get no Cell Ontology id (cv reports its unmapped labels once itself).
+  bool warn_unmapped_labels = true;
   std::vector<std::string> references;    ///< .h5ad files with labelled cells
   /// A table of per-cell metadata (read_cell_table) joined to every reference's obs by cell name
   /// (`--obs`: labels kept beside a GEO count table); "" = none.
@@ -226,11 +228,20 @@ struct ModelCoverage {
 /// Coverage of `model` by a query measuring `query_genes` (Entrez ids, ascending).
 ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::int64_t>& query_genes);
 
+/// When a query is a panel padded with zeros (annotate_dataset, cv's held-out groups): at least
+/// kPaddingMinAbsent genes that every reference class with kPaddingMinClassCells cells detects in
+/// kPaddingMinRate of them have no count in kPaddingMinCells or more query cells.
+inline constexpr std::size_t kPaddingMinAbsent = 3;
+inline constexpr double kPaddingMinRate = 0.5;
+inline constexpr std::int64_t kPaddingMinClassCells = 10;
+inline constexpr std::int64_t kPaddingMinCells = 40;
+
 /// Genes (Entrez ids, ascending) of `model`'s reference sample that every class with at least
 /// `min_cells` sampled cells detects (a non-zero value) in at least `min_rate` of its cells:
 /// genes no query of these types lacks, by which var columns of zeros betray a panel padded
 /// with zeros. Empty without a reference sample.
-std::vector<std::int64_t> ubiquitous_genes(const CellTypeModel& model, double min_rate = 0.5, std::int64_t min_cells = 10);
+std::vector<std::int64_t> ubiquitous_genes(const CellTypeModel& model, double min_rate = kPaddingMinRate,
+                                           std::int64_t min_cells = kPaddingMinClassCells);
 
 /// Whether `model` can be refitted for a query (an expression model with a reference sample).
 bool can_refit(const CellTypeModel& model);

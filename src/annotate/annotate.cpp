@@ -224,11 +224,8 @@ void warn_about_repeated_names(const std::vector<std::string>& names, Annotation
                                             repeats, example));
 }
 
-/// Sampled query cells, and genes every reference type expresses that they lack, from which a
-/// query is read as a panel padded with zeros.
+/// Query cells sampled to tell a panel padded with zeros (kPaddingMinAbsent and the rest: annotate.hpp).
 constexpr std::int64_t kPaddingScanCells = 2000;
-constexpr std::int64_t kPaddingMinCells = 40;   // half of them must detect a ubiquitous gene
-constexpr std::size_t kPaddingMinAbsent = 3;
 
 /// The query's genes (Entrez ids, ascending) that no cell expresses when the query is a panel
 /// padded with zeros: a file joined from others (anndata.concat(join="outer"), Seurat's merge)

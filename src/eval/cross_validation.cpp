@@ -1,9 +1,11 @@
 // Leave-one-group-out cross-validation of train + annotate configurations (cross_validation.hpp).
+#include <celltyper/annotate.hpp>
 #include <celltyper/cross_validation.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/train.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <limits>
@@ -28,6 +30,81 @@ struct ReferenceCells {
   std::vector<std::string> groups;
   std::vector<std::uint8_t> usable;  // labelled and passing the filter
 };
+
+/// A held-out group that is a panel padded with zeros (annotate's rule, annotate.hpp: genes that
+/// every training class detects in half its cells have no count in any held-out cell): the genes
+/// its cells detect, to train on as annotate refits for such a query; empty when not padded.
+/// `examples` gets a few of the absent ubiquitous genes' symbols.
+std::vector<std::int64_t> padded_fold_genes(const std::vector<const Dataset*>& datasets, const std::vector<ReferenceCells>& references,
+                                            const std::vector<std::vector<std::uint8_t>>& train_masks,
+                                            const std::vector<std::vector<std::size_t>>& test_rows, const TrainOptions& base,
+                                            const GeneTable& table, std::vector<std::string>* examples) {
+  std::int64_t n_test = 0;
+  for (const auto& rows : test_rows) n_test += static_cast<std::int64_t>(rows.size());
+  if (n_test < kPaddingMinCells) return {};
+  const auto matrix_of = [&](std::size_t r) {
+    return resolve_matrix_source(*datasets[r], !base.matrices.empty() && !base.matrices[r].empty() ? base.matrices[r] : base.embed.matrix);
+  };
+  // The held-out cells' genes: named by their vars, and detected.
+  std::set<std::int64_t> named;
+  std::set<std::int64_t> detected;
+  for (std::size_t r = 0; r < datasets.size(); ++r) {
+    if (test_rows[r].empty()) continue;
+    const std::string matrix = matrix_of(r);
+    for (const std::int64_t gene : dataset_genes(*datasets[r], matrix, table, base.embed.genes)) named.insert(gene);
+    for (const std::int64_t gene : detected_genes(*datasets[r], matrix, test_rows[r], table, base.embed.genes, base.embed.memory_limit_bytes)) {
+      detected.insert(gene);
+    }
+  }
+  std::vector<std::int64_t> absent;
+  std::set_difference(named.begin(), named.end(), detected.begin(), detected.end(), std::back_inserter(absent));
+  if (absent.size() < kPaddingMinAbsent) return {};
+  // Per training class, its cells and those detecting each absent gene.
+  std::map<std::string, std::int64_t> class_cells;
+  std::map<std::string, std::vector<std::int64_t>> class_detected;
+  for (std::size_t r = 0; r < datasets.size(); ++r) {
+    const std::string matrix = matrix_of(r);
+    const GeneResolveResult resolved = resolve_genes(table, datasets[r]->read_var_of(matrix), base.embed.genes);
+    std::vector<std::int32_t> slot(resolved.gene_index.size(), -1);  // column -> index into `absent`
+    for (std::size_t column = 0; column < slot.size(); ++column) {
+      if (resolved.gene_index[column] == kNoGene) continue;
+      const auto at = std::lower_bound(absent.begin(), absent.end(), table.gene(resolved.gene_index[column]).entrez_id);
+      if (at != absent.end() && *at == table.gene(resolved.gene_index[column]).entrez_id) slot[column] = static_cast<std::int32_t>(at - absent.begin());
+    }
+    const std::unique_ptr<MatrixReader> reader = datasets[r]->open_matrix(matrix);
+    for_each_block(*reader, stream_options(*datasets[r], matrix, base.embed.memory_limit_bytes), [&](const CsrBlock& block) {
+      for (std::int64_t i = 0; i < block.n_rows; ++i) {
+        const auto row = static_cast<std::size_t>(block.first_row + i);
+        if (train_masks[r][row] == 0 || references[r].usable[row] == 0) continue;
+        const std::string& label = references[r].labels[row];
+        ++class_cells[label];
+        auto& counts = class_detected[label];
+        counts.resize(absent.size(), 0);
+        for (std::int64_t k = block.indptr[static_cast<std::size_t>(i)]; k < block.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+          const auto column = static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)]);
+          if (column < slot.size() && slot[column] >= 0 && block.values[static_cast<std::size_t>(k)] != 0) ++counts[static_cast<std::size_t>(slot[column])];
+        }
+      }
+    });
+  }
+  std::size_t ubiquitous = 0;
+  for (std::size_t g = 0; g < absent.size(); ++g) {
+    bool any = false;
+    bool every = true;
+    for (const auto& [label, cells] : class_cells) {
+      if (cells < kPaddingMinClassCells) continue;
+      any = true;
+      every = every && static_cast<double>(class_detected[label][g]) >= kPaddingMinRate * static_cast<double>(cells);
+    }
+    if (!any || !every) continue;
+    if (examples != nullptr && examples->size() < 5) {
+      if (const std::int32_t gene = table.find_entrez(absent[g]); gene != kNoGene) examples->push_back(table.gene(gene).symbol);
+    }
+    ++ubiquitous;
+  }
+  if (ubiquitous < kPaddingMinAbsent) return {};
+  return {detected.begin(), detected.end()};
+}
 
 /// Probabilities of the held-out cells for one model, in the order of `rows` per reference.
 struct HeldOutPrediction {
@@ -251,6 +328,23 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
         fold_genes = std::move(both);
       }
       if (fold_genes.empty()) throw InputError(fmt::format("cv: fold '{}': no gene of the gene table is detected in its held-out cells", fold));
+    } else {
+      // A held-out group padded with zeros is annotated on the genes it measured (annotate's rule).
+      std::vector<std::string> examples;
+      std::vector<std::int64_t> measured = padded_fold_genes(datasets, references, train_masks, test_rows, base, table, &examples);
+      if (!measured.empty() && !fold_genes.empty()) {
+        std::sort(fold_genes.begin(), fold_genes.end());
+        std::vector<std::int64_t> both;
+        std::set_intersection(measured.begin(), measured.end(), fold_genes.begin(), fold_genes.end(), std::back_inserter(both));
+        measured = std::move(both);
+      }
+      if (!measured.empty()) {
+        result.warnings.push_back(fmt::format(
+            "fold '{}': its cells have no count for genes that every training type expresses ({}): a panel padded with zeros; "
+            "trained on the {} genes they detect, as annotate does for such a query",
+            fold, fmt::join(examples, ", "), measured.size()));
+        fold_genes = std::move(measured);
+      }
     }
     fold_result.n_genes = static_cast<std::int64_t>(fold_genes.size());
     log(fmt::format("fold '{}': training on {} cells, predicting {}{}", fold, fold_result.n_train, fold_result.n_test,
@@ -272,6 +366,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       train.harmonize_labels = options.harmonize_labels && options.ontology != nullptr;
       train.ontology = options.ontology;
       train.reference_sample_cells = 0;  // a fold's model is never refitted nor saved
+      train.warn_unmapped_labels = false;  // (result.unmapped_labels lists them once)
       train.log = nullptr;
       const CvModelConfig& first = *std::find_if(options.configurations.begin(), options.configurations.end(),
                                                  [&route](const CvModelConfig& config) { return config.features == route; });

@@ -1127,7 +1127,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                                        options.harmonize_labels, data_ids, &sources);
     data.label_cl_ids = mapped.cl_ids;
     for (auto& [label, source] : sources) data.label_cl_id_sources[label] = source == "data" ? term_id_source : source;
-    if (!options.harmonize_labels && !mapped.unmapped.empty()) {
+    if (!options.harmonize_labels && !mapped.unmapped.empty() && options.warn_unmapped_labels) {
       // (annotate --hierarchical leaves an uncertain cell of such a class Unassigned: no coarser term)
       data.cells.warnings.push_back(fmt::format(
           "Cell Ontology ids for {} of {} labels (none for {}): annotate --hierarchical and the ontology metrics cannot place the "

@@ -252,7 +252,24 @@ TEST(CvCli, RestrictGenesHeldOutUsesEachFoldsMeasuredGenes) {
   ASSERT_EQ(listed.exit_code, 0) << listed.err;
   std::ifstream listed_in(dir.file("listed.json"));
   const auto listed_json = nlohmann::json::parse(listed_in);
-  for (const auto& fold : listed_json["folds"]) EXPECT_EQ(fold["n_genes"].get<std::size_t>(), genes_of(dir.file("b.txt"), table).size());
+  // (group b, padded, keeps the listed genes it detects: see below)
+  for (const auto& fold : listed_json["folds"]) {
+    EXPECT_EQ(fold["n_genes"].get<std::size_t>(), fold["group"] == "b" ? expected["b"].size() : genes_of(dir.file("b.txt"), table).size());
+  }
+  // By default, the padded group (b: zeros for half the genes, housekeeping ones among them) is
+  // held out on the genes it detects, as annotate reads such a query; group a on every gene.
+  const auto by_default = test::run_cli({"cv", "-r", dir.file("pooled.h5ad"), "-l", "obs:celltype", "--group", "obs:group", "--features",
+                                         "expression", "--gene-table", table_path, "--no-ontology", "--json", dir.file("default.json")});
+  ASSERT_EQ(by_default.exit_code, 0) << by_default.err;
+  EXPECT_NE(by_default.err.find("warning: fold 'b': its cells have no count for genes that every training type expresses"), std::string::npos)
+      << by_default.err;
+  EXPECT_EQ(by_default.err.find("fold 'a': its cells have no count"), std::string::npos) << by_default.err;
+  std::ifstream default_in(dir.file("default.json"));
+  const auto default_json = nlohmann::json::parse(default_in);
+  for (const auto& fold : default_json["folds"]) {
+    const std::string group = fold["group"];
+    EXPECT_EQ(fold["n_genes"].get<std::size_t>(), group == "b" ? expected["b"].size() : 0u) << group;
+  }
 }
 
 }  // namespace
