@@ -448,7 +448,10 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                       normalization=normalization)
     out = _core.annotate(query, cores, references, options)
     index = pd.Index(query["obs_names"])
-    labels = pd.Series(pd.Categorical(out["labels"]), index=index, name="celltyper_label")
+    # Categories: every class of the model(s), then other labels given (Unassigned, coarser terms),
+    # so that two annotations with one model compare with == whatever labels occurred.
+    categories = list(dict.fromkeys([str(c) for c in out["class_names"]] + sorted(set(out["labels"]))))
+    labels = pd.Series(pd.Categorical(out["labels"], categories=categories), index=index, name="celltyper_label")
     scores = pd.Series(np.asarray(out["scores"]), index=index, name="celltyper_score")
     has_ids = any(out["class_cl_ids"])
     ids = pd.Series(pd.Categorical([i if i else None for i in out["cl_ids"]]), index=index, name="celltyper_ontology_id")

@@ -458,7 +458,7 @@ def test_annotate_needs_a_model_or_a_reference():
 @needs_data
 def test_too_few_genes_is_refused_with_the_fix(pbmc3k):
     model = celltyper.train(pbmc3k, label="celltype", validation_fraction=0)
-    with pytest.raises(ValueError, match="too few to annotate.*allow-low-coverage"):
+    with pytest.raises(ValueError, match="too few to annotate.*allow_low_coverage=True"):
         celltyper.annotate(tiny(genes=("CD3E", "MS4A1", "LYZ")), model=model)
 
 
