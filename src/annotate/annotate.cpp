@@ -251,7 +251,8 @@ std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::s
   scan.max_rows = kPaddingScanCells;
   scan.count_columns = true;
   const MatrixSummary sampled = summarize_matrix(*dataset.open_matrix(matrix), scan);
-  if (sampled.rows_scanned < kPaddingMinCells) return {};
+  // (cells without any count say nothing about the panel: an empty matrix is no padded one)
+  if (sampled.rows_scanned - sampled.empty_rows < kPaddingMinCells) return {};
   const std::vector<std::int64_t> zero_in_sample = genes_without_counts(sampled);
   if (zero_in_sample.empty()) return {};
   std::vector<std::int64_t> absent;  // the longest list over the models
