@@ -265,11 +265,16 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       for (const ModelUse& use : annotation.models) summary["models"].push_back(to_json(use));
       fmt::print("{}\n", summary.dump(2));
     } else {
+      // (padded by characters here: "γδ T" is 4 wide, not its 6 bytes)
+      const auto characters = [](const std::string& text) {
+        return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+      };
       std::size_t width = 5;
-      for (const auto& [label, count] : counts) width = std::max(width, label.size());
+      for (const auto& [label, count] : counts) width = std::max(width, characters(label));
       fmt::print("{:<{}}  {:>7}  {:>6}\n", "label", width, "cells", "share");
       for (const auto& [label, count] : counts) {
-        fmt::print("{:<{}}  {:>7}  {:>5.1f}%\n", label, width, count, 100.0 * static_cast<double>(count) / static_cast<double>(annotation.labels.size()));
+        fmt::print("{}{}  {:>7}  {:>5.1f}%\n", label, std::string(width - characters(label), ' '), count,
+                   100.0 * static_cast<double>(count) / static_cast<double>(annotation.labels.size()));
       }
     }
     if (!global.quiet) {
