@@ -41,20 +41,24 @@ enum class Normalization {
   /// The same for log2(1 + x) input (log2(CP10k + 1), log2(TPM + 1)): 2^value - 1 in place of
   /// expm1(value).
   kRelog2Cp10k,
+  /// The same for log10(1 + x) input (log10(CP10k + 1)): 10^value - 1.
+  kRelog10Cp10k,
 };
 const char* to_string(Normalization normalization);
-/// Parse "none", "cp10k", "log1p-cp10k", "relog1p-cp10k", "relog2-cp10k" (throws InputError otherwise).
+/// Parse "none", "cp10k", "log1p-cp10k", "relog1p-cp10k", "relog2-cp10k", "relog10-cp10k" (throws InputError otherwise).
 Normalization parse_normalization(const std::string& text);
 
-/// kRelog1pCp10k or kRelog2Cp10k: logged input normalised again.
+/// kRelog1pCp10k, kRelog2Cp10k or kRelog10Cp10k: logged input normalised again.
 inline bool is_relog(Normalization normalization) {
-  return normalization == Normalization::kRelog1pCp10k || normalization == Normalization::kRelog2Cp10k;
+  return normalization == Normalization::kRelog1pCp10k || normalization == Normalization::kRelog2Cp10k ||
+         normalization == Normalization::kRelog10Cp10k;
 }
 /// A stored value back on the linear scale its normalisation reads: expm1 (relog1p-cp10k),
-/// 2^x - 1 (relog2-cp10k), else the value.
+/// 2^x - 1 (relog2-cp10k), 10^x - 1 (relog10-cp10k), else the value.
 inline double unlogged(double value, Normalization normalization) {
   if (normalization == Normalization::kRelog1pCp10k) return std::expm1(value);
   if (normalization == Normalization::kRelog2Cp10k) return std::exp2(value) - 1.0;
+  if (normalization == Normalization::kRelog10Cp10k) return std::pow(10.0, value) - 1.0;
   return value;
 }
 

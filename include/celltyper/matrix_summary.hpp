@@ -21,6 +21,7 @@ enum class ValueScale {
   kNormalized,       ///< non-negative, non-integer, equal per-cell totals (CP10k / CPM), not logged
   kLogNormalized,    ///< non-negative, small range, expm1 totals equal per cell (scanpy's log1p(CP10k))
   kLog2Normalized,   ///< non-negative, small range, 2^x - 1 totals equal per cell (log2(CP10k + 1), log2(TPM + 1))
+  kLog10Normalized,  ///< the same with 10^x - 1 totals (log10(CP10k + 1))
   kLogTransformed,   ///< non-negative, small range, non-integer; totals unequal (log of TPM, ...)
   kScaled,           ///< negative values present (z-scores after sc.pp.scale)
   kUnknown,          ///< none of the above (e.g. non-integer with a large range)
@@ -64,6 +65,7 @@ struct MatrixSummary {
   Quantiles genes_per_row;             ///< per-cell stored values
   Quantiles expm1_row_totals;          ///< per-cell sum of expm1(value) (for log1p detection)
   Quantiles exp2m1_row_totals;         ///< per-cell sum of 2^value - 1 (for log2(1 + x) detection)
+  Quantiles exp10m1_row_totals;        ///< per-cell sum of 10^value - 1 (for log10(1 + x) detection)
   /// Log of counts scaled per cell (log1p without normalize_total, to the median library size,
   /// SCTransform's corrected counts): each cell's expm1 (or 2^x - 1) values are whole multiples
   /// of its smallest one. Per base, of the stored values checked (rows with non-integer values;
@@ -73,6 +75,8 @@ struct MatrixSummary {
   std::int64_t expm1_whole_ratios = 0;
   std::int64_t exp2m1_ratios_checked = 0;
   std::int64_t exp2m1_whole_ratios = 0;
+  std::int64_t exp10m1_ratios_checked = 0;
+  std::int64_t exp10m1_whole_ratios = 0;
   static constexpr double kMaxWholeRatio = 64;
   /// Cells of whole numbers only (counts) and cells whose values are mostly non-integer and all
   /// below kLogLikeMax (log-normalised): a matrix holding many of both joins differently

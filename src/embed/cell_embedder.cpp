@@ -22,6 +22,7 @@ const char* to_string(Normalization normalization) {
     case Normalization::kLog1pCp10k: return "log1p-cp10k";
     case Normalization::kRelog1pCp10k: return "relog1p-cp10k";
     case Normalization::kRelog2Cp10k: return "relog2-cp10k";
+    case Normalization::kRelog10Cp10k: return "relog10-cp10k";
   }
   return "unknown";
 }
@@ -32,7 +33,8 @@ Normalization parse_normalization(const std::string& text) {
   if (text == "log1p-cp10k" || text == "log1p_cp10k") return Normalization::kLog1pCp10k;
   if (text == "relog1p-cp10k") return Normalization::kRelog1pCp10k;
   if (text == "relog2-cp10k") return Normalization::kRelog2Cp10k;
-  throw InputError(fmt::format("unknown normalisation '{}' (expected none, cp10k, log1p-cp10k, relog1p-cp10k or relog2-cp10k)", text));
+  if (text == "relog10-cp10k") return Normalization::kRelog10Cp10k;
+  throw InputError(fmt::format("unknown normalisation '{}' (expected none, cp10k, log1p-cp10k, relog1p-cp10k, relog2-cp10k or relog10-cp10k)", text));
 }
 
 std::int64_t AlignedGeneVectors::n_matched_vars() const {

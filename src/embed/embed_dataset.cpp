@@ -51,6 +51,7 @@ NormalizationChoice parse_normalization_choice(const std::string& text) {
     case Normalization::kLog1pCp10k: return NormalizationChoice::kLog1pCp10k;
     case Normalization::kRelog1pCp10k: return NormalizationChoice::kRelog1pCp10k;
     case Normalization::kRelog2Cp10k: return NormalizationChoice::kRelog2Cp10k;
+    case Normalization::kRelog10Cp10k: return NormalizationChoice::kRelog10Cp10k;
   }
   return NormalizationChoice::kAuto;
 }
@@ -88,11 +89,14 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           reason = "auto: " + seen;
           return Normalization::kLog1pCp10k;
         case ValueScale::kLogNormalized:
-        case ValueScale::kLog2Normalized: {
+        case ValueScale::kLog2Normalized:
+        case ValueScale::kLog10Normalized: {
           const bool base2 = summary.scale == ValueScale::kLog2Normalized;
+          const bool base10 = summary.scale == ValueScale::kLog10Normalized;
           if (relog_log_normalized) {
-            reason = "auto: " + seen + "; normalised again over the library genes (" + (base2 ? "2^x - 1" : "expm1") + ", CP10k, log1p)";
-            return base2 ? Normalization::kRelog2Cp10k : Normalization::kRelog1pCp10k;
+            reason = "auto: " + seen + "; normalised again over the library genes (" + (base2 ? "2^x - 1" : base10 ? "10^x - 1" : "expm1") +
+                     ", CP10k, log1p)";
+            return base2 ? Normalization::kRelog2Cp10k : base10 ? Normalization::kRelog10Cp10k : Normalization::kRelog1pCp10k;
           }
           // GenePT-w: the library is every gene of the cell, so the values are log1p-cp10k already
           // (log2 ones times 1/ln 2, which the cell vector's L2 norm removes).
@@ -137,16 +141,19 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
       }
       return choice == NormalizationChoice::kCp10k ? Normalization::kCp10k : Normalization::kLog1pCp10k;
     case NormalizationChoice::kRelog1pCp10k:
-    case NormalizationChoice::kRelog2Cp10k: {
+    case NormalizationChoice::kRelog2Cp10k:
+    case NormalizationChoice::kRelog10Cp10k: {
       reason = "requested";
       const bool base2 = choice == NormalizationChoice::kRelog2Cp10k;
+      const bool base10 = choice == NormalizationChoice::kRelog10Cp10k;
+      const ValueScale expected = base2 ? ValueScale::kLog2Normalized : base10 ? ValueScale::kLog10Normalized : ValueScale::kLogNormalized;
       // (a model's reference sample keeps a subset of the genes: its expm1 totals differ per cell)
-      if (summary.scale != (base2 ? ValueScale::kLog2Normalized : ValueScale::kLogNormalized) && summary.scale != ValueScale::kLogTransformed &&
-          summary.scale != ValueScale::kEmpty) {
-        warnings.push_back(seen + (base2 ? ": relog2-cp10k expects log2(1 + CP10k)-normalised values"
-                                         : ": relog1p-cp10k expects log1p(CP10k)-normalised values"));
+      if (summary.scale != expected && summary.scale != ValueScale::kLogTransformed && summary.scale != ValueScale::kEmpty) {
+        warnings.push_back(seen + (base2    ? ": relog2-cp10k expects log2(1 + CP10k)-normalised values"
+                                   : base10 ? ": relog10-cp10k expects log10(1 + CP10k)-normalised values"
+                                            : ": relog1p-cp10k expects log1p(CP10k)-normalised values"));
       }
-      return base2 ? Normalization::kRelog2Cp10k : Normalization::kRelog1pCp10k;
+      return base2 ? Normalization::kRelog2Cp10k : base10 ? Normalization::kRelog10Cp10k : Normalization::kRelog1pCp10k;
     }
   }
   return Normalization::kLog1pCp10k;

@@ -61,7 +61,7 @@ std::vector<std::uint8_t> size_factor_vars(const GeneTable& table, const GeneRes
 }
 
 /// Library size of one stored row: the sum of its values on the vars flagged in `counts` (of
-/// expm1 or 2^x - 1 of them for relog1p-cp10k / relog2-cp10k: the counts times a per-cell factor).
+/// expm1, 2^x - 1 or 10^x - 1 of them for relog1p / relog2 / relog10-cp10k: the counts times a per-cell factor).
 inline double library_size(const CsrBlock& block, std::int64_t begin, std::int64_t end, const std::vector<std::uint8_t>& counts,
                            Normalization normalization) {
   double total = 0;
@@ -79,7 +79,8 @@ inline double normalized(double value, double scale, Normalization normalization
     case Normalization::kCp10k: return value * scale;
     case Normalization::kLog1pCp10k: return std::log1p(value * scale);
     case Normalization::kRelog1pCp10k:
-    case Normalization::kRelog2Cp10k: return std::log1p(unlogged(value, normalization) * scale);
+    case Normalization::kRelog2Cp10k:
+    case Normalization::kRelog10Cp10k: return std::log1p(unlogged(value, normalization) * scale);
   }
   return value;
 }

@@ -19,6 +19,7 @@ const char* to_string(ValueScale scale) {
     case ValueScale::kNormalized: return "normalized";
     case ValueScale::kLogNormalized: return "log-normalized";
     case ValueScale::kLog2Normalized: return "log2-normalized";
+    case ValueScale::kLog10Normalized: return "log10-normalized";
     case ValueScale::kLogTransformed: return "log-transformed";
     case ValueScale::kScaled: return "scaled";
     case ValueScale::kUnknown: return "unknown";
@@ -106,34 +107,51 @@ void classify(MatrixSummary& summary) {
   }
   const bool equal_totals = relative_spread(summary.row_totals) < 0.01;
   if (summary.max_value < 30) {
-    const bool natural = relative_spread(summary.expm1_row_totals) < 0.01;
-    const bool base2 = relative_spread(summary.exp2m1_row_totals) < 0.01;
-    // Both bases give equal totals only for a cell or two (or identical cells): the base whose
-    // total is nearer a power of ten (a scale factor such as 1e4 or 1e6) wins.
+    // Logged in base e, 2 or 10: the base that unlogs to equal totals per cell. Several give equal
+    // totals only for a cell or two (or identical cells): the first whose total is within 0.01
+    // decade of a power of ten (a scale factor such as 1e4 or 1e6) wins, else base e.
+    struct Base {
+      ValueScale scale;
+      const Quantiles* totals;
+      double whole;  // share of whole ratios (log of counts scaled per cell)
+      const char* unlog;
+      const char* log;
+    };
+    const std::array<Base, 3> bases{{
+        {ValueScale::kLogNormalized, &summary.expm1_row_totals, whole_share(summary.expm1_whole_ratios, summary.expm1_ratios_checked), "expm1",
+         "log1p"},
+        {ValueScale::kLog2Normalized, &summary.exp2m1_row_totals, whole_share(summary.exp2m1_whole_ratios, summary.exp2m1_ratios_checked),
+         "2^x - 1", "log2(1 + x)"},
+        {ValueScale::kLog10Normalized, &summary.exp10m1_row_totals,
+         whole_share(summary.exp10m1_whole_ratios, summary.exp10m1_ratios_checked), "10^x - 1", "log10(1 + x)"},
+    }};
     const auto off_round = [](double total) {
       const double decades = std::log10(std::max(total, 1e-300));
       return std::abs(decades - std::round(decades));
     };
-    // (base 2 wins only with a total within 0.01 decade of a power of ten that the natural one lacks)
-    const bool base2_round = off_round(summary.exp2m1_row_totals.median) < 0.01 && off_round(summary.expm1_row_totals.median) >= 0.01;
-    if (natural && (!base2 || !base2_round)) {
-      summary.scale = ValueScale::kLogNormalized;
-      summary.scale_reason = fmt::format("non-integer, max {:.3g}; expm1 totals are equal per cell ({:.4g}): log1p of normalised counts",
-                                         summary.max_value, summary.expm1_row_totals.median);
-    } else if (base2) {
-      summary.scale = ValueScale::kLog2Normalized;
-      summary.scale_reason = fmt::format("non-integer, max {:.3g}; 2^x - 1 totals are equal per cell ({:.4g}): log2(1 + x) of normalised counts",
-                                         summary.max_value, summary.exp2m1_row_totals.median);
-    } else if (const double share_natural = whole_share(summary.expm1_whole_ratios, summary.expm1_ratios_checked),
-               share_base2 = whole_share(summary.exp2m1_whole_ratios, summary.exp2m1_ratios_checked);
-               std::max(share_natural, share_base2) >= kWholeRatioShare) {
-      // log1p of counts times a per-cell factor: normalised again as log1p(CP10k) data is.
-      const bool natural_base = share_natural >= share_base2;
-      summary.scale = natural_base ? ValueScale::kLogNormalized : ValueScale::kLog2Normalized;
+    const Base* equal = nullptr;
+    for (const Base& base : bases) {
+      if (relative_spread(*base.totals) >= 0.01) continue;
+      if (equal == nullptr) equal = &base;
+      if (off_round(base.totals->median) < 0.01) {
+        equal = &base;
+        break;
+      }
+    }
+    const Base* scaled = &bases[0];
+    for (const Base& base : bases) {
+      if (base.whole > scaled->whole) scaled = &base;
+    }
+    if (equal != nullptr) {
+      summary.scale = equal->scale;
+      summary.scale_reason = fmt::format("non-integer, max {:.3g}; {} totals are equal per cell ({:.4g}): {} of normalised counts",
+                                         summary.max_value, equal->unlog, equal->totals->median, equal->log);
+    } else if (scaled->whole >= kWholeRatioShare) {
+      // log of counts times a per-cell factor: normalised again as log1p(CP10k) data is.
+      summary.scale = scaled->scale;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}; {} totals vary per cell but {:.0f}% of the values are whole multiples of "
                                          "their cell's smallest: {} of counts scaled per cell (not to equal totals)",
-                                         summary.max_value, natural_base ? "expm1" : "2^x - 1",
-                                         100.0 * std::max(share_natural, share_base2), natural_base ? "log1p" : "log2(1 + x)");
+                                         summary.max_value, scaled->unlog, 100.0 * scaled->whole, scaled->log);
     } else {
       summary.scale = ValueScale::kLogTransformed;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}, expm1 totals vary per cell: log-transformed, normalisation unknown",
@@ -185,6 +203,7 @@ namespace {
 
 double expm1_capped(double value) { return std::expm1(std::min(value, 700.0)); }
 double exp2m1_capped(double value) { return std::exp2(std::min(value, 1000.0)) - 1.0; }
+double exp10m1_capped(double value) { return std::pow(10.0, std::min(value, 300.0)) - 1.0; }
 
 /// `function(value)` as the function gives it, from a table for the small non-negative integers
 /// that count matrices hold (most of the scan's time went to expm1 on them).
@@ -211,12 +230,14 @@ void count_whole_ratios(const CsrBlock& block, std::size_t begin, std::size_t en
   if (!std::isfinite(smallest)) return;
   const double smallest_natural = std::expm1(smallest);
   const double smallest_base2 = std::exp2(smallest) - 1.0;
+  const double smallest_base10 = std::pow(10.0, smallest) - 1.0;
   const auto whole = [](double ratio) { return std::abs(ratio - std::round(ratio)) < 0.01; };
   for (std::size_t k = begin; k < end; ++k) {
     const double value = block.values[k];
     if (!(value > smallest) || !std::isfinite(value)) continue;
     const double natural = expm1_capped(value) / smallest_natural;
     const double base2 = exp2m1_capped(value) / smallest_base2;
+    const double base10 = exp10m1_capped(value) / smallest_base10;
     if (natural <= MatrixSummary::kMaxWholeRatio) {
       ++summary.expm1_ratios_checked;
       if (whole(natural)) ++summary.expm1_whole_ratios;
@@ -224,6 +245,10 @@ void count_whole_ratios(const CsrBlock& block, std::size_t begin, std::size_t en
     if (base2 <= MatrixSummary::kMaxWholeRatio) {
       ++summary.exp2m1_ratios_checked;
       if (whole(base2)) ++summary.exp2m1_whole_ratios;
+    }
+    if (base10 <= MatrixSummary::kMaxWholeRatio) {
+      ++summary.exp10m1_ratios_checked;
+      if (whole(base10)) ++summary.exp10m1_whole_ratios;
     }
   }
 }
@@ -261,6 +286,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   std::vector<double> detected;
   std::vector<double> expm1_totals;
   std::vector<double> exp2m1_totals;
+  std::vector<double> exp10m1_totals;
   totals.reserve(static_cast<std::size_t>(rows));
   const bool sparse = summary.info.encoding != MatrixEncoding::kDense;
   if (options.count_columns) summary.column_cells.assign(static_cast<std::size_t>(std::max<std::int64_t>(summary.info.n_cols, 0)), 0);
@@ -275,6 +301,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
       double total = 0;
       double expm1_total = 0;
       double exp2m1_total = 0;
+      double exp10m1_total = 0;
       double row_max = 0;
       bool row_non_integer = false;
       std::size_t row_non_integers = 0;
@@ -305,6 +332,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
         total += value;
         expm1_total += from_integer_table<expm1_capped>(value, is_integer);
         exp2m1_total += from_integer_table<exp2m1_capped>(value, is_integer);
+        exp10m1_total += from_integer_table<exp10m1_capped>(value, is_integer);
       }
       if (row_non_integer) count_whole_ratios(block, begin, end, summary);
       // (log1p values are all non-integer; EM-quantified counts have a few fractions per cell)
@@ -315,6 +343,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
       totals.push_back(total);
       expm1_totals.push_back(expm1_total);
       exp2m1_totals.push_back(exp2m1_total);
+      exp10m1_totals.push_back(exp10m1_total);
       detected.push_back(static_cast<double>(end - begin));
     }
     summary.rows_scanned += block.n_rows;
@@ -326,6 +355,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   summary.genes_per_row = quantiles(std::move(detected));
   summary.expm1_row_totals = quantiles(std::move(expm1_totals));
   summary.exp2m1_row_totals = quantiles(std::move(exp2m1_totals));
+  summary.exp10m1_row_totals = quantiles(std::move(exp10m1_totals));
   classify(summary);
   if (summary.n_nan > 0) summary.warnings.push_back(fmt::format("{} NaN values", summary.n_nan));
   if (summary.n_inf > 0) summary.warnings.push_back(fmt::format("{} infinite values", summary.n_inf));

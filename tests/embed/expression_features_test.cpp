@@ -241,6 +241,7 @@ TEST(ExpressionFeatures, LogNormalisedValuesAreNormalisedAgainOverTheLibraryGene
   };
   const std::vector<Case> cases{{"log1p(CP10k)", [](double x) { return std::log1p(x); }, Normalization::kRelog1pCp10k, true},
                                 {"log2(1 + CP10k)", [](double x) { return std::log2(1 + x); }, Normalization::kRelog2Cp10k, true},
+                                {"log10(1 + CP10k)", [](double x) { return std::log10(1 + x); }, Normalization::kRelog10Cp10k, true},
                                 {"CP10k", [](double x) { return x; }, Normalization::kLog1pCp10k, false}};
   for (const Case& c : cases) {
     SCOPED_TRACE(c.what);

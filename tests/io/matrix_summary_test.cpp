@@ -20,6 +20,7 @@ enum class Transform {
   kCp10k,
   kLog1pCp10k,
   kLog2Cp10k,
+  kLog10Cp10k,
   kLog1pCounts,      ///< log1p of the counts, not normalised
   kLog1pHalfCounts,  ///< log1p of counts x a per-cell factor (normalize_total to the median library size)
   kLog2Counts,       ///< log2(1 + counts)
@@ -58,6 +59,7 @@ MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7, in
       if (transform == Transform::kCp10k) stored = cp10k;
       if (transform == Transform::kLog1pCp10k) stored = std::log1p(cp10k);
       if (transform == Transform::kLog2Cp10k) stored = std::log2(1.0 + cp10k);
+      if (transform == Transform::kLog10Cp10k) stored = std::log10(1.0 + cp10k);
       if (transform == Transform::kLog1pCounts) stored = std::log1p(value);
       if (transform == Transform::kLog1pHalfCounts) stored = std::log1p(value * cell_factor);
       if (transform == Transform::kLog2Counts) stored = std::log2(1.0 + value);
@@ -86,6 +88,7 @@ TEST(MatrixSummary, EachLayoutIsReadForWhatItHolds) {
     EXPECT_EQ(scale_of(n, Transform::kCp10k), ValueScale::kNormalized);
     EXPECT_EQ(scale_of(n, Transform::kLog1pCp10k), ValueScale::kLogNormalized);
     EXPECT_EQ(scale_of(n, Transform::kLog2Cp10k), ValueScale::kLog2Normalized);
+    EXPECT_EQ(scale_of(n, Transform::kLog10Cp10k), ValueScale::kLog10Normalized);
   }
 }
 
@@ -105,6 +108,7 @@ TEST(MatrixSummary, LogOfCountsScaledPerCellIsReadInItsBase) {
 TEST(MatrixSummary, ASingleCellIsReadInTheBaseThatGivesARoundTotal) {
   EXPECT_EQ(scale_of(1, Transform::kLog1pCp10k), ValueScale::kLogNormalized);
   EXPECT_EQ(scale_of(1, Transform::kLog2Cp10k), ValueScale::kLog2Normalized);
+  EXPECT_EQ(scale_of(1, Transform::kLog10Cp10k), ValueScale::kLog10Normalized);
 }
 
 // A file joined from counts and log-normalised cells (sc.concat of differently processed
