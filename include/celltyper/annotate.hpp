@@ -228,10 +228,15 @@ struct ModelCoverage {
 /// Coverage of `model` by a query measuring `query_genes` (Entrez ids, ascending).
 ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::int64_t>& query_genes);
 
-/// When a query is a panel padded with zeros (annotate_dataset, cv's held-out groups): at least
-/// kPaddingMinAbsent genes that every reference class with kPaddingMinClassCells cells detects in
-/// kPaddingMinRate of them have no count in kPaddingMinCells or more query cells.
+/// When a query is a panel padded with zeros (annotate_dataset, cv's held-out groups): of the
+/// genes that every reference class (two at least, of kPaddingMinClassCells cells each) detects
+/// in kPaddingMinRate of its cells, at least kPaddingMinAbsent and kPaddingMinShare of those the
+/// query's vars name have no count in kPaddingMinCells or more query cells with counts, while
+/// the ones it detects are detected, in the median, in kPaddingMinQueryRate of its cells (a
+/// shallow query misses genes by depth, not by panel).
 inline constexpr std::size_t kPaddingMinAbsent = 3;
+inline constexpr double kPaddingMinShare = 0.05;
+inline constexpr double kPaddingMinQueryRate = 0.25;
 inline constexpr double kPaddingMinRate = 0.5;
 inline constexpr std::int64_t kPaddingMinClassCells = 10;
 inline constexpr std::int64_t kPaddingMinCells = 40;
@@ -242,6 +247,9 @@ inline constexpr std::int64_t kPaddingMinCells = 40;
 /// with zeros. Empty without a reference sample.
 std::vector<std::int64_t> ubiquitous_genes(const CellTypeModel& model, double min_rate = kPaddingMinRate,
                                            std::int64_t min_cells = kPaddingMinClassCells);
+/// ubiquitous_genes as training recorded them (provenance "ubiquitous_genes"; no sample read),
+/// else computed from the sample (older models).
+std::vector<std::int64_t> model_ubiquitous_genes(const CellTypeModel& model);
 
 /// Whether `model` can be refitted for a query (an expression model with a reference sample).
 bool can_refit(const CellTypeModel& model);

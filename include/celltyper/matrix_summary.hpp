@@ -59,6 +59,7 @@ struct MatrixSummary {
   std::int64_t n_non_integer = 0;
   std::int64_t n_explicit_zeros = 0;   ///< zeros stored in a sparse matrix
   std::int64_t empty_rows = 0;         ///< cells with no stored value
+  std::int64_t rows_without_counts = 0;  ///< cells with no finite non-zero value (stored zeros, NaN or none)
   /// Per column, scanned cells with a finite non-zero value (SummarizeOptions::count_columns).
   std::vector<std::int64_t> column_cells;
   Quantiles row_totals;                ///< per-cell sum of values

@@ -126,6 +126,11 @@ struct LabelledReference {
   std::string label_note;
 };
 
+/// Labels equal but for surrounding white space and letter case ("B " and "B", "NK" and "nk"),
+/// given with their cells: each such spelling -> the most frequent one, trimmed (what training
+/// reads them as). `note`, when given and something is renamed, gets a warning naming them.
+std::map<std::string, std::string> label_spelling_renames(const std::map<std::string, std::int64_t>& cells, std::string* note = nullptr);
+
 /// Step 1: labels and groups of every cell of `datasets` (options: label_column, group_column,
 /// label_renames, cell_masks, matrices). Throws InputError when a column is missing or the masks
 /// or matrices do not match the datasets.

@@ -115,7 +115,7 @@ def _matrix_spec(X, name: str) -> Dict[str, Any]:
             X = X.astype(np.float32)
         if X.format == "csc" or X.format != "csr":
             _warnings.warn(f"{name} is {X.format.upper()}: converted to CSR for reading (a copy); store it as CSR to avoid it",
-                           stacklevel=3)
+                           stacklevel=4)
             X = X.tocsr()
         # (checked in place: SciPy's has_sorted_indices copies the indices when indptr is int64 and
         # indices int32; duplicates within a row are refused by the engine, as on the command line.)
@@ -125,7 +125,7 @@ def _matrix_spec(X, name: str) -> Dict[str, Any]:
                 raise ValueError(f"{name}: the CSR row pointers (indptr) are broken: they must start at 0, never decrease and end at "
                                  f"the number of stored values ({len(X.indices)})")
             _warnings.warn(f"{name} has unsorted column indices: a sorted copy is read (call X.sort_indices() to avoid it)",
-                           stacklevel=3)
+                           stacklevel=4)
             X = X.copy()
             X.sort_indices()
         return {"format": "csr", "shape": (int(X.shape[0]), int(X.shape[1])), "data": np.asarray(X.data),
@@ -211,7 +211,7 @@ def _counts_matrix(adata, name: str):
         scale = _scale(adata.raw.X)
         if scale not in ("scaled", "unknown", "empty"):
             _warnings.warn(f"{name}.X measures {adata.n_vars} genes and {name}.raw.X {adata.raw.n_vars} (X cut to a gene subset, "
-                           f"e.g. highly variable genes): {name}.raw.X read (it looks {scale}; layer='X' reads X)", stacklevel=4)
+                           f"e.g. highly variable genes): {name}.raw.X read (it looks {scale}; layer='X' reads X)", stacklevel=5)
             return None, True
     candidates = ([("counts", False)] if "counts" in adata.layers else []) + ([(None, True)] if adata.raw is not None else [])
     if not candidates:
@@ -225,13 +225,13 @@ def _counts_matrix(adata, name: str):
         scale = _scale(adata.raw.X if use_raw else adata.layers[layer])
         if scale == "raw-counts":
             _warnings.warn(f"{name}.X looks {seen} and {where} holds raw counts: {where} read (celltyper normalises counts "
-                           f"itself; layer='X' reads X)", stacklevel=4)
+                           f"itself; layer='X' reads X)", stacklevel=5)
             return layer, use_raw
         if usable is None and scale not in ("scaled", "unknown", "empty"):
             usable = (layer, use_raw, where, scale)
     if seen in ("scaled", "empty") and usable is not None:
         layer, use_raw, where, scale = usable
-        _warnings.warn(f"{name}.X looks {seen} and no matrix holds counts; {where} looks {scale}: {where} read", stacklevel=4)
+        _warnings.warn(f"{name}.X looks {seen} and no matrix holds counts; {where} looks {scale}: {where} read", stacklevel=5)
         return layer, use_raw
     return "X", False
 
@@ -358,12 +358,6 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     of more than `augment_depth_max_copies` cells has a random subset of that many copied, each
     copy weighing proportionally more (0: every cell; `--augment-depth-max-copies`).
     """
-    import difflib
-    import inspect
-    for key in hyperparameters:  # a misspelt keyword (n_gene=) lands here: say so
-        close = difflib.get_close_matches(key, list(inspect.signature(train).parameters), n=1, cutoff=0.8)
-        if close:
-            raise TypeError(f"train() got an unexpected keyword argument '{key}'; did you mean '{close[0]}'?")
     references = adata if isinstance(adata, (list, tuple)) else [adata]
     label = _strip(label)
     group = _strip(group)
@@ -380,10 +374,19 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
                        "augment_depth_max_copies": augment_depth_max_copies},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
-    core, summary = _core.train(specs, options)
+    try:
+        core, summary = _core.train(specs, options)
+    except ValueError as error:  # a misspelt keyword (n_gene=) lands among the hyperparameters: say so
+        import difflib
+        import inspect
+        for key in hyperparameters:
+            close = difflib.get_close_matches(key, list(inspect.signature(train).parameters), n=1, cutoff=0.8)
+            if f"has no hyperparameter '{key}'" in str(error) and close:
+                raise TypeError(f"train() got an unexpected keyword argument '{key}'; did you mean '{close[0]}'?") from None
+        raise
     model = Model(core, json.loads(summary))
     for warning in model.summary.get("warnings", []):  # as `celltyper train` prints them
-        _warnings.warn(warning, stacklevel=2)
+        _warnings.warn(warning, stacklevel=3)
     return model
 
 
@@ -412,7 +415,7 @@ class AnnotationResult:
 def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, min_score: float = 0.0, top_k: int = 0,
              over_clustering: Optional[str] = None, hierarchical: bool = False, refit: bool = True, allow_low_coverage: bool = False,
              layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
-             features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None,
+             features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None, keep_model: Optional[bool] = None,
              inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
              normalization: str = "auto", ontology=None) -> AnnotationResult:
     """Label every cell of `adata` with a model (`model=`: a Model, a path, or a list of them,
@@ -423,6 +426,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     top-k and majority-vote columns when asked, obsm['celltyper_probabilities'] and
     uns['celltyper_probability_classes'], as `celltyper annotate` writes them.
     """
+    if keep_model is not None:  # (the trained model always keeps its reference sample now)
+        _warnings.warn("annotate(keep_model=) is no longer needed and is ignored: result.model can always refit", DeprecationWarning, stacklevel=3)
     import pandas as pd
 
     if (model is None) == (reference is None):
@@ -448,9 +453,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                       normalization=normalization)
     out = _core.annotate(query, cores, references, options)
     index = pd.Index(query["obs_names"])
-    # Categories: every class of the model(s), then other labels given (Unassigned, coarser terms),
-    # so that two annotations with one model compare with == whatever labels occurred.
-    categories = list(dict.fromkeys([str(c) for c in out["class_names"]] + sorted(set(out["labels"]))))
+    # Categories: every class of the model(s), Unassigned, then other labels given (coarser terms),
+    # so that two flat annotations with one model compare with == whatever labels occurred.
+    categories = list(dict.fromkeys([str(c) for c in out["class_names"]] + ["Unassigned"] + sorted(set(out["labels"]))))
     labels = pd.Series(pd.Categorical(out["labels"], categories=categories), index=index, name="celltyper_label")
     scores = pd.Series(np.asarray(out["scores"]), index=index, name="celltyper_score")
     has_ids = any(out["class_cl_ids"])
@@ -471,11 +476,13 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     if "trained_model" in out:
         result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))
     for warning in result.warnings:
-        _warnings.warn(warning, stacklevel=2)
+        _warnings.warn(warning, stacklevel=3)
     if inplace:
         obs = adata.obs
         # a previous annotation's columns go first (its top-k, ids or votes would sit beside these labels)
-        stale = [c for c in obs.columns if str(c).startswith("celltyper_")]
+        import re
+        own = re.compile(r"celltyper_(label|score|ontology_id|gene_coverage|majority_vote|flat_label|top[0-9]+_(label|score))")
+        stale = [c for c in obs.columns if own.fullmatch(str(c))]
         if stale:
             obs.drop(columns=stale, inplace=True)
         obs["celltyper_label"] = labels.values
@@ -511,7 +518,7 @@ def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_
     values, info = _core.embed(spec, options)
     values = np.asarray(values)
     for warning in json.loads(info).get("warnings", []):
-        _warnings.warn(warning, stacklevel=2)
+        _warnings.warn(warning, stacklevel=3)
     if inplace:
         adata.obsm[key] = values
     return values

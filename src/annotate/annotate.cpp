@@ -252,17 +252,39 @@ std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::s
   scan.count_columns = true;
   const MatrixSummary sampled = summarize_matrix(*dataset.open_matrix(matrix), scan);
   // (cells without any count say nothing about the panel: an empty matrix is no padded one)
-  if (sampled.rows_scanned - sampled.empty_rows < kPaddingMinCells) return {};
+  const std::int64_t cells_with_counts = sampled.rows_scanned - sampled.rows_without_counts;
+  if (cells_with_counts < kPaddingMinCells) return {};
   const std::vector<std::int64_t> zero_in_sample = genes_without_counts(sampled);
   if (zero_in_sample.empty()) return {};
-  std::vector<std::int64_t> absent;  // the longest list over the models
-  for (const CellTypeModel* model : models) {
-    const std::vector<std::int64_t> ubiquitous = ubiquitous_genes(*model);
-    std::vector<std::int64_t> lacking;
-    std::set_intersection(zero_in_sample.begin(), zero_in_sample.end(), ubiquitous.begin(), ubiquitous.end(), std::back_inserter(lacking));
-    if (lacking.size() > absent.size()) absent = std::move(lacking);
+  std::map<std::int64_t, std::int64_t> query_cells;  // per gene its vars name: sampled cells detecting it
+  for (std::size_t var = 0; var < resolved.gene_index.size() && var < sampled.column_cells.size(); ++var) {
+    if (resolved.gene_index[var] != kNoGene) query_cells[table.gene(resolved.gene_index[var]).entrez_id] += sampled.column_cells[var];
   }
-  if (absent.size() < kPaddingMinAbsent) return {};
+  std::vector<std::int64_t> absent;  // the longest list over the models that qualifies
+  std::size_t ubiquitous_named = 0;   // of how many ubiquitous genes its vars name
+  for (const CellTypeModel* model : models) {
+    if (model->reference.empty()) continue;
+    std::vector<std::int64_t> lacking;
+    std::vector<double> rates;  // of the ubiquitous genes the query detects
+    for (const std::int64_t gene : model_ubiquitous_genes(*model)) {
+      const auto named = query_cells.find(gene);
+      if (named == query_cells.end()) continue;  // not among its vars: plain coverage
+      if (named->second == 0) {
+        lacking.push_back(gene);
+      } else {
+        rates.push_back(static_cast<double>(named->second) / static_cast<double>(cells_with_counts));
+      }
+    }
+    if (lacking.size() < kPaddingMinAbsent || rates.empty()) continue;
+    if (static_cast<double>(lacking.size()) < kPaddingMinShare * static_cast<double>(lacking.size() + rates.size())) continue;
+    std::nth_element(rates.begin(), rates.begin() + static_cast<std::ptrdiff_t>(rates.size() / 2), rates.end());
+    if (rates[rates.size() / 2] < kPaddingMinQueryRate) continue;  // shallow cells: genes missed by depth
+    if (lacking.size() > absent.size()) {
+      ubiquitous_named = lacking.size() + rates.size();
+      absent = std::move(lacking);
+    }
+  }
+  if (absent.empty()) return {};
   // Padded: the genes without a count in any cell (every cell read when the sample was not all).
   std::vector<std::int64_t> padded = zero_in_sample;
   if (sampled.rows_scanned < dataset.n_obs()) {
@@ -275,10 +297,10 @@ std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::s
       if (examples.size() == 5) break;
       if (const std::int32_t gene = table.find_entrez(entrez); gene != kNoGene) examples.push_back(table.gene(gene).symbol);
     }
-    *note = fmt::format("{} of its genes have no count in any of its {} cells, {} of them genes that every cell type of the reference "
-                        "expresses ({}): read as not measured, as in a panel padded with zeros (anndata.concat(join=\"outer\"), "
-                        "Seurat's merge)",
-                        padded.size(), dataset.n_obs(), absent.size(), fmt::join(examples, ", "));
+    *note = fmt::format("{} of its genes have no count in any of its {} cells, among them {} of the {} genes that every cell type of "
+                        "the reference expresses ({}): read as not measured, as in a panel padded with zeros (anndata.concat("
+                        "join=\"outer\"), Seurat's merge)",
+                        padded.size(), dataset.n_obs(), absent.size(), ubiquitous_named, fmt::join(examples, ", "));
   }
   return padded;
 }

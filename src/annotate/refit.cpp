@@ -144,19 +144,34 @@ std::vector<std::int64_t> ubiquitous_genes(const CellTypeModel& model, double mi
   std::vector<std::int64_t> genes;
   for (std::size_t g = 0; g < n_genes; ++g) {
     bool every = true;
-    bool any = false;
+    int classes = 0;  // classes with cells enough to say (one class alone would make its markers "ubiquitous")
     for (std::size_t c = 0; c < n_classes && every; ++c) {
       std::int64_t total = 0;
       for (std::size_t r = 0; r < n_references; ++r) {
         if (measures.empty() || measures[r][g] != 0) total += cells[c * n_references + r];
       }
-      if (total < min_cells) continue;  // too few cells to say
-      any = true;
+      if (total < min_cells) continue;
+      ++classes;
       every = static_cast<double>(detected[g * n_classes + c]) >= min_rate * static_cast<double>(total);
     }
-    if (any && every) genes.push_back(sample.entrez_ids[g]);
+    if (classes >= 2 && every) genes.push_back(sample.entrez_ids[g]);
   }
   return genes;  // ascending: the sample's columns are
+}
+
+std::vector<std::int64_t> model_ubiquitous_genes(const CellTypeModel& model) {
+  if (model.provenance.is_object()) {
+    const auto stored = model.provenance.find("ubiquitous_genes");
+    if (stored != model.provenance.end() && stored->is_array()) {
+      std::vector<std::int64_t> genes;
+      for (const auto& gene : *stored) {
+        if (gene.is_number_integer()) genes.push_back(gene.get<std::int64_t>());
+      }
+      std::sort(genes.begin(), genes.end());
+      return genes;
+    }
+  }
+  return ubiquitous_genes(model);  // a model from before session 28: from its sample
 }
 
 bool can_refit(const CellTypeModel& model) { return model.features == kFeaturesExpression && !model.reference.empty(); }

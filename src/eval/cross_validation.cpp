@@ -31,79 +31,113 @@ struct ReferenceCells {
   std::vector<std::uint8_t> usable;  // labelled and passing the filter
 };
 
-/// A held-out group that is a panel padded with zeros (annotate's rule, annotate.hpp: genes that
-/// every training class detects in half its cells have no count in any held-out cell): the genes
-/// its cells detect, to train on as annotate refits for such a query; empty when not padded.
+/// A held-out group that is a panel padded with zeros (annotate's rule, annotate.hpp: of the genes
+/// every training class detects in half its cells, a share has no count in any held-out cell
+/// while the others are commonly detected there): the genes its cells detect, to train on as
+/// annotate refits for such a query; empty when not padded. One pass over the references.
 /// `examples` gets a few of the absent ubiquitous genes' symbols.
 std::vector<std::int64_t> padded_fold_genes(const std::vector<const Dataset*>& datasets, const std::vector<ReferenceCells>& references,
                                             const std::vector<std::vector<std::uint8_t>>& train_masks,
                                             const std::vector<std::vector<std::size_t>>& test_rows, const TrainOptions& base,
                                             const GeneTable& table, std::vector<std::string>* examples) {
-  std::int64_t n_test = 0;
-  for (const auto& rows : test_rows) n_test += static_cast<std::int64_t>(rows.size());
-  if (n_test < kPaddingMinCells) return {};
-  const auto matrix_of = [&](std::size_t r) {
-    return resolve_matrix_source(*datasets[r], !base.matrices.empty() && !base.matrices[r].empty() ? base.matrices[r] : base.embed.matrix);
-  };
-  // The held-out cells' genes: named by their vars, and detected.
-  std::set<std::int64_t> named;
-  std::set<std::int64_t> detected;
+  // Genes (Entrez) of every reference's vars, numbered; per reference its column -> gene number.
+  std::map<std::int64_t, std::size_t> number;
+  std::vector<std::vector<std::int64_t>> column_gene(datasets.size());
+  std::vector<std::string> matrices(datasets.size());
+  std::set<std::size_t> named;  // genes the held-out cells' vars name
   for (std::size_t r = 0; r < datasets.size(); ++r) {
-    if (test_rows[r].empty()) continue;
-    const std::string matrix = matrix_of(r);
-    for (const std::int64_t gene : dataset_genes(*datasets[r], matrix, table, base.embed.genes)) named.insert(gene);
-    for (const std::int64_t gene : detected_genes(*datasets[r], matrix, test_rows[r], table, base.embed.genes, base.embed.memory_limit_bytes)) {
-      detected.insert(gene);
+    matrices[r] = resolve_matrix_source(*datasets[r], !base.matrices.empty() && !base.matrices[r].empty() ? base.matrices[r] : base.embed.matrix);
+    const GeneResolveResult resolved = resolve_genes(table, datasets[r]->read_var_of(matrices[r]), base.embed.genes);
+    column_gene[r].assign(resolved.gene_index.size(), -1);
+    for (std::size_t column = 0; column < resolved.gene_index.size(); ++column) {
+      if (resolved.gene_index[column] == kNoGene) continue;
+      const auto [it, inserted] = number.emplace(table.gene(resolved.gene_index[column]).entrez_id, number.size());
+      column_gene[r][column] = static_cast<std::int64_t>(it->second);
+      if (!test_rows[r].empty()) named.insert(it->second);
     }
   }
-  std::vector<std::int64_t> absent;
-  std::set_difference(named.begin(), named.end(), detected.begin(), detected.end(), std::back_inserter(absent));
-  if (absent.size() < kPaddingMinAbsent) return {};
-  // Per training class, its cells and those detecting each absent gene.
-  std::map<std::string, std::int64_t> class_cells;
-  std::map<std::string, std::vector<std::int64_t>> class_detected;
+  const std::size_t n_genes = number.size();
+  std::map<std::string, std::size_t> class_of;  // the training cells' labels
   for (std::size_t r = 0; r < datasets.size(); ++r) {
-    const std::string matrix = matrix_of(r);
-    const GeneResolveResult resolved = resolve_genes(table, datasets[r]->read_var_of(matrix), base.embed.genes);
-    std::vector<std::int32_t> slot(resolved.gene_index.size(), -1);  // column -> index into `absent`
-    for (std::size_t column = 0; column < slot.size(); ++column) {
-      if (resolved.gene_index[column] == kNoGene) continue;
-      const auto at = std::lower_bound(absent.begin(), absent.end(), table.gene(resolved.gene_index[column]).entrez_id);
-      if (at != absent.end() && *at == table.gene(resolved.gene_index[column]).entrez_id) slot[column] = static_cast<std::int32_t>(at - absent.begin());
+    for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
+      if (train_masks[r][row] != 0 && references[r].usable[row] != 0) class_of.emplace(references[r].labels[row], class_of.size());
     }
-    const std::unique_ptr<MatrixReader> reader = datasets[r]->open_matrix(matrix);
-    for_each_block(*reader, stream_options(*datasets[r], matrix, base.embed.memory_limit_bytes), [&](const CsrBlock& block) {
+  }
+  const std::size_t n_classes = class_of.size();
+  std::vector<std::int64_t> class_cells(n_classes, 0);
+  std::vector<std::int32_t> class_detected(n_genes * n_classes, 0);  // [gene x class]
+  std::vector<std::int64_t> held_detected(n_genes, 0);
+  std::int64_t held_with_counts = 0;
+  for (std::size_t r = 0; r < datasets.size(); ++r) {
+    std::vector<std::uint8_t> held(references[r].labels.size(), 0);
+    for (const std::size_t row : test_rows[r]) held[row] = 1;
+    const std::unique_ptr<MatrixReader> reader = datasets[r]->open_matrix(matrices[r]);
+    for_each_block(*reader, stream_options(*datasets[r], matrices[r], base.embed.memory_limit_bytes), [&](const CsrBlock& block) {
       for (std::int64_t i = 0; i < block.n_rows; ++i) {
         const auto row = static_cast<std::size_t>(block.first_row + i);
+        const auto begin = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(i)]);
+        const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(i) + 1]);
+        const auto gene_at = [&](std::size_t k) {
+          const auto column = static_cast<std::size_t>(block.indices[k]);
+          return column < column_gene[r].size() && block.values[k] != 0 ? column_gene[r][column] : std::int64_t{-1};
+        };
+        if (held[row] != 0) {
+          bool counts = false;
+          for (std::size_t k = begin; k < end; ++k) {
+            if (const std::int64_t gene = gene_at(k); gene >= 0) {
+              ++held_detected[static_cast<std::size_t>(gene)];
+              counts = true;
+            }
+          }
+          held_with_counts += counts ? 1 : 0;
+          continue;
+        }
         if (train_masks[r][row] == 0 || references[r].usable[row] == 0) continue;
-        const std::string& label = references[r].labels[row];
-        ++class_cells[label];
-        auto& counts = class_detected[label];
-        counts.resize(absent.size(), 0);
-        for (std::int64_t k = block.indptr[static_cast<std::size_t>(i)]; k < block.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
-          const auto column = static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)]);
-          if (column < slot.size() && slot[column] >= 0 && block.values[static_cast<std::size_t>(k)] != 0) ++counts[static_cast<std::size_t>(slot[column])];
+        const std::size_t c = class_of.at(references[r].labels[row]);
+        ++class_cells[c];
+        for (std::size_t k = begin; k < end; ++k) {
+          if (const std::int64_t gene = gene_at(k); gene >= 0) ++class_detected[static_cast<std::size_t>(gene) * n_classes + c];
         }
       }
     });
   }
-  std::size_t ubiquitous = 0;
-  for (std::size_t g = 0; g < absent.size(); ++g) {
-    bool any = false;
+  if (held_with_counts < kPaddingMinCells) return {};
+  std::vector<std::int64_t> entrez_of(n_genes);
+  for (const auto& [entrez, g] : number) entrez_of[g] = entrez;
+  std::vector<std::int64_t> lacking;
+  std::vector<double> rates;  // held-out detection of the ubiquitous genes they detect
+  for (const std::size_t g : named) {
+    int classes = 0;
     bool every = true;
-    for (const auto& [label, cells] : class_cells) {
-      if (cells < kPaddingMinClassCells) continue;
-      any = true;
-      every = every && static_cast<double>(class_detected[label][g]) >= kPaddingMinRate * static_cast<double>(cells);
+    for (std::size_t c = 0; c < n_classes && every; ++c) {
+      if (class_cells[c] < kPaddingMinClassCells) continue;
+      ++classes;
+      every = static_cast<double>(class_detected[g * n_classes + c]) >= kPaddingMinRate * static_cast<double>(class_cells[c]);
     }
-    if (!any || !every) continue;
-    if (examples != nullptr && examples->size() < 5) {
-      if (const std::int32_t gene = table.find_entrez(absent[g]); gene != kNoGene) examples->push_back(table.gene(gene).symbol);
+    if (classes < 2 || !every) continue;
+    if (held_detected[g] == 0) {
+      lacking.push_back(entrez_of[g]);
+    } else {
+      rates.push_back(static_cast<double>(held_detected[g]) / static_cast<double>(held_with_counts));
     }
-    ++ubiquitous;
   }
-  if (ubiquitous < kPaddingMinAbsent) return {};
-  return {detected.begin(), detected.end()};
+  if (lacking.size() < kPaddingMinAbsent || rates.empty()) return {};
+  if (static_cast<double>(lacking.size()) < kPaddingMinShare * static_cast<double>(lacking.size() + rates.size())) return {};
+  std::nth_element(rates.begin(), rates.begin() + static_cast<std::ptrdiff_t>(rates.size() / 2), rates.end());
+  if (rates[rates.size() / 2] < kPaddingMinQueryRate) return {};
+  if (examples != nullptr) {
+    std::sort(lacking.begin(), lacking.end());
+    for (const std::int64_t entrez : lacking) {
+      if (examples->size() == 5) break;
+      if (const std::int32_t gene = table.find_entrez(entrez); gene != kNoGene) examples->push_back(table.gene(gene).symbol);
+    }
+  }
+  std::vector<std::int64_t> detected;
+  for (const std::size_t g : named) {
+    if (held_detected[g] > 0) detected.push_back(entrez_of[g]);
+  }
+  std::sort(detected.begin(), detected.end());
+  return detected;
 }
 
 /// Probabilities of the held-out cells for one model, in the order of `rows` per reference.
@@ -225,6 +259,30 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     }
     references.push_back(std::move(cells));
   }
+  // Labels equal but for spaces or case are one class, as train reads them (truth included).
+  std::map<std::string, std::int64_t> spelled;
+  for (const auto& cells : references) {
+    for (std::size_t row = 0; row < cells.labels.size(); ++row) {
+      if (cells.usable[row] != 0) ++spelled[cells.labels[row]];
+    }
+  }
+  std::string spelling_note;
+  const std::map<std::string, std::string> spellings = label_spelling_renames(spelled, &spelling_note);
+  if (!spellings.empty()) {
+    result.warnings.push_back(fmt::format("obs:{}: {}", base.label_column, spelling_note));
+    for (auto& cells : references) {
+      for (auto& label : cells.labels) {
+        if (const auto renamed = spellings.find(label); renamed != spellings.end()) label = renamed->second;
+      }
+    }
+    all_labels.clear();
+    for (const auto& [label, count] : spelled) all_labels.insert(spellings.count(label) != 0 ? spellings.at(label) : label);
+    LabelTermIds merged;
+    for (const auto& [label, counts] : term_ids) {
+      for (const auto& [id, count] : counts) merged[spellings.count(label) != 0 ? spellings.at(label) : label][id] += count;
+    }
+    term_ids = std::move(merged);
+  }
   const std::map<std::string, std::string> data_ids = most_frequent_term_ids(term_ids, term_ids_column, &result.warnings);
   std::map<std::string, std::string> renames;
   std::map<std::string, std::string> cl_ids;  // label (as trained / scored) -> CL id
@@ -243,6 +301,12 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
         }
       }
     }
+  }
+
+  // Training reads the file's own spellings: each goes to its class's name (and harmonised term).
+  for (const auto& [spelling, canonical] : spellings) {
+    const auto harmonized = renames.find(canonical);
+    renames[spelling] = harmonized != renames.end() ? harmonized->second : canonical;
   }
 
   // Folds.

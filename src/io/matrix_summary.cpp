@@ -304,6 +304,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
       double exp10m1_total = 0;
       double row_max = 0;
       bool row_non_integer = false;
+      bool row_counts = false;
       std::size_t row_non_integers = 0;
       const auto begin = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r)]);
       const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(r) + 1]);
@@ -328,7 +329,10 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
           row_non_integer = true;
         }
         if (value == 0 && sparse) ++summary.n_explicit_zeros;
-        if (value != 0 && options.count_columns) ++summary.column_cells[static_cast<std::size_t>(block.indices[k])];
+        if (value != 0) {
+          row_counts = true;
+          if (options.count_columns) ++summary.column_cells[static_cast<std::size_t>(block.indices[k])];
+        }
         total += value;
         expm1_total += from_integer_table<expm1_capped>(value, is_integer);
         exp2m1_total += from_integer_table<exp2m1_capped>(value, is_integer);
@@ -339,6 +343,7 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
       if (2 * row_non_integers >= end - begin && row_max < MatrixSummary::kLogLikeMax) ++summary.log_like_rows;
       if (!row_non_integer && row_max > 0) ++summary.integer_rows;
       if (end == begin) ++summary.empty_rows;
+      if (!row_counts) ++summary.rows_without_counts;
       summary.stored_values += static_cast<std::int64_t>(end - begin);
       totals.push_back(total);
       expm1_totals.push_back(expm1_total);

@@ -775,10 +775,9 @@ std::vector<std::string> argmax_classes(const ProbabilityMatrix& probabilities, 
   return prediction;
 }
 
-/// "B " and "B", "NK" and "nk" name one class: labels equal but for surrounding white space
-/// and letter case take the most frequent spelling (trimmed) over every reference; the term
-/// ids counted per label follow. Returns the warning, "" when nothing changed.
-std::string unify_label_spellings(std::vector<LabelledReference>& references) {
+}  // namespace
+
+std::map<std::string, std::string> label_spelling_renames(const std::map<std::string, std::int64_t>& cells, std::string* note) {
   const auto trimmed = [](const std::string& label) {
     const auto first = label.find_first_not_of(" \t\r\n");
     if (first == std::string::npos) return label;
@@ -789,12 +788,6 @@ std::string unify_label_spellings(std::vector<LabelledReference>& references) {
     for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return key;
   };
-  std::map<std::string, std::int64_t> cells;  // per spelling
-  for (const auto& reference : references) {
-    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
-      if (reference.labelled[row] != 0) ++cells[reference.labels[row]];
-    }
-  }
   std::map<std::string, std::pair<std::string, std::int64_t>> best;  // folded -> (spelling, cells)
   for (const auto& [label, count] : cells) {
     auto [it, inserted] = best.emplace(folded(label), std::make_pair(label, count));
@@ -808,6 +801,26 @@ std::string unify_label_spellings(std::vector<LabelledReference>& references) {
     renames.emplace(label, canonical);
     if (examples.size() < 6) examples.push_back(fmt::format("'{}' ({} cells) as '{}'", label, count, canonical));
   }
+  if (note != nullptr && !renames.empty()) {
+    *note = fmt::format("{} labels differ from another only in surrounding spaces or letter case, read as one class: {}{}", renames.size(),
+                        fmt::join(examples, ", "), renames.size() > examples.size() ? ", ..." : "");
+  }
+  return renames;
+}
+
+namespace {
+
+/// label_spelling_renames over every reference's labelled cells, applied to their labels and to
+/// the term ids counted per label. Returns the warning, "" when nothing changed.
+std::string unify_label_spellings(std::vector<LabelledReference>& references) {
+  std::map<std::string, std::int64_t> cells;  // per spelling
+  for (const auto& reference : references) {
+    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+      if (reference.labelled[row] != 0) ++cells[reference.labels[row]];
+    }
+  }
+  std::string note;
+  const std::map<std::string, std::string> renames = label_spelling_renames(cells, &note);
   if (renames.empty()) return "";
   for (auto& reference : references) {
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
@@ -820,8 +833,7 @@ std::string unify_label_spellings(std::vector<LabelledReference>& references) {
     }
     reference.label_term_ids = std::move(merged);
   }
-  return fmt::format("{} labels differ from another only in surrounding spaces or letter case, read as one class: {}{}", renames.size(),
-                     fmt::join(examples, ", "), renames.size() > examples.size() ? ", ..." : "");
+  return note;
 }
 
 }  // namespace
@@ -1830,6 +1842,9 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
                       {"fit_seconds", seconds},
                       {"final_fit", "all labelled cells (validation metrics come from a fit without the held-out cells)"},
                       {"celltyper_version", CELLTYPER_VERSION}};
+  // The genes every class expresses, by which annotate tells a query padded with zeros (kept
+  // here so that annotating a query never has to read the reference sample for them).
+  if (!model.reference.empty()) model.provenance["ubiquitous_genes"] = ubiquitous_genes(model);
   if (result.has_validation) {
     model.validation = to_json(result.validation);
     model.validation["n_cells"] = result.n_validation;
