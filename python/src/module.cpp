@@ -259,12 +259,14 @@ nlohmann::json train_summary(const TrainResult& result) {
   nlohmann::json summary = {{"n_cells", result.n_cells},
                             {"n_dropped_unlabelled", result.n_dropped_unlabelled},
                             {"n_dropped_empty", result.n_dropped_empty},
-                            {"n_reference_genes", result.n_reference_genes},
-                            {"n_shared_genes", result.n_shared_genes},
                             {"n_validation", result.n_validation},
                             {"n_thinned_copies", result.model.provenance.is_object() ? result.model.provenance.value("n_thinned_copies", std::int64_t{0}) : 0},
                             {"warnings", result.warnings}};
   summary["validation"] = result.has_validation ? to_json(result.validation) : nlohmann::json(nullptr);
+  if (result.n_reference_genes > 0) {  // reference mode (train_for_query)
+    summary["n_reference_genes"] = result.n_reference_genes;
+    summary["n_shared_genes"] = result.n_shared_genes;
+  }
   return summary;
 }
 

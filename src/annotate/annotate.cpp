@@ -422,29 +422,38 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   std::vector<std::vector<std::size_t>> model_columns;
   std::vector<std::string> merged;  // "'B cell' as 'B' (CL:0000236)"
   for (const auto* model : models) {
-    std::vector<std::size_t> columns;
-    std::set<std::size_t> taken;  // columns this model's classes already fill
-    for (std::size_t c = 0; c < model->class_names.size(); ++c) {
+    const std::size_t n_classes = model->class_names.size();
+    std::vector<std::size_t> columns(n_classes, SIZE_MAX);
+    std::set<std::size_t> taken;  // columns this model's classes fill: one class each
+    // Same names first (a model's class keeps the column of its name), then the same CL terms.
+    for (std::size_t c = 0; c < n_classes; ++c) {
+      if (const auto named = column_of.find(model->class_names[c]); named != column_of.end() && taken.insert(named->second).second) {
+        columns[c] = named->second;
+      }
+    }
+    for (std::size_t c = 0; c < n_classes; ++c) {
+      if (columns[c] != SIZE_MAX) continue;
+      const auto& id = model->class_cl_ids[c];
+      if (const auto same_term = id.empty() ? column_of_id.end() : column_of_id.find(id);
+          same_term != column_of_id.end() && column_of.count(model->class_names[c]) == 0 && taken.insert(same_term->second).second) {
+        columns[c] = same_term->second;
+        merged.push_back(fmt::format("'{}' as '{}' ({})", model->class_names[c], annotation.class_names[columns[c]], id));
+      }
+    }
+    for (std::size_t c = 0; c < n_classes; ++c) {
       const auto& name = model->class_names[c];
       const auto& id = model->class_cl_ids[c];
-      std::size_t column = annotation.class_names.size();
-      if (const auto named = column_of.find(name); named != column_of.end()) {
-        column = named->second;
-      } else if (const auto same_term = id.empty() ? column_of_id.end() : column_of_id.find(id);
-                 same_term != column_of_id.end() && taken.count(same_term->second) == 0) {
-        column = same_term->second;
-        merged.push_back(fmt::format("'{}' as '{}' ({})", name, annotation.class_names[column], id));
-      }
-      if (column == annotation.class_names.size()) {
-        column_of.emplace(name, column);
-        annotation.class_names.push_back(name);
+      if (columns[c] == SIZE_MAX) {  // a column of its own (a name already taken gets a suffix)
+        std::string unique = name;
+        for (int k = 2; column_of.count(unique) != 0; ++k) unique = fmt::format("{} ({})", name, k);
+        columns[c] = annotation.class_names.size();
+        column_of.emplace(unique, columns[c]);
+        annotation.class_names.push_back(unique);
         annotation.class_cl_ids.push_back(id);
-      } else if (annotation.class_cl_ids[column].empty()) {
-        annotation.class_cl_ids[column] = id;
+      } else if (annotation.class_cl_ids[columns[c]].empty()) {
+        annotation.class_cl_ids[columns[c]] = id;
       }
-      if (!id.empty()) column_of_id.emplace(id, column);
-      taken.insert(column);
-      columns.push_back(column);
+      if (!id.empty()) column_of_id.emplace(id, columns[c]);
     }
     model_columns.push_back(std::move(columns));
   }
@@ -704,8 +713,9 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   }
   // The references' genes, and of them the query's: the gene floor model mode applies.
   std::vector<std::int64_t> reference_genes;
-  for (const Dataset* reference : references) {
-    const std::vector<std::int64_t> own = dataset_genes(*reference, options.embed.matrix, table, options.embed.genes);
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    const std::string& matrix = !options.matrices.empty() && !options.matrices[r].empty() ? options.matrices[r] : options.embed.matrix;
+    const std::vector<std::int64_t> own = dataset_genes(*references[r], matrix, table, options.embed.genes);
     std::vector<std::int64_t> merged;
     std::set_union(reference_genes.begin(), reference_genes.end(), own.begin(), own.end(), std::back_inserter(merged));
     reference_genes = std::move(merged);

@@ -111,6 +111,9 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           reason = "auto: " + seen + "; log1p(CP10k) as for counts";
           return Normalization::kLog1pCp10k;
         case ValueScale::kScaled:
+          if (summary.n_negative * 1000 < summary.stored_values) {  // a few damaged values, not scaled data
+            throw InputError(fmt::format("{}: {}", matrix, summary.scale_reason));
+          }
           throw InputError(fmt::format("{}: negative values cannot be used; use the counts (e.g. --layer counts or --layer raw) "
                                        "or pass --normalize none to use them anyway",
                                        seen));

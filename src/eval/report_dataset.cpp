@@ -497,7 +497,10 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     const std::set<std::string> truth_set(truth_classes.begin(), truth_classes.end());
     const bool shared = std::any_of(prediction_classes.begin(), prediction_classes.end(),
                                     [&](const std::string& name) { return name != kUnassigned && truth_set.count(name) > 0; });
-    if (!shared && !truth_classes.empty()) {
+    const bool all_unassigned = std::all_of(prediction_classes.begin(), prediction_classes.end(), [](const std::string& name) { return name == kUnassigned; });
+    if (all_unassigned && !truth_classes.empty()) {
+      evaluation.warnings.push_back("every cell's prediction is Unassigned: accuracy and F1 are 0 (annotate with a lower --min-score)");
+    } else if (!shared && !truth_classes.empty()) {
       evaluation.warnings.push_back(fmt::format(
           "no prediction names a truth class (truth e.g. '{}', predictions e.g. '{}'): accuracy and F1 are 0 by construction; map both "
           "to Cell Ontology ids with --label-map TSV (columns label, cl_id; Python: label_map=)",

@@ -919,7 +919,8 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
   for (const auto& [label, count] : cells) {
     if (count == 1) singletons.push_back(label);
   }
-  if (!singletons.empty() && singletons.size() < cells.size()) {
+  // (with fewer than two classes left, training stops anyway: its message names the singletons)
+  if (!singletons.empty() && singletons.size() + 2 <= cells.size()) {
     for (auto& reference : references) {
       for (std::size_t row = 0; row < reference.labels.size(); ++row) {
         if (reference.labelled[row] != 0 && cells[reference.labels[row]] == 1) reference.labelled[row] = 0;
