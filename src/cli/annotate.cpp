@@ -17,6 +17,7 @@
 #include "cli/columns.hpp"
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "io/utf8.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -266,9 +267,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       fmt::print("{}\n", summary.dump(2));
     } else {
       // (padded by characters here: "γδ T" is 4 wide, not its 6 bytes)
-      const auto characters = [](const std::string& text) {
-        return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
-      };
+      const auto characters = [](const std::string& text) { return detail::utf8_code_points(text); };
       std::size_t width = 5;
       for (const auto& [label, count] : counts) width = std::max(width, characters(label));
       fmt::print("{:<{}}  {:>7}  {:>6}\n", "label", width, "cells", "share");

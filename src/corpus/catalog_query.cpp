@@ -3,6 +3,7 @@
 #include <celltyper/error.hpp>
 
 #include "corpus/duckdb_util.hpp"
+#include "io/utf8.hpp"
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -147,9 +148,7 @@ std::string format_query_table(const QueryResult& result) {
   std::vector<std::size_t> width(columns, 0);
   const auto shown = [](const std::optional<std::string>& value) { return value ? *value : std::string("NULL"); };
   // Width in characters (UTF-8 continuation bytes do not count).
-  const auto display_width = [](const std::string& text) {
-    return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
-  };
+  const auto display_width = [](const std::string& text) { return detail::utf8_code_points(text); };
   for (std::size_t c = 0; c < columns; ++c) width[c] = display_width(result.columns[c]);
   for (const auto& row : result.rows) {
     for (std::size_t c = 0; c < columns; ++c) width[c] = std::max(width[c], display_width(shown(row[c])));

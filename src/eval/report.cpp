@@ -17,6 +17,7 @@
 #include "celltyper/error.hpp"
 #include "celltyper/output_file.hpp"
 #include "celltyper/report.hpp"
+#include "io/utf8.hpp"
 
 namespace celltyper {
 namespace {
@@ -47,10 +48,7 @@ std::string escape(std::string_view text) {
 }
 
 /// Number of UTF-8 code points (for width estimates and truncation).
-std::size_t code_points(std::string_view text) {
-  return static_cast<std::size_t>(
-      std::count_if(text.begin(), text.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
-}
+std::size_t code_points(std::string_view text) { return detail::utf8_code_points(text); }
 
 /// `text` cut to `max_points` code points with an ellipsis.
 std::string shorten(const std::string& text, std::size_t max_points) {
