@@ -247,6 +247,13 @@ inline constexpr std::int64_t kPaddingMinCells = 40;
 /// with zeros. Empty without a reference sample.
 std::vector<std::int64_t> ubiquitous_genes(const CellTypeModel& model, double min_rate = kPaddingMinRate,
                                            std::int64_t min_cells = kPaddingMinClassCells);
+/// The padding verdict of annotate_dataset and cv for one query (or held-out group): `absent`
+/// ubiquitous genes its vars name have no count in its cells, and `detected_rates` holds, per
+/// ubiquitous gene it detects, the share of its cells (with counts) detecting it. True when
+/// absent >= kPaddingMinAbsent and >= kPaddingMinShare of them all, and the median rate is at
+/// least kPaddingMinQueryRate. (Reorders `detected_rates`.)
+bool looks_padded(std::size_t absent, std::vector<double>& detected_rates);
+
 /// ubiquitous_genes as training recorded them (provenance "ubiquitous_genes"; no sample read),
 /// else computed from the sample (older models).
 std::vector<std::int64_t> model_ubiquitous_genes(const CellTypeModel& model);
@@ -261,6 +268,9 @@ bool can_refit(const CellTypeModel& model);
 /// InputError when the model has no reference sample or no gene of `genes` is in it.
 CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int64_t>& genes, int num_threads,
                           const std::function<void(const std::string&)>& log = {});
+
+/// The Entrez ids (ascending, unique) of the genes `resolved` reads.
+std::vector<std::int64_t> resolved_gene_ids(const GeneResolveResult& resolved, const GeneTable& table);
 
 /// The Entrez ids (ascending, unique) of the vars of `matrix` ("X", "raw", a layer) of `dataset`
 /// that resolve through `table`.

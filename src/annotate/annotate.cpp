@@ -235,10 +235,9 @@ constexpr std::int64_t kPaddingScanCells = 2000;
 /// (kPaddingMinAbsent of them; one such gene can be biology, a block of them cannot). Empty,
 /// and `note` untouched, otherwise or when no model carries a reference sample to tell.
 std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
-                                            const GeneResolveOptions& gene_options, const std::vector<const CellTypeModel*>& models,
+                                            const GeneResolveResult& resolved, const std::vector<const CellTypeModel*>& models,
                                             std::string* note) {
   if (std::none_of(models.begin(), models.end(), [](const CellTypeModel* model) { return !model->reference.empty(); })) return {};
-  const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(matrix), gene_options);
   const auto genes_without_counts = [&](const MatrixSummary& summary) {
     std::vector<std::int64_t> genes;
     for (std::size_t var = 0; var < resolved.gene_index.size() && var < summary.column_cells.size(); ++var) {
@@ -275,10 +274,7 @@ std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::s
         rates.push_back(static_cast<double>(named->second) / static_cast<double>(cells_with_counts));
       }
     }
-    if (lacking.size() < kPaddingMinAbsent || rates.empty()) continue;
-    if (static_cast<double>(lacking.size()) < kPaddingMinShare * static_cast<double>(lacking.size() + rates.size())) continue;
-    std::nth_element(rates.begin(), rates.begin() + static_cast<std::ptrdiff_t>(rates.size() / 2), rates.end());
-    if (rates[rates.size() / 2] < kPaddingMinQueryRate) continue;  // shallow cells: genes missed by depth
+    if (!looks_padded(lacking.size(), rates)) continue;
     if (lacking.size() > absent.size()) {
       ubiquitous_named = lacking.size() + rates.size();
       absent = std::move(lacking);
@@ -352,9 +348,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
 
   // How much of each model the query measures; refit a model on the shared genes when the
   // query lacks part of its features or of its reference expression.
-  std::vector<std::int64_t> query_genes = dataset_genes(dataset, options.embed.matrix, table, options.embed.genes);
+  // (the var read and resolved once: for the genes measured and for the padding check)
+  const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(options.embed.matrix), options.embed.genes);
+  std::vector<std::int64_t> query_genes = resolved_gene_ids(resolved, table);
   std::string padded_note;
-  if (const std::vector<std::int64_t> padded = zero_padded_genes(dataset, options.embed.matrix, table, options.embed.genes, given, &padded_note);
+  if (const std::vector<std::int64_t> padded = zero_padded_genes(dataset, options.embed.matrix, table, resolved, given, &padded_note);
       !padded.empty()) {
     std::vector<std::int64_t> measured;
     std::set_difference(query_genes.begin(), query_genes.end(), padded.begin(), padded.end(), std::back_inserter(measured));

@@ -19,7 +19,10 @@ namespace celltyper {
 
 std::vector<std::int64_t> dataset_genes(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
                                         const GeneResolveOptions& options) {
-  const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(resolve_matrix_source(dataset, matrix)), options);
+  return resolved_gene_ids(resolve_genes(table, dataset.read_var_of(resolve_matrix_source(dataset, matrix)), options), table);
+}
+
+std::vector<std::int64_t> resolved_gene_ids(const GeneResolveResult& resolved, const GeneTable& table) {
   std::vector<std::int64_t> ids;
   for (const std::int32_t gene : resolved.gene_index) {
     if (gene != kNoGene) ids.push_back(table.gene(gene).entrez_id);
@@ -157,6 +160,14 @@ std::vector<std::int64_t> ubiquitous_genes(const CellTypeModel& model, double mi
     if (classes >= 2 && every) genes.push_back(sample.entrez_ids[g]);
   }
   return genes;  // ascending: the sample's columns are
+}
+
+bool looks_padded(std::size_t absent, std::vector<double>& detected_rates) {
+  if (absent < kPaddingMinAbsent || detected_rates.empty()) return false;
+  if (static_cast<double>(absent) < kPaddingMinShare * static_cast<double>(absent + detected_rates.size())) return false;
+  const auto middle = detected_rates.begin() + static_cast<std::ptrdiff_t>(detected_rates.size() / 2);
+  std::nth_element(detected_rates.begin(), middle, detected_rates.end());
+  return *middle >= kPaddingMinQueryRate;  // (shallow cells miss genes by depth, not by panel)
 }
 
 std::vector<std::int64_t> model_ubiquitous_genes(const CellTypeModel& model) {

@@ -121,10 +121,7 @@ std::vector<std::int64_t> padded_fold_genes(const std::vector<const Dataset*>& d
       rates.push_back(static_cast<double>(held_detected[g]) / static_cast<double>(held_with_counts));
     }
   }
-  if (lacking.size() < kPaddingMinAbsent || rates.empty()) return {};
-  if (static_cast<double>(lacking.size()) < kPaddingMinShare * static_cast<double>(lacking.size() + rates.size())) return {};
-  std::nth_element(rates.begin(), rates.begin() + static_cast<std::ptrdiff_t>(rates.size() / 2), rates.end());
-  if (rates[rates.size() / 2] < kPaddingMinQueryRate) return {};
+  if (!looks_padded(lacking.size(), rates)) return {};
   if (examples != nullptr) {
     std::sort(lacking.begin(), lacking.end());
     for (const std::int64_t entrez : lacking) {

@@ -810,17 +810,22 @@ std::map<std::string, std::string> label_spelling_renames(const std::map<std::st
 
 namespace {
 
-/// label_spelling_renames over every reference's labelled cells, applied to their labels and to
-/// the term ids counted per label. Returns the warning, "" when nothing changed.
-std::string unify_label_spellings(std::vector<LabelledReference>& references) {
-  std::map<std::string, std::int64_t> cells;  // per spelling
+/// Labelled cells per label over every reference.
+std::map<std::string, std::int64_t> cells_per_label(const std::vector<LabelledReference>& references) {
+  std::map<std::string, std::int64_t> cells;
   for (const auto& reference : references) {
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
       if (reference.labelled[row] != 0) ++cells[reference.labels[row]];
     }
   }
+  return cells;
+}
+
+/// label_spelling_renames over every reference's labelled cells, applied to their labels and to
+/// the term ids counted per label. Returns the warning, "" when nothing changed.
+std::string unify_label_spellings(std::vector<LabelledReference>& references) {
   std::string note;
-  const std::map<std::string, std::string> renames = label_spelling_renames(cells, &note);
+  const std::map<std::string, std::string> renames = label_spelling_renames(cells_per_label(references), &note);
   if (renames.empty()) return "";
   for (auto& reference : references) {
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
@@ -898,9 +903,7 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     }
     references.push_back(std::move(reference));
   }
-  if (std::all_of(references.begin(), references.end(), [](const LabelledReference& reference) {
-        return std::none_of(reference.labelled.begin(), reference.labelled.end(), [](std::uint8_t labelled) { return labelled != 0; });
-      })) {
+  if (cells_per_label(references).empty()) {
     std::vector<std::string> paths;
     for (const auto& reference : references) paths.push_back(reference.path);
     throw InputError(fmt::format("obs column '{}' labels no cell of {} (every value is missing{})", options.label_column, join_names(paths),
@@ -909,12 +912,7 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
   std::string note = unify_label_spellings(references);
   // A class of one cell can be neither learnt nor validated: left out, as CellTypist and
   // SingleR would keep it only to predict it from one cell.
-  std::map<std::string, std::int64_t> cells;
-  for (const auto& reference : references) {
-    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
-      if (reference.labelled[row] != 0) ++cells[reference.labels[row]];
-    }
-  }
+  std::map<std::string, std::int64_t> cells = cells_per_label(references);
   std::vector<std::string> singletons;
   for (const auto& [label, count] : cells) {
     if (count == 1) singletons.push_back(label);
