@@ -354,6 +354,15 @@ struct Annotation {
   /// Per cell: the share of its predicted types' reference expression (class profiles weighted
   /// by the cell's probabilities, mean over models) that the query measures.
   std::vector<float> gene_coverage;
+  /// Per cell (when a model carries type profiles, reference_similarity.hpp; else empty): the
+  /// Spearman correlation with its best-matching reference type (the highest over models), and
+  /// 1 when every model that could judge it found it below what that type's own cells reach at
+  /// its depth: a cell that resembles none of the reference's types (0 also for cells too
+  /// shallow to judge).
+  std::vector<float> similarity;
+  std::vector<std::uint8_t> unlike_reference;
+  std::int64_t n_similarity_judged = 0;    ///< cells deep enough to judge
+  std::int64_t n_unlike_reference = 0;     ///< of them, cells unlike every reference type
   std::vector<ModelUse> models;            ///< per model, in the order given
   std::vector<std::string> warnings;
 };

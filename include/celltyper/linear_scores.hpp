@@ -33,9 +33,12 @@ std::optional<LinearScores> linear_scores(const CellTypeModel& model);
 /// scores), added into `probabilities` [n_obs x c_all] at `columns` (the model's classes' columns);
 /// `models_used` counts, per cell, the models that scored it. Streams sparse features within
 /// `options.memory_limit_bytes` on `options.num_threads`; identical for every thread count and
-/// block size. Returns the features run's description (warnings, normalisation).
+/// block size. `observe` (when set) also sees every block of sparse features, after its cells are
+/// scored (the similarity check reads the same features). Returns the features run's description
+/// (warnings, normalisation).
 ExpressionFeatures add_linear_probabilities(const Dataset& dataset, const CellTypeModel& model, const LinearScores& linear,
                                             const GeneTable& table, const EmbedOptions& options, const std::vector<std::size_t>& columns,
-                                            std::size_t c_all, std::vector<float>& probabilities, std::vector<std::int32_t>& models_used);
+                                            std::size_t c_all, std::vector<float>& probabilities, std::vector<std::int32_t>& models_used,
+                                            const SparseFeatureBlockCallback& observe = {});
 
 }  // namespace celltyper

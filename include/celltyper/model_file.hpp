@@ -36,6 +36,11 @@
 ///                                         the sampled cells' values as stored in the references
 ///                                         (counts, or log values), CSR, gzip
 ///     /reference/label        int32 [N]   class index (into /classes/name) of each sampled cell
+///   and expression models with a sample their types' profiles (SimilarityProfile; optional):
+///     /similarity             attrs: n_levels
+///     /similarity/entrez_id int64 [F], /similarity/class int32 [K], /similarity/centred_rank
+///     float32 [K x F], /similarity/level_log_detected, /similarity/level_threshold float64
+///     [K x n_levels], /similarity/min_detected float64 [K]
 ///     /classifier             attrs: type, state_json (ClassifierState::attributes)
 ///     /classifier/<name>      float32 / float64 / int32 / uint8 datasets of the ClassifierState
 #pragma once
@@ -126,6 +131,29 @@ struct ReferenceSample {
   [[nodiscard]] GeneTable gene_table() const;
 };
 
+/// How a model's reference cell types look, by which annotate tells query cells that resemble
+/// none of them (reference_similarity.hpp): per class with cells enough, the average ranks of its
+/// centroid (mean log1p-CP10k of its sampled cells) over the panel's most variable genes, and what
+/// Spearman correlation its own cells reach with their class's centroid (without themselves) at
+/// each depth they were thinned to. Empty for genept models and models without a reference sample.
+struct SimilarityProfile {
+  std::vector<std::int64_t> entrez_ids;     ///< the genes compared (Entrez ids, ascending)
+  std::vector<std::int32_t> classes;        ///< model class of each profile
+  /// [profiles x genes] row-major: each centroid's average ranks (1..genes) minus their mean
+  std::vector<float> centred_ranks;
+  /// [profiles x levels] row-major: at each thinning level (ascending depth), the log of the
+  /// median number of the genes its cells detected, and the kSimilarityQuantile quantile of
+  /// their similarities: a query cell detecting that many genes and scoring below is unlike it.
+  std::vector<double> level_log_detected;
+  std::vector<double> level_threshold;
+  std::int64_t n_levels = 0;
+  /// Per profile: the median genes detected by its cells thinned to kSimilarityMinCounts counts;
+  /// a query cell detecting fewer is too shallow to judge.
+  std::vector<double> min_detected;
+  [[nodiscard]] bool empty() const { return classes.empty(); }
+  [[nodiscard]] std::size_t n_profiles() const { return classes.size(); }
+};
+
 /// Feature routes of a model.
 inline constexpr const char* kFeaturesGenept = "genept";
 inline constexpr const char* kFeaturesExpression = "expression";
@@ -139,6 +167,7 @@ struct CellTypeModel {
   ModelGenes genes;                        ///< genept models
   ExpressionPanel panel;                   ///< expression models
   ReferenceSample reference;               ///< empty when the model carries no reference sample
+  SimilarityProfile similarity;            ///< empty when none (genept models, no sample, older files)
   /// The model's genes (its reference sample's, else its features') as a minimal gene table
   /// (for queries when no full table is available).
   [[nodiscard]] GeneTable gene_table() const {

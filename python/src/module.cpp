@@ -369,6 +369,8 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["majority_vote"] = annotation.majority_vote;
   out["flat_labels"] = annotation.flat_labels;
   out["gene_coverage"] = vector_array(std::move(annotation.gene_coverage));
+  out["similarity"] = vector_array(std::move(annotation.similarity));
+  out["unlike_reference"] = std::vector<bool>(annotation.unlike_reference.begin(), annotation.unlike_reference.end());
   out["warnings"] = annotation.warnings;
   nlohmann::json uses = nlohmann::json::array();
   for (const ModelUse& use : annotation.models) uses.push_back(to_json(use));

@@ -4,6 +4,7 @@
 #include <celltyper/linear_scores.hpp>
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/parallel.hpp>
+#include <celltyper/reference_similarity.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -481,10 +482,76 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // cells are kept, never all their features (a cell's prediction depends only on that cell).
   // Consecutive blocks are gathered up to the memory cap before each prediction call, so that a
   // classifier's per-call overhead (thread start-up, XGBoost's DMatrix) is paid rarely.
+  // The similarity check (reference_similarity.hpp) reads the same features as the classifier:
+  // per cell the best similarity over models, whether some model judged it, and whether some
+  // model found it like one of its types.
+  const auto has_profile = [](const CellTypeModel* model) { return model->features == kFeaturesExpression && !model->similarity.empty(); };
+  const bool check_similarity = std::any_of(models.begin(), models.end(), has_profile);
+  std::vector<std::uint8_t> judged;
+  std::vector<std::uint8_t> judged_like;
+  if (check_similarity) {
+    annotation.similarity.assign(static_cast<std::size_t>(n), std::numeric_limits<float>::quiet_NaN());
+    judged.assign(static_cast<std::size_t>(n), 0);
+    judged_like.assign(static_cast<std::size_t>(n), 0);
+  }
+  const auto record_similarity = [&](std::int64_t cell, const CellSimilarity& result) {  // (one thread per cell)
+    const auto row = static_cast<std::size_t>(cell);
+    if (result.best_class < 0) return;
+    if (std::isnan(annotation.similarity[row]) || result.similarity > annotation.similarity[row]) annotation.similarity[row] = result.similarity;
+    if (result.verdict == SimilarityVerdict::kShallow) return;
+    judged[row] = 1;
+    if (result.verdict == SimilarityVerdict::kLike) judged_like[row] = 1;
+  };
   for (std::size_t m = 0; m < models.size(); ++m) {
+    std::optional<SimilarityScorer> scorer;
+    // (fused with the classifier's features when the profile's genes are panel genes; else a pass of its own)
+    bool within_panel = false;
+    if (has_profile(models[m])) {
+      const std::vector<std::int64_t> panel_sorted = [&] {
+        std::vector<std::int64_t> sorted = models[m]->panel.entrez_ids;
+        std::sort(sorted.begin(), sorted.end());
+        return sorted;
+      }();
+      within_panel = std::includes(panel_sorted.begin(), panel_sorted.end(), models[m]->similarity.entrez_ids.begin(),
+                                   models[m]->similarity.entrez_ids.end());
+      scorer.emplace(models[m]->similarity, within_panel ? models[m]->panel.entrez_ids : models[m]->similarity.entrez_ids);
+    }
+    const auto score_block = [&](const SparseFeatureBlock& block) {
+      constexpr std::int64_t kRowsPerItem = 256;
+      parallel_for((block.n_rows + kRowsPerItem - 1) / kRowsPerItem, options.embed.num_threads, [&](std::int64_t item) {
+        for (std::int64_t r = item * kRowsPerItem; r < std::min(block.n_rows, (item + 1) * kRowsPerItem); ++r) {
+          const auto local = static_cast<std::size_t>(r);
+          if (block.empty[local] != 0) continue;
+          const auto start = static_cast<std::size_t>(block.starts[local]);
+          record_similarity(block.first_row + r, scorer->score(block.columns.data() + start, block.values.data() + start,
+                                                               static_cast<std::size_t>(block.counts[local])));
+        }
+      });
+    };
+    if (scorer && !within_panel) {
+      ExpressionOptions settings = expression_options(options.embed);
+      settings.size_factor_genes = models[m]->panel.size_factor_genes;
+      stream_sparse_expression_features(dataset, table, models[m]->similarity.entrez_ids, settings, score_block);
+      scorer.reset();
+    }
     if (const std::optional<LinearScores> linear = linear_scores(*models[m])) {  // logreg on expression: sparse, fused
+      SparseFeatureBlockCallback observe;
+      if (scorer) {
+        observe = [&](const SparseFeatureBlock& block) {
+          constexpr std::int64_t kRowsPerItem = 256;
+          parallel_for((block.n_rows + kRowsPerItem - 1) / kRowsPerItem, options.embed.num_threads, [&](std::int64_t item) {
+            for (std::int64_t r = item * kRowsPerItem; r < std::min(block.n_rows, (item + 1) * kRowsPerItem); ++r) {
+              const auto local = static_cast<std::size_t>(r);
+              if (block.empty[local] != 0) continue;
+              const auto start = static_cast<std::size_t>(block.starts[local]);
+              record_similarity(block.first_row + r, scorer->score(block.columns.data() + start, block.values.data() + start,
+                                                                   static_cast<std::size_t>(block.counts[local])));
+            }
+          });
+        };
+      }
       const ExpressionFeatures run = add_linear_probabilities(dataset, *models[m], *linear, table, options.embed, model_columns[m], c_all,
-                                                              annotation.probabilities, models_used);
+                                                              annotation.probabilities, models_used, observe);
       annotation.warnings.insert(annotation.warnings.end(), run.warnings.begin(), run.warnings.end());
       continue;
     }
@@ -509,6 +576,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       batch_empty.clear();
     };
     const auto gather = [&](std::int64_t first_row, std::int64_t n_rows, const float* features, const std::uint8_t* empty) {
+      if (scorer) {
+        for (std::int64_t i = 0; i < n_rows; ++i) {
+          if (empty[i] == 0) record_similarity(first_row + i, scorer->score_dense(features + static_cast<std::size_t>(i) * width));
+        }
+      }
       if (!batch_empty.empty() && batch_empty.size() + static_cast<std::size_t>(n_rows) > batch_rows) flush();
       if (batch_empty.empty()) batch_first = first_row;
       batch.insert(batch.end(), features, features + static_cast<std::size_t>(n_rows) * width);
@@ -553,6 +625,31 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   }
   if (n_empty > 0) annotation.warnings.push_back(fmt::format("{} cells have no expressed gene with a vector: Unassigned", n_empty));
   warn_about_low_gene_cells(dataset, options.embed.matrix, annotation);
+  if (check_similarity) {
+    annotation.unlike_reference.assign(static_cast<std::size_t>(n), 0);
+    std::map<std::string, std::int64_t> unlike_labels;
+    for (std::size_t row = 0; row < static_cast<std::size_t>(n); ++row) {
+      if (judged[row] == 0 || models_used[row] == 0) continue;
+      ++annotation.n_similarity_judged;
+      if (judged_like[row] != 0) continue;
+      annotation.unlike_reference[row] = 1;
+      ++annotation.n_unlike_reference;
+      ++unlike_labels[annotation.labels[row]];
+    }
+    const auto judged_cells = static_cast<double>(annotation.n_similarity_judged);
+    if (annotation.n_unlike_reference > 0 && static_cast<double>(annotation.n_unlike_reference) >= kSimilarityWarnShare * judged_cells) {
+      std::vector<std::pair<std::string, std::int64_t>> by_count(unlike_labels.begin(), unlike_labels.end());
+      std::stable_sort(by_count.begin(), by_count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+      std::vector<std::string> named;
+      for (std::size_t i = 0; i < std::min<std::size_t>(3, by_count.size()); ++i) named.push_back(fmt::format("'{}' {}", by_count[i].first, by_count[i].second));
+      annotation.warnings.push_back(fmt::format(
+          "{} of the {} cells deep enough to judge ({:.0f}%) resemble none of the reference's cell types (their correlation with every "
+          "type's profile is below what that type's own cells reach at their depth; obs celltyper_unlike_reference): their labels "
+          "({}) are likely wrong, the references may lack these types",
+          annotation.n_unlike_reference, annotation.n_similarity_judged, 100.0 * annotation.n_unlike_reference / judged_cells,
+          fmt::join(named, ", ")));
+    }
+  }
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
   // of the models' reference samples weighted by the cell's probabilities).
@@ -667,6 +764,10 @@ H5adAdditions annotation_additions(const Annotation& annotation) {
   if (!annotation.flat_labels.empty()) additions.obs_columns.push_back(Column::categorical("celltyper_flat_label", annotation.flat_labels));
   if (!annotation.gene_coverage.empty()) {
     additions.obs_columns.push_back(Column::from_floats("celltyper_gene_coverage", floats(annotation.gene_coverage), "float32"));
+  }
+  if (!annotation.similarity.empty()) {
+    additions.obs_columns.push_back(Column::from_floats("celltyper_similarity", floats(annotation.similarity), "float32"));
+    additions.obs_columns.push_back(Column::from_bools("celltyper_unlike_reference", annotation.unlike_reference));
   }
   DenseMatrix probabilities;
   probabilities.rows = static_cast<std::int64_t>(annotation.labels.size());

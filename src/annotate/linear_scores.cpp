@@ -40,7 +40,8 @@ std::optional<LinearScores> linear_scores(const CellTypeModel& model) {
 
 ExpressionFeatures add_linear_probabilities(const Dataset& dataset, const CellTypeModel& model, const LinearScores& linear,
                                             const GeneTable& table, const EmbedOptions& options, const std::vector<std::size_t>& columns,
-                                            std::size_t c_all, std::vector<float>& probabilities, std::vector<std::int32_t>& models_used) {
+                                            std::size_t c_all, std::vector<float>& probabilities, std::vector<std::int32_t>& models_used,
+                                            const SparseFeatureBlockCallback& observe) {
   ExpressionOptions settings = expression_options(options);
   settings.size_factor_genes = model.panel.size_factor_genes;
   const auto c = static_cast<std::size_t>(linear.classes);
@@ -69,6 +70,7 @@ ExpressionFeatures add_linear_probabilities(const Dataset& dataset, const CellTy
         for (std::size_t k = 0; k < c; ++k) probabilities[row * c_all + columns[k]] += static_cast<float>(std::exp(z[k] - log_sum));
       }
     });
+    if (observe) observe(block);
   });
 }
 

@@ -3,6 +3,7 @@
 #include <celltyper/annotate.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/memory_dataset.hpp>
+#include <celltyper/reference_similarity.hpp>
 
 #include <fmt/format.h>
 
@@ -317,6 +318,32 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   for (std::size_t c = 0; c < refitted.class_names.size(); ++c) {
     const auto found = std::find(model.class_names.begin(), model.class_names.end(), refitted.class_names[c]);
     if (found != model.class_names.end()) refitted.class_cl_ids[c] = model.class_cl_ids[static_cast<std::size_t>(found - model.class_names.begin())];
+  }
+  // The types' profiles over the refitted panel (the genes the query has), from the full sample.
+  // (the sample's labels index the model's classes: the profiles are renumbered to the refitted
+  // model's by name, and a class the refit lost loses its profile)
+  SimilarityProfile profile = similarity_profile(sample, refitted.panel.size_factor_genes.empty() ? shared : refitted.panel.size_factor_genes, n_classes, options.seed,
+                                                 num_threads);
+  {
+    const std::size_t f = profile.entrez_ids.size();
+    const auto levels = static_cast<std::size_t>(profile.n_levels);
+    SimilarityProfile kept;
+    kept.entrez_ids = profile.entrez_ids;
+    kept.n_levels = profile.n_levels;
+    for (std::size_t k = 0; k < profile.n_profiles(); ++k) {
+      const auto& name = model.class_names[static_cast<std::size_t>(profile.classes[k])];
+      const auto found = std::find(refitted.class_names.begin(), refitted.class_names.end(), name);
+      if (found == refitted.class_names.end()) continue;
+      kept.classes.push_back(static_cast<std::int32_t>(found - refitted.class_names.begin()));
+      kept.centred_ranks.insert(kept.centred_ranks.end(), profile.centred_ranks.begin() + static_cast<std::ptrdiff_t>(k * f),
+                                profile.centred_ranks.begin() + static_cast<std::ptrdiff_t>((k + 1) * f));
+      for (std::size_t level = 0; level < levels; ++level) {
+        kept.level_log_detected.push_back(profile.level_log_detected[k * levels + level]);
+        kept.level_threshold.push_back(profile.level_threshold[k * levels + level]);
+      }
+      kept.min_detected.push_back(profile.min_detected[k]);
+    }
+    if (!kept.classes.empty()) refitted.similarity = std::move(kept);
   }
   refitted.provenance["refit"] = {{"from", provenance.value("references", nlohmann::json::array())},
                                   {"n_shared_genes", shared.size()},

@@ -261,6 +261,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       for (const auto& [label, count] : counts) summary["label_counts"][label] = count;
       summary["median_score"] = confidence.median;
       summary["n_low_score"] = confidence.n_low;
+      if (!annotation.unlike_reference.empty()) {
+        summary["n_similarity_judged"] = annotation.n_similarity_judged;
+        summary["n_unlike_reference"] = annotation.n_unlike_reference;
+      }
       summary["warnings"] = annotation.warnings;
       summary["models"] = nlohmann::json::array();
       for (const ModelUse& use : annotation.models) summary["models"].push_back(to_json(use));
@@ -292,6 +296,14 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    confidence.n_low == 0 || args->options.hierarchical
                        ? ""
                        : ": uncertain calls; --hierarchical names such a cell at the coarser term its probabilities support, --min-score 0.5 leaves it Unassigned");
+      }
+      if (!annotation.unlike_reference.empty()) {
+        const auto n = static_cast<std::int64_t>(annotation.labels.size());
+        fmt::print(stderr, "resemblance: {} cells ({:.1f}%) unlike every reference type (obs celltyper_unlike_reference){}\n",
+                   annotation.n_unlike_reference,
+                   annotation.n_similarity_judged == 0 ? 0.0 : 100.0 * static_cast<double>(annotation.n_unlike_reference) /
+                                                               static_cast<double>(annotation.n_similarity_judged),
+                   annotation.n_similarity_judged == n ? "" : fmt::format("; {} too shallow to judge", n - annotation.n_similarity_judged));
       }
       for (const auto& warning : annotation.warnings) fmt::print(stderr, "warning: {}\n", warning);
     }

@@ -43,6 +43,12 @@ std::string format_model_description(const std::string& path, const nlohmann::js
     out += fmt::format("Reference sample  {} cells x {} genes{}\n", sample["n_cells"].get<std::int64_t>(), sample["n_genes"].get<std::int64_t>(),
                        model["features"] == kFeaturesExpression ? " (annotate refits the model on the genes a query shares)" : "");
   }
+  const auto& profiles = model["type_profiles"];
+  if (profiles.is_object() && profiles["n_classes"].get<std::int64_t>() > 0) {
+    out += fmt::format("Type profiles  {} classes over {} genes, {} depth level{} (annotate flags cells unlike every type)\n",
+                       profiles["n_classes"].get<std::int64_t>(), profiles["n_genes"].get<std::int64_t>(),
+                       profiles["n_depth_levels"].get<std::int64_t>(), profiles["n_depth_levels"].get<std::int64_t>() == 1 ? "" : "s");
+  }
   out += fmt::format("Classes ({})\n", model["n_classes"].get<std::int64_t>());
   std::size_t width = 0;
   for (const auto& c : model["classes"]) width = std::max(width, c["name"].get<std::string>().size());

@@ -149,6 +149,45 @@ void write_reference_sample(hid_t root, const ReferenceSample& sample) {
   }
 }
 
+void write_similarity_profile(hid_t root, const SimilarityProfile& profile) {
+  Handle group = h5::create_group(root, "similarity");
+  h5::write_int_array_attribute(group.get(), "n_levels", {profile.n_levels});
+  const auto k = static_cast<std::int64_t>(profile.n_profiles());
+  const auto f = static_cast<std::int64_t>(profile.entrez_ids.size());
+  h5::write_1d<std::int64_t>(group.get(), "entrez_id", profile.entrez_ids.data(), f);
+  h5::write_1d<std::int32_t>(group.get(), "class", profile.classes.data(), k);
+  h5::write_1d<float>(group.get(), "centred_rank", profile.centred_ranks.data(), k * f, 4);
+  h5::write_1d<double>(group.get(), "level_log_detected", profile.level_log_detected.data(), k * profile.n_levels);
+  h5::write_1d<double>(group.get(), "level_threshold", profile.level_threshold.data(), k * profile.n_levels);
+  h5::write_1d<double>(group.get(), "min_detected", profile.min_detected.data(), k);
+}
+
+SimilarityProfile read_similarity_profile(hid_t root, const std::string& path, std::size_t n_classes) {
+  Handle group = h5::open_group(root, "similarity", path);
+  const auto read = [&](const char* name) { return h5::open_dataset(group.get(), name, path); };
+  SimilarityProfile profile;
+  const auto levels = h5::int_array_attribute(group.get(), "n_levels");
+  profile.n_levels = levels.empty() ? 0 : levels.front();
+  profile.entrez_ids = h5::read_all_1d<std::int64_t>(read("entrez_id").get());
+  profile.classes = h5::read_all_1d<std::int32_t>(read("class").get());
+  const std::vector<float> ranks = h5::read_all_1d<float>(read("centred_rank").get());
+  profile.centred_ranks = ranks;
+  profile.level_log_detected = h5::read_all_1d<double>(read("level_log_detected").get());
+  profile.level_threshold = h5::read_all_1d<double>(read("level_threshold").get());
+  profile.min_detected = h5::read_all_1d<double>(read("min_detected").get());
+  const std::size_t k = profile.classes.size();
+  const bool consistent = profile.n_levels > 0 && profile.centred_ranks.size() == k * profile.entrez_ids.size() &&
+                          profile.level_log_detected.size() == k * static_cast<std::size_t>(profile.n_levels) &&
+                          profile.level_threshold.size() == profile.level_log_detected.size() && profile.min_detected.size() == k &&
+                          std::all_of(profile.classes.begin(), profile.classes.end(),
+                                      [n_classes](std::int32_t c) { return c >= 0 && static_cast<std::size_t>(c) < n_classes; }) &&
+                          std::all_of(profile.centred_ranks.begin(), profile.centred_ranks.end(), [](float v) { return std::isfinite(v); }) &&
+                          std::all_of(profile.level_threshold.begin(), profile.level_threshold.end(), [](double v) { return std::isfinite(v); }) &&
+                          std::all_of(profile.level_log_detected.begin(), profile.level_log_detected.end(), [](double v) { return std::isfinite(v); });
+  if (!consistent) throw InputError(fmt::format("{}: /similarity datasets disagree or hold non-finite values", path));
+  return profile;
+}
+
 ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::size_t n_classes) {
   ReferenceSample sample;
   Handle group = h5::open_group(root, "reference", path);
@@ -324,7 +363,10 @@ nlohmann::json describe_model(const CellTypeModel& model) {
           {"augment_depth", from("augment_depth", false)},
           {"references", references},
           {"validation", validation},
-          {"reference_sample", {{"n_cells", model.reference.n_cells()}, {"n_genes", model.reference.entrez_ids.size()}}}};
+          {"reference_sample", {{"n_cells", model.reference.n_cells()}, {"n_genes", model.reference.entrez_ids.size()}}},
+          {"type_profiles", {{"n_classes", model.similarity.n_profiles()},
+                             {"n_genes", model.similarity.entrez_ids.size()},
+                             {"n_depth_levels", model.similarity.n_levels}}}};
 }
 
 void save_model(const CellTypeModel& model, const std::string& path) {
@@ -380,6 +422,7 @@ void save_model(const CellTypeModel& model, const std::string& path) {
       }
 
       if (!model.reference.empty()) write_reference_sample(root, model.reference);
+      if (!model.similarity.empty()) write_similarity_profile(root, model.similarity);
       Handle classifier = h5::create_group(root, "classifier");
       h5::write_string_attribute(classifier.get(), "type", model.classifier->type());
       h5::write_string_attribute(classifier.get(), "state_json", dump(state.attributes));
@@ -530,6 +573,7 @@ CellTypeModel load_model(const std::string& path) {
     }
 
     if (h5::exists(root, "reference")) model.reference = read_reference_sample(root, path, model.class_names.size());
+    if (h5::exists(root, "similarity")) model.similarity = read_similarity_profile(root, path, model.class_names.size());
     Handle classifier = h5::open_group(root, "classifier", path);
     const std::string type = string_attr(classifier.get(), "type");
     ClassifierState state;

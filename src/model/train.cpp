@@ -2,6 +2,7 @@
 // `train_model`, which composes them into a self-contained CellTypeModel.
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
+#include <celltyper/reference_similarity.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/thinned_dataset.hpp>
 #include <celltyper/text_matrix.hpp>
@@ -1844,6 +1845,11 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   // The genes every class expresses, by which annotate tells a query padded with zeros (kept
   // here so that annotating a query never has to read the reference sample for them).
   if (!model.reference.empty()) model.provenance["ubiquitous_genes"] = ubiquitous_genes(model);
+  // The types' profiles, by which annotate tells query cells that resemble none of them.
+  if (!model.reference.empty() && model.features == kFeaturesExpression) {
+    model.similarity = similarity_profile(model.reference, model.panel.size_factor_genes, model.class_names.size(), options.seed,
+                                          options.num_threads);
+  }
   if (result.has_validation) {
     model.validation = to_json(result.validation);
     model.validation["n_cells"] = result.n_validation;

@@ -1,0 +1,204 @@
+#!/usr/bin/python3
+"""Query cells that resemble no reference cell type: how often `celltyper annotate` flags them
+(obs `celltyper_unlike_reference`, the similarity check of reference_similarity.hpp) and when it
+warns, on pairs of ../shared/data where every query type is in the reference (it should stay
+quiet), where none is (it should fire), and where one type was left out of the reference (its
+cells should be flagged, the others not).
+
+Every model is `celltyper train` with default settings; every query is `celltyper annotate` with
+default settings. Beside the check, the same cells judged by the classifier's own score
+(`celltyper_score` < 0.5, what a user has without the check) as the reference point.
+
+    /usr/bin/python3 bench/novelty/run.py [--build build] [--out bench/results/novelty]
+
+Writes OUT.json and OUT.md.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+import anndata
+import numpy as np
+import pandas as pd
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+SHARED = os.path.join(ROOT, "..", "shared", "data")
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import measure  # noqa: E402
+
+
+def log(message):
+    print(f"[novelty] {message}", file=sys.stderr, flush=True)
+
+
+def read(relative):
+    path = os.path.join(SHARED, relative)
+    if not os.path.exists(path):
+        sys.exit(f"bench/novelty: {path} is missing: this benchmark needs ../shared/data")
+    return anndata.read_h5ad(path)
+
+
+def write_subset(adata, mask, path, layer=None):
+    """Cells of `adata` under `mask` as a new .h5ad: X (or `layer`), obs and var."""
+    mask = np.asarray(mask)
+    X = adata.layers[layer] if layer is not None else adata.X
+    anndata.AnnData(X=X[mask], obs=adata.obs[mask].copy(), var=adata.var.copy()).write_h5ad(path)
+    return path
+
+
+def prepare(workdir):
+    """The files every scenario uses: {name: (path, label column)}."""
+    files = {}
+    pbmc3k = read("pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad")
+    files["pbmc3k"] = (write_subset(pbmc3k, np.ones(pbmc3k.n_obs, bool), os.path.join(workdir, "pbmc3k.h5ad")), "celltype")
+    half = np.random.default_rng(0).random(pbmc3k.n_obs) < 0.5
+    files["pbmc3k A"] = (write_subset(pbmc3k, half, os.path.join(workdir, "pbmc3k_A.h5ad")), "celltype")
+    files["pbmc3k B"] = (write_subset(pbmc3k, ~half, os.path.join(workdir, "pbmc3k_B.h5ad")), "celltype")
+    for left_out in ["B", "NK"]:
+        keep = half & (pbmc3k.obs["celltype"].astype(str) != left_out).values
+        files[f"pbmc3k A without {left_out}"] = (write_subset(pbmc3k, keep, os.path.join(workdir, f"pbmc3k_A_no_{left_out}.h5ad")), "celltype")
+    p68 = read("pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad")
+    files["pbmc68k"] = (write_subset(p68, np.ones(p68.n_obs, bool), os.path.join(workdir, "pbmc68k.h5ad"), layer="counts"), "bulk_labels")
+    saver = read("savercat-pbmc-3tech/pbmc_prep_3tech.h5ad")
+    files["savercat"] = (write_subset(saver, np.ones(saver.n_obs, bool), os.path.join(workdir, "savercat.h5ad")), "celltype")
+    for tech in ["V2", "V3", "VDJ"]:
+        files[f"savercat {tech}"] = (write_subset(saver, (saver.obs["tech"].astype(str) == tech).values,
+                                                  os.path.join(workdir, f"savercat_{tech}.h5ad")), "celltype")
+    pancreas = read("pancreas-xin-wang-scclassify/pancreas_xin_wang_log.h5ad")
+    study = pancreas.obs["study"].astype(str)
+    xin = study.str.startswith("Xin").values
+    files["pancreas"] = (write_subset(pancreas, np.ones(pancreas.n_obs, bool), os.path.join(workdir, "pancreas.h5ad")), "celltype")
+    files["Xin"] = (write_subset(pancreas, xin, os.path.join(workdir, "xin.h5ad")), "celltype")
+    files["Xin without alpha"] = (write_subset(pancreas, xin & (pancreas.obs["celltype"].astype(str) != "alpha").values,
+                                               os.path.join(workdir, "xin_no_alpha.h5ad")), "celltype")
+    # Wang measured 219 genes: its file keeps only them (the shared file pads the rest with zeros)
+    wang = pancreas[~xin]
+    if "in_wang_subset" in wang.var:
+        wang = wang[:, wang.var["in_wang_subset"].astype(bool).values]
+    files["Wang"] = (write_subset(wang, np.ones(wang.n_obs, bool), os.path.join(workdir, "wang.h5ad")), "celltype")
+    cb3 = read("cellbench-mixology/cellbench_3cl_celseq2_dropseq.h5ad")
+    single = (cb3.obs["demuxlet_cls"].astype(str) == "SNG").values
+    files["cellbench 3cl"] = (write_subset(cb3, np.ones(cb3.n_obs, bool), os.path.join(workdir, "cb3.h5ad")), "cell_line")
+    for tech in ["CEL-seq2", "Drop-seq"]:
+        files[f"cellbench {tech}"] = (write_subset(cb3, single & (cb3.obs["technology"].astype(str) == tech).values,
+                                                   os.path.join(workdir, f"cb3_{tech}.h5ad")), "cell_line")
+    cb5 = read("cellbench-mixology/cellbench_5cl_celseq2_3plates.h5ad")
+    files["cellbench 5cl"] = (write_subset(cb5, (cb5.obs["demuxlet_cls"].astype(str) == "SNG").values, os.path.join(workdir, "cb5.h5ad")), "cell_line")
+    mouse = read("actinn-tabula-muris-mouse/actinn_train_mouse.h5ad")
+    mhalf = np.random.default_rng(1).random(mouse.n_obs) < 0.5
+    files["mouse A"] = (write_subset(mouse, mhalf, os.path.join(workdir, "mouse_A.h5ad")), "celltype")
+    files["mouse B"] = (write_subset(mouse, ~mhalf, os.path.join(workdir, "mouse_B.h5ad")), "celltype")
+    return files
+
+
+# (reference, query, kind, novel query labels): kind "quiet" = every query type is in the
+# reference; "fire" = none is; "held out" = the listed labels are not.
+SCENARIOS = [
+    ("pbmc3k", "pbmc68k", "quiet", []),
+    ("pbmc68k", "pbmc3k", "quiet", []),
+    ("pbmc3k A", "pbmc3k B", "quiet", []),
+    ("pbmc3k", "savercat", "quiet", []),
+    ("savercat V2", "savercat V3", "quiet", []),
+    ("savercat V3", "savercat VDJ", "quiet", []),
+    ("savercat VDJ", "savercat V2", "quiet", []),
+    ("cellbench CEL-seq2", "cellbench Drop-seq", "quiet", []),
+    ("cellbench Drop-seq", "cellbench CEL-seq2", "quiet", []),
+    ("cellbench 5cl", "cellbench 3cl", "quiet", []),
+    ("mouse A", "mouse B", "quiet", []),
+    ("pbmc3k", "cellbench 3cl", "fire", None),
+    ("pbmc3k", "cellbench 5cl", "fire", None),
+    ("pbmc3k", "pancreas", "fire", None),
+    ("Xin", "pbmc3k", "fire", None),
+    ("pbmc3k A without B", "pbmc3k B", "held out", ["B"]),
+    ("pbmc3k A without B", "pbmc68k", "held out", ["CD19+ B"]),
+    ("pbmc3k A without NK", "pbmc3k B", "held out", ["NK"]),
+    ("Xin", "Wang", "held out", ["ductal", "stellate", "acinar"]),
+    ("Xin without alpha", "Wang", "held out", ["alpha", "ductal", "stellate", "acinar"]),
+]
+
+
+def auroc(novel_scores, known_scores):
+    """P(a novel cell scores higher than a known one), ties half."""
+    if len(novel_scores) == 0 or len(known_scores) == 0:
+        return float("nan")
+    both = np.concatenate([novel_scores, known_scores])
+    ranks = pd.Series(both).rank().values
+    n1, n0 = len(novel_scores), len(known_scores)
+    return float((ranks[:n1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "novelty"))
+    parser.add_argument("--workdir", default=None)
+    args = parser.parse_args()
+    binary = os.path.join(args.build, "celltyper")
+    workdir = args.workdir or os.path.join("/tmp", f"novelty_bench_{os.getpid()}")
+    os.makedirs(workdir, exist_ok=True)
+    started = time.time()
+    files = prepare(workdir)
+    models = {}
+    rows = []
+    for reference, query, kind, novel_labels in SCENARIOS:
+        if reference not in models:
+            path, column = files[reference]
+            model = os.path.join(workdir, reference.replace(" ", "_") + ".model")
+            measure.run_timed([binary, "train", "-r", path, "-l", f"obs:{column}", "-o", model, "--seed", "0"], f"train {reference}")
+            models[reference] = model
+        query_path, query_column = files[query]
+        out = os.path.join(workdir, f"{reference}__{query}.h5ad".replace(" ", "_"))
+        result, seconds = measure.run_timed([binary, "annotate", "-i", query_path, "-m", models[reference], "-o", out], f"annotate {query}")
+        warned = "resemble none of the reference" in result.stderr
+        obs = anndata.read_h5ad(out).obs
+        unlike = obs["celltyper_unlike_reference"].astype(bool).values if "celltyper_unlike_reference" in obs else np.zeros(len(obs), bool)
+        similarity = obs["celltyper_similarity"].values.astype(float) if "celltyper_similarity" in obs else np.full(len(obs), np.nan)
+        low_score = obs["celltyper_score"].values < 0.5
+        truth = obs[query_column].astype(str).values
+        row = {"reference": reference, "query": query, "kind": kind, "cells": int(len(obs)),
+               "flagged": float(unlike.mean()), "low_score": float(low_score.mean()), "warned": bool(warned),
+               "median_similarity": float(np.nanmedian(similarity)), "seconds": round(seconds, 2)}
+        if kind == "held out":
+            novel = np.isin(truth, novel_labels)
+            row.update({"novel_cells": int(novel.sum()), "flagged_novel": float(unlike[novel].mean()), "flagged_known": float(unlike[~novel].mean()),
+                        "low_score_novel": float(low_score[novel].mean()), "low_score_known": float(low_score[~novel].mean()),
+                        "auroc_similarity": auroc(-np.nan_to_num(similarity[novel], nan=1), -np.nan_to_num(similarity[~novel], nan=1)),
+                        "auroc_score": auroc(-obs["celltyper_score"].values[novel], -obs["celltyper_score"].values[~novel])})
+        log(f"{reference} -> {query} ({kind}): flagged {row['flagged']:.3f}, low score {row['low_score']:.3f}, warned {warned}"
+            + (f", novel {row['flagged_novel']:.3f} / known {row['flagged_known']:.3f}, AUROC {row['auroc_similarity']:.3f} (score {row['auroc_score']:.3f})"
+               if kind == "held out" else ""))
+        rows.append(row)
+    elapsed = time.time() - started
+    with open(args.out + ".json", "w") as handle:
+        json.dump({"commit": measure.git_commit(ROOT), "seconds": elapsed, "rows": rows}, handle, indent=1)
+    lines = ["# Query cells unlike every reference type (bench/novelty)", "",
+             f"Command: `/usr/bin/python3 bench/novelty/run.py`; celltyper {measure.git_commit(ROOT)}; {elapsed:.0f} s on {os.cpu_count()} cores. "
+             "Default `train` and `annotate` throughout. flagged = share of the query's cells with obs `celltyper_unlike_reference` "
+             "(cells too shallow to judge count as not flagged); low score = share with `celltyper_score` < 0.5 (the classifier's "
+             "own doubt, for comparison); warned = annotate printed the warning (flagged >= 20% of the cells it could judge).", "",
+             "| reference | query | expected | cells | flagged | low score | warned | median similarity |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if row["kind"] == "held out":
+            continue
+        lines.append(f"| {row['reference']} | {row['query']} | {'quiet' if row['kind'] == 'quiet' else 'fire'} | {row['cells']} | "
+                     f"{row['flagged']:.3f} | {row['low_score']:.3f} | {'yes' if row['warned'] else 'no'} | {row['median_similarity']:.3f} |")
+    lines += ["", "One type left out of the reference: its cells in the query are new to the model.", "",
+              "| reference | query | new cells | flagged: new / known | low score: new / known | AUROC similarity / score | warned |",
+              "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if row["kind"] != "held out":
+            continue
+        lines.append(f"| {row['reference']} | {row['query']} | {row['novel_cells']} | {row['flagged_novel']:.3f} / {row['flagged_known']:.3f} | "
+                     f"{row['low_score_novel']:.3f} / {row['low_score_known']:.3f} | {row['auroc_similarity']:.3f} / {row['auroc_score']:.3f} | "
+                     f"{'yes' if row['warned'] else 'no'} |")
+    with open(args.out + ".md", "w") as handle:
+        handle.write("\n".join(lines) + "\n")
+    log(f"wrote {args.out}.md ({elapsed:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+/// @file reference_similarity.hpp
+/// Whether query cells resemble any of a model's reference cell types at all (annotate's
+/// `celltyper_unlike_reference`): a classifier gives every cell its most probable class, even a
+/// cell of a type the references never had (lung cancer lines under a PBMC model are all called
+/// dendritic cells, with scores like the real ones'). Like SingleR's and scmap's correlation to
+/// reference profiles, each cell is compared with each class's centroid by Spearman correlation
+/// over the references' most variable genes; the class's own cells, thinned to a range of
+/// depths, say how low a cell of that type and depth may score (the kSimilarityQuantile quantile),
+/// so shallow cells of known types are not taken for new ones. The profile is computed when the
+/// model is trained (and when annotate refits it on a query's genes) from its reference sample.
+#pragma once
+
+#include <celltyper/model_file.hpp>
+
+#include <cstdint>
+#include <vector>
+
+namespace celltyper {
+
+/// Genes compared: the reference sample's most variable (log1p-CP10k variance over its labelled
+/// cells; bench/novelty: the classifier panel's, chosen by dispersion, let cell lines pass for
+/// dendritic cells half the time).
+inline constexpr std::size_t kSimilarityGenes = 2000;
+/// Classes with fewer sampled cells get no profile (too few to say how their cells vary).
+inline constexpr std::int64_t kSimilarityMinClassCells = 10;
+/// Cells per class that calibrate its thresholds (evenly spread over its sampled cells).
+inline constexpr std::int64_t kSimilarityCalibrationCells = 200;
+/// The share of a class's own cells (at a depth) that score below its threshold.
+inline constexpr double kSimilarityQuantile = 0.01;
+/// Cells shallower than this many counts are not judged (known types score low there).
+inline constexpr double kSimilarityMinCounts = 1000;
+/// annotate warns when at least this share of the cells it could judge resemble no reference type.
+inline constexpr double kSimilarityWarnShare = 0.2;
+
+/// The profile of the sampled cells' classes over their kSimilarityGenes most variable genes
+/// among `size_factor_genes` (ascending; empty = every gene of the sample), which are also the
+/// genes a cell's library is summed over (a model refitted on a query's genes compares only
+/// those). Classes are indices into the model's classes (`n_classes`); coarse-labelled cells are
+/// not used. Empty when no class has kSimilarityMinClassCells cells. Deterministic for a seed,
+/// whatever `num_threads` (classes in parallel; 0 = the process default).
+SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::vector<std::int64_t>& size_factor_genes, std::size_t n_classes,
+                                     std::uint64_t seed = 0, int num_threads = 1);
+
+/// What the similarity check says of one cell.
+enum class SimilarityVerdict : std::uint8_t {
+  kLike = 0,     ///< at or above its best-matching type's threshold
+  kUnlike = 1,   ///< below it: resembles none of the reference's types
+  kShallow = 2,  ///< detects too few of the compared genes to judge
+};
+
+/// One cell's similarity to a model's types.
+struct CellSimilarity {
+  float similarity = 0;        ///< Spearman correlation with the best-matching class centroid
+  std::int32_t best_class = -1;  ///< that class (model index), -1 when none was compared
+  SimilarityVerdict verdict = SimilarityVerdict::kShallow;
+};
+
+/// Scores query cells against a profile, the cells given as their non-zero values over `panel`
+/// (Entrez ids: a model's panel when it holds the profile's genes, else the profile's genes;
+/// values in any per-cell monotone scale: counts, log1p-CP10k...).
+class SimilarityScorer {
+ public:
+  SimilarityScorer(const SimilarityProfile& profile, const std::vector<std::int64_t>& panel);
+  /// The cell with `n` non-zero features: `columns` (panel indices) and `values`.
+  [[nodiscard]] CellSimilarity score(const std::int32_t* columns, const float* values, std::size_t n) const;
+  /// The cell as a dense row of panel features.
+  [[nodiscard]] CellSimilarity score_dense(const float* row) const;
+
+ private:
+  const SimilarityProfile& profile_;
+  std::vector<std::int32_t> gene_of_column_;  ///< panel column -> profile gene, -1 when not compared
+  std::vector<double> centroid_norms_;
+};
+
+}  // namespace celltyper

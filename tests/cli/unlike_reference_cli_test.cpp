@@ -1,0 +1,93 @@
+// End-to-end tests of annotate's similarity check on real data with default settings: cells of
+// types the reference lacks (lung cancer lines under a PBMC model; B cells under a model trained
+// without them) are flagged and, when many, warned about; a query of the reference's own types
+// is not.
+#include "support/test_support.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+namespace celltyper {
+namespace {
+
+TEST(UnlikeReference, CellLinesUnderAPbmcModelAreFlaggedAndPbmcCellsAreNot) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(cell_lines, "cellbench-mixology/cellbench_3cl_celseq2_dropseq.h5ad");
+  CELLTYPER_REQUIRE_SHARED(pbmc, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("model.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+
+  // Lung cancer lines: every cell gets a PBMC label, and nearly all of them are flagged.
+  const auto lines = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", cell_lines, "-o", dir.file("lines.h5ad"), "--json"});
+  ASSERT_EQ(lines.exit_code, 0) << lines.err;
+  EXPECT_NE(lines.err.find("resemble none of the reference's cell types"), std::string::npos) << lines.err;
+  EXPECT_NE(lines.err.find("resemblance: "), std::string::npos) << lines.err;
+  const auto summary = nlohmann::json::parse(lines.out);
+  const auto judged = summary["n_similarity_judged"].get<std::int64_t>();
+  const auto unlike = summary["n_unlike_reference"].get<std::int64_t>();
+  std::printf("cell lines: %lld of %lld judged cells unlike every type\n", static_cast<long long>(unlike), static_cast<long long>(judged));
+  EXPECT_GE(judged, 450);  // of 499 deep cells
+  EXPECT_GE(unlike, judged * 9 / 10);
+
+  // PBMCs of another study (its 765 genes: the model is refitted, its profiles too): quiet.
+  const auto same = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", pbmc, "-o", dir.file("pbmc.h5ad"), "--json"});
+  ASSERT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_EQ(same.err.find("resemble none of the reference's cell types"), std::string::npos) << same.err;
+  const auto quiet = nlohmann::json::parse(same.out);
+  std::printf("pbmc68k_reduced: %lld of %lld judged cells unlike every type\n", quiet["n_unlike_reference"].get<long long>(),
+              quiet["n_similarity_judged"].get<long long>());
+  EXPECT_GE(quiet["n_similarity_judged"].get<std::int64_t>(), 600);
+  EXPECT_LE(quiet["n_unlike_reference"].get<std::int64_t>(), quiet["n_similarity_judged"].get<std::int64_t>() / 20);
+
+  // The obs columns: a similarity in [-1, 1] per cell and a boolean flag.
+  const std::string check = fmt::format(
+      "import anndata, numpy as np\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "s = a.obs['celltyper_similarity'].values\n"
+      "u = a.obs['celltyper_unlike_reference']\n"
+      "assert u.dtype == bool, u.dtype\n"
+      "assert np.all(np.isfinite(s)) and np.all((s >= -1) & (s <= 1)), s\n"
+      "assert u.mean() > 0.85, u.mean()\n",
+      dir.file("lines.h5ad"));
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(run.exit_code, 0) << run.err << run.out;
+}
+
+TEST(UnlikeReference, ATypeLeftOutOfTheReferenceIsFlaggedInTheQuery) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  // pbmc3k without its B cells
+  const std::string subset = fmt::format(
+      "import anndata\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "a = a[a.obs['celltype'].astype(str) != 'B'].copy()\n"
+      "anndata.AnnData(X=a.X, obs=a.obs[['celltype']], var=a.var[[]]).write_h5ad('{1}')\n",
+      reference, dir.file("no_b.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", subset});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto train = test::run_cli({"train", "-r", dir.file("no_b.h5ad"), "-l", "obs:celltype", "-o", dir.file("model.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto annotate = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", query, "-o", dir.file("out.h5ad"), "-q"});
+  ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
+  // pbmc68k_reduced's B cells (bulk label CD19+ B) get some other label, and most are flagged;
+  // its other cells are not.
+  const std::string check = fmt::format(
+      "import anndata\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "b = (a.obs['bulk_labels'].astype(str) == 'CD19+ B').values\n"
+      "u = a.obs['celltyper_unlike_reference'].values\n"
+      "print('B cells flagged %.3f of %d, others %.3f' % (u[b].mean(), b.sum(), u[~b].mean()))\n"
+      "assert u[b].mean() >= 0.4, u[b].mean()\n"
+      "assert u[~b].mean() <= 0.05, u[~b].mean()\n",
+      dir.file("out.h5ad"));
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+  std::printf("%s", run.out.c_str());
+}
+
+}  // namespace
+}  // namespace celltyper
