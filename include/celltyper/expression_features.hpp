@@ -122,10 +122,13 @@ struct SparseFeatureBlock {
 using SparseFeatureBlockCallback = std::function<void(const SparseFeatureBlock& block)>;
 
 /// `stream_expression_features` without the dense matrix: each cell's non-zero features only
-/// (the same values), for consumers that need no zeros (a linear model's scores).
+/// (the same values), for consumers that need no zeros (a linear model's scores). `extra` genes
+/// (Entrez ids, none of the panel's) come as columns panel.size() + i in the same pass (the
+/// similarity check's genes beside a classifier's), normalised alike; they neither make a cell
+/// non-empty nor count as panel genes found.
 ExpressionFeatures stream_sparse_expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
                                                      const ExpressionOptions& options, const SparseFeatureBlockCallback& callback,
-                                                     double min_panel_fraction = 0.05);
+                                                     double min_panel_fraction = 0.05, const std::vector<std::int64_t>& extra = {});
 
 /// Features of every cell of `dataset` over `panel` (Entrez ids). Throws InputError when fewer
 /// than `min_panel_fraction` of the panel genes are found in the dataset.

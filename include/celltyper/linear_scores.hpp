@@ -34,11 +34,12 @@ std::optional<LinearScores> linear_scores(const CellTypeModel& model);
 /// `models_used` counts, per cell, the models that scored it. Streams sparse features within
 /// `options.memory_limit_bytes` on `options.num_threads`; identical for every thread count and
 /// block size. `observe` (when set) also sees every block of sparse features, after its cells are
-/// scored (the similarity check reads the same features). Returns the features run's description
+/// scored, with the `extra` genes' values beside the panel's (columns from the panel's width on:
+/// the similarity check reads them in the same pass). Returns the features run's description
 /// (warnings, normalisation).
 ExpressionFeatures add_linear_probabilities(const Dataset& dataset, const CellTypeModel& model, const LinearScores& linear,
                                             const GeneTable& table, const EmbedOptions& options, const std::vector<std::size_t>& columns,
                                             std::size_t c_all, std::vector<float>& probabilities, std::vector<std::int32_t>& models_used,
-                                            const SparseFeatureBlockCallback& observe = {});
+                                            const SparseFeatureBlockCallback& observe = {}, const std::vector<std::int64_t>& extra = {});
 
 }  // namespace celltyper

@@ -70,6 +70,7 @@ class SimilarityScorer {
   const SimilarityProfile& profile_;
   std::vector<std::int32_t> gene_of_column_;  ///< panel column -> profile gene, -1 when not compared
   std::vector<double> centroid_norms_;
+  std::vector<float> by_gene_;  ///< [genes x profiles]: the centred ranks gene-major
 };
 
 }  // namespace celltyper

@@ -504,17 +504,24 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   };
   for (std::size_t m = 0; m < models.size(); ++m) {
     std::optional<SimilarityScorer> scorer;
-    // (fused with the classifier's features when the profile's genes are panel genes; else a pass of its own)
-    bool within_panel = false;
+    // The profile's genes: read beside the classifier's features (logistic regression's sparse
+    // pass takes the ones outside the panel as extra columns; another classifier's dense features
+    // serve when they hold them all), else in a pass of their own.
+    const std::optional<LinearScores> linear = linear_scores(*models[m]);
+    std::vector<std::int64_t> extra;  // profile genes outside the panel
+    std::vector<std::int64_t> columns;  // the scorer's columns
     if (has_profile(models[m])) {
-      const std::vector<std::int64_t> panel_sorted = [&] {
-        std::vector<std::int64_t> sorted = models[m]->panel.entrez_ids;
-        std::sort(sorted.begin(), sorted.end());
-        return sorted;
-      }();
-      within_panel = std::includes(panel_sorted.begin(), panel_sorted.end(), models[m]->similarity.entrez_ids.begin(),
-                                   models[m]->similarity.entrez_ids.end());
-      scorer.emplace(models[m]->similarity, within_panel ? models[m]->panel.entrez_ids : models[m]->similarity.entrez_ids);
+      std::vector<std::int64_t> panel_sorted = models[m]->panel.entrez_ids;
+      std::sort(panel_sorted.begin(), panel_sorted.end());
+      const std::vector<std::int64_t>& genes = models[m]->similarity.entrez_ids;
+      std::set_difference(genes.begin(), genes.end(), panel_sorted.begin(), panel_sorted.end(), std::back_inserter(extra));
+      if (linear || extra.empty()) {
+        columns = models[m]->panel.entrez_ids;
+        columns.insert(columns.end(), extra.begin(), extra.end());
+      } else {
+        columns = genes;
+      }
+      scorer.emplace(models[m]->similarity, columns);
     }
     const auto score_block = [&](const SparseFeatureBlock& block) {
       constexpr std::int64_t kRowsPerItem = 256;
@@ -528,30 +535,16 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         }
       });
     };
-    if (scorer && !within_panel) {
+    if (scorer && !linear && !extra.empty()) {  // a pass of its own
       ExpressionOptions settings = expression_options(options.embed);
       settings.size_factor_genes = models[m]->panel.size_factor_genes;
       stream_sparse_expression_features(dataset, table, models[m]->similarity.entrez_ids, settings, score_block);
       scorer.reset();
     }
-    if (const std::optional<LinearScores> linear = linear_scores(*models[m])) {  // logreg on expression: sparse, fused
-      SparseFeatureBlockCallback observe;
-      if (scorer) {
-        observe = [&](const SparseFeatureBlock& block) {
-          constexpr std::int64_t kRowsPerItem = 256;
-          parallel_for((block.n_rows + kRowsPerItem - 1) / kRowsPerItem, options.embed.num_threads, [&](std::int64_t item) {
-            for (std::int64_t r = item * kRowsPerItem; r < std::min(block.n_rows, (item + 1) * kRowsPerItem); ++r) {
-              const auto local = static_cast<std::size_t>(r);
-              if (block.empty[local] != 0) continue;
-              const auto start = static_cast<std::size_t>(block.starts[local]);
-              record_similarity(block.first_row + r, scorer->score(block.columns.data() + start, block.values.data() + start,
-                                                                   static_cast<std::size_t>(block.counts[local])));
-            }
-          });
-        };
-      }
+    if (linear) {  // logreg on expression: sparse, fused
       const ExpressionFeatures run = add_linear_probabilities(dataset, *models[m], *linear, table, options.embed, model_columns[m], c_all,
-                                                              annotation.probabilities, models_used, observe);
+                                                              annotation.probabilities, models_used,
+                                                              scorer ? SparseFeatureBlockCallback(score_block) : SparseFeatureBlockCallback(), extra);
       annotation.warnings.insert(annotation.warnings.end(), run.warnings.begin(), run.warnings.end());
       continue;
     }

@@ -41,7 +41,7 @@ std::optional<LinearScores> linear_scores(const CellTypeModel& model) {
 ExpressionFeatures add_linear_probabilities(const Dataset& dataset, const CellTypeModel& model, const LinearScores& linear,
                                             const GeneTable& table, const EmbedOptions& options, const std::vector<std::size_t>& columns,
                                             std::size_t c_all, std::vector<float>& probabilities, std::vector<std::int32_t>& models_used,
-                                            const SparseFeatureBlockCallback& observe) {
+                                            const SparseFeatureBlockCallback& observe, const std::vector<std::int64_t>& extra) {
   ExpressionOptions settings = expression_options(options);
   settings.size_factor_genes = model.panel.size_factor_genes;
   const auto c = static_cast<std::size_t>(linear.classes);
@@ -57,6 +57,7 @@ ExpressionFeatures add_linear_probabilities(const Dataset& dataset, const CellTy
         std::copy(linear.bias.begin(), linear.bias.end(), z.begin());
         const auto start = static_cast<std::size_t>(block.starts[local]);
         for (std::size_t i = start; i < start + static_cast<std::size_t>(block.counts[local]); ++i) {
+          if (block.columns[i] >= linear.width) continue;  // an extra gene (observe's)
           const double value = block.values[i];
           const double* w = linear.weights.data() + static_cast<std::size_t>(block.columns[i]) * c;
           for (std::size_t k = 0; k < c; ++k) z[k] += value * w[k];
@@ -71,7 +72,7 @@ ExpressionFeatures add_linear_probabilities(const Dataset& dataset, const CellTy
       }
     });
     if (observe) observe(block);
-  });
+  }, 0.05, extra);
 }
 
 }  // namespace celltyper

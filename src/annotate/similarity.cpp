@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <numeric>
 #include <random>
@@ -32,27 +33,91 @@ struct RankedCell {
   double norm = 0;
 };
 
-/// `genes` / `values`: the detected genes (value > 0) of a cell, any order.
-RankedCell rank_cell(std::vector<std::pair<double, std::int32_t>>& detected, std::size_t n_genes) {
+/// The sort key of a detected gene: the value's float bits (positive floats order as their bits
+/// do) above the gene's index, so that one integer sort ranks a cell.
+std::uint64_t rank_key(double value, std::int32_t gene) {
+  const auto single = static_cast<float>(value);
+  std::uint32_t bits = 0;
+  std::memcpy(&bits, &single, sizeof bits);
+  return (static_cast<std::uint64_t>(bits) << 32) | static_cast<std::uint32_t>(gene);
+}
+
+/// A cell's ranks from the keys (rank_key) of its detected genes (values > 0), reordered. Counts
+/// take few distinct values (most genes of a cell are seen once or twice): those are ranked
+/// through a small hash table of distinct values, and only values with more distinct levels than
+/// it holds (log values of another kind) sort every key.
+RankedCell rank_cell(std::vector<std::uint64_t>& keys, std::size_t n_genes) {
   RankedCell cell;
   const auto f = static_cast<double>(n_genes);
-  const auto d = static_cast<double>(detected.size());
+  const std::size_t n = keys.size();
+  const auto d = static_cast<double>(n);
   const double z0 = (f - d + 1) / 2;  // average rank of the F - d genes without a value
   const double mean = (f + 1) / 2;
-  std::sort(detected.begin(), detected.end());
   double ss = (f - d) * (z0 - mean) * (z0 - mean);
-  cell.genes.reserve(detected.size());
-  cell.excess.reserve(detected.size());
-  for (std::size_t i = 0; i < detected.size();) {
-    std::size_t j = i;
-    while (j < detected.size() && detected[j].first == detected[i].first) ++j;
-    const double rank = (f - d) + (static_cast<double>(i + 1) + static_cast<double>(j)) / 2;  // ties: their average rank
-    for (std::size_t k = i; k < j; ++k) {
-      cell.genes.push_back(detected[k].second);
-      cell.excess.push_back(rank - z0);
-      ss += (rank - mean) * (rank - mean);
+  cell.genes.resize(n);
+  cell.excess.resize(n);
+  constexpr std::size_t kSlots = 1024;        // open addressing, a power of two
+  constexpr std::size_t kMaxDistinct = 256;   // well under kSlots: short probes
+  thread_local std::vector<std::int32_t> slot_of;
+  thread_local std::vector<std::uint32_t> slot_bits;
+  thread_local std::vector<std::uint32_t> distinct_bits;
+  thread_local std::vector<std::uint32_t> distinct_count;
+  thread_local std::vector<std::int32_t> which;
+  slot_of.assign(kSlots, -1);
+  slot_bits.resize(kSlots);
+  distinct_bits.clear();
+  distinct_count.clear();
+  which.resize(n);
+  bool few = true;
+  for (std::size_t i = 0; i < n && few; ++i) {
+    const auto bits = static_cast<std::uint32_t>(keys[i] >> 32);
+    std::size_t slot = (bits * 2654435761U) >> 22;  // the top 10 bits of a multiplicative hash
+    while (slot_of[slot] >= 0 && slot_bits[slot] != bits) slot = (slot + 1) & (kSlots - 1);
+    if (slot_of[slot] < 0) {
+      if (distinct_bits.size() == kMaxDistinct) {
+        few = false;
+        break;
+      }
+      slot_of[slot] = static_cast<std::int32_t>(distinct_bits.size());
+      slot_bits[slot] = bits;
+      distinct_bits.push_back(bits);
+      distinct_count.push_back(0);
     }
-    i = j;
+    which[i] = slot_of[slot];
+    ++distinct_count[static_cast<std::size_t>(slot_of[slot])];
+  }
+  if (few) {
+    // Distinct values in ascending order, each with the average rank of its ties.
+    std::vector<std::int32_t> order(distinct_bits.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::sort(order.begin(), order.end(), [](std::int32_t a, std::int32_t b) {
+      return distinct_bits[static_cast<std::size_t>(a)] < distinct_bits[static_cast<std::size_t>(b)];
+    });
+    std::vector<double> rank(distinct_bits.size());
+    double below = f - d;  // genes ranked under this value
+    for (const std::int32_t v : order) {
+      const double count = distinct_count[static_cast<std::size_t>(v)];
+      rank[static_cast<std::size_t>(v)] = below + (count + 1) / 2;
+      ss += count * (rank[static_cast<std::size_t>(v)] - mean) * (rank[static_cast<std::size_t>(v)] - mean);
+      below += count;
+    }
+    for (std::size_t i = 0; i < n; ++i) {
+      cell.genes[i] = static_cast<std::int32_t>(keys[i] & 0xFFFFFFFFULL);
+      cell.excess[i] = rank[static_cast<std::size_t>(which[i])] - z0;
+    }
+  } else {
+    std::sort(keys.begin(), keys.end());
+    for (std::size_t i = 0; i < n;) {
+      std::size_t j = i;
+      while (j < n && (keys[j] >> 32) == (keys[i] >> 32)) ++j;
+      const double rank = (f - d) + (static_cast<double>(i + 1) + static_cast<double>(j)) / 2;  // ties: their average rank
+      for (std::size_t k = i; k < j; ++k) {
+        cell.genes[k] = static_cast<std::int32_t>(keys[k] & 0xFFFFFFFFULL);
+        cell.excess[k] = rank - z0;
+        ss += (rank - mean) * (rank - mean);
+      }
+      i = j;
+    }
   }
   cell.norm = std::sqrt(ss);
   return cell;
@@ -255,17 +320,14 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
       const std::vector<float> own = centred_ranks(without);
       const double own_norm = norm_of(own.data(), f);
       const std::vector<std::pair<double, std::int32_t>> detected = detected_of(cell);
+      std::vector<std::uint64_t> kept;
       for (std::size_t level = 0; level < n_levels; ++level) {
-        std::vector<std::pair<double, std::int32_t>> kept;
+        kept.clear();
         const double p = thinning && total[cell] > kLevels[level] ? kLevels[level] / total[cell] : 1.0;
-        if (p < 1) {
-          SplitMix64 rng{seed ^ (static_cast<std::uint64_t>(cell) * 0x9E3779B97F4A7C15ULL) ^ (level + 1)};
-          for (const auto& [value, gene] : detected) {
-            const double thinned = thin(value, p, rng);
-            if (thinned > 0) kept.emplace_back(thinned, gene);
-          }
-        } else {
-          kept = detected;
+        SplitMix64 rng{seed ^ (static_cast<std::uint64_t>(cell) * 0x9E3779B97F4A7C15ULL) ^ (level + 1)};
+        for (const auto& [value, gene] : detected) {
+          const double thinned = p < 1 ? thin(value, p, rng) : value;
+          if (thinned > 0) kept.push_back(rank_key(thinned, gene));
         }
         if (kept.empty()) continue;
         const double d = static_cast<double>(kept.size());
@@ -308,26 +370,39 @@ SimilarityScorer::SimilarityScorer(const SimilarityProfile& profile, const std::
     if (found != profile.entrez_ids.end() && *found == panel[j]) gene_of_column_[j] = static_cast<std::int32_t>(found - profile.entrez_ids.begin());
   }
   const std::size_t f = profile.entrez_ids.size();
-  for (std::size_t k = 0; k < profile.n_profiles(); ++k) centroid_norms_.push_back(norm_of(profile.centred_ranks.data() + k * f, f));
+  const std::size_t k_all = profile.n_profiles();
+  for (std::size_t k = 0; k < k_all; ++k) centroid_norms_.push_back(norm_of(profile.centred_ranks.data() + k * f, f));
+  by_gene_.resize(f * k_all);
+  for (std::size_t k = 0; k < k_all; ++k) {
+    for (std::size_t g = 0; g < f; ++g) by_gene_[g * k_all + k] = profile.centred_ranks[k * f + g];
+  }
 }
 
 CellSimilarity SimilarityScorer::score(const std::int32_t* columns, const float* values, std::size_t n) const {
   CellSimilarity result;
-  std::vector<std::pair<double, std::int32_t>> detected;
+  std::vector<std::uint64_t> detected;
   detected.reserve(n);
   for (std::size_t i = 0; i < n; ++i) {
     const auto column = static_cast<std::size_t>(columns[i]);
     if (column >= gene_of_column_.size() || gene_of_column_[column] < 0 || !(values[i] > 0)) continue;
-    detected.emplace_back(values[i], gene_of_column_[column]);
+    detected.push_back(rank_key(values[i], gene_of_column_[column]));
   }
   if (profile_.empty() || detected.empty()) return result;
   const std::size_t f = profile_.entrez_ids.size();
   const double d = static_cast<double>(detected.size());
   const RankedCell ranked = rank_cell(detected, f);
+  // Every class's numerator in one pass over the detected genes (centroid ranks gene-major).
+  const std::size_t k_all = profile_.n_profiles();
+  std::vector<double> numerator(k_all, 0.0);
+  for (std::size_t i = 0; i < ranked.genes.size(); ++i) {
+    const float* row = by_gene_.data() + static_cast<std::size_t>(ranked.genes[i]) * k_all;
+    const double excess = ranked.excess[i];
+    for (std::size_t k = 0; k < k_all; ++k) numerator[k] += excess * row[k];
+  }
   std::size_t best = 0;
   double best_similarity = -2;
-  for (std::size_t k = 0; k < profile_.n_profiles(); ++k) {
-    const double similarity = correlation(ranked, profile_.centred_ranks.data() + k * f, centroid_norms_[k]);
+  for (std::size_t k = 0; k < k_all; ++k) {
+    const double similarity = ranked.norm > 0 && centroid_norms_[k] > 0 ? numerator[k] / (ranked.norm * centroid_norms_[k]) : 0.0;
     if (similarity > best_similarity) {
       best_similarity = similarity;
       best = k;

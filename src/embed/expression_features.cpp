@@ -303,15 +303,24 @@ namespace {
 /// var (-1 = not in the panel), the vars that count towards a cell's library size.
 struct PanelStream {
   OpenedMatrix opened;
-  std::vector<std::int32_t> column;
+  std::vector<std::int32_t> column;  ///< var -> feature column (panel, then extra genes), -1 when neither
+  std::int32_t width = 0;            ///< panel columns: an extra gene alone does not make a cell non-empty
   std::vector<std::uint8_t> in_size_factor;
   double size_factor_multiplier = 1.0;
 };
 
-PanelStream open_panel_stream(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
-                              const ExpressionOptions& options, double min_panel_fraction, ExpressionFeatures& result) {
-  if (panel.empty()) throw InputError("the expression panel is empty");
+PanelStream open_panel_stream(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel_genes,
+                              const ExpressionOptions& options, double min_panel_fraction, ExpressionFeatures& result,
+                              const std::vector<std::int64_t>& extra = {}) {
+  if (panel_genes.empty()) throw InputError("the expression panel is empty");
   PanelStream stream;
+  stream.width = static_cast<std::int32_t>(panel_genes.size());
+  std::vector<std::int64_t> combined;
+  if (!extra.empty()) {
+    combined = panel_genes;
+    combined.insert(combined.end(), extra.begin(), extra.end());
+  }
+  const std::vector<std::int64_t>& panel = extra.empty() ? panel_genes : combined;
   stream.opened = open_for_expression(dataset, table, options, result.warnings);
   const OpenedMatrix& opened = stream.opened;
   result.matrix = opened.matrix;
@@ -319,7 +328,7 @@ PanelStream open_panel_stream(const Dataset& dataset, const GeneTable& table, co
   result.normalization_reason = opened.reason;
   result.counts = opened.counts;
   result.n_cells = dataset.n_obs();
-  result.n_features = static_cast<int>(panel.size());
+  result.n_features = stream.width;
   // Sorted panel ids with their feature column.
   std::vector<std::int32_t> by_id(panel.size());
   std::iota(by_id.begin(), by_id.end(), 0);
@@ -330,17 +339,18 @@ PanelStream open_panel_stream(const Dataset& dataset, const GeneTable& table, co
   stream.column = map_vars(table, opened.genes, sorted_ids, &by_id);
   stream.in_size_factor = size_factor_vars(table, opened.genes, options.size_factor_genes);
   stream.size_factor_multiplier = options.size_factor_multiplier;
-  result.n_panel_genes_found = std::count_if(stream.column.begin(), stream.column.end(), [](std::int32_t c) { return c >= 0; });
-  const double found = static_cast<double>(result.n_panel_genes_found) / static_cast<double>(panel.size());
+  const std::int32_t width = stream.width;
+  result.n_panel_genes_found = std::count_if(stream.column.begin(), stream.column.end(), [width](std::int32_t c) { return c >= 0 && c < width; });
+  const double found = static_cast<double>(result.n_panel_genes_found) / static_cast<double>(panel_genes.size());
   if (found < min_panel_fraction) {
     throw InputError(fmt::format("{}: only {} of the {} panel genes of the model are among the vars ({:.1f}%, need {:.0f}%): var column "
                                  "'{}' read as {} ids. Pass --gene-column to choose another var column, or check the species",
-                                 dataset.path(), result.n_panel_genes_found, panel.size(), 100 * found, 100 * min_panel_fraction,
+                                 dataset.path(), result.n_panel_genes_found, panel_genes.size(), 100 * found, 100 * min_panel_fraction,
                                  opened.genes.column, to_string(opened.genes.id_type)));
   }
   if (found < 0.5) {
     result.warnings.push_back(fmt::format("only {} of the {} panel genes are in {}: missing genes count as not expressed",
-                                          result.n_panel_genes_found, panel.size(), dataset.path()));
+                                          result.n_panel_genes_found, panel_genes.size(), dataset.path()));
   }
   return stream;
 }
@@ -374,7 +384,7 @@ bool row_features(const CsrBlock& block, std::size_t row, const PanelStream& str
     const double raw = block.values[static_cast<std::size_t>(k)];
     if (j < 0 || raw == 0) continue;
     emit(j, static_cast<float>(log1p ? log1p_of(raw) : normalized(raw, scale, normalization)));
-    any = true;
+    any = any || j < stream.width;
   }
   return any;
 }
@@ -407,9 +417,9 @@ ExpressionFeatures stream_expression_features(const Dataset& dataset, const Gene
 
 ExpressionFeatures stream_sparse_expression_features(const Dataset& dataset, const GeneTable& table, const std::vector<std::int64_t>& panel,
                                                      const ExpressionOptions& options, const SparseFeatureBlockCallback& callback,
-                                                     double min_panel_fraction) {
+                                                     double min_panel_fraction, const std::vector<std::int64_t>& extra) {
   ExpressionFeatures result;
-  PanelStream stream = open_panel_stream(dataset, table, panel, options, min_panel_fraction, result);
+  PanelStream stream = open_panel_stream(dataset, table, panel, options, min_panel_fraction, result, extra);
   const BlockStreamOptions block_options = stream_options(dataset, stream.opened.matrix, options.memory_limit_bytes);
   SparseFeatureBlock features;
   for_each_block(*stream.opened.reader, block_options, [&](const CsrBlock& block) {

@@ -104,8 +104,13 @@ TEST(ReferenceSimilarity, SpearmanOfASparseCellEqualsTheDirectComputation) {
   std::vector<std::int64_t> panel(sample.entrez_ids.begin(), sample.entrez_ids.end());
   const SimilarityScorer scorer(profile, panel);
   std::mt19937_64 engine(11);
+  std::uniform_real_distribution<double> jitter(0.0, 0.5);
   for (int trial = 0; trial < 20; ++trial) {
-    const auto counts = cell_counts(trial % 3, 0.3 + 0.2 * trial, engine);
+    auto counts = cell_counts(trial % 3, 0.3 + 0.2 * trial, engine);
+    // every other cell with values of no discrete kind (more distinct values than the rank table holds)
+    if (trial % 2 == 1) {
+      for (auto& entry : counts) entry.second += jitter(engine);
+    }
     const CellSimilarity scored = score_counts(scorer, counts);
     // the cell over the compared genes, and each centroid's ranks (centred ranks rank as the centroid does)
     std::vector<double> dense(f, 0.0);
