@@ -29,8 +29,12 @@ inline constexpr std::int64_t kSimilarityCalibrationCells = 200;
 inline constexpr double kSimilarityQuantile = 0.01;
 /// Cells shallower than this many counts are not judged (known types score low there).
 inline constexpr double kSimilarityMinCounts = 1000;
-/// annotate warns when at least this share of the cells it could judge resemble no reference type.
+/// annotate warns when at least this share of the cells it could judge resemble no reference type,
+/// else when a label with kSimilarityWarnLabelCells judged cells or more has this share of them
+/// unlike (bench/novelty: queries of the reference's types reach 0.11 overall, 0.17 for a label).
 inline constexpr double kSimilarityWarnShare = 0.2;
+inline constexpr double kSimilarityWarnLabelShare = 0.3;
+inline constexpr std::int64_t kSimilarityWarnLabelCells = 20;
 
 /// The profile of the sampled cells' classes over their kSimilarityGenes most variable genes
 /// among `size_factor_genes` (ascending; empty = every gene of the sample), which are also the

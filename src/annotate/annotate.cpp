@@ -621,9 +621,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   if (check_similarity) {
     annotation.unlike_reference.assign(static_cast<std::size_t>(n), 0);
     std::map<std::string, std::int64_t> unlike_labels;
+    std::map<std::string, std::int64_t> judged_labels;
     for (std::size_t row = 0; row < static_cast<std::size_t>(n); ++row) {
       if (judged[row] == 0 || models_used[row] == 0) continue;
       ++annotation.n_similarity_judged;
+      ++judged_labels[annotation.labels[row]];
       if (judged_like[row] != 0) continue;
       annotation.unlike_reference[row] = 1;
       ++annotation.n_unlike_reference;
@@ -641,6 +643,22 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
           "({}) are likely wrong, the references may lack these types",
           annotation.n_unlike_reference, annotation.n_similarity_judged, 100.0 * annotation.n_unlike_reference / judged_cells,
           fmt::join(named, ", ")));
+    } else {
+      // Fewer overall, but a label given mostly to such cells (a type the references lack, called
+      // by its nearest class).
+      std::vector<std::string> labels;
+      for (const auto& [label, count] : unlike_labels) {
+        const std::int64_t of = judged_labels[label];
+        if (of >= kSimilarityWarnLabelCells && static_cast<double>(count) >= kSimilarityWarnLabelShare * static_cast<double>(of)) {
+          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", label, count, of, 100.0 * static_cast<double>(count) / static_cast<double>(of)));
+        }
+      }
+      if (!labels.empty()) {
+        annotation.warnings.push_back(fmt::format(
+            "cells labelled {} resemble none of the reference's cell types (obs celltyper_unlike_reference): the references may lack "
+            "their type, and these labels name its nearest class",
+            fmt::join(labels, ", ")));
+      }
     }
   }
 

@@ -89,5 +89,42 @@ TEST(UnlikeReference, ATypeLeftOutOfTheReferenceIsFlaggedInTheQuery) {
   std::printf("%s", run.out.c_str());
 }
 
+TEST(UnlikeReference, ALabelGivenMostlyToNewTypesIsNamed) {
+  // Xin's pancreas types (alpha, beta, delta, gamma) -> Wang's 219 genes, whose ductal, stellate
+  // and acinar cells Xin never had: 14% of the cells (no overall warning), but the label they
+  // are given gets a warning of its own.
+  CELLTYPER_REQUIRE_SHARED(pancreas, "pancreas-xin-wang-scclassify/pancreas_xin_wang_log.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const std::string split = fmt::format(
+      "import anndata\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "xin = a.obs['study'].astype(str).str.startswith('Xin').values\n"
+      "x = a[xin]\n"
+      "anndata.AnnData(X=x.X, obs=x.obs[['celltype']], var=x.var[[]]).write_h5ad('{1}')\n"
+      "w = a[~xin][:, a.var['in_wang_subset'].astype(bool).values]\n"
+      "anndata.AnnData(X=w.X, obs=w.obs[['celltype']], var=w.var[[]]).write_h5ad('{2}')\n",
+      pancreas, dir.file("xin.h5ad"), dir.file("wang.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", split});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto train = test::run_cli({"train", "-r", dir.file("xin.h5ad"), "-l", "obs:celltype", "-o", dir.file("model.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto annotate = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", dir.file("wang.h5ad"), "-o", dir.file("out.h5ad")});
+  ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
+  EXPECT_EQ(annotate.err.find("cells deep enough to judge"), std::string::npos) << annotate.err;  // not the overall warning
+  EXPECT_NE(annotate.err.find("warning: cells labelled '"), std::string::npos) << annotate.err;
+  const std::string check = fmt::format(
+      "import anndata\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "new = a.obs['celltype'].astype(str).isin(['ductal', 'stellate', 'acinar']).values\n"
+      "u = a.obs['celltyper_unlike_reference'].values\n"
+      "print('new types flagged %.3f of %d, Xin types %.3f' % (u[new].mean(), new.sum(), u[~new].mean()))\n"
+      "assert u[new].mean() >= 0.3 and u[~new].mean() <= 0.03\n",
+      dir.file("out.h5ad"));
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
+  std::printf("%s", run.out.c_str());
+}
+
 }  // namespace
 }  // namespace celltyper
