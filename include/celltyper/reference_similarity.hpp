@@ -27,12 +27,14 @@ inline constexpr std::int64_t kSimilarityMinClassCells = 10;
 inline constexpr std::int64_t kSimilarityCalibrationCells = 200;
 /// The share of a class's own cells (at a depth) that score below its threshold.
 inline constexpr double kSimilarityQuantile = 0.01;
-/// Cells shallower than this many counts are not judged (known types score low there).
+/// A cell detecting fewer of the compared genes than its best type's cells do, in the median, when
+/// thinned to this many counts is not judged (known types score low there).
 inline constexpr double kSimilarityMinCounts = 1000;
 /// annotate warns when at least this share of the cells it could judge resemble no reference type,
 /// else when a label with kSimilarityWarnLabelCells judged cells or more has this share of them
 /// unlike (bench/novelty: queries of the reference's types reach 0.11 overall, 0.17 for a label).
 inline constexpr double kSimilarityWarnShare = 0.2;
+inline constexpr std::int64_t kSimilarityWarnMinCells = 10;  ///< fewer unlike cells: no overall warning
 inline constexpr double kSimilarityWarnLabelShare = 0.3;
 inline constexpr std::int64_t kSimilarityWarnLabelCells = 20;
 

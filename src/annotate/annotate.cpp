@@ -538,7 +538,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     if (scorer && !linear && !extra.empty()) {  // a pass of its own
       ExpressionOptions settings = expression_options(options.embed);
       settings.size_factor_genes = models[m]->panel.size_factor_genes;
-      stream_sparse_expression_features(dataset, table, models[m]->similarity.entrez_ids, settings, score_block);
+      // (no floor on the genes found: a query lacking them is judged on the ones it has, never refused)
+      stream_sparse_expression_features(dataset, table, models[m]->similarity.entrez_ids, settings, score_block, 0.0);
       scorer.reset();
     }
     if (linear) {  // logreg on expression: sparse, fused
@@ -618,49 +619,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   }
   if (n_empty > 0) annotation.warnings.push_back(fmt::format("{} cells have no expressed gene with a vector: Unassigned", n_empty));
   warn_about_low_gene_cells(dataset, options.embed.matrix, annotation);
-  if (check_similarity) {
-    annotation.unlike_reference.assign(static_cast<std::size_t>(n), 0);
-    std::map<std::string, std::int64_t> unlike_labels;
-    std::map<std::string, std::int64_t> judged_labels;
-    for (std::size_t row = 0; row < static_cast<std::size_t>(n); ++row) {
-      if (judged[row] == 0 || models_used[row] == 0) continue;
-      ++annotation.n_similarity_judged;
-      ++judged_labels[annotation.labels[row]];
-      if (judged_like[row] != 0) continue;
-      annotation.unlike_reference[row] = 1;
-      ++annotation.n_unlike_reference;
-      ++unlike_labels[annotation.labels[row]];
-    }
-    const auto judged_cells = static_cast<double>(annotation.n_similarity_judged);
-    if (annotation.n_unlike_reference > 0 && static_cast<double>(annotation.n_unlike_reference) >= kSimilarityWarnShare * judged_cells) {
-      std::vector<std::pair<std::string, std::int64_t>> by_count(unlike_labels.begin(), unlike_labels.end());
-      std::stable_sort(by_count.begin(), by_count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
-      std::vector<std::string> named;
-      for (std::size_t i = 0; i < std::min<std::size_t>(3, by_count.size()); ++i) named.push_back(fmt::format("'{}' {}", by_count[i].first, by_count[i].second));
-      annotation.warnings.push_back(fmt::format(
-          "{} of the {} cells deep enough to judge ({:.0f}%) resemble none of the reference's cell types (their correlation with every "
-          "type's profile is below what that type's own cells reach at their depth; obs celltyper_unlike_reference): their labels "
-          "({}) are likely wrong, the references may lack these types",
-          annotation.n_unlike_reference, annotation.n_similarity_judged, 100.0 * annotation.n_unlike_reference / judged_cells,
-          fmt::join(named, ", ")));
-    } else {
-      // Fewer overall, but a label given mostly to such cells (a type the references lack, called
-      // by its nearest class).
-      std::vector<std::string> labels;
-      for (const auto& [label, count] : unlike_labels) {
-        const std::int64_t of = judged_labels[label];
-        if (of >= kSimilarityWarnLabelCells && static_cast<double>(count) >= kSimilarityWarnLabelShare * static_cast<double>(of)) {
-          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", label, count, of, 100.0 * static_cast<double>(count) / static_cast<double>(of)));
-        }
-      }
-      if (!labels.empty()) {
-        annotation.warnings.push_back(fmt::format(
-            "cells labelled {} resemble none of the reference's cell types (obs celltyper_unlike_reference): the references may lack "
-            "their type, and these labels name its nearest class",
-            fmt::join(labels, ", ")));
-      }
-    }
-  }
+
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
   // of the models' reference samples weighted by the cell's probabilities).
@@ -748,7 +707,56 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
           stranded, fmt::join(stranded_classes, ", "), threshold));
     }
   }
-  return annotation;
+  // (after hierarchical prediction: the warnings name the labels given)
+  if (check_similarity) {
+    annotation.unlike_reference.assign(static_cast<std::size_t>(n), 0);
+    std::map<std::string, std::int64_t> unlike_labels;
+    std::map<std::string, std::int64_t> judged_labels;
+    for (std::size_t row = 0; row < static_cast<std::size_t>(n); ++row) {
+      if (judged[row] == 0 || models_used[row] == 0) continue;
+      ++annotation.n_similarity_judged;
+      const std::string& label = annotation.labels[row];
+      const bool named = label != kUnassigned;  // (warnings name the labels given)
+      if (named) ++judged_labels[label];
+      if (judged_like[row] != 0) continue;
+      annotation.unlike_reference[row] = 1;
+      ++annotation.n_unlike_reference;
+      if (named) ++unlike_labels[label];
+    }
+    const auto judged_cells = static_cast<double>(annotation.n_similarity_judged);
+    if (annotation.n_unlike_reference >= kSimilarityWarnMinCells &&
+        static_cast<double>(annotation.n_unlike_reference) >= kSimilarityWarnShare * judged_cells) {
+      std::vector<std::pair<std::string, std::int64_t>> by_count(unlike_labels.begin(), unlike_labels.end());
+      std::stable_sort(by_count.begin(), by_count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+      std::vector<std::string> named;
+      for (std::size_t i = 0; i < std::min<std::size_t>(3, by_count.size()); ++i) named.push_back(fmt::format("'{}' {}", by_count[i].first, by_count[i].second));
+      annotation.warnings.push_back(fmt::format(
+          "{} of the {} cells deep enough to judge ({:.0f}%) resemble none of the reference's cell types (their correlation with the "
+          "profile of the type they match best is below what that type's own cells reach at their depth; obs "
+          "celltyper_unlike_reference): their labels{} are likely wrong, the references may lack these types{}",
+          annotation.n_unlike_reference, annotation.n_similarity_judged, 100.0 * annotation.n_unlike_reference / judged_cells,
+          named.empty() ? std::string() : fmt::format(" ({})", fmt::join(named, ", ")),
+          std::any_of(models.begin(), models.end(), [&](const CellTypeModel* model) { return has_profile(model) && model->similarity.n_levels == 1; })
+              ? " (or, as a reference of log values gives no depths to compare with, the query is much shallower than it)"
+              : ""));
+    } else {
+      // Fewer overall, but a label given mostly to such cells (a type the references lack, called
+      // by its nearest class).
+      std::vector<std::string> labels;
+      for (const auto& [label, count] : unlike_labels) {
+        const std::int64_t of = judged_labels[label];
+        if (of >= kSimilarityWarnLabelCells && static_cast<double>(count) >= kSimilarityWarnLabelShare * static_cast<double>(of)) {
+          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", label, count, of, 100.0 * static_cast<double>(count) / static_cast<double>(of)));
+        }
+      }
+      if (!labels.empty()) {
+        annotation.warnings.push_back(fmt::format(
+            "cells labelled {} resemble none of the reference's cell types (obs celltyper_unlike_reference): the references may lack "
+            "their type, and these labels name its nearest class",
+            fmt::join(labels, ", ")));
+      }
+    }
+  }  return annotation;
 }
 
 H5adAdditions annotation_additions(const Annotation& annotation) {

@@ -303,7 +303,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    annotation.n_unlike_reference,
                    annotation.n_similarity_judged == 0 ? 0.0 : 100.0 * static_cast<double>(annotation.n_unlike_reference) /
                                                                static_cast<double>(annotation.n_similarity_judged),
-                   annotation.n_similarity_judged == n ? "" : fmt::format("; {} too shallow to judge", n - annotation.n_similarity_judged));
+                   annotation.n_similarity_judged == n ? "" : fmt::format("; {} not judged (too shallow, or empty)", n - annotation.n_similarity_judged));
       }
       for (const auto& warning : annotation.warnings) fmt::print(stderr, "warning: {}\n", warning);
     }

@@ -176,15 +176,23 @@ SimilarityProfile read_similarity_profile(hid_t root, const std::string& path, s
   profile.level_threshold = h5::read_all_1d<double>(read("level_threshold").get());
   profile.min_detected = h5::read_all_1d<double>(read("min_detected").get());
   const std::size_t k = profile.classes.size();
-  const bool consistent = profile.n_levels > 0 && profile.centred_ranks.size() == k * profile.entrez_ids.size() &&
+  constexpr std::int64_t kMaxLevels = 64;  // (a count from the file: bounded before any product)
+  const bool consistent = profile.n_levels > 0 && profile.n_levels <= kMaxLevels && k <= n_classes &&
+                          profile.entrez_ids.size() <= (std::size_t{1} << 31) &&
+                          std::adjacent_find(profile.entrez_ids.begin(), profile.entrez_ids.end(),
+                                             [](std::int64_t a, std::int64_t b) { return a >= b; }) == profile.entrez_ids.end() &&
+                          profile.centred_ranks.size() == k * profile.entrez_ids.size() &&
                           profile.level_log_detected.size() == k * static_cast<std::size_t>(profile.n_levels) &&
                           profile.level_threshold.size() == profile.level_log_detected.size() && profile.min_detected.size() == k &&
                           std::all_of(profile.classes.begin(), profile.classes.end(),
                                       [n_classes](std::int32_t c) { return c >= 0 && static_cast<std::size_t>(c) < n_classes; }) &&
                           std::all_of(profile.centred_ranks.begin(), profile.centred_ranks.end(), [](float v) { return std::isfinite(v); }) &&
                           std::all_of(profile.level_threshold.begin(), profile.level_threshold.end(), [](double v) { return std::isfinite(v); }) &&
-                          std::all_of(profile.level_log_detected.begin(), profile.level_log_detected.end(), [](double v) { return std::isfinite(v); });
-  if (!consistent) throw InputError(fmt::format("{}: /similarity datasets disagree or hold non-finite values", path));
+                          std::all_of(profile.level_log_detected.begin(), profile.level_log_detected.end(), [](double v) { return std::isfinite(v); }) &&
+                          std::all_of(profile.min_detected.begin(), profile.min_detected.end(), [](double v) { return std::isfinite(v) && v >= 0; });
+  if (!consistent) {
+    throw InputError(fmt::format("{}: /similarity datasets disagree, are out of order or hold non-finite values", path));
+  }
   return profile;
 }
 

@@ -1,13 +1,17 @@
 // The similarity check of reference_similarity.hpp on generated counts: its Spearman correlation
 // against a direct computation, the depth-calibrated thresholds, cells of a type the sample lacks,
 // and the profile's round trip through a model file.
+#include <celltyper/error.hpp>
 #include <celltyper/model_file.hpp>
 #include <celltyper/reference_similarity.hpp>
 
+#include "io/hdf5_util.hpp"
 #include "support/test_support.hpp"
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
+#include <functional>
 #include <numeric>
 #include <random>
 
@@ -186,7 +190,7 @@ TEST(ReferenceSimilarity, LogValuesGetOneLevelAndTheProfileRoundTripsThroughAMod
   const SimilarityProfile profile = similarity_profile(sample, {}, 2);
   ASSERT_EQ(profile.n_profiles(), 2u);
   EXPECT_EQ(profile.n_levels, 1);
-  EXPECT_EQ(profile.min_detected, std::vector<double>({0.0, 0.0}));
+  EXPECT_EQ(profile.min_detected, std::vector<double>({0.0, 0.0}));  // no depths: every cell is judged
 
   // a model file keeps it as it was
   CellTypeModel model;
@@ -212,6 +216,36 @@ TEST(ReferenceSimilarity, LogValuesGetOneLevelAndTheProfileRoundTripsThroughAMod
   EXPECT_EQ(loaded.similarity.level_threshold, profile.level_threshold);
   EXPECT_EQ(loaded.similarity.level_log_detected, profile.level_log_detected);
   EXPECT_EQ(loaded.similarity.n_levels, 1);
+
+  // A damaged profile is refused with the file's name: a level count whose products would wrap,
+  // genes out of order.
+  const auto damaged = [&](const std::function<void(hid_t)>& damage) {
+    const std::string path = dir.file("damaged.h5");
+    std::filesystem::copy_file(dir.file("model.h5"), path, std::filesystem::copy_options::overwrite_existing);
+    {
+      h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT));
+      h5::Handle group(H5Gopen2(file.get(), "similarity", H5P_DEFAULT));
+      damage(group.get());
+    }
+    try {
+      (void)load_model(path);
+    } catch (const InputError& error) {
+      return std::string(error.what());
+    }
+    return std::string("loaded");
+  };
+  const std::string wrapped = damaged([](hid_t group) {
+    H5Adelete(group, "n_levels");
+    h5::write_int_array_attribute(group, "n_levels", {(std::int64_t{1} << 61) + 1});
+  });
+  EXPECT_NE(wrapped.find("/similarity datasets disagree"), std::string::npos) << wrapped;
+  const std::string unordered = damaged([&](hid_t group) {
+    std::vector<std::int64_t> ids = profile.entrez_ids;
+    std::swap(ids[0], ids[1]);
+    H5Ldelete(group, "entrez_id", H5P_DEFAULT);
+    h5::write_1d<std::int64_t>(group, "entrez_id", ids.data(), static_cast<std::int64_t>(ids.size()));
+  });
+  EXPECT_NE(unordered.find("are out of order"), std::string::npos) << unordered;
 }
 
 }  // namespace
