@@ -478,10 +478,6 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   }
   annotation.probabilities.assign(static_cast<std::size_t>(n) * c_all, 0.0f);
   std::vector<std::int32_t> models_used(static_cast<std::size_t>(n), 0);
-  // Features are streamed block by block into the classifier: only the probabilities of all
-  // cells are kept, never all their features (a cell's prediction depends only on that cell).
-  // Consecutive blocks are gathered up to the memory cap before each prediction call, so that a
-  // classifier's per-call overhead (thread start-up, XGBoost's DMatrix) is paid rarely.
   // The similarity check (reference_similarity.hpp) reads the same features as the classifier:
   // per cell the best similarity over models, whether some model judged it, and whether some
   // model found it like one of its types.
@@ -502,6 +498,10 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     judged[row] = 1;
     if (result.verdict == SimilarityVerdict::kLike) judged_like[row] = 1;
   };
+  // Features are streamed block by block into the classifier: only the probabilities of all
+  // cells are kept, never all their features (a cell's prediction depends only on that cell).
+  // Consecutive blocks are gathered up to the memory cap before each prediction call, so that a
+  // classifier's per-call overhead (thread start-up, XGBoost's DMatrix) is paid rarely.
   for (std::size_t m = 0; m < models.size(); ++m) {
     std::optional<SimilarityScorer> scorer;
     // The profile's genes: read beside the classifier's features (logistic regression's sparse
@@ -619,7 +619,6 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   }
   if (n_empty > 0) annotation.warnings.push_back(fmt::format("{} cells have no expressed gene with a vector: Unassigned", n_empty));
   warn_about_low_gene_cells(dataset, options.embed.matrix, annotation);
-
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
   // of the models' reference samples weighted by the cell's probabilities).
@@ -756,7 +755,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
             fmt::join(labels, ", ")));
       }
     }
-  }  return annotation;
+  }
+  return annotation;
 }
 
 H5adAdditions annotation_additions(const Annotation& annotation) {

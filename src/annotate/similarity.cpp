@@ -190,12 +190,12 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
   const bool counts = stored == Normalization::kLog1pCp10k;
 
   // The candidate genes: the sample's (those a cell's library is summed over, when restricted).
-  std::vector<std::int64_t> panel;
-  std::vector<std::int32_t> panel_index(n_columns, -1);
+  std::vector<std::int64_t> candidates;
+  std::vector<std::int32_t> candidate_of(n_columns, -1);
   for (std::size_t g = 0; g < n_columns; ++g) {
     if (!size_factor_genes.empty() && !std::binary_search(size_factor_genes.begin(), size_factor_genes.end(), sample.entrez_ids[g])) continue;
-    panel_index[g] = static_cast<std::int32_t>(panel.size());
-    panel.push_back(sample.entrez_ids[g]);
+    candidate_of[g] = static_cast<std::int32_t>(candidates.size());
+    candidates.push_back(sample.entrez_ids[g]);
   }
   std::vector<std::uint8_t> in_library(n_columns, 1);
   if (!size_factor_genes.empty()) {
@@ -203,7 +203,7 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
       in_library[g] = std::binary_search(size_factor_genes.begin(), size_factor_genes.end(), sample.entrez_ids[g]) ? 1 : 0;
     }
   }
-  // Labelled cells by class; each cell's library (counts) and log values over the panel.
+  // Labelled cells by class, and each cell's library (counts).
   std::vector<std::vector<std::size_t>> cells_of(n_classes);
   std::vector<double> library(static_cast<std::size_t>(values.n_rows), 0.0);
   std::vector<double> total(static_cast<std::size_t>(values.n_rows), 0.0);  // every count of the cell (thinning's depth)
@@ -225,14 +225,14 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
     return value;  // log values as stored
   };
   // Variance of each candidate gene over the labelled cells: the most variable are compared.
-  std::vector<double> sum(panel.size(), 0.0);
-  std::vector<double> sum_squares(panel.size(), 0.0);
+  std::vector<double> sum(candidates.size(), 0.0);
+  std::vector<double> sum_squares(candidates.size(), 0.0);
   std::int64_t n_labelled = 0;
   for (std::size_t c = 0; c < n_classes; ++c) {
     for (const std::size_t cell : cells_of[c]) {
       ++n_labelled;
       for (std::int64_t k = values.indptr[cell]; k < values.indptr[cell + 1]; ++k) {
-        const std::int32_t j = panel_index[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])];
+        const std::int32_t j = candidate_of[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])];
         if (j < 0) continue;
         const double x = log_value(values.values[static_cast<std::size_t>(k)], cell);
         sum[static_cast<std::size_t>(j)] += x;
@@ -242,31 +242,31 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
   }
   if (n_labelled < 2) return profile;
   std::vector<std::size_t> by_variance;
-  std::vector<double> variance(panel.size(), 0.0);
-  for (std::size_t j = 0; j < panel.size(); ++j) {
+  std::vector<double> variance(candidates.size(), 0.0);
+  for (std::size_t j = 0; j < candidates.size(); ++j) {
     const double mean = sum[j] / static_cast<double>(n_labelled);
     variance[j] = sum_squares[j] / static_cast<double>(n_labelled) - mean * mean;
     if (variance[j] > 1e-12) by_variance.push_back(j);
   }
   std::sort(by_variance.begin(), by_variance.end(),
-            [&](std::size_t a, std::size_t b) { return variance[a] != variance[b] ? variance[a] > variance[b] : panel[a] < panel[b]; });
+            [&](std::size_t a, std::size_t b) { return variance[a] != variance[b] ? variance[a] > variance[b] : candidates[a] < candidates[b]; });
   if (by_variance.size() > kSimilarityGenes) by_variance.resize(kSimilarityGenes);
   if (by_variance.size() < 10) return profile;  // too few genes to rank
-  std::sort(by_variance.begin(), by_variance.end(), [&](std::size_t a, std::size_t b) { return panel[a] < panel[b]; });
+  std::sort(by_variance.begin(), by_variance.end(), [&](std::size_t a, std::size_t b) { return candidates[a] < candidates[b]; });
   const std::size_t f = by_variance.size();
-  std::vector<std::int32_t> gene_of_panel(panel.size(), -1);
+  std::vector<std::int32_t> compared_of(candidates.size(), -1);
   for (std::size_t g = 0; g < f; ++g) {
-    gene_of_panel[by_variance[g]] = static_cast<std::int32_t>(g);
-    profile.entrez_ids.push_back(panel[by_variance[g]]);
+    compared_of[by_variance[g]] = static_cast<std::int32_t>(g);
+    profile.entrez_ids.push_back(candidates[by_variance[g]]);
   }
   // A cell's (raw value, compared gene) pairs.
   const auto detected_of = [&](std::size_t cell) {
     std::vector<std::pair<double, std::int32_t>> detected;
     for (std::int64_t k = values.indptr[cell]; k < values.indptr[cell + 1]; ++k) {
-      const std::int32_t j = panel_index[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])];
-      if (j < 0 || gene_of_panel[static_cast<std::size_t>(j)] < 0) continue;
+      const std::int32_t j = candidate_of[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])];
+      if (j < 0 || compared_of[static_cast<std::size_t>(j)] < 0) continue;
       const double value = values.values[static_cast<std::size_t>(k)];
-      if (value > 0) detected.emplace_back(value, gene_of_panel[static_cast<std::size_t>(j)]);
+      if (value > 0) detected.emplace_back(value, compared_of[static_cast<std::size_t>(j)]);
     }
     return detected;
   };
@@ -296,9 +296,9 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
     for (std::int64_t i = 0; i < n_calibration; ++i) calibration.push_back(cells[static_cast<std::size_t>(i * n / n_calibration)]);
     for (const std::size_t cell : cells) {
       for (std::int64_t k = values.indptr[cell]; k < values.indptr[cell + 1]; ++k) {
-        const std::int32_t j = panel_index[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])];
-        if (j < 0 || gene_of_panel[static_cast<std::size_t>(j)] < 0) continue;
-        centroid[static_cast<std::size_t>(gene_of_panel[static_cast<std::size_t>(j)])] += log_value(values.values[static_cast<std::size_t>(k)], cell);
+        const std::int32_t j = candidate_of[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])];
+        if (j < 0 || compared_of[static_cast<std::size_t>(j)] < 0) continue;
+        centroid[static_cast<std::size_t>(compared_of[static_cast<std::size_t>(j)])] += log_value(values.values[static_cast<std::size_t>(k)], cell);
       }
     }
     // (ranks: the sums rank as the means do, and a cell's leave-one-out sums as its class's
@@ -313,9 +313,9 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
     for (const std::size_t cell : calibration) {
       std::vector<double> without = centroid;
       for (std::int64_t k = values.indptr[cell]; k < values.indptr[cell + 1]; ++k) {
-        const std::int32_t j = panel_index[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])];
-        if (j < 0 || gene_of_panel[static_cast<std::size_t>(j)] < 0) continue;
-        without[static_cast<std::size_t>(gene_of_panel[static_cast<std::size_t>(j)])] -= log_value(values.values[static_cast<std::size_t>(k)], cell);
+        const std::int32_t j = candidate_of[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])];
+        if (j < 0 || compared_of[static_cast<std::size_t>(j)] < 0) continue;
+        without[static_cast<std::size_t>(compared_of[static_cast<std::size_t>(j)])] -= log_value(values.values[static_cast<std::size_t>(k)], cell);
       }
       for (double& value : without) value = std::abs(value) < 1e-9 ? 0.0 : value;
       const std::vector<float> own = centred_ranks(without);
