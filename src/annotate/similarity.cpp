@@ -197,12 +197,6 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
     candidate_of[g] = static_cast<std::int32_t>(candidates.size());
     candidates.push_back(sample.entrez_ids[g]);
   }
-  std::vector<std::uint8_t> in_library(n_columns, 1);
-  if (!size_factor_genes.empty()) {
-    for (std::size_t g = 0; g < n_columns; ++g) {
-      in_library[g] = std::binary_search(size_factor_genes.begin(), size_factor_genes.end(), sample.entrez_ids[g]) ? 1 : 0;
-    }
-  }
   // Labelled cells by class, and each cell's library (counts).
   std::vector<std::vector<std::size_t>> cells_of(n_classes);
   std::vector<double> library(static_cast<std::size_t>(values.n_rows), 0.0);
@@ -215,7 +209,8 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
       const double value = values.values[static_cast<std::size_t>(k)];
       if (!(value > 0)) continue;
       total[static_cast<std::size_t>(cell)] += value;
-      if (in_library[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])] != 0) library[static_cast<std::size_t>(cell)] += value;
+      // (the candidates are the library's genes)
+      if (candidate_of[static_cast<std::size_t>(values.indices[static_cast<std::size_t>(k)])] >= 0) library[static_cast<std::size_t>(cell)] += value;
     }
   }
   const auto log_value = [&](double value, std::size_t cell) {
