@@ -34,6 +34,10 @@ if ! cmake --build build-fuzz -j "$(nproc)" --target "${TARGETS[@]}" >build-fuzz
   echo "fuzz: the fuzz targets did not build (build-fuzz/build.log)"
   exit 1
 fi
+# The targets write their inputs to scratch files under $TMPDIR (fuzz/fuzz_support.hpp): a folder of
+# this run, removed at the end, so no run leaves files in /tmp.
+scratch="$(mktemp -d "${TMPDIR:-/tmp}/celltyper-fuzz.XXXXXX")"
+trap 'rm -rf "$scratch"' EXIT
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 mkdir -p build-fuzz/findings
@@ -42,11 +46,11 @@ for target in "${TARGETS[@]}"; do
   binary="build-fuzz/fuzz/$target"
   [ -x "$binary" ] || { echo "fuzz: $binary was not built"; exit 1; }
   if [ -d "fuzz/regressions/$target" ] && [ -n "$(ls -A "fuzz/regressions/$target")" ]; then
-    "$binary" -runs=0 fuzz/regressions/"$target"/* >/dev/null 2>"build-fuzz/$target.regressions.log" \
+    TMPDIR="$scratch" "$binary" -runs=0 fuzz/regressions/"$target"/* >/dev/null 2>"build-fuzz/$target.regressions.log" \
       || { echo "fuzz: $target fails a kept finding (build-fuzz/$target.regressions.log)"; status=1; continue; }
   fi
   mkdir -p "build-fuzz/corpus/$target"
-  if "$binary" -max_total_time="$PER_TARGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+  if TMPDIR="$scratch" "$binary" -max_total_time="$PER_TARGET" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
        -artifact_prefix="build-fuzz/findings/$target-" "build-fuzz/corpus/$target" "fuzz/corpus/$target" \
        >"build-fuzz/$target.log" 2>&1; then
     echo "fuzz: $target: $(grep -E '^stat::number_of_executed_units' "build-fuzz/$target.log" | awk '{print $2}') inputs in ${PER_TARGET} s, no finding"
