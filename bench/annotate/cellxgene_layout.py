@@ -8,8 +8,10 @@ savercat and pbmc68k_reduced cells in that layout (the counts are the files' own
 gives the CL names and ids), trains on pbmc3k and annotates the two others, each way:
 
   * default      `train -r ref -l obs:cell_type`, `annotate` with no --layer (auto: raw/X here);
-  * --layer X    the same reading the log-normalised X, normalised again over the library genes
-                 (expm1, CP10k, log1p: relog1p-cp10k, what --normalize auto does with such values);
+  * --layer X    the same reading the log-normalised X: train reads the reference's counts back
+                 from it (expm1 of each value over that of the cell's smallest, since session 30;
+                 before, the values were normalised again, relog1p-cp10k, without depth
+                 augmentation); annotate normalises the query's again (the same features);
   * --layer X --normalize none   X used as it is (what the default did before session 23);
   * plain files  the original files, counts in X (pbmc68k_reduced: --layer counts), labels mapped
                  through the label map: the figure the CELLxGENE layout should reproduce.
@@ -103,7 +105,7 @@ def main():
     shapes = {name: cellxgene_file(name, path) for name, path in files.items()}
     log(f"wrote {', '.join(f'{n} {s}' for n, s in shapes.items())}")
     rows = []
-    for condition, layer in (("default (no --layer)", []), ("--layer X (log-normalised X, normalised again)", ["--layer", "X"]),
+    for condition, layer in (("default (no --layer)", []), ("--layer X (log-normalised X: counts read back)", ["--layer", "X"]),
                              ("--layer X --normalize none (X as it is: session 22's default)", ["--layer", "X", "--normalize", "none"])):
         model = os.path.join(work, f"model_{len(rows)}.h5")
         trained, train_s = run([celltyper, "train", "-r", files["pbmc3k"], "-l", "obs:cell_type", "-o", model] + layer)

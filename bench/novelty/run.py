@@ -179,7 +179,7 @@ def main():
              f"Command: `/usr/bin/python3 bench/novelty/run.py`; celltyper {measure.git_commit(ROOT)}; {elapsed:.0f} s on {os.cpu_count()} cores. "
              "Default `train` and `annotate` throughout. flagged = share of the query's cells with obs `celltyper_unlike_reference` "
              "(cells too shallow to judge count as not flagged); low score = share with `celltyper_score` < 0.5 (the classifier's "
-             "own doubt, for comparison); warned = annotate printed a warning (flagged >= 20% of the cells it could judge, or >= 30% "
+             "own doubt, for comparison); warned = annotate printed a warning (flagged >= 20% of the cells it could judge, or >= 25% "
              "of the judged cells of a label given to 20 or more).", "",
              "| reference | query | expected | cells | flagged | low score | warned | median similarity |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:

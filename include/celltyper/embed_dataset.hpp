@@ -40,7 +40,8 @@ NormalizationChoice parse_normalization_choice(const std::string& text);
 /// What --normalize takes (for the commands' --help).
 inline constexpr const char* kNormalizeHelp =
     "auto | none | cp10k | log1p-cp10k | relog1p-cp10k | relog2-cp10k | relog10-cp10k (auto: counts and other non-logged values (CP10k, CPM, TPM) -> "
-    "log1p-cp10k; log1p(CP10k), log2(1 + CP10k) or log10(1 + CP10k) data normalised again over the library genes on the expression route, used as is by "
+    "log1p-cp10k; log1p(CP10k), log2(1 + CP10k) or log10(1 + CP10k) data normalised again over the library genes on the expression route (a "
+    "training reference's counts read back from such values when they are logs of counts, for depth augmentation), used as is by "
     "GenePT-w; other logged data as is)";
 
 /// Options of `embed_dataset`.

@@ -93,7 +93,12 @@ struct MatrixSummary {
   [[nodiscard]] nlohmann::json to_json() const;
 };
 
-/// Stream the matrix once (or `max_rows` of its cells) and summarise it.
+/// The cells a scan of `max_rows` reads: every cell when max_rows < 0 or the matrix has at most
+/// twice as many; else 8 runs spread evenly over the matrix (the first max_rows cells of a CSC
+/// matrix, whose rows are read by scanning every column).
+std::vector<RowRange> scan_ranges(const MatrixReader& reader, std::int64_t max_rows);
+
+/// Stream the matrix once (or `max_rows` of its cells: scan_ranges) and summarise it.
 MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& options = {});
 
 /// raw/X is read first when it measures at least this many times as many genes as X (X cut to

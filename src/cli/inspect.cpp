@@ -31,8 +31,9 @@ std::string format_model_description(const std::string& path, const nlohmann::js
                      copies > 0 ? fmt::format(" (+ {} thinned copies: depth augmentation)", copies) : std::string(),
                      model["label_column"].get<std::string>());
   for (const auto& reference : model["references"]) {
-    out += fmt::format("  {}: {} of {} cells used ({})\n", reference["path"].get<std::string>(), reference["n_used"].get<std::int64_t>(),
-                       reference["n_cells"].get<std::int64_t>(), reference["normalization"].get<std::string>());
+    out += fmt::format("  {}: {} of {} cells used ({}{})\n", reference["path"].get<std::string>(), reference["n_used"].get<std::int64_t>(),
+                       reference["n_cells"].get<std::int64_t>(), reference["normalization"].get<std::string>(),
+                       reference.value("counts_recovered", false) ? " of the counts read back from its log values" : "");
   }
   if (!model["validation"].is_null()) {
     out += fmt::format("Validation  accuracy {:.3f}, macro-F1 {:.3f} (held-out reference cells)\n", model["validation"]["accuracy"].get<double>(),

@@ -257,9 +257,6 @@ void count_whole_ratios(const CsrBlock& block, std::size_t begin, std::size_t en
 
 constexpr std::size_t kSummaryBlockBytes = std::size_t{8} << 20;
 
-/// The cells a scan of `max_rows` reads: every cell when max_rows < 0 or the matrix has at most
-/// twice as many; else 8 runs spread evenly over the matrix (the first max_rows cells of a CSC
-/// matrix, whose rows are read by scanning every column).
 std::vector<RowRange> scan_ranges(const MatrixReader& reader, std::int64_t max_rows) {
   constexpr std::int64_t kRuns = 8;
   const std::int64_t n = reader.n_rows();

@@ -2,6 +2,7 @@
 // `train_model`, which composes them into a self-contained CellTypeModel.
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
+#include <celltyper/recovered_counts.hpp>
 #include <celltyper/reference_similarity.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/thinned_dataset.hpp>
@@ -598,7 +599,10 @@ nlohmann::json expression_reference_features(const LabelledReference& reference,
                                              TrainingData& data, const FeatureBlockCallback& sink) {
   const std::string& path = reference.path;
   const Dataset& dataset = *reference.dataset;
-  if (options.log) options.log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
+  if (options.log) {
+    options.log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
+    if (!reference.recovered_note.empty()) options.log(fmt::format("{}: {}", path, reference.recovered_note));
+  }
   const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, reference_index);
   // Pooled references with different genes: a reference may lack most of the panel (imputed).
   const ExpressionFeatures computed = stream_expression_features(dataset, table, panel, settings, sink, data.n_shared_genes > 0 ? 0.0 : 0.05);
@@ -609,8 +613,10 @@ nlohmann::json expression_reference_features(const LabelledReference& reference,
           {"n_cells", dataset.n_obs()},
           {"matrix", computed.matrix},
           {"normalization", to_string(computed.normalization)},
-          {"normalization_reason", computed.normalization_reason},
+          {"normalization_reason", reference.recovered_note.empty() ? computed.normalization_reason
+                                                                    : reference.recovered_note + "; " + computed.normalization_reason},
           {"counts", computed.counts},
+          {"counts_recovered", reference.recovered != nullptr},
           {"gene_column", computed.genes.column},
           {"n_panel_genes_found", computed.n_panel_genes_found}};
 }
@@ -862,6 +868,12 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     const std::vector<std::uint8_t>* mask = options.cell_masks.empty() || options.cell_masks[r].empty() ? nullptr : &options.cell_masks[r];
     const std::string& matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
     reference.matrix = resolve_matrix_source(*reference.dataset, matrix, &reference.matrix_note);
+    // A reference holding only log-normalised values: their counts, so that it is thinned for
+    // depth augmentation and its similarity profile calibrated by depth as counts are.
+    if (options.features == kFeaturesExpression && options.embed.normalization == NormalizationChoice::kAuto) {
+      reference.recovered = recover_counts(*reference.dataset, reference.matrix, options.embed.memory_limit_bytes, reference.recovered_note);
+      if (reference.recovered != nullptr) reference.dataset = reference.recovered.get();
+    }
     std::vector<std::string> wanted{options.label_column};
     if (!options.group_column.empty() && options.group_column != kGroupByFile) wanted.push_back(options.group_column);
     // CELLxGENE files carry each cell's CL id beside its label: read it when obs has it.

@@ -302,14 +302,17 @@ TEST(TrainAnnotateCli, CellxgeneLayoutReadsTheCountsInRaw) {
       dir.file("cxg_out.h5ad"), dir.file("counts_out.h5ad"));
   const auto compared = test::run_program({test::system_python(), "-c", same});
   EXPECT_EQ(compared.exit_code, 0) << compared.err;
-  // --layer X still reads X, with no note: its log1p(CP10k) values normalised again over the
-  // library genes (relog1p-cp10k), or as they are with --normalize none.
+  // --layer X still reads X, with no note: the counts read back from its log1p(CP10k) values
+  // (the validation figures of the counts), or the values as they are with --normalize none.
   const auto as_x = test::run_cli({"train", "-r", dir.file("cxg.h5ad"), "-l", "obs:celltype", "--layer", "X", "-o", dir.file("x.h5"), "--json"});
   ASSERT_EQ(as_x.exit_code, 0) << as_x.err;
   EXPECT_EQ(as_x.err.find("raw/X read"), std::string::npos) << as_x.err;
   const auto as_x_reference = nlohmann::json::parse(as_x.out)["provenance"]["references"][0];
   EXPECT_EQ(as_x_reference["matrix"], "X");
-  EXPECT_EQ(as_x_reference["normalization"], "relog1p-cp10k") << as_x_reference.dump();
+  EXPECT_EQ(as_x_reference["normalization"], "log1p-cp10k") << as_x_reference.dump();
+  EXPECT_EQ(as_x_reference["counts_recovered"], true) << as_x_reference.dump();
+  EXPECT_GT(as_x_reference["n_thinned_copies"].get<std::int64_t>(), 0) << as_x_reference.dump();
+  EXPECT_EQ(nlohmann::json::parse(as_x.out)["validation"], counts_summary["validation"]);
   const auto as_is = test::run_cli({"train", "-r", dir.file("cxg.h5ad"), "-l", "obs:celltype", "--layer", "X", "--normalize", "none", "-o",
                                     dir.file("none.h5"), "--json"});
   ASSERT_EQ(as_is.exit_code, 0) << as_is.err;

@@ -21,9 +21,16 @@ namespace {
 
 constexpr int kGenes = 40;
 
+/// What make_cells stores.
+enum class Values {
+  kCounts,
+  kLogCounts,      ///< log1p(counts): the counts can be read back (recover_counts)
+  kLogOfNonCounts  ///< log1p(counts x a per-gene factor, as TPM's gene lengths): they cannot
+};
+
 /// Poisson counts: `per_class[c]` cells of class c, every gene at rate `base`, class c's markers
-/// (genes 10c..10c+9) at rate 8 x `base`. With `logged`, values are log1p(counts) instead.
-MemoryDataset make_cells(const std::vector<int>& per_class, unsigned seed, double base = 1.0, bool logged = false) {
+/// (genes 10c..10c+9) at rate 8 x `base`; stored as `values` says.
+MemoryDataset make_cells(const std::vector<int>& per_class, unsigned seed, double base = 1.0, Values values = Values::kCounts) {
   std::mt19937 rng(seed);
   DataFrame obs;
   DataFrame var;
@@ -38,7 +45,10 @@ MemoryDataset make_cells(const std::vector<int>& per_class, unsigned seed, doubl
         const int value = counts(rng);
         if (value == 0) continue;
         matrix.indices.push_back(g);
-        matrix.values.push_back(logged ? std::log1p(value) : value);
+        const double gene_factor = 1000.0 / (500.0 + 97.3 * g);
+        matrix.values.push_back(values == Values::kCounts      ? value
+                                : values == Values::kLogCounts ? std::log1p(value)
+                                                               : std::log1p(value * gene_factor));
       }
       matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
       ++matrix.n_rows;
@@ -370,7 +380,7 @@ TEST(CompressedFeatures, TrainTheModelOfTheDenseMatrix) {
 TEST(DepthAugmentation, EveryReferenceOfAPoolGetsCopiesOfItsOwnCells) {
   const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
   const MemoryDataset first = make_cells({50, 50}, 21);
-  const MemoryDataset logged = make_cells({40, 40}, 22, 1.0, true);
+  const MemoryDataset logged = make_cells({40, 40}, 22, 1.0, Values::kLogOfNonCounts);
   const MemoryDataset second = make_cells({30, 30}, 23);
   TrainOptions options = options_with(true);
   options.embed.normalization = NormalizationChoice::kAuto;
@@ -386,18 +396,40 @@ TEST(DepthAugmentation, EveryReferenceOfAPoolGetsCopiesOfItsOwnCells) {
     ++copies[static_cast<std::size_t>(data.cells.references[static_cast<std::size_t>(i)])];
   }
   for (const std::int64_t n : copies) EXPECT_GT(n, 0);
-  // A logged reference in the pool keeps its cells without copies.
+  // A reference of logs of other values than counts keeps its cells without copies.
   const TrainingData mixed = training_features({&first, &logged}, options, GeneStore(), table);
   for (std::int64_t i = 0; i < mixed.cells.n(); ++i) {
     if (!mixed.cells.is_original(i)) EXPECT_EQ(mixed.cells.references[static_cast<std::size_t>(i)], 0);
   }
 }
 
-TEST(DepthAugmentation, LoggedReferencesGetNoCopiesAndARefitKeepsTheSetting) {
+TEST(DepthAugmentation, LogsOfCountsAreThinnedAsTheCountsAndLogsOfOtherValuesAreNot) {
   const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
-  const MemoryDataset logged = make_cells({60, 60}, 9, 1.0, true);
-  const TrainingData data = training_features({&logged}, options_with(true), GeneStore(), table);
-  EXPECT_TRUE(data.cells.augmented_from.empty()) << "log1p values are not counts to thin";
+  TrainOptions options = options_with(true);
+  options.embed.normalization = NormalizationChoice::kAuto;
+  const MemoryDataset other = make_cells({60, 60}, 9, 1.0, Values::kLogOfNonCounts);
+  EXPECT_TRUE(training_features({&other}, options, GeneStore(), table).cells.augmented_from.empty())
+      << "log1p of values other than counts: nothing to thin";
+  // log1p(counts): the counts are read back, so the reference trains as its counts do, copies
+  // included (the same cells, the same features).
+  const MemoryDataset counts = make_cells({60, 60}, 9);
+  const MemoryDataset logged = make_cells({60, 60}, 9, 1.0, Values::kLogCounts);
+  const TrainingData from_counts = training_features({&counts}, options, GeneStore(), table);
+  const TrainingData from_logs = training_features({&logged}, options, GeneStore(), table);
+  ASSERT_FALSE(from_logs.cells.augmented_from.empty());
+  EXPECT_EQ(from_logs.cells.augmented_from, from_counts.cells.augmented_from);
+  ASSERT_EQ(from_logs.cells.n(), from_counts.cells.n());
+  std::vector<float> a(static_cast<std::size_t>(from_counts.cells.dims));
+  std::vector<float> b(a.size());
+  for (std::int64_t i = 0; i < from_counts.cells.n(); ++i) {
+    from_counts.cells.copy_row(i, a.data());
+    from_logs.cells.copy_row(i, b.data());
+    ASSERT_EQ(a, b) << "cell " << i;
+  }
+}
+
+TEST(DepthAugmentation, ARefitKeepsTheSetting) {
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
 
   // A model trained with augmentation refits (annotate, query with fewer genes) with it too.
   const MemoryDataset counts = make_cells({80, 80, 80}, 11);
