@@ -24,12 +24,14 @@ namespace celltyper {
 inline constexpr double kRecoverableCellShare = 0.95;
 
 /// `base` (not owned; must outlive this) with the log values of matrix `source` read as the counts
-/// they came from: in each cell every stored value v becomes m * u(v) / u(s), s the cell's smallest
-/// positive value, u the inverse of its log (`logged`: kRelog1pCp10k -> expm1, kRelog2Cp10k ->
-/// 2^x - 1, kRelog10Cp10k -> 10^x - 1) and m the smallest count (1 to 16) making every such value
-/// whole within 0.01 + 10^-3 of itself (rounding of the stored logs), rounded; a cell no
-/// m suits gets m = 1, its values rounded (at least 1), so that every cell reads as counts. Zero
-/// and negative values stay as they are. obs, var, the other matrices and path() are base's.
+/// they came from: in each cell every stored value v becomes u(v) / w, u the inverse of its log
+/// (`logged`: kRelog1pCp10k -> expm1, kRelog2Cp10k -> 2^x - 1, kRelog10Cp10k -> 10^x - 1) and w
+/// the value of one count: u(s) / m, s the cell's smallest positive value and m the smallest count
+/// (1 to 16) for which every count is whole within 0.01 + 10^-3 of itself (the rounding of the
+/// stored logs; values whose tolerance would reach 0.45 are not tested), w refined as the sum of
+/// the cell's values of 1-20 counts over their counts; rounded. A cell no m suits keeps
+/// u(v) / u(s) unrounded (proportional to its values, as relog1p-cp10k reads them). Zero and
+/// negative values stay as they are. obs, var, the other matrices and path() are base's.
 class RecoveredCountsDataset final : public Dataset {
  public:
   RecoveredCountsDataset(const Dataset& base, std::string source, Normalization logged);
@@ -54,10 +56,19 @@ class RecoveredCountsDataset final : public Dataset {
   Normalization logged_;
 };
 
+/// What recover_counts found.
+struct CountsRecovery {
+  std::unique_ptr<Dataset> dataset;  ///< the dataset with its counts read back, or null
+  std::string note;     ///< when read back: "holds log-normalised counts, read back per cell (how; N of M cells checked read back whole)"
+  /// Log-normalised values whose counts cannot be read back, or read back with 1% or more of the
+  /// scanned cells not whole: a sentence naming `source`; else "".
+  std::string warning;
+};
+
 /// When matrix `source` of `dataset` holds log-normalised counts (log1p, log2(1 + x) or
 /// log10(1 + x) of counts times a per-cell factor: its 2,000 cells scanned as `choose_normalization`
-/// scans them read as log-normalised, and kRecoverableCellShare of them read back whole), the
-/// dataset with them recovered, and in `note` a sentence saying so; else nullptr (`note` untouched).
-std::unique_ptr<Dataset> recover_counts(const Dataset& dataset, const std::string& source, std::size_t memory_limit_bytes, std::string& note);
+/// scans them read as log-normalised, and kRecoverableCellShare of those with 10 values or more
+/// read back whole), the dataset with them read back.
+CountsRecovery recover_counts(const Dataset& dataset, const std::string& source, std::size_t memory_limit_bytes);
 
 }  // namespace celltyper

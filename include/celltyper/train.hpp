@@ -114,7 +114,8 @@ struct LabelledReference {
   /// The file's own dataset with the counts of `matrix` read back from its log values
   /// (recover_counts: expression route, --normalize auto); `dataset` points to it. Else null.
   std::shared_ptr<const Dataset> recovered;
-  std::string recovered_note;           ///< recover_counts's sentence, else ""
+  std::string recovered_note;           ///< CountsRecovery::note, else ""
+  std::string recovered_warning;        ///< CountsRecovery::warning, else ""
   std::vector<std::string> labels;      ///< per cell, after TrainOptions::label_renames; "" when missing
   std::vector<std::string> groups;      ///< per cell "path\x1fgroup"; "" without a group column
   std::vector<std::uint8_t> labelled;   ///< 1 = has a label and is not masked out

@@ -239,6 +239,11 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
         fmt::print(stderr, "trained {} on {} cells, {} classes, {} genes x {} dims -> {}\n", options.classifier, result.n_cells,
                    result.model.class_names.size(), result.model.genes.size(), result.model.genes.dims, args->out);
       }
+      // A reference of log-normalised values trained as its counts: say so (inspect MODEL does too).
+      for (const auto& reference : result.model.provenance.value("references", nlohmann::json::array())) {
+        if (!reference.value("counts_recovered", false)) continue;
+        fmt::print(stderr, "{}: {}\n", reference.value("path", std::string()), reference.value("normalization_reason", std::string()));
+      }
       for (const auto& warning : result.warnings) fmt::print(stderr, "warning: {}\n", warning);
     }
   });

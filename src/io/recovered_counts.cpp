@@ -15,54 +15,88 @@ namespace {
 /// multiples of it are tried in turn when the ratios are not whole (smallest count 2, 3, ...).
 constexpr int kMaxSmallestCount = 16;
 
-/// Whether `ratio` (times the smallest count) is a whole number, up to the rounding of the stored
-/// logs: float32 gives ~1e-6 of the ratio, files written with fewer digits ~1e-4 (scanpy's
-/// pbmc68k_reduced); a ratio of 500 still rounds to the right count.
-bool is_whole(double ratio) { return std::abs(ratio - std::round(ratio)) <= 0.01 + 1e-3 * ratio; }
+/// How far from a whole number a count read back may lie, given the rounding of the stored logs:
+/// float32 gives ~1e-6 of the count, files written with 3 decimals (GEO tables, scanpy's
+/// pbmc68k_reduced) ~1e-3.
+double tolerance(double count) { return 0.01 + 1e-3 * count; }
+
+/// A tolerance this wide says nothing of the value (it would pass any): the value is not tested.
+constexpr double kUninformativeTolerance = 0.45;
+
+/// The value of one count is refined over the cell's values of up to this many counts: the
+/// smallest value alone carries its own rounding into every ratio (3 decimals: ~0.1% of each).
+constexpr double kUnitCounts = 20;
 
 /// A cell with fewer positive values says little whether they are counts (kept out of the share).
 constexpr std::size_t kMinJudgedValues = 10;
 
-/// What reading found so far: cells judged (kMinJudgedValues or more values) and those whose
-/// ratios were whole for some smallest count.
+/// The counts of one cell, in `counts`, from its unlogged positive values `unlogged` with the
+/// smallest `smallest` taken as `multiple` counts. False when a value is not whole within its
+/// tolerance, or none could be tested.
+bool counts_at(const std::vector<double>& unlogged, double smallest, int multiple, std::vector<double>& counts) {
+  double unit = smallest / multiple;
+  double sum_values = 0;
+  double sum_counts = 0;
+  for (const double value : unlogged) {
+    const double count = std::round(value / unit);
+    if (count >= 1 && count <= kUnitCounts) {
+      sum_values += value;
+      sum_counts += count;
+    }
+  }
+  if (sum_counts > 0) unit = sum_values / sum_counts;
+  counts.clear();
+  bool tested = false;
+  bool whole = true;
+  for (const double value : unlogged) {
+    const double count = value / unit;
+    counts.push_back(count);
+    const double allowed = tolerance(count);
+    if (allowed >= kUninformativeTolerance) continue;
+    tested = true;
+    if (std::abs(count - std::round(count)) > allowed) whole = false;
+  }
+  return tested && whole;
+}
+
+/// What reading found so far: cells judged (kMinJudgedValues or more values) and those that read
+/// back whole for some smallest count.
 struct RecoveryTally {
   std::int64_t judged = 0;
   std::int64_t whole = 0;
 };
 
-/// Each row of `block` back on the count scale (RecoveredCountsDataset); `ratios` is scratch.
+/// Each row of `block` back on the count scale (RecoveredCountsDataset); `unlogged` and `counts`
+/// are scratch.
 template <typename Value>
-void recover_block(CsrRows<Value>& block, Normalization logged, std::vector<double>& ratios, RecoveryTally& tally) {
+void recover_block(CsrRows<Value>& block, Normalization logged, std::vector<double>& unlogged, std::vector<double>& counts,
+                   RecoveryTally& tally) {
   for (std::int64_t i = 0; i < block.n_rows; ++i) {
     const auto begin = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(i)]);
     const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(i) + 1]);
+    unlogged.clear();
     double smallest = std::numeric_limits<double>::infinity();
     for (std::size_t k = begin; k < end; ++k) {
       const double value = static_cast<double>(block.values[k]);
-      if (value > 0) smallest = std::min(smallest, value);
+      if (!(value > 0)) continue;
+      unlogged.push_back(celltyper::unlogged(value, logged));
+      smallest = std::min(smallest, unlogged.back());
     }
-    if (!std::isfinite(smallest)) continue;
-    const double unit = unlogged(smallest, logged);
-    if (!(unit > 0)) continue;
-    ratios.clear();
-    for (std::size_t k = begin; k < end; ++k) {
-      const double value = static_cast<double>(block.values[k]);
-      if (value > 0) ratios.push_back(unlogged(value, logged) / unit);
-    }
-    // The smallest count: the first multiple making every ratio whole (else 1, and the ratios
-    // rounded: the cell stays on the count scale beside the others).
-    int multiple = 0;
-    for (int m = 1; m <= kMaxSmallestCount && multiple == 0; ++m) {
-      if (std::all_of(ratios.begin(), ratios.end(), [m](double ratio) { return is_whole(ratio * m); })) multiple = m;
-    }
-    if (ratios.size() >= kMinJudgedValues) {
+    if (!(smallest > 0) || !std::isfinite(smallest)) continue;
+    // The smallest count: the first multiple whose counts are whole. A cell none suits keeps its
+    // values over its smallest, unrounded (in proportion to whatever they were, as relog1p-cp10k
+    // reads them; thinning scales such values by the keep fraction).
+    bool whole = false;
+    for (int m = 1; m <= kMaxSmallestCount && !whole; ++m) whole = counts_at(unlogged, smallest, m, counts);
+    if (unlogged.size() >= kMinJudgedValues) {
       ++tally.judged;
-      if (multiple > 0) ++tally.whole;
+      if (whole) ++tally.whole;
     }
     std::size_t next = 0;
     for (std::size_t k = begin; k < end; ++k) {
       if (!(static_cast<double>(block.values[k]) > 0)) continue;
-      block.values[k] = static_cast<Value>(std::max(1.0, std::round(ratios[next++] * std::max(multiple, 1))));
+      block.values[k] = static_cast<Value>(whole ? std::max(1.0, std::round(counts[next])) : unlogged[next] / smallest);
+      ++next;
     }
   }
 }
@@ -73,11 +107,11 @@ class RecoveredCountsReader final : public MatrixReader {
   [[nodiscard]] const MatrixInfo& info() const override { return base_->info(); }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override {
     base_->read_rows(first, count, out);
-    recover_block(out, logged_, ratios_, tally_);
+    recover_block(out, logged_, unlogged_, counts_, tally_);
   }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override {
     base_->read_rows(first, count, out);
-    recover_block(out, logged_, ratios_, tally_);
+    recover_block(out, logged_, unlogged_, counts_, tally_);
   }
   [[nodiscard]] std::vector<std::int64_t> row_nnz() override { return base_->row_nnz(); }
   [[nodiscard]] std::vector<RowRange> plan_blocks(std::size_t memory_limit_bytes) override { return base_->plan_blocks(memory_limit_bytes); }
@@ -87,7 +121,8 @@ class RecoveredCountsReader final : public MatrixReader {
  private:
   std::unique_ptr<MatrixReader> base_;
   Normalization logged_;
-  std::vector<double> ratios_;
+  std::vector<double> unlogged_;
+  std::vector<double> counts_;
   RecoveryTally tally_;
 };
 
@@ -102,7 +137,7 @@ std::unique_ptr<MatrixReader> RecoveredCountsDataset::open_matrix(const std::str
   return std::make_unique<RecoveredCountsReader>(std::move(reader), logged_);
 }
 
-std::unique_ptr<Dataset> recover_counts(const Dataset& dataset, const std::string& source, std::size_t memory_limit_bytes, std::string& note) {
+CountsRecovery recover_counts(const Dataset& dataset, const std::string& source, std::size_t memory_limit_bytes) {
   SummarizeOptions scan;
   scan.max_rows = 2000;
   scan.memory_limit_bytes = memory_limit_bytes;
@@ -113,7 +148,7 @@ std::unique_ptr<Dataset> recover_counts(const Dataset& dataset, const std::strin
     case ValueScale::kLogNormalized: logged = Normalization::kRelog1pCp10k, unlog = "expm1"; break;
     case ValueScale::kLog2Normalized: logged = Normalization::kRelog2Cp10k, unlog = "2^x - 1"; break;
     case ValueScale::kLog10Normalized: logged = Normalization::kRelog10Cp10k, unlog = "10^x - 1"; break;
-    default: return nullptr;
+    default: return {};
   }
   // The same cells read back as the summary scanned them: most must come out whole.
   RecoveredCountsReader reader(dataset.open_matrix(source), logged);
@@ -123,11 +158,24 @@ std::unique_ptr<Dataset> recover_counts(const Dataset& dataset, const std::strin
   stream.refuse_non_finite = false;
   for_each_block(reader, stream, [](const CsrBlock&) {});
   const RecoveryTally& tally = reader.tally();
-  if (tally.judged < 10 || static_cast<double>(tally.whole) < kRecoverableCellShare * static_cast<double>(tally.judged)) return nullptr;
-  note = fmt::format("{} holds log-normalised counts ({} of {} cells checked: {} of their values are whole multiples of their smallest): "
-                     "the counts read back per cell",
-                     source, tally.whole, tally.judged, unlog);
-  return std::make_unique<RecoveredCountsDataset>(dataset, source, logged);
+  CountsRecovery recovery;
+  const std::string how = fmt::format("{} of each value over that of one count", unlog);
+  if (tally.judged < 10 || static_cast<double>(tally.whole) < kRecoverableCellShare * static_cast<double>(tally.judged)) {
+    recovery.warning = fmt::format("{} holds log-normalised values whose counts cannot be read back ({}: {} of {} cells checked read back "
+                                   "whole; float16 values, or values other than counts?): trained without depth augmentation; a matrix "
+                                   "of the counts (--layer NAME) would give it",
+                                   source, how, tally.whole, tally.judged);
+    return recovery;
+  }
+  recovery.note = fmt::format("holds log-normalised counts, read back per cell ({}; {} of {} cells checked read back whole)", how, tally.whole,
+                              tally.judged);
+  if (tally.whole < tally.judged && static_cast<double>(tally.judged - tally.whole) >= 0.01 * static_cast<double>(tally.judged)) {
+    recovery.warning = fmt::format("{} holds log-normalised counts, read back per cell, but {} of {} cells checked do not read back whole "
+                                   "(processed otherwise?): they keep their values' proportions",
+                                   source, tally.judged - tally.whole, tally.judged);
+  }
+  recovery.dataset = std::make_unique<RecoveredCountsDataset>(dataset, source, logged);
+  return recovery;
 }
 
 }  // namespace celltyper

@@ -543,6 +543,9 @@ ExpressionOptions reference_settings(const ExpressionOptions& settings, const La
                                      const std::vector<LibraryScope>& scopes, std::size_t r) {
   ExpressionOptions out = settings;
   out.matrix = reference.matrix;
+  // Counts read back: normalised as counts (a few cells that did not read back whole keep
+  // non-integer values, which would otherwise make the scan call the matrix something else).
+  if (reference.recovered != nullptr) out.normalization = NormalizationChoice::kLog1pCp10k;
   if (!scopes.empty()) {
     out.size_factor_genes = scopes[r].genes;
     out.size_factor_multiplier = scopes[r].multiplier;
@@ -601,7 +604,7 @@ nlohmann::json expression_reference_features(const LabelledReference& reference,
   const Dataset& dataset = *reference.dataset;
   if (options.log) {
     options.log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
-    if (!reference.recovered_note.empty()) options.log(fmt::format("{}: {}", path, reference.recovered_note));
+    if (!reference.recovered_note.empty()) options.log(fmt::format("{}: {} {}", path, reference.matrix, reference.recovered_note));
   }
   const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, reference_index);
   // Pooled references with different genes: a reference may lack most of the panel (imputed).
@@ -613,9 +616,9 @@ nlohmann::json expression_reference_features(const LabelledReference& reference,
           {"n_cells", dataset.n_obs()},
           {"matrix", computed.matrix},
           {"normalization", to_string(computed.normalization)},
-          {"normalization_reason", reference.recovered_note.empty() ? computed.normalization_reason
-                                                                    : reference.recovered_note + "; " + computed.normalization_reason},
-          {"counts", computed.counts},
+          {"normalization_reason", reference.recovered == nullptr ? computed.normalization_reason
+                                                                  : fmt::format("{} {}; normalised as counts", computed.matrix, reference.recovered_note)},
+          {"counts", computed.counts || reference.recovered != nullptr},
           {"counts_recovered", reference.recovered != nullptr},
           {"gene_column", computed.genes.column},
           {"n_panel_genes_found", computed.n_panel_genes_found}};
@@ -871,7 +874,10 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     // A reference holding only log-normalised values: their counts, so that it is thinned for
     // depth augmentation and its similarity profile calibrated by depth as counts are.
     if (options.features == kFeaturesExpression && options.embed.normalization == NormalizationChoice::kAuto) {
-      reference.recovered = recover_counts(*reference.dataset, reference.matrix, options.embed.memory_limit_bytes, reference.recovered_note);
+      CountsRecovery recovery = recover_counts(*reference.dataset, reference.matrix, options.embed.memory_limit_bytes);
+      reference.recovered = std::move(recovery.dataset);
+      reference.recovered_note = std::move(recovery.note);
+      reference.recovered_warning = std::move(recovery.warning);
       if (reference.recovered != nullptr) reference.dataset = reference.recovered.get();
     }
     std::vector<std::string> wanted{options.label_column};
@@ -1119,6 +1125,10 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   data.features = options.features;
   for (const auto& reference : references) {
     if (!reference.matrix_note.empty()) data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.matrix_note));
+    // (the copies are what reading counts back is for: no word of them without augmentation)
+    if (!reference.recovered_warning.empty() && options.augment_depth) {
+      data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.recovered_warning));
+    }
     if (!reference.label_note.empty()) data.cells.warnings.push_back(fmt::format("obs:{}: {}", options.label_column, reference.label_note));
     if (reference.n_unlabelled > 0) {
       data.cells.warnings.push_back(fmt::format("{}: {} cell{} without a label in obs:{} left out{}", reference.path, reference.n_unlabelled,

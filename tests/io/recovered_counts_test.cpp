@@ -37,16 +37,18 @@ CsrBlockF64 make_counts(int n_cells, unsigned seed) {
 }
 
 /// `counts` stored as `log(1 + factor * n)` in float32 precision (factor per cell: target / total),
-/// in base e, 2 or 10; `per_gene` multiplies each gene by a non-integer factor first (TPM-like).
+/// in base e, 2 or 10; `per_gene` multiplies each gene by a non-integer factor first and totals
+/// those (TPM: values per gene length, summing to the target).
 CsrBlockF64 logged(const CsrBlockF64& counts, double base, double target = 1e4, bool per_gene = false) {
   CsrBlockF64 out = counts;
   for (std::int64_t i = 0; i < out.n_rows; ++i) {
     const auto begin = static_cast<std::size_t>(out.indptr[static_cast<std::size_t>(i)]);
     const auto end = static_cast<std::size_t>(out.indptr[static_cast<std::size_t>(i) + 1]);
     double total = 0;
-    for (std::size_t k = begin; k < end; ++k) total += out.values[k];
+    const auto gene_factor_of = [&](std::size_t k) { return per_gene ? 1000.0 / (500.0 + 13.7 * out.indices[k]) : 1.0; };
+    for (std::size_t k = begin; k < end; ++k) total += out.values[k] * gene_factor_of(k);
     for (std::size_t k = begin; k < end; ++k) {
-      const double gene_factor = per_gene ? 1000.0 / (500.0 + 13.7 * out.indices[k]) : 1.0;
+      const double gene_factor = gene_factor_of(k);
       const double value = std::log1p(out.values[k] * gene_factor * target / total) / std::log(base);
       out.values[k] = static_cast<float>(value);
     }
@@ -76,10 +78,11 @@ TEST(RecoveredCounts, LogNormalisedCountsReadBackExactlyInEachBase) {
     for (const double target : {1e4, 1e6, 2345.0}) {  // CP10k, CPM, scanpy's median total
       SCOPED_TRACE(target);
       const MemoryDataset logs = dataset_of(logged(counts, base, target));
-      std::string note;
-      const auto recovered = recover_counts(logs, "X", std::size_t{32} << 20, note);
+      const CountsRecovery recovery = recover_counts(logs, "X", std::size_t{32} << 20);
+      const auto& recovered = recovery.dataset;
       ASSERT_NE(recovered, nullptr);
-      EXPECT_NE(note.find("log-normalised counts"), std::string::npos) << note;
+      EXPECT_NE(recovery.note.find("400 of 400 cells checked read back whole"), std::string::npos) << recovery.note;
+      EXPECT_TRUE(recovery.warning.empty()) << recovery.warning;
       EXPECT_EQ(recovered->path(), logs.path());
       EXPECT_EQ(recovered->n_obs(), logs.n_obs());
       const CsrBlockF64 back = read_all(*recovered);
@@ -97,21 +100,80 @@ TEST(RecoveredCounts, ACellWhoseSmallestCountIsTwoKeepsItsCounts) {
   for (std::size_t k = begin; k < counts.values.size(); ++k) counts.values[k] *= 2;
   counts.values.back() = 3;
   const MemoryDataset logs = dataset_of(logged(counts, std::exp(1.0)));
-  std::string note;
-  const auto recovered = recover_counts(logs, "X", std::size_t{32} << 20, note);
+  const auto recovered = recover_counts(logs, "X", std::size_t{32} << 20).dataset;
   ASSERT_NE(recovered, nullptr);
   const CsrBlockF64 back = read_all(*recovered);
   EXPECT_EQ(back.values, counts.values);
 }
 
+TEST(RecoveredCounts, LogsWrittenWithThreeDecimalsReadBackAndNoCellTakesAWrongMultiple) {
+  // (GEO tables and scanpy's pbmc68k_reduced keep 3 decimals: a count of 40 then reads back as
+  // 39.97 or so; no cell may read back as 4 or 10 times its counts because a larger multiple
+  // widened the tolerance past use.)
+  const CsrBlockF64 counts = make_counts(400, 11);
+  CsrBlockF64 rounded = logged(counts, std::exp(1.0));
+  for (double& value : rounded.values) value = std::round(value * 1000.0) / 1000.0;
+  const MemoryDataset logs = dataset_of(rounded);  // (the recovered dataset reads it: it must outlive it)
+  const CountsRecovery recovery = recover_counts(logs, "X", std::size_t{32} << 20);
+  ASSERT_NE(recovery.dataset, nullptr) << recovery.warning;
+  const CsrBlockF64 back = read_all(*recovery.dataset);
+  ASSERT_EQ(back.values.size(), counts.values.size());
+  std::size_t exact = 0;
+  for (std::int64_t i = 0; i < counts.n_rows; ++i) {
+    double total = 0;
+    double back_total = 0;
+    for (std::int64_t k = counts.indptr[static_cast<std::size_t>(i)]; k < counts.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+      total += counts.values[static_cast<std::size_t>(k)];
+      back_total += back.values[static_cast<std::size_t>(k)];
+      if (back.values[static_cast<std::size_t>(k)] == counts.values[static_cast<std::size_t>(k)]) ++exact;
+    }
+    EXPECT_NEAR(back_total / total, 1.0, 0.01) << "cell " << i;  // never a multiple of the counts
+  }
+  EXPECT_GT(static_cast<double>(exact), 0.99 * static_cast<double>(counts.values.size()));
+}
+
+TEST(RecoveredCounts, CellsThatDoNotReadBackWholeKeepTheirProportionsAndAreCounted) {
+  // 5 of 200 cells scaled gene by gene (another processing): the others read back as counts, these
+  // keep their values' ratios (not rounded into counts they never had), and a warning counts them.
+  CsrBlockF64 counts = make_counts(200, 13);
+  CsrBlockF64 logs = logged(counts, std::exp(1.0));
+  const CsrBlockF64 other = logged(counts, std::exp(1.0), 1e4, true);  // (the same cells, per-gene factors)
+  for (std::int64_t i = 0; i < 5; ++i) {
+    for (std::int64_t k = logs.indptr[static_cast<std::size_t>(i)]; k < logs.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+      logs.values[static_cast<std::size_t>(k)] = other.values[static_cast<std::size_t>(k)];
+    }
+  }
+  const MemoryDataset mixed = dataset_of(logs);
+  const CountsRecovery recovery = recover_counts(mixed, "X", std::size_t{32} << 20);
+  ASSERT_NE(recovery.dataset, nullptr);
+  EXPECT_NE(recovery.warning.find("5 of 200 cells checked do not read back whole"), std::string::npos) << recovery.warning;
+  const CsrBlockF64 back = read_all(*recovery.dataset);
+  for (std::int64_t i = 0; i < back.n_rows; ++i) {
+    const auto begin = static_cast<std::size_t>(back.indptr[static_cast<std::size_t>(i)]);
+    const auto end = static_cast<std::size_t>(back.indptr[static_cast<std::size_t>(i) + 1]);
+    double smallest = 1e300;
+    for (std::size_t k = begin; k < end; ++k) smallest = std::min(smallest, std::expm1(static_cast<double>(logs.values[k])));
+    for (std::size_t k = begin; k < end; ++k) {
+      if (i < 5) {
+        EXPECT_NEAR(back.values[k], std::expm1(static_cast<double>(logs.values[k])) / smallest, 1e-9 * back.values[k]) << "cell " << i;
+      } else {
+        EXPECT_EQ(back.values[k], counts.values[k]) << "cell " << i;
+      }
+    }
+  }
+}
+
 TEST(RecoveredCounts, LogsOfOtherValuesAndCountsThemselvesAreLeftAlone) {
   const CsrBlockF64 counts = make_counts(400, 7);
-  std::string note;
   const MemoryDataset tpm = dataset_of(logged(counts, std::exp(1.0), 1e6, true));
-  EXPECT_EQ(recover_counts(tpm, "X", std::size_t{32} << 20, note), nullptr) << "log1p(TPM): not counts times a per-cell factor";
+  const CountsRecovery from_tpm = recover_counts(tpm, "X", std::size_t{32} << 20);
+  EXPECT_EQ(from_tpm.dataset, nullptr) << "log1p(TPM): not counts times a per-cell factor";
+  EXPECT_NE(from_tpm.warning.find("X holds log-normalised values whose counts cannot be read back"), std::string::npos) << from_tpm.warning;
   const MemoryDataset plain = dataset_of(counts);
-  EXPECT_EQ(recover_counts(plain, "X", std::size_t{32} << 20, note), nullptr) << "counts already";
-  EXPECT_TRUE(note.empty());
+  const CountsRecovery from_counts = recover_counts(plain, "X", std::size_t{32} << 20);
+  EXPECT_EQ(from_counts.dataset, nullptr) << "counts already";
+  EXPECT_TRUE(from_counts.note.empty());
+  EXPECT_TRUE(from_counts.warning.empty());
 }
 
 }  // namespace
