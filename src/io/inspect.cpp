@@ -2,6 +2,8 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/h5ad.hpp>
 #include <celltyper/inspect.hpp>
+#include <celltyper/matrix_summary.hpp>
+#include <celltyper/recovered_counts.hpp>
 
 #include <fmt/format.h>
 
@@ -167,7 +169,15 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   if (source.empty()) throw InputError(fmt::format("{}: no matrix to scan", dataset.path()));
   auto reader = dataset.open_matrix(source);
   SummarizeOptions summarize{options.max_cells, options.memory_limit_bytes};
-  report["matrix"] = summarize_matrix(*reader, summarize).to_json();
+  const MatrixSummary summary = summarize_matrix(*reader, summarize);
+  report["matrix"] = summary.to_json();
+  // Log-normalised values: whether train reads their counts back (recovered_counts.hpp).
+  if (summary.scale == ValueScale::kLogNormalized || summary.scale == ValueScale::kLog2Normalized ||
+      summary.scale == ValueScale::kLog10Normalized) {
+    const CountsRecovery recovery = recover_counts(dataset, source, options.memory_limit_bytes);
+    report["matrix"]["counts_read_back"] = recovery.dataset != nullptr;
+    report["matrix"]["counts_read_back_note"] = recovery.dataset != nullptr ? fmt::format("{} {}", source, recovery.note) : recovery.warning;
+  }
 
   report["obs"] = frame_json(dataset.read_obs(), options.top_categories);
   const DataFrame var = dataset.read_var_of(source);
@@ -225,6 +235,7 @@ std::string format_inspect_report(const nlohmann::json& report) {
   line(fmt::format("Values of {} ({} cells scanned): {}", matrix["source"].get<std::string>(), matrix["rows_scanned"].get<std::int64_t>(),
                    matrix["value_scale"].get<std::string>()));
   line(fmt::format("  {}", matrix["value_scale_reason"].get<std::string>()));
+  if (matrix.contains("counts_read_back")) line(fmt::format("  as a training reference: {}", matrix["counts_read_back_note"].get<std::string>()));
   // NaN and infinite values (which annotate and train refuse) on the values line itself
   std::string non_finite;
   if (const auto nan = matrix.value("n_nan", std::int64_t{0}); nan > 0) non_finite += fmt::format(", {} NaN", nan);

@@ -82,6 +82,24 @@ TEST(InspectCli, CountsLayerOfPbmc68kIsRawCounts) {
   EXPECT_NE(text.out.find("read by default (--layer auto): layers/counts (X looks scaled"), std::string::npos) << text.out;
 }
 
+TEST(InspectCli, LogNormalisedValuesSayWhetherTrainReadsTheirCountsBack) {
+  // pbmc68k_reduced's raw/X: log1p(CP10k) written with 3 decimals, counts read back by train.
+  CELLTYPER_REQUIRE_SHARED(path, "pbmc68k_reduced/10x_pbmc68k_reduced.h5ad");
+  const auto result = test::run_cli({"inspect", path, "--layer", "raw", "--json"});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const json matrix = json::parse(result.out)["matrix"];
+  EXPECT_EQ(matrix["value_scale"], "log-normalized");
+  EXPECT_EQ(matrix["counts_read_back"], true) << matrix.dump();
+  const auto text = test::run_cli({"inspect", path, "--layer", "raw"});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("as a training reference: raw/X holds log-normalised counts, read back per cell"), std::string::npos) << text.out;
+  // Counts say nothing of it.
+  CELLTYPER_REQUIRE_SHARED(counts, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  const auto plain = test::run_cli({"inspect", counts, "--json"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_FALSE(json::parse(plain.out)["matrix"].contains("counts_read_back"));
+}
+
 TEST(InspectCli, FlagsNanInfAndNegativeValues) {
   const auto result = test::run_cli({"inspect", test::fixture("h5ad/nan_inf_negative.h5ad"), "--json"});
   ASSERT_EQ(result.exit_code, 0) << result.err;
