@@ -18,6 +18,8 @@
 
 namespace celltyper {
 
+struct MatrixSummary;  // matrix_summary.hpp
+
 /// Share of the scanned cells (with 10 values or more) whose values must read back as whole
 /// counts for a matrix's counts to be recovered: log of counts gives every one; log of TPM or of
 /// corrected values hardly any.
@@ -59,7 +61,7 @@ class RecoveredCountsDataset final : public Dataset {
 /// What recover_counts found.
 struct CountsRecovery {
   std::unique_ptr<Dataset> dataset;  ///< the dataset with its counts read back, or null
-  std::string note;     ///< when read back: "holds log-normalised counts, read back per cell (how; N of M cells checked read back whole)"
+  std::string note;  ///< when read back: "SOURCE holds log-normalised counts, read back per cell (how; N of M cells checked read back whole)"
   /// Log-normalised values whose counts cannot be read back, or read back with 1% or more of the
   /// scanned cells not whole: a sentence naming `source`; else "".
   std::string warning;
@@ -68,7 +70,9 @@ struct CountsRecovery {
 /// When matrix `source` of `dataset` holds log-normalised counts (log1p, log2(1 + x) or
 /// log10(1 + x) of counts times a per-cell factor: its 2,000 cells scanned as `choose_normalization`
 /// scans them read as log-normalised, and kRecoverableCellShare of those with 10 values or more
-/// read back whole), the dataset with them read back.
-CountsRecovery recover_counts(const Dataset& dataset, const std::string& source, std::size_t memory_limit_bytes);
+/// read back whole), the dataset with them read back. `scanned`: the matrix's summary when the
+/// caller has one (inspect), else it is scanned here.
+CountsRecovery recover_counts(const Dataset& dataset, const std::string& source, std::size_t memory_limit_bytes,
+                              const MatrixSummary* scanned = nullptr);
 
 }  // namespace celltyper

@@ -174,9 +174,9 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   // Log-normalised values: whether train reads their counts back (recovered_counts.hpp).
   if (summary.scale == ValueScale::kLogNormalized || summary.scale == ValueScale::kLog2Normalized ||
       summary.scale == ValueScale::kLog10Normalized) {
-    const CountsRecovery recovery = recover_counts(dataset, source, options.memory_limit_bytes);
+    const CountsRecovery recovery = recover_counts(dataset, source, options.memory_limit_bytes, &summary);
     report["matrix"]["counts_read_back"] = recovery.dataset != nullptr;
-    report["matrix"]["counts_read_back_note"] = recovery.dataset != nullptr ? fmt::format("{} {}", source, recovery.note) : recovery.warning;
+    report["matrix"]["counts_read_back_note"] = recovery.dataset != nullptr ? recovery.note : recovery.warning;
   }
 
   report["obs"] = frame_json(dataset.read_obs(), options.top_categories);

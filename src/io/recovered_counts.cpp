@@ -168,14 +168,19 @@ std::unique_ptr<MatrixReader> RecoveredCountsDataset::open_matrix(const std::str
   return std::make_unique<RecoveredCountsReader>(std::move(reader), logged_);
 }
 
-CountsRecovery recover_counts(const Dataset& dataset, const std::string& source, std::size_t memory_limit_bytes) {
-  SummarizeOptions scan;
-  scan.max_rows = 2000;
-  scan.memory_limit_bytes = memory_limit_bytes;
-  const MatrixSummary summary = summarize_matrix(*dataset.open_matrix(source), scan);
+CountsRecovery recover_counts(const Dataset& dataset, const std::string& source, std::size_t memory_limit_bytes, const MatrixSummary* scanned) {
+  constexpr std::int64_t kScanRows = 2000;
+  MatrixSummary own;
+  if (scanned == nullptr) {
+    SummarizeOptions scan;
+    scan.max_rows = kScanRows;
+    scan.memory_limit_bytes = memory_limit_bytes;
+    own = summarize_matrix(*dataset.open_matrix(source), scan);
+    scanned = &own;
+  }
   Normalization logged = Normalization::kNone;
   const char* unlog = "";
-  switch (summary.scale) {
+  switch (scanned->scale) {
     case ValueScale::kLogNormalized: logged = Normalization::kRelog1pCp10k, unlog = "expm1"; break;
     case ValueScale::kLog2Normalized: logged = Normalization::kRelog2Cp10k, unlog = "2^x - 1"; break;
     case ValueScale::kLog10Normalized: logged = Normalization::kRelog10Cp10k, unlog = "10^x - 1"; break;
@@ -185,7 +190,7 @@ CountsRecovery recover_counts(const Dataset& dataset, const std::string& source,
   RecoveredCountsReader reader(dataset.open_matrix(source), logged);
   BlockStreamOptions stream;
   stream.memory_limit_bytes = memory_limit_bytes;
-  stream.rows = scan_ranges(reader, scan.max_rows);
+  stream.rows = scan_ranges(reader, kScanRows);
   stream.refuse_non_finite = false;
   for_each_block(reader, stream, [](const CsrBlock&) {});
   const RecoveryTally& tally = reader.tally();
@@ -198,8 +203,8 @@ CountsRecovery recover_counts(const Dataset& dataset, const std::string& source,
                                    source, how, tally.whole, tally.judged);
     return recovery;
   }
-  recovery.note = fmt::format("holds log-normalised counts, read back per cell ({}; {} of {} cells checked read back whole)", how, tally.whole,
-                              tally.judged);
+  recovery.note = fmt::format("{} holds log-normalised counts, read back per cell ({}; {} of {} cells checked read back whole)", source, how,
+                              tally.whole, tally.judged);
   if (tally.whole < tally.judged && static_cast<double>(tally.judged - tally.whole) >= 0.01 * static_cast<double>(tally.judged)) {
     recovery.warning = fmt::format("{} holds log-normalised counts, read back per cell, but {} of {} cells checked do not read back whole "
                                    "(processed otherwise?): they keep their values' proportions",

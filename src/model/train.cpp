@@ -604,7 +604,7 @@ nlohmann::json expression_reference_features(const LabelledReference& reference,
   const Dataset& dataset = *reference.dataset;
   if (options.log) {
     options.log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
-    if (!reference.recovered_note.empty()) options.log(fmt::format("{}: {} {}", path, reference.matrix, reference.recovered_note));
+    if (!reference.recovered_note.empty()) options.log(fmt::format("{}: {}", path, reference.recovered_note));
   }
   const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, reference_index);
   // Pooled references with different genes: a reference may lack most of the panel (imputed).
@@ -617,7 +617,7 @@ nlohmann::json expression_reference_features(const LabelledReference& reference,
           {"matrix", computed.matrix},
           {"normalization", to_string(computed.normalization)},
           {"normalization_reason", reference.recovered == nullptr ? computed.normalization_reason
-                                                                  : fmt::format("{} {}; normalised as counts", computed.matrix, reference.recovered_note)},
+                                                                  : reference.recovered_note + "; normalised as counts"},
           {"counts", computed.counts || reference.recovered != nullptr},
           {"counts_recovered", reference.recovered != nullptr},
           {"gene_column", computed.genes.column},
