@@ -195,6 +195,57 @@ TEST(ReferenceSample, RefitOnAQuerysGenesEqualsTrainingRestrictedToThem) {
   EXPECT_TRUE(whole.warnings.empty());
 }
 
+/// `dataset` with its first `n_genes` vars only.
+MemoryDataset first_genes(const Dataset& dataset, int n_genes) {
+  auto reader = dataset.open_matrix("X");
+  CsrBlockF64 all;
+  reader->read_rows(0, reader->n_rows(), all);
+  CsrBlockF64 cut;
+  cut.reset(0, 0, n_genes);
+  for (std::int64_t i = 0; i < all.n_rows; ++i) {
+    for (auto k = all.indptr[static_cast<std::size_t>(i)]; k < all.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+      if (all.indices[static_cast<std::size_t>(k)] >= n_genes) continue;
+      cut.indices.push_back(all.indices[static_cast<std::size_t>(k)]);
+      cut.values.push_back(all.values[static_cast<std::size_t>(k)]);
+    }
+    cut.indptr.push_back(static_cast<std::int64_t>(cut.indices.size()));
+    ++cut.n_rows;
+  }
+  DataFrame var = dataset.read_var();
+  var.index.resize(static_cast<std::size_t>(n_genes));
+  return MemoryDataset("cut cells", dataset.read_obs(), std::move(var), std::move(cut));
+}
+
+TEST(ReferenceSample, AQueryMeasuringMoreGenesThanTheReferenceIsNormalisedOverTheReferencesGenes) {
+  // A reference of 40 of the 60 genes (one cut to its variable genes, or a targeted panel): a
+  // query's cells sum their library over those 40 genes, as the reference's did, whatever else
+  // they measured. Summed over all 60, their values were smaller than the reference's.
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  std::vector<int> forty(40);
+  for (int g = 0; g < 40; ++g) forty[static_cast<std::size_t>(g)] = g;
+  const MemoryDataset reference = make_cells({120, 90, 60}, 11, forty);
+  const CellTypeModel model = train_model({&reference}, expression_options(), GeneStore(), table).model;
+  std::vector<std::int64_t> reference_genes;
+  for (const int g : forty) reference_genes.push_back(101 + g);
+  EXPECT_EQ(model.panel.size_factor_genes, reference_genes);
+
+  const MemoryDataset query = make_cells({30, 30, 30}, 12);
+  const MemoryDataset cut = first_genes(query, 40);
+  AnnotateOptions options;
+  options.embed.num_threads = 1;
+  const Annotation whole = annotate_dataset(query, {&model}, table, options);
+  const Annotation same_genes = annotate_dataset(cut, {&model}, table, options);
+  EXPECT_FALSE(whole.models[0].refitted);
+  EXPECT_FALSE(same_genes.models[0].refitted);
+  ASSERT_EQ(whole.probabilities.size(), same_genes.probabilities.size());
+  for (std::size_t i = 0; i < whole.probabilities.size(); ++i) ASSERT_NEAR(whole.probabilities[i], same_genes.probabilities[i], 1e-6) << i;
+
+  // A model restricted to some genes keeps summing over those (and refits within them).
+  TrainOptions restricted = expression_options();
+  restricted.restrict_genes = std::vector<std::int64_t>(reference_genes.begin(), reference_genes.begin() + 30);
+  EXPECT_EQ(train_model({&reference}, restricted, GeneStore(), table).model.panel.size_factor_genes, restricted.restrict_genes);
+}
+
 TEST(ReferenceSample, ALoadedModelReadsItsSampleValuesOnlyToRefitFromTheFileItLoaded) {
   const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
   const MemoryDataset reference = make_cells({60, 60, 60}, 8);

@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""References cut to their highly variable genes, annotating queries that measure every gene.
+
+A reference saved after `adata = adata[:, adata.var.highly_variable]` keeps 2,000 genes in X and
+in its counts layer (raw, when set, keeps every gene; this bench has none). Its values were
+normalised over every gene (log1p of CP10k or of the median total) or are counts of those genes
+only; a query measures all its genes. Since session 31 a model sums a query cell's library over
+the genes its references measured (ExpressionOptions::size_factor_genes), as the references' own
+cells were; before, over every gene of the query, which made the query's values of the 2,000
+genes several times smaller than the reference's.
+
+Cells: pbmc3k (Seurat labels), split in two by cell parity: even cells are the reference, odd
+cells the query. Genes: the 2,000 most variable of the reference cells (scanpy's "seurat" flavour:
+log1p(CP10k) dispersion z-scored within 20 bins of mean). References, default `train` flags:
+
+  * counts cut     the counts of those genes (a counts layer subset with the rest of the AnnData);
+  * log1p cut      log1p(CP10k over every gene) of those genes, no counts anywhere (an X subset);
+  * median cut     log1p(counts x median total / total, over every gene) of those genes;
+  * all genes      the reference's counts of every gene: the figure a cut reference should reach.
+
+Queries, default `annotate`: the odd cells' counts of every gene, and the same thinned binomially
+to 1,000 and 500 counts per cell (seed 0). Accuracy and macro-F1 against the Seurat labels.
+
+With `--before DIR` (a folder holding an earlier `celltyper`) every row is also run with it.
+
+    /usr/bin/python3 bench/annotate/gene_subset_reference.py [--build build] [--before DIR]
+
+Writes bench/results/gene_subset_reference.{json,md}.
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import anndata
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import measure  # noqa: E402
+
+PBMC3K = os.path.join(ROOT, "..", "shared", "data", "pbmc3k-seurat-labels", "pbmc3k_seurat_annotated.h5ad")
+N_GENES = 2000
+
+
+def log(message):
+    print(f"[gene_subset_reference] {message}", file=sys.stderr, flush=True)
+
+
+def normalised(counts, target=None):
+    """log1p(counts x target / total) per cell; target None = the median total (scanpy's default)."""
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    target = np.median(totals) if target is None else target
+    x = sp.csr_matrix(sp.diags(target / np.maximum(totals, 1)) @ counts, dtype=np.float64)
+    x.data = np.log1p(x.data)
+    return x.astype(np.float32)
+
+
+def variable_genes(counts, n_genes):
+    """The `n_genes` most variable genes (scanpy's "seurat" flavour on log1p(CP10k))."""
+    x = normalised(counts, 1e4).astype(np.float64)
+    expm1 = x.copy()
+    expm1.data = np.expm1(expm1.data)
+    mean = np.asarray(expm1.mean(axis=0)).ravel()
+    mean_sq = np.asarray(expm1.multiply(expm1).mean(axis=0)).ravel()
+    var = (mean_sq - mean ** 2) * counts.shape[0] / (counts.shape[0] - 1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dispersion = np.log(var / mean)
+        log_mean = np.log1p(mean)
+    frame = pd.DataFrame({"mean": log_mean, "dispersion": dispersion})
+    frame["bin"] = pd.cut(frame["mean"], bins=20)
+    grouped = frame.groupby("bin", observed=False)["dispersion"]
+    z = (frame["dispersion"] - grouped.transform("mean")) / grouped.transform("std")
+    z = z.fillna(-np.inf).to_numpy()
+    z[mean == 0] = -np.inf
+    return np.sort(np.argsort(-z)[:n_genes])
+
+
+def thinned(counts, total, seed=0):
+    x = sp.csr_matrix(counts).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    values = np.zeros(x.data.shape, dtype=np.float32)
+    for i in range(x.shape[0]):
+        start, end = x.indptr[i], x.indptr[i + 1]
+        keep = min(1.0, total / max(1, x.data[start:end].sum()))
+        values[start:end] = rng.binomial(x.data[start:end], keep)
+    out = sp.csr_matrix((values, x.indices, x.indptr), shape=x.shape)
+    out.eliminate_zeros()
+    return out
+
+
+def write(path, x, obs, var):
+    anndata.AnnData(X=x, obs=obs.copy(), var=var.copy()).write_h5ad(path)
+
+
+def score(binary, reference, queries, workdir, tag):
+    model = os.path.join(workdir, f"{tag}.model")
+    _, train_s = measure.run_timed([binary, "-q", "train", "-r", reference, "-l", "obs:celltype", "-o", model], "gene_subset_reference")
+    result = {"train_s": train_s}
+    for name, query in queries.items():
+        out = os.path.join(workdir, f"{tag}_{name}.h5ad")
+        measure.run_timed([binary, "-q", "annotate", "-m", model, "-i", query, "-o", out], "gene_subset_reference")
+        obs = anndata.read_h5ad(out, backed="r").obs
+        truth = obs["celltype"].astype(str).to_numpy()
+        predicted = obs["celltyper_label"].astype(str).to_numpy()
+        f1 = []
+        for label in np.unique(truth):
+            tp = np.sum((truth == label) & (predicted == label))
+            precision = tp / max(1, np.sum(predicted == label))
+            recall = tp / max(1, np.sum(truth == label))
+            f1.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+        result[name] = {"accuracy": float(np.mean(truth == predicted)), "macro_f1": float(np.mean(f1))}
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--build", default=os.path.join(ROOT, "build"))
+    parser.add_argument("--before", help="folder holding an earlier celltyper binary (the reference run)")
+    parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "gene_subset_reference"))
+    args = parser.parse_args()
+    started = time.perf_counter()
+    a = anndata.read_h5ad(PBMC3K)
+    counts = sp.csr_matrix(a.X, dtype=np.float32)
+    obs = a.obs[["celltype"]].copy()
+    var = pd.DataFrame(index=a.var_names)
+    reference_rows = np.arange(a.n_obs) % 2 == 0
+    ref_counts, query_counts = counts[reference_rows], counts[~reference_rows]
+    ref_obs, query_obs = obs[reference_rows], obs[~reference_rows]
+    genes = variable_genes(ref_counts, N_GENES)
+    share = float(np.median(np.asarray(ref_counts[:, genes].sum(axis=1)).ravel() / np.asarray(ref_counts.sum(axis=1)).ravel()))
+    log(f"{len(genes)} variable genes hold a median {share:.1%} of a reference cell's counts")
+    workdir = tempfile.mkdtemp(prefix="celltyper-gene-subset-")
+    references = {
+        "counts cut to 2,000 genes": (ref_counts[:, genes], var.iloc[genes]),
+        "log1p(CP10k) cut to 2,000 genes": (normalised(ref_counts, 1e4)[:, genes], var.iloc[genes]),
+        "log1p(median total) cut to 2,000 genes": (normalised(ref_counts)[:, genes], var.iloc[genes]),
+        "counts of every gene": (ref_counts, var),
+    }
+    paths = {}
+    for i, (name, (x, genes_var)) in enumerate(references.items()):
+        paths[name] = os.path.join(workdir, f"reference_{i}.h5ad")
+        write(paths[name], sp.csr_matrix(x), ref_obs, genes_var)
+    queries = {"every gene": query_counts, "1,000 counts": thinned(query_counts, 1000), "500 counts": thinned(query_counts, 500)}
+    query_paths = {}
+    for i, (name, x) in enumerate(queries.items()):
+        query_paths[name] = os.path.join(workdir, f"query_{i}.h5ad")
+        write(query_paths[name], x, query_obs, var)
+    builds = [("after", os.path.join(args.build, "celltyper"))]
+    if args.before:
+        builds.insert(0, ("before", os.path.join(args.before, "celltyper")))
+    rows = []
+    for name in references:
+        for build, binary in builds:
+            result = score(binary, paths[name], query_paths, workdir, f"{build}_{list(references).index(name)}")
+            rows.append({"reference": name, "build": build, **result})
+            log(f"{name} / {build}: {result}")
+    commit = measure.git_commit(ROOT)
+    report = {"command": "/usr/bin/python3 bench/annotate/gene_subset_reference.py" + (" --before DIR" if args.before else ""),
+              "commit": commit, "variable_gene_count_share": share, "rows": rows, "wall_seconds": time.perf_counter() - started,
+              "machine": f"{os.cpu_count()} cores"}
+    with open(args.out + ".json", "w") as f:
+        json.dump(report, f, indent=2)
+    lines = ["# References cut to their variable genes (bench/annotate/gene_subset_reference.py)", "",
+             f"Command: `{report['command']}`; celltyper {commit}; {report['wall_seconds']:.0f} s on {report['machine']}.", "",
+             f"pbmc3k split by cell parity: even cells the reference (default `train`), odd cells the query (default `annotate`, "
+             f"every gene measured; also thinned to 1,000 and 500 counts per cell). The {N_GENES} variable genes hold a median "
+             f"{share:.1%} of a reference cell's counts. Accuracy / macro-F1 against the Seurat labels.", "",
+             "| reference | build | every gene | 1,000 counts | 500 counts | train s |", "|---|---|---|---|---|---:|"]
+    for r in rows:
+        cells = " | ".join(f"{r[q]['accuracy']:.3f} / {r[q]['macro_f1']:.3f}" for q in queries)
+        lines.append(f"| {r['reference']} | {r['build']} | {cells} | {r['train_s']:.1f} |")
+    with open(args.out + ".md", "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
