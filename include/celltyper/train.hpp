@@ -29,6 +29,12 @@
 
 namespace celltyper {
 
+/// Expression models of references measuring fewer genes than this (a reference cut to its
+/// highly variable genes, a targeted panel) sum a cell's library over the genes the references
+/// measured, on the references and on every query (ModelPanel::size_factor_genes); references
+/// of a whole transcriptome (filtered ones keep over 13,000 genes) sum it over every var.
+inline constexpr std::size_t kTranscriptomeGenes = 10000;
+
 /// Features of labelled cells of one or more references (cells with a missing or empty label, or
 /// empty features, dropped), in reference then row order.
 struct LabelledFeatures {

@@ -2,6 +2,7 @@
 // clear line on stderr with a non-zero exit code.
 #include "support/test_support.hpp"
 
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -152,6 +153,30 @@ TEST(InspectCli, AModelFileIsDescribedNotScanned) {
   EXPECT_EQ(description["reference_sample"]["n_cells"], 2638);
   ASSERT_EQ(description["references"].size(), 1U);
   EXPECT_EQ(description["references"][0]["n_used"], 2638);
+  // A whole transcriptome's genes: libraries are summed over every var.
+  EXPECT_EQ(description["library_genes"], 0);
+  EXPECT_EQ(text.out.find("Library sizes"), std::string::npos) << text.out;
+}
+
+TEST(InspectCli, AModelOfFewerGenesThanATranscriptomeNamesTheGenesItsLibrariesAreSummedOver) {
+  // pbmc68k_reduced keeps 765 variable genes: a query's libraries are summed over them too.
+  CELLTYPER_REQUIRE_SHARED(path, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  test::TempDir dir;
+  const std::string model = dir.file("model.h5");
+  const auto trained = test::run_cli({"train", "--reference", path, "--label", "obs:bulk_labels", "--out", model, "-q"});
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const auto machine = test::run_cli({"inspect", model, "--json"});
+  ASSERT_EQ(machine.exit_code, 0) << machine.err;
+  const json description = json::parse(machine.out);
+  const auto genes = description["library_genes"].get<std::int64_t>();
+  EXPECT_GT(genes, 700);
+  EXPECT_LE(genes, 765);
+  EXPECT_EQ(description["restrict_genes"], 0);
+  const auto text = test::run_cli({"inspect", model});
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find(fmt::format("Library sizes  summed over {} genes on the references and on every query (the genes its references measured)", genes)),
+            std::string::npos)
+      << text.out;
 }
 
 TEST(InspectCli, BadInputGivesOneLineAndNonZeroExit) {

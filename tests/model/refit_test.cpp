@@ -6,6 +6,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/memory_dataset.hpp>
 #include <celltyper/model_file.hpp>
+#include <celltyper/train.hpp>
 
 #include "support/test_support.hpp"
 
@@ -217,9 +218,10 @@ MemoryDataset first_genes(const Dataset& dataset, int n_genes) {
 }
 
 TEST(ReferenceSample, AQueryMeasuringMoreGenesThanTheReferenceIsNormalisedOverTheReferencesGenes) {
-  // A reference of 40 of the 60 genes (one cut to its variable genes, or a targeted panel): a
-  // query's cells sum their library over those 40 genes, as the reference's did, whatever else
-  // they measured. Summed over all 60, their values were smaller than the reference's.
+  // A reference of 40 of the 60 genes (fewer than a transcriptome: one cut to its variable
+  // genes, or a targeted panel): a query's cells sum their library over those 40 genes, as the
+  // reference's did, whatever else they measured. Summed over all 60, their values were smaller
+  // than the reference's.
   const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
   std::vector<int> forty(40);
   for (int g = 0; g < 40; ++g) forty[static_cast<std::size_t>(g)] = g;
@@ -244,6 +246,19 @@ TEST(ReferenceSample, AQueryMeasuringMoreGenesThanTheReferenceIsNormalisedOverTh
   TrainOptions restricted = expression_options();
   restricted.restrict_genes = std::vector<std::int64_t>(reference_genes.begin(), reference_genes.begin() + 30);
   EXPECT_EQ(train_model({&reference}, restricted, GeneStore(), table).model.panel.size_factor_genes, restricted.restrict_genes);
+
+  // A reference of a whole transcriptome's genes (kTranscriptomeGenes) sums over every var.
+  const auto n_vars = static_cast<int>(kTranscriptomeGenes);
+  const GeneTable large_table = test::numbered_gene_table(n_vars, 101, "G");
+  const MemoryDataset small = make_cells({60, 60, 60}, 13);
+  auto reader = small.open_matrix("X");
+  CsrBlockF64 values;
+  reader->read_rows(0, reader->n_rows(), values);
+  values.n_cols = n_vars;
+  DataFrame var;
+  for (int g = 0; g < n_vars; ++g) var.index.push_back("G" + std::to_string(g + 1));
+  const MemoryDataset whole_transcriptome("every gene", small.read_obs(), std::move(var), std::move(values));
+  EXPECT_TRUE(train_model({&whole_transcriptome}, expression_options(0), GeneStore(), large_table).model.panel.size_factor_genes.empty());
 }
 
 TEST(ReferenceSample, ALoadedModelReadsItsSampleValuesOnlyToRefitFromTheFileItLoaded) {
