@@ -22,6 +22,10 @@ Queries, default `annotate`: the odd cells' counts of every gene, and the same t
 to 1,000 and 500 counts per cell (seed 0). Accuracy and macro-F1 against the Seurat labels.
 
 With `--before DIR` (a folder holding an earlier `celltyper`) every row is also run with it.
+Peer, the same files: scikit-learn's logistic regression as CellTypist trains it (log1p(CP10k)
+features standardised and clipped at 10, C = 1), the reference's values as they are stored (its
+counts normalised over the genes it stores), each query cell log1p(CP10k) over all its genes, as
+CellTypist normalises a query.
 
     /usr/bin/python3 bench/annotate/gene_subset_reference.py [--build build] [--before DIR]
 
@@ -97,6 +101,32 @@ def write(path, x, obs, var):
     anndata.AnnData(X=x, obs=obs.copy(), var=var.copy()).write_h5ad(path)
 
 
+def macro_f1(truth, predicted):
+    f1 = []
+    for label in np.unique(truth):
+        tp = np.sum((truth == label) & (predicted == label))
+        precision = tp / max(1, np.sum(predicted == label))
+        recall = tp / max(1, np.sum(truth == label))
+        f1.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
+    return float(np.mean(f1))
+
+
+def peer_logreg(reference_x, is_log, labels, genes, queries):
+    """scikit-learn's LogisticRegression on CellTypist's features (see the docstring)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+    train = sp.csr_matrix(reference_x, dtype=np.float64) if is_log else normalised(reference_x, 1e4).astype(np.float64)
+    scaler = StandardScaler().fit(train.toarray())
+    started = time.perf_counter()
+    model = LogisticRegression(C=1.0, max_iter=1000).fit(np.clip(scaler.transform(train.toarray()), None, 10), labels)
+    result = {"train_s": time.perf_counter() - started}
+    for name, (counts, truth) in queries.items():
+        x = normalised(counts, 1e4)[:, genes].astype(np.float64)
+        predicted = model.predict(np.clip(scaler.transform(x.toarray()), None, 10))
+        result[name] = {"accuracy": float(np.mean(predicted == truth)), "macro_f1": macro_f1(truth, predicted)}
+    return result
+
+
 def score(binary, reference, queries, workdir, tag):
     model = os.path.join(workdir, f"{tag}.model")
     _, train_s = measure.run_timed([binary, "-q", "train", "-r", reference, "-l", "obs:celltype", "-o", model], "gene_subset_reference")
@@ -107,13 +137,7 @@ def score(binary, reference, queries, workdir, tag):
         obs = anndata.read_h5ad(out, backed="r").obs
         truth = obs["celltype"].astype(str).to_numpy()
         predicted = obs["celltyper_label"].astype(str).to_numpy()
-        f1 = []
-        for label in np.unique(truth):
-            tp = np.sum((truth == label) & (predicted == label))
-            precision = tp / max(1, np.sum(predicted == label))
-            recall = tp / max(1, np.sum(truth == label))
-            f1.append(0.0 if tp == 0 else 2 * precision * recall / (precision + recall))
-        result[name] = {"accuracy": float(np.mean(truth == predicted)), "macro_f1": float(np.mean(f1))}
+        result[name] = {"accuracy": float(np.mean(truth == predicted)), "macro_f1": macro_f1(truth, predicted)}
     return result
 
 
@@ -135,14 +159,14 @@ def main():
     share = float(np.median(np.asarray(ref_counts[:, genes].sum(axis=1)).ravel() / np.asarray(ref_counts.sum(axis=1)).ravel()))
     log(f"{len(genes)} variable genes hold a median {share:.1%} of a reference cell's counts")
     workdir = tempfile.mkdtemp(prefix="celltyper-gene-subset-")
-    references = {
-        "counts cut to 2,000 genes": (ref_counts[:, genes], var.iloc[genes]),
-        "log1p(CP10k) cut to 2,000 genes": (normalised(ref_counts, 1e4)[:, genes], var.iloc[genes]),
-        "log1p(median total) cut to 2,000 genes": (normalised(ref_counts)[:, genes], var.iloc[genes]),
-        "counts of every gene": (ref_counts, var),
+    references = {  # name: (matrix, var, log values?, the genes' columns)
+        "counts cut to 2,000 genes": (ref_counts[:, genes], var.iloc[genes], False, genes),
+        "log1p(CP10k) cut to 2,000 genes": (normalised(ref_counts, 1e4)[:, genes], var.iloc[genes], True, genes),
+        "log1p(median total) cut to 2,000 genes": (normalised(ref_counts)[:, genes], var.iloc[genes], True, genes),
+        "counts of every gene": (ref_counts, var, False, np.arange(counts.shape[1])),
     }
     paths = {}
-    for i, (name, (x, genes_var)) in enumerate(references.items()):
+    for i, (name, (x, genes_var, _, _)) in enumerate(references.items()):
         paths[name] = os.path.join(workdir, f"reference_{i}.h5ad")
         write(paths[name], sp.csr_matrix(x), ref_obs, genes_var)
     queries = {"every gene": query_counts, "1,000 counts": thinned(query_counts, 1000), "500 counts": thinned(query_counts, 500)}
@@ -153,12 +177,16 @@ def main():
     builds = [("after", os.path.join(args.build, "celltyper"))]
     if args.before:
         builds.insert(0, ("before", os.path.join(args.before, "celltyper")))
+    truth = query_obs["celltype"].astype(str).to_numpy()
     rows = []
-    for name in references:
+    for name, (x, _, is_log, columns) in references.items():
         for build, binary in builds:
             result = score(binary, paths[name], query_paths, workdir, f"{build}_{list(references).index(name)}")
             rows.append({"reference": name, "build": build, **result})
             log(f"{name} / {build}: {result}")
+        result = peer_logreg(x, is_log, ref_obs["celltype"].astype(str).to_numpy(), columns, {q: (queries[q], truth) for q in queries})
+        rows.append({"reference": name, "build": "scikit-learn logreg (CellTypist's method)", **result})
+        log(f"{name} / scikit-learn: {result}")
     commit = measure.git_commit(ROOT)
     report = {"command": "/usr/bin/python3 bench/annotate/gene_subset_reference.py" + (" --before DIR" if args.before else ""),
               "commit": commit, "variable_gene_count_share": share, "rows": rows, "wall_seconds": time.perf_counter() - started,
@@ -169,11 +197,13 @@ def main():
              f"Command: `{report['command']}`; celltyper {commit}; {report['wall_seconds']:.0f} s on {report['machine']}.", "",
              f"pbmc3k split by cell parity: even cells the reference (default `train`), odd cells the query (default `annotate`, "
              f"every gene measured; also thinned to 1,000 and 500 counts per cell). The {N_GENES} variable genes hold a median "
-             f"{share:.1%} of a reference cell's counts. Accuracy / macro-F1 against the Seurat labels.", "",
-             "| reference | build | every gene | 1,000 counts | 500 counts | train s |", "|---|---|---|---|---|---:|"]
+             f"{share:.1%} of a reference cell's counts. Accuracy / macro-F1 against the Seurat labels. Peer: scikit-learn's "
+             f"LogisticRegression on CellTypist's features, the reference as stored, queries log1p(CP10k) over every gene.", "",
+             "| reference | method | every gene | 1,000 counts | 500 counts | train s |", "|---|---|---|---|---|---:|"]
     for r in rows:
         cells = " | ".join(f"{r[q]['accuracy']:.3f} / {r[q]['macro_f1']:.3f}" for q in queries)
-        lines.append(f"| {r['reference']} | {r['build']} | {cells} | {r['train_s']:.1f} |")
+        method = r["build"] if "scikit" in r["build"] else f"celltyper ({r['build']})"
+        lines.append(f"| {r['reference']} | {method} | {cells} | {r['train_s']:.1f} |")
     with open(args.out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
