@@ -1,5 +1,5 @@
 """Shared by the bench scripts: run one command and measure it; the resampled pbmc3k file; the
-Cell Ontology the tool uses by default.
+Cell Ontology the tool uses by default; counts thinned to a depth.
 
     sys.path.insert(0, BENCH_DIR); from measure import run_measured, resampled_pbmc3k
 """
@@ -72,3 +72,20 @@ def resampled_pbmc3k(build, workdir, cells, pbmc3k):
         os.makedirs(workdir, exist_ok=True)
         subprocess.run([os.path.join(build, "bench", "resample_h5ad"), pbmc3k, path, str(cells)], check=True)
     return path
+
+
+def thinned_counts(counts, total, seed=0):
+    """Each cell (row) of the count matrix `counts` thinned binomially to about `total` counts
+    (cells below it kept), as float32 CSR."""
+    import numpy as np
+    import scipy.sparse as sp
+    x = sp.csr_matrix(counts).astype(np.int64)
+    rng = np.random.default_rng(seed)
+    values = np.zeros(x.data.shape, dtype=np.float32)
+    for i in range(x.shape[0]):
+        start, end = x.indptr[i], x.indptr[i + 1]
+        keep = min(1.0, total / max(1, x.data[start:end].sum()))
+        values[start:end] = rng.binomial(x.data[start:end], keep)
+    out = sp.csr_matrix((values, x.indices, x.indptr), shape=x.shape)
+    out.eliminate_zeros()
+    return out

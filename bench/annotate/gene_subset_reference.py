@@ -84,19 +84,6 @@ def variable_genes(counts, n_genes):
     return np.sort(np.argsort(-z)[:n_genes])
 
 
-def thinned(counts, total, seed=0):
-    x = sp.csr_matrix(counts).astype(np.int64)
-    rng = np.random.default_rng(seed)
-    values = np.zeros(x.data.shape, dtype=np.float32)
-    for i in range(x.shape[0]):
-        start, end = x.indptr[i], x.indptr[i + 1]
-        keep = min(1.0, total / max(1, x.data[start:end].sum()))
-        values[start:end] = rng.binomial(x.data[start:end], keep)
-    out = sp.csr_matrix((values, x.indices, x.indptr), shape=x.shape)
-    out.eliminate_zeros()
-    return out
-
-
 def write(path, x, obs, var):
     anndata.AnnData(X=x, obs=obs.copy(), var=var.copy()).write_h5ad(path)
 
@@ -169,7 +156,8 @@ def main():
     for i, (name, (x, genes_var, _, _)) in enumerate(references.items()):
         paths[name] = os.path.join(workdir, f"reference_{i}.h5ad")
         write(paths[name], sp.csr_matrix(x), ref_obs, genes_var)
-    queries = {"every gene": query_counts, "1,000 counts": thinned(query_counts, 1000), "500 counts": thinned(query_counts, 500)}
+    queries = {"every gene": query_counts, "1,000 counts": measure.thinned_counts(query_counts, 1000),
+               "500 counts": measure.thinned_counts(query_counts, 500)}
     query_paths = {}
     for i, (name, x) in enumerate(queries.items()):
         query_paths[name] = os.path.join(workdir, f"query_{i}.h5ad")

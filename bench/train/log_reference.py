@@ -50,16 +50,7 @@ def log1p_cp10k(path, out):
 def thinned(path, out, total, seed=0):
     """Each cell's counts thinned binomially to about `total` (cells below it kept)."""
     a = anndata.read_h5ad(path)
-    x = sp.csr_matrix(a.X).astype(np.int64)
-    rng = np.random.default_rng(seed)
-    values = np.zeros(x.data.shape, dtype=np.float32)
-    for i in range(x.shape[0]):
-        start, end = x.indptr[i], x.indptr[i + 1]
-        keep = min(1.0, total / max(1, x.data[start:end].sum()))
-        values[start:end] = rng.binomial(x.data[start:end], keep)
-    out_x = sp.csr_matrix((values, x.indices, x.indptr), shape=x.shape)
-    out_x.eliminate_zeros()
-    a.X = out_x
+    a.X = measure.thinned_counts(a.X, total, seed)
     a.write_h5ad(out)
 
 
