@@ -18,6 +18,7 @@ log1p(CP10k) dispersion z-scored within 20 bins of mean). References, default `t
   * median cut     log1p(counts x median total / total, over every gene) of those genes;
   * all genes      the reference's counts of every gene: the figure a cut reference should reach.
 
+Each reference also trains a GenePT-w model (`--features genept`, the default gene store).
 Queries, default `annotate`: the odd cells' counts of every gene, and the same thinned binomially
 to 1,000 and 500 counts per cell (seed 0). Accuracy and macro-F1 against the Seurat labels.
 
@@ -34,6 +35,7 @@ Writes bench/results/gene_subset_reference.{json,md}.
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -114,13 +116,18 @@ def peer_logreg(reference_x, is_log, labels, genes, queries):
     return result
 
 
-def score(binary, reference, queries, workdir, tag):
+def score(binary, reference, queries, workdir, tag, extra=()):
+    """Train on `reference` (default flags and `extra`), annotate each query: accuracy and macro-F1,
+    or the error line of a refused query."""
     model = os.path.join(workdir, f"{tag}.model")
-    _, train_s = measure.run_timed([binary, "-q", "train", "-r", reference, "-l", "obs:celltype", "-o", model], "gene_subset_reference")
+    _, train_s = measure.run_timed([binary, "-q", "train", "-r", reference, "-l", "obs:celltype", "-o", model, *extra], "gene_subset_reference")
     result = {"train_s": train_s}
     for name, query in queries.items():
         out = os.path.join(workdir, f"{tag}_{name}.h5ad")
-        measure.run_timed([binary, "-q", "annotate", "-m", model, "-i", query, "-o", out], "gene_subset_reference")
+        annotated = subprocess.run([binary, "-q", "annotate", "-m", model, "-i", query, "-o", out], capture_output=True, text=True)
+        if annotated.returncode != 0:
+            result[name] = {"refused": annotated.stderr.strip().splitlines()[-1].replace(os.path.dirname(query) + os.sep, "")}
+            continue
         obs = anndata.read_h5ad(out, backed="r").obs
         truth = obs["celltype"].astype(str).to_numpy()
         predicted = obs["celltyper_label"].astype(str).to_numpy()
@@ -168,10 +175,12 @@ def main():
     truth = query_obs["celltype"].astype(str).to_numpy()
     rows = []
     for name, (x, _, is_log, columns) in references.items():
-        for build, binary in builds:
-            result = score(binary, paths[name], query_paths, workdir, f"{build}_{list(references).index(name)}")
-            rows.append({"reference": name, "build": build, **result})
-            log(f"{name} / {build}: {result}")
+        for route, extra in (("", ()), (", --features genept", ("--features", "genept"))):
+            for build, binary in builds:
+                tag = f"{build}_{list(references).index(name)}{'_genept' if extra else ''}"
+                result = score(binary, paths[name], query_paths, workdir, tag, extra)
+                rows.append({"reference": name, "build": build + route, **result})
+                log(f"{name} / {build}{route}: {result}")
         result = peer_logreg(x, is_log, ref_obs["celltype"].astype(str).to_numpy(), columns, {q: (queries[q], truth) for q in queries})
         rows.append({"reference": name, "build": "scikit-learn logreg (CellTypist's method)", **result})
         log(f"{name} / scikit-learn: {result}")
@@ -189,9 +198,12 @@ def main():
              f"LogisticRegression on CellTypist's features, the reference as stored, queries log1p(CP10k) over every gene.", "",
              "| reference | method | every gene | 1,000 counts | 500 counts | train s |", "|---|---|---|---|---|---:|"]
     for r in rows:
-        cells = " | ".join(f"{r[q]['accuracy']:.3f} / {r[q]['macro_f1']:.3f}" for q in queries)
+        cells = " | ".join("refused" if "refused" in r[q] else f"{r[q]['accuracy']:.3f} / {r[q]['macro_f1']:.3f}" for q in queries)
         method = r["build"] if "scikit" in r["build"] else f"celltyper ({r['build']})"
         lines.append(f"| {r['reference']} | {method} | {cells} | {r['train_s']:.1f} |")
+    refusals = sorted({r[q]["refused"] for r in rows for q in queries if "refused" in r[q]})
+    if refusals:
+        lines += ["", "Refused queries said:", ""] + [f"    {line}" for line in refusals]
     with open(args.out + ".md", "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))

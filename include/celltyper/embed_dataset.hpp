@@ -26,8 +26,9 @@ struct GeneVectorSource {
 
 /// Align gene vectors to a dataset's vars: var j gets the vector of the gene it resolved to
 /// (first `dims` components, re-normalised to unit length, as Matryoshka prefixes are used).
+/// `library_genes` (ascending Entrez ids) not empty: vars of no gene among them are kOtherFeature.
 AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveResult& resolved, const GeneVectorSource& source,
-                                      int dims);
+                                      int dims, const std::vector<std::int64_t>& library_genes = {});
 
 /// "auto" resolves to a normalisation by looking at the values (raw counts, and non-logged
 /// values such as CP10k, CPM, TPM or corrected counts -> log1p-cp10k; log1p(CP10k)-normalised ->
@@ -54,6 +55,11 @@ struct EmbedOptions {
   GeneResolveOptions genes;               ///< which var column holds gene ids
   std::int64_t min_matched_genes = 1;     ///< fail when fewer vars have a vector
   double min_median_coverage = 0.2;       ///< fail when the median cell has less of its counts on matched genes
+  /// When not empty (ascending Entrez ids): a cell's library is summed over these genes only and
+  /// every other var is ignored altogether (kOtherFeature: no vector, not in the total). A GenePT-w
+  /// model of references measuring fewer genes than a transcriptome sums its references' cells
+  /// and every query's over the genes the references measured (ModelGenes::size_factor_genes).
+  std::vector<std::int64_t> size_factor_genes;
   std::function<void(std::int64_t done, std::int64_t total)> progress;  ///< called after each block
   /// Rows to embed, in this order (empty = every row). Only these rows are read; the sink gets
   /// them numbered consecutively from 0. The normalisation choice and the gene order still look

@@ -19,14 +19,18 @@
 ///                                         embedder re-normalises prefixes, so query embeddings
 ///                                         are bit-identical to training ones)
 ///                             attrs: dims, store_identity, store_description
+///     /genes/size_factor_entrez_id int64 [S]  (optional) the genes a cell's library is summed over
+///                                         (references of fewer genes than a transcriptome);
+///                                         absent = every gene of the cell
 ///   genept models (features are GenePT-w cell embeddings) have /genes; expression models
 ///   (features are log1p-CP10k of a gene panel, expression_features.hpp) have instead
 ///     /panel/entrez_id        int64 [P]   panel genes in feature order
 ///     /panel/symbol           str   [P]
 ///     /panel/ensembl_id       str   [P]
 ///     /panel/size_factor_entrez_id int64 [S]  (optional) the genes a cell's library size is summed
-///                                         over (a model restricted to a query's genes); absent =
-///                                         every gene of the cell
+///                                         over (a model restricted to a query's genes, or of
+///                                         references of fewer genes than a transcriptome);
+///                                         absent = every gene of the cell
 ///   and both routes may carry the reference sample (ReferenceSample) the model can be refitted
 ///   from for a query that measures only part of its genes:
 ///     /reference              attrs: normalization, matrix, n_reference_cells
@@ -71,6 +75,10 @@ struct ModelGenes {
   std::vector<float> vectors;             ///< [n x dims] row-major
   std::string store_identity;             ///< GeneStore::identity_hash() of the source store
   std::string store_description;
+  /// When not empty (ascending Entrez ids): a cell's library is summed over these genes only, on
+  /// the references and on every query (EmbedOptions::size_factor_genes): references measuring
+  /// fewer genes than a transcriptome (kTranscriptomeGenes).
+  std::vector<std::int64_t> size_factor_genes;
 
   [[nodiscard]] std::int64_t size() const { return static_cast<std::int64_t>(entrez_ids.size()); }
   /// A lookup over these vectors (valid while this object lives).

@@ -27,6 +27,7 @@ std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel&
                                     const EmbedOptions& options, std::vector<std::uint8_t>* empty, EmbedResult* result) {
   EmbedOptions embed = options;
   embed.dims = model.genes.dims;
+  embed.size_factor_genes = model.genes.size_factor_genes;
   const GeneVectorSource source = model.genes.source();
   MemorySink sink;
   EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);
@@ -90,6 +91,7 @@ void stream_model_features(const Dataset& dataset, const CellTypeModel& model, c
   }
   EmbedOptions embed = options;
   embed.dims = model.genes.dims;
+  embed.size_factor_genes = model.genes.size_factor_genes;
   const GeneVectorSource source = model.genes.source();
   CallbackSink sink(callback);
   const EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);

@@ -12,7 +12,7 @@
 namespace celltyper {
 
 AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveResult& resolved, const GeneVectorSource& source,
-                                      int dims) {
+                                      int dims, const std::vector<std::int64_t>& library_genes) {
   if (dims <= 0 || dims > source.dims) {
     throw InputError(fmt::format("--dims {} is not available: the gene vectors have {} dimensions", dims, source.dims));
   }
@@ -26,6 +26,10 @@ AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveR
       continue;
     }
     const std::int32_t gene = resolved.gene_index[var];
+    if (!library_genes.empty() && (gene < 0 || !std::binary_search(library_genes.begin(), library_genes.end(), table.gene(gene).entrez_id))) {
+      aligned.var_to_row[var] = AlignedGeneVectors::kOtherFeature;
+      continue;
+    }
     if (gene < 0) continue;
     std::int32_t& row = row_of_gene[static_cast<std::size_t>(gene)];
     if (row < 0) {
@@ -173,7 +177,7 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   const DataFrame var = dataset.read_var_of(result.matrix);
   result.genes = resolve_genes(table, var, options.genes);
   const int dims = options.dims > 0 ? options.dims : source.dims;
-  AlignedGeneVectors aligned = align_gene_vectors(table, result.genes, source, dims);
+  AlignedGeneVectors aligned = align_gene_vectors(table, result.genes, source, dims, options.size_factor_genes);
   result.n_vars_with_vector = aligned.n_matched_vars();
   const std::string tried = fmt::format("var column '{}' read as {} ids; {} of {} vars matched the gene table, {} have a gene vector",
                                         result.genes.column, to_string(result.genes.id_type), result.genes.n_matched(),
@@ -184,9 +188,11 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
                                  dataset.path(), tried, std::max<std::int64_t>(options.min_matched_genes, 1)));
   }
   auto reader = dataset.open_matrix(result.matrix);
+  // Log-normalised values were normalised over every gene: with a library of some genes only
+  // (size_factor_genes), they are normalised again over those, as counts would be.
   const Normalization normalization =
       choose_normalization(*reader, options.normalization, options.memory_limit_bytes, fmt::format("{}: {}", dataset.path(), result.matrix),
-                           result.normalization_reason, result.warnings);
+                           result.normalization_reason, result.warnings, !options.size_factor_genes.empty());
   result.normalization = normalization;
   result.dims = dims;
   result.n_cells = dataset.n_obs();

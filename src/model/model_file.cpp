@@ -372,7 +372,7 @@ nlohmann::json describe_model(const CellTypeModel& model) {
           {"augment_depth", from("augment_depth", false)},
           {"references", references},
           {"validation", validation},
-          {"library_genes", model.panel.size_factor_genes.size()},
+          {"library_genes", model.features == kFeaturesExpression ? model.panel.size_factor_genes.size() : model.genes.size_factor_genes.size()},
           {"restrict_genes", from("restrict_genes", 0)},
           {"reference_sample", {{"n_cells", model.reference.n_cells()}, {"n_genes", model.reference.entrez_ids.size()}}},
           {"type_profiles", {{"n_classes", model.similarity.n_profiles()},
@@ -430,6 +430,10 @@ void save_model(const CellTypeModel& model, const std::string& path) {
         h5::write_strings(gene_group.get(), "symbol", genes.symbols);
         h5::write_strings(gene_group.get(), "ensembl_id", genes.ensembl_ids);
         h5::write_2d<float>(gene_group.get(), "vectors", genes.vectors.data(), genes.size(), genes.dims);
+        if (!genes.size_factor_genes.empty()) {
+          h5::write_1d<std::int64_t>(gene_group.get(), "size_factor_entrez_id", genes.size_factor_genes.data(),
+                                     static_cast<std::int64_t>(genes.size_factor_genes.size()));
+        }
       }
 
       if (!model.reference.empty()) write_reference_sample(root, model.reference);
@@ -578,6 +582,13 @@ CellTypeModel load_model(const std::string& path) {
       if (n > 0) h5::read_rows_2d<float>(vectors.get(), 0, n, model_genes.dims, model_genes.vectors.data());
       for (float value : model_genes.vectors) {
         if (!std::isfinite(value)) throw InputError(fmt::format("{}: /genes/vectors has a non-finite value", path));
+      }
+      if (h5::exists(genes.get(), "size_factor_entrez_id")) {
+        Handle size_factor = h5::open_dataset(genes.get(), "size_factor_entrez_id", path);
+        model_genes.size_factor_genes = h5::read_all_1d<std::int64_t>(size_factor.get());
+        if (!std::is_sorted(model_genes.size_factor_genes.begin(), model_genes.size_factor_genes.end())) {
+          throw InputError(fmt::format("{}: /genes/size_factor_entrez_id is not ascending", path));
+        }
       }
     } else {
       throw InputError(fmt::format("{}: unknown feature route '{}' (this celltyper knows genept and expression)", path, model.features));

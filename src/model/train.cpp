@@ -650,6 +650,7 @@ nlohmann::json embedded_reference_features(const LabelledReference& reference, c
   EmbedOptions embed = options.embed;
   embed.num_threads = options.num_threads;
   embed.matrix = reference.matrix;
+  embed.size_factor_genes = data.genes.size_factor_genes;
   // Restricted to a query's genes, a reference cell's counts lie mostly elsewhere by request.
   if (allowed.restricted()) embed.min_median_coverage = 0;
   MemorySink sink;
@@ -1282,18 +1283,22 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   // annotating its odd cells: accuracy 0.80 vs 0.89). A whole-transcriptome reference keeps
   // every var (the vars no gene table names count too: more molecules, steadier libraries).
   // "impute": each reference's scope below; a query's library over the anchor's genes.
+  // The GenePT-w route sums over them too (EmbedOptions::size_factor_genes; unrestricted only:
+  // restricted, its vectors are the allowed genes', its libraries every gene's, as before).
   std::vector<std::int64_t> size_factor_genes;
+  const bool few_genes = has_expression && !reference_genes.empty() && reference_genes.size() < kTranscriptomeGenes;
+  if (!expression && !allowed.restricted() && few_genes) data.genes.size_factor_genes = reference_genes;
   if (!impute && expression) {
     if (allowed.restricted()) {
       size_factor_genes = intersect_sorted(allowed.ids(), reference_genes);
-    } else if (reference_genes.size() < kTranscriptomeGenes) {
+    } else if (few_genes) {
       size_factor_genes = reference_genes;
-      if (options.log) {
-        options.log(fmt::format("the reference{} measure{} {} genes, fewer than a transcriptome (cut to variable genes, or a panel?): a "
-                                "cell's library is summed over them, on every query too",
-                                references.size() > 1 ? "s" : "", references.size() > 1 ? "" : "s", reference_genes.size()));
-      }
     }
+  }
+  if (options.log && few_genes && !allowed.restricted() && !impute) {
+    options.log(fmt::format("the reference{} measure{} {} genes, fewer than a transcriptome (cut to variable genes, or a panel?): a "
+                            "cell's library is summed over them, on every query too",
+                            references.size() > 1 ? "s" : "", references.size() > 1 ? "" : "s", reference_genes.size()));
   }
   const ExpressionOptions expression_settings = [&] {
     EmbedOptions embed = options.embed;

@@ -261,6 +261,50 @@ TEST(ReferenceSample, AQueryMeasuringMoreGenesThanTheReferenceIsNormalisedOverTh
   EXPECT_TRUE(train_model({&whole_transcriptome}, expression_options(0), GeneStore(), large_table).model.panel.size_factor_genes.empty());
 }
 
+TEST(ReferenceSample, AGeneptModelOfFewerGenesThanATranscriptomeSumsAQuerysLibraryOverTheReferencesGenes) {
+  // The GenePT-w route as the expression route above: a query measuring all 60 genes embeds as
+  // its cells cut to the reference's 40 (the other 20 count in no library and have no vector).
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  std::vector<std::int64_t> ids;
+  for (int g = 0; g < kGenes; ++g) ids.push_back(101 + g);
+  std::mt19937 rng(21);
+  std::normal_distribution<float> normal;
+  std::vector<float> vectors(ids.size() * 16);
+  for (float& value : vectors) value = normal(rng);
+  std::vector<std::string> symbols;
+  for (const auto id : ids) symbols.push_back("G" + std::to_string(id - 100));
+  GeneStoreProvenance provenance;
+  provenance.backend = "test";
+  provenance.dims = 16;
+  const GeneStore store(ids, symbols, std::vector<std::string>(ids.size()), std::move(vectors), 16, provenance);
+
+  std::vector<int> forty(40);
+  for (int g = 0; g < 40; ++g) forty[static_cast<std::size_t>(g)] = g;
+  const MemoryDataset reference = make_cells({120, 90, 60}, 14, forty);
+  TrainOptions options = expression_options(0);
+  options.features = kFeaturesGenept;
+  const CellTypeModel model = train_model({&reference}, options, store, table).model;
+  EXPECT_EQ(model.genes.size_factor_genes, std::vector<std::int64_t>(ids.begin(), ids.begin() + 40));
+
+  const MemoryDataset query = make_cells({30, 30, 30}, 15);
+  const MemoryDataset cut = first_genes(query, 40);
+  AnnotateOptions annotate;
+  annotate.embed.num_threads = 1;
+  const Annotation whole = annotate_dataset(query, {&model}, table, annotate);
+  const Annotation same_genes = annotate_dataset(cut, {&model}, table, annotate);
+  ASSERT_EQ(whole.probabilities.size(), same_genes.probabilities.size());
+  for (std::size_t i = 0; i < whole.probabilities.size(); ++i) ASSERT_NEAR(whole.probabilities[i], same_genes.probabilities[i], 1e-6) << i;
+  std::int64_t correct = 0;
+  for (std::size_t i = 0; i < whole.labels.size(); ++i) correct += whole.labels[i] == "type" + std::to_string(i / 30);
+  EXPECT_GT(correct, 80);
+
+  // The genes round-trip through the model file.
+  test::TempDir dir;
+  const std::string path = dir.file("genept.h5");
+  save_model(model, path);
+  EXPECT_EQ(load_model(path).genes.size_factor_genes, model.genes.size_factor_genes);
+}
+
 TEST(ReferenceSample, ALoadedModelReadsItsSampleValuesOnlyToRefitFromTheFileItLoaded) {
   const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
   const MemoryDataset reference = make_cells({60, 60, 60}, 8);
