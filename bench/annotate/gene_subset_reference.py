@@ -194,7 +194,8 @@ def main():
              f"Command: `{report['command']}`; celltyper {commit}; {report['wall_seconds']:.0f} s on {report['machine']}.", "",
              f"pbmc3k split by cell parity: even cells the reference (default `train`), odd cells the query (default `annotate`, "
              f"every gene measured; also thinned to 1,000 and 500 counts per cell). The {N_GENES} variable genes hold a median "
-             f"{share:.1%} of a reference cell's counts. Accuracy / macro-F1 against the Seurat labels. Peer: scikit-learn's "
+             f"{share:.1%} of a reference cell's counts. Accuracy / macro-F1 against the Seurat labels; `--features genept` rows: "
+             f"a GenePT-w model of the same reference (default gene store). Peer: scikit-learn's "
              f"LogisticRegression on CellTypist's features, the reference as stored, queries log1p(CP10k) over every gene.", "",
              "| reference | method | every gene | 1,000 counts | 500 counts | train s |", "|---|---|---|---|---|---:|"]
     for r in rows:
