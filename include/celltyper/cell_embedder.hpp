@@ -64,7 +64,8 @@ inline double unlogged(double value, Normalization normalization) {
 
 /// Gene vectors aligned to the columns (vars) of one dataset: row `var_to_row[j]` of
 /// `matrix` is the vector of var j (kNoVector: no vector, the var only counts towards library
-/// sizes; kOtherFeature: not gene expression, e.g. an antibody tag, ignored altogether).
+/// sizes; kOtherFeature: not gene expression, e.g. an antibody tag, or a gene outside a model's
+/// library genes (EmbedOptions::size_factor_genes), ignored altogether).
 struct AlignedGeneVectors {
   static constexpr std::int32_t kNoVector = -1;
   static constexpr std::int32_t kOtherFeature = -2;
