@@ -219,6 +219,29 @@ def test_scanpys_usual_object_reads_raw_when_x_is_cut_to_highly_variable_genes(p
 
 
 @needs_data
+@pytest.mark.parametrize("features", ["expression", pytest.param("genept", marks=needs_store)])
+def test_a_reference_cut_to_its_variable_genes_annotates_a_query_of_every_gene_as_that_query_cut_to_them(pbmc3k, features):
+    """`adata[:, adata.var.highly_variable]` as the reference (log1p(CP10k) over every gene, cut
+    to 2,000 genes, no raw): the other cells measuring every gene get the probabilities of the
+    same cells cut to those genes (a query cell's library is summed over the reference's genes),
+    and mostly their labels."""
+    counts = sp.csr_matrix(pbmc3k.X, dtype=np.float32)
+    logged = sp.csr_matrix(sp.diags(1e4 / np.asarray(counts.sum(axis=1)).ravel()) @ counts, dtype=np.float32)
+    logged.data = np.log1p(logged.data)
+    mean = np.asarray(logged.mean(axis=0)).ravel()
+    variance = np.asarray(logged.power(2).mean(axis=0)).ravel() - mean ** 2
+    genes = np.sort(np.argsort(-variance)[:2000])
+    reference = anndata.AnnData(X=logged[::2][:, genes], obs=pbmc3k.obs[["celltype"]].iloc[::2].copy(), var=pbmc3k.var.iloc[genes].copy())
+    query = anndata.AnnData(X=counts[1::2], obs=pbmc3k.obs[["celltype"]].iloc[1::2].copy(), var=pbmc3k.var.copy())
+    model = celltyper.train(reference, label="celltype", features=features, augment_depth=False)
+    whole = celltyper.annotate(query, model=model, inplace=False)
+    cut = celltyper.annotate(query[:, genes].copy(), model=model, inplace=False)
+    np.testing.assert_allclose(whole.probabilities.to_numpy(), cut.probabilities.to_numpy(), atol=1e-5)
+    truth = query.obs["celltype"].astype(str).to_numpy()
+    assert np.mean(whole.labels.astype(str).to_numpy() == truth) > 0.8
+
+
+@needs_data
 def test_depth_augmentation_is_the_default_and_can_be_turned_off_as_in_the_cli(tmp_path, pbmc3k, pbmc68k):
     augmented = celltyper.train(pbmc3k, label="celltype")
     assert augmented.summary["n_cells"] == pbmc3k.n_obs
