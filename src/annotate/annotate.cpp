@@ -23,11 +23,21 @@
 
 namespace celltyper {
 
-std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table,
-                                    const EmbedOptions& options, std::vector<std::uint8_t>* empty, EmbedResult* result) {
+namespace {
+
+/// `options` as a GenePT-w model embeds with: its vectors' dimensions, its library genes.
+EmbedOptions model_embed_options(const CellTypeModel& model, const EmbedOptions& options) {
   EmbedOptions embed = options;
   embed.dims = model.genes.dims;
   embed.size_factor_genes = model.genes.size_factor_genes;
+  return embed;
+}
+
+}  // namespace
+
+std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table,
+                                    const EmbedOptions& options, std::vector<std::uint8_t>* empty, EmbedResult* result) {
+  const EmbedOptions embed = model_embed_options(model, options);
   const GeneVectorSource source = model.genes.source();
   MemorySink sink;
   EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);
@@ -89,9 +99,7 @@ void stream_model_features(const Dataset& dataset, const CellTypeModel& model, c
     warnings.insert(warnings.end(), run.warnings.begin(), run.warnings.end());
     return;
   }
-  EmbedOptions embed = options;
-  embed.dims = model.genes.dims;
-  embed.size_factor_genes = model.genes.size_factor_genes;
+  const EmbedOptions embed = model_embed_options(model, options);
   const GeneVectorSource source = model.genes.source();
   CallbackSink sink(callback);
   const EmbedResult embedded = embed_dataset(dataset, table, source, embed, sink);

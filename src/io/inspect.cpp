@@ -171,10 +171,10 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   SummarizeOptions summarize{options.max_cells, options.memory_limit_bytes};
   const MatrixSummary summary = summarize_matrix(*reader, summarize);
   report["matrix"] = summary.to_json();
-  // Log-normalised values: whether train reads their counts back (recovered_counts.hpp).
-  if (summary.scale == ValueScale::kLogNormalized || summary.scale == ValueScale::kLog2Normalized ||
-      summary.scale == ValueScale::kLog10Normalized) {
-    const CountsRecovery recovery = recover_counts(dataset, source, options.memory_limit_bytes, &summary);
+  // Log-normalised values: whether train reads their counts back (recovered_counts.hpp; it says
+  // nothing, and reads nothing, of other values).
+  if (const CountsRecovery recovery = recover_counts(dataset, source, options.memory_limit_bytes, &summary);
+      recovery.dataset != nullptr || !recovery.warning.empty()) {
     report["matrix"]["counts_read_back"] = recovery.dataset != nullptr;
     report["matrix"]["counts_read_back_note"] = recovery.dataset != nullptr ? recovery.note : recovery.warning;
   }

@@ -122,6 +122,21 @@ void write_index_lists(hid_t group, const char* indptr_name, const char* values_
   h5::write_1d<std::int32_t>(group, values_name, values.data(), static_cast<std::int64_t>(values.size()), 4);
 }
 
+/// `group`/size_factor_entrez_id (ExpressionPanel and ModelGenes::size_factor_genes), when any.
+void write_size_factor_genes(hid_t group, const std::vector<std::int64_t>& genes) {
+  if (genes.empty()) return;
+  h5::write_1d<std::int64_t>(group, "size_factor_entrez_id", genes.data(), static_cast<std::int64_t>(genes.size()));
+}
+
+/// `group`/size_factor_entrez_id (named `where` in messages), ascending; empty when absent.
+std::vector<std::int64_t> read_size_factor_genes(hid_t group, const std::string& path, const std::string& where) {
+  if (!h5::exists(group, "size_factor_entrez_id")) return {};
+  Handle dataset = h5::open_dataset(group, "size_factor_entrez_id", path);
+  std::vector<std::int64_t> genes = h5::read_all_1d<std::int64_t>(dataset.get());
+  if (!std::is_sorted(genes.begin(), genes.end())) throw InputError(fmt::format("{}: {}/size_factor_entrez_id is not ascending", path, where));
+  return genes;
+}
+
 void write_reference_sample(hid_t root, const ReferenceSample& sample) {
   Handle group = h5::create_group(root, "reference");
   h5::write_string_attribute(group.get(), "normalization", sample.normalization);
@@ -416,10 +431,7 @@ void save_model(const CellTypeModel& model, const std::string& path) {
         h5::write_1d<std::int64_t>(gene_group.get(), "entrez_id", panel.entrez_ids.data(), panel.size());
         h5::write_strings(gene_group.get(), "symbol", panel.symbols);
         h5::write_strings(gene_group.get(), "ensembl_id", panel.ensembl_ids);
-        if (!panel.size_factor_genes.empty()) {
-          h5::write_1d<std::int64_t>(gene_group.get(), "size_factor_entrez_id", panel.size_factor_genes.data(),
-                                     static_cast<std::int64_t>(panel.size_factor_genes.size()));
-        }
+        write_size_factor_genes(gene_group.get(), panel.size_factor_genes);
       } else {
         const ModelGenes& genes = model.genes;
         gene_group = h5::create_group(root, "genes");
@@ -430,10 +442,7 @@ void save_model(const CellTypeModel& model, const std::string& path) {
         h5::write_strings(gene_group.get(), "symbol", genes.symbols);
         h5::write_strings(gene_group.get(), "ensembl_id", genes.ensembl_ids);
         h5::write_2d<float>(gene_group.get(), "vectors", genes.vectors.data(), genes.size(), genes.dims);
-        if (!genes.size_factor_genes.empty()) {
-          h5::write_1d<std::int64_t>(gene_group.get(), "size_factor_entrez_id", genes.size_factor_genes.data(),
-                                     static_cast<std::int64_t>(genes.size_factor_genes.size()));
-        }
+        write_size_factor_genes(gene_group.get(), genes.size_factor_genes);
       }
 
       if (!model.reference.empty()) write_reference_sample(root, model.reference);
@@ -546,13 +555,7 @@ CellTypeModel load_model(const std::string& path) {
       std::vector<std::int64_t> sorted = model.panel.entrez_ids;
       std::sort(sorted.begin(), sorted.end());
       if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) throw InputError(fmt::format("{}: /panel/entrez_id lists a gene twice", path));
-      if (h5::exists(panel.get(), "size_factor_entrez_id")) {
-        Handle size_factor = h5::open_dataset(panel.get(), "size_factor_entrez_id", path);
-        model.panel.size_factor_genes = h5::read_all_1d<std::int64_t>(size_factor.get());
-        if (!std::is_sorted(model.panel.size_factor_genes.begin(), model.panel.size_factor_genes.end())) {
-          throw InputError(fmt::format("{}: /panel/size_factor_entrez_id is not ascending", path));
-        }
-      }
+      model.panel.size_factor_genes = read_size_factor_genes(panel.get(), path, "/panel");
     } else if (model.features == kFeaturesGenept) {
       Handle genes = h5::open_group(root, "genes", path);
       const auto dims = h5::int_array_attribute(genes.get(), "dims");
@@ -583,13 +586,7 @@ CellTypeModel load_model(const std::string& path) {
       for (float value : model_genes.vectors) {
         if (!std::isfinite(value)) throw InputError(fmt::format("{}: /genes/vectors has a non-finite value", path));
       }
-      if (h5::exists(genes.get(), "size_factor_entrez_id")) {
-        Handle size_factor = h5::open_dataset(genes.get(), "size_factor_entrez_id", path);
-        model_genes.size_factor_genes = h5::read_all_1d<std::int64_t>(size_factor.get());
-        if (!std::is_sorted(model_genes.size_factor_genes.begin(), model_genes.size_factor_genes.end())) {
-          throw InputError(fmt::format("{}: /genes/size_factor_entrez_id is not ascending", path));
-        }
-      }
+      model_genes.size_factor_genes = read_size_factor_genes(genes.get(), path, "/genes");
     } else {
       throw InputError(fmt::format("{}: unknown feature route '{}' (this celltyper knows genept and expression)", path, model.features));
     }

@@ -1286,19 +1286,15 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   // The GenePT-w route sums over them too (EmbedOptions::size_factor_genes; unrestricted only:
   // restricted, its vectors are the allowed genes', its libraries every gene's, as before).
   std::vector<std::int64_t> size_factor_genes;
-  const bool few_genes = has_expression && !reference_genes.empty() && reference_genes.size() < kTranscriptomeGenes;
-  if (!expression && !allowed.restricted() && few_genes) data.genes.size_factor_genes = reference_genes;
-  if (!impute && expression) {
-    if (allowed.restricted()) {
-      size_factor_genes = intersect_sorted(allowed.ids(), reference_genes);
-    } else if (few_genes) {
-      size_factor_genes = reference_genes;
+  if (has_expression && !impute && !allowed.restricted() && !reference_genes.empty() && reference_genes.size() < kTranscriptomeGenes) {
+    (expression ? size_factor_genes : data.genes.size_factor_genes) = reference_genes;
+    if (options.log) {
+      options.log(fmt::format("the reference{} measure{} {} genes, fewer than a transcriptome (cut to variable genes, or a panel?): a "
+                              "cell's library is summed over them, on every query too",
+                              references.size() > 1 ? "s" : "", references.size() > 1 ? "" : "s", reference_genes.size()));
     }
-  }
-  if (options.log && few_genes && !allowed.restricted() && !impute) {
-    options.log(fmt::format("the reference{} measure{} {} genes, fewer than a transcriptome (cut to variable genes, or a panel?): a "
-                            "cell's library is summed over them, on every query too",
-                            references.size() > 1 ? "s" : "", references.size() > 1 ? "" : "s", reference_genes.size()));
+  } else if (!impute && expression && allowed.restricted()) {
+    size_factor_genes = intersect_sorted(allowed.ids(), reference_genes);
   }
   const ExpressionOptions expression_settings = [&] {
     EmbedOptions embed = options.embed;
