@@ -36,8 +36,10 @@ struct MatrixView {
   ArrayView indptr;   ///< CSR: n_rows + 1 offsets (int32 or int64)
 };
 
-/// A dataset over a MatrixView (its one matrix is "X") with obs and var tables. The arrays must
-/// outlive the dataset and every reader it opens, and must not change meanwhile.
+/// A dataset over a MatrixView with obs and var tables. Its one matrix is named `source` (the
+/// AnnData matrix the arrays came from: "X", "raw/X" or "layers/NAME", as a file's would be), so
+/// model provenance and messages name what was read. The arrays must outlive the dataset and every
+/// reader it opens, and must not change meanwhile.
 class ArrayDataset final : public Dataset {
  public:
   /// Checks everything a file reader checks, once, so that reads cannot fail later: the shape
@@ -45,7 +47,7 @@ class ArrayDataset final : public Dataset {
   /// column indices in range and strictly increasing within each row (SciPy's canonical format:
   /// sorted, no duplicates), and finite values. Throws InputError naming `name`, the cell and the
   /// gene column of the first problem.
-  ArrayDataset(std::string name, DataFrame obs, DataFrame var, MatrixView matrix);
+  ArrayDataset(std::string name, DataFrame obs, DataFrame var, MatrixView matrix, std::string source = "X");
 
   [[nodiscard]] const std::string& path() const override { return name_; }
   [[nodiscard]] std::string format() const override { return "memory"; }
@@ -53,7 +55,7 @@ class ArrayDataset final : public Dataset {
   [[nodiscard]] std::int64_t n_vars() const override { return static_cast<std::int64_t>(var_.n_rows()); }
   [[nodiscard]] DataFrame read_obs() const override { return obs_; }
   [[nodiscard]] DataFrame read_var() const override { return var_; }
-  [[nodiscard]] std::vector<std::string> matrix_sources() const override { return {"X"}; }
+  [[nodiscard]] std::vector<std::string> matrix_sources() const override { return {info_.source}; }
   [[nodiscard]] MatrixInfo matrix_info(const std::string& source) const override;
   [[nodiscard]] std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override;
 

@@ -151,19 +151,19 @@ def _dataset(adata, *, layer: Optional[str] = None, use_raw: bool = False, obs_c
     if use_raw:
         if adata.raw is None:
             raise ValueError(f"{name} has no raw")
-        X, var, source = adata.raw.X, adata.raw.var, f"{name}.raw.X"
+        X, var, source, matrix = adata.raw.X, adata.raw.var, f"{name}.raw.X", "raw/X"
     elif layer == "X":
         if adata.X is None:
             raise ValueError(f"{name}.X is empty")
-        X, var, source = adata.X, adata.var, f"{name}.X"
+        X, var, source, matrix = adata.X, adata.var, f"{name}.X", "X"
     elif layer is not None:
         if layer not in adata.layers:
             raise ValueError(f"{name} has no layer '{layer}' (layers: {', '.join(adata.layers.keys()) or 'none'})")
-        X, var, source = adata.layers[layer], adata.var, f"{name}.layers['{layer}']"
+        X, var, source, matrix = adata.layers[layer], adata.var, f"{name}.layers['{layer}']", f"layers/{layer}"
     else:
         if adata.X is None:
             raise ValueError(f"{name}.X is empty")
-        X, var, source = adata.X, adata.var, f"{name}.X"
+        X, var, source, matrix = adata.X, adata.var, f"{name}.X", "X"
     spec = _matrix_spec(X, source)
     if spec["shape"] != (adata.n_obs, len(var)):
         raise ValueError(f"{source} is {spec['shape'][0]} x {spec['shape'][1]} but {name} has {adata.n_obs} cells and {len(var)} genes")
@@ -177,9 +177,15 @@ def _dataset(adata, *, layer: Optional[str] = None, use_raw: bool = False, obs_c
         kind = var[column].dtype.kind
         if kind in "OSU" or str(var[column].dtype) in ("category", "string"):
             var_columns[str(column)] = _column(var[column])
-    spec.update({"name": source, "obs_names": [str(n) for n in adata.obs.index], "obs": columns,
+    spec.update({"name": source, "matrix": matrix, "obs_names": [str(n) for n in adata.obs.index], "obs": columns,
                  "var_names": [str(n) for n in var.index], "var": var_columns})
     return spec
+
+
+def _matrix_request(layer: Optional[str], use_raw: bool) -> str:
+    """The matrix a call asked for, as the command line's --layer names it (a model's provenance
+    "matrix"; what each AnnData gave is its reference's "matrix"): auto, raw, X or a layer."""
+    return "raw" if use_raw else (layer or "auto")
 
 
 def _scale(X) -> str:
@@ -371,7 +377,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
                        "hyperparameters": {k: float(v) for k, v in hyperparameters.items()},
                        "harmonize_labels": harmonize_labels, "flat_labels": flat_labels, "ontology": os.fspath(ontology) if ontology else "",
                        "balance_references": balance_references, "gene_pooling": gene_pooling, "augment_depth": augment_depth,
-                       "augment_depth_max_copies": augment_depth_max_copies},
+                       "augment_depth_max_copies": augment_depth_max_copies, "matrix": _matrix_request(layer, use_raw)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     try:
@@ -455,7 +461,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "hierarchical": hierarchical,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
-                       "ontology": os.fspath(ontology) if ontology else ""},
+                       "ontology": os.fspath(ontology) if ontology else "", "matrix": _matrix_request(reference_layer, False)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     out = _core.annotate(query, cores, references, options)

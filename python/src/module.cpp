@@ -130,11 +130,19 @@ DataFrame data_frame(const std::vector<std::string>& index, const py::dict& colu
 struct BorrowedData {
   std::vector<py::array> arrays;
   std::unique_ptr<ArrayDataset> dataset;
+  std::string matrix = "X";  ///< the AnnData matrix the arrays are: "X", "raw/X" or "layers/NAME"
 };
+
+/// The matrix each dataset holds, in order (TrainOptions::matrices).
+std::vector<std::string> matrices_of(const std::vector<BorrowedData>& data) {
+  std::vector<std::string> matrices;
+  for (const BorrowedData& borrowed : data) matrices.push_back(borrowed.matrix);
+  return matrices;
+}
 
 /// A dataset from the spec python/celltyper/__init__.py builds: {"name", "obs_names", "obs"
 /// (dict of columns), "var_names", "var" (dict), "format": "csr" | "dense", "shape", "data",
-/// "indices", "indptr"}.
+/// "indices", "indptr", "matrix": "X" | "raw/X" | "layers/NAME"}.
 BorrowedData borrowed_dataset(const py::dict& spec) {
   BorrowedData out;
   const std::string name = spec["name"].cast<std::string>();
@@ -161,7 +169,8 @@ BorrowedData borrowed_dataset(const py::dict& spec) {
   }
   DataFrame obs = data_frame(spec["obs_names"].cast<std::vector<std::string>>(), spec["obs"].cast<py::dict>(), name + ":obs");
   DataFrame var = data_frame(spec["var_names"].cast<std::vector<std::string>>(), spec["var"].cast<py::dict>(), name + ":var");
-  out.dataset = std::make_unique<ArrayDataset>(name, std::move(obs), std::move(var), view);
+  if (spec.contains("matrix")) out.matrix = spec["matrix"].cast<std::string>();
+  out.dataset = std::make_unique<ArrayDataset>(name, std::move(obs), std::move(var), view, out.matrix);
   return out;
 }
 
@@ -274,6 +283,8 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
   std::vector<BorrowedData> data;
   for (const auto& reference : references) data.push_back(borrowed_dataset(reference.cast<py::dict>()));
   TrainOptions train = train_options(options);
+  train.matrices = matrices_of(data);
+  train.embed.matrix = option<std::string>(options, "matrix", "auto");  // the request; each reference's matrix is in matrices
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");
   const std::string ontology_path = option<std::string>(options, "ontology", "");
@@ -305,6 +316,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   for (const auto& reference : references) reference_data.push_back(borrowed_dataset(reference.cast<py::dict>()));
   AnnotateOptions annotate_options;
   annotate_options.embed = embed_options(options);
+  annotate_options.embed.matrix = query.matrix;
   annotate_options.min_score = option<double>(options, "min_score", annotate_options.min_score);
   annotate_options.top_k = option<int>(options, "top_k", 0);
   annotate_options.over_clustering = option<std::string>(options, "over_clustering", "");
@@ -313,6 +325,8 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   annotate_options.allow_low_coverage = option<bool>(options, "allow_low_coverage", false);
   annotate_options.log = stderr_log(option<bool>(options, "verbose", false));
   TrainOptions train = train_options(options);
+  train.matrices = matrices_of(reference_data);
+  train.embed.matrix = option<std::string>(options, "matrix", "auto");
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");
   const std::string ontology_path = option<std::string>(options, "ontology", "");
@@ -391,13 +405,14 @@ std::string matrix_scale(const py::dict& spec) {
   py::gil_scoped_release release;
   SummarizeOptions scan;
   scan.max_rows = 2000;
-  const std::unique_ptr<MatrixReader> reader = data.dataset->open_matrix("X");
+  const std::unique_ptr<MatrixReader> reader = data.dataset->open_matrix(data.matrix);
   return to_string(summarize_matrix(*reader, scan).scale);
 }
 
 std::pair<py::array_t<float>, std::string> embed(const py::dict& spec, const py::dict& options) {
   BorrowedData data = borrowed_dataset(spec);
   EmbedOptions embed = embed_options(options);
+  embed.matrix = data.matrix;
   embed.dims = option<int>(options, "dims", 0);
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");

@@ -155,8 +155,9 @@ const char* to_string(ArrayType type) {
   return "unknown";
 }
 
-ArrayDataset::ArrayDataset(std::string name, DataFrame obs, DataFrame var, MatrixView matrix)
+ArrayDataset::ArrayDataset(std::string name, DataFrame obs, DataFrame var, MatrixView matrix, std::string source)
     : name_(std::move(name)), obs_(std::move(obs)), var_(std::move(var)), matrix_(matrix) {
+  if (source.empty()) throw InputError(fmt::format("{}: the matrix needs a name (\"X\", \"raw/X\", \"layers/NAME\")", name_));
   const auto rows = static_cast<std::int64_t>(obs_.n_rows());
   const auto cols = static_cast<std::int64_t>(var_.n_rows());
   if (matrix_.n_rows != rows || matrix_.n_cols != cols) {
@@ -164,7 +165,7 @@ ArrayDataset::ArrayDataset(std::string name, DataFrame obs, DataFrame var, Matri
                                  matrix_.n_cols, rows, cols));
   }
   if (matrix_.values.data == nullptr && matrix_.values.size > 0) throw InputError(fmt::format("{}: the matrix has no values", name_));
-  info_.source = "X";
+  info_.source = std::move(source);
   info_.n_rows = rows;
   info_.n_cols = cols;
   info_.value_dtype = to_string(matrix_.values.type);
@@ -230,7 +231,9 @@ ArrayDataset::ArrayDataset(std::string name, DataFrame obs, DataFrame var, Matri
 }
 
 MatrixInfo ArrayDataset::matrix_info(const std::string& source) const {
-  if (source != "X") throw InputError(fmt::format("{}: an in-memory dataset has one matrix (X), not '{}'", name_, source));
+  if (source != info_.source) {
+    throw InputError(fmt::format("{}: an in-memory dataset has one matrix ({}), not '{}'", name_, info_.source, source));
+  }
   return info_;
 }
 

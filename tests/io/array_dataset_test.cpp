@@ -130,6 +130,39 @@ TEST(ArrayDataset, EveryLayoutReadsLikeTheSameCellsInMemory) {
   EXPECT_THROW((void)from_dense.matrix_info("raw/X"), InputError);
 }
 
+// A matrix named after the AnnData matrix it came from (the Python module's layer= / use_raw=):
+// resolved by the names a file's is, opened under that name only, and recorded as what a model read.
+TEST(ArrayDataset, ItsMatrixIsNamedAfterTheAnnDataMatrixItCameFrom) {
+  const Cells cells = make_cells(20, 5);
+  const ArrayDataset layer("AnnData.layers['umis']", cells.obs, cells.var, csr_view(cells), "layers/umis");
+  EXPECT_EQ(layer.matrix_sources(), std::vector<std::string>{"layers/umis"});
+  EXPECT_EQ(resolve_matrix_source(layer, "umis"), "layers/umis");
+  EXPECT_EQ(resolve_matrix_source(layer, "layers/umis"), "layers/umis");
+  EXPECT_EQ(layer.matrix_info("layers/umis").source, "layers/umis");
+  try {
+    (void)layer.open_matrix("X");
+    ADD_FAILURE() << "X opened";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("one matrix (layers/umis), not 'X'"), std::string::npos) << error.what();
+  }
+  EXPECT_THROW(ArrayDataset("unnamed", cells.obs, cells.var, csr_view(cells), ""), InputError);
+
+  const GeneTable table = test::numbered_gene_table(kGenes, 1001, "A");
+  TrainOptions options;
+  options.label_column = "cell_type";
+  options.n_genes = 30;
+  options.num_threads = 1;
+  options.matrices = {"layers/umis"};
+  const TrainResult trained = train_model({&layer}, options, GeneStore(), table);
+  EXPECT_EQ(trained.model.provenance["references"][0]["matrix"], "layers/umis");
+  const ArrayDataset raw("AnnData.raw.X", cells.obs, cells.var, csr_view(cells), "raw/X");
+  AnnotateOptions annotate_options;
+  annotate_options.embed.num_threads = 1;
+  annotate_options.embed.matrix = "raw";
+  const Annotation annotation = annotate_dataset(raw, {&trained.model}, table, annotate_options);
+  EXPECT_EQ(annotation.labels, cells.labels);
+}
+
 void expect_refused(const Cells& cells, const MatrixView& view, const std::string& message) {
   try {
     ArrayDataset dataset("bad", cells.obs, cells.var, view);

@@ -172,6 +172,39 @@ def test_cellxgene_layout_reads_the_counts_in_raw_as_in_the_cli(tmp_path, pbmc3k
 
 
 @needs_data
+def test_a_models_provenance_names_the_anndata_matrix_each_reference_gave(tmp_path, pbmc3k):
+    """The provenance says which AnnData matrix was read ("raw/X", "layers/NAME", "X"), as a model
+    trained on the file by the command line does, and the matrix asked for ("auto", "raw", a layer)."""
+    counts = pbmc3k[::3].copy()
+    counts.X = sp.csr_matrix(counts.X, dtype=np.float32)
+    cxg = counts.copy()
+    cxg.raw = counts.copy()
+    x = sp.diags(1e4 / np.asarray(counts.X.sum(axis=1)).ravel()) @ counts.X
+    x.data = np.log1p(x.data)
+    cxg.X = sp.csr_matrix(x, dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        auto = celltyper.train(cxg, label="celltype", augment_depth=False).provenance
+        raw = celltyper.train(cxg, label="celltype", use_raw=True, augment_depth=False).provenance
+        logged = celltyper.train(cxg, label="celltype", layer="X", augment_depth=False).provenance
+        layered = counts.copy()
+        layered.layers["umis"] = counts.X.copy()
+        layer = celltyper.train(layered, label="celltype", layer="umis", augment_depth=False).provenance
+        mode = celltyper.annotate(counts.copy(), reference=cxg, label="celltype", inplace=False).model.provenance
+    assert (auto["matrix"], auto["references"][0]["matrix"]) == ("auto", "raw/X")
+    assert "AnnData.raw.X: raw/X looks raw-counts" in auto["references"][0]["normalization_reason"]
+    assert (raw["matrix"], raw["references"][0]["matrix"]) == ("raw", "raw/X")
+    assert (logged["matrix"], logged["references"][0]["matrix"]) == ("X", "X")
+    assert (layer["matrix"], layer["references"][0]["matrix"]) == ("umis", "layers/umis")
+    assert (mode["matrix"], mode["references"][0]["matrix"]) == ("auto", "raw/X")
+    # The command line on the same AnnData written to a file names the same matrix.
+    path, model_path = str(tmp_path / "cxg.h5ad"), str(tmp_path / "cli.h5")
+    cxg.write_h5ad(path)
+    cli("train", "--reference", path, "--label", "obs:celltype", "--no-augment-depth", "--out", model_path)
+    assert celltyper.load_model(model_path).provenance["references"][0]["matrix"] == "raw/X"
+
+
+@needs_data
 def test_an_empty_x_defers_to_the_counts_layer_as_in_the_cli(pbmc3k):
     """X an all-zero placeholder beside layers['counts']: the counts are read (with a warning),
     as the command line does, and a CP10k X is normalised as counts; neither leaves cells empty."""
