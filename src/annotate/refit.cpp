@@ -2,6 +2,7 @@
 // it from the reference sample the model carries (annotate.hpp).
 #include <celltyper/annotate.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/gene_store.hpp>
 #include <celltyper/memory_dataset.hpp>
 #include <celltyper/reference_similarity.hpp>
 
@@ -35,11 +36,26 @@ std::vector<std::int64_t> resolved_gene_ids(const GeneResolveResult& resolved, c
 
 namespace {
 
+/// The genes `model` sums a cell's library over (its route's list; empty = every var).
+const std::vector<std::int64_t>& library_genes(const CellTypeModel& model) {
+  return model.features == kFeaturesExpression ? model.panel.size_factor_genes : model.genes.size_factor_genes;
+}
+
 /// Whether `model` was trained on some genes only (--restrict-genes): it sums library sizes over
-/// them. Pooled references with imputed genes also sum them over some genes (the shared ones)
-/// without being restricted.
+/// them. Pooled references with imputed genes, and references of fewer genes than a
+/// transcriptome, also sum them over some genes without being restricted.
 bool restricted_to_genes(const CellTypeModel& model) {
-  return !model.panel.size_factor_genes.empty() && model.provenance.value("restrict_genes", std::int64_t{1}) > 0;
+  return !library_genes(model).empty() && model.provenance.value("restrict_genes", std::int64_t{1}) > 0;
+}
+
+/// A GenePT-w model's gene vectors as a store to train with (the vectors the model embeds with:
+/// rows are normalised again there, as every prefix is when cells are embedded).
+GeneStore model_gene_store(const ModelGenes& genes) {
+  GeneStoreProvenance provenance;
+  provenance.backend = "model";
+  provenance.model = genes.store_description;
+  provenance.dims = genes.dims;
+  return {genes.entrez_ids, genes.symbols, genes.ensembl_ids, genes.vectors, genes.dims, std::move(provenance)};
 }
 
 }  // namespace
@@ -186,13 +202,16 @@ std::vector<std::int64_t> model_ubiquitous_genes(const CellTypeModel& model) {
   return ubiquitous_genes(model);  // a model from before session 28: from its sample
 }
 
-bool can_refit(const CellTypeModel& model) { return model.features == kFeaturesExpression && !model.reference.empty(); }
+bool can_refit(const CellTypeModel& model) {
+  if (model.reference.empty()) return false;
+  return model.features == kFeaturesExpression || (model.features == kFeaturesGenept && model.genes.size() > 0);
+}
 
 CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int64_t>& genes, int num_threads,
                           const std::function<void(const std::string&)>& log) {
   if (!can_refit(model)) {
     throw InputError(model.reference.empty() ? "this model carries no reference sample to refit from (train it again with this celltyper)"
-                                             : "only expression models can be refitted on a query's genes");
+                                             : "only expression and GenePT-w models can be refitted on a query's genes");
   }
   const ReferenceSample& sample = model.reference;
   std::vector<std::int64_t> shared;
@@ -201,8 +220,8 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   // references with imputed genes also sum library sizes over some genes: not a restriction.)
   if (restricted_to_genes(model)) {
     std::vector<std::int64_t> within;
-    std::set_intersection(shared.begin(), shared.end(), model.panel.size_factor_genes.begin(), model.panel.size_factor_genes.end(),
-                          std::back_inserter(within));
+    const std::vector<std::int64_t>& allowed = library_genes(model);
+    std::set_intersection(shared.begin(), shared.end(), allowed.begin(), allowed.end(), std::back_inserter(within));
     shared = std::move(within);
   }
   if (shared.empty()) throw InputError("the query measures none of the genes of the model's reference sample");
@@ -272,7 +291,9 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   TrainOptions options;
   options.label_column = "label";
   options.classifier = model.classifier->type();
-  options.features = kFeaturesExpression;
+  options.features = model.features;
+  const bool genept = model.features == kFeaturesGenept;
+  if (genept) options.embed.dims = model.genes.dims;
   const nlohmann::json& provenance = model.provenance;
   options.n_genes = provenance.value("n_genes_requested", provenance.value("n_genes", 3000));
   if (provenance.contains("final_hyperparameters") && provenance["final_hyperparameters"].is_object()) {
@@ -312,8 +333,12 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   options.embed.normalization = parse_normalization_choice(sample.normalization.empty() ? "auto" : sample.normalization);
   options.log = log;
   const auto started = std::chrono::steady_clock::now();
-  TrainResult trained = train_model(views, options, GeneStore(), sample.gene_table());
+  TrainResult trained = train_model(views, options, genept ? model_gene_store(model.genes) : GeneStore(), sample.gene_table());
   CellTypeModel refitted = std::move(trained.model);
+  if (genept) {  // the vectors are the model's store's: say so, not "model"
+    refitted.genes.store_identity = model.genes.store_identity;
+    refitted.genes.store_description = model.genes.store_description;
+  }
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   for (std::size_t c = 0; c < refitted.class_names.size(); ++c) {
     const auto found = std::find(model.class_names.begin(), model.class_names.end(), refitted.class_names[c]);
@@ -322,8 +347,8 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   // The types' profiles over the refitted panel (the genes the query has), from the full sample.
   // (the sample's labels index the model's classes: the profiles are renumbered to the refitted
   // model's by name, and a class the refit lost loses its profile)
-  SimilarityProfile profile = similarity_profile(sample, refitted.panel.size_factor_genes.empty() ? shared : refitted.panel.size_factor_genes, n_classes, options.seed,
-                                                 num_threads);
+  SimilarityProfile profile =
+      similarity_profile(sample, library_genes(refitted).empty() ? shared : library_genes(refitted), n_classes, options.seed, num_threads);
   {
     const std::size_t f = profile.entrez_ids.size();
     const auto levels = static_cast<std::size_t>(profile.n_levels);

@@ -1283,8 +1283,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   // annotating its odd cells: accuracy 0.80 vs 0.89). A whole-transcriptome reference keeps
   // every var (the vars no gene table names count too: more molecules, steadier libraries).
   // "impute": each reference's scope below; a query's library over the anchor's genes.
-  // The GenePT-w route sums over them too (EmbedOptions::size_factor_genes; unrestricted only:
-  // restricted, its vectors are the allowed genes', its libraries every gene's, as before).
+  // The GenePT-w route sums over them too (EmbedOptions::size_factor_genes). Restricted to some
+  // genes (--restrict-genes, annotate's refit on a query's genes), both routes sum over the
+  // allowed genes the references measured, as the query's own libraries are.
   std::vector<std::int64_t> size_factor_genes;
   if (has_expression && !impute && !allowed.restricted() && !reference_genes.empty() && reference_genes.size() < kTranscriptomeGenes) {
     (expression ? size_factor_genes : data.genes.size_factor_genes) = reference_genes;
@@ -1293,8 +1294,8 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                               "cell's library is summed over them, on every query too",
                               references.size() > 1 ? "s" : "", references.size() > 1 ? "" : "s", reference_genes.size()));
     }
-  } else if (!impute && expression && allowed.restricted()) {
-    size_factor_genes = intersect_sorted(allowed.ids(), reference_genes);
+  } else if (!impute && has_expression && allowed.restricted()) {
+    (expression ? size_factor_genes : data.genes.size_factor_genes) = intersect_sorted(allowed.ids(), reference_genes);
   }
   const ExpressionOptions expression_settings = [&] {
     EmbedOptions embed = options.embed;
@@ -1888,9 +1889,11 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   // here so that annotating a query never has to read the reference sample for them).
   if (!model.reference.empty()) model.provenance["ubiquitous_genes"] = ubiquitous_genes(model);
   // The types' profiles, by which annotate tells query cells that resemble none of them.
-  if (!model.reference.empty() && model.features == kFeaturesExpression) {
-    model.similarity = similarity_profile(model.reference, model.panel.size_factor_genes, model.class_names.size(), options.seed,
-                                          options.num_threads);
+  // Both routes: the profiles compare expression, whatever features the classifier reads.
+  if (!model.reference.empty()) {
+    const bool expression_route = model.features == kFeaturesExpression;
+    model.similarity = similarity_profile(model.reference, expression_route ? model.panel.size_factor_genes : model.genes.size_factor_genes,
+                                          model.class_names.size(), options.seed, options.num_threads);
   }
   if (result.has_validation) {
     model.validation = to_json(result.validation);

@@ -271,22 +271,31 @@ TEST(ReferenceSample, AQueryMeasuringMoreGenesThanTheReferenceIsNormalisedOverTh
   EXPECT_TRUE(train_model({&whole_transcriptome}, expression_options(0), GeneStore(), large_table).model.panel.size_factor_genes.empty());
 }
 
+/// Random 'dims'-dimensional vectors for the kGenes genes (Entrez ids 101...).
+GeneStore random_store(int dims) {
+  std::vector<std::int64_t> ids;
+  std::vector<std::string> symbols;
+  for (int g = 0; g < kGenes; ++g) {
+    ids.push_back(101 + g);
+    symbols.push_back("G" + std::to_string(g + 1));
+  }
+  std::mt19937 rng(21);
+  std::normal_distribution<float> normal;
+  std::vector<float> vectors(ids.size() * static_cast<std::size_t>(dims));
+  for (float& value : vectors) value = normal(rng);
+  GeneStoreProvenance provenance;
+  provenance.backend = "test";
+  provenance.dims = dims;
+  return {ids, symbols, std::vector<std::string>(ids.size()), std::move(vectors), dims, provenance};
+}
+
 TEST(ReferenceSample, AGeneptModelOfFewerGenesThanATranscriptomeSumsAQuerysLibraryOverTheReferencesGenes) {
   // The GenePT-w route as the expression route above: a query measuring all 60 genes embeds as
   // its cells cut to the reference's 40 (the other 20 count in no library and have no vector).
   const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
   std::vector<std::int64_t> ids;
   for (int g = 0; g < kGenes; ++g) ids.push_back(101 + g);
-  std::mt19937 rng(21);
-  std::normal_distribution<float> normal;
-  std::vector<float> vectors(ids.size() * 16);
-  for (float& value : vectors) value = normal(rng);
-  std::vector<std::string> symbols;
-  for (const auto id : ids) symbols.push_back("G" + std::to_string(id - 100));
-  GeneStoreProvenance provenance;
-  provenance.backend = "test";
-  provenance.dims = 16;
-  const GeneStore store(ids, symbols, std::vector<std::string>(ids.size()), std::move(vectors), 16, provenance);
+  const GeneStore store = random_store(16);
 
   std::vector<int> forty(40);
   for (int g = 0; g < 40; ++g) forty[static_cast<std::size_t>(g)] = g;
@@ -307,6 +316,58 @@ TEST(ReferenceSample, AGeneptModelOfFewerGenesThanATranscriptomeSumsAQuerysLibra
   const std::string path = dir.file("genept.h5");
   save_model(model, path);
   EXPECT_EQ(load_model(path).genes.size_factor_genes, model.genes.size_factor_genes);
+}
+
+TEST(ReferenceSample, AGeneptModelRefitsOnAQuerysGenesAsTrainingRestrictedToThem) {
+  // The GenePT-w route refits as the expression route does: cells embedded from the shared
+  // genes' vectors, libraries summed over those genes on both sides; the oracle is training with
+  // --restrict-genes (the same store, 12 of its 16 dims). Used as trained instead, the model reads
+  // query embeddings made of a third of its genes and says so.
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  const GeneStore store = random_store(16);
+  const MemoryDataset reference = make_cells({120, 90, 60}, 23);
+  TrainOptions options = expression_options();
+  options.features = kFeaturesGenept;
+  options.embed.dims = 12;
+  const CellTypeModel model = train_model({&reference}, options, store, table).model;
+  ASSERT_FALSE(model.reference.empty());
+  EXPECT_FALSE(model.similarity.empty());  // profiles on this route too
+  std::vector<int> keep;
+  for (int g = 0; g < kGenes; g += 3) keep.push_back(g);
+  const MemoryDataset query = make_cells({30, 30, 30}, 24, keep);
+  std::vector<std::int64_t> query_genes;
+  for (const int g : keep) query_genes.push_back(101 + g);
+
+  AnnotateOptions annotate_options;
+  annotate_options.embed.num_threads = 1;
+  const Annotation refitted = annotate_dataset(query, {&model}, table, annotate_options);
+  ASSERT_EQ(refitted.models.size(), 1u);
+  EXPECT_TRUE(refitted.models[0].refitted);
+  EXPECT_EQ(refitted.models[0].refit_genes, 20);
+  EXPECT_EQ(refitted.models[0].refit_panel, 12);  // its features: the dims
+  EXPECT_EQ(refitted.similarity.size(), 90u);
+
+  TrainOptions restricted = options;
+  restricted.validation_fraction = 0;
+  restricted.reference_sample_cells = 0;
+  restricted.restrict_genes = query_genes;
+  const CellTypeModel oracle = train_model({&reference}, restricted, store, table).model;
+  EXPECT_EQ(oracle.genes.size_factor_genes, query_genes);
+  EXPECT_EQ(oracle.genes.entrez_ids, query_genes);
+  AnnotateOptions plain = annotate_options;
+  plain.refit = false;
+  const Annotation expected = annotate_dataset(query, {&oracle}, table, plain);
+  ASSERT_EQ(expected.probabilities.size(), refitted.probabilities.size());
+  for (std::size_t i = 0; i < expected.probabilities.size(); ++i) ASSERT_NEAR(expected.probabilities[i], refitted.probabilities[i], 1e-5) << i;
+  std::int64_t correct = 0;
+  for (std::size_t i = 0; i < refitted.labels.size(); ++i) correct += refitted.labels[i] == "type" + std::to_string(i / 30);
+  EXPECT_GT(correct, 80);
+
+  const Annotation as_trained = annotate_dataset(query, {&model}, table, plain);
+  EXPECT_FALSE(as_trained.models[0].refitted);
+  ASSERT_FALSE(as_trained.warnings.empty());
+  EXPECT_NE(as_trained.warnings.front().find("labels may be wrong"), std::string::npos) << as_trained.warnings.front();
+  EXPECT_NE(as_trained.warnings.front().find("(or drop --no-refit)"), std::string::npos) << as_trained.warnings.front();
 }
 
 TEST(ReferenceSample, ALoadedModelReadsItsSampleValuesOnlyToRefitFromTheFileItLoaded) {
