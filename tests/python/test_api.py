@@ -139,17 +139,24 @@ def test_cellxgene_labels_bring_their_ontology_ids_as_in_the_cli(tmp_path, pbmc3
     assert result.ontology_ids.astype(str).str.startswith("CL:").all()
 
 
-@needs_data
-def test_cellxgene_layout_reads_the_counts_in_raw_as_in_the_cli(tmp_path, pbmc3k):
-    """Log-normalised X with the counts in raw.X: with no layer= the counts are read (with a
-    warning), so the model and the labels are those of the counts; layer='X' reads X."""
-    counts = pbmc3k[::3].copy()
+def cellxgene_layout(cells):
+    """(counts, cxg): the cells' counts as CSR float32, and a copy laid out as CELLxGENE publishes
+    (log1p-CP10k in X, the counts in raw.X)."""
+    counts = cells.copy()
     counts.X = sp.csr_matrix(counts.X, dtype=np.float32)
     cxg = counts.copy()
     cxg.raw = counts.copy()
     x = sp.diags(1e4 / np.asarray(counts.X.sum(axis=1)).ravel()) @ counts.X
     x.data = np.log1p(x.data)
     cxg.X = sp.csr_matrix(x, dtype=np.float32)
+    return counts, cxg
+
+
+@needs_data
+def test_cellxgene_layout_reads_the_counts_in_raw_as_in_the_cli(tmp_path, pbmc3k):
+    """Log-normalised X with the counts in raw.X: with no layer= the counts are read (with a
+    warning), so the model and the labels are those of the counts; layer='X' reads X."""
+    counts, cxg = cellxgene_layout(pbmc3k[::3])
     note = r"X looks log-normalized and AnnData\.raw\.X holds raw counts: AnnData\.raw\.X read"
     with pytest.warns(UserWarning, match=note):
         model = celltyper.train(cxg, label="celltype")
@@ -175,13 +182,7 @@ def test_cellxgene_layout_reads_the_counts_in_raw_as_in_the_cli(tmp_path, pbmc3k
 def test_a_models_provenance_names_the_anndata_matrix_each_reference_gave(tmp_path, pbmc3k):
     """The provenance says which AnnData matrix was read ("raw/X", "layers/NAME", "X"), as a model
     trained on the file by the command line does, and the matrix asked for ("auto", "raw", a layer)."""
-    counts = pbmc3k[::3].copy()
-    counts.X = sp.csr_matrix(counts.X, dtype=np.float32)
-    cxg = counts.copy()
-    cxg.raw = counts.copy()
-    x = sp.diags(1e4 / np.asarray(counts.X.sum(axis=1)).ravel()) @ counts.X
-    x.data = np.log1p(x.data)
-    cxg.X = sp.csr_matrix(x, dtype=np.float32)
+    counts, cxg = cellxgene_layout(pbmc3k[::3])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         auto = celltyper.train(cxg, label="celltype", augment_depth=False).provenance
