@@ -258,13 +258,15 @@ bool looks_padded(std::size_t absent, std::vector<double>& detected_rates);
 /// else computed from the sample (older models).
 std::vector<std::int64_t> model_ubiquitous_genes(const CellTypeModel& model);
 
-/// Whether `model` can be refitted for a query (an expression model with a reference sample).
+/// Whether `model` can be refitted for a query (an expression or GenePT-w model with a reference
+/// sample).
 bool can_refit(const CellTypeModel& model);
 
 /// Refit `model` on `genes` (Entrez ids): the same classifier, hyperparameters and panel size,
 /// trained on the model's reference sample with the features a query measuring exactly these
-/// genes can have (panel chosen among them, library sizes summed over them): what training on
-/// the references with `--restrict-genes` gives, without the reference files. Throws
+/// genes can have (panel chosen among them, or cells embedded from their vectors alone; library
+/// sizes summed over them): what training on the references with `--restrict-genes` gives,
+/// without the reference files. Throws
 /// InputError when the model has no reference sample or no gene of `genes` is in it.
 CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int64_t>& genes, int num_threads,
                           const std::function<void(const std::string&)>& log = {});
@@ -308,7 +310,7 @@ struct AnnotateOptions {
   /// gets "T cell" instead of a wrong subtype. Classes without a CL id only count for themselves.
   bool hierarchical = false;
   const Ontology* ontology = nullptr;   ///< not owned
-  /// Refit an expression model that carries a reference sample on the genes the query shares
+  /// Refit a model that carries a reference sample on the genes the query shares
   /// with it when the query measures less than `refit_below` of the model's feature genes or of
   /// its reference expression (ModelCoverage): the classifier then sees only genes the query has.
   bool refit = true;

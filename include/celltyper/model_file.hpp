@@ -175,7 +175,7 @@ struct CellTypeModel {
   ModelGenes genes;                        ///< genept models
   ExpressionPanel panel;                   ///< expression models
   ReferenceSample reference;               ///< empty when the model carries no reference sample
-  SimilarityProfile similarity;            ///< empty when none (genept models, no sample, older files)
+  SimilarityProfile similarity;            ///< empty when none (no sample, older files)
   /// The model's genes (its reference sample's, else its features') as a minimal gene table
   /// (for queries when no full table is available).
   [[nodiscard]] GeneTable gene_table() const {
@@ -184,6 +184,11 @@ struct CellTypeModel {
   }
   /// Number of classifier features: dims (genept) or panel size (expression).
   [[nodiscard]] std::int64_t n_features() const { return features == kFeaturesExpression ? panel.size() : genes.dims; }
+  /// The genes a cell's library is summed over, on the references and on every query (its
+  /// route's size_factor_genes; empty = every var).
+  [[nodiscard]] const std::vector<std::int64_t>& library_genes() const {
+    return features == kFeaturesExpression ? panel.size_factor_genes : genes.size_factor_genes;
+  }
   nlohmann::json provenance = nlohmann::json::object();  ///< reference files, label column, seed, hyperparameters, ...
   nlohmann::json validation = nlohmann::json::object();  ///< held-out metrics
 };

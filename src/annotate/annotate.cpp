@@ -399,7 +399,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       use.refitted = true;
       use.refit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       use.refit_genes = refitted.back().provenance["refit"].value("n_shared_genes", std::int64_t{0});
-      use.refit_panel = refitted.back().features == kFeaturesExpression ? refitted.back().panel.size() : refitted.back().genes.dims;
+      use.refit_panel = refitted.back().n_features();
       models[m] = &refitted.back();
       if (coverage.mass < options.warn_coverage_below || coverage.feature_share() < options.warn_coverage_below) {
         annotation.warnings.push_back(fmt::format("{}: refitted on the {} shared genes from the model's reference sample ({} cells, {:.1f} s)",
@@ -547,8 +547,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     };
     if (scorer && !linear && !extra.empty()) {  // a pass of its own
       ExpressionOptions settings = expression_options(options.embed);
-      settings.size_factor_genes =
-          models[m]->features == kFeaturesExpression ? models[m]->panel.size_factor_genes : models[m]->genes.size_factor_genes;
+      settings.size_factor_genes = models[m]->library_genes();
       // (no floor on the genes found: a query lacking them is judged on the ones it has, never refused)
       stream_sparse_expression_features(dataset, table, models[m]->similarity.entrez_ids, settings, score_block, 0.0);
       scorer.reset();

@@ -36,16 +36,11 @@ std::vector<std::int64_t> resolved_gene_ids(const GeneResolveResult& resolved, c
 
 namespace {
 
-/// The genes `model` sums a cell's library over (its route's list; empty = every var).
-const std::vector<std::int64_t>& library_genes(const CellTypeModel& model) {
-  return model.features == kFeaturesExpression ? model.panel.size_factor_genes : model.genes.size_factor_genes;
-}
-
 /// Whether `model` was trained on some genes only (--restrict-genes): it sums library sizes over
 /// them. Pooled references with imputed genes, and references of fewer genes than a
 /// transcriptome, also sum them over some genes without being restricted.
 bool restricted_to_genes(const CellTypeModel& model) {
-  return !library_genes(model).empty() && model.provenance.value("restrict_genes", std::int64_t{1}) > 0;
+  return !model.library_genes().empty() && model.provenance.value("restrict_genes", std::int64_t{1}) > 0;
 }
 
 /// A GenePT-w model's gene vectors as a store to train with (the vectors the model embeds with:
@@ -76,7 +71,7 @@ ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::
   // The model's genes: those it may use (a model restricted to some genes sums library sizes
   // over them), else every gene of its references.
   static const std::vector<std::int64_t> kEveryGene;
-  const std::vector<std::int64_t>& allowed = restricted_to_genes(model) ? model.panel.size_factor_genes : kEveryGene;
+  const std::vector<std::int64_t>& allowed = restricted_to_genes(model) ? model.library_genes() : kEveryGene;
   std::vector<std::uint8_t> in_model(sample.entrez_ids.size(), 1);
   std::vector<std::uint8_t> is_measured(sample.entrez_ids.size(), 0);
   for (std::size_t g = 0; g < sample.entrez_ids.size(); ++g) {
@@ -220,7 +215,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   // references with imputed genes also sum library sizes over some genes: not a restriction.)
   if (restricted_to_genes(model)) {
     std::vector<std::int64_t> within;
-    const std::vector<std::int64_t>& allowed = library_genes(model);
+    const std::vector<std::int64_t>& allowed = model.library_genes();
     std::set_intersection(shared.begin(), shared.end(), allowed.begin(), allowed.end(), std::back_inserter(within));
     shared = std::move(within);
   }
@@ -348,7 +343,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   // (the sample's labels index the model's classes: the profiles are renumbered to the refitted
   // model's by name, and a class the refit lost loses its profile)
   SimilarityProfile profile =
-      similarity_profile(sample, library_genes(refitted).empty() ? shared : library_genes(refitted), n_classes, options.seed, num_threads);
+      similarity_profile(sample, refitted.library_genes().empty() ? shared : refitted.library_genes(), n_classes, options.seed, num_threads);
   {
     const std::size_t f = profile.entrez_ids.size();
     const auto levels = static_cast<std::size_t>(profile.n_levels);

@@ -387,7 +387,7 @@ nlohmann::json describe_model(const CellTypeModel& model) {
           {"augment_depth", from("augment_depth", false)},
           {"references", references},
           {"validation", validation},
-          {"library_genes", model.features == kFeaturesExpression ? model.panel.size_factor_genes.size() : model.genes.size_factor_genes.size()},
+          {"library_genes", model.library_genes().size()},
           {"restrict_genes", from("restrict_genes", 0)},
           {"reference_sample", {{"n_cells", model.reference.n_cells()}, {"n_genes", model.reference.entrez_ids.size()}}},
           {"type_profiles", {{"n_classes", model.similarity.n_profiles()},

@@ -1891,9 +1891,7 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   // The types' profiles, by which annotate tells query cells that resemble none of them.
   // Both routes: the profiles compare expression, whatever features the classifier reads.
   if (!model.reference.empty()) {
-    const bool expression_route = model.features == kFeaturesExpression;
-    model.similarity = similarity_profile(model.reference, expression_route ? model.panel.size_factor_genes : model.genes.size_factor_genes,
-                                          model.class_names.size(), options.seed, options.num_threads);
+    model.similarity = similarity_profile(model.reference, model.library_genes(), model.class_names.size(), options.seed, options.num_threads);
   }
   if (result.has_validation) {
     model.validation = to_json(result.validation);
