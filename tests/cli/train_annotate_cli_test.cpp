@@ -59,6 +59,8 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
   ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
   EXPECT_NE(annotate.out.find("label"), std::string::npos) << annotate.out;
   EXPECT_NE(annotate.err.find("confidence: median score 0."), std::string::npos) << annotate.err;  // how sure the calls are, on stderr
+  // pbmc68k_reduced measures 765 genes: the GenePT-w model refits on the shared ones (session 32).
+  EXPECT_NE(annotate.err.find("refitted on the 7"), std::string::npos) << annotate.err;
   // ... and annotating block by block (1M blocks, the smallest --memory-limit; one thread) gives the same probabilities.
   const auto annotate2 = test::run_cli({"annotate", "-m", dir.file("logreg2.h5"), "-i", query, "--layer", "counts", "-o", dir.file("out2.h5ad"),
                                         "--gene-table", table, "--memory-limit", "1M", "--threads", "1", "-q"});
