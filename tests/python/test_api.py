@@ -87,14 +87,12 @@ def test_annotate_equals_cli(tmp_path, pbmc68k, classifier, features, extra):
                                atol=1e-6)
     assert list(query.obs["celltyper_top2_label"].astype(str)) == list(expected.obs["celltyper_top2_label"].astype(str))
     assert list(query.uns["celltyper_probability_classes"]) == list(expected.uns["celltyper_probability_classes"])
-    # the similarity check: expression models carry type profiles (every classifier), GenePT-w ones none
-    if features == "expression":
-        np.testing.assert_allclose(query.obs["celltyper_similarity"].to_numpy(), expected.obs["celltyper_similarity"].to_numpy(), atol=1e-6)
-        assert query.obs["celltyper_unlike_reference"].dtype == bool
-        assert (query.obs["celltyper_unlike_reference"].to_numpy() == expected.obs["celltyper_unlike_reference"].to_numpy()).all()
-        assert result.unlike_reference.mean() < 0.05  # PBMCs under a PBMC model
-    else:
-        assert "celltyper_similarity" not in expected.obs and result.similarity is None
+    # the similarity check: every model with a reference sample carries type profiles (every
+    # classifier, both feature routes since session 32)
+    np.testing.assert_allclose(query.obs["celltyper_similarity"].to_numpy(), expected.obs["celltyper_similarity"].to_numpy(), atol=1e-6)
+    assert query.obs["celltyper_unlike_reference"].dtype == bool
+    assert (query.obs["celltyper_unlike_reference"].to_numpy() == expected.obs["celltyper_unlike_reference"].to_numpy()).all()
+    assert result.unlike_reference.mean() < 0.05  # PBMCs under a PBMC model
 
 
 @needs_data
