@@ -108,8 +108,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                     "Reference mode: depth augmentation (default on; see `celltyper train --augment-depth`)");
   command->add_option("--save-model", args->save_model, "Reference mode: also write the model trained on the fly to this file");
   command->add_flag("--no-refit", args->no_refit,
-                    "Use each model as trained even when the query lacks part of its genes (default: an expression model is refitted "
-                    "on the shared genes from the reference sample it carries)");
+                    "Use each model as trained even when the query lacks part of its genes (default: a model, expression or GenePT-w, "
+                    "is refitted on the shared genes from the reference sample it carries)");
   command->add_flag("--allow-low-coverage", args->options.allow_low_coverage,
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
   command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry) or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
