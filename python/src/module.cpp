@@ -207,8 +207,7 @@ std::function<void(const std::string&)> stderr_log(bool verbose) {
 }
 
 EmbedOptions embed_options(const py::dict& options) {
-  EmbedOptions embed;
-  embed.matrix = "X";
+  EmbedOptions embed;  // (matrix: each caller names the one its dataset holds, or the request)
   embed.normalization = parse_normalization_choice(option<std::string>(options, "normalization", "auto"));
   embed.num_threads = option<int>(options, "threads", 0);
   embed.genes.column = option<std::string>(options, "gene_column", "");
@@ -254,6 +253,7 @@ TrainOptions train_options(const py::dict& options) {
   train.augment_depth_max_copies = option<std::int64_t>(options, "augment_depth_max_copies", train.augment_depth_max_copies);
   if (train.augment_depth_max_copies < 0) throw InputError("augment_depth_max_copies must be 0 (every cell) or more");
   train.embed = embed_options(options);
+  train.embed.matrix = option<std::string>(options, "matrix", "auto");  // the request; each reference's matrix is in matrices
   train.embed.dims = option<int>(options, "dims", 0);
   train.log = stderr_log(option<bool>(options, "verbose", false));
   return train;
@@ -284,7 +284,6 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
   for (const auto& reference : references) data.push_back(borrowed_dataset(reference.cast<py::dict>()));
   TrainOptions train = train_options(options);
   train.matrices = matrices_of(data);
-  train.embed.matrix = option<std::string>(options, "matrix", "auto");  // the request; each reference's matrix is in matrices
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");
   const std::string ontology_path = option<std::string>(options, "ontology", "");
@@ -326,7 +325,6 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   annotate_options.log = stderr_log(option<bool>(options, "verbose", false));
   TrainOptions train = train_options(options);
   train.matrices = matrices_of(reference_data);
-  train.embed.matrix = option<std::string>(options, "matrix", "auto");
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");
   const std::string ontology_path = option<std::string>(options, "ontology", "");

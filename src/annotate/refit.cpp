@@ -287,8 +287,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   options.label_column = "label";
   options.classifier = model.classifier->type();
   options.features = model.features;
-  const bool genept = model.features == kFeaturesGenept;
-  if (genept) options.embed.dims = model.genes.dims;
+  const bool genept = model.features == kFeaturesGenept;  // (its vectors' dims: the store below has no others)
   const nlohmann::json& provenance = model.provenance;
   options.n_genes = provenance.value("n_genes_requested", provenance.value("n_genes", 3000));
   if (provenance.contains("final_hyperparameters") && provenance["final_hyperparameters"].is_object()) {

@@ -1287,15 +1287,19 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   // genes (--restrict-genes, annotate's refit on a query's genes), both routes sum over the
   // allowed genes the references measured, as the query's own libraries are.
   std::vector<std::int64_t> size_factor_genes;
-  if (has_expression && !impute && !allowed.restricted() && !reference_genes.empty() && reference_genes.size() < kTranscriptomeGenes) {
-    (expression ? size_factor_genes : data.genes.size_factor_genes) = reference_genes;
-    if (options.log) {
-      options.log(fmt::format("the reference{} measure{} {} genes, fewer than a transcriptome (cut to variable genes, or a panel?): a "
-                              "cell's library is summed over them, on every query too",
-                              references.size() > 1 ? "s" : "", references.size() > 1 ? "" : "s", reference_genes.size()));
+  if (has_expression && !impute) {
+    std::vector<std::int64_t> library;  // empty: every var
+    if (allowed.restricted()) {
+      library = intersect_sorted(allowed.ids(), reference_genes);
+    } else if (!reference_genes.empty() && reference_genes.size() < kTranscriptomeGenes) {
+      library = reference_genes;
+      if (options.log) {
+        options.log(fmt::format("the reference{} measure{} {} genes, fewer than a transcriptome (cut to variable genes, or a panel?): a "
+                                "cell's library is summed over them, on every query too",
+                                references.size() > 1 ? "s" : "", references.size() > 1 ? "" : "s", reference_genes.size()));
+      }
     }
-  } else if (!impute && has_expression && allowed.restricted()) {
-    (expression ? size_factor_genes : data.genes.size_factor_genes) = intersect_sorted(allowed.ids(), reference_genes);
+    (expression ? size_factor_genes : data.genes.size_factor_genes) = std::move(library);
   }
   const ExpressionOptions expression_settings = [&] {
     EmbedOptions embed = options.embed;
