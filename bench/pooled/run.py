@@ -24,7 +24,8 @@ below the truth counts as right), hierarchical F, mean LCA distance, exact macro
 Each per-set goal ((a) above (b) and every (c) on corrected macro-F1 and hF) is reported with a
 paired bootstrap over the held-out cells (`--resamples`, default 1000): the observed difference,
 its 95% interval and the share of resamples where (a) is higher, so a difference of a few cells
-reads as one.
+reads as one; and across training seeds (`--seeds`, default 5: (a), (b) and (c) trained again
+with `train --seed 1..4`), so a difference the training run decides reads as one too.
 
 Writes bench/results/pooled.json and bench/results/pooled.md.
 """
@@ -162,6 +163,32 @@ def peer_conditions(paths, training, held_out, methods, threads, workdir):
 GOAL_METRICS = [("corrected_macro_f1", "corrected macro-F1"), ("hierarchical_f", "hF")]
 
 
+def seed_runs(celltyper, references, paths, training, held_out, extra, workdir, threads, seeds, first):
+    """The per-set goals across training seeds: (a), (b) and each (c) trained again with
+    `train --seed S` for S = 1 .. seeds-1 (`first` holds seed 0's rows, the tables' runs). The seed
+    draws the validation split and the depth-augmented copies, so this measures how much of a
+    per-set difference is the training run's. Returns {other: {metric: dict(differences, mean,
+    above)}} with one difference of (a) minus `other` per seed."""
+    others = [c for c in first if c == "(b) flat" or c.startswith("(c)")]
+    scores = {c: [first[c]] for c in ["(a) mixed"] + others}
+    for seed in range(1, seeds):
+        flags = extra + ["--seed", str(seed)]
+        scores["(a) mixed"].append(celltyper_condition(celltyper, references, paths[held_out], flags, workdir,
+                                                       f"{held_out}_mixed_seed{seed}", threads))
+        scores["(b) flat"].append(celltyper_condition(celltyper, references, paths[held_out], flags + ["--flat-labels"], workdir,
+                                                      f"{held_out}_flat_seed{seed}", threads))
+        for name in training:
+            scores[f"(c) {name} alone"].append(celltyper_condition(celltyper, [paths[name]], paths[held_out], flags + ["--flat-labels"],
+                                                                   workdir, f"{held_out}_{name}_alone_seed{seed}", threads))
+    result = {}
+    for other in others:
+        result[other] = {}
+        for key, _ in GOAL_METRICS:
+            diff = [a[key] - o[key] for a, o in zip(scores["(a) mixed"], scores[other])]
+            result[other][key] = dict(differences=diff, mean=float(np.mean(diff)), above=int(np.sum(np.array(diff) > 0)))
+    return result
+
+
 def paired_bootstrap(celltyper, results, workdir, tag, resamples, seed=0):
     """The per-set goals with their uncertainty: (a) minus each of (b) and (c) on the same cells,
     over `resamples` bootstrap resamples of the held-out cells (the same resample for every
@@ -243,6 +270,16 @@ def markdown(report):
                          (metrics[key] for key, _ in GOAL_METRICS)]
                 lines.append(f"| {other} | " + " | ".join(cells) + " |")
             lines.append("")
+        by_seed = rows.get("seeds")
+        if by_seed:
+            lines += [f"The same per-set goals across {report['seeds']} training seeds (`train --seed 0..{report['seeds'] - 1}`; seed 0 is "
+                      "the table above): (a) mixed minus each condition, mean difference, range and seeds where (a) is higher:", "",
+                      "| (a) minus | " + " | ".join(label for _, label in GOAL_METRICS) + " |", "|---|" + "---|" * len(GOAL_METRICS)]
+            for other, metrics in by_seed.items():
+                cells = [f"{m['mean']:+.4f} [{min(m['differences']):+.4f}, {max(m['differences']):+.4f}] {m['above']}/{report['seeds']}"
+                         for m in (metrics[key] for key, _ in GOAL_METRICS)]
+                lines.append(f"| {other} | " + " | ".join(cells) + " |")
+            lines.append("")
     lines += ["## means over the held-out sets", "", "| condition | " + " | ".join(label for _, label in METRICS) + " |",
               "|---|" + "---|" * len(METRICS)]
     for condition, row in report["means"].items():
@@ -262,6 +299,8 @@ def main():
     parser.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "pooled"), help="writes OUT.json and OUT.md")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--resamples", type=int, default=1000, help="paired bootstrap resamples of each held-out set (0 = none)")
+    parser.add_argument("--seeds", type=int, default=5,
+                        help="training seeds for the per-set goals: (a), (b) and (c) trained again with train --seed 1..N-1 (1 = seed 0 only)")
     parser.add_argument("--ontology", default=ONTOLOGY, help="the Cell Ontology every train, annotate and evaluate uses")
     args = parser.parse_args()
     CELLTYPER = os.path.join(args.build, "celltyper")
@@ -277,7 +316,7 @@ def main():
     methods = [] if args.no_peers else [m for m in PEERS if m not in ("SingleR", "Seurat") or peers.r_package(m)]
     report = dict(command="/usr/bin/python3 bench/pooled/run.py " + " ".join(sys.argv[1:]),
                   commit=measure.git_commit(ROOT),
-                  machine=f"{os.cpu_count()} cores", held_out={}, extra=args.extra, resamples=args.resamples,
+                  machine=f"{os.cpu_count()} cores", held_out={}, extra=args.extra, resamples=args.resamples, seeds=args.seeds,
                   ontology=os.path.basename(ONTOLOGY))
     conditions = ["(a) mixed", "(a) mixed, annotate --hierarchical", "(b) flat"]
     for held_out in args.held_out.split(","):
@@ -301,9 +340,12 @@ def main():
             if f"(d) {method}" not in conditions:
                 conditions.append(f"(d) {method}")
         bootstrap = paired_bootstrap(CELLTYPER, results, workdir, held_out, args.resamples) if args.resamples > 0 else {}
+        by_seed = seed_runs(CELLTYPER, references, paths, training, held_out, extra, workdir, args.threads, args.seeds,
+                            results) if args.seeds > 1 else {}
         for row in results.values():
             row.pop("prediction", None)
-        report["held_out"][held_out] = dict(training=training, n_shared_genes=n_shared, results=results, bootstrap=bootstrap)
+        report["held_out"][held_out] = dict(training=training, n_shared_genes=n_shared, results=results, bootstrap=bootstrap,
+                                            seeds=by_seed)
         for condition, row in results.items():
             if "error" not in row:
                 log(f"  {condition}: corrected macro-F1 {row.get('corrected_macro_f1', float('nan')):.3f}, "

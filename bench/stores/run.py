@@ -105,59 +105,63 @@ def write_report(report, out, render):
     print(text)
 
 
-def build_stores(celltyper, directory, extra):
-    """name -> (path, build seconds or None when it was there already)."""
+def store_recipes(celltyper):
+    """name -> (stores it is made from, the command that makes it given their paths and its own)."""
+    summaries = ["--summaries", SUMMARIES] if os.path.exists(SUMMARIES) else []
+
+    def embed(*flags):
+        return lambda inputs, out: [celltyper, "genes", "embed", *flags, "--out", out]
+
+    def combine(*flags):
+        return lambda inputs, out: [celltyper, "genes", "combine", *inputs, *flags, "--out", out]
+
+    def truncate(dims):
+        return lambda inputs, out: [celltyper, "genes", "truncate", inputs[0], "--dims", str(dims), "--out", out]
+
+    return {
+        "lsa-1024": ([], embed("--backend", "lsa", "--dims", "1024", *summaries)),
+        "use-lite": ([], embed("--backend", "use-lite", *summaries)),
+        "lsa-1024+use": (["lsa-1024", "use-lite"], combine()),
+        "use-lite-c": (["use-lite"], combine("--center")),
+        "lsa-1024+use-c": (["lsa-1024", "use-lite"], combine("--center")),
+        "lsa-1024+use-256": (["lsa-1024+use"], truncate(256)),
+        "names-1024": ([], embed("--backend", "lsa", "--dims", "1024", "--sections", "name,type")),
+        "names-256": ([], embed("--backend", "lsa", "--dims", "256", "--sections", "name,type")),
+        "lsa-1024+names-1024": (["lsa-1024", "names-1024"], combine()),
+        "lsa-1024+names-1024-512": (["lsa-1024+names-1024"], truncate(512)),
+        "lsa-256+names-256": (["lsa-256", "names-256"], combine()),
+    }
+
+
+def build_stores(celltyper, directory, extra, wanted=None):
+    """name -> (path, build seconds or None when it was there already), for the stores `wanted`
+    (default: every store) and `extra` (NAME=PATH); a store is built only when it, or a store
+    made from it, is wanted and its file is absent."""
     os.makedirs(directory, exist_ok=True)
+    recipes = store_recipes(celltyper)
     default = os.path.join(os.path.dirname(celltyper), "share", "celltyper", "gene_embeddings.h5")
     stores = {"lsa-256": (default, None)}
-    summaries = ["--summaries", SUMMARIES] if os.path.exists(SUMMARIES) else []
-    recipes = {
-        "lsa-1024": [celltyper, "genes", "embed", "--backend", "lsa", "--dims", "1024", *summaries],
-        "use-lite": [celltyper, "genes", "embed", "--backend", "use-lite", *summaries],
-    }
-    for name, command in recipes.items():
+
+    def need(name):
+        if name in stores:
+            return stores[name][0]
+        inputs, command = recipes[name]
+        paths = [need(i) for i in inputs]
         path = os.path.join(directory, f"{name}.h5")
         seconds = None
         if not os.path.exists(path):
             log(f"building {name}")
-            seconds = timed(command + ["--out", path])
+            seconds = timed(command(paths, path))
         stores[name] = (path, seconds)
-    combined = os.path.join(directory, "lsa-1024+use.h5")
-    seconds = None
-    if not os.path.exists(combined):
-        seconds = timed([celltyper, "genes", "combine", stores["lsa-1024"][0], stores["use-lite"][0], "--out", combined])
-    stores["lsa-1024+use"] = (combined, seconds)
-    for name, inputs in (("use-lite-c", ["use-lite"]), ("lsa-1024+use-c", ["lsa-1024", "use-lite"])):
-        path = os.path.join(directory, f"{name}.h5")
-        seconds = None
-        if not os.path.exists(path):
-            seconds = timed([celltyper, "genes", "combine", *[stores[i][0] for i in inputs], "--center", "--out", path])
-        stores[name] = (path, seconds)
-    prefix = os.path.join(directory, "lsa-1024+use-256.h5")
-    if not os.path.exists(prefix):
-        timed([celltyper, "genes", "truncate", combined, "--dims", "256", "--out", prefix])
-    stores["lsa-1024+use-256"] = (prefix, None)
-    for dims in (1024, 256):
-        path = os.path.join(directory, f"names-{dims}.h5")
-        seconds = None
-        if not os.path.exists(path):
-            log(f"building names-{dims}")
-            seconds = timed([celltyper, "genes", "embed", "--backend", "lsa", "--dims", str(dims), "--sections", "name,type",
-                             "--out", path])
-        stores[f"names-{dims}"] = (path, seconds)
-    for name, inputs in (("lsa-1024+names-1024", ["lsa-1024", "names-1024"]), ("lsa-256+names-256", ["lsa-256", "names-256"])):
-        path = os.path.join(directory, f"{name}.h5")
-        seconds = None
-        if not os.path.exists(path):
-            seconds = timed([celltyper, "genes", "combine", *[stores[i][0] for i in inputs], "--out", path])
-        stores[name] = (path, seconds)
-    prefix = os.path.join(directory, "lsa-1024+names-1024-512.h5")
-    if not os.path.exists(prefix):
-        timed([celltyper, "genes", "truncate", stores["lsa-1024+names-1024"][0], "--dims", "512", "--out", prefix])
-    stores["lsa-1024+names-1024-512"] = (prefix, None)
+        return path
+
+    for name in (recipes if wanted is None else [w for w in wanted if w in recipes]):
+        need(name)
     for item in extra:
         name, path = item.split("=", 1)
         stores[name] = (path, None)
+    if wanted is not None:
+        return {name: stores[name] for name in stores if name in wanted or name == "lsa-256"}
     return stores
 
 
@@ -187,15 +191,17 @@ def main():
             f.write(markdown(report))
         return
     started = time.perf_counter()
-    stores = build_stores(celltyper, args.stores_dir, args.store)
     only = args.only.split(",") if args.only else None
+    # --only builds just the stores it names (and what they are made from); the gene-level table
+    # always compares them with the default store, lsa-256.
+    stores_for_genes = build_stores(celltyper, args.stores_dir, args.store,
+                                    wanted=None if only is None else only + [e.split("=", 1)[0] for e in args.store])
+    stores = {name: s for name, s in stores_for_genes.items() if only is None or name in only}
     previous = None
     if only:
         with open(args.out + ".json") as f:
             previous = json.load(f)
-        stores = {name: stores[name] for name in only if name in stores}
-        stores_for_genes = dict(stores, **{"lsa-256": build_stores(celltyper, args.stores_dir, [])["lsa-256"]})
-    genes = gene_level(stores_for_genes if only else stores)
+    genes = gene_level(stores_for_genes)
     if args.gene_level_only:
         print(json.dumps(genes, indent=2))
         return
