@@ -323,6 +323,12 @@ struct AnnotateOptions {
   bool allow_low_coverage = false;
   /// A warning is added when a model's coverage (mass or feature genes) is below this.
   double warn_coverage_below = 0.5;
+  /// Samples of a file joined from several, some padded with zeros on genes they never measured
+  /// (anndata.concat(join="outer") of a whole transcriptome and a targeted panel, a CELLxGENE
+  /// Census query over datasets): "" (default) tells them by any categorical (or text) obs column
+  /// of 2..64 levels, "obs:COLUMN" by that column, "none" reads the file as one panel. A padded sample's
+  /// cells are annotated on the genes it measured (the models refitted on them).
+  std::string group;
   std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
 };
 
@@ -339,6 +345,18 @@ struct ModelUse {
 /// (n_model_genes, n_measured, mass_coverage, n_feature_genes, n_feature_genes_measured) and the
 /// refit (refitted, refit_genes, refit_features, refit_seconds).
 nlohmann::json to_json(const ModelUse& use);
+
+/// A sample of the query padded with zeros (AnnotateOptions::group), annotated on its own genes.
+struct PanelGroupUse {
+  std::string column;               ///< obs column that tells the samples
+  std::string level;                ///< the sample's value in it
+  std::int64_t n_cells = 0;
+  std::int64_t n_padded_genes = 0;  ///< the query's genes none of its cells counts
+  std::vector<ModelUse> models;     ///< per model, as used on its genes (empty: too few genes, cells Unassigned)
+};
+
+/// A PanelGroupUse as JSON (`annotate --json`'s `panel_groups[]`).
+nlohmann::json to_json(const PanelGroupUse& group);
 
 /// Per-cell annotation of one dataset.
 struct Annotation {
@@ -366,6 +384,7 @@ struct Annotation {
   std::int64_t n_similarity_judged = 0;    ///< cells deep enough to judge
   std::int64_t n_unlike_reference = 0;     ///< of them, cells unlike every reference type
   std::vector<ModelUse> models;            ///< per model, in the order given
+  std::vector<PanelGroupUse> panel_groups; ///< samples annotated on their own genes (AnnotateOptions::group)
   std::vector<std::string> warnings;
 };
 

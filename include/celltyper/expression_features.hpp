@@ -60,6 +60,10 @@ struct ExpressionOptions {
   /// references that measured part of the genes scale their partial sums to the full library of
   /// the reference that measured the most (see `library_sizes`).
   double size_factor_multiplier = 1.0;
+  /// The panel genes a dataset lacks are filled in afterwards (pooled references, gene pooling
+  /// "impute"): the warning for a dataset lacking most of them says so, not that they count as
+  /// not expressed.
+  bool missing_genes_imputed = false;
 };
 
 /// Add the statistics of every cell of `dataset` (rows `keep[i] != 0` only, when `keep` is not

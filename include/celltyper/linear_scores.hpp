@@ -30,7 +30,8 @@ struct LinearScores {
 std::optional<LinearScores> linear_scores(const CellTypeModel& model);
 
 /// Class probabilities of every non-empty cell of `dataset` under `linear` (softmax of the
-/// scores), added into `probabilities` [n_obs x c_all] at `columns` (the model's classes' columns);
+/// scores), added into `probabilities` [n_obs x c_all] at `columns` (the model's classes' columns;
+/// SIZE_MAX: a class left out);
 /// `models_used` counts, per cell, the models that scored it. Streams sparse features within
 /// `options.memory_limit_bytes` on `options.num_threads`; identical for every thread count and
 /// block size. `observe` (when set) also sees every block of sparse features, after its cells are

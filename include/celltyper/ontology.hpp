@@ -304,6 +304,11 @@ class LabelMapper {
   /// label -> CL id for the distinct mapped labels of `labels` (input for EvaluationOptions).
   [[nodiscard]] std::map<std::string, std::string> to_cl_ids(const std::vector<std::string>& labels,
                                                              std::string_view dataset = {}) const;
+  /// The datasets the user table's rows name (its `dataset` column), sorted.
+  [[nodiscard]] std::vector<std::string> datasets() const;
+  /// A warning when `dataset` is not "" and no row of the user table names it (a misspelt
+  /// --label-dataset: rows of every dataset are then used), else "".
+  [[nodiscard]] std::string unknown_dataset_note(const std::string& dataset) const;
   /// The distinct labels of `labels` that could not be mapped, sorted.
   [[nodiscard]] std::vector<std::string> unmapped_labels(const std::vector<std::string>& labels,
                                                          std::string_view dataset = {}) const;

@@ -189,6 +189,9 @@ struct LabelHarmonization {
   std::map<std::string, std::string> renames;  ///< label -> its CL term's name (mapped labels only)
   std::map<std::string, std::string> cl_ids;   ///< name (harmonised, or as given) -> CL id
   std::vector<std::string> unmapped;           ///< labels without a CL id, sorted
+  /// A misspelt --label-dataset; ids of the label map that the ontology lacks (they stay the
+  /// classes' ids, but no ontology-aware step can place them).
+  std::vector<std::string> warnings;
 };
 
 /// Map `labels` to CL ids: first the table `label_map` (rows of `label_map_dataset` first, when

@@ -86,7 +86,16 @@ def _pythonic(function):
             if translated == message:
                 raise
             raise ValueError(translated) from None
+        except TypeError as error:  # a misspelt keyword: name the likely one
+            import difflib
+            unexpected = re.fullmatch(rf"{function.__name__}\(\) got an unexpected keyword argument '(\w+)'", str(error))
+            close = difflib.get_close_matches(unexpected.group(1), sorted(keywords), n=1, cutoff=0.75) if unexpected else []
+            if not close:
+                raise
+            raise TypeError(f"{function.__name__}() got an unexpected keyword argument '{unexpected.group(1)}'; did you mean "
+                            f"'{close[0]}'?") from None
 
+    wrapper.speak = translate  # (its warnings name keywords too)
     return wrapper
 
 
@@ -392,7 +401,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
         raise
     model = Model(core, json.loads(summary))
     for warning in model.summary.get("warnings", []):  # as `celltyper train` prints them
-        _warnings.warn(warning, stacklevel=3)
+        _warnings.warn(train.speak(warning), stacklevel=3)
     return model
 
 
@@ -417,15 +426,25 @@ class AnnotationResult:
     models: List[dict] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
     model: Optional[Model] = None  # reference mode: the model trained on the fly
+    # samples of a joined AnnData padded with zeros, annotated on their own genes (annotate(group=))
+    panel_groups: List[dict] = field(default_factory=list)
 
     def label_counts(self):
         return self.labels.value_counts()
 
+    def __repr__(self) -> str:  # (a notebook cell's last line: a summary, not every Series in full)
+        counts = self.labels.value_counts()
+        top = ", ".join(f"{label} {count}" for label, count in counts.head(5).items() if count > 0)
+        more = f", ... ({int((counts > 0).sum())} labels)" if int((counts > 0).sum()) > 5 else ""
+        extra = f", {len(self.panel_groups)} padded sample(s) annotated on their own genes" if self.panel_groups else ""
+        return (f"AnnotationResult({len(self.labels)} cells: {top}{more}; median score {float(np.median(self.scores)) if len(self.scores) else 0:.2f}; "
+                f"{len(self.warnings)} warning(s){extra})")
+
 
 @_pythonic
 def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, min_score: float = 0.0, top_k: int = 0,
-             over_clustering: Optional[str] = None, hierarchical: bool = False, refit: bool = True, allow_low_coverage: bool = False,
-             layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
+             over_clustering: Optional[str] = None, group: Optional[str] = None, hierarchical: bool = False, refit: bool = True,
+             allow_low_coverage: bool = False, layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
              features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None, keep_model: Optional[bool] = None,
              inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
              normalization: str = "auto", ontology=None) -> AnnotationResult:
@@ -438,17 +457,33 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     reference's types; the result's warnings say when they are many), the top-k and majority-vote
     columns when asked, obsm['celltyper_probabilities'] and
     uns['celltyper_probability_classes'], as `celltyper annotate` writes them.
+
+    `group`: for an AnnData joined from samples measuring different genes (anndata.concat(
+    join="outer"), a CELLxGENE Census query), the obs column telling the samples, or "none";
+    by default any categorical obs column of 2-64 categories. A sample padded with zeros on genes
+    it never measured is annotated on the genes it measured (`result.panel_groups` says which).
     """
     if keep_model is not None:  # (the trained model always keeps its reference sample now)
         _warnings.warn("annotate(keep_model=) is no longer needed and is ignored: result.model can always refit", DeprecationWarning, stacklevel=3)
     import pandas as pd
 
     if (model is None) == (reference is None):
-        raise ValueError("annotate needs either model= (a Model, a path or a list) or reference= (AnnData) with label=")
+        raise ValueError("annotate needs either model= (a Model, a path or a list) or reference= (AnnData) with label=, not both")
     models = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])
+    for given in models:
+        if hasattr(given, "obs") and hasattr(given, "var"):
+            raise TypeError("annotate(adata, model): model is an AnnData; pass a Model or a model file, or train on the fly with "
+                            "reference=AnnData, label='obs:COLUMN'")
     cores = [(m if isinstance(m, Model) else load_model(m))._core for m in models]
     over = _strip(over_clustering)
-    query = _dataset(adata, layer=layer, use_raw=use_raw, obs_columns=[over] if over else [], name="AnnData")
+    group = _strip(group)
+    if group is None:  # the columns that may tell samples apart (as the command line reads an .h5ad's)
+        samples = [str(c) for c in adata.obs.columns
+                   if str(adata.obs[c].dtype) == "category" and 2 <= len(adata.obs[c].cat.categories) <= 64]
+    else:
+        samples = [] if group == "none" else [group]
+    query = _dataset(adata, layer=layer, use_raw=use_raw, obs_columns=list(dict.fromkeys(([over] if over else []) + samples)),
+                     name="AnnData")
     references: list = []
     if reference is not None:
         if not label:
@@ -458,7 +493,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         references = [_dataset(r, layer=reference_layer, obs_columns=_with_term_ids(r, [label], label),
                                name=f"reference {i + 1}" if len(items) > 1 else "reference")
                       for i, r in enumerate(items)]
-    options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "hierarchical": hierarchical,
+    options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "group": group or "",
+                       "hierarchical": hierarchical,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
                        "ontology": os.fspath(ontology) if ontology else "", "matrix": _matrix_request(reference_layer, False)},
@@ -490,9 +526,11 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     result = AnnotationResult(labels=labels, scores=scores, ontology_ids=ids if has_ids else None, probabilities=probabilities,
                               gene_coverage=coverage, top_labels=top, majority_vote=majority, flat_labels=flat,
                               similarity=similarity, unlike_reference=unlike,
-                              models=json.loads(out["models"]), warnings=list(out["warnings"]))
+                              models=json.loads(out["models"]), warnings=list(out["warnings"]),
+                              panel_groups=json.loads(out["panel_groups"]))
     if "trained_model" in out:
         result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))
+    result.warnings = [annotate.speak(warning) for warning in result.warnings]
     for warning in result.warnings:
         _warnings.warn(warning, stacklevel=3)
     if inplace:
@@ -539,7 +577,7 @@ def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_
     values, info = _core.embed(spec, options)
     values = np.asarray(values)
     for warning in json.loads(info).get("warnings", []):
-        _warnings.warn(warning, stacklevel=3)
+        _warnings.warn(embed.speak(warning), stacklevel=3)
     if inplace:
         adata.obsm[key] = values
     return values

@@ -319,6 +319,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   annotate_options.min_score = option<double>(options, "min_score", annotate_options.min_score);
   annotate_options.top_k = option<int>(options, "top_k", 0);
   annotate_options.over_clustering = option<std::string>(options, "over_clustering", "");
+  annotate_options.group = option<std::string>(options, "group", "");
   annotate_options.hierarchical = option<bool>(options, "hierarchical", false);
   annotate_options.refit = option<bool>(options, "refit", true);
   annotate_options.allow_low_coverage = option<bool>(options, "allow_low_coverage", false);
@@ -387,6 +388,9 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   nlohmann::json uses = nlohmann::json::array();
   for (const ModelUse& use : annotation.models) uses.push_back(to_json(use));
   out["models"] = uses.dump();
+  nlohmann::json groups = nlohmann::json::array();
+  for (const PanelGroupUse& group : annotation.panel_groups) groups.push_back(to_json(group));
+  out["panel_groups"] = groups.dump();
   if (trained_model) {
     out["trained_model"] = trained_model;
     out["trained_summary"] = trained_summary;

@@ -5,6 +5,7 @@
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/parallel.hpp>
 #include <celltyper/reference_similarity.hpp>
+#include <celltyper/row_subset_dataset.hpp>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -238,6 +239,24 @@ void warn_about_repeated_names(const std::vector<std::string>& names, Annotation
 /// Query cells sampled to tell a panel padded with zeros (kPaddingMinAbsent and the rest: annotate.hpp).
 constexpr std::int64_t kPaddingScanCells = 2000;
 
+/// The genes (Entrez ids, ascending) that the vars of `resolved` name and no cell of `summary`
+/// counts under any of its vars (a gene named twice, e.g. by its symbol and an alias, is counted
+/// when one of them is).
+std::vector<std::int64_t> uncounted_genes(const MatrixSummary& summary, const GeneResolveResult& resolved, const GeneTable& table) {
+  std::vector<std::int64_t> uncounted;
+  std::vector<std::int64_t> counted;
+  for (std::size_t var = 0; var < resolved.gene_index.size() && var < summary.column_cells.size(); ++var) {
+    if (resolved.gene_index[var] == kNoGene) continue;
+    (summary.column_cells[var] == 0 ? uncounted : counted).push_back(table.gene(resolved.gene_index[var]).entrez_id);
+  }
+  std::sort(uncounted.begin(), uncounted.end());
+  uncounted.erase(std::unique(uncounted.begin(), uncounted.end()), uncounted.end());
+  std::sort(counted.begin(), counted.end());
+  std::vector<std::int64_t> genes;
+  std::set_difference(uncounted.begin(), uncounted.end(), counted.begin(), counted.end(), std::back_inserter(genes));
+  return genes;
+}
+
 /// The query's genes (Entrez ids, ascending) that no cell expresses when the query is a panel
 /// padded with zeros: a file joined from others (anndata.concat(join="outer"), Seurat's merge)
 /// or written out to a reference's genes holds a var for every gene but counts only for the
@@ -249,14 +268,7 @@ std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::s
                                             const GeneResolveResult& resolved, const std::vector<const CellTypeModel*>& models,
                                             std::string* note) {
   if (std::none_of(models.begin(), models.end(), [](const CellTypeModel* model) { return !model->reference.empty(); })) return {};
-  const auto genes_without_counts = [&](const MatrixSummary& summary) {
-    std::vector<std::int64_t> genes;
-    for (std::size_t var = 0; var < resolved.gene_index.size() && var < summary.column_cells.size(); ++var) {
-      if (resolved.gene_index[var] != kNoGene && summary.column_cells[var] == 0) genes.push_back(table.gene(resolved.gene_index[var]).entrez_id);
-    }
-    std::sort(genes.begin(), genes.end());
-    return genes;
-  };
+  const auto genes_without_counts = [&](const MatrixSummary& summary) { return uncounted_genes(summary, resolved, table); };
   SummarizeOptions scan;
   scan.max_rows = kPaddingScanCells;
   scan.count_columns = true;
@@ -310,6 +322,286 @@ std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::s
                         padded.size(), dataset.n_obs(), absent.size(), ubiquitous_named, fmt::join(examples, ", "));
   }
   return padded;
+}
+
+/// Levels an obs column may have to be read as the samples of a joined file.
+constexpr std::size_t kPanelGroupMaxLevels = 64;
+/// Cells scanned to tell whether a level's panel is padded: kPanelGroupScanCells of each at
+/// most (fewer with many levels: kPanelGroupScanTotal over every level of every candidate
+/// column), read in runs of consecutive cells.
+constexpr std::int64_t kPanelGroupScanCells = 500;
+constexpr std::int64_t kPanelGroupScanTotal = 8000;
+constexpr std::int64_t kPanelGroupScanRuns = 4;
+
+/// The cells of one sample of a joined file whose panel is padded with zeros (see padded_groups).
+struct PaddedGroup {
+  std::string column;
+  std::string level;
+  std::vector<std::int64_t> rows;    ///< ascending
+  std::vector<std::int64_t> padded;  ///< Entrez ids (ascending) its vars name and none of its cells counts
+  std::size_t n_absent = 0;          ///< of the reference's ubiquitous genes
+  std::size_t n_named = 0;           ///< of which the query names
+  std::vector<std::string> examples; ///< symbols of some of them
+};
+
+/// The samples of a file joined from several (anndata.concat(join="outer") of a whole
+/// transcriptome and a targeted panel, a CELLxGENE Census query over datasets) whose panel is
+/// padded with zeros while the others measured the genes: the whole-file rule (zero_padded_genes)
+/// sees counts for those genes and reads the zeros of the padded cells as absent expression. The
+/// samples are the levels of an obs column: `group` ("obs:COLUMN" or "COLUMN"), or, when `group`
+/// is empty, every categorical (or text) obs column of 2..kPanelGroupMaxLevels levels, the one whose padded
+/// levels hold the most cells (then the fewest levels) chosen. A level is padded by the
+/// whole-file rule applied to up to kPanelGroupScanCells of its cells; its padded genes are the
+/// genes of `measured` (the query's genes as the whole file reads them) without a count in any of
+/// its cells. Empty when no model carries a reference sample or `group` is "none".
+std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
+                                       const GeneResolveResult& resolved, const std::vector<const CellTypeModel*>& models,
+                                       const std::vector<std::int64_t>& measured, const std::string& group) {
+  if (group == "none") return {};
+  if (std::none_of(models.begin(), models.end(), [](const CellTypeModel* model) { return !model->reference.empty(); })) return {};
+  // Candidate columns: per cell the code of its level (-1: none).
+  struct Candidate {
+    std::string name;
+    std::vector<std::string> levels;
+    std::vector<std::int32_t> codes;
+    std::vector<std::int64_t> sizes;  // per level
+  };
+  std::vector<Candidate> candidates;
+  const auto add_candidate = [&](const Column& column, bool named) {
+    Candidate candidate;
+    candidate.name = column.name;
+    const std::size_t n = column.size();
+    if (column.kind == ColumnKind::kCategorical) {  // its codes are the levels' (categories no cell has dropped)
+      if (!named && column.categories.size() > kPanelGroupMaxLevels) return;
+      std::vector<std::int64_t> sizes(column.categories.size(), 0);
+      for (const std::int32_t code : column.codes) {
+        if (code >= 0 && static_cast<std::size_t>(code) < sizes.size()) ++sizes[static_cast<std::size_t>(code)];
+      }
+      std::vector<std::int32_t> level_of(sizes.size(), -1);
+      for (std::size_t c = 0; c < sizes.size(); ++c) {
+        if (sizes[c] == 0) continue;
+        level_of[c] = static_cast<std::int32_t>(candidate.levels.size());
+        candidate.levels.push_back(column.categories[c]);
+        candidate.sizes.push_back(sizes[c]);
+      }
+      if (candidate.levels.size() < 2) return;
+      candidate.codes.resize(n);
+      for (std::size_t row = 0; row < n; ++row) {
+        const std::int32_t code = column.codes[row];
+        candidate.codes[row] = code >= 0 && static_cast<std::size_t>(code) < level_of.size() ? level_of[static_cast<std::size_t>(code)] : -1;
+      }
+      candidates.push_back(std::move(candidate));
+      return;
+    }
+    candidate.codes.assign(n, -1);
+    std::map<std::string, std::int32_t> code_of;
+    for (std::size_t row = 0; row < n; ++row) {
+      if (column.is_missing(row)) continue;
+      std::string value = column.value_as_string(row);
+      auto found = code_of.find(value);
+      if (found == code_of.end()) {
+        if (!named && code_of.size() == kPanelGroupMaxLevels) return;  // too many levels for samples
+        found = code_of.emplace(value, static_cast<std::int32_t>(candidate.levels.size())).first;
+        candidate.levels.push_back(std::move(value));
+        candidate.sizes.push_back(0);
+      }
+      candidate.codes[row] = found->second;
+      ++candidate.sizes[static_cast<std::size_t>(found->second)];
+    }
+    if (candidate.levels.size() < 2) return;
+    candidates.push_back(std::move(candidate));
+  };
+  if (!group.empty()) {
+    const std::string name = group.rfind("obs:", 0) == 0 ? group.substr(4) : group;
+    const DataFrame obs = dataset.read_obs_columns({name});
+    add_candidate(obs.at(name, fmt::format("obs of {}", dataset.path())), true);
+  } else {
+    const DataFrame obs = dataset.read_obs();  // (one read: the index once)
+    for (const Column& column : obs.columns) {
+      if ((column.kind == ColumnKind::kCategorical && column.categories.size() >= 2) || column.kind == ColumnKind::kString) {
+        add_candidate(column, false);
+      }
+    }
+  }
+  if (candidates.empty()) return {};
+
+  // The genes to look at: every model's ubiquitous genes that the query measures (as the whole
+  // file reads it), each a slot; per var its slot.
+  std::vector<std::int64_t> slot_genes;
+  for (const CellTypeModel* model : models) {
+    if (model->reference.empty()) continue;
+    const std::vector<std::int64_t> genes = model_ubiquitous_genes(*model);
+    slot_genes.insert(slot_genes.end(), genes.begin(), genes.end());
+  }
+  std::sort(slot_genes.begin(), slot_genes.end());
+  slot_genes.erase(std::unique(slot_genes.begin(), slot_genes.end()), slot_genes.end());
+  std::vector<std::int64_t> kept;
+  std::set_intersection(slot_genes.begin(), slot_genes.end(), measured.begin(), measured.end(), std::back_inserter(kept));
+  slot_genes = std::move(kept);
+  if (slot_genes.empty()) return {};
+  std::vector<std::int32_t> var_slot(resolved.gene_index.size(), -1);
+  for (std::size_t var = 0; var < resolved.gene_index.size(); ++var) {
+    if (resolved.gene_index[var] == kNoGene) continue;
+    const std::int64_t entrez = table.gene(resolved.gene_index[var]).entrez_id;
+    const auto at = std::lower_bound(slot_genes.begin(), slot_genes.end(), entrez);
+    if (at != slot_genes.end() && *at == entrez) var_slot[var] = static_cast<std::int32_t>(at - slot_genes.begin());
+  }
+
+  // Cells to scan: every cell of a small file, else kPanelGroupScanRuns runs of consecutive cells
+  // spread over the file (a level spread over the file, e.g. donors of interleaved cells, is
+  // sampled there), then, for each level with fewer than `per_level` cells in them, its cells in
+  // kPanelGroupScanRuns runs of its own spread over it (a sample joined to others is a block of
+  // rows: few reads).
+  const std::int64_t n = dataset.n_obs();
+  std::size_t n_levels = 0;
+  for (const Candidate& candidate : candidates) n_levels += candidate.levels.size();
+  const std::int64_t per_level = std::clamp<std::int64_t>(kPanelGroupScanTotal / static_cast<std::int64_t>(n_levels), 2 * kPaddingMinCells,
+                                                          kPanelGroupScanCells);
+  std::vector<std::uint8_t> picked(static_cast<std::size_t>(n), 0);
+  if (n <= kPanelGroupScanTotal) {
+    std::fill(picked.begin(), picked.end(), 1);
+  } else {
+    const std::int64_t run_cells = kPanelGroupScanTotal / (2 * kPanelGroupScanRuns);
+    for (std::int64_t run = 0; run < kPanelGroupScanRuns; ++run) {
+      const std::int64_t first = run * (n - run_cells) / std::max<std::int64_t>(1, kPanelGroupScanRuns - 1);
+      std::fill_n(picked.begin() + first, run_cells, 1);
+    }
+  }
+  for (const Candidate& candidate : candidates) {
+    std::vector<std::int64_t> in_sample(candidate.levels.size(), 0);
+    for (std::size_t row = 0; row < candidate.codes.size(); ++row) {
+      if (candidate.codes[row] >= 0 && picked[row] != 0) ++in_sample[static_cast<std::size_t>(candidate.codes[row])];
+    }
+    std::vector<std::int64_t> seen(candidate.levels.size(), 0);
+    for (std::size_t row = 0; row < candidate.codes.size(); ++row) {
+      const std::int32_t code = candidate.codes[row];
+      if (code < 0 || in_sample[static_cast<std::size_t>(code)] >= per_level) continue;
+      const std::int64_t size = candidate.sizes[static_cast<std::size_t>(code)];
+      const std::int64_t occurrence = seen[static_cast<std::size_t>(code)]++;
+      // run r covers the level's occurrences [r * size / runs, r * size / runs + per_level / runs)
+      const std::int64_t run = occurrence * kPanelGroupScanRuns / size;
+      if (size <= per_level || occurrence - run * size / kPanelGroupScanRuns < per_level / kPanelGroupScanRuns) picked[row] = 1;
+    }
+  }
+  std::vector<std::int64_t> sample;
+  for (std::int64_t row = 0; row < n; ++row) {
+    if (picked[static_cast<std::size_t>(row)] != 0) sample.push_back(row);
+  }
+  // Per candidate and level: sampled cells with counts, and per slot the cells detecting it.
+  std::vector<std::vector<std::int64_t>> with_counts(candidates.size());
+  std::vector<std::vector<std::vector<std::int64_t>>> detecting(candidates.size());
+  for (std::size_t c = 0; c < candidates.size(); ++c) {
+    with_counts[c].assign(candidates[c].levels.size(), 0);
+    detecting[c].assign(candidates[c].levels.size(), std::vector<std::int64_t>(slot_genes.size(), 0));
+  }
+  {
+    const RowSubsetDataset sampled(dataset, sample, dataset.path());
+    const auto reader = sampled.open_matrix(matrix);
+    std::vector<std::int64_t> stamp(slot_genes.size(), -1);
+    std::vector<std::int32_t> hits;
+    for_each_block(*reader, stream_options(sampled, matrix, std::size_t{32} << 20), [&](const CsrBlock& block) {
+      for (std::int64_t i = 0; i < block.n_rows; ++i) {
+        const std::int64_t local = block.first_row + i;
+        const std::int64_t row = sample[static_cast<std::size_t>(local)];
+        hits.clear();
+        bool counts = false;
+        for (std::int64_t k = block.indptr[static_cast<std::size_t>(i)]; k < block.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+          if (block.values[static_cast<std::size_t>(k)] == 0) continue;
+          counts = true;
+          const auto var = static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)]);
+          const std::int32_t slot = var < var_slot.size() ? var_slot[var] : -1;
+          if (slot >= 0 && stamp[static_cast<std::size_t>(slot)] != local) {
+            stamp[static_cast<std::size_t>(slot)] = local;
+            hits.push_back(slot);
+          }
+        }
+        if (!counts) continue;
+        for (std::size_t c = 0; c < candidates.size(); ++c) {
+          const std::int32_t code = candidates[c].codes[static_cast<std::size_t>(row)];
+          if (code < 0) continue;
+          ++with_counts[c][static_cast<std::size_t>(code)];
+          for (const std::int32_t slot : hits) ++detecting[c][static_cast<std::size_t>(code)][static_cast<std::size_t>(slot)];
+        }
+      }
+    });
+  }
+  // Per candidate, its padded levels (the whole-file rule on each level's sample).
+  struct Verdict {
+    std::size_t level = 0;
+    std::size_t n_absent = 0;
+    std::size_t n_named = 0;
+    std::vector<std::int64_t> absent;
+  };
+  std::size_t best = SIZE_MAX;
+  std::int64_t best_cells = 0;
+  std::vector<Verdict> best_verdicts;
+  for (std::size_t c = 0; c < candidates.size(); ++c) {
+    std::vector<Verdict> verdicts;
+    std::int64_t cells = 0;
+    for (std::size_t level = 0; level < candidates[c].levels.size(); ++level) {
+      if (with_counts[c][level] < kPaddingMinCells) continue;
+      Verdict verdict;
+      verdict.level = level;
+      for (const CellTypeModel* model : models) {
+        if (model->reference.empty()) continue;
+        std::vector<std::int64_t> lacking;
+        std::vector<double> rates;
+        for (const std::int64_t gene : model_ubiquitous_genes(*model)) {
+          const auto at = std::lower_bound(slot_genes.begin(), slot_genes.end(), gene);
+          if (at == slot_genes.end() || *at != gene) continue;  // not measured by the file
+          const std::int64_t detected = detecting[c][level][static_cast<std::size_t>(at - slot_genes.begin())];
+          if (detected == 0) {
+            lacking.push_back(gene);
+          } else {
+            rates.push_back(static_cast<double>(detected) / static_cast<double>(with_counts[c][level]));
+          }
+        }
+        const std::size_t named = lacking.size() + rates.size();
+        if (!looks_padded(lacking.size(), rates) || lacking.size() <= verdict.absent.size()) continue;
+        verdict.n_named = named;
+        verdict.n_absent = lacking.size();
+        verdict.absent = std::move(lacking);
+      }
+      if (verdict.absent.empty()) continue;
+      cells += candidates[c].sizes[level];
+      verdicts.push_back(std::move(verdict));
+    }
+    if (verdicts.empty()) continue;
+    if (best == SIZE_MAX || cells > best_cells || (cells == best_cells && candidates[c].levels.size() < candidates[best].levels.size())) {
+      best = c;
+      best_cells = cells;
+      best_verdicts = std::move(verdicts);
+    }
+  }
+  if (best == SIZE_MAX) return {};
+
+  // Each padded level's genes without a count in any of its cells (every cell of it read).
+  std::vector<PaddedGroup> groups;
+  for (Verdict& verdict : best_verdicts) {
+    PaddedGroup padded;
+    padded.column = candidates[best].name;
+    padded.level = candidates[best].levels[verdict.level];
+    for (std::size_t row = 0; row < candidates[best].codes.size(); ++row) {
+      if (candidates[best].codes[row] == static_cast<std::int32_t>(verdict.level)) padded.rows.push_back(static_cast<std::int64_t>(row));
+    }
+    const RowSubsetDataset cells(dataset, padded.rows, dataset.path());
+    SummarizeOptions scan;
+    scan.max_rows = -1;
+    scan.count_columns = true;
+    padded.padded = uncounted_genes(summarize_matrix(*cells.open_matrix(matrix), scan), resolved, table);
+    std::vector<std::int64_t> in_measured;  // (genes the whole file already reads as not measured stay so)
+    std::set_intersection(padded.padded.begin(), padded.padded.end(), measured.begin(), measured.end(), std::back_inserter(in_measured));
+    padded.padded = std::move(in_measured);
+    if (padded.padded.empty()) continue;
+    padded.n_absent = verdict.n_absent;
+    padded.n_named = verdict.n_named;
+    for (const std::int64_t entrez : verdict.absent) {
+      if (padded.examples.size() == 5) break;
+      if (const std::int32_t gene = table.find_entrez(entrez); gene != kNoGene) padded.examples.push_back(table.gene(gene).symbol);
+    }
+    groups.push_back(std::move(padded));
+  }
+  return groups;
 }
 
 /// Why a query may measure too few of a model's genes, when the matrix says so: its obs names
@@ -370,50 +662,72 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     query_genes = std::move(measured);
     annotation.warnings.push_back(fmt::format("{}: {}", dataset.path(), padded_note));
   }
-  std::vector<CellTypeModel> refitted;
-  refitted.reserve(given.size());
-  std::vector<const CellTypeModel*> models = given;
-  for (std::size_t m = 0; m < given.size(); ++m) {
-    const CellTypeModel& model = *given[m];
-    ModelUse use;
-    use.coverage = model_coverage(model, query_genes);
-    const ModelCoverage& coverage = use.coverage;
-    const std::string which = given.size() == 1 ? "the model" : fmt::format("model {}", m + 1);
-    const std::string measured = fmt::format("{} measures {} of {}'s {} genes ({:.0f}% of its reference expression{})", dataset.path(),
-                                             coverage.n_measured, which, coverage.n_model_genes, 100 * coverage.mass,
-                                             model.reference.empty() ? ": by gene count, the model carries no reference sample" : "");
-    // A model with fewer genes than the floor is judged by whether the query measures them all.
-    const std::int64_t genes_needed = std::min(options.min_coverage_genes, coverage.n_model_genes);
-    if (!options.allow_low_coverage && (coverage.n_measured < genes_needed || coverage.mass < options.min_coverage_mass)) {
-      const std::string cause = low_coverage_cause(dataset, options.embed.matrix, table);
-      if (!cause.empty()) throw InputError(fmt::format("{}: too few to annotate{}", measured, cause));
-      throw InputError(fmt::format("{}: too few to annotate (need {} genes and {:.0f}%); train on a reference that measures this panel, "
-                                   "or pass --allow-low-coverage",
-                                   measured, genes_needed, 100 * options.min_coverage_mass));
-    }
-    const bool partial = coverage.mass < options.refit_below || coverage.feature_share() < options.refit_below;
-    if (partial && options.refit && can_refit(model)) {
-      if (options.log) options.log(fmt::format("{}: refitting on the {} shared genes", measured, coverage.n_measured));
-      const auto started = std::chrono::steady_clock::now();
-      refitted.push_back(refit_model(model, query_genes, options.embed.num_threads));
-      use.refitted = true;
-      use.refit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-      use.refit_genes = refitted.back().provenance["refit"].value("n_shared_genes", std::int64_t{0});
-      use.refit_panel = refitted.back().n_features();
-      models[m] = &refitted.back();
-      if (coverage.mass < options.warn_coverage_below || coverage.feature_share() < options.warn_coverage_below) {
-        annotation.warnings.push_back(fmt::format("{}: refitted on the {} shared genes from the model's reference sample ({} cells, {:.1f} s)",
-                                                  measured, use.refit_genes, model.reference.n_cells(), use.refit_seconds));
+  // Each model as used on `genes` (the query's measured genes; `where` names the cells in
+  // messages): its coverage, refitted when the query lacks part of it. `refuse`: a query below the
+  // coverage floor is an InputError, else `too_few` says so (a padded group of a joined file).
+  struct Fitted {
+    std::vector<CellTypeModel> refitted;
+    std::vector<const CellTypeModel*> models;
+    std::vector<ModelUse> uses;
+    std::string too_few;  // why the cells cannot be annotated ("" = they can)
+  };
+  const auto fit = [&](const Dataset& where, const std::vector<std::int64_t>& genes, bool refuse) {
+    Fitted fitted;
+    fitted.refitted.reserve(given.size());  // (models point into it)
+    fitted.models = given;
+    for (std::size_t m = 0; m < given.size(); ++m) {
+      const CellTypeModel& model = *given[m];
+      ModelUse use;
+      use.coverage = model_coverage(model, genes);
+      const ModelCoverage& coverage = use.coverage;
+      const std::string which = given.size() == 1 ? "the model" : fmt::format("model {}", m + 1);
+      const std::string measured = fmt::format("{} measures {} of {}'s {} genes ({:.0f}% of its reference expression{})", where.path(),
+                                               coverage.n_measured, which, coverage.n_model_genes, 100 * coverage.mass,
+                                               model.reference.empty() ? ": by gene count, the model carries no reference sample" : "");
+      // A model with fewer genes than the floor is judged by whether the query measures them all.
+      const std::int64_t genes_needed = std::min(options.min_coverage_genes, coverage.n_model_genes);
+      if (!options.allow_low_coverage && (coverage.n_measured < genes_needed || coverage.mass < options.min_coverage_mass)) {
+        if (!refuse) {
+          fitted.too_few = fmt::format("{}: too few to annotate (need {} genes and {:.0f}%)", measured, genes_needed, 100 * options.min_coverage_mass);
+          return fitted;
+        }
+        const std::string cause = low_coverage_cause(where, options.embed.matrix, table);
+        if (!cause.empty()) throw InputError(fmt::format("{}: too few to annotate{}", measured, cause));
+        throw InputError(fmt::format("{}: too few to annotate (need {} genes and {:.0f}%); train on a reference that measures this panel, "
+                                     "or pass --allow-low-coverage",
+                                     measured, genes_needed, 100 * options.min_coverage_mass));
       }
-    } else if (coverage.mass < options.warn_coverage_below || coverage.feature_share() < options.warn_coverage_below) {
-      annotation.warnings.push_back(fmt::format(
-          "{}; {} of its {} feature genes: labels may be wrong. Fix: `celltyper annotate --reference REF.h5ad --label obs:COLUMN` "
-          "(trains on the shared genes), or `celltyper train --restrict-genes {}`{}",
-          measured, coverage.n_features_measured, coverage.n_features_genes, dataset.path(),
-          can_refit(model) ? " (or drop --no-refit)" : ""));
+      const bool partial = coverage.mass < options.refit_below || coverage.feature_share() < options.refit_below;
+      if (partial && options.refit && can_refit(model)) {
+        if (options.log) options.log(fmt::format("{}: refitting on the {} shared genes", measured, coverage.n_measured));
+        const auto started = std::chrono::steady_clock::now();
+        fitted.refitted.push_back(refit_model(model, genes, options.embed.num_threads));
+        use.refitted = true;
+        use.refit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+        use.refit_genes = fitted.refitted.back().provenance["refit"].value("n_shared_genes", std::int64_t{0});
+        use.refit_panel = fitted.refitted.back().n_features();
+        fitted.models[m] = &fitted.refitted.back();
+        if (coverage.mass < options.warn_coverage_below || coverage.feature_share() < options.warn_coverage_below) {
+          annotation.warnings.push_back(fmt::format("{}: refitted on the {} shared genes from the model's reference sample ({} cells, {:.1f} s)",
+                                                    measured, use.refit_genes, model.reference.n_cells(), use.refit_seconds));
+        }
+      } else if (coverage.mass < options.warn_coverage_below || coverage.feature_share() < options.warn_coverage_below) {
+        annotation.warnings.push_back(fmt::format(
+            "{}; {} of its {} feature genes: labels may be wrong. Fix: `celltyper annotate --reference REF.h5ad --label obs:COLUMN` "
+            "(trains on the shared genes), or `celltyper train --restrict-genes {}`{}",
+            measured, coverage.n_features_measured, coverage.n_features_genes, dataset.path(),
+            can_refit(model) ? " (or drop --no-refit)" : ""));
+      }
+      fitted.uses.push_back(std::move(use));
     }
-    annotation.models.push_back(std::move(use));
-  }
+    return fitted;
+  };
+  Fitted whole = fit(dataset, query_genes, true);
+  const std::vector<const CellTypeModel*>& models = whole.models;
+  annotation.models = whole.uses;
+  // Samples of a joined file whose own panel is padded with zeros: annotated on their genes.
+  const std::vector<PaddedGroup> groups =
+      padded_groups(dataset, options.embed.matrix, table, resolved, given, query_genes, options.group);
   const std::int64_t n = dataset.n_obs();
   // obs's names, and the over-clustering column when asked for: not the whole frame.
   const DataFrame obs = dataset.read_obs_columns(options.over_clustering.empty() ? std::vector<std::string>{}
@@ -486,113 +800,191 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
           lacking.size() > 6 ? fmt::format(" (and {} more)", lacking.size() - 6) : ""));
     }
   }
-  annotation.probabilities.assign(static_cast<std::size_t>(n) * c_all, 0.0f);
-  std::vector<std::int32_t> models_used(static_cast<std::size_t>(n), 0);
   // The similarity check (reference_similarity.hpp) reads the same features as the classifier:
   // per cell the best similarity over models, whether some model judged it, and whether some
   // model found it like one of its types.
   const auto has_profile = [](const CellTypeModel* model) { return !model->similarity.empty(); };
   const bool check_similarity = std::any_of(models.begin(), models.end(), has_profile);
-  std::vector<std::uint8_t> judged;
-  std::vector<std::uint8_t> judged_like;
-  if (check_similarity) {
-    annotation.similarity.assign(static_cast<std::size_t>(n), std::numeric_limits<float>::quiet_NaN());
-    judged.assign(static_cast<std::size_t>(n), 0);
-    judged_like.assign(static_cast<std::size_t>(n), 0);
-  }
-  const auto record_similarity = [&](std::int64_t cell, const CellSimilarity& result) {  // (one thread per cell)
-    const auto row = static_cast<std::size_t>(cell);
-    if (result.best_class < 0) return;
-    if (std::isnan(annotation.similarity[row]) || result.similarity > annotation.similarity[row]) annotation.similarity[row] = result.similarity;
-    if (result.verdict == SimilarityVerdict::kShallow) return;
-    judged[row] = 1;
-    if (result.verdict == SimilarityVerdict::kLike) judged_like[row] = 1;
+  // What the models say of the cells of a dataset (the query, or a sample of it), per cell.
+  struct Predicted {
+    std::vector<float> probabilities;   // [cells x c_all], summed over models
+    std::vector<std::int32_t> models_used;
+    std::vector<float> similarity;
+    std::vector<std::uint8_t> judged;
+    std::vector<std::uint8_t> judged_like;
   };
-  // Features are streamed block by block into the classifier: only the probabilities of all
-  // cells are kept, never all their features (a cell's prediction depends only on that cell).
-  // Consecutive blocks are gathered up to the memory cap before each prediction call, so that a
-  // classifier's per-call overhead (thread start-up, XGBoost's DMatrix) is paid rarely.
-  for (std::size_t m = 0; m < models.size(); ++m) {
-    std::optional<SimilarityScorer> scorer;
-    // The profile's genes: read beside the classifier's features (logistic regression's sparse
-    // pass takes the ones outside the panel as extra columns; another classifier's dense features
-    // serve when they hold them all), else in a pass of their own.
-    const std::optional<LinearScores> linear = linear_scores(*models[m]);
-    std::vector<std::int64_t> extra;  // profile genes outside the panel
-    std::vector<std::int64_t> columns;  // the scorer's columns
-    if (has_profile(models[m])) {
-      std::vector<std::int64_t> panel_sorted = models[m]->panel.entrez_ids;
-      std::sort(panel_sorted.begin(), panel_sorted.end());
-      const std::vector<std::int64_t>& genes = models[m]->similarity.entrez_ids;
-      std::set_difference(genes.begin(), genes.end(), panel_sorted.begin(), panel_sorted.end(), std::back_inserter(extra));
-      if (linear || extra.empty()) {
-        columns = models[m]->panel.entrez_ids;
-        columns.insert(columns.end(), extra.begin(), extra.end());
-      } else {
-        columns = genes;
-      }
-      scorer.emplace(models[m]->similarity, columns);
+  // Predict every cell of `data` with `use` (per model its classes' columns in `class_columns`).
+  const auto predict = [&](const Dataset& data, const std::vector<const CellTypeModel*>& use,
+                           const std::vector<std::vector<std::size_t>>& class_columns) {
+    const std::int64_t cells = data.n_obs();
+    Predicted predicted;
+    predicted.probabilities.assign(static_cast<std::size_t>(cells) * c_all, 0.0f);
+    predicted.models_used.assign(static_cast<std::size_t>(cells), 0);
+    if (check_similarity) {
+      predicted.similarity.assign(static_cast<std::size_t>(cells), std::numeric_limits<float>::quiet_NaN());
+      predicted.judged.assign(static_cast<std::size_t>(cells), 0);
+      predicted.judged_like.assign(static_cast<std::size_t>(cells), 0);
     }
-    const auto score_block = [&](const SparseFeatureBlock& block) {
-      constexpr std::int64_t kRowsPerItem = 256;
-      parallel_for((block.n_rows + kRowsPerItem - 1) / kRowsPerItem, options.embed.num_threads, [&](std::int64_t item) {
-        for (std::int64_t r = item * kRowsPerItem; r < std::min(block.n_rows, (item + 1) * kRowsPerItem); ++r) {
-          const auto local = static_cast<std::size_t>(r);
-          if (block.empty[local] != 0) continue;
-          const auto start = static_cast<std::size_t>(block.starts[local]);
-          record_similarity(block.first_row + r, scorer->score(block.columns.data() + start, block.values.data() + start,
-                                                               static_cast<std::size_t>(block.counts[local])));
-        }
-      });
+    const auto record_similarity = [&](std::int64_t cell, const CellSimilarity& result) {  // (one thread per cell)
+      const auto row = static_cast<std::size_t>(cell);
+      if (result.best_class < 0) return;
+      if (std::isnan(predicted.similarity[row]) || result.similarity > predicted.similarity[row]) predicted.similarity[row] = result.similarity;
+      if (result.verdict == SimilarityVerdict::kShallow) return;
+      predicted.judged[row] = 1;
+      if (result.verdict == SimilarityVerdict::kLike) predicted.judged_like[row] = 1;
     };
-    if (scorer && !linear && !extra.empty()) {  // a pass of its own
-      ExpressionOptions settings = expression_options(options.embed);
-      settings.size_factor_genes = models[m]->library_genes();
-      // (no floor on the genes found: a query lacking them is judged on the ones it has, never refused)
-      stream_sparse_expression_features(dataset, table, models[m]->similarity.entrez_ids, settings, score_block, 0.0);
-      scorer.reset();
+    // Features are streamed block by block into the classifier: only the probabilities of all
+    // cells are kept, never all their features (a cell's prediction depends only on that cell).
+    // Consecutive blocks are gathered up to the memory cap before each prediction call, so that a
+    // classifier's per-call overhead (thread start-up, XGBoost's DMatrix) is paid rarely.
+    for (std::size_t m = 0; m < use.size(); ++m) {
+      std::optional<SimilarityScorer> scorer;
+      // The profile's genes: read beside the classifier's features (logistic regression's sparse
+      // pass takes the ones outside the panel as extra columns; another classifier's dense features
+      // serve when they hold them all), else in a pass of their own.
+      const std::optional<LinearScores> linear = linear_scores(*use[m]);
+      std::vector<std::int64_t> extra;  // profile genes outside the panel
+      std::vector<std::int64_t> columns;  // the scorer's columns
+      if (has_profile(use[m])) {
+        std::vector<std::int64_t> panel_sorted = use[m]->panel.entrez_ids;
+        std::sort(panel_sorted.begin(), panel_sorted.end());
+        const std::vector<std::int64_t>& genes = use[m]->similarity.entrez_ids;
+        std::set_difference(genes.begin(), genes.end(), panel_sorted.begin(), panel_sorted.end(), std::back_inserter(extra));
+        if (linear || extra.empty()) {
+          columns = use[m]->panel.entrez_ids;
+          columns.insert(columns.end(), extra.begin(), extra.end());
+        } else {
+          columns = genes;
+        }
+        scorer.emplace(use[m]->similarity, columns);
+      }
+      const auto score_block = [&](const SparseFeatureBlock& block) {
+        constexpr std::int64_t kRowsPerItem = 256;
+        parallel_for((block.n_rows + kRowsPerItem - 1) / kRowsPerItem, options.embed.num_threads, [&](std::int64_t item) {
+          for (std::int64_t r = item * kRowsPerItem; r < std::min(block.n_rows, (item + 1) * kRowsPerItem); ++r) {
+            const auto local = static_cast<std::size_t>(r);
+            if (block.empty[local] != 0) continue;
+            const auto start = static_cast<std::size_t>(block.starts[local]);
+            record_similarity(block.first_row + r, scorer->score(block.columns.data() + start, block.values.data() + start,
+                                                                 static_cast<std::size_t>(block.counts[local])));
+          }
+        });
+      };
+      if (scorer && !linear && !extra.empty()) {  // a pass of its own
+        ExpressionOptions settings = expression_options(options.embed);
+        settings.size_factor_genes = use[m]->library_genes();
+        // (no floor on the genes found: a query lacking them is judged on the ones it has, never refused)
+        stream_sparse_expression_features(data, table, use[m]->similarity.entrez_ids, settings, score_block, 0.0);
+        scorer.reset();
+      }
+      if (linear) {  // logreg on expression: sparse, fused
+        const ExpressionFeatures run = add_linear_probabilities(data, *use[m], *linear, table, options.embed, class_columns[m], c_all,
+                                                                predicted.probabilities, predicted.models_used,
+                                                                scorer ? SparseFeatureBlockCallback(score_block) : SparseFeatureBlockCallback(), extra);
+        annotation.warnings.insert(annotation.warnings.end(), run.warnings.begin(), run.warnings.end());
+        continue;
+      }
+      const std::size_t c = use[m]->class_names.size();
+      const auto width = static_cast<std::size_t>(std::max<std::int64_t>(1, use[m]->n_features()));
+      const std::size_t batch_rows = std::max<std::size_t>(1024, options.embed.memory_limit_bytes / (width * sizeof(float)));
+      std::vector<float> batch;
+      std::vector<std::uint8_t> batch_empty;
+      std::int64_t batch_first = 0;
+      const auto flush = [&] {
+        const auto rows = static_cast<std::int64_t>(batch_empty.size());
+        if (rows == 0) return;
+        const std::vector<float> probabilities = use[m]->classifier->predict_proba(batch.data(), rows, options.embed.num_threads);
+        for (std::int64_t i = 0; i < rows; ++i) {
+          if (batch_empty[static_cast<std::size_t>(i)] != 0) continue;
+          const auto row = static_cast<std::size_t>(batch_first + i);
+          ++predicted.models_used[row];
+          const float* p = probabilities.data() + static_cast<std::size_t>(i) * c;
+          for (std::size_t k = 0; k < c; ++k) {
+            if (class_columns[m][k] != SIZE_MAX) predicted.probabilities[row * c_all + class_columns[m][k]] += p[k];
+          }
+        }
+        batch.clear();
+        batch_empty.clear();
+      };
+      const auto gather = [&](std::int64_t first_row, std::int64_t n_rows, const float* features, const std::uint8_t* empty) {
+        if (scorer) {
+          for (std::int64_t i = 0; i < n_rows; ++i) {
+            if (empty[i] == 0) record_similarity(first_row + i, scorer->score_dense(features + static_cast<std::size_t>(i) * width));
+          }
+        }
+        if (!batch_empty.empty() && batch_empty.size() + static_cast<std::size_t>(n_rows) > batch_rows) flush();
+        if (batch_empty.empty()) batch_first = first_row;
+        batch.insert(batch.end(), features, features + static_cast<std::size_t>(n_rows) * width);
+        batch_empty.insert(batch_empty.end(), empty, empty + n_rows);
+      };
+      stream_model_features(data, *use[m], table, options.embed, gather, annotation.warnings);
+      flush();
     }
-    if (linear) {  // logreg on expression: sparse, fused
-      const ExpressionFeatures run = add_linear_probabilities(dataset, *models[m], *linear, table, options.embed, model_columns[m], c_all,
-                                                              annotation.probabilities, models_used,
-                                                              scorer ? SparseFeatureBlockCallback(score_block) : SparseFeatureBlockCallback(), extra);
-      annotation.warnings.insert(annotation.warnings.end(), run.warnings.begin(), run.warnings.end());
+    return predicted;
+  };
+  Predicted predicted = predict(dataset, models, model_columns);
+  // A padded sample's cells: predicted again by the models as used on its own genes.
+  std::vector<std::uint8_t> cannot_annotate;  // cells of a sample measuring too few genes
+  for (const PaddedGroup& group : groups) {
+    const RowSubsetDataset cells(dataset, group.rows, fmt::format("{} [{}={}]", dataset.path(), group.column, group.level));
+    std::vector<std::int64_t> genes;
+    std::set_difference(query_genes.begin(), query_genes.end(), group.padded.begin(), group.padded.end(), std::back_inserter(genes));
+    annotation.warnings.push_back(fmt::format(
+        "{}: {} of the query's genes have no count in any of its {} cells, among them {} of the {} genes that every cell type of the "
+        "reference expresses ({}), while other cells of the file count them: a sample padded with zeros when the file was joined "
+        "(anndata.concat(join=\"outer\"), a CELLxGENE Census query over datasets); its cells are annotated on the genes it measured{}",
+        cells.path(), group.padded.size(), group.rows.size(), group.n_absent, group.n_named, fmt::join(group.examples, ", "),
+        options.group.empty() ? fmt::format(" (samples told by obs '{}'; --group obs:COLUMN names another column, --group none "
+                                            "reads the file as one panel)", group.column)
+                              : std::string()));
+    Fitted fitted = fit(cells, genes, false);
+    PanelGroupUse record;
+    record.column = group.column;
+    record.level = group.level;
+    record.n_cells = static_cast<std::int64_t>(group.rows.size());
+    record.n_padded_genes = static_cast<std::int64_t>(group.padded.size());
+    if (fitted.too_few.empty()) record.models = fitted.uses;
+    annotation.panel_groups.push_back(std::move(record));
+    if (!fitted.too_few.empty()) {
+      annotation.warnings.push_back(fitted.too_few + ": its cells are left Unassigned (--allow-low-coverage annotates them anyway)");
+      if (cannot_annotate.empty()) cannot_annotate.assign(static_cast<std::size_t>(n), 0);
+      for (const std::int64_t row : group.rows) {
+        cannot_annotate[static_cast<std::size_t>(row)] = 1;
+        predicted.models_used[static_cast<std::size_t>(row)] = 0;
+        if (check_similarity) predicted.judged[static_cast<std::size_t>(row)] = 0;
+      }
       continue;
     }
-    const std::size_t c = models[m]->class_names.size();
-    const auto width = static_cast<std::size_t>(std::max<std::int64_t>(1, models[m]->n_features()));
-    const std::size_t batch_rows = std::max<std::size_t>(1024, options.embed.memory_limit_bytes / (width * sizeof(float)));
-    std::vector<float> batch;
-    std::vector<std::uint8_t> batch_empty;
-    std::int64_t batch_first = 0;
-    const auto flush = [&] {
-      const auto rows = static_cast<std::int64_t>(batch_empty.size());
-      if (rows == 0) return;
-      const std::vector<float> probabilities = models[m]->classifier->predict_proba(batch.data(), rows, options.embed.num_threads);
-      for (std::int64_t i = 0; i < rows; ++i) {
-        if (batch_empty[static_cast<std::size_t>(i)] != 0) continue;
-        const auto row = static_cast<std::size_t>(batch_first + i);
-        ++models_used[row];
-        const float* p = probabilities.data() + static_cast<std::size_t>(i) * c;
-        for (std::size_t k = 0; k < c; ++k) annotation.probabilities[row * c_all + model_columns[m][k]] += p[k];
+    // Each class the column it has as the whole query uses the model (SIZE_MAX: a class that
+    // model lost, left out).
+    std::vector<std::vector<std::size_t>> columns;
+    for (std::size_t m = 0; m < fitted.models.size(); ++m) {
+      const std::vector<std::string>& names = models[m]->class_names;
+      std::vector<std::size_t> of_model;
+      for (const std::string& name : fitted.models[m]->class_names) {
+        const auto at = std::find(names.begin(), names.end(), name);
+        of_model.push_back(at == names.end() ? SIZE_MAX : model_columns[m][static_cast<std::size_t>(at - names.begin())]);
       }
-      batch.clear();
-      batch_empty.clear();
-    };
-    const auto gather = [&](std::int64_t first_row, std::int64_t n_rows, const float* features, const std::uint8_t* empty) {
-      if (scorer) {
-        for (std::int64_t i = 0; i < n_rows; ++i) {
-          if (empty[i] == 0) record_similarity(first_row + i, scorer->score_dense(features + static_cast<std::size_t>(i) * width));
-        }
+      columns.push_back(std::move(of_model));
+    }
+    const Predicted in_group = predict(cells, fitted.models, columns);
+    for (std::size_t i = 0; i < group.rows.size(); ++i) {
+      const auto row = static_cast<std::size_t>(group.rows[i]);
+      std::copy_n(in_group.probabilities.begin() + static_cast<std::ptrdiff_t>(i * c_all), c_all,
+                  predicted.probabilities.begin() + static_cast<std::ptrdiff_t>(row * c_all));
+      predicted.models_used[row] = in_group.models_used[i];
+      if (check_similarity) {
+        predicted.similarity[row] = in_group.similarity[i];
+        predicted.judged[row] = in_group.judged[i];
+        predicted.judged_like[row] = in_group.judged_like[i];
       }
-      if (!batch_empty.empty() && batch_empty.size() + static_cast<std::size_t>(n_rows) > batch_rows) flush();
-      if (batch_empty.empty()) batch_first = first_row;
-      batch.insert(batch.end(), features, features + static_cast<std::size_t>(n_rows) * width);
-      batch_empty.insert(batch_empty.end(), empty, empty + n_rows);
-    };
-    stream_model_features(dataset, *models[m], table, options.embed, gather, annotation.warnings);
-    flush();
+    }
   }
+  annotation.probabilities = std::move(predicted.probabilities);
+  std::vector<std::int32_t> models_used = std::move(predicted.models_used);
+  annotation.similarity = std::move(predicted.similarity);
+  const std::vector<std::uint8_t> judged = std::move(predicted.judged);
+  const std::vector<std::uint8_t> judged_like = std::move(predicted.judged_like);
   const auto k_best = static_cast<std::size_t>(std::min<std::int64_t>(options.top_k, static_cast<std::int64_t>(c_all)));
   annotation.labels.resize(static_cast<std::size_t>(n));
   annotation.scores.resize(static_cast<std::size_t>(n));
@@ -605,7 +997,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     const auto row = static_cast<std::size_t>(i);
     float* p = annotation.probabilities.data() + row * c_all;
     if (models_used[row] == 0) {
-      ++n_empty;
+      if (cannot_annotate.empty() || cannot_annotate[row] == 0) ++n_empty;
       annotation.labels[row] = kUnassigned;
       annotation.scores[row] = 0;
       for (std::size_t k = 0; k < k_best; ++k) annotation.top_labels[k][row] = kUnassigned;
@@ -631,14 +1023,17 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   warn_about_low_gene_cells(dataset, options.embed.matrix, annotation);
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
-  // of the models' reference samples weighted by the cell's probabilities).
-  {
+  // of the models' reference samples weighted by the cell's probabilities), under the models'
+  // coverage of the genes its cells measured (`uses`: the query's, or a padded sample's for its
+  // `rows`).
+  annotation.gene_coverage.assign(static_cast<std::size_t>(n), 0.0f);
+  const auto cell_coverage = [&](const std::vector<ModelUse>& uses, const std::vector<std::int64_t>* rows) {
     std::vector<double> mass_sum(c_all, 0.0);
     std::vector<int> mass_models(c_all, 0);
     double dataset_mass = 0;
-    for (std::size_t m = 0; m < given.size(); ++m) {
-      const ModelCoverage& coverage = annotation.models[m].coverage;
-      dataset_mass += coverage.mass / static_cast<double>(given.size());
+    for (std::size_t m = 0; m < uses.size(); ++m) {
+      const ModelCoverage& coverage = uses[m].coverage;
+      dataset_mass += coverage.mass / static_cast<double>(uses.size());
       for (std::size_t c = 0; c < coverage.class_mass.size(); ++c) {
         const auto column = column_of.find(given[m]->class_names[c]);
         if (column == column_of.end()) continue;  // a class the refitted model lost
@@ -646,9 +1041,10 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         ++mass_models[column->second];
       }
     }
-    annotation.gene_coverage.assign(static_cast<std::size_t>(n), static_cast<float>(dataset_mass));
-    for (std::int64_t i = 0; i < n; ++i) {
-      const float* p = annotation.probabilities.data() + static_cast<std::size_t>(i) * c_all;
+    const std::int64_t count = rows == nullptr ? n : static_cast<std::int64_t>(rows->size());
+    for (std::int64_t r = 0; r < count; ++r) {
+      const auto i = static_cast<std::size_t>(rows == nullptr ? r : (*rows)[static_cast<std::size_t>(r)]);
+      const float* p = annotation.probabilities.data() + i * c_all;
       double weighted = 0;
       double weight = 0;
       for (std::size_t c = 0; c < c_all; ++c) {
@@ -656,8 +1052,12 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         weighted += p[c] * mass_sum[c] / mass_models[c];
         weight += p[c];
       }
-      if (weight > 0) annotation.gene_coverage[static_cast<std::size_t>(i)] = static_cast<float>(weighted / weight);
+      annotation.gene_coverage[i] = static_cast<float>(weight > 0 ? weighted / weight : dataset_mass);
     }
+  };
+  cell_coverage(annotation.models, nullptr);
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    if (!annotation.panel_groups[g].models.empty()) cell_coverage(annotation.panel_groups[g].models, &groups[g].rows);
   }
 
   if (clusters != nullptr) {
@@ -697,22 +1097,28 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     for (std::size_t row = 0; row < skip.size(); ++row) {
       if (skip[row] == 0) annotation.scores[row] = hierarchical.scores[row];
     }
-    // An uncertain cell of a class without a CL id has no coarser term to go to: say so.
+    // An uncertain cell of a class without a CL id (or with one the ontology lacks) has no
+    // coarser term to go to: say so.
     std::set<std::string> without_id;
     for (std::size_t c = 0; c < annotation.class_names.size(); ++c) {
-      if (annotation.class_cl_ids[c].empty()) without_id.insert(annotation.class_names[c]);
+      if (annotation.class_cl_ids[c].empty() || !options.ontology->contains(annotation.class_cl_ids[c])) without_id.insert(annotation.class_names[c]);
     }
     std::int64_t stranded = 0;
     std::set<std::string> stranded_classes;
     for (std::size_t row = 0; row < skip.size(); ++row) {
-      if (skip[row] != 0 || annotation.labels[row] != kUnassigned || without_id.count(annotation.flat_labels[row]) == 0) continue;
+      if (skip[row] != 0 || annotation.labels[row] != kUnassigned) continue;
+      // (its most probable class, whatever --min-score made of the flat label)
+      const float* p = annotation.probabilities.data() + row * c_all;
+      const std::string& best = annotation.class_names[static_cast<std::size_t>(std::max_element(p, p + c_all) - p)];
+      if (without_id.count(best) == 0) continue;
       ++stranded;
-      stranded_classes.insert(annotation.flat_labels[row]);
+      stranded_classes.insert(best);
     }
     if (stranded > 0) {
       annotation.warnings.push_back(fmt::format(
-          "--hierarchical: {} cells left Unassigned: their most probable class has no Cell Ontology id ({}), so no coarser term "
-          "can take them below a score of {}; train with --label-map TSV (columns label, cl_id) to name the classes' terms",
+          "--hierarchical: {} cells left Unassigned: their most probable class has no Cell Ontology id ({}) or one the ontology "
+          "lacks, so no coarser term can take them below a score of {}; train with --label-map TSV (columns label, cl_id) to name the "
+          "classes' terms, or pass the ontology release they come from (--ontology FILE)",
           stranded, fmt::join(stranded_classes, ", "), threshold));
     }
   }
@@ -766,6 +1172,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       }
     }
   }
+  // (a padded sample's pass may repeat a warning of the whole query's)
+  std::set<std::string> said;
+  annotation.warnings.erase(std::remove_if(annotation.warnings.begin(), annotation.warnings.end(),
+                                           [&said](const std::string& warning) { return !said.insert(warning).second; }),
+                            annotation.warnings.end());
   return annotation;
 }
 
@@ -888,6 +1299,13 @@ nlohmann::json to_json(const ModelUse& use) {
           {"refit_genes", use.refit_genes},
           {"refit_features", use.refit_panel},
           {"refit_seconds", use.refit_seconds}};
+}
+
+nlohmann::json to_json(const PanelGroupUse& group) {
+  nlohmann::json models = nlohmann::json::array();
+  for (const ModelUse& use : group.models) models.push_back(to_json(use));
+  return {{"column", group.column}, {"level", group.level}, {"n_cells", group.n_cells}, {"n_padded_genes", group.n_padded_genes},
+          {"models", models}};
 }
 
 }  // namespace celltyper

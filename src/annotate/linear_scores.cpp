@@ -3,6 +3,7 @@
 #include <celltyper/parallel.hpp>
 
 #include <algorithm>
+#include <cstdint>
 #include <cmath>
 
 namespace celltyper {
@@ -68,7 +69,9 @@ ExpressionFeatures add_linear_probabilities(const Dataset& dataset, const CellTy
         const double log_sum = max + std::log(sum);
         const auto row = static_cast<std::size_t>(block.first_row + r);
         ++models_used[row];
-        for (std::size_t k = 0; k < c; ++k) probabilities[row * c_all + columns[k]] += static_cast<float>(std::exp(z[k] - log_sum));
+        for (std::size_t k = 0; k < c; ++k) {
+          if (columns[k] != SIZE_MAX) probabilities[row * c_all + columns[k]] += static_cast<float>(std::exp(z[k] - log_sum));
+        }
       }
     });
     if (observe) observe(block);

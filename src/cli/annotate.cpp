@@ -25,6 +25,8 @@
 #include <cerrno>
 #include <chrono>
 #include <cstring>
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -112,13 +114,17 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                     "is refitted on the shared genes from the reference sample it carries)");
   command->add_flag("--allow-low-coverage", args->options.allow_low_coverage,
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
-  command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry) or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
+  command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry), loom, AnnData Zarr, an R object (.rds: Seurat, SingleCellExperiment, a matrix) or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
   command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad; for 10x and text input a new .h5ad of its counts, written only when asked)");
   command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file (10x and text input: the output, default INPUT.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
   command->add_option("--over-clustering", args->over_clustering, "obs:COLUMN of clusters: add a per-cluster majority vote");
+  command->add_option("--group", args->options.group,
+                      "Samples of a file joined from several (anndata.concat(join=\"outer\"), a CELLxGENE Census query): obs:COLUMN that "
+                      "tells them, or none; a sample padded with zeros on genes it never measured is annotated on the genes it measured "
+                      "(default: told by any categorical obs column of 2-64 levels)");
   command->add_option("--obs", args->cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the query's obs by cell name "
                       "(clusters for --over-clustering beside a text count table; kept in the new .h5ad --out writes for 10x and text input)");
@@ -151,6 +157,17 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       throw InputError("annotate needs either --model FILE (a trained model) or --reference REF.h5ad --label obs:COLUMN (train on the fly)");
     }
     if (!args->references.empty() && args->label.empty()) throw InputError("--reference needs --label obs:COLUMN (the references' cell types)");
+    {  // --out writes .h5ad: a name asking for another format is a mistake, not a file to overwrite
+      std::string extension = std::filesystem::path(args->out).extension().string();
+      std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+      if (extension == ".csv" || extension == ".tsv" || extension == ".txt" || extension == ".gz") {
+        throw InputError(fmt::format("--out {} names a table, but --out writes an .h5ad (the input with celltyper_* columns): pass "
+                                     "--csv {} for per-cell labels and scores as CSV", args->out, args->out));
+      }
+      if (extension == ".zarr" || extension == ".loom" || extension == ".rds") {
+        throw InputError(fmt::format("--out {}: --out writes AnnData .h5ad only (name it .h5ad; --csv FILE writes a table)", args->out));
+      }
+    }
     if (args->references.empty()) {
       for (const char* flag : {"--label", "--save-model", "--label-map", "--label-dataset", "--genes"}) {
         if (command->count(flag) > 0) throw InputError(fmt::format("{} applies to reference mode (--reference) only", flag));
@@ -240,8 +257,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    train.classifier, trained.n_cells, trained.model.class_names.size(),
                    trained.model.features == kFeaturesExpression ? trained.model.panel.size() : trained.model.genes.size(),
                    trained.n_shared_genes, trained.n_reference_genes, seconds);
-        for (const auto& warning : trained.warnings) fmt::print(stderr, "warning: {}\n", warning);
       }
+      print_warnings(trained.warnings);
       if (!args->save_model.empty()) save_model(trained.model, args->save_model);
       models.push_back(std::move(trained.model));
     }
@@ -268,6 +285,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       summary["warnings"] = annotation.warnings;
       summary["models"] = nlohmann::json::array();
       for (const ModelUse& use : annotation.models) summary["models"].push_back(to_json(use));
+      summary["panel_groups"] = nlohmann::json::array();
+      for (const PanelGroupUse& group : annotation.panel_groups) summary["panel_groups"].push_back(to_json(group));
       fmt::print("{}\n", summary.dump(2));
     } else {
       // (padded by characters here: "γδ T" is 4 wide, not its 6 bytes)
@@ -305,8 +324,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                                                                static_cast<double>(annotation.n_similarity_judged),
                    annotation.n_similarity_judged == n ? "" : fmt::format("; {} not judged (too shallow, or empty)", n - annotation.n_similarity_judged));
       }
-      for (const auto& warning : annotation.warnings) fmt::print(stderr, "warning: {}\n", warning);
     }
+    print_warnings(annotation.warnings);
   });
 }
 

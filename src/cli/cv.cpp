@@ -181,9 +181,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
         if (!global.quiet) fmt::print(stderr, "{} PNGs in {}\n", images.size(), args->png);
       }
     }
-    if (!global.quiet) {
-      for (const auto& warning : result.warnings) fmt::print(stderr, "warning: {}\n", warning);
-    }
+    print_warnings(result.warnings);
   });
 }
 

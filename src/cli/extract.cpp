@@ -87,8 +87,8 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
       fmt::print(stderr, "extracted {} cells x {} dims from {} fragments of {} files in {:.2f} s ({:.0f} cells/s, {}) -> {}\n", result.n_cells,
                  result.dims, result.n_fragments, result.n_files, result.seconds, static_cast<double>(result.n_cells) / result.seconds,
                  processes.description(), args->out);
-      for (const auto& warning : result.warnings) fmt::print(stderr, "warning: {}\n", warning);
     }
+    print_warnings(result.warnings);
   });
 }
 

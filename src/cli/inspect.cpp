@@ -77,7 +77,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = app.add_subcommand("inspect", "Describe a dataset: shape, encodings, value scale, obs columns, gene ids");
-  command->add_option("file", args->path, "An .h5ad file, a Cell Ranger .h5 file, an MTX directory (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry), a text count table (or a celltyper model: what it is)")->required();
+  command->add_option("file", args->path, "An .h5ad file, a Cell Ranger .h5 file, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry), loom, AnnData Zarr, an R object (.rds: Seurat, SingleCellExperiment, a matrix) or a text count table (.csv / .tsv / .txt, optionally .gz) (or a celltyper model: what it is)")->required();
   command->add_flag("--json", args->json, "Print machine-readable JSON");
   command->add_option("--layer", args->options.matrix, "Matrix to scan: X (default), raw, or a layer name");
   command->add_option("--max-cells", args->options.max_cells, "Scan about N cells, in 8 runs spread over the matrix (default: all)");

@@ -29,7 +29,7 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.fallthrough();  // global flags (--quiet) may follow the subcommand
   celltyper::cli::GlobalOptions global;
-  app.add_flag("-q,--quiet", global.quiet, "No progress output on stderr");
+  app.add_flag("-q,--quiet", global.quiet, "No progress or summary output on stderr (warnings still print)");
   auto& registry = celltyper::cli::command_registry();
   std::sort(registry.begin(), registry.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
   for (const auto& [key, factory] : registry) factory(app, global);

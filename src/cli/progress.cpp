@@ -48,6 +48,10 @@ void ProgressBar::draw(bool final) {
 
 bool progress_enabled(bool quiet) { return !quiet && isatty(STDERR_FILENO) != 0; }
 
+void print_warnings(const std::vector<std::string>& warnings) {
+  for (const auto& warning : warnings) fmt::print(stderr, "warning: {}\n", warning);
+}
+
 std::size_t parse_bytes(const std::string& text) {
   std::size_t used = 0;
   double value = 0;

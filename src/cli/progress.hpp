@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace celltyper::cli {
 
@@ -34,6 +35,10 @@ class ProgressBar {
 
 /// Whether progress should be drawn: stderr is a terminal and not --quiet.
 bool progress_enabled(bool quiet);
+
+/// Print each of `warnings` on stderr as "warning: ..." (always: --quiet silences progress and
+/// summaries, never a warning about the results).
+void print_warnings(const std::vector<std::string>& warnings);
 
 /// Largest byte count accepted (1024 TiB; larger values would overflow on the way to size_t).
 constexpr std::size_t kMaxByteCount = std::size_t{1} << 50;

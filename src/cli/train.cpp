@@ -53,7 +53,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   std::string classifiers;
   for (const auto& spec : classifier_specs()) classifiers += (classifiers.empty() ? "" : " | ") + spec.type;
   CLI::App* command = app.add_subcommand("train", "Train a cell-type classifier on labelled reference datasets and write a model file");
-  command->add_option("-r,--reference", args->references, "Labelled reference .h5ad files (comma-separated or repeated)")
+  command->add_option("-r,--reference", args->references, "Labelled references (comma-separated or repeated): .h5ad, or any input annotate reads (with --obs for the labels of a table)")
       ->required()
       ->delimiter(',');
   command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
@@ -244,8 +244,8 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
         if (!reference.value("counts_recovered", false)) continue;
         fmt::print(stderr, "{}: {}\n", reference.value("path", std::string()), reference.value("normalization_reason", std::string()));
       }
-      for (const auto& warning : result.warnings) fmt::print(stderr, "warning: {}\n", warning);
     }
+    print_warnings(result.warnings);
   });
 }
 

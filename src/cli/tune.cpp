@@ -78,7 +78,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
   for (const auto& spec : classifier_specs()) classifiers += (classifiers.empty() ? "" : " | ") + spec.type;
   CLI::App* command = app.add_subcommand(
       "tune", "Search a classifier's hyperparameters by validation macro-F1 (random search + successive halving) on labelled references");
-  command->add_option("-r,--reference", args->references, "Labelled reference .h5ad files (comma-separated or repeated)")
+  command->add_option("-r,--reference", args->references, "Labelled references (comma-separated or repeated): .h5ad, or any input annotate reads (with --obs for the labels of a table)")
       ->required()
       ->delimiter(',');
   command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
@@ -206,8 +206,8 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     fmt::print(stderr, "best: trial {} macro-F1 {:.4f} (accuracy {:.4f}); celltyper train ...{}\n", result.best.trial, result.best.macro_f1,
                result.best.accuracy, arguments);
     if (!args->out.empty()) fmt::print(stderr, "wrote {}\n", args->out);
-    for (const auto& warning : data.warnings) fmt::print(stderr, "warning: {}\n", warning);
-    for (const auto& warning : split.warnings) fmt::print(stderr, "warning: {}\n", warning);
+    print_warnings(data.warnings);
+    print_warnings(split.warnings);
   });
 }
 

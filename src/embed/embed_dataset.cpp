@@ -49,7 +49,14 @@ AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveR
 
 NormalizationChoice parse_normalization_choice(const std::string& text) {
   if (text == "auto") return NormalizationChoice::kAuto;
-  switch (parse_normalization(text)) {
+  Normalization given = Normalization::kNone;
+  try {
+    given = parse_normalization(text);
+  } catch (const InputError&) {  // (the choice also takes auto, the default)
+    throw InputError(fmt::format("unknown normalisation '{}' (expected auto, none, cp10k, log1p-cp10k, relog1p-cp10k, relog2-cp10k or "
+                                 "relog10-cp10k)", text));
+  }
+  switch (given) {
     case Normalization::kNone: return NormalizationChoice::kNone;
     case Normalization::kCp10k: return NormalizationChoice::kCp10k;
     case Normalization::kLog1pCp10k: return NormalizationChoice::kLog1pCp10k;

@@ -349,8 +349,12 @@ PanelStream open_panel_stream(const Dataset& dataset, const GeneTable& table, co
                                  opened.genes.column, to_string(opened.genes.id_type)));
   }
   if (found < 0.5) {
-    result.warnings.push_back(fmt::format("only {} of the {} panel genes are in {}: missing genes count as not expressed",
-                                          result.n_panel_genes_found, panel_genes.size(), dataset.path()));
+    result.warnings.push_back(fmt::format("only {} of the {} panel genes are in {}: {}", result.n_panel_genes_found, panel_genes.size(),
+                                          dataset.path(),
+                                          options.missing_genes_imputed
+                                              ? "the others take the mean of the references that measured them (--gene-pooling impute; "
+                                                "--gene-pooling shared trains on the genes every reference measured)"
+                                              : "missing genes count as not expressed"));
   }
   return stream;
 }

@@ -287,6 +287,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     // The same mapping as `train --harmonize-labels` (train.hpp).
     LabelHarmonization harmonized =
         harmonize_labels(all_labels, options.ontology, base.label_map, base.label_map_dataset, options.harmonize_labels, data_ids);
+    result.warnings.insert(result.warnings.end(), harmonized.warnings.begin(), harmonized.warnings.end());
     renames = std::move(harmonized.renames);
     cl_ids = std::move(harmonized.cl_ids);
     result.unmapped_labels = std::move(harmonized.unmapped);

@@ -368,6 +368,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   // ---- label mapping -----------------------------------------------------------------------
   LabelMapper mapper(ontology);
   if (!options.label_map.empty()) mapper.load_table(options.label_map);
+  if (std::string note = mapper.unknown_dataset_note(options.label_dataset); !note.empty()) evaluation.warnings.push_back(std::move(note));
   const auto map_prediction = [&](const std::string& label) {
     if (const auto found = model_cl_ids.find(label); found != model_cl_ids.end()) {
       LabelMatch match;
@@ -392,6 +393,10 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   }
   for (const auto& [label, count] : count_labels(truth)) {
     LabelMatch match = mapper.map(label, options.label_dataset);
+    if (!match.mapped() && !options.label_dataset.empty()) {  // (rows of the dataset first, as for the predictions and in train)
+      LabelMatch any = mapper.map(label);
+      if (any.mapped()) match = std::move(any);
+    }
     const bool from_data = match.kind != LabelMatchKind::kUserMap && take_data_term_id(label, truth_ids, ontology, match);
     if (from_data) match.kind = LabelMatchKind::kUserMap;
     LabelMappingRow row = mapping_row(label, count, match, ontology);

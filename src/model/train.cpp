@@ -606,10 +606,13 @@ nlohmann::json expression_reference_features(const LabelledReference& reference,
     options.log(fmt::format("expression features of {} ({} cells)", path, dataset.n_obs()));
     if (!reference.recovered_note.empty()) options.log(fmt::format("{}: {}", path, reference.recovered_note));
   }
-  const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, reference_index);
+  ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, reference_index);
+  settings.missing_genes_imputed = !scopes.empty();  // ("impute": every reference has its library scope)
   // Pooled references with different genes: a reference may lack most of the panel (imputed).
   const ExpressionFeatures computed = stream_expression_features(dataset, table, panel, settings, sink, data.n_shared_genes > 0 ? 0.0 : 0.05);
-  for (const auto& warning : computed.warnings) data.cells.warnings.push_back(fmt::format("{}: {}", path, warning));
+  for (const auto& warning : computed.warnings) {
+    data.cells.warnings.push_back(warning.find(path) == std::string::npos ? fmt::format("{}: {}", path, warning) : warning);
+  }
   data.normalizations.insert(to_string(computed.normalization));
   data.cells.dims = static_cast<int>(panel.size());
   return {{"path", path},
@@ -1029,6 +1032,8 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   if (!label_map.empty()) mapper.load_table(label_map);
   const LabelMapper names(ontology);
   LabelHarmonization result;
+  if (std::string note = mapper.unknown_dataset_note(label_map_dataset); !note.empty()) result.warnings.push_back(std::move(note));
+  std::vector<std::string> unknown_ids;  // "label (CL:...)" of table ids the ontology lacks
   for (const auto& label : labels) {
     LabelMatch found = mapper.map(label, label_map_dataset);
     if (!found.mapped() && !label_map_dataset.empty()) found = mapper.map(label);
@@ -1051,6 +1056,15 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
     }
     result.cl_ids[name] = found.cl_id;
     if (sources != nullptr) (*sources)[name] = source;
+    if (ontology != nullptr && !ontology->contains(found.cl_id)) unknown_ids.push_back(fmt::format("'{}' ({})", label, found.cl_id));
+  }
+  if (!unknown_ids.empty()) {
+    result.warnings.push_back(fmt::format(
+        "the label map gives {} an id that the Cell Ontology does not have{}: kept as the class's id, but annotate --hierarchical "
+        "and the ontology metrics cannot place it (a newer CL release than the installed one? --ontology FILE)",
+        unknown_ids.size() <= 6 ? fmt::format("{}", fmt::join(unknown_ids, ", "))
+                                : fmt::format("{} and {} more", fmt::join(unknown_ids.begin(), unknown_ids.begin() + 6, ", "), unknown_ids.size() - 6),
+        ontology->version().empty() ? std::string() : fmt::format(" (release {})", ontology->version())));
   }
   return result;
 }
@@ -1161,6 +1175,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     const LabelHarmonization mapped = harmonize_labels(distinct, options.ontology, options.label_map, options.label_map_dataset,
                                                        options.harmonize_labels, data_ids, &sources);
     data.label_cl_ids = mapped.cl_ids;
+    data.cells.warnings.insert(data.cells.warnings.end(), mapped.warnings.begin(), mapped.warnings.end());
     for (auto& [label, source] : sources) data.label_cl_id_sources[label] = source == "data" ? term_id_source : source;
     if (!options.harmonize_labels && !mapped.unmapped.empty() && options.warn_unmapped_labels) {
       // (annotate --hierarchical leaves an uncertain cell of such a class Unassigned: no coarser term)

@@ -9,6 +9,8 @@
 #include "celltyper/error.hpp"
 #include "celltyper/ontology.hpp"
 
+#include <fmt/format.h>
+
 namespace celltyper {
 namespace {
 
@@ -139,6 +141,27 @@ void LabelMapper::load_table(const std::filesystem::path& path) {
             origin);
   }
   if (stream.bad()) throw IoError("cannot read label map " + name);
+}
+
+std::vector<std::string> LabelMapper::datasets() const {
+  std::set<std::string> names;
+  for (const auto& [label, rows] : user_rows_) {
+    for (const UserRow& row : rows) {
+      if (!row.dataset.empty()) names.insert(row.dataset);
+    }
+  }
+  return {names.begin(), names.end()};
+}
+
+std::string LabelMapper::unknown_dataset_note(const std::string& dataset) const {
+  if (dataset.empty() || user_rows_.empty()) return "";
+  const std::vector<std::string> known = datasets();
+  if (std::binary_search(known.begin(), known.end(), dataset)) return "";
+  std::string listed;
+  for (std::size_t i = 0; i < known.size() && i < 12; ++i) listed += (i == 0 ? "" : ", ") + known[i];
+  if (known.size() > 12) listed += fmt::format(" and {} more", known.size() - 12);
+  return fmt::format("--label-dataset {}: no row of the label map names this dataset ({}): rows of every dataset are used", dataset,
+                     known.empty() ? std::string("its rows name none") : "its datasets: " + listed);
 }
 
 LabelMatch LabelMapper::finish(std::string_view label, TermIndex index, LabelMatchKind kind) const {

@@ -276,6 +276,26 @@ TEST_F(EvaluateCli, OntologyIdColumnGivesTheSameHierarchicalMetrics) {
   EXPECT_DOUBLE_EQ(c["overall"]["ontology"]["hierarchical_f1"].get<double>(), a["ontology"]["hierarchical_f1"].get<double>());
 }
 
+TEST_F(EvaluateCli, AMisspeltLabelDatasetIsWarnedAndEveryDatasetsRowsServe) {
+  // `--label-dataset pbmc68k` (the map says pbmc68k_reduced): the truth was left unmapped and
+  // the metrics silently wrong; now rows of every dataset serve it, as in train, with a warning.
+  const auto right = test::run_cli(evaluate_args({"--json", "-", "--embedding", "none"}));
+  ASSERT_EQ(right.exit_code, 0) << right.err;
+  std::vector<std::string> args = evaluate_args({"--json", "-", "--embedding", "none"});
+  *std::find(args.begin(), args.end(), "pbmc68k_reduced") = "pbmc68k";
+  const auto misspelt = test::run_cli(args);
+  ASSERT_EQ(misspelt.exit_code, 0) << misspelt.err;
+  const nlohmann::json a = nlohmann::json::parse(right.out);
+  const nlohmann::json b = nlohmann::json::parse(misspelt.out);
+  EXPECT_EQ(a["overall"]["ontology"]["n_mapped"], b["overall"]["ontology"]["n_mapped"]);
+  EXPECT_DOUBLE_EQ(a["overall"]["ontology"]["hierarchical_f1"].get<double>(), b["overall"]["ontology"]["hierarchical_f1"].get<double>());
+  EXPECT_NE(misspelt.err.find("warning: --label-dataset pbmc68k: no row of the label map names this dataset (its datasets: "),
+            std::string::npos)
+      << misspelt.err;
+  EXPECT_NE(misspelt.err.find("pbmc68k_reduced"), std::string::npos) << misspelt.err;
+  EXPECT_EQ(right.err.find("no row of the label map"), std::string::npos) << right.err;
+}
+
 TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {
   const test::TempDir out;
   const std::string path = out.file("small.h5ad");

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <map>
 
 namespace celltyper {
 namespace {
@@ -116,6 +117,106 @@ TEST(AccurateByDefault, GenesPaddedWithZerosAreReadAsNotMeasured) {
   std::size_t same = 0;
   for (std::size_t i = 0; i < plain_labels.size(); ++i) same += plain_labels[i] == padded_labels[i] ? 1 : 0;
   EXPECT_GE(same, plain_labels.size() - 7) << "labels of the padded file differ from the 765-gene file's";
+}
+
+TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
+  // A file joined from a whole transcriptome (300 pbmc3k cells) and a 765-gene panel padded
+  // with zeros (pbmc68k_reduced), as anndata.concat(join="outer") writes it: every gene has
+  // counts in some cell, so the whole-file rule sees no padding; the obs column telling the
+  // samples does. The padded sample's cells get the labels of the 765-gene file, the others those
+  // of the whole-file reading (--group none), which also reproduces the old labels.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const std::string script = fmt::format(
+      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "q = anndata.read_h5ad('{0}')\n"
+      "r = anndata.read_h5ad('{1}')\n"
+      "counts = sp.csr_matrix(q.layers['counts'], dtype=np.float32)\n"
+      "own = anndata.AnnData(counts, obs=pd.DataFrame(index=[f'q{{i}}' for i in range(q.n_obs)]), var=pd.DataFrame(index=list(q.var_names)))\n"
+      "own.write_h5ad('{2}')\n"
+      "whole = r[np.arange(0, r.n_obs, 9)].copy()\n"
+      "whole = anndata.AnnData(sp.csr_matrix(whole.X, dtype=np.float32), obs=pd.DataFrame(index=[f'r{{i}}' for i in range(whole.n_obs)]),\n"
+      "                        var=pd.DataFrame(index=list(whole.var_names)))\n"
+      "joined = anndata.concat({{'pbmc3k': whole, 'pbmc68k': own}}, join='outer', label='sample')\n"
+      "joined.X = sp.csr_matrix(joined.X, dtype=np.float32)\n"
+      "joined.obs['tissue'] = pd.Categorical(['blood'] * joined.n_obs)\n"
+      "joined.write_h5ad('{3}')\n"
+      "print(whole.n_obs, joined.shape)\n",
+      query, reference, dir.file("own.h5ad"), dir.file("joined.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("model.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto annotate = [&](const std::string& input, const std::string& csv, std::vector<std::string> extra) {
+    std::vector<std::string> args = {"annotate", "-m", dir.file("model.h5"), "-i", input, "--csv", dir.file(csv), "-o",
+                                     dir.file(csv + ".h5ad"), "--gene-table", table, "--json"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_cli(args);
+  };
+  const auto own = annotate(dir.file("own.h5ad"), "own.csv", {});
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  const auto joined = annotate(dir.file("joined.h5ad"), "joined.csv", {});
+  ASSERT_EQ(joined.exit_code, 0) << joined.err;
+  EXPECT_NE(joined.err.find("joined.h5ad [sample=pbmc68k]: "), std::string::npos) << joined.err;
+  EXPECT_NE(joined.err.find("a sample padded with zeros when the file was joined"), std::string::npos) << joined.err;
+  EXPECT_NE(joined.err.find("samples told by obs 'sample'"), std::string::npos) << joined.err;
+  const auto result = nlohmann::json::parse(joined.out);
+  ASSERT_EQ(result["panel_groups"].size(), 1u) << result.dump();
+  EXPECT_EQ(result["panel_groups"][0]["column"], "sample");
+  EXPECT_EQ(result["panel_groups"][0]["level"], "pbmc68k");
+  EXPECT_EQ(result["panel_groups"][0]["n_cells"], 700);
+  EXPECT_TRUE(result["panel_groups"][0]["models"][0]["refitted"].get<bool>());
+  EXPECT_FALSE(result["models"][0]["refitted"].get<bool>());  // the file as a whole measures every gene
+  const auto one_panel = annotate(dir.file("joined.h5ad"), "one_panel.csv", {"--group", "none"});
+  ASSERT_EQ(one_panel.exit_code, 0) << one_panel.err;
+  EXPECT_EQ(one_panel.err.find("padded"), std::string::npos) << one_panel.err;
+  EXPECT_TRUE(nlohmann::json::parse(one_panel.out)["panel_groups"].empty());
+  const auto named = annotate(dir.file("joined.h5ad"), "named.csv", {"--group", "obs:sample", "-q"});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_EQ(named.err.find("samples told by obs"), std::string::npos) << named.err;  // (the user named it)
+  // --quiet silences progress and summaries, not the warnings
+  EXPECT_NE(named.err.find("warning: " + dir.file("joined.h5ad") + " [sample=pbmc68k]: "), std::string::npos) << named.err;
+  EXPECT_EQ(named.err.find("annotated 994 cells"), std::string::npos) << named.err;
+
+  const auto labels = [](const std::string& path) {  // cell -> label
+    std::ifstream in(path);
+    std::map<std::string, std::string> rows;
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      const auto comma = line.find(',');
+      rows[line.substr(0, comma)] = line.substr(comma + 1, line.find(',', comma + 1) - comma - 1);
+    }
+    return rows;
+  };
+  const auto own_labels = labels(dir.file("own.csv"));
+  const auto joined_labels = labels(dir.file("joined.csv"));
+  const auto one_panel_labels = labels(dir.file("one_panel.csv"));
+  EXPECT_EQ(labels(dir.file("named.csv")), joined_labels);
+  ASSERT_EQ(own_labels.size(), 700u);
+  ASSERT_EQ(joined_labels.size(), 700u + 294u);
+  std::size_t same_as_own = 0;
+  std::size_t one_panel_same_as_own = 0;
+  for (const auto& [cell, label] : own_labels) {
+    // (anndata.concat keeps the names: q0.., r0..)
+    same_as_own += joined_labels.at(cell) == label ? 1 : 0;
+    one_panel_same_as_own += one_panel_labels.at(cell) == label ? 1 : 0;
+  }
+  EXPECT_GE(same_as_own, 693u) << "the padded sample's labels differ from the 765-gene file's";
+  EXPECT_LT(one_panel_same_as_own, same_as_own) << "read as one panel, the padded cells should be called from their zeros";
+  for (const auto& [cell, label] : joined_labels) {
+    if (cell[0] == 'r') EXPECT_EQ(label, one_panel_labels.at(cell)) << cell;  // the whole transcriptome's cells: as before
+  }
+  std::printf("padded sample: %zu of 700 labels of the 765-gene file (read as one panel: %zu)\n", same_as_own, one_panel_same_as_own);
+
+  // A column that is not there: its name and the columns that are.
+  const auto missing = annotate(dir.file("joined.h5ad"), "missing.csv", {"--group", "obs:batch"});
+  EXPECT_EQ(missing.exit_code, 2) << missing.err;
+  EXPECT_NE(missing.err.find("batch"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("sample"), std::string::npos) << missing.err;
 }
 
 TEST(ReferenceMode, TrainsOnTheSharedGenesLikeTheRefittedModel) {

@@ -666,6 +666,37 @@ TEST(TrainAnnotateCli, ModelsNamingOneTermDifferentlyAreAveragedAsOneClass) {
   EXPECT_LT(columns, by_name.class_names.size() + by_term.class_names.size());
 }
 
+TEST(TrainAnnotateCli, ALabelMapIdTheOntologyLacksIsWarnedInTrainAndAnnotate) {
+  // A label map giving DC an id the installed ontology does not have: kept (a newer CL release
+  // may have it), said at training, and annotate --hierarchical counts its uncertain cells among
+  // those no coarser term can take.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  const std::string ontology = test::shared_data("cell-ontology/cl-basic.obo");
+  test::TempDir dir;
+  {
+    std::ofstream map(dir.file("map.tsv"));
+    map << "label\tcl_id\nB\tCL:0000236\nNaive CD4 T\tCL:0000895\nMemory CD4 T\tCL:0000897\nCD14+ Mono\tCL:0001054\n"
+           "CD8 T\tCL:0000625\nFCGR3A+ Mono\tCL:0002396\nNK\tCL:0000623\nDC\tCL:9999999\nPlatelet\tCL:0000233\n";
+  }
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "celltype", "--gene-table", table, "--label-map", dir.file("map.tsv"),
+                                    "--ontology", ontology, "-o", dir.file("model.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  EXPECT_NE(train.err.find("warning: the label map gives 'DC' (CL:9999999) an id that the Cell Ontology does not have"), std::string::npos)
+      << train.err;
+  const CellTypeModel model = load_model(dir.file("model.h5"));
+  const auto dc = std::find(model.class_names.begin(), model.class_names.end(), "DC") - model.class_names.begin();
+  ASSERT_LT(static_cast<std::size_t>(dc), model.class_names.size());
+  EXPECT_EQ(model.class_cl_ids[static_cast<std::size_t>(dc)], "CL:9999999");
+  const auto annotate = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", query, "--layer", "counts", "--hierarchical",
+                                       "--min-score", "0.99", "--ontology", ontology, "--csv", dir.file("out.csv"), "-o",
+                                       dir.file("out.h5ad"), "--gene-table", table, "-q"});
+  ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
+  EXPECT_NE(annotate.err.find("their most probable class has no Cell Ontology id (DC) or one the ontology lacks"), std::string::npos)
+      << annotate.err;
+}
+
 TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
@@ -709,6 +740,9 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
       {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("g.h5"), "--classifier", "forest"},
        "unknown classifier 'forest' (known: logreg, "},
       {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("h.h5ad")}, "not a celltyper model"},
+      {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("i.csv")},
+       fmt::format("--out {0} names a table, but --out writes an .h5ad (the input with celltyper_* columns): pass --csv {0}", dir.file("i.csv"))},
+      {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("j.zarr")}, "--out writes AnnData .h5ad only"},
   };
   for (const auto& c : cases) {
     const auto result = test::run_cli(c.args);
@@ -717,7 +751,7 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
     EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
     EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
   }
-  for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "h.h5ad"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
+  for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "h.h5ad", "i.csv", "j.zarr"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
 
   // A class of one cell is left out, with a warning; labels that differ only in surrounding
   // spaces or case are one class (the most frequent spelling).

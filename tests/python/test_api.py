@@ -325,6 +325,42 @@ def test_reference_mode_equals_cli(tmp_path, pbmc3k, pbmc68k):
 
 
 @needs_data
+def test_a_padded_sample_of_a_joined_anndata_is_annotated_on_its_own_genes_as_in_the_cli(tmp_path, pbmc3k, pbmc68k):
+    # pbmc68k_reduced's 765 genes joined to pbmc3k cells (anndata.concat(join="outer")): its cells
+    # get the labels of the 765-gene object, as `celltyper annotate` gives them from the file.
+    model = str(tmp_path / "m.h5")
+    cli("train", "--reference", PBMC3K, "--label", "obs:celltype", "--out", model)
+    own = anndata.AnnData(sp.csr_matrix(pbmc68k.layers["counts"], dtype=np.float32), obs=pbmc68k.obs[[]].copy(), var=pbmc68k.var[[]].copy())
+    whole = pbmc3k[::9].copy()
+    whole = anndata.AnnData(sp.csr_matrix(whole.X, dtype=np.float32), obs=whole.obs[[]].copy(), var=whole.var[[]].copy())
+    joined = anndata.concat({"pbmc3k": whole, "pbmc68k": own}, join="outer", label="sample", index_unique="-")
+    joined.X = sp.csr_matrix(joined.X, dtype=np.float32)
+    path = str(tmp_path / "joined.h5ad")
+    joined.write_h5ad(path)
+    out = str(tmp_path / "out.h5ad")
+    cli("annotate", "--model", model, "--input", path, "--out", out)
+    expected = anndata.read_h5ad(out)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = celltyper.annotate(joined, model, inplace=False)
+    padded_warnings = [str(w.message) for w in caught if "a sample padded with zeros" in str(w.message)]
+    assert len(padded_warnings) == 1 and "group='none' reads the file as one panel" in padded_warnings[0], padded_warnings
+    assert [(g["column"], g["level"], g["n_cells"]) for g in result.panel_groups] == [("sample", "pbmc68k", 700)]
+    assert list(result.labels.astype(str)) == list(expected.obs["celltyper_label"].astype(str))
+    alone = celltyper.annotate(own, model, inplace=False)
+    padded = result.labels[joined.obs["sample"] == "pbmc68k"].astype(str).to_numpy()
+    assert (padded == alone.labels.astype(str).to_numpy()).mean() >= 0.99
+    one_panel = celltyper.annotate(joined, model, group="none", inplace=False)
+    assert one_panel.panel_groups == []
+    assert (one_panel.labels[joined.obs["sample"] == "pbmc68k"].astype(str).to_numpy() == alone.labels.astype(str).to_numpy()).mean() < 0.95
+    named = celltyper.annotate(joined, model, group="obs:sample", inplace=False)
+    assert list(named.labels.astype(str)) == list(result.labels.astype(str))
+    # a notebook's last line shows a summary, not every Series
+    text = repr(result)
+    assert text.startswith("AnnotationResult(994 cells: ") and "padded sample" in text and len(text.splitlines()) == 1
+
+
+@needs_data
 def test_evaluate_equals_cli(tmp_path, pbmc68k):
     model = str(tmp_path / "m.h5")
     cli("train", "--reference", PBMC3K, "--label", "obs:celltype", "--label-map", LABEL_MAP, "--label-dataset", "pbmc3k-seurat-labels",
@@ -507,6 +543,18 @@ def test_duplicate_indices_are_refused_and_unsorted_ones_sorted_with_a_warning()
     with pytest.warns(UserWarning, match="unsorted column indices"):
         spec = celltyper._dataset(tiny(unsorted))
     assert list(spec["indices"][:2]) == [1, 3]
+
+
+def test_misspelt_keywords_and_an_anndata_for_a_model_are_named():
+    good = tiny()
+    with pytest.raises(TypeError, match="unexpected keyword argument 'heirarchical'; did you mean 'hierarchical'"):
+        celltyper.annotate(good, "model.h5", heirarchical=True)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'dim'; did you mean 'dims'"):
+        celltyper.embed(good, dim=10)
+    with pytest.raises(TypeError, match="model is an AnnData; pass a Model or a model file, or train on the fly with reference="):
+        celltyper.annotate(good, good)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'zzz'$"):  # nothing close: Python's own message
+        celltyper.annotate(good, "model.h5", zzz=1)
 
 
 def test_annotate_needs_a_model_or_a_reference():
