@@ -160,8 +160,8 @@ def build_stores(celltyper, directory, extra, wanted=None):
     for item in extra:
         name, path = item.split("=", 1)
         stores[name] = (path, None)
-    if wanted is not None:
-        return {name: stores[name] for name in stores if name in wanted or name == "lsa-256"}
+    if wanted is not None:  # (in the order asked, the default store first)
+        return {name: stores[name] for name in ["lsa-256"] + [w for w in wanted if w != "lsa-256"] if name in stores}
     return stores
 
 

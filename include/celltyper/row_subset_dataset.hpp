@@ -15,7 +15,7 @@ namespace celltyper {
 /// The rows `rows` (ascending, distinct, within base's cells) of `base` (not owned; must outlive
 /// this), in that order: obs holds their rows, every matrix source their rows, var is base's.
 /// Row i of this dataset is row rows[i] of base. Reading a block gathers its rows from base in
-/// runs of consecutive rows.
+/// runs of close rows (one read of each run's span). A reader holds its own copy of the rows.
 class RowSubsetDataset final : public Dataset {
  public:
   /// `name` is the dataset's path() in messages (e.g. "FILE [study=Wang]").

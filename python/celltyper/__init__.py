@@ -343,6 +343,10 @@ _MEMORY_LIMIT = 8 << 20
 
 
 def _common(options: dict, *, threads: int, verbose: bool, gene_table, genes, gene_column, normalization) -> dict:
+    for what, path in (("gene store", genes), ("gene table", gene_table), ("label map", options.get("label_map")),
+                       ("ontology", options.get("ontology"))):
+        if path and not os.path.exists(os.fspath(path)):  # (as a model path: the error of a missing file)
+            raise FileNotFoundError(f"cannot open {what} {os.fspath(path)}: no such file")
     options.update({"threads": int(threads), "verbose": bool(verbose), "memory_limit": _MEMORY_LIMIT, "gene_table": os.fspath(gene_table) if gene_table else "",
                     "genes": os.fspath(genes) if genes else _default_store(), "gene_column": gene_column or "",
                     "normalization": normalization})
@@ -460,7 +464,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
 
     `group`: for an AnnData joined from samples measuring different genes (anndata.concat(
     join="outer"), a CELLxGENE Census query), the obs column telling the samples, or "none";
-    by default any categorical obs column of 2-64 categories. A sample padded with zeros on genes
+    by default any categorical (or text) obs column of 2-64 values. A sample padded with zeros on genes
     it never measured is annotated on the genes it measured (`result.panel_groups` says which).
     """
     if keep_model is not None:  # (the trained model always keeps its reference sample now)
@@ -477,9 +481,16 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     cores = [(m if isinstance(m, Model) else load_model(m))._core for m in models]
     over = _strip(over_clustering)
     group = _strip(group)
-    if group is None:  # the columns that may tell samples apart (as the command line reads an .h5ad's)
-        samples = [str(c) for c in adata.obs.columns
-                   if str(adata.obs[c].dtype) == "category" and 2 <= len(adata.obs[c].cat.categories) <= 64]
+    if group is None:  # the columns that may tell samples apart, as the command line reads an .h5ad's
+        samples = []
+        for column in adata.obs.columns:
+            values = adata.obs[column]
+            if str(values.dtype) == "category":
+                if 2 <= len(values.cat.categories) <= 64:
+                    samples.append(str(column))
+            elif values.dtype == object or str(values.dtype) == "string":  # text: 2-64 distinct values
+                if 2 <= values.nunique(dropna=True) <= 64:
+                    samples.append(str(column))
     else:
         samples = [] if group == "none" else [group]
     query = _dataset(adata, layer=layer, use_raw=use_raw, obs_columns=list(dict.fromkeys(([over] if over else []) + samples)),
@@ -570,16 +581,19 @@ def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_
           inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, gene_column: Optional[str] = None,
           normalization: str = "auto"):
     """GenePT-w cell embeddings (expression-weighted sums of gene vectors, L2-normalised), as
-    `celltyper embed`: writes obsm[key] (with `inplace`) and returns the cells x dims array."""
+    `celltyper embed`: writes obsm[key] and uns['celltyper_embedding'] (its provenance, JSON; with
+    `inplace`) and returns the cells x dims array."""
     spec = _dataset(adata, layer=layer, use_raw=use_raw)
     options = _common({"dims": dims}, threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     values, info = _core.embed(spec, options)
     values = np.asarray(values)
-    for warning in json.loads(info).get("warnings", []):
+    info = json.loads(info)
+    for warning in info.get("warnings", []):
         _warnings.warn(embed.speak(warning), stacklevel=3)
     if inplace:
         adata.obsm[key] = values
+        adata.uns["celltyper_embedding"] = json.dumps(info.get("provenance", {}))  # (as `celltyper embed` writes an .h5ad)
     return values
 
 

@@ -332,6 +332,11 @@ constexpr std::size_t kPanelGroupMaxLevels = 64;
 constexpr std::int64_t kPanelGroupScanCells = 500;
 constexpr std::int64_t kPanelGroupScanTotal = 8000;
 constexpr std::int64_t kPanelGroupScanRuns = 4;
+/// A column named by --group may have more levels than kPanelGroupMaxLevels, up to this.
+constexpr std::size_t kPanelGroupMaxNamedLevels = 1024;
+/// A column-compressed matrix above this many values (the CSC reader's transpose cache) reads
+/// whole for every run of rows: not scanned for samples unless --group names the column.
+constexpr std::int64_t kPanelGroupMaxCscValues = std::int64_t{16} << 20;
 
 /// The cells of one sample of a joined file whose panel is padded with zeros (see padded_groups).
 struct PaddedGroup {
@@ -358,15 +363,28 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
                                        const GeneResolveResult& resolved, const std::vector<const CellTypeModel*>& models,
                                        const std::vector<std::int64_t>& measured, const std::string& group) {
   if (group == "none") return {};
+  const std::string named_column = group.empty() ? std::string() : group.rfind("obs:", 0) == 0 ? group.substr(4) : group;
+  std::optional<DataFrame> named_obs;  // (a named column is read, and so checked, whatever the models)
+  if (!named_column.empty()) named_obs = dataset.read_obs_columns({named_column});
   if (std::none_of(models.begin(), models.end(), [](const CellTypeModel* model) { return !model->reference.empty(); })) return {};
+  // A large column-compressed matrix reads whole for every run of rows: no scan unless asked.
+  if (const MatrixInfo info = dataset.matrix_info(matrix); named_column.empty() && info.encoding == MatrixEncoding::kCsc &&
+                                                           info.nnz > kPanelGroupMaxCscValues) {
+    return {};
+  }
   // Candidate columns: per cell the code of its level (-1: none).
   struct Candidate {
     std::string name;
     std::vector<std::string> levels;
-    std::vector<std::int32_t> codes;
+    std::vector<std::int16_t> codes;
     std::vector<std::int64_t> sizes;  // per level
   };
   std::vector<Candidate> candidates;
+  const auto too_many_levels = [&](const std::string& name) {
+    throw InputError(fmt::format("--group obs:{}: more than {} distinct values in {}: a column telling the samples of a joined file "
+                                 "(a dataset, a batch) has few",
+                                 name, kPanelGroupMaxNamedLevels, dataset.path()));
+  };
   const auto add_candidate = [&](const Column& column, bool named) {
     Candidate candidate;
     candidate.name = column.name;
@@ -377,10 +395,11 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
       for (const std::int32_t code : column.codes) {
         if (code >= 0 && static_cast<std::size_t>(code) < sizes.size()) ++sizes[static_cast<std::size_t>(code)];
       }
-      std::vector<std::int32_t> level_of(sizes.size(), -1);
+      std::vector<std::int16_t> level_of(sizes.size(), -1);
       for (std::size_t c = 0; c < sizes.size(); ++c) {
         if (sizes[c] == 0) continue;
-        level_of[c] = static_cast<std::int32_t>(candidate.levels.size());
+        if (candidate.levels.size() == kPanelGroupMaxNamedLevels) too_many_levels(column.name);
+        level_of[c] = static_cast<std::int16_t>(candidate.levels.size());
         candidate.levels.push_back(column.categories[c]);
         candidate.sizes.push_back(sizes[c]);
       }
@@ -388,20 +407,21 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
       candidate.codes.resize(n);
       for (std::size_t row = 0; row < n; ++row) {
         const std::int32_t code = column.codes[row];
-        candidate.codes[row] = code >= 0 && static_cast<std::size_t>(code) < level_of.size() ? level_of[static_cast<std::size_t>(code)] : -1;
+        candidate.codes[row] = code >= 0 && static_cast<std::size_t>(code) < level_of.size() ? level_of[static_cast<std::size_t>(code)] : std::int16_t{-1};
       }
       candidates.push_back(std::move(candidate));
       return;
     }
     candidate.codes.assign(n, -1);
-    std::map<std::string, std::int32_t> code_of;
+    std::map<std::string, std::int16_t> code_of;
     for (std::size_t row = 0; row < n; ++row) {
       if (column.is_missing(row)) continue;
       std::string value = column.value_as_string(row);
       auto found = code_of.find(value);
       if (found == code_of.end()) {
         if (!named && code_of.size() == kPanelGroupMaxLevels) return;  // too many levels for samples
-        found = code_of.emplace(value, static_cast<std::int32_t>(candidate.levels.size())).first;
+        if (code_of.size() == kPanelGroupMaxNamedLevels) too_many_levels(column.name);
+        found = code_of.emplace(value, static_cast<std::int16_t>(candidate.levels.size())).first;
         candidate.levels.push_back(std::move(value));
         candidate.sizes.push_back(0);
       }
@@ -411,16 +431,31 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
     if (candidate.levels.size() < 2) return;
     candidates.push_back(std::move(candidate));
   };
-  if (!group.empty()) {
-    const std::string name = group.rfind("obs:", 0) == 0 ? group.substr(4) : group;
-    const DataFrame obs = dataset.read_obs_columns({name});
-    add_candidate(obs.at(name, fmt::format("obs of {}", dataset.path())), true);
+  if (named_obs) {
+    add_candidate(named_obs->at(named_column, fmt::format("obs of {}", dataset.path())), true);
   } else {
-    const DataFrame obs = dataset.read_obs();  // (one read: the index once)
-    for (const Column& column : obs.columns) {
+    // Every column in one read (the index once); a column the reader cannot parse is left out
+    // (it would not stop an annotation that never needed it): then column by column.
+    const auto consider = [&](const Column& column) {
       if ((column.kind == ColumnKind::kCategorical && column.categories.size() >= 2) || column.kind == ColumnKind::kString) {
         add_candidate(column, false);
       }
+    };
+    const std::vector<std::string> names = dataset.obs_column_names();
+    std::optional<DataFrame> obs;
+    try {
+      obs = dataset.read_obs_columns(names);
+    } catch (const InputError&) {
+      for (const std::string& name : names) {
+        try {
+          const DataFrame one = dataset.read_obs_columns({name});
+          if (const Column* column = one.find(name)) consider(*column);
+        } catch (const InputError&) {
+        }
+      }
+    }
+    if (obs) {
+      for (const Column& column : obs->columns) consider(column);
     }
   }
   if (candidates.empty()) return {};
@@ -499,7 +534,9 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
     const auto reader = sampled.open_matrix(matrix);
     std::vector<std::int64_t> stamp(slot_genes.size(), -1);
     std::vector<std::int32_t> hits;
-    for_each_block(*reader, stream_options(sampled, matrix, std::size_t{32} << 20), [&](const CsrBlock& block) {
+    BlockStreamOptions stream = stream_options(sampled, matrix, std::size_t{32} << 20);
+    stream.refuse_non_finite = false;  // (the annotation's own pass names such a cell by its row in the file)
+    for_each_block(*reader, stream, [&](const CsrBlock& block) {
       for (std::int64_t i = 0; i < block.n_rows; ++i) {
         const std::int64_t local = block.first_row + i;
         const std::int64_t row = sample[static_cast<std::size_t>(local)];
@@ -593,9 +630,14 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
     std::set_intersection(padded.padded.begin(), padded.padded.end(), measured.begin(), measured.end(), std::back_inserter(in_measured));
     padded.padded = std::move(in_measured);
     if (padded.padded.empty()) continue;
-    padded.n_absent = verdict.n_absent;
+    // (the ubiquitous genes its sampled cells lack that no cell of it counts)
+    std::vector<std::int64_t> absent;
+    std::sort(verdict.absent.begin(), verdict.absent.end());
+    std::set_intersection(verdict.absent.begin(), verdict.absent.end(), padded.padded.begin(), padded.padded.end(), std::back_inserter(absent));
+    if (absent.size() < kPaddingMinAbsent) continue;  // (its sampled cells missed them by chance)
+    padded.n_absent = absent.size();
     padded.n_named = verdict.n_named;
-    for (const std::int64_t entrez : verdict.absent) {
+    for (const std::int64_t entrez : absent) {
       if (padded.examples.size() == 5) break;
       if (const std::int32_t gene = table.find_entrez(entrez); gene != kNoGene) padded.examples.push_back(table.gene(gene).symbol);
     }
@@ -845,7 +887,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       const std::optional<LinearScores> linear = linear_scores(*use[m]);
       std::vector<std::int64_t> extra;  // profile genes outside the panel
       std::vector<std::int64_t> columns;  // the scorer's columns
-      if (has_profile(use[m])) {
+      if (check_similarity && has_profile(use[m])) {  // (a refit for a padded sample has a profile the query's models may lack)
         std::vector<std::int64_t> panel_sorted = use[m]->panel.entrez_ids;
         std::sort(panel_sorted.begin(), panel_sorted.end());
         const std::vector<std::int64_t>& genes = use[m]->similarity.entrez_ids;
@@ -925,6 +967,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   Predicted predicted = predict(dataset, models, model_columns);
   // A padded sample's cells: predicted again by the models as used on its own genes.
   std::vector<std::uint8_t> cannot_annotate;  // cells of a sample measuring too few genes
+  std::map<std::vector<std::int64_t>, Fitted> fits;
   for (const PaddedGroup& group : groups) {
     const RowSubsetDataset cells(dataset, group.rows, fmt::format("{} [{}={}]", dataset.path(), group.column, group.level));
     std::vector<std::int64_t> genes;
@@ -937,7 +980,10 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         options.group.empty() ? fmt::format(" (samples told by obs '{}'; --group obs:COLUMN names another column, --group none "
                                             "reads the file as one panel)", group.column)
                               : std::string()));
-    Fitted fitted = fit(cells, genes, false);
+    // (samples measuring the same genes share one fit)
+    auto cached = fits.find(genes);
+    if (cached == fits.end()) cached = fits.emplace(genes, fit(cells, genes, false)).first;
+    const Fitted& fitted = cached->second;
     PanelGroupUse record;
     record.column = group.column;
     record.level = group.level;
@@ -948,10 +994,16 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     if (!fitted.too_few.empty()) {
       annotation.warnings.push_back(fitted.too_few + ": its cells are left Unassigned (--allow-low-coverage annotates them anyway)");
       if (cannot_annotate.empty()) cannot_annotate.assign(static_cast<std::size_t>(n), 0);
-      for (const std::int64_t row : group.rows) {
-        cannot_annotate[static_cast<std::size_t>(row)] = 1;
-        predicted.models_used[static_cast<std::size_t>(row)] = 0;
-        if (check_similarity) predicted.judged[static_cast<std::size_t>(row)] = 0;
+      for (const std::int64_t row : group.rows) {  // (nothing the models said of its zeros stays)
+        const auto cell = static_cast<std::size_t>(row);
+        cannot_annotate[cell] = 1;
+        predicted.models_used[cell] = 0;
+        std::fill_n(predicted.probabilities.begin() + static_cast<std::ptrdiff_t>(cell * c_all), c_all, 0.0f);
+        if (check_similarity) {
+          predicted.similarity[cell] = std::numeric_limits<float>::quiet_NaN();
+          predicted.judged[cell] = 0;
+          predicted.judged_like[cell] = 0;
+        }
       }
       continue;
     }
@@ -1057,7 +1109,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   };
   cell_coverage(annotation.models, nullptr);
   for (std::size_t g = 0; g < groups.size(); ++g) {
-    if (!annotation.panel_groups[g].models.empty()) cell_coverage(annotation.panel_groups[g].models, &groups[g].rows);
+    if (!annotation.panel_groups[g].models.empty()) {
+      cell_coverage(annotation.panel_groups[g].models, &groups[g].rows);
+    } else {  // (too few genes to annotate: next to none of the reference expression)
+      for (const std::int64_t row : groups[g].rows) annotation.gene_coverage[static_cast<std::size_t>(row)] = 0.0f;
+    }
   }
 
   if (clusters != nullptr) {

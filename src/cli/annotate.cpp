@@ -124,7 +124,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--group", args->options.group,
                       "Samples of a file joined from several (anndata.concat(join=\"outer\"), a CELLxGENE Census query): obs:COLUMN that "
                       "tells them, or none; a sample padded with zeros on genes it never measured is annotated on the genes it measured "
-                      "(default: told by any categorical obs column of 2-64 levels)");
+                      "(default: told by any categorical or text obs column of 2-64 values)");
   command->add_option("--obs", args->cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the query's obs by cell name "
                       "(clusters for --over-clustering beside a text count table; kept in the new .h5ad --out writes for 10x and text input)");

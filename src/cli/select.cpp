@@ -105,8 +105,8 @@ void add_select(CLI::App& app, const GlobalOptions& global) {
       document.erase("files");
       fmt::print("{}\n", document.dump(2));
     }
+    for (const auto& failure : table.failures) fmt::print(stderr, "warning: skipped {}\n", failure);  // (under --quiet too)
     if (!global.quiet) {
-      for (const auto& failure : table.failures) fmt::print(stderr, "warning: skipped {}\n", failure);
       const Selection& best = result.best();
       fmt::print(stderr, "selected {} of {} fragments ({} cells of budget {}) from {} files, {} classes -> {}\n", best.fragments.size(),
                  table.fragments.size(), best.n_cells, args->options.budget_cells, table.files.size(), table.classes.size(), args->out);

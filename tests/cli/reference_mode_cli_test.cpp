@@ -219,6 +219,72 @@ TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
   EXPECT_NE(missing.err.find("sample"), std::string::npos) << missing.err;
 }
 
+TEST(AccurateByDefault, PaddedSamplesWithEnsemblesHierarchyAndTooFewGenes) {
+  // Three samples joined: whole-transcriptome pbmc3k cells, the same kind of cells cut to 15
+  // housekeeping genes (too few to annotate: Unassigned, probabilities zero, a warning) and the
+  // 765-gene pbmc68k_reduced. Two models averaged (the same model twice: the labels of one),
+  // --hierarchical and --top-k run over the padded samples' rows.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  const std::string ontology = test::shared_data("cell-ontology/cl-basic.obo");
+  test::TempDir dir;
+  const std::string script = fmt::format(
+      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "q = anndata.read_h5ad('{0}')\n"
+      "r = anndata.read_h5ad('{1}')\n"
+      "def plain(X, names, genes):\n"
+      "    return anndata.AnnData(sp.csr_matrix(X, dtype=np.float32), obs=pd.DataFrame(index=names), var=pd.DataFrame(index=list(genes)))\n"
+      "own = plain(q.layers['counts'], [f'q{{i}}' for i in range(q.n_obs)], q.var_names)\n"
+      "whole = r[np.arange(0, r.n_obs, 9)]\n"
+      "whole = plain(whole.X, [f'r{{i}}' for i in range(whole.n_obs)], whole.var_names)\n"
+      "few = ['ACTB', 'B2M', 'TMSB4X', 'MALAT1', 'FTL', 'FTH1', 'TPT1', 'EEF1A1', 'RPL13', 'RPS27A', 'GAPDH', 'CFL1', 'PFN1', 'MYL6', 'TMSB10']\n"
+      "tiny = r[np.arange(4, r.n_obs, 20)][:, few]\n"
+      "tiny = plain(tiny.X, [f't{{i}}' for i in range(tiny.n_obs)], few)\n"
+      "joined = anndata.concat({{'pbmc3k': whole, 'tiny': tiny, 'pbmc68k': own}}, join='outer', label='sample')\n"
+      "joined.X = sp.csr_matrix(joined.X, dtype=np.float32)\n"
+      "joined.write_h5ad('{2}')\n",
+      query, reference, dir.file("joined.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "--label-map", label_map,
+                                    "--label-dataset", "pbmc3k-seurat-labels", "-o", dir.file("model.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto one = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", dir.file("joined.h5ad"), "-o", dir.file("one.h5ad"),
+                                  "--gene-table", table, "--json"});
+  ASSERT_EQ(one.exit_code, 0) << one.err;
+  const auto two = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-m", dir.file("model.h5"), "-i", dir.file("joined.h5ad"), "-o",
+                                  dir.file("two.h5ad"), "--gene-table", table, "--hierarchical", "--ontology", ontology, "--top-k", "2",
+                                  "--json"});
+  ASSERT_EQ(two.exit_code, 0) << two.err;
+  EXPECT_NE(one.err.find("joined.h5ad [sample=tiny] measures "), std::string::npos) << one.err;
+  EXPECT_NE(one.err.find("too few to annotate"), std::string::npos) << one.err;
+  EXPECT_NE(one.err.find("its cells are left Unassigned"), std::string::npos) << one.err;
+  const auto groups = nlohmann::json::parse(one.out)["panel_groups"];
+  ASSERT_EQ(groups.size(), 2u) << groups.dump();
+  EXPECT_EQ(nlohmann::json::parse(two.out)["panel_groups"].size(), 2u);
+  const std::string check = fmt::format(
+      "import anndata, numpy as np\n"
+      "one = anndata.read_h5ad('{0}'); two = anndata.read_h5ad('{1}')\n"
+      "tiny = (one.obs['sample'] == 'tiny').to_numpy(); q = (one.obs['sample'] == 'pbmc68k').to_numpy()\n"
+      "assert (one.obs['celltyper_label'].astype(str)[tiny] == 'Unassigned').all()\n"
+      "assert (one.obsm['celltyper_probabilities'][tiny] == 0).all()\n"
+      "assert (one.obs['celltyper_gene_coverage'][tiny] == 0).all()\n"
+      "assert np.isnan(one.obs['celltyper_similarity'][tiny]).all()\n"
+      "assert not one.obs['celltyper_unlike_reference'][tiny].any()\n"
+      "p = one.obsm['celltyper_probabilities'][~tiny]\n"
+      "assert np.allclose(p.sum(1), 1, atol=1e-4), p.sum(1).min()\n"
+      "assert np.allclose(two.obsm['celltyper_probabilities'], one.obsm['celltyper_probabilities'], atol=1e-6)\n"
+      "assert (two.obs['celltyper_flat_label'].astype(str) == one.obs['celltyper_label'].astype(str)).all()\n"
+      "assert (two.obs['celltyper_top1_label'].astype(str)[q] == one.obs['celltyper_label'].astype(str)[q]).all()\n"
+      "assert (two.obs['celltyper_label'].astype(str)[tiny] == 'Unassigned').all()\n",
+      dir.file("one.h5ad"), dir.file("two.h5ad"));
+  const auto checked = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(checked.exit_code, 0) << checked.err << checked.out;
+}
+
 TEST(ReferenceMode, TrainsOnTheSharedGenesLikeTheRefittedModel) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");

@@ -388,6 +388,11 @@ def test_embed_equals_cli(tmp_path, pbmc68k):
     values = celltyper.embed(query, layer="counts")
     np.testing.assert_allclose(values, np.load(npy), atol=1e-6, rtol=0)
     assert query.obsm["X_celltyper"].shape == values.shape
+    h5ad = str(tmp_path / "e.h5ad")
+    cli("embed", "--input", PBMC68K, "--layer", "counts", "--out", h5ad)
+    written = json.loads(anndata.read_h5ad(h5ad).uns["celltyper_embedding"])
+    given = json.loads(query.uns["celltyper_embedding"])
+    assert given.keys() == written.keys() and given["dims"] == written["dims"], (given, written)
 
 
 @needs_store
@@ -555,6 +560,10 @@ def test_misspelt_keywords_and_an_anndata_for_a_model_are_named():
         celltyper.annotate(good, good)
     with pytest.raises(TypeError, match="unexpected keyword argument 'zzz'$"):  # nothing close: Python's own message
         celltyper.annotate(good, "model.h5", zzz=1)
+    with pytest.raises(FileNotFoundError, match="cannot open gene store /missing.h5: no such file"):
+        celltyper.embed(good, genes="/missing.h5")
+    with pytest.raises(FileNotFoundError, match="cannot open label map /missing.tsv"):
+        celltyper.train(good, label="cell_type", label_map="/missing.tsv")
 
 
 def test_annotate_needs_a_model_or_a_reference():
