@@ -119,6 +119,34 @@ TEST(AccurateByDefault, GenesPaddedWithZerosAreReadAsNotMeasured) {
   EXPECT_GE(same, plain_labels.size() - 7) << "labels of the padded file differ from the 765-gene file's";
 }
 
+/// Writes `joined` (anndata.concat(join="outer"), obs 'sample'): every 9th pbmc3k cell with all
+/// its genes ("pbmc3k", names r0..), pbmc68k_reduced's 765-gene counts ("pbmc68k", q0.., also
+/// written alone to `own`), and with `tiny`, every 20th pbmc3k cell from the 5th cut to 15
+/// housekeeping genes ("tiny", t0..). Returns the script's result.
+test::CommandResult write_joined_pbmc(const std::string& reference, const std::string& query, const std::string& joined,
+                                      const std::string& own, bool tiny) {
+  const std::string script = fmt::format(
+      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "q = anndata.read_h5ad('{0}')\n"
+      "r = anndata.read_h5ad('{1}')\n"
+      "def plain(X, names, genes):\n"
+      "    return anndata.AnnData(sp.csr_matrix(X, dtype=np.float32), obs=pd.DataFrame(index=names), var=pd.DataFrame(index=list(genes)))\n"
+      "own = plain(q.layers['counts'], [f'q{{i}}' for i in range(q.n_obs)], q.var_names)\n"
+      "own.write_h5ad('{3}')\n"
+      "whole = r[np.arange(0, r.n_obs, 9)]\n"
+      "samples = {{'pbmc3k': plain(whole.X, [f'r{{i}}' for i in range(whole.n_obs)], whole.var_names)}}\n"
+      "if {4}:\n"
+      "    few = ['ACTB', 'B2M', 'TMSB4X', 'MALAT1', 'FTL', 'FTH1', 'TPT1', 'EEF1A1', 'RPL13', 'RPS27A', 'GAPDH', 'CFL1', 'PFN1', 'MYL6', 'TMSB10']\n"
+      "    t = r[np.arange(4, r.n_obs, 20)][:, few]\n"
+      "    samples['tiny'] = plain(t.X, [f't{{i}}' for i in range(t.n_obs)], few)\n"
+      "samples['pbmc68k'] = own\n"
+      "joined = anndata.concat(samples, join='outer', label='sample')\n"
+      "joined.X = sp.csr_matrix(joined.X, dtype=np.float32)\n"
+      "joined.write_h5ad('{2}')\n",
+      query, reference, joined, own, tiny ? "True" : "False");
+  return test::run_program({test::system_python(), "-c", script});
+}
+
 TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
   // A file joined from a whole transcriptome (300 pbmc3k cells) and a 765-gene panel padded
   // with zeros (pbmc68k_reduced), as anndata.concat(join="outer") writes it: every gene has
@@ -130,23 +158,7 @@ TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   test::TempDir dir;
-  const std::string script = fmt::format(
-      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
-      "q = anndata.read_h5ad('{0}')\n"
-      "r = anndata.read_h5ad('{1}')\n"
-      "counts = sp.csr_matrix(q.layers['counts'], dtype=np.float32)\n"
-      "own = anndata.AnnData(counts, obs=pd.DataFrame(index=[f'q{{i}}' for i in range(q.n_obs)]), var=pd.DataFrame(index=list(q.var_names)))\n"
-      "own.write_h5ad('{2}')\n"
-      "whole = r[np.arange(0, r.n_obs, 9)].copy()\n"
-      "whole = anndata.AnnData(sp.csr_matrix(whole.X, dtype=np.float32), obs=pd.DataFrame(index=[f'r{{i}}' for i in range(whole.n_obs)]),\n"
-      "                        var=pd.DataFrame(index=list(whole.var_names)))\n"
-      "joined = anndata.concat({{'pbmc3k': whole, 'pbmc68k': own}}, join='outer', label='sample')\n"
-      "joined.X = sp.csr_matrix(joined.X, dtype=np.float32)\n"
-      "joined.obs['tissue'] = pd.Categorical(['blood'] * joined.n_obs)\n"
-      "joined.write_h5ad('{3}')\n"
-      "print(whole.n_obs, joined.shape)\n",
-      query, reference, dir.file("own.h5ad"), dir.file("joined.h5ad"));
-  const auto made = test::run_program({test::system_python(), "-c", script});
+  const auto made = write_joined_pbmc(reference, query, dir.file("joined.h5ad"), dir.file("own.h5ad"), false);
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("model.h5"), "-q"});
   ASSERT_EQ(train.exit_code, 0) << train.err;
@@ -231,23 +243,7 @@ TEST(AccurateByDefault, PaddedSamplesWithEnsemblesHierarchyAndTooFewGenes) {
   const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
   const std::string ontology = test::shared_data("cell-ontology/cl-basic.obo");
   test::TempDir dir;
-  const std::string script = fmt::format(
-      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
-      "q = anndata.read_h5ad('{0}')\n"
-      "r = anndata.read_h5ad('{1}')\n"
-      "def plain(X, names, genes):\n"
-      "    return anndata.AnnData(sp.csr_matrix(X, dtype=np.float32), obs=pd.DataFrame(index=names), var=pd.DataFrame(index=list(genes)))\n"
-      "own = plain(q.layers['counts'], [f'q{{i}}' for i in range(q.n_obs)], q.var_names)\n"
-      "whole = r[np.arange(0, r.n_obs, 9)]\n"
-      "whole = plain(whole.X, [f'r{{i}}' for i in range(whole.n_obs)], whole.var_names)\n"
-      "few = ['ACTB', 'B2M', 'TMSB4X', 'MALAT1', 'FTL', 'FTH1', 'TPT1', 'EEF1A1', 'RPL13', 'RPS27A', 'GAPDH', 'CFL1', 'PFN1', 'MYL6', 'TMSB10']\n"
-      "tiny = r[np.arange(4, r.n_obs, 20)][:, few]\n"
-      "tiny = plain(tiny.X, [f't{{i}}' for i in range(tiny.n_obs)], few)\n"
-      "joined = anndata.concat({{'pbmc3k': whole, 'tiny': tiny, 'pbmc68k': own}}, join='outer', label='sample')\n"
-      "joined.X = sp.csr_matrix(joined.X, dtype=np.float32)\n"
-      "joined.write_h5ad('{2}')\n",
-      query, reference, dir.file("joined.h5ad"));
-  const auto made = test::run_program({test::system_python(), "-c", script});
+  const auto made = write_joined_pbmc(reference, query, dir.file("joined.h5ad"), dir.file("own.h5ad"), true);
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "--label-map", label_map,
                                     "--label-dataset", "pbmc3k-seurat-labels", "-o", dir.file("model.h5"), "-q"});
