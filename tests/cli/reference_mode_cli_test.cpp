@@ -224,6 +224,18 @@ TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
   }
   std::printf("padded sample: %zu of 700 labels of the 765-gene file (read as one panel: %zu)\n", same_as_own, one_panel_same_as_own);
 
+  // A model from before type profiles (no /similarity): the padded sample's refit has one, the
+  // query's model not; the sample is annotated as with the new model, nothing judged.
+  const auto stripped = test::run_program({test::system_python(), "-c",
+                                           fmt::format("import h5py, shutil\nshutil.copy('{0}', '{1}')\nf = h5py.File('{1}', 'a')\n"
+                                                       "del f['similarity']\nf.close()\n",
+                                                       dir.file("model.h5"), dir.file("old.h5"))});
+  ASSERT_EQ(stripped.exit_code, 0) << stripped.err;
+  const auto old = test::run_cli({"annotate", "-m", dir.file("old.h5"), "-i", dir.file("joined.h5ad"), "--csv", dir.file("old.csv"), "-o",
+                                  dir.file("old.csv.h5ad"), "--gene-table", table, "-q"});
+  ASSERT_EQ(old.exit_code, 0) << old.err;
+  EXPECT_EQ(labels(dir.file("old.csv")), joined_labels);
+
   // A column that is not there: its name and the columns that are.
   const auto missing = annotate(dir.file("joined.h5ad"), "missing.csv", {"--group", "obs:batch"});
   EXPECT_EQ(missing.exit_code, 2) << missing.err;
