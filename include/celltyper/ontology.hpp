@@ -298,6 +298,9 @@ class LabelMapper {
 
   /// Map one label, optionally scoped to `dataset`.
   [[nodiscard]] LabelMatch map(std::string_view label, std::string_view dataset = {}) const;
+  /// Map one label preferring `dataset`'s rows: scoped to it, else (nothing mapped) unscoped
+  /// (--label-dataset: "prefer rows of this dataset").
+  [[nodiscard]] LabelMatch map_preferring(std::string_view label, std::string_view dataset) const;
   /// Map every label of `labels` (one result per input, same order).
   [[nodiscard]] std::vector<LabelMatch> map_all(const std::vector<std::string>& labels,
                                                 std::string_view dataset = {}) const;

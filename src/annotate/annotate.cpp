@@ -262,13 +262,13 @@ std::vector<std::int64_t> uncounted_genes(const MatrixSummary& summary, const Ge
 /// or written out to a reference's genes holds a var for every gene but counts only for the
 /// ones its technology measured. The sign: genes every cell type of a model's reference
 /// detects in at least half its cells have no count in any of the query's sampled cells
-/// (kPaddingMinAbsent of them; one such gene can be biology, a block of them cannot). Empty,
-/// and `note` untouched, otherwise or when no model carries a reference sample to tell.
+/// (kPaddingMinAbsent of them; one such gene can be biology, a block of them cannot).
+/// `ubiquitous`: per model that carries a reference sample, those genes (model_ubiquitous_genes).
+/// Empty, and `note` untouched, otherwise or when no model carries a reference sample to tell.
 std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
-                                            const GeneResolveResult& resolved, const std::vector<const CellTypeModel*>& models,
+                                            const GeneResolveResult& resolved, const std::vector<std::vector<std::int64_t>>& ubiquitous,
                                             std::string* note) {
-  if (std::none_of(models.begin(), models.end(), [](const CellTypeModel* model) { return !model->reference.empty(); })) return {};
-  const auto genes_without_counts = [&](const MatrixSummary& summary) { return uncounted_genes(summary, resolved, table); };
+  if (ubiquitous.empty()) return {};
   SummarizeOptions scan;
   scan.max_rows = kPaddingScanCells;
   scan.count_columns = true;
@@ -276,7 +276,7 @@ std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::s
   // (cells without any count say nothing about the panel: an empty matrix is no padded one)
   const std::int64_t cells_with_counts = sampled.rows_scanned - sampled.rows_without_counts;
   if (cells_with_counts < kPaddingMinCells) return {};
-  const std::vector<std::int64_t> zero_in_sample = genes_without_counts(sampled);
+  const std::vector<std::int64_t> zero_in_sample = uncounted_genes(sampled, resolved, table);
   if (zero_in_sample.empty()) return {};
   std::map<std::int64_t, std::int64_t> query_cells;  // per gene its vars name: sampled cells detecting it
   for (std::size_t var = 0; var < resolved.gene_index.size() && var < sampled.column_cells.size(); ++var) {
@@ -284,11 +284,10 @@ std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::s
   }
   std::vector<std::int64_t> absent;  // the longest list over the models that qualifies
   std::size_t ubiquitous_named = 0;   // of how many ubiquitous genes its vars name
-  for (const CellTypeModel* model : models) {
-    if (model->reference.empty()) continue;
+  for (const std::vector<std::int64_t>& genes : ubiquitous) {
     std::vector<std::int64_t> lacking;
     std::vector<double> rates;  // of the ubiquitous genes the query detects
-    for (const std::int64_t gene : model_ubiquitous_genes(*model)) {
+    for (const std::int64_t gene : genes) {
       const auto named = query_cells.find(gene);
       if (named == query_cells.end()) continue;  // not among its vars: plain coverage
       if (named->second == 0) {
@@ -308,7 +307,7 @@ std::vector<std::int64_t> zero_padded_genes(const Dataset& dataset, const std::s
   std::vector<std::int64_t> padded = zero_in_sample;
   if (sampled.rows_scanned < dataset.n_obs()) {
     scan.max_rows = -1;
-    padded = genes_without_counts(summarize_matrix(*dataset.open_matrix(matrix), scan));
+    padded = uncounted_genes(summarize_matrix(*dataset.open_matrix(matrix), scan), resolved, table);
   }
   if (note != nullptr && !padded.empty()) {
     std::vector<std::string> examples;
@@ -358,15 +357,16 @@ struct PaddedGroup {
 /// levels hold the most cells (then the fewest levels) chosen. A level is padded by the
 /// whole-file rule applied to up to kPanelGroupScanCells of its cells; its padded genes are the
 /// genes of `measured` (the query's genes as the whole file reads them) without a count in any of
-/// its cells. Empty when no model carries a reference sample or `group` is "none".
+/// its cells. `ubiquitous` as for zero_padded_genes. Empty when no model carries a reference
+/// sample or `group` is "none".
 std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
-                                       const GeneResolveResult& resolved, const std::vector<const CellTypeModel*>& models,
+                                       const GeneResolveResult& resolved, const std::vector<std::vector<std::int64_t>>& ubiquitous,
                                        const std::vector<std::int64_t>& measured, const std::string& group) {
   if (group == "none") return {};
   const std::string named_column = group.empty() ? std::string() : group.rfind("obs:", 0) == 0 ? group.substr(4) : group;
   std::optional<DataFrame> named_obs;  // (a named column is read, and so checked, whatever the models)
   if (!named_column.empty()) named_obs = dataset.read_obs_columns({named_column});
-  if (std::none_of(models.begin(), models.end(), [](const CellTypeModel* model) { return !model->reference.empty(); })) return {};
+  if (ubiquitous.empty()) return {};
   // A large column-compressed matrix reads whole for every run of rows: no scan unless asked.
   if (const MatrixInfo info = dataset.matrix_info(matrix); named_column.empty() && info.encoding == MatrixEncoding::kCsc &&
                                                            info.nnz > kPanelGroupMaxCscValues) {
@@ -463,11 +463,7 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
   // The genes to look at: every model's ubiquitous genes that the query measures (as the whole
   // file reads it), each a slot; per var its slot.
   std::vector<std::int64_t> slot_genes;
-  for (const CellTypeModel* model : models) {
-    if (model->reference.empty()) continue;
-    const std::vector<std::int64_t> genes = model_ubiquitous_genes(*model);
-    slot_genes.insert(slot_genes.end(), genes.begin(), genes.end());
-  }
+  for (const std::vector<std::int64_t>& genes : ubiquitous) slot_genes.insert(slot_genes.end(), genes.begin(), genes.end());
   std::sort(slot_genes.begin(), slot_genes.end());
   slot_genes.erase(std::unique(slot_genes.begin(), slot_genes.end()), slot_genes.end());
   std::vector<std::int64_t> kept;
@@ -518,9 +514,14 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
       if (size <= per_level || occurrence - run * size / kPanelGroupScanRuns < per_level / kPanelGroupScanRuns) picked[row] = 1;
     }
   }
-  std::vector<std::int64_t> sample;
+  std::vector<RowRange> sample;  // the picked cells as runs of consecutive rows
   for (std::int64_t row = 0; row < n; ++row) {
-    if (picked[static_cast<std::size_t>(row)] != 0) sample.push_back(row);
+    if (picked[static_cast<std::size_t>(row)] == 0) continue;
+    if (!sample.empty() && sample.back().end == row) {
+      ++sample.back().end;
+    } else {
+      sample.push_back({row, row + 1});
+    }
   }
   // Per candidate and level: sampled cells with counts, and per slot the cells detecting it.
   std::vector<std::vector<std::int64_t>> with_counts(candidates.size());
@@ -530,16 +531,15 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
     detecting[c].assign(candidates[c].levels.size(), std::vector<std::int64_t>(slot_genes.size(), 0));
   }
   {
-    const RowSubsetDataset sampled(dataset, sample, dataset.path());
-    const auto reader = sampled.open_matrix(matrix);
+    const auto reader = dataset.open_matrix(matrix);
     std::vector<std::int64_t> stamp(slot_genes.size(), -1);
     std::vector<std::int32_t> hits;
-    BlockStreamOptions stream = stream_options(sampled, matrix, std::size_t{32} << 20);
-    stream.refuse_non_finite = false;  // (the annotation's own pass names such a cell by its row in the file)
+    BlockStreamOptions stream = stream_options(dataset, matrix, std::size_t{32} << 20);
+    stream.rows = std::move(sample);
+    stream.refuse_non_finite = false;  // (the annotation's own pass refuses such a value)
     for_each_block(*reader, stream, [&](const CsrBlock& block) {
       for (std::int64_t i = 0; i < block.n_rows; ++i) {
-        const std::int64_t local = block.first_row + i;
-        const std::int64_t row = sample[static_cast<std::size_t>(local)];
+        const std::int64_t row = block.first_row + i;
         hits.clear();
         bool counts = false;
         for (std::int64_t k = block.indptr[static_cast<std::size_t>(i)]; k < block.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
@@ -547,8 +547,8 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
           counts = true;
           const auto var = static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)]);
           const std::int32_t slot = var < var_slot.size() ? var_slot[var] : -1;
-          if (slot >= 0 && stamp[static_cast<std::size_t>(slot)] != local) {
-            stamp[static_cast<std::size_t>(slot)] = local;
+          if (slot >= 0 && stamp[static_cast<std::size_t>(slot)] != row) {
+            stamp[static_cast<std::size_t>(slot)] = row;
             hits.push_back(slot);
           }
         }
@@ -579,11 +579,10 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
       if (with_counts[c][level] < kPaddingMinCells) continue;
       Verdict verdict;
       verdict.level = level;
-      for (const CellTypeModel* model : models) {
-        if (model->reference.empty()) continue;
+      for (const std::vector<std::int64_t>& genes : ubiquitous) {
         std::vector<std::int64_t> lacking;
         std::vector<double> rates;
-        for (const std::int64_t gene : model_ubiquitous_genes(*model)) {
+        for (const std::int64_t gene : genes) {
           const auto at = std::lower_bound(slot_genes.begin(), slot_genes.end(), gene);
           if (at == slot_genes.end() || *at != gene) continue;  // not measured by the file
           const std::int64_t detected = detecting[c][level][static_cast<std::size_t>(at - slot_genes.begin())];
@@ -697,7 +696,12 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(options.embed.matrix), options.embed.genes);
   std::vector<std::int64_t> query_genes = resolved_gene_ids(resolved, table);
   std::string padded_note;
-  if (const std::vector<std::int64_t> padded = zero_padded_genes(dataset, options.embed.matrix, table, resolved, given, &padded_note);
+  // The genes every type of a model's reference sample detects (read or computed once per model).
+  std::vector<std::vector<std::int64_t>> ubiquitous;
+  for (const CellTypeModel* model : given) {
+    if (!model->reference.empty()) ubiquitous.push_back(model_ubiquitous_genes(*model));
+  }
+  if (const std::vector<std::int64_t> padded = zero_padded_genes(dataset, options.embed.matrix, table, resolved, ubiquitous, &padded_note);
       !padded.empty()) {
     std::vector<std::int64_t> measured;
     std::set_difference(query_genes.begin(), query_genes.end(), padded.begin(), padded.end(), std::back_inserter(measured));
@@ -769,7 +773,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   annotation.models = whole.uses;
   // Samples of a joined file whose own panel is padded with zeros: annotated on their genes.
   const std::vector<PaddedGroup> groups =
-      padded_groups(dataset, options.embed.matrix, table, resolved, given, query_genes, options.group);
+      padded_groups(dataset, options.embed.matrix, table, resolved, ubiquitous, query_genes, options.group);
   const std::int64_t n = dataset.n_obs();
   // obs's names, and the over-clustering column when asked for: not the whole frame.
   const DataFrame obs = dataset.read_obs_columns(options.over_clustering.empty() ? std::vector<std::string>{}

@@ -378,12 +378,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       if (ontology != nullptr && ontology->contains(found->second)) match.cl_label = ontology->label(found->second);
       return std::pair(match, true);
     }
-    LabelMatch match = mapper.map(label, options.label_dataset);
-    if (!match.mapped() && !options.label_dataset.empty()) {
-      LabelMatch any = mapper.map(label);
-      if (any.mapped()) match = std::move(any);
-    }
-    return std::pair(match, false);
+    return std::pair(mapper.map_preferring(label, options.label_dataset), false);
   };
   std::map<std::string, std::string> truth_ids;  // label -> the CL id its cells carry, from truth_ids_column
   if (!truth_ids_column.empty()) {
@@ -392,11 +387,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     truth_ids = most_frequent_term_ids(counted, truth_ids_column, &evaluation.warnings);
   }
   for (const auto& [label, count] : count_labels(truth)) {
-    LabelMatch match = mapper.map(label, options.label_dataset);
-    if (!match.mapped() && !options.label_dataset.empty()) {  // (rows of the dataset first, as for the predictions and in train)
-      LabelMatch any = mapper.map(label);
-      if (any.mapped()) match = std::move(any);
-    }
+    LabelMatch match = mapper.map_preferring(label, options.label_dataset);  // (as for the predictions and in train)
     const bool from_data = match.kind != LabelMatchKind::kUserMap && take_data_term_id(label, truth_ids, ontology, match);
     if (from_data) match.kind = LabelMatchKind::kUserMap;
     LabelMappingRow row = mapping_row(label, count, match, ontology);

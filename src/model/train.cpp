@@ -1035,8 +1035,7 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   if (std::string note = mapper.unknown_dataset_note(label_map_dataset); !note.empty()) result.warnings.push_back(std::move(note));
   std::vector<std::string> unknown_ids;  // "label (CL:...)" of table ids the ontology lacks
   for (const auto& label : labels) {
-    LabelMatch found = mapper.map(label, label_map_dataset);
-    if (!found.mapped() && !label_map_dataset.empty()) found = mapper.map(label);
+    LabelMatch found = mapper.map_preferring(label, label_map_dataset);
     // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
     const bool from_data = found.kind != LabelMatchKind::kUserMap && take_data_term_id(label, data_ids, ontology, found);
     if (!from_data && found.kind != LabelMatchKind::kUserMap && !rename && ontology != nullptr) found = names.map(label);

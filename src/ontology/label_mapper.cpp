@@ -143,6 +143,13 @@ void LabelMapper::load_table(const std::filesystem::path& path) {
   if (stream.bad()) throw IoError("cannot read label map " + name);
 }
 
+LabelMatch LabelMapper::map_preferring(std::string_view label, std::string_view dataset) const {
+  LabelMatch match = map(label, dataset);
+  if (match.mapped() || dataset.empty()) return match;
+  LabelMatch any = map(label);
+  return any.mapped() ? any : match;
+}
+
 std::vector<std::string> LabelMapper::datasets() const {
   std::set<std::string> names;
   for (const auto& [label, rows] : user_rows_) {
