@@ -58,9 +58,16 @@ struct Column {
 };
 
 /// A label that spells a missing value: "" and the text pandas, R and SQL write for one ("nan",
-/// "NaN", "NA", "<NA>", "None", "null"), surrounding spaces ignored. Such cells have no label
+/// "NaN", "NA", "<NA>", "None", "null"), and "unknown" in any letter case (CELLxGENE's cell_type
+/// of a cell its authors did not type), surrounding spaces ignored. Such cells have no label
 /// (train, cv, evaluate, corpus selection and extract).
 bool is_missing_label(std::string_view label);
+
+/// The group a cell of a group column (donor, batch, sample) belongs to: its value as text, or
+/// kMissingGroup when the value is missing (is_missing_label's spellings included), so that such
+/// cells form one group named as such, not a group called "" (cv, train --group, evaluate --group).
+inline constexpr std::string_view kMissingGroup = "(missing)";
+std::string group_value(const Column& column, std::size_t row);
 
 /// A data frame: row names (`index`) and columns in order.
 struct DataFrame {

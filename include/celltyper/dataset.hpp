@@ -139,6 +139,12 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path);
 /// sources otherwise.
 std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note = nullptr);
 
+/// A message in a result's `warnings` that starts with this is a note, not a warning: what the
+/// tool chose for the user, as the user would have (counts read from raw/X beside a log-normalised
+/// X, CELLxGENE's layout). The command line prints it as "note: ..." unless --quiet; Python logs it
+/// (logging.getLogger("celltyper")) instead of warning.
+inline constexpr std::string_view kNotePrefix = "note: ";
+
 /// What --layer takes (for the commands' --help).
 inline constexpr const char* kLayerHelp =
     "Matrix to read: auto (raw/X when X is cut to a gene subset of it, e.g. highly variable genes; else X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name";

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import logging as _logging
 import warnings as _warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Union
@@ -37,6 +38,22 @@ __version__ = _core.version()
 _SHARE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "share", "celltyper")
 
 
+
+# What celltyper chose for the user as the user would have (counts read from raw.X beside a
+# log-normalised X: CELLxGENE's layout) is a note, logged at INFO on this logger (the engine's
+# "note: ..." lines, which the command line prints unless --quiet); warnings are warnings.
+_log = _logging.getLogger("celltyper")
+_NOTE = "note: "
+
+
+def _tell(message: str, stacklevel: int = 3) -> bool:
+    """Warn `message`, or log it when it is a note. Returns whether it was a warning."""
+    if message.startswith(_NOTE):
+        _log.info(message[len(_NOTE):])
+        return False
+    _warnings.warn(message, stacklevel=stacklevel + 1)
+    return True
+
 def _default_store() -> str:
     return os.environ.get("CELLTYPER_GENE_STORE") or os.path.join(_SHARE, "gene_embeddings.h5")
 
@@ -51,13 +68,16 @@ def _pythonic(function):
     import inspect
     import re
 
-    keywords = set(inspect.signature(function).parameters)
+    parameters = inspect.signature(function).parameters
+    keywords = set(parameters)
     special = {"--layer raw": "use_raw=True", "--allow-low-coverage": "allow_low_coverage=True", "--no-refit": "refit=False",
                "--hierarchical": "hierarchical=True"}
+    elsewhere = {"annotate --hierarchical": "annotate(hierarchical=True)"}  # another verb's flag named in this one's message
     renamed = {"normalize": "normalization"}
-    texts = {"layer", "normalization", "classifier", "features", "label", "group"}  # keywords taking text
 
     def translate(message: str) -> str:
+        for flag, keyword in elsewhere.items():
+            message = message.replace(flag, keyword)
         for flag, keyword in special.items():
             if keyword.split("=")[0] in keywords:
                 message = message.replace(flag, keyword)
@@ -67,12 +87,21 @@ def _pythonic(function):
             name = renamed.get(name, name)
             if name not in keywords:
                 return match.group(0)
+            rest = match.group(0)[len(match.group(1)) + 2:]  # " VALUE", or ""
+            if isinstance(parameters[name].default, bool):  # a switch takes no value: what follows is prose
+                return f"{name}=True{rest}"
             value = match.group(2)
             if value is None or value in ("or", "and", "to", "is"):
-                return f"{name}=" + (match.group(0)[len(match.group(1)) + 2:] if value else "")
+                return f"{name}=" + rest
+            trail = re.search(r"[,;:)]+$", value)  # punctuation of the sentence, not of the value
+            value, trail = (value[:trail.start()], trail.group(0)) if trail else (value, "")
             if re.fullmatch(r"-?[0-9.e+-]+", value):
-                return f"{name}={value}"
-            return f"{name}='{value}'" if name in texts and re.fullmatch(r"[A-Za-z0-9_./:-]+", value) else f"{name}= {value}"
+                return f"{name}={value}{trail}"
+            if re.fullmatch(r"[A-Z][A-Z0-9_.]*", value):  # a placeholder (TSV, FILE, N)
+                return f"{name}=<{value}>{trail}"
+            if re.fullmatch(r"[A-Za-z0-9_./:-]+", value):
+                return f"{name}='{value}'{trail}"
+            return f"{name}= {value}{trail}"
 
         return re.sub(r"(?<![\w`])--([a-z][a-z0-9-]*)(?: (\S+))?", flag, message)
 
@@ -225,8 +254,8 @@ def _counts_matrix(adata, name: str):
     if adata.raw is not None and adata.raw.n_vars >= _core.RAW_GENE_SUPERSET_RATIO * adata.n_vars:
         scale = _scale(adata.raw.X)
         if scale not in ("scaled", "unknown", "empty"):
-            _warnings.warn(f"{name}.X measures {adata.n_vars} genes and {name}.raw.X {adata.raw.n_vars} (X cut to a gene subset, "
-                           f"e.g. highly variable genes): {name}.raw.X read (it looks {scale}; layer='X' reads X)", stacklevel=5)
+            _log.info(f"{name}.X measures {adata.n_vars} genes and {name}.raw.X {adata.raw.n_vars} (X cut to a gene subset, "
+                      f"e.g. highly variable genes): {name}.raw.X read (it looks {scale}; layer='X' reads X)")
             return None, True
     candidates = ([("counts", False)] if "counts" in adata.layers else []) + ([(None, True)] if adata.raw is not None else [])
     if not candidates:
@@ -239,14 +268,14 @@ def _counts_matrix(adata, name: str):
         where = f"{name}.raw.X" if use_raw else f"{name}.layers['{layer}']"
         scale = _scale(adata.raw.X if use_raw else adata.layers[layer])
         if scale == "raw-counts":
-            _warnings.warn(f"{name}.X looks {seen} and {where} holds raw counts: {where} read (celltyper normalises counts "
-                           f"itself; layer='X' reads X)", stacklevel=5)
+            _log.info(f"{name}.X looks {seen} and {where} holds raw counts: {where} read (celltyper normalises counts "
+                      f"itself; layer='X' reads X)")
             return layer, use_raw
         if usable is None and scale not in ("scaled", "unknown", "empty"):
             usable = (layer, use_raw, where, scale)
     if seen in ("scaled", "empty") and usable is not None:
         layer, use_raw, where, scale = usable
-        _warnings.warn(f"{name}.X looks {seen} and no matrix holds counts; {where} looks {scale}: {where} read", stacklevel=5)
+        _log.info(f"{name}.X looks {seen} and no matrix holds counts; {where} looks {scale}: {where} read")
         return layer, use_raw
     return "X", False
 
@@ -405,7 +434,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
         raise
     model = Model(core, json.loads(summary))
     for warning in model.summary.get("warnings", []):  # as `celltyper train` prints them
-        _warnings.warn(train.speak(warning), stacklevel=3)
+        _tell(train.speak(warning))
     return model
 
 
@@ -541,9 +570,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                               panel_groups=json.loads(out["panel_groups"]))
     if "trained_model" in out:
         result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))
-    result.warnings = [annotate.speak(warning) for warning in result.warnings]
-    for warning in result.warnings:
-        _warnings.warn(warning, stacklevel=3)
+    result.warnings = [annotate.speak(warning) for warning in result.warnings if _tell(annotate.speak(warning))]
     if inplace:
         obs = adata.obs
         # a previous annotation's columns go first (its top-k, ids or votes would sit beside these labels)
@@ -590,7 +617,7 @@ def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_
     values = np.asarray(values)
     info = json.loads(info)
     for warning in info.get("warnings", []):
-        _warnings.warn(embed.speak(warning), stacklevel=3)
+        _tell(embed.speak(warning))
     if inplace:
         adata.obsm[key] = values
         adata.uns["celltyper_embedding"] = json.dumps(info.get("provenance", {}))  # (as `celltyper embed` writes an .h5ad)

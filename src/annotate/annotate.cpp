@@ -205,10 +205,11 @@ constexpr std::int64_t kMinDetectedGenes = 200;
 /// Barcodes with few detected genes (an unfiltered Cell Ranger matrix's empty droplets, debris)
 /// get a label like any cell: say so when they are over 5% of the cells. CSR matrices only (the
 /// counts per cell come from indptr alone) of at least 10,000 genes (a targeted panel, or a
-/// matrix cut to 2,000 highly variable genes, detects few genes in every cell).
-void warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix, Annotation& annotation) {
+/// matrix cut to 2,000 highly variable genes, detects few genes in every cell), less the genes
+/// read as not measured (`n_unmeasured`: a panel padded with zeros to a whole transcriptome).
+void warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix, std::int64_t n_unmeasured, Annotation& annotation) {
   const MatrixInfo info = dataset.matrix_info(matrix);
-  if (info.encoding != MatrixEncoding::kCsr || info.n_cols < 10000 || info.n_rows == 0) return;
+  if (info.encoding != MatrixEncoding::kCsr || info.n_cols - n_unmeasured < 10000 || info.n_rows == 0) return;
   const std::vector<std::int64_t> detected = dataset.open_matrix(matrix)->row_nnz();
   const auto low = std::count_if(detected.begin(), detected.end(), [](std::int64_t genes) { return genes < kMinDetectedGenes; });
   if (low * 20 <= static_cast<std::int64_t>(detected.size())) return;
@@ -688,7 +689,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   AnnotateOptions options = requested;
   std::string matrix_note;
   options.embed.matrix = resolve_matrix_source(dataset, options.embed.matrix, &matrix_note);
-  if (!matrix_note.empty()) annotation.warnings.push_back(fmt::format("{}: {}", dataset.path(), matrix_note));
+  if (!matrix_note.empty()) annotation.warnings.push_back(fmt::format("{}{}: {}", kNotePrefix, dataset.path(), matrix_note));
 
   // How much of each model the query measures; refit a model on the shared genes when the
   // query lacks part of its features or of its reference expression.
@@ -696,6 +697,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(options.embed.matrix), options.embed.genes);
   std::vector<std::int64_t> query_genes = resolved_gene_ids(resolved, table);
   std::string padded_note;
+  std::int64_t n_padded_genes = 0;  // genes of the query read as not measured (the whole-file rule)
   // The genes every type of a model's reference sample detects (read or computed once per model).
   std::vector<std::vector<std::int64_t>> ubiquitous;
   for (const CellTypeModel* model : given) {
@@ -703,6 +705,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   }
   if (const std::vector<std::int64_t> padded = zero_padded_genes(dataset, options.embed.matrix, table, resolved, ubiquitous, &padded_note);
       !padded.empty()) {
+    n_padded_genes = static_cast<std::int64_t>(padded.size());
     std::vector<std::int64_t> measured;
     std::set_difference(query_genes.begin(), query_genes.end(), padded.begin(), padded.end(), std::back_inserter(measured));
     query_genes = std::move(measured);
@@ -736,6 +739,13 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         if (!refuse) {
           fitted.too_few = fmt::format("{}: too few to annotate (need {} genes and {:.0f}%)", measured, genes_needed, 100 * options.min_coverage_mass);
           return fitted;
+        }
+        // Another species' genes (mouse Ensembl ids against a human gene table): no flag helps.
+        const auto species = std::find_if(resolved.warnings.begin(), resolved.warnings.end(),
+                                          [](const std::string& warning) { return warning.starts_with("likely species mismatch"); });
+        if (species != resolved.warnings.end()) {
+          throw InputError(fmt::format("{}: too few to annotate: {}. Annotate it with a model trained on a reference of its species",
+                                       measured, *species));
         }
         const std::string cause = low_coverage_cause(where, options.embed.matrix, table);
         if (!cause.empty()) throw InputError(fmt::format("{}: too few to annotate{}", measured, cause));
@@ -1075,8 +1085,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       annotation.top_scores[k][row] = p[order[k]];
     }
   }
-  if (n_empty > 0) annotation.warnings.push_back(fmt::format("{} cells have no expressed gene with a vector: Unassigned", n_empty));
-  warn_about_low_gene_cells(dataset, options.embed.matrix, annotation);
+  if (n_empty > 0) {
+    annotation.warnings.push_back(fmt::format("{} cells have no count in any gene the model{} use{}: Unassigned", n_empty,
+                                              given.size() == 1 ? "" : "s", given.size() == 1 ? "s" : ""));
+  }
+  warn_about_low_gene_cells(dataset, options.embed.matrix, n_padded_genes, annotation);
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
   // of the models' reference samples weighted by the cell's probabilities), under the models'

@@ -17,6 +17,8 @@ std::string csv_field(const std::string& text) {
   return quoted + "\"";
 }
 
+// Missing values are NA and booleans TRUE / FALSE: what R's read.csv (for Seurat's AddMetaData)
+// and pandas' read_csv both read as missing values and logicals.
 void write_annotation_csv(const Annotation& annotation, std::ostream& out) {
   out << "obs_name,celltyper_label,celltyper_score,celltyper_ontology_id";
   for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) out << fmt::format(",celltyper_top{0}_label,celltyper_top{0}_score", k + 1);
@@ -26,14 +28,14 @@ void write_annotation_csv(const Annotation& annotation, std::ostream& out) {
   out << '\n';
   for (std::size_t i = 0; i < annotation.labels.size(); ++i) {
     out << csv_field(annotation.obs_names[i]) << ',' << csv_field(annotation.labels[i]) << ',' << fmt::format("{:.6g}", annotation.scores[i])
-        << ',' << annotation.cl_ids[i];
+        << ',' << (annotation.cl_ids[i].empty() ? std::string("NA") : annotation.cl_ids[i]);
     for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
       out << ',' << csv_field(annotation.top_labels[k][i]) << ',' << fmt::format("{:.6g}", annotation.top_scores[k][i]);
     }
     if (!annotation.majority_vote.empty()) out << ',' << csv_field(annotation.majority_vote[i]);
     if (similarity) {
       const float value = annotation.similarity[i];
-      out << ',' << (std::isnan(value) ? std::string() : fmt::format("{:.6g}", value)) << ',' << (annotation.unlike_reference[i] != 0 ? "true" : "false");
+      out << ',' << (std::isnan(value) ? std::string("NA") : fmt::format("{:.6g}", value)) << ',' << (annotation.unlike_reference[i] != 0 ? "TRUE" : "FALSE");
     }
     out << '\n';
   }

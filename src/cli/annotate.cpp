@@ -115,8 +115,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--allow-low-coverage", args->options.allow_low_coverage,
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
   command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry), loom, AnnData Zarr, an R object (.rds: Seurat, SingleCellExperiment, a matrix) or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
-  command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad; for 10x and text input a new .h5ad of its counts, written only when asked)");
-  command->add_option("--csv", args->csv, "Also write per-cell labels and scores to this CSV file (10x and text input: the output, default INPUT.celltyper.csv)");
+  command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad, unless --csv is given; for 10x and text input a new .h5ad of its counts, written only when asked)");
+  command->add_option("--csv", args->csv, "Write per-cell labels and scores to this CSV file (alone, without --out: instead of the .h5ad copy; 10x and text input: the output, default INPUT.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
@@ -179,7 +179,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     // MTX folder) or a text table has no .h5ad to copy: its labels go to a CSV, or with --out to a
     // new .h5ad holding its counts, genes and cells (AnnData for scanpy from a GEO table).
     const bool h5ad = dataset->format() == "h5ad";
-    const std::string out = !h5ad ? args->out : args->out.empty() ? default_output(args->input, ".celltyper.h5ad") : args->out;
+    // (--csv alone asks for the table, not also a copy of the input beside it: a read-only download folder)
+    const std::string out = !h5ad || !args->out.empty() ? args->out : args->csv.empty() ? default_output(args->input, ".celltyper.h5ad") : "";
     const std::string csv_path = args->csv.empty() && !h5ad && out.empty() ? default_output(args->input, ".celltyper.csv") : args->csv;
     std::vector<std::string> inputs = args->models;
     inputs.insert(inputs.end(), {args->input, table_path, args->ontology, args->genes, args->cell_table});
@@ -211,7 +212,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       if (std::filesystem::exists(path)) require_readable(path, "model");
     }
     std::optional<H5adCopy> copy;
-    if (h5ad) copy.emplace(args->input, out);
+    if (h5ad && !out.empty()) copy.emplace(args->input, out);
     std::optional<H5adWriter> written_h5ad;  // a 10x or text input's new .h5ad (--out)
     if (!h5ad && !out.empty()) {
       H5adWriteOptions write;
@@ -258,7 +259,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    trained.model.features == kFeaturesExpression ? trained.model.panel.size() : trained.model.genes.size(),
                    trained.n_shared_genes, trained.n_reference_genes, seconds);
       }
-      print_warnings(trained.warnings);
+      print_warnings(trained.warnings, global.quiet);
       if (!args->save_model.empty()) save_model(trained.model, args->save_model);
       models.push_back(std::move(trained.model));
     }
@@ -325,7 +326,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    annotation.n_similarity_judged == n ? "" : fmt::format("; {} not judged (too shallow, or empty)", n - annotation.n_similarity_judged));
       }
     }
-    print_warnings(annotation.warnings);
+    print_warnings(annotation.warnings, global.quiet);
   });
 }
 

@@ -181,7 +181,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
         if (!global.quiet) fmt::print(stderr, "{} PNGs in {}\n", images.size(), args->png);
       }
     }
-    print_warnings(result.warnings);
+    print_warnings(result.warnings, global.quiet);
   });
 }
 

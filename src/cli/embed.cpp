@@ -120,7 +120,7 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
                  result.n_vars_with_vector, result.genes.n_vars(), result.genes.column, to_string(result.genes.id_type),
                  100 * result.median_coverage, 100 * result.min_coverage);
     }
-    print_warnings(result.warnings);
+    print_warnings(result.warnings, global.quiet);
   });
 }
 

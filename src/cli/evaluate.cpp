@@ -116,7 +116,7 @@ void add_evaluate(CLI::App& app, const GlobalOptions& global) {
     const nlohmann::json json = to_json(evaluation);
     if (args->json == "-") {
       fmt::print("{}\n", json.dump(2));
-      print_warnings(evaluation.warnings);  // (the text report, not printed, carries them otherwise)
+      print_warnings(evaluation.warnings, global.quiet);  // (the text report, not printed, carries them otherwise)
     } else {
       fmt::print("{}", format_report(evaluation));
       if (!args->json.empty()) write_output_file(args->json, json.dump(2) + "\n");

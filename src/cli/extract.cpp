@@ -88,7 +88,7 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
                  result.dims, result.n_fragments, result.n_files, result.seconds, static_cast<double>(result.n_cells) / result.seconds,
                  processes.description(), args->out);
     }
-    print_warnings(result.warnings);
+    print_warnings(result.warnings, global.quiet);
   });
 }
 

@@ -437,7 +437,7 @@ void embed_openai_direct(const EmbedArgs& args, const GeneTable& table, const Gl
   const openai::GeneEmbeddingResult result = openai::embed_gene_texts(texts, table, options);
   progress.finish();
   const std::vector<std::string> skipped = note_empty_texts(result.empty_text, texts, global);
-  print_warnings(result.requests.warnings);
+  print_warnings(result.requests.warnings, global.quiet);
   note(global, fmt::format("{} genes embedded: {} from the checkpoint, {} requests ({} retries)", result.requests.embeddings.size(),
                            result.requests.n_from_checkpoint, result.requests.n_requests, result.requests.n_retries));
   write_skipped(args.skipped, skipped);
@@ -686,7 +686,7 @@ void add_enrich(CLI::App* genes, const GlobalOptions& global) {
       options.http.on_progress = std::ref(progress);
       const openai::CompleteTextsResult result = openai::complete_texts(items, options);
       progress.finish();
-      print_warnings(result.warnings);
+      print_warnings(result.warnings, global.quiet);
       note(global, fmt::format("{} answers: {} from the checkpoint, {} requests ({} retries)", result.texts.size(),
                                result.n_from_checkpoint, result.n_requests, result.n_retries));
       header["base_url"] = options.http.base_url;

@@ -1,5 +1,6 @@
 #include "cli/progress.hpp"
 
+#include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 
 #include <fmt/format.h>
@@ -48,8 +49,14 @@ void ProgressBar::draw(bool final) {
 
 bool progress_enabled(bool quiet) { return !quiet && isatty(STDERR_FILENO) != 0; }
 
-void print_warnings(const std::vector<std::string>& warnings) {
-  for (const auto& warning : warnings) fmt::print(stderr, "warning: {}\n", warning);
+void print_warnings(const std::vector<std::string>& warnings, bool quiet) {
+  for (const auto& warning : warnings) {
+    if (!warning.starts_with(kNotePrefix)) {
+      fmt::print(stderr, "warning: {}\n", warning);
+    } else if (!quiet) {
+      fmt::print(stderr, "{}\n", warning);
+    }
+  }
 }
 
 std::size_t parse_bytes(const std::string& text) {

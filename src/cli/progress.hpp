@@ -37,8 +37,9 @@ class ProgressBar {
 bool progress_enabled(bool quiet);
 
 /// Print each of `warnings` on stderr as "warning: ..." (always: --quiet silences progress and
-/// summaries, never a warning about the results).
-void print_warnings(const std::vector<std::string>& warnings);
+/// summaries, never a warning about the results); notes (kNotePrefix, dataset.hpp) as
+/// "note: ...", unless `quiet`.
+void print_warnings(const std::vector<std::string>& warnings, bool quiet);
 
 /// Largest byte count accepted (1024 TiB; larger values would overflow on the way to size_t).
 constexpr std::size_t kMaxByteCount = std::size_t{1} << 50;

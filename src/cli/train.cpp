@@ -245,7 +245,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
         fmt::print(stderr, "{}: {}\n", reference.value("path", std::string()), reference.value("normalization_reason", std::string()));
       }
     }
-    print_warnings(result.warnings);
+    print_warnings(result.warnings, global.quiet);
   });
 }
 

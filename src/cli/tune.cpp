@@ -206,8 +206,8 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     fmt::print(stderr, "best: trial {} macro-F1 {:.4f} (accuracy {:.4f}); celltyper train ...{}\n", result.best.trial, result.best.macro_f1,
                result.best.accuracy, arguments);
     if (!args->out.empty()) fmt::print(stderr, "wrote {}\n", args->out);
-    print_warnings(data.warnings);
-    print_warnings(split.warnings);
+    print_warnings(data.warnings, global.quiet);
+    print_warnings(split.warnings, global.quiet);
   });
 }
 

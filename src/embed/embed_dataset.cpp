@@ -180,7 +180,7 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   if (dataset.n_obs() == 0) throw InputError(fmt::format("{}: the dataset has zero cells", dataset.path()));
   std::string matrix_note;
   result.matrix = resolve_matrix_source(dataset, options.matrix, &matrix_note);
-  if (!matrix_note.empty()) result.warnings.push_back(matrix_note);
+  if (!matrix_note.empty()) result.warnings.push_back(fmt::format("{}{}", kNotePrefix, matrix_note));
   const DataFrame var = dataset.read_var_of(result.matrix);
   result.genes = resolve_genes(table, var, options.genes);
   const int dims = options.dims > 0 ? options.dims : source.dims;

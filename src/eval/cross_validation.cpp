@@ -237,7 +237,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     cells.groups.resize(n);
     cells.usable.assign(n, 0);
     for (std::size_t row = 0; row < n; ++row) {
-      cells.groups[row] = by_file ? path : groups->value_as_string(row);
+      cells.groups[row] = by_file ? path : group_value(*groups, row);
       if (labels.is_missing(row)) continue;
       cells.labels[row] = labels.value_as_string(row);
       if (is_missing_label(cells.labels[row])) {
@@ -312,6 +312,21 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
   for (const auto& cells : references) {
     for (std::size_t row = 0; row < cells.labels.size(); ++row) {
       if (cells.usable[row] != 0) group_set.insert(cells.groups[row]);
+    }
+  }
+  if (!by_file) {
+    std::int64_t n_missing_group = 0;
+    for (const auto& cells : references) {
+      for (std::size_t row = 0; row < cells.labels.size(); ++row) n_missing_group += cells.usable[row] != 0 && cells.groups[row] == kMissingGroup ? 1 : 0;
+    }
+    if (n_missing_group > 0 && group_set.size() == 1) {
+      throw InputError(fmt::format("cv: every labelled cell's value in the group column '{}' is missing: name a column that says which donor, "
+                                   "batch or sample each cell is from (--group obs:COLUMN, or --group file)",
+                                   base.group_column));
+    }
+    if (n_missing_group > 0) {
+      result.warnings.push_back(fmt::format("obs:{}: {} labelled cell{} without a value form a fold of their own, '{}'", base.group_column,
+                                            n_missing_group, n_missing_group == 1 ? "" : "s", kMissingGroup));
     }
   }
   if (group_set.size() < 2) {
@@ -450,7 +465,13 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
         started = std::chrono::steady_clock::now();
         TrainResult trained = fit_model(data, split, train);
         train_seconds[config.name()] = features_seconds + seconds_since(started);
-        for (const auto& warning : trained.warnings) result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
+        for (const auto& warning : trained.warnings) {
+          if (!warning.starts_with(kNotePrefix)) {
+            result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
+          } else if (std::find(result.warnings.begin(), result.warnings.end(), warning) == result.warnings.end()) {
+            result.warnings.push_back(warning);  // (the same for every fold: once)
+          }
+        }
         CellTypeModel& model = trained.model;
         for (std::size_t c = 0; c < model.class_names.size(); ++c) {
           const auto found = cl_ids.find(model.class_names[c]);

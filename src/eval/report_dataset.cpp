@@ -131,7 +131,9 @@ LabelMappingRow mapping_row(const std::string& label, std::size_t n_cells, const
 std::vector<std::string> unmapped_descriptions(const std::vector<LabelMappingRow>& rows) {
   std::vector<std::string> out;
   for (const auto& row : rows) {
-    if (!row.mapped()) out.push_back(fmt::format("'{}' ({} cells, {})", row.label, row.n_cells, row.match));
+    if (row.mapped()) continue;
+    out.push_back(row.match == "unmapped" || row.match.empty() ? fmt::format("'{}' ({} cells)", row.label, row.n_cells)
+                                                                : fmt::format("'{}' ({} cells, {})", row.label, row.n_cells, row.match));
   }
   return out;
 }
@@ -291,8 +293,10 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   std::vector<std::size_t> cells;  // file rows that have a truth label
   std::vector<std::string> truth;
   std::vector<std::string> prediction;
+  std::string missing_spelled;  // a missing value written as text among the truth ("unknown", "nan")
   for (std::size_t row = 0; row < n_file; ++row) {
     if (truth_values.is_missing(row) || is_missing_label(truth_values.value_as_string(row))) {
+      if (!truth_values.is_missing(row) && missing_spelled.empty()) missing_spelled = truth_values.value_as_string(row);
       ++evaluation.n_missing_truth;
       continue;
     }
@@ -307,8 +311,9 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   }
   if (cells.empty()) throw InputError(fmt::format("{}: no cell has a truth label in obs column '{}'", path, truth_column));
   if (evaluation.n_missing_truth > 0) {
-    evaluation.warnings.push_back(fmt::format("{} of {} cells have no truth label in obs:{} and are left out", evaluation.n_missing_truth,
-                                              n_file, truth_column));
+    evaluation.warnings.push_back(fmt::format("{} of {} cells have no truth label in obs:{} and are left out{}", evaluation.n_missing_truth,
+                                              n_file, truth_column,
+                                              missing_spelled.empty() ? "" : fmt::format(" (missing values written as text, such as '{}', included)", missing_spelled)));
   }
   if (evaluation.n_missing_prediction > 0) {
     evaluation.warnings.push_back(fmt::format("{} cells have no value in obs:{}; they are evaluated as '{}'",
@@ -507,7 +512,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     std::map<std::string, std::vector<std::size_t>> groups;
     for (std::size_t k = 0; k < cells.size(); ++k) {
       const std::size_t row = cells[k];
-      groups[group_values->is_missing(row) ? std::string("(missing)") : group_values->value_as_string(row)].push_back(k);
+      groups[group_value(*group_values, row)].push_back(k);
     }
     for (const auto& [name, positions] : groups) evaluation.sets.push_back({name, evaluate_subset(positions)});
   }
@@ -616,7 +621,10 @@ std::string format_report(const DatasetEvaluation& evaluation) {
         cells += row.n_cells;
       }
       out += fmt::format("{} labels mapped to CL: {} of {}", is_truth ? "truth     " : "prediction", side->size() - labels, side->size());
-      if (labels > 0) out += fmt::format("; unmapped: {} ({} cells)", fmt::join(unmapped_descriptions(*side), ", "), cells);
+      if (labels > 0) {
+        out += fmt::format("; unmapped: {}", fmt::join(unmapped_descriptions(*side), ", "));
+        if (labels > 1) out += fmt::format(" ({} cells)", cells);
+      }
       out += '\n';
     }
   }

@@ -546,13 +546,25 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
   const std::size_t n_vars = chosen.rows.size();
   result.gene_index.resize(n_vars);
   result.match.resize(n_vars);
-  // Several vars naming one gene: the best match is read (an exact symbol before a case-blind
-  // one, before an alias, each before its make-unique-suffix fallback), the earliest among equals:
-  // "HNRNPU-AS1" (an alias of HNRNPU) never hides the var "HNRNPU".
+  // Several vars naming one gene: the best match is read. First the vars whose other name
+  // columns (a 10x features.tsv's gene ids beside its symbols, CELLxGENE's feature_name beside
+  // Ensembl ids) name the same gene: of two vars called CD74, the one whose Ensembl id is CD74's.
+  // Then an exact symbol before a case-blind one, before an alias, each before its
+  // make-unique-suffix fallback; the earliest among equals: "HNRNPU-AS1" (an alias of HNRNPU)
+  // never hides the var "HNRNPU". Only columns that resolve at least half as many genes vouch.
+  std::vector<const ColumnResolution*> witnesses;
+  for (std::size_t i = 0; i < tried.size(); ++i) {
+    if (i != best && !tried[i].row_numbers && 2 * tried[i].n_distinct >= chosen.n_distinct) witnesses.push_back(&tried[i]);
+  }
   const auto rank = [&](std::size_t row) {
     const NameResolution& resolution = chosen.rows[row];
     const auto kind = static_cast<int>(resolution.match);
-    return 2 * std::max(kind, static_cast<int>(GeneMatch::kSymbol)) + (resolution.suffix_stripped || resolution.dots_restored ? 1 : 0);
+    const bool vouched =
+        witnesses.empty() || std::any_of(witnesses.begin(), witnesses.end(), [&](const ColumnResolution* witness) {
+          return witness->rows[row].gene == resolution.gene && witness->rows[row].match != GeneMatch::kAmbiguous;
+        });
+    return (vouched ? 0 : 16) + 2 * std::max(kind, static_cast<int>(GeneMatch::kSymbol)) +
+           (resolution.suffix_stripped || resolution.dots_restored ? 1 : 0);
   };
   std::vector<std::int32_t> best_var(table.size(), -1);
   for (std::size_t row = 0; row < n_vars; ++row) {
@@ -598,14 +610,17 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
     if (result.duplicate_examples.size() < options.max_examples) {
       result.duplicate_examples.push_back(fmt::format("{} -> {} (also {})", name, table.gene(resolution.gene).symbol, chosen.source.at(best)));
     }
-    if (name == chosen.source.at(best)) {
+    // The same name; or one made unique by a reader or var_names_make_unique ("CD74" and
+    // "CD74-1") when the var read is not the plain name's (the other ids chose "CD74-1").
+    const std::string_view best_name = chosen.source.at(best);
+    if (name == best_name || (chosen.rows[best].suffix_stripped && without_unique_suffix(best_name) == name)) {
       ++n_same_name;
-      if (same_name_example.empty()) same_name_example = std::string(name);
+      if (same_name_example.empty()) same_name_example = fmt::format("'{}' and '{}'", best_name, name);
     }
   }
   if (n_same_name > 0) {
-    result.warnings.push_back(fmt::format("{} var name{} repeat{} an earlier one (e.g. '{}'): only the first of each is read (sum or drop "
-                                          "duplicated genes first, or make the names unique, e.g. with adata.var_names_make_unique())",
+    result.warnings.push_back(fmt::format("{} gene name{} repeat{} another var's ({}): one var of each is read (the one whose other ids "
+                                          "name the same gene, else the first), not their sum (sum or drop duplicated genes first)",
                                           n_same_name, n_same_name == 1 ? "" : "s", n_same_name == 1 ? "s" : "", same_name_example));
   }
   add_warnings(table, chosen.source, result);

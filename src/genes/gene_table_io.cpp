@@ -56,6 +56,9 @@ std::string read_text_file(const std::string& path) {
       if (n_read == 0) break;
       text.append(buffer.data(), static_cast<std::size_t>(n_read));
     }
+    if (gzclose(file.release()) == Z_BUF_ERROR) {  // (a stream cut short: tenx.cpp's read_text_file)
+      throw IoError(fmt::format("cannot decompress gene table {}: the gzip stream ends early (truncated file)", path));
+    }
     return text;
   }
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);

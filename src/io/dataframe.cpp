@@ -150,7 +150,18 @@ bool is_missing_label(std::string_view label) {
   for (const std::string_view missing : {"", "nan", "NaN", "NA", "<NA>", "None", "null"}) {
     if (label == missing) return true;
   }
-  return false;
+  // CELLxGENE's cell_type (and its _ontology_term_id) for a cell its authors did not type, and
+  // the "Unknown" cluster of many an annotation: no label to learn or score, not a class.
+  constexpr std::string_view kUnknown = "unknown";
+  return label.size() == kUnknown.size() &&
+         std::equal(label.begin(), label.end(), kUnknown.begin(),
+                    [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
+}
+
+std::string group_value(const Column& column, std::size_t row) {
+  if (column.is_missing(row)) return std::string(kMissingGroup);
+  std::string value = column.value_as_string(row);
+  return is_missing_label(value) ? std::string(kMissingGroup) : value;
 }
 
 }  // namespace celltyper

@@ -80,7 +80,22 @@ tryCatch({
   } else {
     stop("a ", what, " object: celltyper reads Seurat objects, SingleCellExperiment objects and count matrices (genes x cells)")
   }
-  if (is.data.frame(counts)) counts <- as.matrix(counts)
+  if (is.data.frame(counts)) {
+    # A count table read with read.csv keeps its gene names as a text column: the row names.
+    text <- names(counts)[!vapply(counts, is.numeric, logical(1))]
+    if (length(text) == 1 && ncol(counts) > 1) {
+      names_column <- as.character(counts[[text]])
+      counts <- as.matrix(counts[, setdiff(names(counts), text), drop = FALSE])
+      rownames(counts) <- names_column
+    } else if (length(text) > 0) {
+      stop("a data.frame with ", length(text), " text columns (", paste(head(text, 5), collapse = ", "),
+           "): not a count table (cell metadata?); celltyper reads Seurat and SingleCellExperiment objects and count matrices ",
+           "(genes x cells, the gene names as row names or in one text column)")
+    } else {
+      counts <- as.matrix(counts)
+    }
+  }
+  if (is.matrix(counts) && !is.numeric(counts)) stop("a ", typeof(counts), " matrix: not counts (celltyper reads numeric count matrices, genes x cells)")
   if (!inherits(counts, "dgCMatrix")) counts <- as(as(as(counts, "CsparseMatrix"), "generalMatrix"), "dMatrix")
   if (is.null(rownames(counts)) || is.null(colnames(counts))) stop("the matrix has no row (gene) or column (cell) names")
   con <- file(file.path(out, "matrix.bin"), "wb")
@@ -178,9 +193,9 @@ std::unique_ptr<Dataset> open_rds(const std::string& path) {
   if (rscript.empty() || !detail::is_executable(rscript)) {
     throw UnsupportedError(fmt::format(
         "{}: reading an .rds file needs R (Rscript{}), which was not found: install R and the object's packages (Debian: apt-get install "
-        "r-base-core r-cran-seurat), or set CELLTYPER_RSCRIPT; or export the counts in R, e.g. SeuratDisk::Convert to .h5ad, or "
+        "r-base-core r-cran-seurat), or {} CELLTYPER_RSCRIPT; or export the counts in R, e.g. SeuratDisk::Convert to .h5ad, or "
         "DropletUtils::write10xCounts / Matrix::writeMM to an MTX folder",
-        path, named ? fmt::format(" '{}'", configured) : std::string()));
+        path, named ? fmt::format(" '{}'", configured) : std::string(), named ? "correct" : "set"));
   }
   const detail::ScratchDirectory scratch("celltyper-rds");
   // What R writes there is removed if a signal ends celltyper meanwhile (R itself dies with it).
@@ -204,8 +219,20 @@ std::unique_ptr<Dataset> open_rds(const std::string& path) {
   if (status != 0) {
     std::error_code error;
     const fs::path message = scratch.path() / "error.txt";
-    const std::string text = fs::exists(message, error) ? detail::last_line(message) : r_error(log);
-    throw InputError(fmt::format("{}: R could not export it (exit status {}): {}", path, status, text));
+    std::string text = fs::exists(message, error) ? detail::last_line(message) : r_error(log);
+    if (text.empty()) text = "(no message)";
+    // readRDS on a cut or damaged file: R's words are about connections and formats, or R crashes.
+    const bool damaged = text.find("error reading from connection") != std::string::npos || text.find("unknown input format") != std::string::npos ||
+                         text.find("ReadItem") != std::string::npos || text.find("decompression") != std::string::npos ||
+                         text.find("irrecoverable") != std::string::npos || status >= 128;
+    // The object's package missing from this R: the environment lacks something, as R itself would.
+    if (text.find("there is no package called") != std::string::npos || text.find("unable to find required package") != std::string::npos) {
+      throw UnsupportedError(fmt::format("{}: R could not load the object's package: {} (install it in the R that celltyper runs, {}: e.g. "
+                                         "Debian's r-cran-seurat, r-bioc-singlecellexperiment)",
+                                         path, text, rscript));
+    }
+    throw InputError(fmt::format("{}: R could not export it (exit status {}): {}{}", path, status, text,
+                                 damaged ? " (the file looks truncated or damaged: copy it again, or save it again with saveRDS)" : ""));
   }
   const std::vector<std::string> genes = read_lines(scratch.path() / "genes.txt");
   const std::vector<std::string> cells = read_lines(scratch.path() / "cells.txt");

@@ -63,7 +63,13 @@ std::string read_text_file(const std::filesystem::path& path) {
     if (n == 0) break;
     text.append(buffer.get(), static_cast<std::size_t>(n));
   }
-  gzclose(file);
+  // zlib ends a stream cut short (an interrupted download) quietly, with what it could decode:
+  // Z_BUF_ERROR says the gzip trailer never came, so the text may end on a whole line and lack the rest.
+  if (gzclose(file) == Z_BUF_ERROR) {
+    throw InputError(fmt::format("{}: the gzip stream ends early (truncated file, e.g. an interrupted download: `gzip -t` says the same); "
+                                 "download or copy it again",
+                                 path.string()));
+  }
   return text;
 }
 

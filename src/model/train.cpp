@@ -917,7 +917,9 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
       if (by_file) {
         reference.groups[row] = path;
       } else if (group_column != nullptr) {
-        reference.groups[row] = path + "\x1f" + group_column->value_as_string(row);
+        const std::string group = group_value(*group_column, row);
+        if (group == kMissingGroup && reference.labelled[row] != 0) ++reference.n_missing_group;
+        reference.groups[row] = path + "\x1f" + group;
       }
     }
     if (!reference.term_id_column.empty()) {
@@ -1138,7 +1140,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   TrainingData data;
   data.features = options.features;
   for (const auto& reference : references) {
-    if (!reference.matrix_note.empty()) data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.matrix_note));
+    if (!reference.matrix_note.empty()) data.cells.warnings.push_back(fmt::format("{}{}: {}", kNotePrefix, reference.path, reference.matrix_note));
     // (the copies are what reading counts back is for: no word of them without augmentation)
     if (!reference.recovered_warning.empty() && options.augment_depth) {
       data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.recovered_warning));
@@ -1150,7 +1152,17 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                                 reference.missing_spelled.empty()
                                                     ? ""
                                                     : fmt::format(" (missing values written as text, such as '{}', included)",
-                                                                  reference.missing_spelled)));
+                                                                  reference.missing_spelled)) +
+                                        (options.cell_table.empty()
+                                             ? std::string()
+                                             : fmt::format("; a cell whose name is not in the first column of {} has no label (names must match "
+                                                           "exactly, barcode suffixes such as '-1' included)",
+                                                           options.cell_table)));
+    }
+    if (reference.n_missing_group > 0) {
+      data.cells.warnings.push_back(fmt::format("{}: {} labelled cell{} without a value in obs:{} form a group of their own, '{}'", reference.path,
+                                                reference.n_missing_group, reference.n_missing_group == 1 ? "" : "s", options.group_column,
+                                                kMissingGroup));
     }
   }
   // Cell Ontology ids of the labels: --label-map, the CL ids the data carries beside its labels
@@ -1179,9 +1191,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     if (!options.harmonize_labels && !mapped.unmapped.empty() && options.warn_unmapped_labels) {
       // (annotate --hierarchical leaves an uncertain cell of such a class Unassigned: no coarser term)
       data.cells.warnings.push_back(fmt::format(
-          "Cell Ontology ids for {} of {} labels (none for {}): annotate --hierarchical and the ontology metrics cannot place the "
-          "others; name them with --label-map TSV (columns label, cl_id)",
-          mapped.cl_ids.size(), distinct.size(), join_names(mapped.unmapped, 8)));
+          "{} of {} labels have no Cell Ontology id ({}): annotate --hierarchical and the ontology metrics cannot place them; "
+          "name them with --label-map TSV (columns label, cl_id)",
+          mapped.unmapped.size(), distinct.size(), join_names(mapped.unmapped, 8)));
     } else if (options.log && !options.harmonize_labels) {
       options.log(fmt::format("Cell Ontology ids for {} of {} labels", mapped.cl_ids.size(), distinct.size()));
     }
@@ -1213,6 +1225,37 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                   join_names(classes, 12)));
         }
       }
+    }
+  }
+  if (!options.harmonize_labels && references.size() > 1 && !data.label_cl_ids.empty()) {
+    // Pooled flat without --harmonize-labels: labels at different depths compete as classes, and
+    // two names of one term are two classes. Say so (CELLxGENE files carry the ids to tell).
+    std::vector<std::set<std::string>> used(references.size());
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
+        if (references[r].labelled[row] != 0) used[r].insert(references[r].labels[row]);
+      }
+    }
+    std::vector<std::string> problems;
+    if (options.ontology != nullptr) {
+      for (const auto& [label, coarse] : coarse_labels(used, data.label_cl_ids, *options.ontology)) {
+        const auto& [r, below] = *coarse.classes.begin();
+        problems.push_back(fmt::format("'{}' of {} lies above classes of another ({})", label,
+                                       references[static_cast<std::size_t>(r)].path, join_names(below, 3)));
+      }
+    }
+    std::map<std::string, std::vector<std::string>> labels_of_id;
+    for (const auto& [label, id] : data.label_cl_ids) labels_of_id[id].push_back(label);
+    for (const auto& [id, labels] : labels_of_id) {
+      if (labels.size() > 1) problems.push_back(fmt::format("{} name one term ({})", join_names(labels, 4), id));
+    }
+    if (!problems.empty()) {
+      data.cells.warnings.push_back(fmt::format(
+          "the references label cells at different Cell Ontology depths or with different names: {}{}; trained flat, each label is a "
+          "class of its own that competes with its relatives. --harmonize-labels makes the labels Cell Ontology terms and trains a "
+          "coarse label as one of the classes below it",
+          fmt::join(problems.begin(), problems.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(problems.size(), 3)), "; "),
+          problems.size() > 3 ? fmt::format("; {} more", problems.size() - 3) : ""));
     }
   }
   for (const auto& [label, classes] : options.coarse_label_sets) {
@@ -1605,8 +1648,10 @@ ValidationSplit split_validation(const LabelledFeatures& data, double fraction, 
     std::vector<std::string> order;
     for (const auto& entry : by_group) order.push_back(entry.first);
     if (order.size() < 2) {
-      split.warnings.push_back(fmt::format("the group column{} has a single group: no validation split (whole groups are held out, never random cells)",
-                                           group_column.empty() ? "" : " '" + group_column + "'"));
+      const bool all_missing = order.front().ends_with(std::string("\x1f") + std::string(kMissingGroup));
+      split.warnings.push_back(fmt::format("the group column{} has {}: no validation split (whole groups are held out, never random cells)",
+                                           group_column.empty() ? "" : " '" + group_column + "'",
+                                           all_missing ? "no value for any labelled cell" : "a single group"));
       return everything_trains("none (a single group)");
     }
     shuffle_in_place(order, rng);

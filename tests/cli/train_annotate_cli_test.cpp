@@ -602,6 +602,143 @@ TEST(TrainAnnotateCli, MissingLabelsWrittenAsTextAndNanCountsAreCaught) {
   EXPECT_FALSE(std::filesystem::exists(dir.file("inf.h5")));
 }
 
+TEST(TrainAnnotateCli, CellxgeneConventionsUnknownLabelsMissingDonorsAndPoolsAtTwoDepths) {
+  // What CELLxGENE files hold: 'unknown' cell types (no label, not a class: train, cv and
+  // evaluate), donors missing for some cells (a group of their own, said), and two references
+  // labelled at different depths pooled without --harmonize-labels (warned). The expected layout
+  // (log X, counts in raw/X) is a note, hidden by -q; --csv alone writes no copy of the input,
+  // and the CSV's missing ids and logicals read as such in R and pandas (NA, TRUE / FALSE).
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata, csv, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "rows = [r for r in csv.DictReader(open('{1}'), delimiter='\\t') if r['dataset'] == 'pbmc3k-seurat-labels']\n"
+      "ids = {{r['label']: r['cl_id'] for r in rows}}; names = {{r['label']: r['cl_label'] for r in rows}}\n"
+      "full = anndata.read_h5ad('{0}')\n"
+      "def cxg(a, coarse_t=False):\n"
+      "    a = a.copy(); label = a.obs['celltype'].astype(str)\n"
+      "    name, cl = label.map(names), label.map(ids)\n"
+      "    if coarse_t:\n"
+      "        t = label.str.contains(' T')\n"
+      "        name[t], cl[t] = 'T cell', 'CL:0000084'\n"
+      "    name.iloc[:20], cl.iloc[:20] = 'unknown', 'unknown'\n"
+      "    donor = np.where(np.arange(a.n_obs) % 2 == 0, 'd0', 'd1').astype(object); donor[20:50] = None\n"
+      "    a.obs = a.obs.assign(cell_type=name.astype('category'), cell_type_ontology_term_id=cl.astype('category'),\n"
+      "                         donor_id=pd.Categorical(donor, categories=['d0', 'd1']),\n"
+      "                         no_donor=pd.Categorical([None] * a.n_obs, categories=['d0']))\n"
+      "    a.X = sp.csr_matrix(a.X, dtype=np.float32); a.raw = a.copy()\n"
+      "    x = sp.diags(1e4 / np.asarray(a.X.sum(axis=1)).ravel()) @ a.X; x.data = np.log1p(x.data)\n"
+      "    a.X = sp.csr_matrix(x, dtype=np.float32)\n"
+      "    return a\n"
+      "cxg(full[::3]).write_h5ad('{2}/fine.h5ad')\n"
+      "cxg(full[1::3], coarse_t=True).write_h5ad('{2}/coarse.h5ad')\n",
+      reference, label_map, dir.path().string());
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto trained = test::run_cli({"train", "-r", dir.file("fine.h5ad"), "-l", "obs:cell_type", "--group", "obs:donor_id", "-o", dir.file("m.h5"), "--json"});
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  EXPECT_NE(trained.err.find("20 cells without a label in obs:cell_type left out (missing values written as text, such as 'unknown', included)"),
+            std::string::npos)
+      << trained.err;
+  EXPECT_NE(trained.err.find("30 labelled cells without a value in obs:donor_id form a group of their own, '(missing)'"), std::string::npos)
+      << trained.err;
+  EXPECT_NE(trained.err.find("note: " + dir.file("fine.h5ad") + ": X looks log-normalized and raw/X holds raw counts"), std::string::npos)
+      << trained.err;
+  EXPECT_EQ(trained.err.find("warning: " + dir.file("fine.h5ad") + ": X looks"), std::string::npos) << trained.err;
+  const auto summary = nlohmann::json::parse(trained.out);
+  EXPECT_EQ(summary["classes"].size(), 9U) << summary["classes"].dump();
+  for (const auto& name : summary["classes"]) EXPECT_NE(name, "unknown");
+  // cv: the cells without a donor are a fold of their own; a column missing everywhere is refused.
+  const auto cv = test::run_cli({"cv", "-r", dir.file("fine.h5ad"), "-l", "obs:cell_type", "--group", "obs:donor_id", "--json", dir.file("cv.json")});
+  ASSERT_EQ(cv.exit_code, 0) << cv.err;
+  EXPECT_NE(cv.err.find("obs:donor_id: 30 labelled cells without a value form a fold of their own, '(missing)'"), std::string::npos) << cv.err;
+  EXPECT_EQ(cv.err.find("fold '(missing)', logreg: note:"), std::string::npos) << cv.err;
+  EXPECT_NE(test::read_file(dir.file("cv.json")).find("\"(missing)\""), std::string::npos);
+  const auto no_donor = test::run_cli({"cv", "-r", dir.file("fine.h5ad"), "-l", "obs:cell_type", "--group", "obs:no_donor"});
+  EXPECT_EQ(no_donor.exit_code, 2) << no_donor.err;
+  EXPECT_NE(no_donor.err.find("cv: every labelled cell's value in the group column 'no_donor' is missing"), std::string::npos) << no_donor.err;
+  // annotate: -q hides the note; --csv alone writes the table only.
+  const auto quiet = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("coarse.h5ad"), "--csv", dir.file("labels.csv"), "-q"});
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("X looks log-normalized"), std::string::npos) << quiet.err;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("coarse.celltyper.h5ad")));
+  const std::string csv = test::read_file(dir.file("labels.csv"));
+  ASSERT_NE(csv.find(",celltyper_similarity,celltyper_unlike_reference\n"), std::string::npos) << csv.substr(0, 200);
+  EXPECT_EQ(csv.find(",true\n"), std::string::npos);
+  EXPECT_EQ(csv.find(",false\n"), std::string::npos);
+  EXPECT_NE(csv.find(",FALSE\n"), std::string::npos);
+  // evaluate: 'unknown' truth is no truth.
+  ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("coarse.h5ad"), "-o", dir.file("out.h5ad"), "-q"}).exit_code, 0);
+  const auto evaluated = test::run_cli({"evaluate", "-i", dir.file("out.h5ad"), "--truth", "obs:cell_type", "--json", "-"});
+  ASSERT_EQ(evaluated.exit_code, 0) << evaluated.err;
+  EXPECT_EQ(nlohmann::json::parse(evaluated.out)["n_missing_truth"], 20);
+  EXPECT_NE(evaluated.err.find("20 of 879 cells have no truth label in obs:cell_type and are left out (missing values written as text, such as "
+                               "'unknown', included)"),
+            std::string::npos)
+      << evaluated.err;
+  // Pooled at two depths: flat training says what --harmonize-labels would do; with it, no such warning.
+  const auto flat = test::run_cli({"train", "-r", dir.file("fine.h5ad") + "," + dir.file("coarse.h5ad"), "-l", "obs:cell_type", "-o", dir.file("flat.h5"), "-q"});
+  ASSERT_EQ(flat.exit_code, 0) << flat.err;
+  EXPECT_NE(flat.err.find("the references label cells at different Cell Ontology depths or with different names: 'T cell' of " + dir.file("coarse.h5ad") +
+                          " lies above classes of another ("),
+            std::string::npos)
+      << flat.err;
+  EXPECT_NE(flat.err.find("--harmonize-labels makes the labels Cell Ontology terms"), std::string::npos) << flat.err;
+  const auto mixed = test::run_cli({"train", "-r", dir.file("fine.h5ad") + "," + dir.file("coarse.h5ad"), "-l", "obs:cell_type", "--harmonize-labels",
+                                    "-o", dir.file("mixed.h5"), "-q"});
+  ASSERT_EQ(mixed.exit_code, 0) << mixed.err;
+  EXPECT_EQ(mixed.err.find("different Cell Ontology depths"), std::string::npos) << mixed.err;
+}
+
+TEST(TrainAnnotateCli, TruncatedGzipInputsAndAnotherSpeciesAreRefusedByName) {
+  // An interrupted download: a .tsv.gz count table or an MTX folder's matrix.mtx.gz cut short
+  // (zlib hands back what it could decode, which may end on a whole line) is refused, not read
+  // as fewer genes. Mouse Ensembl ids against a human model: the species, not a coverage flag.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata, gzip, os, numpy as np, scipy.io, scipy.sparse as sp\n"
+      "a = anndata.read_h5ad('{0}')[::20].copy()\n"
+      "x = sp.csr_matrix(a.X, dtype=np.float32)\n"
+      "keep = np.asarray((x > 0).sum(axis=0)).ravel() > 0\n"
+      "x, genes = x[:, keep], list(a.var_names[keep])\n"
+      "d = x.toarray().T.astype(int)\n"
+      "text = 'gene\\t' + '\\t'.join(a.obs_names) + '\\n' + ''.join(g + '\\t' + '\\t'.join(map(str, row)) + '\\n' for g, row in zip(genes, d))\n"
+      "whole = gzip.compress(text.encode())\n"
+      "open('{1}/table.tsv.gz', 'wb').write(whole)\n"
+      "open('{1}/cut.tsv.gz', 'wb').write(whole[:len(whole) * 2 // 3])\n"
+      "os.makedirs('{1}/mtx')\n"
+      "scipy.io.mmwrite('{1}/mtx/matrix.mtx', sp.csc_matrix(x.T))\n"
+      "raw = open('{1}/mtx/matrix.mtx', 'rb').read(); os.remove('{1}/mtx/matrix.mtx')\n"
+      "open('{1}/mtx/matrix.mtx.gz', 'wb').write(gzip.compress(raw)[:-14])\n"
+      "open('{1}/mtx/features.tsv', 'w').write(''.join(f'{{g}}\\t{{g}}\\tGene Expression\\n' for g in genes))\n"
+      "open('{1}/mtx/barcodes.tsv', 'w').write(''.join(f'{{c}}\\n' for c in a.obs_names))\n"
+      "m = anndata.AnnData(x, obs=a.obs[['celltype']])\n"
+      "m.var_names = [f'ENSMUSG{{i:011d}}' for i in range(m.n_vars)]\n"
+      "m.write_h5ad('{1}/mouse.h5ad')\n",
+      reference, dir.path().string());
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
+  const auto whole = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("table.tsv.gz"), "--csv", dir.file("whole.csv"), "-q"});
+  EXPECT_EQ(whole.exit_code, 0) << whole.err;
+  for (const std::string& input : {dir.file("cut.tsv.gz"), dir.file("mtx")}) {
+    const auto cut = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", input, "--csv", dir.file("cut.csv"), "-q"});
+    SCOPED_TRACE(input);
+    EXPECT_EQ(cut.exit_code, 2) << cut.err;
+    EXPECT_NE(cut.err.find("the gzip stream ends early (truncated file, e.g. an interrupted download"), std::string::npos) << cut.err;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("cut.csv")));
+  }
+  const auto mouse = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("mouse.h5ad"), "-o", dir.file("mouse_out.h5ad")});
+  EXPECT_EQ(mouse.exit_code, 2) << mouse.err;
+  EXPECT_NE(mouse.err.find("too few to annotate: likely species mismatch: "), std::string::npos) << mouse.err;
+  EXPECT_NE(mouse.err.find("Annotate it with a model trained on a reference of its species"), std::string::npos) << mouse.err;
+  EXPECT_EQ(mouse.err.find("--allow-low-coverage"), std::string::npos) << mouse.err;
+}
+
 TEST(TrainAnnotateCli, ScaledXWithoutCountsReadsTheLogNormalisedRaw) {
   // scanpy's usual file: X scaled (sc.pp.scale), log1p(CP10k) kept in raw (here of the 765 genes
   // kept: totals unequal, but each cell's expm1 values are whole multiples of its smallest, so

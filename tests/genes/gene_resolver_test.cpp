@@ -155,12 +155,34 @@ TEST(ResolveGenes, AGeneIsReadFromItsBestMatchedVar) {
   EXPECT_EQ(result.n_matched(), 7U);
   EXPECT_EQ(result.duplicate_examples[0], "ALIAS1 -> AAA (also AAA)");
   ASSERT_EQ(result.warnings.size(), 1U) << ::testing::PrintToString(result.warnings);
-  EXPECT_NE(result.warnings[0].find("1 var name repeats an earlier one (e.g. 'CCC'): only the first of each is read"), std::string::npos)
+  // (CCC twice; MALAT1-1 beside MALAT1, which is read, is no news)
+  EXPECT_NE(result.warnings[0].find("1 gene name repeats another var's ('CCC' and 'CCC'): one var of each is read"), std::string::npos)
       << result.warnings[0];
   // A suffix fallback still beats an alias.
   result = resolve_genes(table, var_with_index({"OLD8", "C1orf1-1"}));
   EXPECT_EQ(result.gene_index[0], kNoGene);
   EXPECT_EQ(table.gene(result.gene_index[1]).symbol, "C1orf1");
+}
+
+TEST(ResolveGenes, AnotherColumnsIdsPickWhichOfRepeatedNamesIsRead) {
+  // A 10x features.tsv read with its names made unique: symbols CCC, CCC-1 (an earlier row of
+  // another gene's id under the same symbol first), AAA; the gene ids beside them say which CCC
+  // is CCC. Without the id column the exact name wins, as before.
+  const GeneTable table = small_table();
+  DataFrame var = var_with_index({"CCC", "CCC-1", "AAA"});
+  var.columns.push_back(Column::from_strings("gene_ids", {"ENSG00000000099", "ENSG00000000003", "ENSG00000000001"}));
+  GeneResolveResult result = resolve_genes(table, var);
+  EXPECT_EQ(result.column, "_index");
+  EXPECT_EQ(result.gene_index[0], kNoGene);
+  EXPECT_EQ(table.gene(result.gene_index[1]).symbol, "CCC");
+  ASSERT_EQ(result.warnings.size(), 1U) << ::testing::PrintToString(result.warnings);
+  EXPECT_NE(result.warnings[0].find("1 gene name repeats another var's ('CCC-1' and 'CCC'): one var of each is read (the one whose other "
+                                    "ids name the same gene"),
+            std::string::npos)
+      << result.warnings[0];
+  result = resolve_genes(table, var_with_index({"CCC", "CCC-1", "AAA"}));
+  EXPECT_EQ(table.gene(result.gene_index[0]).symbol, "CCC");
+  EXPECT_EQ(result.gene_index[1], kNoGene);
 }
 
 TEST(ResolveGenes, RMakeNamesDotsAreReadAsDashes) {

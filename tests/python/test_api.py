@@ -4,7 +4,9 @@ Run by ctest (PythonApi.Pytest) with PYTHONPATH=build/python; CELLTYPER_CLI name
 CELLTYPER_SHARED_DATA the real datasets (tests that need them skip when absent)."""
 import contextlib
 import json
+import logging
 import os
+import re
 import subprocess
 import types
 import warnings
@@ -151,17 +153,24 @@ def cellxgene_layout(cells):
 
 
 @needs_data
-def test_cellxgene_layout_reads_the_counts_in_raw_as_in_the_cli(tmp_path, pbmc3k):
-    """Log-normalised X with the counts in raw.X: with no layer= the counts are read (with a
-    warning), so the model and the labels are those of the counts; layer='X' reads X."""
+def test_cellxgene_layout_reads_the_counts_in_raw_as_in_the_cli(tmp_path, pbmc3k, caplog):
+    """Log-normalised X with the counts in raw.X: with no layer= the counts are read (a note on
+    the "celltyper" logger, no warning: it is the expected layout), so the model and the labels
+    are those of the counts; layer='X' reads X."""
+    import warnings
     counts, cxg = cellxgene_layout(pbmc3k[::3])
     note = r"X looks log-normalized and AnnData\.raw\.X holds raw counts: AnnData\.raw\.X read"
-    with pytest.warns(UserWarning, match=note):
+    with caplog.at_level(logging.INFO, logger="celltyper"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         model = celltyper.train(cxg, label="celltype")
+    assert re.search(note, caplog.text), caplog.text
+    assert not [w for w in caught if "raw counts" in str(w.message)], [str(w.message) for w in caught]  # (a note, not a warning)
     plain = celltyper.train(counts, label="celltype")
     assert model.validation == plain.validation
-    with pytest.warns(UserWarning, match=note):
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="celltyper"):
         labels = celltyper.annotate(cxg.copy(), model=model, inplace=False).labels
+    assert re.search(note, caplog.text), caplog.text
     assert list(labels.astype(str)) == list(celltyper.annotate(counts.copy(), model=plain, inplace=False).labels.astype(str))
     # The command line reads the file's raw/X the same way.
     path, model_path, out = str(tmp_path / "cxg.h5ad"), str(tmp_path / "cli.h5"), str(tmp_path / "out.h5ad")
@@ -204,7 +213,7 @@ def test_a_models_provenance_names_the_anndata_matrix_each_reference_gave(tmp_pa
 
 
 @needs_data
-def test_an_empty_x_defers_to_the_counts_layer_as_in_the_cli(pbmc3k):
+def test_an_empty_x_defers_to_the_counts_layer_as_in_the_cli(pbmc3k, caplog):
     """X an all-zero placeholder beside layers['counts']: the counts are read (with a warning),
     as the command line does, and a CP10k X is normalised as counts; neither leaves cells empty."""
     counts = pbmc3k[::3].copy()
@@ -214,8 +223,9 @@ def test_an_empty_x_defers_to_the_counts_layer_as_in_the_cli(pbmc3k):
     placeholder = counts.copy()
     placeholder.layers["counts"] = counts.X.copy()
     placeholder.X = sp.csr_matrix(counts.shape, dtype=np.float32)
-    with pytest.warns(UserWarning, match=r"X looks empty and AnnData\.layers\['counts'\] holds raw counts"):
+    with caplog.at_level(logging.INFO, logger="celltyper"):
         labels = celltyper.annotate(placeholder, model=model, inplace=False).labels
+    assert "X looks empty and AnnData.layers['counts'] holds raw counts" in caplog.text, caplog.text
     assert list(labels.astype(str)) == expected
     cp10k = counts.copy()
     cp10k.X = sp.csr_matrix(sp.diags(1e4 / np.asarray(counts.X.sum(axis=1)).ravel()) @ counts.X, dtype=np.float32)
@@ -224,7 +234,7 @@ def test_an_empty_x_defers_to_the_counts_layer_as_in_the_cli(pbmc3k):
 
 
 @needs_data
-def test_scanpys_usual_object_reads_raw_when_x_is_cut_to_highly_variable_genes(pbmc3k):
+def test_scanpys_usual_object_reads_raw_when_x_is_cut_to_highly_variable_genes(pbmc3k, caplog):
     """`adata.raw = adata` after log1p(CP10k), then X (and its counts layer) cut to 500 highly
     variable genes and scaled: raw.X, with every gene, is read (with a warning), as the command
     line does, and the labels are those of the counts."""
@@ -241,8 +251,9 @@ def test_scanpys_usual_object_reads_raw_when_x_is_cut_to_highly_variable_genes(p
     cut.layers["counts"] = counts.X[:, hvg]
     x = cut.X.toarray()
     cut.X = ((x - x.mean(0)) / (x.std(0) + 1e-6)).astype(np.float32)
-    with pytest.warns(UserWarning, match=r"X measures 500 genes and AnnData\.raw\.X 13714 \(X cut to a gene subset"):
+    with caplog.at_level(logging.INFO, logger="celltyper"):
         labels = list(celltyper.annotate(cut, model=model, inplace=False).labels.astype(str))
+    assert "X measures 500 genes and AnnData.raw.X 13714 (X cut to a gene subset" in caplog.text, caplog.text
     assert sum(a == b for a, b in zip(labels, expected)) >= len(expected) - 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
