@@ -83,12 +83,13 @@ tryCatch({
   if (is.data.frame(counts)) {
     # A count table read with read.csv keeps its gene names as a text column: the row names.
     text <- names(counts)[!vapply(counts, is.numeric, logical(1))]
-    if (length(text) == 1 && ncol(counts) > 1) {
+    # (gene names are (nearly) unique; a column of cell types repeats: cell metadata, not counts)
+    if (length(text) == 1 && ncol(counts) > 1 && length(unique(counts[[text]])) >= 0.9 * nrow(counts)) {
       names_column <- as.character(counts[[text]])
       counts <- as.matrix(counts[, setdiff(names(counts), text), drop = FALSE])
       rownames(counts) <- names_column
     } else if (length(text) > 0) {
-      stop("a data.frame with ", length(text), " text columns (", paste(head(text, 5), collapse = ", "),
+      stop("a data.frame with ", length(text), ngettext(length(text), " text column (", " text columns ("), paste(head(text, 5), collapse = ", "),
            "): not a count table (cell metadata?); celltyper reads Seurat and SingleCellExperiment objects and count matrices ",
            "(genes x cells, the gene names as row names or in one text column)")
     } else {

@@ -945,7 +945,10 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
                    "  saveRDS(sce, 'sce.rds')\n"
                    "  colnames(sce) <- NULL; sce$Barcode <- colnames(m); saveRDS(sce, 'sce_barcodes.rds')\n"
                    "}}\n"
-                   "s <- o[, 1:40]; s$note <- rep(c('\\u03b3\\u03b4 T', 'B'), 20); saveRDS(s, 'utf8.rds')\n",
+                   "s <- o[, 1:40]; s$note <- rep(c('\\u03b3\\u03b4 T', 'B'), 20); saveRDS(s, 'utf8.rds')\n"
+                   "d <- data.frame(gene = rownames(m), as.matrix(m), check.names = FALSE); saveRDS(d, 'frame.rds')\n"
+                   "saveRDS(read.csv('meta.csv', row.names = 1), 'meta.rds')\n"
+                   "writeBin(head(readBin('seurat.rds', 'raw', file.size('seurat.rds')), 5000), 'cut.rds')\n",
                    dir.path().string())});
   ASSERT_EQ(saved.exit_code, 0) << saved.err;
   ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
@@ -958,7 +961,8 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
   // (a SingleCellExperiment whose first assay is logcounts: its counts assay is read)
   ASSERT_TRUE(std::filesystem::exists(dir.file("sce.rds"))) << "no SingleCellExperiment (scripts/test.sh installs r-bioc-singlecellexperiment)";
   // (and one without cell names, as DropletUtils::read10xCounts makes it: named by its Barcode column)
-  for (const std::string name : {"seurat", "matrix", "sce", "sce_barcodes"}) {
+  // (a data frame of counts as read.csv gives it, the gene names in a text column: frame.rds)
+  for (const std::string name : {"seurat", "matrix", "sce", "sce_barcodes", "frame"}) {
     const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".rds")});
     ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
     EXPECT_EQ(test::read_file(dir.file(name + ".celltyper.csv")), expected) << name;
@@ -985,6 +989,12 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
   EXPECT_NE(list.err.find("list.rds: R could not export it (exit status 1): a list object: celltyper reads Seurat objects"),
             std::string::npos)
       << list.err;
+  const auto meta = test::run_cli({"inspect", dir.file("meta.rds")});
+  EXPECT_EQ(meta.exit_code, 2);
+  EXPECT_NE(meta.err.find("a data.frame with 1 text column (celltype): not a count table (cell metadata?)"), std::string::npos) << meta.err;
+  const auto cut = test::run_cli({"inspect", dir.file("cut.rds")});
+  EXPECT_EQ(cut.exit_code, 2);
+  EXPECT_NE(cut.err.find("(the file looks truncated or damaged: copy it again, or save it again with saveRDS)"), std::string::npos) << cut.err;
   ::setenv("CELLTYPER_RSCRIPT", "/nonexistent/Rscript", 1);
   const auto no_r = test::run_cli({"inspect", dir.file("seurat.rds")});
   ::unsetenv("CELLTYPER_RSCRIPT");
