@@ -63,6 +63,11 @@ struct Column {
 /// (train, cv, evaluate, corpus selection and extract).
 bool is_missing_label(std::string_view label);
 
+/// The text pandas, R and SQL write for a missing value ("", "nan", "NA", "<NA>", "None", "null"),
+/// surrounding spaces ignored: missing in any metadata column (a text table's obs). Unlike
+/// is_missing_label, "unknown" is a value here (a sex, a disease, a cluster named so).
+bool is_missing_text(std::string_view text);
+
 /// The group a cell of a group column (donor, batch, sample) belongs to: its value as text, or
 /// kMissingGroup when the value is missing (is_missing_label's spellings included), so that such
 /// cells form one group named as such, not a group called "" (cv, train --group, evaluate --group).

@@ -145,6 +145,12 @@ std::string resolve_matrix_source(const Dataset& dataset, const std::string& nam
 /// (logging.getLogger("celltyper")) instead of warning.
 inline constexpr std::string_view kNotePrefix = "note: ";
 
+/// `message` about `where` ("FILE: message"), a note kept a note ("note: FILE: ...").
+inline std::string message_about(const std::string& where, const std::string& message) {
+  if (message.starts_with(kNotePrefix)) return std::string(kNotePrefix) + where + ": " + message.substr(kNotePrefix.size());
+  return where + ": " + message;
+}
+
 /// What --layer takes (for the commands' --help).
 inline constexpr const char* kLayerHelp =
     "Matrix to read: auto (raw/X when X is cut to a gene subset of it, e.g. highly variable genes; else X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name";

@@ -149,6 +149,9 @@ std::map<std::string, std::string> label_spelling_renames(const std::map<std::st
 std::vector<LabelledReference> read_labelled_cells(const std::vector<const Dataset*>& datasets, const TrainOptions& options);
 
 /// A label that some references use at a coarser depth than the pool (mixed granularity).
+/// How train's warning about pooled labels at different depths begins (cv reports it once, not per fold).
+inline constexpr std::string_view kMixedDepthsWarning = "the references label cells at different Cell Ontology depths or with different names";
+
 struct CoarseLabel {
   /// Per reference index where the label is coarse: the sorted classes its cells may belong to.
   std::map<std::int32_t, std::vector<std::string>> classes;

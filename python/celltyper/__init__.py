@@ -60,6 +60,10 @@ def _default_store() -> str:
 
 # ---- messages in Python's terms ------------------------------------------------------------------
 
+# The command line's placeholders in messages ("--label-map TSV", "--label obs:COLUMN"), not values.
+_PLACEHOLDERS = {"TSV", "FILE", "NAME", "COLUMN", "PATH", "DIR", "N", "REF"}
+
+
 def _pythonic(function):
     """The engine's messages name command-line flags (`--min-score`, `--layer raw`); raised from
     `function`, they name its keyword arguments instead (`min_score=`, `use_raw=True`) where it has
@@ -93,12 +97,13 @@ def _pythonic(function):
             value = match.group(2)
             if value is None or value in ("or", "and", "to", "is"):
                 return f"{name}=" + rest
-            trail = re.search(r"[,;:)]+$", value)  # punctuation of the sentence, not of the value
+            trail = re.search(r"[,;:.)]+$", value)  # punctuation of the sentence, not of the value
             value, trail = (value[:trail.start()], trail.group(0)) if trail else (value, "")
             if re.fullmatch(r"-?[0-9.e+-]+", value):
                 return f"{name}={value}{trail}"
-            if re.fullmatch(r"[A-Z][A-Z0-9_.]*", value):  # a placeholder (TSV, FILE, N)
-                return f"{name}=<{value}>{trail}"
+            placeholder = re.fullmatch(r"(?:obs:)?([A-Z]+)", value)  # TSV, FILE, obs:COLUMN (Python names the column alone)
+            if placeholder and placeholder.group(1) in _PLACEHOLDERS:
+                return f"{name}=<{placeholder.group(1)}>{trail}"
             if re.fullmatch(r"[A-Za-z0-9_./:-]+", value):
                 return f"{name}='{value}'{trail}"
             return f"{name}= {value}{trail}"
@@ -570,7 +575,11 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                               panel_groups=json.loads(out["panel_groups"]))
     if "trained_model" in out:
         result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))
-    result.warnings = [annotate.speak(warning) for warning in result.warnings if _tell(annotate.speak(warning))]
+    spoken = []
+    for warning in result.warnings:  # (a loop, not a comprehension: its frame would take a stack level)
+        if _tell(annotate.speak(warning)):
+            spoken.append(annotate.speak(warning))
+    result.warnings = spoken
     if inplace:
         obs = adata.obs
         # a previous annotation's columns go first (its top-k, ids or votes would sit beside these labels)

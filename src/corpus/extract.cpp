@@ -168,7 +168,7 @@ ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t fir
                              {"gene_column", embedded.genes.column},
                              {"gene_id_type", to_string(embedded.genes.id_type)},
                              {"n_vars_with_vector", embedded.n_vars_with_vector}};
-    for (const auto& warning : embedded.warnings) cells.warnings.push_back(fmt::format("{}: {}", path, warning));
+    for (const auto& warning : embedded.warnings) cells.warnings.push_back(message_about(path, warning));
     begin = end;
   }
   cells.genes.assign(genes.begin(), genes.end());

@@ -466,10 +466,12 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
         TrainResult trained = fit_model(data, split, train);
         train_seconds[config.name()] = features_seconds + seconds_since(started);
         for (const auto& warning : trained.warnings) {
-          if (!warning.starts_with(kNotePrefix)) {
+          if (!warning.starts_with(kNotePrefix) && !warning.starts_with(kMixedDepthsWarning)) {
             result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
-          } else if (std::find(result.warnings.begin(), result.warnings.end(), warning) == result.warnings.end()) {
-            result.warnings.push_back(warning);  // (the same for every fold: once)
+          } else if (std::none_of(result.warnings.begin(), result.warnings.end(), [&](const std::string& seen) {
+                       return seen == warning || (warning.starts_with(kMixedDepthsWarning) && seen.starts_with(kMixedDepthsWarning));
+                     })) {
+            result.warnings.push_back(warning);  // (about the files, not the fold: once)
           }
         }
         CellTypeModel& model = trained.model;

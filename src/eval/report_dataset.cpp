@@ -294,6 +294,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   std::vector<std::string> truth;
   std::vector<std::string> prediction;
   std::string missing_spelled;  // a missing value written as text among the truth ("unknown", "nan")
+  std::string missing_prediction_spelled;  // and among the predictions
   for (std::size_t row = 0; row < n_file; ++row) {
     if (truth_values.is_missing(row) || is_missing_label(truth_values.value_as_string(row))) {
       if (!truth_values.is_missing(row) && missing_spelled.empty()) missing_spelled = truth_values.value_as_string(row);
@@ -303,6 +304,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     cells.push_back(row);
     truth.push_back(truth_values.value_as_string(row));
     if (prediction_values.is_missing(row) || is_missing_label(prediction_values.value_as_string(row))) {
+      if (!prediction_values.is_missing(row) && missing_prediction_spelled.empty()) missing_prediction_spelled = prediction_values.value_as_string(row);
       ++evaluation.n_missing_prediction;
       prediction.emplace_back(kNoPrediction);
     } else {
@@ -316,8 +318,12 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
                                               missing_spelled.empty() ? "" : fmt::format(" (missing values written as text, such as '{}', included)", missing_spelled)));
   }
   if (evaluation.n_missing_prediction > 0) {
-    evaluation.warnings.push_back(fmt::format("{} cells have no value in obs:{}; they are evaluated as '{}'",
-                                              evaluation.n_missing_prediction, prediction_column, kNoPrediction));
+    evaluation.warnings.push_back(fmt::format("{} cells have no value in obs:{}{}; they are evaluated as '{}'", evaluation.n_missing_prediction,
+                                              prediction_column,
+                                              missing_prediction_spelled.empty()
+                                                  ? ""
+                                                  : fmt::format(" (missing values written as text, such as '{}', included)", missing_prediction_spelled),
+                                              kNoPrediction));
   }
 
   // ---- probabilities and the model's own class -> CL id table ------------------------------
@@ -623,7 +629,7 @@ std::string format_report(const DatasetEvaluation& evaluation) {
       out += fmt::format("{} labels mapped to CL: {} of {}", is_truth ? "truth     " : "prediction", side->size() - labels, side->size());
       if (labels > 0) {
         out += fmt::format("; unmapped: {}", fmt::join(unmapped_descriptions(*side), ", "));
-        if (labels > 1) out += fmt::format(" ({} cells)", cells);
+        if (labels > 1) out += fmt::format(" ({} cells in all)", cells);
       }
       out += '\n';
     }

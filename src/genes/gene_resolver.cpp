@@ -610,10 +610,10 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
     if (result.duplicate_examples.size() < options.max_examples) {
       result.duplicate_examples.push_back(fmt::format("{} -> {} (also {})", name, table.gene(resolution.gene).symbol, chosen.source.at(best)));
     }
-    // The same name; or one made unique by a reader or var_names_make_unique ("CD74" and
-    // "CD74-1") when the var read is not the plain name's (the other ids chose "CD74-1").
+    // The same name (a name made unique by a reader, "CD74-1" beside "CD74", is read as the
+    // ranking says: the other ids decide, the plain name otherwise; nothing to warn about).
     const std::string_view best_name = chosen.source.at(best);
-    if (name == best_name || (chosen.rows[best].suffix_stripped && without_unique_suffix(best_name) == name)) {
+    if (name == best_name) {
       ++n_same_name;
       if (same_name_example.empty()) same_name_example = fmt::format("'{}' and '{}'", best_name, name);
     }

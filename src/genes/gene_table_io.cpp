@@ -57,7 +57,7 @@ std::string read_text_file(const std::string& path) {
       text.append(buffer.data(), static_cast<std::size_t>(n_read));
     }
     if (gzclose(file.release()) == Z_BUF_ERROR) {  // (a stream cut short: tenx.cpp's read_text_file)
-      throw IoError(fmt::format("cannot decompress gene table {}: the gzip stream ends early (truncated file)", path));
+      throw InputError(fmt::format("cannot decompress gene table {}: the gzip stream ends early (truncated file)", path));
     }
     return text;
   }

@@ -225,12 +225,15 @@ std::unique_ptr<Dataset> open_rds(const std::string& path) {
     // readRDS on a cut or damaged file: R's words are about connections and formats, or R crashes.
     const bool damaged = text.find("error reading from connection") != std::string::npos || text.find("unknown input format") != std::string::npos ||
                          text.find("ReadItem") != std::string::npos || text.find("decompression") != std::string::npos ||
-                         text.find("irrecoverable") != std::string::npos || status >= 128;
+                         text.find("irrecoverable") != std::string::npos;
     // The object's package missing from this R: the environment lacks something, as R itself would.
     if (text.find("there is no package called") != std::string::npos || text.find("unable to find required package") != std::string::npos) {
       throw UnsupportedError(fmt::format("{}: R could not load the object's package: {} (install it in the R that celltyper runs, {}: e.g. "
                                          "Debian's r-cran-seurat, r-bioc-singlecellexperiment)",
                                          path, text, rscript));
+    }
+    if (status >= 128 && !damaged) {  // (the OOM killer's SIGKILL on a large object, a crash)
+      throw InputError(fmt::format("{}: R was killed by signal {} while exporting it (out of memory?): {}", path, status - 128, text));
     }
     throw InputError(fmt::format("{}: R could not export it (exit status {}): {}{}", path, status, text,
                                  damaged ? " (the file looks truncated or damaged: copy it again, or save it again with saveRDS)" : ""));

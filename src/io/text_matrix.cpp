@@ -156,7 +156,7 @@ Column metadata_column(const std::string& name, const std::vector<std::string>& 
   bool any = false;
   for (std::size_t i = 0; numeric && i < values.size(); ++i) {
     const std::string_view value = trim(values[i]);
-    if (value.empty() || is_missing_label(value)) continue;
+    if (value.empty() || is_missing_text(value)) continue;
     const bool leading_zero = value.size() > 1 && value[0] == '0' && value[1] >= '0' && value[1] <= '9';
     numeric = !leading_zero && parse_number(value, numbers[i]);
     any = true;
@@ -167,7 +167,7 @@ Column metadata_column(const std::string& name, const std::vector<std::string>& 
   std::vector<std::int32_t> new_code(column.categories.size(), -1);
   std::vector<std::string> kept;
   for (std::size_t c = 0; c < column.categories.size(); ++c) {
-    if (is_missing_label(column.categories[c])) continue;
+    if (is_missing_text(column.categories[c])) continue;
     new_code[c] = static_cast<std::int32_t>(kept.size());
     kept.push_back(column.categories[c]);
   }

@@ -666,7 +666,7 @@ nlohmann::json embedded_reference_features(const LabelledReference& reference, c
     const std::int64_t entrez = table.gene(gene).entrez_id;
     if (allowed.allows(entrez) && store.find_entrez(entrez) >= 0) used_genes.insert(entrez);
   }
-  for (const auto& warning : embedded.warnings) data.cells.warnings.push_back(fmt::format("{}: {}", path, warning));
+  for (const auto& warning : embedded.warnings) data.cells.warnings.push_back(message_about(path, warning));
   data.normalizations.insert(to_string(embedded.normalization));
   info.update({{"matrix", embedded.matrix},
                {"normalization", to_string(embedded.normalization)},
@@ -1139,6 +1139,14 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   std::vector<LabelledReference> references = read_labelled_cells(datasets, options);
   TrainingData data;
   data.features = options.features;
+  // (every labelled cell without a group: the validation split says so, once)
+  std::int64_t n_labelled = 0;
+  std::int64_t n_missing_group = 0;
+  for (const auto& reference : references) {
+    n_labelled += std::count(reference.labelled.begin(), reference.labelled.end(), std::uint8_t{1});
+    n_missing_group += reference.n_missing_group;
+  }
+  const bool every_group_missing = n_missing_group > 0 && n_missing_group == n_labelled;
   for (const auto& reference : references) {
     if (!reference.matrix_note.empty()) data.cells.warnings.push_back(fmt::format("{}{}: {}", kNotePrefix, reference.path, reference.matrix_note));
     // (the copies are what reading counts back is for: no word of them without augmentation)
@@ -1159,7 +1167,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                                            "exactly, barcode suffixes such as '-1' included)",
                                                            options.cell_table)));
     }
-    if (reference.n_missing_group > 0) {
+    if (reference.n_missing_group > 0 && !every_group_missing) {
       data.cells.warnings.push_back(fmt::format("{}: {} labelled cell{} without a value in obs:{} form a group of their own, '{}'", reference.path,
                                                 reference.n_missing_group, reference.n_missing_group == 1 ? "" : "s", options.group_column,
                                                 kMissingGroup));
@@ -1244,16 +1252,23 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                        references[static_cast<std::size_t>(r)].path, join_names(below, 3)));
       }
     }
+    // (two labels of one reference that its label map sends to one term are its own business)
     std::map<std::string, std::vector<std::string>> labels_of_id;
+    std::map<std::string, std::set<std::size_t>> references_of_id;
     for (const auto& [label, id] : data.label_cl_ids) labels_of_id[id].push_back(label);
+    for (std::size_t r = 0; r < used.size(); ++r) {
+      for (const auto& label : used[r]) {
+        if (const auto id = data.label_cl_ids.find(label); id != data.label_cl_ids.end()) references_of_id[id->second].insert(r);
+      }
+    }
     for (const auto& [id, labels] : labels_of_id) {
-      if (labels.size() > 1) problems.push_back(fmt::format("{} name one term ({})", join_names(labels, 4), id));
+      if (labels.size() > 1 && references_of_id[id].size() > 1) problems.push_back(fmt::format("{} name one term ({})", join_names(labels, 4), id));
     }
     if (!problems.empty()) {
       data.cells.warnings.push_back(fmt::format(
-          "the references label cells at different Cell Ontology depths or with different names: {}{}; trained flat, each label is a "
-          "class of its own that competes with its relatives. --harmonize-labels makes the labels Cell Ontology terms and trains a "
-          "coarse label as one of the classes below it",
+          "{}: {}{}; trained flat, each label is a class of its own that competes with its relatives. --harmonize-labels (train, "
+          "cv) makes the labels Cell Ontology terms and trains a coarse label as one of the classes below it",
+          kMixedDepthsWarning,
           fmt::join(problems.begin(), problems.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(problems.size(), 3)), "; "),
           problems.size() > 3 ? fmt::format("; {} more", problems.size() - 3) : ""));
     }

@@ -335,7 +335,7 @@ TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {
   const auto table = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   EXPECT_NE(table.out.find("prediction labels mapped to CL: 3 of 5; unmapped: 'CL:9999999' (1 cells, unknown_id), 'Mystery cell' (1 cells) "
-                           "(2 cells)"),
+                           "(2 cells in all)"),
             std::string::npos)
       << table.out;
 

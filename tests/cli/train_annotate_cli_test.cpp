@@ -685,7 +685,17 @@ TEST(TrainAnnotateCli, CellxgeneConventionsUnknownLabelsMissingDonorsAndPoolsAtT
                           " lies above classes of another ("),
             std::string::npos)
       << flat.err;
-  EXPECT_NE(flat.err.find("--harmonize-labels makes the labels Cell Ontology terms"), std::string::npos) << flat.err;
+  EXPECT_NE(flat.err.find("--harmonize-labels (train, cv) makes the labels Cell Ontology terms"), std::string::npos) << flat.err;
+  // cv over the two files by donor (each fold trains on both): said once, not per fold.
+  const auto pooled_cv = test::run_cli({"cv", "-r", dir.file("fine.h5ad") + "," + dir.file("coarse.h5ad"), "-l", "obs:cell_type", "--group",
+                                        "obs:donor_id", "-q"});
+  ASSERT_EQ(pooled_cv.exit_code, 0) << pooled_cv.err;
+  std::size_t said = 0;
+  for (std::size_t at = pooled_cv.err.find("different Cell Ontology depths"); at != std::string::npos;
+       at = pooled_cv.err.find("different Cell Ontology depths", at + 1)) {
+    ++said;
+  }
+  EXPECT_EQ(said, 1U) << pooled_cv.err;
   const auto mixed = test::run_cli({"train", "-r", dir.file("fine.h5ad") + "," + dir.file("coarse.h5ad"), "-l", "obs:cell_type", "--harmonize-labels",
                                     "-o", dir.file("mixed.h5"), "-q"});
   ASSERT_EQ(mixed.exit_code, 0) << mixed.err;

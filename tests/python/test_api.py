@@ -488,6 +488,16 @@ def test_models_pickle_and_messages_speak_python(pbmc3k, pbmc68k):
         celltyper.annotate(query[:, :5].copy(), model=model)
     with pytest.raises(TypeError, match="did you mean 'n_genes'"):
         celltyper.train(pbmc3k, label="celltype", n_gene=500)
+    # Flags in the engine's messages as each verb's keywords: a switch takes no value, placeholders
+    # stay placeholders, sentence punctuation stays outside, another verb's flag names that verb.
+    speak = celltyper.train.speak
+    assert speak("--harmonize-labels makes the labels terms") == "harmonize_labels=True makes the labels terms"
+    assert speak("name them with --label-map TSV (columns label, cl_id)") == "name them with label_map=<TSV> (columns label, cl_id)"
+    assert speak("(--gene-pooling impute; --gene-pooling shared trains)") == "(gene_pooling='impute'; gene_pooling='shared' trains)"
+    assert speak("annotate --hierarchical cannot place them") == "annotate(hierarchical=True) cannot place them"
+    assert speak("give --label obs:COLUMN.") == "give label=<COLUMN>."
+    assert celltyper.annotate.speak("--layer X reads X") == "layer='X' reads X"
+    assert celltyper.annotate.speak("pass --min-score 0.5.") == "pass min_score=0.5."
 
 
 # ---- bad input: a clear exception, never a crash -------------------------------------------------
