@@ -40,6 +40,7 @@ struct ReferenceOptions {
   int n_genes = 3000;                   ///< expression route: panel size
   EmbedOptions embed;                   ///< matrix (layer), dims, gene column
   int num_threads = 0;                  ///< 0 = all hardware threads
+  std::uint64_t seed = 0;               ///< draws the depth-augmented copies, as `train --seed` does
   std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
 };
 

@@ -669,7 +669,10 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
                "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "compare": compare,
                "use_ontology": use_ontology, "ontology": os.fspath(ontology) if ontology else "",
                "top_k": [int(k) for k in top_k]}
-    return json.loads(_core.evaluate(columns, [str(n) for n in adata.obs_names], obsm, uns, options))
+    metrics = json.loads(_core.evaluate(columns, [str(n) for n in adata.obs_names], obsm, uns, options))
+    for warning in metrics.get("warnings", []):  # (as `celltyper evaluate` prints them; also in the dict)
+        _tell(evaluate.speak(warning) if hasattr(evaluate, "speak") else warning)
+    return metrics
 
 
 class _Genes:

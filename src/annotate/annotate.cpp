@@ -1141,6 +1141,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     for (std::size_t c = 0; c < c_all; ++c) class_index[annotation.class_names[c]] = static_cast<std::int64_t>(c);
     for (std::int64_t i = 0; i < n; ++i) {
       const auto row = static_cast<std::size_t>(i);
+      if (group_value(*clusters, row) == kMissingGroup) continue;  // (no cluster: no vote, its own label)
       auto& count = votes[clusters->value_as_string(row)];
       count.resize(c_all, 0);
       const auto found = class_index.find(annotation.labels[row]);
@@ -1153,7 +1154,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     }
     annotation.majority_vote.resize(static_cast<std::size_t>(n));
     for (std::int64_t i = 0; i < n; ++i) {
-      annotation.majority_vote[static_cast<std::size_t>(i)] = winner[clusters->value_as_string(static_cast<std::size_t>(i))];
+      const auto row = static_cast<std::size_t>(i);
+      annotation.majority_vote[row] = group_value(*clusters, row) == kMissingGroup ? annotation.labels[row] : winner[clusters->value_as_string(row)];
     }
   }
   // After the majority vote, which counts the flat labels (the classes).

@@ -149,6 +149,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     const bool verbose = progress_enabled(global.quiet);
     if (verbose) reference.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
 
+    reference.seed = options.seed;
     const LabelledFeatures data = embed_references(reference, store, table);
     const ValidationSplit split = split_validation(data, args->validation_fraction, options.seed, reference.group_column);
     if (verbose) {

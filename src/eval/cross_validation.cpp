@@ -707,6 +707,7 @@ std::string CrossValidationResult::format_table() const {
                                    cells, accuracy, macro, weighted);
     if (ontology && std::isnan(hf)) line += fmt::format("  {:>8}  {:>6}  {:>5}", "n/a", "n/a", "n/a");  // no cell mapped
     if (ontology && !std::isnan(hf)) line += fmt::format("  {:>8.3f}  {:>6.3f}  {:>5.2f}", corrected, hf, lca);
+    if (std::isnan(train)) return line + fmt::format("  {:>7}  {:>9}\n", "-", "-");
     return line + fmt::format("  {:>7.2f}  {:>9.2f}\n", train, predict);
   };
   for (const auto& method : methods) {
@@ -725,8 +726,18 @@ std::string CrossValidationResult::format_table() const {
   for (const auto& method : methods) {
     const auto& m = mean.at(method);
     const double none = std::numeric_limits<double>::quiet_NaN();  // (a fold without mapped cells: no mean)
-    text += row(method, "mean", cells, m["accuracy"], m["macro_f1"], m["weighted_f1"], m.value("corrected_macro_f1", none),
+    text += row(method, "fold mean", cells, m["accuracy"], m["macro_f1"], m["weighted_f1"], m.value("corrected_macro_f1", none),
                 m.value("hierarchical_f", none), m.value("mean_lca_distance", none), m["train_seconds"], m["predict_seconds"]);
+  }
+  // Every held-out cell once (cell-weighted; a fold of one cell weighs one cell, not 1 / folds).
+  for (const auto& method : methods) {
+    const auto found = pooled.find(method);
+    if (found == pooled.end()) continue;
+    const EvaluationResult& p = found->second;
+    const double unavailable = p.ontology.available && p.ontology.n_mapped > 0 ? 0.0 : std::numeric_limits<double>::quiet_NaN();
+    text += row(method, "pooled", static_cast<std::int64_t>(p.n_cells), p.accuracy, p.macro.f1, p.weighted.f1, p.ontology.corrected_macro_f1 + unavailable,
+                p.ontology.hierarchical_f1 + unavailable, p.ontology.mean_lca_distance_all + unavailable, std::numeric_limits<double>::quiet_NaN(),
+                0.0);
   }
   return text;
 }

@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 
 #include "celltyper/error.hpp"
@@ -364,7 +365,8 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       evaluation.probabilities = "obsm:" + probability_key;
     }
   }
-  // Class -> CL id recorded by `celltyper annotate` (from the model file); used for predicted labels.
+  // Class -> CL id recorded by `celltyper annotate` (from the model file): for predicted labels, and
+  // for truth labels that are class names when nothing else maps them.
   std::map<std::string, std::string> model_cl_ids;
   {
     const auto classes = source.uns_string_list("celltyper_probability_classes");
@@ -373,6 +375,34 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       for (std::size_t j = 0; j < classes->size(); ++j) {
         if (!(*ids)[j].empty()) model_cl_ids.emplace((*classes)[j], (*ids)[j]);
       }
+    }
+  }
+
+  if (!probability_key.empty()) {
+    // Ranking metrics describe the prediction the probabilities made: not another tool's labels
+    // in the --pred column beside them (nor a majority vote). Judged on the cells whose
+    // prediction is one of the probabilities' classes.
+    std::map<std::string, std::size_t> column_of;  // a class's name, or its CL id (a --pred of celltyper_ontology_id)
+    for (std::size_t j = 0; j < probability_classes.size(); ++j) column_of.emplace(probability_classes[j], j);
+    for (std::size_t j = 0; j < probability_classes.size(); ++j) {
+      if (const auto id = model_cl_ids.find(probability_classes[j]); id != model_cl_ids.end()) column_of.emplace(id->second, j);
+    }
+    std::size_t judged = 0;
+    std::size_t agree = 0;
+    for (std::size_t k = 0; k < cells.size(); ++k) {
+      const auto found = column_of.find(prediction[k]);
+      if (found == column_of.end()) continue;
+      ++judged;
+      const float* p = probability_values.row(static_cast<std::int64_t>(cells[k]));
+      agree += *std::max_element(p, p + probability_values.cols) == p[found->second] ? 1 : 0;
+    }
+    if (judged == 0 || 10 * agree < 9 * judged) {
+      evaluation.warnings.push_back(fmt::format(
+          "obsm:{} did not make obs:{} (its most probable class is the prediction on {} of the {} cells predicted as one of its classes): "
+          "ranking metrics (top-k, MRR) left out; they would describe another prediction",
+          probability_key, prediction_column, agree, judged));
+      probability_key.clear();
+      evaluation.probabilities.clear();
     }
   }
 
@@ -401,8 +431,13 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     LabelMatch match = mapper.map_preferring(label, options.label_dataset);  // (as for the predictions and in train)
     const bool from_data = match.kind != LabelMatchKind::kUserMap && take_data_term_id(label, truth_ids, ontology, match);
     if (from_data) match.kind = LabelMatchKind::kUserMap;
+    // A truth label that is one of the model's classes (truth in the reference's vocabulary) takes
+    // the model's id when nothing else maps it: whether or not some cell is predicted so.
+    bool from_model = false;
+    if (!from_data && match.cl_id.empty() && model_cl_ids.count(label) != 0) std::tie(match, from_model) = map_prediction(label);
     LabelMappingRow row = mapping_row(label, count, match, ontology);
     if (from_data && row.match == "user_map") row.match = "data";
+    if (from_model && row.match == "user_map") row.match = "model";
     evaluation.truth_labels.push_back(std::move(row));
   }
   for (const auto& [label, count] : count_labels(prediction)) {
@@ -422,10 +457,14 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   }
 
   // ---- what the flat metrics compare ---------------------------------------------------------
+  // (over the cells with a prediction: Unassigned cells say nothing of the vocabulary)
   const std::set<std::string> truth_set(truth.begin(), truth.end());
+  const auto predicted_cells = static_cast<std::size_t>(std::count_if(prediction.begin(), prediction.end(), [](const std::string& label) {
+    return label != kUnassigned && label != kNoPrediction;
+  }));
   const auto shared_cells = static_cast<std::size_t>(
       std::count_if(prediction.begin(), prediction.end(), [&](const std::string& label) { return truth_set.count(label) > 0; }));
-  const double shared_share = static_cast<double>(shared_cells) / static_cast<double>(prediction.size());
+  const double shared_share = predicted_cells == 0 ? 1.0 : static_cast<double>(shared_cells) / static_cast<double>(predicted_cells);
   switch (options.compare) {
     case CompareOn::kLabels:
       evaluation.compared_on_ontology = false;

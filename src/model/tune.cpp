@@ -68,6 +68,7 @@ LabelledFeatures embed_references(const ReferenceOptions& options, const GeneSto
   train.n_genes = options.n_genes;
   train.embed = options.embed;
   train.num_threads = options.num_threads;
+  train.seed = options.seed;  // (the thinned copies: train's for the same --seed)
   train.log = options.log;
   train.reference_sample_cells = 0;  // no model is saved
   train.dense_features = true;       // the search fits dense copies of its rows
@@ -149,6 +150,20 @@ TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& 
   const auto n_train = static_cast<std::int64_t>(split.train_rows.size());
   const auto n_validation = static_cast<std::int64_t>(split.validation_rows.size());
   const int n_classes = static_cast<int>(class_names.size());
+  // Depth-augmented copies weigh what they weigh in `train` (fit_model): augment_depth_weight of a
+  // reference cell, times their reference's copy_scale; else every trial fits another model than
+  // the one `train` makes with its flags.
+  std::vector<double> sample_weights;
+  if (!data.augmented_from.empty()) {
+    const double copy_weight = TrainOptions{}.augment_depth_weight;
+    sample_weights.assign(split.train_rows.size(), 1.0);
+    for (std::size_t i = 0; i < split.train_rows.size(); ++i) {
+      const std::int64_t row = split.train_rows[i];
+      if (data.is_original(row)) continue;
+      const auto reference = data.references.empty() ? std::size_t{0} : static_cast<std::size_t>(data.references[static_cast<std::size_t>(row)]);
+      sample_weights[i] = copy_weight * (reference < data.copy_scale.size() ? data.copy_scale[reference] : 1.0);
+    }
+  }
 
   // Budgets: max_budget / reduction^(rungs - 1 - r), rounded up.
   const HyperParameter* budget_parameter = nullptr;
@@ -205,6 +220,7 @@ TuneResult tune_classifier(const LabelledFeatures& data, const ValidationSplit& 
       fit.num_threads = options.num_threads;
       fit.seed = options.seed;
       fit.validation = {validation_x.data(), n_validation, validation_y.data()};
+      fit.sample_weights = sample_weights;
       classifier->fit(train_x.data(), n_train, data.dims, train_y, n_classes, fit);
       const auto probabilities = classifier->predict_proba(validation_x.data(), n_validation, options.num_threads);
       std::vector<std::string> predicted(static_cast<std::size_t>(n_validation));

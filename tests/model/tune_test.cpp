@@ -234,6 +234,23 @@ TEST(TuneCli, Pbmc3kBestConfigurationReproducesInTrain) {
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
   const auto summary = nlohmann::json::parse(trained.out);
   EXPECT_NEAR(summary["validation"]["macro"]["f1"].get<double>(), tuned_f1, 1e-12);
+
+  // The expression route (the default), whose depth-augmented copies train at their weight in
+  // tune as in train: the best configuration's score is train's.
+  const auto expression = test::run_cli({"tune", "-r", reference, "-l", "obs:celltype", "--features", "expression", "--gene-table", table,
+                                         "--classifier", "logreg", "--trials", "2", "--reduction", "2", "--seed", "3", "--out",
+                                         dir.file("best_expression.json"), "-q"});
+  ASSERT_EQ(expression.exit_code, 0) << expression.err;
+  std::ifstream expression_file(dir.file("best_expression.json"));
+  const auto expression_best = nlohmann::json::parse(expression_file);
+  std::vector<std::string> expression_train = {"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table,
+                                               "-o", dir.file("expression.h5"), "--seed", "3", "--json", "-q"};
+  for (const auto& argument : expression_best["train_arguments"]) expression_train.push_back(argument.get<std::string>());
+  const auto expression_trained = test::run_cli(expression_train);
+  ASSERT_EQ(expression_trained.exit_code, 0) << expression_trained.err;
+  EXPECT_NEAR(nlohmann::json::parse(expression_trained.out)["validation"]["macro"]["f1"].get<double>(),
+              expression_best["validation_macro_f1"].get<double>(), 1e-9)
+      << expression_best.dump();
 }
 
 TEST(TuneCli, BadFlagsGiveOneLine) {
