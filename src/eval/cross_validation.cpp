@@ -386,6 +386,39 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       test_rows.push_back(std::move(rows));
     }
     fold_result.n_test = static_cast<std::int64_t>(truth.size());
+    // What the other folds can teach: a fold whose training part has one class (or cell) cannot
+    // train (skipped, said); held-out classes no training cell has are errors by construction.
+    std::set<std::string> trained;
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      for (std::size_t row = 0; row < train_masks[r].size(); ++row) {
+        if (train_masks[r][row] != 0) trained.insert(references[r].labels[row]);
+      }
+    }
+    if (trained.size() < 2 || fold_result.n_train < 2) {
+      result.warnings.push_back(fmt::format("fold '{}' skipped: the other folds hold {} labelled cell{} of {} class{}, too few to train on; its {} "
+                                            "cells are in no metric",
+                                            fold, fold_result.n_train, fold_result.n_train == 1 ? "" : "s", trained.size(),
+                                            trained.size() == 1 ? "" : "es", fold_result.n_test));
+      continue;
+    }
+    if (!options.harmonize_labels) {  // (a coarse term is met by the classes below it)
+      std::map<std::string, std::int64_t> unseen;
+      for (const auto& label : truth) {
+        if (trained.count(label) == 0) ++unseen[label];
+      }
+      if (!unseen.empty()) {
+        std::int64_t n_unseen = 0;
+        std::vector<std::string> names;
+        for (const auto& [label, count] : unseen) {
+          n_unseen += count;
+          if (names.size() < 5) names.push_back(fmt::format("'{}' ({})", label, count));
+        }
+        result.warnings.push_back(fmt::format("fold '{}': {} held-out cell{} of classes no other fold has ({}{}): no model trained without "
+                                              "them can name them, so they count as errors",
+                                              fold, n_unseen, n_unseen == 1 ? "" : "s", fmt::join(names, ", "),
+                                              unseen.size() > names.size() ? ", ..." : ""));
+      }
+    }
     std::vector<std::int64_t> fold_genes = base.restrict_genes;
     if (options.restrict_to_held_out_genes) {
       std::set<std::int64_t> detected;
@@ -693,7 +726,7 @@ ReportContent report_content(const CrossValidationResult& result, std::vector<st
 std::string CrossValidationResult::format_table() const {
   std::size_t width = 6;
   for (const auto& method : methods) width = std::max(width, method.size());
-  std::size_t group_width = 4;
+  std::size_t group_width = 9;  // ("fold mean")
   for (const auto& fold : folds) group_width = std::max(group_width, fold.group.size());
   group_width = std::min<std::size_t>(group_width, 40);
   const bool ontology = !folds.empty() && folds.front().methods.begin()->second.metrics.ontology.available;

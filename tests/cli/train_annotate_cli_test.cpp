@@ -627,7 +627,8 @@ TEST(TrainAnnotateCli, CellxgeneConventionsUnknownLabelsMissingDonorsAndPoolsAtT
       "    donor = np.where(np.arange(a.n_obs) % 2 == 0, 'd0', 'd1').astype(object); donor[20:50] = None\n"
       "    a.obs = a.obs.assign(cell_type=name.astype('category'), cell_type_ontology_term_id=cl.astype('category'),\n"
       "                         donor_id=pd.Categorical(donor, categories=['d0', 'd1']),\n"
-      "                         no_donor=pd.Categorical([None] * a.n_obs, categories=['d0']))\n"
+      "                         no_donor=pd.Categorical([None] * a.n_obs, categories=['d0']),\n"
+      "                         b_group=np.where(label == 'B', 'gB', 'gRest'))\n"
       "    a.X = sp.csr_matrix(a.X, dtype=np.float32); a.raw = a.copy()\n"
       "    x = sp.diags(1e4 / np.asarray(a.X.sum(axis=1)).ravel()) @ a.X; x.data = np.log1p(x.data)\n"
       "    a.X = sp.csr_matrix(x, dtype=np.float32)\n"
@@ -659,6 +660,13 @@ TEST(TrainAnnotateCli, CellxgeneConventionsUnknownLabelsMissingDonorsAndPoolsAtT
   const auto no_donor = test::run_cli({"cv", "-r", dir.file("fine.h5ad"), "-l", "obs:cell_type", "--group", "obs:no_donor"});
   EXPECT_EQ(no_donor.exit_code, 2) << no_donor.err;
   EXPECT_NE(no_donor.err.find("cv: every labelled cell's value in the group column 'no_donor' is missing"), std::string::npos) << no_donor.err;
+  // A fold that leaves one class to train on is skipped, said; held-out classes no other fold has are named.
+  const auto b_group = test::run_cli({"cv", "-r", dir.file("fine.h5ad"), "-l", "obs:cell_type", "--group", "obs:b_group", "-q"});
+  ASSERT_EQ(b_group.exit_code, 0) << b_group.err;
+  EXPECT_NE(b_group.err.find("fold 'gRest' skipped: the other folds hold "), std::string::npos) << b_group.err;
+  EXPECT_NE(b_group.err.find("fold 'gB': "), std::string::npos) << b_group.err;
+  EXPECT_NE(b_group.err.find(" held-out cells of classes no other fold has ('B cell' ("), std::string::npos) << b_group.err;
+  EXPECT_NE(b_group.out.find("pooled"), std::string::npos) << b_group.out;
   // annotate: -q hides the note; --csv alone writes the table only.
   const auto quiet = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("coarse.h5ad"), "--csv", dir.file("labels.csv"), "-q"});
   ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
