@@ -605,6 +605,13 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     if (options.keep_held_out) result.held_out.fold.insert(result.held_out.fold.end(), truth.size(), fold);
     result.folds.push_back(std::move(fold_result));
   }
+  if (result.folds.empty()) {
+    std::vector<std::string> skipped;
+    for (const auto& warning : result.warnings) {
+      if (warning.find("' skipped: ") != std::string::npos) skipped.push_back(warning);
+    }
+    throw InputError(fmt::format("cv: every fold was skipped ({})", fmt::join(skipped, "; ")));
+  }
   EvaluationOptions evaluation;
   evaluation.ontology = options.ontology;
   evaluation.cl_ids = pooled_cl_ids;

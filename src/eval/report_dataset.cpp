@@ -378,7 +378,11 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     }
   }
 
-  if (!probability_key.empty()) {
+  // The columns `celltyper annotate` writes beside its probabilities (under --hierarchical its label
+  // may be a coarser term, or Unassigned under --min-score: still these probabilities' prediction).
+  const bool own_prediction = prediction_column == "celltyper_label" || prediction_column == "celltyper_flat_label" ||
+                              prediction_column == "celltyper_ontology_id";
+  if (!probability_key.empty() && !own_prediction) {
     // Ranking metrics describe the prediction the probabilities made: not another tool's labels
     // in the --pred column beside them (nor a majority vote). Judged on the cells whose
     // prediction is one of the probabilities' classes.
@@ -462,8 +466,9 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   const auto predicted_cells = static_cast<std::size_t>(std::count_if(prediction.begin(), prediction.end(), [](const std::string& label) {
     return label != kUnassigned && label != kNoPrediction;
   }));
-  const auto shared_cells = static_cast<std::size_t>(
-      std::count_if(prediction.begin(), prediction.end(), [&](const std::string& label) { return truth_set.count(label) > 0; }));
+  const auto shared_cells = static_cast<std::size_t>(std::count_if(prediction.begin(), prediction.end(), [&](const std::string& label) {
+    return label != kUnassigned && label != kNoPrediction && truth_set.count(label) > 0;
+  }));
   const double shared_share = predicted_cells == 0 ? 1.0 : static_cast<double>(shared_cells) / static_cast<double>(predicted_cells);
   switch (options.compare) {
     case CompareOn::kLabels:

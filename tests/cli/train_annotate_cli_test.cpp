@@ -667,6 +667,9 @@ TEST(TrainAnnotateCli, CellxgeneConventionsUnknownLabelsMissingDonorsAndPoolsAtT
   EXPECT_NE(b_group.err.find("fold 'gB': "), std::string::npos) << b_group.err;
   EXPECT_NE(b_group.err.find(" held-out cells of classes no other fold has ('B cell' ("), std::string::npos) << b_group.err;
   EXPECT_NE(b_group.out.find("pooled"), std::string::npos) << b_group.out;
+  const auto none_left = test::run_cli({"cv", "-r", dir.file("fine.h5ad"), "-l", "obs:cell_type", "--group", "obs:b_group", "--folds", "gRest", "-q"});
+  EXPECT_EQ(none_left.exit_code, 2) << none_left.err;
+  EXPECT_NE(none_left.err.find("cv: every fold was skipped (fold 'gRest' skipped: the other folds hold "), std::string::npos) << none_left.err;
   // annotate: -q hides the note; --csv alone writes the table only.
   const auto quiet = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("coarse.h5ad"), "--csv", dir.file("labels.csv"), "-q"});
   ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
