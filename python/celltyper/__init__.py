@@ -575,11 +575,11 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                               panel_groups=json.loads(out["panel_groups"]))
     if "trained_model" in out:
         result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))
-    spoken = []
-    for warning in result.warnings:  # (a loop, not a comprehension: its frame would take a stack level)
-        if _tell(annotate.speak(warning)):
-            spoken.append(annotate.speak(warning))
-    result.warnings = spoken
+    spoken = [annotate.speak(warning) for warning in result.warnings]
+    result.warnings = []
+    for warning in spoken:  # (a loop, not a comprehension: its frame would take a stack level)
+        if _tell(warning):
+            result.warnings.append(warning)
     if inplace:
         obs = adata.obs
         # a previous annotation's columns go first (its top-k, ids or votes would sit beside these labels)

@@ -363,6 +363,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
                                    [](const CvModelConfig& config) { return config.features == kFeaturesGenept; });
   const std::string map_configuration = options.keep_held_out && genept != options.configurations.end() ? genept->name() : "";
 
+  std::vector<std::string> skipped;  // why folds could not train
   for (const auto& fold : folds) {
     CvFold fold_result;
     fold_result.group = fold;
@@ -395,10 +396,11 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       }
     }
     if (trained.size() < 2 || fold_result.n_train < 2) {
-      result.warnings.push_back(fmt::format("fold '{}' skipped: the other folds hold {} labelled cell{} of {} class{}, too few to train on; its {} "
+      skipped.push_back(fmt::format("fold '{}' skipped: the other folds hold {} labelled cell{} of {} class{}, too few to train on; its {} "
                                             "cells are in no metric",
                                             fold, fold_result.n_train, fold_result.n_train == 1 ? "" : "s", trained.size(),
                                             trained.size() == 1 ? "" : "es", fold_result.n_test));
+      result.warnings.push_back(skipped.back());
       continue;
     }
     if (!options.harmonize_labels) {  // (a coarse term is met by the classes below it)
@@ -606,10 +608,6 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     result.folds.push_back(std::move(fold_result));
   }
   if (result.folds.empty()) {
-    std::vector<std::string> skipped;
-    for (const auto& warning : result.warnings) {
-      if (warning.find("' skipped: ") != std::string::npos) skipped.push_back(warning);
-    }
     throw InputError(fmt::format("cv: every fold was skipped ({})", fmt::join(skipped, "; ")));
   }
   EvaluationOptions evaluation;

@@ -144,9 +144,18 @@ void DataFrame::set(Column column) {
   }
 }
 
-bool is_missing_text(std::string_view text) {
+namespace {
+
+std::string_view without_surrounding_spaces(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())) != 0) text.remove_prefix(1);
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())) != 0) text.remove_suffix(1);
+  return text;
+}
+
+}  // namespace
+
+bool is_missing_text(std::string_view text) {
+  text = without_surrounding_spaces(text);
   for (const std::string_view missing : {"", "nan", "NaN", "NA", "<NA>", "None", "null"}) {
     if (text == missing) return true;
   }
@@ -155,8 +164,7 @@ bool is_missing_text(std::string_view text) {
 
 bool is_missing_label(std::string_view label) {
   if (is_missing_text(label)) return true;
-  while (!label.empty() && std::isspace(static_cast<unsigned char>(label.front())) != 0) label.remove_prefix(1);
-  while (!label.empty() && std::isspace(static_cast<unsigned char>(label.back())) != 0) label.remove_suffix(1);
+  label = without_surrounding_spaces(label);
   // CELLxGENE's cell_type (and its _ontology_term_id) for a cell its authors did not type, and
   // the "Unknown" cluster of many an annotation: no label to learn or score, not a class.
   constexpr std::string_view kUnknown = "unknown";

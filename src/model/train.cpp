@@ -1218,13 +1218,14 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       }
     }
   }
-  if (options.harmonize_labels && options.ontology != nullptr && !options.flat_labels) {  // mixed granularity
-    std::vector<std::set<std::string>> used(references.size());
-    for (std::size_t r = 0; r < references.size(); ++r) {
-      for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
-        if (references[r].labelled[row] != 0) used[r].insert(references[r].labels[row]);
-      }
+  // The labels each reference uses (after any harmonisation): mixed granularity and its warning.
+  std::vector<std::set<std::string>> used(references.size());
+  for (std::size_t r = 0; r < references.size(); ++r) {
+    for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
+      if (references[r].labelled[row] != 0) used[r].insert(references[r].labels[row]);
     }
+  }
+  if (options.harmonize_labels && options.ontology != nullptr && !options.flat_labels) {  // mixed granularity
     data.coarse_labels = coarse_labels(used, data.label_cl_ids, *options.ontology);
     for (const auto& [label, coarse] : data.coarse_labels) {
       for (const auto& [r, classes] : coarse.classes) {
@@ -1238,12 +1239,6 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   if (!options.harmonize_labels && references.size() > 1 && !data.label_cl_ids.empty()) {
     // Pooled flat without --harmonize-labels: labels at different depths compete as classes, and
     // two names of one term are two classes. Say so (CELLxGENE files carry the ids to tell).
-    std::vector<std::set<std::string>> used(references.size());
-    for (std::size_t r = 0; r < references.size(); ++r) {
-      for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
-        if (references[r].labelled[row] != 0) used[r].insert(references[r].labels[row]);
-      }
-    }
     std::vector<std::string> problems;
     if (options.ontology != nullptr) {
       for (const auto& [label, coarse] : coarse_labels(used, data.label_cl_ids, *options.ontology)) {
