@@ -57,6 +57,12 @@ if [ -n "$ONTOLOGY_SOURCE" ]; then
 else
   echo "setup: no Cell Ontology in ../shared/data/cell-ontology: put the official cl-basic.obo release (or a CELLxGENE CL-ontology-<version>.json) in build/share/celltyper/"
 fi
+# The RefSeq summaries of human genes beside it: `celltyper genes text | embed | enrich` use them
+# by default (the Debian org.Hs.eg.db gene table has none), as the default gene store does.
+if [ -f "$DATA/gene-annotations/human_genes.tsv" ]; then
+  install -D -m 0644 "$DATA/gene-annotations/human_genes.tsv" build/share/celltyper/gene_summaries.tsv
+  echo "setup: RefSeq gene summaries installed as build/share/celltyper/gene_summaries.tsv"
+fi
 
 # The main job on a pair whose truth is known: train on pbmc3k with default settings, annotate
 # pbmc68k_reduced (another 10x run, 765 genes), and score the labels on Cell Ontology terms.

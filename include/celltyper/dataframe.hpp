@@ -63,6 +63,9 @@ struct Column {
 /// (train, cv, evaluate, corpus selection and extract).
 bool is_missing_label(std::string_view label);
 
+/// `text` without leading and trailing white space.
+std::string_view without_surrounding_spaces(std::string_view text);
+
 /// The text pandas, R and SQL write for a missing value ("", "nan", "NA", "<NA>", "None", "null"),
 /// surrounding spaces ignored: missing in any metadata column (a text table's obs). Unlike
 /// is_missing_label, "unknown" is a value here (a sex, a disease, a cluster named so).

@@ -123,6 +123,9 @@ class Dataset {
   /// The .h5ad file behind this dataset (its uns and obsm: an `extract` output's embeddings), or
   /// nullptr; a dataset wrapping an .h5ad (obs joined from a cell table) gives the wrapped file.
   [[nodiscard]] virtual const H5adFile* h5ad_file() const { return nullptr; }
+  /// What a user should know about how the data were read, when the reader chose something
+  /// (a Seurat object without an RNA assay: SCT's corrected counts), else "". Said as a note.
+  [[nodiscard]] virtual std::string reading_note() const { return {}; }
 };
 
 /// Open `path`, detecting the format: a directory holding a Zarr group is AnnData as Zarr, another

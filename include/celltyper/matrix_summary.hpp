@@ -113,7 +113,8 @@ inline constexpr std::int64_t kRawGeneSupersetRatio = 2;
 /// since celltyper normalises counts itself and thins them for depth augmentation; else, when X
 /// holds scaled values (sc.pp.scale), the first of those two that holds unscaled values (scanpy
 /// keeps log1p(CP10k) in raw before scaling X); else X (the first source when there is no X).
-/// When the choice is not X, `why` (when given) gets a sentence naming both matrices.
+/// When the choice is not X, `why` (when given) gets a sentence naming both matrices; a dataset
+/// with one matrix gives its reading_note() there.
 std::string choose_counts_matrix(const Dataset& dataset, std::string* why = nullptr);
 
 }  // namespace celltyper

@@ -18,6 +18,7 @@ struct MemoryDatasetLabels {
   std::string compression = "memory";  ///< MatrixInfo::compression
   std::string value_dtype = "float64"; ///< MatrixInfo::value_dtype
   std::int64_t stored_bytes = 0;       ///< MatrixInfo::stored_bytes
+  std::string note;                    ///< what reading_note() says ("" for nothing)
 };
 
 /// An in-memory dataset with one matrix "X". The matrix is shared, never copied, by the readers
@@ -37,10 +38,12 @@ class MemoryDataset final : public Dataset {
   [[nodiscard]] std::vector<std::string> matrix_sources() const override { return {"X"}; }
   [[nodiscard]] MatrixInfo matrix_info(const std::string& source) const override;
   [[nodiscard]] std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override;
+  [[nodiscard]] std::string reading_note() const override { return note_; }
 
  private:
   std::string name_;
   std::string format_;
+  std::string note_;
   DataFrame obs_;
   DataFrame var_;
   std::shared_ptr<const CsrBlockF64> matrix_;

@@ -51,6 +51,7 @@ class RecoveredCountsDataset final : public Dataset {
   [[nodiscard]] MatrixInfo matrix_info(const std::string& source) const override { return base_.matrix_info(source); }
   [[nodiscard]] std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override;
   [[nodiscard]] const H5adFile* h5ad_file() const override { return base_.h5ad_file(); }
+  [[nodiscard]] std::string reading_note() const override { return base_.reading_note(); }
 
  private:
   const Dataset& base_;

@@ -33,6 +33,7 @@ class RowSubsetDataset final : public Dataset {
   [[nodiscard]] DataFrame read_var_of(const std::string& source) const override { return base_.read_var_of(source); }
   [[nodiscard]] MatrixInfo matrix_info(const std::string& source) const override;
   [[nodiscard]] std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override;
+  [[nodiscard]] std::string reading_note() const override { return base_.reading_note(); }
 
   [[nodiscard]] const std::vector<std::int64_t>& rows() const { return rows_; }
 

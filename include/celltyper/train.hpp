@@ -138,6 +138,9 @@ struct LabelledReference {
   std::string label_note;
 };
 
+/// What makes two labels one: the label without surrounding white space, in lower case.
+std::string label_spelling_key(std::string_view label);
+
 /// Labels equal but for surrounding white space and letter case ("B " and "B", "NK" and "nk"),
 /// given with their cells: each such spelling -> the most frequent one, trimmed (what training
 /// reads them as). `note`, when given and something is renamed, gets a warning naming them.

@@ -158,7 +158,20 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     const CrossValidationResult result = cross_validate(options, store, table);
     fmt::print("{}", result.format_table());
     if (!result.unmapped_labels.empty()) {
-      fmt::print("labels without a Cell Ontology id (left out of the ontology metrics): {}\n", fmt::join(result.unmapped_labels, ", "));
+      std::string covered;  // how many held-out cells the ontology columns describe
+      if (!result.pooled.empty() && result.pooled.begin()->second.ontology.available) {
+        std::size_t fewest = result.pooled.begin()->second.ontology.n_mapped;
+        std::size_t most = fewest;
+        for (const auto& [method, pooled] : result.pooled) {
+          fewest = std::min(fewest, pooled.ontology.n_mapped);
+          most = std::max(most, pooled.ontology.n_mapped);
+        }
+        covered = fmt::format("; corr-mF1, hF and LCA describe {} of the {} held-out cells",
+                              fewest == most ? fmt::format("{}", most) : fmt::format("{}-{}", fewest, most),
+                              result.pooled.begin()->second.n_cells);
+      }
+      fmt::print("labels without a Cell Ontology id (left out of the ontology metrics): {}{}\n", fmt::join(result.unmapped_labels, ", "),
+                 covered);
     }
     if (!args->json.empty()) {
       write_output_file(args->json, result.to_json().dump(2) + "\n");

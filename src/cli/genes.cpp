@@ -71,7 +71,9 @@ void add_text_source_options(CLI::App* command, TextSourceArgs& args) {
   command->add_option("--go-terms", args.go_terms, "GO terms TSV (go_id, ontology, term, ...) for --go-tsv");
   command->add_flag("--no-go", args.no_go, "Leave GO terms out of the texts");
   command->add_option("--summaries", args.summaries,
-                      "TSV of gene summaries (entrez_id or symbol, summary), used instead of the gene table's");
+                      "TSV of gene summaries (entrez_id or symbol, summary), used instead of the gene table's (default, for a human "
+                      "gene table without summaries such as org.Hs.eg.db: the RefSeq summaries scripts/setup.sh installs beside the "
+                      "executable, share/celltyper/gene_summaries.tsv, which the default gene store was built with)");
   command->add_flag("--no-summaries", args.no_summaries, "Leave RefSeq summaries out of the texts");
   command->add_option("--enrichment", args.enrichment,
                       "Enrichment texts from 'celltyper genes enrich' (.jsonl, or a TSV with entrez_id/symbol and text columns)");
@@ -113,6 +115,16 @@ GeneTable load_table(const std::string& requested, const GlobalOptions& global) 
   return table;
 }
 
+/// The RefSeq summaries scripts/setup.sh installs beside the executable (from
+/// ../shared/data/gene-annotations/human_genes.tsv, the default store's), or "" when absent.
+std::string installed_gene_summaries_path() {
+  std::error_code error;
+  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
+  if (error) return {};
+  const std::filesystem::path installed = exe.parent_path() / "share" / "celltyper" / "gene_summaries.tsv";
+  return std::filesystem::is_regular_file(installed, error) ? installed.string() : std::string();
+}
+
 /// Build texts from the sources named in `args` (the gene table already loaded).
 GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const GlobalOptions& global) {
   const GeneTextOptions options = args.text_options();
@@ -139,10 +151,19 @@ GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const 
     if (go) note(global, fmt::format("GO annotations {}: {} genes, {} links", go->source, go->genes.size(), go->n_links));
   }
   std::unique_ptr<GeneExtraTexts> summaries;
-  if (!args.summaries.empty() && options.repeats(GeneTextSection::kSummary) > 0) {
-    summaries = std::make_unique<GeneExtraTexts>(load_gene_summaries(args.summaries, table));
-    note(global, fmt::format("summaries {}: {} genes ({} ids not in the gene table)", args.summaries, summaries->texts.size(),
-                             summaries->n_unresolved));
+  const bool wants_summaries = options.repeats(GeneTextSection::kSummary) > 0;
+  std::string summaries_path = args.summaries;
+  const bool table_has_summaries =
+      std::any_of(table.genes().begin(), table.genes().end(), [](const Gene& gene) { return !gene.summary.empty(); });
+  const bool human = table.species().empty() || table.species().find("Homo sapiens") != std::string::npos;
+  if (summaries_path.empty() && wants_summaries && !table_has_summaries && human) {
+    summaries_path = installed_gene_summaries_path();  // (what the default gene store's texts have)
+  }
+  if (!summaries_path.empty() && wants_summaries) {
+    summaries = std::make_unique<GeneExtraTexts>(load_gene_summaries(summaries_path, table));
+    note(global, fmt::format("summaries {}{}: {} genes ({} ids not in the gene table)", summaries_path,
+                             args.summaries.empty() ? " (installed by scripts/setup.sh; --summaries FILE or --no-summaries to change)" : "",
+                             summaries->texts.size(), summaries->n_unresolved));
   }
   std::unique_ptr<GeneExtraTexts> enrichment;
   if (!args.enrichment.empty()) {
@@ -157,6 +178,11 @@ GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const 
   sources.enrichment = enrichment.get();
   GeneTexts texts = build_gene_texts(sources, options);
   const auto& counts = texts.provenance["counts"];
+  if (wants_summaries && counts["n_with_summary"].get<std::size_t>() == 0 && texts.size() > 0) {
+    fmt::print(stderr, "warning: no gene text has a summary: the gene table ({}) has none{}; pass --summaries TSV (entrez_id or symbol, "
+                       "summary; e.g. ../shared/data/gene-annotations/human_genes.tsv) or --no-summaries\n",
+               table.source(), summaries_path.empty() ? " and no summaries file was given or installed" : fmt::format(" nor does {}", summaries_path));
+  }
   note(global, fmt::format("texts: {} genes, {} non-empty, {} with a summary, {} with GO terms, {} with enrichment; recipe hash {}",
                            texts.size(), counts["n_nonempty"].get<std::size_t>(), counts["n_with_summary"].get<std::size_t>(),
                            counts["n_with_go"].get<std::size_t>(), counts["n_with_enrichment"].get<std::size_t>(),

@@ -12,8 +12,10 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 #include <unistd.h>
 
+#include "celltyper/dataset.hpp"
 #include "celltyper/error.hpp"
 #include "celltyper/output_file.hpp"
 #include "celltyper/report.hpp"
@@ -457,6 +459,7 @@ tr.unmapped td { background: #fdecea; }
 .plots { display: flex; flex-wrap: wrap; gap: 18px; align-items: flex-start; }
 .plots svg { border: 1px solid #eeeeee; }
 .warnings { background: #fff4e5; border: 1px solid #f0c36d; padding: 8px 12px; font-size: 13px; }
+.notes { background: #f4f6f8; border: 1px solid #d0d7de; padding: 8px 12px; font-size: 13px; margin-top: 8px; }
 #celltyper-errors { background: #fdecea; border: 1px solid #d62728; padding: 8px; }
 details { margin-top: 12px; }
 details > summary { font-size: 16px; font-weight: bold; cursor: pointer; }
@@ -670,9 +673,20 @@ std::string render_html_report(const ReportContent& content) {
     html += "</dl>\n";
   }
   html += "</header>\n";
-  if (!content.warnings.empty()) {
-    html += "<div class=\"warnings\" id=\"warnings\"><strong>Warnings</strong><ul>\n";
-    for (const auto& warning : content.warnings) html += fmt::format("<li>{}</li>\n", escape(warning));
+  // Warnings, then notes (kNotePrefix: what was read and how, e.g. counts from raw/X) apart.
+  std::vector<std::string> warnings;
+  std::vector<std::string> notes;
+  for (const auto& warning : content.warnings) {
+    if (warning.starts_with(kNotePrefix)) {
+      notes.push_back(warning.substr(kNotePrefix.size()));
+    } else {
+      warnings.push_back(warning);
+    }
+  }
+  for (const auto& [items, kind, title] : {std::tuple(&warnings, "warnings", "Warnings"), std::tuple(&notes, "notes", "Notes")}) {
+    if (items->empty()) continue;
+    html += fmt::format("<div class=\"{}\" id=\"{}\"><strong>{}</strong><ul>\n", kind, kind, title);
+    for (const auto& item : *items) html += fmt::format("<li>{}</li>\n", escape(item));
     html += "</ul></div>\n";
   }
   append_summary(html, content);

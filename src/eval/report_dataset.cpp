@@ -327,6 +327,47 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
                                               kNoPrediction));
   }
 
+  // Labels differing only in letter case or surrounding spaces are one label, as train and cv read
+  // them: the truth's spellings become its most frequent one, and then the predicted spelling
+  // ("b cell" in the truth beside a model's "B cell").
+  std::map<std::string, std::string> renames;  // a truth label as read -> as evaluated
+  {
+    std::map<std::string, std::int64_t> truth_cells;
+    for (const auto& label : truth) ++truth_cells[label];
+    std::string note;
+    renames = label_spelling_renames(truth_cells, &note);
+    if (!note.empty()) evaluation.warnings.push_back(fmt::format("truth obs:{}: {}", truth_column, note));
+    std::map<std::string, std::string> predicted_spelling;  // key -> a predicted label
+    std::set<std::string> predicted;
+    for (const auto& label : prediction) {
+      if (label != kUnassigned && label != kNoPrediction && predicted.insert(label).second) {
+        predicted_spelling.emplace(label_spelling_key(label), label);
+      }
+    }
+    std::vector<std::string> examples;
+    std::size_t n_read_as_predicted = 0;
+    for (const auto& [label, count] : truth_cells) {
+      const auto renamed = renames.find(label);
+      const std::string& spelled = renamed == renames.end() ? label : renamed->second;
+      const auto as_predicted = predicted_spelling.find(label_spelling_key(spelled));
+      if (as_predicted == predicted_spelling.end() || predicted.count(spelled) != 0) continue;
+      renames[label] = as_predicted->second;
+      ++n_read_as_predicted;
+      if (examples.size() < 5) examples.push_back(fmt::format("'{}' ({} cells) as '{}'", label, count, as_predicted->second));
+    }
+    if (n_read_as_predicted > 0) {
+      evaluation.warnings.push_back(fmt::format(
+          "{} truth label{} differ{} from a predicted label only in letter case or surrounding spaces and {} read as it: {}{}",
+          n_read_as_predicted, n_read_as_predicted == 1 ? "" : "s", n_read_as_predicted == 1 ? "s" : "", n_read_as_predicted == 1 ? "is" : "are",
+          fmt::join(examples, ", "), n_read_as_predicted > examples.size() ? ", ..." : ""));
+    }
+    if (!renames.empty()) {
+      for (auto& label : truth) {
+        if (const auto renamed = renames.find(label); renamed != renames.end()) label = renamed->second;
+      }
+    }
+  }
+
   // ---- probabilities and the model's own class -> CL id table ------------------------------
   const std::vector<std::string> obsm_keys = source.obsm_keys();
   const auto has_obsm = [&](const std::string& key) { return std::find(obsm_keys.begin(), obsm_keys.end(), key) != obsm_keys.end(); };
@@ -430,6 +471,9 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     LabelTermIds counted;
     count_label_term_ids(truth_values, obs.at(truth_ids_column, "obs of " + path), counted);
     truth_ids = most_frequent_term_ids(counted, truth_ids_column, &evaluation.warnings);
+    for (const auto& [label, as_evaluated] : renames) {
+      if (const auto id = truth_ids.find(label); id != truth_ids.end()) truth_ids.emplace(as_evaluated, id->second);
+    }
   }
   for (const auto& [label, count] : count_labels(truth)) {
     LabelMatch match = mapper.map_preferring(label, options.label_dataset);  // (as for the predictions and in train)
@@ -556,6 +600,13 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
           "no prediction names a truth class (truth e.g. '{}', predictions e.g. '{}'): accuracy and F1 are 0 by construction; map both "
           "to Cell Ontology ids with --label-map TSV (columns label, cl_id; Python: label_map=)",
           truth_classes.front(), prediction_classes.front()));
+    }
+    const auto n_unassigned = static_cast<std::size_t>(std::count(prediction.begin(), prediction.end(), kUnassigned));
+    if (n_unassigned > 0 && !all_unassigned && evaluation.sets.front().result.ontology.available) {
+      evaluation.warnings.push_back(fmt::format(
+          "{} of {} cells are Unassigned: the flat metrics count them as errors, the Cell Ontology metrics (corrected accuracy and "
+          "macro-F1, hierarchical P / R / F, LCA distance) leave them out: they name no Cell Ontology term",
+          n_unassigned, prediction.size()));
     }
   }
   if (group_values != nullptr) {

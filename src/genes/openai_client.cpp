@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 
 #include "celltyper/error.hpp"
+#include "celltyper/gene_text.hpp"
 #include "io/curl_api.hpp"
 #include "celltyper/openai.hpp"
 #include "genes/openai_http.hpp"
@@ -313,6 +314,11 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
   return counts;
 }
 
+/// A result's key in a checkpoint: the item's id and a hash of what was sent for it, so that a
+/// changed text (other sections, an enrichment, another prompt) is asked for again instead of
+/// taking the answer to the old one.
+std::string checkpoint_key(const std::string& id, std::string_view sent) { return id + "#" + ContentHasher().field(sent).hex(); }
+
 }  // namespace
 
 EmbedTextsResult embed_texts(const IdAndText& items, const EmbedTextsOptions& options) {
@@ -335,9 +341,12 @@ EmbedTextsResult embed_texts(const IdAndText& items, const EmbedTextsOptions& op
     if (vector_length == 0 && !store->results().embeddings.empty())
       vector_length = store->results().embeddings.begin()->second.size();
   }
+  std::vector<std::string> keys;  // checkpoint key of each item
+  keys.reserve(items.size());
+  for (const auto& [id, text] : items) keys.push_back(checkpoint_key(id, text));
   std::vector<std::size_t> todo;
   for (std::size_t i = 0; i < items.size(); ++i) {
-    if (store && store->results().contains(items[i].first)) {
+    if (store && store->results().contains(keys[i])) {
       ++result.n_from_checkpoint;
     } else {
       todo.push_back(i);
@@ -379,11 +388,11 @@ EmbedTextsResult embed_texts(const IdAndText& items, const EmbedTextsOptions& op
       throw BadResponse(fmt::format("vectors of {} dimensions after vectors of {}", vectors.front().size(), vector_length));
     std::vector<std::pair<std::string, std::vector<float>>> results;
     results.reserve(indices.size());
-    for (std::size_t k = 0; k < indices.size(); ++k) results.emplace_back(items[indices[k]].first, std::move(vectors[k]));
+    for (std::size_t k = 0; k < indices.size(); ++k) results.emplace_back(keys[indices[k]], std::move(vectors[k]));
     if (store) {
       store->append_embeddings(results);
     } else {
-      for (auto& [id, vector] : results) fresh.insert_or_assign(id, std::move(vector));
+      for (std::size_t k = 0; k < indices.size(); ++k) fresh.insert_or_assign(items[indices[k]].first, std::move(results[k].second));
     }
   };
   const RequestCounts counts = run_requests(std::move(jobs), items, options.http, hooks, result.n_from_checkpoint, items.size());
@@ -392,9 +401,9 @@ EmbedTextsResult embed_texts(const IdAndText& items, const EmbedTextsOptions& op
 
   if (store) {
     StoredResults stored = store->take_results();
-    for (const auto& [id, text] : items) {
-      auto found = stored.embeddings.find(id);
-      if (found != stored.embeddings.end()) result.embeddings.emplace(id, std::move(found->second));
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      auto found = stored.embeddings.find(keys[i]);
+      if (found != stored.embeddings.end()) result.embeddings.emplace(items[i].first, std::move(found->second));
     }
   } else {
     result.embeddings = std::move(fresh);
@@ -416,9 +425,12 @@ CompleteTextsResult complete_texts(const IdAndText& items, const CompleteTextsOp
     store = std::make_unique<ResultsStore>(options.http.checkpoint_path, ResultKind::kText, request.model, 0);
     result.warnings = store->results().warnings;
   }
+  std::vector<std::string> keys;  // checkpoint key of each item: its id and the whole request (prompt, system message, model)
+  keys.reserve(items.size());
+  for (const auto& [id, prompt] : items) keys.push_back(checkpoint_key(id, chat_request_body(prompt, request).dump()));
   std::deque<Job> jobs;
   for (std::size_t i = 0; i < items.size(); ++i) {
-    if (store && store->results().contains(items[i].first)) {
+    if (store && store->results().contains(keys[i])) {
       ++result.n_from_checkpoint;
     } else {
       jobs.push_back(Job{{i}, 0, {}, {}});
@@ -442,7 +454,7 @@ CompleteTextsResult complete_texts(const IdAndText& items, const CompleteTextsOp
     if (body["choices"][0].value("finish_reason", nlohmann::json()) == "length")
       result.warnings.push_back(fmt::format("the completion for {} was cut at the token limit", id));
     if (store) {
-      store->append_texts({{id, text}});
+      store->append_texts({{keys[indices.front()], text}});
     } else {
       fresh.insert_or_assign(id, std::move(text));
     }
@@ -453,9 +465,9 @@ CompleteTextsResult complete_texts(const IdAndText& items, const CompleteTextsOp
 
   if (store) {
     StoredResults stored = store->take_results();
-    for (const auto& [id, prompt] : items) {
-      auto found = stored.texts.find(id);
-      if (found != stored.texts.end()) result.texts.emplace(id, std::move(found->second));
+    for (std::size_t i = 0; i < items.size(); ++i) {
+      auto found = stored.texts.find(keys[i]);
+      if (found != stored.texts.end()) result.texts.emplace(items[i].first, std::move(found->second));
     }
   } else {
     result.texts = std::move(fresh);

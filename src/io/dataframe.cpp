@@ -144,15 +144,11 @@ void DataFrame::set(Column column) {
   }
 }
 
-namespace {
-
 std::string_view without_surrounding_spaces(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())) != 0) text.remove_prefix(1);
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())) != 0) text.remove_suffix(1);
   return text;
 }
-
-}  // namespace
 
 bool is_missing_text(std::string_view text) {
   text = without_surrounding_spaces(text);

@@ -379,7 +379,10 @@ std::string choose_counts_matrix(const Dataset& dataset, std::string* why) {
     return summarize_matrix(*reader, scan);
   };
   const std::string first = has("X") ? std::string("X") : sources.front();
-  if (sources.size() == 1) return first;
+  if (sources.size() == 1) {
+    if (why != nullptr) *why = dataset.reading_note();
+    return first;
+  }
   // A raw/X saved for other cells (before cells were filtered) is no candidate; asked for by
   // name (--layer raw), it is refused with the reason.
   const auto usable_source = [&](const std::string& source) {

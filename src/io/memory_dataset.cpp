@@ -34,6 +34,7 @@ MemoryDataset::MemoryDataset(std::string name, DataFrame obs, DataFrame var, Csr
   info_.index_dtype = "int32";
   info_.compression = std::move(labels.compression);
   info_.stored_bytes = labels.stored_bytes;
+  note_ = std::move(labels.note);
   matrix_ = std::make_shared<const CsrBlockF64>(std::move(matrix));
 }
 

@@ -40,6 +40,7 @@ tryCatch({
   suppressPackageStartupMessages(library(Matrix))
   meta <- NULL
   genes <- NULL
+  note <- ""
   what <- class(obj)[[1]]
   if (inherits(obj, "Seurat")) {
     suppressPackageStartupMessages(library(SeuratObject))
@@ -58,6 +59,12 @@ tryCatch({
     meta <- obj@meta.data
     if (!is.null(colnames(counts)) && all(colnames(counts) %in% rownames(meta))) meta <- meta[colnames(counts), , drop = FALSE]
     source <- paste0("assay ", assay, ", ", source)
+    if (assay == "SCT") {
+      note <- paste0("the Seurat object has no RNA assay: assay SCT's ", sub("^assay SCT, ", "", source),
+                     " read, SCTransform's corrected values (depth-equalised, not the sequenced counts)")
+    } else if (assay != "RNA") {
+      note <- paste0("the Seurat object has no RNA assay: its default assay ", assay, " read")
+    }
   } else if (inherits(obj, "SummarizedExperiment")) {
     suppressPackageStartupMessages(library(SummarizedExperiment))
     kinds <- assayNames(obj)
@@ -113,7 +120,7 @@ tryCatch({
     for (column in names(meta)) if (is.character(meta[[column]])) meta[[column]] <- enc2utf8(meta[[column]])
     if (ncol(meta) > 0) write.csv(meta, file.path(out, "obs.csv"), fileEncoding = "UTF-8")
   }
-  writeLines(c(what, source), file.path(out, "about.txt"), useBytes = TRUE)
+  writeLines(c(what, source, note), file.path(out, "about.txt"), useBytes = TRUE)
 }, error = function(e) fail(conditionMessage(e)))
 )R";
 
@@ -263,6 +270,7 @@ std::unique_ptr<Dataset> open_rds(const std::string& path) {
   labels.value_dtype = integers ? "int64" : "float64";
   const auto file_bytes = fs::file_size(path, error);
   labels.stored_bytes = error ? 0 : static_cast<std::int64_t>(file_bytes);
+  if (about.size() >= 3) labels.note = about[2];
   return std::make_unique<MemoryDataset>(path, std::move(obs), std::move(var), std::move(matrix), std::move(labels));
 }
 

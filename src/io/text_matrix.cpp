@@ -480,6 +480,7 @@ class CellTableDataset final : public Dataset {
   MatrixInfo matrix_info(const std::string& source) const override { return base_->matrix_info(source); }
   std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override { return base_->open_matrix(source); }
   const H5adFile* h5ad_file() const override { return base_->h5ad_file(); }
+  std::string reading_note() const override { return base_->reading_note(); }
 
  private:
   bool is_joined(const std::string& name) const {

@@ -791,17 +791,15 @@ std::vector<std::string> argmax_classes(const ProbabilityMatrix& probabilities, 
 
 }  // namespace
 
+std::string label_spelling_key(std::string_view label) {
+  std::string key(without_surrounding_spaces(label));
+  for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return key;
+}
+
 std::map<std::string, std::string> label_spelling_renames(const std::map<std::string, std::int64_t>& cells, std::string* note) {
-  const auto trimmed = [](const std::string& label) {
-    const auto first = label.find_first_not_of(" \t\r\n");
-    if (first == std::string::npos) return label;
-    return label.substr(first, label.find_last_not_of(" \t\r\n") - first + 1);
-  };
-  const auto folded = [&](const std::string& label) {
-    std::string key = trimmed(label);
-    for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return key;
-  };
+  const auto trimmed = [](const std::string& label) { return std::string(without_surrounding_spaces(label)); };
+  const auto folded = [](const std::string& label) { return label_spelling_key(label); };
   std::map<std::string, std::pair<std::string, std::int64_t>> best;  // folded -> (spelling, cells)
   for (const auto& [label, count] : cells) {
     auto [it, inserted] = best.emplace(folded(label), std::make_pair(label, count));

@@ -362,6 +362,44 @@ TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {
   EXPECT_NE(unrelated_table.out.find("the ontology metrics are not available"), std::string::npos) << unrelated_table.out;
 }
 
+TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
+  // The truth spells 'b cell' where the predictions (a model's classes) say 'B cell', and 'T cell'
+  // two ways: one label each, as train and cv read them. One NK cell is Unassigned: an error for
+  // the flat metrics, left out of the CL metrics, and said.
+  const test::TempDir out;
+  const std::string path = out.file("spelled.h5ad");
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+                   "obs = pd.DataFrame({{'truth': pd.Categorical(['b cell', 'b cell', 't cell', 'T cell', 'NK cell', 'NK cell']),\n"
+                   "                    'pred': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell', 'Unassigned', 'NK cell'])}},\n"
+                   "                   index=[f'c{{i}}' for i in range(6)])\n"
+                   "anndata.AnnData(sp.csr_matrix(np.ones((6, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
+                   path)});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json json = nlohmann::json::parse(run.out);
+  EXPECT_EQ(json["compared_on"], "labels");
+  EXPECT_DOUBLE_EQ(json["overall"]["accuracy"].get<double>(), 5.0 / 6.0);
+  std::map<std::string, int> truth_cells;
+  for (const auto& row : json["label_mapping"]["truth"]) truth_cells[row["label"]] = row["n_cells"];
+  EXPECT_EQ(truth_cells, (std::map<std::string, int>{{"B cell", 2}, {"NK cell", 2}, {"T cell", 2}}));
+  EXPECT_EQ(json["overall"]["ontology"]["n_mapped"], 5);
+  EXPECT_DOUBLE_EQ(json["overall"]["ontology"]["corrected_accuracy"].get<double>(), 1.0);
+  const std::string warnings = json["warnings"].dump();
+  EXPECT_NE(warnings.find("truth obs:truth: 1 labels differ from another only in surrounding spaces or letter case, read as one class: "
+                          "'t cell' (1 cells) as 'T cell'"),
+            std::string::npos)
+      << warnings;
+  EXPECT_NE(warnings.find("1 truth label differs from a predicted label only in letter case or surrounding spaces and is read as it: "
+                          "'b cell' (2 cells) as 'B cell'"),
+            std::string::npos)
+      << warnings;
+  EXPECT_NE(warnings.find("1 of 6 cells are Unassigned: the flat metrics count them as errors, the Cell Ontology metrics"), std::string::npos)
+      << warnings;
+}
+
 TEST_F(EvaluateCli, BadInputIsOneClearLine) {
   const test::TempDir out;
   std::ofstream(out.file("bad_map.tsv")) << "dataset\tlabel\tcl_id\npbmc68k_reduced\tCD19+ B\tCL:9999999\n";

@@ -187,6 +187,29 @@ TEST(GenesCli, TextEmbedInfoNeighborsTruncateExport) {
   result = test::run_cli({"genes", "embed", "--backend", "import", "--gene-table", fixture.table, "--input",
                           directory.file("exported.tsv"), "--out", directory.file("imported_tsv.h5")});
   ASSERT_EQ(result.exit_code, 0) << result.err;
+
+  // A gene table without summaries (as org.Hs.eg.db, the default): the RefSeq summaries
+  // scripts/setup.sh installs beside the executable (the default store's), else a warning;
+  // --no-summaries asks for none.
+  const std::string bare = write_file(directory, "bare.tsv",
+                                      "entrez_id\tsymbol\tname\tgene_type\n915\tCD3D\tCD3 delta subunit of T-cell receptor complex\t"
+                                      "protein-coding\n916\tCD3E\tCD3 epsilon subunit of T-cell receptor complex\tprotein-coding\n");
+  result = test::run_cli({"genes", "text", "--gene-table", bare, "--no-go", "--out", directory.file("bare_texts.tsv")});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  const auto installed = std::filesystem::path(test::cli_path()).parent_path() / "share" / "celltyper" / "gene_summaries.tsv";
+  if (std::filesystem::exists(installed)) {
+    EXPECT_NE(result.err.find("summaries " + installed.string() + " (installed by scripts/setup.sh; --summaries FILE or --no-summaries to change)"),
+              std::string::npos)
+        << result.err;
+    EXPECT_NE(result.err.find("texts: 2 genes, 2 non-empty, 2 with a summary"), std::string::npos) << result.err;
+  } else {
+    EXPECT_NE(result.err.find("warning: no gene text has a summary: the gene table (" + bare + ") has none"), std::string::npos) << result.err;
+  }
+  result = test::run_cli({"genes", "text", "--gene-table", bare, "--no-go", "--no-summaries", "--out", directory.file("bare_texts.tsv")});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(result.err.find("summaries "), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("0 with a summary"), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("warning"), std::string::npos) << result.err;
 }
 
 TEST(GenesCli, BadInputGivesOneClearLine) {

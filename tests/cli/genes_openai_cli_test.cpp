@@ -121,12 +121,16 @@ void expect_fake_vectors(const std::string& store, const std::map<std::string, s
   }
 }
 
-/// Ids in a results store (checkpoint) with how many lines each has.
+/// Ids in a results store with how many lines each has (a direct run's checkpoint keys a line by
+/// the gene's id and a hash of the text sent, "916#0123abcd...": the id is what is counted).
 std::map<std::string, int> stored_ids(const std::string& path) {
   std::map<std::string, int> ids;
   for (const auto& line : read_lines(path)) {
     const json object = json::parse(line);
-    if (object.contains("id")) ++ids[object["id"].get<std::string>()];
+    if (object.contains("id")) {
+      const std::string key = object["id"].get<std::string>();
+      ++ids[key.substr(0, key.find('#'))];
+    }
   }
   return ids;
 }
@@ -199,6 +203,16 @@ TEST_F(GenesOpenAiCli, DirectEmbeddingThroughFaultsGivesEveryGeneOneVectorAndRes
   EXPECT_NE(result.err.find("12 genes embedded: 12 from the checkpoint, 0 requests"), std::string::npos) << result.err;
   EXPECT_TRUE(test::read_log(directory.file("log2.jsonl")).empty());
   EXPECT_EQ(info_json(again)["identity_hash"], info["identity_hash"]);
+
+  // Other texts (the aliases section added: 12 texts change) with the same checkpoint: each is
+  // asked for again, never answered by the vector of the old text.
+  FakeServer changed_server(directory.file("log3.jsonl"), {"--api-key", "test-key"});
+  const std::string changed = directory.file("changed.h5");
+  const auto rerun = test::run_cli(direct_args(changed_server, changed, {"--checkpoint", store + ".checkpoint.jsonl", "--sections", "name,aliases"}));
+  ASSERT_EQ(rerun.exit_code, 0) << rerun.err;
+  EXPECT_NE(rerun.err.find("12 genes to do, 0 already in the checkpoint"), std::string::npos) << rerun.err;
+  EXPECT_EQ(test::answered_texts(test::read_log(directory.file("log3.jsonl"))).size(), 12u);
+  EXPECT_NE(info_json(changed)["identity_hash"], info["identity_hash"]);
 }
 
 TEST_F(GenesOpenAiCli, KillMidRunThenResumeRequestsNothingFinished) {

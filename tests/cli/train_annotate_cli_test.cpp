@@ -969,6 +969,7 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
                    "s <- o[, 1:40]; s$note <- rep(c('\\u03b3\\u03b4 T', 'B'), 20); saveRDS(s, 'utf8.rds')\n"
                    "d <- data.frame(gene = rownames(m), as.matrix(m), check.names = FALSE); saveRDS(d, 'frame.rds')\n"
                    "saveRDS(read.csv('meta.csv', row.names = 1), 'meta.rds')\n"
+                   "saveRDS(suppressWarnings(CreateSeuratObject(m, assay = 'SCT')), 'sct.rds')\n"
                    "writeBin(head(readBin('seurat.rds', 'raw', file.size('seurat.rds')), 5000), 'cut.rds')\n",
                    dir.path().string())});
   ASSERT_EQ(saved.exit_code, 0) << saved.err;
@@ -990,6 +991,14 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
   }
   const auto described = test::run_cli({"inspect", dir.file("seurat.rds")});
   EXPECT_NE(described.out.find("rds, read by R: Seurat, assay RNA, counts"), std::string::npos) << described.out;
+  // An object whose only assay is SCT: its counts are read, and a note says they are SCTransform's.
+  const auto sct = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("sct.rds"), "--csv", dir.file("sct.csv")});
+  ASSERT_EQ(sct.exit_code, 0) << sct.err;
+  EXPECT_EQ(test::read_file(dir.file("sct.csv")), expected);
+  EXPECT_NE(sct.err.find("note: " + dir.file("sct.rds") + ": the Seurat object has no RNA assay: assay SCT's counts read, SCTransform's "
+                         "corrected values (depth-equalised, not the sequenced counts)"),
+            std::string::npos)
+      << sct.err;
   // Under the C locale (containers, cron) non-ASCII metadata still reads as UTF-8.
   ::setenv("LC_ALL", "C", 1);
   const auto utf8 = test::run_cli({"inspect", dir.file("utf8.rds")});

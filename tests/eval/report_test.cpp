@@ -298,6 +298,17 @@ TEST(Report, WithoutOntologyOrMapThereAreFewerPlotsAndRows) {
   EXPECT_EQ(html.find("id=\"embedding\""), std::string::npos);
   EXPECT_EQ(html.find("id=\"label-mapping\""), std::string::npos);
   EXPECT_NE(html.find("<tr><th>accuracy</th><td class=\"number\">0.7500</td></tr>"), std::string::npos);
+  EXPECT_EQ(html.find("id=\"warnings\""), std::string::npos);
+  EXPECT_EQ(html.find("id=\"notes\""), std::string::npos);
+  // Notes (what was read and how) are listed apart from the warnings, without their prefix.
+  content.warnings = {"note: cells.h5ad: raw/X read", "fold a: 2 cells of classes no other fold has"};
+  const std::string noted = render_html_report(content);
+  const auto warnings_at = noted.find("<div class=\"warnings\" id=\"warnings\"><strong>Warnings</strong><ul>\n<li>fold a: 2 cells");
+  const auto notes_at = noted.find("<div class=\"notes\" id=\"notes\"><strong>Notes</strong><ul>\n<li>cells.h5ad: raw/X read</li>");
+  EXPECT_NE(warnings_at, std::string::npos) << noted.substr(0, 4000);
+  EXPECT_NE(notes_at, std::string::npos);
+  EXPECT_LT(warnings_at, notes_at);
+  EXPECT_EQ(noted.find("note: "), std::string::npos);
   EXPECT_THROW((void)render_html_report(ReportContent{}), InputError);
   content.embedding = EmbeddingMap{};
   content.embedding->x = {1.0F};
