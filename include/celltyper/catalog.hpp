@@ -46,6 +46,7 @@ struct CatalogFileOutcome {
   bool ok = false;
   bool resumed = false;     ///< already in the catalogue: skipped
   std::string error;        ///< when !ok
+  int error_code = 0;       ///< when !ok: the error's exit code (2 bad input, 3 I/O, 4 unsupported, ...)
   std::int64_t n_obs = 0;
   std::uint64_t file_bytes = 0;
   RemoteStats remote;       ///< transfers for this file (zero when local or resumed)

@@ -38,6 +38,7 @@
 #include <celltyper/gene_text.hpp>
 #include <celltyper/sparse.hpp>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -173,7 +174,8 @@ struct GeneImportOptions {
   /// the 1-D id dataset ("" = the first of "genes/entrez_id", "genes/symbol", "gene_ids", "genes", "ids").
   std::string h5_matrix;
   std::string h5_ids;
-  /// When false, any id that does not resolve to a gene of the table is an InputError.
+  /// When false, any id that does not resolve to a gene of the table is an InputError, and so is
+  /// a row whose gene an earlier row already gave (else the first row is kept).
   bool allow_unresolved = true;
   std::string model;  ///< recorded as provenance model ("" = the file name)
 };
@@ -187,6 +189,9 @@ struct GeneImportResult {
   std::int64_t n_duplicates = 0;                ///< rows whose gene an earlier row already had (skipped)
   std::vector<std::string> duplicate_examples;  ///< up to 10
   std::int64_t n_zero_rows = 0;                 ///< all-zero rows (skipped: no direction)
+  /// Every row left out: its id as given, the gene's symbol (or "" when unresolved) and why
+  /// ("not_in_gene_table", "duplicate", "all_zero").
+  std::vector<std::array<std::string, 3>> skipped;
 };
 
 /// Import gene vectors computed elsewhere: a TSV/CSV (gene id, then one number per dimension;

@@ -45,9 +45,10 @@ struct FragmentTable {
   std::int64_t fragment_rows = 0;
   std::vector<std::string> files;            ///< paths, in input order
   std::vector<std::int64_t> file_cells;      ///< cells per file
-  std::vector<std::string> classes;          ///< labels, sorted
+  std::vector<std::string> classes;          ///< labels, sorted (spellings differing only in case or surrounding spaces: the most frequent)
   std::vector<Fragment> fragments;           ///< by file, then row
   std::vector<std::string> failures;         ///< "path: message" of files skipped by the label pass
+  std::vector<std::string> warnings;         ///< e.g. labels differing only in letter case, read as one class
   [[nodiscard]] std::vector<std::int64_t> available() const;  ///< cells per class over all fragments
 };
 

@@ -77,7 +77,7 @@ def _pythonic(function):
     special = {"--layer raw": "use_raw=True", "--allow-low-coverage": "allow_low_coverage=True", "--no-refit": "refit=False",
                "--hierarchical": "hierarchical=True"}
     elsewhere = {"annotate --hierarchical": "annotate(hierarchical=True)"}  # another verb's flag named in this one's message
-    renamed = {"normalize": "normalization"}
+    renamed = {"normalize": "normalization", "normalise": "normalization", "normalisation": "normalization"}
 
     def translate(message: str) -> str:
         for flag, keyword in elsewhere.items():
@@ -123,7 +123,11 @@ def _pythonic(function):
         except TypeError as error:  # a misspelt keyword: name the likely one
             import difflib
             unexpected = re.fullmatch(rf"{function.__name__}\(\) got an unexpected keyword argument '(\w+)'", str(error))
-            close = difflib.get_close_matches(unexpected.group(1), sorted(keywords), n=1, cutoff=0.75) if unexpected else []
+            given = unexpected.group(1) if unexpected else ""
+            if renamed.get(given) in keywords:  # the command line's name (--normalize), or another spelling
+                close = [renamed[given]]
+            else:
+                close = difflib.get_close_matches(given, sorted(keywords), n=1, cutoff=0.75) if unexpected else []
             if not close:
                 raise
             raise TypeError(f"{function.__name__}() got an unexpected keyword argument '{unexpected.group(1)}'; did you mean "
@@ -615,20 +619,24 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
 @_pythonic
 def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_raw: bool = False, key: str = "X_celltyper",
           inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, gene_column: Optional[str] = None,
-          normalization: str = "auto"):
+          normalization: str = "auto", min_coverage: float = 0.2):
     """GenePT-w cell embeddings (expression-weighted sums of gene vectors, L2-normalised), as
-    `celltyper embed`: writes obsm[key] and uns['celltyper_embedding'] (its provenance, JSON; with
-    `inplace`) and returns the cells x dims array."""
+    `celltyper embed`: writes obsm[key], obs['celltyper_embedding_empty'] (cells without an
+    expressed gene with a vector: zero embeddings) and uns['celltyper_embedding'] (its provenance,
+    JSON; with `inplace`) and returns the cells x dims array. `min_coverage`: fail when the median
+    cell has less than this share of its counts on genes with a vector (lower it for a small
+    store)."""
     spec = _dataset(adata, layer=layer, use_raw=use_raw)
-    options = _common({"dims": dims}, threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
-                      normalization=normalization)
-    values, info = _core.embed(spec, options)
+    options = _common({"dims": dims, "min_coverage": float(min_coverage)}, threads=threads, verbose=verbose, gene_table=gene_table,
+                      genes=genes, gene_column=gene_column, normalization=normalization)
+    values, info, empty = _core.embed(spec, options)
     values = np.asarray(values)
     info = json.loads(info)
     for warning in info.get("warnings", []):
         _tell(embed.speak(warning))
     if inplace:
         adata.obsm[key] = values
+        adata.obs["celltyper_embedding_empty"] = np.asarray(empty, dtype=bool)
         adata.uns["celltyper_embedding"] = json.dumps(info.get("provenance", {}))  # (as `celltyper embed` writes an .h5ad)
     return values
 

@@ -411,11 +411,12 @@ std::string matrix_scale(const py::dict& spec) {
   return to_string(summarize_matrix(*reader, scan).scale);
 }
 
-std::pair<py::array_t<float>, std::string> embed(const py::dict& spec, const py::dict& options) {
+std::tuple<py::array_t<float>, std::string, py::array_t<bool>> embed(const py::dict& spec, const py::dict& options) {
   BorrowedData data = borrowed_dataset(spec);
   EmbedOptions embed = embed_options(options);
   embed.matrix = data.matrix;
   embed.dims = option<int>(options, "dims", 0);
+  embed.min_median_coverage = option<double>(options, "min_coverage", embed.min_median_coverage);
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");
   MemorySink sink;
@@ -430,7 +431,9 @@ std::pair<py::array_t<float>, std::string> embed(const py::dict& spec, const py:
     const GeneVectorSource source = store_vector_source(*store, fmt::format("{} ({}, {} dims)", resolved, store->provenance().backend, store->dims()));
     result = embed_dataset(*data.dataset, *table, source, embed, sink);
   }
-  return {matrix_array(std::move(sink.values), result.n_cells, result.dims), result.to_json().dump()};
+  py::array_t<bool> empty(static_cast<py::ssize_t>(sink.empty.size()));  // cells without an expressed gene with a vector
+  std::copy(sink.empty.begin(), sink.empty.end(), empty.mutable_data());
+  return {matrix_array(std::move(sink.values), result.n_cells, result.dims), result.to_json().dump(), std::move(empty)};
 }
 
 std::string evaluate_cells(const py::dict& obs_columns, const std::vector<std::string>& obs_names, const py::dict& obsm, const py::dict& uns,

@@ -245,6 +245,11 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
       GeneStore store;
       if (train.features == kFeaturesGenept) store = GeneStore::load(resolve_gene_store_path(args->genes));
+      if (train.features != kFeaturesGenept && !args->genes.empty()) {
+        fmt::print(stderr, "warning: --genes {} is not used: the expression route (--features expression, the default) reads no gene store; "
+                           "--features genept embeds cells with it\n",
+                   args->genes);
+      }
       const OpenedDatasets references = open_datasets(args->references);
       const auto started = std::chrono::steady_clock::now();
       // (the model keeps its reference sample: annotate reads a query padded with zeros through it)

@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include <memory>
+#include <set>
 #include <sstream>
 
 namespace celltyper::cli {
@@ -37,6 +38,11 @@ std::string human_bytes(double bytes) {
     ++unit;
   }
   return unit == 0 ? fmt::format("{:.0f} {}", bytes, units[unit]) : fmt::format("{:.1f} {}", bytes, units[unit]);
+}
+
+/// "PATH: problem" once, though the error may name the file itself.
+std::string failure_about(const std::string& path, const std::string& error) {
+  return error.starts_with(path + ": ") ? error : path + ": " + error;
 }
 
 }  // namespace
@@ -86,8 +92,12 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
     const bool show = progress_enabled(global.quiet) && processes.is_root();
     ProgressBar bar(processes.distributed() ? fmt::format("catalog (rank 0 of {})", processes.size()) : std::string("catalog"), "files",
                     0, show);
-    args->options.on_file_done = [&bar, &global, &processes](const CatalogFileOutcome& outcome, std::size_t done, std::size_t total) {
-      if (!outcome.ok && !global.quiet && processes.is_root()) fmt::print(stderr, "\ncelltyper: skipped {}: {}\n", outcome.path, outcome.error);
+    std::set<std::string> told;  // failures said as they happened (the root's own files)
+    args->options.on_file_done = [&bar, &global, &processes, &told, show](const CatalogFileOutcome& outcome, std::size_t done, std::size_t total) {
+      if (!outcome.ok && !global.quiet && processes.is_root()) {
+        fmt::print(stderr, "{}celltyper: skipped {}\n", show ? "\n" : "", failure_about(outcome.path, outcome.error));
+        told.insert(outcome.path);
+      }
       bar.set_total(static_cast<std::int64_t>(total));
       bar.update(static_cast<std::int64_t>(done));
     };
@@ -104,11 +114,15 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
                  result.file_bytes > 0 ? 100.0 * static_cast<double>(result.remote.bytes_fetched) / static_cast<double>(result.file_bytes) : 0.0);
     }
     if (result.n_failed > 0) {
+      bool all_bad_input = true;  // (then --fail-on-error exits 2, as for one bad file)
       for (const auto& file : result.files) {
-        if (!file.ok) fmt::print(stderr, "celltyper: failed: {}: {}\n", file.path, file.error);
+        if (file.ok || file.resumed) continue;
+        all_bad_input = all_bad_input && file.error_code == 2;
+        if (told.count(file.path) == 0) fmt::print(stderr, "celltyper: skipped {}\n", failure_about(file.path, file.error));  // (other processes' files)
       }
       const std::string summary = fmt::format("{} of {} files could not be catalogued (recorded with status 'error'; run again to retry them)",
                                               result.n_failed, paths.size());
+      if (args->fail_on_error && all_bad_input) throw InputError(summary);
       if (args->fail_on_error) throw IoError(summary);
       fmt::print(stderr, "celltyper: warning: {}\n", summary);
     }

@@ -416,9 +416,9 @@ GeneTexts texts_to_embed(const EmbedArgs& args, const GeneTable& table, const Gl
   return texts;
 }
 
-void write_skipped(const std::string& path, const std::vector<std::string>& lines) {
+void write_skipped(const std::string& path, const std::vector<std::string>& lines, const char* id_column = "entrez_id") {
   if (path.empty()) return;
-  std::string text = "entrez_id\tsymbol\treason\n";
+  std::string text = fmt::format("{}\tsymbol\treason\n", id_column);
   for (const auto& line : lines) text += line + '\n';
   write_output_file(path, text);
 }
@@ -567,7 +567,7 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
       ->capture_default_str();
   command->add_option("--batch-size", args->batch_size, "openai*: texts per embeddings request, 1..2048")->capture_default_str();
   add_openai_options(command, args->openai);
-  command->add_flag("--strict", args->strict, "import: fail when any gene id is not in the gene table");
+  command->add_flag("--strict", args->strict, "import: fail when any gene id is not in the gene table or names a gene an earlier row gave");
   command->add_option("--threads", args->threads, "Threads (0 = all cores)")->capture_default_str();
   command->add_option("--skipped", args->skipped, "Write the genes left without a vector (entrez_id, symbol, reason) to this TSV");
   command->add_option("-o,--out", args->out, "Output gene store (.h5); with openai-batch, needed by --collect only");
@@ -611,6 +611,11 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
                                result.store.n_genes(), result.n_rows, args->input, result.n_unresolved,
                                result.unresolved_examples.empty() ? "" : fmt::format(", e.g. {}", fmt::join(result.unresolved_examples, ", ")),
                                result.n_duplicates, result.n_zero_rows));
+      if (result.n_duplicates > 0) {  // (the first row of each gene is kept: said, under --quiet too)
+        fmt::print(stderr, "warning: {}: {} rows name a gene an earlier row already gave and are left out (e.g. {}); --strict refuses them\n",
+                   args->input, result.n_duplicates, fmt::join(result.duplicate_examples, ", "));
+      }
+      for (const auto& [id, symbol, reason] : result.skipped) skipped_lines.push_back(fmt::format("{}\t{}\t{}", id, symbol, reason));
       store = result.store;
     } else {
       const GeneTexts texts = texts_to_embed(*args, table, global);
@@ -636,7 +641,7 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
       add_skipped(result.no_terms, "no_vocabulary_term");
       store = std::move(result.store);
     }
-    write_skipped(args->skipped, skipped_lines);
+    write_skipped(args->skipped, skipped_lines, args->backend == "import" ? "id" : "entrez_id");  // (import: the id as its file gives it)
     save_store(store, args->out, global, start);
   });
 }
@@ -754,17 +759,23 @@ void add_info(CLI::App* genes, const GlobalOptions& global) {
   struct Args {
     std::string path;
     bool json = false;
+    bool check = false;
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = genes->add_subcommand("info", "Describe a gene store (default: the one commands use without --genes)");
   command->add_option("store", args->path, "Gene store (.h5); default: $CELLTYPER_GENE_STORE, else share/celltyper/gene_embeddings.h5 beside the executable");
   command->add_flag("--json", args->json, "Print machine-readable JSON");
+  command->add_flag("--check", args->check,
+                    "Also read every vector and check the store as commands do (ids unique, values finite, rows of norm 1, shapes agree); "
+                    "without it only the attributes are read");
   command->callback([args, &global] {
     (void)global;
     if (args->path.empty()) fmt::print("default gene store: {}\n", default_gene_store_path());
     const std::string path = resolve_gene_store_path(args->path);
+    if (args->check) (void)GeneStore::load(path);  // throws InputError naming the fault
     nlohmann::json info = GeneStore::read_info(path);  // attributes only: the matrix is not read
     info["path"] = path;
+    if (args->check) info["checked"] = true;
     if (args->json) {
       fmt::print("{}\n", info.dump(2));
       return;
@@ -779,6 +790,7 @@ void add_info(CLI::App* genes, const GlobalOptions& global) {
     fmt::print("text recipe hash:  {}\n", p.text_recipe_hash.empty() ? "-" : p.text_recipe_hash);
     fmt::print("gene table hash:   {}\n", p.gene_table_hash.empty() ? "-" : p.gene_table_hash);
     fmt::print("identity hash:     {}\n", info["identity_hash"].get<std::string>());
+    if (args->check) fmt::print("checked:           every vector (ids unique, values finite, norm 1, shapes agree): ok\n");
     fmt::print("created (UTC):     {} by celltyper {}\n", p.created_utc, p.celltyper_version);
     if (p.extra.contains("lsa")) {
       const auto& lsa = p.extra["lsa"];
@@ -904,6 +916,13 @@ void add_neighbors(CLI::App* genes, const GlobalOptions& global) {
       if (!table_path.empty()) {
         const GeneTable table = load_gene_table_cached(table_path, GeneTableFields::kIdentifiers);
         row = store.find_gene(args->gene, &table);
+        if (row < 0 && table.find_alias(args->gene).ambiguous()) {  // e.g. SEPT2: an old symbol of SEPTIN2 and SEPTIN6
+          std::vector<std::string> genes;
+          for (const Gene& gene : table.genes()) {
+            if (std::find(gene.aliases.begin(), gene.aliases.end(), args->gene) != gene.aliases.end()) genes.push_back(gene.symbol);
+          }
+          throw InputError(fmt::format("gene '{}' is an alias of {} genes ({}): name one of them", args->gene, genes.size(), fmt::join(genes, ", ")));
+        }
       }
     }
     if (row < 0) throw InputError(fmt::format("gene '{}' is not in the gene store {} ({} genes)", args->gene, path, store.n_genes()));

@@ -24,6 +24,9 @@ int main(int argc, char** argv) {
   // Under AddressSanitizer, ASan keeps its own SEGV report (more detail) unless ASAN_OPTIONS has
   // allow_user_segv_handler=1, as the sanitizer run of the corrupt-metadata suite sets.
   celltyper::install_crash_guard();
+  // Under mpirun, a command without a multi-process mode runs once (the first process), not once
+  // per process writing the same outputs.
+  if (celltyper::cli::redundant_process_under_mpi(argc, argv)) return 0;
   CLI::App app{"celltyper: cell type annotation for single-cell RNA-seq (GenePT-style gene embeddings)", "celltyper"};
   app.set_version_flag("--version", std::string("celltyper ") + CELLTYPER_VERSION);
   app.require_subcommand(1);

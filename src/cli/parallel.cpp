@@ -13,6 +13,8 @@
 #include <limits>
 #include <memory>
 #include <stdexcept>
+#include <string>
+#include <string_view>
 #include <vector>
 
 namespace celltyper::cli {
@@ -116,6 +118,32 @@ bool launched_by_mpi() {
     if (std::getenv(name) != nullptr) return true;
   }
   return false;
+}
+
+bool redundant_process_under_mpi(int argc, const char* const* argv) {
+  if (!launched_by_mpi()) return false;
+  const auto number = [](std::initializer_list<const char*> names) -> long {
+    for (const char* name : names) {
+      if (const char* value = std::getenv(name); value != nullptr && *value != '\0') return std::strtol(value, nullptr, 10);
+    }
+    return -1;
+  };
+  const long size = number({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"});
+  const long rank = number({"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"});
+  if (size <= 1 || rank < 0) return false;
+  std::string command;
+  bool distributed = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string_view argument = argv[i];
+    if (argument == "--distributed") distributed = true;
+    if (command.empty() && !argument.starts_with("-")) command = argument;
+  }
+  if (command.empty() || command == "catalog" || command == "embed" || command == "extract" || (command == "train" && distributed)) return false;
+  if (rank == 0) {
+    fmt::print(stderr, "warning: celltyper {} has no multi-process mode: it runs once, in the first of the {} processes mpirun started{}\n",
+               command, size, command == "train" ? " (train --distributed trains across them)" : "");
+  }
+  return rank != 0;
 }
 
 Communicator& world() {

@@ -10,6 +10,12 @@ namespace celltyper::cli {
 /// Whether an MPI launcher started this process (OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_RANK set).
 bool launched_by_mpi();
 
+/// Under an MPI launcher with several processes, a command that has no multi-process mode
+/// (anything but catalog, embed, extract and train --distributed) would run whole in every
+/// process, each writing the same outputs: returns true on every process but the first, which
+/// should then exit at once; the first prints a warning saying so. False otherwise.
+bool redundant_process_under_mpi(int argc, const char* const* argv);
+
 /// MPI's world when launched by an MPI launcher (initialised on the first call), otherwise a
 /// single-process group.
 Communicator& world();

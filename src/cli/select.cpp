@@ -9,6 +9,7 @@
 #include "cli/progress.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -106,6 +107,32 @@ void add_select(CLI::App& app, const GlobalOptions& global) {
       fmt::print("{}\n", document.dump(2));
     }
     for (const auto& failure : table.failures) fmt::print(stderr, "warning: skipped {}\n", failure);  // (under --quiet too)
+    for (const auto& warning : table.warnings) fmt::print(stderr, "warning: {}\n", warning);
+    {  // classes the selection leaves without cells, or short of --min-per-class
+      const Selection& best = result.best();
+      const std::vector<std::int64_t> available = table.available();
+      std::vector<std::string> empty;
+      std::vector<std::string> short_of;
+      std::size_t n_empty = 0;
+      std::size_t n_short = 0;
+      for (std::size_t c = 0; c < table.classes.size(); ++c) {
+        const std::int64_t covered = c < best.covered.size() ? best.covered[c] : 0;
+        if (covered == 0) {
+          if (++n_empty <= 5) empty.push_back(fmt::format("'{}' ({} available)", table.classes[c], available[c]));
+        } else if (c < result.minimums.size() && covered < result.minimums[c]) {
+          if (++n_short <= 5) short_of.push_back(fmt::format("'{}' {} of {}", table.classes[c], covered, result.minimums[c]));
+        }
+      }
+      if (n_empty > 0) {
+        fmt::print(stderr, "warning: {} of {} classes get no cell in the selection: {}{} (a larger --budget-cells or a smaller --fragment-rows "
+                           "reaches them)\n",
+                   n_empty, table.classes.size(), fmt::join(empty, ", "), n_empty > empty.size() ? ", ..." : "");
+      }
+      if (n_short > 0) {
+        fmt::print(stderr, "warning: {} classes get fewer cells than --min-per-class {} (or all they have): {}{}\n", n_short,
+                   args->options.min_per_class, fmt::join(short_of, ", "), n_short > short_of.size() ? ", ..." : "");
+      }
+    }
     if (!global.quiet) {
       const Selection& best = result.best();
       fmt::print(stderr, "selected {} of {} fragments ({} cells of budget {}) from {} files, {} classes -> {}\n", best.fragments.size(),

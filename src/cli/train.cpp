@@ -62,7 +62,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
                       "labels kept beside a text count table");
   command->add_option("-o,--out", args->out, "Model file to write (.h5)")->required();
-  command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
+  command->add_option("-g,--genes", args->genes, "Gene embedding store for --features genept (default: the store built by scripts/setup.sh)");
   command->add_option("--gene-table", args->gene_table, "Gene table for resolving var names (default: org.Hs.eg.db)");
   command->add_option("--gene-column", args->options.embed.genes.column, "var column with gene ids (default: auto-detect)");
   command->add_option("--classifier", args->options.classifier, classifiers)->capture_default_str();
@@ -156,6 +156,20 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       if (options.classifier != "mlp") throw InputError(fmt::format("--distributed trains --classifier mlp only, not {}", options.classifier));
       processes = &world();
       if (processes->distributed()) {
+        // Every process must train on the same cells (a path naming another file on another
+        // node would make the gradient sums mismatch inside MPI): compare with the first process.
+        std::string mine = fmt::format("label {}, features {}", options.label_column, options.features);
+        for (const auto& path : options.references) {
+          const auto dataset = open_dataset(path);
+          mine += fmt::format("; {} cells x {} genes", dataset->n_obs(), dataset->n_vars());
+        }
+        std::string first = mine;
+        processes->broadcast(first, 0);
+        if (first != mine) {
+          throw InputError(fmt::format("--distributed: process {} reads other training data than process 0 (here: {}; process 0: {}): every "
+                                       "process must see the same files",
+                                       processes->rank(), mine, first));
+        }
         options.data_parallel = {processes->rank(), processes->size(),
                                  [processes](float* values, std::size_t count) { processes->allreduce_sum(values, count); }};
       } else if (!global.quiet) {
@@ -169,9 +183,14 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       options.features = kFeaturesGenept;
     }
     if (options.features == kFeaturesExpression && command->count("--dims") > 0) throw InputError("--dims applies to --features genept only");
-    // The expression route needs no gene vectors: load a store only when it is used or named.
+    // The expression route needs no gene vectors: load a store only when it is used.
     GeneStore store;
-    if (options.features != kFeaturesExpression || !args->genes.empty()) store = GeneStore::load(resolve_gene_store_path(args->genes));
+    if (options.features == kFeaturesExpression && !args->genes.empty()) {
+      fmt::print(stderr, "warning: --genes {} is not used: the expression route (--features expression, the default) reads no gene store; "
+                         "--features genept embeds cells with it\n",
+                 args->genes);
+    }
+    if (options.features != kFeaturesExpression) store = GeneStore::load(resolve_gene_store_path(args->genes));
     const GeneTable table = load_requested_gene_table(args->gene_table, GeneTableFields::kIdentifiers);
     if (!args->restrict_genes.empty()) options.restrict_genes = genes_of(args->restrict_genes, table);
     if (options.flat_labels && !options.harmonize_labels) throw InputError("--flat-labels applies with --harmonize-labels only");

@@ -364,6 +364,7 @@ CatalogResult build_catalog(const std::vector<std::string>& paths, const std::st
       CatalogFileOutcome& outcome = result.files[index];
       outcome.ok = record.status == "ok";
       outcome.error = record.error;
+      outcome.error_code = record.error_code;
       outcome.n_obs = record.n_obs;
       outcome.file_bytes = record.size_bytes;
       outcome.remote = record.remote;

@@ -240,6 +240,8 @@ FileRecord catalogue_file(const std::string& path, const CatalogOptions& options
   } catch (const std::exception& error) {
     record.status = "error";
     record.error = error.what();
+    const auto* known = dynamic_cast<const Error*>(&error);
+    record.error_code = known != nullptr ? known->exit_code() : 70;
     record.categories.clear();
     record.qc_rows.clear();
     record.qc = false;

@@ -34,6 +34,7 @@ struct FileRecord {
   std::string path;
   std::string status = "ok";  ///< "ok" or "error"
   std::string error;
+  int error_code = 0;  ///< the exit code of the error (error.hpp: 2 bad input, 3 I/O, ...), 0 when none
   std::uint64_t size_bytes = 0;
   std::optional<std::int64_t> modified_unix;
   std::int64_t n_obs = 0;

@@ -4,7 +4,30 @@
 
 #include <fmt/format.h>
 
+#include <string_view>
+
 namespace celltyper::corpus::detail {
+
+namespace {
+
+/// DuckDB's error text on one line (an error is one line on stderr): its lines joined with "; ",
+/// less the echo of the query ("LINE 1: SELECT ...") and the caret line under it.
+std::string one_line(std::string_view message) {
+  std::string out;
+  while (!message.empty()) {
+    const auto end = message.find('\n');
+    std::string_view line = message.substr(0, end);
+    message = end == std::string_view::npos ? std::string_view() : message.substr(end + 1);
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ')) line.remove_suffix(1);
+    while (!line.empty() && line.front() == ' ') line.remove_prefix(1);
+    if (line.empty() || line.starts_with("LINE ") || line.find_first_not_of("^ ") == std::string_view::npos) continue;
+    if (!out.empty()) out += "; ";
+    out += line;
+  }
+  return out;
+}
+
+}  // namespace
 
 const DuckDbApi& duckdb_api() {
   // The library unpacked by scripts/fetch_duckdb.sh (path fixed at configure time), else the
@@ -57,7 +80,7 @@ std::optional<duckdb_result> DuckDb::try_query(const std::string& sql, std::stri
   duckdb_result result;
   if (duckdb_api().duckdb_query(connection_, sql.c_str(), &result) != DuckDBSuccess) {
     const char* message = duckdb_api().duckdb_result_error(&result);
-    error = message != nullptr ? message : "unknown DuckDB error";
+    error = message != nullptr ? one_line(message) : "unknown DuckDB error";
     duckdb_api().duckdb_destroy_result(&result);
     return std::nullopt;
   }

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -48,6 +49,25 @@ SelectionFile read_selection(const std::string& path) {
     ++i;
   }
   if (selection.fragments.empty()) throw InputError(fmt::format("{}: the selection has no fragment", path));
+  // Each cell once: overlapping fragments of a file (a hand-edited selection; `select` never
+  // writes them) would extract cells twice, into both training and validation.
+  std::map<std::string, std::vector<std::size_t>> by_file;
+  for (std::size_t k = 0; k < selection.fragments.size(); ++k) by_file[selection.fragments[k].path].push_back(k);
+  for (auto& [file, positions] : by_file) {
+    std::sort(positions.begin(), positions.end(), [&](std::size_t a, std::size_t b) {
+      return selection.fragments[a].row_start < selection.fragments[b].row_start;
+    });
+    for (std::size_t k = 1; k < positions.size(); ++k) {
+      const FragmentRef& before = selection.fragments[positions[k - 1]];
+      const FragmentRef& after = selection.fragments[positions[k]];
+      if (after.row_start < before.row_end && after.row_end > after.row_start) {
+        throw InputError(fmt::format("{}: fragments[{}] and fragments[{}] overlap (rows [{}, {}) and [{}, {}) of {}): their common cells "
+                                     "would be extracted twice; list each row range once",
+                                     path, std::min(positions[k - 1], positions[k]), std::max(positions[k - 1], positions[k]),
+                                     before.row_start, before.row_end, after.row_start, after.row_end, file));
+      }
+    }
+  }
   return selection;
 }
 

@@ -91,6 +91,7 @@ nlohmann::json outcome_to_json(std::size_t index, const CatalogFileOutcome& outc
           {"ok", outcome.ok},
           {"resumed", outcome.resumed},
           {"error", outcome.error},
+          {"error_code", outcome.error_code},
           {"n_obs", outcome.n_obs},
           {"file_bytes", outcome.file_bytes},
           {"requests", outcome.remote.requests},
@@ -151,6 +152,7 @@ CatalogResult build_catalog_distributed(const std::vector<std::string>& paths, c
       outcome.ok = item.at("ok").get<bool>();
       outcome.resumed = item.at("resumed").get<bool>();
       outcome.error = item.at("error").get<std::string>();
+      outcome.error_code = item.value("error_code", 0);
       outcome.n_obs = item.at("n_obs").get<std::int64_t>();
       outcome.file_bytes = item.at("file_bytes").get<std::uint64_t>();
       outcome.remote.requests = item.at("requests").get<std::int64_t>();

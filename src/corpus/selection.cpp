@@ -2,6 +2,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
 #include <celltyper/selection.hpp>
+#include <celltyper/train.hpp>
 
 #include "io/dynamic_api.hpp"
 
@@ -143,23 +144,34 @@ FragmentTable build_fragment_table(const std::vector<std::string>& paths, const 
     throw InputError(fmt::format("no input file could be read ({} failed; first: {})", table.failures.size(),
                                  table.failures.empty() ? "" : table.failures.front()));
   }
-  // Classes: every label with at least one cell (unused categories of a categorical are dropped).
-  std::map<std::string, std::int32_t> class_index;
+  // Classes: every label with at least one cell (unused categories of a categorical are dropped);
+  // labels differing only in letter case or surrounding spaces are one class, as train reads them.
+  std::map<std::string, std::int64_t> label_cells;
   for (const auto& file : pending) {
     std::vector<std::int64_t> used(file.categories.size(), 0);
     for (const auto& fragment : file.fragments) {
       for (std::size_t k = 0; k < used.size(); ++k) used[k] += fragment.counts[k];
     }
     for (std::size_t k = 0; k < used.size(); ++k) {
-      if (used[k] > 0) class_index.emplace(file.categories[k], 0);
+      if (used[k] > 0) label_cells[file.categories[k]] += used[k];
     }
   }
+  std::string note;
+  const std::map<std::string, std::string> renames = label_spelling_renames(label_cells, &note);
+  if (!note.empty()) table.warnings.push_back(fmt::format("obs:{}: {}", options.label_column, note));
+  const auto class_name = [&renames](const std::string& label) {
+    const auto renamed = renames.find(label);
+    return renamed == renames.end() ? label : renamed->second;
+  };
+  std::map<std::string, std::int32_t> class_index;
+  for (const auto& [label, cells] : label_cells) class_index.emplace(class_name(label), 0);
   for (const auto& [name, index] : class_index) table.classes.push_back(name);
   for (std::size_t c = 0; c < table.classes.size(); ++c) class_index[table.classes[c]] = static_cast<std::int32_t>(c);
   for (auto& file : pending) {
     std::vector<std::int32_t> remap(file.categories.size(), -1);
     for (std::size_t k = 0; k < file.categories.size(); ++k) {
-      const auto found = class_index.find(file.categories[k]);
+      if (label_cells.count(file.categories[k]) == 0) continue;
+      const auto found = class_index.find(class_name(file.categories[k]));
       if (found != class_index.end()) remap[k] = found->second;
     }
     for (auto& fragment : file.fragments) {

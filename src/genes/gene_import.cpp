@@ -348,16 +348,23 @@ GeneImportResult import_gene_embeddings(const std::string& path, const GeneTable
     if (gene == kNoGene) {
       ++result.n_unresolved;
       if (result.unresolved_examples.size() < 10) result.unresolved_examples.push_back(rows.ids[i]);
+      result.skipped.push_back({rows.ids[i], "", "not_in_gene_table"});
       continue;
     }
     const Gene& record = table.gene(gene);
     if (!seen.insert(record.entrez_id).second) {
+      if (!options.allow_unresolved) {
+        throw InputError(fmt::format("embeddings file {}: row {} (gene '{}') is {} again, which an earlier row already gave", path, i + 1,
+                                     rows.ids[i], record.symbol));
+      }
       ++result.n_duplicates;
       if (result.duplicate_examples.size() < 10) result.duplicate_examples.push_back(fmt::format("{} -> {}", rows.ids[i], record.symbol));
+      result.skipped.push_back({rows.ids[i], record.symbol, "duplicate"});
       continue;
     }
     if (zero) {
       ++result.n_zero_rows;
+      result.skipped.push_back({rows.ids[i], record.symbol, "all_zero"});
       continue;
     }
     ids.push_back(record.entrez_id);

@@ -109,7 +109,7 @@ double retry_delay_seconds(const HttpClientOptions& options, int attempt, std::o
 }
 
 void throw_key_rejected(const std::string& url, long status, const std::string& message) {
-  throw InputError(fmt::format("{} answered HTTP {} ({}): check your API key (OPENAI_API_KEY or the api_key option) "
+  throw InputError(fmt::format("{} answered HTTP {} ({}): check your API key (the environment variable OPENAI_API_KEY) "
                                "and its permissions",
                                url, status, message));
 }

@@ -268,8 +268,10 @@ struct RemoteFile::Impl {
           hint = s3_settings.credentials.anonymous() ? " (anonymous request: set AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for a private bucket)"
                                                      : " (check the credentials, AWS_REGION and the bucket policy)";
         }
-        throw IoError(fmt::format("{}: HTTP {} {}{}{}", describe(), status, status_text(status),
-                                  code.empty() ? "" : fmt::format(" ({})", code), hint));
+        std::string message = fmt::format("{}: HTTP {} {}{}{}", describe(), status, status_text(status),
+                                          code.empty() ? "" : fmt::format(" ({})", code), hint);
+        if (status == 404 || status == 410) throw InputError(std::move(message));  // a missing file, as a local one (exit 2)
+        throw IoError(std::move(message));
       }
       if (status == 416) {
         throw IoError(fmt::format("{}: HTTP 416 Range Not Satisfiable for {} (file shorter than expected?)", describe(), range));

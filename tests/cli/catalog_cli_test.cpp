@@ -67,8 +67,17 @@ TEST(CatalogCli, FailedFileIsReportedNotFatal) {
   // to print "HDF5: infinite loop closing library" and leak them).
   EXPECT_EQ(result.err.find("HDF5:"), std::string::npos) << result.err;
   result = test::run_cli({"catalog", good, bad, "--out", out.file("c"), "-q", "--fail-on-error"});
-  EXPECT_EQ(result.exit_code, 3) << result.err;
+  EXPECT_EQ(result.exit_code, 2) << result.err;  // every failure a bad file: bad input, as for one file
   EXPECT_NE(result.err.find("celltyper: error: 1 of 2 files could not be catalogued"), std::string::npos) << result.err;
+  // Each failure is said once (as it happens, or at the end under --quiet).
+  for (const auto* flags : {"-q", ""}) {
+    std::vector<std::string> args = {"catalog", good, bad, "--out", out.file("d")};
+    if (*flags != '\0') args.emplace_back(flags);
+    result = test::run_cli(args);
+    const auto first = result.err.find("skipped " + bad);
+    EXPECT_NE(first, std::string::npos) << result.err;
+    EXPECT_EQ(result.err.find(bad, first + 8 + bad.size()), std::string::npos) << result.err;
+  }
 }
 
 TEST(CatalogCli, BadSqlAndMissingCatalogueGiveOneLine) {
@@ -77,6 +86,11 @@ TEST(CatalogCli, BadSqlAndMissingCatalogueGiveOneLine) {
   auto result = test::run_cli({"query", out.file("c"), "SELEKT 1"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_EQ(result.err.rfind("celltyper: error: SQL error:", 0), 0u) << result.err;
+  result = test::run_cli({"query", out.file("c"), "SELECT no_such_column FROM files"});  // DuckDB's several lines, as one
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_EQ(count_lines(result.err), 1u) << result.err;
+  EXPECT_NE(result.err.find("no_such_column"), std::string::npos) << result.err;
+  EXPECT_EQ(result.err.find("LINE 1"), std::string::npos) << result.err;
   result = test::run_cli({"query", out.file("nowhere"), "SELECT 1"});
   EXPECT_EQ(result.exit_code, 2);
   EXPECT_EQ(count_lines(result.err), 1u) << result.err;
@@ -102,7 +116,7 @@ TEST(RemoteCli, InspectOverHttpAndErrors) {
   EXPECT_EQ(a, b);
 
   const auto missing = test::run_cli({"inspect", server.url("fixtures", "missing.h5ad"), "--no-genes"});
-  EXPECT_EQ(missing.exit_code, 3);
+  EXPECT_EQ(missing.exit_code, 2);  // a missing file, as a local one
   EXPECT_EQ(missing.err, "celltyper: error: " + server.url("fixtures", "missing.h5ad") + ": HTTP 404 Not Found\n");
   const auto forbidden = test::run_cli({"inspect", server.url("forbidden-deny", "x.h5ad"), "--no-genes"});
   EXPECT_EQ(forbidden.exit_code, 3);

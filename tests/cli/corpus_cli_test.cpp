@@ -154,6 +154,43 @@ TEST_F(CorpusCli, SelectReportsBadInputOnOneLine) {
   EXPECT_NE(extract.err.find("absent.json"), std::string::npos) << extract.err;
 }
 
+TEST_F(CorpusCli, SelectMergesSpellingsWarnsOfClassesLeftOutAndExtractRefusesOverlaps) {
+  // Two parts of pbmc3k, the second spelling 'B' as 'b ': one class for select as for train. A
+  // 20-cell budget (two 10-cell fragments) leaves classes without a cell: said. A selection listing a fragment twice
+  // would extract its cells twice: refused.
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata\n"
+                   "a = anndata.read_h5ad('{0}')\n"
+                   "a[:1500].copy().write_h5ad('{1}/first.h5ad')\n"
+                   "b = a[1500:1900].copy(); b.obs['celltype'] = b.obs['celltype'].astype(str).replace('B', 'b ')\n"
+                   "b.write_h5ad('{1}/second.h5ad')\n",
+                   pbmc3k_, dir_.path().string())});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto run = test::run_cli({"select", dir_.file("first.h5ad"), dir_.file("second.h5ad"), "--label", "celltype", "--fragment-rows", "10",
+                                  "--budget-cells", "20", "--min-per-class", "3", "-o", dir_.file("small.json"), "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto summary = nlohmann::json::parse(run.out);
+  EXPECT_EQ(summary["totals"].size(), 9u);
+  EXPECT_TRUE(summary["totals"].contains("B"));
+  EXPECT_FALSE(summary["totals"].contains("b "));
+  EXPECT_NE(run.err.find("warning: obs:celltype: 1 labels differ from another only in surrounding spaces or letter case, read as one class: "
+                         "'b ' ("),
+            std::string::npos)
+      << run.err;
+  EXPECT_NE(run.err.find(" classes get no cell in the selection: "), std::string::npos) << run.err;
+  EXPECT_NE(run.err.find("classes get fewer cells than --min-per-class 3"), std::string::npos) << run.err;
+
+  std::ifstream in(dir_.file("small.json"));
+  auto document = nlohmann::json::parse(in);
+  document["fragments"].push_back(document["fragments"][0]);
+  std::ofstream(dir_.file("twice.json")) << document.dump();
+  const auto twice = test::run_cli({"extract", "--selection", dir_.file("twice.json"), "--genes", store_, "-o", dir_.file("twice.h5ad")});
+  EXPECT_EQ(twice.exit_code, 2);
+  EXPECT_NE(twice.err.find("] overlap (rows ["), std::string::npos) << twice.err;
+  EXPECT_NE(twice.err.find("): their common cells would be extracted twice"), std::string::npos) << twice.err;
+}
+
 TEST_F(CorpusCli, ExtractEmbedsExactlyTheSelectedRowsAndTrainTakesIt) {
   select();
   const std::string train_h5ad = dir_.file("train.h5ad");
@@ -261,6 +298,19 @@ TEST_F(CorpusCli, MpiTwoProcessesCatalogLikeOne) {
   }
 }
 
+TEST_F(CorpusCli, ACommandWithoutAMultiProcessModeRunsOnceUnderMpirun) {
+  const auto launcher = mpirun(2);
+  if (launcher.empty()) GTEST_SKIP() << "mpirun (openmpi-bin) is absent";
+  const auto run = test::run_program(concat(launcher, {"inspect", savercat_}));
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto once = [](const std::string& text, const std::string& needle) {
+    const auto first = text.find(needle);
+    return first != std::string::npos && text.find(needle, first + 1) == std::string::npos;
+  };
+  EXPECT_TRUE(once(run.out, savercat_)) << run.out;
+  EXPECT_TRUE(once(run.err, "warning: celltyper inspect has no multi-process mode: it runs once, in the first of the 2 processes")) << run.err;
+}
+
 TEST_F(CorpusCli, DistributedMlpTrainingMatchesOneProcess) {
   const auto launcher = mpirun(2);
   if (launcher.empty()) GTEST_SKIP() << "mpirun (openmpi-bin) is absent";
@@ -286,6 +336,20 @@ TEST_F(CorpusCli, DistributedMlpTrainingMatchesOneProcess) {
                                       "--distributed", "-o", dir_.file("m3.h5")});
   EXPECT_EQ(not_mlp.exit_code, 2);
   EXPECT_NE(not_mlp.err.find("--distributed"), std::string::npos) << not_mlp.err;
+  // Processes that read other files (a path naming another file on another node): one clear
+  // error, not a failure inside MPI.
+  std::vector<std::string> mismatched = {launcher.begin(), launcher.end() - 3};  // mpirun and its flags
+  for (const std::string& file : {dir_.file("t.h5ad"), savercat_}) {
+    if (file != dir_.file("t.h5ad")) mismatched.emplace_back(":");
+    mismatched.insert(mismatched.end(), {"-n", "1", CELLTYPER_CLI_PATH});
+    auto args = train;
+    args[2] = file;
+    mismatched.insert(mismatched.end(), args.begin(), args.end());
+    mismatched.insert(mismatched.end(), {"--distributed", "-o", dir_.file("m4.h5")});
+  }
+  const auto disagree = test::run_program(mismatched);
+  EXPECT_NE(disagree.exit_code, 0);
+  EXPECT_NE(disagree.err.find("--distributed: process 1 reads other training data than process 0"), std::string::npos) << disagree.err;
 }
 
 }  // namespace

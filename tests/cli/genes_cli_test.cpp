@@ -188,6 +188,22 @@ TEST(GenesCli, TextEmbedInfoNeighborsTruncateExport) {
                           directory.file("exported.tsv"), "--out", directory.file("imported_tsv.h5")});
   ASSERT_EQ(result.exit_code, 0) << result.err;
 
+  // Import: every row left out is listed in --skipped with its reason; a gene given twice keeps
+  // its first row with a warning, and --strict refuses it.
+  const std::string odd = write_file(directory, "odd.tsv", "gene\td0\td1\nCD3E\t1\t0\nCD3E\t0\t1\nLYZ\t0\t0\nNOT_A_GENE\t1\t1\nMS4A1\t1\t1\n");
+  result = test::run_cli({"-q", "genes", "embed", "--backend", "import", "--gene-table", fixture.table, "--input", odd, "--skipped",
+                          directory.file("skipped.tsv"), "--out", directory.file("odd.h5")});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_NE(result.err.find("warning: " + odd + ": 1 rows name a gene an earlier row already gave and are left out (e.g. CD3E -> CD3E)"),
+            std::string::npos)
+      << result.err;
+  EXPECT_EQ(read_file(directory.file("skipped.tsv")), "id\tsymbol\treason\nCD3E\tCD3E\tduplicate\nLYZ\tLYZ\tall_zero\nNOT_A_GENE\t\tnot_in_gene_table\n");
+  EXPECT_EQ(info_json(directory.file("odd.h5"))["n_genes"], 2);
+  result = test::run_cli({"genes", "embed", "--backend", "import", "--gene-table", fixture.table, "--input", odd, "--strict", "--out",
+                          directory.file("strict.h5")});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("row 2 (gene 'CD3E') is CD3E again, which an earlier row already gave"), std::string::npos) << result.err;
+
   // A gene table without summaries (as org.Hs.eg.db, the default): the RefSeq summaries
   // scripts/setup.sh installs beside the executable (the default store's), else a warning;
   // --no-summaries asks for none.
@@ -253,6 +269,25 @@ TEST(GenesCli, BadInputGivesOneClearLine) {
                                     fixture.sources())),
                2, "unknown section 'summry'");
   expect_error(test::run_cli({"genes", "info", write_file(directory, "text.h5", "hello\n")}), 2, "not a gene store");
+  // info reads the attributes only; --check reads every vector as the commands do.
+  const std::string damaged = directory.file("damaged.h5");
+  std::filesystem::copy_file(store, damaged);
+  const auto spoiled = test::run_program({test::system_python(), "-c",
+                                          fmt::format("import h5py, numpy as np\nf = h5py.File('{}', 'r+')\nf['embeddings'][0, 0] = np.nan\n", damaged)});
+  ASSERT_EQ(spoiled.exit_code, 0) << spoiled.err;
+  EXPECT_EQ(test::run_cli({"genes", "info", damaged}).exit_code, 0);
+  const auto checked = test::run_cli({"genes", "info", "--check", damaged});
+  EXPECT_EQ(checked.exit_code, 2);
+  EXPECT_NE(checked.err.find(damaged), std::string::npos) << checked.err;
+  const auto healthy = test::run_cli({"genes", "info", "--check", store});
+  ASSERT_EQ(healthy.exit_code, 0) << healthy.err;
+  EXPECT_NE(healthy.out.find("checked:           every vector"), std::string::npos) << healthy.out;
+  // An alias of two genes is named as such, with both genes.
+  const std::string aliased = write_file(directory, "aliased.tsv",
+                                         "entrez_id\tsymbol\tname\tgene_type\taliases\n915\tCD3D\tx\tprotein-coding\tTWICE\n"
+                                         "916\tCD3E\tx\tprotein-coding\tTWICE\n");
+  expect_error(test::run_cli({"genes", "neighbors", "TWICE", "--genes", store, "--gene-table", aliased}), 2,
+               "gene 'TWICE' is an alias of 2 genes (CD3D, CD3E): name one of them");
   expect_error(test::run_cli({"genes", "truncate", store, "--dims", "9", "--out", directory.file("t.h5")}), 2, "dims must be in 1..4");
   EXPECT_FALSE(std::filesystem::exists(directory.file("x.h5")));
   EXPECT_FALSE(std::filesystem::exists(directory.file("t.h5")));

@@ -928,6 +928,26 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
   EXPECT_EQ(load_model(dir.file("spellings.h5")).class_names, (std::vector<std::string>{"B", "T"}));
 }
 
+TEST(TrainAnnotateCli, AGeneStoreTheExpressionRouteDoesNotReadIsSaid) {
+  // --genes with the default expression route changes nothing (no gene vectors are read): said,
+  // in train and in annotate's reference mode, instead of being silently ignored.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  test::TempDir dir;
+  const std::string store = test::random_gene_store(dir, 16);
+  const auto train = test::run_cli({"train", "-r", reference, "--layer", "counts", "-l", "obs:bulk_labels", "-g", store, "-o", dir.file("m.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const std::string said = "warning: --genes " + store + " is not used: the expression route (--features expression, the default) reads no gene store";
+  EXPECT_NE(train.err.find(said), std::string::npos) << train.err;
+  const auto annotate = test::run_cli({"annotate", "--reference", reference, "--layer", "counts", "-l", "obs:bulk_labels", "-g", store, "-i",
+                                       reference, "--csv", dir.file("a.csv"), "-q"});
+  ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
+  EXPECT_NE(annotate.err.find(said), std::string::npos) << annotate.err;
+  const auto genept = test::run_cli({"train", "-r", reference, "--layer", "counts", "-l", "obs:bulk_labels", "-g", store, "--features", "genept",
+                                     "-o", dir.file("g.h5"), "-q"});
+  ASSERT_EQ(genept.exit_code, 0) << genept.err;
+  EXPECT_EQ(genept.err.find("is not used"), std::string::npos) << genept.err;
+}
+
 TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
   // Seurat users' files as they are: a Seurat object saved with saveRDS (its default assay an
   // integration-like assay of 500 scaled genes: the RNA counts are read) and a dgCMatrix (GEO's

@@ -392,6 +392,16 @@ def test_evaluate_equals_cli(tmp_path, pbmc68k):
 
 @needs_data
 @needs_store
+def _write_vectors(folder, symbols):
+    """A TSV of small made-up gene vectors (`genes embed --backend import` reads it)."""
+    path = str(folder / "vectors.tsv")
+    with open(path, "w") as out:
+        out.write("gene\td0\td1\td2\n")
+        for i, symbol in enumerate(symbols):
+            out.write(f"{symbol}\t{1 + i % 2}\t{i % 3}\t{1 if i == 2 else 0}\n")
+    return path
+
+
 def test_embed_equals_cli(tmp_path, pbmc68k):
     npy = str(tmp_path / "e.npy")
     cli("embed", "--input", PBMC68K, "--layer", "counts", "--out", npy)
@@ -404,6 +414,18 @@ def test_embed_equals_cli(tmp_path, pbmc68k):
     written = json.loads(anndata.read_h5ad(h5ad).uns["celltyper_embedding"])
     given = json.loads(query.uns["celltyper_embedding"])
     assert given.keys() == written.keys() and given["dims"] == written["dims"], (given, written)
+    # The flag of cells without an expressed gene with a vector, as the command line writes it.
+    assert query.obs["celltyper_embedding_empty"].dtype == bool
+    assert (query.obs["celltyper_embedding_empty"].to_numpy() == anndata.read_h5ad(h5ad).obs["celltyper_embedding_empty"].to_numpy()).all()
+    # A store covering a few genes: refused by default (the median cell's share), with min_coverage= named; allowed below it.
+    few = str(tmp_path / "few.h5")
+    cli("genes", "embed", "--backend", "import", "--input", _write_vectors(tmp_path, ["CD3E", "LYZ", "MS4A1", "NKG7"]), "--out", few)
+    with pytest.raises(ValueError, match=r"a store of a few genes needs a lower floor, e.g. min_coverage=0\.01\)"):
+        celltyper.embed(pbmc68k.copy(), layer="counts", genes=few)
+    sparse = pbmc68k.copy()
+    values = celltyper.embed(sparse, layer="counts", genes=few, min_coverage=0)
+    assert values.shape == (pbmc68k.n_obs, 3)
+    assert sparse.obs["celltyper_embedding_empty"].sum() == (np.abs(values).sum(axis=1) == 0).sum() > 0
 
 
 @needs_store
@@ -577,6 +599,9 @@ def test_misspelt_keywords_and_an_anndata_for_a_model_are_named():
         celltyper.annotate(good, "model.h5", heirarchical=True)
     with pytest.raises(TypeError, match="unexpected keyword argument 'dim'; did you mean 'dims'"):
         celltyper.embed(good, dim=10)
+    for spelling in ("normalize", "normalise"):  # the command line's --normalize, British spelling
+        with pytest.raises(TypeError, match=f"unexpected keyword argument '{spelling}'; did you mean 'normalization'"):
+            celltyper.embed(good, **{spelling: "auto"})
     with pytest.raises(TypeError, match="model is an AnnData; pass a Model or a model file, or train on the fly with reference="):
         celltyper.annotate(good, good)
     with pytest.raises(TypeError, match="unexpected keyword argument 'zzz'$"):  # nothing close: Python's own message
