@@ -57,7 +57,7 @@ if [ -n "$ONTOLOGY_SOURCE" ]; then
 else
   echo "setup: no Cell Ontology in ../shared/data/cell-ontology: put the official cl-basic.obo release (or a CELLxGENE CL-ontology-<version>.json) in build/share/celltyper/"
 fi
-# The RefSeq summaries of human genes beside it: `celltyper genes text | embed | enrich` use them
+# The RefSeq summaries of human genes beside it: `celltyper genes text | embed` use them
 # by default (the Debian org.Hs.eg.db gene table has none), as the default gene store does.
 if [ -f "$DATA/gene-annotations/human_genes.tsv" ]; then
   install -D -m 0644 "$DATA/gene-annotations/human_genes.tsv" build/share/celltyper/gene_summaries.tsv

@@ -55,6 +55,7 @@ struct EmbedOptions {
   GeneResolveOptions genes;               ///< which var column holds gene ids
   std::int64_t min_matched_genes = 1;     ///< fail when fewer vars have a vector
   double min_median_coverage = 0.2;       ///< fail when the median cell has less of its counts on matched genes
+  std::string coverage_option;            ///< the front end's name of that floor ("--min-coverage"), named in the error; "" when it has none
   /// When not empty (ascending Entrez ids): a cell's library is summed over these genes only and
   /// every other var is ignored altogether (kOtherFeature: no vector, not in the total). A GenePT-w
   /// model of references measuring fewer genes than a transcriptome sums its references' cells

@@ -43,6 +43,7 @@ class ThinnedDataset final : public Dataset {
   [[nodiscard]] DataFrame read_var_of(const std::string& source) const override { return base_.read_var_of(source); }
   [[nodiscard]] MatrixInfo matrix_info(const std::string& source) const override { return base_.matrix_info(source); }
   [[nodiscard]] std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override;
+  [[nodiscard]] std::string reading_note() const override { return base_.reading_note(); }
 
   /// The keep probability p of every cell of `source` (reads the unthinned matrix once).
   [[nodiscard]] std::vector<double> keep_fractions(const std::string& source) const;

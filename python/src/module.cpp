@@ -417,6 +417,7 @@ std::tuple<py::array_t<float>, std::string, py::array_t<bool>> embed(const py::d
   embed.matrix = data.matrix;
   embed.dims = option<int>(options, "dims", 0);
   embed.min_median_coverage = option<double>(options, "min_coverage", embed.min_median_coverage);
+  embed.coverage_option = "--min-coverage";  // (min_coverage= in Python's words)
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");
   MemorySink sink;

@@ -104,10 +104,11 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
     const CatalogResult result = build_catalog_distributed(paths, args->out, args->options, processes);
     bar.finish();
     if (!processes.is_root()) return;
-    fmt::print("catalogued {} file{} into {} in {:.2f} s ({:.1f} files/s, {}): {} new, {} already there, {} failed\n", paths.size(),
-               paths.size() == 1 ? "" : "s", args->out, result.seconds,
-               result.seconds > 0 ? static_cast<double>(result.n_ok + result.n_failed) / result.seconds : 0.0, processes.description(),
-               result.n_ok, result.n_resumed, result.n_failed);
+    const std::size_t read = result.n_ok + result.n_failed;  // (a rate of files already there says nothing)
+    fmt::print("catalogued {} file{} into {} in {:.2f} s ({}{}): {} new, {} already there, {} failed\n", paths.size(), paths.size() == 1 ? "" : "s",
+               args->out, result.seconds,
+               read > 0 && result.seconds > 0 ? fmt::format("{:.1f} files/s, ", static_cast<double>(read) / result.seconds) : std::string(),
+               processes.description(), result.n_ok, result.n_resumed, result.n_failed);
     if (result.remote.requests > 0) {
       fmt::print("remote: {} requests ({} retries), {} fetched for {} of files ({:.1f}%)\n", result.remote.requests, result.remote.retries,
                  human_bytes(static_cast<double>(result.remote.bytes_fetched)), human_bytes(static_cast<double>(result.file_bytes)),

@@ -72,6 +72,7 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--json", args->json, "Print the run summary as JSON on stdout");
   command->callback([args, &global] {
     args->options.normalization = parse_normalization_choice(args->normalize);
+    args->options.coverage_option = "--min-coverage";
     args->options.memory_limit_bytes = parse_bytes(args->memory_limit);
     const GeneStore store = GeneStore::load(resolve_gene_store_path(args->genes));
     const std::string table_path = choose_gene_table_path(args->gene_table);

@@ -53,6 +53,7 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
       throw InputError(fmt::format("{}: the training matrix is an .h5ad file (give --out a .h5ad name)", args->out));
     }
     args->options.embed.normalization = parse_normalization_choice(args->normalize);
+    args->options.embed.coverage_option = "--min-coverage";
     args->options.embed.memory_limit_bytes = parse_bytes(args->memory_limit);
     const SelectionFile selection = read_selection(args->selection);
     const std::string store_path = resolve_gene_store_path(args->genes);

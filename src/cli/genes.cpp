@@ -153,6 +153,7 @@ GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const 
   std::unique_ptr<GeneExtraTexts> summaries;
   const bool wants_summaries = options.repeats(GeneTextSection::kSummary) > 0;
   std::string summaries_path = args.summaries;
+  bool installed_matched_none = false;  // the installed (human) summaries name none of the table's genes
   const bool table_has_summaries =
       std::any_of(table.genes().begin(), table.genes().end(), [](const Gene& gene) { return !gene.summary.empty(); });
   const bool human = table.species().empty() || table.species().find("Homo sapiens") != std::string::npos;
@@ -161,9 +162,15 @@ GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const 
   }
   if (!summaries_path.empty() && wants_summaries) {
     summaries = std::make_unique<GeneExtraTexts>(load_gene_summaries(summaries_path, table));
-    note(global, fmt::format("summaries {}{}: {} genes ({} ids not in the gene table)", summaries_path,
-                             args.summaries.empty() ? " (installed by scripts/setup.sh; --summaries FILE or --no-summaries to change)" : "",
-                             summaries->texts.size(), summaries->n_unresolved));
+    if (args.summaries.empty() && summaries->texts.empty()) {
+      // (a TSV gene table of another species, which names none: Entrez ids are the species' own)
+      installed_matched_none = true;
+      summaries.reset();
+    } else {
+      note(global, fmt::format("summaries {}{}: {} genes ({} ids not in the gene table)", summaries_path,
+                               args.summaries.empty() ? " (installed by scripts/setup.sh; --summaries FILE or --no-summaries to change)" : "",
+                               summaries->texts.size(), summaries->n_unresolved));
+    }
   }
   std::unique_ptr<GeneExtraTexts> enrichment;
   if (!args.enrichment.empty()) {
@@ -180,8 +187,11 @@ GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const 
   const auto& counts = texts.provenance["counts"];
   if (wants_summaries && counts["n_with_summary"].get<std::size_t>() == 0 && texts.size() > 0) {
     fmt::print(stderr, "warning: no gene text has a summary: the gene table ({}) has none{}; pass --summaries TSV (entrez_id or symbol, "
-                       "summary; e.g. ../shared/data/gene-annotations/human_genes.tsv) or --no-summaries\n",
-               table.source(), summaries_path.empty() ? " and no summaries file was given or installed" : fmt::format(" nor does {}", summaries_path));
+                       "summary: NCBI's gene summaries of the table's species) or --no-summaries\n",
+               table.source(),
+               installed_matched_none ? fmt::format(" and the installed summaries ({}, human genes) name none of its genes", summaries_path)
+               : summaries_path.empty() ? " and no summaries file was given or installed"
+                                        : fmt::format(" nor does {}", summaries_path));
   }
   note(global, fmt::format("texts: {} genes, {} non-empty, {} with a summary, {} with GO terms, {} with enrichment; recipe hash {}",
                            texts.size(), counts["n_nonempty"].get<std::size_t>(), counts["n_with_summary"].get<std::size_t>(),
@@ -569,7 +579,9 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
   add_openai_options(command, args->openai);
   command->add_flag("--strict", args->strict, "import: fail when any gene id is not in the gene table or names a gene an earlier row gave");
   command->add_option("--threads", args->threads, "Threads (0 = all cores)")->capture_default_str();
-  command->add_option("--skipped", args->skipped, "Write the genes left without a vector (entrez_id, symbol, reason) to this TSV");
+  command->add_option("--skipped", args->skipped,
+                      "Write the genes left without a vector (entrez_id, symbol, reason; import: the row's id as its file gives it, symbol, "
+                      "reason) to this TSV");
   command->add_option("-o,--out", args->out, "Output gene store (.h5); with openai-batch, needed by --collect only");
   command->callback([args, &global] {
     const auto start = std::chrono::steady_clock::now();
@@ -612,7 +624,7 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
                                result.unresolved_examples.empty() ? "" : fmt::format(", e.g. {}", fmt::join(result.unresolved_examples, ", ")),
                                result.n_duplicates, result.n_zero_rows));
       if (result.n_duplicates > 0) {  // (the first row of each gene is kept: said, under --quiet too)
-        fmt::print(stderr, "warning: {}: {} rows name a gene an earlier row already gave and are left out (e.g. {}); --strict refuses them\n",
+        fmt::print(stderr, "warning: {}: {} rows give a gene an earlier row already gave and are left out (e.g. {}); --strict refuses them\n",
                    args->input, result.n_duplicates, fmt::join(result.duplicate_examples, ", "));
       }
       for (const auto& [id, symbol, reason] : result.skipped) skipped_lines.push_back(fmt::format("{}\t{}\t{}", id, symbol, reason));

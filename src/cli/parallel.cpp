@@ -128,9 +128,10 @@ bool redundant_process_under_mpi(int argc, const char* const* argv) {
     }
     return -1;
   };
-  const long size = number({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE"});
+  // (PMIx exports a rank but no size: Slurm's task count then, else the size is not said)
+  const long size = number({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"});
   const long rank = number({"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"});
-  if (size <= 1 || rank < 0) return false;
+  if (rank < 0 || (rank == 0 && size <= 1)) return false;  // (alone, or the first of an unknown number: nothing to say)
   std::string command;
   bool distributed = false;
   for (int i = 1; i < argc; ++i) {
@@ -140,7 +141,7 @@ bool redundant_process_under_mpi(int argc, const char* const* argv) {
   }
   if (command.empty() || command == "catalog" || command == "embed" || command == "extract" || (command == "train" && distributed)) return false;
   if (rank == 0) {
-    fmt::print(stderr, "warning: celltyper {} has no multi-process mode: it runs once, in the first of the {} processes mpirun started{}\n",
+    fmt::print(stderr, "warning: celltyper {} has no multi-process mode: it runs once, in the first of the {} processes the launcher started{}\n",
                command, size, command == "train" ? " (train --distributed trains across them)" : "");
   }
   return rank != 0;

@@ -10,7 +10,7 @@ namespace celltyper::cli {
 /// Whether an MPI launcher started this process (OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_RANK set).
 bool launched_by_mpi();
 
-/// Under an MPI launcher with several processes, a command that has no multi-process mode
+/// Under an MPI launcher (with several processes, or a rank but no size: PMIx), a command that has no multi-process mode
 /// (anything but catalog, embed, extract and train --distributed) would run whole in every
 /// process, each writing the same outputs: returns true on every process but the first, which
 /// should then exit at once; the first prints a warning saying so. False otherwise.

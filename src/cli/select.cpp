@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -27,6 +28,18 @@ std::vector<std::string> catalog_paths(const std::string& dir, const std::string
   if (!quiet) {
     fmt::print(stderr, "catalogue {}: {} file{}{}, {} with obs column '{}'\n", dir, files.n_ok, files.n_ok == 1 ? "" : "s",
                where.empty() ? "" : fmt::format(" where {}", where), files.paths.size(), label);
+  }
+  // The catalogue keeps the paths `catalog` was given: relative ones name files from the
+  // directory it ran in. None found from here: say so (instead of one skip per file).
+  const bool all_missing_relative = std::all_of(files.paths.begin(), files.paths.end(), [](const std::string& path) {
+    std::error_code error;
+    return path.find("://") == std::string::npos && std::filesystem::path(path).is_relative() && !std::filesystem::exists(path, error);
+  });
+  if (all_missing_relative) {
+    std::error_code error;
+    throw InputError(fmt::format("select: the catalogue {} lists its files by the relative paths `celltyper catalog` was given (e.g. {}), "
+                                 "none of which exists from {}: run select from the directory catalog ran in, or catalogue absolute paths",
+                                 dir, files.paths.front(), std::filesystem::current_path(error).string()));
   }
   return files.paths;
 }
@@ -70,7 +83,7 @@ void add_select(CLI::App& app, const GlobalOptions& global) {
                       "cells: covered cells")
       ->check(CLI::IsMember({"balanced", "cells"}))
       ->capture_default_str();
-  command->add_option("--time-limit", args->options.time_limit_seconds, "CBC time limit in seconds")->capture_default_str();
+  command->add_option("--time-limit", args->options.time_limit_seconds, "CBC time limit in seconds")->check(CLI::PositiveNumber)->capture_default_str();
   command->add_option("--gap", args->options.relative_gap, "CBC stops at this relative gap between solution and bound")->capture_default_str();
   command->add_flag("--greedy-only", args->greedy_only, "Skip the ILP: greedy selection only");
   command->add_flag("--solver-log", args->options.solver_log, "Show CBC's log on stdout");

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <memory>
@@ -156,19 +157,28 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
       if (options.classifier != "mlp") throw InputError(fmt::format("--distributed trains --classifier mlp only, not {}", options.classifier));
       processes = &world();
       if (processes->distributed()) {
-        // Every process must train on the same cells (a path naming another file on another
-        // node would make the gradient sums mismatch inside MPI): compare with the first process.
-        std::string mine = fmt::format("label {}, features {}", options.label_column, options.features);
+        // Every process must train on the same data (a path naming another file on another node
+        // would make the gradient sums mismatch inside MPI): the arguments and the files' sizes
+        // are compared with the first process's, and every process stops when one differs.
+        std::string mine = fmt::format("label {}, features {}, obs table {}", options.label_column, options.features,
+                                       options.cell_table.empty() ? "-" : options.cell_table);
         for (const auto& path : options.references) {
-          const auto dataset = open_dataset(path);
-          mine += fmt::format("; {} cells x {} genes", dataset->n_obs(), dataset->n_vars());
+          std::error_code error;
+          const auto bytes = std::filesystem::is_regular_file(path, error) ? std::filesystem::file_size(path, error) : std::uintmax_t{0};
+          mine += bytes > 0 && !error ? fmt::format("; {} ({} bytes)", path, bytes) : fmt::format("; {}", path);
         }
         std::string first = mine;
         processes->broadcast(first, 0);
-        if (first != mine) {
-          throw InputError(fmt::format("--distributed: process {} reads other training data than process 0 (here: {}; process 0: {}): every "
-                                       "process must see the same files",
-                                       processes->rank(), mine, first));
+        double differing = first == mine ? 0.0 : 1.0;
+        processes->allreduce_sum(&differing, 1);
+        if (differing > 0) {
+          throw InputError(processes->is_root()
+                               ? fmt::format("--distributed: {} process(es) read other training data than process 0 ({}): every process must "
+                                             "see the same files",
+                                             static_cast<int>(differing), first)
+                               : fmt::format("--distributed: process {} reads other training data than process 0 (here: {}; process 0: {}): "
+                                             "every process must see the same files",
+                                             processes->rank(), mine, first));
         }
         options.data_parallel = {processes->rank(), processes->size(),
                                  [processes](float* values, std::size_t count) { processes->allreduce_sum(values, count); }};

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
@@ -51,21 +52,33 @@ SelectionFile read_selection(const std::string& path) {
   if (selection.fragments.empty()) throw InputError(fmt::format("{}: the selection has no fragment", path));
   // Each cell once: overlapping fragments of a file (a hand-edited selection; `select` never
   // writes them) would extract cells twice, into both training and validation.
-  std::map<std::string, std::vector<std::size_t>> by_file;
-  for (std::size_t k = 0; k < selection.fragments.size(); ++k) by_file[selection.fragments[k].path].push_back(k);
+  std::map<std::string, std::vector<std::size_t>> by_file;  // a file (however its path is spelt) -> its non-empty fragments
+  for (std::size_t k = 0; k < selection.fragments.size(); ++k) {
+    const FragmentRef& fragment = selection.fragments[k];
+    if (fragment.row_end == fragment.row_start) continue;
+    std::string file = fragment.path;
+    if (file.find("://") == std::string::npos) {
+      std::error_code error;
+      const auto canonical = std::filesystem::weakly_canonical(file, error);
+      if (!error) file = canonical.string();
+    }
+    by_file[file].push_back(k);
+  }
   for (auto& [file, positions] : by_file) {
     std::sort(positions.begin(), positions.end(), [&](std::size_t a, std::size_t b) {
       return selection.fragments[a].row_start < selection.fragments[b].row_start;
     });
+    std::size_t reaching = positions.front();  // the fragment reaching furthest so far
     for (std::size_t k = 1; k < positions.size(); ++k) {
-      const FragmentRef& before = selection.fragments[positions[k - 1]];
+      const FragmentRef& before = selection.fragments[reaching];
       const FragmentRef& after = selection.fragments[positions[k]];
-      if (after.row_start < before.row_end && after.row_end > after.row_start) {
+      if (after.row_start < before.row_end) {
         throw InputError(fmt::format("{}: fragments[{}] and fragments[{}] overlap (rows [{}, {}) and [{}, {}) of {}): their common cells "
                                      "would be extracted twice; list each row range once",
-                                     path, std::min(positions[k - 1], positions[k]), std::max(positions[k - 1], positions[k]),
-                                     before.row_start, before.row_end, after.row_start, after.row_end, file));
+                                     path, std::min(reaching, positions[k]), std::max(reaching, positions[k]), before.row_start,
+                                     before.row_end, after.row_start, after.row_end, file));
       }
+      if (after.row_end > before.row_end) reaching = positions[k];
     }
   }
   return selection;

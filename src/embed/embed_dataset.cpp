@@ -237,9 +237,12 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
       std::vector<double> first(stats.covered_fraction);
       const Quantiles q = quantiles(first);
       if (q.median < options.min_median_coverage) {
-        throw InputError(fmt::format("{}: the median cell has only {:.1f}% of its counts on genes with a vector (need {:.0f}%; a store "
-                                     "of a few genes needs a lower floor, e.g. --min-coverage 0.01): {}",
-                                     dataset.path(), 100 * q.median, 100 * options.min_median_coverage, tried));
+        throw InputError(fmt::format("{}: the median cell has only {:.1f}% of its counts on genes with a vector (need {:.0f}%{}): {}",
+                                     dataset.path(), 100 * q.median, 100 * options.min_median_coverage,
+                                     options.coverage_option.empty()
+                                         ? std::string()
+                                         : fmt::format("; a store of a few genes needs a lower floor, e.g. {} 0.01", options.coverage_option),
+                                     tried));
       }
       checked_coverage = true;
     }

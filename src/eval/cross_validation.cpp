@@ -466,99 +466,111 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     // features and split, and predicts the same held-out features.
     std::map<std::string, HeldOutPrediction> predictions;
     std::map<std::string, double> train_seconds, predict_seconds;
-    for (const auto& route : routes) {
-      TrainOptions train = base;
-      train.group_column.clear();  // validation inside a fold (if any) is stratified
-      train.features = route;
-      train.cell_masks = train_masks;
-      train.restrict_genes = fold_genes;
-      train.label_renames = renames;
-      train.label_map.clear();  // CL ids are attached below from the harmonised names
-      // Files labelled at different depths: a coarse term trains as the classes below it.
-      train.harmonize_labels = options.harmonize_labels && options.ontology != nullptr;
-      train.ontology = options.ontology;
-      train.reference_sample_cells = 0;  // a fold's model is never refitted nor saved
-      train.warn_unmapped_labels = false;  // (result.unmapped_labels lists them once)
-      train.log = nullptr;
-      const CvModelConfig& first = *std::find_if(options.configurations.begin(), options.configurations.end(),
-                                                 [&route](const CvModelConfig& config) { return config.features == route; });
-      train.classifier = first.classifier;
-      train.hyperparameters = first.hyperparameters;
-      auto started = std::chrono::steady_clock::now();
-      const TrainingData data = training_features(datasets, train, store, table);
-      const ValidationSplit split = split_validation(data.cells, train.validation_fraction, train.seed);
-      const double features_seconds = seconds_since(started);
-      // Held-out features, made with the route's first model (its genes or panel are the route's).
-      std::vector<std::vector<float>> held_out_x(references.size());
-      std::vector<std::uint8_t> held_out_empty;
-      double held_out_seconds = 0;
-      bool have_held_out = false;
-      for (const auto& config : options.configurations) {
-        if (config.features != route) continue;
-        train.classifier = config.classifier;
-        train.hyperparameters = config.hyperparameters;
-        started = std::chrono::steady_clock::now();
-        TrainResult trained = fit_model(data, split, train);
-        train_seconds[config.name()] = features_seconds + seconds_since(started);
-        for (const auto& warning : trained.warnings) {
-          if (!warning.starts_with(kNotePrefix) && !warning.starts_with(kMixedDepthsWarning)) {
-            result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
-          } else if (std::none_of(result.warnings.begin(), result.warnings.end(), [&](const std::string& seen) {
-                       return seen == warning || (warning.starts_with(kMixedDepthsWarning) && seen.starts_with(kMixedDepthsWarning));
-                     })) {
-            result.warnings.push_back(warning);  // (about the files, not the fold: once)
-          }
-        }
-        CellTypeModel& model = trained.model;
-        for (std::size_t c = 0; c < model.class_names.size(); ++c) {
-          const auto found = cl_ids.find(model.class_names[c]);
-          model.class_cl_ids[c] = found == cl_ids.end() ? std::string() : found->second;
-        }
-        const auto width = static_cast<std::size_t>(model.n_features());
-        if (!have_held_out) {
+    // A fold whose training part cannot train (e.g. under --harmonize-labels its coarse labels all
+    // sit above one class: a single class) is skipped with the reason, as other untrainable folds.
+    const std::int64_t map_rows_before = result.held_out.embedding.rows;
+    const std::size_t map_values_before = result.held_out.embedding.values.size();
+    try {
+      for (const auto& route : routes) {
+        TrainOptions train = base;
+        train.group_column.clear();  // validation inside a fold (if any) is stratified
+        train.features = route;
+        train.cell_masks = train_masks;
+        train.restrict_genes = fold_genes;
+        train.label_renames = renames;
+        train.label_map.clear();  // CL ids are attached below from the harmonised names
+        // Files labelled at different depths: a coarse term trains as the classes below it.
+        train.harmonize_labels = options.harmonize_labels && options.ontology != nullptr;
+        train.ontology = options.ontology;
+        train.reference_sample_cells = 0;  // a fold's model is never refitted nor saved
+        train.warn_unmapped_labels = false;  // (result.unmapped_labels lists them once)
+        train.log = nullptr;
+        const CvModelConfig& first = *std::find_if(options.configurations.begin(), options.configurations.end(),
+                                                   [&route](const CvModelConfig& config) { return config.features == route; });
+        train.classifier = first.classifier;
+        train.hyperparameters = first.hyperparameters;
+        auto started = std::chrono::steady_clock::now();
+        const TrainingData data = training_features(datasets, train, store, table);
+        const ValidationSplit split = split_validation(data.cells, train.validation_fraction, train.seed);
+        const double features_seconds = seconds_since(started);
+        // Held-out features, made with the route's first model (its genes or panel are the route's).
+        std::vector<std::vector<float>> held_out_x(references.size());
+        std::vector<std::uint8_t> held_out_empty;
+        double held_out_seconds = 0;
+        bool have_held_out = false;
+        for (const auto& config : options.configurations) {
+          if (config.features != route) continue;
+          train.classifier = config.classifier;
+          train.hyperparameters = config.hyperparameters;
           started = std::chrono::steady_clock::now();
+          TrainResult trained = fit_model(data, split, train);
+          train_seconds[config.name()] = features_seconds + seconds_since(started);
+          for (const auto& warning : trained.warnings) {
+            if (!warning.starts_with(kNotePrefix) && !warning.starts_with(kMixedDepthsWarning)) {
+              result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
+            } else if (std::none_of(result.warnings.begin(), result.warnings.end(), [&](const std::string& seen) {
+                         return seen == warning || (warning.starts_with(kMixedDepthsWarning) && seen.starts_with(kMixedDepthsWarning));
+                       })) {
+              result.warnings.push_back(warning);  // (about the files, not the fold: once)
+            }
+          }
+          CellTypeModel& model = trained.model;
+          for (std::size_t c = 0; c < model.class_names.size(); ++c) {
+            const auto found = cl_ids.find(model.class_names[c]);
+            model.class_cl_ids[c] = found == cl_ids.end() ? std::string() : found->second;
+          }
+          const auto width = static_cast<std::size_t>(model.n_features());
+          if (!have_held_out) {
+            started = std::chrono::steady_clock::now();
+            for (std::size_t r = 0; r < references.size(); ++r) {
+              if (test_rows[r].empty()) continue;
+              EmbedOptions embed = base.embed;
+              embed.num_threads = base.num_threads;
+              if (!base.matrices.empty() && !base.matrices[r].empty()) embed.matrix = base.matrices[r];
+              // A restricted model covers little of the other groups' counts in a pooled file: that
+              // is what was asked for, not an error (as in train).
+              if (!fold_genes.empty()) embed.min_median_coverage = 0;
+              std::vector<std::uint8_t> empty;
+              std::vector<std::string> warnings;
+              const std::vector<float> features = model_features(*datasets[r], model, table, embed, empty, warnings);
+              std::vector<float>& x = held_out_x[r];
+              x.reserve(test_rows[r].size() * width);
+              for (const std::size_t row : test_rows[r]) {
+                x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * width), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
+                held_out_empty.push_back(empty[row]);
+              }
+              if (config.name() == map_configuration) {
+                DenseMatrix& map = result.held_out.embedding;
+                map.cols = static_cast<std::int64_t>(width);
+                map.rows += static_cast<std::int64_t>(test_rows[r].size());
+                map.values.insert(map.values.end(), x.begin(), x.end());
+                result.held_out.embedding_source = fmt::format("held-out cells ({}-d genept)", width);
+              }
+            }
+            held_out_seconds = seconds_since(started);
+            have_held_out = true;
+          }
+          started = std::chrono::steady_clock::now();
+          HeldOutPrediction prediction;
+          prediction.class_names = model.class_names;
+          prediction.class_cl_ids = model.class_cl_ids;
+          prediction.empty = held_out_empty;
           for (std::size_t r = 0; r < references.size(); ++r) {
             if (test_rows[r].empty()) continue;
-            EmbedOptions embed = base.embed;
-            embed.num_threads = base.num_threads;
-            if (!base.matrices.empty() && !base.matrices[r].empty()) embed.matrix = base.matrices[r];
-            // A restricted model covers little of the other groups' counts in a pooled file: that
-            // is what was asked for, not an error (as in train).
-            if (!fold_genes.empty()) embed.min_median_coverage = 0;
-            std::vector<std::uint8_t> empty;
-            std::vector<std::string> warnings;
-            const std::vector<float> features = model_features(*datasets[r], model, table, embed, empty, warnings);
-            std::vector<float>& x = held_out_x[r];
-            x.reserve(test_rows[r].size() * width);
-            for (const std::size_t row : test_rows[r]) {
-              x.insert(x.end(), features.begin() + static_cast<std::ptrdiff_t>(row * width), features.begin() + static_cast<std::ptrdiff_t>((row + 1) * width));
-              held_out_empty.push_back(empty[row]);
-            }
-            if (config.name() == map_configuration) {
-              DenseMatrix& map = result.held_out.embedding;
-              map.cols = static_cast<std::int64_t>(width);
-              map.rows += static_cast<std::int64_t>(test_rows[r].size());
-              map.values.insert(map.values.end(), x.begin(), x.end());
-              result.held_out.embedding_source = fmt::format("held-out cells ({}-d genept)", width);
-            }
+            const std::vector<float> p =
+                model.classifier->predict_proba(held_out_x[r].data(), static_cast<std::int64_t>(test_rows[r].size()), base.num_threads);
+            prediction.probabilities.insert(prediction.probabilities.end(), p.begin(), p.end());
           }
-          held_out_seconds = seconds_since(started);
-          have_held_out = true;
+          predict_seconds[config.name()] = held_out_seconds + seconds_since(started);
+          predictions[config.name()] = std::move(prediction);
         }
-        started = std::chrono::steady_clock::now();
-        HeldOutPrediction prediction;
-        prediction.class_names = model.class_names;
-        prediction.class_cl_ids = model.class_cl_ids;
-        prediction.empty = held_out_empty;
-        for (std::size_t r = 0; r < references.size(); ++r) {
-          if (test_rows[r].empty()) continue;
-          const std::vector<float> p =
-              model.classifier->predict_proba(held_out_x[r].data(), static_cast<std::int64_t>(test_rows[r].size()), base.num_threads);
-          prediction.probabilities.insert(prediction.probabilities.end(), p.begin(), p.end());
-        }
-        predict_seconds[config.name()] = held_out_seconds + seconds_since(started);
-        predictions[config.name()] = std::move(prediction);
       }
+    } catch (const InputError& error) {
+      result.held_out.embedding.rows = map_rows_before;  // (nothing of the fold kept)
+      result.held_out.embedding.values.resize(map_values_before);
+      skipped.push_back(fmt::format("fold '{}' skipped ({}); its {} cells are in no metric", fold, error.what(), fold_result.n_test));
+      result.warnings.push_back(skipped.back());
+      continue;
     }
     if (with_ensemble) {
       std::vector<const HeldOutPrediction*> members;

@@ -327,47 +327,6 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
                                               kNoPrediction));
   }
 
-  // Labels differing only in letter case or surrounding spaces are one label, as train and cv read
-  // them: the truth's spellings become its most frequent one, and then the predicted spelling
-  // ("b cell" in the truth beside a model's "B cell").
-  std::map<std::string, std::string> renames;  // a truth label as read -> as evaluated
-  {
-    std::map<std::string, std::int64_t> truth_cells;
-    for (const auto& label : truth) ++truth_cells[label];
-    std::string note;
-    renames = label_spelling_renames(truth_cells, &note);
-    if (!note.empty()) evaluation.warnings.push_back(fmt::format("truth obs:{}: {}", truth_column, note));
-    std::map<std::string, std::string> predicted_spelling;  // key -> a predicted label
-    std::set<std::string> predicted;
-    for (const auto& label : prediction) {
-      if (label != kUnassigned && label != kNoPrediction && predicted.insert(label).second) {
-        predicted_spelling.emplace(label_spelling_key(label), label);
-      }
-    }
-    std::vector<std::string> examples;
-    std::size_t n_read_as_predicted = 0;
-    for (const auto& [label, count] : truth_cells) {
-      const auto renamed = renames.find(label);
-      const std::string& spelled = renamed == renames.end() ? label : renamed->second;
-      const auto as_predicted = predicted_spelling.find(label_spelling_key(spelled));
-      if (as_predicted == predicted_spelling.end() || predicted.count(spelled) != 0) continue;
-      renames[label] = as_predicted->second;
-      ++n_read_as_predicted;
-      if (examples.size() < 5) examples.push_back(fmt::format("'{}' ({} cells) as '{}'", label, count, as_predicted->second));
-    }
-    if (n_read_as_predicted > 0) {
-      evaluation.warnings.push_back(fmt::format(
-          "{} truth label{} differ{} from a predicted label only in letter case or surrounding spaces and {} read as it: {}{}",
-          n_read_as_predicted, n_read_as_predicted == 1 ? "" : "s", n_read_as_predicted == 1 ? "s" : "", n_read_as_predicted == 1 ? "is" : "are",
-          fmt::join(examples, ", "), n_read_as_predicted > examples.size() ? ", ..." : ""));
-    }
-    if (!renames.empty()) {
-      for (auto& label : truth) {
-        if (const auto renamed = renames.find(label); renamed != renames.end()) label = renamed->second;
-      }
-    }
-  }
-
   // ---- probabilities and the model's own class -> CL id table ------------------------------
   const std::vector<std::string> obsm_keys = source.obsm_keys();
   const auto has_obsm = [&](const std::string& key) { return std::find(obsm_keys.begin(), obsm_keys.end(), key) != obsm_keys.end(); };
@@ -451,6 +410,47 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     }
   }
 
+  // Labels differing only in letter case or surrounding spaces are one label, as train and cv read
+  // them: a truth spelling becomes the predictions' (or the probabilities' classes') spelling of
+  // it ("b cell" beside a model's "B cell"), else the truth's most frequent spelling.
+  std::map<std::string, std::string> renames;  // a truth label as read -> as evaluated (only those that change)
+  {
+    std::map<std::string, std::int64_t> truth_cells;
+    for (const auto& label : truth) ++truth_cells[label];
+    const std::map<std::string, std::string> most_frequent = label_spelling_renames(truth_cells);
+    std::set<std::string> predicted;
+    std::map<std::string, std::string> predicted_spelling;  // key -> a predicted label (then a probability class)
+    for (const auto& label : prediction) {
+      if (label != kUnassigned && label != kNoPrediction && predicted.insert(label).second) {
+        predicted_spelling.emplace(label_spelling_key(label), label);
+      }
+    }
+    for (const auto& name : probability_classes) predicted_spelling.emplace(label_spelling_key(name), name);
+    std::vector<std::string> examples;
+    for (const auto& [label, count] : truth_cells) {
+      if (predicted.count(label) != 0) continue;  // spelled as a prediction already
+      std::string final_name = label;
+      if (const auto as_predicted = predicted_spelling.find(label_spelling_key(label)); as_predicted != predicted_spelling.end()) {
+        final_name = as_predicted->second;
+      } else if (const auto frequent = most_frequent.find(label); frequent != most_frequent.end()) {
+        final_name = frequent->second;
+      }
+      if (final_name == label) continue;
+      renames.emplace(label, final_name);
+      if (examples.size() < 5) examples.push_back(fmt::format("'{}' ({} cells) as '{}'", label, count, final_name));
+    }
+    if (!renames.empty()) {
+      evaluation.warnings.push_back(fmt::format(
+          "truth obs:{}: {} label{} differ{} from another or from a predicted label only in letter case or surrounding spaces and {} read "
+          "as one label with it (as train and cv do): {}{}",
+          truth_column, renames.size(), renames.size() == 1 ? "" : "s", renames.size() == 1 ? "s" : "", renames.size() == 1 ? "is" : "are",
+          fmt::join(examples, ", "), renames.size() > examples.size() ? ", ..." : ""));
+      for (auto& label : truth) {
+        if (const auto renamed = renames.find(label); renamed != renames.end()) label = renamed->second;
+      }
+    }
+  }
+
   // ---- label mapping -----------------------------------------------------------------------
   LabelMapper mapper(ontology);
   if (!options.label_map.empty()) mapper.load_table(options.label_map);
@@ -470,10 +470,13 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   if (!truth_ids_column.empty()) {
     LabelTermIds counted;
     count_label_term_ids(truth_values, obs.at(truth_ids_column, "obs of " + path), counted);
-    truth_ids = most_frequent_term_ids(counted, truth_ids_column, &evaluation.warnings);
-    for (const auto& [label, as_evaluated] : renames) {
-      if (const auto id = truth_ids.find(label); id != truth_ids.end()) truth_ids.emplace(as_evaluated, id->second);
+    LabelTermIds merged;  // under the labels as evaluated (spellings made one)
+    for (const auto& [label, ids] : counted) {
+      const auto renamed = renames.find(label);
+      auto& into = merged[renamed == renames.end() ? label : renamed->second];
+      for (const auto& [id, n] : ids) into[id] += n;
     }
+    truth_ids = most_frequent_term_ids(merged, truth_ids_column, &evaluation.warnings);
   }
   for (const auto& [label, count] : count_labels(truth)) {
     LabelMatch match = mapper.map_preferring(label, options.label_dataset);  // (as for the predictions and in train)

@@ -352,19 +352,17 @@ GeneImportResult import_gene_embeddings(const std::string& path, const GeneTable
       continue;
     }
     const Gene& record = table.gene(gene);
-    if (!seen.insert(record.entrez_id).second) {
-      if (!options.allow_unresolved) {
-        throw InputError(fmt::format("embeddings file {}: row {} (gene '{}') is {} again, which an earlier row already gave", path, i + 1,
-                                     rows.ids[i], record.symbol));
-      }
-      ++result.n_duplicates;
-      if (result.duplicate_examples.size() < 10) result.duplicate_examples.push_back(fmt::format("{} -> {}", rows.ids[i], record.symbol));
-      result.skipped.push_back({rows.ids[i], record.symbol, "duplicate"});
-      continue;
-    }
-    if (zero) {
+    if (zero) {  // (before the duplicate check: a gene's later usable row is kept)
       ++result.n_zero_rows;
       result.skipped.push_back({rows.ids[i], record.symbol, "all_zero"});
+      continue;
+    }
+    if (!seen.insert(record.entrez_id).second) {
+      ++result.n_duplicates;
+      if (result.duplicate_examples.size() < 10) {
+        result.duplicate_examples.push_back(fmt::format("row {} '{}' -> {}", i + 1, rows.ids[i], record.symbol));
+      }
+      result.skipped.push_back({rows.ids[i], record.symbol, "duplicate"});
       continue;
     }
     ids.push_back(record.entrez_id);
@@ -375,6 +373,10 @@ GeneImportResult import_gene_embeddings(const std::string& path, const GeneTable
   if (!options.allow_unresolved && result.n_unresolved > 0) {
     throw InputError(fmt::format("embeddings file {}: {} of {} gene ids are not in the gene table {} (e.g. {})", path,
                                  result.n_unresolved, result.n_rows, table.source(), fmt::join(result.unresolved_examples, ", ")));
+  }
+  if (!options.allow_unresolved && result.n_duplicates > 0) {
+    throw InputError(fmt::format("embeddings file {}: {} rows give a gene an earlier row already gave (e.g. {})", path, result.n_duplicates,
+                                 fmt::join(result.duplicate_examples, ", ")));
   }
   if (ids.empty()) {
     throw InputError(fmt::format("embeddings file {}: none of its {} gene ids resolves to a gene of {}{}", path, result.n_rows,

@@ -319,6 +319,17 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
 /// taking the answer to the old one.
 std::string checkpoint_key(const std::string& id, std::string_view sent) { return id + "#" + ContentHasher().field(sent).hex(); }
 
+/// A warning for answers a checkpoint keeps under a bare id (written before answers were keyed by
+/// their text): not reused, since their texts cannot be checked; "" when there are none.
+std::string unkeyed_answers_warning(const StoredResults& stored, const std::string& path) {
+  std::size_t n = 0;
+  for (const auto& [key, vector] : stored.embeddings) n += key.find('#') == std::string::npos ? 1 : 0;
+  for (const auto& [key, text] : stored.texts) n += key.find('#') == std::string::npos ? 1 : 0;
+  if (n == 0) return {};
+  return fmt::format("{}: {} answers were written by an older celltyper without the hash of their text and are not reused (asked again)",
+                     path, n);
+}
+
 }  // namespace
 
 EmbedTextsResult embed_texts(const IdAndText& items, const EmbedTextsOptions& options) {
@@ -338,6 +349,9 @@ EmbedTextsResult embed_texts(const IdAndText& items, const EmbedTextsOptions& op
     store = std::make_unique<ResultsStore>(options.http.checkpoint_path, ResultKind::kEmbedding, request.model,
                                            request.dimensions);
     result.warnings = store->results().warnings;
+    if (std::string old = unkeyed_answers_warning(store->results(), options.http.checkpoint_path); !old.empty()) {
+      result.warnings.push_back(std::move(old));
+    }
     if (vector_length == 0 && !store->results().embeddings.empty())
       vector_length = store->results().embeddings.begin()->second.size();
   }
@@ -424,6 +438,9 @@ CompleteTextsResult complete_texts(const IdAndText& items, const CompleteTextsOp
   if (!options.http.checkpoint_path.empty()) {
     store = std::make_unique<ResultsStore>(options.http.checkpoint_path, ResultKind::kText, request.model, 0);
     result.warnings = store->results().warnings;
+    if (std::string old = unkeyed_answers_warning(store->results(), options.http.checkpoint_path); !old.empty()) {
+      result.warnings.push_back(std::move(old));
+    }
   }
   std::vector<std::string> keys;  // checkpoint key of each item: its id and the whole request (prompt, system message, model)
   keys.reserve(items.size());

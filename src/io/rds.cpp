@@ -62,6 +62,9 @@ tryCatch({
     if (assay == "SCT") {
       note <- paste0("the Seurat object has no RNA assay: assay SCT's ", sub("^assay SCT, ", "", source),
                      " read, SCTransform's corrected values (depth-equalised, not the sequenced counts)")
+    } else if (assay == "integrated") {
+      note <- paste0("the Seurat object has no RNA assay: assay integrated's ", sub("^assay integrated, ", "", source),
+                     " read, batch-corrected values (not counts; they may be negative)")
     } else if (assay != "RNA") {
       note <- paste0("the Seurat object has no RNA assay: its default assay ", assay, " read")
     }

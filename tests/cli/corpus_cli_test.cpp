@@ -140,6 +140,18 @@ TEST_F(CorpusCli, SelectFromACatalogueTakesItsFilesWithTheLabelColumn) {
                                       "--fragment-rows", "250", "--budget-cells", "1500", "-o", dir_.file("none.json")});
   EXPECT_EQ(bad_sql.exit_code, 2);
   EXPECT_NE(bad_sql.err.find("no_such_column"), std::string::npos) << bad_sql.err;
+  // A catalogue of relative paths, used from another directory: one error saying so.
+  std::filesystem::create_directories(dir_.file("rel"));
+  std::filesystem::copy_file(pbmc3k_, dir_.file("rel/p.h5ad"));
+  const auto relative = test::run_program(
+      {"/bin/sh", "-c",
+       fmt::format("cd '{0}' && '{1}' catalog p.h5ad --obs celltype --out cat -q && cd / && '{1}' select --catalog '{0}/cat' --label celltype "
+                   "--fragment-rows 250 --budget-cells 500 -o '{0}/s.json'",
+                   dir_.file("rel"), CELLTYPER_CLI_PATH)});
+  EXPECT_EQ(relative.exit_code, 2);
+  EXPECT_NE(relative.err.find("lists its files by the relative paths `celltyper catalog` was given (e.g. p.h5ad), none of which exists from /"),
+            std::string::npos)
+      << relative.err;
 }
 
 TEST_F(CorpusCli, SelectReportsBadInputOnOneLine) {
@@ -189,6 +201,22 @@ TEST_F(CorpusCli, SelectMergesSpellingsWarnsOfClassesLeftOutAndExtractRefusesOve
   EXPECT_EQ(twice.exit_code, 2);
   EXPECT_NE(twice.err.find("] overlap (rows ["), std::string::npos) << twice.err;
   EXPECT_NE(twice.err.find("): their common cells would be extracted twice"), std::string::npos) << twice.err;
+  // (an empty range between them, or another spelling of the file's path, hides nothing)
+  auto inside = nlohmann::json::parse(std::ifstream(dir_.file("small.json")));
+  auto first = inside["fragments"][0];
+  const std::int64_t start = first["row_start"].get<std::int64_t>();
+  auto empty = first;
+  empty["row_start"] = start + 1;
+  empty["row_end"] = start + 1;
+  auto within = first;
+  within["file"] = (std::filesystem::path(dir_.path()) / "." / std::filesystem::path(first["file"].get<std::string>()).filename()).string();
+  within["row_start"] = start + 2;
+  within["row_end"] = start + 3;
+  inside["fragments"] = nlohmann::json::array({first, empty, within});
+  std::ofstream(dir_.file("inside.json")) << inside.dump();
+  const auto hidden = test::run_cli({"extract", "--selection", dir_.file("inside.json"), "--genes", store_, "-o", dir_.file("inside.h5ad")});
+  EXPECT_EQ(hidden.exit_code, 2);
+  EXPECT_NE(hidden.err.find("fragments[0] and fragments[2] overlap"), std::string::npos) << hidden.err;
 }
 
 TEST_F(CorpusCli, ExtractEmbedsExactlyTheSelectedRowsAndTrainTakesIt) {
@@ -299,6 +327,19 @@ TEST_F(CorpusCli, MpiTwoProcessesCatalogLikeOne) {
 }
 
 TEST_F(CorpusCli, ACommandWithoutAMultiProcessModeRunsOnceUnderMpirun) {
+  // Under PMIx (srun --mpi=pmix) a process knows its rank but not the size: any rank but the
+  // first leaves at once; the first runs, and says nothing it cannot know.
+  ::setenv("PMIX_RANK", "1", 1);
+  const auto second = test::run_cli({"inspect", savercat_});
+  ::setenv("PMIX_RANK", "0", 1);
+  const auto first_alone = test::run_cli({"inspect", savercat_});
+  ::unsetenv("PMIX_RANK");
+  EXPECT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_EQ(second.out, "");
+  ASSERT_EQ(first_alone.exit_code, 0) << first_alone.err;
+  EXPECT_NE(first_alone.out.find(savercat_), std::string::npos);
+  EXPECT_EQ(first_alone.err.find("multi-process"), std::string::npos) << first_alone.err;
+
   const auto launcher = mpirun(2);
   if (launcher.empty()) GTEST_SKIP() << "mpirun (openmpi-bin) is absent";
   const auto run = test::run_program(concat(launcher, {"inspect", savercat_}));
@@ -308,7 +349,7 @@ TEST_F(CorpusCli, ACommandWithoutAMultiProcessModeRunsOnceUnderMpirun) {
     return first != std::string::npos && text.find(needle, first + 1) == std::string::npos;
   };
   EXPECT_TRUE(once(run.out, savercat_)) << run.out;
-  EXPECT_TRUE(once(run.err, "warning: celltyper inspect has no multi-process mode: it runs once, in the first of the 2 processes")) << run.err;
+  EXPECT_TRUE(once(run.err, "warning: celltyper inspect has no multi-process mode: it runs once, in the first of the 2 processes the launcher started")) << run.err;
 }
 
 TEST_F(CorpusCli, DistributedMlpTrainingMatchesOneProcess) {

@@ -272,5 +272,33 @@ TEST(CvCli, RestrictGenesHeldOutUsesEachFoldsMeasuredGenes) {
   }
 }
 
+TEST(CvCli, AHarmonizedFoldWithOneTrainableClassIsSkippedNotFatal) {
+  // Under --harmonize-labels a coarse label of one file trains as the classes below it that other
+  // files teach: holding out the file with B cells leaves 'T cell' (one file) and 'lymphocyte'
+  // (another, above it): one class. That fold is skipped with the reason; the others are scored.
+  CELLTYPER_REQUIRE_SHARED(source, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np\n"
+                   "a = anndata.read_h5ad('{0}')\n"
+                   "t = a.obs['celltype'].astype(str)\n"
+                   "names = {{'B': 'B cell', 'Naive CD4 T': 'T cell', 'NK': 'lymphocyte', 'CD8 T': 'T cell'}}\n"
+                   "for name, kept in (('t', ['CD8 T']), ('lymph', ['NK']), ('bt', ['B', 'Naive CD4 T'])):\n"
+                   "    b = a[t.isin(kept).to_numpy()].copy()\n"
+                   "    b.obs['cell_type'] = [names[v] for v in b.obs['celltype'].astype(str)]\n"
+                   "    b.write_h5ad('{1}/' + name + '.h5ad')\n",
+                   source, dir.path().string())});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto run = test::run_cli({"cv", "--reference", dir.file("t.h5ad") + "," + dir.file("lymph.h5ad") + "," + dir.file("bt.h5ad"), "--label",
+                                  "obs:cell_type", "--group", "file", "--harmonize-labels", "--json", dir.file("cv.json")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_NE(run.err.find("fold '" + dir.file("bt.h5ad") + "' skipped (obs column 'cell_type' has 1 class"), std::string::npos) << run.err;
+  std::ifstream in(dir.file("cv.json"));
+  const auto json = nlohmann::json::parse(in);
+  ASSERT_EQ(json["folds"].size(), 2u);
+}
+
 }  // namespace
 }  // namespace celltyper

@@ -194,7 +194,7 @@ TEST(GenesCli, TextEmbedInfoNeighborsTruncateExport) {
   result = test::run_cli({"-q", "genes", "embed", "--backend", "import", "--gene-table", fixture.table, "--input", odd, "--skipped",
                           directory.file("skipped.tsv"), "--out", directory.file("odd.h5")});
   ASSERT_EQ(result.exit_code, 0) << result.err;
-  EXPECT_NE(result.err.find("warning: " + odd + ": 1 rows name a gene an earlier row already gave and are left out (e.g. CD3E -> CD3E)"),
+  EXPECT_NE(result.err.find("warning: " + odd + ": 1 rows give a gene an earlier row already gave and are left out (e.g. row 2 'CD3E' -> CD3E)"),
             std::string::npos)
       << result.err;
   EXPECT_EQ(read_file(directory.file("skipped.tsv")), "id\tsymbol\treason\nCD3E\tCD3E\tduplicate\nLYZ\tLYZ\tall_zero\nNOT_A_GENE\t\tnot_in_gene_table\n");
@@ -202,7 +202,17 @@ TEST(GenesCli, TextEmbedInfoNeighborsTruncateExport) {
   result = test::run_cli({"genes", "embed", "--backend", "import", "--gene-table", fixture.table, "--input", odd, "--strict", "--out",
                           directory.file("strict.h5")});
   EXPECT_EQ(result.exit_code, 2);
-  EXPECT_NE(result.err.find("row 2 (gene 'CD3E') is CD3E again, which an earlier row already gave"), std::string::npos) << result.err;
+  EXPECT_NE(result.err.find("1 of 5 gene ids are not in the gene table"), std::string::npos) << result.err;  // (checked first)
+  const std::string twice = write_file(directory, "twice.tsv", "gene\td0\td1\nCD3E\t1\t0\nLYZ\t0\t0\nCD3E\t0\t1\nLYZ\t1\t1\n");
+  result = test::run_cli({"genes", "embed", "--backend", "import", "--gene-table", fixture.table, "--input", twice, "--strict", "--out",
+                          directory.file("strict.h5")});
+  EXPECT_EQ(result.exit_code, 2);
+  EXPECT_NE(result.err.find("1 rows give a gene an earlier row already gave (e.g. row 3 'CD3E' -> CD3E)"), std::string::npos) << result.err;
+  // (LYZ's all-zero first row does not cost it its second: 2 genes)
+  result = test::run_cli({"-q", "genes", "embed", "--backend", "import", "--gene-table", fixture.table, "--input", twice, "--out",
+                          directory.file("twice.h5")});
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_EQ(info_json(directory.file("twice.h5"))["n_genes"], 2);
 
   // A gene table without summaries (as org.Hs.eg.db, the default): the RefSeq summaries
   // scripts/setup.sh installs beside the executable (the default store's), else a warning;

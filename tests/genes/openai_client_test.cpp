@@ -339,7 +339,9 @@ TEST_F(OpenAiClient, WriteFailureKeepsEverythingStored) {
   EXPECT_TRUE(stored.warnings.empty());
   EXPECT_GT(stored.embeddings.size(), 2u);
   EXPECT_LT(stored.embeddings.size(), genes.size());
-  for (const auto& [id, vector] : stored.embeddings) EXPECT_EQ(vector, fake_vector(text_of(id), kDimensions)) << id;
+  for (const auto& [key, vector] : stored.embeddings) {  // (keyed by id and a hash of the text: "G0001#...")
+    EXPECT_EQ(vector, fake_vector(text_of(key.substr(0, key.find('#'))), kDimensions)) << key;
+  }
 
   FakeServer server(directory_.file("log2.jsonl"));
   const EmbedTextsResult result = embed_texts(genes, fast_options(server, checkpoint));
