@@ -293,6 +293,12 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
 /// resolving a query's var names when no full gene table is available.
 GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models);
 
+/// The gene table `models` were trained with (provenance "gene_table"), when every model names the
+/// same one and it is not the default (default_gene_table_path(): e.g. a mouse table given to
+/// train with --gene-table); "" otherwise. Annotating without --gene-table resolves the query's
+/// names with it (when the file is here; else with models_gene_table), not with the default.
+std::string models_recorded_gene_table(const std::vector<const CellTypeModel*>& models);
+
 /// Options of `annotate_dataset`.
 struct AnnotateOptions {
   EmbedOptions embed;                   ///< matrix (layer), threads, gene column (dims come from the model)

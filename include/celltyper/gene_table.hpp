@@ -45,6 +45,10 @@ struct Gene {
   std::string summary;                    ///< NCBI RefSeq summary text; often empty
 };
 
+/// What resolve_genes' species warning says of symbols cased like mouse genes under a table that is
+/// not (train records it in the model; annotate compares a query with it).
+inline constexpr std::string_view kMouseCasedMismatch = "symbols are cased like mouse genes";
+
 /// Outcome of looking a name up among the aliases of a `GeneTable`.
 struct AliasLookup {
   std::int32_t gene = kNoGene;  ///< the gene when the alias names exactly one gene

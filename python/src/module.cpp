@@ -21,6 +21,7 @@
 #include <pybind11/stl.h>
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -351,7 +352,18 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       if (!model) throw InputError("model is None");
       models.push_back(model.get());
     }
-    std::shared_ptr<const GeneTable> table = gene_table(table_path);
+    std::shared_ptr<const GeneTable> table;
+    bool recorded_missing = false;  // the models' own table is not here: their genes' own names
+    if (const std::string recorded = table_path.empty() ? models_recorded_gene_table(models) : std::string(); !recorded.empty()) {
+      std::error_code error;
+      if (std::filesystem::exists(recorded, error)) {
+        table = gene_table(recorded);
+      } else {
+        recorded_missing = true;
+      }
+    } else {
+      table = gene_table(table_path);
+    }
     if (!reference_data.empty()) {
       if (!table) throw InputError("reference mode needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
       std::vector<const Dataset*> datasets;
@@ -365,8 +377,8 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       trained_model = std::make_shared<CellTypeModel>(std::move(result.model));
       models.push_back(trained_model.get());
     }
-    const GeneTable fallback = table ? GeneTable() : models_gene_table(models);
-    annotation = annotate_dataset(*query.dataset, models, table ? *table : fallback, annotate_options);
+    const GeneTable fallback = table && !recorded_missing ? GeneTable() : models_gene_table(models);
+    annotation = annotate_dataset(*query.dataset, models, table && !recorded_missing ? *table : fallback, annotate_options);
   }
   py::dict out;
   const auto n = static_cast<std::int64_t>(annotation.labels.size());

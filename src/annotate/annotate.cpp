@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <iterator>
 #include <limits>
 #include <optional>
@@ -696,6 +697,20 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // (the var read and resolved once: for the genes measured and for the padding check)
   const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(options.embed.matrix), options.embed.genes);
   std::vector<std::int64_t> query_genes = resolved_gene_ids(resolved, table);
+  // A model of references named like mouse genes (read through a human table) on a query named
+  // like human genes: likely another species than the model's (its unlike-every-type flags too).
+  const bool query_mouse_cased = std::any_of(resolved.warnings.begin(), resolved.warnings.end(), [](const std::string& warning) {
+    return warning.find(kMouseCasedMismatch) != std::string::npos;
+  });
+  if (!query_mouse_cased && resolved.n_matched() > 0 &&
+      std::any_of(given.begin(), given.end(), [](const CellTypeModel* model) {
+        return model->provenance.value("reference_gene_names", std::string()) == "mouse-cased";
+      })) {
+    annotation.warnings.push_back(fmt::format(
+        "{}: likely species mismatch: the model's references name their genes like mouse genes (Cd3e) and this query like human genes "
+        "(CD3E): its labels rest on same-named genes, and cells it flags as unlike every type may be so because of the species",
+        dataset.path()));
+  }
   std::string padded_note;
   std::int64_t n_padded_genes = 0;  // genes of the query read as not measured (the whole-file rule)
   // The genes every type of a model's reference sample detects (read or computed once per model).
@@ -744,7 +759,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         const auto species = std::find_if(resolved.warnings.begin(), resolved.warnings.end(),
                                           [](const std::string& warning) { return warning.starts_with("likely species mismatch"); });
         if (species != resolved.warnings.end()) {
-          throw InputError(fmt::format("{}: too few to annotate: {}. Annotate it with a model trained on a reference of its species",
+          throw InputError(fmt::format("{}: too few to annotate: {}. Annotate it with a model of its species, resolving its genes with "
+                                       "a gene table of that species (--gene-table; a model trained with one uses it by default)",
                                        measured, *species));
         }
         const std::string cause = low_coverage_cause(where, options.embed.matrix, table);
@@ -757,7 +773,14 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       if (partial && options.refit && can_refit(model)) {
         if (options.log) options.log(fmt::format("{}: refitting on the {} shared genes", measured, coverage.n_measured));
         const auto started = std::chrono::steady_clock::now();
-        fitted.refitted.push_back(refit_model(model, genes, options.embed.num_threads));
+        try {
+          fitted.refitted.push_back(refit_model(model, genes, options.embed.num_threads));
+        } catch (const InputError& error) {  // (named with the query, and the species when that is the likely cause)
+          const auto species = std::find_if(resolved.warnings.begin(), resolved.warnings.end(),
+                                            [](const std::string& warning) { return warning.starts_with("likely species mismatch"); });
+          throw InputError(fmt::format("{}: {}{}", where.path(), error.what(),
+                                       species == resolved.warnings.end() ? std::string() : fmt::format(" ({})", *species)));
+        }
         use.refitted = true;
         use.refit_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
         use.refit_genes = fitted.refitted.back().provenance["refit"].value("n_shared_genes", std::int64_t{0});
@@ -1347,6 +1370,19 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   result.n_reference_genes = static_cast<std::int64_t>(reference_genes.size());
   result.n_shared_genes = static_cast<std::int64_t>(shared.size());
   return result;
+}
+
+std::string models_recorded_gene_table(const std::vector<const CellTypeModel*>& models) {
+  std::string recorded;
+  for (const CellTypeModel* model : models) {
+    const std::string table = model->provenance.value("gene_table", std::string());
+    if (table.empty() || table == "model genes" || (!recorded.empty() && table != recorded)) return {};
+    recorded = table;
+  }
+  if (recorded.empty() || recorded == default_gene_table_path()) return {};
+  std::error_code error;
+  const auto same = std::filesystem::equivalent(recorded, default_gene_table_path(), error);
+  return !error && same ? std::string() : recorded;
 }
 
 GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models) {

@@ -225,7 +225,22 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     for (const auto& path : args->models) models.push_back(load_model(path));
     std::vector<const CellTypeModel*> given;
     for (const auto& model : models) given.push_back(&model);
-    const GeneTable table = table_path.empty() ? models_gene_table(given) : loading_table.get();
+    GeneTable table;
+    if (const std::string recorded = args->gene_table.empty() ? models_recorded_gene_table(given) : std::string(); !recorded.empty()) {
+      // A model trained with another gene table (another species'): its names, not the default's.
+      std::error_code error;
+      if (std::filesystem::exists(recorded, error)) {
+        table = load_gene_table_cached(recorded, GeneTableFields::kIdentifiers);
+        if (!global.quiet) fmt::print(stderr, "note: gene table {}, which the model was trained with (--gene-table to change)\n", recorded);
+      } else {
+        table = models_gene_table(given);
+        fmt::print(stderr, "warning: the model was trained with gene table {}, which is not here: the query's genes are matched by the "
+                           "model genes' own names and ids (--gene-table to give that table)\n",
+                   recorded);
+      }
+    } else {
+      table = table_path.empty() ? models_gene_table(given) : loading_table.get();
+    }
     if (!args->references.empty()) {
       // Reference mode: the model is trained on the genes the query measures.
       TrainOptions& train = args->train;

@@ -35,6 +35,9 @@ std::string format_model_description(const std::string& path, const nlohmann::js
                        reference["n_cells"].get<std::int64_t>(), reference["normalization"].get<std::string>(),
                        reference.value("counts_recovered", false) ? " of the counts read back from its log values" : "");
   }
+  if (const std::string table = model.value("gene_table", std::string()); !table.empty()) {
+    out += fmt::format("Gene table  {}\n", table);
+  }
   if (!model["validation"].is_null()) {
     out += fmt::format("Validation  accuracy {:.3f}, macro-F1 {:.3f} (held-out reference cells)\n", model["validation"]["accuracy"].get<double>(),
                        model["validation"]["macro_f1"].get<double>());

@@ -604,6 +604,40 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
           "to Cell Ontology ids with --label-map TSV (columns label, cl_id; Python: label_map=)",
           truth_classes.front(), prediction_classes.front()));
     }
+    if (ontology != nullptr) {  // predictions at a term above a truth class (annotate --hierarchical): a class of their own in macro-F1
+      std::set<TermIndex> above_truth;  // strict ancestors of the truth classes' terms
+      const auto term_of = [&](const std::string& name) -> std::optional<TermIndex> {
+        const auto id = evaluation_options.cl_ids.find(name);
+        if (id == evaluation_options.cl_ids.end()) return std::nullopt;
+        const auto index = ontology->find_index(id->second);
+        return index ? std::optional<TermIndex>(ontology->canonical(*index)) : std::nullopt;
+      };
+      for (const auto& name : truth_set) {
+        if (const auto term = term_of(name)) {
+          for (const TermIndex ancestor : ontology->ancestor_indices(*term)) {
+            if (ancestor != *term) above_truth.insert(ancestor);
+          }
+        }
+      }
+      std::map<std::string, std::size_t> coarser;
+      for (const auto& name : prediction_classes) {
+        if (name == kUnassigned || truth_set.count(name) != 0) continue;
+        if (const auto term = term_of(name); term && above_truth.count(*term) != 0) ++coarser[name];
+      }
+      if (!coarser.empty()) {
+        std::vector<std::string> named;
+        std::size_t cells = 0;
+        for (const auto& [name, count] : coarser) {
+          cells += count;
+          if (named.size() < 5) named.push_back(fmt::format("'{}' ({} cells)", name, count));
+        }
+        evaluation.warnings.push_back(fmt::format(
+            "{} cells are predicted at a term above truth classes and no truth cell has ({}{}): macro-F1 averages over truth and predicted "
+            "labels (as scikit-learn's classification_report), so each such label is a class with F1 0, in corrected macro-F1 too (which "
+            "credits a prediction at or below the truth); hierarchical F and the relation shares credit them",
+            cells, fmt::join(named, ", "), coarser.size() > named.size() ? ", ..." : ""));
+      }
+    }
     const auto n_unassigned = static_cast<std::size_t>(std::count(prediction.begin(), prediction.end(), kUnassigned));
     if (n_unassigned > 0 && !all_unassigned && evaluation.sets.front().result.ontology.available) {
       evaluation.warnings.push_back(fmt::format(

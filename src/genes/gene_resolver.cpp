@@ -336,10 +336,12 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
     const std::size_t n_exact = n_matched - result.count(GeneMatch::kSymbolCaseInsensitive);
     if (2 * n_table_mouse_cased < table.size() && 2 * n_exact < result.n_vars()) {
       result.warnings.push_back(fmt::format(
-          "likely species mismatch: {} of {} symbols are cased like mouse genes (e.g. {}) but the gene table{} is "
-          "not; only {} vars matched exactly and {} only ignoring case, which assumes same-named orthologs",
-          n_mouse_cased, n_symbols, fmt::join(mouse_examples, ", "), table_species, n_exact,
-          result.count(GeneMatch::kSymbolCaseInsensitive)));
+          "likely species mismatch: {} of {} {} (e.g. {}) but the gene table{} is "
+          "not; only {} vars matched exactly and {} only ignoring case, which assumes same-named orthologs; {} vars match no gene "
+          "and are left out{}: a gene table of the data's species (--gene-table) keeps them",
+          n_mouse_cased, n_symbols, kMouseCasedMismatch, fmt::join(mouse_examples, ", "), table_species, n_exact,
+          result.count(GeneMatch::kSymbolCaseInsensitive), n_gene_vars - n_matched,
+          result.unmatched_examples.empty() ? std::string() : fmt::format(" (e.g. {})", fmt::join(result.unmatched_examples, ", "))));
       species_warned = true;
     }
   }

@@ -30,6 +30,7 @@ constexpr std::string_view kSqliteMagic("SQLite format 3\0", 16);
 /// The first `count` bytes of `path` (fewer when the file is shorter). Throws IoError.
 std::string read_prefix(const std::string& path, std::size_t count) {
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
+  if (!file && errno == ENOENT) throw InputError(fmt::format("gene table {} does not exist", path));  // (a missing file: exit 2)
   if (!file) throw IoError(fmt::format("cannot open gene table {}: {}", path, std::strerror(errno)));
   std::string bytes(count, '\0');
   bytes.resize(std::fread(bytes.data(), 1, count, file.get()));

@@ -197,9 +197,9 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
       if (table->is_known_name(column == nullptr ? var.index[i] : column->value_as_string(i))) ++known;
     }
     identity["n_known_to_table"] = known;
-    identity["summary"] = fmt::format("{} ({} of {} vars matched, {:.1f}%; {} of the {} names the table knows)", genes.column + " holds " +
-                                          to_string(genes.id_type) + " ids", genes.n_matched(), genes.n_vars(),
-                                      100.0 * genes.fraction_matched(), genes.n_matched(), known);
+    identity["summary"] = fmt::format("{} ({} of {} vars matched, {:.1f}%; {} of the names known to the table as written)",
+                                      genes.column + " holds " + to_string(genes.id_type) + " ids", genes.n_matched(), genes.n_vars(),
+                                      100.0 * genes.fraction_matched(), known);
     identity["report"] = genes.summary();
     report["genes"] = std::move(identity);
   }

@@ -377,6 +377,7 @@ nlohmann::json describe_model(const CellTypeModel& model) {
           {"celltyper_version", from("model_celltyper_version", "")},
           {"created_utc", from("model_created_utc", "")},
           {"features", model.features},
+          {"gene_table", from("gene_table", "")},
           {"n_features", model.n_features()},
           {"classifier", model.classifier ? model.classifier->type() : std::string()},
           {"label_column", from("label_column", "")},

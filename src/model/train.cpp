@@ -2015,6 +2015,12 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
     if (std::find(once.begin(), once.end(), warning) == once.end()) once.push_back(std::move(warning));
   }
   result.warnings = std::move(once);
+  // References named like mouse genes, read through a human table: annotate tells a query named
+  // like human genes that it is likely another species than the model's.
+  if (std::any_of(result.warnings.begin(), result.warnings.end(),
+                  [](const std::string& warning) { return warning.find(kMouseCasedMismatch) != std::string::npos; })) {
+    result.model.provenance["reference_gene_names"] = "mouse-cased";
+  }
   return result;
 }
 

@@ -416,6 +416,28 @@ TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
   EXPECT_DOUBLE_EQ(ids_json["overall"]["ontology"]["corrected_accuracy"].get<double>(), 1.0);
 }
 
+TEST_F(EvaluateCli, PredictionsAboveTheTruthsTermsAreNamedAsCostingMacroF1) {
+  // annotate --hierarchical names an uncertain cell by a coarser term ('lymphocyte' for a T cell):
+  // a label no truth cell has, so a class with F1 0 in macro-F1; said.
+  const test::TempDir out;
+  const std::string path = out.file("coarse.h5ad");
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+                   "obs = pd.DataFrame({{'truth': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell']),\n"
+                   "                    'pred': pd.Categorical(['B cell', 'B cell', 'T cell', 'lymphocyte'])}}, index=[f'c{{i}}' for i in range(4)])\n"
+                   "anndata.AnnData(sp.csr_matrix(np.ones((4, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
+                   path)});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json json = nlohmann::json::parse(run.out);
+  EXPECT_NEAR(json["overall"]["macro"]["f1"].get<double>(), (1.0 + 2.0 / 3.0 + 0.0) / 3.0, 1e-9);
+  EXPECT_NE(json["warnings"].dump().find("1 cells are predicted at a term above truth classes and no truth cell has ('lymphocyte' (1 cells))"),
+            std::string::npos)
+      << json["warnings"].dump();
+}
+
 TEST_F(EvaluateCli, BadInputIsOneClearLine) {
   const test::TempDir out;
   std::ofstream(out.file("bad_map.tsv")) << "dataset\tlabel\tcl_id\npbmc68k_reduced\tCD19+ B\tCL:9999999\n";

@@ -756,7 +756,7 @@ TEST(TrainAnnotateCli, TruncatedGzipInputsAndAnotherSpeciesAreRefusedByName) {
   const auto mouse = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("mouse.h5ad"), "-o", dir.file("mouse_out.h5ad")});
   EXPECT_EQ(mouse.exit_code, 2) << mouse.err;
   EXPECT_NE(mouse.err.find("too few to annotate: likely species mismatch: "), std::string::npos) << mouse.err;
-  EXPECT_NE(mouse.err.find("Annotate it with a model trained on a reference of its species"), std::string::npos) << mouse.err;
+  EXPECT_NE(mouse.err.find("Annotate it with a model of its species, resolving its genes with a gene table of that species"), std::string::npos) << mouse.err;
   EXPECT_EQ(mouse.err.find("--allow-low-coverage"), std::string::npos) << mouse.err;
 }
 
@@ -946,6 +946,59 @@ TEST(TrainAnnotateCli, AGeneStoreTheExpressionRouteDoesNotReadIsSaid) {
                                      "-o", dir.file("g.h5"), "-q"});
   ASSERT_EQ(genept.exit_code, 0) << genept.err;
   EXPECT_EQ(genept.err.find("is not used"), std::string::npos) << genept.err;
+}
+
+TEST(TrainAnnotateCli, AModelTrainedWithAnotherGeneTableResolvesQueriesWithIt) {
+  // A model trained with --gene-table (another species' table, here a copy of a human TSV)
+  // resolves a query's genes with that table when annotate is given none: not with the default
+  // org.Hs.eg.db; when the table is gone, with the model genes' own names (warned). A missing
+  // --gene-table is a missing file (exit 2).
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  CELLTYPER_REQUIRE_SHARED(human, "gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const std::string table = dir.file("species_genes.tsv");
+  std::filesystem::copy_file(human, table);
+  ASSERT_EQ(test::run_cli({"train", "-r", reference, "--layer", "counts", "-l", "obs:bulk_labels", "--gene-table", table, "-o", dir.file("m.h5"),
+                           "-q"})
+                .exit_code,
+            0);
+  const auto described = test::run_cli({"inspect", dir.file("m.h5")});
+  EXPECT_NE(described.out.find("Gene table  " + table), std::string::npos) << described.out;
+  const auto given = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--layer", "counts", "--gene-table", table, "--csv",
+                                    dir.file("given.csv"), "-q"});
+  ASSERT_EQ(given.exit_code, 0) << given.err;
+  const auto recorded = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--layer", "counts", "--csv", dir.file("recorded.csv")});
+  ASSERT_EQ(recorded.exit_code, 0) << recorded.err;
+  EXPECT_NE(recorded.err.find("note: gene table " + table + ", which the model was trained with"), std::string::npos) << recorded.err;
+  EXPECT_EQ(test::read_file(dir.file("recorded.csv")), test::read_file(dir.file("given.csv")));
+  std::filesystem::remove(table);
+  const auto gone = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--layer", "counts", "--csv", dir.file("gone.csv")});
+  ASSERT_EQ(gone.exit_code, 0) << gone.err;
+  EXPECT_NE(gone.err.find("warning: the model was trained with gene table " + table + ", which is not here"), std::string::npos) << gone.err;
+  const auto missing = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--gene-table", table, "--csv", dir.file("x.csv")});
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find("gene table " + table + " does not exist"), std::string::npos) << missing.err;
+}
+
+TEST(TrainAnnotateCli, AMouseModelOnAHumanQuerySaysTheSpeciesDiffer) {
+  // Mouse references read through the human gene table (same-named genes): the species warning
+  // names the genes left out; the model remembers its references' naming, and a human query then
+  // hears that it is likely another species (not only that its cells are unlike the reference).
+  CELLTYPER_REQUIRE_SHARED(mouse, "actinn-tabula-muris-mouse/actinn_train_mouse.h5ad");
+  CELLTYPER_REQUIRE_SHARED(human, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  test::TempDir dir;
+  const auto train = test::run_cli({"train", "-r", mouse, "-l", "obs:celltype", "-o", dir.file("mouse.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  EXPECT_NE(train.err.find("symbols are cased like mouse genes"), std::string::npos) << train.err;
+  EXPECT_NE(train.err.find("vars match no gene and are left out (e.g. "), std::string::npos) << train.err;
+  EXPECT_NE(train.err.find("a gene table of the data's species (--gene-table) keeps them"), std::string::npos) << train.err;
+  const auto human_query = test::run_cli({"annotate", "-m", dir.file("mouse.h5"), "-i", human, "--layer", "counts", "--csv", dir.file("h.csv"), "-q"});
+  ASSERT_EQ(human_query.exit_code, 0) << human_query.err;
+  EXPECT_NE(human_query.err.find("likely species mismatch: the model's references name their genes like mouse genes"), std::string::npos)
+      << human_query.err;
+  const auto mouse_query = test::run_cli({"annotate", "-m", dir.file("mouse.h5"), "-i", mouse, "--csv", dir.file("m.csv"), "-q"});
+  ASSERT_EQ(mouse_query.exit_code, 0) << mouse_query.err;
+  EXPECT_EQ(mouse_query.err.find("the model's references name their genes like mouse genes"), std::string::npos) << mouse_query.err;
 }
 
 TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
