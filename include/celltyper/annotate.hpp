@@ -33,6 +33,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -293,11 +294,13 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
 /// resolving a query's var names when no full gene table is available.
 GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models);
 
-/// The gene table `models` were trained with (provenance "gene_table"), when every model names the
-/// same one and it is not the default (default_gene_table_path(): e.g. a mouse table given to
-/// train with --gene-table); "" otherwise. Annotating without --gene-table resolves the query's
-/// names with it (when the file is here; else with models_gene_table), not with the default.
-std::string models_recorded_gene_table(const std::vector<const CellTypeModel*>& models);
+/// The gene table `models` were trained with (provenance "gene_table", an absolute path), when
+/// every model names the same one, it is not the default (default_gene_table_path(); nor is
+/// CELLTYPER_GENE_TABLE set), and the file is here with the content the models recorded
+/// (provenance "gene_table_hash"; e.g. a mouse table given to train with --gene-table): loaded;
+/// else nullopt (the default table serves, as for every other model). Annotating without
+/// --gene-table resolves the query's names with it.
+std::optional<GeneTable> models_recorded_gene_table(const std::vector<const CellTypeModel*>& models);
 
 /// Options of `annotate_dataset`.
 struct AnnotateOptions {

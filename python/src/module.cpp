@@ -353,14 +353,9 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       models.push_back(model.get());
     }
     std::shared_ptr<const GeneTable> table;
-    bool recorded_missing = false;  // the models' own table is not here: their genes' own names
-    if (const std::string recorded = table_path.empty() ? models_recorded_gene_table(models) : std::string(); !recorded.empty()) {
-      std::error_code error;
-      if (std::filesystem::exists(recorded, error)) {
-        table = gene_table(recorded);
-      } else {
-        recorded_missing = true;
-      }
+    // A model trained with another gene table (another species'): its names, not the default's.
+    if (std::optional<GeneTable> recorded = table_path.empty() ? models_recorded_gene_table(models) : std::nullopt) {
+      table = std::make_shared<const GeneTable>(std::move(*recorded));
     } else {
       table = gene_table(table_path);
     }
@@ -377,8 +372,8 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       trained_model = std::make_shared<CellTypeModel>(std::move(result.model));
       models.push_back(trained_model.get());
     }
-    const GeneTable fallback = table && !recorded_missing ? GeneTable() : models_gene_table(models);
-    annotation = annotate_dataset(*query.dataset, models, table && !recorded_missing ? *table : fallback, annotate_options);
+    const GeneTable fallback = table ? GeneTable() : models_gene_table(models);
+    annotation = annotate_dataset(*query.dataset, models, table ? *table : fallback, annotate_options);
   }
   py::dict out;
   const auto n = static_cast<std::int64_t>(annotation.labels.size());

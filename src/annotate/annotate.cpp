@@ -1,6 +1,7 @@
 // Annotation of a query dataset with one or more trained models.
 #include <celltyper/annotate.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/gene_table_cache.hpp>
 #include <celltyper/linear_scores.hpp>
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/parallel.hpp>
@@ -13,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <iterator>
 #include <limits>
@@ -707,8 +709,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         return model->provenance.value("reference_gene_names", std::string()) == "mouse-cased";
       })) {
     annotation.warnings.push_back(fmt::format(
-        "{}: likely species mismatch: the model's references name their genes like mouse genes (Cd3e) and this query like human genes "
-        "(CD3E): its labels rest on same-named genes, and cells it flags as unlike every type may be so because of the species",
+        "{}: likely species mismatch: the model's references name their genes like mouse genes (Cd3e) and this query's are not (human-cased "
+        "symbols or ids): its labels rest on same-named genes, and cells it flags as unlike every type may be so because of the species",
         dataset.path()));
   }
   std::string padded_note;
@@ -1372,17 +1374,31 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   return result;
 }
 
-std::string models_recorded_gene_table(const std::vector<const CellTypeModel*>& models) {
+std::optional<GeneTable> models_recorded_gene_table(const std::vector<const CellTypeModel*>& models) {
+  if (const char* chosen = std::getenv("CELLTYPER_GENE_TABLE"); chosen != nullptr && *chosen != '\0') return std::nullopt;
   std::string recorded;
+  std::string hash;
   for (const CellTypeModel* model : models) {
     const std::string table = model->provenance.value("gene_table", std::string());
-    if (table.empty() || table == "model genes" || (!recorded.empty() && table != recorded)) return {};
+    const std::string table_hash = model->provenance.value("gene_table_hash", std::string());
+    if (table.empty() || table_hash.empty() || (!recorded.empty() && (table != recorded || table_hash != hash))) return std::nullopt;
     recorded = table;
+    hash = table_hash;
   }
-  if (recorded.empty() || recorded == default_gene_table_path()) return {};
+  const std::string standard = default_gene_table_path();
   std::error_code error;
-  const auto same = std::filesystem::equivalent(recorded, default_gene_table_path(), error);
-  return !error && same ? std::string() : recorded;
+  if (recorded.empty() || recorded == standard || !std::filesystem::path(recorded).is_absolute() ||
+      !std::filesystem::is_regular_file(recorded, error)) {
+    return std::nullopt;
+  }
+  if (!standard.empty() && std::filesystem::equivalent(recorded, standard, error)) return std::nullopt;
+  try {
+    GeneTable table = load_gene_table_cached(recorded, GeneTableFields::kIdentifiers);
+    if (table.content_hash_hex() != hash) return std::nullopt;  // (another file under that name now)
+    return table;
+  } catch (const Error&) {  // (unreadable now: the default table serves)
+    return std::nullopt;
+  }
 }
 
 GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models) {

@@ -226,18 +226,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     std::vector<const CellTypeModel*> given;
     for (const auto& model : models) given.push_back(&model);
     GeneTable table;
-    if (const std::string recorded = args->gene_table.empty() ? models_recorded_gene_table(given) : std::string(); !recorded.empty()) {
-      // A model trained with another gene table (another species'): its names, not the default's.
-      std::error_code error;
-      if (std::filesystem::exists(recorded, error)) {
-        table = load_gene_table_cached(recorded, GeneTableFields::kIdentifiers);
-        if (!global.quiet) fmt::print(stderr, "note: gene table {}, which the model was trained with (--gene-table to change)\n", recorded);
-      } else {
-        table = models_gene_table(given);
-        fmt::print(stderr, "warning: the model was trained with gene table {}, which is not here: the query's genes are matched by the "
-                           "model genes' own names and ids (--gene-table to give that table)\n",
-                   recorded);
-      }
+    // A model trained with another gene table (another species'): its names, not the default's.
+    if (std::optional<GeneTable> recorded = args->gene_table.empty() ? models_recorded_gene_table(given) : std::nullopt) {
+      table = std::move(*recorded);
+      if (!global.quiet) fmt::print(stderr, "note: gene table {}, which the model was trained with (--gene-table to change)\n", table.source());
     } else {
       table = table_path.empty() ? models_gene_table(given) : loading_table.get();
     }

@@ -128,10 +128,10 @@ bool redundant_process_under_mpi(int argc, const char* const* argv) {
     }
     return -1;
   };
-  // (PMIx exports a rank but no size: Slurm's task count then, else the size is not said)
-  const long size = number({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS", "SLURM_NTASKS"});
+  // (PMIx exports a rank but no size: the Slurm step's task count then; unknown: run as given)
+  const long size = number({"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "SLURM_STEP_NUM_TASKS"});
   const long rank = number({"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"});
-  if (rank < 0 || (rank == 0 && size <= 1)) return false;  // (alone, or the first of an unknown number: nothing to say)
+  if (rank < 0 || size <= 1) return false;
   std::string command;
   bool distributed = false;
   for (int i = 1; i < argc; ++i) {
@@ -143,6 +143,8 @@ bool redundant_process_under_mpi(int argc, const char* const* argv) {
   if (rank == 0) {
     fmt::print(stderr, "warning: celltyper {} has no multi-process mode: it runs once, in the first of the {} processes the launcher started{}\n",
                command, size, command == "train" ? " (train --distributed trains across them)" : "");
+  } else {
+    fmt::print(stderr, "celltyper: process {} of {}: {} runs in the first process only\n", rank, size, command);
   }
   return rank != 0;
 }

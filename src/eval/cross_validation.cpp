@@ -469,7 +469,11 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     // A fold whose training part cannot train (e.g. under --harmonize-labels its coarse labels all
     // sit above one class: a single class) is skipped with the reason, as other untrainable folds.
     const std::int64_t map_rows_before = result.held_out.embedding.rows;
+    const std::int64_t map_cols_before = result.held_out.embedding.cols;
     const std::size_t map_values_before = result.held_out.embedding.values.size();
+    const std::string map_source_before = result.held_out.embedding_source;
+    const std::size_t warnings_before = result.warnings.size();
+    bool training_step = false;  // (an error elsewhere, e.g. in the held-out cells' features, stops the run as before)
     try {
       for (const auto& route : routes) {
         TrainOptions train = base;
@@ -490,7 +494,9 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
         train.classifier = first.classifier;
         train.hyperparameters = first.hyperparameters;
         auto started = std::chrono::steady_clock::now();
+        training_step = true;
         const TrainingData data = training_features(datasets, train, store, table);
+        training_step = false;
         const ValidationSplit split = split_validation(data.cells, train.validation_fraction, train.seed);
         const double features_seconds = seconds_since(started);
         // Held-out features, made with the route's first model (its genes or panel are the route's).
@@ -503,7 +509,9 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
           train.classifier = config.classifier;
           train.hyperparameters = config.hyperparameters;
           started = std::chrono::steady_clock::now();
+          training_step = true;
           TrainResult trained = fit_model(data, split, train);
+          training_step = false;
           train_seconds[config.name()] = features_seconds + seconds_since(started);
           for (const auto& warning : trained.warnings) {
             if (!warning.starts_with(kNotePrefix) && !warning.starts_with(kMixedDepthsWarning)) {
@@ -566,8 +574,12 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
         }
       }
     } catch (const InputError& error) {
+      if (!training_step) throw;
       result.held_out.embedding.rows = map_rows_before;  // (nothing of the fold kept)
+      result.held_out.embedding.cols = map_cols_before;
       result.held_out.embedding.values.resize(map_values_before);
+      result.held_out.embedding_source = map_source_before;
+      result.warnings.resize(warnings_before);
       skipped.push_back(fmt::format("fold '{}' skipped ({}); its {} cells are in no metric", fold, error.what(), fold_result.n_test));
       result.warnings.push_back(skipped.back());
       continue;

@@ -606,6 +606,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     }
     if (ontology != nullptr) {  // predictions at a term above a truth class (annotate --hierarchical): a class of their own in macro-F1
       std::set<TermIndex> above_truth;  // strict ancestors of the truth classes' terms
+      std::set<TermIndex> truth_terms;
       const auto term_of = [&](const std::string& name) -> std::optional<TermIndex> {
         const auto id = evaluation_options.cl_ids.find(name);
         if (id == evaluation_options.cl_ids.end()) return std::nullopt;
@@ -614,15 +615,19 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       };
       for (const auto& name : truth_set) {
         if (const auto term = term_of(name)) {
+          truth_terms.insert(*term);
           for (const TermIndex ancestor : ontology->ancestor_indices(*term)) {
             if (ancestor != *term) above_truth.insert(ancestor);
           }
         }
       }
+      std::map<std::string, std::size_t> predicted_cells;  // (each distinct label judged once)
+      for (const auto& name : prediction_classes) ++predicted_cells[name];
       std::map<std::string, std::size_t> coarser;
-      for (const auto& name : prediction_classes) {
+      for (const auto& [name, count] : predicted_cells) {
         if (name == kUnassigned || truth_set.count(name) != 0) continue;
-        if (const auto term = term_of(name); term && above_truth.count(*term) != 0) ++coarser[name];
+        const auto term = term_of(name);
+        if (term && truth_terms.count(*term) == 0 && above_truth.count(*term) != 0) coarser[name] = count;
       }
       if (!coarser.empty()) {
         std::vector<std::string> named;

@@ -1561,6 +1561,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   }
   data.gene_table_hash = table.content_hash_hex();
   data.gene_table_source = table.source();
+  if (std::error_code error; !data.gene_table_source.empty() && std::filesystem::is_regular_file(data.gene_table_source, error)) {
+    data.gene_table_source = std::filesystem::absolute(data.gene_table_source, error).lexically_normal().string();  // (from any directory)
+  }
   return data;
 }
 

@@ -436,6 +436,20 @@ TEST_F(EvaluateCli, PredictionsAboveTheTruthsTermsAreNamedAsCostingMacroF1) {
   EXPECT_NE(json["warnings"].dump().find("1 cells are predicted at a term above truth classes and no truth cell has ('lymphocyte' (1 cells))"),
             std::string::npos)
       << json["warnings"].dump();
+  // A predicted label naming a truth class's term under another name is not above it.
+  const std::string same = out.file("same_term.h5ad");
+  const auto made_same = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+                   "obs = pd.DataFrame({{'truth': pd.Categorical(['B cell', 'B cell', 'T lymph', 'T lymph']),\n"
+                   "                    'truth_ontology_term_id': pd.Categorical(['CL:0000236'] * 2 + ['CL:0000084'] * 2),\n"
+                   "                    'pred': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell'])}}, index=[f'c{{i}}' for i in range(4)])\n"
+                   "anndata.AnnData(sp.csr_matrix(np.ones((4, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
+                   same)});
+  ASSERT_EQ(made_same.exit_code, 0) << made_same.err;
+  const auto same_run = test::run_cli({"evaluate", "-i", same, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
+  ASSERT_EQ(same_run.exit_code, 0) << same_run.err;
+  EXPECT_EQ(same_run.out.find("predicted at a term above truth classes"), std::string::npos) << same_run.out;
 }
 
 TEST_F(EvaluateCli, BadInputIsOneClearLine) {

@@ -951,8 +951,7 @@ TEST(TrainAnnotateCli, AGeneStoreTheExpressionRouteDoesNotReadIsSaid) {
 TEST(TrainAnnotateCli, AModelTrainedWithAnotherGeneTableResolvesQueriesWithIt) {
   // A model trained with --gene-table (another species' table, here a copy of a human TSV)
   // resolves a query's genes with that table when annotate is given none: not with the default
-  // org.Hs.eg.db; when the table is gone, with the model genes' own names (warned). A missing
-  // --gene-table is a missing file (exit 2).
+  // org.Hs.eg.db. A missing --gene-table is a missing file (exit 2).
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
   CELLTYPER_REQUIRE_SHARED(human, "gene-annotations/human_genes.tsv");
   test::TempDir dir;
@@ -971,13 +970,30 @@ TEST(TrainAnnotateCli, AModelTrainedWithAnotherGeneTableResolvesQueriesWithIt) {
   ASSERT_EQ(recorded.exit_code, 0) << recorded.err;
   EXPECT_NE(recorded.err.find("note: gene table " + table + ", which the model was trained with"), std::string::npos) << recorded.err;
   EXPECT_EQ(test::read_file(dir.file("recorded.csv")), test::read_file(dir.file("given.csv")));
+  // Another file under that name (other content) is not taken for it, nor is a table gone: the
+  // default table serves, as for any model.
+  std::ofstream(table, std::ios::app) << "999999999\tNOT_A_GENE" << std::string(8, '\t') << "\n";  // (the header's 10 fields)
+  const auto changed = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--layer", "counts", "--csv", dir.file("changed.csv")});
+  ASSERT_EQ(changed.exit_code, 0) << changed.err;
+  EXPECT_EQ(changed.err.find("which the model was trained with"), std::string::npos) << changed.err;
   std::filesystem::remove(table);
   const auto gone = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--layer", "counts", "--csv", dir.file("gone.csv")});
   ASSERT_EQ(gone.exit_code, 0) << gone.err;
-  EXPECT_NE(gone.err.find("warning: the model was trained with gene table " + table + ", which is not here"), std::string::npos) << gone.err;
-  const auto missing = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--gene-table", table, "--csv", dir.file("x.csv")});
+  EXPECT_EQ(gone.err.find("which the model was trained with"), std::string::npos) << gone.err;
+  // A relative --gene-table is recorded as an absolute path (the model is used from anywhere).
+  std::filesystem::copy_file(human, table);
+  const auto relative = test::run_program({"/bin/sh", "-c",
+                                           fmt::format("cd '{}' && '{}' train -r '{}' --layer counts -l obs:bulk_labels --gene-table species_genes.tsv "
+                                                       "-o rel.h5 -q",
+                                                       dir.path().string(), CELLTYPER_CLI_PATH, reference)});
+  ASSERT_EQ(relative.exit_code, 0) << relative.err;
+  const auto described_relative = test::run_cli({"inspect", dir.file("rel.h5")});
+  EXPECT_NE(described_relative.out.find("Gene table  " + std::filesystem::path(table).lexically_normal().string()), std::string::npos)
+      << described_relative.out;
+  const auto missing = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--gene-table", dir.file("absent.tsv"), "--csv",
+                                      dir.file("x.csv")});
   EXPECT_EQ(missing.exit_code, 2);
-  EXPECT_NE(missing.err.find("gene table " + table + " does not exist"), std::string::npos) << missing.err;
+  EXPECT_NE(missing.err.find("gene table " + dir.file("absent.tsv") + " does not exist"), std::string::npos) << missing.err;
 }
 
 TEST(TrainAnnotateCli, AMouseModelOnAHumanQuerySaysTheSpeciesDiffer) {

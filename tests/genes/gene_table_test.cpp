@@ -197,7 +197,7 @@ TEST(GeneTableTsv, MalformedFilesNameTheProblem) {
   message = input_error_message([&] { (void)load_gene_table(write_file(directory, "empty.tsv", "")); });
   EXPECT_NE(message.find("empty"), std::string::npos) << message;
 
-  EXPECT_THROW((void)load_gene_table(directory.file("absent.tsv")), IoError);
+  EXPECT_THROW((void)load_gene_table(directory.file("absent.tsv")), InputError);  // (a missing file: exit 2)
   EXPECT_THROW((void)load_gene_table(""), InputError);
 }
 
