@@ -151,6 +151,22 @@ nlohmann::json read_json(const std::string& path) {
   return nlohmann::json::parse(in);
 }
 
+/// A small .h5ad of 3 genes whose obs columns are `columns` (Python: a dict of column name ->
+/// list of values, each made categorical), cells c0, c1, ...; its path.
+std::string write_obs_h5ad(const test::TempDir& dir, const std::string& name, const std::string& columns) {
+  const std::string path = dir.file(name);
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+                   "columns = {}\n"
+                   "n = len(next(iter(columns.values())))\n"
+                   "obs = pd.DataFrame({{k: pd.Categorical(v) for k, v in columns.items()}}, index=[f'c{{i}}' for i in range(n)])\n"
+                   "anndata.AnnData(sp.csr_matrix(np.ones((n, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
+                   columns, path)});
+  EXPECT_EQ(made.exit_code, 0) << made.err;
+  return path;
+}
+
 /// Train pbmc3k -> annotate pbmc68k_reduced once for all tests of this file.
 class EvaluateCli : public ::testing::Test {
  protected:
@@ -367,16 +383,9 @@ TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
   // two ways: one label each, as train and cv read them. One NK cell is Unassigned: an error for
   // the flat metrics, left out of the CL metrics, and said.
   const test::TempDir out;
-  const std::string path = out.file("spelled.h5ad");
-  const auto made = test::run_program(
-      {test::system_python(), "-c",
-       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
-                   "obs = pd.DataFrame({{'truth': pd.Categorical(['b cell', 'b cell', 't cell', 'T cell', 'NK cell', 'NK cell']),\n"
-                   "                    'pred': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell', 'Unassigned', 'NK cell'])}},\n"
-                   "                   index=[f'c{{i}}' for i in range(6)])\n"
-                   "anndata.AnnData(sp.csr_matrix(np.ones((6, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
-                   path)});
-  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::string path = write_obs_h5ad(out, "spelled.h5ad",
+                                          "{'truth': ['b cell', 'b cell', 't cell', 'T cell', 'NK cell', 'NK cell'], "
+                                          "'pred': ['B cell', 'B cell', 'T cell', 'T cell', 'Unassigned', 'NK cell']}");
   const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const nlohmann::json json = nlohmann::json::parse(run.out);
@@ -398,16 +407,9 @@ TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
 
   // With the CL ids of a CELLxGENE column beside the truth, the spellings made one take their
   // cells' most frequent id together (3 'b cell' cells say B cell, 1 'B cell' cell T cell).
-  const std::string with_ids = out.file("with_ids.h5ad");
-  const auto made_ids = test::run_program(
-      {test::system_python(), "-c",
-       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
-                   "obs = pd.DataFrame({{'truth': pd.Categorical(['b cell'] * 3 + ['B cell']),\n"
-                   "                    'truth_ontology_term_id': pd.Categorical(['CL:0000236'] * 3 + ['CL:0000084']),\n"
-                   "                    'pred': pd.Categorical(['B cell'] * 4)}}, index=[f'c{{i}}' for i in range(4)])\n"
-                   "anndata.AnnData(sp.csr_matrix(np.ones((4, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
-                   with_ids)});
-  ASSERT_EQ(made_ids.exit_code, 0) << made_ids.err;
+  const std::string with_ids = write_obs_h5ad(out, "with_ids.h5ad",
+                                              "{'truth': ['b cell'] * 3 + ['B cell'], 'truth_ontology_term_id': ['CL:0000236'] * 3 + "
+                                              "['CL:0000084'], 'pred': ['B cell'] * 4}");
   const auto by_ids = test::run_cli({"evaluate", "-i", with_ids, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
   ASSERT_EQ(by_ids.exit_code, 0) << by_ids.err;
   const nlohmann::json ids_json = nlohmann::json::parse(by_ids.out);
@@ -420,15 +422,8 @@ TEST_F(EvaluateCli, PredictionsAboveTheTruthsTermsAreNamedAsCostingMacroF1) {
   // annotate --hierarchical names an uncertain cell by a coarser term ('lymphocyte' for a T cell):
   // a label no truth cell has, so a class with F1 0 in macro-F1; said.
   const test::TempDir out;
-  const std::string path = out.file("coarse.h5ad");
-  const auto made = test::run_program(
-      {test::system_python(), "-c",
-       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
-                   "obs = pd.DataFrame({{'truth': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell']),\n"
-                   "                    'pred': pd.Categorical(['B cell', 'B cell', 'T cell', 'lymphocyte'])}}, index=[f'c{{i}}' for i in range(4)])\n"
-                   "anndata.AnnData(sp.csr_matrix(np.ones((4, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
-                   path)});
-  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::string path = write_obs_h5ad(out, "coarse.h5ad",
+                                          "{'truth': ['B cell', 'B cell', 'T cell', 'T cell'], 'pred': ['B cell', 'B cell', 'T cell', 'lymphocyte']}");
   const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const nlohmann::json json = nlohmann::json::parse(run.out);
@@ -437,16 +432,9 @@ TEST_F(EvaluateCli, PredictionsAboveTheTruthsTermsAreNamedAsCostingMacroF1) {
             std::string::npos)
       << json["warnings"].dump();
   // A predicted label naming a truth class's term under another name is not above it.
-  const std::string same = out.file("same_term.h5ad");
-  const auto made_same = test::run_program(
-      {test::system_python(), "-c",
-       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
-                   "obs = pd.DataFrame({{'truth': pd.Categorical(['B cell', 'B cell', 'T lymph', 'T lymph']),\n"
-                   "                    'truth_ontology_term_id': pd.Categorical(['CL:0000236'] * 2 + ['CL:0000084'] * 2),\n"
-                   "                    'pred': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell'])}}, index=[f'c{{i}}' for i in range(4)])\n"
-                   "anndata.AnnData(sp.csr_matrix(np.ones((4, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
-                   same)});
-  ASSERT_EQ(made_same.exit_code, 0) << made_same.err;
+  const std::string same = write_obs_h5ad(out, "same_term.h5ad",
+                                          "{'truth': ['B cell', 'B cell', 'T lymph', 'T lymph'], 'truth_ontology_term_id': ['CL:0000236'] * 2 + "
+                                          "['CL:0000084'] * 2, 'pred': ['B cell', 'B cell', 'T cell', 'T cell']}");
   const auto same_run = test::run_cli({"evaluate", "-i", same, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
   ASSERT_EQ(same_run.exit_code, 0) << same_run.err;
   EXPECT_EQ(same_run.out.find("predicted at a term above truth classes"), std::string::npos) << same_run.out;
