@@ -103,6 +103,14 @@ std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& i
 /// the catalogue itself throws (IoError).
 CatalogResult build_catalog(const std::vector<std::string>& paths, const std::string& out_dir, const CatalogOptions& options = {});
 
+/// A catalogue re-scanned: the entries (every table's parts) of local files that `inputs` cover
+/// and that no longer exist are removed from `out_dir`, so that the catalogue of a directory or
+/// glob lists what it holds now. An input covers a path when it is a directory the path lies
+/// below (an .h5ad file) or a glob the path matches (as expand_catalog_inputs reads them); file
+/// paths and URLs cover nothing (a missing file given by name is recorded with status 'error').
+/// Returns the removed paths, sorted. Throws IoError when the catalogue cannot be read.
+std::vector<std::string> drop_gone_files(const std::string& out_dir, const std::vector<std::string>& inputs);
+
 /// A query result, every value as text (nullopt = SQL NULL).
 struct QueryResult {
   std::vector<std::string> columns;

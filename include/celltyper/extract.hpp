@@ -51,6 +51,10 @@ struct ExtractOptions {
   std::string label_column;            ///< obs column of the labels (default: the selection's)
   EmbedOptions embed;                  ///< matrix, normalisation, dims, threads, memory cap (rows is set per file)
   std::string key = "X_celltyper";     ///< obsm key of the output
+  /// A file that cannot be read (missing, corrupt, without the label column, fewer rows than
+  /// selected) is left out with a warning and recorded in `ExtractedCells::skipped` (and the
+  /// output's uns), instead of stopping the run (`extract --skip-unreadable`).
+  bool skip_unreadable = false;
 };
 
 /// Embedded cells of some fragments, in fragment order (one process's share, or all of them).
@@ -65,6 +69,9 @@ struct ExtractedCells {
   std::vector<std::int64_t> genes;           ///< Entrez ids of genes with a vector in some source, sorted
   nlohmann::json file_info = nlohmann::json::object();  ///< per path: matrix, normalisation, gene column...
   std::vector<std::string> warnings;
+  /// Files left out under ExtractOptions::skip_unreadable, in selection order: {"path", "error",
+  /// "n_cells" (the fragments' rows), "counts" (label -> selected cells, from the selection)}.
+  nlohmann::json skipped = nlohmann::json::array();
   double seconds = 0;                        ///< embedding time of this share
   [[nodiscard]] std::int64_t n_cells() const { return static_cast<std::int64_t>(labels.size()); }
   /// Append `other` (the next share in order).
@@ -74,8 +81,14 @@ struct ExtractedCells {
   static ExtractedCells deserialize(const std::string& bytes);
 };
 
+/// The local files of `selection` that do not exist, in selection order (a cheap check made
+/// before any cell is embedded: a catalogue or selection older than the files).
+std::vector<std::string> missing_selection_files(const SelectionFile& selection);
+
 /// Embed fragments [first, last) of `selection`: each file is opened once for its consecutive
 /// fragments, its label column read from obs and only the fragments' rows of its matrix read.
+/// A file that cannot be read throws (InputError or IoError naming it, and --skip-unreadable),
+/// or is left out under `options.skip_unreadable`.
 ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t first, std::size_t last, const GeneTable& table,
                                  const GeneVectorSource& source, const ExtractOptions& options);
 

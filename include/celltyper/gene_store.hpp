@@ -130,10 +130,10 @@ class GeneStore {
 };
 
 /// Where commands look for the gene store when `--genes` is not given: the environment variable
-/// `CELLTYPER_GENE_STORE` when set and non-empty; else
-/// `<directory of the running executable>/share/celltyper/gene_embeddings.h5` (found through
-/// /proc/self/exe; for build/celltyper that is build/share/celltyper/gene_embeddings.h5, where
-/// scripts/build_default_gene_store.sh writes it).
+/// `CELLTYPER_GENE_STORE` when set and non-empty; else `installed_file("gene_embeddings.h5")`
+/// (for build/celltyper and the Python module: build/share/celltyper/gene_embeddings.h5, where
+/// scripts/build_default_gene_store.sh writes it); else that path beside the running executable,
+/// where no store is yet (resolve_gene_store_path's message says how to make one).
 std::string default_gene_store_path();
 
 /// `path` when non-empty, else `default_gene_store_path()`; throws InputError when that file

@@ -45,10 +45,6 @@ struct Gene {
   std::string summary;                    ///< NCBI RefSeq summary text; often empty
 };
 
-/// What resolve_genes' species warning says of symbols cased like mouse genes under a table that is
-/// not (train records it in the model; annotate compares a query with it).
-inline constexpr std::string_view kMouseCasedMismatch = "symbols are cased like mouse genes";
-
 /// Outcome of looking a name up among the aliases of a `GeneTable`.
 struct AliasLookup {
   std::int32_t gene = kNoGene;  ///< the gene when the alias names exactly one gene
@@ -245,6 +241,12 @@ struct GeneResolveResult {
   std::vector<std::string> duplicate_examples; ///< a few "NAME -> SYMBOL (also FIRST)"
   std::vector<GeneColumnCandidate> candidates; ///< columns tried by auto-detection (or the one named)
   std::vector<std::string> warnings;           ///< e.g. a likely species mismatch
+  std::size_t n_symbol_vars = 0;               ///< vars named by a symbol (not an Ensembl or Entrez id)
+  std::size_t n_mouse_cased_vars = 0;          ///< of those, cased like mouse genes (Cd3e, not CD3E)
+  /// Most symbols are cased like mouse genes, the table's are not, and fewer than half the vars
+  /// match exactly: names of another species read through this table (the species warning says
+  /// so; train records it in the model and annotate compares a query with it).
+  bool mouse_cased_mismatch = false;
   std::string table_hash;                      ///< content_hash_hex() of the table used
   /// Per var, 1 when var's feature-type column (10x's `feature_types` / `feature_type`) names
   /// something other than gene expression (Antibody Capture, CRISPR Guide Capture, Peaks, ...):

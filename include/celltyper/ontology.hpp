@@ -225,9 +225,9 @@ std::string ontology_in_folder(const std::filesystem::path& folder);
 
 /// Where to find the ontology: `argument` when non-empty; else the environment variable
 /// `CELLTYPER_ONTOLOGY` when set and non-empty; else the copy scripts/setup.sh installs beside
-/// the executable (`ontology_in_folder(<dir of the executable>/share/celltyper)`, found through
-/// /proc/self/exe, so from any working directory; the Python module looks two folders above its
-/// own file, build/python/celltyper/); else `ontology_in_folder(../shared/data/cell-ontology)`
+/// the executable (`ontology_in_folder` of each of `installed_share_folders()`: build/share/celltyper
+/// for build/celltyper and for the Python module, from any working directory); else
+/// `ontology_in_folder(../shared/data/cell-ontology)`
 /// relative to the working directory; else "".
 std::string default_ontology_path(const std::string& argument = "");
 

@@ -62,6 +62,13 @@ struct RemoteStats {
   std::int64_t bytes_fetched = 0;  ///< response body bytes received
   std::int64_t cache_hits = 0;     ///< block reads answered from the cache
 
+  RemoteStats& operator-=(const RemoteStats& other) {
+    requests -= other.requests;
+    retries -= other.retries;
+    bytes_fetched -= other.bytes_fetched;
+    cache_hits -= other.cache_hits;
+    return *this;
+  }
   RemoteStats& operator+=(const RemoteStats& other) {
     requests += other.requests;
     retries += other.retries;
@@ -73,6 +80,10 @@ struct RemoteStats {
 
 /// Counters summed over every remote file this process has opened.
 RemoteStats remote_stats_total();
+
+/// The part of `remote_stats_total()` made by the calling thread: what a file that failed to
+/// open (no RemoteFile left to ask) cost, as the difference of two calls around the attempt.
+RemoteStats remote_stats_of_this_thread();
 
 /// One remote file read by byte ranges through a block cache. Thread-safe: several threads
 /// may read at once. The constructor fetches the first block (which also tells the size), so a

@@ -48,10 +48,14 @@ struct ExtractResult {
   double seconds = 0;             ///< wall time at the root, writing included
   double embed_seconds = 0;       ///< embedding time summed over processes
   std::vector<std::string> warnings;
+  std::vector<std::string> skipped_files;  ///< left out as unreadable (ExtractOptions::skip_unreadable)
+  std::int64_t n_skipped_cells = 0;        ///< their selected cells
 };
 
 /// Embed the fragments of `selection` with the fragments split over the processes (by cells) and
-/// write the training h5ad at `output` from the root.
+/// write the training h5ad at `output` from the root. Local files of the selection that do not
+/// exist stop the run before any cell is embedded (InputError naming them; every process
+/// alike), unless `options.skip_unreadable`.
 ExtractResult extract_selection(const SelectionFile& selection, const GeneTable& table, const GeneVectorSource& source,
                                 const ExtractOptions& options, const std::string& output, Communicator& communicator);
 

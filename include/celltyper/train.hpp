@@ -178,6 +178,9 @@ struct TrainingData {
   std::string gene_table_source;
   std::size_t n_restrict_genes = 0;            ///< TrainOptions::restrict_genes, unique
   std::size_t n_shared_genes = 0;              ///< genes every reference measured (TrainOptions::shared_genes; 0 = not applied)
+  /// Some reference names its genes like mouse genes, read through a table that does not
+  /// (GeneResolveResult::mouse_cased_mismatch): train_model records it in the model.
+  bool references_mouse_cased = false;
   /// CL id of every (harmonised) label that has one (harmonize_labels with TrainOptions::label_map,
   /// the data's ontology-term-id column and TrainOptions::ontology).
   std::map<std::string, std::string> label_cl_ids;

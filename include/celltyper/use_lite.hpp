@@ -49,7 +49,7 @@ inline constexpr const char* kUseLitePackage = "@energetic-ai/model-embeddings-e
 inline constexpr const char* kUseLiteModelName = "universal-sentence-encoder-lite";
 
 /// The model folder used when none is given: $CELLTYPER_USE_LITE_DIR, else
-/// share/celltyper/use-lite beside the running executable when that exists, else the source
+/// `installed_file("use-lite")` (build/share/celltyper/use-lite) when it holds model.json, else the source
 /// tree's third_party/use-lite (where scripts/fetch_use_lite.sh puts it).
 std::string default_use_lite_dir();
 

@@ -701,10 +701,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   std::vector<std::int64_t> query_genes = resolved_gene_ids(resolved, table);
   // A model of references named like mouse genes (read through a human table) on a query named
   // like human genes: likely another species than the model's (its unlike-every-type flags too).
-  const bool query_mouse_cased = std::any_of(resolved.warnings.begin(), resolved.warnings.end(), [](const std::string& warning) {
-    return warning.find(kMouseCasedMismatch) != std::string::npos;
-  });
-  if (!query_mouse_cased && resolved.n_matched() > 0 &&
+  if (!resolved.mouse_cased_mismatch && resolved.n_matched() > 0 &&
       std::any_of(given.begin(), given.end(), [](const CellTypeModel* model) {
         return model->provenance.value("reference_gene_names", std::string()) == "mouse-cased";
       })) {

@@ -9,6 +9,7 @@
 #include "cli/progress.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <memory>
 #include <set>
@@ -62,7 +63,7 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
   auto args = std::make_shared<Args>();
   CLI::App* command = app.add_subcommand("catalog", "Catalogue many h5ad files (local, http(s)://, s3://) into Parquet tables for SQL");
   command->add_option("inputs", args->inputs, "h5ad files, directories (every *.h5ad below), globs ('data/**/*.h5ad') or URLs")->required();
-  command->add_option("--out", args->out, "Catalogue directory (created; parts of earlier runs are kept and resumed)")->required();
+  command->add_option("--out", args->out, "Catalogue directory (created; parts of earlier runs are kept and resumed; files a directory or glob input no longer holds are removed)")->required();
   command->add_option("--obs", args->obs, "obs columns whose categories are counted, comma-separated (default: every categorical column)");
   command->add_flag("--qc", args->options.qc, "Also record per-cell total counts and genes detected (reads the matrix)");
   command->add_option("--qc-matrix", args->options.qc_matrix, "Matrix for --qc: auto (layers/counts, else raw/X, else X), X, raw/X or layers/NAME")
@@ -109,6 +110,13 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
                args->out, result.seconds,
                read > 0 && result.seconds > 0 ? fmt::format("{:.1f} files/s, ", static_cast<double>(read) / result.seconds) : std::string(),
                processes.description(), result.n_ok, result.n_resumed, result.n_failed);
+    // A directory or glob catalogued again: files it held before and no longer does leave the catalogue.
+    const std::vector<std::string> dropped = drop_gone_files(args->out, args->inputs);
+    if (!dropped.empty()) {
+      std::vector<std::string> examples(dropped.begin(), dropped.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(dropped.size(), 3)));
+      fmt::print("removed {} file{} no longer there from the catalogue ({}{})\n", dropped.size(), dropped.size() == 1 ? "" : "s",
+                 fmt::join(examples, ", "), dropped.size() > examples.size() ? ", ..." : "");
+    }
     if (result.remote.requests > 0) {
       fmt::print("remote: {} requests ({} retries), {} fetched for {} of files ({:.1f}%)\n", result.remote.requests, result.remote.retries,
                  human_bytes(static_cast<double>(result.remote.bytes_fetched)), human_bytes(static_cast<double>(result.file_bytes)),

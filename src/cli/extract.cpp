@@ -47,6 +47,8 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
                       "Fail when the median cell has less than this share of its counts on genes with a vector")
       ->capture_default_str();
   command->add_option("--key", args->options.key, "obsm key of the embeddings")->capture_default_str();
+  command->add_flag("--skip-unreadable", args->options.skip_unreadable,
+                    "Leave out a selected file that cannot be read (missing, corrupt, changed since select) with a warning, instead of stopping");
   command->add_flag("--json", args->json, "Print the run summary as JSON on stdout");
   command->callback([args, &global] {
     if (args->out.size() < 5 || args->out.compare(args->out.size() - 5, 5, ".h5ad") != 0) {
@@ -81,6 +83,8 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
                                         {"seconds", result.seconds},
                                         {"embed_seconds", result.embed_seconds},
                                         {"cells_per_second", static_cast<double>(result.n_cells) / result.seconds},
+                                        {"skipped_files", result.skipped_files},
+                                        {"n_skipped_cells", result.n_skipped_cells},
                                         {"warnings", result.warnings}}
                              .dump(2));
     }
@@ -88,6 +92,10 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
       fmt::print(stderr, "extracted {} cells x {} dims from {} fragments of {} files in {:.2f} s ({:.0f} cells/s, {}) -> {}\n", result.n_cells,
                  result.dims, result.n_fragments, result.n_files, result.seconds, static_cast<double>(result.n_cells) / result.seconds,
                  processes.description(), args->out);
+      if (!result.skipped_files.empty()) {
+        fmt::print(stderr, "left out {} unreadable file{} ({} selected cells; listed in uns/celltyper_extract skipped_files)\n",
+                   result.skipped_files.size(), result.skipped_files.size() == 1 ? "" : "s", result.n_skipped_cells);
+      }
     }
     print_warnings(result.warnings, global.quiet);
   });

@@ -5,6 +5,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_store_combine.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/installed_files.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/gene_text.hpp>
 #include <celltyper/openai.hpp>
@@ -117,13 +118,7 @@ GeneTable load_table(const std::string& requested, const GlobalOptions& global) 
 
 /// The RefSeq summaries scripts/setup.sh installs beside the executable (from
 /// ../shared/data/gene-annotations/human_genes.tsv, the default store's), or "" when absent.
-std::string installed_gene_summaries_path() {
-  std::error_code error;
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (error) return {};
-  const std::filesystem::path installed = exe.parent_path() / "share" / "celltyper" / "gene_summaries.tsv";
-  return std::filesystem::is_regular_file(installed, error) ? installed.string() : std::string();
-}
+std::string installed_gene_summaries_path() { return installed_file("gene_summaries.tsv").string(); }
 
 /// Build texts from the sources named in `args` (the gene table already loaded).
 GeneTexts build_texts(const TextSourceArgs& args, const GeneTable& table, const GlobalOptions& global) {

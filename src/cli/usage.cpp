@@ -1,6 +1,7 @@
 // Command-line usage rules shared by every subcommand: the bounds of common numeric flags (one
 // table, shown in --help and checked while parsing) and the one-line message of a usage error.
 #include <celltyper/error.hpp>
+#include <celltyper/gene_embedding.hpp>
 #include <celltyper/parallel.hpp>
 
 #include "cli/commands.hpp"
@@ -55,6 +56,8 @@ const std::vector<FlagBounds>& flag_bounds() {
   static const std::vector<FlagBounds> table = {
       {"threads", "", CLI::Range(0, kMaxThreads)},
       {"dims", "genes neighbors", CLI::Range(0, kMaxDims)},  // 0 = all dimensions
+      {"dims", "genes combine", CLI::Range(0, kMaxDims)},    // 0 = all dimensions
+      {"dims", "genes embed", CLI::Range(1, kMaxLsaDims)},   // LSA dimensions
       {"dims", "", CLI::Range(1, kMaxDims)},
       {"memory-limit", "", memory_limit_validator()},
       {"max-cells", "inspect", at_least(0)},

@@ -266,7 +266,85 @@ void glob_walk(const fs::path& base, const std::vector<std::string>& parts, std:
   }
 }
 
+/// Whether the components `names[j..]` of a path match the glob components `pattern[i..]` (as
+/// glob_walk expands them: `**` is any number of directories, other components by fnmatch).
+bool glob_matches(const std::vector<std::string>& pattern, std::size_t i, const std::vector<std::string>& names, std::size_t j) {
+  if (i == pattern.size()) return j == names.size();
+  if (pattern[i] == "**") {
+    for (std::size_t k = j; k < names.size(); ++k) {
+      if (glob_matches(pattern, i + 1, names, k)) return true;
+    }
+    return false;
+  }
+  if (j == names.size()) return false;
+  const bool same = has_glob(pattern[i]) ? ::fnmatch(pattern[i].c_str(), names[j].c_str(), FNM_PERIOD) == 0 : pattern[i] == names[j];
+  return same && glob_matches(pattern, i + 1, names, j + 1);
+}
+
+/// Whether catalogue input `input` (a directory or glob) names local file `path`.
+bool input_covers(const std::string& input, const std::string& path) {
+  if (is_remote_path(input) || is_remote_path(path)) return false;
+  if (has_glob(input)) {
+    const fs::path pattern(input);
+    const fs::path file(path);
+    if (pattern.root_path() != file.root_path()) return false;
+    std::vector<std::string> parts;
+    std::vector<std::string> names;
+    for (const auto& part : pattern.relative_path()) parts.push_back(part.string());
+    for (const auto& name : file.relative_path()) names.push_back(name.string());
+    return glob_matches(parts, 0, names, 0);
+  }
+  std::error_code error;
+  if (!fs::is_directory(input, error) || fs::path(path).extension() != ".h5ad") return false;
+  const fs::path below = fs::path(path).lexically_normal().lexically_relative(fs::path(input).lexically_normal());
+  return !below.empty() && below != "." && *below.begin() != "..";
+}
+
+/// Every path the catalogue in `dir` has a files row for.
+std::vector<std::string> catalogued_paths(const fs::path& dir) {
+  std::vector<std::string> out;
+  std::error_code error;
+  bool any = false;
+  for (const auto& entry : fs::directory_iterator(dir / "files", error)) {
+    if (entry.path().extension() == ".parquet" && entry.path().filename().string().rfind("part-", 0) == 0) any = true;
+  }
+  if (!any) return out;
+  DuckDb db(1);
+  std::string message;
+  auto result = db.try_query(fmt::format("SELECT path FROM read_parquet({}, union_by_name = true)", sql_literal((dir / "files" / "part-*.parquet").string())),
+                             message);
+  if (!result) throw IoError(fmt::format("cannot read the existing catalogue in {}: {}", dir.string(), message));
+  const idx_t rows = duckdb_api().duckdb_row_count(&*result);
+  for (idx_t r = 0; r < rows; ++r) {
+    char* path = duckdb_api().duckdb_value_varchar(&*result, 0, r);
+    if (path != nullptr) out.emplace_back(path);
+    duckdb_api().duckdb_free(path);
+  }
+  duckdb_api().duckdb_destroy_result(&*result);
+  return out;
+}
+
 }  // namespace
+
+std::vector<std::string> drop_gone_files(const std::string& out_dir, const std::vector<std::string>& inputs) {
+  std::vector<std::string> dropped;
+  for (const std::string& path : catalogued_paths(out_dir)) {
+    std::error_code error;
+    if (is_remote_path(path) || fs::exists(path, error)) continue;
+    if (!std::any_of(inputs.begin(), inputs.end(), [&path](const std::string& input) { return input_covers(input, path); })) continue;
+    // The files part first: without it the file counts as not catalogued (as mid-write).
+    const std::string id = part_id(path);
+    for (const char* name : {"files", "obs_categories", "cell_qc"}) {
+      const fs::path part = fs::path(out_dir) / name / fmt::format("part-{}.parquet", id);
+      fs::remove(part, error);
+      if (error) throw IoError(fmt::format("cannot remove {}: {}", part.string(), error.message()));
+    }
+    dropped.push_back(path);
+  }
+  std::sort(dropped.begin(), dropped.end());
+  dropped.erase(std::unique(dropped.begin(), dropped.end()), dropped.end());
+  return dropped;
+}
 
 std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& inputs) {
   std::vector<std::string> out;

@@ -150,6 +150,7 @@ FileRecord catalogue_file(const std::string& path, const CatalogOptions& options
     if (!error) record.size_bytes = static_cast<std::uint64_t>(size);
   }
   std::unique_ptr<H5adFile> file;
+  const RemoteStats before = remote_stats_of_this_thread();  // (a file that fails to open leaves no RemoteFile to ask)
   try {
     H5adOpenOptions open_options;
     open_options.num_threads = 1;
@@ -245,7 +246,12 @@ FileRecord catalogue_file(const std::string& path, const CatalogOptions& options
     record.categories.clear();
     record.qc_rows.clear();
     record.qc = false;
-    if (file) record.remote = file->remote_stats();
+    if (file) {
+      record.remote = file->remote_stats();
+    } else {
+      record.remote = remote_stats_of_this_thread();
+      record.remote -= before;
+    }
   }
   file.reset();
   record.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -85,7 +85,7 @@ SelectionFile read_selection(const std::string& path) {
 }
 
 void ExtractedCells::append(ExtractedCells&& other) {
-  if (other.n_cells() == 0 && other.file_info.empty()) return;
+  if (other.n_cells() == 0 && other.file_info.empty() && other.skipped.empty()) return;
   if (dims == 0) dims = other.dims;
   if (other.dims != 0 && other.dims != dims) throw InputError(fmt::format("extract: parts with {} and {} dims", dims, other.dims));
   values.insert(values.end(), other.values.begin(), other.values.end());
@@ -99,6 +99,7 @@ void ExtractedCells::append(ExtractedCells&& other) {
   genes.assign(merged.begin(), merged.end());
   for (auto& [path, info] : other.file_info.items()) file_info[path] = info;
   warnings.insert(warnings.end(), other.warnings.begin(), other.warnings.end());
+  for (auto& file : other.skipped) skipped.push_back(std::move(file));
   seconds += other.seconds;
 }
 
@@ -107,7 +108,7 @@ void ExtractedCells::append(ExtractedCells&& other) {
 std::string ExtractedCells::serialize() const {
   const nlohmann::json header = {{"dims", dims},       {"labels", labels},       {"files", files},     {"rows", rows},
                                  {"obs_names", obs_names}, {"genes", genes},     {"file_info", file_info},
-                                 {"warnings", warnings}, {"seconds", seconds}, {"n_values", values.size()}};
+                                 {"warnings", warnings}, {"skipped", skipped}, {"seconds", seconds}, {"n_values", values.size()}};
   const std::vector<std::uint8_t> cbor = nlohmann::json::to_cbor(header);
   std::string bytes;
   const std::uint64_t header_size = cbor.size();
@@ -138,6 +139,7 @@ ExtractedCells ExtractedCells::deserialize(const std::string& bytes) {
   cells.genes = header.at("genes").get<std::vector<std::int64_t>>();
   cells.file_info = header.at("file_info");
   cells.warnings = header.at("warnings").get<std::vector<std::string>>();
+  cells.skipped = header.at("skipped");
   cells.seconds = header.at("seconds").get<double>();
   const auto n_values = header.at("n_values").get<std::size_t>();
   const std::size_t n = cells.labels.size();
@@ -149,62 +151,118 @@ ExtractedCells ExtractedCells::deserialize(const std::string& bytes) {
   return cells;
 }
 
+namespace {
+
+/// Embed the fragments [begin, end) of `selection` (one file's) into `cells`.
+void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t end, const std::string& label_column, const GeneTable& table,
+                  const GeneVectorSource& source, const ExtractOptions& options, ExtractedCells& cells) {
+  const std::string& path = selection.fragments[begin].path;
+  const auto dataset = open_dataset(path);
+  const DataFrame obs = dataset->read_obs_columns({label_column});  // only the label column (and the index)
+  const Column& labels = obs.at(label_column, fmt::format("obs of {}", path));
+  EmbedOptions embed = options.embed;
+  std::set<std::int64_t> genes;
+  embed.rows.clear();
+  for (std::size_t f = begin; f < end; ++f) {
+    const FragmentRef& fragment = selection.fragments[f];
+    if (fragment.row_end > dataset->n_obs()) {
+      throw InputError(fmt::format("{}: fragment rows [{}, {}) exceed {}'s {} cells (the file changed since `select`?)", selection.path,
+                                   fragment.row_start, fragment.row_end, path, dataset->n_obs()));
+    }
+    embed.rows.push_back({fragment.row_start, fragment.row_end});
+    for (std::int64_t row = fragment.row_start; row < fragment.row_end; ++row) {
+      const auto r = static_cast<std::size_t>(row);
+      cells.labels.push_back(labels.is_missing(r) || is_missing_label(labels.value_as_string(r)) ? std::string() : labels.value_as_string(r));
+      cells.files.push_back(path);
+      cells.rows.push_back(row);
+      cells.obs_names.push_back(r < obs.index.size() ? obs.index[r] : std::to_string(row));
+    }
+  }
+  MemorySink sink;
+  const EmbedResult embedded = embed_dataset(*dataset, table, source, embed, sink);
+  cells.dims = embedded.dims;
+  cells.values.insert(cells.values.end(), sink.values.begin(), sink.values.end());
+  cells.empty.insert(cells.empty.end(), sink.empty.begin(), sink.empty.end());
+  for (std::size_t v = 0; v < embedded.genes.gene_index.size(); ++v) {
+    const std::int32_t gene = embedded.genes.gene_index[v];
+    if (gene == kNoGene) continue;
+    const std::int64_t entrez = table.gene(gene).entrez_id;
+    if (source.find(entrez) != nullptr) genes.insert(entrez);
+  }
+  // Per-file settings that do not depend on which fragments were embedded together.
+  cells.file_info[path] = {{"n_cells", dataset->n_obs()},
+                           {"matrix", embedded.matrix},
+                           {"normalization", to_string(embedded.normalization)},
+                           {"normalization_reason", embedded.normalization_reason},
+                           {"gene_column", embedded.genes.column},
+                           {"gene_id_type", to_string(embedded.genes.id_type)},
+                           {"n_vars_with_vector", embedded.n_vars_with_vector}};
+  for (const auto& warning : embedded.warnings) cells.warnings.push_back(message_about(path, warning));
+  cells.genes.assign(genes.begin(), genes.end());
+}
+
+}  // namespace
+
+std::vector<std::string> missing_selection_files(const SelectionFile& selection) {
+  std::vector<std::string> missing;
+  for (const FragmentRef& fragment : selection.fragments) {
+    if (fragment.path.find("://") != std::string::npos || (!missing.empty() && missing.back() == fragment.path)) continue;
+    std::error_code error;
+    if (!std::filesystem::exists(fragment.path, error) && std::find(missing.begin(), missing.end(), fragment.path) == missing.end()) {
+      missing.push_back(fragment.path);
+    }
+  }
+  return missing;
+}
+
 ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t first, std::size_t last, const GeneTable& table,
                                  const GeneVectorSource& source, const ExtractOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   const std::string label_column = options.label_column.empty() ? selection.label_column : options.label_column;
   if (label_column.empty()) throw InputError(fmt::format("{}: no label column in the selection; pass --label", selection.path));
   ExtractedCells cells;
-  std::set<std::int64_t> genes;
   last = std::min(last, selection.fragments.size());
   for (std::size_t begin = first; begin < last;) {
     const std::string& path = selection.fragments[begin].path;
     std::size_t end = begin;
     while (end < last && selection.fragments[end].path == path) ++end;
-    const auto dataset = open_dataset(path);
-    const DataFrame obs = dataset->read_obs_columns({label_column});  // only the label column (and the index)
-    const Column& labels = obs.at(label_column, fmt::format("obs of {}", path));
-    EmbedOptions embed = options.embed;
-    embed.rows.clear();
-    for (std::size_t f = begin; f < end; ++f) {
-      const FragmentRef& fragment = selection.fragments[f];
-      if (fragment.row_end > dataset->n_obs()) {
-        throw InputError(fmt::format("{}: fragment rows [{}, {}) exceed {}'s {} cells (the file changed since `select`?)", selection.path,
-                                     fragment.row_start, fragment.row_end, path, dataset->n_obs()));
+    // (the file's cells gathered apart: a file that fails half-way leaves nothing behind)
+    ExtractedCells part;
+    try {
+      extract_file(selection, begin, end, label_column, table, source, options, part);
+    } catch (const Error& error) {
+      if (!options.skip_unreadable) {
+        const std::string message =
+            fmt::format("{} (extract stops at a file it cannot read; --skip-unreadable leaves such files out and lists them)", error.what());
+        if (dynamic_cast<const IoError*>(&error) != nullptr) throw IoError(message);
+        if (dynamic_cast<const UnsupportedError*>(&error) != nullptr) throw UnsupportedError(message);
+        throw InputError(message);
       }
-      embed.rows.push_back({fragment.row_start, fragment.row_end});
-      for (std::int64_t row = fragment.row_start; row < fragment.row_end; ++row) {
-        const auto r = static_cast<std::size_t>(row);
-        cells.labels.push_back(labels.is_missing(r) || is_missing_label(labels.value_as_string(r)) ? std::string() : labels.value_as_string(r));
-        cells.files.push_back(path);
-        cells.rows.push_back(row);
-        cells.obs_names.push_back(r < obs.index.size() ? obs.index[r] : std::to_string(row));
+      std::int64_t n_cells = 0;
+      std::map<std::string, std::int64_t> counts;
+      const nlohmann::json& listed = selection.document.contains("fragments") ? selection.document["fragments"] : nlohmann::json::array();
+      for (std::size_t f = begin; f < end; ++f) {
+        n_cells += selection.fragments[f].row_end - selection.fragments[f].row_start;
+        if (f < listed.size() && listed[f].contains("counts") && listed[f]["counts"].is_object()) {
+          for (const auto& [label, count] : listed[f]["counts"].items()) {
+            if (count.is_number_integer()) counts[label] += count.get<std::int64_t>();
+          }
+        }
       }
+      std::string by_label;
+      for (const auto& [label, count] : counts) by_label += fmt::format("{}{} {}", by_label.empty() ? "" : ", ", label, count);
+      std::string reason = error.what();
+      if (reason.starts_with(path + ": ")) reason.erase(0, path.size() + 2);
+      cells.warnings.push_back(fmt::format("{}: left out (--skip-unreadable): {}; its {} selected cells{} are not in the training matrix", path,
+                                           reason, n_cells,
+                                           by_label.empty() ? std::string() : fmt::format(" ({})", by_label)));
+      cells.skipped.push_back({{"path", path}, {"error", error.what()}, {"n_cells", n_cells}, {"counts", counts}});
+      begin = end;
+      continue;
     }
-    MemorySink sink;
-    const EmbedResult embedded = embed_dataset(*dataset, table, source, embed, sink);
-    if (cells.dims != 0 && cells.dims != embedded.dims) throw InputError(fmt::format("{}: {} dims, earlier files {}", path, embedded.dims, cells.dims));
-    cells.dims = embedded.dims;
-    cells.values.insert(cells.values.end(), sink.values.begin(), sink.values.end());
-    cells.empty.insert(cells.empty.end(), sink.empty.begin(), sink.empty.end());
-    for (std::size_t v = 0; v < embedded.genes.gene_index.size(); ++v) {
-      const std::int32_t gene = embedded.genes.gene_index[v];
-      if (gene == kNoGene) continue;
-      const std::int64_t entrez = table.gene(gene).entrez_id;
-      if (source.find(entrez) != nullptr) genes.insert(entrez);
-    }
-    // Per-file settings that do not depend on which fragments were embedded together.
-    cells.file_info[path] = {{"n_cells", dataset->n_obs()},
-                             {"matrix", embedded.matrix},
-                             {"normalization", to_string(embedded.normalization)},
-                             {"normalization_reason", embedded.normalization_reason},
-                             {"gene_column", embedded.genes.column},
-                             {"gene_id_type", to_string(embedded.genes.id_type)},
-                             {"n_vars_with_vector", embedded.n_vars_with_vector}};
-    for (const auto& warning : embedded.warnings) cells.warnings.push_back(message_about(path, warning));
+    cells.append(std::move(part));
     begin = end;
   }
-  cells.genes.assign(genes.begin(), genes.end());
   cells.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return cells;
 }
@@ -212,6 +270,10 @@ ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t fir
 void write_training_h5ad(const std::string& output, const SelectionFile& selection, const ExtractedCells& cells, const GeneTable& table,
                          const GeneVectorSource& source, const ExtractOptions& options) {
   const std::int64_t n = cells.n_cells();
+  if (n == 0 && !cells.skipped.empty()) {
+    throw InputError(fmt::format("{}: every selected file was left out as unreadable ({} files; the first: {})", selection.path,
+                                 cells.skipped.size(), cells.skipped.front().value("error", std::string())));
+  }
   if (n == 0) throw InputError(fmt::format("{}: the selected fragments hold no cell", selection.path));
   const std::string label_column = options.label_column.empty() ? selection.label_column : options.label_column;
   H5adWriter writer(output, n, static_cast<std::int64_t>(cells.genes.size()));
@@ -274,6 +336,7 @@ void write_training_h5ad(const std::string& output, const SelectionFile& selecti
                                   {"selection_options", document.value("options", nlohmann::json::object())},
                                   {"selection_objective", document.value("objective", nlohmann::json::object())},
                                   {"files", cells.file_info},
+                                  {"skipped_files", cells.skipped},
                                   {"matrix", options.embed.matrix}};
   writer.write_uns_string(kExtractUnsKey, extract.dump());
   writer.commit();

@@ -4,6 +4,7 @@
 #include <celltyper/scale_out.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -224,6 +225,12 @@ EmbedResult embed_dataset_distributed(const Dataset& dataset, const GeneTable& t
 ExtractResult extract_selection(const SelectionFile& selection, const GeneTable& table, const GeneVectorSource& source,
                                 const ExtractOptions& options, const std::string& output, Communicator& communicator) {
   const auto started = std::chrono::steady_clock::now();
+  if (const std::vector<std::string> missing = missing_selection_files(selection); !missing.empty() && !options.skip_unreadable) {
+    const std::vector<std::string> named(missing.begin(), missing.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(missing.size(), 3)));
+    throw InputError(fmt::format("{}: {} of the selected files do not exist ({}{}); the files changed since `select`? Select again, or pass "
+                                 "--skip-unreadable to leave them out",
+                                 selection.path, missing.size(), fmt::join(named, ", "), missing.size() > named.size() ? ", ..." : ""));
+  }
   std::vector<std::int64_t> weights;
   for (const auto& fragment : selection.fragments) weights.push_back(fragment.row_end - fragment.row_start);
   const std::vector<std::size_t> bounds = contiguous_shares(weights, communicator.size());
@@ -246,6 +253,10 @@ ExtractResult extract_selection(const SelectionFile& selection, const GeneTable&
   result.n_empty_cells = std::count(all.empty.begin(), all.empty.end(), std::uint8_t{1});
   result.embed_seconds = all.seconds;
   result.warnings = all.warnings;
+  for (const auto& file : all.skipped) {
+    result.skipped_files.push_back(file.value("path", std::string()));
+    result.n_skipped_cells += file.value("n_cells", std::int64_t{0});
+  }
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return result;
 }

@@ -291,12 +291,13 @@ std::string describe_prefix(std::string_view prefix) {
   return species.empty() ? std::string(prefix) : fmt::format("{} ({})", prefix, species);
 }
 
-/// Append species-mismatch and low-match warnings to `result`.
+/// Count the symbols (and those cased like mouse genes), append species-mismatch and low-match
+/// warnings to `result`.
 void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveResult& result) {
   std::map<std::string, std::size_t, std::less<>> prefix_counts;
   std::size_t n_ensembl = 0;
-  std::size_t n_symbols = 0;
-  std::size_t n_mouse_cased = 0;
+  std::size_t& n_symbols = result.n_symbol_vars;
+  std::size_t& n_mouse_cased = result.n_mouse_cased_vars;
   std::vector<std::string> mouse_examples;
   for (std::size_t row = 0; row < source.size(); ++row) {
     const std::string_view name = source.at(row);
@@ -335,11 +336,12 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
     for (const Gene& gene : table.genes()) n_table_mouse_cased += genes_detail::is_mouse_cased(gene.symbol) ? 1 : 0;
     const std::size_t n_exact = n_matched - result.count(GeneMatch::kSymbolCaseInsensitive);
     if (2 * n_table_mouse_cased < table.size() && 2 * n_exact < result.n_vars()) {
+      result.mouse_cased_mismatch = true;
       result.warnings.push_back(fmt::format(
-          "likely species mismatch: {} of {} {} (e.g. {}) but the gene table{} is "
+          "likely species mismatch: {} of {} symbols are cased like mouse genes (e.g. {}) but the gene table{} is "
           "not; only {} vars matched exactly and {} only ignoring case, which assumes same-named orthologs; {} vars match no gene "
           "and are left out{}: a gene table of the data's species (--gene-table) keeps them",
-          n_mouse_cased, n_symbols, kMouseCasedMismatch, fmt::join(mouse_examples, ", "), table_species, n_exact,
+          n_mouse_cased, n_symbols, fmt::join(mouse_examples, ", "), table_species, n_exact,
           result.count(GeneMatch::kSymbolCaseInsensitive), n_gene_vars - n_matched,
           result.unmatched_examples.empty() ? std::string() : fmt::format(" (e.g. {})", fmt::join(result.unmatched_examples, ", "))));
       species_warned = true;

@@ -3,6 +3,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_vector_source.hpp>
+#include <celltyper/installed_files.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_text.hpp>
 #include <celltyper/output_file.hpp>
@@ -424,6 +425,8 @@ std::vector<std::pair<std::int32_t, float>> GeneStore::nearest(std::int32_t quer
 
 std::string default_gene_store_path() {
   if (const char* env = std::getenv("CELLTYPER_GENE_STORE"); env != nullptr && env[0] != '\0') return env;
+  if (std::filesystem::path installed = installed_file("gene_embeddings.h5"); !installed.empty()) return installed.string();
+  // (none installed: where setup.sh puts it, for the message that says to run it)
   std::error_code error;
   const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
   const std::filesystem::path directory = error ? std::filesystem::current_path(error) : exe.parent_path();

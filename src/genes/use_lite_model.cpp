@@ -1,6 +1,7 @@
 /// The Universal Sentence Encoder Lite encoder (see use_lite.hpp): loading and checking the npm
 /// package's files, and the forward pass of its TF.js graph (model.json) written out by hand.
 #include <celltyper/error.hpp>
+#include <celltyper/installed_files.hpp>
 #include <celltyper/use_lite.hpp>
 
 #include "io/s3.hpp"  // sha256_hex
@@ -214,11 +215,8 @@ void UseLiteEncoder::Model::forward(std::span<const std::span<const std::int32_t
 
 std::string default_use_lite_dir() {
   if (const char* env = std::getenv("CELLTYPER_USE_LITE_DIR"); env != nullptr && env[0] != '\0') return env;
-  std::error_code error;
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (!error) {
-    const std::filesystem::path beside = exe.parent_path() / "share" / "celltyper" / "use-lite";
-    if (std::filesystem::exists(beside / "model.json", error)) return beside.string();
+  if (const std::filesystem::path installed = installed_file("use-lite/model.json"); !installed.empty()) {
+    return installed.parent_path().string();
   }
 #ifdef CELLTYPER_SOURCE_DIR
   return (std::filesystem::path(CELLTYPER_SOURCE_DIR) / "third_party" / "use-lite").string();

@@ -29,6 +29,7 @@ std::atomic<std::int64_t> g_requests{0};
 std::atomic<std::int64_t> g_retries{0};
 std::atomic<std::int64_t> g_bytes{0};
 std::atomic<std::int64_t> g_cache_hits{0};
+thread_local RemoteStats t_stats;  // this thread's share of the counters above
 
 void initialise_curl() {
   static std::once_flag once;
@@ -163,6 +164,8 @@ RemoteOptions RemoteOptions::from_environment() {
   return options;
 }
 
+RemoteStats remote_stats_of_this_thread() { return t_stats; }
+
 RemoteStats remote_stats_total() {
   RemoteStats stats;
   stats.requests = g_requests.load();
@@ -205,6 +208,7 @@ struct RemoteFile::Impl {
         const double delay = std::min(8.0, options.backoff_initial_seconds * static_cast<double>(1u << std::min(attempt - 1, 10)));
         std::this_thread::sleep_for(std::chrono::duration<double>(delay));
         ++g_retries;
+        ++t_stats.retries;
         std::lock_guard lock(mutex);
         ++stats.retries;
       }
@@ -240,6 +244,8 @@ struct RemoteFile::Impl {
       response.curl_error = error_buffer[0] != '\0' ? error_buffer : curl_api().curl_easy_strerror(response.code);
       ++g_requests;
       g_bytes += static_cast<std::int64_t>(response.body.size());
+      ++t_stats.requests;
+      t_stats.bytes_fetched += static_cast<std::int64_t>(response.body.size());
       {
         std::lock_guard lock(mutex);
         ++stats.requests;
@@ -327,6 +333,7 @@ struct RemoteFile::Impl {
     lru.splice(lru.begin(), lru, it->second.position);
     ++stats.cache_hits;
     ++g_cache_hits;
+    ++t_stats.cache_hits;
     return it->second.block;
   }
 };

@@ -1284,6 +1284,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       continue;
     }
     resolved[r] = resolve_genes(table, dataset.read_var_of(resolve_matrix_source(dataset, references[r].matrix)), options.embed.genes);
+    data.references_mouse_cased = data.references_mouse_cased || resolved[r].mouse_cased_mismatch;
     for (const std::int32_t gene : resolved[r].gene_index) {
       if (gene != kNoGene) reference_genes.push_back(table.gene(gene).entrez_id);
     }
@@ -2020,8 +2021,7 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
   result.warnings = std::move(once);
   // References named like mouse genes, read through a human table: annotate tells a query named
   // like human genes that it is likely another species than the model's.
-  if (std::any_of(result.warnings.begin(), result.warnings.end(),
-                  [](const std::string& warning) { return warning.find(kMouseCasedMismatch) != std::string::npos; })) {
+  if (data.references_mouse_cased) {
     result.model.provenance["reference_gene_names"] = "mouse-cased";
   }
   return result;

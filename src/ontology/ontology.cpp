@@ -3,7 +3,6 @@
 
 #include "celltyper/ontology.hpp"
 
-#include <dlfcn.h>
 
 #include <algorithm>
 #include <cassert>
@@ -14,6 +13,7 @@
 #include <utility>
 
 #include "celltyper/error.hpp"
+#include "celltyper/installed_files.hpp"
 
 namespace celltyper {
 
@@ -352,22 +352,10 @@ std::string default_ontology_path(const std::string& argument) {
       from_environment != nullptr && *from_environment != '\0') {
     return from_environment;
   }
-  std::error_code error;
-  // Installed by scripts/setup.sh beside the executable (build/share/celltyper/); the Python
-  // module (build/python/celltyper/_core*.so, which holds this code) finds the same copy two
-  // folders up from itself.
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
-  if (!error) {
-    if (std::string installed = ontology_in_folder(exe.parent_path() / "share" / "celltyper"); !installed.empty()) return installed;
-  }
-  Dl_info self{};
-  if (::dladdr(reinterpret_cast<const void*>(&default_ontology_path), &self) != 0 && self.dli_fname != nullptr) {
-    const std::filesystem::path module = std::filesystem::absolute(self.dli_fname, error);
-    if (!error) {
-      if (std::string installed = ontology_in_folder(module.parent_path().parent_path().parent_path() / "share" / "celltyper"); !installed.empty()) {
-        return installed;
-      }
-    }
+  // Installed by scripts/setup.sh beside the executable (build/share/celltyper/), which the
+  // Python module (build/python/celltyper/_core*.so) finds too.
+  for (const std::filesystem::path& folder : installed_share_folders()) {
+    if (std::string installed = ontology_in_folder(folder); !installed.empty()) return installed;
   }
   return ontology_in_folder("../shared/data/cell-ontology");
 }

@@ -361,6 +361,7 @@ TEST(HostileCli, ExitCodeContract) {
       {plus(embed, {"--threads", "many"}), 2, "embed: --threads: "},
       {plus(embed, {"--dims", "-3"}), 2, "embed: --dims: "},
       {plus(embed, {"--dims", "0"}), 2, "embed: --dims: "},
+      {{"genes", "embed", "--dims", "2000", "-o", world.dir.file("g.h5")}, 2, "genes embed: --dims: Value 2000 not in range 1 to 1024"},
       {plus(embed, {"--memory-limit", "1"}), 2, "embed: --memory-limit: '1' is outside [1M - 1024T]"},
       {plus(embed, {"--memory-limit", "99999999999999999999T"}), 2, "embed: --memory-limit: '99999999999999999999T' is above the largest byte count, 1024T"},
       {plus(embed, {"--memory-limit", "lots"}), 2, "embed: --memory-limit: 'lots' is not a byte count"},
@@ -386,6 +387,9 @@ TEST(HostileCli, ExitCodeContract) {
   EXPECT_EQ(help.exit_code, 0);
   EXPECT_NE(help.out.find("[0 - 1024]"), std::string::npos) << help.out;
   EXPECT_NE(help.out.find("[1M - 1024T]"), std::string::npos) << help.out;
+  // Each command's own bounds: LSA dimensions up to 1024; 0 = all where the help says so.
+  EXPECT_NE(test::run_cli({"genes", "embed", "--help"}).out.find("--dims INT:INT in [1 - 1024]"), std::string::npos);
+  EXPECT_NE(test::run_cli({"genes", "combine", "--help"}).out.find("--dims INT:INT in [0 - 65536]"), std::string::npos);
 
   // 3: permission denied on the h5ad, the model, the gene store, an output directory.
   const std::string locked = world.dir.file("locked");

@@ -9,6 +9,8 @@
 #include "support/http_servers.hpp"
 #include "support/test_support.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -262,6 +264,41 @@ TEST(Catalog, ResumeRedoesChangedRequestsAndFiles) {
   EXPECT_EQ(query_catalog(out.path().string(), "SELECT count(*) FROM cell_qc").rows[0][0], "2");
 }
 
+TEST(Catalog, FilesGoneFromADirectoryOrGlobLeaveTheCatalogue) {
+  // A folder catalogued, then one file deleted and the folder catalogued again: the file's rows
+  // (files, obs_categories) go; a glob does the same; a file named outright that is gone stays,
+  // with status 'error', and so does a file of another input.
+  test::TempDir out;
+  test::TempDir inputs;
+  fs::create_directories(inputs.path() / "sub");
+  const std::string a = inputs.file("a.h5ad");
+  const std::string b = (inputs.path() / "sub" / "b.h5ad").string();
+  const std::string c = inputs.file("c.h5ad");
+  for (const std::string& path : {a, b, c}) fs::copy_file(test::fixture("h5ad/full.h5ad"), path);
+  const std::string folder = inputs.path().string();
+  const std::string glob = folder + "/**/*.h5ad";
+  ASSERT_EQ(build_catalog(expand_catalog_inputs({folder}), out.path().string()).n_ok, 3u);
+  const auto rows = [&](const std::string& table) {
+    return query_catalog(out.path().string(), fmt::format("SELECT count(DISTINCT {}) FROM {}", table == "files" ? "path" : "file", table)).rows[0][0];
+  };
+  ASSERT_EQ(rows("obs_categories"), "3");
+  EXPECT_TRUE(drop_gone_files(out.path().string(), {folder}).empty());  // nothing gone: nothing removed
+  fs::remove(b);
+  build_catalog(expand_catalog_inputs({folder}), out.path().string());
+  EXPECT_EQ(drop_gone_files(out.path().string(), {a, inputs.path().parent_path().string() + "/nowhere/*.h5ad"}), std::vector<std::string>{})
+      << "neither the file a nor a glob elsewhere covers b";
+  EXPECT_EQ(drop_gone_files(out.path().string(), {folder + "/"}), std::vector<std::string>{b});
+  EXPECT_EQ(rows("files"), "2");
+  EXPECT_EQ(rows("obs_categories"), "2");
+  fs::remove(c);
+  EXPECT_EQ(drop_gone_files(out.path().string(), {glob}), std::vector<std::string>{c});
+  EXPECT_EQ(rows("files"), "1");
+  // Named outright, a missing file is an error row and stays one.
+  build_catalog({a, c}, out.path().string());
+  EXPECT_TRUE(drop_gone_files(out.path().string(), {a, c}).empty());
+  EXPECT_EQ(query_catalog(out.path().string(), "SELECT status FROM files ORDER BY path").rows.size(), 2u);
+}
+
 TEST(Catalog, ServerKilledMidScanLosesNothingCatalogued) {
   test::TempDir served;
   std::vector<std::string> names;
@@ -290,6 +327,13 @@ TEST(Catalog, ServerKilledMidScanLosesNothingCatalogued) {
   const CatalogResult interrupted = build_catalog(urls, out.path().string(), options);
   EXPECT_EQ(interrupted.n_ok, 2u);
   EXPECT_EQ(interrupted.n_failed, urls.size() - 2);
+  // A file that failed to open still counts what it cost: a first try and a retry each.
+  for (const auto& file : interrupted.files) {
+    if (file.ok) continue;
+    EXPECT_EQ(file.remote.requests, 2) << file.path << ": " << file.error;
+    EXPECT_EQ(file.remote.retries, 1) << file.path;
+  }
+  EXPECT_GE(interrupted.remote.retries, static_cast<std::int64_t>(urls.size() - 2));
   const QueryResult kept = query_catalog(out.path().string(), "SELECT status, count(*) FROM files GROUP BY status ORDER BY status");
   ASSERT_EQ(kept.rows.size(), 2u);
   EXPECT_EQ(kept.rows[0][0], "error");

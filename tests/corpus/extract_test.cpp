@@ -4,10 +4,13 @@
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
 #include <celltyper/gene_table.hpp>
+#include <celltyper/h5ad.hpp>
 #include <celltyper/scale_out.hpp>
 
 #include "support/test_support.hpp"
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <random>
 #include <unordered_map>
@@ -120,6 +123,62 @@ TEST(Extract, SelectionFileIsValidated) {
   EXPECT_EQ(selection.label_column, "celltype");
   ASSERT_EQ(selection.fragments.size(), 2u);
   EXPECT_EQ(selection.fragments[1].row_end, 9);
+}
+
+TEST(Extract, UnreadableFilesStopTheRunOrAreLeftOut) {
+  // A selection older than its files: one deleted, one now corrupt. By default the missing one
+  // stops the run before any embedding (named), then the corrupt one (named, with the flag);
+  // --skip-unreadable leaves both out, counting their selected cells per label.
+  CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
+  const RandomVectors vectors(table);
+  test::TempDir dir;
+  const std::string corrupt = dir.file("corrupt.h5ad");
+  std::filesystem::copy_file(test::fixture("h5ad/bad_not_hdf5.h5ad"), corrupt);
+  const std::string gone = dir.file("gone.h5ad");
+  const auto write_selection = [&](const std::string& name, bool with_gone) {
+    nlohmann::json fragments = nlohmann::json::array();
+    fragments.push_back({{"file", pbmc3k}, {"row_start", 0}, {"row_end", 40}, {"counts", {{"B", 10}, {"NK", 30}}}});
+    fragments.push_back({{"file", corrupt}, {"row_start", 0}, {"row_end", 7}, {"counts", {{"B", 3}, {"NK", 4}}}});
+    fragments.push_back({{"file", corrupt}, {"row_start", 7}, {"row_end", 9}, {"counts", {{"B", 2}}}});
+    if (with_gone) fragments.push_back({{"file", gone}, {"row_start", 0}, {"row_end", 5}, {"counts", {{"NK", 5}}}});
+    std::ofstream(dir.file(name)) << nlohmann::json{{"format", "celltyper-selection"}, {"label_column", "celltype"}, {"fragments", fragments}}.dump();
+    return read_selection(dir.file(name));
+  };
+  SingleProcessCommunicator single;
+  ExtractOptions options;
+  try {
+    (void)extract_selection(write_selection("with_gone.json", true), table, vectors.source(), options, dir.file("out.h5ad"), single);
+    FAIL() << "a missing file did not stop the run";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("1 of the selected files do not exist (" + gone + ")"), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("--skip-unreadable"), std::string::npos) << error.what();
+  }
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out.h5ad")));
+  try {
+    (void)extract_selection(write_selection("corrupt.json", false), table, vectors.source(), options, dir.file("out.h5ad"), single);
+    FAIL() << "a corrupt file did not stop the run";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find(corrupt), std::string::npos) << error.what();
+    EXPECT_NE(std::string(error.what()).find("--skip-unreadable leaves such files out"), std::string::npos) << error.what();
+  }
+  options.skip_unreadable = true;
+  const ExtractResult result = extract_selection(write_selection("with_gone.json", true), table, vectors.source(), options, dir.file("out.h5ad"), single);
+  EXPECT_EQ(result.n_cells, 40);
+  EXPECT_EQ(result.skipped_files, (std::vector<std::string>{corrupt, gone}));
+  EXPECT_EQ(result.n_skipped_cells, 9 + 5);
+  const auto said = [&](const std::string& text) {
+    return std::any_of(result.warnings.begin(), result.warnings.end(), [&](const std::string& warning) { return warning.find(text) != std::string::npos; });
+  };
+  EXPECT_TRUE(said(corrupt + ": left out (--skip-unreadable): ")) << testing::PrintToString(result.warnings);
+  EXPECT_TRUE(said("its 9 selected cells (B 5, NK 4) are not in the training matrix")) << testing::PrintToString(result.warnings);
+  EXPECT_TRUE(said(gone + ": left out (--skip-unreadable): ")) << testing::PrintToString(result.warnings);
+  const H5adFile written(dir.file("out.h5ad"));
+  EXPECT_EQ(written.n_obs(), 40);
+  const nlohmann::json extract = nlohmann::json::parse(written.read_uns_string(kExtractUnsKey).value_or("{}"));
+  ASSERT_EQ(extract.at("skipped_files").size(), 2u);
+  EXPECT_EQ(extract["skipped_files"][0].at("path"), corrupt);
+  EXPECT_EQ(extract["skipped_files"][1].at("counts").at("NK"), 5);
 }
 
 }  // namespace

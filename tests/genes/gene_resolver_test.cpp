@@ -334,9 +334,14 @@ TEST(ResolveGenes, WarnsAboutLikelySpeciesMismatch) {
   ASSERT_EQ(result.warnings.size(), 1U) << result.summary();
   EXPECT_NE(result.warnings[0].find("cased like mouse genes"), std::string::npos) << result.warnings[0];
   EXPECT_NE(result.summary().find("warning: likely species mismatch"), std::string::npos);
+  EXPECT_TRUE(result.mouse_cased_mismatch);
+  EXPECT_EQ(result.n_symbol_vars, 5U);
+  EXPECT_EQ(result.n_mouse_cased_vars, 5U);
 
   result = resolve_genes(table, var_with_index({"ENSMUSG00000000001", "ENSMUSG00000000002", "ENSG00000000003"}));
   ASSERT_EQ(result.warnings.size(), 1U) << result.summary();
+  EXPECT_FALSE(result.mouse_cased_mismatch);
+  EXPECT_EQ(result.n_symbol_vars, 0U);
   EXPECT_NE(result.warnings[0].find("ENSMUSG (mouse)"), std::string::npos) << result.warnings[0];
   EXPECT_NE(result.warnings[0].find("ENSG (human)"), std::string::npos) << result.warnings[0];
 

@@ -118,8 +118,11 @@ def test_train_in_memory_equals_train_from_file(tmp_path, pbmc3k, pbmc68k):
 
 
 @needs_data
-def test_cellxgene_labels_bring_their_ontology_ids_as_in_the_cli(tmp_path, pbmc3k):
+def test_cellxgene_labels_bring_their_ontology_ids_as_in_the_cli(tmp_path, pbmc3k, monkeypatch):
     """obs cell_type (CL names) with cell_type_ontology_term_id beside it: no label map needed."""
+    # (the ontology the module finds is the one setup installed, from any working directory)
+    monkeypatch.delenv("CELLTYPER_ONTOLOGY", raising=False)
+    monkeypatch.chdir(tmp_path)
     import csv
     rows = [r for r in csv.DictReader(open(LABEL_MAP), delimiter="\t") if r["dataset"] == "pbmc3k-seurat-labels"]
     ids = {r["label"]: r["cl_id"] for r in rows}
