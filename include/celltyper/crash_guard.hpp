@@ -16,6 +16,13 @@ namespace celltyper {
 /// stack overflow is caught too.
 void install_crash_guard();
 
+/// Skip HDF5's own clean-up at process exit (H5dont_atexit): it closes files left open, and a
+/// file whose write failed (disk full) crashes it (SIGSEGV in H5F__close_cb after the error was
+/// reported, exit status lost). Every file celltyper opens is closed by its owner before. Call
+/// first, before any HDF5 call (the CLI's main does; not the Python module, whose shared libhdf5
+/// may be h5py's too, whose users may rely on that clean-up).
+void skip_hdf5_exit_cleanup();
+
 /// Called by the HDF5 layer: the file (and object) it is about to read, for the guard's message.
 /// Keeps the first 1,000 bytes of each.
 void note_hdf5_object(std::string_view file, std::string_view object = {});

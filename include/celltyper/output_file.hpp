@@ -17,8 +17,7 @@
 /// - temporary files of this target left by dead processes (SIGKILL, a crash) are removed when
 ///   the next `OutputFile` for the same target is made.
 ///
-/// A command refuses an output that is one of its inputs with `check_outputs_are_not_inputs`
-/// before it starts working.
+/// A command checks its outputs with `check_outputs` before it starts working.
 #pragma once
 
 #include <cstddef>
@@ -29,10 +28,15 @@
 
 namespace celltyper {
 
-/// Throws InputError (one line naming both paths) when one of `outputs` is the same file as one
-/// of `inputs`: same device and inode, so a hard link or another spelling of the path (`./x`,
-/// `d/../x`, a symlink) is caught. Paths that do not exist (yet) and empty strings are skipped.
-void check_outputs_are_not_inputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs);
+/// The checks a command makes on its outputs before it starts working, so that no work is lost to
+/// an output that cannot be written. Throws InputError (one line naming both paths) when one of
+/// `outputs` is the same file as one of `inputs` (same device and inode, so a hard link or
+/// another spelling of the path such as `./x`, `d/../x` or a symlink is caught; inputs that do
+/// not exist are skipped) or when two outputs are one file; then, per output, what `OutputFile`
+/// would refuse: "-" (standard output: a command that takes it passes "" instead), a directory,
+/// block device or socket (InputError), a folder that does not exist or cannot be written in
+/// (IoError). Empty strings are skipped.
+void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs);
 
 /// A scratch path (a file, or an empty directory: directories go after the files) removed if
 /// SIGINT, SIGTERM, SIGHUP or SIGPIPE ends the process while this lives, as the temporaries of

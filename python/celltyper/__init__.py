@@ -12,14 +12,16 @@ The computation is the C++ engine of the `celltyper` command (same models, same 
 expression matrix (X, a layer or raw.X as SciPy CSR or a dense NumPy array) is read in place,
 not copied, and the GIL is released while the engine runs. Which matrix: `layer=` (a layer name,
 or "X") or `use_raw=True`; with neither, X when it holds raw counts, else layers['counts'] or
-raw.X when they do (CELLxGENE files keep normalised values in X and the counts in raw.X; a
-warning says so), else X, as the command's `--layer auto`. Bad input raises ValueError with the
+raw.X when they do (CELLxGENE files keep normalised values in X and the counts in raw.X), else
+X, as the command's `--layer auto`; the choice is logged at INFO on logging.getLogger("celltyper"),
+printed with verbose=True, and kept as `result.matrix`. Bad input raises ValueError with the
 one-line message the command prints, its flags named as the function's keywords (`min_score=`,
 `use_raw=True`); unreadable files raise OSError. Models pickle (and deep-copy) as their file's bytes.
 """
 from __future__ import annotations
 
 import json
+import keyword as _keyword
 import os
 import logging as _logging
 import warnings as _warnings
@@ -46,12 +48,25 @@ _log = _logging.getLogger("celltyper")
 _NOTE = "note: "
 
 
-def _tell(message: str, stacklevel: int = 3) -> bool:
+def _warn(message: str, category=UserWarning) -> None:
+    """warnings.warn at the user's line: the first caller outside this module (however deep the
+    call, a comprehension's frame included)."""
+    import sys
+
+    level = 2
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+        level += 1
+    _warnings.warn(message, category, stacklevel=level)
+
+
+def _tell(message: str) -> bool:
     """Warn `message`, or log it when it is a note. Returns whether it was a warning."""
     if message.startswith(_NOTE):
         _log.info(message[len(_NOTE):])
         return False
-    _warnings.warn(message, stacklevel=stacklevel + 1)
+    _warn(message)
     return True
 
 def _default_store() -> str:
@@ -62,6 +77,11 @@ def _default_store() -> str:
 
 # The command line's placeholders in messages ("--label-map TSV", "--label obs:COLUMN"), not values.
 _PLACEHOLDERS = {"TSV", "FILE", "NAME", "COLUMN", "PATH", "DIR", "N", "REF"}
+# Words of the sentence after a flag ("--features must be ...", "pass --gene-column with ..."), not
+# its value ("--layer counts").
+_PROSE = {"a", "also", "an", "and", "applies", "are", "as", "at", "be", "but", "by", "can", "cannot", "does", "for", "from", "given",
+          "has", "have", "if", "in", "instead", "is", "it", "its", "must", "names", "needs", "not", "of", "on", "only", "or", "reads",
+          "so", "takes", "than", "that", "the", "then", "this", "to", "too", "was", "when", "which", "with", "writes"}
 
 
 def _pythonic(function):
@@ -95,7 +115,7 @@ def _pythonic(function):
             if isinstance(parameters[name].default, bool):  # a switch takes no value: what follows is prose
                 return f"{name}=True{rest}"
             value = match.group(2)
-            if value is None or value in ("or", "and", "to", "is"):
+            if value is None or value.rstrip(",;:.)") in _PROSE:
                 return f"{name}=" + rest
             trail = re.search(r"[,;:.)]+$", value)  # punctuation of the sentence, not of the value
             value, trail = (value[:trail.start()], trail.group(0)) if trail else (value, "")
@@ -161,8 +181,7 @@ def _matrix_spec(X, name: str) -> Dict[str, Any]:
         if X.dtype == np.float16:  # (the engine reads 32- and 64-bit numbers)
             X = X.astype(np.float32)
         if X.format == "csc" or X.format != "csr":
-            _warnings.warn(f"{name} is {X.format.upper()}: converted to CSR for reading (a copy); store it as CSR to avoid it",
-                           stacklevel=4)
+            _warn(f"{name} is {X.format.upper()}: converted to CSR for reading (a copy); store it as CSR to avoid it")
             X = X.tocsr()
         # (checked in place: SciPy's has_sorted_indices copies the indices when indptr is int64 and
         # indices int32; duplicates within a row are refused by the engine, as on the command line.)
@@ -171,8 +190,7 @@ def _matrix_spec(X, name: str) -> Dict[str, Any]:
             if not (len(indptr) == X.shape[0] + 1 and indptr[0] == 0 and indptr[-1] == len(X.indices) and (np.diff(indptr) >= 0).all()):
                 raise ValueError(f"{name}: the CSR row pointers (indptr) are broken: they must start at 0, never decrease and end at "
                                  f"the number of stored values ({len(X.indices)})")
-            _warnings.warn(f"{name} has unsorted column indices: a sorted copy is read (call X.sort_indices() to avoid it)",
-                           stacklevel=4)
+            _warn(f"{name} has unsorted column indices: a sorted copy is read (call X.sort_indices() to avoid it)")
             X = X.copy()
             X.sort_indices()
         return {"format": "csr", "shape": (int(X.shape[0]), int(X.shape[1])), "data": np.asarray(X.data),
@@ -205,7 +223,8 @@ def _dataset(adata, *, layer: Optional[str] = None, use_raw: bool = False, obs_c
         X, var, source, matrix = adata.X, adata.var, f"{name}.X", "X"
     elif layer is not None:
         if layer not in adata.layers:
-            raise ValueError(f"{name} has no layer '{layer}' (layers: {', '.join(adata.layers.keys()) or 'none'})")
+            hint = "; use_raw=True reads adata.raw" if layer == "raw" else ""
+            raise ValueError(f"{name} has no layer '{layer}' (layers: {', '.join(adata.layers.keys()) or 'none'}){hint}")
         X, var, source, matrix = adata.layers[layer], adata.var, f"{name}.layers['{layer}']", f"layers/{layer}"
     else:
         if adata.X is None:
@@ -296,16 +315,50 @@ def _with_term_ids(adata, columns: Sequence[str], label: str) -> list:
     return list(columns) + ([companion] if companion in adata.obs.columns and companion not in columns else [])
 
 
-def _strip(reference: Optional[str], prefix: str = "obs") -> Optional[str]:
+def _strip(reference: Optional[str], prefix: str = "obs", what: str = "a column") -> Optional[str]:
     if reference is None:
         return None
+    if not isinstance(reference, str):
+        raise TypeError(f"{what} is named by a str (e.g. 'cell_type' or '{prefix}:cell_type'), not {type(reference).__name__}")
     return reference[len(prefix) + 1:] if reference.startswith(prefix + ":") else reference
+
+
+def _number(value, name: str, *, integer: bool = False, minimum: Optional[float] = None, maximum: Optional[float] = None):
+    """`value` as a float (or int), or TypeError / ValueError naming the keyword argument."""
+    import numbers
+
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        raise TypeError(f"{name} must be {'an integer' if integer else 'a number'}, not {type(value).__name__} ({value!r})")
+    value = int(value) if integer else float(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f">= {minimum:g}" if maximum is None else f"in [{minimum:g}, {maximum:g}]"
+        raise ValueError(f"{name}={value:g} is not {bounds}")
+    return value
+
+
+def _require_anndata(adata, name: str = "adata") -> None:
+    if isinstance(adata, (list, tuple)):
+        for item in adata:
+            _require_anndata(item, name)
+        return
+    if not hasattr(adata, "obs") or not hasattr(adata, "var"):
+        raise TypeError(f"{name}: an AnnData object is needed, not {type(adata).__name__}")
+
+
+def _actual(adata, verb: str) -> None:
+    """A view (adata[mask]) about to take columns becomes an actual AnnData once, with one
+    warning, as scanpy's functions do (else every column written copies it again)."""
+    if getattr(adata, "is_view", False):
+        _warn(f"{verb}: adata is a view of another AnnData; it is made an actual AnnData (a copy) to take the results")
+        adata._init_as_actual(adata.copy())
 
 
 # ---- models -----------------------------------------------------------------------------------
 
 class Model:
-    """A trained cell-type model (the same file format as `celltyper train`)."""
+    """A trained cell-type model (the same file format as `celltyper train`). `summary` is the report
+    of the run that trained it (warnings, cell counts); a model read from a file has none."""
 
     def __init__(self, core, summary: Optional[dict] = None):
         self._core = core
@@ -313,18 +366,22 @@ class Model:
 
     @property
     def classes(self) -> List[str]:
+        """The cell types the model tells apart (its probability columns, in order)."""
         return list(self._core.classes)
 
     @property
     def cl_ids(self) -> List[str]:
+        """Each class's Cell Ontology id ("" where it has none)."""
         return list(self._core.cl_ids)
 
     @property
     def features(self) -> str:
+        """"expression" (log-normalised expression of a gene panel) or "genept" (GenePT-w)."""
         return self._core.features
 
     @property
     def classifier(self) -> str:
+        """"logreg", "mlp", "xgboost" or "knn"."""
         return self._core.classifier
 
     @property
@@ -340,9 +397,11 @@ class Model:
 
     @property
     def provenance(self) -> dict:
+        """How the model was made: references (path or AnnData, matrix, cells), labels, options."""
         return json.loads(self._core._provenance_json)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
+        """Write the model file (HDF5; `celltyper annotate -m PATH` and `load_model` read it)."""
         self._core.save(os.fspath(path))
 
     def __repr__(self) -> str:
@@ -368,10 +427,11 @@ class Model:
 
 
 def load_model(path: Union[str, os.PathLike]) -> Model:
-    """Read a model written by `celltyper train`, `Model.save` or `annotate --save-model`."""
+    """Read a model written by `celltyper train`, `Model.save` or `annotate --save-model`
+    (FileNotFoundError when there is none; ValueError when the file is not a celltyper model)."""
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"cannot open model {path}: no such file")
+        raise FileNotFoundError(f"{path}: no such file (cannot open the model)")
     return Model(_core.load_model(path))
 
 
@@ -389,6 +449,25 @@ def _common(options: dict, *, threads: int, verbose: bool, gene_table, genes, ge
                     "genes": os.fspath(genes) if genes else _default_store(), "gene_column": gene_column or "",
                     "normalization": normalization})
     return options
+
+
+def _hyperparameters(given: dict) -> dict:
+    """train()'s **hyperparameters as the engine takes them: numbers, `lambda_` for XGBoost's
+    `lambda` (a Python keyword). A value that is not a number is not a hyperparameter: a misspelt
+    keyword argument (classifer="mlp"), a TypeError naming the likely one."""
+    import difflib
+    import inspect
+    import numbers
+
+    out = {}
+    keywords = [k for k in inspect.signature(train).parameters if k != "hyperparameters"]
+    for key, value in given.items():
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            close = difflib.get_close_matches(key, keywords, n=1, cutoff=0.7)
+            hint = f"; did you mean '{close[0]}'?" if close else " (a classifier's hyperparameters are numbers)"
+            raise TypeError(f"train() got an unexpected keyword argument '{key}'{hint}")
+        out[key[:-1] if key.endswith("_") and _keyword.iskeyword(key[:-1]) else key] = float(value)
+    return out
 
 
 @_pythonic
@@ -414,10 +493,43 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     from other chemistries look familiar; False trains on the reference cells alone. A reference
     of more than `augment_depth_max_copies` cells has a random subset of that many copied, each
     copy weighing proportionally more (0: every cell; `--augment-depth-max-copies`).
+
+    Parameters (each as the `celltyper train` flag of the same name)
+    ----------
+    adata : AnnData or list of AnnData; the references (counts are best: see `layer`).
+    label, group : obs columns of the cell types and of the validation groups (a group's cells
+        are held out together: donors, batches).
+    classifier : "logreg" (default), "mlp", "xgboost" or "knn"; hyperparameters as keywords
+        (`l2=0.01`; XGBoost's `lambda` as `lambda_=`).
+    features : "expression" (default: log-normalised expression of `n_genes` informative genes)
+        or "genept" (GenePT-w embeddings from the gene store `genes`, first `dims` dimensions).
+    validation_fraction, seed : cells held out to report validation metrics (the saved model is
+        refit on every cell); the seed of every random step.
+    reference_sample : reference cells kept in the model (for refits on a query's genes and the
+        unlike-every-type check).
+    layer, use_raw : the matrix ("X", a layer name, or use_raw=True for adata.raw); default: the
+        counts wherever they are (X, layers['counts'] or raw.X).
+    label_map, label_dataset : TSV naming each label's CL id (columns label, cl_id; with a
+        dataset column, label_dataset picks its rows).
+    normalization : how the values are read: "auto" (default: by what they look like), "none",
+        "cp10k", "log1p-cp10k", "relog1p-cp10k", "relog2-cp10k", "relog10-cp10k".
+    gene_table, gene_column, genes : gene identifiers (default org.Hs.eg.db), the var column
+        holding them (default: detected), the gene store (genept).
+    threads : 0 = all cores. verbose : progress on sys.stderr.
+
+    Returns a `Model` (`model.summary`: the run's warnings and counts; `model.validation`).
     """
+    _require_anndata(adata)
+    n_genes = _number(n_genes, "n_genes", integer=True, minimum=1)
+    validation_fraction = _number(validation_fraction, "validation_fraction", minimum=0, maximum=0.99)
+    seed = _number(seed, "seed", integer=True, minimum=0)
+    reference_sample = _number(reference_sample, "reference_sample", integer=True, minimum=0)
+    dims = _number(dims, "dims", integer=True, minimum=0)
+    threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
+    augment_depth_max_copies = _number(augment_depth_max_copies, "augment_depth_max_copies", integer=True, minimum=0)
     references = adata if isinstance(adata, (list, tuple)) else [adata]
-    label = _strip(label)
-    group = _strip(group)
+    label = _strip(label, what="label")
+    group = _strip(group, what="group")
     wanted = [label] + ([group] if group else [])
     specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, wanted, label),
                       name=f"reference {i + 1}" if len(references) > 1 else "AnnData")
@@ -425,7 +537,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     options = _common({"label": label, "group": group or "", "classifier": classifier, "features": features, "n_genes": n_genes,
                        "validation_fraction": validation_fraction, "seed": seed, "reference_sample": reference_sample,
                        "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "dims": dims,
-                       "hyperparameters": {k: float(v) for k, v in hyperparameters.items()},
+                       "hyperparameters": _hyperparameters(hyperparameters),
                        "harmonize_labels": harmonize_labels, "flat_labels": flat_labels, "ontology": os.fspath(ontology) if ontology else "",
                        "balance_references": balance_references, "gene_pooling": gene_pooling, "augment_depth": augment_depth,
                        "augment_depth_max_copies": augment_depth_max_copies, "matrix": _matrix_request(layer, use_raw)},
@@ -470,6 +582,8 @@ class AnnotationResult:
     model: Optional[Model] = None  # reference mode: the model trained on the fly
     # samples of a joined AnnData padded with zeros, annotated on their own genes (annotate(group=))
     panel_groups: List[dict] = field(default_factory=list)
+    # the matrix of the query that was read: "AnnData.X", "AnnData.raw.X", "AnnData.layers['counts']"
+    matrix: str = ""
 
     def label_counts(self):
         return self.labels.value_counts()
@@ -504,21 +618,52 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     join="outer"), a CELLxGENE Census query), the obs column telling the samples, or "none";
     by default any categorical (or text) obs column of 2-64 values. A sample padded with zeros on genes
     it never measured is annotated on the genes it measured (`result.panel_groups` says which).
+
+    Parameters (each as the `celltyper annotate` flag of the same name)
+    ----------
+    min_score : cells whose best probability is below it are "Unassigned" (0: none are; with
+        `hierarchical`, 0 means 0.5).
+    top_k : also the k best labels and scores per cell (obs celltyper_top{i}_label / _score).
+    over_clustering : an obs column of clusters: adds celltyper_majority_vote, each cluster's
+        most frequent label (CellTypist's over-clustering).
+    hierarchical : the most specific Cell Ontology term whose summed probability reaches
+        min_score (needs CL ids: a label map or CL-named classes); celltyper_flat_label keeps the
+        class.
+    refit : when the query lacks part of a model's genes, refit the model on the shared genes
+        from its reference sample (default True; False uses the model as it is).
+    allow_low_coverage : annotate even when the query measures very few of the model's genes.
+    layer, use_raw : the query's matrix (as in `train`); `result.matrix` says which was read.
+    reference, label, reference_layer, classifier, features, label_map, label_dataset : reference
+        mode: the model trained on the fly (as `train`), on the genes the query shares.
+    inplace : write the columns into `adata` (a view is made an actual AnnData first, with a
+        warning); False leaves it untouched.
+    gene_table, genes, gene_column, normalization, threads, verbose : as in `train`.
+
+    Returns an `AnnotationResult` (labels, scores, probabilities, ... as pandas objects).
     """
     if keep_model is not None:  # (the trained model always keeps its reference sample now)
-        _warnings.warn("annotate(keep_model=) is no longer needed and is ignored: result.model can always refit", DeprecationWarning, stacklevel=3)
+        _warn("annotate(keep_model=) is no longer needed and is ignored: result.model can always refit", DeprecationWarning)
     import pandas as pd
 
-    if (model is None) == (reference is None):
-        raise ValueError("annotate needs either model= (a Model, a path or a list) or reference= (AnnData) with label=, not both")
+    _require_anndata(adata)
+    if model is not None and reference is not None:
+        raise ValueError("model= and reference= exclude each other: annotate with a trained model, or train one on the fly on "
+                         "reference= (AnnData) with label=")
+    if model is None and reference is None:
+        raise ValueError("annotate needs either model= (a Model, a path or a list) or reference= (AnnData) with label=")
+    min_score = _number(min_score, "min_score", minimum=0, maximum=1)
+    top_k = _number(top_k, "top_k", integer=True, minimum=0)
+    threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
+    if inplace:
+        _actual(adata, "annotate")
     models = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])
     for given in models:
         if hasattr(given, "obs") and hasattr(given, "var"):
             raise TypeError("annotate(adata, model): model is an AnnData; pass a Model or a model file, or train on the fly with "
                             "reference=AnnData, label='obs:COLUMN'")
     cores = [(m if isinstance(m, Model) else load_model(m))._core for m in models]
-    over = _strip(over_clustering)
-    group = _strip(group)
+    over = _strip(over_clustering, what="over_clustering")
+    group = _strip(group, what="group")
     if group is None:  # the columns that may tell samples apart, as the command line reads an .h5ad's
         samples = []
         for column in adata.obs.columns:
@@ -533,11 +678,14 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         samples = [] if group == "none" else [group]
     query = _dataset(adata, layer=layer, use_raw=use_raw, obs_columns=list(dict.fromkeys(([over] if over else []) + samples)),
                      name="AnnData")
+    if verbose:
+        import sys
+        sys.stderr.write(f"celltyper: query: {query['name']} read\n")
     references: list = []
     if reference is not None:
         if not label:
             raise ValueError("reference= needs label= (the obs column of the reference's cell types)")
-        label = _strip(label)
+        label = _strip(label, what="label")
         items = reference if isinstance(reference, (list, tuple)) else [reference]
         references = [_dataset(r, layer=reference_layer, obs_columns=_with_term_ids(r, [label], label),
                                name=f"reference {i + 1}" if len(items) > 1 else "reference")
@@ -551,10 +699,12 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                       normalization=normalization)
     out = _core.annotate(query, cores, references, options)
     index = pd.Index(query["obs_names"])
-    # Categories: every class of the model(s), Unassigned, then other labels given (coarser terms),
-    # so that two flat annotations with one model compare with == whatever labels occurred.
+    # Categories: the labels that occur, in the model's class order, then Unassigned and other
+    # labels (coarser terms): as scanpy's clusterings, no empty category (rank_genes_groups fails
+    # on one, plot legends list it). Compare two annotations with .astype(str).
     categories = list(dict.fromkeys([str(c) for c in out["class_names"]] + ["Unassigned"] + sorted(set(out["labels"]))))
     labels = pd.Series(pd.Categorical(out["labels"], categories=categories), index=index, name="celltyper_label")
+    labels = labels.cat.remove_unused_categories()
     scores = pd.Series(np.asarray(out["scores"]), index=index, name="celltyper_score")
     has_ids = any(out["class_cl_ids"])
     ids = pd.Series(pd.Categorical([i if i else None for i in out["cl_ids"]]), index=index, name="celltyper_ontology_id")
@@ -576,7 +726,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                               gene_coverage=coverage, top_labels=top, majority_vote=majority, flat_labels=flat,
                               similarity=similarity, unlike_reference=unlike,
                               models=json.loads(out["models"]), warnings=list(out["warnings"]),
-                              panel_groups=json.loads(out["panel_groups"]))
+                              panel_groups=json.loads(out["panel_groups"]), matrix=query["name"])
     if "trained_model" in out:
         result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))
     spoken = [annotate.speak(warning) for warning in result.warnings]
@@ -626,6 +776,12 @@ def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_
     JSON; with `inplace`) and returns the cells x dims array. `min_coverage`: fail when the median
     cell has less than this share of its counts on genes with a vector (lower it for a small
     store)."""
+    _require_anndata(adata)
+    dims = _number(dims, "dims", integer=True, minimum=0)
+    threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
+    min_coverage = _number(min_coverage, "min_coverage", minimum=0, maximum=1)
+    if inplace:
+        _actual(adata, "embed")
     spec = _dataset(adata, layer=layer, use_raw=use_raw)
     options = _common({"dims": dims, "min_coverage": float(min_coverage)}, threads=threads, verbose=verbose, gene_table=gene_table,
                       genes=genes, gene_column=gene_column, normalization=normalization)
@@ -649,7 +805,13 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
     accuracy, macro/weighted F1, per-class metrics, confusion matrix, top-k accuracy from
     obsm['celltyper_probabilities'], and Cell Ontology metrics (hierarchical F, corrected
     accuracy) when the ontology is found. Returns the JSON document as a dict."""
-    truth_column, pred_column, group_column = _strip(truth), _strip(pred), _strip(group)
+    _require_anndata(adata)
+    import numbers
+
+    if isinstance(top_k, numbers.Integral):  # (one k)
+        top_k = [top_k]
+    top_k = [_number(k, "top_k", integer=True, minimum=1) for k in top_k]
+    truth_column, pred_column, group_column = _strip(truth, what="truth"), _strip(pred, what="pred"), _strip(group, what="group")
     columns = {}
     for role, column in (("truth labels", truth_column), ("predictions", pred_column), ("groups", group_column)):
         if column is None:
@@ -662,7 +824,7 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
     obsm = {}
     uns = {}
     if probabilities != "none":
-        key = "celltyper_probabilities" if probabilities == "auto" else _strip(probabilities, "obsm")
+        key = "celltyper_probabilities" if probabilities == "auto" else _strip(probabilities, "obsm", what="probabilities")
         if key in adata.obsm:
             obsm[key] = np.asarray(adata.obsm[key], dtype=np.float32)
         elif probabilities != "auto":

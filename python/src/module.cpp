@@ -202,9 +202,17 @@ std::shared_ptr<const Ontology> ontology(const std::string& path) {
   return load_once<Ontology>(chosen, [](const std::string& file) { return load_ontology(file); });
 }
 
+/// verbose=True: progress lines on Python's sys.stderr (a notebook's, or a redirect_stderr's),
+/// not on file descriptor 2.
 std::function<void(const std::string&)> stderr_log(bool verbose) {
   if (!verbose) return {};
-  return [](const std::string& message) { fmt::print(stderr, "celltyper: {}\n", message); };
+  return [](const std::string& message) {
+    py::gil_scoped_acquire gil;
+    try {
+      py::module_::import("sys").attr("stderr").attr("write")(fmt::format("celltyper: {}\n", message));
+    } catch (const py::error_already_set&) {  // (no usable sys.stderr: the line is lost, not the run)
+    }
+  };
 }
 
 EmbedOptions embed_options(const py::dict& options) {

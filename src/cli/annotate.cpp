@@ -30,6 +30,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <optional>
@@ -94,8 +95,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command
           ->add_option("-r,--reference", args->references,
                        "Reference mode, instead of --model: labelled .h5ad files (comma-separated) to train on, on the fly, with the genes "
-                       "they share with the query (as SingleR and Seurat label transfer do)")
-          ->delimiter(',');
+                       "they share with the query (as SingleR and Seurat label transfer do)");
   command->add_option("-l,--label", args->label, "Reference mode: cell-type column of the references, obs:COLUMN");
   command->add_option("--reference-layer", args->reference_layer, "Reference mode: matrix of the references (auto, X, raw, or a layer; as --layer)")
       ->capture_default_str();
@@ -116,7 +116,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
   command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry), loom, AnnData Zarr, an R object (.rds: Seurat, SingleCellExperiment, a matrix) or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
   command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad, unless --csv is given; for 10x and text input a new .h5ad of its counts, written only when asked)");
-  command->add_option("--csv", args->csv, "Write per-cell labels and scores to this CSV file (alone, without --out: instead of the .h5ad copy; 10x and text input: the output, default INPUT.celltyper.csv)");
+  command->add_option("--csv", args->csv, "Write per-cell labels and scores to this CSV file ('-' = standard output, the label summary then on stderr; alone, without --out: instead of the .h5ad copy; 10x and text input: the output, default INPUT.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
@@ -144,6 +144,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   command->add_flag("--json", args->json, "Print the label counts as JSON on stdout");
   command->callback([args, command, &global] {
+    args->references = split_path_list(args->references);
     if (!args->over_clustering.empty()) {
       const std::string& text = args->over_clustering;
       args->options.over_clustering = text.rfind("obs:", 0) == 0 ? text.substr(4) : text;
@@ -153,7 +154,11 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const std::string table_path = choose_gene_table_path(args->gene_table);
     std::future<GeneTable> loading_table;
     if (!table_path.empty()) loading_table = std::async(std::launch::async, [table_path] { return load_gene_table_cached(table_path, GeneTableFields::kIdentifiers); });
-    if (args->models.empty() == args->references.empty()) {
+    if (!args->models.empty() && !args->references.empty()) {
+      throw InputError("--model and --reference exclude each other: annotate with a trained model (--model FILE) or train one on the fly "
+                       "(--reference REF.h5ad --label obs:COLUMN)");
+    }
+    if (args->models.empty() && args->references.empty()) {
       throw InputError("annotate needs either --model FILE (a trained model) or --reference REF.h5ad --label obs:COLUMN (train on the fly)");
     }
     if (!args->references.empty() && args->label.empty()) throw InputError("--reference needs --label obs:COLUMN (the references' cell types)");
@@ -169,8 +174,15 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
     }
     if (args->references.empty()) {
-      for (const char* flag : {"--label", "--save-model", "--label-map", "--label-dataset", "--genes"}) {
+      for (const char* flag : {"--label", "--save-model", "--label-map", "--label-dataset"}) {
         if (command->count(flag) > 0) throw InputError(fmt::format("{} applies to reference mode (--reference) only", flag));
+      }
+      // (a model carries the gene vectors it was trained with: a store named for every step of a
+      // pipeline is not a mistake here, as it is not for the expression route)
+      if (command->count("--genes") > 0) {
+        fmt::print(stderr, "warning: --genes {} is not used: a model carries the gene vectors it was trained with (--genes applies to "
+                           "reference mode)\n",
+                   args->genes);
       }
     }
     const std::unique_ptr<Dataset> dataset =
@@ -185,7 +197,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     std::vector<std::string> inputs = args->models;
     inputs.insert(inputs.end(), {args->input, table_path, args->ontology, args->genes, args->cell_table});
     inputs.insert(inputs.end(), args->references.begin(), args->references.end());
-    check_outputs_are_not_inputs({out, csv_path, args->save_model}, inputs);
+    // --csv - writes the table to standard output (the label summary goes to stderr then).
+    const bool csv_to_stdout = csv_path == "-";
+    if (csv_to_stdout && args->json) throw InputError("--csv - and --json both write to standard output: give --csv a file name");
+    check_outputs({out, csv_to_stdout ? std::string() : csv_path, args->save_model}, inputs);
     args->options.embed.normalization = parse_normalization_choice(args->normalization);
     args->options.embed.memory_limit_bytes = parse_bytes(args->memory_limit);
     Ontology ontology;
@@ -220,7 +235,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       written_h5ad.emplace(out, dataset->n_obs(), dataset->n_vars(), write);
     }
     std::optional<OutputFile> csv;
-    if (!csv_path.empty()) csv.emplace(csv_path);
+    if (!csv_path.empty() && !csv_to_stdout) csv.emplace(csv_path);
     std::vector<CellTypeModel> models;
     for (const auto& path : args->models) models.push_back(load_model(path));
     std::vector<const CellTypeModel*> given;
@@ -282,6 +297,11 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     if (written_h5ad) write_dataset_h5ad(*dataset, *written_h5ad, annotation_additions(annotation));
     if (csv) write_csv(*csv, annotation);
     commit_together({copy ? &copy->output() : written_h5ad ? &written_h5ad->output() : nullptr, csv ? &*csv : nullptr});  // both files or neither
+    if (csv_to_stdout) {
+      write_annotation_csv(annotation, std::cout);
+      std::cout.flush();
+      if (!std::cout) throw IoError("cannot write the CSV to standard output");
+    }
     const std::string written = out.empty() ? csv_path : out;
     const auto counts = label_counts(annotation);
     const ScoreSummary confidence = summarize_scores(annotation.scores);
@@ -301,14 +321,15 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       summary["panel_groups"] = nlohmann::json::array();
       for (const PanelGroupUse& group : annotation.panel_groups) summary["panel_groups"].push_back(to_json(group));
       fmt::print("{}\n", summary.dump(2));
-    } else {
-      // (padded by characters here: "γδ T" is 4 wide, not its 6 bytes)
+    } else if (!csv_to_stdout || !global.quiet) {
+      // (padded by characters here: "γδ T" is 4 wide, not its 6 bytes; on stderr when the CSV is on stdout)
+      std::FILE* stream = csv_to_stdout ? stderr : stdout;
       const auto characters = [](const std::string& text) { return detail::utf8_code_points(text); };
       std::size_t width = 5;
       for (const auto& [label, count] : counts) width = std::max(width, characters(label));
-      fmt::print("{:<{}}  {:>7}  {:>6}\n", "label", width, "cells", "share");
+      fmt::print(stream, "{:<{}}  {:>7}  {:>6}\n", "label", width, "cells", "share");
       for (const auto& [label, count] : counts) {
-        fmt::print("{}{}  {:>7}  {:>5.1f}%\n", label, std::string(width - characters(label), ' '), count,
+        fmt::print(stream, "{}{}  {:>7}  {:>5.1f}%\n", label, std::string(width - characters(label), ' '), count,
                    100.0 * static_cast<double>(count) / static_cast<double>(annotation.labels.size()));
       }
     }

@@ -47,7 +47,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   args->options.train.validation_fraction = 0;
   CLI::App* command = app.add_subcommand(
       "cv", "Leave-one-group-out cross-validation (donor, technology, or reference file) of train + annotate configurations");
-  command->add_option("-r,--reference", args->references, "Labelled .h5ad files (comma-separated or repeated)")->required()->delimiter(',');
+  command->add_option("-r,--reference", args->references, "Labelled .h5ad files (comma-separated or repeated)")->required();
   command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
   command->add_option("--obs", args->options.train.cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
@@ -84,9 +84,9 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--validation-fraction", args->options.train.validation_fraction,
                       "Share of each training fold held out for early stopping / validation (0 = none)")
       ->capture_default_str();
-  command->add_option("--seed", args->options.train.seed, "Seed")->capture_default_str();
+  command->add_option("--seed", args->options.train.seed, "Seed of every random step of each fold's training (as train --seed)")->capture_default_str();
   command->add_option("--threads", args->options.train.num_threads, "Threads (default: all cores)");
-  command->add_option("--json", args->json, "Write every fold's metrics as JSON to this file");
+  command->add_option("--json", args->json, "Write every fold's metrics as JSON to this file ('-' = standard output instead of the table)");
   command->add_option("--report", args->report,
                       "Write a self-contained HTML report (pooled out-of-fold metrics per method, confusion matrices, cell map)");
   command->add_option("--png", args->png, "Also write the report's plots as PNG files into this directory (headless Chromium)");
@@ -94,10 +94,11 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       ->check(CLI::Range(0.25, 8.0))
       ->capture_default_str();
   command->callback([args, &global] {
+    args->references = split_path_list(args->references);
     std::vector<std::string> inputs = args->references;
     inputs.push_back(args->options.train.cell_table);
     inputs.insert(inputs.end(), {args->genes, args->gene_table, args->ontology, args->restrict_genes, args->options.train.label_map});
-    check_outputs_are_not_inputs({args->json, args->report}, inputs);
+    check_outputs({args->json == "-" ? std::string() : args->json, args->report}, inputs);
     if (!args->png.empty() && find_chromium().empty()) {
       throw UnsupportedError("--png renders the plots with headless Chromium, which was not found: install it (Debian: apt-get install "
                              "chromium) or set CELLTYPER_CHROMIUM to its path; --report needs no browser");
@@ -156,8 +157,10 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     }
     if (progress_enabled(global.quiet)) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
     const CrossValidationResult result = cross_validate(options, store, table);
-    fmt::print("{}", result.format_table());
-    if (!result.unmapped_labels.empty()) {
+    // (--json -: the JSON on stdout instead of the table; the note on unmapped labels on stderr)
+    const bool json_to_stdout = args->json == "-";
+    if (!json_to_stdout) fmt::print("{}", result.format_table());
+    if (!result.unmapped_labels.empty() && !(json_to_stdout && global.quiet)) {
       std::string covered;  // how many held-out cells the ontology columns describe
       if (!result.pooled.empty() && result.pooled.begin()->second.ontology.available) {
         std::size_t fewest = result.pooled.begin()->second.ontology.n_mapped;
@@ -170,10 +173,12 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
                               fewest == most ? fmt::format("{}", most) : fmt::format("{}-{}", fewest, most),
                               result.pooled.begin()->second.n_cells);
       }
-      fmt::print("labels without a Cell Ontology id (left out of the ontology metrics): {}{}\n", fmt::join(result.unmapped_labels, ", "),
-                 covered);
+      fmt::print(json_to_stdout ? stderr : stdout, "labels without a Cell Ontology id (left out of the ontology metrics): {}{}\n",
+                 fmt::join(result.unmapped_labels, ", "), covered);
     }
-    if (!args->json.empty()) {
+    if (json_to_stdout) {
+      fmt::print("{}\n", result.to_json().dump(2));
+    } else if (!args->json.empty()) {
       write_output_file(args->json, result.to_json().dump(2) + "\n");
     }
     if (options.keep_held_out) {

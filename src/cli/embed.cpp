@@ -15,6 +15,7 @@
 #include "cli/progress.hpp"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 #include <memory>
@@ -25,6 +26,12 @@ namespace {
 
 bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/// Whether `path` is a character device (/dev/null) or a FIFO (after symlinks).
+bool is_device_or_fifo(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 && (S_ISCHR(info.st_mode) || S_ISFIFO(info.st_mode));
 }
 
 /// Default output: the input's name with ".celltyper.h5ad", beside it.
@@ -85,13 +92,13 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
       out = default_output(args->input);
     }
     // --in-place rewrites the input through a copy; any other output that is an input is refused.
-    check_outputs_are_not_inputs({out}, {args->in_place ? std::string() : args->input, resolve_gene_store_path(args->genes), table_path});
+    check_outputs({out}, {args->in_place ? std::string() : args->input, resolve_gene_store_path(args->genes), table_path});
     // Under mpirun every process embeds a share of the rows and the root writes (scale_out.hpp).
     Communicator& processes = world();
     std::unique_ptr<EmbeddingSink> sink;
     if (!processes.is_root()) {
       // no output on the other processes
-    } else if (ends_with(out, ".npy")) {
+    } else if (ends_with(out, ".npy") || is_device_or_fifo(out)) {  // (/dev/null, a pipe: .npy, the format that streams)
       sink = make_npy_sink(out);
     } else if (ends_with(out, ".h5") || ends_with(out, ".hdf5")) {
       sink = make_hdf5_sink(out, dataset->read_obs_columns({}).index);
@@ -99,7 +106,7 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
       if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: .h5ad output copies an .h5ad input; use .npy or .h5 for {}", out, dataset->format()));
       sink = make_h5ad_obsm_sink(args->input, out, args->key, args->in_place);
     } else {
-      throw InputError(fmt::format("{}: unknown output type (use .h5ad, .npy or .h5)", out));
+      throw InputError(fmt::format("{}: unknown output type (use .h5ad, .npy or .h5; a device or FIFO gets .npy)", out));
     }
     GeneVectorSource source = store_vector_source(store, fmt::format("{} ({}, {} dims)", resolve_gene_store_path(args->genes),
                                                                 store.provenance().backend, store.dims()));

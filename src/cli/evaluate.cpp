@@ -81,7 +81,7 @@ void add_evaluate(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   command->callback([args, &global] {
     const auto start = std::chrono::steady_clock::now();
-    check_outputs_are_not_inputs({args->json, args->report},
+    check_outputs({args->json == "-" ? std::string() : args->json, args->report},
                                  {args->input, args->ontology, args->options.label_map});
     if (!args->png.empty()) {
       const std::string chromium = find_chromium();

@@ -66,7 +66,7 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
     for (const auto& fragment : selection.fragments) {
       if (inputs.back() != fragment.path) inputs.push_back(fragment.path);  // fragments are in file order
     }
-    check_outputs_are_not_inputs({args->out}, inputs);
+    check_outputs({args->out}, inputs);
     const GeneVectorSource source = store_vector_source(store, fmt::format("{} ({}, {} dims)", store_path, store.provenance().backend, store.dims()));
     Communicator& processes = world();
     const ExtractResult result = extract_selection(selection, table, source, args->options, args->out, processes);

@@ -587,7 +587,7 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
     if (!args->use_lite_dir.empty() && args->backend != "use-lite") throw InputError("--use-lite-dir goes with --backend use-lite");
     if (args->out.empty() && args->backend != "openai-batch") throw InputError("--out is required (the gene store to write)");
     const TextSourceArgs& sources = args->sources;
-    check_outputs_are_not_inputs({args->out, args->skipped, args->write_texts},
+    check_outputs({args->out, args->skipped, args->write_texts},
                                  {args->input, args->import.gene_list, args->texts, sources.gene_table, sources.org_db, sources.go_db,
                                   sources.go_tsv, sources.go_terms, sources.summaries, sources.enrichment});
     if (args->backend != "openai-batch" && !args->openai.batch_dir.empty())
@@ -842,7 +842,7 @@ void add_truncate(CLI::App* genes, const GlobalOptions& global) {
   command->add_option("--dims", args->dims, "Dimensions to keep")->required();
   command->add_option("-o,--out", args->out, "Output gene store")->required();
   command->callback([args, &global] {
-    check_outputs_are_not_inputs({args->out}, {args->path});
+    check_outputs({args->out}, {args->path});
     const GeneStore store = GeneStore::load(args->path);
     const GeneStore truncated = store.truncated(args->dims);
     truncated.save(args->out);
@@ -877,7 +877,7 @@ void add_combine(CLI::App* genes, const GlobalOptions& global) {
   command->add_option("--dims", args->dims, "Keep the first k dimensions after rotation (0 = all)")->capture_default_str();
   command->add_option("-o,--out", args->out, "Output gene store")->required();
   command->callback([args, &global] {
-    check_outputs_are_not_inputs({args->out}, args->inputs);
+    check_outputs({args->out}, args->inputs);
     std::vector<GeneStore> sources;
     for (const auto& path : args->inputs) sources.push_back(GeneStore::load(path));
     CombineOptions options;
@@ -960,7 +960,7 @@ void add_export(CLI::App* genes, const GlobalOptions& global) {
       ->check(CLI::IsMember({"tsv", "npy"}));
   command->add_option("-o,--out", args->out, "Output prefix")->required();
   command->callback([args, &global] {
-    check_outputs_are_not_inputs({args->out + ".tsv", args->out + ".npy", args->out + ".genes.tsv"}, {args->path});
+    check_outputs({args->out + ".tsv", args->out + ".npy", args->out + ".genes.tsv"}, {args->path});
     const GeneStore store = GeneStore::load(args->path);
     if (args->format == "tsv") {
       export_gene_store_tsv(store, args->out);

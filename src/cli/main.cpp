@@ -21,6 +21,7 @@ std::vector<std::pair<std::string, CommandFactory>>& command_registry() {
 }  // namespace celltyper::cli
 
 int main(int argc, char** argv) {
+  celltyper::skip_hdf5_exit_cleanup();  // (first: before any HDF5 call)
   // Under AddressSanitizer, ASan keeps its own SEGV report (more detail) unless ASAN_OPTIONS has
   // allow_user_segv_handler=1, as the sanitizer run of the corrupt-metadata suite sets.
   celltyper::install_crash_guard();
@@ -52,7 +53,12 @@ int main(int argc, char** argv) {
     fmt::print(stderr, "celltyper: error: {}\n", error.what());
     code = error.exit_code();
   } catch (const std::bad_alloc&) {
-    fmt::print(stderr, "celltyper: error: out of memory (lower --memory-limit or use a machine with more RAM)\n");
+    // (--memory-limit named only where the command has it)
+    const CLI::App* command = &app;
+    while (!command->get_subcommands().empty()) command = command->get_subcommands().front();
+    const bool has_limit = command->get_option_no_throw("--memory-limit") != nullptr;
+    fmt::print(stderr, "celltyper: error: out of memory ({}use a machine with more RAM{})\n", has_limit ? "lower --memory-limit or " : "",
+               has_limit ? "" : ", or fewer cells");
     code = 5;
   } catch (const std::exception& error) {
     fmt::print(stderr, "celltyper: internal error: {}\n", error.what());

@@ -103,7 +103,7 @@ void add_select(CLI::App& app, const GlobalOptions& global) {
     if (paths.empty()) throw InputError("select: no input files (pass FILES..., --files-from LIST or --catalog DIR)");
     std::vector<std::string> inputs = paths;
     inputs.push_back(args->files_from);
-    check_outputs_are_not_inputs({args->out}, inputs);
+    check_outputs({args->out}, inputs);
     args->options.weighting = args->weighting == "cells" ? CoverageWeighting::kCells : CoverageWeighting::kBalanced;
     args->options.use_ilp = !args->greedy_only;
     (void)selection_model(FragmentTable{}, args->options);  // validate the options before the label pass

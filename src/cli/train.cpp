@@ -55,8 +55,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   for (const auto& spec : classifier_specs()) classifiers += (classifiers.empty() ? "" : " | ") + spec.type;
   CLI::App* command = app.add_subcommand("train", "Train a cell-type classifier on labelled reference datasets and write a model file");
   command->add_option("-r,--reference", args->references, "Labelled references (comma-separated or repeated): .h5ad, or any input annotate reads (with --obs for the labels of a table)")
-      ->required()
-      ->delimiter(',');
+      ->required();
   command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
   command->add_option("--group", args->group, "Group column (donor, batch), obs:COLUMN, or 'file' (each reference is a group): validation holds out whole groups");
   command->add_option("--obs", args->options.cell_table,
@@ -88,7 +87,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--normalize", args->normalization,
                       kNormalizeHelp)
       ->capture_default_str();
-  command->add_option("--seed", args->options.seed, "Seed of the validation split")->capture_default_str();
+  command->add_option("--seed", args->options.seed, "Seed of every random step: the validation split, the depth-augmented copies of the cells, the classifier's fit (the saved model depends on it)")->capture_default_str();
   command->add_option("--threads", args->options.num_threads, "Threads (default: all cores; never changes the model)");
   command->add_option("--validation-fraction", args->options.validation_fraction,
                       "Share of cells held out to report validation metrics (0 = none); the saved model is refit on all cells")
@@ -135,12 +134,13 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     }
   }
   command->callback([args, command, &global] {
+    args->references = split_path_list(args->references);
     TrainOptions& options = args->options;
     options.embed.normalization = parse_normalization_choice(args->normalization);
     std::vector<std::string> inputs = args->references;
     inputs.push_back(args->options.cell_table);
     inputs.insert(inputs.end(), {args->genes, args->gene_table, args->restrict_genes, options.label_map, args->ontology});
-    check_outputs_are_not_inputs({args->out, args->out + ".epochs.jsonl"}, inputs);
+    check_outputs({args->out, args->out + ".epochs.jsonl"}, inputs);
     options.references = args->references;
     options.label_column = obs_column(args->label, "--label");
     if (!args->group.empty()) options.group_column = args->group == kGroupByFile ? std::string(kGroupByFile) : obs_column(args->group, "--group");

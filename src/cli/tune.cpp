@@ -79,8 +79,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
   CLI::App* command = app.add_subcommand(
       "tune", "Search a classifier's hyperparameters by validation macro-F1 (random search + successive halving) on labelled references");
   command->add_option("-r,--reference", args->references, "Labelled references (comma-separated or repeated): .h5ad, or any input annotate reads (with --obs for the labels of a table)")
-      ->required()
-      ->delimiter(',');
+      ->required();
   command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
   command->add_option("--obs", args->reference.cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
@@ -118,6 +117,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--log", args->log, "Write every trial as a JSON line (params, macro-F1, epochs, seconds)");
   command->add_flag("--json", args->json, "Print the result as JSON on stdout");
   command->callback([args, &global] {
+    args->references = split_path_list(args->references);
     TuneOptions& options = args->options;
     ReferenceOptions& reference = args->reference;
     reference.references = args->references;
@@ -136,7 +136,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     }
     std::vector<std::string> inputs = args->references;
     inputs.insert(inputs.end(), {args->genes, args->gene_table, args->reference.cell_table});
-    check_outputs_are_not_inputs({args->out, args->log}, inputs);
+    check_outputs({args->out, args->log}, inputs);
     std::unique_ptr<std::ofstream> log;
     if (!args->log.empty()) {
       log = std::make_unique<std::ofstream>(args->log, std::ios::trunc);

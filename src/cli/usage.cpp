@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <filesystem>
 #include <cstdint>
 
 namespace celltyper::cli {
@@ -39,6 +40,21 @@ CLI::Validator memory_limit_validator() {
       fmt::format("BYTES in {}", kMemoryLimitRange));
 }
 
+/// An integer in [minimum, maximum] (CLI::Range's help, "INT in [a - b]"; a word is "not an
+/// integer", not "not in range").
+CLI::Validator integer_range(std::int64_t minimum, std::int64_t maximum) {
+  return CLI::Validator(
+      [minimum, maximum](std::string& text) -> std::string {
+        std::int64_t value = 0;
+        const auto [end, status] = std::from_chars(text.data(), text.data() + text.size(), value);
+        if (status == std::errc::result_out_of_range) return fmt::format("{} is outside [{} - {}]", text, minimum, maximum);
+        if (status != std::errc() || end != text.data() + text.size()) return fmt::format("'{}' is not an integer", text);
+        if (value < minimum || value > maximum) return fmt::format("{} is outside [{} - {}]", value, minimum, maximum);
+        return {};
+      },
+      fmt::format("INT in [{} - {}]", minimum, maximum));
+}
+
 /// An integer >= `minimum` (for flags whose upper end is the type's).
 CLI::Validator at_least(std::int64_t minimum) {
   return CLI::Validator(
@@ -54,11 +70,11 @@ CLI::Validator at_least(std::int64_t minimum) {
 
 const std::vector<FlagBounds>& flag_bounds() {
   static const std::vector<FlagBounds> table = {
-      {"threads", "", CLI::Range(0, kMaxThreads)},
-      {"dims", "genes neighbors", CLI::Range(0, kMaxDims)},  // 0 = all dimensions
-      {"dims", "genes combine", CLI::Range(0, kMaxDims)},    // 0 = all dimensions
-      {"dims", "genes embed", CLI::Range(1, kMaxLsaDims)},   // LSA dimensions
-      {"dims", "", CLI::Range(1, kMaxDims)},
+      {"threads", "", integer_range(0, kMaxThreads)},
+      {"dims", "genes neighbors", integer_range(0, kMaxDims)},  // 0 = all dimensions
+      {"dims", "genes combine", integer_range(0, kMaxDims)},    // 0 = all dimensions
+      {"dims", "genes embed", integer_range(1, kMaxLsaDims)},   // LSA dimensions
+      {"dims", "", integer_range(1, kMaxDims)},
       {"memory-limit", "", memory_limit_validator()},
       {"max-cells", "inspect", at_least(0)},
   };
@@ -142,6 +158,26 @@ std::string usage_error_message(const CLI::App& app, const CLI::ParseError& erro
     }
   }
   return fmt::format("{}{} (see '{}')", path.empty() ? "" : path + ": ", message, help);
+}
+
+std::vector<std::string> split_path_list(const std::vector<std::string>& values) {
+  std::vector<std::string> out;
+  for (const std::string& value : values) {
+    std::error_code error;
+    if (value.find(',') == std::string::npos || std::filesystem::exists(value, error)) {
+      out.push_back(value);
+      continue;
+    }
+    std::size_t start = 0;
+    for (std::size_t comma = value.find(','); ; comma = value.find(',', start)) {
+      if (std::string part = value.substr(start, comma == std::string::npos ? std::string::npos : comma - start); !part.empty()) {
+        out.push_back(std::move(part));
+      }
+      if (comma == std::string::npos) break;
+      start = comma + 1;
+    }
+  }
+  return out;
 }
 
 }  // namespace celltyper::cli

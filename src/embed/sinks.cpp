@@ -73,11 +73,11 @@ class Hdf5Sink final : public EmbeddingSink {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
     dims_ = dims;
-    file_ = h5::Handle(H5Fcreate(output_.temporary().c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
+    file_ = h5::Handle(H5Fcreate(output_.temporary().c_str(), H5F_ACC_EXCL, h5::untimed_file_plist().get(), H5P_DEFAULT));
     if (!file_) throw IoError(fmt::format("{}: cannot create (directory missing or not writable?)", path_));
     const std::array<hsize_t, 2> shape{static_cast<hsize_t>(n_cells), static_cast<hsize_t>(dims)};
     h5::Handle space(H5Screate_simple(2, shape.data(), nullptr));
-    dataset_ = h5::Handle(H5Dcreate2(file_.get(), "embeddings", H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    dataset_ = h5::Handle(H5Dcreate2(file_.get(), "embeddings", H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, h5::untimed_dataset_plist().get(), H5P_DEFAULT));
     empty_.assign(static_cast<std::size_t>(n_cells), 0);
   }
   void write(std::int64_t first_row, std::int64_t n_rows, const float* values, const CellEmbedStats& stats) override {

@@ -247,7 +247,7 @@ RawRows read_h5_rows(const std::string& path, const GeneImportOptions& options) 
     detail::register_lzf_filter();  // h5py users may write it with compression="lzf"
     if (H5Fis_hdf5(path.c_str()) <= 0) throw InputError(fmt::format("embeddings file {}: not an HDF5 file", path));
     h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-    if (!file) throw InputError(fmt::format("embeddings file {}: HDF5 cannot open the file (truncated or corrupt?)", path));
+    if (!file) h5::throw_open_failure(path, "embeddings file " + path);
     const bool is_store = h5::string_attribute(file.get(), "celltyper_format").value_or("") == "celltyper-gene-store";
     if (!is_store || !options.h5_matrix.empty() || !options.h5_ids.empty()) {
       const auto pick = [&](const std::string& chosen, std::initializer_list<const char*> defaults, const char* what) {

@@ -161,7 +161,7 @@ Handle open_store(const std::string& path) {
     throw InputError(fmt::format("{}: not a gene store (not an HDF5 file; make one with 'celltyper genes embed')", path));
   }
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file) throw InputError(fmt::format("{}: HDF5 cannot open the file (truncated or corrupt?)", path));
+  if (!file) h5::throw_open_failure(path, path);
   const hid_t root = file.get();
   const std::string format = string_attr(root, "celltyper_format");
   if (format != kFormatName) {
@@ -294,7 +294,7 @@ void GeneStore::save(const std::string& path) const {
   {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
-    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
+    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, h5::untimed_file_plist().get(), H5P_DEFAULT));
     if (!file) throw IoError(fmt::format("{}: cannot create the gene store (directory missing or not writable?)", path));
     try {
       const hid_t root = file.get();
@@ -438,6 +438,11 @@ std::string resolve_gene_store_path(const std::string& path) {
   std::error_code error;
   if (!std::filesystem::exists(chosen, error)) {
     if (path.empty()) {
+      const char* environment = std::getenv("CELLTYPER_GENE_STORE");
+      if (environment != nullptr && environment[0] != '\0') {
+        throw InputError(fmt::format("no gene store at {} (named by CELLTYPER_GENE_STORE): correct or unset the variable, or pass --genes",
+                                     chosen));
+      }
       throw InputError(fmt::format("no gene store at {} (the default; set --genes or CELLTYPER_GENE_STORE): run "
                                    "scripts/setup.sh or celltyper genes embed",
                                    chosen));

@@ -1,6 +1,8 @@
 // The crash guard (crash_guard.hpp): only static buffers and async-signal-safe calls in the handler.
 #include <celltyper/crash_guard.hpp>
 
+#include <hdf5.h>
+
 #include <signal.h>
 #include <unistd.h>
 
@@ -94,5 +96,7 @@ void note_hdf5_object(std::string_view file, std::string_view object) {
 
 void enter_hdf5() noexcept { ++g_depth; }
 void leave_hdf5() noexcept { --g_depth; }
+
+void skip_hdf5_exit_cleanup() { (void)H5dont_atexit(); }
 
 }  // namespace celltyper

@@ -262,7 +262,10 @@ H5adFile::H5adFile(const std::string& path, const H5adOpenOptions& options) : im
   h5::OpenFile opened = h5::open_file_readonly(path, options.remote ? *options.remote : RemoteOptions::from_environment());
   impl_->remote = std::move(opened.remote);
   impl_->file = std::move(opened.file);
-  if (!impl_->file) throw InputError(fmt::format("{}: HDF5 cannot open the file (truncated or corrupt?)", path));
+  if (!impl_->file) {
+    if (is_remote_path(path)) throw InputError(fmt::format("{}: HDF5 cannot open the file (truncated or corrupt?)", path));
+    h5::throw_open_failure(path, path);
+  }
   h5::with_remote_errors([&] { open_top_level(); });
 }
 

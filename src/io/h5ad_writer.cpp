@@ -46,7 +46,7 @@ void write_bools(hid_t parent, const std::string& name, const std::vector<std::u
   H5Tenum_insert(type.get(), "TRUE", &value);
   const hsize_t n = values.size();
   Handle space(H5Screate_simple(1, &n, nullptr));
-  Handle dataset(H5Dcreate2(parent, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  Handle dataset(H5Dcreate2(parent, name.c_str(), type.get(), space.get(), H5P_DEFAULT, h5::untimed_dataset_plist().get(), H5P_DEFAULT));
   if (!dataset) throw IoError(fmt::format("cannot create dataset '{}'", name));
   std::vector<std::int8_t> stored(values.begin(), values.end());
   if (!stored.empty() && H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, stored.data()) < 0) {
@@ -160,7 +160,7 @@ void write_uns_string(hid_t file, const std::string& name, const std::string& va
   H5Tset_size(type.get(), H5T_VARIABLE);
   H5Tset_cset(type.get(), H5T_CSET_UTF8);
   Handle space(H5Screate(H5S_SCALAR));
-  Handle dataset(H5Dcreate2(uns.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  Handle dataset(H5Dcreate2(uns.get(), name.c_str(), type.get(), space.get(), H5P_DEFAULT, h5::untimed_dataset_plist().get(), H5P_DEFAULT));
   const char* pointer = value.c_str();
   if (!dataset || H5Dwrite(dataset.get(), type.get(), H5S_ALL, H5S_ALL, H5P_DEFAULT, &pointer) < 0) {
     throw IoError(fmt::format("cannot write uns/{}", name));
@@ -197,7 +197,7 @@ void apply_additions(hid_t file, const std::string& input, const H5adAdditions& 
 std::int64_t check_copy_target(const std::string& input, const std::string& output, bool in_place) {
   std::error_code error;
   if (!std::filesystem::exists(input, error)) throw InputError(fmt::format("{}: no such file", input));
-  if (!in_place) check_outputs_are_not_inputs({output}, {input});
+  if (!in_place) check_outputs({output}, {input});
   H5adFile source(input);
   return source.n_obs();
 }
@@ -364,7 +364,7 @@ H5adWriter::H5adWriter(std::string path, std::int64_t n_obs, std::int64_t n_vars
   impl_->options = options;
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
-  Handle fcpl(H5Pcreate(H5P_FILE_CREATE));
+  Handle fcpl = h5::untimed_file_plist();
   H5Pset_link_creation_order(fcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
   impl_->file = Handle(H5Fcreate(impl_->output->temporary().c_str(), H5F_ACC_EXCL, fcpl.get(), H5P_DEFAULT));
   if (!impl_->file) throw IoError(fmt::format("{}: cannot create the output file (directory missing or not writable?)", impl_->target));
@@ -566,7 +566,7 @@ H5adObsmStream::H5adObsmStream(const std::string& input, const std::string& outp
   h5::unlink_if_exists(obsm.get(), key);
   const std::array<hsize_t, 2> dims{static_cast<hsize_t>(impl_->n_obs), static_cast<hsize_t>(cols)};
   Handle space(H5Screate_simple(2, dims.data(), nullptr));
-  impl_->dataset = Handle(H5Dcreate2(obsm.get(), key.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  impl_->dataset = Handle(H5Dcreate2(obsm.get(), key.c_str(), H5T_IEEE_F32LE, space.get(), H5P_DEFAULT, h5::untimed_dataset_plist().get(), H5P_DEFAULT));
   if (!impl_->dataset) throw IoError(fmt::format("{}: cannot create obsm/{}", output, key));
   h5::write_encoding(impl_->dataset.get(), "array", "0.2.0");
 }

@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -101,6 +102,40 @@ std::vector<std::string> list_members(hid_t group) {
     H5Literate(group, H5_INDEX_NAME, H5_ITER_INC, &index, collect_name, &names);
   }
   return names;
+}
+
+Handle untimed_dataset_plist() {
+  Handle plist(H5Pcreate(H5P_DATASET_CREATE));
+  H5Pset_obj_track_times(plist.get(), 0);
+  return plist;
+}
+
+Handle untimed_group_plist() {
+  Handle plist(H5Pcreate(H5P_GROUP_CREATE));
+  H5Pset_obj_track_times(plist.get(), 0);
+  return plist;
+}
+
+Handle untimed_file_plist() {
+  Handle plist(H5Pcreate(H5P_FILE_CREATE));
+  H5Pset_obj_track_times(plist.get(), 0);  // (the root group's)
+  return plist;
+}
+
+void throw_open_failure(const std::string& path, const std::string& subject, std::string_view noun) {
+  // A write lock taken by another process: our shared lock cannot be had either.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    const bool locked = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
+    ::close(fd);
+    if (locked) {
+      throw IoError(fmt::format("{}: locked by another process that has it open for writing (HDF5 file locking): let it finish or "
+                                "close the file there (h5py mode 'r+' / 'a'); on a file system without working locks set "
+                                "HDF5_USE_FILE_LOCKING=FALSE",
+                                subject));
+    }
+  }
+  throw InputError(fmt::format("{}: HDF5 cannot open {} (truncated or corrupt?)", subject, noun));
 }
 
 std::string object_name(hid_t object) {
@@ -495,7 +530,7 @@ namespace {
 /// MB). Only for datasets read through libhdf5: the direct chunk reader of h5ad matrices
 /// (direct_read.cpp) takes deflate alone.
 Handle chunked_plist(int gzip_level, int rank, const hsize_t* chunk_dims, bool shuffle = false) {
-  Handle plist(H5Pcreate(H5P_DATASET_CREATE));
+  Handle plist = untimed_dataset_plist();
   H5Pset_chunk(plist.get(), rank, chunk_dims);
   if (gzip_level > 0 && shuffle) H5Pset_shuffle(plist.get());
   if (gzip_level > 0) H5Pset_deflate(plist.get(), static_cast<unsigned>(gzip_level));
@@ -517,7 +552,7 @@ template <typename T>
 Handle write_1d(hid_t parent, const std::string& name, const T* data, std::int64_t count, int gzip_level, std::int64_t chunk) {
   const hsize_t n = static_cast<hsize_t>(count);
   Handle space(H5Screate_simple(1, &n, nullptr));
-  Handle plist(H5Pcreate(H5P_DATASET_CREATE));
+  Handle plist = untimed_dataset_plist();
   if (gzip_level > 0 && count > 0) {
     const hsize_t chunk_dim = static_cast<hsize_t>(std::clamp<std::int64_t>(chunk, 1, count));
     plist = chunked_plist(gzip_level, 1, &chunk_dim, true);
@@ -534,7 +569,7 @@ template <typename T>
 Handle write_2d(hid_t parent, const std::string& name, const T* data, std::int64_t rows, std::int64_t cols, int gzip_level) {
   const std::array<hsize_t, 2> dims{static_cast<hsize_t>(rows), static_cast<hsize_t>(cols)};
   Handle space(H5Screate_simple(2, dims.data(), nullptr));
-  Handle plist(H5Pcreate(H5P_DATASET_CREATE));
+  Handle plist = untimed_dataset_plist();
   if (gzip_level > 0 && rows > 0 && cols > 0) {
     const std::array<hsize_t, 2> chunk{static_cast<hsize_t>(std::clamp<std::int64_t>((1 << 16) / std::max<std::int64_t>(cols, 1), 1, rows)),
                                        static_cast<hsize_t>(cols)};
@@ -552,7 +587,7 @@ Handle write_strings(hid_t parent, const std::string& name, const std::vector<st
   Handle type = variable_string_type();
   const hsize_t n = values.size();
   Handle space(H5Screate_simple(1, &n, nullptr));
-  Handle dataset(H5Dcreate2(parent, name.c_str(), type.get(), space.get(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  Handle dataset(H5Dcreate2(parent, name.c_str(), type.get(), space.get(), H5P_DEFAULT, untimed_dataset_plist().get(), H5P_DEFAULT));
   if (!dataset) throw IoError(fmt::format("cannot create dataset '{}'", name));
   std::vector<const char*> pointers;
   pointers.reserve(values.size());
@@ -594,7 +629,7 @@ void append_1d(hid_t dataset, const T* data, std::int64_t count) {
 Handle create_group(hid_t parent, const std::string& path) {
   Handle lcpl(H5Pcreate(H5P_LINK_CREATE));
   H5Pset_create_intermediate_group(lcpl.get(), 1);
-  Handle gcpl(H5Pcreate(H5P_GROUP_CREATE));
+  Handle gcpl = untimed_group_plist();
   H5Pset_link_creation_order(gcpl.get(), H5P_CRT_ORDER_TRACKED | H5P_CRT_ORDER_INDEXED);
   Handle group(H5Gcreate2(parent, path.c_str(), lcpl.get(), gcpl.get(), H5P_DEFAULT));
   if (!group) throw IoError(fmt::format("cannot create group '{}'", path));

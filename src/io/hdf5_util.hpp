@@ -83,6 +83,18 @@ class Handle {
   hid_t id_ = H5I_INVALID_HID;
 };
 
+/// The error for a local HDF5 file that H5Fopen refused: IoError when another process holds a
+/// write lock on it (HDF5's file locking, flock: h5py's 'r+' / 'a' mode, a writer still running),
+/// else InputError "SUBJECT: HDF5 cannot open NOUN (truncated or corrupt?)".
+[[noreturn]] void throw_open_failure(const std::string& path, const std::string& subject, std::string_view noun = "the file");
+
+/// Creation property lists of what celltyper writes, without object timestamps (HDF5 stamps
+/// every object header with its creation and change times by default): the same output written
+/// twice from the same inputs is the same bytes.
+Handle untimed_dataset_plist();
+Handle untimed_group_plist();
+Handle untimed_file_plist();
+
 /// The absolute HDF5 path of an open object ("/X/data"), "" when unknown.
 std::string object_name(hid_t object);
 

@@ -109,7 +109,7 @@ class LoomDataset final : public Dataset {
     h5::OpenFile opened = h5::open_file_readonly(path);
     auto lock = h5::hdf5_lock();
     file_ = std::move(opened.file);
-    if (!file_) throw InputError(fmt::format("{}: HDF5 cannot open the file (truncated or corrupt?)", path));
+    if (!file_) h5::throw_open_failure(path, path);
     if (h5::object_type(file_.get(), "matrix") != H5O_TYPE_DATASET) throw InputError(fmt::format("{}: a loom file needs a /matrix dataset", path));
     const MatrixInfo main = describe("matrix", "X");
     n_genes_ = main.n_cols;

@@ -249,9 +249,9 @@ bool write_all(int fd, const char* data, std::size_t size) {
 
 }  // namespace
 
-// ---- refusing an input as output ---------------------------------------------------------------
+// ---- checking outputs before the work ----------------------------------------------------------
 
-void check_outputs_are_not_inputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs) {
+void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs) {
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     for (std::size_t j = i + 1; j < outputs.size(); ++j) {
       if (outputs[i].empty() || outputs[j].empty()) continue;
@@ -278,6 +278,11 @@ void check_outputs_are_not_inputs(const std::vector<std::string>& outputs, const
                              : fmt::format("{}: the output is the same file as the input {}; choose another output path", output, input));
       }
     }
+  }
+  for (const auto& output : outputs) {
+    if (output.empty()) continue;
+    if (output == "-") throw InputError("-: this output cannot go to standard output; give a file name");
+    const OutputFile probe(output);  // (creates nothing; refuses what the writer would, now)
   }
 }
 
@@ -324,7 +329,9 @@ OutputFile::OutputFile(std::string path) : impl_(std::make_unique<Impl>()) {
     }
     if (!S_ISDIR(directory_info.st_mode)) throw IoError(fmt::format("{}: cannot create: {} is not a directory", impl_->path, directory.string()));
     if (::access(directory.c_str(), W_OK | X_OK) != 0) {
-      throw IoError(fmt::format("{}: cannot create: permission denied in {}", impl_->path, directory.string()));
+      throw IoError(fmt::format("{}: cannot create: {} in {}", impl_->path,
+                                errno == EROFS ? "read-only file system" : errno == EACCES ? "permission denied" : std::strerror(errno),
+                                directory.string()));
     }
   }
   const std::string name = impl_->target.filename().string();

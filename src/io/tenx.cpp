@@ -317,7 +317,7 @@ class TenxH5Dataset final : public Dataset {
     remote_ = std::move(opened.remote);
     auto lock = h5::hdf5_lock();
     file_ = std::move(opened.file);
-    if (!file_) throw InputError(fmt::format("{}: HDF5 cannot open the file (truncated or corrupt?)", path));
+    if (!file_) h5::throw_open_failure(path, path);
     std::vector<std::string> ids;
     std::vector<std::string> names;
     std::vector<std::string> types;

@@ -5,6 +5,7 @@
 #include <celltyper/sparse.hpp>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cmath>
@@ -410,6 +411,26 @@ double macro_f1_score(const std::int32_t* truth, const std::int32_t* prediction,
   return present == 0 ? 0.0 : sum / present;
 }
 
+namespace {
+
+/// Levenshtein distance (for "did you mean").
+std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
 HyperParameters resolve_hyperparameters(const ClassifierSpec& spec, const HyperParameters& given) {
   HyperParameters result;
   for (const auto& parameter : spec.parameters) result[parameter.name] = parameter.default_value;
@@ -417,7 +438,18 @@ HyperParameters resolve_hyperparameters(const ClassifierSpec& spec, const HyperP
     const std::string& wanted = name;  // (clang 14 cannot capture a structured binding)
     const auto found = std::find_if(spec.parameters.begin(), spec.parameters.end(), [&](const auto& p) { return p.name == wanted; });
     if (found == spec.parameters.end()) {
-      throw InputError(fmt::format("classifier '{}' has no hyperparameter '{}'", spec.type, name));
+      std::string closest;
+      std::size_t best = std::max<std::size_t>(1, name.size() / 3) + 1;  // (a typo or two, not another word)
+      std::vector<std::string> names;
+      for (const auto& parameter : spec.parameters) {
+        names.push_back(parameter.name);
+        if (const std::size_t distance = edit_distance(name, parameter.name); distance < best) {
+          best = distance;
+          closest = parameter.name;
+        }
+      }
+      throw InputError(fmt::format("classifier '{}' has no hyperparameter '{}'{} (its hyperparameters: {})", spec.type, name,
+                                   closest.empty() ? std::string() : fmt::format("; did you mean '{}'?", closest), fmt::join(names, ", ")));
     }
     if (!std::isfinite(value) || value < found->min || value > found->max) {
       throw InputError(fmt::format("{} = {} is outside [{}, {}] for classifier '{}'", name, value, found->min, found->max, spec.type));

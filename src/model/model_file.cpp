@@ -407,7 +407,7 @@ void save_model(const CellTypeModel& model, const std::string& path) {
   {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
-    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, H5P_DEFAULT, H5P_DEFAULT));
+    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, h5::untimed_file_plist().get(), H5P_DEFAULT));
     if (!file) throw IoError(fmt::format("cannot create {} (directory missing or not writable?)", temporary));
     try {
       const hid_t root = file.get();
@@ -470,8 +470,15 @@ void save_model(const CellTypeModel& model, const std::string& path) {
       classifier.reset();
       gene_group.reset();
       classes.reset();
-      if (H5Fflush(root, H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("cannot write {} (disk full?)", temporary));
+      if (H5Fflush(root, H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot write (disk full?)", path));
       file.reset();
+    } catch (const IoError& error) {  // (a dataset's message names the dataset: say which file too)
+      file.reset();
+      std::error_code ignored;
+      std::filesystem::remove(temporary, ignored);
+      const std::string message = error.what();
+      throw IoError(message.starts_with(path + ": ") || message.find(temporary) != std::string::npos ? message
+                                                                                                    : fmt::format("{}: {}", path, message));
     } catch (...) {
       file.reset();
       std::error_code ignored;
@@ -502,7 +509,7 @@ void check_finite_parameters(const ClassifierState& state, const std::string& pa
 
 CellTypeModel load_model(const std::string& path) {
   std::error_code error;
-  if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("cannot open model {}: no such file", path));
+  if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file (cannot open the model)", path));
   if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("model {} is a directory", path));
   require_readable(path, "model");
   auto lock = h5::hdf5_lock();
@@ -511,7 +518,7 @@ CellTypeModel load_model(const std::string& path) {
     throw InputError(fmt::format("{}: not a celltyper model (not an HDF5 file, or truncated; make one with 'celltyper train')", path));
   }
   Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file) throw InputError(fmt::format("{}: HDF5 cannot open the model (truncated or corrupt?)", path));
+  if (!file) h5::throw_open_failure(path, path, "the model");
   const hid_t root = file.get();
   const std::string format = string_attr(root, "format");
   if (format != kFormatName) {

@@ -306,7 +306,7 @@ TEST(GenesCli, BadInputGivesOneClearLine) {
   const auto missing = test::run_cli({"genes", "neighbors", "CD3E"});
   const auto info = test::run_cli({"genes", "info"});
   unsetenv("CELLTYPER_GENE_STORE");
-  expect_error(missing, 2, "run scripts/setup.sh or celltyper genes embed");
+  expect_error(missing, 2, "(named by CELLTYPER_GENE_STORE): correct or unset the variable, or pass --genes");
   EXPECT_EQ(info.exit_code, 2);
   EXPECT_NE(info.out.find("default gene store: " + directory.file("absent.h5")), std::string::npos) << info.out;
 }

@@ -259,6 +259,12 @@ TEST(TrainAnnotateCli, CellxgeneLabelsBringTheirOntologyIds) {
   ASSERT_EQ(cv.exit_code, 0) << cv.err;
   const auto folds = nlohmann::json::parse(test::read_file(dir.file("cv.json")));
   EXPECT_EQ(folds["unmapped_labels"], nlohmann::json::array()) << folds["unmapped_labels"].dump();
+  // --json -: the same JSON on standard output, instead of the table.
+  const auto streamed = test::run_cli({"cv", "-r", dir.file("own.h5ad"), "-l", "obs:cell_type", "--group", "obs:batch", "--json", "-", "-q"});
+  ASSERT_EQ(streamed.exit_code, 0) << streamed.err;
+  const auto streamed_folds = nlohmann::json::parse(streamed.out);
+  EXPECT_EQ(streamed_folds["folds"].size(), folds["folds"].size());
+  EXPECT_EQ(streamed_folds["pooled"], folds["pooled"]);
 }
 
 TEST(TrainAnnotateCli, CellxgeneLayoutReadsTheCountsInRaw) {

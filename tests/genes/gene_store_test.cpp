@@ -192,11 +192,13 @@ TEST(GeneStore, DefaultPathFollowsEnvironmentThenExecutable) {
   setenv("CELLTYPER_GENE_STORE", "/somewhere/store.h5", 1);
   EXPECT_EQ(default_gene_store_path(), "/somewhere/store.h5");
   EXPECT_NE(input_error_message([] { resolve_gene_store_path(""); }).find("no gene store at /somewhere/store.h5"), std::string::npos);
-  EXPECT_NE(input_error_message([] { resolve_gene_store_path(""); }).find("run scripts/setup.sh or celltyper genes embed"),
+  EXPECT_NE(input_error_message([] { resolve_gene_store_path(""); }).find("(named by CELLTYPER_GENE_STORE): correct or unset the variable"),
             std::string::npos);
   unsetenv("CELLTYPER_GENE_STORE");
   const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe");
   EXPECT_EQ(default_gene_store_path(), (exe.parent_path() / "share/celltyper/gene_embeddings.h5").string());
+  EXPECT_NE(input_error_message([] { resolve_gene_store_path(""); }).find("(the default; set --genes or CELLTYPER_GENE_STORE): run scripts/setup.sh"),
+            std::string::npos);
   if (!saved_value.empty()) setenv("CELLTYPER_GENE_STORE", saved_value.c_str(), 1);
   TempDir directory;
   const std::string path = directory.file("s.h5");

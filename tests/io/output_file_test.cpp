@@ -160,22 +160,24 @@ TEST(OutputFile, RefusesAnInputByInodeHardLinkAndOtherSpellings) {
   fs::create_symlink(input, dir.file("alias.h5ad"));
   const std::string other_spelling = (dir.path() / "sub" / ".." / "." / "input.h5ad").string();
 
-  EXPECT_NE(input_error_of([&] { check_outputs_are_not_inputs({dir.file("link.h5ad")}, {input}); })
+  EXPECT_NE(input_error_of([&] { check_outputs({dir.file("link.h5ad")}, {input}); })
                 .find("link.h5ad: the output is the same file as the input " + input),
             std::string::npos);
-  EXPECT_NE(input_error_of([&] { check_outputs_are_not_inputs({other_spelling}, {input}); }).find("the same file as the input"),
+  EXPECT_NE(input_error_of([&] { check_outputs({other_spelling}, {input}); }).find("the same file as the input"),
             std::string::npos);
-  EXPECT_NE(input_error_of([&] { check_outputs_are_not_inputs({dir.file("alias.h5ad")}, {input}); }).find("the same file as the input"),
+  EXPECT_NE(input_error_of([&] { check_outputs({dir.file("alias.h5ad")}, {input}); }).find("the same file as the input"),
             std::string::npos);
-  EXPECT_NE(input_error_of([&] { check_outputs_are_not_inputs({input}, {"", input}); }).find("the output is an input of this command"),
+  EXPECT_NE(input_error_of([&] { check_outputs({input}, {"", input}); }).find("the output is an input of this command"),
             std::string::npos);
   // Two outputs on one path (neither exists yet).
-  EXPECT_NE(input_error_of([&] { check_outputs_are_not_inputs({dir.file("a.csv"), dir.file("sub/../a.csv")}, {}); })
+  EXPECT_NE(input_error_of([&] { check_outputs({dir.file("a.csv"), dir.file("sub/../a.csv")}, {}); })
                 .find("the same file is given for two outputs"),
             std::string::npos);
-  // Another file, missing paths and empty strings pass.
-  EXPECT_EQ(input_error_of([&] { check_outputs_are_not_inputs({dir.file("new.h5ad"), "", dir.file("missing/x")}, {input, "", "nope"}); }),
-            "");
+  // Another file, missing inputs and empty strings pass; an output in a folder that does not
+  // exist fails now (IoError), not after the work.
+  EXPECT_EQ(input_error_of([&] { check_outputs({dir.file("new.h5ad"), ""}, {input, "", "nope"}); }), "");
+  EXPECT_THROW(check_outputs({dir.file("missing/x")}, {input}), IoError);
+  EXPECT_NE(input_error_of([&] { check_outputs({"-"}, {}); }).find("cannot go to standard output"), std::string::npos);
   EXPECT_EQ(test::read_file(input), "precious");
 }
 

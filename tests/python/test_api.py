@@ -649,3 +649,74 @@ def test_ctrl_c_stops_a_long_call_and_raises_keyboard_interrupt(pbmc3k):
     # The module still works afterwards.
     model = celltyper.train(pbmc3k, label="celltype", validation_fraction=0)
     assert len(model.classes) >= 2
+
+
+# ---- a notebook user's expectations -------------------------------------------------------------
+
+@needs_data
+def test_labels_hold_no_empty_category_and_a_view_is_copied_once(pbmc3k):
+    # scanpy's rank_genes_groups refuses a group without cells, and plot legends list every
+    # category: only the labels that occur. A view takes the columns after one copy, one warning.
+    import warnings
+
+    model = celltyper.train(pbmc3k[::2].copy(), label="celltype", validation_fraction=0)
+    view = pbmc3k[pbmc3k.obs["celltype"].isin(["B", "NK"])]
+    assert view.is_view
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = celltyper.annotate(view, model=model)
+    said = [str(w.message) for w in caught]
+    assert sum("is a view of another AnnData" in m for m in said) == 1, said
+    assert not any(w.category.__name__ == "ImplicitModificationWarning" for w in caught), said
+    assert not view.is_view and "celltyper_label" in view.obs
+    counts = view.obs["celltyper_label"].value_counts()
+    assert (counts > 0).all(), counts
+    assert set(result.labels.cat.categories) == set(result.labels.astype(str))
+    assert result.matrix == "AnnData.X"
+
+
+def test_arguments_of_the_wrong_type_are_type_errors():
+    data = tiny()
+    with pytest.raises(TypeError, match="an AnnData object is needed, not csr_matrix"):
+        celltyper.annotate(data.X, model="/nonexistent/model.h5")
+    with pytest.raises(TypeError, match="label is named by a str"):
+        celltyper.train(data, label=["cell_type"])
+    with pytest.raises(TypeError, match="min_score must be a number, not str"):
+        celltyper.annotate(data, model="/nonexistent/model.h5", min_score="0.5")
+    with pytest.raises(TypeError, match="top_k must be an integer, not float"):
+        celltyper.annotate(data, model="/nonexistent/model.h5", top_k=3.5)
+    with pytest.raises(ValueError, match="threads=-1 is not in"):
+        celltyper.train(data, label="cell_type", threads=-1)
+    with pytest.raises(ValueError, match="exclude each other"):
+        celltyper.annotate(data, model="/nonexistent/model.h5", reference=data, label="cell_type")
+    # A misspelt keyword with a text value is not a hyperparameter: the likely keyword is named.
+    with pytest.raises(TypeError, match="unexpected keyword argument 'classifer'; did you mean 'classifier'"):
+        celltyper.train(data, label="cell_type", classifer="mlp")
+    with pytest.raises(ValueError, match="no hyperparameter 'n_estimator'; did you mean 'n_estimators'.*its hyperparameters: n_estimators"):
+        celltyper.train(data, label="cell_type", classifier="xgboost", n_estimator=5)
+    assert celltyper._hyperparameters({"lambda_": 2, "l2": 0.1}) == {"lambda": 2.0, "l2": 0.1}
+    with pytest.raises(ValueError, match="has no layer 'raw'.*use_raw=True"):
+        celltyper.train(data, label="cell_type", layer="raw")
+
+
+def test_prose_after_a_flag_is_not_its_value():
+    speak = celltyper.train.speak
+    assert "features='must'" not in speak("--features must be genept or expression, got 'pca'")
+    assert "gene_column='with'" not in celltyper.annotate.speak("pass --gene-column with the var column of gene symbols")
+    assert speak("--layer counts reads the counts") == "layer='counts' reads the counts"
+
+
+def test_warnings_point_at_the_callers_line_and_verbose_writes_to_sys_stderr(capsys):
+    import warnings
+
+    data = tiny()
+    data.X = data.X.tocsc()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model = celltyper.train(data, label="cell_type", validation_fraction=0, verbose=True)
+    converted = [w for w in caught if "converted to CSR" in str(w.message)]
+    assert converted and all(w.filename == __file__ for w in converted), [(w.filename, str(w.message)) for w in caught]
+    assert "celltyper: " in capsys.readouterr().err
+    assert model.classes
+    metrics = celltyper.evaluate(tiny(), truth="cell_type", pred="cell_type", top_k=3)  # (one k, not a list)
+    assert metrics["overall"]["accuracy"] == 1.0
