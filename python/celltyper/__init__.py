@@ -462,10 +462,16 @@ def _hyperparameters(given: dict) -> dict:
     out = {}
     keywords = [k for k in inspect.signature(train).parameters if k != "hyperparameters"]
     for key, value in given.items():
+        if isinstance(value, str):  # (a number written as text, from a config file: "0.1")
+            try:
+                value = float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             close = difflib.get_close_matches(key, keywords, n=1, cutoff=0.7)
-            hint = f"; did you mean '{close[0]}'?" if close else " (a classifier's hyperparameters are numbers)"
-            raise TypeError(f"train() got an unexpected keyword argument '{key}'{hint}")
+            if close:
+                raise TypeError(f"train() got an unexpected keyword argument '{key}'; did you mean '{close[0]}'?")
+            raise TypeError(f"{key}={value!r}: a classifier's hyperparameters are numbers (or train() has no keyword argument '{key}')")
         out[key[:-1] if key.endswith("_") and _keyword.iskeyword(key[:-1]) else key] = float(value)
     return out
 

@@ -35,6 +35,9 @@ void apply_flag_bounds(CLI::App& app);
 /// the subcommand and where to get help. main() prints it as "celltyper: error: ..." (exit 2).
 std::string usage_error_message(const CLI::App& app, const CLI::ParseError& error, int argc, char** argv);
 
+/// The deepest subcommand that was parsed (the root app when none was).
+const CLI::App* deepest_parsed(const CLI::App& app);
+
 /// The values of a list flag given repeated or comma-separated (`-r a.h5ad,b.h5ad`): each value
 /// split at its commas, except a value that names an existing file or folder whole (a path
 /// with a comma in it).

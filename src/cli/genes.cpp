@@ -587,6 +587,11 @@ void add_embed(CLI::App* genes, const GlobalOptions& global) {
     if (!args->use_lite_dir.empty() && args->backend != "use-lite") throw InputError("--use-lite-dir goes with --backend use-lite");
     if (args->out.empty() && args->backend != "openai-batch") throw InputError("--out is required (the gene store to write)");
     const TextSourceArgs& sources = args->sources;
+    // (the store's folder is made, as writing it always has: stores/v2/genes.h5)
+    if (const std::filesystem::path parent = std::filesystem::path(args->out).parent_path(); !args->out.empty() && !parent.empty()) {
+      std::error_code ignored;
+      std::filesystem::create_directories(parent, ignored);
+    }
     check_outputs({args->out, args->skipped, args->write_texts},
                                  {args->input, args->import.gene_list, args->texts, sources.gene_table, sources.org_db, sources.go_db,
                                   sources.go_tsv, sources.go_terms, sources.summaries, sources.enrichment});

@@ -54,9 +54,7 @@ int main(int argc, char** argv) {
     code = error.exit_code();
   } catch (const std::bad_alloc&) {
     // (--memory-limit named only where the command has it)
-    const CLI::App* command = &app;
-    while (!command->get_subcommands().empty()) command = command->get_subcommands().front();
-    const bool has_limit = command->get_option_no_throw("--memory-limit") != nullptr;
+    const bool has_limit = celltyper::cli::deepest_parsed(app)->get_option_no_throw("--memory-limit") != nullptr;
     fmt::print(stderr, "celltyper: error: out of memory ({}use a machine with more RAM{})\n", has_limit ? "lower --memory-limit or " : "",
                has_limit ? "" : ", or fewer cells");
     code = 5;

@@ -110,16 +110,6 @@ void apply_bounds(CLI::App* app) {
   for (CLI::App* sub : app->get_subcommands([](CLI::App*) { return true; })) apply_bounds(sub);
 }
 
-/// The deepest subcommand that was parsed (the root app when none was).
-const CLI::App* deepest_parsed(const CLI::App& app) {
-  const CLI::App* at = &app;
-  for (;;) {
-    const auto parsed = at->get_subcommands();
-    if (parsed.empty()) return at;
-    at = parsed.front();
-  }
-}
-
 std::vector<std::string> subcommand_names(const CLI::App& app) {
   std::vector<std::string> names;
   for (const CLI::App* sub : const_cast<CLI::App&>(app).get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
@@ -158,6 +148,15 @@ std::string usage_error_message(const CLI::App& app, const CLI::ParseError& erro
     }
   }
   return fmt::format("{}{} (see '{}')", path.empty() ? "" : path + ": ", message, help);
+}
+
+const CLI::App* deepest_parsed(const CLI::App& app) {
+  const CLI::App* at = &app;
+  for (;;) {
+    const auto parsed = at->get_subcommands();
+    if (parsed.empty()) return at;
+    at = parsed.front();
+  }
 }
 
 std::vector<std::string> split_path_list(const std::vector<std::string>& values) {

@@ -188,35 +188,41 @@ struct Previous {
   bool qc = false;
 };
 
-std::map<std::string, Previous> previous_runs(const fs::path& dir) {
-  std::map<std::string, Previous> out;
+/// `SELECT <columns> FROM <the files parts of the catalogue in dir> <where>`, `row(result, r)`
+/// called for each row; nothing when the catalogue has no files part yet.
+template <typename Row>
+void for_each_files_row(const fs::path& dir, const std::string& columns, const std::string& where, Row row) {
   std::error_code error;
   bool any = false;
   for (const auto& entry : fs::directory_iterator(dir / "files", error)) {
     if (entry.path().extension() == ".parquet" && entry.path().filename().string().rfind("part-", 0) == 0) any = true;
   }
-  if (!any) return out;
+  if (!any) return;
   DuckDb db(1);
   std::string message;
-  auto result = db.try_query(fmt::format("SELECT path, size_bytes, modified_unix, obs_request, qc FROM read_parquet({}, union_by_name = true) "
-                                         "WHERE status = 'ok'",
-                                         sql_literal((dir / "files" / "part-*.parquet").string())),
+  auto result = db.try_query(fmt::format("SELECT {} FROM read_parquet({}, union_by_name = true) {}", columns,
+                                         sql_literal((dir / "files" / "part-*.parquet").string()), where),
                              message);
   if (!result) throw IoError(fmt::format("cannot read the existing catalogue in {}: {}", dir.string(), message));
   const idx_t rows = duckdb_api().duckdb_row_count(&*result);
-  for (idx_t r = 0; r < rows; ++r) {
-    char* path = duckdb_api().duckdb_value_varchar(&*result, 0, r);
-    char* request = duckdb_api().duckdb_value_varchar(&*result, 3, r);
+  for (idx_t r = 0; r < rows; ++r) row(*result, r);
+  duckdb_api().duckdb_destroy_result(&*result);
+}
+
+std::map<std::string, Previous> previous_runs(const fs::path& dir) {
+  std::map<std::string, Previous> out;
+  for_each_files_row(dir, "path, size_bytes, modified_unix, obs_request, qc", "WHERE status = 'ok'", [&out](duckdb_result& result, idx_t r) {
+    char* path = duckdb_api().duckdb_value_varchar(&result, 0, r);
+    char* request = duckdb_api().duckdb_value_varchar(&result, 3, r);
     Previous previous;
-    if (!duckdb_api().duckdb_value_is_null(&*result, 1, r)) previous.size_bytes = duckdb_api().duckdb_value_int64(&*result, 1, r);
-    if (!duckdb_api().duckdb_value_is_null(&*result, 2, r)) previous.modified_unix = duckdb_api().duckdb_value_int64(&*result, 2, r);
+    if (!duckdb_api().duckdb_value_is_null(&result, 1, r)) previous.size_bytes = duckdb_api().duckdb_value_int64(&result, 1, r);
+    if (!duckdb_api().duckdb_value_is_null(&result, 2, r)) previous.modified_unix = duckdb_api().duckdb_value_int64(&result, 2, r);
     previous.obs_request = request != nullptr ? request : "";
-    previous.qc = duckdb_api().duckdb_value_boolean(&*result, 4, r);
+    previous.qc = duckdb_api().duckdb_value_boolean(&result, 4, r);
     if (path != nullptr) out[path] = previous;
     duckdb_api().duckdb_free(path);
     duckdb_api().duckdb_free(request);
-  }
-  duckdb_api().duckdb_destroy_result(&*result);
+  });
   return out;
 }
 
@@ -303,35 +309,45 @@ bool input_covers(const std::string& input, const std::string& path) {
 /// Every path the catalogue in `dir` has a files row for.
 std::vector<std::string> catalogued_paths(const fs::path& dir) {
   std::vector<std::string> out;
-  std::error_code error;
-  bool any = false;
-  for (const auto& entry : fs::directory_iterator(dir / "files", error)) {
-    if (entry.path().extension() == ".parquet" && entry.path().filename().string().rfind("part-", 0) == 0) any = true;
-  }
-  if (!any) return out;
-  DuckDb db(1);
-  std::string message;
-  auto result = db.try_query(fmt::format("SELECT path FROM read_parquet({}, union_by_name = true)", sql_literal((dir / "files" / "part-*.parquet").string())),
-                             message);
-  if (!result) throw IoError(fmt::format("cannot read the existing catalogue in {}: {}", dir.string(), message));
-  const idx_t rows = duckdb_api().duckdb_row_count(&*result);
-  for (idx_t r = 0; r < rows; ++r) {
-    char* path = duckdb_api().duckdb_value_varchar(&*result, 0, r);
+  for_each_files_row(dir, "path", "", [&out](duckdb_result& result, idx_t r) {
+    char* path = duckdb_api().duckdb_value_varchar(&result, 0, r);
     if (path != nullptr) out.emplace_back(path);
     duckdb_api().duckdb_free(path);
-  }
-  duckdb_api().duckdb_destroy_result(&*result);
+  });
   return out;
 }
 
 }  // namespace
 
 std::vector<std::string> drop_gone_files(const std::string& out_dir, const std::vector<std::string>& inputs) {
-  std::vector<std::string> dropped;
+  // Per input: the catalogued paths it covers that are gone, and whether any it covers is there.
+  // A relative input none of whose earlier files exists from here is most likely run from another
+  // directory than before (paths are kept as given): its entries stay.
+  std::vector<std::vector<std::string>> gone(inputs.size());
+  std::vector<bool> any_there(inputs.size(), false);
   for (const std::string& path : catalogued_paths(out_dir)) {
+    if (is_remote_path(path)) continue;
     std::error_code error;
-    if (is_remote_path(path) || fs::exists(path, error)) continue;
-    if (!std::any_of(inputs.begin(), inputs.end(), [&path](const std::string& input) { return input_covers(input, path); })) continue;
+    const bool exists = fs::exists(path, error);
+    if (error) continue;  // (cannot tell: a permission, a stale network mount; not gone)
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      if (!input_covers(inputs[i], path)) continue;
+      if (exists) {
+        any_there[i] = true;
+      } else {
+        gone[i].push_back(path);
+      }
+    }
+  }
+  std::vector<std::string> dropped;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    if (fs::path(inputs[i]).is_relative() && !any_there[i]) continue;
+    dropped.insert(dropped.end(), gone[i].begin(), gone[i].end());
+  }
+  std::sort(dropped.begin(), dropped.end());
+  dropped.erase(std::unique(dropped.begin(), dropped.end()), dropped.end());
+  for (const std::string& path : dropped) {
+    std::error_code error;
     // The files part first: without it the file counts as not catalogued (as mid-write).
     const std::string id = part_id(path);
     for (const char* name : {"files", "obs_categories", "cell_qc"}) {
@@ -339,10 +355,7 @@ std::vector<std::string> drop_gone_files(const std::string& out_dir, const std::
       fs::remove(part, error);
       if (error) throw IoError(fmt::format("cannot remove {}: {}", part.string(), error.message()));
     }
-    dropped.push_back(path);
   }
-  std::sort(dropped.begin(), dropped.end());
-  dropped.erase(std::unique(dropped.begin(), dropped.end()), dropped.end());
   return dropped;
 }
 

@@ -1,4 +1,5 @@
 // `extract`: embed the fragments of a selection and write one training h5ad.
+#include <celltyper/cancel.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
 #include <celltyper/gene_table.hpp>
@@ -208,7 +209,8 @@ std::vector<std::string> missing_selection_files(const SelectionFile& selection)
   for (const FragmentRef& fragment : selection.fragments) {
     if (fragment.path.find("://") != std::string::npos || (!missing.empty() && missing.back() == fragment.path)) continue;
     std::error_code error;
-    if (!std::filesystem::exists(fragment.path, error) && std::find(missing.begin(), missing.end(), fragment.path) == missing.end()) {
+    const bool exists = std::filesystem::exists(fragment.path, error);
+    if (!exists && !error && std::find(missing.begin(), missing.end(), fragment.path) == missing.end()) {  // (an error: not known missing)
       missing.push_back(fragment.path);
     }
   }
@@ -230,6 +232,8 @@ ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t fir
     ExtractedCells part;
     try {
       extract_file(selection, begin, end, label_column, table, source, options, part);
+    } catch (const Cancelled&) {
+      throw;
     } catch (const Error& error) {
       if (!options.skip_unreadable) {
         const std::string message =

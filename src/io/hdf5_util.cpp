@@ -125,6 +125,7 @@ Handle untimed_file_plist() {
 void throw_open_failure(const std::string& path, const std::string& subject, std::string_view noun) {
   // A write lock taken by another process: our shared lock cannot be had either.
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0 && errno == EACCES) throw IoError(fmt::format("{}: permission denied (cannot read {})", subject, noun));
   if (fd >= 0) {
     const bool locked = ::flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK;
     ::close(fd);

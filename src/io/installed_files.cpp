@@ -22,9 +22,11 @@ std::vector<std::filesystem::path> installed_share_folders() {
   Dl_info self{};
   if (::dladdr(reinterpret_cast<const void*>(&installed_share_folders), &self) != 0 && self.dli_fname != nullptr) {
     // (linked into the executable, this code's file is the executable: its folder is added)
-    const std::filesystem::path module = std::filesystem::absolute(self.dli_fname, error);
+    // (an absolute path only: the main program may be named as it was typed, relative to nothing)
+    const std::filesystem::path module(self.dli_fname);
     std::error_code same_error;
-    if (!error && !std::filesystem::equivalent(module, exe, same_error)) add(module.parent_path().parent_path().parent_path());
+    const bool same = std::filesystem::equivalent(module, exe, same_error);
+    if (module.is_absolute() && !same && !same_error) add(module.parent_path().parent_path().parent_path());
   }
   return folders;
 }

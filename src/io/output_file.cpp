@@ -249,6 +249,56 @@ bool write_all(int fd, const char* data, std::size_t size) {
 
 }  // namespace
 
+namespace {
+
+/// Where and how an output is written, or the error a writer would meet (no file touched).
+struct OutputTarget {
+  fs::path target;                  ///< after following symlinks
+  fs::path directory;               ///< of the temporary file
+  bool writes_through = false;
+  std::optional<mode_t> keep_mode;  ///< permissions of the regular file being replaced
+};
+
+OutputTarget inspect_target(const std::string& path) {
+  if (path.empty()) throw InputError("empty output path");
+  OutputTarget out;
+  out.target = follow_symlinks(path);
+  struct stat info {};
+  if (::stat(out.target.c_str(), &info) == 0) {
+    if (S_ISCHR(info.st_mode) || S_ISFIFO(info.st_mode)) {
+      out.writes_through = true;
+    } else if (!S_ISREG(info.st_mode)) {
+      throw InputError(fmt::format("{}: the output path is {}; give a file name (celltyper writes regular files, and writes through "
+                                   "character devices such as /dev/null and FIFOs)",
+                                   path, describe_file_type(info.st_mode)));
+    } else {
+      out.keep_mode = info.st_mode & 07777;
+    }
+  } else if (errno == EACCES) {
+    throw IoError(fmt::format("{}: cannot write: permission denied", path));
+  }
+  if (out.writes_through) {
+    std::error_code error;
+    out.directory = fs::temp_directory_path(error);
+    if (error) out.directory = "/tmp";
+    return out;
+  }
+  out.directory = directory_of(out.target);
+  struct stat directory_info {};
+  if (::stat(out.directory.c_str(), &directory_info) != 0) {
+    throw IoError(fmt::format("{}: cannot create: {} ({})", path, std::strerror(errno), out.directory.string()));
+  }
+  if (!S_ISDIR(directory_info.st_mode)) throw IoError(fmt::format("{}: cannot create: {} is not a directory", path, out.directory.string()));
+  if (::access(out.directory.c_str(), W_OK | X_OK) != 0) {
+    throw IoError(fmt::format("{}: cannot create: {} in {}", path,
+                              errno == EROFS ? "read-only file system" : errno == EACCES ? "permission denied" : std::strerror(errno),
+                              out.directory.string()));
+  }
+  return out;
+}
+
+}  // namespace
+
 // ---- checking outputs before the work ----------------------------------------------------------
 
 void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs) {
@@ -282,7 +332,7 @@ void check_outputs(const std::vector<std::string>& outputs, const std::vector<st
   for (const auto& output : outputs) {
     if (output.empty()) continue;
     if (output == "-") throw InputError("-: this output cannot go to standard output; give a file name");
-    const OutputFile probe(output);  // (creates nothing; refuses what the writer would, now)
+    (void)inspect_target(output);  // (what OutputFile would refuse, now; no sweep: under MPI, other hosts' live temporaries)
   }
 }
 
@@ -298,45 +348,16 @@ struct OutputFile::Impl {
   bool committed = false;
 };
 
+
 OutputFile::OutputFile(std::string path) : impl_(std::make_unique<Impl>()) {
-  if (path.empty()) throw InputError("empty output path");
+  OutputTarget target = inspect_target(path);
   impl_->path = std::move(path);
-  impl_->target = follow_symlinks(impl_->path);
-  struct stat info {};
-  fs::path directory;
-  if (::stat(impl_->target.c_str(), &info) == 0) {
-    if (S_ISCHR(info.st_mode) || S_ISFIFO(info.st_mode)) {
-      impl_->writes_through = true;
-    } else if (!S_ISREG(info.st_mode)) {
-      throw InputError(fmt::format("{}: the output path is {}; give a file name (celltyper writes regular files, and writes through "
-                                   "character devices such as /dev/null and FIFOs)",
-                                   impl_->path, describe_file_type(info.st_mode)));
-    } else {
-      impl_->keep_mode = info.st_mode & 07777;
-    }
-  } else if (errno == EACCES) {
-    throw IoError(fmt::format("{}: cannot write: permission denied", impl_->path));
-  }
-  if (impl_->writes_through) {
-    std::error_code error;
-    directory = fs::temp_directory_path(error);
-    if (error) directory = "/tmp";
-  } else {
-    directory = directory_of(impl_->target);
-    struct stat directory_info {};
-    if (::stat(directory.c_str(), &directory_info) != 0) {
-      throw IoError(fmt::format("{}: cannot create: {} ({})", impl_->path, std::strerror(errno), directory.string()));
-    }
-    if (!S_ISDIR(directory_info.st_mode)) throw IoError(fmt::format("{}: cannot create: {} is not a directory", impl_->path, directory.string()));
-    if (::access(directory.c_str(), W_OK | X_OK) != 0) {
-      throw IoError(fmt::format("{}: cannot create: {} in {}", impl_->path,
-                                errno == EROFS ? "read-only file system" : errno == EACCES ? "permission denied" : std::strerror(errno),
-                                directory.string()));
-    }
-  }
+  impl_->target = std::move(target.target);
+  impl_->writes_through = target.writes_through;
+  impl_->keep_mode = target.keep_mode;
   const std::string name = impl_->target.filename().string();
-  sweep(directory, name);
-  impl_->temporary = (directory / temporary_name(name)).string();
+  sweep(target.directory, name);
+  impl_->temporary = (target.directory / temporary_name(name)).string();
   impl_->slot = register_temporary(impl_->temporary);
 }
 

@@ -244,6 +244,9 @@ TEST(GenesCli, BadInputGivesOneClearLine) {
   const std::string store = directory.file("store.h5");
   auto result = test::run_cli(concat({"-q", "genes", "embed", "--dims", "4", "--out", store}, fixture.sources()));
   ASSERT_EQ(result.exit_code, 0) << result.err;
+  // (a store's folder is made, as it always was: the output checks come after)
+  const auto nested = test::run_cli(concat({"-q", "genes", "embed", "--dims", "4", "--out", directory.file("stores/v2/genes.h5")}, fixture.sources()));
+  EXPECT_EQ(nested.exit_code, 0) << nested.err;
 
   const auto expect_error = [](const test::CommandResult& r, int code, const std::string& needle) {
     EXPECT_EQ(r.exit_code, code) << r.err;

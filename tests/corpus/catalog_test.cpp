@@ -297,6 +297,21 @@ TEST(Catalog, FilesGoneFromADirectoryOrGlobLeaveTheCatalogue) {
   build_catalog({a, c}, out.path().string());
   EXPECT_TRUE(drop_gone_files(out.path().string(), {a, c}).empty());
   EXPECT_EQ(query_catalog(out.path().string(), "SELECT status FROM files ORDER BY path").rows.size(), 2u);
+  // A relative folder catalogued from another working directory, where none of its earlier files
+  // is: another folder of that name, not the same one emptied; its entries stay.
+  test::TempDir first;
+  test::TempDir second;
+  for (const auto* top : {&first, &second}) fs::create_directories(top->path() / "in");
+  fs::copy_file(test::fixture("h5ad/full.h5ad"), first.path() / "in" / "x.h5ad");
+  fs::copy_file(test::fixture("h5ad/full.h5ad"), second.path() / "in" / "y.h5ad");
+  const fs::path was = fs::current_path();
+  fs::current_path(first.path());
+  build_catalog(expand_catalog_inputs({"in"}), out.path().string());
+  fs::current_path(second.path());
+  const std::vector<std::string> elsewhere = drop_gone_files(out.path().string(), {"in"});
+  fs::current_path(was);
+  EXPECT_TRUE(elsewhere.empty()) << elsewhere.front();
+  EXPECT_EQ(query_catalog(out.path().string(), "SELECT count(*) FROM files WHERE path = 'in/x.h5ad'").rows[0][0], "1");
 }
 
 TEST(Catalog, ServerKilledMidScanLosesNothingCatalogued) {

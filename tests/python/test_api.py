@@ -720,3 +720,10 @@ def test_warnings_point_at_the_callers_line_and_verbose_writes_to_sys_stderr(cap
     assert model.classes
     metrics = celltyper.evaluate(tiny(), truth="cell_type", pred="cell_type", top_k=3)  # (one k, not a list)
     assert metrics["overall"]["accuracy"] == 1.0
+
+
+def test_hyperparameters_written_as_text_are_numbers():
+    # (a config file's "0.1"); text that is no number is not a hyperparameter
+    assert celltyper._hyperparameters({"l2": "0.1"}) == {"l2": 0.1}
+    with pytest.raises(TypeError, match=r"max_depth='six': a classifier's hyperparameters are numbers"):
+        celltyper._hyperparameters({"max_depth": "six"})
