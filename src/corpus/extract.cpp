@@ -202,17 +202,37 @@ void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t
   cells.genes.assign(genes.begin(), genes.end());
 }
 
+/// Record fragments [begin, end) (one file's) as left out under --skip-unreadable: a warning
+/// counting their selected cells per label (the selection's "counts") and an entry of `skipped`.
+void leave_out(const SelectionFile& selection, std::size_t begin, std::size_t end, const std::string& error, ExtractedCells& cells) {
+  const std::string& path = selection.fragments[begin].path;
+  std::int64_t n_cells = 0;
+  std::map<std::string, std::int64_t> counts;
+  const nlohmann::json listed = selection.document.value("fragments", nlohmann::json::array());
+  for (std::size_t f = begin; f < end; ++f) {
+    n_cells += selection.fragments[f].row_end - selection.fragments[f].row_start;
+    const nlohmann::json fragment_counts = f < listed.size() ? listed[f].value("counts", nlohmann::json::object()) : nlohmann::json::object();
+    for (const auto& [label, count] : fragment_counts.items()) {
+      if (count.is_number_integer()) counts[label] += count.get<std::int64_t>();
+    }
+  }
+  std::string by_label;
+  for (const auto& [label, count] : counts) by_label += fmt::format("{}{} {}", by_label.empty() ? "" : ", ", label, count);
+  const std::string reason = error.starts_with(path + ": ") ? error.substr(path.size() + 2) : error;
+  cells.warnings.push_back(fmt::format("{}: left out (--skip-unreadable): {}; its {} selected cells{} are not in the training matrix", path,
+                                       reason, n_cells, by_label.empty() ? std::string() : fmt::format(" ({})", by_label)));
+  cells.skipped.push_back({{"path", path}, {"error", error}, {"n_cells", n_cells}, {"counts", counts}});
+}
+
 }  // namespace
 
 std::vector<std::string> missing_selection_files(const SelectionFile& selection) {
   std::vector<std::string> missing;
+  std::set<std::string> checked;  // (each file once: its fragments follow each other)
   for (const FragmentRef& fragment : selection.fragments) {
-    if (fragment.path.find("://") != std::string::npos || (!missing.empty() && missing.back() == fragment.path)) continue;
+    if (fragment.path.find("://") != std::string::npos || !checked.insert(fragment.path).second) continue;
     std::error_code error;
-    const bool exists = std::filesystem::exists(fragment.path, error);
-    if (!exists && !error && std::find(missing.begin(), missing.end(), fragment.path) == missing.end()) {  // (an error: not known missing)
-      missing.push_back(fragment.path);
-    }
+    if (!std::filesystem::exists(fragment.path, error) && !error) missing.push_back(fragment.path);  // (an error: not known missing)
   }
   return missing;
 }
@@ -242,25 +262,7 @@ ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t fir
         if (dynamic_cast<const UnsupportedError*>(&error) != nullptr) throw UnsupportedError(message);
         throw InputError(message);
       }
-      std::int64_t n_cells = 0;
-      std::map<std::string, std::int64_t> counts;
-      const nlohmann::json& listed = selection.document.contains("fragments") ? selection.document["fragments"] : nlohmann::json::array();
-      for (std::size_t f = begin; f < end; ++f) {
-        n_cells += selection.fragments[f].row_end - selection.fragments[f].row_start;
-        if (f < listed.size() && listed[f].contains("counts") && listed[f]["counts"].is_object()) {
-          for (const auto& [label, count] : listed[f]["counts"].items()) {
-            if (count.is_number_integer()) counts[label] += count.get<std::int64_t>();
-          }
-        }
-      }
-      std::string by_label;
-      for (const auto& [label, count] : counts) by_label += fmt::format("{}{} {}", by_label.empty() ? "" : ", ", label, count);
-      std::string reason = error.what();
-      if (reason.starts_with(path + ": ")) reason.erase(0, path.size() + 2);
-      cells.warnings.push_back(fmt::format("{}: left out (--skip-unreadable): {}; its {} selected cells{} are not in the training matrix", path,
-                                           reason, n_cells,
-                                           by_label.empty() ? std::string() : fmt::format(" ({})", by_label)));
-      cells.skipped.push_back({{"path", path}, {"error", error.what()}, {"n_cells", n_cells}, {"counts", counts}});
+      leave_out(selection, begin, end, error.what(), cells);  // (`part`, perhaps half filled, is dropped)
       begin = end;
       continue;
     }
