@@ -392,6 +392,12 @@ struct Annotation {
   std::vector<std::uint8_t> unlike_reference;
   std::int64_t n_similarity_judged = 0;    ///< cells deep enough to judge
   std::int64_t n_unlike_reference = 0;     ///< of them, cells unlike every reference type
+  /// Which optional per-cell columns the annotation has (`majority_vote`, `flat_labels`,
+  /// `similarity` with `unlike_reference`): told apart from a query of zero cells, whose columns
+  /// are all empty yet written, so that the outputs of a scattered query's shards join.
+  bool has_majority_vote = false;
+  bool has_flat_labels = false;
+  bool has_similarity = false;
   std::vector<ModelUse> models;            ///< per model, in the order given
   std::vector<PanelGroupUse> panel_groups; ///< samples annotated on their own genes (AnnotateOptions::group)
   std::vector<std::string> warnings;

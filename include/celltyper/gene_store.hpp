@@ -28,6 +28,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -56,8 +57,13 @@ struct GeneStoreProvenance {
   static GeneStoreProvenance from_json(const nlohmann::json& json);
 };
 
-/// The current time as ISO 8601 UTC ("YYYY-MM-DDTHH:MM:SSZ").
+/// The current time as ISO 8601 UTC ("YYYY-MM-DDTHH:MM:SSZ"), or the time SOURCE_DATE_EPOCH
+/// names when it is set (the reproducible-builds convention: files made twice are the same bytes).
 std::string utc_timestamp();
+
+/// SOURCE_DATE_EPOCH's seconds since 1970 when it is set (an InputError when it is not a
+/// non-negative whole number): the outputs then record that time and no measured durations.
+std::optional<std::int64_t> source_date_epoch();
 
 /// An immutable set of gene vectors (see the file comment for conventions).
 class GeneStore {

@@ -35,7 +35,8 @@ namespace celltyper {
 /// not exist are skipped) or when two outputs are one file; then, per output, what `OutputFile`
 /// would refuse: "-" (standard output: a command that takes it passes "" instead), a directory,
 /// block device or socket (InputError), a folder that does not exist or cannot be written in
-/// (IoError). Empty strings are skipped.
+/// (IoError). Empty strings are skipped. A malformed SOURCE_DATE_EPOCH (utc_timestamp) is an
+/// InputError here too.
 void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs);
 
 /// A scratch path (a file, or an empty directory: directories go after the files) removed if

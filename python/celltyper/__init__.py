@@ -715,9 +715,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     has_ids = any(out["class_cl_ids"])
     ids = pd.Series(pd.Categorical([i if i else None for i in out["cl_ids"]]), index=index, name="celltyper_ontology_id")
     probabilities = pd.DataFrame(np.asarray(out["probabilities"]), index=index, columns=list(out["class_names"]))
-    coverage = pd.Series(np.asarray(out["gene_coverage"]), index=index, name="celltyper_gene_coverage") if len(out["gene_coverage"]) else None
+    coverage = pd.Series(np.asarray(out["gene_coverage"]), index=index, name="celltyper_gene_coverage") if len(out["gene_coverage"]) == len(index) else None
     similarity = unlike = None
-    if len(out["similarity"]):
+    if out["has_similarity"]:
         similarity = pd.Series(np.asarray(out["similarity"]), index=index, name="celltyper_similarity")
         unlike = pd.Series(np.asarray(out["unlike_reference"], dtype=bool), index=index, name="celltyper_unlike_reference")
     top = None
@@ -726,8 +726,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         for k, (top_labels, top_scores) in enumerate(zip(out["top_labels"], out["top_scores"]), start=1):
             top[f"celltyper_top{k}_label"] = pd.Categorical(top_labels)
             top[f"celltyper_top{k}_score"] = np.asarray(top_scores, dtype=np.float32)
-    majority = pd.Series(pd.Categorical(out["majority_vote"]), index=index, name="celltyper_majority_vote") if out["majority_vote"] else None
-    flat = pd.Series(pd.Categorical(out["flat_labels"]), index=index, name="celltyper_flat_label") if out["flat_labels"] else None
+    majority = pd.Series(pd.Categorical(out["majority_vote"]), index=index, name="celltyper_majority_vote") if out["has_majority_vote"] else None
+    flat = pd.Series(pd.Categorical(out["flat_labels"]), index=index, name="celltyper_flat_label") if out["has_flat_labels"] else None
     result = AnnotationResult(labels=labels, scores=scores, ontology_ids=ids if has_ids else None, probabilities=probabilities,
                               gene_coverage=coverage, top_labels=top, majority_vote=majority, flat_labels=flat,
                               similarity=similarity, unlike_reference=unlike,

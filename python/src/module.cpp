@@ -399,6 +399,9 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["gene_coverage"] = vector_array(std::move(annotation.gene_coverage));
   out["similarity"] = vector_array(std::move(annotation.similarity));
   out["unlike_reference"] = std::vector<bool>(annotation.unlike_reference.begin(), annotation.unlike_reference.end());
+  out["has_majority_vote"] = annotation.has_majority_vote;
+  out["has_flat_labels"] = annotation.has_flat_labels;
+  out["has_similarity"] = annotation.has_similarity;
   out["warnings"] = annotation.warnings;
   nlohmann::json uses = nlohmann::json::array();
   for (const ModelUse& use : annotation.models) uses.push_back(to_json(use));

@@ -688,6 +688,10 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   if (requested.top_k < 0) throw InputError(fmt::format("--top-k {} is negative", requested.top_k));
   if (!(requested.min_score >= 0 && requested.min_score <= 1)) throw InputError(fmt::format("--min-score {} is not in [0, 1]", requested.min_score));
   Annotation annotation;
+  if (dataset.n_obs() == 0) {
+    annotation.warnings.push_back(fmt::format("{}: the dataset has zero cells: nothing to annotate (the output has the annotation's columns, empty)",
+                                              dataset.path()));
+  }
   // The query's matrix, chosen once for every model (--layer auto: a CELLxGENE file's counts in raw/X).
   AnnotateOptions options = requested;
   std::string matrix_note;
@@ -903,6 +907,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       predicted.judged.assign(static_cast<std::size_t>(cells), 0);
       predicted.judged_like.assign(static_cast<std::size_t>(cells), 0);
     }
+    if (cells == 0) return predicted;  // (an empty shard of a scattered query: nothing to read)
     const auto record_similarity = [&](std::int64_t cell, const CellSimilarity& result) {  // (one thread per cell)
       const auto row = static_cast<std::size_t>(cell);
       if (result.best_class < 0) return;
@@ -1175,6 +1180,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       winner[cluster] = count[static_cast<std::size_t>(best)] > 0 ? annotation.class_names[static_cast<std::size_t>(best)] : kUnassigned;
     }
     annotation.majority_vote.resize(static_cast<std::size_t>(n));
+    annotation.has_majority_vote = true;
     for (std::int64_t i = 0; i < n; ++i) {
       const auto row = static_cast<std::size_t>(i);
       annotation.majority_vote[row] = group_value(*clusters, row) == kMissingGroup ? annotation.labels[row] : winner[clusters->value_as_string(row)];
@@ -1189,6 +1195,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     HierarchicalPrediction hierarchical =
         predict_hierarchical(annotation.probabilities, annotation.class_names, annotation.class_cl_ids, *options.ontology, threshold, skip);
     annotation.flat_labels = std::move(annotation.labels);
+    annotation.has_flat_labels = true;
     annotation.labels = std::move(hierarchical.labels);
     annotation.cl_ids = std::move(hierarchical.cl_ids);
     for (std::size_t row = 0; row < skip.size(); ++row) {
@@ -1222,6 +1229,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // (after hierarchical prediction: the warnings name the labels given)
   if (check_similarity) {
     annotation.unlike_reference.assign(static_cast<std::size_t>(n), 0);
+    annotation.has_similarity = true;
     std::map<std::string, std::int64_t> unlike_labels;
     std::map<std::string, std::int64_t> judged_labels;
     for (std::size_t row = 0; row < static_cast<std::size_t>(n); ++row) {
@@ -1297,12 +1305,12 @@ H5adAdditions annotation_additions(const Annotation& annotation) {
     additions.obs_columns.push_back(Column::categorical(fmt::format("celltyper_top{}_label", k + 1), annotation.top_labels[k]));
     additions.obs_columns.push_back(Column::from_floats(fmt::format("celltyper_top{}_score", k + 1), floats(annotation.top_scores[k]), "float32"));
   }
-  if (!annotation.majority_vote.empty()) additions.obs_columns.push_back(Column::categorical("celltyper_majority_vote", annotation.majority_vote));
-  if (!annotation.flat_labels.empty()) additions.obs_columns.push_back(Column::categorical("celltyper_flat_label", annotation.flat_labels));
-  if (!annotation.gene_coverage.empty()) {
+  if (annotation.has_majority_vote) additions.obs_columns.push_back(Column::categorical("celltyper_majority_vote", annotation.majority_vote));
+  if (annotation.has_flat_labels) additions.obs_columns.push_back(Column::categorical("celltyper_flat_label", annotation.flat_labels));
+  if (annotation.gene_coverage.size() == annotation.labels.size()) {
     additions.obs_columns.push_back(Column::from_floats("celltyper_gene_coverage", floats(annotation.gene_coverage), "float32"));
   }
-  if (!annotation.similarity.empty()) {
+  if (annotation.has_similarity) {
     additions.obs_columns.push_back(Column::from_floats("celltyper_similarity", floats(annotation.similarity), "float32"));
     additions.obs_columns.push_back(Column::from_bools("celltyper_unlike_reference", annotation.unlike_reference));
   }

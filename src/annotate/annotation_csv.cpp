@@ -22,8 +22,8 @@ std::string csv_field(const std::string& text) {
 void write_annotation_csv(const Annotation& annotation, std::ostream& out) {
   out << "obs_name,celltyper_label,celltyper_score,celltyper_ontology_id";
   for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) out << fmt::format(",celltyper_top{0}_label,celltyper_top{0}_score", k + 1);
-  if (!annotation.majority_vote.empty()) out << ",celltyper_majority_vote";
-  const bool similarity = !annotation.unlike_reference.empty();
+  if (annotation.has_majority_vote) out << ",celltyper_majority_vote";
+  const bool similarity = annotation.has_similarity;
   if (similarity) out << ",celltyper_similarity,celltyper_unlike_reference";
   out << '\n';
   for (std::size_t i = 0; i < annotation.labels.size(); ++i) {
@@ -32,7 +32,7 @@ void write_annotation_csv(const Annotation& annotation, std::ostream& out) {
     for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
       out << ',' << csv_field(annotation.top_labels[k][i]) << ',' << fmt::format("{:.6g}", annotation.top_scores[k][i]);
     }
-    if (!annotation.majority_vote.empty()) out << ',' << csv_field(annotation.majority_vote[i]);
+    if (annotation.has_majority_vote) out << ',' << csv_field(annotation.majority_vote[i]);
     if (similarity) {
       const float value = annotation.similarity[i];
       out << ',' << (std::isnan(value) ? std::string("NA") : fmt::format("{:.6g}", value)) << ',' << (annotation.unlike_reference[i] != 0 ? "TRUE" : "FALSE");

@@ -309,9 +309,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       nlohmann::json summary = {{"output", written}, {"n_cells", annotation.labels.size()}, {"classes", annotation.class_names}, {"class_cl_ids", annotation.class_cl_ids}};
       summary["label_counts"] = nlohmann::json::object();
       for (const auto& [label, count] : counts) summary["label_counts"][label] = count;
-      summary["median_score"] = confidence.median;
+      summary["median_score"] = annotation.scores.empty() ? nlohmann::json(nullptr) : nlohmann::json(confidence.median);
       summary["n_low_score"] = confidence.n_low;
-      if (!annotation.unlike_reference.empty()) {
+      if (annotation.has_similarity) {
         summary["n_similarity_judged"] = annotation.n_similarity_judged;
         summary["n_unlike_reference"] = annotation.n_unlike_reference;
       }
@@ -321,7 +321,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       summary["panel_groups"] = nlohmann::json::array();
       for (const PanelGroupUse& group : annotation.panel_groups) summary["panel_groups"].push_back(to_json(group));
       fmt::print("{}\n", summary.dump(2));
-    } else if (!csv_to_stdout || !global.quiet) {
+    } else if ((!csv_to_stdout || !global.quiet) && !counts.empty()) {  // (zero cells: no table; annotate says so)
       // (padded by characters here: "γδ T" is 4 wide, not its 6 bytes; on stderr when the CSV is on stdout)
       std::FILE* stream = csv_to_stdout ? stderr : stdout;
       const auto characters = [](const std::string& text) { return detail::utf8_code_points(text); };

@@ -124,9 +124,11 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
       fmt::print(stderr, "embedded {} cells x {} dims from {} in {:.2f} s ({:.0f} cells/s, {}) -> {}\n", result.n_cells, result.dims,
                  result.matrix, result.seconds, static_cast<double>(result.n_cells) / result.seconds, processes.description(), out);
       fmt::print(stderr, "  normalisation {}: {}\n", to_string(result.normalization), result.normalization_reason);
-      fmt::print(stderr, "  genes: {} of {} vars have a vector (column '{}', {} ids); counts covered per cell: median {:.1f}%, min {:.1f}%\n",
-                 result.n_vars_with_vector, result.genes.n_vars(), result.genes.column, to_string(result.genes.id_type),
-                 100 * result.median_coverage, 100 * result.min_coverage);
+      fmt::print(stderr, "  genes: {} of {} vars have a vector (column '{}', {} ids){}\n", result.n_vars_with_vector, result.genes.n_vars(),
+                 result.genes.column, to_string(result.genes.id_type),
+                 result.n_cells == 0 ? std::string()
+                                     : fmt::format("; counts covered per cell: median {:.1f}%, min {:.1f}%", 100 * result.median_coverage,
+                                                   100 * result.min_coverage));
     }
     print_warnings(result.warnings, global.quiet);
   });

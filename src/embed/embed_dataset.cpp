@@ -177,7 +177,9 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
                           EmbeddingSink& sink) {
   const auto start = std::chrono::steady_clock::now();
   EmbedResult result;
-  if (dataset.n_obs() == 0) throw InputError(fmt::format("{}: the dataset has zero cells", dataset.path()));
+  if (dataset.n_obs() == 0) {
+    result.warnings.push_back(fmt::format("{}: the dataset has zero cells: nothing to embed (the output has no rows)", dataset.path()));
+  }
   std::string matrix_note;
   result.matrix = resolve_matrix_source(dataset, options.matrix, &matrix_note);
   if (!matrix_note.empty()) result.warnings.push_back(fmt::format("{}{}", kNotePrefix, matrix_note));

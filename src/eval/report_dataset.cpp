@@ -312,6 +312,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       prediction.push_back(prediction_values.value_as_string(row));
     }
   }
+  if (n_file == 0) throw InputError(fmt::format("{}: the dataset has zero cells: nothing to evaluate", path));
   if (cells.empty()) throw InputError(fmt::format("{}: no cell has a truth label in obs column '{}'", path, truth_column));
   if (evaluation.n_missing_truth > 0) {
     evaluation.warnings.push_back(fmt::format("{} of {} cells have no truth label in obs:{} and are left out{}", evaluation.n_missing_truth,

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <bit>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -82,8 +83,23 @@ GeneStoreProvenance GeneStoreProvenance::from_json(const nlohmann::json& json) {
   return out;
 }
 
+std::optional<std::int64_t> source_date_epoch() {
+  const char* value = std::getenv("SOURCE_DATE_EPOCH");
+  if (value == nullptr || *value == '\0') return std::nullopt;
+  std::int64_t seconds = 0;
+  const char* end = value + std::strlen(value);
+  const auto [stop, error] = std::from_chars(value, end, seconds);
+  if (error != std::errc() || stop != end || seconds < 0) {
+    throw InputError(fmt::format("SOURCE_DATE_EPOCH '{}' is not a number of seconds since 1970-01-01 (unset it, or give e.g. $(git log -1 "
+                                 "--format=%ct))",
+                                 value));
+  }
+  return seconds;
+}
+
 std::string utc_timestamp() {
-  const std::time_t now = std::time(nullptr);
+  const std::optional<std::int64_t> fixed = source_date_epoch();
+  const std::time_t now = fixed ? static_cast<std::time_t>(*fixed) : std::time(nullptr);
   std::tm parts{};
   gmtime_r(&now, &parts);
   char buffer[32];

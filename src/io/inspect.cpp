@@ -126,9 +126,6 @@ std::string human_bytes(double bytes) {
 }  // namespace
 
 nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& options) {
-  if (dataset.n_obs() == 0) {
-    throw InputError(fmt::format("{}: the dataset has zero cells (nothing to inspect)", dataset.path()));
-  }
   nlohmann::json report;
   report["file"] = dataset.path();
   report["format"] = dataset.format();
@@ -232,6 +229,9 @@ std::string format_inspect_report(const nlohmann::json& report) {
     line(fmt::format("  read by default (--layer auto): {}{}", chosen["source"].get<std::string>(), why.empty() ? "" : " (" + why + ")"));
   }
   const auto& matrix = report["matrix"];
+  if (report["n_cells"].get<std::int64_t>() == 0) {
+    line(fmt::format("Values of {}: none (zero cells)", matrix["source"].get<std::string>()));
+  } else {
   line(fmt::format("Values of {} ({} cells scanned): {}", matrix["source"].get<std::string>(), matrix["rows_scanned"].get<std::int64_t>(),
                    matrix["value_scale"].get<std::string>()));
   line(fmt::format("  {}", matrix["value_scale_reason"].get<std::string>()));
@@ -248,10 +248,12 @@ std::string format_inspect_report(const nlohmann::json& report) {
   line(fmt::format("  per cell: total median {:.4g} (min {:.4g}, max {:.4g}); genes detected median {:.0f} (min {:.0f}, max {:.0f})",
                    totals["median"].get<double>(), totals["min"].get<double>(), totals["max"].get<double>(), genes["median"].get<double>(),
                    genes["min"].get<double>(), genes["max"].get<double>()));
+  }
   for (const char* frame_name : {"obs", "var"}) {
     const auto& frame = report[frame_name];
-    line(fmt::format("{} ({} rows, {} columns; index e.g. {})", frame_name, frame["n_rows"].get<std::int64_t>(), frame["columns"].size(),
-                     fmt::join(frame["index_examples"].get<std::vector<std::string>>(), ", ")));
+    const auto examples = frame["index_examples"].get<std::vector<std::string>>();
+    line(fmt::format("{} ({} rows, {} columns{})", frame_name, frame["n_rows"].get<std::int64_t>(), frame["columns"].size(),
+                     examples.empty() ? std::string() : fmt::format("; index e.g. {}", fmt::join(examples, ", "))));
     for (const auto& column : frame["columns"]) {
       const std::string kind = column["kind"].get<std::string>();
       std::string detail;

@@ -1,5 +1,6 @@
 // Writing an output file safely (temporary file, fsync, rename; special targets; signals; stale
 // temporaries): the one mechanism every writer uses. See output_file.hpp.
+#include <celltyper/gene_store.hpp>
 #include <celltyper/crash_guard.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/output_file.hpp>
@@ -302,6 +303,7 @@ OutputTarget inspect_target(const std::string& path) {
 // ---- checking outputs before the work ----------------------------------------------------------
 
 void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs) {
+  (void)source_date_epoch();  // (a malformed SOURCE_DATE_EPOCH, which outputs record, before the work)
   for (std::size_t i = 0; i < outputs.size(); ++i) {
     for (std::size_t j = i + 1; j < outputs.size(); ++j) {
       if (outputs[i].empty() || outputs[j].empty()) continue;

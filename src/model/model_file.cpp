@@ -48,6 +48,24 @@ nlohmann::json parse_json_attr(hid_t object, const char* name, const std::string
 
 std::string dump(const nlohmann::json& json) { return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
+/// `json` without measured durations ("seconds", "fit_seconds", ...: at any depth), which differ
+/// run to run: what a model records under SOURCE_DATE_EPOCH, so that training twice writes the
+/// same bytes.
+nlohmann::json without_durations(const nlohmann::json& json) {
+  if (json.is_array()) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& item : json) out.push_back(without_durations(item));
+    return out;
+  }
+  if (!json.is_object()) return json;
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [key, value] : json.items()) {
+    if (key == "seconds" || key.ends_with("_seconds")) continue;
+    out[key] = without_durations(value);
+  }
+  return out;
+}
+
 }  // namespace
 
 GeneVectorSource ModelGenes::source() const {
@@ -416,8 +434,9 @@ void save_model(const CellTypeModel& model, const std::string& path) {
       h5::write_string_attribute(root, "features", model.features);
       h5::write_string_attribute(root, "celltyper_version", CELLTYPER_VERSION);
       h5::write_string_attribute(root, "created_utc", utc_timestamp());
-      h5::write_string_attribute(root, "provenance_json", dump(model.provenance));
-      h5::write_string_attribute(root, "validation_json", dump(model.validation));
+      const bool reproducible = source_date_epoch().has_value();
+      h5::write_string_attribute(root, "provenance_json", dump(reproducible ? without_durations(model.provenance) : model.provenance));
+      h5::write_string_attribute(root, "validation_json", dump(reproducible ? without_durations(model.validation) : model.validation));
 
       Handle classes = h5::create_group(root, "classes");
       h5::write_strings(classes.get(), "name", model.class_names);
@@ -450,7 +469,7 @@ void save_model(const CellTypeModel& model, const std::string& path) {
       if (!model.similarity.empty()) write_similarity_profile(root, model.similarity);
       Handle classifier = h5::create_group(root, "classifier");
       h5::write_string_attribute(classifier.get(), "type", model.classifier->type());
-      h5::write_string_attribute(classifier.get(), "state_json", dump(state.attributes));
+      h5::write_string_attribute(classifier.get(), "state_json", dump(reproducible ? without_durations(state.attributes) : state.attributes));
       for (const auto& [name, array] : state.float_arrays) {
         Handle dataset = h5::write_1d<float>(classifier.get(), "float32_" + name, array.values.data(),
                                              static_cast<std::int64_t>(array.values.size()), 4);

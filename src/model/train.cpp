@@ -929,6 +929,9 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
   if (cells_per_label(references).empty()) {
     std::vector<std::string> paths;
     for (const auto& reference : references) paths.push_back(reference.path);
+    if (std::all_of(references.begin(), references.end(), [](const auto& reference) { return reference.labels.empty(); })) {
+      throw InputError(fmt::format("{} {} zero cells: nothing to train on", join_names(paths), paths.size() == 1 ? "has" : "have"));
+    }
     throw InputError(fmt::format("obs column '{}' labels no cell of {} (every value is missing{})", options.label_column, join_names(paths),
                                  options.cell_masks.empty() ? "" : " or masked out"));
   }

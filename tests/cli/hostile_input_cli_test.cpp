@@ -213,6 +213,28 @@ TEST(HostileCli, PipelineConventions) {
   }
   EXPECT_EQ(test::read_file(world.dir.file("once.h5ad")), test::read_file(world.dir.file("twice.h5ad")));
   EXPECT_EQ(test::read_file(world.dir.file("once.h5")), test::read_file(world.dir.file("twice.h5")));
+
+  // A model too, under SOURCE_DATE_EPOCH (the reproducible-builds convention): that time as its
+  // creation time, no measured durations. Malformed: refused before the work.
+  ::setenv("SOURCE_DATE_EPOCH", "1764892800", 1);
+  for (const std::string classifier : {"logreg", "mlp"}) {
+    for (const std::string name : {"once", "twice"}) {
+      std::vector<std::string> args{"train", "-r", world.query, "-l", "obs:cell_type", "-g", world.store, "--gene-table", world.table,
+                                    "--classifier", classifier, "-o", world.dir.file(classifier + name + ".h5"), "-q"};
+      if (classifier == "mlp") args.insert(args.end(), {"--epochs", "3"});
+      ASSERT_EQ(test::run_cli(args).exit_code, 0);
+      if (name == "once") std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+    }
+    EXPECT_EQ(test::read_file(world.dir.file(classifier + "once.h5")), test::read_file(world.dir.file(classifier + "twice.h5"))) << classifier;
+  }
+  const auto described = test::run_cli({"inspect", world.dir.file("logregonce.h5")});
+  EXPECT_NE(described.out.find("on 2025-12-05T00:00:00Z"), std::string::npos) << described.out;
+  ::setenv("SOURCE_DATE_EPOCH", "yesterday", 1);
+  expect_one_line(test::run_cli({"train", "-r", world.query, "-l", "obs:cell_type", "-g", world.store, "--gene-table", world.table, "-o",
+                                 world.dir.file("never.h5")}),
+                  2, "SOURCE_DATE_EPOCH 'yesterday' is not a number of seconds");
+  ::unsetenv("SOURCE_DATE_EPOCH");
+  EXPECT_FALSE(fs::exists(world.dir.file("never.h5")));
 }
 
 TEST(HostileCli, AFullDiskIsOneLineAndExitCode3) {

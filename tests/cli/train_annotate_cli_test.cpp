@@ -793,6 +793,77 @@ TEST(TrainAnnotateCli, ScaledXWithoutCountsReadsTheLogNormalisedRaw) {
       << annotated.err;
 }
 
+TEST(TrainAnnotateCli, AZeroCellShardIsAnnotatedAndEmbeddedAsEmptyOutputsWithTheSameColumns) {
+  // A scattered query's empty shard (a sample filtered to no cell): annotate and embed write
+  // empty outputs whose columns are those of a non-empty shard (so that anndata.concat joins
+  // them), inspect describes the file; train and evaluate say there is nothing to do.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const auto made = test::run_program({test::system_python(), "-c",
+                                       fmt::format("import anndata\n"
+                                                   "a = anndata.read_h5ad('{0}')\n"
+                                                   "a[:0].copy().write_h5ad('{1}')\n"
+                                                   "a[:5].copy().write_h5ad('{2}')\n",
+                                                   reference, dir.file("empty.h5ad"), dir.file("five.h5ad"))});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
+  for (const std::string shard : {"empty", "five"}) {
+    const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(shard + ".h5ad"), "--gene-table", table,
+                                          "--top-k", "2", "--over-clustering", "obs:seurat_clusters", "-o", dir.file(shard + ".out.h5ad"),
+                                          "--csv", dir.file(shard + ".csv")});
+    ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
+    if (shard == "empty") {
+      EXPECT_NE(annotated.err.find("the dataset has zero cells: nothing to annotate"), std::string::npos) << annotated.err;
+      EXPECT_NE(annotated.err.find("annotated 0 cells with 1 model"), std::string::npos) << annotated.err;
+      EXPECT_EQ(annotated.out, "");  // (no label table of no cells)
+    }
+  }
+  const auto columns = [&](const std::string& shard) {
+    const auto read = test::run_program({test::system_python(), "-c",
+                                         fmt::format("import anndata\n"
+                                                     "a = anndata.read_h5ad('{}')\n"
+                                                     "print(a.n_obs, ' '.join(a.obs.columns), a.obsm['celltyper_probabilities'].shape[1])\n",
+                                                     dir.file(shard + ".out.h5ad"))});
+    EXPECT_EQ(read.exit_code, 0) << read.err;
+    return read.out.substr(read.out.find(' ') + 1);
+  };
+  const std::string empty_columns = columns("empty");
+  EXPECT_NE(empty_columns.find("celltyper_majority_vote"), std::string::npos) << empty_columns;
+  EXPECT_NE(empty_columns.find("celltyper_unlike_reference"), std::string::npos) << empty_columns;
+  EXPECT_EQ(empty_columns, columns("five"));
+  const std::string csv = test::read_file(dir.file("empty.csv"));
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1) << csv;
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), test::read_file(dir.file("five.csv")).substr(0, csv.find('\n')));
+  const auto json = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("empty.h5ad"), "--gene-table", table, "--csv",
+                                   dir.file("j.csv"), "--json", "-q"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const auto summary = nlohmann::json::parse(json.out);
+  EXPECT_EQ(summary["n_cells"], 0);
+  EXPECT_TRUE(summary["median_score"].is_null()) << summary.dump();
+  EXPECT_EQ(summary["classes"].size(), 9u);
+
+  const std::string store = test::random_gene_store(dir, 16);
+  const auto embedded = test::run_cli({"embed", "-i", dir.file("empty.h5ad"), "-g", store, "--gene-table", table, "-o", dir.file("e.npy")});
+  ASSERT_EQ(embedded.exit_code, 0) << embedded.err;
+  EXPECT_NE(embedded.err.find("embedded 0 cells x 16 dims"), std::string::npos) << embedded.err;
+  const auto shape = test::run_program({test::system_python(), "-c", fmt::format("import numpy\nprint(numpy.load('{}').shape)", dir.file("e.npy"))});
+  EXPECT_EQ(shape.out, "(0, 16)\n") << shape.err;
+
+  const auto inspected = test::run_cli({"inspect", dir.file("empty.h5ad"), "--gene-table", table});
+  EXPECT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_NE(inspected.out.find("0 cells x 13714 genes"), std::string::npos) << inspected.out;
+  EXPECT_NE(inspected.out.find("Values of X: none (zero cells)"), std::string::npos) << inspected.out;
+
+  const auto trained = test::run_cli({"train", "-r", dir.file("empty.h5ad"), "-l", "obs:celltype", "-o", dir.file("none.h5")});
+  EXPECT_EQ(trained.exit_code, 2);
+  EXPECT_NE(trained.err.find("has zero cells: nothing to train on"), std::string::npos) << trained.err;
+  const auto evaluated = test::run_cli({"evaluate", "-i", dir.file("empty.out.h5ad"), "--truth", "obs:celltype", "--no-ontology"});
+  EXPECT_EQ(evaluated.exit_code, 2);
+  EXPECT_NE(evaluated.err.find("zero cells: nothing to evaluate"), std::string::npos) << evaluated.err;
+}
+
 TEST(TrainAnnotateCli, ModelsNamingOneTermDifferentlyAreAveragedAsOneClass) {
   // One model names pbmc3k's classes as the file does ("B", with CL ids from the label map),
   // another by their Cell Ontology names ("B cell"): `-m a -m b` has one column per term, and

@@ -675,6 +675,22 @@ def test_labels_hold_no_empty_category_and_a_view_is_copied_once(pbmc3k):
     assert result.matrix == "AnnData.X"
 
 
+@needs_data
+def test_an_anndata_of_zero_cells_is_annotated_and_embedded_as_empty_results(pbmc3k):
+    # a scattered query's empty shard: the columns of a non-empty one, no rows, one warning
+    model = celltyper.train(pbmc3k[::2].copy(), label="celltype", validation_fraction=0)
+    empty, five = pbmc3k[:0].copy(), pbmc3k[:5].copy()
+    with pytest.warns(UserWarning, match="zero cells: nothing to annotate"):
+        result = celltyper.annotate(empty, model=model, top_k=2, over_clustering="seurat_clusters")
+    celltyper.annotate(five, model=model, top_k=2, over_clustering="seurat_clusters")
+    assert len(result.labels) == 0 and result.probabilities.shape == (0, 9)
+    assert list(empty.obs.columns) == list(five.obs.columns)
+    assert anndata.concat([empty, five]).obs["celltyper_label"].notna().all()
+    if os.path.exists(STORE):
+        with pytest.warns(UserWarning, match="zero cells: nothing to embed"):
+            assert celltyper.embed(empty).shape[0] == 0
+
+
 def test_arguments_of_the_wrong_type_are_type_errors():
     data = tiny()
     with pytest.raises(TypeError, match="an AnnData object is needed, not csr_matrix"):
