@@ -39,4 +39,13 @@ class UnsupportedError : public Error {
   [[nodiscard]] int exit_code() const noexcept override { return 4; }
 };
 
+/// Work that is not finished yet and that the same command, run again later, goes on with (an
+/// OpenAI batch job still running): exit 75, sysexits' EX_TEMPFAIL, so that a polling script tells
+/// "later" from a failure (`until celltyper genes embed ... --collect; do [ $? = 75 ] || exit; sleep 600; done`).
+class NotFinishedError : public Error {
+ public:
+  using Error::Error;
+  [[nodiscard]] int exit_code() const noexcept override { return 75; }
+};
+
 }  // namespace celltyper

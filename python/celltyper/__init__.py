@@ -427,8 +427,9 @@ class Model:
 
 
 def load_model(path: Union[str, os.PathLike]) -> Model:
-    """Read a model written by `celltyper train`, `Model.save` or `annotate --save-model`
-    (FileNotFoundError when there is none; ValueError when the file is not a celltyper model)."""
+    """Read the model file at `path`, written by `celltyper train`, `Model.save` or
+    `annotate --save-model` (FileNotFoundError when there is none; ValueError when the file is not
+    a celltyper model)."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file (cannot open the model)")
@@ -521,6 +522,16 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
         "cp10k", "log1p-cp10k", "relog1p-cp10k", "relog2-cp10k", "relog10-cp10k".
     gene_table, gene_column, genes : gene identifiers (default org.Hs.eg.db), the var column
         holding them (default: detected), the gene store (genept).
+    harmonize_labels, ontology : labels as CL terms, coarse ones trained as the summed
+        probability of the classes below them (above); `ontology` a Cell Ontology .obo or
+        CELLxGENE .json (default: $CELLTYPER_ONTOLOGY, else the installed copy).
+    flat_labels : with `harmonize_labels`, every term a class of its own (flat pooled training).
+    balance_references : several references: weight cells so that each reference counts equally
+        (a large one does not drown a small one).
+    gene_pooling : several references measuring different genes: "impute" (default: every gene;
+        a reference's unmeasured genes get the others' mean), "shared" (the genes every reference
+        measured; always for genept) or "all" (unmeasured genes count as zeros).
+    augment_depth, augment_depth_max_copies : depth augmentation (above).
     threads : 0 = all cores. verbose : progress on sys.stderr.
 
     Returns a `Model` (`model.summary`: the run's warnings and counts; `model.validation`).
@@ -643,6 +654,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         mode: the model trained on the fly (as `train`), on the genes the query shares.
     inplace : write the columns into `adata` (a view is made an actual AnnData first, with a
         warning); False leaves it untouched.
+    ontology : the Cell Ontology for `hierarchical` (.obo or CELLxGENE .json; default:
+        $CELLTYPER_ONTOLOGY, else the installed copy), and for reference mode's label CL ids.
+    keep_model : ignored (deprecated; a model trained on the fly is always `result.model`).
     gene_table, genes, gene_column, normalization, threads, verbose : as in `train`.
 
     Returns an `AnnotationResult` (labels, scores, probabilities, ... as pandas objects).
@@ -779,9 +793,20 @@ def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_
     """GenePT-w cell embeddings (expression-weighted sums of gene vectors, L2-normalised), as
     `celltyper embed`: writes obsm[key], obs['celltyper_embedding_empty'] (cells without an
     expressed gene with a vector: zero embeddings) and uns['celltyper_embedding'] (its provenance,
-    JSON; with `inplace`) and returns the cells x dims array. `min_coverage`: fail when the median
-    cell has less than this share of its counts on genes with a vector (lower it for a small
-    store)."""
+    JSON; with `inplace`) and returns the cells x dims array.
+
+    Parameters (each as the `celltyper embed` flag of the same name)
+    ----------
+    adata : AnnData; its counts are best (see `layer`).
+    genes, dims : the gene store (default: the installed one) and its first `dims` dimensions
+        (0: all).
+    layer, use_raw : the matrix ("X", a layer name, or use_raw=True for adata.raw); default: the
+        counts wherever they are (X, layers['counts'] or raw.X).
+    key, inplace : the obsm key written; False leaves `adata` untouched.
+    min_coverage : fail when the median cell has less than this share of its counts on genes
+        with a vector (lower it for a small store).
+    gene_table, gene_column, normalization, threads, verbose : as in `train`.
+    """
     _require_anndata(adata)
     dims = _number(dims, "dims", integer=True, minimum=0)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
@@ -810,7 +835,21 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
     """Score predicted labels against true labels (obs columns), as `celltyper evaluate --json`:
     accuracy, macro/weighted F1, per-class metrics, confusion matrix, top-k accuracy from
     obsm['celltyper_probabilities'], and Cell Ontology metrics (hierarchical F, corrected
-    accuracy) when the ontology is found. Returns the JSON document as a dict."""
+    accuracy) when the ontology is found. Returns the JSON document as a dict.
+
+    Parameters (each as the `celltyper evaluate` flag of the same name)
+    ----------
+    adata : AnnData holding both columns (an annotated one).
+    truth, pred : obs columns of the true and predicted labels (or CL ids); pred defaults to
+        celltyper_label.
+    group : an obs column; each of its groups (held-out sets, donors, batches) is also scored.
+    probabilities : obsm key of the class probabilities, for top-k accuracy ("auto":
+        celltyper_probabilities when present; "none": skip); top_k : the k of those accuracies.
+    label_map, label_dataset : TSV naming each truth label's CL id (columns label, cl_id).
+    compare : what the flat metrics compare: "labels", "ontology" (CL terms) or "auto".
+    ontology, use_ontology : the Cell Ontology (default: $CELLTYPER_ONTOLOGY, else the installed
+        copy); use_ontology=False skips its metrics.
+    """
     _require_anndata(adata)
     import numbers
 

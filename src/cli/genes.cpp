@@ -1,5 +1,5 @@
 // `celltyper genes ...`: gene texts and gene embeddings (text, enrich, embed, info, truncate,
-// neighbors, export).
+// combine, neighbors, export).
 #include <celltyper/error.hpp>
 #include <celltyper/gene_embedding.hpp>
 #include <celltyper/gene_store.hpp>
@@ -981,7 +981,7 @@ void add_export(CLI::App* genes, const GlobalOptions& global) {
 
 void add_genes(CLI::App& app, const GlobalOptions& global) {
   CLI::App* genes =
-      app.add_subcommand("genes", "Gene texts and gene embeddings: text, enrich, embed, info, truncate, neighbors, export");
+      app.add_subcommand("genes", "Gene texts and gene embeddings: text, enrich, embed, info, truncate, combine, neighbors, export");
   genes->require_subcommand(1);
   add_text(genes, global);
   add_enrich(genes, global);

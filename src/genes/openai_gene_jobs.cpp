@@ -58,7 +58,7 @@ BatchStepResult advance_batch_job(const std::string& directory, const BatchStepO
     }
   }
   if (!result.complete) {
-    throw Error(fmt::format("batch job {} is not complete: {} of {} done; {}", directory, result.n_done, result.n_items,
+    throw NotFinishedError(fmt::format("batch job {} is not complete: {} of {} done; {}", directory, result.n_done, result.n_items,
                             next_step(result, directory, options.submit, collect.max_rounds)));
   }
   step.collected = std::move(result);

@@ -48,7 +48,8 @@ std::string resolve_api_key(const HttpClientOptions& options) {
   const char* key = std::getenv("OPENAI_API_KEY");
   if (key != nullptr && *key != '\0') return key;
   if (options.base_url.find("api.openai.com") != std::string::npos)
-    throw InputError("no OpenAI API key: set the environment variable OPENAI_API_KEY (or pass the key as an option)");
+    throw InputError("no OpenAI API key: set the environment variable OPENAI_API_KEY (the command line takes no key: other users "
+                     "of the machine could read it in the process list)");
   return {};
 }
 

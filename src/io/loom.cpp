@@ -25,12 +25,14 @@ namespace {
 
 /// Row attributes that name genes, in order of preference: symbols first (what the gene table
 /// resolves best and scanpy shows), then ids.
-constexpr const char* kGeneNameAttributes[] = {"Gene",         "gene_name",  "gene_names", "GeneName", "Gene_Name",
-                                               "gene_symbols", "Symbol",     "symbol",     "var_names", "features",
-                                               "Accession",    "gene_ids",   "ensembl_ids", "gene_id",  "ensembl_id"};
+/// (anndata's write_loom names the attribute after var's index: var_names, or the index's name.)
+constexpr const char* kGeneNameAttributes[] = {"Gene",        "gene_name",   "gene_names", "GeneName",     "Gene_Name",       "gene_symbols",
+                                               "gene_symbol", "Symbol",      "symbol",     "feature_name", "gene_short_name", "gene",
+                                               "genes",       "var_names",   "features",   "Accession",    "gene_ids",        "ensembl_ids",
+                                               "gene_id",     "ensembl_id",  "feature_id"};
 /// Column attributes that name cells.
-constexpr const char* kCellNameAttributes[] = {"CellID", "obs_names", "cell_names", "CellId", "cell_id",
-                                               "cell_ids", "barcode",  "barcodes",   "Barcode", "cell_barcode"};
+constexpr const char* kCellNameAttributes[] = {"CellID",   "obs_names", "cell_names", "CellId",       "cell_id", "cell_ids",
+                                               "barcode",  "barcodes",  "Barcode",    "cell_barcode", "cell",    "cells"};
 
 /// Decode XML numeric character references ("&#947;", "&#x3b3;"), which loompy 2 wrote for
 /// every non-ASCII character ('xmlcharrefreplace'); anything else is kept as it is.
@@ -97,6 +99,24 @@ std::optional<Column> take_name_column(std::vector<Column>& columns, std::span<c
   return std::nullopt;
 }
 
+/// The one text attribute of `columns` whose values are all different (an index written under a
+/// name of its own, as anndata's write_loom writes var's index named "ensembl" or "hgnc"), taken
+/// out; none when no text attribute or several qualify.
+std::optional<Column> take_unique_text_column(std::vector<Column>& columns) {
+  auto found = columns.end();
+  for (auto it = columns.begin(); it != columns.end(); ++it) {
+    if (it->kind != ColumnKind::kString) continue;
+    std::unordered_set<std::string_view> seen(it->strings.begin(), it->strings.end());
+    if (seen.size() != it->strings.size()) continue;
+    if (found != columns.end()) return std::nullopt;  // (two candidates: no guess)
+    found = it;
+  }
+  if (found == columns.end()) return std::nullopt;
+  Column column = std::move(*found);
+  columns.erase(found);
+  return column;
+}
+
 class LoomDataset final : public Dataset {
  public:
   explicit LoomDataset(const std::string& path) : path_(path) {
@@ -133,6 +153,7 @@ class LoomDataset final : public Dataset {
     // var: the row attributes, indexed by gene names.
     std::vector<Column> genes = read_attributes(file_.get(), "row_attrs", n_genes_, "genes (rows)", path);
     std::optional<Column> gene_names = take_name_column(genes, kGeneNameAttributes);
+    if (!gene_names) gene_names = take_unique_text_column(genes);
     if (!gene_names) {
       std::vector<std::string> names;
       for (const Column& column : genes) names.push_back(column.name);

@@ -321,6 +321,24 @@ TEST(Loom, AnndataNamesAndRowNumbersWhenNoCellIsNamed) {
   EXPECT_EQ(dataset->read_var().index[3], "CD8A");
   EXPECT_EQ(dataset->read_obs().index, (std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6"}));
   EXPECT_EQ(test::dense_x(*dataset)[6][4], value(4, 6));
+  // write_loom names the attribute after var's index: "gene", or a name of the user's ("hgnc":
+  // the one text attribute whose values are all different), beside other text attributes.
+  for (const char* name : {"gene", "hgnc"}) {
+    const std::string named = dir.file(std::string(name) + ".loom");
+    {
+      LoomWriter loom(named);
+      loom.matrix("matrix", genes_by_cells(1), kGenes, kCells, {kGenes, kCells});
+      loom.group("row_attrs");
+      loom.strings(("row_attrs/" + std::string(name)).c_str(), {"CD3E", "MS4A1", "LYZ", "CD8A", "NKG7"}, false);
+      loom.strings("row_attrs/chromosome", {"11", "11", "12", "2", "19"}, false);
+      loom.group("col_attrs");
+      loom.strings("col_attrs/cell", {"a", "b", "c", "d", "e", "f", "g"}, false);
+    }
+    const auto read = open_dataset(named);
+    EXPECT_EQ(read->read_var().index_name, name);
+    EXPECT_EQ(read->read_var().index[3], "CD8A");
+    EXPECT_EQ(read->read_obs().index[6], "g");
+  }
 }
 
 TEST(Loom, MalformedFilesAreOneClearError) {

@@ -738,6 +738,16 @@ def test_warnings_point_at_the_callers_line_and_verbose_writes_to_sys_stderr(cap
     assert metrics["overall"]["accuracy"] == 1.0
 
 
+def test_every_argument_is_described_in_its_docstring():
+    import inspect
+
+    for function in (celltyper.annotate, celltyper.train, celltyper.embed, celltyper.evaluate, celltyper.load_model):
+        doc = function.__doc__ or ""
+        undescribed = [name for name in inspect.signature(function).parameters
+                       if name != "hyperparameters" and not re.search(rf"\b{name}\b", doc)]
+        assert not undescribed, (function.__name__, undescribed)
+
+
 def test_hyperparameters_written_as_text_are_numbers():
     # (a config file's "0.1"); text that is no number is not a hyperparameter
     assert celltyper._hyperparameters({"l2": "0.1"}) == {"l2": 0.1}
