@@ -358,11 +358,22 @@ def _actual(adata, verb: str) -> None:
 
 class Model:
     """A trained cell-type model (the same file format as `celltyper train`). `summary` is the report
-    of the run that trained it (warnings, cell counts); a model read from a file has none."""
+    of the run that trained it (warnings, cell counts), also of a model read from a file (models
+    written before celltyper kept the warnings in the file have none)."""
 
     def __init__(self, core, summary: Optional[dict] = None):
         self._core = core
-        self.summary = summary or {}
+        self.summary = summary or self._summary_from_file()
+
+    def _summary_from_file(self) -> dict:
+        provenance = self.provenance
+        if "n_cells" not in provenance:
+            return {}
+        validation = self.validation
+        return {"n_cells": provenance.get("n_cells", 0), "n_dropped_unlabelled": provenance.get("n_dropped_unlabelled", 0),
+                "n_dropped_empty": provenance.get("n_dropped_empty", 0), "n_validation": validation.get("n_cells", 0) if validation else 0,
+                "n_thinned_copies": provenance.get("n_thinned_copies", 0), "warnings": list(provenance.get("training_warnings", [])),
+                "validation": validation or None}
 
     @property
     def classes(self) -> List[str]:

@@ -58,6 +58,10 @@ std::string format_model_description(const std::string& path, const nlohmann::js
                        profiles["n_classes"].get<std::int64_t>(), profiles["n_genes"].get<std::int64_t>(),
                        profiles["n_depth_levels"].get<std::int64_t>(), profiles["n_depth_levels"].get<std::int64_t>() == 1 ? "" : "s");
   }
+  if (const auto& warnings = model["training_warnings"]; !warnings.empty()) {
+    out += fmt::format("Training warnings ({})\n", warnings.size());
+    for (const auto& warning : warnings) out += fmt::format("  {}\n", warning.get<std::string>());
+  }
   out += fmt::format("Classes ({})\n", model["n_classes"].get<std::int64_t>());
   std::size_t width = 0;
   for (const auto& c : model["classes"]) width = std::max(width, c["name"].get<std::string>().size());

@@ -394,6 +394,7 @@ nlohmann::json describe_model(const CellTypeModel& model) {
   return {{"format", kFormatName},
           {"celltyper_version", from("model_celltyper_version", "")},
           {"created_utc", from("model_created_utc", "")},
+          {"training_warnings", from("training_warnings", nlohmann::json::array())},
           {"features", model.features},
           {"gene_table", from("gene_table", "")},
           {"n_features", model.n_features()},

@@ -2022,6 +2022,8 @@ TrainResult train_model(const std::vector<const Dataset*>& datasets, const Train
     if (std::find(once.begin(), once.end(), warning) == once.end()) once.push_back(std::move(warning));
   }
   result.warnings = std::move(once);
+  // (kept in the file: `inspect` shows them, a model read back has its training summary)
+  result.model.provenance["training_warnings"] = result.warnings;
   // References named like mouse genes, read through a human table: annotate tells a query named
   // like human genes that it is likely another species than the model's.
   if (data.references_mouse_cased) {

@@ -738,6 +738,19 @@ def test_warnings_point_at_the_callers_line_and_verbose_writes_to_sys_stderr(cap
     assert metrics["overall"]["accuracy"] == 1.0
 
 
+@needs_data
+def test_a_model_read_from_its_file_keeps_the_training_summary(tmp_path, pbmc3k):
+    model = celltyper.train(pbmc3k[::3].copy(), label="celltype")
+    assert any("no Cell Ontology id" in w for w in model.summary["warnings"]), model.summary
+    model.save(tmp_path / "m.h5")
+    again = celltyper.load_model(tmp_path / "m.h5")
+    for key in ("n_cells", "n_dropped_unlabelled", "n_dropped_empty", "n_validation", "n_thinned_copies", "warnings"):
+        assert again.summary[key] == model.summary[key], key
+    assert again.summary["validation"]["accuracy"] == model.summary["validation"]["accuracy"]
+    described = subprocess.run([CLI, "inspect", str(tmp_path / "m.h5")], capture_output=True, text=True)
+    assert "Training warnings (1)\n  8 of 9 labels have no Cell Ontology id" in described.stdout, described.stdout
+
+
 def test_every_argument_is_described_in_its_docstring():
     import inspect
 
