@@ -7,6 +7,7 @@
 #include <celltyper/parallel.hpp>
 #include <celltyper/reference_similarity.hpp>
 #include <celltyper/row_subset_dataset.hpp>
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -876,10 +877,9 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       }
       if (lacking.empty()) continue;
       annotation.warnings.push_back(fmt::format(
-          "model {} has no class {}{}: the models' probabilities are averaged with 0 for it there, so such a class rarely wins; "
+          "model {} has no class {}: the models' probabilities are averaged with 0 for it there, so such a class rarely wins; "
           "ensembles suit models trained on the same labels (or labels mapped to Cell Ontology ids)",
-          m + 1, fmt::join(std::vector<std::string>(lacking.begin(), lacking.begin() + std::min<std::size_t>(lacking.size(), 6)), ", "),
-          lacking.size() > 6 ? fmt::format(" (and {} more)", lacking.size() - 6) : ""));
+          m + 1, detail::some_of(lacking, 6)));
     }
   }
   // The similarity check (reference_similarity.hpp) reads the same features as the classifier:

@@ -7,6 +7,7 @@
 #include "cli/commands.hpp"
 #include "cli/parallel.hpp"
 #include "cli/progress.hpp"
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -113,9 +114,8 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
     // A directory or glob catalogued again: files it held before and no longer does leave the catalogue.
     const std::vector<std::string> dropped = drop_gone_files(args->out, args->inputs);
     if (!dropped.empty()) {
-      std::vector<std::string> examples(dropped.begin(), dropped.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(dropped.size(), 3)));
-      fmt::print("removed {} file{} no longer there from the catalogue ({}{})\n", dropped.size(), dropped.size() == 1 ? "" : "s",
-                 fmt::join(examples, ", "), dropped.size() > examples.size() ? ", ..." : "");
+      fmt::print("removed {} file{} no longer there from the catalogue ({})\n", dropped.size(), dropped.size() == 1 ? "" : "s",
+                 detail::some_of(dropped, 3));
     }
     if (result.remote.requests > 0) {
       fmt::print("remote: {} requests ({} retries), {} fetched for {} of files ({:.1f}%)\n", result.remote.requests, result.remote.retries,

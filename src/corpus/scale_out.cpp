@@ -2,6 +2,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/scale_out.hpp>
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -226,10 +227,9 @@ ExtractResult extract_selection(const SelectionFile& selection, const GeneTable&
                                 const ExtractOptions& options, const std::string& output, Communicator& communicator) {
   const auto started = std::chrono::steady_clock::now();
   if (const std::vector<std::string> missing = missing_selection_files(selection); !missing.empty() && !options.skip_unreadable) {
-    const std::vector<std::string> named(missing.begin(), missing.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(missing.size(), 3)));
-    throw InputError(fmt::format("{}: {} of the selected files do not exist ({}{}); the files changed since `select`? Select again, or pass "
+    throw InputError(fmt::format("{}: {} of the selected files do not exist ({}); the files changed since `select`? Select again, or pass "
                                  "--skip-unreadable to leave them out",
-                                 selection.path, missing.size(), fmt::join(named, ", "), missing.size() > named.size() ? ", ..." : ""));
+                                 selection.path, missing.size(), detail::some_of(missing, 3)));
   }
   std::vector<std::int64_t> weights;
   for (const auto& fragment : selection.fragments) weights.push_back(fragment.row_end - fragment.row_start);

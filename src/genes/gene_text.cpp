@@ -6,6 +6,7 @@
 
 #include "genes/file_text.hpp"
 #include "genes/gene_names.hpp"
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
@@ -600,8 +601,7 @@ void write_gene_enrichment(const std::map<std::int64_t, std::string>& texts, con
 std::vector<std::int32_t> read_gene_subset(const std::string& path, const GeneTable& table) {
   const std::string content = read_whole_file(path, "gene list");
   std::vector<std::int32_t> genes;
-  std::vector<std::string> unknown;
-  std::size_t n_unknown = 0;
+  detail::Examples unknown(5);
   const auto lines = split_lines(content);
   for (std::size_t i = 0; i < lines.size(); ++i) {
     const std::string name = clean_text(split_tabs(lines[i]).front());
@@ -612,12 +612,10 @@ std::vector<std::int32_t> read_gene_subset(const std::string& path, const GeneTa
       continue;
     }
     if (i == 0 && (name == "entrez_id" || name == "symbol" || name == "gene" || name == "gene_id" || name == "id")) continue;
-    if (unknown.size() < 5) unknown.push_back(fmt::format("'{}' (line {})", name, i + 1));
-    ++n_unknown;
+    unknown.add_with([&] { return fmt::format("'{}' (line {})", name, i + 1); });
   }
-  if (n_unknown > 0) {
-    throw InputError(fmt::format("gene list {}: {} gene id(s) not in the gene table {}: {}{}", path, n_unknown, table.source(),
-                                 fmt::join(unknown, ", "), n_unknown > unknown.size() ? ", ..." : ""));
+  if (!unknown.empty()) {
+    throw InputError(fmt::format("gene list {}: {} gene id(s) not in the gene table {}: {}", path, unknown.count(), table.source(), unknown.str()));
   }
   if (genes.empty()) throw InputError(fmt::format("gene list {} names no gene", path));
   std::sort(genes.begin(), genes.end());

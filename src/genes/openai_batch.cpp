@@ -13,6 +13,7 @@
 #include "celltyper/error.hpp"
 #include "celltyper/openai.hpp"
 #include "celltyper/output_file.hpp"
+#include "text_lists.hpp"
 
 namespace celltyper::openai {
 namespace {
@@ -23,12 +24,7 @@ constexpr const char* kChatUrl = "/v1/chat/completions";
 constexpr std::size_t kMaxIdsInMessage = 5;
 
 /// "a, b, c (+7 more)".
-std::string list_ids(const std::vector<std::string>& ids) {
-  std::string text;
-  for (std::size_t i = 0; i < ids.size() && i < kMaxIdsInMessage; ++i) text += (i ? ", " : "") + ids[i];
-  if (ids.size() > kMaxIdsInMessage) text += fmt::format(" (+{} more)", ids.size() - kMaxIdsInMessage);
-  return text;
-}
+std::string list_ids(const std::vector<std::string>& ids) { return detail::some_of(ids, kMaxIdsInMessage); }
 
 /// Check ids: non-empty, distinct; texts non-empty when `require_text`.
 void validate_items(const IdAndText& items, bool require_text) {

@@ -18,6 +18,7 @@
 #include "celltyper/error.hpp"
 #include "celltyper/openai.hpp"
 #include "celltyper/output_file.hpp"
+#include "text_lists.hpp"
 
 namespace celltyper::openai {
 namespace {
@@ -55,16 +56,7 @@ std::string round_name(std::size_t number) { return fmt::format("round-{:03}", n
 /// "a, b, c (+7 more)".
 template <typename Container>
 std::string list_some(const Container& values) {
-  std::string text;
-  std::size_t i = 0;
-  for (const auto& value : values) {
-    if (i == kMaxInMessage) {
-      text += fmt::format(" (+{} more)", values.size() - kMaxInMessage);
-      break;
-    }
-    text += (i++ ? ", " : "") + std::string(value);
-  }
-  return text;
+  return detail::some_of(values, kMaxInMessage);
 }
 
 /// job.json: BatchJobInfo plus the request options of later rounds.

@@ -19,6 +19,7 @@
 #include "io/curl_api.hpp"
 #include "celltyper/openai.hpp"
 #include "genes/openai_http.hpp"
+#include "text_lists.hpp"
 
 namespace celltyper::openai {
 namespace {
@@ -44,10 +45,9 @@ class BadResponse : public std::runtime_error {
 
 /// "a, b, c (+7 more)".
 std::string list_ids(const IdAndText& items, const std::vector<std::size_t>& indices) {
-  std::string text;
-  for (std::size_t i = 0; i < indices.size() && i < kMaxIdsInMessage; ++i) text += (i ? ", " : "") + items[indices[i]].first;
-  if (indices.size() > kMaxIdsInMessage) text += fmt::format(" (+{} more)", indices.size() - kMaxIdsInMessage);
-  return text;
+  celltyper::detail::Examples ids(kMaxIdsInMessage);
+  for (const std::size_t index : indices) ids.add_with([&] { return items[index].first; });
+  return ids.str();
 }
 
 void validate_items(const IdAndText& items) {
@@ -302,10 +302,9 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
   }
 
   if (!rejected.empty()) {
-    std::string text;
-    for (std::size_t i = 0; i < rejected.size() && i < kMaxIdsInMessage; ++i)
-      text += fmt::format("{}{} ({})", i ? "; " : "", rejected[i].first, rejected[i].second);
-    if (rejected.size() > kMaxIdsInMessage) text += fmt::format("; +{} more", rejected.size() - kMaxIdsInMessage);
+    celltyper::detail::Examples refusals(kMaxIdsInMessage);
+    for (const auto& [id, why] : rejected) refusals.add_with([&] { return fmt::format("{} ({})", id, why); });
+    const std::string text = refusals.str("; ");
     throw InputError(fmt::format("{} refused the text of {} gene(s): {}; {}", hooks.url, rejected.size(), text,
                                  options.checkpoint_path.empty()
                                      ? "the other results are discarded (a checkpoint path keeps them)"

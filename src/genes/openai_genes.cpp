@@ -9,26 +9,25 @@
 #include "celltyper/gene_table.hpp"
 #include "celltyper/openai.hpp"
 #include "genes/text_store_parts.hpp"
+#include "text_lists.hpp"
 
 namespace celltyper::openai {
 
 IdAndText gene_text_items(const GeneTexts& texts, const GeneTable* table) {
   IdAndText items;
-  std::vector<std::string> unknown;
-  std::size_t n_unknown = 0;
+  detail::Examples unknown(5);
   for (std::size_t i = 0; i < texts.size(); ++i) {
     if (texts.texts[i].empty()) continue;
     if (table != nullptr && table->find_entrez(texts.entrez_ids[i]) == kNoGene) {
-      if (unknown.size() < 5) unknown.push_back(fmt::format("{} ({})", texts.entrez_ids[i], texts.symbols[i]));
-      ++n_unknown;
+      unknown.add_with([&] { return fmt::format("{} ({})", texts.entrez_ids[i], texts.symbols[i]); });
       continue;
     }
     items.emplace_back(std::to_string(texts.entrez_ids[i]), texts.texts[i]);
   }
-  if (n_unknown > 0) {
-    throw InputError(fmt::format("{} gene(s) of the texts are not in the gene table {}: {}{}; use the gene table the texts "
+  if (!unknown.empty()) {
+    throw InputError(fmt::format("{} gene(s) of the texts are not in the gene table {}: {}; use the gene table the texts "
                                  "were made from (--gene-table)",
-                                 n_unknown, table->source(), fmt::join(unknown, ", "), n_unknown > unknown.size() ? ", ..." : ""));
+                                 unknown.count(), table->source(), unknown.str()));
   }
   return items;
 }
@@ -40,14 +39,12 @@ GeneStore gene_store_from_embeddings(const GeneTexts& texts, const std::map<std:
   std::vector<std::string> ensembl;
   std::vector<float> matrix;
   std::size_t dims = 0;
-  std::vector<std::string> without;
-  std::size_t n_without = 0;
+  detail::Examples without(5);
   for (std::size_t i = 0; i < texts.size(); ++i) {
     if (texts.texts[i].empty()) continue;
     const auto found = embeddings.find(std::to_string(texts.entrez_ids[i]));
     if (found == embeddings.end()) {
-      if (without.size() < 5) without.push_back(texts.symbols[i]);
-      ++n_without;
+      without.add(texts.symbols[i]);
       continue;
     }
     const std::vector<float>& vector = found->second;
@@ -63,9 +60,7 @@ GeneStore gene_store_from_embeddings(const GeneTexts& texts, const std::map<std:
     ensembl.push_back(detail::first_ensembl_id(table, texts.entrez_ids[i]));
     matrix.insert(matrix.end(), vector.begin(), vector.end());
   }
-  if (n_without > 0)
-    throw InputError(fmt::format("{} gene(s) with a text have no embedding: {}{}", n_without, fmt::join(without, ", "),
-                                 n_without > without.size() ? ", ..." : ""));
+  if (!without.empty()) throw InputError(fmt::format("{} gene(s) with a text have no embedding: {}", without.count(), without.str()));
   if (ids.empty()) throw InputError("no gene has a text, so there is nothing to store");
 
   GeneStoreProvenance provenance = detail::text_store_provenance(source.backend, source.model, static_cast<int>(dims), texts, table);

@@ -11,6 +11,7 @@
 
 #include "huge_pages.hpp"
 #include "splitmix64.hpp"
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 
@@ -43,10 +44,9 @@ void shuffle_in_place(std::vector<T>& values, std::mt19937_64& rng) {
 }
 
 std::string join_names(const std::vector<std::string>& names, std::size_t limit = 8) {
-  std::string text;
-  for (std::size_t i = 0; i < names.size() && i < limit; ++i) text += (i ? ", " : "") + fmt::format("'{}'", names[i]);
-  if (names.size() > limit) text += fmt::format(", ... ({} in all)", names.size());
-  return text;
+  std::vector<std::string> quoted;
+  for (std::size_t i = 0; i < names.size() && i < limit; ++i) quoted.push_back(fmt::format("'{}'", names[i]));
+  return detail::some_of(quoted, limit) + (names.size() > limit ? fmt::format(" (+{} more)", names.size() - limit) : std::string());
 }
 
 
@@ -806,16 +806,16 @@ std::map<std::string, std::string> label_spelling_renames(const std::map<std::st
     if (!inserted && count > it->second.second) it->second = {label, count};
   }
   std::map<std::string, std::string> renames;
-  std::vector<std::string> examples;
+  detail::Examples examples(6);
   for (const auto& [label, count] : cells) {
     const std::string canonical = trimmed(best.at(folded(label)).first);
     if (canonical == label) continue;
     renames.emplace(label, canonical);
-    if (examples.size() < 6) examples.push_back(fmt::format("'{}' ({} cells) as '{}'", label, count, canonical));
+    examples.add_with([&] { return fmt::format("'{}' ({} cells) as '{}'", label, count, canonical); });
   }
   if (note != nullptr && !renames.empty()) {
-    *note = fmt::format("{} labels differ from another only in surrounding spaces or letter case, read as one class: {}{}", renames.size(),
-                        fmt::join(examples, ", "), renames.size() > examples.size() ? ", ..." : "");
+    *note = fmt::format("{} labels differ from another only in surrounding spaces or letter case, read as one class: {}", renames.size(),
+                        examples.str());
   }
   return renames;
 }
@@ -1064,8 +1064,7 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
     result.warnings.push_back(fmt::format(
         "the label map gives {} an id that the Cell Ontology does not have{}: kept as the class's id, but annotate --hierarchical "
         "and the ontology metrics cannot place it (a newer CL release than the installed one? --ontology FILE)",
-        unknown_ids.size() <= 6 ? fmt::format("{}", fmt::join(unknown_ids, ", "))
-                                : fmt::format("{} and {} more", fmt::join(unknown_ids.begin(), unknown_ids.begin() + 6, ", "), unknown_ids.size() - 6),
+        detail::some_of(unknown_ids, 6),
         ontology->version().empty() ? std::string() : fmt::format(" (release {})", ontology->version())));
   }
   return result;
@@ -1262,11 +1261,10 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     }
     if (!problems.empty()) {
       data.cells.warnings.push_back(fmt::format(
-          "{}: {}{}; trained flat, each label is a class of its own that competes with its relatives. --harmonize-labels (train, "
+          "{}: {}; trained flat, each label is a class of its own that competes with its relatives. --harmonize-labels (train, "
           "cv) makes the labels Cell Ontology terms and trains a coarse label as one of the classes below it",
           kMixedDepthsWarning,
-          fmt::join(problems.begin(), problems.begin() + static_cast<std::ptrdiff_t>(std::min<std::size_t>(problems.size(), 3)), "; "),
-          problems.size() > 3 ? fmt::format("; {} more", problems.size() - 3) : ""));
+          detail::some_of(problems, 3, "; ")));
     }
   }
   for (const auto& [label, classes] : options.coarse_label_sets) {

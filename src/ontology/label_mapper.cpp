@@ -8,6 +8,7 @@
 
 #include "celltyper/error.hpp"
 #include "celltyper/ontology.hpp"
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 
@@ -164,9 +165,7 @@ std::string LabelMapper::unknown_dataset_note(const std::string& dataset) const 
   if (dataset.empty() || user_rows_.empty()) return "";
   const std::vector<std::string> known = datasets();
   if (std::binary_search(known.begin(), known.end(), dataset)) return "";
-  std::string listed;
-  for (std::size_t i = 0; i < known.size() && i < 12; ++i) listed += (i == 0 ? "" : ", ") + known[i];
-  if (known.size() > 12) listed += fmt::format(" and {} more", known.size() - 12);
+  const std::string listed = detail::some_of(known, 12);
   return fmt::format("--label-dataset {}: no row of the label map names this dataset ({}): rows of every dataset are used", dataset,
                      known.empty() ? std::string("its rows name none") : "its datasets: " + listed);
 }

@@ -1,0 +1,57 @@
+// Lists of examples in messages: "a, b, c (+7 more)". A message naming what went wrong shows a
+// few of the culprits and how many more there are, in one form everywhere.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <cstddef>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace celltyper::detail {
+
+/// The first `shown` of `values` (text, or anything fmt formats) joined by `separator`, then
+/// " (+N more)" when there are more: "a, b, c (+7 more)".
+template <typename Range>
+std::string some_of(const Range& values, std::size_t shown, const char* separator = ", ") {
+  std::string text;
+  std::size_t i = 0;
+  for (const auto& value : values) {
+    if (i == shown) break;
+    text += fmt::format("{}{}", i++ == 0 ? "" : separator, value);
+  }
+  const auto size = static_cast<std::size_t>(std::size(values));
+  if (size > shown) text += fmt::format(" (+{} more)", size - shown);
+  return text;
+}
+
+/// Examples of something counted while scanning: keeps the text of the first `shown`, counts all.
+class Examples {
+ public:
+  explicit Examples(std::size_t shown) : shown_(shown) {}
+  /// Counts one more; `make()` gives its text, called only while fewer than `shown` are kept.
+  template <typename Make>
+  void add_with(Make&& make) {
+    if (kept_.size() < shown_) kept_.push_back(std::forward<Make>(make)());
+    ++count_;
+  }
+  void add(std::string text) {
+    add_with([&text] { return std::move(text); });
+  }
+  [[nodiscard]] std::size_t count() const { return count_; }
+  [[nodiscard]] bool empty() const { return count_ == 0; }
+  /// "a, b, c (+7 more)".
+  [[nodiscard]] std::string str(const char* separator = ", ") const {
+    std::string text = some_of(kept_, shown_, separator);
+    if (count_ > kept_.size()) text += fmt::format(" (+{} more)", count_ - kept_.size());
+    return text;
+  }
+
+ private:
+  std::size_t shown_;
+  std::size_t count_ = 0;
+  std::vector<std::string> kept_;
+};
+
+}  // namespace celltyper::detail
