@@ -303,7 +303,7 @@ RequestCounts run_requests(std::deque<Job> jobs, const IdAndText& items, const H
 
   if (!rejected.empty()) {
     celltyper::detail::Examples refusals(kMaxIdsInMessage);
-    for (const auto& [id, why] : rejected) refusals.add_with([&] { return fmt::format("{} ({})", id, why); });
+    for (const auto& refused : rejected) refusals.add_with([&refused] { return fmt::format("{} ({})", refused.first, refused.second); });
     const std::string text = refusals.str("; ");
     throw InputError(fmt::format("{} refused the text of {} gene(s): {}; {}", hooks.url, rejected.size(), text,
                                  options.checkpoint_path.empty()

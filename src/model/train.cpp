@@ -811,7 +811,7 @@ std::map<std::string, std::string> label_spelling_renames(const std::map<std::st
     const std::string canonical = trimmed(best.at(folded(label)).first);
     if (canonical == label) continue;
     renames.emplace(label, canonical);
-    examples.add_with([&] { return fmt::format("'{}' ({} cells) as '{}'", label, count, canonical); });
+    examples.add_with([&, &name = label, cells_of = count] { return fmt::format("'{}' ({} cells) as '{}'", name, cells_of, canonical); });
   }
   if (note != nullptr && !renames.empty()) {
     *note = fmt::format("{} labels differ from another only in surrounding spaces or letter case, read as one class: {}", renames.size(),
