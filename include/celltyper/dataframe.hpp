@@ -63,6 +63,11 @@ struct Column {
 /// (train, cv, evaluate, corpus selection and extract).
 bool is_missing_label(std::string_view label);
 
+/// A reference cell without a type to learn: a missing label, or "Unassigned" (what celltyper
+/// and CellTypist write for a cell below their score threshold), so that an annotated file can
+/// be a reference (train, cv, corpus selection and extract).
+bool is_unlabelled(std::string_view label);
+
 /// `text` without leading and trailing white space.
 std::string_view without_surrounding_spaces(std::string_view text);
 

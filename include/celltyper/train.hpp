@@ -126,8 +126,10 @@ struct LabelledReference {
   std::vector<std::string> groups;      ///< per cell "path\x1fgroup"; "" without a group column
   std::vector<std::uint8_t> labelled;   ///< 1 = has a label and is not masked out
   std::vector<std::uint8_t> excluded;   ///< 1 = masked out by TrainOptions::cell_masks
-  std::int64_t n_unlabelled = 0;        ///< cells (not masked out) without a label (is_missing_label)
+  std::int64_t n_unlabelled = 0;        ///< cells (not masked out) without a label (is_unlabelled)
   std::string missing_spelled;          ///< one missing-value text met among the labels ("nan"), else ""
+  std::int64_t n_multi_labelled = 0;    ///< cells whose label joins types with '|' ("A|B")
+  std::string multi_label_example;
   std::int64_t n_missing_group = 0;     ///< labelled cells without a value in the --group column (group kMissingGroup)
   /// The CL ids its labelled cells carry in obs's ontology-term-id column beside the label column
   /// (ontology_term_id_column), per label with their cell counts; empty without such a column.

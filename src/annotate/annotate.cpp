@@ -4,6 +4,7 @@
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/linear_scores.hpp>
 #include <celltyper/matrix_summary.hpp>
+#include <celltyper/model_file.hpp>
 #include <celltyper/parallel.hpp>
 #include <celltyper/reference_similarity.hpp>
 #include <celltyper/row_subset_dataset.hpp>
@@ -925,7 +926,10 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       // The profile's genes: read beside the classifier's features (logistic regression's sparse
       // pass takes the ones outside the panel as extra columns; another classifier's dense features
       // serve when they hold them all), else in a pass of their own.
-      const std::optional<LinearScores> linear = linear_scores(*use[m]);
+      // (--hierarchical reads the classifier's own probabilities: calibrated ones, fitted on cells
+      // like the reference's, are sharper than a query of another study bears when summed up
+      // the ontology; flat labels' scores and probabilities are calibrated)
+      const std::optional<LinearScores> linear = linear_scores(*use[m], !options.hierarchical);
       std::vector<std::int64_t> extra;  // profile genes outside the panel
       std::vector<std::int64_t> columns;  // the scorer's columns
       if (check_similarity && has_profile(use[m])) {  // (a refit for a padded sample has a profile the query's models may lack)
@@ -976,7 +980,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       const auto flush = [&] {
         const auto rows = static_cast<std::int64_t>(batch_empty.size());
         if (rows == 0) return;
-        const std::vector<float> probabilities = use[m]->classifier->predict_proba(batch.data(), rows, options.embed.num_threads);
+        std::vector<float> probabilities = use[m]->classifier->predict_proba(batch.data(), rows, options.embed.num_threads);
+        if (!options.hierarchical) calibrate_probabilities(*use[m], probabilities.data(), rows);
         for (std::int64_t i = 0; i < rows; ++i) {
           if (batch_empty[static_cast<std::size_t>(i)] != 0) continue;
           const auto row = static_cast<std::size_t>(batch_first + i);
@@ -1161,8 +1166,9 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   }
 
   if (clusters != nullptr) {
-    // Majority of the assigned labels in each cluster (Unassigned only when nothing else);
-    // ties go to the class listed first.
+    // The label most of each cluster's cells have, Unassigned (below --min-score) a vote like any
+    // (as CellTypist's majority voting: a cluster of Unassigned cells stays so, whatever one
+    // confident cell says); ties go to the class listed first, Unassigned last.
     std::map<std::string, std::vector<std::int64_t>> votes;
     std::map<std::string, std::int64_t> class_index;
     for (std::size_t c = 0; c < c_all; ++c) class_index[annotation.class_names[c]] = static_cast<std::int64_t>(c);
@@ -1170,14 +1176,19 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       const auto row = static_cast<std::size_t>(i);
       if (group_value(*clusters, row) == kMissingGroup) continue;  // (no cluster: no vote, its own label)
       auto& count = votes[clusters->value_as_string(row)];
-      count.resize(c_all, 0);
+      count.resize(c_all + 1, 0);  // (the last: Unassigned)
       const auto found = class_index.find(annotation.labels[row]);
-      if (found != class_index.end()) ++count[static_cast<std::size_t>(found->second)];
+      ++count[found != class_index.end() ? static_cast<std::size_t>(found->second) : c_all];
     }
     std::map<std::string, std::string> winner;
     for (const auto& [cluster, count] : votes) {
-      const auto best = std::max_element(count.begin(), count.end()) - count.begin();
-      winner[cluster] = count[static_cast<std::size_t>(best)] > 0 ? annotation.class_names[static_cast<std::size_t>(best)] : kUnassigned;
+      const auto best = static_cast<std::size_t>(std::max_element(count.begin(), count.end()) - count.begin());
+      winner[cluster] = best < c_all ? annotation.class_names[best] : kUnassigned;
+    }
+    if (votes.size() * 2 > static_cast<std::size_t>(n) && n >= 20) {
+      annotation.warnings.push_back(fmt::format("--over-clustering {}: {} clusters for {} cells: not clusters (a continuous value?); the "
+                                                "majority vote is then each cell's own label",
+                                                options.over_clustering, votes.size(), n));
     }
     annotation.majority_vote.resize(static_cast<std::size_t>(n));
     annotation.has_majority_vote = true;

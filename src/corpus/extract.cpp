@@ -173,7 +173,7 @@ void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t
     embed.rows.push_back({fragment.row_start, fragment.row_end});
     for (std::int64_t row = fragment.row_start; row < fragment.row_end; ++row) {
       const auto r = static_cast<std::size_t>(row);
-      cells.labels.push_back(labels.is_missing(r) || is_missing_label(labels.value_as_string(r)) ? std::string() : labels.value_as_string(r));
+      cells.labels.push_back(labels.is_missing(r) || is_unlabelled(labels.value_as_string(r)) ? std::string() : labels.value_as_string(r));
       cells.files.push_back(path);
       cells.rows.push_back(row);
       cells.obs_names.push_back(r < obs.index.size() ? obs.index[r] : std::to_string(row));

@@ -64,7 +64,7 @@ FileLabels read_file_labels(const std::string& path, const std::string& column_n
     labels.categories = column.categories;
     labels.codes = column.codes;
     std::vector<std::uint8_t> missing_category(column.categories.size());
-    for (std::size_t c = 0; c < column.categories.size(); ++c) missing_category[c] = is_missing_label(column.categories[c]) ? 1 : 0;
+    for (std::size_t c = 0; c < column.categories.size(); ++c) missing_category[c] = is_unlabelled(column.categories[c]) ? 1 : 0;
     for (std::size_t row = 0; row < n; ++row) {
       if (column.is_missing(row) || missing_category[static_cast<std::size_t>(labels.codes[row])] != 0) labels.codes[row] = -1;
     }
@@ -75,7 +75,7 @@ FileLabels read_file_labels(const std::string& path, const std::string& column_n
   for (std::size_t row = 0; row < n; ++row) {
     if (column.is_missing(row)) continue;
     std::string value = column.value_as_string(row);
-    if (is_missing_label(value)) continue;
+    if (is_unlabelled(value)) continue;
     auto [it, inserted] = seen.emplace(std::move(value), static_cast<std::int32_t>(labels.categories.size()));
     if (inserted) labels.categories.push_back(it->first);
     labels.codes[row] = it->second;

@@ -169,6 +169,8 @@ bool is_missing_label(std::string_view label) {
                     [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
 }
 
+bool is_unlabelled(std::string_view label) { return is_missing_label(label) || without_surrounding_spaces(label) == "Unassigned"; }
+
 std::string group_value(const Column& column, std::size_t row) {
   if (column.is_missing(row)) return std::string(kMissingGroup);
   std::string value = column.value_as_string(row);

@@ -864,6 +864,87 @@ TEST(TrainAnnotateCli, AZeroCellShardIsAnnotatedAndEmbeddedAsEmptyOutputsWithThe
   EXPECT_NE(evaluated.err.find("zero cells: nothing to evaluate"), std::string::npos) << evaluated.err;
 }
 
+TEST(TrainAnnotateCli, ScoresAreCalibratedOnTheValidationCells) {
+  // pbmc3k's even cells train, its odd cells are the query: the default model's strong L2 makes
+  // its raw probabilities soft (a mean best probability near 0.6 at 0.9 accuracy); calibrated on
+  // the validation cells, the mean score is the accuracy, give or take a few points.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const auto made = test::run_program({test::system_python(), "-c",
+                                       fmt::format("import anndata\n"
+                                                   "a = anndata.read_h5ad('{0}')\n"
+                                                   "a[0::2].copy().write_h5ad('{1}')\n"
+                                                   "a[1::2].copy().write_h5ad('{2}')\n",
+                                                   reference, dir.file("even.h5ad"), dir.file("odd.h5ad"))});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto trained = test::run_cli({"train", "-r", dir.file("even.h5ad"), "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("m.h5"), "--json", "-q"});
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const auto calibration = nlohmann::json::parse(trained.out)["provenance"]["calibration"];
+  EXPECT_GT(calibration["power"].get<double>(), 2.0) << calibration.dump();
+  EXPECT_LT(calibration["log_loss_after"].get<double>(), calibration["log_loss_before"].get<double>());
+  ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("odd.h5ad"), "--gene-table", table, "--csv", dir.file("odd.csv"), "-q"}).exit_code, 0);
+  const auto read = test::run_program({test::system_python(), "-c",
+                                       fmt::format("import anndata, pandas\n"
+                                                   "a = anndata.read_h5ad('{}')\n"
+                                                   "c = pandas.read_csv('{}', index_col=0)\n"
+                                                   "right = (c['celltyper_label'].values == a.obs['celltype'].astype(str).values).mean()\n"
+                                                   "print(right, c['celltyper_score'].mean())\n",
+                                                   dir.file("odd.h5ad"), dir.file("odd.csv"))});
+  ASSERT_EQ(read.exit_code, 0) << read.err;
+  double accuracy = 0;
+  double mean_score = 0;
+  ASSERT_EQ(std::sscanf(read.out.c_str(), "%lf %lf", &accuracy, &mean_score), 2) << read.out;
+  std::printf("pbmc3k odd cells (model of the even ones): accuracy %.3f, mean calibrated score %.3f\n", accuracy, mean_score);
+  EXPECT_GT(accuracy, 0.85);
+  EXPECT_NEAR(mean_score, accuracy, 0.05);
+
+  // The majority vote counts Unassigned cells (below --min-score) as votes, as CellTypist's does:
+  // each cluster gets the label most of its cells have.
+  ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("odd.h5ad"), "--gene-table", table, "--min-score", "0.999",
+                           "--over-clustering", "obs:seurat_clusters", "--csv", dir.file("vote.csv"), "-q"})
+                .exit_code,
+            0);
+  const auto votes = test::run_program({test::system_python(), "-c",
+                                        fmt::format("import anndata, pandas\n"
+                                                    "a = anndata.read_h5ad('{}')\n"
+                                                    "c = pandas.read_csv('{}', index_col=0, keep_default_na=False)\n"
+                                                    "c['cluster'] = a.obs['seurat_clusters'].astype(str).values\n"
+                                                    "bad = [k for k, g in c.groupby('cluster') if g['celltyper_label'].value_counts().iloc[0] != "
+                                                    "(g['celltyper_label'] == g['celltyper_majority_vote'].iloc[0]).sum()]\n"
+                                                    "print(len(bad), (c['celltyper_label'] == 'Unassigned').mean(), "
+                                                    "(c['celltyper_majority_vote'] == 'Unassigned').mean())\n",
+                                                    dir.file("odd.h5ad"), dir.file("vote.csv"))});
+  ASSERT_EQ(votes.exit_code, 0) << votes.err;
+  EXPECT_EQ(votes.out.substr(0, 2), "0 ") << votes.out;  // (no cluster whose vote is not its most frequent label)
+
+  // A reference annotated before (celltyper's or CellTypist's "Unassigned", CellTypist's "A|B"
+  // multi-labels): Unassigned cells have no label; a multi-label is warned about.
+  const auto relabelled = test::run_program({test::system_python(), "-c",
+                                             fmt::format("import anndata\n"
+                                                         "a = anndata.read_h5ad('{0}')\n"
+                                                         "labels = a.obs['celltype'].astype(str).values.copy()\n"
+                                                         "labels[:40] = 'Unassigned'\n"
+                                                         "labels[40:60] = 'Naive CD4 T|Memory CD4 T'\n"
+                                                         "a.obs['annotated'] = labels\n"
+                                                         "a.write_h5ad('{1}')\n",
+                                                         dir.file("even.h5ad"), dir.file("annotated.h5ad"))});
+  ASSERT_EQ(relabelled.exit_code, 0) << relabelled.err;
+  const auto again = test::run_cli({"train", "-r", dir.file("annotated.h5ad"), "-l", "obs:annotated", "--gene-table", table, "-o",
+                                    dir.file("again.h5"), "--json", "--validation-fraction", "0"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  const auto classes = nlohmann::json::parse(again.out)["classes"];
+  EXPECT_EQ(std::count(classes.begin(), classes.end(), "Unassigned"), 0) << classes.dump();
+  EXPECT_NE(again.err.find("40 cells without a label in obs:annotated left out (missing values written as text, such as 'Unassigned'"),
+            std::string::npos)
+      << again.err;
+  EXPECT_NE(again.err.find("20 cells of obs:annotated have labels joining several types with '|' (CellTypist's multi-labels, e.g. 'Naive CD4 "
+                           "T|Memory CD4 T')"),
+            std::string::npos)
+      << again.err;
+}
+
 TEST(TrainAnnotateCli, ModelsNamingOneTermDifferentlyAreAveragedAsOneClass) {
   // One model names pbmc3k's classes as the file does ("B", with CL ids from the label map),
   // another by their Cell Ontology names ("B cell"): `-m a -m b` has one column per term, and
