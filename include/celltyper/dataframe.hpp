@@ -63,7 +63,7 @@ struct Column {
 /// (train, cv, evaluate, corpus selection and extract).
 bool is_missing_label(std::string_view label);
 
-/// A reference cell without a type to learn: a missing label, or "Unassigned" (what celltyper
+/// A reference cell without a type to learn: a missing label, or "Unassigned" in any letter case (what celltyper
 /// and CellTypist write for a cell below their score threshold), so that an annotated file can
 /// be a reference (train, cv, corpus selection and extract).
 bool is_unlabelled(std::string_view label);

@@ -27,9 +27,7 @@ struct LinearScores {
 
 /// The affine form of `model` when it is logistic regression on the expression route; nullopt
 /// for any other model.
-/// `calibrated`: scores times the model's calibration power (calibration_power), whose softmax is
-/// its calibrated probabilities.
-std::optional<LinearScores> linear_scores(const CellTypeModel& model, bool calibrated = true);
+std::optional<LinearScores> linear_scores(const CellTypeModel& model);
 
 /// Class probabilities of every non-empty cell of `dataset` under `linear` (softmax of the
 /// scores), added into `probabilities` [n_obs x c_all] at `columns` (the model's classes' columns;

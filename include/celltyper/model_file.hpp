@@ -193,34 +193,6 @@ struct CellTypeModel {
   nlohmann::json validation = nlohmann::json::object();  ///< held-out metrics
 };
 
-/// Calibration of a model's probabilities (temperature scaling: Guo, Pleiss, Sun & Weinberger
-/// 2017, "On calibration of modern neural networks"): a cell's probabilities p are used as
-/// p_k^power / sum_j p_j^power (for logistic regression and the MLP, the softmax of power x their
-/// scores), `power` fitted at training on the held-out validation cells (model.provenance
-/// ["calibration"]). The labels (the most probable class) are unchanged; the scores are, so that
-/// among cells like the reference's a score of 0.8 is right about 80% of the time. 1 (as the
-/// classifier gives them) for a model trained without validation cells or before calibration.
-[[nodiscard]] double calibration_power(const CellTypeModel& model);
-
-/// `model`'s calibration applied in place to `rows` x n_classes probabilities (row-major).
-void calibrate_probabilities(const CellTypeModel& model, float* probabilities, std::int64_t rows);
-
-/// Calibration fitted on held-out cells, as model.provenance["calibration"] records it.
-struct CalibrationFit {
-  double power = 1.0;
-  double log_loss_before = 0;  ///< mean negative log-likelihood of the held-out labels at power 1
-  double log_loss_after = 0;   ///< and at `power`
-  std::int64_t n_cells = 0;
-  [[nodiscard]] nlohmann::json to_json() const;
-};
-
-/// The power in [0.1, 10] minimising the mean negative log-likelihood of held-out cells' labels
-/// under p^power / sum p^power (a one-dimensional search on a log scale). `probabilities`: rows x
-/// n_classes, row-major; `truth`: per row the class columns its label allows (one, or the classes
-/// below a coarse label, whose probabilities are summed); rows with none are skipped.
-CalibrationFit fit_calibration(const std::vector<float>& probabilities, std::size_t n_classes,
-                               const std::vector<std::vector<std::int32_t>>& truth);
-
 /// Whether `path` is a local celltyper model file (HDF5 whose root names the model format).
 [[nodiscard]] bool is_model_file(const std::string& path);
 

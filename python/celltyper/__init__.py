@@ -438,9 +438,11 @@ class Model:
 
 
 def load_model(path: Union[str, os.PathLike]) -> Model:
-    """Read the model file at `path`, written by `celltyper train`, `Model.save` or
-    `annotate --save-model` (FileNotFoundError when there is none; ValueError when the file is not
-    a celltyper model)."""
+    """Read a model file, written by `celltyper train`, `Model.save` or `annotate --save-model`
+    (FileNotFoundError when there is none; ValueError when the file is not a celltyper model).
+
+    path : the model file (str or os.PathLike).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file (cannot open the model)")
@@ -519,8 +521,10 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
         are held out together: donors, batches).
     classifier : "logreg" (default), "mlp", "xgboost" or "knn"; hyperparameters as keywords
         (`l2=0.01`; XGBoost's `lambda` as `lambda_=`).
-    features : "expression" (default: log-normalised expression of `n_genes` informative genes)
-        or "genept" (GenePT-w embeddings from the gene store `genes`, first `dims` dimensions).
+    features : "expression" (default: log-normalised expression of informative genes) or
+        "genept" (GenePT-w embeddings from the gene store `genes`).
+    n_genes : the expression route's panel size (default 3000 informative genes).
+    dims : GenePT-w: the first `dims` dimensions of the gene store (0: all).
     validation_fraction, seed : cells held out to report validation metrics (the saved model is
         refit on every cell); the seed of every random step.
     reference_sample : reference cells kept in the model (for refits on a query's genes and the
@@ -543,7 +547,8 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
         a reference's unmeasured genes get the others' mean), "shared" (the genes every reference
         measured; always for genept) or "all" (unmeasured genes count as zeros).
     augment_depth, augment_depth_max_copies : depth augmentation (above).
-    threads : 0 = all cores. verbose : progress on sys.stderr.
+    threads : 0 = all cores.
+    verbose : progress on sys.stderr.
 
     Returns a `Model` (`model.summary`: the run's warnings and counts; `model.validation`).
     """
@@ -649,6 +654,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
 
     Parameters (each as the `celltyper annotate` flag of the same name)
     ----------
+    adata : the AnnData to label (its counts are best: see `layer`).
+    model : a Model, a model file's path, or a list of them (their probabilities averaged).
+    group : samples of a joined AnnData (above): an obs column, "none", or None (detected).
     min_score : cells whose best probability is below it are "Unassigned" (0: none are; with
         `hierarchical`, 0 means 0.5).
     top_k : also the k best labels and scores per cell (obs celltyper_top{i}_label / _score).
@@ -855,7 +863,8 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
         celltyper_label.
     group : an obs column; each of its groups (held-out sets, donors, batches) is also scored.
     probabilities : obsm key of the class probabilities, for top-k accuracy ("auto":
-        celltyper_probabilities when present; "none": skip); top_k : the k of those accuracies.
+        celltyper_probabilities when present; "none": skip).
+    top_k : the k of those accuracies.
     label_map, label_dataset : TSV naming each truth label's CL id (columns label, cl_id).
     compare : what the flat metrics compare: "labels", "ontology" (CL terms) or "auto".
     ontology, use_ontology : the Cell Ontology (default: $CELLTYPER_ONTOLOGY, else the installed

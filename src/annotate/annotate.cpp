@@ -4,7 +4,6 @@
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/linear_scores.hpp>
 #include <celltyper/matrix_summary.hpp>
-#include <celltyper/model_file.hpp>
 #include <celltyper/parallel.hpp>
 #include <celltyper/reference_similarity.hpp>
 #include <celltyper/row_subset_dataset.hpp>
@@ -926,10 +925,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       // The profile's genes: read beside the classifier's features (logistic regression's sparse
       // pass takes the ones outside the panel as extra columns; another classifier's dense features
       // serve when they hold them all), else in a pass of their own.
-      // (--hierarchical reads the classifier's own probabilities: calibrated ones, fitted on cells
-      // like the reference's, are sharper than a query of another study bears when summed up
-      // the ontology; flat labels' scores and probabilities are calibrated)
-      const std::optional<LinearScores> linear = linear_scores(*use[m], !options.hierarchical);
+      const std::optional<LinearScores> linear = linear_scores(*use[m]);
       std::vector<std::int64_t> extra;  // profile genes outside the panel
       std::vector<std::int64_t> columns;  // the scorer's columns
       if (check_similarity && has_profile(use[m])) {  // (a refit for a padded sample has a profile the query's models may lack)
@@ -980,8 +976,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       const auto flush = [&] {
         const auto rows = static_cast<std::int64_t>(batch_empty.size());
         if (rows == 0) return;
-        std::vector<float> probabilities = use[m]->classifier->predict_proba(batch.data(), rows, options.embed.num_threads);
-        if (!options.hierarchical) calibrate_probabilities(*use[m], probabilities.data(), rows);
+        const std::vector<float> probabilities = use[m]->classifier->predict_proba(batch.data(), rows, options.embed.num_threads);
         for (std::int64_t i = 0; i < rows; ++i) {
           if (batch_empty[static_cast<std::size_t>(i)] != 0) continue;
           const auto row = static_cast<std::size_t>(batch_first + i);

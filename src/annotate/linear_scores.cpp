@@ -1,6 +1,5 @@
 // Logistic regression on the expression route as one sparse affine map (linear_scores.hpp).
 #include <celltyper/linear_scores.hpp>
-#include <celltyper/model_file.hpp>
 #include <celltyper/parallel.hpp>
 
 #include <algorithm>
@@ -9,7 +8,7 @@
 
 namespace celltyper {
 
-std::optional<LinearScores> linear_scores(const CellTypeModel& model, bool calibrated) {
+std::optional<LinearScores> linear_scores(const CellTypeModel& model) {
   if (model.features != kFeaturesExpression || model.classifier == nullptr || model.classifier->type() != "logreg") return std::nullopt;
   const ClassifierState state = model.classifier->export_state();
   const auto mean = state.double_arrays.find("standardize_mean");
@@ -27,16 +26,15 @@ std::optional<LinearScores> linear_scores(const CellTypeModel& model, bool calib
   }
   linear.weights.resize(d * c);
   linear.bias.resize(c);
-  const double power = calibrated ? calibration_power(model) : 1.0;  // (softmax of power x scores: the calibrated probabilities)
   for (std::size_t k = 0; k < c; ++k) {
     const double* w = weights->second.values.data() + k * (d + 1);
     double bias = w[d];
     for (std::size_t j = 0; j < d; ++j) {
       const double folded = w[j] / scale->second.values[j];
-      linear.weights[j * c + k] = power * folded;
+      linear.weights[j * c + k] = folded;
       bias -= folded * mean->second.values[j];
     }
-    linear.bias[k] = power * bias;
+    linear.bias[k] = bias;
   }
   return linear;
 }

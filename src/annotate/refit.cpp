@@ -329,8 +329,6 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   const auto started = std::chrono::steady_clock::now();
   TrainResult trained = train_model(views, options, genept ? model_gene_store(model.genes) : GeneStore(), sample.gene_table());
   CellTypeModel refitted = std::move(trained.model);
-  // (no validation cells in a refit: the model's calibration, fitted with the same shrinkage)
-  if (model.provenance.contains("calibration")) refitted.provenance["calibration"] = model.provenance["calibration"];
   if (genept) {  // the vectors are the model's store's: say so, not "model"
     refitted.genes.store_identity = model.genes.store_identity;
     refitted.genes.store_description = model.genes.store_description;

@@ -350,7 +350,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                        ? ""
                        : ": uncertain calls; --hierarchical names such a cell at the coarser term its probabilities support, --min-score 0.5 leaves it Unassigned");
       }
-      if (!annotation.unlike_reference.empty()) {
+      if (annotation.has_similarity && !annotation.labels.empty()) {
         const auto n = static_cast<std::int64_t>(annotation.labels.size());
         fmt::print(stderr, "resemblance: {} cells ({:.1f}%) unlike every reference type (obs celltyper_unlike_reference){}\n",
                    annotation.n_unlike_reference,

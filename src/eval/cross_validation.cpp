@@ -565,7 +565,6 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
           prediction.empty = held_out_empty;
           for (std::size_t r = 0; r < references.size(); ++r) {
             if (test_rows[r].empty()) continue;
-            // (uncalibrated, as annotate --hierarchical reads them; the flat metrics do not depend on it)
             const std::vector<float> p =
                 model.classifier->predict_proba(held_out_x[r].data(), static_cast<std::int64_t>(test_rows[r].size()), base.num_threads);
             prediction.probabilities.insert(prediction.probabilities.end(), p.begin(), p.end());

@@ -58,8 +58,12 @@ BatchStepResult advance_batch_job(const std::string& directory, const BatchStepO
     }
   }
   if (!result.complete) {
-    throw NotFinishedError(fmt::format("batch job {} is not complete: {} of {} done; {}", directory, result.n_done, result.n_items,
-                            next_step(result, directory, options.submit, collect.max_rounds)));
+    const std::string message = fmt::format("batch job {} is not complete: {} of {} done; {}", directory, result.n_done, result.n_items,
+                                            next_step(result, directory, options.submit, collect.max_rounds));
+    // Exit 75 only where running the same command later goes on (batches running, a new round
+    // submitted); a round to submit, request files awaiting or rounds given up need the user.
+    if (!result.pending.empty() || (!result.new_round.empty() && options.submit)) throw NotFinishedError(message);
+    throw Error(message);
   }
   step.collected = std::move(result);
   return step;

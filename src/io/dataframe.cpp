@@ -169,7 +169,14 @@ bool is_missing_label(std::string_view label) {
                     [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; });
 }
 
-bool is_unlabelled(std::string_view label) { return is_missing_label(label) || without_surrounding_spaces(label) == "Unassigned"; }
+bool is_unlabelled(std::string_view label) {
+  if (is_missing_label(label)) return true;
+  label = without_surrounding_spaces(label);
+  constexpr std::string_view kUnassigned = "unassigned";
+  return label.size() == kUnassigned.size() && std::equal(label.begin(), label.end(), kUnassigned.begin(), [](char a, char b) {
+           return std::tolower(static_cast<unsigned char>(a)) == b;
+         });
+}
 
 std::string group_value(const Column& column, std::size_t row) {
   if (column.is_missing(row)) return std::string(kMissingGroup);

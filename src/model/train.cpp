@@ -2,7 +2,6 @@
 // `train_model`, which composes them into a self-contained CellTypeModel.
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
-#include <celltyper/model_file.hpp>
 #include <celltyper/recovered_counts.hpp>
 #include <celltyper/reference_similarity.hpp>
 #include <celltyper/ontology.hpp>
@@ -24,7 +23,6 @@
 #include <chrono>
 #include <cmath>
 #include <map>
-#include <optional>
 #include <numeric>
 #include <random>
 #include <set>
@@ -1162,7 +1160,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     if (reference.n_multi_labelled > 0) {
       data.cells.warnings.push_back(fmt::format(
           "{}: {} cell{} of obs:{} have labels joining several types with '|' (CellTypist's multi-labels, e.g. '{}'): each such label "
-          "trains as a class of its own; map it to one type (--label-map) or leave its cells out",
+          "trains as a class of its own; relabel such cells with one type, or leave them out (as 'Unassigned')",
           reference.path, reference.n_multi_labelled, reference.n_multi_labelled == 1 ? "" : "s", options.label_column, reference.multi_label_example));
     }
     if (reference.n_unlabelled > 0) {
@@ -1170,7 +1168,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
                                                 reference.n_unlabelled == 1 ? "" : "s", options.label_column,
                                                 reference.missing_spelled.empty()
                                                     ? ""
-                                                    : fmt::format(" (missing values written as text, such as '{}', included)",
+                                                    : fmt::format(" (labels that name no type, such as '{}', included)",
                                                                   reference.missing_spelled)) +
                                         (options.cell_table.empty()
                                              ? std::string()
@@ -1773,7 +1771,6 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   nlohmann::json validation_report;
   std::unique_ptr<Classifier> validation_fit;  // the final fit starts from it (logreg)
   std::vector<std::string> validation_classes;
-  std::optional<CalibrationFit> calibration;  // of the probabilities, on the held-out cells
   if (!split.validation_rows.empty()) {
     std::set<std::string> distinct;
     for (auto row : split.train_rows) distinct.insert(labels[static_cast<std::size_t>(row)]);
@@ -1809,24 +1806,6 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
         probabilities.values.insert(probabilities.values.end(), p.begin(), p.end());
       }
       std::vector<std::string> predicted = argmax_classes(probabilities, truth.size());
-      {  // The probabilities' calibration: each held-out cell's label as a set of classes (a coarse label: those below it).
-        std::map<std::string, std::int32_t> column;
-        for (std::size_t k = 0; k < probabilities.class_names.size(); ++k) column.emplace(probabilities.class_names[k], static_cast<std::int32_t>(k));
-        std::vector<std::vector<std::int32_t>> allowed(truth.size());
-        for (std::size_t i = 0; i < truth.size(); ++i) {
-          const auto row = static_cast<std::size_t>(split.validation_rows[i]);
-          if (const auto* classes = data.coarse_classes(truth[i], cells.references.empty() ? 0 : cells.references[row])) {
-            for (const auto& member : *classes) {
-              if (const auto found = column.find(member); found != column.end()) allowed[i].push_back(found->second);
-            }
-          } else if (const auto found = column.find(truth[i]); found != column.end()) {
-            allowed[i].push_back(found->second);
-          }
-        }
-        calibration = fit_calibration(probabilities.values, probabilities.class_names.size(), allowed);
-        log(fmt::format("calibration on the held-out cells: probabilities to the power {:.2f} (log-loss {:.3f} -> {:.3f})", calibration->power,
-                        calibration->log_loss_before, calibration->log_loss_after));
-      }
       // A coarse truth is met by any of its classes (the prediction is at or below it).
       for (std::size_t i = 0; i < truth.size(); ++i) {
         const auto row = static_cast<std::size_t>(split.validation_rows[i]);
@@ -1993,7 +1972,6 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
                       {"celltyper_version", CELLTYPER_VERSION}};
   // The genes every class expresses, by which annotate tells a query padded with zeros (kept
   // here so that annotating a query never has to read the reference sample for them).
-  if (calibration) model.provenance["calibration"] = calibration->to_json();
   if (!model.reference.empty()) model.provenance["ubiquitous_genes"] = ubiquitous_genes(model);
   // The types' profiles, by which annotate tells query cells that resemble none of them.
   // Both routes: the profiles compare expression, whatever features the classifier reads.

@@ -349,7 +349,7 @@ TEST_F(GenesOpenAiCli, BatchRoundTripWithALostAnswerAnExpiredRequestAndASecondRo
 
   // 4. Collect: done, but the expired request's 3 genes need a second round (not submitted).
   result = test::run_cli(concat(batch, {"--collect"}));
-  EXPECT_EQ(result.exit_code, 75) << result.err;
+  EXPECT_EQ(result.exit_code, 1) << result.err;
   EXPECT_NE(result.err.find("9 of 12 done"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("batch_expired"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("add --submit"), std::string::npos) << result.err;
@@ -392,7 +392,7 @@ TEST_F(GenesOpenAiCli, BatchCollectReadsOutputFilesDownloadedByHand) {
   const std::filesystem::path round = std::filesystem::path(job) / "round-001";
   // Nothing there yet: collecting without the API says what is awaited.
   result = test::run_cli(concat(batch, {"--collect", "--no-api", "--out", directory.file("store.h5")}));
-  EXPECT_EQ(result.exit_code, 75) << result.err;
+  EXPECT_EQ(result.exit_code, 1) << result.err;
   EXPECT_NE(result.err.find("awaiting: round-001/batch-00001.jsonl"), std::string::npos) << result.err;
 
   // The Batch API's output and error files (every 2nd request expires), as a user downloads them.
@@ -402,7 +402,7 @@ TEST_F(GenesOpenAiCli, BatchCollectReadsOutputFilesDownloadedByHand) {
   ASSERT_EQ(run.exit_code, 0) << run.err;
   std::ofstream(round / "batch_abc_output.jsonl", std::ios::app) << "{not json\n";
   result = test::run_cli(concat(batch, {"--collect", "--no-api", "--out", directory.file("store.h5")}));
-  EXPECT_EQ(result.exit_code, 75) << result.err;
+  EXPECT_EQ(result.exit_code, 1) << result.err;
   EXPECT_NE(result.err.find("7 of 12 done"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("1 malformed output lines"), std::string::npos) << result.err;
   EXPECT_NE(result.err.find("wrote round-002"), std::string::npos) << result.err;

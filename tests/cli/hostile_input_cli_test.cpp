@@ -217,11 +217,12 @@ TEST(HostileCli, PipelineConventions) {
   // A model too, under SOURCE_DATE_EPOCH (the reproducible-builds convention): that time as its
   // creation time, no measured durations. Malformed: refused before the work.
   ::setenv("SOURCE_DATE_EPOCH", "1764892800", 1);
-  for (const std::string classifier : {"logreg", "mlp"}) {
+  for (const std::string classifier : {"logreg", "mlp", "xgboost"}) {
     for (const std::string name : {"once", "twice"}) {
       std::vector<std::string> args{"train", "-r", world.query, "-l", "obs:cell_type", "-g", world.store, "--gene-table", world.table,
                                     "--classifier", classifier, "-o", world.dir.file(classifier + name + ".h5"), "-q"};
       if (classifier == "mlp") args.insert(args.end(), {"--epochs", "3"});
+      if (classifier == "xgboost") args.insert(args.end(), {"--n-estimators", "5"});
       ASSERT_EQ(test::run_cli(args).exit_code, 0);
       if (name == "once") std::this_thread::sleep_for(std::chrono::milliseconds(1100));
     }

@@ -586,7 +586,7 @@ TEST(TrainAnnotateCli, MissingLabelsWrittenAsTextAndNanCountsAreCaught) {
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const auto trained = test::run_cli({"train", "-r", dir.file("text_na.h5ad"), "-l", "obs:celltype", "-o", dir.file("m.h5"), "--json"});
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
-  EXPECT_NE(trained.err.find("15 cells without a label in obs:celltype left out (missing values written as text, such as"),
+  EXPECT_NE(trained.err.find("15 cells without a label in obs:celltype left out (labels that name no type, such as"),
             std::string::npos)
       << trained.err;
   const auto summary = nlohmann::json::parse(trained.out);
@@ -646,7 +646,7 @@ TEST(TrainAnnotateCli, CellxgeneConventionsUnknownLabelsMissingDonorsAndPoolsAtT
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const auto trained = test::run_cli({"train", "-r", dir.file("fine.h5ad"), "-l", "obs:cell_type", "--group", "obs:donor_id", "-o", dir.file("m.h5"), "--json"});
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
-  EXPECT_NE(trained.err.find("20 cells without a label in obs:cell_type left out (missing values written as text, such as 'unknown', included)"),
+  EXPECT_NE(trained.err.find("20 cells without a label in obs:cell_type left out (labels that name no type, such as 'unknown', included)"),
             std::string::npos)
       << trained.err;
   EXPECT_NE(trained.err.find("30 labelled cells without a value in obs:donor_id form a group of their own, '(missing)'"), std::string::npos)
@@ -835,7 +835,8 @@ TEST(TrainAnnotateCli, AZeroCellShardIsAnnotatedAndEmbeddedAsEmptyOutputsWithThe
   EXPECT_EQ(empty_columns, columns("five"));
   const std::string csv = test::read_file(dir.file("empty.csv"));
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 1) << csv;
-  EXPECT_EQ(csv.substr(0, csv.find('\n')), test::read_file(dir.file("five.csv")).substr(0, csv.find('\n')));
+  const std::string five_csv = test::read_file(dir.file("five.csv"));
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), five_csv.substr(0, five_csv.find('\n')));
   const auto json = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("empty.h5ad"), "--gene-table", table, "--csv",
                                    dir.file("j.csv"), "--json", "-q"});
   ASSERT_EQ(json.exit_code, 0) << json.err;
@@ -864,10 +865,8 @@ TEST(TrainAnnotateCli, AZeroCellShardIsAnnotatedAndEmbeddedAsEmptyOutputsWithThe
   EXPECT_NE(evaluated.err.find("zero cells: nothing to evaluate"), std::string::npos) << evaluated.err;
 }
 
-TEST(TrainAnnotateCli, ScoresAreCalibratedOnTheValidationCells) {
-  // pbmc3k's even cells train, its odd cells are the query: the default model's strong L2 makes
-  // its raw probabilities soft (a mean best probability near 0.6 at 0.9 accuracy); calibrated on
-  // the validation cells, the mean score is the accuracy, give or take a few points.
+TEST(TrainAnnotateCli, AMajorityVoteCountsUnassignedCellsAndAnAnnotatedFileIsAReference) {
+  // pbmc3k's even cells train, its odd cells are the query.
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
@@ -879,30 +878,11 @@ TEST(TrainAnnotateCli, ScoresAreCalibratedOnTheValidationCells) {
                                                    "a[1::2].copy().write_h5ad('{2}')\n",
                                                    reference, dir.file("even.h5ad"), dir.file("odd.h5ad"))});
   ASSERT_EQ(made.exit_code, 0) << made.err;
-  const auto trained = test::run_cli({"train", "-r", dir.file("even.h5ad"), "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("m.h5"), "--json", "-q"});
-  ASSERT_EQ(trained.exit_code, 0) << trained.err;
-  const auto calibration = nlohmann::json::parse(trained.out)["provenance"]["calibration"];
-  EXPECT_GT(calibration["power"].get<double>(), 2.0) << calibration.dump();
-  EXPECT_LT(calibration["log_loss_after"].get<double>(), calibration["log_loss_before"].get<double>());
-  ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("odd.h5ad"), "--gene-table", table, "--csv", dir.file("odd.csv"), "-q"}).exit_code, 0);
-  const auto read = test::run_program({test::system_python(), "-c",
-                                       fmt::format("import anndata, pandas\n"
-                                                   "a = anndata.read_h5ad('{}')\n"
-                                                   "c = pandas.read_csv('{}', index_col=0)\n"
-                                                   "right = (c['celltyper_label'].values == a.obs['celltype'].astype(str).values).mean()\n"
-                                                   "print(right, c['celltyper_score'].mean())\n",
-                                                   dir.file("odd.h5ad"), dir.file("odd.csv"))});
-  ASSERT_EQ(read.exit_code, 0) << read.err;
-  double accuracy = 0;
-  double mean_score = 0;
-  ASSERT_EQ(std::sscanf(read.out.c_str(), "%lf %lf", &accuracy, &mean_score), 2) << read.out;
-  std::printf("pbmc3k odd cells (model of the even ones): accuracy %.3f, mean calibrated score %.3f\n", accuracy, mean_score);
-  EXPECT_GT(accuracy, 0.85);
-  EXPECT_NEAR(mean_score, accuracy, 0.05);
+  ASSERT_EQ(test::run_cli({"train", "-r", dir.file("even.h5ad"), "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
 
   // The majority vote counts Unassigned cells (below --min-score) as votes, as CellTypist's does:
   // each cluster gets the label most of its cells have.
-  ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("odd.h5ad"), "--gene-table", table, "--min-score", "0.999",
+  ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("odd.h5ad"), "--gene-table", table, "--min-score", "0.7",
                            "--over-clustering", "obs:seurat_clusters", "--csv", dir.file("vote.csv"), "-q"})
                 .exit_code,
             0);
@@ -917,7 +897,13 @@ TEST(TrainAnnotateCli, ScoresAreCalibratedOnTheValidationCells) {
                                                     "(c['celltyper_majority_vote'] == 'Unassigned').mean())\n",
                                                     dir.file("odd.h5ad"), dir.file("vote.csv"))});
   ASSERT_EQ(votes.exit_code, 0) << votes.err;
-  EXPECT_EQ(votes.out.substr(0, 2), "0 ") << votes.out;  // (no cluster whose vote is not its most frequent label)
+  int bad_clusters = -1;
+  double unassigned = 0;
+  double voted_unassigned = 0;
+  ASSERT_EQ(std::sscanf(votes.out.c_str(), "%d %lf %lf", &bad_clusters, &unassigned, &voted_unassigned), 3) << votes.out;
+  EXPECT_EQ(bad_clusters, 0) << votes.out;  // (no cluster whose vote is not its most frequent label)
+  EXPECT_GT(unassigned, 0.2) << votes.out;
+  EXPECT_GT(voted_unassigned, 0.0) << votes.out;  // (some cluster is mostly Unassigned: the old vote named a class for it)
 
   // A reference annotated before (celltyper's or CellTypist's "Unassigned", CellTypist's "A|B"
   // multi-labels): Unassigned cells have no label; a multi-label is warned about.
@@ -936,7 +922,7 @@ TEST(TrainAnnotateCli, ScoresAreCalibratedOnTheValidationCells) {
   ASSERT_EQ(again.exit_code, 0) << again.err;
   const auto classes = nlohmann::json::parse(again.out)["classes"];
   EXPECT_EQ(std::count(classes.begin(), classes.end(), "Unassigned"), 0) << classes.dump();
-  EXPECT_NE(again.err.find("40 cells without a label in obs:annotated left out (missing values written as text, such as 'Unassigned'"),
+  EXPECT_NE(again.err.find("40 cells without a label in obs:annotated left out (labels that name no type, such as 'Unassigned'"),
             std::string::npos)
       << again.err;
   EXPECT_NE(again.err.find("20 cells of obs:annotated have labels joining several types with '|' (CellTypist's multi-labels, e.g. 'Naive CD4 "

@@ -757,7 +757,7 @@ def test_every_argument_is_described_in_its_docstring():
     for function in (celltyper.annotate, celltyper.train, celltyper.embed, celltyper.evaluate, celltyper.load_model):
         doc = function.__doc__ or ""
         undescribed = [name for name in inspect.signature(function).parameters
-                       if name != "hyperparameters" and not re.search(rf"\b{name}\b", doc)]
+                       if name != "hyperparameters" and not re.search(rf"^\s+(\w+, )*{name}(, \w+)* :", doc, re.M)]
         assert not undescribed, (function.__name__, undescribed)
 
 
