@@ -20,6 +20,15 @@
 namespace celltyper {
 namespace {
 
+/// Cells of the .h5ad `path` written to other files with anndata: per output, a Python slice of
+/// the cells (":0", "0::2") and the file.
+void write_slices(const std::string& path, const std::vector<std::pair<std::string, std::string>>& slices) {
+  std::string script = fmt::format("import anndata\na = anndata.read_h5ad('{}')\n", path);
+  for (const auto& [cells, out] : slices) script += fmt::format("a[{}].copy().write_h5ad('{}')\n", cells, out);
+  const auto made = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+}
+
 TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
@@ -801,13 +810,7 @@ TEST(TrainAnnotateCli, AZeroCellShardIsAnnotatedAndEmbeddedAsEmptyOutputsWithThe
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   test::TempDir dir;
-  const auto made = test::run_program({test::system_python(), "-c",
-                                       fmt::format("import anndata\n"
-                                                   "a = anndata.read_h5ad('{0}')\n"
-                                                   "a[:0].copy().write_h5ad('{1}')\n"
-                                                   "a[:5].copy().write_h5ad('{2}')\n",
-                                                   reference, dir.file("empty.h5ad"), dir.file("five.h5ad"))});
-  ASSERT_EQ(made.exit_code, 0) << made.err;
+  write_slices(reference, {{":0", dir.file("empty.h5ad")}, {":5", dir.file("five.h5ad")}});
   ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
   for (const std::string shard : {"empty", "five"}) {
     const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(shard + ".h5ad"), "--gene-table", table,
@@ -871,13 +874,7 @@ TEST(TrainAnnotateCli, AMajorityVoteCountsUnassignedCellsAndAnAnnotatedFileIsARe
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
   const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
   test::TempDir dir;
-  const auto made = test::run_program({test::system_python(), "-c",
-                                       fmt::format("import anndata\n"
-                                                   "a = anndata.read_h5ad('{0}')\n"
-                                                   "a[0::2].copy().write_h5ad('{1}')\n"
-                                                   "a[1::2].copy().write_h5ad('{2}')\n",
-                                                   reference, dir.file("even.h5ad"), dir.file("odd.h5ad"))});
-  ASSERT_EQ(made.exit_code, 0) << made.err;
+  write_slices(reference, {{"0::2", dir.file("even.h5ad")}, {"1::2", dir.file("odd.h5ad")}});
   ASSERT_EQ(test::run_cli({"train", "-r", dir.file("even.h5ad"), "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
 
   // The majority vote counts Unassigned cells (below --min-score) as votes, as CellTypist's does:
