@@ -45,8 +45,8 @@ void shuffle_in_place(std::vector<T>& values, std::mt19937_64& rng) {
 
 std::string join_names(const std::vector<std::string>& names, std::size_t limit = 8) {
   std::vector<std::string> quoted;
-  for (std::size_t i = 0; i < names.size() && i < limit; ++i) quoted.push_back(fmt::format("'{}'", names[i]));
-  return detail::some_of(quoted, limit) + (names.size() > limit ? fmt::format(" (+{} more)", names.size() - limit) : std::string());
+  for (const auto& name : names) quoted.push_back(fmt::format("'{}'", name));
+  return detail::some_of(quoted, limit);
 }
 
 
