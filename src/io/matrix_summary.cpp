@@ -156,6 +156,14 @@ void classify(MatrixSummary& summary) {
       summary.scale = ValueScale::kLogTransformed;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}, expm1 totals vary per cell: log-transformed, normalisation unknown",
                                          summary.max_value);
+      // Square roots and asinh of counts look logged too: their squares (sinh) are whole.
+      if (whole_share(summary.whole_squares, summary.transforms_checked) >= kWholeRatioShare) {
+        summary.scale_reason += fmt::format("; {:.0f}% of the values square to whole numbers: square roots of counts?",
+                                            100.0 * whole_share(summary.whole_squares, summary.transforms_checked));
+      } else if (whole_share(summary.whole_sinh, summary.transforms_checked) >= kWholeRatioShare) {
+        summary.scale_reason += fmt::format("; {:.0f}% of the values have a whole sinh: asinh of counts?",
+                                            100.0 * whole_share(summary.whole_sinh, summary.transforms_checked));
+      }
     }
     return;
   }
@@ -234,6 +242,11 @@ void count_whole_ratios(const CsrBlock& block, std::size_t begin, std::size_t en
   const auto whole = [](double ratio) { return std::abs(ratio - std::round(ratio)) < 0.01; };
   for (std::size_t k = begin; k < end; ++k) {
     const double value = block.values[k];
+    if (value > 0 && value <= MatrixSummary::kMaxTransformed) {
+      ++summary.transforms_checked;
+      if (whole(value * value)) ++summary.whole_squares;
+      if (whole(std::sinh(value))) ++summary.whole_sinh;
+    }
     if (!(value > smallest) || !std::isfinite(value)) continue;
     const double natural = expm1_capped(value) / smallest_natural;
     const double base2 = exp2m1_capped(value) / smallest_base2;

@@ -26,6 +26,8 @@ enum class Transform {
   kLog2Counts,       ///< log2(1 + counts)
   kLog1pGeneScaled,  ///< log1p of counts x a per-gene factor (TPM-like: gene lengths), not proportional to counts
   kEmCounts,         ///< counts with a fraction on every tenth gene (EM-quantified multi-mapping reads)
+  kSqrtCounts,       ///< square roots of the counts
+  kAsinhCounts,      ///< asinh of the counts
 };
 
 /// `n_cells` cells of Poisson counts (rates 0.2 .. 12 over the genes), then `transform` (of the
@@ -65,6 +67,8 @@ MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7, in
       if (transform == Transform::kLog2Counts) stored = std::log2(1.0 + value);
       if (transform == Transform::kLog1pGeneScaled) stored = std::log1p(value * (1.0 + 0.731 * g));
       if (transform == Transform::kEmCounts && g % 10 == 0) stored = value + 0.5;
+      if (transform == Transform::kSqrtCounts) stored = std::sqrt(value);
+      if (transform == Transform::kAsinhCounts) stored = std::asinh(value);
       matrix.indices.push_back(g);
       matrix.values.push_back(stored);
     }
@@ -101,6 +105,25 @@ TEST(MatrixSummary, LogOfCountsScaledPerCellIsReadInItsBase) {
   EXPECT_EQ(scale_of(200, Transform::kLog1pHalfCounts), ValueScale::kLogNormalized);
   EXPECT_EQ(scale_of(200, Transform::kLog2Counts), ValueScale::kLog2Normalized);
   EXPECT_EQ(scale_of(200, Transform::kLog1pGeneScaled), ValueScale::kLogTransformed);
+}
+
+// Square roots and asinh of counts look logged (non-integer, small, totals unequal in every
+// base) and are used unchanged: the reason names the transform their whole squares (sinh) show,
+// so `inspect` and annotate's warning say what the values are; logs of counts name neither.
+TEST(MatrixSummary, SquareRootsAndAsinhOfCountsAreNamed) {
+  const auto reason_of = [](Transform transform) {
+    const MemoryDataset cells = make_cells(200, transform);
+    const MatrixSummary summary = summarize_matrix(*cells.open_matrix("X"));
+    EXPECT_EQ(summary.scale, ValueScale::kLogTransformed);
+    return summary.scale_reason;
+  };
+  const std::string sqrt_reason = reason_of(Transform::kSqrtCounts);
+  EXPECT_NE(sqrt_reason.find("100% of the values square to whole numbers: square roots of counts?"), std::string::npos) << sqrt_reason;
+  const std::string asinh_reason = reason_of(Transform::kAsinhCounts);
+  EXPECT_NE(asinh_reason.find("100% of the values have a whole sinh: asinh of counts?"), std::string::npos) << asinh_reason;
+  const std::string other = reason_of(Transform::kLog1pGeneScaled);
+  EXPECT_EQ(other.find("square"), std::string::npos) << other;
+  EXPECT_EQ(other.find("sinh"), std::string::npos) << other;
 }
 
 // One cell has equal totals in both bases (there is nothing to compare it with): the base whose

@@ -237,6 +237,26 @@ def test_an_empty_x_defers_to_the_counts_layer_as_in_the_cli(pbmc3k, caplog):
 
 
 @needs_data
+def test_square_roots_of_counts_are_used_with_a_warning_that_names_them(pbmc3k):
+    """sqrt(counts) looks logged and is used as it is (CellTypist refuses anything but log1p of
+    CP10k): a warning says the labels suffer and names the transform; the counts give none."""
+    counts = pbmc3k[::3].copy()
+    counts.X = sp.csr_matrix(counts.X, dtype=np.float32)
+    model = celltyper.train(counts, label="celltype", augment_depth=False)
+    rooted = counts.copy()
+    rooted.X.data = np.sqrt(rooted.X.data)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        celltyper.annotate(rooted, model=model, inplace=False)
+        messages = [str(w.message) for w in caught]
+        named = [m for m in messages if "square roots of counts?" in m and "give less accurate labels" in m]
+        assert len(named) == 1, messages
+        caught.clear()
+        celltyper.annotate(counts.copy(), model=model, inplace=False)
+        assert not [str(w.message) for w in caught if "less accurate labels" in str(w.message)]
+
+
+@needs_data
 def test_scanpys_usual_object_reads_raw_when_x_is_cut_to_highly_variable_genes(pbmc3k, caplog):
     """`adata.raw = adata` after log1p(CP10k), then X (and its counts layer) cut to 500 highly
     variable genes and scaled: raw.X, with every gene, is read (with a warning), as the command
