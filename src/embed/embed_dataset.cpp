@@ -2,6 +2,7 @@
 #include <celltyper/error.hpp>
 #include <celltyper/expression_features.hpp>
 #include <celltyper/matrix_summary.hpp>
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 
@@ -83,9 +84,39 @@ nlohmann::json EmbedResult::to_json() const {
           {"provenance", provenance}};
 }
 
+namespace {
+
+/// The --layer value that reads matrix source `source` ("raw/X" -> "raw", "layers/NAME" -> NAME).
+std::string layer_flag(const std::string& source) {
+  if (source == "raw/X") return "--layer raw";
+  if (source.rfind("layers/", 0) == 0) return "--layer " + source.substr(7);
+  return "--layer " + source;
+}
+
+/// What to read instead of scaled values: the file's other matrices, or, when it has none, where
+/// scaled values come from.
+std::string instead_of_scaled(const std::vector<std::string>& others) {
+  if (others.empty()) {
+    return "the file holds no other matrix (no layers, no raw): use the counts or log-normalised values the scaled ones were "
+           "made from (before sc.pp.scale or ScaleData)";
+  }
+  std::vector<std::string> flags;
+  flags.reserve(others.size());
+  for (const std::string& source : others) flags.push_back(layer_flag(source));
+  return fmt::format("read another of the file's matrices, of counts or log-normalised values ({})", detail::some_of(flags, 5, ", "));
+}
+
+}  // namespace
+
+std::vector<std::string> other_matrices(const Dataset& dataset, const std::string& source) {
+  std::vector<std::string> others = dataset.matrix_sources();
+  std::erase(others, source);
+  return others;
+}
+
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
                                    const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
-                                   bool relog_log_normalized, bool* counts) {
+                                   bool relog_log_normalized, bool* counts, const std::vector<std::string>& others) {
   SummarizeOptions scan;
   scan.max_rows = 2000;
   scan.memory_limit_bytes = memory_limit_bytes;
@@ -130,9 +161,8 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           if (summary.n_negative * 1000 < summary.stored_values) {  // a few damaged values, not scaled data
             throw InputError(fmt::format("{}: {}", matrix, summary.scale_reason));
           }
-          throw InputError(fmt::format("{}: negative values cannot be used; use the counts (e.g. --layer counts or --layer raw) "
-                                       "or pass --normalize none to use them anyway",
-                                       seen));
+          throw InputError(fmt::format("{}: negative values cannot be used; {}, or pass --normalize none to use them anyway", seen,
+                                       instead_of_scaled(others)));
         case ValueScale::kUnknown:
           if (summary.mixed_scales) {
             // No one normalisation suits counts and log-normalised cells: most labels of one part would be wrong.
@@ -206,7 +236,8 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   // (size_factor_genes), they are normalised again over those, as counts would be.
   const Normalization normalization =
       choose_normalization(*reader, options.normalization, options.memory_limit_bytes, fmt::format("{}: {}", dataset.path(), result.matrix),
-                           result.normalization_reason, result.warnings, !options.size_factor_genes.empty());
+                           result.normalization_reason, result.warnings, !options.size_factor_genes.empty(), nullptr,
+                           other_matrices(dataset, result.matrix));
   result.normalization = normalization;
   result.dims = dims;
   result.n_cells = dataset.n_obs();

@@ -788,14 +788,25 @@ TEST(TrainAnnotateCli, ScaledXWithoutCountsReadsTheLogNormalisedRaw) {
       "import anndata\n"
       "a = anndata.read_h5ad('{0}')\n"
       "del a.layers['counts']\n"
-      "a.write_h5ad('{1}')\n",
-      query, dir.file("scanpy.h5ad"));
+      "a.write_h5ad('{1}')\n"
+      "anndata.AnnData(X=a.X, obs=a.obs, var=a.var).write_h5ad('{2}')\n",
+      query, dir.file("scanpy.h5ad"), dir.file("scaled_only.h5ad"));
   const auto made = test::run_program({test::system_python(), "-c", make});
   ASSERT_EQ(made.exit_code, 0) << made.err;
   ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
   const auto as_x = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("scanpy.h5ad"), "--layer", "X", "-o", dir.file("x.h5ad")});
   EXPECT_EQ(as_x.exit_code, 2) << as_x.err;
-  EXPECT_NE(as_x.err.find("negative values cannot be used"), std::string::npos) << as_x.err;
+  EXPECT_NE(as_x.err.find("negative values cannot be used; read another of the file's matrices, of counts or log-normalised values "
+                          "(--layer raw), or pass --normalize none"),
+            std::string::npos)
+      << as_x.err;
+  // Scaled values alone: nothing else to read, so the message says where such values come from.
+  const auto alone = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("scaled_only.h5ad"), "-o", dir.file("alone.h5ad")});
+  EXPECT_EQ(alone.exit_code, 2) << alone.err;
+  EXPECT_NE(alone.err.find("the file holds no other matrix (no layers, no raw): use the counts or log-normalised values the scaled ones "
+                           "were made from (before sc.pp.scale or ScaleData)"),
+            std::string::npos)
+      << alone.err;
   const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("scanpy.h5ad"), "-o", dir.file("out.h5ad")});
   ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
   EXPECT_NE(annotated.err.find("X looks scaled and no matrix holds counts; raw/X looks log-normalized: raw/X read"), std::string::npos)
