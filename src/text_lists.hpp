@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -53,5 +54,35 @@ class Examples {
   std::size_t count_ = 0;
   std::vector<std::string> kept_;
 };
+
+/// Levenshtein distance between `a` and `b` (for "did you mean").
+inline std::size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+/// The one of `candidates` a misspelling of it could give `word` (a typo or two, not another
+/// word: at most a third of its length plus one edits), or "".
+inline std::string closest_to(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string closest;
+  std::size_t best = std::max<std::size_t>(1, word.size() / 3) + 1;
+  for (const std::string& candidate : candidates) {
+    if (const std::size_t distance = edit_distance(word, candidate); distance < best) {
+      best = distance;
+      closest = candidate;
+    }
+  }
+  return closest;
+}
 
 }  // namespace celltyper::detail

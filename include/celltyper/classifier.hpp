@@ -274,6 +274,13 @@ std::unique_ptr<Classifier> make_classifier(const std::string& type);
 /// Defaults of `spec` overridden by `given`; throws InputError on an unknown name, a value out of
 /// bounds or a non-integer value for an integer parameter.
 HyperParameters resolve_hyperparameters(const ClassifierSpec& spec, const HyperParameters& given);
+/// What another library's name for a hyperparameter of classifier `type` is here (scikit-learn's
+/// `max_iter` or `C` for logreg, `n_neighbors` for knn, XGBoost's `learning_rate`), or which
+/// classifier has `name` when `type` does not: a sentence naming ours through `spell` ("l2" ->
+/// "'l2'" for the engine, "--l2" for the command line); "" when neither. `name` is matched
+/// ignoring case and '-' for '_'.
+std::string foreign_hyperparameter(const std::string& type, const std::string& name,
+                                   const std::function<std::string(const std::string&)>& spell);
 
 /// Logistic regression, hyperparameters "l2", "max_iterations", "tolerance", "class_balanced".
 /// Multinomial (softmax) model p(c|x) = softmax(W x + b)_c minimising the (optionally

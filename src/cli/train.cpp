@@ -148,7 +148,10 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     for (const auto& [name, value] : args->hyperparameters) {
       if (command->count(flag_name(name)) == 0) continue;
       const bool known = std::any_of(spec.parameters.begin(), spec.parameters.end(), [&](const auto& p) { return p.name == name; });
-      if (!known) throw InputError(fmt::format("{} does not apply to --classifier {}", flag_name(name), spec.type));
+      if (!known) {
+        const std::string pointer = foreign_hyperparameter(spec.type, name, flag_name);
+        throw InputError(fmt::format("{} does not apply to --classifier {}{}", flag_name(name), spec.type, pointer.empty() ? "" : ": " + pointer));
+      }
       options.hyperparameters[name] = value;
     }
     resolve_hyperparameters(spec, options.hyperparameters);  // validate before the expensive part

@@ -1,11 +1,13 @@
 // Command-line usage rules shared by every subcommand: the bounds of common numeric flags (one
 // table, shown in --help and checked while parsing) and the one-line message of a usage error.
+#include <celltyper/classifier.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_embedding.hpp>
 #include <celltyper/parallel.hpp>
 
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -122,6 +124,43 @@ void apply_flag_bounds(CLI::App& app) {
   for (CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) apply_bounds(sub);
 }
 
+namespace {
+
+/// For each flag of `argv` that `at` does not have: what it is called here (another library's
+/// hyperparameter name given to `train`, or a misspelt flag); "" when none is known.
+std::string unknown_flag_hints(const CLI::App& at, const std::string& path, int argc, char** argv) {
+  std::vector<std::string> flags;
+  for (const CLI::Option* option : at.get_options()) {
+    for (const std::string& name : option->get_lnames()) flags.push_back("--" + name);
+  }
+  std::string classifier = "logreg";  // train's default
+  for (int i = 1; i + 1 < argc; ++i) {
+    if (std::string(argv[i]) == "--classifier") classifier = argv[i + 1];
+  }
+  std::vector<std::string> hints;
+  for (int i = 1; i < argc; ++i) {
+    std::string word = argv[i];
+    if (word.size() < 3 || word.rfind("--", 0) != 0) continue;
+    word = word.substr(0, word.find('='));
+    if (std::find(flags.begin(), flags.end(), word) != flags.end() || at.get_option_no_throw(word) != nullptr) continue;
+    std::string hint;
+    if (path == "train") {
+      hint = foreign_hyperparameter(classifier, word.substr(2), [](const std::string& ours) {
+        std::string flag = ours;
+        std::replace(flag.begin(), flag.end(), '_', '-');
+        return "--" + flag;
+      });
+    }
+    if (hint.empty()) {
+      if (const std::string closest = detail::closest_to(word, flags); !closest.empty()) hint = fmt::format("did you mean {}?", closest);
+    }
+    if (!hint.empty()) hints.push_back(fmt::format("{}: {}", word, hint));
+  }
+  return fmt::format("{}", fmt::join(hints, "; "));
+}
+
+}  // namespace
+
 std::string usage_error_message(const CLI::App& app, const CLI::ParseError& error, int argc, char** argv) {
   const CLI::App* at = deepest_parsed(app);
   const std::string path = command_path(at);
@@ -146,6 +185,9 @@ std::string usage_error_message(const CLI::App& app, const CLI::ParseError& erro
       return fmt::format("a command is required{} (commands: {}; see '{}')", path.empty() ? "" : " after '" + path + "'",
                          fmt::join(commands, ", "), help);
     }
+  }
+  if (dynamic_cast<const CLI::ExtrasError*>(&error) != nullptr) {
+    if (const std::string hints = unknown_flag_hints(*at, path, argc, argv); !hints.empty()) message += "; " + hints;
   }
   return fmt::format("{}{} (see '{}')", path.empty() ? "" : path + ": ", message, help);
 }

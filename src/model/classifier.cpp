@@ -3,11 +3,13 @@
 #include <celltyper/error.hpp>
 #include <celltyper/parallel.hpp>
 #include <celltyper/sparse.hpp>
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 
 namespace celltyper {
@@ -411,25 +413,62 @@ double macro_f1_score(const std::int32_t* truth, const std::int32_t* prediction,
   return present == 0 ? 0.0 : sum / present;
 }
 
-namespace {
-
-/// Levenshtein distance (for "did you mean").
-std::size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<std::size_t> row(b.size() + 1);
-  for (std::size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i) {
-    std::size_t diagonal = row[0];
-    row[0] = i;
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
+std::string foreign_hyperparameter(const std::string& type, const std::string& name,
+                                   const std::function<std::string(const std::string&)>& spell) {
+  struct Foreign {
+    const char* type;
+    const char* name;  ///< lower case, '_'
+    const char* ours;
+    const char* sentence;  ///< {0}: the given name, {1}: ours spelt
+  };
+  // Names users bring from scikit-learn, XGBoost and PyTorch habits (CellTypist passes C,
+  // max_iter to scikit-learn's LogisticRegression or SGDClassifier).
+  static const std::vector<Foreign> table = {
+      {"logreg", "c", "l2",
+       "scikit-learn's C is an inverse penalty on the summed loss; {1} penalises the mean loss: {1} = 1 / (C x training cells) is the same fit"},
+      {"logreg", "alpha", "l2", "scikit-learn's SGDClassifier alpha (penalty on the mean loss) is {1}"},
+      {"logreg", "max_iter", "max_iterations", "scikit-learn's max_iter is {1}"},
+      {"logreg", "tol", "tolerance", "scikit-learn's tol is {1}"},
+      {"logreg", "class_weight", "class_balanced", "scikit-learn's class_weight='balanced' is {1} 1 (the default; 0 weighs every cell alike)"},
+      {"logreg", "penalty", "l2", "the penalty is always L2, of strength {1}"},
+      {"knn", "n_neighbors", "k", "scikit-learn's n_neighbors is {1}"},
+      {"knn", "n_neighbours", "k", "scikit-learn's n_neighbors is {1}"},
+      {"mlp", "lr", "learning_rate", "the learning rate is {1}"},
+      {"mlp", "max_iter", "epochs", "scikit-learn's MLPClassifier max_iter (passes over the cells) is {1}"},
+      {"mlp", "max_epochs", "epochs", "the passes over the cells are {1}"},
+      {"mlp", "n_epochs", "epochs", "the passes over the cells are {1}"},
+      {"mlp", "num_epochs", "epochs", "the passes over the cells are {1}"},
+      {"mlp", "hidden_layer_sizes", "hidden", "scikit-learn's hidden_layer_sizes is {1} (the width of each) with layers (how many)"},
+      {"mlp", "hidden_size", "hidden", "the width of each hidden layer is {1}"},
+      {"mlp", "hidden_dim", "hidden", "the width of each hidden layer is {1}"},
+      {"mlp", "n_layers", "layers", "the number of hidden layers is {1}"},
+      {"mlp", "num_layers", "layers", "the number of hidden layers is {1}"},
+      {"mlp", "alpha", "weight_decay", "scikit-learn's MLPClassifier alpha (an L2 penalty) is closest to AdamW's {1}"},
+      {"mlp", "n_iter_no_change", "patience", "scikit-learn's n_iter_no_change is {1}"},
+      {"xgboost", "learning_rate", "eta", "XGBoost's learning_rate is its eta, {1}"},
+      {"xgboost", "reg_lambda", "lambda", "XGBoost's reg_lambda is its lambda, {1}"},
+      {"xgboost", "num_boost_round", "n_estimators", "XGBoost's num_boost_round is {1}"},
+      {"xgboost", "num_round", "n_estimators", "XGBoost's num_round is {1}"},
+      {"xgboost", "colsample", "colsample_bytree", "the share of features per tree is {1}"},
+      {"xgboost", "early_stopping", "early_stopping_rounds", "the rounds without a lower validation log-loss before stopping are {1}"},
+      {"xgboost", "reg_alpha", "lambda", "there is no L1 penalty on leaf weights, only the L2 one, {1}"},
+  };
+  std::string key = name;
+  for (char& c : key) c = c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (const Foreign& foreign : table) {
+    if (foreign.type == type && foreign.name == key) return fmt::format(fmt::runtime(foreign.sentence), name, spell(foreign.ours));
+  }
+  std::vector<std::string> owners;
+  for (const ClassifierSpec& spec : classifier_specs()) {
+    if (spec.type == type) continue;
+    const std::string& wanted = key;
+    if (std::any_of(spec.parameters.begin(), spec.parameters.end(), [&](const HyperParameter& p) { return p.name == wanted; })) {
+      owners.push_back(spec.type);
     }
   }
-  return row[b.size()];
+  if (owners.empty()) return {};
+  return fmt::format("{} is a hyperparameter of {}, not of {}", spell(key), fmt::join(owners, " and "), type);
 }
-
-}  // namespace
 
 HyperParameters resolve_hyperparameters(const ClassifierSpec& spec, const HyperParameters& given) {
   HyperParameters result;
@@ -438,18 +477,15 @@ HyperParameters resolve_hyperparameters(const ClassifierSpec& spec, const HyperP
     const std::string& wanted = name;  // (clang 14 cannot capture a structured binding)
     const auto found = std::find_if(spec.parameters.begin(), spec.parameters.end(), [&](const auto& p) { return p.name == wanted; });
     if (found == spec.parameters.end()) {
-      std::string closest;
-      std::size_t best = std::max<std::size_t>(1, name.size() / 3) + 1;  // (a typo or two, not another word)
       std::vector<std::string> names;
-      for (const auto& parameter : spec.parameters) {
-        names.push_back(parameter.name);
-        if (const std::size_t distance = edit_distance(name, parameter.name); distance < best) {
-          best = distance;
-          closest = parameter.name;
-        }
-      }
+      for (const auto& parameter : spec.parameters) names.push_back(parameter.name);
+      const std::string closest = detail::closest_to(name, names);
+      const std::string pointer = foreign_hyperparameter(spec.type, name, [](const std::string& ours) { return "'" + ours + "'"; });
       throw InputError(fmt::format("classifier '{}' has no hyperparameter '{}'{} (its hyperparameters: {})", spec.type, name,
-                                   closest.empty() ? std::string() : fmt::format("; did you mean '{}'?", closest), fmt::join(names, ", ")));
+                                   !pointer.empty()    ? "; " + pointer
+                                   : closest.empty() ? std::string()
+                                                     : fmt::format("; did you mean '{}'?", closest),
+                                   fmt::join(names, ", ")));
     }
     if (!std::isfinite(value) || value < found->min || value > found->max) {
       throw InputError(fmt::format("{} = {} is outside [{}, {}] for classifier '{}'", name, value, found->min, found->max, spec.type));

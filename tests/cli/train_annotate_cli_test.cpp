@@ -1044,7 +1044,13 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
       {{"train", "-r", dir.file("no_genes.h5ad"), "-l", "cell_type", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("d.h5")},
        fmt::format("{}: too few genes overlap the gene vectors", dir.file("no_genes.h5ad"))},
       {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("e.h5"), "--classifier", "knn", "--l2", "1"},
-       "--l2 does not apply to --classifier knn"},
+       "--l2 does not apply to --classifier knn: --l2 is a hyperparameter of logreg, not of knn"},
+      // other libraries' names and misspelt flags point at ours
+      {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e2.h5"), "--max-iter", "100"},
+       "train: The following arguments were not expected: 100 --max-iter; --max-iter: scikit-learn's max_iter is --max-iterations"},
+      {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e3.h5"), "--classifier", "xgboost", "--learning-rate", "0.1"},
+       "--learning-rate does not apply to --classifier xgboost: XGBoost's learning_rate is its eta, --eta"},
+      {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e4.h5"), "--lable", "celltype"}, "--lable: did you mean --label?"},
       {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("f.h5"), "--k", "0", "--classifier", "knn"},
        "k = 0 is outside [1, 1000] for classifier 'knn'"},
       {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("g.h5"), "--classifier", "forest"},
@@ -1061,7 +1067,7 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
     EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
     EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
   }
-  for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "h.h5ad", "i.csv", "j.zarr"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
+  for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "e2.h5", "e3.h5", "e4.h5", "h.h5ad", "i.csv", "j.zarr"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
 
   // A class of one cell is left out, with a warning; labels that differ only in surrounding
   // spaces or case are one class (the most frequent spelling).

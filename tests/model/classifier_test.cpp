@@ -401,7 +401,22 @@ TEST(Classifier, HyperparametersAndBadInput) {
     }
     return std::string("no error");
   };
-  EXPECT_EQ(std::string(message([&] { resolve_hyperparameters(spec, {{"k", 3}}); })).rfind("classifier 'logreg' has no hyperparameter 'k' (its hyperparameters: ", 0), 0u);
+  EXPECT_EQ(std::string(message([&] { resolve_hyperparameters(spec, {{"k", 3}}); }))
+                .rfind("classifier 'logreg' has no hyperparameter 'k'; 'k' is a hyperparameter of knn, not of logreg (its hyperparameters: ", 0),
+            0u);
+  // Other libraries' names point at ours (CellTypist users pass scikit-learn's C and max_iter).
+  EXPECT_EQ(std::string(message([&] { resolve_hyperparameters(spec, {{"C", 1}}); }))
+                .rfind("classifier 'logreg' has no hyperparameter 'C'; scikit-learn's C is an inverse penalty on the summed loss; 'l2' "
+                       "penalises the mean loss: 'l2' = 1 / (C x training cells) is the same fit (its hyperparameters: ",
+                       0),
+            0u);
+  EXPECT_NE(message([&] { resolve_hyperparameters(spec, {{"max_iter", 100}}); }).find("; scikit-learn's max_iter is 'max_iterations' ("),
+            std::string::npos);
+  EXPECT_NE(message([&] { resolve_hyperparameters(find_classifier_spec("knn"), {{"n_neighbors", 5}}); })
+                .find("; scikit-learn's n_neighbors is 'k' ("),
+            std::string::npos);
+  // a typo of ours still gets "did you mean"
+  EXPECT_NE(message([&] { resolve_hyperparameters(spec, {{"tolerence", 1e-3}}); }).find("; did you mean 'tolerance'? ("), std::string::npos);
   EXPECT_EQ(message([&] { resolve_hyperparameters(spec, {{"l2", -1}}); }), "l2 = -1 is outside [0, 1000000] for classifier 'logreg'");
   EXPECT_EQ(message([&] { resolve_hyperparameters(find_classifier_spec("knn"), {{"k", 2.5}}); }), "k = 2.5 must be a whole number");
   EXPECT_EQ(message([] { find_classifier_spec("forest"); }), "unknown classifier 'forest' (known: logreg, knn, mlp, xgboost)");

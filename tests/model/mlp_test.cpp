@@ -315,7 +315,7 @@ TEST(Mlp, BadInputIsRejected) {
   EXPECT_EQ(message({{"dropout", 1.0}}), "dropout = 1 is outside [0, 0.95] for classifier 'mlp'");
   EXPECT_EQ(message({{"batch_size", 0}}), "batch_size = 0 is outside [1, 1048576] for classifier 'mlp'");
   EXPECT_EQ(message({{"hidden", 2.5}}), "hidden = 2.5 must be a whole number");
-  EXPECT_EQ(std::string(message({{"l2", 1}})).rfind("classifier 'mlp' has no hyperparameter 'l2' (its hyperparameters: ", 0), 0u);
+  EXPECT_EQ(std::string(message({{"l2", 1}})).rfind("classifier 'mlp' has no hyperparameter 'l2'; 'l2' is a hyperparameter of logreg, not of mlp (its hyperparameters: ", 0), 0u);
 
   std::vector<std::int32_t> bad_labels(5, 2);
   std::vector<float> features(5 * 3, 0.0f);

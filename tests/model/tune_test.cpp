@@ -192,7 +192,7 @@ TEST(Tune, BadOptionsAreRejected) {
   EXPECT_EQ(message(options), "unknown classifier 'forest' (known: logreg, knn, mlp, xgboost)");
   options.classifier = "mlp";
   options.fixed = {{"l2", 1}};
-  EXPECT_EQ(std::string(message(options)).rfind("classifier 'mlp' has no hyperparameter 'l2' (its hyperparameters: ", 0), 0u);
+  EXPECT_EQ(std::string(message(options)).rfind("classifier 'mlp' has no hyperparameter 'l2'; 'l2' is a hyperparameter of logreg, not of mlp (its hyperparameters: ", 0), 0u);
   options.fixed = {};
   options.trials = 0;
   EXPECT_EQ(message(options), "--trials 0 must be at least 1");
@@ -260,7 +260,7 @@ TEST(TuneCli, BadFlagsGiveOneLine) {
   EXPECT_EQ(bad_fix.err, "celltyper: error: --fix dropout=abc: 'abc' is not a number\n");
   const auto unknown = test::run_cli({"tune", "-r", reference, "-l", "obs:celltype", "--fix", "l2=1"});
   EXPECT_EQ(unknown.exit_code, 2);
-  EXPECT_EQ(std::string(unknown.err).rfind("celltyper: error: classifier 'mlp' has no hyperparameter 'l2' (its hyperparameters: ", 0), 0u);
+  EXPECT_EQ(std::string(unknown.err).rfind("celltyper: error: classifier 'mlp' has no hyperparameter 'l2'; 'l2' is a hyperparameter of logreg, not of mlp (its hyperparameters: ", 0), 0u);
   const auto range = test::run_cli({"tune", "-r", reference, "-l", "obs:celltype", "--fix", "dropout=2"});
   EXPECT_EQ(range.err, "celltyper: error: dropout = 2 is outside [0, 0.95] for classifier 'mlp'\n");
 }

@@ -197,7 +197,7 @@ TEST(XGBoost, BadHyperparametersAreRejected) {
   };
   EXPECT_EQ(message({{"subsample", 0}}), "subsample = 0 is outside [0.001, 1] for classifier 'xgboost'");
   EXPECT_EQ(message({{"max_depth", 3.5}}), "max_depth = 3.5 must be a whole number");
-  EXPECT_EQ(std::string(message({{"learning_rate", 0.1}})).rfind("classifier 'xgboost' has no hyperparameter 'learning_rate' (its hyperparameters: ", 0), 0u);
+  EXPECT_EQ(std::string(message({{"learning_rate", 0.1}})).rfind("classifier 'xgboost' has no hyperparameter 'learning_rate'; XGBoost's learning_rate is its eta, 'eta' (its hyperparameters: ", 0), 0u);
 }
 
 }  // namespace

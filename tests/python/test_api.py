@@ -633,6 +633,11 @@ def test_misspelt_keywords_and_an_anndata_for_a_model_are_named():
         celltyper.embed(good, genes="/missing.h5")
     with pytest.raises(FileNotFoundError, match="cannot open label map /missing.tsv"):
         celltyper.train(good, label="cell_type", label_map="/missing.tsv")
+    # scikit-learn's names for the hyperparameters (CellTypist passes C and max_iter) point at ours
+    with pytest.raises(ValueError, match=r"no hyperparameter 'C'; scikit-learn's C is an inverse penalty .*'l2' = 1 / \(C x training cells\)"):
+        celltyper.train(good, label="cell_type", C=1.0)
+    with pytest.raises(ValueError, match="no hyperparameter 'n_neighbors'; scikit-learn's n_neighbors is 'k'"):
+        celltyper.train(good, label="cell_type", classifier="knn", n_neighbors=5)
 
 
 def test_annotate_needs_a_model_or_a_reference():
