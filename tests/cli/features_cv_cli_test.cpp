@@ -51,7 +51,8 @@ TEST(FeaturesCli, ExpressionRouteEnsembleAndHierarchicalAnnotation) {
 
   // Ensemble of both routes, no gene table (the models' own genes, united), hierarchical labels.
   const auto annotate = test::run_cli({"annotate", "-m", dir.file("expr.h5"), "-m", dir.file("genept.h5"), "-i", query, "--layer", "counts",
-                                       "-o", dir.file("out.h5ad"), "--hierarchical", "--ontology", ontology, "--min-score", "0.6", "--json", "-q"});
+                                       "-o", dir.file("out.h5ad"), "--csv", dir.file("out.csv"), "--hierarchical", "--ontology", ontology,
+                                       "--min-score", "0.6", "--json", "-q"});
   ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
   const auto flat = test::run_cli({"annotate", "-m", dir.file("expr.h5"), "-i", query, "--layer", "counts", "-o", dir.file("flat.h5ad"),
                                    "--gene-table", table, "-q"});
@@ -90,8 +91,19 @@ TEST(FeaturesCli, ExpressionRouteEnsembleAndHierarchicalAnnotation) {
       "flat = a.obs['celltyper_flat_label'].astype(str).values\n"
       "print('hierarchical: %d of 700 cells got a coarser CL term than a class; %d Unassigned' % (coarser, (labels == 'Unassigned').sum()))\n"
       "assert coarser > 0\n"
-      "b = anndata.read_h5ad('{2}'); assert 'celltyper_flat_label' not in b.obs and b.obsm['celltyper_probabilities'].shape == (700, 9)\n",
-      dir.file("out.h5ad"), ontology, dir.file("flat.h5ad"));
+      "b = anndata.read_h5ad('{2}'); assert 'celltyper_flat_label' not in b.obs and b.obsm['celltyper_probabilities'].shape == (700, 9)\n"
+      "# the CSV holds the .h5ad's celltyper_* columns, in its order, with its values (flat label and gene coverage included)\n"
+      "import pandas as pd\n"
+      "t = pd.read_csv('{3}', index_col='obs_name')\n"
+      "cols = [c for c in a.obs.columns if c.startswith('celltyper_')]\n"
+      "assert list(t.columns) == cols, (list(t.columns), cols)\n"
+      "assert list(t.index) == list(a.obs_names)\n"
+      "for c in cols:\n"
+      "    if a.obs[c].dtype == 'category' or a.obs[c].dtype == object:\n"
+      "        assert (t[c].fillna('').astype(str).values == a.obs[c].astype(str).replace('nan', '').values).all(), c\n"
+      "    else:\n"
+      "        assert np.allclose(t[c].values.astype(float), a.obs[c].values.astype(float), atol=1e-5, equal_nan=True), c\n",
+      dir.file("out.h5ad"), ontology, dir.file("flat.h5ad"), dir.file("out.csv"));
   const auto run = test::run_program({test::system_python(), "-c", verify});
   ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
   std::printf("%s", run.out.c_str());
