@@ -387,7 +387,8 @@ class Model:
 
     @property
     def features(self) -> str:
-        """"expression" (log-normalised expression of a gene panel) or "genept" (GenePT-w)."""
+        """"expression" (log-normalised expression of a gene panel) or "genept" (GenePT-w): the
+        feature route (CellTypist's `model.features`, the gene list, is `panel` here)."""
         return self._core.features
 
     @property
@@ -410,6 +411,36 @@ class Model:
     def provenance(self) -> dict:
         """How the model was made: references (path or AnnData, matrix, cells), labels, options."""
         return json.loads(self._core._provenance_json)
+
+    def markers(self, n: int = 10):
+        """Each type's `n` marker genes, from the reference cells the model keeps: the genes whose
+        mean log1p(CP10k) in the type exceeds their mean over the other types by most, among genes
+        a fifth of the type's cells express (CellTypist's `extract_top_markers`, scanpy's
+        `rank_genes_groups`; `celltyper inspect MODEL --markers N`). A pandas DataFrame, one row
+        per type and gene, best first: class, cl_id, rank (1 = best), gene, mean, mean_elsewhere
+        (the other types' mean), fraction and fraction_elsewhere (shares of cells expressing it).
+        ValueError when the model keeps no reference cells (trained with reference_sample=0).
+
+        n : marker genes per type (a positive whole number).
+        """
+        import numbers
+        import pandas as pd
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"n={n!r}: a whole number of genes per type is needed")
+        if n < 1:
+            raise ValueError(f"n={n} must be at least 1")
+        try:
+            listed = json.loads(self._core._markers_json(int(n)))
+        except ValueError as error:  # (the engine names train's flag: say train()'s keyword)
+            raise ValueError(train.speak(str(error))) from None
+        rows = []
+        for markers in listed:
+            for rank, gene in enumerate(markers["genes"], start=1):
+                rows.append({"class": markers["class"], "cl_id": markers["cl_id"], "rank": rank, "gene": gene["symbol"],
+                             "mean": gene["mean"], "mean_elsewhere": gene["mean_elsewhere"], "fraction": gene["fraction"],
+                             "fraction_elsewhere": gene["fraction_elsewhere"]})
+        columns = ["class", "cl_id", "rank", "gene", "mean", "mean_elsewhere", "fraction", "fraction_elsewhere"]
+        return pd.DataFrame(rows, columns=columns)
 
     def save(self, path: Union[str, os.PathLike]) -> None:
         """Write the model file (HDF5; `celltyper annotate -m PATH` and `load_model` read it)."""

@@ -9,6 +9,7 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/gene_vector_source.hpp>
+#include <celltyper/markers.hpp>
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
@@ -568,6 +569,14 @@ PYBIND11_MODULE(_celltyper, m) {
       .def_property_readonly("n_reference_cells", [](const CellTypeModel& model) { return model.reference.n_cells(); })
       .def_property_readonly("_validation_json", [](const CellTypeModel& model) { return model.validation.dump(); })
       .def_property_readonly("_provenance_json", [](const CellTypeModel& model) { return model.provenance.dump(); })
+      .def("_markers_json", [](const CellTypeModel& model, std::size_t n) {
+        std::string text;
+        {
+          py::gil_scoped_release release;
+          text = markers_to_json(class_markers(model, n)).dump();
+        }
+        return text;
+      })
       .def("save", [](const CellTypeModel& model, const std::string& path) {
         py::gil_scoped_release release;
         Interruptible interruptible;

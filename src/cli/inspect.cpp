@@ -4,12 +4,14 @@
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/inspect.hpp>
+#include <celltyper/markers.hpp>
 #include <celltyper/model_file.hpp>
 #include <celltyper/remote.hpp>
 
 #include "cli/commands.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <future>
@@ -69,6 +71,18 @@ std::string format_model_description(const std::string& path, const nlohmann::js
     const std::string cells = c["n_cells"].is_null() ? std::string() : fmt::format("{} cells", c["n_cells"].get<std::int64_t>());
     out += fmt::format("  {:<{}}  {:<11}  {}\n", c["name"].get<std::string>(), width, c["cl_id"].get<std::string>(), cells);
   }
+  if (model.contains("markers")) {
+    out += "Markers (reference cells: mean log1p(CP10k) in the type / in the others' mean, share expressing)\n";
+    for (const auto& c : model["markers"]) {
+      std::vector<std::string> genes;
+      for (const auto& gene : c["genes"]) {
+        genes.push_back(fmt::format("{} {:.1f}/{:.1f} {:.0f}%", gene["symbol"].get<std::string>(), gene["mean"].get<double>(),
+                                    gene["mean_elsewhere"].get<double>(), 100.0 * gene["fraction"].get<double>()));
+      }
+      out += fmt::format("  {:<{}}  {}\n", c["class"].get<std::string>(), width,
+                         genes.empty() ? std::string("(no sampled cells of its own)") : fmt::format("{}", fmt::join(genes, ", ")));
+    }
+  }
   return out;
 }
 
@@ -80,6 +94,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
     std::string gene_table;
     bool no_genes = false;
     bool json = false;
+    std::size_t markers = 0;
     InspectOptions options;
   };
   auto args = std::make_shared<Args>();
@@ -93,12 +108,16 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
                       "Gene table for the gene-id overlap: org.*.eg.db SQLite or TSV (default: $CELLTYPER_GENE_TABLE, else Debian's org.Hs.eg.db)");
   command->add_option("--gene-column", args->options.gene_column, "var column holding gene ids (default: auto-detect; 'index' for var_names)");
   command->add_flag("--no-genes", args->no_genes, "Skip the gene-id overlap");
+  command->add_option("--markers", args->markers,
+                      "Given a model: also list each type's N marker genes, from the reference cells the model keeps (mean log1p(CP10k) "
+                      "in the type above the other types' mean)");
   command->callback([args, &global] {
     if (!is_remote_path(args->path) && is_model_file(args->path)) {  // a model: what it is, not a dataset scan
       const CellTypeModel model = load_model(args->path);
       std::string text;
       try {
-        const nlohmann::json description = describe_model(model);
+        nlohmann::json description = describe_model(model);
+        if (args->markers > 0) description["markers"] = markers_to_json(class_markers(model, args->markers));
         text = args->json ? description.dump(2) + "\n" : format_model_description(args->path, description);
       } catch (const nlohmann::json::exception& error) {  // a hand-edited provenance of the wrong shape
         throw InputError(fmt::format("{}: the model's provenance is not what celltyper writes ({})", args->path, error.what()));
@@ -106,6 +125,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
       fmt::print("{}", text);
       return;
     }
+    if (args->markers > 0) throw InputError(fmt::format("--markers lists a model's marker genes; {} is not a celltyper model", args->path));
     GeneTable table;
     std::future<GeneTable> loading;  // the table loads while the file is opened and its matrix scanned
     if (!args->no_genes) {

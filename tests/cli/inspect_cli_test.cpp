@@ -3,6 +3,7 @@
 #include "support/test_support.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -170,6 +171,48 @@ TEST(InspectCli, AModelFileIsDescribedNotScanned) {
   // A whole transcriptome's genes: libraries are summed over every var.
   EXPECT_EQ(description["library_genes"], 0);
   EXPECT_EQ(text.out.find("Library sizes"), std::string::npos) << text.out;
+  EXPECT_FALSE(description.contains("markers"));
+
+  // --markers N: each type's marker genes from the reference cells the model keeps (the textbook
+  // ones of pbmc3k's types among the first five).
+  const auto markers = test::run_cli({"inspect", model, "--markers", "5", "--json"});
+  ASSERT_EQ(markers.exit_code, 0) << markers.err;
+  const json listed = json::parse(markers.out)["markers"];
+  ASSERT_EQ(listed.size(), 9U);
+  const auto top = [&](const std::string& type) {
+    std::vector<std::string> genes;
+    for (const auto& c : listed) {
+      if (c["class"] != type) continue;
+      for (const auto& gene : c["genes"]) {
+        genes.push_back(gene["symbol"].get<std::string>());
+        EXPECT_GT(gene["mean"].get<double>(), gene["mean_elsewhere"].get<double>()) << type;
+        EXPECT_GE(gene["fraction"].get<double>(), 0.2) << type;
+      }
+    }
+    return genes;
+  };
+  const auto has = [](const std::vector<std::string>& genes, const std::string& gene) {
+    return std::find(genes.begin(), genes.end(), gene) != genes.end();
+  };
+  EXPECT_TRUE(has(top("B"), "CD79A") && has(top("B"), "MS4A1")) << fmt::format("{}", fmt::join(top("B"), " "));
+  EXPECT_TRUE(has(top("NK"), "GNLY") && has(top("NK"), "NKG7")) << fmt::format("{}", fmt::join(top("NK"), " "));
+  EXPECT_TRUE(has(top("CD14+ Mono"), "LYZ") && has(top("CD14+ Mono"), "S100A9")) << fmt::format("{}", fmt::join(top("CD14+ Mono"), " "));
+  EXPECT_TRUE(has(top("Platelet"), "PPBP") && has(top("Platelet"), "PF4")) << fmt::format("{}", fmt::join(top("Platelet"), " "));
+  EXPECT_TRUE(has(top("FCGR3A+ Mono"), "FCGR3A")) << fmt::format("{}", fmt::join(top("FCGR3A+ Mono"), " "));
+  const auto printed = test::run_cli({"inspect", model, "--markers", "3"});
+  ASSERT_EQ(printed.exit_code, 0) << printed.err;
+  EXPECT_NE(printed.out.find("Markers (reference cells: mean log1p(CP10k) in the type / in the others' mean, share expressing)"),
+            std::string::npos)
+      << printed.out;
+  const auto on_data = test::run_cli({"inspect", path, "--markers", "3"});
+  EXPECT_EQ(on_data.exit_code, 2) << on_data.err;
+  EXPECT_NE(on_data.err.find("--markers lists a model's marker genes; " + path + " is not a celltyper model"), std::string::npos) << on_data.err;
+  // a model without reference cells cannot tell them
+  const std::string bare = dir.file("bare.h5");
+  ASSERT_EQ(test::run_cli({"train", "--reference", path, "--label", "obs:celltype", "--out", bare, "--reference-sample", "0", "-q"}).exit_code, 0);
+  const auto no_sample = test::run_cli({"inspect", bare, "--markers", "3"});
+  EXPECT_EQ(no_sample.exit_code, 2) << no_sample.err;
+  EXPECT_NE(no_sample.err.find("the model keeps no reference cells (trained with --reference-sample 0)"), std::string::npos) << no_sample.err;
 }
 
 TEST(InspectCli, AModelOfFewerGenesThanATranscriptomeNamesTheGenesItsLibrariesAreSummedOver) {

@@ -257,6 +257,29 @@ def test_square_roots_of_counts_are_used_with_a_warning_that_names_them(pbmc3k):
 
 
 @needs_data
+def test_markers_are_each_types_textbook_genes_as_inspect_lists_them(tmp_path, pbmc3k):
+    """Model.markers(n): a DataFrame of each type's n genes, best first, the same as `celltyper
+    inspect MODEL --markers n --json`; a model without reference cells raises ValueError."""
+    counts = pbmc3k[::2].copy()
+    model = celltyper.train(counts, label="celltype", augment_depth=False)
+    table = model.markers(5)
+    assert list(table.columns) == ["class", "cl_id", "rank", "gene", "mean", "mean_elsewhere", "fraction", "fraction_elsewhere"]
+    assert sorted(set(table["class"])) == sorted(model.classes)
+    top = {c: list(group.sort_values("rank")["gene"]) for c, group in table.groupby("class")}
+    assert {"CD79A", "MS4A1"} <= set(top["B"]), top["B"]
+    assert {"GNLY", "NKG7"} <= set(top["NK"]), top["NK"]
+    assert (table["mean"] > table["mean_elsewhere"]).all() and (table["fraction"] >= 0.2).all()
+    path = str(tmp_path / "m.h5")
+    model.save(path)
+    listed = json.loads(cli("inspect", path, "--markers", "5", "--json").stdout)["markers"]
+    assert {c["class"]: [g["symbol"] for g in c["genes"]] for c in listed} == top
+    with pytest.raises(ValueError, match=r"the model keeps no reference cells \(trained with reference_sample=0\)"):
+        celltyper.train(counts, label="celltype", augment_depth=False, reference_sample=0).markers(3)
+    with pytest.raises(ValueError, match="n=0 must be at least 1"):
+        model.markers(0)
+
+
+@needs_data
 def test_scanpys_usual_object_reads_raw_when_x_is_cut_to_highly_variable_genes(pbmc3k, caplog):
     """`adata.raw = adata` after log1p(CP10k), then X (and its counts layer) cut to 500 highly
     variable genes and scaled: raw.X, with every gene, is read (with a warning), as the command
