@@ -425,6 +425,8 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
 /// _score, celltyper_majority_vote, celltyper_flat_label), obsm celltyper_probabilities and uns
 /// celltyper_probability_classes (JSON list of column names) for write_h5ad_with_additions.
 H5adAdditions annotation_additions(const Annotation& annotation);
+/// The celltyper_* obs columns of `annotation_additions` alone (also the columns of `--csv`).
+std::vector<Column> annotation_obs_columns(const Annotation& annotation);
 
 /// Predicted label -> number of cells, most common first (ties by name).
 std::vector<std::pair<std::string, std::int64_t>> label_counts(const Annotation& annotation);

@@ -145,15 +145,16 @@ ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& 
 /// kRelog1pCp10k and log2(1 + CP10k) ones kRelog2Cp10k, else kNone; counts and other non-logged
 /// values get kLog1pCp10k. `counts` (when given) is set to whether the scanned values are raw
 /// counts (molecules: what depth augmentation may thin), whatever the normalisation.
-/// `others`: the dataset's other matrix sources ("raw/X", "layers/NAME"), named in the error for
-/// scaled values as the ones to read instead.
+/// The dataset a matrix was read from and its source ("X", "raw/X", "layers/NAME"): the error for
+/// scaled values and the warning for values of unknown normalisation name the dataset's other
+/// matrices that are not scaled (scanned then) as the ones to read instead.
+struct MatrixOrigin {
+  const Dataset* dataset = nullptr;  ///< nullptr: not known
+  std::string source;
+};
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
                                    const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
-                                   bool relog_log_normalized = false, bool* counts = nullptr,
-                                   const std::vector<std::string>& others = {});
+                                   bool relog_log_normalized = false, bool* counts = nullptr, const MatrixOrigin& origin = {});
 // (`matrix` names the matrix in messages: "FILE: X")
-
-/// The matrix sources of `dataset` other than `source` (for choose_normalization's `others`).
-std::vector<std::string> other_matrices(const Dataset& dataset, const std::string& source);
 
 }  // namespace celltyper

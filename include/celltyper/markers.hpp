@@ -34,11 +34,13 @@ struct ClassMarkers {
 };
 
 /// The `n` genes of each class of `model` whose mean log1p(CP10k) in the class's reference cells
-/// exceeds their mean in the other classes by most (one-vs-rest log fold change), among genes that
-/// at least a fifth of the class's cells express; a gene is judged on the cells whose reference
-/// measured it (pooled references with different panels). Classes in `model.class_names` order;
-/// a class without sampled cells (only coarse labels below it) has no genes. Throws InputError
-/// when the model carries no reference sample (models trained with --reference-sample 0).
+/// exceeds their mean in the other classes by most (one-vs-rest log fold change; fewer when fewer
+/// are higher in the class), among genes that at least a fifth of the class's cells express; a
+/// gene is judged on the cells whose reference measured it (pooled references with different
+/// panels). Logged values are un-logged and normalised again over each cell's library (values of
+/// an unknown log are averaged as stored). Classes in `model.class_names` order; a class without
+/// sampled cells (only coarse labels below it) has no genes. Throws InputError when the model
+/// carries no reference sample (--reference-sample 0, references normalised differently).
 std::vector<ClassMarkers> class_markers(const CellTypeModel& model, std::size_t n);
 
 /// `markers` as JSON: [{class, cl_id, n_cells, genes: [{symbol, entrez_id, mean, ...}]}].

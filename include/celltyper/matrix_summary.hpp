@@ -79,13 +79,16 @@ struct MatrixSummary {
   std::int64_t exp10m1_ratios_checked = 0;
   std::int64_t exp10m1_whole_ratios = 0;
   static constexpr double kMaxWholeRatio = 64;
-  /// Other transforms of counts, told apart from logs (rows with non-integer values; values up to
-  /// kMaxTransformed): how many stored values square to a whole number (square root of counts)
-  /// and how many have a whole sinh (asinh of counts), within 0.01.
-  std::int64_t transforms_checked = 0;
+  /// Other transforms of counts, told apart from logs (the non-integer values of rows with
+  /// non-integer values): of those up to kMaxSquared, how many square to a whole number (square
+  /// roots of counts); of those up to kMaxSinh, how many have a whole sinh (asinh of counts); within
+  /// 0.01, which float32 values keep up to those bounds.
+  std::int64_t squares_checked = 0;
   std::int64_t whole_squares = 0;
+  std::int64_t sinh_checked = 0;
   std::int64_t whole_sinh = 0;
-  static constexpr double kMaxTransformed = 8;
+  static constexpr double kMaxSquared = 64;
+  static constexpr double kMaxSinh = 8;
   /// Cells of whole numbers only (counts) and cells whose values are mostly non-integer and all
   /// below kLogLikeMax (log-normalised): a matrix holding many of both joins differently
   /// processed data, and no one normalisation suits every cell (`mixed_scales`).

@@ -1291,11 +1291,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   return annotation;
 }
 
-H5adAdditions annotation_additions(const Annotation& annotation) {
-  H5adAdditions additions;
+std::vector<Column> annotation_obs_columns(const Annotation& annotation) {
+  std::vector<Column> columns;
   auto floats = [](const std::vector<float>& values) { return std::vector<double>(values.begin(), values.end()); };
-  additions.obs_columns.push_back(Column::categorical("celltyper_label", annotation.labels));
-  additions.obs_columns.push_back(Column::from_floats("celltyper_score", floats(annotation.scores), "float32"));
+  columns.push_back(Column::categorical("celltyper_label", annotation.labels));
+  columns.push_back(Column::from_floats("celltyper_score", floats(annotation.scores), "float32"));
   if (std::any_of(annotation.class_cl_ids.begin(), annotation.class_cl_ids.end(), [](const auto& id) { return !id.empty(); })) {
     Column ontology = Column::categorical("celltyper_ontology_id", annotation.cl_ids);
     // Cells without an id are missing values (NaN in pandas), not the category "".
@@ -1305,21 +1305,27 @@ H5adAdditions annotation_additions(const Annotation& annotation) {
       ontology.categories.erase(empty);
       for (auto& value : ontology.codes) value = value == code ? -1 : (value > code ? value - 1 : value);
     }
-    additions.obs_columns.push_back(std::move(ontology));
+    columns.push_back(std::move(ontology));
   }
   for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
-    additions.obs_columns.push_back(Column::categorical(fmt::format("celltyper_top{}_label", k + 1), annotation.top_labels[k]));
-    additions.obs_columns.push_back(Column::from_floats(fmt::format("celltyper_top{}_score", k + 1), floats(annotation.top_scores[k]), "float32"));
+    columns.push_back(Column::categorical(fmt::format("celltyper_top{}_label", k + 1), annotation.top_labels[k]));
+    columns.push_back(Column::from_floats(fmt::format("celltyper_top{}_score", k + 1), floats(annotation.top_scores[k]), "float32"));
   }
-  if (annotation.has_majority_vote) additions.obs_columns.push_back(Column::categorical("celltyper_majority_vote", annotation.majority_vote));
-  if (annotation.has_flat_labels) additions.obs_columns.push_back(Column::categorical("celltyper_flat_label", annotation.flat_labels));
+  if (annotation.has_majority_vote) columns.push_back(Column::categorical("celltyper_majority_vote", annotation.majority_vote));
+  if (annotation.has_flat_labels) columns.push_back(Column::categorical("celltyper_flat_label", annotation.flat_labels));
   if (annotation.gene_coverage.size() == annotation.labels.size()) {
-    additions.obs_columns.push_back(Column::from_floats("celltyper_gene_coverage", floats(annotation.gene_coverage), "float32"));
+    columns.push_back(Column::from_floats("celltyper_gene_coverage", floats(annotation.gene_coverage), "float32"));
   }
   if (annotation.has_similarity) {
-    additions.obs_columns.push_back(Column::from_floats("celltyper_similarity", floats(annotation.similarity), "float32"));
-    additions.obs_columns.push_back(Column::from_bools("celltyper_unlike_reference", annotation.unlike_reference));
+    columns.push_back(Column::from_floats("celltyper_similarity", floats(annotation.similarity), "float32"));
+    columns.push_back(Column::from_bools("celltyper_unlike_reference", annotation.unlike_reference));
   }
+  return columns;
+}
+
+H5adAdditions annotation_additions(const Annotation& annotation) {
+  H5adAdditions additions;
+  additions.obs_columns = annotation_obs_columns(annotation);
   DenseMatrix probabilities;
   probabilities.rows = static_cast<std::int64_t>(annotation.labels.size());
   probabilities.cols = static_cast<std::int64_t>(annotation.class_names.size());

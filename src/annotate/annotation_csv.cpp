@@ -17,36 +17,27 @@ std::string csv_field(const std::string& text) {
   return quoted + "\"";
 }
 
-namespace {
-
-std::string number_or_na(float value) { return std::isnan(value) ? std::string("NA") : fmt::format("{:.6g}", value); }
-
-}  // namespace
-
-// Missing values are NA and booleans TRUE / FALSE: what R's read.csv (for Seurat's AddMetaData)
-// and pandas' read_csv both read as missing values and logicals.
+// The columns of the annotated .h5ad (annotation_obs_columns), in its order. Missing values are
+// NA and booleans TRUE / FALSE: what R's read.csv (for Seurat's AddMetaData) and pandas'
+// read_csv both read as missing values and logicals.
 void write_annotation_csv(const Annotation& annotation, std::ostream& out) {
-  out << "obs_name,celltyper_label,celltyper_score,celltyper_ontology_id";
-  for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) out << fmt::format(",celltyper_top{0}_label,celltyper_top{0}_score", k + 1);
-  if (annotation.has_majority_vote) out << ",celltyper_majority_vote";
-  // the columns of the annotated .h5ad, in its order
-  if (annotation.has_flat_labels) out << ",celltyper_flat_label";
-  const bool coverage = annotation.gene_coverage.size() == annotation.labels.size();
-  if (coverage) out << ",celltyper_gene_coverage";
-  const bool similarity = annotation.has_similarity;
-  if (similarity) out << ",celltyper_similarity,celltyper_unlike_reference";
+  const std::vector<Column> columns = annotation_obs_columns(annotation);
+  out << "obs_name";
+  for (const Column& column : columns) out << ',' << column.name;
   out << '\n';
-  for (std::size_t i = 0; i < annotation.labels.size(); ++i) {
-    out << csv_field(annotation.obs_names[i]) << ',' << csv_field(annotation.labels[i]) << ',' << fmt::format("{:.6g}", annotation.scores[i])
-        << ',' << (annotation.cl_ids[i].empty() ? std::string("NA") : annotation.cl_ids[i]);
-    for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
-      out << ',' << csv_field(annotation.top_labels[k][i]) << ',' << fmt::format("{:.6g}", annotation.top_scores[k][i]);
-    }
-    if (annotation.has_majority_vote) out << ',' << csv_field(annotation.majority_vote[i]);
-    if (annotation.has_flat_labels) out << ',' << csv_field(annotation.flat_labels[i]);
-    if (coverage) out << ',' << number_or_na(annotation.gene_coverage[i]);
-    if (similarity) {
-      out << ',' << number_or_na(annotation.similarity[i]) << ',' << (annotation.unlike_reference[i] != 0 ? "TRUE" : "FALSE");
+  for (std::size_t i = 0; i < annotation.obs_names.size(); ++i) {
+    out << csv_field(annotation.obs_names[i]);
+    for (const Column& column : columns) {
+      out << ',';
+      if (column.is_missing(i)) {
+        out << "NA";
+      } else if (column.kind == ColumnKind::kFloat) {
+        out << fmt::format("{:.6g}", column.numbers[i]);
+      } else if (column.kind == ColumnKind::kBool) {
+        out << (column.booleans[i] != 0 ? "TRUE" : "FALSE");
+      } else {
+        out << csv_field(column.value_as_string(i));
+      }
     }
     out << '\n';
   }

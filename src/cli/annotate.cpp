@@ -64,6 +64,19 @@ void write_csv(const OutputFile& output, const Annotation& annotation) {
   if (!out) throw IoError(fmt::format("cannot write {} (disk full?)", output.path()));
 }
 
+/// A message about one of `references` (it starts with its path) names the references' matrix
+/// flag, --reference-layer, where the engine wrote --layer (the query's).
+std::string for_references(std::string message, const std::vector<std::string>& references) {
+  const bool about_reference = std::any_of(references.begin(), references.end(), [&](const std::string& path) {
+    return message.rfind(path + ":", 0) == 0 || message.rfind(std::string(kNotePrefix) + path + ":", 0) == 0;
+  });
+  if (!about_reference) return message;
+  for (std::size_t at = message.find("--layer"); at != std::string::npos; at = message.find("--layer", at + 17)) {
+    message.replace(at, 7, "--reference-layer");
+  }
+  return message;
+}
+
 }  // namespace
 
 void add_annotate(CLI::App& app, const GlobalOptions& global) {
@@ -275,8 +288,15 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       const OpenedDatasets references = open_datasets(args->references);
       const auto started = std::chrono::steady_clock::now();
       // (the model keeps its reference sample: annotate reads a query padded with zeros through it)
-      TrainResult trained = train_for_query(references.views, *dataset, train, store, table, args->options.embed,
-                                            args->options.allow_low_coverage ? 0 : args->options.min_coverage_genes);
+      TrainResult trained = [&] {
+        try {
+          return train_for_query(references.views, *dataset, train, store, table, args->options.embed,
+                                 args->options.allow_low_coverage ? 0 : args->options.min_coverage_genes);
+        } catch (const InputError& error) {
+          throw InputError(for_references(error.what(), args->references));
+        }
+      }();
+      for (std::string& warning : trained.warnings) warning = for_references(std::move(warning), args->references);
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
       if (!global.quiet) {
         fmt::print(stderr,

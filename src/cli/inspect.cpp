@@ -79,8 +79,8 @@ std::string format_model_description(const std::string& path, const nlohmann::js
         genes.push_back(fmt::format("{} {:.1f}/{:.1f} {:.0f}%", gene["symbol"].get<std::string>(), gene["mean"].get<double>(),
                                     gene["mean_elsewhere"].get<double>(), 100.0 * gene["fraction"].get<double>()));
       }
-      out += fmt::format("  {:<{}}  {}\n", c["class"].get<std::string>(), width,
-                         genes.empty() ? std::string("(no sampled cells of its own)") : fmt::format("{}", fmt::join(genes, ", ")));
+      const std::string none = c["n_cells"].get<std::int64_t>() == 0 ? "(no sampled cells of its own)" : "(no gene higher in it than elsewhere)";
+      out += fmt::format("  {:<{}}  {}\n", c["class"].get<std::string>(), width, genes.empty() ? none : fmt::format("{}", fmt::join(genes, ", ")));
     }
   }
   return out;
@@ -94,7 +94,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
     std::string gene_table;
     bool no_genes = false;
     bool json = false;
-    std::size_t markers = 0;
+    int markers = 0;
     InspectOptions options;
   };
   auto args = std::make_shared<Args>();
@@ -108,16 +108,18 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
                       "Gene table for the gene-id overlap: org.*.eg.db SQLite or TSV (default: $CELLTYPER_GENE_TABLE, else Debian's org.Hs.eg.db)");
   command->add_option("--gene-column", args->options.gene_column, "var column holding gene ids (default: auto-detect; 'index' for var_names)");
   command->add_flag("--no-genes", args->no_genes, "Skip the gene-id overlap");
-  command->add_option("--markers", args->markers,
-                      "Given a model: also list each type's N marker genes, from the reference cells the model keeps (mean log1p(CP10k) "
-                      "in the type above the other types' mean)");
+  command
+      ->add_option("--markers", args->markers,
+                   "Given a model: also list each type's N marker genes, from the reference cells the model keeps (mean log1p(CP10k) "
+                   "in the type above the other types' mean)")
+      ->check(CLI::Range(1, 10000));
   command->callback([args, &global] {
     if (!is_remote_path(args->path) && is_model_file(args->path)) {  // a model: what it is, not a dataset scan
       const CellTypeModel model = load_model(args->path);
       std::string text;
       try {
         nlohmann::json description = describe_model(model);
-        if (args->markers > 0) description["markers"] = markers_to_json(class_markers(model, args->markers));
+        if (args->markers > 0) description["markers"] = markers_to_json(class_markers(model, static_cast<std::size_t>(args->markers)));
         text = args->json ? description.dump(2) + "\n" : format_model_description(args->path, description);
       } catch (const nlohmann::json::exception& error) {  // a hand-edited provenance of the wrong shape
         throw InputError(fmt::format("{}: the model's provenance is not what celltyper writes ({})", args->path, error.what()));

@@ -133,9 +133,13 @@ std::string unknown_flag_hints(const CLI::App& at, const std::string& path, int 
   for (const CLI::Option* option : at.get_options()) {
     for (const std::string& name : option->get_lnames()) flags.push_back("--" + name);
   }
-  std::string classifier = "logreg";  // train's default
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (std::string(argv[i]) == "--classifier") classifier = argv[i + 1];
+  // the classifier asked for (--classifier NAME or --classifier=NAME), else the flag's default
+  const CLI::Option* chosen = at.get_option_no_throw("--classifier");
+  std::string classifier = chosen != nullptr ? chosen->get_default_str() : std::string();
+  for (int i = 1; i < argc; ++i) {
+    const std::string word = argv[i];
+    if (word == "--classifier" && i + 1 < argc) classifier = argv[i + 1];
+    if (word.rfind("--classifier=", 0) == 0) classifier = word.substr(13);
   }
   std::vector<std::string> hints;
   for (int i = 1; i < argc; ++i) {
@@ -151,7 +155,8 @@ std::string unknown_flag_hints(const CLI::App& at, const std::string& path, int 
         return "--" + flag;
       });
     }
-    if (hint.empty()) {
+    // (a name of one or two letters is one edit from every other short flag: no guess)
+    if (hint.empty() && word.size() > 4) {
       if (const std::string closest = detail::closest_to(word, flags); !closest.empty()) hint = fmt::format("did you mean {}?", closest);
     }
     if (!hint.empty()) hints.push_back(fmt::format("{}: {}", word, hint));

@@ -93,30 +93,54 @@ std::string layer_flag(const std::string& source) {
   return "--layer " + source;
 }
 
-/// What to read instead of scaled values: the file's other matrices, or, when it has none, where
-/// scaled values come from.
-std::string instead_of_scaled(const std::vector<std::string>& others) {
-  if (others.empty()) {
-    return "the file holds no other matrix (no layers, no raw): use the counts or log-normalised values the scaled ones were "
-           "made from (before sc.pp.scale or ScaleData)";
+/// Whether the engine sees every matrix of `origin`'s dataset (not so for an in-memory AnnData,
+/// given the one matrix it is to read).
+bool knows_other_matrices(const MatrixOrigin& origin) { return origin.dataset != nullptr && origin.dataset->format() != "memory"; }
+
+/// The matrices of `origin`'s dataset other than the one read, as they scan: "--layer raw
+/// (log-normalized)" for each that is neither scaled nor empty; `any` is set to whether the
+/// dataset has other matrices at all.
+std::vector<std::string> usable_others(const MatrixOrigin& origin, bool& any) {
+  any = false;
+  std::vector<std::string> usable;
+  if (!knows_other_matrices(origin)) return usable;
+  for (const std::string& source : origin.dataset->matrix_sources()) {
+    if (source == origin.source) continue;
+    any = true;
+    SummarizeOptions scan;
+    scan.max_rows = 2000;
+    const ValueScale scale = summarize_matrix(*origin.dataset->open_matrix(source), scan).scale;
+    if (scale != ValueScale::kScaled && scale != ValueScale::kEmpty) usable.push_back(fmt::format("{} ({})", layer_flag(source), to_string(scale)));
   }
-  std::vector<std::string> flags;
-  flags.reserve(others.size());
-  for (const std::string& source : others) flags.push_back(layer_flag(source));
-  return fmt::format("read another of the file's matrices, of counts or log-normalised values ({})", detail::some_of(flags, 5, ", "));
+  return usable;
+}
+
+/// What to read instead of scaled values: the file's other matrices that are not scaled, or, when
+/// it has none, where scaled values come from.
+std::string instead_of_scaled(const MatrixOrigin& origin) {
+  const std::string made_from = "use the counts or log-normalised values the scaled ones were made from (before sc.pp.scale or ScaleData)";
+  if (!knows_other_matrices(origin)) return "read a matrix of counts or log-normalised values (--layer NAME), or " + made_from;
+  bool any = false;
+  const std::vector<std::string> usable = usable_others(origin, any);
+  if (!usable.empty()) return fmt::format("read another of the file's matrices: {}", detail::some_of(usable, 5, ", "));
+  return fmt::format("{}: {}", any ? "the file's other matrices are scaled or empty too" : "the file holds no other matrix (no layers, no raw)",
+                     made_from);
+}
+
+/// Where the counts behind log-like values of unknown normalisation may be.
+std::string counts_instead(const MatrixOrigin& origin) {
+  if (!knows_other_matrices(origin)) return "the counts (--layer NAME) are safest";
+  bool any = false;
+  const std::vector<std::string> usable = usable_others(origin, any);
+  if (!usable.empty()) return fmt::format("the counts are safest; the file's other matrices: {}", detail::some_of(usable, 5, ", "));
+  return "the counts are safest (the file holds no other usable matrix)";
 }
 
 }  // namespace
 
-std::vector<std::string> other_matrices(const Dataset& dataset, const std::string& source) {
-  std::vector<std::string> others = dataset.matrix_sources();
-  std::erase(others, source);
-  return others;
-}
-
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
                                    const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
-                                   bool relog_log_normalized, bool* counts, const std::vector<std::string>& others) {
+                                   bool relog_log_normalized, bool* counts, const MatrixOrigin& origin) {
   SummarizeOptions scan;
   scan.max_rows = 2000;
   scan.memory_limit_bytes = memory_limit_bytes;
@@ -151,7 +175,7 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           // against a model of its counts: accuracy 0.890 -> 0.805) costs labels without a sign.
           reason = "auto: " + seen + "; used unchanged";
           warnings.push_back(seen + ": used unchanged as log-normalised values; values transformed otherwise (square roots, asinh, "
-                                    "log of corrected data) give less accurate labels: the counts (--layer NAME) are safest");
+                                    "log of corrected data) give less accurate labels: " + counts_instead(origin));
           return Normalization::kNone;
         case ValueScale::kNormalized:
           // CP10k / CPM: log1p(CP10k) of them is what counts give (the total is rescaled to 10^4).
@@ -161,8 +185,8 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           if (summary.n_negative * 1000 < summary.stored_values) {  // a few damaged values, not scaled data
             throw InputError(fmt::format("{}: {}", matrix, summary.scale_reason));
           }
-          throw InputError(fmt::format("{}: negative values cannot be used; {}, or pass --normalize none to use them anyway", seen,
-                                       instead_of_scaled(others)));
+          throw InputError(fmt::format("{}: negative values cannot be used; {}; or pass --normalize none to use them anyway", seen,
+                                       instead_of_scaled(origin)));
         case ValueScale::kUnknown:
           if (summary.mixed_scales) {
             // No one normalisation suits counts and log-normalised cells: most labels of one part would be wrong.
@@ -237,7 +261,7 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   const Normalization normalization =
       choose_normalization(*reader, options.normalization, options.memory_limit_bytes, fmt::format("{}: {}", dataset.path(), result.matrix),
                            result.normalization_reason, result.warnings, !options.size_factor_genes.empty(), nullptr,
-                           other_matrices(dataset, result.matrix));
+                           MatrixOrigin{&dataset, result.matrix});
   result.normalization = normalization;
   result.dims = dims;
   result.n_cells = dataset.n_obs();

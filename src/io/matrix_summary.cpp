@@ -65,6 +65,18 @@ double whole_share(std::int64_t whole, std::int64_t checked) {
 /// (in the other base, or for values not proportional to counts, about 2% are whole by chance).
 constexpr double kWholeRatioShare = 0.9;
 
+/// "; 98% of the values square to whole numbers: square roots of counts?" when the non-integer
+/// values are square roots (or asinh) of counts, which look logged or unknown; else "".
+std::string transform_of_counts(const MatrixSummary& summary) {
+  if (const double share = whole_share(summary.whole_squares, summary.squares_checked); share >= kWholeRatioShare) {
+    return fmt::format("; {:.0f}% of the values square to whole numbers: square roots of counts?", 100.0 * share);
+  }
+  if (const double share = whole_share(summary.whole_sinh, summary.sinh_checked); share >= kWholeRatioShare) {
+    return fmt::format("; {:.0f}% of the values have a whole sinh: asinh of counts?", 100.0 * share);
+  }
+  return {};
+}
+
 void classify(MatrixSummary& summary) {
   if (summary.stored_values == 0 || (summary.max_value == 0 && summary.n_negative == 0)) {
     summary.scale = ValueScale::kEmpty;
@@ -156,14 +168,7 @@ void classify(MatrixSummary& summary) {
       summary.scale = ValueScale::kLogTransformed;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}, expm1 totals vary per cell: log-transformed, normalisation unknown",
                                          summary.max_value);
-      // Square roots and asinh of counts look logged too: their squares (sinh) are whole.
-      if (whole_share(summary.whole_squares, summary.transforms_checked) >= kWholeRatioShare) {
-        summary.scale_reason += fmt::format("; {:.0f}% of the values square to whole numbers: square roots of counts?",
-                                            100.0 * whole_share(summary.whole_squares, summary.transforms_checked));
-      } else if (whole_share(summary.whole_sinh, summary.transforms_checked) >= kWholeRatioShare) {
-        summary.scale_reason += fmt::format("; {:.0f}% of the values have a whole sinh: asinh of counts?",
-                                            100.0 * whole_share(summary.whole_sinh, summary.transforms_checked));
-      }
+      summary.scale_reason += transform_of_counts(summary);
     }
     return;
   }
@@ -175,6 +180,7 @@ void classify(MatrixSummary& summary) {
   }
   summary.scale = ValueScale::kUnknown;
   summary.scale_reason = fmt::format("non-integer values up to {:.3g} with unequal totals (TPM/FPKM or corrected data?)", summary.max_value);
+  summary.scale_reason += transform_of_counts(summary);  // (square roots of counts above 900)
 }
 
 }  // namespace
@@ -242,10 +248,15 @@ void count_whole_ratios(const CsrBlock& block, std::size_t begin, std::size_t en
   const auto whole = [](double ratio) { return std::abs(ratio - std::round(ratio)) < 0.01; };
   for (std::size_t k = begin; k < end; ++k) {
     const double value = block.values[k];
-    if (value > 0 && value <= MatrixSummary::kMaxTransformed) {
-      ++summary.transforms_checked;
-      if (whole(value * value)) ++summary.whole_squares;
-      if (whole(std::sinh(value))) ++summary.whole_sinh;
+    if (value > 0 && value != std::floor(value)) {  // (whole values square to whole ones)
+      if (value <= MatrixSummary::kMaxSquared) {
+        ++summary.squares_checked;
+        if (whole(value * value)) ++summary.whole_squares;
+      }
+      if (value <= MatrixSummary::kMaxSinh) {
+        ++summary.sinh_checked;
+        if (whole(std::sinh(value))) ++summary.whole_sinh;
+      }
     }
     if (!(value > smallest) || !std::isfinite(value)) continue;
     const double natural = expm1_capped(value) / smallest_natural;

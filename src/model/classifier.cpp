@@ -424,8 +424,11 @@ std::string foreign_hyperparameter(const std::string& type, const std::string& n
   // Names users bring from scikit-learn, XGBoost and PyTorch habits (CellTypist passes C,
   // max_iter to scikit-learn's LogisticRegression or SGDClassifier).
   static const std::vector<Foreign> table = {
+      {"", "n_jobs", "threads", "scikit-learn's n_jobs is {1}, which every command takes"},
+      {"", "random_state", "seed", "scikit-learn's random_state is {1}"},
       {"logreg", "c", "l2",
-       "scikit-learn's C is an inverse penalty on the summed loss; {1} penalises the mean loss: {1} = 1 / (C x training cells) is the same fit"},
+       "scikit-learn's C is an inverse penalty on the summed loss; {1} penalises the mean loss: {1} = 1 / (C x training cells) is about "
+       "the same fit (cells counted by weight, a depth-augmented copy less than a cell)"},
       {"logreg", "alpha", "l2", "scikit-learn's SGDClassifier alpha (penalty on the mean loss) is {1}"},
       {"logreg", "max_iter", "max_iterations", "scikit-learn's max_iter is {1}"},
       {"logreg", "tol", "tolerance", "scikit-learn's tol is {1}"},
@@ -456,7 +459,12 @@ std::string foreign_hyperparameter(const std::string& type, const std::string& n
   std::string key = name;
   for (char& c : key) c = c == '-' ? '_' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   for (const Foreign& foreign : table) {
-    if (foreign.type == type && foreign.name == key) return fmt::format(fmt::runtime(foreign.sentence), name, spell(foreign.ours));
+    if ((foreign.type == type || std::string(foreign.type).empty()) && foreign.name == key) {
+      return fmt::format(fmt::runtime(foreign.sentence), name, spell(foreign.ours));
+    }
+  }
+  for (const Foreign& foreign : table) {  // another classifier's name (C given to knn)
+    if (foreign.name == key) return fmt::format("{} is for --classifier {}: {}", name, foreign.type, fmt::format(fmt::runtime(foreign.sentence), name, spell(foreign.ours)));
   }
   std::vector<std::string> owners;
   for (const ClassifierSpec& spec : classifier_specs()) {

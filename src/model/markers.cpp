@@ -23,13 +23,13 @@ constexpr double kMinFraction = 0.2;
 std::vector<ClassMarkers> class_markers(const CellTypeModel& model, std::size_t n) {
   const ReferenceSample& sample = model.reference;
   if (sample.empty()) {
-    throw InputError("the model keeps no reference cells (trained with --reference-sample 0): its types' marker genes cannot be told");
+    throw InputError("the model keeps no reference cells (trained with --reference-sample 0, or from references normalised differently): "
+                     "its types' marker genes cannot be told");
   }
   const CsrBlockF64& values = sample.cell_values();
   const std::size_t n_genes = sample.entrez_ids.size();
   const std::size_t n_classes = model.class_names.size();
   const Normalization stored = sample.normalization.empty() ? Normalization::kNone : parse_normalization(sample.normalization);
-  const bool counts = stored == Normalization::kLog1pCp10k;
   // A cell's library: the model's library genes (every gene when it has none), as its features.
   const std::vector<std::int64_t>& library_genes = model.library_genes();
   std::vector<std::uint8_t> in_library(n_genes, 1);
@@ -38,54 +38,55 @@ std::vector<ClassMarkers> class_markers(const CellTypeModel& model, std::size_t 
       in_library[g] = std::binary_search(library_genes.begin(), library_genes.end(), sample.entrez_ids[g]) ? 1 : 0;
     }
   }
-  // Per class and gene: sums of log1p(CP10k), expressing cells and cells that measured the gene.
-  std::vector<double> sum(n_classes * n_genes, 0.0);
-  std::vector<double> expressing(n_classes * n_genes, 0.0);
-  std::vector<double> measuring(n_classes * n_genes, 0.0);
-  std::vector<std::int64_t> cells(n_classes, 0);
-  std::vector<std::vector<double>> measured_by_reference;  // per reference: 1 for each column it measured
-  for (const auto& columns : sample.measured) {
-    std::vector<double> mask(n_genes, 0.0);
-    for (const std::int32_t column : columns) mask[static_cast<std::size_t>(column)] = 1.0;
-    measured_by_reference.push_back(std::move(mask));
-  }
+  // Values on one scale, log1p(CP10k): counts, CP10k and logged values (un-logged: expm1, 2^x - 1,
+  // 10^x - 1) normalised over the cell's library; values of an unknown log ("none") as stored.
+  const auto linear = [stored](double value) { return is_relog(stored) ? unlogged(value, stored) : value; };
+  // Per class and gene: sums of log1p(CP10k) and expressing cells (float: the sample is at most
+  // 10^5 cells, and classes x genes can reach 10^7); then means and shares, in place.
+  std::vector<float> mean(n_classes * n_genes, 0.0F);
+  std::vector<float> fraction(n_classes * n_genes, 0.0F);
+  const std::size_t n_references = std::max<std::size_t>(1, sample.measured.size());
+  std::vector<std::int64_t> cells(n_classes * n_references, 0);  // per class and reference
   for (std::int64_t cell = 0; cell < values.n_rows; ++cell) {
     const auto label = static_cast<std::size_t>(sample.labels[static_cast<std::size_t>(cell)]);
     if (label >= n_classes) continue;  // a coarse label: no one class
-    ++cells[label];
+    const std::size_t reference =
+        sample.measured.empty() || sample.references.empty() ? 0 : static_cast<std::size_t>(sample.references[static_cast<std::size_t>(cell)]);
+    ++cells[label * n_references + reference];
     const auto begin = static_cast<std::size_t>(values.indptr[static_cast<std::size_t>(cell)]);
     const auto end = static_cast<std::size_t>(values.indptr[static_cast<std::size_t>(cell) + 1]);
     double library = 0;
     for (std::size_t k = begin; k < end; ++k) {
-      if (values.values[k] > 0 && in_library[static_cast<std::size_t>(values.indices[k])] != 0) library += values.values[k];
+      if (values.values[k] > 0 && in_library[static_cast<std::size_t>(values.indices[k])] != 0) library += linear(values.values[k]);
     }
-    double* class_sum = sum.data() + label * n_genes;
-    double* class_expressing = expressing.data() + label * n_genes;
     for (std::size_t k = begin; k < end; ++k) {
       const double value = values.values[k];
       if (!(value > 0)) continue;
-      const double logged = counts ? (library > 0 ? std::log1p(value * 1e4 / library) : 0.0)
-                            : stored == Normalization::kCp10k ? std::log1p(value)
-                                                              : value;  // log values as stored
-      const auto g = static_cast<std::size_t>(values.indices[k]);
-      class_sum[g] += logged;
-      class_expressing[g] += 1;
-    }
-    double* class_measuring = measuring.data() + label * n_genes;
-    if (sample.references.empty() || measured_by_reference.empty()) {
-      for (std::size_t g = 0; g < n_genes; ++g) class_measuring[g] += 1;
-    } else {
-      const auto& mask = measured_by_reference[static_cast<std::size_t>(sample.references[static_cast<std::size_t>(cell)])];
-      for (std::size_t g = 0; g < n_genes; ++g) class_measuring[g] += mask[g];
+      const double logged = stored == Normalization::kNone ? value : library > 0 ? std::log1p(linear(value) * 1e4 / library) : 0.0;
+      const std::size_t at = label * n_genes + static_cast<std::size_t>(values.indices[k]);
+      mean[at] += static_cast<float>(logged);
+      fraction[at] += 1.0F;
     }
   }
-  // Per class and gene: mean and expressing share over the cells that measured it (NaN: none did).
-  std::vector<double> mean(n_classes * n_genes, std::nan(""));
-  std::vector<double> fraction(n_classes * n_genes, std::nan(""));
-  for (std::size_t i = 0; i < n_classes * n_genes; ++i) {
-    if (measuring[i] > 0) {
-      mean[i] = sum[i] / measuring[i];
-      fraction[i] = expressing[i] / measuring[i];
+  // Divided by the cells that measured the gene (its reference's panel); NaN where none did.
+  std::vector<std::int64_t> class_cells(n_classes, 0);
+  std::vector<double> measuring(n_genes);
+  for (std::size_t c = 0; c < n_classes; ++c) {
+    std::fill(measuring.begin(), measuring.end(), 0.0);
+    for (std::size_t r = 0; r < n_references; ++r) {
+      const std::int64_t count = cells[c * n_references + r];
+      class_cells[c] += count;
+      if (count == 0) continue;
+      if (sample.measured.empty()) {
+        for (double& m : measuring) m += static_cast<double>(count);
+      } else {
+        for (const std::int32_t column : sample.measured[r]) measuring[static_cast<std::size_t>(column)] += static_cast<double>(count);
+      }
+    }
+    for (std::size_t g = 0; g < n_genes; ++g) {
+      const std::size_t at = c * n_genes + g;
+      mean[at] = measuring[g] > 0 ? static_cast<float>(mean[at] / measuring[g]) : std::nanf("");
+      fraction[at] = measuring[g] > 0 ? static_cast<float>(fraction[at] / measuring[g]) : std::nanf("");
     }
   }
   std::vector<ClassMarkers> result(n_classes);
@@ -93,8 +94,8 @@ std::vector<ClassMarkers> class_markers(const CellTypeModel& model, std::size_t 
     ClassMarkers& markers = result[c];
     markers.name = model.class_names[c];
     markers.cl_id = c < model.class_cl_ids.size() ? model.class_cl_ids[c] : std::string();
-    markers.n_cells = cells[c];
-    if (cells[c] == 0) continue;
+    markers.n_cells = class_cells[c];
+    if (class_cells[c] == 0) continue;
     std::vector<MarkerGene> candidates;
     for (std::size_t g = 0; g < n_genes; ++g) {
       const double own = mean[c * n_genes + g];
@@ -108,15 +109,14 @@ std::vector<ClassMarkers> class_markers(const CellTypeModel& model, std::size_t 
         other_fraction += fraction[o * n_genes + g];
         ++others;
       }
-      if (others == 0) continue;
+      if (others == 0 || !(own > other_mean / others)) continue;  // a marker is higher in its type than elsewhere
       MarkerGene gene;
-      gene.symbol = g < sample.symbols.size() ? sample.symbols[g] : std::string();
+      gene.symbol = g < sample.symbols.size() && !sample.symbols[g].empty() ? sample.symbols[g] : std::to_string(sample.entrez_ids[g]);
       gene.entrez_id = sample.entrez_ids[g];
       gene.mean = own;
       gene.mean_elsewhere = other_mean / others;
       gene.fraction = fraction[c * n_genes + g];
       gene.fraction_elsewhere = other_fraction / others;
-      if (gene.symbol.empty()) gene.symbol = std::to_string(gene.entrez_id);
       candidates.push_back(std::move(gene));
     }
     const auto better = [](const MarkerGene& a, const MarkerGene& b) {

@@ -796,10 +796,16 @@ TEST(TrainAnnotateCli, ScaledXWithoutCountsReadsTheLogNormalisedRaw) {
   ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
   const auto as_x = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("scanpy.h5ad"), "--layer", "X", "-o", dir.file("x.h5ad")});
   EXPECT_EQ(as_x.exit_code, 2) << as_x.err;
-  EXPECT_NE(as_x.err.find("negative values cannot be used; read another of the file's matrices, of counts or log-normalised values "
-                          "(--layer raw), or pass --normalize none"),
+  EXPECT_NE(as_x.err.find("negative values cannot be used; read another of the file's matrices: --layer raw (log-normalized); or pass "
+                          "--normalize none"),
             std::string::npos)
       << as_x.err;
+  // In reference mode the references' matrix flag is --reference-layer.
+  const auto as_reference = test::run_cli({"annotate", "-r", dir.file("scanpy.h5ad"), "-l", "obs:bulk_labels", "--reference-layer", "X", "-i",
+                                           reference, "--csv", dir.file("r.csv")});
+  EXPECT_EQ(as_reference.exit_code, 2) << as_reference.err;
+  EXPECT_NE(as_reference.err.find("read another of the file's matrices: --reference-layer raw (log-normalized)"), std::string::npos)
+      << as_reference.err;
   // Scaled values alone: nothing else to read, so the message says where such values come from.
   const auto alone = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("scaled_only.h5ad"), "-o", dir.file("alone.h5ad")});
   EXPECT_EQ(alone.exit_code, 2) << alone.err;
@@ -1051,6 +1057,10 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
       {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e3.h5"), "--classifier", "xgboost", "--learning-rate", "0.1"},
        "--learning-rate does not apply to --classifier xgboost: XGBoost's learning_rate is its eta, --eta"},
       {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e4.h5"), "--lable", "celltype"}, "--lable: did you mean --label?"},
+      {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e5.h5"), "--classifier=knn", "--C", "1"},
+       "--C: C is for --classifier logreg: scikit-learn's C is an inverse penalty"},
+      {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e6.h5"), "--classifier=mlp", "--max_iter", "3"},
+       "--max_iter: scikit-learn's MLPClassifier max_iter (passes over the cells) is --epochs"},
       {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("f.h5"), "--k", "0", "--classifier", "knn"},
        "k = 0 is outside [1, 1000] for classifier 'knn'"},
       {{"train", "-r", reference, "-l", "celltype", "-g", store, "--features", "genept", "--gene-table", table, "-o", dir.file("g.h5"), "--classifier", "forest"},
@@ -1067,7 +1077,7 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
     EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
     EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
   }
-  for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "e2.h5", "e3.h5", "e4.h5", "h.h5ad", "i.csv", "j.zarr"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
+  for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "e2.h5", "e3.h5", "e4.h5", "e5.h5", "e6.h5", "h.h5ad", "i.csv", "j.zarr"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
 
   // A class of one cell is left out, with a warning; labels that differ only in surrounding
   // spaces or case are one class (the most frequent spelling).

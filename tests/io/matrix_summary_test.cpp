@@ -28,6 +28,7 @@ enum class Transform {
   kEmCounts,         ///< counts with a fraction on every tenth gene (EM-quantified multi-mapping reads)
   kSqrtCounts,       ///< square roots of the counts
   kAsinhCounts,      ///< asinh of the counts
+  kSqrtDeepCounts,   ///< square roots of 100 x the counts (values above 30: not log-like)
 };
 
 /// `n_cells` cells of Poisson counts (rates 0.2 .. 12 over the genes), then `transform` (of the
@@ -69,6 +70,7 @@ MemoryDataset make_cells(int n_cells, Transform transform, unsigned seed = 7, in
       if (transform == Transform::kEmCounts && g % 10 == 0) stored = value + 0.5;
       if (transform == Transform::kSqrtCounts) stored = std::sqrt(value);
       if (transform == Transform::kAsinhCounts) stored = std::asinh(value);
+      if (transform == Transform::kSqrtDeepCounts) stored = std::sqrt(100.0 * value);
       matrix.indices.push_back(g);
       matrix.values.push_back(stored);
     }
@@ -114,7 +116,7 @@ TEST(MatrixSummary, SquareRootsAndAsinhOfCountsAreNamed) {
   const auto reason_of = [](Transform transform) {
     const MemoryDataset cells = make_cells(200, transform);
     const MatrixSummary summary = summarize_matrix(*cells.open_matrix("X"));
-    EXPECT_EQ(summary.scale, ValueScale::kLogTransformed);
+    EXPECT_EQ(summary.scale, ValueScale::kLogTransformed) << summary.scale_reason;
     return summary.scale_reason;
   };
   const std::string sqrt_reason = reason_of(Transform::kSqrtCounts);
@@ -124,6 +126,15 @@ TEST(MatrixSummary, SquareRootsAndAsinhOfCountsAreNamed) {
   const std::string other = reason_of(Transform::kLog1pGeneScaled);
   EXPECT_EQ(other.find("square"), std::string::npos) << other;
   EXPECT_EQ(other.find("sinh"), std::string::npos) << other;
+  // Square roots of deep counts (above 30: not log-like) are named too; counts with a few
+  // fractions (EM-quantified) are not square roots, though their whole values square to whole ones.
+  const MemoryDataset deep = make_cells(200, Transform::kSqrtDeepCounts);
+  const MatrixSummary deep_summary = summarize_matrix(*deep.open_matrix("X"));
+  EXPECT_EQ(deep_summary.scale, ValueScale::kUnknown);
+  EXPECT_NE(deep_summary.scale_reason.find("square to whole numbers: square roots of counts?"), std::string::npos) << deep_summary.scale_reason;
+  const MemoryDataset em = make_cells(200, Transform::kEmCounts);
+  const std::string em_reason = summarize_matrix(*em.open_matrix("X")).scale_reason;
+  EXPECT_EQ(em_reason.find("square"), std::string::npos) << em_reason;
 }
 
 // One cell has equal totals in both bases (there is nothing to compare it with): the base whose

@@ -407,7 +407,8 @@ TEST(Classifier, HyperparametersAndBadInput) {
   // Other libraries' names point at ours (CellTypist users pass scikit-learn's C and max_iter).
   EXPECT_EQ(std::string(message([&] { resolve_hyperparameters(spec, {{"C", 1}}); }))
                 .rfind("classifier 'logreg' has no hyperparameter 'C'; scikit-learn's C is an inverse penalty on the summed loss; 'l2' "
-                       "penalises the mean loss: 'l2' = 1 / (C x training cells) is the same fit (its hyperparameters: ",
+                       "penalises the mean loss: 'l2' = 1 / (C x training cells) is about the same fit (cells counted by weight, a "
+                       "depth-augmented copy less than a cell) (its hyperparameters: ",
                        0),
             0u);
   EXPECT_NE(message([&] { resolve_hyperparameters(spec, {{"max_iter", 100}}); }).find("; scikit-learn's max_iter is 'max_iterations' ("),

@@ -254,6 +254,13 @@ def test_square_roots_of_counts_are_used_with_a_warning_that_names_them(pbmc3k):
         caught.clear()
         celltyper.annotate(counts.copy(), model=model, inplace=False)
         assert not [str(w.message) for w in caught if "less accurate labels" in str(w.message)]
+    # Scaled values: the engine sees only the matrix given, so it names no file's matrices
+    scaled = counts.copy()
+    scaled.layers["counts"] = counts.X.copy()
+    scaled.X = sp.csr_matrix(counts.X, dtype=np.float32)
+    scaled.X.data = scaled.X.data - 3.0
+    with pytest.raises(ValueError, match=r"negative values cannot be used; read a matrix of counts or log-normalised values \(layer=<NAME>\)"):
+        celltyper.annotate(scaled, model=model, layer="X")
 
 
 @needs_data
@@ -273,7 +280,7 @@ def test_markers_are_each_types_textbook_genes_as_inspect_lists_them(tmp_path, p
     model.save(path)
     listed = json.loads(cli("inspect", path, "--markers", "5", "--json").stdout)["markers"]
     assert {c["class"]: [g["symbol"] for g in c["genes"]] for c in listed} == top
-    with pytest.raises(ValueError, match=r"the model keeps no reference cells \(trained with reference_sample=0\)"):
+    with pytest.raises(ValueError, match=r"the model keeps no reference cells \(trained with reference_sample=0, or from"):
         celltyper.train(counts, label="celltype", augment_depth=False, reference_sample=0).markers(3)
     with pytest.raises(ValueError, match="n=0 must be at least 1"):
         model.markers(0)
