@@ -1276,6 +1276,41 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
           detail::some_of(problems, 3, "; ")));
     }
   }
+  if (options.ontology != nullptr && !data.label_cl_ids.empty()) {
+    // An extract training matrix joins cells of several files (obs source_file) as one reference:
+    // labels are told apart per reference, so a coarse label of one file competes with the
+    // finer classes of another (with or without --harmonize-labels), and nothing above says so.
+    for (const auto& reference : references) {
+      if (!is_extract_output(*reference.dataset)) continue;
+      const std::vector<std::string> names = reference.dataset->obs_column_names();
+      if (std::find(names.begin(), names.end(), "source_file") == names.end()) continue;
+      const Column sources = reference.dataset->read_obs_columns({"source_file"}).at("source_file", reference.path);
+      std::map<std::string, std::set<std::string>> by_source;
+      for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+        if (reference.labelled[row] != 0) by_source[sources.value_as_string(row)].insert(reference.labels[row]);
+      }
+      if (by_source.size() < 2) continue;
+      std::vector<std::string> source_names;
+      std::vector<std::set<std::string>> labels_by_source;
+      for (auto& [source, labels] : by_source) {
+        source_names.push_back(source);
+        labels_by_source.push_back(std::move(labels));
+      }
+      std::vector<std::string> problems;
+      for (const auto& [label, coarse] : coarse_labels(labels_by_source, data.label_cl_ids, *options.ontology)) {
+        const auto& [r, below] = *coarse.classes.begin();
+        problems.push_back(fmt::format("'{}' of {} lies above classes of another ({})", label, source_names[static_cast<std::size_t>(r)],
+                                       join_names(below, 3)));
+      }
+      if (problems.empty()) continue;
+      data.cells.warnings.push_back(fmt::format(
+          "{} joins the cells of {} files (obs source_file), labelled at different Cell Ontology depths: {}; as one reference its "
+          "coarse labels are classes that compete with their relatives{}: train on the files themselves (--reference A.h5ad,B.h5ad "
+          "--harmonize-labels) to train a coarse label as one of the classes below it",
+          reference.path, by_source.size(), detail::some_of(problems, 3, "; "),
+          options.harmonize_labels ? " (--harmonize-labels tells coarse labels apart per reference file)" : ""));
+    }
+  }
   for (const auto& [label, classes] : options.coarse_label_sets) {
     for (std::size_t r = 0; r < references.size(); ++r) data.coarse_labels[label].classes[static_cast<std::int32_t>(r)] = classes;
   }

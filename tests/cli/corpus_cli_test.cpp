@@ -266,6 +266,24 @@ TEST_F(CorpusCli, ExtractEmbedsExactlyTheSelectedRowsAndTrainTakesIt) {
                                     test::random_gene_store(dir_, 32, 6), "-o", dir_.file("m2.h5")});
   EXPECT_EQ(wrong.exit_code, 2);
   EXPECT_NE(wrong.err.find("gene vectors"), std::string::npos) << wrong.err;
+  // pbmc3k's fine labels and savercat's coarse ones joined as one reference: their coarse labels
+  // compete with their finer relatives as classes, with or without --harmonize-labels, and train
+  // says so (a model trained on the files themselves trains them as one of the classes below).
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  for (const bool harmonize : {false, true}) {
+    std::vector<std::string> args = {"train", "--reference", train_h5ad, "--label", "celltype", "--genes", store_, "--gene-table", table_,
+                                     "--label-map", label_map, "-o", dir_.file(harmonize ? "mh.h5" : "mf.h5")};
+    if (harmonize) args.push_back("--harmonize-labels");
+    const auto mixed = test::run_cli(args);
+    ASSERT_EQ(mixed.exit_code, 0) << mixed.err;
+    EXPECT_NE(mixed.err.find(fmt::format("warning: {} joins the cells of 2 files (obs source_file), labelled at different Cell Ontology "
+                                         "depths: ",
+                                         train_h5ad)),
+              std::string::npos)
+        << mixed.err;
+    EXPECT_NE(mixed.err.find("lies above classes of another"), std::string::npos) << mixed.err;
+    EXPECT_EQ(mixed.err.find("(--harmonize-labels tells coarse labels apart per reference file)") != std::string::npos, harmonize) << mixed.err;
+  }
 }
 
 TEST_F(CorpusCli, MpiTwoProcessesEmbedAndExtractLikeOne) {
