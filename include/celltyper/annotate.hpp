@@ -34,6 +34,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -151,6 +152,13 @@ struct TrainOptions {
 /// Whether `dataset` is a training matrix written by `celltyper extract` (extract.hpp): its cells
 /// carry GenePT-w embeddings in obsm, X holds no expression.
 bool is_extract_output(const Dataset& dataset);
+/// The cell embeddings a `celltyper extract` training matrix carries in obsm ([n_obs x dims] in
+/// `values`, empty flags in `empty`; the store's genes its var measured in `used_genes`; what was
+/// read in `info`), to use instead of embedding X (which holds no values there). Returns false for
+/// any other dataset. Throws InputError when the embeddings were made with another gene store or
+/// `requested_dims` (> 0) differs.
+bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store, int requested_dims, std::vector<float>& values,
+                                 std::vector<std::uint8_t>& empty, std::set<std::int64_t>& used_genes, nlohmann::json& info);
 
 /// The Entrez ids of the genes in `path`: the var of an .h5ad (resolved through `table` with
 /// `options`, e.g. its gene column), or a text file with one gene id or symbol per line ('#'

@@ -209,6 +209,9 @@ def _dataset(adata, *, layer: Optional[str] = None, use_raw: bool = False, obs_c
              name: str = "AnnData") -> Dict[str, Any]:
     if not hasattr(adata, "obs") or not hasattr(adata, "var"):
         raise TypeError(f"{name}: an AnnData object is needed, not {type(adata).__name__}")
+    if "celltyper_extract" in getattr(adata, "uns", {}):
+        raise ValueError(f"{name} is a `celltyper extract` training matrix (cell embeddings in obsm, no expression in X): train on its "
+                         "file with `celltyper train --reference FILE` (or `celltyper cv`), which read those embeddings")
     if use_raw and layer is not None:
         raise ValueError("pass layer= or use_raw=True, not both")
     if layer is None and not use_raw:

@@ -286,6 +286,14 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    args->genes);
       }
       const OpenedDatasets references = open_datasets(args->references);
+      for (std::size_t r = 0; r < references.views.size(); ++r) {
+        if (is_extract_output(*references.views[r])) {
+          throw InputError(fmt::format("{}: a `celltyper extract` training matrix holds cell embeddings of every gene, and reference mode "
+                                       "trains on the genes the query shares: train a model on it (celltyper train --reference {}) and "
+                                       "annotate with --model",
+                                       args->references[r], args->references[r]));
+        }
+      }
       const auto started = std::chrono::steady_clock::now();
       // (the model keeps its reference sample: annotate reads a query padded with zeros through it)
       TrainResult trained = [&] {

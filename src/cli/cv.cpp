@@ -1,5 +1,7 @@
 // `celltyper cv`: leave-one-group-out cross-validation of train + annotate configurations.
+#include <celltyper/annotate.hpp>
 #include <celltyper/cross_validation.hpp>
+#include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
@@ -93,7 +95,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--png-scale", args->png_scale, "Device pixels per CSS pixel of the PNGs")
       ->check(CLI::Range(0.25, 8.0))
       ->capture_default_str();
-  command->callback([args, &global] {
+  command->callback([args, command, &global] {
     args->references = split_path_list(args->references);
     std::vector<std::string> inputs = args->references;
     inputs.push_back(args->options.train.cell_table);
@@ -122,6 +124,11 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       if (equals == std::string::npos) throw InputError(fmt::format("--filter {}: expected obs:COLUMN=VALUE", args->filter));
       options.filter_column = filter;
       options.filter_value = args->filter.substr(equals + 1);
+    }
+    // Training matrices from `celltyper extract` hold cell embeddings only: genept unless told (as train).
+    if (command->count("--features") == 0 && !args->references.empty() &&
+        std::all_of(args->references.begin(), args->references.end(), [](const std::string& path) { return is_extract_output(*open_dataset(path)); })) {
+      args->features = {kFeaturesGenept};
     }
     for (const auto& classifier : args->classifiers) {
       find_classifier_spec(classifier);  // validate early

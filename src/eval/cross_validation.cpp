@@ -540,7 +540,13 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
               if (!fold_genes.empty()) embed.min_median_coverage = 0;
               std::vector<std::uint8_t> empty;
               std::vector<std::string> warnings;
-              const std::vector<float> features = model_features(*datasets[r], model, table, embed, empty, warnings);
+              std::vector<float> features;
+              // (a `celltyper extract` training matrix: its precomputed embeddings, as train reads them)
+              std::set<std::int64_t> used_genes;
+              nlohmann::json info;
+              if (!read_precomputed_embeddings(*datasets[r], store, static_cast<int>(width), features, empty, used_genes, info)) {
+                features = model_features(*datasets[r], model, table, embed, empty, warnings);
+              }
               std::vector<float>& x = held_out_x[r];
               x.reserve(test_rows[r].size() * width);
               for (const std::size_t row : test_rows[r]) {

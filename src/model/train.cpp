@@ -50,47 +50,6 @@ std::string join_names(const std::vector<std::string>& names, std::size_t limit 
 }
 
 
-/// A training matrix written by `celltyper extract` carries its cell embeddings in obsm: use them
-/// instead of embedding X (which holds no values there). Returns false for any other dataset.
-/// Throws InputError when the embeddings were made with another gene store.
-bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store, int requested_dims, std::vector<float>& values,
-                                 std::vector<std::uint8_t>& empty, std::set<std::int64_t>& used_genes, nlohmann::json& info) {
-  const auto* h5ad = dataset.h5ad_file();
-  if (h5ad == nullptr) return false;
-  const auto extract_text = h5ad->read_uns_string(kExtractUnsKey);
-  if (!extract_text) return false;
-  const nlohmann::json extract = nlohmann::json::parse(*extract_text, nullptr, /* allow_exceptions = */ false);
-  const auto embedding_text = h5ad->read_uns_string("celltyper_embedding");
-  const nlohmann::json embedding = embedding_text ? nlohmann::json::parse(*embedding_text, nullptr, false) : nlohmann::json();
-  if (!extract.is_object() || !embedding.is_object()) throw InputError(fmt::format("{}: unreadable uns/{} or uns/celltyper_embedding", dataset.path(), kExtractUnsKey));
-  const std::string identity = embedding.value("gene_vectors_identity", "");
-  if (identity != store.identity_hash()) {
-    throw InputError(fmt::format("{}: its embeddings were made with gene vectors {} ({}), not the store given ({}): pass that store with --genes "
-                                 "or run `celltyper extract` again",
-                                 dataset.path(), embedding.value("gene_vectors", "?"), identity, store.identity_hash()));
-  }
-  const std::string key = extract.value("obsm_key", "X_celltyper");
-  DenseMatrix matrix = h5ad->read_obsm(key);
-  if (matrix.rows != dataset.n_obs()) throw InputError(fmt::format("{}: obsm/{} has {} rows for {} cells", dataset.path(), key, matrix.rows, dataset.n_obs()));
-  if (requested_dims > 0 && requested_dims != matrix.cols) {
-    throw InputError(fmt::format("{}: obsm/{} has {} dims; --dims {} would need a new `celltyper extract --dims {}`", dataset.path(), key,
-                                 matrix.cols, requested_dims, requested_dims));
-  }
-  const DataFrame obs = h5ad->read_obs_columns({"celltyper_embedding_empty"});
-  const Column& flags = obs.at("celltyper_embedding_empty", fmt::format("obs of {}", dataset.path()));
-  empty.assign(flags.booleans.begin(), flags.booleans.end());
-  const DataFrame var = dataset.read_var();
-  const Column& entrez = var.at("entrez_id", fmt::format("var of {}", dataset.path()));
-  for (const std::int64_t id : entrez.integers) {
-    if (store.find_entrez(id) >= 0) used_genes.insert(id);
-  }
-  values = std::move(matrix.values);
-  info.update({{"matrix", "obsm/" + key},
-               {"precomputed", extract.value("selection", "")},
-               {"files", extract.value("files", nlohmann::json::object())}});
-  return true;
-}
-
 /// Train a fresh classifier on the rows `rows` of `data.cells`; returns it and the class names
 /// (sorted) it was trained on. Coarse labels (`data.coarse_labels`) among the rows train as the
 /// set of their classes present in the rows (a coarse label without any stands as a class); a
@@ -316,6 +275,47 @@ void append_sample_rows(const Dataset& dataset, const std::string& matrix, const
 }
 
 }  // namespace
+
+/// A training matrix written by `celltyper extract` carries its cell embeddings in obsm: use them
+/// instead of embedding X (which holds no values there). Returns false for any other dataset.
+/// Throws InputError when the embeddings were made with another gene store.
+bool read_precomputed_embeddings(const Dataset& dataset, const GeneStore& store, int requested_dims, std::vector<float>& values,
+                                 std::vector<std::uint8_t>& empty, std::set<std::int64_t>& used_genes, nlohmann::json& info) {
+  const auto* h5ad = dataset.h5ad_file();
+  if (h5ad == nullptr) return false;
+  const auto extract_text = h5ad->read_uns_string(kExtractUnsKey);
+  if (!extract_text) return false;
+  const nlohmann::json extract = nlohmann::json::parse(*extract_text, nullptr, /* allow_exceptions = */ false);
+  const auto embedding_text = h5ad->read_uns_string("celltyper_embedding");
+  const nlohmann::json embedding = embedding_text ? nlohmann::json::parse(*embedding_text, nullptr, false) : nlohmann::json();
+  if (!extract.is_object() || !embedding.is_object()) throw InputError(fmt::format("{}: unreadable uns/{} or uns/celltyper_embedding", dataset.path(), kExtractUnsKey));
+  const std::string identity = embedding.value("gene_vectors_identity", "");
+  if (identity != store.identity_hash()) {
+    throw InputError(fmt::format("{}: its embeddings were made with gene vectors {} ({}), not the store given ({}): pass that store with --genes "
+                                 "or run `celltyper extract` again",
+                                 dataset.path(), embedding.value("gene_vectors", "?"), identity, store.identity_hash()));
+  }
+  const std::string key = extract.value("obsm_key", "X_celltyper");
+  DenseMatrix matrix = h5ad->read_obsm(key);
+  if (matrix.rows != dataset.n_obs()) throw InputError(fmt::format("{}: obsm/{} has {} rows for {} cells", dataset.path(), key, matrix.rows, dataset.n_obs()));
+  if (requested_dims > 0 && requested_dims != matrix.cols) {
+    throw InputError(fmt::format("{}: obsm/{} has {} dims; --dims {} would need a new `celltyper extract --dims {}`", dataset.path(), key,
+                                 matrix.cols, requested_dims, requested_dims));
+  }
+  const DataFrame obs = h5ad->read_obs_columns({"celltyper_embedding_empty"});
+  const Column& flags = obs.at("celltyper_embedding_empty", fmt::format("obs of {}", dataset.path()));
+  empty.assign(flags.booleans.begin(), flags.booleans.end());
+  const DataFrame var = dataset.read_var();
+  const Column& entrez = var.at("entrez_id", fmt::format("var of {}", dataset.path()));
+  for (const std::int64_t id : entrez.integers) {
+    if (store.find_entrez(id) >= 0) used_genes.insert(id);
+  }
+  values = std::move(matrix.values);
+  info.update({{"matrix", "obsm/" + key},
+               {"precomputed", extract.value("selection", "")},
+               {"files", extract.value("files", nlohmann::json::object())}});
+  return true;
+}
 
 bool is_extract_output(const Dataset& dataset) {
   const auto* h5ad = dataset.h5ad_file();
@@ -1304,10 +1304,10 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       }
       if (problems.empty()) continue;
       data.cells.warnings.push_back(fmt::format(
-          "{} joins the cells of {} files (obs source_file), labelled at different Cell Ontology depths: {}; as one reference its "
-          "coarse labels are classes that compete with their relatives{}: train on the files themselves (--reference A.h5ad,B.h5ad "
-          "--harmonize-labels) to train a coarse label as one of the classes below it",
-          reference.path, by_source.size(), detail::some_of(problems, 3, "; "),
+          "{}: {} joins the cells of {} files (obs source_file): {}; as one reference its coarse labels are classes that compete "
+          "with their relatives{}: train on the files themselves (--reference A.h5ad,B.h5ad --harmonize-labels) to train a coarse "
+          "label as one of the classes below it",
+          kMixedDepthsWarning, reference.path, by_source.size(), detail::some_of(problems, 3, "; "),
           options.harmonize_labels ? " (--harmonize-labels tells coarse labels apart per reference file)" : ""));
     }
   }

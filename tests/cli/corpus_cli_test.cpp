@@ -276,14 +276,29 @@ TEST_F(CorpusCli, ExtractEmbedsExactlyTheSelectedRowsAndTrainTakesIt) {
     if (harmonize) args.push_back("--harmonize-labels");
     const auto mixed = test::run_cli(args);
     ASSERT_EQ(mixed.exit_code, 0) << mixed.err;
-    EXPECT_NE(mixed.err.find(fmt::format("warning: {} joins the cells of 2 files (obs source_file), labelled at different Cell Ontology "
-                                         "depths: ",
+    EXPECT_NE(mixed.err.find(fmt::format("warning: the references label cells at different Cell Ontology depths or with different names: "
+                                         "{} joins the cells of 2 files (obs source_file): ",
                                          train_h5ad)),
               std::string::npos)
         << mixed.err;
     EXPECT_NE(mixed.err.find("lies above classes of another"), std::string::npos) << mixed.err;
     EXPECT_EQ(mixed.err.find("(--harmonize-labels tells coarse labels apart per reference file)") != std::string::npos, harmonize) << mixed.err;
   }
+  // cv takes the training matrix too: its precomputed embeddings, genept unless told (as train),
+  // held out by source file.
+  const auto cv = test::run_cli({"cv", "--reference", train_h5ad, "--label", "obs:celltype", "--group", "obs:source_file", "--genes", store_,
+                                 "--gene-table", table_, "--json", "-", "-q"});
+  ASSERT_EQ(cv.exit_code, 0) << cv.err;
+  const auto folds = nlohmann::json::parse(cv.out);
+  EXPECT_NE(folds.dump().find("logreg:genept"), std::string::npos) << cv.out.substr(0, 400);
+  // Reference mode trains on the query's genes, which precomputed embeddings cannot give: said.
+  const auto as_reference = test::run_cli({"annotate", "-r", train_h5ad, "-l", "obs:celltype", "-i", pbmc3k_, "--csv", dir_.file("r.csv")});
+  EXPECT_EQ(as_reference.exit_code, 2) << as_reference.err;
+  EXPECT_NE(as_reference.err.find(fmt::format("{}: a `celltyper extract` training matrix holds cell embeddings of every gene, and reference "
+                                              "mode trains on the genes the query shares: train a model on it",
+                                              train_h5ad)),
+            std::string::npos)
+      << as_reference.err;
 }
 
 TEST_F(CorpusCli, MpiTwoProcessesEmbedAndExtractLikeOne) {

@@ -670,6 +670,14 @@ def test_misspelt_keywords_and_an_anndata_for_a_model_are_named():
         celltyper.train(good, label="cell_type", classifier="knn", n_neighbors=5)
 
 
+def test_an_extract_training_matrix_is_sent_to_the_command_line():
+    """A `celltyper extract` output holds embeddings, not expression: train() says which command reads it."""
+    extracted = tiny()
+    extracted.uns["celltyper_extract"] = "{}"
+    with pytest.raises(ValueError, match=r"is a `celltyper extract` training matrix .*celltyper train --reference FILE"):
+        celltyper.train(extracted, label="cell_type")
+
+
 def test_annotate_needs_a_model_or_a_reference():
     with pytest.raises(ValueError, match="either model="):
         celltyper.annotate(tiny())
