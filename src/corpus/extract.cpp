@@ -4,6 +4,8 @@
 #include <celltyper/extract.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/train.hpp>
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 
@@ -164,6 +166,7 @@ void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t
   EmbedOptions embed = options.embed;
   std::set<std::int64_t> genes;
   embed.rows.clear();
+  const nlohmann::json listed = selection.document.value("fragments", nlohmann::json::array());
   for (std::size_t f = begin; f < end; ++f) {
     const FragmentRef& fragment = selection.fragments[f];
     if (fragment.row_end > dataset->n_obs()) {
@@ -171,12 +174,43 @@ void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t
                                    fragment.row_start, fragment.row_end, path, dataset->n_obs()));
     }
     embed.rows.push_back({fragment.row_start, fragment.row_end});
+    std::map<std::string, std::int64_t> found;  // per label spelling (select merges spellings), the labelled cells
+    std::map<std::string, std::string> spelt;   // a spelling of each, for the message
     for (std::int64_t row = fragment.row_start; row < fragment.row_end; ++row) {
       const auto r = static_cast<std::size_t>(row);
       cells.labels.push_back(labels.is_missing(r) || is_unlabelled(labels.value_as_string(r)) ? std::string() : labels.value_as_string(r));
+      if (!cells.labels.back().empty()) {
+        const std::string key = label_spelling_key(cells.labels.back());
+        ++found[key];
+        spelt.emplace(key, cells.labels.back());
+      }
       cells.files.push_back(path);
       cells.rows.push_back(row);
       cells.obs_names.push_back(r < obs.index.size() ? obs.index[r] : std::to_string(row));
+    }
+    // The rows must still hold the labels `select` counted there: a file rewritten with its cells
+    // in another order (or relabelled) keeps its size but not the selection's balance.
+    if (f < listed.size() && listed[f].contains("counts") && listed[f]["counts"].is_object()) {
+      std::map<std::string, std::int64_t> expected;
+      for (const auto& [label, count] : listed[f]["counts"].items()) {
+        if (!count.is_number_integer()) continue;
+        expected[label_spelling_key(label)] += count.get<std::int64_t>();
+        spelt.emplace(label_spelling_key(label), label);
+      }
+      if (expected != found) {
+        std::vector<std::string> changed;
+        std::set<std::string> keys;
+        for (const auto& [key, count] : expected) keys.insert(key);
+        for (const auto& [key, count] : found) keys.insert(key);
+        for (const auto& key : keys) {
+          const std::int64_t was = expected.count(key) != 0 ? expected.at(key) : 0;
+          const std::int64_t now = found.count(key) != 0 ? found.at(key) : 0;
+          if (was != now) changed.push_back(fmt::format("'{}' {} -> {}", spelt.at(key), was, now));
+        }
+        throw InputError(fmt::format("{}: rows [{}, {}) of {} no longer hold the labels `select` counted there ({}): the file changed "
+                                     "since `select`; run select again",
+                                     selection.path, fragment.row_start, fragment.row_end, path, detail::some_of(changed, 4, ", ")));
+      }
     }
   }
   MemorySink sink;

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <set>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -247,7 +248,10 @@ ExtractResult extract_selection(const SelectionFile& selection, const GeneTable&
   write_training_h5ad(output, selection, all, table, source, options);
   result.n_cells = all.n_cells();
   result.dims = all.dims;
-  result.n_fragments = selection.fragments.size();
+  std::set<std::string> skipped_paths;
+  for (const auto& file : all.skipped) skipped_paths.insert(file.value("path", std::string()));
+  result.n_fragments = static_cast<std::size_t>(std::count_if(selection.fragments.begin(), selection.fragments.end(),
+                                                              [&](const FragmentRef& fragment) { return skipped_paths.count(fragment.path) == 0; }));
   result.n_files = all.file_info.size();
   result.n_genes = all.genes.size();
   result.n_empty_cells = std::count(all.empty.begin(), all.empty.end(), std::uint8_t{1});

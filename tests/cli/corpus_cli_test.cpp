@@ -217,6 +217,20 @@ TEST_F(CorpusCli, SelectMergesSpellingsWarnsOfClassesLeftOutAndExtractRefusesOve
   const auto hidden = test::run_cli({"extract", "--selection", dir_.file("inside.json"), "--genes", store_, "-o", dir_.file("inside.h5ad")});
   EXPECT_EQ(hidden.exit_code, 2);
   EXPECT_NE(hidden.err.find("fragments[0] and fragments[2] overlap"), std::string::npos) << hidden.err;
+
+  // Both files rewritten with their cells in reverse order: as many rows, other labels in the
+  // selected ones. extract refuses rather than embed cells the selection did not choose.
+  const auto reversed = test::run_program({test::system_python(), "-c",
+                                           fmt::format("import anndata\n"
+                                                       "for name in ('first', 'second'):\n"
+                                                       "    a = anndata.read_h5ad('{0}/' + name + '.h5ad')\n"
+                                                       "    a[::-1].copy().write_h5ad('{0}/' + name + '.h5ad')\n",
+                                                       dir_.path().string())});
+  ASSERT_EQ(reversed.exit_code, 0) << reversed.err;
+  const auto stale = test::run_cli({"extract", "--selection", dir_.file("small.json"), "--genes", store_, "-o", dir_.file("stale.h5ad")});
+  EXPECT_EQ(stale.exit_code, 2) << stale.err;
+  EXPECT_NE(stale.err.find("no longer hold the labels `select` counted there ("), std::string::npos) << stale.err;
+  EXPECT_NE(stale.err.find("the file changed since `select`; run select again"), std::string::npos) << stale.err;
 }
 
 TEST_F(CorpusCli, ExtractEmbedsExactlyTheSelectedRowsAndTrainTakesIt) {
