@@ -33,9 +33,14 @@ std::string format_model_description(const std::string& path, const nlohmann::js
                      copies > 0 ? fmt::format(" (+ {} thinned copies: depth augmentation)", copies) : std::string(),
                      model["label_column"].get<std::string>());
   for (const auto& reference : model["references"]) {
-    out += fmt::format("  {}: {} of {} cells used ({}{})\n", reference["path"].get<std::string>(), reference["n_used"].get<std::int64_t>(),
-                       reference["n_cells"].get<std::int64_t>(), reference["normalization"].get<std::string>(),
-                       reference.value("counts_recovered", false) ? " of the counts read back from its log values" : "");
+    // how its values were read: a normalisation, or (a `celltyper extract` matrix) the embeddings it carried
+    const std::string normalization = reference["normalization"].get<std::string>();
+    const std::string matrix = reference.value("matrix", std::string());
+    const std::string how = !normalization.empty()       ? normalization + (reference.value("counts_recovered", false) ? " of the counts read back from its log values" : "")
+                            : matrix.rfind("obsm/", 0) == 0 ? "precomputed embeddings, " + matrix
+                                                            : matrix;
+    out += fmt::format("  {}: {} of {} cells used{}\n", reference["path"].get<std::string>(), reference["n_used"].get<std::int64_t>(),
+                       reference["n_cells"].get<std::int64_t>(), how.empty() ? std::string() : fmt::format(" ({})", how));
   }
   if (const std::string table = model.value("gene_table", std::string()); !table.empty()) {
     out += fmt::format("Gene table  {}\n", table);

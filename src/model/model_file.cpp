@@ -384,6 +384,7 @@ nlohmann::json describe_model(const CellTypeModel& model) {
                           {"n_used", reference.value("n_used", std::int64_t{0})},
                           {"n_thinned_copies", reference.value("n_thinned_copies", std::int64_t{0})},
                           {"normalization", reference.value("normalization", std::string())},
+                          {"matrix", reference.value("matrix", std::string())},
                           {"counts_recovered", reference.value("counts_recovered", false)}});
   }
   nlohmann::json validation = nullptr;

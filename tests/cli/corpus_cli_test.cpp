@@ -272,6 +272,11 @@ TEST_F(CorpusCli, ExtractEmbedsExactlyTheSelectedRowsAndTrainTakesIt) {
   EXPECT_EQ(trained["features"], "genept");  // a training matrix holds embeddings: genept without --features
   EXPECT_EQ(trained["n_classes"], 12);
   EXPECT_GT(trained["validation"]["accuracy"].get<double>(), 0.35);  // random 32-dim gene vectors; chance is ~0.2
+  const auto described = test::run_cli({"inspect", dir_.file("model.h5")});
+  EXPECT_NE(described.out.find(fmt::format("{}: {} of {} cells used (precomputed embeddings, obsm/X_celltyper)", train_h5ad,
+                                           trained["n_cells"].get<std::int64_t>(), summary["n_cells"].get<std::int64_t>())),
+            std::string::npos)
+      << described.out;
   // The model annotates a query directly (its gene rows came from the extract's var).
   const auto annotate = test::run_cli({"annotate", "-i", pbmc3k_, "-m", dir_.file("model.h5"), "--gene-table", table_, "-o", dir_.file("a.h5ad"), "-q"});
   EXPECT_EQ(annotate.exit_code, 0) << annotate.err;
