@@ -154,6 +154,16 @@ inline std::string message_about(const std::string& where, const std::string& me
   return where + ": " + message;
 }
 
+/// `message` about `where` once: "FILE: message", unless it names FILE first already (an error
+/// raised while reading FILE usually does).
+inline std::string message_about_once(const std::string& where, const std::string& message) {
+  return message.starts_with(where + ": ") ? message : where + ": " + message;
+}
+/// `message` without a leading "FILE: " naming `where` (a table row already says which file).
+inline std::string message_without(const std::string& where, const std::string& message) {
+  return message.starts_with(where + ": ") ? message.substr(where.size() + 2) : message;
+}
+
 /// What --layer takes (for the commands' --help).
 inline constexpr const char* kLayerHelp =
     "Matrix to read: auto (raw/X when X is cut to a gene subset of it, e.g. highly variable genes; else X when it holds counts, else layers/counts or raw/X when they do, as in CELLxGENE files; else X), X, raw, or a layer name";

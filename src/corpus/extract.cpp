@@ -252,7 +252,7 @@ void leave_out(const SelectionFile& selection, std::size_t begin, std::size_t en
   }
   std::string by_label;
   for (const auto& [label, count] : counts) by_label += fmt::format("{}{} {}", by_label.empty() ? "" : ", ", label, count);
-  const std::string reason = error.starts_with(path + ": ") ? error.substr(path.size() + 2) : error;
+  const std::string reason = message_without(path, error);
   cells.warnings.push_back(fmt::format("{}: left out (--skip-unreadable): {}; its {} selected cells{} are not in the training matrix", path,
                                        reason, n_cells, by_label.empty() ? std::string() : fmt::format(" ({})", by_label)));
   cells.skipped.push_back({{"path", path}, {"error", error}, {"n_cells", n_cells}, {"counts", counts}});

@@ -136,7 +136,7 @@ FragmentTable build_fragment_table(const std::vector<std::string>& paths, const 
       table.file_cells.push_back(static_cast<std::int64_t>(labels.codes.size()));
       pending.push_back(std::move(file));
     } catch (const Error& error) {
-      table.failures.push_back(fmt::format("{}: {}", paths[i], error.what()));
+      table.failures.push_back(message_about_once(paths[i], error.what()));
     }
     if (options.progress) options.progress(static_cast<std::int64_t>(i + 1), static_cast<std::int64_t>(paths.size()));
   }
