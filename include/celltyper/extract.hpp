@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,8 @@ struct ExtractOptions {
   /// selected) is left out with a warning and recorded in `ExtractedCells::skipped` (and the
   /// output's uns), instead of stopping the run (`extract --skip-unreadable`).
   bool skip_unreadable = false;
+  /// Called as the share's selected cells are embedded: cells done, cells of the share.
+  std::function<void(std::int64_t done, std::int64_t total)> progress;
 };
 
 /// Embedded cells of some fragments, in fragment order (one process's share, or all of them).

@@ -69,7 +69,12 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
     check_outputs({args->out}, inputs);
     const GeneVectorSource source = store_vector_source(store, fmt::format("{} ({}, {} dims)", store_path, store.provenance().backend, store.dims()));
     Communicator& processes = world();
+    std::int64_t selected = 0;
+    for (const auto& fragment : selection.fragments) selected += fragment.row_end - fragment.row_start;
+    ProgressBar bar("extract", "cells", selected, progress_enabled(global.quiet) && !processes.distributed());
+    args->options.progress = [&bar](std::int64_t done, std::int64_t) { bar.update(done); };
     const ExtractResult result = extract_selection(selection, table, source, args->options, args->out, processes);
+    bar.finish();
     if (!processes.is_root()) return;
     if (args->json) {
       fmt::print("{}\n", nlohmann::json{{"output", args->out},

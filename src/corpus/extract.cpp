@@ -278,14 +278,25 @@ ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t fir
   if (label_column.empty()) throw InputError(fmt::format("{}: no label column in the selection; pass --label", selection.path));
   ExtractedCells cells;
   last = std::min(last, selection.fragments.size());
+  const auto rows_of = [&selection](std::size_t begin, std::size_t end) {
+    std::int64_t rows = 0;
+    for (std::size_t f = begin; f < end; ++f) rows += selection.fragments[f].row_end - selection.fragments[f].row_start;
+    return rows;
+  };
+  const std::int64_t total = rows_of(first, last);
+  std::int64_t done_before = 0;  // cells of the files before this one
   for (std::size_t begin = first; begin < last;) {
     const std::string& path = selection.fragments[begin].path;
     std::size_t end = begin;
     while (end < last && selection.fragments[end].path == path) ++end;
     // (the file's cells gathered apart: a file that fails half-way leaves nothing behind)
     ExtractedCells part;
+    ExtractOptions file_options = options;
+    if (options.progress) {
+      file_options.embed.progress = [&options, &done_before, total](std::int64_t done, std::int64_t) { options.progress(done_before + done, total); };
+    }
     try {
-      extract_file(selection, begin, end, label_column, table, source, options, part);
+      extract_file(selection, begin, end, label_column, table, source, file_options, part);
     } catch (const Cancelled&) {
       throw;
     } catch (const Error& error) {
@@ -297,10 +308,14 @@ ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t fir
         throw InputError(message);
       }
       leave_out(selection, begin, end, error.what(), cells);  // (`part`, perhaps half filled, is dropped)
+      done_before += rows_of(begin, end);
+      if (options.progress) options.progress(done_before, total);
       begin = end;
       continue;
     }
     cells.append(std::move(part));
+    done_before += rows_of(begin, end);
+    if (options.progress) options.progress(done_before, total);
     begin = end;
   }
   cells.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
