@@ -95,8 +95,9 @@ struct CatalogResult {
 
 /// Expand catalogue inputs: URLs are kept; a directory means every *.h5ad below it; a pattern
 /// with * ? [ is a glob (recursive with **); anything else is a file path. Sorted, without
-/// duplicates. Throws InputError when a glob or directory matches nothing.
-std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& inputs);
+/// duplicates. A glob or directory that matches nothing is added to `unmatched` (a sentence
+/// each) when given, else throws InputError; throws InputError too when nothing matches at all.
+std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& inputs, std::vector<std::string>* unmatched = nullptr);
 
 /// Catalogue `paths` into `out_dir` (created when absent). A file that cannot be read is
 /// recorded with status 'error' and its message, and the run goes on; only a failure to write

@@ -87,7 +87,11 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
       if (remote.block_bytes < 512) throw InputError("--block-size must be at least 512 bytes");
       args->options.remote = remote;
     }
-    const std::vector<std::string> paths = expand_catalog_inputs(args->inputs);
+    std::vector<std::string> unmatched;  // globs and directories without a file: said, the rest catalogued
+    const std::vector<std::string> paths = expand_catalog_inputs(args->inputs, &unmatched);
+    if (world().is_root()) {
+      for (const auto& message : unmatched) fmt::print(stderr, "celltyper: warning: {} (left out; the other inputs are catalogued)\n", message);
+    }
     // Under mpirun every process catalogues a share of the files into the same directory and the
     // root reports (scale_out.hpp); the progress bar shows the root's share.
     Communicator& processes = world();

@@ -359,9 +359,14 @@ std::vector<std::string> drop_gone_files(const std::string& out_dir, const std::
   return dropped;
 }
 
-std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& inputs) {
+std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& inputs, std::vector<std::string>* unmatched) {
   std::vector<std::string> out;
   std::set<std::string> seen;
+  std::vector<std::string> empty;  // inputs that matched nothing
+  const auto nothing = [&](std::string message) {
+    if (unmatched == nullptr) throw InputError(message);
+    empty.push_back(std::move(message));
+  };
   const auto add = [&](const std::string& path) {
     if (seen.insert(path).second) out.push_back(path);
   };
@@ -377,18 +382,20 @@ std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& i
       std::vector<std::string> parts;
       for (const auto& part : pattern.relative_path()) parts.push_back(part.string());
       glob_walk(pattern.root_path(), parts, 0, matches);
-      if (matches.empty()) throw InputError(fmt::format("{}: no file matches", input));
+      if (matches.empty()) nothing(fmt::format("{}: no file matches", input));
     } else if (fs::is_directory(input, error)) {
       for (const auto& entry : fs::recursive_directory_iterator(input, error)) {
         if (entry.is_regular_file(error) && entry.path().extension() == ".h5ad") matches.push_back(entry.path().string());
       }
-      if (matches.empty()) throw InputError(fmt::format("{}: no .h5ad file in this directory", input));
+      if (matches.empty()) nothing(fmt::format("{}: no .h5ad file in this directory", input));
     } else {
       matches.push_back(input);  // a missing file is reported per file (status 'error')
     }
     std::sort(matches.begin(), matches.end());
     for (const auto& match : matches) add(match);
   }
+  if (out.empty() && !empty.empty()) throw InputError(fmt::format("nothing to catalogue: {}", fmt::join(empty, "; ")));
+  if (unmatched != nullptr) unmatched->insert(unmatched->end(), empty.begin(), empty.end());
   return out;
 }
 

@@ -81,6 +81,13 @@ TEST(CatalogInputs, DirectoriesGlobsAndUrls) {
   EXPECT_EQ(expand_catalog_inputs({dir.file("a/?/z.h5ad"), dir.file("a/b/z.h5ad")}).size(), 1u);  // no duplicates
   EXPECT_EQ(expand_catalog_inputs({"s3://bucket/k.h5ad", "https://h/x.h5ad"}).size(), 2u);
   EXPECT_THROW((void)expand_catalog_inputs({dir.file("*.loom")}), InputError);
+  // With somewhere to say it (the command line warns), a glob that matches nothing is left out
+  // and the others expanded; nothing matched at all is still an error.
+  std::vector<std::string> unmatched;
+  EXPECT_EQ(expand_catalog_inputs({dir.file("*.loom"), dir.path().string()}, &unmatched).size(), 3u);
+  ASSERT_EQ(unmatched.size(), 1u);
+  EXPECT_EQ(unmatched[0], dir.file("*.loom") + ": no file matches");
+  EXPECT_THROW((void)expand_catalog_inputs({dir.file("*.loom")}, &unmatched), InputError);
 }
 
 TEST(Catalog, AllSharedDataIsQueryableWithKnownCounts) {
