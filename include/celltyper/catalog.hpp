@@ -117,6 +117,8 @@ struct QueryResult {
   std::vector<std::string> columns;
   std::vector<std::string> types;  ///< DuckDB type names ("BIGINT", "VARCHAR", "DOUBLE[]", ...)
   std::vector<std::vector<std::optional<std::string>>> rows;
+  /// Per column: its values are JSON text (lists, structs, maps), which --json writes as JSON.
+  std::vector<bool> json_text;
   /// Whether column `c` holds numbers (right-aligned, unquoted in JSON).
   [[nodiscard]] bool is_numeric(std::size_t c) const;
 };

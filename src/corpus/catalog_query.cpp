@@ -129,9 +129,24 @@ QueryResult query_catalog(const std::string& dir, const std::string& sql) {
   if (auto created = db.try_query("CREATE TEMP TABLE celltyper_query_result AS " + statement, message)) {
     duckdb_api().duckdb_destroy_result(&*created);
     auto typed = db.try_query("SELECT * FROM celltyper_query_result LIMIT 0", message);
-    auto text = db.try_query("SELECT COLUMNS(*)::VARCHAR FROM celltyper_query_result", message);
-    if (!typed || !text) throw IoError(fmt::format("DuckDB: cannot read the query result: {}", message));
+    if (!typed) throw IoError(fmt::format("DuckDB: cannot read the query result: {}", message));
+    // Lists, structs and maps as JSON text (["a", "b, c"]: a name holding ", " stays one name),
+    // every other column as DuckDB's text.
+    std::string select;
+    std::vector<bool> nested;
+    for (idx_t c = 0; c < duckdb_api().duckdb_column_count(&*typed); ++c) {
+      std::string name = duckdb_api().duckdb_column_name(&*typed, c);
+      std::string quoted = "\"";
+      for (const char ch : name) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+      quoted += "\"";
+      const std::string type = type_name(*typed, c);
+      nested.push_back(type == "LIST" || type == "STRUCT" || type == "MAP");
+      select += fmt::format("{}{}::VARCHAR", c == 0 ? "" : ", ", nested.back() ? "to_json(" + quoted + ")" : quoted);
+    }
+    auto text = db.try_query(fmt::format("SELECT {} FROM celltyper_query_result", select.empty() ? "*" : select), message);
+    if (!text) throw IoError(fmt::format("DuckDB: cannot read the query result: {}", message));
     QueryResult out = collect(*typed, *text);
+    out.json_text = std::move(nested);
     duckdb_api().duckdb_destroy_result(&*typed);
     duckdb_api().duckdb_destroy_result(&*text);
     return out;
@@ -202,6 +217,9 @@ std::string format_query_json(const QueryResult& result) {
       const std::string& name = result.columns[c];
       if (!row[c]) {
         object[name] = nullptr;
+      } else if (c < result.json_text.size() && result.json_text[c]) {
+        object[name] = nlohmann::json::parse(*row[c], nullptr, /* allow_exceptions = */ false);
+        if (object[name].is_discarded()) object[name] = *row[c];
       } else if (result.types[c] == "BOOLEAN") {
         object[name] = *row[c] == "true";
       } else if (result.is_numeric(c)) {

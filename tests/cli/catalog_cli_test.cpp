@@ -48,6 +48,15 @@ TEST(CatalogCli, CatalogueThenQueryCellsPerType) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(rows[1]["metric"], "total_counts");
   EXPECT_EQ(rows[1]["median"], 2213.0);
+  // Lists are JSON arrays (a name holding ", " stays one name), and JSON text in a table or CSV.
+  const auto lists = test::run_cli({"query", out.file("catalog"), "SELECT obs_columns FROM files WHERE path LIKE '%pbmc3k%'", "--json"});
+  ASSERT_EQ(lists.exit_code, 0) << lists.err;
+  const json listed = json::parse(lists.out);
+  ASSERT_EQ(listed.size(), 1u);
+  ASSERT_TRUE(listed[0]["obs_columns"].is_array()) << lists.out;
+  EXPECT_EQ(listed[0]["obs_columns"][0], "celltype");
+  const auto as_csv = test::run_cli({"query", out.file("catalog"), "SELECT obs_columns[1:2] AS first FROM files WHERE path LIKE '%pbmc3k%'", "--csv"});
+  EXPECT_NE(as_csv.out.find("\"[\"\"celltype\"\",\"\"seurat_clusters\"\"]\""), std::string::npos) << as_csv.out;
 
   // Run again: everything is already there.
   const auto again = test::run_cli({"catalog", pbmc3k, savercat, "--obs", "celltype,tech", "--out", out.file("catalog"), "--qc"});

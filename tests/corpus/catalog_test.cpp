@@ -159,8 +159,8 @@ TEST(Catalog, RequestedObsColumnsAndMissingOnes) {
   ASSERT_EQ(result.n_ok, 1u);
   const QueryResult row = query_catalog(out.path().string(),
                                         "SELECT obs_columns_catalogued, obs_columns_missing, obs_request FROM files");
-  EXPECT_EQ(row.rows[0][0], "[" + names.front() + "]");
-  EXPECT_EQ(row.rows[0][1], "[no_such_column]");
+  EXPECT_EQ(row.rows[0][0], "[\"" + names.front() + "\"]");  // (lists as JSON text)
+  EXPECT_EQ(row.rows[0][1], "[\"no_such_column\"]");
   EXPECT_EQ(row.rows[0][2], names.front() + ",no_such_column");
   const QueryResult cells = query_catalog(out.path().string(), "SELECT sum(n_cells) FROM obs_categories");
   EXPECT_EQ(as_int(cells.rows[0][0]), file.n_obs());
