@@ -1,5 +1,6 @@
 // Row-range embedding (what extract reads) against whole-file embedding, the wire format of
 // extracted cells, and embed / extract over a single-process communicator.
+#include <celltyper/dataset.hpp>
 #include <celltyper/embed_dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/extract.hpp>
@@ -136,9 +137,13 @@ TEST(Extract, UnreadableFilesStopTheRunOrAreLeftOut) {
   const std::string corrupt = dir.file("corrupt.h5ad");
   std::filesystem::copy_file(test::fixture("h5ad/bad_not_hdf5.h5ad"), corrupt);
   const std::string gone = dir.file("gone.h5ad");
+  // (the readable file's fragment counts what its rows hold: extract checks them)
+  nlohmann::json held = nlohmann::json::object();
+  const Column labels = open_dataset(pbmc3k)->read_obs_columns({"celltype"}).at("celltype", "obs");
+  for (std::size_t row = 0; row < 40; ++row) held[labels.value_as_string(row)] = held.value(labels.value_as_string(row), 0) + 1;
   const auto write_selection = [&](const std::string& name, bool with_gone) {
     nlohmann::json fragments = nlohmann::json::array();
-    fragments.push_back({{"file", pbmc3k}, {"row_start", 0}, {"row_end", 40}, {"counts", {{"B", 10}, {"NK", 30}}}});
+    fragments.push_back({{"file", pbmc3k}, {"row_start", 0}, {"row_end", 40}, {"counts", held}});
     fragments.push_back({{"file", corrupt}, {"row_start", 0}, {"row_end", 7}, {"counts", {{"B", 3}, {"NK", 4}}}});
     fragments.push_back({{"file", corrupt}, {"row_start", 7}, {"row_end", 9}, {"counts", {{"B", 2}}}});
     if (with_gone) fragments.push_back({{"file", gone}, {"row_start", 0}, {"row_end", 5}, {"counts", {{"NK", 5}}}});
