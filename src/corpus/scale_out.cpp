@@ -256,7 +256,11 @@ ExtractResult extract_selection(const SelectionFile& selection, const GeneTable&
   result.n_genes = all.genes.size();
   result.n_empty_cells = std::count(all.empty.begin(), all.empty.end(), std::uint8_t{1});
   result.embed_seconds = all.seconds;
-  result.warnings = all.warnings;
+  // (processes that embedded fragments of one file each said what they read of it: once)
+  std::set<std::string> said;
+  for (const auto& warning : all.warnings) {
+    if (said.insert(warning).second) result.warnings.push_back(warning);
+  }
   for (const auto& file : all.skipped) {
     result.skipped_files.push_back(file.value("path", std::string()));
     result.n_skipped_cells += file.value("n_cells", std::int64_t{0});
