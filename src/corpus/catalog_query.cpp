@@ -88,6 +88,30 @@ QueryResult collect(duckdb_result& typed, duckdb_result& text) {
   return out;
 }
 
+/// Whether `sql` holds a ';' between statements (outside quotes and comments): `query` shows one
+/// result, so a second statement would be run unseen.
+bool several_statements(const std::string& sql) {
+  char quote = 0;  // ' or " while inside one
+  for (std::size_t i = 0; i < sql.size(); ++i) {
+    const char c = sql[i];
+    if (quote != 0) {
+      if (c == quote) quote = 0;  // ('' and "" escapes close and reopen: the same)
+      continue;
+    }
+    if (c == '\'' || c == '"') {
+      quote = c;
+    } else if (c == '-' && i + 1 < sql.size() && sql[i + 1] == '-') {
+      i = std::min(sql.find('\n', i), sql.size());
+    } else if (c == '/' && i + 1 < sql.size() && sql[i + 1] == '*') {
+      const std::size_t end = sql.find("*/", i + 2);
+      i = end == std::string::npos ? sql.size() : end + 1;
+    } else if (c == ';') {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::string strip_statement(std::string sql) {
   while (!sql.empty() && (std::isspace(static_cast<unsigned char>(sql.back())) != 0 || sql.back() == ';')) sql.pop_back();
   return sql;
@@ -122,6 +146,7 @@ QueryResult query_catalog(const std::string& dir, const std::string& sql) {
   }
   const std::string statement = strip_statement(sql);
   if (statement.empty()) throw InputError("empty SQL query");
+  if (several_statements(statement)) throw InputError("one SQL statement at a time: query shows one result (run each statement on its own)");
   std::string message;
   // A query that yields rows is materialised once, then read back with every column cast to
   // text by DuckDB (lists and structs included); other statements (SHOW, DESCRIBE, PRAGMA)

@@ -420,6 +420,14 @@ TEST(CatalogQuery, FormatsAndErrors) {
   EXPECT_EQ(query_catalog(out.path().string(), "SELECT obs_columns FROM files").rows[0][0]->front(), '[');
   EXPECT_THROW((void)query_catalog(out.path().string(), "SELECT nonsense FROM files"), InputError);
   EXPECT_THROW((void)query_catalog(out.path().string() + "/missing", "SELECT 1"), InputError);
+  // One statement: a second would run unseen. A ';' in a string, a quoted name or a comment is none.
+  try {
+    (void)query_catalog(out.path().string(), "SELECT 1 AS a; SELECT 2 AS b");
+    FAIL() << "two statements accepted";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find("one SQL statement at a time"), std::string::npos) << error.what();
+  }
+  EXPECT_EQ(query_catalog(out.path().string(), "SELECT 'a;b' AS \"x;y\" /* ; */ -- ;\n;").rows[0][0], "a;b");
 }
 
 }  // namespace
