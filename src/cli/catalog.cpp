@@ -1,6 +1,7 @@
 // `celltyper catalog FILES|GLOBS|URLS --out DIR`: the corpus metadata catalogue (Parquet via
 // DuckDB); `celltyper query DIR "SQL"`: SQL over it. See docs/catalog.md.
 #include <celltyper/catalog.hpp>
+#include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/scale_out.hpp>
 
@@ -40,11 +41,6 @@ std::string human_bytes(double bytes) {
     ++unit;
   }
   return unit == 0 ? fmt::format("{:.0f} {}", bytes, units[unit]) : fmt::format("{:.1f} {}", bytes, units[unit]);
-}
-
-/// "PATH: problem" once, though the error may name the file itself.
-std::string failure_about(const std::string& path, const std::string& error) {
-  return error.starts_with(path + ": ") ? error : path + ": " + error;
 }
 
 }  // namespace
@@ -101,7 +97,7 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
     std::set<std::string> told;  // failures said as they happened (the root's own files)
     args->options.on_file_done = [&bar, &global, &processes, &told, show](const CatalogFileOutcome& outcome, std::size_t done, std::size_t total) {
       if (!outcome.ok && !global.quiet && processes.is_root()) {
-        fmt::print(stderr, "{}celltyper: skipped {}\n", show ? "\n" : "", failure_about(outcome.path, outcome.error));
+        fmt::print(stderr, "{}celltyper: skipped {}\n", show ? "\n" : "", message_about_once(outcome.path, outcome.error));
         told.insert(outcome.path);
       }
       bar.set_total(static_cast<std::int64_t>(total));
@@ -131,7 +127,7 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
       for (const auto& file : result.files) {
         if (file.ok || file.resumed) continue;
         all_bad_input = all_bad_input && file.error_code == 2;
-        if (told.count(file.path) == 0) fmt::print(stderr, "celltyper: skipped {}\n", failure_about(file.path, file.error));  // (other processes' files)
+        if (told.count(file.path) == 0) fmt::print(stderr, "celltyper: skipped {}\n", message_about_once(file.path, file.error));  // (other processes' files)
       }
       const std::string summary = fmt::format("{} of {} files could not be catalogued (recorded with status 'error'; run again to retry them)",
                                               result.n_failed, paths.size());

@@ -1128,6 +1128,23 @@ std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std:
   return result;
 }
 
+namespace {
+
+/// "'lymphocyte' of B lies above classes of another (...)" for each label of one set (a
+/// reference's labels, or those of one source file of an extract matrix) above labels another set
+/// uses, `names` naming the sets.
+std::vector<std::string> labels_above_others(const std::vector<std::set<std::string>>& labels_by_set, const std::vector<std::string>& names,
+                                             const std::map<std::string, std::string>& cl_ids, const Ontology& ontology) {
+  std::vector<std::string> problems;
+  for (const auto& [label, coarse] : coarse_labels(labels_by_set, cl_ids, ontology)) {
+    const auto& [set, below] = *coarse.classes.begin();
+    problems.push_back(fmt::format("'{}' of {} lies above classes of another ({})", label, names[static_cast<std::size_t>(set)], join_names(below, 3)));
+  }
+  return problems;
+}
+
+}  // namespace
+
 const std::vector<std::string>* TrainingData::coarse_classes(const std::string& label, std::int32_t reference) const {
   const auto found = coarse_labels.find(label);
   if (found == coarse_labels.end()) return nullptr;
@@ -1250,11 +1267,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     // two names of one term are two classes. Say so (CELLxGENE files carry the ids to tell).
     std::vector<std::string> problems;
     if (options.ontology != nullptr) {
-      for (const auto& [label, coarse] : coarse_labels(used, data.label_cl_ids, *options.ontology)) {
-        const auto& [r, below] = *coarse.classes.begin();
-        problems.push_back(fmt::format("'{}' of {} lies above classes of another ({})", label,
-                                       references[static_cast<std::size_t>(r)].path, join_names(below, 3)));
-      }
+      std::vector<std::string> paths;
+      for (const auto& reference : references) paths.push_back(reference.path);
+      problems = labels_above_others(used, paths, data.label_cl_ids, *options.ontology);
     }
     // (two labels of one reference that its label map sends to one term are its own business)
     std::map<std::string, std::vector<std::string>> labels_of_id;
@@ -1296,12 +1311,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
         source_names.push_back(source);
         labels_by_source.push_back(std::move(labels));
       }
-      std::vector<std::string> problems;
-      for (const auto& [label, coarse] : coarse_labels(labels_by_source, data.label_cl_ids, *options.ontology)) {
-        const auto& [r, below] = *coarse.classes.begin();
-        problems.push_back(fmt::format("'{}' of {} lies above classes of another ({})", label, source_names[static_cast<std::size_t>(r)],
-                                       join_names(below, 3)));
-      }
+      const std::vector<std::string> problems = labels_above_others(labels_by_source, source_names, data.label_cl_ids, *options.ontology);
       if (problems.empty()) continue;
       data.cells.warnings.push_back(fmt::format(
           "{}: {} joins the cells of {} files (obs source_file): {}; as one reference its coarse labels are classes that compete "
