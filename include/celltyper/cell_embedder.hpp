@@ -43,23 +43,37 @@ enum class Normalization {
   kRelog2Cp10k,
   /// The same for log10(1 + x) input (log10(CP10k + 1)): 10^value - 1.
   kRelog10Cp10k,
+  /// Square roots of counts (a variance-stabilising transform some pipelines store), squared back
+  /// and normalised as counts are: w = log1p(value^2 * 1e4 / total(cell)), total the sum of value^2
+  /// over the library genes.
+  kSquareCp10k,
+  /// asinh of counts, read back with sinh: w = log1p(sinh(value) * 1e4 / total(cell)).
+  kSinhCp10k,
 };
 const char* to_string(Normalization normalization);
-/// Parse "none", "cp10k", "log1p-cp10k", "relog1p-cp10k", "relog2-cp10k", "relog10-cp10k" (throws InputError otherwise).
+/// Parse "none", "cp10k", "log1p-cp10k", "relog1p-cp10k", "relog2-cp10k", "relog10-cp10k", "square-cp10k", "sinh-cp10k"
+/// (throws InputError otherwise).
 Normalization parse_normalization(const std::string& text);
 
-/// kRelog1pCp10k, kRelog2Cp10k or kRelog10Cp10k: logged input normalised again.
+/// kRelog1pCp10k, kRelog2Cp10k, kRelog10Cp10k, kSquareCp10k or kSinhCp10k: transformed input
+/// read back on a linear scale (`unlogged`) and normalised again over the library genes.
 inline bool is_relog(Normalization normalization) {
   return normalization == Normalization::kRelog1pCp10k || normalization == Normalization::kRelog2Cp10k ||
-         normalization == Normalization::kRelog10Cp10k;
+         normalization == Normalization::kRelog10Cp10k || normalization == Normalization::kSquareCp10k ||
+         normalization == Normalization::kSinhCp10k;
 }
 /// A stored value back on the linear scale its normalisation reads: expm1 (relog1p-cp10k),
-/// 2^x - 1 (relog2-cp10k), 10^x - 1 (relog10-cp10k), else the value.
+/// 2^x - 1 (relog2-cp10k), 10^x - 1 (relog10-cp10k), x^2 (square-cp10k), sinh (sinh-cp10k), else
+/// the value.
 inline double unlogged(double value, Normalization normalization) {
-  if (normalization == Normalization::kRelog1pCp10k) return std::expm1(value);
-  if (normalization == Normalization::kRelog2Cp10k) return std::exp2(value) - 1.0;
-  if (normalization == Normalization::kRelog10Cp10k) return std::pow(10.0, value) - 1.0;
-  return value;
+  switch (normalization) {
+    case Normalization::kRelog1pCp10k: return std::expm1(value);
+    case Normalization::kRelog2Cp10k: return std::exp2(value) - 1.0;
+    case Normalization::kRelog10Cp10k: return std::pow(10.0, value) - 1.0;
+    case Normalization::kSquareCp10k: return value * value;
+    case Normalization::kSinhCp10k: return std::sinh(value);
+    default: return value;
+  }
 }
 
 /// Gene vectors aligned to the columns (vars) of one dataset: row `var_to_row[j]` of

@@ -33,17 +33,19 @@ AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveR
 /// "auto" resolves to a normalisation by looking at the values (raw counts, and non-logged
 /// values such as CP10k, CPM, TPM or corrected counts -> log1p-cp10k; log1p(CP10k)-normalised ->
 /// relog1p-cp10k (log2(1 + CP10k) -> relog2-cp10k, log10(1 + CP10k) -> relog10-cp10k) on the expression route, none for GenePT-w, where the library is every gene of
-/// the cell and the two are the same; other logged data -> none). `kAuto` is only an option
-/// value; the embedder gets a concrete one.
-enum class NormalizationChoice { kAuto, kNone, kCp10k, kLog1pCp10k, kRelog1pCp10k, kRelog2Cp10k, kRelog10Cp10k };
+/// the cell and the two are the same; square roots of counts -> square-cp10k and asinh of counts
+/// -> sinh-cp10k on both routes (the counts' own normalisation); other logged data -> none).
+/// `kAuto` is only an option value; the embedder gets a concrete one.
+enum class NormalizationChoice { kAuto, kNone, kCp10k, kLog1pCp10k, kRelog1pCp10k, kRelog2Cp10k, kRelog10Cp10k, kSquareCp10k, kSinhCp10k };
 NormalizationChoice parse_normalization_choice(const std::string& text);
 
 /// What --normalize takes (for the commands' --help).
 inline constexpr const char* kNormalizeHelp =
-    "auto | none | cp10k | log1p-cp10k | relog1p-cp10k | relog2-cp10k | relog10-cp10k (auto: counts and other non-logged values (CP10k, CPM, TPM) -> "
-    "log1p-cp10k; log1p(CP10k), log2(1 + CP10k) or log10(1 + CP10k) data normalised again over the library genes on the expression route (a "
-    "training reference's counts read back from such values when they are logs of counts, for depth augmentation), used as is by "
-    "GenePT-w; other logged data as is)";
+    "auto | none | cp10k | log1p-cp10k | relog1p-cp10k | relog2-cp10k | relog10-cp10k | square-cp10k | sinh-cp10k (auto: counts and other "
+    "non-logged values (CP10k, CPM, TPM) -> log1p-cp10k; log1p(CP10k), log2(1 + CP10k) or log10(1 + CP10k) data normalised again over the "
+    "library genes on the expression route (a training reference's counts read back from such values when they are logs of counts, for depth "
+    "augmentation), used as is by GenePT-w; square roots of counts squared back (square-cp10k) and asinh of counts read back with sinh "
+    "(sinh-cp10k), then normalised as counts; other logged data as is)";
 
 /// Options of `embed_dataset`.
 struct EmbedOptions {

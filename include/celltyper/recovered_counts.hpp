@@ -7,6 +7,8 @@
 /// stored only as log values is thinned for depth augmentation (TrainOptions::augment_depth) and
 /// the unlike-reference check is calibrated by depth (reference_similarity.hpp), as its counts
 /// would be; the features are the same either way (log1p(CP10k) of counts or of counts times f).
+/// Square roots and asinh of counts (ValueScale::kSqrtCounts, kAsinhCounts) are read back the same
+/// way, with the square and sinh in place of expm1.
 #pragma once
 
 #include <celltyper/cell_embedder.hpp>
@@ -27,7 +29,8 @@ inline constexpr double kRecoverableCellShare = 0.95;
 
 /// `base` (not owned; must outlive this) with the log values of matrix `source` read as the counts
 /// they came from: in each cell every stored value v becomes u(v) / w, u the inverse of its log
-/// (`logged`: kRelog1pCp10k -> expm1, kRelog2Cp10k -> 2^x - 1, kRelog10Cp10k -> 10^x - 1) and w
+/// (`logged`: kRelog1pCp10k -> expm1, kRelog2Cp10k -> 2^x - 1, kRelog10Cp10k -> 10^x - 1,
+/// kSquareCp10k -> x^2, kSinhCp10k -> sinh) and w
 /// the value of one count: u(s) / m, s the cell's smallest positive value and m the smallest count
 /// (1 to 16) for which every count is whole within 0.01 + 10^-3 of itself (the rounding of the
 /// stored logs; values whose tolerance would reach 0.45 are not tested), w refined as the sum of
@@ -70,7 +73,7 @@ struct CountsRecovery {
 
 /// When matrix `source` of `dataset` holds log-normalised counts (log1p, log2(1 + x) or
 /// log10(1 + x) of counts times a per-cell factor: its 2,000 cells scanned as `choose_normalization`
-/// scans them read as log-normalised, and kRecoverableCellShare of those with 10 values or more
+/// scans them read as log-normalised), square roots or asinh of counts, and kRecoverableCellShare of those with 10 values or more
 /// read back whole), the dataset with them read back. `scanned`: the matrix's summary when the
 /// caller has one (inspect), else it is scanned here.
 CountsRecovery recover_counts(const Dataset& dataset, const std::string& source, std::size_t memory_limit_bytes,

@@ -23,6 +23,8 @@ const char* to_string(Normalization normalization) {
     case Normalization::kRelog1pCp10k: return "relog1p-cp10k";
     case Normalization::kRelog2Cp10k: return "relog2-cp10k";
     case Normalization::kRelog10Cp10k: return "relog10-cp10k";
+    case Normalization::kSquareCp10k: return "square-cp10k";
+    case Normalization::kSinhCp10k: return "sinh-cp10k";
   }
   return "unknown";
 }
@@ -34,7 +36,10 @@ Normalization parse_normalization(const std::string& text) {
   if (text == "relog1p-cp10k") return Normalization::kRelog1pCp10k;
   if (text == "relog2-cp10k") return Normalization::kRelog2Cp10k;
   if (text == "relog10-cp10k") return Normalization::kRelog10Cp10k;
-  throw InputError(fmt::format("unknown normalisation '{}' (expected none, cp10k, log1p-cp10k, relog1p-cp10k, relog2-cp10k or relog10-cp10k)", text));
+  if (text == "square-cp10k") return Normalization::kSquareCp10k;
+  if (text == "sinh-cp10k") return Normalization::kSinhCp10k;
+  throw InputError(fmt::format("unknown normalisation '{}' (expected none, cp10k, log1p-cp10k, relog1p-cp10k, relog2-cp10k, relog10-cp10k, "
+                               "square-cp10k or sinh-cp10k)", text));
 }
 
 std::int64_t AlignedGeneVectors::n_matched_vars() const {

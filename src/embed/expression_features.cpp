@@ -80,7 +80,9 @@ inline double normalized(double value, double scale, Normalization normalization
     case Normalization::kLog1pCp10k: return std::log1p(value * scale);
     case Normalization::kRelog1pCp10k:
     case Normalization::kRelog2Cp10k:
-    case Normalization::kRelog10Cp10k: return std::log1p(unlogged(value, normalization) * scale);
+    case Normalization::kRelog10Cp10k:
+    case Normalization::kSquareCp10k:
+    case Normalization::kSinhCp10k: return std::log1p(unlogged(value, normalization) * scale);
   }
   return value;
 }

@@ -21,6 +21,8 @@ const char* to_string(ValueScale scale) {
     case ValueScale::kLog2Normalized: return "log2-normalized";
     case ValueScale::kLog10Normalized: return "log10-normalized";
     case ValueScale::kLogTransformed: return "log-transformed";
+    case ValueScale::kSqrtCounts: return "sqrt-counts";
+    case ValueScale::kAsinhCounts: return "asinh-counts";
     case ValueScale::kScaled: return "scaled";
     case ValueScale::kUnknown: return "unknown";
   }
@@ -65,16 +67,22 @@ double whole_share(std::int64_t whole, std::int64_t checked) {
 /// (in the other base, or for values not proportional to counts, about 2% are whole by chance).
 constexpr double kWholeRatioShare = 0.9;
 
-/// "; 98% of the values square to whole numbers: square roots of counts?" when the non-integer
-/// values are square roots (or asinh) of counts, which look logged or unknown; else "".
-std::string transform_of_counts(const MatrixSummary& summary) {
+/// Square roots or asinh of counts (non-integer values whose squares / sinh are whole), which
+/// look logged or unknown: the scale and its reason, or false.
+bool transform_of_counts(MatrixSummary& summary) {
   if (const double share = whole_share(summary.whole_squares, summary.squares_checked); share >= kWholeRatioShare) {
-    return fmt::format("; {:.0f}% of the values square to whole numbers: square roots of counts?", 100.0 * share);
+    summary.scale = ValueScale::kSqrtCounts;
+    summary.scale_reason = fmt::format("non-integer, max {:.3g}; {:.0f}% of the {} values checked square to whole numbers: square roots "
+                                       "of counts", summary.max_value, 100.0 * share, summary.squares_checked);
+    return true;
   }
   if (const double share = whole_share(summary.whole_sinh, summary.sinh_checked); share >= kWholeRatioShare) {
-    return fmt::format("; {:.0f}% of the values have a whole sinh: asinh of counts?", 100.0 * share);
+    summary.scale = ValueScale::kAsinhCounts;
+    summary.scale_reason = fmt::format("non-integer, max {:.3g}; {:.0f}% of the {} values checked have a whole sinh: asinh of counts",
+                                       summary.max_value, 100.0 * share, summary.sinh_checked);
+    return true;
   }
-  return {};
+  return false;
 }
 
 void classify(MatrixSummary& summary) {
@@ -117,6 +125,7 @@ void classify(MatrixSummary& summary) {
                                        summary.row_totals.median);
     return;
   }
+  if (transform_of_counts(summary)) return;
   const bool equal_totals = relative_spread(summary.row_totals) < 0.01;
   if (summary.max_value < 30) {
     // Logged in base e, 2 or 10: the base that unlogs to equal totals per cell. Several give equal
@@ -168,7 +177,6 @@ void classify(MatrixSummary& summary) {
       summary.scale = ValueScale::kLogTransformed;
       summary.scale_reason = fmt::format("non-integer, max {:.3g}, expm1 totals vary per cell: log-transformed, normalisation unknown",
                                          summary.max_value);
-      summary.scale_reason += transform_of_counts(summary);
     }
     return;
   }
@@ -180,7 +188,6 @@ void classify(MatrixSummary& summary) {
   }
   summary.scale = ValueScale::kUnknown;
   summary.scale_reason = fmt::format("non-integer values up to {:.3g} with unequal totals (TPM/FPKM or corrected data?)", summary.max_value);
-  summary.scale_reason += transform_of_counts(summary);  // (square roots of counts above 900)
 }
 
 }  // namespace

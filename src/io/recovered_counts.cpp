@@ -180,10 +180,14 @@ CountsRecovery recover_counts(const Dataset& dataset, const std::string& source,
   }
   Normalization logged = Normalization::kNone;
   const char* unlog = "";
+  const char* held = "log-normalised counts";  // what the matrix holds, when read back
+  const char* values = "log-normalised values";  // ... and when not
   switch (scanned->scale) {
     case ValueScale::kLogNormalized: logged = Normalization::kRelog1pCp10k, unlog = "expm1"; break;
     case ValueScale::kLog2Normalized: logged = Normalization::kRelog2Cp10k, unlog = "2^x - 1"; break;
     case ValueScale::kLog10Normalized: logged = Normalization::kRelog10Cp10k, unlog = "10^x - 1"; break;
+    case ValueScale::kSqrtCounts: logged = Normalization::kSquareCp10k, unlog = "the square", held = values = "square roots of counts"; break;
+    case ValueScale::kAsinhCounts: logged = Normalization::kSinhCp10k, unlog = "sinh", held = values = "asinh of counts"; break;
     default: return {};
   }
   // The same cells read back as the summary scanned them: most must come out whole.
@@ -197,18 +201,18 @@ CountsRecovery recover_counts(const Dataset& dataset, const std::string& source,
   CountsRecovery recovery;
   const std::string how = fmt::format("{} of each value over that of one count", unlog);
   if (tally.judged < 10 || static_cast<double>(tally.whole) < kRecoverableCellShare * static_cast<double>(tally.judged)) {
-    recovery.warning = fmt::format("{} holds log-normalised values whose counts cannot be read back ({}: {} of {} cells checked read back "
+    recovery.warning = fmt::format("{} holds {} whose counts cannot be read back ({}: {} of {} cells checked read back "
                                    "whole; float16 values, or values other than counts?): trained without depth augmentation; a matrix "
                                    "of the counts (--layer NAME) would give it",
-                                   source, how, tally.whole, tally.judged);
+                                   source, values, how, tally.whole, tally.judged);
     return recovery;
   }
-  recovery.note = fmt::format("{} holds log-normalised counts, read back per cell ({}; {} of {} cells checked read back whole)", source, how,
+  recovery.note = fmt::format("{} holds {}, read back per cell ({}; {} of {} cells checked read back whole)", source, held, how,
                               tally.whole, tally.judged);
   if (tally.whole < tally.judged && static_cast<double>(tally.judged - tally.whole) >= 0.01 * static_cast<double>(tally.judged)) {
-    recovery.warning = fmt::format("{} holds log-normalised counts, read back per cell, but {} of {} cells checked do not read back whole "
+    recovery.warning = fmt::format("{} holds {}, read back per cell, but {} of {} cells checked do not read back whole "
                                    "(processed otherwise?): they keep their values' proportions",
-                                   source, tally.judged - tally.whole, tally.judged);
+                                   source, held, tally.judged - tally.whole, tally.judged);
   }
   recovery.dataset = std::make_unique<RecoveredCountsDataset>(dataset, source, logged);
   return recovery;

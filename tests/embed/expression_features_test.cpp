@@ -20,6 +20,7 @@
 #include <map>
 #include <numeric>
 #include <set>
+#include <tuple>
 
 namespace celltyper {
 namespace {
@@ -257,6 +258,23 @@ TEST(ExpressionFeatures, LogNormalisedValuesAreNormalisedAgainOverTheLibraryGene
     }
   }
   EXPECT_TRUE(expected.counts);
+  // Square roots and asinh of the counts themselves: read back (squared, sinh) and normalised as
+  // the counts are; used as they are, they are not the counts' features.
+  const std::vector<std::tuple<const char*, double (*)(double), Normalization>> of_counts{
+      {"sqrt(counts)", [](double x) { return std::sqrt(x); }, Normalization::kSquareCp10k},
+      {"asinh(counts)", [](double x) { return std::asinh(x); }, Normalization::kSinhCp10k}};
+  for (const auto& [what, transform, chosen] : of_counts) {
+    SCOPED_TRACE(what);
+    CsrBlockF64 values = counts;
+    for (double& value : values.values) value = static_cast<float>(transform(value));
+    const MemoryDataset dataset(what, file->read_obs(), file->read_var(), std::move(values));
+    options.normalization = NormalizationChoice::kAuto;
+    const ExpressionFeatures normalised = expression_features(dataset, table, panel, options);
+    EXPECT_EQ(normalised.normalization, chosen);
+    EXPECT_LT(max_error(normalised), 1e-4);
+    options.normalization = NormalizationChoice::kNone;
+    EXPECT_GT(max_error(expression_features(dataset, table, panel, options)), 0.1);
+  }
 }
 
 TEST(ExpressionFeatures, BadInput) {

@@ -110,31 +110,31 @@ TEST(MatrixSummary, LogOfCountsScaledPerCellIsReadInItsBase) {
 }
 
 // Square roots and asinh of counts look logged (non-integer, small, totals unequal in every
-// base) and are used unchanged: the reason names the transform their whole squares (sinh) show,
-// so `inspect` and annotate's warning say what the values are; logs of counts name neither.
+// base): their whole squares (sinh) say what they are, so that they are read back as the counts
+// they came from; logs of counts are neither.
 TEST(MatrixSummary, SquareRootsAndAsinhOfCountsAreNamed) {
-  const auto reason_of = [](Transform transform) {
+  const auto summary_of = [](Transform transform) {
     const MemoryDataset cells = make_cells(200, transform);
-    const MatrixSummary summary = summarize_matrix(*cells.open_matrix("X"));
-    EXPECT_EQ(summary.scale, ValueScale::kLogTransformed) << summary.scale_reason;
-    return summary.scale_reason;
+    return summarize_matrix(*cells.open_matrix("X"));
   };
-  const std::string sqrt_reason = reason_of(Transform::kSqrtCounts);
-  EXPECT_NE(sqrt_reason.find("100% of the values square to whole numbers: square roots of counts?"), std::string::npos) << sqrt_reason;
-  const std::string asinh_reason = reason_of(Transform::kAsinhCounts);
-  EXPECT_NE(asinh_reason.find("100% of the values have a whole sinh: asinh of counts?"), std::string::npos) << asinh_reason;
-  const std::string other = reason_of(Transform::kLog1pGeneScaled);
-  EXPECT_EQ(other.find("square"), std::string::npos) << other;
-  EXPECT_EQ(other.find("sinh"), std::string::npos) << other;
-  // Square roots of deep counts (above 30: not log-like) are named too; counts with a few
+  const MatrixSummary roots = summary_of(Transform::kSqrtCounts);
+  EXPECT_EQ(roots.scale, ValueScale::kSqrtCounts) << roots.scale_reason;
+  EXPECT_STREQ(to_string(roots.scale), "sqrt-counts");
+  EXPECT_NE(roots.scale_reason.find("100% of the"), std::string::npos) << roots.scale_reason;
+  EXPECT_NE(roots.scale_reason.find("values checked square to whole numbers: square roots of counts"), std::string::npos) << roots.scale_reason;
+  const MatrixSummary asinh = summary_of(Transform::kAsinhCounts);
+  EXPECT_EQ(asinh.scale, ValueScale::kAsinhCounts) << asinh.scale_reason;
+  EXPECT_NE(asinh.scale_reason.find("values checked have a whole sinh: asinh of counts"), std::string::npos) << asinh.scale_reason;
+  const MatrixSummary other = summary_of(Transform::kLog1pGeneScaled);
+  EXPECT_EQ(other.scale, ValueScale::kLogTransformed) << other.scale_reason;
+  EXPECT_EQ(other.scale_reason.find("square"), std::string::npos) << other.scale_reason;
+  EXPECT_EQ(other.scale_reason.find("sinh"), std::string::npos) << other.scale_reason;
+  // Square roots of deep counts (above 30: not log-like) are told too; counts with a few
   // fractions (EM-quantified) are not square roots, though their whole values square to whole ones.
-  const MemoryDataset deep = make_cells(200, Transform::kSqrtDeepCounts);
-  const MatrixSummary deep_summary = summarize_matrix(*deep.open_matrix("X"));
-  EXPECT_EQ(deep_summary.scale, ValueScale::kUnknown);
-  EXPECT_NE(deep_summary.scale_reason.find("square to whole numbers: square roots of counts?"), std::string::npos) << deep_summary.scale_reason;
-  const MemoryDataset em = make_cells(200, Transform::kEmCounts);
-  const std::string em_reason = summarize_matrix(*em.open_matrix("X")).scale_reason;
-  EXPECT_EQ(em_reason.find("square"), std::string::npos) << em_reason;
+  EXPECT_EQ(summary_of(Transform::kSqrtDeepCounts).scale, ValueScale::kSqrtCounts);
+  const MatrixSummary em = summary_of(Transform::kEmCounts);
+  EXPECT_NE(em.scale, ValueScale::kSqrtCounts);
+  EXPECT_EQ(em.scale_reason.find("square"), std::string::npos) << em.scale_reason;
 }
 
 // One cell has equal totals in both bases (there is nothing to compare it with): the base whose

@@ -93,6 +93,27 @@ TEST(RecoveredCounts, LogNormalisedCountsReadBackExactlyInEachBase) {
   }
 }
 
+// Square roots and asinh of counts (float32) read back as the counts, as logs of counts do.
+TEST(RecoveredCounts, SquareRootsAndAsinhOfCountsReadBackExactly) {
+  const CsrBlockF64 counts = make_counts(400, 5);
+  for (const bool square : {true, false}) {
+    SCOPED_TRACE(square ? "sqrt" : "asinh");
+    CsrBlockF64 values = counts;
+    for (double& value : values.values) value = static_cast<float>(square ? std::sqrt(value) : std::asinh(value));
+    const MemoryDataset transformed = dataset_of(std::move(values));
+    const CountsRecovery recovery = recover_counts(transformed, "X", std::size_t{32} << 20);
+    ASSERT_NE(recovery.dataset, nullptr) << recovery.warning;
+    EXPECT_NE(recovery.note.find(square ? "X holds square roots of counts, read back per cell (the square of each value"
+                                        : "X holds asinh of counts, read back per cell (sinh of each value"),
+              std::string::npos)
+        << recovery.note;
+    EXPECT_TRUE(recovery.warning.empty()) << recovery.warning;
+    const CsrBlockF64 back = read_all(*recovery.dataset);
+    EXPECT_EQ(back.indices, counts.indices);
+    EXPECT_EQ(back.values, counts.values);
+  }
+}
+
 TEST(RecoveredCounts, ACellWhoseSmallestCountIsTwoKeepsItsCounts) {
   CsrBlockF64 counts = make_counts(300, 5);
   // The last cell: every count doubled but one gene at 3, so its smallest (2) is a count of 2.
