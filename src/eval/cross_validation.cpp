@@ -807,6 +807,10 @@ std::string CrossValidationResult::format_table() const {
                 p.ontology.hierarchical_f1 + unavailable, p.ontology.mean_lca_distance_all + unavailable, std::numeric_limits<double>::quiet_NaN(),
                 0.0);
   }
+  if (ontology) {
+    text += "(corr-mF1: corrected macro-F1, a prediction at or below the truth's term counts as right; hF: hierarchical F; LCA: mean upward "
+            "distance to the lowest common ancestor over the cells mapped to Cell Ontology terms)\n";
+  }
   return text;
 }
 

@@ -416,13 +416,15 @@ std::string format_report(const EvaluationResult& result) {
       out += "no cell has a Cell Ontology term on both sides: the ontology metrics are not available (--label-map)\n";
       return out;
     }
-    out += fmt::format("corrected accuracy           {:.4f}\n", o.corrected_accuracy);
+    out += fmt::format("corrected accuracy           {:.4f} (of the {} mapped cells)\n", o.corrected_accuracy, o.n_mapped);
     out += fmt::format("corrected macro F1           {:.4f}\n", o.corrected_macro_f1);
     out += fmt::format("hierarchical P / R / F       {:.4f} / {:.4f} / {:.4f}\n", o.hierarchical_precision,
                        o.hierarchical_recall, o.hierarchical_f1);
-    out += fmt::format("upward LCA distance          {:.3f} over {} errors, {:.3f} over all cells\n",
+    out += fmt::format("upward LCA distance          {:.3f} over {} cells predicted another term (descendants, at 0, included), {:.3f} over "
+                       "all mapped cells\n",
                        o.mean_lca_distance_errors, o.n_errors, o.mean_lca_distance_all);
-    out += "relation of prediction to truth:";
+    out += "relation of prediction to truth (parent: an ancestor of the truth's term, child: a descendant, at any distance; sibling: a "
+           "shared parent):\n ";
     for (std::size_t r = 0; r < kTermRelationCount; ++r) {
       const auto relation = static_cast<TermRelation>(r);
       out += fmt::format(" {} {:.1f}%", to_string(relation), 100.0 * o.share(relation));

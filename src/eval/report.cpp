@@ -548,10 +548,10 @@ std::vector<SummaryRow> summary_rows(const std::vector<ReportSection>& sections)
   add("CL: hierarchical precision", ontology([](const OntologyMetrics& o) { return fixed4(o.hierarchical_precision); }));
   add("CL: hierarchical recall", ontology([](const OntologyMetrics& o) { return fixed4(o.hierarchical_recall); }));
   add("CL: hierarchical F1", ontology([](const OntologyMetrics& o) { return fixed4(o.hierarchical_f1); }));
-  add("CL: upward LCA distance (errors)", ontology([](const OntologyMetrics& o) {
-        return fmt::format("{:.3f} over {} errors", o.mean_lca_distance_errors, o.n_errors);
+  add("CL: upward LCA distance (cells predicted another term)", ontology([](const OntologyMetrics& o) {
+        return fmt::format("{:.3f} over {} cells", o.mean_lca_distance_errors, o.n_errors);
       }));
-  add("CL: upward LCA distance (all)", ontology([](const OntologyMetrics& o) { return fmt::format("{:.3f}", o.mean_lca_distance_all); }));
+  add("CL: upward LCA distance (all mapped cells)", ontology([](const OntologyMetrics& o) { return fmt::format("{:.3f}", o.mean_lca_distance_all); }));
   for (std::size_t r = 0; r < kTermRelationCount; ++r) {
     const auto relation = static_cast<TermRelation>(r);
     add(fmt::format("CL: relation {}", to_string(relation)),

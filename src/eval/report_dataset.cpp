@@ -296,9 +296,17 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   std::vector<std::string> prediction;
   std::string missing_spelled;  // a missing value written as text among the truth ("unknown", "nan")
   std::string missing_prediction_spelled;  // and among the predictions
+  std::size_t n_unassigned_truth = 0;  // truth 'Unassigned' (another annotation used as truth): no label, as train and cv read it
+  std::string unassigned_spelled;
   for (std::size_t row = 0; row < n_file; ++row) {
-    if (truth_values.is_missing(row) || is_missing_label(truth_values.value_as_string(row))) {
-      if (!truth_values.is_missing(row) && missing_spelled.empty()) missing_spelled = truth_values.value_as_string(row);
+    if (truth_values.is_missing(row) || is_unlabelled(truth_values.value_as_string(row))) {
+      const std::string value = truth_values.is_missing(row) ? std::string() : truth_values.value_as_string(row);
+      if (!value.empty() && !is_missing_label(value)) {
+        ++n_unassigned_truth;
+        if (unassigned_spelled.empty()) unassigned_spelled = value;
+      } else if (!value.empty() && missing_spelled.empty()) {
+        missing_spelled = value;
+      }
       ++evaluation.n_missing_truth;
       continue;
     }
@@ -315,9 +323,14 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   if (n_file == 0) throw InputError(fmt::format("{}: the dataset has zero cells: nothing to evaluate", path));
   if (cells.empty()) throw InputError(fmt::format("{}: no cell has a truth label in obs column '{}'", path, truth_column));
   if (evaluation.n_missing_truth > 0) {
+    std::vector<std::string> included;
+    if (!missing_spelled.empty()) included.push_back(fmt::format("missing values written as text, such as '{}'", missing_spelled));
+    if (n_unassigned_truth > 0) {
+      included.push_back(fmt::format("{} cells labelled '{}', no label as train and cv read it", n_unassigned_truth, unassigned_spelled));
+    }
     evaluation.warnings.push_back(fmt::format("{} of {} cells have no truth label in obs:{} and are left out{}", evaluation.n_missing_truth,
                                               n_file, truth_column,
-                                              missing_spelled.empty() ? "" : fmt::format(" (missing values written as text, such as '{}', included)", missing_spelled)));
+                                              included.empty() ? "" : fmt::format(" ({} included)", fmt::join(included, "; "))));
   }
   if (evaluation.n_missing_prediction > 0) {
     evaluation.warnings.push_back(fmt::format("{} cells have no value in obs:{}{}; they are evaluated as '{}'", evaluation.n_missing_prediction,
@@ -387,69 +400,85 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     // Ranking metrics describe the prediction the probabilities made: not another tool's labels
     // in the --pred column beside them (nor a majority vote). Judged on the cells whose
     // prediction is one of the probabilities' classes.
-    std::map<std::string, std::size_t> column_of;  // a class's name, or its CL id (a --pred of celltyper_ontology_id)
+    std::map<std::string, std::size_t> column_of;  // a class's name (as spelled, then its spelling key), or its CL id (a --pred of celltyper_ontology_id)
     for (std::size_t j = 0; j < probability_classes.size(); ++j) column_of.emplace(probability_classes[j], j);
+    for (std::size_t j = 0; j < probability_classes.size(); ++j) column_of.emplace(label_spelling_key(probability_classes[j]), j);
     for (std::size_t j = 0; j < probability_classes.size(); ++j) {
       if (const auto id = model_cl_ids.find(probability_classes[j]); id != model_cl_ids.end()) column_of.emplace(id->second, j);
     }
     std::size_t judged = 0;
     std::size_t agree = 0;
     for (std::size_t k = 0; k < cells.size(); ++k) {
-      const auto found = column_of.find(prediction[k]);
+      auto found = column_of.find(prediction[k]);
+      if (found == column_of.end()) found = column_of.find(label_spelling_key(prediction[k]));
       if (found == column_of.end()) continue;
       ++judged;
       const float* p = probability_values.row(static_cast<std::int64_t>(cells[k]));
       agree += *std::max_element(p, p + probability_values.cols) == p[found->second] ? 1 : 0;
     }
     if (judged == 0 || 10 * agree < 9 * judged) {
-      evaluation.warnings.push_back(fmt::format(
-          "obsm:{} did not make obs:{} (its most probable class is the prediction on {} of the {} cells predicted as one of its classes): "
-          "ranking metrics (top-k, MRR) left out; they would describe another prediction",
-          probability_key, prediction_column, agree, judged));
+      evaluation.warnings.push_back(
+          judged == 0 ? fmt::format("obsm:{} did not make obs:{} (no cell's prediction is one of its {} classes, e.g. '{}'): ranking metrics "
+                                    "(top-k, MRR) left out; they would describe another prediction",
+                                    probability_key, prediction_column, probability_classes.size(),
+                                    probability_classes.empty() ? std::string() : probability_classes.front())
+                      : fmt::format("obsm:{} did not make obs:{} (its most probable class is the prediction on {} of the {} cells predicted "
+                                    "as one of its classes): ranking metrics (top-k, MRR) left out; they would describe another prediction",
+                                    probability_key, prediction_column, agree, judged));
       probability_key.clear();
       evaluation.probabilities.clear();
     }
   }
 
-  // Labels differing only in letter case or surrounding spaces are one label, as train and cv read
-  // them: a truth spelling becomes the predictions' (or the probabilities' classes') spelling of
-  // it ("b cell" beside a model's "B cell"), else the truth's most frequent spelling.
   std::map<std::string, std::string> renames;  // a truth label as read -> as evaluated (only those that change)
+  // Labels differing only in letter case or surrounding spaces are one label, as train and cv read
+  // them, on both sides: each takes the predictions' most frequent spelling of it (else the
+  // probabilities' classes', "b cell" beside a model's "B cell"; else the truth's most frequent),
+  // so that 'naive cd4 t' predicted beside 'Naive CD4 T' is one class, not an error.
   {
     std::map<std::string, std::int64_t> truth_cells;
     for (const auto& label : truth) ++truth_cells[label];
-    const std::map<std::string, std::string> most_frequent = label_spelling_renames(truth_cells);
-    std::set<std::string> predicted;
-    std::map<std::string, std::string> predicted_spelling;  // key -> a predicted label (then a probability class)
+    std::map<std::string, std::int64_t> predicted_cells;
     for (const auto& label : prediction) {
-      if (label != kUnassigned && label != kNoPrediction && predicted.insert(label).second) {
-        predicted_spelling.emplace(label_spelling_key(label), label);
-      }
+      if (label != kUnassigned && label != kNoPrediction) ++predicted_cells[label];
     }
-    for (const auto& name : probability_classes) predicted_spelling.emplace(label_spelling_key(name), name);
-    std::vector<std::string> examples;
-    for (const auto& [label, count] : truth_cells) {
-      if (predicted.count(label) != 0) continue;  // spelled as a prediction already
-      std::string final_name = label;
-      if (const auto as_predicted = predicted_spelling.find(label_spelling_key(label)); as_predicted != predicted_spelling.end()) {
-        final_name = as_predicted->second;
-      } else if (const auto frequent = most_frequent.find(label); frequent != most_frequent.end()) {
-        final_name = frequent->second;
-      }
-      if (final_name == label) continue;
-      renames.emplace(label, final_name);
-      if (examples.size() < 5) examples.push_back(fmt::format("'{}' ({} cells) as '{}'", label, count, final_name));
+    const std::map<std::string, std::string> truth_frequent = label_spelling_renames(truth_cells);
+    const std::map<std::string, std::string> predicted_frequent = label_spelling_renames(predicted_cells);
+    std::map<std::string, std::string> spelling;  // key -> the spelling evaluated
+    for (const auto& [label, count] : predicted_cells) {
+      const auto frequent = predicted_frequent.find(label);
+      spelling.emplace(label_spelling_key(label), frequent == predicted_frequent.end() ? label : frequent->second);
     }
-    if (!renames.empty()) {
-      evaluation.warnings.push_back(fmt::format(
-          "truth obs:{}: {} label{} differ{} from another or from a predicted label only in letter case or surrounding spaces and {} read "
-          "as one label with it (as train and cv do): {}{}",
-          truth_column, renames.size(), renames.size() == 1 ? "" : "s", renames.size() == 1 ? "s" : "", renames.size() == 1 ? "is" : "are",
-          fmt::join(examples, ", "), renames.size() > examples.size() ? ", ..." : ""));
-      for (auto& label : truth) {
-        if (const auto renamed = renames.find(label); renamed != renames.end()) label = renamed->second;
+    for (const auto& name : probability_classes) spelling.emplace(label_spelling_key(name), name);
+    const auto evaluated_as = [&](const std::string& label, const std::map<std::string, std::string>& frequent) {
+      if (const auto found = spelling.find(label_spelling_key(label)); found != spelling.end()) return found->second;
+      const auto most = frequent.find(label);
+      return most == frequent.end() ? label : most->second;
+    };
+    const auto respell = [&](std::vector<std::string>& labels, const std::map<std::string, std::int64_t>& counts,
+                             const std::map<std::string, std::string>& frequent, const std::string& side) {
+      std::map<std::string, std::string> changed;  // as read -> as evaluated (only those that change)
+      std::vector<std::string> examples;
+      for (const auto& [label, count] : counts) {
+        std::string final_name = evaluated_as(label, frequent);
+        if (final_name == label) continue;
+        if (examples.size() < 5) examples.push_back(fmt::format("'{}' ({} cells) as '{}'", label, count, final_name));
+        changed.emplace(label, std::move(final_name));
       }
-    }
+      if (changed.empty()) return changed;
+      evaluation.warnings.push_back(fmt::format("{}: {} label{} differ{} from another {} only in letter case or surrounding spaces and {} read "
+                                                "as one label with it (as train and cv do): {}{}",
+                                                side, changed.size(), changed.size() == 1 ? "" : "s", changed.size() == 1 ? "s" : "",
+                                                &labels == &truth ? "or from a predicted label" : "predicted label or class of the probabilities",
+                                                changed.size() == 1 ? "is" : "are", fmt::join(examples, ", "),
+                                                changed.size() > examples.size() ? ", ..." : ""));
+      for (auto& label : labels) {
+        if (const auto renamed = changed.find(label); renamed != changed.end()) label = renamed->second;
+      }
+      return changed;
+    };
+    renames = respell(truth, truth_cells, truth_frequent, "truth obs:" + truth_column);
+    respell(prediction, predicted_cells, predicted_frequent, "predictions obs:" + prediction_column);
   }
 
   // ---- label mapping -----------------------------------------------------------------------
@@ -533,7 +562,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
         evaluation.compare_reason = "no ontology";
       } else {
         evaluation.compared_on_ontology = shared_share < 0.5;
-        evaluation.compare_reason = fmt::format("{:.1f}% of the predicted labels occur among the truth labels", 100.0 * shared_share);
+        evaluation.compare_reason = fmt::format("{:.1f}% of the cells with a prediction are predicted a label among the truth labels", 100.0 * shared_share);
       }
       break;
   }
@@ -647,9 +676,37 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     const auto n_unassigned = static_cast<std::size_t>(std::count(prediction.begin(), prediction.end(), kUnassigned));
     if (n_unassigned > 0 && !all_unassigned && evaluation.sets.front().result.ontology.available) {
       evaluation.warnings.push_back(fmt::format(
-          "{} of {} cells are Unassigned: the flat metrics count them as errors, the Cell Ontology metrics (corrected accuracy and "
+          "{} of {} cells are Unassigned: the flat metrics count them as errors (and 'Unassigned' as a class of F1 0 in macro averages, "
+          "scikit-learn's convention for a label predicted and never true), the Cell Ontology metrics (corrected accuracy and "
           "macro-F1, hierarchical P / R / F, LCA distance) leave them out: they name no Cell Ontology term",
           n_unassigned, prediction.size()));
+    }
+    // Ontology metrics of a few cells (the others' labels map to no term) say little of the whole.
+    if (const OntologyMetrics& o = evaluation.sets.front().result.ontology; o.available && o.n_mapped > 0 && 2 * o.n_mapped < prediction.size()) {
+      evaluation.warnings.push_back(fmt::format(
+          "the Cell Ontology metrics describe {} of {} cells ({:.0f}%): the others' truth or prediction maps to no term (e.g. '{}'); "
+          "--label-map TSV (columns label, cl_id) names them",
+          o.n_mapped, prediction.size(), 100.0 * static_cast<double>(o.n_mapped) / static_cast<double>(prediction.size()),
+          o.unmapped_labels.empty() ? std::string("?") : o.unmapped_labels.front()));
+    }
+  }
+  // celltyper's own prediction beside its probabilities may differ from their most probable class
+  // (--hierarchical terms, Unassigned under --min-score): the ranking metrics describe the classifier.
+  if (own_prediction && !probability_key.empty() && prediction_column != "celltyper_flat_label") {
+    std::size_t argmax_agrees = 0;
+    for (std::size_t k = 0; k < cells.size(); ++k) {
+      const float* p = probability_values.row(static_cast<std::int64_t>(cells[k]));
+      const auto best = static_cast<std::size_t>(std::max_element(p, p + probability_values.cols) - p);
+      const std::string& name = probability_classes[best];
+      const auto id = model_cl_ids.find(name);
+      if (prediction[k] == name || (id != model_cl_ids.end() && prediction[k] == id->second)) ++argmax_agrees;
+    }
+    if (100 * argmax_agrees < 99 * cells.size()) {
+      evaluation.warnings.push_back(fmt::format(
+          "{}top-k accuracy and mean reciprocal rank rank the classifier's probabilities (obsm:{}): their most probable class is obs:{} "
+          "on {} of {} cells (the others: coarser terms of --hierarchical or Unassigned under --min-score), so top-1 accuracy is not "
+          "the accuracy of obs:{}",
+          kNotePrefix, probability_key, prediction_column, argmax_agrees, cells.size(), prediction_column));
     }
   }
   if (group_values != nullptr) {

@@ -407,8 +407,31 @@ TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
                           "as 'T cell'"),
             std::string::npos)
       << warnings;
-  EXPECT_NE(warnings.find("1 of 6 cells are Unassigned: the flat metrics count them as errors, the Cell Ontology metrics"), std::string::npos)
+  EXPECT_NE(warnings.find("1 of 6 cells are Unassigned: the flat metrics count them as errors (and 'Unassigned' as a class of F1 0 in macro "
+                          "averages"),
+            std::string::npos)
       << warnings;
+
+  // Predictions spelled two ways are one label too (the predictions' most frequent spelling), and
+  // a truth of 'Unassigned' (another annotation taken as truth) is no label: left out and counted.
+  const std::string both = write_obs_h5ad(out, "both_sides.h5ad",
+                                          "{'truth': ['Naive CD4 T'] * 4 + ['B cell'] * 2 + ['Unassigned', 'unassigned '], "
+                                          "'pred': ['Naive CD4 T'] * 3 + ['naive cd4 t', 'B cell', 'B cell', 'B cell', 'Naive CD4 T']}");
+  const nlohmann::json both_json = evaluate_obs(both);
+  EXPECT_EQ(both_json["n_missing_truth"], 2) << both_json.dump();
+  EXPECT_EQ(both_json["overall"]["n_cells"], 6);
+  EXPECT_DOUBLE_EQ(both_json["overall"]["accuracy"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(both_json["overall"]["macro"]["f1"].get<double>(), 1.0);
+  const std::string both_warnings = both_json["warnings"].dump();
+  EXPECT_NE(both_warnings.find("predictions obs:pred: 1 label differs from another predicted label or class of the probabilities only in "
+                               "letter case or surrounding spaces and is read as one label with it (as train and cv do): 'naive cd4 t' (1 "
+                               "cells) as 'Naive CD4 T'"),
+            std::string::npos)
+      << both_warnings;
+  EXPECT_NE(both_warnings.find("2 of 8 cells have no truth label in obs:truth and are left out (2 cells labelled 'Unassigned', no label as "
+                               "train and cv read it included)"),
+            std::string::npos)
+      << both_warnings;
 
   // With the CL ids of a CELLxGENE column beside the truth, the spellings made one take their
   // cells' most frequent id together (3 'b cell' cells say B cell, 1 'B cell' cell T cell).
@@ -438,6 +461,42 @@ TEST_F(EvaluateCli, PredictionsAboveTheTruthsTermsAreNamedAsCostingMacroF1) {
                                           "['CL:0000084'] * 2, 'pred': ['B cell', 'B cell', 'T cell', 'T cell']}");
   const nlohmann::json same_json = evaluate_obs(same);
   EXPECT_EQ(same_json["warnings"].dump().find("predicted at a term above truth classes"), std::string::npos) << same_json["warnings"].dump();
+}
+
+TEST_F(EvaluateCli, TopKOfACoarserOrAbstainingColumnAndOntologyMetricsOfFewCellsAreSaid) {
+  // annotate --hierarchical wrote a coarser term than its probabilities' best class for 1 of 4
+  // cells: top-1 accuracy ranks the probabilities, not that column, and a note says so. Labels
+  // of which only one maps to a CL term: the CL metrics describe 1 of 4 cells, and a warning says so.
+  const test::TempDir out;
+  const std::string path = out.file("coarse_probabilities.h5ad");
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, json, numpy as np, pandas as pd, scipy.sparse as sp\n"
+                   "obs = pd.DataFrame({{'truth': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell']),\n"
+                   "                    'celltyper_label': pd.Categorical(['B cell', 'B cell', 'T cell', 'lymphocyte'])}}, index=list('abcd'))\n"
+                   "a = anndata.AnnData(sp.csr_matrix(np.ones((4, 3), dtype=np.float32)), obs=obs)\n"
+                   "a.obsm['celltyper_probabilities'] = np.array([[.9, .1], [.8, .2], [.1, .9], [.4, .6]], dtype=np.float32)\n"
+                   "a.uns['celltyper_probability_classes'] = np.array(['B cell', 'T cell'], dtype=object)\n"
+                   "a.write_h5ad('{}')\n",
+                   path)});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--ontology", obo_, "--json", "-"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json json = nlohmann::json::parse(run.out);
+  EXPECT_DOUBLE_EQ(json["overall"]["accuracy"].get<double>(), 0.75);
+  EXPECT_NE(json["warnings"].dump().find("top-k accuracy and mean reciprocal rank rank the classifier's probabilities "
+                                         "(obsm:celltyper_probabilities): their most probable class is obs:celltyper_label on 3 of 4 cells"),
+            std::string::npos)
+      << json["warnings"].dump();
+
+  const std::string few = write_obs_h5ad(out, "few_mapped.h5ad",
+                                         "{'truth': ['B cell', 'Cluster 1', 'Cluster 2', 'Cluster 3'], 'pred': ['B cell', 'Cluster 1', 'Cluster 2', 'Cluster 1']}");
+  const nlohmann::json few_json = evaluate_obs(few);
+  EXPECT_EQ(few_json["overall"]["ontology"]["n_mapped"], 1);
+  EXPECT_NE(few_json["warnings"].dump().find("the Cell Ontology metrics describe 1 of 4 cells (25%): the others' truth or prediction maps to "
+                                             "no term (e.g. 'Cluster 1')"),
+            std::string::npos)
+      << few_json["warnings"].dump();
 }
 
 TEST_F(EvaluateCli, BadInputIsOneClearLine) {
