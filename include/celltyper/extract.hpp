@@ -23,7 +23,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace celltyper {
@@ -58,6 +60,13 @@ struct ExtractOptions {
   bool skip_unreadable = false;
   /// Called as the share's selected cells are embedded: cells done, cells of the share.
   std::function<void(std::int64_t done, std::int64_t total)> progress;
+  /// obs columns copied to the training matrix beside the labels (as text categories; a cell of a
+  /// file without the column, or with a missing value, has none). kKeepObsAuto stands for the
+  /// columns train and cv read when a file has them: the label's Cell Ontology ids
+  /// (`<label>_ontology_term_id`, CELLxGENE's cell_type_ontology_term_id), `donor_id` and `assay`
+  /// (for `cv --group obs:donor_id`); a named column no selected file has is warned about.
+  static constexpr std::string_view kKeepObsAuto = "auto";
+  std::vector<std::string> keep_obs{std::string(kKeepObsAuto)};
 };
 
 /// Embedded cells of some fragments, in fragment order (one process's share, or all of them).
@@ -69,6 +78,8 @@ struct ExtractedCells {
   std::vector<std::string> files;            ///< source path per cell
   std::vector<std::int64_t> rows;            ///< row in the source file
   std::vector<std::string> obs_names;        ///< obs name in the source file
+  /// Per kept obs column (ExtractOptions::keep_obs, "auto" expanded), a value per cell ("" = none).
+  std::map<std::string, std::vector<std::string>> kept_obs;
   std::vector<std::int64_t> genes;           ///< Entrez ids of genes with a vector in some source, sorted
   nlohmann::json file_info = nlohmann::json::object();  ///< per path: matrix, normalisation, gene column...
   std::vector<std::string> warnings;
@@ -83,6 +94,10 @@ struct ExtractedCells {
   [[nodiscard]] std::string serialize() const;
   static ExtractedCells deserialize(const std::string& bytes);
 };
+
+/// What the extracted files lacked of the obs columns ExtractOptions::keep_obs names (not "auto"):
+/// a warning per column, naming the files without it (or saying that none has it).
+std::vector<std::string> kept_obs_warnings(const ExtractedCells& cells);
 
 /// The local files of `selection` that do not exist, in selection order (a cheap check made
 /// before any cell is embedded: a catalogue or selection older than the files).

@@ -47,6 +47,11 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
                       "Fail when the median cell has less than this share of its counts on genes with a vector")
       ->capture_default_str();
   command->add_option("--key", args->options.key, "obsm key of the embeddings")->capture_default_str();
+  command->add_option("--keep-obs", args->options.keep_obs,
+                      "obs columns copied beside the labels (comma-separated; auto = the label's Cell Ontology id column, donor_id and assay "
+                      "where the files have them; none)")
+      ->delimiter(',')
+      ->capture_default_str();
   command->add_flag("--skip-unreadable", args->options.skip_unreadable,
                     "Leave out a selected file that cannot be read (missing, corrupt, changed since select) with a warning, instead of stopping");
   command->add_flag("--json", args->json, "Print the run summary as JSON on stdout");

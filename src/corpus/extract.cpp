@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -96,7 +97,15 @@ void ExtractedCells::append(ExtractedCells&& other) {
   labels.insert(labels.end(), std::make_move_iterator(other.labels.begin()), std::make_move_iterator(other.labels.end()));
   files.insert(files.end(), std::make_move_iterator(other.files.begin()), std::make_move_iterator(other.files.end()));
   rows.insert(rows.end(), other.rows.begin(), other.rows.end());
+  const std::size_t before = obs_names.size();
   obs_names.insert(obs_names.end(), std::make_move_iterator(other.obs_names.begin()), std::make_move_iterator(other.obs_names.end()));
+  for (auto& [name, values] : kept_obs) values.resize(before);  // (a part without the column: none for its cells)
+  for (auto& [name, values] : other.kept_obs) {
+    auto& into = kept_obs[name];
+    into.resize(before);
+    into.insert(into.end(), std::make_move_iterator(values.begin()), std::make_move_iterator(values.end()));
+  }
+  for (auto& [name, values] : kept_obs) values.resize(obs_names.size());
   std::set<std::int64_t> merged(genes.begin(), genes.end());
   merged.insert(other.genes.begin(), other.genes.end());
   genes.assign(merged.begin(), merged.end());
@@ -110,7 +119,7 @@ void ExtractedCells::append(ExtractedCells&& other) {
 // float32 values and the empty flags as raw bytes (native byte order: the ranks of one job).
 std::string ExtractedCells::serialize() const {
   const nlohmann::json header = {{"dims", dims},       {"labels", labels},       {"files", files},     {"rows", rows},
-                                 {"obs_names", obs_names}, {"genes", genes},     {"file_info", file_info},
+                                 {"obs_names", obs_names}, {"kept_obs", kept_obs}, {"genes", genes},     {"file_info", file_info},
                                  {"warnings", warnings}, {"skipped", skipped}, {"seconds", seconds}, {"n_values", values.size()}};
   const std::vector<std::uint8_t> cbor = nlohmann::json::to_cbor(header);
   std::string bytes;
@@ -139,6 +148,7 @@ ExtractedCells ExtractedCells::deserialize(const std::string& bytes) {
   cells.files = header.at("files").get<std::vector<std::string>>();
   cells.rows = header.at("rows").get<std::vector<std::int64_t>>();
   cells.obs_names = header.at("obs_names").get<std::vector<std::string>>();
+  cells.kept_obs = header.at("kept_obs").get<std::map<std::string, std::vector<std::string>>>();
   cells.genes = header.at("genes").get<std::vector<std::int64_t>>();
   cells.file_info = header.at("file_info");
   cells.warnings = header.at("warnings").get<std::vector<std::string>>();
@@ -156,13 +166,65 @@ ExtractedCells ExtractedCells::deserialize(const std::string& bytes) {
 
 namespace {
 
+/// The columns extract writes itself: a kept obs column may not take their names.
+constexpr std::array<std::string_view, 4> kOwnColumns{"source_file", "source_row", "source_obs_name", "celltyper_embedding_empty"};
+
+/// ExtractOptions::keep_obs with "auto" expanded (the label's CL id column, donor_id, assay) and
+/// "none" dropped, each once, the label column left out (it is written anyway).
+std::vector<std::string> kept_obs_columns(const std::vector<std::string>& keep_obs, const std::string& label_column) {
+  std::vector<std::string> names;
+  const auto add = [&](const std::string& name) {
+    if (name.empty() || name == "none" || name == label_column || std::find(names.begin(), names.end(), name) != names.end()) return;
+    names.push_back(name);
+  };
+  for (const std::string& name : keep_obs) {
+    if (name == ExtractOptions::kKeepObsAuto) {
+      for (const std::string& automatic : {ontology_term_id_column(label_column), std::string("donor_id"), std::string("assay")}) add(automatic);
+    } else {
+      add(name);
+    }
+  }
+  return names;
+}
+
+/// `column` (categorical text) with "" read as a missing value, not a category.
+Column without_empty_category(Column column) {
+  for (std::size_t k = 0; k < column.categories.size(); ++k) {
+    if (!column.categories[k].empty()) continue;
+    for (auto& code : column.codes) {
+      if (code == static_cast<std::int32_t>(k)) code = -1;
+      else if (code > static_cast<std::int32_t>(k)) --code;
+    }
+    column.categories.erase(column.categories.begin() + static_cast<std::ptrdiff_t>(k));
+    break;
+  }
+  return column;
+}
+
 /// Embed the fragments [begin, end) of `selection` (one file's) into `cells`.
 void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t end, const std::string& label_column, const GeneTable& table,
                   const GeneVectorSource& source, const ExtractOptions& options, ExtractedCells& cells) {
   const std::string& path = selection.fragments[begin].path;
   const auto dataset = open_dataset(path);
-  const DataFrame obs = dataset->read_obs_columns({label_column});  // only the label column (and the index)
+  // The label column and the kept ones this file has (and the index).
+  const std::vector<std::string> present = dataset->obs_column_names();
+  std::vector<std::string> wanted{label_column};
+  std::vector<std::string> kept;     // kept columns this file has
+  std::vector<std::string> lacking;  // columns asked for by name that it lacks
+  for (const std::string& name : kept_obs_columns(options.keep_obs, label_column)) {
+    const bool auto_column = std::find(options.keep_obs.begin(), options.keep_obs.end(), name) == options.keep_obs.end();
+    cells.kept_obs[name];  // (every part has every column: none for a file without it)
+    if (std::find(present.begin(), present.end(), name) != present.end()) {
+      kept.push_back(name);
+      if (name != label_column) wanted.push_back(name);
+    } else if (!auto_column) {
+      lacking.push_back(name);
+    }
+  }
+  const DataFrame obs = dataset->read_obs_columns(wanted);
   const Column& labels = obs.at(label_column, fmt::format("obs of {}", path));
+  std::vector<const Column*> kept_columns;
+  for (const std::string& name : kept) kept_columns.push_back(&obs.at(name, fmt::format("obs of {}", path)));
   EmbedOptions embed = options.embed;
   std::set<std::int64_t> genes;
   embed.rows.clear();
@@ -187,6 +249,10 @@ void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t
       cells.files.push_back(path);
       cells.rows.push_back(row);
       cells.obs_names.push_back(r < obs.index.size() ? obs.index[r] : std::to_string(row));
+      for (std::size_t c = 0; c < kept.size(); ++c) {
+        const Column& column = *kept_columns[c];
+        cells.kept_obs[kept[c]].push_back(column.is_missing(r) ? std::string() : column.value_as_string(r));
+      }
     }
     // The rows must still hold the labels `select` counted there: a file rewritten with its cells
     // in another order (or relabelled) keeps its size but not the selection's balance.
@@ -232,6 +298,7 @@ void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t
                            {"gene_column", embedded.genes.column},
                            {"gene_id_type", to_string(embedded.genes.id_type)},
                            {"n_vars_with_vector", embedded.n_vars_with_vector}};
+  if (!lacking.empty()) cells.file_info[path]["obs_columns_missing"] = lacking;
   for (const auto& warning : embedded.warnings) cells.warnings.push_back(message_about(path, warning));
   cells.genes.assign(genes.begin(), genes.end());
 }
@@ -271,11 +338,31 @@ std::vector<std::string> missing_selection_files(const SelectionFile& selection)
   return missing;
 }
 
+std::vector<std::string> kept_obs_warnings(const ExtractedCells& cells) {
+  std::map<std::string, std::vector<std::string>> lacking;  // column -> files without it
+  for (const auto& [path, info] : cells.file_info.items()) {
+    for (const auto& name : info.value("obs_columns_missing", std::vector<std::string>{})) lacking[name].push_back(path);
+  }
+  std::vector<std::string> warnings;
+  for (const auto& [name, paths] : lacking) {
+    const bool none = paths.size() == cells.file_info.size();
+    warnings.push_back(none ? fmt::format("--keep-obs '{}': no extracted file has that obs column; left out", name)
+                            : fmt::format("--keep-obs '{}': {} of {} extracted files have no such obs column ({}): their cells have none",
+                                          name, paths.size(), cells.file_info.size(), detail::some_of(paths, 3)));
+  }
+  return warnings;
+}
+
 ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t first, std::size_t last, const GeneTable& table,
                                  const GeneVectorSource& source, const ExtractOptions& options) {
   const auto started = std::chrono::steady_clock::now();
   const std::string label_column = options.label_column.empty() ? selection.label_column : options.label_column;
   if (label_column.empty()) throw InputError(fmt::format("{}: no label column in the selection; pass --label", selection.path));
+  for (const std::string& name : kept_obs_columns(options.keep_obs, label_column)) {
+    if (std::find(kOwnColumns.begin(), kOwnColumns.end(), name) != kOwnColumns.end()) {
+      throw InputError(fmt::format("--keep-obs '{}': extract writes an obs column of that name itself (keep it under another name)", name));
+    }
+  }
   ExtractedCells cells;
   last = std::min(last, selection.fragments.size());
   const auto rows_of = [&selection](std::size_t begin, std::size_t end) {
@@ -341,22 +428,22 @@ void write_training_h5ad(const std::string& output, const SelectionFile& selecti
     // Unique across sources: "<file number in the selection>:<row>".
     obs.index.push_back(fmt::format("{}:{}", file_index.at(cells.files[r]), cells.rows[r]));
   }
-  Column labels = Column::categorical(label_column, cells.labels);
-  // "" is a missing label, not a category.
-  for (std::size_t k = 0; k < labels.categories.size(); ++k) {
-    if (!labels.categories[k].empty()) continue;
-    for (auto& code : labels.codes) {
-      if (code == static_cast<std::int32_t>(k)) code = -1;
-      else if (code > static_cast<std::int32_t>(k)) --code;
-    }
-    labels.categories.erase(labels.categories.begin() + static_cast<std::ptrdiff_t>(k));
-    break;
-  }
-  obs.columns.push_back(std::move(labels));
+  obs.columns.push_back(without_empty_category(Column::categorical(label_column, cells.labels)));  // ("" is a missing label)
   obs.columns.push_back(Column::categorical("source_file", cells.files, /* sorted_categories = */ false));
   obs.columns.push_back(Column::from_ints("source_row", cells.rows));
   obs.columns.push_back(Column::from_strings("source_obs_name", cells.obs_names));
   obs.columns.push_back(Column::from_bools("celltyper_embedding_empty", cells.empty));
+  std::vector<std::string> kept;  // the kept columns written, in the order asked
+  for (const std::string& name : kept_obs_columns(options.keep_obs, label_column)) {
+    const auto found = cells.kept_obs.find(name);
+    if (found == cells.kept_obs.end()) continue;
+    const auto& values = found->second;
+    if (std::all_of(values.begin(), values.end(), [](const std::string& value) { return value.empty(); })) continue;  // no file had it
+    std::vector<std::string> padded = values;
+    padded.resize(static_cast<std::size_t>(n));
+    obs.columns.push_back(without_empty_category(Column::categorical(name, padded)));
+    kept.push_back(name);
+  }
   writer.write_obs(obs);
 
   DataFrame var;
@@ -392,6 +479,7 @@ void write_training_h5ad(const std::string& output, const SelectionFile& selecti
                                   {"selection_objective", document.value("objective", nlohmann::json::object())},
                                   {"files", cells.file_info},
                                   {"skipped_files", cells.skipped},
+                                  {"kept_obs", kept},
                                   {"matrix", options.embed.matrix}};
   writer.write_uns_string(kExtractUnsKey, extract.dump());
   writer.commit();

@@ -261,6 +261,7 @@ ExtractResult extract_selection(const SelectionFile& selection, const GeneTable&
   for (const auto& warning : all.warnings) {
     if (said.insert(warning).second) result.warnings.push_back(warning);
   }
+  for (auto& warning : kept_obs_warnings(all)) result.warnings.push_back(std::move(warning));
   for (const auto& file : all.skipped) {
     result.skipped_files.push_back(file.value("path", std::string()));
     result.n_skipped_cells += file.value("n_cells", std::int64_t{0});

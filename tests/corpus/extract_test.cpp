@@ -10,6 +10,8 @@
 
 #include "support/test_support.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
@@ -104,6 +106,15 @@ TEST(Extract, ExtractedCellsRoundTripAndAppend) {
   EXPECT_EQ(all.n_cells(), 4);
   EXPECT_EQ(all.genes, (std::vector<std::int64_t>{1, 3, 7}));
   EXPECT_THROW((void)ExtractedCells::deserialize(std::string("abc")), std::exception);
+  // Kept obs columns travel too; a part without one of them gives its cells none.
+  ExtractedCells with_donors = cells;
+  with_donors.kept_obs["donor_id"] = {"d1", ""};
+  const ExtractedCells donors_copy = ExtractedCells::deserialize(with_donors.serialize());
+  EXPECT_EQ(donors_copy.kept_obs, with_donors.kept_obs);
+  ExtractedCells joined = cells;  // (no kept column)
+  joined.append(ExtractedCells(with_donors));
+  joined.append(ExtractedCells(cells));
+  EXPECT_EQ(joined.kept_obs.at("donor_id"), (std::vector<std::string>{"", "", "d1", "", "", ""}));
 }
 
 TEST(Extract, SelectionFileIsValidated) {
@@ -184,6 +195,83 @@ TEST(Extract, UnreadableFilesStopTheRunOrAreLeftOut) {
   ASSERT_EQ(extract.at("skipped_files").size(), 2u);
   EXPECT_EQ(extract["skipped_files"][0].at("path"), corrupt);
   EXPECT_EQ(extract["skipped_files"][1].at("counts").at("NK"), 5);
+}
+
+TEST(Extract, ObsColumnsForGroupsAndOntologyIdsAreKept) {
+  // Two files of pbmc3k cells: one with CELLxGENE's donor_id, assay and the label's CL ids, one
+  // with a batch column only. By default (auto) the training matrix keeps the columns train and
+  // cv read (CL ids, donor_id, assay) where a file has them; named columns are kept too, and
+  // one that some or no file has is said.
+  CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  const GeneTable table = load_gene_table(test::shared_data("gene-annotations/human_genes.tsv"));
+  const RandomVectors vectors(table);
+  test::TempDir dir;
+  const std::string with_donors = dir.file("with_donors.h5ad");
+  const std::string with_batch = dir.file("with_batch.h5ad");
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, pandas as pd\n"
+                   "a = anndata.read_h5ad('{}')\n"
+                   "one = a[:30].copy()\n"
+                   "one.obs = one.obs[['celltype']].copy()\n"
+                   "one.obs['donor_id'] = pd.Categorical(['donor1'] * 15 + ['donor2'] * 15)\n"
+                   "one.obs['assay'] = pd.Categorical([\"10x 3' v1\"] * 30)\n"
+                   "one.obs['celltype_ontology_term_id'] = pd.Categorical(['CL:0000236' if t == 'B' else 'CL:0000084' for t in one.obs['celltype']])\n"
+                   "one.write_h5ad('{}')\n"
+                   "two = a[30:50].copy()\n"
+                   "two.obs = two.obs[['celltype']].copy()\n"
+                   "two.obs['batch'] = pd.Categorical(['b7'] * 20)\n"
+                   "two.write_h5ad('{}')\n",
+                   pbmc3k, with_donors, with_batch)});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto counts_of = [](const std::string& path, std::int64_t n) {
+    nlohmann::json counts = nlohmann::json::object();
+    const Column labels = open_dataset(path)->read_obs_columns({"celltype"}).at("celltype", "obs");
+    for (std::int64_t row = 0; row < n; ++row) {
+      const std::string label = labels.value_as_string(static_cast<std::size_t>(row));
+      counts[label] = counts.value(label, 0) + 1;
+    }
+    return counts;
+  };
+  nlohmann::json fragments = nlohmann::json::array();
+  fragments.push_back({{"file", with_donors}, {"row_start", 0}, {"row_end", 30}, {"counts", counts_of(with_donors, 30)}});
+  fragments.push_back({{"file", with_batch}, {"row_start", 0}, {"row_end", 20}, {"counts", counts_of(with_batch, 20)}});
+  std::ofstream(dir.file("selection.json")) << nlohmann::json{{"format", "celltyper-selection"}, {"label_column", "celltype"}, {"fragments", fragments}}.dump();
+  const SelectionFile selection = read_selection(dir.file("selection.json"));
+  SingleProcessCommunicator single;
+  ExtractOptions options;
+  const ExtractResult automatic = extract_selection(selection, table, vectors.source(), options, dir.file("auto.h5ad"), single);
+  EXPECT_TRUE(automatic.warnings.empty()) << testing::PrintToString(automatic.warnings);
+  const auto written = open_dataset(dir.file("auto.h5ad"));
+  const std::vector<std::string> columns = written->obs_column_names();
+  for (const char* name : {"celltype", "source_file", "celltype_ontology_term_id", "donor_id", "assay"}) {
+    EXPECT_NE(std::find(columns.begin(), columns.end(), name), columns.end()) << name;
+  }
+  EXPECT_EQ(std::find(columns.begin(), columns.end(), "batch"), columns.end());
+  const DataFrame obs = written->read_obs_columns({"donor_id", "assay", "celltype", "celltype_ontology_term_id"});
+  const Column& donors = obs.at("donor_id", "obs");
+  EXPECT_EQ(donors.value_as_string(0), "donor1");
+  EXPECT_EQ(donors.value_as_string(29), "donor2");
+  EXPECT_TRUE(donors.is_missing(30));  // the second file has no donors
+  EXPECT_EQ(obs.at("assay", "obs").value_as_string(3), "10x 3' v1");
+  for (std::size_t row = 0; row < 30; ++row) {
+    EXPECT_EQ(obs.at("celltype_ontology_term_id", "obs").value_as_string(row),
+              obs.at("celltype", "obs").value_as_string(row) == "B" ? "CL:0000236" : "CL:0000084");
+  }
+  const nlohmann::json extract = nlohmann::json::parse(H5adFile(dir.file("auto.h5ad")).read_uns_string(kExtractUnsKey).value_or("{}"));
+  EXPECT_EQ(extract.at("kept_obs"), (nlohmann::json{"celltype_ontology_term_id", "donor_id", "assay"}));
+
+  options.keep_obs = {"batch", "tissue"};
+  const ExtractResult named = extract_selection(selection, table, vectors.source(), options, dir.file("named.h5ad"), single);
+  const std::vector<std::string> named_columns = open_dataset(dir.file("named.h5ad"))->obs_column_names();
+  EXPECT_NE(std::find(named_columns.begin(), named_columns.end(), "batch"), named_columns.end());
+  EXPECT_EQ(std::find(named_columns.begin(), named_columns.end(), "donor_id"), named_columns.end());  // (not asked for)
+  EXPECT_EQ(std::find(named_columns.begin(), named_columns.end(), "tissue"), named_columns.end());
+  EXPECT_EQ(named.warnings, (std::vector<std::string>{
+                                "--keep-obs 'batch': 1 of 2 extracted files have no such obs column (" + with_donors + "): their cells have none",
+                                "--keep-obs 'tissue': no extracted file has that obs column; left out"}));
+  options.keep_obs = {"source_row"};
+  EXPECT_THROW((void)extract_selection(selection, table, vectors.source(), options, dir.file("bad.h5ad"), single), InputError);
 }
 
 }  // namespace
