@@ -45,6 +45,9 @@ struct CatalogFileOutcome {
   std::string path;
   bool ok = false;
   bool resumed = false;     ///< already in the catalogue: skipped
+  /// In the catalogue but read again: modified since (size or time) or asked with other obs
+  /// columns or QC (CatalogOptions::resume).
+  bool read_again = false;
   std::string error;        ///< when !ok
   int error_code = 0;       ///< when !ok: the error's exit code (2 bad input, 3 I/O, 4 unsupported, ...)
   std::int64_t n_obs = 0;
@@ -83,6 +86,7 @@ struct CatalogOptions {
 struct CatalogResult {
   std::vector<CatalogFileOutcome> files;  ///< in input order
   std::size_t n_ok = 0;                   ///< catalogued now
+  std::size_t n_read_again = 0;           ///< of those, files catalogued before (CatalogFileOutcome::read_again)
   std::size_t n_resumed = 0;              ///< skipped: already catalogued
   std::size_t n_failed = 0;               ///< reported in `files` with status 'error'
   RemoteStats remote;                     ///< transfers of this run

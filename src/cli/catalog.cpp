@@ -107,10 +107,13 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
     bar.finish();
     if (!processes.is_root()) return;
     const std::size_t read = result.n_ok + result.n_failed;  // (a rate of files already there says nothing)
-    fmt::print("catalogued {} file{} into {} in {:.2f} s ({}{}): {} new, {} already there, {} failed\n", paths.size(), paths.size() == 1 ? "" : "s",
+    fmt::print("catalogued {} file{} into {} in {:.2f} s ({}{}): {} new, {}{} already there, {} failed\n", paths.size(), paths.size() == 1 ? "" : "s",
                args->out, result.seconds,
                read > 0 && result.seconds > 0 ? fmt::format("{:.1f} files/s, ", static_cast<double>(read) / result.seconds) : std::string(),
-               processes.description(), result.n_ok, result.n_resumed, result.n_failed);
+               processes.description(), result.n_ok - result.n_read_again,
+               result.n_read_again > 0 ? fmt::format("{} read again (modified since, or asked with other --obs / --qc), ", result.n_read_again)
+                                       : std::string(),
+               result.n_resumed, result.n_failed);
     // A directory or glob catalogued again: files it held before and no longer does leave the catalogue.
     const std::vector<std::string> dropped = drop_gone_files(args->out, args->inputs);
     if (!dropped.empty()) {

@@ -400,7 +400,7 @@ std::vector<std::string> expand_catalog_inputs(const std::vector<std::string>& i
 }
 
 void CatalogResult::tally() {
-  n_ok = n_resumed = n_failed = 0;
+  n_ok = n_read_again = n_resumed = n_failed = 0;
   file_bytes = 0;
   remote = {};
   for (const auto& file : files) {
@@ -408,6 +408,7 @@ void CatalogResult::tally() {
       ++n_resumed;
     } else if (file.ok) {
       ++n_ok;
+      if (file.read_again) ++n_read_again;
       file_bytes += file.file_bytes;
     } else {
       ++n_failed;
@@ -431,6 +432,7 @@ CatalogResult build_catalog(const std::vector<std::string>& paths, const std::st
       result.files[i].ok = true;
       result.files[i].resumed = true;
     } else {
+      result.files[i].read_again = options.resume && previous.count(paths[i]) != 0;
       todo.push_back(i);
     }
   }

@@ -93,6 +93,7 @@ nlohmann::json outcome_to_json(std::size_t index, const CatalogFileOutcome& outc
   return {{"index", index},
           {"ok", outcome.ok},
           {"resumed", outcome.resumed},
+          {"read_again", outcome.read_again},
           {"error", outcome.error},
           {"error_code", outcome.error_code},
           {"n_obs", outcome.n_obs},
@@ -154,6 +155,7 @@ CatalogResult build_catalog_distributed(const std::vector<std::string>& paths, c
       outcome.path = paths[index];
       outcome.ok = item.at("ok").get<bool>();
       outcome.resumed = item.at("resumed").get<bool>();
+      outcome.read_again = item.value("read_again", false);
       outcome.error = item.at("error").get<std::string>();
       outcome.error_code = item.value("error_code", 0);
       outcome.n_obs = item.at("n_obs").get<std::int64_t>();

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <thread>
 
@@ -62,6 +63,19 @@ TEST(CatalogCli, CatalogueThenQueryCellsPerType) {
   const auto again = test::run_cli({"catalog", pbmc3k, savercat, "--obs", "celltype,tech", "--out", out.file("catalog"), "--qc"});
   ASSERT_EQ(again.exit_code, 0) << again.err;
   EXPECT_NE(again.out.find("0 new, 2 already there"), std::string::npos) << again.out;
+  // Asked with other obs columns, the files are read again, and not counted as new.
+  const auto other_obs = test::run_cli({"catalog", pbmc3k, savercat, "--obs", "celltype", "--out", out.file("catalog"), "--qc"});
+  ASSERT_EQ(other_obs.exit_code, 0) << other_obs.err;
+  EXPECT_NE(other_obs.out.find("0 new, 2 read again (modified since, or asked with other --obs / --qc), 0 already there"), std::string::npos)
+      << other_obs.out;
+  // A file touched (modified time changed) is read again too.
+  const std::string copy = out.file("copy.h5ad");
+  std::filesystem::copy_file(test::fixture("h5ad/full.h5ad"), copy);
+  ASSERT_EQ(test::run_cli({"catalog", copy, "--out", out.file("small")}).exit_code, 0);
+  std::filesystem::last_write_time(copy, std::filesystem::last_write_time(copy) + std::chrono::seconds(5));
+  const auto touched = test::run_cli({"catalog", copy, "--out", out.file("small")});
+  ASSERT_EQ(touched.exit_code, 0) << touched.err;
+  EXPECT_NE(touched.out.find("0 new, 1 read again (modified since"), std::string::npos) << touched.out;
 }
 
 TEST(CatalogCli, FailedFileIsReportedNotFatal) {
