@@ -395,9 +395,11 @@ struct Annotation {
   /// Spearman correlation with its best-matching reference type (the highest over models), and
   /// 1 when every model that could judge it found it below what that type's own cells reach at
   /// its depth: a cell that resembles none of the reference's types (0 also for cells too
-  /// shallow to judge).
+  /// shallow to judge); `similarity_judged` 1 when some model could judge it (it detects as many
+  /// of the compared genes as its best type's cells do at 1,000 counts).
   std::vector<float> similarity;
   std::vector<std::uint8_t> unlike_reference;
+  std::vector<std::uint8_t> similarity_judged;
   std::int64_t n_similarity_judged = 0;    ///< cells deep enough to judge
   std::int64_t n_unlike_reference = 0;     ///< of them, cells unlike every reference type
   /// Which optional per-cell columns the annotation has (`majority_vote`, `flat_labels`,

@@ -212,6 +212,12 @@ struct GeneResolveOptions {
   /// A column of row numbers (anndata's default var index '0'..'n-1', see `resolve_genes`) holds
   /// no gene names: true = throw InputError; false = resolve no gene and add a warning (inspect).
   bool refuse_row_numbers = true;
+  /// Per var, 0 when it holds (next to) no counts in a scan, else 1; or null: when given, of
+  /// several vars naming one gene a var with counts is read before one without, whatever their
+  /// names (an outer join of files annotated with different symbols pads the newer name
+  /// with zeros beside the older name's counts). `resolve_dataset_genes` (embed_dataset.hpp)
+  /// gives it when vars name a gene twice.
+  const std::vector<std::int64_t>* var_cells = nullptr;
 };
 
 /// One column considered by the auto-detection.

@@ -639,11 +639,14 @@ class AnnotationResult:
     top_labels: Any = None
     majority_vote: Any = None
     flat_labels: Any = None
-    # Spearman correlation with the best-matching reference type, and whether the cell resembles
-    # none of them (below what that type's own cells reach at its depth); None when the model
-    # carries no type profiles (GenePT-w models, models from before them)
+    # Spearman correlation with the best-matching reference type, whether the cell resembles
+    # none of them (below what that type's own cells reach at its depth), and whether it could be
+    # judged at all (False: it detects too few of the compared genes; unlike_reference is then
+    # False for want of a verdict); None when the model carries no type profiles (models from
+    # before them)
     similarity: Any = None
     unlike_reference: Any = None
+    similarity_judged: Any = None
     models: List[dict] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
     model: Optional[Model] = None  # reference mode: the model trained on the fly
@@ -676,8 +679,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
 
     With `inplace` (the default), adds obs['celltyper_label'], ['celltyper_score'],
     ['celltyper_ontology_id'] (when the classes have CL ids), ['celltyper_gene_coverage'],
-    ['celltyper_similarity'] and ['celltyper_unlike_reference'] (cells that resemble none of the
-    reference's types; the result's warnings say when they are many), the top-k and majority-vote
+    ['celltyper_similarity'], ['celltyper_unlike_reference'] (cells that resemble none of the
+    reference's types; the result's warnings say when they are many) and
+    ['celltyper_similarity_judged'] (cells deep enough for that check), the top-k and majority-vote
     columns when asked, obsm['celltyper_probabilities'] and
     uns['celltyper_probability_classes'], as `celltyper annotate` writes them.
 
@@ -783,10 +787,11 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     ids = pd.Series(pd.Categorical([i if i else None for i in out["cl_ids"]]), index=index, name="celltyper_ontology_id")
     probabilities = pd.DataFrame(np.asarray(out["probabilities"]), index=index, columns=list(out["class_names"]))
     coverage = pd.Series(np.asarray(out["gene_coverage"]), index=index, name="celltyper_gene_coverage") if len(out["gene_coverage"]) == len(index) else None
-    similarity = unlike = None
+    similarity = unlike = judged = None
     if out["has_similarity"]:
         similarity = pd.Series(np.asarray(out["similarity"]), index=index, name="celltyper_similarity")
         unlike = pd.Series(np.asarray(out["unlike_reference"], dtype=bool), index=index, name="celltyper_unlike_reference")
+        judged = pd.Series(np.asarray(out["similarity_judged"], dtype=bool), index=index, name="celltyper_similarity_judged")
     top = None
     if out["top_labels"]:
         top = pd.DataFrame(index=index)
@@ -797,7 +802,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     flat = pd.Series(pd.Categorical(out["flat_labels"]), index=index, name="celltyper_flat_label") if out["has_flat_labels"] else None
     result = AnnotationResult(labels=labels, scores=scores, ontology_ids=ids if has_ids else None, probabilities=probabilities,
                               gene_coverage=coverage, top_labels=top, majority_vote=majority, flat_labels=flat,
-                              similarity=similarity, unlike_reference=unlike,
+                              similarity=similarity, unlike_reference=unlike, similarity_judged=judged,
                               models=json.loads(out["models"]), warnings=list(out["warnings"]),
                               panel_groups=json.loads(out["panel_groups"]), matrix=query["name"])
     if "trained_model" in out:
@@ -811,7 +816,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         obs = adata.obs
         # a previous annotation's columns go first (its top-k, ids or votes would sit beside these labels)
         import re
-        own = re.compile(r"celltyper_(label|score|ontology_id|gene_coverage|similarity|unlike_reference|majority_vote|flat_label|top[0-9]+_(label|score))")
+        own = re.compile(r"celltyper_(label|score|ontology_id|gene_coverage|similarity|unlike_reference|similarity_judged|majority_vote|flat_label|top[0-9]+_(label|score))")
         stale = [c for c in obs.columns if own.fullmatch(str(c))]
         if stale:
             obs.drop(columns=stale, inplace=True)
@@ -831,6 +836,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         if similarity is not None:
             obs["celltyper_similarity"] = similarity.values.astype(np.float32)
             obs["celltyper_unlike_reference"] = unlike.values
+            obs["celltyper_similarity_judged"] = judged.values
         adata.obsm["celltyper_probabilities"] = probabilities.to_numpy(dtype=np.float32)
         adata.uns["celltyper_probability_classes"] = [str(c) for c in out["class_names"]]
         adata.uns["celltyper_probability_cl_ids"] = [str(c) for c in out["class_cl_ids"]]

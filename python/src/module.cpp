@@ -400,6 +400,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["gene_coverage"] = vector_array(std::move(annotation.gene_coverage));
   out["similarity"] = vector_array(std::move(annotation.similarity));
   out["unlike_reference"] = std::vector<bool>(annotation.unlike_reference.begin(), annotation.unlike_reference.end());
+  out["similarity_judged"] = std::vector<bool>(annotation.similarity_judged.begin(), annotation.similarity_judged.end());
   out["has_majority_vote"] = annotation.has_majority_vote;
   out["has_flat_labels"] = annotation.has_flat_labels;
   out["has_similarity"] = annotation.has_similarity;

@@ -1,5 +1,6 @@
 // Annotation of a query dataset with one or more trained models.
 #include <celltyper/annotate.hpp>
+#include <celltyper/embed_dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/linear_scores.hpp>
@@ -702,14 +703,16 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // How much of each model the query measures; refit a model on the shared genes when the
   // query lacks part of its features or of its reference expression.
   // (the var read and resolved once: for the genes measured and for the padding check)
-  const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(options.embed.matrix), options.embed.genes);
+  const GeneResolveResult resolved = resolve_dataset_genes(table, dataset, options.embed.matrix, options.embed.genes);
   std::vector<std::int64_t> query_genes = resolved_gene_ids(resolved, table);
   // A model of references named like mouse genes (read through a human table) on a query named
   // like human genes: likely another species than the model's (its unlike-every-type flags too).
+  bool species_mismatch = resolved.mouse_cased_mismatch;  // (the query's genes and the gene table, or the query's and the model's)
   if (!resolved.mouse_cased_mismatch && resolved.n_matched() > 0 &&
       std::any_of(given.begin(), given.end(), [](const CellTypeModel* model) {
         return model->provenance.value("reference_gene_names", std::string()) == "mouse-cased";
       })) {
+    species_mismatch = true;
     annotation.warnings.push_back(fmt::format(
         "{}: likely species mismatch: the model's references name their genes like mouse genes (Cd3e) and this query's are not (human-cased "
         "symbols or ids): its labels rest on same-named genes, and cells it flags as unlike every type may be so because of the species",
@@ -1235,11 +1238,15 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // (after hierarchical prediction: the warnings name the labels given)
   if (check_similarity) {
     annotation.unlike_reference.assign(static_cast<std::size_t>(n), 0);
+    annotation.similarity_judged.assign(static_cast<std::size_t>(n), 0);
     annotation.has_similarity = true;
     std::map<std::string, std::int64_t> unlike_labels;
     std::map<std::string, std::int64_t> judged_labels;
+    std::int64_t n_predicted = 0;  // cells some model predicted (not empty)
     for (std::size_t row = 0; row < static_cast<std::size_t>(n); ++row) {
+      if (models_used[row] != 0) ++n_predicted;
       if (judged[row] == 0 || models_used[row] == 0) continue;
+      annotation.similarity_judged[row] = 1;
       ++annotation.n_similarity_judged;
       const std::string& label = annotation.labels[row];
       const bool named = label != kUnassigned;  // (warnings name the labels given)
@@ -1250,6 +1257,16 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       if (named) ++unlike_labels[label];
     }
     const auto judged_cells = static_cast<double>(annotation.n_similarity_judged);
+    // Most cells not judged: the check says nothing of them (a PBMC query under a pancreas model
+    // detects few of its genes, as does a 10x query under a model of a 765-gene panel).
+    if (n_predicted >= kSimilarityWarnMinCells && 2 * annotation.n_similarity_judged < n_predicted) {
+      annotation.warnings.push_back(fmt::format(
+          "the check whether cells resemble the reference's types judged only {} of {} cells ({:.0f}%): the others detect fewer of the "
+          "model's compared genes than its types' own cells do at 1,000 counts (shallow cells, or cells that do not express the "
+          "reference's genes: another tissue or species?); their celltyper_unlike_reference is False for want of a verdict "
+          "(obs celltyper_similarity_judged tells them apart)",
+          annotation.n_similarity_judged, n_predicted, 100.0 * judged_cells / static_cast<double>(n_predicted)));
+    }
     if (annotation.n_unlike_reference >= kSimilarityWarnMinCells &&
         static_cast<double>(annotation.n_unlike_reference) >= kSimilarityWarnShare * judged_cells) {
       std::vector<std::pair<std::string, std::int64_t>> by_count(unlike_labels.begin(), unlike_labels.end());
@@ -1259,9 +1276,12 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       annotation.warnings.push_back(fmt::format(
           "{} of the {} cells deep enough to judge ({:.0f}%) resemble none of the reference's cell types (their correlation with the "
           "profile of the type they match best is below what that type's own cells reach at their depth; obs "
-          "celltyper_unlike_reference): their labels{} are likely wrong, the references may lack these types{}",
+          "celltyper_unlike_reference): {}{}",
           annotation.n_unlike_reference, annotation.n_similarity_judged, 100.0 * annotation.n_unlike_reference / judged_cells,
-          named.empty() ? std::string() : fmt::format(" ({})", fmt::join(named, ", ")),
+          species_mismatch ? fmt::format("across species this check says little of the labels{} (see the species warning)",
+                                         named.empty() ? std::string() : fmt::format(" ({})", fmt::join(named, ", ")))
+                           : fmt::format("their labels{} are likely wrong, the references may lack these types",
+                                         named.empty() ? std::string() : fmt::format(" ({})", fmt::join(named, ", "))),
           std::any_of(models.begin(), models.end(), [&](const CellTypeModel* model) { return has_profile(model) && model->similarity.n_levels == 1; })
               ? " (or, as a reference of log values gives no depths to compare with, the query is much shallower than it)"
               : ""));
@@ -1319,6 +1339,7 @@ std::vector<Column> annotation_obs_columns(const Annotation& annotation) {
   if (annotation.has_similarity) {
     columns.push_back(Column::from_floats("celltyper_similarity", floats(annotation.similarity), "float32"));
     columns.push_back(Column::from_bools("celltyper_unlike_reference", annotation.unlike_reference));
+    columns.push_back(Column::from_bools("celltyper_similarity_judged", annotation.similarity_judged));
   }
   return columns;
 }

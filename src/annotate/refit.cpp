@@ -1,6 +1,7 @@
 // Coverage of a model by a query's genes, and refitting a model on the genes a query shares with
 // it from the reference sample the model carries (annotate.hpp).
 #include <celltyper/annotate.hpp>
+#include <celltyper/embed_dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/memory_dataset.hpp>
@@ -21,7 +22,7 @@ namespace celltyper {
 
 std::vector<std::int64_t> dataset_genes(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
                                         const GeneResolveOptions& options) {
-  return resolved_gene_ids(resolve_genes(table, dataset.read_var_of(resolve_matrix_source(dataset, matrix)), options), table);
+  return resolved_gene_ids(resolve_dataset_genes(table, dataset, resolve_matrix_source(dataset, matrix), options), table);
 }
 
 std::vector<std::int64_t> resolved_gene_ids(const GeneResolveResult& resolved, const GeneTable& table) {

@@ -124,7 +124,7 @@ OpenedMatrix open_for_expression(const Dataset& dataset, const GeneTable& table,
   std::string matrix_note;
   opened.matrix = resolve_matrix_source(dataset, options.matrix, &matrix_note);
   if (!matrix_note.empty()) warnings.push_back(fmt::format("{}{}", kNotePrefix, matrix_note));
-  opened.genes = resolve_genes(table, dataset.read_var_of(opened.matrix), options.genes);
+  opened.genes = resolve_dataset_genes(table, dataset, opened.matrix, options.genes);
   opened.reader = dataset.open_matrix(opened.matrix);
   opened.normalization =
       choose_normalization(*opened.reader, options.normalization, options.memory_limit_bytes, fmt::format("{}: {}", dataset.path(), opened.matrix),

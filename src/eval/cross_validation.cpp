@@ -1,5 +1,6 @@
 // Leave-one-group-out cross-validation of train + annotate configurations (cross_validation.hpp).
 #include <celltyper/annotate.hpp>
+#include <celltyper/embed_dataset.hpp>
 #include <celltyper/cross_validation.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/train.hpp>
@@ -47,7 +48,7 @@ std::vector<std::int64_t> padded_fold_genes(const std::vector<const Dataset*>& d
   std::set<std::size_t> named;  // genes the held-out cells' vars name
   for (std::size_t r = 0; r < datasets.size(); ++r) {
     matrices[r] = resolve_matrix_source(*datasets[r], !base.matrices.empty() && !base.matrices[r].empty() ? base.matrices[r] : base.embed.matrix);
-    const GeneResolveResult resolved = resolve_genes(table, datasets[r]->read_var_of(matrices[r]), base.embed.genes);
+    const GeneResolveResult resolved = resolve_dataset_genes(table, *datasets[r], matrices[r], base.embed.genes);
     column_gene[r].assign(resolved.gene_index.size(), -1);
     for (std::size_t column = 0; column < resolved.gene_index.size(); ++column) {
       if (resolved.gene_index[column] == kNoGene) continue;

@@ -330,7 +330,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     }
     evaluation.warnings.push_back(fmt::format("{} of {} cells have no truth label in obs:{} and are left out{}", evaluation.n_missing_truth,
                                               n_file, truth_column,
-                                              included.empty() ? "" : fmt::format(" ({} included)", fmt::join(included, "; "))));
+                                              included.empty() ? "" : fmt::format(" ({}, included)", fmt::join(included, "; "))));
   }
   if (evaluation.n_missing_prediction > 0) {
     evaluation.warnings.push_back(fmt::format("{} cells have no value in obs:{}{}; they are evaluated as '{}'", evaluation.n_missing_prediction,
@@ -680,6 +680,17 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
           "scikit-learn's convention for a label predicted and never true), the Cell Ontology metrics (corrected accuracy and "
           "macro-F1, hierarchical P / R / F, LCA distance) leave them out: they name no Cell Ontology term",
           n_unassigned, prediction.size()));
+    }
+    // Predictions finer than the truth (a fine model on coarse truth labels: pbmc3k's types on
+    // savercat's "T/NK cells"): errors for the flat metrics, right for the corrected ones.
+    if (const OntologyMetrics& o = evaluation.sets.front().result.ontology; o.available && o.n_mapped > 0) {
+      const std::size_t finer = o.relation_counts[static_cast<std::size_t>(TermRelation::kPredictionIsDescendant)];
+      if (finer > 0 && 100 * finer >= o.n_mapped) {
+        evaluation.warnings.push_back(fmt::format(
+            "{} of {} cells ({:.0f}%) are predicted a term below their truth's (the predictions are finer than the truth labels): the flat "
+            "metrics (accuracy, F1) count them as errors, corrected accuracy and macro-F1 count them as right",
+            finer, o.n_mapped, 100.0 * static_cast<double>(finer) / static_cast<double>(o.n_mapped)));
+      }
     }
     // Ontology metrics of a few cells (the others' labels map to no term) say little of the whole.
     if (const OntologyMetrics& o = evaluation.sets.front().result.ontology; o.available && o.n_mapped > 0 && 2 * o.n_mapped < prediction.size()) {

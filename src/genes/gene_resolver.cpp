@@ -325,7 +325,7 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
                          [](const auto& left, const auto& right) { return left.second < right.second; });
     if (dominant->first != table.ensembl_prefix() && 2 * dominant->second > n_ensembl) {
       result.warnings.push_back(fmt::format(
-          "likely species mismatch: {} of {} Ensembl ids start with {} but the gene table's{} start with {}; {}",
+          "likely species mismatch with the gene table: {} of {} Ensembl ids start with {} but the gene table's{} start with {}; {}",
           dominant->second, n_ensembl, describe_prefix(dominant->first), table_species,
           describe_prefix(table.ensembl_prefix()), matched_text));
       species_warned = true;
@@ -338,7 +338,7 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
     if (2 * n_table_mouse_cased < table.size() && 2 * n_exact < result.n_vars()) {
       result.mouse_cased_mismatch = true;
       result.warnings.push_back(fmt::format(
-          "likely species mismatch: {} of {} symbols are cased like mouse genes (e.g. {}) but the gene table{} is "
+          "likely species mismatch with the gene table: {} of {} symbols are cased like mouse genes (e.g. {}) but the gene table{} is "
           "not; only {} vars matched exactly and {} only ignoring case, which assumes same-named orthologs; {} vars match no gene "
           "and are left out{}: a gene table of the data's species (--gene-table) keeps them",
           n_mouse_cased, n_symbols, fmt::join(mouse_examples, ", "), table_species, n_exact,
@@ -567,7 +567,8 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
         witnesses.empty() || std::any_of(witnesses.begin(), witnesses.end(), [&](const ColumnResolution* witness) {
           return witness->rows[row].gene == resolution.gene && witness->rows[row].match != GeneMatch::kAmbiguous;
         });
-    return (vouched ? 0 : 16) + 2 * std::max(kind, static_cast<int>(GeneMatch::kSymbol)) +
+    const bool empty = options.var_cells != nullptr && row < options.var_cells->size() && (*options.var_cells)[row] == 0;
+    return (empty ? 32 : 0) + (vouched ? 0 : 16) + 2 * std::max(kind, static_cast<int>(GeneMatch::kSymbol)) +
            (resolution.suffix_stripped || resolution.dots_restored ? 1 : 0);
   };
   std::vector<std::int32_t> best_var(table.size(), -1);

@@ -1,6 +1,7 @@
 // The steps of training (train.hpp): labelled cells -> features -> validation split -> fit, and
 // `train_model`, which composes them into a self-contained CellTypeModel.
 #include <celltyper/error.hpp>
+#include <celltyper/embed_dataset.hpp>
 #include <celltyper/extract.hpp>
 #include <celltyper/recovered_counts.hpp>
 #include <celltyper/reference_similarity.hpp>
@@ -375,7 +376,7 @@ std::vector<std::int64_t> detected_genes(const Dataset& dataset, const std::stri
       }
     }
   });
-  const GeneResolveResult resolved = resolve_genes(table, dataset.read_var_of(source), options);
+  const GeneResolveResult resolved = resolve_dataset_genes(table, dataset, source, options);
   std::vector<std::int64_t> ids;
   for (std::size_t column = 0; column < resolved.gene_index.size() && column < detected.size(); ++column) {
     if (detected[column] != 0 && resolved.gene_index[column] != kNoGene) ids.push_back(table.gene(resolved.gene_index[column]).entrez_id);
@@ -956,6 +957,19 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     note += fmt::format("{}class{} {} ha{} a single cell: left out (a class needs 2 cells to be learnt and validated)", note.empty() ? "" : "; ",
                         singletons.size() == 1 ? "" : "es", join_names(singletons, 8), singletons.size() == 1 ? "s" : "ve");
   }
+  // A class of a few cells is rarely predicted (pbmc3k with 2 of its DCs kept: 2 of its 32 DCs
+  // called DC) and gets no resemblance profile: said, as CellTypist and SingleR say nothing.
+  std::vector<std::string> few;
+  for (const auto& [label, count] : cells) {
+    if (count >= 2 && count < kSimilarityMinClassCells) few.push_back(fmt::format("'{}' ({} cells)", label, count));
+  }
+  if (!few.empty()) {
+    note += fmt::format("{}class{} {} ha{} fewer than {} labelled cells: such a class is rarely predicted, and the check whether query "
+                        "cells resemble the reference's types has no profile of it; more reference cells of it (or merging it into a "
+                        "related class) help",
+                        note.empty() ? "" : "; ", few.size() == 1 ? "" : "es", detail::some_of(few, 8, ", "), few.size() == 1 ? "s" : "ve",
+                        kSimilarityMinClassCells);
+  }
   references.front().label_note = std::move(note);
   return references;
 }
@@ -1224,10 +1238,11 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     for (auto& [label, source] : sources) data.label_cl_id_sources[label] = source == "data" ? term_id_source : source;
     if (!options.harmonize_labels && !mapped.unmapped.empty() && options.warn_unmapped_labels) {
       // (annotate --hierarchical leaves an uncertain cell of such a class Unassigned: no coarser term)
+      // (a note: the labels are as good without; only ontology-aware prediction and metrics need ids)
       data.cells.warnings.push_back(fmt::format(
-          "{} of {} labels have no Cell Ontology id ({}): annotate --hierarchical and the ontology metrics cannot place them; "
+          "{}{} of {} labels have no Cell Ontology id ({}): annotate --hierarchical and the ontology metrics cannot place them; "
           "name them with --label-map TSV (columns label, cl_id)",
-          mapped.unmapped.size(), distinct.size(), join_names(mapped.unmapped, 8)));
+          kNotePrefix, mapped.unmapped.size(), distinct.size(), join_names(mapped.unmapped, 8)));
     } else if (options.log && !options.harmonize_labels) {
       options.log(fmt::format("Cell Ontology ids for {} of {} labels", mapped.cl_ids.size(), distinct.size()));
     }
@@ -1338,7 +1353,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       has_expression = false;
       continue;
     }
-    resolved[r] = resolve_genes(table, dataset.read_var_of(resolve_matrix_source(dataset, references[r].matrix)), options.embed.genes);
+    resolved[r] = resolve_dataset_genes(table, dataset, resolve_matrix_source(dataset, references[r].matrix), options.embed.genes);
     data.references_mouse_cased = data.references_mouse_cased || resolved[r].mouse_cased_mismatch;
     for (const std::int32_t gene : resolved[r].gene_index) {
       if (gene != kNoGene) reference_genes.push_back(table.gene(gene).entrez_id);

@@ -429,7 +429,7 @@ TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
             std::string::npos)
       << both_warnings;
   EXPECT_NE(both_warnings.find("2 of 8 cells have no truth label in obs:truth and are left out (2 cells labelled 'Unassigned', no label as "
-                               "train and cv read it included)"),
+                               "train and cv read it, included)"),
             std::string::npos)
       << both_warnings;
 
@@ -461,6 +461,17 @@ TEST_F(EvaluateCli, PredictionsAboveTheTruthsTermsAreNamedAsCostingMacroF1) {
                                           "['CL:0000084'] * 2, 'pred': ['B cell', 'B cell', 'T cell', 'T cell']}");
   const nlohmann::json same_json = evaluate_obs(same);
   EXPECT_EQ(same_json["warnings"].dump().find("predicted at a term above truth classes"), std::string::npos) << same_json["warnings"].dump();
+  // The mirror case: predictions finer than coarse truth labels (a fine model on savercat's
+  // "T/NK cells"): errors for accuracy, right for corrected accuracy; said.
+  const std::string finer = write_obs_h5ad(out, "finer.h5ad",
+                                           "{'truth': ['lymphocyte', 'lymphocyte', 'B cell', 'B cell'], 'pred': ['T cell', 'B cell', 'B cell', 'B cell']}");
+  const nlohmann::json finer_json = evaluate_obs(finer);
+  EXPECT_DOUBLE_EQ(finer_json["overall"]["accuracy"].get<double>(), 0.5);
+  EXPECT_DOUBLE_EQ(finer_json["overall"]["ontology"]["corrected_accuracy"].get<double>(), 1.0);
+  EXPECT_NE(finer_json["warnings"].dump().find("2 of 4 cells (50%) are predicted a term below their truth's (the predictions are finer than the "
+                                               "truth labels): the flat metrics (accuracy, F1) count them as errors"),
+            std::string::npos)
+      << finer_json["warnings"].dump();
 }
 
 TEST_F(EvaluateCli, TopKOfACoarserOrAbstainingColumnAndOntologyMetricsOfFewCellsAreSaid) {

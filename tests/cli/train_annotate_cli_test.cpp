@@ -691,7 +691,7 @@ TEST(TrainAnnotateCli, CellxgeneConventionsUnknownLabelsMissingDonorsAndPoolsAtT
   EXPECT_EQ(quiet.err.find("X looks log-normalized"), std::string::npos) << quiet.err;
   EXPECT_FALSE(std::filesystem::exists(dir.file("coarse.celltyper.h5ad")));
   const std::string csv = test::read_file(dir.file("labels.csv"));
-  ASSERT_NE(csv.find(",celltyper_similarity,celltyper_unlike_reference\n"), std::string::npos) << csv.substr(0, 200);
+  ASSERT_NE(csv.find(",celltyper_similarity,celltyper_unlike_reference,celltyper_similarity_judged\n"), std::string::npos) << csv.substr(0, 200);
   EXPECT_EQ(csv.find(",true\n"), std::string::npos);
   EXPECT_EQ(csv.find(",false\n"), std::string::npos);
   EXPECT_NE(csv.find(",FALSE\n"), std::string::npos);
@@ -770,7 +770,7 @@ TEST(TrainAnnotateCli, TruncatedGzipInputsAndAnotherSpeciesAreRefusedByName) {
   }
   const auto mouse = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("mouse.h5ad"), "-o", dir.file("mouse_out.h5ad")});
   EXPECT_EQ(mouse.exit_code, 2) << mouse.err;
-  EXPECT_NE(mouse.err.find("too few to annotate: likely species mismatch: "), std::string::npos) << mouse.err;
+  EXPECT_NE(mouse.err.find("too few to annotate: likely species mismatch with the gene table: "), std::string::npos) << mouse.err;
   EXPECT_NE(mouse.err.find("Annotate it with a model of its species, resolving its genes with a gene table of that species"), std::string::npos) << mouse.err;
   EXPECT_EQ(mouse.err.find("--allow-low-coverage"), std::string::npos) << mouse.err;
 }

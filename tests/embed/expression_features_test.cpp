@@ -277,6 +277,54 @@ TEST(ExpressionFeatures, LogNormalisedValuesAreNormalisedAgainOverTheLibraryGene
   }
 }
 
+// A file joined from samples annotated with different gene symbols: the current symbol
+// (ATP5F1B) padded with zeros beside the old one (ATP5B, an alias) that holds the counts. The
+// gene is read from the var with counts, and a warning says so; a file with one var per gene
+// is resolved as before.
+TEST(ExpressionFeatures, AGeneNamedByAnEmptyVarAndAVarWithCountsIsReadFromTheCounts) {
+  const GeneTable& table = human_table();
+  if (table.empty()) GTEST_SKIP() << "../shared/data is absent";
+  DataFrame var;
+  var.index = {"ATP5B", "CD3E", "ATP5F1B"};
+  DataFrame obs;
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, 3);
+  for (int cell = 0; cell < 40; ++cell) {
+    obs.index.push_back("c" + std::to_string(cell));
+    matrix.indices.insert(matrix.indices.end(), {0, 1});
+    matrix.values.insert(matrix.values.end(), {3.0 + cell % 4, 1.0});
+    matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+    ++matrix.n_rows;
+  }
+  const MemoryDataset joined("joined", obs, var, matrix);
+  const GeneResolveResult by_name = resolve_genes(table, var);
+  EXPECT_EQ(by_name.gene_index[0], kNoGene);  // the exact symbol wins on names alone
+  const GeneResolveResult resolved = resolve_dataset_genes(table, joined, "X");
+  ASSERT_NE(resolved.gene_index[0], kNoGene);
+  EXPECT_EQ(table.gene(resolved.gene_index[0]).symbol, "ATP5F1B");
+  EXPECT_EQ(resolved.gene_index[2], kNoGene);
+  ASSERT_FALSE(resolved.warnings.empty());
+  EXPECT_NE(resolved.warnings.back().find("1 gene named by two vars is read from the one with counts: the better-named var has counts in "
+                                          "fewer than 10 of the 40 cells scanned, the other in more"),
+            std::string::npos)
+      << resolved.warnings.back();
+  EXPECT_NE(resolved.warnings.back().find("ATP5F1B from 'ATP5B'"), std::string::npos) << resolved.warnings.back();
+  // Both with counts: the names decide, silently.
+  CsrBlockF64 both = matrix;
+  both.indices.clear();
+  both.values.clear();
+  both.indptr = {0};
+  for (int cell = 0; cell < 40; ++cell) {
+    both.indices.insert(both.indices.end(), {0, 1, 2});
+    both.values.insert(both.values.end(), {1.0, 1.0, 2.0});
+    both.indptr.push_back(static_cast<std::int64_t>(both.indices.size()));
+  }
+  const MemoryDataset measured("measured", obs, var, both);
+  const GeneResolveResult as_before = resolve_dataset_genes(table, measured, "X");
+  EXPECT_EQ(as_before.gene_index, by_name.gene_index);
+  EXPECT_EQ(as_before.warnings.size(), by_name.warnings.size());
+}
+
 TEST(ExpressionFeatures, BadInput) {
   const GeneTable& table = human_table();
   if (table.empty()) GTEST_SKIP() << "../shared/data is absent";

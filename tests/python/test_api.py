@@ -817,7 +817,8 @@ def test_a_model_read_from_its_file_keeps_the_training_summary(tmp_path, pbmc3k)
         assert again.summary[key] == model.summary[key], key
     assert again.summary["validation"]["accuracy"] == model.summary["validation"]["accuracy"]
     described = subprocess.run([CLI, "inspect", str(tmp_path / "m.h5")], capture_output=True, text=True)
-    assert "Training warnings (1)\n  8 of 9 labels have no Cell Ontology id" in described.stdout, described.stdout
+    assert "  note: 8 of 9 labels have no Cell Ontology id" in described.stdout, described.stdout
+    assert "'Platelet' (5 cells) has fewer than 10 labelled cells" in described.stdout, described.stdout
 
 
 def test_every_argument_is_described_in_its_docstring():
