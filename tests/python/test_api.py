@@ -818,7 +818,7 @@ def test_a_model_read_from_its_file_keeps_the_training_summary(tmp_path, pbmc3k)
     assert again.summary["validation"]["accuracy"] == model.summary["validation"]["accuracy"]
     described = subprocess.run([CLI, "inspect", str(tmp_path / "m.h5")], capture_output=True, text=True)
     assert "  note: 8 of 9 labels have no Cell Ontology id" in described.stdout, described.stdout
-    assert "'Platelet' (5 cells) has fewer than 10 labelled cells" in described.stdout, described.stdout
+    assert "classes 'DC' (8 cells), 'Platelet' (5 cells) have fewer than 10 labelled cells" in described.stdout, described.stdout
 
 
 def test_every_argument_is_described_in_its_docstring():
