@@ -100,6 +100,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
     bool no_genes = false;
     bool json = false;
     int markers = 0;
+    int threads = 0;  // (applied to the whole process by --threads, as for every command)
     InspectOptions options;
   };
   auto args = std::make_shared<Args>();
@@ -113,6 +114,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
                       "Gene table for the gene-id overlap: org.*.eg.db SQLite or TSV (default: $CELLTYPER_GENE_TABLE, else Debian's org.Hs.eg.db)");
   command->add_option("--gene-column", args->options.gene_column, "var column holding gene ids (default: auto-detect; 'index' for var_names)");
   command->add_flag("--no-genes", args->no_genes, "Skip the gene-id overlap");
+  command->add_option("--threads", args->threads, "Threads for reading and scanning (default: all cores)");
   command
       ->add_option("--markers", args->markers,
                    "Given a model: also list each type's N marker genes, from the reference cells the model keeps (mean log1p(CP10k) "

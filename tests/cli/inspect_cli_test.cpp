@@ -27,6 +27,10 @@ TEST(InspectCli, Pbmc3kReportNamesLabelsAndScale) {
   EXPECT_NE(result.out.find("9 categories"), std::string::npos);
   EXPECT_NE(result.out.find("Naive CD4 T 697"), std::string::npos);
   EXPECT_NE(result.out.find("Platelet 14"), std::string::npos);
+  // --threads, as every command takes it (the same report)
+  const auto one_thread = test::run_cli({"inspect", path, "--top", "9", "--threads", "1"});
+  ASSERT_EQ(one_thread.exit_code, 0) << one_thread.err;
+  EXPECT_EQ(one_thread.out, result.out);
 }
 
 TEST(InspectCli, JsonForEverySharedDataset) {
