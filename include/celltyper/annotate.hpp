@@ -347,6 +347,8 @@ struct AnnotateOptions {
   /// cells are annotated on the genes it measured (the models refitted on them).
   std::string group;
   std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
+  /// Called as the query's cells are predicted: (cells x models) done, of the total (may be empty).
+  std::function<void(std::int64_t done, std::int64_t total)> progress;
 };
 
 /// What annotation did with one model.

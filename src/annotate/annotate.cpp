@@ -900,8 +900,13 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   };
   // Predict every cell of `data` with `use` (per model its classes' columns in `class_columns`).
   const auto predict = [&](const Dataset& data, const std::vector<const CellTypeModel*>& use,
-                           const std::vector<std::vector<std::size_t>>& class_columns) {
+                           const std::vector<std::vector<std::size_t>>& class_columns, bool report_progress) {
     const std::int64_t cells = data.n_obs();
+    std::int64_t done = 0;  // cells x models predicted (AnnotateOptions::progress)
+    const auto advance = [&](std::int64_t rows) {
+      done += rows;
+      if (report_progress && options.progress) options.progress(done, cells * static_cast<std::int64_t>(use.size()));
+    };
     Predicted predicted;
     predicted.probabilities.assign(static_cast<std::size_t>(cells) * c_all, 0.0f);
     predicted.models_used.assign(static_cast<std::size_t>(cells), 0);
@@ -966,7 +971,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       if (linear) {  // logreg on expression: sparse, fused
         const ExpressionFeatures run = add_linear_probabilities(data, *use[m], *linear, table, options.embed, class_columns[m], c_all,
                                                                 predicted.probabilities, predicted.models_used,
-                                                                scorer ? SparseFeatureBlockCallback(score_block) : SparseFeatureBlockCallback(), extra);
+                                                                [&](const SparseFeatureBlock& block) {
+                                                                  if (scorer) score_block(block);
+                                                                  advance(block.n_rows);
+                                                                },
+                                                                extra);
         annotation.warnings.insert(annotation.warnings.end(), run.warnings.begin(), run.warnings.end());
         continue;
       }
@@ -1002,13 +1011,14 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         if (batch_empty.empty()) batch_first = first_row;
         batch.insert(batch.end(), features, features + static_cast<std::size_t>(n_rows) * width);
         batch_empty.insert(batch_empty.end(), empty, empty + n_rows);
+        advance(n_rows);
       };
       stream_model_features(data, *use[m], table, options.embed, gather, annotation.warnings);
       flush();
     }
     return predicted;
   };
-  Predicted predicted = predict(dataset, models, model_columns);
+  Predicted predicted = predict(dataset, models, model_columns, true);
   // A padded sample's cells: predicted again by the models as used on its own genes.
   std::vector<std::uint8_t> cannot_annotate;  // cells of a sample measuring too few genes
   std::map<std::vector<std::int64_t>, Fitted> fits;
@@ -1063,7 +1073,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       }
       columns.push_back(std::move(of_model));
     }
-    const Predicted in_group = predict(cells, fitted.models, columns);
+    const Predicted in_group = predict(cells, fitted.models, columns, false);
     for (std::size_t i = 0; i < group.rows.size(); ++i) {
       const auto row = static_cast<std::size_t>(group.rows[i]);
       std::copy_n(in_group.probabilities.begin() + static_cast<std::ptrdiff_t>(i * c_all), c_all,

@@ -320,7 +320,13 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     }
     std::vector<const CellTypeModel*> pointers;
     for (const auto& model : models) pointers.push_back(&model);
+    ProgressBar bar("annotate", "cells", 0, progress_enabled(global.quiet));
+    args->options.progress = [&bar](std::int64_t done, std::int64_t total) {
+      bar.set_total(total);
+      bar.update(done);
+    };
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
+    bar.finish();
     if (copy) copy->prepare(annotation_additions(annotation));
     if (written_h5ad) write_dataset_h5ad(*dataset, *written_h5ad, annotation_additions(annotation));
     if (csv) write_csv(*csv, annotation);
