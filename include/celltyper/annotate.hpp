@@ -347,7 +347,8 @@ struct AnnotateOptions {
   /// cells are annotated on the genes it measured (the models refitted on them).
   std::string group;
   std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
-  /// Called as the query's cells are predicted: (cells x models) done, of the total (may be empty).
+  /// Called as the query's cells are predicted: cells done (each model's pass counting its share),
+  /// of the query's cells (may be empty).
   std::function<void(std::int64_t done, std::int64_t total)> progress;
 };
 
@@ -433,8 +434,10 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
                                             const std::vector<std::string>& class_cl_ids, const Ontology& ontology, double min_score,
                                             const std::vector<std::uint8_t>& skip = {});
 
-/// obs columns (celltyper_label, celltyper_score, celltyper_ontology_id, celltyper_top{k}_label /
-/// _score, celltyper_majority_vote, celltyper_flat_label), obsm celltyper_probabilities and uns
+/// obs columns (annotation_obs_columns: celltyper_label, celltyper_score, celltyper_ontology_id,
+/// celltyper_top{k}_label / _score, celltyper_majority_vote, celltyper_flat_label,
+/// celltyper_gene_coverage, celltyper_similarity, celltyper_unlike_reference,
+/// celltyper_similarity_judged, each when present), obsm celltyper_probabilities and uns
 /// celltyper_probability_classes (JSON list of column names) for write_h5ad_with_additions.
 H5adAdditions annotation_additions(const Annotation& annotation);
 /// The celltyper_* obs columns of `annotation_additions` alone (also the columns of `--csv`).

@@ -1,8 +1,9 @@
 /// @file annotation_csv.hpp
-/// The per-cell CSV of `celltyper annotate --csv`: obs_name, celltyper_label, celltyper_score,
-/// celltyper_ontology_id, then celltyper_topK_label/score pairs (--top-k) and
-/// celltyper_majority_vote (--over-clustering) when present. RFC 4180 quoting; scores with 6
-/// significant digits.
+/// The per-cell CSV of `celltyper annotate --csv`: obs_name, then the obs columns of the annotated
+/// .h5ad in their order (annotation_obs_columns: celltyper_label, celltyper_score, the ontology id,
+/// top-k pairs, majority vote, flat label, gene coverage, celltyper_similarity,
+/// celltyper_unlike_reference, celltyper_similarity_judged, each when present). RFC 4180 quoting;
+/// scores with 6 significant digits.
 #pragma once
 
 #include <celltyper/annotate.hpp>

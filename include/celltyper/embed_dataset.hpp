@@ -30,14 +30,6 @@ struct GeneVectorSource {
 AlignedGeneVectors align_gene_vectors(const GeneTable& table, const GeneResolveResult& resolved, const GeneVectorSource& source,
                                       int dims, const std::vector<std::int64_t>& library_genes = {});
 
-/// `resolve_genes` on the vars of matrix `source` of `dataset`; when vars name a gene twice, a
-/// scan of 2,000 of its cells (scan_ranges) tells which vars hold counts (in 1% of the cells
-/// scanned, 10 at least), and a gene is read from one that does before one that does not
-/// (GeneResolveOptions::var_cells), with a warning when that changes a gene's var (an outer join of files annotated with different gene symbols:
-/// ATP5F1B padded with zeros beside ATP5B's counts).
-GeneResolveResult resolve_dataset_genes(const GeneTable& table, const Dataset& dataset, const std::string& source,
-                                        const GeneResolveOptions& options = {});
-
 /// "auto" resolves to a normalisation by looking at the values (raw counts, and non-logged
 /// values such as CP10k, CPM, TPM or corrected counts -> log1p-cp10k; log1p(CP10k)-normalised ->
 /// relog1p-cp10k (log2(1 + CP10k) -> relog2-cp10k, log10(1 + CP10k) -> relog10-cp10k) on the expression route, none for GenePT-w, where the library is every gene of

@@ -214,8 +214,8 @@ struct GeneResolveOptions {
   bool refuse_row_numbers = true;
   /// Per var, 0 when it holds (next to) no counts in a scan, else 1; or null: when given, of
   /// several vars naming one gene a var with counts is read before one without, whatever their
-  /// names (an outer join of files annotated with different symbols pads the newer name
-  /// with zeros beside the older name's counts). `resolve_dataset_genes` (embed_dataset.hpp)
+  /// names (after the other name column's say: a var it vouches for comes first) (an outer join of files annotated with different symbols pads the newer name
+  /// with zeros beside the older name's counts). `resolve_dataset_genes` (matrix_summary.hpp)
   /// gives it when vars name a gene twice.
   const std::vector<std::int64_t>* var_cells = nullptr;
 };

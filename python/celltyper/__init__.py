@@ -641,9 +641,9 @@ class AnnotationResult:
     flat_labels: Any = None
     # Spearman correlation with the best-matching reference type, whether the cell resembles
     # none of them (below what that type's own cells reach at its depth), and whether it could be
-    # judged at all (False: it detects too few of the compared genes; unlike_reference is then
-    # False for want of a verdict); None when the model carries no type profiles (models from
-    # before them)
+    # judged at all (False: it detects too few of the compared genes, or it is empty or left
+    # Unassigned; unlike_reference is then False for want of a verdict); None when the model
+    # carries no type profiles (models from before them)
     similarity: Any = None
     unlike_reference: Any = None
     similarity_judged: Any = None

@@ -1,6 +1,5 @@
 // Annotation of a query dataset with one or more trained models.
 #include <celltyper/annotate.hpp>
-#include <celltyper/embed_dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_table_cache.hpp>
 #include <celltyper/linear_scores.hpp>
@@ -905,7 +904,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     std::int64_t done = 0;  // cells x models predicted (AnnotateOptions::progress)
     const auto advance = [&](std::int64_t rows) {
       done += rows;
-      if (report_progress && options.progress) options.progress(done, cells * static_cast<std::int64_t>(use.size()));
+      // (in cells: a pass per model over every cell)
+      if (report_progress && options.progress) options.progress(done / static_cast<std::int64_t>(use.size()), cells);
     };
     Predicted predicted;
     predicted.probabilities.assign(static_cast<std::size_t>(cells) * c_all, 0.0f);

@@ -1,7 +1,7 @@
 // Coverage of a model by a query's genes, and refitting a model on the genes a query shares with
 // it from the reference sample the model carries (annotate.hpp).
 #include <celltyper/annotate.hpp>
-#include <celltyper/embed_dataset.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/memory_dataset.hpp>

@@ -217,6 +217,8 @@ SimilarityProfile similarity_profile(const ReferenceSample& sample, const std::v
     if (!(value > 0)) return 0.0;
     if (counts) return library[cell] > 0 ? std::log1p(value * 1e4 / library[cell]) : 0.0;
     if (stored == Normalization::kCp10k) return std::log1p(value);
+    // (square roots / asinh of counts whose counts did not read back: on a log scale of counts)
+    if (stored == Normalization::kSquareCp10k || stored == Normalization::kSinhCp10k) return std::log1p(unlogged(value, stored));
     return value;  // log values as stored
   };
   // Variance of each candidate gene over the labelled cells: the most variable are compared.

@@ -324,6 +324,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     args->options.progress = [&bar](std::int64_t done, std::int64_t total) {
       bar.set_total(total);
       bar.update(done);
+      if (done >= total) bar.finish();  // (the line ends before what annotate says next)
     };
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
     bar.finish();

@@ -211,20 +211,34 @@ void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t
   std::vector<std::string> wanted{label_column};
   std::vector<std::string> kept;     // kept columns this file has
   std::vector<std::string> lacking;  // columns asked for by name that it lacks
+  std::vector<std::string> automatic;  // columns kept by "auto" that it has: read one by one, left out when unreadable
   for (const std::string& name : kept_obs_columns(options.keep_obs, label_column)) {
     const bool auto_column = std::find(options.keep_obs.begin(), options.keep_obs.end(), name) == options.keep_obs.end();
     cells.kept_obs[name];  // (every part has every column: none for a file without it)
     if (std::find(present.begin(), present.end(), name) != present.end()) {
-      kept.push_back(name);
-      if (name != label_column) wanted.push_back(name);
+      (auto_column ? automatic : wanted).push_back(name);
     } else if (!auto_column) {
       lacking.push_back(name);
     }
   }
-  const DataFrame obs = dataset->read_obs_columns(wanted);
+  const DataFrame obs = dataset->read_obs_columns(wanted);  // (a named column that cannot be read stops the file, as the label does)
   const Column& labels = obs.at(label_column, fmt::format("obs of {}", path));
   std::vector<const Column*> kept_columns;
-  for (const std::string& name : kept) kept_columns.push_back(&obs.at(name, fmt::format("obs of {}", path)));
+  for (std::size_t w = 1; w < wanted.size(); ++w) {
+    kept.push_back(wanted[w]);
+    kept_columns.push_back(&obs.at(wanted[w], fmt::format("obs of {}", path)));
+  }
+  std::vector<DataFrame> automatic_obs;
+  automatic_obs.reserve(automatic.size());  // (kept_columns point into it)
+  for (const std::string& name : automatic) {
+    try {
+      automatic_obs.push_back(dataset->read_obs_columns({name}));
+      kept.push_back(name);
+      kept_columns.push_back(&automatic_obs.back().at(name, fmt::format("obs of {}", path)));
+    } catch (const Error& error) {
+      cells.warnings.push_back(fmt::format("{}: obs column '{}' cannot be read ({}): not kept", path, name, message_without(path, error.what())));
+    }
+  }
   EmbedOptions embed = options.embed;
   std::set<std::int64_t> genes;
   embed.rows.clear();

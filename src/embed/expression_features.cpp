@@ -2,6 +2,7 @@
 // expression_features.hpp).
 #include <celltyper/error.hpp>
 #include <celltyper/expression_features.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/parallel.hpp>
 
 #include "huge_pages.hpp"

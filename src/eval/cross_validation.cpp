@@ -1,6 +1,6 @@
 // Leave-one-group-out cross-validation of train + annotate configurations (cross_validation.hpp).
 #include <celltyper/annotate.hpp>
-#include <celltyper/embed_dataset.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/cross_validation.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/train.hpp>

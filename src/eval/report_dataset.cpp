@@ -431,6 +431,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   }
 
   std::map<std::string, std::string> renames;  // a truth label as read -> as evaluated (only those that change)
+  std::map<std::string, std::string> class_spelling;  // a probability class -> its label as evaluated
   // Labels differing only in letter case or surrounding spaces are one label, as train and cv read
   // them, on both sides: each takes the predictions' most frequent spelling of it (else the
   // probabilities' classes', "b cell" beside a model's "B cell"; else the truth's most frequent),
@@ -450,6 +451,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       spelling.emplace(label_spelling_key(label), frequent == predicted_frequent.end() ? label : frequent->second);
     }
     for (const auto& name : probability_classes) spelling.emplace(label_spelling_key(name), name);
+    for (const auto& name : probability_classes) class_spelling[name] = spelling.at(label_spelling_key(name));
     const auto evaluated_as = [&](const std::string& label, const std::map<std::string, std::string>& frequent) {
       if (const auto found = spelling.find(label_spelling_key(label)); found != spelling.end()) return found->second;
       const auto most = frequent.find(label);
@@ -595,7 +597,10 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     prediction_classes[i] = prediction_name.at(prediction[i]);
   }
   const auto class_of_probability_column = [&](const std::string& label) {
-    if (!evaluation.compared_on_ontology) return label;
+    if (!evaluation.compared_on_ontology) {  // (its spelling as the labels are evaluated: a prediction's "b cell" for "B cell")
+      const auto spelled = class_spelling.find(label);
+      return spelled == class_spelling.end() ? label : spelled->second;
+    }
     LabelMappingRow row = mapping_row(label, 0, map_prediction(label).first, ontology);
     return row.mapped() ? (row.cl_label.empty() ? row.cl_id : row.cl_label) : label;
   };
@@ -687,18 +692,29 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       const std::size_t finer = o.relation_counts[static_cast<std::size_t>(TermRelation::kPredictionIsDescendant)];
       if (finer > 0 && 100 * finer >= o.n_mapped) {
         evaluation.warnings.push_back(fmt::format(
-            "{} of {} cells ({:.0f}%) are predicted a term below their truth's (the predictions are finer than the truth labels): the flat "
+            "{} of {} cells ({:.0f}%) are predicted a term below their truth's (finer than their truth label): the flat "
             "metrics (accuracy, F1) count them as errors, corrected accuracy and macro-F1 count them as right",
             finer, o.n_mapped, 100.0 * static_cast<double>(finer) / static_cast<double>(o.n_mapped)));
       }
     }
     // Ontology metrics of a few cells (the others' labels map to no term) say little of the whole.
-    if (const OntologyMetrics& o = evaluation.sets.front().result.ontology; o.available && o.n_mapped > 0 && 2 * o.n_mapped < prediction.size()) {
+    // (cells without a prediction, Unassigned ones included, are left out: no map names them)
+    const auto n_predicted = static_cast<std::size_t>(std::count_if(prediction.begin(), prediction.end(), [](const std::string& label) {
+      return label != kUnassigned && label != kNoPrediction;
+    }));
+    if (const OntologyMetrics& o = evaluation.sets.front().result.ontology; o.available && o.n_mapped > 0 && 2 * o.n_mapped < n_predicted) {
+      const LabelMappingRow* most = nullptr;  // the unmapped label of the most cells
+      for (const auto* side : {&evaluation.truth_labels, &evaluation.prediction_labels}) {
+        for (const auto& row : *side) {
+          if (row.mapped() || row.label == kUnassigned || row.label == kNoPrediction) continue;
+          if (most == nullptr || row.n_cells > most->n_cells) most = &row;
+        }
+      }
       evaluation.warnings.push_back(fmt::format(
-          "the Cell Ontology metrics describe {} of {} cells ({:.0f}%): the others' truth or prediction maps to no term (e.g. '{}'); "
-          "--label-map TSV (columns label, cl_id) names them",
-          o.n_mapped, prediction.size(), 100.0 * static_cast<double>(o.n_mapped) / static_cast<double>(prediction.size()),
-          o.unmapped_labels.empty() ? std::string("?") : o.unmapped_labels.front()));
+          "the Cell Ontology metrics describe {} of the {} cells with a prediction ({:.0f}%): the others' truth or prediction maps to no "
+          "term{}; --label-map TSV (columns label, cl_id) names them",
+          o.n_mapped, n_predicted, 100.0 * static_cast<double>(o.n_mapped) / static_cast<double>(n_predicted),
+          most == nullptr ? std::string() : fmt::format(" (e.g. '{}', {} cells)", most->label, most->n_cells)));
     }
   }
   // celltyper's own prediction beside its probabilities may differ from their most probable class
@@ -715,7 +731,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     if (100 * argmax_agrees < 99 * cells.size()) {
       evaluation.warnings.push_back(fmt::format(
           "{}top-k accuracy and mean reciprocal rank rank the classifier's probabilities (obsm:{}): their most probable class is obs:{} "
-          "on {} of {} cells (the others: coarser terms of --hierarchical or Unassigned under --min-score), so top-1 accuracy is not "
+          "on {} of {} cells (the others: coarser terms of --hierarchical, or cells left Unassigned), so top-1 accuracy is not "
           "the accuracy of obs:{}",
           kNotePrefix, probability_key, prediction_column, argmax_agrees, cells.size(), prediction_column));
     }

@@ -568,7 +568,8 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
           return witness->rows[row].gene == resolution.gene && witness->rows[row].match != GeneMatch::kAmbiguous;
         });
     const bool empty = options.var_cells != nullptr && row < options.var_cells->size() && (*options.var_cells)[row] == 0;
-    return (empty ? 32 : 0) + (vouched ? 0 : 16) + 2 * std::max(kind, static_cast<int>(GeneMatch::kSymbol)) +
+    // (the other name column first: a var it vouches for is the gene's, counts or not; then counts)
+    return (vouched ? 0 : 32) + (empty ? 16 : 0) + 2 * std::max(kind, static_cast<int>(GeneMatch::kSymbol)) +
            (resolution.suffix_stripped || resolution.dots_restored ? 1 : 0);
   };
   std::vector<std::int32_t> best_var(table.size(), -1);

@@ -184,7 +184,7 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
     GeneResolveOptions resolve;
     resolve.column = options.gene_column;
     resolve.refuse_row_numbers = false;  // describe the file: row numbers resolve nothing, with a warning
-    const GeneResolveResult genes = resolve_genes(*table, var, resolve);
+    const GeneResolveResult genes = resolve_dataset_genes(*table, dataset, source, resolve);  // (as the other commands read them)
     nlohmann::json identity = genes.to_json();
     identity["table"] = table->source();
     identity["table_genes"] = table->size();

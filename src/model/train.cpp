@@ -1,7 +1,7 @@
 // The steps of training (train.hpp): labelled cells -> features -> validation split -> fit, and
 // `train_model`, which composes them into a self-contained CellTypeModel.
 #include <celltyper/error.hpp>
-#include <celltyper/embed_dataset.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/extract.hpp>
 #include <celltyper/recovered_counts.hpp>
 #include <celltyper/reference_similarity.hpp>

@@ -468,8 +468,8 @@ TEST_F(EvaluateCli, PredictionsAboveTheTruthsTermsAreNamedAsCostingMacroF1) {
   const nlohmann::json finer_json = evaluate_obs(finer);
   EXPECT_DOUBLE_EQ(finer_json["overall"]["accuracy"].get<double>(), 0.5);
   EXPECT_DOUBLE_EQ(finer_json["overall"]["ontology"]["corrected_accuracy"].get<double>(), 1.0);
-  EXPECT_NE(finer_json["warnings"].dump().find("2 of 4 cells (50%) are predicted a term below their truth's (the predictions are finer than the "
-                                               "truth labels): the flat metrics (accuracy, F1) count them as errors"),
+  EXPECT_NE(finer_json["warnings"].dump().find("2 of 4 cells (50%) are predicted a term below their truth's (finer than their truth label): "
+                                               "the flat metrics (accuracy, F1) count them as errors"),
             std::string::npos)
       << finer_json["warnings"].dump();
 }
@@ -499,13 +499,34 @@ TEST_F(EvaluateCli, TopKOfACoarserOrAbstainingColumnAndOntologyMetricsOfFewCells
                                          "(obsm:celltyper_probabilities): their most probable class is obs:celltyper_label on 3 of 4 cells"),
             std::string::npos)
       << json["warnings"].dump();
+  // Another column of the same predictions spelled in lower case: one label with the classes, and
+  // the probabilities rank them under that spelling (top-1 = accuracy, not 0).
+  const std::string lower = out.file("lower_probabilities.h5ad");
+  const auto made_lower = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, pandas as pd\n"
+                   "obs = pd.DataFrame({{'truth': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell']),\n"
+                   "                    'other': pd.Categorical(['b cell', 'b cell', 't cell', 't cell'])}}, index=list('abcd'))\n"
+                   "a = anndata.AnnData(np.ones((4, 3), dtype=np.float32), obs=obs)\n"
+                   "a.obsm['celltyper_probabilities'] = np.array([[.9, .1], [.8, .2], [.1, .9], [.4, .6]], dtype=np.float32)\n"
+                   "a.uns['celltyper_probability_classes'] = np.array(['B cell', 'T cell'], dtype=object)\n"
+                   "a.write_h5ad('{}')\n",
+                   lower)});
+  ASSERT_EQ(made_lower.exit_code, 0) << made_lower.err;
+  const auto lower_run = test::run_cli({"evaluate", "-i", lower, "--truth", "obs:truth", "--pred", "obs:other", "--ontology", obo_, "--json", "-"});
+  ASSERT_EQ(lower_run.exit_code, 0) << lower_run.err;
+  const nlohmann::json lower_json = nlohmann::json::parse(lower_run.out);
+  EXPECT_DOUBLE_EQ(lower_json["overall"]["accuracy"].get<double>(), 1.0);
+  ASSERT_TRUE(lower_json["overall"]["ranking"].is_object()) << lower_json.dump().substr(0, 600);
+  EXPECT_DOUBLE_EQ(lower_json["overall"]["ranking"]["top_k_accuracy"]["1"].get<double>(), 1.0);
+  EXPECT_EQ(lower_json["overall"]["ranking"]["n_truth_not_in_classes"], 0);
 
   const std::string few = write_obs_h5ad(out, "few_mapped.h5ad",
                                          "{'truth': ['B cell', 'Cluster 1', 'Cluster 2', 'Cluster 3'], 'pred': ['B cell', 'Cluster 1', 'Cluster 2', 'Cluster 1']}");
   const nlohmann::json few_json = evaluate_obs(few);
   EXPECT_EQ(few_json["overall"]["ontology"]["n_mapped"], 1);
-  EXPECT_NE(few_json["warnings"].dump().find("the Cell Ontology metrics describe 1 of 4 cells (25%): the others' truth or prediction maps to "
-                                             "no term (e.g. 'Cluster 1')"),
+  EXPECT_NE(few_json["warnings"].dump().find("the Cell Ontology metrics describe 1 of the 4 cells with a prediction (25%): the others' truth "
+                                             "or prediction maps to no term (e.g. 'Cluster 1', 2 cells)"),
             std::string::npos)
       << few_json["warnings"].dump();
 }

@@ -6,6 +6,7 @@
 #include <celltyper/expression_features.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/matrix_summary.hpp>
 #include <celltyper/memory_dataset.hpp>
 
 #include "support/test_support.hpp"
