@@ -51,6 +51,9 @@ struct Column {
   /// `sorted_categories` (pandas' default for `astype("category")` is sorted).
   static Column categorical(std::string name, const std::vector<std::string>& labels,
                             bool sorted_categories = true);
+  /// categorical() in which rows labelled "" are missing values (code -1, NaN in pandas), not
+  /// the category "": a cell without an id, a label or a kept value.
+  static Column categorical_or_missing(std::string name, const std::vector<std::string>& labels);
   static Column from_strings(std::string name, std::vector<std::string> values);
   static Column from_floats(std::string name, std::vector<double> values, std::string dtype = "float64");
   static Column from_ints(std::string name, std::vector<std::int64_t> values, std::string dtype = "int64");

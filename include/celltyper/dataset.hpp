@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -126,6 +128,19 @@ class Dataset {
   /// What a user should know about how the data were read, when the reader chose something
   /// (a Seurat object without an RNA assay: SCT's corrected counts), else "". Said as a note.
   [[nodiscard]] virtual std::string reading_note() const { return {}; }
+
+  /// What a scan of `source`'s first cells found per var (resolve_dataset_genes' counts, when
+  /// vars name a gene twice): computed by `scan` on the first call, kept for the next ones, since
+  /// a command opens a dataset once and resolves its genes in several passes. Thread-safe.
+  struct VarScan {
+    std::vector<std::int64_t> cells;  ///< per var, how many scanned cells have a count (empty: no scan possible)
+    std::int64_t rows_scanned = 0;
+  };
+  const VarScan& var_scan(const std::string& source, const std::function<VarScan()>& scan) const;
+
+ private:
+  mutable std::mutex var_scans_mutex_;
+  mutable std::map<std::string, VarScan> var_scans_;  // by source
 };
 
 /// Open `path`, detecting the format: a directory holding a Zarr group is AnnData as Zarr, another

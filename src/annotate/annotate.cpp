@@ -1327,15 +1327,7 @@ std::vector<Column> annotation_obs_columns(const Annotation& annotation) {
   columns.push_back(Column::categorical("celltyper_label", annotation.labels));
   columns.push_back(Column::from_floats("celltyper_score", floats(annotation.scores), "float32"));
   if (std::any_of(annotation.class_cl_ids.begin(), annotation.class_cl_ids.end(), [](const auto& id) { return !id.empty(); })) {
-    Column ontology = Column::categorical("celltyper_ontology_id", annotation.cl_ids);
-    // Cells without an id are missing values (NaN in pandas), not the category "".
-    const auto empty = std::find(ontology.categories.begin(), ontology.categories.end(), std::string());
-    if (empty != ontology.categories.end()) {
-      const auto code = static_cast<std::int32_t>(empty - ontology.categories.begin());
-      ontology.categories.erase(empty);
-      for (auto& value : ontology.codes) value = value == code ? -1 : (value > code ? value - 1 : value);
-    }
-    columns.push_back(std::move(ontology));
+    columns.push_back(Column::categorical_or_missing("celltyper_ontology_id", annotation.cl_ids));
   }
   for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
     columns.push_back(Column::categorical(fmt::format("celltyper_top{}_label", k + 1), annotation.top_labels[k]));

@@ -187,23 +187,11 @@ std::vector<std::string> kept_obs_columns(const std::vector<std::string>& keep_o
   return names;
 }
 
-/// `column` (categorical text) with "" read as a missing value, not a category.
-Column without_empty_category(Column column) {
-  for (std::size_t k = 0; k < column.categories.size(); ++k) {
-    if (!column.categories[k].empty()) continue;
-    for (auto& code : column.codes) {
-      if (code == static_cast<std::int32_t>(k)) code = -1;
-      else if (code > static_cast<std::int32_t>(k)) --code;
-    }
-    column.categories.erase(column.categories.begin() + static_cast<std::ptrdiff_t>(k));
-    break;
-  }
-  return column;
-}
-
-/// Embed the fragments [begin, end) of `selection` (one file's) into `cells`.
-void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t end, const std::string& label_column, const GeneTable& table,
-                  const GeneVectorSource& source, const ExtractOptions& options, ExtractedCells& cells) {
+/// Embed the fragments [begin, end) of `selection` (one file's) into `cells`, with the obs
+/// columns `keep` (kept_obs_columns of the options).
+void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t end, const std::string& label_column,
+                  const std::vector<std::string>& keep, const GeneTable& table, const GeneVectorSource& source, const ExtractOptions& options,
+                  ExtractedCells& cells) {
   const std::string& path = selection.fragments[begin].path;
   const auto dataset = open_dataset(path);
   // The label column and the kept ones this file has (and the index).
@@ -212,7 +200,7 @@ void extract_file(const SelectionFile& selection, std::size_t begin, std::size_t
   std::vector<std::string> kept;     // kept columns this file has
   std::vector<std::string> lacking;  // columns asked for by name that it lacks
   std::vector<std::string> automatic;  // columns kept by "auto" that it has: read one by one, left out when unreadable
-  for (const std::string& name : kept_obs_columns(options.keep_obs, label_column)) {
+  for (const std::string& name : keep) {
     const bool auto_column = std::find(options.keep_obs.begin(), options.keep_obs.end(), name) == options.keep_obs.end();
     cells.kept_obs[name];  // (every part has every column: none for a file without it)
     if (std::find(present.begin(), present.end(), name) != present.end()) {
@@ -372,7 +360,8 @@ ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t fir
   const auto started = std::chrono::steady_clock::now();
   const std::string label_column = options.label_column.empty() ? selection.label_column : options.label_column;
   if (label_column.empty()) throw InputError(fmt::format("{}: no label column in the selection; pass --label", selection.path));
-  for (const std::string& name : kept_obs_columns(options.keep_obs, label_column)) {
+  const std::vector<std::string> keep = kept_obs_columns(options.keep_obs, label_column);
+  for (const std::string& name : keep) {
     if (std::find(kOwnColumns.begin(), kOwnColumns.end(), name) != kOwnColumns.end()) {
       throw InputError(fmt::format("--keep-obs '{}': extract writes an obs column of that name itself (keep it under another name)", name));
     }
@@ -397,7 +386,7 @@ ExtractedCells extract_fragments(const SelectionFile& selection, std::size_t fir
       file_options.embed.progress = [&options, &done_before, total](std::int64_t done, std::int64_t) { options.progress(done_before + done, total); };
     }
     try {
-      extract_file(selection, begin, end, label_column, table, source, file_options, part);
+      extract_file(selection, begin, end, label_column, keep, table, source, file_options, part);
     } catch (const Cancelled&) {
       throw;
     } catch (const Error& error) {
@@ -442,7 +431,7 @@ void write_training_h5ad(const std::string& output, const SelectionFile& selecti
     // Unique across sources: "<file number in the selection>:<row>".
     obs.index.push_back(fmt::format("{}:{}", file_index.at(cells.files[r]), cells.rows[r]));
   }
-  obs.columns.push_back(without_empty_category(Column::categorical(label_column, cells.labels)));  // ("" is a missing label)
+  obs.columns.push_back(Column::categorical_or_missing(label_column, cells.labels));  // ("" is a missing label)
   obs.columns.push_back(Column::categorical("source_file", cells.files, /* sorted_categories = */ false));
   obs.columns.push_back(Column::from_ints("source_row", cells.rows));
   obs.columns.push_back(Column::from_strings("source_obs_name", cells.obs_names));
@@ -455,7 +444,7 @@ void write_training_h5ad(const std::string& output, const SelectionFile& selecti
     if (std::all_of(values.begin(), values.end(), [](const std::string& value) { return value.empty(); })) continue;  // no file had it
     std::vector<std::string> padded = values;
     padded.resize(static_cast<std::size_t>(n));
-    obs.columns.push_back(without_empty_category(Column::categorical(name, padded)));
+    obs.columns.push_back(Column::categorical_or_missing(name, padded));
     kept.push_back(name);
   }
   writer.write_obs(obs);

@@ -78,6 +78,16 @@ Column Column::categorical(std::string name, const std::vector<std::string>& lab
   return column;
 }
 
+Column Column::categorical_or_missing(std::string name, const std::vector<std::string>& labels) {
+  Column column = categorical(std::move(name), labels);
+  const auto empty = std::find(column.categories.begin(), column.categories.end(), std::string());
+  if (empty == column.categories.end()) return column;
+  const auto code = static_cast<std::int32_t>(empty - column.categories.begin());
+  column.categories.erase(empty);
+  for (auto& value : column.codes) value = value == code ? -1 : (value > code ? value - 1 : value);
+  return column;
+}
+
 Column Column::from_strings(std::string name, std::vector<std::string> values) {
   Column column;
   column.name = std::move(name);

@@ -41,6 +41,12 @@ std::vector<std::string> Dataset::obs_column_names() const {
   return names;
 }
 
+const Dataset::VarScan& Dataset::var_scan(const std::string& source, const std::function<VarScan()>& scan) const {
+  const std::lock_guard<std::mutex> lock(var_scans_mutex_);
+  if (const auto found = var_scans_.find(source); found != var_scans_.end()) return found->second;
+  return var_scans_.emplace(source, scan()).first->second;  // (std::map: the reference stays valid)
+}
+
 std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note) {
   if (name == "auto") return choose_counts_matrix(dataset, note);
   const std::vector<std::string> sources = dataset.matrix_sources();

@@ -474,16 +474,20 @@ GeneResolveResult resolve_dataset_genes(const GeneTable& table, const Dataset& d
   const DataFrame var = dataset.read_var_of(source);
   GeneResolveResult first = resolve_genes(table, var, options);
   if (first.n_duplicate_vars == 0 || options.var_cells != nullptr) return first;
-  SummarizeOptions scan;
-  scan.max_rows = 2000;
-  scan.count_columns = true;
-  const MatrixSummary summary = summarize_matrix(*dataset.open_matrix(resolve_matrix_source(dataset, source)), scan);
-  if (summary.column_cells.size() != first.n_vars()) return first;
+  const std::string matrix = resolve_matrix_source(dataset, source);
+  const Dataset::VarScan& scanned = dataset.var_scan(matrix, [&dataset, &matrix] {
+    SummarizeOptions scan;
+    scan.max_rows = 2000;
+    scan.count_columns = true;
+    MatrixSummary summary = summarize_matrix(*dataset.open_matrix(matrix), scan);
+    return Dataset::VarScan{std::move(summary.column_cells), summary.rows_scanned};
+  });
+  if (scanned.cells.size() != first.n_vars()) return first;
   // Measured: counts in 1% of the scanned cells (10 at least); a rare gene's var without a count
   // in a small scan says nothing, and the names decide between two such vars, as before.
-  const std::int64_t floor = std::max<std::int64_t>(10, summary.rows_scanned / 100);
-  std::vector<std::int64_t> measured(summary.column_cells.size(), 0);
-  for (std::size_t var = 0; var < measured.size(); ++var) measured[var] = summary.column_cells[var] >= floor ? 1 : 0;
+  const std::int64_t floor = std::max<std::int64_t>(10, scanned.rows_scanned / 100);
+  std::vector<std::int64_t> measured(scanned.cells.size(), 0);
+  for (std::size_t var = 0; var < measured.size(); ++var) measured[var] = scanned.cells[var] >= floor ? 1 : 0;
   GeneResolveOptions with_counts = options;
   with_counts.var_cells = &measured;
   GeneResolveResult resolved = resolve_genes(table, var, with_counts);
@@ -500,7 +504,7 @@ GeneResolveResult resolve_dataset_genes(const GeneTable& table, const Dataset& d
     resolved.warnings.push_back(fmt::format(
         "{} gene{} named by two vars {} read from the one with counts: the better-named var has counts in fewer than {} of the {} cells "
         "scanned, the other in more (files annotated with different gene symbols, joined?): {}",
-        moved, moved == 1 ? "" : "s", moved == 1 ? "is" : "are", floor, summary.rows_scanned, fmt::join(examples, ", ")));
+        moved, moved == 1 ? "" : "s", moved == 1 ? "is" : "are", floor, scanned.rows_scanned, fmt::join(examples, ", ")));
   }
   return resolved;
 }

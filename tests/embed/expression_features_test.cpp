@@ -310,6 +310,17 @@ TEST(ExpressionFeatures, AGeneNamedByAnEmptyVarAndAVarWithCountsIsReadFromTheCou
             std::string::npos)
       << resolved.warnings.back();
   EXPECT_NE(resolved.warnings.back().find("ATP5F1B from 'ATP5B'"), std::string::npos) << resolved.warnings.back();
+  // The dataset keeps the scan: the other passes of a command over it (embedding, refit,
+  // similarity) read it again without scanning.
+  const Dataset::VarScan& kept = joined.var_scan("X", [] {
+    ADD_FAILURE() << "scanned twice";
+    return Dataset::VarScan{};
+  });
+  EXPECT_EQ(kept.rows_scanned, 40);
+  EXPECT_EQ(kept.cells, (std::vector<std::int64_t>{40, 40, 0}));
+  const GeneResolveResult again = resolve_dataset_genes(table, joined, "X");
+  EXPECT_EQ(again.gene_index, resolved.gene_index);
+  EXPECT_EQ(again.warnings, resolved.warnings);
   // Both with counts: the names decide, silently.
   CsrBlockF64 both = matrix;
   both.indices.clear();

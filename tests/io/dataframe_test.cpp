@@ -26,5 +26,19 @@ TEST(GroupValue, MissingValuesAreOneGroupNamedAsSuch) {
   EXPECT_EQ(group_value(categorical, 1), "b");
 }
 
+TEST(CategoricalColumn, EmptyLabelsCanBeMissingValues) {
+  const Column with_empty = Column::categorical("id", {"CL:2", "", "CL:1", ""});
+  EXPECT_EQ(with_empty.categories, (std::vector<std::string>{"", "CL:1", "CL:2"}));
+  const Column missing = Column::categorical_or_missing("id", {"CL:2", "", "CL:1", ""});
+  EXPECT_EQ(missing.categories, (std::vector<std::string>{"CL:1", "CL:2"}));
+  EXPECT_EQ(missing.codes, (std::vector<std::int32_t>{1, -1, 0, -1}));
+  EXPECT_TRUE(missing.is_missing(1));
+  EXPECT_EQ(missing.value_as_string(0), "CL:2");
+  const Column none = Column::categorical_or_missing("id", {"", ""});
+  EXPECT_TRUE(none.categories.empty());
+  EXPECT_EQ(none.codes, (std::vector<std::int32_t>{-1, -1}));
+  EXPECT_EQ(Column::categorical_or_missing("id", {"a", "b"}).codes, Column::categorical("id", {"a", "b"}).codes);
+}
+
 }  // namespace
 }  // namespace celltyper
