@@ -36,6 +36,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace celltyper {
@@ -438,8 +439,12 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
 /// celltyper_top{k}_label / _score, celltyper_majority_vote, celltyper_flat_label,
 /// celltyper_gene_coverage, celltyper_similarity, celltyper_unlike_reference,
 /// celltyper_similarity_judged, each when present), obsm celltyper_probabilities and uns
-/// celltyper_probability_classes (JSON list of column names) for write_h5ad_with_additions.
+/// celltyper_probability_classes (JSON list of column names) for write_h5ad_with_additions; an
+/// earlier annotation's obs columns (is_annotation_column) are dropped.
 H5adAdditions annotation_additions(const Annotation& annotation);
+/// Whether an obs column is one an annotation writes (celltyper_label, celltyper_top2_score, ...;
+/// not any name starting "celltyper_"): an earlier annotation's, dropped when annotating again.
+bool is_annotation_column(std::string_view name);
 /// The celltyper_* obs columns of `annotation_additions` alone (also the columns of `--csv`).
 std::vector<Column> annotation_obs_columns(const Annotation& annotation);
 

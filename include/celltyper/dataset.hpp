@@ -57,6 +57,11 @@ class MatrixReader {
   virtual void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) = 0;
   virtual void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) = 0;
 
+  /// The blocks the caller reads next, in order (for_each_block says them before reading): a
+  /// reader that gathers rows in whole passes over the file (CSC) gathers as many of them per
+  /// pass as its cache holds. Other readers ignore it; wrappers pass it on.
+  virtual void expect_reads(const std::vector<RowRange>& blocks) { (void)blocks; }
+
   /// Stored values per row (computed with one streaming pass for CSC sources).
   [[nodiscard]] virtual std::vector<std::int64_t> row_nnz() = 0;
 

@@ -18,6 +18,7 @@
 #include <celltyper/sparse.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -42,6 +43,9 @@ struct DenseMatrix {
 struct H5adOpenOptions {
   /// Bytes of HDF5 chunk cache per matrix dataset (compressed, chunked files).
   std::size_t chunk_cache_bytes = std::size_t{32} << 20;
+  /// Bytes of cells a matrix stored by column (CSC) gathers per pass over its values: the rows
+  /// of the blocks read next, or every row when the matrix fits (read once, then sliced).
+  std::size_t csc_gather_bytes = std::size_t{256} << 20;
   /// Threads that read and decompress matrix chunks (0 = all hardware threads).
   int num_threads = 0;
   /// Read sparse matrix chunks directly (parallel pread + libdeflate) instead of through
@@ -145,6 +149,9 @@ class H5adWriter {
 /// Additions to an existing h5ad file.
 struct H5adAdditions {
   std::vector<Column> obs_columns;                ///< added to obs, replacing same-named columns
+  /// obs columns of the input removed first (null: none), e.g. an earlier annotation's columns
+  /// this one does not write: its top-k or votes would sit beside the new labels.
+  std::function<bool(const std::string&)> drop_obs_column;
   std::map<std::string, DenseMatrix> obsm;        ///< added to obsm, replacing same-named entries
   std::map<std::string, std::string> uns_strings; ///< added to uns
   std::map<std::string, std::vector<std::string>> uns_string_arrays;  ///< added to uns (anndata string-array: a list in Python)

@@ -108,8 +108,8 @@ struct MatrixSummary {
 };
 
 /// The cells a scan of `max_rows` reads: every cell when max_rows < 0 or the matrix has at most
-/// twice as many; else 8 runs spread evenly over the matrix (the first max_rows cells of a CSC
-/// matrix, whose rows are read by scanning every column).
+/// twice as many; else 8 runs spread evenly over the matrix, whatever its layout (a CSC matrix
+/// gathers them in one pass over its columns: MatrixReader::expect_reads).
 std::vector<RowRange> scan_ranges(const MatrixReader& reader, std::int64_t max_rows);
 
 /// Stream the matrix once (or `max_rows` of its cells: scan_ranges) and summarise it.

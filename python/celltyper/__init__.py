@@ -815,9 +815,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     if inplace:
         obs = adata.obs
         # a previous annotation's columns go first (its top-k, ids or votes would sit beside these labels)
-        import re
-        own = re.compile(r"celltyper_(label|score|ontology_id|gene_coverage|similarity|unlike_reference|similarity_judged|majority_vote|flat_label|top[0-9]+_(label|score))")
-        stale = [c for c in obs.columns if own.fullmatch(str(c))]
+        stale = [c for c in obs.columns if _core.is_annotation_column(str(c))]
         if stale:
             obs.drop(columns=stale, inplace=True)
         obs["celltyper_label"] = labels.values

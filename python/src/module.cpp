@@ -599,6 +599,7 @@ PYBIND11_MODULE(_celltyper, m) {
   m.def("evaluate", &evaluate_cells);
   m.def("gene_neighbors", &gene_neighbors);
   m.def("csr_indices_sorted", &csr_indices_sorted);
+  m.def("is_annotation_column", [](const std::string& name) { return is_annotation_column(name); });
   m.def("version", [] { return std::string(CELLTYPER_VERSION); });
   m.def("default_gene_table_path", [] { return default_gene_table_path(); });
 }

@@ -338,9 +338,6 @@ constexpr std::int64_t kPanelGroupScanTotal = 8000;
 constexpr std::int64_t kPanelGroupScanRuns = 4;
 /// A column named by --group may have more levels than kPanelGroupMaxLevels, up to this.
 constexpr std::size_t kPanelGroupMaxNamedLevels = 1024;
-/// A column-compressed matrix above this many values (the CSC reader's transpose cache) reads
-/// whole for every run of rows: not scanned for samples unless --group names the column.
-constexpr std::int64_t kPanelGroupMaxCscValues = std::int64_t{16} << 20;
 
 /// The cells of one sample of a joined file whose panel is padded with zeros (see padded_groups).
 struct PaddedGroup {
@@ -372,11 +369,6 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
   std::optional<DataFrame> named_obs;  // (a named column is read, and so checked, whatever the models)
   if (!named_column.empty()) named_obs = dataset.read_obs_columns({named_column});
   if (ubiquitous.empty()) return {};
-  // A large column-compressed matrix reads whole for every run of rows: no scan unless asked.
-  if (const MatrixInfo info = dataset.matrix_info(matrix); named_column.empty() && info.encoding == MatrixEncoding::kCsc &&
-                                                           info.nnz > kPanelGroupMaxCscValues) {
-    return {};
-  }
   // Candidate columns: per cell the code of its level (-1: none).
   struct Candidate {
     std::string name;
@@ -1346,9 +1338,27 @@ std::vector<Column> annotation_obs_columns(const Annotation& annotation) {
   return columns;
 }
 
+bool is_annotation_column(std::string_view name) {
+  constexpr std::string_view kPrefix = "celltyper_";
+  if (name.substr(0, kPrefix.size()) != kPrefix) return false;
+  name.remove_prefix(kPrefix.size());
+  for (const std::string_view own : {"label", "score", "ontology_id", "gene_coverage", "similarity", "unlike_reference", "similarity_judged",
+                                     "majority_vote", "flat_label"}) {
+    if (name == own) return true;
+  }
+  // top{k}_label, top{k}_score
+  if (name.substr(0, 3) != "top") return false;
+  name.remove_prefix(3);
+  const std::size_t digits = name.find_first_not_of("0123456789");
+  if (digits == 0 || digits == std::string_view::npos) return false;
+  name.remove_prefix(digits);
+  return name == "_label" || name == "_score";
+}
+
 H5adAdditions annotation_additions(const Annotation& annotation) {
   H5adAdditions additions;
   additions.obs_columns = annotation_obs_columns(annotation);
+  additions.drop_obs_column = [](const std::string& name) { return is_annotation_column(name); };
   DenseMatrix probabilities;
   probabilities.rows = static_cast<std::int64_t>(annotation.labels.size());
   probabilities.cols = static_cast<std::int64_t>(annotation.class_names.size());

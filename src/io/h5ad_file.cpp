@@ -402,7 +402,7 @@ std::unique_ptr<MatrixReader> H5adFile::open_matrix(const std::string& source) c
     return detail::open_dense_reader(impl_->file.get(), impl_->path, source, std::move(info), impl_->options.chunk_cache_bytes);
   }
   detail::SparseLocation where{impl_->path, source, info.encoding, info.n_rows, info.n_cols, impl_->options.num_threads,
-                               impl_->options.direct_io, impl_->remote};
+                               impl_->options.direct_io, impl_->remote, impl_->options.csc_gather_bytes};
   return detail::open_sparse_reader(impl_->file.get(), where, std::move(info), impl_->options.chunk_cache_bytes);
   });
 }

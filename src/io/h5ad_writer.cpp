@@ -176,9 +176,16 @@ void write_uns_string_array(hid_t file, const std::string& name, const std::vect
 
 /// Write `additions` into an open h5ad file (obs columns keep column-order up to date).
 void apply_additions(hid_t file, const std::string& input, const H5adAdditions& additions) {
-  if (!additions.obs_columns.empty()) {
+  if (!additions.obs_columns.empty() || additions.drop_obs_column) {
     Handle obs = h5::open_group(file, "obs", input);
     std::vector<std::string> order = h5::string_array_attribute(obs.get(), "column-order");
+    if (additions.drop_obs_column) {
+      std::erase_if(order, [&](const std::string& name) {
+        if (!additions.drop_obs_column(name)) return false;
+        h5::unlink_if_exists(obs.get(), name);
+        return true;
+      });
+    }
     for (const auto& column : additions.obs_columns) {
       write_column(obs.get(), column);
       if (std::find(order.begin(), order.end(), column.name) == order.end()) order.push_back(column.name);
@@ -473,6 +480,7 @@ void write_h5ad_with_additions(const std::string& input, const std::string& outp
 void write_dataset_h5ad(const Dataset& dataset, H5adWriter& writer, const H5adAdditions& additions) {
   const std::string& output = writer.output().path();
   DataFrame obs = dataset.read_obs();
+  if (additions.drop_obs_column) std::erase_if(obs.columns, [&](const Column& column) { return additions.drop_obs_column(column.name); });
   for (const Column& column : additions.obs_columns) {
     if (column.size() != obs.n_rows()) {
       throw InputError(fmt::format("{}: obs column {} has {} rows for {} cells", output, column.name, column.size(), obs.n_rows()));

@@ -116,6 +116,7 @@ void for_each_block(MatrixReader& reader, const BlockStreamOptions& options,
     blocks = std::move(clipped);
   }
   if (blocks.empty()) return;
+  reader.expect_reads(blocks);
   CsrBlock current;
   CsrBlock next;
   reader.read_rows(blocks[0].begin, blocks[0].size(), current);
@@ -368,12 +369,15 @@ class CsrDatasetReader final : public MatrixReader {
 };
 
 /// Columns stored compressed (CSC): rows are gathered by streaming through all columns in
-/// slabs, keeping the values whose row falls in the requested range. When the whole matrix
-/// fits the transpose cache, the first read transposes everything once and later reads slice it.
+/// slabs, keeping the values of the rows wanted. One pass gathers a window of rows whose values
+/// fit the cache (SparseLocation::csc_gather_bytes): the whole matrix when it fits (transposed once, later reads
+/// slice it), else the blocks the caller said it reads next (`expect_reads`: for_each_block's
+/// blocks, a scan's scattered ranges) or the rows following the one asked, so that a stream
+/// takes (values x 12 bytes / that cache) passes over the file rather than one per block.
 class CscDatasetReader final : public MatrixReader {
  public:
   static constexpr std::int64_t kSlabValues = std::int64_t{1} << 22;
-  static constexpr std::size_t kTransposeCacheBytes = std::size_t{256} << 20;
+  static constexpr std::size_t kCachedValueBytes = sizeof(std::int32_t) + sizeof(double);  // (CsrBlockF64's column and value)
 
   CscDatasetReader(hid_t file, SparseLocation where, MatrixInfo info, std::size_t cache_bytes)
       : where_(std::move(where)), info_(std::move(info)) {
@@ -396,6 +400,10 @@ class CscDatasetReader final : public MatrixReader {
   void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override { read(first, count, out); }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
   std::size_t bytes_per_value() const override { return 16; }
+  void expect_reads(const std::vector<RowRange>& blocks) override {
+    expected_ = blocks;
+    next_expected_ = 0;
+  }
 
   std::vector<std::int64_t> row_nnz() override {
     if (!row_counts_.empty() || where_.n_rows == 0) return row_counts_;
@@ -422,16 +430,76 @@ class CscDatasetReader final : public MatrixReader {
                                  row, column, where_.n_rows));
   }
 
-  template <typename Value>
-  void gather(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
-    // Pass 1 over all columns: keep (row, column, value) triplets in range, in column order.
-    std::vector<std::int32_t> kept_rows;
-    std::vector<std::int32_t> kept_cols;
-    std::vector<Value> kept_values;
+  [[nodiscard]] std::size_t bytes_of(const RowRange& range) const {
+    std::int64_t values = 0;
+    for (std::int64_t row = range.begin; row < range.end; ++row) values += row_counts_[static_cast<std::size_t>(row)];
+    return static_cast<std::size_t>(values) * kCachedValueBytes + static_cast<std::size_t>(range.size()) * sizeof(std::int64_t);
+  }
+
+  /// The disjoint row ranges one pass gathers for a read of `wanted`: every row when the matrix
+  /// fits the cache; else `wanted`, then the expected blocks after it (or, when it is none of
+  /// them, the rows after it) while they fit.
+  std::vector<RowRange> window_for(const RowRange& wanted) {
+    (void)row_nnz();
+    if (static_cast<std::size_t>(nnz_) * kCachedValueBytes + static_cast<std::size_t>(where_.n_rows) * sizeof(std::int64_t) <=
+        where_.csc_gather_bytes) {
+      return {{0, where_.n_rows}};
+    }
+    std::vector<RowRange> window{wanted};
+    std::vector<std::uint8_t> taken(static_cast<std::size_t>(where_.n_rows), 0);
+    std::fill(taken.begin() + wanted.begin, taken.begin() + wanted.end, 1);
+    std::size_t bytes = bytes_of(wanted);
+    const auto add = [&](const RowRange& range) {  // false when the cache is full
+      if (std::any_of(taken.begin() + range.begin, taken.begin() + range.end, [](std::uint8_t row) { return row != 0; })) return true;
+      const std::size_t more = bytes_of(range);
+      if (bytes + more > where_.csc_gather_bytes) return false;
+      bytes += more;
+      std::fill(taken.begin() + range.begin, taken.begin() + range.end, 1);
+      if (range.begin == window.back().end) {
+        window.back().end = range.end;
+      } else {
+        window.push_back(range);
+      }
+      return true;
+    };
+    const auto holds_wanted = [&wanted](const RowRange& block) { return block.begin <= wanted.begin && wanted.end <= block.end; };
+    auto block = std::find_if(expected_.begin() + static_cast<std::ptrdiff_t>(std::min(next_expected_, expected_.size())), expected_.end(), holds_wanted);
+    if (block == expected_.end()) block = std::find_if(expected_.begin(), expected_.end(), holds_wanted);
+    if (block != expected_.end()) {
+      next_expected_ = static_cast<std::size_t>(block - expected_.begin()) + 1;
+      for (++block; block != expected_.end() && add(*block); ++block) {
+      }
+    } else {  // rows after the one asked, a thousand at a time
+      constexpr std::int64_t kStep = 1024;
+      for (std::int64_t row = wanted.end; row < where_.n_rows && add({row, std::min(where_.n_rows, row + kStep)}); row += kStep) {
+      }
+    }
+    return window;
+  }
+
+  /// One pass over the file: the rows of `window` into cache_ (rows in window order), columns
+  /// ascending within a row (the file's column order).
+  void gather(const std::vector<RowRange>& window) {
+    cached_.clear();  // (cache_'s buffers are kept: a stream's windows are alike)
+    std::int64_t n_rows = 0;
+    for (const RowRange& range : window) n_rows += range.size();
+    cache_.reset(0, n_rows, where_.n_cols);
+    cache_.indptr.assign(static_cast<std::size_t>(n_rows) + 1, 0);
+    slot_.assign(static_cast<std::size_t>(where_.n_rows), -1);
+    std::int64_t local = 0;
+    for (const RowRange& range : window) {
+      for (std::int64_t row = range.begin; row < range.end; ++row, ++local) {
+        cache_.indptr[static_cast<std::size_t>(local) + 1] = cache_.indptr[static_cast<std::size_t>(local)] + row_counts_[static_cast<std::size_t>(row)];
+        slot_[static_cast<std::size_t>(row)] = cache_.indptr[static_cast<std::size_t>(local)];
+      }
+    }
+    cache_.indices.resize(static_cast<std::size_t>(cache_.indptr.back()));
+    cache_.values.resize(cache_.indices.size());
     std::vector<std::int64_t> rows;
-    std::vector<Value> values;
+    std::vector<double> values;
     std::int64_t column = 0;
     for (std::int64_t start = 0; start < nnz_; start += kSlabValues) {
+      check_cancelled();
       const std::int64_t n = std::min(kSlabValues, nnz_ - start);
       rows.resize(static_cast<std::size_t>(n));
       values.resize(static_cast<std::size_t>(n));
@@ -442,51 +510,43 @@ class CscDatasetReader final : public MatrixReader {
         while (col_ptr_[static_cast<std::size_t>(column) + 1] <= position) ++column;
         const std::int64_t row = rows[static_cast<std::size_t>(k)];
         if (row < 0 || row >= where_.n_rows) throw_bad_row(position, row);
-        if (row >= first && row < first + count) {
-          kept_rows.push_back(static_cast<std::int32_t>(row - first));
-          kept_cols.push_back(static_cast<std::int32_t>(column));
-          kept_values.push_back(values[static_cast<std::size_t>(k)]);
-        }
+        std::int64_t& slot = slot_[static_cast<std::size_t>(row)];
+        if (slot < 0) continue;
+        cache_.indices[static_cast<std::size_t>(slot)] = static_cast<std::int32_t>(column);
+        cache_.values[static_cast<std::size_t>(slot)] = values[static_cast<std::size_t>(k)];
+        ++slot;
       }
     }
-    // Pass 2: counting sort by row (stable, so columns stay ascending within a row).
-    out.reset(first, count, where_.n_cols);
-    out.indptr.assign(static_cast<std::size_t>(count) + 1, 0);
-    for (const std::int32_t row : kept_rows) ++out.indptr[static_cast<std::size_t>(row) + 1];
-    std::partial_sum(out.indptr.begin(), out.indptr.end(), out.indptr.begin());
-    out.indices.resize(kept_rows.size());
-    out.values.resize(kept_rows.size());
-    std::vector<std::int64_t> cursor(out.indptr.begin(), out.indptr.end() - 1);
-    for (std::size_t k = 0; k < kept_rows.size(); ++k) {
-      const auto slot = static_cast<std::size_t>(cursor[static_cast<std::size_t>(kept_rows[k])]++);
-      out.indices[slot] = kept_cols[k];
-      out.values[slot] = kept_values[k];
-    }
+    check_block_indices(cache_, where_.file, where_.group);  // a (row, column) stored twice
+    cached_ = window;
   }
 
   template <typename Value>
   void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
     check_row_range(first, count, where_.n_rows, where_.file);
-    const bool fits = static_cast<std::size_t>(nnz_) * 16 <= kTransposeCacheBytes;
-    if (!fits) {
-      gather(first, count, out);
-      check_block_indices(out, where_.file, where_.group);  // a (row, column) stored twice
-      return;
+    const RowRange wanted{first, first + count};
+    const auto holds = [&] {
+      return std::any_of(cached_.begin(), cached_.end(), [&](const RowRange& range) { return range.begin <= first && wanted.end <= range.end; });
+    };
+    if (count > 0 && !holds()) gather(window_for(wanted));
+    // The rows' place in the cache: the rows of the cached ranges before theirs.
+    std::int64_t local = 0;
+    for (const RowRange& range : cached_) {
+      if (range.begin <= first && wanted.end <= range.end) {
+        local += first - range.begin;
+        break;
+      }
+      local += range.size();
     }
-    if (!transposed_) {
-      transposed_ = std::make_unique<CsrBlockF64>();
-      gather(0, where_.n_rows, *transposed_);
-      check_block_indices(*transposed_, where_.file, where_.group);  // a (row, column) stored twice
-    }
-    const CsrBlockF64& all = *transposed_;
     out.reset(first, count, where_.n_cols);
-    const std::int64_t begin = all.indptr[static_cast<std::size_t>(first)];
-    const std::int64_t end = all.indptr[static_cast<std::size_t>(first + count)];
+    if (count == 0) return;
+    const std::int64_t begin = cache_.indptr[static_cast<std::size_t>(local)];
+    const std::int64_t end = cache_.indptr[static_cast<std::size_t>(local + count)];
     out.indptr.resize(static_cast<std::size_t>(count) + 1);
-    for (std::int64_t r = 0; r <= count; ++r) out.indptr[static_cast<std::size_t>(r)] = all.indptr[static_cast<std::size_t>(first + r)] - begin;
-    out.indices.assign(all.indices.begin() + begin, all.indices.begin() + end);
+    for (std::int64_t r = 0; r <= count; ++r) out.indptr[static_cast<std::size_t>(r)] = cache_.indptr[static_cast<std::size_t>(local + r)] - begin;
+    out.indices.assign(cache_.indices.begin() + begin, cache_.indices.begin() + end);
     out.values.resize(static_cast<std::size_t>(end - begin));
-    for (std::int64_t k = begin; k < end; ++k) out.values[static_cast<std::size_t>(k - begin)] = static_cast<Value>(all.values[static_cast<std::size_t>(k)]);
+    for (std::int64_t k = begin; k < end; ++k) out.values[static_cast<std::size_t>(k - begin)] = static_cast<Value>(cache_.values[static_cast<std::size_t>(k)]);
   }
 
   SparseLocation where_;
@@ -498,7 +558,11 @@ class CscDatasetReader final : public MatrixReader {
   std::int64_t nnz_ = 0;
   std::vector<std::int64_t> col_ptr_;
   std::vector<std::int64_t> row_counts_;
-  std::unique_ptr<CsrBlockF64> transposed_;
+  std::vector<RowRange> expected_;  // expect_reads' blocks
+  std::size_t next_expected_ = 0;   // where the search for the next read's block starts
+  std::vector<RowRange> cached_;    // the rows cache_ holds, in order
+  CsrBlockF64 cache_;
+  std::vector<std::int64_t> slot_;  // in a gather: per row, where its next value goes (-1: not gathered)
 };
 
 /// A dense 2-D dataset: rows are read as hyperslabs and compressed to CSR (zeros dropped).

@@ -24,6 +24,7 @@ struct SparseLocation {
   int num_threads = 0;        ///< threads for direct reads (0 = all hardware threads)
   bool direct_io = true;      ///< bypass HDF5's filter pipeline where supported (see direct_read.hpp)
   std::shared_ptr<RemoteFile> remote;  ///< set for http(s):// / s3:// files: direct reads go through it
+  std::size_t csc_gather_bytes = std::size_t{256} << 20;  ///< kCsc: H5adOpenOptions::csc_gather_bytes
 };
 
 /// Open a sparse matrix stored as data/indices/indptr datasets under `location.group`,

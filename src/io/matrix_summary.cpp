@@ -292,7 +292,7 @@ std::vector<RowRange> scan_ranges(const MatrixReader& reader, std::int64_t max_r
   constexpr std::int64_t kRuns = 8;
   const std::int64_t n = reader.n_rows();
   if (max_rows < 0 || max_rows >= n - max_rows) return {{0, n}};
-  if (max_rows < kRuns || reader.info().encoding == MatrixEncoding::kCsc) return {{0, max_rows}};
+  if (max_rows < kRuns) return {{0, max_rows}};
   std::vector<RowRange> ranges;
   const std::int64_t size = max_rows / kRuns;  // the first and last runs touch the matrix's ends
   for (std::int64_t run = 0; run < kRuns; ++run) {

@@ -136,6 +136,7 @@ class RecoveredCountsReader final : public MatrixReader {
  public:
   RecoveredCountsReader(std::unique_ptr<MatrixReader> base, Normalization logged) : base_(std::move(base)), unlog_(logged) {}
   [[nodiscard]] const MatrixInfo& info() const override { return base_->info(); }
+  void expect_reads(const std::vector<RowRange>& blocks) override { base_->expect_reads(blocks); }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override {
     base_->read_rows(first, count, out);
     recover_block(out, unlog_, unlogged_, counts_, tally_);

@@ -37,34 +37,54 @@ class RowSubsetReader final : public MatrixReader {
   void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { gather(first, count, out, scratch64_); }
   [[nodiscard]] std::vector<std::int64_t> row_nnz() override { return take(base_->row_nnz(), rows_); }
   [[nodiscard]] std::size_t bytes_per_value() const override { return base_->bytes_per_value(); }
+  /// The base's runs that reading `blocks` reads, in order.
+  void expect_reads(const std::vector<RowRange>& blocks) override {
+    std::vector<RowRange> runs;
+    for (const RowRange& block : blocks) {
+      if (block.begin < 0 || block.end > static_cast<std::int64_t>(rows_.size())) return;  // (read_rows says what is wrong)
+      for_each_run(block.begin, block.size(), [&runs](std::int64_t, std::int64_t, std::int64_t first, std::int64_t end) {
+        runs.push_back({first, end});
+      });
+    }
+    base_->expect_reads(runs);
+  }
 
  private:
-  /// Rows [first, first + count) of the subset: base's rows read in runs, a run spanning rows
-  /// at most kMaxGap apart (one read of the span, its other rows skipped: a chunked or banded
-  /// file reads a few close rows faster together than one by one).
+  /// Rows [first, first + count) of the subset as runs of base rows: `run(i, j, begin, end)` for
+  /// subset rows [i, j), read as base rows [begin, end), a run spanning rows at most kMaxGap
+  /// apart (one read of the span, its other rows skipped: a chunked or banded file reads a few
+  /// close rows faster together than one by one).
+  template <typename Run>
+  void for_each_run(std::int64_t first, std::int64_t count, Run run) const {
+    constexpr std::int64_t kMaxGap = 16;
+    const auto row = [this](std::int64_t i) { return rows_[static_cast<std::size_t>(i)]; };
+    for (std::int64_t i = first; i < first + count;) {
+      std::int64_t j = i + 1;
+      while (j < first + count && row(j) - row(j - 1) <= kMaxGap) ++j;
+      run(i, j, row(i), row(j - 1) + 1);
+      i = j;
+    }
+  }
+
+  /// Rows [first, first + count) of the subset, read in runs (for_each_run).
   template <typename Block>
   void gather(std::int64_t first, std::int64_t count, Block& out, Block& scratch) {
-    constexpr std::int64_t kMaxGap = 16;
     const auto n = static_cast<std::int64_t>(rows_.size());
     if (first < 0 || count < 0 || first + count > n) {
       throw InputError(fmt::format("{}: rows {}..{} requested from a subset of {} rows", info_.source, first, first + count, n));
     }
-    const auto row = [this](std::int64_t i) { return rows_[static_cast<std::size_t>(i)]; };
     out.reset(first, count, base_->n_cols());
-    for (std::int64_t i = first; i < first + count;) {
-      std::int64_t j = i + 1;
-      while (j < first + count && row(j) - row(j - 1) <= kMaxGap) ++j;
-      base_->read_rows(row(i), row(j - 1) - row(i) + 1, scratch);
+    for_each_run(first, count, [&](std::int64_t i, std::int64_t j, std::int64_t begin, std::int64_t end) {
+      base_->read_rows(begin, end - begin, scratch);
       for (std::int64_t k = i; k < j; ++k) {
-        const auto local = static_cast<std::size_t>(row(k) - row(i));
-        const auto begin = static_cast<std::ptrdiff_t>(scratch.indptr[local]);
-        const auto end = static_cast<std::ptrdiff_t>(scratch.indptr[local + 1]);
-        out.indices.insert(out.indices.end(), scratch.indices.begin() + begin, scratch.indices.begin() + end);
-        out.values.insert(out.values.end(), scratch.values.begin() + begin, scratch.values.begin() + end);
+        const auto local = static_cast<std::size_t>(rows_[static_cast<std::size_t>(k)] - begin);
+        const auto from = static_cast<std::ptrdiff_t>(scratch.indptr[local]);
+        const auto to = static_cast<std::ptrdiff_t>(scratch.indptr[local + 1]);
+        out.indices.insert(out.indices.end(), scratch.indices.begin() + from, scratch.indices.begin() + to);
+        out.values.insert(out.values.end(), scratch.values.begin() + from, scratch.values.begin() + to);
         out.indptr.push_back(static_cast<std::int64_t>(out.indices.size()));
       }
-      i = j;
-    }
+    });
   }
 
   std::unique_ptr<MatrixReader> base_;

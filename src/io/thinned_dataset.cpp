@@ -113,6 +113,7 @@ class ThinnedReader final : public MatrixReader {
     }
   }
   [[nodiscard]] const MatrixInfo& info() const override { return base_->info(); }
+  void expect_reads(const std::vector<RowRange>& blocks) override { base_->expect_reads(blocks); }
   void read_rows(std::int64_t first, std::int64_t count, CsrBlock& out) override {
     base_->read_rows(first, count, out);
     thin_block(out, first, rows_, keys_, seed_, low_, high_);

@@ -80,6 +80,14 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
   ASSERT_EQ(both.exit_code, 0) << both.err;
   const nlohmann::json both_summary = nlohmann::json::parse(both.out);
   EXPECT_EQ(both_summary["classes"].size(), 9u);
+  // Annotating the annotated file again without --top-k or votes: the earlier top-k and vote
+  // columns go (they would sit beside labels they no longer belong to); the input's own stay.
+  const auto again_annotated = test::run_cli({"annotate", "-m", dir.file("logreg2.h5"), "-i", dir.file("out.h5ad"), "--layer", "counts", "-o",
+                                              dir.file("again.h5ad"), "--gene-table", table, "-q"});
+  ASSERT_EQ(again_annotated.exit_code, 0) << again_annotated.err;
+  EXPECT_FALSE(is_annotation_column("celltyper_note"));
+  EXPECT_FALSE(is_annotation_column("celltyper_top_label"));
+  EXPECT_TRUE(is_annotation_column("celltyper_top12_score"));
 
   const std::string check = fmt::format(
       "import anndata, numpy as np, json, csv\n"
@@ -97,6 +105,10 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
       "assert (a.obs['celltyper_score'][~assigned] < 0.5).all()\n"
       "assert np.allclose(a.obs['celltyper_score'], p.max(1), atol=1e-6)\n"
       "b = anndata.read_h5ad('{1}'); assert np.array_equal(b.obsm['celltyper_probabilities'], p)\n"
+      "g = anndata.read_h5ad('{7}')\n"
+      "assert [c for c in g.obs if c.startswith('celltyper_')] == [c for c in b.obs if c.startswith('celltyper_')], list(g.obs)\n"
+      "assert [c for c in g.obs if not c.startswith('celltyper_')] == [c for c in a.obs if not c.startswith('celltyper_')], list(g.obs)\n"
+      "assert (g.obs['celltyper_label'].astype(str).values == b.obs['celltyper_label'].astype(str).values).all()\n"
       "rows = list(csv.DictReader(open('{2}'))); assert len(rows) == 700 and rows[0]['obs_name'] == a.obs_names[0]\n"
       "c = anndata.read_h5ad('{3}'); assert c.obsm['celltyper_probabilities'].shape == (700, 9)\n"
       "score = c.obs['celltyper_score'].values\n"
@@ -112,7 +124,7 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
       "pred = np.array([ids.get(x, '') or x for x in pred])\n"
       "print('pbmc3k -> pbmc68k (CL ids, top-1): accuracy %.3f, macro-F1 %.3f' % ((truth == pred).mean(), f1_score(truth, pred, average='macro')))\n",
       dir.file("out.h5ad"), dir.file("out2.h5ad"), dir.file("labels.csv"), dir.file("both.h5ad"), label_map,
-      both_summary["n_low_score"].get<std::int64_t>(), both_summary["median_score"].get<double>());
+      both_summary["n_low_score"].get<std::int64_t>(), both_summary["median_score"].get<double>(), dir.file("again.h5ad"));
   const auto run = test::run_program({test::system_python(), "-c", check});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   std::printf("%s", run.out.c_str());

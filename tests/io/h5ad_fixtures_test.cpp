@@ -4,6 +4,7 @@
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/row_subset_dataset.hpp>
 #include <celltyper/tenx.hpp>
 
 #include "support/test_support.hpp"
@@ -16,6 +17,7 @@
 #include <fstream>
 #include <limits>
 #include <thread>
+#include <tuple>
 
 namespace celltyper {
 namespace {
@@ -207,6 +209,65 @@ TEST(H5adFixtures, CscAndDenseStreamLikeCsr) {
     EXPECT_EQ(x.values, z.values);
   }
   EXPECT_EQ(a->row_nnz(), b->row_nnz());
+}
+
+// A CSC matrix larger than its gather cache is read in windows of rows, one pass over its
+// columns each: whatever the order and size of the reads, and whether or not the blocks were
+// announced (for_each_block's expect_reads, a row subset's runs), the rows are the CSR file's.
+TEST(H5adFixtures, CscRowsGatheredInWindowsAreTheRowsOfCsr) {
+  H5adFile csr(test::fixture("h5ad/csr_float32.h5ad"));
+  const auto a = csr.open_matrix("X");
+  const auto rows_of = [](MatrixReader& reader, std::int64_t first, std::int64_t count) {
+    CsrBlockF64 block;
+    reader.read_rows(first, count, block);
+    return std::make_tuple(block.indptr, block.indices, block.values);
+  };
+  for (const std::size_t cache : {std::size_t{1}, std::size_t{80}, std::size_t{200}, std::size_t{1} << 20}) {
+    SCOPED_TRACE(cache);
+    H5adOpenOptions options;
+    options.csc_gather_bytes = cache;  // 1 byte: each read alone; 80: a row or two; 1 MB: the whole matrix
+    H5adFile csc(test::fixture("h5ad/csc_float32.h5ad"), options);
+    const auto b = csc.open_matrix("X");
+    const std::int64_t n = a->n_rows();
+    // Forwards, backwards, in steps, overlapping the last window, and every row at once.
+    for (std::int64_t first = 0; first < n; ++first) EXPECT_EQ(rows_of(*a, first, 1), rows_of(*b, first, 1)) << first;
+    for (std::int64_t first = n - 1; first >= 0; --first) EXPECT_EQ(rows_of(*a, first, 1), rows_of(*b, first, 1)) << first;
+    for (std::int64_t first = 0; first + 3 <= n; first += 2) EXPECT_EQ(rows_of(*a, first, 3), rows_of(*b, first, 3)) << first;
+    EXPECT_EQ(rows_of(*a, 0, n), rows_of(*b, 0, n));
+    EXPECT_EQ(rows_of(*a, 4, 0), rows_of(*b, 4, 0));
+    // Announced scattered blocks, streamed.
+    BlockStreamOptions stream;
+    stream.memory_limit_bytes = 40;  // (blocks of a row or two)
+    stream.prefetch = false;
+    stream.rows = {{1, 3}, {5, 6}, {8, 12}};
+    std::vector<CsrBlock> expected;
+    std::vector<CsrBlock> streamed;
+    for_each_block(*a, stream, [&expected](const CsrBlock& block) { expected.push_back(block); });
+    for_each_block(*b, stream, [&streamed](const CsrBlock& block) { streamed.push_back(block); });
+    ASSERT_EQ(expected.size(), streamed.size());
+    for (std::size_t k = 0; k < expected.size(); ++k) {
+      EXPECT_EQ(expected[k].first_row, streamed[k].first_row);
+      EXPECT_EQ(expected[k].indptr, streamed[k].indptr);
+      EXPECT_EQ(expected[k].indices, streamed[k].indices);
+      EXPECT_EQ(expected[k].values, streamed[k].values);
+    }
+    // A subset, read through the wrapper (its runs of base rows announced).
+    const RowSubsetDataset csr_subset(csr, {0, 2, 3, 4, 9, 11}, "subset");
+    const RowSubsetDataset csc_subset(csc, {0, 2, 3, 4, 9, 11}, "subset");
+    const auto x = csr_subset.open_matrix("X");
+    const auto y = csc_subset.open_matrix("X");
+    std::vector<CsrBlock> from_csr;
+    std::vector<CsrBlock> from_csc;
+    stream.rows.clear();
+    for_each_block(*x, stream, [&from_csr](const CsrBlock& block) { from_csr.push_back(block); });
+    for_each_block(*y, stream, [&from_csc](const CsrBlock& block) { from_csc.push_back(block); });
+    ASSERT_EQ(from_csr.size(), from_csc.size());
+    for (std::size_t k = 0; k < from_csr.size(); ++k) {
+      EXPECT_EQ(from_csr[k].indptr, from_csc[k].indptr);
+      EXPECT_EQ(from_csr[k].indices, from_csc[k].indices);
+      EXPECT_EQ(from_csr[k].values, from_csc[k].values);
+    }
+  }
 }
 
 TEST(H5adFixtures, BadFilesFailWithOneClearError) {
