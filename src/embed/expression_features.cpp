@@ -427,7 +427,9 @@ ExpressionFeatures stream_sparse_expression_features(const Dataset& dataset, con
                                                      double min_panel_fraction, const std::vector<std::int64_t>& extra) {
   ExpressionFeatures result;
   PanelStream stream = open_panel_stream(dataset, table, panel, options, min_panel_fraction, result, extra);
-  const BlockStreamOptions block_options = stream_options(dataset, stream.opened.matrix, options.memory_limit_bytes);
+  // A block's features take as much memory as the block (a column and a value per stored value):
+  // the two blocks in flight get two thirds of the limit, the features the rest.
+  const BlockStreamOptions block_options = stream_options(dataset, stream.opened.matrix, options.memory_limit_bytes / 3 * 2);
   SparseFeatureBlock features;
   for_each_block(*stream.opened.reader, block_options, [&](const CsrBlock& block) {
     const auto n_rows = static_cast<std::size_t>(block.n_rows);
