@@ -180,7 +180,8 @@ def main():
              "Default `train` and `annotate` throughout. flagged = share of the query's cells with obs `celltyper_unlike_reference` "
              "(cells too shallow to judge count as not flagged); low score = share with `celltyper_score` < 0.5 (the classifier's "
              "own doubt, for comparison); warned = annotate printed a warning (flagged >= 20% of the cells it could judge, or >= 25% "
-             "of the judged cells of a label given to 20 or more).", "",
+             "of the judged cells of a label given to 20 or more, or 20 or more of a label's judged cells, >= 10% of them and >= 4 times "
+             "the other labels' share).", "",
              "| reference | query | expected | cells | flagged | low score | warned | median similarity |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if row["kind"] == "held out":

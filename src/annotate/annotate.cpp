@@ -1291,10 +1291,24 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       // Fewer overall, but a label given mostly to such cells (a type the references lack, called
       // by its nearest class).
       std::vector<std::string> labels;
+      std::int64_t judged_named = 0;
+      std::int64_t unlike_named = 0;
+      for (const auto& [label, count] : judged_labels) judged_named += count;
+      for (const auto& [label, count] : unlike_labels) unlike_named += count;
       for (const auto& [label, count] : unlike_labels) {
         const std::int64_t of = judged_labels[label];
-        if (of >= kSimilarityWarnLabelCells && static_cast<double>(count) >= kSimilarityWarnLabelShare * static_cast<double>(of)) {
-          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", label, count, of, 100.0 * static_cast<double>(count) / static_cast<double>(of)));
+        const double share = static_cast<double>(count) / static_cast<double>(std::max<std::int64_t>(of, 1));
+        // the other labels' judged cells: how often a cell of a type the references have is unlike
+        const std::int64_t rest = judged_named - of;
+        const double rest_share = rest > 0 ? static_cast<double>(unlike_named - count) / static_cast<double>(rest) : 0.0;
+        const bool most = of >= kSimilarityWarnLabelCells && share >= kSimilarityWarnLabelShare;
+        const bool beyond_the_rest = count >= kSimilarityWarnLabelMinUnlike && share >= kSimilarityWarnLabelExcessShare && rest > 0 &&
+                                     share >= kSimilarityWarnLabelExcess * rest_share;
+        if (most) {
+          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", label, count, of, 100.0 * share));
+        } else if (beyond_the_rest) {
+          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%, against {:.1f}% of the other labels' cells)", label, count, of, 100.0 * share,
+                                       100.0 * rest_share));
         }
       }
       if (!labels.empty()) {
