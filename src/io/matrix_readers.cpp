@@ -394,6 +394,7 @@ class CscDatasetReader final : public MatrixReader {
       direct_data_ = DirectDataset::try_open(data_.get(), where_.file, where_.num_threads, where_.remote);
       direct_indices_ = DirectDataset::try_open(indices_.get(), where_.file, where_.num_threads, where_.remote);
     }
+    index_bytes_ = H5Tget_size(Handle(H5Dget_type(indices_.get())).get());
   }
 
   const MatrixInfo& info() const override { return info_; }
@@ -407,19 +408,7 @@ class CscDatasetReader final : public MatrixReader {
 
   std::vector<std::int64_t> row_nnz() override {
     if (!row_counts_.empty() || where_.n_rows == 0) return row_counts_;
-    std::vector<std::int64_t> counts(static_cast<std::size_t>(where_.n_rows), 0);
-    std::vector<std::int64_t> rows;
-    for (std::int64_t start = 0; start < nnz_; start += kSlabValues) {
-      const std::int64_t n = std::min(kSlabValues, nnz_ - start);
-      rows.resize(static_cast<std::size_t>(n));
-      read_slice(indices_.get(), direct_indices_.get(), start, n, rows.data());
-      for (std::int64_t k = 0; k < n; ++k) {
-        const std::int64_t row = rows[static_cast<std::size_t>(k)];
-        if (row < 0 || row >= where_.n_rows) throw_bad_row(start + k, row);
-        ++counts[static_cast<std::size_t>(row)];
-      }
-    }
-    row_counts_ = std::move(counts);
+    row_counts_ = index_bytes_ == sizeof(std::int32_t) ? count_rows<std::int32_t>() : count_rows<std::int64_t>();
     return row_counts_;
   }
 
@@ -495,7 +484,37 @@ class CscDatasetReader final : public MatrixReader {
     }
     cache_.indices.resize(static_cast<std::size_t>(cache_.indptr.back()));
     cache_.values.resize(cache_.indices.size());
-    std::vector<std::int64_t> rows;
+    if (index_bytes_ == sizeof(std::int32_t)) {
+      scatter<std::int32_t>();  // (int32 or uint32 on disk: read as stored, a uint32 above 2^31 turning negative, refused)
+    } else {
+      scatter<std::int64_t>();
+    }
+    check_block_indices(cache_, where_.file, where_.group);  // a (row, column) stored twice
+    cached_ = window;
+  }
+
+  /// Stored values per row: a pass over the row indices (read as stored when 4 bytes).
+  template <typename Index>
+  std::vector<std::int64_t> count_rows() const {
+    std::vector<std::int64_t> counts(static_cast<std::size_t>(where_.n_rows), 0);
+    std::vector<Index> rows;
+    for (std::int64_t start = 0; start < nnz_; start += kSlabValues) {
+      const std::int64_t n = std::min(kSlabValues, nnz_ - start);
+      rows.resize(static_cast<std::size_t>(n));
+      read_slice(indices_.get(), direct_indices_.get(), start, n, rows.data());
+      for (std::int64_t k = 0; k < n; ++k) {
+        const auto row = static_cast<std::int64_t>(rows[static_cast<std::size_t>(k)]);
+        if (row < 0 || row >= where_.n_rows) throw_bad_row(start + k, row);
+        ++counts[static_cast<std::size_t>(row)];
+      }
+    }
+    return counts;
+  }
+
+  /// gather's pass: every stored value whose row has a slot goes there, column by column.
+  template <typename Index>
+  void scatter() {
+    std::vector<Index> rows;
     std::vector<double> values;
     std::int64_t column = 0;
     for (std::int64_t start = 0; start < nnz_; start += kSlabValues) {
@@ -505,20 +524,21 @@ class CscDatasetReader final : public MatrixReader {
       values.resize(static_cast<std::size_t>(n));
       read_slice(indices_.get(), direct_indices_.get(), start, n, rows.data());
       read_slice(data_.get(), direct_data_.get(), start, n, values.data());
-      for (std::int64_t k = 0; k < n; ++k) {
-        const std::int64_t position = start + k;
-        while (col_ptr_[static_cast<std::size_t>(column) + 1] <= position) ++column;
-        const std::int64_t row = rows[static_cast<std::size_t>(k)];
-        if (row < 0 || row >= where_.n_rows) throw_bad_row(position, row);
-        std::int64_t& slot = slot_[static_cast<std::size_t>(row)];
-        if (slot < 0) continue;
-        cache_.indices[static_cast<std::size_t>(slot)] = static_cast<std::int32_t>(column);
-        cache_.values[static_cast<std::size_t>(slot)] = values[static_cast<std::size_t>(k)];
-        ++slot;
+      for (std::int64_t k = 0; k < n;) {
+        while (col_ptr_[static_cast<std::size_t>(column) + 1] <= start + k) ++column;
+        const std::int64_t stop = std::min(col_ptr_[static_cast<std::size_t>(column) + 1], start + n) - start;  // the column's values in the slab
+        const auto stored_column = static_cast<std::int32_t>(column);
+        for (; k < stop; ++k) {
+          const auto row = static_cast<std::int64_t>(rows[static_cast<std::size_t>(k)]);
+          if (row < 0 || row >= where_.n_rows) throw_bad_row(start + k, row);
+          std::int64_t& slot = slot_[static_cast<std::size_t>(row)];
+          if (slot < 0) continue;
+          cache_.indices[static_cast<std::size_t>(slot)] = stored_column;
+          cache_.values[static_cast<std::size_t>(slot)] = values[static_cast<std::size_t>(k)];
+          ++slot;
+        }
       }
     }
-    check_block_indices(cache_, where_.file, where_.group);  // a (row, column) stored twice
-    cached_ = window;
   }
 
   template <typename Value>
@@ -563,6 +583,7 @@ class CscDatasetReader final : public MatrixReader {
   std::vector<RowRange> cached_;    // the rows cache_ holds, in order
   CsrBlockF64 cache_;
   std::vector<std::int64_t> slot_;  // in a gather: per row, where its next value goes (-1: not gathered)
+  std::size_t index_bytes_ = 8;     // bytes of a stored row index
 };
 
 /// A dense 2-D dataset: rows are read as hyperslabs and compressed to CSR (zeros dropped).
