@@ -47,6 +47,8 @@ inline constexpr std::int64_t kSimilarityWarnLabelCells = 20;
 inline constexpr std::int64_t kSimilarityWarnLabelMinUnlike = 20;
 inline constexpr double kSimilarityWarnLabelExcessShare = 0.10;
 inline constexpr double kSimilarityWarnLabelExcess = 4.0;
+/// The other labels' judged cells needed for their share to count (a query mostly of one label).
+inline constexpr std::int64_t kSimilarityWarnRestCells = 100;
 
 /// The profile of the sampled cells' classes over their kSimilarityGenes most variable genes
 /// among `size_factor_genes` (ascending; empty = every gene of the sample), which are also the

@@ -1302,7 +1302,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         const std::int64_t rest = judged_named - of;
         const double rest_share = rest > 0 ? static_cast<double>(unlike_named - count) / static_cast<double>(rest) : 0.0;
         const bool most = of >= kSimilarityWarnLabelCells && share >= kSimilarityWarnLabelShare;
-        const bool beyond_the_rest = count >= kSimilarityWarnLabelMinUnlike && share >= kSimilarityWarnLabelExcessShare && rest > 0 &&
+        const bool beyond_the_rest = count >= kSimilarityWarnLabelMinUnlike && share >= kSimilarityWarnLabelExcessShare && rest >= kSimilarityWarnRestCells &&
                                      share >= kSimilarityWarnLabelExcess * rest_share;
         if (most) {
           labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", label, count, of, 100.0 * share));

@@ -428,8 +428,10 @@ ExpressionFeatures stream_sparse_expression_features(const Dataset& dataset, con
   ExpressionFeatures result;
   PanelStream stream = open_panel_stream(dataset, table, panel, options, min_panel_fraction, result, extra);
   // A block's features take as much memory as the block (a column and a value per stored value):
-  // the two blocks in flight get two thirds of the limit, the features the rest.
-  const BlockStreamOptions block_options = stream_options(dataset, stream.opened.matrix, options.memory_limit_bytes / 3 * 2);
+  // the two blocks in flight get two thirds of the limit, the features the rest; one block (no
+  // read-ahead: --threads 1) half of it.
+  const std::size_t blocks_share = resolve_threads(0) > 1 ? options.memory_limit_bytes / 3 * 2 : options.memory_limit_bytes / 2;
+  const BlockStreamOptions block_options = stream_options(dataset, stream.opened.matrix, blocks_share);
   SparseFeatureBlock features;
   for_each_block(*stream.opened.reader, block_options, [&](const CsrBlock& block) {
     const auto n_rows = static_cast<std::size_t>(block.n_rows);

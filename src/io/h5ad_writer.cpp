@@ -77,6 +77,7 @@ void write_numbers(hid_t parent, const std::string& name, const Column& column) 
 /// Write one column in anndata's encoding (>= 0.8) under `frame`.
 void write_column(hid_t frame, const Column& column) {
   h5::unlink_if_exists(frame, column.name);
+  h5::unlink_if_exists(frame, "__categories/" + column.name);  // (anndata < 0.8 kept a column's categories there)
   switch (column.kind) {
     case ColumnKind::kString: h5::write_strings(frame, column.name, column.strings); break;
     case ColumnKind::kFloat:
@@ -183,6 +184,7 @@ void apply_additions(hid_t file, const std::string& input, const H5adAdditions& 
       std::erase_if(order, [&](const std::string& name) {
         if (!additions.drop_obs_column(name)) return false;
         h5::unlink_if_exists(obs.get(), name);
+        h5::unlink_if_exists(obs.get(), "__categories/" + name);
         return true;
       });
     }

@@ -197,6 +197,13 @@ ColumnScan scan_columns(const std::int32_t* columns, std::size_t n, std::uint32_
   return scan;
 }
 
+/// InputError: a sparse matrix stores an entry twice.
+[[noreturn]] void throw_duplicate_entry(const std::string& file, const std::string& dataset, std::int64_t row, std::int64_t column) {
+  throw InputError(fmt::format("{}: {} stores the entry at row {}, column {} twice (a sparse matrix with duplicate entries; "
+                               "they would be summed silently: merge them first, e.g. with scipy's X.sum_duplicates())",
+                               file, dataset, row, column));
+}
+
 }  // namespace
 
 template <typename Value>
@@ -224,11 +231,7 @@ void check_block_indices(CsrRows<Value>& block, const std::string& file, const s
     for (std::size_t k = begin; k < end; ++k) entries.emplace_back(block.indices[k], block.values[k]);
     std::stable_sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
     for (std::size_t i = 0; i < entries.size(); ++i) {
-      if (i > 0 && entries[i].first == entries[i - 1].first) {
-        throw InputError(fmt::format("{}: {} stores the entry at row {}, column {} twice (a sparse matrix with duplicate entries; "
-                                     "they would be summed silently: merge them first, e.g. with scipy's X.sum_duplicates())",
-                                     file, dataset, block.first_row + row, entries[i].first));
-      }
+      if (i > 0 && entries[i].first == entries[i - 1].first) throw_duplicate_entry(file, dataset, block.first_row + row, entries[i].first);
       block.indices[begin + i] = entries[i].first;
       block.values[begin + i] = entries[i].second;
     }
@@ -402,8 +405,11 @@ class CscDatasetReader final : public MatrixReader {
   void read_rows(std::int64_t first, std::int64_t count, CsrBlockF64& out) override { read(first, count, out); }
   std::size_t bytes_per_value() const override { return 16; }
   void expect_reads(const std::vector<RowRange>& blocks) override {
-    expected_ = blocks;
+    expected_.clear();
     next_expected_ = 0;
+    for (const RowRange& block : blocks) {  // (a range outside the matrix is read_rows' to refuse)
+      if (block.begin >= 0 && block.begin < block.end && block.end <= where_.n_rows) expected_.push_back(block);
+    }
   }
 
   std::vector<std::int64_t> row_nnz() override {
@@ -489,7 +495,17 @@ class CscDatasetReader final : public MatrixReader {
     } else {
       scatter<std::int64_t>();
     }
-    check_block_indices(cache_, where_.file, where_.group);  // a (row, column) stored twice
+    // A (row, column) stored twice: side by side in its row, the columns arriving in order.
+    local = 0;
+    for (const RowRange& range : window) {
+      for (std::int64_t row = range.begin; row < range.end; ++row, ++local) {
+        for (std::int64_t k = cache_.indptr[static_cast<std::size_t>(local)] + 1; k < cache_.indptr[static_cast<std::size_t>(local) + 1]; ++k) {
+          if (cache_.indices[static_cast<std::size_t>(k)] == cache_.indices[static_cast<std::size_t>(k) - 1]) {
+            throw_duplicate_entry(where_.file, where_.group, row, cache_.indices[static_cast<std::size_t>(k)]);
+          }
+        }
+      }
+    }
     cached_ = window;
   }
 

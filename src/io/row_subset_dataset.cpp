@@ -41,7 +41,10 @@ class RowSubsetReader final : public MatrixReader {
   void expect_reads(const std::vector<RowRange>& blocks) override {
     std::vector<RowRange> runs;
     for (const RowRange& block : blocks) {
-      if (block.begin < 0 || block.end > static_cast<std::int64_t>(rows_.size())) return;  // (read_rows says what is wrong)
+      if (block.begin < 0 || block.end > static_cast<std::int64_t>(rows_.size())) {  // (read_rows says what is wrong)
+        base_->expect_reads({});
+        return;
+      }
       for_each_run(block.begin, block.size(), [&runs](std::int64_t, std::int64_t, std::int64_t first, std::int64_t end) {
         runs.push_back({first, end});
       });

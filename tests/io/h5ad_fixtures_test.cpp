@@ -9,6 +9,7 @@
 
 #include "support/test_support.hpp"
 
+#include <fmt/format.h>
 #include <hdf5.h>
 #include <nlohmann/json.hpp>
 
@@ -222,6 +223,26 @@ TEST(H5adFixtures, CscRowsGatheredInWindowsAreTheRowsOfCsr) {
     reader.read_rows(first, count, block);
     return std::make_tuple(block.indptr, block.indices, block.values);
   };
+  // Streamed blocks joined into one CSR (the two layouts plan blocks of different sizes).
+  struct Rows {
+    std::vector<std::int64_t> first_rows;
+    std::vector<std::int64_t> lengths;
+    std::vector<std::int32_t> indices;
+    std::vector<float> values;
+    bool operator==(const Rows&) const = default;
+  };
+  const auto stream_rows = [](MatrixReader& reader, const BlockStreamOptions& options) {
+    Rows rows;
+    for_each_block(reader, options, [&rows](const CsrBlock& block) {
+      for (std::int64_t r = 0; r < block.n_rows; ++r) {
+        rows.first_rows.push_back(block.first_row + r);
+        rows.lengths.push_back(block.indptr[static_cast<std::size_t>(r) + 1] - block.indptr[static_cast<std::size_t>(r)]);
+      }
+      rows.indices.insert(rows.indices.end(), block.indices.begin(), block.indices.end());
+      rows.values.insert(rows.values.end(), block.values.begin(), block.values.end());
+    });
+    return rows;
+  };
   for (const std::size_t cache : {std::size_t{1}, std::size_t{80}, std::size_t{200}, std::size_t{1} << 20}) {
     SCOPED_TRACE(cache);
     H5adOpenOptions options;
@@ -235,37 +256,74 @@ TEST(H5adFixtures, CscRowsGatheredInWindowsAreTheRowsOfCsr) {
     for (std::int64_t first = 0; first + 3 <= n; first += 2) EXPECT_EQ(rows_of(*a, first, 3), rows_of(*b, first, 3)) << first;
     EXPECT_EQ(rows_of(*a, 0, n), rows_of(*b, 0, n));
     EXPECT_EQ(rows_of(*a, 4, 0), rows_of(*b, 4, 0));
-    // Announced scattered blocks, streamed.
-    BlockStreamOptions stream;
-    stream.memory_limit_bytes = 40;  // (blocks of a row or two)
-    stream.prefetch = false;
-    stream.rows = {{1, 3}, {5, 6}, {8, 12}};
-    std::vector<CsrBlock> expected;
-    std::vector<CsrBlock> streamed;
-    for_each_block(*a, stream, [&expected](const CsrBlock& block) { expected.push_back(block); });
-    for_each_block(*b, stream, [&streamed](const CsrBlock& block) { streamed.push_back(block); });
-    ASSERT_EQ(expected.size(), streamed.size());
-    for (std::size_t k = 0; k < expected.size(); ++k) {
-      EXPECT_EQ(expected[k].first_row, streamed[k].first_row);
-      EXPECT_EQ(expected[k].indptr, streamed[k].indptr);
-      EXPECT_EQ(expected[k].indices, streamed[k].indices);
-      EXPECT_EQ(expected[k].values, streamed[k].values);
+    // Announced blocks, every row or scattered ranges, with and without the read-ahead thread.
+    for (const bool prefetch : {false, true}) {
+      BlockStreamOptions stream;
+      stream.memory_limit_bytes = 40;  // (blocks of a row or two)
+      stream.prefetch = prefetch;
+      for (const std::vector<RowRange>& ranges : {std::vector<RowRange>{}, std::vector<RowRange>{{1, 3}, {5, 6}, {8, 12}}}) {
+        stream.rows = ranges;
+        const Rows expected = stream_rows(*a, stream);
+        EXPECT_EQ(expected.first_rows.size(), ranges.empty() ? 12U : 7U);
+        EXPECT_TRUE(stream_rows(*b, stream) == expected) << prefetch << " " << ranges.size();
+      }
+      // A subset, read through the wrapper (its runs of base rows announced).
+      const RowSubsetDataset csr_subset(csr, {0, 2, 3, 4, 9, 11}, "subset");
+      const RowSubsetDataset csc_subset(csc, {0, 2, 3, 4, 9, 11}, "subset");
+      stream.rows.clear();
+      const Rows expected = stream_rows(*csr_subset.open_matrix("X"), stream);
+      EXPECT_EQ(expected.first_rows.size(), 6U);
+      EXPECT_TRUE(stream_rows(*csc_subset.open_matrix("X"), stream) == expected) << prefetch;
     }
-    // A subset, read through the wrapper (its runs of base rows announced).
-    const RowSubsetDataset csr_subset(csr, {0, 2, 3, 4, 9, 11}, "subset");
-    const RowSubsetDataset csc_subset(csc, {0, 2, 3, 4, 9, 11}, "subset");
-    const auto x = csr_subset.open_matrix("X");
-    const auto y = csc_subset.open_matrix("X");
-    std::vector<CsrBlock> from_csr;
-    std::vector<CsrBlock> from_csc;
-    stream.rows.clear();
-    for_each_block(*x, stream, [&from_csr](const CsrBlock& block) { from_csr.push_back(block); });
-    for_each_block(*y, stream, [&from_csc](const CsrBlock& block) { from_csc.push_back(block); });
-    ASSERT_EQ(from_csr.size(), from_csc.size());
-    for (std::size_t k = 0; k < from_csr.size(); ++k) {
-      EXPECT_EQ(from_csr[k].indptr, from_csc[k].indptr);
-      EXPECT_EQ(from_csr[k].indices, from_csc[k].indices);
-      EXPECT_EQ(from_csr[k].values, from_csc[k].values);
+  }
+}
+
+// An entry stored twice in a CSC matrix read in windows is refused naming its own row, whichever
+// window holds it (each window numbers its rows from 0).
+TEST(H5adFixtures, CscDuplicateEntriesReadInWindowsNameTheirRow) {
+  test::TempDir dir;
+  const std::string path = dir.file("csc_duplicate.h5ad");
+  std::filesystem::copy_file(test::fixture("h5ad/csc_float32.h5ad"), path);
+  std::int64_t row = -1;
+  std::int64_t column = -1;
+  {
+    const hid_t file = H5Fopen(path.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(file, 0);
+    const hid_t indptr_set = H5Dopen2(file, "X/indptr", H5P_DEFAULT);
+    const hid_t indices_set = H5Dopen2(file, "X/indices", H5P_DEFAULT);
+    std::vector<std::int64_t> indptr(11);
+    const hid_t space = H5Dget_space(indices_set);
+    std::vector<std::int32_t> indices(static_cast<std::size_t>(H5Sget_simple_extent_npoints(space)));
+    H5Sclose(space);
+    ASSERT_GE(H5Dread(indptr_set, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, indptr.data()), 0);
+    ASSERT_GE(H5Dread(indices_set, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, indices.data()), 0);
+    for (std::size_t c = 0; c + 1 < indptr.size() && row < 0; ++c) {
+      if (indptr[c + 1] - indptr[c] < 2) continue;
+      // the column's last entry repeats the row of the one before it
+      const auto last = static_cast<std::size_t>(indptr[c + 1] - 1);
+      indices[last] = indices[last - 1];
+      row = indices[last];
+      column = static_cast<std::int64_t>(c);
+    }
+    ASSERT_GE(row, 0);
+    ASSERT_GE(H5Dwrite(indices_set, H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, indices.data()), 0);
+    H5Dclose(indptr_set);
+    H5Dclose(indices_set);
+    H5Fclose(file);
+  }
+  const std::string expected = fmt::format("stores the entry at row {}, column {} twice", row, column);
+  for (const std::size_t cache : {std::size_t{1}, std::size_t{80}, std::size_t{1} << 20}) {
+    SCOPED_TRACE(cache);
+    H5adOpenOptions options;
+    options.csc_gather_bytes = cache;
+    H5adFile csc(path, options);
+    const auto reader = csc.open_matrix("X");
+    CsrBlock block;
+    try {  // backwards, one row at a time: the window holding the row is not the first
+      for (std::int64_t first = reader->n_rows() - 1; first >= 0; --first) reader->read_rows(first, 1, block);
+      FAIL() << "expected InputError";
+    } catch (const InputError& error) {
+      EXPECT_NE(std::string(error.what()).find(expected), std::string::npos) << error.what();
     }
   }
 }
