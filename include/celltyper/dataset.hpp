@@ -144,8 +144,16 @@ class Dataset {
   const VarScan& var_scan(const std::string& source, const std::function<VarScan()>& scan) const;
 
  private:
-  mutable std::mutex var_scans_mutex_;
-  mutable std::map<std::string, VarScan> var_scans_;  // by source
+  /// var_scan's memo, by source: a copied or moved dataset starts with none (it is derived data).
+  struct VarScans {
+    std::mutex mutex;
+    std::map<std::string, VarScan> by_source;
+    VarScans() = default;
+    VarScans(const VarScans& /*other*/) {}
+    VarScans& operator=(const VarScans& /*other*/) { return *this; }
+    ~VarScans() = default;
+  };
+  mutable VarScans var_scans_;
 };
 
 /// Open `path`, detecting the format: a directory holding a Zarr group is AnnData as Zarr, another

@@ -42,9 +42,9 @@ std::vector<std::string> Dataset::obs_column_names() const {
 }
 
 const Dataset::VarScan& Dataset::var_scan(const std::string& source, const std::function<VarScan()>& scan) const {
-  const std::lock_guard<std::mutex> lock(var_scans_mutex_);
-  if (const auto found = var_scans_.find(source); found != var_scans_.end()) return found->second;
-  return var_scans_.emplace(source, scan()).first->second;  // (std::map: the reference stays valid)
+  const std::lock_guard<std::mutex> lock(var_scans_.mutex);
+  if (const auto found = var_scans_.by_source.find(source); found != var_scans_.by_source.end()) return found->second;
+  return var_scans_.by_source.emplace(source, scan()).first->second;  // (std::map: the reference stays valid)
 }
 
 std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note) {
