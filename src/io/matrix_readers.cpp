@@ -436,10 +436,7 @@ class CscDatasetReader final : public MatrixReader {
   /// them, the rows after it) while they fit.
   std::vector<RowRange> window_for(const RowRange& wanted) {
     (void)row_nnz();
-    if (static_cast<std::size_t>(nnz_) * kCachedValueBytes + static_cast<std::size_t>(where_.n_rows) * sizeof(std::int64_t) <=
-        where_.csc_gather_bytes) {
-      return {{0, where_.n_rows}};
-    }
+    if (bytes_of({0, where_.n_rows}) <= where_.csc_gather_bytes) return {{0, where_.n_rows}};
     std::vector<RowRange> window{wanted};
     std::vector<std::uint8_t> taken(static_cast<std::size_t>(where_.n_rows), 0);
     std::fill(taken.begin() + wanted.begin, taken.begin() + wanted.end, 1);
@@ -557,25 +554,28 @@ class CscDatasetReader final : public MatrixReader {
     }
   }
 
+  /// Where the rows `wanted` start in cache_ (the rows of the cached ranges before theirs), or -1
+  /// when no cached range holds them all.
+  [[nodiscard]] std::int64_t cached_row(const RowRange& wanted) const {
+    std::int64_t local = 0;
+    for (const RowRange& range : cached_) {
+      if (range.begin <= wanted.begin && wanted.end <= range.end) return local + wanted.begin - range.begin;
+      local += range.size();
+    }
+    return -1;
+  }
+
   template <typename Value>
   void read(std::int64_t first, std::int64_t count, CsrRows<Value>& out) {
     check_row_range(first, count, where_.n_rows, where_.file);
-    const RowRange wanted{first, first + count};
-    const auto holds = [&] {
-      return std::any_of(cached_.begin(), cached_.end(), [&](const RowRange& range) { return range.begin <= first && wanted.end <= range.end; });
-    };
-    if (count > 0 && !holds()) gather(window_for(wanted));
-    // The rows' place in the cache: the rows of the cached ranges before theirs.
-    std::int64_t local = 0;
-    for (const RowRange& range : cached_) {
-      if (range.begin <= first && wanted.end <= range.end) {
-        local += first - range.begin;
-        break;
-      }
-      local += range.size();
-    }
     out.reset(first, count, where_.n_cols);
     if (count == 0) return;
+    const RowRange wanted{first, first + count};
+    std::int64_t local = cached_row(wanted);
+    if (local < 0) {
+      gather(window_for(wanted));
+      local = cached_row(wanted);
+    }
     const std::int64_t begin = cache_.indptr[static_cast<std::size_t>(local)];
     const std::int64_t end = cache_.indptr[static_cast<std::size_t>(local + count)];
     out.indptr.resize(static_cast<std::size_t>(count) + 1);
