@@ -26,7 +26,7 @@ fi
 # (Python: anndata, scikit-learn, XGBoost, PyTorch; R: SingleR, Seurat) and Chromium (PNG export).
 TEST_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev nginx time
-  python3-anndata python3-h5py python3-loompy python3-zarr python3-numpy python3-scipy python3-pandas python3-sklearn python3-torch python3-xgboost python3-pil
+  python3-anndata python3-h5py python3-loompy python3-zarr python3-numpy python3-scipy python3-pandas python3-sklearn python3-leidenalg python3-torch python3-xgboost python3-pil
   python3-pytest pybind11-dev python3-dev clang libclang-rt-14-dev npm libtorch-dev libopenblas0-pthread
   r-bioc-singler r-bioc-singlecellexperiment r-cran-seurat chromium
 )
