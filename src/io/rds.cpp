@@ -121,6 +121,18 @@ tryCatch({
     meta <- meta[, vapply(meta, is.atomic, logical(1)), drop = FALSE]  # list columns cannot be a table's
     rownames(meta) <- NULL  # rows are the matrix's columns, in order (cell names may repeat after cbind)
     for (column in names(meta)) if (is.character(meta[[column]])) meta[[column]] <- enc2utf8(meta[[column]])
+    # Factors (seurat_clusters, cell types) stay categories: their codes go in the table, their
+    # levels in factors.txt (name, ordered, count, levels: a line each), else "0".."15" read as numbers.
+    factors <- character(0)
+    for (column in names(meta)) {
+      values <- meta[[column]]
+      if (!is.factor(values)) next
+      text <- enc2utf8(c(column, levels(values)))
+      if (any(grepl("[\r\n]", text))) next  # (a name or level on several lines: left to write.csv)
+      factors <- c(factors, text[[1]], if (is.ordered(values)) "ordered" else "unordered", length(levels(values)), text[-1])
+      meta[[column]] <- as.integer(values)
+    }
+    if (length(factors) > 0) writeLines(factors, file.path(out, "factors.txt"), useBytes = TRUE)
     if (ncol(meta) > 0) write.csv(meta, file.path(out, "obs.csv"), fileEncoding = "UTF-8")
   }
   writeLines(c(what, source, note), file.path(out, "about.txt"), useBytes = TRUE)
@@ -195,6 +207,51 @@ bool is_rds_path(const std::string& path) {
   return extension == ".rds";
 }
 
+/// The factor columns of `obs` (R wrote their codes, 1-based, NA when missing) as categoricals
+/// of their levels, from factors.txt: per factor its name, "ordered" or "unordered", the number
+/// of levels, then the levels, a line each.
+void restore_factors(const std::vector<std::string>& lines, DataFrame& obs, const std::string& path) {
+  const auto bad = [&path](const std::string& why) { return InputError(fmt::format("{}: R's factor list is damaged: {}", path, why)); };
+  for (std::size_t at = 0; at < lines.size();) {
+    if (at + 3 > lines.size()) throw bad("a factor without its levels");
+    const std::string& name = lines[at];
+    const bool ordered = lines[at + 1] == "ordered";
+    std::size_t n_levels = 0;
+    try {
+      n_levels = static_cast<std::size_t>(std::stoull(lines[at + 2]));
+    } catch (const std::exception&) {
+      throw bad(fmt::format("'{}' is no number of levels", lines[at + 2]));
+    }
+    if (at + 3 + n_levels > lines.size()) throw bad(fmt::format("factor '{}' has fewer levels than {}", name, n_levels));
+    std::vector<std::string> levels(lines.begin() + static_cast<std::ptrdiff_t>(at + 3), lines.begin() + static_cast<std::ptrdiff_t>(at + 3 + n_levels));
+    at += 3 + n_levels;
+    Column* column = obs.find(name);
+    if (column == nullptr) continue;
+    Column categorical;
+    categorical.name = column->name;
+    categorical.kind = ColumnKind::kCategorical;
+    categorical.dtype = "category";
+    categorical.categories_dtype = "str";
+    categorical.ordered = ordered;
+    categorical.codes.reserve(column->size());
+    for (std::size_t row = 0; row < column->size(); ++row) {
+      if (column->is_missing(row)) {
+        categorical.codes.push_back(-1);
+        continue;
+      }
+      const std::string text = column->value_as_string(row);
+      char* end = nullptr;
+      const double code = std::strtod(text.c_str(), &end);
+      if (end == text.c_str() || *end != '\0' || code != std::floor(code) || code < 1 || code > static_cast<double>(n_levels)) {
+        throw bad(fmt::format("factor '{}' has code '{}' for {} levels", name, text, n_levels));
+      }
+      categorical.codes.push_back(static_cast<std::int32_t>(code) - 1);
+    }
+    categorical.categories = std::move(levels);
+    *column = std::move(categorical);
+  }
+}
+
 std::unique_ptr<Dataset> open_rds(const std::string& path) {
   require_readable(path, "R data file");
   const char* configured = std::getenv("CELLTYPER_RSCRIPT");
@@ -211,7 +268,7 @@ std::unique_ptr<Dataset> open_rds(const std::string& path) {
   const detail::ScratchDirectory scratch("celltyper-rds");
   // What R writes there is removed if a signal ends celltyper meanwhile (R itself dies with it).
   std::vector<std::unique_ptr<SignalCleanup>> cleanup;
-  for (const char* name : {"export.R", "R.log", "error.txt", "matrix.bin", "genes.txt", "cells.txt", "obs.csv", "about.txt"}) {
+  for (const char* name : {"export.R", "R.log", "error.txt", "matrix.bin", "genes.txt", "cells.txt", "obs.csv", "factors.txt", "about.txt"}) {
     cleanup.push_back(std::make_unique<SignalCleanup>((scratch.path() / name).string()));
   }
   cleanup.push_back(std::make_unique<SignalCleanup>(scratch.path().string()));
@@ -261,6 +318,7 @@ std::unique_ptr<Dataset> open_rds(const std::string& path) {
     // One row per matrix column, in order (R wrote row numbers as names: cell names may repeat).
     obs = read_cell_table((scratch.path() / "obs.csv").string());
     if (obs.n_rows() != cells.size()) throw InputError(fmt::format("{}: R wrote metadata for {} cells and a matrix of {}", path, obs.n_rows(), cells.size()));
+    if (fs::exists(scratch.path() / "factors.txt", error)) restore_factors(read_lines(scratch.path() / "factors.txt"), obs, path);
   }
   obs.index = cells;
   obs.index_name = "_index";

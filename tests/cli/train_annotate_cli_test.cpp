@@ -1246,7 +1246,9 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
                    "  saveRDS(sce, 'sce.rds')\n"
                    "  colnames(sce) <- NULL; sce$Barcode <- colnames(m); saveRDS(sce, 'sce_barcodes.rds')\n"
                    "}}\n"
-                   "s <- o[, 1:40]; s$note <- rep(c('\\u03b3\\u03b4 T', 'B'), 20); saveRDS(s, 'utf8.rds')\n"
+                   "s <- o[, 1:40]; s$note <- rep(c('\\u03b3\\u03b4 T', 'B'), 20)\n"
+                   "s$cluster <- factor(rep(c('10', '2', NA), length.out = 40), levels = c('2', '10'))\n"
+                   "s$grade <- factor(rep(c('low', 'high'), 20), levels = c('low', 'high'), ordered = TRUE); saveRDS(s, 'utf8.rds')\n"
                    "d <- data.frame(gene = rownames(m), as.matrix(m), check.names = FALSE); saveRDS(d, 'frame.rds')\n"
                    "saveRDS(read.csv('meta.csv', row.names = 1), 'meta.rds')\n"
                    "saveRDS(suppressWarnings(CreateSeuratObject(m, assay = 'SCT')), 'sct.rds')\n"
@@ -1285,6 +1287,19 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
   ::unsetenv("LC_ALL");
   ASSERT_EQ(utf8.exit_code, 0) << utf8.err;
   EXPECT_NE(utf8.out.find("\xce\xb3\xce\xb4 T 20"), std::string::npos) << utf8.out;
+  // Factors stay categories (seurat_clusters' "0".."15" are no numbers), with R's levels in order,
+  // NA as a missing value and ordered factors ordered.
+  EXPECT_NE(utf8.out.find("categorical   2 categories: 10 14, 2 13"), std::string::npos) << utf8.out;
+  ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("utf8.rds"), "-o", dir.file("utf8.h5ad"), "-q"}).exit_code, 0);
+  const auto factors = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata\n"
+                   "obs = anndata.read_h5ad('{}').obs\n"
+                   "print(list(obs['cluster'].cat.categories), int(obs['cluster'].isna().sum()), obs['cluster'].iloc[0],\n"
+                   "      list(obs['grade'].cat.categories), obs['grade'].cat.ordered, obs['orig.ident'].dtype)\n",
+                   dir.file("utf8.h5ad"))});
+  ASSERT_EQ(factors.exit_code, 0) << factors.err;
+  EXPECT_EQ(factors.out, "['2', '10'] 13 10 ['low', 'high'] True category\n");
   // Trained on the Seurat object's meta.data labels: the model of the .h5ad (same labels, scores).
   for (const std::string name : {"counts.h5ad", "seurat.rds"}) {
     ASSERT_EQ(test::run_cli({"train", "-r", dir.file(name), "-l", "obs:celltype", "-o", dir.file(name + ".model"), "-q"}).exit_code, 0) << name;
