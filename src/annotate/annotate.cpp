@@ -1172,9 +1172,13 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     std::map<std::string, std::vector<std::int64_t>> votes;
     std::map<std::string, std::int64_t> class_index;
     for (std::size_t c = 0; c < c_all; ++c) class_index[annotation.class_names[c]] = static_cast<std::int64_t>(c);
+    std::int64_t n_no_cluster = 0;
     for (std::int64_t i = 0; i < n; ++i) {
       const auto row = static_cast<std::size_t>(i);
-      if (group_value(*clusters, row) == kMissingGroup) continue;  // (no cluster: no vote, its own label)
+      if (group_value(*clusters, row) == kMissingGroup) {  // (no cluster: no vote, its own label)
+        ++n_no_cluster;
+        continue;
+      }
       auto& count = votes[clusters->value_as_string(row)];
       count.resize(c_all + 1, 0);  // (the last: Unassigned)
       const auto found = class_index.find(annotation.labels[row]);
@@ -1189,6 +1193,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       annotation.warnings.push_back(fmt::format("--over-clustering {}: {} clusters for {} cells: not clusters (a continuous value?); the "
                                                 "majority vote is then each cell's own label",
                                                 options.over_clustering, votes.size(), n));
+    }
+    if (n_no_cluster > 0) {
+      annotation.warnings.push_back(fmt::format("--over-clustering {}: {} of {} cells have no cluster (a missing value): their "
+                                                "celltyper_majority_vote is their own label, not a cluster's vote",
+                                                options.over_clustering, n_no_cluster, n));
     }
     annotation.majority_vote.resize(static_cast<std::size_t>(n));
     annotation.has_majority_vote = true;

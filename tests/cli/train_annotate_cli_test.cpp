@@ -942,6 +942,24 @@ TEST(TrainAnnotateCli, AMajorityVoteCountsUnassignedCellsAndAnAnnotatedFileIsARe
   EXPECT_GT(unassigned, 0.2) << votes.out;
   EXPECT_GT(voted_unassigned, 0.0) << votes.out;  // (some cluster is mostly Unassigned: the old vote named a class for it)
 
+  // Cells without a cluster (NaN in a float column) keep their own label, and a warning says how many.
+  const auto holes = test::run_program({test::system_python(), "-c",
+                                        fmt::format("import anndata, numpy\n"
+                                                    "a = anndata.read_h5ad('{0}')\n"
+                                                    "c = a.obs['seurat_clusters'].astype(float).values\n"
+                                                    "c[::7] = numpy.nan\n"
+                                                    "a.obs['holes'] = c\n"
+                                                    "a.write_h5ad('{1}')\n",
+                                                    dir.file("odd.h5ad"), dir.file("holes.h5ad"))});
+  ASSERT_EQ(holes.exit_code, 0) << holes.err;
+  const auto holed = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("holes.h5ad"), "--gene-table", table,
+                                    "--over-clustering", "obs:holes", "--csv", dir.file("holes.csv")});
+  ASSERT_EQ(holed.exit_code, 0) << holed.err;
+  EXPECT_NE(holed.err.find("warning: --over-clustering holes: 189 of 1319 cells have no cluster (a missing value): their "
+                           "celltyper_majority_vote is their own label"),
+            std::string::npos)
+      << holed.err;
+
   // A reference annotated before (celltyper's or CellTypist's "Unassigned", CellTypist's "A|B"
   // multi-labels): Unassigned cells have no label; a multi-label is warned about.
   const auto relabelled = test::run_program({test::system_python(), "-c",
