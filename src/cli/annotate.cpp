@@ -140,7 +140,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                       "(default: told by any categorical or text obs column of 2-64 values)");
   command->add_option("--obs", args->cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the query's obs by cell name "
-                      "(clusters for --over-clustering beside a text count table; kept in the new .h5ad --out writes for 10x and text input)");
+                      "(clusters for --over-clustering beside a text count table; kept in the .h5ad written, for every input)");
   command->add_option("--layer", args->options.embed.matrix, kLayerHelp)->capture_default_str();
   command->add_option("--gene-table", args->gene_table,
                       "Gene table for resolving var names (default: org.Hs.eg.db; without one, the model's own gene list)");
@@ -198,8 +198,16 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    args->genes);
       }
     }
-    const std::unique_ptr<Dataset> dataset =
-        args->cell_table.empty() ? open_dataset(args->input) : with_cell_table(open_dataset(args->input), read_cell_table(args->cell_table), args->cell_table);
+    // (--obs: the table's columns, joined by cell name, also go into the copy of an .h5ad input)
+    std::vector<std::string> table_columns;
+    const std::unique_ptr<Dataset> dataset = [&] {
+      if (args->cell_table.empty()) return open_dataset(args->input);
+      const DataFrame table = read_cell_table(args->cell_table);
+      for (const Column& column : table.columns) {
+        if (!is_annotation_column(column.name)) table_columns.push_back(column.name);
+      }
+      return with_cell_table(open_dataset(args->input), table, args->cell_table);
+    }();
     // An .h5ad input is copied with the celltyper_* columns added. A 10x input (Cell Ranger .h5 or
     // MTX folder) or a text table has no .h5ad to copy: its labels go to a CSV, or with --out to a
     // new .h5ad holding its counts, genes and cells (AnnData for scanpy from a GEO table).
@@ -328,7 +336,15 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     };
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
     bar.finish();
-    if (copy) copy->prepare(annotation_additions(annotation));
+    if (copy) {
+      H5adAdditions additions = annotation_additions(annotation);
+      if (!table_columns.empty()) {
+        DataFrame joined = dataset->read_obs_columns(table_columns);
+        additions.obs_columns.insert(additions.obs_columns.begin(), std::make_move_iterator(joined.columns.begin()),
+                                     std::make_move_iterator(joined.columns.end()));
+      }
+      copy->prepare(additions);
+    }
     if (written_h5ad) write_dataset_h5ad(*dataset, *written_h5ad, annotation_additions(annotation));
     if (csv) write_csv(*csv, annotation);
     commit_together({copy ? &copy->output() : written_h5ad ? &written_h5ad->output() : nullptr, csv ? &*csv : nullptr});  // both files or neither
