@@ -362,7 +362,8 @@ struct PaddedGroup {
 /// its cells. `ubiquitous` as for zero_padded_genes. Empty when no model carries a reference
 /// sample or `group` is "none".
 std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string& matrix, const GeneTable& table,
-                                       const GeneResolveResult& resolved, const std::vector<std::vector<std::int64_t>>& ubiquitous,
+                                       const GeneResolveResult& resolved, const GeneResolveOptions& resolve_options,
+                                       const std::vector<std::vector<std::int64_t>>& ubiquitous,
                                        const std::vector<std::int64_t>& measured, const std::string& group) {
   if (group == "none") return {};
   const std::string named_column = group.empty() ? std::string() : group.rfind("obs:", 0) == 0 ? group.substr(4) : group;
@@ -621,7 +622,11 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
     SummarizeOptions scan;
     scan.max_rows = -1;
     scan.count_columns = true;
-    padded.padded = uncounted_genes(summarize_matrix(*cells.open_matrix(matrix), scan), resolved, table);
+    // (its genes as its own cells read them: a gene named by two vars, one per sample of a file
+    // joined from files of different symbol versions (ADRBK1, GRK2), is read from the var with
+    // counts in this sample, as its cells' features are)
+    padded.padded = uncounted_genes(summarize_matrix(*cells.open_matrix(matrix), scan),
+                                    resolve_dataset_genes(table, cells, matrix, resolve_options), table);
     std::vector<std::int64_t> in_measured;  // (genes the whole file already reads as not measured stay so)
     std::set_intersection(padded.padded.begin(), padded.padded.end(), measured.begin(), measured.end(), std::back_inserter(in_measured));
     padded.padded = std::move(in_measured);
@@ -804,7 +809,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   annotation.models = whole.uses;
   // Samples of a joined file whose own panel is padded with zeros: annotated on their genes.
   const std::vector<PaddedGroup> groups =
-      padded_groups(dataset, options.embed.matrix, table, resolved, ubiquitous, query_genes, options.group);
+      padded_groups(dataset, options.embed.matrix, table, resolved, options.embed.genes, ubiquitous, query_genes, options.group);
   const std::int64_t n = dataset.n_obs();
   // obs's names, and the over-clustering column when asked for: not the whole frame.
   const DataFrame obs = dataset.read_obs_columns(options.over_clustering.empty() ? std::vector<std::string>{}

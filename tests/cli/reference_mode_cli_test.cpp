@@ -243,6 +243,74 @@ TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
   EXPECT_NE(missing.err.find("sample"), std::string::npos) << missing.err;
 }
 
+TEST(AccurateByDefault, ASampleOfAJoinedFileNamedWithOtherSymbolsReadsItsGenesFromItsOwnVars) {
+  // Files annotated with different gene symbols, joined: pbmc68k_reduced names 50-odd genes by
+  // aliases (older symbols), and the pbmc3k sample here by their official symbols, so that each
+  // of those genes is named by two vars, each with counts in one sample only. The padded sample
+  // reads them from its own vars (as its file alone does), not from the other sample's zeros.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const std::string script = fmt::format(
+      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "genes = pd.read_csv('{2}', sep='\\t', usecols=['symbol', 'aliases'], dtype=str).fillna('')\n"
+      "symbols = set(genes['symbol'])\n"
+      "alias_of = {{}}\n"
+      "for symbol, aliases in zip(genes['symbol'], genes['aliases']):\n"
+      "    for alias in filter(None, aliases.split(',')):\n"
+      "        alias_of.setdefault(alias, set()).add(symbol)\n"
+      "q = anndata.read_h5ad('{0}')\n"
+      "r = anndata.read_h5ad('{1}')\n"
+      "renamed = {{name: next(iter(alias_of[name])) for name in q.var_names if name not in symbols and len(alias_of.get(name, ())) == 1\n"
+      "           and next(iter(alias_of[name])) not in q.var_names and next(iter(alias_of[name])) not in r.var_names and name in r.var_names}}\n"
+      "def plain(X, names, genes):\n"
+      "    return anndata.AnnData(sp.csr_matrix(X, dtype=np.float32), obs=pd.DataFrame(index=names), var=pd.DataFrame(index=list(genes)))\n"
+      "own = plain(q.layers['counts'], [f'q{{i}}' for i in range(q.n_obs)], q.var_names)\n"
+      "own.write_h5ad('{3}')\n"
+      "whole = r[np.arange(0, r.n_obs, 9)]\n"
+      "newer = plain(whole.X, [f'r{{i}}' for i in range(whole.n_obs)], [renamed.get(name, name) for name in whole.var_names])\n"
+      "joined = anndata.concat({{'pbmc3k': newer, 'pbmc68k': own}}, join='outer', label='sample')\n"
+      "joined.X = sp.csr_matrix(joined.X, dtype=np.float32)\n"
+      "joined.write_h5ad('{4}')\n"
+      "print(len(renamed))\n",
+      query, reference, table, dir.file("own.h5ad"), dir.file("joined.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  EXPECT_GE(std::stoi(made.out), 20) << "too few genes renamed for the test to mean something";
+  ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("model.h5"), "-q"}).exit_code, 0);
+  const auto annotate = [&](const std::string& input, const std::string& csv) {
+    return test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", input, "--csv", dir.file(csv), "-o", dir.file(csv + ".h5ad"),
+                          "--gene-table", table, "--json"});
+  };
+  const auto own = annotate(dir.file("own.h5ad"), "own.csv");
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  const auto joined = annotate(dir.file("joined.h5ad"), "joined.csv");
+  ASSERT_EQ(joined.exit_code, 0) << joined.err;
+  const auto groups = nlohmann::json::parse(joined.out)["panel_groups"];
+  ASSERT_EQ(groups.size(), 1u) << joined.out;
+  EXPECT_EQ(groups[0]["models"][0]["n_measured"], nlohmann::json::parse(own.out)["models"][0]["n_measured"]) << joined.err;
+  EXPECT_NE(joined.err.find("joined.h5ad [sample=pbmc68k]: "), std::string::npos) << joined.err;
+  EXPECT_NE(joined.err.find("genes named by two vars are read from the one with counts"), std::string::npos) << joined.err;
+  const auto labels = [](const std::string& path) {  // cell -> label
+    std::ifstream in(path);
+    std::map<std::string, std::string> rows;
+    std::string line;
+    std::getline(in, line);
+    while (std::getline(in, line)) {
+      const auto comma = line.find(',');
+      rows[line.substr(0, comma)] = line.substr(comma + 1, line.find(',', comma + 1) - comma - 1);
+    }
+    return rows;
+  };
+  const auto own_labels = labels(dir.file("own.csv"));
+  const auto joined_labels = labels(dir.file("joined.csv"));
+  std::size_t same = 0;
+  for (const auto& [cell, label] : own_labels) same += joined_labels.at(cell) == label ? 1 : 0;
+  EXPECT_EQ(same, own_labels.size()) << "the sample's labels differ from its own file's";
+}
+
 TEST(AccurateByDefault, PaddedSamplesWithEnsemblesHierarchyAndTooFewGenes) {
   // Three samples joined: whole-transcriptome pbmc3k cells, the same kind of cells cut to 15
   // housekeeping genes (too few to annotate: Unassigned, probabilities zero, a warning) and the
