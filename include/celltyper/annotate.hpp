@@ -345,7 +345,8 @@ struct AnnotateOptions {
   /// (anndata.concat(join="outer") of a whole transcriptome and a targeted panel, a CELLxGENE
   /// Census query over datasets): "" (default) tells them by any categorical (or text) obs column
   /// of 2..64 levels, "obs:COLUMN" by that column, "none" reads the file as one panel. A padded sample's
-  /// cells are annotated on the genes it measured (the models refitted on them).
+  /// cells are annotated on the genes it measured (the models refitted on them). A column named
+  /// here also gets a summary per sample (Annotation::samples) and the per-sample warnings.
   std::string group;
   std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
   /// Called as the query's cells are predicted: cells done (each model's pass counting its share),
@@ -378,6 +379,22 @@ struct PanelGroupUse {
 
 /// A PanelGroupUse as JSON (`annotate --json`'s `panel_groups[]`).
 nlohmann::json to_json(const PanelGroupUse& group);
+
+/// One sample of the query (AnnotateOptions::group names the column): its labels and how sure they are.
+struct SampleSummary {
+  std::string column;  ///< obs column that tells the samples
+  std::string level;   ///< the sample's value in it ("" for cells without one)
+  std::int64_t n_cells = 0;
+  std::vector<std::pair<std::string, std::int64_t>> label_counts;  ///< most frequent first
+  float median_score = 0;
+  std::int64_t n_low_score = 0;          ///< cells below kLowScore
+  std::int64_t n_similarity_judged = 0;  ///< (with type profiles)
+  std::int64_t n_unlike_reference = 0;
+  std::int64_t n_low_genes = -1;         ///< cells under 200 detected genes (-1: not counted, as for the whole file)
+};
+
+/// A SampleSummary as JSON (`annotate --json`'s `samples[]`, the Python result's `samples`).
+nlohmann::json to_json(const SampleSummary& sample);
 
 /// Per-cell annotation of one dataset.
 struct Annotation {
@@ -414,6 +431,7 @@ struct Annotation {
   bool has_similarity = false;
   std::vector<ModelUse> models;            ///< per model, in the order given
   std::vector<PanelGroupUse> panel_groups; ///< samples annotated on their own genes (AnnotateOptions::group)
+  std::vector<SampleSummary> samples;      ///< per sample, when AnnotateOptions::group names a column
   std::vector<std::string> warnings;
 };
 

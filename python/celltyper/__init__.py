@@ -652,6 +652,8 @@ class AnnotationResult:
     model: Optional[Model] = None  # reference mode: the model trained on the fly
     # samples of a joined AnnData padded with zeros, annotated on their own genes (annotate(group=))
     panel_groups: List[dict] = field(default_factory=list)
+    # per sample of annotate(group="COLUMN"): cells, label counts, median score, low-score and unlike cells
+    samples: List[dict] = field(default_factory=list)
     # the matrix of the query that was read: "AnnData.X", "AnnData.raw.X", "AnnData.layers['counts']"
     matrix: str = ""
 
@@ -689,6 +691,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     join="outer"), a CELLxGENE Census query), the obs column telling the samples, or "none";
     by default any categorical (or text) obs column of 2-64 values. A sample padded with zeros on genes
     it never measured is annotated on the genes it measured (`result.panel_groups` says which).
+    A column named here also gets a summary per sample (`result.samples`: cells, label counts,
+    median score, cells below 0.5, cells unlike the reference) and warnings naming a sample
+    whose cells are shallow or unlike every reference type while the whole query's are not.
 
     Parameters (each as the `celltyper annotate` flag of the same name)
     ----------
@@ -804,7 +809,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                               gene_coverage=coverage, top_labels=top, majority_vote=majority, flat_labels=flat,
                               similarity=similarity, unlike_reference=unlike, similarity_judged=judged,
                               models=json.loads(out["models"]), warnings=list(out["warnings"]),
-                              panel_groups=json.loads(out["panel_groups"]), matrix=query["name"])
+                              panel_groups=json.loads(out["panel_groups"]), samples=json.loads(out["samples"]), matrix=query["name"])
     if "trained_model" in out:
         result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))
     spoken = [annotate.speak(warning) for warning in result.warnings]

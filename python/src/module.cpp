@@ -411,6 +411,9 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   nlohmann::json groups = nlohmann::json::array();
   for (const PanelGroupUse& group : annotation.panel_groups) groups.push_back(to_json(group));
   out["panel_groups"] = groups.dump();
+  nlohmann::json samples = nlohmann::json::array();
+  for (const SampleSummary& sample : annotation.samples) samples.push_back(to_json(sample));
+  out["samples"] = samples.dump();
   if (trained_model) {
     out["trained_model"] = trained_model;
     out["trained_summary"] = trained_summary;

@@ -211,17 +211,96 @@ constexpr std::int64_t kMinDetectedGenes = 200;
 /// counts per cell come from indptr alone) of at least 10,000 genes (a targeted panel, or a
 /// matrix cut to 2,000 highly variable genes, detects few genes in every cell), less the genes
 /// read as not measured (`n_unmeasured`: a panel padded with zeros to a whole transcriptome).
-void warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix, std::int64_t n_unmeasured, Annotation& annotation) {
+/// Returns the genes detected per cell when it counted them (else empty).
+std::vector<std::int64_t> warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix, std::int64_t n_unmeasured,
+                                                    Annotation& annotation) {
   const MatrixInfo info = dataset.matrix_info(matrix);
-  if (info.encoding != MatrixEncoding::kCsr || info.n_cols - n_unmeasured < 10000 || info.n_rows == 0) return;
-  const std::vector<std::int64_t> detected = dataset.open_matrix(matrix)->row_nnz();
+  if (info.encoding != MatrixEncoding::kCsr || info.n_cols - n_unmeasured < 10000 || info.n_rows == 0) return {};
+  std::vector<std::int64_t> detected = dataset.open_matrix(matrix)->row_nnz();
   const auto low = std::count_if(detected.begin(), detected.end(), [](std::int64_t genes) { return genes < kMinDetectedGenes; });
-  if (low * 20 <= static_cast<std::int64_t>(detected.size())) return;
+  if (low * 20 <= static_cast<std::int64_t>(detected.size())) return detected;
   annotation.warnings.push_back(fmt::format(
       "{} of {} cells ({:.0f}%) have fewer than {} detected genes (empty droplets or debris, as in an unfiltered matrix?): their "
       "labels are unreliable; filter cells first (e.g. scanpy's sc.pp.filter_cells(adata, min_genes={})) or read celltyper_score",
       low, detected.size(), 100.0 * static_cast<double>(low) / static_cast<double>(detected.size()), kMinDetectedGenes,
       kMinDetectedGenes));
+  return detected;
+}
+
+/// Annotation::samples for the samples of obs `column` (cells without a value form the sample ""),
+/// and the whole-query warnings a sample earns on its own while the whole query does not: cells
+/// under 200 detected genes (`detected`, when counted), cells unlike every reference type.
+void summarize_samples(const Dataset& dataset, const std::string& column, const std::vector<std::int64_t>& detected, Annotation& annotation) {
+  const DataFrame obs = dataset.read_obs_columns({column});
+  const Column& samples = obs.at(column, fmt::format("obs of {}", dataset.path()));
+  std::map<std::string, std::vector<std::size_t>> rows_of;
+  std::vector<std::string> order;  // (first-seen order; categories in their own)
+  if (samples.kind == ColumnKind::kCategorical) {
+    for (const std::string& category : samples.categories) order.push_back(category);
+  }
+  for (std::size_t row = 0; row < samples.size(); ++row) {
+    const std::string level = samples.is_missing(row) ? std::string() : samples.value_as_string(row);
+    auto& rows = rows_of[level];
+    if (rows.empty() && samples.kind != ColumnKind::kCategorical) order.push_back(level);
+    rows.push_back(row);
+  }
+  if (rows_of.count("") != 0 && std::find(order.begin(), order.end(), "") == order.end()) order.push_back("");
+  const bool whole_low_genes = std::any_of(annotation.warnings.begin(), annotation.warnings.end(),
+                                           [](const std::string& w) { return w.find("detected genes (empty droplets") != std::string::npos; });
+  const bool whole_unlike = std::any_of(annotation.warnings.begin(), annotation.warnings.end(),
+                                        [](const std::string& w) { return w.find("resemble none of the reference's cell types") != std::string::npos; });
+  std::vector<std::string> low_gene_samples;
+  std::vector<std::string> unlike_samples;
+  for (const std::string& level : order) {
+    const auto found = rows_of.find(level);
+    if (found == rows_of.end()) continue;  // (a category no cell has)
+    const std::vector<std::size_t>& rows = found->second;
+    SampleSummary sample;
+    sample.column = column;
+    sample.level = level;
+    sample.n_cells = static_cast<std::int64_t>(rows.size());
+    std::map<std::string, std::int64_t> counts;
+    std::vector<float> scores;
+    for (const std::size_t row : rows) {
+      ++counts[annotation.labels[row]];
+      if (row < annotation.scores.size()) scores.push_back(annotation.scores[row]);
+      if (annotation.has_similarity && row < annotation.similarity_judged.size() && annotation.similarity_judged[row] != 0) {
+        ++sample.n_similarity_judged;
+        sample.n_unlike_reference += annotation.unlike_reference[row];
+      }
+    }
+    sample.label_counts.assign(counts.begin(), counts.end());
+    std::stable_sort(sample.label_counts.begin(), sample.label_counts.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+    const ScoreSummary confidence = summarize_scores(scores);
+    sample.median_score = confidence.median;
+    sample.n_low_score = confidence.n_low;
+    const std::string name = level.empty() ? std::string("(missing)") : level;
+    if (!detected.empty()) {
+      sample.n_low_genes = std::count_if(rows.begin(), rows.end(), [&](std::size_t row) { return detected[row] < kMinDetectedGenes; });
+      if (!whole_low_genes && sample.n_low_genes * 20 > sample.n_cells) {
+        low_gene_samples.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", name, sample.n_low_genes, sample.n_cells,
+                                               100.0 * static_cast<double>(sample.n_low_genes) / static_cast<double>(sample.n_cells)));
+      }
+    }
+    if (!whole_unlike && sample.n_unlike_reference >= kSimilarityWarnMinCells &&
+        static_cast<double>(sample.n_unlike_reference) >= kSimilarityWarnShare * static_cast<double>(sample.n_similarity_judged)) {
+      unlike_samples.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", name, sample.n_unlike_reference, sample.n_similarity_judged,
+                                           100.0 * static_cast<double>(sample.n_unlike_reference) / static_cast<double>(sample.n_similarity_judged)));
+    }
+    annotation.samples.push_back(std::move(sample));
+  }
+  if (!low_gene_samples.empty()) {
+    annotation.warnings.push_back(fmt::format(
+        "samples with many cells of fewer than {} detected genes (empty droplets or debris?), by obs {}: {}: their labels are unreliable; "
+        "filter cells first (e.g. sc.pp.filter_cells(adata, min_genes={})) or read celltyper_score",
+        kMinDetectedGenes, column, fmt::join(low_gene_samples, ", "), kMinDetectedGenes));
+  }
+  if (!unlike_samples.empty()) {
+    annotation.warnings.push_back(fmt::format(
+        "samples whose cells resemble none of the reference's cell types (obs celltyper_unlike_reference), by obs {}: {} of the cells "
+        "deep enough to judge: the references may lack their types (another tissue?), and their labels name the nearest class",
+        column, fmt::join(unlike_samples, ", ")));
+  }
 }
 
 /// Repeated cell names (files concatenated without index_unique): the labels are right, but a
@@ -1126,7 +1205,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     annotation.warnings.push_back(fmt::format("{} cells have no count in any gene the model{} use{}: Unassigned", n_empty,
                                               given.size() == 1 ? "" : "s", given.size() == 1 ? "s" : ""));
   }
-  warn_about_low_gene_cells(dataset, options.embed.matrix, n_padded_genes, annotation);
+  const std::vector<std::int64_t> detected_genes = warn_about_low_gene_cells(dataset, options.embed.matrix, n_padded_genes, annotation);
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
   // of the models' reference samples weighted by the cell's probabilities), under the models'
@@ -1333,6 +1412,9 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       }
     }
   }
+  if (!options.group.empty() && options.group != "none") {
+    summarize_samples(dataset, options.group.rfind("obs:", 0) == 0 ? options.group.substr(4) : options.group, detected_genes, annotation);
+  }
   // (a padded sample's pass may repeat a warning of the whole query's)
   std::set<std::string> said;
   annotation.warnings.erase(std::remove_if(annotation.warnings.begin(), annotation.warnings.end(),
@@ -1504,6 +1586,21 @@ nlohmann::json to_json(const ModelUse& use) {
           {"refit_genes", use.refit_genes},
           {"refit_features", use.refit_panel},
           {"refit_seconds", use.refit_seconds}};
+}
+
+nlohmann::json to_json(const SampleSummary& sample) {
+  nlohmann::json labels = nlohmann::json::object();
+  for (const auto& [label, count] : sample.label_counts) labels[label] = count;
+  nlohmann::json out = {{"column", sample.column},
+                        {"level", sample.level},
+                        {"n_cells", sample.n_cells},
+                        {"label_counts", labels},
+                        {"median_score", sample.n_cells > 0 ? nlohmann::json(sample.median_score) : nlohmann::json(nullptr)},
+                        {"n_low_score", sample.n_low_score},
+                        {"n_similarity_judged", sample.n_similarity_judged},
+                        {"n_unlike_reference", sample.n_unlike_reference}};
+  if (sample.n_low_genes >= 0) out["n_low_genes"] = sample.n_low_genes;
+  return out;
 }
 
 nlohmann::json to_json(const PanelGroupUse& group) {

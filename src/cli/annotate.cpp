@@ -137,7 +137,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--group", args->options.group,
                       "Samples of a file joined from several (anndata.concat(join=\"outer\"), a CELLxGENE Census query): obs:COLUMN that "
                       "tells them, or none; a sample padded with zeros on genes it never measured is annotated on the genes it measured "
-                      "(default: told by any categorical or text obs column of 2-64 values)");
+                      "(default: told by any categorical or text obs column of 2-64 values); a column named here also gets a summary and "
+                      "warnings per sample");
   command->add_option("--obs", args->cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the query's obs by cell name "
                       "(clusters for --over-clustering beside a text count table; kept in the .h5ad written, for every input)");
@@ -371,6 +372,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       for (const ModelUse& use : annotation.models) summary["models"].push_back(to_json(use));
       summary["panel_groups"] = nlohmann::json::array();
       for (const PanelGroupUse& group : annotation.panel_groups) summary["panel_groups"].push_back(to_json(group));
+      if (!annotation.samples.empty()) {
+        summary["samples"] = nlohmann::json::array();
+        for (const SampleSummary& sample : annotation.samples) summary["samples"].push_back(to_json(sample));
+      }
       fmt::print("{}\n", summary.dump(2));
     } else if ((!csv_to_stdout || !global.quiet) && !counts.empty()) {  // (zero cells: no table; annotate says so)
       // (padded by characters here: "γδ T" is 4 wide, not its 6 bytes; on stderr when the CSV is on stdout)
@@ -408,6 +413,22 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    annotation.n_similarity_judged == 0 ? 0.0 : 100.0 * static_cast<double>(annotation.n_unlike_reference) /
                                                                static_cast<double>(annotation.n_similarity_judged),
                    annotation.n_similarity_judged == n ? "" : fmt::format("; {} not judged (too shallow, or empty)", n - annotation.n_similarity_judged));
+      }
+      if (!annotation.samples.empty()) {  // (--group obs:COLUMN: each sample's labels and doubts)
+        fmt::print(stderr, "per sample (obs {}): cells, median score, below {}, unlike the reference, most frequent labels\n",
+                   annotation.samples.front().column, kLowScore);
+        for (const SampleSummary& sample : annotation.samples) {
+          std::vector<std::string> top;
+          for (std::size_t i = 0; i < std::min<std::size_t>(3, sample.label_counts.size()); ++i) {
+            top.push_back(fmt::format("{} {:.0f}%", sample.label_counts[i].first,
+                                      100.0 * static_cast<double>(sample.label_counts[i].second) / static_cast<double>(sample.n_cells)));
+          }
+          const auto share = [](std::int64_t part, std::int64_t of) { return of > 0 ? 100.0 * static_cast<double>(part) / static_cast<double>(of) : 0.0; };
+          fmt::print(stderr, "  {}: {} cells, {:.2f}, {:.1f}%, {}; {}\n", sample.level.empty() ? std::string("(missing)") : sample.level,
+                     sample.n_cells, sample.median_score, share(sample.n_low_score, sample.n_cells),
+                     annotation.has_similarity ? fmt::format("{:.1f}%", share(sample.n_unlike_reference, sample.n_similarity_judged)) : std::string("-"),
+                     fmt::join(top, ", "));
+        }
       }
     }
     print_warnings(annotation.warnings, global.quiet);

@@ -1365,5 +1365,54 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
   EXPECT_NE(no_r.err.find("reading an .rds file needs R (Rscript '/nonexistent/Rscript'), which was not found"), std::string::npos) << no_r.err;
 }
 
+TEST(TrainAnnotateCli, NamedSamplesGetASummaryAndWarningsOfTheirOwn) {
+  // savercat's three chemistries in one file (obs tech): --group obs:tech gives each its cells,
+  // labels and doubts; VDJ's 31 cells under 200 detected genes (6% of its 547, 1.6% of the file)
+  // are warned about by sample, where the whole file stays under the 5% rule.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(query, "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad");
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
+  const auto plain = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", query, "--gene-table", table, "--csv", dir.file("plain.csv")});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_EQ(plain.err.find("per sample"), std::string::npos) << plain.err;
+  EXPECT_EQ(plain.err.find("detected genes"), std::string::npos) << plain.err;
+  const auto named = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", query, "--gene-table", table, "--csv", dir.file("named.csv"),
+                                    "--group", "obs:tech"});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_EQ(test::read_file(dir.file("named.csv")), test::read_file(dir.file("plain.csv")));  // (the labels are the same)
+  EXPECT_NE(named.err.find("per sample (obs tech): cells, median score, below 0.5, unlike the reference, most frequent labels\n  V2: 588 cells, "),
+            std::string::npos)
+      << named.err;
+  EXPECT_NE(named.err.find("\n  VDJ: 547 cells, "), std::string::npos) << named.err;
+  EXPECT_NE(named.err.find("warning: samples with many cells of fewer than 200 detected genes (empty droplets or debris?), by obs tech: "
+                           "'VDJ' 31 of 547 (6%)"),
+            std::string::npos)
+      << named.err;
+  const auto json = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", query, "--gene-table", table, "--csv", dir.file("json.csv"),
+                                   "--group", "obs:tech", "--json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  const auto samples = nlohmann::json::parse(json.out)["samples"];
+  ASSERT_EQ(samples.size(), 3u) << json.out;
+  std::int64_t cells = 0;
+  for (const auto& sample : samples) {
+    std::int64_t labelled = 0;
+    for (const auto& [label, count] : sample["label_counts"].items()) labelled += count.get<std::int64_t>();
+    EXPECT_EQ(labelled, sample["n_cells"].get<std::int64_t>()) << sample.dump();
+    EXPECT_LE(sample["n_low_score"].get<std::int64_t>(), sample["n_cells"].get<std::int64_t>());
+    EXPECT_LE(sample["n_unlike_reference"].get<std::int64_t>(), sample["n_similarity_judged"].get<std::int64_t>());
+    cells += sample["n_cells"].get<std::int64_t>();
+  }
+  EXPECT_EQ(cells, 2000);
+  EXPECT_EQ(samples[2]["level"], "VDJ");
+  EXPECT_EQ(samples[2]["n_low_genes"], 31);
+  // A column that is not there: the columns that are.
+  const auto missing = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", query, "--gene-table", table, "--csv", dir.file("x.csv"),
+                                      "--group", "obs:batch"});
+  EXPECT_EQ(missing.exit_code, 2) << missing.err;
+  EXPECT_NE(missing.err.find("batch"), std::string::npos) << missing.err;
+}
+
 }  // namespace
 }  // namespace celltyper

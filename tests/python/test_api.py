@@ -425,6 +425,10 @@ def test_a_padded_sample_of_a_joined_anndata_is_annotated_on_its_own_genes_as_in
     assert (one_panel.labels[joined.obs["sample"] == "pbmc68k"].astype(str).to_numpy() == alone.labels.astype(str).to_numpy()).mean() < 0.95
     named = celltyper.annotate(joined, model, group="obs:sample", inplace=False)
     assert list(named.labels.astype(str)) == list(result.labels.astype(str))
+    # a named column: a summary per sample, its label counts those of its cells
+    assert [(s["level"], s["n_cells"]) for s in named.samples] == [("pbmc3k", 294), ("pbmc68k", 700)]
+    assert named.samples[1]["label_counts"] == named.labels[joined.obs["sample"].to_numpy() == "pbmc68k"].astype(str).value_counts().to_dict()
+    assert result.samples == []
     # a notebook's last line shows a summary, not every Series
     text = repr(result)
     assert text.startswith("AnnotationResult(994 cells: ") and "padded sample" in text and len(text.splitlines()) == 1
