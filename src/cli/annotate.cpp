@@ -400,9 +400,14 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
       fmt::print(stderr, "annotated {} cells with {} model{} -> {}\n", annotation.labels.size(), models.size(), models.size() == 1 ? "" : "s", written);
       if (!annotation.scores.empty()) {
+        // (cells already Unassigned, e.g. empty ones, need no advice on how to leave them so)
+        std::int64_t low_but_labelled = 0;
+        for (std::size_t i = 0; i < annotation.scores.size(); ++i) {
+          if (!(annotation.scores[i] >= kLowScore) && annotation.labels[i] != kUnassigned) ++low_but_labelled;
+        }
         fmt::print(stderr, "confidence: median score {:.2f}; {} cells ({:.1f}%) below {} (obs celltyper_score){}\n", confidence.median,
                    confidence.n_low, 100.0 * static_cast<double>(confidence.n_low) / static_cast<double>(annotation.scores.size()), kLowScore,
-                   confidence.n_low == 0 || args->options.hierarchical
+                   confidence.n_low == 0 || args->options.hierarchical || low_but_labelled == 0
                        ? ""
                        : ": uncertain calls; --hierarchical names such a cell at the coarser term its probabilities support, --min-score 0.5 leaves it Unassigned");
       }

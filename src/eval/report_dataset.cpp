@@ -7,9 +7,12 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <tuple>
 #include <unordered_map>
@@ -636,7 +639,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     } else if (!shared && !truth_classes.empty()) {
       evaluation.warnings.push_back(fmt::format(
           "no prediction names a truth class (truth e.g. '{}', predictions e.g. '{}'): accuracy and F1 are 0 by construction; map both "
-          "to Cell Ontology ids with --label-map TSV (columns label, cl_id; Python: label_map=)",
+          "to Cell Ontology ids with --label-map TSV (columns label, cl_id)",
           truth_classes.front(), prediction_classes.front()));
     }
     if (ontology != nullptr) {  // predictions at a term above a truth class (annotate --hierarchical): a class of their own in macro-F1
@@ -742,7 +745,21 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       const std::size_t row = cells[k];
       groups[group_value(*group_values, row)].push_back(k);
     }
-    for (const auto& [name, positions] : groups) evaluation.sets.push_back({name, evaluate_subset(positions)});
+    // Numbers in numeric order ("2" before "10": clusters, donors numbered), before text.
+    std::vector<std::pair<std::string, std::vector<std::size_t>>> ordered(groups.begin(), groups.end());
+    const auto number = [](const std::string& text) -> std::optional<double> {
+      char* end = nullptr;
+      const double value = std::strtod(text.c_str(), &end);
+      if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value)) return std::nullopt;
+      return value;
+    };
+    std::stable_sort(ordered.begin(), ordered.end(), [&](const auto& a, const auto& b) {
+      const std::optional<double> x = number(a.first);
+      const std::optional<double> y = number(b.first);
+      if (x && y) return *x < *y;
+      return x.has_value() && !y.has_value();
+    });
+    for (const auto& [name, positions] : ordered) evaluation.sets.push_back({name, evaluate_subset(positions)});
   }
 
   // ---- the cell map ------------------------------------------------------------------------

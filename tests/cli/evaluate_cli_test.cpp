@@ -238,6 +238,13 @@ TEST_F(EvaluateCli, Pbmc3kToPbmc68kMatchesIndependentComputation) {
   const nlohmann::json json = read_json(out.file("metrics.json"));
   EXPECT_EQ(json["probabilities"], "obsm:celltyper_probabilities");
   EXPECT_EQ(json["groups"].size(), 3u);
+  // Groups named by numbers (louvain clusters 0..10) come in numeric order, "10" last.
+  const auto clusters = test::run_cli(evaluate_args({"--pred", "obs:celltyper_label", "--group", "obs:louvain", "--json", "-"}));
+  ASSERT_EQ(clusters.exit_code, 0) << clusters.err;
+  std::vector<std::string> names;
+  const nlohmann::json by_cluster = nlohmann::json::parse(clusters.out);
+  for (const auto& group : by_cluster["groups"]) names.push_back(group["group"].get<std::string>());
+  EXPECT_EQ(names, (std::vector<std::string>{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"})) << clusters.out.substr(0, 300);
   EXPECT_EQ(json["embedding"]["source"], "obsm:celltyper_probabilities");
   EXPECT_EQ(json["embedding"]["n_points"], 700);
   for (const auto& row : json["label_mapping"]["prediction"]) {
