@@ -119,6 +119,19 @@ TEST(AccurateByDefault, GenesPaddedWithZerosAreReadAsNotMeasured) {
   EXPECT_GE(same, plain_labels.size() - 7) << "labels of the padded file differ from the 765-gene file's";
 }
 
+/// An annotation CSV's labels by cell name (its first two columns).
+std::map<std::string, std::string> labels_by_cell(const std::string& path) {
+  std::ifstream in(path);
+  std::map<std::string, std::string> rows;
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line)) {
+    const auto comma = line.find(',');
+    rows[line.substr(0, comma)] = line.substr(comma + 1, line.find(',', comma + 1) - comma - 1);
+  }
+  return rows;
+}
+
 /// Writes `joined` (anndata.concat(join="outer"), obs 'sample'): every 9th pbmc3k cell with all
 /// its genes ("pbmc3k", names r0..), pbmc68k_reduced's 765-gene counts ("pbmc68k", q0.., also
 /// written alone to `own`), and with `tiny`, every 20th pbmc3k cell from the 5th cut to 15
@@ -193,17 +206,7 @@ TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
   EXPECT_NE(named.err.find("warning: " + dir.file("joined.h5ad") + " [sample=pbmc68k]: "), std::string::npos) << named.err;
   EXPECT_EQ(named.err.find("annotated 994 cells"), std::string::npos) << named.err;
 
-  const auto labels = [](const std::string& path) {  // cell -> label
-    std::ifstream in(path);
-    std::map<std::string, std::string> rows;
-    std::string line;
-    std::getline(in, line);
-    while (std::getline(in, line)) {
-      const auto comma = line.find(',');
-      rows[line.substr(0, comma)] = line.substr(comma + 1, line.find(',', comma + 1) - comma - 1);
-    }
-    return rows;
-  };
+  const auto labels = labels_by_cell;
   const auto own_labels = labels(dir.file("own.csv"));
   const auto joined_labels = labels(dir.file("joined.csv"));
   const auto one_panel_labels = labels(dir.file("one_panel.csv"));
@@ -293,17 +296,7 @@ TEST(AccurateByDefault, ASampleOfAJoinedFileNamedWithOtherSymbolsReadsItsGenesFr
   EXPECT_EQ(groups[0]["models"][0]["n_measured"], nlohmann::json::parse(own.out)["models"][0]["n_measured"]) << joined.err;
   EXPECT_NE(joined.err.find("joined.h5ad [sample=pbmc68k]: "), std::string::npos) << joined.err;
   EXPECT_NE(joined.err.find("genes named by two vars are read from the one with counts"), std::string::npos) << joined.err;
-  const auto labels = [](const std::string& path) {  // cell -> label
-    std::ifstream in(path);
-    std::map<std::string, std::string> rows;
-    std::string line;
-    std::getline(in, line);
-    while (std::getline(in, line)) {
-      const auto comma = line.find(',');
-      rows[line.substr(0, comma)] = line.substr(comma + 1, line.find(',', comma + 1) - comma - 1);
-    }
-    return rows;
-  };
+  const auto labels = labels_by_cell;
   const auto own_labels = labels(dir.file("own.csv"));
   const auto joined_labels = labels(dir.file("joined.csv"));
   std::size_t same = 0;
