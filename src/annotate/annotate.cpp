@@ -323,6 +323,39 @@ void warn_about_repeated_names(const std::vector<std::string>& names, Annotation
 /// Query cells sampled to tell a panel padded with zeros (kPaddingMinAbsent and the rest: annotate.hpp).
 constexpr std::int64_t kPaddingScanCells = 2000;
 
+/// The median counts of `dataset`'s cells (2,000 of them spread over the file: scan_ranges) over
+/// its vars naming `genes` (Entrez ids, ascending): a refit's depth matching (refit_model). 0 when
+/// its values are not counts or no scanned cell counts any of them.
+double median_counts_over(const Dataset& dataset, const std::string& matrix, const GeneTable& table, const GeneResolveOptions& resolve,
+                          const std::vector<std::int64_t>& genes) {
+  const GeneResolveResult resolved = resolve_dataset_genes(table, dataset, matrix, resolve);
+  std::vector<std::uint8_t> counted(resolved.gene_index.size(), 0);
+  for (std::size_t var = 0; var < counted.size(); ++var) {
+    const std::int32_t gene = resolved.gene_index[var];
+    counted[var] = gene != kNoGene && std::binary_search(genes.begin(), genes.end(), table.gene(gene).entrez_id) ? 1 : 0;
+  }
+  const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(matrix);
+  BlockStreamOptions stream = stream_options(dataset, matrix, std::size_t{32} << 20);
+  stream.rows = scan_ranges(*reader, kPaddingScanCells);
+  std::vector<double> totals;
+  bool counts = true;
+  for_each_block(*reader, stream, [&](const CsrBlock& block) {
+    for (std::int64_t row = 0; row < block.n_rows; ++row) {
+      double total = 0;
+      for (std::int64_t k = block.indptr[static_cast<std::size_t>(row)]; k < block.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
+        const float value = block.values[static_cast<std::size_t>(k)];
+        counts &= value == std::floor(value);
+        const auto column = static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)]);
+        if (column < counted.size() && counted[column] != 0) total += value;
+      }
+      if (total > 0) totals.push_back(total);
+    }
+  });
+  if (!counts || totals.empty()) return 0;
+  std::nth_element(totals.begin(), totals.begin() + static_cast<std::ptrdiff_t>(totals.size() / 2), totals.end());
+  return totals[totals.size() / 2];
+}
+
 /// The genes (Entrez ids, ascending) that the vars of `resolved` name and no cell of `summary`
 /// counts under any of its vars (a gene named twice, e.g. by its symbol and an alias, is counted
 /// when one of them is).
@@ -856,7 +889,17 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         if (options.log) options.log(fmt::format("{}: refitting on the {} shared genes", measured, coverage.n_measured));
         const auto started = std::chrono::steady_clock::now();
         try {
-          fitted.refitted.push_back(refit_model(model, genes, options.embed.num_threads));
+          std::vector<std::int64_t> shared;  // (the query's depth where the refit reads it: the genes it shares with the sample)
+          std::set_intersection(genes.begin(), genes.end(), model.reference.entrez_ids.begin(), model.reference.entrez_ids.end(),
+                                std::back_inserter(shared));
+          const double depth = median_counts_over(where, options.embed.matrix, table, options.embed.genes, shared);
+          fitted.refitted.push_back(refit_model(model, genes, options.embed.num_threads, {}, depth));
+          if (const double ratio = fitted.refitted.back().provenance["refit"].value("depth_ratio", 0.0); ratio > 0) {
+            annotation.warnings.push_back(fmt::format(
+                "{}{}: its cells hold {:.0f}% of the counts of the model's reference cells over the genes they share (median {:.0f}): "
+                "the refit trains on the reference cells thinned to that depth (an imaging panel's or a shallow run's cells)",
+                kNotePrefix, where.path(), 100 * ratio, depth));
+          }
         } catch (const InputError& error) {  // (named with the query, and the species when that is the likely cause)
           const auto species = std::find_if(resolved.warnings.begin(), resolved.warnings.end(),
                                             [](const std::string& warning) { return warning.starts_with("likely species mismatch"); });

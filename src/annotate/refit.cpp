@@ -6,6 +6,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/memory_dataset.hpp>
 #include <celltyper/reference_similarity.hpp>
+#include <celltyper/thinned_dataset.hpp>
 
 #include <fmt/format.h>
 
@@ -204,7 +205,7 @@ bool can_refit(const CellTypeModel& model) {
 }
 
 CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int64_t>& genes, int num_threads,
-                          const std::function<void(const std::string&)>& log) {
+                          const std::function<void(const std::string&)>& log, double query_depth) {
   if (!can_refit(model)) {
     throw InputError(model.reference.empty() ? "this model carries no reference sample to refit from (train it again with this celltyper)"
                                              : "only expression and GenePT-w models can be refitted on a query's genes");
@@ -282,6 +283,45 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
     parts.push_back(std::make_unique<MemoryDataset>(n_parts == 1 ? "the model's reference sample" : fmt::format("the model's reference sample, reference {}", part + 1),
                                                     std::move(obs), std::move(var), std::move(values)));
     views.push_back(parts.back().get());
+  }
+
+  // Depth matching (a query much shallower than the sample over the shared genes): the sample's
+  // cells thinned to the query's depth train the refit.
+  double depth_ratio = 0;
+  std::vector<std::unique_ptr<ThinnedDataset>> thinned;
+  if (query_depth > 0 && std::all_of(cell_values.values.begin(), cell_values.values.end(), [](double v) { return v == std::floor(v); })) {
+    std::vector<std::uint8_t> is_shared(sample.entrez_ids.size(), 0);
+    for (std::size_t j = 0; j < sample.entrez_ids.size(); ++j) is_shared[j] = std::binary_search(shared.begin(), shared.end(), sample.entrez_ids[j]) ? 1 : 0;
+    std::vector<double> totals;
+    for (std::int64_t cell = 0; cell < cell_values.n_rows; ++cell) {
+      double total = 0;
+      for (std::int64_t k = cell_values.indptr[static_cast<std::size_t>(cell)]; k < cell_values.indptr[static_cast<std::size_t>(cell) + 1]; ++k) {
+        if (is_shared[static_cast<std::size_t>(cell_values.indices[static_cast<std::size_t>(k)])] != 0) total += cell_values.values[static_cast<std::size_t>(k)];
+      }
+      if (total > 0) totals.push_back(total);
+    }
+    if (!totals.empty()) {
+      std::nth_element(totals.begin(), totals.begin() + static_cast<std::ptrdiff_t>(totals.size() / 2), totals.end());
+      const double sample_depth = totals[totals.size() / 2];
+      if (sample_depth > 0 && query_depth < kDepthMatchRatio * sample_depth) {
+        depth_ratio = query_depth / sample_depth;
+        const std::uint64_t seed = model.provenance.value("seed", std::uint64_t{0}) ^ 0xD3E7A11ULL;
+        for (const Dataset* view : views) {
+          std::vector<std::int64_t> keys;  // (cells thinned alike whichever part holds them)
+          const DataFrame var = view->read_var();
+          const Column& ids = var.at("entrez_id", "the reference sample");
+          for (std::size_t j = 0; j < ids.size(); ++j) keys.push_back(std::stoll(ids.value_as_string(j)));
+          thinned.push_back(std::make_unique<ThinnedDataset>(*view, depth_ratio / 2, std::min(1.0, 2 * depth_ratio), seed, std::move(keys)));
+        }
+        views.clear();
+        for (const auto& view : thinned) views.push_back(view.get());
+        if (log) {
+          log(fmt::format("the query's cells hold a median of {:.0f} counts over the shared genes, the reference sample's {:.0f}: the refit "
+                          "trains on its cells thinned to the query's depth",
+                          query_depth, sample_depth));
+        }
+      }
+    }
   }
 
   TrainOptions options;
@@ -369,6 +409,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
                                   {"n_shared_genes", shared.size()},
                                   {"n_sample_cells", sample.n_cells()},
                                   {"seconds", seconds}};
+  if (depth_ratio > 0) refitted.provenance["refit"]["depth_ratio"] = depth_ratio;
   return refitted;
 }
 

@@ -6,6 +6,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/memory_dataset.hpp>
 #include <celltyper/model_file.hpp>
+#include <celltyper/thinned_dataset.hpp>
 #include <celltyper/train.hpp>
 
 #include "support/test_support.hpp"
@@ -211,6 +212,39 @@ TEST(ReferenceSample, RefitOnAQuerysGenesEqualsTrainingRestrictedToThem) {
   const Annotation whole = annotate_dataset(full, {&model}, table, options);
   EXPECT_FALSE(whole.models[0].refitted);
   EXPECT_TRUE(whole.warnings.empty());
+}
+
+TEST(ReferenceSample, AQueryFarShallowerThanTheReferenceRefitsOnReferenceCellsThinnedToItsDepth) {
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  const MemoryDataset reference = make_cells({120, 90, 60}, 3);
+  const CellTypeModel model = train_model({&reference}, expression_options(), GeneStore(), table).model;
+  std::vector<int> keep;
+  for (int g = 0; g < 40; g += 2) keep.push_back(g);
+  const MemoryDataset query = make_cells({30, 30, 30}, 4, keep);
+  std::vector<std::int64_t> query_genes;
+  for (const int g : keep) query_genes.push_back(101 + g);
+  // The refit alone: a depth 10% of the sample's is matched (the ratio recorded), an unknown one not.
+  const CellTypeModel plain = refit_model(model, query_genes, 1, {}, 0);
+  EXPECT_FALSE(plain.provenance["refit"].contains("depth_ratio"));
+  const CellTypeModel deep_enough = refit_model(model, query_genes, 1, {}, 1e9);
+  EXPECT_FALSE(deep_enough.provenance["refit"].contains("depth_ratio"));
+  // The same cells at a tenth of their molecules: annotate says so and matches the depth.
+  const ThinnedDataset shallow(query, 0.1, 0.1, 7);
+  AnnotateOptions options;
+  options.embed.num_threads = 1;
+  const Annotation thinned = annotate_dataset(shallow, {&model}, table, options);
+  ASSERT_TRUE(thinned.models[0].refitted);
+  const auto note = std::find_if(thinned.warnings.begin(), thinned.warnings.end(),
+                                 [](const std::string& w) { return w.find("the refit trains on the reference cells thinned to that depth") != std::string::npos; });
+  ASSERT_NE(note, thinned.warnings.end()) << ::testing::PrintToString(thinned.warnings);
+  EXPECT_EQ(note->rfind("note: ", 0), 0u) << *note;
+  // (deterministic: the same cells give the same probabilities)
+  const Annotation again = annotate_dataset(shallow, {&model}, table, options);
+  EXPECT_EQ(again.probabilities, thinned.probabilities);
+  // The unthinned query: no matching, the refit as before.
+  const Annotation deep = annotate_dataset(query, {&model}, table, options);
+  EXPECT_TRUE(std::none_of(deep.warnings.begin(), deep.warnings.end(),
+                           [](const std::string& w) { return w.find("thinned to that depth") != std::string::npos; }));
 }
 
 /// `dataset` with its first `n_genes` vars only.
