@@ -444,8 +444,23 @@ namespace {
 /// biotypes that CELLxGENE's var['feature_type'] holds: protein_coding, lncRNA, ...) is a gene.
 bool is_other_feature_type(std::string_view kind) {
   static const std::set<std::string, std::less<>> kOther = {
-      "antibody capture", "crispr guide capture", "multiplexing capture", "peaks", "custom", "adt", "atac", "hto", "antibody", "crispr"};
+      "antibody capture", "crispr guide capture", "multiplexing capture", "peaks", "custom", "adt", "atac", "hto", "antibody", "crispr",
+      // imaging panels' controls (10x Xenium's feature_type values)
+      "negative control probe", "negative control codeword", "unassigned codeword", "blank codeword", "deprecated codeword",
+      "genomic control", "control probe", "control codeword"};
   return kOther.find(genes_detail::ascii_lower(kind)) != kOther.end();
+}
+
+/// The control features of imaging panels by name, when no feature-type column says so (a
+/// squidpy / spatialdata AnnData, MERSCOPE's cell_by_gene.csv, CosMx's exprMat_file.csv): the
+/// prefix, or "" for a gene.
+std::string_view control_probe_prefix(std::string_view name) {
+  static constexpr std::string_view kPrefixes[] = {"NegControlProbe_", "NegControlCodeword_", "UnassignedCodeword_", "DeprecatedCodeword_",
+                                                   "GenomicControl_", "BLANK_", "Blank-", "NegPrb", "SystemControl", "FalseCode"};
+  for (const std::string_view prefix : kPrefixes) {
+    if (name.starts_with(prefix)) return prefix;
+  }
+  return {};
 }
 
 /// Flag the vars that a feature-type column (10x: `feature_types` in scanpy's files,
@@ -475,6 +490,23 @@ void flag_other_features(const DataFrame& var, GeneResolveResult& result) {
     result.other_feature_examples = fmt::format("var '{}': {}", name, fmt::join(parts, ", "));
     return;
   }
+  // No column says: imaging panels' control probes and blank codewords by their names.
+  std::map<std::string, std::size_t, std::less<>> prefixes;
+  std::vector<std::uint8_t> other(var.n_rows(), 0);
+  std::size_t n_other = 0;
+  for (std::size_t row = 0; row < var.n_rows(); ++row) {
+    const std::string_view prefix = control_probe_prefix(var.index[row]);
+    if (prefix.empty()) continue;
+    other[row] = 1;
+    ++n_other;
+    ++prefixes[std::string(prefix) + "*"];
+  }
+  if (prefixes.empty() || n_other == var.n_rows()) return;
+  std::vector<std::string> parts;
+  for (const auto& [prefix, count] : prefixes) parts.push_back(fmt::format("{} {}", prefix, count));
+  result.other_feature = std::move(other);
+  result.n_other_features = n_other;
+  result.other_feature_examples = fmt::format("control probes named {}", fmt::join(parts, ", "));
 }
 
 }  // namespace

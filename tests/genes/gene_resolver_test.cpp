@@ -228,6 +228,24 @@ TEST(ResolveGenes, FeaturesOtherThanGeneExpressionAreNotGenes) {
   EXPECT_EQ(genes.n_matched(), 3U);
 }
 
+TEST(ResolveGenes, ImagingPanelsControlProbesAreNotGenes) {
+  // Xenium's controls, told by feature_type; MERSCOPE's and CosMx's (and an AnnData built from
+  // them without the column) by their names: not genes, not unmatched genes, not library size.
+  const GeneTable table = small_table();
+  DataFrame xenium = var_with_index({"AAA", "NegControlProbe_00042", "BBB", "NegControlCodeword_0500", "BLANK_0006", "UnassignedCodeword_0001"});
+  xenium.columns.push_back(Column::categorical("feature_type", {"Gene Expression", "Negative Control Probe", "Gene Expression",
+                                                                "Negative Control Codeword", "Blank Codeword", "Unassigned Codeword"}));
+  const GeneResolveResult told = resolve_genes(table, xenium);
+  EXPECT_EQ(told.other_feature, (std::vector<std::uint8_t>{0, 1, 0, 1, 1, 1}));
+  EXPECT_EQ(told.count(GeneMatch::kUnmatched), 0U);
+  const GeneResolveResult named = resolve_genes(table, var_with_index({"AAA", "Blank-0", "BBB", "NegPrb12", "SystemControl3", "CCC"}));
+  EXPECT_EQ(named.other_feature, (std::vector<std::uint8_t>{0, 1, 0, 1, 1, 0}));
+  EXPECT_EQ(named.count(GeneMatch::kUnmatched), 0U);
+  EXPECT_NE(named.summary().find("features other than gene expression: 3 (control probes named Blank-* 1, NegPrb* 1, SystemControl* 1)"),
+            std::string::npos)
+      << named.summary();
+}
+
 TEST(ResolveGenes, BlanksAroundNamesAndGenomePrefixesAreNotPartOfTheGene) {
   // A var pasted from a spreadsheet ("AAA ", "\tBBB"), Cell Ranger's multi-genome references
   // ("GRCh38_CCC", "hg19_MALAT1", "mm10___NKX2-1"); an unknown prefix stays unmatched.
