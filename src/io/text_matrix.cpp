@@ -208,6 +208,7 @@ class TextMatrixDataset final : public Dataset {
     check_source(source);
     return detail::make_memory_reader(matrix_, info_);  // shared, never copied
   }
+  std::string reading_note() const override { return note_; }
 
  private:
   void check_source(const std::string& source) const {
@@ -225,6 +226,10 @@ class TextMatrixDataset final : public Dataset {
     Delimiter delimiter = Delimiter::kBlanks;
     bool integers = true;
     bool numbered_cells = false;  // rows named by numbers (row numbers, cell indexes): they are the cells
+    bool cosmx = false;           // CosMx's layout (fov, cell_ID, genes...)
+    std::vector<std::string> cosmx_fov;
+    std::string cosmx_fov_name;
+    std::int64_t n_background = 0;  // its rows of cell_ID 0: transcripts outside every cell
     std::string corner;           // the header's name of the row names, lower-cased ("" without one)
     {
       const std::string text = detail::read_text_file(path_);
@@ -278,6 +283,14 @@ class TextMatrixDataset final : public Dataset {
         n_text = std::max(n_text, leading);
       }
       if (no_corner) n_text = std::max<std::size_t>(n_text, 1);
+      // NanoString CosMx's exprMat_file.csv: fov, cell_ID, then the genes; a cell is its fov's
+      // cell_ID (ids restart in every fov), named "FOV_CELLID", both kept as metadata.
+      cosmx = !no_corner && n_fields > 2 && corner == "fov" && genes_detail::ascii_lower(trim(header[1])) == "cell_id";
+      if (cosmx) {
+        n_text = 2;
+        numbered_cells = true;
+        cosmx_fov_name = std::string(trim(header.front()));
+      }
       if (n_text == 0 && n_fields > 1) {
         static constexpr std::string_view kIdNames[] = {"", "index", "cell_index", "cellindex", "cell", "cells", "cell_id", "cellid",
                                                         "cell_name", "barcode", "barcodes", "cell_barcode", "gene", "genes", "gene_id",
@@ -341,7 +354,11 @@ class TextMatrixDataset final : public Dataset {
           throw InputError(fmt::format("{}: line {} has {} fields, line {} has {}", path_, lines[l].number, fields.size(),
                                        lines[first_data].number, n_fields));
         }
-        row_names.emplace_back(n_text > 0 ? std::string(fields[0]) : std::to_string(row_names.size() + 1));
+        row_names.emplace_back(cosmx ? fmt::format("{}_{}", fields[0], fields[1]) : n_text > 0 ? std::string(fields[0]) : std::to_string(row_names.size() + 1));
+        if (cosmx) {
+          cosmx_fov.emplace_back(fields[0]);
+          if (parse_number(fields[1], value) && value == 0) ++n_background;
+        }
         for (std::size_t k = 1; k < n_text; ++k) row_text[k - 1].emplace_back(fields[k]);
         for (std::size_t c = 0; c < n_values; ++c) {
           if (!parse_number(fields[n_text + c], value)) {
@@ -391,6 +408,7 @@ class TextMatrixDataset final : public Dataset {
       *matrix = transpose(table);
     } else {
       obs_.index = std::move(row_names);
+      if (cosmx) obs_.columns.push_back(metadata_column(cosmx_fov_name, cosmx_fov));
       // numbers (nCount_RNA, percent.mt) stay numbers; text (cell types, clusters' names) is categorical
       for (std::size_t k = 0; k < row_text.size(); ++k) obs_.columns.push_back(metadata_column(text_names[k], row_text[k]));
       var_.index = std::move(column_names);
@@ -408,8 +426,14 @@ class TextMatrixDataset final : public Dataset {
                             : delimiter == Delimiter::kComma     ? "comma"
                             : delimiter == Delimiter::kSemicolon ? "semicolon"
                                                                  : "blank";
+    if (cosmx) why = "CosMx's fov and cell_ID columns";
     info_.compression = fmt::format("text, {}-separated, {} ({}){}", separator, rows_are_genes ? "genes x cells" : "cells x genes", why,
                                     ends_with(path_, ".gz") ? ", gzip" : "");
+    if (n_background > 0) {
+      note_ = fmt::format("{} of its {} rows have cell_ID 0 (CosMx's transcripts outside every cell, one row per fov): they are annotated "
+                          "like cells; leave them out (cell_ID > 0) before reading their labels",
+                          n_background, obs_.index.size());
+    }
     info_.stored_bytes = static_cast<std::int64_t>(std::filesystem::file_size(path_));
   }
 
@@ -438,6 +462,7 @@ class TextMatrixDataset final : public Dataset {
   DataFrame var_;
   std::shared_ptr<const CsrBlockF64> matrix_;
   MatrixInfo info_;
+  std::string note_;  // reading_note: CosMx's background rows
 };
 
 /// `base` with obs columns joined from a cell table (replacing same-named ones); everything else

@@ -91,6 +91,29 @@ TEST(TextMatrix, OrientationAndNameColumns) {
   EXPECT_EQ(unnamed->read_var().index, (std::vector<std::string>{"CD3E", "MS4A1", "LYZ"}));
 }
 
+// NanoString CosMx's exprMat_file.csv (fov, cell_ID, genes, negative probes), fewer genes than
+// cells or more: cells x genes, named FOV_CELLID (ids restart per fov), fov and cell_ID kept;
+// its cell_ID 0 rows (transcripts outside every cell) are named in a reading note.
+TEST(TextMatrix, CosmxExpressionMatrixIsCellsByGenes) {
+  test::TempDir dir;
+  const auto cosmx = open_dataset(write(dir, "Run1_S1_exprMat_file.csv",
+                                        "fov,cell_ID,CD3E,MS4A1,LYZ,NegPrb1\n"
+                                        "1,0,3,2,1,1\n1,1,4,0,0,0\n1,2,0,6,1,0\n2,0,1,1,1,0\n2,1,0,0,9,1\n"));
+  EXPECT_EQ(cosmx->read_obs().index, (std::vector<std::string>{"1_0", "1_1", "1_2", "2_0", "2_1"}));
+  EXPECT_EQ(cosmx->read_var().index, (std::vector<std::string>{"CD3E", "MS4A1", "LYZ", "NegPrb1"}));
+  EXPECT_EQ(values_of(cosmx->read_obs().at("fov", "obs")), (std::vector<std::string>{"1", "1", "1", "2", "2"}));
+  EXPECT_EQ(values_of(cosmx->read_obs().at("cell_ID", "obs")), (std::vector<std::string>{"0", "1", "2", "0", "1"}));
+  EXPECT_NE(cosmx->matrix_info("X").compression.find("cells x genes (CosMx's fov and cell_ID columns)"), std::string::npos)
+      << cosmx->matrix_info("X").compression;
+  EXPECT_NE(cosmx->reading_note().find("2 of its 5 rows have cell_ID 0 (CosMx's transcripts outside every cell"), std::string::npos)
+      << cosmx->reading_note();
+  // (more genes than cells: still cells x genes)
+  const auto wide = open_dataset(write(dir, "wide.csv", "fov,cell_ID,A1,A2,A3,A4,A5\n1,1,1,0,0,2,0\n1,2,0,3,0,0,1\n"));
+  EXPECT_EQ(wide->n_obs(), 2);
+  EXPECT_EQ(wide->n_vars(), 5);
+  EXPECT_TRUE(wide->reading_note().empty());
+}
+
 // A first column of numbers is the rows' names, not a gene or a cell of counts, when the
 // corner says so (pandas' and R's row numbers, BD Rhapsody's Cell_Index) or the numbers rise one
 // by one; a '#' header, Excel's empty rows and a header-only trailing delimiter read as meant.
