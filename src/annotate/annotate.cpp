@@ -7,6 +7,7 @@
 #include <celltyper/parallel.hpp>
 #include <celltyper/reference_similarity.hpp>
 #include <celltyper/row_subset_dataset.hpp>
+#include <celltyper/thinned_dataset.hpp>
 #include "text_lists.hpp"
 
 #include <fmt/format.h>
@@ -1571,7 +1572,27 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
                                  "that measures this panel, or pass --allow-low-coverage",
                                  query.path(), shared.size(), reference_genes.size(), needed));
   }
-  TrainResult result = train_model(references, options, store, table);
+  // Depth matching, as a refit does (refit_model): a reference whose cells hold more than twice
+  // the query's counts over the shared genes trains on its cells thinned to the query's depth.
+  std::vector<std::unique_ptr<ThinnedDataset>> thinned;
+  std::vector<const Dataset*> views = references;
+  std::vector<std::string> notes;
+  if (options.features == kFeaturesExpression && options.augment_depth) {
+    const double query_depth = median_counts_over(query, resolve_matrix_source(query, query_embed.matrix), table, query_embed.genes, shared);
+    for (std::size_t r = 0; query_depth > 0 && r < references.size(); ++r) {
+      const std::string& matrix = !options.matrices.empty() && !options.matrices[r].empty() ? options.matrices[r] : options.embed.matrix;
+      const double depth = median_counts_over(*references[r], resolve_matrix_source(*references[r], matrix), table, options.embed.genes, shared);
+      if (depth <= 0 || query_depth >= kDepthMatchRatio * depth) continue;
+      const double ratio = query_depth / depth;
+      thinned.push_back(std::make_unique<ThinnedDataset>(*references[r], ratio / 2, std::min(1.0, 2 * ratio), options.seed ^ 0xD3E7A11ULL));
+      views[r] = thinned.back().get();
+      notes.push_back(fmt::format("{}{}: its cells hold {:.0f}% of the counts of the reference's cells ({}) over the genes they share (median "
+                                  "{:.0f}): trained on the reference cells thinned to that depth (an imaging panel's or a shallow run's cells)",
+                                  kNotePrefix, query.path(), 100 * ratio, references[r]->path(), query_depth));
+    }
+  }
+  TrainResult result = train_model(views, options, store, table);
+  result.warnings.insert(result.warnings.end(), notes.begin(), notes.end());
   result.n_reference_genes = static_cast<std::int64_t>(reference_genes.size());
   result.n_shared_genes = static_cast<std::int64_t>(shared.size());
   return result;

@@ -245,6 +245,14 @@ TEST(ReferenceSample, AQueryFarShallowerThanTheReferenceRefitsOnReferenceCellsTh
   const Annotation deep = annotate_dataset(query, {&model}, table, options);
   EXPECT_TRUE(std::none_of(deep.warnings.begin(), deep.warnings.end(),
                            [](const std::string& w) { return w.find("thinned to that depth") != std::string::npos; }));
+  // Reference mode matches the depth the same way, and not for the unthinned query.
+  const auto matched = [&](const Dataset& cells) {
+    const TrainResult trained = train_for_query({&reference}, cells, expression_options(), GeneStore(), table, EmbedOptions{}, 0);
+    return std::any_of(trained.warnings.begin(), trained.warnings.end(),
+                       [](const std::string& w) { return w.find("trained on the reference cells thinned to that depth") != std::string::npos; });
+  };
+  EXPECT_TRUE(matched(shallow));
+  EXPECT_FALSE(matched(query));
 }
 
 /// `dataset` with its first `n_genes` vars only.
