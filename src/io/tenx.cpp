@@ -157,9 +157,16 @@ class TenxMtxDataset final : public Dataset {
       }
     }
     if (layout == nullptr) {
+      // An output folder around the matrix (Xenium's outs/, Cell Ranger's outs/): name what is there.
+      std::vector<std::string> inside;
+      for (const char* name : {"cell_feature_matrix.h5", "cell_feature_matrix", "filtered_feature_bc_matrix.h5", "filtered_feature_bc_matrix",
+                               "raw_feature_bc_matrix.h5", "raw_feature_bc_matrix", "cell_by_gene.csv", "Solo.out"}) {
+        std::error_code error;
+        if (std::filesystem::exists(dir / name, error)) inside.push_back((dir / name).string());
+      }
       throw InputError(fmt::format("{}: no matrix.mtx[.gz] (Cell Ranger, STARsolo), cells_x_genes.mtx (kallisto | bustools) or quants_mat.mtx "
-                                   "(alevin-fry) in this directory",
-                                   directory));
+                                   "(alevin-fry) in this directory{}",
+                                   directory, inside.empty() ? std::string() : fmt::format("; read one of these: {}", fmt::join(inside, ", "))));
     }
     const auto features_path = find_one(dir, layout->features);
     const auto barcodes_path = find_one(dir, layout->barcodes);

@@ -71,6 +71,19 @@ TEST(MtxLayouts, EveryPipelinesDirectoryReadsAsTheSameCells) {
     EXPECT_NE(std::string(error.what()).find("cells_x_genes.mtx (kallisto | bustools) or quants_mat.mtx (alevin-fry)"), std::string::npos)
         << error.what();
   }
+  // an output folder around a matrix (Xenium's outs/): the message names the files to read
+  const std::filesystem::path outs = root / "outs";
+  std::filesystem::create_directories(outs / "cell_feature_matrix");
+  write(outs / "cell_feature_matrix.h5", "");
+  try {
+    (void)open_dataset(outs.string());
+    FAIL() << "no error";
+  } catch (const InputError& error) {
+    EXPECT_NE(std::string(error.what()).find(fmt::format("; read one of these: {}, {}", (outs / "cell_feature_matrix.h5").string(),
+                                                         (outs / "cell_feature_matrix").string())),
+              std::string::npos)
+        << error.what();
+  }
 }
 
 }  // namespace
