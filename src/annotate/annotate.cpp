@@ -1399,12 +1399,16 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     // Most cells not judged: the check says nothing of them (a PBMC query under a pancreas model
     // detects few of its genes, as does a 10x query under a model of a 765-gene panel).
     if (n_predicted >= kSimilarityWarnMinCells && 2 * annotation.n_similarity_judged < n_predicted) {
+      // (a query far shallower than the reference, as the refit found: its depth is the cause)
+      const bool shallow = std::any_of(annotation.warnings.begin(), annotation.warnings.end(),
+                                       [](const std::string& w) { return w.find("thinned to that depth") != std::string::npos; });
       annotation.warnings.push_back(fmt::format(
           "the check whether cells resemble the reference's types judged only {} of {} cells ({:.0f}%): the others detect fewer of the "
-          "model's compared genes than its types' own cells do at 1,000 counts (shallow cells, or cells that do not express the "
-          "reference's genes: another tissue or species?); their celltyper_unlike_reference is False for want of a verdict "
-          "(obs celltyper_similarity_judged tells them apart)",
-          annotation.n_similarity_judged, n_predicted, 100.0 * judged_cells / static_cast<double>(n_predicted)));
+          "model's compared genes than its types' own cells do at 1,000 counts ({}); their celltyper_unlike_reference is False for want "
+          "of a verdict (obs celltyper_similarity_judged tells them apart)",
+          annotation.n_similarity_judged, n_predicted, 100.0 * judged_cells / static_cast<double>(n_predicted),
+          shallow ? "the query's cells are shallow, see the depth note: cells of a type the reference lacks go unflagged"
+                  : "shallow cells, or cells that do not express the reference's genes: another tissue or species?"));
     }
     if (annotation.n_unlike_reference >= kSimilarityWarnMinCells &&
         static_cast<double>(annotation.n_unlike_reference) >= kSimilarityWarnShare * judged_cells) {
