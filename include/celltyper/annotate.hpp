@@ -284,8 +284,8 @@ bool can_refit(const CellTypeModel& model);
 /// under kDepthMatchRatio: an imaging panel's 150 transcripts against a scRNA-seq reference's
 /// 1,000) trains the refit on the sample's cells binomially thinned to the query's depth (each
 /// cell keeping a share drawn from [r/2, min(1, 2r)]; then depth-augmented as in training), so the
-/// model learns the types as the query sees them. Counts only (a sample of log values is used as
-/// it is); the ratio is recorded in the refitted model's provenance (refit.depth_ratio).
+/// model learns the types as the query sees them. Expression models and counts only (a sample of
+/// log values is used as it is); the ratio is recorded in the refitted model's provenance (refit.depth_ratio).
 CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int64_t>& genes, int num_threads,
                           const std::function<void(const std::string&)>& log = {}, double query_depth = 0);
 

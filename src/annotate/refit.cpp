@@ -289,7 +289,9 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   // cells thinned to the query's depth train the refit.
   double depth_ratio = 0;
   std::vector<std::unique_ptr<ThinnedDataset>> thinned;
-  if (query_depth > 0 && std::all_of(cell_values.values.begin(), cell_values.values.end(), [](double v) { return v == std::floor(v); })) {
+  // (the expression route's, where it was measured: bench/annotate/spatial_depth.py)
+  if (query_depth > 0 && model.features == kFeaturesExpression &&
+      std::all_of(cell_values.values.begin(), cell_values.values.end(), [](double v) { return v == std::floor(v); })) {
     std::vector<std::uint8_t> is_shared(sample.entrez_ids.size(), 0);
     for (std::size_t j = 0; j < sample.entrez_ids.size(); ++j) is_shared[j] = std::binary_search(shared.begin(), shared.end(), sample.entrez_ids[j]) ? 1 : 0;
     std::vector<double> totals;
