@@ -571,7 +571,9 @@ std::vector<std::int64_t> choose_panel(const std::vector<LabelledReference>& ref
     std::vector<std::string> warnings;
     const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, r);
     accumulate_expression_stats(*reference.dataset, table, settings, reference.labelled, stats, &warnings);
-    for (const auto& warning : warnings) data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, warning));
+    for (const auto& warning : warnings) {
+      data.cells.warnings.push_back(warning.find(reference.path) == std::string::npos ? fmt::format("{}: {}", reference.path, warning) : warning);
+    }
   }
   if (allowed.restricted()) {  // the panel is chosen among the allowed genes only
     GeneExpressionStats kept;
