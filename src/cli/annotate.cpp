@@ -204,10 +204,17 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const std::unique_ptr<Dataset> dataset = [&] {
       if (args->cell_table.empty()) return open_dataset(args->input);
       const DataFrame table = read_cell_table(args->cell_table);
+      std::unique_ptr<Dataset> input = open_dataset(args->input);
+      // (a column the input has stays as it is in the copy: the table's value is used for this
+      // annotation, --over-clustering and --group, but the input's values, e.g. a truth column
+      // for cells the table lacks, are not overwritten)
+      const std::vector<std::string> own = input->obs_column_names();
       for (const Column& column : table.columns) {
-        if (!is_annotation_column(column.name)) table_columns.push_back(column.name);
+        if (!is_annotation_column(column.name) && std::find(own.begin(), own.end(), column.name) == own.end()) {
+          table_columns.push_back(column.name);
+        }
       }
-      return with_cell_table(open_dataset(args->input), table, args->cell_table);
+      return with_cell_table(std::move(input), table, args->cell_table);
     }();
     // An .h5ad input is copied with the celltyper_* columns added. A 10x input (Cell Ranger .h5 or
     // MTX folder) or a text table has no .h5ad to copy: its labels go to a CSV, or with --out to a

@@ -964,7 +964,9 @@ TEST(TrainAnnotateCli, AMajorityVoteCountsUnassignedCellsAndAnAnnotatedFileIsARe
   const auto written = test::run_program({test::system_python(), "-c",
                                           fmt::format("import anndata\n"
                                                     "a = anndata.read_h5ad('{0}')\n"
-                                                    "a.obs[['seurat_clusters']].rename(columns={{'seurat_clusters': 'leiden'}}).to_csv('{1}')\n",
+                                                    "t = a.obs[['seurat_clusters']].rename(columns={{'seurat_clusters': 'leiden'}})\n"
+                                                    "t['celltype'] = 'from the table'\n"
+                                                    "t.to_csv('{1}')\n",
                                                     dir.file("odd.h5ad"), dir.file("clusters.csv"))});
   ASSERT_EQ(written.exit_code, 0) << written.err;
   ASSERT_EQ(test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("odd.h5ad"), "--gene-table", table, "--obs",
@@ -975,10 +977,11 @@ TEST(TrainAnnotateCli, AMajorityVoteCountsUnassignedCellsAndAnAnnotatedFileIsARe
                                        fmt::format("import anndata\n"
                                                    "obs = anndata.read_h5ad('{}').obs\n"
                                                    "print((obs['leiden'].astype(float) == obs['seurat_clusters'].astype(str).astype(float)).all(), "
-                                                   "'celltyper_majority_vote' in obs, list(obs.columns).count('leiden'))\n",
+                                                   "'celltyper_majority_vote' in obs, list(obs.columns).count('leiden'), "
+                                                   "(obs['celltype'] == 'from the table').any())\n",
                                                    dir.file("joined.h5ad"))});
   ASSERT_EQ(kept.exit_code, 0) << kept.err;
-  EXPECT_EQ(kept.out, "True True 1\n");
+  EXPECT_EQ(kept.out, "True True 1 False\n");  // (the input's own celltype column is not overwritten)
 
   // A reference annotated before (celltyper's or CellTypist's "Unassigned", CellTypist's "A|B"
   // multi-labels): Unassigned cells have no label; a multi-label is warned about.
