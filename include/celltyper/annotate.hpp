@@ -30,6 +30,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -37,6 +38,7 @@
 #include <set>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace celltyper {
@@ -296,6 +298,16 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
 /// 0.784 / 0.838 / 0.886 / 0.896; the full panel (ratio 1) is not matched: reference cells thinned
 /// to U[0.5, 1] cost 0.03 there (session 41's trial), hence the floor.
 inline constexpr double kDepthMatchRatio = 0.5;
+
+/// The share of its molecules a reference cell keeps in depth matching, drawn per cell from
+/// [low, high]: around the ratio r of the query's depth to the reference's (`reference_depth`, its
+/// median counts over the shared genes), [r/2, min(1, 2r)], but never below what keeps a median
+/// cell 10 counts (a query of a handful of counts per cell would empty the reference).
+inline std::pair<double, double> depth_match_range(double ratio, double reference_depth) {
+  const double floor = reference_depth > 0 ? std::min(1.0, 10.0 / reference_depth) : 1.0;
+  const double low = std::max(ratio / 2, floor);
+  return {low, std::max(low, std::min(1.0, 2 * ratio))};
+}
 
 /// The Entrez ids (ascending, unique) of the genes `resolved` reads.
 std::vector<std::int64_t> resolved_gene_ids(const GeneResolveResult& resolved, const GeneTable& table);

@@ -142,6 +142,10 @@ class Dataset {
     std::int64_t rows_scanned = 0;
   };
   const VarScan& var_scan(const std::string& source, const std::function<VarScan()>& scan) const;
+  /// The dataset whose var scan stands for this one's: itself, or for a view of other counts of
+  /// the same cells (a thinned copy) its base, so that a gene is read from the same var whatever
+  /// the thinning drew.
+  [[nodiscard]] virtual const Dataset& scan_base() const { return *this; }
 
  private:
   /// var_scan's memo, by source: a copied or moved dataset starts with none (it is derived data).

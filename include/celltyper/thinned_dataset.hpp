@@ -29,8 +29,9 @@ namespace celltyper {
 /// reference's cells and skips drawing the rest).
 class ThinnedDataset final : public Dataset {
  public:
+  /// `name` (default: the base's path and the keep range) is what messages call it.
   ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed, std::vector<std::int64_t> column_keys = {},
-                 std::vector<std::uint8_t> rows = {});
+                 std::vector<std::uint8_t> rows = {}, std::string name = {});
 
   [[nodiscard]] const std::string& path() const override { return name_; }
   [[nodiscard]] std::string format() const override { return base_.format(); }
@@ -44,6 +45,7 @@ class ThinnedDataset final : public Dataset {
   [[nodiscard]] MatrixInfo matrix_info(const std::string& source) const override { return base_.matrix_info(source); }
   [[nodiscard]] std::unique_ptr<MatrixReader> open_matrix(const std::string& source) const override;
   [[nodiscard]] std::string reading_note() const override { return base_.reading_note(); }
+  [[nodiscard]] const Dataset& scan_base() const override { return base_.scan_base(); }
 
   /// The keep probability p of every cell of `source` (reads the unthinned matrix once).
   [[nodiscard]] std::vector<double> keep_fractions(const std::string& source) const;

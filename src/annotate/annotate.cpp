@@ -245,7 +245,22 @@ void summarize_samples(const Dataset& dataset, const std::string& column, const 
     if (rows.empty() && samples.kind != ColumnKind::kCategorical) order.push_back(level);
     rows.push_back(row);
   }
-  if (rows_of.count("") != 0 && std::find(order.begin(), order.end(), "") == order.end()) order.push_back("");
+  if (samples.kind != ColumnKind::kCategorical) {  // (numbers in numeric order, as evaluate --group lists them)
+    const auto number = [](const std::string& text) -> std::optional<double> {
+      char* end = nullptr;
+      const double value = std::strtod(text.c_str(), &end);
+      if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value)) return std::nullopt;
+      return value;
+    };
+    std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
+      const std::optional<double> x = number(a);
+      const std::optional<double> y = number(b);
+      if (x && y) return *x < *y;
+      return x.has_value() && !y.has_value();
+    });
+  }
+  std::erase(order, std::string());
+  if (rows_of.count("") != 0) order.push_back("");  // (cells without a value last)
   const bool whole_low_genes = std::any_of(annotation.warnings.begin(), annotation.warnings.end(),
                                            [](const std::string& w) { return w.find("detected genes (empty droplets") != std::string::npos; });
   const bool whole_unlike = std::any_of(annotation.warnings.begin(), annotation.warnings.end(),
@@ -320,6 +335,9 @@ void warn_about_repeated_names(const std::vector<std::string>& names, Annotation
                                             "labels by position, not by name (or make the names unique, e.g. adata.obs_names_make_unique())",
                                             repeats, example));
 }
+
+/// A share as a percentage for messages: "15%", or "<1%" (never "0%" for a share above zero).
+std::string percent_of(double share) { return share > 0 && share < 0.005 ? std::string("<1%") : fmt::format("{:.0f}%", 100 * share); }
 
 /// Query cells sampled to tell a panel padded with zeros (kPaddingMinAbsent and the rest: annotate.hpp).
 constexpr std::int64_t kPaddingScanCells = 2000;
@@ -897,9 +915,9 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
           fitted.refitted.push_back(refit_model(model, genes, options.embed.num_threads, {}, depth));
           if (const double ratio = fitted.refitted.back().provenance["refit"].value("depth_ratio", 0.0); ratio > 0) {
             annotation.warnings.push_back(fmt::format(
-                "{}{}: its cells hold {:.0f}% of the counts of the model's reference cells over the genes they share (median {:.0f}): "
+                "{}{}: its cells hold {} of the counts of the model's reference cells over the genes they share (median {:.0f}): "
                 "the refit trains on the reference cells thinned to that depth (an imaging panel's or a shallow run's cells)",
-                kNotePrefix, where.path(), 100 * ratio, depth));
+                kNotePrefix, where.path(), percent_of(ratio), depth));
           }
         } catch (const InputError& error) {  // (named with the query, and the species when that is the likely cause)
           const auto species = std::find_if(resolved.warnings.begin(), resolved.warnings.end(),
@@ -1399,9 +1417,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     // Most cells not judged: the check says nothing of them (a PBMC query under a pancreas model
     // detects few of its genes, as does a 10x query under a model of a 765-gene panel).
     if (n_predicted >= kSimilarityWarnMinCells && 2 * annotation.n_similarity_judged < n_predicted) {
-      // (a query far shallower than the reference, as the refit found: its depth is the cause)
-      const bool shallow = std::any_of(annotation.warnings.begin(), annotation.warnings.end(),
-                                       [](const std::string& w) { return w.find("thinned to that depth") != std::string::npos; });
+      // (a query far shallower than the reference, as the refit or reference mode found: its depth is the cause)
+      const bool shallow = std::any_of(models.begin(), models.end(), [](const CellTypeModel* model) {
+        return model->provenance.contains("depth_matched") ||
+               (model->provenance.contains("refit") && model->provenance["refit"].contains("depth_ratio"));
+      });
       annotation.warnings.push_back(fmt::format(
           "the check whether cells resemble the reference's types judged only {} of {} cells ({:.0f}%): the others detect fewer of the "
           "model's compared genes than its types' own cells do at 1,000 counts ({}); their celltyper_unlike_reference is False for want "
@@ -1581,6 +1601,7 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   std::vector<std::unique_ptr<ThinnedDataset>> thinned;
   std::vector<const Dataset*> views = references;
   std::vector<std::string> notes;
+  nlohmann::json matched = nlohmann::json::array();
   if (options.features == kFeaturesExpression && options.augment_depth) {
     const double query_depth = median_counts_over(query, resolve_matrix_source(query, query_embed.matrix), table, query_embed.genes, shared);
     for (std::size_t r = 0; query_depth > 0 && r < references.size(); ++r) {
@@ -1588,15 +1609,19 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
       const double depth = median_counts_over(*references[r], resolve_matrix_source(*references[r], matrix), table, options.embed.genes, shared);
       if (depth <= 0 || query_depth >= kDepthMatchRatio * depth) continue;
       const double ratio = query_depth / depth;
-      thinned.push_back(std::make_unique<ThinnedDataset>(*references[r], ratio / 2, std::min(1.0, 2 * ratio), options.seed ^ 0xD3E7A11ULL));
+      const auto [low, high] = depth_match_range(ratio, depth);
+      thinned.push_back(std::make_unique<ThinnedDataset>(*references[r], low, high, options.seed ^ 0xD3E7A11ULL, std::vector<std::int64_t>{},
+                                                         std::vector<std::uint8_t>{}, references[r]->path()));
       views[r] = thinned.back().get();
-      notes.push_back(fmt::format("{}{}: its cells hold {:.0f}% of the counts of the reference's cells ({}) over the genes they share (median "
+      matched.push_back({{"reference", references[r]->path()}, {"depth_ratio", ratio}});
+      notes.push_back(fmt::format("{}{}: its cells hold {} of the counts of the reference's cells ({}) over the genes they share (median "
                                   "{:.0f}): trained on the reference cells thinned to that depth (an imaging panel's or a shallow run's cells)",
-                                  kNotePrefix, query.path(), 100 * ratio, references[r]->path(), query_depth));
+                                  kNotePrefix, query.path(), percent_of(ratio), references[r]->path(), query_depth));
     }
   }
   TrainResult result = train_model(views, options, store, table);
   result.warnings.insert(result.warnings.end(), notes.begin(), notes.end());
+  if (!matched.empty()) result.model.provenance["depth_matched"] = matched;  // (its reference sample holds the thinned cells)
   result.n_reference_genes = static_cast<std::int64_t>(reference_genes.size());
   result.n_shared_genes = static_cast<std::int64_t>(shared.size());
   return result;

@@ -313,7 +313,8 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
           const DataFrame var = view->read_var();
           const Column& ids = var.at("entrez_id", "the reference sample");
           for (std::size_t j = 0; j < ids.size(); ++j) keys.push_back(std::stoll(ids.value_as_string(j)));
-          thinned.push_back(std::make_unique<ThinnedDataset>(*view, depth_ratio / 2, std::min(1.0, 2 * depth_ratio), seed, std::move(keys)));
+          const auto [low, high] = depth_match_range(depth_ratio, sample_depth);
+          thinned.push_back(std::make_unique<ThinnedDataset>(*view, low, high, seed, std::move(keys), std::vector<std::uint8_t>{}, view->path()));
         }
         views.clear();
         for (const auto& view : thinned) views.push_back(view.get());

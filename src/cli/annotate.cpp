@@ -429,7 +429,13 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       if (!annotation.samples.empty()) {  // (--group obs:COLUMN: each sample's labels and doubts)
         fmt::print(stderr, "per sample (obs {}): cells, median score, below {}, unlike the reference, most frequent labels\n",
                    annotation.samples.front().column, kLowScore);
-        for (const SampleSummary& sample : annotation.samples) {
+        constexpr std::size_t kMaxSampleLines = 64;  // (a column of hundreds of values: the rest in --json)
+        for (std::size_t i = 0; i < annotation.samples.size(); ++i) {
+          if (i == kMaxSampleLines) {
+            fmt::print(stderr, "  ... and {} more samples (--json lists every one)\n", annotation.samples.size() - kMaxSampleLines);
+            break;
+          }
+          const SampleSummary& sample = annotation.samples[i];
           std::vector<std::string> top;
           for (std::size_t i = 0; i < std::min<std::size_t>(3, sample.label_counts.size()); ++i) {
             top.push_back(fmt::format("{} {:.0f}%", sample.label_counts[i].first,
@@ -438,7 +444,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
           const auto share = [](std::int64_t part, std::int64_t of) { return of > 0 ? 100.0 * static_cast<double>(part) / static_cast<double>(of) : 0.0; };
           fmt::print(stderr, "  {}: {} cells, {:.2f}, {:.1f}%, {}; {}\n", sample.level.empty() ? std::string("(missing)") : sample.level,
                      sample.n_cells, sample.median_score, share(sample.n_low_score, sample.n_cells),
-                     annotation.has_similarity ? fmt::format("{:.1f}%", share(sample.n_unlike_reference, sample.n_similarity_judged)) : std::string("-"),
+                     annotation.has_similarity && sample.n_similarity_judged > 0
+                         ? fmt::format("{:.1f}%", share(sample.n_unlike_reference, sample.n_similarity_judged))
+                         : std::string("-"),
                      fmt::join(top, ", "));
         }
       }

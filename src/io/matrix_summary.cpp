@@ -475,11 +475,12 @@ GeneResolveResult resolve_dataset_genes(const GeneTable& table, const Dataset& d
   GeneResolveResult first = resolve_genes(table, var, options);
   if (first.n_duplicate_vars == 0 || options.var_cells != nullptr) return first;
   const std::string matrix = resolve_matrix_source(dataset, source);
-  const Dataset::VarScan& scanned = dataset.var_scan(matrix, [&dataset, &matrix] {
+  const Dataset& base = dataset.scan_base();  // (a thinned copy reads its genes as its cells' own counts do)
+  const Dataset::VarScan& scanned = base.var_scan(matrix, [&base, &matrix] {
     SummarizeOptions scan;
     scan.max_rows = 2000;
     scan.count_columns = true;
-    MatrixSummary summary = summarize_matrix(*dataset.open_matrix(matrix), scan);
+    MatrixSummary summary = summarize_matrix(*base.open_matrix(matrix), scan);
     return Dataset::VarScan{std::move(summary.column_cells), summary.rows_scanned};
   });
   if (scanned.cells.size() != first.n_vars()) return first;

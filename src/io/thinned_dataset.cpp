@@ -148,14 +148,14 @@ class ThinnedReader final : public MatrixReader {
 }  // namespace
 
 ThinnedDataset::ThinnedDataset(const Dataset& base, double low, double high, std::uint64_t seed, std::vector<std::int64_t> column_keys,
-                               std::vector<std::uint8_t> rows)
+                               std::vector<std::uint8_t> rows, std::string name)
     : base_(base),
       low_(low),
       high_(high),
       seed_(seed),
       column_keys_(std::move(column_keys)),
       rows_(std::move(rows)),
-      name_(fmt::format("{} (thinned to {:g}-{:g} of its counts)", base.path(), low, high)) {
+      name_(name.empty() ? fmt::format("{} (thinned to {:g}-{:g} of its counts)", base.path(), low, high) : std::move(name)) {
   if (!(low > 0 && low <= high && high <= 1)) throw InputError(fmt::format("depth augmentation: keep fractions [{}, {}] are not within (0, 1]", low, high));
 }
 

@@ -228,6 +228,15 @@ TEST(ReferenceSample, AQueryFarShallowerThanTheReferenceRefitsOnReferenceCellsTh
   EXPECT_FALSE(plain.provenance["refit"].contains("depth_ratio"));
   const CellTypeModel deep_enough = refit_model(model, query_genes, 1, {}, 1e9);
   EXPECT_FALSE(deep_enough.provenance["refit"].contains("depth_ratio"));
+  const CellTypeModel matched_refit = refit_model(model, query_genes, 1, {}, 1);  // (one count per cell)
+  ASSERT_TRUE(matched_refit.provenance["refit"].contains("depth_ratio"));
+  const double ratio = matched_refit.provenance["refit"]["depth_ratio"].get<double>();
+  EXPECT_GT(ratio, 0);
+  EXPECT_LT(ratio, kDepthMatchRatio);
+  // (the keep range: around the ratio, never emptying a median reference cell below 10 counts)
+  EXPECT_EQ(depth_match_range(0.2, 1000), std::make_pair(0.1, 0.4));
+  EXPECT_EQ(depth_match_range(0.001, 1000), std::make_pair(0.01, 0.01));
+  EXPECT_EQ(depth_match_range(0.4, 1000), std::make_pair(0.2, 0.8));
   // The same cells at a tenth of their molecules: annotate says so and matches the depth.
   const ThinnedDataset shallow(query, 0.1, 0.1, 7);
   AnnotateOptions options;
@@ -248,8 +257,10 @@ TEST(ReferenceSample, AQueryFarShallowerThanTheReferenceRefitsOnReferenceCellsTh
   // Reference mode matches the depth the same way, and not for the unthinned query.
   const auto matched = [&](const Dataset& cells) {
     const TrainResult trained = train_for_query({&reference}, cells, expression_options(), GeneStore(), table, EmbedOptions{}, 0);
-    return std::any_of(trained.warnings.begin(), trained.warnings.end(),
-                       [](const std::string& w) { return w.find("trained on the reference cells thinned to that depth") != std::string::npos; });
+    const bool noted = std::any_of(trained.warnings.begin(), trained.warnings.end(),
+                                   [](const std::string& w) { return w.find("trained on the reference cells thinned to that depth") != std::string::npos; });
+    EXPECT_EQ(noted, trained.model.provenance.contains("depth_matched"));  // (a saved model says its sample was thinned)
+    return noted;
   };
   EXPECT_TRUE(matched(shallow));
   EXPECT_FALSE(matched(query));
