@@ -184,7 +184,11 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
     GeneResolveOptions resolve;
     resolve.column = options.gene_column;
     resolve.refuse_row_numbers = false;  // describe the file: row numbers resolve nothing, with a warning
-    const GeneResolveResult genes = resolve_dataset_genes(*table, dataset, source, resolve);  // (as the other commands read them)
+    GeneResolveResult genes = resolve_dataset_genes(*table, dataset, source, resolve);  // (as the other commands read them)
+    const std::string own_prefix = dataset.path() + ": ";  // (listed under the file's own heading: said once)
+    for (std::string& warning : genes.warnings) {
+      if (warning.starts_with(own_prefix)) warning.erase(0, own_prefix.size());
+    }
     nlohmann::json identity = genes.to_json();
     identity["table"] = table->source();
     identity["table_genes"] = table->size();
