@@ -5,7 +5,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstddef>
+#include <cstdlib>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,6 +86,26 @@ inline std::string closest_to(const std::string& word, const std::vector<std::st
     }
   }
   return closest;
+}
+
+/// `text` as a number when all of it is one ("10", "2.5"), else nothing.
+inline std::optional<double> whole_number(const std::string& text) {
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value)) return std::nullopt;
+  return value;
+}
+
+/// Orders names of groups as people read them: numbers in numeric order ("2" before "10":
+/// clusters, donors numbered), then text in its given order (stable).
+template <typename T, typename Name>
+void sort_numbers_first(std::vector<T>& items, Name&& name_of) {
+  std::stable_sort(items.begin(), items.end(), [&](const T& a, const T& b) {
+    const std::optional<double> x = whole_number(name_of(a));
+    const std::optional<double> y = whole_number(name_of(b));
+    if (x && y) return *x < *y;
+    return x.has_value() && !y.has_value();
+  });
 }
 
 }  // namespace celltyper::detail

@@ -11,6 +11,7 @@
 ///    up to 2^24 (float32) / 2^53 (float64).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -78,5 +79,27 @@ struct CsrRows {
 
 using CsrBlock = CsrRows<float>;
 using CsrBlockF64 = CsrRows<double>;
+
+/// Depth of cells over a set of genes: appends to `totals` each row's sum over the columns that
+/// `kept` marks (non-zero; a column past its end is not kept), for the rows whose sum is positive.
+template <typename Value>
+void append_row_totals_over(const CsrRows<Value>& rows, const std::vector<std::uint8_t>& kept, std::vector<double>& totals) {
+  for (std::int64_t row = 0; row < rows.n_rows; ++row) {
+    double total = 0;
+    for (std::int64_t k = rows.indptr[static_cast<std::size_t>(row)]; k < rows.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
+      const auto column = static_cast<std::size_t>(rows.indices[static_cast<std::size_t>(k)]);
+      if (column < kept.size() && kept[column] != 0) total += static_cast<double>(rows.values[static_cast<std::size_t>(k)]);
+    }
+    if (total > 0) totals.push_back(total);
+  }
+}
+
+/// The median of `values` (the upper one of an even count; 0 when there are none), reordering them.
+inline double upper_median(std::vector<double>& values) {
+  if (values.empty()) return 0;
+  const auto middle = values.begin() + static_cast<std::ptrdiff_t>(values.size() / 2);
+  std::nth_element(values.begin(), middle, values.end());
+  return *middle;
+}
 
 }  // namespace celltyper

@@ -212,26 +212,35 @@ constexpr std::int64_t kMinDetectedGenes = 200;
 /// counts per cell come from indptr alone) of at least 10,000 genes (a targeted panel, or a
 /// matrix cut to 2,000 highly variable genes, detects few genes in every cell), less the genes
 /// read as not measured (`n_unmeasured`: a panel padded with zeros to a whole transcriptome).
-/// Returns the genes detected per cell when it counted them (else empty).
-std::vector<std::int64_t> warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix, std::int64_t n_unmeasured,
-                                                    Annotation& annotation) {
+struct DetectedGenes {
+  std::vector<std::int64_t> per_cell;  ///< genes detected per cell, when counted (else empty)
+  bool warned = false;                 ///< whether the whole query got the warning
+};
+
+/// Returns the genes detected per cell when it counted them, and whether it warned.
+DetectedGenes warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix, std::int64_t n_unmeasured, Annotation& annotation) {
   const MatrixInfo info = dataset.matrix_info(matrix);
   if (info.encoding != MatrixEncoding::kCsr || info.n_cols - n_unmeasured < 10000 || info.n_rows == 0) return {};
-  std::vector<std::int64_t> detected = dataset.open_matrix(matrix)->row_nnz();
+  DetectedGenes result{dataset.open_matrix(matrix)->row_nnz()};
+  const std::vector<std::int64_t>& detected = result.per_cell;
   const auto low = std::count_if(detected.begin(), detected.end(), [](std::int64_t genes) { return genes < kMinDetectedGenes; });
-  if (low * 20 <= static_cast<std::int64_t>(detected.size())) return detected;
+  if (low * 20 <= static_cast<std::int64_t>(detected.size())) return result;
+  result.warned = true;
   annotation.warnings.push_back(fmt::format(
       "{} of {} cells ({:.0f}%) have fewer than {} detected genes (empty droplets or debris, as in an unfiltered matrix?): their "
       "labels are unreliable; filter cells first (e.g. scanpy's sc.pp.filter_cells(adata, min_genes={})) or read celltyper_score",
       low, detected.size(), 100.0 * static_cast<double>(low) / static_cast<double>(detected.size()), kMinDetectedGenes,
       kMinDetectedGenes));
-  return detected;
+  return result;
 }
 
 /// Annotation::samples for the samples of obs `column` (cells without a value form the sample ""),
 /// and the whole-query warnings a sample earns on its own while the whole query does not: cells
-/// under 200 detected genes (`detected`, when counted), cells unlike every reference type.
-void summarize_samples(const Dataset& dataset, const std::string& column, const std::vector<std::int64_t>& detected, Annotation& annotation) {
+/// under 200 detected genes (`detected`, when counted), cells unlike every reference type
+/// (unless `query_warned_unlike`: the query, or a label of it, was warned of such cells).
+void summarize_samples(const Dataset& dataset, const std::string& column, const DetectedGenes& detected_genes, bool query_warned_unlike,
+                       Annotation& annotation) {
+  const std::vector<std::int64_t>& detected = detected_genes.per_cell;
   const DataFrame obs = dataset.read_obs_columns({column});
   const Column& samples = obs.at(column, fmt::format("obs of {}", dataset.path()));
   std::map<std::string, std::vector<std::size_t>> rows_of;
@@ -246,25 +255,10 @@ void summarize_samples(const Dataset& dataset, const std::string& column, const 
     rows.push_back(row);
   }
   if (samples.kind != ColumnKind::kCategorical) {  // (numbers in numeric order, as evaluate --group lists them)
-    const auto number = [](const std::string& text) -> std::optional<double> {
-      char* end = nullptr;
-      const double value = std::strtod(text.c_str(), &end);
-      if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value)) return std::nullopt;
-      return value;
-    };
-    std::stable_sort(order.begin(), order.end(), [&](const std::string& a, const std::string& b) {
-      const std::optional<double> x = number(a);
-      const std::optional<double> y = number(b);
-      if (x && y) return *x < *y;
-      return x.has_value() && !y.has_value();
-    });
+    detail::sort_numbers_first(order, [](const std::string& level) -> const std::string& { return level; });
   }
   std::erase(order, std::string());
   if (rows_of.count("") != 0) order.push_back("");  // (cells without a value last)
-  const bool whole_low_genes = std::any_of(annotation.warnings.begin(), annotation.warnings.end(),
-                                           [](const std::string& w) { return w.find("detected genes (empty droplets") != std::string::npos; });
-  const bool whole_unlike = std::any_of(annotation.warnings.begin(), annotation.warnings.end(),
-                                        [](const std::string& w) { return w.find("resemble none of the reference's cell types") != std::string::npos; });
   std::vector<std::string> low_gene_samples;
   std::vector<std::string> unlike_samples;
   for (const std::string& level : order) {
@@ -293,12 +287,12 @@ void summarize_samples(const Dataset& dataset, const std::string& column, const 
     const std::string name = level.empty() ? std::string("(missing)") : level;
     if (!detected.empty()) {
       sample.n_low_genes = std::count_if(rows.begin(), rows.end(), [&](std::size_t row) { return detected[row] < kMinDetectedGenes; });
-      if (!whole_low_genes && sample.n_low_genes * 20 > sample.n_cells) {
+      if (!detected_genes.warned && sample.n_low_genes * 20 > sample.n_cells) {
         low_gene_samples.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", name, sample.n_low_genes, sample.n_cells,
                                                100.0 * static_cast<double>(sample.n_low_genes) / static_cast<double>(sample.n_cells)));
       }
     }
-    if (!whole_unlike && sample.n_unlike_reference >= kSimilarityWarnMinCells &&
+    if (!query_warned_unlike && sample.n_unlike_reference >= kSimilarityWarnMinCells &&
         static_cast<double>(sample.n_unlike_reference) >= kSimilarityWarnShare * static_cast<double>(sample.n_similarity_judged)) {
       unlike_samples.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", name, sample.n_unlike_reference, sample.n_similarity_judged,
                                            100.0 * static_cast<double>(sample.n_unlike_reference) / static_cast<double>(sample.n_similarity_judged)));
@@ -359,20 +353,10 @@ double median_counts_over(const Dataset& dataset, const std::string& matrix, con
   std::vector<double> totals;
   bool counts = true;
   for_each_block(*reader, stream, [&](const CsrBlock& block) {
-    for (std::int64_t row = 0; row < block.n_rows; ++row) {
-      double total = 0;
-      for (std::int64_t k = block.indptr[static_cast<std::size_t>(row)]; k < block.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
-        const float value = block.values[static_cast<std::size_t>(k)];
-        counts &= value == std::floor(value);
-        const auto column = static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)]);
-        if (column < counted.size() && counted[column] != 0) total += value;
-      }
-      if (total > 0) totals.push_back(total);
-    }
+    counts = counts && std::all_of(block.values.begin(), block.values.end(), [](float value) { return value == std::floor(value); });
+    append_row_totals_over(block, counted, totals);
   });
-  if (!counts || totals.empty()) return 0;
-  std::nth_element(totals.begin(), totals.begin() + static_cast<std::ptrdiff_t>(totals.size() / 2), totals.end());
-  return totals[totals.size() / 2];
+  return counts ? upper_median(totals) : 0;
 }
 
 /// The genes (Entrez ids, ascending) that the vars of `resolved` name and no cell of `summary`
@@ -1267,7 +1251,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     annotation.warnings.push_back(fmt::format("{} cells have no count in any gene the model{} use{}: Unassigned", n_empty,
                                               given.size() == 1 ? "" : "s", given.size() == 1 ? "s" : ""));
   }
-  const std::vector<std::int64_t> detected_genes = warn_about_low_gene_cells(dataset, options.embed.matrix, n_padded_genes, annotation);
+  const DetectedGenes detected_genes = warn_about_low_gene_cells(dataset, options.embed.matrix, n_padded_genes, annotation);
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
   // of the models' reference samples weighted by the cell's probabilities), under the models'
@@ -1393,6 +1377,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     }
   }
   // (after hierarchical prediction: the warnings name the labels given)
+  bool warned_unlike = false;  // (the query, or a label of it: no sample's warning repeats it)
   if (check_similarity) {
     annotation.unlike_reference.assign(static_cast<std::size_t>(n), 0);
     annotation.similarity_judged.assign(static_cast<std::size_t>(n), 0);
@@ -1436,6 +1421,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       std::stable_sort(by_count.begin(), by_count.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
       std::vector<std::string> named;
       for (std::size_t i = 0; i < std::min<std::size_t>(3, by_count.size()); ++i) named.push_back(fmt::format("'{}' {}", by_count[i].first, by_count[i].second));
+      warned_unlike = true;
       annotation.warnings.push_back(fmt::format(
           "{} of the {} cells deep enough to judge ({:.0f}%) resemble none of the reference's cell types (their correlation with the "
           "profile of the type they match best is below what that type's own cells reach at their depth; obs "
@@ -1473,6 +1459,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         }
       }
       if (!labels.empty()) {
+        warned_unlike = true;
         annotation.warnings.push_back(fmt::format(
             "cells labelled {} resemble none of the reference's cell types (obs celltyper_unlike_reference): the references may lack "
             "their type, and these labels name its nearest class",
@@ -1481,7 +1468,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     }
   }
   if (!options.group.empty() && options.group != "none") {
-    summarize_samples(dataset, options.group.rfind("obs:", 0) == 0 ? options.group.substr(4) : options.group, detected_genes, annotation);
+    summarize_samples(dataset, options.group.rfind("obs:", 0) == 0 ? options.group.substr(4) : options.group, detected_genes, warned_unlike,
+                      annotation);
   }
   // (a padded sample's pass may repeat a warning of the whole query's)
   std::set<std::string> said;

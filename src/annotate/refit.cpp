@@ -295,16 +295,9 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
     std::vector<std::uint8_t> is_shared(sample.entrez_ids.size(), 0);
     for (std::size_t j = 0; j < sample.entrez_ids.size(); ++j) is_shared[j] = std::binary_search(shared.begin(), shared.end(), sample.entrez_ids[j]) ? 1 : 0;
     std::vector<double> totals;
-    for (std::int64_t cell = 0; cell < cell_values.n_rows; ++cell) {
-      double total = 0;
-      for (std::int64_t k = cell_values.indptr[static_cast<std::size_t>(cell)]; k < cell_values.indptr[static_cast<std::size_t>(cell) + 1]; ++k) {
-        if (is_shared[static_cast<std::size_t>(cell_values.indices[static_cast<std::size_t>(k)])] != 0) total += cell_values.values[static_cast<std::size_t>(k)];
-      }
-      if (total > 0) totals.push_back(total);
-    }
+    append_row_totals_over(cell_values, is_shared, totals);
     if (!totals.empty()) {
-      std::nth_element(totals.begin(), totals.begin() + static_cast<std::ptrdiff_t>(totals.size() / 2), totals.end());
-      const double sample_depth = totals[totals.size() / 2];
+      const double sample_depth = upper_median(totals);
       if (sample_depth > 0 && query_depth < kDepthMatchRatio * sample_depth) {
         depth_ratio = query_depth / sample_depth;
         const std::uint64_t seed = model.provenance.value("seed", std::uint64_t{0}) ^ 0xD3E7A11ULL;

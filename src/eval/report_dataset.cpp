@@ -22,6 +22,7 @@
 #include "celltyper/train.hpp"
 #include "io/hdf5_open.hpp"
 #include "io/hdf5_util.hpp"
+#include "text_lists.hpp"
 
 namespace celltyper {
 namespace {
@@ -745,20 +746,9 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       const std::size_t row = cells[k];
       groups[group_value(*group_values, row)].push_back(k);
     }
-    // Numbers in numeric order ("2" before "10": clusters, donors numbered), before text.
+    // (numbers in numeric order, "2" before "10": clusters, donors numbered; then text)
     std::vector<std::pair<std::string, std::vector<std::size_t>>> ordered(groups.begin(), groups.end());
-    const auto number = [](const std::string& text) -> std::optional<double> {
-      char* end = nullptr;
-      const double value = std::strtod(text.c_str(), &end);
-      if (text.empty() || end != text.c_str() + text.size() || !std::isfinite(value)) return std::nullopt;
-      return value;
-    };
-    std::stable_sort(ordered.begin(), ordered.end(), [&](const auto& a, const auto& b) {
-      const std::optional<double> x = number(a.first);
-      const std::optional<double> y = number(b.first);
-      if (x && y) return *x < *y;
-      return x.has_value() && !y.has_value();
-    });
+    detail::sort_numbers_first(ordered, [](const auto& group) -> const std::string& { return group.first; });
     for (const auto& [name, positions] : ordered) evaluation.sets.push_back({name, evaluate_subset(positions)});
   }
 

@@ -571,8 +571,8 @@ std::vector<std::int64_t> choose_panel(const std::vector<LabelledReference>& ref
     std::vector<std::string> warnings;
     const ExpressionOptions settings = reference_settings(expression_settings, reference, scopes, r);
     accumulate_expression_stats(*reference.dataset, table, settings, reference.labelled, stats, &warnings);
-    for (const auto& warning : warnings) {
-      data.cells.warnings.push_back(warning.find(reference.path) == std::string::npos ? fmt::format("{}: {}", reference.path, warning) : warning);
+    for (const auto& warning : warnings) {  // (named by the reference, once: some name their dataset already)
+      data.cells.warnings.push_back(warning.starts_with(reference.path + ": ") ? warning : fmt::format("{}: {}", reference.path, warning));
     }
   }
   if (allowed.restricted()) {  // the panel is chosen among the allowed genes only
