@@ -419,6 +419,7 @@ struct SampleSummary {
   std::int64_t n_similarity_judged = 0;  ///< (with type profiles)
   std::int64_t n_unlike_reference = 0;
   std::int64_t n_low_genes = -1;         ///< cells under 200 detected genes (-1: not counted, as for the whole file)
+  std::int64_t n_low_transcripts = -1;   ///< an imaging panel's cells holding 1-9 of its transcripts (-1: not counted)
 };
 
 /// A SampleSummary as JSON (`annotate --json`'s `samples[]`, the Python result's `samples`).

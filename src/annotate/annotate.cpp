@@ -207,40 +207,86 @@ namespace {
 /// them: sc.pp.filter_cells(adata, min_genes=200)).
 constexpr std::int64_t kMinDetectedGenes = 200;
 
-/// Barcodes with few detected genes (an unfiltered Cell Ranger matrix's empty droplets, debris)
-/// get a label like any cell: say so when they are over 5% of the cells. CSR matrices only (the
-/// counts per cell come from indptr alone) of at least 10,000 genes (a targeted panel, or a
-/// matrix cut to 2,000 highly variable genes, detects few genes in every cell), less the genes
-/// read as not measured (`n_unmeasured`: a panel padded with zeros to a whole transcriptome).
-struct DetectedGenes {
-  std::vector<std::int64_t> per_cell;  ///< genes detected per cell, when counted (else empty)
+/// Cells holding fewer transcripts of an imaging panel's genes than this (segmentation fragments,
+/// cells cut at the section's edge) are labelled unreliably: pbmc3k cells (9 types) on a
+/// 413-gene panel thinned to medians of 3-12 transcripts (session 42) were right at 0.32-0.47
+/// with 1-4 transcripts, 0.44-0.52 with 5-9, 0.55-0.69 with 10-19. 10x Genomics' and squidpy's
+/// Xenium tutorials filter them: sc.pp.filter_cells(adata, min_counts=10).
+constexpr std::int64_t kMinPanelTranscripts = 10;
+
+/// Per cell, how much of it was measured, and the floor under which its label is unreliable.
+struct ShallowCells {
+  std::vector<std::int64_t> per_cell;  ///< detected genes, or a panel's transcripts, per cell (empty: not counted)
+  bool transcripts = false;            ///< per_cell counts a panel's transcripts (else detected genes)
   bool warned = false;                 ///< whether the whole query got the warning
+  [[nodiscard]] bool low(std::size_t row) const {
+    return transcripts ? per_cell[row] > 0 && per_cell[row] < kMinPanelTranscripts : per_cell[row] < kMinDetectedGenes;
+  }
 };
 
-/// Returns the genes detected per cell when it counted them, and whether it warned.
-DetectedGenes warn_about_low_gene_cells(const Dataset& dataset, const std::string& matrix, std::int64_t n_unmeasured, Annotation& annotation) {
+/// Cells too shallow for a trustworthy label get one like any cell: say so when they are over 5%
+/// of the cells.
+/// - A whole transcriptome (at least 10,000 genes, less the genes read as not measured,
+///   `n_unmeasured`: a panel padded with zeros): barcodes under 200 detected genes, an unfiltered
+///   Cell Ranger matrix's empty droplets or debris. CSR matrices only (the genes per cell come from
+///   indptr alone); a matrix cut to 2,000 highly variable genes detects few genes in every cell.
+/// - A panel of counts (fewer genes: Xenium, MERSCOPE, CosMx): cells holding 1-9 transcripts of the
+///   genes `resolved` reads (control probes are not genes; cells without any are Unassigned and
+///   warned of apart).
+ShallowCells warn_about_shallow_cells(const Dataset& dataset, const std::string& matrix, const GeneResolveResult& resolved,
+                                      std::int64_t n_unmeasured, Annotation& annotation) {
   const MatrixInfo info = dataset.matrix_info(matrix);
-  if (info.encoding != MatrixEncoding::kCsr || info.n_cols - n_unmeasured < 10000 || info.n_rows == 0) return {};
-  DetectedGenes result{dataset.open_matrix(matrix)->row_nnz()};
-  const std::vector<std::int64_t>& detected = result.per_cell;
-  const auto low = std::count_if(detected.begin(), detected.end(), [](std::int64_t genes) { return genes < kMinDetectedGenes; });
-  if (low * 20 <= static_cast<std::int64_t>(detected.size())) return result;
+  if (info.n_rows == 0) return {};
+  ShallowCells result;
+  if (info.n_cols - n_unmeasured >= 10000) {
+    if (info.encoding != MatrixEncoding::kCsr) return {};
+    result.per_cell = dataset.open_matrix(matrix)->row_nnz();
+  } else {
+    std::vector<std::uint8_t> is_gene(resolved.gene_index.size(), 0);
+    for (std::size_t var = 0; var < is_gene.size(); ++var) is_gene[var] = resolved.gene_index[var] != kNoGene ? 1 : 0;
+    const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(matrix);
+    result.per_cell.assign(static_cast<std::size_t>(info.n_rows), 0);
+    bool counts = true;
+    for_each_block(*reader, stream_options(dataset, matrix, std::size_t{32} << 20), [&](const CsrBlock& block) {
+      counts = counts && std::all_of(block.values.begin(), block.values.end(), [](float value) { return value == std::floor(value); });
+      for (std::int64_t row = 0; counts && row < block.n_rows; ++row) {
+        double total = 0;
+        for (std::int64_t k = block.indptr[static_cast<std::size_t>(row)]; k < block.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
+          const auto column = static_cast<std::size_t>(block.indices[static_cast<std::size_t>(k)]);
+          if (column < is_gene.size() && is_gene[column] != 0) total += block.values[static_cast<std::size_t>(k)];
+        }
+        result.per_cell[static_cast<std::size_t>(block.first_row + row)] = static_cast<std::int64_t>(total);
+      }
+    });
+    if (!counts) return {};  // (log values say nothing of transcripts)
+    result.transcripts = true;
+  }
+  std::int64_t low = 0;
+  for (std::size_t row = 0; row < result.per_cell.size(); ++row) low += result.low(row) ? 1 : 0;
+  if (low * 20 <= static_cast<std::int64_t>(result.per_cell.size())) return result;
   result.warned = true;
-  annotation.warnings.push_back(fmt::format(
-      "{} of {} cells ({:.0f}%) have fewer than {} detected genes (empty droplets or debris, as in an unfiltered matrix?): their "
-      "labels are unreliable; filter cells first (e.g. scanpy's sc.pp.filter_cells(adata, min_genes={})) or read celltyper_score",
-      low, detected.size(), 100.0 * static_cast<double>(low) / static_cast<double>(detected.size()), kMinDetectedGenes,
-      kMinDetectedGenes));
+  const double percent = 100.0 * static_cast<double>(low) / static_cast<double>(result.per_cell.size());
+  if (result.transcripts) {
+    annotation.warnings.push_back(fmt::format(
+        "{} of {} cells ({:.0f}%) hold fewer than {} transcripts of the panel's genes (segmentation fragments, or cells cut at the "
+        "section's edge?): their labels are unreliable (about half right in a benchmark); filter cells first (e.g. scanpy's sc.pp.filter_cells(adata, "
+        "min_counts={}), as Xenium tutorials do) or read celltyper_score",
+        low, result.per_cell.size(), percent, kMinPanelTranscripts, kMinPanelTranscripts));
+  } else {
+    annotation.warnings.push_back(fmt::format(
+        "{} of {} cells ({:.0f}%) have fewer than {} detected genes (empty droplets or debris, as in an unfiltered matrix?): their "
+        "labels are unreliable; filter cells first (e.g. scanpy's sc.pp.filter_cells(adata, min_genes={})) or read celltyper_score",
+        low, result.per_cell.size(), percent, kMinDetectedGenes, kMinDetectedGenes));
+  }
   return result;
 }
 
 /// Annotation::samples for the samples of obs `column` (cells without a value form the sample ""),
 /// and the whole-query warnings a sample earns on its own while the whole query does not: cells
-/// under 200 detected genes (`detected`, when counted), cells unlike every reference type
-/// (unless `query_warned_unlike`: the query, or a label of it, was warned of such cells).
-void summarize_samples(const Dataset& dataset, const std::string& column, const DetectedGenes& detected_genes, bool query_warned_unlike,
+/// too shallow to trust (`shallow`, when counted), cells unlike every reference type (unless
+/// `query_warned_unlike`: the query, or a label of it, was warned of such cells).
+void summarize_samples(const Dataset& dataset, const std::string& column, const ShallowCells& shallow, bool query_warned_unlike,
                        Annotation& annotation) {
-  const std::vector<std::int64_t>& detected = detected_genes.per_cell;
   const DataFrame obs = dataset.read_obs_columns({column});
   const Column& samples = obs.at(column, fmt::format("obs of {}", dataset.path()));
   std::map<std::string, std::vector<std::size_t>> rows_of;
@@ -259,7 +305,7 @@ void summarize_samples(const Dataset& dataset, const std::string& column, const 
   }
   std::erase(order, std::string());
   if (rows_of.count("") != 0) order.push_back("");  // (cells without a value last)
-  std::vector<std::string> low_gene_samples;
+  std::vector<std::string> shallow_samples;
   std::vector<std::string> unlike_samples;
   for (const std::string& level : order) {
     const auto found = rows_of.find(level);
@@ -285,11 +331,12 @@ void summarize_samples(const Dataset& dataset, const std::string& column, const 
     sample.median_score = confidence.median;
     sample.n_low_score = confidence.n_low;
     const std::string name = level.empty() ? std::string("(missing)") : level;
-    if (!detected.empty()) {
-      sample.n_low_genes = std::count_if(rows.begin(), rows.end(), [&](std::size_t row) { return detected[row] < kMinDetectedGenes; });
-      if (!detected_genes.warned && sample.n_low_genes * 20 > sample.n_cells) {
-        low_gene_samples.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", name, sample.n_low_genes, sample.n_cells,
-                                               100.0 * static_cast<double>(sample.n_low_genes) / static_cast<double>(sample.n_cells)));
+    if (!shallow.per_cell.empty()) {
+      const std::int64_t n_low = std::count_if(rows.begin(), rows.end(), [&](std::size_t row) { return shallow.low(row); });
+      (shallow.transcripts ? sample.n_low_transcripts : sample.n_low_genes) = n_low;
+      if (!shallow.warned && n_low * 20 > sample.n_cells) {
+        shallow_samples.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", name, n_low, sample.n_cells,
+                                              100.0 * static_cast<double>(n_low) / static_cast<double>(sample.n_cells)));
       }
     }
     if (!query_warned_unlike && sample.n_unlike_reference >= kSimilarityWarnMinCells &&
@@ -299,11 +346,16 @@ void summarize_samples(const Dataset& dataset, const std::string& column, const 
     }
     annotation.samples.push_back(std::move(sample));
   }
-  if (!low_gene_samples.empty()) {
+  if (!shallow_samples.empty() && shallow.transcripts) {
+    annotation.warnings.push_back(fmt::format(
+        "samples with many cells of fewer than {} transcripts of the panel's genes (segmentation fragments?), by obs {}: {}: their "
+        "labels are unreliable; filter cells first (e.g. sc.pp.filter_cells(adata, min_counts={})) or read celltyper_score",
+        kMinPanelTranscripts, column, fmt::join(shallow_samples, ", "), kMinPanelTranscripts));
+  } else if (!shallow_samples.empty()) {
     annotation.warnings.push_back(fmt::format(
         "samples with many cells of fewer than {} detected genes (empty droplets or debris?), by obs {}: {}: their labels are unreliable; "
         "filter cells first (e.g. sc.pp.filter_cells(adata, min_genes={})) or read celltyper_score",
-        kMinDetectedGenes, column, fmt::join(low_gene_samples, ", "), kMinDetectedGenes));
+        kMinDetectedGenes, column, fmt::join(shallow_samples, ", "), kMinDetectedGenes));
   }
   if (!unlike_samples.empty()) {
     annotation.warnings.push_back(fmt::format(
@@ -1248,10 +1300,10 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     }
   }
   if (n_empty > 0) {
-    annotation.warnings.push_back(fmt::format("{} cells have no count in any gene the model{} use{}: Unassigned", n_empty,
+    annotation.warnings.push_back(fmt::format("{} cell{} no count in any gene the model{} use{}: Unassigned", n_empty, n_empty == 1 ? " has" : "s have",
                                               given.size() == 1 ? "" : "s", given.size() == 1 ? "s" : ""));
   }
-  const DetectedGenes detected_genes = warn_about_low_gene_cells(dataset, options.embed.matrix, n_padded_genes, annotation);
+  const ShallowCells shallow_cells = warn_about_shallow_cells(dataset, options.embed.matrix, resolved, n_padded_genes, annotation);
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
   // of the models' reference samples weighted by the cell's probabilities), under the models'
@@ -1468,7 +1520,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     }
   }
   if (!options.group.empty() && options.group != "none") {
-    summarize_samples(dataset, options.group.rfind("obs:", 0) == 0 ? options.group.substr(4) : options.group, detected_genes, warned_unlike,
+    summarize_samples(dataset, options.group.rfind("obs:", 0) == 0 ? options.group.substr(4) : options.group, shallow_cells, warned_unlike,
                       annotation);
   }
   // (a padded sample's pass may repeat a warning of the whole query's)
@@ -1681,6 +1733,7 @@ nlohmann::json to_json(const SampleSummary& sample) {
                         {"n_similarity_judged", sample.n_similarity_judged},
                         {"n_unlike_reference", sample.n_unlike_reference}};
   if (sample.n_low_genes >= 0) out["n_low_genes"] = sample.n_low_genes;
+  if (sample.n_low_transcripts >= 0) out["n_low_transcripts"] = sample.n_low_transcripts;
   return out;
 }
 

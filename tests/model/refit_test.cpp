@@ -11,6 +11,7 @@
 
 #include "support/test_support.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -264,6 +265,90 @@ TEST(ReferenceSample, AQueryFarShallowerThanTheReferenceRefitsOnReferenceCellsTh
   };
   EXPECT_TRUE(matched(shallow));
   EXPECT_FALSE(matched(query));
+}
+
+// An imaging panel's cells holding a handful of transcripts (segmentation fragments): annotate
+// warns when they are over 5% of the cells, by sample too, and counts them per sample; empty
+// cells are Unassigned (warned of apart), not counted; log values are not transcripts.
+TEST(ShallowCells, APanelQueryOfCellsWithFewTranscriptsIsWarnedOf) {
+  const GeneTable table = test::numbered_gene_table(kGenes, 101, "G");
+  const MemoryDataset reference = make_cells({120, 90, 60}, 3);
+  const CellTypeModel model = train_model({&reference}, expression_options(), GeneStore(), table).model;
+  std::vector<int> keep;
+  for (int g = 0; g < 40; g += 2) keep.push_back(g);
+  const MemoryDataset query = make_cells({30, 30, 30}, 4, keep);
+  AnnotateOptions options;
+  options.embed.num_threads = 1;
+  const auto warned = [](const Annotation& annotation) {
+    return std::any_of(annotation.warnings.begin(), annotation.warnings.end(),
+                       [](const std::string& w) { return w.find("transcripts of the panel's genes") != std::string::npos; });
+  };
+  EXPECT_FALSE(warned(annotate_dataset(query, {&model}, table, options)));
+  const ThinnedDataset shallow(query, 0.1, 0.1, 7);
+  // (the cells of 1-9 transcripts, counted here)
+  auto reader = shallow.open_matrix("X");
+  CsrBlockF64 cells;
+  reader->read_rows(0, reader->n_rows(), cells);
+  std::int64_t low = 0;
+  std::int64_t low_first_type = 0;
+  for (std::int64_t i = 0; i < cells.n_rows; ++i) {
+    double total = 0;
+    for (auto k = cells.indptr[static_cast<std::size_t>(i)]; k < cells.indptr[static_cast<std::size_t>(i) + 1]; ++k) total += cells.values[static_cast<std::size_t>(k)];
+    if (total > 0 && total < 10) {
+      ++low;
+      low_first_type += i < 30 ? 1 : 0;
+    }
+  }
+  ASSERT_GT(low * 20, cells.n_rows);
+  options.group = "obs:cell_type";
+  const Annotation thinned = annotate_dataset(shallow, {&model}, table, options);
+  const std::string expected = fmt::format("{} of 90 cells ({:.0f}%) hold fewer than 10 transcripts of the panel's genes", low, 100.0 * static_cast<double>(low) / 90);
+  EXPECT_TRUE(std::any_of(thinned.warnings.begin(), thinned.warnings.end(), [&](const std::string& w) { return w.rfind(expected, 0) == 0; }))
+      << expected << "\n" << ::testing::PrintToString(thinned.warnings);
+  ASSERT_EQ(thinned.samples.size(), 3u);
+  EXPECT_EQ(thinned.samples[0].n_low_transcripts, low_first_type);
+  EXPECT_EQ(thinned.samples[0].n_low_genes, -1);
+  EXPECT_EQ(to_json(thinned.samples[0])["n_low_transcripts"], low_first_type);
+  // (the whole query warned: no sample's warning repeats it)
+  EXPECT_TRUE(std::none_of(thinned.warnings.begin(), thinned.warnings.end(),
+                           [](const std::string& w) { return w.starts_with("samples with many cells"); }));
+  // A few of one sample's cells shallow (4 of type2's 30: over 5% of it, not of the file): warned of by sample.
+  CsrBlockF64 deep;
+  query.open_matrix("X")->read_rows(0, 90, deep);
+  CsrBlockF64 mixed;
+  mixed.reset(0, 0, deep.n_cols);
+  for (std::int64_t i = 0; i < 90; ++i) {
+    const CsrBlockF64& from = i < 86 ? deep : cells;
+    for (auto k = from.indptr[static_cast<std::size_t>(i)]; k < from.indptr[static_cast<std::size_t>(i) + 1]; ++k) {
+      mixed.indices.push_back(from.indices[static_cast<std::size_t>(k)]);
+      mixed.values.push_back(from.values[static_cast<std::size_t>(k)]);
+    }
+    mixed.indptr.push_back(static_cast<std::int64_t>(mixed.indices.size()));
+    ++mixed.n_rows;
+  }
+  std::int64_t low_last = 0;
+  for (std::int64_t i = 86; i < 90; ++i) {
+    double total = 0;
+    for (auto k = cells.indptr[static_cast<std::size_t>(i)]; k < cells.indptr[static_cast<std::size_t>(i) + 1]; ++k) total += cells.values[static_cast<std::size_t>(k)];
+    low_last += total > 0 && total < 10 ? 1 : 0;
+  }
+  ASSERT_GE(low_last, 2);
+  const MemoryDataset one_sample("one shallow sample", query.read_obs(), query.read_var(), std::move(mixed));
+  const Annotation by_sample = annotate_dataset(one_sample, {&model}, table, options);
+  const std::string by_type2 = fmt::format("samples with many cells of fewer than 10 transcripts of the panel's genes (segmentation fragments?), "
+                                           "by obs cell_type: 'type2' {} of 30 ({:.0f}%): ", low_last, 100.0 * static_cast<double>(low_last) / 30);
+  EXPECT_TRUE(std::any_of(by_sample.warnings.begin(), by_sample.warnings.end(), [&](const std::string& w) { return w.starts_with(by_type2); }))
+      << by_type2 << "\n" << ::testing::PrintToString(by_sample.warnings);
+  EXPECT_TRUE(std::none_of(by_sample.warnings.begin(), by_sample.warnings.end(),
+                           [](const std::string& w) { return w.find("cells (") != std::string::npos && w.find("hold fewer than 10") != std::string::npos; }));
+  // Log values are no transcripts: not counted.
+  CsrBlockF64 logged;
+  query.open_matrix("X")->read_rows(0, 90, logged);
+  for (double& value : logged.values) value = std::log1p(value * 0.1);
+  const MemoryDataset normalised("log values", query.read_obs(), query.read_var(), std::move(logged));
+  const Annotation of_logs = annotate_dataset(normalised, {&model}, table, options);
+  EXPECT_FALSE(warned(of_logs));
+  EXPECT_EQ(of_logs.samples[0].n_low_transcripts, -1);
 }
 
 /// `dataset` with its first `n_genes` vars only.
