@@ -459,6 +459,31 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
         fold_genes = std::move(measured);
       }
     }
+    // The genes every held-out cell's file names (the query's genes, as annotate reads them), for
+    // annotate's refit rule below; nothing when the genes are restricted to the held-out cells'.
+    std::vector<std::int64_t> held_out_genes;
+    if (!options.restrict_to_held_out_genes) {
+      bool first = true;
+      for (std::size_t r = 0; r < references.size(); ++r) {
+        if (test_rows[r].empty()) continue;
+        const std::string matrix = !base.matrices.empty() && !base.matrices[r].empty() ? base.matrices[r] : base.embed.matrix;
+        std::vector<std::int64_t> named = dataset_genes(*datasets[r], resolve_matrix_source(*datasets[r], matrix), table, base.embed.genes);
+        if (!first) {
+          std::vector<std::int64_t> both;
+          std::set_intersection(held_out_genes.begin(), held_out_genes.end(), named.begin(), named.end(), std::back_inserter(both));
+          named = std::move(both);
+        }
+        held_out_genes = std::move(named);
+        first = false;
+      }
+      if (!fold_genes.empty()) {
+        std::vector<std::int64_t> allowed = fold_genes;
+        std::sort(allowed.begin(), allowed.end());
+        std::vector<std::int64_t> both;
+        std::set_intersection(held_out_genes.begin(), held_out_genes.end(), allowed.begin(), allowed.end(), std::back_inserter(both));
+        held_out_genes = std::move(both);
+      }
+    }
     fold_result.n_genes = static_cast<std::int64_t>(fold_genes.size());
     log(fmt::format("fold '{}': training on {} cells, predicting {}{}", fold, fold_result.n_train, fold_result.n_test,
                     options.restrict_to_held_out_genes ? fmt::format(", on the {} genes detected in them", fold_genes.size()) : ""));
@@ -496,7 +521,25 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
         train.hyperparameters = first.hyperparameters;
         auto started = std::chrono::steady_clock::now();
         training_step = true;
-        const TrainingData data = training_features(datasets, train, store, table);
+        TrainingData data = training_features(datasets, train, store, table);
+        // Held-out cells whose files lack part of the model's feature genes: trained on the genes
+        // they name, as annotate refits a model for such a query (its default, refit_below);
+        // predicted on the full model, their missing genes would read as zeros.
+        if (!held_out_genes.empty()) {
+          const std::vector<std::int64_t>& feature_genes = route == kFeaturesExpression ? data.panel.entrez_ids : data.genes.entrez_ids;
+          const auto measured = std::count_if(feature_genes.begin(), feature_genes.end(), [&](std::int64_t entrez) {
+            return std::binary_search(held_out_genes.begin(), held_out_genes.end(), entrez);
+          });
+          if (!feature_genes.empty() && static_cast<double>(measured) < AnnotateOptions{}.refit_below * static_cast<double>(feature_genes.size())) {
+            train.restrict_genes = held_out_genes;
+            data = training_features(datasets, train, store, table);
+            fold_result.n_genes = static_cast<std::int64_t>(held_out_genes.size());
+            result.warnings.push_back(fmt::format(
+                "{}fold '{}': its held-out cells' files name {} of the {} {} genes of a model trained on the other folds: trained on the {} "
+                "genes they name, as annotate refits a model for such a query",
+                kNotePrefix, fold, measured, feature_genes.size(), route == kFeaturesExpression ? "panel" : "model", held_out_genes.size()));
+          }
+        }
         training_step = false;
         const ValidationSplit split = split_validation(data.cells, train.validation_fraction, train.seed);
         const double features_seconds = seconds_since(started);
@@ -515,7 +558,11 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
           training_step = false;
           train_seconds[config.name()] = features_seconds + seconds_since(started);
           for (const auto& warning : trained.warnings) {
-            if (!warning.starts_with(kNotePrefix) && !warning.starts_with(kMixedDepthsWarning)) {
+            // (one naming a reference's file is about the file, as notes and the mixed-depths warning are: once)
+            const bool about_a_file = std::any_of(datasets.begin(), datasets.end(), [&](const Dataset* dataset) {
+              return warning.starts_with(dataset->path() + ": ");
+            });
+            if (!about_a_file && !warning.starts_with(kNotePrefix) && !warning.starts_with(kMixedDepthsWarning)) {
               result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
             } else if (std::none_of(result.warnings.begin(), result.warnings.end(), [&](const std::string& seen) {
                          return seen == warning || (warning.starts_with(kMixedDepthsWarning) && seen.starts_with(kMixedDepthsWarning));

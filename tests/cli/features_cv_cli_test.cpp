@@ -284,6 +284,44 @@ TEST(CvCli, RestrictGenesHeldOutUsesEachFoldsMeasuredGenes) {
   }
 }
 
+TEST(CvCli, AHeldOutFileNamingFewerGenesTrainsOnItsGenesAsAnnotateRefits) {
+  // pbmc3k's cells in two files by parity: a.h5ad with every gene, b.h5ad naming every other gene
+  // only (another panel, not zeros). Holding out b, the model trained on a would lack half its
+  // panel there: the fold trains on the genes b names, as annotate refits for such a query;
+  // holding out a (which names all of b's genes) trains as before.
+  CELLTYPER_REQUIRE_SHARED(source, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string table_path = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata, numpy as np, scipy.sparse as sp\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "a = anndata.AnnData(X=sp.csr_matrix(a.X, dtype=np.float32), obs=a.obs[['celltype']], var=a.var[[]])\n"
+      "a[0::2].copy().write_h5ad('{1}/a.h5ad')\n"
+      "a[1::2, 0::2].copy().write_h5ad('{1}/b.h5ad')\n",
+      source, dir.path().string());
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const GeneTable table = load_gene_table(table_path);
+  const auto b = open_dataset(dir.file("b.h5ad"));
+  const std::size_t b_genes = dataset_genes(*b, "X", table, {}).size();
+  const auto cv = test::run_cli({"cv", "-r", dir.file("a.h5ad") + "," + dir.file("b.h5ad"), "-l", "obs:celltype", "--group", "file",
+                                 "--gene-table", table_path, "--no-ontology", "--json", dir.file("cv.json")});
+  ASSERT_EQ(cv.exit_code, 0) << cv.err;
+  EXPECT_NE(cv.err.find(fmt::format("note: fold '{}': its held-out cells' files name ", dir.file("b.h5ad"))), std::string::npos) << cv.err;
+  EXPECT_NE(cv.err.find(fmt::format("trained on the {} genes they name, as annotate refits a model for such a query", b_genes)), std::string::npos)
+      << cv.err;
+  EXPECT_EQ(cv.err.find(fmt::format("fold '{}': its held-out", dir.file("a.h5ad"))), std::string::npos) << cv.err;
+  std::ifstream in(dir.file("cv.json"));
+  const auto json = nlohmann::json::parse(in);
+  ASSERT_EQ(json["folds"].size(), 2u);
+  for (const auto& fold : json["folds"]) {
+    const bool held_out_b = fold["group"] == dir.file("b.h5ad");
+    EXPECT_EQ(fold["n_genes"].get<std::size_t>(), held_out_b ? b_genes : 0u) << fold.dump();
+    EXPECT_GT(fold["methods"]["logreg:expression"]["accuracy"].get<double>(), 0.8) << fold.dump();
+  }
+}
+
 TEST(CvCli, AHarmonizedFoldWithOneTrainableClassIsSkippedNotFatal) {
   // Under --harmonize-labels a coarse label of one file trains as the classes below it that other
   // files teach: holding out the file with B cells leaves 'T cell' (one file) and 'lymphocyte'
