@@ -134,7 +134,8 @@ std::string choose_counts_matrix(const Dataset& dataset, std::string* why = null
 /// `resolve_genes` on the vars of matrix `source` of `dataset`; when vars name a gene twice, a
 /// scan of 2,000 of its cells (scan_ranges; once per dataset and matrix, Dataset::var_scan)
 /// tells which vars hold counts (in 1% of the cells scanned, 10 at least), and a gene is read
-/// from one that does before one that does not (GeneResolveOptions::var_cells; the var another
+/// from one that does before one that does not, when it holds counts in 4 times the cells the
+/// other does (GeneResolveOptions::var_cells; the var another
 /// name column vouches for first), with a warning when that changes a gene's var (an outer join
 /// of files annotated with different gene symbols: ATP5F1B padded with zeros beside ATP5B's
 /// counts).

@@ -493,6 +493,23 @@ GeneResolveResult resolve_dataset_genes(const GeneTable& table, const Dataset& d
   GeneResolveOptions with_counts = options;
   with_counts.var_cells = &measured;
   GeneResolveResult resolved = resolve_genes(table, var, with_counts);
+  // A move needs the new var to hold counts in 4 times the cells the old one does: two vars of a
+  // rare gene with counts in a few cells each (pbmc3k's AGO2 and its old alias CASC7: 8 and 11 of
+  // 660 cells) are both measured, and the names decide; padding leaves the old var (next to) empty.
+  std::vector<std::int64_t> first_var(table.size(), -1);
+  for (std::size_t row = 0; row < first.n_vars(); ++row) {
+    if (first.gene_index[row] != kNoGene) first_var[static_cast<std::size_t>(first.gene_index[row])] = static_cast<std::int64_t>(row);
+  }
+  bool kept = false;
+  for (std::size_t row = 0; row < resolved.n_vars(); ++row) {
+    const std::int32_t gene = resolved.gene_index[row];
+    if (gene == kNoGene || gene == first.gene_index[row]) continue;
+    const std::int64_t before = first_var[static_cast<std::size_t>(gene)];
+    if (before < 0 || scanned.cells[row] >= 4 * scanned.cells[static_cast<std::size_t>(before)]) continue;
+    measured[static_cast<std::size_t>(before)] = 1;
+    kept = true;
+  }
+  if (kept) resolved = resolve_genes(table, var, with_counts);
   const Column* names = resolved.column == "_index" ? nullptr : var.find(resolved.column);
   const auto name_of = [&](std::size_t row) { return names != nullptr ? names->value_as_string(row) : var.index.at(row); };
   std::size_t moved = 0;

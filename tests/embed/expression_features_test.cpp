@@ -335,6 +335,23 @@ TEST(ExpressionFeatures, AGeneNamedByAnEmptyVarAndAVarWithCountsIsReadFromTheCou
   const GeneResolveResult as_before = resolve_dataset_genes(table, measured, "X");
   EXPECT_EQ(as_before.gene_index, by_name.gene_index);
   EXPECT_EQ(as_before.warnings.size(), by_name.warnings.size());
+  // A rare gene: both vars with counts in a few cells (the better-named in 5, under the floor of
+  // 10; the other in 12, not 4 times as many: as pbmc3k's AGO2 and CASC7 in a quarter of its cells):
+  // the names decide, silently.
+  CsrBlockF64 rare = matrix;
+  rare.indices.clear();
+  rare.values.clear();
+  rare.indptr = {0};
+  for (int cell = 0; cell < 40; ++cell) {
+    if (cell < 12) rare.indices.push_back(0), rare.values.push_back(1.0);
+    rare.indices.push_back(1), rare.values.push_back(1.0);
+    if (cell >= 35) rare.indices.push_back(2), rare.values.push_back(1.0);
+    rare.indptr.push_back(static_cast<std::int64_t>(rare.indices.size()));
+  }
+  const MemoryDataset few("few", obs, var, rare);
+  const GeneResolveResult by_names = resolve_dataset_genes(table, few, "X");
+  EXPECT_EQ(by_names.gene_index, by_name.gene_index);
+  EXPECT_EQ(by_names.warnings.size(), by_name.warnings.size());
 }
 
 TEST(ExpressionFeatures, BadInput) {
