@@ -355,7 +355,9 @@ struct AnnotateOptions {
   /// several, the most probable), so an uncertain cell
   /// gets "T cell" instead of a wrong subtype. Classes without a CL id only count for themselves.
   bool hierarchical = false;
-  const Ontology* ontology = nullptr;   ///< not owned
+  /// Not owned. --hierarchical's terms; and when given, every CL id of the labels gets its name
+  /// (Annotation::cl_names, obs celltyper_ontology_name, as CELLxGENE's cell_type beside its id).
+  const Ontology* ontology = nullptr;
   /// Refit a model that carries a reference sample on the genes the query shares
   /// with it when the query measures less than `refit_below` of the model's feature genes or of
   /// its reference expression (ModelCoverage): the classifier then sees only genes the query has.
@@ -434,6 +436,9 @@ struct Annotation {
   std::vector<std::string> labels;         ///< best class or kUnassigned
   std::vector<float> scores;               ///< probability of the best class
   std::vector<std::string> cl_ids;         ///< CL id of `labels`, "" when unknown
+  /// The Cell Ontology's name of `cl_ids` ("" when unknown); empty without AnnotateOptions::ontology
+  /// or CL ids.
+  std::vector<std::string> cl_names;
   std::vector<std::vector<std::string>> top_labels;  ///< [k][cell]
   std::vector<std::vector<float>> top_scores;        ///< [k][cell]
   std::vector<std::string> majority_vote;  ///< per cell: most common label in its cluster (ties: first class)

@@ -656,6 +656,8 @@ class AnnotationResult:
     samples: List[dict] = field(default_factory=list)
     # the matrix of the query that was read: "AnnData.X", "AnnData.raw.X", "AnnData.layers['counts']"
     matrix: str = ""
+    # the Cell Ontology's name of each cell's CL id (obs['celltyper_ontology_name']; None without ids or an ontology)
+    ontology_names: Any = None
 
     def label_counts(self):
         return self.labels.value_counts()
@@ -680,7 +682,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     averaged) or by training on the fly on `reference=` AnnData (with `label=` its obs column).
 
     With `inplace` (the default), adds obs['celltyper_label'], ['celltyper_score'],
-    ['celltyper_ontology_id'] (when the classes have CL ids), ['celltyper_gene_coverage'],
+    ['celltyper_ontology_id'] and ['celltyper_ontology_name'] (when the classes have CL ids; the name
+    from the Cell Ontology installed or given as ontology=), ['celltyper_gene_coverage'],
     ['celltyper_similarity'], ['celltyper_unlike_reference'] (cells that resemble none of the
     reference's types; the result's warnings say when they are many) and
     ['celltyper_similarity_judged'] (cells deep enough for that check), the top-k and majority-vote
@@ -790,6 +793,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     scores = pd.Series(np.asarray(out["scores"]), index=index, name="celltyper_score")
     has_ids = any(out["class_cl_ids"])
     ids = pd.Series(pd.Categorical([i if i else None for i in out["cl_ids"]]), index=index, name="celltyper_ontology_id")
+    names = None
+    if has_ids and len(out["cl_names"]) == len(index):
+        names = pd.Series(pd.Categorical([n if n else None for n in out["cl_names"]]), index=index, name="celltyper_ontology_name")
     probabilities = pd.DataFrame(np.asarray(out["probabilities"]), index=index, columns=list(out["class_names"]))
     coverage = pd.Series(np.asarray(out["gene_coverage"]), index=index, name="celltyper_gene_coverage") if len(out["gene_coverage"]) == len(index) else None
     similarity = unlike = judged = None
@@ -809,7 +815,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                               gene_coverage=coverage, top_labels=top, majority_vote=majority, flat_labels=flat,
                               similarity=similarity, unlike_reference=unlike, similarity_judged=judged,
                               models=json.loads(out["models"]), warnings=list(out["warnings"]),
-                              panel_groups=json.loads(out["panel_groups"]), samples=json.loads(out["samples"]), matrix=query["name"])
+                              panel_groups=json.loads(out["panel_groups"]), samples=json.loads(out["samples"]), matrix=query["name"],
+                              ontology_names=names)
     if "trained_model" in out:
         result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))
     spoken = [annotate.speak(warning) for warning in result.warnings]
@@ -827,6 +834,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         obs["celltyper_score"] = scores.values.astype(np.float32)
         if has_ids:
             obs["celltyper_ontology_id"] = ids.values
+            if names is not None:
+                obs["celltyper_ontology_name"] = names.values
         if top is not None:
             for column in top.columns:
                 obs[column] = top[column].values

@@ -381,6 +381,13 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       trained_model = std::make_shared<CellTypeModel>(std::move(result.model));
       models.push_back(trained_model.get());
     }
+    // Classes with CL ids: the ontology names them (obs celltyper_ontology_name), when installed or given.
+    if (annotate_options.ontology == nullptr && std::any_of(models.begin(), models.end(), [](const CellTypeModel* model) {
+          return std::any_of(model->class_cl_ids.begin(), model->class_cl_ids.end(), [](const std::string& id) { return !id.empty(); });
+        })) {
+      if (!cell_ontology) cell_ontology = ontology(ontology_path);
+      annotate_options.ontology = cell_ontology.get();
+    }
     const GeneTable fallback = table ? GeneTable() : models_gene_table(models);
     annotation = annotate_dataset(*query.dataset, models, table ? *table : fallback, annotate_options);
   }
@@ -390,6 +397,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["labels"] = annotation.labels;
   out["scores"] = vector_array(std::move(annotation.scores));
   out["cl_ids"] = annotation.cl_ids;
+  out["cl_names"] = annotation.cl_names;
   out["class_names"] = annotation.class_names;
   out["class_cl_ids"] = annotation.class_cl_ids;
   out["probabilities"] = matrix_array(std::move(annotation.probabilities), n, classes);

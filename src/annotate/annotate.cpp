@@ -1519,6 +1519,18 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       }
     }
   }
+  // The terms' names beside their ids (a class named "CD14+ Mono" is CL:0001054, "CD14-positive monocyte").
+  if (options.ontology != nullptr && std::any_of(annotation.cl_ids.begin(), annotation.cl_ids.end(), [](const std::string& id) { return !id.empty(); })) {
+    annotation.cl_names.assign(annotation.cl_ids.size(), std::string());
+    std::map<std::string, std::string> name_of;
+    for (std::size_t row = 0; row < annotation.cl_ids.size(); ++row) {
+      const std::string& id = annotation.cl_ids[row];
+      if (id.empty()) continue;
+      auto found = name_of.find(id);
+      if (found == name_of.end()) found = name_of.emplace(id, options.ontology->contains(id) ? options.ontology->label(id) : std::string()).first;
+      annotation.cl_names[row] = found->second;
+    }
+  }
   if (!options.group.empty() && options.group != "none") {
     summarize_samples(dataset, options.group.rfind("obs:", 0) == 0 ? options.group.substr(4) : options.group, shallow_cells, warned_unlike,
                       annotation);
@@ -1538,6 +1550,9 @@ std::vector<Column> annotation_obs_columns(const Annotation& annotation) {
   columns.push_back(Column::from_floats("celltyper_score", floats(annotation.scores), "float32"));
   if (std::any_of(annotation.class_cl_ids.begin(), annotation.class_cl_ids.end(), [](const auto& id) { return !id.empty(); })) {
     columns.push_back(Column::categorical_or_missing("celltyper_ontology_id", annotation.cl_ids));
+    if (annotation.cl_names.size() == annotation.cl_ids.size()) {
+      columns.push_back(Column::categorical_or_missing("celltyper_ontology_name", annotation.cl_names));
+    }
   }
   for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
     columns.push_back(Column::categorical(fmt::format("celltyper_top{}_label", k + 1), annotation.top_labels[k]));

@@ -277,6 +277,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     } else {
       table = table_path.empty() ? models_gene_table(given) : loading_table.get();
     }
+    Ontology loaded_ontology;  // (without --hierarchical: CL ids of reference labels, names of the labels' ids)
     if (!args->references.empty()) {
       // Reference mode: the model is trained on the genes the query measures.
       TrainOptions& train = args->train;
@@ -286,12 +287,12 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       train.embed.memory_limit_bytes = args->options.embed.memory_limit_bytes;
       train.log = args->options.log;
       // CL ids of labels that are CL names (after --label-map and the data's own ids).
-      Ontology reference_ontology;
       if (train.ontology == nullptr && args->options.ontology != nullptr) train.ontology = args->options.ontology;
       if (train.ontology == nullptr) {
         if (const std::string path = default_ontology_path(args->ontology); !path.empty()) {
-          reference_ontology = load_ontology(path);
-          train.ontology = &reference_ontology;
+          loaded_ontology = load_ontology(path);
+          train.ontology = &loaded_ontology;
+          args->options.ontology = &loaded_ontology;
         }
       }
       GeneStore store;
@@ -336,6 +337,15 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     }
     std::vector<const CellTypeModel*> pointers;
     for (const auto& model : models) pointers.push_back(&model);
+    // Classes with CL ids: the ontology names them (obs celltyper_ontology_name), when it is installed or given.
+    if (args->options.ontology == nullptr && std::any_of(models.begin(), models.end(), [](const CellTypeModel& model) {
+          return std::any_of(model.class_cl_ids.begin(), model.class_cl_ids.end(), [](const std::string& id) { return !id.empty(); });
+        })) {
+      if (const std::string path = default_ontology_path(args->ontology); !path.empty()) {
+        loaded_ontology = load_ontology(path);
+        args->options.ontology = &loaded_ontology;
+      }
+    }
     ProgressBar bar("annotate", "cells", 0, progress_enabled(global.quiet));
     args->options.progress = [&bar](std::int64_t done, std::int64_t total) {
       bar.set_total(total);

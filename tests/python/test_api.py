@@ -140,6 +140,12 @@ def test_cellxgene_labels_bring_their_ontology_ids_as_in_the_cli(tmp_path, pbmc3
     # Reference mode too, and --hierarchical then works on its own.
     result = celltyper.annotate(cxg.copy(), reference=cxg, label="cell_type", hierarchical=True, inplace=False)
     assert result.ontology_ids.astype(str).str.startswith("CL:").all()
+    # Each id's Cell Ontology name beside it (obs celltyper_ontology_name, as CELLxGENE's cell_type): a flat model's classes are these names.
+    annotated = cxg.copy()
+    flat = celltyper.annotate(annotated, model=model)
+    named = dict(zip(ids.values(), names.values()))
+    assert (flat.ontology_names.astype(str) == flat.ontology_ids.astype(str).map(named)).all()
+    assert (annotated.obs["celltyper_ontology_name"].astype(str) == annotated.obs["celltyper_label"].astype(str)).all()
 
 
 def cellxgene_layout(cells):
