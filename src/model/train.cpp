@@ -1056,6 +1056,7 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   LabelHarmonization result;
   if (std::string note = mapper.unknown_dataset_note(label_map_dataset); !note.empty()) result.warnings.push_back(std::move(note));
   std::vector<std::string> unknown_ids;  // "label (CL:...)" of table ids the ontology lacks
+  std::vector<std::string> obsolete_ids;  // ... and of ids it marks obsolete
   for (const auto& label : labels) {
     LabelMatch found = mapper.map_preferring(label, label_map_dataset);
     // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
@@ -1077,7 +1078,21 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
     }
     result.cl_ids[name] = found.cl_id;
     if (sources != nullptr) (*sources)[name] = source;
-    if (ontology != nullptr && !ontology->contains(found.cl_id)) unknown_ids.push_back(fmt::format("'{}' ({})", label, found.cl_id));
+    if (ontology != nullptr && !ontology->contains(found.cl_id)) {
+      unknown_ids.push_back(fmt::format("'{}' ({})", label, found.cl_id));
+    } else if (ontology != nullptr && ontology->is_deprecated(found.cl_id)) {
+      const std::string replacement = ontology->canonical(found.cl_id);
+      obsolete_ids.push_back(fmt::format("'{}' ({}{})", label, found.cl_id,
+                                         replacement != found.cl_id ? fmt::format(", replaced by {} '{}'", replacement, ontology->label(replacement))
+                                                                    : std::string()));
+    }
+  }
+  if (!obsolete_ids.empty()) {
+    result.warnings.push_back(fmt::format(
+        "{} mapped to an obsolete Cell Ontology term{}: it has no parent there, so annotate --hierarchical sums its probability "
+        "into no coarser term and the ontology metrics cannot place it; map the label to a current term (--label-map TSV)",
+        detail::some_of(obsolete_ids, 6),
+        ontology->version().empty() ? std::string() : fmt::format(" (release {})", ontology->version())));
   }
   if (!unknown_ids.empty()) {
     result.warnings.push_back(fmt::format(

@@ -1075,6 +1075,17 @@ TEST(TrainAnnotateCli, ALabelMapIdTheOntologyLacksIsWarnedInTrainAndAnnotate) {
   ASSERT_EQ(annotate.exit_code, 0) << annotate.err;
   EXPECT_NE(annotate.err.find("their most probable class has no Cell Ontology id (DC) or one the ontology lacks"), std::string::npos)
       << annotate.err;
+  // An obsolete term (CL:0000491, 'obsolete cytotoxic T cell': no parent) is said too.
+  {
+    std::ofstream map(dir.file("obsolete.tsv"));
+    map << "label\tcl_id\nB\tCL:0000236\nNaive CD4 T\tCL:0000895\nMemory CD4 T\tCL:0000897\nCD14+ Mono\tCL:0001054\n"
+           "CD8 T\tCL:0000491\nFCGR3A+ Mono\tCL:0002396\nNK\tCL:0000623\nDC\tCL:0000451\nPlatelet\tCL:0000233\n";
+  }
+  const auto obsolete = test::run_cli({"train", "-r", reference, "-l", "celltype", "--gene-table", table, "--label-map", dir.file("obsolete.tsv"),
+                                       "--ontology", ontology, "-o", dir.file("obsolete.h5"), "-q"});
+  ASSERT_EQ(obsolete.exit_code, 0) << obsolete.err;
+  EXPECT_NE(obsolete.err.find("warning: 'CD8 T' (CL:0000491) mapped to an obsolete Cell Ontology term"), std::string::npos) << obsolete.err;
+  EXPECT_EQ(train.err.find("obsolete"), std::string::npos) << train.err;
 }
 
 TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
