@@ -352,7 +352,7 @@ struct AnnotateOptions {
   /// Ontology-aware prediction (needs `ontology` and classes with CL ids): the probability of a
   /// CL term is the summed probability of the classes at or below it; each cell gets the most
   /// specific term whose probability reaches `min_score` (one with no qualifying descendant; among
-  /// several, the most probable), so an uncertain cell
+  /// several, the most probable; at equal probability the narrower term, of fewer descendants), so an uncertain cell
   /// gets "T cell" instead of a wrong subtype. Classes without a CL id only count for themselves.
   bool hierarchical = false;
   /// Not owned. --hierarchical's terms; and when given, every CL id of the labels gets its name

@@ -159,6 +159,10 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
     const auto found = id.empty() ? std::nullopt : ontology.find_index(id);
     if (found) nodes[node_of_term[ontology.canonical(*found)]].label = class_names[c];
   }
+  std::vector<std::size_t> breadth(nodes.size(), 0);  // descendants in the ontology (a class without a term: none)
+  for (std::size_t k = 0; k < nodes.size(); ++k) {
+    if (nodes[k].term >= 0) breadth[k] = ontology.descendant_indices(nodes[k].term).size();
+  }
   const std::size_t n = probabilities.size() / c_all;
   HierarchicalPrediction prediction;
   prediction.labels.assign(n, kUnassigned);
@@ -191,7 +195,10 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
           }
         }
       }
-      if (specific && (best == nodes.size() || mass[k] > mass[best])) best = k;
+      // (equal masses, e.g. two incomparable terms above every class at 1: the narrower one, of
+      // fewer descendants, so "hematopoietic cell" before "eukaryotic cell")
+      if (!specific) continue;
+      if (best == nodes.size() || mass[k] > mass[best] + 1e-6 || (mass[k] >= mass[best] - 1e-6 && breadth[k] < breadth[best])) best = k;
     }
     if (best == nodes.size()) continue;
     prediction.labels[row] = nodes[best].label;

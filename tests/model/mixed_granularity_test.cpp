@@ -583,5 +583,25 @@ TEST(LabelOntologyIds, FromTheLabelMapThenTheDatasOwnIdsThenTheOntologysNames) {
   }
 }
 
+// Two incomparable terms above every class at an equal probability (CELLxGENE's CL export puts
+// "hematopoietic cell" and "eukaryotic cell" side by side under "cell"): the narrower one, of
+// fewer descendants, whichever the file lists first.
+TEST(HierarchicalPrediction, AtEqualProbabilityTheNarrowerTermIsChosen) {
+  for (const bool broad_first : {true, false}) {
+    const std::string broad = "[Term]\nid: CL:0000255\nname: eukaryotic cell\nis_a: CL:0000000\n\n";
+    const std::string narrow = "[Term]\nid: CL:0000988\nname: hematopoietic cell\nis_a: CL:0000000\n\n";
+    std::istringstream obo("format-version: 1.2\n\n[Term]\nid: CL:0000000\nname: cell\n\n" + (broad_first ? broad + narrow : narrow + broad) +
+                           "[Term]\nid: CL:0000066\nname: epithelial cell\nis_a: CL:0000255\n\n"
+                           "[Term]\nid: CL:0000236\nname: B cell\nis_a: CL:0000255\nis_a: CL:0000988\n\n"
+                           "[Term]\nid: CL:0000233\nname: platelet\nis_a: CL:0000255\nis_a: CL:0000988\n");
+    const Ontology ontology = parse_obo(obo, "two roots");
+    const HierarchicalPrediction prediction =
+        predict_hierarchical({0.5f, 0.5f, 0.9f, 0.1f}, {"B", "Platelet"}, {"CL:0000236", "CL:0000233"}, ontology, 0.8);
+    SCOPED_TRACE(broad_first);
+    EXPECT_EQ(prediction.cl_ids, (std::vector<std::string>{"CL:0000988", "CL:0000236"}));
+    EXPECT_EQ(prediction.labels[0], "hematopoietic cell");
+  }
+}
+
 }  // namespace
 }  // namespace celltyper
