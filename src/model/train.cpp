@@ -1893,6 +1893,27 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
       evaluation.probabilities = &probabilities;
       evaluation.top_k = {1, 3};
       result.validation = evaluate(truth, predicted, evaluation);
+      // Coarse truths that none of their classes met are errors (accuracy counts them), not
+      // classes: macro averages run over the model's classes (a 2-cell 'lymphocyte' row of F1 0
+      // took a pooled harmonized model's macro-F1 from 0.937 to 0.843).
+      const std::set<std::string> model_classes(probabilities.class_names.begin(), probabilities.class_names.end());
+      if (std::any_of(truth.begin(), truth.end(), [&](const std::string& label) { return model_classes.count(label) == 0; })) {
+        AveragedMetrics macro;
+        std::size_t n_classes = 0;
+        for (const ClassMetrics& metrics : result.validation.per_class) {
+          if (model_classes.count(metrics.label) == 0) continue;
+          macro.precision += metrics.precision;
+          macro.recall += metrics.recall;
+          macro.f1 += metrics.f1;
+          ++n_classes;
+        }
+        if (n_classes > 0) {
+          macro.precision /= static_cast<double>(n_classes);
+          macro.recall /= static_cast<double>(n_classes);
+          macro.f1 /= static_cast<double>(n_classes);
+          result.validation.macro = macro;
+        }
+      }
       result.has_validation = true;
       result.n_validation = static_cast<std::int64_t>(truth.size());
       validation_classes = probabilities.class_names;

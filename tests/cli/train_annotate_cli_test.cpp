@@ -1088,6 +1088,39 @@ TEST(TrainAnnotateCli, ALabelMapIdTheOntologyLacksIsWarnedInTrainAndAnnotate) {
   EXPECT_EQ(train.err.find("obsolete"), std::string::npos) << train.err;
 }
 
+TEST(TrainAnnotateCli, HarmonizedValidationAveragesOverTheModelsClasses) {
+  // pbmc3k (fine labels) and savercat (coarse: T/NK cells, Monocytes, B cells) under
+  // --harmonize-labels: a held-out coarse cell none of whose classes is predicted is an error
+  // (accuracy), not a class of F1 0 in macro-F1.
+  CELLTYPER_REQUIRE_SHARED(fine, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(coarse, "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad");
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  test::TempDir dir;
+  const auto train = test::run_cli({"train", "-r", fine + "," + coarse, "-l", "obs:celltype", "--gene-table", table, "--label-map", label_map,
+                                    "--harmonize-labels", "-o", dir.file("m.h5"), "--json", "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto summary = nlohmann::json::parse(train.out);
+  const auto& validation = summary["validation"];
+  std::set<std::string> classes;
+  for (const auto& name : summary["classes"]) classes.insert(name.get<std::string>());
+  double sum = 0;
+  int n = 0;
+  bool other_rows = false;
+  for (const auto& row : validation["per_class"]) {
+    if (classes.count(row["label"].get<std::string>()) == 0) {
+      other_rows = true;
+      continue;
+    }
+    sum += row["f1"].get<double>();
+    ++n;
+  }
+  ASSERT_GT(n, 0);
+  EXPECT_NEAR(validation["macro"]["f1"].get<double>(), sum / n, 1e-9) << validation.dump();
+  std::printf("harmonized validation: accuracy %.3f, macro-F1 %.3f over %d classes%s\n", validation["accuracy"].get<double>(),
+              validation["macro"]["f1"].get<double>(), n, other_rows ? " (coarse rows left out)" : "");
+}
+
 TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
