@@ -481,7 +481,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
 struct HierarchicalPrediction {
   std::vector<std::string> labels;
   std::vector<std::string> cl_ids;  ///< "" for kUnassigned or classes without an id
-  std::vector<float> scores;        ///< summed probability of the chosen term
+  std::vector<float> scores;        ///< summed probability of the chosen term (kUnassigned: the largest of any term, below the threshold)
 };
 HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilities, const std::vector<std::string>& class_names,
                                             const std::vector<std::string>& class_cl_ids, const Ontology& ontology, double min_score,

@@ -200,7 +200,10 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
       if (!specific) continue;
       if (best == nodes.size() || mass[k] > mass[best] + 1e-6 || (mass[k] >= mass[best] - 1e-6 && breadth[k] < breadth[best])) best = k;
     }
-    if (best == nodes.size()) continue;
+    if (best == nodes.size()) {  // Unassigned: its score is the largest probability of any term, as a flat label's is
+      prediction.scores[row] = static_cast<float>(std::min(1.0, *std::max_element(mass.begin(), mass.end())));
+      continue;
+    }
     prediction.labels[row] = nodes[best].label;
     prediction.cl_ids[row] = nodes[best].cl_id;
     prediction.scores[row] = static_cast<float>(std::min(1.0, mass[best]));

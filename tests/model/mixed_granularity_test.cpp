@@ -603,5 +603,15 @@ TEST(HierarchicalPrediction, AtEqualProbabilityTheNarrowerTermIsChosen) {
   }
 }
 
+// A cell no term takes (a class without a CL id holds most of its probability): Unassigned, with
+// the largest probability of any term as its score, as a flat Unassigned label keeps its best.
+TEST(HierarchicalPrediction, AnUnassignedCellKeepsItsLargestProbability) {
+  const Ontology ontology = small_ontology();
+  const HierarchicalPrediction prediction =
+      predict_hierarchical({0.3f, 0.7f}, {"B", "Doublet"}, {ids_of(ontology).at("B cell"), ""}, ontology, 0.9);
+  EXPECT_EQ(prediction.labels[0], kUnassigned);
+  EXPECT_FLOAT_EQ(prediction.scores[0], 0.7f);
+}
+
 }  // namespace
 }  // namespace celltyper
