@@ -436,9 +436,10 @@ struct Annotation {
   std::vector<std::string> labels;         ///< best class or kUnassigned
   std::vector<float> scores;               ///< probability of the best class
   std::vector<std::string> cl_ids;         ///< CL id of `labels`, "" when unknown
-  /// The Cell Ontology's name of `cl_ids` ("" when unknown); empty without AnnotateOptions::ontology
-  /// or CL ids.
+  /// The Cell Ontology's name of `cl_ids` ("" when unknown; an obsolete id's replacement's name),
+  /// when `has_cl_names`: AnnotateOptions::ontology given and some class has a CL id.
   std::vector<std::string> cl_names;
+  bool has_cl_names = false;
   std::vector<std::vector<std::string>> top_labels;  ///< [k][cell]
   std::vector<std::vector<float>> top_scores;        ///< [k][cell]
   std::vector<std::string> majority_vote;  ///< per cell: most common label in its cluster (ties: first class)

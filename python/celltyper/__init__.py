@@ -677,7 +677,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
              allow_low_coverage: bool = False, layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
              features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None, keep_model: Optional[bool] = None,
              inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
-             normalization: str = "auto", ontology=None) -> AnnotationResult:
+             normalization: str = "auto", ontology=None, harmonize_labels: bool = False) -> AnnotationResult:
     """Label every cell of `adata` with a model (`model=`: a Model, a path, or a list of them,
     averaged) or by training on the fly on `reference=` AnnData (with `label=` its obs column).
 
@@ -715,8 +715,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         from its reference sample (default True; False uses the model as it is).
     allow_low_coverage : annotate even when the query measures very few of the model's genes.
     layer, use_raw : the query's matrix (as in `train`); `result.matrix` says which was read.
-    reference, label, reference_layer, classifier, features, label_map, label_dataset : reference
-        mode: the model trained on the fly (as `train`), on the genes the query shares.
+    reference, label, reference_layer, classifier, features, label_map, label_dataset, harmonize_labels :
+        reference mode: the model trained on the fly (as `train`), on the genes the query shares
+        (harmonize_labels: references labelled at different depths pool as Cell Ontology terms).
     inplace : write the columns into `adata` (a view is made an actual AnnData first, with a
         warning); False leaves it untouched.
     ontology : the Cell Ontology for `hierarchical` (.obo or CELLxGENE .json; default:
@@ -736,6 +737,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                          "reference= (AnnData) with label=")
     if model is None and reference is None:
         raise ValueError("annotate needs either model= (a Model, a path or a list) or reference= (AnnData) with label=")
+    if harmonize_labels and reference is None:
+        raise ValueError("harmonize_labels=True applies to reference mode (reference=AnnData); a model was trained with its labels")
     min_score = _number(min_score, "min_score", minimum=0, maximum=1)
     top_k = _number(top_k, "top_k", integer=True, minimum=0)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
@@ -779,6 +782,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                        "hierarchical": hierarchical,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
+                       "harmonize_labels": bool(harmonize_labels),
                        "ontology": os.fspath(ontology) if ontology else "", "matrix": _matrix_request(reference_layer, False)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
@@ -794,7 +798,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     has_ids = any(out["class_cl_ids"])
     ids = pd.Series(pd.Categorical([i if i else None for i in out["cl_ids"]]), index=index, name="celltyper_ontology_id")
     names = None
-    if has_ids and len(out["cl_names"]) == len(index):
+    if has_ids and out["has_cl_names"]:
         names = pd.Series(pd.Categorical([n if n else None for n in out["cl_names"]]), index=index, name="celltyper_ontology_name")
     probabilities = pd.DataFrame(np.asarray(out["probabilities"]), index=index, columns=list(out["class_names"]))
     coverage = pd.Series(np.asarray(out["gene_coverage"]), index=index, name="celltyper_gene_coverage") if len(out["gene_coverage"]) == len(index) else None

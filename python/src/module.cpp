@@ -342,6 +342,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   if (given.empty() == reference_data.empty()) throw InputError("annotate needs either model= (trained models) or reference= (train on the fly)");
 
   Annotation annotation;
+  std::string ontology_warning;
   std::shared_ptr<CellTypeModel> trained_model;
   std::string trained_summary;
   {
@@ -385,8 +386,12 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
     if (annotate_options.ontology == nullptr && std::any_of(models.begin(), models.end(), [](const CellTypeModel* model) {
           return std::any_of(model->class_cl_ids.begin(), model->class_cl_ids.end(), [](const std::string& id) { return !id.empty(); });
         })) {
-      if (!cell_ontology) cell_ontology = ontology(ontology_path);
-      annotate_options.ontology = cell_ontology.get();
+      try {  // (the names are an extra: an unreadable ontology costs them, not the labels)
+        if (!cell_ontology) cell_ontology = ontology(ontology_path);
+        annotate_options.ontology = cell_ontology.get();
+      } catch (const Error& error) {
+        ontology_warning = fmt::format("the Cell Ontology could not be read, so obs celltyper_ontology_name is left out: {}", error.what());
+      }
     }
     const GeneTable fallback = table ? GeneTable() : models_gene_table(models);
     annotation = annotate_dataset(*query.dataset, models, table ? *table : fallback, annotate_options);
@@ -398,6 +403,8 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["scores"] = vector_array(std::move(annotation.scores));
   out["cl_ids"] = annotation.cl_ids;
   out["cl_names"] = annotation.cl_names;
+  out["has_cl_names"] = annotation.has_cl_names;
+  if (!ontology_warning.empty()) annotation.warnings.push_back(ontology_warning);
   out["class_names"] = annotation.class_names;
   out["class_cl_ids"] = annotation.class_cl_ids;
   out["probabilities"] = matrix_array(std::move(annotation.probabilities), n, classes);

@@ -198,7 +198,9 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
       // (equal masses, e.g. two incomparable terms above every class at 1: the narrower one, of
       // fewer descendants, so "hematopoietic cell" before "eukaryotic cell")
       if (!specific) continue;
-      if (best == nodes.size() || mass[k] > mass[best] + 1e-6 || (mass[k] >= mass[best] - 1e-6 && breadth[k] < breadth[best])) best = k;
+      // (masses compared in millionths: a strict order, whatever order the terms come in)
+      const auto rounded = [&](std::size_t node) { return std::llround(mass[node] * 1e6); };
+      if (best == nodes.size() || rounded(k) > rounded(best) || (rounded(k) == rounded(best) && breadth[k] < breadth[best])) best = k;
     }
     if (best == nodes.size()) {  // Unassigned: its score is the largest probability of any term, as a flat label's is
       prediction.scores[row] = static_cast<float>(std::min(1.0, *std::max_element(mass.begin(), mass.end())));
@@ -255,8 +257,16 @@ ShallowCells warn_about_shallow_cells(const Dataset& dataset, const std::string&
     std::vector<std::uint8_t> is_gene(resolved.gene_index.size(), 0);
     for (std::size_t var = 0; var < is_gene.size(); ++var) is_gene[var] = resolved.gene_index[var] != kNoGene ? 1 : 0;
     const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(matrix);
-    result.per_cell.assign(static_cast<std::size_t>(info.n_rows), 0);
     bool counts = true;
+    {  // (log values, seen on a sample of cells: no pass over the whole matrix)
+      BlockStreamOptions sample = stream_options(dataset, matrix, std::size_t{32} << 20);
+      sample.rows = scan_ranges(*reader, 2000);
+      for_each_block(*reader, sample, [&](const CsrBlock& block) {
+        counts = counts && std::all_of(block.values.begin(), block.values.end(), [](float value) { return value == std::floor(value); });
+      });
+    }
+    if (!counts) return {};
+    result.per_cell.assign(static_cast<std::size_t>(info.n_rows), 0);
     for_each_block(*reader, stream_options(dataset, matrix, std::size_t{32} << 20), [&](const CsrBlock& block) {
       counts = counts && std::all_of(block.values.begin(), block.values.end(), [](float value) { return value == std::floor(value); });
       for (std::int64_t row = 0; counts && row < block.n_rows; ++row) {
@@ -1530,14 +1540,20 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     }
   }
   // The terms' names beside their ids (a class named "CD14+ Mono" is CL:0001054, "CD14-positive monocyte").
-  if (options.ontology != nullptr && std::any_of(annotation.cl_ids.begin(), annotation.cl_ids.end(), [](const std::string& id) { return !id.empty(); })) {
+  // (an obsolete id by the name of its replacement, as --hierarchical places it; every file of
+  // classes with ids gets the column, a file of no cells too)
+  if (options.ontology != nullptr &&
+      std::any_of(annotation.class_cl_ids.begin(), annotation.class_cl_ids.end(), [](const std::string& id) { return !id.empty(); })) {
+    annotation.has_cl_names = true;
     annotation.cl_names.assign(annotation.cl_ids.size(), std::string());
     std::map<std::string, std::string> name_of;
     for (std::size_t row = 0; row < annotation.cl_ids.size(); ++row) {
       const std::string& id = annotation.cl_ids[row];
       if (id.empty()) continue;
       auto found = name_of.find(id);
-      if (found == name_of.end()) found = name_of.emplace(id, options.ontology->contains(id) ? options.ontology->label(id) : std::string()).first;
+      if (found == name_of.end()) {
+        found = name_of.emplace(id, options.ontology->contains(id) ? options.ontology->label(options.ontology->canonical(id)) : std::string()).first;
+      }
       annotation.cl_names[row] = found->second;
     }
   }
@@ -1560,9 +1576,7 @@ std::vector<Column> annotation_obs_columns(const Annotation& annotation) {
   columns.push_back(Column::from_floats("celltyper_score", floats(annotation.scores), "float32"));
   if (std::any_of(annotation.class_cl_ids.begin(), annotation.class_cl_ids.end(), [](const auto& id) { return !id.empty(); })) {
     columns.push_back(Column::categorical_or_missing("celltyper_ontology_id", annotation.cl_ids));
-    if (annotation.cl_names.size() == annotation.cl_ids.size()) {
-      columns.push_back(Column::categorical_or_missing("celltyper_ontology_name", annotation.cl_names));
-    }
+    if (annotation.has_cl_names) columns.push_back(Column::categorical_or_missing("celltyper_ontology_name", annotation.cl_names));
   }
   for (std::size_t k = 0; k < annotation.top_labels.size(); ++k) {
     columns.push_back(Column::categorical(fmt::format("celltyper_top{}_label", k + 1), annotation.top_labels[k]));
@@ -1585,7 +1599,7 @@ bool is_annotation_column(std::string_view name) {
   constexpr std::string_view kPrefix = "celltyper_";
   if (name.substr(0, kPrefix.size()) != kPrefix) return false;
   name.remove_prefix(kPrefix.size());
-  for (const std::string_view own : {"label", "score", "ontology_id", "gene_coverage", "similarity", "unlike_reference", "similarity_judged",
+  for (const std::string_view own : {"label", "score", "ontology_id", "ontology_name", "gene_coverage", "similarity", "unlike_reference", "similarity_judged",
                                      "majority_vote", "flat_label"}) {
     if (name == own) return true;
   }

@@ -118,6 +118,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       ->capture_default_str();
   command->add_option("--label-map", args->train.label_map, "Reference mode: label -> Cell Ontology id table, to record CL ids of the classes");
   command->add_option("--label-dataset", args->train.label_map_dataset, "Reference mode: prefer rows of this dataset in --label-map");
+  command->add_flag("--harmonize-labels", args->train.harmonize_labels,
+                    "Reference mode: pool references labelled at different depths as `celltyper train --harmonize-labels` does (labels "
+                    "become Cell Ontology terms; a coarse label trains as the classes below it)");
   command->add_option("-g,--genes", args->genes, "Reference mode with --features genept: gene embedding store (default: the setup's)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->train.augment_depth,
                     "Reference mode: depth augmentation (default on; see `celltyper train --augment-depth`)");
@@ -153,7 +156,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--hierarchical", args->options.hierarchical,
                     "Ontology-aware labels: the most specific Cell Ontology term whose summed class probability reaches --min-score "
                     "(an uncertain cell gets 'T cell' rather than a wrong subtype); the flat label goes to celltyper_flat_label");
-  command->add_option("--ontology", args->ontology, fmt::format("Cell Ontology .obo or CELLxGENE .json for --hierarchical ({})", kOntologyDefaultHelp));
+  command->add_option("--ontology", args->ontology, fmt::format("Cell Ontology .obo or CELLxGENE .json for --hierarchical and the names of the labels' CL ids ({})", kOntologyDefaultHelp));
   command->add_option("--normalize", args->normalization, kNormalizeHelp)
       ->capture_default_str();
   command->add_flag("--json", args->json, "Print the label counts as JSON on stdout");
@@ -188,7 +191,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
     }
     if (args->references.empty()) {
-      for (const char* flag : {"--label", "--save-model", "--label-map", "--label-dataset"}) {
+      for (const char* flag : {"--label", "--save-model", "--label-map", "--label-dataset", "--harmonize-labels"}) {
         if (command->count(flag) > 0) throw InputError(fmt::format("{} applies to reference mode (--reference) only", flag));
       }
       // (a model carries the gene vectors it was trained with: a store named for every step of a
@@ -295,6 +298,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
           args->options.ontology = &loaded_ontology;
         }
       }
+      if (train.harmonize_labels && train.ontology == nullptr && train.label_map.empty()) {
+        throw InputError(fmt::format("--harmonize-labels needs the Cell Ontology (--ontology FILE) or a label map (--label-map TSV); {}",
+                                     kOntologyReleaseHint));
+      }
       GeneStore store;
       if (train.features == kFeaturesGenept) store = GeneStore::load(resolve_gene_store_path(args->genes));
       if (train.features != kFeaturesGenept && !args->genes.empty()) {
@@ -342,8 +349,13 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
           return std::any_of(model.class_cl_ids.begin(), model.class_cl_ids.end(), [](const std::string& id) { return !id.empty(); });
         })) {
       if (const std::string path = default_ontology_path(args->ontology); !path.empty()) {
-        loaded_ontology = load_ontology(path);
-        args->options.ontology = &loaded_ontology;
+        try {  // (the names are an extra: an unreadable ontology costs them, not the labels)
+          loaded_ontology = load_ontology(path);
+          args->options.ontology = &loaded_ontology;
+        } catch (const Error& error) {
+          print_warnings({fmt::format("the Cell Ontology could not be read, so obs celltyper_ontology_name is left out: {}", error.what())},
+                         global.quiet);
+        }
       }
     }
     ProgressBar bar("annotate", "cells", 0, progress_enabled(global.quiet));

@@ -15,6 +15,7 @@
 #include <iterator>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 
 namespace celltyper {
@@ -308,6 +309,16 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     renames[spelling] = harmonized != renames.end() ? harmonized->second : canonical;
   }
 
+  // The genes each reference's file names (held-out cells' files: annotate's refit rule), read once.
+  std::vector<std::optional<std::vector<std::int64_t>>> named_genes(references.size());
+  const auto genes_named_by = [&](std::size_t r) -> const std::vector<std::int64_t>& {
+    if (!named_genes[r]) {
+      const std::string matrix = !base.matrices.empty() && !base.matrices[r].empty() ? base.matrices[r] : base.embed.matrix;
+      named_genes[r] = dataset_genes(*datasets[r], resolve_matrix_source(*datasets[r], matrix), table, base.embed.genes);
+    }
+    return *named_genes[r];
+  };
+
   // Folds.
   std::set<std::string> group_set;
   for (const auto& cells : references) {
@@ -466,8 +477,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       bool first = true;
       for (std::size_t r = 0; r < references.size(); ++r) {
         if (test_rows[r].empty()) continue;
-        const std::string matrix = !base.matrices.empty() && !base.matrices[r].empty() ? base.matrices[r] : base.embed.matrix;
-        std::vector<std::int64_t> named = dataset_genes(*datasets[r], resolve_matrix_source(*datasets[r], matrix), table, base.embed.genes);
+        std::vector<std::int64_t> named = genes_named_by(r);
         if (!first) {
           std::vector<std::int64_t> both;
           std::set_intersection(held_out_genes.begin(), held_out_genes.end(), named.begin(), named.end(), std::back_inserter(both));
@@ -535,8 +545,8 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
             data = training_features(datasets, train, store, table);
             fold_result.n_genes = static_cast<std::int64_t>(held_out_genes.size());
             result.warnings.push_back(fmt::format(
-                "{}fold '{}': its held-out cells' files name {} of the {} {} genes of a model trained on the other folds: trained on the {} "
-                "genes they name, as annotate refits a model for such a query",
+                "{}fold '{}': its held-out cells' files name {} of the {} {} genes of a model trained on the other folds: trained "
+                "restricted to the {} genes they name, as annotate refits a model for such a query",
                 kNotePrefix, fold, measured, feature_genes.size(), route == kFeaturesExpression ? "panel" : "model", held_out_genes.size()));
           }
         }

@@ -1056,7 +1056,8 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   LabelHarmonization result;
   if (std::string note = mapper.unknown_dataset_note(label_map_dataset); !note.empty()) result.warnings.push_back(std::move(note));
   std::vector<std::string> unknown_ids;  // "label (CL:...)" of table ids the ontology lacks
-  std::vector<std::string> obsolete_ids;  // ... and of ids it marks obsolete
+  std::vector<std::string> obsolete_ids;  // ... and of ids it marks obsolete, without a replacement
+  std::vector<std::string> replaced_ids;  // ... with one
   for (const auto& label : labels) {
     LabelMatch found = mapper.map_preferring(label, label_map_dataset);
     // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
@@ -1082,17 +1083,25 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
       unknown_ids.push_back(fmt::format("'{}' ({})", label, found.cl_id));
     } else if (ontology != nullptr && ontology->is_deprecated(found.cl_id)) {
       const std::string replacement = ontology->canonical(found.cl_id);
-      obsolete_ids.push_back(fmt::format("'{}' ({}{})", label, found.cl_id,
-                                         replacement != found.cl_id ? fmt::format(", replaced by {} '{}'", replacement, ontology->label(replacement))
-                                                                    : std::string()));
+      if (replacement == found.cl_id) {
+        obsolete_ids.push_back(fmt::format("'{}' ({})", label, found.cl_id));
+      } else {
+        replaced_ids.push_back(fmt::format("'{}' ({}, replaced by {} '{}')", label, found.cl_id, replacement, ontology->label(replacement)));
+      }
     }
   }
+  const std::string release = ontology == nullptr || ontology->version().empty() ? std::string() : fmt::format(" (release {})", ontology->version());
   if (!obsolete_ids.empty()) {
     result.warnings.push_back(fmt::format(
         "{} mapped to an obsolete Cell Ontology term{}: it has no parent there, so annotate --hierarchical sums its probability "
         "into no coarser term and the ontology metrics cannot place it; map the label to a current term (--label-map TSV)",
-        detail::some_of(obsolete_ids, 6),
-        ontology->version().empty() ? std::string() : fmt::format(" (release {})", ontology->version())));
+        detail::some_of(obsolete_ids, 6), release));
+  }
+  if (!replaced_ids.empty()) {
+    result.warnings.push_back(fmt::format(
+        "{} mapped to an obsolete Cell Ontology term{}: annotate --hierarchical and the ontology metrics read it as its "
+        "replacement, and the class keeps its own name there; map the label to the current term (--label-map TSV)",
+        detail::some_of(replaced_ids, 6), release));
   }
   if (!unknown_ids.empty()) {
     result.warnings.push_back(fmt::format(

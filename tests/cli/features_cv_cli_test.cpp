@@ -314,7 +314,7 @@ TEST(CvCli, AHeldOutFileNamingFewerGenesTrainsOnItsGenesAsAnnotateRefits) {
                                  "--gene-table", table_path, "--no-ontology", "--json", dir.file("cv.json")});
   ASSERT_EQ(cv.exit_code, 0) << cv.err;
   EXPECT_NE(cv.err.find(fmt::format("note: fold '{}': its held-out cells' files name ", dir.file("b.h5ad"))), std::string::npos) << cv.err;
-  EXPECT_NE(cv.err.find(fmt::format("trained on the {} genes they name, as annotate refits a model for such a query", b_genes)), std::string::npos)
+  EXPECT_NE(cv.err.find(fmt::format("trained restricted to the {} genes they name, as annotate refits a model for such a query", b_genes)), std::string::npos)
       << cv.err;
   EXPECT_EQ(cv.err.find(fmt::format("fold '{}': its held-out", dir.file("a.h5ad"))), std::string::npos) << cv.err;
   std::ifstream in(dir.file("cv.json"));

@@ -44,6 +44,21 @@ TEST(OntologyInstall, EvaluateAndCvFindItFromAnotherDirectory) {
                                                                 "--gene-table " + table + " --n-genes 12 -q"});
   ASSERT_EQ(cv.exit_code, 0) << cv.err;
   EXPECT_NE(cv.out.find("+hierarchical"), std::string::npos) << cv.out;
+  // annotate names the labels' CL ids from the installed ontology; one that cannot be read costs
+  // the names (a warning), not the labels.
+  const auto train = test::run_program({"/bin/sh", "-c", in_tmp + " train -r cells.h5ad -l obs:cell_type --gene-table " + table +
+                                                                   " --n-genes 12 -o m.h5 -q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto named = test::run_program({"/bin/sh", "-c", in_tmp + " annotate -m m.h5 -i cells.h5ad --gene-table " + table + " --csv named.csv -q"});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_NE(test::read_file(dir.file("named.csv")).find(",celltyper_ontology_id,celltyper_ontology_name,"), std::string::npos);
+  const auto unreadable = test::run_program({"/bin/sh", "-c", fmt::format("cd {} && CELLTYPER_ONTOLOGY=/nonexistent.json {} annotate -m m.h5 "
+                                                                          "-i cells.h5ad --gene-table {} --csv unnamed.csv",
+                                                                          dir.path().string(), CELLTYPER_CLI_PATH, table)});
+  ASSERT_EQ(unreadable.exit_code, 0) << unreadable.err;
+  EXPECT_NE(unreadable.err.find("warning: the Cell Ontology could not be read, so obs celltyper_ontology_name is left out"), std::string::npos)
+      << unreadable.err;
+  EXPECT_EQ(test::read_file(dir.file("unnamed.csv")).find("celltyper_ontology_name"), std::string::npos);
 }
 
 }  // namespace

@@ -130,7 +130,7 @@ TEST(TrainAnnotateCli, Pbmc3kToPbmc68k) {
 // The obs columns an annotation writes, which annotating the file again replaces or drops: not
 // every name starting "celltyper_" (a user's, or embed's celltyper_embedding_empty).
 TEST(TrainAnnotateCli, AnAnnotationsOwnColumnsAreKnownByName) {
-  for (const char* own : {"celltyper_label", "celltyper_score", "celltyper_ontology_id", "celltyper_gene_coverage", "celltyper_similarity",
+  for (const char* own : {"celltyper_label", "celltyper_score", "celltyper_ontology_id", "celltyper_ontology_name", "celltyper_gene_coverage", "celltyper_similarity",
                           "celltyper_unlike_reference", "celltyper_similarity_judged", "celltyper_majority_vote", "celltyper_flat_label",
                           "celltyper_top1_label", "celltyper_top0_score", "celltyper_top12_score"}) {
     EXPECT_TRUE(is_annotation_column(own)) << own;
@@ -1085,7 +1085,28 @@ TEST(TrainAnnotateCli, ALabelMapIdTheOntologyLacksIsWarnedInTrainAndAnnotate) {
                                        "--ontology", ontology, "-o", dir.file("obsolete.h5"), "-q"});
   ASSERT_EQ(obsolete.exit_code, 0) << obsolete.err;
   EXPECT_NE(obsolete.err.find("warning: 'CD8 T' (CL:0000491) mapped to an obsolete Cell Ontology term"), std::string::npos) << obsolete.err;
+  EXPECT_NE(obsolete.err.find("it has no parent there"), std::string::npos) << obsolete.err;
   EXPECT_EQ(train.err.find("obsolete"), std::string::npos) << train.err;
+  // One the release replaces (CELLxGENE's export: CL:0000804 by CL:0000084 'T cell'): read as the
+  // replacement, which annotate names.
+  const std::string cellxgene = test::shared_data("cell-ontology/CL-ontology-v2026-03-26.json");
+  {
+    std::ofstream map(dir.file("replaced.tsv"));
+    map << "label\tcl_id\nB\tCL:0000236\nNaive CD4 T\tCL:0000895\nMemory CD4 T\tCL:0000897\nCD14+ Mono\tCL:0001054\n"
+           "CD8 T\tCL:0000804\nFCGR3A+ Mono\tCL:0002396\nNK\tCL:0000623\nDC\tCL:0000451\nPlatelet\tCL:0000233\n";
+  }
+  const auto replaced = test::run_cli({"train", "-r", reference, "-l", "celltype", "--gene-table", table, "--label-map", dir.file("replaced.tsv"),
+                                       "--ontology", cellxgene, "-o", dir.file("replaced.h5"), "-q"});
+  ASSERT_EQ(replaced.exit_code, 0) << replaced.err;
+  EXPECT_NE(replaced.err.find("warning: 'CD8 T' (CL:0000804, replaced by CL:0000084 'T cell') mapped to an obsolete Cell Ontology term"),
+            std::string::npos)
+      << replaced.err;
+  EXPECT_EQ(replaced.err.find("no parent"), std::string::npos) << replaced.err;
+  const auto named = test::run_cli({"annotate", "-m", dir.file("replaced.h5"), "-i", query, "--layer", "counts", "--ontology", cellxgene,
+                                    "--csv", dir.file("replaced.csv"), "--gene-table", table, "-q"});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_NE(test::read_file(dir.file("replaced.csv")).find(",CD8 T,"), std::string::npos);
+  EXPECT_NE(test::read_file(dir.file("replaced.csv")).find(",CL:0000804,T cell,"), std::string::npos);
 }
 
 TEST(TrainAnnotateCli, HarmonizedValidationAveragesOverTheModelsClasses) {
@@ -1119,6 +1140,18 @@ TEST(TrainAnnotateCli, HarmonizedValidationAveragesOverTheModelsClasses) {
   EXPECT_NEAR(validation["macro"]["f1"].get<double>(), sum / n, 1e-9) << validation.dump();
   std::printf("harmonized validation: accuracy %.3f, macro-F1 %.3f over %d classes%s\n", validation["accuracy"].get<double>(),
               validation["macro"]["f1"].get<double>(), n, other_rows ? " (coarse rows left out)" : "");
+  // Reference mode pools the same way: savercat's coarse labels are no classes of their own.
+  CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  const auto on_the_fly = test::run_cli({"annotate", "--reference", fine + "," + coarse, "-l", "obs:celltype", "--gene-table", table,
+                                         "--label-map", label_map, "--harmonize-labels", "-i", query, "--csv", dir.file("q.csv"), "--json", "-q"});
+  ASSERT_EQ(on_the_fly.exit_code, 0) << on_the_fly.err;
+  std::set<std::string> used;
+  const auto on_the_fly_json = nlohmann::json::parse(on_the_fly.out);
+  for (const auto& name : on_the_fly_json["classes"]) used.insert(name.get<std::string>());
+  EXPECT_EQ(used, classes);
+  const auto without = test::run_cli({"annotate", "-m", dir.file("m.h5"), "--harmonize-labels", "-i", query, "--csv", dir.file("x.csv")});
+  EXPECT_EQ(without.exit_code, 2);
+  EXPECT_NE(without.err.find("--harmonize-labels applies to reference mode (--reference) only"), std::string::npos) << without.err;
 }
 
 TEST(TrainAnnotateCli, BadInputIsOneClearLine) {

@@ -148,6 +148,23 @@ def test_cellxgene_labels_bring_their_ontology_ids_as_in_the_cli(tmp_path, pbmc3
     assert (annotated.obs["celltyper_ontology_name"].astype(str) == annotated.obs["celltyper_label"].astype(str)).all()
 
 
+@needs_data
+def test_reference_mode_harmonizes_references_labelled_at_two_depths(pbmc3k):
+    """annotate(reference=[fine, coarse], harmonize_labels=True): a coarse 'T cell' trains as the T classes below it, no class of its own."""
+    fine = pbmc3k[0::2].copy()
+    coarse = pbmc3k[1::2].copy()
+    t_cells = {"Naive CD4 T", "Memory CD4 T", "CD8 T"}
+    coarse.obs["celltype"] = [("T cell" if str(label) in t_cells else str(label)) for label in coarse.obs["celltype"]]
+    pooled = celltyper.annotate(pbmc3k[::5].copy(), reference=[fine, coarse], label="celltype", label_map=LABEL_MAP,
+                                label_dataset="pbmc3k-seurat-labels", harmonize_labels=True, inplace=False)
+    assert "T cell" not in pooled.model.classes and len(pooled.model.classes) == 9
+    flat = celltyper.annotate(pbmc3k[::5].copy(), reference=[fine, coarse], label="celltype", label_map=LABEL_MAP,
+                              label_dataset="pbmc3k-seurat-labels", inplace=False)
+    assert "T cell" in flat.model.classes
+    with pytest.raises(ValueError, match="reference mode"):
+        celltyper.annotate(pbmc3k[::5].copy(), model=pooled.model, harmonize_labels=True)
+
+
 def cellxgene_layout(cells):
     """(counts, cxg): the cells' counts as CSR float32, and a copy laid out as CELLxGENE publishes
     (log1p-CP10k in X, the counts in raw.X)."""
