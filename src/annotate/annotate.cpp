@@ -226,6 +226,11 @@ constexpr std::int64_t kMinDetectedGenes = 200;
 /// Xenium tutorials filter them: sc.pp.filter_cells(adata, min_counts=10).
 constexpr std::int64_t kMinPanelTranscripts = 10;
 
+/// Whether every stored value of `block` is a whole number (counts, not log values).
+bool whole_numbers(const CsrBlock& block) {
+  return std::all_of(block.values.begin(), block.values.end(), [](float value) { return value == std::floor(value); });
+}
+
 /// Per cell, how much of it was measured, and the floor under which its label is unreliable.
 struct ShallowCells {
   std::vector<std::int64_t> per_cell;  ///< detected genes, or a panel's transcripts, per cell (empty: not counted)
@@ -262,13 +267,13 @@ ShallowCells warn_about_shallow_cells(const Dataset& dataset, const std::string&
       BlockStreamOptions sample = stream_options(dataset, matrix, std::size_t{32} << 20);
       sample.rows = scan_ranges(*reader, 2000);
       for_each_block(*reader, sample, [&](const CsrBlock& block) {
-        counts = counts && std::all_of(block.values.begin(), block.values.end(), [](float value) { return value == std::floor(value); });
+        counts = counts && whole_numbers(block);
       });
     }
     if (!counts) return {};
     result.per_cell.assign(static_cast<std::size_t>(info.n_rows), 0);
     for_each_block(*reader, stream_options(dataset, matrix, std::size_t{32} << 20), [&](const CsrBlock& block) {
-      counts = counts && std::all_of(block.values.begin(), block.values.end(), [](float value) { return value == std::floor(value); });
+      counts = counts && whole_numbers(block);
       for (std::int64_t row = 0; counts && row < block.n_rows; ++row) {
         double total = 0;
         for (std::int64_t k = block.indptr[static_cast<std::size_t>(row)]; k < block.indptr[static_cast<std::size_t>(row) + 1]; ++k) {
@@ -425,7 +430,7 @@ double median_counts_over(const Dataset& dataset, const std::string& matrix, con
   std::vector<double> totals;
   bool counts = true;
   for_each_block(*reader, stream, [&](const CsrBlock& block) {
-    counts = counts && std::all_of(block.values.begin(), block.values.end(), [](float value) { return value == std::floor(value); });
+    counts = counts && whole_numbers(block);
     append_row_totals_over(block, counted, totals);
   });
   return counts ? upper_median(totals) : 0;
