@@ -17,6 +17,7 @@
 
 #include <celltyper/annotate.hpp>
 #include <celltyper/classifier.hpp>
+#include <celltyper/dataset.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/metrics.hpp>
@@ -99,6 +100,8 @@ struct CrossValidationResult {
   /// With `keep_held_out`: held-out cells of all folds, in fold order.
   struct HeldOut {
     std::vector<std::string> fold;   ///< the cell's held-out group
+    std::vector<std::int32_t> reference;  ///< the cell's reference (index into the references)
+    std::vector<std::int64_t> row;        ///< the cell's row in its reference
     std::vector<std::string> truth;  ///< label as scored
     std::map<std::string, std::vector<std::string>> predictions;  ///< per method
     DenseMatrix embedding;           ///< genept cell embeddings (rows = cells; empty without a genept configuration)
@@ -120,8 +123,15 @@ struct CrossValidationResult {
 ReportContent report_content(const CrossValidationResult& result, std::vector<std::pair<std::string, std::string>> details,
                              std::size_t max_map_points = 20000, std::uint64_t seed = 0);
 
-/// Run the cross-validation. Throws InputError when the group column is missing, fewer than 2
-/// groups exist, a requested fold is not a group, or no configuration is given.
+/// Run the cross-validation on the files `options.train.references`. Throws InputError when the
+/// group column is missing, fewer than 2 groups exist, a requested fold is not a group, or no
+/// configuration is given.
 CrossValidationResult cross_validate(const CrossValidationOptions& options, const GeneStore& store, const GeneTable& table);
+
+/// The same on datasets already open or held in memory (Python's AnnData objects). Their names,
+/// which name the folds of kGroupByFile and the messages, are `options.train.references` when it
+/// lists one per dataset, else each dataset's path().
+CrossValidationResult cross_validate(const std::vector<const Dataset*>& references, const CrossValidationOptions& options,
+                                     const GeneStore& store, const GeneTable& table);
 
 }  // namespace celltyper

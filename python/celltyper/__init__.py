@@ -32,7 +32,8 @@ import numpy as np
 
 from . import _celltyper as _core
 
-__all__ = ["Model", "AnnotationResult", "annotate", "train", "load_model", "embed", "evaluate", "genes", "__version__"]
+__all__ = ["Model", "AnnotationResult", "CrossValidationResult", "annotate", "train", "load_model", "embed", "evaluate", "cv", "genes",
+           "__version__"]
 __version__ = _core.version()
 
 # Where scripts/setup.sh installs the default gene store: build/share/celltyper (this package is
@@ -341,6 +342,10 @@ def _number(value, name: str, *, integer: bool = False, minimum: Optional[float]
 
 
 def _require_anndata(adata, name: str = "adata") -> None:
+    if isinstance(adata, dict):  # (train / cv: references by name)
+        for key, item in adata.items():
+            _require_anndata(item, f"{name}[{key!r}]")
+        return
     if isinstance(adata, (list, tuple)):
         for item in adata:
             _require_anndata(item, name)
@@ -499,16 +504,17 @@ def _common(options: dict, *, threads: int, verbose: bool, gene_table, genes, ge
     return options
 
 
-def _hyperparameters(given: dict) -> dict:
-    """train()'s **hyperparameters as the engine takes them: numbers, `lambda_` for XGBoost's
-    `lambda` (a Python keyword). A value that is not a number is not a hyperparameter: a misspelt
-    keyword argument (classifer="mlp"), a TypeError naming the likely one."""
+def _hyperparameters(given: dict, verb=None) -> dict:
+    """train()'s (or cv()'s) **hyperparameters as the engine takes them: numbers, `lambda_` for
+    XGBoost's `lambda` (a Python keyword). A value that is not a number is not a hyperparameter: a
+    misspelt keyword argument (classifer="mlp"), a TypeError naming the likely one."""
     import difflib
     import inspect
     import numbers
 
     out = {}
-    keywords = [k for k in inspect.signature(train).parameters if k != "hyperparameters"]
+    verb = verb or train
+    keywords = [k for k in inspect.signature(verb).parameters if k != "hyperparameters"]
     for key, value in given.items():
         if isinstance(value, str):  # (a number written as text, from a config file: "0.1")
             try:
@@ -518,8 +524,9 @@ def _hyperparameters(given: dict) -> dict:
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
             close = difflib.get_close_matches(key, keywords, n=1, cutoff=0.7)
             if close:
-                raise TypeError(f"train() got an unexpected keyword argument '{key}'; did you mean '{close[0]}'?")
-            raise TypeError(f"{key}={value!r}: a classifier's hyperparameters are numbers (or train() has no keyword argument '{key}')")
+                raise TypeError(f"{verb.__name__}() got an unexpected keyword argument '{key}'; did you mean '{close[0]}'?")
+            raise TypeError(f"{key}={value!r}: a classifier's hyperparameters are numbers (or {verb.__name__}() has no keyword argument "
+                            f"'{key}')")
         out[key[:-1] if key.endswith("_") and _keyword.iskeyword(key[:-1]) else key] = float(value)
     return out
 
@@ -550,9 +557,11 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
 
     Parameters (each as the `celltyper train` flag of the same name)
     ----------
-    adata : AnnData or list of AnnData; the references (counts are best: see `layer`).
+    adata : AnnData, a list of AnnData, or a dict {name: AnnData}; the references (counts are
+        best: see `layer`). A dict's names name the references in messages and validation.
     label, group : obs columns of the cell types and of the validation groups (a group's cells
-        are held out together: donors, batches).
+        are held out together: donors, batches); group="file" with several references holds out
+        whole references (`train --group file`).
     classifier : "logreg" (default), "mlp", "xgboost" or "knn"; hyperparameters as keywords
         (`l2=0.01`; XGBoost's `lambda` as `lambda_=`).
     features : "expression" (default: log-normalised expression of informative genes) or
@@ -594,13 +603,19 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     dims = _number(dims, "dims", integer=True, minimum=0)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
     augment_depth_max_copies = _number(augment_depth_max_copies, "augment_depth_max_copies", integer=True, minimum=0)
-    references = adata if isinstance(adata, (list, tuple)) else [adata]
+    if isinstance(adata, dict):
+        names, references = [str(k) for k in adata.keys()], list(adata.values())
+    else:
+        references = list(adata) if isinstance(adata, (list, tuple)) else [adata]
+        names = [f"reference {i + 1}" for i in range(len(references))] if len(references) > 1 else ["AnnData"]
     label = _strip(label, what="label")
     group = _strip(group, what="group")
-    wanted = [label] + ([group] if group else [])
-    specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, wanted, label),
-                      name=f"reference {i + 1}" if len(references) > 1 else "AnnData")
-             for i, a in enumerate(references)]
+    if group == "file" and len(references) < 2:
+        raise ValueError("group='file' validates on whole references held out: pass several AnnData objects (a list, or a dict "
+                         "{name: AnnData})")
+    wanted = [label] + ([group] if group and group != "file" else [])  # ("file": each AnnData is a group, as --group file)
+    specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, wanted, label), name=name)
+             for a, name in zip(references, names)]
     options = _common({"label": label, "group": group or "", "classifier": classifier, "features": features, "n_genes": n_genes,
                        "validation_fraction": validation_fraction, "seed": seed, "reference_sample": reference_sample,
                        "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "dims": dims,
@@ -964,6 +979,154 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
     for warning in metrics.get("warnings", []):  # (as `celltyper evaluate` prints them; also in the dict)
         _tell(evaluate.speak(warning) if hasattr(evaluate, "speak") else warning)
     return metrics
+
+
+# ---- cross-validation -------------------------------------------------------------------------
+
+@dataclass
+class CrossValidationResult:
+    """Outcome of `cv` (the metrics of `celltyper cv --json`, as pandas tables).
+
+    folds : one row per held-out group and method: fold, method, n_train, n_test, n_genes (genes
+        the fold's models could use; 0 = not restricted), accuracy, macro_f1, weighted_f1, with the
+        Cell Ontology corrected_macro_f1, hierarchical_f, mean_lca_distance, and train_seconds,
+        predict_seconds.
+    mean : per method (index), the mean over the folds (every fold counts the same).
+    pooled : per method (index), every held-out cell's prediction scored once (cell-weighted).
+    predictions : one row per held-out cell (index: its obs name): reference (the AnnData it
+        comes from, by name), fold, truth (its label as scored: the CL term's name under
+        harmonize_labels), and one column per method with its out-of-fold prediction.
+    table : the table `celltyper cv` prints. details : the whole JSON document (per-class metrics,
+        confusion matrices, ontology relations per fold and pooled).
+    """
+    folds: Any
+    mean: Any
+    pooled: Any
+    predictions: Any
+    warnings: List[str] = field(default_factory=list)
+    unmapped_labels: List[str] = field(default_factory=list)
+    table: str = ""
+    details: dict = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        return self.table + (f"({len(self.warnings)} warning(s): .warnings)\n" if self.warnings else "")
+
+
+def _metric_row(metrics: dict) -> dict:
+    """The headline numbers of one evaluation (to_json of EvaluationResult)."""
+    row = {"accuracy": metrics["accuracy"], "macro_f1": metrics["macro"]["f1"], "weighted_f1": metrics["weighted"]["f1"]}
+    ontology = metrics.get("ontology")
+    if ontology and ontology.get("n_mapped", 0) > 0:
+        row.update({"corrected_macro_f1": ontology["corrected_macro_f1"], "hierarchical_f": ontology["hierarchical_f1"],
+                    "mean_lca_distance": ontology["mean_lca_distance_all"]})
+    return row
+
+
+@_pythonic
+def cv(adata, label: str, group: str, *, classifier: Union[str, Sequence[str]] = "logreg",
+       features: Union[str, Sequence[str]] = "expression", ensemble: bool = True, hierarchical: bool = False, min_score: float = 0.5,
+       folds: Optional[Sequence[str]] = None, harmonize_labels: bool = False, label_map=None, label_dataset: Optional[str] = None,
+       ontology=None, use_ontology: bool = True, restrict_genes=None, n_genes: int = 3000, validation_fraction: float = 0.0,
+       seed: int = 0, augment_depth: bool = True, layer: Optional[str] = None, use_raw: bool = False, dims: int = 0, threads: int = 0,
+       verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None, normalization: str = "auto",
+       report=None, **hyperparameters: float) -> CrossValidationResult:
+    """Leave-one-group-out cross-validation of train + annotate configurations, as `celltyper cv`:
+    each group of `group` (a donor, a batch, a technology; or "file": each AnnData of a list) is
+    held out in turn, every configuration (classifier x feature route) trains on the other groups'
+    labelled cells and predicts the held-out ones as `annotate` would (a fold whose held-out cells
+    name under 95% of the model's genes trains on the genes they name, as annotate refits).
+
+        res = celltyper.cv(adata, label="cell_type", group="donor_id")
+        res.mean                                      # per method: accuracy, macro_f1, ...
+        res = celltyper.cv({"pbmc3k": a, "savercat": b}, label="celltype", group="file",
+                           harmonize_labels=True, label_map="label_map_to_cell_ontology.tsv")
+        res.predictions                               # each held-out cell's out-of-fold labels
+
+    Parameters (each as the `celltyper cv` flag of the same name)
+    ----------
+    adata : AnnData, a list of AnnData, or a dict {name: AnnData} (the names name the folds of
+        group="file" and the references in messages; a list's are "reference 1", ...).
+    label, group : obs columns of the cell types and of the groups held out ("file": each AnnData).
+    classifier, features : one or several; every pair is a method ("logreg:expression"), with an
+        "ensemble" (mean probabilities) when there are several (ensemble=False: none);
+        hyperparameters as keywords (`l2=0.01`), with a single classifier.
+    hierarchical, min_score : also score ontology-aware prediction of every method ("+hierarchical").
+    folds : hold out only these groups (default: every group).
+    harmonize_labels, label_map, label_dataset, ontology, use_ontology : labels as CL terms (files
+        labelled at different depths pool, a coarse label trains as the classes below it); the
+        Cell Ontology (default: $CELLTYPER_ONTOLOGY, else the installed copy) gives the
+        corrected macro-F1, hierarchical F and LCA distance; use_ontology=False skips them.
+    restrict_genes : "held-out" (per fold, the genes detected in its held-out cells) or a gene
+        list / .h5ad file whose genes the models may use.
+    n_genes, validation_fraction, seed, augment_depth, dims : as `train` (validation_fraction 0:
+        no early-stopping split inside a fold).
+    layer, use_raw, normalization, gene_table, genes, gene_column, threads, verbose : as `train`.
+    report : write `celltyper cv --report`'s self-contained HTML report to this path.
+
+    Returns a `CrossValidationResult` (`.folds`, `.mean`, `.pooled`, `.predictions`, `.table`).
+    """
+    import pandas as pd
+
+    if isinstance(adata, dict):
+        names, references = [str(k) for k in adata.keys()], list(adata.values())
+    else:
+        references = list(adata) if isinstance(adata, (list, tuple)) else [adata]
+        names = [f"reference {i + 1}" for i in range(len(references))] if len(references) > 1 else ["AnnData"]
+    _require_anndata(adata)
+    if not references:
+        raise ValueError("cv needs at least one AnnData")
+    classifiers = [classifier] if isinstance(classifier, str) else list(classifier)
+    routes = [features] if isinstance(features, str) else list(features)
+    if hyperparameters and len(set(classifiers)) > 1:
+        raise ValueError(f"hyperparameters ({', '.join(hyperparameters)}) need a single classifier; cv compares {', '.join(classifiers)}: "
+                         "run cv once per classifier")
+    n_genes = _number(n_genes, "n_genes", integer=True, minimum=1)
+    validation_fraction = _number(validation_fraction, "validation_fraction", minimum=0, maximum=0.99)
+    min_score = _number(min_score, "min_score", minimum=0, maximum=1)
+    seed = _number(seed, "seed", integer=True, minimum=0)
+    dims = _number(dims, "dims", integer=True, minimum=0)
+    threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
+    label = _strip(label, what="label")
+    group = _strip(group, what="group")
+    by_file = group == "file"
+    if by_file and len(references) < 2:
+        raise ValueError("group='file' holds out each AnnData in turn: pass several (a list or a dict {name: AnnData})")
+    wanted = [label] + ([] if by_file else [group])
+    specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, wanted, label), name=name)
+             for a, name in zip(references, names)]
+    options = _common({"label": label, "group": group, "classifiers": classifiers, "routes": routes, "n_genes": n_genes,
+                       "validation_fraction": validation_fraction, "seed": seed, "dims": dims,
+                       "hyperparameters": _hyperparameters(hyperparameters, cv), "ensemble": bool(ensemble),
+                       "hierarchical": bool(hierarchical), "min_score": min_score, "folds": [str(f) for f in folds] if folds else [],
+                       "harmonize_labels": bool(harmonize_labels), "label_map": os.fspath(label_map) if label_map else "",
+                       "label_dataset": label_dataset or "", "ontology": os.fspath(ontology) if ontology else "",
+                       "use_ontology": bool(use_ontology), "augment_depth": bool(augment_depth), "names": names,
+                       "restrict_genes": os.fspath(restrict_genes) if restrict_genes is not None else "",
+                       "report": os.fspath(report) if report else "", "matrix": _matrix_request(layer, use_raw)},
+                      threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
+                      normalization=normalization)
+    details = json.loads(_core.cross_validate(specs, options))
+    rows = []
+    for fold in details["folds"]:
+        for method in details["methods"]:
+            metrics = fold["methods"][method]
+            rows.append({"fold": fold["group"], "method": method, "n_train": fold["n_train"], "n_test": fold["n_test"],
+                         "n_genes": fold["n_genes"], **_metric_row(metrics), "train_seconds": metrics["train_seconds"],
+                         "predict_seconds": metrics["predict_seconds"]})
+    fold_table = pd.DataFrame(rows)
+    mean = pd.DataFrame.from_dict(details["mean"], orient="index").reindex(details["methods"])
+    pooled = pd.DataFrame.from_dict({m: _metric_row(details["pooled"][m]) for m in details["methods"]}, orient="index")
+    held = details.pop("held_out")
+    obs_names = [specs[r]["obs_names"][row] for r, row in zip(held["reference"], held["row"])]
+    predictions = pd.DataFrame({"reference": pd.Categorical([names[r] for r in held["reference"]], categories=names),
+                                "fold": held["fold"], "truth": held["truth"],
+                                **{method: held["predictions"][method] for method in details["methods"]}},
+                               index=pd.Index(obs_names, name="cell"))
+    table = details.pop("table")
+    for warning in details.get("warnings", []):  # (as `celltyper cv` prints them; also in .warnings)
+        _tell(cv.speak(warning))
+    return CrossValidationResult(folds=fold_table, mean=mean, pooled=pooled, predictions=predictions, warnings=details.get("warnings", []),
+                                 unmapped_labels=details.get("unmapped_labels", []), table=table, details=details)
 
 
 class _Genes:

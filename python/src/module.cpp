@@ -4,6 +4,7 @@
 #include <celltyper/annotate.hpp>
 #include <celltyper/array_dataset.hpp>
 #include <celltyper/cancel.hpp>
+#include <celltyper/cross_validation.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
@@ -316,6 +317,75 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
   return {model, std::move(summary)};
 }
 
+// ---- cross-validation ------------------------------------------------------------------------
+
+/// `celltyper cv` over data in memory: the result's JSON (CrossValidationResult::to_json) with the
+/// fold table as text and every held-out cell's reference, row, fold, truth and predictions.
+std::string cross_validate_cells(const py::list& references, const py::dict& options) {
+  std::vector<BorrowedData> data;
+  for (const auto& reference : references) data.push_back(borrowed_dataset(reference.cast<py::dict>()));
+  CrossValidationOptions cv;
+  cv.train = train_options(options);
+  cv.train.matrices = matrices_of(data);
+  cv.train.references = option<std::vector<std::string>>(options, "names", {});
+  for (const auto& classifier : option<std::vector<std::string>>(options, "classifiers", {"logreg"})) {
+    find_classifier_spec(classifier);  // (an unknown name, said before any work)
+    for (const auto& features : option<std::vector<std::string>>(options, "routes", {kFeaturesExpression})) {
+      if (features != kFeaturesGenept && features != kFeaturesExpression) {
+        throw InputError(fmt::format("features must be '{}' or '{}', got '{}'", kFeaturesExpression, kFeaturesGenept, features));
+      }
+      cv.configurations.push_back({classifier, features, cv.train.hyperparameters});
+    }
+  }
+  cv.ensemble = option<bool>(options, "ensemble", true);
+  cv.hierarchical = option<bool>(options, "hierarchical", false);
+  cv.min_score = option<double>(options, "min_score", cv.min_score);
+  cv.harmonize_labels = cv.train.harmonize_labels;
+  cv.folds = option<std::vector<std::string>>(options, "folds", {});
+  cv.keep_held_out = true;
+  cv.log = cv.train.log;
+  const std::string restrict_genes = option<std::string>(options, "restrict_genes", "");
+  const std::string report = option<std::string>(options, "report", "");
+  const std::string store_path = option<std::string>(options, "genes", "");
+  const std::string table_path = option<std::string>(options, "gene_table", "");
+  const std::string ontology_path = option<std::string>(options, "ontology", "");
+  const bool use_ontology = option<bool>(options, "use_ontology", true);
+  py::gil_scoped_release release;
+  Interruptible interruptible;
+  std::vector<const Dataset*> datasets;
+  for (const auto& borrowed : data) datasets.push_back(borrowed.dataset.get());
+  const auto table = gene_table(table_path);
+  if (!table) throw InputError("cross-validation needs a gene table: pass gene_table= or install r-bioc-org.hs.eg.db (scripts/setup.sh)");
+  const bool uses_store = std::any_of(cv.configurations.begin(), cv.configurations.end(),
+                                      [](const CvModelConfig& configuration) { return configuration.features == kFeaturesGenept; });
+  const GeneStore store = uses_store ? GeneStore::load(resolve_gene_store_path(store_path)) : GeneStore{};
+  const std::shared_ptr<const Ontology> cell_ontology = use_ontology ? ontology(ontology_path) : nullptr;
+  if (!cell_ontology && (cv.hierarchical || cv.harmonize_labels)) {
+    throw InputError(fmt::format("hierarchical=True / harmonize_labels=True need the Cell Ontology: pass ontology=FILE; {}", kOntologyReleaseHint));
+  }
+  cv.ontology = cell_ontology.get();
+  cv.train.ontology = cell_ontology.get();
+  if (restrict_genes == "held-out") {
+    cv.restrict_to_held_out_genes = true;
+  } else if (!restrict_genes.empty()) {
+    cv.train.restrict_genes = genes_of(restrict_genes, *table);
+  }
+  const CrossValidationResult result = cross_validate(datasets, cv, store, *table);
+  nlohmann::json json = result.to_json();
+  json["table"] = result.format_table();
+  json["held_out"] = {{"reference", result.held_out.reference}, {"row", result.held_out.row}, {"fold", result.held_out.fold},
+                      {"truth", result.held_out.truth}, {"predictions", result.held_out.predictions}};
+  if (!report.empty()) {
+    std::vector<std::pair<std::string, std::string>> details;
+    details.emplace_back("references", fmt::format("{}", fmt::join(cv.train.references, ", ")));
+    details.emplace_back("label", cv.train.label_column);
+    details.emplace_back("held out by", cv.train.group_column);
+    if (cell_ontology) details.emplace_back("ontology", default_ontology_path(ontology_path));
+    write_html_report(report_content(result, std::move(details), 20000, cv.train.seed), report);
+  }
+  return json.dump();
+}
+
 // ---- annotation ------------------------------------------------------------------------------
 
 py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<CellTypeModel>>& given, const py::list& references,
@@ -615,6 +685,7 @@ PYBIND11_MODULE(_celltyper, m) {
   m.def("matrix_scale", &matrix_scale);
   m.attr("RAW_GENE_SUPERSET_RATIO") = kRawGeneSupersetRatio;
   m.def("evaluate", &evaluate_cells);
+  m.def("cross_validate", &cross_validate_cells);
   m.def("gene_neighbors", &gene_neighbors);
   m.def("csr_indices_sorted", &csr_indices_sorted);
   m.def("is_annotation_column", [](const std::string& name) { return is_annotation_column(name); });

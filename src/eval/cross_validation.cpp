@@ -198,9 +198,17 @@ HeldOutPrediction average(const std::vector<const HeldOutPrediction*>& members) 
 }  // namespace
 
 CrossValidationResult cross_validate(const CrossValidationOptions& options, const GeneStore& store, const GeneTable& table) {
+  if (options.train.references.empty()) throw InputError("cv: no reference dataset given");
+  // (each file opened once for the whole run)
+  const OpenedDatasets opened = open_datasets(options.train.references, options.train.cell_table);
+  return cross_validate(opened.views, options, store, table);
+}
+
+CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets, const CrossValidationOptions& options,
+                                     const GeneStore& store, const GeneTable& table) {
   const TrainOptions& base = options.train;
   if (options.configurations.empty()) throw InputError("cv: no model configuration given");
-  if (base.references.empty()) throw InputError("cv: no reference dataset given");
+  if (datasets.empty()) throw InputError("cv: no reference dataset given");
   if (base.group_column.empty()) throw InputError("cv: no group column given (--group obs:COLUMN, or --group file)");
   auto log = [&](const std::string& message) {
     if (options.log) options.log(message);
@@ -212,16 +220,14 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
   const bool can_map = options.ontology != nullptr || !base.label_map.empty();
   if (options.harmonize_labels && !can_map) throw InputError("--harmonize-labels needs --ontology or --label-map");
 
-  // Cells of every reference (each file opened once for the whole run).
-  const OpenedDatasets opened = open_datasets(base.references, base.cell_table);
-  const std::vector<const Dataset*>& datasets = opened.views;
+  // Cells of every reference.
   std::vector<ReferenceCells> references;
   std::set<std::string> all_labels;
   LabelTermIds term_ids;
   std::string term_ids_column;
   for (std::size_t r = 0; r < datasets.size(); ++r) {
-    const std::string& path = base.references[r];
     const Dataset* dataset = datasets[r];
+    const std::string path = base.references.size() == datasets.size() ? base.references[r] : dataset->path();
     std::vector<std::string> wanted{base.label_column};
     if (!by_file) wanted.push_back(base.group_column);
     if (!options.filter_column.empty()) wanted.push_back(options.filter_column);
@@ -382,7 +388,10 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
     std::vector<std::vector<std::uint8_t>> train_masks;
     std::vector<std::vector<std::size_t>> test_rows;
     std::vector<std::string> truth;
-    for (const auto& cells : references) {
+    std::vector<std::int32_t> truth_reference;  // (each held-out cell's reference and row, for keep_held_out)
+    std::vector<std::int64_t> truth_row;
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      const ReferenceCells& cells = references[r];
       std::vector<std::uint8_t> mask(cells.labels.size(), 0);
       std::vector<std::size_t> rows;
       for (std::size_t row = 0; row < cells.labels.size(); ++row) {
@@ -390,6 +399,8 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
         if (cells.groups[row] == fold) {
           rows.push_back(row);
           truth.push_back(cells.labels[row]);
+          truth_reference.push_back(static_cast<std::int32_t>(r));
+          truth_row.push_back(static_cast<std::int64_t>(row));
         } else {
           mask[row] = 1;
           ++fold_result.n_train;
@@ -692,7 +703,11 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
       pooled.insert(pooled.end(), predicted.begin(), predicted.end());
     }
     pooled_truth.insert(pooled_truth.end(), truth.begin(), truth.end());
-    if (options.keep_held_out) result.held_out.fold.insert(result.held_out.fold.end(), truth.size(), fold);
+    if (options.keep_held_out) {
+      result.held_out.fold.insert(result.held_out.fold.end(), truth.size(), fold);
+      result.held_out.reference.insert(result.held_out.reference.end(), truth_reference.begin(), truth_reference.end());
+      result.held_out.row.insert(result.held_out.row.end(), truth_row.begin(), truth_row.end());
+    }
     result.folds.push_back(std::move(fold_result));
   }
   if (result.folds.empty()) {

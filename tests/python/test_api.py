@@ -49,7 +49,7 @@ def pbmc68k():
 
 def test_version_and_exports():
     assert celltyper.__version__
-    for name in ("annotate", "train", "load_model", "embed", "evaluate", "genes"):
+    for name in ("annotate", "train", "load_model", "embed", "evaluate", "cv", "genes"):
         assert hasattr(celltyper, name)
 
 
@@ -863,3 +863,95 @@ def test_hyperparameters_written_as_text_are_numbers():
     assert celltyper._hyperparameters({"l2": "0.1"}) == {"l2": 0.1}
     with pytest.raises(TypeError, match=r"max_depth='six': a classifier's hyperparameters are numbers"):
         celltyper._hyperparameters({"max_depth": "six"})
+
+
+# ---- cross-validation ----------------------------------------------------------------------------
+
+def _cli_cv(*args):
+    document = json.loads(cli("cv", *args, "--threads", "2", "--json", "-").stdout)
+    return {(fold["group"], method): metrics for fold in document["folds"] for method, metrics in fold["methods"].items()}, document
+
+
+@needs_data
+def test_cv_of_an_anndata_equals_the_cli_and_gives_each_cells_out_of_fold_label():
+    """cv(adata, group=COLUMN): the folds, metrics and pooled scores of `celltyper cv --json` on the same file;
+    .predictions holds each held-out cell's label under its obs name."""
+    if not os.path.exists(SAVERCAT):
+        pytest.skip("savercat is absent")
+    savercat = anndata.read_h5ad(SAVERCAT)
+    expected, document = _cli_cv("--reference", SAVERCAT, "--label", "obs:celltype", "--group", "obs:tech", "--classifier", "logreg,knn")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = celltyper.cv(savercat, label="celltype", group="obs:tech", classifier=["logreg", "knn"], threads=2)
+    assert list(result.mean.index) == ["logreg:expression", "knn:expression", "ensemble"] == document["methods"]
+    assert sorted(set(result.folds["fold"])) == sorted(set(savercat.obs["tech"].astype(str)))
+    assert len(result.folds) == len(expected) == 9
+    for _, row in result.folds.iterrows():
+        metrics = expected[(row["fold"], row["method"])]
+        assert row["accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-9)
+        assert row["macro_f1"] == pytest.approx(metrics["macro"]["f1"], abs=1e-9)
+        assert row["n_test"] == (savercat.obs["tech"].astype(str) == row["fold"]).sum()
+    for method in document["methods"]:
+        assert result.mean.loc[method, "accuracy"] == pytest.approx(document["mean"][method]["accuracy"], abs=1e-9)
+        assert result.pooled.loc[method, "macro_f1"] == pytest.approx(document["pooled"][method]["macro"]["f1"], abs=1e-9)
+    # every labelled cell once, under its own name, with its own label as truth
+    predictions = result.predictions
+    assert len(predictions) == savercat.n_obs and predictions.index.is_unique
+    assert list(predictions["truth"]) == list(savercat.obs.loc[predictions.index, "celltype"].astype(str))
+    assert list(predictions["fold"]) == list(savercat.obs.loc[predictions.index, "tech"].astype(str))
+    for (fold, method), metrics in expected.items():
+        cells = predictions[predictions["fold"] == fold]
+        assert (cells[method] == cells["truth"]).mean() == pytest.approx(metrics["accuracy"], abs=1e-12)
+    assert "fold mean" in result.table and "fold mean" in repr(result)
+
+
+@needs_data
+def test_cv_of_named_references_held_out_whole_equals_the_cli(tmp_path, pbmc3k):
+    """cv({name: adata}, group="file", harmonize_labels=True): leave-one-reference-out as `cv --group file`,
+    the folds named by the dict's keys; train(..., group="file") validates on a whole reference the same way."""
+    if not os.path.exists(SAVERCAT):
+        pytest.skip("savercat is absent")
+    savercat = anndata.read_h5ad(SAVERCAT)
+    expected, _ = _cli_cv("--reference", f"{PBMC3K},{SAVERCAT}", "--label", "obs:celltype", "--group", "file", "--harmonize-labels",
+                          "--label-map", LABEL_MAP)
+    report = tmp_path / "cv.html"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = celltyper.cv({"pbmc3k": pbmc3k, "savercat": savercat}, label="celltype", group="file", harmonize_labels=True,
+                              label_map=LABEL_MAP, threads=2, report=report)
+    paths = {"pbmc3k": PBMC3K, "savercat": SAVERCAT}
+    assert sorted(result.folds["fold"]) == ["pbmc3k", "savercat"]
+    for _, row in result.folds.iterrows():
+        metrics = expected[(paths[row["fold"]], row["method"])]
+        assert row["accuracy"] == pytest.approx(metrics["accuracy"], abs=1e-9)
+        assert row["hierarchical_f"] == pytest.approx(metrics["ontology"]["hierarchical_f1"], abs=1e-9)
+        assert row["corrected_macro_f1"] == pytest.approx(metrics["ontology"]["corrected_macro_f1"], abs=1e-9)
+    assert list(result.predictions["reference"].cat.categories) == ["pbmc3k", "savercat"]
+    assert (result.predictions["reference"] == result.predictions["fold"]).all()
+    assert "savercat" in set(result.predictions["fold"]) and "lymphocyte" in set(result.predictions["truth"])
+    assert report.exists() and "celltyper cross-validation" in report.read_text()
+    # train(group="file"): the validation holds out a whole reference, as `train --group file`
+    model_path = str(tmp_path / "by_file.h5")
+    cli("train", "--reference", f"{PBMC3K},{SAVERCAT}", "--label", "obs:celltype", "--group", "file", "--label-map", LABEL_MAP,
+        "--harmonize-labels", "--out", model_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = celltyper.train({"pbmc3k": pbmc3k, "savercat": savercat}, label="celltype", group="file", label_map=LABEL_MAP,
+                                harmonize_labels=True)
+    written = celltyper.load_model(model_path)
+    assert model.validation["accuracy"] == pytest.approx(written.validation["accuracy"], abs=1e-9)
+    assert model.validation["n_cells"] == written.validation["n_cells"]
+
+
+@needs_data
+def test_cv_and_train_refuse_what_cannot_run(pbmc3k):
+    with pytest.raises(ValueError, match="group='file' holds out each AnnData"):
+        celltyper.cv(pbmc3k, label="celltype", group="file")
+    with pytest.raises(ValueError, match="group='file' validates on whole references"):
+        celltyper.train(pbmc3k, label="celltype", group="file")
+    with pytest.raises(ValueError, match="need a single classifier"):
+        celltyper.cv(pbmc3k, label="celltype", group="batch", classifier=["logreg", "knn"], l2=0.1)
+    with pytest.raises(ValueError, match="no obs column 'donor'"):
+        celltyper.cv(pbmc3k, label="celltype", group="donor")
+    with pytest.raises(TypeError, match="did you mean 'harmonize_labels'"):
+        celltyper.cv(pbmc3k, label="celltype", group="seurat_clusters", harmonise_labels=True)
