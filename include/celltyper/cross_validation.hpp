@@ -104,6 +104,9 @@ struct CrossValidationResult {
     std::vector<std::int64_t> row;        ///< the cell's row in its reference
     std::vector<std::string> truth;  ///< label as scored
     std::map<std::string, std::vector<std::string>> predictions;  ///< per method
+    /// per method, the probability of each prediction (flat: its class's; +hierarchical: its
+    /// term's summed probability; 0 for a cell without any model gene)
+    std::map<std::string, std::vector<float>> scores;
     DenseMatrix embedding;           ///< genept cell embeddings (rows = cells; empty without a genept configuration)
     std::string embedding_source;    ///< e.g. "held-out cells (256-d genept)"
   } held_out;

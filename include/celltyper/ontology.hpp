@@ -266,6 +266,8 @@ struct LabelMatch {
   std::string cl_label;                 ///< label of `cl_id` in the ontology ("" when unknown)
   LabelMatchKind kind = LabelMatchKind::kUnmapped;
   std::vector<std::string> candidates;  ///< the competing ids when kind is kAmbiguous
+  /// Mapped as the plural of a CL label or synonym ("B cells", "Monocytes"): `kind` says which.
+  bool plural = false;
   /// Whether the label was mapped to an id.
   [[nodiscard]] bool mapped() const { return !cl_id.empty(); }
 };
@@ -280,7 +282,9 @@ struct LabelMapperOptions {
 
 /// Maps free-text cell-type labels to CL ids, trying in order: (a) the user's table (rows of the
 /// queried dataset first, then rows with an empty dataset; a query without a dataset uses every
-/// row), (b) the label being a CL id, (c) exact CL label, (d) exact synonym. Matching is on
+/// row), (b) the label being a CL id, (c) exact CL label, (d) exact synonym, (e) the label read
+/// as a plural of (c) or (d): each word "cells" as "cell", else its last word without a final
+/// "s" ("B cells", "Monocytes", "Mast cells"; authors' labels name groups of cells). Matching is on
 /// `normalize_label` forms. Live terms win over deprecated ones with the same label.
 class LabelMapper {
  public:

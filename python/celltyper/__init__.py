@@ -993,17 +993,28 @@ class CrossValidationResult:
         predict_seconds.
     mean : per method (index), the mean over the folds (every fold counts the same).
     pooled : per method (index), every held-out cell's prediction scored once (cell-weighted).
-    predictions : one row per held-out cell (index: its obs name): reference (the AnnData it
-        comes from, by name), fold, truth (its label as scored: the CL term's name under
-        harmonize_labels), and one column per method with its out-of-fold prediction.
+    predictions : one row per held-out cell (index: its obs name; with several references the
+        names may repeat: select by the reference column): reference (the AnnData it comes
+        from, by name), fold, truth (its label as scored: the CL term's name under
+        harmonize_labels), and one column per method with its out-of-fold prediction
+        (categoricals).
+    scores : the same cells x methods: the probability of each prediction (flat: its class's, as
+        obs['celltyper_score']; "+hierarchical": its term's summed probability), for choosing a
+        min_score on held-out cells.
+    n_mapped (in folds and pooled, with the ontology): the cells whose truth and prediction both
+        have CL ids, which the ontology metrics describe (labels without one: unmapped_labels).
     table : the table `celltyper cv` prints. details : the whole JSON document (per-class metrics,
-        confusion matrices, ontology relations per fold and pooled).
+        confusion matrices, ontology relations per fold and pooled). warnings : what the run
+        warned of (also issued as UserWarnings); notes : what it chose as you would have (logged
+        at INFO on logging.getLogger("celltyper")).
     """
     folds: Any
     mean: Any
     pooled: Any
     predictions: Any
+    scores: Any = None
     warnings: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
     unmapped_labels: List[str] = field(default_factory=list)
     table: str = ""
     details: dict = field(default_factory=dict)
@@ -1018,7 +1029,7 @@ def _metric_row(metrics: dict) -> dict:
     ontology = metrics.get("ontology")
     if ontology and ontology.get("n_mapped", 0) > 0:
         row.update({"corrected_macro_f1": ontology["corrected_macro_f1"], "hierarchical_f": ontology["hierarchical_f1"],
-                    "mean_lca_distance": ontology["mean_lca_distance_all"]})
+                    "mean_lca_distance": ontology["mean_lca_distance_all"], "n_mapped": ontology["n_mapped"]})
     return row
 
 
@@ -1073,6 +1084,11 @@ def cv(adata, label: str, group: str, *, classifier: Union[str, Sequence[str]] =
         references = list(adata) if isinstance(adata, (list, tuple)) else [adata]
         names = [f"reference {i + 1}" for i in range(len(references))] if len(references) > 1 else ["AnnData"]
     _require_anndata(adata)
+    if isinstance(folds, str):  # (one fold)
+        folds = [folds]
+    if isinstance(restrict_genes, str) and restrict_genes != "held-out" and not os.path.exists(restrict_genes):
+        raise ValueError(f"restrict_genes='{restrict_genes}': no such file; 'held-out' trains each fold on the genes its held-out "
+                         "cells detect, a path names a gene list or .h5ad file")
     if not references:
         raise ValueError("cv needs at least one AnnData")
     classifiers = [classifier] if isinstance(classifier, str) else list(classifier)
@@ -1114,19 +1130,47 @@ def cv(adata, label: str, group: str, *, classifier: Union[str, Sequence[str]] =
                          "n_genes": fold["n_genes"], **_metric_row(metrics), "train_seconds": metrics["train_seconds"],
                          "predict_seconds": metrics["predict_seconds"]})
     fold_table = pd.DataFrame(rows)
-    mean = pd.DataFrame.from_dict(details["mean"], orient="index").reindex(details["methods"])
+    fold_table["fold"] = pd.Categorical(fold_table["fold"], categories=[fold["group"] for fold in details["folds"]])
+    fold_table["method"] = pd.Categorical(fold_table["method"], categories=details["methods"])
+    order = [c for c in ("accuracy", "macro_f1", "weighted_f1", "corrected_macro_f1", "hierarchical_f", "mean_lca_distance",
+                         "train_seconds", "predict_seconds") if c in next(iter(details["mean"].values()), {})]
+    mean = pd.DataFrame.from_dict(details["mean"], orient="index").reindex(index=details["methods"], columns=order)
     pooled = pd.DataFrame.from_dict({m: _metric_row(details["pooled"][m]) for m in details["methods"]}, orient="index")
     held = details.pop("held_out")
     obs_names = [specs[r]["obs_names"][row] for r, row in zip(held["reference"], held["row"])]
+    index = pd.Index(obs_names, name="cell")
     predictions = pd.DataFrame({"reference": pd.Categorical([names[r] for r in held["reference"]], categories=names),
-                                "fold": held["fold"], "truth": held["truth"],
-                                **{method: held["predictions"][method] for method in details["methods"]}},
-                               index=pd.Index(obs_names, name="cell"))
+                                "fold": pd.Categorical(held["fold"], categories=[fold["group"] for fold in details["folds"]]),
+                                "truth": pd.Categorical(held["truth"]),
+                                **{method: pd.Categorical(held["predictions"][method]) for method in details["methods"]}},
+                               index=index)
+    scores = pd.DataFrame({method: np.asarray(held["scores"][method], dtype=np.float32) for method in details["methods"]}, index=index)
     table = details.pop("table")
-    for warning in details.get("warnings", []):  # (as `celltyper cv` prints them; also in .warnings)
-        _tell(cv.speak(warning))
-    return CrossValidationResult(folds=fold_table, mean=mean, pooled=pooled, predictions=predictions, warnings=details.get("warnings", []),
-                                 unmapped_labels=details.get("unmapped_labels", []), table=table, details=details)
+    said, notes = [], []
+    for message in details.get("warnings", []):  # (as `celltyper cv` prints them; in Python terms)
+        message = cv.speak(message)
+        if _tell(message):
+            said.append(message)
+        else:
+            notes.append(message[len(_NOTE):])
+    mapped = [(details["pooled"][m].get("ontology") or {}).get("n_mapped", 0) for m in details["methods"]]
+    if details.get("unmapped_labels") and any(details["pooled"][m].get("ontology") for m in details["methods"]):
+        n_cells = len(predictions)
+        covered = f"{min(mapped)}" if min(mapped) == max(mapped) else f"{min(mapped)}-{max(mapped)}"
+        message = (f"labels without a Cell Ontology id: {', '.join(details['unmapped_labels'][:8])}"
+                   f"{', ...' if len(details['unmapped_labels']) > 8 else ''}: corrected_macro_f1, hierarchical_f and mean_lca_distance "
+                   f"describe {covered} of the {n_cells} held-out cells (n_mapped)"
+                   f"{'; +hierarchical leaves the cells of classes without an id Unassigned' if hierarchical else ''}; "
+                   "label_map=<TSV> names each label's CL id")
+        _warn(message)
+        said.append(message)
+    if len(references) > 1 and not index.is_unique:
+        message = ("obs names repeat across the references (10x barcodes of different samples?): .predictions and .scores are indexed "
+                   "by obs name; select a reference's cells by the 'reference' column")
+        _warn(message)
+        said.append(message)
+    return CrossValidationResult(folds=fold_table, mean=mean, pooled=pooled, predictions=predictions, scores=scores, warnings=said,
+                                 notes=notes, unmapped_labels=details.get("unmapped_labels", []), table=table, details=details)
 
 
 class _Genes:

@@ -374,7 +374,8 @@ std::string cross_validate_cells(const py::list& references, const py::dict& opt
   nlohmann::json json = result.to_json();
   json["table"] = result.format_table();
   json["held_out"] = {{"reference", result.held_out.reference}, {"row", result.held_out.row}, {"fold", result.held_out.fold},
-                      {"truth", result.held_out.truth}, {"predictions", result.held_out.predictions}};
+                      {"truth", result.held_out.truth}, {"predictions", result.held_out.predictions},
+                      {"scores", result.held_out.scores}};
   if (!report.empty()) {
     std::vector<std::pair<std::string, std::string>> details;
     details.emplace_back("references", fmt::format("{}", fmt::join(cv.train.references, ", ")));

@@ -210,6 +210,14 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   if (options.configurations.empty()) throw InputError("cv: no model configuration given");
   if (datasets.empty()) throw InputError("cv: no reference dataset given");
   if (base.group_column.empty()) throw InputError("cv: no group column given (--group obs:COLUMN, or --group file)");
+  if (base.group_column == base.label_column) {
+    throw InputError(fmt::format("cv: the group column '{}' is the label column: each fold would hold out a whole class, which no model "
+                                 "trained on the others can name; group by donor, batch or sample (--group obs:COLUMN, or --group file)",
+                                 base.group_column));
+  }
+  // A configuration's classifier and hyperparameters, checked before any fold trains (a fold's
+  // training errors skip that fold).
+  for (const auto& config : options.configurations) (void)resolve_hyperparameters(find_classifier_spec(config.classifier), config.hyperparameters);
   auto log = [&](const std::string& message) {
     if (options.log) options.log(message);
   };
@@ -244,17 +252,30 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     cells.labels.resize(n);
     cells.groups.resize(n);
     cells.usable.assign(n, 0);
+    std::int64_t n_unlabelled = 0;
+    std::string missing_spelled;  // (a label naming no type, such as 'unknown')
     for (std::size_t row = 0; row < n; ++row) {
       cells.groups[row] = by_file ? path : group_value(*groups, row);
-      if (labels.is_missing(row)) continue;
+      if (filter != nullptr && filter->value_as_string(row) != options.filter_value) continue;
+      if (labels.is_missing(row)) {
+        ++n_unlabelled;
+        continue;
+      }
       cells.labels[row] = labels.value_as_string(row);
       if (is_unlabelled(cells.labels[row])) {
+        missing_spelled = cells.labels[row].empty() ? missing_spelled : cells.labels[row];
+        ++n_unlabelled;
         cells.labels[row].clear();
         continue;
       }
-      if (filter != nullptr && filter->value_as_string(row) != options.filter_value) continue;
       cells.usable[row] = 1;
       all_labels.insert(cells.labels[row]);
+    }
+    if (n_unlabelled > 0) {  // (as train says it)
+      result.warnings.push_back(fmt::format("{}: {} cell{} without a label in obs:{} left out (in no fold){}", path, n_unlabelled,
+                                            n_unlabelled == 1 ? "" : "s", base.label_column,
+                                            missing_spelled.empty() ? ""
+                                                                    : fmt::format(" (labels that name no type, such as '{}', included)", missing_spelled)));
     }
     if (!term_id_column.empty()) {
       std::vector<std::uint8_t> unused(n);
@@ -680,6 +701,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       evaluation.ontology = options.ontology;
       evaluation.cl_ids = cl_ids;
       std::vector<std::string> predicted;
+      std::vector<float> scores;
       ProbabilityMatrix probabilities;
       if (hierarchical) {
         HierarchicalPrediction h = predict_hierarchical(prediction.probabilities, prediction.class_names, prediction.class_cl_ids,
@@ -688,8 +710,17 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
           if (!h.cl_ids[i].empty()) evaluation.cl_ids.emplace(h.labels[i], h.cl_ids[i]);
         }
         predicted = std::move(h.labels);
+        scores = std::move(h.scores);
       } else {
         predicted = argmax_labels(prediction);
+        if (options.keep_held_out) {
+          const std::size_t c = prediction.class_names.size();
+          scores.assign(predicted.size(), 0.0F);
+          for (std::size_t i = 0; i < scores.size(); ++i) {
+            const float* row = prediction.probabilities.data() + i * c;
+            if (prediction.empty[i] == 0 && c > 0) scores[i] = *std::max_element(row, row + c);
+          }
+        }
         probabilities.class_names = prediction.class_names;
         probabilities.values = prediction.probabilities;
         evaluation.probabilities = &probabilities;
@@ -701,6 +732,10 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       pooled_cl_ids.insert(evaluation.cl_ids.begin(), evaluation.cl_ids.end());
       auto& pooled = pooled_predictions[method];
       pooled.insert(pooled.end(), predicted.begin(), predicted.end());
+      if (options.keep_held_out) {
+        auto& pooled_scores = result.held_out.scores[method];
+        pooled_scores.insert(pooled_scores.end(), scores.begin(), scores.end());
+      }
     }
     pooled_truth.insert(pooled_truth.end(), truth.begin(), truth.end());
     if (options.keep_held_out) {

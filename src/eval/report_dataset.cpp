@@ -108,7 +108,7 @@ LabelMappingRow mapping_row(const std::string& label, std::size_t n_cells, const
   row.n_cells = n_cells;
   row.cl_id = match.cl_id;
   row.cl_label = match.cl_label;
-  row.match = to_string(match.kind);
+  row.match = std::string(to_string(match.kind)) + (match.plural ? "_plural" : "");  // ("label_plural": "B cells")
   row.candidates = match.candidates;
   if (ontology == nullptr) return row;
   if (row.mapped()) {

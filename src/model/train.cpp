@@ -1063,11 +1063,12 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
     // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
     const bool from_data = found.kind != LabelMatchKind::kUserMap && take_data_term_id(label, data_ids, ontology, found);
     if (!from_data && found.kind != LabelMatchKind::kUserMap && !rename && ontology != nullptr) found = names.map(label);
-    const std::string source = from_data                                    ? "data"
-                               : found.kind == LabelMatchKind::kUserMap      ? "label map"
-                               : found.kind == LabelMatchKind::kIdentifier ? "CL id"
-                               : found.kind == LabelMatchKind::kSynonym    ? "CL synonym"
-                                                                           : "CL name";
+    const std::string source = std::string(from_data                                    ? "data"
+                                           : found.kind == LabelMatchKind::kUserMap      ? "label map"
+                                           : found.kind == LabelMatchKind::kIdentifier ? "CL id"
+                                           : found.kind == LabelMatchKind::kSynonym    ? "CL synonym"
+                                                                                       : "CL name") +
+                               (found.plural ? " (plural)" : "");
     if (!found.mapped()) {
       result.unmapped.push_back(label);
       continue;

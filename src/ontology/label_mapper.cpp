@@ -35,6 +35,27 @@ std::vector<std::string> split_tabs(const std::string& line) {
   return fields;
 }
 
+/// Readings of a normalised label as a plural, most likely first: every word "cells" as "cell"
+/// ("t cells cd4+"), else the last word without a final "s" ("monocytes"; not "ss", nor a word of
+/// one or two letters).
+std::vector<std::string> singular_forms(const std::string& key) {
+  std::vector<std::string> forms;
+  std::string cells;
+  std::size_t start = 0;
+  while (start <= key.size()) {
+    const auto end = std::min(key.find(' ', start), key.size());
+    const std::string_view word = std::string_view(key).substr(start, end - start);
+    if (!cells.empty()) cells += ' ';
+    cells += word == "cells" ? std::string_view("cell") : word;
+    start = end + 1;
+  }
+  if (cells != key) forms.push_back(cells);
+  const auto last = key.rfind(' ');
+  const std::size_t word = last == std::string::npos ? key.size() : key.size() - last - 1;
+  if (forms.empty() && word >= 3 && key.back() == 's' && key[key.size() - 2] != 's') forms.push_back(key.substr(0, key.size() - 1));
+  return forms;
+}
+
 }  // namespace
 
 const char* to_string(LabelMatchKind kind) {
@@ -256,6 +277,19 @@ LabelMatch LabelMapper::map(std::string_view label, std::string_view dataset) co
   }
   if (const auto found = by_synonym_.find(key); found != by_synonym_.end()) {
     return from_candidates(label, found->second, LabelMatchKind::kSynonym);
+  }
+  // (e) a plural: authors name their clusters "B cells", "Monocytes".
+  for (const std::string& singular : singular_forms(key)) {
+    LabelMatch match;
+    if (const auto found = options_.match_labels ? by_label_.find(singular) : by_label_.end(); found != by_label_.end()) {
+      match = from_candidates(label, found->second, LabelMatchKind::kLabel);
+    } else if (const auto synonym = by_synonym_.find(singular); synonym != by_synonym_.end()) {
+      match = from_candidates(label, synonym->second, LabelMatchKind::kSynonym);
+    } else {
+      continue;
+    }
+    match.plural = true;
+    return match;
   }
   return unmapped;
 }

@@ -326,6 +326,34 @@ TEST_F(EvaluateCli, AMisspeltLabelDatasetIsWarnedAndEveryDatasetsRowsServe) {
   EXPECT_EQ(right.err.find("no row of the label map"), std::string::npos) << right.err;
 }
 
+TEST_F(EvaluateCli, PluralLabelsMapToTheirTermsWithoutATable) {
+  // Authors' cluster names are plurals ("B cells", savercat's; "Monocytes"): they map to the CL
+  // term, and the mapping table says how; "T/NK cells" names no term.
+  const test::TempDir out;
+  const std::string path = out.file("plural.h5ad");
+  const std::string script = fmt::format(
+      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+      "obs = pd.DataFrame({{'truth': pd.Categorical(['B cells', 'B cells', 'Monocytes', 'T/NK cells', 'T-cells']),\n"
+      "                    'pred': pd.Categorical(['B cell', 'monocyte', 'monocyte', 'T cell', 'T cell'])}},\n"
+      "                   index=[f'c{{i}}' for i in range(5)])\n"
+      "anndata.AnnData(sp.csr_matrix(np.ones((5, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
+      path);
+  const auto made = test::run_program({test::system_python(), "-c", script});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json json = nlohmann::json::parse(run.out);
+  std::map<std::string, std::pair<std::string, std::string>> truth;
+  for (const auto& row : json["label_mapping"]["truth"]) truth[row["label"]] = {row["cl_id"].is_null() ? "" : row["cl_id"], row["match"]};
+  EXPECT_EQ(truth, (std::map<std::string, std::pair<std::string, std::string>>{{"B cells", {"CL:0000236", "label_plural"}},
+                                                                               {"Monocytes", {"CL:0000576", "label_plural"}},
+                                                                               {"T-cells", {"CL:0000084", "label_plural"}},
+                                                                               {"T/NK cells", {"", "unmapped"}}}));
+  const auto& ontology = json["overall"]["ontology"];
+  EXPECT_EQ(ontology["n_mapped"], 4);
+  EXPECT_DOUBLE_EQ(ontology["corrected_accuracy"].get<double>(), 0.75);  // (c1: a B cell called a monocyte)
+}
+
 TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {
   const test::TempDir out;
   const std::string path = out.file("small.h5ad");

@@ -92,6 +92,21 @@ TEST(LabelMapper, MatchesLabelsSynonymsAndIds) {
     EXPECT_EQ(match.label, label);
   }
   EXPECT_EQ(mapper.map("cd4 positive T cell").cl_id, "CL:0000005");
+  // Plurals: each word "cells" read as "cell", else the last word without its "s"; a label or an
+  // exact synonym of its own wins, and a plural match says so.
+  for (const char* label : {"T cells", "t_CELLS", "T lymphocytes", "B-cells"}) {
+    const LabelMatch match = mapper.map(label);
+    EXPECT_NE(match.cl_id, "") << label;
+    EXPECT_TRUE(match.plural) << label;
+  }
+  EXPECT_EQ(mapper.map("T cells").cl_id, "CL:0000003");
+  EXPECT_EQ(mapper.map("T cells").kind, LabelMatchKind::kLabel);
+  EXPECT_EQ(mapper.map("T lymphocytes").kind, LabelMatchKind::kSynonym);
+  EXPECT_EQ(mapper.map("natural killer cells").cl_id, "CL:0000006");
+  EXPECT_EQ(mapper.map("killer cells").kind, LabelMatchKind::kAmbiguous);  // (a synonym of two terms, as "killer cell")
+  EXPECT_FALSE(mapper.map("T cell").plural);
+  EXPECT_FALSE(mapper.map("Bs").mapped());    // (a word of two letters is no plural)
+  EXPECT_FALSE(mapper.map("T cellss").mapped());
   const LabelMatch synonym = mapper.map("T-Lymphocyte");
   EXPECT_EQ(synonym.cl_id, "CL:0000003");
   EXPECT_EQ(synonym.kind, LabelMatchKind::kSynonym);
@@ -279,9 +294,17 @@ TEST(LabelMapperData, ExactLabelsAndSynonymsWithoutATable) {
     EXPECT_EQ(plain.map("regulatory T-cell").cl_id, "CL:0000815");
     EXPECT_EQ(plain.map("natural killer cell").cl_id, "CL:0000623");
     EXPECT_EQ(plain.map("CD14-positive monocyte").cl_id, "CL:0001054");
-    // Dataset shorthands need the table.
-    EXPECT_EQ(plain.unmapped_labels({"B cell", "CD14+ Mono", "Monocytes", "NK"}),
-              (std::vector<std::string>{"CD14+ Mono", "Monocytes", "NK"}));
+    // Dataset shorthands need the table; plurals of CL names do not (savercat's "B cells", "Monocytes").
+    EXPECT_EQ(plain.unmapped_labels({"B cell", "CD14+ Mono", "Monocytes", "NK", "T/NK cells"}),
+              (std::vector<std::string>{"CD14+ Mono", "NK", "T/NK cells"}));
+    for (const auto& [label, id] : std::vector<std::pair<std::string, std::string>>{
+             {"B cells", "CL:0000236"}, {"Monocytes", "CL:0000576"}, {"Mast cells", "CL:0000097"}, {"Hepatocytes", "CL:0000182"},
+             {"natural killer cells", "CL:0000623"}, {"T-cells", "CL:0000084"}, {"Macrophages", "CL:0000235"}}) {
+      const LabelMatch match = plain.map(label);
+      EXPECT_EQ(match.cl_id, id) << label;
+      EXPECT_TRUE(match.plural) << label;
+    }
+    EXPECT_FALSE(plain.map("B cell").plural);
   }
   // Synonyms shared by a live and an obsolete term resolve to the live one.
   EXPECT_EQ(mapper.map("Muller glia").cl_id, "CL:0000636");

@@ -903,6 +903,9 @@ def test_cv_of_an_anndata_equals_the_cli_and_gives_each_cells_out_of_fold_label(
         cells = predictions[predictions["fold"] == fold]
         assert (cells[method] == cells["truth"]).mean() == pytest.approx(metrics["accuracy"], abs=1e-12)
     assert "fold mean" in result.table and "fold mean" in repr(result)
+    # each prediction's probability: its class's, the highest of the cell's (so at least 1 / classes)
+    assert list(result.scores.columns) == document["methods"] and list(result.scores.index) == list(predictions.index)
+    assert ((result.scores > 1 / 3 - 1e-6) & (result.scores <= 1 + 1e-6)).all().all()
 
 
 @needs_data
@@ -955,3 +958,30 @@ def test_cv_and_train_refuse_what_cannot_run(pbmc3k):
         celltyper.cv(pbmc3k, label="celltype", group="donor")
     with pytest.raises(TypeError, match="did you mean 'harmonize_labels'"):
         celltyper.cv(pbmc3k, label="celltype", group="seurat_clusters", harmonise_labels=True)
+    with pytest.raises(ValueError, match="the group column 'celltype' is the label column"):
+        celltyper.cv(pbmc3k, label="celltype", group="celltype")
+    with pytest.raises(ValueError, match="has no hyperparameter 'C'"):  # (said once, before any fold trains)
+        celltyper.cv(pbmc3k, label="celltype", group="seurat_clusters", C=1.0)
+    with pytest.raises(ValueError, match="'held-out' trains each fold"):
+        celltyper.cv(pbmc3k, label="celltype", group="seurat_clusters", restrict_genes="heldout")
+
+
+@needs_data
+def test_cv_says_what_its_figures_cover(pbmc3k):
+    """Cells without a label are named (in no fold); ontology metrics over a few mapped cells say so (n_mapped)."""
+    adata = pbmc3k[::4].copy()
+    adata.obs["donor"] = np.array(["d1", "d2"])[np.arange(adata.n_obs) % 2]
+    adata.obs["celltype"] = adata.obs["celltype"].astype(object)
+    adata.obs.iloc[:3, adata.obs.columns.get_loc("celltype")] = np.nan
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = celltyper.cv(adata, label="celltype", group="donor", folds="d1", threads=2)
+    said = [str(w.message) for w in caught]
+    assert any("3 cells without a label in obs:celltype left out (in no fold)" in m for m in said), said
+    assert list(result.folds["fold"]) == ["d1"] and len(result.predictions) == ((adata.obs["donor"] == "d1") & adata.obs["celltype"].notna()).sum()
+    # only 'Platelet' maps to a CL term without a label map: the ontology columns describe those cells
+    coverage = [m for m in said if "describe" in m]
+    assert len(coverage) == 1 and "label_map=<TSV>" in coverage[0] and "Naive CD4 T" in coverage[0], said
+    n_platelet = int(((result.predictions["truth"] == "Platelet") & (result.predictions["logreg:expression"] == "Platelet")).sum())
+    assert result.pooled.loc["logreg:expression", "n_mapped"] == n_platelet
+    assert all(m in result.warnings for m in coverage)
