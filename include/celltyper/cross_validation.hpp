@@ -58,6 +58,13 @@ struct CrossValidationOptions {
   const Ontology* ontology = nullptr;       ///< for ontology metrics and label harmonisation (not owned)
   bool harmonize_labels = false;            ///< replace labels by their CL term's label (needs ontology or label map); with the ontology, a file's coarser term trains as the classes below it (as train --harmonize-labels)
   std::vector<std::string> folds;           ///< groups to hold out (empty = every group)
+  /// K folds instead of one per group (0: one fold per group). A group column (or kGroupByFile)
+  /// of more than K groups has its groups pooled into K folds of about equal cells (scikit-learn's
+  /// GroupKFold: the largest group first, each into the fold with the fewest cells); without a
+  /// group column (`train.group_column` empty) the labelled cells are split into K folds
+  /// stratified by label (StratifiedKFold, shuffled with `train.seed`). The folds are named
+  /// "fold 1" ... "fold K"; a note lists each fold's groups.
+  int n_splits = 0;
   std::string filter_column;                ///< keep only cells whose obs `filter_column` equals `filter_value` ("" = all)
   std::string filter_value;
   /// Per fold, train only on the genes detected in the held-out cells (`cv --restrict-genes
@@ -127,8 +134,8 @@ ReportContent report_content(const CrossValidationResult& result, std::vector<st
                              std::size_t max_map_points = 20000, std::uint64_t seed = 0);
 
 /// Run the cross-validation on the files `options.train.references`. Throws InputError when the
-/// group column is missing, fewer than 2 groups exist, a requested fold is not a group, or no
-/// configuration is given.
+/// group column is missing (and no `n_splits`), fewer than 2 groups exist, a requested fold is not
+/// a group, or no configuration is given.
 CrossValidationResult cross_validate(const CrossValidationOptions& options, const GeneStore& store, const GeneTable& table);
 
 /// The same on datasets already open or held in memory (Python's AnnData objects). Their names,

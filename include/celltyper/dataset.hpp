@@ -180,16 +180,16 @@ std::string resolve_matrix_source(const Dataset& dataset, const std::string& nam
 /// (logging.getLogger("celltyper")) instead of warning.
 inline constexpr std::string_view kNotePrefix = "note: ";
 
-/// `message` about `where` ("FILE: message"), a note kept a note ("note: FILE: ...").
-inline std::string message_about(const std::string& where, const std::string& message) {
-  if (message.starts_with(kNotePrefix)) return std::string(kNotePrefix) + where + ": " + message.substr(kNotePrefix.size());
-  return where + ": " + message;
-}
-
 /// `message` about `where` once: "FILE: message", unless it names FILE first already (an error
 /// raised while reading FILE usually does).
 inline std::string message_about_once(const std::string& where, const std::string& message) {
   return message.starts_with(where + ": ") ? message : where + ": " + message;
+}
+
+/// `message` about `where` ("FILE: message", once), a note kept a note ("note: FILE: ...").
+inline std::string message_about(const std::string& where, const std::string& message) {
+  if (message.starts_with(kNotePrefix)) return std::string(kNotePrefix) + message_about_once(where, message.substr(kNotePrefix.size()));
+  return message_about_once(where, message);
 }
 /// `message` without a leading "FILE: " naming `where` (a table row already says which file).
 inline std::string message_without(const std::string& where, const std::string& message) {

@@ -1034,7 +1034,7 @@ def _metric_row(metrics: dict) -> dict:
 
 
 @_pythonic
-def cv(adata, label: str, group: str, *, classifier: Union[str, Sequence[str]] = "logreg",
+def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, classifier: Union[str, Sequence[str]] = "logreg",
        features: Union[str, Sequence[str]] = "expression", ensemble: bool = True, hierarchical: bool = False, min_score: float = 0.5,
        folds: Optional[Sequence[str]] = None, harmonize_labels: bool = False, label_map=None, label_dataset: Optional[str] = None,
        ontology=None, use_ontology: bool = True, restrict_genes=None, n_genes: int = 3000, validation_fraction: float = 0.0,
@@ -1058,6 +1058,9 @@ def cv(adata, label: str, group: str, *, classifier: Union[str, Sequence[str]] =
     adata : AnnData, a list of AnnData, or a dict {name: AnnData} (the names name the folds of
         group="file" and the references in messages; a list's are "reference 1", ...).
     label, group : obs columns of the cell types and of the groups held out ("file": each AnnData).
+    n_splits : K folds: more than K groups are pooled into K folds of about equal cells
+        (scikit-learn's GroupKFold); with no group, the labelled cells are split into K folds
+        stratified by label (StratifiedKFold, shuffled with `seed`). Folds are "fold 1"...
     classifier, features : one or several; every pair is a method ("logreg:expression"), with an
         "ensemble" (mean probabilities) when there are several (ensemble=False: none);
         hyperparameters as keywords (`l2=0.01`), with a single classifier.
@@ -1104,13 +1107,17 @@ def cv(adata, label: str, group: str, *, classifier: Union[str, Sequence[str]] =
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
     label = _strip(label, what="label")
     group = _strip(group, what="group")
+    n_splits = _number(n_splits, "n_splits", integer=True, minimum=0)
+    if group is None and n_splits == 0:
+        raise ValueError("cv needs group= (an obs column of donors, batches or samples, or 'file': each AnnData) or n_splits=K "
+                         "(K folds of cells stratified by label)")
     by_file = group == "file"
     if by_file and len(references) < 2:
         raise ValueError("group='file' holds out each AnnData in turn: pass several (a list or a dict {name: AnnData})")
-    wanted = [label] + ([] if by_file else [group])
+    wanted = [label] + ([] if by_file or group is None else [group])
     specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, wanted, label), name=name)
              for a, name in zip(references, names)]
-    options = _common({"label": label, "group": group, "classifiers": classifiers, "routes": routes, "n_genes": n_genes,
+    options = _common({"label": label, "group": group or "", "n_splits": n_splits, "classifiers": classifiers, "routes": routes, "n_genes": n_genes,
                        "validation_fraction": validation_fraction, "seed": seed, "dims": dims,
                        "hyperparameters": _hyperparameters(hyperparameters, cv), "ensemble": bool(ensemble),
                        "hierarchical": bool(hierarchical), "min_score": min_score, "folds": [str(f) for f in folds] if folds else [],

@@ -342,6 +342,7 @@ std::string cross_validate_cells(const py::list& references, const py::dict& opt
   cv.min_score = option<double>(options, "min_score", cv.min_score);
   cv.harmonize_labels = cv.train.harmonize_labels;
   cv.folds = option<std::vector<std::string>>(options, "folds", {});
+  cv.n_splits = option<int>(options, "n_splits", 0);
   cv.keep_held_out = true;
   cv.log = cv.train.log;
   const std::string restrict_genes = option<std::string>(options, "restrict_genes", "");

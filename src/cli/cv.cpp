@@ -54,8 +54,11 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--obs", args->options.train.cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
                       "labels kept beside a text count table");
-  command->add_option("--group", args->group, "obs:COLUMN whose groups are held out one at a time, or 'file' (each reference is a group)")
-      ->required();
+  command->add_option("--group", args->group,
+                      "obs:COLUMN whose groups are held out one at a time, or 'file' (each reference is a group); without it, --n-splits");
+  command->add_option("--n-splits", args->options.n_splits,
+                      "K folds: more than K groups are pooled into K folds of about equal cells (GroupKFold); without --group, the "
+                      "labelled cells are split into K folds stratified by label (StratifiedKFold, shuffled with --seed)");
   command->add_option("--folds", args->options.folds, "Only hold out these groups (comma-separated; default: every group)")->delimiter(',');
   command->add_option("--classifier", args->classifiers, "Classifiers to compare (comma-separated)")->delimiter(',')->capture_default_str();
   command->add_option("--features", args->features, "Feature routes to compare: genept, expression (comma-separated)")
@@ -108,7 +111,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     CrossValidationOptions& options = args->options;
     options.train.references = args->references;
     options.train.label_column = obs_column(args->label, "--label");
-    options.train.group_column = args->group == kGroupByFile ? std::string(kGroupByFile) : obs_column(args->group, "--group");
+    if (!args->group.empty()) options.train.group_column = args->group == kGroupByFile ? std::string(kGroupByFile) : obs_column(args->group, "--group");
     if (args->layers.size() == 1) {
       options.train.embed.matrix = args->layers.front();
     } else if (!args->layers.empty()) {
@@ -192,7 +195,9 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       std::vector<std::pair<std::string, std::string>> details;
       details.emplace_back("references", fmt::format("{}", fmt::join(args->references, ", ")));
       details.emplace_back("label", args->label);
-      details.emplace_back("held out by", args->group);
+      details.emplace_back("held out by", args->group.empty() ? fmt::format("{} stratified folds of cells", options.n_splits)
+                                          : options.n_splits > 0 ? fmt::format("{} (pooled into {} folds)", args->group, options.n_splits)
+                                                                 : args->group);
       if (options.ontology != nullptr) details.emplace_back("ontology", default_ontology_path(args->ontology));
       const ReportContent content = report_content(result, std::move(details), 20000, options.train.seed);
       if (!args->report.empty()) {

@@ -5,10 +5,14 @@
 #include <celltyper/error.hpp>
 #include <celltyper/train.hpp>
 
+#include "splitmix64.hpp"
+#include "text_lists.hpp"
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cctype>
 #include <limits>
 #include <cmath>
 #include <chrono>
@@ -195,6 +199,59 @@ HeldOutPrediction average(const std::vector<const HeldOutPrediction*>& members) 
   return mean;
 }
 
+/// `n_splits` folds (CrossValidationOptions::n_splits): each usable cell's group becomes its fold,
+/// "fold 1" ... "fold k". With groups, more than k of them are pooled (GroupKFold); without
+/// (`by_cells`), the cells of each label are shuffled and dealt to the folds in turn, continuing
+/// across labels, so every fold holds each label's share and the folds differ by a cell at most.
+/// Returns a note saying how, or "" when the groups are k or fewer (one fold each, as without).
+std::string split_into_folds(std::vector<ReferenceCells>& references, int k, bool by_cells, std::uint64_t seed, const std::string& what) {
+  const auto fold_name = [](std::size_t fold) { return fmt::format("fold {}", fold + 1); };
+  const auto n_folds = static_cast<std::size_t>(k);
+  if (by_cells) {
+    std::map<std::string, std::vector<std::pair<std::size_t, std::size_t>>> by_label;  // label -> (reference, row)
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
+        if (references[r].usable[row] != 0) by_label[references[r].labels[row]].emplace_back(r, row);
+      }
+    }
+    detail::SplitMix64 random{seed ^ 0x6376666F6C6473ULL};  // ("cvfolds")
+    std::size_t dealt = 0;
+    for (auto& [label, cells] : by_label) {
+      for (std::size_t i = cells.size(); i > 1; --i) std::swap(cells[i - 1], cells[static_cast<std::size_t>(random.next() % i)]);
+      for (const auto& [r, row] : cells) references[r].groups[row] = fold_name(dealt++ % n_folds);
+    }
+    return fmt::format("{}cells split into {} folds stratified by label (shuffled with the seed {})", kNotePrefix, k, seed);
+  }
+  std::map<std::string, std::int64_t> cells_of;
+  for (const auto& cells : references) {
+    for (std::size_t row = 0; row < cells.labels.size(); ++row) cells_of[cells.groups[row]] += cells.usable[row] != 0 ? 1 : 0;
+  }
+  std::erase_if(cells_of, [](const auto& entry) { return entry.second == 0; });
+  if (cells_of.size() <= n_folds) return "";
+  std::vector<std::pair<std::string, std::int64_t>> groups(cells_of.begin(), cells_of.end());
+  std::stable_sort(groups.begin(), groups.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  std::vector<std::int64_t> load(n_folds, 0);
+  std::vector<std::vector<std::string>> members(n_folds);
+  std::map<std::string, std::string> fold_of;
+  for (const auto& [group, n] : groups) {
+    const auto fold = static_cast<std::size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[fold] += n;
+    members[fold].push_back(group);
+    fold_of[group] = fold_name(fold);
+  }
+  for (auto& cells : references) {
+    for (std::size_t row = 0; row < cells.labels.size(); ++row) {
+      if (cells.usable[row] != 0) cells.groups[row] = fold_of.at(cells.groups[row]);
+    }
+  }
+  std::vector<std::string> parts;
+  for (std::size_t fold = 0; fold < n_folds; ++fold) {
+    parts.push_back(fmt::format("{}: {} ({} cells)", fold_name(fold), detail::some_of(members[fold], 4), load[fold]));
+  }
+  return fmt::format("{}the {} groups of {} pooled into {} folds of about equal cells: {}", kNotePrefix, groups.size(), what, k,
+                     fmt::join(parts, "; "));
+}
+
 }  // namespace
 
 CrossValidationResult cross_validate(const CrossValidationOptions& options, const GeneStore& store, const GeneTable& table) {
@@ -209,7 +266,12 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   const TrainOptions& base = options.train;
   if (options.configurations.empty()) throw InputError("cv: no model configuration given");
   if (datasets.empty()) throw InputError("cv: no reference dataset given");
-  if (base.group_column.empty()) throw InputError("cv: no group column given (--group obs:COLUMN, or --group file)");
+  const bool by_cells = base.group_column.empty();  // (n_splits folds of cells)
+  if (by_cells && options.n_splits == 0) {
+    throw InputError("cv: no group column given (--group obs:COLUMN, or --group file), nor --n-splits K (K folds of cells, stratified by "
+                     "label)");
+  }
+  if (options.n_splits == 1 || options.n_splits < 0) throw InputError(fmt::format("cv: --n-splits {}: at least 2 folds", options.n_splits));
   if (base.group_column == base.label_column) {
     throw InputError(fmt::format("cv: the group column '{}' is the label column: each fold would hold out a whole class, which no model "
                                  "trained on the others can name; group by donor, batch or sample (--group obs:COLUMN, or --group file)",
@@ -237,14 +299,14 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     const Dataset* dataset = datasets[r];
     const std::string path = base.references.size() == datasets.size() ? base.references[r] : dataset->path();
     std::vector<std::string> wanted{base.label_column};
-    if (!by_file) wanted.push_back(base.group_column);
+    if (!by_file && !by_cells) wanted.push_back(base.group_column);
     if (!options.filter_column.empty()) wanted.push_back(options.filter_column);
     // The CL ids CELLxGENE files carry beside the labels (cell_type_ontology_term_id), as train reads them.
     const std::string term_id_column = want_term_id_column(dataset->obs_column_names(), base.label_column, wanted);
     const DataFrame obs = dataset->read_obs_columns(wanted);
     const std::string where = fmt::format("obs of {}", path);
     const Column& labels = obs.at(base.label_column, where);
-    const Column* groups = by_file ? nullptr : &obs.at(base.group_column, where);
+    const Column* groups = by_file || by_cells ? nullptr : &obs.at(base.group_column, where);
     const Column* filter = options.filter_column.empty() ? nullptr : &obs.at(options.filter_column, where);
     ReferenceCells cells;
     cells.path = path;
@@ -255,7 +317,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     std::int64_t n_unlabelled = 0;
     std::string missing_spelled;  // (a label naming no type, such as 'unknown')
     for (std::size_t row = 0; row < n; ++row) {
-      cells.groups[row] = by_file ? path : group_value(*groups, row);
+      cells.groups[row] = by_file ? path : by_cells ? std::string() : group_value(*groups, row);
       if (filter != nullptr && filter->value_as_string(row) != options.filter_value) continue;
       if (labels.is_missing(row)) {
         ++n_unlabelled;
@@ -353,7 +415,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       if (cells.usable[row] != 0) group_set.insert(cells.groups[row]);
     }
   }
-  if (!by_file) {
+  if (!by_file && !by_cells) {
     std::int64_t n_missing_group = 0;
     for (const auto& cells : references) {
       for (std::size_t row = 0; row < cells.labels.size(); ++row) n_missing_group += cells.usable[row] != 0 && cells.groups[row] == kMissingGroup ? 1 : 0;
@@ -366,6 +428,19 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     if (n_missing_group > 0) {
       result.warnings.push_back(fmt::format("obs:{}: {} labelled cell{} without a value form a fold of their own, '{}'", base.group_column,
                                             n_missing_group, n_missing_group == 1 ? "" : "s", kMissingGroup));
+    }
+  }
+  if (options.n_splits > 0) {
+    const std::string what = by_file ? std::string("the reference files") : "obs:" + base.group_column;
+    const std::string note = split_into_folds(references, options.n_splits, by_cells, base.seed, what);
+    if (!note.empty()) {
+      result.warnings.push_back(note);
+      group_set.clear();
+      for (const auto& cells : references) {
+        for (std::size_t row = 0; row < cells.labels.size(); ++row) {
+          if (cells.usable[row] != 0) group_set.insert(cells.groups[row]);
+        }
+      }
     }
   }
   if (group_set.size() < 2) {
@@ -403,7 +478,23 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   const std::string map_configuration = options.keep_held_out && genept != options.configurations.end() ? genept->name() : "";
 
   std::vector<std::string> skipped;  // why folds could not train
+  // A method's training warning that folds repeat (a small class in every fold) is said once, with
+  // the number of other folds: method + the warning with its numbers as '#' -> (its index in
+  // result.warnings, other folds).
+  std::map<std::string, std::pair<std::size_t, std::size_t>> repeated;
+  const auto repeat_key = [](const std::string& method, const std::string& warning) {
+    std::string key = method + '\n';
+    for (const char c : warning) {
+      if (std::isdigit(static_cast<unsigned char>(c)) == 0) {
+        key += c;
+      } else if (key.back() != '#') {
+        key += '#';
+      }
+    }
+    return key;
+  };
   for (const auto& fold : folds) {
+    std::vector<std::string> repeated_here;  // (counted when the fold is not skipped)
     CvFold fold_result;
     fold_result.group = fold;
     std::vector<std::vector<std::uint8_t>> train_masks;
@@ -605,7 +696,13 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
               return warning.starts_with(dataset->path() + ": ");
             });
             if (!about_a_file && !warning.starts_with(kNotePrefix) && !warning.starts_with(kMixedDepthsWarning)) {
-              result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
+              const std::string key = repeat_key(config.name(), warning);
+              if (repeated.count(key) != 0) {
+                repeated_here.push_back(key);
+              } else {
+                repeated.emplace(key, std::pair(result.warnings.size(), std::size_t{0}));
+                result.warnings.push_back(fmt::format("fold '{}', {}: {}", fold, config.name(), warning));
+              }
             } else if (std::none_of(result.warnings.begin(), result.warnings.end(), [&](const std::string& seen) {
                          return seen == warning || (warning.starts_with(kMixedDepthsWarning) && seen.starts_with(kMixedDepthsWarning));
                        })) {
@@ -676,10 +773,12 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       result.held_out.embedding.values.resize(map_values_before);
       result.held_out.embedding_source = map_source_before;
       result.warnings.resize(warnings_before);
+      std::erase_if(repeated, [&](const auto& entry) { return entry.second.first >= warnings_before; });
       skipped.push_back(fmt::format("fold '{}' skipped ({}); its {} cells are in no metric", fold, error.what(), fold_result.n_test));
       result.warnings.push_back(skipped.back());
       continue;
     }
+    for (const std::string& key : repeated_here) ++repeated.at(key).second;
     if (with_ensemble) {
       std::vector<const HeldOutPrediction*> members;
       double train_total = 0, predict_total = 0;
@@ -747,6 +846,9 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   }
   if (result.folds.empty()) {
     throw InputError(fmt::format("cv: every fold was skipped ({})", fmt::join(skipped, "; ")));
+  }
+  for (const auto& [key, said] : repeated) {
+    if (said.second > 0) result.warnings[said.first] += fmt::format(" (so too in {} other fold{})", said.second, said.second == 1 ? "" : "s");
   }
   EvaluationOptions evaluation;
   evaluation.ontology = options.ontology;

@@ -199,6 +199,61 @@ TEST(CvCli, SavercatLeaveOneTechOut) {
   EXPECT_NE(missing.err.find("'donor'"), std::string::npos) << missing.err;
 }
 
+TEST(CvCli, NSplitsStratifiesCellsOrPoolsGroupsIntoKFolds) {
+  CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(savercat, "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad");
+  // Without a group column: 3 folds of cells stratified by label (StratifiedKFold).
+  const auto cells = test::run_cli({"cv", "-r", pbmc3k, "-l", "obs:celltype", "--n-splits", "3", "--no-ontology", "--threads", "2",
+                                    "--json", "-"});
+  ASSERT_EQ(cells.exit_code, 0) << cells.err;
+  const nlohmann::json split = nlohmann::json::parse(cells.out);
+  ASSERT_EQ(split["folds"].size(), 3u);
+  std::map<std::string, std::vector<std::int64_t>> support;  // label -> its held-out cells per fold
+  std::int64_t held_out = 0;
+  for (std::size_t f = 0; f < 3; ++f) {
+    const nlohmann::json& fold = split["folds"][f];
+    EXPECT_EQ(fold["group"], fmt::format("fold {}", f + 1));
+    EXPECT_NEAR(fold["n_test"].get<double>(), 2638.0 / 3, 1.0);
+    held_out += fold["n_test"].get<std::int64_t>();
+    for (const auto& row : fold["methods"]["logreg:expression"]["per_class"]) {
+      if (row["support"].get<std::int64_t>() > 0) support[row["label"]].push_back(row["support"]);
+    }
+  }
+  EXPECT_EQ(held_out, 2638);
+  EXPECT_EQ(support.size(), 9u);
+  for (const auto& [label, counts] : support) {  // each label dealt evenly: Platelet's 14 cells as 5 / 5 / 4
+    EXPECT_EQ(counts.size(), 3u) << label;
+    EXPECT_LE(*std::max_element(counts.begin(), counts.end()) - *std::min_element(counts.begin(), counts.end()), 1) << label;
+  }
+  EXPECT_GT(split["mean"]["logreg:expression"]["accuracy"].get<double>(), 0.85) << split["mean"].dump();
+  EXPECT_NE(cells.err.find("cells split into 3 folds stratified by label"), std::string::npos) << cells.err;
+  // Platelet trains on 9 cells in two folds: the warning is said once, with the other fold counted.
+  const auto first = cells.err.find("class 'Platelet'");
+  ASSERT_NE(first, std::string::npos) << cells.err;
+  EXPECT_EQ(cells.err.find("class 'Platelet'", first + 1), std::string::npos) << cells.err;
+  EXPECT_NE(cells.err.find("(so too in 1 other fold)"), std::string::npos) << cells.err;
+  // A group column of more groups than folds: pooled (GroupKFold); each tech stays whole.
+  const auto pooled = test::run_cli({"cv", "-r", savercat, "-l", "obs:celltype", "--group", "obs:tech", "--n-splits", "2", "--no-ontology",
+                                     "--threads", "2", "--json", "-"});
+  ASSERT_EQ(pooled.exit_code, 0) << pooled.err;
+  const nlohmann::json two = nlohmann::json::parse(pooled.out);
+  ASSERT_EQ(two["folds"].size(), 2u);
+  EXPECT_EQ(two["folds"][0]["n_test"].get<std::int64_t>() + two["folds"][1]["n_test"].get<std::int64_t>(), 2000);
+  EXPECT_NE(pooled.err.find("the 3 groups of obs:tech pooled into 2 folds of about equal cells: fold 1: "), std::string::npos) << pooled.err;
+  // As many folds as groups or more: one fold per group, as without.
+  const auto same = test::run_cli({"cv", "-r", savercat, "-l", "obs:celltype", "--group", "obs:tech", "--n-splits", "3", "--no-ontology",
+                                   "--threads", "2", "--json", "-"});
+  ASSERT_EQ(same.exit_code, 0) << same.err;
+  EXPECT_EQ(nlohmann::json::parse(same.out)["folds"][0]["group"].get<std::string>().rfind("fold ", 0), std::string::npos);
+  for (const std::vector<std::string>& args : {std::vector<std::string>{"--n-splits", "1"}, std::vector<std::string>{}}) {
+    std::vector<std::string> bad = {"cv", "-r", pbmc3k, "-l", "obs:celltype", "--no-ontology"};
+    bad.insert(bad.end(), args.begin(), args.end());
+    const auto refused = test::run_cli(bad);
+    EXPECT_EQ(refused.exit_code, 2) << refused.err;
+    EXPECT_NE(refused.err.find(args.empty() ? "nor --n-splits K" : "at least 2 folds"), std::string::npos) << refused.err;
+  }
+}
+
 TEST(CvCli, RestrictGenesHeldOutUsesEachFoldsMeasuredGenes) {
   CELLTYPER_REQUIRE_SHARED(source, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";

@@ -947,6 +947,19 @@ def test_cv_of_named_references_held_out_whole_equals_the_cli(tmp_path, pbmc3k):
 
 
 @needs_data
+def test_cv_in_k_stratified_folds_equals_the_cli(pbmc3k):
+    """cv(adata, n_splits=3) without a group: the folds of `celltyper cv --n-splits 3` (StratifiedKFold, the same seed)."""
+    expected, _ = _cli_cv("--reference", PBMC3K, "--label", "obs:celltype", "--n-splits", "3", "--no-ontology")
+    result = celltyper.cv(pbmc3k, label="celltype", n_splits=3, use_ontology=False, threads=2)
+    assert sorted(set(result.folds["fold"])) == ["fold 1", "fold 2", "fold 3"] and len(result.predictions) == pbmc3k.n_obs
+    for _, row in result.folds.iterrows():
+        assert row["accuracy"] == pytest.approx(expected[(row["fold"], row["method"])]["accuracy"], abs=1e-9)
+    assert any("stratified by label" in note for note in result.notes)
+    with pytest.raises(ValueError, match="cv needs group="):
+        celltyper.cv(pbmc3k, label="celltype")
+
+
+@needs_data
 def test_cv_and_train_refuse_what_cannot_run(pbmc3k):
     with pytest.raises(ValueError, match="group='file' holds out each AnnData"):
         celltyper.cv(pbmc3k, label="celltype", group="file")
