@@ -1001,6 +1001,9 @@ class CrossValidationResult:
     scores : the same cells x methods: the probability of each prediction (flat: its class's, as
         obs['celltyper_score']; "+hierarchical": its term's summed probability), for choosing a
         min_score on held-out cells.
+    per_class : one row per fold, method and label: precision, recall, f1, support (held-out
+        cells of the label), predicted (cells predicted as it); fold "pooled" scores every
+        held-out cell once.
     n_mapped (in folds and pooled, with the ontology): the cells whose truth and prediction both
         have CL ids, which the ontology metrics describe (labels without one: unmapped_labels).
     table : the table `celltyper cv` prints. details : the whole JSON document (per-class metrics,
@@ -1013,6 +1016,7 @@ class CrossValidationResult:
     pooled: Any
     predictions: Any
     scores: Any = None
+    per_class: Any = None
     warnings: List[str] = field(default_factory=list)
     notes: List[str] = field(default_factory=list)
     unmapped_labels: List[str] = field(default_factory=list)
@@ -1136,6 +1140,11 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
             rows.append({"fold": fold["group"], "method": method, "n_train": fold["n_train"], "n_test": fold["n_test"],
                          "n_genes": fold["n_genes"], **_metric_row(metrics), "train_seconds": metrics["train_seconds"],
                          "predict_seconds": metrics["predict_seconds"]})
+    per_class_rows = [{"fold": fold["group"], "method": method, **row}
+                      for fold in details["folds"] for method in details["methods"] for row in fold["methods"][method]["per_class"]]
+    per_class_rows += [{"fold": "pooled", "method": method, **row} for method in details["methods"]
+                       for row in details["pooled"][method]["per_class"]]
+    per_class = pd.DataFrame(per_class_rows, columns=["fold", "method", "label", "precision", "recall", "f1", "support", "predicted"])
     fold_table = pd.DataFrame(rows)
     fold_table["fold"] = pd.Categorical(fold_table["fold"], categories=[fold["group"] for fold in details["folds"]])
     fold_table["method"] = pd.Categorical(fold_table["method"], categories=details["methods"])
@@ -1176,7 +1185,8 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
                    "by obs name; select a reference's cells by the 'reference' column")
         _warn(message)
         said.append(message)
-    return CrossValidationResult(folds=fold_table, mean=mean, pooled=pooled, predictions=predictions, scores=scores, warnings=said,
+    return CrossValidationResult(folds=fold_table, mean=mean, pooled=pooled, predictions=predictions, scores=scores, per_class=per_class,
+                                 warnings=said,
                                  notes=notes, unmapped_labels=details.get("unmapped_labels", []), table=table, details=details)
 
 

@@ -2040,7 +2040,9 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   }
   model.provenance = {{"references", data.reference_info},
                       {"label_column", "obs:" + options.label_column},
-                      {"group_column", options.group_column.empty() ? "" : "obs:" + options.group_column},
+                      {"group_column", options.group_column.empty()               ? ""
+                                      : options.group_column == kGroupByFile ? std::string(kGroupByFile)
+                                                                             : "obs:" + options.group_column},
                       {"classifier", options.classifier},
                       {"features", data.features},
                       {"n_genes", expression ? static_cast<std::int64_t>(data.panel.entrez_ids.size()) : 0},

@@ -906,6 +906,14 @@ def test_cv_of_an_anndata_equals_the_cli_and_gives_each_cells_out_of_fold_label(
     # each prediction's probability: its class's, the highest of the cell's (so at least 1 / classes)
     assert list(result.scores.columns) == document["methods"] and list(result.scores.index) == list(predictions.index)
     assert ((result.scores > 1 / 3 - 1e-6) & (result.scores <= 1 + 1e-6)).all().all()
+    # per-class figures of each fold and pooled, as the JSON's per_class
+    per_class = result.per_class.set_index(["fold", "method", "label"])
+    for (fold, method), metrics in expected.items():
+        for row in metrics["per_class"]:
+            assert per_class.loc[(fold, method, row["label"]), "f1"] == pytest.approx(row["f1"], abs=1e-12)
+            assert per_class.loc[(fold, method, row["label"]), "support"] == row["support"]
+    pooled_support = per_class.xs(("pooled", "logreg:expression"), level=["fold", "method"])["support"]
+    assert pooled_support.to_dict() == savercat.obs["celltype"].astype(str).value_counts().to_dict()
 
 
 @needs_data
@@ -944,6 +952,7 @@ def test_cv_of_named_references_held_out_whole_equals_the_cli(tmp_path, pbmc3k):
     written = celltyper.load_model(model_path)
     assert model.validation["accuracy"] == pytest.approx(written.validation["accuracy"], abs=1e-9)
     assert model.validation["n_cells"] == written.validation["n_cells"]
+    assert model.provenance["group_column"] == written.provenance["group_column"] == "file"  # (no obs column 'file')
 
 
 @needs_data
