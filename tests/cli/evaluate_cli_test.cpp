@@ -330,16 +330,9 @@ TEST_F(EvaluateCli, PluralLabelsMapToTheirTermsWithoutATable) {
   // Authors' cluster names are plurals ("B cells", savercat's; "Monocytes"): they map to the CL
   // term, and the mapping table says how; "T/NK cells" names no term.
   const test::TempDir out;
-  const std::string path = out.file("plural.h5ad");
-  const std::string script = fmt::format(
-      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
-      "obs = pd.DataFrame({{'truth': pd.Categorical(['B cells', 'B cells', 'Monocytes', 'T/NK cells', 'T-cells']),\n"
-      "                    'pred': pd.Categorical(['B cell', 'monocyte', 'monocyte', 'T cell', 'T cell'])}},\n"
-      "                   index=[f'c{{i}}' for i in range(5)])\n"
-      "anndata.AnnData(sp.csr_matrix(np.ones((5, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
-      path);
-  const auto made = test::run_program({test::system_python(), "-c", script});
-  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::string path = write_obs_h5ad(out, "plural.h5ad",
+                                          "{'truth': ['B cells', 'B cells', 'Monocytes', 'T/NK cells', 'T-cells'], "
+                                          "'pred': ['B cell', 'monocyte', 'monocyte', 'T cell', 'T cell']}");
   const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const nlohmann::json json = nlohmann::json::parse(run.out);
@@ -356,16 +349,9 @@ TEST_F(EvaluateCli, PluralLabelsMapToTheirTermsWithoutATable) {
 
 TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {
   const test::TempDir out;
-  const std::string path = out.file("small.h5ad");
-  const std::string script = fmt::format(
-      "import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
-      "obs = pd.DataFrame({{'truth': pd.Categorical(['B cell', 'B cell', 'T cell', 'T cell', 'weird truth', np.nan]),\n"
-      "                    'pred': pd.Categorical(['CL:0000236', 'CL:9999999', 'T cell', 'Mystery cell', 'CL:0000084', 'CL:0000236'])}},\n"
-      "                   index=[f'c{{i}}' for i in range(6)])\n"
-      "anndata.AnnData(sp.csr_matrix(np.ones((6, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
-      path);
-  const auto made = test::run_program({test::system_python(), "-c", script});
-  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::string path = write_obs_h5ad(out, "small.h5ad",
+                                          "{'truth': ['B cell', 'B cell', 'T cell', 'T cell', 'weird truth', np.nan], "
+                                          "'pred': ['CL:0000236', 'CL:9999999', 'T cell', 'Mystery cell', 'CL:0000084', 'CL:0000236']}");
   const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const nlohmann::json json = nlohmann::json::parse(run.out);
