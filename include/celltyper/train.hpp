@@ -146,6 +146,10 @@ std::string label_spelling_key(std::string_view label);
 /// Labels equal but for surrounding white space and letter case ("B " and "B", "NK" and "nk"),
 /// given with their cells: each such spelling -> the most frequent one, trimmed (what training
 /// reads them as). `note`, when given and something is renamed, gets a warning naming them.
+/// "PATH: N cells without a label in obs:COLUMN left out", naming a label that names no type
+/// (`spelled`, e.g. 'unknown') when one was seen ("" = none).
+std::string unlabelled_cells_warning(const std::string& path, std::int64_t n, const std::string& column, const std::string& spelled);
+
 std::map<std::string, std::string> label_spelling_renames(const std::map<std::string, std::int64_t>& cells, std::string* note = nullptr);
 
 /// Step 1: labels and groups of every cell of `datasets` (options: label_column, group_column,

@@ -341,6 +341,15 @@ def _number(value, name: str, *, integer: bool = False, minimum: Optional[float]
     return value
 
 
+def _named_references(adata):
+    """(names, AnnData objects) of train's / cv's `adata`: a dict's keys, else "reference 1", ...
+    for a list, "AnnData" for one object."""
+    if isinstance(adata, dict):
+        return [str(k) for k in adata.keys()], list(adata.values())
+    references = list(adata) if isinstance(adata, (list, tuple)) else [adata]
+    return ([f"reference {i + 1}" for i in range(len(references))] if len(references) > 1 else ["AnnData"]), references
+
+
 def _require_anndata(adata, name: str = "adata") -> None:
     if isinstance(adata, dict):  # (train / cv: references by name)
         for key, item in adata.items():
@@ -603,11 +612,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     dims = _number(dims, "dims", integer=True, minimum=0)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
     augment_depth_max_copies = _number(augment_depth_max_copies, "augment_depth_max_copies", integer=True, minimum=0)
-    if isinstance(adata, dict):
-        names, references = [str(k) for k in adata.keys()], list(adata.values())
-    else:
-        references = list(adata) if isinstance(adata, (list, tuple)) else [adata]
-        names = [f"reference {i + 1}" for i in range(len(references))] if len(references) > 1 else ["AnnData"]
+    names, references = _named_references(adata)
     label = _strip(label, what="label")
     group = _strip(group, what="group")
     if group == "file" and len(references) < 2:
@@ -1085,11 +1090,7 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
     """
     import pandas as pd
 
-    if isinstance(adata, dict):
-        names, references = [str(k) for k in adata.keys()], list(adata.values())
-    else:
-        references = list(adata) if isinstance(adata, (list, tuple)) else [adata]
-        names = [f"reference {i + 1}" for i in range(len(references))] if len(references) > 1 else ["AnnData"]
+    names, references = _named_references(adata)
     _require_anndata(adata)
     if isinstance(folds, str):  # (one fold)
         folds = [folds]

@@ -333,12 +333,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       cells.usable[row] = 1;
       all_labels.insert(cells.labels[row]);
     }
-    if (n_unlabelled > 0) {  // (as train says it)
-      result.warnings.push_back(fmt::format("{}: {} cell{} without a label in obs:{} left out (in no fold){}", path, n_unlabelled,
-                                            n_unlabelled == 1 ? "" : "s", base.label_column,
-                                            missing_spelled.empty() ? ""
-                                                                    : fmt::format(" (labels that name no type, such as '{}', included)", missing_spelled)));
-    }
+    if (n_unlabelled > 0) result.warnings.push_back(unlabelled_cells_warning(path, n_unlabelled, base.label_column, missing_spelled) + " (in no fold)");
     if (!term_id_column.empty()) {
       std::vector<std::uint8_t> unused(n);
       for (std::size_t row = 0; row < n; ++row) unused[row] = cells.usable[row] == 0 ? 1 : 0;

@@ -800,6 +800,11 @@ std::string label_spelling_key(std::string_view label) {
   return key;
 }
 
+std::string unlabelled_cells_warning(const std::string& path, std::int64_t n, const std::string& column, const std::string& spelled) {
+  return fmt::format("{}: {} cell{} without a label in obs:{} left out{}", path, n, n == 1 ? "" : "s", column,
+                     spelled.empty() ? "" : fmt::format(" (labels that name no type, such as '{}', included)", spelled));
+}
+
 std::map<std::string, std::string> label_spelling_renames(const std::map<std::string, std::int64_t>& cells, std::string* note) {
   const auto trimmed = [](const std::string& label) { return std::string(without_surrounding_spaces(label)); };
   const auto folded = [](const std::string& label) { return label_spelling_key(label); };
@@ -1222,12 +1227,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
           reference.path, reference.n_multi_labelled, reference.n_multi_labelled == 1 ? "" : "s", options.label_column, reference.multi_label_example));
     }
     if (reference.n_unlabelled > 0) {
-      data.cells.warnings.push_back(fmt::format("{}: {} cell{} without a label in obs:{} left out{}", reference.path, reference.n_unlabelled,
-                                                reference.n_unlabelled == 1 ? "" : "s", options.label_column,
-                                                reference.missing_spelled.empty()
-                                                    ? ""
-                                                    : fmt::format(" (labels that name no type, such as '{}', included)",
-                                                                  reference.missing_spelled)) +
+      data.cells.warnings.push_back(unlabelled_cells_warning(reference.path, reference.n_unlabelled, options.label_column, reference.missing_spelled) +
                                         (options.cell_table.empty()
                                              ? std::string()
                                              : fmt::format("; a cell whose name is not in the first column of {} has no label (names must match "
