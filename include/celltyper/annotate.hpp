@@ -331,13 +331,26 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
 /// resolving a query's var names when no full gene table is available.
 GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models);
 
-/// The gene table `models` were trained with (provenance "gene_table", an absolute path), when
-/// every model names the same one, it is not the default (default_gene_table_path(); nor is
-/// CELLTYPER_GENE_TABLE set), and the file is here with the content the models recorded
-/// (provenance "gene_table_hash"; e.g. a mouse table given to train with --gene-table): loaded;
-/// else nullopt (the default table serves, as for every other model). Annotating without
-/// --gene-table resolves the query's names with it.
-std::optional<GeneTable> models_recorded_gene_table(const std::vector<const CellTypeModel*>& models);
+/// What annotating without --gene-table resolves a query's var names with, for models that
+/// recorded the gene table they were trained with (provenance "gene_table", an absolute path, and
+/// "gene_table_hash").
+struct RecordedGeneTable {
+  std::optional<GeneTable> table;  ///< the table to use instead of the default; nullopt: the default serves
+  std::string message;             ///< what was chosen and why ("" when the models record nothing to say)
+  bool warning = false;            ///< `message` is a warning (else a note: "note: ...")
+};
+
+/// The gene table `models` were trained with, when every model names the same one, it is not the
+/// default (default_gene_table_path(); nor is CELLTYPER_GENE_TABLE set), and the file is here with
+/// the content the models recorded (e.g. a mouse table given to train with --gene-table): loaded,
+/// with a note. When that table is no longer here (another machine), unreadable, or another file
+/// now (its content changed): the default table (`standard()`, which may give nullptr when none is
+/// installed) serves only when it gives at least 90% of the models' genes (their symbols) the ids
+/// the models were trained with; else the models' own genes (models_gene_table: their symbols and
+/// Ensembl ids) resolve the query, since the default's ids would match other genes. Either way a
+/// warning names the missing table. Every other model: nullopt and no message.
+RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeModel*>& models,
+                                             const std::function<const GeneTable*()>& standard);
 
 /// Options of `annotate_dataset`.
 struct AnnotateOptions {

@@ -29,6 +29,7 @@
 #include <functional>
 #include <cstdint>
 #include <map>
+#include <ostream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -109,11 +110,18 @@ struct CrossValidationResult {
     std::vector<std::string> fold;   ///< the cell's held-out group
     std::vector<std::int32_t> reference;  ///< the cell's reference (index into the references)
     std::vector<std::int64_t> row;        ///< the cell's row in its reference
+    std::vector<std::string> cell;        ///< the cell's obs name in its reference
     std::vector<std::string> truth;  ///< label as scored
     std::map<std::string, std::vector<std::string>> predictions;  ///< per method
     /// per method, the probability of each prediction (flat: its class's; +hierarchical: its
     /// term's summed probability; 0 for a cell without any model gene)
     std::map<std::string, std::vector<float>> scores;
+    /// Per flat method (each configuration and the ensemble; not the +hierarchical rows): every
+    /// held-out cell's class probabilities, over the union of the folds' classes (first-seen
+    /// order). A class a fold's model lacks has probability 0 there, and a cell without any model
+    /// gene has 0 throughout (its prediction is Unassigned). scikit-learn's
+    /// cross_val_predict(method="predict_proba").
+    std::map<std::string, ProbabilityMatrix> probabilities;
     DenseMatrix embedding;           ///< genept cell embeddings (rows = cells; empty without a genept configuration)
     std::string embedding_source;    ///< e.g. "held-out cells (256-d genept)"
   } held_out;
@@ -124,7 +132,29 @@ struct CrossValidationResult {
   [[nodiscard]] std::string format_table() const;
   /// Methods ordered by mean macro-F1 over the folds, best first (ties keep `methods` order).
   [[nodiscard]] std::vector<std::string> ranked_methods() const;
+  /// How many held-out cells the Cell Ontology metrics describe (the pooled `n_mapped`, fewest and
+  /// most over the methods) of how many; `available` false without ontology metrics. In to_json
+  /// as "ontology_coverage" ({fewest, most, n_cells}) when available.
+  struct OntologyCoverage {
+    bool available = false;
+    std::int64_t fewest = 0;
+    std::int64_t most = 0;
+    std::int64_t n_cells = 0;
+  };
+  [[nodiscard]] OntologyCoverage ontology_coverage() const;
 };
+
+/// The held-out cells of a result kept with `keep_held_out` as CSV (`cv --predictions`): obs_name,
+/// reference (`reference_names[i]`, e.g. the file), fold, truth, then per method (in `methods`
+/// order) its out-of-fold label and `METHOD_score`, the probability of it. RFC 4180 quoting; NA
+/// for a missing value, scores with 6 significant digits.
+void write_held_out_csv(const CrossValidationResult& result, const std::vector<std::string>& reference_names, std::ostream& out);
+
+/// The out-of-fold class probabilities (`cv --probabilities`), long by method: one row per held-out
+/// cell and flat method (obs_name, reference, fold, method), then one column per class (the union
+/// of the methods' classes, first-seen order; 0 where a method's folds have no such class).
+void write_held_out_probabilities_csv(const CrossValidationResult& result, const std::vector<std::string>& reference_names,
+                                      std::ostream& out);
 
 /// The content of a cross-validation HTML report (`cv --report`): one section per method with
 /// the pooled out-of-fold metrics (best mean macro-F1 first), per-fold macro-F1 in the details,

@@ -235,6 +235,14 @@ std::string default_ontology_path(const std::string& argument = "");
 inline constexpr const char* kOntologyDefaultHelp = "default: $CELLTYPER_ONTOLOGY, else the copy scripts/setup.sh installs in build/share/celltyper";
 
 /// Where users get the Cell Ontology when none is found (for messages).
+/// annotate's warning when the model's classes have CL ids but no Cell Ontology is installed,
+/// given or set (CELLTYPER_ONTOLOGY): the names column is left out, which a script reading the
+/// output on another machine would miss.
+inline constexpr const char* kNoOntologyForNamesWarning =
+    "no Cell Ontology was found here, so obs celltyper_ontology_name (each cell's CL id named) is left out; celltyper_ontology_id is "
+    "written: pass --ontology FILE or set CELLTYPER_ONTOLOGY (cl-basic.obo at https://purl.obolibrary.org/obo/cl/cl-basic.obo; "
+    "scripts/setup.sh installs one in build/share/celltyper)";
+
 inline constexpr const char* kOntologyReleaseHint =
     "the official release is cl-basic.obo at https://purl.obolibrary.org/obo/cl/cl-basic.obo, or CELLxGENE's "
     "CL-ontology-<version>.json (cellxgene-ontology-guide); scripts/setup.sh installs one in build/share/celltyper";

@@ -1006,6 +1006,12 @@ class CrossValidationResult:
     scores : the same cells x methods: the probability of each prediction (flat: its class's, as
         obs['celltyper_score']; "+hierarchical": its term's summed probability), for choosing a
         min_score on held-out cells.
+    probabilities : per flat method (each configuration and "ensemble"; not "+hierarchical"), a
+        DataFrame of cells (as predictions) x classes: each held-out cell's out-of-fold class
+        probabilities (scikit-learn's cross_val_predict(method="predict_proba")), over the union
+        of the folds' classes; a class a fold's model lacks is 0 there, and a cell without any
+        model gene is 0 throughout (its prediction is Unassigned). For calibration, thresholds or
+        your own metrics.
     per_class : one row per fold, method and label: precision, recall, f1, support (held-out
         cells of the label), predicted (cells predicted as it); fold "pooled" scores every
         held-out cell once.
@@ -1027,6 +1033,7 @@ class CrossValidationResult:
     unmapped_labels: List[str] = field(default_factory=list)
     table: str = ""
     details: dict = field(default_factory=dict)
+    probabilities: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return self.table + (f"({len(self.warnings)} warning(s): .warnings)\n" if self.warnings else "")
@@ -1133,7 +1140,8 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
                        "report": os.fspath(report) if report else "", "matrix": _matrix_request(layer, use_raw)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
-    details = json.loads(_core.cross_validate(specs, options))
+    text, matrices = _core.cross_validate(specs, options)
+    details = json.loads(text)
     rows = []
     for fold in details["folds"]:
         for method in details["methods"]:
@@ -1162,6 +1170,8 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
                                 **{method: pd.Categorical(held["predictions"][method]) for method in details["methods"]}},
                                index=index)
     scores = pd.DataFrame({method: np.asarray(held["scores"][method], dtype=np.float32) for method in details["methods"]}, index=index)
+    probabilities = {method: pd.DataFrame(matrices[method][1], index=index, columns=pd.Index(matrices[method][0], name="class"))
+                     for method in details["methods"] if method in matrices}
     table = details.pop("table")
     said, notes = [], []
     for message in details.get("warnings", []):  # (as `celltyper cv` prints them; in Python terms)
@@ -1170,10 +1180,10 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
             said.append(message)
         else:
             notes.append(message[len(_NOTE):])
-    mapped = [(details["pooled"][m].get("ontology") or {}).get("n_mapped", 0) for m in details["methods"]]
-    if details.get("unmapped_labels") and any(details["pooled"][m].get("ontology") for m in details["methods"]):
-        n_cells = len(predictions)
-        covered = f"{min(mapped)}" if min(mapped) == max(mapped) else f"{min(mapped)}-{max(mapped)}"
+    coverage = details.get("ontology_coverage")
+    if details.get("unmapped_labels") and coverage:
+        n_cells = coverage["n_cells"]
+        covered = f"{coverage['fewest']}" if coverage["fewest"] == coverage["most"] else f"{coverage['fewest']}-{coverage['most']}"
         message = (f"labels without a Cell Ontology id: {', '.join(details['unmapped_labels'][:8])}"
                    f"{', ...' if len(details['unmapped_labels']) > 8 else ''}: corrected_macro_f1, hierarchical_f and mean_lca_distance "
                    f"describe {covered} of the {n_cells} held-out cells (n_mapped)"
@@ -1188,7 +1198,8 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
         said.append(message)
     return CrossValidationResult(folds=fold_table, mean=mean, pooled=pooled, predictions=predictions, scores=scores, per_class=per_class,
                                  warnings=said,
-                                 notes=notes, unmapped_labels=details.get("unmapped_labels", []), table=table, details=details)
+                                 notes=notes, unmapped_labels=details.get("unmapped_labels", []), table=table, details=details,
+                                 probabilities=probabilities)
 
 
 class _Genes:

@@ -320,8 +320,9 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
 // ---- cross-validation ------------------------------------------------------------------------
 
 /// `celltyper cv` over data in memory: the result's JSON (CrossValidationResult::to_json) with the
-/// fold table as text and every held-out cell's reference, row, fold, truth and predictions.
-std::string cross_validate_cells(const py::list& references, const py::dict& options) {
+/// fold table as text and every held-out cell's reference, row, fold, truth and predictions; and
+/// per flat method its out-of-fold probabilities as (class names, cells x classes float32 array).
+py::tuple cross_validate_cells(const py::list& references, const py::dict& options) {
   std::vector<BorrowedData> data;
   for (const auto& reference : references) data.push_back(borrowed_dataset(reference.cast<py::dict>()));
   CrossValidationOptions cv;
@@ -351,8 +352,8 @@ std::string cross_validate_cells(const py::list& references, const py::dict& opt
   const std::string table_path = option<std::string>(options, "gene_table", "");
   const std::string ontology_path = option<std::string>(options, "ontology", "");
   const bool use_ontology = option<bool>(options, "use_ontology", true);
-  py::gil_scoped_release release;
-  Interruptible interruptible;
+  std::optional<py::gil_scoped_release> release(std::in_place);
+  std::optional<Interruptible> interruptible(std::in_place);
   std::vector<const Dataset*> datasets;
   for (const auto& borrowed : data) datasets.push_back(borrowed.dataset.get());
   const auto table = gene_table(table_path);
@@ -371,7 +372,7 @@ std::string cross_validate_cells(const py::list& references, const py::dict& opt
   } else if (!restrict_genes.empty()) {
     cv.train.restrict_genes = genes_of(restrict_genes, *table);
   }
-  const CrossValidationResult result = cross_validate(datasets, cv, store, *table);
+  CrossValidationResult result = cross_validate(datasets, cv, store, *table);
   nlohmann::json json = result.to_json();
   json["table"] = result.format_table();
   json["held_out"] = {{"reference", result.held_out.reference}, {"row", result.held_out.row}, {"fold", result.held_out.fold},
@@ -385,7 +386,17 @@ std::string cross_validate_cells(const py::list& references, const py::dict& opt
     if (cell_ontology) details.emplace_back("ontology", default_ontology_path(ontology_path));
     write_html_report(report_content(result, std::move(details), 20000, cv.train.seed), report);
   }
-  return json.dump();
+  std::string text = json.dump();
+  CrossValidationResult::HeldOut held_out = std::move(result.held_out);
+  interruptible.reset();
+  release.reset();
+  py::dict probabilities;
+  for (auto& [method, matrix] : held_out.probabilities) {
+    const auto cols = static_cast<std::int64_t>(matrix.class_names.size());
+    const auto rows = cols == 0 ? static_cast<std::int64_t>(held_out.truth.size()) : static_cast<std::int64_t>(matrix.values.size()) / cols;
+    probabilities[py::str(method)] = py::make_tuple(matrix.class_names, matrix_array(std::move(matrix.values), rows, cols));
+  }
+  return py::make_tuple(py::str(text), probabilities);
 }
 
 // ---- annotation ------------------------------------------------------------------------------
@@ -415,6 +426,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
 
   Annotation annotation;
   std::string ontology_warning;
+  std::string gene_table_message;  // (the recorded gene table's note or warning)
   std::shared_ptr<CellTypeModel> trained_model;
   std::string trained_summary;
   {
@@ -436,9 +448,17 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
     }
     std::shared_ptr<const GeneTable> table;
     // A model trained with another gene table (another species'): its names, not the default's.
-    if (std::optional<GeneTable> recorded = table_path.empty() ? models_recorded_gene_table(models) : std::nullopt) {
-      table = std::make_shared<const GeneTable>(std::move(*recorded));
-    } else {
+    RecordedGeneTable recorded;
+    if (table_path.empty()) {
+      recorded = models_recorded_gene_table(models, [&]() -> const GeneTable* {
+        if (!table) table = gene_table(table_path);
+        return table.get();
+      });
+    }
+    gene_table_message = recorded.message;
+    if (recorded.table) {
+      table = std::make_shared<const GeneTable>(std::move(*recorded.table));
+    } else if (!table) {
       table = gene_table(table_path);
     }
     if (!reference_data.empty()) {
@@ -461,6 +481,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       try {  // (the names are an extra: an unreadable ontology costs them, not the labels)
         if (!cell_ontology) cell_ontology = ontology(ontology_path);
         annotate_options.ontology = cell_ontology.get();
+        if (!cell_ontology) ontology_warning = std::string(kNoOntologyForNamesWarning);
       } catch (const Error& error) {
         ontology_warning = fmt::format("the Cell Ontology could not be read, so obs celltyper_ontology_name is left out: {}", error.what());
       }
@@ -477,6 +498,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["cl_names"] = annotation.cl_names;
   out["has_cl_names"] = annotation.has_cl_names;
   if (!ontology_warning.empty()) annotation.warnings.push_back(ontology_warning);
+  if (!gene_table_message.empty()) annotation.warnings.insert(annotation.warnings.begin(), gene_table_message);
   out["class_names"] = annotation.class_names;
   out["class_cl_ids"] = annotation.class_cl_ids;
   out["probabilities"] = matrix_array(std::move(annotation.probabilities), n, classes);

@@ -1711,31 +1711,68 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   return result;
 }
 
-std::optional<GeneTable> models_recorded_gene_table(const std::vector<const CellTypeModel*>& models) {
-  if (const char* chosen = std::getenv("CELLTYPER_GENE_TABLE"); chosen != nullptr && *chosen != '\0') return std::nullopt;
+RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeModel*>& models,
+                                             const std::function<const GeneTable*()>& standard) {
+  RecordedGeneTable chosen;
+  if (const char* given = std::getenv("CELLTYPER_GENE_TABLE"); given != nullptr && *given != '\0') return chosen;
   std::string recorded;
   std::string hash;
   for (const CellTypeModel* model : models) {
     const std::string table = model->provenance.value("gene_table", std::string());
     const std::string table_hash = model->provenance.value("gene_table_hash", std::string());
-    if (table.empty() || table_hash.empty() || (!recorded.empty() && (table != recorded || table_hash != hash))) return std::nullopt;
+    if (table.empty() || table_hash.empty() || (!recorded.empty() && (table != recorded || table_hash != hash))) return chosen;
     recorded = table;
     hash = table_hash;
   }
-  const std::string standard = default_gene_table_path();
+  const std::string standard_path = default_gene_table_path();
   std::error_code error;
-  if (recorded.empty() || recorded == standard || !std::filesystem::path(recorded).is_absolute() ||
-      !std::filesystem::is_regular_file(recorded, error)) {
-    return std::nullopt;
+  if (recorded.empty() || recorded == standard_path || !std::filesystem::path(recorded).is_absolute()) return chosen;
+  if (!standard_path.empty() && std::filesystem::equivalent(recorded, standard_path, error)) return chosen;
+  std::string why;  // why the recorded table cannot serve
+  if (!std::filesystem::is_regular_file(recorded, error)) {
+    why = "is not on this machine";
+  } else {
+    try {
+      GeneTable table = load_gene_table_cached(recorded, GeneTableFields::kIdentifiers);
+      if (table.content_hash_hex() == hash) {
+        chosen.message = fmt::format("{}gene table {}, which the model was trained with (--gene-table to change)", kNotePrefix, recorded);
+        chosen.table = std::move(table);
+        return chosen;
+      }
+      why = "holds other content now than when the model was trained";
+    } catch (const Error& failure) {
+      why = fmt::format("cannot be read ({})", failure.what());
+    }
   }
-  if (!standard.empty() && std::filesystem::equivalent(recorded, standard, error)) return std::nullopt;
-  try {
-    GeneTable table = load_gene_table_cached(recorded, GeneTableFields::kIdentifiers);
-    if (table.content_hash_hex() != hash) return std::nullopt;  // (another file under that name now)
-    return table;
-  } catch (const Error&) {  // (unreadable now: the default table serves)
-    return std::nullopt;
+  // Does the default table give the models' genes the ids they were trained with (a newer copy of
+  // the same species' table), or other genes' (another species', or ids of the user's own)?
+  GeneTable own = models_gene_table(models);
+  const GeneTable* fallback = standard ? standard() : nullptr;
+  std::size_t named = 0;
+  std::size_t agree = 0;
+  for (const Gene& gene : own.genes()) {
+    if (gene.symbol.empty()) continue;
+    ++named;
+    const std::int32_t found = fallback != nullptr ? fallback->find_symbol(gene.symbol) : -1;
+    if (found >= 0 && fallback->gene(found).entrez_id == gene.entrez_id) ++agree;
   }
+  const double share = named > 0 ? static_cast<double>(agree) / static_cast<double>(named) : 0.0;
+  chosen.warning = true;
+  if (fallback != nullptr && named > 0 && share >= 0.9) {
+    chosen.message = fmt::format("the model was trained with gene table {}, which {}: the default gene table {} serves (it gives {} of the "
+                                 "model's {} genes the ids they were trained with); --gene-table FILE to use the model's own",
+                                 recorded, why, fallback->source(), percent_of(share), named);
+    return chosen;
+  }
+  chosen.message = fmt::format(
+      "the model was trained with gene table {}, which {}: the query's var names are matched to the model's own {} genes (their symbols "
+      "and, where recorded, Ensembl ids){}; pass --gene-table FILE with the model's table to match aliases and other ids too",
+      recorded, why, own.size(),
+      fallback != nullptr ? fmt::format(", not the default table {}, which gives only {} of them the ids they were trained with", fallback->source(),
+                                        percent_of(share))
+                          : std::string());
+  chosen.table = std::move(own);
+  return chosen;
 }
 
 GeneTable models_gene_table(const std::vector<const CellTypeModel*>& models) {

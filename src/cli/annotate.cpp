@@ -274,9 +274,23 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     for (const auto& model : models) given.push_back(&model);
     GeneTable table;
     // A model trained with another gene table (another species'): its names, not the default's.
-    if (std::optional<GeneTable> recorded = args->gene_table.empty() ? models_recorded_gene_table(given) : std::nullopt) {
-      table = std::move(*recorded);
-      if (!global.quiet) fmt::print(stderr, "note: gene table {}, which the model was trained with (--gene-table to change)\n", table.source());
+    std::optional<GeneTable> standard;  // (the default table, when the recorded one's absence asks for it)
+    RecordedGeneTable recorded;
+    if (args->gene_table.empty()) {
+      recorded = models_recorded_gene_table(given, [&]() -> const GeneTable* {
+        if (!standard && loading_table.valid()) standard = loading_table.get();
+        return standard ? &*standard : nullptr;
+      });
+    }
+    if (recorded.warning) {
+      print_warnings({recorded.message}, global.quiet);
+    } else if (!recorded.message.empty() && !global.quiet) {
+      fmt::print(stderr, "{}\n", recorded.message);
+    }
+    if (recorded.table) {
+      table = std::move(*recorded.table);
+    } else if (standard) {
+      table = std::move(*standard);
     } else {
       table = table_path.empty() ? models_gene_table(given) : loading_table.get();
     }
@@ -356,6 +370,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
           print_warnings({fmt::format("the Cell Ontology could not be read, so obs celltyper_ontology_name is left out: {}", error.what())},
                          global.quiet);
         }
+      } else {
+        print_warnings({std::string(kNoOntologyForNamesWarning)}, global.quiet);
       }
     }
     ProgressBar bar("annotate", "cells", 0, progress_enabled(global.quiet));

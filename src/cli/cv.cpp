@@ -21,6 +21,7 @@
 #include <cstring>
 #include <fstream>
 #include <memory>
+#include <sstream>
 
 namespace celltyper::cli {
 
@@ -38,6 +39,8 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     std::string filter;
     std::string restrict_genes;
     std::string json;
+    std::string predictions;
+    std::string probabilities;
     std::string report;
     std::string png;
     double png_scale = 1.0;
@@ -92,6 +95,12 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--seed", args->options.train.seed, "Seed of every random step of each fold's training (as train --seed)")->capture_default_str();
   command->add_option("--threads", args->options.train.num_threads, "Threads (default: all cores)");
   command->add_option("--json", args->json, "Write every fold's metrics as JSON to this file ('-' = standard output instead of the table)");
+  command->add_option("--predictions", args->predictions,
+                      "Write every held-out cell's out-of-fold prediction as CSV: obs_name, reference, fold, truth, and per method its "
+                      "label and score");
+  command->add_option("--probabilities", args->probabilities,
+                      "Write every held-out cell's out-of-fold class probabilities as CSV, one row per cell and method (each "
+                      "configuration and the ensemble)");
   command->add_option("--report", args->report,
                       "Write a self-contained HTML report (pooled out-of-fold metrics per method, confusion matrices, cell map)");
   command->add_option("--png", args->png, "Also write the report's plots as PNG files into this directory (headless Chromium)");
@@ -103,7 +112,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     std::vector<std::string> inputs = args->references;
     inputs.push_back(args->options.train.cell_table);
     inputs.insert(inputs.end(), {args->genes, args->gene_table, args->ontology, args->restrict_genes, args->options.train.label_map});
-    check_outputs({args->json == "-" ? std::string() : args->json, args->report}, inputs);
+    check_outputs({args->json == "-" ? std::string() : args->json, args->predictions, args->probabilities, args->report}, inputs);
     if (!args->png.empty() && find_chromium().empty()) {
       throw UnsupportedError("--png renders the plots with headless Chromium, which was not found: install it (Debian: apt-get install "
                              "chromium) or set CELLTYPER_CHROMIUM to its path; --report needs no browser");
@@ -143,7 +152,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       }
     }
     options.ensemble = !args->no_ensemble;
-    options.keep_held_out = !args->report.empty() || !args->png.empty();
+    options.keep_held_out = !args->report.empty() || !args->png.empty() || !args->predictions.empty() || !args->probabilities.empty();
     Ontology ontology;
     if (!args->no_ontology) {
       const std::string path = default_ontology_path(args->ontology);
@@ -172,16 +181,11 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     if (!json_to_stdout) fmt::print("{}", result.format_table());
     if (!result.unmapped_labels.empty() && !(json_to_stdout && global.quiet)) {
       std::string covered;  // how many held-out cells the ontology columns describe
-      if (!result.pooled.empty() && result.pooled.begin()->second.ontology.available) {
-        std::size_t fewest = result.pooled.begin()->second.ontology.n_mapped;
-        std::size_t most = fewest;
-        for (const auto& [method, pooled] : result.pooled) {
-          fewest = std::min(fewest, pooled.ontology.n_mapped);
-          most = std::max(most, pooled.ontology.n_mapped);
-        }
+      if (const auto coverage = result.ontology_coverage(); coverage.available) {
         covered = fmt::format("; corr-mF1, hF and LCA describe {} of the {} held-out cells",
-                              fewest == most ? fmt::format("{}", most) : fmt::format("{}-{}", fewest, most),
-                              result.pooled.begin()->second.n_cells);
+                              coverage.fewest == coverage.most ? fmt::format("{}", coverage.most)
+                                                               : fmt::format("{}-{}", coverage.fewest, coverage.most),
+                              coverage.n_cells);
       }
       fmt::print(json_to_stdout ? stderr : stdout, "labels without a Cell Ontology id (left out of the ontology metrics): {}{}\n",
                  fmt::join(result.unmapped_labels, ", "), covered);
@@ -191,7 +195,17 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     } else if (!args->json.empty()) {
       write_output_file(args->json, result.to_json().dump(2) + "\n");
     }
-    if (options.keep_held_out) {
+    if (!args->predictions.empty()) {
+      std::ostringstream csv;
+      write_held_out_csv(result, args->references, csv);
+      write_output_file(args->predictions, csv.str());
+    }
+    if (!args->probabilities.empty()) {
+      std::ostringstream csv;
+      write_held_out_probabilities_csv(result, args->references, csv);
+      write_output_file(args->probabilities, csv.str());
+    }
+    if (!args->report.empty() || !args->png.empty()) {
       std::vector<std::pair<std::string, std::string>> details;
       details.emplace_back("references", fmt::format("{}", fmt::join(args->references, ", ")));
       details.emplace_back("label", args->label);

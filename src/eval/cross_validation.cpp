@@ -2,6 +2,7 @@
 #include <celltyper/annotate.hpp>
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/cross_validation.hpp>
+#include <celltyper/annotation_csv.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/train.hpp>
 
@@ -35,6 +36,7 @@ struct ReferenceCells {
   std::vector<std::string> labels;  // "" = missing
   std::vector<std::string> groups;
   std::vector<std::uint8_t> usable;  // labelled and passing the filter
+  std::vector<std::string> names;    // obs names (kept for keep_held_out)
 };
 
 /// A held-out group that is a panel padded with zeros (annotate's rule, annotate.hpp: of the genes
@@ -199,6 +201,34 @@ HeldOutPrediction average(const std::vector<const HeldOutPrediction*>& members) 
   return mean;
 }
 
+/// The folds' probabilities of one method stacked (rows in fold order) over the union of their
+/// classes (first-seen order): a class a fold's model lacks is 0, as is every probability of a
+/// cell without any model gene.
+ProbabilityMatrix stack_folds(const std::vector<HeldOutPrediction>& folds) {
+  ProbabilityMatrix stacked;
+  std::map<std::string, std::size_t> column;
+  std::size_t n = 0;
+  for (const auto& fold : folds) {
+    n += fold.empty.size();
+    for (const auto& name : fold.class_names) {
+      if (column.emplace(name, stacked.class_names.size()).second) stacked.class_names.push_back(name);
+    }
+  }
+  const std::size_t width = stacked.class_names.size();
+  stacked.values.assign(n * width, 0.0F);
+  std::size_t row = 0;
+  for (const auto& fold : folds) {
+    const std::size_t c = fold.class_names.size();
+    std::vector<std::size_t> to(c);
+    for (std::size_t k = 0; k < c; ++k) to[k] = column.at(fold.class_names[k]);
+    for (std::size_t i = 0; i < fold.empty.size(); ++i, ++row) {
+      if (fold.empty[i] != 0) continue;
+      for (std::size_t k = 0; k < c; ++k) stacked.values[row * width + to[k]] = fold.probabilities[i * c + k];
+    }
+  }
+  return stacked;
+}
+
 /// `n_splits` folds (CrossValidationOptions::n_splits): each usable cell's group becomes its fold,
 /// "fold 1" ... "fold k". With groups, more than k of them are pooled (GroupKFold); without
 /// (`by_cells`), the cells of each label are shuffled and dealt to the folds in turn, continuing
@@ -310,6 +340,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     const Column* filter = options.filter_column.empty() ? nullptr : &obs.at(options.filter_column, where);
     ReferenceCells cells;
     cells.path = path;
+    if (options.keep_held_out) cells.names = obs.index;
     const auto n = static_cast<std::size_t>(dataset->n_obs());
     cells.labels.resize(n);
     cells.groups.resize(n);
@@ -468,6 +499,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   std::vector<std::string> pooled_truth;
   std::map<std::string, std::vector<std::string>> pooled_predictions;
   std::map<std::string, std::string> pooled_cl_ids = cl_ids;
+  std::map<std::string, std::vector<HeldOutPrediction>> fold_probabilities;  // flat methods' per fold (keep_held_out)
   const auto genept = std::find_if(options.configurations.begin(), options.configurations.end(),
                                    [](const CvModelConfig& config) { return config.features == kFeaturesGenept; });
   const std::string map_configuration = options.keep_held_out && genept != options.configurations.end() ? genept->name() : "";
@@ -818,6 +850,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
         probabilities.class_names = prediction.class_names;
         probabilities.values = prediction.probabilities;
         evaluation.probabilities = &probabilities;
+        if (options.keep_held_out) fold_probabilities[method].push_back(prediction);
       }
       CvMethodResult& scored = fold_result.methods[method];
       scored.metrics = evaluate(truth, predicted, evaluation);
@@ -836,6 +869,11 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       result.held_out.fold.insert(result.held_out.fold.end(), truth.size(), fold);
       result.held_out.reference.insert(result.held_out.reference.end(), truth_reference.begin(), truth_reference.end());
       result.held_out.row.insert(result.held_out.row.end(), truth_row.begin(), truth_row.end());
+      for (std::size_t i = 0; i < truth_row.size(); ++i) {
+        const auto& names = references[static_cast<std::size_t>(truth_reference[i])].names;
+        const auto row = static_cast<std::size_t>(truth_row[i]);
+        result.held_out.cell.push_back(row < names.size() ? names[row] : std::to_string(row));
+      }
     }
     result.folds.push_back(std::move(fold_result));
   }
@@ -852,8 +890,71 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   if (options.keep_held_out) {
     result.held_out.truth = std::move(pooled_truth);
     result.held_out.predictions = std::move(pooled_predictions);
+    for (const auto& [method, folds_of_method] : fold_probabilities) result.held_out.probabilities[method] = stack_folds(folds_of_method);
   }
   return result;
+}
+
+namespace {
+
+std::string reference_name(const std::vector<std::string>& names, std::int32_t reference) {
+  return reference >= 0 && static_cast<std::size_t>(reference) < names.size() ? names[static_cast<std::size_t>(reference)]
+                                                                               : std::to_string(reference);
+}
+
+}  // namespace
+
+void write_held_out_csv(const CrossValidationResult& result, const std::vector<std::string>& reference_names, std::ostream& out) {
+  const auto& held = result.held_out;
+  out << "obs_name,reference,fold,truth";
+  for (const auto& method : result.methods) out << ',' << csv_field(method) << ',' << csv_field(method + "_score");
+  out << '\n';
+  for (std::size_t i = 0; i < held.truth.size(); ++i) {
+    out << csv_field(i < held.cell.size() ? held.cell[i] : std::to_string(held.row[i])) << ','
+        << csv_field(reference_name(reference_names, held.reference[i])) << ',' << csv_field(held.fold[i]) << ','
+        << csv_field(held.truth[i]);
+    for (const auto& method : result.methods) {
+      const auto labels = held.predictions.find(method);
+      const auto scores = held.scores.find(method);
+      out << ',' << (labels != held.predictions.end() && i < labels->second.size() ? csv_field(labels->second[i]) : "NA") << ','
+          << (scores != held.scores.end() && i < scores->second.size() ? fmt::format("{:.6g}", scores->second[i]) : "NA");
+    }
+    out << '\n';
+  }
+}
+
+void write_held_out_probabilities_csv(const CrossValidationResult& result, const std::vector<std::string>& reference_names,
+                                      std::ostream& out) {
+  const auto& held = result.held_out;
+  std::vector<std::string> classes;
+  std::map<std::string, std::size_t> column;
+  std::vector<std::string> methods;
+  for (const auto& method : result.methods) {
+    const auto found = held.probabilities.find(method);
+    if (found == held.probabilities.end()) continue;
+    methods.push_back(method);
+    for (const auto& name : found->second.class_names) {
+      if (column.emplace(name, classes.size()).second) classes.push_back(name);
+    }
+  }
+  out << "obs_name,reference,fold,method";
+  for (const auto& name : classes) out << ',' << csv_field(name);
+  out << '\n';
+  std::vector<float> row(classes.size());
+  for (const auto& method : methods) {
+    const ProbabilityMatrix& matrix = held.probabilities.at(method);
+    const std::size_t c = matrix.class_names.size();
+    std::vector<std::size_t> to(c);
+    for (std::size_t k = 0; k < c; ++k) to[k] = column.at(matrix.class_names[k]);
+    for (std::size_t i = 0; i < held.truth.size(); ++i) {
+      std::fill(row.begin(), row.end(), 0.0F);
+      for (std::size_t k = 0; k < c; ++k) row[to[k]] = matrix.values[i * c + k];
+      out << csv_field(i < held.cell.size() ? held.cell[i] : std::to_string(held.row[i])) << ','
+          << csv_field(reference_name(reference_names, held.reference[i])) << ',' << csv_field(held.fold[i]) << ',' << csv_field(method);
+      for (const float p : row) out << ',' << fmt::format("{:.6g}", p);
+      out << '\n';
+    }
+  }
 }
 
 nlohmann::json CrossValidationResult::summary() const {
@@ -900,7 +1001,23 @@ nlohmann::json CrossValidationResult::to_json() const {
     }
     json["folds"].push_back(std::move(entry));
   }
+  if (const OntologyCoverage coverage = ontology_coverage(); coverage.available) {
+    json["ontology_coverage"] = {{"fewest", coverage.fewest}, {"most", coverage.most}, {"n_cells", coverage.n_cells}};
+  }
   return json;
+}
+
+CrossValidationResult::OntologyCoverage CrossValidationResult::ontology_coverage() const {
+  OntologyCoverage coverage;
+  for (const auto& [method, metrics] : pooled) {
+    if (!metrics.ontology.available) continue;
+    const auto mapped = static_cast<std::int64_t>(metrics.ontology.n_mapped);
+    coverage.fewest = coverage.available ? std::min(coverage.fewest, mapped) : mapped;
+    coverage.most = coverage.available ? std::max(coverage.most, mapped) : mapped;
+    coverage.n_cells = static_cast<std::int64_t>(metrics.n_cells);
+    coverage.available = true;
+  }
+  return coverage;
 }
 
 std::vector<std::string> CrossValidationResult::ranked_methods() const {

@@ -564,8 +564,26 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       break;
     case CompareOn::kAuto:
       if (ontology == nullptr) {
-        evaluation.compared_on_ontology = false;
-        evaluation.compare_reason = "no ontology";
+        // Without the ontology's graph the labels' CL ids (a label map, the data's ids, the
+        // model's) still compare, when the two vocabularies differ and most cells of each have one.
+        const auto mapped_share = [](const std::vector<LabelMappingRow>& rows) {
+          std::size_t mapped = 0;
+          std::size_t all = 0;
+          for (const auto& row : rows) {
+            if (row.label == kUnassigned || row.label == kNoPrediction) continue;
+            all += row.n_cells;
+            if (row.mapped()) mapped += row.n_cells;
+          }
+          return all == 0 ? 0.0 : static_cast<double>(mapped) / static_cast<double>(all);
+        };
+        evaluation.compared_on_ontology =
+            shared_share < 0.5 && mapped_share(evaluation.truth_labels) >= 0.5 && mapped_share(evaluation.prediction_labels) >= 0.5;
+        evaluation.compare_reason =
+            evaluation.compared_on_ontology
+                ? fmt::format("{:.1f}% of the cells with a prediction are predicted a label among the truth labels; their Cell Ontology "
+                              "ids compared as they are: no ontology, so no ontology-aware metrics",
+                              100.0 * shared_share)
+                : "no ontology";
       } else {
         evaluation.compared_on_ontology = shared_share < 0.5;
         evaluation.compare_reason = fmt::format("{:.1f}% of the cells with a prediction are predicted a label among the truth labels", 100.0 * shared_share);
@@ -589,7 +607,8 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     auto& names = side == &evaluation.truth_labels ? truth_name : prediction_name;
     for (const auto& row : *side) {
       std::string name = row.label;
-      if (evaluation.compared_on_ontology && row.mapped()) name = row.cl_label.empty() ? row.cl_id : row.cl_label;
+      // (without the ontology a side's names may come from a label map and the other's not: ids)
+      if (evaluation.compared_on_ontology && row.mapped()) name = row.cl_label.empty() || ontology == nullptr ? row.cl_id : row.cl_label;
       names[row.label] = name;
       if (row.mapped()) note_id(name, row.cl_id);
     }
@@ -606,7 +625,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       return spelled == class_spelling.end() ? label : spelled->second;
     }
     LabelMappingRow row = mapping_row(label, 0, map_prediction(label).first, ontology);
-    return row.mapped() ? (row.cl_label.empty() ? row.cl_id : row.cl_label) : label;
+    return row.mapped() ? (row.cl_label.empty() || ontology == nullptr ? row.cl_id : row.cl_label) : label;
   };
 
   // ---- evaluate all cells and each group ------------------------------------------------------
@@ -863,7 +882,7 @@ std::string format_report(const DatasetEvaluation& evaluation) {
       out += '\n';
     }
   }
-  for (const auto& warning : evaluation.warnings) out += fmt::format("warning: {}\n", warning);
+  for (const auto& warning : evaluation.warnings) out += warning.starts_with(kNotePrefix) ? warning + "\n" : fmt::format("warning: {}\n", warning);
   for (std::size_t s = 0; s < evaluation.sets.size(); ++s) {
     const EvaluatedSet& set = evaluation.sets[s];
     out += s == 0 ? fmt::format("\n== all cells ==\n") : fmt::format("\n== {} = {} ==\n", evaluation.group, set.name);

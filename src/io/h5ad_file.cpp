@@ -288,9 +288,13 @@ void H5adFile::open_top_level() {
     impl_->n_vars = std::max<std::int64_t>(impl_->frame_rows("var"), 0);
   } else {
     // celltyper's own files (a model, a gene store) given where a dataset goes
-    if (const auto format = h5::string_attribute(file, "format"); format && format->rfind("celltyper-", 0) == 0) {
+    std::optional<std::string> format = h5::string_attribute(file, "format");
+    if (!format || format->rfind("celltyper-", 0) != 0) format = h5::string_attribute(file, "celltyper_format");  // (a gene store's)
+    if (format && format->rfind("celltyper-", 0) == 0) {
       throw InputError(fmt::format("{}: a {} file, not a dataset{}", path, *format,
-                                   *format == "celltyper-model" ? " (give a model with --model / -m)" : ""));
+                                   *format == "celltyper-model"        ? " (a trained model: annotate takes it with --model, inspect describes it)"
+                                   : *format == "celltyper-gene-store" ? " (a gene store: --genes takes it, genes info describes it)"
+                                                                       : ""));
     }
     throw InputError(fmt::format("{}: no matrix found: /X is missing and there is no raw/X or layer", path));
   }

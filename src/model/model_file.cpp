@@ -11,6 +11,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
+#include <fstream>
+#include <cstring>
+#include <charconv>
+#include <bit>
 #include <cmath>
 #include <exception>
 #include <filesystem>
@@ -49,8 +54,9 @@ nlohmann::json parse_json_attr(hid_t object, const char* name, const std::string
 std::string dump(const nlohmann::json& json) { return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 /// `json` without measured durations ("seconds", "fit_seconds", ...: at any depth), which differ
-/// run to run: what a model records under SOURCE_DATE_EPOCH, so that training twice writes the
-/// same bytes.
+/// run to run, nor the thread counts a fit ran with (an MLP's or XGBoost's fit report: the same
+/// weights with 1 or 2 threads): what a model records under SOURCE_DATE_EPOCH, so that training
+/// twice writes the same bytes.
 nlohmann::json without_durations(const nlohmann::json& json) {
   if (json.is_array()) {
     nlohmann::json out = nlohmann::json::array();
@@ -60,7 +66,7 @@ nlohmann::json without_durations(const nlohmann::json& json) {
   if (!json.is_object()) return json;
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [key, value] : json.items()) {
-    if (key == "seconds" || key.ends_with("_seconds")) continue;
+    if (key == "seconds" || key.ends_with("_seconds") || key == "threads") continue;  // (the machine's, not the model's)
     out[key] = without_durations(value);
   }
   return out;
@@ -416,6 +422,76 @@ nlohmann::json describe_model(const CellTypeModel& model) {
                              {"n_depth_levels", model.similarity.n_levels}}}};
 }
 
+namespace {
+
+// A model file's checksum: written into the HDF5 user block (the first kUserBlock bytes, which
+// libhdf5 leaves to the application) after the file is complete, over every byte after it, and
+// checked by load_model, so that a model damaged in transfer or on disk is refused rather than
+// predicting with altered weights. Files without one (written before 0.44) are read as before.
+constexpr std::size_t kUserBlock = 512;
+constexpr std::string_view kChecksumMagic = "celltyper-model checksum ";
+
+/// 64-bit checksum of the bytes from `offset` to the end of `path` (8-byte words multiplied and
+/// rotated, the length mixed in, SplitMix64's finaliser); nullopt when the file cannot be read.
+std::optional<std::uint64_t> file_checksum(const std::string& path, std::size_t offset) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in || !in.seekg(static_cast<std::streamoff>(offset))) return std::nullopt;
+  std::uint64_t h = 0x243F6A8885A308D3ULL;
+  std::uint64_t length = 0;
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    const auto got = static_cast<std::size_t>(in.gcount());
+    if (got == 0) break;
+    length += got;
+    std::size_t i = 0;
+    for (; i + 8 <= got; i += 8) {
+      std::uint64_t word = 0;
+      std::memcpy(&word, buffer.data() + i, 8);
+      h = std::rotl(h ^ (word * 0x9E3779B97F4A7C15ULL), 29) * 0xBF58476D1CE4E5B9ULL;
+    }
+    if (i < got) {  // (only the file's last block has a tail)
+      std::uint64_t word = 0;
+      std::memcpy(&word, buffer.data() + i, got - i);
+      h = std::rotl(h ^ (word * 0x9E3779B97F4A7C15ULL), 29) * 0xBF58476D1CE4E5B9ULL;
+    }
+  }
+  if (in.bad()) return std::nullopt;
+  h ^= length;
+  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
+  h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
+  return h ^ (h >> 31);
+}
+
+void write_checksum(const std::string& temporary, const std::string& path) {
+  const auto checksum = file_checksum(temporary, kUserBlock);
+  std::fstream out(temporary, std::ios::binary | std::ios::in | std::ios::out);
+  const std::string header = fmt::format("{}{:016x}\n", kChecksumMagic, checksum.value_or(0));
+  if (!checksum || !out || !out.write(header.data(), static_cast<std::streamsize>(header.size())) || !out.flush()) {
+    std::error_code ignored;
+    std::filesystem::remove(temporary, ignored);
+    throw IoError(fmt::format("{}: cannot write (disk full?)", path));
+  }
+}
+
+/// Refuse a model whose bytes differ from those its checksum was written over.
+void verify_checksum(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string header(kChecksumMagic.size() + 17, '\0');
+  if (!in.read(header.data(), static_cast<std::streamsize>(header.size())) || !header.starts_with(kChecksumMagic)) return;  // (none)
+  const std::string hex = header.substr(kChecksumMagic.size(), 16);
+  std::uint64_t recorded = 0;
+  const auto [end, error] = std::from_chars(hex.data(), hex.data() + hex.size(), recorded, 16);
+  const auto actual = file_checksum(path, kUserBlock);
+  if (error != std::errc() || end != hex.data() + hex.size() || !actual || *actual != recorded) {
+    throw InputError(fmt::format("{}: the model file is damaged: its bytes differ from those it was written with (checksum {:016x}, "
+                                 "recorded {}): copied incompletely or altered in transfer or on disk? Copy it again, or train it again",
+                                 path, actual.value_or(0), hex));
+  }
+}
+
+}  // namespace
+
 void save_model(const CellTypeModel& model, const std::string& path) {
   if (!model.classifier || !model.classifier->trained()) throw InputError("save_model: the model has no trained classifier");
   if (model.features != kFeaturesGenept && model.features != kFeaturesExpression) {
@@ -427,7 +503,9 @@ void save_model(const CellTypeModel& model, const std::string& path) {
   {
     auto lock = h5::hdf5_lock();
     h5::silence_hdf5_errors();
-    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, h5::untimed_file_plist().get(), H5P_DEFAULT));
+    Handle creation = h5::untimed_file_plist();
+    H5Pset_userblock(creation.get(), kUserBlock);  // (the checksum's place)
+    Handle file(H5Fcreate(temporary.c_str(), H5F_ACC_EXCL, creation.get(), H5P_DEFAULT));
     if (!file) throw IoError(fmt::format("cannot create {} (directory missing or not writable?)", temporary));
     try {
       const hid_t root = file.get();
@@ -507,6 +585,7 @@ void save_model(const CellTypeModel& model, const std::string& path) {
       throw;
     }
   }
+  write_checksum(temporary, path);
   output.commit();
 }
 
@@ -551,6 +630,7 @@ CellTypeModel load_model(const std::string& path) {
     throw InputError(fmt::format("{}: model format version {} is newer than this celltyper reads ({}); upgrade celltyper", path,
                                  version.front(), kModelFormatVersion));
   }
+  verify_checksum(path);
   CellTypeModel model;
   try {
     model.provenance = parse_json_attr(root, "provenance_json", path);

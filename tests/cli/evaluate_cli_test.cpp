@@ -222,6 +222,24 @@ class EvaluateCli : public ::testing::Test {
   static inline test::TempDir* dir_ = nullptr;
 };
 
+TEST_F(EvaluateCli, WithoutTheOntologyALabelMapStillComparesOnCellOntologyIds) {
+  // A machine without the Cell Ontology (none installed, none given): the label map gives the
+  // truth CL ids and the model gave its classes', so the flat metrics compare the ids (the
+  // accuracy the ontology's run gives) instead of two vocabularies (accuracy 0).
+  const auto with = test::run_cli(evaluate_args({"--json", "-"}));
+  ASSERT_EQ(with.exit_code, 0) << with.err;
+  const auto without = test::run_cli({"evaluate", "--input", annotated_, "--truth", "obs:bulk_labels", "--no-ontology", "--label-map", label_map_,
+                                      "--label-dataset", "pbmc68k_reduced", "--json", "-"});
+  ASSERT_EQ(without.exit_code, 0) << without.err;
+  const nlohmann::json on_ontology = nlohmann::json::parse(with.out);
+  const nlohmann::json on_ids = nlohmann::json::parse(without.out);
+  EXPECT_EQ(on_ids["compared_on"], "ontology") << on_ids["compare_reason"];
+  EXPECT_NE(on_ids["compare_reason"].get<std::string>().find("no ontology, so no ontology-aware metrics"), std::string::npos);
+  EXPECT_NEAR(on_ids["overall"]["accuracy"].get<double>(), on_ontology["overall"]["accuracy"].get<double>(), 1e-12);
+  EXPECT_GT(on_ids["overall"]["accuracy"].get<double>(), 0.3);
+  EXPECT_TRUE(on_ids["overall"]["ontology"].is_null()) << on_ids["overall"]["ontology"].dump();  // (no ontology-aware metrics)
+}
+
 TEST_F(EvaluateCli, Pbmc3kToPbmc68kMatchesIndependentComputation) {
   const test::TempDir out;
   const auto start = std::chrono::steady_clock::now();

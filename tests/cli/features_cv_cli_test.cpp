@@ -199,6 +199,85 @@ TEST(CvCli, SavercatLeaveOneTechOut) {
   EXPECT_NE(missing.err.find("'donor'"), std::string::npos) << missing.err;
 }
 
+TEST(CvCli, PredictionsAndProbabilitiesAreEachCellsOutOfFoldOnes) {
+  CELLTYPER_REQUIRE_SHARED(reference, "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad");
+  CELLTYPER_REQUIRE_SHARED(ontology, "cell-ontology/cl-basic.obo");
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  if (test::run_program({test::system_python(), "-c", "import anndata, pandas"}).exit_code != 0) {
+    GTEST_SKIP() << "no python3 with anndata and pandas (scripts/test.sh installs them)";
+  }
+  test::TempDir dir;
+  const auto cv = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--classifier", "logreg,knn", "--n-genes",
+                                 "1000", "--gene-table", table, "--label-map", label_map, "--label-dataset", "savercat-pbmc-3tech",
+                                 "--ontology", ontology, "--hierarchical", "--json", dir.file("cv.json"), "--predictions",
+                                 dir.file("pred.csv"), "--probabilities", dir.file("prob.csv"), "-q"});
+  ASSERT_EQ(cv.exit_code, 0) << cv.err;
+  // Read back with pandas: every labelled cell once under its obs name, its fold and label as in
+  // the file; each method's accuracy per fold is the JSON's; the probabilities' best class is the
+  // flat prediction and its probability the score; rows sum to 1.
+  const std::string check = fmt::format(
+      "import json, anndata, numpy as np, pandas as pd\n"
+      "cv = json.load(open('{0}'))\n"
+      "pred = pd.read_csv('{1}', index_col='obs_name', keep_default_na=False)\n"
+      "prob = pd.read_csv('{2}', keep_default_na=False)\n"
+      "obs = anndata.read_h5ad('{3}', backed='r').obs\n"
+      "assert len(pred) == 2000 and pred.index.is_unique, len(pred)\n"
+      "assert list(pred.columns[:3]) == ['reference', 'fold', 'truth'], list(pred.columns)\n"
+      "assert (pred['reference'] == '{3}').all()\n"
+      "assert list(pred['fold']) == list(obs.loc[pred.index, 'tech'].astype(str))\n"
+      "assert list(pred['truth']) == list(obs.loc[pred.index, 'celltype'].astype(str))\n"
+      "assert [c for c in pred.columns[3:] if not c.endswith('_score')] == cv['methods'], list(pred.columns)\n"
+      "for fold in cv['folds']:\n"
+      "    cells = pred[pred['fold'] == fold['group']]\n"
+      "    for m in cv['methods']:\n"
+      "        acc = (cells[m] == cells['truth']).mean() if not m.endswith('+hierarchical') else None\n"
+      "        if acc is not None: assert abs(acc - fold['methods'][m]['accuracy']) < 1e-12, (fold['group'], m, acc)\n"
+      "flat = [m for m in cv['methods'] if not m.endswith('+hierarchical')]\n"
+      "assert sorted(set(prob['method'])) == sorted(flat), set(prob['method'])\n"
+      "classes = list(prob.columns[4:])\n"
+      "assert sorted(classes) == ['B cells', 'Monocytes', 'T/NK cells'], classes\n"
+      "for m in flat:\n"
+      "    p = prob[prob['method'] == m].set_index('obs_name')\n"
+      "    assert list(p.index) == list(pred.index)\n"
+      "    values = p[classes].to_numpy()\n"
+      "    assert np.allclose(values.sum(axis=1), 1, atol=1e-4)\n"
+      "    assert (p[classes].idxmax(axis=1) == pred[m]).all(), m\n"
+      "    assert np.allclose(values.max(axis=1), pred[m + '_score'], atol=1e-5), m\n"
+      "assert cv['ontology_coverage'] == {{'fewest': 2000, 'most': 2000, 'n_cells': 2000}}, cv['ontology_coverage']\n"
+      "print('out-of-fold CSVs: %d cells, %d methods, %d probability rows' % (len(pred), len(cv['methods']), len(prob)))\n",
+      dir.file("cv.json"), dir.file("pred.csv"), dir.file("prob.csv"), reference);
+  const auto read = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(read.exit_code, 0) << read.err << read.out;
+  std::printf("%s", read.out.c_str());
+  // Without the label map 'T/NK cells' has no CL id: the table says how many cells the ontology
+  // columns describe, as the JSON's ontology_coverage (the pooled n_mapped, fewest to most).
+  const auto unmapped = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--classifier", "logreg,knn",
+                                       "--n-genes", "1000", "--gene-table", table, "--ontology", ontology, "--json", dir.file("cv2.json"),
+                                       "-q"});
+  ASSERT_EQ(unmapped.exit_code, 0) << unmapped.err;
+  std::ifstream in(dir.file("cv2.json"));
+  const auto json = nlohmann::json::parse(in);
+  std::int64_t fewest = 2000;
+  std::int64_t most = 0;
+  for (const auto& method : json["methods"]) {
+    const auto mapped = json["pooled"][method.get<std::string>()]["ontology"]["n_mapped"].get<std::int64_t>();
+    fewest = std::min(fewest, mapped);
+    most = std::max(most, mapped);
+  }
+  ASSERT_LT(fewest, 2000);
+  EXPECT_EQ(json["ontology_coverage"], nlohmann::json({{"fewest", fewest}, {"most", most}, {"n_cells", 2000}}));
+  const std::string said = fmt::format("labels without a Cell Ontology id (left out of the ontology metrics): T/NK cells; corr-mF1, hF and LCA "
+                                       "describe {} of the 2000 held-out cells",
+                                       fewest == most ? std::to_string(most) : fmt::format("{}-{}", fewest, most));
+  EXPECT_NE(unmapped.out.find(said), std::string::npos) << unmapped.out;
+  // An output in a missing folder is refused before the work (exit 3, as every output).
+  const auto bad = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--gene-table", table, "--no-ontology",
+                                  "--predictions", dir.file("no/such/folder/pred.csv")});
+  EXPECT_EQ(bad.exit_code, 3) << bad.err;
+  EXPECT_NE(bad.err.find("no/such/folder"), std::string::npos) << bad.err;
+}
+
 TEST(CvCli, NSplitsStratifiesCellsOrPoolsGroupsIntoKFolds) {
   CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   CELLTYPER_REQUIRE_SHARED(savercat, "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad");

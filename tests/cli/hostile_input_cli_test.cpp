@@ -338,13 +338,17 @@ TEST(HostileCli, SigtermMidWriteLeavesNothing) { expect_kill_leaves_nothing(SIGT
 TEST(HostileCli, SigintMidWriteLeavesNothing) { expect_kill_leaves_nothing(SIGINT); }
 
 /// Set element 0 of /classifier/float64_weights (logistic regression) in `model` to `value` ("nan", "inf"), with h5py.
-void poison_model(const std::string& model, const std::string& value) {
+/// Set the model's first classifier weight to `value` through HDF5 (the checksum is left as it
+/// was, or with `strip_checksum` cleared, as in a model written before checksums).
+void poison_model(const std::string& model, const std::string& value, bool strip_checksum = false) {
   const std::string script = fmt::format(
       "import h5py, numpy as np\n"
-      "with h5py.File('{}', 'r+') as f:\n"
+      "with h5py.File('{0}', 'r+') as f:\n"
       "    d = f['classifier']['float64_weights']\n"
-      "    v = d[()].ravel(); v[0] = float('{}'); d[...] = v.reshape(d.shape)\n",
-      model, value);
+      "    v = d[()].ravel(); v[0] = float('{1}'); d[...] = v.reshape(d.shape)\n"
+      "if {2}:\n"
+      "    with open('{0}', 'r+b') as f: f.write(bytes(64))\n",
+      model, value, strip_checksum ? "True" : "False");
   const auto run = test::run_program({test::system_python(), "-c", script});
   ASSERT_EQ(run.exit_code, 0) << run.err;
 }
@@ -380,14 +384,28 @@ TEST(HostileCli, SilentWrongAnswersAreRefused) {
   const auto unsorted = test::run_cli(with(embed, test::fixture("hostile/csr_unsorted_indices.h5ad")));
   ASSERT_EQ(unsorted.exit_code, 0) << unsorted.err;
   EXPECT_EQ(test::read_file(world.dir.file("e.npy")), sorted_bytes);
-  // A model with a NaN (or Inf) classifier parameter.
+  // A model with a NaN (or Inf) classifier parameter: its checksum no longer holds; without one
+  // (a model written before checksums) the non-finite value is named.
   for (const std::string bad : {"nan", "inf"}) {
     const std::string poisoned = world.dir.file("poisoned.h5");
     fs::copy_file(world.model, poisoned, fs::copy_options::overwrite_existing);
     poison_model(poisoned, bad);
     const auto result = test::run_cli(world.annotate({"-m", poisoned, "-o", world.dir.file("p.h5ad")}));
     // annotate() already passes the good model first: average of two, one poisoned.
-    expect_one_line(result, 2, poisoned + ": /classifier/float64_weights has a non-finite value (" + bad + ") at index 0");
+    expect_one_line(result, 2, poisoned + ": the model file is damaged: its bytes differ from those it was written with");
+    fs::copy_file(world.model, poisoned, fs::copy_options::overwrite_existing);
+    poison_model(poisoned, bad, true);
+    const auto unchecked = test::run_cli(world.annotate({"-m", poisoned, "-o", world.dir.file("p.h5ad")}));
+    expect_one_line(unchecked, 2, poisoned + ": /classifier/float64_weights has a non-finite value (" + bad + ") at index 0");
+  }
+  // A finite weight altered (a flipped bit in transfer): nothing else would notice.
+  {
+    const std::string altered = world.dir.file("altered.h5");
+    fs::copy_file(world.model, altered, fs::copy_options::overwrite_existing);
+    poison_model(altered, "0.125");
+    expect_one_line(test::run_cli({"inspect", altered}), 2, altered + ": the model file is damaged");
+    // the intact model still loads (inspect: exit 0), and a copy of it too
+    EXPECT_EQ(test::run_cli({"inspect", world.model}).exit_code, 0);
   }
   EXPECT_FALSE(fs::exists(world.dir.file("p.h5ad")));
 }

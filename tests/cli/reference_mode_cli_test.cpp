@@ -231,7 +231,8 @@ TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
   // query's model not; the sample is annotated as with the new model, nothing judged.
   const auto stripped = test::run_program({test::system_python(), "-c",
                                            fmt::format("import h5py, shutil\nshutil.copy('{0}', '{1}')\nf = h5py.File('{1}', 'a')\n"
-                                                       "del f['similarity']\nf.close()\n",
+                                                       "del f['similarity']\nf.close()\n"
+                                                       "with open('{1}', 'r+b') as f: f.write(bytes(64))\n",  // (and no checksum)
                                                        dir.file("model.h5"), dir.file("old.h5"))});
   ASSERT_EQ(stripped.exit_code, 0) << stripped.err;
   const auto old = test::run_cli({"annotate", "-m", dir.file("old.h5"), "-i", dir.file("joined.h5ad"), "--csv", dir.file("old.csv"), "-o",

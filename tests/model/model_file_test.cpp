@@ -153,15 +153,20 @@ TEST(ModelFile, CorruptTruncatedForeignAndFutureFilesFailClearly) {
   std::filesystem::copy_file(good, dir.file("broken.h5"));
   const std::string script = fmt::format(
       "import h5py, numpy as np\n"
-      "f = h5py.File('{}', 'r+'); f.attrs['version'] = np.array([99], dtype='int64'); f.close()\n"
-      "f = h5py.File('{}', 'r+'); w = f['classifier/float64_weights'][:]; del f['classifier/float64_weights']\n"
-      "f['classifier/float64_weights'] = w[:-1]; f.close()\n",
-      dir.file("future.h5"), dir.file("broken.h5"));
+      "f = h5py.File('{0}', 'r+'); f.attrs['version'] = np.array([99], dtype='int64'); f.close()\n"
+      "f = h5py.File('{1}', 'r+'); w = f['classifier/float64_weights'][:]; del f['classifier/float64_weights']\n"
+      "f['classifier/float64_weights'] = w[:-1]; f.close()\n"
+      "import shutil; shutil.copy('{1}', '{2}')\n"
+      "with open('{2}', 'r+b') as f: f.write(bytes(64))\n",  // (a model written before checksums: cleared)
+      dir.file("future.h5"), dir.file("broken.h5"), dir.file("unchecked.h5"));
   const auto run = test::run_program({test::system_python(), "-c", script});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_EQ(error_of(dir.file("future.h5")),
             dir.file("future.h5") + fmt::format(": model format version 99 is newer than this celltyper reads ({}); upgrade celltyper", kModelFormatVersion));
-  EXPECT_EQ(error_of(dir.file("broken.h5")), dir.file("broken.h5") + ": logistic regression weights are missing or not 3 x 5");
+  const std::string altered = error_of(dir.file("broken.h5"));
+  EXPECT_EQ(altered.rfind(dir.file("broken.h5") + ": the model file is damaged: its bytes differ from those it was written with (checksum ", 0), 0u)
+      << altered;
+  EXPECT_EQ(error_of(dir.file("unchecked.h5")), dir.file("unchecked.h5") + ": logistic regression weights are missing or not 3 x 5");
 }
 
 }  // namespace

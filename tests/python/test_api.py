@@ -914,6 +914,14 @@ def test_cv_of_an_anndata_equals_the_cli_and_gives_each_cells_out_of_fold_label(
             assert per_class.loc[(fold, method, row["label"]), "support"] == row["support"]
     pooled_support = per_class.xs(("pooled", "logreg:expression"), level=["fold", "method"])["support"]
     assert pooled_support.to_dict() == savercat.obs["celltype"].astype(str).value_counts().to_dict()
+    # out-of-fold class probabilities of each flat method: the prediction is the best class, the score its probability
+    assert list(result.probabilities) == document["methods"]
+    for method, probabilities in result.probabilities.items():
+        assert list(probabilities.index) == list(predictions.index)
+        assert sorted(probabilities.columns) == ["B cells", "Monocytes", "T/NK cells"]
+        assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+        assert (probabilities.idxmax(axis=1) == predictions[method].astype(str)).all()
+        assert np.allclose(probabilities.max(axis=1), result.scores[method], atol=1e-6)
 
 
 @needs_data
@@ -966,6 +974,26 @@ def test_cv_in_k_stratified_folds_equals_the_cli(pbmc3k):
     assert any("stratified by label" in note for note in result.notes)
     with pytest.raises(ValueError, match="cv needs group="):
         celltyper.cv(pbmc3k, label="celltype")
+
+
+@needs_data
+def test_cv_probabilities_are_zero_for_a_class_a_folds_model_never_saw(pbmc3k):
+    """A class only one group holds: the model of the fold holding it out lacks it, so its cells' probability of it is 0
+    there (the union of the folds' classes are the columns), and `+hierarchical` rows have no probabilities."""
+    adata = pbmc3k[::3].copy()
+    platelet = (adata.obs["celltype"] == "Platelet").to_numpy()
+    adata.obs["batch"] = np.where(platelet, "b1", np.array(["b1", "b2"])[np.arange(adata.n_obs) % 2])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = celltyper.cv(adata, label="celltype", group="batch", hierarchical=True,
+                              label_map=os.path.join(DATA, "label_map_to_cell_ontology.tsv"), label_dataset="pbmc3k-seurat-labels", threads=2)
+    assert list(result.probabilities) == ["logreg:expression"]  # (one configuration: no ensemble; no +hierarchical)
+    probabilities = result.probabilities["logreg:expression"]
+    assert "Platelet" in probabilities.columns and len(probabilities) == adata.n_obs
+    fold = result.predictions["fold"].astype(str)
+    assert (probabilities.loc[(fold == "b1").to_numpy(), "Platelet"] == 0).all()  # (b2's cells taught b1's model: no platelet)
+    assert (probabilities.loc[(fold == "b2").to_numpy(), "Platelet"] > 0).all()
+    assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
 
 
 @needs_data
