@@ -5,7 +5,7 @@
 // (NaN, huge, negative, out-of-range codes), a dataset replaced by one of another length or type,
 // an attribute replaced by a chosen string or number, a link deleted. celltyper then loads the
 // model and, when it loads, annotates a few cells with it. Anything but a celltyper::Error is a
-// finding.
+// finding. The edit breaks the file's checksum, which most inputs then clear (see edit()).
 #include <celltyper/annotate.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/memory_dataset.hpp>
@@ -236,6 +236,14 @@ void edit(const std::string& path, Choices& in) {
     }
   }
   H5Fclose(file);
+  // The edit changed the bytes the model's checksum covers: clear the checksum (as a model written
+  // before checksums) so that the loader's own checks are reached; an eighth of the inputs keep it
+  // (the damaged-file refusal).
+  if (in.below(8) != 7) {  // (an exhausted input reads 0: cleared)
+    std::fstream out(path, std::ios::binary | std::ios::in | std::ios::out);
+    const std::string zeros(64, '\0');
+    out.write(zeros.data(), static_cast<std::streamsize>(zeros.size()));
+  }
 }
 
 }  // namespace

@@ -348,7 +348,9 @@ struct RecordedGeneTable {
 /// installed) serves only when it gives at least 90% of the models' genes (their symbols) the ids
 /// the models were trained with; else the models' own genes (models_gene_table: their symbols and
 /// Ensembl ids) resolve the query, since the default's ids would match other genes. Either way a
-/// warning names the missing table. Every other model: nullopt and no message.
+/// warning names the missing table (comparing by symbol, else by Ensembl id). A recorded
+/// org.Hs.eg.sqlite is the default table of the machine the model was trained on: nullopt, no
+/// message, as for every other model.
 RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeModel*>& models,
                                              const std::function<const GeneTable*()>& standard);
 

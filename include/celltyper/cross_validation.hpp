@@ -73,9 +73,12 @@ struct CrossValidationOptions {
   /// file whose groups measured different panels is scored the way users would annotate.
   /// Combined with `train.restrict_genes` (intersection) when both are set.
   bool restrict_to_held_out_genes = false;
-  /// Keep what a report draws: the held-out cells' truth and every method's prediction, and the
-  /// genept cell embeddings of the held-out cells (from the first genept configuration).
+  /// Keep every held-out cell's truth, prediction, score and (flat methods) class probabilities
+  /// (`result.held_out`: cv --predictions / --probabilities, a report, Python's tables).
   bool keep_held_out = false;
+  /// With keep_held_out, also the genept cell embeddings of the held-out cells (from the first
+  /// genept configuration): the report's cell map.
+  bool keep_held_out_map = false;
   std::function<void(const std::string&)> log;
 };
 

@@ -87,6 +87,9 @@ struct RankingMetrics {
   std::vector<TopKAccuracy> top_k;      ///< in the order of EvaluationOptions::top_k
   double mean_reciprocal_rank = 0.0;    ///< mean over cells of 1 / rank of the true class
   std::size_t n_truth_not_in_classes = 0;  ///< cells whose truth label is not a column
+  /// cells whose probabilities are all 0 (no model gene: predicted Unassigned): misses at every
+  /// k, reciprocal rank 0 (their order of tied zeros ranks nothing)
+  std::size_t n_without_probabilities = 0;
 };
 
 /// Ontology-aware metrics over the cells whose truth and prediction both map to CL.

@@ -1192,8 +1192,9 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
         _warn(message)
         said.append(message)
     if len(references) > 1 and not index.is_unique:
-        message = ("obs names repeat across the references (10x barcodes of different samples?): .predictions and .scores are indexed "
-                   "by obs name; select a reference's cells by the 'reference' column")
+        message = ("obs names repeat across the references (10x barcodes of different samples?): .predictions, .scores and "
+                   ".probabilities are indexed by obs name; select a reference's cells by .predictions['reference'] (the three "
+                   "share its row order)")
         _warn(message)
         said.append(message)
     return CrossValidationResult(folds=fold_table, mean=mean, pooled=pooled, predictions=predictions, scores=scores, per_class=per_class,

@@ -345,6 +345,7 @@ py::tuple cross_validate_cells(const py::list& references, const py::dict& optio
   cv.folds = option<std::vector<std::string>>(options, "folds", {});
   cv.n_splits = option<int>(options, "n_splits", 0);
   cv.keep_held_out = true;
+  cv.keep_held_out_map = !option<std::string>(options, "report", "").empty();
   cv.log = cv.train.log;
   const std::string restrict_genes = option<std::string>(options, "restrict_genes", "");
   const std::string report = option<std::string>(options, "report", "");

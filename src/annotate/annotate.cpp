@@ -1727,6 +1727,9 @@ RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeMod
   const std::string standard_path = default_gene_table_path();
   std::error_code error;
   if (recorded.empty() || recorded == standard_path || !std::filesystem::path(recorded).is_absolute()) return chosen;
+  // The default table of the machine the model was trained on (org.Hs.eg.db's, elsewhere
+  // installed): this machine's default serves, as for every model, without a word.
+  if (std::filesystem::path(recorded).filename() == "org.Hs.eg.sqlite") return chosen;
   if (!standard_path.empty() && std::filesystem::equivalent(recorded, standard_path, error)) return chosen;
   std::string why;  // why the recorded table cannot serve
   if (!std::filesystem::is_regular_file(recorded, error)) {
@@ -1750,10 +1753,11 @@ RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeMod
   const GeneTable* fallback = standard ? standard() : nullptr;
   std::size_t named = 0;
   std::size_t agree = 0;
-  for (const Gene& gene : own.genes()) {
-    if (gene.symbol.empty()) continue;
+  for (const Gene& gene : own.genes()) {  // (by symbol, else by the first Ensembl id)
+    const std::string_view ensembl = gene.ensembl_ids.empty() ? std::string_view() : std::string_view(gene.ensembl_ids.front());
+    if (gene.symbol.empty() && ensembl.empty()) continue;
     ++named;
-    const std::int32_t found = fallback != nullptr ? fallback->find_symbol(gene.symbol) : -1;
+    const std::int32_t found = fallback == nullptr ? -1 : !gene.symbol.empty() ? fallback->find_symbol(gene.symbol) : fallback->find_ensembl(ensembl);
     if (found >= 0 && fallback->gene(found).entrez_id == gene.entrez_id) ++agree;
   }
   const double share = named > 0 ? static_cast<double>(agree) / static_cast<double>(named) : 0.0;

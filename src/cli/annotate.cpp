@@ -282,11 +282,14 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
         return standard ? &*standard : nullptr;
       });
     }
-    if (recorded.warning) {
-      print_warnings({recorded.message}, global.quiet);
-    } else if (!recorded.message.empty() && !global.quiet) {
-      fmt::print(stderr, "{}\n", recorded.message);
-    }
+    // What is said before the annotation (the gene table, the reference's training, the ontology):
+    // printed as it happens and kept for --json's warnings, as the Python result's.
+    std::vector<std::string> said;
+    const auto say = [&](std::vector<std::string> messages) {
+      print_warnings(messages, global.quiet);
+      said.insert(said.end(), messages.begin(), messages.end());
+    };
+    if (!recorded.message.empty()) say({recorded.message});
     if (recorded.table) {
       table = std::move(*recorded.table);
     } else if (standard) {
@@ -352,7 +355,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    trained.model.features == kFeaturesExpression ? trained.model.panel.size() : trained.model.genes.size(),
                    trained.n_shared_genes, trained.n_reference_genes, seconds);
       }
-      print_warnings(trained.warnings, global.quiet);
+      say(trained.warnings);
       if (!args->save_model.empty()) save_model(trained.model, args->save_model);
       models.push_back(std::move(trained.model));
     }
@@ -367,11 +370,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
           loaded_ontology = load_ontology(path);
           args->options.ontology = &loaded_ontology;
         } catch (const Error& error) {
-          print_warnings({fmt::format("the Cell Ontology could not be read, so obs celltyper_ontology_name is left out: {}", error.what())},
-                         global.quiet);
+          say({fmt::format("the Cell Ontology could not be read, so obs celltyper_ontology_name is left out: {}", error.what())});
         }
       } else {
-        print_warnings({std::string(kNoOntologyForNamesWarning)}, global.quiet);
+        say({std::string(kNoOntologyForNamesWarning)});
       }
     }
     ProgressBar bar("annotate", "cells", 0, progress_enabled(global.quiet));
@@ -412,7 +414,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
         summary["n_similarity_judged"] = annotation.n_similarity_judged;
         summary["n_unlike_reference"] = annotation.n_unlike_reference;
       }
-      summary["warnings"] = annotation.warnings;
+      std::vector<std::string> warnings = said;
+      warnings.insert(warnings.end(), annotation.warnings.begin(), annotation.warnings.end());
+      summary["warnings"] = warnings;
       summary["models"] = nlohmann::json::array();
       for (const ModelUse& use : annotation.models) summary["models"].push_back(to_json(use));
       summary["panel_groups"] = nlohmann::json::array();

@@ -152,7 +152,8 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       }
     }
     options.ensemble = !args->no_ensemble;
-    options.keep_held_out = !args->report.empty() || !args->png.empty() || !args->predictions.empty() || !args->probabilities.empty();
+    options.keep_held_out_map = !args->report.empty() || !args->png.empty();
+    options.keep_held_out = options.keep_held_out_map || !args->predictions.empty() || !args->probabilities.empty();
     Ontology ontology;
     if (!args->no_ontology) {
       const std::string path = default_ontology_path(args->ontology);

@@ -204,7 +204,7 @@ HeldOutPrediction average(const std::vector<const HeldOutPrediction*>& members) 
 /// The folds' probabilities of one method stacked (rows in fold order) over the union of their
 /// classes (first-seen order): a class a fold's model lacks is 0, as is every probability of a
 /// cell without any model gene.
-ProbabilityMatrix stack_folds(const std::vector<HeldOutPrediction>& folds) {
+ProbabilityMatrix stack_folds(std::vector<HeldOutPrediction>&& folds) {
   ProbabilityMatrix stacked;
   std::map<std::string, std::size_t> column;
   std::size_t n = 0;
@@ -217,7 +217,7 @@ ProbabilityMatrix stack_folds(const std::vector<HeldOutPrediction>& folds) {
   const std::size_t width = stacked.class_names.size();
   stacked.values.assign(n * width, 0.0F);
   std::size_t row = 0;
-  for (const auto& fold : folds) {
+  for (auto& fold : folds) {
     const std::size_t c = fold.class_names.size();
     std::vector<std::size_t> to(c);
     for (std::size_t k = 0; k < c; ++k) to[k] = column.at(fold.class_names[k]);
@@ -225,6 +225,7 @@ ProbabilityMatrix stack_folds(const std::vector<HeldOutPrediction>& folds) {
       if (fold.empty[i] != 0) continue;
       for (std::size_t k = 0; k < c; ++k) stacked.values[row * width + to[k]] = fold.probabilities[i * c + k];
     }
+    std::vector<float>().swap(fold.probabilities);  // (freed as it is copied)
   }
   return stacked;
 }
@@ -340,7 +341,24 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     const Column* filter = options.filter_column.empty() ? nullptr : &obs.at(options.filter_column, where);
     ReferenceCells cells;
     cells.path = path;
-    if (options.keep_held_out) cells.names = obs.index;
+    if (options.keep_held_out) {
+      cells.names = obs.index;
+      std::vector<std::string> sorted = cells.names;
+      std::sort(sorted.begin(), sorted.end());
+      std::size_t repeats = 0;
+      std::string example;
+      for (std::size_t i = 1; i < sorted.size(); ++i) {
+        if (sorted[i] != sorted[i - 1]) continue;
+        ++repeats;
+        if (example.empty()) example = sorted[i];
+      }
+      if (repeats > 0) {
+        result.warnings.push_back(fmt::format("{}: {} obs name{} repeat{} an earlier one's (e.g. '{}'): the out-of-fold tables name cells "
+                                              "by obs name (cv --predictions / --probabilities, Python's .predictions), which then "
+                                              "names several cells; make them unique (anndata's obs_names_make_unique) to join them back",
+                                              path, repeats, repeats == 1 ? "" : "s", repeats == 1 ? "s" : "", example));
+      }
+    }
     const auto n = static_cast<std::size_t>(dataset->n_obs());
     cells.labels.resize(n);
     cells.groups.resize(n);
@@ -502,7 +520,8 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   std::map<std::string, std::vector<HeldOutPrediction>> fold_probabilities;  // flat methods' per fold (keep_held_out)
   const auto genept = std::find_if(options.configurations.begin(), options.configurations.end(),
                                    [](const CvModelConfig& config) { return config.features == kFeaturesGenept; });
-  const std::string map_configuration = options.keep_held_out && genept != options.configurations.end() ? genept->name() : "";
+  const std::string map_configuration =
+      options.keep_held_out && options.keep_held_out_map && genept != options.configurations.end() ? genept->name() : "";
 
   std::vector<std::string> skipped;  // why folds could not train
   // A method's training warning that folds repeat (a small class in every fold) is said once, with
@@ -850,7 +869,6 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
         probabilities.class_names = prediction.class_names;
         probabilities.values = prediction.probabilities;
         evaluation.probabilities = &probabilities;
-        if (options.keep_held_out) fold_probabilities[method].push_back(prediction);
       }
       CvMethodResult& scored = fold_result.methods[method];
       scored.metrics = evaluate(truth, predicted, evaluation);
@@ -866,6 +884,10 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     }
     pooled_truth.insert(pooled_truth.end(), truth.begin(), truth.end());
     if (options.keep_held_out) {
+      for (const auto& method : result.methods) {  // (the flat methods' probabilities: the +hierarchical rows read them above)
+        const auto flat = predictions.find(method);
+        if (flat != predictions.end()) fold_probabilities[method].push_back(std::move(flat->second));
+      }
       result.held_out.fold.insert(result.held_out.fold.end(), truth.size(), fold);
       result.held_out.reference.insert(result.held_out.reference.end(), truth_reference.begin(), truth_reference.end());
       result.held_out.row.insert(result.held_out.row.end(), truth_row.begin(), truth_row.end());
@@ -890,7 +912,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   if (options.keep_held_out) {
     result.held_out.truth = std::move(pooled_truth);
     result.held_out.predictions = std::move(pooled_predictions);
-    for (const auto& [method, folds_of_method] : fold_probabilities) result.held_out.probabilities[method] = stack_folds(folds_of_method);
+    for (auto& [method, folds_of_method] : fold_probabilities) result.held_out.probabilities[method] = stack_folds(std::move(folds_of_method));
   }
   return result;
 }

@@ -141,6 +141,10 @@ RankingMetrics ranking_metrics(const std::vector<std::string>& truth, const Prob
       ++ranking.n_truth_not_in_classes;
       continue;
     }
+    if (std::all_of(row, row + n_classes, [](float p) { return p == 0.0F; })) {
+      ++ranking.n_without_probabilities;
+      continue;
+    }
     const std::size_t column = found->second;
     const float value = row[column];
     std::size_t rank = 1;
@@ -337,7 +341,8 @@ nlohmann::json to_json(const EvaluationResult& result) {
     for (const auto& entry : result.ranking.top_k) top_k[std::to_string(entry.k)] = entry.accuracy;
     json["ranking"] = {{"top_k_accuracy", std::move(top_k)},
                        {"mean_reciprocal_rank", result.ranking.mean_reciprocal_rank},
-                       {"n_truth_not_in_classes", result.ranking.n_truth_not_in_classes}};
+                       {"n_truth_not_in_classes", result.ranking.n_truth_not_in_classes},
+                       {"n_without_probabilities", result.ranking.n_without_probabilities}};
   } else {
     json["ranking"] = nullptr;
   }
@@ -402,6 +407,10 @@ std::string format_report(const EvaluationResult& result) {
     if (result.ranking.n_truth_not_in_classes > 0) {
       out += fmt::format("({} cells have a truth label that is not a probability column)\n",
                          result.ranking.n_truth_not_in_classes);
+    }
+    if (result.ranking.n_without_probabilities > 0) {
+      out += fmt::format("({} cells have no probabilities (no model gene, Unassigned): misses at every k)\n",
+                         result.ranking.n_without_probabilities);
     }
   }
 

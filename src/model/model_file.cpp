@@ -474,20 +474,21 @@ void write_checksum(const std::string& temporary, const std::string& path) {
   }
 }
 
-/// Refuse a model whose bytes differ from those its checksum was written over.
-void verify_checksum(const std::string& path) {
+/// Why a model's bytes differ from those its checksum was written over ("" when they do not, or
+/// the file has no checksum). Read without the HDF5 lock (a whole read of the file).
+std::string checksum_damage(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::string header(kChecksumMagic.size() + 17, '\0');
-  if (!in.read(header.data(), static_cast<std::streamsize>(header.size())) || !header.starts_with(kChecksumMagic)) return;  // (none)
+  if (!in.read(header.data(), static_cast<std::streamsize>(header.size())) || !header.starts_with(kChecksumMagic)) return {};  // (none)
   const std::string hex = header.substr(kChecksumMagic.size(), 16);
   std::uint64_t recorded = 0;
   const auto [end, error] = std::from_chars(hex.data(), hex.data() + hex.size(), recorded, 16);
   const auto actual = file_checksum(path, kUserBlock);
-  if (error != std::errc() || end != hex.data() + hex.size() || !actual || *actual != recorded) {
-    throw InputError(fmt::format("{}: the model file is damaged: its bytes differ from those it was written with (checksum {:016x}, "
-                                 "recorded {}): copied incompletely or altered in transfer or on disk? Copy it again, or train it again",
-                                 path, actual.value_or(0), hex));
-  }
+  if (error == std::errc() && end == hex.data() + hex.size() && actual && *actual == recorded) return {};
+  return fmt::format("{}: the model file is damaged: its bytes differ from those it was written with (checksum {:016x}, recorded {}): "
+                     "copied incompletely, or altered in transfer, on disk or by an HDF5 editor (h5py's 'r+' / 'a')? Copy it again, or "
+                     "train it again",
+                     path, actual.value_or(0), hex);
 }
 
 }  // namespace
@@ -612,6 +613,7 @@ CellTypeModel load_model(const std::string& path) {
   if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file (cannot open the model)", path));
   if (std::filesystem::is_directory(path, error)) throw InputError(fmt::format("model {} is a directory", path));
   require_readable(path, "model");
+  const std::string damage = checksum_damage(path);  // (said after the format and version checks)
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   if (H5Fis_hdf5(path.c_str()) <= 0) {
@@ -630,7 +632,7 @@ CellTypeModel load_model(const std::string& path) {
     throw InputError(fmt::format("{}: model format version {} is newer than this celltyper reads ({}); upgrade celltyper", path,
                                  version.front(), kModelFormatVersion));
   }
-  verify_checksum(path);
+  if (!damage.empty()) throw InputError(damage);
   CellTypeModel model;
   try {
     model.provenance = parse_json_attr(root, "provenance_json", path);

@@ -1298,6 +1298,24 @@ TEST(TrainAnnotateCli, AModelTrainedWithAnotherGeneTableResolvesQueriesWithIt) {
   EXPECT_NE(gone.err.find("warning: the model was trained with gene table " + table + ", which is not on this machine: the default gene table"),
             std::string::npos)
       << gone.err;
+  const auto gone_json = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--layer", "counts", "--csv", dir.file("gone2.csv"),
+                                        "--json", "-q"});
+  ASSERT_EQ(gone_json.exit_code, 0) << gone_json.err;
+  EXPECT_NE(nlohmann::json::parse(gone_json.out)["warnings"].dump().find("which is not on this machine"), std::string::npos) << gone_json.out;
+  // Another machine's default table (org.Hs.eg.db installed elsewhere): this one's serves, unsaid.
+  if (const std::string standard = default_gene_table_path(); !standard.empty() && standard.ends_with("org.Hs.eg.sqlite")) {
+    std::filesystem::create_directories(dir.file("elsewhere"));
+    std::filesystem::copy_file(standard, dir.file("elsewhere/org.Hs.eg.sqlite"));
+    ASSERT_EQ(test::run_cli({"train", "-r", reference, "--layer", "counts", "-l", "obs:bulk_labels", "--gene-table", dir.file("elsewhere/org.Hs.eg.sqlite"),
+                             "-o", dir.file("elsewhere.h5"), "-q"})
+                  .exit_code,
+              0);
+    std::filesystem::remove_all(dir.file("elsewhere"));
+    const auto moved = test::run_cli({"annotate", "-m", dir.file("elsewhere.h5"), "-i", reference, "--layer", "counts", "--csv",
+                                      dir.file("elsewhere.csv")});
+    ASSERT_EQ(moved.exit_code, 0) << moved.err;
+    EXPECT_EQ(moved.err.find("gene table"), std::string::npos) << moved.err;
+  }
   // A table whose ids are not the default's (another species', or the lab's own numbering): once
   // gone, the default would give the query's genes other genes' ids, so the model's own genes
   // (their symbols) resolve the query: the labels of the table itself.

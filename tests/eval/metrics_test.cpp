@@ -260,6 +260,28 @@ TEST(Metrics, RankingByHand) {
   EXPECT_DOUBLE_EQ(r.top_k[3].accuracy, 0.75);  // k above the class count
   EXPECT_DOUBLE_EQ(r.mean_reciprocal_rank, (1.0 + 0.5 + 1.0 / 3.0) / 4.0);
   EXPECT_EQ(r.n_truth_not_in_classes, 1u);
+  EXPECT_EQ(r.n_without_probabilities, 0u);
+}
+
+TEST(Metrics, ACellWithoutProbabilitiesIsAMissAtEveryK) {
+  // A cell without any model gene has probabilities of 0 throughout (predicted Unassigned): its
+  // tied zeros rank nothing, so top-1 accuracy cannot exceed accuracy (an audit's fold: 0.8714
+  // accuracy, 0.8729 top-1 when the tie order put its truth first).
+  ProbabilityMatrix probabilities;
+  probabilities.class_names = {"B", "T"};
+  probabilities.values = {
+      0.9F, 0.1F,  // truth B: rank 1
+      0.0F, 0.0F,  // truth B, no probabilities: a miss (the tie would rank B first)
+  };
+  EvaluationOptions options;
+  options.probabilities = &probabilities;
+  options.top_k = {1, 2};
+  const EvaluationResult result = evaluate({"B", "B"}, {"B", "Unassigned"}, options);
+  EXPECT_DOUBLE_EQ(result.accuracy, 0.5);
+  EXPECT_DOUBLE_EQ(result.ranking.top_k[0].accuracy, 0.5);
+  EXPECT_DOUBLE_EQ(result.ranking.top_k[1].accuracy, 0.5);
+  EXPECT_DOUBLE_EQ(result.ranking.mean_reciprocal_rank, 0.5);
+  EXPECT_EQ(result.ranking.n_without_probabilities, 1u);
 }
 
 TEST(Metrics, BadInputThrows) {
