@@ -112,6 +112,10 @@ struct ReferenceSample {
   std::vector<std::int64_t> entrez_ids;   ///< columns, ascending, unique
   std::vector<std::string> symbols;
   std::vector<std::string> ensembl_ids;   ///< "" when none
+  /// Per gene, the other symbols the training's gene table knows it by, joined by '|' ("" none;
+  /// empty in files written before session 44): the model's own genes then also match a query
+  /// naming a gene by an older symbol, when the table the model was trained with is not at hand.
+  std::vector<std::string> aliases;
   /// Sampled cells x genes, values as stored (counts or log values). A sample from load_model
   /// leaves this empty: read it through cell_values().
   CsrBlockF64 values;

@@ -1769,8 +1769,8 @@ RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeMod
     return chosen;
   }
   chosen.message = fmt::format(
-      "the model was trained with gene table {}, which {}: the query's var names are matched to the model's own {} genes (their symbols "
-      "and, where recorded, Ensembl ids){}; pass --gene-table FILE with the model's table to match aliases and other ids too",
+      "the model was trained with gene table {}, which {}: the query's var names are matched to the model's own {} genes (their symbols, "
+      "aliases and Ensembl ids, as recorded){}; pass --gene-table FILE with the model's table to match every name and id it knows",
       recorded, why, own.size(),
       fallback != nullptr ? fmt::format(", not the default table {}, which gives only {} of them the ids they were trained with", fallback->source(),
                                         percent_of(share))

@@ -90,7 +90,7 @@ GeneVectorSource ModelGenes::source() const {
 namespace {
 
 GeneTable minimal_gene_table(const std::vector<std::int64_t>& entrez_ids, const std::vector<std::string>& symbols,
-                             const std::vector<std::string>& ensembl_ids) {
+                             const std::vector<std::string>& ensembl_ids, const std::vector<std::string>& aliases = {}) {
   std::vector<Gene> genes;
   genes.reserve(entrez_ids.size());
   for (std::size_t i = 0; i < entrez_ids.size(); ++i) {
@@ -98,6 +98,13 @@ GeneTable minimal_gene_table(const std::vector<std::int64_t>& entrez_ids, const 
     gene.entrez_id = entrez_ids[i];
     gene.symbol = symbols[i];
     if (!ensembl_ids[i].empty()) gene.ensembl_ids.push_back(ensembl_ids[i]);
+    if (i < aliases.size() && !aliases[i].empty()) {
+      for (std::size_t start = 0; start <= aliases[i].size();) {
+        const std::size_t bar = std::min(aliases[i].find('|', start), aliases[i].size());
+        if (bar > start && aliases[i].compare(start, bar - start, gene.symbol) != 0) gene.aliases.push_back(aliases[i].substr(start, bar - start));
+        start = bar + 1;
+      }
+    }
     genes.push_back(std::move(gene));
   }
   return GeneTable(std::move(genes), "model genes");
@@ -109,7 +116,7 @@ GeneTable ModelGenes::gene_table() const { return minimal_gene_table(entrez_ids,
 
 GeneTable ExpressionPanel::gene_table() const { return minimal_gene_table(entrez_ids, symbols, ensembl_ids); }
 
-GeneTable ReferenceSample::gene_table() const { return minimal_gene_table(entrez_ids, symbols, ensembl_ids); }
+GeneTable ReferenceSample::gene_table() const { return minimal_gene_table(entrez_ids, symbols, ensembl_ids, aliases); }
 
 namespace detail {
 /// A loaded model's reference sample values, read on first use (ReferenceSample::cell_values)
@@ -170,6 +177,13 @@ void write_reference_sample(hid_t root, const ReferenceSample& sample) {
   h5::write_1d<std::int64_t>(group.get(), "entrez_id", sample.entrez_ids.data(), n_genes);
   h5::write_strings(group.get(), "symbol", sample.symbols);
   h5::write_strings(group.get(), "ensembl_id", sample.ensembl_ids);
+  if (sample.aliases.size() == sample.entrez_ids.size() && !sample.aliases.empty()) {
+    // (one deflated text, a line per gene: variable-length strings are not compressed)
+    std::string text;
+    for (std::size_t g = 0; g < sample.aliases.size(); ++g) text += (g == 0 ? "" : "\n") + sample.aliases[g];
+    h5::write_1d<std::uint8_t>(group.get(), "alias_lines", reinterpret_cast<const std::uint8_t*>(text.data()),
+                               static_cast<std::int64_t>(text.size()), 4);
+  }
   const CsrBlockF64& values = sample.cell_values();
   const std::vector<std::int64_t> indptr(values.indptr.begin(), values.indptr.end());
   const std::vector<std::int32_t> indices(values.indices.begin(), values.indices.end());
@@ -246,6 +260,20 @@ ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::
   sample.entrez_ids = h5::read_all_1d<std::int64_t>(read("entrez_id").get());
   sample.symbols = h5::read_strings(read("symbol").get());
   sample.ensembl_ids = h5::read_strings(read("ensembl_id").get());
+  if (h5::exists(group.get(), "alias_lines")) {
+    const std::vector<std::uint8_t> bytes = h5::read_all_1d<std::uint8_t>(read("alias_lines").get());
+    const std::string text(bytes.begin(), bytes.end());
+    for (std::size_t start = 0;;) {
+      const std::size_t end = std::min(text.find('\n', start), text.size());
+      sample.aliases.push_back(text.substr(start, end - start));
+      if (end == text.size()) break;
+      start = end + 1;
+    }
+    if (sample.aliases.size() != sample.entrez_ids.size()) {
+      throw InputError(fmt::format("{}: /reference/alias_lines has {} lines for {} genes; the model file is corrupt", path,
+                                   sample.aliases.size(), sample.entrez_ids.size()));
+    }
+  }
   sample.labels = h5::read_all_1d<std::int32_t>(read("label").get());
   const auto n_genes = static_cast<std::int64_t>(sample.entrez_ids.size());
   const auto n_cells = sample.n_cells();

@@ -471,6 +471,16 @@ void sample_references(const std::vector<LabelledReference>& references, const s
     auto [symbol, ensembl] = gene_names(table, entrez, true);
     sample.symbols.push_back(std::move(symbol));
     sample.ensembl_ids.push_back(std::move(ensembl));
+    const std::int32_t gene = table.find_entrez(entrez);
+    std::string aliases;
+    if (gene != kNoGene) {
+      for (const auto& alias : table.gene(gene).aliases) {
+        if (alias.find_first_of("|\n") != std::string::npos) continue;
+        if (!aliases.empty()) aliases += '|';
+        aliases += alias;
+      }
+    }
+    sample.aliases.push_back(std::move(aliases));
   }
 }
 
@@ -1973,6 +1983,7 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
     kept.entrez_ids = sample.entrez_ids;
     kept.symbols = sample.symbols;
     kept.ensembl_ids = sample.ensembl_ids;
+    kept.aliases = sample.aliases;
     kept.matrix = sample.matrix;
     kept.n_reference_cells = sample.n_reference_cells;
     kept.measured = sample.measured;

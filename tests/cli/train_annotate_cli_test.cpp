@@ -1343,9 +1343,9 @@ TEST(TrainAnnotateCli, AModelTrainedWithAnotherGeneTableResolvesQueriesWithIt) {
   EXPECT_NE(own_gone.err.find("which is not on this machine: the query's var names are matched to the model's own "), std::string::npos)
       << own_gone.err;
   EXPECT_NE(own_gone.err.find("which gives only 0% of them the ids they were trained with"), std::string::npos) << own_gone.err;
-  // (the table's aliases matched 51 more of the query's older symbols: refitted on 701 of the 752
-  // model genes, 99% of the labels of the run given the table; the default table's ids: 11% in
-  // an audit's mouse model)
+  // (the model keeps its genes' aliases from the table: 751 of the 752 model genes matched, every
+  // label of the run given the table; without them 701 genes and 99.4%; the default table's ids:
+  // 11% right in an audit's mouse model)
   const auto labels = [](const std::string& csv) {
     std::vector<std::string> column;
     std::istringstream in(csv);
@@ -1362,7 +1362,8 @@ TEST(TrainAnnotateCli, AModelTrainedWithAnotherGeneTableResolvesQueriesWithIt) {
   ASSERT_EQ(given_labels.size(), gone_labels.size());
   std::size_t same = 0;
   for (std::size_t i = 0; i < given_labels.size(); ++i) same += given_labels[i] == gone_labels[i] ? 1 : 0;
-  EXPECT_GE(static_cast<double>(same), 0.98 * static_cast<double>(given_labels.size())) << same << " of " << given_labels.size();
+  EXPECT_GE(static_cast<double>(same), 0.995 * static_cast<double>(given_labels.size())) << same << " of " << given_labels.size();
+  EXPECT_NE(own_gone.err.find("the query measures 751 of 752 model genes"), std::string::npos) << own_gone.err;
   // A relative --gene-table is recorded as an absolute path (the model is used from anywhere).
   std::filesystem::copy_file(human, table);
   const auto relative = test::run_program({"/bin/sh", "-c",

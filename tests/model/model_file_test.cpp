@@ -86,8 +86,11 @@ TEST(ModelFile, ReferenceSampleRoundTripsAndItsArraysAreShuffledBeforeDeflate) {
   CellTypeModel model = make_model("logreg");
   ReferenceSample& sample = model.reference;
   for (std::int64_t g = 0; g < 500; ++g) sample.entrez_ids.push_back(1000 + 3 * g);
-  sample.symbols.assign(500, "");
+  for (std::int64_t g = 0; g < 500; ++g) sample.symbols.push_back(fmt::format("G{}", g));
   sample.ensembl_ids.assign(500, "");
+  sample.aliases.assign(500, "");
+  sample.symbols[3] = "GRK2";
+  sample.aliases[3] = "ADRBK1|BARK1";  // (the training table's older names of the gene)
   std::mt19937 rng(8);
   sample.values.reset(0, 0, 500);
   for (int cell = 0; cell < 300; ++cell) {
@@ -118,6 +121,11 @@ TEST(ModelFile, ReferenceSampleRoundTripsAndItsArraysAreShuffledBeforeDeflate) {
   const CellTypeModel loaded = load_model(path);
   EXPECT_EQ(loaded.reference.labels, sample.labels);
   EXPECT_EQ(loaded.reference.entrez_ids, sample.entrez_ids);
+  EXPECT_EQ(loaded.reference.aliases, sample.aliases);
+  const GeneTable own = loaded.gene_table();  // (a query naming the gene by an older symbol finds it)
+  EXPECT_EQ(own.gene(own.find_symbol("GRK2")).entrez_id, sample.entrez_ids[3]);
+  EXPECT_TRUE(own.find_alias("ADRBK1").found());
+  EXPECT_EQ(own.gene(own.find_alias("ADRBK1").gene).entrez_id, sample.entrez_ids[3]);
   const CsrBlockF64& values = loaded.reference.cell_values();
   EXPECT_EQ(std::vector<std::int64_t>(values.indptr.begin(), values.indptr.end()),
             std::vector<std::int64_t>(sample.values.indptr.begin(), sample.values.indptr.end()));
