@@ -71,7 +71,8 @@ def _tell(message: str) -> bool:
     return True
 
 def _default_store() -> str:
-    return os.environ.get("CELLTYPER_GENE_STORE") or os.path.join(_SHARE, "gene_embeddings.h5")
+    # (CELLTYPER_GENE_STORE: "" lets the engine take it, and name the variable when its file is missing)
+    return "" if os.environ.get("CELLTYPER_GENE_STORE") else os.path.join(_SHARE, "gene_embeddings.h5")
 
 
 # ---- messages in Python's terms ------------------------------------------------------------------

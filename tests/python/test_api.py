@@ -1035,3 +1035,14 @@ def test_cv_says_what_its_figures_cover(pbmc3k):
     n_platelet = int(((result.predictions["truth"] == "Platelet") & (result.predictions["logreg:expression"] == "Platelet")).sum())
     assert result.pooled.loc["logreg:expression", "n_mapped"] == n_platelet
     assert all(m in result.warnings for m in coverage)
+
+
+def test_a_gene_store_named_by_the_environment_is_named_when_missing(tmp_path, monkeypatch):
+    """CELLTYPER_GENE_STORE naming a missing file: the message names the variable (as the command line's), not setup.sh;
+    naming a store: it is used."""
+    monkeypatch.setenv("CELLTYPER_GENE_STORE", str(tmp_path / "absent.h5"))
+    with pytest.raises(ValueError, match=r"no gene store at .*absent\.h5 \(named by CELLTYPER_GENE_STORE\): correct or unset the variable, "
+                                         r"or pass genes="):
+        celltyper.embed(tiny())
+    with pytest.raises(ValueError, match="named by CELLTYPER_GENE_STORE"):
+        celltyper.genes.neighbors("CD3E", k=3)
