@@ -155,7 +155,8 @@ void write_held_out_csv(const CrossValidationResult& result, const std::vector<s
 
 /// The out-of-fold class probabilities (`cv --probabilities`), long by method: one row per held-out
 /// cell and flat method (obs_name, reference, fold, method), then one column per class (the union
-/// of the methods' classes, first-seen order; 0 where a method's folds have no such class).
+/// of the methods' classes, first-seen order; 0 where a method's folds have no such class; a class
+/// named obs_name, reference, fold or method is headed "class:NAME").
 void write_held_out_probabilities_csv(const CrossValidationResult& result, const std::vector<std::string>& reference_names,
                                       std::ostream& out);
 

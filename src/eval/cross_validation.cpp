@@ -960,7 +960,10 @@ void write_held_out_probabilities_csv(const CrossValidationResult& result, const
     }
   }
   out << "obs_name,reference,fold,method";
-  for (const auto& name : classes) out << ',' << csv_field(name);
+  for (const auto& name : classes) {  // (a class named as a fixed column would repeat its header)
+    const bool fixed = name == "obs_name" || name == "reference" || name == "fold" || name == "method";
+    out << ',' << csv_field(fixed ? "class:" + name : name);
+  }
   out << '\n';
   std::vector<float> row(classes.size());
   for (const auto& method : methods) {

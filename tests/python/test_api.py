@@ -1046,3 +1046,19 @@ def test_a_gene_store_named_by_the_environment_is_named_when_missing(tmp_path, m
         celltyper.embed(tiny())
     with pytest.raises(ValueError, match="named by CELLTYPER_GENE_STORE"):
         celltyper.genes.neighbors("CD3E", k=3)
+
+
+@needs_data
+def test_cv_probabilities_csv_heads_a_class_named_like_a_column_apart(tmp_path, pbmc3k):
+    """`cv --probabilities`: a class named 'fold' (or obs_name, reference, method) is headed 'class:fold', so that the
+    header names each column once (pandas would rename a repeat 'fold.1' silently)."""
+    adata = pbmc3k[::4].copy()
+    adata.obs["celltype"] = adata.obs["celltype"].astype(str).replace({"B": "fold", "NK": "method"})
+    adata.obs["batch"] = np.array(["b1", "b2"])[np.arange(adata.n_obs) % 2]
+    path = tmp_path / "named.h5ad"
+    adata.write_h5ad(path)
+    cli("cv", "--reference", str(path), "--label", "obs:celltype", "--group", "obs:batch", "--no-ontology", "--threads", "2",
+        "--probabilities", str(tmp_path / "q.csv"), "-q")
+    header = open(tmp_path / "q.csv").readline().rstrip("\n").split(",")
+    assert header[:4] == ["obs_name", "reference", "fold", "method"] and len(set(header)) == len(header)
+    assert "class:fold" in header and "class:method" in header and "Naive CD4 T" in header
