@@ -932,14 +932,10 @@ void write_held_out_csv(const CrossValidationResult& result, const std::vector<s
   for (const auto& method : result.methods) out << ',' << csv_field(method) << ',' << csv_field(method + "_score");
   out << '\n';
   for (std::size_t i = 0; i < held.truth.size(); ++i) {
-    out << csv_field(i < held.cell.size() ? held.cell[i] : std::to_string(held.row[i])) << ','
-        << csv_field(reference_name(reference_names, held.reference[i])) << ',' << csv_field(held.fold[i]) << ','
-        << csv_field(held.truth[i]);
+    out << csv_field(held.cell[i]) << ',' << csv_field(reference_name(reference_names, held.reference[i])) << ',' << csv_field(held.fold[i])
+        << ',' << csv_field(held.truth[i]);
     for (const auto& method : result.methods) {
-      const auto labels = held.predictions.find(method);
-      const auto scores = held.scores.find(method);
-      out << ',' << (labels != held.predictions.end() && i < labels->second.size() ? csv_field(labels->second[i]) : "NA") << ','
-          << (scores != held.scores.end() && i < scores->second.size() ? fmt::format("{:.6g}", scores->second[i]) : "NA");
+      out << ',' << csv_field(held.predictions.at(method)[i]) << ',' << fmt::format("{:.6g}", held.scores.at(method)[i]);
     }
     out << '\n';
   }
@@ -974,8 +970,8 @@ void write_held_out_probabilities_csv(const CrossValidationResult& result, const
     for (std::size_t i = 0; i < held.truth.size(); ++i) {
       std::fill(row.begin(), row.end(), 0.0F);
       for (std::size_t k = 0; k < c; ++k) row[to[k]] = matrix.values[i * c + k];
-      out << csv_field(i < held.cell.size() ? held.cell[i] : std::to_string(held.row[i])) << ','
-          << csv_field(reference_name(reference_names, held.reference[i])) << ',' << csv_field(held.fold[i]) << ',' << csv_field(method);
+      out << csv_field(held.cell[i]) << ',' << csv_field(reference_name(reference_names, held.reference[i])) << ',' << csv_field(held.fold[i])
+          << ',' << csv_field(method);
       for (const float p : row) out << ',' << fmt::format("{:.6g}", p);
       out << '\n';
     }

@@ -6,12 +6,14 @@
 #include <celltyper/output_file.hpp>
 
 #include "io/hdf5_util.hpp"
+#include "splitmix64.hpp"
 
 #include <fmt/format.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <optional>
+#include <string_view>
 #include <fstream>
 #include <cstring>
 #include <charconv>
@@ -89,6 +91,17 @@ GeneVectorSource ModelGenes::source() const {
 
 namespace {
 
+/// `text` cut at every `separator` (n separators: n + 1 parts, empty ones included).
+std::vector<std::string> split_on(std::string_view text, char separator) {
+  std::vector<std::string> parts;
+  for (std::size_t start = 0;;) {
+    const std::size_t end = std::min(text.find(separator, start), text.size());
+    parts.emplace_back(text.substr(start, end - start));
+    if (end == text.size()) return parts;
+    start = end + 1;
+  }
+}
+
 GeneTable minimal_gene_table(const std::vector<std::int64_t>& entrez_ids, const std::vector<std::string>& symbols,
                              const std::vector<std::string>& ensembl_ids, const std::vector<std::string>& aliases = {}) {
   std::vector<Gene> genes;
@@ -99,10 +112,8 @@ GeneTable minimal_gene_table(const std::vector<std::int64_t>& entrez_ids, const 
     gene.symbol = symbols[i];
     if (!ensembl_ids[i].empty()) gene.ensembl_ids.push_back(ensembl_ids[i]);
     if (i < aliases.size() && !aliases[i].empty()) {
-      for (std::size_t start = 0; start <= aliases[i].size();) {
-        const std::size_t bar = std::min(aliases[i].find('|', start), aliases[i].size());
-        if (bar > start && aliases[i].compare(start, bar - start, gene.symbol) != 0) gene.aliases.push_back(aliases[i].substr(start, bar - start));
-        start = bar + 1;
+      for (auto& alias : split_on(aliases[i], '|')) {
+        if (!alias.empty() && alias != gene.symbol) gene.aliases.push_back(std::move(alias));
       }
     }
     genes.push_back(std::move(gene));
@@ -262,13 +273,7 @@ ReferenceSample read_reference_sample(hid_t root, const std::string& path, std::
   sample.ensembl_ids = h5::read_strings(read("ensembl_id").get());
   if (h5::exists(group.get(), "alias_lines")) {
     const std::vector<std::uint8_t> bytes = h5::read_all_1d<std::uint8_t>(read("alias_lines").get());
-    const std::string text(bytes.begin(), bytes.end());
-    for (std::size_t start = 0;;) {
-      const std::size_t end = std::min(text.find('\n', start), text.size());
-      sample.aliases.push_back(text.substr(start, end - start));
-      if (end == text.size()) break;
-      start = end + 1;
-    }
+    sample.aliases = split_on(std::string(bytes.begin(), bytes.end()), '\n');
     if (sample.aliases.size() != sample.entrez_ids.size()) {
       throw InputError(fmt::format("{}: /reference/alias_lines has {} lines for {} genes; the model file is corrupt", path,
                                    sample.aliases.size(), sample.entrez_ids.size()));
@@ -460,7 +465,7 @@ constexpr std::size_t kUserBlock = 512;
 constexpr std::string_view kChecksumMagic = "celltyper-model checksum ";
 
 /// 64-bit checksum of the bytes from `offset` to the end of `path` (8-byte words multiplied and
-/// rotated, the length mixed in, SplitMix64's finaliser); nullopt when the file cannot be read.
+/// rotated, the length mixed in, a SplitMix64 step); nullopt when the file cannot be read.
 std::optional<std::uint64_t> file_checksum(const std::string& path, std::size_t offset) {
   std::ifstream in(path, std::ios::binary);
   if (!in || !in.seekg(static_cast<std::streamoff>(offset))) return std::nullopt;
@@ -472,23 +477,14 @@ std::optional<std::uint64_t> file_checksum(const std::string& path, std::size_t 
     const auto got = static_cast<std::size_t>(in.gcount());
     if (got == 0) break;
     length += got;
-    std::size_t i = 0;
-    for (; i + 8 <= got; i += 8) {
+    for (std::size_t i = 0; i < got; i += 8) {  // (the file's last word may be short: zero-padded)
       std::uint64_t word = 0;
-      std::memcpy(&word, buffer.data() + i, 8);
-      h = std::rotl(h ^ (word * 0x9E3779B97F4A7C15ULL), 29) * 0xBF58476D1CE4E5B9ULL;
-    }
-    if (i < got) {  // (only the file's last block has a tail)
-      std::uint64_t word = 0;
-      std::memcpy(&word, buffer.data() + i, got - i);
+      std::memcpy(&word, buffer.data() + i, std::min<std::size_t>(8, got - i));
       h = std::rotl(h ^ (word * 0x9E3779B97F4A7C15ULL), 29) * 0xBF58476D1CE4E5B9ULL;
     }
   }
   if (in.bad()) return std::nullopt;
-  h ^= length;
-  h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ULL;
-  h = (h ^ (h >> 27)) * 0x94D049BB133111EBULL;
-  return h ^ (h >> 31);
+  return detail::SplitMix64{h ^ length}.next();
 }
 
 void write_checksum(const std::string& temporary, const std::string& path) {

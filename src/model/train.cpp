@@ -832,9 +832,7 @@ std::map<std::string, std::string> label_spelling_renames(const std::map<std::st
     examples.add_with([&, &name = label, cells_of = count] { return fmt::format("'{}' ({} cells) as '{}'", name, cells_of, canonical); });
   }
   if (note != nullptr && !renames.empty()) {
-    // (a lone label with spaces around it is only trimmed: no other label to join)
-    const bool joined = std::any_of(renames.begin(), renames.end(), [&](const auto& rename) { return cells.count(rename.second) != 0; }) ||
-                        best.size() < cells.size();
+    const bool joined = best.size() < cells.size();  // (else a lone label with spaces around it, only trimmed)
     *note = joined ? fmt::format("{} label{} from another only in surrounding spaces or letter case, read as one class: {}",
                                  renames.size(), renames.size() == 1 ? " differs" : "s differ", examples.str())
                    : fmt::format("{} label{} with surrounding spaces read without them: {}", renames.size(), renames.size() == 1 ? "" : "s",
