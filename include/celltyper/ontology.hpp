@@ -260,11 +260,14 @@ enum class LabelMatchKind {
   kIdentifier,  ///< the label is itself a CL id of the ontology
   kLabel,       ///< equal (after normalisation) to a CL term's label
   kSynonym,     ///< equal to one exact synonym (or related one, when enabled)
+  /// alternatives joined by '/' ("T/NK cells"): the lowest common ancestor of the terms they name
+  kCommonAncestor,
   kAmbiguous,   ///< several rows / synonyms give different terms; not mapped
   kUnmapped,    ///< no match
 };
 
-/// Name of a match kind: "user_map", "identifier", "label", "synonym", "ambiguous", "unmapped".
+/// Name of a match kind: "user_map", "identifier", "label", "synonym", "common_ancestor",
+/// "ambiguous", "unmapped".
 const char* to_string(LabelMatchKind kind);
 
 /// Result of mapping one label.
@@ -276,6 +279,9 @@ struct LabelMatch {
   std::vector<std::string> candidates;  ///< the competing ids when kind is kAmbiguous
   /// Mapped as the plural of a CL label or synonym ("B cells", "Monocytes"): `kind` says which.
   bool plural = false;
+  /// kCommonAncestor: the CL ids its alternatives name, in order ("T/NK cells": T cell, natural
+  /// killer cell).
+  std::vector<std::string> parts;
   /// Whether the label was mapped to an id.
   [[nodiscard]] bool mapped() const { return !cl_id.empty(); }
 };
@@ -292,7 +298,13 @@ struct LabelMapperOptions {
 /// queried dataset first, then rows with an empty dataset; a query without a dataset uses every
 /// row), (b) the label being a CL id, (c) exact CL label, (d) exact synonym, (e) the label read
 /// as a plural of (c) or (d): each word "cells" as "cell", else its last word without a final
-/// "s" ("B cells", "Monocytes", "Mast cells"; authors' labels name groups of cells). Matching is on
+/// "s" ("B cells", "Monocytes", "Mast cells"; authors' labels name groups of cells), (f) a label
+/// of alternatives joined by '/' whose every part maps by (b)-(e), alone or completed with the
+/// last part's closing words ("T/NK cells": "T cells" and "NK cells"; "CD4/CD8 T cells"): the
+/// lowest common ancestor of their terms (lymphocyte), when there is one and at most half of the
+/// ontology's terms lie below it ("Hepatocytes/T cells" -> "eukaryotic cell" says nothing). Under
+/// either reading of the slash (one of the types, or a cell with every property) that ancestor
+/// holds for the cell. Matching is on
 /// `normalize_label` forms. Live terms win over deprecated ones with the same label.
 class LabelMapper {
  public:
@@ -339,6 +351,10 @@ class LabelMapper {
   [[nodiscard]] LabelMatch finish(std::string_view label, TermIndex index, LabelMatchKind kind) const;
   [[nodiscard]] LabelMatch from_candidates(std::string_view label, std::vector<TermIndex> candidates,
                                            LabelMatchKind kind) const;
+  /// Steps (b)-(e) of `map` for `label` (as written: it may be a CL id) and its normalised `key`.
+  [[nodiscard]] LabelMatch map_name(std::string_view label, const std::string& key) const;
+  /// Step (f) of `map`.
+  [[nodiscard]] LabelMatch map_alternatives(std::string_view label) const;
 
   const Ontology* ontology_ = nullptr;
   LabelMapperOptions options_;

@@ -1085,6 +1085,7 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
                                            : found.kind == LabelMatchKind::kUserMap      ? "label map"
                                            : found.kind == LabelMatchKind::kIdentifier ? "CL id"
                                            : found.kind == LabelMatchKind::kSynonym    ? "CL synonym"
+                                           : found.kind == LabelMatchKind::kCommonAncestor ? "common ancestor of its CL names"
                                                                                        : "CL name") +
                                (found.plural ? " (plural)" : "");
     if (!found.mapped()) {

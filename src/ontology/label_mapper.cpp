@@ -64,6 +64,7 @@ const char* to_string(LabelMatchKind kind) {
     case LabelMatchKind::kIdentifier: return "identifier";
     case LabelMatchKind::kLabel: return "label";
     case LabelMatchKind::kSynonym: return "synonym";
+    case LabelMatchKind::kCommonAncestor: return "common_ancestor";
     case LabelMatchKind::kAmbiguous: return "ambiguous";
     case LabelMatchKind::kUnmapped: return "unmapped";
   }
@@ -261,6 +262,14 @@ LabelMatch LabelMapper::map(std::string_view label, std::string_view dataset) co
   }
   if (ontology_ == nullptr) return unmapped;
 
+  LabelMatch match = map_name(label, key);
+  if (match.mapped() || match.kind == LabelMatchKind::kAmbiguous) return match;
+  return map_alternatives(label);
+}
+
+LabelMatch LabelMapper::map_name(std::string_view label, const std::string& key) const {
+  LabelMatch unmapped;
+  unmapped.label = std::string(label);
   // (b) the label is an id.
   const auto first = label.find_first_not_of(" \t");
   const auto last = label.find_last_not_of(" \t");
@@ -292,6 +301,56 @@ LabelMatch LabelMapper::map(std::string_view label, std::string_view dataset) co
     return match;
   }
   return unmapped;
+}
+
+LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
+  LabelMatch unmapped;
+  unmapped.label = std::string(label);
+  std::vector<std::string_view> texts;  // as written (a part may be a CL id)
+  std::vector<std::string> parts;       // normalised
+  for (std::size_t start = 0;;) {
+    const auto slash = label.find('/', start);
+    texts.push_back(label.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
+    parts.push_back(normalize_label(texts.back()));
+    if (parts.back().empty()) return unmapped;
+    if (slash == std::string_view::npos) break;
+    start = slash + 1;
+  }
+  if (parts.size() < 2) return unmapped;
+  // The last part's closing words complete a shorter part: "T/NK cells" -> "T cells".
+  std::vector<std::string> closings;
+  for (auto space = parts.back().find(' '); space != std::string::npos; space = parts.back().find(' ', space + 1)) {
+    closings.insert(closings.begin(), parts.back().substr(space));
+  }
+  std::vector<TermIndex> terms;
+  for (std::size_t p = 0; p < parts.size(); ++p) {
+    LabelMatch part = map_name(texts[p], parts[p]);
+    for (std::size_t c = 0; !part.mapped() && p + 1 < parts.size() && c < closings.size(); ++c) {
+      const std::string completed = parts[p] + closings[c];
+      part = map_name(completed, completed);
+    }
+    if (!part.mapped()) return unmapped;
+    terms.push_back(ontology_->index_of(part.cl_id));
+    unmapped.parts.push_back(part.cl_id);
+  }
+  std::vector<TermIndex> lowest{terms.front()};
+  for (std::size_t p = 1; p < terms.size(); ++p) {
+    std::set<TermIndex> next;
+    for (const TermIndex index : lowest) {
+      for (const TermIndex common : ontology_->lowest_common_ancestors(index, terms[p])) next.insert(common);
+    }
+    lowest.assign(next.begin(), next.end());
+  }
+  // Several parts' candidates: keep the lowest of them.
+  std::erase_if(lowest, [&](TermIndex candidate) {
+    return std::any_of(lowest.begin(), lowest.end(), [&](TermIndex other) { return other != candidate && ontology_->is_ancestor(candidate, other); });
+  });
+  // A term above most of the ontology ("eukaryotic cell" for "Hepatocytes/T cells") says nothing of a cell.
+  std::erase_if(lowest, [&](TermIndex candidate) { return 2 * ontology_->descendant_indices(candidate).size() > ontology_->size(); });
+  if (lowest.empty()) return unmapped;
+  LabelMatch match = from_candidates(label, lowest, LabelMatchKind::kCommonAncestor);
+  match.parts = std::move(unmapped.parts);
+  return match;
 }
 
 std::vector<LabelMatch> LabelMapper::map_all(const std::vector<std::string>& labels, std::string_view dataset) const {

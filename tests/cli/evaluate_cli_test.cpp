@@ -346,11 +346,12 @@ TEST_F(EvaluateCli, AMisspeltLabelDatasetIsWarnedAndEveryDatasetsRowsServe) {
 
 TEST_F(EvaluateCli, PluralLabelsMapToTheirTermsWithoutATable) {
   // Authors' cluster names are plurals ("B cells", savercat's; "Monocytes"): they map to the CL
-  // term, and the mapping table says how; "T/NK cells" names no term.
+  // term, and the mapping table says how; "T/NK cells" maps to the common ancestor of T and NK
+  // cells (lymphocyte); "Hepatocytes/T cells" to none below half of the ontology.
   const test::TempDir out;
   const std::string path = write_obs_h5ad(out, "plural.h5ad",
-                                          "{'truth': ['B cells', 'B cells', 'Monocytes', 'T/NK cells', 'T-cells'], "
-                                          "'pred': ['B cell', 'monocyte', 'monocyte', 'T cell', 'T cell']}");
+                                          "{'truth': ['B cells', 'B cells', 'Monocytes', 'T/NK cells', 'T-cells', 'Hepatocytes/T cells'], "
+                                          "'pred': ['B cell', 'monocyte', 'monocyte', 'T cell', 'T cell', 'T cell']}");
   const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
   ASSERT_EQ(run.exit_code, 0) << run.err;
   const nlohmann::json json = nlohmann::json::parse(run.out);
@@ -359,10 +360,11 @@ TEST_F(EvaluateCli, PluralLabelsMapToTheirTermsWithoutATable) {
   EXPECT_EQ(truth, (std::map<std::string, std::pair<std::string, std::string>>{{"B cells", {"CL:0000236", "label_plural"}},
                                                                                {"Monocytes", {"CL:0000576", "label_plural"}},
                                                                                {"T-cells", {"CL:0000084", "label_plural"}},
-                                                                               {"T/NK cells", {"", "unmapped"}}}));
+                                                                               {"T/NK cells", {"CL:0000542", "common_ancestor"}},
+                                                                               {"Hepatocytes/T cells", {"", "unmapped"}}}));
   const auto& ontology = json["overall"]["ontology"];
-  EXPECT_EQ(ontology["n_mapped"], 4);
-  EXPECT_DOUBLE_EQ(ontology["corrected_accuracy"].get<double>(), 0.75);  // (c1: a B cell called a monocyte)
+  EXPECT_EQ(ontology["n_mapped"], 5);
+  EXPECT_DOUBLE_EQ(ontology["corrected_accuracy"].get<double>(), 0.8);  // (c1: a B cell called a monocyte; a T cell is a lymphocyte)
 }
 
 TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {

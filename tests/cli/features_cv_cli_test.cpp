@@ -250,9 +250,24 @@ TEST(CvCli, PredictionsAndProbabilitiesAreEachCellsOutOfFoldOnes) {
   const auto read = test::run_program({test::system_python(), "-c", check});
   EXPECT_EQ(read.exit_code, 0) << read.err << read.out;
   std::printf("%s", read.out.c_str());
-  // Without the label map 'T/NK cells' has no CL id: the table says how many cells the ontology
-  // columns describe, as the JSON's ontology_coverage (the pooled n_mapped, fewest to most).
-  const auto unmapped = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--classifier", "logreg,knn",
+  // Without the label map every label still has a CL id ("B cells", "Monocytes": plurals of terms;
+  // "T/NK cells": their common ancestor, lymphocyte).
+  const auto mapped = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--n-genes", "1000", "--gene-table",
+                                     table, "--ontology", ontology, "--json", dir.file("cv1.json"), "-q"});
+  ASSERT_EQ(mapped.exit_code, 0) << mapped.err;
+  EXPECT_EQ(mapped.out.find("labels without a Cell Ontology id"), std::string::npos) << mapped.out;
+  std::ifstream in1(dir.file("cv1.json"));
+  EXPECT_EQ(nlohmann::json::parse(in1)["ontology_coverage"], nlohmann::json({{"fewest", 2000}, {"most", 2000}, {"n_cells", 2000}}));
+  // A label that names no term ('TNK cells'): the table says how many cells the ontology columns
+  // describe, as the JSON's ontology_coverage (the pooled n_mapped, fewest to most).
+  const std::string renamed = dir.file("renamed.h5ad");
+  const auto wrote = test::run_program({test::system_python(), "-c",
+                                        fmt::format("import anndata\na = anndata.read_h5ad('{}')\n"
+                                                    "a.obs['celltype'] = a.obs['celltype'].astype(str).replace('T/NK cells', 'TNK cells')\n"
+                                                    "a.write_h5ad('{}')\n",
+                                                    reference, renamed)});
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+  const auto unmapped = test::run_cli({"cv", "-r", renamed, "-l", "obs:celltype", "--group", "obs:tech", "--classifier", "logreg,knn",
                                        "--n-genes", "1000", "--gene-table", table, "--ontology", ontology, "--json", dir.file("cv2.json"),
                                        "-q"});
   ASSERT_EQ(unmapped.exit_code, 0) << unmapped.err;
@@ -267,7 +282,7 @@ TEST(CvCli, PredictionsAndProbabilitiesAreEachCellsOutOfFoldOnes) {
   }
   ASSERT_LT(fewest, 2000);
   EXPECT_EQ(json["ontology_coverage"], nlohmann::json({{"fewest", fewest}, {"most", most}, {"n_cells", 2000}}));
-  const std::string said = fmt::format("labels without a Cell Ontology id (left out of the ontology metrics): T/NK cells; corr-mF1, hF and LCA "
+  const std::string said = fmt::format("labels without a Cell Ontology id (left out of the ontology metrics): TNK cells; corr-mF1, hF and LCA "
                                        "describe {} of the 2000 held-out cells",
                                        fewest == most ? std::to_string(most) : fmt::format("{}-{}", fewest, most));
   EXPECT_NE(unmapped.out.find(said), std::string::npos) << unmapped.out;

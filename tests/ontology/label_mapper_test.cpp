@@ -294,9 +294,10 @@ TEST(LabelMapperData, ExactLabelsAndSynonymsWithoutATable) {
     EXPECT_EQ(plain.map("regulatory T-cell").cl_id, "CL:0000815");
     EXPECT_EQ(plain.map("natural killer cell").cl_id, "CL:0000623");
     EXPECT_EQ(plain.map("CD14-positive monocyte").cl_id, "CL:0001054");
-    // Dataset shorthands need the table; plurals of CL names do not (savercat's "B cells", "Monocytes").
+    // Dataset shorthands need the table; plurals of CL names do not (savercat's "B cells", "Monocytes"),
+    // nor alternatives that each name a term ("T/NK cells").
     EXPECT_EQ(plain.unmapped_labels({"B cell", "CD14+ Mono", "Monocytes", "NK", "T/NK cells"}),
-              (std::vector<std::string>{"CD14+ Mono", "NK", "T/NK cells"}));
+              (std::vector<std::string>{"CD14+ Mono", "NK"}));
     for (const auto& [label, id] : std::vector<std::pair<std::string, std::string>>{
              {"B cells", "CL:0000236"}, {"Monocytes", "CL:0000576"}, {"Mast cells", "CL:0000097"}, {"Hepatocytes", "CL:0000182"},
              {"natural killer cells", "CL:0000623"}, {"T-cells", "CL:0000084"}, {"Macrophages", "CL:0000235"}}) {
@@ -311,6 +312,51 @@ TEST(LabelMapperData, ExactLabelsAndSynonymsWithoutATable) {
   EXPECT_EQ(mapper.map("cortical neuron").cl_id, "CL:0010012");
   // Obsolete labels lead to the replacement.
   EXPECT_EQ(mapper.map("obsolete bone matrix secreting cell").cl_id, "CL:0000062");
+}
+
+TEST(LabelMapper, AlternativesMapToTheirLowestCommonAncestor) {
+  const Ontology ontology = toy();
+  const LabelMapper mapper(&ontology);
+  // "CD4-positive T cell / T cell": the common ancestor is T cell; the last part's closing words
+  // complete a part that names nothing alone ("CD4-positive/killer T cells").
+  for (const char* label : {"CD4-positive T cell/T cell", "CD4-positive/killer T cells", "CL:0000005 / T cells"}) {
+    const LabelMatch match = mapper.map(label);
+    EXPECT_EQ(match.cl_id, "CL:0000003") << label;
+    EXPECT_EQ(match.kind, LabelMatchKind::kCommonAncestor) << label;
+  }
+  EXPECT_EQ(mapper.map("CD4-positive/killer T cells").parts, (std::vector<std::string>{"CL:0000005", "CL:0000007"}));
+  EXPECT_STREQ(to_string(LabelMatchKind::kCommonAncestor), "common_ancestor");
+  // Only "cell", above every term, is common to T and B cells: that says nothing.
+  EXPECT_FALSE(mapper.map("T/B cells").mapped());
+  EXPECT_EQ(mapper.map("T/B cells").parts, (std::vector<std::string>{"CL:0000003", "CL:0000004"}));
+  // Every part must name a term, unambiguously; empty parts map nothing.
+  for (const char* label : {"T/unknown cells", "T/killer cells", "T cells/", "/T cells", "/", "T//T cells"}) {
+    EXPECT_FALSE(mapper.map(label).mapped()) << label;
+  }
+  // A table row for the whole label wins.
+  LabelMapper table(&ontology);
+  table.add_mapping("", "T/NK cells", "CL:0000006");
+  EXPECT_EQ(table.map("T/NK cells").kind, LabelMatchKind::kUserMap);
+}
+
+TEST(LabelMapperData, AlternativesOfRealLabels) {
+  CELLTYPER_REQUIRE_SHARED(json_path, "cell-ontology/CL-ontology-v2026-03-26.json");
+  CELLTYPER_REQUIRE_SHARED(obo_path, "cell-ontology/cl-basic.obo");
+  for (const auto& path : {json_path, obo_path}) {
+    const Ontology ontology = load_ontology(path);
+    const LabelMapper mapper(&ontology);
+    for (const auto& [label, id] : std::vector<std::pair<std::string, std::string>>{
+             {"T/NK cells", "CL:0000542"}, {"NK/T cells", "CL:0000542"}, {"B cells/T cells/NK cells", "CL:0000542"},
+             {"B/Plasma cells", "CL:0000945"}, {"pDC/cDC", "CL:0000451"}, {"Neurons/Astrocytes", "CL:0002319"}}) {
+      const LabelMatch match = mapper.map(label);
+      EXPECT_EQ(match.cl_id, id) << label << " in " << path;
+      EXPECT_EQ(match.kind, LabelMatchKind::kCommonAncestor) << label;
+    }
+    // Their only common ancestors lie above most of the ontology (eukaryotic / animal / somatic cell).
+    EXPECT_FALSE(mapper.map("Hepatocytes/T cells").mapped()) << path;
+    // pbmc68k_reduced's labels join markers of one cell; one part names nothing: the table maps them.
+    EXPECT_FALSE(mapper.map("CD4+/CD45RA+/CD25- Naive T").mapped()) << path;
+  }
 }
 
 }  // namespace
