@@ -491,9 +491,11 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
                             const AnnotateOptions& options);
 
 /// Ontology-aware labels from class probabilities [n x classes] (see AnnotateOptions::hierarchical):
-/// per cell the most specific CL term whose summed probability reaches `min_score`, shown with the class
-/// name when the term is one class's term, else the ontology label; kUnassigned when none (or when
-/// `skip[cell]` is set). Throws InputError when no class has a CL id of `ontology`.
+/// per cell the most specific CL term whose summed probability reaches `min_score`, shown with the name
+/// of a class whose own term it is when that class's probability alone reaches `min_score` (the
+/// likeliest such class), else with the ontology label (a term reached by summing: "lymphocyte",
+/// not "T/NK cells" for B cells); kUnassigned when none (or when `skip[cell]` is set). Throws
+/// InputError when no class has a CL id of `ontology`.
 struct HierarchicalPrediction {
   std::vector<std::string> labels;
   std::vector<std::string> cl_ids;  ///< "" for kUnassigned or classes without an id

@@ -105,8 +105,9 @@ struct CrossValidationResult {
   std::vector<std::string> unmapped_labels;  ///< labels without a CL id (harmonisation / ontology metrics)
   std::vector<std::string> warnings;
   /// Per method: the metrics of every fold's held-out cells pooled (each labelled cell is held out
-  /// exactly once, so this scores one out-of-fold prediction per cell). No ranking metrics: the
-  /// folds' class sets may differ.
+  /// exactly once, so this scores one out-of-fold prediction per cell). Flat methods' ranking and
+  /// calibration metrics pool each fold's probabilities over its own model's classes
+  /// (`RankingTally`); the `+hierarchical` rows have none.
   std::map<std::string, EvaluationResult> pooled;
   /// With `keep_held_out`: held-out cells of all folds, in fold order.
   struct HeldOut {

@@ -78,6 +78,24 @@ struct TopKAccuracy {
   double accuracy = 0.0;
 };
 
+/// Equal-width bins of the top probability for the expected calibration error.
+inline constexpr std::size_t kCalibrationBins = 15;
+
+/// How well class probabilities state how often they are right (Guo et al. 2017; scikit-learn's
+/// `log_loss`; Brier's multiclass score), over the cells whose truth is a column and that
+/// have probabilities. The top class is the first column with the highest probability.
+struct CalibrationMetrics {
+  bool available = false;  ///< false when no such cell, or a row of probabilities does not sum to 1 (+- 0.01)
+  std::size_t n_cells = 0;
+  double accuracy = 0.0;         ///< share whose top class is the truth
+  double mean_confidence = 0.0;  ///< mean top probability (below `accuracy`: under-confident)
+  /// sum over kCalibrationBins equal-width bins of the top probability of (cells in the bin / n)
+  /// x |mean top probability - share right| in the bin
+  double expected_calibration_error = 0.0;
+  double log_loss = 0.0;     ///< mean -ln p(truth), p clipped to [1e-15, 1]
+  double brier_score = 0.0;  ///< mean over cells of the sum over classes of (p - [class is the truth])^2
+};
+
 /// Metrics from class probabilities. The rank of the true class is 1 + the number of classes
 /// with a higher probability + the number of earlier columns with an equal one (a stable
 /// descending sort). A cell whose truth is not among the class names never counts as a hit and
@@ -90,6 +108,38 @@ struct RankingMetrics {
   /// cells whose probabilities are all 0 (no model gene: predicted Unassigned): misses at every
   /// k, reciprocal rank 0 (their order of tied zeros ranks nothing)
   std::size_t n_without_probabilities = 0;
+  CalibrationMetrics calibration;
+};
+
+/// Ranking and calibration sums, added a batch of cells at a time (cross-validation's folds, each
+/// with its own classes), so that the metrics of the pooled cells equal one computation on all
+/// of them.
+class RankingTally {
+ public:
+  explicit RankingTally(std::vector<int> top_k);
+  /// Add the cells of `truth`, one per row of `probabilities`. Throws InputError for a matrix of
+  /// the wrong shape, repeated class names or NaN values, and (at construction) a k below 1.
+  void add(const std::vector<std::string>& truth, const ProbabilityMatrix& probabilities);
+  /// The metrics of every cell added (`available` once a batch was added).
+  [[nodiscard]] RankingMetrics result() const;
+
+ private:
+  std::vector<int> top_k_;
+  std::vector<std::size_t> hits_;
+  double reciprocal_rank_sum_ = 0.0;
+  std::size_t n_cells_ = 0;
+  std::size_t n_truth_not_in_classes_ = 0;
+  std::size_t n_without_probabilities_ = 0;
+  bool added_ = false;
+  bool sums_to_one_ = true;  ///< every scored row sums to 1 (+- 0.01)
+  std::size_t n_scored_ = 0;  ///< cells whose truth is a column, with probabilities
+  std::size_t n_top_right_ = 0;
+  double confidence_sum_ = 0.0;
+  double log_loss_sum_ = 0.0;
+  double brier_sum_ = 0.0;
+  std::array<std::size_t, kCalibrationBins> bin_cells_{};
+  std::array<std::size_t, kCalibrationBins> bin_right_{};
+  std::array<double, kCalibrationBins> bin_confidence_{};
 };
 
 /// Ontology-aware metrics over the cells whose truth and prediction both map to CL.

@@ -995,10 +995,13 @@ class CrossValidationResult:
 
     folds : one row per held-out group and method: fold, method, n_train, n_test, n_genes (genes
         the fold's models could use; 0 = not restricted), accuracy, macro_f1, weighted_f1, with the
-        Cell Ontology corrected_macro_f1, hierarchical_f, mean_lca_distance, and train_seconds,
-        predict_seconds.
+        Cell Ontology corrected_macro_f1, hierarchical_f, mean_lca_distance, the class probabilities'
+        mean_confidence (mean top probability), expected_calibration_error (15 bins) and log_loss
+        (flat methods, over the cells whose truth is one of the fold model's classes), and
+        train_seconds, predict_seconds.
     mean : per method (index), the mean over the folds (every fold counts the same).
-    pooled : per method (index), every held-out cell's prediction scored once (cell-weighted).
+    pooled : per method (index), every held-out cell's prediction scored once (cell-weighted;
+        the calibration columns pool each fold's probabilities over its model's classes).
     predictions : one row per held-out cell (index: its obs name; with several references the
         names may repeat: select by the reference column): reference (the AnnData it comes
         from, by name), fold, truth (its label as scored: the CL term's name under
@@ -1047,6 +1050,10 @@ def _metric_row(metrics: dict) -> dict:
     if ontology and ontology.get("n_mapped", 0) > 0:
         row.update({"corrected_macro_f1": ontology["corrected_macro_f1"], "hierarchical_f": ontology["hierarchical_f1"],
                     "mean_lca_distance": ontology["mean_lca_distance_all"], "n_mapped": ontology["n_mapped"]})
+    calibration = (metrics.get("ranking") or {}).get("calibration")
+    if calibration:
+        row.update({"mean_confidence": calibration["mean_confidence"], "expected_calibration_error": calibration["expected_calibration_error"],
+                    "log_loss": calibration["log_loss"]})
     return row
 
 

@@ -517,6 +517,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   std::vector<std::string> pooled_truth;
   std::map<std::string, std::vector<std::string>> pooled_predictions;
   std::map<std::string, std::string> pooled_cl_ids = cl_ids;
+  std::map<std::string, RankingTally> pooled_ranking;  // flat methods: the folds' probabilities
   std::map<std::string, std::vector<HeldOutPrediction>> fold_probabilities;  // flat methods' per fold (keep_held_out)
   const auto genept = std::find_if(options.configurations.begin(), options.configurations.end(),
                                    [](const CvModelConfig& config) { return config.features == kFeaturesGenept; });
@@ -869,6 +870,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
         probabilities.class_names = prediction.class_names;
         probabilities.values = prediction.probabilities;
         evaluation.probabilities = &probabilities;
+        pooled_ranking.try_emplace(method, evaluation.top_k).first->second.add(truth, probabilities);
       }
       CvMethodResult& scored = fold_result.methods[method];
       scored.metrics = evaluate(truth, predicted, evaluation);
@@ -908,7 +910,10 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   EvaluationOptions evaluation;
   evaluation.ontology = options.ontology;
   evaluation.cl_ids = pooled_cl_ids;
-  for (const auto& method : result.methods) result.pooled[method] = evaluate(pooled_truth, pooled_predictions[method], evaluation);
+  for (const auto& method : result.methods) {
+    result.pooled[method] = evaluate(pooled_truth, pooled_predictions[method], evaluation);
+    if (const auto tally = pooled_ranking.find(method); tally != pooled_ranking.end()) result.pooled[method].ranking = tally->second.result();
+  }
   if (options.keep_held_out) {
     result.held_out.truth = std::move(pooled_truth);
     result.held_out.predictions = std::move(pooled_predictions);

@@ -106,64 +106,6 @@ AveragedMetrics weighted_average(const std::vector<ClassMetrics>& metrics) {
   return average;
 }
 
-RankingMetrics ranking_metrics(const std::vector<std::string>& truth, const ProbabilityMatrix& probabilities,
-                               const std::vector<int>& top_k) {
-  const std::size_t n_cells = truth.size();
-  const std::size_t n_classes = probabilities.class_names.size();
-  if (n_classes == 0) throw InputError("probability matrix has no class names");
-  if (probabilities.values.size() != n_cells * n_classes) {
-    throw InputError(fmt::format("probability matrix has {} values; expected {} cells x {} classes = {}",
-                                 probabilities.values.size(), n_cells, n_classes, n_cells * n_classes));
-  }
-  std::unordered_map<std::string, std::size_t> column_of;
-  for (std::size_t j = 0; j < n_classes; ++j) {
-    if (!column_of.emplace(probabilities.class_names[j], j).second) {
-      throw InputError("probability matrix names class '" + probabilities.class_names[j] + "' twice");
-    }
-  }
-  for (const int k : top_k) {
-    if (k < 1) throw InputError(fmt::format("top-k accuracy needs k >= 1, got {}", k));
-  }
-  RankingMetrics ranking;
-  ranking.available = true;
-  std::vector<std::size_t> hits(top_k.size(), 0);
-  double reciprocal_rank_sum = 0.0;
-  for (std::size_t i = 0; i < n_cells; ++i) {
-    const float* row = probabilities.values.data() + i * n_classes;
-    for (std::size_t j = 0; j < n_classes; ++j) {
-      if (std::isnan(row[j])) {
-        throw InputError(fmt::format("probability matrix has NaN at cell {}, class '{}'", i,
-                                     probabilities.class_names[j]));
-      }
-    }
-    const auto found = column_of.find(truth[i]);
-    if (found == column_of.end()) {
-      ++ranking.n_truth_not_in_classes;
-      continue;
-    }
-    if (std::all_of(row, row + n_classes, [](float p) { return p == 0.0F; })) {
-      ++ranking.n_without_probabilities;
-      continue;
-    }
-    const std::size_t column = found->second;
-    const float value = row[column];
-    std::size_t rank = 1;
-    for (std::size_t j = 0; j < n_classes; ++j) {
-      if (row[j] > value || (j < column && row[j] == value)) ++rank;
-    }
-    reciprocal_rank_sum += 1.0 / static_cast<double>(rank);
-    for (std::size_t q = 0; q < top_k.size(); ++q) {
-      if (rank <= static_cast<std::size_t>(top_k[q])) ++hits[q];
-    }
-  }
-  const auto n = static_cast<double>(n_cells);
-  for (std::size_t q = 0; q < top_k.size(); ++q) {
-    ranking.top_k.push_back({top_k[q], static_cast<double>(hits[q]) / n});
-  }
-  ranking.mean_reciprocal_rank = reciprocal_rank_sum / n;
-  return ranking;
-}
-
 /// A term and its ancestors without the root, sorted.
 std::vector<TermIndex> closure_without_root(const Ontology& ontology, TermIndex index) {
   std::vector<TermIndex> closure = ontology.ancestor_indices(index);
@@ -288,6 +230,105 @@ double OntologyMetrics::share(TermRelation relation) const {
                static_cast<double>(n_mapped));
 }
 
+RankingTally::RankingTally(std::vector<int> top_k) : top_k_(std::move(top_k)), hits_(top_k_.size(), 0) {
+  for (const int k : top_k_) {
+    if (k < 1) throw InputError(fmt::format("top-k accuracy needs k >= 1, got {}", k));
+  }
+}
+
+void RankingTally::add(const std::vector<std::string>& truth, const ProbabilityMatrix& probabilities) {
+  const std::size_t n_cells = truth.size();
+  const std::size_t n_classes = probabilities.class_names.size();
+  if (n_classes == 0) throw InputError("probability matrix has no class names");
+  if (probabilities.values.size() != n_cells * n_classes) {
+    throw InputError(fmt::format("probability matrix has {} values; expected {} cells x {} classes = {}",
+                                 probabilities.values.size(), n_cells, n_classes, n_cells * n_classes));
+  }
+  std::unordered_map<std::string, std::size_t> column_of;
+  for (std::size_t j = 0; j < n_classes; ++j) {
+    if (!column_of.emplace(probabilities.class_names[j], j).second) {
+      throw InputError("probability matrix names class '" + probabilities.class_names[j] + "' twice");
+    }
+  }
+  added_ = true;
+  n_cells_ += n_cells;
+  for (std::size_t i = 0; i < n_cells; ++i) {
+    const float* row = probabilities.values.data() + i * n_classes;
+    for (std::size_t j = 0; j < n_classes; ++j) {
+      if (std::isnan(row[j])) {
+        throw InputError(fmt::format("probability matrix has NaN at cell {}, class '{}'", i,
+                                     probabilities.class_names[j]));
+      }
+    }
+    const auto found = column_of.find(truth[i]);
+    if (found == column_of.end()) {
+      ++n_truth_not_in_classes_;
+      continue;
+    }
+    if (std::all_of(row, row + n_classes, [](float p) { return p == 0.0F; })) {
+      ++n_without_probabilities_;
+      continue;
+    }
+    const std::size_t column = found->second;
+    const float value = row[column];
+    std::size_t rank = 1;
+    for (std::size_t j = 0; j < n_classes; ++j) {
+      if (row[j] > value || (j < column && row[j] == value)) ++rank;
+    }
+    reciprocal_rank_sum_ += 1.0 / static_cast<double>(rank);
+    for (std::size_t q = 0; q < top_k_.size(); ++q) {
+      if (rank <= static_cast<std::size_t>(top_k_[q])) ++hits_[q];
+    }
+    // Calibration.
+    const std::size_t top = static_cast<std::size_t>(std::max_element(row, row + n_classes) - row);
+    double sum = 0.0;
+    double brier = 0.0;
+    for (std::size_t j = 0; j < n_classes; ++j) {
+      const double p = row[j];
+      sum += p;
+      brier += (p - (j == column ? 1.0 : 0.0)) * (p - (j == column ? 1.0 : 0.0));
+    }
+    if (std::abs(sum - 1.0) > 0.01) sums_to_one_ = false;
+    const double confidence = row[top];
+    const auto bin = std::min(kCalibrationBins - 1, static_cast<std::size_t>(std::max(0.0, std::ceil(confidence * kCalibrationBins) - 1.0)));
+    ++n_scored_;
+    n_top_right_ += top == column ? 1 : 0;
+    confidence_sum_ += confidence;
+    log_loss_sum_ -= std::log(std::clamp(static_cast<double>(value), 1e-15, 1.0));
+    brier_sum_ += brier;
+    ++bin_cells_[bin];
+    bin_right_[bin] += top == column ? 1 : 0;
+    bin_confidence_[bin] += confidence;
+  }
+}
+
+RankingMetrics RankingTally::result() const {
+  RankingMetrics ranking;
+  ranking.available = added_;
+  if (!added_) return ranking;
+  ranking.n_truth_not_in_classes = n_truth_not_in_classes_;
+  ranking.n_without_probabilities = n_without_probabilities_;
+  const auto n = static_cast<double>(n_cells_);
+  for (std::size_t q = 0; q < top_k_.size(); ++q) ranking.top_k.push_back({top_k_[q], ratio(static_cast<double>(hits_[q]), n)});
+  ranking.mean_reciprocal_rank = ratio(reciprocal_rank_sum_, n);
+  CalibrationMetrics& calibration = ranking.calibration;
+  if (n_scored_ == 0 || !sums_to_one_) return ranking;
+  const auto scored = static_cast<double>(n_scored_);
+  calibration.available = true;
+  calibration.n_cells = n_scored_;
+  calibration.accuracy = static_cast<double>(n_top_right_) / scored;
+  calibration.mean_confidence = confidence_sum_ / scored;
+  calibration.log_loss = log_loss_sum_ / scored;
+  calibration.brier_score = brier_sum_ / scored;
+  for (std::size_t b = 0; b < kCalibrationBins; ++b) {
+    if (bin_cells_[b] == 0) continue;
+    const auto cells = static_cast<double>(bin_cells_[b]);
+    calibration.expected_calibration_error +=
+        cells / scored * std::abs(bin_confidence_[b] / cells - static_cast<double>(bin_right_[b]) / cells);
+  }
+  return ranking;
+}
+
 EvaluationResult evaluate(const std::vector<std::string>& truth, const std::vector<std::string>& prediction,
                           const EvaluationOptions& options) {
   if (truth.size() != prediction.size()) {
@@ -307,7 +348,11 @@ EvaluationResult evaluate(const std::vector<std::string>& truth, const std::vect
   result.confusion.labels = counts.classes;
   result.confusion.counts = counts.confusion;
 
-  if (options.probabilities != nullptr) result.ranking = ranking_metrics(truth, *options.probabilities, options.top_k);
+  if (options.probabilities != nullptr) {
+    RankingTally tally(options.top_k);
+    tally.add(truth, *options.probabilities);
+    result.ranking = tally.result();
+  }
   if (options.ontology != nullptr) result.ontology = ontology_metrics(truth, prediction, options);
   return result;
 }
@@ -343,6 +388,15 @@ nlohmann::json to_json(const EvaluationResult& result) {
                        {"mean_reciprocal_rank", result.ranking.mean_reciprocal_rank},
                        {"n_truth_not_in_classes", result.ranking.n_truth_not_in_classes},
                        {"n_without_probabilities", result.ranking.n_without_probabilities}};
+    const CalibrationMetrics& calibration = result.ranking.calibration;
+    json["ranking"]["calibration"] = calibration.available ? nlohmann::json{{"n_cells", calibration.n_cells},
+                                                                             {"accuracy", calibration.accuracy},
+                                                                             {"mean_confidence", calibration.mean_confidence},
+                                                                             {"expected_calibration_error", calibration.expected_calibration_error},
+                                                                             {"bins", kCalibrationBins},
+                                                                             {"log_loss", calibration.log_loss},
+                                                                             {"brier_score", calibration.brier_score}}
+                                                           : nlohmann::json(nullptr);
   } else {
     json["ranking"] = nullptr;
   }
@@ -411,6 +465,15 @@ std::string format_report(const EvaluationResult& result) {
     if (result.ranking.n_without_probabilities > 0) {
       out += fmt::format("({} cells have no probabilities (no model gene, Unassigned): misses at every k)\n",
                          result.ranking.n_without_probabilities);
+    }
+    if (const CalibrationMetrics& c = result.ranking.calibration; c.available) {
+      out += fmt::format("calibration over {} cells: accuracy {:.4f}, mean top probability {:.4f} ({}), ECE {:.4f} ({} bins), "
+                         "log loss {:.4f}, Brier {:.4f}\n",
+                         c.n_cells, c.accuracy, c.mean_confidence,
+                         c.mean_confidence < c.accuracy - 0.05   ? "under-confident"
+                         : c.mean_confidence > c.accuracy + 0.05 ? "over-confident"
+                                                                 : "about right",
+                         c.expected_calibration_error, kCalibrationBins, c.log_loss, c.brier_score);
     }
   }
 

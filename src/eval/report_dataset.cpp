@@ -491,8 +491,17 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   LabelMapper mapper(ontology);
   if (!options.label_map.empty()) mapper.load_table(options.label_map);
   if (std::string note = mapper.unknown_dataset_note(options.label_dataset); !note.empty()) evaluation.warnings.push_back(std::move(note));
+  // A row of the user's --label-map wins over the id a model recorded (which may come from a CL
+  // name or synonym that means another cell there: "Alpha cells" as the retina's "alpha cell").
+  std::vector<std::string> overridden;  // "'label': model id -> table id"
   const auto map_prediction = [&](const std::string& label) {
-    if (const auto found = model_cl_ids.find(label); found != model_cl_ids.end()) {
+    LabelMatch table = mapper.map_preferring(label, options.label_dataset);
+    const auto found = model_cl_ids.find(label);
+    if (table.kind == LabelMatchKind::kUserMap && (found == model_cl_ids.end() || found->second != table.cl_id)) {
+      if (found != model_cl_ids.end()) overridden.push_back(fmt::format("'{}' ({} -> {})", label, found->second, table.cl_id));
+      return std::pair(table, false);
+    }
+    if (found != model_cl_ids.end()) {
       LabelMatch match;
       match.label = label;
       match.cl_id = found->second;
@@ -500,7 +509,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       if (ontology != nullptr && ontology->contains(found->second)) match.cl_label = ontology->label(found->second);
       return std::pair(match, true);
     }
-    return std::pair(mapper.map_preferring(label, options.label_dataset), false);
+    return std::pair(table, false);
   };
   std::map<std::string, std::string> truth_ids;  // label -> the CL id its cells carry, from truth_ids_column
   if (!truth_ids_column.empty()) {
@@ -532,6 +541,14 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     LabelMappingRow row = mapping_row(label, count, match, ontology);
     if (from_model && row.match == "user_map") row.match = "model";
     evaluation.prediction_labels.push_back(std::move(row));
+  }
+  std::sort(overridden.begin(), overridden.end());
+  overridden.erase(std::unique(overridden.begin(), overridden.end()), overridden.end());
+  if (!overridden.empty()) {
+    evaluation.warnings.push_back(fmt::format("--label-map maps {} label{} to another Cell Ontology id than the model recorded for {}; the "
+                                              "label map's id is used: {}",
+                                              overridden.size(), overridden.size() == 1 ? "" : "s", overridden.size() == 1 ? "it" : "them",
+                                              detail::some_of(overridden, 8)));
   }
   for (const auto* side : {&evaluation.truth_labels, &evaluation.prediction_labels}) {
     for (const auto& row : *side) {

@@ -162,7 +162,7 @@ std::string_view without_surrounding_spaces(std::string_view text) {
 
 bool is_missing_text(std::string_view text) {
   text = without_surrounding_spaces(text);
-  for (const std::string_view missing : {"", "nan", "NaN", "NA", "<NA>", "None", "null"}) {
+  for (const std::string_view missing : {"", "nan", "NaN", "NA", "<NA>", "None", "null", "N/A", "n/a", "NULL", "#N/A", "#NA", "-NaN", "-nan"}) {
     if (text == missing) return true;
   }
   return false;

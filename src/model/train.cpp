@@ -25,6 +25,7 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <set>
 
@@ -1212,6 +1213,85 @@ const std::vector<std::string>* TrainingData::coarse_classes(const std::string& 
   return in_reference == found->second.classes.end() || in_reference->second.empty() ? nullptr : &in_reference->second;
 }
 
+namespace {
+
+/// Labels of annotations that name no cell type but a quality call or a shrug ("Doublets", "low
+/// quality", "Other"): a class of them is trained and predicted like a type.
+bool names_no_cell_type(std::string_view label) {
+  static const std::set<std::string, std::less<>> kNoType = {
+      "doublet", "doublets", "multiplet", "multiplets", "low quality", "low quality cell", "low quality cells", "lowq", "debris",
+      "dead", "dead cell", "dead cells", "dying cells", "damaged", "damaged cells", "ambient", "ambient rna", "empty", "empty droplet",
+      "empty droplets", "unclassified", "ambiguous", "undetermined", "unresolved", "uncertain", "other", "others", "mixed",
+      "contamination", "contaminant", "contaminants", "junk", "none", "?"};
+  return kNoType.count(normalize_label(label)) != 0;
+}
+
+/// Whether two terms share an ancestor below which lies at most half of the ontology (the bar of
+/// LabelMapper's alternatives: "eukaryotic cell" relates nothing).
+bool related_terms(const Ontology& ontology, TermIndex a, TermIndex b) {
+  const auto lowest = ontology.lowest_common_ancestors(a, b);
+  return std::any_of(lowest.begin(), lowest.end(),
+                     [&](TermIndex common) { return 2 * ontology.descendant_indices(common).size() <= ontology.size(); });
+}
+
+/// Warnings on the labels' Cell Ontology ids that the ontology's names gave (not a label map or the
+/// data's ids): two labels of one reference naming one term (two classes that compete, "NK cells"
+/// and "Natural killer cells"; --harmonize-labels makes them one), and a label mapped through a
+/// synonym to a term unrelated to every other label's ("Alpha cells" of a pancreas reference: the
+/// retina's "alpha cell").
+std::vector<std::string> label_id_warnings(const std::vector<std::set<std::string>>& used, const std::vector<LabelledReference>& references,
+                                           const TrainingData& data, const Ontology& ontology, bool harmonized,
+                                           const std::string& term_id_source) {
+  std::vector<std::string> warnings;
+  const auto by_names = [&](const std::string& label) {
+    const auto source = data.label_cl_id_sources.find(label);
+    return source != data.label_cl_id_sources.end() && source->second != "label map" && source->second != term_id_source;
+  };
+  const auto term_of = [&](const std::string& label) -> std::optional<TermIndex> {
+    const auto id = data.label_cl_ids.find(label);
+    if (id == data.label_cl_ids.end()) return std::nullopt;
+    const auto found = ontology.find_index(id->second);
+    return found ? std::optional<TermIndex>(ontology.canonical(*found)) : std::nullopt;
+  };
+  if (!harmonized) {
+    for (std::size_t r = 0; r < used.size(); ++r) {
+      std::map<TermIndex, std::vector<std::string>> labels_of_term;
+      for (const auto& label : used[r]) {
+        if (const auto term = term_of(label); term && by_names(label)) labels_of_term[*term].push_back(label);
+      }
+      for (const auto& [term, labels] : labels_of_term) {
+        if (labels.size() < 2) continue;
+        warnings.push_back(fmt::format("{}: {} name one Cell Ontology term ({}, {}) and train as {} classes that compete: give them one "
+                                       "spelling (--harmonize-labels makes every label its term)",
+                                       references[r].path, join_names(labels, 4), ontology.term(term).label, ontology.term(term).id,
+                                       labels.size()));
+      }
+    }
+  }
+  std::set<std::string> all_labels;
+  for (const auto& labels : used) all_labels.insert(labels.begin(), labels.end());
+  std::vector<std::pair<std::string, TermIndex>> terms;
+  for (const auto& label : all_labels) {
+    if (const auto term = term_of(label)) terms.emplace_back(label, *term);
+  }
+  if (terms.size() < 2) return warnings;
+  for (const auto& [label, term] : terms) {
+    const auto source = data.label_cl_id_sources.find(label);
+    if (source == data.label_cl_id_sources.end() || !source->second.starts_with("CL synonym")) continue;
+    const bool alone = std::none_of(terms.begin(), terms.end(), [&, &label = label, term = term](const auto& other) {
+      return other.first != label && related_terms(ontology, term, other.second);
+    });
+    if (alone) {
+      warnings.push_back(fmt::format("label '{}' maps through a Cell Ontology synonym to {} ({}), a term unrelated to every other label's: "
+                                     "if it means another cell, name its id with --label-map TSV (columns label, cl_id)",
+                                     label, ontology.term(term).label, ontology.term(term).id));
+    }
+  }
+  return warnings;
+}
+
+}  // namespace
+
 TrainingData training_features(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
                                const GeneTable& table) {
   if (datasets.empty()) throw InputError("train: no reference dataset given");
@@ -1234,6 +1314,22 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.recovered_warning));
     }
     if (!reference.label_note.empty()) data.cells.warnings.push_back(fmt::format("obs:{}: {}", options.label_column, reference.label_note));
+    std::map<std::string, std::int64_t> no_type;  // label -> cells
+    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
+      if (reference.labelled[row] != 0 && names_no_cell_type(reference.labels[row])) ++no_type[reference.labels[row]];
+    }
+    if (!no_type.empty()) {
+      std::vector<std::string> listed;
+      std::int64_t cells = 0;
+      for (const auto& [label, count] : no_type) {
+        listed.push_back(fmt::format("'{}' ({})", label, count));
+        cells += count;
+      }
+      data.cells.warnings.push_back(fmt::format(
+          "{}: {} cell{} of obs:{} carry labels that name no cell type ({}): each trains as a class, and query cells can be called so; "
+          "relabel them 'Unassigned' (left out of training) unless you want them predicted",
+          reference.path, cells, cells == 1 ? "" : "s", options.label_column, detail::some_of(listed, 6)));
+    }
     if (reference.n_multi_labelled > 0) {
       data.cells.warnings.push_back(fmt::format(
           "{}: {} cell{} of obs:{} have labels joining several types with '|' (CellTypist's multi-labels, e.g. '{}'): each such label "
@@ -1345,6 +1441,11 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
           "cv) makes the labels Cell Ontology terms and trains a coarse label as one of the classes below it",
           kMixedDepthsWarning,
           detail::some_of(problems, 3, "; ")));
+    }
+  }
+  if (options.ontology != nullptr && !data.label_cl_ids.empty()) {
+    for (std::string& warning : label_id_warnings(used, references, data, *options.ontology, options.harmonize_labels, term_id_source)) {
+      data.cells.warnings.push_back(std::move(warning));
     }
   }
   if (options.ontology != nullptr && !data.label_cl_ids.empty()) {

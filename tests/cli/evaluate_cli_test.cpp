@@ -572,6 +572,46 @@ TEST_F(EvaluateCli, TopKOfACoarserOrAbstainingColumnAndOntologyMetricsOfFewCells
       << few_json["warnings"].dump();
 }
 
+TEST_F(EvaluateCli, ALabelMapRowWinsOverTheIdTheModelRecorded) {
+  // A model recorded 'Alpha cells' as the retina's "alpha cell" (an exact synonym of retinal
+  // ganglion cell A in CL); the user's --label-map says pancreatic A cell: the table wins, and a
+  // warning names the difference.
+  const test::TempDir out;
+  const std::string path = out.file("alpha.h5ad");
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, pandas as pd\n"
+                   "obs = pd.DataFrame({{'truth': pd.Categorical(['alpha', 'alpha', 'acinar']),\n"
+                   "                    'celltyper_label': pd.Categorical(['Alpha cells', 'Alpha cells', 'Acinar cells'])}}, index=list('abc'))\n"
+                   "a = anndata.AnnData(np.ones((3, 2), dtype=np.float32), obs=obs)\n"
+                   "a.obsm['celltyper_probabilities'] = np.array([[.9, .1], [.8, .2], [.1, .9]], dtype=np.float32)\n"
+                   "a.uns['celltyper_probability_classes'] = np.array(['Alpha cells', 'Acinar cells'], dtype=object)\n"
+                   "a.uns['celltyper_probability_cl_ids'] = np.array(['CL:0004117', 'CL:0002064'], dtype=object)\n"
+                   "a.write_h5ad('{}')\n",
+                   path)});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  std::ofstream(out.file("map.tsv")) << "label\tcl_id\nalpha\tCL:0000171\nacinar\tCL:0002064\nAlpha cells\tCL:0000171\n";
+  const auto run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--ontology", obo_, "--label-map", out.file("map.tsv"),
+                                  "--json", "-"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const nlohmann::json json = nlohmann::json::parse(run.out);
+  std::map<std::string, std::pair<std::string, std::string>> predicted;
+  for (const auto& row : json["label_mapping"]["prediction"]) predicted[row["label"]] = {row["cl_id"], row["match"]};
+  EXPECT_EQ(predicted["Alpha cells"], std::make_pair(std::string("CL:0000171"), std::string("user_map")));
+  EXPECT_EQ(predicted["Acinar cells"], std::make_pair(std::string("CL:0002064"), std::string("model")));
+  EXPECT_DOUBLE_EQ(json["overall"]["ontology"]["corrected_accuracy"].get<double>(), 1.0);
+  EXPECT_NE(json["warnings"].dump().find("--label-map maps 1 label to another Cell Ontology id than the model recorded for it; the label "
+                                         "map's id is used: 'Alpha cells' (CL:0004117 -> CL:0000171)"),
+            std::string::npos)
+      << json["warnings"].dump();
+  // Without the row the model's id stands: the alpha cells are unrelated to their truth.
+  std::ofstream(out.file("map2.tsv")) << "label\tcl_id\nalpha\tCL:0000171\nacinar\tCL:0002064\n";
+  const auto model_ids = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--ontology", obo_, "--label-map", out.file("map2.tsv"),
+                                        "--json", "-"});
+  ASSERT_EQ(model_ids.exit_code, 0) << model_ids.err;
+  EXPECT_NEAR(nlohmann::json::parse(model_ids.out)["overall"]["ontology"]["corrected_accuracy"].get<double>(), 1.0 / 3.0, 1e-12);
+}
+
 TEST_F(EvaluateCli, BadInputIsOneClearLine) {
   const test::TempDir out;
   std::ofstream(out.file("bad_map.tsv")) << "dataset\tlabel\tcl_id\npbmc68k_reduced\tCD19+ B\tCL:9999999\n";

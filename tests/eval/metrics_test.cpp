@@ -284,6 +284,101 @@ TEST(Metrics, ACellWithoutProbabilitiesIsAMissAtEveryK) {
   EXPECT_EQ(result.ranking.n_without_probabilities, 1u);
 }
 
+TEST(Metrics, CalibrationByHand) {
+  // Four cells, each alone in its bin of the top probability: ECE = mean |confidence - right|.
+  ProbabilityMatrix probabilities;
+  probabilities.class_names = {"A", "B"};
+  probabilities.values = {
+      0.9F,  0.1F,   // truth A: top A, right
+      0.62F, 0.38F,  // truth B: top A, wrong
+      0.3F,  0.7F,   // truth B: top B, right
+      0.82F, 0.18F,  // truth A: right
+  };
+  EvaluationOptions options;
+  options.probabilities = &probabilities;
+  const EvaluationResult result = evaluate({"A", "B", "B", "A"}, {"A", "A", "B", "A"}, options);
+  const CalibrationMetrics& c = result.ranking.calibration;
+  ASSERT_TRUE(c.available);
+  EXPECT_EQ(c.n_cells, 4u);
+  EXPECT_DOUBLE_EQ(c.accuracy, 0.75);
+  EXPECT_NEAR(c.mean_confidence, (0.9 + 0.62 + 0.7 + 0.82) / 4, 1e-6);
+  EXPECT_NEAR(c.expected_calibration_error, (0.1 + 0.62 + 0.3 + 0.18) / 4, 1e-6);
+  EXPECT_NEAR(c.log_loss, -(std::log(0.9) + std::log(0.38) + std::log(0.7) + std::log(0.82)) / 4, 1e-6);
+  EXPECT_NEAR(c.brier_score, (0.02 + 2 * 0.62 * 0.62 + 0.18 + 2 * 0.18 * 0.18) / 4, 1e-6);
+  const nlohmann::json json = to_json(result)["ranking"]["calibration"];
+  EXPECT_EQ(json["n_cells"], 4);
+  EXPECT_EQ(json["bins"], kCalibrationBins);
+  EXPECT_NEAR(json["expected_calibration_error"].get<double>(), 0.3, 1e-6);
+  EXPECT_NE(format_report(result).find("calibration over 4 cells: accuracy 0.7500, mean top probability 0.7600 (about right), ECE 0.3000"),
+            std::string::npos)
+      << format_report(result);
+  // Cells in one bin: their mean confidence against their share right.
+  probabilities.values = {0.9F, 0.1F, 0.9F, 0.1F, 0.9F, 0.1F, 0.9F, 0.1F};
+  const EvaluationResult same_bin = evaluate({"A", "A", "A", "B"}, {"A", "A", "A", "A"}, options);
+  EXPECT_NEAR(same_bin.ranking.calibration.expected_calibration_error, 0.15, 1e-6);
+  // A truth that is no column, and a cell without probabilities, are left out; rows that are
+  // scores, not probabilities (not summing to 1), have no calibration.
+  probabilities.values = {0.9F, 0.1F, 0.0F, 0.0F, 0.2F, 0.8F, 0.5F, 0.5F};
+  const EvaluationResult left_out = evaluate({"A", "A", "Mono", "B"}, {"A", "Unassigned", "B", "A"}, options);
+  EXPECT_EQ(left_out.ranking.calibration.n_cells, 2u);
+  probabilities.values = {0.9F, 0.3F, 0.2F, 0.1F, 0.2F, 0.8F, 0.5F, 0.5F};
+  const EvaluationResult scores = evaluate({"A", "A", "B", "B"}, {"A", "A", "B", "A"}, options);
+  EXPECT_TRUE(scores.ranking.available);
+  EXPECT_FALSE(scores.ranking.calibration.available);
+  EXPECT_TRUE(to_json(scores)["ranking"]["calibration"].is_null());
+}
+
+TEST(Metrics, RankingTallyOfBatchesEqualsTheirCellsAtOnce) {
+  // Two folds whose models know different classes, against one matrix over the union (0 where a
+  // fold's model lacks a class): the same top-k, reciprocal rank and calibration.
+  std::mt19937 random(7);
+  std::uniform_real_distribution<float> uniform(0.05F, 1.0F);
+  const std::vector<std::string> all_classes = {"A", "B", "C", "D"};
+  ProbabilityMatrix first{{"A", "B", "C"}, {}};
+  ProbabilityMatrix second{{"C", "A", "D"}, {}};
+  ProbabilityMatrix all{all_classes, {}};
+  std::vector<std::string> first_truth;
+  std::vector<std::string> second_truth;
+  const auto fill = [&](ProbabilityMatrix& fold, std::vector<std::string>& truth, int n) {
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> row(3);
+      float sum = 0;
+      for (auto& p : row) sum += (p = uniform(random));
+      std::vector<float> wide(4, 0.0F);
+      for (std::size_t k = 0; k < 3; ++k) {
+        fold.values.push_back(row[k] / sum);
+        const auto column = std::find(all_classes.begin(), all_classes.end(), fold.class_names[k]) - all_classes.begin();
+        wide[static_cast<std::size_t>(column)] = row[k] / sum;
+      }
+      all.values.insert(all.values.end(), wide.begin(), wide.end());
+      truth.push_back(fold.class_names[random() % 3]);
+    }
+  };
+  fill(first, first_truth, 40);
+  fill(second, second_truth, 30);
+  RankingTally tally({1, 2});
+  tally.add(first_truth, first);
+  tally.add(second_truth, second);
+  const RankingMetrics pooled = tally.result();
+  std::vector<std::string> truth = first_truth;
+  truth.insert(truth.end(), second_truth.begin(), second_truth.end());
+  RankingTally at_once({1, 2});
+  at_once.add(truth, all);
+  const RankingMetrics expected = at_once.result();
+  ASSERT_TRUE(pooled.available);
+  EXPECT_DOUBLE_EQ(pooled.top_k[0].accuracy, expected.top_k[0].accuracy);
+  EXPECT_DOUBLE_EQ(pooled.top_k[1].accuracy, expected.top_k[1].accuracy);
+  EXPECT_DOUBLE_EQ(pooled.mean_reciprocal_rank, expected.mean_reciprocal_rank);
+  ASSERT_TRUE(pooled.calibration.available);
+  EXPECT_EQ(pooled.calibration.n_cells, 70u);
+  EXPECT_DOUBLE_EQ(pooled.calibration.accuracy, expected.calibration.accuracy);
+  EXPECT_DOUBLE_EQ(pooled.calibration.expected_calibration_error, expected.calibration.expected_calibration_error);
+  EXPECT_DOUBLE_EQ(pooled.calibration.log_loss, expected.calibration.log_loss);
+  EXPECT_DOUBLE_EQ(pooled.calibration.brier_score, expected.calibration.brier_score);
+  EXPECT_FALSE(RankingTally({1}).result().available);  // (nothing added)
+  EXPECT_THROW(RankingTally({0}), InputError);
+}
+
 TEST(Metrics, BadInputThrows) {
   EXPECT_THROW((void)evaluate({"a"}, {"a", "b"}), InputError);
   EXPECT_THROW((void)evaluate({}, {}), InputError);

@@ -583,6 +583,93 @@ TEST(LabelOntologyIds, FromTheLabelMapThenTheDatasOwnIdsThenTheOntologysNames) {
   }
 }
 
+// What the ontology's names make of a reference's labels, said: two labels naming one term (two
+// classes that compete), a label mapped through a synonym to a term unrelated to all the others
+// (a pancreas reference's "Alpha cells" as the retina's "alpha cell"), and labels that name no
+// cell type ("Doublets").
+TEST(LabelOntologyIds, TwoNamesOfOneTermAnOddSynonymAndNoTypeLabelsAreSaid) {
+  std::istringstream obo(R"(format-version: 1.2
+
+[Term]
+id: CL:0000000
+name: cell
+
+[Term]
+id: CL:0000738
+name: leukocyte
+is_a: CL:0000000
+
+[Term]
+id: CL:0000542
+name: lymphocyte
+is_a: CL:0000738
+
+[Term]
+id: CL:0000084
+name: T cell
+is_a: CL:0000542
+
+[Term]
+id: CL:0000236
+name: B cell
+is_a: CL:0000542
+
+[Term]
+id: CL:0000623
+name: natural killer cell
+synonym: "NK cell" EXACT []
+is_a: CL:0000542
+
+[Term]
+id: CL:0000540
+name: neuron
+is_a: CL:0000000
+
+[Term]
+id: CL:0004117
+name: retinal ganglion cell A
+synonym: "alpha cell" EXACT []
+is_a: CL:0000540
+)");
+  const Ontology ontology = parse_obo(obo, "odd.obo");
+  const GeneTable table = test::numbered_gene_table(kGenes, 1001, "G");
+  const MemoryDataset cells = make_cells({20, 20, 20, 20, 20}, {"T cell", "NK cells", "Natural killer cell", "Alpha cells", "Doublets"}, 3);
+  TrainOptions options;
+  options.label_column = "cell_type";
+  options.n_genes = 30;
+  options.num_threads = 1;
+  options.validation_fraction = 0;
+  options.reference_sample_cells = 0;
+  options.ontology = &ontology;
+  const auto warnings_of = [&](const TrainOptions& o) { return nlohmann::json(train_model({&cells}, o, GeneStore(), table).warnings).dump(); };
+  const std::string said = warnings_of(options);
+  EXPECT_NE(said.find("generated: 'NK cells', 'Natural killer cell' name one Cell Ontology term (natural killer cell, CL:0000623) and train "
+                      "as 2 classes that compete"),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("label 'Alpha cells' maps through a Cell Ontology synonym to retinal ganglion cell A (CL:0004117), a term unrelated "
+                      "to every other label's"),
+            std::string::npos)
+      << said;
+  EXPECT_NE(said.find("generated: 20 cells of obs:cell_type carry labels that name no cell type ('Doublets' (20)): each trains as a class"),
+            std::string::npos)
+      << said;
+  // The labels' own synonym ("NK cells") among related terms is no odd one.
+  EXPECT_EQ(said.find("label 'NK cells' maps through"), std::string::npos) << said;
+  // --harmonize-labels makes each label its term: the two names are one class, unsaid.
+  TrainOptions harmonized = options;
+  harmonized.harmonize_labels = true;
+  EXPECT_EQ(warnings_of(harmonized).find("name one Cell Ontology term"), std::string::npos);
+  // Ids from a label map are the user's choice: two labels it sends to one term, or to a far term, are unsaid.
+  test::TempDir dir;
+  std::ofstream(dir.file("map.tsv")) << "label\tcl_id\nNK cells\tCL:0000623\nNatural killer cell\tCL:0000623\nAlpha cells\tCL:0004117\n";
+  TrainOptions mapped = options;
+  mapped.label_map = dir.file("map.tsv");
+  const std::string mapped_said = warnings_of(mapped);
+  EXPECT_EQ(mapped_said.find("name one Cell Ontology term"), std::string::npos) << mapped_said;
+  EXPECT_EQ(mapped_said.find("maps through a Cell Ontology synonym"), std::string::npos) << mapped_said;
+}
+
 // Two incomparable terms above every class at an equal probability (CELLxGENE's CL export puts
 // "hematopoietic cell" and "eukaryotic cell" side by side under "cell"): the narrower one, of
 // fewer descendants, whichever the file lists first.
@@ -611,6 +698,30 @@ TEST(HierarchicalPrediction, AnUnassignedCellKeepsItsLargestProbability) {
       predict_hierarchical({0.3f, 0.7f}, {"B", "Doublet"}, {ids_of(ontology).at("B cell"), ""}, ontology, 0.9);
   EXPECT_EQ(prediction.labels[0], kUnassigned);
   EXPECT_FLOAT_EQ(prediction.scores[0], 0.7f);
+}
+
+// A class whose own term is reached only by summing does not name the call: savercat's "T/NK
+// cells" (mapped to lymphocyte, the common ancestor of T and NK cells) must not name B cells that
+// reach lymphocyte through "B cells" and "T/NK cells" together. Two classes of one term: the
+// likelier names it when it alone reaches the threshold.
+TEST(HierarchicalPrediction, ATermReachedBySummingIsNamedByTheOntology) {
+  const Ontology ontology = small_ontology();
+  const auto ids = ids_of(ontology);
+  const std::vector<std::string> names = {"B cells", "T/NK cells", "CD4 T"};
+  const std::vector<std::string> cl_ids = {ids.at("B cell"), ids.at("lymphocyte"), ids.at("CD4 T cell")};
+  const HierarchicalPrediction prediction = predict_hierarchical({0.45f, 0.10f, 0.45f,    // lymphocyte by summing
+                                                                  0.20f, 0.60f, 0.20f,    // lymphocyte, "T/NK cells" alone
+                                                                  0.70f, 0.10f, 0.20f},   // B cell
+                                                                 names, cl_ids, ontology, 0.5);
+  EXPECT_EQ(prediction.labels, (std::vector<std::string>{"lymphocyte", "T/NK cells", "B cells"}));
+  EXPECT_EQ(prediction.cl_ids, (std::vector<std::string>{ids.at("lymphocyte"), ids.at("lymphocyte"), ids.at("B cell")}));
+  // Two names of one term (a reference's "B lymphocytes" and "CL:0000236"): the likelier one when
+  // it reaches the threshold alone, else the term's name.
+  const std::vector<std::string> two = {"B lymphocytes", "CL:0000236", "CD4 T"};
+  const std::vector<std::string> two_ids = {ids.at("B cell"), ids.at("B cell"), ids.at("CD4 T cell")};
+  const HierarchicalPrediction shared =
+      predict_hierarchical({0.2f, 0.6f, 0.2f, 0.6f, 0.2f, 0.2f, 0.3f, 0.3f, 0.4f}, two, two_ids, ontology, 0.5);
+  EXPECT_EQ(shared.labels, (std::vector<std::string>{"CL:0000236", "B lymphocytes", "B cell"}));
 }
 
 }  // namespace

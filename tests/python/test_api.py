@@ -922,6 +922,24 @@ def test_cv_of_an_anndata_equals_the_cli_and_gives_each_cells_out_of_fold_label(
         assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
         assert (probabilities.idxmax(axis=1) == predictions[method].astype(str)).all()
         assert np.allclose(probabilities.max(axis=1), result.scores[method], atol=1e-6)
+        # pooled calibration: scikit-learn's log loss and a 15-bin ECE of the same probabilities
+        from sklearn.metrics import log_loss
+        truth = predictions["truth"].astype(str).to_numpy()
+        classes = list(probabilities.columns)
+        values = probabilities.to_numpy(dtype=np.float64)
+        right = probabilities.idxmax(axis=1).to_numpy() == truth
+        confidence = values.max(axis=1)
+        bins = np.clip(np.ceil(confidence * 15) - 1, 0, 14).astype(int)
+        ece = sum((bins == b).mean() * abs(confidence[bins == b].mean() - right[bins == b].mean()) for b in range(15) if (bins == b).any())
+        calibration = result.details["pooled"][method]["ranking"]["calibration"]
+        assert calibration["n_cells"] == len(truth)
+        of_truth = values[np.arange(len(truth)), [classes.index(label) for label in truth]]
+        assert calibration["log_loss"] == pytest.approx(-np.log(np.clip(of_truth, 1e-15, 1)).mean(), abs=1e-9)
+        if of_truth.min() > 1e-6:  # (scikit-learn clips a 0 at its dtype's epsilon, not at 1e-15)
+            assert calibration["log_loss"] == pytest.approx(log_loss(truth, values, labels=classes), abs=1e-6)
+        assert calibration["expected_calibration_error"] == pytest.approx(ece, abs=1e-5)
+        assert calibration["accuracy"] == pytest.approx(right.mean(), abs=1e-12)
+        assert result.pooled.loc[method, "expected_calibration_error"] == pytest.approx(calibration["expected_calibration_error"], abs=1e-12)
 
 
 @needs_data
@@ -994,6 +1012,15 @@ def test_cv_probabilities_are_zero_for_a_class_a_folds_model_never_saw(pbmc3k):
     assert (probabilities.loc[(fold == "b1").to_numpy(), "Platelet"] == 0).all()  # (b2's cells taught b1's model: no platelet)
     assert (probabilities.loc[(fold == "b2").to_numpy(), "Platelet"] > 0).all()
     assert np.allclose(probabilities.sum(axis=1), 1, atol=1e-4)
+    # pooled ranking: b1's platelets are misses at every k (no such class in their fold's model), and
+    # outside the calibration, which covers every other cell
+    ranking = result.details["pooled"]["logreg:expression"]["ranking"]
+    truth = result.predictions["truth"].astype(str).to_numpy()
+    unknown = (fold == "b1").to_numpy() & (truth == "Platelet")
+    assert unknown.sum() > 0 and ranking["n_truth_not_in_classes"] == unknown.sum()
+    assert ranking["calibration"]["n_cells"] == adata.n_obs - unknown.sum()
+    top1 = (probabilities.idxmax(axis=1).to_numpy() == truth) & ~unknown
+    assert ranking["top_k_accuracy"]["1"] == pytest.approx(top1.mean(), abs=1e-12)
 
 
 @needs_data
