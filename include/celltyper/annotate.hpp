@@ -55,7 +55,9 @@ inline constexpr double kHierarchicalMinScore = 0.5;
 inline constexpr const char* kGroupByFile = "file";
 
 struct TrainOptions {
-  /// Warn when labels get no Cell Ontology id (cv reports its unmapped labels once itself).
+  /// Warn when labels get no Cell Ontology id, or ids from the ontology's names that look wrong (two
+  /// labels of one term, an odd synonym): cv's folds map labels without the user's label map, and cv
+  /// reports its unmapped labels once itself.
   bool warn_unmapped_labels = true;
   std::vector<std::string> references;    ///< .h5ad files with labelled cells
   /// A table of per-cell metadata (read_cell_table) joined to every reference's obs by cell name

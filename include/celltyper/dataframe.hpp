@@ -75,7 +75,7 @@ bool is_unlabelled(std::string_view label);
 std::string_view without_surrounding_spaces(std::string_view text);
 
 /// The text pandas, R and SQL write for a missing value ("", "nan", "NA", "<NA>", "None", "null"),
-/// and what pandas' read_csv reads as one ("N/A", "n/a", "NULL", "#N/A", "#NA", "-NaN", "-nan"),
+/// and the rest of what pandas' read_csv reads as one by default ("N/A", "n/a", "NULL", "#N/A", ...),
 /// surrounding spaces ignored: missing in any metadata column (a text table's obs). Unlike
 /// is_missing_label, "unknown" is a value here (a sex, a disease, a cluster named so).
 bool is_missing_text(std::string_view text);

@@ -87,10 +87,10 @@ inline constexpr std::size_t kCalibrationBins = 15;
 struct CalibrationMetrics {
   bool available = false;  ///< false when no such cell, or a row of probabilities does not sum to 1 (+- 0.01)
   std::size_t n_cells = 0;
-  double accuracy = 0.0;         ///< share whose top class is the truth
+  double accuracy = 0.0;         ///< share whose top class is the truth (these cells' top-1 accuracy)
   double mean_confidence = 0.0;  ///< mean top probability (below `accuracy`: under-confident)
-  /// sum over kCalibrationBins equal-width bins of the top probability of (cells in the bin / n)
-  /// x |mean top probability - share right| in the bin
+  /// sum over kCalibrationBins equal-width bins (k/15, (k+1)/15] of the top probability (within 1e-6
+  /// of an edge: on it) of (cells in the bin / n) x |mean top probability - share right| in the bin
   double expected_calibration_error = 0.0;
   double log_loss = 0.0;     ///< mean -ln p(truth), p clipped to [1e-15, 1]
   double brier_score = 0.0;  ///< mean over cells of the sum over classes of (p - [class is the truth])^2
@@ -112,8 +112,10 @@ struct RankingMetrics {
 };
 
 /// Ranking and calibration sums, added a batch of cells at a time (cross-validation's folds, each
-/// with its own classes), so that the metrics of the pooled cells equal one computation on all
-/// of them.
+/// with its own classes). The pooled metrics equal one computation over a matrix of the union of
+/// the batches' classes (0 where a batch lacks one) when every cell's truth is among its own
+/// batch's classes; a truth its batch lacks is a miss at every k and outside the calibration
+/// (over the union it would rank among the zeros).
 class RankingTally {
  public:
   explicit RankingTally(std::vector<int> top_k);

@@ -158,6 +158,9 @@ class Ontology {
   /// ancestors none of whose descendants is also a common ancestor. Several in a DAG; empty when
   /// the two share no ancestor. Sorted by index.
   [[nodiscard]] std::vector<TermIndex> lowest_common_ancestors(TermIndex a, TermIndex b) const;
+  /// Whether more than half of the ontology's terms lie below `index` ("cell", "animal cell",
+  /// "eukaryotic cell"): a term that says nothing of a cell.
+  [[nodiscard]] bool above_most_terms(TermIndex index) const { return 2 * descendant_indices(index).size() > size(); }
   /// "Upward LCA distance": the is_a steps from `truth` up to the nearest lowest common ancestor
   /// of (`prediction`, `truth`). 0 when equal or when the prediction is a descendant of the truth;
   /// the distance to the prediction when it is an ancestor; 1 for siblings. nullopt when the two
@@ -279,8 +282,8 @@ struct LabelMatch {
   std::vector<std::string> candidates;  ///< the competing ids when kind is kAmbiguous
   /// Mapped as the plural of a CL label or synonym ("B cells", "Monocytes"): `kind` says which.
   bool plural = false;
-  /// kCommonAncestor: the CL ids its alternatives name, in order ("T/NK cells": T cell, natural
-  /// killer cell).
+  /// A label of alternatives: the CL ids they name, in order ("T/NK cells": T cell, natural killer
+  /// cell), also when no common ancestor qualifies (kind kUnmapped or kAmbiguous then).
   std::vector<std::string> parts;
   /// Whether the label was mapped to an id.
   [[nodiscard]] bool mapped() const { return !cl_id.empty(); }
@@ -301,10 +304,12 @@ struct LabelMapperOptions {
 /// "s" ("B cells", "Monocytes", "Mast cells"; authors' labels name groups of cells), (f) a label
 /// of alternatives joined by '/' whose every part maps by (b)-(e), alone or completed with the
 /// last part's closing words ("T/NK cells": "T cells" and "NK cells"; "CD4/CD8 T cells"): the
-/// lowest common ancestor of their terms (lymphocyte), when there is one and at most half of the
-/// ontology's terms lie below it ("Hepatocytes/T cells" -> "eukaryotic cell" says nothing). Under
-/// either reading of the slash (one of the types, or a cell with every property) that ancestor
-/// holds for the cell. Matching is on
+/// lowest common ancestor of their terms (lymphocyte), when there is one that is neither above
+/// most of the ontology ("Hepatocytes/T cells": animal cell) nor over 10 times as broad as the
+/// broadest part ("Sertoli/Leydig cells": secretory cell); several such ancestors (a DAG) make the
+/// label ambiguous. Under either reading of the slash (one of the types, or a cell with every
+/// property) that ancestor holds for the cell, and so for the types below it the label excludes
+/// (B cells are lymphocytes, not "T/NK cells"): a prediction there counts as at or below the truth. Matching is on
 /// `normalize_label` forms. Live terms win over deprecated ones with the same label.
 class LabelMapper {
  public:

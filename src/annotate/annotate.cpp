@@ -129,6 +129,11 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
   std::vector<Node> nodes;
   std::map<TermIndex, std::size_t> node_of_term;
   std::vector<std::vector<std::size_t>> class_nodes(c_all);
+  // The classes whose own term a node is: the call takes the name of the likeliest of them when
+  // that class alone reaches min_score. A term reached only by summing keeps the ontology's name:
+  // "T/NK cells" (mapped to lymphocyte, their common ancestor) must not name B cells that reach
+  // lymphocyte through "B cell" and "T/NK cells" together.
+  std::map<std::size_t, std::vector<std::size_t>> own_classes;
   const auto root = ontology.root();
   std::size_t n_mapped = 0;
   for (std::size_t c = 0; c < c_all; ++c) {
@@ -148,20 +153,11 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
       auto [it, inserted] = node_of_term.emplace(t, nodes.size());
       if (inserted) nodes.push_back({ontology.term(t).label, ontology.term(t).id, t});
       class_nodes[c].push_back(it->second);
+      if (t == term) own_classes[it->second].push_back(c);
     }
   }
   if (n_mapped == 0) {
     throw InputError("hierarchical prediction: no class of the model has a Cell Ontology id (train with --label-map, or labels that are CL names)");
-  }
-  // The classes whose own term a node is: the call takes the name of the likeliest of them when
-  // that class alone reaches min_score. A term reached only by summing keeps the ontology's name:
-  // "T/NK cells" (mapped to lymphocyte, their common ancestor) must not name B cells that reach
-  // lymphocyte through "B cell" and "T/NK cells" together.
-  std::vector<std::vector<std::size_t>> own_classes(nodes.size());
-  for (std::size_t c = 0; c < c_all; ++c) {
-    const std::string& id = class_cl_ids[c];
-    const auto found = id.empty() ? std::nullopt : ontology.find_index(id);
-    if (found) own_classes[node_of_term[ontology.canonical(*found)]].push_back(c);
   }
   std::vector<std::size_t> breadth(nodes.size(), 0);  // descendants in the ontology (a class without a term: none)
   for (std::size_t k = 0; k < nodes.size(); ++k) {
@@ -212,8 +208,10 @@ HierarchicalPrediction predict_hierarchical(const std::vector<float>& probabilit
     }
     prediction.labels[row] = nodes[best].label;
     std::size_t own = c_all;
-    for (const std::size_t c : own_classes[best]) {
-      if (own == c_all || p[c] > p[own]) own = c;
+    if (const auto owners = own_classes.find(best); owners != own_classes.end()) {
+      for (const std::size_t c : owners->second) {
+        if (own == c_all || p[c] > p[own]) own = c;
+      }
     }
     if (own < c_all && p[own] >= min_score) prediction.labels[row] = class_names[own];
     prediction.cl_ids[row] = nodes[best].cl_id;

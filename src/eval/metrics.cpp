@@ -250,16 +250,15 @@ void RankingTally::add(const std::vector<std::string>& truth, const ProbabilityM
       throw InputError("probability matrix names class '" + probabilities.class_names[j] + "' twice");
     }
   }
+  for (std::size_t i = 0; i < n_cells * n_classes; ++i) {  // (checked before any sum changes)
+    if (std::isnan(probabilities.values[i])) {
+      throw InputError(fmt::format("probability matrix has NaN at cell {}, class '{}'", i / n_classes, probabilities.class_names[i % n_classes]));
+    }
+  }
   added_ = true;
   n_cells_ += n_cells;
   for (std::size_t i = 0; i < n_cells; ++i) {
     const float* row = probabilities.values.data() + i * n_classes;
-    for (std::size_t j = 0; j < n_classes; ++j) {
-      if (std::isnan(row[j])) {
-        throw InputError(fmt::format("probability matrix has NaN at cell {}, class '{}'", i,
-                                     probabilities.class_names[j]));
-      }
-    }
     const auto found = column_of.find(truth[i]);
     if (found == column_of.end()) {
       ++n_truth_not_in_classes_;
@@ -290,7 +289,10 @@ void RankingTally::add(const std::vector<std::string>& truth, const ProbabilityM
     }
     if (std::abs(sum - 1.0) > 0.01) sums_to_one_ = false;
     const double confidence = row[top];
-    const auto bin = std::min(kCalibrationBins - 1, static_cast<std::size_t>(std::max(0.0, std::ceil(confidence * kCalibrationBins) - 1.0)));
+    // Bins (k/15, (k+1)/15]; a float32 probability within 1e-6 above an edge (0.6F is 0.6000000238)
+    // counts as on it.
+    const auto bin = std::min(kCalibrationBins - 1,
+                              static_cast<std::size_t>(std::max(0.0, std::ceil(confidence * kCalibrationBins - 1e-6) - 1.0)));
     ++n_scored_;
     n_top_right_ += top == column ? 1 : 0;
     confidence_sum_ += confidence;
@@ -467,13 +469,9 @@ std::string format_report(const EvaluationResult& result) {
                          result.ranking.n_without_probabilities);
     }
     if (const CalibrationMetrics& c = result.ranking.calibration; c.available) {
-      out += fmt::format("calibration over {} cells: accuracy {:.4f}, mean top probability {:.4f} ({}), ECE {:.4f} ({} bins), "
-                         "log loss {:.4f}, Brier {:.4f}\n",
-                         c.n_cells, c.accuracy, c.mean_confidence,
-                         c.mean_confidence < c.accuracy - 0.05   ? "under-confident"
-                         : c.mean_confidence > c.accuracy + 0.05 ? "over-confident"
-                                                                 : "about right",
-                         c.expected_calibration_error, kCalibrationBins, c.log_loss, c.brier_score);
+      out += fmt::format("calibration over {} cells (truth a class): top-class accuracy {:.4f}, mean top probability {:.4f}, "
+                         "ECE {:.4f} ({} bins), log loss {:.4f}, Brier {:.4f}\n",
+                         c.n_cells, c.accuracy, c.mean_confidence, c.expected_calibration_error, kCalibrationBins, c.log_loss, c.brier_score);
     }
   }
 

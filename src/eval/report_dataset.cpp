@@ -497,7 +497,10 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   const auto map_prediction = [&](const std::string& label) {
     LabelMatch table = mapper.map_preferring(label, options.label_dataset);
     const auto found = model_cl_ids.find(label);
-    if (table.kind == LabelMatchKind::kUserMap && (found == model_cl_ids.end() || found->second != table.cl_id)) {
+    const auto same_term = [&](const std::string& a, const std::string& b) {  // (a deprecated id and its replacement are one)
+      return a == b || (ontology != nullptr && ontology->contains(a) && ontology->contains(b) && ontology->canonical(a) == ontology->canonical(b));
+    };
+    if (table.kind == LabelMatchKind::kUserMap && (found == model_cl_ids.end() || !same_term(found->second, table.cl_id))) {
       if (found != model_cl_ids.end()) overridden.push_back(fmt::format("'{}' ({} -> {})", label, found->second, table.cl_id));
       return std::pair(table, false);
     }

@@ -162,7 +162,8 @@ std::string_view without_surrounding_spaces(std::string_view text) {
 
 bool is_missing_text(std::string_view text) {
   text = without_surrounding_spaces(text);
-  for (const std::string_view missing : {"", "nan", "NaN", "NA", "<NA>", "None", "null", "N/A", "n/a", "NULL", "#N/A", "#NA", "-NaN", "-nan"}) {
+  for (const std::string_view missing : {"", "nan", "NaN", "NA", "<NA>", "None", "null", "N/A", "n/a", "NULL", "#N/A", "#N/A N/A", "#NA", "-NaN", "-nan",
+                                         "-1.#IND", "-1.#QNAN", "1.#IND", "1.#QNAN"}) {
     if (text == missing) return true;
   }
   return false;

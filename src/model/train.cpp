@@ -1230,8 +1230,7 @@ bool names_no_cell_type(std::string_view label) {
 /// LabelMapper's alternatives: "eukaryotic cell" relates nothing).
 bool related_terms(const Ontology& ontology, TermIndex a, TermIndex b) {
   const auto lowest = ontology.lowest_common_ancestors(a, b);
-  return std::any_of(lowest.begin(), lowest.end(),
-                     [&](TermIndex common) { return 2 * ontology.descendant_indices(common).size() <= ontology.size(); });
+  return std::any_of(lowest.begin(), lowest.end(), [&](TermIndex common) { return !ontology.above_most_terms(common); });
 }
 
 /// Warnings on the labels' Cell Ontology ids that the ontology's names gave (not a label map or the
@@ -1314,21 +1313,19 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.recovered_warning));
     }
     if (!reference.label_note.empty()) data.cells.warnings.push_back(fmt::format("obs:{}: {}", options.label_column, reference.label_note));
-    std::map<std::string, std::int64_t> no_type;  // label -> cells
+    std::set<std::string> labels;  // (distinct; the same words in every fold of cv, which says them once)
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
-      if (reference.labelled[row] != 0 && names_no_cell_type(reference.labels[row])) ++no_type[reference.labels[row]];
+      if (reference.labelled[row] != 0) labels.insert(reference.labels[row]);
+    }
+    std::vector<std::string> no_type;
+    for (const auto& label : labels) {
+      if (names_no_cell_type(label)) no_type.push_back(label);
     }
     if (!no_type.empty()) {
-      std::vector<std::string> listed;
-      std::int64_t cells = 0;
-      for (const auto& [label, count] : no_type) {
-        listed.push_back(fmt::format("'{}' ({})", label, count));
-        cells += count;
-      }
       data.cells.warnings.push_back(fmt::format(
-          "{}: {} cell{} of obs:{} carry labels that name no cell type ({}): each trains as a class, and query cells can be called so; "
-          "relabel them 'Unassigned' (left out of training) unless you want them predicted",
-          reference.path, cells, cells == 1 ? "" : "s", options.label_column, detail::some_of(listed, 6)));
+          "{}: labels of obs:{} that name no cell type ({}) train as classes, and query cells can be called so; relabel their cells "
+          "'Unassigned' (left out of training) unless you want them predicted",
+          reference.path, options.label_column, join_names(no_type, 6)));
     }
     if (reference.n_multi_labelled > 0) {
       data.cells.warnings.push_back(fmt::format(
@@ -1443,7 +1440,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
           detail::some_of(problems, 3, "; ")));
     }
   }
-  if (options.ontology != nullptr && !data.label_cl_ids.empty()) {
+  if (options.ontology != nullptr && !data.label_cl_ids.empty() && options.warn_unmapped_labels) {
     for (std::string& warning : label_id_warnings(used, references, data, *options.ontology, options.harmonize_labels, term_id_source)) {
       data.cells.warnings.push_back(std::move(warning));
     }

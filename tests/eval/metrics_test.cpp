@@ -309,9 +309,15 @@ TEST(Metrics, CalibrationByHand) {
   EXPECT_EQ(json["n_cells"], 4);
   EXPECT_EQ(json["bins"], kCalibrationBins);
   EXPECT_NEAR(json["expected_calibration_error"].get<double>(), 0.3, 1e-6);
-  EXPECT_NE(format_report(result).find("calibration over 4 cells: accuracy 0.7500, mean top probability 0.7600 (about right), ECE 0.3000"),
+  EXPECT_NE(format_report(result).find("calibration over 4 cells (truth a class): top-class accuracy 0.7500, mean top probability 0.7600, "
+                                       "ECE 0.3000"),
             std::string::npos)
       << format_report(result);
+  // A probability on a bin's upper edge belongs to that bin, though 0.6F is 0.6000000238.
+  // (0.6 right and 0.65 wrong in one bin would give |0.625 - 0.5| = 0.125)
+  probabilities.values = {0.6F, 0.4F, 0.65F, 0.35F};
+  const EvaluationResult edges = evaluate({"A", "B"}, {"A", "A"}, options);
+  EXPECT_NEAR(edges.ranking.calibration.expected_calibration_error, 0.5 * 0.4 + 0.5 * 0.65, 1e-6);
   // Cells in one bin: their mean confidence against their share right.
   probabilities.values = {0.9F, 0.1F, 0.9F, 0.1F, 0.9F, 0.1F, 0.9F, 0.1F};
   const EvaluationResult same_bin = evaluate({"A", "A", "A", "B"}, {"A", "A", "A", "A"}, options);
@@ -375,6 +381,18 @@ TEST(Metrics, RankingTallyOfBatchesEqualsTheirCellsAtOnce) {
   EXPECT_DOUBLE_EQ(pooled.calibration.expected_calibration_error, expected.calibration.expected_calibration_error);
   EXPECT_DOUBLE_EQ(pooled.calibration.log_loss, expected.calibration.log_loss);
   EXPECT_DOUBLE_EQ(pooled.calibration.brier_score, expected.calibration.brier_score);
+  // A truth the batch's model lacks: a miss at every k and outside the calibration.
+  RankingTally missing({1, 2});
+  missing.add({"D"}, ProbabilityMatrix{first.class_names, {0.2F, 0.3F, 0.5F}});
+  const RankingMetrics unknown = missing.result();
+  EXPECT_EQ(unknown.n_truth_not_in_classes, 1u);
+  EXPECT_DOUBLE_EQ(unknown.top_k[1].accuracy, 0.0);
+  EXPECT_FALSE(unknown.calibration.available);
+  // A NaN is refused before any sum changes.
+  ProbabilityMatrix bad{{"A", "B", "C"}, {0.5F, 0.5F, 0.0F, 0.2F, NAN, 0.8F}};
+  RankingTally checked({1});
+  EXPECT_THROW(checked.add({"A", "B"}, bad), InputError);
+  EXPECT_FALSE(checked.result().available);
   EXPECT_FALSE(RankingTally({1}).result().available);  // (nothing added)
   EXPECT_THROW(RankingTally({0}), InputError);
 }

@@ -929,7 +929,7 @@ def test_cv_of_an_anndata_equals_the_cli_and_gives_each_cells_out_of_fold_label(
         values = probabilities.to_numpy(dtype=np.float64)
         right = probabilities.idxmax(axis=1).to_numpy() == truth
         confidence = values.max(axis=1)
-        bins = np.clip(np.ceil(confidence * 15) - 1, 0, 14).astype(int)
+        bins = np.clip(np.ceil(confidence * 15 - 1e-6) - 1, 0, 14).astype(int)
         ece = sum((bins == b).mean() * abs(confidence[bins == b].mean() - right[bins == b].mean()) for b in range(15) if (bins == b).any())
         calibration = result.details["pooled"][method]["ranking"]["calibration"]
         assert calibration["n_cells"] == len(truth)
