@@ -205,8 +205,11 @@ struct LabelHarmonization {
   std::map<std::string, std::string> renames;  ///< label -> its CL term's name (mapped labels only)
   std::map<std::string, std::string> cl_ids;   ///< name (harmonised, or as given) -> CL id
   std::vector<std::string> unmapped;           ///< labels without a CL id, sorted
+  /// unmapped labels that several terms fit ("Monocytes/Macrophages": two lowest common
+  /// ancestors in the DAG) -> "id (name)" of each
   /// A misspelt --label-dataset; ids of the label map that the ontology lacks (they stay the
   /// classes' ids, but no ontology-aware step can place them).
+  std::map<std::string, std::vector<std::string>> ambiguous;
   std::vector<std::string> warnings;
 };
 

@@ -1091,6 +1091,11 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
                                (found.plural ? " (plural)" : "");
     if (!found.mapped()) {
       result.unmapped.push_back(label);
+      if (found.kind == LabelMatchKind::kAmbiguous) {
+        for (const auto& id : found.candidates) {
+          result.ambiguous[label].push_back(ontology != nullptr && ontology->contains(id) ? fmt::format("{} ({})", id, ontology->label(id)) : id);
+        }
+      }
       continue;
     }
     std::string name = label;
@@ -1224,6 +1229,17 @@ bool names_no_cell_type(std::string_view label) {
       "empty droplets", "unclassified", "ambiguous", "undetermined", "unresolved", "uncertain", "other", "others", "mixed",
       "contamination", "contaminant", "contaminants", "junk", "none", "?"};
   return kNoType.count(normalize_label(label)) != 0;
+}
+
+/// "; 'A/B' fits several terms: X or Y" for labels several terms fit ("" when none).
+std::string ambiguity_note(const std::map<std::string, std::vector<std::string>>& ambiguous) {
+  std::vector<std::string> said;
+  for (const auto& [label, candidates] : ambiguous) {
+    std::string either;
+    for (const auto& candidate : candidates) either += (either.empty() ? "" : " or ") + candidate;
+    said.push_back(fmt::format("'{}': {}", label, either));
+  }
+  return said.empty() ? std::string() : fmt::format("; several terms fit {}", detail::some_of(said, 4, "; "));
 }
 
 /// Whether two terms share an ancestor below which lies at most half of the ontology (the bar of
@@ -1375,8 +1391,8 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       // (a note: the labels are as good without; only ontology-aware prediction and metrics need ids)
       data.cells.warnings.push_back(fmt::format(
           "{}{} of {} labels have no Cell Ontology id ({}): annotate --hierarchical and the ontology metrics cannot place them; "
-          "name them with --label-map TSV (columns label, cl_id)",
-          kNotePrefix, mapped.unmapped.size(), distinct.size(), join_names(mapped.unmapped, 8)));
+          "name them with --label-map TSV (columns label, cl_id){}",
+          kNotePrefix, mapped.unmapped.size(), distinct.size(), join_names(mapped.unmapped, 8), ambiguity_note(mapped.ambiguous)));
     } else if (options.log && !options.harmonize_labels) {
       options.log(fmt::format("Cell Ontology ids for {} of {} labels", mapped.cl_ids.size(), distinct.size()));
     }

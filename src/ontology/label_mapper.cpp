@@ -281,9 +281,9 @@ LabelMatch LabelMapper::map_name(std::string_view label, const std::string& key)
   const auto first = label.find_first_not_of(" \t");
   const auto last = label.find_last_not_of(" \t");
   if (first != std::string_view::npos) {
-    if (const auto index = ontology_->find_index(label.substr(first, last - first + 1))) {
-      return finish(label, *index, LabelMatchKind::kIdentifier);
-    }
+    std::string id(label.substr(first, last - first + 1));
+    if (id.starts_with("CL_")) id[2] = ':';  // (an OBO PURL's form: http://purl.obolibrary.org/obo/CL_0000084)
+    if (const auto index = ontology_->find_index(id)) return finish(label, *index, LabelMatchKind::kIdentifier);
   }
   // (c) exact label, (d) synonym.
   if (options_.match_labels) {

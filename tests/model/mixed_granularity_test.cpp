@@ -630,10 +630,33 @@ id: CL:0004117
 name: retinal ganglion cell A
 synonym: "alpha cell" EXACT []
 is_a: CL:0000540
+
+[Term]
+id: CL:0000010
+name: first group
+is_a: CL:0000000
+
+[Term]
+id: CL:0000011
+name: second group
+is_a: CL:0000000
+
+[Term]
+id: CL:0000012
+name: left cell
+is_a: CL:0000010
+is_a: CL:0000011
+
+[Term]
+id: CL:0000013
+name: right cell
+is_a: CL:0000010
+is_a: CL:0000011
 )");
   const Ontology ontology = parse_obo(obo, "odd.obo");
   const GeneTable table = test::numbered_gene_table(kGenes, 1001, "G");
-  const MemoryDataset cells = make_cells({20, 20, 20, 20, 20}, {"T cell", "NK cells", "Natural killer cell", "Alpha cells", "Doublets"}, 3);
+  const MemoryDataset cells =
+      make_cells({20, 20, 20, 20, 20, 20}, {"T cell", "NK cells", "Natural killer cell", "Alpha cells", "Doublets", "Left/Right cells"}, 3);
   TrainOptions options;
   options.label_column = "cell_type";
   options.n_genes = 30;
@@ -653,6 +676,9 @@ is_a: CL:0000540
       << said;
   EXPECT_NE(said.find("generated: labels of obs:cell_type that name no cell type ('Doublets') train as classes"),
             std::string::npos)
+      << said;
+  // A label two terms fit (two lowest common ancestors) is named with them.
+  EXPECT_NE(said.find("several terms fit 'Left/Right cells': CL:0000010 (first group) or CL:0000011 (second group)"), std::string::npos)
       << said;
   // The labels' own synonym ("NK cells") among related terms is no odd one.
   EXPECT_EQ(said.find("label 'NK cells' maps through"), std::string::npos) << said;

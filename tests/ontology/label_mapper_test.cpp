@@ -113,6 +113,7 @@ TEST(LabelMapper, MatchesLabelsSynonymsAndIds) {
   const LabelMatch id = mapper.map(" CL:0000004 ");
   EXPECT_EQ(id.cl_id, "CL:0000004");
   EXPECT_EQ(id.kind, LabelMatchKind::kIdentifier);
+  EXPECT_EQ(mapper.map("CL_0000004").cl_id, "CL:0000004");  // (the PURL's form)
   // A RELATED synonym is not used unless asked for.
   EXPECT_FALSE(mapper.map("thymocyte").mapped());
   EXPECT_EQ(mapper.map("thymocyte").kind, LabelMatchKind::kUnmapped);
