@@ -34,6 +34,14 @@ namespace celltyper {
 /// Dense index of a term inside one `Ontology` (0 .. size()-1).
 using TermIndex = std::int32_t;
 
+/// How much broader a common ancestor may be than the broadest of the terms it groups (terms at or
+/// below it) to say something of them: CL's "T/NK cells" -> lymphocyte 2.0x, "pDC/cDC" -> dendritic
+/// cell 1.3x, "Monocytes/Macrophages" -> myeloid leukocyte 2.3-2.8x, "Erythrocytes/Platelets" ->
+/// blood cell 4.7-6x; "Keratinocytes/Melanocytes" -> "stuff accumulating cell" 11.5-18x,
+/// "Erythrocytes/Platelets" -> myeloid cell 33-37x, "Sertoli/Leydig cells" -> secretory cell
+/// 400-600x, the retina's alpha cell and pancreatic D cell -> neuron ~800x.
+inline constexpr std::size_t kCloseAncestorBreadth = 10;
+
 /// Id of the Cell Ontology root term, "cell".
 inline constexpr std::string_view kCellOntologyRoot = "CL:0000000";
 
@@ -161,6 +169,9 @@ class Ontology {
   /// Whether more than half of the ontology's terms lie below `index` ("cell", "animal cell",
   /// "eukaryotic cell"): a term that says nothing of a cell.
   [[nodiscard]] bool above_most_terms(TermIndex index) const { return 2 * descendant_indices(index).size() > size(); }
+  /// Whether `ancestor` groups `terms` closely: not above most terms, and with at most
+  /// kCloseAncestorBreadth times the terms at or below the broadest of them at or below it.
+  [[nodiscard]] bool close_ancestor(TermIndex ancestor, const std::vector<TermIndex>& terms) const;
   /// "Upward LCA distance": the is_a steps from `truth` up to the nearest lowest common ancestor
   /// of (`prediction`, `truth`). 0 when equal or when the prediction is a descendant of the truth;
   /// the distance to the prediction when it is an ancestor; 1 for siblings. nullopt when the two

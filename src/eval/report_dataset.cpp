@@ -548,8 +548,8 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   std::sort(overridden.begin(), overridden.end());
   overridden.erase(std::unique(overridden.begin(), overridden.end()), overridden.end());
   if (!overridden.empty()) {
-    evaluation.warnings.push_back(fmt::format("--label-map maps {} label{} to another Cell Ontology id than the model recorded for {}; the "
-                                              "label map's id is used: {}",
+    evaluation.warnings.push_back(fmt::format("the --label-map TSV gives {} label{} another Cell Ontology id than the model recorded for {}; "
+                                              "the label map's id is used: {}",
                                               overridden.size(), overridden.size() == 1 ? "" : "s", overridden.size() == 1 ? "it" : "them",
                                               detail::some_of(overridden, 8)));
   }
@@ -715,10 +715,10 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
           if (named.size() < 5) named.push_back(fmt::format("'{}' ({} cells)", name, count));
         }
         evaluation.warnings.push_back(fmt::format(
-            "{} cells are predicted at a term above truth classes and no truth cell has ({}{}): macro-F1 averages over truth and predicted "
+            "{} cell{} predicted at a term above truth classes and no truth cell has ({}{}): macro-F1 averages over truth and predicted "
             "labels (as scikit-learn's classification_report), so each such label is a class with F1 0, in corrected macro-F1 too (which "
             "credits a prediction at or below the truth); hierarchical F and the relation shares credit them",
-            cells, fmt::join(named, ", "), coarser.size() > named.size() ? ", ..." : ""));
+            cells, cells == 1 ? " is" : "s are", fmt::join(named, ", "), coarser.size() > named.size() ? ", ..." : ""));
       }
     }
     const auto n_unassigned = static_cast<std::size_t>(std::count(prediction.begin(), prediction.end(), kUnassigned));

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <bit>
 #include <fstream>
 #include <iterator>
@@ -1242,11 +1243,20 @@ std::string ambiguity_note(const std::map<std::string, std::vector<std::string>>
   return said.empty() ? std::string() : fmt::format("; several terms fit {}", detail::some_of(said, 4, "; "));
 }
 
-/// Whether two terms share an ancestor below which lies at most half of the ontology (the bar of
-/// LabelMapper's alternatives: "eukaryotic cell" relates nothing).
+/// Whether two terms share a close ancestor (Ontology::close_ancestor, the bar of LabelMapper's
+/// alternatives: "eukaryotic cell" relates nothing, nor "neuron" the retina's alpha cell and
+/// pancreatic D cell).
 bool related_terms(const Ontology& ontology, TermIndex a, TermIndex b) {
   const auto lowest = ontology.lowest_common_ancestors(a, b);
-  return std::any_of(lowest.begin(), lowest.end(), [&](TermIndex common) { return !ontology.above_most_terms(common); });
+  return std::any_of(lowest.begin(), lowest.end(), [&](TermIndex common) { return ontology.close_ancestor(common, {a, b}); });
+}
+
+/// Whether a term's name carries another species' tag, as CL's "alpha retinal ganglion cell (Mmus)".
+bool names_a_species(const std::string& label) {
+  const std::size_t n = label.size();
+  return n > 7 && label[n - 7] == ' ' && label[n - 6] == '(' && label[n - 1] == ')' &&
+         std::isupper(static_cast<unsigned char>(label[n - 5])) != 0 &&
+         std::all_of(label.end() - 4, label.end() - 1, [](char c) { return std::islower(static_cast<unsigned char>(c)) != 0; });
 }
 
 /// Warnings on the labels' Cell Ontology ids that the ontology's names gave (not a label map or the
@@ -1289,17 +1299,18 @@ std::vector<std::string> label_id_warnings(const std::vector<std::set<std::strin
   for (const auto& label : all_labels) {
     if (const auto term = term_of(label)) terms.emplace_back(label, *term);
   }
-  if (terms.size() < 2) return warnings;
   for (const auto& [label, term] : terms) {
     const auto source = data.label_cl_id_sources.find(label);
     if (source == data.label_cl_id_sources.end() || !source->second.starts_with("CL synonym")) continue;
-    const bool alone = std::none_of(terms.begin(), terms.end(), [&, &label = label, term = term](const auto& other) {
+    const bool alone = terms.size() > 1 && std::none_of(terms.begin(), terms.end(), [&, &label = label, term = term](const auto& other) {
       return other.first != label && related_terms(ontology, term, other.second);
     });
-    if (alone) {
-      warnings.push_back(fmt::format("label '{}' maps through a Cell Ontology synonym to {} ({}), a term unrelated to every other label's: "
-                                     "if it means another cell, name its id with --label-map TSV (columns label, cl_id)",
-                                     label, ontology.term(term).label, ontology.term(term).id));
+    const bool species = names_a_species(ontology.term(term).label);
+    if (alone || species) {
+      warnings.push_back(fmt::format("label '{}' maps through a Cell Ontology synonym to {} ({}), {}: if it means another cell, name its id "
+                                     "with --label-map TSV (columns label, cl_id)",
+                                     label, ontology.term(term).label, ontology.term(term).id,
+                                     species ? "a term of another species" : "a term unrelated to every other label's"));
     }
   }
   return warnings;

@@ -15,13 +15,6 @@
 namespace celltyper {
 namespace {
 
-/// How much broader than the broadest of its parts a label of alternatives' common ancestor may
-/// be (terms at or below it): CL's "T/NK cells" -> lymphocyte 2.0x, "pDC/cDC" -> dendritic cell 1.3x,
-/// "Monocytes/Macrophages" -> myeloid leukocyte 2.3-2.8x, "Erythrocytes/Platelets" -> blood cell
-/// 4.7-6x; "Keratinocytes/Melanocytes" -> "stuff accumulating cell" 11.5-18x, "Erythrocytes/Platelets"
-/// -> myeloid cell 33-37x, "Sertoli/Leydig cells" -> secretory cell 400-600x.
-constexpr std::size_t kAlternativesBreadth = 10;
-
 bool is_separator(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0 || c == '_' || c == '-'; }
 
 std::vector<std::string> split_tabs(const std::string& line) {
@@ -356,12 +349,7 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
   });
   // A term above most of the ontology ("animal cell" for "Hepatocytes/T cells") says nothing of a
   // cell, and one far broader than the parts ("secretory cell" for "Sertoli/Leydig cells") little.
-  std::size_t widest_part = 0;  // terms at or below the broadest part
-  for (const TermIndex term : terms) widest_part = std::max(widest_part, ontology_->descendant_indices(term).size() + 1);
-  std::erase_if(lowest, [&](TermIndex candidate) {
-    return ontology_->above_most_terms(candidate) ||
-           ontology_->descendant_indices(candidate).size() + 1 > kAlternativesBreadth * widest_part;
-  });
+  std::erase_if(lowest, [&](TermIndex candidate) { return !ontology_->close_ancestor(candidate, terms); });
   if (lowest.empty()) return unmapped;
   LabelMatch match = from_candidates(label, lowest, LabelMatchKind::kCommonAncestor);
   match.parts = std::move(unmapped.parts);

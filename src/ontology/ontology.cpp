@@ -258,6 +258,12 @@ std::vector<TermIndex> Ontology::lowest_common_ancestors(TermIndex a, TermIndex 
   return lowest;
 }
 
+bool Ontology::close_ancestor(TermIndex ancestor, const std::vector<TermIndex>& terms) const {
+  std::size_t widest = 0;  // terms at or below the broadest of `terms`
+  for (const TermIndex term : terms) widest = std::max(widest, descendant_indices(term).size() + 1);
+  return !above_most_terms(ancestor) && descendant_indices(ancestor).size() + 1 <= kCloseAncestorBreadth * widest;
+}
+
 std::optional<std::int32_t> Ontology::upward_lca_distance(TermIndex prediction, TermIndex truth) const {
   if (prediction == truth) return 0;
   std::optional<std::int32_t> nearest;

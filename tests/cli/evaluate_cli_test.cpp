@@ -493,7 +493,7 @@ TEST_F(EvaluateCli, PredictionsAboveTheTruthsTermsAreNamedAsCostingMacroF1) {
                                           "{'truth': ['B cell', 'B cell', 'T cell', 'T cell'], 'pred': ['B cell', 'B cell', 'T cell', 'lymphocyte']}");
   const nlohmann::json json = evaluate_obs(path);
   EXPECT_NEAR(json["overall"]["macro"]["f1"].get<double>(), (1.0 + 2.0 / 3.0 + 0.0) / 3.0, 1e-9);
-  EXPECT_NE(json["warnings"].dump().find("1 cells are predicted at a term above truth classes and no truth cell has ('lymphocyte' (1 cells))"),
+  EXPECT_NE(json["warnings"].dump().find("1 cell is predicted at a term above truth classes and no truth cell has ('lymphocyte' (1 cells))"),
             std::string::npos)
       << json["warnings"].dump();
   // A predicted label naming a truth class's term under another name is not above it.
@@ -600,8 +600,8 @@ TEST_F(EvaluateCli, ALabelMapRowWinsOverTheIdTheModelRecorded) {
   EXPECT_EQ(predicted["Alpha cells"], std::make_pair(std::string("CL:0000171"), std::string("user_map")));
   EXPECT_EQ(predicted["Acinar cells"], std::make_pair(std::string("CL:0002064"), std::string("model")));
   EXPECT_DOUBLE_EQ(json["overall"]["ontology"]["corrected_accuracy"].get<double>(), 1.0);
-  EXPECT_NE(json["warnings"].dump().find("--label-map maps 1 label to another Cell Ontology id than the model recorded for it; the label "
-                                         "map's id is used: 'Alpha cells' (CL:0004117 -> CL:0000171)"),
+  EXPECT_NE(json["warnings"].dump().find("the --label-map TSV gives 1 label another Cell Ontology id than the model recorded for it; the "
+                                         "label map's id is used: 'Alpha cells' (CL:0004117 -> CL:0000171)"),
             std::string::npos)
       << json["warnings"].dump();
   // Without the row the model's id stands: the alpha cells are unrelated to their truth.

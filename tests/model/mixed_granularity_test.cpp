@@ -652,6 +652,12 @@ id: CL:0000013
 name: right cell
 is_a: CL:0000010
 is_a: CL:0000011
+
+[Term]
+id: CL:0000014
+name: gamma T cell (Mmus)
+synonym: "gamma cell" EXACT []
+is_a: CL:0000084
 )");
   const Ontology ontology = parse_obo(obo, "odd.obo");
   const GeneTable table = test::numbered_gene_table(kGenes, 1001, "G");
@@ -680,6 +686,14 @@ is_a: CL:0000011
   // A label two terms fit (two lowest common ancestors) is named with them.
   EXPECT_NE(said.find("several terms fit 'Left/Right cells': CL:0000010 (first group) or CL:0000011 (second group)"), std::string::npos)
       << said;
+  // A synonym of a term tagged with another species (CL's "alpha retinal ganglion cell (Mmus)") is
+  // said even among related terms.
+  const MemoryDataset gamma = make_cells({20, 20}, {"T cell", "Gamma cells"}, 4);
+  const std::string gamma_said = nlohmann::json(train_model({&gamma}, options, GeneStore(), table).warnings).dump();
+  EXPECT_NE(gamma_said.find("label 'Gamma cells' maps through a Cell Ontology synonym to gamma T cell (Mmus) (CL:0000014), a term of "
+                            "another species"),
+            std::string::npos)
+      << gamma_said;
   // The labels' own synonym ("NK cells") among related terms is no odd one.
   EXPECT_EQ(said.find("label 'NK cells' maps through"), std::string::npos) << said;
   // --harmonize-labels makes each label its term: the two names are one class, unsaid.
