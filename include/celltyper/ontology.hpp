@@ -166,6 +166,9 @@ class Ontology {
   /// ancestors none of whose descendants is also a common ancestor. Several in a DAG; empty when
   /// the two share no ancestor. Sorted by index.
   [[nodiscard]] std::vector<TermIndex> lowest_common_ancestors(TermIndex a, TermIndex b) const;
+  /// The same for any number of terms (at least one): their common ancestors none of whose
+  /// descendants is also common to all.
+  [[nodiscard]] std::vector<TermIndex> lowest_common_ancestors(const std::vector<TermIndex>& terms) const;
   /// Whether more than half of the ontology's terms lie below `index` ("cell", "animal cell",
   /// "eukaryotic cell"): a term that says nothing of a cell.
   [[nodiscard]] bool above_most_terms(TermIndex index) const { return 2 * descendant_indices(index).size() > size(); }

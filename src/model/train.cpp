@@ -1340,20 +1340,6 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.recovered_warning));
     }
     if (!reference.label_note.empty()) data.cells.warnings.push_back(fmt::format("obs:{}: {}", options.label_column, reference.label_note));
-    std::set<std::string> labels;  // (distinct; the same words in every fold of cv, which says them once)
-    for (std::size_t row = 0; row < reference.labels.size(); ++row) {
-      if (reference.labelled[row] != 0) labels.insert(reference.labels[row]);
-    }
-    std::vector<std::string> no_type;
-    for (const auto& label : labels) {
-      if (names_no_cell_type(label)) no_type.push_back(label);
-    }
-    if (!no_type.empty()) {
-      data.cells.warnings.push_back(fmt::format(
-          "{}: labels of obs:{} that name no cell type ({}) train as classes, and query cells can be called so; relabel their cells "
-          "'Unassigned' (left out of training) unless you want them predicted",
-          reference.path, options.label_column, join_names(no_type, 6)));
-    }
     if (reference.n_multi_labelled > 0) {
       data.cells.warnings.push_back(fmt::format(
           "{}: {} cell{} of obs:{} have labels joining several types with '|' (CellTypist's multi-labels, e.g. '{}'): each such label "
@@ -1425,6 +1411,18 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   for (std::size_t r = 0; r < references.size(); ++r) {
     for (std::size_t row = 0; row < references[r].labels.size(); ++row) {
       if (references[r].labelled[row] != 0) used[r].insert(references[r].labels[row]);
+    }
+  }
+  for (std::size_t r = 0; r < references.size(); ++r) {  // (the same words in every fold of cv, which says them once)
+    std::vector<std::string> no_type;
+    for (const auto& label : used[r]) {
+      if (names_no_cell_type(label)) no_type.push_back(label);
+    }
+    if (!no_type.empty()) {
+      data.cells.warnings.push_back(fmt::format(
+          "{}: labels of obs:{} that name no cell type ({}) train as classes, and query cells can be called so; relabel their cells "
+          "'Unassigned' (left out of training) unless you want them predicted",
+          references[r].path, options.label_column, join_names(no_type, 6)));
     }
   }
   if (options.harmonize_labels && options.ontology != nullptr && !options.flat_labels) {  // mixed granularity

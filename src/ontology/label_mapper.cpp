@@ -333,20 +333,7 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
     terms.push_back(ontology_->index_of(part.cl_id));
     unmapped.parts.push_back(part.cl_id);
   }
-  std::vector<TermIndex> lowest{terms.front()};
-  for (std::size_t p = 1; p < terms.size(); ++p) {
-    std::set<TermIndex> next;
-    for (const TermIndex index : lowest) {
-      for (const TermIndex common : ontology_->lowest_common_ancestors(index, terms[p])) next.insert(common);
-    }
-    lowest.assign(next.begin(), next.end());
-  }
-  // Several parts' candidates: keep the lowest of them.
-  const std::vector<TermIndex> candidates = lowest;
-  std::erase_if(lowest, [&](TermIndex candidate) {
-    return std::any_of(candidates.begin(), candidates.end(),
-                       [&](TermIndex other) { return other != candidate && ontology_->is_ancestor(candidate, other); });
-  });
+  std::vector<TermIndex> lowest = ontology_->lowest_common_ancestors(terms);
   // A term above most of the ontology ("animal cell" for "Hepatocytes/T cells") says nothing of a
   // cell, and one far broader than the parts ("secretory cell" for "Sertoli/Leydig cells") little.
   std::erase_if(lowest, [&](TermIndex candidate) { return !ontology_->close_ancestor(candidate, terms); });

@@ -235,18 +235,22 @@ std::int32_t Ontology::depth(TermIndex index) const {
   return depth_[static_cast<std::size_t>(index)];
 }
 
-std::vector<TermIndex> Ontology::lowest_common_ancestors(TermIndex a, TermIndex b) const {
+std::vector<TermIndex> Ontology::lowest_common_ancestors(TermIndex a, TermIndex b) const { return lowest_common_ancestors({a, b}); }
+
+std::vector<TermIndex> Ontology::lowest_common_ancestors(const std::vector<TermIndex>& terms) const {
   // Closures including self, then their intersection.
   const auto with_self = [this](TermIndex index) {
     std::vector<TermIndex> closure = ancestor_indices(index);
     closure.insert(std::upper_bound(closure.begin(), closure.end(), index), index);
     return closure;
   };
-  const std::vector<TermIndex> closure_a = with_self(a);
-  const std::vector<TermIndex> closure_b = with_self(b);
-  std::vector<TermIndex> common;
-  std::set_intersection(closure_a.begin(), closure_a.end(), closure_b.begin(), closure_b.end(),
-                        std::back_inserter(common));
+  std::vector<TermIndex> common = with_self(terms.front());
+  for (std::size_t t = 1; t < terms.size(); ++t) {
+    const std::vector<TermIndex> closure = with_self(terms[t]);
+    std::vector<TermIndex> kept;
+    std::set_intersection(common.begin(), common.end(), closure.begin(), closure.end(), std::back_inserter(kept));
+    common = std::move(kept);
+  }
   // A common ancestor is lowest when it is not an ancestor of another common ancestor.
   std::vector<TermIndex> lowest;
   for (const TermIndex candidate : common) {
