@@ -43,6 +43,13 @@ struct EvaluationOptions {
   /// Label -> CL id for truth and predicted labels (e.g. from `LabelMapper::to_cl_ids`). A label
   /// missing here that is itself a CL id of the ontology is used as that id.
   std::map<std::string, std::string> cl_ids;
+  /// Truth label -> the CL ids of the alternatives it names below its own id
+  /// (`LabelMapper::alternatives_within`: "T/NK cells" at lymphocyte, T cell and natural killer
+  /// cell). A prediction of the label's own term is right; one below that term counts as at or
+  /// below the truth only when at or below one of them (a B cell is a lymphocyte, not a "T/NK
+  /// cell: its relation is then the closest it has to one of them, sibling or unrelated).
+  /// Hierarchical P / R and the LCA distance read the label's own term.
+  std::map<std::string, std::vector<std::string>> alternatives;
 };
 
 /// Precision, recall and F1 of one class.

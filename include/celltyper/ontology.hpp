@@ -347,6 +347,15 @@ class LabelMapper {
   /// Map every label of `labels` (one result per input, same order).
   [[nodiscard]] std::vector<LabelMatch> map_all(const std::vector<std::string>& labels,
                                                 std::string_view dataset = {}) const;
+  /// The alternatives of a label joined by '/' (step (f)) that narrow the id it maps to: the CL ids
+  /// of its parts when every part names a term at or below `cl_id` (a deprecated id read as its
+  /// replacement), without a part below another part; empty when the label has no such parts, a
+  /// part names nothing or lies elsewhere (the id then is another reading of the label: the table
+  /// sent "T/NK cells" to T cell), or the parts are `cl_id` itself. "T/NK cells" at lymphocyte:
+  /// T cell and natural killer cell, so a B cell is not one of its cells. Under either reading of
+  /// the slash (one of the types, or a cell with every property) a cell of the label lies at or
+  /// below some part.
+  [[nodiscard]] std::vector<std::string> alternatives_within(std::string_view label, const std::string& cl_id) const;
   /// label -> CL id for the distinct mapped labels of `labels` (input for EvaluationOptions).
   [[nodiscard]] std::map<std::string, std::string> to_cl_ids(const std::vector<std::string>& labels,
                                                              std::string_view dataset = {}) const;

@@ -105,6 +105,10 @@ struct LabelMappingRow {
   /// "not_in_hierarchy" (a term not connected to the root, e.g. deprecated without replacement).
   std::string match;
   std::vector<std::string> candidates;  ///< competing ids when `match` is "ambiguous"
+  /// Truth labels: the alternatives the label names below `cl_id` ("T/NK cells": T cell, natural
+  /// killer cell; `LabelMapper::alternatives_within`), which a prediction below `cl_id` must be at
+  /// or below to count as right.
+  std::vector<std::string> alternatives;
   /// Whether the label has a usable CL id.
   [[nodiscard]] bool mapped() const { return !cl_id.empty(); }
 };

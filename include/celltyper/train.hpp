@@ -140,11 +140,12 @@ struct LabelledReference {
   std::string label_note;
 };
 
-/// What makes two labels one: the label without surrounding white space, in lower case.
+/// What makes two labels one: the label without surrounding white space, in lower case, a CL id
+/// with ':' ("CL_0000236", an OBO PURL's form, is "CL:0000236").
 std::string label_spelling_key(std::string_view label);
 
-/// Labels equal but for surrounding white space and letter case ("B " and "B", "NK" and "nk"),
-/// given with their cells: each such spelling -> the most frequent one, trimmed (what training
+/// Labels equal but for surrounding white space, letter case and a CL id's CL_ ("B " and "B", "NK" and "nk"),
+/// given with their cells: each such spelling -> the most frequent one, trimmed, a CL id as CL: (what training
 /// reads them as). `note`, when given and something is renamed, gets a warning naming them.
 /// "PATH: N cells without a label in obs:COLUMN left out", naming a label that names no type
 /// (`spelled`, e.g. 'unknown') when one was seen ("" = none).
@@ -204,6 +205,10 @@ struct TrainingData {
 struct LabelHarmonization {
   std::map<std::string, std::string> renames;  ///< label -> its CL term's name (mapped labels only)
   std::map<std::string, std::string> cl_ids;   ///< name (harmonised, or as given) -> CL id
+  /// name -> the alternatives its label names below its CL id ("T/NK cells" at lymphocyte: T
+  /// cell, natural killer cell; `LabelMapper::alternatives_within`), when every label of that
+  /// name reads so (evaluation's truth; a coarse label's classes in training)
+  std::map<std::string, std::vector<std::string>> alternatives;
   std::vector<std::string> unmapped;           ///< labels without a CL id, sorted
   /// unmapped labels that several terms fit ("Monocytes/Macrophages": two lowest common
   /// ancestors in the DAG) -> "id (name)" of each
@@ -234,11 +239,14 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
 /// at or below R's own other labels under T (R chose those where they applied: pbmc3k's "CD14+
 /// Mono" beside its "FCGR3A+ Mono", which CL places below it, means "CD14 monocyte but not
 /// FCGR3A+"; savercat's "T/NK cells" (lymphocyte) beside its "B cells" means "a lymphocyte other
-/// than a B cell"). A label is a class when some reference uses it with nothing left below it;
-/// a label coarse in every reference that uses it is not a class. `labels_by_reference[r]` = the
-/// labels reference r uses.
+/// than a B cell"). A label naming alternatives below its term (`alternatives`, from
+/// LabelHarmonization: "T/NK cells" at lymphocyte) leaves only the classes at or below one of
+/// them (not an innate lymphoid cell). A label is a class when some reference uses it with nothing
+/// left below it; a label coarse in every reference that uses it is not a class.
+/// `labels_by_reference[r]` = the labels reference r uses.
 std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std::string>>& labels_by_reference,
-                                                 const std::map<std::string, std::string>& cl_ids, const Ontology& ontology);
+                                                 const std::map<std::string, std::string>& cl_ids, const Ontology& ontology,
+                                                 const std::map<std::string, std::vector<std::string>>& alternatives = {});
 
 /// Step 2: features of the usable labelled cells of `datasets` (options.features picks the route;
 /// options.classifier and hyperparameters are not used, so one TrainingData serves every

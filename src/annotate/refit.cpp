@@ -86,6 +86,18 @@ ModelCoverage model_coverage(const CellTypeModel& model, const std::vector<std::
       ++coverage.n_measured;
     }
   }
+  // Feature genes are the model's genes too, also where no sampled cell expresses one or its
+  // library leaves one out (else a query could measure more feature genes than model genes); they
+  // carry no expression share.
+  std::vector<std::int64_t> sampled(sample.entrez_ids.begin(), sample.entrez_ids.end());
+  std::sort(sampled.begin(), sampled.end());
+  for (const std::int64_t entrez : feature_genes) {
+    const bool counted = std::binary_search(sampled.begin(), sampled.end(), entrez) &&
+                         (allowed.empty() || std::binary_search(allowed.begin(), allowed.end(), entrez));
+    if (counted) continue;
+    ++coverage.n_model_genes;
+    if (measured(entrez)) ++coverage.n_measured;
+  }
   const std::size_t n_classes = model.class_names.size();
   if (coverage.n_measured == coverage.n_model_genes) {  // every share is 1: no need to read the sample's values
     coverage.mass = 1.0;

@@ -458,7 +458,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    confidence.n_low, 100.0 * static_cast<double>(confidence.n_low) / static_cast<double>(annotation.scores.size()), kLowScore,
                    confidence.n_low == 0 || args->options.hierarchical || low_but_labelled == 0
                        ? ""
-                       : ": uncertain calls; --hierarchical names such a cell at the coarser term its probabilities support, --min-score 0.5 leaves it Unassigned");
+                       : ": uncertain calls; --hierarchical names each cell at the most specific Cell Ontology term whose summed probability reaches --min-score "
+                         "(for an uncertain call, usually a coarser term), --min-score 0.5 leaves it Unassigned");
       }
       if (annotation.has_similarity && !annotation.labels.empty()) {
         const auto n = static_cast<std::int64_t>(annotation.labels.size());

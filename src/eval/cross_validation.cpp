@@ -418,6 +418,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   const std::map<std::string, std::string> data_ids = most_frequent_term_ids(term_ids, term_ids_column, &result.warnings);
   std::map<std::string, std::string> renames;
   std::map<std::string, std::string> cl_ids;  // label (as trained / scored) -> CL id
+  std::map<std::string, std::vector<std::string>> alternatives;  // label -> the alternatives it names ("T/NK cells")
   if (can_map || !data_ids.empty()) {
     // The same mapping as `train --harmonize-labels` (train.hpp).
     LabelHarmonization harmonized =
@@ -425,6 +426,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     result.warnings.insert(result.warnings.end(), harmonized.warnings.begin(), harmonized.warnings.end());
     renames = std::move(harmonized.renames);
     cl_ids = std::move(harmonized.cl_ids);
+    alternatives = std::move(harmonized.alternatives);
     result.unmapped_labels = std::move(harmonized.unmapped);
     if (options.harmonize_labels) {
       for (auto& cells : references) {
@@ -710,14 +712,15 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
           const auto measured = std::count_if(feature_genes.begin(), feature_genes.end(), [&](std::int64_t entrez) {
             return std::binary_search(held_out_genes.begin(), held_out_genes.end(), entrez);
           });
-          if (!feature_genes.empty() && static_cast<double>(measured) < AnnotateOptions{}.refit_below * static_cast<double>(feature_genes.size())) {
+          const std::size_t n_feature_genes = feature_genes.size();  // (the refit below replaces `data`, which it refers to)
+          if (n_feature_genes != 0 && static_cast<double>(measured) < AnnotateOptions{}.refit_below * static_cast<double>(n_feature_genes)) {
             train.restrict_genes = held_out_genes;
             data = training_features(datasets, train, store, table);
             fold_result.n_genes = static_cast<std::int64_t>(held_out_genes.size());
             result.warnings.push_back(fmt::format(
                 "{}fold '{}': its held-out cells' files name {} of the {} {} genes of a model trained on the other folds: trained "
                 "restricted to the {} genes they name, as annotate refits a model for such a query",
-                kNotePrefix, fold, measured, feature_genes.size(), route == kFeaturesExpression ? "panel" : "model", held_out_genes.size()));
+                kNotePrefix, fold, measured, n_feature_genes, route == kFeaturesExpression ? "panel" : "model", held_out_genes.size()));
           }
         }
         training_step = false;
@@ -846,6 +849,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       EvaluationOptions evaluation;
       evaluation.ontology = options.ontology;
       evaluation.cl_ids = cl_ids;
+      evaluation.alternatives = alternatives;
       std::vector<std::string> predicted;
       std::vector<float> scores;
       ProbabilityMatrix probabilities;
@@ -910,6 +914,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   EvaluationOptions evaluation;
   evaluation.ontology = options.ontology;
   evaluation.cl_ids = pooled_cl_ids;
+  evaluation.alternatives = alternatives;
   for (const auto& method : result.methods) {
     result.pooled[method] = evaluate(pooled_truth, pooled_predictions[method], evaluation);
     if (const auto tally = pooled_ranking.find(method); tally != pooled_ranking.end()) result.pooled[method].ranking = tally->second.result();

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
@@ -140,6 +141,25 @@ OntologyMetrics ontology_metrics(const std::vector<std::string>& truth, const st
     return result;
   };
 
+  // Each truth label's alternatives, resolved once (empty = none: the label's term).
+  std::unordered_map<std::string, std::vector<TermIndex>> alternatives_of;
+  const auto alternatives = [&](const std::string& label) -> const std::vector<TermIndex>& {
+    const auto cached = alternatives_of.find(label);
+    if (cached != alternatives_of.end()) return cached->second;
+    std::vector<TermIndex> terms;
+    if (const auto given = options.alternatives.find(label); given != options.alternatives.end()) {
+      for (const auto& id : given->second) {
+        const auto index = ontology.find_index(id);
+        if (!index) {
+          terms.clear();  // (a part the ontology lacks: the label's term alone)
+          break;
+        }
+        terms.push_back(ontology.canonical(*index));
+      }
+    }
+    return alternatives_of.emplace(label, std::move(terms)).first->second;
+  };
+
   OntologyMetrics metrics;
   metrics.available = true;
   std::set<std::string> unmapped_labels;
@@ -153,7 +173,7 @@ OntologyMetrics ontology_metrics(const std::vector<std::string>& truth, const st
     std::int32_t lca_distance = 0;
     TermRelation relation = TermRelation::kUnrelated;
   };
-  std::map<std::pair<TermIndex, TermIndex>, PairStats> pair_cache;
+  std::map<std::tuple<TermIndex, TermIndex, const std::vector<TermIndex>*>, PairStats> pair_cache;
   std::size_t intersection_sum = 0;
   std::size_t prediction_sum = 0;
   std::size_t truth_sum = 0;
@@ -175,7 +195,8 @@ OntologyMetrics ontology_metrics(const std::vector<std::string>& truth, const st
       continue;
     }
     ++metrics.n_mapped;
-    auto [entry, inserted] = pair_cache.try_emplace({p, t});
+    const std::vector<TermIndex>& parts = alternatives(truth[i]);
+    auto [entry, inserted] = pair_cache.try_emplace({p, t, parts.empty() ? nullptr : &parts});
     PairStats& stats = entry->second;
     if (inserted) {
       const std::vector<TermIndex> closure_prediction = closure_without_root(ontology, p);
@@ -189,6 +210,14 @@ OntologyMetrics ontology_metrics(const std::vector<std::string>& truth, const st
       // Both terms reach the root (or the ontology has none and the DAG may be disconnected).
       stats.lca_distance = ontology.upward_lca_distance(p, t).value_or(ontology.depth(t) + 1);
       stats.relation = ontology.classify_relation(p, t);
+      // Below a label of alternatives' term but at or below none of them (a B cell for "T/NK
+      // cells"): not below the truth; related to it as to its closest alternative (parent, then
+      // sibling, then unrelated: the TermRelation order).
+      if (stats.relation == TermRelation::kPredictionIsDescendant && !parts.empty() &&
+          std::none_of(parts.begin(), parts.end(), [&](TermIndex part) { return part == p || ontology.is_ancestor(part, p); })) {
+        stats.relation = TermRelation::kUnrelated;
+        for (const TermIndex part : parts) stats.relation = std::min(stats.relation, ontology.classify_relation(p, part));
+      }
     }
     intersection_sum += stats.intersection;
     prediction_sum += stats.prediction_size;

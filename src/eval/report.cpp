@@ -600,6 +600,10 @@ void append_mapping_table(std::string& html, const std::string& side, const std:
       for (std::size_t c = 0; c < row.candidates.size(); ++c) match += (c > 0 ? ", " : "") + row.candidates[c];
       match += ")";
     }
+    if (!row.alternatives.empty()) {
+      match += "; one of ";
+      for (std::size_t a = 0; a < row.alternatives.size(); ++a) match += (a > 0 ? ", " : "") + row.alternatives[a];
+    }
     html += fmt::format("<tr{}><td>{}</td><td class=\"number\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                         row.mapped() ? "" : " class=\"unmapped\"", escape(row.label), row.n_cells, escape(row.cl_id),
                         escape(row.cl_label), escape(match));

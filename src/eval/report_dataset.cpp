@@ -102,7 +102,8 @@ std::map<std::string, std::size_t> count_labels(const std::vector<std::string>& 
 }
 
 /// Fill a mapping row from a LabelMatch and check the id against the hierarchy.
-LabelMappingRow mapping_row(const std::string& label, std::size_t n_cells, const LabelMatch& match, const Ontology* ontology) {
+LabelMappingRow mapping_row(const std::string& label, std::size_t n_cells, const LabelMatch& match, const Ontology* ontology,
+                            std::vector<std::string>* replaced = nullptr) {
   LabelMappingRow row;
   row.label = label;
   row.n_cells = n_cells;
@@ -122,6 +123,9 @@ LabelMappingRow mapping_row(const std::string& label, std::size_t n_cells, const
         row.match = "not_in_hierarchy";
         row.cl_id.clear();
       } else {
+        if (canonical != *index && replaced != nullptr) {
+          replaced->push_back(fmt::format("'{}' ({} -> {} '{}')", label, row.cl_id, ontology->term(canonical).id, ontology->term(canonical).label));
+        }
         row.cl_id = ontology->term(canonical).id;
         row.cl_label = ontology->term(canonical).label;
       }
@@ -175,6 +179,7 @@ nlohmann::json mapping_json(const std::vector<LabelMappingRow>& rows) {
                             {"cl_label", row.cl_label},
                             {"match", row.match}};
     if (!row.candidates.empty()) entry["candidates"] = row.candidates;
+    if (!row.alternatives.empty()) entry["alternatives"] = row.alternatives;
     out.push_back(std::move(entry));
   }
   return out;
@@ -472,7 +477,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
         changed.emplace(label, std::move(final_name));
       }
       if (changed.empty()) return changed;
-      evaluation.warnings.push_back(fmt::format("{}: {} label{} differ{} from another {} only in letter case or surrounding spaces and {} read "
+      evaluation.warnings.push_back(fmt::format("{}: {} label{} differ{} from another {} only in letter case, surrounding spaces or a CL id's CL_ for CL: and {} read "
                                                 "as one label with it (as train and cv do): {}{}",
                                                 side, changed.size(), changed.size() == 1 ? "" : "s", changed.size() == 1 ? "s" : "",
                                                 &labels == &truth ? "or from a predicted label" : "predicted label or class of the probabilities",
@@ -488,8 +493,11 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   }
 
   // ---- label mapping -----------------------------------------------------------------------
-  LabelMapper mapper(ontology);
+  LabelMapperOptions as_given;  // (an obsolete id is read as its replacement by mapping_row, which says so)
+  as_given.follow_replaced_by = false;
+  LabelMapper mapper(ontology, as_given);
   if (!options.label_map.empty()) mapper.load_table(options.label_map);
+  std::vector<std::string> replaced;  // of labels mapped to an obsolete id: "'label' (old -> new 'name')"
   if (std::string note = mapper.unknown_dataset_note(options.label_dataset); !note.empty()) evaluation.warnings.push_back(std::move(note));
   // A row of the user's --label-map wins over the id a model recorded (which may come from a CL
   // name or synonym that means another cell there: "Alpha cells" as the retina's "alpha cell").
@@ -534,16 +542,23 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     // the model's id when nothing else maps it: whether or not some cell is predicted so.
     bool from_model = false;
     if (!from_data && match.cl_id.empty() && model_cl_ids.count(label) != 0) std::tie(match, from_model) = map_prediction(label);
-    LabelMappingRow row = mapping_row(label, count, match, ontology);
+    LabelMappingRow row = mapping_row(label, count, match, ontology, &replaced);
     if (from_data && row.match == "user_map") row.match = "data";
     if (from_model && row.match == "user_map") row.match = "model";
+    if (row.mapped()) row.alternatives = mapper.alternatives_within(label, row.cl_id);
     evaluation.truth_labels.push_back(std::move(row));
   }
   for (const auto& [label, count] : count_labels(prediction)) {
     const auto [match, from_model] = map_prediction(label);
-    LabelMappingRow row = mapping_row(label, count, match, ontology);
+    LabelMappingRow row = mapping_row(label, count, match, ontology, &replaced);
     if (from_model && row.match == "user_map") row.match = "model";
     evaluation.prediction_labels.push_back(std::move(row));
+  }
+  std::sort(replaced.begin(), replaced.end());
+  replaced.erase(std::unique(replaced.begin(), replaced.end()), replaced.end());
+  if (!replaced.empty()) {
+    evaluation.warnings.push_back(fmt::format("{} label{} map{} to an obsolete Cell Ontology term, read as its replacement: {}", replaced.size(),
+                                              replaced.size() == 1 ? "" : "s", replaced.size() == 1 ? "s" : "", detail::some_of(replaced, 6)));
   }
   std::sort(overridden.begin(), overridden.end());
   overridden.erase(std::unique(overridden.begin(), overridden.end()), overridden.end());
@@ -633,6 +648,17 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       if (row.mapped()) note_id(name, row.cl_id);
     }
   }
+  // The alternatives of each truth class: those of its labels when they agree (two labels read as
+  // one class, one of them without alternatives or with others: the class's term alone).
+  {
+    std::map<std::string, std::set<std::vector<std::string>>> readings;  // class -> its labels' alternatives
+    for (const auto& row : evaluation.truth_labels) {
+      if (row.mapped()) readings[truth_name.at(row.label)].insert(row.alternatives);
+    }
+    for (const auto& [name, read] : readings) {
+      if (read.size() == 1 && !read.begin()->empty()) evaluation_options.alternatives[name] = *read.begin();
+    }
+  }
   std::vector<std::string> truth_classes(truth.size());
   std::vector<std::string> prediction_classes(prediction.size());
   for (std::size_t i = 0; i < truth.size(); ++i) {
@@ -677,10 +703,19 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     if (all_unassigned && !truth_classes.empty()) {
       evaluation.warnings.push_back("every cell's prediction is Unassigned: accuracy and F1 are 0 (annotate with a lower --min-score)");
     } else if (!shared && !truth_classes.empty()) {
+      // (compared on the labels as asked while both sides carry CL ids: the ids would compare)
+      const auto all_mapped = [](const std::vector<LabelMappingRow>& rows) {
+        return std::all_of(rows.begin(), rows.end(), [](const LabelMappingRow& row) {
+          return row.mapped() || row.label == kUnassigned || row.label == kNoPrediction;
+        });
+      };
+      const bool ids_would_compare =
+          !evaluation.compared_on_ontology && all_mapped(evaluation.truth_labels) && all_mapped(evaluation.prediction_labels);
       evaluation.warnings.push_back(fmt::format(
-          "no prediction names a truth class (truth e.g. '{}', predictions e.g. '{}'): accuracy and F1 are 0 by construction; map both "
-          "to Cell Ontology ids with --label-map TSV (columns label, cl_id)",
-          truth_classes.front(), prediction_classes.front()));
+          "no prediction names a truth class (truth e.g. '{}', predictions e.g. '{}'): accuracy and F1 are 0 by construction; {}",
+          truth_classes.front(), prediction_classes.front(),
+          ids_would_compare ? "both sides' labels have Cell Ontology ids: --compare ontology (or the default, auto) compares those"
+                            : "map both to Cell Ontology ids with --label-map TSV (columns label, cl_id)"));
     }
     if (ontology != nullptr) {  // predictions at a term above a truth class (annotate --hierarchical): a class of their own in macro-F1
       std::set<TermIndex> above_truth;  // strict ancestors of the truth classes' terms

@@ -806,9 +806,20 @@ std::vector<std::string> argmax_classes(const ProbabilityMatrix& probabilities, 
 
 }  // namespace
 
+namespace {
+
+/// Whether `key` (lower case, trimmed) is a CL id in either form: "cl:0000236", "cl_0000236".
+bool is_cl_id_key(std::string_view key) {
+  return key.size() == 10 && key.starts_with("cl") && (key[2] == ':' || key[2] == '_') &&
+         std::all_of(key.begin() + 3, key.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; });
+}
+
+}  // namespace
+
 std::string label_spelling_key(std::string_view label) {
   std::string key(without_surrounding_spaces(label));
   for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (is_cl_id_key(key)) key[2] = ':';  // (an OBO PURL's CL_0000236 is CL:0000236)
   return key;
 }
 
@@ -828,17 +839,21 @@ std::map<std::string, std::string> label_spelling_renames(const std::map<std::st
   std::map<std::string, std::string> renames;
   detail::Examples examples(6);
   for (const auto& [label, count] : cells) {
-    const std::string canonical = trimmed(best.at(folded(label)).first);
+    std::string canonical = trimmed(best.at(folded(label)).first);
+    if (const std::string key = folded(label); is_cl_id_key(key)) {  // a CL id in the ontology's own form
+      canonical = key;
+      std::transform(canonical.begin(), canonical.end(), canonical.begin(), [](char c) { return static_cast<char>(std::toupper(static_cast<unsigned char>(c))); });
+    }
     if (canonical == label) continue;
     renames.emplace(label, canonical);
     examples.add_with([&, &name = label, cells_of = count] { return fmt::format("'{}' ({} cells) as '{}'", name, cells_of, canonical); });
   }
   if (note != nullptr && !renames.empty()) {
     const bool joined = best.size() < cells.size();  // (else a lone label with spaces around it, only trimmed)
-    *note = joined ? fmt::format("{} label{} from another only in surrounding spaces or letter case, read as one class: {}",
+    *note = joined ? fmt::format("{} label{} from another only in surrounding spaces, letter case or a CL id's CL_ for CL:, read as one class: {}",
                                  renames.size(), renames.size() == 1 ? " differs" : "s differ", examples.str())
-                   : fmt::format("{} label{} with surrounding spaces read without them: {}", renames.size(), renames.size() == 1 ? "" : "s",
-                                 examples.str());
+                   : fmt::format("{} label{} read without surrounding spaces, a CL id with CL: for CL_: {}", renames.size(),
+                                 renames.size() == 1 ? "" : "s", examples.str());
   }
   return renames;
 }
@@ -1070,14 +1085,19 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   // With `rename` labels become the table's terms, so its ids must be the ontology's (load_table
   // checks them); a flat model records them as given, so that an id newer than the installed
   // ontology stays usable (the ontology's names still map the labels the table lacks).
-  LabelMapper mapper(rename ? ontology : nullptr);
+  // (ids as given: an obsolete one is followed to its replacement below, with a warning)
+  LabelMapperOptions as_given;
+  as_given.follow_replaced_by = false;
+  LabelMapper mapper(rename ? ontology : nullptr, as_given);
   if (!label_map.empty()) mapper.load_table(label_map);
-  const LabelMapper names(ontology);
+  const LabelMapper names(ontology, as_given);
   LabelHarmonization result;
   if (std::string note = mapper.unknown_dataset_note(label_map_dataset); !note.empty()) result.warnings.push_back(std::move(note));
   std::vector<std::string> unknown_ids;  // "label (CL:...)" of table ids the ontology lacks
   std::vector<std::string> obsolete_ids;  // ... and of ids it marks obsolete, without a replacement
   std::vector<std::string> replaced_ids;  // ... with one
+  std::vector<std::string> misnamed;      // labels naming another term than their cells' id
+  std::map<std::string, std::set<std::vector<std::string>>> readings;  // name -> its labels' alternatives
   for (const auto& label : labels) {
     LabelMatch found = mapper.map_preferring(label, label_map_dataset);
     // The data's own id (CELLxGENE's cell_type_ontology_term_id) before the ontology's names.
@@ -1099,13 +1119,6 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
       }
       continue;
     }
-    std::string name = label;
-    if (rename) {
-      name = found.cl_label.empty() ? found.cl_id : found.cl_label;
-      result.renames[label] = name;
-    }
-    result.cl_ids[name] = found.cl_id;
-    if (sources != nullptr) (*sources)[name] = source;
     if (ontology != nullptr && !ontology->contains(found.cl_id)) {
       unknown_ids.push_back(fmt::format("'{}' ({})", label, found.cl_id));
     } else if (ontology != nullptr && ontology->is_deprecated(found.cl_id)) {
@@ -1114,8 +1127,38 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
         obsolete_ids.push_back(fmt::format("'{}' ({})", label, found.cl_id));
       } else {
         replaced_ids.push_back(fmt::format("'{}' ({}, replaced by {} '{}')", label, found.cl_id, replacement, ontology->label(replacement)));
+        if (rename) {  // (the class becomes the replacement term, as every ontology-aware step reads it)
+          found.cl_id = replacement;
+          found.cl_label = ontology->label(replacement);
+        }
       }
     }
+    if (from_data && ontology != nullptr && label.rfind("CL:", 0) != 0) {
+      // A label that names another term than its cells' id (a stale id column after relabelling).
+      const LabelMatch named = names.map(label);
+      if (named.mapped() && ontology->contains(named.cl_id) && ontology->canonical(named.cl_id) != ontology->canonical(found.cl_id)) {
+        misnamed.push_back(fmt::format("'{}' ({} by its name, {} '{}' in the data)", label, ontology->canonical(named.cl_id), found.cl_id,
+                                       ontology->label(ontology->canonical(found.cl_id))));
+      }
+    }
+    std::string name = label;
+    if (rename) {
+      name = found.cl_label.empty() ? found.cl_id : found.cl_label;
+      result.renames[label] = name;
+    }
+    result.cl_ids[name] = found.cl_id;
+    readings[name].insert(ontology != nullptr ? names.alternatives_within(label, found.cl_id) : std::vector<std::string>());
+    if (sources != nullptr) (*sources)[name] = source;
+  }
+  if (!misnamed.empty()) {
+    result.warnings.push_back(fmt::format(
+        "{} label{} name{} another Cell Ontology term than the id {} cells carry: {}; the data's id is used{} (a stale id column? "
+        "correct it, or give the label's id with --label-map TSV, which wins)",
+        misnamed.size(), misnamed.size() == 1 ? "" : "s", misnamed.size() == 1 ? "s" : "", misnamed.size() == 1 ? "its" : "their",
+        detail::some_of(misnamed, 6), rename ? ", and labels with one id train as one class" : ""));
+  }
+  for (const auto& [name, read] : readings) {  // (two labels of one name read differently: its term alone)
+    if (read.size() == 1 && !read.begin()->empty()) result.alternatives[name] = *read.begin();
   }
   const std::string release = ontology == nullptr || ontology->version().empty() ? std::string() : fmt::format(" (release {})", ontology->version());
   if (!obsolete_ids.empty()) {
@@ -1126,9 +1169,10 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   }
   if (!replaced_ids.empty()) {
     result.warnings.push_back(fmt::format(
-        "{} mapped to an obsolete Cell Ontology term{}: annotate --hierarchical and the ontology metrics read it as its "
-        "replacement, and the class keeps its own name there; map the label to the current term (--label-map TSV)",
-        detail::some_of(replaced_ids, 6), release));
+        "{} mapped to an obsolete Cell Ontology term{}: {}; map the label to the current term (--label-map TSV)",
+        detail::some_of(replaced_ids, 6), release,
+        rename ? "the class is its replacement (named so), as the ontology-aware steps read it"
+               : "annotate --hierarchical and the ontology metrics read it as its replacement, and the class keeps its own name there"));
   }
   if (!unknown_ids.empty()) {
     result.warnings.push_back(fmt::format(
@@ -1141,13 +1185,14 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
 }
 
 std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std::string>>& labels_by_reference,
-                                                 const std::map<std::string, std::string>& cl_ids, const Ontology& ontology) {
+                                                 const std::map<std::string, std::string>& cl_ids, const Ontology& ontology,
+                                                 const std::map<std::string, std::vector<std::string>>& alternatives) {
   std::map<std::string, TermIndex> term;  // labels with a term of this ontology
   for (const auto& labels : labels_by_reference) {
     for (const auto& label : labels) {
       const auto id = cl_ids.find(label);
       if (id == cl_ids.end()) continue;
-      if (const auto index = ontology.find_index(id->second)) term[label] = *index;
+      if (const auto index = ontology.find_index(id->second)) term[label] = ontology.canonical(*index);  // (an obsolete id: its replacement)
     }
   }
   const auto at_or_below = [&](const std::string& upper, const std::string& lower) {
@@ -1169,10 +1214,21 @@ std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std:
       for (const auto& other : used) {
         if (other != label && term.count(other) != 0 && at_or_below(label, other) && term.at(other) != term.at(label)) own_below.push_back(other);
       }
+      std::vector<TermIndex> within;  // the alternatives the label names ("T/NK cells": T cell, NK cell), if any
+      if (const auto named = alternatives.find(label); named != alternatives.end()) {
+        for (const auto& id : named->second) {
+          if (const auto index = ontology.find_index(id)) within.push_back(ontology.canonical(*index));
+        }
+      }
+      const auto named_by_label = [&](TermIndex other) {
+        return within.empty() ||
+               std::any_of(within.begin(), within.end(), [&](TermIndex part) { return part == other || ontology.is_ancestor(part, other); });
+      };
       std::vector<std::string> left;
       for (const auto& entry : term) {
         const std::string& other = entry.first;  // a named variable: lambdas may not capture a structured binding (C++17)
         if (other == label || entry.second == term.at(label) || !at_or_below(label, other)) continue;
+        if (!named_by_label(ontology.canonical(entry.second))) continue;
         const bool taken = std::any_of(own_below.begin(), own_below.end(), [&](const std::string& mine) { return at_or_below(mine, other); });
         if (!taken) left.push_back(other);
       }
@@ -1376,11 +1432,13 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   }
   const std::string term_id_source = "obs:" + term_id_column;
   const std::map<std::string, std::string> data_ids = most_frequent_term_ids(term_ids, term_id_column, &data.cells.warnings);
+  std::map<std::string, std::vector<std::string>> label_alternatives;  // label (as trained) -> the alternatives it names
   if (options.harmonize_labels || options.ontology != nullptr || !options.label_map.empty() || !data_ids.empty()) {
     std::map<std::string, std::string> sources;
     const LabelHarmonization mapped = harmonize_labels(distinct, options.ontology, options.label_map, options.label_map_dataset,
                                                        options.harmonize_labels, data_ids, &sources);
     data.label_cl_ids = mapped.cl_ids;
+    label_alternatives = mapped.alternatives;
     data.cells.warnings.insert(data.cells.warnings.end(), mapped.warnings.begin(), mapped.warnings.end());
     for (auto& [label, source] : sources) data.label_cl_id_sources[label] = source == "data" ? term_id_source : source;
     if (!options.harmonize_labels && !mapped.unmapped.empty() && options.warn_unmapped_labels) {
@@ -1426,7 +1484,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     }
   }
   if (options.harmonize_labels && options.ontology != nullptr && !options.flat_labels) {  // mixed granularity
-    data.coarse_labels = coarse_labels(used, data.label_cl_ids, *options.ontology);
+    data.coarse_labels = coarse_labels(used, data.label_cl_ids, *options.ontology, label_alternatives);
     for (const auto& [label, coarse] : data.coarse_labels) {
       for (const auto& [r, classes] : coarse.classes) {
         if (options.log) {
@@ -1963,6 +2021,10 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   result.warnings = cells.warnings;
   result.n_dropped_unlabelled = cells.n_dropped_unlabelled;
   result.n_dropped_empty = cells.n_dropped_empty;
+  if (cells.n_dropped_empty > 0) {  // (a cell without a count there has no profile to learn from)
+    result.warnings.push_back(fmt::format("{}{} labelled cell{} no count in the genes trained on: left out", kNotePrefix, cells.n_dropped_empty,
+                                          cells.n_dropped_empty == 1 ? " has" : "s have"));
+  }
 
   std::map<std::string, std::int64_t> class_counts;  // every label, coarse ones included (reference cells, not thinned copies)
   for (std::int64_t i = 0; i < n; ++i) {
@@ -2060,6 +2122,9 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
           macro.f1 /= static_cast<double>(n_classes);
           result.validation.macro = macro;
         }
+        // (and the per-class table lists the classes the average runs over; the confusion matrix
+        // keeps every truth, so the unmet coarse cells stay visible there)
+        std::erase_if(result.validation.per_class, [&](const ClassMetrics& metrics) { return model_classes.count(metrics.label) == 0; });
       }
       result.has_validation = true;
       result.n_validation = static_cast<std::int64_t>(truth.size());

@@ -329,7 +329,10 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
       const std::string completed = parts[p] + closings[c];
       part = map_name(completed, completed);
     }
-    if (!part.mapped()) return unmapped;
+    if (!part.mapped()) {
+      unmapped.parts.clear();  // (parts are given only when every part names a term)
+      return unmapped;
+    }
     terms.push_back(ontology_->index_of(part.cl_id));
     unmapped.parts.push_back(part.cl_id);
   }
@@ -341,6 +344,27 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
   LabelMatch match = from_candidates(label, lowest, LabelMatchKind::kCommonAncestor);
   match.parts = std::move(unmapped.parts);
   return match;
+}
+
+std::vector<std::string> LabelMapper::alternatives_within(std::string_view label, const std::string& cl_id) const {
+  if (ontology_ == nullptr || label.find('/') == std::string_view::npos) return {};
+  const auto mapped = ontology_->find_index(cl_id);
+  if (!mapped) return {};
+  const TermIndex whole = ontology_->canonical(*mapped);
+  std::vector<TermIndex> parts;
+  for (const auto& id : map_alternatives(label).parts) {
+    const TermIndex part = ontology_->canonical(ontology_->index_of(id));
+    if (part != whole && !ontology_->is_ancestor(whole, part)) return {};
+    if (std::find(parts.begin(), parts.end(), part) == parts.end()) parts.push_back(part);
+  }
+  std::erase_if(parts, [&](TermIndex part) {
+    return std::any_of(parts.begin(), parts.end(), [&](TermIndex other) { return other != part && ontology_->is_ancestor(other, part); });
+  });
+  if (parts.empty() || (parts.size() == 1 && parts.front() == whole)) return {};
+  std::vector<std::string> ids;
+  ids.reserve(parts.size());
+  for (const TermIndex part : parts) ids.push_back(ontology_->term(part).id);
+  return ids;
 }
 
 std::vector<LabelMatch> LabelMapper::map_all(const std::vector<std::string>& labels, std::string_view dataset) const {

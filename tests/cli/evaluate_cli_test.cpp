@@ -367,6 +367,35 @@ TEST_F(EvaluateCli, PluralLabelsMapToTheirTermsWithoutATable) {
   EXPECT_DOUBLE_EQ(ontology["corrected_accuracy"].get<double>(), 0.8);  // (c1: a B cell called a monocyte; a T cell is a lymphocyte)
 }
 
+TEST_F(EvaluateCli, ATruthOfAlternativesIsMetOnlyAtOrBelowOneOfThem) {
+  // "T/NK cells" maps to lymphocyte (by its names, or a table row giving that id): a B cell is a
+  // lymphocyte but neither a T nor an NK cell. A table sending the label to T cell reads it so.
+  const test::TempDir out;
+  const std::string path = write_obs_h5ad(out, "alternatives.h5ad",
+                                          "{'truth': ['T/NK cells'] * 4, 'pred': ['T cell', 'natural killer cell', 'B cell', 'lymphocyte']}");
+  const std::string lymphocyte_map = out.file("lymphocyte.tsv");
+  const std::string t_map = out.file("t.tsv");
+  std::ofstream(lymphocyte_map) << "label\tcl_id\nT/NK cells\tCL:0000542\n";
+  std::ofstream(t_map) << "label\tcl_id\nT/NK cells\tCL:0000084\n";
+  for (const std::string& map : {std::string(), lymphocyte_map, t_map}) {
+    std::vector<std::string> args = {"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--ontology", obo_, "--json", "-"};
+    if (!map.empty()) args.insert(args.end(), {"--label-map", map});
+    const auto run = test::run_cli(args);
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    const nlohmann::json json = nlohmann::json::parse(run.out);
+    const auto& row = json["label_mapping"]["truth"][0];
+    const auto& ontology = json["overall"]["ontology"];
+    if (map == t_map) {
+      EXPECT_FALSE(row.contains("alternatives")) << row;
+      EXPECT_DOUBLE_EQ(ontology["corrected_accuracy"].get<double>(), 0.25) << map;  // (the T cell)
+    } else {
+      EXPECT_EQ(row["alternatives"], nlohmann::json({"CL:0000084", "CL:0000623"})) << row;
+      EXPECT_DOUBLE_EQ(ontology["corrected_accuracy"].get<double>(), 0.75) << map;  // (not the B cell)
+      EXPECT_EQ(ontology["relation_counts"]["sibling"].get<int>() + ontology["relation_counts"]["unrelated"].get<int>(), 1) << ontology;
+    }
+  }
+}
+
 TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {
   const test::TempDir out;
   const std::string path = write_obs_h5ad(out, "small.h5ad",
@@ -443,8 +472,8 @@ TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
   EXPECT_EQ(json["overall"]["ontology"]["n_mapped"], 5);
   EXPECT_DOUBLE_EQ(json["overall"]["ontology"]["corrected_accuracy"].get<double>(), 1.0);
   const std::string warnings = json["warnings"].dump();
-  EXPECT_NE(warnings.find("truth obs:truth: 2 labels differ from another or from a predicted label only in letter case or surrounding "
-                          "spaces and are read as one label with it (as train and cv do): 'b cell' (2 cells) as 'B cell', 't cell' (1 cells) "
+  EXPECT_NE(warnings.find("truth obs:truth: 2 labels differ from another or from a predicted label only in letter case, surrounding "
+                          "spaces or a CL id's CL_ for CL: and are read as one label with it (as train and cv do): 'b cell' (2 cells) as 'B cell', 't cell' (1 cells) "
                           "as 'T cell'"),
             std::string::npos)
       << warnings;
@@ -465,7 +494,7 @@ TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
   EXPECT_DOUBLE_EQ(both_json["overall"]["macro"]["f1"].get<double>(), 1.0);
   const std::string both_warnings = both_json["warnings"].dump();
   EXPECT_NE(both_warnings.find("predictions obs:pred: 1 label differs from another predicted label or class of the probabilities only in "
-                               "letter case or surrounding spaces and is read as one label with it (as train and cv do): 'naive cd4 t' (1 "
+                               "letter case, surrounding spaces or a CL id's CL_ for CL: and is read as one label with it (as train and cv do): 'naive cd4 t' (1 "
                                "cells) as 'Naive CD4 T'"),
             std::string::npos)
       << both_warnings;

@@ -155,6 +155,38 @@ TEST(Metrics, OntologyMetricsByHand) {
   EXPECT_DOUBLE_EQ(result.accuracy, 0.25);
 }
 
+TEST(Metrics, ATruthOfAlternativesCreditsOnlyPredictionsAtOrBelowOneOfThem) {
+  // "CD4 T/B" at lymphocyte names CD4 T cell and B cell: a CD8 T cell or a T cell predicted for it
+  // is a lymphocyte but neither alternative; lymphocyte itself is the label's own term (right).
+  const Ontology ontology = toy();
+  const std::vector<std::string> truth(6, "CD4 T/B");
+  const std::vector<std::string> prediction = {"CD4 T", "B", "lymphocyte", "CD8 T", "T", "Mono"};
+  EvaluationOptions options;
+  options.ontology = &ontology;
+  options.cl_ids = kToyIds;
+  options.cl_ids["CD4 T/B"] = "CL:0000002";
+  options.cl_ids["lymphocyte"] = "CL:0000002";
+  const EvaluationResult plain = evaluate(truth, prediction, options);
+  options.alternatives["CD4 T/B"] = {"CL:0000005", "CL:0000004"};
+  const EvaluationResult narrowed = evaluate(truth, prediction, options);
+  EXPECT_DOUBLE_EQ(plain.ontology.corrected_accuracy, 5.0 / 6.0);  // (every lymphocyte counts)
+  EXPECT_DOUBLE_EQ(narrowed.ontology.corrected_accuracy, 3.0 / 6.0);
+  // One truth class (lymphocyte) with 3 of 6 right; CD8 T, T and monocyte are classes of F1 0.
+  EXPECT_DOUBLE_EQ(narrowed.ontology.corrected_macro_f1, (2.0 * 3 / (6 + 3)) / 4.0);
+  const auto count = [&](TermRelation relation) { return narrowed.ontology.relation_counts[static_cast<std::size_t>(relation)]; };
+  EXPECT_EQ(count(TermRelation::kExact), 1u);
+  EXPECT_EQ(count(TermRelation::kPredictionIsDescendant), 2u);
+  EXPECT_EQ(count(TermRelation::kPredictionIsAncestor), 1u);  // T: above the CD4 T alternative
+  EXPECT_EQ(count(TermRelation::kSibling), 1u);               // CD8 T: beside it
+  EXPECT_EQ(count(TermRelation::kUnrelated), 1u);
+  // Hierarchical P / R and LCA distances read the label's own term either way.
+  EXPECT_DOUBLE_EQ(narrowed.ontology.hierarchical_f1, plain.ontology.hierarchical_f1);
+  EXPECT_DOUBLE_EQ(narrowed.ontology.mean_lca_distance_all, plain.ontology.mean_lca_distance_all);
+  // An alternative the ontology lacks: the label's term alone.
+  options.alternatives["CD4 T/B"] = {"CL:0000005", "CL:9999999"};
+  EXPECT_DOUBLE_EQ(evaluate(truth, prediction, options).ontology.corrected_accuracy, 5.0 / 6.0);
+}
+
 TEST(Metrics, OntologyLabelsAsIdsDeprecatedAndDisconnected) {
   const Ontology ontology = toy();
   EvaluationOptions options;

@@ -178,6 +178,14 @@ TEST(CoarseLabels, ACoarseTermTrainsAsTheClassesItsReferenceLeftBelowIt) {
 
   // Labels without a CL id stand alone; one reference with nothing coarser: nothing is coarse.
   EXPECT_TRUE(coarse_labels({{"T cell", "B cell", "mystery"}}, ids, ontology).empty());
+
+  // A label of alternatives at lymphocyte ("CD4 T/B cells"): the classes at or below one of them,
+  // not the other T cells.
+  const std::vector<std::set<std::string>> alternatives_used = {{"T cell", "CD4 T cell", "B cell"}, {"lymphocyte"}};
+  EXPECT_EQ(coarse_labels(alternatives_used, ids, ontology).at("lymphocyte").classes,
+            (std::map<std::int32_t, std::vector<std::string>>{{1, {"B cell", "CD4 T cell", "T cell"}}}));
+  EXPECT_EQ(coarse_labels(alternatives_used, ids, ontology, {{"lymphocyte", {"CL:0000624", "CL:0000236"}}}).at("lymphocyte").classes,
+            (std::map<std::int32_t, std::vector<std::string>>{{1, {"B cell", "CD4 T cell"}}}));
 }
 
 constexpr int kGenes = 40;
@@ -587,6 +595,76 @@ TEST(LabelOntologyIds, FromTheLabelMapThenTheDatasOwnIdsThenTheOntologysNames) {
 // classes that compete), a label mapped through a synonym to a term unrelated to all the others
 // (a pancreas reference's "Alpha cells" as the retina's "alpha cell"), and labels that name no
 // cell type ("Doublets").
+TEST(LabelOntologyIds, ACellOntologyIdWrittenWithAnUnderscoreIsOneLabelWithIt) {
+  // CELLxGENE-style id columns written as OBO PURLs' CL_0000233 beside CL:0000233: one class,
+  // counted as one (a class of 12 cells, not two of 7 and 5).
+  const std::map<std::string, std::int64_t> cells = {{"CL:0000233", 7}, {"CL_0000233", 5}, {" cl_0000451 ", 9}, {"CL_000045", 2}};
+  std::string note;
+  const auto renames = label_spelling_renames(cells, &note);
+  EXPECT_EQ(renames, (std::map<std::string, std::string>{{"CL_0000233", "CL:0000233"}, {" cl_0000451 ", "CL:0000451"}}));
+  EXPECT_EQ(label_spelling_key("CL_0000233"), label_spelling_key(" cl:0000233"));
+  EXPECT_NE(label_spelling_key("CL_000045"), label_spelling_key("CL:000045"));  // (not an id: 6 digits)
+  EXPECT_NE(note.find("a CL id's CL_ for CL:"), std::string::npos) << note;
+}
+
+TEST(LabelOntologyIds, AnObsoleteIdIsItsReplacementAndALabelNamingAnotherTermThanItsIdIsSaid) {
+  std::istringstream obo(R"(format-version: 1.2
+
+[Term]
+id: CL:0000000
+name: cell
+
+[Term]
+id: CL:0000542
+name: lymphocyte
+is_a: CL:0000000
+
+[Term]
+id: CL:0000084
+name: T cell
+is_a: CL:0000542
+
+[Term]
+id: CL:0000236
+name: B cell
+is_a: CL:0000542
+
+[Term]
+id: CL:0000804
+name: obsolete old T cell
+is_obsolete: true
+replaced_by: CL:0000084
+)");
+  const Ontology ontology = parse_obo(obo, "obsolete.obo");
+  const auto said = [](const LabelHarmonization& h, const std::string& text) {
+    return std::any_of(h.warnings.begin(), h.warnings.end(), [&](const std::string& w) { return w.find(text) != std::string::npos; });
+  };
+  // A label that is an obsolete id (an id column as the label) or carries one (the data's ids):
+  // with --harmonize-labels the class is the replacement, said; without, the id as given.
+  for (const bool rename : {true, false}) {
+    SCOPED_TRACE(rename ? "harmonized" : "as given");
+    const LabelHarmonization by_id = harmonize_labels({"CL:0000804", "B cell"}, &ontology, "", "", rename);
+    const LabelHarmonization by_data = harmonize_labels({"old T", "B cell"}, &ontology, "", "", rename, {{"old T", "CL:0000804"}});
+    for (const auto* h : {&by_id, &by_data}) {
+      EXPECT_TRUE(said(*h, "(CL:0000804, replaced by CL:0000084 'T cell') mapped to an obsolete Cell Ontology term")) << nlohmann::json(h->warnings);
+      EXPECT_EQ(h->cl_ids.count(rename ? "T cell" : h == &by_id ? "CL:0000804" : "old T"), 1U) << nlohmann::json(h->cl_ids);
+      if (rename) EXPECT_EQ(h->cl_ids.at("T cell"), "CL:0000084");
+    }
+  }
+  // So a coarse label above it leaves it among its classes.
+  const std::vector<std::set<std::string>> used = {{"CL:0000804", "B cell"}, {"lymphocyte"}};
+  const std::map<std::string, std::string> ids = {{"CL:0000804", "CL:0000804"}, {"B cell", "CL:0000236"}, {"lymphocyte", "CL:0000542"}};
+  EXPECT_EQ(coarse_labels(used, ids, ontology).at("lymphocyte").classes,
+            (std::map<std::int32_t, std::vector<std::string>>{{1, {"B cell", "CL:0000804"}}}));
+  // A label naming one term whose cells carry another's id (a stale id column): the id is used, said.
+  const LabelHarmonization stale = harmonize_labels({"B cell", "T cell"}, &ontology, "", "", true, {{"B cell", "CL:0000084"}});
+  EXPECT_TRUE(said(stale, "1 label names another Cell Ontology term than the id its cells carry: 'B cell' (CL:0000236 by its name, "
+                          "CL:0000084 'T cell' in the data); the data's id is used, and labels with one id train as one class"))
+      << nlohmann::json(stale.warnings);
+  EXPECT_EQ(stale.renames.at("B cell"), "T cell");
+  EXPECT_FALSE(said(harmonize_labels({"B cell", "T cell"}, &ontology, "", "", true, {{"B cell", "CL:0000236"}}), "another Cell Ontology term"));
+}
+
 TEST(LabelOntologyIds, TwoNamesOfOneTermAnOddSynonymAndNoTypeLabelsAreSaid) {
   std::istringstream obo(R"(format-version: 1.2
 

@@ -145,6 +145,19 @@ TEST(ReferenceSample, CoverageCountsTheMeasuredGenesAndTheirExpression) {
   const ModelCoverage skewed = model_coverage(model, markers);
   EXPECT_GT(skewed.class_mass[0], 0.6);
   EXPECT_LT(skewed.class_mass[1], 0.3);
+
+  // A feature gene the sample lacks (no sampled cell expressed it) is still a model gene: a query
+  // never measures more feature genes than model genes.
+  CellTypeModel unsampled = train_model({&reference}, expression_options(), GeneStore(), table).model;
+  const std::int64_t gone = unsampled.panel.entrez_ids.front();
+  const auto at = std::find(unsampled.reference.entrez_ids.begin(), unsampled.reference.entrez_ids.end(), gone);
+  ASSERT_NE(at, unsampled.reference.entrez_ids.end());
+  *at = 999999;  // (its values now belong to a gene of no query)
+  const ModelCoverage with_gap = model_coverage(unsampled, all_genes);
+  EXPECT_EQ(with_gap.n_model_genes, kGenes + 1);
+  EXPECT_EQ(with_gap.n_measured, kGenes);
+  EXPECT_GE(with_gap.n_model_genes, with_gap.n_features_genes);
+  EXPECT_EQ(with_gap.n_features_measured, with_gap.n_features_genes);
 }
 
 /// `model` refitted on `query`'s genes (90 cells, 30 per type) gives the probabilities of

@@ -338,6 +338,27 @@ TEST(LabelMapper, AlternativesMapToTheirLowestCommonAncestor) {
   LabelMapper table(&ontology);
   table.add_mapping("", "T/NK cells", "CL:0000006");
   EXPECT_EQ(table.map("T/NK cells").kind, LabelMatchKind::kUserMap);
+  // A part that names nothing leaves no parts.
+  EXPECT_TRUE(mapper.map("T/unknown cells").parts.empty());
+}
+
+TEST(LabelMapper, AlternativesNarrowTheTermTheLabelMapsTo) {
+  const Ontology ontology = toy();
+  const LabelMapper mapper(&ontology);
+  const std::vector<std::string> both = {"CL:0000005", "CL:0000007"};
+  // At the common ancestor (T cell) or above it (a table's broader id: cell): the parts.
+  EXPECT_EQ(mapper.alternatives_within("CD4-positive/killer T cells", "CL:0000003"), both);
+  EXPECT_EQ(mapper.alternatives_within("CD4-positive/killer T cells", "CL:0000000"), both);
+  // An id beside or below a part: the table read the label otherwise.
+  EXPECT_TRUE(mapper.alternatives_within("CD4-positive/killer T cells", "CL:0000005").empty());
+  // A part at the id itself covers the rest: nothing narrows; below a broader id it does.
+  EXPECT_TRUE(mapper.alternatives_within("T cells/CD4-positive T cell", "CL:0000003").empty());
+  EXPECT_EQ(mapper.alternatives_within("T cells/CD4-positive T cell", "CL:0000000"), std::vector<std::string>{"CL:0000003"});
+  // No alternatives, a part naming nothing, an id the ontology lacks, no ontology.
+  EXPECT_TRUE(mapper.alternatives_within("T cells", "CL:0000000").empty());
+  EXPECT_TRUE(mapper.alternatives_within("T/unknown cells", "CL:0000000").empty());
+  EXPECT_TRUE(mapper.alternatives_within("CD4-positive/killer T cells", "CL:9999999").empty());
+  EXPECT_TRUE(LabelMapper().alternatives_within("CD4-positive/killer T cells", "CL:0000003").empty());
 }
 
 TEST(LabelMapperData, AlternativesOfRealLabels) {
