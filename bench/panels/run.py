@@ -414,6 +414,11 @@ def at_or_below(term, ancestor, parents, cache={}):
     return cache[key]
 
 
+# savercat's "T/NK cells" (lymphocyte in the label map) names two alternatives: a B cell is a
+# lymphocyte but no T/NK cell (evaluate reads it so: LabelMapper::alternatives_within).
+SAVERCAT_ALTERNATIVES = {"T/NK cells": ["CL:0000084", "CL:0000623"]}
+
+
 def label_to_cl(dataset_name):
     table = {}
     with open(LABEL_MAP) as f:
@@ -433,7 +438,14 @@ def special_checks(query, pred_ids, parents):
         out["cd19_b_predicted_b"] = float(np.mean([at_or_below(p, B_CELL, parents) for p in pred_ids[b]])) if b.any() else None
     if query["dataset"] == "savercat-pbmc-3tech":
         to_cl = label_to_cl("savercat-pbmc-3tech")
-        out["coarse_accuracy_all_cells"] = float(np.mean([bool(p) and at_or_below(p, to_cl[t], parents) for p, t in zip(pred_ids, truth)]))
+
+        def right(p, t):  # (as evaluate reads a label of alternatives: "T/NK cells" is lymphocyte itself, or T or NK)
+            if not p:
+                return False
+            if t in SAVERCAT_ALTERNATIVES and p != to_cl[t]:
+                return any(at_or_below(p, part, parents) for part in SAVERCAT_ALTERNATIVES[t])
+            return at_or_below(p, to_cl[t], parents)
+        out["coarse_accuracy_all_cells"] = float(np.mean([right(p, t) for p, t in zip(pred_ids, truth)]))
     return out
 
 
@@ -852,8 +864,8 @@ def markdown(report):
     lines += ["## Specific checks", ""]
     if "pbmc3k_to_savercat_coarse_accuracy" in checks:
         lines += ["pbmc3k -> savercat, coarse accuracy (truth B cells / Monocytes / T/NK cells = B cell / monocyte / lymphocyte; a prediction at or "
-                  "below the truth term counts as correct): `evaluate`'s corrected accuracy (over cells with a prediction) and over all cells "
-                  "(Unassigned = wrong).", "", "| method | corrected accuracy | all cells |", "|---|---:|---:|"]
+                  "below the truth term counts as correct, for T/NK cells lymphocyte itself or a term at or below T cell or NK cell): "
+                  "`evaluate`'s corrected accuracy (over cells with a prediction) and over all cells (Unassigned = wrong).", "", "| method | corrected accuracy | all cells |", "|---|---:|---:|"]
         for m, v in checks["pbmc3k_to_savercat_coarse_accuracy"].items():
             lines.append(f"| {m} | {fmt(v['corrected_accuracy'])} | {fmt(v['all_cells'])} |")
         lines.append("")

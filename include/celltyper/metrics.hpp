@@ -47,9 +47,13 @@ struct EvaluationOptions {
   /// (`LabelMapper::alternatives_within`: "T/NK cells" at lymphocyte, T cell and natural killer
   /// cell). A prediction of the label's own term is right; one below that term counts as at or
   /// below the truth only when at or below one of them (a B cell is a lymphocyte, not a "T/NK
-  /// cell: its relation is then the closest it has to one of them, sibling or unrelated).
-  /// Hierarchical P / R and the LCA distance read the label's own term.
+  /// cell: its relation is then the closest it has to one of them, parent, sibling or
+  /// unrelated). Hierarchical P / R and the LCA distance read the label's own term.
   std::map<std::string, std::vector<std::string>> alternatives;
+  /// Optional, one per cell: the key of `alternatives` for that cell's truth (its label as read,
+  /// where several labels are one class: "T/NK cells" and "Lymphocytes" both "lymphocyte");
+  /// empty: the truth label itself.
+  std::vector<std::string> truth_readings;
 };
 
 /// Precision, recall and F1 of one class.
@@ -177,6 +181,8 @@ struct OntologyMetrics {
   double mean_lca_distance_errors = 0.0;   ///< mean upward LCA distance over those errors
   double mean_lca_distance_all = 0.0;      ///< mean upward LCA distance over all mapped cells
 
+  /// Mapped cells whose truth names alternatives (EvaluationOptions::alternatives).
+  std::size_t n_truth_alternatives = 0;
   /// Mapped cells by relation of prediction to truth, indexed by TermRelation.
   std::array<std::size_t, kTermRelationCount> relation_counts{};
   /// Share of mapped cells with relation `relation` (0 when none are mapped).

@@ -109,6 +109,7 @@ struct LabelMappingRow {
   /// killer cell; `LabelMapper::alternatives_within`), which a prediction below `cl_id` must be at
   /// or below to count as right.
   std::vector<std::string> alternatives;
+  std::vector<std::string> alternative_names;  ///< the ontology's names of `alternatives`
   /// Whether the label has a usable CL id.
   [[nodiscard]] bool mapped() const { return !cl_id.empty(); }
 };

@@ -143,6 +143,8 @@ struct LabelledReference {
 /// What makes two labels one: the label without surrounding white space, in lower case, a CL id
 /// with ':' ("CL_0000236", an OBO PURL's form, is "CL:0000236").
 std::string label_spelling_key(std::string_view label);
+/// Whether `label` is a CL id in either form ("CL:0000236", "cl_0000236 "), for messages.
+bool is_cl_id_label(std::string_view label);
 
 /// Labels equal but for surrounding white space, letter case and a CL id's CL_ ("B " and "B", "NK" and "nk"),
 /// given with their cells: each such spelling -> the most frequent one, trimmed, a CL id as CL: (what training

@@ -459,7 +459,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    confidence.n_low == 0 || args->options.hierarchical || low_but_labelled == 0
                        ? ""
                        : ": uncertain calls; --hierarchical names each cell at the most specific Cell Ontology term whose summed probability reaches --min-score "
-                         "(for an uncertain call, usually a coarser term), --min-score 0.5 leaves it Unassigned");
+                         "(0.5 unless given; for an uncertain call, usually a coarser term), --min-score 0.5 leaves it Unassigned");
       }
       if (annotation.has_similarity && !annotation.labels.empty()) {
         const auto n = static_cast<std::int64_t>(annotation.labels.size());

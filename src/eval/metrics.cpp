@@ -195,7 +195,8 @@ OntologyMetrics ontology_metrics(const std::vector<std::string>& truth, const st
       continue;
     }
     ++metrics.n_mapped;
-    const std::vector<TermIndex>& parts = alternatives(truth[i]);
+    const std::vector<TermIndex>& parts = alternatives(options.truth_readings.empty() ? truth[i] : options.truth_readings[i]);
+    if (!parts.empty()) ++metrics.n_truth_alternatives;
     auto [entry, inserted] = pair_cache.try_emplace({p, t, parts.empty() ? nullptr : &parts});
     PairStats& stats = entry->second;
     if (inserted) {
@@ -367,6 +368,10 @@ EvaluationResult evaluate(const std::vector<std::string>& truth, const std::vect
                                  truth.size(), prediction.size()));
   }
   if (truth.empty()) throw InputError("evaluation needs at least one cell; got none");
+  if (!options.truth_readings.empty() && options.truth_readings.size() != truth.size()) {
+    throw InputError(fmt::format("evaluation needs one truth reading per cell: {} truth labels but {} readings", truth.size(),
+                                 options.truth_readings.size()));
+  }
   EvaluationResult result;
   result.n_cells = truth.size();
 
@@ -456,6 +461,7 @@ nlohmann::json to_json(const EvaluationResult& result) {
                         {"n_errors", o.n_errors},
                         {"mean_lca_distance_errors", metric(o.mean_lca_distance_errors)},
                         {"mean_lca_distance_all", metric(o.mean_lca_distance_all)},
+                        {"n_truth_alternatives", o.n_truth_alternatives},
                         {"relation_counts", std::move(relations)},
                         {"relation_shares", std::move(shares)}};
   } else {
@@ -523,7 +529,13 @@ std::string format_report(const EvaluationResult& result) {
                        "all mapped cells\n",
                        o.mean_lca_distance_errors, o.n_errors, o.mean_lca_distance_all);
     out += "relation of prediction to truth (parent: an ancestor of the truth's term, child: a descendant, at any distance; sibling: a "
-           "shared parent):\n ";
+           "shared parent";
+    if (o.n_truth_alternatives > 0) {
+      out += fmt::format("; for the {} cells whose truth names alternatives ('T/NK cells'), child only at or below one of them, else as "
+                         "related to the nearest",
+                         o.n_truth_alternatives);
+    }
+    out += "):\n ";
     for (std::size_t r = 0; r < kTermRelationCount; ++r) {
       const auto relation = static_cast<TermRelation>(r);
       out += fmt::format(" {} {:.1f}%", to_string(relation), 100.0 * o.share(relation));

@@ -602,7 +602,10 @@ void append_mapping_table(std::string& html, const std::string& side, const std:
     }
     if (!row.alternatives.empty()) {
       match += "; one of ";
-      for (std::size_t a = 0; a < row.alternatives.size(); ++a) match += (a > 0 ? ", " : "") + row.alternatives[a];
+      for (std::size_t a = 0; a < row.alternatives.size(); ++a) {
+        match += (a > 0 ? ", " : "") + row.alternatives[a];
+        if (a < row.alternative_names.size()) match += " " + row.alternative_names[a];
+      }
     }
     html += fmt::format("<tr{}><td>{}</td><td class=\"number\">{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\n",
                         row.mapped() ? "" : " class=\"unmapped\"", escape(row.label), row.n_cells, escape(row.cl_id),

@@ -477,12 +477,13 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
         changed.emplace(label, std::move(final_name));
       }
       if (changed.empty()) return changed;
-      evaluation.warnings.push_back(fmt::format("{}: {} label{} differ{} from another {} only in letter case, surrounding spaces or a CL id's CL_ for CL: and {} read "
+      const bool ids = std::any_of(changed.begin(), changed.end(), [](const auto& renamed) { return is_cl_id_label(renamed.first); });
+      evaluation.warnings.push_back(fmt::format("{}: {} label{} differ{} from another {} only in letter case or surrounding spaces{} and {} read "
                                                 "as one label with it (as train and cv do): {}{}",
                                                 side, changed.size(), changed.size() == 1 ? "" : "s", changed.size() == 1 ? "s" : "",
                                                 &labels == &truth ? "or from a predicted label" : "predicted label or class of the probabilities",
-                                                changed.size() == 1 ? "is" : "are", fmt::join(examples, ", "),
-                                                changed.size() > examples.size() ? ", ..." : ""));
+                                                ids ? " (CL ids also in their CL_ form)" : "", changed.size() == 1 ? "is" : "are",
+                                                fmt::join(examples, ", "), changed.size() > examples.size() ? ", ..." : ""));
       for (auto& label : labels) {
         if (const auto renamed = changed.find(label); renamed != changed.end()) label = renamed->second;
       }
@@ -546,6 +547,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     if (from_data && row.match == "user_map") row.match = "data";
     if (from_model && row.match == "user_map") row.match = "model";
     if (row.mapped()) row.alternatives = mapper.alternatives_within(label, row.cl_id);
+    for (const auto& id : row.alternatives) row.alternative_names.push_back(ontology->label(id));
     evaluation.truth_labels.push_back(std::move(row));
   }
   for (const auto& [label, count] : count_labels(prediction)) {
@@ -648,16 +650,9 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       if (row.mapped()) note_id(name, row.cl_id);
     }
   }
-  // The alternatives of each truth class: those of its labels when they agree (two labels read as
-  // one class, one of them without alternatives or with others: the class's term alone).
-  {
-    std::map<std::string, std::set<std::vector<std::string>>> readings;  // class -> its labels' alternatives
-    for (const auto& row : evaluation.truth_labels) {
-      if (row.mapped()) readings[truth_name.at(row.label)].insert(row.alternatives);
-    }
-    for (const auto& [name, read] : readings) {
-      if (read.size() == 1 && !read.begin()->empty()) evaluation_options.alternatives[name] = *read.begin();
-    }
+  // The alternatives of each truth label as read, per cell (two labels may be one class).
+  for (const auto& row : evaluation.truth_labels) {
+    if (row.mapped() && !row.alternatives.empty()) evaluation_options.alternatives[row.label] = row.alternatives;
   }
   std::vector<std::string> truth_classes(truth.size());
   std::vector<std::string> prediction_classes(prediction.size());
@@ -679,12 +674,13 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     std::vector<std::string> subset_truth;
     std::vector<std::string> subset_prediction;
     std::vector<std::size_t> rows;
+    EvaluationOptions subset_options = evaluation_options;
     for (const std::size_t k : positions) {
       subset_truth.push_back(truth_classes[k]);
       subset_prediction.push_back(prediction_classes[k]);
       rows.push_back(cells[k]);
+      if (!evaluation_options.alternatives.empty()) subset_options.truth_readings.push_back(truth[k]);
     }
-    EvaluationOptions subset_options = evaluation_options;
     ProbabilityMatrix probabilities;
     if (!probability_key.empty()) {
       probabilities = probability_matrix(probability_values, probability_classes, rows, class_of_probability_column);
@@ -703,19 +699,27 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     if (all_unassigned && !truth_classes.empty()) {
       evaluation.warnings.push_back("every cell's prediction is Unassigned: accuracy and F1 are 0 (annotate with a lower --min-score)");
     } else if (!shared && !truth_classes.empty()) {
-      // (compared on the labels as asked while both sides carry CL ids: the ids would compare)
-      const auto all_mapped = [](const std::vector<LabelMappingRow>& rows) {
-        return std::all_of(rows.begin(), rows.end(), [](const LabelMappingRow& row) {
-          return row.mapped() || row.label == kUnassigned || row.label == kNoPrediction;
-        });
+      // Most cells of both sides with a CL id: the labels compared as asked (--compare labels)
+      // would compare as ids; compared as terms already, the two name terms at other depths.
+      const auto mostly_mapped = [](const std::vector<LabelMappingRow>& rows) {
+        std::size_t mapped = 0;
+        std::size_t all = 0;
+        for (const auto& row : rows) {
+          if (row.label == kUnassigned || row.label == kNoPrediction) continue;
+          all += row.n_cells;
+          if (row.mapped()) mapped += row.n_cells;
+        }
+        return all != 0 && 2 * mapped >= all;
       };
-      const bool ids_would_compare =
-          !evaluation.compared_on_ontology && all_mapped(evaluation.truth_labels) && all_mapped(evaluation.prediction_labels);
+      const bool ids = mostly_mapped(evaluation.truth_labels) && mostly_mapped(evaluation.prediction_labels);
       evaluation.warnings.push_back(fmt::format(
           "no prediction names a truth class (truth e.g. '{}', predictions e.g. '{}'): accuracy and F1 are 0 by construction; {}",
           truth_classes.front(), prediction_classes.front(),
-          ids_would_compare ? "both sides' labels have Cell Ontology ids: --compare ontology (or the default, auto) compares those"
-                            : "map both to Cell Ontology ids with --label-map TSV (columns label, cl_id)"));
+          !ids ? "map both to Cell Ontology ids with --label-map TSV (columns label, cl_id)"
+          : !evaluation.compared_on_ontology
+              ? "both sides' labels have Cell Ontology ids: --compare ontology (or the default, auto) compares those"
+              : "the two name Cell Ontology terms at other depths: corrected accuracy and macro-F1 credit a prediction at or below its "
+                "truth, and hierarchical F measures how near the terms are"));
     }
     if (ontology != nullptr) {  // predictions at a term above a truth class (annotate --hierarchical): a class of their own in macro-F1
       std::set<TermIndex> above_truth;  // strict ancestors of the truth classes' terms

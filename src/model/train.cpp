@@ -816,6 +816,12 @@ bool is_cl_id_key(std::string_view key) {
 
 }  // namespace
 
+bool is_cl_id_label(std::string_view label) {
+  std::string key(without_surrounding_spaces(label));
+  for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return is_cl_id_key(key);
+}
+
 std::string label_spelling_key(std::string_view label) {
   std::string key(without_surrounding_spaces(label));
   for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -850,10 +856,11 @@ std::map<std::string, std::string> label_spelling_renames(const std::map<std::st
   }
   if (note != nullptr && !renames.empty()) {
     const bool joined = best.size() < cells.size();  // (else a lone label with spaces around it, only trimmed)
-    *note = joined ? fmt::format("{} label{} from another only in surrounding spaces, letter case or a CL id's CL_ for CL:, read as one class: {}",
-                                 renames.size(), renames.size() == 1 ? " differs" : "s differ", examples.str())
-                   : fmt::format("{} label{} read without surrounding spaces, a CL id with CL: for CL_: {}", renames.size(),
-                                 renames.size() == 1 ? "" : "s", examples.str());
+    const bool ids = std::any_of(renames.begin(), renames.end(), [&](const auto& renamed) { return is_cl_id_key(folded(renamed.first)); });
+    *note = joined ? fmt::format("{} label{} from another only in surrounding spaces or letter case{}, read as one class: {}", renames.size(),
+                                 renames.size() == 1 ? " differs" : "s differ", ids ? " (CL ids also in their CL_ form)" : "", examples.str())
+                   : fmt::format("{} label{} read {}: {}", renames.size(), renames.size() == 1 ? "" : "s",
+                                 ids ? "as the CL ids they spell (CL:0000000)" : "without surrounding spaces", examples.str());
   }
   return renames;
 }
@@ -1127,10 +1134,10 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
         obsolete_ids.push_back(fmt::format("'{}' ({})", label, found.cl_id));
       } else {
         replaced_ids.push_back(fmt::format("'{}' ({}, replaced by {} '{}')", label, found.cl_id, replacement, ontology->label(replacement)));
-        if (rename) {  // (the class becomes the replacement term, as every ontology-aware step reads it)
-          found.cl_id = replacement;
-          found.cl_label = ontology->label(replacement);
-        }
+        // The class records the replacement, as every ontology-aware step reads it (and annotate
+        // writes it); under --harmonize-labels it also takes its name.
+        found.cl_id = replacement;
+        found.cl_label = ontology->label(replacement);
       }
     }
     if (from_data && ontology != nullptr && label.rfind("CL:", 0) != 0) {
@@ -1172,7 +1179,7 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
         "{} mapped to an obsolete Cell Ontology term{}: {}; map the label to the current term (--label-map TSV)",
         detail::some_of(replaced_ids, 6), release,
         rename ? "the class is its replacement (named so), as the ontology-aware steps read it"
-               : "annotate --hierarchical and the ontology metrics read it as its replacement, and the class keeps its own name there"));
+               : "the class records its replacement's id, as annotate --hierarchical and the ontology metrics read it, and keeps its own name"));
   }
   if (!unknown_ids.empty()) {
     result.warnings.push_back(fmt::format(
@@ -1220,17 +1227,28 @@ std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std:
           if (const auto index = ontology.find_index(id)) within.push_back(ontology.canonical(*index));
         }
       }
-      const auto named_by_label = [&](TermIndex other) {
-        return within.empty() ||
-               std::any_of(within.begin(), within.end(), [&](TermIndex part) { return part == other || ontology.is_ancestor(part, other); });
-      };
       std::vector<std::string> left;
       for (const auto& entry : term) {
         const std::string& other = entry.first;  // a named variable: lambdas may not capture a structured binding (C++17)
         if (other == label || entry.second == term.at(label) || !at_or_below(label, other)) continue;
-        if (!named_by_label(ontology.canonical(entry.second))) continue;
         const bool taken = std::any_of(own_below.begin(), own_below.end(), [&](const std::string& mine) { return at_or_below(mine, other); });
         if (!taken) left.push_back(other);
+      }
+      if (!within.empty()) {
+        // Only the classes at or below an alternative; where the pool has none below one ("CD4 T"
+        // under a pool's "T cell"), those above it (a CD4 T cell is a T cell).
+        const auto at_or_under = [&](TermIndex upper, TermIndex lower) { return upper == lower || ontology.is_ancestor(upper, lower); };
+        std::vector<TermIndex> reached;  // alternatives with a label of the pool at or below them
+        for (const TermIndex part : within) {
+          if (std::any_of(left.begin(), left.end(), [&](const std::string& other) { return at_or_under(part, term.at(other)); })) reached.push_back(part);
+        }
+        std::erase_if(left, [&](const std::string& other) {
+          const TermIndex t = term.at(other);
+          return std::none_of(within.begin(), within.end(), [&](TermIndex part) {
+            const bool unreached = std::find(reached.begin(), reached.end(), part) == reached.end();
+            return at_or_under(part, t) || (unreached && ontology.is_ancestor(t, part));
+          });
+        });
       }
       if (left.empty()) {
         classes.insert(label);
@@ -2103,14 +2121,16 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
       evaluation.top_k = {1, 3};
       result.validation = evaluate(truth, predicted, evaluation);
       // Coarse truths that none of their classes met are errors (accuracy counts them), not
-      // classes: macro averages run over the model's classes (a 2-cell 'lymphocyte' row of F1 0
+      // classes: macro averages and the per-class table leave the coarse labels out (a 2-cell 'lymphocyte' row of F1 0
       // took a pooled harmonized model's macro-F1 from 0.937 to 0.843).
+      // (a class of the pool that the validation fit lacks, its cells all held out, stays a row)
       const std::set<std::string> model_classes(probabilities.class_names.begin(), probabilities.class_names.end());
-      if (std::any_of(truth.begin(), truth.end(), [&](const std::string& label) { return model_classes.count(label) == 0; })) {
+      const auto coarse_only = [&](const std::string& label) { return model_classes.count(label) == 0 && data.coarse_labels.count(label) != 0; };
+      if (std::any_of(truth.begin(), truth.end(), coarse_only)) {
         AveragedMetrics macro;
         std::size_t n_classes = 0;
         for (const ClassMetrics& metrics : result.validation.per_class) {
-          if (model_classes.count(metrics.label) == 0) continue;
+          if (coarse_only(metrics.label)) continue;
           macro.precision += metrics.precision;
           macro.recall += metrics.recall;
           macro.f1 += metrics.f1;
@@ -2124,7 +2144,7 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
         }
         // (and the per-class table lists the classes the average runs over; the confusion matrix
         // keeps every truth, so the unmet coarse cells stay visible there)
-        std::erase_if(result.validation.per_class, [&](const ClassMetrics& metrics) { return model_classes.count(metrics.label) == 0; });
+        std::erase_if(result.validation.per_class, [&](const ClassMetrics& metrics) { return coarse_only(metrics.label); });
       }
       result.has_validation = true;
       result.n_validation = static_cast<std::int64_t>(truth.size());

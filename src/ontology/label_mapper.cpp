@@ -333,7 +333,7 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
       unmapped.parts.clear();  // (parts are given only when every part names a term)
       return unmapped;
     }
-    terms.push_back(ontology_->index_of(part.cl_id));
+    terms.push_back(ontology_->canonical(ontology_->index_of(part.cl_id)));  // (an obsolete part: its replacement, which has parents)
     unmapped.parts.push_back(part.cl_id);
   }
   std::vector<TermIndex> lowest = ontology_->lowest_common_ancestors(terms);

@@ -182,6 +182,15 @@ TEST(Metrics, ATruthOfAlternativesCreditsOnlyPredictionsAtOrBelowOneOfThem) {
   // Hierarchical P / R and LCA distances read the label's own term either way.
   EXPECT_DOUBLE_EQ(narrowed.ontology.hierarchical_f1, plain.ontology.hierarchical_f1);
   EXPECT_DOUBLE_EQ(narrowed.ontology.mean_lca_distance_all, plain.ontology.mean_lca_distance_all);
+  EXPECT_EQ(narrowed.ontology.n_truth_alternatives, 6u);
+  // Per cell: two labels read as one class ("lymphocyte"), one of them naming alternatives.
+  options.truth_readings = {"CD4 T/B", "CD4 T/B", "CD4 T/B", "CD4 T/B", "lymphocyte", "lymphocyte"};
+  const EvaluationResult per_cell = evaluate(std::vector<std::string>(6, "lymphocyte"), prediction, options);
+  EXPECT_DOUBLE_EQ(per_cell.ontology.corrected_accuracy, 4.0 / 6.0);  // (CD8 T wrong; T right for "lymphocyte")
+  EXPECT_EQ(per_cell.ontology.n_truth_alternatives, 4u);
+  options.truth_readings.pop_back();
+  EXPECT_THROW(evaluate(truth, prediction, options), InputError);
+  options.truth_readings.clear();
   // An alternative the ontology lacks: the label's term alone.
   options.alternatives["CD4 T/B"] = {"CL:0000005", "CL:9999999"};
   EXPECT_DOUBLE_EQ(evaluate(truth, prediction, options).ontology.corrected_accuracy, 5.0 / 6.0);

@@ -186,6 +186,13 @@ TEST(CoarseLabels, ACoarseTermTrainsAsTheClassesItsReferenceLeftBelowIt) {
             (std::map<std::int32_t, std::vector<std::string>>{{1, {"B cell", "CD4 T cell", "T cell"}}}));
   EXPECT_EQ(coarse_labels(alternatives_used, ids, ontology, {{"lymphocyte", {"CL:0000624", "CL:0000236"}}}).at("lymphocyte").classes,
             (std::map<std::int32_t, std::vector<std::string>>{{1, {"B cell", "CD4 T cell"}}}));
+  // An alternative finer than every class of the pool on its branch (CD4 T under a pool's "T
+  // cell"): the class above it holds its cells.
+  const std::vector<std::set<std::string>> coarser_pool = {{"T cell", "B cell", "monocyte"}, {"lymphocyte"}};
+  EXPECT_EQ(coarse_labels(coarser_pool, ids, ontology, {{"lymphocyte", {"CL:0000624", "CL:0000236"}}}).at("lymphocyte").classes,
+            (std::map<std::int32_t, std::vector<std::string>>{{1, {"B cell", "T cell"}}}));
+  EXPECT_EQ(coarse_labels(coarser_pool, ids, ontology, {{"lymphocyte", {"CL:0000624"}}}).at("lymphocyte").classes,
+            (std::map<std::int32_t, std::vector<std::string>>{{1, {"T cell"}}}));
 }
 
 constexpr int kGenes = 40;
@@ -604,7 +611,12 @@ TEST(LabelOntologyIds, ACellOntologyIdWrittenWithAnUnderscoreIsOneLabelWithIt) {
   EXPECT_EQ(renames, (std::map<std::string, std::string>{{"CL_0000233", "CL:0000233"}, {" cl_0000451 ", "CL:0000451"}}));
   EXPECT_EQ(label_spelling_key("CL_0000233"), label_spelling_key(" cl:0000233"));
   EXPECT_NE(label_spelling_key("CL_000045"), label_spelling_key("CL:000045"));  // (not an id: 6 digits)
-  EXPECT_NE(note.find("a CL id's CL_ for CL:"), std::string::npos) << note;
+  EXPECT_NE(note.find("only in surrounding spaces or letter case (CL ids also in their CL_ form), read as one class"), std::string::npos) << note;
+  std::string lone;
+  label_spelling_renames({{"cl_0000236", 3}, {"B ", 2}}, &lone);
+  EXPECT_NE(lone.find("2 labels read as the CL ids they spell (CL:0000000): "), std::string::npos) << lone;
+  label_spelling_renames({{"B ", 2}}, &lone);
+  EXPECT_NE(lone.find("1 label read without surrounding spaces: 'B ' (2 cells) as 'B'"), std::string::npos) << lone;
 }
 
 TEST(LabelOntologyIds, AnObsoleteIdIsItsReplacementAndALabelNamingAnotherTermThanItsIdIsSaid) {
@@ -648,7 +660,7 @@ replaced_by: CL:0000084
     for (const auto* h : {&by_id, &by_data}) {
       EXPECT_TRUE(said(*h, "(CL:0000804, replaced by CL:0000084 'T cell') mapped to an obsolete Cell Ontology term")) << nlohmann::json(h->warnings);
       EXPECT_EQ(h->cl_ids.count(rename ? "T cell" : h == &by_id ? "CL:0000804" : "old T"), 1U) << nlohmann::json(h->cl_ids);
-      if (rename) EXPECT_EQ(h->cl_ids.at("T cell"), "CL:0000084");
+      EXPECT_EQ(h->cl_ids.at(rename ? "T cell" : h == &by_id ? "CL:0000804" : "old T"), "CL:0000084");  // (the current id, either way)
     }
   }
   // So a coarse label above it leaves it among its classes.
