@@ -211,6 +211,9 @@ struct LabelHarmonization {
   /// cell, natural killer cell; `LabelMapper::alternatives_within`), when every label of that
   /// name reads so (evaluation's truth; a coarse label's classes in training)
   std::map<std::string, std::vector<std::string>> alternatives;
+  /// label (as given) -> the alternatives it names below its CL id, per label (evaluation reads
+  /// each cell's own label so: `EvaluationOptions::truth_readings`)
+  std::map<std::string, std::vector<std::string>> label_alternatives;
   std::vector<std::string> unmapped;           ///< labels without a CL id, sorted
   /// unmapped labels that several terms fit ("Monocytes/Macrophages": two lowest common
   /// ancestors in the DAG) -> "id (name)" of each

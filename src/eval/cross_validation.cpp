@@ -418,7 +418,10 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   const std::map<std::string, std::string> data_ids = most_frequent_term_ids(term_ids, term_ids_column, &result.warnings);
   std::map<std::string, std::string> renames;
   std::map<std::string, std::string> cl_ids;  // label (as trained / scored) -> CL id
-  std::map<std::string, std::vector<std::string>> alternatives;  // label -> the alternatives it names ("T/NK cells")
+  // label as read -> the alternatives it names ("T/NK cells"), and each cell's label as read
+  // (labels renamed to one term may read differently: "T/NK cells" and "Lymphocytes")
+  std::map<std::string, std::vector<std::string>> label_alternatives;
+  std::vector<std::vector<std::string>> read_as;  // empty: no label names alternatives
   if (can_map || !data_ids.empty()) {
     // The same mapping as `train --harmonize-labels` (train.hpp).
     LabelHarmonization harmonized =
@@ -426,8 +429,12 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     result.warnings.insert(result.warnings.end(), harmonized.warnings.begin(), harmonized.warnings.end());
     renames = std::move(harmonized.renames);
     cl_ids = std::move(harmonized.cl_ids);
-    alternatives = std::move(harmonized.alternatives);
+    label_alternatives = std::move(harmonized.label_alternatives);
     result.unmapped_labels = std::move(harmonized.unmapped);
+    if (!label_alternatives.empty()) {  // (each cell's label as read, before renaming: its alternatives)
+      read_as.resize(references.size());
+      for (std::size_t r = 0; r < references.size(); ++r) read_as[r] = references[r].labels;
+    }
     if (options.harmonize_labels) {
       for (auto& cells : references) {
         for (auto& label : cells.labels) {
@@ -517,6 +524,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
 
   // Pooled out-of-fold predictions per method (for `pooled` and the report).
   std::vector<std::string> pooled_truth;
+  std::vector<std::string> pooled_read_as;  // (with read_as)
   std::map<std::string, std::vector<std::string>> pooled_predictions;
   std::map<std::string, std::string> pooled_cl_ids = cl_ids;
   std::map<std::string, RankingTally> pooled_ranking;  // flat methods: the folds' probabilities
@@ -549,6 +557,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     std::vector<std::vector<std::uint8_t>> train_masks;
     std::vector<std::vector<std::size_t>> test_rows;
     std::vector<std::string> truth;
+    std::vector<std::string> truth_read_as;     // (each held-out cell's label as read, when read_as is kept)
     std::vector<std::int32_t> truth_reference;  // (each held-out cell's reference and row, for keep_held_out)
     std::vector<std::int64_t> truth_row;
     for (std::size_t r = 0; r < references.size(); ++r) {
@@ -560,6 +569,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
         if (cells.groups[row] == fold) {
           rows.push_back(row);
           truth.push_back(cells.labels[row]);
+          if (!read_as.empty()) truth_read_as.push_back(read_as[r][row]);
           truth_reference.push_back(static_cast<std::int32_t>(r));
           truth_row.push_back(static_cast<std::int64_t>(row));
         } else {
@@ -849,7 +859,8 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       EvaluationOptions evaluation;
       evaluation.ontology = options.ontology;
       evaluation.cl_ids = cl_ids;
-      evaluation.alternatives = alternatives;
+      evaluation.alternatives = label_alternatives;
+      evaluation.truth_readings = truth_read_as;
       std::vector<std::string> predicted;
       std::vector<float> scores;
       ProbabilityMatrix probabilities;
@@ -889,6 +900,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       }
     }
     pooled_truth.insert(pooled_truth.end(), truth.begin(), truth.end());
+    pooled_read_as.insert(pooled_read_as.end(), truth_read_as.begin(), truth_read_as.end());
     if (options.keep_held_out) {
       for (const auto& method : result.methods) {  // (the flat methods' probabilities: the +hierarchical rows read them above)
         const auto flat = predictions.find(method);
@@ -914,7 +926,8 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   EvaluationOptions evaluation;
   evaluation.ontology = options.ontology;
   evaluation.cl_ids = pooled_cl_ids;
-  evaluation.alternatives = alternatives;
+  evaluation.alternatives = label_alternatives;
+  evaluation.truth_readings = pooled_read_as;
   for (const auto& method : result.methods) {
     result.pooled[method] = evaluate(pooled_truth, pooled_predictions[method], evaluation);
     if (const auto tally = pooled_ranking.find(method); tally != pooled_ranking.end()) result.pooled[method].ranking = tally->second.result();

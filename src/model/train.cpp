@@ -1154,7 +1154,9 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
       result.renames[label] = name;
     }
     result.cl_ids[name] = found.cl_id;
-    readings[name].insert(ontology != nullptr ? names.alternatives_within(label, found.cl_id) : std::vector<std::string>());
+    std::vector<std::string> parts = ontology != nullptr ? names.alternatives_within(label, found.cl_id) : std::vector<std::string>();
+    if (!parts.empty()) result.label_alternatives[label] = parts;
+    readings[name].insert(std::move(parts));
     if (sources != nullptr) (*sources)[name] = source;
   }
   if (!misnamed.empty()) {

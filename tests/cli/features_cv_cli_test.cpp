@@ -505,5 +505,45 @@ TEST(CvCli, AHarmonizedFoldWithOneTrainableClassIsSkippedNotFatal) {
   ASSERT_EQ(json["folds"].size(), 2u);
 }
 
+TEST(CvCli, EachHeldOutCellReadsItsOwnLabelsAlternatives) {
+  // Under --harmonize-labels "T/NK cells" and "Lymphocytes" both become 'lymphocyte': the first
+  // names T cell and NK cell, the second nothing finer. Each held-out cell is scored by its own
+  // label: the T/NK cells' alternatives stay (a B cell called for one is an error), in the fold
+  // and pooled, while the Lymphocytes' cells take any lymphocyte.
+  CELLTYPER_REQUIRE_SHARED(source, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np\n"
+                   "a = anndata.read_h5ad('{0}')\n"
+                   "t = a.obs['celltype'].astype(str).to_numpy()\n"
+                   "even = np.arange(a.n_obs) % 2 == 0\n"
+                   "fine = {{'B': 'B cell', 'Naive CD4 T': 'T cell', 'NK': 'natural killer cell', 'CD14+ Mono': 'monocyte'}}\n"
+                   "coarse = {{'CD8 T': 'T/NK cells', 'NK': 'T/NK cells', 'B': 'Lymphocytes', 'Memory CD4 T': 'Lymphocytes', 'CD14+ Mono': 'monocyte'}}\n"
+                   "for name, names, rows in (('fine', fine, even), ('coarse', coarse, ~even)):\n"
+                   "    b = a[rows & np.isin(t, list(names))].copy()\n"
+                   "    b.obs['cell_type'] = [names[v] for v in b.obs['celltype'].astype(str)]\n"
+                   "    b.write_h5ad('{1}/' + name + '.h5ad')\n"
+                   "    if name == 'coarse': print(int((b.obs['cell_type'] == 'T/NK cells').sum()))\n",
+                   source, dir.path().string())});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const int n_alternatives = std::stoi(made.out);
+  ASSERT_GT(n_alternatives, 100);
+  const auto run = test::run_cli({"cv", "--reference", dir.file("fine.h5ad") + "," + dir.file("coarse.h5ad"), "--label", "obs:cell_type",
+                                  "--group", "file", "--harmonize-labels", "--json", dir.file("cv.json")});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  std::ifstream in(dir.file("cv.json"));
+  const auto json = nlohmann::json::parse(in);
+  int in_folds = 0;
+  for (const auto& fold : json["folds"]) {
+    for (const auto& [method, scored] : fold["methods"].items()) in_folds += scored["ontology"]["n_truth_alternatives"].get<int>();
+  }
+  EXPECT_EQ(in_folds, n_alternatives) << json["folds"].dump();
+  for (const auto& [method, scored] : json["pooled"].items()) {
+    EXPECT_EQ(scored["ontology"]["n_truth_alternatives"].get<int>(), n_alternatives) << method;
+  }
+}
+
 }  // namespace
 }  // namespace celltyper
