@@ -136,6 +136,18 @@ LabelMappingRow mapping_row(const std::string& label, std::size_t n_cells, const
   return row;
 }
 
+/// Share of the cells of `rows` (Unassigned and unpredicted cells left out) whose label has a CL id.
+double mapped_share(const std::vector<LabelMappingRow>& rows) {
+  std::size_t mapped = 0;
+  std::size_t all = 0;
+  for (const auto& row : rows) {
+    if (row.label == kUnassigned || row.label == kNoPrediction) continue;
+    all += row.n_cells;
+    if (row.mapped()) mapped += row.n_cells;
+  }
+  return all == 0 ? 0.0 : static_cast<double>(mapped) / static_cast<double>(all);
+}
+
 /// Rows of `rows` that are not mapped, as "label (n cells)".
 std::vector<std::string> unmapped_descriptions(const std::vector<LabelMappingRow>& rows) {
   std::vector<std::string> out;
@@ -603,16 +615,6 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       if (ontology == nullptr) {
         // Without the ontology's graph the labels' CL ids (a label map, the data's ids, the
         // model's) still compare, when the two vocabularies differ and most cells of each have one.
-        const auto mapped_share = [](const std::vector<LabelMappingRow>& rows) {
-          std::size_t mapped = 0;
-          std::size_t all = 0;
-          for (const auto& row : rows) {
-            if (row.label == kUnassigned || row.label == kNoPrediction) continue;
-            all += row.n_cells;
-            if (row.mapped()) mapped += row.n_cells;
-          }
-          return all == 0 ? 0.0 : static_cast<double>(mapped) / static_cast<double>(all);
-        };
         evaluation.compared_on_ontology =
             shared_share < 0.5 && mapped_share(evaluation.truth_labels) >= 0.5 && mapped_share(evaluation.prediction_labels) >= 0.5;
         evaluation.compare_reason =
@@ -701,17 +703,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     } else if (!shared && !truth_classes.empty()) {
       // Most cells of both sides with a CL id: the labels compared as asked (--compare labels)
       // would compare as ids; compared as terms already, the two name terms at other depths.
-      const auto mostly_mapped = [](const std::vector<LabelMappingRow>& rows) {
-        std::size_t mapped = 0;
-        std::size_t all = 0;
-        for (const auto& row : rows) {
-          if (row.label == kUnassigned || row.label == kNoPrediction) continue;
-          all += row.n_cells;
-          if (row.mapped()) mapped += row.n_cells;
-        }
-        return all != 0 && 2 * mapped >= all;
-      };
-      const bool ids = mostly_mapped(evaluation.truth_labels) && mostly_mapped(evaluation.prediction_labels);
+      const bool ids = mapped_share(evaluation.truth_labels) >= 0.5 && mapped_share(evaluation.prediction_labels) >= 0.5;
       evaluation.warnings.push_back(fmt::format(
           "no prediction names a truth class (truth e.g. '{}', predictions e.g. '{}'): accuracy and F1 are 0 by construction; {}",
           truth_classes.front(), prediction_classes.front(),
