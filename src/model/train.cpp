@@ -816,11 +816,7 @@ bool is_cl_id_key(std::string_view key) {
 
 }  // namespace
 
-bool is_cl_id_label(std::string_view label) {
-  std::string key(without_surrounding_spaces(label));
-  for (char& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return is_cl_id_key(key);
-}
+bool is_cl_id_label(std::string_view label) { return is_cl_id_key(label_spelling_key(label)); }
 
 std::string label_spelling_key(std::string_view label) {
   std::string key(without_surrounding_spaces(label));
@@ -2129,24 +2125,18 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
       const std::set<std::string> model_classes(probabilities.class_names.begin(), probabilities.class_names.end());
       const auto coarse_only = [&](const std::string& label) { return model_classes.count(label) == 0 && data.coarse_labels.count(label) != 0; };
       if (std::any_of(truth.begin(), truth.end(), coarse_only)) {
-        AveragedMetrics macro;
-        std::size_t n_classes = 0;
-        for (const ClassMetrics& metrics : result.validation.per_class) {
-          if (coarse_only(metrics.label)) continue;
-          macro.precision += metrics.precision;
-          macro.recall += metrics.recall;
-          macro.f1 += metrics.f1;
-          ++n_classes;
-        }
-        if (n_classes > 0) {
-          macro.precision /= static_cast<double>(n_classes);
-          macro.recall /= static_cast<double>(n_classes);
-          macro.f1 /= static_cast<double>(n_classes);
-          result.validation.macro = macro;
-        }
-        // (and the per-class table lists the classes the average runs over; the confusion matrix
-        // keeps every truth, so the unmet coarse cells stay visible there)
+        // The per-class table and the macro average over the rows left (the confusion matrix keeps
+        // every truth, so the unmet coarse cells stay visible there).
         std::erase_if(result.validation.per_class, [&](const ClassMetrics& metrics) { return coarse_only(metrics.label); });
+        if (const auto n_classes = static_cast<double>(result.validation.per_class.size()); n_classes > 0) {
+          AveragedMetrics macro;
+          for (const ClassMetrics& metrics : result.validation.per_class) {
+            macro.precision += metrics.precision;
+            macro.recall += metrics.recall;
+            macro.f1 += metrics.f1;
+          }
+          result.validation.macro = {macro.precision / n_classes, macro.recall / n_classes, macro.f1 / n_classes};
+        }
       }
       result.has_validation = true;
       result.n_validation = static_cast<std::int64_t>(truth.size());
