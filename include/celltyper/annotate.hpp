@@ -17,6 +17,7 @@
 /// "Unassigned" when that probability is below `min_score` or its embedding is empty.
 #pragma once
 
+#include <celltyper/calibration.hpp>
 #include <celltyper/classifier.hpp>
 #include <celltyper/dataset.hpp>
 #include <celltyper/embed_dataset.hpp>
@@ -81,6 +82,14 @@ struct TrainOptions {
   HyperParameters hyperparameters;        ///< overrides of the spec's defaults
   EmbedOptions embed;                     ///< matrix (layer), dims, threads, gene column
   double validation_fraction = 0.2;       ///< share of cells (or groups' cells) held out; 0 = no validation
+  /// Calibrate the probabilities: a temperature fitted on the validation cells' probabilities
+  /// (calibration.hpp), kept in the model; off, or without validation cells, the model gives the
+  /// back end's probabilities.
+  bool calibrate = true;
+  /// The fit on every cell starts from scratch with the configured epochs (boosting rounds): the
+  /// validation split only reports and calibrates (reference mode, so that its model is the one
+  /// a refit trains). Off (train): it starts from the validation fit and stops where that scored best.
+  bool final_fit_from_scratch = false;
   std::uint64_t seed = 0;                 ///< validation split (and randomised back ends)
   int num_threads = 0;                    ///< 0 = all hardware threads; never changes the model
   std::string label_map;                  ///< label -> CL id table (label_map_to_cell_ontology.tsv); "" = none
@@ -189,7 +198,10 @@ struct TrainResult {
   std::int64_t n_shared_genes = 0;
   std::int64_t n_validation = 0;          ///< held-out cells (0 = no validation)
   bool has_validation = false;
-  EvaluationResult validation;            ///< metrics on the held-out cells
+  EvaluationResult validation;            ///< metrics on the held-out cells (their probabilities calibrated)
+  /// The calibration temperature fitted on the held-out cells (TrainOptions::calibrate; n_cells 0
+  /// when none: no validation, too few cells, or calibration off), which the model's classifier applies.
+  TemperatureFit calibration;
   std::vector<std::string> warnings;
 };
 
@@ -321,8 +333,10 @@ std::vector<std::int64_t> dataset_genes(const Dataset& dataset, const std::strin
 
 /// Reference mode: train on `references` restricted to the genes `query` measures (the vars of
 /// `query_embed.matrix` resolved through `table` with `query_embed.genes`), as SingleR and Seurat
-/// label transfer do. `options.validation_fraction` is set to 0 (every labelled cell trains);
-/// the other options apply as given. Throws InputError when none of the query's genes resolves,
+/// label transfer do. Every labelled cell trains the model; `options.validation_fraction` of them
+/// held out first only calibrate its scores (none with `options.calibrate` off), so the model is the
+/// one a refit of a saved model on these genes trains (`final_fit_from_scratch`); the other options
+/// apply as given. Throws InputError when none of the query's genes resolves,
 /// or when the query shares fewer than `min_shared_genes` of the references' genes (all of them
 /// when they have fewer; annotate's --min-coverage gene floor, 0 with --allow-low-coverage).
 TrainResult train_for_query(const std::vector<const Dataset*>& references, const Dataset& query, TrainOptions options,
@@ -408,11 +422,14 @@ struct ModelUse {
   std::int64_t refit_genes = 0;        ///< genes the refitted model may use
   std::int64_t refit_panel = 0;        ///< its classifier's features
   double refit_seconds = 0;
+  double temperature = 1.0;            ///< the score calibration its probabilities carry (1: none)
+  bool calibrated = false;             ///< whether training fitted that temperature
 };
 
 /// A ModelUse as JSON (`annotate --json`'s `models[]`, the Python result's `models`): coverage
-/// (n_model_genes, n_measured, mass_coverage, n_feature_genes, n_feature_genes_measured) and the
-/// refit (refitted, refit_genes, refit_features, refit_seconds).
+/// (n_model_genes, n_measured, mass_coverage, n_feature_genes, n_feature_genes_measured), the
+/// refit (refitted, refit_genes, refit_features, refit_seconds) and the calibration (temperature,
+/// calibrated).
 nlohmann::json to_json(const ModelUse& use);
 
 /// A sample of the query padded with zeros (AnnotateOptions::group), annotated on its own genes.

@@ -206,8 +206,14 @@ class Classifier {
   /// rows, made for the fit.
   void fit(const SparseFeatures& features, std::int64_t n, const std::vector<std::int32_t>& labels, int n_classes,
            const FitOptions& options = {});
-  /// Class probabilities [n x n_classes] for `features` [n x n_features()]. Rows sum to 1.
+  /// Class probabilities [n x n_classes] for `features` [n x n_features()]. Rows sum to 1. They
+  /// are the back end's tempered by `temperature()` (calibration.hpp).
   [[nodiscard]] std::vector<float> predict_proba(const float* features, std::int64_t n, int num_threads = 0) const;
+  /// The calibration temperature `predict_proba` applies (1 = the back end's probabilities): fitted
+  /// by training on held-out cells (calibration.hpp), kept in the model file; a new fit resets it to 1.
+  [[nodiscard]] double temperature() const { return temperature_; }
+  /// Set the temperature; throws InputError unless it is finite and positive.
+  void set_temperature(double temperature);
 
   [[nodiscard]] int n_features() const { return standardizer_.n_features(); }
   [[nodiscard]] int n_classes() const { return n_classes_; }
@@ -255,6 +261,7 @@ class Classifier {
   Standardizer standardizer_;
   int n_classes_ = 0;
   HyperParameters hyperparameters_;
+  double temperature_ = 1.0;
 };
 
 /// A classifier type: its name, what it is, its hyperparameters and a factory.

@@ -14,7 +14,9 @@
 ///   ontology metrics only; it still counts in the flat metrics.
 #pragma once
 
+#include <algorithm>
 #include <array>
+#include <cmath>
 #include <cstddef>
 #include <map>
 #include <nlohmann/json_fwd.hpp>
@@ -91,6 +93,12 @@ struct TopKAccuracy {
 
 /// Equal-width bins of the top probability for the expected calibration error.
 inline constexpr std::size_t kCalibrationBins = 15;
+
+/// The bin of a top probability: (k/15, (k+1)/15] is bin k; a float32 probability within 1e-6
+/// above an edge (0.6F is 0.6000000238) counts as on it.
+inline std::size_t calibration_bin(double confidence) {
+  return std::min(kCalibrationBins - 1, static_cast<std::size_t>(std::max(0.0, std::ceil(confidence * kCalibrationBins - 1e-6) - 1.0)));
+}
 
 /// How well class probabilities state how often they are right (Guo et al. 2017; scikit-learn's
 /// `log_loss`; Brier's multiclass score), over the cells whose truth is a column and that

@@ -391,7 +391,8 @@ class Model:
         return {"n_cells": provenance.get("n_cells", 0), "n_dropped_unlabelled": provenance.get("n_dropped_unlabelled", 0),
                 "n_dropped_empty": provenance.get("n_dropped_empty", 0), "n_validation": validation.get("n_cells", 0) if validation else 0,
                 "n_thinned_copies": provenance.get("n_thinned_copies", 0), "warnings": list(provenance.get("training_warnings", [])),
-                "validation": validation or None}
+                "validation": validation or None,
+                **({"calibration": provenance["calibration"]} if "calibration" in provenance else {})}
 
     @property
     def classes(self) -> List[str]:
@@ -548,7 +549,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
           dims: int = 0, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
           normalization: str = "auto", harmonize_labels: bool = False, flat_labels: bool = False, ontology=None,
           balance_references: bool = False, gene_pooling: str = "impute", augment_depth: bool = True,
-          augment_depth_max_copies: int = 20000, **hyperparameters: float) -> Model:
+          augment_depth_max_copies: int = 20000, calibrate: bool = True, **hyperparameters: float) -> Model:
     """Train a model on the labelled cells of `adata` (or a list of AnnData objects).
 
     `label` (and `group`) are obs columns ("obs:" prefix optional). The defaults are those of
@@ -600,6 +601,10 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
         a reference's unmeasured genes get the others' mean), "shared" (the genes every reference
         measured; always for genept) or "all" (unmeasured genes count as zeros).
     augment_depth, augment_depth_max_copies : depth augmentation (above).
+    calibrate : calibrate the scores (default on, as `celltyper train`): a temperature fitted on
+        the validation cells' probabilities, so that a score reads as the chance that the call is
+        right (`model.summary["calibration"]`); labels never change. False (`--no-calibrate`): the
+        classifier's own probabilities.
     threads : 0 = all cores.
     verbose : progress on sys.stderr.
 
@@ -628,7 +633,8 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
                        "hyperparameters": _hyperparameters(hyperparameters),
                        "harmonize_labels": harmonize_labels, "flat_labels": flat_labels, "ontology": os.fspath(ontology) if ontology else "",
                        "balance_references": balance_references, "gene_pooling": gene_pooling, "augment_depth": augment_depth,
-                       "augment_depth_max_copies": augment_depth_max_copies, "matrix": _matrix_request(layer, use_raw)},
+                       "augment_depth_max_copies": augment_depth_max_copies, "calibrate": bool(calibrate),
+                       "matrix": _matrix_request(layer, use_raw)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     try:
@@ -698,7 +704,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
              allow_low_coverage: bool = False, layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
              features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None, keep_model: Optional[bool] = None,
              inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
-             normalization: str = "auto", ontology=None, harmonize_labels: bool = False) -> AnnotationResult:
+             normalization: str = "auto", ontology=None, harmonize_labels: bool = False, calibrate: bool = True) -> AnnotationResult:
     """Label every cell of `adata` with a model (`model=`: a Model, a path, or a list of them,
     averaged) or by training on the fly on `reference=` AnnData (with `label=` its obs column).
 
@@ -736,9 +742,10 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         from its reference sample (default True; False uses the model as it is).
     allow_low_coverage : annotate even when the query measures very few of the model's genes.
     layer, use_raw : the query's matrix (as in `train`); `result.matrix` says which was read.
-    reference, label, reference_layer, classifier, features, label_map, label_dataset, harmonize_labels :
+    reference, label, reference_layer, classifier, features, label_map, label_dataset, harmonize_labels, calibrate :
         reference mode: the model trained on the fly (as `train`), on the genes the query shares
-        (harmonize_labels: references labelled at different depths pool as Cell Ontology terms).
+        (harmonize_labels: references labelled at different depths pool as Cell Ontology terms;
+        calibrate: its scores calibrated on 20% of the reference cells held out, as `train`).
     inplace : write the columns into `adata` (a view is made an actual AnnData first, with a
         warning); False leaves it untouched.
     ontology : the Cell Ontology for `hierarchical` (.obo or CELLxGENE .json; default:
@@ -803,7 +810,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                        "hierarchical": hierarchical,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
-                       "harmonize_labels": bool(harmonize_labels),
+                       "harmonize_labels": bool(harmonize_labels), "calibrate": bool(calibrate),
                        "ontology": os.fspath(ontology) if ontology else "", "matrix": _matrix_request(reference_layer, False)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
@@ -1062,8 +1069,8 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
        features: Union[str, Sequence[str]] = "expression", ensemble: bool = True, hierarchical: bool = False, min_score: float = 0.5,
        folds: Optional[Sequence[str]] = None, harmonize_labels: bool = False, label_map=None, label_dataset: Optional[str] = None,
        ontology=None, use_ontology: bool = True, restrict_genes=None, n_genes: int = 3000, validation_fraction: float = 0.0,
-       seed: int = 0, augment_depth: bool = True, layer: Optional[str] = None, use_raw: bool = False, dims: int = 0, threads: int = 0,
-       verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None, normalization: str = "auto",
+       seed: int = 0, augment_depth: bool = True, calibrate: bool = True, layer: Optional[str] = None, use_raw: bool = False, dims: int = 0,
+       threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None, normalization: str = "auto",
        report=None, **hyperparameters: float) -> CrossValidationResult:
     """Leave-one-group-out cross-validation of train + annotate configurations, as `celltyper cv`:
     each group of `group` (a donor, a batch, a technology; or "file": each AnnData of a list) is
@@ -1097,7 +1104,10 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
     restrict_genes : "held-out" (per fold, the genes detected in its held-out cells) or a gene
         list / .h5ad file whose genes the models may use.
     n_genes, validation_fraction, seed, augment_depth, dims : as `train` (validation_fraction 0:
-        no early-stopping split inside a fold).
+        no early-stopping split inside a fold; 20% of the fold's training cells still calibrate
+        its scores unless calibrate=False).
+    calibrate : calibrate each fold's scores as `train` does (default on; labels never change),
+        so that `.scores` and the calibration figures say what `annotate` gives.
     layer, use_raw, normalization, gene_table, genes, gene_column, threads, verbose : as `train`.
     report : write `celltyper cv --report`'s self-contained HTML report to this path.
 
@@ -1143,7 +1153,7 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
                        "hierarchical": bool(hierarchical), "min_score": min_score, "folds": [str(f) for f in folds] if folds else [],
                        "harmonize_labels": bool(harmonize_labels), "label_map": os.fspath(label_map) if label_map else "",
                        "label_dataset": label_dataset or "", "ontology": os.fspath(ontology) if ontology else "",
-                       "use_ontology": bool(use_ontology), "augment_depth": bool(augment_depth), "names": names,
+                       "use_ontology": bool(use_ontology), "augment_depth": bool(augment_depth), "calibrate": bool(calibrate), "names": names,
                        "restrict_genes": os.fspath(restrict_genes) if restrict_genes is not None else "",
                        "report": os.fspath(report) if report else "", "matrix": _matrix_request(layer, use_raw)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,

@@ -261,6 +261,7 @@ TrainOptions train_options(const py::dict& options) {
   train.balance_references = option<bool>(options, "balance_references", false);
   train.gene_pooling = option<std::string>(options, "gene_pooling", train.gene_pooling);
   train.augment_depth = option<bool>(options, "augment_depth", train.augment_depth);
+  train.calibrate = option<bool>(options, "calibrate", train.calibrate);
   train.augment_depth_max_copies = option<std::int64_t>(options, "augment_depth_max_copies", train.augment_depth_max_copies);
   if (train.augment_depth_max_copies < 0) throw InputError("augment_depth_max_copies must be 0 (every cell) or more");
   train.embed = embed_options(options);
@@ -283,6 +284,7 @@ nlohmann::json train_summary(const TrainResult& result) {
                             {"n_thinned_copies", result.model.provenance.is_object() ? result.model.provenance.value("n_thinned_copies", std::int64_t{0}) : 0},
                             {"warnings", result.warnings}};
   summary["validation"] = result.has_validation ? to_json(result.validation) : nlohmann::json(nullptr);
+  if (result.model.provenance.is_object() && result.model.provenance.contains("calibration")) summary["calibration"] = result.model.provenance["calibration"];
   if (result.n_reference_genes > 0) {  // reference mode (train_for_query)
     summary["n_reference_genes"] = result.n_reference_genes;
     summary["n_shared_genes"] = result.n_shared_genes;
@@ -419,6 +421,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   annotate_options.allow_low_coverage = option<bool>(options, "allow_low_coverage", false);
   annotate_options.log = stderr_log(option<bool>(options, "verbose", false));
   TrainOptions train = train_options(options);
+  train.group_column.clear();  // (annotate's `group` names the query's samples, not validation groups of the references)
   train.matrices = matrices_of(reference_data);
   const std::string store_path = option<std::string>(options, "genes", "");
   const std::string table_path = option<std::string>(options, "gene_table", "");

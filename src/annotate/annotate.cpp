@@ -1009,6 +1009,9 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
             measured, coverage.n_features_measured, coverage.n_features_genes, dataset.path(),
             can_refit(model) ? " (or drop --no-refit)" : ""));
       }
+      use.temperature = fitted.models[m]->classifier ? fitted.models[m]->classifier->temperature() : 1.0;
+      use.calibrated = fitted.models[m]->provenance.is_object() && fitted.models[m]->provenance.contains("calibration") &&
+                       fitted.models[m]->provenance["calibration"].contains("n_cells");
       fitted.uses.push_back(std::move(use));
     }
     return fitted;
@@ -1016,6 +1019,20 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   Fitted whole = fit(dataset, query_genes, true);
   const std::vector<const CellTypeModel*>& models = whole.models;
   annotation.models = whole.uses;
+  // An ensemble averages probabilities: a calibrated model's (sharper, as a rule) outweigh an
+  // uncalibrated one's, which changes which class wins.
+  if (std::any_of(whole.uses.begin(), whole.uses.end(), [](const ModelUse& use) { return use.calibrated; }) &&
+      std::any_of(whole.uses.begin(), whole.uses.end(), [](const ModelUse& use) { return !use.calibrated; })) {
+    std::vector<std::string> which;
+    for (std::size_t m = 0; m < whole.uses.size(); ++m) {
+      which.push_back(whole.uses[m].calibrated ? fmt::format("model {} calibrated (temperature {:.3g})", m + 1, whole.uses[m].temperature)
+                                               : fmt::format("model {} not", m + 1));
+    }
+    annotation.warnings.push_back(fmt::format(
+        "the models' scores are calibrated differently ({}): their averaged probabilities weigh the calibrated ones more; train every "
+        "model with this celltyper's defaults (or all with --no-calibrate) to average them alike",
+        fmt::join(which, ", ")));
+  }
   // Samples of a joined file whose own panel is padded with zeros: annotated on their genes.
   const std::vector<PaddedGroup> groups =
       padded_groups(dataset, options.embed.matrix, table, resolved, options.embed.genes, ubiquitous, query_genes, options.group);
@@ -1662,7 +1679,10 @@ ScoreSummary summarize_scores(const std::vector<float>& scores) {
 TrainResult train_for_query(const std::vector<const Dataset*>& references, const Dataset& query, TrainOptions options,
                             const GeneStore& store, const GeneTable& table, const EmbedOptions& query_embed,
                             std::int64_t min_shared_genes) {
-  options.validation_fraction = 0;
+  // Validation cells only calibrate the scores (no calibration: none); the model on every cell is
+  // the one a refit of a saved model on these genes trains.
+  if (!options.calibrate) options.validation_fraction = 0;
+  options.final_fit_from_scratch = true;
   options.restrict_genes = dataset_genes(query, query_embed.matrix, table, query_embed.genes);
   if (options.restrict_genes.empty()) {
     throw InputError(fmt::format("{}: none of its {} gene names resolves in the gene table: nothing to train on (choose another var "
@@ -1810,7 +1830,9 @@ nlohmann::json to_json(const ModelUse& use) {
           {"refitted", use.refitted},
           {"refit_genes", use.refit_genes},
           {"refit_features", use.refit_panel},
-          {"refit_seconds", use.refit_seconds}};
+          {"refit_seconds", use.refit_seconds},
+          {"temperature", use.temperature},
+          {"calibrated", use.calibrated}};
 }
 
 nlohmann::json to_json(const SampleSummary& sample) {

@@ -26,11 +26,13 @@ std::optional<LinearScores> linear_scores(const CellTypeModel& model) {
   }
   linear.weights.resize(d * c);
   linear.bias.resize(c);
+  // (the calibration temperature divides the scores: softmax(z / T) is the tempered probability)
+  const double temperature = model.classifier->temperature();
   for (std::size_t k = 0; k < c; ++k) {
     const double* w = weights->second.values.data() + k * (d + 1);
-    double bias = w[d];
+    double bias = w[d] / temperature;
     for (std::size_t j = 0; j < d; ++j) {
-      const double folded = w[j] / scale->second.values[j];
+      const double folded = w[j] / scale->second.values[j] / temperature;
       linear.weights[j * c + k] = folded;
       bias -= folded * mean->second.values[j];
     }

@@ -378,6 +378,9 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   const auto started = std::chrono::steady_clock::now();
   TrainResult trained = train_model(views, options, genept ? model_gene_store(model.genes) : GeneStore(), sample.gene_table());
   CellTypeModel refitted = std::move(trained.model);
+  // (no validation cells here: the model's calibration, which bench/panels measured on refits too)
+  refitted.classifier->set_temperature(model.classifier->temperature());
+  if (provenance.contains("calibration")) refitted.provenance["calibration"] = provenance["calibration"];
   if (genept) {  // the vectors are the model's store's: say so, not "model"
     refitted.genes.store_identity = model.genes.store_identity;
     refitted.genes.store_description = model.genes.store_description;

@@ -124,6 +124,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_option("-g,--genes", args->genes, "Reference mode with --features genept: gene embedding store (default: the setup's)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->train.augment_depth,
                     "Reference mode: depth augmentation (default on; see `celltyper train --augment-depth`)");
+  command->add_flag("--calibrate,!--no-calibrate", args->train.calibrate,
+                    "Reference mode: calibrate the scores on 20% of the reference cells held out (default on; see `celltyper train --calibrate`)");
   command->add_option("--save-model", args->save_model, "Reference mode: also write the model trained on the fly to this file");
   command->add_flag("--no-refit", args->no_refit,
                     "Use each model as trained even when the query lacks part of its genes (default: a model, expression or GenePT-w, "
@@ -354,6 +356,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                    train.classifier, trained.n_cells, trained.model.class_names.size(),
                    trained.model.features == kFeaturesExpression ? trained.model.panel.size() : trained.model.genes.size(),
                    trained.n_shared_genes, trained.n_reference_genes, seconds);
+        fmt::print(stderr, "reference mode: scores {}\n", calibration_text(calibration_summary(trained.model)));
       }
       say(trained.warnings);
       if (!args->save_model.empty()) save_model(trained.model, args->save_model);

@@ -90,8 +90,11 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--augment-depth,!--no-augment-depth", args->options.train.augment_depth,
                     "Depth augmentation (default on; see `celltyper train --augment-depth`)");
   command->add_option("--validation-fraction", args->options.train.validation_fraction,
-                      "Share of each training fold held out for early stopping / validation (0 = none)")
+                      "Share of each training fold held out for early stopping / validation (0 = none; 20% of it still calibrates "
+                      "the scores unless --no-calibrate)")
       ->capture_default_str();
+  command->add_flag("--calibrate,!--no-calibrate", args->options.train.calibrate,
+                    "Calibrate each fold's scores as `celltyper train` does (default on; labels never change)");
   command->add_option("--seed", args->options.train.seed, "Seed of every random step of each fold's training (as train --seed)")->capture_default_str();
   command->add_option("--threads", args->options.train.num_threads, "Threads (default: all cores)");
   command->add_option("--json", args->json, "Write every fold's metrics as JSON to this file ('-' = standard output instead of the table)");

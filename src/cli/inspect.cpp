@@ -49,6 +49,9 @@ std::string format_model_description(const std::string& path, const nlohmann::js
     out += fmt::format("Validation  accuracy {:.3f}, macro-F1 {:.3f} (held-out reference cells)\n", model["validation"]["accuracy"].get<double>(),
                        model["validation"]["macro_f1"].get<double>());
   }
+  if (const auto& calibration = model.value("calibration", nlohmann::json::object()); calibration.contains("temperature")) {
+    out += fmt::format("Scores      {}\n", calibration_text(calibration));
+  }
   if (const auto library_genes = model.value("library_genes", std::size_t{0}); library_genes > 0) {
     out += fmt::format("Library sizes  summed over {} genes on the references and on every query ({})\n", library_genes,
                        model.value("restrict_genes", std::int64_t{0}) > 0 ? "those of --restrict-genes the references measured"

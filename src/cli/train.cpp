@@ -92,6 +92,9 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--validation-fraction", args->options.validation_fraction,
                       "Share of cells held out to report validation metrics (0 = none); the saved model is refit on all cells")
       ->capture_default_str();
+  command->add_flag("--calibrate,!--no-calibrate", args->options.calibrate,
+                    "Calibrate the scores (default on): a temperature fitted on the validation cells makes a score read as the chance "
+                    "that the call is right; labels never change (--no-calibrate: the classifier's own probabilities)");
   command->add_option("--label-map", args->options.label_map,
                       "label -> Cell Ontology id table (label_map_to_cell_ontology.tsv) to record CL ids of the classes (labels that are CL ids or names, and CELLxGENE files' obs COLUMN_ontology_term_id, need none)");
   command->add_option("--label-dataset", args->options.label_map_dataset, "Prefer rows of this dataset in --label-map");
@@ -264,6 +267,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
         fmt::print(stderr, "validation ({} held-out cells): accuracy {:.3f}, macro-F1 {:.3f}\n", result.n_validation,
                    result.validation.accuracy, result.validation.macro.f1);
       }
+      fmt::print(stderr, "scores: {}\n", calibration_text(calibration_summary(result.model)));
       if (options.features == kFeaturesExpression) {
         fmt::print(stderr, "trained {} on {} cells, {} classes, expression of {} genes -> {}\n", options.classifier, result.n_cells,
                    result.model.class_names.size(), result.model.panel.size(), args->out);

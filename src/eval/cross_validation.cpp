@@ -734,7 +734,16 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
           }
         }
         training_step = false;
-        const ValidationSplit split = split_validation(data.cells, train.validation_fraction, train.seed);
+        // Scores calibrated as `train` calibrates them (a temperature from held-out cells of the
+        // fold's training part), so that held-out scores say what annotate's will. Without
+        // --validation-fraction those cells only calibrate: the fold's model is the one a fit without
+        // validation trains.
+        double fraction = train.validation_fraction;
+        if (fraction == 0 && train.calibrate) {
+          fraction = TrainOptions{}.validation_fraction;
+          train.final_fit_from_scratch = true;
+        }
+        const ValidationSplit split = split_validation(data.cells, fraction, train.seed);
         const double features_seconds = seconds_since(started);
         // Held-out features, made with the route's first model (its genes or panel are the route's).
         std::vector<std::vector<float>> held_out_x(references.size());

@@ -319,10 +319,7 @@ void RankingTally::add(const std::vector<std::string>& truth, const ProbabilityM
     }
     if (std::abs(sum - 1.0) > 0.01) sums_to_one_ = false;
     const double confidence = row[top];
-    // Bins (k/15, (k+1)/15]; a float32 probability within 1e-6 above an edge (0.6F is 0.6000000238)
-    // counts as on it.
-    const auto bin = std::min(kCalibrationBins - 1,
-                              static_cast<std::size_t>(std::max(0.0, std::ceil(confidence * kCalibrationBins - 1e-6) - 1.0)));
+    const std::size_t bin = calibration_bin(confidence);
     ++n_scored_;
     n_top_right_ += top == column ? 1 : 0;
     confidence_sum_ += confidence;

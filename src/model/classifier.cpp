@@ -1,4 +1,5 @@
 // Classifier base: standardisation, validation of training input, state, the spec registry.
+#include <celltyper/calibration.hpp>
 #include <celltyper/classifier.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/parallel.hpp>
@@ -165,6 +166,7 @@ FitOptions Classifier::resolve_fit(const FitOptions& options, int d, std::vector
     };
   }
   fit_report_ = nlohmann::json::object();
+  temperature_ = 1.0;  // (a new fit is not calibrated yet)
   return resolved;
 }
 
@@ -255,8 +257,14 @@ std::vector<float> Classifier::predict_proba(const float* features, std::int64_t
     standardized.resize(static_cast<std::size_t>(rows * d));
     standardizer_.apply(features + first * d, rows, standardized.data());
     predict_standardized(standardized.data(), rows, 1, out.data() + first * n_classes_);
+    temper_probabilities(out.data() + first * n_classes_, rows, n_classes_, temperature_);
   });
   return out;
+}
+
+void Classifier::set_temperature(double temperature) {
+  if (!(temperature > 0) || !std::isfinite(temperature)) throw InputError(fmt::format("calibration temperature {} is not positive", temperature));
+  temperature_ = temperature;
 }
 
 ClassifierState Classifier::export_state() const {
@@ -266,6 +274,7 @@ ClassifierState Classifier::export_state() const {
   state.attributes["n_features"] = n_features();
   state.attributes["hyperparameters"] = hyperparameters_;
   state.attributes["fit_report"] = fit_report_;
+  state.attributes["temperature"] = temperature_;
   state.double_arrays["standardize_mean"] = {{n_features()}, standardizer_.mean};
   state.double_arrays["standardize_scale"] = {{n_features()}, standardizer_.scale};
   export_parameters(state);
@@ -294,6 +303,10 @@ void Classifier::import_state(const ClassifierState& state, const std::string& w
     }
     hyperparameters_ = attributes.at("hyperparameters").get<HyperParameters>();
     fit_report_ = attributes.value("fit_report", nlohmann::json::object());
+    // (models from before calibration: the back end's probabilities)
+    const double temperature = attributes.value("temperature", 1.0);
+    if (!(temperature > 0) || !std::isfinite(temperature)) throw InputError(fmt::format("{}: calibration temperature {} is not positive", what, temperature));
+    temperature_ = temperature;
     n_classes_ = n_classes;
     import_parameters(state, what);
   } catch (const nlohmann::json::exception& error) {

@@ -405,6 +405,39 @@ bool is_model_file(const std::string& path) {
   return file && h5::string_attribute(file.get(), "format").value_or("") == kFormatName;
 }
 
+nlohmann::json calibration_summary(const CellTypeModel& model) {
+  const double temperature = model.classifier ? model.classifier->temperature() : 1.0;
+  const nlohmann::json recorded = model.provenance.is_object() ? model.provenance.value("calibration", nlohmann::json::object()) : nlohmann::json::object();
+  nlohmann::json out = {{"temperature", temperature}};
+  if (recorded.contains("n_cells")) {
+    out["n_cells"] = recorded["n_cells"];
+    out["accuracy"] = recorded.value("accuracy", 0.0);
+    for (const char* key : {"mean_confidence", "expected_calibration_error", "log_loss", "bounded_by_accuracy", "n_one_hot"}) {
+      if (recorded.contains(key)) out[key] = recorded[key];
+    }
+  } else {
+    out["reason"] = recorded.value("reason", std::string("trained before calibration"));
+  }
+  return out;
+}
+
+std::string calibration_text(const nlohmann::json& summary) {
+  if (!summary.contains("n_cells")) {
+    return fmt::format("the classifier's probabilities, not calibrated ({})", summary.value("reason", std::string("no calibration")));
+  }
+  const auto figure = [&](const char* key, const char* which) {
+    return summary.contains(key) && summary[key].is_object() ? summary[key].value(which, 0.0) : 0.0;
+  };
+  const auto one_hot = summary.value("n_one_hot", std::int64_t{0});
+  return fmt::format("calibrated (temperature {:.3g} from {} held-out cells{}: mean score {:.2f} -> {:.2f} at accuracy {:.2f}, expected "
+                     "calibration error {:.3f} -> {:.3f} on those cells{})",
+                     summary.value("temperature", 1.0), summary["n_cells"].get<std::int64_t>(),
+                     one_hot > 0 ? fmt::format(", besides {} whose one class probability above 0 no temperature changes", one_hot) : std::string(),
+                     figure("mean_confidence", "before"), figure("mean_confidence", "after"), summary.value("accuracy", 0.0),
+                     figure("expected_calibration_error", "before"), figure("expected_calibration_error", "after"),
+                     summary.value("bounded_by_accuracy", false) ? "; their accuracy bounded it" : "");
+}
+
 nlohmann::json describe_model(const CellTypeModel& model) {
   const nlohmann::json& provenance = model.provenance;
   auto from = [&provenance](const char* key, nlohmann::json fallback) { return provenance.contains(key) ? provenance[key] : fallback; };
@@ -447,6 +480,7 @@ nlohmann::json describe_model(const CellTypeModel& model) {
           {"augment_depth", from("augment_depth", false)},
           {"references", references},
           {"validation", validation},
+          {"calibration", calibration_summary(model)},
           {"library_genes", model.library_genes().size()},
           {"restrict_genes", from("restrict_genes", 0)},
           {"reference_sample", {{"n_cells", model.reference.n_cells()}, {"n_genes", model.reference.entrez_ids.size()}}},

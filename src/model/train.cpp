@@ -1,5 +1,6 @@
 // The steps of training (train.hpp): labelled cells -> features -> validation split -> fit, and
 // `train_model`, which composes them into a self-contained CellTypeModel.
+#include <celltyper/calibration.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/matrix_summary.hpp>
 #include <celltyper/extract.hpp>
@@ -2018,6 +2019,27 @@ HyperParameters route_hyperparameters(const std::string& classifier, const std::
 
 namespace {
 
+/// What a model's calibration is (provenance "calibration").
+nlohmann::json calibration_json(const TemperatureFit& fit, bool calibrate, bool has_split, bool has_validation) {
+  if (fit.n_cells == 0) {
+    return {{"temperature", 1.0},
+            {"method", "none"},
+            {"reason", !calibrate       ? std::string("--no-calibrate")
+                       : !has_split      ? std::string("no validation cells (--validation-fraction 0, or a single group)")
+                       : !has_validation ? std::string("validation skipped (its training part has a single class)")
+                                         : fit.reason}};
+  }
+  return {{"temperature", fit.temperature},
+          {"method", "temperature scaling on the validation cells (log-loss optimum, mean score at most the smoothed accuracy)"},
+          {"bounded_by_accuracy", fit.bounded},
+          {"n_cells", fit.n_cells},
+          {"n_one_hot", fit.n_one_hot},
+          {"accuracy", fit.accuracy},
+          {"mean_confidence", {{"before", fit.mean_confidence_before}, {"after", fit.mean_confidence_after}}},
+          {"log_loss", {{"before", fit.log_loss_before}, {"after", fit.log_loss_after}}},
+          {"expected_calibration_error", {{"before", fit.ece_before}, {"after", fit.ece_after}}}};
+}
+
 /// fit_model; `take_sample_values`, when given, is data.sample.values, which the model takes
 /// instead of a copy when it keeps every sample cell (train_model's data is its own).
 TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& split, const TrainOptions& options,
@@ -2082,15 +2104,20 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
       log(fmt::format("validation: training on {} cells, scoring {} held-out cells ({})", split.train_rows.size(), split.validation_rows.size(),
                       split.description));
       ProbabilityMatrix probabilities;
-      auto classifier = fit_rows(resolved, data, split.train_rows, probabilities.class_names, &split.validation_rows, "validation");
+      // (from scratch, the final fit runs the configured epochs: so does this one, for its
+      // probabilities to calibrate the final model)
+      auto classifier = fit_rows(resolved, data, split.train_rows, probabilities.class_names,
+                                 options.final_fit_from_scratch ? nullptr : &split.validation_rows, "validation");
       // Iterative back ends stopped early on the held-out cells: the final fit on every cell runs
       // for the epochs (boosting rounds) that scored best there.
       const nlohmann::json& report = classifier->fit_report();
-      if (report.contains("best_epoch") && hyperparameters.count("epochs") && report["best_epoch"].get<int>() > 0) {
+      if (options.final_fit_from_scratch) {
+        // (the configured epochs and rounds, no warm start: the model of a fit without validation)
+      } else if (report.contains("best_epoch") && hyperparameters.count("epochs") && report["best_epoch"].get<int>() > 0) {
         resolved.hyperparameters["epochs"] = report["best_epoch"].get<int>();
         log(fmt::format("final fit on all cells: the {} epochs that scored best on the validation cells", report["best_epoch"].get<int>()));
       }
-      if (report.contains("best_round") && hyperparameters.count("n_estimators") && report["best_round"].get<int>() > 0) {
+      if (!options.final_fit_from_scratch && report.contains("best_round") && hyperparameters.count("n_estimators") && report["best_round"].get<int>() > 0) {
         resolved.hyperparameters["n_estimators"] = report["best_round"].get<int>();
       }
       validation_report = report;
@@ -2108,6 +2135,29 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
         probabilities.values.insert(probabilities.values.end(), p.begin(), p.end());
       }
       std::vector<std::string> predicted = argmax_classes(probabilities, truth.size());
+      if (options.calibrate) {
+        // The temperature, from each held-out cell's right classes: its own, or a coarse label's.
+        std::map<std::string, std::int32_t> column_of;
+        for (std::size_t k = 0; k < probabilities.class_names.size(); ++k) column_of[probabilities.class_names[k]] = static_cast<std::int32_t>(k);
+        std::vector<std::vector<std::int32_t>> right(truth.size());
+        for (std::size_t i = 0; i < truth.size(); ++i) {
+          const auto row = static_cast<std::size_t>(split.validation_rows[i]);
+          const auto* classes = data.coarse_classes(truth[i], cells.references.empty() ? 0 : cells.references[row]);
+          for (const std::string& name : classes != nullptr ? *classes : std::vector<std::string>{truth[i]}) {
+            if (const auto found = column_of.find(name); found != column_of.end()) right[i].push_back(found->second);
+          }
+        }
+        result.calibration = fit_temperature(probabilities.values, static_cast<int>(probabilities.class_names.size()), right);
+        temper_probabilities(probabilities.values.data(), static_cast<std::int64_t>(truth.size()),
+                             static_cast<int>(probabilities.class_names.size()), result.calibration.temperature);
+        if (result.calibration.n_cells > 0) {
+          log(fmt::format("calibration: temperature {:.3g} from {} held-out cells (mean score {:.2f} -> {:.2f} at accuracy {:.2f}; expected "
+                          "calibration error {:.3f} -> {:.3f})",
+                          result.calibration.temperature, result.calibration.n_cells, result.calibration.mean_confidence_before,
+                          result.calibration.mean_confidence_after, result.calibration.accuracy, result.calibration.ece_before,
+                          result.calibration.ece_after));
+        }
+      }
       // A coarse truth is met by any of its classes (the prediction is at or below it).
       for (std::size_t i = 0; i < truth.size(); ++i) {
         const auto row = static_cast<std::size_t>(split.validation_rows[i]);
@@ -2141,7 +2191,7 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
       result.has_validation = true;
       result.n_validation = static_cast<std::int64_t>(truth.size());
       validation_classes = probabilities.class_names;
-      validation_fit = std::move(classifier);
+      if (!options.final_fit_from_scratch) validation_fit = std::move(classifier);
     }
   }
 
@@ -2161,6 +2211,9 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
     result.warnings.push_back(fmt::format("{} cannot train on coarse labels: their {} cells were left out (logreg and mlp use them)",
                                           options.classifier, left_out));
   }
+  // (the validation fit's temperature, for the fit on every cell: what scikit-learn's
+  // CalibratedClassifierCV(ensemble=False) does with its held-out predictions)
+  if (result.calibration.n_cells > 0) model.classifier->set_temperature(result.calibration.temperature);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   result.n_cells = n_original;
 
@@ -2309,6 +2362,7 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
     model.validation["split"] = split.description;
     if (!split.held_out_groups.empty()) model.validation["held_out_groups"] = split.held_out_groups;
   }
+  model.provenance["calibration"] = calibration_json(result.calibration, options.calibrate, !split.validation_rows.empty(), result.has_validation);
   return result;
 }
 

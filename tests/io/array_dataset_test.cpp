@@ -295,7 +295,10 @@ TEST(ArrayDataset, TrainAnnotateEvaluateInMemoryEqualsTheMemoryDatasetPath) {
   for (const std::int64_t entrez : for_query.model.panel.entrez_ids) {
     EXPECT_NE(std::find(keep.begin(), keep.end(), static_cast<int>(entrez - 1001)), keep.end()) << entrez;
   }
-  EXPECT_FALSE(for_query.has_validation);
+  // (held-out cells only calibrate the scores; every cell trains the model)
+  EXPECT_TRUE(for_query.has_validation);
+  EXPECT_EQ(for_query.n_cells, borrowed.n_obs());
+  EXPECT_TRUE(for_query.model.provenance.contains("calibration"));
 }
 
 // annotate's sparse path for logistic regression (linear_scores.hpp) gives the classifier's own

@@ -208,8 +208,12 @@ TEST(ReferenceSample, RefitOnAQuerysGenesEqualsTrainingRestrictedToThem) {
   TrainOptions restricted = expression_options(0);
   restricted.validation_fraction = 0;
   restricted.restrict_genes = query_genes;
-  const CellTypeModel oracle = train_model({&reference}, restricted, GeneStore(), table).model;
+  CellTypeModel oracle = train_model({&reference}, restricted, GeneStore(), table).model;
   EXPECT_EQ(oracle.panel.size_factor_genes, query_genes);
+  // (a refit has no validation cells of its own: it keeps the model's calibration)
+  EXPECT_NE(model.classifier->temperature(), 1.0);
+  EXPECT_EQ(oracle.classifier->temperature(), 1.0);
+  oracle.classifier->set_temperature(model.classifier->temperature());
   const Annotation refitted = expect_refit_like_the_oracle(query, model, oracle, table, 1e-6);
   ASSERT_EQ(refitted.models.size(), 1u);
   EXPECT_EQ(refitted.models[0].refit_genes, 20);
@@ -509,9 +513,10 @@ TEST(ReferenceSample, AGeneptModelRefitsOnAQuerysGenesAsTrainingRestrictedToThem
   restricted.validation_fraction = 0;
   restricted.reference_sample_cells = 0;
   restricted.restrict_genes = query_genes;
-  const CellTypeModel oracle = train_model({&reference}, restricted, store, table).model;
+  CellTypeModel oracle = train_model({&reference}, restricted, store, table).model;
   EXPECT_EQ(oracle.genes.size_factor_genes, query_genes);
   EXPECT_EQ(oracle.genes.entrez_ids, query_genes);
+  oracle.classifier->set_temperature(model.classifier->temperature());  // (the model's calibration)
   const Annotation refitted = expect_refit_like_the_oracle(query, model, oracle, table, 1e-5);
   ASSERT_EQ(refitted.models.size(), 1u);
   EXPECT_EQ(refitted.models[0].refit_genes, 20);

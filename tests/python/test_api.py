@@ -840,12 +840,61 @@ def test_a_model_read_from_its_file_keeps_the_training_summary(tmp_path, pbmc3k)
     assert any("no Cell Ontology id" in w for w in model.summary["warnings"]), model.summary
     model.save(tmp_path / "m.h5")
     again = celltyper.load_model(tmp_path / "m.h5")
-    for key in ("n_cells", "n_dropped_unlabelled", "n_dropped_empty", "n_validation", "n_thinned_copies", "warnings"):
+    for key in ("n_cells", "n_dropped_unlabelled", "n_dropped_empty", "n_validation", "n_thinned_copies", "warnings", "calibration"):
         assert again.summary[key] == model.summary[key], key
     assert again.summary["validation"]["accuracy"] == model.summary["validation"]["accuracy"]
     described = subprocess.run([CLI, "inspect", str(tmp_path / "m.h5")], capture_output=True, text=True)
     assert "  note: 8 of 9 labels have no Cell Ontology id" in described.stdout, described.stdout
     assert "classes 'DC' (8 cells), 'Platelet' (5 cells) have fewer than 10 labelled cells" in described.stdout, described.stdout
+
+
+def test_scores_are_calibrated_on_the_validation_cells_and_labels_stay(tmp_path, pbmc3k):
+    even, odd = pbmc3k[::2].copy(), pbmc3k[1::2].copy()
+    model = celltyper.train(even, label="celltype")
+    raw = celltyper.train(even, label="celltype", calibrate=False)
+    fitted = model.summary["calibration"]
+    assert 0.1 < fitted["temperature"] < 0.5 and fitted["n_cells"] > 200, fitted
+    assert fitted["expected_calibration_error"]["after"] < fitted["expected_calibration_error"]["before"] / 3, fitted
+    assert raw.summary["calibration"]["temperature"] == 1.0 and "--no-calibrate" in raw.summary["calibration"]["reason"]
+    calibrated = celltyper.annotate(odd, model, inplace=False)
+    plain = celltyper.annotate(odd, raw, inplace=False)
+    assert list(calibrated.labels) == list(plain.labels)
+    right = np.asarray(calibrated.labels) == odd.obs["celltype"].astype(str).to_numpy()
+    # the mean score is near the share of right calls once calibrated, far below it before
+    assert abs(float(np.mean(calibrated.scores)) - right.mean()) < 0.05, (np.mean(calibrated.scores), right.mean())
+    assert right.mean() - float(np.mean(plain.scores)) > 0.2
+    # the tempered probabilities are the raw ones raised to 1/T and renormalised
+    p = np.asarray(plain.probabilities, dtype=np.float64) ** (1 / fitted["temperature"])
+    np.testing.assert_allclose(np.asarray(calibrated.probabilities), p / p.sum(axis=1, keepdims=True), atol=2e-5)
+    # the file keeps the temperature: the command line gives the same scores
+    model.save(tmp_path / "m.h5")
+    odd.write_h5ad(tmp_path / "odd.h5ad")
+    run = subprocess.run([CLI, "-q", "annotate", "-m", str(tmp_path / "m.h5"), "-i", str(tmp_path / "odd.h5ad"), "--csv",
+                          str(tmp_path / "odd.csv")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    import pandas as pd
+
+    cli = pd.read_csv(tmp_path / "odd.csv", index_col=0, keep_default_na=False)
+    np.testing.assert_allclose(cli["celltyper_score"].to_numpy(), np.asarray(calibrated.scores), atol=1e-5)
+    described = subprocess.run([CLI, "inspect", str(tmp_path / "m.h5")], capture_output=True, text=True)
+    assert "Scores      calibrated (temperature" in described.stdout, described.stdout
+    # cv calibrates each fold's model as train does: the same out-of-fold labels, sharper scores
+    folds = dict(label="celltype", n_splits=3, use_ontology=False, ensemble=False, threads=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # (small classes in folds)
+        on = celltyper.cv(even, **folds)
+        off = celltyper.cv(even, calibrate=False, **folds)
+    method = [c for c in on.predictions.columns if c not in ("reference", "fold", "truth")][0]
+    assert (on.predictions[method] == off.predictions[method]).all()
+    calibration = lambda result: result.pooled.iloc[0]["expected_calibration_error"]  # noqa: E731
+    assert calibration(on) < 0.05 < 0.2 < calibration(off), (calibration(on), calibration(off))
+    # reference mode: calibrated on its held-out cells; the query's `group` is no validation group of the reference
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        on_the_fly = celltyper.annotate(odd, reference=even, label="celltype", group="none", inplace=False)
+    assert list(on_the_fly.labels) == list(celltyper.annotate(odd, reference=even, label="celltype", calibrate=False, inplace=False).labels)
+    assert on_the_fly.model.summary["calibration"]["n_cells"] > 200
+    assert on_the_fly.models[0]["calibrated"] and on_the_fly.models[0]["temperature"] < 0.5
 
 
 def test_every_argument_is_described_in_its_docstring():
