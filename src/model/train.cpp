@@ -1100,7 +1100,8 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
   std::vector<std::string> unknown_ids;  // "label (CL:...)" of table ids the ontology lacks
   std::vector<std::string> obsolete_ids;  // ... and of ids it marks obsolete, without a replacement
   std::vector<std::string> replaced_ids;  // ... with one
-  std::vector<std::string> misnamed;      // labels naming another term than their cells' id
+  std::vector<std::string> misnamed;      // labels naming another term than their cells' id (unrelated)
+  std::vector<std::string> coarsened;     // labels naming a term below their cells' id
   std::map<std::string, std::set<std::vector<std::string>>> readings;  // name -> its labels' alternatives
   for (const auto& label : labels) {
     LabelMatch found = mapper.map_preferring(label, label_map_dataset);
@@ -1137,12 +1138,22 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
         found.cl_label = ontology->label(replacement);
       }
     }
-    if (from_data && ontology != nullptr && label.rfind("CL:", 0) != 0) {
-      // A label that names another term than its cells' id (a stale id column after relabelling).
+    if (from_data && ontology != nullptr && label.rfind("CL:", 0) != 0 && ontology->contains(found.cl_id)) {
+      // A label that names another term than its cells' id: an unrelated one is a stale id column
+      // after relabelling; a coarser name with a finer id (an author's "T cell" curated as CD4 T) is
+      // the id refining it; a finer name with a coarser id loses the name's depth, said in a note.
       const LabelMatch named = names.map(label);
-      if (named.mapped() && ontology->contains(named.cl_id) && ontology->canonical(named.cl_id) != ontology->canonical(found.cl_id)) {
-        misnamed.push_back(fmt::format("'{}' ({} by its name, {} '{}' in the data)", label, ontology->canonical(named.cl_id), found.cl_id,
-                                       ontology->label(ontology->canonical(found.cl_id))));
+      if (named.mapped() && ontology->contains(named.cl_id)) {
+        const std::string by_name = ontology->canonical(named.cl_id);
+        const std::string by_data = ontology->canonical(found.cl_id);
+        const std::string text = fmt::format("'{}' ({} by its name, {} '{}' in the data)", label, by_name, found.cl_id, ontology->label(by_data));
+        if (by_name == by_data || ontology->is_ancestor(by_name, by_data)) {
+          // (the same term, or the id below the name's)
+        } else if (ontology->is_ancestor(by_data, by_name)) {
+          coarsened.push_back(text);
+        } else {
+          misnamed.push_back(text);
+        }
       }
     }
     std::string name = label;
@@ -1162,6 +1173,13 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
         "correct it, or give the label's id with --label-map TSV, which wins)",
         misnamed.size(), misnamed.size() == 1 ? "" : "s", misnamed.size() == 1 ? "s" : "", misnamed.size() == 1 ? "its" : "their",
         detail::some_of(misnamed, 6), rename ? ", and labels with one id train as one class" : ""));
+  }
+  if (!coarsened.empty()) {
+    result.warnings.push_back(fmt::format(
+        "{}{} label{} name{} a finer Cell Ontology term than the id {} cells carry: {}; the data's id is used (give the label's id with "
+        "--label-map TSV, which wins, to keep its depth)",
+        kNotePrefix, coarsened.size(), coarsened.size() == 1 ? "" : "s", coarsened.size() == 1 ? "s" : "", coarsened.size() == 1 ? "its" : "their",
+        detail::some_of(coarsened, 6)));
   }
   for (const auto& [name, read] : readings) {  // (two labels of one name read differently: its term alone)
     if (read.size() == 1 && !read.begin()->empty()) result.alternatives[name] = *read.begin();

@@ -642,6 +642,11 @@ name: B cell
 is_a: CL:0000542
 
 [Term]
+id: CL:0000624
+name: CD4-positive, alpha-beta T cell
+is_a: CL:0000084
+
+[Term]
 id: CL:0000804
 name: obsolete old T cell
 is_obsolete: true
@@ -675,6 +680,16 @@ replaced_by: CL:0000084
       << nlohmann::json(stale.warnings);
   EXPECT_EQ(stale.renames.at("B cell"), "T cell");
   EXPECT_FALSE(said(harmonize_labels({"B cell", "T cell"}, &ontology, "", "", true, {{"B cell", "CL:0000236"}}), "another Cell Ontology term"));
+  // An author's coarser name with a finer curated id is the id refining it: nothing said. A finer
+  // name with a coarser id loses the name's depth: a note.
+  const LabelHarmonization refined = harmonize_labels({"T cell", "B cell"}, &ontology, "", "", true, {{"T cell", "CL:0000624"}});
+  EXPECT_FALSE(said(refined, "Cell Ontology term than the id")) << nlohmann::json(refined.warnings);
+  const LabelHarmonization coarsened = harmonize_labels({"CD4-positive, alpha-beta T cell", "B cell"}, &ontology, "", "", true,
+                                                        {{"CD4-positive, alpha-beta T cell", "CL:0000084"}});
+  EXPECT_FALSE(said(coarsened, "another Cell Ontology term")) << nlohmann::json(coarsened.warnings);
+  EXPECT_TRUE(said(coarsened, "1 label names a finer Cell Ontology term than the id its cells carry: 'CD4-positive, alpha-beta T cell' "
+                              "(CL:0000624 by its name, CL:0000084 'T cell' in the data); the data's id is used"))
+      << nlohmann::json(coarsened.warnings);
 }
 
 TEST(LabelOntologyIds, TwoNamesOfOneTermAnOddSynonymAndNoTypeLabelsAreSaid) {
