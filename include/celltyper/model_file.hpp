@@ -205,9 +205,10 @@ struct CellTypeModel {
 /// validation figures, reference sample.
 [[nodiscard]] nlohmann::json describe_model(const CellTypeModel& model);
 
-/// A model's score calibration (describe_model's "calibration"): its temperature, and either the
-/// held-out cells it was fitted on (n_cells, accuracy, mean_confidence and
-/// expected_calibration_error before / after) or why there is none (reason).
+/// A model's score calibration (describe_model's "calibration"): what training recorded (the
+/// provenance's "calibration": the held-out cells it was fitted on, n_cells, accuracy,
+/// mean_confidence, log_loss and expected_calibration_error before / after, or why there is none,
+/// reason) with the temperature its classifier applies.
 [[nodiscard]] nlohmann::json calibration_summary(const CellTypeModel& model);
 /// `calibration_summary` in words: "calibrated (temperature 0.25 from 527 held-out cells: mean
 /// score 0.57 -> 0.90 at accuracy 0.90, expected calibration error 0.33 -> 0.01)", or "the

@@ -1009,9 +1009,9 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
             measured, coverage.n_features_measured, coverage.n_features_genes, dataset.path(),
             can_refit(model) ? " (or drop --no-refit)" : ""));
       }
-      use.temperature = fitted.models[m]->classifier ? fitted.models[m]->classifier->temperature() : 1.0;
-      use.calibrated = fitted.models[m]->provenance.is_object() && fitted.models[m]->provenance.contains("calibration") &&
-                       fitted.models[m]->provenance["calibration"].contains("n_cells");
+      const nlohmann::json calibration = calibration_summary(*fitted.models[m]);
+      use.temperature = calibration["temperature"].get<double>();
+      use.calibrated = calibration.contains("n_cells");
       fitted.uses.push_back(std::move(use));
     }
     return fitted;

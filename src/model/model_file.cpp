@@ -406,18 +406,10 @@ bool is_model_file(const std::string& path) {
 }
 
 nlohmann::json calibration_summary(const CellTypeModel& model) {
-  const double temperature = model.classifier ? model.classifier->temperature() : 1.0;
-  const nlohmann::json recorded = model.provenance.is_object() ? model.provenance.value("calibration", nlohmann::json::object()) : nlohmann::json::object();
-  nlohmann::json out = {{"temperature", temperature}};
-  if (recorded.contains("n_cells")) {
-    out["n_cells"] = recorded["n_cells"];
-    out["accuracy"] = recorded.value("accuracy", 0.0);
-    for (const char* key : {"mean_confidence", "expected_calibration_error", "log_loss", "bounded_by_accuracy", "n_one_hot"}) {
-      if (recorded.contains(key)) out[key] = recorded[key];
-    }
-  } else {
-    out["reason"] = recorded.value("reason", std::string("trained before calibration"));
-  }
+  // (what training recorded, with the temperature the classifier applies)
+  nlohmann::json out = model.provenance.is_object() ? model.provenance.value("calibration", nlohmann::json::object()) : nlohmann::json::object();
+  if (!out.contains("n_cells") && !out.contains("reason")) out["reason"] = "trained before calibration";
+  out["temperature"] = model.classifier ? model.classifier->temperature() : 1.0;
   return out;
 }
 

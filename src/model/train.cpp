@@ -2168,13 +2168,7 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
         result.calibration = fit_temperature(probabilities.values, static_cast<int>(probabilities.class_names.size()), right);
         temper_probabilities(probabilities.values.data(), static_cast<std::int64_t>(truth.size()),
                              static_cast<int>(probabilities.class_names.size()), result.calibration.temperature);
-        if (result.calibration.n_cells > 0) {
-          log(fmt::format("calibration: temperature {:.3g} from {} held-out cells (mean score {:.2f} -> {:.2f} at accuracy {:.2f}; expected "
-                          "calibration error {:.3f} -> {:.3f})",
-                          result.calibration.temperature, result.calibration.n_cells, result.calibration.mean_confidence_before,
-                          result.calibration.mean_confidence_after, result.calibration.accuracy, result.calibration.ece_before,
-                          result.calibration.ece_after));
-        }
+        log("scores: " + calibration_text(calibration_json(result.calibration, true, true, true)));
       }
       // A coarse truth is met by any of its classes (the prediction is at or below it).
       for (std::size_t i = 0; i < truth.size(); ++i) {
