@@ -424,6 +424,7 @@ struct ModelUse {
   double refit_seconds = 0;
   double temperature = 1.0;            ///< the score calibration its probabilities carry (1: none)
   bool calibrated = false;             ///< whether training fitted that temperature
+  std::string uncalibrated_reason;     ///< why not, when not ("trained before calibration", ...)
 };
 
 /// A ModelUse as JSON (`annotate --json`'s `models[]`, the Python result's `models`): coverage

@@ -24,6 +24,7 @@
 #include <istream>
 #include <map>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -267,8 +268,9 @@ inline constexpr const char* kOntologyReleaseHint =
 // ---- label mapping ---------------------------------------------------------------------------
 
 /// Normalise a free-text label for matching: ASCII lower case, each run of whitespace,
-/// underscores and hyphens becomes one space, leading and trailing separators dropped.
-/// "CD14+_Mono" and "cd14+ mono" both give "cd14+ mono".
+/// underscores and hyphens becomes one space, leading and trailing separators dropped; a hyphen
+/// closing a word ("CD16- monocyte", "CD25-": negative for the marker) stays.
+/// "CD14+_Mono" and "cd14+ mono" both give "cd14+ mono"; "T-cell" gives "t cell".
 std::string normalize_label(std::string_view label);
 
 /// How a label was mapped, in priority order.
@@ -279,12 +281,14 @@ enum class LabelMatchKind {
   kSynonym,     ///< equal to one exact synonym (or related one, when enabled)
   /// alternatives joined by '/' ("T/NK cells"): the lowest common ancestor of the terms they name
   kCommonAncestor,
+  /// a shorthand of a widely shared label set ("CD14+ Mono", "NK", "cDC1"; `label_shorthands`)
+  kShorthand,
   kAmbiguous,   ///< several rows / synonyms give different terms; not mapped
   kUnmapped,    ///< no match
 };
 
 /// Name of a match kind: "user_map", "identifier", "label", "synonym", "common_ancestor",
-/// "ambiguous", "unmapped".
+/// "shorthand", "ambiguous", "unmapped".
 const char* to_string(LabelMatchKind kind);
 
 /// Result of mapping one label.
@@ -299,6 +303,10 @@ struct LabelMatch {
   /// A label of alternatives: the CL ids they name, in order ("T/NK cells": T cell, natural killer
   /// cell), also when no common ancestor qualifies (kind kUnmapped or kAmbiguous then).
   std::vector<std::string> parts;
+  /// Why an unmapped label maps nowhere, when more can be said than "no term has this name" ("the
+  /// common ancestor of its parts, animal cell, is above most of the ontology"; "a number: a
+  /// cluster id?"); "" otherwise.
+  std::string reason;
   /// Whether the label was mapped to an id.
   [[nodiscard]] bool mapped() const { return !cl_id.empty(); }
 };
@@ -309,7 +317,25 @@ struct LabelMapperOptions {
   bool match_exact_synonyms = true;    ///< try EXACT synonyms
   bool match_related_synonyms = false; ///< also try RELATED / BROAD / NARROW synonyms
   bool follow_replaced_by = true;      ///< report the canonical (replacement) id of deprecated terms
+  bool match_shorthands = true;        ///< try `label_shorthands` (step (e') of LabelMapper)
 };
+
+/// One shorthand cell-type label and its CL id.
+struct LabelShorthand {
+  const char* key;    ///< a `shorthand_forms` form: "cd14 mono", "nk cd56bright", "cdc1"
+  const char* cl_id;  ///< "CL:0001054"
+};
+
+/// Shorthands of widely shared label sets (Seurat's PBMC tutorial, Azimuth's PBMC levels, scanpy
+/// and CellTypist notebooks) with one established reading: "CD14+ Mono" (CD14-positive monocyte),
+/// "NK", "B", "DC", "cDC1", "CD4 TCM", "NK_CD56bright", "HSPC", "Eryth", "Astro", ...
+/// (src/ontology/label_shorthands.cpp lists them with their sources).
+std::span<const LabelShorthand> label_shorthands();
+
+/// The forms under which a `normalize_label` form is looked up among `label_shorthands`: '+'
+/// dropped, the words "cell" / "cells" dropped ("CD14+ Monocytes" -> "cd14 monocytes"), then also
+/// without a final plural "s" ("cd14 monocyte").
+std::vector<std::string> shorthand_forms(std::string_view normalized);
 
 /// Maps free-text cell-type labels to CL ids, trying in order: (a) the user's table (rows of the
 /// queried dataset first, then rows with an empty dataset; a query without a dataset uses every
@@ -321,7 +347,8 @@ struct LabelMapperOptions {
 /// lowest common ancestor of their terms (lymphocyte), when there is one that is neither above
 /// most of the ontology ("Hepatocytes/T cells": animal cell) nor over 10 times as broad as the
 /// broadest part ("Sertoli/Leydig cells": secretory cell); several such ancestors (a DAG) make the
-/// label ambiguous. Under either reading of the slash (one of the types, or a cell with every
+/// label ambiguous; (e') between (e) and (f): a shorthand of `label_shorthands` ("CD14+ Mono",
+/// "NK", "cDC1"; also a part of (f): "CD4/CD8 T"), when its term is in the ontology. Under either reading of the slash (one of the types, or a cell with every
 /// property) that ancestor holds for the cell, and so for the types below it the label excludes
 /// (B cells are lymphocytes, not "T/NK cells"): a prediction there counts as at or below the truth. Matching is on
 /// `normalize_label` forms. Live terms win over deprecated ones with the same label.
@@ -389,6 +416,7 @@ class LabelMapper {
   std::unordered_map<std::string, std::vector<UserRow>> user_rows_;     ///< by normalised label
   std::unordered_map<std::string, std::vector<TermIndex>> by_label_;    ///< by normalised label
   std::unordered_map<std::string, std::vector<TermIndex>> by_synonym_;  ///< by normalised synonym
+  std::unordered_map<std::string, TermIndex> by_shorthand_;             ///< by `shorthand_forms` key
 };
 
 }  // namespace celltyper

@@ -220,6 +220,9 @@ struct LabelHarmonization {
   /// A misspelt --label-dataset; ids of the label map that the ontology lacks (they stay the
   /// classes' ids, but no ontology-aware step can place them).
   std::map<std::string, std::vector<std::string>> ambiguous;
+  /// unmapped labels -> why, where more can be said than "no term has this name"
+  /// (`LabelMatch::reason`: a slash label's too-broad common ancestor, a number)
+  std::map<std::string, std::string> unmapped_reasons;
   std::vector<std::string> warnings;
 };
 

@@ -392,7 +392,7 @@ class Model:
                 "n_dropped_empty": provenance.get("n_dropped_empty", 0), "n_validation": validation.get("n_cells", 0) if validation else 0,
                 "n_thinned_copies": provenance.get("n_thinned_copies", 0), "warnings": list(provenance.get("training_warnings", [])),
                 "validation": validation or None,
-                **({"calibration": provenance["calibration"]} if "calibration" in provenance else {})}
+                "calibration": json.loads(self._core._calibration_json)}
 
     @property
     def classes(self) -> List[str]:
@@ -504,7 +504,22 @@ def load_model(path: Union[str, os.PathLike]) -> Model:
 _MEMORY_LIMIT = 8 << 20
 
 
+_FLAGS = ("hierarchical", "refit", "allow_low_coverage", "harmonize_labels", "flat_labels", "calibrate", "balance_references",
+          "augment_depth", "ensemble", "use_ontology")
+
+
+def _flag(value, name: str) -> bool:
+    """`value` as a bool, or TypeError naming the keyword argument: the text 'false' is no False."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    raise TypeError(f"{name} must be True or False, not {type(value).__name__} ({value!r})")
+
+
 def _common(options: dict, *, threads: int, verbose: bool, gene_table, genes, gene_column, normalization) -> dict:
+    for name in _FLAGS:
+        if name in options:
+            options[name] = _flag(options[name], name)
+    verbose = _flag(verbose, "verbose")
     for what, path in (("gene store", genes), ("gene table", gene_table), ("label map", options.get("label_map")),
                        ("ontology", options.get("ontology"))):
         if path and not os.path.exists(os.fspath(path)):  # (as a model path: the error of a missing file)
@@ -633,7 +648,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
                        "hyperparameters": _hyperparameters(hyperparameters),
                        "harmonize_labels": harmonize_labels, "flat_labels": flat_labels, "ontology": os.fspath(ontology) if ontology else "",
                        "balance_references": balance_references, "gene_pooling": gene_pooling, "augment_depth": augment_depth,
-                       "augment_depth_max_copies": augment_depth_max_copies, "calibrate": bool(calibrate),
+                       "augment_depth_max_copies": augment_depth_max_copies, "calibrate": calibrate,
                        "matrix": _matrix_request(layer, use_raw)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
@@ -810,7 +825,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                        "hierarchical": hierarchical,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
-                       "harmonize_labels": bool(harmonize_labels), "calibrate": bool(calibrate),
+                       "harmonize_labels": harmonize_labels, "calibrate": calibrate,
                        "ontology": os.fspath(ontology) if ontology else "", "matrix": _matrix_request(reference_layer, False)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
@@ -1149,11 +1164,11 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
              for a, name in zip(references, names)]
     options = _common({"label": label, "group": group or "", "n_splits": n_splits, "classifiers": classifiers, "routes": routes, "n_genes": n_genes,
                        "validation_fraction": validation_fraction, "seed": seed, "dims": dims,
-                       "hyperparameters": _hyperparameters(hyperparameters, cv), "ensemble": bool(ensemble),
-                       "hierarchical": bool(hierarchical), "min_score": min_score, "folds": [str(f) for f in folds] if folds else [],
-                       "harmonize_labels": bool(harmonize_labels), "label_map": os.fspath(label_map) if label_map else "",
+                       "hyperparameters": _hyperparameters(hyperparameters, cv), "ensemble": ensemble,
+                       "hierarchical": hierarchical, "min_score": min_score, "folds": [str(f) for f in folds] if folds else [],
+                       "harmonize_labels": harmonize_labels, "label_map": os.fspath(label_map) if label_map else "",
                        "label_dataset": label_dataset or "", "ontology": os.fspath(ontology) if ontology else "",
-                       "use_ontology": bool(use_ontology), "augment_depth": bool(augment_depth), "calibrate": bool(calibrate), "names": names,
+                       "use_ontology": use_ontology, "augment_depth": augment_depth, "calibrate": calibrate, "names": names,
                        "restrict_genes": os.fspath(restrict_genes) if restrict_genes is not None else "",
                        "report": os.fspath(report) if report else "", "matrix": _matrix_request(layer, use_raw)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,

@@ -284,7 +284,7 @@ nlohmann::json train_summary(const TrainResult& result) {
                             {"n_thinned_copies", result.model.provenance.is_object() ? result.model.provenance.value("n_thinned_copies", std::int64_t{0}) : 0},
                             {"warnings", result.warnings}};
   summary["validation"] = result.has_validation ? to_json(result.validation) : nlohmann::json(nullptr);
-  if (result.model.provenance.is_object() && result.model.provenance.contains("calibration")) summary["calibration"] = result.model.provenance["calibration"];
+  summary["calibration"] = calibration_summary(result.model);
   if (result.n_reference_genes > 0) {  // reference mode (train_for_query)
     summary["n_reference_genes"] = result.n_reference_genes;
     summary["n_shared_genes"] = result.n_shared_genes;
@@ -686,6 +686,7 @@ PYBIND11_MODULE(_celltyper, m) {
       .def_property_readonly("n_reference_cells", [](const CellTypeModel& model) { return model.reference.n_cells(); })
       .def_property_readonly("_validation_json", [](const CellTypeModel& model) { return model.validation.dump(); })
       .def_property_readonly("_provenance_json", [](const CellTypeModel& model) { return model.provenance.dump(); })
+      .def_property_readonly("_calibration_json", [](const CellTypeModel& model) { return calibration_summary(model).dump(); })
       .def("_markers_json", [](const CellTypeModel& model, std::size_t n) {
         std::string text;
         {

@@ -39,19 +39,16 @@ namespace celltyper::cli {
 
 namespace {
 
-/// `INPUT` without its extension (.h5ad, .h5, a text table's .csv / .tsv / .txt with or without
-/// .gz) or trailing '/' (an MTX folder), plus `suffix`,
-/// beside the input: the default output of annotate.
+/// `INPUT` (without a trailing '/' of an MTX folder, and without ".h5ad") plus `suffix`, beside the
+/// input: the default output of annotate.
 std::string default_output(const std::string& input, const std::string& suffix) {
   std::filesystem::path path(input);
   while (!path.empty() && path.filename().empty()) path = path.parent_path();  // "folder/"
   std::string stem = path.filename().string();
-  for (const std::string extension : {".h5ad", ".h5", ".loom", ".zarr", ".rds", ".csv.gz", ".tsv.gz", ".txt.gz", ".csv", ".tsv", ".txt"}) {
-    if (stem.size() > extension.size() && stem.compare(stem.size() - extension.size(), extension.size(), extension) == 0) {
-      stem.resize(stem.size() - extension.size());
-      break;
-    }
-  }
+  // Only ".h5ad" gives way ("pbmc.h5ad" -> "pbmc.celltyper.h5ad"); other inputs keep their whole
+  // name, so that Cell Ranger's "filtered_feature_bc_matrix.h5" and the MTX folder beside it, or
+  // "sample.loom" and "sample.zarr", write different files.
+  if (stem.size() > 5 && stem.ends_with(".h5ad")) stem.resize(stem.size() - 5);
   return (path.parent_path() / (stem + suffix)).string();
 }
 
@@ -134,7 +131,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
   command->add_option("-i,--input", args->input, "Query: .h5ad, Cell Ranger .h5, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry), loom, AnnData Zarr, an R object (.rds: Seurat, SingleCellExperiment, a matrix) or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
   command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad, unless --csv is given; for 10x and text input a new .h5ad of its counts, written only when asked)");
-  command->add_option("--csv", args->csv, "Write per-cell labels and scores to this CSV file ('-' = standard output, the label summary then on stderr; alone, without --out: instead of the .h5ad copy; 10x and text input: the output, default INPUT.celltyper.csv)");
+  command->add_option("--csv", args->csv, "Write per-cell labels and scores to this CSV file ('-' = standard output, the label summary then on stderr; alone, without --out: instead of the .h5ad copy; 10x, text, loom, Zarr and Seurat input: the output, default INPUT.celltyper.csv, the input's whole name kept: x.h5.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
@@ -457,9 +454,18 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
         for (std::size_t i = 0; i < annotation.scores.size(); ++i) {
           if (!(annotation.scores[i] >= kLowScore) && annotation.labels[i] != kUnassigned) ++low_but_labelled;
         }
-        fmt::print(stderr, "confidence: median score {:.2f}; {} cells ({:.1f}%) below {} (obs celltyper_score){}\n", confidence.median,
+        // (a --min-score other than 0.5 left its own cells Unassigned: say how many, flat labels)
+        std::string threshold;
+        if (args->options.min_score > 0 && args->options.min_score != kLowScore && !args->options.hierarchical) {
+          std::int64_t below = 0;
+          for (std::size_t i = 0; i < annotation.scores.size(); ++i) below += annotation.scores[i] < args->options.min_score ? 1 : 0;
+          threshold = fmt::format("; {} ({:.1f}%) below --min-score {} (Unassigned)", below,
+                                  100.0 * static_cast<double>(below) / static_cast<double>(annotation.scores.size()), args->options.min_score);
+        }
+        fmt::print(stderr, "confidence: median score {:.2f}; {} cells ({:.1f}%) below {}{} (obs celltyper_score){}\n", confidence.median,
                    confidence.n_low, 100.0 * static_cast<double>(confidence.n_low) / static_cast<double>(annotation.scores.size()), kLowScore,
-                   confidence.n_low == 0 || args->options.hierarchical || low_but_labelled == 0
+                   threshold,
+                   confidence.n_low == 0 || args->options.hierarchical || low_but_labelled == 0 || args->options.min_score >= kLowScore
                        ? ""
                        : ": uncertain calls; --hierarchical names each cell at the most specific Cell Ontology term whose summed probability reaches --min-score "
                          "(0.5 unless given; for an uncertain call, usually a coarser term), --min-score 0.5 leaves it Unassigned");

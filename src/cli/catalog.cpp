@@ -86,7 +86,7 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
     std::vector<std::string> unmatched;  // globs and directories without a file: said, the rest catalogued
     const std::vector<std::string> paths = expand_catalog_inputs(args->inputs, &unmatched);
     if (world().is_root()) {
-      for (const auto& message : unmatched) fmt::print(stderr, "celltyper: warning: {} (left out; the other inputs are catalogued)\n", message);
+      for (const auto& message : unmatched) fmt::print(stderr, "warning: {} (left out; the other inputs are catalogued)\n", message);
     }
     // Under mpirun every process catalogues a share of the files into the same directory and the
     // root reports (scale_out.hpp); the progress bar shows the root's share.
@@ -136,7 +136,7 @@ void add_catalog(CLI::App& app, const GlobalOptions& global) {
                                               result.n_failed, paths.size());
       if (args->fail_on_error && all_bad_input) throw InputError(summary);
       if (args->fail_on_error) throw IoError(summary);
-      fmt::print(stderr, "celltyper: warning: {}\n", summary);
+      fmt::print(stderr, "warning: {}\n", summary);
     }
   });
 }

@@ -11,9 +11,21 @@
 #include <algorithm>
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <new>
 
 namespace celltyper::cli {
+/// CLI11's help names a negatable flag "--calibrate,--no-calibrate{false}", which reads as "off
+/// by default"; the "{false}" only says what the negation sets, and the description says the default.
+class HelpFormatter : public CLI::Formatter {
+ public:
+  std::string make_option_name(const CLI::Option* option, bool positional) const override {
+    std::string name = CLI::Formatter::make_option_name(option, positional);
+    for (auto at = name.find("{false}"); at != std::string::npos; at = name.find("{false}")) name.erase(at, 7);
+    return name;
+  }
+};
+
 std::vector<std::pair<std::string, CommandFactory>>& command_registry() {
   static std::vector<std::pair<std::string, CommandFactory>> registry;
   return registry;
@@ -32,6 +44,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("celltyper ") + CELLTYPER_VERSION);
   app.require_subcommand(1);
   app.fallthrough();  // global flags (--quiet) may follow the subcommand
+  app.formatter(std::make_shared<celltyper::cli::HelpFormatter>());  // (before the subcommands: they copy it)
   celltyper::cli::GlobalOptions global;
   app.add_flag("-q,--quiet", global.quiet, "No progress or summary output on stderr (warnings still print)");
   auto& registry = celltyper::cli::command_registry();

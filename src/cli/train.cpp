@@ -93,8 +93,8 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
                       "Share of cells held out to report validation metrics (0 = none); the saved model is refit on all cells")
       ->capture_default_str();
   command->add_flag("--calibrate,!--no-calibrate", args->options.calibrate,
-                    "Calibrate the scores (default on): a temperature fitted on the validation cells makes a score read as the chance "
-                    "that the call is right; labels never change (--no-calibrate: the classifier's own probabilities)");
+                    "Calibrate the scores (default on): a temperature fitted on the validation cells makes a score read as the chance, on cells like the reference's own, "
+                    "that the call is right (across datasets it may run high); labels never change (--no-calibrate: the classifier's own probabilities)");
   command->add_option("--label-map", args->options.label_map,
                       "label -> Cell Ontology id table (label_map_to_cell_ontology.tsv) to record CL ids of the classes (labels that are CL ids or names, and CELLxGENE files' obs COLUMN_ontology_term_id, need none)");
   command->add_option("--label-dataset", args->options.label_map_dataset, "Prefer rows of this dataset in --label-map");

@@ -1113,10 +1113,12 @@ LabelHarmonization harmonize_labels(const std::set<std::string>& labels, const O
                                            : found.kind == LabelMatchKind::kIdentifier ? "CL id"
                                            : found.kind == LabelMatchKind::kSynonym    ? "CL synonym"
                                            : found.kind == LabelMatchKind::kCommonAncestor ? "common ancestor of its CL names"
+                                           : found.kind == LabelMatchKind::kShorthand  ? "shorthand"
                                                                                        : "CL name") +
                                (found.plural ? " (plural)" : "");
     if (!found.mapped()) {
       result.unmapped.push_back(label);
+      if (!found.reason.empty()) result.unmapped_reasons[label] = found.reason;
       if (found.kind == LabelMatchKind::kAmbiguous) {
         for (const auto& id : found.candidates) {
           result.ambiguous[label].push_back(ontology != nullptr && ontology->contains(id) ? fmt::format("{} ({})", id, ontology->label(id)) : id);
@@ -1334,6 +1336,26 @@ std::string ambiguity_note(const std::map<std::string, std::vector<std::string>>
   return said.empty() ? std::string() : fmt::format("; several terms fit {}", detail::some_of(said, 4, "; "));
 }
 
+/// "; 'Hepatocytes/T cells': the common ancestor of its parts ... is too broad" for unmapped labels
+/// with a reason; numbers are said once ("" when none has a reason).
+std::string unmapped_reasons_note(const std::map<std::string, std::string>& reasons) {
+  std::vector<std::string> said;
+  std::vector<std::string> numbers;
+  for (const auto& [label, reason] : reasons) {
+    if (reason.starts_with("a number")) {
+      numbers.push_back(label);
+    } else {
+      said.push_back(fmt::format("'{}': {}", label, reason));
+    }
+  }
+  std::string note = said.empty() ? std::string() : "; " + detail::some_of(said, 4, "; ");
+  if (!numbers.empty()) {
+    note += fmt::format("; {} {} number{} (cluster ids?), not cell type{}", detail::some_of(numbers, 4),
+                        numbers.size() == 1 ? "is a" : "are", numbers.size() == 1 ? "" : "s", numbers.size() == 1 ? "" : "s");
+  }
+  return note;
+}
+
 /// Whether two terms share a close ancestor (Ontology::close_ancestor, the bar of LabelMapper's
 /// alternatives: "eukaryotic cell" relates nothing, nor "neuron" the retina's alpha cell and
 /// pancreatic D cell).
@@ -1482,7 +1504,8 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       data.cells.warnings.push_back(fmt::format(
           "{}{} of {} labels have no Cell Ontology id ({}): annotate --hierarchical and the ontology metrics cannot place them; "
           "name them with --label-map TSV (columns label, cl_id){}",
-          kNotePrefix, mapped.unmapped.size(), distinct.size(), join_names(mapped.unmapped, 8), ambiguity_note(mapped.ambiguous)));
+          kNotePrefix, mapped.unmapped.size(), distinct.size(), join_names(mapped.unmapped, 8),
+          ambiguity_note(mapped.ambiguous) + unmapped_reasons_note(mapped.unmapped_reasons)));
     } else if (options.log && !options.harmonize_labels) {
       options.log(fmt::format("Cell Ontology ids for {} of {} labels", mapped.cl_ids.size(), distinct.size()));
     }
@@ -1494,8 +1517,9 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
         }
       }
       if (!mapped.unmapped.empty()) {
-        data.cells.warnings.push_back(fmt::format("--harmonize-labels: {} label{} without a Cell Ontology term kept as given: {}", mapped.unmapped.size(),
-                                                  mapped.unmapped.size() == 1 ? "" : "s", join_names(mapped.unmapped)));
+        data.cells.warnings.push_back(fmt::format("--harmonize-labels: {} label{} without a Cell Ontology term kept as given: {}{}", mapped.unmapped.size(),
+                                                  mapped.unmapped.size() == 1 ? "" : "s", join_names(mapped.unmapped),
+                                                  unmapped_reasons_note(mapped.unmapped_reasons)));
       }
     }
   }
@@ -1553,7 +1577,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     if (!problems.empty()) {
       data.cells.warnings.push_back(fmt::format(
           "{}: {}; trained flat, each label is a class of its own that competes with its relatives. --harmonize-labels (train, "
-          "cv) makes the labels Cell Ontology terms and trains a coarse label as one of the classes below it",
+          "cv, annotate --reference) makes the labels Cell Ontology terms and trains a coarse label as one of the classes below it",
           kMixedDepthsWarning,
           detail::some_of(problems, 3, "; ")));
     }
@@ -2042,7 +2066,7 @@ nlohmann::json calibration_json(const TemperatureFit& fit, bool calibrate, bool 
   if (fit.n_cells == 0) {
     return {{"temperature", 1.0},
             {"method", "none"},
-            {"reason", !calibrate       ? std::string("--no-calibrate")
+            {"reason", !calibrate       ? std::string(kCalibrationTurnedOff)
                        : !has_split      ? std::string("no validation cells (--validation-fraction 0, or a single group)")
                        : !has_validation ? std::string("validation skipped (its training part has a single class)")
                                          : fit.reason}};

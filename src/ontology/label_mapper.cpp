@@ -65,6 +65,7 @@ const char* to_string(LabelMatchKind kind) {
     case LabelMatchKind::kLabel: return "label";
     case LabelMatchKind::kSynonym: return "synonym";
     case LabelMatchKind::kCommonAncestor: return "common_ancestor";
+    case LabelMatchKind::kShorthand: return "shorthand";
     case LabelMatchKind::kAmbiguous: return "ambiguous";
     case LabelMatchKind::kUnmapped: return "unmapped";
   }
@@ -75,8 +76,13 @@ std::string normalize_label(std::string_view label) {
   std::string normalized;
   normalized.reserve(label.size());
   bool pending_space = false;
-  for (const char c : label) {
-    if (is_separator(c)) {
+  for (std::size_t i = 0; i < label.size(); ++i) {
+    const char c = label[i];
+    // A marker's closing '-' says "negative" ("CD16- monocyte", "CD25-"): it stays, so that a
+    // "CD16 monocyte" is not read as one.
+    const bool marker_sign = c == '-' && i > 0 && std::isalnum(static_cast<unsigned char>(label[i - 1])) != 0 &&
+                             (i + 1 == label.size() || is_separator(label[i + 1]));
+    if (is_separator(c) && !marker_sign) {
       pending_space = !normalized.empty();
       continue;
     }
@@ -102,6 +108,11 @@ LabelMapper::LabelMapper(const Ontology* ontology, LabelMapperOptions options)
       auto& list = by_synonym_[key];
       if (std::find(list.begin(), list.end(), index) == list.end()) list.push_back(index);
     }
+  }
+  if (!options_.match_shorthands) return;
+  for (const LabelShorthand& shorthand : label_shorthands()) {
+    // (an older ontology without the term: the shorthand maps nowhere rather than to an id it lacks)
+    if (const auto index = ontology_->find_index(shorthand.cl_id)) by_shorthand_.emplace(shorthand.key, *index);
   }
 }
 
@@ -263,7 +274,7 @@ LabelMatch LabelMapper::map(std::string_view label, std::string_view dataset) co
   if (ontology_ == nullptr) return unmapped;
 
   LabelMatch match = map_name(label, key);
-  if (match.mapped() || match.kind == LabelMatchKind::kAmbiguous) return match;
+  if (match.mapped() || match.kind == LabelMatchKind::kAmbiguous || label.find('/') == std::string_view::npos) return match;
   return map_alternatives(label);
 }
 
@@ -300,6 +311,15 @@ LabelMatch LabelMapper::map_name(std::string_view label, const std::string& key)
     match.plural = true;
     return match;
   }
+  // (e') a shorthand: "CD14+ Mono", "NK", "cDC1".
+  for (const std::string& form : by_shorthand_.empty() ? std::vector<std::string>() : shorthand_forms(key)) {
+    if (const auto found = by_shorthand_.find(form); found != by_shorthand_.end()) {
+      return from_candidates(label, {found->second}, LabelMatchKind::kShorthand);
+    }
+  }
+  if (std::all_of(key.begin(), key.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0 || c == ' ' || c == '.'; })) {
+    unmapped.reason = "a number (a cluster id?), not a cell type";
+  }
   return unmapped;
 }
 
@@ -331,6 +351,7 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
     }
     if (!part.mapped()) {
       unmapped.parts.clear();  // (parts are given only when every part names a term)
+      unmapped.reason = fmt::format("its part '{}' names no Cell Ontology term", texts[p]);
       return unmapped;
     }
     terms.push_back(ontology_->canonical(ontology_->index_of(part.cl_id)));  // (an obsolete part: its replacement, which has parents)
@@ -339,8 +360,19 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
   std::vector<TermIndex> lowest = ontology_->lowest_common_ancestors(terms);
   // A term above most of the ontology ("animal cell" for "Hepatocytes/T cells") says nothing of a
   // cell, and one far broader than the parts ("secretory cell" for "Sertoli/Leydig cells") little.
+  std::vector<std::string> too_broad;
+  for (const TermIndex candidate : lowest) {
+    if (!ontology_->close_ancestor(candidate, terms)) too_broad.push_back(ontology_->term(candidate).label);
+  }
   std::erase_if(lowest, [&](TermIndex candidate) { return !ontology_->close_ancestor(candidate, terms); });
-  if (lowest.empty()) return unmapped;
+  if (lowest.empty()) {
+    unmapped.reason = too_broad.empty()
+                          ? std::string("its parts share no ancestor")
+                          : fmt::format("the common ancestor of its parts, {}, is too broad to name them (above half of the ontology, or "
+                                        "over {} times as broad as the broadest part)",
+                                        fmt::join(too_broad, " / "), kCloseAncestorBreadth);
+    return unmapped;
+  }
   LabelMatch match = from_candidates(label, lowest, LabelMatchKind::kCommonAncestor);
   match.parts = std::move(unmapped.parts);
   return match;

@@ -493,7 +493,7 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
   // A GEO-style text table (genes x cells, tab-separated, gzip): the same labels, to a CSV.
   const auto geo = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("geo.tsv.gz")});
   ASSERT_EQ(geo.exit_code, 0) << geo.err;
-  EXPECT_EQ(labels_of("geo.celltyper"), counts);
+  EXPECT_EQ(labels_of("geo.tsv.gz.celltyper"), counts);
   // Loom files (anndata's write_loom; loompy as velocyto writes them: uint32 counts genes x cells,
   // spliced / unspliced layers, a Chromosome row attribute beside Gene): the same labels, to a
   // CSV; a loom reference trains the .h5ad's model.
@@ -501,7 +501,7 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
     for (const std::string name : {"anndata", "velocyto"}) {
       const auto loom = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".loom")});
       ASSERT_EQ(loom.exit_code, 0) << loom.err;
-      const std::vector<std::string> labels = labels_of(name + ".celltyper");
+      const std::vector<std::string> labels = labels_of(name + ".loom.celltyper");
       ASSERT_EQ(labels.size(), counts.size()) << name;
       for (std::size_t i = 0; i < labels.size(); ++i) {  // the velocyto file names its cells "s1:BARCODE"
         EXPECT_EQ(labels[i].substr(labels[i].find(',')), counts[i].substr(counts[i].find(','))) << name << " cell " << i;
@@ -521,7 +521,7 @@ TEST(TrainAnnotateCli, OtherLayoutsOfTheSameCountsGiveTheSameLabels) {
     for (const std::string name : {"anndata", "csc_layer"}) {
       const auto zarr = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".zarr")});
       ASSERT_EQ(zarr.exit_code, 0) << zarr.err;
-      EXPECT_EQ(labels_of(name + ".celltyper"), counts) << name;
+      EXPECT_EQ(labels_of(name + ".zarr.celltyper"), counts) << name;
     }
   } else {
     ADD_FAILURE() << "no zarr: the Zarr layouts were not checked (scripts/test.sh installs python3-zarr)";
@@ -735,7 +735,7 @@ TEST(TrainAnnotateCli, CellxgeneConventionsUnknownLabelsMissingDonorsAndPoolsAtT
                           " lies above classes of another ("),
             std::string::npos)
       << flat.err;
-  EXPECT_NE(flat.err.find("--harmonize-labels (train, cv) makes the labels Cell Ontology terms"), std::string::npos) << flat.err;
+  EXPECT_NE(flat.err.find("--harmonize-labels (train, cv, annotate --reference) makes the labels Cell Ontology terms"), std::string::npos) << flat.err;
   // cv over the two files by donor (each fold trains on both): said once, not per fold.
   const auto pooled_cv = test::run_cli({"cv", "-r", dir.file("fine.h5ad") + "," + dir.file("coarse.h5ad"), "-l", "obs:cell_type", "--group",
                                         "obs:donor_id", "-q"});
@@ -929,7 +929,7 @@ TEST(TrainAnnotateCli, ScoresAreCalibratedOnTheValidationCellsAndTheModelSaysSo)
       << unvalidated.err;
   const auto off = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "--no-calibrate", "-o", dir.file("o.h5")});
   ASSERT_EQ(off.exit_code, 0) << off.err;
-  EXPECT_NE(off.err.find("scores: the classifier's probabilities, not calibrated (--no-calibrate)"), std::string::npos) << off.err;
+  EXPECT_NE(off.err.find("scores: the classifier's probabilities, not calibrated (turned off: --no-calibrate (Python calibrate=False))"), std::string::npos) << off.err;
   EXPECT_EQ(load_model(dir.file("o.h5")).classifier->temperature(), 1.0);
   // An ensemble of a calibrated and an uncalibrated model is warned of (the first outweighs the second).
   const auto mixed = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-m", dir.file("o.h5"), "-i", reference, "--gene-table", table,
@@ -942,6 +942,44 @@ TEST(TrainAnnotateCli, ScoresAreCalibratedOnTheValidationCellsAndTheModelSaysSo)
   EXPECT_TRUE(summary["models"][0]["calibrated"].get<bool>());
   EXPECT_FALSE(summary["models"][1]["calibrated"].get<bool>());
   EXPECT_EQ(summary["models"][1]["temperature"].get<double>(), 1.0);
+  // annotate says when a model's scores are uncalibrated for a reason other than the user's choice.
+  const auto plain = test::run_cli({"annotate", "-m", dir.file("n.h5"), "-i", reference, "--gene-table", table, "--csv", dir.file("n.csv")});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_NE(plain.err.find("note: the scores are the classifier's own probabilities, not calibrated (no validation cells"), std::string::npos)
+      << plain.err;
+  const auto chosen = test::run_cli({"annotate", "-m", dir.file("o.h5"), "-i", reference, "--gene-table", table, "--csv", dir.file("o.csv")});
+  ASSERT_EQ(chosen.exit_code, 0) << chosen.err;
+  EXPECT_EQ(chosen.err.find("not calibrated"), std::string::npos) << chosen.err;
+  // The confidence line counts the cells a --min-score other than 0.5 leaves Unassigned.
+  const auto strict = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--gene-table", table, "--min-score", "0.99",
+                                     "--csv", dir.file("strict.csv")});
+  ASSERT_EQ(strict.exit_code, 0) << strict.err;
+  const std::string csv = test::read_file(dir.file("strict.csv"));
+  std::size_t unassigned = 0;
+  for (auto at = csv.find(",Unassigned,"); at != std::string::npos; at = csv.find(",Unassigned,", at + 1)) ++unassigned;
+  EXPECT_GT(unassigned, 0u);
+  EXPECT_NE(strict.err.find(fmt::format("; {} (", unassigned)), std::string::npos) << strict.err;
+  EXPECT_NE(strict.err.find("below --min-score 0.99 (Unassigned)"), std::string::npos) << strict.err;
+  // Help: a negatable flag is not shown as "{false}" (it reads as "off by default").
+  const auto help = test::run_cli({"train", "--help"});
+  EXPECT_NE(help.out.find("--calibrate,--no-calibrate"), std::string::npos) << help.out;
+  EXPECT_EQ(help.out.find("{false}"), std::string::npos) << help.out;
+}
+
+TEST(TrainAnnotateCli, LabelsThatAreNumbersAreSaidToBeClusterIds) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  test::TempDir dir;
+  const auto trained = test::run_cli({"train", "-r", reference, "-l", "obs:seurat_clusters", "--gene-table", table, "-o", dir.file("m.h5")});
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  EXPECT_NE(trained.err.find("labels have no Cell Ontology id ('0', '1', "), std::string::npos) << trained.err;
+  EXPECT_NE(trained.err.find("are numbers (cluster ids?), not cell types"), std::string::npos) << trained.err;
+  // Seurat's tutorial labels are shorthands the mapper reads: every class has its CL id, no note.
+  const auto named = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "--gene-table", table, "-o", dir.file("n.h5")});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_EQ(named.err.find("no Cell Ontology id"), std::string::npos) << named.err;
+  const nlohmann::json described = nlohmann::json::parse(test::run_cli({"inspect", dir.file("n.h5"), "--json"}).out);
+  EXPECT_EQ(described.dump().find("\"cl_id\":\"\""), std::string::npos) << described.dump();
 }
 
 TEST(TrainAnnotateCli, AMajorityVoteCountsUnassignedCellsAndAnAnnotatedFileIsAReference) {
@@ -1496,7 +1534,7 @@ TEST(TrainAnnotateCli, SeuratObjectsAndRMatricesReadThroughR) {
   for (const std::string name : {"seurat", "matrix", "sce", "sce_barcodes", "frame"}) {
     const auto annotated = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file(name + ".rds")});
     ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
-    EXPECT_EQ(test::read_file(dir.file(name + ".celltyper.csv")), expected) << name;
+    EXPECT_EQ(test::read_file(dir.file(name + ".rds.celltyper.csv")), expected) << name;
   }
   const auto described = test::run_cli({"inspect", dir.file("seurat.rds")});
   EXPECT_NE(described.out.find("rds, read by R: Seurat, assay RNA, counts"), std::string::npos) << described.out;

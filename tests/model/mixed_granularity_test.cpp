@@ -545,12 +545,13 @@ TEST(LabelOntologyIds, FromTheLabelMapThenTheDatasOwnIdsThenTheOntologysNames) {
   };
   // No ontology, no table, no id column: no ids (as before).
   EXPECT_EQ(ids_of_model({&plain}, options).first, (std::vector<std::string>{"", "", ""}));
-  // The ontology: labels that are a term's name get its id; "Mono" none.
+  // The ontology: labels that are a term's name get its id; "Mono", a shorthand, monocyte's.
   options.ontology = &ontology;
   {
     const auto [ids, trained] = ids_of_model({&plain}, options);
-    EXPECT_EQ(ids, (std::vector<std::string>{"CL:0000236", "", "CL:0000084"}));
-    EXPECT_EQ(trained.model.provenance["label_cl_id_sources"], (nlohmann::json{{"B cell", "CL name"}, {"T cell", "CL name"}}));
+    EXPECT_EQ(ids, (std::vector<std::string>{"CL:0000236", "CL:0000576", "CL:0000084"}));
+    EXPECT_EQ(trained.model.provenance["label_cl_id_sources"],
+              (nlohmann::json{{"B cell", "CL name"}, {"Mono", "shorthand"}, {"T cell", "CL name"}}));
   }
   // The data's own ids (CELLxGENE's cell_type_ontology_term_id) come before the ontology's names:
   // its "T cell" cells are CD4 T cells; one in five "Mono" cells says CD14 monocyte, the rest

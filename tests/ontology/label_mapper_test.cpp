@@ -79,6 +79,10 @@ TEST(NormalizeLabel, LowerCasesAndCollapsesSeparators) {
   EXPECT_EQ(normalize_label("Naive\tCD4 - T"), "naive cd4 t");
   EXPECT_EQ(normalize_label("CD4+/CD25 T Reg"), "cd4+/cd25 t reg");
   EXPECT_EQ(normalize_label("-_ "), "");
+  // A marker's closing hyphen means "negative" and stays.
+  EXPECT_EQ(normalize_label("CD16- monocyte"), "cd16- monocyte");
+  EXPECT_EQ(normalize_label("CD4+CD25-"), "cd4+cd25-");
+  EXPECT_EQ(normalize_label("CD4-positive"), "cd4 positive");
 }
 
 TEST(LabelMapper, MatchesLabelsSynonymsAndIds) {
@@ -295,10 +299,11 @@ TEST(LabelMapperData, ExactLabelsAndSynonymsWithoutATable) {
     EXPECT_EQ(plain.map("regulatory T-cell").cl_id, "CL:0000815");
     EXPECT_EQ(plain.map("natural killer cell").cl_id, "CL:0000623");
     EXPECT_EQ(plain.map("CD14-positive monocyte").cl_id, "CL:0001054");
-    // Dataset shorthands need the table; plurals of CL names do not (savercat's "B cells", "Monocytes"),
-    // nor alternatives that each name a term ("T/NK cells").
-    EXPECT_EQ(plain.unmapped_labels({"B cell", "CD14+ Mono", "Monocytes", "NK", "T/NK cells"}),
-              (std::vector<std::string>{"CD14+ Mono", "NK"}));
+    // Plurals of CL names map (savercat's "B cells", "Monocytes"), alternatives that each name a
+    // term ("T/NK cells"), shorthands of shared label sets ("CD14+ Mono", "NK"); a dataset's own
+    // names need the table.
+    EXPECT_EQ(plain.unmapped_labels({"B cell", "CD14+ Mono", "Monocytes", "NK", "T/NK cells", "alpha", "Cluster A"}),
+              (std::vector<std::string>{"Cluster A", "alpha"}));
     for (const auto& [label, id] : std::vector<std::pair<std::string, std::string>>{
              {"B cells", "CL:0000236"}, {"Monocytes", "CL:0000576"}, {"Mast cells", "CL:0000097"}, {"Hepatocytes", "CL:0000182"},
              {"natural killer cells", "CL:0000623"}, {"T-cells", "CL:0000084"}, {"Macrophages", "CL:0000235"}}) {
@@ -342,6 +347,20 @@ TEST(LabelMapper, AlternativesMapToTheirLowestCommonAncestor) {
   EXPECT_TRUE(mapper.map("T/unknown cells").parts.empty());
 }
 
+TEST(LabelMapper, UnmappedLabelsSayWhy) {
+  const Ontology ontology = toy();
+  const LabelMapper mapper(&ontology);
+  // Only "cell", above every term, is common to T and B cells; a part that names nothing; numbers.
+  EXPECT_NE(mapper.map("T/B cells").reason.find("the common ancestor of its parts, cell, is too broad"), std::string::npos)
+      << mapper.map("T/B cells").reason;
+  EXPECT_EQ(mapper.map("T/unknown cells").reason, "its part 'unknown cells' names no Cell Ontology term");
+  for (const char* label : {"7", "12", " 3 ", "0.5"}) EXPECT_EQ(mapper.map(label).reason, "a number (a cluster id?), not a cell type") << label;
+  // A name no term has: nothing more to say; mapped labels have no reason.
+  EXPECT_EQ(mapper.map("unknown cells").reason, "");
+  EXPECT_EQ(mapper.map("Cluster 7").reason, "");
+  EXPECT_EQ(mapper.map("T cells").reason, "");
+}
+
 TEST(LabelMapper, AlternativesNarrowTheTermTheLabelMapsTo) {
   const Ontology ontology = toy();
   const LabelMapper mapper(&ontology);
@@ -382,6 +401,89 @@ TEST(LabelMapperData, AlternativesOfRealLabels) {
     EXPECT_EQ(mapper.map("Erythrocytes/Platelets").cl_id, "CL:0000081") << path;
     // pbmc68k_reduced's labels join markers of one cell; one part names nothing: the table maps them.
     EXPECT_FALSE(mapper.map("CD4+/CD45RA+/CD25- Naive T").mapped()) << path;
+  }
+}
+
+TEST(LabelShorthands, FormsDropPlusSignsCellWordsAndPlurals) {
+  EXPECT_EQ(shorthand_forms(normalize_label("CD14+ Mono")), (std::vector<std::string>{"cd14 mono"}));
+  EXPECT_EQ(shorthand_forms(normalize_label("CD14+ Monocytes")), (std::vector<std::string>{"cd14 monocytes", "cd14 monocyte"}));
+  EXPECT_EQ(shorthand_forms(normalize_label("CD8+ T cells")), (std::vector<std::string>{"cd8 t"}));
+  EXPECT_EQ(shorthand_forms(normalize_label("T cells CD4+")), (std::vector<std::string>{"t cd4"}));
+  EXPECT_EQ(shorthand_forms(normalize_label("NK_CD56bright")), (std::vector<std::string>{"nk cd56bright"}));
+  EXPECT_EQ(shorthand_forms(normalize_label("DCs")), (std::vector<std::string>{"dcs", "dc"}));
+  EXPECT_EQ(shorthand_forms(normalize_label("cells")), (std::vector<std::string>{}));
+  EXPECT_EQ(shorthand_forms(""), (std::vector<std::string>{}));
+  // Every key is its own form (a key no label reaches would be dead).
+  for (const LabelShorthand& shorthand : label_shorthands()) {
+    EXPECT_EQ(shorthand_forms(shorthand.key).front(), shorthand.key);
+    EXPECT_EQ(normalize_label(shorthand.key), shorthand.key);
+  }
+}
+
+TEST(LabelMapperData, ShorthandsOfSharedLabelSets) {
+  CELLTYPER_REQUIRE_SHARED(map_path, "label_map_to_cell_ontology.tsv");
+  CELLTYPER_REQUIRE_SHARED(json_path, "cell-ontology/CL-ontology-v2026-03-26.json");
+  CELLTYPER_REQUIRE_SHARED(obo_path, "cell-ontology/cl-basic.obo");
+  for (const auto& path : {json_path, obo_path}) {
+    const Ontology ontology = load_ontology(path);
+    const LabelMapper mapper(&ontology);
+    LabelMapperOptions names_only;
+    names_only.match_shorthands = false;
+    const LabelMapper plain(&ontology, names_only);
+    // Every shorthand's term is live in both releases and its key maps to it; where a CL name or
+    // synonym reads the key first ("treg", "tfh"), it names the same term.
+    for (const LabelShorthand& shorthand : label_shorthands()) {
+      // (the 2022 OBO release predates the cycling cell terms: those shorthands map nowhere there)
+      if (path == obo_path && !ontology.contains(shorthand.cl_id)) {
+        EXPECT_FALSE(mapper.map(shorthand.key).mapped()) << shorthand.key;
+        continue;
+      }
+      ASSERT_TRUE(ontology.contains(shorthand.cl_id)) << shorthand.key << " " << shorthand.cl_id << " in " << path;
+      EXPECT_FALSE(ontology.is_deprecated(shorthand.cl_id)) << shorthand.key;
+      EXPECT_EQ(mapper.map(shorthand.key).cl_id, shorthand.cl_id) << shorthand.key << " in " << path;
+      const LabelMatch named = plain.map(shorthand.key);
+      EXPECT_TRUE(!named.mapped() || named.cl_id == shorthand.cl_id) << shorthand.key << ": " << named.cl_id;
+    }
+    // The project's curated ids for pbmc3k's Seurat labels and pbmc68k_reduced's sorted populations,
+    // without the table.
+    std::size_t compared = 0;
+    for (const MapRow& row : read_rows(map_path)) {
+      if (row.dataset != "pbmc3k-seurat-labels" && row.dataset != "pbmc68k_reduced") continue;
+      if (row.label.find('/') != std::string::npos) continue;  // ("CD4+/CD25 T Reg": its parts are markers)
+      EXPECT_EQ(mapper.map(row.label).cl_id, row.cl_id) << row.label << " in " << path;
+      ++compared;
+    }
+    EXPECT_EQ(compared, 15u);
+    // Azimuth's human PBMC level 2 and common variants.
+    for (const auto& [label, id] : std::vector<std::pair<std::string, std::string>>{
+             {"CD4 TCM", "CL:0000904"}, {"CD4 TEM", "CL:0000905"}, {"CD8 TEM", "CL:0000913"}, {"CD8 TCM", "CL:0000907"},
+             {"CD4 Naive", "CL:0000895"}, {"CD8 Naive", "CL:0000900"}, {"CD4 CTL", "CL:0000934"}, {"CD14 Mono", "CL:0001054"},
+             {"CD16 Mono", "CL:0002396"}, {"NK_CD56bright", "CL:0000938"}, {"cDC1", "CL:0002394"}, {"cDC2", "CL:0002399"},
+             {"pDC", "CL:0000784"}, {"HSPC", "CL:0008001"}, {"Eryth", "CL:0000232"}, {"MAIT", "CL:0000940"},
+             {"gdT", "CL:0000798"}, {"dnT", "CL:0002489"}, {"Treg", "CL:0000815"}, {"ILC", "CL:0001065"}, {"B naive", "CL:0000788"},
+             {"B memory", "CL:0000787"}, {"B intermediate", "CL:0000236"}, {"Plasmablast", "CL:0000980"},
+             {"Platelet", "CL:0000233"}, {"CD16 Monocytes", "CL:0002396"}, {"CD16- monocytes", "CL:0002057"},
+             {"CD8+ T cells", "CL:0000625"}, {"CD4+ T cells", "CL:0000624"}, {"T cells CD4+", "CL:0000624"}, {"NK cells", "CL:0000623"},
+             {"CD14+ Monocytes", "CL:0001054"}, {"cDC1s", "CL:0002394"}, {"Tregs", "CL:0000815"}, {"DCs", "CL:0000451"}}) {
+      EXPECT_EQ(mapper.map(label).cl_id, id) << label << " in " << path;
+    }
+    if (path == json_path) {
+      EXPECT_EQ(mapper.map("CD4 Proliferating").cl_id, "CL:4033075");
+      EXPECT_EQ(mapper.map("NK Proliferating").cl_id, "CL:4033071");
+      EXPECT_EQ(mapper.map("ASDC").cl_id, "CL:0017009");
+    }
+    EXPECT_EQ(mapper.map("CD14+ Mono").kind, LabelMatchKind::kShorthand);
+    EXPECT_STREQ(to_string(LabelMatchKind::kShorthand), "shorthand");
+    // Shorthands in alternatives: "CD4/CD8 T" reads as CD4 T and CD8 T.
+    EXPECT_EQ(mapper.map("CD4/CD8 T cells").parts, (std::vector<std::string>{"CL:0000624", "CL:0000625"}));
+    EXPECT_TRUE(mapper.map("CD4/CD8 T cells").mapped());
+    // No shorthand for names with several readings (pancreatic "alpha" / "beta", "Endo", "Micro"),
+    // nor for what is no cell type; the option turns the step off.
+    for (const char* label : {"alpha", "beta", "Endo", "Micro", "Epi", "Doublet", "unknown", "3"}) {
+      EXPECT_FALSE(mapper.map(label).mapped()) << label << " -> " << mapper.map(label).cl_id;
+    }
+    EXPECT_FALSE(plain.map("CD14+ Mono").mapped());
+    EXPECT_FALSE(plain.map("NK").mapped());
   }
 }
 

@@ -799,6 +799,17 @@ def test_arguments_of_the_wrong_type_are_type_errors():
         celltyper.annotate(data, model="/nonexistent/model.h5", top_k=3.5)
     with pytest.raises(ValueError, match="threads=-1 is not in"):
         celltyper.train(data, label="cell_type", threads=-1)
+    # Flags are True or False: the text 'false' is no False (bool('false') is True).
+    with pytest.raises(TypeError, match=r"calibrate must be True or False, not str \('false'\)"):
+        celltyper.train(data, label="cell_type", calibrate="false")
+    with pytest.raises(TypeError, match="hierarchical must be True or False, not str"):
+        celltyper.annotate(data, reference=data, label="cell_type", hierarchical="false")
+    with pytest.raises(TypeError, match="refit must be True or False, not int"):
+        celltyper.annotate(data, reference=data, label="cell_type", refit=0)
+    with pytest.raises(TypeError, match="ensemble must be True or False, not str"):
+        celltyper.cv(data, label="cell_type", n_splits=2, ensemble="no")
+    with pytest.raises(TypeError, match="verbose must be True or False"):
+        celltyper.train(data, label="cell_type", verbose="yes")
     with pytest.raises(ValueError, match="exclude each other"):
         celltyper.annotate(data, model="/nonexistent/model.h5", reference=data, label="cell_type")
     # A misspelt keyword with a text value is not a hyperparameter: the likely keyword is named.
@@ -836,7 +847,10 @@ def test_warnings_point_at_the_callers_line_and_verbose_writes_to_sys_stderr(cap
 
 @needs_data
 def test_a_model_read_from_its_file_keeps_the_training_summary(tmp_path, pbmc3k):
-    model = celltyper.train(pbmc3k[::3].copy(), label="celltype")
+    reference = pbmc3k[::3].copy()
+    # (labels no Cell Ontology name or shorthand reads: a note the file keeps)
+    reference.obs["celltype"] = ["cluster " + str(c) if c != "Platelet" else c for c in reference.obs["celltype"]]
+    model = celltyper.train(reference, label="celltype")
     assert any("no Cell Ontology id" in w for w in model.summary["warnings"]), model.summary
     model.save(tmp_path / "m.h5")
     again = celltyper.load_model(tmp_path / "m.h5")
@@ -845,7 +859,7 @@ def test_a_model_read_from_its_file_keeps_the_training_summary(tmp_path, pbmc3k)
     assert again.summary["validation"]["accuracy"] == model.summary["validation"]["accuracy"]
     described = subprocess.run([CLI, "inspect", str(tmp_path / "m.h5")], capture_output=True, text=True)
     assert "  note: 8 of 9 labels have no Cell Ontology id" in described.stdout, described.stdout
-    assert "classes 'DC' (8 cells), 'Platelet' (5 cells) have fewer than 10 labelled cells" in described.stdout, described.stdout
+    assert "classes 'Platelet' (5 cells), 'cluster DC' (8 cells) have fewer than 10 labelled cells" in described.stdout, described.stdout
 
 
 def test_scores_are_calibrated_on_the_validation_cells_and_labels_stay(tmp_path, pbmc3k):
@@ -1097,6 +1111,8 @@ def test_cv_says_what_its_figures_cover(pbmc3k):
     """Cells without a label are named (in no fold); ontology metrics over a few mapped cells say so (n_mapped)."""
     adata = pbmc3k[::4].copy()
     adata.obs["donor"] = np.array(["d1", "d2"])[np.arange(adata.n_obs) % 2]
+    # (labels no Cell Ontology name or shorthand reads, but 'Platelet')
+    adata.obs["celltype"] = ["cluster " + str(c) if c != "Platelet" else c for c in adata.obs["celltype"]]
     adata.obs["celltype"] = adata.obs["celltype"].astype(object)
     adata.obs.iloc[:3, adata.obs.columns.get_loc("celltype")] = np.nan
     with warnings.catch_warnings(record=True) as caught:
@@ -1107,7 +1123,7 @@ def test_cv_says_what_its_figures_cover(pbmc3k):
     assert list(result.folds["fold"]) == ["d1"] and len(result.predictions) == ((adata.obs["donor"] == "d1") & adata.obs["celltype"].notna()).sum()
     # only 'Platelet' maps to a CL term without a label map: the ontology columns describe those cells
     coverage = [m for m in said if "describe" in m]
-    assert len(coverage) == 1 and "label_map=<TSV>" in coverage[0] and "Naive CD4 T" in coverage[0], said
+    assert len(coverage) == 1 and "label_map=<TSV>" in coverage[0] and "cluster Naive CD4 T" in coverage[0], said
     n_platelet = int(((result.predictions["truth"] == "Platelet") & (result.predictions["logreg:expression"] == "Platelet")).sum())
     assert result.pooled.loc["logreg:expression", "n_mapped"] == n_platelet
     assert all(m in result.warnings for m in coverage)
