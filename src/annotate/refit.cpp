@@ -345,7 +345,15 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
     }
   }
   options.seed = provenance.value("seed", std::uint64_t{0});
-  options.validation_fraction = 0;
+  // A model whose training calibrated its scores gets a temperature fitted for the refitted
+  // classifier, as reference mode fits one: a share of the sample held out only for it, then the
+  // model trains on every cell from scratch (the labels are those of a refit without it). The
+  // model's own temperature fits its panel; on fewer genes the refit is softer or sharper.
+  const bool calibrated = provenance.contains("calibration") && provenance["calibration"].is_object() &&
+                          provenance["calibration"].contains("n_cells");
+  options.calibrate = calibrated;
+  options.validation_fraction = calibrated ? TrainOptions{}.validation_fraction : 0;
+  options.final_fit_from_scratch = true;
   options.num_threads = num_threads;
   options.restrict_genes = shared;
   options.coarse_label_sets = std::move(coarse_sets);
@@ -378,9 +386,10 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   const auto started = std::chrono::steady_clock::now();
   TrainResult trained = train_model(views, options, genept ? model_gene_store(model.genes) : GeneStore(), sample.gene_table());
   CellTypeModel refitted = std::move(trained.model);
-  // (no validation cells here: the model's calibration, which bench/panels measured on refits too)
-  refitted.classifier->set_temperature(model.classifier->temperature());
-  if (provenance.contains("calibration")) refitted.provenance["calibration"] = provenance["calibration"];
+  if (!calibrated) {  // (the model's own probabilities, or an older model's: as they were)
+    refitted.classifier->set_temperature(model.classifier->temperature());
+    if (provenance.contains("calibration")) refitted.provenance["calibration"] = provenance["calibration"];
+  }
   if (genept) {  // the vectors are the model's store's: say so, not "model"
     refitted.genes.store_identity = model.genes.store_identity;
     refitted.genes.store_description = model.genes.store_description;

@@ -377,9 +377,9 @@ TEST(ReferenceMode, TrainsOnTheSharedGenesLikeTheRefittedModel) {
 
   // The default model refitted for this query is the same model, the same probabilities, with
   // depth augmentation (a cell's thinned copy depends on its counts and genes, not on its row in
-  // the file or in the reference sample) and without it. (Scores calibrated apart: reference mode
-  // fits its temperature on its held-out cells, a refit keeps the saved model's; compared
-  // uncalibrated, then the calibrated labels.)
+  // the file or in the reference sample) and without it, uncalibrated; calibrated, the refit of a
+  // calibrated model fits its temperature on the same held-out cells as reference mode: the same
+  // scores too.
   const auto uncalibrated = test::run_cli({"annotate", "--reference", reference, "--label", "obs:celltype", "-i", query, "--layer", "counts",
                                            "-o", dir.file("uncalibrated_reference_mode.h5ad"), "--gene-table", table, "--no-calibrate",
                                            "--threads", "1", "-q"});
@@ -402,6 +402,10 @@ TEST(ReferenceMode, TrainsOnTheSharedGenesLikeTheRefittedModel) {
   const auto plain_refitted = test::run_cli({"annotate", "-m", dir.file("plain.h5"), "-i", query, "--layer", "counts", "-o",
                                              dir.file("plain_refitted.h5ad"), "--gene-table", table, "-q"});
   ASSERT_EQ(plain_refitted.exit_code, 0) << plain_refitted.err;
+  ASSERT_EQ(test::run_cli({"train", "-r", reference, "-l", "celltype", "--gene-table", table, "-o", dir.file("calibrated.h5"), "-q"}).exit_code, 0);
+  const auto calibrated_refitted = test::run_cli({"annotate", "-m", dir.file("calibrated.h5"), "-i", query, "--layer", "counts", "-o",
+                                                  dir.file("calibrated_refitted.h5ad"), "--gene-table", table, "-q"});
+  ASSERT_EQ(calibrated_refitted.exit_code, 0) << calibrated_refitted.err;
   const std::string check = fmt::format(
       "import anndata, numpy as np\n"
       "def pair(x, y):\n"
@@ -417,9 +421,11 @@ TEST(ReferenceMode, TrainsOnTheSharedGenesLikeTheRefittedModel) {
       "print('augmented: %.4f of labels agree, max probability difference %.3f' % (same, d))\n"
       "d, same = pair('{0}', '{4}')\n"
       "assert same == 1 and d > 0.01, (d, same)\n"
-      "print('calibrated: %.4f of labels agree, max probability difference %.3f' % (same, d))\n",
+      "print('calibrated: %.4f of labels agree, max probability difference %.3f' % (same, d))\n"
+      "d, same = pair('{4}', '{5}')\n"
+      "assert d < 1e-5 and same == 1, (d, same)\n",
       dir.file("uncalibrated_reference_mode.h5ad"), dir.file("refitted.h5ad"), dir.file("plain_reference_mode.h5ad"),
-      dir.file("plain_refitted.h5ad"), dir.file("reference_mode.h5ad"));
+      dir.file("plain_refitted.h5ad"), dir.file("reference_mode.h5ad"), dir.file("calibrated_refitted.h5ad"));
   const auto run = test::run_program({test::system_python(), "-c", check});
   EXPECT_EQ(run.exit_code, 0) << run.err;
   std::printf("%s", run.out.c_str());

@@ -205,16 +205,32 @@ TEST(ReferenceSample, RefitOnAQuerysGenesEqualsTrainingRestrictedToThem) {
   for (const int g : keep) query_genes.push_back(101 + g);
 
   // The oracle: training on the reference restricted to the query's genes.
+  // A calibrated model's refit fits its own temperature as reference mode does (a fifth of the
+  // sample held out for it, then every cell from scratch): so does the oracle.
   TrainOptions restricted = expression_options(0);
-  restricted.validation_fraction = 0;
+  restricted.final_fit_from_scratch = true;
   restricted.restrict_genes = query_genes;
   CellTypeModel oracle = train_model({&reference}, restricted, GeneStore(), table).model;
   EXPECT_EQ(oracle.panel.size_factor_genes, query_genes);
-  // (a refit has no validation cells of its own: it keeps the model's calibration)
   EXPECT_NE(model.classifier->temperature(), 1.0);
-  EXPECT_EQ(oracle.classifier->temperature(), 1.0);
-  oracle.classifier->set_temperature(model.classifier->temperature());
+  EXPECT_NE(oracle.classifier->temperature(), 1.0);
+  EXPECT_NE(oracle.classifier->temperature(), model.classifier->temperature());
   const Annotation refitted = expect_refit_like_the_oracle(query, model, oracle, table, 1e-6);
+  // The labels are those of a refit on every cell without calibration (a temperature orders no
+  // class differently), the scores the oracle's calibrated ones; a model trained with
+  // --no-calibrate keeps its own probabilities in the refit.
+  {
+    TrainOptions uncalibrated = expression_options();
+    uncalibrated.calibrate = false;
+    const CellTypeModel raw = train_model({&reference}, uncalibrated, GeneStore(), table).model;
+    AnnotateOptions options;
+    options.embed.num_threads = 1;
+    const Annotation raw_refit = annotate_dataset(query, {&raw}, table, options);
+    EXPECT_EQ(raw_refit.labels, refitted.labels);
+    EXPECT_EQ(refit_model(raw, query_genes, 1, {}, 0).classifier->temperature(), 1.0);
+    EXPECT_FALSE(refit_model(raw, query_genes, 1, {}, 0).provenance["calibration"].contains("n_cells"));
+    EXPECT_TRUE(refit_model(model, query_genes, 1, {}, 0).provenance["calibration"].contains("n_cells"));
+  }
   ASSERT_EQ(refitted.models.size(), 1u);
   EXPECT_EQ(refitted.models[0].refit_genes, 20);
   EXPECT_EQ(refitted.models[0].coverage.n_measured, 20);
@@ -510,13 +526,12 @@ TEST(ReferenceSample, AGeneptModelRefitsOnAQuerysGenesAsTrainingRestrictedToThem
   for (const int g : keep) query_genes.push_back(101 + g);
 
   TrainOptions restricted = options;
-  restricted.validation_fraction = 0;
+  restricted.final_fit_from_scratch = true;  // (the refit's calibration split, as reference mode's)
   restricted.reference_sample_cells = 0;
   restricted.restrict_genes = query_genes;
   CellTypeModel oracle = train_model({&reference}, restricted, store, table).model;
   EXPECT_EQ(oracle.genes.size_factor_genes, query_genes);
   EXPECT_EQ(oracle.genes.entrez_ids, query_genes);
-  oracle.classifier->set_temperature(model.classifier->temperature());  // (the model's calibration)
   const Annotation refitted = expect_refit_like_the_oracle(query, model, oracle, table, 1e-5);
   ASSERT_EQ(refitted.models.size(), 1u);
   EXPECT_EQ(refitted.models[0].refit_genes, 20);
