@@ -16,6 +16,8 @@ namespace celltyper {
 inline constexpr std::int64_t kMinCalibrationCells = 20;
 /// The reason a model records when the user turned calibration off (annotate says nothing of it).
 inline constexpr const char* kCalibrationTurnedOff = "turned off: --no-calibrate (Python calibrate=False)";
+/// ... and what session 47's builds recorded for it.
+inline constexpr const char* kCalibrationTurnedOffBefore = "--no-calibrate";
 
 /// Temper every row of `values` [n x n_classes] in place with `temperature` (> 0): each row's
 /// p^(1/T), renormalised (in double precision; a 0 stays 0, a row of zeros stays zeros). T = 1 is

@@ -347,8 +347,10 @@ std::vector<std::string> shorthand_forms(std::string_view normalized);
 /// lowest common ancestor of their terms (lymphocyte), when there is one that is neither above
 /// most of the ontology ("Hepatocytes/T cells": animal cell) nor over 10 times as broad as the
 /// broadest part ("Sertoli/Leydig cells": secretory cell); several such ancestors (a DAG) make the
-/// label ambiguous; (e') between (e) and (f): a shorthand of `label_shorthands` ("CD14+ Mono",
-/// "NK", "cDC1"; also a part of (f): "CD4/CD8 T"), when its term is in the ontology. Under either reading of the slash (one of the types, or a cell with every
+/// label ambiguous; (e') after (c) and the plural of (c), before (d): a shorthand of
+/// `label_shorthands` ("CD14+ Mono", "NK", "cDC1"; also a part of (f): "CD4/CD8 T"), when its term
+/// is in the ontology (before the synonyms: CL's "CD16+ monocyte" names the CD14+CD16+ term, the
+/// field's "CD16+ Mono" the CD14-low one). Under either reading of the slash (one of the types, or a cell with every
 /// property) that ancestor holds for the cell, and so for the types below it the label excludes
 /// (B cells are lymphocytes, not "T/NK cells"): a prediction there counts as at or below the truth. Matching is on
 /// `normalize_label` forms. Live terms win over deprecated ones with the same label.

@@ -23,6 +23,9 @@ namespace celltyper {
 inline constexpr std::size_t kSimilarityGenes = 2000;
 /// Classes with fewer sampled cells get no profile (too few to say how their cells vary).
 inline constexpr std::int64_t kSimilarityMinClassCells = 10;
+/// annotate's warning of a label unlike the reference names a class of fewer reference cells than
+/// this: its threshold rests on them.
+inline constexpr std::int64_t kSimilarityFewClassCells = 20;
 /// Cells per class that calibrate its thresholds (evenly spread over its sampled cells).
 inline constexpr std::int64_t kSimilarityCalibrationCells = 200;
 /// The share of a class's own cells (at a depth) that score below its threshold.

@@ -510,7 +510,7 @@ _FLAGS = ("hierarchical", "refit", "allow_low_coverage", "harmonize_labels", "fl
 
 def _flag(value, name: str) -> bool:
     """`value` as a bool, or TypeError naming the keyword argument: the text 'false' is no False."""
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, np.ndarray) and value.shape == () and value.dtype == bool):
         return bool(value)
     raise TypeError(f"{name} must be True or False, not {type(value).__name__} ({value!r})")
 
@@ -785,6 +785,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     min_score = _number(min_score, "min_score", minimum=0, maximum=1)
     top_k = _number(top_k, "top_k", integer=True, minimum=0)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
+    inplace = _flag(inplace, "inplace")
     if inplace:
         _actual(adata, "annotate")
     models = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])
@@ -929,6 +930,7 @@ def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_
     dims = _number(dims, "dims", integer=True, minimum=0)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
     min_coverage = _number(min_coverage, "min_coverage", minimum=0, maximum=1)
+    inplace = _flag(inplace, "inplace")
     if inplace:
         _actual(adata, "embed")
     spec = _dataset(adata, layer=layer, use_raw=use_raw)
@@ -1001,7 +1003,7 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
             uns[key] = [str(v) for v in value]
     options = {"truth": truth_column, "pred": pred_column, "group": group_column or "", "probabilities": probabilities,
                "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "compare": compare,
-               "use_ontology": use_ontology, "ontology": os.fspath(ontology) if ontology else "",
+               "use_ontology": _flag(use_ontology, "use_ontology"), "ontology": os.fspath(ontology) if ontology else "",
                "top_k": [int(k) for k in top_k]}
     metrics = json.loads(_core.evaluate(columns, [str(n) for n in adata.obs_names], obsm, uns, options))
     for warning in metrics.get("warnings", []):  # (as `celltyper evaluate` prints them; also in the dict)

@@ -1041,14 +1041,14 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   std::vector<std::string> uncalibrated;
   for (std::size_t m = 0; m < whole.uses.size(); ++m) {
     const ModelUse& use = whole.uses[m];
-    if (use.calibrated || use.uncalibrated_reason == kCalibrationTurnedOff) continue;
+    if (use.calibrated || use.uncalibrated_reason == kCalibrationTurnedOff || use.uncalibrated_reason == kCalibrationTurnedOffBefore) continue;
     uncalibrated.push_back(fmt::format("{}{}", whole.uses.size() == 1 ? "" : fmt::format("model {}: ", m + 1), use.uncalibrated_reason));
   }
   if (!uncalibrated.empty() && std::none_of(whole.uses.begin(), whole.uses.end(), [](const ModelUse& use) { return use.calibrated; })) {
     annotation.warnings.push_back(fmt::format(
         "{}the scores are the classifier's own probabilities, not calibrated ({}): they tend to run below the share of calls that are right, "
-        "so --min-score and --hierarchical leave more cells Unassigned or at coarse terms than a calibrated model would; retrain with "
-        "this celltyper (calibration needs at least 20 validation cells)",
+        "so --min-score and --hierarchical leave more cells Unassigned or at coarse terms than a calibrated model would; a model trained "
+        "by this celltyper on at least 100 reference cells (20 held out) is calibrated",
         kNotePrefix, fmt::join(uncalibrated, "; ")));
   }
   // Samples of a joined file whose own panel is padded with zeros: annotated on their genes.
@@ -1561,6 +1561,18 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       std::int64_t unlike_named = 0;
       for (const auto& [label, count] : judged_labels) judged_named += count;
       for (const auto& [label, count] : unlike_labels) unlike_named += count;
+      // A class of few reference cells has a rough profile (its threshold, a 1% quantile, rests on
+      // them): said beside its label (Wang's 10 delta cells: 26% of Xin's delta cells below it).
+      const auto few_cells = [&](const std::string& label) {
+        std::int64_t cells = -1;
+        for (const CellTypeModel* model : models) {
+          const nlohmann::json& provenance = model->provenance;
+          if (!provenance.is_object() || !provenance.contains("class_counts") || !provenance["class_counts"].is_object()) continue;
+          const nlohmann::json& counts = provenance["class_counts"];
+          if (counts.contains(label) && counts[label].is_number_integer()) cells = std::max(cells, counts[label].get<std::int64_t>());
+        }
+        return cells >= 0 && cells < kSimilarityFewClassCells ? fmt::format("; its profile rests on {} reference cells", cells) : std::string();
+      };
       for (const auto& [label, count] : unlike_labels) {
         const std::int64_t of = judged_labels[label];
         const double share = static_cast<double>(count) / static_cast<double>(std::max<std::int64_t>(of, 1));
@@ -1571,10 +1583,10 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         const bool beyond_the_rest = count >= kSimilarityWarnLabelMinUnlike && share >= kSimilarityWarnLabelExcessShare && rest >= kSimilarityWarnRestCells &&
                                      share >= kSimilarityWarnLabelExcess * rest_share;
         if (most) {
-          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", label, count, of, 100.0 * share));
+          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%{})", label, count, of, 100.0 * share, few_cells(label)));
         } else if (beyond_the_rest) {
-          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%, against {:.1f}% of the other labels' cells)", label, count, of, 100.0 * share,
-                                       100.0 * rest_share));
+          labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%, against {:.1f}% of the other labels' cells{})", label, count, of, 100.0 * share,
+                                       100.0 * rest_share, few_cells(label)));
         }
       }
       if (!labels.empty()) {

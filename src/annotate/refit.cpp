@@ -386,7 +386,11 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   const auto started = std::chrono::steady_clock::now();
   TrainResult trained = train_model(views, options, genept ? model_gene_store(model.genes) : GeneStore(), sample.gene_table());
   CellTypeModel refitted = std::move(trained.model);
-  if (!calibrated) {  // (the model's own probabilities, or an older model's: as they were)
+  // (the model's own probabilities, an older model's, or a refit whose sample held out too few
+  // cells to fit a temperature: the model's, as trained)
+  const nlohmann::json fitted = refitted.provenance.is_object() ? refitted.provenance.value("calibration", nlohmann::json::object())
+                                                                 : nlohmann::json::object();
+  if (!calibrated || !fitted.contains("n_cells")) {
     refitted.classifier->set_temperature(model.classifier->temperature());
     if (provenance.contains("calibration")) refitted.provenance["calibration"] = provenance["calibration"];
   }

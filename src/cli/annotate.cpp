@@ -48,7 +48,9 @@ std::string default_output(const std::string& input, const std::string& suffix) 
   // Only ".h5ad" gives way ("pbmc.h5ad" -> "pbmc.celltyper.h5ad"); other inputs keep their whole
   // name, so that Cell Ranger's "filtered_feature_bc_matrix.h5" and the MTX folder beside it, or
   // "sample.loom" and "sample.zarr", write different files.
-  if (stem.size() > 5 && stem.ends_with(".h5ad")) stem.resize(stem.size() - 5);
+  std::string lower = stem;
+  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  if (stem.size() > 5 && lower.ends_with(".h5ad")) stem.resize(stem.size() - 5);
   return (path.parent_path() / (stem + suffix)).string();
 }
 

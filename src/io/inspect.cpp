@@ -223,9 +223,14 @@ std::string format_inspect_report(const nlohmann::json& report) {
   for (const auto& m : report["matrices"]) {
     const auto shape = m["shape"];
     std::string index = m["index_dtype"].get<std::string>().empty() ? "" : fmt::format("  indices {}", m["index_dtype"].get<std::string>());
-    line(fmt::format("  {:<16} {:<11} {} x {}  {}{}  {}  nnz {}  {} on disk", m["source"].get<std::string>(), m["encoding"].get<std::string>(),
+    // (a dense matrix stores every value, zeros too: its "nnz" would be cells x genes; the scan
+    // below gives its density)
+    const bool dense = m["encoding"].get<std::string>() == "dense";
+    line(fmt::format("  {:<16} {:<11} {} x {}  {}{}  {}  {}  {} on disk", m["source"].get<std::string>(), m["encoding"].get<std::string>(),
                      shape[0].get<std::int64_t>(), shape[1].get<std::int64_t>(), m["value_dtype"].get<std::string>(), index,
-                     m["compression"].get<std::string>(), m["nnz"].get<std::int64_t>(), human_bytes(m["stored_bytes"].get<double>())));
+                     m["compression"].get<std::string>(),
+                     dense ? std::string("every value stored") : fmt::format("nnz {}", m["nnz"].get<std::int64_t>()),
+                     human_bytes(m["stored_bytes"].get<double>())));
   }
   if (report.contains("default_matrix")) {
     const auto& chosen = report["default_matrix"];

@@ -289,32 +289,36 @@ LabelMatch LabelMapper::map_name(std::string_view label, const std::string& key)
     if (id.starts_with("CL_")) id[2] = ':';  // (an OBO PURL's form: http://purl.obolibrary.org/obo/CL_0000084)
     if (const auto index = ontology_->find_index(id)) return finish(label, *index, LabelMatchKind::kIdentifier);
   }
-  // (c) exact label, (d) synonym.
+  // (c) exact label, or its plural: authors name their clusters "B cells", "Monocytes".
   if (options_.match_labels) {
     if (const auto found = by_label_.find(key); found != by_label_.end()) {
       return from_candidates(label, found->second, LabelMatchKind::kLabel);
     }
-  }
-  if (const auto found = by_synonym_.find(key); found != by_synonym_.end()) {
-    return from_candidates(label, found->second, LabelMatchKind::kSynonym);
-  }
-  // (e) a plural: authors name their clusters "B cells", "Monocytes".
-  for (const std::string& singular : singular_forms(key)) {
-    LabelMatch match;
-    if (const auto found = options_.match_labels ? by_label_.find(singular) : by_label_.end(); found != by_label_.end()) {
-      match = from_candidates(label, found->second, LabelMatchKind::kLabel);
-    } else if (const auto synonym = by_synonym_.find(singular); synonym != by_synonym_.end()) {
-      match = from_candidates(label, synonym->second, LabelMatchKind::kSynonym);
-    } else {
-      continue;
+    for (const std::string& singular : singular_forms(key)) {
+      if (const auto found = by_label_.find(singular); found != by_label_.end()) {
+        LabelMatch match = from_candidates(label, found->second, LabelMatchKind::kLabel);
+        match.plural = true;
+        return match;
+      }
     }
-    match.plural = true;
-    return match;
   }
-  // (e') a shorthand: "CD14+ Mono", "NK", "cDC1".
+  // (e') a shorthand: "CD14+ Mono", "NK", "cDC1". Before the synonyms, whose few clashes with the
+  // field's usage it settles: CL gives "CD16+ monocyte" to the CD14-positive, CD16-positive term,
+  // where Seurat's and Azimuth's "CD16+ Mono" / "CD16 Mono" are the CD14-low non-classical ones.
   for (const std::string& form : by_shorthand_.empty() ? std::vector<std::string>() : shorthand_forms(key)) {
     if (const auto found = by_shorthand_.find(form); found != by_shorthand_.end()) {
       return from_candidates(label, {found->second}, LabelMatchKind::kShorthand);
+    }
+  }
+  // (d) exact synonym, or its plural.
+  if (const auto found = by_synonym_.find(key); found != by_synonym_.end()) {
+    return from_candidates(label, found->second, LabelMatchKind::kSynonym);
+  }
+  for (const std::string& singular : singular_forms(key)) {
+    if (const auto found = by_synonym_.find(singular); found != by_synonym_.end()) {
+      LabelMatch match = from_candidates(label, found->second, LabelMatchKind::kSynonym);
+      match.plural = true;
+      return match;
     }
   }
   if (std::all_of(key.begin(), key.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0 || c == ' ' || c == '.'; })) {
@@ -351,7 +355,9 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
     }
     if (!part.mapped()) {
       unmapped.parts.clear();  // (parts are given only when every part names a term)
-      unmapped.reason = fmt::format("its part '{}' names no Cell Ontology term", texts[p]);
+      std::vector<std::string> quoted;
+      for (const std::string_view text : texts) quoted.push_back(fmt::format("'{}'", text));
+      unmapped.reason = fmt::format("read as alternatives {}, and '{}' names no Cell Ontology term", fmt::join(quoted, " / "), texts[p]);
       return unmapped;
     }
     terms.push_back(ontology_->canonical(ontology_->index_of(part.cl_id)));  // (an obsolete part: its replacement, which has parents)

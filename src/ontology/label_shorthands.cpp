@@ -18,7 +18,7 @@ namespace {
 // notebooks ("cMono", "ncMono", "pDC", "Treg") and a few short names of other tissues ("Astro",
 // "Oligo", "OPC", "Fibro", "SMC"). Only shorthands with one established reading are listed: "B"
 // is a B cell, not a pancreatic beta cell; "Endo" (endothelial or endocrine), "Micro", "Epi" and
-// "Mk" are not. Ids are those CELLxGENE's curators give these labels (cycling terms for
+// "Mk" are not, nor "HSC" (hepatic stellate cells in liver atlases). Ids are those CELLxGENE's curators give these labels (cycling terms for
 // "Proliferating", a memory or naive subtype where the shorthand says so, the human
 // CD56-bright / CD56-dim natural killer terms).
 constexpr LabelShorthand kShorthands[] = {
@@ -137,7 +137,6 @@ constexpr LabelShorthand kShorthands[] = {
     // progenitors
     {"hspc", "CL:0008001"},
     {"cd34", "CL:0008001"},
-    {"hsc", "CL:0000037"},
     {"gmp", "CL:0000557"},
     {"cmp", "CL:0000049"},
     // other tissues

@@ -69,6 +69,15 @@ TEST(InspectCli, JsonForEverySharedDataset) {
       }
     }
     EXPECT_TRUE(found) << k.label_column;
+    // The text names a sparse matrix's stored values, not a dense one's (every value, zeros too).
+    const auto text = test::run_cli({"inspect", path});
+    ASSERT_EQ(text.exit_code, 0) << text.err;
+    if (k.encoding == "dense") {
+      EXPECT_NE(text.out.find("every value stored"), std::string::npos) << text.out;
+      EXPECT_EQ(text.out.find(fmt::format("nnz {}", k.cells * k.genes)), std::string::npos) << text.out;
+    } else {
+      EXPECT_NE(text.out.find("nnz "), std::string::npos) << text.out;
+    }
   }
 }
 

@@ -130,6 +130,19 @@ TEST(UnlikeReference, ALabelGivenMostlyToNewTypesIsNamed) {
   const auto run = test::run_program({test::system_python(), "-c", check});
   ASSERT_EQ(run.exit_code, 0) << run.err << run.out;
   std::printf("%s", run.out.c_str());
+  // The other way, Wang's cells train (its 10 delta cells) and Xin's are annotated: the delta label's
+  // warning says its profile rests on few cells (Xin's delta cells are known ones).
+  const std::string whole_wang = fmt::format(
+      "import anndata\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "w = a[~a.obs['study'].astype(str).str.startswith('Xin').values]\n"
+      "anndata.AnnData(X=w.X, obs=w.obs[['celltype']], var=w.var[[]]).write_h5ad('{1}')\n",
+      pancreas, dir.file("wang_all.h5ad"));
+  ASSERT_EQ(test::run_program({test::system_python(), "-c", whole_wang}).exit_code, 0);
+  ASSERT_EQ(test::run_cli({"train", "-r", dir.file("wang_all.h5ad"), "-l", "obs:celltype", "-o", dir.file("wang.h5"), "-q"}).exit_code, 0);
+  const auto xin = test::run_cli({"annotate", "-m", dir.file("wang.h5"), "-i", dir.file("xin.h5ad"), "--csv", dir.file("xin.csv")});
+  ASSERT_EQ(xin.exit_code, 0) << xin.err;
+  EXPECT_NE(xin.err.find("'delta' 12 of 47 (26%; its profile rests on 10 reference cells)"), std::string::npos) << xin.err;
 
   // PBMCs under the pancreas model detect few of its compared genes: most are not judged, which
   // a warning says and a column tells (their unlike flag is False for want of a verdict).

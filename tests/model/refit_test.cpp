@@ -230,6 +230,14 @@ TEST(ReferenceSample, RefitOnAQuerysGenesEqualsTrainingRestrictedToThem) {
     EXPECT_EQ(refit_model(raw, query_genes, 1, {}, 0).classifier->temperature(), 1.0);
     EXPECT_FALSE(refit_model(raw, query_genes, 1, {}, 0).provenance["calibration"].contains("n_cells"));
     EXPECT_TRUE(refit_model(model, query_genes, 1, {}, 0).provenance["calibration"].contains("n_cells"));
+    // A sample too small to hold out 20 cells for the refit's own fit (60 cells: 12) keeps the
+    // model's temperature and calibration record, not the classifier's raw probabilities.
+    const CellTypeModel sampled = train_model({&reference}, expression_options(60), GeneStore(), table).model;
+    ASSERT_EQ(sampled.reference.n_cells(), 60);
+    ASSERT_NE(sampled.classifier->temperature(), 1.0);
+    const CellTypeModel small_refit = refit_model(sampled, query_genes, 1, {}, 0);
+    EXPECT_EQ(small_refit.classifier->temperature(), sampled.classifier->temperature());
+    EXPECT_EQ(small_refit.provenance["calibration"], sampled.provenance["calibration"]);
   }
   ASSERT_EQ(refitted.models.size(), 1u);
   EXPECT_EQ(refitted.models[0].refit_genes, 20);

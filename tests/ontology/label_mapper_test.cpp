@@ -353,7 +353,7 @@ TEST(LabelMapper, UnmappedLabelsSayWhy) {
   // Only "cell", above every term, is common to T and B cells; a part that names nothing; numbers.
   EXPECT_NE(mapper.map("T/B cells").reason.find("the common ancestor of its parts, cell, is too broad"), std::string::npos)
       << mapper.map("T/B cells").reason;
-  EXPECT_EQ(mapper.map("T/unknown cells").reason, "its part 'unknown cells' names no Cell Ontology term");
+  EXPECT_EQ(mapper.map("T/unknown cells").reason, "read as alternatives 'T' / 'unknown cells', and 'unknown cells' names no Cell Ontology term");
   for (const char* label : {"7", "12", " 3 ", "0.5"}) EXPECT_EQ(mapper.map(label).reason, "a number (a cluster id?), not a cell type") << label;
   // A name no term has: nothing more to say; mapped labels have no reason.
   EXPECT_EQ(mapper.map("unknown cells").reason, "");
@@ -463,6 +463,7 @@ TEST(LabelMapperData, ShorthandsOfSharedLabelSets) {
              {"gdT", "CL:0000798"}, {"dnT", "CL:0002489"}, {"Treg", "CL:0000815"}, {"ILC", "CL:0001065"}, {"B naive", "CL:0000788"},
              {"B memory", "CL:0000787"}, {"B intermediate", "CL:0000236"}, {"Plasmablast", "CL:0000980"},
              {"Platelet", "CL:0000233"}, {"CD16 Monocytes", "CL:0002396"}, {"CD16- monocytes", "CL:0002057"},
+             {"CD16+ monocyte", "CL:0002396"}, {"CD16+ Monocytes", "CL:0002396"}, {"CD16+ Mono", "CL:0002396"},
              {"CD8+ T cells", "CL:0000625"}, {"CD4+ T cells", "CL:0000624"}, {"T cells CD4+", "CL:0000624"}, {"NK cells", "CL:0000623"},
              {"CD14+ Monocytes", "CL:0001054"}, {"cDC1s", "CL:0002394"}, {"Tregs", "CL:0000815"}, {"DCs", "CL:0000451"}}) {
       EXPECT_EQ(mapper.map(label).cl_id, id) << label << " in " << path;

@@ -810,6 +810,11 @@ def test_arguments_of_the_wrong_type_are_type_errors():
         celltyper.cv(data, label="cell_type", n_splits=2, ensemble="no")
     with pytest.raises(TypeError, match="verbose must be True or False"):
         celltyper.train(data, label="cell_type", verbose="yes")
+    with pytest.raises(TypeError, match="inplace must be True or False, not str"):
+        celltyper.annotate(data, reference=data, label="cell_type", inplace="false")
+    with pytest.raises(TypeError, match="use_ontology must be True or False, not str"):
+        celltyper.evaluate(data, truth="cell_type", pred="cell_type", use_ontology="false")
+    assert celltyper._flag(np.True_, "x") is True and celltyper._flag(np.array(False), "x") is False
     with pytest.raises(ValueError, match="exclude each other"):
         celltyper.annotate(data, model="/nonexistent/model.h5", reference=data, label="cell_type")
     # A misspelt keyword with a text value is not a hyperparameter: the likely keyword is named.
