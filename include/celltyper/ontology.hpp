@@ -273,6 +273,9 @@ inline constexpr const char* kOntologyReleaseHint =
 /// "CD14+_Mono" and "cd14+ mono" both give "cd14+ mono"; "T-cell" gives "t cell".
 std::string normalize_label(std::string_view label);
 
+/// `LabelMatch::reason` of a label that is a number ("0", "12": a clustering's cluster ids).
+inline constexpr std::string_view kNumberLabelReason = "a number (a cluster id?), not a cell type";
+
 /// How a label was mapped, in priority order.
 enum class LabelMatchKind {
   kUserMap,     ///< a row of the user's mapping table

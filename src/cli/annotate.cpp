@@ -17,6 +17,7 @@
 #include "cli/columns.hpp"
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "genes/gene_names.hpp"
 #include "io/utf8.hpp"
 
 #include <fmt/format.h>
@@ -48,9 +49,7 @@ std::string default_output(const std::string& input, const std::string& suffix) 
   // Only ".h5ad" gives way ("pbmc.h5ad" -> "pbmc.celltyper.h5ad"); other inputs keep their whole
   // name, so that Cell Ranger's "filtered_feature_bc_matrix.h5" and the MTX folder beside it, or
   // "sample.loom" and "sample.zarr", write different files.
-  std::string lower = stem;
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  if (stem.size() > 5 && lower.ends_with(".h5ad")) stem.resize(stem.size() - 5);
+  if (stem.size() > 5 && genes_detail::ascii_lower(stem).ends_with(".h5ad")) stem.resize(stem.size() - 5);
   return (path.parent_path() / (stem + suffix)).string();
 }
 
@@ -467,7 +466,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
         fmt::print(stderr, "confidence: median score {:.2f}; {} cells ({:.1f}%) below {}{} (obs celltyper_score){}\n", confidence.median,
                    confidence.n_low, 100.0 * static_cast<double>(confidence.n_low) / static_cast<double>(annotation.scores.size()), kLowScore,
                    threshold,
-                   confidence.n_low == 0 || args->options.hierarchical || low_but_labelled == 0 || args->options.min_score >= kLowScore
+                   confidence.n_low == 0 || args->options.hierarchical || low_but_labelled == 0
                        ? ""
                        : ": uncertain calls; --hierarchical names each cell at the most specific Cell Ontology term whose summed probability reaches --min-score "
                          "(0.5 unless given; for an uncertain call, usually a coarser term), --min-score 0.5 leaves it Unassigned");

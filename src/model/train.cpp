@@ -1342,7 +1342,7 @@ std::string unmapped_reasons_note(const std::map<std::string, std::string>& reas
   std::vector<std::string> said;
   std::vector<std::string> numbers;
   for (const auto& [label, reason] : reasons) {
-    if (reason.starts_with("a number")) {
+    if (reason == kNumberLabelReason) {
       numbers.push_back(label);
     } else {
       said.push_back(fmt::format("'{}': {}", label, reason));

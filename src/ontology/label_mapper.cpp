@@ -322,7 +322,7 @@ LabelMatch LabelMapper::map_name(std::string_view label, const std::string& key)
     }
   }
   if (std::all_of(key.begin(), key.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0 || c == ' ' || c == '.'; })) {
-    unmapped.reason = "a number (a cluster id?), not a cell type";
+    unmapped.reason = kNumberLabelReason;
   }
   return unmapped;
 }
