@@ -38,6 +38,12 @@ struct TemperatureFit {
   /// Held-out rows with a single non-zero probability (a unanimous kNN vote): no temperature
   /// changes them, so the fit leaves them out.
   std::int64_t n_one_hot = 0;
+  /// Held-out cells with a coarse label (mixed granularity) that the fit left out: their label
+  /// says only that a call below it may be right (train sets it; fit_temperature reads `right`).
+  std::int64_t n_coarse_left_out = 0;
+  /// ... or used, when fewer than kMinCalibrationCells held-out cells a temperature can move carry a
+  /// class (their right set is the classes below the label; some may be rows no T changes).
+  std::int64_t n_coarse_used = 0;
   /// Why there is no temperature (n_cells 0), else "".
   std::string reason;
 };

@@ -21,6 +21,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/metrics.hpp>
+#include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/report.hpp>
 
@@ -29,6 +30,7 @@
 #include <functional>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <ostream>
 #include <string>
 #include <utility>
@@ -45,6 +47,14 @@ struct CvModelConfig {
   /// "classifier:features", e.g. "logreg:genept".
   [[nodiscard]] std::string name() const { return classifier + ":" + features; }
 };
+
+/// One fold's model of one configuration (CrossValidationOptions::keep_models).
+struct CvFoldModel {
+  std::string fold;    ///< the group held out
+  std::string method;  ///< the configuration, e.g. "logreg:expression"
+  std::shared_ptr<CellTypeModel> model;
+};
+
 
 /// Options of `cross_validate`.
 struct CrossValidationOptions {
@@ -79,6 +89,16 @@ struct CrossValidationOptions {
   /// With keep_held_out, also the genept cell embeddings of the held-out cells (from the first
   /// genept configuration): the report's cell map.
   bool keep_held_out_map = false;
+  /// Keep each fold's model of each configuration (`result.models`: scikit-learn's
+  /// cross_validate(return_estimator=True), Python's cv(return_models=True), cv --save-models).
+  /// Such a model is complete as `train` writes one: it carries its reference sample (annotate
+  /// refits it on a query's genes and checks that cells resemble its types; without it, cv's fold
+  /// models leave the sample out) and records its fold (provenance "cv_fold", "cv_held_out": what
+  /// it held out in words, "cv_fold_groups": the groups --n-splits pooled into it).
+  bool keep_models = false;
+  /// With keep_models: where each fold's models go as the fold ends (cv --save-models writes them,
+  /// so that one fold's models are in memory at a time); unset, they gather in `result.models`.
+  std::function<void(CvFoldModel&&)> model_sink;
   std::function<void(const std::string&)> log;
 };
 
@@ -109,6 +129,9 @@ struct CrossValidationResult {
   /// calibration metrics pool each fold's probabilities over its own model's classes
   /// (`RankingTally`); the `+hierarchical` rows have none.
   std::map<std::string, EvaluationResult> pooled;
+  /// With `keep_models`: each fold's model of each configuration (fold order, then configuration
+  /// order; the ensemble and +hierarchical rows have none of their own).
+  std::vector<CvFoldModel> models;
   /// With `keep_held_out`: held-out cells of all folds, in fold order.
   struct HeldOut {
     std::vector<std::string> fold;   ///< the cell's held-out group

@@ -282,7 +282,8 @@ enum class LabelMatchKind {
   kIdentifier,  ///< the label is itself a CL id of the ontology
   kLabel,       ///< equal (after normalisation) to a CL term's label
   kSynonym,     ///< equal to one exact synonym (or related one, when enabled)
-  /// alternatives joined by '/' ("T/NK cells"): the lowest common ancestor of the terms they name
+  /// alternatives joined by '/' or '|' ("T/NK cells"; CellTypist's multi-labels "Naive B cells|Memory B
+  /// cells"): the lowest common ancestor of the terms they name
   kCommonAncestor,
   /// a shorthand of a widely shared label set ("CD14+ Mono", "NK", "cDC1"; `label_shorthands`)
   kShorthand,
@@ -340,12 +341,17 @@ std::span<const LabelShorthand> label_shorthands();
 /// without a final plural "s" ("cd14 monocyte").
 std::vector<std::string> shorthand_forms(std::string_view normalized);
 
+/// What joins the alternatives of a label (step (f) of LabelMapper): a slash ("T/NK cells") and
+/// the bar of CellTypist's multi-labels ("Naive B cells|Memory B cells": both types' probabilities
+/// passed its threshold).
+inline constexpr const char* kAlternativeSeparators = "/|";
+
 /// Maps free-text cell-type labels to CL ids, trying in order: (a) the user's table (rows of the
 /// queried dataset first, then rows with an empty dataset; a query without a dataset uses every
 /// row), (b) the label being a CL id, (c) exact CL label, (d) exact synonym, (e) the label read
 /// as a plural of (c) or (d): each word "cells" as "cell", else its last word without a final
 /// "s" ("B cells", "Monocytes", "Mast cells"; authors' labels name groups of cells), (f) a label
-/// of alternatives joined by '/' whose every part maps by (b)-(e), alone or completed with the
+/// of alternatives joined by '/' (or '|', kAlternativeSeparators) whose every part maps by (b)-(e), alone or completed with the
 /// last part's closing words ("T/NK cells": "T cells" and "NK cells"; "CD4/CD8 T cells"): the
 /// lowest common ancestor of their terms (lymphocyte), when there is one that is neither above
 /// most of the ontology ("Hepatocytes/T cells": animal cell) nor over 10 times as broad as the

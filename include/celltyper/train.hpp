@@ -294,4 +294,10 @@ HyperParameters route_hyperparameters(const std::string& classifier, const std::
 /// class has a single cell.
 TrainResult fit_model(const TrainingData& data, const ValidationSplit& split, const TrainOptions& options);
 
+/// What `train_model` does after `fit_model`, for a model that is kept (a saved cv fold model too):
+/// the warnings said once (a reference's genes are resolved more than once) and kept in the
+/// provenance ("training_warnings"), and references named like mouse genes recorded
+/// ("reference_gene_names": annotate's species check reads it).
+void finish_model(TrainResult& result, const TrainingData& data);
+
 }  // namespace celltyper

@@ -951,7 +951,7 @@ def embed(adata, *, genes=None, dims: int = 0, layer: Optional[str] = None, use_
 @_pythonic
 def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optional[str] = None, probabilities: str = "auto",
              label_map=None, label_dataset: Optional[str] = None, compare: str = "auto", ontology=None, use_ontology: bool = True,
-             top_k: Sequence[int] = (1, 3, 5)) -> dict:
+             top_k: Sequence[int] = (1, 3, 5), report=None, embedding: str = "auto", max_points: int = 20000, seed: int = 0) -> dict:
     """Score predicted labels against true labels (obs columns), as `celltyper evaluate --json`:
     accuracy, macro/weighted F1, per-class metrics, confusion matrix, top-k accuracy from
     obsm['celltyper_probabilities'], and Cell Ontology metrics (hierarchical F, corrected
@@ -970,6 +970,13 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
     compare : what the flat metrics compare: "labels", "ontology" (CL terms) or "auto".
     ontology, use_ontology : the Cell Ontology (default: $CELLTYPER_ONTOLOGY, else the installed
         copy); use_ontology=False skips its metrics.
+    report : write `celltyper evaluate --report`'s self-contained HTML report to this path
+        (summary, per-class F1, confusion heatmap, ontology relations, the cell map).
+    embedding, max_points, seed : the obsm matrix of the report's cell map ("auto": X_celltyper,
+        else celltyper_probabilities, else X_pca, and a warning when it cannot be drawn; "none": no
+        map), the cells it draws and the seed of their subsample; the dict's
+        "embedding" entry describes it (its source, cells drawn, variance explained), as in
+        `celltyper evaluate --json`.
     """
     _require_anndata(adata)
     import numbers
@@ -995,6 +1002,25 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
             obsm[key] = np.asarray(adata.obsm[key], dtype=np.float32)
         elif probabilities != "auto":
             raise ValueError(f"AnnData: no obsm matrix '{key}' for the probabilities")
+    if embedding is None:
+        embedding = "none"
+    if not isinstance(embedding, str):
+        raise TypeError(f"embedding is an obsm key ('X_pca' or 'obsm:X_pca'), 'auto' or 'none', not {type(embedding).__name__}")
+    map_key = embedding if embedding in ("auto", "none") else _strip(embedding, "obsm", what="embedding")
+    if map_key not in ("auto", "none") and map_key not in adata.obsm:
+        raise ValueError(f"AnnData: no obsm matrix '{map_key}' for the cell map (available: {', '.join(map(str, adata.obsm.keys())) or 'none'})")
+    # (as `celltyper evaluate --embedding`: "auto" takes the first of these the AnnData has and,
+    # when it cannot be drawn, says so in a warning; a named matrix that cannot be drawn is an error)
+    for key in (("X_celltyper", "celltyper_probabilities", "X_pca") if map_key == "auto" else () if map_key == "none" else (map_key,)):
+        if key in adata.obsm:
+            if key not in obsm:
+                matrix = adata.obsm[key]
+                obsm[key] = np.asarray(matrix.toarray() if hasattr(matrix, "toarray") else matrix, dtype=np.float32)
+            break
+    max_points = _number(max_points, "max_points", integer=True, minimum=2, maximum=1 << 24)
+    seed = _number(seed, "seed", integer=True, minimum=0)
+    if report is not None and not isinstance(report, (str, os.PathLike)):
+        raise TypeError(f"report is a path (str or os.PathLike) of the HTML file to write, not {type(report).__name__}")
     for key in ("celltyper_probability_classes", "celltyper_probability_cl_ids"):
         value = adata.uns.get(key)
         if isinstance(value, str):
@@ -1004,7 +1030,8 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
     options = {"truth": truth_column, "pred": pred_column, "group": group_column or "", "probabilities": probabilities,
                "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "compare": compare,
                "use_ontology": _flag(use_ontology, "use_ontology"), "ontology": os.fspath(ontology) if ontology else "",
-               "top_k": [int(k) for k in top_k]}
+               "top_k": [int(k) for k in top_k], "embedding": map_key, "max_points": max_points, "seed": seed,
+               "report": os.fspath(report) if report is not None else ""}
     metrics = json.loads(_core.evaluate(columns, [str(n) for n in adata.obs_names], obsm, uns, options))
     for warning in metrics.get("warnings", []):  # (as `celltyper evaluate` prints them; also in the dict)
         _tell(evaluate.speak(warning) if hasattr(evaluate, "speak") else warning)
@@ -1045,6 +1072,11 @@ class CrossValidationResult:
         held-out cell once.
     n_mapped (in folds and pooled, with the ontology): the cells whose truth and prediction both
         have CL ids, which the ontology metrics describe (labels without one: unmapped_labels).
+    models : with return_models=True, each fold's trained model of each configuration, a dict
+        {(fold, method): Model} (scikit-learn's cross_validate(return_estimator=True)); each is
+        complete as `train` writes one (its reference sample, so `annotate` refits it for a
+        query's genes; `.provenance["cv_fold"]` names its fold; `.save(path)`); the ensemble and
+        "+hierarchical" rows are combinations of these. {} otherwise.
     table : the table `celltyper cv` prints. details : the whole JSON document (per-class metrics,
         confusion matrices, ontology relations per fold and pooled). warnings : what the run
         warned of (also issued as UserWarnings); notes : what it chose as you would have (logged
@@ -1062,6 +1094,7 @@ class CrossValidationResult:
     table: str = ""
     details: dict = field(default_factory=dict)
     probabilities: dict = field(default_factory=dict)
+    models: dict = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return self.table + (f"({len(self.warnings)} warning(s): .warnings)\n" if self.warnings else "")
@@ -1088,7 +1121,7 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
        ontology=None, use_ontology: bool = True, restrict_genes=None, n_genes: int = 3000, validation_fraction: float = 0.0,
        seed: int = 0, augment_depth: bool = True, calibrate: bool = True, layer: Optional[str] = None, use_raw: bool = False, dims: int = 0,
        threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None, normalization: str = "auto",
-       report=None, **hyperparameters: float) -> CrossValidationResult:
+       report=None, return_models: bool = False, **hyperparameters: float) -> CrossValidationResult:
     """Leave-one-group-out cross-validation of train + annotate configurations, as `celltyper cv`:
     each group of `group` (a donor, a batch, a technology; or "file": each AnnData of a list) is
     held out in turn, every configuration (classifier x feature route) trains on the other groups'
@@ -1127,6 +1160,8 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
         so that `.scores` and the calibration figures say what `annotate` gives.
     layer, use_raw, normalization, gene_table, genes, gene_column, threads, verbose : as `train`.
     report : write `celltyper cv --report`'s self-contained HTML report to this path.
+    return_models : keep each fold's model of each configuration in `.models` (scikit-learn's
+        return_estimator=True; `celltyper cv --save-models DIR` writes them).
 
     Returns a `CrossValidationResult` (`.folds`, `.mean`, `.pooled`, `.predictions`, `.table`).
     """
@@ -1172,10 +1207,11 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
                        "label_dataset": label_dataset or "", "ontology": os.fspath(ontology) if ontology else "",
                        "use_ontology": use_ontology, "augment_depth": augment_depth, "calibrate": calibrate, "names": names,
                        "restrict_genes": os.fspath(restrict_genes) if restrict_genes is not None else "",
-                       "report": os.fspath(report) if report else "", "matrix": _matrix_request(layer, use_raw)},
+                       "report": os.fspath(report) if report else "", "matrix": _matrix_request(layer, use_raw),
+                       "return_models": _flag(return_models, "return_models")},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
-    text, matrices = _core.cross_validate(specs, options)
+    text, matrices, fold_models = _core.cross_validate(specs, options)
     details = json.loads(text)
     rows = []
     for fold in details["folds"]:
@@ -1235,7 +1271,7 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
     return CrossValidationResult(folds=fold_table, mean=mean, pooled=pooled, predictions=predictions, scores=scores, per_class=per_class,
                                  warnings=said,
                                  notes=notes, unmapped_labels=details.get("unmapped_labels", []), table=table, details=details,
-                                 probabilities=probabilities)
+                                 probabilities=probabilities, models={(fold, method): Model(core) for fold, method, core in fold_models})
 
 
 class _Genes:

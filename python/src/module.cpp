@@ -348,6 +348,7 @@ py::tuple cross_validate_cells(const py::list& references, const py::dict& optio
   cv.n_splits = option<int>(options, "n_splits", 0);
   cv.keep_held_out = true;
   cv.keep_held_out_map = !option<std::string>(options, "report", "").empty();
+  cv.keep_models = option<bool>(options, "return_models", false);
   cv.log = cv.train.log;
   const std::string restrict_genes = option<std::string>(options, "restrict_genes", "");
   const std::string report = option<std::string>(options, "report", "");
@@ -391,6 +392,7 @@ py::tuple cross_validate_cells(const py::list& references, const py::dict& optio
   }
   std::string text = json.dump();
   CrossValidationResult::HeldOut held_out = std::move(result.held_out);
+  std::vector<CvFoldModel> models = std::move(result.models);
   interruptible.reset();
   release.reset();
   py::dict probabilities;
@@ -399,7 +401,9 @@ py::tuple cross_validate_cells(const py::list& references, const py::dict& optio
     const auto rows = cols == 0 ? static_cast<std::int64_t>(held_out.truth.size()) : static_cast<std::int64_t>(matrix.values.size()) / cols;
     probabilities[py::str(method)] = py::make_tuple(matrix.class_names, matrix_array(std::move(matrix.values), rows, cols));
   }
-  return py::make_tuple(py::str(text), probabilities);
+  py::list fold_models;
+  for (auto& kept : models) fold_models.append(py::make_tuple(kept.fold, kept.method, std::move(kept.model)));
+  return py::make_tuple(py::str(text), probabilities, fold_models);
 }
 
 // ---- annotation ------------------------------------------------------------------------------
@@ -595,7 +599,11 @@ std::string evaluate_cells(const py::dict& obs_columns, const std::vector<std::s
   evaluation.group = option<std::string>(options, "group", "");
   evaluation.label_map = option<std::string>(options, "label_map", "");
   evaluation.label_dataset = option<std::string>(options, "label_dataset", "");
-  evaluation.embedding = "none";
+  evaluation.embedding = option<std::string>(options, "embedding", "none");
+  evaluation.max_map_points = option<std::size_t>(options, "max_points", evaluation.max_map_points);
+  evaluation.seed = option<std::uint64_t>(options, "seed", evaluation.seed);
+  const std::string report = option<std::string>(options, "report", "");
+  evaluation.umap = !report.empty();  // (the report's second map, as `celltyper evaluate --report`)
   evaluation.top_k = option<std::vector<int>>(options, "top_k", evaluation.top_k);
   const std::string compare = option<std::string>(options, "compare", "auto");
   if (compare != "auto" && compare != "labels" && compare != "ontology") throw InputError(fmt::format("compare='{}': auto, labels or ontology", compare));
@@ -606,7 +614,9 @@ std::string evaluate_cells(const py::dict& obs_columns, const std::vector<std::s
   Interruptible interruptible;
   std::shared_ptr<const Ontology> cell_ontology = use_ontology ? ontology(ontology_path) : nullptr;
   evaluation.ontology = cell_ontology.get();
-  return to_json(evaluate_annotated(source, evaluation)).dump();
+  const DatasetEvaluation result = evaluate_annotated(source, evaluation);
+  if (!report.empty()) write_html_report(report_content(result), report);
+  return to_json(result).dump();
 }
 
 std::vector<std::tuple<std::string, std::int64_t, float>> gene_neighbors(const std::string& gene, int k, const std::string& store_path,

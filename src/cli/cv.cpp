@@ -6,6 +6,7 @@
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
+#include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/output_file.hpp>
 #include <celltyper/report.hpp>
@@ -17,13 +18,93 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <memory>
+#include <optional>
+#include <set>
 #include <sstream>
 
+#include <unistd.h>
+
 namespace celltyper::cli {
+
+namespace {
+
+/// --save-models DIR, checked before the folds train: a name, not a file, and (when missing) under
+/// a writable directory; created when the first fold's models are written.
+void check_model_directory(const std::string& directory) {
+  if (directory.empty()) throw InputError("--save-models needs a directory name");
+  std::error_code error;
+  const std::filesystem::path path(directory);
+  if (std::filesystem::exists(path, error)) {
+    if (!std::filesystem::is_directory(path, error)) throw InputError(fmt::format("--save-models {}: a file, not a directory", directory));
+    if (std::filesystem::is_directory(path / "models.tsv", error)) {
+      throw InputError(fmt::format("--save-models {}: its models.tsv is a directory", directory));
+    }
+    return;
+  }
+  std::filesystem::path parent = std::filesystem::absolute(path, error).parent_path();
+  while (!parent.empty() && !std::filesystem::exists(parent, error) && parent != parent.root_path()) parent = parent.parent_path();
+  if (!std::filesystem::is_directory(parent, error) || ::access(parent.c_str(), W_OK) != 0) {
+    throw IoError(fmt::format("--save-models {}: cannot create the directory ({} is not a writable directory)", directory, parent.string()));
+  }
+}
+
+/// A fold's name as part of a file name: a reference file held out by --group file by its name
+/// without .h5ad; characters other than letters, digits, '.', '-' and '_' as '_' (a group
+/// "donor/1" is "donor_1", never a path).
+std::string fold_file_stem(const std::string& fold, bool by_file) {
+  std::string stem = by_file ? std::filesystem::path(fold).filename().string() : fold;
+  if (stem.empty()) stem = fold;
+  if (stem.size() > 5 && stem.ends_with(".h5ad")) stem.resize(stem.size() - 5);
+  for (char& c : stem) {
+    if (std::isalnum(static_cast<unsigned char>(c)) == 0 && c != '.' && c != '-' && c != '_') c = '_';
+  }
+  return stem.empty() || stem.front() == '.' ? "fold" + stem : stem;
+}
+
+/// Writes each fold's models as the fold ends: DIRECTORY/FOLD.CLASSIFIER-FEATURES.h5 (a name two
+/// folds would share gets -2, -3, ...), then models.tsv (fold, method, file, held_out: what the
+/// model held out in words).
+class FoldModelWriter {
+ public:
+  FoldModelWriter(std::string directory, bool by_file) : directory_(std::move(directory)), by_file_(by_file) {}
+
+  void write(CvFoldModel&& kept) {
+    if (used_.empty()) {
+      std::error_code error;
+      std::filesystem::create_directories(directory_, error);
+      if (error) throw IoError(fmt::format("--save-models {}: cannot create the directory: {}", directory_, error.message()));
+    }
+    std::string method = kept.method;
+    std::replace(method.begin(), method.end(), ':', '-');
+    const std::string base = fold_file_stem(kept.fold, by_file_) + "." + method;
+    std::string name = base + ".h5";
+    for (int k = 2; used_.count(name) != 0; ++k) name = fmt::format("{}-{}.h5", base, k);
+    used_.insert(name);
+    save_model(*kept.model, (std::filesystem::path(directory_) / name).string());
+    table_ << kept.fold << '\t' << kept.method << '\t' << name << '\t' << kept.model->provenance.value("cv_held_out", std::string()) << '\n';
+  }
+
+  /// models.tsv; returns the number of models written.
+  std::size_t finish() {
+    if (used_.empty()) return 0;
+    write_output_file((std::filesystem::path(directory_) / "models.tsv").string(), "fold\tmethod\tfile\theld_out\n" + table_.str());
+    return used_.size();
+  }
+
+ private:
+  std::string directory_;
+  bool by_file_;
+  std::set<std::string> used_;
+  std::ostringstream table_;
+};
+
+}  // namespace
 
 void add_cv(CLI::App& app, const GlobalOptions& global) {
   struct Args {
@@ -43,6 +124,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     std::string probabilities;
     std::string report;
     std::string png;
+    std::string save_models;
     double png_scale = 1.0;
     bool no_ensemble = false;
     bool no_ontology = false;
@@ -110,6 +192,9 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--png-scale", args->png_scale, "Device pixels per CSS pixel of the PNGs")
       ->check(CLI::Range(0.25, 8.0))
       ->capture_default_str();
+  command->add_option("--save-models", args->save_models,
+                      "Write each fold's model of each configuration into this directory (FOLD.CLASSIFIER-FEATURES.h5, complete as "
+                      "train writes one, and models.tsv naming each file's fold, method and what it held out)");
   command->callback([args, command, &global] {
     args->references = split_path_list(args->references);
     std::vector<std::string> inputs = args->references;
@@ -155,6 +240,13 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       }
     }
     options.ensemble = !args->no_ensemble;
+    options.keep_models = command->count("--save-models") > 0;
+    std::optional<FoldModelWriter> model_writer;
+    if (options.keep_models) {
+      check_model_directory(args->save_models);
+      model_writer.emplace(args->save_models, args->group == kGroupByFile);
+      options.model_sink = [&model_writer](CvFoldModel&& kept) { model_writer->write(std::move(kept)); };
+    }
     options.keep_held_out_map = !args->report.empty() || !args->png.empty();
     options.keep_held_out = options.keep_held_out_map || !args->predictions.empty() || !args->probabilities.empty();
     Ontology ontology;
@@ -227,6 +319,13 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
         png_options.scale = args->png_scale;
         const auto images = export_report_png(content, args->png, png_options);
         if (!global.quiet) fmt::print(stderr, "{} PNGs in {}\n", images.size(), args->png);
+      }
+    }
+    if (model_writer) {
+      const std::size_t written = model_writer->finish();
+      if (!global.quiet) {
+        fmt::print(stderr, "models: {} fold model{} in {} (models.tsv names {})\n", written, written == 1 ? "" : "s", args->save_models,
+                   written == 1 ? "it" : "them");
       }
     }
     print_warnings(result.warnings, global.quiet);

@@ -32,6 +32,11 @@ std::string format_model_description(const std::string& path, const nlohmann::js
   out += fmt::format("Trained on  {} labelled cells{}, label {}\n", model["n_cells"].get<std::int64_t>(),
                      copies > 0 ? fmt::format(" (+ {} thinned copies: depth augmentation)", copies) : std::string(),
                      model["label_column"].get<std::string>());
+  if (model.contains("cv_fold") && model["cv_fold"].is_string()) {
+    const std::string held_out = model.value("cv_held_out", std::string());
+    out += fmt::format("  a cv fold's model: trained with {} held out\n",
+                       held_out.empty() ? fmt::format("fold '{}'", model["cv_fold"].get<std::string>()) : held_out);
+  }
   for (const auto& reference : model["references"]) {
     // how its values were read: a normalisation, or (a `celltyper extract` matrix) the embeddings it carried
     const std::string normalization = reference["normalization"].get<std::string>();

@@ -101,7 +101,8 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--harmonize-labels", args->options.harmonize_labels,
                     "Pool references labelled at different depths: labels become Cell Ontology terms (--label-map and the "
                     "ontology's names); the classes are the most specific terms, and a cell with a coarser term (e.g. 'lymphocyte') "
-                    "trains on the summed probability of the classes below it (logreg, mlp; xgboost and knn leave it out)");
+                    "trains on the summed probability of the classes below it (logreg, mlp; xgboost and knn leave it out), as does a "
+                    "label of alternatives ('T/NK cells', CellTypist's 'A|B'); the scores calibrate on held-out cells labelled with a class");
   command->add_flag("--flat-labels", args->options.flat_labels, "With --harmonize-labels: every term is a class of its own (flat pooled training)");
   command->add_option("--ontology", args->ontology, fmt::format("Cell Ontology .obo or CELLxGENE .json: CL ids for labels that are CL names, and the terms of --harmonize-labels ({})", kOntologyDefaultHelp));
   command->add_flag("--balance-references", args->options.balance_references,

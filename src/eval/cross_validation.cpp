@@ -235,7 +235,8 @@ ProbabilityMatrix stack_folds(std::vector<HeldOutPrediction>&& folds) {
 /// (`by_cells`), the cells of each label are shuffled and dealt to the folds in turn, continuing
 /// across labels, so every fold holds each label's share and the folds differ by a cell at most.
 /// Returns a note saying how, or "" when the groups are k or fewer (one fold each, as without).
-std::string split_into_folds(std::vector<ReferenceCells>& references, int k, bool by_cells, std::uint64_t seed, const std::string& what) {
+std::string split_into_folds(std::vector<ReferenceCells>& references, int k, bool by_cells, std::uint64_t seed, const std::string& what,
+                             std::map<std::string, std::vector<std::string>>& members_of) {
   const auto fold_name = [](std::size_t fold) { return fmt::format("fold {}", fold + 1); };
   const auto n_folds = static_cast<std::size_t>(k);
   if (by_cells) {
@@ -270,6 +271,7 @@ std::string split_into_folds(std::vector<ReferenceCells>& references, int k, boo
     members[fold].push_back(group);
     fold_of[group] = fold_name(fold);
   }
+  for (std::size_t fold = 0; fold < n_folds; ++fold) members_of[fold_name(fold)] = members[fold];
   for (auto& cells : references) {
     for (std::size_t row = 0; row < cells.labels.size(); ++row) {
       if (cells.usable[row] != 0) cells.groups[row] = fold_of.at(cells.groups[row]);
@@ -483,9 +485,10 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
                                             n_missing_group, n_missing_group == 1 ? "" : "s", kMissingGroup));
     }
   }
+  std::map<std::string, std::vector<std::string>> pooled_groups;  // fold -> the groups pooled into it (n_splits with groups)
   if (options.n_splits > 0) {
     const std::string what = by_file ? std::string("the reference files") : "obs:" + base.group_column;
-    const std::string note = split_into_folds(references, options.n_splits, by_cells, base.seed, what);
+    const std::string note = split_into_folds(references, options.n_splits, by_cells, base.seed, what, pooled_groups);
     if (!note.empty()) {
       result.warnings.push_back(note);
       group_set.clear();
@@ -691,6 +694,14 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     const std::size_t map_values_before = result.held_out.embedding.values.size();
     const std::string map_source_before = result.held_out.embedding_source;
     const std::size_t warnings_before = result.warnings.size();
+    std::vector<CvFoldModel> fold_models;  // (keep_models: handed on once the fold is done)
+    // What a kept model held out, as `inspect` says it.
+    const std::string held_out_description =
+        by_cells                     ? fmt::format("fold '{}' of {} folds of cells stratified by label", fold, options.n_splits)
+        : pooled_groups.count(fold) ? fmt::format("fold '{}' ({} {})", fold, by_file ? "the reference files" : "obs:" + base.group_column + " groups",
+                                                  detail::some_of(pooled_groups.at(fold), 6))
+        : by_file                    ? fmt::format("the reference file {}", fold)
+                                     : fmt::format("the cells of obs:{} = '{}'", base.group_column, fold);
     bool training_step = false;  // (an error elsewhere, e.g. in the held-out cells' features, stops the run as before)
     try {
       for (const auto& route : routes) {
@@ -704,7 +715,8 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
         // Files labelled at different depths: a coarse term trains as the classes below it.
         train.harmonize_labels = options.harmonize_labels && options.ontology != nullptr;
         train.ontology = options.ontology;
-        train.reference_sample_cells = 0;  // a fold's model is never refitted nor saved
+        // (a fold's model is never refitted nor saved, unless its caller keeps it)
+        if (!options.keep_models) train.reference_sample_cells = 0;
         train.warn_unmapped_labels = false;  // (result.unmapped_labels lists them once)
         train.log = nullptr;
         const CvModelConfig& first = *std::find_if(options.configurations.begin(), options.configurations.end(),
@@ -833,6 +845,15 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
           }
           predict_seconds[config.name()] = held_out_seconds + seconds_since(started);
           predictions[config.name()] = std::move(prediction);
+          if (options.keep_models) {
+            finish_model(trained, data);
+            trained.model.provenance["cv_fold"] = fold;
+            trained.model.provenance["cv_held_out"] = held_out_description;
+            if (const auto pooled = pooled_groups.find(fold); pooled != pooled_groups.end()) {
+              trained.model.provenance["cv_fold_groups"] = pooled->second;
+            }
+            fold_models.push_back({fold, config.name(), std::make_shared<CellTypeModel>(std::move(trained.model))});
+          }
         }
       }
     } catch (const InputError& error) {
@@ -848,6 +869,14 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       continue;
     }
     for (const std::string& key : repeated_here) ++repeated.at(key).second;
+    for (CvFoldModel& kept : fold_models) {
+      if (options.model_sink) {
+        options.model_sink(std::move(kept));  // (saved as each fold ends: one fold's models in memory)
+      } else {
+        result.models.push_back(std::move(kept));
+      }
+    }
+    fold_models.clear();
     if (with_ensemble) {
       std::vector<const HeldOutPrediction*> members;
       double train_total = 0, predict_total = 0;

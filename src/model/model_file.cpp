@@ -421,9 +421,15 @@ std::string calibration_text(const nlohmann::json& summary) {
     return summary.contains(key) && summary[key].is_object() ? summary[key].value(which, 0.0) : 0.0;
   };
   const auto one_hot = summary.value("n_one_hot", std::int64_t{0});
-  return fmt::format("calibrated (temperature {:.3g} from {} held-out cells{}: mean score {:.2f} -> {:.2f} at accuracy {:.2f}, expected "
+  const auto coarse = summary.value("n_coarse_left_out", std::int64_t{0});
+  const auto coarse_used = summary.value("n_coarse_used", std::int64_t{0});
+  return fmt::format("calibrated (temperature {:.3g} from {} held-out cells{}{}: mean score {:.2f} -> {:.2f} at accuracy {:.2f}, expected "
                      "calibration error {:.3f} -> {:.3f} on those cells{})",
                      summary.value("temperature", 1.0), summary["n_cells"].get<std::int64_t>(),
+                     coarse > 0        ? fmt::format(" labelled with a class (not the {} with a coarser label)", coarse)
+                     : coarse_used > 0 ? fmt::format(", {} of them with a coarser label, met by any class below it (too few carry a class)",
+                                                     coarse_used)
+                                       : std::string(),
                      one_hot > 0 ? fmt::format(", besides {} whose one class probability above 0 no temperature changes", one_hot) : std::string(),
                      figure("mean_confidence", "before"), figure("mean_confidence", "after"), summary.value("accuracy", 0.0),
                      figure("expected_calibration_error", "before"), figure("expected_calibration_error", "after"),
@@ -456,7 +462,7 @@ nlohmann::json describe_model(const CellTypeModel& model) {
     validation = {{"accuracy", model.validation["accuracy"]},
                   {"macro_f1", model.validation.contains("macro") ? model.validation["macro"].value("f1", 0.0) : 0.0}};
   }
-  return {{"format", kFormatName},
+  nlohmann::json described = {{"format", kFormatName},
           {"celltyper_version", from("model_celltyper_version", "")},
           {"created_utc", from("model_created_utc", "")},
           {"training_warnings", from("training_warnings", nlohmann::json::array())},
@@ -479,6 +485,10 @@ nlohmann::json describe_model(const CellTypeModel& model) {
           {"type_profiles", {{"n_classes", model.similarity.n_profiles()},
                              {"n_genes", model.similarity.entrez_ids.size()},
                              {"n_depth_levels", model.similarity.n_levels}}}};
+  for (const char* key : {"cv_fold", "cv_held_out", "cv_fold_groups"}) {  // (a cv fold's model)
+    if (provenance.contains(key)) described[key] = provenance[key];
+  }
+  return described;
 }
 
 namespace {

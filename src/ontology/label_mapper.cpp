@@ -274,7 +274,7 @@ LabelMatch LabelMapper::map(std::string_view label, std::string_view dataset) co
   if (ontology_ == nullptr) return unmapped;
 
   LabelMatch match = map_name(label, key);
-  if (match.mapped() || match.kind == LabelMatchKind::kAmbiguous || label.find('/') == std::string_view::npos) return match;
+  if (match.mapped() || match.kind == LabelMatchKind::kAmbiguous || label.find_first_of(kAlternativeSeparators) == std::string_view::npos) return match;
   return map_alternatives(label);
 }
 
@@ -333,7 +333,7 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
   std::vector<std::string_view> texts;  // as written (a part may be a CL id)
   std::vector<std::string> parts;       // normalised
   for (std::size_t start = 0;;) {
-    const auto slash = label.find('/', start);
+    const auto slash = label.find_first_of(kAlternativeSeparators, start);
     texts.push_back(label.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start));
     parts.push_back(normalize_label(texts.back()));
     if (parts.back().empty()) return unmapped;
@@ -357,7 +357,8 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
       unmapped.parts.clear();  // (parts are given only when every part names a term)
       std::vector<std::string> quoted;
       for (const std::string_view text : texts) quoted.push_back(fmt::format("'{}'", text));
-      unmapped.reason = fmt::format("read as alternatives {}, and '{}' names no Cell Ontology term", fmt::join(quoted, " / "), texts[p]);
+      unmapped.reason = fmt::format("read as alternatives {}, and '{}' names no Cell Ontology term",
+                                    fmt::join(quoted, label.find('/') == std::string_view::npos ? " | " : " / "), texts[p]);
       return unmapped;
     }
     terms.push_back(ontology_->canonical(ontology_->index_of(part.cl_id)));  // (an obsolete part: its replacement, which has parents)
@@ -385,7 +386,7 @@ LabelMatch LabelMapper::map_alternatives(std::string_view label) const {
 }
 
 std::vector<std::string> LabelMapper::alternatives_within(std::string_view label, const std::string& cl_id) const {
-  if (ontology_ == nullptr || label.find('/') == std::string_view::npos) return {};
+  if (ontology_ == nullptr || label.find_first_of(kAlternativeSeparators) == std::string_view::npos) return {};
   const auto mapped = ontology_->find_index(cl_id);
   if (!mapped) return {};
   const TermIndex whole = ontology_->canonical(*mapped);

@@ -11,10 +11,12 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <set>
 #include <random>
+#include <sstream>
 
 namespace celltyper {
 namespace {
@@ -291,6 +293,88 @@ TEST(CvCli, PredictionsAndProbabilitiesAreEachCellsOutOfFoldOnes) {
                                   "--predictions", dir.file("no/such/folder/pred.csv")});
   EXPECT_EQ(bad.exit_code, 3) << bad.err;
   EXPECT_NE(bad.err.find("no/such/folder"), std::string::npos) << bad.err;
+}
+
+TEST(CvCli, SavedFoldModelsAnnotateTheirHeldOutCellsAsCvDid) {
+  // scikit-learn's cross_validate(return_estimator=True): each fold's model, complete as train
+  // writes one, gives its held-out cells the out-of-fold labels and scores cv reported.
+  CELLTYPER_REQUIRE_SHARED(reference, "savercat-pbmc-3tech/pbmc_prep_3tech.h5ad");
+  const std::string table = test::shared_data("gene-annotations/human_genes.tsv");
+  if (test::run_program({test::system_python(), "-c", "import anndata, pandas"}).exit_code != 0) {
+    GTEST_SKIP() << "no python3 with anndata and pandas (scripts/test.sh installs them)";
+  }
+  test::TempDir dir;
+  const auto cv = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--classifier", "logreg,knn", "--n-genes",
+                                 "1000", "--gene-table", table, "--no-ontology", "--predictions", dir.file("pred.csv"), "--save-models",
+                                 dir.file("models/fold models")});
+  ASSERT_EQ(cv.exit_code, 0) << cv.err;
+  EXPECT_NE(cv.err.find("models: 6 fold models in " + dir.file("models/fold models") + " (models.tsv names them)"), std::string::npos) << cv.err;
+  std::ifstream in(dir.file("models/fold models/models.tsv"));
+  std::stringstream listed;
+  listed << in.rdbuf();
+  EXPECT_EQ(listed.str(),
+            "fold\tmethod\tfile\theld_out\n"
+            "V2\tlogreg:expression\tV2.logreg-expression.h5\tthe cells of obs:tech = 'V2'\n"
+            "V2\tknn:expression\tV2.knn-expression.h5\tthe cells of obs:tech = 'V2'\n"
+            "V3\tlogreg:expression\tV3.logreg-expression.h5\tthe cells of obs:tech = 'V3'\n"
+            "V3\tknn:expression\tV3.knn-expression.h5\tthe cells of obs:tech = 'V3'\n"
+            "VDJ\tlogreg:expression\tVDJ.logreg-expression.h5\tthe cells of obs:tech = 'VDJ'\n"
+            "VDJ\tknn:expression\tVDJ.knn-expression.h5\tthe cells of obs:tech = 'VDJ'\n");
+  const std::string model = dir.file("models/fold models/VDJ.logreg-expression.h5");
+  const auto described = test::run_cli({"inspect", model});
+  ASSERT_EQ(described.exit_code, 0) << described.err;
+  EXPECT_NE(described.out.find("a cv fold's model: trained with the cells of obs:tech = 'VDJ' held out"), std::string::npos) << described.out;
+  EXPECT_NE(described.out.find("Reference sample  1453 cells"), std::string::npos) << described.out;  // (it refits as a saved model does)
+  const auto wrote = test::run_program({test::system_python(), "-c",
+                                        fmt::format("import anndata\na = anndata.read_h5ad('{}')\na[a.obs['tech'] == 'VDJ'].copy().write_h5ad('{}')\n",
+                                                    reference, dir.file("vdj.h5ad"))});
+  ASSERT_EQ(wrote.exit_code, 0) << wrote.err;
+  const auto annotated = test::run_cli({"annotate", "-m", model, "-i", dir.file("vdj.h5ad"), "--csv", dir.file("vdj.csv"), "--gene-table", table, "-q"});
+  ASSERT_EQ(annotated.exit_code, 0) << annotated.err;
+  const auto compared = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import numpy as np, pandas as pd\n"
+                   "p = pd.read_csv('{}', index_col='obs_name', keep_default_na=False)\n"
+                   "q = pd.read_csv('{}', index_col=0, keep_default_na=False)\n"
+                   "p = p[p['fold'] == 'VDJ']\n"
+                   "q = q.loc[p.index]\n"
+                   "assert len(p) == 547\n"
+                   "assert (p['logreg:expression'] == q['celltyper_label']).all()\n"
+                   "assert np.abs(p['logreg:expression_score'] - q['celltyper_score']).max() < 1e-3\n",
+                   dir.file("pred.csv"), dir.file("vdj.csv"))});
+  EXPECT_EQ(compared.exit_code, 0) << compared.err << compared.out;
+  // Groups pooled into folds (--n-splits): a model names the groups it held out; a group value is
+  // never read as a path ("V2/x" -> "fold_1" files, the groups listed in models.tsv).
+  const auto wrote_groups = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata\na = anndata.read_h5ad('{}')\na.obs['batch'] = a.obs['tech'].astype(str) + '/x'\na.write_h5ad('{}')\n",
+                   reference, dir.file("slashed.h5ad"))});
+  ASSERT_EQ(wrote_groups.exit_code, 0) << wrote_groups.err;
+  const auto pooled = test::run_cli({"cv", "-r", dir.file("slashed.h5ad"), "-l", "obs:celltype", "--group", "obs:batch", "--n-splits", "2",
+                                     "--n-genes", "500", "--gene-table", table, "--no-ontology", "--save-models", dir.file("pooled"), "-q"});
+  ASSERT_EQ(pooled.exit_code, 0) << pooled.err;
+  std::ifstream pooled_in(dir.file("pooled/models.tsv"));
+  std::stringstream pooled_listed;
+  pooled_listed << pooled_in.rdbuf();
+  EXPECT_NE(pooled_listed.str().find("fold 1\tlogreg:expression\tfold_1.logreg-expression.h5\tfold 'fold 1' (obs:batch groups "), std::string::npos)
+      << pooled_listed.str();
+  EXPECT_NE(pooled_listed.str().find("V3/x"), std::string::npos) << pooled_listed.str();
+  const auto groups = test::run_cli({"cv", "-r", dir.file("slashed.h5ad"), "-l", "obs:celltype", "--group", "obs:batch", "--n-genes", "500",
+                                     "--gene-table", table, "--no-ontology", "--folds", "V2/x", "--save-models", dir.file("slashed"), "-q"});
+  ASSERT_EQ(groups.exit_code, 0) << groups.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("slashed/V2_x.logreg-expression.h5")));
+  // Refused before any fold trains (exit 2, nothing created): a file where the directory should
+  // be, a directory named models.tsv inside it, no name at all.
+  { std::ofstream(dir.file("a file")) << "x"; }
+  std::filesystem::create_directories(dir.file("taken/models.tsv"));
+  for (const auto& [target, said] : std::vector<std::pair<std::string, std::string>>{
+           {dir.file("a file"), ": a file, not a directory"}, {dir.file("taken"), ": its models.tsv is a directory"}, {"", "needs a directory name"}}) {
+    const auto refused = test::run_cli({"cv", "-r", reference, "-l", "obs:celltype", "--group", "obs:tech", "--gene-table", table, "--no-ontology",
+                                        "--save-models", target});
+    EXPECT_EQ(refused.exit_code, 2) << refused.err;
+    EXPECT_NE(refused.err.find(said), std::string::npos) << refused.err;
+    EXPECT_EQ(refused.out.find("fold mean"), std::string::npos) << refused.out;  // (no fold trained)
+  }
 }
 
 TEST(CvCli, NSplitsStratifiesCellsOrPoolsGroupsIntoKFolds) {

@@ -1082,6 +1082,20 @@ TEST(TrainAnnotateCli, AMajorityVoteCountsUnassignedCellsAndAnAnnotatedFileIsARe
                            "T|Memory CD4 T')"),
             std::string::npos)
       << again.err;
+  // With --harmonize-labels the multi-label reads as alternatives ("T/NK cells"): its cells train as
+  // either type (the classes below their common term, CD4-positive, alpha-beta T cell), no class of
+  // their own and no warning.
+  const auto harmonized = test::run_cli({"train", "-r", dir.file("annotated.h5ad"), "-l", "obs:annotated", "--gene-table", table, "-o",
+                                         dir.file("harmonized.h5"), "--json", "--validation-fraction", "0", "--harmonize-labels"});
+  ASSERT_EQ(harmonized.exit_code, 0) << harmonized.err;
+  const auto harmonized_classes = nlohmann::json::parse(harmonized.out)["classes"];
+  EXPECT_TRUE(std::none_of(harmonized_classes.begin(), harmonized_classes.end(),
+                           [](const nlohmann::json& name) { return name.get<std::string>().find('|') != std::string::npos; }))
+      << harmonized_classes.dump();
+  EXPECT_EQ(harmonized.err.find("CellTypist's multi-labels"), std::string::npos) << harmonized.err;
+  EXPECT_EQ(nlohmann::json::parse(harmonized.out)["provenance"]["coarse_labels"]["CD4-positive, alpha-beta T cell"][dir.file("annotated.h5ad")],
+            (nlohmann::json{"CD4-positive, alpha-beta memory T cell", "naive thymus-derived CD4-positive, alpha-beta T cell"}))
+      << harmonized.out.substr(0, 3000);
 }
 
 TEST(TrainAnnotateCli, ModelsNamingOneTermDifferentlyAreAveragedAsOneClass) {

@@ -3,6 +3,7 @@
 // labels of which references are coarse, and models that learn fine types from a fine reference and
 // use a coarse reference's cells without making its coarse term a class.
 #include <celltyper/annotate.hpp>
+#include <celltyper/calibration.hpp>
 #include <celltyper/classifier.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/expression_features.hpp>
@@ -14,6 +15,7 @@
 
 #include "support/test_support.hpp"
 
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -193,6 +195,13 @@ TEST(CoarseLabels, ACoarseTermTrainsAsTheClassesItsReferenceLeftBelowIt) {
             (std::map<std::int32_t, std::vector<std::string>>{{1, {"B cell", "T cell"}}}));
   EXPECT_EQ(coarse_labels(coarser_pool, ids, ontology, {{"lymphocyte", {"CL:0000624"}}}).at("lymphocyte").classes,
             (std::map<std::int32_t, std::vector<std::string>>{{1, {"T cell"}}}));
+  // Within one reference: "lymphocyte" beside its "CD4 T cell" and "B cell" is a class (the other
+  // lymphocytes), but a label of alternatives naming those two (CellTypist's "CD4 T cell|B cell")
+  // is one of them: its cells train as either.
+  const std::vector<std::set<std::string>> one = {{"CD4 T cell", "B cell", "lymphocyte"}};
+  EXPECT_TRUE(coarse_labels(one, ids, ontology).empty());
+  EXPECT_EQ(coarse_labels(one, ids, ontology, {{"lymphocyte", {"CL:0000624", "CL:0000236"}}}).at("lymphocyte").classes,
+            (std::map<std::int32_t, std::vector<std::string>>{{0, {"B cell", "CD4 T cell"}}}));
 }
 
 constexpr int kGenes = 40;
@@ -279,6 +288,54 @@ TEST(MixedGranularityTraining, FineClassesFromOneReferenceAndCoarseCellsFromAnot
   EXPECT_EQ(trees.model.class_names, (std::vector<std::string>{"B cell", "T cell", "monocyte"}));
   EXPECT_TRUE(std::any_of(trees.warnings.begin(), trees.warnings.end(),
                           [](const std::string& warning) { return warning.find("300 cells were left out") != std::string::npos; }));
+}
+
+TEST(MixedGranularityTraining, ScoresCalibrateOnHeldOutCellsLabelledWithAClass) {
+  // A coarse label is met by a wrong call below it, so its cells would calibrate the fine calls'
+  // scores against a looser kind of right: they are left out while 20 or more held-out cells carry
+  // a class, and used when fewer do.
+  const Ontology ontology = small_ontology();
+  const GeneTable table = test::numbered_gene_table(kGenes, 1001, "G");
+  TrainOptions options;
+  options.label_column = "cell_type";
+  options.n_genes = 30;
+  options.num_threads = 1;
+  options.validation_fraction = 0.2;
+  options.harmonize_labels = true;
+  options.ontology = &ontology;
+  {
+    const MemoryDataset fine = make_cells({40, 40, 40}, {"T cell", "B cell", "monocyte"}, 1);
+    const MemoryDataset coarse = make_cells({150, 150, 100}, {"lymphocyte", "lymphocyte", "monocyte"}, 2, nullptr, "coarse");
+    const TrainResult mixed = train_model({&fine, &coarse}, options, GeneStore(), table);
+    const nlohmann::json& calibration = mixed.model.provenance["calibration"];
+    ASSERT_TRUE(calibration.contains("n_cells")) << calibration.dump();
+    const auto held_out = static_cast<std::int64_t>(mixed.validation.n_cells);
+    const auto left_out = calibration["n_coarse_left_out"].get<std::int64_t>();
+    // (about 20% of the 300 lymphocytes; the held-out cells with a class, 20% of 220, calibrate)
+    EXPECT_GT(left_out, 40);
+    EXPECT_LT(left_out, 80);
+    EXPECT_EQ(calibration["n_cells"].get<std::int64_t>() + calibration["n_one_hot"].get<std::int64_t>() + left_out, held_out);
+    EXPECT_EQ(calibration["n_coarse_used"].get<std::int64_t>(), 0);
+    EXPECT_GE(calibration["n_cells"].get<std::int64_t>(), kMinCalibrationCells);
+    EXPECT_NE(calibration_text(calibration).find(fmt::format("labelled with a class (not the {} with a coarser label)", left_out)),
+              std::string::npos)
+        << calibration_text(calibration);
+  }
+  {
+    // 6 held-out cells with a class: the coarse ones calibrate, with the sum of their classes.
+    const MemoryDataset fine = make_cells({10, 10, 10}, {"T cell", "B cell", "monocyte"}, 1);
+    const MemoryDataset coarse = make_cells({150, 150}, {"lymphocyte", "lymphocyte"}, 2, nullptr, "coarse");
+    const TrainResult mixed = train_model({&fine, &coarse}, options, GeneStore(), table);
+    const nlohmann::json& calibration = mixed.model.provenance["calibration"];
+    ASSERT_TRUE(calibration.contains("n_cells")) << calibration.dump();
+    EXPECT_EQ(calibration["n_coarse_left_out"].get<std::int64_t>(), 0);
+    EXPECT_EQ(calibration["n_cells"].get<std::int64_t>() + calibration["n_one_hot"].get<std::int64_t>(), static_cast<std::int64_t>(mixed.validation.n_cells));
+    const auto used = calibration["n_coarse_used"].get<std::int64_t>();
+    EXPECT_GT(used, 40);  // (about 20% of the 300 lymphocytes)
+    EXPECT_NE(calibration_text(calibration).find(fmt::format(", {} of them with a coarser label, met by any class below it (too few carry a class)", used)),
+              std::string::npos)
+        << calibration_text(calibration);
+  }
 }
 
 /// Pooled references with imputed genes: the features (in compressed rows or, when imputed values

@@ -339,6 +339,15 @@ TEST(LabelMapper, AlternativesMapToTheirLowestCommonAncestor) {
   for (const char* label : {"T/unknown cells", "T/killer cells", "T cells/", "/T cells", "/", "T//T cells"}) {
     EXPECT_FALSE(mapper.map(label).mapped()) << label;
   }
+  // CellTypist's multi-labels join alternatives with '|', as a slash does (mixed too).
+  for (const char* label : {"CD4-positive T cell|killer T cell", "CD4-positive|killer T cells", "CD4-positive T cell/T cell|killer T cell"}) {
+    const LabelMatch match = mapper.map(label);
+    EXPECT_EQ(match.cl_id, "CL:0000003") << label;
+    EXPECT_EQ(match.kind, LabelMatchKind::kCommonAncestor) << label;
+  }
+  EXPECT_EQ(mapper.alternatives_within("CD4-positive T cell|killer T cell", "CL:0000003"), (std::vector<std::string>{"CL:0000005", "CL:0000007"}));
+  EXPECT_EQ(mapper.map("T|unknown cells").reason, "read as alternatives 'T' | 'unknown cells', and 'unknown cells' names no Cell Ontology term");
+  EXPECT_FALSE(mapper.map("T cells|").mapped());
   // A table row for the whole label wins.
   LabelMapper table(&ontology);
   table.add_mapping("", "T/NK cells", "CL:0000006");
@@ -399,6 +408,9 @@ TEST(LabelMapperData, AlternativesOfRealLabels) {
     EXPECT_FALSE(mapper.map("Sertoli/Leydig cells").mapped()) << path;
     // Of blood cell and myeloid cell (a DAG), myeloid cell is 33-37 times the broader part: blood cell.
     EXPECT_EQ(mapper.map("Erythrocytes/Platelets").cl_id, "CL:0000081") << path;
+    // CellTypist's multi-labels (its Immune_All_Low names).
+    EXPECT_EQ(mapper.map("Naive B cells|Memory B cells").cl_id, "CL:0000785") << path;  // mature B cell
+    EXPECT_EQ(mapper.map("Classical monocytes|Non-classical monocytes").kind, LabelMatchKind::kCommonAncestor) << path;
     // pbmc68k_reduced's labels join markers of one cell; one part names nothing: the table maps them.
     EXPECT_FALSE(mapper.map("CD4+/CD45RA+/CD25- Naive T").mapped()) << path;
   }

@@ -474,6 +474,28 @@ def test_evaluate_equals_cli(tmp_path, pbmc68k):
     assert metrics["overall"]["macro"] == pytest.approx(expected["overall"]["macro"], abs=1e-9)
     assert metrics["overall"]["ontology"]["hierarchical_f1"] == pytest.approx(expected["overall"]["ontology"]["hierarchical_f1"], abs=1e-9)
     assert metrics["compared_on"] == expected["compared_on"]
+    # The cell map, as the command's: the same obsm matrix chosen, the same projection.
+    assert expected["embedding"] is not None
+    assert {k: metrics["embedding"][k] for k in ("source", "method", "n_cells", "n_points")} == \
+        {k: expected["embedding"][k] for k in ("source", "method", "n_cells", "n_points")}
+    assert metrics["embedding"]["explained_variance_ratio"] == pytest.approx(expected["embedding"]["explained_variance_ratio"], abs=1e-5)
+    assert celltyper.evaluate(query, truth="bulk_labels", embedding="none", use_ontology=False)["embedding"] is None
+    with pytest.raises(ValueError, match="no obsm matrix 'X_missing' for the cell map"):
+        celltyper.evaluate(query, truth="bulk_labels", embedding="obsm:X_missing")
+    # "auto" that cannot be drawn (a NaN in X_pca) warns, as the command does; named, it is an error.
+    broken = query.copy()
+    del broken.obsm["celltyper_probabilities"]
+    broken.obsm["X_pca"] = broken.obsm["X_pca"].copy()
+    broken.obsm["X_pca"][0, 0] = np.nan
+    with pytest.warns(UserWarning, match="no cell map: embedding has a non-finite value"):
+        assert celltyper.evaluate(broken, truth="bulk_labels", use_ontology=False, probabilities="none")["embedding"] is None
+    with pytest.raises(ValueError, match="non-finite value"):
+        celltyper.evaluate(broken, truth="bulk_labels", use_ontology=False, probabilities="none", embedding="X_pca")
+    # The HTML report of `celltyper evaluate --report`.
+    report = tmp_path / "report.html"
+    celltyper.evaluate(query, truth="bulk_labels", label_map=LABEL_MAP, label_dataset="pbmc68k_reduced", report=report)
+    html = report.read_text()
+    assert html.startswith("<!DOCTYPE html>") and "<svg" in html and "Confusion" in html and "obsm:" + expected["embedding"]["source"].split(":")[-1] in html
 
 
 @needs_data
@@ -1060,6 +1082,28 @@ def test_cv_in_k_stratified_folds_equals_the_cli(pbmc3k):
     assert any("stratified by label" in note for note in result.notes)
     with pytest.raises(ValueError, match="cv needs group="):
         celltyper.cv(pbmc3k, label="celltype")
+
+
+@needs_data
+def test_cv_returns_each_folds_model_which_labels_its_held_out_cells_as_cv_did(tmp_path, pbmc3k):
+    """return_models=True: scikit-learn's return_estimator; each fold's Model annotates its held-out cells with the
+    out-of-fold labels and scores of .predictions / .scores, and saves and reads back as a trained model."""
+    result = celltyper.cv(pbmc3k, label="celltype", n_splits=2, classifier=["logreg", "knn"], use_ontology=False, threads=2,
+                          return_models=True)
+    assert sorted(result.models) == [(f, m) for f in ("fold 1", "fold 2") for m in ("knn:expression", "logreg:expression")]
+    model = result.models[("fold 2", "logreg:expression")]
+    assert isinstance(model, celltyper.Model) and model.provenance["cv_fold"] == "fold 2"
+    assert model.provenance["cv_held_out"] == "fold 'fold 2' of 2 folds of cells stratified by label"
+    held = result.predictions["fold"] == "fold 2"
+    cells = pbmc3k[result.predictions.index[held.to_numpy()]].copy()  # (.predictions lists the cells fold by fold)
+    labels = celltyper.annotate(cells, model, inplace=False)
+    assert (labels.labels.astype(str).to_numpy() == result.predictions.loc[held, "logreg:expression"].astype(str).to_numpy()).all()
+    np.testing.assert_allclose(labels.scores.to_numpy(), result.scores.loc[held, "logreg:expression"].to_numpy(), atol=1e-5)
+    model.save(str(tmp_path / "fold2.h5"))
+    assert celltyper.load_model(str(tmp_path / "fold2.h5")).classes == model.classes
+    assert celltyper.cv(pbmc3k, label="celltype", n_splits=2, use_ontology=False, threads=2).models == {}
+    with pytest.raises(TypeError, match="return_models must be True or False"):
+        celltyper.cv(pbmc3k, label="celltype", n_splits=2, return_models="yes")
 
 
 @needs_data
