@@ -86,6 +86,27 @@ _PROSE = {"a", "also", "an", "and", "applies", "are", "as", "at", "be", "but", "
           "so", "takes", "than", "that", "the", "then", "this", "to", "too", "was", "when", "which", "with", "writes"}
 
 
+# CellTypist's keyword arguments and what does their work here (a TypeError says so).
+_CELLTYPIST = {
+    "p_thres": "min_score= (cells whose best score is below it are 'Unassigned'; celltyper's scores are calibrated)",
+    "majority_voting": "over_clustering='COLUMN' (an obs column of clusters: adds celltyper_majority_vote; celltyper does not cluster)",
+    "mode": "there are no 'prob match' multi-labels: top_k=2 gives each cell's two best labels and scores, hierarchical=True the "
+            "Cell Ontology term their summed score reaches",
+    "top_genes": "n_genes= (the size of the panel of most variable genes)",
+    "feature_selection": "n_genes= (a panel of the most variable genes is always chosen)",
+    "balance_cell_type": "class_balanced= (1, the default, weighs every class alike; 0 weighs every cell alike)",
+    "check_expression": "nothing: counts, CP10k and log1p(CP10k) are each recognised and normalised (normalization=)",
+    "use_SGD": "nothing: L-BFGS fits every reference cell (max_iterations=)",
+    "mini_batch": "nothing: L-BFGS fits every reference cell (max_iterations=)",
+}
+
+
+def _celltypist_hint(verb: str, key: str) -> Optional[str]:
+    """The TypeError text for CellTypist's keyword `key`, or None."""
+    hint = _CELLTYPIST.get(key)
+    return f"{verb}() got an unexpected keyword argument '{key}': CellTypist's {key}; here {hint}" if hint else None
+
+
 def _pythonic(function):
     """The engine's messages name command-line flags (`--min-score`, `--layer raw`); raised from
     `function`, they name its keyword arguments instead (`min_score=`, `use_raw=True`) where it has
@@ -101,7 +122,15 @@ def _pythonic(function):
     elsewhere = {"annotate --hierarchical": "annotate(hierarchical=True)"}  # another verb's flag named in this one's message
     renamed = {"normalize": "normalization", "normalise": "normalization", "normalisation": "normalization"}
 
+    # (advice naming other commands, said in Python: annotate's low-coverage fix)
+    rewritten = [(re.compile(r"`celltyper annotate --reference REF\.h5ad --label obs:COLUMN` \(trains on the shared genes\), or "
+                             r"`celltyper train --restrict-genes [^`]*`"),
+                  "annotate(adata, reference=REF, label='COLUMN') (trains on the shared genes), or a model trained on the genes "
+                  "the query measures: train(REF[:, REF.var_names.isin(adata.var_names)], label='COLUMN')")]
+
     def translate(message: str) -> str:
+        for pattern, text in rewritten:
+            message = pattern.sub(text, message)
         for flag, keyword in elsewhere.items():
             message = message.replace(flag, keyword)
         for flag, keyword in special.items():
@@ -139,6 +168,12 @@ def _pythonic(function):
         except ValueError as error:
             message = str(error)
             translated = translate(message)
+            data = args[0] if args else kwargs.get("adata")
+            if "(layer=<NAME>)" in translated and hasattr(data, "layers") and hasattr(data, "raw"):
+                # (the command line lists a file's other matrices; here, the AnnData's)
+                others = [f"layer='{name}'" for name in getattr(data, "layers", {}).keys()] + (["use_raw=True"] if data.raw is not None else [])
+                if others:
+                    translated = translated.replace("(layer=<NAME>)", f"({', '.join(others)}: this AnnData has them)")
             if translated == message:
                 raise
             raise ValueError(translated) from None
@@ -146,6 +181,8 @@ def _pythonic(function):
             import difflib
             unexpected = re.fullmatch(rf"{function.__name__}\(\) got an unexpected keyword argument '(\w+)'", str(error))
             given = unexpected.group(1) if unexpected else ""
+            if _celltypist_hint(function.__name__, given):
+                raise TypeError(_celltypist_hint(function.__name__, given)) from None
             if renamed.get(given) in keywords:  # the command line's name (--normalize), or another spelling
                 close = [renamed[given]]
             else:
@@ -434,8 +471,9 @@ class Model:
     def markers(self, n: int = 10):
         """Each type's `n` marker genes, from the reference cells the model keeps: the genes whose
         mean log1p(CP10k) in the type exceeds their mean over the other types by most, among genes
-        a fifth of the type's cells express (CellTypist's `extract_top_markers`, scanpy's
-        `rank_genes_groups`; `celltyper inspect MODEL --markers N`). A pandas DataFrame, one row
+        a fifth of the type's cells express (what scanpy's `rank_genes_groups` looks for; unlike
+        CellTypist's `extract_top_markers`, which ranks a model's coefficients, these are read from
+        expression, the same for every classifier; `celltyper inspect MODEL --markers N`). A pandas DataFrame, one row
         per type and gene, best first: class, cl_id, rank (1 = best), gene, mean, mean_elsewhere
         (the other types' mean), fraction and fraction_elsewhere (shares of cells expressing it).
         ValueError when the model keeps no reference cells (trained with reference_sample=0).
@@ -542,6 +580,8 @@ def _hyperparameters(given: dict, verb=None) -> dict:
     verb = verb or train
     keywords = [k for k in inspect.signature(verb).parameters if k != "hyperparameters"]
     for key, value in given.items():
+        if _celltypist_hint(verb.__name__, key):
+            raise TypeError(_celltypist_hint(verb.__name__, key))
         if isinstance(value, str):  # (a number written as text, from a config file: "0.1")
             try:
                 value = float(value)
@@ -748,7 +788,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     min_score : cells whose best probability is below it are "Unassigned" (0: none are; with
         `hierarchical`, 0 means 0.5).
     top_k : also the k best labels and scores per cell (obs celltyper_top{i}_label / _score).
-    over_clustering : an obs column of clusters: adds celltyper_majority_vote, each cluster's
+    over_clustering : an obs column of clusters, or the clusters themselves (a Series, array or
+        list, one per cell, as CellTypist takes them): adds celltyper_majority_vote, each cluster's
         most frequent label (CellTypist's over-clustering).
     hierarchical : the most specific Cell Ontology term whose summed probability reaches
         min_score (needs CL ids: a label map or CL-named classes); celltyper_flat_label keeps the
@@ -794,6 +835,17 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
             raise TypeError("annotate(adata, model): model is an AnnData; pass a Model or a model file, or train on the fly with "
                             "reference=AnnData, label='obs:COLUMN'")
     cores = [(m if isinstance(m, Model) else load_model(m))._core for m in models]
+    clusters = None  # (CellTypist also takes the clusters themselves: a Series, array or list, one per cell)
+    if over_clustering is not None and not isinstance(over_clustering, str) and hasattr(over_clustering, "__len__"):
+        if len(over_clustering) != adata.n_obs:
+            raise ValueError(f"over_clustering: {len(over_clustering)} values for {adata.n_obs} cells (an obs column's name, or one "
+                             "cluster per cell)")
+        import pandas as pd
+        clusters = over_clustering
+        if isinstance(clusters, pd.Series) and not clusters.index.equals(adata.obs.index) and clusters.index.is_unique \
+                and adata.obs.index.isin(clusters.index).all():
+            clusters = clusters.reindex(adata.obs.index)  # (a Series of the cells in another order: by name)
+        over_clustering = "over_clustering (given)"
     over = _strip(over_clustering, what="over_clustering")
     group = _strip(group, what="group")
     if group is None:  # the columns that may tell samples apart, as the command line reads an .h5ad's
@@ -808,8 +860,10 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                     samples.append(str(column))
     else:
         samples = [] if group == "none" else [group]
-    query = _dataset(adata, layer=layer, use_raw=use_raw, obs_columns=list(dict.fromkeys(([over] if over else []) + samples)),
-                     name="AnnData")
+    query = _dataset(adata, layer=layer, use_raw=use_raw,
+                     obs_columns=list(dict.fromkeys(([over] if over and clusters is None else []) + samples)), name="AnnData")
+    if clusters is not None:
+        query["obs"][over] = _column(np.asarray(clusters, dtype=object))
     if verbose:
         import sys
         sys.stderr.write(f"celltyper: query: {query['name']} read\n")

@@ -1466,7 +1466,8 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       data.cells.warnings.push_back(fmt::format(
           "{}: {} cell{} of obs:{} have labels joining several types with '|' (CellTypist's multi-labels, e.g. '{}'): each such label "
           "trains as a class of its own; relabel such cells with one type, leave them out (as 'Unassigned'), or {} "
-          "to train each as either of its types (the classes below their common Cell Ontology term)",
+          "to train each as either of its types (the classes below their common Cell Ontology term; every class then takes its "
+          "Cell Ontology name)",
           reference.path, reference.n_multi_labelled, reference.n_multi_labelled == 1 ? "" : "s", options.label_column, reference.multi_label_example,
           options.flat_labels ? "train without --flat-labels" : "pass --harmonize-labels"));
     }

@@ -1086,7 +1086,8 @@ TEST(TrainAnnotateCli, AMajorityVoteCountsUnassignedCellsAndAnAnnotatedFileIsARe
   // either type (the classes below their common term, CD4-positive, alpha-beta T cell), no class of
   // their own and no warning.
   const auto harmonized = test::run_cli({"train", "-r", dir.file("annotated.h5ad"), "-l", "obs:annotated", "--gene-table", table, "-o",
-                                         dir.file("harmonized.h5"), "--json", "--validation-fraction", "0", "--harmonize-labels"});
+                                         dir.file("harmonized.h5"), "--json", "--validation-fraction", "0", "--harmonize-labels", "--ontology",
+                                         test::shared_data("cell-ontology/CL-ontology-v2026-03-26.json")});
   ASSERT_EQ(harmonized.exit_code, 0) << harmonized.err;
   const auto harmonized_classes = nlohmann::json::parse(harmonized.out)["classes"];
   EXPECT_TRUE(std::none_of(harmonized_classes.begin(), harmonized_classes.end(),

@@ -283,12 +283,17 @@ def test_square_roots_and_asinh_of_counts_are_read_back_as_the_counts(pbmc3k):
     from_roots = celltyper.train(rooted, label="celltype", augment_depth=False)
     got = celltyper.annotate(counts.copy(), model=from_roots, inplace=False)
     assert (got.labels.values == expected.labels.values).all()
-    # Scaled values: the engine sees only the matrix given, so it names no file's matrices
+    # Scaled values: the engine sees only the matrix given; the message names the AnnData's others
+    # (as the command line names a file's), or a placeholder when it has none
     scaled = counts.copy()
     scaled.layers["counts"] = counts.X.copy()
     scaled.X = sp.csr_matrix(counts.X, dtype=np.float32)
     scaled.X.data = scaled.X.data - 3.0
-    with pytest.raises(ValueError, match=r"negative values cannot be used; read a matrix of counts or log-normalised values \(layer=<NAME>\)"):
+    with pytest.raises(ValueError, match=r"negative values cannot be used; read a matrix of counts or log-normalised values "
+                                         r"\(layer='counts': this AnnData has them\)"):
+        celltyper.annotate(scaled, model=model, layer="X")
+    del scaled.layers["counts"]
+    with pytest.raises(ValueError, match=r"read a matrix of counts or log-normalised values \(layer=<NAME>\)"):
         celltyper.annotate(scaled, model=model, layer="X")
 
 
@@ -807,6 +812,26 @@ def test_an_anndata_of_zero_cells_is_annotated_and_embedded_as_empty_results(pbm
     if os.path.exists(STORE):
         with pytest.warns(UserWarning, match="zero cells: nothing to embed"):
             assert celltyper.embed(empty).shape[0] == 0
+
+
+@needs_data
+def test_a_celltypist_users_habits(pbmc3k):
+    """CellTypist's keyword arguments say what does their work here; over_clustering takes the clusters themselves."""
+    model = celltyper.train(pbmc3k[::2].copy(), label="celltype", validation_fraction=0)
+    query = pbmc3k[1::2].copy()
+    by_name = celltyper.annotate(query, model=model, over_clustering="seurat_clusters", inplace=False)
+    for given in (query.obs["seurat_clusters"], list(query.obs["seurat_clusters"].astype(str)), query.obs["seurat_clusters"].iloc[::-1]):
+        result = celltyper.annotate(query, model=model, over_clustering=given, inplace=False)
+        assert list(result.majority_vote.astype(str)) == list(by_name.majority_vote.astype(str))
+    with pytest.raises(ValueError, match="over_clustering: 3 values for 1319 cells"):
+        celltyper.annotate(query, model=model, over_clustering=[1, 2, 3])
+    for keyword, said in (("p_thres", "here min_score="), ("majority_voting", "here over_clustering='COLUMN'"),
+                          ("mode", "here there are no 'prob match' multi-labels: top_k=2")):
+        with pytest.raises(TypeError, match=f"CellTypist's {keyword}; " + re.escape(said)):
+            celltyper.annotate(query, model=model, **{keyword: 0.5})
+    for keyword, said in (("top_genes", "here n_genes="), ("balance_cell_type", "here class_balanced="), ("check_expression", "here nothing")):
+        with pytest.raises(TypeError, match=f"CellTypist's {keyword}; " + re.escape(said)):
+            celltyper.train(query, label="celltype", **{keyword: True})
 
 
 def test_arguments_of_the_wrong_type_are_type_errors():
