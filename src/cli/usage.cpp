@@ -13,6 +13,7 @@
 #include <fmt/ranges.h>
 
 #include <algorithm>
+#include <map>
 #include <charconv>
 #include <filesystem>
 #include <cstdint>
@@ -155,6 +156,16 @@ std::string unknown_flag_hints(const CLI::App& at, const std::string& path, int 
         return "--" + flag;
       });
     }
+    // CellTypist's options, as a user of it spells them
+    static const std::map<std::string, std::string> celltypist = {
+        {"--p-thres", "CellTypist's p_thres is --min-score (cells whose best score is below it are Unassigned)"},
+        {"--majority-voting", "CellTypist's majority voting is --over-clustering obs:COLUMN (a column of clusters; celltyper does not cluster)"},
+        {"--mode", "there are no 'prob match' multi-labels: --top-k 2 writes each cell's two best labels and scores, --hierarchical the Cell "
+                   "Ontology term their summed score reaches"},
+        {"--top-genes", "CellTypist's top_genes is closest to --n-genes, the size of the panel of most variable genes"},
+        {"--balance-cell-type", "classes are balanced by default (--class-balanced 0 weighs every cell alike)"},
+    };
+    if (const auto found = celltypist.find(word); hint.empty() && found != celltypist.end()) hint = found->second;
     // (a name of one or two letters is one edit from every other short flag: no guess)
     if (hint.empty() && word.size() > 4) {
       if (const std::string closest = detail::closest_to(word, flags); !closest.empty()) hint = fmt::format("did you mean {}?", closest);

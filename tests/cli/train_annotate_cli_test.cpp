@@ -1286,6 +1286,11 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
       {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e3.h5"), "--classifier", "xgboost", "--learning-rate", "0.1"},
        "--learning-rate does not apply to --classifier xgboost: XGBoost's learning_rate is its eta, --eta"},
       {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e4.h5"), "--lable", "celltype"}, "--lable: did you mean --label?"},
+      // CellTypist's options say what does their work here
+      {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("k.h5ad"), "--p-thres", "0.5"},
+       "--p-thres: CellTypist's p_thres is --min-score"},
+      {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("k.h5ad"), "--majority-voting"},
+       "--majority-voting: CellTypist's majority voting is --over-clustering obs:COLUMN"},
       {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e5.h5"), "--classifier=knn", "--C", "1"},
        "--C: C is for --classifier logreg: scikit-learn's C is an inverse penalty"},
       {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e6.h5"), "--classifier=mlp", "--max_iter", "3"},
@@ -1306,7 +1311,7 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
     EXPECT_NE(result.err.find(c.message), std::string::npos) << result.err;
     EXPECT_EQ(std::count(result.err.begin(), result.err.end(), '\n'), 1) << result.err;
   }
-  for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "e2.h5", "e3.h5", "e4.h5", "e5.h5", "e6.h5", "h.h5ad", "i.csv", "j.zarr"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
+  for (const char* name : {"a.h5", "b.h5", "c.h5", "d.h5", "e.h5", "e2.h5", "e3.h5", "e4.h5", "e5.h5", "e6.h5", "h.h5ad", "i.csv", "j.zarr", "k.h5ad"}) EXPECT_FALSE(std::filesystem::exists(dir.file(name))) << name;
 
   // A class of one cell is left out, with a warning; labels that differ only in surrounding
   // spaces or case are one class (the most frequent spelling).
