@@ -181,8 +181,8 @@ def _pythonic(function):
             import difflib
             unexpected = re.fullmatch(rf"{function.__name__}\(\) got an unexpected keyword argument '(\w+)'", str(error))
             given = unexpected.group(1) if unexpected else ""
-            if _celltypist_hint(function.__name__, given):
-                raise TypeError(_celltypist_hint(function.__name__, given)) from None
+            if hint := _celltypist_hint(function.__name__, given):
+                raise TypeError(hint) from None
             if renamed.get(given) in keywords:  # the command line's name (--normalize), or another spelling
                 close = [renamed[given]]
             else:
@@ -580,8 +580,8 @@ def _hyperparameters(given: dict, verb=None) -> dict:
     verb = verb or train
     keywords = [k for k in inspect.signature(verb).parameters if k != "hyperparameters"]
     for key, value in given.items():
-        if _celltypist_hint(verb.__name__, key):
-            raise TypeError(_celltypist_hint(verb.__name__, key))
+        if hint := _celltypist_hint(verb.__name__, key):
+            raise TypeError(hint)
         if isinstance(value, str):  # (a number written as text, from a config file: "0.1")
             try:
                 value = float(value)
