@@ -6,7 +6,7 @@ quiet), where none is (it should fire), and where one type was left out of the r
 cells should be flagged, the others not).
 
 Every model is `celltyper train` with default settings; every query is `celltyper annotate` with
-default settings. Beside the check, the same cells judged by the classifier's own score
+default settings, then again with `--unassign-unlike` (the flagged cells Unassigned). Beside the check, the same cells judged by the classifier's own score
 (`celltyper_score` < 0.5, what a user has without the check) as the reference point.
 
     /usr/bin/python3 bench/novelty/run.py [--build build] [--out bench/results/novelty]
@@ -88,6 +88,30 @@ def prepare(workdir):
                                                    os.path.join(workdir, f"cb3_{tech}.h5ad")), "cell_line")
     cb5 = read("cellbench-mixology/cellbench_5cl_celseq2_3plates.h5ad")
     files["cellbench 5cl"] = (write_subset(cb5, (cb5.obs["demuxlet_cls"].astype(str) == "SNG").values, os.path.join(workdir, "cb5.h5ad")), "cell_line")
+    # A "biopsy" measured on a short gene list: savercat's PBMCs (its file keeps 10,000 genes) with
+    # the 5 lung cancer lines, on the genes both measure (cellbench's Ensembl ids as symbols): cells
+    # of types a PBMC model lacks among blood cells, on a third of the reference's expression.
+    genes = pd.read_csv(os.path.join(SHARED, "gene-annotations", "human_genes.tsv"), sep="\t", usecols=["symbol", "ensembl_ids"])
+    symbol_of = {}
+    for symbol, ids in zip(genes["symbol"], genes["ensembl_ids"]):
+        if isinstance(ids, str):
+            for ensembl in ids.split(","):
+                symbol_of.setdefault(ensembl.strip(), symbol)
+    lines = cb5[(cb5.obs["demuxlet_cls"].astype(str) == "SNG").values]
+    symbols = pd.Series([symbol_of.get(ensembl) for ensembl in lines.var_names])
+    unique = (symbols.notna() & ~symbols.duplicated(keep=False)).values
+    shared = sorted(set(symbols[unique]) & set(saver.var_names))
+    column_of = {symbol: k for k, symbol in enumerate(symbols)}
+    lines_X = lines.X[:, [column_of[g] for g in shared]]
+    saver_X = saver[:, shared].X
+    import scipy.sparse as sparse
+    biopsy = anndata.AnnData(
+        X=sparse.vstack([sparse.csr_matrix(saver_X, dtype=np.float32), sparse.csr_matrix(lines_X, dtype=np.float32)]).tocsr(),
+        obs=pd.DataFrame({"truth": np.concatenate([saver.obs["celltype"].astype(str).values, lines.obs["cell_line"].astype(str).values])},
+                         index=[f"pbmc_{n}" for n in saver.obs_names] + [f"line_{n}" for n in lines.obs_names]),
+        var=pd.DataFrame(index=shared))
+    biopsy.write_h5ad(os.path.join(workdir, "biopsy.h5ad"))
+    files["savercat + cellbench 5cl, shared genes"] = (os.path.join(workdir, "biopsy.h5ad"), "truth")
     mouse = read("actinn-tabula-muris-mouse/actinn_train_mouse.h5ad")
     mhalf = np.random.default_rng(1).random(mouse.n_obs) < 0.5
     files["mouse A"] = (write_subset(mouse, mhalf, os.path.join(workdir, "mouse_A.h5ad")), "celltype")
@@ -118,6 +142,7 @@ SCENARIOS = [
     ("pbmc3k A without NK", "pbmc3k B", "held out", ["NK"]),
     ("Xin", "Wang", "held out", ["ductal", "stellate", "acinar"]),
     ("Xin without alpha", "Wang", "held out", ["alpha", "ductal", "stellate", "acinar"]),
+    ("pbmc3k", "savercat + cellbench 5cl, shared genes", "held out", ["A549", "H1975", "H2228", "H838", "HCC827"]),
 ]
 
 
@@ -162,8 +187,30 @@ def main():
         row = {"reference": reference, "query": query, "kind": kind, "cells": int(len(obs)),
                "flagged": float(unlike.mean()), "low_score": float(low_score.mean()), "warned": bool(warned),
                "median_similarity": float(np.nanmedian(similarity)), "seconds": round(seconds, 2)}
+        # The same cells with --unassign-unlike: the flagged ones Unassigned (SingleR's pruned
+        # labels). Where the reference and the query share label names, how many right labels it
+        # costs and how accurate the labels left are.
+        pruned_out = out.replace(".h5ad", "__unassign.h5ad")
+        measure.run_timed([binary, "annotate", "-i", query_path, "-m", models[reference], "-o", pruned_out, "--unassign-unlike"],
+                          f"annotate {query} --unassign-unlike")
+        pruned = anndata.read_h5ad(pruned_out).obs["celltyper_label"].astype(str).values
+        labels = obs["celltyper_label"].astype(str).values
+        unassigned = pruned == "Unassigned"
+        row["unassigned"] = float(unassigned.mean())
+        row["unassigned_default"] = float((labels == "Unassigned").mean())
+        row["unassigned_is_flagged"] = bool(np.array_equal(unassigned & (labels != "Unassigned"), unlike & (labels != "Unassigned")))
+        reference_labels = set(anndata.read_h5ad(files[reference][0], backed="r").obs[files[reference][1]].astype(str))
+        if kind == "quiet" and set(truth) <= reference_labels:
+            right = labels == truth
+            kept = ~unassigned
+            row.update({"accuracy": float(right.mean()), "accuracy_kept": float(right[kept].mean()) if kept.any() else float("nan"),
+                        "right_lost": float((right & unassigned).mean()), "wrong_removed": float((~right & unassigned).sum() / max((~right).sum(), 1)),
+                        "accuracy_min_score": float(right[~low_score].mean()) if (~low_score).any() else float("nan"),
+                        "right_lost_min_score": float((right & low_score).mean())})
         if kind == "held out":
             novel = np.isin(truth, novel_labels)
+            row.update({"unassigned_novel": float(unassigned[novel].mean()), "unassigned_known": float(unassigned[~novel].mean()),
+                        "labels_new_cells_kept": int((~unassigned[novel]).sum())})
             row.update({"novel_cells": int(novel.sum()), "flagged_novel": float(unlike[novel].mean()), "flagged_known": float(unlike[~novel].mean()),
                         "low_score_novel": float(low_score[novel].mean()), "low_score_known": float(low_score[~novel].mean()),
                         "auroc_similarity": auroc(-np.nan_to_num(similarity[novel], nan=1), -np.nan_to_num(similarity[~novel], nan=1)),
@@ -197,6 +244,28 @@ def main():
         lines.append(f"| {row['reference']} | {row['query']} | {row['novel_cells']} | {row['flagged_novel']:.3f} / {row['flagged_known']:.3f} | "
                      f"{row['low_score_novel']:.3f} / {row['low_score_known']:.3f} | {row['auroc_similarity']:.3f} / {row['auroc_score']:.3f} | "
                      f"{'yes' if row['warned'] else 'no'} |")
+    lines += ["", "`annotate --unassign-unlike` (not a default): the flagged cells are Unassigned, as SingleR's pruned labels. "
+              "Unassigned = share of the query's cells Unassigned by default / with it (the cells it adds are the flagged "
+              f"ones on every row: {'yes' if all(row['unassigned_is_flagged'] for row in rows) else 'NO'}; by default a cell is Unassigned "
+              "only when it has no count in the model's genes, or its sample of a padded query too few genes; a cell too shallow to "
+              "judge is never flagged, so keeps its label). Where the query's labels are the "
+              "reference's own names: exact accuracy of the default labels, of those left labelled, the share of all cells whose right "
+              "label it removes, and the share of the wrong labels it removes; beside it, CellTypist's habit `--min-score 0.5` "
+              "(accuracy of the labels left, right labels removed).", "",
+              "| reference | query | Unassigned | accuracy: default / labels left | right labels removed | wrong labels removed | "
+              "--min-score 0.5: labels left / right removed |", "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        if "accuracy" in row:
+            lines.append(f"| {row['reference']} | {row['query']} | {row['unassigned_default']:.3f} / {row['unassigned']:.3f} | {row['accuracy']:.3f} / {row['accuracy_kept']:.3f} | "
+                         f"{row['right_lost']:.3f} | {row['wrong_removed']:.3f} | {row['accuracy_min_score']:.3f} / {row['right_lost_min_score']:.3f} |")
+        elif row["kind"] == "quiet":  # (labels in other words than the reference's: Unassigned only)
+            lines.append(f"| {row['reference']} | {row['query']} | {row['unassigned_default']:.3f} / {row['unassigned']:.3f} | | | | |")
+        elif row["kind"] == "held out":
+            lines.append(f"| {row['reference']} | {row['query']} | {row['unassigned_default']:.3f} / {row['unassigned']:.3f} (cells of the type "
+                         f"left out {row['unassigned_novel']:.3f}, the others {row['unassigned_known']:.3f}) | | | | |")
+        elif row["kind"] == "fire":
+            lines.append(f"| {row['reference']} | {row['query']} | {row['unassigned_default']:.3f} / {row['unassigned']:.3f} (no cell of a type "
+                         "the reference has) | | | | |")
     with open(args.out + ".md", "w") as handle:
         handle.write("\n".join(lines) + "\n")
     log(f"wrote {args.out}.md ({elapsed:.0f} s)")

@@ -386,6 +386,13 @@ struct AnnotateOptions {
   /// several, the most probable; at equal probability the narrower term, of fewer descendants), so an uncertain cell
   /// gets "T cell" instead of a wrong subtype. Classes without a CL id only count for themselves.
   bool hierarchical = false;
+  /// Cells that resemble none of the reference's types (Annotation::unlike_reference) are
+  /// "Unassigned", as SingleR's pruned labels: their flat and hierarchical labels, before the
+  /// majority vote (a cluster of them votes Unassigned). Their score, probabilities, top-k and
+  /// similarity columns stay. Off by default (up to 2.3% of the cells of a query of the reference's
+  /// own types are flagged, bench/novelty); a cell too shallow to judge keeps its label; needs
+  /// models with reference profiles (else a warning).
+  bool unassign_unlike = false;
   /// Not owned. --hierarchical's terms; and when given, every CL id of the labels gets its name
   /// (Annotation::cl_names, obs celltyper_ontology_name, as CELLxGENE's cell_type beside its id).
   const Ontology* ontology = nullptr;
@@ -493,6 +500,7 @@ struct Annotation {
   std::vector<std::uint8_t> similarity_judged;
   std::int64_t n_similarity_judged = 0;    ///< cells deep enough to judge
   std::int64_t n_unlike_reference = 0;     ///< of them, cells unlike every reference type
+  std::int64_t n_unassigned_unlike = 0;    ///< of those, cells AnnotateOptions::unassign_unlike left Unassigned
   /// Which optional per-cell columns the annotation has (`majority_vote`, `flat_labels`,
   /// `similarity` with `unlike_reference`): told apart from a query of zero cells, whose columns
   /// are all empty yet written, so that the outputs of a scattered query's shards join.

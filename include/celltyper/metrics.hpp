@@ -5,7 +5,8 @@
 /// Conventions:
 /// - Labels are strings, one truth and one prediction per cell (same order).
 /// - Flat metrics follow scikit-learn's `precision_recall_fscore_support` with
-///   `zero_division=0`: the classes are the sorted union of the labels in truth and prediction;
+///   `zero_division=0`: the classes are the sorted union of the labels in truth and prediction
+///   (numbers, cluster ids, first and by value: -1, 0, 1, 2, ..., 10);
 ///   macro = unweighted mean over those classes, weighted = mean weighted by truth support.
 /// - Probabilities are a dense cells x classes matrix, row-major, float32.
 /// - Ontology metrics use the CL ids of the labels (`EvaluationOptions::cl_ids`, deprecated

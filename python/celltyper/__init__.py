@@ -88,7 +88,8 @@ _PROSE = {"a", "also", "an", "and", "applies", "are", "as", "at", "be", "but", "
 
 # CellTypist's keyword arguments and what does their work here (a TypeError says so).
 _CELLTYPIST = {
-    "p_thres": "min_score= (cells whose best score is below it are 'Unassigned'; celltyper's scores are calibrated)",
+    "p_thres": "min_score= (cells whose best score is below it are 'Unassigned'; celltyper's scores are calibrated); for cells of a "
+               "type the reference lacks, unassign_unlike=True",
     "majority_voting": "over_clustering='COLUMN' (an obs column of clusters: adds celltyper_majority_vote; celltyper does not cluster)",
     "mode": "there are no 'prob match' multi-labels: top_k=2 gives each cell's two best labels and scores, hierarchical=True the "
             "Cell Ontology term their summed score reaches",
@@ -120,6 +121,8 @@ def _pythonic(function):
     special = {"--layer raw": "use_raw=True", "--allow-low-coverage": "allow_low_coverage=True", "--no-refit": "refit=False",
                "--hierarchical": "hierarchical=True"}
     elsewhere = {"annotate --hierarchical": "annotate(hierarchical=True)"}  # another verb's flag named in this one's message
+    # train's flags named in another verb's message (annotate: a model without reference profiles)
+    train_flags = {"--reference-sample 0": ("reference_sample", "train(reference_sample=0)")}
     renamed = {"normalize": "normalization", "normalise": "normalization", "normalisation": "normalization"}
 
     # (advice naming other commands, said in Python: annotate's low-coverage fix)
@@ -133,6 +136,9 @@ def _pythonic(function):
             message = pattern.sub(text, message)
         for flag, keyword in elsewhere.items():
             message = message.replace(flag, keyword)
+        for flag, (name, call) in train_flags.items():
+            if name not in keywords:
+                message = message.replace(flag, call)
         for flag, keyword in special.items():
             if keyword.split("=")[0] in keywords:
                 message = message.replace(flag, keyword)
@@ -755,7 +761,8 @@ class AnnotationResult:
 
 @_pythonic
 def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, min_score: float = 0.0, top_k: int = 0,
-             over_clustering: Optional[str] = None, group: Optional[str] = None, hierarchical: bool = False, refit: bool = True,
+             over_clustering: Optional[str] = None, group: Optional[str] = None, hierarchical: bool = False,
+             unassign_unlike: bool = False, refit: bool = True,
              allow_low_coverage: bool = False, layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
              features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None, keep_model: Optional[bool] = None,
              inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
@@ -794,6 +801,12 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     hierarchical : the most specific Cell Ontology term whose summed probability reaches
         min_score (needs CL ids: a label map or CL-named classes); celltyper_flat_label keeps the
         class.
+    unassign_unlike : cells that resemble none of the reference's types (celltyper_unlike_reference)
+        are "Unassigned", as SingleR's pruned labels (a type the reference lacks is otherwise named
+        by its nearest class, often with a high score; min_score does not catch it); up to about
+        2% of a query of the reference's own types are flagged too, and cells too shallow to
+        judge keep their labels. Their scores, probabilities and top-k stay; a majority vote
+        counts them as Unassigned.
     refit : when the query lacks part of a model's genes, refit the model on the shared genes
         from its reference sample (default True; False uses the model as it is).
     allow_low_coverage : annotate even when the query measures very few of the model's genes.
@@ -827,6 +840,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     top_k = _number(top_k, "top_k", integer=True, minimum=0)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
     inplace = _flag(inplace, "inplace")
+    unassign_unlike = _flag(unassign_unlike, "unassign_unlike")
     if inplace:
         _actual(adata, "annotate")
     models = [] if model is None else (list(model) if isinstance(model, (list, tuple)) else [model])
@@ -877,7 +891,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                                name=f"reference {i + 1}" if len(items) > 1 else "reference")
                       for i, r in enumerate(items)]
     options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "group": group or "",
-                       "hierarchical": hierarchical,
+                       "hierarchical": hierarchical, "unassign_unlike": unassign_unlike,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
                        "harmonize_labels": harmonize_labels, "calibrate": calibrate,

@@ -421,6 +421,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   annotate_options.over_clustering = option<std::string>(options, "over_clustering", "");
   annotate_options.group = option<std::string>(options, "group", "");
   annotate_options.hierarchical = option<bool>(options, "hierarchical", false);
+  annotate_options.unassign_unlike = option<bool>(options, "unassign_unlike", false);
   annotate_options.refit = option<bool>(options, "refit", true);
   annotate_options.allow_low_coverage = option<bool>(options, "allow_low_coverage", false);
   annotate_options.log = stderr_log(option<bool>(options, "verbose", false));

@@ -135,6 +135,11 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--csv", args->csv, "Write per-cell labels and scores to this CSV file ('-' = standard output, the label summary then on stderr; alone, without --out: instead of the .h5ad copy; 10x, text, loom, Zarr and Seurat input: the output, default INPUT.celltyper.csv, the input's whole name kept: x.h5.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
+  command->add_flag("--unassign-unlike", args->options.unassign_unlike,
+                    "Cells that resemble none of the reference's cell types (obs celltyper_unlike_reference) are 'Unassigned', as "
+                    "SingleR's pruned labels (a type the reference lacks is otherwise named by its nearest class, often with a high "
+                    "score); up to about 2% of a query of the reference's own types are flagged too, and cells too shallow to judge keep their "
+                    "labels");
   command->add_option("--top-k", args->options.top_k, "Also write the k best labels and scores per cell");
   command->add_option("--over-clustering", args->over_clustering, "obs:COLUMN of clusters: add a per-cluster majority vote");
   command->add_option("--group", args->options.group,
@@ -415,6 +420,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
         summary["n_similarity_judged"] = annotation.n_similarity_judged;
         summary["n_unlike_reference"] = annotation.n_unlike_reference;
       }
+      if (args->options.unassign_unlike) summary["n_unassigned_unlike"] = annotation.n_unassigned_unlike;
       std::vector<std::string> warnings = said;
       warnings.insert(warnings.end(), annotation.warnings.begin(), annotation.warnings.end());
       summary["warnings"] = warnings;
@@ -473,11 +479,12 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
       if (annotation.has_similarity && !annotation.labels.empty()) {
         const auto n = static_cast<std::int64_t>(annotation.labels.size());
-        fmt::print(stderr, "resemblance: {} cells ({:.1f}%) unlike every reference type (obs celltyper_unlike_reference){}\n",
+        fmt::print(stderr, "resemblance: {} cells ({:.1f}%) unlike every reference type (obs celltyper_unlike_reference){}{}\n",
                    annotation.n_unlike_reference,
                    annotation.n_similarity_judged == 0 ? 0.0 : 100.0 * static_cast<double>(annotation.n_unlike_reference) /
                                                                static_cast<double>(annotation.n_similarity_judged),
-                   annotation.n_similarity_judged == n ? "" : fmt::format("; {} not judged (too shallow, or empty)", n - annotation.n_similarity_judged));
+                   annotation.n_similarity_judged == n ? "" : fmt::format("; {} not judged (too shallow, or empty)", n - annotation.n_similarity_judged),
+                   args->options.unassign_unlike ? fmt::format("; {} left Unassigned by --unassign-unlike", annotation.n_unassigned_unlike) : "");
       }
       if (!annotation.samples.empty()) {  // (--group obs:COLUMN: each sample's labels and doubts)
         fmt::print(stderr, "per sample (obs {}): cells, median score, below {}, unlike the reference, most frequent labels\n",

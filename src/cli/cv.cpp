@@ -14,6 +14,7 @@
 #include "cli/columns.hpp"
 #include "cli/commands.hpp"
 #include "cli/progress.hpp"
+#include "text_lists.hpp"
 
 #include <fmt/format.h>
 
@@ -36,7 +37,9 @@ namespace {
 
 /// --save-models DIR, checked before the folds train: a name, not a file, and (when missing) under
 /// a writable directory; created when the first fold's models are written.
-void check_model_directory(const std::string& directory) {
+/// Checks the --save-models directory before any fold trains; returns the model files an
+/// earlier run's models.tsv there lists (this run's models.tsv replaces it).
+std::vector<std::string> check_model_directory(const std::string& directory) {
   if (directory.empty()) throw InputError("--save-models needs a directory name");
   std::error_code error;
   const std::filesystem::path path(directory);
@@ -45,13 +48,26 @@ void check_model_directory(const std::string& directory) {
     if (std::filesystem::is_directory(path / "models.tsv", error)) {
       throw InputError(fmt::format("--save-models {}: its models.tsv is a directory", directory));
     }
-    return;
+    std::vector<std::string> listed;  // (fold, method, file, held_out: the third column)
+    std::ifstream table(path / "models.tsv");
+    std::string line;
+    for (bool header = true; std::getline(table, line); header = false) {
+      if (header) continue;
+      const std::size_t first = line.find('\t');
+      const std::size_t second = first == std::string::npos ? first : line.find('\t', first + 1);
+      if (second == std::string::npos) continue;
+      const std::size_t third = line.find('\t', second + 1);
+      const std::string file = line.substr(second + 1, third == std::string::npos ? std::string::npos : third - second - 1);
+      if (!file.empty() && file.find('/') == std::string::npos) listed.push_back(file);
+    }
+    return listed;
   }
   std::filesystem::path parent = std::filesystem::absolute(path, error).parent_path();
   while (!parent.empty() && !std::filesystem::exists(parent, error) && parent != parent.root_path()) parent = parent.parent_path();
   if (!std::filesystem::is_directory(parent, error) || ::access(parent.c_str(), W_OK) != 0) {
     throw IoError(fmt::format("--save-models {}: cannot create the directory ({} is not a writable directory)", directory, parent.string()));
   }
+  return {};
 }
 
 /// A fold's name as part of a file name: a reference file held out by --group file by its name
@@ -72,7 +88,8 @@ std::string fold_file_stem(const std::string& fold, bool by_file) {
 /// model held out in words).
 class FoldModelWriter {
  public:
-  FoldModelWriter(std::string directory, bool by_file) : directory_(std::move(directory)), by_file_(by_file) {}
+  FoldModelWriter(std::string directory, bool by_file, std::vector<std::string> earlier)
+      : directory_(std::move(directory)), by_file_(by_file), earlier_(std::move(earlier)) {}
 
   void write(CvFoldModel&& kept) {
     if (used_.empty()) {
@@ -97,9 +114,21 @@ class FoldModelWriter {
     return used_.size();
   }
 
+  /// The models an earlier run's models.tsv listed that are still there and that this run did
+  /// not write (its models.tsv will not list them), sorted.
+  std::vector<std::string> earlier_left() const {
+    std::set<std::string> names;
+    std::error_code error;
+    for (const std::string& name : earlier_) {
+      if (used_.count(name) == 0 && std::filesystem::is_regular_file(std::filesystem::path(directory_) / name, error)) names.insert(name);
+    }
+    return {names.begin(), names.end()};
+  }
+
  private:
   std::string directory_;
   bool by_file_;
+  std::vector<std::string> earlier_;
   std::set<std::string> used_;
   std::ostringstream table_;
 };
@@ -243,8 +272,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     options.keep_models = command->count("--save-models") > 0;
     std::optional<FoldModelWriter> model_writer;
     if (options.keep_models) {
-      check_model_directory(args->save_models);
-      model_writer.emplace(args->save_models, args->group == kGroupByFile);
+      model_writer.emplace(args->save_models, args->group == kGroupByFile, check_model_directory(args->save_models));
       options.model_sink = [&model_writer](CvFoldModel&& kept) { model_writer->write(std::move(kept)); };
     }
     options.keep_held_out_map = !args->report.empty() || !args->png.empty();
@@ -271,7 +299,15 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
       options.train.restrict_genes = genes_of(args->restrict_genes, table);
     }
     if (progress_enabled(global.quiet)) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
-    const CrossValidationResult result = cross_validate(options, store, table);
+    CrossValidationResult result = cross_validate(options, store, table);
+    if (model_writer) {  // (in the JSON and the report too)
+      if (const std::vector<std::string> earlier = model_writer->earlier_left(); !earlier.empty()) {
+        result.warnings.push_back(fmt::format(
+            "--save-models {}: an earlier run's models.tsv there listed {} model file{} this run did not write ({}): they stay, and "
+            "models.tsv now lists only this run's models (remove them, or save into a new directory)",
+            args->save_models, earlier.size(), earlier.size() == 1 ? "" : "s", detail::some_of(earlier, 6)));
+      }
+    }
     // (--json -: the JSON on stdout instead of the table; the note on unmapped labels on stderr)
     const bool json_to_stdout = args->json == "-";
     if (!json_to_stdout) fmt::print("{}", result.format_table());

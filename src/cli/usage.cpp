@@ -158,7 +158,8 @@ std::string unknown_flag_hints(const CLI::App& at, const std::string& path, int 
     }
     // CellTypist's options, as a user of it spells them
     static const std::map<std::string, std::string> celltypist = {
-        {"--p-thres", "CellTypist's p_thres is --min-score (cells whose best score is below it are Unassigned)"},
+        {"--p-thres", "CellTypist's p_thres is --min-score (cells whose best score is below it are Unassigned); for cells of a type the "
+                      "reference lacks, --unassign-unlike"},
         {"--majority-voting", "CellTypist's majority voting is --over-clustering obs:COLUMN (a column of clusters; celltyper does not cluster)"},
         {"--mode", "there are no 'prob match' multi-labels: --top-k 2 writes each cell's two best labels and scores, --hierarchical the Cell "
                    "Ontology term their summed score reaches"},

@@ -10,21 +10,42 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string>
+#include <optional>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
 
 #include "celltyper/error.hpp"
+#include "text_lists.hpp"
 
 namespace celltyper {
 namespace {
 
 double ratio(double numerator, double denominator) { return denominator > 0.0 ? numerator / denominator : 0.0; }
 
-/// Per-class counts of a flat classification over the sorted union of labels.
+/// The order of classes in tables: labels that are numbers (cluster ids; detail::whole_number,
+/// as `--group` orders its groups) first, by value (-1, 0, 1, 2, ..., 10, as scikit-learn orders
+/// integer labels; text order would put 10 after 1), then the rest in text order. Labels of one
+/// value ("01" and "1") in text order. Term indices by value.
+struct LabelOrder {
+  bool operator()(const std::string& a, const std::string& b) const {
+    const std::optional<double> x = detail::whole_number(a);
+    const std::optional<double> y = detail::whole_number(b);
+    if (x.has_value() != y.has_value()) return x.has_value();
+    if (x && *x != *y) return *x < *y;
+    return a < b;
+  }
+  template <typename Index>
+  bool operator()(const Index& a, const Index& b) const {
+    return a < b;
+  }
+};
+
+/// Per-class counts of a flat classification over the union of labels (in LabelOrder).
 template <typename Label>
 struct FlatCounts {
-  std::vector<Label> classes;  ///< sorted union of truth and prediction
+  std::vector<Label> classes;  ///< union of truth and prediction in LabelOrder
   std::vector<std::size_t> true_positives;
   std::vector<std::size_t> support;
   std::vector<std::size_t> predicted;
@@ -35,7 +56,7 @@ struct FlatCounts {
 template <typename Label>
 FlatCounts<Label> count_flat(const std::vector<Label>& truth, const std::vector<Label>& prediction) {
   FlatCounts<Label> counts;
-  std::set<Label> all(truth.begin(), truth.end());
+  std::set<Label, LabelOrder> all(truth.begin(), truth.end());
   all.insert(prediction.begin(), prediction.end());
   counts.classes.assign(all.begin(), all.end());
   const std::size_t n_classes = counts.classes.size();
@@ -44,7 +65,7 @@ FlatCounts<Label> count_flat(const std::vector<Label>& truth, const std::vector<
   counts.predicted.assign(n_classes, 0);
   counts.confusion.assign(n_classes * n_classes, 0);
   const auto code = [&](const Label& label) {
-    return static_cast<std::size_t>(std::lower_bound(counts.classes.begin(), counts.classes.end(), label) -
+    return static_cast<std::size_t>(std::lower_bound(counts.classes.begin(), counts.classes.end(), label, LabelOrder()) -
                                     counts.classes.begin());
   };
   for (std::size_t i = 0; i < truth.size(); ++i) {

@@ -536,11 +536,18 @@ std::vector<SummaryRow> summary_rows(const std::vector<ReportSection>& sections)
   }
   add("mean reciprocal rank",
       [](const EvaluationResult& r) { return r.ranking.available ? fixed4(r.ranking.mean_reciprocal_rank) : std::string(); });
-  const auto ontology = [](auto value) {
+  const auto counts = [](auto value) {
     return [value](const EvaluationResult& r) { return r.ontology.available ? value(r.ontology) : std::string(); };
   };
-  add("CL: cells mapped", ontology([](const OntologyMetrics& o) { return std::to_string(o.n_mapped); }));
-  add("CL: cells unmapped", ontology([](const OntologyMetrics& o) {
+  // (no cell mapped on both sides, as a group of types without CL ids: nothing to score, "n/a" as
+  // the text table says, not 0)
+  const auto ontology = [](auto value) {
+    return [value](const EvaluationResult& r) {
+      return !r.ontology.available ? std::string() : r.ontology.n_mapped == 0 ? std::string("n/a") : value(r.ontology);
+    };
+  };
+  add("CL: cells mapped", counts([](const OntologyMetrics& o) { return std::to_string(o.n_mapped); }));
+  add("CL: cells unmapped", counts([](const OntologyMetrics& o) {
         return fmt::format("{} ({} truth, {} prediction)", o.n_unmapped, o.n_unmapped_truth, o.n_unmapped_prediction);
       }));
   add("CL: corrected accuracy", ontology([](const OntologyMetrics& o) { return fixed4(o.corrected_accuracy); }));

@@ -602,6 +602,14 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     return label != kUnassigned && label != kNoPrediction && truth_set.count(label) > 0;
   }));
   const double shared_share = predicted_cells == 0 ? 1.0 : static_cast<double>(shared_cells) / static_cast<double>(predicted_cells);
+  // Truth labels that are all numbers, none with a CL id: cluster ids (obs leiden,
+  // seurat_clusters; -1 for DBSCAN's noise), not cell types. Compared as labels (the confusion
+  // matrix is then which labels each cluster got, under their own names), and a warning names
+  // each cluster's majority.
+  const bool truth_clusters =
+      !truth_set.empty() &&
+      std::all_of(truth_set.begin(), truth_set.end(), [](const std::string& label) { return detail::whole_number(label).has_value(); }) &&
+      mapped_share(evaluation.truth_labels) == 0.0;
   switch (options.compare) {
     case CompareOn::kLabels:
       evaluation.compared_on_ontology = false;
@@ -612,7 +620,10 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       evaluation.compare_reason = "asked for";
       break;
     case CompareOn::kAuto:
-      if (ontology == nullptr) {
+      if (truth_clusters) {
+        evaluation.compared_on_ontology = false;
+        evaluation.compare_reason = "the truth labels are numbers: cluster ids, not cell types";
+      } else if (ontology == nullptr) {
         // Without the ontology's graph the labels' CL ids (a label map, the data's ids, the
         // model's) still compare, when the two vocabularies differ and most cells of each have one.
         evaluation.compared_on_ontology =
@@ -700,6 +711,35 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
     const bool all_unassigned = std::all_of(prediction_classes.begin(), prediction_classes.end(), [](const std::string& name) { return name == kUnassigned; });
     if (all_unassigned && !truth_classes.empty()) {
       evaluation.warnings.push_back("every cell's prediction is Unassigned: accuracy and F1 are 0 (annotate with a lower --min-score)");
+    } else if (truth_clusters && !shared) {
+      // (each cluster's most frequent prediction, clusters in numeric order; ties: the label first in text order)
+      std::map<std::string, std::map<std::string, std::size_t>> by_cluster;
+      for (std::size_t i = 0; i < truth.size(); ++i) ++by_cluster[truth[i]][prediction[i]];
+      std::vector<std::string> clusters;  // (in text order, then by value: the tables' order)
+      for (const auto& [cluster, counts] : by_cluster) clusters.push_back(cluster);
+      detail::sort_numbers_first(clusters, [](const std::string& cluster) -> const std::string& { return cluster; });
+      std::vector<std::string> majorities;
+      constexpr std::size_t kMaxClustersNamed = 30;
+      for (const std::string& cluster : clusters) {
+        if (majorities.size() == kMaxClustersNamed) {
+          majorities.push_back(fmt::format("... ({} clusters)", clusters.size()));
+          break;
+        }
+        const auto& counts = by_cluster.at(cluster);
+        std::size_t cells_in = 0;
+        auto best = counts.begin();
+        for (auto it = counts.begin(); it != counts.end(); ++it) {
+          cells_in += it->second;
+          if (it->second > best->second) best = it;
+        }
+        majorities.push_back(fmt::format("{} -> {} ({:.0f}% of {})", cluster, best->first,
+                                         100.0 * static_cast<double>(best->second) / static_cast<double>(cells_in), cells_in));
+      }
+      evaluation.warnings.push_back(fmt::format(
+          "the truth labels are numbers, cluster ids rather than cell types: accuracy and F1 against them are 0 by construction; "
+          "the confusion matrix (--report, --json) shows the labels each cluster got, and its most frequent one is: {} "
+          "(`celltyper annotate --over-clustering obs:COLUMN` writes it per cell as celltyper_majority_vote)",
+          fmt::join(majorities, ", ")));
     } else if (!shared && !truth_classes.empty()) {
       // Most cells of both sides with a CL id: the labels compared as asked (--compare labels)
       // would compare as ids; compared as terms already, the two name terms at other depths.

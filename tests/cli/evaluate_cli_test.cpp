@@ -457,6 +457,51 @@ TEST_F(EvaluateCli, UnmappedLabelsAndUnknownIdsAreCountedNotDropped) {
   EXPECT_NE(unrelated_table.out.find("the ontology metrics are not available"), std::string::npos) << unrelated_table.out;
 }
 
+TEST_F(EvaluateCli, ClusterIdsAsTruthAreComparedAsLabelsInNumericOrderAndEachClustersMajorityIsNamed) {
+  // A user's truth column that is clusters (-1 for noise, as DBSCAN / HDBSCAN write it, then
+  // 0..10; integers), not cell types: compared as label strings (not mapped to the ontology),
+  // clusters in numeric order in the tables and the warning, which names what each cluster was
+  // mostly called. The same as text ("1.0": a float column written out) and categorical.
+  const test::TempDir out;
+  const std::string path = out.file("clusters.h5ad");
+  const auto made = test::run_program(
+      {test::system_python(), "-c",
+       fmt::format("import anndata, numpy as np, pandas as pd, scipy.sparse as sp\n"
+                   "index = np.repeat(np.arange(12), 3)\n"
+                   "names = np.array(['B cell', 'T cell', 'natural killer cell'])[index % 3]\n"
+                   "names[2] = 'T cell'\n"
+                   "obs = pd.DataFrame({{'leiden': (index - 1).astype(np.int64), 'floats': pd.Categorical((index - 1).astype(float).astype(str)),\n"
+                   "                    'pred': pd.Categorical(names)}}, index=[f'c{{i}}' for i in range(36)])\n"
+                   "anndata.AnnData(sp.csr_matrix(np.ones((36, 3), dtype=np.float32)), obs=obs).write_h5ad('{}')\n",
+                   path)});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  for (const std::string column : {"leiden", "floats"}) {
+    const auto json_run = test::run_cli({"evaluate", "-i", path, "--truth", "obs:" + column, "--pred", "obs:pred", "--ontology", obo_, "--json", "-"});
+    ASSERT_EQ(json_run.exit_code, 0) << json_run.err;
+    const nlohmann::json json = nlohmann::json::parse(json_run.out);
+    EXPECT_EQ(json["compared_on"], "labels") << column;
+    const auto& labels = json["overall"]["confusion_matrix"]["labels"];
+    ASSERT_GE(labels.size(), 12u);
+    const std::string suffix = column == "floats" ? ".0" : "";
+    for (int k = 0; k < 12; ++k) EXPECT_EQ(labels[static_cast<std::size_t>(k)], std::to_string(k - 1) + suffix) << column;
+    EXPECT_EQ(labels[12], "B cell");
+    const std::string warnings = json["warnings"].dump();
+    EXPECT_NE(warnings.find("the truth labels are numbers, cluster ids rather than cell types"), std::string::npos) << warnings;
+    EXPECT_NE(warnings.find(fmt::format("-1{0} -> B cell (67% of 3), 0{0} -> T cell (100% of 3), 1{0} -> natural killer cell (100% of 3), 2{0} -> B cell", suffix)),
+              std::string::npos)
+        << warnings;
+    EXPECT_NE(warnings.find(fmt::format("10{} -> natural killer cell (100% of 3) (`celltyper annotate --over-clustering obs:COLUMN`", suffix)), std::string::npos)
+        << warnings;
+    EXPECT_EQ(warnings.find("no prediction names a truth class"), std::string::npos) << warnings;
+  }
+  // The groups of --group in the same order.
+  const auto grouped = test::run_cli({"evaluate", "-i", path, "--truth", "obs:pred", "--pred", "obs:pred", "--group", "obs:leiden", "--json", "-"});
+  ASSERT_EQ(grouped.exit_code, 0) << grouped.err;
+  const nlohmann::json groups = nlohmann::json::parse(grouped.out)["groups"];
+  ASSERT_EQ(groups.size(), 12u) << groups.dump().substr(0, 300);
+  for (std::size_t k = 0; k < 12; ++k) EXPECT_EQ(groups[k]["group"], std::to_string(static_cast<int>(k) - 1)) << groups.dump().substr(0, 300);
+}
+
 TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
   // The truth spells 'b cell' where the predictions (a model's classes) say 'B cell', and 'T cell'
   // two ways: one label each, as train and cv read them. One NK cell is Unassigned: an error for

@@ -363,6 +363,26 @@ TEST(CvCli, SavedFoldModelsAnnotateTheirHeldOutCellsAsCvDid) {
                                      "--gene-table", table, "--no-ontology", "--folds", "V2/x", "--save-models", dir.file("slashed"), "-q"});
   ASSERT_EQ(groups.exit_code, 0) << groups.err;
   EXPECT_TRUE(std::filesystem::exists(dir.file("slashed/V2_x.logreg-expression.h5")));
+  // Saved again into the same directory with another fold: the earlier run's model stays (never
+  // deleted), models.tsv lists this run's, and a warning (in the JSON too) names the earlier
+  // model; a file of the user's own there is no concern of it.
+  { std::ofstream(dir.file("slashed/my_own_model.h5")) << "x"; }
+  const auto again = test::run_cli({"cv", "-r", dir.file("slashed.h5ad"), "-l", "obs:celltype", "--group", "obs:batch", "--n-genes", "500",
+                                    "--gene-table", table, "--no-ontology", "--folds", "V3/x", "--save-models", dir.file("slashed"), "--json", "-"});
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_TRUE(std::filesystem::exists(dir.file("slashed/V2_x.logreg-expression.h5")));
+  const std::string again_warnings = nlohmann::json::parse(again.out)["warnings"].dump();
+  EXPECT_NE(again_warnings.find("an earlier run's models.tsv there listed 1 model file this run did not write (V2_x.logreg-expression.h5): they "
+                                "stay"),
+            std::string::npos)
+      << again_warnings;
+  EXPECT_EQ(again_warnings.find("my_own_model"), std::string::npos) << again_warnings;
+  EXPECT_NE(again.err.find("V2_x.logreg-expression.h5"), std::string::npos) << again.err;
+  std::ifstream again_in(dir.file("slashed/models.tsv"));
+  std::stringstream again_listed;
+  again_listed << again_in.rdbuf();
+  EXPECT_EQ(again_listed.str().find("V2_x"), std::string::npos) << again_listed.str();
+  EXPECT_NE(again_listed.str().find("V3_x.logreg-expression.h5"), std::string::npos) << again_listed.str();
   // Refused before any fold trains (exit 2, nothing created): a file where the directory should
   // be, a directory named models.tsv inside it, no name at all.
   { std::ofstream(dir.file("a file")) << "x"; }

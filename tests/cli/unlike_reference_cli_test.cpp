@@ -164,5 +164,63 @@ TEST(UnlikeReference, ALabelGivenMostlyToNewTypesIsNamed) {
   std::printf("%s", blood_run.out.c_str());
 }
 
+TEST(UnlikeReference, UnassignUnlikeLeavesTheFlaggedCellsUnassigned) {
+  // --unassign-unlike (SingleR's pruned labels): lung cancer lines under a PBMC model, flagged
+  // nearly all, are Unassigned; the other cells keep their labels; scores and probabilities stay;
+  // a majority vote counts the flagged cells as Unassigned; --hierarchical leaves them so too.
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(cell_lines, "cellbench-mixology/cellbench_3cl_celseq2_dropseq.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const auto train = test::run_cli({"train", "-r", reference, "-l", "obs:celltype", "-o", dir.file("model.h5"), "-q"});
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  const auto plain = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", cell_lines, "-o", dir.file("plain.h5ad"), "--json"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  EXPECT_FALSE(nlohmann::json::parse(plain.out).contains("n_unassigned_unlike"));
+  const auto pruned = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", cell_lines, "-o", dir.file("pruned.h5ad"), "--json",
+                                     "--unassign-unlike", "--over-clustering", "obs:cell_line"});
+  ASSERT_EQ(pruned.exit_code, 0) << pruned.err;
+  const auto summary = nlohmann::json::parse(pruned.out);
+  const auto unassigned = summary["n_unassigned_unlike"].get<std::int64_t>();
+  EXPECT_EQ(unassigned, summary["n_unlike_reference"].get<std::int64_t>());  // (no flagged cell was Unassigned before)
+  EXPECT_GE(unassigned, 450);
+  EXPECT_EQ(summary["label_counts"]["Unassigned"].get<std::int64_t>(), unassigned);
+  EXPECT_NE(pruned.err.find("--unassign-unlike left them Unassigned (their labels would have been 'DC' "), std::string::npos) << pruned.err;
+  const auto hierarchical = test::run_cli({"annotate", "-m", dir.file("model.h5"), "-i", cell_lines, "-o", dir.file("hier.h5ad"),
+                                           "--unassign-unlike", "--hierarchical"});
+  ASSERT_EQ(hierarchical.exit_code, 0) << hierarchical.err;
+  EXPECT_NE(hierarchical.err.find(fmt::format("; {} left Unassigned by --unassign-unlike", unassigned)), std::string::npos) << hierarchical.err;
+  const std::string check = fmt::format(
+      "import anndata, numpy as np\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "b = anndata.read_h5ad('{1}')\n"
+      "h = anndata.read_h5ad('{2}')\n"
+      "u = a.obs['celltyper_unlike_reference'].values.astype(bool)\n"
+      "assert (b.obs['celltyper_unlike_reference'].values == u).all()\n"
+      "la, lb = a.obs['celltyper_label'].astype(str).values, b.obs['celltyper_label'].astype(str).values\n"
+      "assert (lb[u] == 'Unassigned').all() and (lb[~u] == la[~u]).all() and u.sum() == {3}, (u.sum(), {3})\n"
+      "assert (la[u] != 'Unassigned').all()\n"
+      "assert np.array_equal(a.obs['celltyper_score'].values, b.obs['celltyper_score'].values)\n"
+      "assert np.array_equal(a.obsm['celltyper_probabilities'], b.obsm['celltyper_probabilities'])\n"
+      "assert b.obs['celltyper_ontology_id'][u].isna().all() and not b.obs['celltyper_ontology_id'][~u].isna().any()\n"
+      "vote = b.obs['celltyper_majority_vote'].astype(str)\n"
+      "for line, cells in b.obs.groupby('cell_line', observed=True).groups.items():\n"
+      "    assert (vote[cells] == 'Unassigned').all(), (line, vote[cells].value_counts())\n"
+      "hl, hf = h.obs['celltyper_label'].astype(str).values, h.obs['celltyper_flat_label'].astype(str).values\n"
+      "assert (h.obs['celltyper_unlike_reference'].values == u).all()\n"
+      "assert (hl[u] == 'Unassigned').all() and (hf[u] == 'Unassigned').all() and h.obs['celltyper_ontology_id'][u].isna().all()\n"
+      "assert (hl[~u] != 'Unassigned').all() and (hf[~u] == la[~u]).all()\n",
+      dir.file("plain.h5ad"), dir.file("pruned.h5ad"), dir.file("hier.h5ad"), unassigned);
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(run.exit_code, 0) << run.err << run.out;
+
+  // A model without reference profiles cannot tell: a warning, no cell left Unassigned for it.
+  const auto bare = test::run_cli({"train", "-r", cell_lines, "-l", "obs:cell_line", "-o", dir.file("bare.h5"), "--reference-sample", "0", "-q"});
+  ASSERT_EQ(bare.exit_code, 0) << bare.err;
+  const auto unchecked = test::run_cli({"annotate", "-m", dir.file("bare.h5"), "-i", cell_lines, "--csv", dir.file("bare.csv"), "--unassign-unlike"});
+  ASSERT_EQ(unchecked.exit_code, 0) << unchecked.err;
+  EXPECT_NE(unchecked.err.find("warning: --unassign-unlike: no model carries reference profiles"), std::string::npos) << unchecked.err;
+}
+
 }  // namespace
 }  // namespace celltyper

@@ -108,6 +108,21 @@ TEST(Metrics, FlatMetricsByHand) {
   EXPECT_FALSE(result.ontology.available);
 }
 
+TEST(Metrics, NumberLabelsAreOrderedByValue) {
+  // Cluster ids order -1, 0, 1, 2, 10 (scikit-learn's order of integer labels; -1: DBSCAN's
+  // noise), numbers as "1.5" among them, before text labels in text order; "01" and "1" stay two
+  // labels (text order between them).
+  const std::vector<std::string> truth = {"10", "2", "1", "0", "01", "B", "10", "-1", "1.5"};
+  const std::vector<std::string> prediction = {"T", "2", "1", "0", "01", "B", "10", "-1", "1.5"};
+  const EvaluationResult result = evaluate(truth, prediction);
+  EXPECT_EQ(result.confusion.labels, (std::vector<std::string>{"-1", "0", "01", "1", "1.5", "2", "10", "B", "T"}));
+  EXPECT_EQ(row(result, "10").support, 2u);
+  EXPECT_EQ(row(result, "10").predicted, 1u);
+  EXPECT_EQ(result.confusion.at(6, 8), 1u);  // 10 -> T
+  EXPECT_EQ(result.confusion.at(6, 6), 1u);  // 10 -> 10
+  EXPECT_DOUBLE_EQ(result.accuracy, 8.0 / 9.0);
+}
+
 TEST(Metrics, PerfectPrediction) {
   const std::vector<std::string> labels = {"a", "b", "b", "c"};
   const EvaluationResult result = evaluate(labels, labels);

@@ -220,6 +220,28 @@ nlohmann::json xml_facts(const std::string& html, const test::TempDir& dir) {
   return run.exit_code == 0 ? nlohmann::json::parse(run.out) : nlohmann::json::object();
 }
 
+TEST(Report, ASectionWithoutMappedCellsSaysNotAvailableForItsOntologyMetrics) {
+  // A group of types without CL ids (a tumour compartment beside immune cells): its ontology
+  // metrics are not available ("n/a", as the text table says and JSON's null), not 0.
+  const Fixture fixture;
+  ReportContent content = make_content(fixture, /* with_map = */ false);
+  ASSERT_GE(content.sections.size(), 2u);
+  const EvaluationResult& main = content.sections.front().result;
+  OntologyMetrics& none = content.sections[1].result.ontology;
+  ASSERT_TRUE(none.available);
+  none = OntologyMetrics{};
+  none.available = true;
+  none.n_unmapped = 4;
+  none.n_unmapped_truth = 4;
+  const std::string html = render_html_report(content);
+  EXPECT_NE(html.find(fmt::format("<tr><th>CL: hierarchical F1</th><td class=\"number\">{:.4f}</td><td class=\"number\">n/a</td></tr>",
+                                  main.ontology.hierarchical_f1)),
+            std::string::npos);
+  EXPECT_NE(html.find("<tr><th>CL: cells mapped</th><td class=\"number\">9</td><td class=\"number\">0</td></tr>"), std::string::npos)
+      << html.substr(html.find("CL: cells mapped"), 200);
+  EXPECT_NE(html.find("<td class=\"number\">n/a</td></tr>\n<tr><th>CL: relation parent</th>"), std::string::npos);
+}
+
 TEST(Report, HtmlHasSectionsNumbersAndWellFormedSvg) {
   const Fixture fixture;
   const ReportContent content = make_content(fixture, /* with_map = */ true);

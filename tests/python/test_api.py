@@ -834,6 +834,33 @@ def test_a_celltypist_users_habits(pbmc3k):
             celltyper.train(query, label="celltype", **{keyword: True})
 
 
+@needs_data
+def test_unassign_unlike_equals_cli(tmp_path, pbmc3k):
+    """unassign_unlike=True leaves the cells unlike every reference type Unassigned, as the command's --unassign-unlike."""
+    lines_path = os.path.join(DATA, "cellbench-mixology", "cellbench_3cl_celseq2_dropseq.h5ad")
+    if not os.path.exists(lines_path):
+        pytest.skip("no cellbench data")
+    model = celltyper.train(pbmc3k, label="celltype")
+    model_path = str(tmp_path / "model.h5")
+    model.save(model_path)
+    out = str(tmp_path / "pruned.h5ad")
+    cli("annotate", "--model", model_path, "--input", lines_path, "--unassign-unlike", "--over-clustering", "obs:cell_line", "--out", out)
+    expected = anndata.read_h5ad(out)
+    query = anndata.read_h5ad(lines_path)
+    plain = celltyper.annotate(query, model=model, inplace=False)
+    result = celltyper.annotate(query, model=model, unassign_unlike=True, over_clustering=list(query.obs["cell_line"].astype(str)))
+    unlike = result.unlike_reference.to_numpy()
+    assert unlike.mean() > 0.9  # lung cancer lines under a PBMC model
+    assert (result.labels.astype(str).to_numpy()[unlike] == "Unassigned").all()
+    assert list(result.labels.astype(str)[~unlike]) == list(plain.labels.astype(str)[~unlike])
+    assert list(query.obs["celltyper_label"].astype(str)) == list(expected.obs["celltyper_label"].astype(str))
+    assert list(result.majority_vote.astype(str)) == list(expected.obs["celltyper_majority_vote"].astype(str)) == ["Unassigned"] * query.n_obs
+    np.testing.assert_allclose(result.scores.to_numpy(), plain.scores.to_numpy(), atol=0, rtol=0)
+    assert any("--unassign-unlike left them Unassigned" in w or "unassign_unlike" in w for w in result.warnings), result.warnings
+    with pytest.raises(TypeError, match=re.escape("unassign_unlike=True")):
+        celltyper.annotate(query, model=model, p_thres=0.5)
+
+
 def test_arguments_of_the_wrong_type_are_type_errors():
     data = tiny()
     with pytest.raises(TypeError, match="an AnnData object is needed, not csr_matrix"):
