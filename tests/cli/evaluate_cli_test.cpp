@@ -528,6 +528,17 @@ TEST_F(EvaluateCli, LabelsDifferingOnlyInCaseAreOneAndUnassignedCellsAreNamed) {
                           "averages"),
             std::string::npos)
       << warnings;
+  // ... and which truth labels they are (a type the references lack, left Unassigned, is the
+  // answer hoped for), with or without the ontology.
+  EXPECT_NE(warnings.find("leave them out: they name no Cell Ontology term; by truth label: 'NK cell' 1 of 2 (50%)\""), std::string::npos)
+      << warnings;
+  const auto plain = test::run_cli({"evaluate", "-i", path, "--truth", "obs:truth", "--pred", "obs:pred", "--no-ontology", "--json", "-"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const std::string plain_warnings = nlohmann::json::parse(plain.out)["warnings"].dump();
+  EXPECT_NE(plain_warnings.find("1 of 6 cells are Unassigned: the flat metrics count them as errors (and 'Unassigned' as a class of F1 0 in "
+                                "macro averages, scikit-learn's convention for a label predicted and never true); by truth label: 'NK cell' 1 of 2"),
+            std::string::npos)
+      << plain_warnings;
 
   // Predictions spelled two ways are one label too (the predictions' most frequent spelling), and
   // a truth of 'Unassigned' (another annotation taken as truth) is no label: left out and counted.
