@@ -204,6 +204,15 @@ def _pythonic(function):
 
 # ---- AnnData -> the engine's dataset spec -----------------------------------------------------
 
+def _in_category_order(samples: list, adata, group: Optional[str]) -> list:
+    """annotate(group=COLUMN)'s per-sample summaries in the column's category order, as the command
+    line lists them from the file (the engine sees the values as text: first-seen order)."""
+    if not samples or not group or group == "none" or group not in adata.obs or str(adata.obs[group].dtype) != "category":
+        return samples
+    rank = {str(category): i for i, category in enumerate(adata.obs[group].cat.categories)}
+    return sorted(samples, key=lambda sample: rank.get(sample.get("level", ""), len(rank)))
+
+
 def _column(values) -> List[Optional[str]]:
     """A pandas Series / sequence as text, None where missing."""
     import pandas as pd
@@ -931,7 +940,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                               gene_coverage=coverage, top_labels=top, majority_vote=majority, flat_labels=flat,
                               similarity=similarity, unlike_reference=unlike, similarity_judged=judged,
                               models=json.loads(out["models"]), warnings=list(out["warnings"]),
-                              panel_groups=json.loads(out["panel_groups"]), samples=json.loads(out["samples"]), matrix=query["name"],
+                              panel_groups=json.loads(out["panel_groups"]), samples=_in_category_order(json.loads(out["samples"]), adata, group),
+                              matrix=query["name"],
                               ontology_names=names)
     if "trained_model" in out:
         result.model = Model(out["trained_model"], json.loads(out["trained_summary"]))

@@ -314,6 +314,13 @@ ShallowCells warn_about_shallow_cells(const Dataset& dataset, const std::string&
   return result;
 }
 
+/// Said with a low-coverage warning (model mode's refit, reference mode): the unlike-reference
+/// check, on the shared genes' most variable ones, finds fewer cells of types the reference lacks.
+constexpr const char* kUnlikeOnFewerGenes =
+    "on fewer genes the check for cells unlike the reference's types (celltyper_unlike_reference, --unassign-unlike) misses more of them "
+    "(bench/novelty: lung cancer cells among PBMCs on 5,195 shared genes, about a third of a PBMC reference's expression, 18% flagged, "
+    "against 98% on all their genes)";
+
 /// Annotation::samples for the samples of obs `column` (cells without a value form the sample ""),
 /// and the whole-query warnings a sample earns on its own while the whole query does not: cells
 /// too shallow to trust (`shallow`, when counted), cells unlike every reference type (unless
@@ -1007,11 +1014,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
           annotation.warnings.push_back(fmt::format(
               "{}: refitted on the {} shared genes from the model's reference sample ({} cells, {:.1f} s){}", measured, use.refit_genes,
               model.reference.n_cells(), use.refit_seconds,
-              model.similarity.empty() || coverage.mass >= options.warn_coverage_below
-                  ? ""
-                  : "; on fewer genes the check for cells unlike the reference's types (celltyper_unlike_reference, --unassign-unlike) "
-                    "misses more of them (bench/novelty: lung cancer cells among PBMCs on 5,195 shared genes, about a third of a PBMC "
-                    "reference's expression, 18% flagged, against 98% on all their genes)"));
+              model.similarity.empty() || coverage.mass >= options.warn_coverage_below ? "" : fmt::format("; {}", kUnlikeOnFewerGenes)));
         }
       } else if (coverage.mass < options.warn_coverage_below || coverage.feature_share() < options.warn_coverage_below) {
         annotation.warnings.push_back(fmt::format(
@@ -1788,13 +1791,9 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
     const double part = whole > 0 ? median_counts_over(*references[r], source, table, options.embed.genes, shared) : 0.0;
     if (whole <= 0 || part >= AnnotateOptions{}.warn_coverage_below * whole) continue;
     notes.push_back(fmt::format(
-        "{} measures {} of the {} genes of {} ({} of its counts in the median cell): trained on the genes it measures; on fewer genes the "
-        "check for cells unlike the reference's types (celltyper_unlike_reference, --unassign-unlike) misses more of them (bench/novelty: "
-        "lung cancer cells among PBMCs on 5,195 shared genes, about a third of a PBMC reference's expression, 18% flagged, against 98% "
-        "on all their genes)",
-        query.path(), std::count_if(own_genes[r].begin(), own_genes[r].end(),
+        "{} measures {} of the {} genes of {} ({} of its counts in the median cell): trained on the genes it measures; {}", query.path(), std::count_if(own_genes[r].begin(), own_genes[r].end(),
                                     [&](std::int64_t gene) { return std::binary_search(shared.begin(), shared.end(), gene); }),
-        own_genes[r].size(), references[r]->path(), percent_of(part / whole)));
+        own_genes[r].size(), references[r]->path(), percent_of(part / whole), kUnlikeOnFewerGenes));
   }
   nlohmann::json matched = nlohmann::json::array();
   if (options.features == kFeaturesExpression && options.augment_depth) {

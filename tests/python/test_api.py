@@ -457,6 +457,15 @@ def test_a_padded_sample_of_a_joined_anndata_is_annotated_on_its_own_genes_as_in
     assert [(s["level"], s["n_cells"]) for s in named.samples] == [("pbmc3k", 294), ("pbmc68k", 700)]
     assert named.samples[1]["label_counts"] == named.labels[joined.obs["sample"].to_numpy() == "pbmc68k"].astype(str).value_counts().to_dict()
     assert result.samples == []
+    # in the column's category order, as the command line lists them (not first-seen order)
+    reordered = joined.copy()
+    reordered.obs["sample"] = reordered.obs["sample"].cat.reorder_categories(["pbmc68k", "pbmc3k"])
+    reordered_path = str(tmp_path / "reordered.h5ad")
+    reordered.write_h5ad(reordered_path)
+    listed = json.loads(cli("annotate", "--model", model, "--input", reordered_path, "--group", "obs:sample", "--csv",
+                            str(tmp_path / "reordered.csv"), "--json").stdout)
+    assert [s["level"] for s in listed["samples"]] == ["pbmc68k", "pbmc3k"]
+    assert [s["level"] for s in celltyper.annotate(reordered, model, group="sample", inplace=False).samples] == ["pbmc68k", "pbmc3k"]
     # a notebook's last line shows a summary, not every Series
     text = repr(result)
     assert text.startswith("AnnotationResult(994 cells: ") and "padded sample" in text and len(text.splitlines()) == 1
