@@ -1760,10 +1760,12 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   }
   // The references' genes, and of them the query's: the gene floor model mode applies.
   std::vector<std::int64_t> reference_genes;
+  const auto matrix_of = [&](std::size_t r) -> const std::string& {
+    return !options.matrices.empty() && !options.matrices[r].empty() ? options.matrices[r] : options.embed.matrix;
+  };
   std::vector<std::vector<std::int64_t>> own_genes;  // per reference
   for (std::size_t r = 0; r < references.size(); ++r) {
-    const std::string& matrix = !options.matrices.empty() && !options.matrices[r].empty() ? options.matrices[r] : options.embed.matrix;
-    const std::vector<std::int64_t>& own = own_genes.emplace_back(dataset_genes(*references[r], matrix, table, options.embed.genes));
+    const std::vector<std::int64_t>& own = own_genes.emplace_back(dataset_genes(*references[r], matrix_of(r), table, options.embed.genes));
     std::vector<std::int64_t> merged;
     std::set_union(reference_genes.begin(), reference_genes.end(), own.begin(), own.end(), std::back_inserter(merged));
     reference_genes = std::move(merged);
@@ -1782,25 +1784,31 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   std::vector<std::unique_ptr<ThinnedDataset>> thinned;
   std::vector<const Dataset*> views = references;
   std::vector<std::string> notes;
+  // A reference's median cell's counts over the shared genes, read once: the coverage warning and
+  // depth matching both use it.
+  std::vector<std::optional<double>> shared_depths(references.size());
+  const auto shared_depth = [&](std::size_t r) {
+    if (!shared_depths[r]) {
+      shared_depths[r] = median_counts_over(*references[r], resolve_matrix_source(*references[r], matrix_of(r)), table, options.embed.genes, shared);
+    }
+    return *shared_depths[r];
+  };
   // A query measuring a small share of a reference's counts (its median cell's, over the shared
   // genes): model mode's coverage warning, which the model trained on those genes cannot give.
   for (std::size_t r = 0; shared.size() < reference_genes.size() && r < references.size(); ++r) {
-    const std::string& matrix = !options.matrices.empty() && !options.matrices[r].empty() ? options.matrices[r] : options.embed.matrix;
-    const std::string source = resolve_matrix_source(*references[r], matrix);
-    const double whole = median_counts_over(*references[r], source, table, options.embed.genes, own_genes[r]);
-    const double part = whole > 0 ? median_counts_over(*references[r], source, table, options.embed.genes, shared) : 0.0;
-    if (whole <= 0 || part >= AnnotateOptions{}.warn_coverage_below * whole) continue;
-    notes.push_back(fmt::format(
-        "{} measures {} of the {} genes of {} ({} of its counts in the median cell): trained on the genes it measures; {}", query.path(), std::count_if(own_genes[r].begin(), own_genes[r].end(),
-                                    [&](std::int64_t gene) { return std::binary_search(shared.begin(), shared.end(), gene); }),
-        own_genes[r].size(), references[r]->path(), percent_of(part / whole), kUnlikeOnFewerGenes));
+    const double whole = median_counts_over(*references[r], resolve_matrix_source(*references[r], matrix_of(r)), table, options.embed.genes, own_genes[r]);
+    if (whole <= 0 || shared_depth(r) >= AnnotateOptions{}.warn_coverage_below * whole) continue;
+    std::vector<std::int64_t> measured;
+    std::set_intersection(own_genes[r].begin(), own_genes[r].end(), shared.begin(), shared.end(), std::back_inserter(measured));
+    notes.push_back(fmt::format("{} measures {} of the {} genes of {} ({} of its counts in the median cell): trained on the genes it measures; {}",
+                                query.path(), measured.size(), own_genes[r].size(), references[r]->path(), percent_of(shared_depth(r) / whole),
+                                kUnlikeOnFewerGenes));
   }
   nlohmann::json matched = nlohmann::json::array();
   if (options.features == kFeaturesExpression && options.augment_depth) {
     const double query_depth = median_counts_over(query, resolve_matrix_source(query, query_embed.matrix), table, query_embed.genes, shared);
     for (std::size_t r = 0; query_depth > 0 && r < references.size(); ++r) {
-      const std::string& matrix = !options.matrices.empty() && !options.matrices[r].empty() ? options.matrices[r] : options.embed.matrix;
-      const double depth = median_counts_over(*references[r], resolve_matrix_source(*references[r], matrix), table, options.embed.genes, shared);
+      const double depth = shared_depth(r);
       if (depth <= 0 || query_depth >= kDepthMatchRatio * depth) continue;
       const double ratio = query_depth / depth;
       const auto [low, high] = depth_match_range(ratio, depth);

@@ -802,28 +802,26 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
         ++cells;
         if (prediction[i] == kUnassigned) ++unassigned;
       }
-      std::vector<std::pair<std::string, std::pair<std::size_t, std::size_t>>> ranked(by_truth.begin(), by_truth.end());
+      std::vector<std::pair<std::string, std::pair<std::size_t, std::size_t>>> ranked;
+      for (const auto& entry : by_truth) {
+        if (entry.second.first > 0) ranked.push_back(entry);
+      }
       std::stable_sort(ranked.begin(), ranked.end(), [](const auto& a, const auto& b) { return a.second.first > b.second.first; });
       std::vector<std::string> named;
-      for (const auto& [label, counts] : ranked) {
-        if (counts.first == 0 || named.size() == 6) break;
+      for (std::size_t k = 0; k < std::min<std::size_t>(ranked.size(), 6); ++k) {
+        const auto& [label, counts] = ranked[k];
         named.push_back(fmt::format("'{}' {} of {} ({:.0f}%)", label, counts.first, counts.second,
                                     100.0 * static_cast<double>(counts.first) / static_cast<double>(counts.second)));
       }
-      const std::string which = fmt::format("; by truth label: {}{}", fmt::join(named, ", "),
-                                            std::count_if(ranked.begin(), ranked.end(), [](const auto& entry) { return entry.second.first > 0; }) >
-                                                    static_cast<std::ptrdiff_t>(named.size())
-                                                ? ", ..."
-                                                : "");
-      evaluation.warnings.push_back(
+      evaluation.warnings.push_back(fmt::format(
+          "{} of {} cells are Unassigned: the flat metrics count them as errors (and 'Unassigned' as a class of F1 0 in macro averages, "
+          "scikit-learn's convention for a label predicted and never true){}; by truth label: {}{}",
+          n_unassigned, prediction.size(),
           evaluation.sets.front().result.ontology.available
-              ? fmt::format("{} of {} cells are Unassigned: the flat metrics count them as errors (and 'Unassigned' as a class of F1 0 in macro "
-                            "averages, scikit-learn's convention for a label predicted and never true), the Cell Ontology metrics (corrected "
-                            "accuracy and macro-F1, hierarchical P / R / F, LCA distance) leave them out: they name no Cell Ontology term{}",
-                            n_unassigned, prediction.size(), which)
-              : fmt::format("{} of {} cells are Unassigned: the flat metrics count them as errors (and 'Unassigned' as a class of F1 0 in macro "
-                            "averages, scikit-learn's convention for a label predicted and never true){}",
-                            n_unassigned, prediction.size(), which));
+              ? ", the Cell Ontology metrics (corrected accuracy and macro-F1, hierarchical P / R / F, LCA distance) leave them out: they "
+                "name no Cell Ontology term"
+              : "",
+          fmt::join(named, ", "), ranked.size() > named.size() ? ", ..." : ""));
     }
     // Predictions finer than the truth (a fine model on coarse truth labels: pbmc3k's types on
     // savercat's "T/NK cells"): errors for the flat metrics, right for the corrected ones.
