@@ -199,6 +199,20 @@ def main():
         row["unassigned"] = float(unassigned.mean())
         row["unassigned_default"] = float((labels == "Unassigned").mean())
         row["unassigned_is_flagged"] = bool(np.array_equal(unassigned & (labels != "Unassigned"), unlike & (labels != "Unassigned")))
+        # evaluate's "types the reference lacks" on the same cells (truth labels of no class of
+        # the model nor a CL term above or below one): how many of their cells, and of the
+        # others, --unassign-unlike left Unassigned.
+        # (the datasets' label map names the truth labels' CL terms; pbmc68k's rows for its labels)
+        label_map = ["--label-map", os.path.join(SHARED, "label_map_to_cell_ontology.tsv")]
+        if query == "pbmc68k":
+            label_map += ["--label-dataset", "pbmc68k_reduced"]
+        evaluated, _ = measure.run_timed([binary, "evaluate", "-i", pruned_out, "--truth", f"obs:{query_column}", "--json", "-", *label_map],
+                                         f"evaluate {query} --unassign-unlike")
+        unseen_types = json.loads(evaluated.stdout).get("unseen_types")
+        if unseen_types:
+            row["unseen_types"] = {key: unseen_types[key] for key in ("n_cells", "n_unassigned", "n_other_cells", "n_other_unassigned",
+                                                                      "unassigned_share", "other_unassigned_share", "precision", "f1")}
+            row["unseen_labels"] = [label["label"] for label in unseen_types["labels"]]
         reference_labels = set(anndata.read_h5ad(files[reference][0], backed="r").obs[files[reference][1]].astype(str))
         if kind == "quiet" and set(truth) <= reference_labels:
             right = labels == truth
@@ -266,6 +280,22 @@ def main():
         elif row["kind"] == "fire":
             lines.append(f"| {row['reference']} | {row['query']} | {row['unassigned_default']:.3f} / {row['unassigned']:.3f} (no cell of a type "
                          "the reference has) | | | | |")
+    lines += ["", "`celltyper evaluate --label-map ../shared/data/label_map_to_cell_ontology.tsv` of the `--unassign-unlike` labels "
+              "against the query's own labels: its section \"types the "
+              "reference lacks\" takes the truth labels that are no class of the model nor a Cell Ontology term above or below one "
+              "(labels without a CL id that name no class count as such) and gives the share of their cells left Unassigned, of the "
+              "other cells, the share of the Unassigned cells that are of those types (precision) and F1.", "",
+              "| reference | query | truth labels the model lacks | their cells Unassigned | other cells Unassigned | precision | F1 |",
+              "|---|---|---|---|---|---|---|"]
+    share = lambda value: "n/a" if value is None else f"{value:.3f}"
+    for row in rows:
+        unseen = row.get("unseen_types")
+        if not unseen:
+            continue
+        named = ", ".join(row["unseen_labels"][:4]) + (", ..." if len(row["unseen_labels"]) > 4 else "")
+        lines.append(f"| {row['reference']} | {row['query']} | {len(row['unseen_labels'])} ({unseen['n_cells']} cells{': ' + named if named else ''}) | "
+                     f"{unseen['n_unassigned']} ({share(unseen['unassigned_share'])}) | {unseen['n_other_unassigned']} of {unseen['n_other_cells']} "
+                     f"({share(unseen['other_unassigned_share'])}) | {share(unseen['precision'])} | {share(unseen['f1'])} |")
     with open(args.out + ".md", "w") as handle:
         handle.write("\n".join(lines) + "\n")
     log(f"wrote {args.out}.md ({elapsed:.0f} s)")

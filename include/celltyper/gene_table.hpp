@@ -212,6 +212,10 @@ struct GeneResolveOptions {
   /// A column of row numbers (anndata's default var index '0'..'n-1', see `resolve_genes`) holds
   /// no gene names: true = throw InputError; false = resolve no gene and add a warning (inspect).
   bool refuse_row_numbers = true;
+  /// The column holds gene ids celltyper wrote itself (a model's reference sample, read back
+  /// for a refit): never taken for row numbers, even when they run 1..n (a user's own gene
+  /// table numbered so).
+  bool ids_not_row_numbers = false;
   /// Per var, 0 when it holds (next to) no counts in a scan, else 1; or null: when given, of
   /// several vars naming one gene a var with counts is read before one without, whatever their
   /// names (after the other name column's say: a var it vouches for comes first) (an outer join of files annotated with different symbols pads the newer name

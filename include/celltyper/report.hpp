@@ -114,6 +114,44 @@ struct LabelMappingRow {
   [[nodiscard]] bool mapped() const { return !cl_id.empty(); }
 };
 
+/// One truth label of a type the model has no class for (see `UnseenTypes`).
+struct UnseenTypeLabel {
+  std::string label;              ///< the truth label as evaluated
+  std::string cl_id;              ///< its CL id ("" when it maps to none)
+  std::size_t n_cells = 0;
+  std::size_t n_unassigned = 0;   ///< of them Unassigned (or without a prediction)
+  /// The labels the others were given, most frequent first (at most three).
+  std::vector<std::pair<std::string, std::size_t>> named_as;
+};
+
+/// How the predictions treat cells of types the model has no class for (a tumour's cells under a
+/// PBMC model, a population the reference missed), for which "Unassigned" is the right answer
+/// (SingleR's pruned labels; scArches / scANVI report the same rejection rates). The model's
+/// classes are the ones annotate recorded beside its probabilities (uns
+/// celltyper_probability_classes, with their CL ids). A truth label is of such a type when it is
+/// none of the classes (ignoring letter case) and its Cell Ontology term, when it has one, is
+/// neither a class's term nor above or below one: "T cell" or "regulatory T cell" beside a
+/// "CD4-positive, alpha-beta T cell" class is known, "hematopoietic precursor cell" is not. A truth
+/// label that maps to no term and names no class counts as unseen (it is listed by name, so a
+/// label meaning a class under another name can be given its id with --label-map).
+struct UnseenTypes {
+  std::size_t n_model_classes = 0;
+  std::vector<UnseenTypeLabel> labels;  ///< most cells first
+  std::size_t n_cells = 0;              ///< cells of those labels
+  std::size_t n_unassigned = 0;         ///< of them Unassigned
+  std::size_t n_other_cells = 0;        ///< cells of the other (known) truth labels
+  std::size_t n_other_unassigned = 0;   ///< of them Unassigned (or without a prediction)
+  /// Share of the unseen types' cells left Unassigned (the rejection's recall; 0 without such cells).
+  [[nodiscard]] double unassigned_share() const;
+  /// Share of the other cells left Unassigned (wrongly rejected; 0 without such cells).
+  [[nodiscard]] double other_unassigned_share() const;
+  /// Share of the Unassigned cells that are of an unseen type (the rejection's precision; 0 when
+  /// no cell is Unassigned).
+  [[nodiscard]] double precision() const;
+  /// Harmonic mean of `precision` and `unassigned_share` (0 when both are 0).
+  [[nodiscard]] double f1() const;
+};
+
 /// The 2-D map of the cells: coordinates of the shown cells with their truth and prediction.
 struct EmbeddingMap {
   std::string source;             ///< e.g. "obsm:X_celltyper"
@@ -141,6 +179,7 @@ struct ReportContent {
   std::vector<ReportSection> sections;
   std::vector<LabelMappingRow> truth_labels;       ///< mapping of truth labels (may be empty)
   std::vector<LabelMappingRow> prediction_labels;  ///< mapping of predicted labels (may be empty)
+  std::optional<UnseenTypes> unseen_types;         ///< truth types the model lacks (optional)
   std::optional<EmbeddingMap> embedding;           ///< cell map (optional)
   std::optional<EmbeddingMap> umap;                ///< UMAP of the same cells (optional)
   std::vector<std::string> warnings;               ///< shown in a highlighted box
@@ -253,6 +292,10 @@ struct DatasetEvaluation {
   std::vector<LabelMappingRow> truth_labels;       ///< sorted by label
   std::vector<LabelMappingRow> prediction_labels;  ///< sorted by label
   std::vector<EvaluatedSet> sets;  ///< "all cells" first, then each group in sorted order
+  /// Truth types the model has no class for and whether they were left Unassigned, over all
+  /// cells; present when the predictions are celltyper's (an obs column celltyper_*) and the model's
+  /// classes are recorded (uns celltyper_probability_classes).
+  std::optional<UnseenTypes> unseen_types;
   std::optional<EmbeddingMap> embedding;
   std::optional<EmbeddingMap> umap;
   std::vector<std::string> warnings;
@@ -301,6 +344,12 @@ DatasetEvaluation evaluate_annotated(const std::string& path, const DatasetEvalu
 /// The evaluation as JSON: inputs, label mapping with unmapped counts, "overall" (to_json of all
 /// cells), "groups" (name, metrics) and the map's provenance.
 nlohmann::json to_json(const DatasetEvaluation& evaluation);
+
+/// `UnseenTypes` as JSON: the counts, the shares (null where nothing is counted) and each label.
+nlohmann::json to_json(const UnseenTypes& unseen);
+
+/// `UnseenTypes` as the lines of `format_report`'s "types the reference lacks" section.
+std::string format_unseen_types(const UnseenTypes& unseen);
 
 /// Plain text: inputs, label mapping summary with every unmapped label and its cell count, then
 /// `format_report` of all cells and of each group.

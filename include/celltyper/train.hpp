@@ -256,6 +256,28 @@ std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std:
                                                  const std::map<std::string, std::string>& cl_ids, const Ontology& ontology,
                                                  const std::map<std::string, std::vector<std::string>>& alternatives = {});
 
+/// Where a model's genes are its references' var names as written (`own_gene_names_table`): the
+/// model's provenance "gene_table", and `GeneTable::source()` of that table.
+inline constexpr std::string_view kOwnGeneNamesSource = "the references' own var names";
+
+/// The first id `own_gene_names_table` gives a name: far above every Entrez id (NCBI's reach the
+/// hundreds of millions), so no gene vector or table of another species is found under it, and
+/// never taken for a row number.
+inline constexpr std::int64_t kOwnGeneIdBase = 900'000'000'000;
+
+/// The references' var names as a gene table of their own, for references that `table` hardly
+/// names: on the expression route, when under a tenth of every reference's gene vars match it
+/// (another species' ids read through the human default: fly FBgn / CG numbers, zebrafish,
+/// Arabidopsis AT1G01010, worm, yeast), CellTypist's way (genes are the names the data gives).
+/// Each distinct name of the var column the genes are read from (`options.embed.genes.column`,
+/// else the var index) is a gene: symbol = the name (an Ensembl-like name also its Ensembl id),
+/// id = kOwnGeneIdBase + its rank among the sorted names. A model trained so records
+/// kOwnGeneNamesSource, and `annotate` matches a query's var names to the model's own genes
+/// (their names, ignoring case). nullopt when `table` serves (or on the GenePT-w route, whose
+/// gene vectors are keyed by `table`'s ids); `warning`, when given, gets what was done and why.
+std::optional<GeneTable> own_gene_names_table(const std::vector<const Dataset*>& datasets, const TrainOptions& options,
+                                              const GeneTable& table, std::string* warning = nullptr);
+
 /// Step 2: features of the usable labelled cells of `datasets` (options.features picks the route;
 /// options.classifier and hyperparameters are not used, so one TrainingData serves every
 /// configuration of its route). Throws InputError as `train_model` does.

@@ -573,6 +573,10 @@ def _common(options: dict, *, threads: int, verbose: bool, gene_table, genes, ge
         if name in options:
             options[name] = _flag(options[name], name)
     verbose = _flag(verbose, "verbose")
+    for name, value, what in (("gene_table", gene_table, "a gene table TSV (columns entrez_id and symbol, optionally aliases and ensembl_ids)"),
+                              ("genes", genes, "a gene store .h5 (celltyper genes embed)")):
+        if value is not None and not isinstance(value, (str, os.PathLike)):
+            raise TypeError(f"{name} is the path (str or os.PathLike) of {what}, not {type(value).__name__}")
     for what, path in (("gene store", genes), ("gene table", gene_table), ("label map", options.get("label_map")),
                        ("ontology", options.get("ontology"))):
         if path and not os.path.exists(os.fspath(path)):  # (as a model path: the error of a missing file)
@@ -1033,7 +1037,10 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
     """Score predicted labels against true labels (obs columns), as `celltyper evaluate --json`:
     accuracy, macro/weighted F1, per-class metrics, confusion matrix, top-k accuracy from
     obsm['celltyper_probabilities'], and Cell Ontology metrics (hierarchical F, corrected
-    accuracy) when the ontology is found. Returns the JSON document as a dict.
+    accuracy) when the ontology is found. Returns the JSON document as a dict; its
+    "unseen_types" entry (celltyper's predictions with the model's classes in uns) counts the
+    cells of truth labels the model has no class for (nor a CL term above or below one) and how
+    many of them, and of the others, were left Unassigned (`annotate(..., unassign_unlike=True)`).
 
     Parameters (each as the `celltyper evaluate` flag of the same name)
     ----------

@@ -9,6 +9,7 @@
 #include <celltyper/reference_similarity.hpp>
 #include <celltyper/row_subset_dataset.hpp>
 #include <celltyper/thinned_dataset.hpp>
+#include <celltyper/train.hpp>
 #include "text_lists.hpp"
 
 #include <fmt/format.h>
@@ -1143,6 +1144,20 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // model found it like one of its types.
   const auto has_profile = [](const CellTypeModel* model) { return !model->similarity.empty(); };
   const bool check_similarity = std::any_of(models.begin(), models.end(), has_profile);
+  if (check_similarity && !std::all_of(models.begin(), models.end(), has_profile)) {
+    // A model without profiles judges no cell: a cell of a type only it knows resembles none of
+    // the others' types and is flagged (and Unassigned under --unassign-unlike).
+    std::vector<std::string> bare;
+    for (std::size_t m = 0; m < models.size(); ++m) {
+      if (!has_profile(models[m])) bare.push_back(fmt::format("model {}", m + 1));
+    }
+    annotation.warnings.push_back(fmt::format(
+        "{} {} no reference profiles (trained with --reference-sample 0, or by a celltyper before they were kept): the "
+        "unlike-reference check judges cells against the other models' types only, so a cell of a type only {} knows may be "
+        "flagged celltyper_unlike_reference{}",
+        fmt::join(bare, ", "), bare.size() == 1 ? "keeps" : "keep", bare.size() == 1 ? "it" : "they",
+        options.unassign_unlike ? " and left Unassigned" : ""));
+  }
   // What the models say of the cells of a dataset (the query, or a sample of it), per cell.
   struct Predicted {
     std::vector<float> probabilities;   // [cells x c_all], summed over models
@@ -1841,6 +1856,13 @@ RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeMod
     if (table.empty() || table_hash.empty() || (!recorded.empty() && (table != recorded || table_hash != hash))) return chosen;
     recorded = table;
     hash = table_hash;
+  }
+  if (recorded == kOwnGeneNamesSource) {  // (references of another species: their var names as written, own_gene_names_table)
+    chosen.table = models_gene_table(models);
+    chosen.message = fmt::format("{}the model's genes are its references' var names as written (few of them named genes of the gene table): "
+                                 "the query's var names are matched to its {} genes (letter case aside)",
+                                 kNotePrefix, chosen.table->size());
+    return chosen;
   }
   const std::string standard_path = default_gene_table_path();
   std::error_code error;

@@ -381,6 +381,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   options.reference_sample_cells = 0;
   options.embed.matrix = "X";
   options.embed.genes.column = "entrez_id";
+  options.embed.genes.ids_not_row_numbers = true;  // (a table of the user's numbered 1..N)
   options.embed.normalization = parse_normalization_choice(sample.normalization.empty() ? "auto" : sample.normalization);
   options.log = log;
   const auto started = std::chrono::steady_clock::now();

@@ -498,8 +498,13 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
           const SampleSummary& sample = annotation.samples[i];
           std::vector<std::string> top;
           for (std::size_t i = 0; i < std::min<std::size_t>(3, sample.label_counts.size()); ++i) {
-            top.push_back(fmt::format("{} {:.0f}%", sample.label_counts[i].first,
-                                      100.0 * static_cast<double>(sample.label_counts[i].second) / static_cast<double>(sample.n_cells)));
+            const double percent = 100.0 * static_cast<double>(sample.label_counts[i].second) / static_cast<double>(sample.n_cells);
+            // (a label of a few cells in a large sample reads "<1%", not "0%", and the label beside
+            // it ">99%", not "100%")
+            const bool all = sample.label_counts[i].second == sample.n_cells;
+            top.push_back(percent < 1.0                ? fmt::format("{} <1%", sample.label_counts[i].first)
+                          : percent > 99.0 && !all ? fmt::format("{} >99%", sample.label_counts[i].first)
+                                                   : fmt::format("{} {:.0f}%", sample.label_counts[i].first, percent));
           }
           const auto share = [](std::int64_t part, std::int64_t of) { return of > 0 ? 100.0 * static_cast<double>(part) / static_cast<double>(of) : 0.0; };
           fmt::print(stderr, "  {}: {} cells, {:.2f}, {:.1f}%, {}; {}\n", sample.level.empty() ? std::string("(missing)") : sample.level,

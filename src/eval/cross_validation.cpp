@@ -295,7 +295,7 @@ CrossValidationResult cross_validate(const CrossValidationOptions& options, cons
 }
 
 CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets, const CrossValidationOptions& options,
-                                     const GeneStore& store, const GeneTable& table) {
+                                     const GeneStore& store, const GeneTable& given_table) {
   const TrainOptions& base = options.train;
   if (options.configurations.empty()) throw InputError("cv: no model configuration given");
   if (datasets.empty()) throw InputError("cv: no reference dataset given");
@@ -317,6 +317,18 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
     if (options.log) options.log(message);
   };
   CrossValidationResult result;
+  // References of another species' ids than the table's: their own var names are the genes (as
+  // train), for training and for the held-out cells; the GenePT-w route keeps the table.
+  std::optional<GeneTable> own;
+  if (std::all_of(options.configurations.begin(), options.configurations.end(),
+                  [](const CvModelConfig& config) { return config.features == kFeaturesExpression; })) {
+    TrainOptions probe = base;
+    probe.features = kFeaturesExpression;
+    std::string own_names;
+    own = own_gene_names_table(datasets, probe, given_table, &own_names);
+    if (own) result.warnings.push_back(std::move(own_names));
+  }
+  const GeneTable& table = own ? *own : given_table;
   const bool by_file = base.group_column == kGroupByFile;
 
   // Label harmonisation and CL ids.

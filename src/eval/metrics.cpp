@@ -183,7 +183,7 @@ OntologyMetrics ontology_metrics(const std::vector<std::string>& truth, const st
 
   OntologyMetrics metrics;
   metrics.available = true;
-  std::set<std::string> unmapped_labels;
+  std::set<std::string, LabelOrder> unmapped_labels;  // (cluster ids by value, as the tables)
   std::vector<TermIndex> mapped_truth;
   std::vector<TermIndex> corrected_prediction;
 

@@ -714,6 +714,40 @@ std::string render_html_report(const ReportContent& content) {
     html += "</section>\n";
   }
 
+  if (content.unseen_types) {
+    const UnseenTypes& unseen = *content.unseen_types;
+    const auto percent = [](std::size_t part, std::size_t of) {
+      return of == 0 ? std::string("n/a") : fmt::format("{:.1f}%", 100.0 * static_cast<double>(part) / static_cast<double>(of));
+    };
+    html += "<section id=\"unseen-types\">\n<h2>Types the reference lacks</h2>\n";
+    html += fmt::format("<p class=\"note\">Truth labels that name no class of the model ({} classes) nor a Cell Ontology term above or below "
+                        "one: for their cells Unassigned is the right answer (<code>celltyper annotate --unassign-unlike</code>, "
+                        "<code>--min-score</code>).</p>\n",
+                        unseen.n_model_classes);
+    const std::size_t unassigned = unseen.n_unassigned + unseen.n_other_unassigned;
+    html += fmt::format("<table class=\"mapping\" id=\"unseen-summary\">\n<tr><th>cells</th><th>count</th><th>Unassigned</th><th>share</th></tr>\n"
+                        "<tr><td>of these types</td><td class=\"number\">{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td></tr>\n"
+                        "<tr><td>of the other types</td><td class=\"number\">{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td></tr>\n"
+                        "</table>\n<p>Of the Unassigned cells, of these types: {} (F1 {}).</p>\n",
+                        unseen.n_cells, unseen.n_unassigned, percent(unseen.n_unassigned, unseen.n_cells), unseen.n_other_cells,
+                        unseen.n_other_unassigned, percent(unseen.n_other_unassigned, unseen.n_other_cells), percent(unseen.n_unassigned, unassigned),
+                        unseen.n_cells == 0 || unassigned == 0 ? std::string("n/a") : fixed4(unseen.f1()));
+    if (!unseen.labels.empty()) {
+      html += "<table class=\"mapping\" id=\"unseen-labels\">\n<tr><th>truth label</th><th>CL id</th><th>cells</th><th>Unassigned</th>"
+              "<th>share</th><th>the others named</th></tr>\n";
+      for (const auto& label : unseen.labels) {
+        std::string named;
+        for (const auto& [name, count] : label.named_as) named += fmt::format("{}{} {}", named.empty() ? "" : ", ", name, count);
+        html += fmt::format("<tr><td>{}</td><td>{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td>"
+                            "<td>{}</td></tr>\n",
+                            escape(label.label), escape(label.cl_id), label.n_cells, label.n_unassigned,
+                            percent(label.n_unassigned, label.n_cells), escape(named));
+      }
+      html += "</table>\n";
+    }
+    html += "</section>\n";
+  }
+
   if (content.embedding && !content.embedding->x.empty()) {
     const EmbeddingMap& map = *content.embedding;
     html += fmt::format("<section id=\"embedding\">\n<h2>Cell map: {} of {}</h2>\n<p class=\"note\">{} of {} cells drawn{}.</p>\n"

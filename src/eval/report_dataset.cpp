@@ -403,8 +403,9 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   // Class -> CL id recorded by `celltyper annotate` (from the model file): for predicted labels, and
   // for truth labels that are class names when nothing else maps them.
   std::map<std::string, std::string> model_cl_ids;
+  const std::optional<std::vector<std::string>> model_classes = source.uns_string_list("celltyper_probability_classes");
   {
-    const auto classes = source.uns_string_list("celltyper_probability_classes");
+    const auto& classes = model_classes;
     const auto ids = source.uns_string_list("celltyper_probability_cl_ids");
     if (classes && ids && classes->size() == ids->size()) {
       for (std::size_t j = 0; j < classes->size(); ++j) {
@@ -854,6 +855,78 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
           most == nullptr ? std::string() : fmt::format(" (e.g. '{}', {} cells)", most->label, most->n_cells)));
     }
   }
+  // ---- truth types the model has no class for (UnseenTypes) ---------------------------------
+  if (model_classes && !model_classes->empty() && prediction_column.starts_with("celltyper_")) {
+    UnseenTypes unseen;
+    unseen.n_model_classes = model_classes->size();
+    std::set<std::string> class_keys;  // (names ignoring letter case, as the labels are read)
+    std::vector<TermIndex> class_terms;
+    std::set<std::string> class_ids;   // (without the ontology: ids compared as they are)
+    for (const auto& name : *model_classes) {
+      class_keys.insert(label_spelling_key(name));
+      const LabelMappingRow row = mapping_row(name, 0, map_prediction(name).first, ontology);
+      if (!row.mapped()) continue;
+      class_ids.insert(row.cl_id);
+      if (ontology == nullptr) continue;
+      if (const auto index = ontology->find_index(row.cl_id)) class_terms.push_back(ontology->canonical(*index));
+    }
+    const auto related_to_a_class = [&](const std::string& id) {
+      if (ontology == nullptr) return class_ids.count(id) != 0;
+      const auto index = ontology->find_index(id);
+      if (!index) return false;
+      const TermIndex term = ontology->canonical(*index);
+      return std::any_of(class_terms.begin(), class_terms.end(), [&](TermIndex c) {
+        return c == term || ontology->is_ancestor(c, term) || ontology->is_ancestor(term, c);
+      });
+    };
+    std::map<std::string, std::size_t> label_row;  // an unseen truth label -> its row in unseen.labels
+    for (const auto& row : evaluation.truth_labels) {
+      if (class_keys.count(label_spelling_key(row.label)) != 0) continue;
+      if (row.mapped() && (related_to_a_class(row.cl_id) ||
+                           std::any_of(row.alternatives.begin(), row.alternatives.end(), related_to_a_class))) {
+        continue;
+      }
+      label_row.emplace(row.label, unseen.labels.size());
+      unseen.labels.push_back({row.label, row.cl_id, 0, 0, {}});
+    }
+    std::vector<std::map<std::string, std::size_t>> named(unseen.labels.size());
+    for (std::size_t k = 0; k < truth.size(); ++k) {
+      const bool unassigned = prediction[k] == kUnassigned || prediction[k] == kNoPrediction;
+      const auto found = label_row.find(truth[k]);
+      if (found == label_row.end()) {
+        ++unseen.n_other_cells;
+        if (unassigned) ++unseen.n_other_unassigned;
+        continue;
+      }
+      UnseenTypeLabel& label = unseen.labels[found->second];
+      ++label.n_cells;
+      ++unseen.n_cells;
+      if (unassigned) {
+        ++label.n_unassigned;
+        ++unseen.n_unassigned;
+      } else {
+        ++named[found->second][prediction[k]];
+      }
+    }
+    for (std::size_t j = 0; j < unseen.labels.size(); ++j) {
+      std::vector<std::pair<std::string, std::size_t>> counts(named[j].begin(), named[j].end());
+      std::stable_sort(counts.begin(), counts.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+      if (counts.size() > 3) counts.resize(3);
+      unseen.labels[j].named_as = std::move(counts);
+    }
+    std::stable_sort(unseen.labels.begin(), unseen.labels.end(), [](const auto& a, const auto& b) { return a.n_cells > b.n_cells; });
+    if (unseen.n_cells > 0 && unseen.n_unassigned == 0) {
+      std::vector<std::string> names;
+      for (std::size_t j = 0; j < std::min<std::size_t>(unseen.labels.size(), 4); ++j) names.push_back(fmt::format("'{}'", unseen.labels[j].label));
+      evaluation.warnings.push_back(fmt::format(
+          "{} cells of {} truth label{} the model has no class for ({}{}) are all named one of its classes, none Unassigned: "
+          "`celltyper annotate --unassign-unlike` leaves cells unlike every reference type Unassigned ('types the reference lacks' "
+          "measures how many it leaves)",
+          unseen.n_cells, unseen.labels.size(), unseen.labels.size() == 1 ? "" : "s", fmt::join(names, ", "),
+          unseen.labels.size() > names.size() ? ", ..." : ""));
+    }
+    evaluation.unseen_types = std::move(unseen);
+  }
   // celltyper's own prediction beside its probabilities may differ from their most probable class
   // (--hierarchical terms, Unassigned under --min-score): the ranking metrics describe the classifier.
   if (own_prediction && !probability_key.empty() && prediction_column != "celltyper_flat_label") {
@@ -929,6 +1002,93 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
   return evaluation;
 }
 
+double UnseenTypes::unassigned_share() const {
+  return n_cells == 0 ? 0.0 : static_cast<double>(n_unassigned) / static_cast<double>(n_cells);
+}
+
+double UnseenTypes::other_unassigned_share() const {
+  return n_other_cells == 0 ? 0.0 : static_cast<double>(n_other_unassigned) / static_cast<double>(n_other_cells);
+}
+
+double UnseenTypes::precision() const {
+  const std::size_t unassigned = n_unassigned + n_other_unassigned;
+  return unassigned == 0 ? 0.0 : static_cast<double>(n_unassigned) / static_cast<double>(unassigned);
+}
+
+double UnseenTypes::f1() const {
+  const double p = precision();
+  const double r = unassigned_share();
+  return p + r == 0.0 ? 0.0 : 2.0 * p * r / (p + r);
+}
+
+nlohmann::json to_json(const UnseenTypes& unseen) {
+  nlohmann::json labels = nlohmann::json::array();
+  for (const auto& label : unseen.labels) {
+    nlohmann::json named = nlohmann::json::array();
+    for (const auto& [name, count] : label.named_as) named.push_back({{"label", name}, {"n_cells", count}});
+    labels.push_back({{"label", label.label},
+                      {"cl_id", label.cl_id.empty() ? nlohmann::json(nullptr) : nlohmann::json(label.cl_id)},
+                      {"n_cells", label.n_cells},
+                      {"n_unassigned", label.n_unassigned},
+                      {"named_as", std::move(named)}});
+  }
+  const auto share_or_null = [](std::size_t of, double share) { return of == 0 ? nlohmann::json(nullptr) : nlohmann::json(share); };
+  const std::size_t unassigned = unseen.n_unassigned + unseen.n_other_unassigned;
+  return {{"n_model_classes", unseen.n_model_classes},
+          {"n_cells", unseen.n_cells},
+          {"n_unassigned", unseen.n_unassigned},
+          {"unassigned_share", share_or_null(unseen.n_cells, unseen.unassigned_share())},
+          {"n_other_cells", unseen.n_other_cells},
+          {"n_other_unassigned", unseen.n_other_unassigned},
+          {"other_unassigned_share", share_or_null(unseen.n_other_cells, unseen.other_unassigned_share())},
+          {"precision", share_or_null(unassigned, unseen.precision())},
+          {"f1", share_or_null(unseen.n_cells * unassigned, unseen.f1())},
+          {"labels", std::move(labels)}};
+}
+
+std::string format_unseen_types(const UnseenTypes& unseen) {
+  const auto percent = [](std::size_t part, std::size_t of) { return of == 0 ? 0.0 : 100.0 * static_cast<double>(part) / static_cast<double>(of); };
+  std::string out;
+  if (unseen.labels.empty()) {
+    return fmt::format("every truth label is a class of the model ({} classes) or above or below one in the Cell Ontology; Unassigned: {} "
+                       "of {} cells ({:.1f}%)\n",
+                       unseen.n_model_classes, unseen.n_other_unassigned, unseen.n_other_cells,
+                       percent(unseen.n_other_unassigned, unseen.n_other_cells));
+  }
+  out += fmt::format("{} truth label{} of {} cells name{} no class of the model ({} classes) nor a Cell Ontology term above or below one\n",
+                     unseen.labels.size(), unseen.labels.size() == 1 ? "" : "s", unseen.n_cells, unseen.labels.size() == 1 ? "s" : "",
+                     unseen.n_model_classes);
+  out += fmt::format("Unassigned      {} of their {} cells ({:.1f}%); {}\n", unseen.n_unassigned, unseen.n_cells,
+                     percent(unseen.n_unassigned, unseen.n_cells),
+                     unseen.n_other_cells == 0 ? std::string("no cell of another truth label")
+                                               : fmt::format("{} of the {} other cells ({:.1f}%)", unseen.n_other_unassigned,
+                                                             unseen.n_other_cells, percent(unseen.n_other_unassigned, unseen.n_other_cells)));
+  const std::size_t unassigned = unseen.n_unassigned + unseen.n_other_unassigned;
+  if (unassigned > 0) {
+    out += fmt::format("precision       {} of the {} Unassigned cells are of these types ({:.1f}%); F1 {:.4f}\n", unseen.n_unassigned, unassigned,
+                       percent(unseen.n_unassigned, unassigned), unseen.f1());
+  }
+  if (std::any_of(unseen.labels.begin(), unseen.labels.end(), [](const UnseenTypeLabel& label) { return label.cl_id.empty(); })) {
+    out += "(a label without a CL id that names no class counts as a type the model lacks: one naming a type it has under another "
+           "name needs its id, --label-map TSV)\n";
+  }
+  constexpr std::size_t kMaxLabels = 20;
+  for (std::size_t j = 0; j < unseen.labels.size(); ++j) {
+    if (j == kMaxLabels) {
+      out += fmt::format("  ... and {} more labels (--json lists every one)\n", unseen.labels.size() - kMaxLabels);
+      break;
+    }
+    const UnseenTypeLabel& label = unseen.labels[j];
+    std::vector<std::string> named;
+    for (const auto& [name, count] : label.named_as) named.push_back(fmt::format("'{}' {}", name, count));
+    out += fmt::format("  '{}'{}: {} cells, {} Unassigned ({:.1f}%){}\n", label.label, label.cl_id.empty() ? " (no CL id)" : "", label.n_cells,
+                       label.n_unassigned, percent(label.n_unassigned, label.n_cells),
+                       named.empty() ? std::string()
+                                     : fmt::format("; {} {}", label.n_unassigned == 0 ? "named" : "the others named", fmt::join(named, ", ")));
+  }
+  return out;
+}
+
 nlohmann::json to_json(const DatasetEvaluation& evaluation) {
   nlohmann::json json;
   json["input"] = evaluation.input;
@@ -947,6 +1107,7 @@ nlohmann::json to_json(const DatasetEvaluation& evaluation) {
   json["label_mapping"] = {{"truth", mapping_json(evaluation.truth_labels)}, {"prediction", mapping_json(evaluation.prediction_labels)}};
   json["unmapped"] = {{"truth", unmapped_json(evaluation.truth_labels)}, {"prediction", unmapped_json(evaluation.prediction_labels)}};
   json["overall"] = to_json(evaluation.sets.front().result);
+  json["unseen_types"] = evaluation.unseen_types ? to_json(*evaluation.unseen_types) : nlohmann::json(nullptr);
   json["groups"] = nlohmann::json::array();
   for (std::size_t s = 1; s < evaluation.sets.size(); ++s) {
     json["groups"].push_back({{"group", evaluation.sets[s].name}, {"metrics", to_json(evaluation.sets[s].result)}});
@@ -1001,6 +1162,10 @@ std::string format_report(const DatasetEvaluation& evaluation) {
     const EvaluatedSet& set = evaluation.sets[s];
     out += s == 0 ? fmt::format("\n== all cells ==\n") : fmt::format("\n== {} = {} ==\n", evaluation.group, set.name);
     out += format_report(set.result);
+    if (s == 0 && evaluation.unseen_types) {
+      out += "\n== types the reference lacks ==\n";
+      out += format_unseen_types(*evaluation.unseen_types);
+    }
   }
   return out;
 }
@@ -1027,6 +1192,7 @@ ReportContent report_content(const DatasetEvaluation& evaluation) {
   }
   content.truth_labels = evaluation.truth_labels;
   content.prediction_labels = evaluation.prediction_labels;
+  content.unseen_types = evaluation.unseen_types;
   content.embedding = evaluation.embedding;
   content.umap = evaluation.umap;
   content.warnings = evaluation.warnings;

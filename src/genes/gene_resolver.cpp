@@ -349,9 +349,10 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
   }
   if (!species_warned && n_gene_vars > 0 && 2 * n_matched < n_gene_vars) {
     result.warnings.push_back(fmt::format("few genes matched: only {} (column '{}', {} ids); is this the right "
-                                          "gene table ({}) and column?",
+                                          "gene table ({}{}) and column? For another species, its table: --gene-table FILE (a TSV "
+                                          "with columns entrez_id and symbol, optionally aliases and ensembl_ids)",
                                           matched_text, result.column, to_string(result.id_type),
-                                          table.source().empty() ? "in memory" : table.source()));
+                                          table.source().empty() ? "in memory" : table.source(), table_species));
   }
 }
 
@@ -551,7 +552,7 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
 
   // Row numbers are not gene ids (they would "match" Entrez ids 1..n): resolve nothing from them.
   for (auto& candidate : tried) {
-    if (!looks_like_row_numbers(candidate.source)) continue;
+    if (options.ids_not_row_numbers || !looks_like_row_numbers(candidate.source)) continue;
     candidate.row_numbers = true;
     candidate.rows.assign(candidate.rows.size(), NameResolution{});
     candidate.n_resolved = 0;

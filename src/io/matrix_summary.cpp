@@ -513,17 +513,27 @@ GeneResolveResult resolve_dataset_genes(const GeneTable& table, const Dataset& d
   const Column* names = resolved.column == "_index" ? nullptr : var.find(resolved.column);
   const auto name_of = [&](std::size_t row) { return names != nullptr ? names->value_as_string(row) : var.index.at(row); };
   std::size_t moved = 0;
+  bool same_names = true;  // (every such pair two vars of one name: var names not made unique)
   std::vector<std::string> examples;
   for (std::size_t row = 0; row < resolved.n_vars(); ++row) {
     if (resolved.gene_index[row] == kNoGene || resolved.gene_index[row] == first.gene_index[row]) continue;
     ++moved;  // (a gene now read from this var, before from another)
-    if (examples.size() < 3) examples.push_back(fmt::format("{} from '{}'", table.gene(resolved.gene_index[row]).symbol, name_of(row)));
+    const std::int64_t before = first_var[static_cast<std::size_t>(resolved.gene_index[row])];
+    const bool same = before >= 0 && name_of(static_cast<std::size_t>(before)) == name_of(row);
+    same_names = same_names && same;
+    if (examples.size() < 3) {
+      examples.push_back(same ? fmt::format("'{}' (var {}, not var {})", name_of(row), row + 1, before + 1)
+                              : fmt::format("{} from '{}'", table.gene(resolved.gene_index[row]).symbol, name_of(row)));
+    }
   }
   if (moved > 0) {
     resolved.warnings.push_back(fmt::format(
-        "{}: {} gene{} named by two vars {} read from the one with counts: the better-named var has counts in fewer than {} of the {} "
-        "cells scanned, the other in more (files annotated with different gene symbols, joined?): {}",
-        dataset.path(), moved, moved == 1 ? "" : "s", moved == 1 ? "is" : "are", floor, scanned.rows_scanned, fmt::join(examples, ", ")));
+        "{}: {} gene{} named by two vars {} read from the one with counts: the {} has counts in fewer than {} of the {} "
+        "cells scanned, the other in more ({}): {}",
+        dataset.path(), moved, moved == 1 ? "" : "s", moved == 1 ? "is" : "are", same_names ? "first var of the name" : "better-named var", floor,
+        scanned.rows_scanned,
+        same_names ? "two vars of one name: var names not made unique" : "files annotated with different gene symbols, joined?",
+        fmt::join(examples, ", ")));
   }
   return resolved;
 }

@@ -11,11 +11,13 @@
 #include <celltyper/text_matrix.hpp>
 #include <celltyper/train.hpp>
 
+#include "genes/gene_names.hpp"
 #include "huge_pages.hpp"
 #include "splitmix64.hpp"
 #include "text_lists.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
 #include <cctype>
@@ -1436,6 +1438,36 @@ std::vector<std::string> label_id_warnings(const std::vector<std::set<std::strin
   return warnings;
 }
 
+/// The GenePT-w route reads a gene's vector by its id: a gene table of the user's own numbering
+/// (another species' genes under ids 1..N) would read the store's genes of those ids, other genes
+/// (a fly table's id 1 is the human store's A1BG). InputError when, of the store's genes under the
+/// references' ids (50 or more), most carry another symbol than the table's (case aside).
+void check_store_names_the_table_genes(const GeneStore& store, const GeneTable& table, const std::vector<std::int64_t>& reference_genes) {
+  std::size_t shared = 0;
+  std::size_t agree = 0;
+  std::string example;
+  for (const std::int64_t id : reference_genes) {
+    const std::int32_t row = store.find_entrez(id);
+    const std::int32_t gene = table.find_entrez(id);
+    if (row < 0 || gene == kNoGene) continue;
+    ++shared;
+    const std::string& in_table = table.gene(gene).symbol;
+    const std::string& in_store = store.symbols()[static_cast<std::size_t>(row)];
+    if (genes_detail::ascii_lower(in_table) == genes_detail::ascii_lower(in_store)) {
+      ++agree;
+    } else if (example.empty()) {
+      example = fmt::format("id {}: '{}' in the table, '{}' in the store", id, in_table, in_store);
+    }
+  }
+  if (shared >= 50 && 2 * agree < shared) {
+    throw InputError(fmt::format(
+        "the gene table {} and the gene store ({} vectors) name other genes under the same ids ({} of {} symbols agree; {}): the store's vectors "
+        "are of other genes (another species, or ids of your own numbering); build a store for this table (celltyper genes embed "
+        "--gene-table FILE), or train on expression (the default route)",
+        table.source().empty() ? std::string("in memory") : table.source(), store.provenance().backend, agree, shared, example));
+  }
+}
+
 }  // namespace
 
 TrainingData training_features(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
@@ -1691,6 +1723,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       }
     }
   }
+  if (!expression && has_expression) check_store_names_the_table_genes(store, table, reference_genes);
   const AllowedGenes allowed(allowed_ids);
   data.n_restrict_genes = AllowedGenes(options.restrict_genes).ids().size();
   const GeneVectorSource source{store.dims(),
@@ -2468,14 +2501,65 @@ OpenedDatasets open_datasets(const std::vector<std::string>& paths, const std::s
   return opened;
 }
 
+std::optional<GeneTable> own_gene_names_table(const std::vector<const Dataset*>& datasets, const TrainOptions& options,
+                                              const GeneTable& table, std::string* warning) {
+  if (options.features != kFeaturesExpression || datasets.empty()) return std::nullopt;
+  constexpr double kFewMatched = 0.1;  // (a human transcriptome matches 80-100%, a mouse one 70-80% ignoring case)
+  std::vector<std::string> names;
+  std::vector<std::string> shares;  // per reference: "path: 6 of 13714 (0.0%)"
+  std::string examples;
+  for (std::size_t r = 0; r < datasets.size(); ++r) {
+    const Dataset& dataset = *datasets[r];
+    if (is_extract_output(dataset)) return std::nullopt;
+    const std::string& matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
+    const DataFrame var = dataset.read_var_of(resolve_matrix_source(dataset, matrix));
+    const GeneResolveResult resolved = resolve_genes(table, var, options.embed.genes);
+    const std::size_t gene_vars = resolved.n_vars() - resolved.n_other_features;
+    if (gene_vars == 0 || resolved.fraction_matched() >= kFewMatched) return std::nullopt;
+    const Column* column = resolved.column == "_index" ? nullptr : var.find(resolved.column);
+    for (std::size_t row = 0; row < var.n_rows(); ++row) {
+      if (resolved.is_other_feature(row)) continue;
+      std::string name = column == nullptr ? var.index[row] : column->is_missing(row) ? std::string() : column->value_as_string(row);
+      if (name.find_first_not_of(" \t\r\n") == std::string::npos) continue;
+      if (examples.empty()) examples = name;
+      names.push_back(std::move(name));
+    }
+    shares.push_back(fmt::format("{}: {} of {} vars ({:.1f}%)", dataset.path(), resolved.n_matched(), gene_vars, 100.0 * resolved.fraction_matched()));
+  }
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  if (names.empty()) return std::nullopt;
+  std::vector<Gene> genes(names.size());
+  for (std::size_t g = 0; g < names.size(); ++g) {
+    genes[g].entrez_id = kOwnGeneIdBase + static_cast<std::int64_t>(g);
+    if (genes_detail::ensembl_gene_core(names[g])) genes[g].ensembl_ids.push_back(names[g]);
+    genes[g].symbol = std::move(names[g]);
+  }
+  GeneTable own(std::move(genes), std::string(kOwnGeneNamesSource));
+  if (warning != nullptr) {
+    *warning = fmt::format(
+        "the gene table {}{} names few of the references' genes ({}; e.g. '{}'): another species? Training on the references' own var "
+        "names as written ({} genes): a query must name its genes the same way (letter case aside); a gene table of the species "
+        "(--gene-table FILE: a TSV with columns entrez_id and symbol, optionally aliases and ensembl_ids) would also match other "
+        "spellings of the names",
+        table.source().empty() ? std::string("in memory") : table.source(), table.species().empty() ? "" : fmt::format(" ({})", table.species()),
+        fmt::join(shares, "; "), examples, own.size());
+  }
+  return own;
+}
+
 TrainResult train_model(const TrainOptions& options, const GeneStore& store, const GeneTable& table) {
   if (options.references.empty()) throw InputError("train: no reference dataset given");
   return train_model(open_datasets(options.references, options.cell_table).views, options, store, table);
 }
 
 TrainResult train_model(const std::vector<const Dataset*>& datasets, const TrainOptions& options, const GeneStore& store,
-                        const GeneTable& table) {
+                        const GeneTable& given_table) {
+  std::string own_names;  // (references of another species' ids than the table's: their own names)
+  const std::optional<GeneTable> own = own_gene_names_table(datasets, options, given_table, &own_names);
+  const GeneTable& table = own ? *own : given_table;
   TrainingData data = training_features(datasets, options, store, table);
+  if (own) data.cells.warnings.insert(data.cells.warnings.begin(), own_names);
   const ValidationSplit split = split_validation(data.cells, options.validation_fraction, options.seed, options.group_column);
   TrainResult result = fit_model_taking(data, split, options, &data.sample.values);
   finish_model(result, data);

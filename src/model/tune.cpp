@@ -72,7 +72,12 @@ LabelledFeatures embed_references(const ReferenceOptions& options, const GeneSto
   train.log = options.log;
   train.reference_sample_cells = 0;  // no model is saved
   train.dense_features = true;       // the search fits dense copies of its rows
-  return training_features(open_datasets(options.references, options.cell_table).views, train, store, table).cells;
+  const OpenedDatasets opened = open_datasets(options.references, options.cell_table);
+  std::string own_names;  // (references of another species' ids than the table's: their own names, as train)
+  const std::optional<GeneTable> own = own_gene_names_table(opened.views, train, table, &own_names);
+  LabelledFeatures cells = training_features(opened.views, train, store, own ? *own : table).cells;
+  if (own) cells.warnings.insert(cells.warnings.begin(), own_names);
+  return cells;
 }
 
 nlohmann::json TrialRecord::to_json() const {

@@ -1659,6 +1659,13 @@ TEST(TrainAnnotateCli, NamedSamplesGetASummaryAndWarningsOfTheirOwn) {
                                       "--group", "obs:batch"});
   EXPECT_EQ(missing.exit_code, 2) << missing.err;
   EXPECT_NE(missing.err.find("batch"), std::string::npos) << missing.err;
+  // The reference by its own labels: a label of one cell in 480 reads "<1%" (not "0%"), and the
+  // label beside it ">99%" (not "100%").
+  const auto own = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", reference, "--gene-table", table, "--csv", dir.file("own.csv"),
+                                  "--group", "obs:celltype"});
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  EXPECT_NE(own.err.find("\n  CD14+ Mono: 480 cells, 1.00, 0.0%, 0.0%; CD14+ Mono >99%, FCGR3A+ Mono <1%\n"), std::string::npos) << own.err;
+  EXPECT_NE(own.err.find("\n  B: 344 cells, 1.00, 0.0%, 0.0%; B 100%\n"), std::string::npos) << own.err;
 }
 
 }  // namespace

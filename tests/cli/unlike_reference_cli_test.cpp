@@ -220,12 +220,62 @@ TEST(UnlikeReference, UnassignUnlikeLeavesTheFlaggedCellsUnassigned) {
   const auto run = test::run_program({test::system_python(), "-c", check});
   EXPECT_EQ(run.exit_code, 0) << run.err << run.out;
 
+  // evaluate: the cell lines are types the PBMC model has no class for; Unassigned is right for them.
+  const auto scored = test::run_cli({"evaluate", "-i", dir.file("pruned.h5ad"), "--truth", "obs:cell_line", "--json", dir.file("pruned.json"),
+                                     "--report", dir.file("pruned.html")});
+  ASSERT_EQ(scored.exit_code, 0) << scored.err;
+  const auto unseen = nlohmann::json::parse(test::read_file(dir.file("pruned.json")))["unseen_types"];
+  ASSERT_TRUE(unseen.is_object()) << unseen.dump();
+  EXPECT_EQ(unseen["n_model_classes"], 9);
+  EXPECT_EQ(unseen["labels"].size(), 3u) << unseen.dump();
+  EXPECT_EQ(unseen["n_cells"].get<std::int64_t>(), summary["n_cells"].get<std::int64_t>());
+  EXPECT_EQ(unseen["n_unassigned"].get<std::int64_t>(), unassigned);
+  EXPECT_EQ(unseen["n_other_cells"], 0);
+  EXPECT_TRUE(unseen["other_unassigned_share"].is_null());
+  EXPECT_DOUBLE_EQ(unseen["precision"].get<double>(), 1.0);
+  std::int64_t by_label = 0;
+  for (const auto& label : unseen["labels"]) {
+    EXPECT_TRUE(label["cl_id"].is_null()) << label.dump();
+    by_label += label["n_unassigned"].get<std::int64_t>();
+  }
+  EXPECT_EQ(by_label, unassigned);
+  EXPECT_NE(scored.out.find("== types the reference lacks ==\n3 truth labels of "), std::string::npos) << scored.out;
+  const std::string html = test::read_file(dir.file("pruned.html"));
+  EXPECT_NE(html.find("<section id=\"unseen-types\">"), std::string::npos);
+  EXPECT_NE(html.find("<td>H2228</td>"), std::string::npos);
+  // Without the flag none is Unassigned: a warning points to it.
+  const auto named = test::run_cli({"evaluate", "-i", dir.file("plain.h5ad"), "--truth", "obs:cell_line", "--json", "-"});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  const auto named_json = nlohmann::json::parse(named.out);
+  EXPECT_EQ(named_json["unseen_types"]["n_unassigned"], 0);
+  EXPECT_TRUE(named_json["unseen_types"]["precision"].is_null());
+  EXPECT_NE(named.err.find("are all named one of its classes, none Unassigned: `celltyper annotate --unassign-unlike`"), std::string::npos)
+      << named.err;
+  // Truth labels that are the model's classes: no type it lacks.
+  const auto own = test::run_cli({"evaluate", "-i", dir.file("plain.h5ad"), "--truth", "obs:celltyper_label", "--json", "-"});
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  const auto own_json = nlohmann::json::parse(own.out)["unseen_types"];
+  EXPECT_TRUE(own_json["labels"].empty()) << own_json.dump();
+  EXPECT_EQ(own_json["n_cells"], 0);
+  EXPECT_TRUE(own_json["unassigned_share"].is_null());
+
   // A model without reference profiles cannot tell: a warning, no cell left Unassigned for it.
   const auto bare = test::run_cli({"train", "-r", cell_lines, "-l", "obs:cell_line", "-o", dir.file("bare.h5"), "--reference-sample", "0", "-q"});
   ASSERT_EQ(bare.exit_code, 0) << bare.err;
   const auto unchecked = test::run_cli({"annotate", "-m", dir.file("bare.h5"), "-i", cell_lines, "--csv", dir.file("bare.csv"), "--unassign-unlike"});
   ASSERT_EQ(unchecked.exit_code, 0) << unchecked.err;
   EXPECT_NE(unchecked.err.find("warning: --unassign-unlike: no model carries reference profiles"), std::string::npos) << unchecked.err;
+  // Beside a model with profiles, the bare one judges nothing: the cell lines only it knows are
+  // judged against the PBMC types alone, and the warning says so.
+  const auto mixed = test::run_cli({"annotate", "-m", dir.file("bare.h5"), "-m", dir.file("model.h5"), "-i", cell_lines, "--csv",
+                                    dir.file("mixed.csv"), "--unassign-unlike"});
+  ASSERT_EQ(mixed.exit_code, 0) << mixed.err;
+  EXPECT_NE(mixed.err.find("warning: model 1 keeps no reference profiles (trained with --reference-sample 0, or by a celltyper before they "
+                           "were kept): the unlike-reference check judges cells against the other models' types only, so a cell of a "
+                           "type only it knows may be flagged celltyper_unlike_reference and left Unassigned"),
+            std::string::npos)
+      << mixed.err;
+  EXPECT_EQ(plain.err.find("keeps no reference profiles"), std::string::npos) << plain.err;
 }
 
 }  // namespace

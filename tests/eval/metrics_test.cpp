@@ -121,6 +121,14 @@ TEST(Metrics, NumberLabelsAreOrderedByValue) {
   EXPECT_EQ(result.confusion.at(6, 8), 1u);  // 10 -> T
   EXPECT_EQ(result.confusion.at(6, 6), 1u);  // 10 -> 10
   EXPECT_DOUBLE_EQ(result.accuracy, 8.0 / 9.0);
+
+  // The ontology side's list of labels without a CL id orders them the same way.
+  const Ontology ontology = toy();
+  EvaluationOptions options;
+  options.ontology = &ontology;
+  options.cl_ids = kToyIds;
+  const EvaluationResult mapped = evaluate({"10", "2", "B", "-1", "T"}, {"B", "B", "B", "B", "T"}, options);
+  EXPECT_EQ(mapped.ontology.unmapped_labels, (std::vector<std::string>{"-1", "2", "10"}));
 }
 
 TEST(Metrics, PerfectPrediction) {

@@ -868,6 +868,11 @@ def test_unassign_unlike_equals_cli(tmp_path, pbmc3k):
     assert any("--unassign-unlike left them Unassigned" in w or "unassign_unlike" in w for w in result.warnings), result.warnings
     with pytest.raises(TypeError, match=re.escape("unassign_unlike=True")):
         celltyper.annotate(query, model=model, p_thres=0.5)
+    # evaluate: the lines are types the model has no class for, counted as the command counts them
+    unseen = celltyper.evaluate(query, truth="cell_line")["unseen_types"]
+    expected_json = json.loads(cli("evaluate", "--input", out, "--truth", "obs:cell_line", "--json", "-").stdout)["unseen_types"]
+    assert unseen == expected_json
+    assert unseen["n_unassigned"] == int(unlike.sum()) and unseen["n_cells"] == query.n_obs, unseen
 
 
 def test_arguments_of_the_wrong_type_are_type_errors():
@@ -882,6 +887,10 @@ def test_arguments_of_the_wrong_type_are_type_errors():
         celltyper.annotate(data, model="/nonexistent/model.h5", top_k=3.5)
     with pytest.raises(ValueError, match="threads=-1 is not in"):
         celltyper.train(data, label="cell_type", threads=-1)
+    import pandas as pd
+
+    with pytest.raises(TypeError, match=r"gene_table is the path \(str or os.PathLike\) of a gene table TSV .* not DataFrame"):
+        celltyper.train(data, label="cell_type", gene_table=pd.DataFrame({"entrez_id": [1], "symbol": ["A"]}))
     # Flags are True or False: the text 'false' is no False (bool('false') is True).
     with pytest.raises(TypeError, match=r"calibrate must be True or False, not str \('false'\)"):
         celltyper.train(data, label="cell_type", calibrate="false")
