@@ -191,6 +191,12 @@ void write_held_out_probabilities_csv(const CrossValidationResult& result, const
 ReportContent report_content(const CrossValidationResult& result, std::vector<std::pair<std::string, std::string>> details,
                              std::size_t max_map_points = 20000, std::uint64_t seed = 0);
 
+/// `own_gene_names_table` for a cross-validation: the references' own var names as the genes of
+/// every fold (training and held-out cells), when every configuration is on the expression route
+/// and the references hardly name genes of `table`; nullopt otherwise.
+std::optional<GeneTable> cv_own_gene_names_table(const std::vector<const Dataset*>& datasets, const CrossValidationOptions& options,
+                                                 const GeneTable& table, std::string* warning = nullptr);
+
 /// Run the cross-validation on the files `options.train.references`. Throws InputError when the
 /// group column is missing (and no `n_splits`), fewer than 2 groups exist, a requested fold is not
 /// a group, or no configuration is given.

@@ -130,10 +130,13 @@ struct UnseenTypeLabel {
 /// classes are the ones annotate recorded beside its probabilities (uns
 /// celltyper_probability_classes, with their CL ids). A truth label is of such a type when it is
 /// none of the classes (ignoring letter case) and its Cell Ontology term, when it has one, is
-/// neither a class's term nor above or below one: "T cell" or "regulatory T cell" beside a
-/// "CD4-positive, alpha-beta T cell" class is known, "hematopoietic precursor cell" is not. A truth
-/// label that maps to no term and names no class counts as unseen (it is listed by name, so a
-/// label meaning a class under another name can be given its id with --label-map).
+/// neither a class's term nor above or below one: "T cell" or "effector memory CD4-positive,
+/// alpha-beta T cell" beside a "CD4-positive, alpha-beta memory T cell" class is known;
+/// "regulatory T cell" (a sibling) and "hematopoietic precursor cell" are not. A truth label that
+/// maps to no term and names no class counts as unseen (it is listed by name, so a label meaning a
+/// class under another name can be given its id with --label-map). Cells without a prediction
+/// count as Unassigned only in celltyper_ontology_id (an Unassigned cell has no id); in another
+/// column they are left out of these counts.
 struct UnseenTypes {
   std::size_t n_model_classes = 0;
   std::vector<UnseenTypeLabel> labels;  ///< most cells first

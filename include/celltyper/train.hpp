@@ -260,18 +260,23 @@ std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std:
 /// model's provenance "gene_table", and `GeneTable::source()` of that table.
 inline constexpr std::string_view kOwnGeneNamesSource = "the references' own var names";
 
-/// The first id `own_gene_names_table` gives a name: far above every Entrez id (NCBI's reach the
+/// The lowest id `own_gene_names_table` gives a name: far above every Entrez id (NCBI's reach the
 /// hundreds of millions), so no gene vector or table of another species is found under it, and
-/// never taken for a row number.
-inline constexpr std::int64_t kOwnGeneIdBase = 900'000'000'000;
+/// never taken for a row number; ids stay below 2^53 (exact in a double, in JSON readers).
+inline constexpr std::int64_t kOwnGeneIdBase = 1'000'000'000'000'000;
+
+/// The id of a gene named `lower_name` (lower-cased) in a table of `own_gene_names_table`:
+/// kOwnGeneIdBase + a 52-bit hash of the name (FNV-1a, SplitMix64's finaliser), the same in
+/// every model and on every machine.
+std::int64_t own_gene_id(std::string_view lower_name);
 
 /// The references' var names as a gene table of their own, for references that `table` hardly
 /// names: on the expression route, when under a tenth of every reference's gene vars match it
 /// (another species' ids read through the human default: fly FBgn / CG numbers, zebrafish,
 /// Arabidopsis AT1G01010, worm, yeast), CellTypist's way (genes are the names the data gives).
-/// Each distinct name of the var column the genes are read from (`options.embed.genes.column`,
-/// else the var index) is a gene: symbol = the name (an Ensembl-like name also its Ensembl id),
-/// id = kOwnGeneIdBase + its rank among the sorted names. A model trained so records
+/// Each distinct name (letter case aside) of the var column the genes are read from (the gene
+/// column option, else the var index) is a gene: symbol = the name (an Ensembl-like name also its
+/// Ensembl id), id = own_gene_id of the lower-cased name. A model trained so records
 /// kOwnGeneNamesSource, and `annotate` matches a query's var names to the model's own genes
 /// (their names, ignoring case). nullopt when `table` serves (or on the GenePT-w route, whose
 /// gene vectors are keyed by `table`'s ids); `warning`, when given, gets what was done and why.

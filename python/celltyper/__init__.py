@@ -575,7 +575,7 @@ def _common(options: dict, *, threads: int, verbose: bool, gene_table, genes, ge
     verbose = _flag(verbose, "verbose")
     for name, value, what in (("gene_table", gene_table, "a gene table TSV (columns entrez_id and symbol, optionally aliases and ensembl_ids)"),
                               ("genes", genes, "a gene store .h5 (celltyper genes embed)")):
-        if value is not None and not isinstance(value, (str, os.PathLike)):
+        if value is not None and value is not False and not isinstance(value, (str, os.PathLike)):
             raise TypeError(f"{name} is the path (str or os.PathLike) of {what}, not {type(value).__name__}")
     for what, path in (("gene store", genes), ("gene table", gene_table), ("label map", options.get("label_map")),
                        ("ontology", options.get("ontology"))):
@@ -1079,6 +1079,8 @@ def evaluate(adata, truth: str, pred: str = "celltyper_label", *, group: Optiona
         columns[column] = _column(adata.obs[column])
     for column in _with_term_ids(adata, [], truth_column):  # the truth's CL ids (CELLxGENE files)
         columns[column] = _column(adata.obs[column])
+    if "celltyper_unlike_reference" in adata.obs.columns:  # (what the "types the reference lacks" warning reads, as the command)
+        columns["celltyper_unlike_reference"] = _column(adata.obs["celltyper_unlike_reference"])
     obsm = {}
     uns = {}
     if probabilities != "none":

@@ -15,6 +15,7 @@
 #include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/report.hpp>
+#include <celltyper/train.hpp>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -374,7 +375,8 @@ py::tuple cross_validate_cells(const py::list& references, const py::dict& optio
   if (restrict_genes == "held-out") {
     cv.restrict_to_held_out_genes = true;
   } else if (!restrict_genes.empty()) {
-    cv.train.restrict_genes = genes_of(restrict_genes, *table);
+    const std::optional<GeneTable> own = cv_own_gene_names_table(datasets, cv, *table);  // (another species: its own names)
+    cv.train.restrict_genes = genes_of(restrict_genes, own ? *own : *table);
   }
   CrossValidationResult result = cross_validate(datasets, cv, store, *table);
   nlohmann::json json = result.to_json();
@@ -480,6 +482,10 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       TrainResult result = train_for_query(datasets, *query.dataset, train, store, *table, annotate_options.embed,
                                            annotate_options.allow_low_coverage ? 0 : annotate_options.min_coverage_genes);
       trained_summary = train_summary(result).dump();
+      // (references of another species trained on their own var names: the query is read in them)
+      if (result.model.provenance.is_object() && result.model.provenance.value("gene_table", std::string()) == kOwnGeneNamesSource) {
+        table = std::make_shared<const GeneTable>(result.model.gene_table());
+      }
       trained_model = std::make_shared<CellTypeModel>(std::move(result.model));
       models.push_back(trained_model.get());
     }

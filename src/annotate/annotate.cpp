@@ -1761,8 +1761,13 @@ ScoreSummary summarize_scores(const std::vector<float>& scores) {
 }
 
 TrainResult train_for_query(const std::vector<const Dataset*>& references, const Dataset& query, TrainOptions options,
-                            const GeneStore& store, const GeneTable& table, const EmbedOptions& query_embed,
+                            const GeneStore& store, const GeneTable& given_table, const EmbedOptions& query_embed,
                             std::int64_t min_shared_genes) {
+  // References of another species' ids than the table's: their own var names are the genes, the
+  // query's too (own_gene_names_table); the model records so.
+  std::string own_names;
+  const std::optional<GeneTable> own = own_gene_names_table(references, options, given_table, &own_names);
+  const GeneTable& table = own ? *own : given_table;
   // Validation cells only calibrate the scores (no calibration: none); the model on every cell is
   // the one a refit of a saved model on these genes trains.
   if (!options.calibrate) options.validation_fraction = 0;
@@ -1838,6 +1843,7 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   }
   TrainResult result = train_model(views, options, store, table);
   result.warnings.insert(result.warnings.end(), notes.begin(), notes.end());
+  if (own) result.warnings.insert(result.warnings.begin(), own_names);
   if (!matched.empty()) result.model.provenance["depth_matched"] = matched;  // (its reference sample holds the thinned cells)
   result.n_reference_genes = static_cast<std::int64_t>(reference_genes.size());
   result.n_shared_genes = static_cast<std::int64_t>(shared.size());
@@ -1847,6 +1853,19 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
 RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeModel*>& models,
                                              const std::function<const GeneTable*()>& standard) {
   RecordedGeneTable chosen;
+  // Models trained on their references' own var names (another species, own_gene_names_table): the
+  // query's names are matched to theirs, whatever the default table (a name has one id in every
+  // such model, so several of them share one table).
+  if (!models.empty() && std::all_of(models.begin(), models.end(), [](const CellTypeModel* model) {
+        return model->provenance.is_object() && model->provenance.value("gene_table", std::string()) == kOwnGeneNamesSource;
+      })) {
+    chosen.table = models_gene_table(models);
+    chosen.message = fmt::format("{}the model{} genes are {} references' var names as written (few of them named genes of the gene table): "
+                                 "the query's var names are matched to {} {} genes (letter case aside)",
+                                 kNotePrefix, models.size() == 1 ? "'s" : "s'", models.size() == 1 ? "its" : "their",
+                                 models.size() == 1 ? "its" : "their", chosen.table->size());
+    return chosen;
+  }
   if (const char* given = std::getenv("CELLTYPER_GENE_TABLE"); given != nullptr && *given != '\0') return chosen;
   std::string recorded;
   std::string hash;
@@ -1856,13 +1875,6 @@ RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeMod
     if (table.empty() || table_hash.empty() || (!recorded.empty() && (table != recorded || table_hash != hash))) return chosen;
     recorded = table;
     hash = table_hash;
-  }
-  if (recorded == kOwnGeneNamesSource) {  // (references of another species: their var names as written, own_gene_names_table)
-    chosen.table = models_gene_table(models);
-    chosen.message = fmt::format("{}the model's genes are its references' var names as written (few of them named genes of the gene table): "
-                                 "the query's var names are matched to its {} genes (letter case aside)",
-                                 kNotePrefix, chosen.table->size());
-    return chosen;
   }
   const std::string standard_path = default_gene_table_path();
   std::error_code error;

@@ -10,6 +10,7 @@
 #include <celltyper/ontology.hpp>
 #include <celltyper/output_file.hpp>
 #include <celltyper/report.hpp>
+#include <celltyper/train.hpp>
 
 #include "cli/columns.hpp"
 #include "cli/commands.hpp"
@@ -296,7 +297,10 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     if (args->restrict_genes == "held-out") {
       options.restrict_to_held_out_genes = true;
     } else if (!args->restrict_genes.empty()) {
-      options.train.restrict_genes = genes_of(args->restrict_genes, table);
+      // (references of another species train on their own var names: the list in those)
+      const std::optional<GeneTable> own =
+          cv_own_gene_names_table(open_datasets(options.train.references, options.train.cell_table).views, options, table);
+      options.train.restrict_genes = genes_of(args->restrict_genes, own ? *own : table);
     }
     if (progress_enabled(global.quiet)) options.log = [](const std::string& message) { fmt::print(stderr, "{}\n", message); };
     CrossValidationResult result = cross_validate(options, store, table);

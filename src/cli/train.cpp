@@ -8,6 +8,7 @@
 #include <celltyper/model_file.hpp>
 #include <celltyper/ontology.hpp>
 #include <celltyper/output_file.hpp>
+#include <celltyper/train.hpp>
 
 #include "cli/columns.hpp"
 #include "cli/commands.hpp"
@@ -209,7 +210,11 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     }
     if (options.features != kFeaturesExpression) store = GeneStore::load(resolve_gene_store_path(args->genes));
     const GeneTable table = load_requested_gene_table(args->gene_table, GeneTableFields::kIdentifiers);
-    if (!args->restrict_genes.empty()) options.restrict_genes = genes_of(args->restrict_genes, table);
+    if (!args->restrict_genes.empty()) {
+      // (references of another species train on their own var names, train_model: the list in those)
+      const std::optional<GeneTable> own = own_gene_names_table(open_datasets(options.references, options.cell_table).views, options, table);
+      options.restrict_genes = genes_of(args->restrict_genes, own ? *own : table);
+    }
     if (options.flat_labels && !options.harmonize_labels) throw InputError("--flat-labels applies with --harmonize-labels only");
     // The Cell Ontology gives the classes their CL ids (labels that are CL names) and the terms of
     // --harmonize-labels; without one, only --label-map and the data's own CL ids do.

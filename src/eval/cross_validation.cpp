@@ -287,6 +287,17 @@ std::string split_into_folds(std::vector<ReferenceCells>& references, int k, boo
 
 }  // namespace
 
+std::optional<GeneTable> cv_own_gene_names_table(const std::vector<const Dataset*>& datasets, const CrossValidationOptions& options,
+                                                 const GeneTable& table, std::string* warning) {
+  if (!std::all_of(options.configurations.begin(), options.configurations.end(),
+                   [](const CvModelConfig& config) { return config.features == kFeaturesExpression; })) {
+    return std::nullopt;  // (the GenePT-w route reads gene vectors by the table's ids)
+  }
+  TrainOptions probe = options.train;
+  probe.features = kFeaturesExpression;
+  return own_gene_names_table(datasets, probe, table, warning);
+}
+
 CrossValidationResult cross_validate(const CrossValidationOptions& options, const GeneStore& store, const GeneTable& table) {
   if (options.train.references.empty()) throw InputError("cv: no reference dataset given");
   // (each file opened once for the whole run)
@@ -318,16 +329,10 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   };
   CrossValidationResult result;
   // References of another species' ids than the table's: their own var names are the genes (as
-  // train), for training and for the held-out cells; the GenePT-w route keeps the table.
-  std::optional<GeneTable> own;
-  if (std::all_of(options.configurations.begin(), options.configurations.end(),
-                  [](const CvModelConfig& config) { return config.features == kFeaturesExpression; })) {
-    TrainOptions probe = base;
-    probe.features = kFeaturesExpression;
-    std::string own_names;
-    own = own_gene_names_table(datasets, probe, given_table, &own_names);
-    if (own) result.warnings.push_back(std::move(own_names));
-  }
+  // train), for training and for the held-out cells.
+  std::string own_names;
+  const std::optional<GeneTable> own = cv_own_gene_names_table(datasets, options, given_table, &own_names);
+  if (own) result.warnings.push_back(std::move(own_names));
   const GeneTable& table = own ? *own : given_table;
   const bool by_file = base.group_column == kGroupByFile;
 

@@ -889,8 +889,23 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       label_row.emplace(row.label, unseen.labels.size());
       unseen.labels.push_back({row.label, row.cl_id, 0, 0, {}});
     }
+    // (an Unassigned cell has no CL id: celltyper_ontology_id's missing values are Unassigned;
+    // elsewhere a cell without a prediction says nothing and is left out)
+    const bool missing_is_unassigned = prediction_column == "celltyper_ontology_id";
+    // The similarity check's flags, when written: whether --unassign-unlike could have left the
+    // cells of these types Unassigned (the warning below).
+    std::optional<Column> flagged;
+    if (std::find(obs_columns.begin(), obs_columns.end(), "celltyper_unlike_reference") != obs_columns.end()) {
+      try {
+        DataFrame flags = source.read_obs_columns({"celltyper_unlike_reference"});
+        flagged = std::move(flags.columns.front());
+      } catch (const InputError&) {  // (another tool's column of that name, unreadable: no word of it)
+      }
+    }
+    std::size_t n_flagged = 0;  // cells of these types flagged unlike every reference type
     std::vector<std::map<std::string, std::size_t>> named(unseen.labels.size());
     for (std::size_t k = 0; k < truth.size(); ++k) {
+      if (prediction[k] == kNoPrediction && !missing_is_unassigned) continue;
       const bool unassigned = prediction[k] == kUnassigned || prediction[k] == kNoPrediction;
       const auto found = label_row.find(truth[k]);
       if (found == label_row.end()) {
@@ -901,6 +916,7 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       UnseenTypeLabel& label = unseen.labels[found->second];
       ++label.n_cells;
       ++unseen.n_cells;
+      if (flagged && !flagged->is_missing(cells[k]) && flagged->value_as_string(cells[k]) == "True") ++n_flagged;
       if (unassigned) {
         ++label.n_unassigned;
         ++unseen.n_unassigned;
@@ -914,16 +930,20 @@ DatasetEvaluation evaluate_annotated(const AnnotatedSource& source, const Datase
       if (counts.size() > 3) counts.resize(3);
       unseen.labels[j].named_as = std::move(counts);
     }
+    std::erase_if(unseen.labels, [](const UnseenTypeLabel& label) { return label.n_cells == 0; });  // (every cell without a prediction)
     std::stable_sort(unseen.labels.begin(), unseen.labels.end(), [](const auto& a, const auto& b) { return a.n_cells > b.n_cells; });
     if (unseen.n_cells > 0 && unseen.n_unassigned == 0) {
       std::vector<std::string> names;
       for (std::size_t j = 0; j < std::min<std::size_t>(unseen.labels.size(), 4); ++j) names.push_back(fmt::format("'{}'", unseen.labels[j].label));
       evaluation.warnings.push_back(fmt::format(
-          "{} cells of {} truth label{} the model has no class for ({}{}) are all named one of its classes, none Unassigned: "
-          "`celltyper annotate --unassign-unlike` leaves cells unlike every reference type Unassigned ('types the reference lacks' "
-          "measures how many it leaves)",
+          "{} cells of {} truth label{} the model has no class for ({}{}) are all named one of its classes, none Unassigned: {}",
           unseen.n_cells, unseen.labels.size(), unseen.labels.size() == 1 ? "" : "s", fmt::join(names, ", "),
-          unseen.labels.size() > names.size() ? ", ..." : ""));
+          unseen.labels.size() > names.size() ? ", ..." : "",
+          flagged && n_flagged == 0
+              ? "the unlike-reference check flagged none of them (obs celltyper_unlike_reference), so `celltyper annotate --unassign-unlike` "
+                "leaves them labelled too (types close to the reference's pass it); their scores may tell (--min-score)"
+              : "`celltyper annotate --unassign-unlike` leaves cells unlike every reference type Unassigned ('types the reference lacks' "
+                "measures how many it leaves)"));
     }
     evaluation.unseen_types = std::move(unseen);
   }

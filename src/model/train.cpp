@@ -2501,6 +2501,13 @@ OpenedDatasets open_datasets(const std::vector<std::string>& paths, const std::s
   return opened;
 }
 
+std::int64_t own_gene_id(std::string_view lower_name) {
+  std::uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a, then SplitMix64's finaliser
+  for (const char c : lower_name) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  detail::SplitMix64 mix{hash};
+  return kOwnGeneIdBase + static_cast<std::int64_t>(mix.next() >> 12);  // 52 bits: every id below 2^53 (exact as a double)
+}
+
 std::optional<GeneTable> own_gene_names_table(const std::vector<const Dataset*>& datasets, const TrainOptions& options,
                                               const GeneTable& table, std::string* warning) {
   if (options.features != kFeaturesExpression || datasets.empty()) return std::nullopt;
@@ -2526,15 +2533,24 @@ std::optional<GeneTable> own_gene_names_table(const std::vector<const Dataset*>&
     }
     shares.push_back(fmt::format("{}: {} of {} vars ({:.1f}%)", dataset.path(), resolved.n_matched(), gene_vars, 100.0 * resolved.fraction_matched()));
   }
+  // One gene per name, letter case aside (the first spelling in byte order: "FBgn1" before "fbgn1"),
+  // its id from its lower-cased name alone, so that a name has the same id in every model trained
+  // so (two such models annotate together) and in every query.
   std::sort(names.begin(), names.end());
-  names.erase(std::unique(names.begin(), names.end()), names.end());
-  if (names.empty()) return std::nullopt;
-  std::vector<Gene> genes(names.size());
-  for (std::size_t g = 0; g < names.size(); ++g) {
-    genes[g].entrez_id = kOwnGeneIdBase + static_cast<std::int64_t>(g);
-    if (genes_detail::ensembl_gene_core(names[g])) genes[g].ensembl_ids.push_back(names[g]);
-    genes[g].symbol = std::move(names[g]);
+  std::vector<Gene> genes;
+  std::set<std::string> seen;  // lower-cased names
+  std::set<std::int64_t> ids;
+  for (std::string& name : names) {
+    std::string key = genes_detail::ascii_lower(name);
+    if (!seen.insert(key).second) continue;
+    Gene gene;
+    gene.entrez_id = own_gene_id(key);
+    while (!ids.insert(gene.entrez_id).second) ++gene.entrez_id;  // (two names of one hash: the later one next; ~1e-7 for 60,000 names)
+    if (genes_detail::ensembl_gene_core(name)) gene.ensembl_ids.push_back(name);
+    gene.symbol = std::move(name);
+    genes.push_back(std::move(gene));
   }
+  if (genes.empty()) return std::nullopt;
   GeneTable own(std::move(genes), std::string(kOwnGeneNamesSource));
   if (warning != nullptr) {
     *warning = fmt::format(

@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <set>
+
 namespace celltyper {
 namespace {
 
@@ -46,6 +48,19 @@ TEST(UnlikeReference, CellLinesUnderAPbmcModelAreFlaggedAndPbmcCellsAreNot) {
               quiet["n_similarity_judged"].get<long long>());
   EXPECT_GE(quiet["n_similarity_judged"].get<std::int64_t>(), 600);
   EXPECT_LE(quiet["n_unlike_reference"].get<std::int64_t>(), quiet["n_similarity_judged"].get<std::int64_t>() / 20);
+  // evaluate's types the reference lacks, through the ontology: pbmc3k's model has no class at,
+  // above or below regulatory T cell (a sibling of its CD4 classes) nor hematopoietic precursor
+  // cell; CD19+ B is its B class, Dendritic its DC (the same terms).
+  const auto scored = test::run_cli({"evaluate", "-i", dir.file("pbmc.h5ad"), "--truth", "obs:bulk_labels", "--label-map",
+                                     test::shared_data("label_map_to_cell_ontology.tsv"), "--label-dataset", "pbmc68k_reduced", "--json", "-"});
+  ASSERT_EQ(scored.exit_code, 0) << scored.err;
+  const auto unseen = nlohmann::json::parse(scored.out)["unseen_types"];
+  std::set<std::string> lacking;
+  for (const auto& label : unseen["labels"]) lacking.insert(label["label"].get<std::string>());
+  EXPECT_EQ(lacking, (std::set<std::string>{"CD34+", "CD4+/CD25 T Reg"})) << unseen.dump();
+  EXPECT_EQ(unseen["n_cells"].get<std::int64_t>() + unseen["n_other_cells"].get<std::int64_t>(), 700);
+  // The flag was not given and the check flagged few of them: the warning says what it flagged.
+  EXPECT_NE(scored.err.find("none Unassigned: "), std::string::npos) << scored.err;
 
   // The obs columns: a similarity in [-1, 1] per cell and a boolean flag.
   const std::string check = fmt::format(

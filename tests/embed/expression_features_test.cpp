@@ -282,6 +282,36 @@ TEST(ExpressionFeatures, LogNormalisedValuesAreNormalisedAgainOverTheLibraryGene
 // (ATP5F1B) padded with zeros beside the old one (ATP5B, an alias) that holds the counts. The
 // gene is read from the var with counts, and a warning says so; a file with one var per gene
 // is resolved as before.
+// Two vars of one name (var names not made unique), the first empty: the gene is read from the
+// one with counts, and the warning names the vars (not "files ... joined?").
+TEST(ExpressionFeatures, TwoVarsOfOneNameAreReadFromTheOneWithCounts) {
+  const GeneTable& table = human_table();
+  if (table.empty()) GTEST_SKIP() << "../shared/data is absent";
+  DataFrame var;
+  var.index = {"CD3E", "ATP5F1B", "CD3E"};
+  DataFrame obs;
+  CsrBlockF64 matrix;
+  matrix.reset(0, 0, 3);
+  for (int cell = 0; cell < 40; ++cell) {
+    obs.index.push_back("c" + std::to_string(cell));
+    matrix.indices.insert(matrix.indices.end(), {1, 2});
+    matrix.values.insert(matrix.values.end(), {1.0, 2.0 + cell % 3});
+    matrix.indptr.push_back(static_cast<std::int64_t>(matrix.indices.size()));
+    ++matrix.n_rows;
+  }
+  const MemoryDataset doubled("doubled", obs, var, matrix);
+  const GeneResolveResult resolved = resolve_dataset_genes(table, doubled, "X");
+  EXPECT_EQ(resolved.gene_index[0], kNoGene);
+  ASSERT_NE(resolved.gene_index[2], kNoGene);
+  EXPECT_EQ(table.gene(resolved.gene_index[2]).symbol, "CD3E");
+  ASSERT_FALSE(resolved.warnings.empty());
+  EXPECT_NE(resolved.warnings.back().find("doubled: 1 gene named by two vars is read from the one with counts: the first var of the name has "
+                                          "counts in fewer than 10 of the 40 cells scanned, the other in more (two vars of one name: var "
+                                          "names not made unique): 'CD3E' (var 3, not var 1)"),
+            std::string::npos)
+      << resolved.warnings.back();
+}
+
 TEST(ExpressionFeatures, AGeneNamedByAnEmptyVarAndAVarWithCountsIsReadFromTheCounts) {
   const GeneTable& table = human_table();
   if (table.empty()) GTEST_SKIP() << "../shared/data is absent";

@@ -366,6 +366,9 @@ TEST(ResolveGenes, WarnsAboutLikelySpeciesMismatch) {
   result = resolve_genes(table, var_with_index({"foo", "bar", "AAA"}));
   ASSERT_EQ(result.warnings.size(), 1U) << result.summary();
   EXPECT_NE(result.warnings[0].find("few genes matched"), std::string::npos) << result.warnings[0];
+  EXPECT_NE(result.warnings[0].find("For another species, its table: --gene-table FILE (a TSV with columns entrez_id and symbol"),
+            std::string::npos)
+      << result.warnings[0];
 
   result = resolve_genes(table, var_with_index({"AAA", "BBB", "C1orf1"}));
   EXPECT_TRUE(result.warnings.empty()) << result.summary();

@@ -1273,3 +1273,23 @@ def test_cv_probabilities_csv_heads_a_class_named_like_a_column_apart(tmp_path, 
     header = open(tmp_path / "q.csv").readline().rstrip("\n").split(",")
     assert header[:4] == ["obs_name", "reference", "fold", "method"] and len(set(header)) == len(header)
     assert "class:fold" in header and "class:method" in header and "Naive CD4 T" in header
+
+
+def test_another_species_trains_on_its_own_names(tmp_path, pbmc3k):
+    """Genes named as no gene table here knows (fly-like ids): train on the reference's own names,
+    annotate reads the query's names so, with the command's labels."""
+    rank = np.argsort(np.argsort(np.asarray(pbmc3k.var_names)))
+    fly = anndata.AnnData(pbmc3k.X.copy(), obs=pbmc3k.obs[["celltype"]].copy())
+    fly.var_names = [f"FBgn{r:07d}" for r in rank]
+    reference, query = fly[::2].copy(), fly[1::2].copy()
+    with pytest.warns(UserWarning, match="Training on the references' own var names as written"):
+        model = celltyper.train(reference, label="celltype")
+    assert model.provenance["gene_table"] == "the references' own var names"
+    result = celltyper.annotate(query, model=model, inplace=False)
+    assert (result.labels.astype(str).to_numpy() == query.obs["celltype"].astype(str).to_numpy()).mean() > 0.85
+    model.save(str(tmp_path / "fly.h5"))
+    query.write_h5ad(tmp_path / "query.h5ad")
+    cli("annotate", "--model", str(tmp_path / "fly.h5"), "--input", str(tmp_path / "query.h5ad"), "--csv", str(tmp_path / "query.csv"))
+    import pandas as pd
+
+    assert list(pd.read_csv(tmp_path / "query.csv", index_col=0).iloc[:, 0].astype(str)) == list(result.labels.astype(str))
