@@ -102,10 +102,25 @@ _CELLTYPIST = {
 }
 
 
+# SingleR's arguments and what does their work here.
+_SINGLER = {
+    "ref": "reference= (an AnnData, a list or a dict of them) with label= (reference mode), or model= (a model trained once)",
+    "labels": "label= (the references' obs column of cell types)",
+    "prune": "unassign_unlike=True (cells unlike every reference type are 'Unassigned'; min_score= those below a score)",
+    "fine_tune": "no counterpart: reference mode trains a classifier on every reference cell over the genes the query shares; top_k=2 "
+                 "gives each cell's runner-up and its score (SingleR's delta.next)",
+    "clusters": "over_clustering= (an obs column or one cluster per cell: each cluster's majority label, celltyper_majority_vote)",
+    "de_method": "no marker-gene step: a logistic regression on the most variable genes the query shares (n_genes= in train)",
+}
+
+
 def _celltypist_hint(verb: str, key: str) -> Optional[str]:
-    """The TypeError text for CellTypist's keyword `key`, or None."""
-    hint = _CELLTYPIST.get(key)
-    return f"{verb}() got an unexpected keyword argument '{key}': CellTypist's {key}; here {hint}" if hint else None
+    """The TypeError text for CellTypist's (or SingleR's) keyword `key`, or None."""
+    if hint := _CELLTYPIST.get(key):
+        return f"{verb}() got an unexpected keyword argument '{key}': CellTypist's {key}; here {hint}"
+    if hint := _SINGLER.get(key):
+        return f"{verb}() got an unexpected keyword argument '{key}': SingleR's {key}; here {hint}"
+    return None
 
 
 def _pythonic(function):
@@ -779,7 +794,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
              allow_low_coverage: bool = False, layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
              features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None, keep_model: Optional[bool] = None,
              inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
-             normalization: str = "auto", ontology=None, harmonize_labels: bool = False, calibrate: bool = True) -> AnnotationResult:
+             normalization: str = "auto", ontology=None, harmonize_labels: bool = False, calibrate: bool = True,
+             gene_pooling: str = "impute", balance_references: bool = False) -> AnnotationResult:
     """Label every cell of `adata` with a model (`model=`: a Model, a path, or a list of them,
     averaged) or by training on the fly on `reference=` AnnData (with `label=` its obs column).
 
@@ -828,6 +844,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         reference mode: the model trained on the fly (as `train`), on the genes the query shares
         (harmonize_labels: references labelled at different depths pool as Cell Ontology terms;
         calibrate: its scores calibrated on 20% of the reference cells held out, as `train`).
+        `reference` is an AnnData, a list of them or a dict {name: AnnData}.
+    gene_pooling, balance_references : reference mode with several references, as `train`'s.
     inplace : write the columns into `adata` (a view is made an actual AnnData first, with a
         warning); False leaves it untouched.
     ontology : the Cell Ontology for `hierarchical` (.obo or CELLxGENE .json; default:
@@ -849,6 +867,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         raise ValueError("annotate needs either model= (a Model, a path or a list) or reference= (AnnData) with label=")
     if harmonize_labels and reference is None:
         raise ValueError("harmonize_labels=True applies to reference mode (reference=AnnData); a model was trained with its labels")
+    if reference is None and (gene_pooling != "impute" or balance_references):
+        raise ValueError("gene_pooling= and balance_references= apply to reference mode (reference=AnnData objects); a model was "
+                         "trained with its own")
     min_score = _number(min_score, "min_score", minimum=0, maximum=1)
     top_k = _number(top_k, "top_k", integer=True, minimum=0)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
@@ -899,15 +920,17 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         if not label:
             raise ValueError("reference= needs label= (the obs column of the reference's cell types)")
         label = _strip(label, what="label")
-        items = reference if isinstance(reference, (list, tuple)) else [reference]
-        references = [_dataset(r, layer=reference_layer, obs_columns=_with_term_ids(r, [label], label),
-                               name=f"reference {i + 1}" if len(items) > 1 else "reference")
-                      for i, r in enumerate(items)]
+        names, items = _named_references(reference)  # (a dict names them, as train's and cv's references)
+        if not isinstance(reference, dict):
+            names = [f"reference {i + 1}" for i in range(len(items))] if len(items) > 1 else ["reference"]
+        references = [_dataset(r, layer=reference_layer, obs_columns=_with_term_ids(r, [label], label), name=name)
+                      for r, name in zip(items, names)]
     options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "group": group or "",
                        "hierarchical": hierarchical, "unassign_unlike": unassign_unlike,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
-                       "harmonize_labels": harmonize_labels, "calibrate": calibrate,
+                       "harmonize_labels": harmonize_labels, "calibrate": calibrate, "gene_pooling": gene_pooling,
+                       "balance_references": balance_references,
                        "ontology": os.fspath(ontology) if ontology else "", "matrix": _matrix_request(reference_layer, False)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)

@@ -438,6 +438,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   Annotation annotation;
   std::string ontology_warning;
   std::string gene_table_message;  // (the recorded gene table's note or warning)
+  std::vector<std::string> trained_warnings;  // (reference mode: what training said, as the command prints it)
   std::shared_ptr<CellTypeModel> trained_model;
   std::string trained_summary;
   {
@@ -482,6 +483,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       TrainResult result = train_for_query(datasets, *query.dataset, train, store, *table, annotate_options.embed,
                                            annotate_options.allow_low_coverage ? 0 : annotate_options.min_coverage_genes);
       trained_summary = train_summary(result).dump();
+      trained_warnings = result.warnings;
       // (references of another species trained on their own var names: the query is read in them)
       if (result.model.provenance.is_object() && result.model.provenance.value("gene_table", std::string()) == kOwnGeneNamesSource) {
         table = std::make_shared<const GeneTable>(result.model.gene_table());
@@ -513,6 +515,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["cl_names"] = annotation.cl_names;
   out["has_cl_names"] = annotation.has_cl_names;
   if (!ontology_warning.empty()) annotation.warnings.push_back(ontology_warning);
+  annotation.warnings.insert(annotation.warnings.begin(), trained_warnings.begin(), trained_warnings.end());
   if (!gene_table_message.empty()) annotation.warnings.insert(annotation.warnings.begin(), gene_table_message);
   out["class_names"] = annotation.class_names;
   out["class_cl_ids"] = annotation.class_cl_ids;

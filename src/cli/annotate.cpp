@@ -119,6 +119,13 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--harmonize-labels", args->train.harmonize_labels,
                     "Reference mode: pool references labelled at different depths as `celltyper train --harmonize-labels` does (labels "
                     "become Cell Ontology terms; a coarse label trains as the classes below it)");
+  command->add_option("--gene-pooling", args->train.gene_pooling,
+                      "Reference mode with several references measuring different genes: impute (a reference's missing genes take the "
+                      "others' mean), shared (only the genes every reference measured) or all (see `celltyper train --gene-pooling`)")
+      ->check(CLI::IsMember({"impute", "shared", "all"}))
+      ->capture_default_str();
+  command->add_flag("--balance-references", args->train.balance_references,
+                    "Reference mode with several references: weigh each reference alike (see `celltyper train --balance-references`)");
   command->add_option("-g,--genes", args->genes, "Reference mode with --features genept: gene embedding store (default: the setup's)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->train.augment_depth,
                     "Reference mode: depth augmentation (default on; see `celltyper train --augment-depth`)");
@@ -196,7 +203,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
     }
     if (args->references.empty()) {
-      for (const char* flag : {"--label", "--save-model", "--label-map", "--label-dataset", "--harmonize-labels"}) {
+      for (const char* flag : {"--label", "--save-model", "--label-map", "--label-dataset", "--harmonize-labels", "--gene-pooling",
+                               "--balance-references"}) {
         if (command->count(flag) > 0) throw InputError(fmt::format("{} applies to reference mode (--reference) only", flag));
       }
       // (a model carries the gene vectors it was trained with: a store named for every step of a

@@ -167,6 +167,20 @@ std::string unknown_flag_hints(const CLI::App& at, const std::string& path, int 
         {"--balance-cell-type", "classes are balanced by default (--class-balanced 0 weighs every cell alike)"},
     };
     if (const auto found = celltypist.find(word); hint.empty() && found != celltypist.end()) hint = found->second;
+    // SingleR's arguments, as a user of it spells them on a command line
+    static const std::map<std::string, std::string> singler = {
+        {"--ref", "SingleR's ref is --reference REF.h5ad (several: comma-separated) with --label obs:COLUMN (reference mode), or --model "
+                  "MODEL.h5 (a model trained once)"},
+        {"--labels", "SingleR's labels is --label obs:COLUMN, the references' column of cell types"},
+        {"--prune", "SingleR's pruned labels: --unassign-unlike leaves cells unlike every reference type Unassigned (--min-score: those "
+                    "below a score)"},
+        {"--fine-tune", "SingleR's fine-tuning has no counterpart: reference mode trains a classifier on every reference cell over the "
+                        "genes the query shares; --top-k 2 writes each cell's runner-up and its score (SingleR's delta.next)"},
+        {"--clusters", "SingleR's clusters is closest to --over-clustering obs:COLUMN (each cluster's majority label, "
+                       "celltyper_majority_vote)"},
+        {"--de-method", "there is no marker-gene step: a logistic regression on the most variable genes the query shares (--n-genes)"},
+    };
+    if (const auto found = singler.find(word); hint.empty() && found != singler.end()) hint = found->second;
     // (a name of one or two letters is one edit from every other short flag: no guess)
     if (hint.empty() && word.size() > 4) {
       if (const std::string closest = detail::closest_to(word, flags); !closest.empty()) hint = fmt::format("did you mean {}?", closest);

@@ -1291,6 +1291,18 @@ TEST(TrainAnnotateCli, BadInputIsOneClearLine) {
        "--p-thres: CellTypist's p_thres is --min-score"},
       {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("k.h5ad"), "--majority-voting"},
        "--majority-voting: CellTypist's majority voting is --over-clustering obs:COLUMN"},
+      // and SingleR's
+      {{"annotate", "-i", reference, "-o", dir.file("k.h5ad"), "--ref", reference, "--labels", "celltype", "--prune"},
+       "--ref: SingleR's ref is --reference REF.h5ad (several: comma-separated) with --label obs:COLUMN (reference mode), or --model "
+       "MODEL.h5 (a model trained once); --labels: SingleR's labels is --label obs:COLUMN, the references' column of cell types; --prune: "
+       "SingleR's pruned labels: --unassign-unlike"},
+      {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("k.h5ad"), "--fine-tune", "--clusters", "leiden"},
+       "--fine-tune: SingleR's fine-tuning has no counterpart"},
+      {{"annotate", "-m", dir.file("not_a_model.h5"), "-i", reference, "-o", dir.file("k.h5ad"), "--gene-pooling", "shared"},
+       "--gene-pooling applies to reference mode (--reference) only"},
+      // a column of per-cell values is no label column
+      {{"train", "-r", reference, "-l", "obs:nCount_RNA", "-o", dir.file("e7.h5")},
+       "per-cell values (a count, a score, a cell id), not cell types; name the column of cell types with --label obs:COLUMN"},
       {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e5.h5"), "--classifier=knn", "--C", "1"},
        "--C: C is for --classifier logreg: scikit-learn's C is an inverse penalty"},
       {{"train", "-r", reference, "-l", "celltype", "-o", dir.file("e6.h5"), "--classifier=mlp", "--max_iter", "3"},

@@ -841,6 +841,26 @@ def test_a_celltypist_users_habits(pbmc3k):
     for keyword, said in (("top_genes", "here n_genes="), ("balance_cell_type", "here class_balanced="), ("check_expression", "here nothing")):
         with pytest.raises(TypeError, match=f"CellTypist's {keyword}; " + re.escape(said)):
             celltyper.train(query, label="celltype", **{keyword: True})
+    for keyword, said in (("ref", "here reference= (an AnnData"), ("prune", "here unassign_unlike=True"), ("clusters", "here over_clustering=")):
+        with pytest.raises(TypeError, match=f"SingleR's {keyword}; " + re.escape(said)):
+            celltyper.annotate(query, model=model, **{keyword: 0.5})
+
+
+def test_reference_mode_warnings_and_references_by_name(pbmc3k):
+    """Reference mode's training warnings reach the result (as the command prints them); references
+    may be a dict by name, as train's; gene_pooling= as the command's --gene-pooling."""
+    savercat_path = os.path.join(DATA, "savercat-pbmc-3tech", "pbmc_prep_3tech.h5ad")
+    if not os.path.exists(savercat_path):
+        pytest.skip("no savercat data")
+    savercat = anndata.read_h5ad(savercat_path)
+    query = pbmc3k[1::4].copy()
+    with pytest.warns(UserWarning, match="different Cell Ontology depths"):
+        result = celltyper.annotate(query, reference={"pbmc3k": pbmc3k[::4].copy(), "savercat": savercat}, label="celltype", inplace=False)
+    assert any("different Cell Ontology depths" in w for w in result.warnings), result.warnings
+    shared = celltyper.annotate(query, reference=[pbmc3k[::4].copy(), savercat], label="celltype", gene_pooling="shared", inplace=False)
+    assert len(shared.labels) == query.n_obs
+    with pytest.raises(ValueError, match="gene_pooling= and balance_references= apply to reference mode"):
+        celltyper.annotate(query, model=shared.model, gene_pooling="shared")
 
 
 @needs_data
