@@ -144,6 +144,8 @@ struct UnseenTypes {
   std::size_t n_unassigned = 0;         ///< of them Unassigned
   std::size_t n_other_cells = 0;        ///< cells of the other (known) truth labels
   std::size_t n_other_unassigned = 0;   ///< of them Unassigned (or without a prediction)
+  /// Every Unassigned cell (of these types and the others).
+  [[nodiscard]] std::size_t n_all_unassigned() const { return n_unassigned + n_other_unassigned; }
   /// Share of the unseen types' cells left Unassigned (the rejection's recall; 0 without such cells).
   [[nodiscard]] double unassigned_share() const;
   /// Share of the other cells left Unassigned (wrongly rejected; 0 without such cells).

@@ -260,6 +260,10 @@ std::map<std::string, CoarseLabel> coarse_labels(const std::vector<std::set<std:
 /// model's provenance "gene_table", and `GeneTable::source()` of that table.
 inline constexpr std::string_view kOwnGeneNamesSource = "the references' own var names";
 
+/// Whether `model` was trained on its references' own var names (its provenance says
+/// kOwnGeneNamesSource): a query is then read in the model's genes, not a gene table's.
+[[nodiscard]] bool trained_on_own_gene_names(const CellTypeModel& model);
+
 /// The lowest id `own_gene_names_table` gives a name: far above every Entrez id (NCBI's reach the
 /// hundreds of millions), so no gene vector or table of another species is found under it, and
 /// never taken for a row number; ids stay below 2^53 (exact in a double, in JSON readers).
@@ -278,8 +282,9 @@ std::int64_t own_gene_id(std::string_view lower_name);
 /// column option, else the var index) is a gene: symbol = the name (an Ensembl-like name also its
 /// Ensembl id), id = own_gene_id of the lower-cased name. A model trained so records
 /// kOwnGeneNamesSource, and `annotate` matches a query's var names to the model's own genes
-/// (their names, ignoring case). nullopt when `table` serves (or on the GenePT-w route, whose
-/// gene vectors are keyed by `table`'s ids); `warning`, when given, gets what was done and why.
+/// (their names, ignoring case). nullopt when `table` serves (or is such a table already, or on the
+/// GenePT-w route, whose gene vectors are keyed by `table`'s ids); `warning`, when given, gets what
+/// was done and why.
 std::optional<GeneTable> own_gene_names_table(const std::vector<const Dataset*>& datasets, const TrainOptions& options,
                                               const GeneTable& table, std::string* warning = nullptr);
 

@@ -114,12 +114,11 @@ _SINGLER = {
 }
 
 
-def _celltypist_hint(verb: str, key: str) -> Optional[str]:
-    """The TypeError text for CellTypist's (or SingleR's) keyword `key`, or None."""
-    if hint := _CELLTYPIST.get(key):
-        return f"{verb}() got an unexpected keyword argument '{key}': CellTypist's {key}; here {hint}"
-    if hint := _SINGLER.get(key):
-        return f"{verb}() got an unexpected keyword argument '{key}': SingleR's {key}; here {hint}"
+def _other_tool_hint(verb: str, key: str) -> Optional[str]:
+    """The TypeError text for CellTypist's or SingleR's keyword `key`, or None."""
+    for tool, keywords in (("CellTypist", _CELLTYPIST), ("SingleR", _SINGLER)):
+        if hint := keywords.get(key):
+            return f"{verb}() got an unexpected keyword argument '{key}': {tool}'s {key}; here {hint}"
     return None
 
 
@@ -202,7 +201,7 @@ def _pythonic(function):
             import difflib
             unexpected = re.fullmatch(rf"{function.__name__}\(\) got an unexpected keyword argument '(\w+)'", str(error))
             given = unexpected.group(1) if unexpected else ""
-            if hint := _celltypist_hint(function.__name__, given):
+            if hint := _other_tool_hint(function.__name__, given):
                 raise TypeError(hint) from None
             if renamed.get(given) in keywords:  # the command line's name (--normalize), or another spelling
                 close = [renamed[given]]
@@ -614,7 +613,7 @@ def _hyperparameters(given: dict, verb=None) -> dict:
     verb = verb or train
     keywords = [k for k in inspect.signature(verb).parameters if k != "hyperparameters"]
     for key, value in given.items():
-        if hint := _celltypist_hint(verb.__name__, key):
+        if hint := _other_tool_hint(verb.__name__, key):
             raise TypeError(hint)
         if isinstance(value, str):  # (a number written as text, from a config file: "0.1")
             try:

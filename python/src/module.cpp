@@ -485,9 +485,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       trained_summary = train_summary(result).dump();
       trained_warnings = result.warnings;
       // (references of another species trained on their own var names: the query is read in them)
-      if (result.model.provenance.is_object() && result.model.provenance.value("gene_table", std::string()) == kOwnGeneNamesSource) {
-        table = std::make_shared<const GeneTable>(result.model.gene_table());
-      }
+      if (trained_on_own_gene_names(result.model)) table = std::make_shared<const GeneTable>(result.model.gene_table());
       trained_model = std::make_shared<CellTypeModel>(std::move(result.model));
       models.push_back(trained_model.get());
     }

@@ -1856,9 +1856,7 @@ RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeMod
   // Models trained on their references' own var names (another species, own_gene_names_table): the
   // query's names are matched to theirs, whatever the default table (a name has one id in every
   // such model, so several of them share one table).
-  if (!models.empty() && std::all_of(models.begin(), models.end(), [](const CellTypeModel* model) {
-        return model->provenance.is_object() && model->provenance.value("gene_table", std::string()) == kOwnGeneNamesSource;
-      })) {
+  if (!models.empty() && std::all_of(models.begin(), models.end(), [](const CellTypeModel* model) { return trained_on_own_gene_names(*model); })) {
     chosen.table = models_gene_table(models);
     chosen.message = fmt::format("{}the model{} genes are {} references' var names as written (few of them named genes of the gene table): "
                                  "the query's var names are matched to {} {} genes (letter case aside)",

@@ -371,9 +371,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
       say(trained.warnings);
       // (references of another species trained on their own var names: the query is read in them)
-      if (trained.model.provenance.is_object() && trained.model.provenance.value("gene_table", std::string()) == kOwnGeneNamesSource) {
-        table = trained.model.gene_table();
-      }
+      if (trained_on_own_gene_names(trained.model)) table = trained.model.gene_table();
       if (!args->save_model.empty()) save_model(trained.model, args->save_model);
       models.push_back(std::move(trained.model));
     }

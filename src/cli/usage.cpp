@@ -156,8 +156,8 @@ std::string unknown_flag_hints(const CLI::App& at, const std::string& path, int 
         return "--" + flag;
       });
     }
-    // CellTypist's options, as a user of it spells them
-    static const std::map<std::string, std::string> celltypist = {
+    // CellTypist's and SingleR's options, as their users spell them on a command line
+    static const std::map<std::string, std::string> other_tools = {
         {"--p-thres", "CellTypist's p_thres is --min-score (cells whose best score is below it are Unassigned); for cells of a type the "
                       "reference lacks, --unassign-unlike"},
         {"--majority-voting", "CellTypist's majority voting is --over-clustering obs:COLUMN (a column of clusters; celltyper does not cluster)"},
@@ -165,10 +165,6 @@ std::string unknown_flag_hints(const CLI::App& at, const std::string& path, int 
                    "Ontology term their summed score reaches"},
         {"--top-genes", "CellTypist's top_genes is closest to --n-genes, the size of the panel of most variable genes"},
         {"--balance-cell-type", "classes are balanced by default (--class-balanced 0 weighs every cell alike)"},
-    };
-    if (const auto found = celltypist.find(word); hint.empty() && found != celltypist.end()) hint = found->second;
-    // SingleR's arguments, as a user of it spells them on a command line
-    static const std::map<std::string, std::string> singler = {
         {"--ref", "SingleR's ref is --reference REF.h5ad (several: comma-separated) with --label obs:COLUMN (reference mode), or --model "
                   "MODEL.h5 (a model trained once)"},
         {"--labels", "SingleR's labels is --label obs:COLUMN, the references' column of cell types"},
@@ -180,7 +176,7 @@ std::string unknown_flag_hints(const CLI::App& at, const std::string& path, int 
                        "celltyper_majority_vote)"},
         {"--de-method", "there is no marker-gene step: a logistic regression on the most variable genes the query shares (--n-genes)"},
     };
-    if (const auto found = singler.find(word); hint.empty() && found != singler.end()) hint = found->second;
+    if (const auto found = other_tools.find(word); hint.empty() && found != other_tools.end()) hint = found->second;
     // (a name of one or two letters is one edit from every other short flag: no guess)
     if (hint.empty() && word.size() > 4) {
       if (const std::string closest = detail::closest_to(word, flags); !closest.empty()) hint = fmt::format("did you mean {}?", closest);

@@ -724,7 +724,7 @@ std::string render_html_report(const ReportContent& content) {
                         "one: for their cells Unassigned is the right answer (<code>celltyper annotate --unassign-unlike</code>, "
                         "<code>--min-score</code>).</p>\n",
                         unseen.n_model_classes);
-    const std::size_t unassigned = unseen.n_unassigned + unseen.n_other_unassigned;
+    const std::size_t unassigned = unseen.n_all_unassigned();
     html += fmt::format("<table class=\"mapping\" id=\"unseen-summary\">\n<tr><th>cells</th><th>count</th><th>Unassigned</th><th>share</th></tr>\n"
                         "<tr><td>of these types</td><td class=\"number\">{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td></tr>\n"
                         "<tr><td>of the other types</td><td class=\"number\">{}</td><td class=\"number\">{}</td><td class=\"number\">{}</td></tr>\n"

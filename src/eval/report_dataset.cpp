@@ -1031,8 +1031,7 @@ double UnseenTypes::other_unassigned_share() const {
 }
 
 double UnseenTypes::precision() const {
-  const std::size_t unassigned = n_unassigned + n_other_unassigned;
-  return unassigned == 0 ? 0.0 : static_cast<double>(n_unassigned) / static_cast<double>(unassigned);
+  return n_all_unassigned() == 0 ? 0.0 : static_cast<double>(n_unassigned) / static_cast<double>(n_all_unassigned());
 }
 
 double UnseenTypes::f1() const {
@@ -1053,7 +1052,7 @@ nlohmann::json to_json(const UnseenTypes& unseen) {
                       {"named_as", std::move(named)}});
   }
   const auto share_or_null = [](std::size_t of, double share) { return of == 0 ? nlohmann::json(nullptr) : nlohmann::json(share); };
-  const std::size_t unassigned = unseen.n_unassigned + unseen.n_other_unassigned;
+  const std::size_t unassigned = unseen.n_all_unassigned();
   return {{"n_model_classes", unseen.n_model_classes},
           {"n_cells", unseen.n_cells},
           {"n_unassigned", unseen.n_unassigned},
@@ -1083,7 +1082,7 @@ std::string format_unseen_types(const UnseenTypes& unseen) {
                      unseen.n_other_cells == 0 ? std::string("no cell of another truth label")
                                                : fmt::format("{} of the {} other cells ({:.1f}%)", unseen.n_other_unassigned,
                                                              unseen.n_other_cells, percent(unseen.n_other_unassigned, unseen.n_other_cells)));
-  const std::size_t unassigned = unseen.n_unassigned + unseen.n_other_unassigned;
+  const std::size_t unassigned = unseen.n_all_unassigned();
   if (unassigned > 0) {
     out += fmt::format("precision       {} of the {} Unassigned cells are of these types ({:.1f}%); F1 {:.4f}\n", unseen.n_unassigned, unassigned,
                        percent(unseen.n_unassigned, unassigned), unseen.f1());

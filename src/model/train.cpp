@@ -1522,9 +1522,13 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   std::set<std::string> distinct;
   LabelTermIds term_ids;
   std::string term_id_column;  // every reference has the same label column, so the same id column
+  // Cells of each label, every cell with one (those of classes too small to learn, left out of
+  // `labelled` by now, included): a column of per-cell values reads as labels below.
+  std::map<std::string, std::int64_t> cells_of;
   for (const auto& reference : references) {
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
       if (reference.labelled[row] != 0) distinct.insert(reference.labels[row]);
+      if (!reference.labels[row].empty()) ++cells_of[reference.labels[row]];
     }
     for (const auto& [label, counts] : reference.label_term_ids) {
       for (const auto& [id, count] : counts) term_ids[label][id] += count;
@@ -1535,14 +1539,6 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     // A column of per-cell values (nCount_RNA, a score, a barcode) read as labels: hundreds of
     // classes of a cell or two each, which training drops or cannot learn (pbmc3k's nCount_RNA:
     // 1,736 values among 2,638 cells, validation accuracy 0.005).
-    // (every cell with a label, those of classes too small to learn included: they are left out
-    // by the time they reach here)
-    std::map<std::string, std::int64_t> cells_of;
-    for (const auto& reference : references) {
-      for (const std::string& label : reference.labels) {
-        if (!label.empty()) ++cells_of[label];
-      }
-    }
     std::int64_t n_cells = 0;
     std::int64_t singletons = 0;
     std::string example;
@@ -2530,6 +2526,10 @@ OpenedDatasets open_datasets(const std::vector<std::string>& paths, const std::s
   return opened;
 }
 
+bool trained_on_own_gene_names(const CellTypeModel& model) {
+  return model.provenance.is_object() && model.provenance.value("gene_table", std::string()) == kOwnGeneNamesSource;
+}
+
 std::int64_t own_gene_id(std::string_view lower_name) {
   std::uint64_t hash = 0xcbf29ce484222325ULL;  // FNV-1a, then SplitMix64's finaliser
   for (const char c : lower_name) hash = (hash ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
@@ -2539,7 +2539,8 @@ std::int64_t own_gene_id(std::string_view lower_name) {
 
 std::optional<GeneTable> own_gene_names_table(const std::vector<const Dataset*>& datasets, const TrainOptions& options,
                                               const GeneTable& table, std::string* warning) {
-  if (options.features != kFeaturesExpression || datasets.empty()) return std::nullopt;
+  // (a table of own names already: train_model after train_for_query chose it)
+  if (options.features != kFeaturesExpression || datasets.empty() || table.source() == kOwnGeneNamesSource) return std::nullopt;
   constexpr double kFewMatched = 0.1;  // (a human transcriptome matches 80-100%, a mouse one 70-80% ignoring case)
   std::vector<std::string> names;
   std::vector<std::string> shares;  // per reference: "path: 6 of 13714 (0.0%)"
