@@ -124,6 +124,10 @@ struct TrainOptions {
   /// Weight cells so that every reference counts equally in the loss (each reference's cells
   /// sum to n / references), on top of class balancing.
   bool balance_references = false;
+  /// The genes are the references' var names as written (letter case aside), not the gene
+  /// table's (`own_gene_names_table`): the expression route only. Without it, only references that
+  /// the table hardly names (under a tenth of their gene vars: another species' ids) train so.
+  bool own_gene_names = false;
   /// Several references whose genes differ (a gene a reference did not measure is not a zero
   /// count): "impute" (the expression route's default) uses every gene of any reference, gives a
   /// reference's cells the mean of the references that measured a gene they lack (a neutral 0

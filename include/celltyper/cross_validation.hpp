@@ -193,7 +193,9 @@ ReportContent report_content(const CrossValidationResult& result, std::vector<st
 
 /// `own_gene_names_table` for a cross-validation: the references' own var names as the genes of
 /// every fold (training and held-out cells), when every configuration is on the expression route
-/// and the references hardly name genes of `table`; nullopt otherwise.
+/// and the references hardly name genes of `table` (or options.train.own_gene_names asks);
+/// nullopt otherwise. Throws InputError when GenePT-w configurations sit beside expression ones
+/// that would train so (one run reads the genes one way).
 std::optional<GeneTable> cv_own_gene_names_table(const std::vector<const Dataset*>& datasets, const CrossValidationOptions& options,
                                                  const GeneTable& table, std::string* warning = nullptr);
 

@@ -262,9 +262,22 @@ struct GeneResolveResult {
   /// something other than gene expression (Antibody Capture, CRISPR Guide Capture, Peaks, ...):
   /// not read as a gene (kNoGene, in no match count) and left out of library sizes. Empty when
   /// var has no such column.
+  /// Without such a column (or for its vars of no type beside gene-expression ones), vars
+  /// are flagged by what they are named or identified by: imaging control probes, ATAC peaks
+  /// ("chr1:10109-10357"), antibody tags (TotalSeq, isotype controls, ADT / HTO names), and, in a
+  /// file whose id column (Cell Ranger's gene_ids) gives nearly every var an Ensembl id, the
+  /// few vars it gives none (a 10x antibody's id is its name).
   std::vector<std::uint8_t> other_feature;
   std::size_t n_other_features = 0;            ///< vars flagged in `other_feature`
-  std::string other_feature_examples;          ///< "Antibody Capture 17, Peaks 1200" (the kinds with their vars)
+  std::string other_feature_examples;          ///< "var 'feature_types': Antibody Capture 17, Peaks 1200" (how they were told)
+  /// Whether some flags are a guess (antibody-like names, no type beside typed genes, no
+  /// Ensembl id among Ensembl ids), not a feature-type column's word or an unmistakable name
+  /// (control probes, genome intervals): train and annotate then warn, else they note.
+  bool other_features_guessed = false;
+  std::vector<std::string> other_feature_names;  ///< the first few flagged vars' names
+  /// The message train and annotate give about `other_feature` ("" when none is flagged): what
+  /// was left out and how it was told, with "note: " when nothing was guessed.
+  [[nodiscard]] std::string other_features_message() const;
 
   /// Whether var `var` is a feature other than gene expression (see `other_feature`).
   [[nodiscard]] bool is_other_feature(std::size_t var) const { return !other_feature.empty() && other_feature[var] != 0; }

@@ -282,9 +282,10 @@ std::int64_t own_gene_id(std::string_view lower_name);
 /// column option, else the var index) is a gene: symbol = the name (an Ensembl-like name also its
 /// Ensembl id), id = own_gene_id of the lower-cased name. A model trained so records
 /// kOwnGeneNamesSource, and `annotate` matches a query's var names to the model's own genes
-/// (their names, ignoring case). nullopt when `table` serves (or is such a table already, or on the
-/// GenePT-w route, whose gene vectors are keyed by `table`'s ids); `warning`, when given, gets what
-/// was done and why.
+/// (their names, ignoring case). options.own_gene_names asks for it whatever the share matched (a
+/// note then, not a warning; InputError on the GenePT-w route). nullopt when `table` serves (or is
+/// such a table already, or on the GenePT-w route, whose gene vectors are keyed by `table`'s ids);
+/// `warning`, when given, gets what was done and why.
 std::optional<GeneTable> own_gene_names_table(const std::vector<const Dataset*>& datasets, const TrainOptions& options,
                                               const GeneTable& table, std::string* warning = nullptr);
 

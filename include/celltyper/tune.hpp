@@ -41,6 +41,7 @@ struct ReferenceOptions {
   EmbedOptions embed;                   ///< matrix (layer), dims, gene column
   int num_threads = 0;                  ///< 0 = all hardware threads
   std::uint64_t seed = 0;               ///< draws the depth-augmented copies, as `train --seed` does
+  bool own_gene_names = false;          ///< TrainOptions::own_gene_names
   std::function<void(const std::string&)> log;  ///< progress messages (may be empty)
 };
 

@@ -20,13 +20,14 @@ one-line message the command prints, its flags named as the function's keywords 
 """
 from __future__ import annotations
 
+import contextvars as _contextvars
 import json
 import keyword as _keyword
 import os
 import logging as _logging
 import warnings as _warnings
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -60,6 +61,38 @@ def _warn(message: str, category=UserWarning) -> None:
         frame = frame.f_back
         level += 1
     _warnings.warn(message, category, stacklevel=level)
+
+
+# The notes said while an `annotate` call runs (which matrix of an AnnData was read): its result's
+# .notes too, beside the engine's.
+_notes_said: _contextvars.ContextVar = _contextvars.ContextVar("celltyper_notes_said", default=None)
+
+
+def _note(message: str) -> None:
+    """Log `message` at INFO (a note: chosen as the user would have), and keep it for the
+    running `annotate` call's result."""
+    _log.info(message)
+    said = _notes_said.get()
+    if said is not None:
+        said.append(message)
+
+
+def _collecting_notes(function):
+    """`function` (annotate) with the notes said while it runs first in its result's .notes."""
+    import functools
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        said: list = []
+        token = _notes_said.set(said)
+        try:
+            result = function(*args, **kwargs)
+        finally:
+            _notes_said.reset(token)
+        result.notes[:0] = said
+        return result
+
+    return wrapper
 
 
 def _tell(message: str) -> bool:
@@ -353,7 +386,7 @@ def _counts_matrix(adata, name: str):
     if adata.raw is not None and adata.raw.n_vars >= _core.RAW_GENE_SUPERSET_RATIO * adata.n_vars:
         scale = _scale(adata.raw.X)
         if scale not in ("scaled", "unknown", "empty"):
-            _log.info(f"{name}.X measures {adata.n_vars} genes and {name}.raw.X {adata.raw.n_vars} (X cut to a gene subset, "
+            _note(f"{name}.X measures {adata.n_vars} genes and {name}.raw.X {adata.raw.n_vars} (X cut to a gene subset, "
                       f"e.g. highly variable genes): {name}.raw.X read (it looks {scale}; layer='X' reads X)")
             return None, True
     candidates = ([("counts", False)] if "counts" in adata.layers else []) + ([(None, True)] if adata.raw is not None else [])
@@ -367,14 +400,14 @@ def _counts_matrix(adata, name: str):
         where = f"{name}.raw.X" if use_raw else f"{name}.layers['{layer}']"
         scale = _scale(adata.raw.X if use_raw else adata.layers[layer])
         if scale == "raw-counts":
-            _log.info(f"{name}.X looks {seen} and {where} holds raw counts: {where} read (celltyper normalises counts "
+            _note(f"{name}.X looks {seen} and {where} holds raw counts: {where} read (celltyper normalises counts "
                       f"itself; layer='X' reads X)")
             return layer, use_raw
         if usable is None and scale not in ("scaled", "unknown", "empty"):
             usable = (layer, use_raw, where, scale)
     if seen in ("scaled", "empty") and usable is not None:
         layer, use_raw, where, scale = usable
-        _log.info(f"{name}.X looks {seen} and no matrix holds counts; {where} looks {scale}: {where} read")
+        _note(f"{name}.X looks {seen} and no matrix holds counts; {where} looks {scale}: {where} read")
         return layer, use_raw
     return "X", False
 
@@ -426,6 +459,12 @@ def _require_anndata(adata, name: str = "adata") -> None:
         for item in adata:
             _require_anndata(item, name)
         return
+    modalities = getattr(adata, "mod", None)
+    if isinstance(modalities, Mapping) and not hasattr(adata, "layers"):  # (a MuData: muon's multimodal object)
+        names = list(modalities.keys())
+        pick = next((str(n) for n in names if str(n).lower() in ("rna", "gex", "gene expression", "mrna")), "NAME")
+        raise TypeError(f"{name}: a MuData object (modalities {', '.join(map(str, names)) or 'none'}): pass the gene-expression "
+                        f"modality, {name}['{pick}'] (an AnnData)")
     if not hasattr(adata, "obs") or not hasattr(adata, "var"):
         raise TypeError(f"{name}: an AnnData object is needed, not {type(adata).__name__}")
 
@@ -572,7 +611,7 @@ _MEMORY_LIMIT = 8 << 20
 
 
 _FLAGS = ("hierarchical", "refit", "allow_low_coverage", "harmonize_labels", "flat_labels", "calibrate", "balance_references",
-          "augment_depth", "ensemble", "use_ontology")
+          "augment_depth", "ensemble", "use_ontology", "own_gene_names")
 
 
 def _flag(value, name: str) -> bool:
@@ -637,7 +676,8 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
           dims: int = 0, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
           normalization: str = "auto", harmonize_labels: bool = False, flat_labels: bool = False, ontology=None,
           balance_references: bool = False, gene_pooling: str = "impute", augment_depth: bool = True,
-          augment_depth_max_copies: int = 20000, calibrate: bool = True, **hyperparameters: float) -> Model:
+          augment_depth_max_copies: int = 20000, calibrate: bool = True, own_gene_names: bool = False,
+          **hyperparameters: float) -> Model:
     """Train a model on the labelled cells of `adata` (or a list of AnnData objects).
 
     `label` (and `group`) are obs columns ("obs:" prefix optional). The defaults are those of
@@ -689,6 +729,10 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
         a reference's unmeasured genes get the others' mean), "shared" (the genes every reference
         measured; always for genept) or "all" (unmeasured genes count as zeros).
     augment_depth, augment_depth_max_copies : depth augmentation (above).
+    own_gene_names : the genes are the references' var names as written (letter case aside), not
+        the gene table's: for another species whose names the table half-knows (by default only
+        references it hardly names train so); a query must then name its genes the same way.
+        Expression route only.
     calibrate : calibrate the scores (default on, as `celltyper train`): a temperature fitted on
         the validation cells' probabilities, so that a score reads as the chance that the call is
         right (`model.summary["calibration"]`); labels never change. False (`--no-calibrate`): the
@@ -722,7 +766,7 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
                        "harmonize_labels": harmonize_labels, "flat_labels": flat_labels, "ontology": os.fspath(ontology) if ontology else "",
                        "balance_references": balance_references, "gene_pooling": gene_pooling, "augment_depth": augment_depth,
                        "augment_depth_max_copies": augment_depth_max_copies, "calibrate": calibrate,
-                       "matrix": _matrix_request(layer, use_raw)},
+                       "own_gene_names": own_gene_names, "matrix": _matrix_request(layer, use_raw)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
     try:
@@ -764,6 +808,9 @@ class AnnotationResult:
     similarity_judged: Any = None
     models: List[dict] = field(default_factory=list)
     warnings: List[str] = field(default_factory=list)
+    # what was chosen as you would have (the matrix read, the gene names matched, a refit), as
+    # `celltyper annotate`'s "note:" lines; also logged at INFO on logging.getLogger("celltyper")
+    notes: List[str] = field(default_factory=list)
     model: Optional[Model] = None  # reference mode: the model trained on the fly
     # samples of a joined AnnData padded with zeros, annotated on their own genes (annotate(group=))
     panel_groups: List[dict] = field(default_factory=list)
@@ -787,6 +834,7 @@ class AnnotationResult:
 
 
 @_pythonic
+@_collecting_notes
 def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, min_score: float = 0.0, top_k: int = 0,
              over_clustering: Optional[str] = None, group: Optional[str] = None, hierarchical: bool = False,
              unassign_unlike: bool = False, refit: bool = True,
@@ -794,7 +842,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
              features: str = "expression", label_map: Optional[str] = None, label_dataset: Optional[str] = None, keep_model: Optional[bool] = None,
              inplace: bool = True, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
              normalization: str = "auto", ontology=None, harmonize_labels: bool = False, calibrate: bool = True,
-             gene_pooling: str = "impute", balance_references: bool = False) -> AnnotationResult:
+             gene_pooling: str = "impute", balance_references: bool = False, own_gene_names: bool = False) -> AnnotationResult:
     """Label every cell of `adata` with a model (`model=`: a Model, a path, or a list of them,
     averaged) or by training on the fly on `reference=` AnnData (with `label=` its obs column).
 
@@ -845,6 +893,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         calibrate: its scores calibrated on 20% of the reference cells held out, as `train`).
         `reference` is an AnnData, a list of them or a dict {name: AnnData}.
     gene_pooling, balance_references : reference mode with several references, as `train`'s.
+    own_gene_names : reference mode: train on the references' var names as written, as `train`'s.
     inplace : write the columns into `adata` (a view is made an actual AnnData first, with a
         warning); False leaves it untouched.
     ontology : the Cell Ontology for `hierarchical` (.obo or CELLxGENE .json; default:
@@ -866,8 +915,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         raise ValueError("annotate needs either model= (a Model, a path or a list) or reference= (AnnData) with label=")
     if harmonize_labels and reference is None:
         raise ValueError("harmonize_labels=True applies to reference mode (reference=AnnData); a model was trained with its labels")
-    if reference is None and (gene_pooling != "impute" or balance_references):
-        raise ValueError("gene_pooling= and balance_references= apply to reference mode (reference=AnnData objects); a model was "
+    if reference is None and (gene_pooling != "impute" or balance_references or own_gene_names):
+        raise ValueError("gene_pooling=, balance_references= and own_gene_names= apply to reference mode (reference=AnnData objects); a model was "
                          "trained with its own")
     min_score = _number(min_score, "min_score", minimum=0, maximum=1)
     top_k = _number(top_k, "top_k", integer=True, minimum=0)
@@ -929,7 +978,7 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
                        "features": features, "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "",
                        "harmonize_labels": harmonize_labels, "calibrate": calibrate, "gene_pooling": gene_pooling,
-                       "balance_references": balance_references,
+                       "balance_references": balance_references, "own_gene_names": own_gene_names,
                        "ontology": os.fspath(ontology) if ontology else "", "matrix": _matrix_request(reference_layer, False)},
                       threads=threads, verbose=verbose, gene_table=gene_table, genes=genes, gene_column=gene_column,
                       normalization=normalization)
@@ -976,6 +1025,8 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     for warning in spoken:  # (a loop, not a comprehension: its frame would take a stack level)
         if _tell(warning):
             result.warnings.append(warning)
+        else:
+            result.notes.append(warning[len(_NOTE):])
     if inplace:
         obs = adata.obs
         # a previous annotation's columns go first (its top-k, ids or votes would sit beside these labels)
@@ -1230,7 +1281,7 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
        ontology=None, use_ontology: bool = True, restrict_genes=None, n_genes: int = 3000, validation_fraction: float = 0.0,
        seed: int = 0, augment_depth: bool = True, calibrate: bool = True, layer: Optional[str] = None, use_raw: bool = False, dims: int = 0,
        threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None, normalization: str = "auto",
-       report=None, return_models: bool = False, **hyperparameters: float) -> CrossValidationResult:
+       report=None, return_models: bool = False, own_gene_names: bool = False, **hyperparameters: float) -> CrossValidationResult:
     """Leave-one-group-out cross-validation of train + annotate configurations, as `celltyper cv`:
     each group of `group` (a donor, a batch, a technology; or "file": each AnnData of a list) is
     held out in turn, every configuration (classifier x feature route) trains on the other groups'
@@ -1268,6 +1319,8 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
     calibrate : calibrate each fold's scores as `train` does (default on; labels never change),
         so that `.scores` and the calibration figures say what `annotate` gives.
     layer, use_raw, normalization, gene_table, genes, gene_column, threads, verbose : as `train`.
+    own_gene_names : the genes are the references' var names as written, as `train`'s (the
+        expression route; genept configurations beside it are refused).
     report : write `celltyper cv --report`'s self-contained HTML report to this path.
     return_models : keep each fold's model of each configuration in `.models` (scikit-learn's
         return_estimator=True; `celltyper cv --save-models DIR` writes them).
@@ -1315,6 +1368,7 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
                        "harmonize_labels": harmonize_labels, "label_map": os.fspath(label_map) if label_map else "",
                        "label_dataset": label_dataset or "", "ontology": os.fspath(ontology) if ontology else "",
                        "use_ontology": use_ontology, "augment_depth": augment_depth, "calibrate": calibrate, "names": names,
+                       "own_gene_names": own_gene_names,
                        "restrict_genes": os.fspath(restrict_genes) if restrict_genes is not None else "",
                        "report": os.fspath(report) if report else "", "matrix": _matrix_request(layer, use_raw),
                        "return_models": _flag(return_models, "return_models")},

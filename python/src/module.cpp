@@ -260,6 +260,7 @@ TrainOptions train_options(const py::dict& options) {
   train.harmonize_labels = option<bool>(options, "harmonize_labels", false);
   train.flat_labels = option<bool>(options, "flat_labels", false);
   train.balance_references = option<bool>(options, "balance_references", false);
+  train.own_gene_names = option<bool>(options, "own_gene_names", false);
   train.gene_pooling = option<std::string>(options, "gene_pooling", train.gene_pooling);
   train.augment_depth = option<bool>(options, "augment_depth", train.augment_depth);
   train.calibrate = option<bool>(options, "calibrate", train.calibrate);
@@ -461,13 +462,21 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
     std::shared_ptr<const GeneTable> table;
     // A model trained with another gene table (another species'): its names, not the default's.
     RecordedGeneTable recorded;
-    if (table_path.empty()) {
+    const bool own_names = !models.empty() && std::all_of(models.begin(), models.end(), [](const CellTypeModel* model) {
+      return trained_on_own_gene_names(*model);
+    });
+    if (table_path.empty() || own_names) {
       recorded = models_recorded_gene_table(models, [&]() -> const GeneTable* {
         if (!table) table = gene_table(table_path);
         return table.get();
       });
     }
     gene_table_message = recorded.message;
+    // (models of their references' own names read the query in those: a table given does not serve)
+    if (own_names && !table_path.empty()) {
+      gene_table_message += fmt::format("; gene_table={} is not used: the model{} the query in {} own genes' names", table_path,
+                                        models.size() == 1 ? " reads" : "s read", models.size() == 1 ? "its" : "their");
+    }
     if (recorded.table) {
       table = std::make_shared<const GeneTable>(std::move(*recorded.table));
     } else if (!table) {

@@ -910,6 +910,13 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // query lacks part of its features or of its reference expression.
   // (the var read and resolved once: for the genes measured and for the padding check)
   const GeneResolveResult resolved = resolve_dataset_genes(table, dataset, options.embed.matrix, options.embed.genes);
+  // Antibody tags, peaks, control probes beside the genes: said (a matrix of them alone: the
+  // resolver's warning).
+  if (resolved.n_other_features > 0 && resolved.n_other_features < resolved.n_vars()) {
+    annotation.warnings.push_back(message_about(dataset.path(), resolved.other_features_message()));
+  } else if (resolved.n_other_features > 0) {
+    throw InputError(message_about(dataset.path(), resolved.other_features_message()));
+  }
   std::vector<std::int64_t> query_genes = resolved_gene_ids(resolved, table);
   // A model of references named like mouse genes (read through a human table) on a query named
   // like human genes: likely another species than the model's (its unlike-every-type flags too).
@@ -1858,7 +1865,7 @@ RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeMod
   // such model, so several of them share one table).
   if (!models.empty() && std::all_of(models.begin(), models.end(), [](const CellTypeModel* model) { return trained_on_own_gene_names(*model); })) {
     chosen.table = models_gene_table(models);
-    chosen.message = fmt::format("{}the model{} genes are {} references' var names as written (few of them named genes of the gene table): "
+    chosen.message = fmt::format("{}the model{} genes are {} references' var names as written (not a gene table's): "
                                  "the query's var names are matched to {} {} genes (letter case aside)",
                                  kNotePrefix, models.size() == 1 ? "'s" : "s'", models.size() == 1 ? "its" : "their",
                                  models.size() == 1 ? "its" : "their", chosen.table->size());

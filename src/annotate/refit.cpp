@@ -251,6 +251,26 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
     set_names.push_back(name + "}");
     coarse_sets[set_names.back()] = std::move(classes);
   }
+  // Sample cells without a count in the shared genes teach nothing there: left out before the
+  // labels are read, so that a class with one cell left is left out as training leaves out a
+  // class of one cell (a query of 14 marker genes keeps one platelet of the sample's).
+  std::vector<std::uint8_t> shared_column(sample.entrez_ids.size(), 0);
+  for (std::size_t j = 0; j < sample.entrez_ids.size(); ++j) {
+    shared_column[j] = std::binary_search(shared.begin(), shared.end(), sample.entrez_ids[j]) ? 1 : 0;
+  }
+  const auto counts_in_shared = [&](std::size_t cell) {
+    for (std::int64_t k = cell_values.indptr[cell]; k < cell_values.indptr[cell + 1]; ++k) {
+      if (shared_column[static_cast<std::size_t>(cell_values.indices[static_cast<std::size_t>(k)])] != 0 &&
+          cell_values.values[static_cast<std::size_t>(k)] != 0) {
+        return true;
+      }
+    }
+    return false;
+  };
+  // (only where a class would keep one cell: elsewhere training drops them itself, as before)
+  std::map<std::int64_t, std::int64_t> with_counts;  // label code -> its cells with a count in the shared genes
+  for (std::size_t cell = 0; cell < sample.labels.size(); ++cell) with_counts[sample.labels[cell]] += counts_in_shared(cell) ? 1 : 0;
+  const bool leave_out_empty = std::any_of(with_counts.begin(), with_counts.end(), [](const auto& entry) { return entry.second == 1; });
   const std::size_t n_parts = std::max<std::size_t>(1, sample.measured.size());
   std::vector<std::unique_ptr<MemoryDataset>> parts;
   std::vector<const Dataset*> views;
@@ -271,6 +291,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
     values.reset(0, 0, static_cast<std::int64_t>(columns.size()));
     for (std::size_t cell = 0; cell < sample.labels.size(); ++cell) {
       if (!sample.measured.empty() && static_cast<std::size_t>(sample.references[cell]) != part) continue;
+      if (leave_out_empty && !counts_in_shared(cell)) continue;
       obs.index.push_back(std::to_string(cell));
       const auto code = static_cast<std::size_t>(sample.labels[cell]);
       labels.push_back(code < n_classes ? model.class_names[code] : set_names[code - n_classes]);

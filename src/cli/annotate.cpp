@@ -124,6 +124,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
                       "others' mean), shared (only the genes every reference measured) or all (see `celltyper train --gene-pooling`)")
       ->check(CLI::IsMember({"impute", "shared", "all"}))
       ->capture_default_str();
+  command->add_flag("--own-gene-names", args->train.own_gene_names,
+                    "Reference mode: train on the references' var names as written, not the gene table's (see `celltyper train --own-gene-names`)");
   command->add_flag("--balance-references", args->train.balance_references,
                     "Reference mode with several references: weigh each reference alike (see `celltyper train --balance-references`)");
   command->add_option("-g,--genes", args->genes, "Reference mode with --features genept: gene embedding store (default: the setup's)");
@@ -204,7 +206,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     }
     if (args->references.empty()) {
       for (const char* flag : {"--label", "--save-model", "--label-map", "--label-dataset", "--harmonize-labels", "--gene-pooling",
-                               "--balance-references"}) {
+                               "--balance-references", "--own-gene-names"}) {
         if (command->count(flag) > 0) throw InputError(fmt::format("{} applies to reference mode (--reference) only", flag));
       }
       // (a model carries the gene vectors it was trained with: a store named for every step of a
@@ -289,11 +291,19 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     // A model trained with another gene table (another species'): its names, not the default's.
     std::optional<GeneTable> standard;  // (the default table, when the recorded one's absence asks for it)
     RecordedGeneTable recorded;
-    if (args->gene_table.empty()) {
+    const bool own_names = !given.empty() && std::all_of(given.begin(), given.end(), [](const CellTypeModel* model) {
+      return trained_on_own_gene_names(*model);
+    });
+    if (args->gene_table.empty() || own_names) {
       recorded = models_recorded_gene_table(given, [&]() -> const GeneTable* {
         if (!standard && loading_table.valid()) standard = loading_table.get();
         return standard ? &*standard : nullptr;
       });
+    }
+    // (models of their references' own names read the query in those: a table given does not serve)
+    if (own_names && !args->gene_table.empty()) {
+      recorded.message += fmt::format("; --gene-table {} is not used: the model{} the query in {} own genes' names", args->gene_table,
+                                      given.size() == 1 ? " reads" : "s read", given.size() == 1 ? "its" : "their");
     }
     // What is said before the annotation (the gene table, the reference's training, the ontology):
     // printed as it happens and kept for --json's warnings, as the Python result's.

@@ -22,6 +22,12 @@ using CommandFactory = std::function<void(CLI::App& app, const GlobalOptions& gl
 /// Every registered subcommand, as (order key, factory); main.cpp adds them sorted by key.
 std::vector<std::pair<std::string, CommandFactory>>& command_registry();
 
+/// `--own-gene-names`'s help (train, tune, cv; annotate's reference mode points to train's).
+inline constexpr const char* kOwnGeneNamesHelp =
+    "Genes are the references' var names as written (letter case aside), not the gene table's: for another species whose names the "
+    "table half-knows (default: only references it hardly names train so); a query must name its genes the same way; expression "
+    "route only";
+
 /// Upper bounds of the shared numeric flags (`--threads`, `--dims`); see `apply_flag_bounds`.
 constexpr int kMaxThreads = 1024;
 constexpr int kMaxDims = 1 << 16;

@@ -197,6 +197,8 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--label-dataset", args->options.train.label_map_dataset, "Prefer rows of this dataset in --label-map");
   command->add_option("--ontology", args->ontology, fmt::format("Cell Ontology .obo or CELLxGENE .json ({})", kOntologyDefaultHelp));
   command->add_flag("--no-ontology", args->no_ontology, "Skip ontology-aware metrics");
+  command->add_flag("--own-gene-names", args->options.train.own_gene_names,
+                    kOwnGeneNamesHelp);
   command->add_flag("--harmonize-labels", args->options.harmonize_labels,
                     "Replace labels by their Cell Ontology term (pool files whose label names differ)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->options.train.augment_depth,

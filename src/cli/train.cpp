@@ -106,6 +106,8 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
                     "label of alternatives ('T/NK cells', CellTypist's 'A|B'); the scores calibrate on held-out cells labelled with a class");
   command->add_flag("--flat-labels", args->options.flat_labels, "With --harmonize-labels: every term is a class of its own (flat pooled training)");
   command->add_option("--ontology", args->ontology, fmt::format("Cell Ontology .obo or CELLxGENE .json: CL ids for labels that are CL names, and the terms of --harmonize-labels ({})", kOntologyDefaultHelp));
+  command->add_flag("--own-gene-names", args->options.own_gene_names,
+                    kOwnGeneNamesHelp);
   command->add_flag("--balance-references", args->options.balance_references,
                     "Weight cells so that every reference counts equally (a large reference does not drown a small one)");
   command->add_flag("--augment-depth,!--no-augment-depth", args->options.augment_depth,

@@ -115,8 +115,10 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
   command->add_option("--threads", args->options.num_threads, "Threads (default: all cores; never changes the result)");
   command->add_option("-o,--out", args->out, "Write the best configuration as JSON (classifier, hyperparameters, train arguments)");
   command->add_option("--log", args->log, "Write every trial as a JSON line (params, macro-F1, epochs, seconds)");
+  command->add_flag("--own-gene-names", args->reference.own_gene_names,
+                    kOwnGeneNamesHelp);
   command->add_flag("--json", args->json, "Print the result as JSON on stdout");
-  command->callback([args, &global] {
+  command->callback([args, command, &global] {
     args->references = split_path_list(args->references);
     TuneOptions& options = args->options;
     ReferenceOptions& reference = args->reference;
@@ -124,6 +126,8 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     reference.label_column = obs_column(args->label, "--label");
     if (!args->group.empty()) reference.group_column = obs_column(args->group, "--group");
     reference.num_threads = options.num_threads;
+    // (own names are genes of the expression route: asked for without a route, that route)
+    if (reference.own_gene_names && command->count("--features") == 0) reference.features = std::string(kFeaturesExpression);
     options.features = reference.features;
     const ClassifierSpec& spec = find_classifier_spec(options.classifier);
     for (const auto& text : args->fixed) {
@@ -169,7 +173,8 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
       }
     };
     const TuneResult result = tune_classifier(data, split, options);
-    const nlohmann::json best = result.best_json();
+    nlohmann::json best = result.best_json();
+    if (reference.own_gene_names) best["train_arguments"].push_back("--own-gene-names");  // (train must read the genes so too)
     if (!args->out.empty()) write_output_file(args->out, best.dump(2) + "\n");
 
     if (args->json) {

@@ -289,12 +289,24 @@ std::string split_into_folds(std::vector<ReferenceCells>& references, int k, boo
 
 std::optional<GeneTable> cv_own_gene_names_table(const std::vector<const Dataset*>& datasets, const CrossValidationOptions& options,
                                                  const GeneTable& table, std::string* warning) {
-  if (!std::all_of(options.configurations.begin(), options.configurations.end(),
-                   [](const CvModelConfig& config) { return config.features == kFeaturesExpression; })) {
-    return std::nullopt;  // (the GenePT-w route reads gene vectors by the table's ids)
-  }
   TrainOptions probe = options.train;
   probe.features = kFeaturesExpression;
+  const auto is_genept = [](const CvModelConfig& config) { return config.features != kFeaturesExpression; };
+  if (std::any_of(options.configurations.begin(), options.configurations.end(), is_genept)) {
+    // The GenePT-w route reads gene vectors by the table's ids: one run cannot read the genes both
+    // ways (the folds' gene lists are one table's), so configurations of both routes on references
+    // that would train on their own names stop here, saying what to run instead.
+    const bool every_genept = std::all_of(options.configurations.begin(), options.configurations.end(), is_genept);
+    if (every_genept && !options.train.own_gene_names) return std::nullopt;
+    if (!options.train.own_gene_names && !own_gene_names_table(datasets, probe, table)) return std::nullopt;
+    throw InputError(fmt::format(
+        "cv: {}: genept configurations read gene vectors by the gene table's ids, and the expression route trains here on the "
+        "references' own var names; {} (or, for GenePT-w, a gene table of the data's species (--gene-table) and a gene store built "
+        "on it (celltyper genes embed))",
+        options.train.own_gene_names ? "--own-gene-names"
+                                     : "the gene table names under a tenth of the references' genes (another species?)",
+        every_genept ? "run the expression route (--features expression)" : "run the expression configurations alone"));
+  }
   return own_gene_names_table(datasets, probe, table, warning);
 }
 

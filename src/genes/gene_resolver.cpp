@@ -1,6 +1,7 @@
 // resolve_genes: map the var names of an AnnData file onto a GeneTable.
 #include <celltyper/dataframe.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/dataset.hpp>
 #include <celltyper/gene_table.hpp>
 
 #include <algorithm>
@@ -301,7 +302,7 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
   std::vector<std::string> mouse_examples;
   for (std::size_t row = 0; row < source.size(); ++row) {
     const std::string_view name = source.at(row);
-    if (name.empty()) continue;
+    if (name.empty() || result.is_other_feature(row)) continue;  // (antibody tags, peaks: no names of genes)
     if (const std::string_view prefix = genes_detail::ensembl_prefix(name); !prefix.empty()) {
       ++n_ensembl;
       ++prefix_counts[std::string(prefix)];
@@ -319,6 +320,10 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
       fmt::format("{} of {} vars ({:.1f}%) matched", n_matched, n_gene_vars, 100.0 * result.fraction_matched());
   const std::string table_species = table.species().empty() ? std::string() : " (" + table.species() + ")";
   bool species_warned = false;
+  if (n_gene_vars == 0 && result.n_other_features > 0) {  // (a protein-only or ATAC-only matrix: not a species question)
+    result.warnings.push_back(result.other_features_message());
+    return;
+  }
   if (n_ensembl > 0 && !table.ensembl_prefix().empty()) {
     const auto dominant =
         std::max_element(prefix_counts.begin(), prefix_counts.end(),
@@ -340,7 +345,8 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
       result.warnings.push_back(fmt::format(
           "likely species mismatch with the gene table: {} of {} symbols are cased like mouse genes (e.g. {}) but the gene table{} is "
           "not; only {} vars matched exactly and {} only ignoring case, which assumes same-named orthologs; {} vars match no gene "
-          "and are left out{}: a gene table of the data's species (--gene-table) keeps them",
+          "and are left out{}: a gene table of the data's species (--gene-table) keeps them, as does training on the data's own var "
+          "names as the genes (--own-gene-names)",
           n_mouse_cased, n_symbols, fmt::join(mouse_examples, ", "), table_species, n_exact,
           result.count(GeneMatch::kSymbolCaseInsensitive), n_gene_vars - n_matched,
           result.unmatched_examples.empty() ? std::string() : fmt::format(" (e.g. {})", fmt::join(result.unmatched_examples, ", "))));
@@ -350,13 +356,29 @@ void add_warnings(const GeneTable& table, const NameSource& source, GeneResolveR
   if (!species_warned && n_gene_vars > 0 && 2 * n_matched < n_gene_vars) {
     result.warnings.push_back(fmt::format("few genes matched: only {} (column '{}', {} ids); is this the right "
                                           "gene table ({}{}) and column? For another species, its table: --gene-table FILE (a TSV "
-                                          "with columns entrez_id and symbol, optionally aliases and ensembl_ids)",
+                                          "with columns entrez_id and symbol, optionally aliases and ensembl_ids), or, training, the "
+                                          "data's own var names as the genes (--own-gene-names)",
                                           matched_text, result.column, to_string(result.id_type),
                                           table.source().empty() ? "in memory" : table.source(), table_species));
   }
 }
 
 }  // namespace
+
+std::string GeneResolveResult::other_features_message() const {
+  if (n_other_features == 0) return {};
+  const std::string examples = fmt::format("{}; e.g. {}", other_feature_examples, fmt::join(other_feature_names, ", "));
+  if (n_other_features == n_vars()) {
+    return fmt::format("no gene expression: every var ({}) is a feature other than gene expression ({}): celltyper reads RNA counts; give "
+                       "it the gene-expression matrix (muon: mdata['rna'].write_h5ad(...); a Cell Ranger file's Gene Expression features)",
+                       n_other_features, examples);
+  }
+  return fmt::format("{}{} var{} no gene{} ({}): left out of the genes and the library sizes{}", other_features_guessed ? std::string_view() : kNotePrefix,
+                     n_other_features, n_other_features == 1 ? " is" : "s are", n_other_features == 1 ? "" : "s", examples,
+                     other_features_guessed ? "; a var 'feature_types' column ('Gene Expression' for the genes, e.g. 'Antibody Capture' "
+                                              "or 'Peaks' for the others) says which are genes"
+                                            : "");
+}
 
 std::size_t GeneResolveResult::n_matched() const {
   return n_vars() - n_other_features - count(GeneMatch::kAmbiguous) - count(GeneMatch::kUnmatched);
@@ -369,8 +391,8 @@ double GeneResolveResult::fraction_matched() const {
 
 std::string GeneResolveResult::summary() const {
   std::string text = fmt::format(
-      "genes: {} of {} vars matched ({:.1f}%) to {} distinct genes, using {} ({} ids)\n", n_matched(), n_vars(),
-      100.0 * fraction_matched(), n_distinct_genes, column == kIndexColumn ? std::string("the var index") :
+      "genes: {} of {} {}vars matched ({:.1f}%) to {} distinct genes, using {} ({} ids)\n", n_matched(), n_vars() - n_other_features,
+      n_other_features > 0 ? "gene " : "", 100.0 * fraction_matched(), n_distinct_genes, column == kIndexColumn ? std::string("the var index") :
       fmt::format("var column '{}'", column), to_string(id_type));
   text += fmt::format("  by Ensembl id {}, Entrez id {}, symbol {}, alias {}, symbol ignoring case {}",
                       count(GeneMatch::kEnsembl), count(GeneMatch::kEntrez), count(GeneMatch::kSymbol),
@@ -441,18 +463,89 @@ namespace {
 
 /// Whether a feature type names something other than gene expression: Cell Ranger's kinds
 /// (antibody-derived tags of CITE-seq, CRISPR guides, multiplexing tags, ATAC peaks, custom
-/// features) and their common short names. Anything else (Gene Expression, GEX, and the gene
-/// biotypes that CELLxGENE's var['feature_type'] holds: protein_coding, lncRNA, ...) is a gene.
+/// features), their short names and other tools' spellings (muon's / Seurat's / CITE-seq-Count's
+/// "Protein", "Antibody Derived Tags", "protein_expression", "Cell Hashing", "Chromatin
+/// Accessibility", "sgRNA"). Anything else (Gene Expression, GEX, RNA, and the gene biotypes that
+/// CELLxGENE's var['feature_type'] holds: protein_coding, lncRNA, TR_V_gene, ...) is a gene.
 bool is_other_feature_type(std::string_view kind) {
   static const std::set<std::string, std::less<>> kOther = {
       "antibody capture", "crispr guide capture", "multiplexing capture", "peaks", "custom", "adt", "atac", "hto", "antibody", "crispr",
+      "prot", "cite", "abseq", "hashtag", "chromatin", "cmo", "sgrna", "guide rna", "guide",
       // imaging panels' controls (10x Xenium's feature_type values)
       "negative control probe", "negative control codeword", "unassigned codeword", "blank codeword", "deprecated codeword",
       "genomic control", "control probe", "control codeword"};
-  return kOther.find(genes_detail::ascii_lower(kind)) != kOther.end();
+  const std::string lower = genes_detail::ascii_lower(kind);
+  if (kOther.find(lower) != kOther.end()) return true;
+  for (const std::string_view other : {"crispr", "guide", "sgrna", "multiplex", "hashtag", "hashing"}) {  // (before "rna" below)
+    if (lower.find(other) != std::string::npos) return true;
+  }
+  for (const std::string_view gene : {"coding", "rna", "gene", "transcript"}) {
+    if (lower.find(gene) != std::string::npos) return false;
+  }
+  for (const std::string_view other : {"antibod", "protein", "adt", "hto", "peak", "atac", "chromatin", "codeword", "control probe", "abseq"}) {
+    if (lower.find(other) != std::string::npos) return true;
+  }
+  return false;
 }
 
-/// The control features of imaging panels by name, when no feature-type column says so (a
+/// Whether `name` is a genome interval, as ATAC peaks are named: "chr1:10109-10357",
+/// "chr1-10109-10357" (Signac), "1:10109-10357", "chrUn_KI270742v1:100-200", "GL000194.1:100-200":
+/// a chromosome (any name after "chr"; else 1-99, X, Y, M, MT, or an unplaced contig GL / KI / JH
+/// with a version), a separator, start, a separator, end > start.
+bool is_genome_interval(std::string_view name) {
+  const auto is_separator = [](char c) { return c == ':' || c == '-' || c == '_'; };
+  const auto digits_before = [&](std::size_t end) {  // where the run of digits ending at `end` begins
+    std::size_t begin = end;
+    while (begin > 0 && name[begin - 1] >= '0' && name[begin - 1] <= '9' && end - begin < 12) --begin;
+    return begin;
+  };
+  const std::size_t end_begin = digits_before(name.size());
+  if (end_begin == name.size() || end_begin < 2 || !is_separator(name[end_begin - 1])) return false;
+  const std::size_t start_end = end_begin - 1;
+  const std::size_t start_begin = digits_before(start_end);
+  if (start_begin == start_end || start_begin < 2 || !is_separator(name[start_begin - 1])) return false;
+  const std::string_view contig = name.substr(0, start_begin - 1);
+  const auto number = [&](std::size_t begin, std::size_t end) {
+    std::uint64_t value = 0;
+    for (std::size_t i = begin; i < end; ++i) value = 10 * value + static_cast<std::uint64_t>(name[i] - '0');
+    return value;
+  };
+  if (number(end_begin, name.size()) <= number(start_begin, start_end)) return false;
+  if (contig.size() > 3 && genes_detail::ascii_lower(contig.substr(0, 3)) == "chr") return true;
+  const bool numbered = contig.size() <= 2 && genes_detail::is_all_digits(contig);
+  const bool lettered = contig == "X" || contig == "Y" || contig == "M" || contig == "MT";
+  const bool unplaced = contig.size() > 4 && (contig.starts_with("GL") || contig.starts_with("KI") || contig.starts_with("JH")) &&
+                        contig.find('.') != std::string_view::npos;
+  return numbered || lettered || unplaced;
+}
+
+/// Whether `name` is an antibody-derived tag's or a hashtag's by its name: TotalSeq / AbSeq
+/// (pAbO) oligos, isotype controls (IgG1_isotype, Mouse_IgG2a), ADT / HTO in the name ("CD3_ADT",
+/// "ADT-CD4", "HTO_1", "Hashtag3").
+bool is_antibody_tag_name(std::string_view name) {
+  const std::string lower = genes_detail::ascii_lower(name);
+  for (const std::string_view word : {"totalseq", "isotype", "pabo", "hashtag", "antibody"}) {
+    if (lower.find(word) != std::string::npos) return true;
+  }
+  const auto separator = [](char c) { return c == '_' || c == '-' || c == '.' || c == ':' || c == '|' || c == ' '; };
+  const auto word_at = [&](std::size_t at, std::size_t size) {  // `size` letters at `at` are a word among separators
+    return (at == 0 || separator(lower[at - 1])) && (at + size >= lower.size() || separator(lower[at + size]));
+  };
+  if (const std::size_t igg = lower.find("igg"); igg != std::string::npos && (igg == 0 || separator(lower[igg - 1])) &&
+      (lower.starts_with("mouse") || lower.starts_with("rat") || lower.starts_with("hamster") || lower.find("ctrl") != std::string::npos ||
+       lower.find("control") != std::string::npos)) {
+    return true;
+  }
+  for (const std::string_view tag : {"adt", "hto"}) {
+    for (std::size_t at = lower.find(tag); at != std::string::npos; at = lower.find(tag, at + 1)) {
+      // (a word of its own beside another: "CD3_ADT", "HTO-1"; not ADTRP, not a name of its own)
+      if (word_at(at, tag.size()) && lower.size() > tag.size()) return true;
+    }
+  }
+  return false;
+}
+
+/// The imaging panels' control features by name, when no feature-type column says so (a
 /// squidpy / spatialdata AnnData, MERSCOPE's cell_by_gene.csv, CosMx's exprMat_file.csv): the
 /// prefix, or "" for a gene.
 std::string_view control_probe_prefix(std::string_view name) {
@@ -464,50 +557,137 @@ std::string_view control_probe_prefix(std::string_view name) {
   return {};
 }
 
-/// Flag the vars that a feature-type column (10x: `feature_types` in scanpy's files,
-/// `feature_type` in Cell Ranger's) names as other than gene expression (is_other_feature_type).
-/// Their counts are no transcripts. A column flagging every var is not read (no genes at all is
-/// no CITE-seq file).
+/// Whether an id is a missing value written as text (pandas' astype(str) of NaN, R's NA).
+bool is_missing_text(std::string_view id) {
+  const std::string lower = genes_detail::ascii_lower(id);
+  return lower.empty() || lower == "nan" || lower == "na" || lower == "none" || lower == "null" || lower == "<na>";
+}
+
+/// Flag the vars that are no genes (GeneResolveResult::other_feature): their counts are no
+/// transcripts. First a feature-type column (10x: `feature_types` in scanpy's files,
+/// `feature_type` in Cell Ranger's; is_other_feature_type): its typed genes stay genes, unless it
+/// types every var a gene (then the names below decide, as without it). Then the names: imaging
+/// control probes, genome intervals (ATAC peaks), antibody tags. Then two groups of vars that are
+/// likely another matrix's, flagged whole when at least a quarter of the group is told so by its
+/// names (a CITE-seq panel names its isotype controls and often its tags so; a transgene, a spike-in
+/// or a gene joined from another file is no tag): vars of no type beside typed genes (an antibody
+/// matrix joined to a Cell Ranger one, pandas leaving NaN), and, in a file whose id column gives
+/// nearly every var an Ensembl id, the few it gives another id (a 10x antibody's id is its name).
+/// A file whose every var is flagged (a protein-only or ATAC-only matrix) has them all flagged: no
+/// gene to read.
 void flag_other_features(const DataFrame& var, GeneResolveResult& result) {
+  const std::size_t n = var.n_rows();
+  std::vector<std::uint8_t> other(n, 0);
+  std::vector<std::uint8_t> named(n, 0);  // told by a name rule that is a guess (antibody-like)
+  std::map<std::string, std::map<std::string, std::size_t>> told;  // how (a column, a rule) -> its kinds ("" for none) -> vars
+  std::vector<std::uint8_t> untyped;                      // vars of no type beside typed genes (empty: no such column)
+  std::vector<std::uint8_t> gene_typed(n, 0);             // vars a feature-type column calls genes
+  bool guessed = false;
+  std::string typed_by;
   for (const char* name : {"feature_types", "feature_type"}) {
     const Column* column = var.find(name);
-    if (column == nullptr || !is_text_column(*column) || column->size() != var.n_rows()) continue;
+    if (column == nullptr || !is_text_column(*column) || column->size() != n) continue;
     const NameSource source = source_of_column(*column);
-    std::map<std::string, std::size_t, std::less<>> kinds;
-    std::vector<std::uint8_t> other(var.n_rows(), 0);
-    std::size_t n_other = 0;
-    for (std::size_t row = 0; row < var.n_rows(); ++row) {
-      const std::string_view kind = source.at(row);
-      if (!is_other_feature_type(kind)) continue;
-      other[row] = 1;
-      ++n_other;
-      ++kinds[std::string(kind)];
+    std::size_t n_genes = 0;
+    std::size_t n_untyped = 0;
+    std::size_t n_typed_other = 0;
+    std::vector<std::uint8_t> missing(n, 0);
+    for (std::size_t row = 0; row < n; ++row) {
+      const std::string_view kind = column->is_missing(row) ? std::string_view() : source.at(row);
+      if (is_missing_text(kind)) {
+        missing[row] = 1;
+        ++n_untyped;
+      } else if (is_other_feature_type(kind)) {
+        other[row] = 1;
+        ++n_typed_other;
+        ++told[fmt::format("var '{}': ", name)][std::string(kind)];
+      } else {
+        ++n_genes;
+      }
     }
-    if (kinds.empty() || n_other == var.n_rows()) continue;
-    std::vector<std::string> parts;
-    for (const auto& [kind, count] : kinds) parts.push_back(fmt::format("{} {}", kind, count));
-    result.other_feature = std::move(other);
-    result.n_other_features = n_other;
-    result.other_feature_examples = fmt::format("var '{}': {}", name, fmt::join(parts, ", "));
-    return;
+    typed_by = name;
+    // (a column typing every var a gene, or none: the names decide)
+    if (n_typed_other > 0 || n_untyped > 0) {
+      for (std::size_t row = 0; row < n; ++row) gene_typed[row] = other[row] == 0 && missing[row] == 0 ? 1 : 0;
+    }
+    if (n_untyped > 0 && n_untyped < n_genes) untyped = std::move(missing);
+    break;
   }
-  // No column says: imaging panels' control probes and blank codewords by their names.
-  std::map<std::string, std::size_t, std::less<>> prefixes;
-  std::vector<std::uint8_t> other(var.n_rows(), 0);
-  std::size_t n_other = 0;
-  for (std::size_t row = 0; row < var.n_rows(); ++row) {
-    const std::string_view prefix = control_probe_prefix(var.index[row]);
-    if (prefix.empty()) continue;
+  // Names no gene has (a typed gene is a gene, whatever its name).
+  for (std::size_t row = 0; row < n; ++row) {
+    if (other[row] != 0 || gene_typed[row] != 0) continue;
+    const std::string_view name = var.index[row];
+    std::string how;
+    std::string kind;
+    if (const std::string_view prefix = control_probe_prefix(name); !prefix.empty()) {
+      how = "control probes named ";
+      kind = std::string(prefix) + "*";
+    } else if (is_genome_interval(name)) {
+      how = "genome intervals (peaks)";
+    } else if (is_antibody_tag_name(name)) {
+      how = "antibody-tag names";
+      named[row] = 1;
+      guessed = true;
+    }
+    if (how.empty()) continue;
     other[row] = 1;
-    ++n_other;
-    ++prefixes[std::string(prefix) + "*"];
+    ++told[how][kind];
   }
-  if (prefixes.empty() || n_other == var.n_rows()) return;
+  // A group of likely another matrix's vars: flagged whole when a quarter of it is told by name.
+  const auto flag_group = [&](const std::vector<std::size_t>& group, const std::string& how) {
+    std::size_t n_named = 0;
+    for (const std::size_t row : group) n_named += named[row];
+    if (group.empty() || 4 * n_named < group.size()) return;
+    for (const std::size_t row : group) {
+      if (other[row] != 0) continue;
+      other[row] = 1;
+      ++told[how][""];
+      guessed = true;
+    }
+  };
+  if (!untyped.empty()) {
+    std::vector<std::size_t> group;
+    for (std::size_t row = 0; row < n; ++row) {
+      if (untyped[row] != 0) group.push_back(row);
+    }
+    flag_group(group, fmt::format("no '{}' beside typed genes", typed_by));
+  }
+  // An id column giving nearly every var an Ensembl id: the few it gives another id.
+  if (typed_by.empty()) {
+    for (const char* name : {"gene_ids", "gene_id", "ensembl_id", "ensembl_ids", "id"}) {
+      const Column* column = var.find(name);
+      if (column == nullptr || !is_text_column(*column) || column->size() != n) continue;
+      const NameSource source = source_of_column(*column);
+      std::size_t n_ensembl = 0;
+      std::vector<std::size_t> group;
+      for (std::size_t row = 0; row < n; ++row) {
+        const std::string_view id = column->is_missing(row) ? std::string_view() : source.at(row);
+        if (is_missing_text(id)) continue;
+        if (genes_detail::ensembl_gene_core(id)) {
+          ++n_ensembl;
+        } else {
+          group.push_back(row);
+        }
+      }
+      if (!group.empty() && n_ensembl >= 100 && 20 * group.size() <= n && 10 * n_ensembl >= 9 * n) {
+        flag_group(group, fmt::format("no Ensembl id in var '{}'", name));
+      }
+      break;
+    }
+  }
+  std::size_t n_other = 0;
+  for (const std::uint8_t flag : other) n_other += flag;
+  if (n_other == 0) return;
   std::vector<std::string> parts;
-  for (const auto& [prefix, count] : prefixes) parts.push_back(fmt::format("{} {}", prefix, count));
+  for (const auto& [how, kinds] : told) {
+    std::vector<std::string> counted;
+    for (const auto& [kind, count] : kinds) counted.push_back(kind.empty() ? fmt::format("{}", count) : fmt::format("{} {}", kind, count));
+    parts.push_back(fmt::format("{}{}{}", how, how.ends_with(' ') ? "" : " ", fmt::join(counted, ", ")));
+  }
   result.other_feature = std::move(other);
   result.n_other_features = n_other;
-  result.other_feature_examples = fmt::format("control probes named {}", fmt::join(parts, ", "));
+  result.other_feature_examples = fmt::format("{}", fmt::join(parts, ", "));
+  result.other_features_guessed = guessed;
 }
 
 }  // namespace
@@ -574,6 +754,10 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
 
   GeneResolveResult result;
   flag_other_features(var, result);
+  // (a flagged var's examples name the first few)
+  for (std::size_t row = 0; row < var.n_rows() && result.other_feature_names.size() < 3; ++row) {
+    if (result.is_other_feature(row)) result.other_feature_names.push_back(var.index[row]);
+  }
   result.column = chosen.source.label;
   result.id_type = chosen.id_type;
   result.table_hash = table.content_hash_hex();

@@ -6,8 +6,10 @@
 #include "io/matrix_readers.hpp"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <filesystem>
 
@@ -295,6 +297,23 @@ void H5adFile::open_top_level() {
                                    *format == "celltyper-model"        ? " (a trained model: annotate takes it with --model, inspect describes it)"
                                    : *format == "celltyper-gene-store" ? " (a gene store: --genes takes it, genes info describes it)"
                                                                        : ""));
+    }
+    // A MuData file (muon's .h5mu): its modalities are AnnData groups under /mod.
+    if (h5::object_type(file, "mod") == H5O_TYPE_GROUP) {
+      Handle modalities = h5::open_group(file, "mod", path);
+      const std::vector<std::string> names = h5::list_members(modalities.get());
+      // (the gene-expression modality by its usual names, letter case aside: rna, RNA, gex)
+      const auto rna = std::find_if(names.begin(), names.end(), [](const std::string& name) {
+        std::string lower = name;
+        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        return lower == "rna" || lower == "gex" || lower == "gene expression" || lower == "mrna";
+      });
+      const std::string pick = rna == names.end() ? std::string("NAME") : *rna;
+      throw InputError(fmt::format("{}: a MuData file (.h5mu; modalities {}): celltyper reads one AnnData; write the gene-expression "
+                                   "modality out (Python: mudata.read_h5mu('{}')['{}'].write_h5ad('{}.h5ad')) or pass it to the "
+                                   "Python module (celltyper.annotate(mdata['{}'], ...))",
+                                   path, names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", ")), path, pick,
+                                   rna == names.end() ? "rna" : pick, pick));
     }
     throw InputError(fmt::format("{}: no matrix found: /X is missing and there is no raw/X or layer", path));
   }

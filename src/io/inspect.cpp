@@ -199,7 +199,8 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
     }
     identity["n_known_to_table"] = known;
     identity["summary"] = fmt::format("{} ({} of {} vars matched, {:.1f}%; {} of the names known to the table as written)",
-                                      genes.column + " holds " + to_string(genes.id_type) + " ids", genes.n_matched(), genes.n_vars(),
+                                      genes.column + " holds " + to_string(genes.id_type) + " ids", genes.n_matched(),
+                                      genes.n_vars() - genes.n_other_features,
                                       100.0 * genes.fraction_matched(), known);
     identity["report"] = genes.summary();
     report["genes"] = std::move(identity);
@@ -218,7 +219,14 @@ std::string format_inspect_report(const nlohmann::json& report) {
     header += fmt::format(", anndata encoding {}", report["anndata_encoding_version"].get<std::string>());
   }
   line(header + ")");
-  line(fmt::format("  {} cells x {} genes", report["n_cells"].get<std::int64_t>(), report["n_genes"].get<std::int64_t>()));
+  // (antibody tags, peaks beside the genes: counted apart)
+  const std::size_t n_other = report.contains("genes") ? report["genes"].value("n_other_features", std::size_t{0}) : 0;
+  if (n_other > 0) {
+    line(fmt::format("  {} cells x {} vars ({} genes, {} other features)", report["n_cells"].get<std::int64_t>(),
+                     report["n_genes"].get<std::int64_t>(), report["n_genes"].get<std::int64_t>() - static_cast<std::int64_t>(n_other), n_other));
+  } else {
+    line(fmt::format("  {} cells x {} genes", report["n_cells"].get<std::int64_t>(), report["n_genes"].get<std::int64_t>()));
+  }
   line("Matrices");
   for (const auto& m : report["matrices"]) {
     const auto shape = m["shape"];

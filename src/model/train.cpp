@@ -1487,6 +1487,13 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   const bool every_group_missing = n_missing_group > 0 && n_missing_group == n_labelled;
   for (const auto& reference : references) {
     if (!reference.matrix_note.empty()) data.cells.warnings.push_back(fmt::format("{}{}: {}", kNotePrefix, reference.path, reference.matrix_note));
+    // Antibody tags, peaks, control probes beside the genes: said (a matrix of them alone: the
+    // resolver's warning).
+    if (const GeneResolveResult genes = resolve_genes(table, reference.dataset->read_var_of(reference.matrix), options.embed.genes);
+        genes.n_other_features > 0) {
+      if (genes.n_other_features == genes.n_vars()) throw InputError(message_about(reference.path, genes.other_features_message()));
+      data.cells.warnings.push_back(message_about(reference.path, genes.other_features_message()));
+    }
     // (the copies are what reading counts back is for: no word of them without augmentation)
     if (!reference.recovered_warning.empty() && options.augment_depth) {
       data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.recovered_warning));
@@ -2540,19 +2547,34 @@ std::int64_t own_gene_id(std::string_view lower_name) {
 std::optional<GeneTable> own_gene_names_table(const std::vector<const Dataset*>& datasets, const TrainOptions& options,
                                               const GeneTable& table, std::string* warning) {
   // (a table of own names already: train_model after train_for_query chose it)
+  if (options.own_gene_names && options.features != kFeaturesExpression) {
+    throw InputError("--own-gene-names trains on the expression route (--features expression): GenePT-w reads its gene vectors by the "
+                     "gene table's ids");
+  }
   if (options.features != kFeaturesExpression || datasets.empty() || table.source() == kOwnGeneNamesSource) return std::nullopt;
   constexpr double kFewMatched = 0.1;  // (a human transcriptome matches 80-100%, a mouse one 70-80% ignoring case)
+  bool few_matched = true;             // (under kFewMatched in every reference)
   std::vector<std::string> names;
   std::vector<std::string> shares;  // per reference: "path: 6 of 13714 (0.0%)"
   std::string examples;
   for (std::size_t r = 0; r < datasets.size(); ++r) {
     const Dataset& dataset = *datasets[r];
-    if (is_extract_output(dataset)) return std::nullopt;
+    if (is_extract_output(dataset)) {
+      if (options.own_gene_names) {
+        throw InputError(fmt::format("{}: --own-gene-names: a `celltyper extract` training matrix holds cell embeddings, no genes",
+                                     dataset.path()));
+      }
+      return std::nullopt;
+    }
     const std::string& matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
     const DataFrame var = dataset.read_var_of(resolve_matrix_source(dataset, matrix));
     const GeneResolveResult resolved = resolve_genes(table, var, options.embed.genes);
     const std::size_t gene_vars = resolved.n_vars() - resolved.n_other_features;
-    if (gene_vars == 0 || resolved.fraction_matched() >= kFewMatched) return std::nullopt;
+    if (gene_vars == 0 && options.own_gene_names) throw InputError(fmt::format("{}: --own-gene-names: none of its vars is a gene (antibody or peak features only)", dataset.path()));
+    if (gene_vars == 0 || resolved.fraction_matched() >= kFewMatched) {
+      if (!options.own_gene_names) return std::nullopt;
+      few_matched = false;
+    }
     const Column* column = resolved.column == "_index" ? nullptr : var.find(resolved.column);
     for (std::size_t row = 0; row < var.n_rows(); ++row) {
       if (resolved.is_other_feature(row)) continue;
@@ -2582,7 +2604,12 @@ std::optional<GeneTable> own_gene_names_table(const std::vector<const Dataset*>&
   }
   if (genes.empty()) return std::nullopt;
   GeneTable own(std::move(genes), std::string(kOwnGeneNamesSource));
-  if (warning != nullptr) {
+  if (warning != nullptr && !few_matched) {  // (asked for: a note)
+    *warning = fmt::format("{}training on the references' own var names as written ({} genes; --own-gene-names): a query must name its "
+                           "genes the same way (letter case aside); the gene table {} matches {}",
+                           kNotePrefix, own.size(), table.source().empty() ? std::string("in memory") : table.source(),
+                           fmt::join(shares, "; "));
+  } else if (warning != nullptr) {
     *warning = fmt::format(
         "the gene table {}{} names few of the references' genes ({}; e.g. '{}'): another species? Training on the references' own var "
         "names as written ({} genes): a query must name its genes the same way (letter case aside); a gene table of the species "

@@ -69,6 +69,7 @@ LabelledFeatures embed_references(const ReferenceOptions& options, const GeneSto
   train.embed = options.embed;
   train.num_threads = options.num_threads;
   train.seed = options.seed;  // (the thinned copies: train's for the same --seed)
+  train.own_gene_names = options.own_gene_names;
   train.log = options.log;
   train.reference_sample_cells = 0;  // no model is saved
   train.dense_features = true;       // the search fits dense copies of its rows

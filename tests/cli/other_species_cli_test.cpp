@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -153,6 +154,119 @@ TEST(OtherSpecies, ReferencesOfIdsNoGeneTableKnowsTrainOnTheirOwnNames) {
   EXPECT_EQ(genept.exit_code, 2) << genept.err;
   EXPECT_NE(genept.err.find("name other genes under the same ids ("), std::string::npos) << genept.err;
   EXPECT_NE(genept.err.find("id 1: 'FBgn0000000' in the table, 'A1BG' in the store"), std::string::npos) << genept.err;
+}
+
+TEST(OtherSpecies, NamesTheTableHalfKnowsTrainOnThemWhenAsked) {
+  CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  // Zebrafish-like symbols of pbmc3k's genes, which the human table half-knows: 45% the human
+  // symbol lower-cased (one-to-one orthologs), 25% with an 'a' paralog suffix, 30% clone names
+  // (zgc:); and fly-like ids (FBgn), which it does not know. Even cells the reference, odd cells
+  // the query.
+  const std::string make = fmt::format(
+      "import anndata, numpy as np\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "rank = np.empty(a.n_vars, int); rank[np.argsort(np.asarray(a.var_names))] = np.arange(a.n_vars)\n"
+      "names, seen = [], set()\n"
+      "for symbol, r in zip(a.var_names, rank):\n"
+      "    name = symbol.lower() if r % 20 < 9 else symbol.lower() + 'a' if r % 20 < 14 else f'zgc:{{r:06d}}'\n"
+      "    name = name if name not in seen else f'zgc:{{r:06d}}'\n"
+      "    seen.add(name); names.append(name)\n"
+      "for prefix, genes in (('zf', names), ('fly', [f'FBgn{{r:07d}}' for r in rank])):\n"
+      "    b = anndata.AnnData(a.X.copy(), obs=a.obs[['celltype']].copy()); b.var_names = genes\n"
+      "    b[::2].copy().write_h5ad(f'{1}/{{prefix}}_ref.h5ad')\n"
+      "    b[1::2].copy().write_h5ad(f'{1}/{{prefix}}_query.h5ad')\n"
+      "a[1::2].obs[['celltype']].to_csv('{1}/truth.csv')\n",
+      reference, dir.path().string());
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::vector<std::string> truth = csv_labels(dir.file("truth.csv"));
+  const auto accuracy = [&truth](const std::vector<std::string>& predicted) {
+    std::size_t right = 0;
+    for (std::size_t i = 0; i < truth.size() && i < predicted.size(); ++i) right += predicted[i] == truth[i] ? 1 : 0;
+    return static_cast<double>(right) / static_cast<double>(truth.size());
+  };
+
+  // By default the table serves (a tenth or more matched), the rest left out, and the warning
+  // names the flag that keeps them.
+  const auto kept = test::run_cli({"train", "-r", dir.file("zf_ref.h5ad"), "-l", "obs:celltype", "-o", dir.file("table.h5")});
+  ASSERT_EQ(kept.exit_code, 0) << kept.err;
+  EXPECT_NE(kept.err.find("few genes matched: only "), std::string::npos) << kept.err;
+  EXPECT_NE(kept.err.find("or, training, the data's own var names as the genes (--own-gene-names)"), std::string::npos) << kept.err;
+  EXPECT_EQ(kept.err.find("own var names as written"), std::string::npos) << kept.err;
+  const auto kept_annotated =
+      test::run_cli({"annotate", "-m", dir.file("table.h5"), "-i", dir.file("zf_query.h5ad"), "--csv", dir.file("table.csv"), "-q"});
+  ASSERT_EQ(kept_annotated.exit_code, 0) << kept_annotated.err;
+
+  // --own-gene-names: every var is a gene (a note, not a warning: it was asked for).
+  const auto own = test::run_cli({"train", "-r", dir.file("zf_ref.h5ad"), "-l", "obs:celltype", "-o", dir.file("own.h5"), "--own-gene-names"});
+  ASSERT_EQ(own.exit_code, 0) << own.err;
+  EXPECT_NE(own.err.find("note: training on the references' own var names as written (13714 genes; --own-gene-names)"), std::string::npos)
+      << own.err;
+  EXPECT_EQ(own.err.find("few genes matched"), std::string::npos) << own.err;
+  const auto inspected = test::run_cli({"inspect", dir.file("own.h5"), "--json"});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_NE(inspected.out.find("the references' own var names"), std::string::npos) << inspected.out;
+  const auto own_annotated = test::run_cli({"annotate", "-m", dir.file("own.h5"), "-i", dir.file("zf_query.h5ad"), "--csv", dir.file("own.csv")});
+  ASSERT_EQ(own_annotated.exit_code, 0) << own_annotated.err;
+  const double with_table = accuracy(csv_labels(dir.file("table.csv")));
+  const double with_own = accuracy(csv_labels(dir.file("own.csv")));
+  std::printf("zebrafish-like symbols, even -> odd cells: accuracy %.4f through the human table, %.4f on their own names\n", with_table, with_own);
+  EXPECT_GE(with_own, 0.85);
+  EXPECT_GE(with_own, with_table);
+
+  // A gene table given to annotate does not serve such a model: said, and the labels are the same.
+  const auto tabled = test::run_cli({"annotate", "-m", dir.file("own.h5"), "-i", dir.file("zf_query.h5ad"), "--gene-table",
+                                     test::shared_data("gene-annotations/human_genes.tsv"), "--csv", dir.file("tabled.csv")});
+  ASSERT_EQ(tabled.exit_code, 0) << tabled.err;
+  EXPECT_NE(tabled.err.find("; --gene-table " + test::shared_data("gene-annotations/human_genes.tsv") +
+                            " is not used: the model reads the query in its own genes' names"),
+            std::string::npos)
+      << tabled.err;
+  EXPECT_EQ(csv_labels(dir.file("tabled.csv")), csv_labels(dir.file("own.csv")));
+
+  // Reference mode and tune take it too (tune's best configuration tells train to).
+  const auto reference_mode = test::run_cli({"annotate", "-r", dir.file("zf_ref.h5ad"), "-l", "obs:celltype", "-i", dir.file("zf_query.h5ad"),
+                                             "--own-gene-names", "--csv", dir.file("reference_mode.csv")});
+  ASSERT_EQ(reference_mode.exit_code, 0) << reference_mode.err;
+  EXPECT_NE(reference_mode.err.find("own var names as written (13714 genes; --own-gene-names)"), std::string::npos) << reference_mode.err;
+  EXPECT_GE(accuracy(csv_labels(dir.file("reference_mode.csv"))), 0.85);
+  // (tune's default route is genept: --own-gene-names alone picks the expression route)
+  const auto tuned = test::run_cli({"tune", "-r", dir.file("zf_ref.h5ad"), "-l", "obs:celltype", "--own-gene-names",
+                                    "--trials", "2", "--max-rungs", "1", "-o", dir.file("best.json"), "-q"});
+  ASSERT_EQ(tuned.exit_code, 0) << tuned.err;
+  std::ifstream best_file(dir.file("best.json"));
+  const auto best = nlohmann::json::parse(best_file);
+  const auto& arguments = best.at("train_arguments");
+  EXPECT_NE(std::find(arguments.begin(), arguments.end(), "--own-gene-names"), arguments.end()) << best.dump();
+
+  // What it cannot do, one clear line each: the GenePT-w route (gene vectors by the table's ids),
+  // a model's annotate (the model decided), cv of both routes where the expression one trains on
+  // own names (asked, or another species' ids).
+  const auto genept = test::run_cli({"train", "-r", dir.file("zf_ref.h5ad"), "-l", "obs:celltype", "--features", "genept", "--own-gene-names",
+                                     "-o", dir.file("genept.h5")});
+  EXPECT_EQ(genept.exit_code, 2) << genept.err;
+  EXPECT_NE(genept.err.find("--own-gene-names trains on the expression route"), std::string::npos) << genept.err;
+  const auto with_model = test::run_cli({"annotate", "-m", dir.file("own.h5"), "-i", dir.file("zf_query.h5ad"), "--own-gene-names", "--csv",
+                                         dir.file("x.csv")});
+  EXPECT_EQ(with_model.exit_code, 2) << with_model.err;
+  EXPECT_NE(with_model.err.find("--own-gene-names applies to reference mode (--reference) only"), std::string::npos) << with_model.err;
+  for (const std::string& data : {std::string("zf"), std::string("fly")}) {
+    std::vector<std::string> cv = {"cv", "-r", dir.file(data + "_ref.h5ad"), "-l", "obs:celltype", "--n-splits", "2", "--features", "expression,genept"};
+    if (data == "zf") cv.push_back("--own-gene-names");
+    const auto both = test::run_cli(cv);
+    EXPECT_EQ(both.exit_code, 2) << data << ": " << both.err;
+    EXPECT_NE(both.err.find("genept configurations read gene vectors by the gene table's ids"), std::string::npos) << data << ": " << both.err;
+    EXPECT_NE(both.err.find(data == "zf" ? "cv: --own-gene-names: " : "cv: the gene table names under a tenth"), std::string::npos) << both.err;
+  }
+  const auto genept_cv = test::run_cli({"cv", "-r", dir.file("zf_ref.h5ad"), "-l", "obs:celltype", "--n-splits", "2", "--features", "genept",
+                                        "--own-gene-names"});
+  EXPECT_EQ(genept_cv.exit_code, 2) << genept_cv.err;
+  EXPECT_NE(genept_cv.err.find("run the expression route (--features expression)"), std::string::npos) << genept_cv.err;
+  const auto cv_own = test::run_cli({"cv", "-r", dir.file("zf_ref.h5ad"), "-l", "obs:celltype", "--n-splits", "2", "--own-gene-names", "--json", "-"});
+  ASSERT_EQ(cv_own.exit_code, 0) << cv_own.err;
+  EXPECT_GE(nlohmann::json::parse(cv_own.out)["mean"]["logreg:expression"]["accuracy"].get<double>(), 0.85) << cv_own.out;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <celltyper/dataframe.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/gene_table.hpp>
+#include <fmt/format.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -226,6 +227,92 @@ TEST(ResolveGenes, FeaturesOtherThanGeneExpressionAreNotGenes) {
   const GeneResolveResult genes = resolve_genes(table, biotypes);
   EXPECT_TRUE(genes.other_feature.empty());
   EXPECT_EQ(genes.n_matched(), 3U);
+}
+
+TEST(ResolveGenes, AntibodyTagsAndPeaksAreToldWithoutCellRangersTypes) {
+  const GeneTable table = small_table();
+  const auto flags = [&](const DataFrame& var) { return resolve_genes(table, var).other_feature; };
+  // Other spellings of the kinds (muon's, Seurat's, CITE-seq-Count's); a gene biotype with
+  // "protein" in it is a gene.
+  DataFrame kinds = var_with_index({"AAA", "T1", "T2", "T3", "T4", "BBB"});
+  kinds.columns.push_back(Column::categorical(
+      "feature_types", {"Gene Expression", "Protein", "Antibody Derived Tags", "protein_expression", "Chromatin Accessibility", "protein_coding"}));
+  EXPECT_EQ(flags(kinds), (std::vector<std::uint8_t>{0, 1, 1, 1, 1, 0}));
+  // Names: genome intervals (ATAC peaks, 10x's and Signac's), antibody tags; genes that only look
+  // alike stay genes (ADTRP, HLA-A-like names, zebrafish zgc: / si: names, a bare 'chr1').
+  const DataFrame named = var_with_index({"AAA", "chr1:10109-10357", "chr2-100-250", "1:500-900", "GL000194.1:10-20", "CD3_TotalSeqB",
+                                          "IgG1_isotype", "Mouse_IgG2a", "ADT_CD4", "CD8_ADT", "HTO-1", "Hashtag3", "BBB", "ADTRP", "zgc:123456",
+                                          "si:ch211-12-34", "chr1", "chr1:300-200", "MT-CO2", "CCC"});
+  EXPECT_EQ(flags(named), (std::vector<std::uint8_t>{0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}));
+  const GeneResolveResult told = resolve_genes(table, named);
+  EXPECT_TRUE(told.other_features_guessed);  // (antibody-like names are a guess: train and annotate warn)
+  EXPECT_NE(told.other_features_message().find("11 vars are no genes (antibody-tag names 7, genome intervals (peaks) 4; e.g. "
+                                                "chr1:10109-10357, chr2-100-250, 1:500-900): left out of the genes and the library sizes; "
+                                                "a var 'feature_types' column"),
+            std::string::npos)
+      << told.other_features_message();
+  EXPECT_FALSE(told.other_features_message().starts_with("note: "));
+  const GeneResolveResult peaks = resolve_genes(table, var_with_index({"AAA", "chr1:10109-10357", "BBB"}));
+  EXPECT_FALSE(peaks.other_features_guessed);  // (a genome interval is no gene's name: a note)
+  EXPECT_TRUE(peaks.other_features_message().starts_with("note: 1 var is no gene (genome intervals (peaks) 1; e.g. chr1:10109-10357)"))
+      << peaks.other_features_message();
+  // Vars of no type beside typed genes (an antibody matrix joined to a Cell Ranger one): no genes
+  // once one of them is named like a tag; a typed gene keeps its gene, whatever its name.
+  DataFrame joined = var_with_index({"AAA", "BBB", "CCC", "MALAT1", "CD3_TotalSeqB", "NKX2-1", "AAA-1"});
+  joined.columns.push_back(Column::from_strings("feature_types", {"Gene Expression", "Gene Expression", "Gene Expression", "Gene Expression", "", "", ""}));
+  EXPECT_EQ(flags(joined), (std::vector<std::uint8_t>{0, 0, 0, 0, 1, 1, 1}));
+  DataFrame untold = joined;
+  untold.index[4] = "CD3";
+  EXPECT_TRUE(flags(untold).empty());  // (nothing says they are not genes)
+  // An id column giving nearly every var an Ensembl id (Cell Ranger's gene_ids): the few vars it
+  // gives their own name are no genes (a 10x antibody's id is its name).
+  std::vector<std::string> names;
+  std::vector<std::string> ids;
+  for (int i = 0; i < 200; ++i) {
+    names.push_back(fmt::format("G{}", i));
+    ids.push_back(fmt::format("ENSG{:011d}", i + 100));
+  }
+  // Transgenes, spike-ins and missing ids written as text ("nan") are no such group: genes.
+  DataFrame transgenes = var_with_index(names);
+  transgenes.index.insert(transgenes.index.end(), {"EGFP", "tdTomato", "ERCC-00002", "AAA"});
+  std::vector<std::string> transgene_ids = ids;
+  transgene_ids.insert(transgene_ids.end(), {"EGFP", "tdTomato", "ERCC-00002", "nan"});
+  transgenes.columns.push_back(Column::from_strings("gene_ids", transgene_ids));
+  EXPECT_TRUE(flags(transgenes).empty());
+  // A quarter or more of the group named like tags (an isotype control, a TotalSeq name): the
+  // whole group, whose other names (CD56, AAA) say nothing.
+  names.insert(names.end(), {"AAA", "CD56", "IgG1_isotype"});
+  ids.insert(ids.end(), {"AAA", "CD56", "IgG1_isotype"});
+  DataFrame tenx = var_with_index(names);
+  tenx.columns.push_back(Column::from_strings("gene_ids", ids));
+  const GeneResolveResult ids_told = resolve_genes(table, tenx);
+  EXPECT_EQ(ids_told.n_other_features, 3U);
+  EXPECT_TRUE(ids_told.is_other_feature(200));
+  EXPECT_NE(ids_told.other_feature_examples.find("antibody-tag names 1, no Ensembl id in var 'gene_ids' 2"), std::string::npos)
+      << ids_told.other_feature_examples;
+  // One hashtag among genes joined without a type: the hashtag alone.
+  DataFrame one_tag = var_with_index({"G1", "G2", "G3", "G4", "G5", "G6", "G7", "G8", "G9", "AAA", "BBB", "CCC", "MALAT1", "HTO_1"});
+  std::vector<std::string> one_tag_types(9, "Gene Expression");
+  one_tag_types.resize(14, "");
+  one_tag.columns.push_back(Column::from_strings("feature_types", one_tag_types));
+  EXPECT_EQ(flags(one_tag), (std::vector<std::uint8_t>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1}));
+  // Control probes typed as genes (every var 'Gene Expression'): told by their names, as before;
+  // UCSC's unplaced contigs are intervals; a barnyard 'mouse_' prefix is no isotype control.
+  DataFrame probes = var_with_index({"AAA", "BLANK_0001", "NegControlProbe_0003", "chrUn_KI270742v1:100-200", "mouse_Pigg", "BBB"});
+  probes.columns.push_back(Column::categorical("feature_types", std::vector<std::string>(6, "Gene Expression")));
+  EXPECT_EQ(flags(probes), (std::vector<std::uint8_t>{0, 1, 1, 1, 0, 0}));
+  DataFrame guides = var_with_index({"AAA", "g1", "g2"});
+  guides.columns.push_back(Column::categorical("feature_types", {"Gene Expression", "sgRNA", "CRISPR Guide Capture"}));
+  EXPECT_EQ(flags(guides), (std::vector<std::uint8_t>{0, 1, 1}));
+  // A matrix of nothing but antibody tags or peaks: every var flagged, and said so.
+  DataFrame protein = var_with_index({"AAA", "BBB"});
+  protein.columns.push_back(Column::categorical("feature_types", {"Antibody Capture", "Antibody Capture"}));
+  const GeneResolveResult none = resolve_genes(table, protein);
+  EXPECT_EQ(none.n_other_features, 2U);
+  ASSERT_FALSE(none.warnings.empty());
+  EXPECT_NE(none.warnings[0].find("no gene expression: every var (2) is a feature other than gene expression"), std::string::npos) << none.warnings[0];
+  EXPECT_NE(resolve_genes(table, kinds).summary().find("genes: 2 of 2 gene vars matched (100.0%)"), std::string::npos)
+      << resolve_genes(table, kinds).summary();
 }
 
 TEST(ResolveGenes, ImagingPanelsControlProbesAreNotGenes) {

@@ -859,7 +859,7 @@ def test_reference_mode_warnings_and_references_by_name(pbmc3k):
     assert any("different Cell Ontology depths" in w for w in result.warnings), result.warnings
     shared = celltyper.annotate(query, reference=[pbmc3k[::4].copy(), savercat], label="celltype", gene_pooling="shared", inplace=False)
     assert len(shared.labels) == query.n_obs
-    with pytest.raises(ValueError, match="gene_pooling= and balance_references= apply to reference mode"):
+    with pytest.raises(ValueError, match="gene_pooling=, balance_references= and own_gene_names= apply to reference mode"):
         celltyper.annotate(query, model=shared.model, gene_pooling="shared")
 
 
@@ -1313,3 +1313,68 @@ def test_another_species_trains_on_its_own_names(tmp_path, pbmc3k):
     import pandas as pd
 
     assert list(pd.read_csv(tmp_path / "query.csv", index_col=0).iloc[:, 0].astype(str)) == list(result.labels.astype(str))
+    # (what annotate chose as you would have: in .notes, not .warnings)
+    assert any(note.startswith("the model's genes are its references' var names as written") for note in result.notes), result.notes
+    assert not any("var names as written" in warning for warning in result.warnings)
+
+
+def test_own_gene_names_when_asked(pbmc3k):
+    """Names the human table half-knows (zebrafish-like: human symbols lower-cased, with an 'a'
+    suffix, clone names): by default the table serves and the warning names own_gene_names=True,
+    which trains on every var; a gene table given to annotate does not serve that model."""
+    rank = np.argsort(np.argsort(np.asarray(pbmc3k.var_names)))
+    names, seen = [], set()
+    for symbol, r in zip(pbmc3k.var_names, rank):
+        name = symbol.lower() if r % 20 < 9 else symbol.lower() + "a" if r % 20 < 14 else f"zgc:{r:06d}"
+        name = name if name not in seen else f"zgc:{r:06d}"
+        seen.add(name)
+        names.append(name)
+    zebrafish = anndata.AnnData(pbmc3k.X.copy(), obs=pbmc3k.obs[["celltype"]].copy())
+    zebrafish.var_names = names
+    reference, query = zebrafish[::2].copy(), zebrafish[1::2].copy()
+    with pytest.warns(UserWarning, match=r"the data's own var names as the genes \(own_gene_names=True\)"):
+        celltyper.train(reference, label="celltype", validation_fraction=0)
+    model = celltyper.train(reference, label="celltype", own_gene_names=True)
+    assert model.provenance["gene_table"] == "the references' own var names"
+    assert any("own var names as written (13714 genes;" in note for note in model.summary["warnings"])
+    result = celltyper.annotate(query, model=model, inplace=False, gene_table=os.path.join(DATA, "gene-annotations", "human_genes.tsv"))
+    assert (result.labels.astype(str).to_numpy() == query.obs["celltype"].astype(str).to_numpy()).mean() > 0.85
+    assert any("is not used: the model reads the query in its own genes' names" in note for note in result.notes), result.notes
+    with pytest.raises(ValueError, match="apply to reference mode"):
+        celltyper.annotate(query, model=model, own_gene_names=True)
+    with pytest.raises(ValueError, match="own_gene_names=True trains on the expression route"):
+        celltyper.train(reference, label="celltype", features="genept", own_gene_names=True)
+    on_the_fly = celltyper.annotate(query, reference=reference, label="celltype", own_gene_names=True, inplace=False)
+    assert on_the_fly.model.provenance["gene_table"] == "the references' own var names"
+
+
+def test_a_mudata_object_names_its_modality(pbmc3k):
+    """muon's MuData (modalities under .mod, no .X of its own): a TypeError naming the one to pass."""
+    class FakeMuData:  # (python3-mudata is not packaged: its shape, as muon users hold it)
+        def __init__(self, modalities):
+            self.mod = modalities
+            self.obs = modalities["rna"].obs
+            self.var = modalities["rna"].var
+
+    mdata = FakeMuData({"rna": pbmc3k, "prot": pbmc3k[:, :5].copy()})
+    with pytest.raises(TypeError, match=r"adata: a MuData object \(modalities rna, prot\): pass the gene-expression modality, adata\['rna'\]"):
+        celltyper.annotate(mdata, reference=pbmc3k, label="celltype")
+    with pytest.raises(TypeError, match="a MuData object"):
+        celltyper.train(mdata, label="celltype")
+
+
+def test_the_matrix_chosen_is_a_note_of_the_result(pbmc3k):
+    """X log-normalised beside layers['counts'] (scanpy's habit): the counts are read, and the
+    result's .notes says so (as the command line's "note:" line does), not .warnings."""
+    import scipy.sparse as sp
+
+    reference, query = pbmc3k[::2].copy(), pbmc3k[1::2].copy()
+    counts = sp.csr_matrix(query.X)
+    query.layers["counts"] = counts.copy()
+    totals = np.asarray(counts.sum(axis=1)).ravel()
+    query.X = sp.csr_matrix(sp.diags(1e4 / np.maximum(totals, 1)) @ counts).log1p()
+    model = celltyper.train(reference, label="celltype", validation_fraction=0)
+    result = celltyper.annotate(query, model=model, inplace=False)
+    assert result.matrix == "AnnData.layers['counts']"
+    assert any("layers['counts'] read" in note for note in result.notes), result.notes
+    assert not any("layers['counts'] read" in warning for warning in result.warnings)

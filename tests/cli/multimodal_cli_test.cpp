@@ -1,0 +1,126 @@
+// End-to-end tests of CITE-seq and multiome files: antibody tags and ATAC peaks beside the genes,
+// with Cell Ranger's feature types, other spellings of them, none, or none for a joined matrix.
+// pbmc3k's real counts are the genes; the tags' counts are made from the counts of their genes
+// (the generator is inline below), the peaks' from their nearest gene's.
+#include "support/test_support.hpp"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+namespace celltyper {
+namespace {
+
+/// The labels of a celltyper --csv file (its second column), in row order.
+std::vector<std::string> csv_labels(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::vector<std::string> labels;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::stringstream fields(line);
+    std::string name;
+    std::string label;
+    std::getline(fields, name, ',');
+    std::getline(fields, label, ',');
+    labels.push_back(label);
+  }
+  return labels;
+}
+
+TEST(Multimodal, AntibodyTagsAndPeaksBesideTheGenesLeaveTheLabelsAsTheGenesAlone) {
+  CELLTYPER_REQUIRE_SHARED(pbmc, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata, h5py"}).exit_code != 0) GTEST_SKIP() << "no anndata / h5py";
+  test::TempDir dir;
+  const std::string make = fmt::format(R"(
+import anndata, h5py, numpy as np, pandas as pd, scipy.sparse as sp
+a = anndata.read_h5ad('{0}')
+a = anndata.AnnData(sp.csr_matrix(a.X), obs=a.obs[['celltype']].copy(), var=pd.DataFrame(index=a.var_names))
+a.var['gene_ids'] = [f'ENSG{{i:011d}}' for i in range(a.n_vars)]
+ref, q = a[::2].copy(), a[1::2].copy()
+ref.write_h5ad('{1}/ref.h5ad'); q.write_h5ad('{1}/rna.h5ad')
+rng = np.random.default_rng(0)
+X = q.X.toarray()
+tags = {{'CD3_TotalSeqB': ['CD3E', 'CD3D'], 'CD4': ['CD4'], 'CD8A': ['CD8A'], 'CD14': ['CD14'], 'CD16': ['FCGR3A'], 'CD56': ['NCAM1'],
+        'CD19-TotalSeqC': ['CD19', 'MS4A1'], 'HLA-DR': ['HLA-DRA'], 'IgG1_isotype': []}}
+adt = np.column_stack([rng.poisson(30 + 200 * sum(X[:, list(q.var_names).index(g)] for g in genes if g in q.var_names) if genes else
+                                   np.full(q.n_obs, 30.0)) for genes in tags.values()]).astype(np.float32)
+picked = rng.choice(q.n_vars, 2000)
+peaks = rng.poisson(0.5 * X[:, picked]).astype(np.float32)
+peak_names = [f'chr{{1 + i % 22}}:{{1000 * i + 10}}-{{1000 * i + 510}}' for i in range(len(picked))]
+def joined(blocks, names, var):
+    out = anndata.AnnData(sp.csr_matrix(np.hstack(blocks)), obs=q.obs.copy(), var=var)
+    out.var_names = names
+    return out
+genes = list(q.var_names)
+ids = list(q.var['gene_ids'])
+n = len(tags)
+cite = joined([X, adt], genes + list(tags), pd.DataFrame({{'gene_ids': ids + list(tags), 'feature_types': ['Gene Expression'] * q.n_vars + ['Antibody Capture'] * n}}))
+cite.write_h5ad('{1}/cite.h5ad')
+cite.var = cite.var[['gene_ids']]; cite.write_h5ad('{1}/cite_untyped.h5ad')
+cite.var['feature_types'] = ['Gene Expression'] * q.n_vars + [np.nan] * n; cite.write_h5ad('{1}/cite_joined.h5ad')
+cite.var['feature_types'] = ['Gene Expression'] * q.n_vars + ['Protein'] * n; cite.write_h5ad('{1}/cite_protein.h5ad')
+multiome = joined([X, peaks], genes + peak_names, pd.DataFrame({{'gene_ids': ids + peak_names}}))
+multiome.write_h5ad('{1}/multiome_untyped.h5ad')
+protein = anndata.AnnData(sp.csr_matrix(adt), obs=q.obs.copy(), var=pd.DataFrame({{'feature_types': ['Antibody Capture'] * n}}, index=list(tags)))
+protein.write_h5ad('{1}/protein.h5ad')
+with h5py.File('{1}/cite.h5mu', 'w') as f:
+    f.create_group('mod'); f['mod'].create_group('rna'); f['mod'].create_group('prot'); f.create_group('obs')
+q[:, ['CD4', 'CD8A', 'CD14', 'FCGR3A', 'NCAM1', 'CD19', 'CD27', 'CD69', 'TIGIT', 'SELL', 'KLRB1', 'CD1C', 'CD38', 'CD86']].copy().write_h5ad('{1}/rna14.h5ad')
+)",
+                                       pbmc, dir.path().string());
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+
+  const auto trained = test::run_cli({"train", "-r", dir.file("ref.h5ad"), "-l", "obs:celltype", "-o", dir.file("rna.h5"), "-q"});
+  ASSERT_EQ(trained.exit_code, 0) << trained.err;
+  const auto plain = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("rna.h5ad"), "--csv", dir.file("rna.csv"), "-q"});
+  ASSERT_EQ(plain.exit_code, 0) << plain.err;
+  const std::vector<std::string> expected = csv_labels(dir.file("rna.csv"));
+  // (file, what annotate says of the other features)
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"cite", "note: " + dir.file("cite.h5ad") + ": 9 vars are no genes (var 'feature_types': Antibody Capture 9; e.g. CD3_TotalSeqB, CD4"},
+      {"cite_protein", "9 vars are no genes (var 'feature_types': Protein 9;"},
+      {"cite_untyped", "warning: " + dir.file("cite_untyped.h5ad") + ": 9 vars are no genes (antibody-tag names 3, no Ensembl id in var 'gene_ids' 6;"},
+      {"cite_joined", "9 vars are no genes (antibody-tag names 3, no 'feature_types' beside typed genes 6;"},
+      {"multiome_untyped", "note: " + dir.file("multiome_untyped.h5ad") + ": 2000 vars are no genes (genome intervals (peaks) 2000;"},
+  };
+  for (const auto& [name, said] : cases) {
+    const auto annotated =
+        test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file(name + ".h5ad"), "--csv", dir.file(name + ".csv")});
+    ASSERT_EQ(annotated.exit_code, 0) << name << ": " << annotated.err;
+    EXPECT_NE(annotated.err.find(said), std::string::npos) << name << ": " << annotated.err;
+    EXPECT_EQ(csv_labels(dir.file(name + ".csv")), expected) << name;  // (the tags' counts no longer swell the library sizes)
+  }
+  // A reference with untyped tags trains the model the genes alone train.
+  const auto untyped_reference =
+      test::run_cli({"train", "-r", dir.file("cite_untyped.h5ad"), "-l", "obs:celltype", "-o", dir.file("cite.h5"), "--validation-fraction", "0"});
+  ASSERT_EQ(untyped_reference.exit_code, 0) << untyped_reference.err;
+  EXPECT_NE(untyped_reference.err.find("9 vars are no genes (antibody-tag names 3"), std::string::npos) << untyped_reference.err;
+  const auto inspected = test::run_cli({"inspect", dir.file("cite.h5ad")});
+  ASSERT_EQ(inspected.exit_code, 0) << inspected.err;
+  EXPECT_NE(inspected.out.find("cells x 13723 vars (13714 genes, 9 other features)"), std::string::npos) << inspected.out;
+
+  // No gene at all (the protein modality alone), a MuData file: one line saying so.
+  const auto protein = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("protein.h5ad"), "--csv", dir.file("p.csv")});
+  EXPECT_EQ(protein.exit_code, 2) << protein.err;
+  EXPECT_NE(protein.err.find("no gene expression: every var (9) is a feature other than gene expression (var 'feature_types': Antibody Capture 9"),
+            std::string::npos)
+      << protein.err;
+  const auto mudata = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("cite.h5mu"), "--csv", dir.file("m.csv")});
+  EXPECT_EQ(mudata.exit_code, 2) << mudata.err;
+  EXPECT_NE(mudata.err.find("a MuData file (.h5mu; modalities prot, rna): celltyper reads one AnnData; write the gene-expression modality out "
+                            "(Python: mudata.read_h5mu('" + dir.file("cite.h5mu") + "')['rna'].write_h5ad('rna.h5ad'))"),
+            std::string::npos)
+      << mudata.err;
+
+  // A query of 14 marker genes, annotated anyway (--allow-low-coverage): the refit trains a class
+  // whose other sample cells have no count in them on its one cell (it stopped with "class
+  // 'Platelet' has a single cell").
+  const auto few = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("rna14.h5ad"), "--csv", dir.file("few.csv"), "--allow-low-coverage", "-q"});
+  EXPECT_EQ(few.exit_code, 0) << few.err;
+}
+
+}  // namespace
+}  // namespace celltyper
