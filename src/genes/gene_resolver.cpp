@@ -569,13 +569,15 @@ bool is_missing_text(std::string_view id) {
 /// types every var a gene (then the names below decide, as without it). Then the names: imaging
 /// control probes, genome intervals (ATAC peaks), antibody tags. Then two groups of vars that are
 /// likely another matrix's, flagged whole when at least a quarter of the group is told so by its
-/// names (a CITE-seq panel names its isotype controls and often its tags so; a transgene, a spike-in
-/// or a gene joined from another file is no tag): vars of no type beside typed genes (an antibody
+/// names, or some of it is and under half of it names a gene exactly as written (`exact`, per
+/// var: a symbol, Ensembl or Entrez id of the table in the column read); a CITE-seq panel names
+/// its isotype controls and often its tags so, and its other tags after antigens (CD16, CD45RA);
+/// a transgene, a spike-in or a gene joined from another file is no tag: vars of no type beside typed genes (an antibody
 /// matrix joined to a Cell Ranger one, pandas leaving NaN), and, in a file whose id column gives
 /// nearly every var an Ensembl id, the few it gives another id (a 10x antibody's id is its name).
 /// A file whose every var is flagged (a protein-only or ATAC-only matrix) has them all flagged: no
 /// gene to read.
-void flag_other_features(const DataFrame& var, GeneResolveResult& result) {
+void flag_other_features(const DataFrame& var, const std::vector<std::uint8_t>& exact, GeneResolveResult& result) {
   const std::size_t n = var.n_rows();
   std::vector<std::uint8_t> other(n, 0);
   std::vector<std::uint8_t> named(n, 0);  // told by a name rule that is a guess (antibody-like)
@@ -633,11 +635,18 @@ void flag_other_features(const DataFrame& var, GeneResolveResult& result) {
     other[row] = 1;
     ++told[how][kind];
   }
-  // A group of likely another matrix's vars: flagged whole when a quarter of it is told by name.
+  // A group of likely another matrix's vars: flagged whole when a quarter of it is told by name,
+  // or some of it is and under half of it names a gene exactly (a panel's tags are named after
+  // antigens, CD16, CD45RA, CD4-1: aliases, suffixes or nothing; genes joined from another
+  // file are mostly genes' symbols or ids).
   const auto flag_group = [&](const std::vector<std::size_t>& group, const std::string& how) {
     std::size_t n_named = 0;
-    for (const std::size_t row : group) n_named += named[row];
-    if (group.empty() || 4 * n_named < group.size()) return;
+    std::size_t n_exact = 0;
+    for (const std::size_t row : group) {
+      n_named += named[row];
+      n_exact += row < exact.size() ? exact[row] : 0;
+    }
+    if (group.empty() || n_named == 0 || (4 * n_named < group.size() && 2 * n_exact >= group.size())) return;
     for (const std::size_t row : group) {
       if (other[row] != 0) continue;
       other[row] = 1;
@@ -753,7 +762,15 @@ GeneResolveResult resolve_genes(const GeneTable& table, const DataFrame& var, co
   }
 
   GeneResolveResult result;
-  flag_other_features(var, result);
+  std::vector<std::uint8_t> exact(chosen.rows.size(), 0);  // (names of genes as written: a symbol, an Ensembl or Entrez id)
+  for (std::size_t row = 0; row < chosen.rows.size(); ++row) {
+    const GeneMatch match = chosen.rows[row].match;
+    exact[row] = !chosen.rows[row].suffix_stripped && !chosen.rows[row].dots_restored &&
+                         (match == GeneMatch::kSymbol || match == GeneMatch::kEnsembl || match == GeneMatch::kEntrez)
+                     ? 1
+                     : 0;
+  }
+  flag_other_features(var, exact, result);
   // (a flagged var's examples name the first few)
   for (std::size_t row = 0; row < var.n_rows() && result.other_feature_names.size() < 3; ++row) {
     if (result.is_other_feature(row)) result.other_feature_names.push_back(var.index[row]);
