@@ -524,8 +524,18 @@ bool is_genome_interval(std::string_view name) {
 /// "ADT-CD4", "HTO_1", "Hashtag3").
 bool is_antibody_tag_name(std::string_view name) {
   const std::string lower = genes_detail::ascii_lower(name);
-  for (const std::string_view word : {"totalseq", "isotype", "pabo", "hashtag", "antibody"}) {
+  for (const std::string_view word : {"totalseq", "isotype", "pabo", "hashtag", "antibody", "sampletag"}) {
     if (lower.find(word) != std::string::npos) return true;
+  }
+  // BioLegend / BD names of a species' antigen ("Hu.CD3_UCHT1", "Ms.CD4"); 10x CellPlex oligos
+  // ("CMO301"); CITE-seq-Count's name-barcode pairs ("CD3-CTCATTGTAACTCCT": 12 or more bases).
+  if (lower.starts_with("hu.") || lower.starts_with("ms.")) return true;
+  if (lower.size() == 6 && lower.starts_with("cmo") && genes_detail::is_all_digits(lower.substr(3))) return true;
+  std::size_t bases = 0;
+  while (bases < lower.size() && std::string_view("acgt").find(lower[lower.size() - 1 - bases]) != std::string_view::npos) ++bases;
+  if (bases >= 12 && bases < lower.size()) {
+    const char before = lower[lower.size() - 1 - bases];
+    if (before == '-' || before == '_' || before == '|' || before == '.') return true;
   }
   const auto separator = [](char c) { return c == '_' || c == '-' || c == '.' || c == ':' || c == '|' || c == ' '; };
   const auto word_at = [&](std::size_t at, std::size_t size) {  // `size` letters at `at` are a word among separators

@@ -244,6 +244,10 @@ TEST(ResolveGenes, AntibodyTagsAndPeaksAreToldWithoutCellRangersTypes) {
                                           "IgG1_isotype", "Mouse_IgG2a", "ADT_CD4", "CD8_ADT", "HTO-1", "Hashtag3", "BBB", "ADTRP", "zgc:123456",
                                           "si:ch211-12-34", "chr1", "chr1:300-200", "MT-CO2", "CCC"});
   EXPECT_EQ(flags(named), (std::vector<std::uint8_t>{0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0}));
+  // Other tools' tag names (CITE-seq-Count's name-barcode pairs, BioLegend's species prefix, BD's
+  // sample tags, 10x CellPlex oligos); gene names with a few bases or a 'Hu' stay genes.
+  EXPECT_EQ(flags(var_with_index({"CD3-CTCATTGTAACTCCT", "Hu.CD3_UCHT1", "SampleTag01_hs", "CMO301", "AAA", "GATA3", "HUS1", "CMO", "TTTACGTACGTA"})),
+            (std::vector<std::uint8_t>{1, 1, 1, 1, 0, 0, 0, 0, 0}));
   const GeneResolveResult told = resolve_genes(table, named);
   EXPECT_TRUE(told.other_features_guessed);  // (antibody-like names are a guess: train and annotate warn)
   EXPECT_NE(told.other_features_message().find("11 vars are no genes (antibody-tag names 7, genome intervals (peaks) 4; e.g. "
