@@ -12,22 +12,7 @@
 namespace celltyper {
 namespace {
 
-/// The labels of a celltyper --csv file (its second column), in row order.
-std::vector<std::string> csv_labels(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::vector<std::string> labels;
-  std::getline(in, line);  // header
-  while (std::getline(in, line)) {
-    std::stringstream fields(line);
-    std::string name;
-    std::string label;
-    std::getline(fields, name, ',');
-    std::getline(fields, label, ',');
-    labels.push_back(label);
-  }
-  return labels;
-}
+using test::csv_labels;
 
 TEST(Multimodal, AntibodyTagsAndPeaksBesideTheGenesLeaveTheLabelsAsTheGenesAlone) {
   CELLTYPER_REQUIRE_SHARED(pbmc, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");

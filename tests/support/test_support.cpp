@@ -154,6 +154,22 @@ std::string read_file(const std::string& path) {
   return buffer.str();
 }
 
+std::vector<std::string> csv_labels(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::vector<std::string> labels;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) {
+    std::stringstream fields(line);
+    std::string name;
+    std::string label;
+    std::getline(fields, name, ',');
+    std::getline(fields, label, ',');
+    labels.push_back(label);
+  }
+  return labels;
+}
+
 std::vector<std::string> temporaries_in(const std::filesystem::path& dir) {
   std::vector<std::string> names;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {

@@ -65,6 +65,9 @@ std::vector<std::vector<double>> dense_x(const Dataset& dataset);
 /// The bytes of a file ("" when it cannot be read).
 std::string read_file(const std::string& path);
 
+/// The labels of a celltyper --csv file (its second column), in row order.
+std::vector<std::string> csv_labels(const std::string& path);
+
 /// Names in `dir` that look like a temporary file of celltyper ("*.tmp-*").
 std::vector<std::string> temporaries_in(const std::filesystem::path& dir);
 
