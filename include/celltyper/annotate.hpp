@@ -370,9 +370,11 @@ struct RecordedGeneTable {
 /// Ensembl ids) resolve the query, since the default's ids would match other genes. Either way a
 /// warning names the missing table (comparing by symbol, else by Ensembl id). A recorded
 /// org.Hs.eg.sqlite is the default table of the machine the model was trained on: nullopt, no
-/// message, as for every other model.
+/// message, as for every other model. `requested`, a table the user gave (--gene-table): it
+/// serves (nullopt, no message), but for models trained on their references' own var names,
+/// whose note then says it is not used.
 RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeModel*>& models,
-                                             const std::function<const GeneTable*()>& standard);
+                                             const std::function<const GeneTable*()>& standard, const std::string& requested = {});
 
 /// Options of `annotate_dataset`.
 struct AnnotateOptions {

@@ -462,21 +462,14 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
     std::shared_ptr<const GeneTable> table;
     // A model trained with another gene table (another species'): its names, not the default's.
     RecordedGeneTable recorded;
-    const bool own_names = !models.empty() && std::all_of(models.begin(), models.end(), [](const CellTypeModel* model) {
-      return trained_on_own_gene_names(*model);
-    });
-    if (table_path.empty() || own_names) {
-      recorded = models_recorded_gene_table(models, [&]() -> const GeneTable* {
-        if (!table) table = gene_table(table_path);
-        return table.get();
-      });
-    }
+    recorded = models_recorded_gene_table(
+        models,
+        [&]() -> const GeneTable* {
+          if (!table) table = gene_table(table_path);
+          return table.get();
+        },
+        table_path);  // (said "--gene-table X": the result's warnings name it gene_table='X')
     gene_table_message = recorded.message;
-    // (models of their references' own names read the query in those: a table given does not serve)
-    if (own_names && !table_path.empty()) {
-      gene_table_message += fmt::format("; gene_table={} is not used: the model{} the query in {} own genes' names", table_path,
-                                        models.size() == 1 ? " reads" : "s read", models.size() == 1 ? "its" : "their");
-    }
     if (recorded.table) {
       table = std::make_shared<const GeneTable>(std::move(*recorded.table));
     } else if (!table) {

@@ -1858,7 +1858,7 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
 }
 
 RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeModel*>& models,
-                                             const std::function<const GeneTable*()>& standard) {
+                                             const std::function<const GeneTable*()>& standard, const std::string& requested) {
   RecordedGeneTable chosen;
   // Models trained on their references' own var names (another species, own_gene_names_table): the
   // query's names are matched to theirs, whatever the default table (a name has one id in every
@@ -1869,8 +1869,13 @@ RecordedGeneTable models_recorded_gene_table(const std::vector<const CellTypeMod
                                  "the query's var names are matched to {} {} genes (letter case aside)",
                                  kNotePrefix, models.size() == 1 ? "'s" : "s'", models.size() == 1 ? "its" : "their",
                                  models.size() == 1 ? "its" : "their", chosen.table->size());
+    if (!requested.empty()) {
+      chosen.message += fmt::format("; --gene-table {} is not used: the model{} the query in {} own genes' names", requested,
+                                    models.size() == 1 ? " reads" : "s read", models.size() == 1 ? "its" : "their");
+    }
     return chosen;
   }
+  if (!requested.empty()) return chosen;  // (the table given serves)
   if (const char* given = std::getenv("CELLTYPER_GENE_TABLE"); given != nullptr && *given != '\0') return chosen;
   std::string recorded;
   std::string hash;

@@ -258,18 +258,18 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   for (std::size_t j = 0; j < sample.entrez_ids.size(); ++j) {
     shared_column[j] = std::binary_search(shared.begin(), shared.end(), sample.entrez_ids[j]) ? 1 : 0;
   }
-  const auto counts_in_shared = [&](std::size_t cell) {
-    for (std::int64_t k = cell_values.indptr[cell]; k < cell_values.indptr[cell + 1]; ++k) {
-      if (shared_column[static_cast<std::size_t>(cell_values.indices[static_cast<std::size_t>(k)])] != 0 &&
-          cell_values.values[static_cast<std::size_t>(k)] != 0) {
-        return true;
-      }
+  std::vector<std::uint8_t> counts_in_shared(sample.labels.size(), 0);
+  for (std::size_t cell = 0; cell < sample.labels.size(); ++cell) {
+    for (std::int64_t k = cell_values.indptr[cell]; k < cell_values.indptr[cell + 1] && counts_in_shared[cell] == 0; ++k) {
+      counts_in_shared[cell] = shared_column[static_cast<std::size_t>(cell_values.indices[static_cast<std::size_t>(k)])] != 0 &&
+                                       cell_values.values[static_cast<std::size_t>(k)] != 0
+                                   ? 1
+                                   : 0;
     }
-    return false;
-  };
+  }
   // (only where a class would keep one cell: elsewhere training drops them itself, as before)
   std::map<std::int64_t, std::int64_t> with_counts;  // label code -> its cells with a count in the shared genes
-  for (std::size_t cell = 0; cell < sample.labels.size(); ++cell) with_counts[sample.labels[cell]] += counts_in_shared(cell) ? 1 : 0;
+  for (std::size_t cell = 0; cell < sample.labels.size(); ++cell) with_counts[sample.labels[cell]] += counts_in_shared[cell];
   const bool leave_out_empty = std::any_of(with_counts.begin(), with_counts.end(), [](const auto& entry) { return entry.second == 1; });
   const std::size_t n_parts = std::max<std::size_t>(1, sample.measured.size());
   std::vector<std::unique_ptr<MemoryDataset>> parts;
@@ -291,7 +291,7 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
     values.reset(0, 0, static_cast<std::int64_t>(columns.size()));
     for (std::size_t cell = 0; cell < sample.labels.size(); ++cell) {
       if (!sample.measured.empty() && static_cast<std::size_t>(sample.references[cell]) != part) continue;
-      if (leave_out_empty && !counts_in_shared(cell)) continue;
+      if (leave_out_empty && counts_in_shared[cell] == 0) continue;
       obs.index.push_back(std::to_string(cell));
       const auto code = static_cast<std::size_t>(sample.labels[cell]);
       labels.push_back(code < n_classes ? model.class_names[code] : set_names[code - n_classes]);

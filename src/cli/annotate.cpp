@@ -291,20 +291,13 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     // A model trained with another gene table (another species'): its names, not the default's.
     std::optional<GeneTable> standard;  // (the default table, when the recorded one's absence asks for it)
     RecordedGeneTable recorded;
-    const bool own_names = !given.empty() && std::all_of(given.begin(), given.end(), [](const CellTypeModel* model) {
-      return trained_on_own_gene_names(*model);
-    });
-    if (args->gene_table.empty() || own_names) {
-      recorded = models_recorded_gene_table(given, [&]() -> const GeneTable* {
-        if (!standard && loading_table.valid()) standard = loading_table.get();
-        return standard ? &*standard : nullptr;
-      });
-    }
-    // (models of their references' own names read the query in those: a table given does not serve)
-    if (own_names && !args->gene_table.empty()) {
-      recorded.message += fmt::format("; --gene-table {} is not used: the model{} the query in {} own genes' names", args->gene_table,
-                                      given.size() == 1 ? " reads" : "s read", given.size() == 1 ? "its" : "their");
-    }
+    recorded = models_recorded_gene_table(
+        given,
+        [&]() -> const GeneTable* {
+          if (!standard && loading_table.valid()) standard = loading_table.get();
+          return standard ? &*standard : nullptr;
+        },
+        args->gene_table);
     // What is said before the annotation (the gene table, the reference's training, the ontology):
     // printed as it happens and kept for --json's warnings, as the Python result's.
     std::vector<std::string> said;
