@@ -91,6 +91,18 @@ using LabelTermIds = std::map<std::string, std::map<std::string, std::int64_t>>;
 /// "cell_type" -> "cell_type_ontology_term_id".
 std::string ontology_term_id_column(const std::string& label_column);
 
+/// The obs column a reference reads its labels from. `label_column` (TrainOptions::label_column)
+/// names one column, or several separated by commas: alternatives for references whose labels
+/// sit in differently named columns ("celltype,bulk_labels"), each reference reading the first
+/// its obs (`present`: its column names) has. A column named exactly `label_column` is taken
+/// first. Throws InputError, "WHERE: no column ..." naming the columns tried and those present,
+/// when it has none.
+std::string label_column_of(const std::vector<std::string>& present, const std::string& label_column, const std::string& where);
+
+/// `label_column` (one column, or several comma-separated: label_column_of) for messages:
+/// "obs:celltype", "obs:celltype,obs:bulk_labels".
+std::string label_columns_text(const std::string& label_column);
+
 /// The id column of `label_column` when obs (`present`: its column names) has it: appended to
 /// `wanted` (unless there already) and returned; "" otherwise.
 std::string want_term_id_column(const std::vector<std::string>& present, const std::string& label_column, std::vector<std::string>& wanted);
@@ -114,6 +126,7 @@ std::map<std::string, std::string> most_frequent_term_ids(const LabelTermIds& id
 /// The labelled cells of one reference, before any feature is computed.
 struct LabelledReference {
   std::string path;
+  std::string label_column;             ///< the obs column its labels were read from (label_column_of)
   const Dataset* dataset = nullptr;
   std::string matrix;                   ///< the source read: "X", "raw/X", "layers/NAME" (TrainOptions::matrices or embed.matrix, resolved)
   std::string matrix_note;              ///< why "auto" did not read X (choose_counts_matrix), else ""

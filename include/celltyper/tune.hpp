@@ -34,7 +34,7 @@ namespace celltyper {
 struct ReferenceOptions {
   std::vector<std::string> references;  ///< .h5ad files
   std::string cell_table;               ///< per-cell metadata joined to every reference's obs (TrainOptions::cell_table)
-  std::string label_column;             ///< obs column with the cell types
+  std::string label_column;             ///< obs column with the cell types (or several: TrainOptions::label_column)
   std::string group_column;             ///< obs column of groups (donor, batch); "" = none
   std::string features = kFeaturesGenept;  ///< kFeaturesGenept or kFeaturesExpression
   int n_genes = 3000;                   ///< expression route: panel size

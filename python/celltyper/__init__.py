@@ -176,7 +176,9 @@ def _pythonic(function):
     rewritten = [(re.compile(r"`celltyper annotate --reference REF\.h5ad --label obs:COLUMN` \(trains on the shared genes\), or "
                              r"`celltyper train --restrict-genes [^`]*`"),
                   "annotate(adata, reference=REF, label='COLUMN') (trains on the shared genes), or a model trained on the genes "
-                  "the query measures: train(REF[:, REF.var_names.isin(adata.var_names)], label='COLUMN')")]
+                  "the query measures: train(REF[:, REF.var_names.isin(adata.var_names)], label='COLUMN')"),
+                 # (references labelled in differently named columns)
+                 (re.compile(r"--label obs:([^,\s]+),obs:COLUMN"), r"label=['\1', 'COLUMN']")]
 
     def translate(message: str) -> str:
         for pattern, text in rewritten:
@@ -427,6 +429,32 @@ def _strip(reference: Optional[str], prefix: str = "obs", what: str = "a column"
     return reference[len(prefix) + 1:] if reference.startswith(prefix + ":") else reference
 
 
+def _label_columns(label) -> List[str]:
+    """label= as columns: a str, or several (a list) for references labelled in differently named
+    columns, each reference reading the first it has (`--label obs:A,obs:B`)."""
+    if isinstance(label, str) or label is None:
+        return [_strip(label, what="label")] if label else []
+    if not isinstance(label, (list, tuple)) or not label:
+        raise TypeError(f"label is named by a str (e.g. 'cell_type') or a list of them, not {type(label).__name__}")
+    columns = [_strip(column, what="each label") for column in label]
+    if len(columns) > 1 and any("," in column for column in columns):
+        raise ValueError(f"label={columns!r}: a column whose name holds a comma cannot be one of several label columns (the engine "
+                         "separates them by commas); rename it (adata.obs.rename(columns=...))")
+    return columns
+
+
+def _label_of(adata, columns: Sequence[str], name: str, several: bool) -> str:
+    """The first of `columns` the AnnData's obs has (as the engine's label_column_of), or a
+    ValueError naming them and, with several references, the list form."""
+    for column in columns:
+        if column in adata.obs.columns:
+            return column
+    hint = (f"; references labelled in differently named columns: label=['{columns[0]}', 'COLUMN'], each reference reading the first it has"
+            if several and len(columns) == 1 else "")
+    raise ValueError(f"{name}: no obs column {' nor '.join(repr(c) for c in columns)} "
+                     f"(available: {', '.join(map(str, adata.obs.columns))}){hint}")
+
+
 def _number(value, name: str, *, integer: bool = False, minimum: Optional[float] = None, maximum: Optional[float] = None):
     """`value` as a float (or int), or TypeError / ValueError naming the keyword argument."""
     import numbers
@@ -670,7 +698,7 @@ def _hyperparameters(given: dict, verb=None) -> dict:
 
 
 @_pythonic
-def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "logreg", features: str = "expression",
+def train(adata, label: Union[str, Sequence[str]], *, group: Optional[str] = None, classifier: str = "logreg", features: str = "expression",
           n_genes: int = 3000, validation_fraction: float = 0.2, seed: int = 0, reference_sample: int = 20000,
           label_map: Optional[str] = None, label_dataset: Optional[str] = None, layer: Optional[str] = None, use_raw: bool = False,
           dims: int = 0, threads: int = 0, verbose: bool = False, gene_table=None, genes=None, gene_column: Optional[str] = None,
@@ -700,7 +728,8 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
         best: see `layer`). A dict's names name the references in messages and validation.
     label, group : obs columns of the cell types and of the validation groups (a group's cells
         are held out together: donors, batches); group="file" with several references holds out
-        whole references (`train --group file`).
+        whole references (`train --group file`). References labelled in differently named columns:
+        label=["celltype", "bulk_labels"], each reference reading the first it has.
     classifier : "logreg" (default), "mlp", "xgboost" or "knn"; hyperparameters as keywords
         (`l2=0.01`; XGBoost's `lambda` as `lambda_=`).
     features : "expression" (default: log-normalised expression of informative genes) or
@@ -751,15 +780,17 @@ def train(adata, label: str, *, group: Optional[str] = None, classifier: str = "
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
     augment_depth_max_copies = _number(augment_depth_max_copies, "augment_depth_max_copies", integer=True, minimum=0)
     names, references = _named_references(adata)
-    label = _strip(label, what="label")
+    labels = _label_columns(label)
     group = _strip(group, what="group")
     if group == "file" and len(references) < 2:
         raise ValueError("group='file' validates on whole references held out: pass several AnnData objects (a list, or a dict "
                          "{name: AnnData})")
-    wanted = [label] + ([group] if group and group != "file" else [])  # ("file": each AnnData is a group, as --group file)
-    specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, wanted, label), name=name)
-             for a, name in zip(references, names)]
-    options = _common({"label": label, "group": group or "", "classifier": classifier, "features": features, "n_genes": n_genes,
+    others = [group] if group and group != "file" else []  # ("file": each AnnData is a group, as --group file)
+    specs = []
+    for a, name in zip(references, names):
+        own = _label_of(a, labels, name, len(references) > 1)
+        specs.append(_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, [own] + others, own), name=name))
+    options = _common({"label": ",".join(labels), "group": group or "", "classifier": classifier, "features": features, "n_genes": n_genes,
                        "validation_fraction": validation_fraction, "seed": seed, "reference_sample": reference_sample,
                        "label_map": os.fspath(label_map) if label_map else "", "label_dataset": label_dataset or "", "dims": dims,
                        "hyperparameters": _hyperparameters(hyperparameters),
@@ -835,7 +866,7 @@ class AnnotationResult:
 
 @_pythonic
 @_collecting_notes
-def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, min_score: float = 0.0, top_k: int = 0,
+def annotate(adata, model=None, *, reference=None, label: Union[str, Sequence[str], None] = None, min_score: float = 0.0, top_k: int = 0,
              over_clustering: Optional[str] = None, group: Optional[str] = None, hierarchical: bool = False,
              unassign_unlike: bool = False, refit: bool = True,
              allow_low_coverage: bool = False, layer: Optional[str] = None, use_raw: bool = False, reference_layer: Optional[str] = None, classifier: str = "logreg",
@@ -853,7 +884,9 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     reference's types; the result's warnings say when they are many) and
     ['celltyper_similarity_judged'] (cells deep enough for that check), the top-k and majority-vote
     columns when asked, obsm['celltyper_probabilities'] and
-    uns['celltyper_probability_classes'], as `celltyper annotate` writes them.
+    uns['celltyper_probability_classes'], and uns['celltyper_annotation'] (JSON text: the
+    celltyper version, models, options, label counts and warnings), as `celltyper annotate` writes
+    them.
 
     `group`: for an AnnData joined from samples measuring different genes (anndata.concat(
     join="outer"), a CELLxGENE Census query), the obs column telling the samples, or "none";
@@ -967,12 +1000,14 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
     if reference is not None:
         if not label:
             raise ValueError("reference= needs label= (the obs column of the reference's cell types)")
-        label = _strip(label, what="label")
+        labels = _label_columns(label)
+        label = ",".join(labels)
         names, items = _named_references(reference)  # (a dict names them, as train's and cv's references)
         if not isinstance(reference, dict):
             names = [f"reference {i + 1}" for i in range(len(items))] if len(items) > 1 else ["reference"]
-        references = [_dataset(r, layer=reference_layer, obs_columns=_with_term_ids(r, [label], label), name=name)
-                      for r, name in zip(items, names)]
+        for r, name in zip(items, names):
+            own = _label_of(r, labels, name, len(items) > 1)
+            references.append(_dataset(r, layer=reference_layer, obs_columns=_with_term_ids(r, [own], own), name=name))
     options = _common({"min_score": min_score, "top_k": top_k, "over_clustering": over or "", "group": group or "",
                        "hierarchical": hierarchical, "unassign_unlike": unassign_unlike,
                        "refit": refit, "allow_low_coverage": allow_low_coverage, "label": label or "", "classifier": classifier,
@@ -1055,6 +1090,16 @@ def annotate(adata, model=None, *, reference=None, label: Optional[str] = None, 
         adata.obsm["celltyper_probabilities"] = probabilities.to_numpy(dtype=np.float32)
         adata.uns["celltyper_probability_classes"] = [str(c) for c in out["class_names"]]
         adata.uns["celltyper_probability_cl_ids"] = [str(c) for c in out["class_cl_ids"]]
+        # What the run did (as `celltyper annotate` writes it): JSON text, as uns['celltyper_embedding']
+        record = json.loads(out["record"])
+        model_names = [m if isinstance(m, str) else os.fspath(m) if isinstance(m, os.PathLike) else "a Model object" for m in models]
+        model_names += ["reference mode"] if reference is not None else []
+        for entry, name in zip(record["models"], model_names):
+            entry["model"] = name
+        record["warnings"] = list(result.warnings) + [_NOTE + note for note in result.notes]
+        for use in record["models"] + [u for g in record["panel_groups"] for u in g["models"]]:
+            use.pop("refit_seconds", None)  # (as the command writes it: no timings)
+        adata.uns["celltyper_annotation"] = json.dumps(record)
     return result
 
 
@@ -1275,7 +1320,7 @@ def _metric_row(metrics: dict) -> dict:
 
 
 @_pythonic
-def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, classifier: Union[str, Sequence[str]] = "logreg",
+def cv(adata, label: Union[str, Sequence[str]], group: Optional[str] = None, *, n_splits: int = 0, classifier: Union[str, Sequence[str]] = "logreg",
        features: Union[str, Sequence[str]] = "expression", ensemble: bool = True, hierarchical: bool = False, min_score: float = 0.5,
        folds: Optional[Sequence[str]] = None, harmonize_labels: bool = False, label_map=None, label_dataset: Optional[str] = None,
        ontology=None, use_ontology: bool = True, restrict_genes=None, n_genes: int = 3000, validation_fraction: float = 0.0,
@@ -1298,7 +1343,9 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
     ----------
     adata : AnnData, a list of AnnData, or a dict {name: AnnData} (the names name the folds of
         group="file" and the references in messages; a list's are "reference 1", ...).
-    label, group : obs columns of the cell types and of the groups held out ("file": each AnnData).
+    label, group : obs columns of the cell types and of the groups held out ("file": each AnnData);
+        label a list for references labelled in differently named columns (each reads the first
+        it has).
     n_splits : K folds: more than K groups are pooled into K folds of about equal cells
         (scikit-learn's GroupKFold); with no group, the labelled cells are split into K folds
         stratified by label (StratifiedKFold, shuffled with `seed`). Folds are "fold 1"...
@@ -1349,7 +1396,7 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
     seed = _number(seed, "seed", integer=True, minimum=0)
     dims = _number(dims, "dims", integer=True, minimum=0)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
-    label = _strip(label, what="label")
+    labels = _label_columns(label)
     group = _strip(group, what="group")
     n_splits = _number(n_splits, "n_splits", integer=True, minimum=0)
     if group is None and n_splits == 0:
@@ -1358,10 +1405,12 @@ def cv(adata, label: str, group: Optional[str] = None, *, n_splits: int = 0, cla
     by_file = group == "file"
     if by_file and len(references) < 2:
         raise ValueError("group='file' holds out each AnnData in turn: pass several (a list or a dict {name: AnnData})")
-    wanted = [label] + ([] if by_file or group is None else [group])
-    specs = [_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, wanted, label), name=name)
-             for a, name in zip(references, names)]
-    options = _common({"label": label, "group": group or "", "n_splits": n_splits, "classifiers": classifiers, "routes": routes, "n_genes": n_genes,
+    others = [] if by_file or group is None else [group]
+    specs = []
+    for a, name in zip(references, names):
+        own = _label_of(a, labels, name, len(references) > 1)
+        specs.append(_dataset(a, layer=layer, use_raw=use_raw, obs_columns=_with_term_ids(a, [own] + others, own), name=name))
+    options = _common({"label": ",".join(labels), "group": group or "", "n_splits": n_splits, "classifiers": classifiers, "routes": routes, "n_genes": n_genes,
                        "validation_fraction": validation_fraction, "seed": seed, "dims": dims,
                        "hyperparameters": _hyperparameters(hyperparameters, cv), "ensemble": ensemble,
                        "hierarchical": hierarchical, "min_score": min_score, "folds": [str(f) for f in folds] if folds else [],

@@ -506,7 +506,15 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
     const GeneTable fallback = table ? GeneTable() : models_gene_table(models);
     annotation = annotate_dataset(*query.dataset, models, table ? *table : fallback, annotate_options);
   }
+  if (!ontology_warning.empty()) annotation.warnings.push_back(ontology_warning);
+  annotation.warnings.insert(annotation.warnings.begin(), trained_warnings.begin(), trained_warnings.end());
+  if (!gene_table_message.empty()) annotation.warnings.insert(annotation.warnings.begin(), gene_table_message);
   py::dict out;
+  // (what the run did, for adata.uns['celltyper_annotation'], before the scores move out; Python names the models)
+  std::vector<const CellTypeModel*> used;  // (the given models, then reference mode's)
+  for (const auto& model : given) used.push_back(model.get());
+  if (trained_model) used.push_back(trained_model.get());
+  out["record"] = annotation_record(annotation, used, {}, annotate_options).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   const auto n = static_cast<std::int64_t>(annotation.labels.size());
   const auto classes = static_cast<std::int64_t>(annotation.class_names.size());
   out["labels"] = annotation.labels;
@@ -514,9 +522,6 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["cl_ids"] = annotation.cl_ids;
   out["cl_names"] = annotation.cl_names;
   out["has_cl_names"] = annotation.has_cl_names;
-  if (!ontology_warning.empty()) annotation.warnings.push_back(ontology_warning);
-  annotation.warnings.insert(annotation.warnings.begin(), trained_warnings.begin(), trained_warnings.end());
-  if (!gene_table_message.empty()) annotation.warnings.insert(annotation.warnings.begin(), gene_table_message);
   out["class_names"] = annotation.class_names;
   out["class_cl_ids"] = annotation.class_cl_ids;
   out["probabilities"] = matrix_array(std::move(annotation.probabilities), n, classes);

@@ -29,6 +29,10 @@
 #include <string_view>
 #include <unordered_set>
 
+#ifndef CELLTYPER_VERSION
+#define CELLTYPER_VERSION "unknown"
+#endif
+
 namespace celltyper {
 
 namespace {
@@ -260,7 +264,7 @@ struct ShallowCells {
 ///   genes `resolved` reads (control probes are not genes; cells without any are Unassigned and
 ///   warned of apart).
 ShallowCells warn_about_shallow_cells(const Dataset& dataset, const std::string& matrix, const GeneResolveResult& resolved,
-                                      std::int64_t n_unmeasured, Annotation& annotation) {
+                                      std::int64_t n_unmeasured, bool depth_matched, Annotation& annotation) {
   const MatrixInfo info = dataset.matrix_info(matrix);
   if (info.n_rows == 0) return {};
   ShallowCells result;
@@ -306,10 +310,17 @@ ShallowCells warn_about_shallow_cells(const Dataset& dataset, const std::string&
         "section's edge?): their labels are unreliable (about half right in a benchmark); filter cells first (e.g. scanpy's sc.pp.filter_cells(adata, "
         "min_counts={}), as Xenium tutorials do) or read celltyper_score",
         low, result.per_cell.size(), percent, kMinPanelTranscripts, kMinPanelTranscripts));
+  } else if (depth_matched) {  // (a shallow run: its cells, matched to its depth, are not all debris)
+    annotation.warnings.push_back(fmt::format(
+        "{} of {} cells ({:.0f}%) have fewer than {} detected genes: the query is shallow (see the depth note) and their labels are less "
+        "sure; if they are empty droplets or debris (an unfiltered matrix?), filter them first (e.g. scanpy's sc.pp.filter_cells(adata, "
+        "min_genes={})): an empty droplet's ambient RNA reads as a confident call of a common type",
+        low, result.per_cell.size(), percent, kMinDetectedGenes, kMinDetectedGenes));
   } else {
     annotation.warnings.push_back(fmt::format(
         "{} of {} cells ({:.0f}%) have fewer than {} detected genes (empty droplets or debris, as in an unfiltered matrix?): their "
-        "labels are unreliable; filter cells first (e.g. scanpy's sc.pp.filter_cells(adata, min_genes={})) or read celltyper_score",
+        "labels are unreliable and their scores do not say so (an empty droplet's ambient RNA reads as a confident call of a common "
+        "type); filter cells first (e.g. scanpy's sc.pp.filter_cells(adata, min_genes={}))",
         low, result.per_cell.size(), percent, kMinDetectedGenes, kMinDetectedGenes));
   }
   return result;
@@ -395,8 +406,8 @@ void summarize_samples(const Dataset& dataset, const std::string& column, const 
         kMinPanelTranscripts, column, fmt::join(shallow_samples, ", "), kMinPanelTranscripts));
   } else if (!shallow_samples.empty()) {
     annotation.warnings.push_back(fmt::format(
-        "samples with many cells of fewer than {} detected genes (empty droplets or debris?), by obs {}: {}: their labels are unreliable; "
-        "filter cells first (e.g. sc.pp.filter_cells(adata, min_genes={})) or read celltyper_score",
+        "samples with many cells of fewer than {} detected genes (empty droplets or debris?), by obs {}: {}: their labels are unreliable "
+        "and their scores do not say so; filter cells first (e.g. sc.pp.filter_cells(adata, min_genes={}))",
         kMinDetectedGenes, column, fmt::join(shallow_samples, ", "), kMinDetectedGenes));
   }
   if (!unlike_samples.empty()) {
@@ -431,11 +442,70 @@ std::string percent_of(double share) { return share > 0 && share < 0.005 ? std::
 /// Query cells sampled to tell a panel padded with zeros (kPaddingMinAbsent and the rest: annotate.hpp).
 constexpr std::int64_t kPaddingScanCells = 2000;
 
+/// Rows as ranges, consecutive rows merged.
+std::vector<RowRange> row_ranges(const std::vector<std::int64_t>& rows) {
+  std::vector<RowRange> ranges;
+  for (const std::int64_t row : rows) {
+    if (!ranges.empty() && ranges.back().end == row) {
+      ++ranges.back().end;
+    } else {
+      ranges.push_back({row, row + 1});
+    }
+  }
+  return ranges;
+}
+
+/// The counts (over the vars `counted` marks) of the barcodes of an unfiltered droplet matrix that
+/// hold a cell, by Cell Ranger 2's cell calling (OrdMag: at least a tenth of the 99th percentile of
+/// the largest totals, up to 3,000, the cells a run expects); nullopt for a filtered matrix, or a
+/// matrix other than a CSR whole transcriptome (10,000 genes or more; an imaging panel's cells are
+/// never empty droplets). The same rule on the genes each barcode detects (from indptr alone)
+/// first finds the candidates: a filtered matrix, where it leaves out under a quarter of the
+/// barcodes (its shallow cells are cells), stops there; otherwise the totals of the candidates
+/// (20,000 of them at most, spread over the file) are read and the rule applied to them (a rule on
+/// genes alone keeps ambient droplets of a few hundred counts, as many as the cells).
+std::optional<std::vector<double>> called_cell_totals(MatrixReader& reader, BlockStreamOptions stream, const std::vector<std::uint8_t>& counted,
+                                                      bool& counts) {
+  const MatrixInfo info = reader.info();
+  if (info.encoding != MatrixEncoding::kCsr || info.n_cols < 10000 || info.n_rows == 0) return std::nullopt;
+  const auto ordmag_floor = [](auto values) {  // (a copy)
+    const std::size_t top = std::min<std::size_t>(values.size(), 3000);
+    std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(top / 100), values.end(), std::greater<>());
+    return std::max(1.0, static_cast<double>(values[top / 100]) / 10);
+  };
+  const std::vector<std::int64_t> detected = reader.row_nnz();
+  const double gene_floor = ordmag_floor(detected);
+  std::vector<std::int64_t> candidates;
+  for (std::size_t row = 0; row < detected.size(); ++row) {
+    if (static_cast<double>(detected[row]) >= gene_floor) candidates.push_back(static_cast<std::int64_t>(row));
+  }
+  if (candidates.empty() || 4 * candidates.size() > 3 * detected.size()) return std::nullopt;
+  constexpr std::size_t kMaxCandidates = 20000;
+  std::vector<std::int64_t> read;
+  const std::size_t step = (candidates.size() + kMaxCandidates - 1) / kMaxCandidates;
+  for (std::size_t i = 0; i < candidates.size(); i += step) read.push_back(candidates[i]);
+  stream.rows = row_ranges(read);
+  std::vector<double> totals;
+  for_each_block(reader, stream, [&](const CsrBlock& block) {
+    counts = counts && whole_numbers(block);
+    append_row_totals_over(block, counted, totals);
+  });
+  if (totals.empty()) return std::nullopt;
+  const double floor = ordmag_floor(totals);
+  std::vector<double> cells;
+  std::copy_if(totals.begin(), totals.end(), std::back_inserter(cells), [floor](double total) { return total >= floor; });
+  return cells;
+}
+
 /// The median counts of `dataset`'s cells (2,000 of them spread over the file: scan_ranges) over
 /// its vars naming `genes` (Entrez ids, ascending): a refit's depth matching (refit_model). 0 when
-/// its values are not counts or no scanned cell counts any of them.
+/// its values are not counts or no scanned cell counts any of them. A `query`'s over the barcodes
+/// that hold a cell (called_cell_totals): an unfiltered matrix's empty droplets are not its cells'
+/// depth (20,000 barcodes of 10-200 counts beside 1,319 pbmc3k cells: a median of 15 counts was
+/// read as the cells' depth, a depth-matched model's reference thinned to it, and the cells'
+/// accuracy fell from 0.886 to 0.306).
 double median_counts_over(const Dataset& dataset, const std::string& matrix, const GeneTable& table, const GeneResolveOptions& resolve,
-                          const std::vector<std::int64_t>& genes) {
+                          const std::vector<std::int64_t>& genes, bool query) {
   const GeneResolveResult resolved = resolve_dataset_genes(table, dataset, matrix, resolve);
   std::vector<std::uint8_t> counted(resolved.gene_index.size(), 0);
   for (std::size_t var = 0; var < counted.size(); ++var) {
@@ -444,9 +514,12 @@ double median_counts_over(const Dataset& dataset, const std::string& matrix, con
   }
   const std::unique_ptr<MatrixReader> reader = dataset.open_matrix(matrix);
   BlockStreamOptions stream = stream_options(dataset, matrix, std::size_t{32} << 20);
+  bool counts = true;
+  if (query) {
+    if (std::optional<std::vector<double>> cells = called_cell_totals(*reader, stream, counted, counts)) return counts ? upper_median(*cells) : 0;
+  }
   stream.rows = scan_ranges(*reader, kPaddingScanCells);
   std::vector<double> totals;
-  bool counts = true;
   for_each_block(*reader, stream, [&](const CsrBlock& block) {
     counts = counts && whole_numbers(block);
     append_row_totals_over(block, counted, totals);
@@ -955,7 +1028,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     std::vector<ModelUse> uses;
     std::string too_few;  // why the cells cannot be annotated ("" = they can)
   };
-  const auto fit = [&](const Dataset& where, const std::vector<std::int64_t>& genes, bool refuse) {
+  // `depth_of`: the cells whose depth a refit matches (the whole file's: those outside its padded samples).
+  const auto fit = [&](const Dataset& where, const std::vector<std::int64_t>& genes, bool refuse, const Dataset& depth_of) {
     Fitted fitted;
     fitted.refitted.reserve(given.size());  // (models point into it)
     fitted.models = given;
@@ -990,14 +1064,32 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
                                      measured, genes_needed, 100 * options.min_coverage_mass));
       }
       const bool partial = coverage.mass < options.refit_below || coverage.feature_share() < options.refit_below;
-      if (partial && options.refit && can_refit(model)) {
-        if (options.log) options.log(fmt::format("{}: refitting on the {} shared genes", measured, coverage.n_measured));
+      std::vector<std::int64_t> shared;  // (the query's depth where the refit reads it: the genes it shares with the sample)
+      std::set_intersection(genes.begin(), genes.end(), model.reference.entrez_ids.begin(), model.reference.entrez_ids.end(),
+                            std::back_inserter(shared));
+      // A query of the model's genes far shallower than its reference cells (a shallow run, cells
+      // thinned by ambient removal): refitted on the reference cells thinned to its depth, as a
+      // query measuring part of the genes is. The depth the model recorded screens the query
+      // first, so that annotating a deep query never reads the reference sample.
+      double depth = -1;  // (-1: not read yet)
+      bool shallow = false;
+      if (!partial && options.refit && can_refit(model) && model.features == kFeaturesExpression) {
+        const double recorded = model.provenance.value("reference_sample_median_counts", 0.0);
+        if (recorded > 0) {
+          depth = median_counts_over(depth_of, options.embed.matrix, table, options.embed.genes, shared, true);
+          shallow = depth > 0 && depth < kDepthMatchRatioAllGenes * recorded &&
+                    depth < kDepthMatchRatioAllGenes * reference_sample_depth(model.reference, shared);
+        }
+      }
+      if ((partial || shallow) && options.refit && can_refit(model)) {
+        if (options.log) {
+          options.log(partial ? fmt::format("{}: refitting on the {} shared genes", measured, coverage.n_measured)
+                              : fmt::format("{}: its cells are far shallower than the model's reference cells: refitting on them thinned to its depth",
+                                            where.path()));
+        }
         const auto started = std::chrono::steady_clock::now();
         try {
-          std::vector<std::int64_t> shared;  // (the query's depth where the refit reads it: the genes it shares with the sample)
-          std::set_intersection(genes.begin(), genes.end(), model.reference.entrez_ids.begin(), model.reference.entrez_ids.end(),
-                                std::back_inserter(shared));
-          const double depth = median_counts_over(where, options.embed.matrix, table, options.embed.genes, shared);
+          if (depth < 0) depth = median_counts_over(depth_of, options.embed.matrix, table, options.embed.genes, shared, true);
           fitted.refitted.push_back(refit_model(model, genes, options.embed.num_threads, {}, depth));
           if (const double ratio = fitted.refitted.back().provenance["refit"].value("depth_ratio", 0.0); ratio > 0) {
             annotation.warnings.push_back(fmt::format(
@@ -1039,7 +1131,22 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     }
     return fitted;
   };
-  Fitted whole = fit(dataset, query_genes, true);
+  // Samples of a joined file whose own panel is padded with zeros: annotated on their genes.
+  const std::vector<PaddedGroup> groups =
+      padded_groups(dataset, options.embed.matrix, table, resolved, options.embed.genes, ubiquitous, query_genes, options.group);
+  std::optional<RowSubsetDataset> unpadded;  // (the cells the whole file's models annotate)
+  if (!groups.empty()) {
+    std::vector<std::uint8_t> in_group(static_cast<std::size_t>(dataset.n_obs()), 0);
+    for (const PaddedGroup& group : groups) {
+      for (const std::int64_t row : group.rows) in_group[static_cast<std::size_t>(row)] = 1;
+    }
+    std::vector<std::int64_t> rows;
+    for (std::size_t row = 0; row < in_group.size(); ++row) {
+      if (in_group[row] == 0) rows.push_back(static_cast<std::int64_t>(row));
+    }
+    if (!rows.empty()) unpadded.emplace(dataset, std::move(rows), dataset.path());
+  }
+  Fitted whole = fit(dataset, query_genes, true, unpadded ? static_cast<const Dataset&>(*unpadded) : dataset);
   const std::vector<const CellTypeModel*>& models = whole.models;
   annotation.models = whole.uses;
   // An ensemble averages probabilities: a calibrated model's (sharper, as a rule) outweigh an
@@ -1072,9 +1179,6 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         "by this celltyper on at least 100 reference cells (20 held out) is calibrated",
         kNotePrefix, fmt::join(uncalibrated, "; ")));
   }
-  // Samples of a joined file whose own panel is padded with zeros: annotated on their genes.
-  const std::vector<PaddedGroup> groups =
-      padded_groups(dataset, options.embed.matrix, table, resolved, options.embed.genes, ubiquitous, query_genes, options.group);
   const std::int64_t n = dataset.n_obs();
   // obs's names, and the over-clustering column when asked for: not the whole frame.
   const DataFrame obs = dataset.read_obs_columns(options.over_clustering.empty() ? std::vector<std::string>{}
@@ -1312,7 +1416,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
                               : std::string()));
     // (samples measuring the same genes share one fit)
     auto cached = fits.find(genes);
-    if (cached == fits.end()) cached = fits.emplace(genes, fit(cells, genes, false)).first;
+    if (cached == fits.end()) cached = fits.emplace(genes, fit(cells, genes, false, cells)).first;
     const Fitted& fitted = cached->second;
     PanelGroupUse record;
     record.column = group.column;
@@ -1405,7 +1509,10 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     annotation.warnings.push_back(fmt::format("{} cell{} no count in any gene the model{} use{}: Unassigned", n_empty, n_empty == 1 ? " has" : "s have",
                                               given.size() == 1 ? "" : "s", given.size() == 1 ? "s" : ""));
   }
-  const ShallowCells shallow_cells = warn_about_shallow_cells(dataset, options.embed.matrix, resolved, n_padded_genes, annotation);
+  const bool depth_matched = std::any_of(models.begin(), models.end(), [](const CellTypeModel* model) {
+    return model->provenance.contains("depth_matched") || (model->provenance.contains("refit") && model->provenance["refit"].contains("depth_ratio"));
+  });
+  const ShallowCells shallow_cells = warn_about_shallow_cells(dataset, options.embed.matrix, resolved, n_padded_genes, depth_matched, annotation);
 
   // Per cell: the measured share of its predicted types' reference expression (class profiles
   // of the models' reference samples weighted by the cell's probabilities), under the models'
@@ -1515,17 +1622,15 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
     // detects few of its genes, as does a 10x query under a model of a 765-gene panel).
     if (n_predicted >= kSimilarityWarnMinCells && 2 * annotation.n_similarity_judged < n_predicted) {
       // (a query far shallower than the reference, as the refit or reference mode found: its depth is the cause)
-      const bool shallow = std::any_of(models.begin(), models.end(), [](const CellTypeModel* model) {
-        return model->provenance.contains("depth_matched") ||
-               (model->provenance.contains("refit") && model->provenance["refit"].contains("depth_ratio"));
-      });
+      const bool shallow = depth_matched;
       annotation.warnings.push_back(fmt::format(
           "the check whether cells resemble the reference's types judged only {} of {} cells ({:.0f}%): the others detect fewer of the "
           "model's compared genes than its types' own cells do at 1,000 counts ({}); their celltyper_unlike_reference is False for want "
           "of a verdict (obs celltyper_similarity_judged tells them apart)",
           annotation.n_similarity_judged, n_predicted, 100.0 * judged_cells / static_cast<double>(n_predicted),
-          shallow ? "the query's cells are shallow, see the depth note: cells of a type the reference lacks go unflagged"
-                  : "shallow cells, or cells that do not express the reference's genes: another tissue or species?"));
+          shallow                                        ? "the query's cells are shallow, see the depth note: cells of a type the reference lacks go unflagged"
+          : shallow_cells.warned && !shallow_cells.transcripts ? "barcodes of few detected genes, see the warning on them: empty droplets or debris"
+                                                               : "shallow cells, or cells that do not express the reference's genes: another tissue or species?"));
     }
     if (annotation.n_unlike_reference >= kSimilarityWarnMinCells &&
         static_cast<double>(annotation.n_unlike_reference) >= kSimilarityWarnShare * judged_cells) {
@@ -1816,14 +1921,24 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   std::vector<std::optional<double>> shared_depths(references.size());
   const auto shared_depth = [&](std::size_t r) {
     if (!shared_depths[r]) {
-      shared_depths[r] = median_counts_over(*references[r], resolve_matrix_source(*references[r], matrix_of(r)), table, options.embed.genes, shared);
+      shared_depths[r] = median_counts_over(*references[r], resolve_matrix_source(*references[r], matrix_of(r)), table, options.embed.genes, shared, false);
     }
     return *shared_depths[r];
+  };
+  // ... and over its own genes (the same when the query measures them all).
+  std::vector<std::optional<double>> whole_depths(references.size());
+  const auto whole_depth = [&](std::size_t r) {
+    if (!whole_depths[r]) {
+      whole_depths[r] = shared.size() < reference_genes.size() ? median_counts_over(*references[r], resolve_matrix_source(*references[r], matrix_of(r)),
+                                                                                    table, options.embed.genes, own_genes[r], false)
+                                                                : shared_depth(r);
+    }
+    return *whole_depths[r];
   };
   // A query measuring a small share of a reference's counts (its median cell's, over the shared
   // genes): model mode's coverage warning, which the model trained on those genes cannot give.
   for (std::size_t r = 0; shared.size() < reference_genes.size() && r < references.size(); ++r) {
-    const double whole = median_counts_over(*references[r], resolve_matrix_source(*references[r], matrix_of(r)), table, options.embed.genes, own_genes[r]);
+    const double whole = whole_depth(r);
     if (whole <= 0 || shared_depth(r) >= AnnotateOptions{}.warn_coverage_below * whole) continue;
     std::vector<std::int64_t> measured;
     std::set_intersection(own_genes[r].begin(), own_genes[r].end(), shared.begin(), shared.end(), std::back_inserter(measured));
@@ -1833,10 +1948,12 @@ TrainResult train_for_query(const std::vector<const Dataset*>& references, const
   }
   nlohmann::json matched = nlohmann::json::array();
   if (options.features == kFeaturesExpression && options.augment_depth) {
-    const double query_depth = median_counts_over(query, resolve_matrix_source(query, query_embed.matrix), table, query_embed.genes, shared);
+    const double query_depth = median_counts_over(query, resolve_matrix_source(query, query_embed.matrix), table, query_embed.genes, shared, true);
     for (std::size_t r = 0; query_depth > 0 && r < references.size(); ++r) {
       const double depth = shared_depth(r);
-      if (depth <= 0 || query_depth >= kDepthMatchRatio * depth) continue;
+      // (a query of nearly all the reference's genes is matched further down, as model mode's is)
+      const bool all_genes = depth >= AnnotateOptions{}.refit_below * whole_depth(r);
+      if (depth <= 0 || query_depth >= (all_genes ? kDepthMatchRatioAllGenes : kDepthMatchRatio) * depth) continue;
       const double ratio = query_depth / depth;
       const auto [low, high] = depth_match_range(ratio, depth);
       thinned.push_back(std::make_unique<ThinnedDataset>(*references[r], low, high, options.seed ^ 0xD3E7A11ULL, std::vector<std::int64_t>{},
@@ -1984,6 +2101,62 @@ nlohmann::json to_json(const SampleSummary& sample) {
   if (sample.n_low_genes >= 0) out["n_low_genes"] = sample.n_low_genes;
   if (sample.n_low_transcripts >= 0) out["n_low_transcripts"] = sample.n_low_transcripts;
   return out;
+}
+
+nlohmann::json annotation_record(const Annotation& annotation, const std::vector<const CellTypeModel*>& models,
+                                 const std::vector<std::string>& model_names, const AnnotateOptions& options,
+                                 const std::vector<std::string>& more_warnings) {
+  nlohmann::json record = {{"celltyper_version", CELLTYPER_VERSION},
+                           {"n_cells", annotation.labels.size()},
+                           {"classes", annotation.class_names},
+                           {"class_cl_ids", annotation.class_cl_ids}};
+  record["label_counts"] = nlohmann::json::object();
+  for (const auto& [label, count] : label_counts(annotation)) record["label_counts"][label] = count;
+  const ScoreSummary confidence = summarize_scores(annotation.scores);
+  record["median_score"] = annotation.scores.empty() ? nlohmann::json(nullptr) : nlohmann::json(confidence.median);
+  record["n_low_score"] = confidence.n_low;
+  if (annotation.has_similarity) {
+    record["n_similarity_judged"] = annotation.n_similarity_judged;
+    record["n_unlike_reference"] = annotation.n_unlike_reference;
+  }
+  if (options.unassign_unlike) record["n_unassigned_unlike"] = annotation.n_unassigned_unlike;
+  std::vector<std::string> warnings = more_warnings;
+  warnings.insert(warnings.end(), annotation.warnings.begin(), annotation.warnings.end());
+  record["warnings"] = warnings;
+  record["models"] = nlohmann::json::array();
+  for (std::size_t m = 0; m < annotation.models.size(); ++m) {
+    nlohmann::json use = to_json(annotation.models[m]);
+    if (m < model_names.size()) use["model"] = model_names[m];
+    if (m < models.size()) {  // (which model: its file's stamp and what it was trained on)
+      const nlohmann::json& provenance = models[m]->provenance;
+      for (const char* key : {"model_created_utc", "model_celltyper_version", "classifier", "features", "label_column", "seed"}) {
+        if (provenance.contains(key)) use[key] = provenance[key];
+      }
+      nlohmann::json references = nlohmann::json::array();
+      for (const auto& reference : provenance.value("references", nlohmann::json::array())) references.push_back(reference.value("path", std::string()));
+      use["references"] = references;
+    }
+    record["models"].push_back(std::move(use));
+  }
+  record["panel_groups"] = nlohmann::json::array();
+  for (const PanelGroupUse& group : annotation.panel_groups) record["panel_groups"].push_back(to_json(group));
+  if (!annotation.samples.empty()) {
+    record["samples"] = nlohmann::json::array();
+    for (const SampleSummary& sample : annotation.samples) record["samples"].push_back(to_json(sample));
+  }
+  record["options"] = {{"min_score", options.min_score},
+                       {"top_k", options.top_k},
+                       {"hierarchical", options.hierarchical},
+                       {"unassign_unlike", options.unassign_unlike},
+                       {"refit", options.refit},
+                       {"refit_below", options.refit_below},
+                       {"allow_low_coverage", options.allow_low_coverage},
+                       {"min_coverage_genes", options.min_coverage_genes},
+                       {"min_coverage_mass", options.min_coverage_mass},
+                       {"matrix", options.embed.matrix},
+                       {"over_clustering", options.over_clustering},
+                       {"group", options.group}};
+  return record;
 }
 
 nlohmann::json to_json(const PanelGroupUse& group) {

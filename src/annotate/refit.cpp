@@ -216,6 +216,17 @@ bool can_refit(const CellTypeModel& model) {
   return model.features == kFeaturesExpression || (model.features == kFeaturesGenept && model.genes.size() > 0);
 }
 
+double reference_sample_depth(const ReferenceSample& sample, const std::vector<std::int64_t>& genes) {
+  if (sample.empty()) return 0;
+  const CsrBlockF64& cell_values = sample.cell_values();
+  if (!std::all_of(cell_values.values.begin(), cell_values.values.end(), [](double v) { return v == std::floor(v); })) return 0;
+  std::vector<std::uint8_t> is_shared(sample.entrez_ids.size(), 0);
+  for (std::size_t j = 0; j < sample.entrez_ids.size(); ++j) is_shared[j] = std::binary_search(genes.begin(), genes.end(), sample.entrez_ids[j]) ? 1 : 0;
+  std::vector<double> totals;
+  append_row_totals_over(cell_values, is_shared, totals);
+  return totals.empty() ? 0 : upper_median(totals);
+}
+
 CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int64_t>& genes, int num_threads,
                           const std::function<void(const std::string&)>& log, double query_depth) {
   if (!can_refit(model)) {
@@ -323,32 +334,25 @@ CellTypeModel refit_model(const CellTypeModel& model, const std::vector<std::int
   double depth_ratio = 0;
   std::vector<std::unique_ptr<ThinnedDataset>> thinned;
   // (the expression route's, where it was measured: bench/annotate/spatial_depth.py)
-  if (query_depth > 0 && model.features == kFeaturesExpression &&
-      std::all_of(cell_values.values.begin(), cell_values.values.end(), [](double v) { return v == std::floor(v); })) {
-    std::vector<std::uint8_t> is_shared(sample.entrez_ids.size(), 0);
-    for (std::size_t j = 0; j < sample.entrez_ids.size(); ++j) is_shared[j] = std::binary_search(shared.begin(), shared.end(), sample.entrez_ids[j]) ? 1 : 0;
-    std::vector<double> totals;
-    append_row_totals_over(cell_values, is_shared, totals);
-    if (!totals.empty()) {
-      const double sample_depth = upper_median(totals);
-      if (sample_depth > 0 && query_depth < kDepthMatchRatio * sample_depth) {
-        depth_ratio = query_depth / sample_depth;
-        const std::uint64_t seed = model.provenance.value("seed", std::uint64_t{0}) ^ 0xD3E7A11ULL;
-        for (const Dataset* view : views) {
-          std::vector<std::int64_t> keys;  // (cells thinned alike whichever part holds them)
-          const DataFrame var = view->read_var();
-          const Column& ids = var.at("entrez_id", "the reference sample");
-          for (std::size_t j = 0; j < ids.size(); ++j) keys.push_back(std::stoll(ids.value_as_string(j)));
-          const auto [low, high] = depth_match_range(depth_ratio, sample_depth);
-          thinned.push_back(std::make_unique<ThinnedDataset>(*view, low, high, seed, std::move(keys), std::vector<std::uint8_t>{}, view->path()));
-        }
-        views.clear();
-        for (const auto& view : thinned) views.push_back(view.get());
-        if (log) {
-          log(fmt::format("the query's cells hold a median of {:.0f} counts over the shared genes, the reference sample's {:.0f}: the refit "
-                          "trains on its cells thinned to the query's depth",
-                          query_depth, sample_depth));
-        }
+  if (query_depth > 0 && model.features == kFeaturesExpression) {
+    const double sample_depth = reference_sample_depth(sample, shared);
+    if (sample_depth > 0 && query_depth < kDepthMatchRatio * sample_depth) {
+      depth_ratio = query_depth / sample_depth;
+      const std::uint64_t seed = model.provenance.value("seed", std::uint64_t{0}) ^ 0xD3E7A11ULL;
+      for (const Dataset* view : views) {
+        std::vector<std::int64_t> keys;  // (cells thinned alike whichever part holds them)
+        const DataFrame var = view->read_var();
+        const Column& ids = var.at("entrez_id", "the reference sample");
+        for (std::size_t j = 0; j < ids.size(); ++j) keys.push_back(std::stoll(ids.value_as_string(j)));
+        const auto [low, high] = depth_match_range(depth_ratio, sample_depth);
+        thinned.push_back(std::make_unique<ThinnedDataset>(*view, low, high, seed, std::move(keys), std::vector<std::uint8_t>{}, view->path()));
+      }
+      views.clear();
+      for (const auto& view : thinned) views.push_back(view.get());
+      if (log) {
+        log(fmt::format("the query's cells hold a median of {:.0f} counts over the shared genes, the reference sample's {:.0f}: the refit "
+                        "trains on its cells thinned to the query's depth",
+                        query_depth, sample_depth));
       }
     }
   }

@@ -107,7 +107,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
           ->add_option("-r,--reference", args->references,
                        "Reference mode, instead of --model: labelled .h5ad files (comma-separated) to train on, on the fly, with the genes "
                        "they share with the query (as SingleR and Seurat label transfer do)");
-  command->add_option("-l,--label", args->label, "Reference mode: cell-type column of the references, obs:COLUMN");
+  command->add_option("-l,--label", args->label, std::string("Reference mode: ") + kLabelHelp);
   command->add_option("--reference-layer", args->reference_layer, "Reference mode: matrix of the references (auto, X, raw, or a layer; as --layer)")
       ->capture_default_str();
   command->add_option("--classifier", args->train.classifier, "Reference mode: classifier")->capture_default_str();
@@ -317,7 +317,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     if (!args->references.empty()) {
       // Reference mode: the model is trained on the genes the query measures.
       TrainOptions& train = args->train;
-      train.label_column = obs_column(args->label, "--label");
+      train.label_column = obs_columns(args->label, "--label");
       train.num_threads = args->options.embed.num_threads;
       train.embed.matrix = args->reference_layer;
       train.embed.memory_limit_bytes = args->options.embed.memory_limit_bytes;
@@ -403,8 +403,21 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     };
     const Annotation annotation = annotate_dataset(*dataset, pointers, table, args->options);
     bar.finish();
+    // What the run did, kept in the annotated file (uns['celltyper_annotation']) and printed by --json.
+    std::vector<std::string> model_names = args->models;
+    if (!args->references.empty()) model_names.push_back(fmt::format("reference mode: {}", fmt::join(args->references, ",")));
+    nlohmann::json record = annotation_record(annotation, pointers, model_names, args->options, said);
+    const auto with_record = [&record](H5adAdditions additions) {
+      nlohmann::json kept = record;  // (no timings: the same command writes the same bytes)
+      for (auto& use : kept["models"]) use.erase("refit_seconds");
+      for (auto& group : kept["panel_groups"]) {
+        for (auto& use : group["models"]) use.erase("refit_seconds");
+      }
+      additions.uns_strings["celltyper_annotation"] = kept.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+      return additions;
+    };
     if (copy) {
-      H5adAdditions additions = annotation_additions(annotation);
+      H5adAdditions additions = with_record(annotation_additions(annotation));
       if (!table_columns.empty()) {
         DataFrame joined = dataset->read_obs_columns(table_columns);
         additions.obs_columns.insert(additions.obs_columns.begin(), std::make_move_iterator(joined.columns.begin()),
@@ -412,7 +425,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
       copy->prepare(additions);
     }
-    if (written_h5ad) write_dataset_h5ad(*dataset, *written_h5ad, annotation_additions(annotation));
+    if (written_h5ad) write_dataset_h5ad(*dataset, *written_h5ad, with_record(annotation_additions(annotation)));
     if (csv) write_csv(*csv, annotation);
     commit_together({copy ? &copy->output() : written_h5ad ? &written_h5ad->output() : nullptr, csv ? &*csv : nullptr});  // both files or neither
     if (csv_to_stdout) {
@@ -424,28 +437,8 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const auto counts = label_counts(annotation);
     const ScoreSummary confidence = summarize_scores(annotation.scores);
     if (args->json) {
-      nlohmann::json summary = {{"output", written}, {"n_cells", annotation.labels.size()}, {"classes", annotation.class_names}, {"class_cl_ids", annotation.class_cl_ids}};
-      summary["label_counts"] = nlohmann::json::object();
-      for (const auto& [label, count] : counts) summary["label_counts"][label] = count;
-      summary["median_score"] = annotation.scores.empty() ? nlohmann::json(nullptr) : nlohmann::json(confidence.median);
-      summary["n_low_score"] = confidence.n_low;
-      if (annotation.has_similarity) {
-        summary["n_similarity_judged"] = annotation.n_similarity_judged;
-        summary["n_unlike_reference"] = annotation.n_unlike_reference;
-      }
-      if (args->options.unassign_unlike) summary["n_unassigned_unlike"] = annotation.n_unassigned_unlike;
-      std::vector<std::string> warnings = said;
-      warnings.insert(warnings.end(), annotation.warnings.begin(), annotation.warnings.end());
-      summary["warnings"] = warnings;
-      summary["models"] = nlohmann::json::array();
-      for (const ModelUse& use : annotation.models) summary["models"].push_back(to_json(use));
-      summary["panel_groups"] = nlohmann::json::array();
-      for (const PanelGroupUse& group : annotation.panel_groups) summary["panel_groups"].push_back(to_json(group));
-      if (!annotation.samples.empty()) {
-        summary["samples"] = nlohmann::json::array();
-        for (const SampleSummary& sample : annotation.samples) summary["samples"].push_back(to_json(sample));
-      }
-      fmt::print("{}\n", summary.dump(2));
+      record["output"] = written;
+      fmt::print("{}\n", record.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     } else if ((!csv_to_stdout || !global.quiet) && !counts.empty()) {  // (zero cells: no table; annotate says so)
       // (padded by characters here: "γδ T" is 4 wide, not its 6 bytes; on stderr when the CSV is on stdout)
       std::FILE* stream = csv_to_stdout ? stderr : stdout;
@@ -482,8 +475,12 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
           threshold = fmt::format("; {} ({:.1f}%) below --min-score {} (Unassigned)", below,
                                   100.0 * static_cast<double>(below) / static_cast<double>(annotation.scores.size()), args->options.min_score);
         }
-        fmt::print(stderr, "confidence: median score {:.2f}; {} cells ({:.1f}%) below {}{} (obs celltyper_score){}\n", confidence.median,
-                   confidence.n_low, 100.0 * static_cast<double>(confidence.n_low) / static_cast<double>(annotation.scores.size()), kLowScore,
+        // (cells Unassigned already, e.g. without a count in the model's genes, score 0: said apart)
+        const std::int64_t unassigned_low = confidence.n_low - low_but_labelled;
+        fmt::print(stderr, "confidence: median score {:.2f}; {} cell{} ({:.1f}%) below {}{}{} (obs celltyper_score){}\n", confidence.median,
+                   confidence.n_low, confidence.n_low == 1 ? "" : "s",
+                   100.0 * static_cast<double>(confidence.n_low) / static_cast<double>(annotation.scores.size()), kLowScore,
+                   unassigned_low > 0 && low_but_labelled > 0 ? fmt::format(" ({} of them Unassigned already)", unassigned_low) : std::string(),
                    threshold,
                    confidence.n_low == 0 || args->options.hierarchical || low_but_labelled == 0
                        ? ""
@@ -492,10 +489,11 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       }
       if (annotation.has_similarity && !annotation.labels.empty()) {
         const auto n = static_cast<std::int64_t>(annotation.labels.size());
-        fmt::print(stderr, "resemblance: {} cells ({:.1f}%) unlike every reference type (obs celltyper_unlike_reference){}{}\n",
-                   annotation.n_unlike_reference,
+        fmt::print(stderr, "resemblance: {} cell{} ({:.1f}%{}) unlike every reference type (obs celltyper_unlike_reference){}{}\n",
+                   annotation.n_unlike_reference, annotation.n_unlike_reference == 1 ? "" : "s",
                    annotation.n_similarity_judged == 0 ? 0.0 : 100.0 * static_cast<double>(annotation.n_unlike_reference) /
                                                                static_cast<double>(annotation.n_similarity_judged),
+                   annotation.n_similarity_judged == n ? "" : fmt::format(" of the {} judged", annotation.n_similarity_judged),
                    annotation.n_similarity_judged == n ? "" : fmt::format("; {} not judged (too shallow, or empty)", n - annotation.n_similarity_judged),
                    args->options.unassign_unlike ? fmt::format("; {} left Unassigned by --unassign-unlike", annotation.n_unassigned_unlike) : "");
       }

@@ -23,6 +23,11 @@ using CommandFactory = std::function<void(CLI::App& app, const GlobalOptions& gl
 std::vector<std::pair<std::string, CommandFactory>>& command_registry();
 
 /// `--own-gene-names`'s help (train, tune, cv; annotate's reference mode points to train's).
+/// The help of --label (train, tune, cv, annotate --reference).
+inline constexpr const char* kLabelHelp =
+    "Cell-type column, obs:COLUMN; references labelled in differently named columns: several, comma-separated "
+    "(obs:celltype,obs:bulk_labels), each reference reading the first it has";
+
 inline constexpr const char* kOwnGeneNamesHelp =
     "Genes are the references' var names as written (letter case aside), not the gene table's: for another species whose names the "
     "table half-knows (default: only references it hardly names train so); a query must name its genes the same way; expression "

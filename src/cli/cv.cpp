@@ -165,7 +165,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
   CLI::App* command = app.add_subcommand(
       "cv", "Leave-one-group-out cross-validation (donor, technology, or reference file) of train + annotate configurations");
   command->add_option("-r,--reference", args->references, "Labelled .h5ad files (comma-separated or repeated)")->required();
-  command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
+  command->add_option("-l,--label", args->label, kLabelHelp)->required();
   command->add_option("--obs", args->options.train.cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
                       "labels kept beside a text count table");
@@ -239,7 +239,7 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
     }
     CrossValidationOptions& options = args->options;
     options.train.references = args->references;
-    options.train.label_column = obs_column(args->label, "--label");
+    options.train.label_column = obs_columns(args->label, "--label");
     if (!args->group.empty()) options.train.group_column = args->group == kGroupByFile ? std::string(kGroupByFile) : obs_column(args->group, "--group");
     if (args->layers.size() == 1) {
       options.train.embed.matrix = args->layers.front();

@@ -44,8 +44,12 @@ std::string format_model_description(const std::string& path, const nlohmann::js
     const std::string how = !normalization.empty()       ? normalization + (reference.value("counts_recovered", false) ? " of the counts read back from its log values" : "")
                             : matrix.rfind("obsm/", 0) == 0 ? "precomputed embeddings, " + matrix
                                                             : matrix;
-    out += fmt::format("  {}: {} of {} cells used{}\n", reference["path"].get<std::string>(), reference["n_used"].get<std::int64_t>(),
-                       reference["n_cells"].get<std::int64_t>(), how.empty() ? std::string() : fmt::format(" ({})", how));
+    // (its label column, when the references read theirs from differently named ones)
+    const std::string label = model["label_column"].get<std::string>().find(',') == std::string::npos ? std::string()
+                                                                                                  : reference.value("label_column", std::string());
+    out += fmt::format("  {}: {} of {} cells used{}{}\n", reference["path"].get<std::string>(), reference["n_used"].get<std::int64_t>(),
+                       reference["n_cells"].get<std::int64_t>(), label.empty() ? std::string() : ", labels " + label,
+                       how.empty() ? std::string() : fmt::format(" ({})", how));
   }
   if (const std::string table = model.value("gene_table", std::string()); !table.empty()) {
     out += fmt::format("Gene table  {}\n", table);

@@ -57,7 +57,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
   CLI::App* command = app.add_subcommand("train", "Train a cell-type classifier on labelled reference datasets and write a model file");
   command->add_option("-r,--reference", args->references, "Labelled references (comma-separated or repeated): .h5ad, or any input annotate reads (with --obs for the labels of a table)")
       ->required();
-  command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
+  command->add_option("-l,--label", args->label, kLabelHelp)->required();
   command->add_option("--group", args->group, "Group column (donor, batch), obs:COLUMN, or 'file' (each reference is a group): validation holds out whole groups");
   command->add_option("--obs", args->options.cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
@@ -149,7 +149,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     inputs.insert(inputs.end(), {args->genes, args->gene_table, args->restrict_genes, options.label_map, args->ontology});
     check_outputs({args->out, args->out + ".epochs.jsonl"}, inputs);
     options.references = args->references;
-    options.label_column = obs_column(args->label, "--label");
+    options.label_column = obs_columns(args->label, "--label");
     if (!args->group.empty()) options.group_column = args->group == kGroupByFile ? std::string(kGroupByFile) : obs_column(args->group, "--group");
     const ClassifierSpec& spec = find_classifier_spec(options.classifier);
     for (const auto& [name, value] : args->hyperparameters) {

@@ -80,7 +80,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
       "tune", "Search a classifier's hyperparameters by validation macro-F1 (random search + successive halving) on labelled references");
   command->add_option("-r,--reference", args->references, "Labelled references (comma-separated or repeated): .h5ad, or any input annotate reads (with --obs for the labels of a table)")
       ->required();
-  command->add_option("-l,--label", args->label, "Cell-type column, obs:COLUMN")->required();
+  command->add_option("-l,--label", args->label, kLabelHelp)->required();
   command->add_option("--obs", args->reference.cell_table,
                       "Table of per-cell metadata (CSV / TSV: cell names in the first column) joined to the references' obs by cell name: "
                       "labels kept beside a text count table");
@@ -123,7 +123,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     TuneOptions& options = args->options;
     ReferenceOptions& reference = args->reference;
     reference.references = args->references;
-    reference.label_column = obs_column(args->label, "--label");
+    reference.label_column = obs_columns(args->label, "--label");
     if (!args->group.empty()) reference.group_column = obs_column(args->group, "--group");
     reference.num_threads = options.num_threads;
     // (own names are genes of the expression route: asked for without a route, that route)

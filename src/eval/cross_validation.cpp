@@ -360,14 +360,22 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   for (std::size_t r = 0; r < datasets.size(); ++r) {
     const Dataset* dataset = datasets[r];
     const std::string path = base.references.size() == datasets.size() ? base.references[r] : dataset->path();
-    std::vector<std::string> wanted{base.label_column};
+    const std::string where = fmt::format("obs of {}", path);
+    const std::vector<std::string> present = dataset->obs_column_names();
+    const std::string label_column = label_column_of(present, base.label_column, where);  // (as train reads it)
+    if (label_column == base.group_column) {
+      throw InputError(fmt::format("cv: {}: the group column '{}' is the label column it reads: each fold would hold out a whole class, "
+                                   "which no model trained on the others can name; group by donor, batch or sample (--group obs:COLUMN, or "
+                                   "--group file)",
+                                   path, base.group_column));
+    }
+    std::vector<std::string> wanted{label_column};
     if (!by_file && !by_cells) wanted.push_back(base.group_column);
     if (!options.filter_column.empty()) wanted.push_back(options.filter_column);
     // The CL ids CELLxGENE files carry beside the labels (cell_type_ontology_term_id), as train reads them.
-    const std::string term_id_column = want_term_id_column(dataset->obs_column_names(), base.label_column, wanted);
+    const std::string term_id_column = want_term_id_column(present, label_column, wanted);
     const DataFrame obs = dataset->read_obs_columns(wanted);
-    const std::string where = fmt::format("obs of {}", path);
-    const Column& labels = obs.at(base.label_column, where);
+    const Column& labels = obs.at(label_column, where);
     const Column* groups = by_file || by_cells ? nullptr : &obs.at(base.group_column, where);
     const Column* filter = options.filter_column.empty() ? nullptr : &obs.at(options.filter_column, where);
     ReferenceCells cells;
@@ -413,7 +421,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
       cells.usable[row] = 1;
       all_labels.insert(cells.labels[row]);
     }
-    if (n_unlabelled > 0) result.warnings.push_back(unlabelled_cells_warning(path, n_unlabelled, base.label_column, missing_spelled) + " (in no fold)");
+    if (n_unlabelled > 0) result.warnings.push_back(unlabelled_cells_warning(path, n_unlabelled, label_column, missing_spelled) + " (in no fold)");
     if (!term_id_column.empty()) {
       std::vector<std::uint8_t> unused(n);
       for (std::size_t row = 0; row < n; ++row) unused[row] = cells.usable[row] == 0 ? 1 : 0;
@@ -432,7 +440,7 @@ CrossValidationResult cross_validate(const std::vector<const Dataset*>& datasets
   std::string spelling_note;
   const std::map<std::string, std::string> spellings = label_spelling_renames(spelled, &spelling_note);
   if (!spellings.empty()) {
-    result.warnings.push_back(fmt::format("obs:{}: {}", base.label_column, spelling_note));
+    result.warnings.push_back(fmt::format("{}: {}", label_columns_text(base.label_column), spelling_note));
     for (auto& cells : references) {
       for (auto& label : cells.labels) {
         if (const auto renamed = spellings.find(label); renamed != spellings.end()) label = renamed->second;

@@ -455,7 +455,8 @@ nlohmann::json describe_model(const CellTypeModel& model) {
                           {"n_thinned_copies", reference.value("n_thinned_copies", std::int64_t{0})},
                           {"normalization", reference.value("normalization", std::string())},
                           {"matrix", reference.value("matrix", std::string())},
-                          {"counts_recovered", reference.value("counts_recovered", false)}});
+                          {"counts_recovered", reference.value("counts_recovered", false)},
+                          {"label_column", reference.value("label_column", std::string())}});
   }
   nlohmann::json validation = nullptr;
   if (model.validation.contains("accuracy")) {

@@ -1,5 +1,6 @@
 // The steps of training (train.hpp): labelled cells -> features -> validation split -> fit, and
 // `train_model`, which composes them into a self-contained CellTypeModel.
+#include <celltyper/annotate.hpp>
 #include <celltyper/calibration.hpp>
 #include <celltyper/error.hpp>
 #include <celltyper/matrix_summary.hpp>
@@ -54,6 +55,25 @@ std::string join_names(const std::vector<std::string>& names, std::size_t limit 
   for (const auto& name : names) quoted.push_back(fmt::format("'{}'", name));
   return detail::some_of(quoted, limit);
 }
+
+std::vector<std::string> label_column_names(const std::string& label_column) {
+  std::vector<std::string> names;
+  std::size_t begin = 0;
+  while (begin <= label_column.size()) {
+    const std::size_t end = std::min(label_column.find(',', begin), label_column.size());
+    if (end > begin) names.push_back(label_column.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return names;
+}
+
+/// "obs column 'celltype'", "obs columns 'celltype' / 'bulk_labels'".
+std::string label_column_phrase(const std::string& label_column) {
+  const std::vector<std::string> names = label_column_names(label_column);
+  if (names.size() < 2) return fmt::format("obs column '{}'", label_column);
+  return fmt::format("obs columns '{}'", fmt::join(names, "' / '"));
+}
+
 
 
 /// Train a fresh classifier on the rows `rows` of `data.cells`; returns it and the class names
@@ -926,12 +946,21 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
       reference.recovered_warning = std::move(recovery.warning);
       if (reference.recovered != nullptr) reference.dataset = reference.recovered.get();
     }
-    std::vector<std::string> wanted{options.label_column};
+    const std::vector<std::string> present = reference.dataset->obs_column_names();
+    try {
+      reference.label_column = label_column_of(present, options.label_column, fmt::format("obs of {}", path));
+    } catch (const InputError& error) {
+      if (datasets.size() < 2 || options.label_column.find(',') != std::string::npos) throw;
+      throw InputError(fmt::format("{}; references labelled in differently named columns: --label obs:{},obs:COLUMN, each reference "
+                                   "reading the first it has",
+                                   error.what(), options.label_column));
+    }
+    std::vector<std::string> wanted{reference.label_column};
     if (!options.group_column.empty() && options.group_column != kGroupByFile) wanted.push_back(options.group_column);
     // CELLxGENE files carry each cell's CL id beside its label: read it when obs has it.
-    reference.term_id_column = want_term_id_column(reference.dataset->obs_column_names(), options.label_column, wanted);
+    reference.term_id_column = want_term_id_column(present, reference.label_column, wanted);
     const DataFrame obs = reference.dataset->read_obs_columns(wanted);
-    const Column& label_column = obs.at(options.label_column, fmt::format("obs of {}", path));
+    const Column& label_column = obs.at(reference.label_column, fmt::format("obs of {}", path));
     const bool by_file = options.group_column == kGroupByFile;  // each reference is a group
     const Column* group_column =
         options.group_column.empty() || by_file ? nullptr : &obs.at(options.group_column, fmt::format("obs of {}", path));
@@ -979,7 +1008,8 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     if (std::all_of(references.begin(), references.end(), [](const auto& reference) { return reference.labels.empty(); })) {
       throw InputError(fmt::format("{} {} zero cells: nothing to train on", join_names(paths), paths.size() == 1 ? "has" : "have"));
     }
-    throw InputError(fmt::format("obs column '{}' labels no cell of {} (every value is missing{})", options.label_column, join_names(paths),
+    throw InputError(fmt::format("{} label{} no cell of {} (every value is missing{})", label_column_phrase(options.label_column),
+                                 label_column_names(options.label_column).size() > 1 ? "" : "s", join_names(paths),
                                  options.cell_masks.empty() ? "" : " or masked out"));
   }
   std::string note = unify_label_spellings(references);
@@ -1018,6 +1048,25 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
 }
 
 std::string ontology_term_id_column(const std::string& label_column) { return label_column + "_ontology_term_id"; }
+
+
+std::string label_column_of(const std::vector<std::string>& present, const std::string& label_column, const std::string& where) {
+  const auto has = [&present](const std::string& name) { return std::find(present.begin(), present.end(), name) != present.end(); };
+  if (has(label_column)) return label_column;
+  std::vector<std::string> tried;
+  for (const std::string& name : label_column_names(label_column)) {
+    if (has(name)) return name;
+    tried.push_back(fmt::format("'{}'", name));
+  }
+  throw InputError(fmt::format("{}: no column {} (available: {})", where, tried.size() < 2 ? fmt::format("'{}'", label_column) : detail::some_of(tried, tried.size(), " nor "),
+                               present.empty() ? std::string("none") : detail::some_of(present, 30)));
+}
+
+std::string label_columns_text(const std::string& label_column) {
+  const std::vector<std::string> names = label_column_names(label_column);
+  if (names.size() < 2) return "obs:" + label_column;
+  return fmt::format("obs:{}", fmt::join(names, ",obs:"));
+}
 
 std::string want_term_id_column(const std::vector<std::string>& present, const std::string& label_column, std::vector<std::string>& wanted) {
   const std::string column = ontology_term_id_column(label_column);
@@ -1498,7 +1547,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     if (!reference.recovered_warning.empty() && options.augment_depth) {
       data.cells.warnings.push_back(fmt::format("{}: {}", reference.path, reference.recovered_warning));
     }
-    if (!reference.label_note.empty()) data.cells.warnings.push_back(fmt::format("obs:{}: {}", options.label_column, reference.label_note));
+    if (!reference.label_note.empty()) data.cells.warnings.push_back(fmt::format("{}: {}", label_columns_text(options.label_column), reference.label_note));
     // (with --harmonize-labels such a label is read as alternatives, as "T/NK cells" is: it trains
     // as the classes below the types' common Cell Ontology term, and the harmonizing notes say so)
     if (reference.n_multi_labelled > 0 && (!options.harmonize_labels || options.flat_labels)) {
@@ -1507,11 +1556,11 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
           "trains as a class of its own; relabel such cells with one type, leave them out (as 'Unassigned'), or {} "
           "to train each as either of its types (the classes below their common Cell Ontology term; every class then takes its "
           "Cell Ontology name)",
-          reference.path, reference.n_multi_labelled, reference.n_multi_labelled == 1 ? "" : "s", options.label_column, reference.multi_label_example,
+          reference.path, reference.n_multi_labelled, reference.n_multi_labelled == 1 ? "" : "s", reference.label_column, reference.multi_label_example,
           options.flat_labels ? "train without --flat-labels" : "pass --harmonize-labels"));
     }
     if (reference.n_unlabelled > 0) {
-      data.cells.warnings.push_back(unlabelled_cells_warning(reference.path, reference.n_unlabelled, options.label_column, reference.missing_spelled) +
+      data.cells.warnings.push_back(unlabelled_cells_warning(reference.path, reference.n_unlabelled, reference.label_column, reference.missing_spelled) +
                                         (options.cell_table.empty()
                                              ? std::string()
                                              : fmt::format("; a cell whose name is not in the first column of {} has no label (names must match "
@@ -1531,21 +1580,16 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
   std::string term_id_column;  // every reference has the same label column, so the same id column
   // Cells of each label, every cell with one (those of classes too small to learn, left out of
   // `labelled` by now, included): a column of per-cell values reads as labels below.
-  std::map<std::string, std::int64_t> cells_of;
   for (const auto& reference : references) {
+    std::map<std::string, std::int64_t> cells_of;
     for (std::size_t row = 0; row < reference.labels.size(); ++row) {
       if (reference.labelled[row] != 0) distinct.insert(reference.labels[row]);
       if (!reference.labels[row].empty()) ++cells_of[reference.labels[row]];
     }
-    for (const auto& [label, counts] : reference.label_term_ids) {
-      for (const auto& [id, count] : counts) term_ids[label][id] += count;
-    }
-    if (!reference.term_id_column.empty()) term_id_column = reference.term_id_column;
-  }
-  {
     // A column of per-cell values (nCount_RNA, a score, a barcode) read as labels: hundreds of
     // classes of a cell or two each, which training drops or cannot learn (pbmc3k's nCount_RNA:
-    // 1,736 values among 2,638 cells, validation accuracy 0.005).
+    // 1,736 values among 2,638 cells, validation accuracy 0.005). Per reference: pooled with
+    // another's cell types (labels in differently named columns), it is as wrong.
     std::int64_t n_cells = 0;
     std::int64_t singletons = 0;
     std::string example;
@@ -1558,10 +1602,14 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
     const auto n_values = static_cast<std::int64_t>(cells_of.size());
     if (n_values > 100 && 2 * n_values > n_cells && 2 * singletons > n_values) {  // (under 2 cells a value, most on one cell)
       throw InputError(fmt::format(
-          "obs:{} holds {} distinct values among {} labelled cells, {} of them on one cell each (e.g. '{}'): per-cell values (a count, a "
+          "{}obs:{} holds {} distinct values among {} labelled cells, {} of them on one cell each (e.g. '{}'): per-cell values (a count, a "
           "score, a cell id), not cell types; name the column of cell types with --label obs:COLUMN",
-          options.label_column, cells_of.size(), n_cells, singletons, example));
+          references.size() > 1 ? reference.path + ": " : std::string(), reference.label_column, cells_of.size(), n_cells, singletons, example));
     }
+    for (const auto& [label, counts] : reference.label_term_ids) {
+      for (const auto& [id, count] : counts) term_ids[label][id] += count;
+    }
+    if (!reference.term_id_column.empty()) term_id_column = reference.term_id_column;
   }
   const std::string term_id_source = "obs:" + term_id_column;
   const std::map<std::string, std::string> data_ids = most_frequent_term_ids(term_ids, term_id_column, &data.cells.warnings);
@@ -1615,7 +1663,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       data.cells.warnings.push_back(fmt::format(
           "{}: labels of obs:{} that name no cell type ({}) train as classes, and query cells can be called so; relabel their cells "
           "'Unassigned' (left out of training) unless you want them predicted",
-          references[r].path, options.label_column, join_names(no_type, 6)));
+          references[r].path, references[r].label_column, join_names(no_type, 6)));
     }
   }
   if (options.harmonize_labels && options.ontology != nullptr && !options.flat_labels) {  // mixed granularity
@@ -1883,6 +1931,7 @@ TrainingData training_features(const std::vector<const Dataset*>& datasets, cons
       }
     }
     info["n_used"] = static_cast<std::int64_t>(kept_rows.size());
+    info["label_column"] = "obs:" + reference.label_column;
     // Depth augmentation: a thinned copy of every kept cell of a reference holding counts.
     // (Molecules only: thinning CP10k or TPM values scales them by p, which CP10k undoes.)
     const std::string normalized_as = info.value("normalization", std::string());
@@ -2196,16 +2245,16 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   }
   const std::size_t n_classes = class_set.size();
   if (n_classes < 2) {
-    throw InputError(fmt::format("obs column '{}' has {} class{} among the usable cells of {}: training needs at least 2",
-                                 options.label_column, n_classes, n_classes == 1 ? "" : "es", join_names(data.reference_names)));
+    throw InputError(fmt::format("{} ha{} {} class{} among the usable cells of {}: training needs at least 2",
+                                 label_column_phrase(options.label_column), label_column_names(options.label_column).size() > 1 ? "ve" : "s", n_classes, n_classes == 1 ? "" : "es", join_names(data.reference_names)));
   }
   std::vector<std::string> singletons;
   for (const auto& [label, count] : class_counts) {
     if (count < 2) singletons.push_back(label);
   }
   if (!singletons.empty()) {
-    throw InputError(fmt::format("obs column '{}': class{} {} ha{} a single cell; drop or merge {} before training",
-                                 options.label_column, singletons.size() == 1 ? "" : "es", join_names(singletons),
+    throw InputError(fmt::format("{}: class{} {} ha{} a single cell; drop or merge {} before training",
+                                 label_column_phrase(options.label_column), singletons.size() == 1 ? "" : "es", join_names(singletons),
                                  singletons.size() == 1 ? "s" : "ve", singletons.size() == 1 ? "it" : "them"));
   }
   result.warnings.insert(result.warnings.end(), split.warnings.begin(), split.warnings.end());
@@ -2447,8 +2496,14 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   for (const auto& [label, coarse] : data.coarse_labels) {
     for (const auto& [r, classes] : coarse.classes) coarse_json[label][data.reference_names[static_cast<std::size_t>(r)]] = classes;
   }
+  // The label column, or the columns of references labelled in differently named ones.
+  std::vector<std::string> label_columns;
+  for (const nlohmann::json& info : data.reference_info) {
+    const std::string column = info.value("label_column", "obs:" + options.label_column);
+    if (std::find(label_columns.begin(), label_columns.end(), column) == label_columns.end()) label_columns.push_back(column);
+  }
   model.provenance = {{"references", data.reference_info},
-                      {"label_column", "obs:" + options.label_column},
+                      {"label_column", fmt::format("{}", fmt::join(label_columns, ","))},
                       {"group_column", options.group_column.empty()               ? ""
                                       : options.group_column == kGroupByFile ? std::string(kGroupByFile)
                                                                              : "obs:" + options.group_column},
@@ -2492,6 +2547,11 @@ TrainResult fit_model_taking(const TrainingData& data, const ValidationSplit& sp
   // The genes every class expresses, by which annotate tells a query padded with zeros (kept
   // here so that annotating a query never has to read the reference sample for them).
   if (!model.reference.empty()) model.provenance["ubiquitous_genes"] = ubiquitous_genes(model);
+  // The sample's depth (its cells' median counts over its genes), by which annotate tells a query
+  // far shallower than the reference without reading the sample (a refit then matches its depth).
+  if (expression && !model.reference.empty()) {
+    model.provenance["reference_sample_median_counts"] = reference_sample_depth(model.reference, model.reference.entrez_ids);
+  }
   // The types' profiles, by which annotate tells query cells that resemble none of them.
   // Both routes: the profiles compare expression, whatever features the classifier reads.
   if (!model.reference.empty()) {

@@ -165,7 +165,7 @@ TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
   // with zeros (pbmc68k_reduced), as anndata.concat(join="outer") writes it: every gene has
   // counts in some cell, so the whole-file rule sees no padding; the obs column telling the
   // samples does. The padded sample's cells get the labels of the 765-gene file, the others those
-  // of the whole-file reading (--group none), which also reproduces the old labels.
+  // of the whole-file reading (--group none --no-refit), which also reproduces the old labels.
   CELLTYPER_REQUIRE_SHARED(reference, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
   CELLTYPER_REQUIRE_SHARED(query, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
   if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
@@ -195,7 +195,9 @@ TEST(AccurateByDefault, ASamplePaddedInAJoinedFileIsAnnotatedOnItsOwnGenes) {
   EXPECT_EQ(result["panel_groups"][0]["n_cells"], 700);
   EXPECT_TRUE(result["panel_groups"][0]["models"][0]["refitted"].get<bool>());
   EXPECT_FALSE(result["models"][0]["refitted"].get<bool>());  // the file as a whole measures every gene
-  const auto one_panel = annotate(dir.file("joined.h5ad"), "one_panel.csv", {"--group", "none"});
+  // (read as one panel, the file's median cell is the padded sample's, shallow over the model's
+  // genes: a refit would match that depth; --no-refit reads it as before)
+  const auto one_panel = annotate(dir.file("joined.h5ad"), "one_panel.csv", {"--group", "none", "--no-refit"});
   ASSERT_EQ(one_panel.exit_code, 0) << one_panel.err;
   EXPECT_EQ(one_panel.err.find("padded"), std::string::npos) << one_panel.err;
   EXPECT_TRUE(nlohmann::json::parse(one_panel.out)["panel_groups"].empty());
@@ -433,6 +435,132 @@ TEST(ReferenceMode, TrainsOnTheSharedGenesLikeTheRefittedModel) {
       "assert d < 1e-5 and same == 1, (d, same)\n",
       dir.file("uncalibrated_reference_mode.h5ad"), dir.file("refitted.h5ad"), dir.file("plain_reference_mode.h5ad"),
       dir.file("plain_refitted.h5ad"), dir.file("reference_mode.h5ad"), dir.file("calibrated_refitted.h5ad"));
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  std::printf("%s", run.out.c_str());
+}
+
+TEST(ReferenceMode, EmptyDropletsOfAnUnfilteredMatrixDoNotSetItsCellsDepth) {
+  // pbmc3k's odd cells spread among 60,000 barcodes of ambient RNA (mostly 1-8 counts, 5% of them
+  // 10-300), as an unfiltered matrix holds them: the cells' labels are those of the cells alone.
+  // The query's depth was the median over every barcode: the reference was thinned to it and the
+  // cells' accuracy fell from 0.886 to 0.306 (model mode's refit alike: 0.329; an audit's file).
+  CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata, numpy as np, scipy.sparse as sp, pandas as pd\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "X = sp.csr_matrix(a.X, dtype=np.float32)\n"
+      "rng = np.random.default_rng(5)\n"
+      "def write(X, obs, path, genes=slice(None)):\n"
+      "    out = anndata.AnnData(X=sp.csr_matrix(X)[:, genes], obs=obs, var=pd.DataFrame(index=a.var_names[genes]))\n"
+      "    out.write_h5ad(path)\n"
+      "write(X[0::2], a.obs[['celltype']][0::2], '{1}')\n"
+      "odd = X[1::2]; obs = pd.DataFrame({{'celltype': a.obs['celltype'].astype(str).values[1::2]}}, index=a.obs_names[1::2])\n"
+      "n = 60000; sizes = np.minimum(rng.geometric(0.25, n), 400)\n"  // (mostly 1-8 counts, as a raw matrix's barcodes)
+      "big = rng.random(n) < 0.05; sizes[big] = rng.integers(10, 301, big.sum())\n"
+      "ambient = np.asarray(X.sum(0)).ravel(); ambient /= ambient.sum()\n"
+      "genes = rng.choice(X.shape[1], sizes.sum(), p=ambient)\n"
+      "rows = np.repeat(np.arange(n), sizes)\n"
+      "empty = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, genes)), shape=(n, X.shape[1]))\n"
+      "empty.sum_duplicates()\n"
+      "order = rng.permutation(odd.shape[0] + n)\n"  // (the cells spread among the barcodes: 2% of them)
+      "everything = sp.vstack([odd, empty]).tocsr()[order]\n"
+      "obs_all = pd.concat([obs, pd.DataFrame({{'celltype': ['empty'] * n}}, index=[f'empty{{i}}' for i in range(n)])]).iloc[order]\n"
+      "write(odd, obs, '{2}')\n"
+      "write(everything, obs_all, '{3}')\n"
+      "keep = np.sort(rng.choice(X.shape[1], int(0.9 * X.shape[1]), replace=False))\n"
+      "write(odd, obs, '{4}', keep)\n"
+      "write(everything, obs_all, '{5}', keep)\n",
+      pbmc3k, dir.file("even.h5ad"), dir.file("odd.h5ad"), dir.file("unfiltered.h5ad"), dir.file("odd_90.h5ad"), dir.file("unfiltered_90.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ASSERT_EQ(test::run_cli({"train", "-r", dir.file("even.h5ad"), "-l", "celltype", "-o", dir.file("even.h5"), "-q"}).exit_code, 0);
+  std::vector<std::string> outputs;
+  for (const std::string name : {"odd", "unfiltered", "odd_90", "unfiltered_90"}) {
+    const std::string out = dir.file(name + "_annotated.h5ad");
+    const bool reference_mode = name.find("90") == std::string::npos;  // (model mode refits on the query's 90% of the genes)
+    const auto run = test::run_cli(reference_mode ? std::vector<std::string>{"annotate", "-r", dir.file("even.h5ad"), "-l", "celltype", "-i",
+                                                                             dir.file(name + ".h5ad"), "-o", out}
+                                                  : std::vector<std::string>{"annotate", "-m", dir.file("even.h5"), "-i", dir.file(name + ".h5ad"), "-o", out});
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    EXPECT_EQ(run.err.find("thinned to that depth"), std::string::npos) << name << ": " << run.err;  // (no depth matching)
+    if (name.starts_with("unfiltered")) {
+      EXPECT_NE(run.err.find("cells (98%) have fewer than 200 detected genes (empty droplets or debris, as in an unfiltered matrix?)"),
+                std::string::npos)
+          << run.err;
+    }
+    outputs.push_back(out);
+  }
+  const std::string check = fmt::format(
+      "import anndata\n"
+      "def cells(path):\n"
+      "    o = anndata.read_h5ad(path).obs\n"
+      "    return o[o['celltype'] != 'empty']\n"
+      "for alone, among in (('{0}', '{1}'), ('{2}', '{3}')):\n"
+      "    a = cells(alone); b = cells(among).loc[a.index]\n"
+      "    accuracy = (b['celltyper_label'].astype(str) == b['celltype']).mean()\n"
+      "    same = (a['celltyper_label'].astype(str) == b['celltyper_label'].astype(str)).mean()\n"
+      "    print('cells among empty droplets: accuracy %.3f, labels as alone %.3f' % (accuracy, same))\n"
+      "    assert accuracy > 0.85 and same > 0.97, (accuracy, same)\n",
+      outputs[0], outputs[1], outputs[2], outputs[3]);
+  const auto run = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  std::printf("%s", run.out.c_str());
+}
+
+TEST(AccurateByDefault, AShallowQueryOfEveryGeneIsRefittedOnReferenceCellsThinnedToItsDepth) {
+  // pbmc3k's odd cells with every gene, thinned to 15% / 60% of their counts, under the even cells'
+  // model: the shallow query measures every model gene, so nothing refitted it, and the model
+  // called memory CD4 T cells naive (accuracy 0.70). Now a refit on the reference cells thinned to
+  // its depth, as for a query of part of the genes; the deeper query is annotated as before.
+  CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  const std::string make = fmt::format(
+      "import anndata, numpy as np, scipy.sparse as sp, pandas as pd\n"
+      "a = anndata.read_h5ad('{0}')\n"
+      "X = sp.csr_matrix(a.X).astype(np.int64)\n"
+      "var = pd.DataFrame(index=a.var_names)\n"
+      "anndata.AnnData(X=sp.csr_matrix(X[0::2], dtype=np.float32), obs=a.obs[['celltype']][0::2], var=var).write_h5ad('{1}')\n"
+      "rng = np.random.default_rng(0)\n"
+      "for share, path in ((0.15, '{2}'), (0.6, '{3}')):\n"
+      "    Y = X[1::2].copy(); Y.data = rng.binomial(Y.data, share); Y.eliminate_zeros()\n"
+      "    anndata.AnnData(X=sp.csr_matrix(Y, dtype=np.float32), obs=a.obs[['celltype']][1::2], var=var).write_h5ad(path)\n",
+      pbmc3k, dir.file("even.h5ad"), dir.file("shallow.h5ad"), dir.file("deeper.h5ad"));
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  ASSERT_EQ(test::run_cli({"train", "-r", dir.file("even.h5ad"), "-l", "celltype", "-o", dir.file("even.h5"), "-q"}).exit_code, 0);
+  auto annotate = [&](const std::string& name, const std::vector<std::string>& extra) {
+    std::vector<std::string> args = {"annotate", "-m", dir.file("even.h5"), "-i", dir.file(name + ".h5ad"), "-o", dir.file(name + "_" + std::to_string(extra.size()) + ".h5ad")};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return test::run_cli(args);
+  };
+  const auto shallow = annotate("shallow", {});
+  ASSERT_EQ(shallow.exit_code, 0) << shallow.err;
+  EXPECT_NE(shallow.err.find("note: " + dir.file("shallow.h5ad") + ": its cells hold 15% of the counts of the model's reference cells over the "
+                             "genes they share (median "),
+            std::string::npos)
+      << shallow.err;
+  ASSERT_EQ(annotate("shallow", {"--no-refit"}).exit_code, 0);
+  const auto deeper = annotate("deeper", {});
+  ASSERT_EQ(deeper.exit_code, 0) << deeper.err;
+  EXPECT_EQ(deeper.err.find("thinned to that depth"), std::string::npos) << deeper.err;
+  ASSERT_EQ(annotate("deeper", {"--no-refit"}).exit_code, 0);
+  // (the model records its reference cells' depth, so that a deep query never reads the sample)
+  EXPECT_GT(load_model(dir.file("even.h5")).provenance.value("reference_sample_median_counts", 0.0), 1000.0);
+  const std::string check = fmt::format(
+      "import anndata\n"
+      "def read(path):\n"
+      "    o = anndata.read_h5ad(path).obs\n"
+      "    return o['celltyper_label'].astype(str), (o['celltyper_label'].astype(str) == o['celltype'].astype(str)).mean()\n"
+      "(matched, a), (plain, b) = read('{0}'), read('{1}')\n"
+      "print('15%% of the counts: accuracy %.3f (without the refit %.3f)' % (a, b))\n"
+      "assert a > b + 0.02 and a > 0.72, (a, b)\n"
+      "(deep, c), (deep_plain, d) = read('{2}'), read('{3}')\n"
+      "assert (deep == deep_plain).all() and c > 0.85, c\n",
+      dir.file("shallow_0.h5ad"), dir.file("shallow_1.h5ad"), dir.file("deeper_0.h5ad"), dir.file("deeper_1.h5ad"));
   const auto run = test::run_program({test::system_python(), "-c", check});
   EXPECT_EQ(run.exit_code, 0) << run.err;
   std::printf("%s", run.out.c_str());

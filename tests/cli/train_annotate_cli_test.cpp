@@ -226,6 +226,113 @@ TEST(TrainAnnotateCli, GroupValidationHoldsOutWholeGroups) {
   EXPECT_EQ(run.exit_code, 0) << run.err;
 }
 
+TEST(TrainAnnotateCli, ReferencesLabelledInDifferentlyNamedColumnsPoolWithoutRewritingThem) {
+  // pbmc3k labels obs 'celltype', pbmc68k_reduced 'bulk_labels': one --label names both, each
+  // reference reading the first it has; the model is the one a copy renamed to one column trains.
+  CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  CELLTYPER_REQUIRE_SHARED(pbmc68k, "pbmc68k_reduced/pbmc68k_reduced_with_counts.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  const std::string label_map = test::shared_data("label_map_to_cell_ontology.tsv");
+  test::TempDir dir;
+  const std::string renamed = dir.file("pbmc68k_celltype.h5ad");
+  const auto made = test::run_program({test::system_python(), "-c",
+                                       fmt::format("import anndata\na = anndata.read_h5ad('{}')\na.obs['celltype'] = a.obs.pop('bulk_labels')\n"
+                                                   "a.obs['Cell type, level: 2'] = a.obs['celltype']\na.write_h5ad('{}')\n",
+                                                   pbmc68k, renamed)});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const std::vector<std::string> common = {"--label-map", label_map, "--harmonize-labels", "--seed", "2", "--json", "-q"};
+  auto train = [&](const std::string& second, const std::string& label, const std::string& out) {
+    std::vector<std::string> args = {"train", "-r", pbmc3k + "," + second, "-l", label, "-o", dir.file(out)};
+    args.insert(args.end(), common.begin(), common.end());
+    return test::run_cli(args);
+  };
+  const auto one_column = train(pbmc68k, "obs:celltype", "one.h5");
+  EXPECT_EQ(one_column.exit_code, 2);
+  EXPECT_NE(one_column.err.find("obs of " + pbmc68k + ": no column 'celltype' (available: bulk_labels, "), std::string::npos) << one_column.err;
+  EXPECT_NE(one_column.err.find("; references labelled in differently named columns: --label obs:celltype,obs:COLUMN, each reference reading "
+                                "the first it has"),
+            std::string::npos)
+      << one_column.err;
+  const auto both = train(pbmc68k, "obs:celltype,obs:bulk_labels", "both.h5");
+  ASSERT_EQ(both.exit_code, 0) << both.err;
+  const auto rewritten = train(renamed, "obs:celltype", "rewritten.h5");
+  ASSERT_EQ(rewritten.exit_code, 0) << rewritten.err;
+  const auto summary = nlohmann::json::parse(both.out);
+  const auto expected = nlohmann::json::parse(rewritten.out);
+  EXPECT_EQ(summary["provenance"]["label_column"], "obs:celltype,obs:bulk_labels");
+  EXPECT_EQ(summary["provenance"]["references"][0]["label_column"], "obs:celltype");
+  EXPECT_EQ(summary["provenance"]["references"][1]["label_column"], "obs:bulk_labels");
+  EXPECT_EQ(expected["provenance"]["label_column"], "obs:celltype");
+  EXPECT_EQ(summary["classes"], expected["classes"]);
+  EXPECT_EQ(summary["n_cells"], 3338);
+  EXPECT_EQ(summary["validation"]["accuracy"], expected["validation"]["accuracy"]);
+  EXPECT_EQ(summary["validation"]["macro"], expected["validation"]["macro"]);
+  const auto inspect = test::run_cli({"inspect", dir.file("both.h5")});
+  EXPECT_NE(inspect.out.find("label obs:celltype,obs:bulk_labels"), std::string::npos) << inspect.out;
+  EXPECT_NE(inspect.out.find(pbmc68k + ": 700 of 700 cells used, labels obs:bulk_labels"), std::string::npos) << inspect.out;
+  // A reference with none of them names each.
+  const auto neither = train(pbmc68k, "obs:celltype,obs:cell_type", "neither.h5");
+  EXPECT_EQ(neither.exit_code, 2);
+  EXPECT_NE(neither.err.find(": no column 'celltype' nor 'cell_type' (available: bulk_labels, "), std::string::npos) << neither.err;
+  // One column whose name holds a comma and a colon is one column.
+  const auto odd_name = test::run_cli({"train", "-r", renamed, "-l", "obs:Cell type, level: 2", "-o", dir.file("odd_name.h5"), "-q"});
+  EXPECT_EQ(odd_name.exit_code, 0) << odd_name.err;
+  // A per-cell column of one reference is refused as it is alone (pooled, its values were diluted).
+  const auto per_cell = train(pbmc68k, "obs:celltype,obs:n_genes", "per_cell.h5");
+  EXPECT_EQ(per_cell.exit_code, 2);
+  EXPECT_NE(per_cell.err.find(pbmc68k + ": obs:n_genes holds "), std::string::npos) << per_cell.err;
+  EXPECT_NE(per_cell.err.find("per-cell values (a count, a score, a cell id), not cell types"), std::string::npos) << per_cell.err;
+  // cv refuses a group column that a reference reads as its labels.
+  const auto by_label = test::run_cli({"cv", "-r", pbmc68k, "-l", "obs:celltype,obs:louvain", "--group", "obs:louvain", "-q"});
+  EXPECT_EQ(by_label.exit_code, 2);
+  EXPECT_NE(by_label.err.find("the group column 'louvain' is the label column it reads"), std::string::npos) << by_label.err;
+  // cv holds out whole references labelled so (#17's leave-one-dataset-out in one command).
+  const auto cv = test::run_cli({"cv", "-r", pbmc3k + "," + pbmc68k, "-l", "obs:celltype,obs:bulk_labels", "--group", "file", "--label-map",
+                                 label_map, "--harmonize-labels", "--json", dir.file("cv.json"), "-q"});
+  ASSERT_EQ(cv.exit_code, 0) << cv.err;
+  std::ifstream in(dir.file("cv.json"));
+  const auto folds = nlohmann::json::parse(in)["folds"];
+  ASSERT_EQ(folds.size(), 2U);
+  EXPECT_EQ(folds[1]["group"], pbmc68k);
+  EXPECT_EQ(folds[1]["n_test"], 700);
+  EXPECT_GT(folds[1]["methods"]["logreg:expression"]["ontology"]["hierarchical_f1"].get<double>(), 0.85);
+}
+
+TEST(TrainAnnotateCli, TheAnnotatedFileRecordsTheRunAsJsonPrintsIt) {
+  // A core facility annotating every run audits it later from the output alone: uns
+  // ['celltyper_annotation'] holds the version, the models, the options, the counts and warnings.
+  CELLTYPER_REQUIRE_SHARED(pbmc3k, "pbmc3k-seurat-labels/pbmc3k_seurat_annotated.h5ad");
+  if (test::run_program({test::system_python(), "-c", "import anndata"}).exit_code != 0) GTEST_SKIP() << "no anndata";
+  test::TempDir dir;
+  write_slices(pbmc3k, {{"0::2", dir.file("even.h5ad")}, {"1::2", dir.file("odd.h5ad")}});
+  ASSERT_EQ(test::run_cli({"train", "-r", dir.file("even.h5ad"), "-l", "celltype", "-o", dir.file("m.h5"), "-q"}).exit_code, 0);
+  const auto run = test::run_cli({"annotate", "-m", dir.file("m.h5"), "-i", dir.file("odd.h5ad"), "-o", dir.file("out.h5ad"), "--min-score", "0.3",
+                                  "--json"});
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  const auto printed = nlohmann::json::parse(run.out);
+  const auto read = test::run_program({test::system_python(), "-c",
+                                       fmt::format("import anndata\nprint(anndata.read_h5ad('{}').uns['celltyper_annotation'])", dir.file("out.h5ad"))});
+  ASSERT_EQ(read.exit_code, 0) << read.err;
+  auto record = nlohmann::json::parse(read.out);
+  EXPECT_EQ(record["n_cells"], 1319);
+  EXPECT_EQ(record["models"][0]["model"], dir.file("m.h5"));
+  EXPECT_EQ(record["models"][0]["classifier"], "logreg");
+  EXPECT_EQ(record["models"][0]["label_column"], "obs:celltype");
+  EXPECT_EQ(record["models"][0]["references"][0], dir.file("even.h5ad"));
+  EXPECT_FALSE(record["models"][0]["model_created_utc"].get<std::string>().empty());
+  EXPECT_EQ(record["options"]["min_score"], 0.3);
+  EXPECT_EQ(record["options"]["matrix"], "auto");
+  std::int64_t counted = 0;
+  for (const auto& [label, count] : record["label_counts"].items()) counted += count.get<std::int64_t>();
+  EXPECT_EQ(counted, 1319);
+  EXPECT_FALSE(record["celltyper_version"].get<std::string>().empty());
+  // --json prints the same record, with the output's path
+  EXPECT_EQ(printed["output"], dir.file("out.h5ad"));
+  record["output"] = printed["output"];
+  record["models"][0]["refit_seconds"] = printed["models"][0]["refit_seconds"];  // (the file keeps no timings)
+  EXPECT_EQ(record, printed);
+}
+
 TEST(TrainAnnotateCli, CellxgeneLabelsBringTheirOntologyIds) {
   // A CELLxGENE-schema reference (obs cell_type holds CL names, cell_type_ontology_term_id their
   // ids) needs no --label-map: the classes get the data's CL ids, so --hierarchical and the

@@ -677,6 +677,27 @@ TEST(LabelOntologyIds, ACellOntologyIdWrittenWithAnUnderscoreIsOneLabelWithIt) {
   EXPECT_NE(lone.find("1 label read without surrounding spaces: 'B ' (2 cells) as 'B'"), std::string::npos) << lone;
 }
 
+TEST(LabelColumns, EachReferenceReadsTheFirstOfSeveralItHas) {
+  const std::vector<std::string> pbmc68k = {"bulk_labels", "n_genes", "louvain"};
+  EXPECT_EQ(label_column_of({"celltype", "seurat_clusters"}, "celltype", "obs of a"), "celltype");
+  EXPECT_EQ(label_column_of({"celltype"}, "celltype,bulk_labels", "obs of a"), "celltype");
+  EXPECT_EQ(label_column_of(pbmc68k, "celltype,bulk_labels", "obs of b"), "bulk_labels");
+  EXPECT_EQ(label_column_of(pbmc68k, "louvain,bulk_labels", "obs of b"), "louvain");  // (the first listed wins)
+  EXPECT_EQ(label_column_of({"type, fine", "type"}, "type, fine", "obs of c"), "type, fine");  // a column named with a comma
+  try {
+    (void)label_column_of(pbmc68k, "celltype,cell_type", "obs of b");
+    ADD_FAILURE() << "no column found";
+  } catch (const InputError& error) {
+    EXPECT_STREQ(error.what(), "obs of b: no column 'celltype' nor 'cell_type' (available: bulk_labels, n_genes, louvain)");
+  }
+  try {
+    (void)label_column_of({}, "celltype", "obs of d");
+    ADD_FAILURE() << "no column found";
+  } catch (const InputError& error) {
+    EXPECT_STREQ(error.what(), "obs of d: no column 'celltype' (available: none)");
+  }
+}
+
 TEST(LabelOntologyIds, AnObsoleteIdIsItsReplacementAndALabelNamingAnotherTermThanItsIdIsSaid) {
   std::istringstream obo(R"(format-version: 1.2
 

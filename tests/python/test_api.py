@@ -411,6 +411,44 @@ def test_pooled_references_at_mixed_depths_equal_cli(tmp_path, pbmc3k, pbmc68k):
 
 
 @needs_data
+def test_references_labelled_in_differently_named_columns_equal_the_cli(tmp_path, pbmc3k, pbmc68k):
+    # pbmc3k's obs 'celltype', pbmc68k's 'bulk_labels': label= a list, each reading the first it has.
+    with pytest.raises(ValueError, match=r"reference 2: no obs column 'celltype' .*label=\['celltype', 'COLUMN'\], each reference reading"):
+        celltyper.train([pbmc3k, pbmc68k], label="celltype")
+    model_path = str(tmp_path / "two_columns.h5")
+    cli("train", "--reference", f"{PBMC3K},{PBMC68K}", "--label", "obs:celltype,obs:bulk_labels", "--out", model_path)
+    model = celltyper.train({"pbmc3k": pbmc3k, "pbmc68k": pbmc68k}, label=["celltype", "obs:bulk_labels"])
+    assert model.provenance["label_column"] == "obs:celltype,obs:bulk_labels"
+    assert [r["label_column"] for r in model.provenance["references"]] == ["obs:celltype", "obs:bulk_labels"]
+    assert model.classes == celltyper.load_model(model_path).classes
+    assert "CD14+ Mono" in model.classes and "CD14+ Monocyte" in model.classes  # (each reference's own labels)
+    query = pbmc3k[1::2].copy()
+    result = celltyper.annotate(query, reference=[pbmc3k[::2].copy(), pbmc68k], label=["celltype", "bulk_labels"], inplace=False)
+    assert (result.labels.astype(str).to_numpy() == query.obs["celltype"].astype(str).to_numpy()).mean() > 0.8
+    with pytest.raises(ValueError, match="no obs column 'cell_type' nor 'labels'"):
+        celltyper.cv([pbmc3k, pbmc68k], label=["cell_type", "labels"], group="file")
+    with pytest.raises(TypeError, match="label is named by a str"):
+        celltyper.train(pbmc3k, label=3)
+    with pytest.raises(ValueError, match="a column whose name holds a comma cannot be one of several label columns"):
+        celltyper.train([pbmc3k, pbmc68k], label=["type, fine", "bulk_labels"])
+
+
+@needs_data
+def test_an_annotated_anndata_records_the_run_as_the_cli_does(tmp_path, pbmc3k):
+    model_path = str(tmp_path / "even.h5")
+    cli("train", "--reference", PBMC3K, "--label", "obs:celltype", "--out", model_path)
+    query = pbmc3k[1::2].copy()
+    celltyper.annotate(query, model=model_path, min_score=0.3)
+    record = json.loads(query.uns["celltyper_annotation"])
+    assert record["models"][0]["model"] == model_path and record["models"][0]["classifier"] == "logreg"
+    assert record["options"]["min_score"] == 0.3 and sum(record["label_counts"].values()) == query.n_obs
+    assert record["celltyper_version"] == celltyper.__version__
+    other = pbmc3k[1::2].copy()
+    celltyper.annotate(other, reference=pbmc3k[::2].copy(), label="celltype")
+    assert json.loads(other.uns["celltyper_annotation"])["models"][0]["model"] == "reference mode"
+
+
+@needs_data
 def test_reference_mode_equals_cli(tmp_path, pbmc3k, pbmc68k):
     out = str(tmp_path / "ref.h5ad")
     cli("annotate", "--reference", PBMC3K, "--label", "obs:celltype", "--input", PBMC68K, "--layer", "counts", "--out", out)
@@ -899,8 +937,8 @@ def test_arguments_of_the_wrong_type_are_type_errors():
     data = tiny()
     with pytest.raises(TypeError, match="an AnnData object is needed, not csr_matrix"):
         celltyper.annotate(data.X, model="/nonexistent/model.h5")
-    with pytest.raises(TypeError, match="label is named by a str"):
-        celltyper.train(data, label=["cell_type"])
+    with pytest.raises(TypeError, match="label is named by a str .* or a list of them, not set"):
+        celltyper.train(data, label={"cell_type"})  # (a list: alternatives, one per reference)
     with pytest.raises(TypeError, match="min_score must be a number, not str"):
         celltyper.annotate(data, model="/nonexistent/model.h5", min_score="0.5")
     with pytest.raises(TypeError, match="top_k must be an integer, not float"):
