@@ -37,6 +37,11 @@ struct Quantiles {
 };
 Quantiles quantiles(std::vector<double> values);
 
+/// Cell Ranger 2's cell calling (OrdMag) on per-barcode values (counts, or detected genes): a
+/// tenth of the 99th percentile of the largest of them (up to 3,000, the cells a run expects),
+/// at least 1: barcodes at or above it hold a cell, the others are empty droplets. 1 for none.
+double ordmag_floor(std::vector<double> values);
+
 /// Options of `summarize_matrix`.
 struct SummarizeOptions {
   /// Scan about this many cells (-1 = all): every cell of a matrix of at most twice as many,
@@ -65,6 +70,10 @@ struct MatrixSummary {
   std::int64_t rows_without_counts = 0;  ///< cells with no finite non-zero value (stored zeros, NaN or none)
   /// Per column, scanned cells with a finite non-zero value (SummarizeOptions::count_columns).
   std::vector<std::int64_t> column_cells;
+  /// Scanned cells at or above the OrdMag floor of their totals (ordmag_floor): far fewer than
+  /// the cells scanned in an unfiltered droplet matrix. -1 when not counted (fewer than 10,000
+  /// columns: an imaging panel's shallow cells are cells).
+  std::int64_t ordmag_cells = -1;
   Quantiles row_totals;                ///< per-cell sum of values
   Quantiles genes_per_row;             ///< per-cell stored values
   Quantiles expm1_row_totals;          ///< per-cell sum of expm1(value) (for log1p detection)

@@ -468,13 +468,8 @@ std::optional<std::vector<double>> called_cell_totals(MatrixReader& reader, Bloc
                                                       bool& counts) {
   const MatrixInfo info = reader.info();
   if (info.encoding != MatrixEncoding::kCsr || info.n_cols < 10000 || info.n_rows == 0) return std::nullopt;
-  const auto ordmag_floor = [](auto values) {  // (a copy)
-    const std::size_t top = std::min<std::size_t>(values.size(), 3000);
-    std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(top / 100), values.end(), std::greater<>());
-    return std::max(1.0, static_cast<double>(values[top / 100]) / 10);
-  };
   const std::vector<std::int64_t> detected = reader.row_nnz();
-  const double gene_floor = ordmag_floor(detected);
+  const double gene_floor = ordmag_floor(std::vector<double>(detected.begin(), detected.end()));
   std::vector<std::int64_t> candidates;
   for (std::size_t row = 0; row < detected.size(); ++row) {
     if (static_cast<double>(detected[row]) >= gene_floor) candidates.push_back(static_cast<std::int64_t>(row));

@@ -265,6 +265,16 @@ std::string format_inspect_report(const nlohmann::json& report) {
   line(fmt::format("  per cell: total median {:.4g} (min {:.4g}, max {:.4g}); genes detected median {:.0f} (min {:.0f}, max {:.0f})",
                    totals["median"].get<double>(), totals["min"].get<double>(), totals["max"].get<double>(), genes["median"].get<double>(),
                    genes["min"].get<double>(), genes["max"].get<double>()));
+  // An unfiltered droplet matrix: most barcodes are empty droplets, which annotate would label.
+  const auto called = matrix.value("cells_by_ordmag", std::int64_t{-1});
+  const auto scanned = matrix["rows_scanned"].get<std::int64_t>();
+  if (called >= 0 && 4 * called <= 3 * scanned && matrix["value_scale"] == "raw-counts") {
+    line(fmt::format("  {} of the {} barcodes scanned hold a cell by Cell Ranger 2's rule (OrdMag: a tenth of the 99th percentile of the largest "
+                     "totals), the others look like empty droplets: an unfiltered matrix? annotate labels every barcode, empty ones with "
+                     "confident scores too; filter cells first (Cell Ranger's filtered_feature_bc_matrix, or scanpy's "
+                     "sc.pp.filter_cells(adata, min_genes=200))",
+                     called, scanned));
+  }
   }
   for (const char* frame_name : {"obs", "var"}) {
     const auto& frame = report[frame_name];

@@ -29,6 +29,13 @@ const char* to_string(ValueScale scale) {
   return "unknown";
 }
 
+double ordmag_floor(std::vector<double> values) {
+  if (values.empty()) return 1;
+  const std::size_t top = std::min<std::size_t>(values.size(), 3000);
+  std::nth_element(values.begin(), values.begin() + static_cast<std::ptrdiff_t>(top / 100), values.end(), std::greater<>());
+  return std::max(1.0, values[top / 100] / 10);
+}
+
 Quantiles quantiles(std::vector<double> values) {
   Quantiles q;
   if (values.empty()) return q;
@@ -214,6 +221,7 @@ nlohmann::json MatrixSummary::to_json() const {
           {"n_explicit_zeros", n_explicit_zeros},
           {"empty_cells", empty_rows},
           {"total_per_cell", quantiles_json(row_totals)},
+          {"cells_by_ordmag", ordmag_cells},
           {"genes_per_cell", quantiles_json(genes_per_row)},
           {"value_scale", to_string(scale)},
           {"value_scale_reason", scale_reason},
@@ -384,6 +392,10 @@ MatrixSummary summarize_matrix(MatrixReader& reader, const SummarizeOptions& opt
   if (summary.stored_values == summary.n_nan + summary.n_inf) summary.min_value = summary.max_value = 0;
   const double cells = static_cast<double>(summary.rows_scanned);
   summary.density = cells > 0 && summary.info.n_cols > 0 ? static_cast<double>(summary.stored_values) / (cells * static_cast<double>(summary.info.n_cols)) : 0;
+  if (summary.info.n_cols >= 10000 && !totals.empty()) {
+    const double floor = ordmag_floor(totals);
+    summary.ordmag_cells = std::count_if(totals.begin(), totals.end(), [floor](double total) { return total >= floor; });
+  }
   summary.row_totals = quantiles(std::move(totals));
   summary.genes_per_row = quantiles(std::move(detected));
   summary.expm1_row_totals = quantiles(std::move(expm1_totals));

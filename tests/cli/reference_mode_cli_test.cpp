@@ -493,6 +493,11 @@ TEST(ReferenceMode, EmptyDropletsOfAnUnfilteredMatrixDoNotSetItsCellsDepth) {
     }
     outputs.push_back(out);
   }
+  // inspect says what the matrix is (the cells alone: nothing)
+  const auto inspected = test::run_cli({"inspect", dir.file("unfiltered.h5ad")});
+  EXPECT_NE(inspected.out.find(" of the 61319 barcodes scanned hold a cell by Cell Ranger 2's rule (OrdMag"), std::string::npos) << inspected.out;
+  EXPECT_NE(inspected.out.find("an unfiltered matrix? annotate labels every barcode"), std::string::npos) << inspected.out;
+  EXPECT_EQ(test::run_cli({"inspect", dir.file("odd.h5ad")}).out.find("OrdMag"), std::string::npos);
   const std::string check = fmt::format(
       "import anndata\n"
       "def cells(path):\n"

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include <cmath>
 #include <random>
 #include <string>
@@ -139,6 +141,18 @@ TEST(MatrixSummary, SquareRootsAndAsinhOfCountsAreNamed) {
 
 // One cell has equal totals in both bases (there is nothing to compare it with): the base whose
 // total is a power of ten (the scale factor) is the one that was used.
+TEST(MatrixSummary, OrdMagTellsCellsFromEmptyDroplets) {
+  // Cell Ranger 2's rule: a tenth of the 99th percentile of the largest values (up to 3,000).
+  std::vector<double> barcodes(20000, 12.0);  // empty droplets
+  for (int i = 0; i < 1300; ++i) barcodes.push_back(1000 + i);  // cells: 1,000-2,299 counts
+  const double floor = ordmag_floor(barcodes);
+  EXPECT_NEAR(floor, 226.9, 1e-9);  // (the 31st of the 3,000 largest, 2,269: index 3,000 / 100)
+  EXPECT_EQ(std::count_if(barcodes.begin(), barcodes.end(), [floor](double v) { return v >= floor; }), 1300);
+  EXPECT_DOUBLE_EQ(ordmag_floor({}), 1.0);
+  EXPECT_DOUBLE_EQ(ordmag_floor({3.0, 5.0}), 1.0);  // (never below 1)
+  EXPECT_DOUBLE_EQ(ordmag_floor(std::vector<double>(50, 400.0)), 40.0);  // a filtered matrix keeps every cell
+}
+
 TEST(MatrixSummary, ASingleCellIsReadInTheBaseThatGivesARoundTotal) {
   EXPECT_EQ(scale_of(1, Transform::kLog1pCp10k), ValueScale::kLogNormalized);
   EXPECT_EQ(scale_of(1, Transform::kLog2Cp10k), ValueScale::kLog2Normalized);
