@@ -585,10 +585,10 @@ ScoreSummary summarize_scores(const std::vector<float>& scores);
 /// (to_json(ModelUse), its name in `model_names`, its file's stamp, classifier, features, label
 /// column and references), panel groups, samples and the options that change labels. The
 /// annotated .h5ad's uns['celltyper_annotation'] (JSON text, as embed's uns['celltyper_embedding'];
-/// without the refits' seconds there, so that the same command writes the same bytes), so that a
-/// run can be audited from its output; `annotate --json` prints it.
+/// without `timings`, the refits' seconds, so that the same command writes the same bytes), so that
+/// a run can be audited from its output; `annotate --json` prints it with them.
 nlohmann::json annotation_record(const Annotation& annotation, const std::vector<const CellTypeModel*>& models,
                                  const std::vector<std::string>& model_names, const AnnotateOptions& options,
-                                 const std::vector<std::string>& more_warnings = {});
+                                 const std::vector<std::string>& more_warnings = {}, bool timings = true);
 
 }  // namespace celltyper

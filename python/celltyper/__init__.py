@@ -1097,8 +1097,6 @@ def annotate(adata, model=None, *, reference=None, label: Union[str, Sequence[st
         for entry, name in zip(record["models"], model_names):
             entry["model"] = name
         record["warnings"] = list(result.warnings) + [_NOTE + note for note in result.notes]
-        for use in record["models"] + [u for g in record["panel_groups"] for u in g["models"]]:
-            use.pop("refit_seconds", None)  # (as the command writes it: no timings)
         adata.uns["celltyper_annotation"] = json.dumps(record)
     return result
 

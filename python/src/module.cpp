@@ -514,7 +514,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   std::vector<const CellTypeModel*> used;  // (the given models, then reference mode's)
   for (const auto& model : given) used.push_back(model.get());
   if (trained_model) used.push_back(trained_model.get());
-  out["record"] = annotation_record(annotation, used, {}, annotate_options).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  out["record"] = annotation_record(annotation, used, {}, annotate_options, {}, false).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   const auto n = static_cast<std::int64_t>(annotation.labels.size());
   const auto classes = static_cast<std::int64_t>(annotation.class_names.size());
   out["labels"] = annotation.labels;

@@ -455,6 +455,18 @@ std::vector<RowRange> row_ranges(const std::vector<std::int64_t>& rows) {
   return ranges;
 }
 
+/// Per row of `stream.rows`, its counts over the vars `counted` marks; `counts` turns false when a
+/// value read is not a whole number.
+std::vector<double> row_totals_over(MatrixReader& reader, const BlockStreamOptions& stream, const std::vector<std::uint8_t>& counted,
+                                    bool& counts) {
+  std::vector<double> totals;
+  for_each_block(reader, stream, [&](const CsrBlock& block) {
+    counts = counts && whole_numbers(block);
+    append_row_totals_over(block, counted, totals);
+  });
+  return totals;
+}
+
 /// The counts (over the vars `counted` marks) of the barcodes of an unfiltered droplet matrix that
 /// hold a cell, by Cell Ranger 2's cell calling (OrdMag: at least a tenth of the 99th percentile of
 /// the largest totals, up to 3,000, the cells a run expects); nullopt for a filtered matrix, or a
@@ -480,11 +492,7 @@ std::optional<std::vector<double>> called_cell_totals(MatrixReader& reader, Bloc
   const std::size_t step = (candidates.size() + kMaxCandidates - 1) / kMaxCandidates;
   for (std::size_t i = 0; i < candidates.size(); i += step) read.push_back(candidates[i]);
   stream.rows = row_ranges(read);
-  std::vector<double> totals;
-  for_each_block(reader, stream, [&](const CsrBlock& block) {
-    counts = counts && whole_numbers(block);
-    append_row_totals_over(block, counted, totals);
-  });
+  const std::vector<double> totals = row_totals_over(reader, stream, counted, counts);
   if (totals.empty()) return std::nullopt;
   const double floor = ordmag_floor(totals);
   std::vector<double> cells;
@@ -514,11 +522,7 @@ double median_counts_over(const Dataset& dataset, const std::string& matrix, con
     if (std::optional<std::vector<double>> cells = called_cell_totals(*reader, stream, counted, counts)) return counts ? upper_median(*cells) : 0;
   }
   stream.rows = scan_ranges(*reader, kPaddingScanCells);
-  std::vector<double> totals;
-  for_each_block(*reader, stream, [&](const CsrBlock& block) {
-    counts = counts && whole_numbers(block);
-    append_row_totals_over(block, counted, totals);
-  });
+  std::vector<double> totals = row_totals_over(*reader, stream, counted, counts);
   return counts ? upper_median(totals) : 0;
 }
 
@@ -2100,7 +2104,7 @@ nlohmann::json to_json(const SampleSummary& sample) {
 
 nlohmann::json annotation_record(const Annotation& annotation, const std::vector<const CellTypeModel*>& models,
                                  const std::vector<std::string>& model_names, const AnnotateOptions& options,
-                                 const std::vector<std::string>& more_warnings) {
+                                 const std::vector<std::string>& more_warnings, bool timings) {
   nlohmann::json record = {{"celltyper_version", CELLTYPER_VERSION},
                            {"n_cells", annotation.labels.size()},
                            {"classes", annotation.class_names},
@@ -2135,6 +2139,12 @@ nlohmann::json annotation_record(const Annotation& annotation, const std::vector
   }
   record["panel_groups"] = nlohmann::json::array();
   for (const PanelGroupUse& group : annotation.panel_groups) record["panel_groups"].push_back(to_json(group));
+  if (!timings) {  // (a file's record: the same command writes the same bytes)
+    for (auto& use : record["models"]) use.erase("refit_seconds");
+    for (auto& group : record["panel_groups"]) {
+      for (auto& use : group["models"]) use.erase("refit_seconds");
+    }
+  }
   if (!annotation.samples.empty()) {
     record["samples"] = nlohmann::json::array();
     for (const SampleSummary& sample : annotation.samples) record["samples"].push_back(to_json(sample));

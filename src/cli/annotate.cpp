@@ -406,14 +406,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     // What the run did, kept in the annotated file (uns['celltyper_annotation']) and printed by --json.
     std::vector<std::string> model_names = args->models;
     if (!args->references.empty()) model_names.push_back(fmt::format("reference mode: {}", fmt::join(args->references, ",")));
-    nlohmann::json record = annotation_record(annotation, pointers, model_names, args->options, said);
-    const auto with_record = [&record](H5adAdditions additions) {
-      nlohmann::json kept = record;  // (no timings: the same command writes the same bytes)
-      for (auto& use : kept["models"]) use.erase("refit_seconds");
-      for (auto& group : kept["panel_groups"]) {
-        for (auto& use : group["models"]) use.erase("refit_seconds");
-      }
-      additions.uns_strings["celltyper_annotation"] = kept.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    const std::string kept = annotation_record(annotation, pointers, model_names, args->options, said, false)
+                                 .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    const auto with_record = [&kept](H5adAdditions additions) {
+      additions.uns_strings["celltyper_annotation"] = kept;
       return additions;
     };
     if (copy) {
@@ -437,6 +433,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const auto counts = label_counts(annotation);
     const ScoreSummary confidence = summarize_scores(annotation.scores);
     if (args->json) {
+      nlohmann::json record = annotation_record(annotation, pointers, model_names, args->options, said);
       record["output"] = written;
       fmt::print("{}\n", record.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     } else if ((!csv_to_stdout || !global.quiet) && !counts.empty()) {  // (zero cells: no table; annotate says so)
