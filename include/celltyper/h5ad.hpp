@@ -97,9 +97,15 @@ class H5adFile final : public Dataset {
   [[nodiscard]] RemoteStats remote_stats() const;
   /// Size of the file in bytes (local or remote).
   [[nodiscard]] std::uint64_t file_bytes() const;
+  /// A MuData file's (.h5mu) modality read as this dataset ("rna": its X, obs and var are
+  /// /mod/rna's), or "" for an .h5ad.
+  [[nodiscard]] const std::string& modality() const;
+  /// For a MuData file, which modality was read (said as a note).
+  [[nodiscard]] std::string reading_note() const override;
 
  private:
   void open_top_level();
+  void open_modality();
   [[nodiscard]] std::vector<std::string> frame_column_names(const std::string& frame) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;

@@ -3,6 +3,7 @@
 #include <celltyper/dataset.hpp>
 #include <celltyper/embed_dataset.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/h5ad.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
@@ -38,8 +39,9 @@ bool is_device_or_fifo(const std::string& path) {
 std::string default_output(const std::string& input) {
   std::filesystem::path path(input);
   std::string stem = path.filename().string();
-  if (ends_with(stem, ".h5ad")) stem.resize(stem.size() - 5);
-  return (path.parent_path() / (stem + ".celltyper.h5ad")).string();
+  const bool mudata = ends_with(stem, ".h5mu");  // (a MuData file: a copy of it, obsm in its rna modality)
+  if (ends_with(stem, ".h5ad") || mudata) stem.resize(stem.size() - 5);
+  return (path.parent_path() / (stem + (mudata ? ".celltyper.h5mu" : ".celltyper.h5ad"))).string();
 }
 
 }  // namespace
@@ -59,10 +61,10 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
   };
   auto args = std::make_shared<Args>();
   CLI::App* command = app.add_subcommand("embed", "Embed every cell: expression-weighted sum of gene vectors, L2-normalised (GenePT-w)");
-  command->add_option("-i,--input", args->input, "Dataset: .h5ad, Cell Ranger .h5 or MTX directory")->required();
+  command->add_option("-i,--input", args->input, "Dataset: .h5ad, a MuData .h5mu (its rna modality), Cell Ranger .h5 or MTX directory")->required();
   command->add_option("-g,--genes", args->genes, "Gene embedding store (default: the store built by scripts/setup.sh)");
   command->add_option("-o,--out", args->out,
-                      "Output: .h5ad (copy of the input with obsm[KEY]; default INPUT.celltyper.h5ad), .npy or .h5");
+                      "Output: .h5ad (copy of the input with obsm[KEY]; default INPUT.celltyper.h5ad; a MuData input's copy: .h5mu, obsm of mod/rna), .npy or .h5");
   command->add_option("--layer", args->options.matrix, kLayerHelp)->capture_default_str();
   command->add_option("--normalize", args->normalize, kNormalizeHelp)
       ->capture_default_str();
@@ -102,8 +104,12 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
       sink = make_npy_sink(out);
     } else if (ends_with(out, ".h5") || ends_with(out, ".hdf5")) {
       sink = make_hdf5_sink(out, dataset->read_obs_columns({}).index);
-    } else if (ends_with(out, ".h5ad")) {
+    } else if (ends_with(out, ".h5ad") || ends_with(out, ".h5mu")) {
       if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: .h5ad output copies an .h5ad input; use .npy or .h5 for {}", out, dataset->format()));
+      const bool mudata = dataset->h5ad_file() != nullptr && !dataset->h5ad_file()->modality().empty();
+      if (mudata != ends_with(out, ".h5mu")) {
+        throw InputError(fmt::format("{}: the output copies the input, {}: name it {}", out, args->input, mudata ? ".h5mu" : ".h5ad"));
+      }
       sink = make_h5ad_obsm_sink(args->input, out, args->key, args->in_place);
     } else {
       throw InputError(fmt::format("{}: unknown output type (use .h5ad, .npy or .h5; a device or FIFO gets .npy)", out));

@@ -44,13 +44,14 @@ std::string strip_prefix(const std::string& reference, const std::string& prefix
 
 /// The strings of the dataset uns/<key> and whether it is a scalar (celltyper's JSON texts) or
 /// an array (a list: anndata's string-array); nullopt when absent or not strings.
-std::optional<std::pair<std::vector<std::string>, bool>> read_uns_strings(const std::string& path, const std::string& key) {
+/// `root`: the AnnData group ("" for an .h5ad, "mod/rna/" for a MuData file's modality).
+std::optional<std::pair<std::vector<std::string>, bool>> read_uns_strings(const std::string& path, const std::string& root, const std::string& key) {
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   const h5::OpenFile opened = h5::open_file_readonly(path);
   const Handle& file = opened.file;
   if (!file) throw IoError(fmt::format("cannot open {} to read uns/{}", path, key));
-  const std::string dataset_path = "uns/" + key;
+  const std::string dataset_path = root + "uns/" + key;
   if (h5::object_type(file.get(), dataset_path) != H5O_TYPE_DATASET) return std::nullopt;
   const Handle dataset = h5::open_dataset(file.get(), dataset_path, path);
   if (!h5::is_string_dataset(dataset.get())) return std::nullopt;
@@ -60,8 +61,8 @@ std::optional<std::pair<std::vector<std::string>, bool>> read_uns_strings(const 
 /// uns/<key> as a list of strings: a string array (what celltyper writes since session 28, and
 /// anndata for a Python list), or a scalar JSON list (older celltyper files); nullopt when absent.
 /// Throws InputError when present but neither.
-std::optional<std::vector<std::string>> read_uns_string_list(const std::string& path, const std::string& key) {
-  const auto strings = read_uns_strings(path, key);
+std::optional<std::vector<std::string>> read_uns_string_list(const std::string& path, const std::string& root, const std::string& key) {
+  const auto strings = read_uns_strings(path, root, key);
   if (!strings) return std::nullopt;
   if (!strings->second) return strings->first;
   // an older file's JSON text
@@ -222,7 +223,7 @@ class H5adAnnotatedSource final : public AnnotatedSource {
   [[nodiscard]] std::vector<std::string> obsm_keys() const override { return file_.keys("obsm"); }
   [[nodiscard]] DenseMatrix read_obsm(const std::string& key) const override { return file_.read_obsm(key); }
   [[nodiscard]] std::optional<std::vector<std::string>> uns_string_list(const std::string& key) const override {
-    return read_uns_string_list(path_, key);
+    return read_uns_string_list(path_, file_.modality().empty() ? std::string() : "mod/" + file_.modality() + "/", key);
   }
 
  private:

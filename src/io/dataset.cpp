@@ -48,7 +48,14 @@ const Dataset::VarScan& Dataset::var_scan(const std::string& source, const std::
 }
 
 std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note) {
-  if (name == "auto") return choose_counts_matrix(dataset, note);
+  if (name == "auto") {
+    std::string source = choose_counts_matrix(dataset, note);
+    // (what the reader chose, e.g. a MuData file's modality, before which of its matrices)
+    const std::string reading = dataset.reading_note();
+    if (note != nullptr && !reading.empty() && note->find(reading) == std::string::npos) *note = note->empty() ? reading : reading + "; " + *note;
+    return source;
+  }
+  if (note != nullptr && note->empty()) *note = dataset.reading_note();
   const std::vector<std::string> sources = dataset.matrix_sources();
   const auto has = [&](const std::string& source) { return std::find(sources.begin(), sources.end(), source) != sources.end(); };
   for (const std::string& candidate : {name, name == "raw" ? std::string("raw/X") : name, "layers/" + name}) {

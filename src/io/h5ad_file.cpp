@@ -42,9 +42,17 @@ struct H5adFile::Impl {
   H5adOpenOptions options;
   std::shared_ptr<RemoteFile> remote;  // http(s):// or s3:// files (declared first: outlives `file`)
   Handle file;
+  // A MuData file (.h5mu): the gene-expression modality's AnnData group (/mod/<name>), whose
+  // X, obs, var, layers, obsm and uns are read as a plain .h5ad's; empty for an .h5ad.
+  Handle modality_group;
+  std::string modality;
+  std::vector<std::string> modalities;
   std::int64_t n_obs = 0;
   std::int64_t n_vars = 0;
   std::string encoding_version;
+
+  /// The AnnData's root: the file, or the MuData modality's group.
+  [[nodiscard]] hid_t root() const { return modality_group ? modality_group.get() : file.get(); }
 
   [[noreturn]] void fail(const std::string& message) const { throw InputError(fmt::format("{}: {}", path, message)); }
 
@@ -126,8 +134,8 @@ struct H5adFile::Impl {
     auto lock = h5::hdf5_lock();
     DataFrame frame;
     frame.origin = fmt::format("{}:/{}", path, frame_path);
-    if (h5::object_type(file.get(), frame_path) != H5O_TYPE_GROUP) {
-      if (h5::object_type(file.get(), frame_path) == H5O_TYPE_DATASET) {
+    if (h5::object_type(root(), frame_path) != H5O_TYPE_GROUP) {
+      if (h5::object_type(root(), frame_path) == H5O_TYPE_DATASET) {
         fail(fmt::format("{} is a compound dataset (anndata < 0.7); re-save the file with a recent anndata", frame_path));
       }
       // anndata writes obs/var always; tolerate absence with a generated index (of a sane size:
@@ -140,7 +148,7 @@ struct H5adFile::Impl {
       for (std::int64_t i = 0; i < expected_rows; ++i) frame.index.push_back(std::to_string(i));
       return frame;
     }
-    Handle group = h5::open_group(file.get(), frame_path, path);
+    Handle group = h5::open_group(root(), frame_path, path);
     const auto encoding = h5::string_attribute(group.get(), "encoding-type");
     if (encoding && *encoding != "dataframe") fail(fmt::format("{} has encoding-type '{}', expected 'dataframe'", frame_path, *encoding));
     frame.index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
@@ -176,7 +184,7 @@ struct H5adFile::Impl {
 
   /// Rows of the data frame group `frame` (length of its index), -1 when the group is absent.
   std::int64_t frame_rows(const std::string& frame) const {
-    const hid_t root = file.get();
+    const hid_t root = this->root();
     if (h5::object_type(root, frame) != H5O_TYPE_GROUP) return -1;
     Handle group = h5::open_group(root, frame, path);
     const std::string index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
@@ -189,10 +197,10 @@ struct H5adFile::Impl {
     auto lock = h5::hdf5_lock();
     MatrixInfo info;
     info.source = source;
-    const H5O_type_t type = h5::object_type(file.get(), source);
+    const H5O_type_t type = h5::object_type(root(), source);
     if (type == H5O_TYPE_UNKNOWN) fail(fmt::format("matrix '{}' is missing", source));
     if (type == H5O_TYPE_DATASET) {
-      Handle dataset = h5::open_dataset(file.get(), source, path);
+      Handle dataset = h5::open_dataset(root(), source, path);
       const auto encoding = h5::string_attribute(dataset.get(), "encoding-type");
       if (encoding && *encoding != "array") fail(fmt::format("{} has unknown encoding-type '{}'", source, *encoding));
       const auto shape = h5::dataset_shape(dataset.get());
@@ -209,7 +217,7 @@ struct H5adFile::Impl {
       if (!is_numeric_dtype(info.value_dtype)) fail(fmt::format("{} holds {} values, expected numbers", source, info.value_dtype));
       return info;
     }
-    Handle group = h5::open_group(file.get(), source, path);
+    Handle group = h5::open_group(root(), source, path);
     std::string encoding = h5::string_attribute(group.get(), "encoding-type").value_or("");
     std::vector<std::int64_t> shape = h5::int_array_attribute(group.get(), "shape");
     if (encoding.empty()) {  // anndata 0.7 / h5sparse
@@ -274,7 +282,12 @@ H5adFile::H5adFile(const std::string& path, const H5adOpenOptions& options) : im
 void H5adFile::open_top_level() {
   auto lock = h5::hdf5_lock();
   const std::string& path = impl_->path;
-  const hid_t file = impl_->file.get();
+  // A MuData file (muon's .h5mu): its modalities are AnnData groups under /mod; the
+  // gene-expression one is read as the dataset (its obs, var, layers), the others are left.
+  if (!h5::exists(impl_->file.get(), "X") && matrix_sources().empty() && h5::object_type(impl_->file.get(), "mod") == H5O_TYPE_GROUP) {
+    open_modality();
+  }
+  const hid_t file = impl_->root();
   impl_->encoding_version = h5::string_attribute(file, "encoding-version").value_or("");
 
   // Shape: from X, else raw/X or the first layer for the number of cells and obs/var lengths.
@@ -289,6 +302,10 @@ void H5adFile::open_top_level() {
     impl_->n_obs = impl_->describe(sources.front()).n_rows;
     impl_->n_vars = std::max<std::int64_t>(impl_->frame_rows("var"), 0);
   } else {
+    if (!impl_->modality.empty()) {
+      throw InputError(fmt::format("{}: a MuData file whose modality '{}' holds no matrix (mod/{}: no X, raw/X or layer)", path,
+                                   impl_->modality, impl_->modality));
+    }
     // celltyper's own files (a model, a gene store) given where a dataset goes
     std::optional<std::string> format = h5::string_attribute(file, "format");
     if (!format || format->rfind("celltyper-", 0) != 0) format = h5::string_attribute(file, "celltyper_format");  // (a gene store's)
@@ -297,23 +314,6 @@ void H5adFile::open_top_level() {
                                    *format == "celltyper-model"        ? " (a trained model: annotate takes it with --model, inspect describes it)"
                                    : *format == "celltyper-gene-store" ? " (a gene store: --genes takes it, genes info describes it)"
                                                                        : ""));
-    }
-    // A MuData file (muon's .h5mu): its modalities are AnnData groups under /mod.
-    if (h5::object_type(file, "mod") == H5O_TYPE_GROUP) {
-      Handle modalities = h5::open_group(file, "mod", path);
-      const std::vector<std::string> names = h5::list_members(modalities.get());
-      // (the gene-expression modality by its usual names, letter case aside: rna, RNA, gex)
-      const auto rna = std::find_if(names.begin(), names.end(), [](const std::string& name) {
-        std::string lower = name;
-        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        return lower == "rna" || lower == "gex" || lower == "gene expression" || lower == "mrna";
-      });
-      const std::string pick = rna == names.end() ? std::string("NAME") : *rna;
-      throw InputError(fmt::format("{}: a MuData file (.h5mu; modalities {}): celltyper reads one AnnData; write the gene-expression "
-                                   "modality out (Python: mudata.read_h5mu('{}')['{}'].write_h5ad('{}.h5ad')) or pass it to the "
-                                   "Python module (celltyper.annotate(mdata['{}'], ...))",
-                                   path, names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", ")), path, pick,
-                                   rna == names.end() ? "rna" : pick, pick));
     }
     throw InputError(fmt::format("{}: no matrix found: /X is missing and there is no raw/X or layer", path));
   }
@@ -325,6 +325,36 @@ void H5adFile::open_top_level() {
     }
   }
 }
+
+void H5adFile::open_modality() {
+  const std::string& path = impl_->path;
+  Handle mod = h5::open_group(impl_->file.get(), "mod", path);
+  impl_->modalities = h5::list_members(mod.get());
+  // (the gene-expression modality by its usual names, letter case aside: rna, RNA, gex; muon's
+  // own readers name it "rna")
+  const auto rna = std::find_if(impl_->modalities.begin(), impl_->modalities.end(), [](const std::string& name) {
+    std::string lower = name;
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return lower == "rna" || lower == "gex" || lower == "gene expression" || lower == "mrna" || lower == "rna-seq";
+  });
+  const std::string listed = impl_->modalities.empty() ? std::string("none") : fmt::format("{}", fmt::join(impl_->modalities, ", "));
+  if (rna == impl_->modalities.end() || h5::object_type(mod.get(), *rna) != H5O_TYPE_GROUP) {
+    throw InputError(fmt::format("{}: a MuData file (.h5mu; modalities {}) without a gene-expression modality (celltyper reads the one named "
+                                 "rna, gex or mrna); write the one with gene counts out (Python: mudata.read_h5mu('{}')['NAME']"
+                                 ".write_h5ad('NAME.h5ad')) and pass that .h5ad",
+                                 path, listed, path));
+  }
+  impl_->modality = *rna;
+  impl_->modality_group = h5::open_group(mod.get(), *rna, path);
+}
+
+std::string H5adFile::reading_note() const {
+  if (impl_->modality.empty()) return {};
+  return fmt::format("a MuData file: read its gene-expression modality '{}' (modalities {}); a copy keeps celltyper's columns in mod/{}", impl_->modality,
+                     fmt::join(impl_->modalities, ", "), impl_->modality);
+}
+
+const std::string& H5adFile::modality() const { return impl_->modality; }
 
 H5adFile::~H5adFile() {
   if (impl_) {
@@ -374,8 +404,8 @@ std::vector<std::string> H5adFile::var_column_names() const { return frame_colum
 
 std::vector<std::string> H5adFile::frame_column_names(const std::string& frame) const {
   auto lock = h5::hdf5_lock();
-  if (h5::object_type(impl_->file.get(), frame) != H5O_TYPE_GROUP) return {};
-  Handle group = h5::open_group(impl_->file.get(), frame, impl_->path);
+  if (h5::object_type(impl_->root(), frame) != H5O_TYPE_GROUP) return {};
+  Handle group = h5::open_group(impl_->root(), frame, impl_->path);
   if (h5::has_attribute(group.get(), "column-order")) return h5::string_array_attribute(group.get(), "column-order");
   const std::string index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
   std::vector<std::string> names;
@@ -387,14 +417,14 @@ std::vector<std::string> H5adFile::frame_column_names(const std::string& frame) 
 
 std::vector<std::string> H5adFile::keys(const std::string& group_name) const {
   auto lock = h5::hdf5_lock();
-  if (h5::object_type(impl_->file.get(), group_name) != H5O_TYPE_GROUP) return {};
-  Handle group = h5::open_group(impl_->file.get(), group_name, impl_->path);
+  if (h5::object_type(impl_->root(), group_name) != H5O_TYPE_GROUP) return {};
+  Handle group = h5::open_group(impl_->root(), group_name, impl_->path);
   return h5::list_members(group.get());
 }
 
 std::vector<std::string> H5adFile::matrix_sources() const {
   auto lock = h5::hdf5_lock();
-  const hid_t file = impl_->file.get();
+  const hid_t file = impl_->root();
   std::vector<std::string> sources;
   if (h5::exists(file, "X")) sources.emplace_back("X");
   if (h5::exists(file, "raw/X")) sources.emplace_back("raw/X");
@@ -412,7 +442,7 @@ MatrixInfo H5adFile::matrix_info(const std::string& source) const {
 std::unique_ptr<MatrixReader> H5adFile::open_matrix(const std::string& source) const {
   return h5::with_remote_errors([&]() -> std::unique_ptr<MatrixReader> {
   MatrixInfo info = impl_->describe(source);
-  if (source != "raw/X" && (info.n_rows != impl_->n_obs || info.n_cols != impl_->n_vars) && h5::exists(impl_->file.get(), "X")) {
+  if (source != "raw/X" && (info.n_rows != impl_->n_obs || info.n_cols != impl_->n_vars) && h5::exists(impl_->root(), "X")) {
     impl_->fail(fmt::format("{} has shape {} x {} but X has {} x {}: shape mismatch", source, info.n_rows, info.n_cols,
                             impl_->n_obs, impl_->n_vars));
   }
@@ -422,21 +452,21 @@ std::unique_ptr<MatrixReader> H5adFile::open_matrix(const std::string& source) c
                             info.n_rows, impl_->n_obs));
   }
   if (info.encoding == MatrixEncoding::kDense) {
-    return detail::open_dense_reader(impl_->file.get(), impl_->path, source, std::move(info), impl_->options.chunk_cache_bytes);
+    return detail::open_dense_reader(impl_->root(), impl_->path, source, std::move(info), impl_->options.chunk_cache_bytes);
   }
   detail::SparseLocation where{impl_->path, source, info.encoding, info.n_rows, info.n_cols, impl_->options.num_threads,
                                impl_->options.direct_io, impl_->remote, impl_->options.csc_gather_bytes};
-  return detail::open_sparse_reader(impl_->file.get(), where, std::move(info), impl_->options.chunk_cache_bytes);
+  return detail::open_sparse_reader(impl_->root(), where, std::move(info), impl_->options.chunk_cache_bytes);
   });
 }
 
 std::optional<std::string> H5adFile::read_uns_string(const std::string& name) const {
   auto lock = h5::hdf5_lock();
   const std::string path = "uns/" + name;
-  if (h5::object_type(impl_->file.get(), "uns") != H5O_TYPE_GROUP || h5::object_type(impl_->file.get(), path) != H5O_TYPE_DATASET) {
+  if (h5::object_type(impl_->root(), "uns") != H5O_TYPE_GROUP || h5::object_type(impl_->root(), path) != H5O_TYPE_DATASET) {
     return std::nullopt;
   }
-  Handle dataset = h5::open_dataset(impl_->file.get(), path, impl_->path);
+  Handle dataset = h5::open_dataset(impl_->root(), path, impl_->path);
   if (!h5::is_string_dataset(dataset.get())) return std::nullopt;
   const std::vector<std::string> values = h5::read_strings(dataset.get());
   if (values.size() != 1) return std::nullopt;
@@ -446,10 +476,10 @@ std::optional<std::string> H5adFile::read_uns_string(const std::string& name) co
 DenseMatrix H5adFile::read_obsm(const std::string& name) const {
   auto lock = h5::hdf5_lock();
   const std::string path = "obsm/" + name;
-  if (h5::object_type(impl_->file.get(), path) != H5O_TYPE_DATASET) {
+  if (h5::object_type(impl_->root(), path) != H5O_TYPE_DATASET) {
     impl_->fail(fmt::format("{} is missing or not a dense array", path));
   }
-  Handle dataset = h5::open_dataset(impl_->file.get(), path, impl_->path);
+  Handle dataset = h5::open_dataset(impl_->root(), path, impl_->path);
   const auto shape = h5::dataset_shape(dataset.get());
   DenseMatrix matrix;
   matrix.rows = shape.empty() ? 0 : shape[0];

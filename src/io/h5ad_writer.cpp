@@ -176,7 +176,12 @@ void write_uns_string_array(hid_t file, const std::string& name, const std::vect
 }
 
 /// Write `additions` into an open h5ad file (obs columns keep column-order up to date).
-void apply_additions(hid_t file, const std::string& input, const H5adAdditions& additions) {
+/// `root`: the AnnData group the additions go to ("" = the file's root; a MuData file's
+/// modality, "mod/rna").
+void apply_additions(hid_t file_root, const std::string& root, const std::string& input, const H5adAdditions& additions) {
+  Handle modality;
+  if (!root.empty()) modality = h5::open_group(file_root, root, input);
+  const hid_t file = root.empty() ? file_root : modality.get();
   if (!additions.obs_columns.empty() || additions.drop_obs_column) {
     Handle obs = h5::open_group(file, "obs", input);
     std::vector<std::string> order = h5::string_array_attribute(obs.get(), "column-order");
@@ -202,13 +207,19 @@ void apply_additions(hid_t file, const std::string& input, const H5adAdditions& 
   for (const auto& [name, values] : additions.uns_string_arrays) write_uns_string_array(file, name, values);
 }
 
-/// Check that `input` may be copied to `output`, and that additions fit its cells; returns n_obs.
-std::int64_t check_copy_target(const std::string& input, const std::string& output, bool in_place) {
+/// The cells of an input to copy, and the group of its AnnData (a MuData file's modality).
+struct CopyTarget {
+  std::int64_t n_obs = 0;
+  std::string root;  ///< "" or "mod/<modality>"
+};
+
+/// Check that `input` may be copied to `output`, and that additions fit its cells.
+CopyTarget check_copy_target(const std::string& input, const std::string& output, bool in_place) {
   std::error_code error;
   if (!std::filesystem::exists(input, error)) throw InputError(fmt::format("{}: no such file", input));
   if (!in_place) check_outputs({output}, {input});
   H5adFile source(input);
-  return source.n_obs();
+  return {source.n_obs(), source.modality().empty() ? std::string() : "mod/" + source.modality()};
 }
 
 /// Copy the bytes of `input` into `temporary` (created or truncated), kernel-side
@@ -287,10 +298,10 @@ Handle open_copy(const std::string& input, const OutputFile& output) {
 }
 
 /// Apply `additions` to the open copy `file` of `output` and close it, ready to commit.
-void finish_additions(const std::string& input, const OutputFile& output, Handle file, const H5adAdditions& additions) {
+void finish_additions(const std::string& input, const std::string& root, const OutputFile& output, Handle file, const H5adAdditions& additions) {
   auto lock = h5::hdf5_lock();
   try {
-    apply_additions(file.get(), input, additions);
+    apply_additions(file.get(), root, input, additions);
     if (H5Fflush(file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", output.path()));
   } catch (...) {
     file.reset();
@@ -472,10 +483,10 @@ void H5adWriter::finish() {
 
 void write_h5ad_with_additions(const std::string& input, const std::string& output, const H5adAdditions& additions, bool in_place) {
   // Validate before copying anything: the additions must fit the input's cells.
-  const std::int64_t n_obs = check_copy_target(input, output, in_place);
-  check_additions_fit(input, n_obs, additions);
+  const CopyTarget copied = check_copy_target(input, output, in_place);
+  check_additions_fit(input, copied.n_obs, additions);
   OutputFile target(output);
-  finish_additions(input, target, open_copy(input, target), additions);
+  finish_additions(input, copied.root, target, open_copy(input, target), additions);
   target.commit();
 }
 
@@ -510,6 +521,7 @@ struct H5adCopy::Impl {
   std::string output;
   std::unique_ptr<OutputFile> file;  ///< the copy's temporary file, removed unless committed
   std::int64_t n_obs = 0;
+  std::string root;  ///< the AnnData's group ("" or a MuData file's "mod/rna")
   std::atomic<bool> cancel{false};
   std::future<void> copying;
   bool prepared = false;
@@ -519,7 +531,9 @@ struct H5adCopy::Impl {
 H5adCopy::H5adCopy(const std::string& input, const std::string& output, bool in_place) : impl_(std::make_unique<Impl>()) {
   impl_->input = input;
   impl_->output = output;
-  impl_->n_obs = check_copy_target(input, output, in_place);
+  const CopyTarget copied = check_copy_target(input, output, in_place);
+  impl_->n_obs = copied.n_obs;
+  impl_->root = copied.root;
   impl_->file = std::make_unique<OutputFile>(output);
   impl_->copying =
       std::async(std::launch::async, [impl = impl_.get()] { copy_bytes(impl->input, impl->file->temporary(), impl->cancel); });
@@ -537,7 +551,7 @@ void H5adCopy::prepare(const H5adAdditions& additions) {
   if (impl_->prepared) throw InputError(fmt::format("{}: already written", impl_->output));
   check_additions_fit(impl_->input, impl_->n_obs, additions);
   impl_->copying.get();  // rethrows a failed copy
-  finish_additions(impl_->input, *impl_->file, open_copied(*impl_->file), additions);
+  finish_additions(impl_->input, impl_->root, *impl_->file, open_copied(*impl_->file), additions);
   impl_->prepared = true;
 }
 
@@ -556,6 +570,7 @@ struct H5adObsmStream::Impl {
   std::string key;
   std::int64_t n_obs = 0;
   std::int64_t cols = 0;
+  std::string root;  ///< the AnnData's group ("" or a MuData file's "mod/rna")
   Handle file;
   Handle dataset;
   bool committed = false;
@@ -568,11 +583,15 @@ H5adObsmStream::H5adObsmStream(const std::string& input, const std::string& outp
   impl_->output = output;
   impl_->key = key;
   impl_->cols = cols;
-  impl_->n_obs = check_copy_target(input, output, in_place);
+  const CopyTarget copied = check_copy_target(input, output, in_place);
+  impl_->n_obs = copied.n_obs;
+  impl_->root = copied.root;
   impl_->target = std::make_unique<OutputFile>(output);
   impl_->file = open_copy(input, *impl_->target);
   auto lock = h5::hdf5_lock();
-  Handle obsm = ensure_dict_group(impl_->file.get(), "obsm");
+  Handle modality;
+  if (!copied.root.empty()) modality = h5::open_group(impl_->file.get(), copied.root, input);
+  Handle obsm = ensure_dict_group(copied.root.empty() ? impl_->file.get() : modality.get(), "obsm");
   h5::unlink_if_exists(obsm.get(), key);
   const std::array<hsize_t, 2> dims{static_cast<hsize_t>(impl_->n_obs), static_cast<hsize_t>(cols)};
   Handle space(H5Screate_simple(2, dims.data(), nullptr));
@@ -614,7 +633,7 @@ void H5adObsmStream::commit(const H5adAdditions& additions) {
         throw InputError(fmt::format("obs column '{}' has {} rows for {} cells", column.name, column.size(), impl_->n_obs));
       }
     }
-    apply_additions(impl_->file.get(), impl_->input, additions);
+    apply_additions(impl_->file.get(), impl_->root, impl_->input, additions);
     impl_->dataset.reset();
     if (H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", impl_->output));
     impl_->file.reset();

@@ -50,8 +50,14 @@ multiome = joined([X, peaks], genes + peak_names, pd.DataFrame({{'gene_ids': ids
 multiome.write_h5ad('{1}/multiome_untyped.h5ad')
 protein = anndata.AnnData(sp.csr_matrix(adt), obs=q.obs.copy(), var=pd.DataFrame({{'feature_types': ['Antibody Capture'] * n}}, index=list(tags)))
 protein.write_h5ad('{1}/protein.h5ad')
-with h5py.File('{1}/cite.h5mu', 'w') as f:
-    f.create_group('mod'); f['mod'].create_group('rna'); f['mod'].create_group('prot'); f.create_group('obs')
+from anndata.experimental import write_elem
+def mudata(path, modalities):  # (muon's layout: each modality an AnnData group under /mod; python3-mudata is not packaged)
+    with h5py.File(path, 'w') as f:
+        f.attrs['encoding-type'] = 'MuData'; f.attrs['encoding-version'] = '0.1.0'
+        for name, modality in modalities.items(): write_elem(f, 'mod/' + name, modality)
+        write_elem(f, 'obs', pd.DataFrame(index=q.obs_names))
+mudata('{1}/cite.h5mu', {{'prot': protein, 'rna': q}})
+mudata('{1}/prot.h5mu', {{'prot': protein}})
 q[:, ['CD4', 'CD8A', 'CD14', 'FCGR3A', 'NCAM1', 'CD19', 'CD27', 'CD69', 'TIGIT', 'SELL', 'KLRB1', 'CD1C', 'CD38', 'CD86']].copy().write_h5ad('{1}/rna14.h5ad')
 )",
                                        pbmc, dir.path().string());
@@ -93,12 +99,49 @@ q[:, ['CD4', 'CD8A', 'CD14', 'FCGR3A', 'NCAM1', 'CD19', 'CD27', 'CD69', 'TIGIT',
   EXPECT_NE(protein.err.find("no gene expression: every var (9) is a feature other than gene expression (var 'feature_types': Antibody Capture 9"),
             std::string::npos)
       << protein.err;
-  const auto mudata = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("cite.h5mu"), "--csv", dir.file("m.csv")});
-  EXPECT_EQ(mudata.exit_code, 2) << mudata.err;
-  EXPECT_NE(mudata.err.find("a MuData file (.h5mu; modalities prot, rna): celltyper reads one AnnData; write the gene-expression modality out "
-                            "(Python: mudata.read_h5mu('" + dir.file("cite.h5mu") + "')['rna'].write_h5ad('rna.h5ad'))"),
+  const auto no_rna = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("prot.h5mu"), "--csv", dir.file("m.csv")});
+  EXPECT_EQ(no_rna.exit_code, 2) << no_rna.err;
+  EXPECT_NE(no_rna.err.find("a MuData file (.h5mu; modalities prot) without a gene-expression modality (celltyper reads the one named rna, gex "
+                            "or mrna); write the one with gene counts out (Python: mudata.read_h5mu('" + dir.file("prot.h5mu") + "')['NAME']"),
+            std::string::npos)
+      << no_rna.err;
+
+  // A MuData file is read as its gene-expression modality: the labels of the plain RNA, kept in a
+  // copy of the .h5mu (mod/rna/obs, by default INPUT.celltyper.h5mu), or a new .h5ad of the
+  // modality (--out NAME.h5ad); evaluate and train read it too.
+  const auto mudata = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("cite.h5mu")});
+  ASSERT_EQ(mudata.exit_code, 0) << mudata.err;
+  EXPECT_NE(mudata.err.find("note: " + dir.file("cite.h5mu") + ": a MuData file: read its gene-expression modality 'rna' (modalities prot, rna); "
+                            "a copy keeps celltyper's columns in mod/rna"),
             std::string::npos)
       << mudata.err;
+  const auto as_h5ad = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("cite.h5mu"), "-o", dir.file("cite_rna.h5ad"), "-q"});
+  ASSERT_EQ(as_h5ad.exit_code, 0) << as_h5ad.err;
+  const std::string check = fmt::format(R"(
+import anndata, h5py
+expected = open('{0}/rna.csv').read().splitlines()[1:]
+expected = [line.split(',')[1] for line in expected]
+with h5py.File('{0}/cite.celltyper.h5mu') as f:
+    obs = f['mod/rna/obs']
+    labels = [obs['celltyper_label/categories'][c].decode() for c in obs['celltyper_label/codes'][:]]
+    assert labels == expected, 'h5mu copy'
+    assert 'celltyper_annotation' in f['mod/rna/uns'] and 'celltyper_label' not in f['obs'] and 'prot' in f['mod']
+a = anndata.read_h5ad('{0}/cite_rna.h5ad')
+assert list(a.obs['celltyper_label'].astype(str)) == expected and a.n_vars == 13714, 'h5ad of the modality'
+print('ok')
+)",
+                                        dir.path().string());
+  const auto checked = test::run_program({test::system_python(), "-c", check});
+  EXPECT_EQ(checked.exit_code, 0) << checked.err;
+  const auto evaluated = test::run_cli({"evaluate", "-i", dir.file("cite.celltyper.h5mu"), "--truth", "obs:celltype", "--json", "-"});
+  ASSERT_EQ(evaluated.exit_code, 0) << evaluated.err;
+  EXPECT_NE(evaluated.out.find("\"accuracy\""), std::string::npos) << evaluated.out;
+  const auto h5mu_out = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("rna.h5ad"), "-o", dir.file("x.h5mu")});
+  EXPECT_EQ(h5mu_out.exit_code, 2) << h5mu_out.err;
+  EXPECT_NE(h5mu_out.err.find("a MuData file is written for a MuData input only"), std::string::npos) << h5mu_out.err;
+  const auto mudata_reference =
+      test::run_cli({"train", "-r", dir.file("cite.h5mu"), "-l", "obs:celltype", "-o", dir.file("mu.h5"), "--validation-fraction", "0", "-q"});
+  EXPECT_EQ(mudata_reference.exit_code, 0) << mudata_reference.err;
 
   // A query of 14 marker genes, annotated anyway (--allow-low-coverage): the refit trains a class
   // whose other sample cells have no count in them on its one cell (it stopped with "class
