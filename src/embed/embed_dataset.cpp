@@ -129,6 +129,9 @@ std::string instead_of_scaled(const MatrixOrigin& origin) {
                      made_from);
 }
 
+/// Largest value natural logs of values per million (TPM, CPM, FPKM) reach: ln(1 + 2 x 10^6).
+constexpr double kNaturalLogOfMillionsMax = 14.51;
+
 /// Where the counts behind log-like values of unknown normalisation may be.
 std::string counts_instead(const MatrixOrigin& origin) {
   if (!knows_other_matrices(origin)) return "the counts (--layer NAME) are safest";
@@ -179,13 +182,26 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
         case ValueScale::kAsinhCounts:
           reason = "auto: " + seen + "; read back with sinh to counts, log1p(CP10k) as for counts";
           return Normalization::kSinhCp10k;
-        case ValueScale::kLogTransformed:
-          // Not log of counts scaled per cell, so not what a model of log1p(CP10k) values learnt:
-          // used as they are, but a transform other than log costs labels without a sign.
-          reason = "auto: " + seen + "; used unchanged";
-          warnings.push_back(seen + ": used unchanged as log-normalised values; values transformed otherwise (log of corrected data, "
-                                    "of TPM) give less accurate labels: " + counts_instead(origin));
-          return Normalization::kNone;
+        case ValueScale::kLogTransformed: {
+          // Logs of values that are neither counts nor normalised to equal totals: TPM or FPKM
+          // kept for some genes, RSEM's expected read counts (plate-based data as GEO holds
+          // it). Used as they were, log2(TPM + 1) against a model of log1p(CP10k) lost a sixth
+          // of the labels at confident scores (pbmc3k, 0.725 against the counts' 0.890): read
+          // back and normalised as counts (0.888). The base: values above ln(2 x 10^6) cannot be
+          // natural logs of values per million, so base 2 (GEO's log2(TPM + 1)); else e (a
+          // log10 read as e cost 0.03 there, a log2 read as e 0.07; a log2 or log10 read in a
+          // larger base, 0.3 to 0.5: never guessed).
+          const bool base2 = summary.max_value > kNaturalLogOfMillionsMax;
+          reason = "auto: " + seen + "; read back (" + (base2 ? "2^x - 1" : "expm1") + ") and normalised as counts (CP10k, log1p)";
+          warnings.push_back(fmt::format("{}: read back as {} (TPM, FPKM or read counts?) and normalised as counts (log1p of CP10k); {}; "
+                                         "another base: --normalize {} (--normalize none uses the values as they are)",
+                                         seen,
+                                         base2 ? fmt::format("log2(1 + x) (values up to {:.3g}: natural logs would exceed 2 million per gene)",
+                                                             summary.max_value)
+                                               : "log1p(x), natural logs",
+                                         counts_instead(origin), base2 ? "relog1p-cp10k or relog10-cp10k" : "relog2-cp10k or relog10-cp10k"));
+          return base2 ? Normalization::kRelog2Cp10k : Normalization::kRelog1pCp10k;
+        }
         case ValueScale::kNormalized:
           // CP10k / CPM: log1p(CP10k) of them is what counts give (the total is rescaled to 10^4).
           reason = "auto: " + seen + "; log1p(CP10k) as for counts";

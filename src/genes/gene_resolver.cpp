@@ -61,6 +61,17 @@ NameResolution resolve_exact(const GeneTable& table, std::string_view name) {
       return result;
     }
   }
+  // A symbol joined before its Ensembl id ("CA6_ENSG00000131686.7", "CA6|ENSG00000131686"): the
+  // id decides (the other order matches above: the id's digits end at the separator).
+  for (const std::string_view separator : {"_ENS", "|ENS", ":ENS"}) {
+    const std::size_t at = name.rfind(separator);
+    if (at == std::string_view::npos || at == 0) continue;
+    const std::string_view id = name.substr(at + 1);
+    if (genes_detail::ensembl_gene_core(id) && (result.gene = table.find_ensembl(id)) != kNoGene) {
+      result.match = GeneMatch::kEnsembl;
+      return result;
+    }
+  }
   if (genes_detail::is_all_digits(name)) {
     std::int64_t entrez_id = 0;
     std::from_chars(name.data(), name.data() + name.size(), entrez_id);
@@ -567,6 +578,19 @@ std::string_view control_probe_prefix(std::string_view name) {
   return {};
 }
 
+/// Spike-in RNAs added to plate-based libraries by name: ERCC's ("ERCC-00002", "ERCC_00002"; not
+/// the genes ERCC1 .. ERCC8) and Lexogen's SIRVs ("SIRV1", "SIRV101"): counts that are no cell's
+/// transcripts (5-50% of a Smart-seq2 cell's reads).
+bool is_spike_in_name(std::string_view name) {
+  const auto digits_after = [&](std::size_t at, std::size_t least) {
+    std::size_t n = 0;
+    while (at + n < name.size() && name[at + n] >= '0' && name[at + n] <= '9') ++n;
+    return n >= least && at + n == name.size();
+  };
+  if ((name.starts_with("ERCC-") || name.starts_with("ERCC_")) && digits_after(5, 5)) return true;
+  return name.starts_with("SIRV") && digits_after(4, 1);
+}
+
 /// Whether an id is a missing value written as text (pandas' astype(str) of NaN, R's NA).
 bool is_missing_text(std::string_view id) {
   const std::string lower = genes_detail::ascii_lower(id);
@@ -634,6 +658,8 @@ void flag_other_features(const DataFrame& var, const std::vector<std::uint8_t>& 
     if (const std::string_view prefix = control_probe_prefix(name); !prefix.empty()) {
       how = "control probes named ";
       kind = std::string(prefix) + "*";
+    } else if (is_spike_in_name(name)) {
+      how = "spike-in RNAs (ERCC, SIRV)";
     } else if (is_genome_interval(name)) {
       how = "genome intervals (peaks)";
     } else if (is_antibody_tag_name(name)) {

@@ -182,7 +182,8 @@ void classify(MatrixSummary& summary) {
                                          summary.max_value, scaled->unlog, 100.0 * scaled->whole, scaled->log);
     } else {
       summary.scale = ValueScale::kLogTransformed;
-      summary.scale_reason = fmt::format("non-integer, max {:.3g}, expm1 totals vary per cell: log-transformed, normalisation unknown",
+      summary.scale_reason = fmt::format("non-integer, max {:.3g}; read back in base e, 2 or 10, totals vary per cell and are no "
+                                         "whole multiples of a count: log-transformed, normalisation unknown",
                                          summary.max_value);
     }
     return;
