@@ -216,6 +216,11 @@ struct EvaluationResult {
 EvaluationResult evaluate(const std::vector<std::string>& truth, const std::vector<std::string>& prediction,
                           const EvaluationOptions& options = {});
 
+/// The classes of `per_class` with cells (support) whose recall is below `below`, lowest first,
+/// at most `at_most`: "DC 0.25 (1 of 4), Platelet 0.50 (1 of 2)", "" when none. What train's
+/// validation line and cv's table name beside the averages (a rare class's misses hide there).
+std::string weakest_classes(const std::vector<ClassMetrics>& per_class, double below = 0.8, std::size_t at_most = 3);
+
 /// The result as JSON (per-class table, confusion matrix and optional sections included).
 nlohmann::json to_json(const EvaluationResult& result);
 

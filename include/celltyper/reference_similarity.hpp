@@ -48,6 +48,13 @@ inline constexpr std::int64_t kSimilarityWarnLabelCells = 20;
 /// 2.4% of the rest; the known-type queries' labels reach 6% at 4x (pbmc3k -> savercat, 'Naive
 /// CD4 T' 20 of 320), or 11% at the rest's own share (cellbench 5cl -> 3cl)).
 inline constexpr std::int64_t kSimilarityWarnLabelMinUnlike = 20;
+/// A label of few judged cells (under kSimilarityWarnLabelCells) is named when at least this many
+/// of them, and kSimilarityWarnFewLabelShare of them, are unlike while the other labels' cells
+/// mostly are not (a rare type the references lack, called by its nearest rare class: pbmc68k's
+/// CD34+ cells called Platelet).
+inline constexpr std::int64_t kSimilarityWarnFewLabelMinUnlike = 2;
+inline constexpr double kSimilarityWarnFewLabelShare = 0.75;
+inline constexpr double kSimilarityWarnFewLabelRestShare = 0.05;
 inline constexpr double kSimilarityWarnLabelExcessShare = 0.10;
 inline constexpr double kSimilarityWarnLabelExcess = 4.0;
 /// The other labels' judged cells needed for their share to count (a query mostly of one label).

@@ -1682,7 +1682,9 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         const bool most = of >= kSimilarityWarnLabelCells && share >= kSimilarityWarnLabelShare;
         const bool beyond_the_rest = count >= kSimilarityWarnLabelMinUnlike && share >= kSimilarityWarnLabelExcessShare && rest >= kSimilarityWarnRestCells &&
                                      share >= kSimilarityWarnLabelExcess * rest_share;
-        if (most) {
+        const bool few_but_all = of < kSimilarityWarnLabelCells && count >= kSimilarityWarnFewLabelMinUnlike &&
+                                 share >= kSimilarityWarnFewLabelShare && rest >= kSimilarityWarnRestCells && rest_share < kSimilarityWarnFewLabelRestShare;
+        if (most || few_but_all) {
           labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%{})", label, count, of, 100.0 * share, few_cells(label)));
         } else if (beyond_the_rest) {
           labels.push_back(fmt::format("'{}' {} of {} ({:.0f}%, against {:.1f}% of the other labels' cells{})", label, count, of, 100.0 * share,

@@ -272,8 +272,11 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
     }
     if (!global.quiet) {
       if (result.has_validation) {
-        fmt::print(stderr, "validation ({} held-out cells): accuracy {:.3f}, macro-F1 {:.3f}\n", result.n_validation,
-                   result.validation.accuracy, result.validation.macro.f1);
+        // (the classes the averages hide: a rare type's misses)
+        const std::string weakest = weakest_classes(result.validation.per_class);
+        fmt::print(stderr, "validation ({} held-out cells): accuracy {:.3f}, macro-F1 {:.3f}{}\n", result.n_validation,
+                   result.validation.accuracy, result.validation.macro.f1,
+                   weakest.empty() ? std::string() : fmt::format("; recall below 0.8: {}", weakest));
       }
       fmt::print(stderr, "scores: {}\n", calibration_text(calibration_summary(result.model)));
       if (options.features == kFeaturesExpression) {

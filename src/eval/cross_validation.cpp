@@ -1248,6 +1248,13 @@ std::string CrossValidationResult::format_table() const {
                 p.ontology.hierarchical_f1 + unavailable, p.ontology.mean_lca_distance_all + unavailable, std::numeric_limits<double>::quiet_NaN(),
                 0.0);
   }
+  // The classes the averages hide (pooled recall below 0.8: a rare type's misses).
+  for (const auto& method : methods) {
+    const auto found = pooled.find(method);
+    if (found == pooled.end()) continue;
+    const std::string weakest = weakest_classes(found->second.per_class);
+    if (!weakest.empty()) text += fmt::format("{}: pooled recall below 0.8: {}\n", method, weakest);
+  }
   if (ontology) {
     text += "(corr-mF1: corrected macro-F1, a prediction at or below the truth's term counts as right; hF: hierarchical F; LCA: mean upward "
             "distance to the lowest common ancestor over the cells mapped to Cell Ontology terms)\n";

@@ -488,6 +488,21 @@ nlohmann::json to_json(const EvaluationResult& result) {
   return json;
 }
 
+std::string weakest_classes(const std::vector<ClassMetrics>& per_class, double below, std::size_t at_most) {
+  std::vector<const ClassMetrics*> weak;
+  for (const ClassMetrics& metrics : per_class) {
+    if (metrics.support > 0 && metrics.recall < below) weak.push_back(&metrics);
+  }
+  std::stable_sort(weak.begin(), weak.end(), [](const ClassMetrics* a, const ClassMetrics* b) { return a->recall < b->recall; });
+  std::string text;
+  for (std::size_t i = 0; i < std::min(at_most, weak.size()); ++i) {
+    const auto found = static_cast<std::size_t>(std::lround(weak[i]->recall * static_cast<double>(weak[i]->support)));
+    text += fmt::format("{}{} {:.3f} ({} of {})", i == 0 ? "" : ", ", weak[i]->label, weak[i]->recall, found, weak[i]->support);
+  }
+  if (weak.size() > at_most) text += fmt::format(", {} more", weak.size() - at_most);
+  return text;
+}
+
 std::string format_report(const EvaluationResult& result) {
   std::string out;
   std::size_t width = 12;

@@ -22,6 +22,12 @@ elif matrix in ("raw", "raw/X"):
 else:
     X = adata.layers[matrix.split("/", 1)[1]]
 X = sp.csr_matrix(X, dtype=np.float64)
+# Spike-in RNAs (ERCC-00002, SIRV1) are no cell's transcripts: out of the library sizes
+names = adata.raw.var_names if matrix in ("raw", "raw/X") else adata.var_names
+spike_in = np.array([n.startswith(("ERCC-", "ERCC_")) and n[5:].isdigit() and len(n) >= 10 or n.startswith("SIRV") and n[4:].isdigit()
+                     for n in names.astype(str)])
+if spike_in.any():
+    X = X @ sp.diags((~spike_in).astype(np.float64))
 genes = np.load(genes_path).astype(np.float64)
 var_rows = np.load(rows_path)
 if normalization != "none":

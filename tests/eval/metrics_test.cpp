@@ -521,5 +521,24 @@ TEST(Metrics, JsonAndTextReport) {
   }
 }
 
+TEST(Metrics, WeakestClassesNameTheRareMissesTheAveragesHide) {
+  // 100 T cells all right, 4 DC of which 1 right, 2 platelets of which 1 right, 10 B of which 9.
+  std::vector<std::string> truth;
+  std::vector<std::string> prediction;
+  const auto add = [&](const std::string& label, int right, int wrong) {
+    for (int i = 0; i < right; ++i) { truth.push_back(label); prediction.push_back(label); }
+    for (int i = 0; i < wrong; ++i) { truth.push_back(label); prediction.push_back("T"); }
+  };
+  add("T", 100, 0);
+  add("DC", 1, 3);
+  add("Platelet", 1, 1);
+  add("B", 9, 1);
+  const EvaluationResult result = evaluate(truth, prediction);
+  EXPECT_EQ(weakest_classes(result.per_class), "DC 0.250 (1 of 4), Platelet 0.500 (1 of 2)");
+  EXPECT_EQ(weakest_classes(result.per_class, 0.95), "DC 0.250 (1 of 4), Platelet 0.500 (1 of 2), B 0.900 (9 of 10)");
+  EXPECT_EQ(weakest_classes(result.per_class, 0.95, 1), "DC 0.250 (1 of 4), 2 more");
+  EXPECT_EQ(weakest_classes(result.per_class, 0.2), "");
+}
+
 }  // namespace
 }  // namespace celltyper

@@ -276,13 +276,19 @@ TEST(ResolveGenes, AntibodyTagsAndPeaksAreToldWithoutCellRangersTypes) {
     names.push_back(fmt::format("G{}", i));
     ids.push_back(fmt::format("ENSG{:011d}", i + 100));
   }
-  // Transgenes, spike-ins and missing ids written as text ("nan") are no such group: genes.
+  // Transgenes and missing ids written as text ("nan") are no such group: genes. A spike-in is
+  // flagged by its own name (ERCC-00002: no cell's transcript), not as one of such a group.
   DataFrame transgenes = var_with_index(names);
   transgenes.index.insert(transgenes.index.end(), {"EGFP", "tdTomato", "ERCC-00002", "AAA"});
   std::vector<std::string> transgene_ids = ids;
   transgene_ids.insert(transgene_ids.end(), {"EGFP", "tdTomato", "ERCC-00002", "nan"});
   transgenes.columns.push_back(Column::from_strings("gene_ids", transgene_ids));
-  EXPECT_TRUE(flags(transgenes).empty());
+  std::vector<std::uint8_t> spike_in_only(names.size() + 4, 0);
+  spike_in_only[names.size() + 2] = 1;
+  EXPECT_EQ(flags(transgenes), spike_in_only);
+  // Spike-ins by name (ERCC's, SIRVs), not the genes ERCC1 .. ERCC8 nor names merely alike.
+  EXPECT_EQ(flags(var_with_index({"ERCC-00002", "ERCC_00171", "SIRV1", "SIRV101", "ERCC1", "ERCC6L2", "ERCC-2", "SIRVX", "AAA"})),
+            (std::vector<std::uint8_t>{1, 1, 1, 1, 0, 0, 0, 0, 0}));
   // A quarter or more of the group named like tags (an isotype control, a TotalSeq name): the
   // whole group, whose other names (CD56, AAA) say nothing.
   names.insert(names.end(), {"AAA", "CD56", "IgG1_isotype"});
