@@ -288,6 +288,17 @@ bool looks_padded(std::size_t absent, std::vector<double>& detected_rates);
 /// else computed from the sample (older models).
 std::vector<std::int64_t> model_ubiquitous_genes(const CellTypeModel& model);
 
+/// Whether `model` learnt its references' values as they were (normalisation "none" for each:
+/// logs of unknown normalisation before session 54, or --normalize none): a query's logs of
+/// unknown normalisation are then used as they are too (ExpressionOptions::log_transformed_as_is).
+bool learnt_values_as_they_were(const CellTypeModel& model);
+/// Whether `model` learnt logs of unknown normalisation as they were (see above, before session 54).
+bool learnt_unknown_logs(const CellTypeModel& model);
+/// Warn (once) when `model` learnt logs of unknown normalisation as they were and the query's
+/// features `computed` were normalised: they differ in scale.
+void warn_if_scales_differ(const Dataset& dataset, const CellTypeModel& model, const ExpressionFeatures& computed,
+                           const EmbedOptions& options, std::vector<std::string>& warnings);
+
 /// Whether `model` can be refitted for a query (an expression or GenePT-w model with a reference
 /// sample).
 bool can_refit(const CellTypeModel& model);

@@ -51,6 +51,7 @@ inline constexpr const char* kNormalizeHelp =
 struct EmbedOptions {
   std::string matrix = "auto";            ///< "auto" (choose_counts_matrix), "X", "raw", or a layer name ("counts")
   NormalizationChoice normalization = NormalizationChoice::kAuto;
+  bool log_transformed_as_is = false;     ///< see ExpressionOptions::log_transformed_as_is
   int dims = 0;                           ///< 0 = all dimensions of the gene vectors
   int num_threads = 0;                    ///< 0 = all hardware threads
   std::size_t memory_limit_bytes = std::size_t{32} << 20;  ///< cap for matrix blocks in flight

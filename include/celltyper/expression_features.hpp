@@ -64,6 +64,10 @@ struct ExpressionOptions {
   /// "impute"): the warning for a dataset lacking most of them says so, not that they count as
   /// not expressed.
   bool missing_genes_imputed = false;
+  /// With "auto": logs of unknown normalisation ("log-transformed") are used as they are, not read
+  /// back and normalised as counts: a model that learnt its reference's values so (normalisation
+  /// "none": trained before session 54, or with --normalize none) reads its query the same way.
+  bool log_transformed_as_is = false;
 };
 
 /// Add the statistics of every cell of `dataset` (rows `keep[i] != 0` only, when `keep` is not
@@ -148,13 +152,18 @@ ExpressionFeatures expression_features(const Dataset& dataset, const GeneTable& 
 /// The dataset a matrix was read from and its source ("X", "raw/X", "layers/NAME"): the error for
 /// scaled values and the warning for values of unknown normalisation name the dataset's other
 /// matrices that are not scaled (scanned then) as the ones to read instead.
+/// Largest value natural logs of values per million (TPM, CPM, FPKM) reach, ln(1 + 2 x 10^6):
+/// logs of unknown normalisation above it are read back in base 2 (choose_normalization).
+inline constexpr double kNaturalLogOfMillionsMax = 14.51;
+
 struct MatrixOrigin {
   const Dataset* dataset = nullptr;  ///< nullptr: not known
   std::string source;
 };
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
                                    const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
-                                   bool relog_log_normalized = false, bool* counts = nullptr, const MatrixOrigin& origin = {});
-// (`matrix` names the matrix in messages: "FILE: X")
+                                   bool relog_log_normalized = false, bool* counts = nullptr, const MatrixOrigin& origin = {},
+                                   bool log_transformed_as_is = false);
+// (`matrix` names the matrix in messages: "FILE: X"; `log_transformed_as_is`: see ExpressionOptions)
 
 }  // namespace celltyper

@@ -130,6 +130,10 @@ struct LabelledReference {
   const Dataset* dataset = nullptr;
   std::string matrix;                   ///< the source read: "X", "raw/X", "layers/NAME" (TrainOptions::matrices or embed.matrix, resolved)
   std::string matrix_note;              ///< why "auto" did not read X (choose_counts_matrix), else ""
+  /// The normalisation its features get when not "auto": logs of unknown normalisation pooled
+  /// from several files read back in one base (kRelog2Cp10k when any file's values exceed natural
+  /// logs of millions), not each file's own guess.
+  NormalizationChoice normalization = NormalizationChoice::kAuto;
   /// The file's own dataset with the counts of `matrix` read back from its log values
   /// (recover_counts: expression route, --normalize auto); `dataset` points to it. Else null.
   std::shared_ptr<const Dataset> recovered;

@@ -40,12 +40,47 @@ namespace {
 /// `options` as a GenePT-w model embeds with: its vectors' dimensions, its library genes.
 EmbedOptions model_embed_options(const CellTypeModel& model, const EmbedOptions& options) {
   EmbedOptions embed = options;
+  embed.log_transformed_as_is = learnt_values_as_they_were(model);
   embed.dims = model.genes.dims;
   embed.size_factor_genes = model.genes.size_factor_genes;
   return embed;
 }
 
 }  // namespace
+
+/// Whether `model` learnt its references' values as they were (normalisation "none" for every
+/// reference: logs of unknown normalisation before session 54, or --normalize none).
+bool learnt_values_as_they_were(const CellTypeModel& model) {
+  const nlohmann::json references = model.provenance.value("references", nlohmann::json::array());
+  if (!references.is_array() || references.empty()) return model.reference.normalization == "none";
+  return std::all_of(references.begin(), references.end(),
+                     [](const nlohmann::json& reference) { return reference.is_object() && reference.value("normalization", std::string()) == "none"; });
+}
+
+/// Whether `model` learnt logs of unknown normalisation as they were (a reference its training
+/// found "log-transformed" and used unchanged, before session 54): a normalised query (counts,
+/// TPM) is then on another scale than its features.
+bool learnt_unknown_logs(const CellTypeModel& model) {
+  const nlohmann::json references = model.provenance.value("references", nlohmann::json::array());
+  if (!references.is_array()) return false;
+  return std::any_of(references.begin(), references.end(), [](const nlohmann::json& reference) {
+    return reference.is_object() && reference.value("normalization", std::string()) == "none" &&
+           reference.value("normalization_reason", std::string()).find("looks log-transformed") != std::string::npos;
+  });
+}
+
+void warn_if_scales_differ(const Dataset& dataset, const CellTypeModel& model, const ExpressionFeatures& computed,
+                           const EmbedOptions& options, std::vector<std::string>& warnings) {
+  // A model of values used as they were (logs of TPM before session 54) against a query it
+  // normalises (counts): the features differ in scale (0.26 accuracy on pbmc3k's counts).
+  if (!learnt_unknown_logs(model) || computed.normalization == Normalization::kNone || options.normalization != NormalizationChoice::kAuto) return;
+  const std::string warning = fmt::format(
+      "{}: normalised ({}) while the model learnt its reference's values as they were (normalisation none: logs of unknown "
+      "normalisation, before session 54): the features differ in scale and many labels may be wrong; train the model again (this "
+      "version reads such logs back and normalises them as counts) or give the query the reference's kind of values",
+      dataset.path(), to_string(computed.normalization));
+  if (std::find(warnings.begin(), warnings.end(), warning) == warnings.end()) warnings.push_back(warning);
+}
 
 std::vector<float> embed_with_model(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table,
                                     const EmbedOptions& options, std::vector<std::uint8_t>* empty, EmbedResult* result) {
@@ -73,8 +108,10 @@ std::vector<float> model_features(const Dataset& dataset, const CellTypeModel& m
   if (model.features == kFeaturesExpression) {
     ExpressionOptions settings = expression_options(options);
     settings.size_factor_genes = model.panel.size_factor_genes;
+    settings.log_transformed_as_is = learnt_values_as_they_were(model);
     ExpressionFeatures computed = expression_features(dataset, table, model.panel.entrez_ids, settings);
     warnings.insert(warnings.end(), computed.warnings.begin(), computed.warnings.end());
+    warn_if_scales_differ(dataset, model, computed, options, warnings);
     empty = std::move(computed.empty);
     return std::move(computed.values);
   }
@@ -107,8 +144,10 @@ void stream_model_features(const Dataset& dataset, const CellTypeModel& model, c
   if (model.features == kFeaturesExpression) {
     ExpressionOptions settings = expression_options(options);
     settings.size_factor_genes = model.panel.size_factor_genes;
+    settings.log_transformed_as_is = learnt_values_as_they_were(model);
     const ExpressionFeatures run = stream_expression_features(dataset, table, model.panel.entrez_ids, settings, callback);
     warnings.insert(warnings.end(), run.warnings.begin(), run.warnings.end());
+    warn_if_scales_differ(dataset, model, run, options, warnings);
     return;
   }
   const EmbedOptions embed = model_embed_options(model, options);
@@ -621,6 +660,25 @@ constexpr std::int64_t kPanelGroupScanRuns = 4;
 /// A column named by --group may have more levels than kPanelGroupMaxLevels, up to this.
 constexpr std::size_t kPanelGroupMaxNamedLevels = 1024;
 
+/// Whether an obs column, by its name, holds cell types or clusters rather than samples: left
+/// out of the columns padded_groups tries on its own (a label column's rare, low-RNA type,
+/// platelets, lacks ubiquitous genes as a padded sample does): celltype, cell_type, "Cell Type",
+/// labels, annotation(s), cell_ontology_class, louvain, leiden, (seurat_)clusters, and an earlier
+/// run's celltyper_* columns; --group names any column.
+bool looks_like_cell_types(std::string_view name) {
+  std::string key;
+  for (const char c : name) {
+    if (c != '_' && c != ' ' && c != '.' && c != '-') key.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+  }
+  if (key.starts_with("celltyper")) return true;
+  for (const std::string_view word : {"celltype", "celltypes", "label", "labels", "annotation", "annotations", "cellontologyclass",
+                                      "louvain", "leiden", "cluster", "clusters", "seuratclusters", "bulklabels", "celllabel",
+                                      "predictedcelltype", "majorityvoting", "predictedlabels"}) {
+    if (key == word) return true;
+  }
+  return false;
+}
+
 /// The cells of one sample of a joined file whose panel is padded with zeros (see padded_groups).
 struct PaddedGroup {
   std::string column;
@@ -717,6 +775,7 @@ std::vector<PaddedGroup> padded_groups(const Dataset& dataset, const std::string
     // Every column in one read (the index once); a column the reader cannot parse is left out
     // (it would not stop an annotation that never needed it): then column by column.
     const auto consider = [&](const Column& column) {
+      if (looks_like_cell_types(column.name)) return;
       if ((column.kind == ColumnKind::kCategorical && column.categories.size() >= 2) || column.kind == ColumnKind::kString) {
         add_candidate(column, false);
       }
@@ -1343,6 +1402,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
       if (scorer && !linear && !extra.empty()) {  // a pass of its own
         ExpressionOptions settings = expression_options(options.embed);
         settings.size_factor_genes = use[m]->library_genes();
+        settings.log_transformed_as_is = learnt_values_as_they_were(*use[m]);
         // (no floor on the genes found: a query lacking them is judged on the ones it has, never refused)
         stream_sparse_expression_features(data, table, use[m]->similarity.entrez_ids, settings, score_block, 0.0);
         scorer.reset();
@@ -1356,6 +1416,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
                                                                 },
                                                                 extra);
         annotation.warnings.insert(annotation.warnings.end(), run.warnings.begin(), run.warnings.end());
+        warn_if_scales_differ(data, *use[m], run, options.embed, annotation.warnings);
         continue;
       }
       const std::size_t c = use[m]->class_names.size();

@@ -143,7 +143,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
   command->add_flag("--allow-low-coverage", args->options.allow_low_coverage,
                     "Annotate even when the query measures fewer than 20 of a model's genes or under 2% of its reference expression");
   command->add_option("-i,--input", args->input, "Query: .h5ad, a MuData .h5mu (its rna modality), Cell Ranger .h5, an MTX folder (Cell Ranger, STARsolo, kallisto | bustools, alevin-fry), loom, AnnData Zarr, an R object (.rds: Seurat, SingleCellExperiment, a matrix) or a text count table (.csv / .tsv / .txt, optionally .gz)")->required();
-  command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad, unless --csv is given; a MuData input: a copy with them in mod/rna/obs, default INPUT.celltyper.h5mu, or with --out NAME.h5ad a new .h5ad of the modality; for 10x and text input a new .h5ad of its counts, written only when asked)");
+  command->add_option("-o,--out", args->out, "Output .h5ad: a copy of the input with celltyper_* obs columns (default INPUT.celltyper.h5ad, unless --csv is given; a MuData input: a copy with them in mod/rna/obs, default INPUT.celltyper.h5mu, or with --out NAME.h5ad a copy of the modality alone; for 10x and text input a new .h5ad of its counts, written only when asked)");
   command->add_option("--csv", args->csv, "Write per-cell labels and scores to this CSV file ('-' = standard output, the label summary then on stderr; alone, without --out: instead of the .h5ad copy; 10x, text, loom, Zarr and Seurat input: the output, default INPUT.celltyper.csv, the input's whole name kept: x.h5.celltyper.csv)");
   command->add_option("--min-score", args->options.min_score, "Cells whose best probability is below this are 'Unassigned' (0: every cell gets its best class; with --hierarchical, 0 means 0.5)")
       ->capture_default_str();
@@ -243,14 +243,14 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     const bool h5ad = dataset->format() == "h5ad";
     // A MuData file (.h5mu) is read as its gene-expression modality: --out NAME.h5mu (the default
     // INPUT.celltyper.h5mu) copies it with the labels in that modality's obs (mod/rna/obs, as
-    // muon keeps them), --out NAME.h5ad writes a new AnnData of the modality alone.
+    // muon keeps them), --out NAME.h5ad copies the modality alone (its layers, obsm, uns too).
     const bool mudata = h5ad && dataset->h5ad_file() != nullptr && !dataset->h5ad_file()->modality().empty();
     const std::string out_extension = genes_detail::ascii_lower(std::filesystem::path(args->out).extension().string());
     if (!mudata && out_extension == ".h5mu") {
       throw InputError(fmt::format("--out {}: a MuData file is written for a MuData input only; {} is {}: name the output .h5ad", args->out,
                                    args->input, h5ad ? "an AnnData .h5ad" : "no AnnData"));
     }
-    const bool copy_input = h5ad && !(mudata && out_extension == ".h5ad");
+    const bool copy_input = h5ad;
     // (--csv alone asks for the table, not also a copy of the input beside it: a read-only download folder)
     const std::string out = !copy_input || !args->out.empty() ? args->out
                             : args->csv.empty()               ? default_output(args->input, mudata ? ".celltyper.h5mu" : ".celltyper.h5ad")
@@ -290,7 +290,7 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
     }
     std::optional<H5adCopy> copy;
     if (copy_input && !out.empty()) copy.emplace(args->input, out);
-    std::optional<H5adWriter> written_h5ad;  // a 10x or text input's new .h5ad (--out), or a MuData modality's
+    std::optional<H5adWriter> written_h5ad;  // a 10x or text input's new .h5ad (--out)
     if (!copy_input && !out.empty()) {
       H5adWriteOptions write;
       write.gzip_level = 4;  // anndata's compression="gzip"

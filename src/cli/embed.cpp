@@ -12,6 +12,7 @@
 #include <celltyper/scale_out.hpp>
 
 #include "cli/commands.hpp"
+#include "genes/gene_names.hpp"
 #include "cli/parallel.hpp"
 #include "cli/progress.hpp"
 
@@ -104,15 +105,16 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
       sink = make_npy_sink(out);
     } else if (ends_with(out, ".h5") || ends_with(out, ".hdf5")) {
       sink = make_hdf5_sink(out, dataset->read_obs_columns({}).index);
-    } else if (ends_with(out, ".h5ad") || ends_with(out, ".h5mu")) {
+    } else if (ends_with(genes_detail::ascii_lower(out), ".h5ad") || ends_with(genes_detail::ascii_lower(out), ".h5mu")) {
       if (dataset->format() != "h5ad") throw InputError(fmt::format("{}: .h5ad output copies an .h5ad input; use .npy or .h5 for {}", out, dataset->format()));
+      // (a MuData input: .h5mu copies it, obsm in its rna modality; .h5ad copies the modality alone)
       const bool mudata = dataset->h5ad_file() != nullptr && !dataset->h5ad_file()->modality().empty();
-      if (mudata != ends_with(out, ".h5mu")) {
-        throw InputError(fmt::format("{}: the output copies the input, {}: name it {}", out, args->input, mudata ? ".h5mu" : ".h5ad"));
+      if (!mudata && ends_with(genes_detail::ascii_lower(out), ".h5mu")) {
+        throw InputError(fmt::format("{}: a MuData file is written for a MuData input only; {} is an AnnData .h5ad: name the output .h5ad", out, args->input));
       }
       sink = make_h5ad_obsm_sink(args->input, out, args->key, args->in_place);
     } else {
-      throw InputError(fmt::format("{}: unknown output type (use .h5ad, .npy or .h5; a device or FIFO gets .npy)", out));
+      throw InputError(fmt::format("{}: unknown output type (use .h5ad, .h5mu for a MuData input, .npy or .h5; a device or FIFO gets .npy)", out));
     }
     GeneVectorSource source = store_vector_source(store, fmt::format("{} ({}, {} dims)", resolve_gene_store_path(args->genes),
                                                                 store.provenance().backend, store.dims()));

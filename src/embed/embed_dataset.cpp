@@ -129,9 +129,6 @@ std::string instead_of_scaled(const MatrixOrigin& origin) {
                      made_from);
 }
 
-/// Largest value natural logs of values per million (TPM, CPM, FPKM) reach: ln(1 + 2 x 10^6).
-constexpr double kNaturalLogOfMillionsMax = 14.51;
-
 /// Where the counts behind log-like values of unknown normalisation may be.
 std::string counts_instead(const MatrixOrigin& origin) {
   if (!knows_other_matrices(origin)) return "the counts (--layer NAME) are safest";
@@ -145,7 +142,7 @@ std::string counts_instead(const MatrixOrigin& origin) {
 
 Normalization choose_normalization(MatrixReader& reader, NormalizationChoice choice, std::size_t memory_limit_bytes,
                                    const std::string& matrix, std::string& reason, std::vector<std::string>& warnings,
-                                   bool relog_log_normalized, bool* counts, const MatrixOrigin& origin) {
+                                   bool relog_log_normalized, bool* counts, const MatrixOrigin& origin, bool log_transformed_as_is) {
   SummarizeOptions scan;
   scan.max_rows = 2000;
   scan.memory_limit_bytes = memory_limit_bytes;
@@ -183,6 +180,12 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           reason = "auto: " + seen + "; read back with sinh to counts, log1p(CP10k) as for counts";
           return Normalization::kSinhCp10k;
         case ValueScale::kLogTransformed: {
+          if (log_transformed_as_is) {  // (as the model reading them learnt its reference's)
+            reason = "auto: " + seen + "; used unchanged, as the model learnt its reference's values";
+            warnings.push_back(seen + ": used unchanged, as the model learnt its reference's values (normalisation none); a model "
+                                      "trained with this version reads them back and normalises them as counts: " + counts_instead(origin));
+            return Normalization::kNone;
+          }
           // Logs of values that are neither counts nor normalised to equal totals: TPM or FPKM
           // kept for some genes, RSEM's expected read counts (plate-based data as GEO holds
           // it). Used as they were, log2(TPM + 1) against a model of log1p(CP10k) lost a sixth
@@ -193,12 +196,12 @@ Normalization choose_normalization(MatrixReader& reader, NormalizationChoice cho
           // larger base, 0.3 to 0.5: never guessed).
           const bool base2 = summary.max_value > kNaturalLogOfMillionsMax;
           reason = "auto: " + seen + "; read back (" + (base2 ? "2^x - 1" : "expm1") + ") and normalised as counts (CP10k, log1p)";
-          warnings.push_back(fmt::format("{}: read back as {} (TPM, FPKM or read counts?) and normalised as counts (log1p of CP10k); {}; "
+          warnings.push_back(fmt::format("{}: read back as {} of TPM, FPKM or read counts and normalised as counts (log1p of CP10k); {}; "
                                          "another base: --normalize {} (--normalize none uses the values as they are)",
                                          seen,
-                                         base2 ? fmt::format("log2(1 + x) (values up to {:.3g}: natural logs would exceed 2 million per gene)",
+                                         base2 ? fmt::format("log2(1 + x), values up to {:.3g} being more than natural logs of millions,",
                                                              summary.max_value)
-                                               : "log1p(x), natural logs",
+                                               : "log1p(x), natural logs,",
                                          counts_instead(origin), base2 ? "relog1p-cp10k or relog10-cp10k" : "relog2-cp10k or relog10-cp10k"));
           return base2 ? Normalization::kRelog2Cp10k : Normalization::kRelog1pCp10k;
         }
@@ -295,7 +298,7 @@ EmbedResult embed_dataset(const Dataset& dataset, const GeneTable& table, const 
   const Normalization normalization =
       choose_normalization(*reader, options.normalization, options.memory_limit_bytes, fmt::format("{}: {}", dataset.path(), result.matrix),
                            result.normalization_reason, result.warnings, !options.size_factor_genes.empty(), nullptr,
-                           MatrixOrigin{&dataset, result.matrix});
+                           MatrixOrigin{&dataset, result.matrix}, options.log_transformed_as_is);
   result.normalization = normalization;
   result.dims = dims;
   result.n_cells = dataset.n_obs();

@@ -129,7 +129,7 @@ OpenedMatrix open_for_expression(const Dataset& dataset, const GeneTable& table,
   opened.reader = dataset.open_matrix(opened.matrix);
   opened.normalization =
       choose_normalization(*opened.reader, options.normalization, options.memory_limit_bytes, fmt::format("{}: {}", dataset.path(), opened.matrix),
-                           opened.reason, warnings, true, &opened.counts, MatrixOrigin{&dataset, opened.matrix});
+                           opened.reason, warnings, true, &opened.counts, MatrixOrigin{&dataset, opened.matrix}, options.log_transformed_as_is);
   warnings.insert(warnings.end(), opened.genes.warnings.begin(), opened.genes.warnings.end());
   return opened;
 }

@@ -495,6 +495,7 @@ std::string weakest_classes(const std::vector<ClassMetrics>& per_class, double b
   }
   std::stable_sort(weak.begin(), weak.end(), [](const ClassMetrics* a, const ClassMetrics* b) { return a->recall < b->recall; });
   std::string text;
+  if (weak.size() == at_most + 1) ++at_most;  // (naming it takes the room "1 more" would)
   for (std::size_t i = 0; i < std::min(at_most, weak.size()); ++i) {
     const auto found = static_cast<std::size_t>(std::lround(weak[i]->recall * static_cast<double>(weak[i]->support)));
     text += fmt::format("{}{} {:.3f} ({} of {})", i == 0 ? "" : ", ", weak[i]->label, weak[i]->recall, found, weak[i]->support);

@@ -64,12 +64,12 @@ NameResolution resolve_exact(const GeneTable& table, std::string_view name) {
   // A symbol joined before its Ensembl id ("CA6_ENSG00000131686.7", "CA6|ENSG00000131686"): the
   // id decides (the other order matches above: the id's digits end at the separator).
   for (const std::string_view separator : {"_ENS", "|ENS", ":ENS"}) {
-    const std::size_t at = name.rfind(separator);
-    if (at == std::string_view::npos || at == 0) continue;
-    const std::string_view id = name.substr(at + 1);
-    if (genes_detail::ensembl_gene_core(id) && (result.gene = table.find_ensembl(id)) != kNoGene) {
-      result.match = GeneMatch::kEnsembl;
-      return result;
+    for (std::size_t at = name.find(separator, 1); at != std::string_view::npos; at = name.find(separator, at + 1)) {
+      const std::string_view id = name.substr(at + 1);
+      if (genes_detail::ensembl_gene_core(id) && (result.gene = table.find_ensembl(id)) != kNoGene) {
+        result.match = GeneMatch::kEnsembl;
+        return result;
+      }
     }
   }
   if (genes_detail::is_all_digits(name)) {
@@ -582,13 +582,14 @@ std::string_view control_probe_prefix(std::string_view name) {
 /// the genes ERCC1 .. ERCC8) and Lexogen's SIRVs ("SIRV1", "SIRV101"): counts that are no cell's
 /// transcripts (5-50% of a Smart-seq2 cell's reads).
 bool is_spike_in_name(std::string_view name) {
+  const std::string upper = genes_detail::ascii_upper(name.substr(0, name.find('.')));  // (letter case and a version aside)
   const auto digits_after = [&](std::size_t at, std::size_t least) {
     std::size_t n = 0;
-    while (at + n < name.size() && name[at + n] >= '0' && name[at + n] <= '9') ++n;
-    return n >= least && at + n == name.size();
+    while (at + n < upper.size() && upper[at + n] >= '0' && upper[at + n] <= '9') ++n;
+    return n >= least && at + n == upper.size();
   };
-  if ((name.starts_with("ERCC-") || name.starts_with("ERCC_")) && digits_after(5, 5)) return true;
-  return name.starts_with("SIRV") && digits_after(4, 1);
+  if ((upper.starts_with("ERCC-") || upper.starts_with("ERCC_")) && digits_after(5, 5)) return true;
+  return upper.starts_with("SIRV") && digits_after(4, 1);
 }
 
 /// Whether an id is a missing value written as text (pandas' astype(str) of NaN, R's NA).

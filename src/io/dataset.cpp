@@ -55,7 +55,6 @@ std::string resolve_matrix_source(const Dataset& dataset, const std::string& nam
     if (note != nullptr && !reading.empty() && note->find(reading) == std::string::npos) *note = note->empty() ? reading : reading + "; " + *note;
     return source;
   }
-  if (note != nullptr && note->empty()) *note = dataset.reading_note();
   const std::vector<std::string> sources = dataset.matrix_sources();
   const auto has = [&](const std::string& source) { return std::find(sources.begin(), sources.end(), source) != sources.end(); };
   for (const std::string& candidate : {name, name == "raw" ? std::string("raw/X") : name, "layers/" + name}) {

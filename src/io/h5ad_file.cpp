@@ -335,7 +335,7 @@ void H5adFile::open_modality() {
   const auto rna = std::find_if(impl_->modalities.begin(), impl_->modalities.end(), [](const std::string& name) {
     std::string lower = name;
     std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return lower == "rna" || lower == "gex" || lower == "gene expression" || lower == "mrna" || lower == "rna-seq";
+    return lower == "rna" || lower == "gex" || lower == "gene expression" || lower == "mrna";
   });
   const std::string listed = impl_->modalities.empty() ? std::string("none") : fmt::format("{}", fmt::join(impl_->modalities, ", "));
   if (rna == impl_->modalities.end() || h5::object_type(mod.get(), *rna) != H5O_TYPE_GROUP) {
@@ -350,8 +350,7 @@ void H5adFile::open_modality() {
 
 std::string H5adFile::reading_note() const {
   if (impl_->modality.empty()) return {};
-  return fmt::format("a MuData file: read its gene-expression modality '{}' (modalities {}); a copy keeps celltyper's columns in mod/{}", impl_->modality,
-                     fmt::join(impl_->modalities, ", "), impl_->modality);
+  return fmt::format("a MuData file: read its gene-expression modality '{}' (modalities {})", impl_->modality, fmt::join(impl_->modalities, ", "));
 }
 
 const std::string& H5adFile::modality() const { return impl_->modality; }

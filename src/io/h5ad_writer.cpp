@@ -210,7 +210,9 @@ void apply_additions(hid_t file_root, const std::string& root, const std::string
 /// The cells of an input to copy, and the group of its AnnData (a MuData file's modality).
 struct CopyTarget {
   std::int64_t n_obs = 0;
-  std::string root;  ///< "" or "mod/<modality>"
+  std::string root;       ///< "" or "mod/<modality>": where the additions go in the copy
+  bool extract = false;   ///< a MuData input written as .h5ad: the copy is its modality alone (then root is "")
+  std::string modality;   ///< the input's modality group ("mod/rna"), extracted or not
 };
 
 /// Check that `input` may be copied to `output`, and that additions fit its cells.
@@ -219,7 +221,36 @@ CopyTarget check_copy_target(const std::string& input, const std::string& output
   if (!std::filesystem::exists(input, error)) throw InputError(fmt::format("{}: no such file", input));
   if (!in_place) check_outputs({output}, {input});
   H5adFile source(input);
-  return {source.n_obs(), source.modality().empty() ? std::string() : "mod/" + source.modality()};
+  CopyTarget target;
+  target.n_obs = source.n_obs();
+  if (!source.modality().empty()) {
+    target.modality = "mod/" + source.modality();
+    std::string extension = std::filesystem::path(output).extension().string();
+    std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    target.extract = extension == ".h5ad" && !in_place;
+    if (!target.extract) target.root = target.modality;
+  }
+  return target;
+}
+
+/// Write `input`'s AnnData group `group` (a MuData file's modality) as a file of its own at
+/// `temporary`: every member (X, layers, raw, obs, var, obsm, uns, ...) copied as it is, the
+/// root marked an AnnData.
+void extract_group(const std::string& input, const std::string& group, const std::string& temporary) {
+  auto lock = h5::hdf5_lock();
+  h5::silence_hdf5_errors();
+  Handle source(H5Fopen(input.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!source) throw IoError(fmt::format("{}: cannot open to copy its {}", input, group));
+  Handle from = h5::open_group(source.get(), group, input);
+  Handle target(H5Fcreate(temporary.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  if (!target) throw IoError(fmt::format("{}: cannot create {}", input, temporary));
+  for (const std::string& member : h5::list_members(from.get())) {
+    if (H5Ocopy(from.get(), member.c_str(), target.get(), member.c_str(), H5P_DEFAULT, H5P_DEFAULT) < 0) {
+      throw IoError(fmt::format("{}: cannot copy {}/{} to {} (disk full?)", input, group, member, temporary));
+    }
+  }
+  h5::write_encoding(target.get(), "anndata", "0.1.0");
+  if (H5Fflush(target.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", temporary));
 }
 
 /// Copy the bytes of `input` into `temporary` (created or truncated), kernel-side
@@ -290,10 +321,15 @@ Handle open_copied(const OutputFile& output) {
   return file;
 }
 
-/// Copy `input` to the temporary file of `output` and open the copy for writing.
-Handle open_copy(const std::string& input, const OutputFile& output) {
-  const std::atomic<bool> never{false};
-  copy_bytes(input, output.temporary(), never);
+/// Copy `input` to the temporary file of `output` (its modality alone when `copied` says to
+/// extract it) and open the copy for writing.
+Handle open_copy(const std::string& input, const OutputFile& output, const CopyTarget& copied) {
+  if (copied.extract) {
+    extract_group(input, copied.modality, output.temporary());
+  } else {
+    const std::atomic<bool> never{false};
+    copy_bytes(input, output.temporary(), never);
+  }
   return open_copied(output);
 }
 
@@ -486,7 +522,7 @@ void write_h5ad_with_additions(const std::string& input, const std::string& outp
   const CopyTarget copied = check_copy_target(input, output, in_place);
   check_additions_fit(input, copied.n_obs, additions);
   OutputFile target(output);
-  finish_additions(input, copied.root, target, open_copy(input, target), additions);
+  finish_additions(input, copied.root, target, open_copy(input, target, copied), additions);
   target.commit();
 }
 
@@ -521,7 +557,7 @@ struct H5adCopy::Impl {
   std::string output;
   std::unique_ptr<OutputFile> file;  ///< the copy's temporary file, removed unless committed
   std::int64_t n_obs = 0;
-  std::string root;  ///< the AnnData's group ("" or a MuData file's "mod/rna")
+  CopyTarget copied;  ///< the AnnData's group ("" or a MuData file's "mod/rna"), or its extraction
   std::atomic<bool> cancel{false};
   std::future<void> copying;
   bool prepared = false;
@@ -531,12 +567,14 @@ struct H5adCopy::Impl {
 H5adCopy::H5adCopy(const std::string& input, const std::string& output, bool in_place) : impl_(std::make_unique<Impl>()) {
   impl_->input = input;
   impl_->output = output;
-  const CopyTarget copied = check_copy_target(input, output, in_place);
-  impl_->n_obs = copied.n_obs;
-  impl_->root = copied.root;
+  impl_->copied = check_copy_target(input, output, in_place);
+  impl_->n_obs = impl_->copied.n_obs;
   impl_->file = std::make_unique<OutputFile>(output);
-  impl_->copying =
-      std::async(std::launch::async, [impl = impl_.get()] { copy_bytes(impl->input, impl->file->temporary(), impl->cancel); });
+  // (a MuData modality to extract is copied when prepared: a few groups, not the file's bytes)
+  if (!impl_->copied.extract) {
+    impl_->copying =
+        std::async(std::launch::async, [impl = impl_.get()] { copy_bytes(impl->input, impl->file->temporary(), impl->cancel); });
+  }
 }
 
 H5adCopy::~H5adCopy() {
@@ -550,8 +588,9 @@ std::int64_t H5adCopy::n_obs() const { return impl_->n_obs; }
 void H5adCopy::prepare(const H5adAdditions& additions) {
   if (impl_->prepared) throw InputError(fmt::format("{}: already written", impl_->output));
   check_additions_fit(impl_->input, impl_->n_obs, additions);
-  impl_->copying.get();  // rethrows a failed copy
-  finish_additions(impl_->input, impl_->root, *impl_->file, open_copied(*impl_->file), additions);
+  if (impl_->copying.valid()) impl_->copying.get();  // rethrows a failed copy
+  if (impl_->copied.extract) extract_group(impl_->input, impl_->copied.modality, impl_->file->temporary());
+  finish_additions(impl_->input, impl_->copied.root, *impl_->file, open_copied(*impl_->file), additions);
   impl_->prepared = true;
 }
 
@@ -587,7 +626,7 @@ H5adObsmStream::H5adObsmStream(const std::string& input, const std::string& outp
   impl_->n_obs = copied.n_obs;
   impl_->root = copied.root;
   impl_->target = std::make_unique<OutputFile>(output);
-  impl_->file = open_copy(input, *impl_->target);
+  impl_->file = open_copy(input, *impl_->target, copied);
   auto lock = h5::hdf5_lock();
   Handle modality;
   if (!copied.root.empty()) modality = h5::open_group(impl_->file.get(), copied.root, input);

@@ -582,6 +582,7 @@ ExpressionOptions reference_settings(const ExpressionOptions& settings, const La
   // Counts read back: normalised as counts (a few cells that did not read back whole keep
   // non-integer values, which would otherwise make the scan call the matrix something else).
   if (reference.recovered != nullptr) out.normalization = NormalizationChoice::kLog1pCp10k;
+  if (reference.normalization != NormalizationChoice::kAuto) out.normalization = reference.normalization;
   if (!scopes.empty()) {
     out.size_factor_genes = scopes[r].genes;
     out.size_factor_multiplier = scopes[r].multiplier;
@@ -1011,6 +1012,33 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     throw InputError(fmt::format("{} label{} no cell of {} (every value is missing{})", label_column_phrase(options.label_column),
                                  label_column_names(options.label_column).size() > 1 ? "" : "s", join_names(paths),
                                  options.cell_masks.empty() ? "" : " or masked out"));
+  }
+  // Logs of unknown normalisation (TPM kept for some genes) in several files, plates of one study:
+  // read back in one base, base 2 when any file's values exceed natural logs of millions
+  // (choose_normalization's rule), so that a file whose largest values happen to be lower is not
+  // read as natural logs (and the files keep one normalisation: a refittable model).
+  if (options.embed.normalization == NormalizationChoice::kAuto && references.size() >= 2) {
+    std::vector<std::size_t> logged;
+    bool any_base2 = false;
+    for (std::size_t r = 0; r < references.size(); ++r) {
+      if (references[r].recovered != nullptr) continue;
+      SummarizeOptions scan;
+      scan.max_rows = 2000;
+      scan.memory_limit_bytes = options.embed.memory_limit_bytes;
+      const MatrixSummary summary = summarize_matrix(*references[r].dataset->open_matrix(references[r].matrix), scan);
+      if (summary.scale != ValueScale::kLogTransformed) continue;
+      logged.push_back(r);
+      any_base2 = any_base2 || summary.max_value > kNaturalLogOfMillionsMax;
+    }
+    if (logged.size() >= 2 && any_base2) {
+      for (const std::size_t r : logged) {
+        references[r].normalization = NormalizationChoice::kRelog2Cp10k;
+        std::string& said = references[r].matrix_note;
+        said += fmt::format("{}logs of unknown normalisation (TPM, FPKM or read counts?) in {} of the references: read back as log2(1 + x) "
+                            "in each (values of one exceed natural logs of millions) and normalised as counts",
+                            said.empty() ? "" : "; ", logged.size());
+      }
+    }
   }
   std::string note = unify_label_spellings(references);
   // A class of one cell can be neither learnt nor validated: left out, as CellTypist and

@@ -57,6 +57,8 @@ def mudata(path, modalities):  # (muon's layout: each modality an AnnData group 
         for name, modality in modalities.items(): write_elem(f, 'mod/' + name, modality)
         write_elem(f, 'obs', pd.DataFrame(index=q.obs_names))
 mudata('{1}/cite.h5mu', {{'prot': protein, 'rna': q}})
+rich = q.copy(); rich.layers['counts'] = rich.X.copy(); rich.obsm['X_umap'] = np.zeros((q.n_obs, 2), np.float32); rich.uns['note'] = 'kept'
+mudata('{1}/rich.h5mu', {{'rna': rich, 'prot': protein}})
 mudata('{1}/prot.h5mu', {{'prot': protein}})
 q[:, ['CD4', 'CD8A', 'CD14', 'FCGR3A', 'NCAM1', 'CD19', 'CD27', 'CD69', 'TIGIT', 'SELL', 'KLRB1', 'CD1C', 'CD38', 'CD86']].copy().write_h5ad('{1}/rna14.h5ad')
 )",
@@ -111,12 +113,17 @@ q[:, ['CD4', 'CD8A', 'CD14', 'FCGR3A', 'NCAM1', 'CD19', 'CD27', 'CD69', 'TIGIT',
   // modality (--out NAME.h5ad); evaluate and train read it too.
   const auto mudata = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("cite.h5mu")});
   ASSERT_EQ(mudata.exit_code, 0) << mudata.err;
-  EXPECT_NE(mudata.err.find("note: " + dir.file("cite.h5mu") + ": a MuData file: read its gene-expression modality 'rna' (modalities prot, rna); "
-                            "a copy keeps celltyper's columns in mod/rna"),
-            std::string::npos)
-      << mudata.err;
+  const std::string note = "note: " + dir.file("cite.h5mu") + ": a MuData file: read its gene-expression modality 'rna' (modalities prot, rna)";
+  const std::size_t said = mudata.err.find(note);
+  EXPECT_NE(said, std::string::npos) << mudata.err;
+  EXPECT_EQ(mudata.err.find("a MuData file", said + note.size()), std::string::npos) << mudata.err;  // (once)
   const auto as_h5ad = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("cite.h5mu"), "-o", dir.file("cite_rna.h5ad"), "-q"});
   ASSERT_EQ(as_h5ad.exit_code, 0) << as_h5ad.err;
+  // --out NAME.h5ad copies the modality alone, its layers, obsm and uns with it; embed likewise.
+  const auto rich = test::run_cli({"annotate", "-m", dir.file("rna.h5"), "-i", dir.file("rich.h5mu"), "-o", dir.file("rich_rna.h5ad"), "-q"});
+  ASSERT_EQ(rich.exit_code, 0) << rich.err;
+  const auto embedded = test::run_cli({"embed", "-i", dir.file("rich.h5mu"), "-o", dir.file("rich_embedded.h5ad"), "-q"});
+  ASSERT_EQ(embedded.exit_code, 0) << embedded.err;
   const std::string check = fmt::format(R"(
 import anndata, h5py
 expected = open('{0}/rna.csv').read().splitlines()[1:]
@@ -128,6 +135,10 @@ with h5py.File('{0}/cite.celltyper.h5mu') as f:
     assert 'celltyper_annotation' in f['mod/rna/uns'] and 'celltyper_label' not in f['obs'] and 'prot' in f['mod']
 a = anndata.read_h5ad('{0}/cite_rna.h5ad')
 assert list(a.obs['celltyper_label'].astype(str)) == expected and a.n_vars == 13714, 'h5ad of the modality'
+r = anndata.read_h5ad('{0}/rich_rna.h5ad')
+assert list(r.obs['celltyper_label'].astype(str)) == expected and 'counts' in r.layers and 'X_umap' in r.obsm and r.uns['note'] == 'kept', 'rich'
+e = anndata.read_h5ad('{0}/rich_embedded.h5ad')
+assert 'X_celltyper' in e.obsm and 'counts' in e.layers, 'embed'
 print('ok')
 )",
                                         dir.path().string());
@@ -142,6 +153,7 @@ print('ok')
   const auto mudata_reference =
       test::run_cli({"train", "-r", dir.file("cite.h5mu"), "-l", "obs:celltype", "-o", dir.file("mu.h5"), "--validation-fraction", "0", "-q"});
   EXPECT_EQ(mudata_reference.exit_code, 0) << mudata_reference.err;
+  EXPECT_EQ(mudata_reference.err.find("MuData"), std::string::npos) << mudata_reference.err;  // (-q: a note, not said)
 
   // A query of 14 marker genes, annotated anyway (--allow-low-coverage): the refit trains a class
   // whose other sample cells have no count in them on its one cell (it stopped with "class

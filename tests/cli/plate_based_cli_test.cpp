@@ -48,6 +48,10 @@ reads, tpm = plate(q)
 write(np.log2(tpm + 1), q, 'log2tpm'); write(np.log1p(tpm), q, 'log1ptpm'); write(np.log2(reads + 1), q, 'log2reads')
 ref_reads, ref_tpm = plate(ref)
 write(np.log2(ref_tpm + 1), ref, 'ref_log2tpm')
+half = ref.n_obs // 2  # (two files of one study; the second without the genes whose values exceed ln(2e6) anywhere)
+logs = np.log2(ref_tpm + 1)
+low = logs.max(0) <= 14.4
+write(logs[:half], ref[:half], 'ref_log2tpm_a'); write(logs[half:][:, low], ref[half:, low], 'ref_log2tpm_b')
 # ERCC spike-ins holding 20-50% of each cell's reads (ERCC1 .. ERCC8 are genes: kept as they are)
 ercc = rng.poisson(np.outer(reads.sum(1), rng.dirichlet(np.ones(40))) * rng.uniform(0.25, 1, (q.n_obs, 1)))
 names = list(q.var_names) + [f'ERCC-{{i:05d}}' for i in range(1, 41)]
@@ -79,13 +83,28 @@ write(tpm, q, 'tpm'); write(tpm, q, 'tpm_joined_ids', pd.DataFrame(index=pd.Inde
     const auto [labels, said] = annotate("counts.h5", name);
     EXPECT_GT(agreement(labels, counts), 0.95) << name;
     EXPECT_NE(said.find(base), std::string::npos) << name << ": " << said;
-    EXPECT_NE(said.find("(TPM, FPKM or read counts?) and normalised as counts (log1p of CP10k)"), std::string::npos) << said;
+    EXPECT_NE(said.find("of TPM, FPKM or read counts and normalised as counts (log1p of CP10k)"), std::string::npos) << said;
   }
   // A model trained on such logs annotates counts (it learnt normalised values: was 0.27 accuracy).
   const auto from_logs = test::run_cli({"train", "-r", dir.file("ref_log2tpm.h5ad"), "-l", "obs:celltype", "-o", dir.file("logs.h5"), "-q"});
   ASSERT_EQ(from_logs.exit_code, 0) << from_logs.err;
   EXPECT_GT(agreement(annotate("logs.h5", "counts").first, counts), 0.9);
   EXPECT_GT(agreement(annotate("logs.h5", "log2tpm").first, counts), 0.9);
+  // Files of one study whose largest values differ (one without the genes above ln(2e6)): one
+  // base for both, and the model keeps its reference sample (refittable).
+  const auto pooled = test::run_cli({"train", "-r", dir.file("ref_log2tpm_a.h5ad") + "," + dir.file("ref_log2tpm_b.h5ad"), "-l", "obs:celltype",
+                                     "-o", dir.file("pooled.h5")});
+  ASSERT_EQ(pooled.exit_code, 0) << pooled.err;
+  EXPECT_NE(pooled.err.find("in 2 of the references: read back as log2(1 + x) in each"), std::string::npos) << pooled.err;
+  EXPECT_EQ(pooled.err.find("normalised differently"), std::string::npos) << pooled.err;
+  EXPECT_GT(agreement(annotate("pooled.h5", "counts").first, counts), 0.9);
+  // A model that learnt the logs as they were (--normalize none, as every model before session
+  // 54 did by default) reads a query's logs as they are too: its own scale.
+  const auto as_is = test::run_cli({"train", "-r", dir.file("ref_log2tpm.h5ad"), "-l", "obs:celltype", "--normalize", "none", "-o", dir.file("as_is.h5"), "-q"});
+  ASSERT_EQ(as_is.exit_code, 0) << as_is.err;
+  const auto [as_is_labels, as_is_said] = annotate("as_is.h5", "log2tpm");
+  EXPECT_GT(agreement(as_is_labels, counts), 0.85);
+  EXPECT_NE(as_is_said.find("used unchanged, as the model learnt its reference's values (normalisation none)"), std::string::npos) << as_is_said;
 
   // ERCC spike-ins are no genes: left out of the library sizes, the labels of the reads alone.
   const auto [with_ercc, ercc_said] = annotate("counts.h5", "reads_ercc");

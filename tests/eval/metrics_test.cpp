@@ -537,6 +537,7 @@ TEST(Metrics, WeakestClassesNameTheRareMissesTheAveragesHide) {
   EXPECT_EQ(weakest_classes(result.per_class), "DC 0.250 (1 of 4), Platelet 0.500 (1 of 2)");
   EXPECT_EQ(weakest_classes(result.per_class, 0.95), "DC 0.250 (1 of 4), Platelet 0.500 (1 of 2), B 0.900 (9 of 10)");
   EXPECT_EQ(weakest_classes(result.per_class, 0.95, 1), "DC 0.250 (1 of 4), 2 more");
+  EXPECT_EQ(weakest_classes(result.per_class, 0.95, 2), "DC 0.250 (1 of 4), Platelet 0.500 (1 of 2), B 0.900 (9 of 10)");
   EXPECT_EQ(weakest_classes(result.per_class, 0.2), "");
 }
 
