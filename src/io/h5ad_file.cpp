@@ -385,7 +385,15 @@ DataFrame H5adFile::read_obs_columns(const std::vector<std::string>& names) cons
   const std::vector<std::string> present = h5::with_remote_errors([&] { return obs_column_names(); });
   for (const auto& name : names) {
     // A missing column: the message lists every column of obs, not just the ones asked for.
-    if (std::find(present.begin(), present.end(), name) == present.end()) return Dataset::read_obs_columns(names);
+    if (std::find(present.begin(), present.end(), name) != present.end()) continue;
+    if (impl_->modality.empty()) return Dataset::read_obs_columns(names);
+    try {
+      return Dataset::read_obs_columns(names);
+    } catch (const InputError& error) {  // (a MuData file: labels kept only in its own /obs are not read)
+      throw InputError(fmt::format("{} (a MuData file: the obs of its modality '{}' is read, mod/{}/obs, not the file's own /obs; "
+                                   "muon: mdata['{}'].obs['COLUMN'] = mdata.obs['{}:COLUMN'], then mdata.write())",
+                                   error.what(), impl_->modality, impl_->modality, impl_->modality, impl_->modality));
+    }
   }
   return h5::with_remote_errors([&] { return impl_->read_frame("obs", &names, impl_->n_obs); });
 }

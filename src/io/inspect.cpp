@@ -133,6 +133,7 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   report["n_genes"] = dataset.n_vars();
   if (const auto* h5ad = dataset.h5ad_file()) {
     report["anndata_encoding_version"] = h5ad->encoding_version();
+    if (!h5ad->modality().empty()) report["mudata_modality"] = h5ad->modality();  // (a MuData file: the modality read)
     report["obsm"] = h5ad->keys("obsm");
     report["varm"] = h5ad->keys("varm");
     report["uns"] = h5ad->keys("uns");
@@ -215,6 +216,7 @@ std::string format_inspect_report(const nlohmann::json& report) {
     out += '\n';
   };
   std::string header = fmt::format("{}  ({}", report["file"].get<std::string>(), report["format"].get<std::string>());
+  if (report.contains("mudata_modality")) header = fmt::format("{}  (MuData, modality '{}' read", report["file"].get<std::string>(), report["mudata_modality"].get<std::string>());
   if (report.contains("anndata_encoding_version") && !report["anndata_encoding_version"].get<std::string>().empty()) {
     header += fmt::format(", anndata encoding {}", report["anndata_encoding_version"].get<std::string>());
   }

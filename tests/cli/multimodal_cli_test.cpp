@@ -153,7 +153,10 @@ print('ok')
   const auto mudata_reference =
       test::run_cli({"train", "-r", dir.file("cite.h5mu"), "-l", "obs:celltype", "-o", dir.file("mu.h5"), "--validation-fraction", "0", "-q"});
   EXPECT_EQ(mudata_reference.exit_code, 0) << mudata_reference.err;
-  EXPECT_EQ(mudata_reference.err.find("MuData"), std::string::npos) << mudata_reference.err;  // (-q: a note, not said)
+  EXPECT_EQ(mudata_reference.err.find("MuData"), std::string::npos) << mudata_reference.err;
+  const auto inspected_mudata = test::run_cli({"inspect", dir.file("cite.h5mu")});
+  ASSERT_EQ(inspected_mudata.exit_code, 0) << inspected_mudata.err;
+  EXPECT_NE(inspected_mudata.out.find("cite.h5mu  (MuData, modality 'rna' read"), std::string::npos) << inspected_mudata.out;  // (-q: a note, not said)
 
   // A query of 14 marker genes, annotated anyway (--allow-low-coverage): the refit trains a class
   // whose other sample cells have no count in them on its one cell (it stopped with "class
