@@ -238,6 +238,9 @@ void stream_model_features(const Dataset& dataset, const CellTypeModel& model, c
 
 /// ExpressionOptions with the matrix, normalisation, threads, memory cap and gene column of `embed`.
 ExpressionOptions expression_options(const EmbedOptions& embed);
+/// The same for the features of `model`: its query's logs of unknown normalisation as the model
+/// read its reference's (ExpressionOptions::log_transformed_as_is).
+ExpressionOptions expression_options(const EmbedOptions& embed, const CellTypeModel& model);
 
 /// How much of a model's genes a query measures.
 struct ModelCoverage {

@@ -100,6 +100,8 @@ class H5adFile final : public Dataset {
   /// A MuData file's (.h5mu) modality read as this dataset ("rna": its X, obs and var are
   /// /mod/rna's), or "" for an .h5ad.
   [[nodiscard]] const std::string& modality() const;
+  /// The group holding the AnnData read: "" for an .h5ad, "mod/rna" for a MuData file's modality.
+  [[nodiscard]] std::string group() const;
   /// For a MuData file, which modality was read (said as a note).
   [[nodiscard]] std::string reading_note() const override;
 

@@ -103,12 +103,17 @@ ExpressionOptions expression_options(const EmbedOptions& embed) {
   return options;
 }
 
+ExpressionOptions expression_options(const EmbedOptions& embed, const CellTypeModel& model) {
+  ExpressionOptions options = expression_options(embed);
+  options.log_transformed_as_is = learnt_values_as_they_were(model);
+  return options;
+}
+
 std::vector<float> model_features(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table, const EmbedOptions& options,
                                   std::vector<std::uint8_t>& empty, std::vector<std::string>& warnings) {
   if (model.features == kFeaturesExpression) {
-    ExpressionOptions settings = expression_options(options);
+    ExpressionOptions settings = expression_options(options, model);
     settings.size_factor_genes = model.panel.size_factor_genes;
-    settings.log_transformed_as_is = learnt_values_as_they_were(model);
     ExpressionFeatures computed = expression_features(dataset, table, model.panel.entrez_ids, settings);
     warnings.insert(warnings.end(), computed.warnings.begin(), computed.warnings.end());
     warn_if_scales_differ(dataset, model, computed, options, warnings);
@@ -142,9 +147,8 @@ class CallbackSink final : public EmbeddingSink {
 void stream_model_features(const Dataset& dataset, const CellTypeModel& model, const GeneTable& table, const EmbedOptions& options,
                            const FeatureBlockCallback& callback, std::vector<std::string>& warnings) {
   if (model.features == kFeaturesExpression) {
-    ExpressionOptions settings = expression_options(options);
+    ExpressionOptions settings = expression_options(options, model);
     settings.size_factor_genes = model.panel.size_factor_genes;
-    settings.log_transformed_as_is = learnt_values_as_they_were(model);
     const ExpressionFeatures run = stream_expression_features(dataset, table, model.panel.entrez_ids, settings, callback);
     warnings.insert(warnings.end(), run.warnings.begin(), run.warnings.end());
     warn_if_scales_differ(dataset, model, run, options, warnings);
@@ -1400,9 +1404,8 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
         });
       };
       if (scorer && !linear && !extra.empty()) {  // a pass of its own
-        ExpressionOptions settings = expression_options(options.embed);
+        ExpressionOptions settings = expression_options(options.embed, *use[m]);
         settings.size_factor_genes = use[m]->library_genes();
-        settings.log_transformed_as_is = learnt_values_as_they_were(*use[m]);
         // (no floor on the genes found: a query lacking them is judged on the ones it has, never refused)
         stream_sparse_expression_features(data, table, use[m]->similarity.entrez_ids, settings, score_block, 0.0);
         scorer.reset();

@@ -45,9 +45,8 @@ ExpressionFeatures add_linear_probabilities(const Dataset& dataset, const CellTy
                                             const GeneTable& table, const EmbedOptions& options, const std::vector<std::size_t>& columns,
                                             std::size_t c_all, std::vector<float>& probabilities, std::vector<std::int32_t>& models_used,
                                             const SparseFeatureBlockCallback& observe, const std::vector<std::int64_t>& extra) {
-  ExpressionOptions settings = expression_options(options);
+  ExpressionOptions settings = expression_options(options, model);
   settings.size_factor_genes = model.panel.size_factor_genes;
-  settings.log_transformed_as_is = learnt_values_as_they_were(model);
   const auto c = static_cast<std::size_t>(linear.classes);
   return stream_sparse_expression_features(dataset, table, model.panel.entrez_ids, settings, [&](const SparseFeatureBlock& block) {
     constexpr std::int64_t kRowsPerItem = 256;

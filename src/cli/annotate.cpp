@@ -250,11 +250,10 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       throw InputError(fmt::format("--out {}: a MuData file is written for a MuData input only; {} is {}: name the output .h5ad", args->out,
                                    args->input, h5ad ? "an AnnData .h5ad" : "no AnnData"));
     }
-    const bool copy_input = h5ad;
     // (--csv alone asks for the table, not also a copy of the input beside it: a read-only download folder)
-    const std::string out = !copy_input || !args->out.empty() ? args->out
-                            : args->csv.empty()               ? default_output(args->input, mudata ? ".celltyper.h5mu" : ".celltyper.h5ad")
-                                                              : "";
+    const std::string out = !h5ad || !args->out.empty() ? args->out
+                            : args->csv.empty()         ? default_output(args->input, mudata ? ".celltyper.h5mu" : ".celltyper.h5ad")
+                                                        : "";
     const std::string csv_path = args->csv.empty() && !h5ad && out.empty() ? default_output(args->input, ".celltyper.csv") : args->csv;
     std::vector<std::string> inputs = args->models;
     inputs.insert(inputs.end(), {args->input, table_path, args->ontology, args->genes, args->cell_table});
@@ -289,9 +288,9 @@ void add_annotate(CLI::App& app, const GlobalOptions& global) {
       if (std::filesystem::exists(path)) require_readable(path, "model");
     }
     std::optional<H5adCopy> copy;
-    if (copy_input && !out.empty()) copy.emplace(args->input, out);
+    if (h5ad && !out.empty()) copy.emplace(args->input, out);
     std::optional<H5adWriter> written_h5ad;  // a 10x or text input's new .h5ad (--out)
-    if (!copy_input && !out.empty()) {
+    if (!h5ad && !out.empty()) {
       H5adWriteOptions write;
       write.gzip_level = 4;  // anndata's compression="gzip"
       written_h5ad.emplace(out, dataset->n_obs(), dataset->n_vars(), write);

@@ -223,7 +223,7 @@ class H5adAnnotatedSource final : public AnnotatedSource {
   [[nodiscard]] std::vector<std::string> obsm_keys() const override { return file_.keys("obsm"); }
   [[nodiscard]] DenseMatrix read_obsm(const std::string& key) const override { return file_.read_obsm(key); }
   [[nodiscard]] std::optional<std::vector<std::string>> uns_string_list(const std::string& key) const override {
-    return read_uns_string_list(path_, file_.modality().empty() ? std::string() : "mod/" + file_.modality() + "/", key);
+    return read_uns_string_list(path_, file_.group().empty() ? std::string() : file_.group() + "/", key);
   }
 
  private:

@@ -354,6 +354,7 @@ std::string H5adFile::reading_note() const {
 }
 
 const std::string& H5adFile::modality() const { return impl_->modality; }
+std::string H5adFile::group() const { return impl_->modality.empty() ? std::string() : "mod/" + impl_->modality; }
 
 H5adFile::~H5adFile() {
   if (impl_) {

@@ -175,13 +175,19 @@ void write_uns_string_array(hid_t file, const std::string& name, const std::vect
   h5::write_strings(uns.get(), name, values);
 }
 
+/// The AnnData group `root` of the open `file` ("" = the file itself), kept open by `group`.
+hid_t anndata_root(hid_t file, const std::string& root, const std::string& input, Handle& group) {
+  if (root.empty()) return file;
+  group = h5::open_group(file, root, input);
+  return group.get();
+}
+
 /// Write `additions` into an open h5ad file (obs columns keep column-order up to date).
 /// `root`: the AnnData group the additions go to ("" = the file's root; a MuData file's
 /// modality, "mod/rna").
 void apply_additions(hid_t file_root, const std::string& root, const std::string& input, const H5adAdditions& additions) {
-  Handle modality;
-  if (!root.empty()) modality = h5::open_group(file_root, root, input);
-  const hid_t file = root.empty() ? file_root : modality.get();
+  Handle group;
+  const hid_t file = anndata_root(file_root, root, input, group);
   if (!additions.obs_columns.empty() || additions.drop_obs_column) {
     Handle obs = h5::open_group(file, "obs", input);
     std::vector<std::string> order = h5::string_array_attribute(obs.get(), "column-order");
@@ -210,9 +216,10 @@ void apply_additions(hid_t file_root, const std::string& root, const std::string
 /// The cells of an input to copy, and the group of its AnnData (a MuData file's modality).
 struct CopyTarget {
   std::int64_t n_obs = 0;
-  std::string root;       ///< "" or "mod/<modality>": where the additions go in the copy
-  bool extract = false;   ///< a MuData input written as .h5ad: the copy is its modality alone (then root is "")
-  std::string modality;   ///< the input's modality group ("mod/rna"), extracted or not
+  std::string modality;   ///< the input's AnnData group: "" or a MuData file's "mod/rna"
+  bool extract = false;   ///< a MuData input written as .h5ad: the copy is its modality alone
+  /// Where the additions go in the copy: the modality's group, or the root of an extracted one.
+  [[nodiscard]] std::string root() const { return extract ? std::string() : modality; }
 };
 
 /// Check that `input` may be copied to `output`, and that additions fit its cells.
@@ -223,12 +230,11 @@ CopyTarget check_copy_target(const std::string& input, const std::string& output
   H5adFile source(input);
   CopyTarget target;
   target.n_obs = source.n_obs();
-  if (!source.modality().empty()) {
-    target.modality = "mod/" + source.modality();
+  target.modality = source.group();
+  if (!target.modality.empty()) {
     std::string extension = std::filesystem::path(output).extension().string();
     std::transform(extension.begin(), extension.end(), extension.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     target.extract = extension == ".h5ad" && !in_place;
-    if (!target.extract) target.root = target.modality;
   }
   return target;
 }
@@ -522,7 +528,7 @@ void write_h5ad_with_additions(const std::string& input, const std::string& outp
   const CopyTarget copied = check_copy_target(input, output, in_place);
   check_additions_fit(input, copied.n_obs, additions);
   OutputFile target(output);
-  finish_additions(input, copied.root, target, open_copy(input, target, copied), additions);
+  finish_additions(input, copied.root(), target, open_copy(input, target, copied), additions);
   target.commit();
 }
 
@@ -557,7 +563,7 @@ struct H5adCopy::Impl {
   std::string output;
   std::unique_ptr<OutputFile> file;  ///< the copy's temporary file, removed unless committed
   std::int64_t n_obs = 0;
-  CopyTarget copied;  ///< the AnnData's group ("" or a MuData file's "mod/rna"), or its extraction
+  CopyTarget copied;  ///< the AnnData's group (a MuData file's "mod/rna"), or its extraction
   std::atomic<bool> cancel{false};
   std::future<void> copying;
   bool prepared = false;
@@ -590,7 +596,7 @@ void H5adCopy::prepare(const H5adAdditions& additions) {
   check_additions_fit(impl_->input, impl_->n_obs, additions);
   if (impl_->copying.valid()) impl_->copying.get();  // rethrows a failed copy
   if (impl_->copied.extract) extract_group(impl_->input, impl_->copied.modality, impl_->file->temporary());
-  finish_additions(impl_->input, impl_->copied.root, *impl_->file, open_copied(*impl_->file), additions);
+  finish_additions(impl_->input, impl_->copied.root(), *impl_->file, open_copied(*impl_->file), additions);
   impl_->prepared = true;
 }
 
@@ -624,13 +630,12 @@ H5adObsmStream::H5adObsmStream(const std::string& input, const std::string& outp
   impl_->cols = cols;
   const CopyTarget copied = check_copy_target(input, output, in_place);
   impl_->n_obs = copied.n_obs;
-  impl_->root = copied.root;
+  impl_->root = copied.root();
   impl_->target = std::make_unique<OutputFile>(output);
   impl_->file = open_copy(input, *impl_->target, copied);
   auto lock = h5::hdf5_lock();
-  Handle modality;
-  if (!copied.root.empty()) modality = h5::open_group(impl_->file.get(), copied.root, input);
-  Handle obsm = ensure_dict_group(copied.root.empty() ? impl_->file.get() : modality.get(), "obsm");
+  Handle group;
+  Handle obsm = ensure_dict_group(anndata_root(impl_->file.get(), impl_->root, input, group), "obsm");
   h5::unlink_if_exists(obsm.get(), key);
   const std::array<hsize_t, 2> dims{static_cast<hsize_t>(impl_->n_obs), static_cast<hsize_t>(cols)};
   Handle space(H5Screate_simple(2, dims.data(), nullptr));

@@ -930,6 +930,7 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     throw InputError(fmt::format("train: {} cell masks for {} references", options.cell_masks.size(), datasets.size()));
   }
   std::vector<LabelledReference> references;
+  std::vector<std::pair<std::size_t, double>> unknown_logs;  // references of logs of unknown normalisation, their largest value
   for (std::size_t r = 0; r < datasets.size(); ++r) {
     LabelledReference reference;
     reference.dataset = datasets[r];
@@ -941,7 +942,12 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     // A reference holding only log-normalised values: their counts, so that it is thinned for
     // depth augmentation and its similarity profile calibrated by depth as counts are.
     if (options.features == kFeaturesExpression && options.embed.normalization == NormalizationChoice::kAuto) {
-      CountsRecovery recovery = recover_counts(*reference.dataset, reference.matrix, options.embed.memory_limit_bytes);
+      SummarizeOptions scan;  // (recover_counts' scan, kept for the shared base below)
+      scan.max_rows = 2000;
+      scan.memory_limit_bytes = options.embed.memory_limit_bytes;
+      const MatrixSummary summary = summarize_matrix(*reference.dataset->open_matrix(reference.matrix), scan);
+      if (summary.scale == ValueScale::kLogTransformed) unknown_logs.emplace_back(r, summary.max_value);
+      CountsRecovery recovery = recover_counts(*reference.dataset, reference.matrix, options.embed.memory_limit_bytes, &summary);
       reference.recovered = std::move(recovery.dataset);
       reference.recovered_note = std::move(recovery.note);
       reference.recovered_warning = std::move(recovery.warning);
@@ -1017,27 +1023,14 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
   // read back in one base, base 2 when any file's values exceed natural logs of millions
   // (choose_normalization's rule), so that a file whose largest values happen to be lower is not
   // read as natural logs (and the files keep one normalisation: a refittable model).
-  if (options.embed.normalization == NormalizationChoice::kAuto && references.size() >= 2) {
-    std::vector<std::size_t> logged;
-    bool any_base2 = false;
-    for (std::size_t r = 0; r < references.size(); ++r) {
-      if (references[r].recovered != nullptr) continue;
-      SummarizeOptions scan;
-      scan.max_rows = 2000;
-      scan.memory_limit_bytes = options.embed.memory_limit_bytes;
-      const MatrixSummary summary = summarize_matrix(*references[r].dataset->open_matrix(references[r].matrix), scan);
-      if (summary.scale != ValueScale::kLogTransformed) continue;
-      logged.push_back(r);
-      any_base2 = any_base2 || summary.max_value > kNaturalLogOfMillionsMax;
-    }
-    if (logged.size() >= 2 && any_base2) {
-      for (const std::size_t r : logged) {
-        references[r].normalization = NormalizationChoice::kRelog2Cp10k;
-        std::string& said = references[r].matrix_note;
-        said += fmt::format("{}logs of unknown normalisation (TPM, FPKM or read counts?) in {} of the references: read back as log2(1 + x) "
-                            "in each (values of one exceed natural logs of millions) and normalised as counts",
-                            said.empty() ? "" : "; ", logged.size());
-      }
+  const bool any_base2 = std::any_of(unknown_logs.begin(), unknown_logs.end(), [](const auto& log) { return log.second > kNaturalLogOfMillionsMax; });
+  if (unknown_logs.size() >= 2 && any_base2) {
+    for (const auto& [r, largest] : unknown_logs) {
+      references[r].normalization = NormalizationChoice::kRelog2Cp10k;
+      std::string& said = references[r].matrix_note;
+      said += fmt::format("{}logs of unknown normalisation (TPM, FPKM or read counts?) in {} of the references: read back as log2(1 + x) "
+                          "in each (values of one exceed natural logs of millions) and normalised as counts",
+                          said.empty() ? "" : "; ", unknown_logs.size());
     }
   }
   std::string note = unify_label_spellings(references);
