@@ -23,6 +23,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace celltyper {
@@ -81,8 +82,12 @@ class H5adFile final : public Dataset {
 
   /// Reads only the listed obs columns (and the index) from the file.
   [[nodiscard]] DataFrame read_obs_columns(const std::vector<std::string>& names) const override;
-  /// Column names of obs in order, without reading them.
+  /// Column names of obs in order, without reading them (a MuData file: its modality's, then global_obs_columns()).
   [[nodiscard]] std::vector<std::string> obs_column_names() const override;
+  /// A MuData file's columns of its own /obs that its modality's obs lacks: (name offered, name
+  /// stored), a column prefixed with the modality ('rna:celltype') offered without it, other
+  /// modalities' left.
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> global_obs_columns() const;
   /// Column names of var in order, without reading them.
   [[nodiscard]] std::vector<std::string> var_column_names() const;
   /// Keys of a mapping group ("obsm", "varm", "layers", "uns", "obsp").
@@ -108,7 +113,8 @@ class H5adFile final : public Dataset {
  private:
   void open_top_level();
   void open_modality();
-  [[nodiscard]] std::vector<std::string> frame_column_names(const std::string& frame) const;
+  /// Columns of the data frame group `frame` of the AnnData (of a MuData file's own root with `file_root`).
+  [[nodiscard]] std::vector<std::string> frame_column_names(const std::string& frame, bool file_root = false) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

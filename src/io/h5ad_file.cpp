@@ -1,5 +1,6 @@
 #include <celltyper/error.hpp>
 #include <celltyper/h5ad.hpp>
+#include <celltyper/row_subset_dataset.hpp>
 
 #include "io/hdf5_open.hpp"
 #include "io/hdf5_util.hpp"
@@ -12,6 +13,9 @@
 #include <cctype>
 #include <cmath>
 #include <filesystem>
+#include <optional>
+#include <string_view>
+#include <unordered_map>
 
 namespace celltyper {
 
@@ -130,12 +134,14 @@ struct H5adFile::Impl {
     }
   }
 
-  DataFrame read_frame(const std::string& frame_path, const std::vector<std::string>* only, std::int64_t expected_rows) const {
+  /// The data frame group `frame_path` of the AnnData (of a MuData file's own root with `file_root`).
+  DataFrame read_frame(const std::string& frame_path, const std::vector<std::string>* only, std::int64_t expected_rows, bool file_root = false) const {
     auto lock = h5::hdf5_lock();
+    const hid_t base = file_root ? file.get() : root();
     DataFrame frame;
     frame.origin = fmt::format("{}:/{}", path, frame_path);
-    if (h5::object_type(root(), frame_path) != H5O_TYPE_GROUP) {
-      if (h5::object_type(root(), frame_path) == H5O_TYPE_DATASET) {
+    if (h5::object_type(base, frame_path) != H5O_TYPE_GROUP) {
+      if (h5::object_type(base, frame_path) == H5O_TYPE_DATASET) {
         fail(fmt::format("{} is a compound dataset (anndata < 0.7); re-save the file with a recent anndata", frame_path));
       }
       // anndata writes obs/var always; tolerate absence with a generated index (of a sane size:
@@ -148,7 +154,7 @@ struct H5adFile::Impl {
       for (std::int64_t i = 0; i < expected_rows; ++i) frame.index.push_back(std::to_string(i));
       return frame;
     }
-    Handle group = h5::open_group(root(), frame_path, path);
+    Handle group = h5::open_group(base, frame_path, path);
     const auto encoding = h5::string_attribute(group.get(), "encoding-type");
     if (encoding && *encoding != "dataframe") fail(fmt::format("{} has encoding-type '{}', expected 'dataframe'", frame_path, *encoding));
     frame.index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
@@ -383,20 +389,71 @@ DataFrame H5adFile::read_var() const {
   return h5::with_remote_errors([&] { return impl_->read_frame("var", nullptr, impl_->n_vars); });
 }
 DataFrame H5adFile::read_obs_columns(const std::vector<std::string>& names) const {
-  const std::vector<std::string> present = h5::with_remote_errors([&] { return obs_column_names(); });
+  const std::vector<std::string> present = h5::with_remote_errors([&] { return frame_column_names("obs"); });
+  // A MuData file's own /obs (labels set on the MuData object, e.g. after a joint clustering, or
+  // a modality's pulled up by muon as 'rna:celltype'): read where the modality's obs lacks them.
+  const std::vector<std::pair<std::string, std::string>> global = h5::with_remote_errors([&] { return global_obs_columns(); });
+  std::vector<std::string> own;
+  std::vector<std::string> elsewhere;  // asked for ...
+  std::vector<std::string> stored_as;  // ... and their names in /obs
   for (const auto& name : names) {
+    if (std::find(present.begin(), present.end(), name) != present.end()) {
+      own.push_back(name);
+      continue;
+    }
+    const auto found = std::find_if(global.begin(), global.end(), [&](const auto& column) { return column.first == name; });
+    if (found != global.end()) {
+      elsewhere.push_back(name);
+      stored_as.push_back(found->second);
+      continue;
+    }
     // A missing column: the message lists every column of obs, not just the ones asked for.
-    if (std::find(present.begin(), present.end(), name) != present.end()) continue;
     if (impl_->modality.empty()) return Dataset::read_obs_columns(names);
     try {
       return Dataset::read_obs_columns(names);
-    } catch (const InputError& error) {  // (a MuData file: labels kept only in its own /obs are not read)
-      throw InputError(fmt::format("{} (a MuData file: the obs of its modality '{}' is read, mod/{}/obs, not the file's own /obs; "
-                                   "muon: mdata['{}'].obs['COLUMN'] = mdata.obs['{}:COLUMN'], then mdata.write())",
-                                   error.what(), impl_->modality, impl_->modality, impl_->modality, impl_->modality));
+    } catch (const InputError& error) {
+      throw InputError(fmt::format("{} (a MuData file: columns are looked up in the obs of its modality '{}', mod/{}/obs, then in the file's own "
+                                   "/obs as COLUMN or {}:COLUMN)",
+                                   error.what(), impl_->modality, impl_->modality, impl_->modality));
     }
   }
-  return h5::with_remote_errors([&] { return impl_->read_frame("obs", &names, impl_->n_obs); });
+  DataFrame frame = h5::with_remote_errors([&] { return impl_->read_frame("obs", &own, impl_->n_obs); });
+  if (elsewhere.empty()) return frame;
+  // The file's own obs holds every modality's cells (their union): its rows are matched to the
+  // modality's by cell name.
+  DataFrame file_obs = h5::with_remote_errors([&] { return impl_->read_frame("obs", &stored_as, -1, true); });
+  const std::string listed = fmt::format("{}", fmt::join(stored_as, ", "));
+  std::unordered_map<std::string_view, std::int64_t> row_of;
+  row_of.reserve(file_obs.index.size());
+  for (std::size_t row = 0; row < file_obs.index.size(); ++row) {
+    if (!row_of.emplace(file_obs.index[row], static_cast<std::int64_t>(row)).second) {
+      throw InputError(fmt::format("{}: the file's own /obs names the cell '{}' twice, so its {} cannot be matched to the cells of modality '{}' "
+                                   "(muon: mdata.obs_names_make_unique(), then mdata.write())",
+                                   impl_->path, file_obs.index[row], listed, impl_->modality));
+    }
+  }
+  std::vector<std::int64_t> rows(frame.index.size());
+  for (std::size_t cell = 0; cell < frame.index.size(); ++cell) {
+    const auto found = row_of.find(frame.index[cell]);
+    if (found == row_of.end()) {
+      throw InputError(fmt::format("{}: the cell '{}' of modality '{}' is not in the file's own /obs, so its {} cannot be matched to the "
+                                   "modality's cells (mudata writes every modality's cells there)",
+                                   impl_->path, frame.index[cell], impl_->modality, listed));
+    }
+    rows[cell] = found->second;
+  }
+  DataFrame aligned = take_rows(file_obs, rows);
+  for (Column& column : aligned.columns) {
+    column.name = elsewhere[static_cast<std::size_t>(std::find(stored_as.begin(), stored_as.end(), column.name) - stored_as.begin())];
+    frame.columns.push_back(std::move(column));
+  }
+  std::vector<Column> ordered;  // (as asked for)
+  for (const auto& name : names) {
+    const auto at = std::find_if(frame.columns.begin(), frame.columns.end(), [&](const Column& column) { return column.name == name; });
+    if (at != frame.columns.end()) ordered.push_back(std::move(*at));
+  }
+  frame.columns = std::move(ordered);
+  return frame;
 }
 
 DataFrame H5adFile::read_var_of(const std::string& source) const {
@@ -407,13 +464,44 @@ DataFrame H5adFile::read_var_of(const std::string& source) const {
   return read_var();
 }
 
-std::vector<std::string> H5adFile::obs_column_names() const { return frame_column_names("obs"); }
+std::vector<std::string> H5adFile::obs_column_names() const {
+  std::vector<std::string> names = frame_column_names("obs");
+  for (const auto& [offered, stored] : global_obs_columns()) names.push_back(offered);
+  return names;
+}
+
+std::vector<std::pair<std::string, std::string>> H5adFile::global_obs_columns() const {
+  if (impl_->modality.empty()) return {};
+  const std::vector<std::string> own = frame_column_names("obs");
+  const std::vector<std::string> global = frame_column_names("obs", true);
+  const auto has = [](const std::vector<std::string>& names, const std::string& name) { return std::find(names.begin(), names.end(), name) != names.end(); };
+  std::vector<std::pair<std::string, std::string>> columns;
+  std::vector<std::string> offered;
+  // (the file's own columns first: a column named so there wins over the modality's pulled up)
+  for (const bool prefixed : {false, true}) {
+    for (const auto& name : global) {
+      const std::size_t colon = name.find(':');
+      std::string as = name;
+      if (colon != std::string::npos && has(impl_->modalities, name.substr(0, colon))) {
+        if (!prefixed || name.substr(0, colon) != impl_->modality) continue;  // (another modality's, pulled up)
+        as = name.substr(colon + 1);
+      } else if (prefixed) {
+        continue;
+      }
+      if (as.empty() || has(own, as) || has(offered, as)) continue;
+      offered.push_back(as);
+      columns.emplace_back(as, name);
+    }
+  }
+  return columns;
+}
 std::vector<std::string> H5adFile::var_column_names() const { return frame_column_names("var"); }
 
-std::vector<std::string> H5adFile::frame_column_names(const std::string& frame) const {
+std::vector<std::string> H5adFile::frame_column_names(const std::string& frame, bool file_root) const {
   auto lock = h5::hdf5_lock();
-  if (h5::object_type(impl_->root(), frame) != H5O_TYPE_GROUP) return {};
-  Handle group = h5::open_group(impl_->root(), frame, impl_->path);
+  const hid_t base = file_root ? impl_->file.get() : impl_->root();
+  if (h5::object_type(base, frame) != H5O_TYPE_GROUP) return {};
+  Handle group = h5::open_group(base, frame, impl_->path);
   if (h5::has_attribute(group.get(), "column-order")) return h5::string_array_attribute(group.get(), "column-order");
   const std::string index_name = h5::string_attribute(group.get(), "_index").value_or("_index");
   std::vector<std::string> names;

@@ -241,8 +241,17 @@ CopyTarget check_copy_target(const std::string& input, const std::string& output
 
 /// Write `input`'s AnnData group `group` (a MuData file's modality) as a file of its own at
 /// `temporary`: every member (X, layers, raw, obs, var, obsm, uns, ...) copied as it is, the
-/// root marked an AnnData.
+/// root marked an AnnData, and the columns of the file's own /obs that the modality's obs lacks
+/// (its labels, a joint clustering: H5adFile::global_obs_columns) added to obs, as train,
+/// annotate and evaluate read them.
 void extract_group(const std::string& input, const std::string& group, const std::string& temporary) {
+  H5adAdditions global;
+  {
+    const H5adFile source(input);
+    std::vector<std::string> names;
+    for (const auto& [offered, stored] : source.global_obs_columns()) names.push_back(offered);
+    if (!names.empty()) global.obs_columns = source.read_obs_columns(names).columns;
+  }
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();
   Handle source(H5Fopen(input.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
@@ -256,6 +265,7 @@ void extract_group(const std::string& input, const std::string& group, const std
     }
   }
   h5::write_encoding(target.get(), "anndata", "0.1.0");
+  if (!global.obs_columns.empty()) apply_additions(target.get(), "", input, global);
   if (H5Fflush(target.get(), H5F_SCOPE_GLOBAL) < 0) throw IoError(fmt::format("{}: cannot flush (disk full?)", temporary));
 }
 

@@ -177,7 +177,17 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
     report["matrix"]["counts_read_back_note"] = recovery.dataset != nullptr ? recovery.note : recovery.warning;
   }
 
-  report["obs"] = frame_json(dataset.read_obs(), options.top_categories);
+  const H5adFile* h5ad = dataset.h5ad_file();
+  if (h5ad != nullptr && !h5ad->modality().empty()) {
+    // (a MuData file: the modality's obs, then the columns of the file's own /obs it lacks, as
+    // train, annotate and evaluate read them)
+    report["obs"] = frame_json(dataset.read_obs_columns(dataset.obs_column_names()), options.top_categories);
+    nlohmann::json global = nlohmann::json::object();
+    for (const auto& [offered, stored] : h5ad->global_obs_columns()) global[offered] = stored;
+    report["mudata_obs_columns"] = global;
+  } else {
+    report["obs"] = frame_json(dataset.read_obs(), options.top_categories);
+  }
   const DataFrame var = dataset.read_var_of(source);
   report["var"] = frame_json(var, options.top_categories);
   const GeneTable* table = options.gene_table_later ? options.gene_table_later() : options.gene_table;
@@ -301,6 +311,9 @@ std::string format_inspect_report(const nlohmann::json& report) {
         detail = fmt::format("{} true", column["n_true"].get<std::int64_t>());
       }
       if (column["n_missing"].get<std::int64_t>() > 0) detail += fmt::format(" [{} missing]", column["n_missing"].get<std::int64_t>());
+      if (std::string_view(frame_name) == "obs" && report.contains("mudata_obs_columns") && report["mudata_obs_columns"].contains(column["name"])) {
+        detail += fmt::format(" (the file's own /obs, '{}')", report["mudata_obs_columns"][column["name"].get<std::string>()].get<std::string>());
+      }
       line(fmt::format("  {:<24} {:<13} {}", column["name"].get<std::string>(), kind, detail));
     }
   }

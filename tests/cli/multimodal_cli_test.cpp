@@ -60,6 +60,23 @@ mudata('{1}/cite.h5mu', {{'prot': protein, 'rna': q}})
 rich = q.copy(); rich.layers['counts'] = rich.X.copy(); rich.obsm['X_umap'] = np.zeros((q.n_obs, 2), np.float32); rich.uns['note'] = 'kept'
 mudata('{1}/rich.h5mu', {{'rna': rich, 'prot': protein}})
 mudata('{1}/prot.h5mu', {{'prot': protein}})
+# Labels kept only in the MuData object's own obs (muon's mdata.obs: every modality's cells, in
+# its own order; 'rna:cluster' as muon pulls a modality's column up), the RNA's obs bare.
+bare = anndata.AnnData(q.X, obs=pd.DataFrame(index=q.obs_names), var=q.var)
+extra = anndata.AnnData(sp.csr_matrix(np.ones((3, n), np.float32)), obs=pd.DataFrame(index=['p1', 'p2', 'p3']), var=protein.var)
+names = list(q.obs_names[::-1]) + ['p1', 'p2', 'p3']
+label_of = dict(zip(q.obs_names, q.obs['celltype'].astype(str)))
+own = pd.DataFrame({{'celltype': pd.Categorical([label_of.get(c, 'protein only') for c in names]),
+                    'rna:cluster': pd.Categorical([label_of.get(c, 'x')[:2] for c in names]),
+                    'prot:n_tags': np.arange(len(names))}}, index=names)
+def mudata_with_obs(path, obs):
+    with h5py.File(path, 'w') as f:
+        f.attrs['encoding-type'] = 'MuData'; f.attrs['encoding-version'] = '0.1.0'
+        write_elem(f, 'mod/rna', bare); write_elem(f, 'mod/prot', anndata.concat([protein, extra]))
+        write_elem(f, 'obs', obs)
+mudata_with_obs('{1}/global.h5mu', own)
+twice = own.copy(); twice.index = names[:-1] + [names[0]]
+mudata_with_obs('{1}/twice.h5mu', twice)
 q[:, ['CD4', 'CD8A', 'CD14', 'FCGR3A', 'NCAM1', 'CD19', 'CD27', 'CD69', 'TIGIT', 'SELL', 'KLRB1', 'CD1C', 'CD38', 'CD86']].copy().write_h5ad('{1}/rna14.h5ad')
 )",
                                        pbmc, dir.path().string());
@@ -157,6 +174,48 @@ print('ok')
   const auto inspected_mudata = test::run_cli({"inspect", dir.file("cite.h5mu")});
   ASSERT_EQ(inspected_mudata.exit_code, 0) << inspected_mudata.err;
   EXPECT_NE(inspected_mudata.out.find("cite.h5mu  (MuData, modality 'rna' read"), std::string::npos) << inspected_mudata.out;  // (-q: a note, not said)
+
+  // Labels kept only in the file's own /obs (as NAME, or as muon's rna:NAME) are read for the
+  // modality's cells, matched by name: a reference's labels, --over-clustering, evaluate's truth,
+  // inspect, and the obs of an extracted modality.
+  const auto global_reference =
+      test::run_cli({"train", "-r", dir.file("global.h5mu"), "-l", "obs:celltype", "-o", dir.file("global.h5"), "--validation-fraction", "0", "-q"});
+  ASSERT_EQ(global_reference.exit_code, 0) << global_reference.err;
+  const auto global_query = test::run_cli({"annotate", "-m", dir.file("global.h5"), "-i", dir.file("global.h5mu"), "--over-clustering", "obs:cluster",
+                                           "-o", dir.file("global_rna.h5ad"), "-q"});
+  ASSERT_EQ(global_query.exit_code, 0) << global_query.err;
+  const auto global_copy = test::run_cli({"annotate", "-m", dir.file("global.h5"), "-i", dir.file("global.h5mu"), "-q"});
+  ASSERT_EQ(global_copy.exit_code, 0) << global_copy.err;
+  const std::string global_check = fmt::format(R"(
+import anndata
+q = anndata.read_h5ad('{0}/rna.h5ad')
+a = anndata.read_h5ad('{0}/global_rna.h5ad')
+assert list(a.obs_names) == list(q.obs_names), 'cells'
+assert list(a.obs['celltype'].astype(str)) == list(q.obs['celltype'].astype(str)), 'labels matched by name'
+assert list(a.obs['cluster'].astype(str)) == [c[:2] for c in q.obs['celltype'].astype(str)], 'rna:cluster'
+assert 'n_tags' not in a.obs and 'prot:n_tags' not in a.obs, 'another modality'
+agree = (a.obs['celltyper_label'].astype(str) == a.obs['celltype'].astype(str)).mean()
+assert agree > 0.8, agree
+print('ok')
+)",
+                                               dir.path().string());
+  const auto global_checked = test::run_program({test::system_python(), "-c", global_check});
+  EXPECT_EQ(global_checked.exit_code, 0) << global_checked.err;
+  for (const std::string& annotated : {dir.file("global.celltyper.h5mu"), dir.file("global_rna.h5ad")}) {
+    const auto scored = test::run_cli({"evaluate", "-i", annotated, "--truth", "obs:celltype", "--json", "-"});
+    ASSERT_EQ(scored.exit_code, 0) << annotated << ": " << scored.err;
+    EXPECT_NE(scored.out.find("\"accuracy\""), std::string::npos) << scored.out;
+  }
+  const auto global_inspected = test::run_cli({"inspect", dir.file("global.h5mu")});
+  ASSERT_EQ(global_inspected.exit_code, 0) << global_inspected.err;
+  EXPECT_NE(global_inspected.out.find("(the file's own /obs, 'rna:cluster')"), std::string::npos) << global_inspected.out;
+  const auto twice = test::run_cli({"train", "-r", dir.file("twice.h5mu"), "-l", "obs:celltype", "-o", dir.file("twice.h5"), "-q"});
+  EXPECT_EQ(twice.exit_code, 2) << twice.err;
+  EXPECT_NE(twice.err.find("twice.h5mu: the file's own /obs names the cell '" ), std::string::npos) << twice.err;
+  EXPECT_NE(twice.err.find("' twice, so its celltype cannot be matched to the cells of modality 'rna'"), std::string::npos) << twice.err;
+  const auto missing = test::run_cli({"train", "-r", dir.file("global.h5mu"), "-l", "obs:cell_type_x", "-o", dir.file("x.h5"), "-q"});
+  EXPECT_EQ(missing.exit_code, 2) << missing.err;
+  EXPECT_NE(missing.err.find("no column 'cell_type_x' (available: celltype, cluster)"), std::string::npos) << missing.err;
 
   // A query of 14 marker genes, annotated anyway (--allow-low-coverage): the refit trains a class
   // whose other sample cells have no count in them on its one cell (it stopped with "class
