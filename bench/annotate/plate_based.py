@@ -59,7 +59,16 @@ def prepare(workdir):
         return {"counts": counts, "RSEM reads": reads, "TPM": tpm, "TPM kept for these genes": kept, "FPKM": fpkm,
                 "log2(TPM + 1), TPM kept": np.log2(kept + 1), "log2(TPM + 1), whole TPM": np.log2(tpm + 1),
                 "log1p(TPM), TPM kept": np.log1p(kept), "log10(TPM + 1), TPM kept": np.log10(kept + 1),
-                "log2(FPKM + 1)": np.log2(fpkm + 1), "log2(RSEM reads + 1)": np.log2(reads + 1)}
+                "log2(FPKM + 1)": np.log2(fpkm + 1), "log2(RSEM reads + 1)": np.log2(reads + 1),
+                # a floor per cell in a dense matrix (floored_logs.hpp): edgeR's cpm(log = TRUE) of
+                # the counts (floor about 9.7) and of the reads (below 0), a pseudocount of 0.01
+                "edgeR log CPM of the counts": log_cpm(counts), "edgeR log CPM of the reads": log_cpm(reads),
+                "log2(TPM + 0.01), TPM kept": np.log2(kept + 0.01)}
+
+    def log_cpm(y, prior=2.0):  # edgeR's cpm(y, log = TRUE, prior.count = 2), cells as rows
+        library = y.sum(1)
+        scaled = library / library.mean() * prior
+        return np.log2((y + scaled[:, None]) / (library + 2 * scaled)[:, None]) + np.log2(1e6)
 
     files = {"query": {}, "reference": {}}
 
@@ -79,7 +88,8 @@ def prepare(workdir):
     joined = [f"{s}_{ensembl[s]}.7" if s in ensembl else s for s in query.var_names]
     write("query", "TPM, names SYMBOL_ENSG...version", forms["TPM"], query, pd.DataFrame(index=pd.Index(joined)))
     for name, X in plate(reference).items():
-        if name in ("counts", "RSEM reads", "TPM kept for these genes", "log2(TPM + 1), TPM kept", "log2(TPM + 1), whole TPM"):
+        if name in ("counts", "RSEM reads", "TPM kept for these genes", "log2(TPM + 1), TPM kept", "log2(TPM + 1), whole TPM",
+                    "edgeR log CPM of the counts"):
             write("reference", name, X, reference)
     return files, query.obs["celltype"].astype(str).values
 
@@ -130,7 +140,7 @@ def main():
              f"{measure.git_commit(ROOT)}; {elapsed:.0f} s on {os.cpu_count()} cores. Default `train` on pbmc3k's even cells in the "
              f"reference's form, default `annotate` of its odd cells ({len(truth)}) in the query's form; accuracy = exact labels against "
              "the Seurat labels (score = median celltyper_score). Smart-seq2-like values from the real counts: RSEM-like reads "
-             "(50 per kb per molecule, gene lengths drawn per gene), TPM, TPM kept for these genes (totals 60-95% of a million), FPKM.", "",
+             "(50 per kb per molecule, gene lengths drawn per gene), TPM, TPM kept for these genes (totals 60-95% of a million), FPKM; edgeR's cpm(log = TRUE, prior.count = 2) of the counts and of the reads, dense (a floor per cell).", "",
              "| reference | query | " + " | ".join(f"{w}: accuracy (score)" for w, _ in binaries) + " |", "|---|---|" + "---|" * len(binaries)]
     for r, q in rows:
         cells = []

@@ -6,6 +6,7 @@
 #include <celltyper/cancel.hpp>
 #include <celltyper/cross_validation.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/floored_logs.hpp>
 #include <celltyper/gene_store.hpp>
 #include <celltyper/gene_table.hpp>
 #include <celltyper/gene_table_cache.hpp>
@@ -133,7 +134,7 @@ DataFrame data_frame(const std::vector<std::string>& index, const py::dict& colu
 /// The arrays a dataset borrows (kept referenced for as long as it lives) and the dataset.
 struct BorrowedData {
   std::vector<py::array> arrays;
-  std::unique_ptr<ArrayDataset> dataset;
+  std::unique_ptr<Dataset> dataset;  ///< an ArrayDataset (with_floors_removed: edgeR log CPM read with its floor as 0)
   std::string matrix = "X";  ///< the AnnData matrix the arrays are: "X", "raw/X" or "layers/NAME"
 };
 
@@ -174,7 +175,7 @@ BorrowedData borrowed_dataset(const py::dict& spec) {
   DataFrame obs = data_frame(spec["obs_names"].cast<std::vector<std::string>>(), spec["obs"].cast<py::dict>(), name + ":obs");
   DataFrame var = data_frame(spec["var_names"].cast<std::vector<std::string>>(), spec["var"].cast<py::dict>(), name + ":var");
   if (spec.contains("matrix")) out.matrix = spec["matrix"].cast<std::string>();
-  out.dataset = std::make_unique<ArrayDataset>(name, std::move(obs), std::move(var), view, out.matrix);
+  out.dataset = with_floors_removed(std::make_unique<ArrayDataset>(name, std::move(obs), std::move(var), view, out.matrix));
   return out;
 }
 

@@ -1,5 +1,6 @@
 #include <celltyper/dataset.hpp>
 #include <celltyper/error.hpp>
+#include <celltyper/floored_logs.hpp>
 #include <celltyper/h5ad.hpp>
 #include <celltyper/loom.hpp>
 #include <celltyper/rds.hpp>
@@ -16,7 +17,9 @@
 
 namespace celltyper {
 
-std::unique_ptr<Dataset> open_dataset(const std::string& path) {
+namespace {
+
+std::unique_ptr<Dataset> open_format(const std::string& path) {
   if (is_remote_path(path)) return std::make_unique<H5adFile>(path);  // http(s):// or s3:// .h5ad
   std::error_code error;
   if (!std::filesystem::exists(path, error)) throw InputError(fmt::format("{}: no such file or directory", path));
@@ -26,6 +29,13 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path) {
   if (is_rds_path(path)) return open_rds(path);                  // an R object (saveRDS), read through Rscript
   if (is_text_matrix_path(path)) return open_text_matrix(path);  // a GEO-style count table
   return std::make_unique<H5adFile>(path);
+}
+
+}  // namespace
+
+std::unique_ptr<Dataset> open_dataset(const std::string& path) {
+  // (logs stored with a floor per cell, edgeR's log CPM: read with the floor as 0)
+  return with_floors_removed(open_format(path));
 }
 
 DataFrame Dataset::read_obs_columns(const std::vector<std::string>& names) const {
