@@ -39,6 +39,12 @@ namespace celltyper {
 /// InputError here too.
 void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs);
 
+/// `path`, an output name celltyper derived from an input's (annotate's INPUT.celltyper.h5ad):
+/// InputError when it is a symbolic link. A link the user names is followed (above), but one
+/// planted where celltyper will write by default (a shared folder: another user's link to a file
+/// of the one running it) is not.
+std::string refuse_symlinked_default(std::string path);
+
 /// A scratch path (a file, or an empty directory: directories go after the files) removed if
 /// SIGINT, SIGTERM, SIGHUP or SIGPIPE ends the process while this lives, as the temporaries of
 /// output files are (the owner removes it otherwise). Not copyable or movable.

@@ -317,7 +317,7 @@ std::pair<std::shared_ptr<CellTypeModel>, std::string> train(const py::list& ref
   }
   train.ontology = cell_ontology.get();
   TrainResult result = train_model(datasets, train, store, *table);
-  std::string summary = train_summary(result).dump();  // before the model moves out of `result`
+  std::string summary = train_summary(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);  // before the model moves out of `result`
   auto model = std::make_shared<CellTypeModel>(std::move(result.model));
   return {model, std::move(summary)};
 }
@@ -394,7 +394,7 @@ py::tuple cross_validate_cells(const py::list& references, const py::dict& optio
     if (cell_ontology) details.emplace_back("ontology", default_ontology_path(ontology_path));
     write_html_report(report_content(result, std::move(details), 20000, cv.train.seed), report);
   }
-  std::string text = json.dump();
+  std::string text = json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   CrossValidationResult::HeldOut held_out = std::move(result.held_out);
   std::vector<CvFoldModel> models = std::move(result.models);
   interruptible.reset();
@@ -485,7 +485,7 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
       const GeneStore store = load_store_for(train, store_path);
       TrainResult result = train_for_query(datasets, *query.dataset, train, store, *table, annotate_options.embed,
                                            annotate_options.allow_low_coverage ? 0 : annotate_options.min_coverage_genes);
-      trained_summary = train_summary(result).dump();
+      trained_summary = train_summary(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
       trained_warnings = result.warnings;
       // (references of another species trained on their own var names: the query is read in them)
       if (trained_on_own_gene_names(result.model)) table = std::make_shared<const GeneTable>(result.model.gene_table());
@@ -540,13 +540,13 @@ py::dict annotate(const py::dict& query_spec, const std::vector<std::shared_ptr<
   out["warnings"] = annotation.warnings;
   nlohmann::json uses = nlohmann::json::array();
   for (const ModelUse& use : annotation.models) uses.push_back(to_json(use));
-  out["models"] = uses.dump();
+  out["models"] = uses.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   nlohmann::json groups = nlohmann::json::array();
   for (const PanelGroupUse& group : annotation.panel_groups) groups.push_back(to_json(group));
-  out["panel_groups"] = groups.dump();
+  out["panel_groups"] = groups.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   nlohmann::json samples = nlohmann::json::array();
   for (const SampleSummary& sample : annotation.samples) samples.push_back(to_json(sample));
-  out["samples"] = samples.dump();
+  out["samples"] = samples.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
   if (trained_model) {
     out["trained_model"] = trained_model;
     out["trained_summary"] = trained_summary;
@@ -590,7 +590,7 @@ std::tuple<py::array_t<float>, std::string, py::array_t<bool>> embed(const py::d
   }
   py::array_t<bool> empty(static_cast<py::ssize_t>(sink.empty.size()));  // cells without an expressed gene with a vector
   std::copy(sink.empty.begin(), sink.empty.end(), empty.mutable_data());
-  return {matrix_array(std::move(sink.values), result.n_cells, result.dims), result.to_json().dump(), std::move(empty)};
+  return {matrix_array(std::move(sink.values), result.n_cells, result.dims), result.to_json().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), std::move(empty)};
 }
 
 std::string evaluate_cells(const py::dict& obs_columns, const std::vector<std::string>& obs_names, const py::dict& obsm, const py::dict& uns,
@@ -632,7 +632,7 @@ std::string evaluate_cells(const py::dict& obs_columns, const std::vector<std::s
   evaluation.ontology = cell_ontology.get();
   const DatasetEvaluation result = evaluate_annotated(source, evaluation);
   if (!report.empty()) write_html_report(report_content(result), report);
-  return to_json(result).dump();
+  return to_json(result).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 std::vector<std::tuple<std::string, std::int64_t, float>> gene_neighbors(const std::string& gene, int k, const std::string& store_path,
@@ -710,14 +710,14 @@ PYBIND11_MODULE(_celltyper, m) {
       .def_property_readonly("n_features", &CellTypeModel::n_features)
       .def_property_readonly("panel", [](const CellTypeModel& model) { return model.panel.symbols; })
       .def_property_readonly("n_reference_cells", [](const CellTypeModel& model) { return model.reference.n_cells(); })
-      .def_property_readonly("_validation_json", [](const CellTypeModel& model) { return model.validation.dump(); })
-      .def_property_readonly("_provenance_json", [](const CellTypeModel& model) { return model.provenance.dump(); })
-      .def_property_readonly("_calibration_json", [](const CellTypeModel& model) { return calibration_summary(model).dump(); })
+      .def_property_readonly("_validation_json", [](const CellTypeModel& model) { return model.validation.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); })
+      .def_property_readonly("_provenance_json", [](const CellTypeModel& model) { return model.provenance.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); })
+      .def_property_readonly("_calibration_json", [](const CellTypeModel& model) { return calibration_summary(model).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); })
       .def("_markers_json", [](const CellTypeModel& model, std::size_t n) {
         std::string text;
         {
           py::gil_scoped_release release;
-          text = markers_to_json(class_markers(model, n)).dump();
+          text = markers_to_json(class_markers(model, n)).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
         return text;
       })

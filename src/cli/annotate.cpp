@@ -53,7 +53,7 @@ std::string default_output(const std::string& input, const std::string& suffix) 
   if (stem.size() > 5 && (genes_detail::ascii_lower(stem).ends_with(".h5ad") || genes_detail::ascii_lower(stem).ends_with(".h5mu"))) {
     stem.resize(stem.size() - 5);
   }
-  return (path.parent_path() / (stem + suffix)).string();
+  return refuse_symlinked_default((path.parent_path() / (stem + suffix)).string());
 }
 
 /// Write the CSV into the temporary file of `output` (committed with the h5ad).

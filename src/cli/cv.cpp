@@ -329,9 +329,9 @@ void add_cv(CLI::App& app, const GlobalOptions& global) {
                  fmt::join(result.unmapped_labels, ", "), covered);
     }
     if (json_to_stdout) {
-      fmt::print("{}\n", result.to_json().dump(2));
+      fmt::print("{}\n", result.to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     } else if (!args->json.empty()) {
-      write_output_file(args->json, result.to_json().dump(2) + "\n");
+      write_output_file(args->json, result.to_json().dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     }
     if (!args->predictions.empty()) {
       std::ostringstream csv;

@@ -42,7 +42,7 @@ std::string default_output(const std::string& input) {
   std::string stem = path.filename().string();
   const bool mudata = ends_with(stem, ".h5mu");  // (a MuData file: a copy of it, obsm in its rna modality)
   if (ends_with(stem, ".h5ad") || mudata) stem.resize(stem.size() - 5);
-  return (path.parent_path() / (stem + (mudata ? ".celltyper.h5mu" : ".celltyper.h5ad"))).string();
+  return refuse_symlinked_default((path.parent_path() / (stem + (mudata ? ".celltyper.h5mu" : ".celltyper.h5ad"))).string());
 }
 
 }  // namespace
@@ -127,7 +127,7 @@ void add_embed(CLI::App& app, const GlobalOptions& global) {
       nlohmann::json summary = result.to_json();
       summary["output"] = out;
       summary["processes"] = processes.size();
-      fmt::print("{}\n", summary.dump(2));
+      fmt::print("{}\n", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     } else if (!global.quiet) {
       fmt::print(stderr, "embedded {} cells x {} dims from {} in {:.2f} s ({:.0f} cells/s, {}) -> {}\n", result.n_cells, result.dims,
                  result.matrix, result.seconds, static_cast<double>(result.n_cells) / result.seconds, processes.description(), out);

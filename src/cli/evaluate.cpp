@@ -115,11 +115,11 @@ void add_evaluate(CLI::App& app, const GlobalOptions& global) {
 
     const nlohmann::json json = to_json(evaluation);
     if (args->json == "-") {
-      fmt::print("{}\n", json.dump(2));
+      fmt::print("{}\n", json.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
       print_warnings(evaluation.warnings, global.quiet);  // (the text report, not printed, carries them otherwise)
     } else {
       fmt::print("{}", format_report(evaluation));
-      if (!args->json.empty()) write_output_file(args->json, json.dump(2) + "\n");
+      if (!args->json.empty()) write_output_file(args->json, json.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     }
     std::fflush(stdout);
     const auto report_start = std::chrono::steady_clock::now();

@@ -96,7 +96,7 @@ void add_extract(CLI::App& app, const GlobalOptions& global) {
                                         {"skipped_files", result.skipped_files},
                                         {"n_skipped_cells", result.n_skipped_cells},
                                         {"warnings", result.warnings}}
-                             .dump(2));
+                             .dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     if (!global.quiet) {
       fmt::print(stderr, "extracted {} cells x {} dims from {} fragments of {} files in {:.2f} s ({:.0f} cells/s, {}) -> {}\n", result.n_cells,

@@ -789,7 +789,7 @@ void add_info(CLI::App* genes, const GlobalOptions& global) {
     info["path"] = path;
     if (args->check) info["checked"] = true;
     if (args->json) {
-      fmt::print("{}\n", info.dump(2));
+      fmt::print("{}\n", info.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
       return;
     }
     const GeneStoreProvenance p = GeneStoreProvenance::from_json(info);

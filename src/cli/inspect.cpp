@@ -139,7 +139,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
       try {
         nlohmann::json description = describe_model(model);
         if (args->markers > 0) description["markers"] = markers_to_json(class_markers(model, static_cast<std::size_t>(args->markers)));
-        text = args->json ? description.dump(2) + "\n" : format_model_description(args->path, description);
+        text = args->json ? description.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n" : format_model_description(args->path, description);
       } catch (const nlohmann::json::exception& error) {  // a hand-edited provenance of the wrong shape
         throw InputError(fmt::format("{}: the model's provenance is not what celltyper writes ({})", args->path, error.what()));
       }
@@ -170,7 +170,7 @@ void add_inspect(CLI::App& app, const GlobalOptions& global) {
                           {"cache_hits", remote.cache_hits}};
     }
     if (args->json) {
-      fmt::print("{}\n", report.dump(2));
+      fmt::print("{}\n", report.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     } else {
       fmt::print("{}", format_inspect_report(report));
       if (is_remote_path(args->path)) {

@@ -113,11 +113,11 @@ void add_select(CLI::App& app, const GlobalOptions& global) {
     bar.finish();
     const SelectionResult result = select_fragments(table, args->options);
     nlohmann::json document = selection_to_json(table, args->options, result);
-    write_output_file(args->out, document.dump(2) + "\n");
+    write_output_file(args->out, document.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
     if (args->json) {
       document.erase("fragments");
       document.erase("files");
-      fmt::print("{}\n", document.dump(2));
+      fmt::print("{}\n", document.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     for (const auto& failure : table.failures) fmt::print(stderr, "warning: skipped {}\n", failure);  // (under --quiet too)
     for (const auto& warning : table.warnings) fmt::print(stderr, "warning: {}\n", warning);

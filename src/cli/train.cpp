@@ -240,7 +240,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
         epochs->open(epoch_log, std::ios::trunc);
         if (!*epochs) throw IoError(fmt::format("cannot create {}", epoch_log));
       }
-      *epochs << epoch.dump() << '\n';
+      *epochs << epoch.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
       if (show_epochs) {
         fmt::print(stderr, "\r{} epoch {:>4}  loss {:.4f}  train acc {:.3f}{}", epoch.value("phase", ""), epoch.value("epoch", 0),
                    epoch.value("loss", 0.0), epoch.value("train_accuracy", 0.0),
@@ -268,7 +268,7 @@ void add_train(CLI::App& app, const GlobalOptions& global) {
                                 {"validation", result.model.validation},
                                 {"provenance", result.model.provenance},
                                 {"warnings", result.warnings}};
-      fmt::print("{}\n", summary.dump(2));
+      fmt::print("{}\n", summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     if (!global.quiet) {
       if (result.has_validation) {

@@ -164,7 +164,7 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
       if (log) {
         nlohmann::json line = record.to_json();
         line["classifier"] = spec.type;
-        *log << line.dump() << '\n';
+        *log << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
         log->flush();
       }
       if (verbose) {
@@ -175,12 +175,12 @@ void add_tune(CLI::App& app, const GlobalOptions& global) {
     const TuneResult result = tune_classifier(data, split, options);
     nlohmann::json best = result.best_json();
     if (reference.own_gene_names) best["train_arguments"].push_back("--own-gene-names");  // (train must read the genes so too)
-    if (!args->out.empty()) write_output_file(args->out, best.dump(2) + "\n");
+    if (!args->out.empty()) write_output_file(args->out, best.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 
     if (args->json) {
       nlohmann::json trials = nlohmann::json::array();
       for (const auto& record : result.trials) trials.push_back(record.to_json());
-      fmt::print("{}\n", nlohmann::json{{"best", best}, {"budgets", result.budgets}, {"trials", trials}}.dump(2));
+      fmt::print("{}\n", nlohmann::json{{"best", best}, {"budgets", result.budgets}, {"trials", trials}}.dump(2, ' ', false, nlohmann::json::error_handler_t::replace));
     }
     if (global.quiet) return;
     // Summary: the best fits (any rung), best first.

@@ -260,7 +260,7 @@ std::string format_query_json(const QueryResult& result) {
     }
     out.push_back(std::move(object));
   }
-  return out.dump(2) + "\n";
+  return out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
 }
 
 std::string sql_quote(const std::string& text) {

@@ -470,7 +470,7 @@ void write_training_h5ad(const std::string& output, const SelectionFile& selecti
                                     {"gene_vectors_identity", source.identity},
                                     {"gene_table_hash", table.content_hash_hex()},
                                     {"celltyper_version", CELLTYPER_VERSION}};
-  writer.write_uns_string("celltyper_embedding", embedding.dump());
+  writer.write_uns_string("celltyper_embedding", embedding.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   const nlohmann::json& document = selection.document;
   const nlohmann::json extract = {{"selection", selection.path},
                                   {"label_column", label_column},
@@ -484,7 +484,7 @@ void write_training_h5ad(const std::string& output, const SelectionFile& selecti
                                   {"skipped_files", cells.skipped},
                                   {"kept_obs", kept},
                                   {"matrix", options.embed.matrix}};
-  writer.write_uns_string(kExtractUnsKey, extract.dump());
+  writer.write_uns_string(kExtractUnsKey, extract.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   writer.commit();
 }
 

@@ -96,7 +96,7 @@ class Hdf5Sink final : public EmbeddingSink {
   void finish(const nlohmann::json& provenance) override {
     {
       auto lock = h5::hdf5_lock();
-      h5::write_string_attribute(dataset_.get(), "provenance", provenance.dump());
+      h5::write_string_attribute(dataset_.get(), "provenance", provenance.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       dataset_.reset();
       if (!obs_names_.empty()) h5::write_strings(file_.get(), "obs_names", obs_names_);
       h5::write_1d(file_.get(), "empty", empty_.data(), static_cast<std::int64_t>(empty_.size()));
@@ -131,7 +131,7 @@ class H5adObsmSink final : public EmbeddingSink {
   void finish(const nlohmann::json& provenance) override {
     H5adAdditions additions;
     additions.obs_columns.push_back(Column::from_bools("celltyper_embedding_empty", empty_));
-    additions.uns_strings["celltyper_embedding"] = provenance.dump();
+    additions.uns_strings["celltyper_embedding"] = provenance.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
     stream_->commit(additions);
   }
 

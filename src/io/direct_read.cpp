@@ -98,6 +98,11 @@ std::unique_ptr<DirectDataset> DirectDataset::try_open(hid_t dataset, const std:
                                    file_path, h5::object_name(dataset), n_chunks, expected, direct->length_));
     }
     if (static_cast<std::int64_t>(n_chunks) != expected) return nullptr;
+    // HDF5 1.10 finds a chunk's address by walking its chunk index from the start on every call
+    // (by ordinal or by coordinate): quadratic in the chunks (a file of 170,000 one-value chunks
+    // took over ten minutes to open). Past kMaxDirectChunks, HDF5's own reads (a B-tree search
+    // per chunk) read the values instead.
+    if (n_chunks > kMaxDirectChunks) return nullptr;
     direct->chunks_.resize(n_chunks);
     for (hsize_t i = 0; i < n_chunks; ++i) {
       hsize_t offset = 0;

@@ -25,6 +25,11 @@ bool inflate_exact(const unsigned char* in, std::size_t in_bytes, unsigned char*
 /// IoError naming `path` when the file ends first.
 void read_stored_bytes(int fd, RemoteFile* remote, void* buffer, std::uint64_t bytes, std::uint64_t address, const std::string& path);
 
+/// Chunked datasets with more chunks are read by H5Dread: HDF5 1.10 lists chunk addresses in
+/// time quadratic in their number (8,192 chunks: about a second; h5py's automatic chunks keep a
+/// 4 GB dataset to a few thousand).
+inline constexpr std::uint64_t kMaxDirectChunks = 8192;
+
 class DirectDataset {
  public:
   /// nullptr when the dataset's layout, filters or type are not supported. With `remote` set

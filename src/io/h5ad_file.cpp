@@ -126,6 +126,15 @@ struct H5adFile::Impl {
   }
 
   void check_codes(const Column& column, const std::string& where) const {
+    // (categories named twice would merge their cells into one label; pandas and anndata refuse them)
+    std::unordered_map<std::string_view, std::size_t> first;
+    for (std::size_t i = 0; i < column.categories.size(); ++i) {
+      if (const auto [at, fresh] = first.emplace(column.categories[i], i); !fresh) {
+        fail(fmt::format("{}: the category '{}' is named twice (categories {} and {}): its cells' labels would merge; categories must be "
+                         "unique (pandas refuses such a column)",
+                         where, column.categories[i], at->second, i));
+      }
+    }
     const auto n = static_cast<std::int32_t>(column.categories.size());
     for (std::size_t i = 0; i < column.codes.size(); ++i) {
       if (column.codes[i] < -1 || column.codes[i] >= n) {
@@ -581,6 +590,15 @@ DenseMatrix H5adFile::read_obsm(const std::string& name) const {
   matrix.rows = shape.empty() ? 0 : shape[0];
   matrix.cols = shape.size() >= 2 ? shape[1] : 1;
   if (matrix.rows != impl_->n_obs) impl_->fail(fmt::format("{} has {} rows but there are {} cells", path, matrix.rows, impl_->n_obs));
+  // Trust no shape before allocating it: stored values a file never wrote, or more than its bytes
+  // could hold compressed (deflate's limit is about 1032:1), are a damaged or hostile file.
+  const double values = static_cast<double>(matrix.rows) * static_cast<double>(matrix.cols);
+  const hsize_t stored = H5Dget_storage_size(dataset.get());
+  const double bytes = static_cast<double>(file_bytes());
+  if (values > 0 && (stored == 0 || (bytes > 0 && values * 4 > 1100.0 * bytes))) {
+    impl_->fail(fmt::format("{} claims {} x {} values but the file {}: damaged or hostile; write it again", path, matrix.rows, matrix.cols,
+                            stored == 0 ? "never stored them" : fmt::format("holds {} bytes", static_cast<std::uint64_t>(bytes))));
+  }
   matrix.values.resize(static_cast<std::size_t>(matrix.rows * matrix.cols));
   if (!matrix.values.empty() &&
       H5Dread(dataset.get(), H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, matrix.values.data()) < 0) {

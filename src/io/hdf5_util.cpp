@@ -65,14 +65,38 @@ void Handle::reset() {
   id_ = H5I_INVALID_HID;
 }
 
+namespace {
+
+/// The file's name for messages ("" when unknown).
+std::string file_name_of(hid_t object) {
+  char name[4096];
+  const ssize_t length = H5Fget_name(object, name, sizeof(name));
+  if (length <= 0 || static_cast<std::size_t>(length) >= sizeof(name)) return {};
+  return std::string(name, static_cast<std::size_t>(length));
+}
+
+}  // namespace
+
+static std::string full_path(hid_t parent, const std::string& path);
+
 bool exists(hid_t parent, const std::string& path) {
-  // Check every prefix: H5Lexists fails on a missing intermediate group.
+  // Check every prefix: H5Lexists fails on a missing intermediate group. A link out of the file
+  // (an external link, a user-defined one) is refused before anything follows it: its target
+  // may be any path (a FIFO blocks forever; another user's file), and readers that take byte
+  // offsets from the object would read them from the wrong file.
   std::size_t start = 0;
   while (true) {
     const std::size_t slash = path.find('/', start);
     const std::string prefix = path.substr(0, slash);
     if (prefix.empty()) return false;
     if (H5Lexists(parent, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
+    H5L_info_t link{};
+    if (H5Lget_info(parent, prefix.c_str(), &link, H5P_DEFAULT) >= 0 && link.type != H5L_TYPE_HARD && link.type != H5L_TYPE_SOFT) {
+      throw InputError(fmt::format("{}: '{}' is {} to another file: celltyper reads nothing outside the file it is given (copy the data "
+                                   "into the file, e.g. h5py's File.copy)",
+                                   file_name_of(parent), full_path(parent, prefix),
+                                   link.type == H5L_TYPE_EXTERNAL ? "an external link" : "a user-defined link"));
+    }
     if (slash == std::string::npos) break;
     start = slash + 1;
   }
@@ -171,6 +195,15 @@ Handle open_dataset(hid_t parent, const std::string& path, const std::string& fi
   }
   Handle dataset(H5Dopen2(parent, path.c_str(), access_plist));
   if (!dataset) throw InputError(fmt::format("{}: cannot open dataset '{}'", file_for_errors, path));
+  // Values stored outside the file (external raw storage: any path, /etc/passwd read as numbers;
+  // a virtual dataset's sources, read as fill values when missing) are refused likewise.
+  const Handle create(H5Dget_create_plist(dataset.get()));
+  if (create && (H5Pget_layout(create.get()) == H5D_VIRTUAL || H5Pget_external_count(create.get()) > 0)) {
+    throw InputError(fmt::format("{}: dataset '{}' keeps its values outside the file ({}): celltyper reads nothing outside the file it is "
+                                 "given (write the values into the file, e.g. h5py's File.copy)",
+                                 file_for_errors, full_path(parent, path),
+                                 H5Pget_layout(create.get()) == H5D_VIRTUAL ? "a virtual dataset" : "external raw storage"));
+  }
   return dataset;
 }
 

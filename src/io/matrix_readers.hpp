@@ -47,8 +47,15 @@ std::unique_ptr<MatrixReader> make_memory_reader(CsrBlockF64 matrix, MatrixInfo 
 /// A reader over a CSR matrix shared with its owner (never copied).
 std::unique_ptr<MatrixReader> make_memory_reader(std::shared_ptr<const CsrBlockF64> matrix, MatrixInfo info);
 
-/// Whole contents of a plain or gzip-compressed text file (InputError when it cannot be read).
-std::string read_text_file(const std::filesystem::path& path);
+/// A line of a text input longer than this is refused (a one-line gzip bomb decompressed whole;
+/// the widest real table, a million cells' names or values, is a few tens of MB a line).
+inline constexpr std::size_t kMaxTextLineBytes = std::size_t{256} << 20;
+
+/// Whole contents of a plain or gzip-compressed text file (InputError when it cannot be read, a
+/// line exceeds kMaxTextLineBytes, or the text exceeds `max_bytes`, which the caller derives from
+/// what the file's header says it holds). `head_only`: stop after `max_bytes` quietly (a header
+/// to check before the rest is decompressed).
+std::string read_text_file(const std::filesystem::path& path, std::size_t max_bytes = std::string::npos, bool head_only = false);
 
 /// Check column indices of a block: each in [0, n_cols), none twice in a row. A row stored out
 /// of column order is sorted in place (values follow). Throws InputError naming the file,

@@ -302,6 +302,17 @@ OutputTarget inspect_target(const std::string& path) {
 
 // ---- checking outputs before the work ----------------------------------------------------------
 
+std::string refuse_symlinked_default(std::string path) {
+  std::error_code error;
+  if (fs::is_symlink(path, error)) {
+    const fs::path target = fs::read_symlink(path, error);
+    throw InputError(fmt::format("{}: the default output name is a symbolic link (to {}): not followed for a name celltyper chose; remove it, "
+                                 "or name the output (--out / --csv) to write through it",
+                                 path, error ? std::string("an unreadable target") : target.string()));
+  }
+  return path;
+}
+
 void check_outputs(const std::vector<std::string>& outputs, const std::vector<std::string>& inputs) {
   (void)source_date_epoch();  // (a malformed SOURCE_DATE_EPOCH, which outputs record, before the work)
   for (std::size_t i = 0; i < outputs.size(); ++i) {

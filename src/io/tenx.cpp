@@ -9,6 +9,9 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <limits>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -45,13 +48,19 @@ std::vector<std::string> make_unique_names(const std::vector<std::string>& names
 namespace detail {
 
 /// Whole contents of a plain or gzip-compressed text file.
-std::string read_text_file(const std::filesystem::path& path) {
+std::string read_text_file(const std::filesystem::path& path, std::size_t max_bytes, bool head_only) {
   gzFile file = gzopen(path.c_str(), "rb");
   if (file == nullptr) throw InputError(fmt::format("{}: cannot open", path.string()));
   gzbuffer(file, 1 << 20);
   std::string text;
   constexpr std::size_t kBufferBytes = std::size_t{1} << 22;
   const std::unique_ptr<char[]> buffer(new char[kBufferBytes]);  // not zeroed: gzread fills it
+  std::size_t line_start = 0;  // where the line being read began
+  std::size_t lines = 0;
+  const auto refuse = [&](const std::string& why) {
+    gzclose(file);
+    throw InputError(fmt::format("{}: {}: a damaged or hostile file, not read further", path.string(), why));
+  };
   while (true) {
     const int n = gzread(file, buffer.get(), static_cast<unsigned>(kBufferBytes));
     if (n < 0) {
@@ -61,7 +70,23 @@ std::string read_text_file(const std::filesystem::path& path) {
       throw InputError(fmt::format("{}: read error ({}); truncated gzip?", path.string(), message));
     }
     if (n == 0) break;
+    const std::size_t before = text.size();
     text.append(buffer.get(), static_cast<std::size_t>(n));
+    for (const char* at = text.data() + before; (at = static_cast<const char*>(std::memchr(at, '\n', static_cast<std::size_t>(text.data() + text.size() - at)))) != nullptr; ++at) {
+      line_start = static_cast<std::size_t>(at - text.data()) + 1;
+      ++lines;
+    }
+    if (text.size() - line_start > kMaxTextLineBytes) {
+      refuse(fmt::format("line {} is longer than {} MiB (no table has lines that long)", lines + 1, kMaxTextLineBytes >> 20));
+    }
+    if (max_bytes != std::string::npos && text.size() > max_bytes) {
+      if (head_only) {
+        text.resize(max_bytes);
+        gzclose(file);
+        return text;
+      }
+      refuse(fmt::format("it holds more than the {} bytes its header allows", max_bytes));
+    }
   }
   // zlib ends a stream cut short (an interrupted download) quietly, with what it could decode:
   // Z_BUF_ERROR says the gzip trailer never came, so the text may end on a whole line and lack the rest.
@@ -219,8 +244,35 @@ class TenxMtxDataset final : public Dataset {
   }
 
   void load_matrix(const std::filesystem::path& file) {
-    const std::string text = detail::read_text_file(file);
     const std::string name = file.string();
+    // The header's size line, from the file's first MiB, bounds what the whole may hold before
+    // it is decompressed (a small .gz may expand to gigabytes): an entry line "gene cell value"
+    // is at most a few dozen bytes.
+    std::size_t max_bytes = std::string::npos;
+    {
+      const std::string head = detail::read_text_file(file, std::size_t{1} << 20, true);
+      std::size_t at = 0;
+      while (at < head.size() && head[at] == '%') {
+        const std::size_t newline = head.find('\n', at);
+        at = newline == std::string::npos ? head.size() : newline + 1;
+      }
+      const std::size_t newline = head.find('\n', at);
+      if (at < head.size() && newline != std::string::npos) {
+        const std::string line = head.substr(at, newline - at);
+        char* parse_end = nullptr;
+        const long long rows = std::strtoll(line.c_str(), &parse_end, 10);
+        const long long cols = std::strtoll(parse_end, &parse_end, 10);
+        const long long entries = std::strtoll(parse_end, &parse_end, 10);
+        if (rows < 0 || cols < 0 || entries < 0 || (rows > 0 && cols > 0 && entries / rows > cols) || ((rows == 0 || cols == 0) && entries > 0)) {
+          throw InputError(fmt::format("{}: the header claims {} entries in a {} x {} matrix, more than it has cells", name, entries, rows, cols));
+        }
+        constexpr long long kMaxEntryBytes = 96;  // two indices and a double with every digit, and spaces
+        if (entries < (std::numeric_limits<long long>::max() - (1 << 20)) / kMaxEntryBytes - static_cast<long long>(newline)) {
+          max_bytes = static_cast<std::size_t>(newline + 1) + static_cast<std::size_t>(entries) * kMaxEntryBytes + (std::size_t{1} << 20);
+        }
+      }
+    }
+    const std::string text = detail::read_text_file(file, max_bytes);
     const char* cursor = text.data();
     const char* end = text.data() + text.size();
     auto next_line = [&] {
@@ -232,6 +284,10 @@ class TenxMtxDataset final : public Dataset {
     if (header.find("coordinate") == std::string::npos) throw UnsupportedError(fmt::format("{}: only coordinate MatrixMarket files are supported", name));
     if (header.find("pattern") != std::string::npos || header.find("complex") != std::string::npos) {
       throw UnsupportedError(fmt::format("{}: pattern/complex MatrixMarket matrices are not supported", name));
+    }
+    // (a symmetric matrix stores half of its entries: read as a general one, the other half is lost)
+    if (header.find("symmetric") != std::string::npos || header.find("hermitian") != std::string::npos) {
+      throw UnsupportedError(fmt::format("{}: symmetric MatrixMarket matrices are not supported (a cells x genes matrix is 'general')", name));
     }
     while (cursor < end && *cursor == '%') next_line();
     char* parse_end = nullptr;
@@ -271,6 +327,12 @@ class TenxMtxDataset final : public Dataset {
       genes[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(gene - 1);
       cells[static_cast<std::size_t>(k)] = static_cast<std::int32_t>(cell - 1);
       values[static_cast<std::size_t>(k)] = value;
+    }
+    // Entries beyond the header's count would be left out without a word.
+    while (cursor < end && std::isspace(static_cast<unsigned char>(*cursor)) != 0) ++cursor;
+    if (cursor < end) {
+      throw InputError(fmt::format("{}: the header says {} entries but more follow them (at byte {}: '{}'): a damaged file; export it again", name,
+                                   nnz, cursor - text.data(), std::string(cursor, std::find(cursor, std::min(end, cursor + 40), '\n'))));
     }
     // Cells x genes CSR, genes ascending within each cell.
     matrix_.reset(0, n_cells, n_genes);

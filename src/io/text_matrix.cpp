@@ -269,19 +269,25 @@ class TextMatrixDataset final : public Dataset {
         throw InputError(fmt::format("{}: the header (line {}) has {} fields but line {} has {}: not a table of names and numbers", path_,
                                      lines[header_line].number, header.size(), lines[first_data].number, n_fields));
       }
-      // Leading fields that are no numbers name the row (the most over the first 100 lines: a
-      // name column may hold "NA"). A first column of numbers names the row too when the
-      // header's corner is empty or an id ("", "Cell_Index", "gene_id": pandas' and R's row
-      // numbers, BD Rhapsody's cell indexes) or its values rise one by one.
+      // Leading fields that are no numbers name the row: each leading column that is no number
+      // in at least half of the first 100 lines (a name column may hold "NA" or a number-like
+      // name; a count column with one damaged value is still counts, and its value an error,
+      // not a reason to read the cell as a name column and drop it). A first column of numbers
+      // names the row too when the header's corner is empty or an id ("", "Cell_Index",
+      // "gene_id": pandas' and R's row numbers, BD Rhapsody's cell indexes) or its values rise
+      // one by one.
       const std::size_t last_probe = std::min(lines.size(), first_data + 100);
-      std::size_t n_text = 0;
+      std::vector<std::size_t> text_at;  // per leading column, the lines where it is no number
       double value = 0;
       for (std::size_t l = first_data; l < last_probe; ++l) {
         split_fields(lines[l].text, delimiter, fields);
         std::size_t leading = 0;
         while (leading < fields.size() && !parse_number(fields[leading], value)) ++leading;
-        n_text = std::max(n_text, leading);
+        if (text_at.size() < leading) text_at.resize(leading, 0);
+        for (std::size_t k = 0; k < leading; ++k) ++text_at[k];
       }
+      std::size_t n_text = 0;
+      while (n_text < text_at.size() && 2 * text_at[n_text] >= last_probe - first_data) ++n_text;
       if (no_corner) n_text = std::max<std::size_t>(n_text, 1);
       // NanoString CosMx's exprMat_file.csv: fov, cell_ID, then the genes; a cell is its fov's
       // cell_ID (ids restart in every fov), named "FOV_CELLID", both kept as metadata.

@@ -440,6 +440,137 @@ test::CommandResult run_cli_as_nobody(const std::vector<std::string>& args) {
 }
 
 /// The exit-code contract of README "Errors and exit codes": code and first words per class.
+// A shared server's uploads (session 55's hostile-input audit): links and storage outside the
+// file, a chunk index HDF5 1.10 lists in quadratic time, categories named twice, shapes a file
+// never stored, MatrixMarket files whose header disagrees with their entries, a damaged value in
+// a text table's first count column, bytes that are no UTF-8, and a default output name planted
+// as a symbolic link.
+TEST(HostileCli, UploadsThatReachOutsideTheFileOrLieAboutItAreRefused) {
+  if (test::run_program({test::system_python(), "-c", "import anndata, h5py"}).exit_code != 0) GTEST_SKIP() << "no anndata / h5py";
+  TinyWorld world;
+  const std::string make = fmt::format(R"(
+import anndata, h5py, numpy as np, os, scipy.sparse as sp, gzip
+d = '{0}'
+a = anndata.read_h5ad('{1}')
+a.write_h5ad(d + '/target.h5ad')
+def variant(name, edit):
+    a.write_h5ad(d + '/' + name)
+    with h5py.File(d + '/' + name, 'a') as f: edit(f)
+def external_link(f):
+    del f['X']; f['X'] = h5py.ExternalLink(d + '/target.h5ad', '/X')
+variant('external_link.h5ad', external_link)
+def external_storage(f):
+    values = f['X/data'][:]; del f['X/data']
+    values.tofile(d + '/raw.bin')
+    f.create_dataset('X/data', shape=values.shape, dtype=values.dtype, external=[(d + '/raw.bin', 0, values.nbytes)])
+variant('external_storage.h5ad', external_storage)
+def virtual(f):
+    values = f['X/data'][:]; del f['X/data']
+    layout = h5py.VirtualLayout(shape=values.shape, dtype=values.dtype)
+    layout[:] = h5py.VirtualSource(d + '/missing.h5', 'data', shape=values.shape)
+    f.create_virtual_dataset('X/data', layout, fillvalue=7)
+variant('virtual.h5ad', virtual)
+def twice(f):
+    f['obs/cell_type/categories'][1] = f['obs/cell_type/categories'][0]
+variant('categories_twice.h5ad', twice)
+def utf8(f):
+    names = f['obs/_index'][:]; names[0] = b'\xffcell'
+    attrs = dict(f['obs/_index'].attrs); del f['obs/_index']
+    f.create_dataset('obs/_index', data=names, dtype=h5py.string_dtype())
+    for k, v in attrs.items(): f['obs/_index'].attrs[k] = v
+variant('not_utf8.h5ad', utf8)
+def lie(f):
+    f.create_dataset('obsm/celltyper_probabilities', shape=(a.n_obs, 1 << 22), dtype='f4', chunks=(1, 1024))
+    f['uns'].create_dataset('celltyper_probabilities_classes', data='["B", "T"]')
+variant('obsm_lie.h5ad', lie)
+# 10,000 stored values in chunks of one (over kMaxDirectChunks): HDF5's reads, the same labels
+many = anndata.AnnData(sp.csr_matrix(np.tile(a.X.toarray() + 1, (84, 1))[:1000]), obs=a.obs.iloc[np.arange(1000) % a.n_obs].copy(), var=a.var.copy())
+many.obs_names = [f'c{{i}}' for i in range(1000)]
+many.write_h5ad(d + '/many.h5ad')
+many.write_h5ad(d + '/chunks_of_one.h5ad')
+with h5py.File(d + '/chunks_of_one.h5ad', 'a') as f:
+    for key in ('data', 'indices'):
+        values = f['X/' + key][:]; del f['X/' + key]
+        f.create_dataset('X/' + key, data=values, chunks=(1,))
+# MatrixMarket folders: entries past the header's count, a symmetric matrix, a count no matrix holds
+genes = list(a.var_names); cells = list(a.obs_names)
+coo = sp.coo_matrix(a.X.T)
+entries = [f'{{g + 1}} {{c + 1}} {{int(v)}}' for g, c, v in zip(coo.row, coo.col, coo.data)]
+def mtx(name, banner, count, lines):
+    os.makedirs(d + '/' + name, exist_ok=True)
+    with gzip.open(d + '/' + name + '/matrix.mtx.gz', 'wt') as out:
+        out.write(f'%%MatrixMarket matrix coordinate {{banner}}\n{{len(genes)}} {{len(cells)}} {{count}}\n' + '\n'.join(lines) + '\n')
+    with gzip.open(d + '/' + name + '/features.tsv.gz', 'wt') as out: out.write(''.join(f'{{g}}\t{{g}}\tGene Expression\n' for g in genes))
+    with gzip.open(d + '/' + name + '/barcodes.tsv.gz', 'wt') as out: out.write(''.join(c + '\n' for c in cells))
+mtx('mtx_ok', 'integer general', len(entries), entries)
+mtx('mtx_more', 'integer general', len(entries) - 3, entries)
+mtx('mtx_symmetric', 'integer symmetric', len(entries), entries)
+mtx('mtx_claims', 'integer general', 10 ** 9, entries)
+X = a.X.toarray().T.astype(int)
+rows = [','.join(['gene'] + cells)] + [','.join([g] + [str(v) for v in X[i]]) for i, g in enumerate(genes)]
+rows[1] = rows[1].replace(',' + str(X[0][0]), ',x', 1) if X[0][0] != 0 else rows[1].replace(',0', ',x', 1)
+open(d + '/junk.csv', 'w').write('\n'.join(rows) + '\n')
+)",
+                                       world.dir.path().string(), world.query);
+  const auto made = test::run_program({test::system_python(), "-c", make});
+  ASSERT_EQ(made.exit_code, 0) << made.err;
+  const auto inspect = [&](const std::string& name) {
+    return test::run_cli({"inspect", world.dir.file(name), "--gene-table", world.table});
+  };
+  // Nothing outside the file is read: an external link (its bytes were read from the linking
+  // file), external raw storage (/etc/passwd read as numbers), a virtual dataset (its missing
+  // source read as fill values).
+  expect_one_line(inspect("external_link.h5ad"), 2, world.dir.file("external_link.h5ad") + ": '/X' is an external link to another file");
+  expect_one_line(inspect("external_storage.h5ad"), 2,
+                  world.dir.file("external_storage.h5ad") + ": dataset '/X/data' keeps its values outside the file (external raw storage)");
+  expect_one_line(inspect("virtual.h5ad"), 2, world.dir.file("virtual.h5ad") + ": dataset '/X/data' keeps its values outside the file (a virtual dataset)");
+  // Categories named twice merged two labels into one class.
+  const auto twice = test::run_cli({"train", "-r", world.dir.file("categories_twice.h5ad"), "-l", "obs:cell_type", "-g", world.store, "--gene-table",
+                                    world.table, "-o", world.dir.file("twice.h5"), "-q"});
+  EXPECT_EQ(twice.exit_code, 2) << twice.err;
+  EXPECT_NE(twice.err.find("obs/cell_type: the category 'B' is named twice (categories 0 and 1)"), std::string::npos) << twice.err;
+  // Bytes that are no UTF-8: JSON with a replacement character, not an internal error.
+  const auto not_utf8 = test::run_cli({"inspect", world.dir.file("not_utf8.h5ad"), "--gene-table", world.table, "--json"});
+  EXPECT_EQ(not_utf8.exit_code, 0) << not_utf8.err;
+  EXPECT_NE(not_utf8.out.find("\xef\xbf\xbd" "cell"), std::string::npos) << not_utf8.out;
+  // A shape the file never stored is not allocated (3.3 GB for a 2 MB file).
+  expect_one_line(test::run_cli({"evaluate", "-i", world.dir.file("obsm_lie.h5ad"), "--truth", "obs:cell_type", "--pred", "obs:cell_type"}), 2,
+                  world.dir.file("obsm_lie.h5ad") + ": obsm/celltyper_probabilities claims 12 x 4194304 values but the file never stored them");
+  // Chunks of one value, more than kMaxDirectChunks: read by HDF5 (listing them took minutes),
+  // the labels those of the same values stored whole.
+  const auto whole = test::run_cli({"annotate", "-m", world.model, "-i", world.dir.file("many.h5ad"), "--gene-table", world.table, "--csv",
+                                    world.dir.file("many.csv"), "-q"});
+  ASSERT_EQ(whole.exit_code, 0) << whole.err;
+  const auto ones = test::run_cli({"annotate", "-m", world.model, "-i", world.dir.file("chunks_of_one.h5ad"), "--gene-table", world.table, "--csv",
+                                   world.dir.file("ones.csv"), "-q"});
+  ASSERT_EQ(ones.exit_code, 0) << ones.err;
+  EXPECT_EQ(test::csv_labels(world.dir.file("ones.csv")), test::csv_labels(world.dir.file("many.csv")));
+  // MatrixMarket: entries past the header's count were left out, a symmetric matrix read as a
+  // general one, a count beyond rows x columns decompressed whole before it was refused.
+  EXPECT_EQ(inspect("mtx_ok").exit_code, 0) << inspect("mtx_ok").err;
+  expect_one_line(inspect("mtx_more"), 2, world.dir.file("mtx_more") + "/matrix.mtx.gz: the header says");
+  EXPECT_NE(inspect("mtx_more").err.find("entries but more follow them"), std::string::npos);
+  expect_one_line(inspect("mtx_symmetric"), 4, world.dir.file("mtx_symmetric") + "/matrix.mtx.gz: symmetric MatrixMarket matrices are not supported");
+  expect_one_line(inspect("mtx_claims"), 2, world.dir.file("mtx_claims") + "/matrix.mtx.gz: the header claims 1000000000 entries in a 10 x 12 matrix");
+  // A damaged value in the first count column of a text table: an error, not a name column that
+  // dropped the cell.
+  const auto junk = test::run_cli({"annotate", "-m", world.model, "-i", world.dir.file("junk.csv"), "--gene-table", world.table, "--csv",
+                                   world.dir.file("junk.out.csv"), "-q"});
+  EXPECT_EQ(junk.exit_code, 2) << junk.err;
+  EXPECT_NE(junk.err.find("junk.csv: line 2, column 2 ('x') is not a number"), std::string::npos) << junk.err;
+  // A default output name planted as a symbolic link is not written through (a named one is).
+  const std::string victim = world.dir.file("victim.txt");
+  { std::ofstream(victim) << "precious\n"; }
+  fs::copy_file(world.query, world.dir.file("shared.h5ad"));
+  fs::create_symlink(victim, world.dir.file("shared.celltyper.h5ad"));
+  expect_one_line(test::run_cli({"annotate", "-m", world.model, "-i", world.dir.file("shared.h5ad"), "--gene-table", world.table, "-q"}), 2,
+                  world.dir.file("shared.celltyper.h5ad") + ": the default output name is a symbolic link (to " + victim + ")");
+  std::ifstream kept(victim);
+  std::string line;
+  std::getline(kept, line);
+  EXPECT_EQ(line, "precious");
+}
+
 TEST(HostileCli, ExitCodeContract) {
   TinyWorld world;
   const std::string bad = world.dir.file("not_hdf5.h5ad");
