@@ -171,8 +171,10 @@ std::unique_ptr<Dataset> open_dataset(const std::string& path);
 /// Normalise a user-facing matrix name: "X" -> "X", "raw" -> "raw/X", "counts" -> "layers/counts"
 /// when such a layer exists, "auto" -> choose_counts_matrix (matrix_summary.hpp; `note`, when
 /// given, gets its sentence when the choice is not X). Throws InputError listing the available
-/// sources otherwise.
-std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note = nullptr);
+/// sources otherwise. `named_note`: a matrix named explicitly gets the dataset's reading_note()
+/// in `note` too (a command's entry: annotate's query, train's references; not the passes after
+/// it, which would say it again).
+std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note = nullptr, bool named_note = false);
 
 /// A message in a result's `warnings` that starts with this is a note, not a warning: what the
 /// tool chose for the user, as the user would have (counts read from raw/X beside a log-normalised

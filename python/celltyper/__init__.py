@@ -952,7 +952,7 @@ def annotate(adata, model=None, *, reference=None, label: Union[str, Sequence[st
         raise ValueError("gene_pooling=, balance_references= and own_gene_names= apply to reference mode (reference=AnnData objects); a model was "
                          "trained with its own")
     min_score = _number(min_score, "min_score", minimum=0, maximum=1)
-    top_k = _number(top_k, "top_k", integer=True, minimum=0)
+    top_k = _number(top_k, "top_k", integer=True, minimum=0, maximum=2**31 - 1)
     threads = _number(threads, "threads", integer=True, minimum=0, maximum=1024)
     inplace = _flag(inplace, "inplace")
     unassign_unlike = _flag(unassign_unlike, "unassign_unlike")

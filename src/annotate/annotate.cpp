@@ -1038,7 +1038,7 @@ Annotation annotate_dataset(const Dataset& dataset, const std::vector<const Cell
   // The query's matrix, chosen once for every model (--layer auto: a CELLxGENE file's counts in raw/X).
   AnnotateOptions options = requested;
   std::string matrix_note;
-  options.embed.matrix = resolve_matrix_source(dataset, options.embed.matrix, &matrix_note);
+  options.embed.matrix = resolve_matrix_source(dataset, options.embed.matrix, &matrix_note, true);
   if (!matrix_note.empty()) annotation.warnings.push_back(fmt::format("{}{}: {}", kNotePrefix, dataset.path(), matrix_note));
 
   // How much of each model the query measures; refit a model on the shared genes when the

@@ -57,7 +57,7 @@ const Dataset::VarScan& Dataset::var_scan(const std::string& source, const std::
   return var_scans_.by_source.emplace(source, scan()).first->second;  // (std::map: the reference stays valid)
 }
 
-std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note) {
+std::string resolve_matrix_source(const Dataset& dataset, const std::string& name, std::string* note, bool named_note) {
   if (name == "auto") {
     std::string source = choose_counts_matrix(dataset, note);
     // (what the reader chose, e.g. a MuData file's modality, before which of its matrices)
@@ -68,7 +68,11 @@ std::string resolve_matrix_source(const Dataset& dataset, const std::string& nam
   const std::vector<std::string> sources = dataset.matrix_sources();
   const auto has = [&](const std::string& source) { return std::find(sources.begin(), sources.end(), source) != sources.end(); };
   for (const std::string& candidate : {name, name == "raw" ? std::string("raw/X") : name, "layers/" + name}) {
-    if (has(candidate)) return candidate;
+    if (!has(candidate)) continue;
+    // (a matrix named explicitly is read the way the reader chose too: a MuData file's modality,
+    // logs with a floor per cell)
+    if (const std::string reading = dataset.reading_note(); named_note && note != nullptr && !reading.empty()) *note = reading;
+    return candidate;
   }
   throw InputError(fmt::format("{}: no matrix '{}' (available: {})", dataset.path(), name,
                                sources.empty() ? std::string("none") : fmt::format("{}", fmt::join(sources, ", "))));

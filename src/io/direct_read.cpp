@@ -99,10 +99,9 @@ std::unique_ptr<DirectDataset> DirectDataset::try_open(hid_t dataset, const std:
     }
     if (static_cast<std::int64_t>(n_chunks) != expected) return nullptr;
     // HDF5 1.10 finds a chunk's address by walking its chunk index from the start on every call
-    // (by ordinal or by coordinate): quadratic in the chunks (a file of 170,000 one-value chunks
-    // took over ten minutes to open). Past kMaxDirectChunks, HDF5's own reads (a B-tree search
-    // per chunk) read the values instead.
-    if (n_chunks > kMaxDirectChunks) return nullptr;
+    // (by ordinal or by coordinate): quadratic in the chunks. Many small chunks (a hostile file)
+    // or very many of any size: HDF5's own reads (a B-tree search per chunk) read the values.
+    if (n_chunks > kMaxAnyDirectChunks || (n_chunks > kMaxDirectChunks && direct->chunk_elements_ < kMinDirectChunkValues)) return nullptr;
     direct->chunks_.resize(n_chunks);
     for (hsize_t i = 0; i < n_chunks; ++i) {
       hsize_t offset = 0;

@@ -25,10 +25,15 @@ bool inflate_exact(const unsigned char* in, std::size_t in_bytes, unsigned char*
 /// IoError naming `path` when the file ends first.
 void read_stored_bytes(int fd, RemoteFile* remote, void* buffer, std::uint64_t bytes, std::uint64_t address, const std::string& path);
 
-/// Chunked datasets with more chunks are read by H5Dread: HDF5 1.10 lists chunk addresses in
-/// time quadratic in their number (8,192 chunks: about a second; h5py's automatic chunks keep a
-/// 4 GB dataset to a few thousand).
+/// Chunked datasets with more chunks than kMaxDirectChunks, of fewer values each than
+/// kMinDirectChunkValues, or with more than kMaxAnyDirectChunks, are read by H5Dread: HDF5 1.10
+/// lists chunk addresses in time quadratic in their number (8,192 chunks: about a second,
+/// 34,000: 23 s; a 2 MB file of 170,000 one-value chunks took over ten minutes). h5py's automatic
+/// chunks hold 8 KiB or more (2,048 float32 values), 16,384 of them for 500M values: such files
+/// keep their parallel reads up to 65,536 chunks.
 inline constexpr std::uint64_t kMaxDirectChunks = 8192;
+inline constexpr std::int64_t kMinDirectChunkValues = 1024;
+inline constexpr std::uint64_t kMaxAnyDirectChunks = 65536;
 
 class DirectDataset {
  public:

@@ -1,4 +1,5 @@
 // Logs with a floor per cell, read with the floor as zero (floored_logs.hpp).
+#include <celltyper/error.hpp>
 #include <celltyper/floored_logs.hpp>
 
 #include <fmt/format.h>
@@ -159,13 +160,19 @@ std::unique_ptr<Dataset> with_floors_removed(std::unique_ptr<Dataset> base) {
   std::set<std::string> floored;
   std::vector<std::string> said;
   for (const std::string& source : base->matrix_sources()) {
-    const MatrixInfo info = base->matrix_info(source);
-    // (a matrix leaving half its values unstored has 0 for a floor)
-    if (info.n_rows <= 0 || info.n_cols <= 0 || static_cast<double>(info.nnz) < 0.5 * static_cast<double>(info.n_rows) * static_cast<double>(info.n_cols)) {
-      continue;
+    FloorScan scan;
+    try {
+      const MatrixInfo info = base->matrix_info(source);
+      // (a matrix leaving half its values unstored has 0 for a floor)
+      if (info.n_rows <= 0 || info.n_cols <= 0 ||
+          static_cast<double>(info.nnz) < 0.5 * static_cast<double>(info.n_rows) * static_cast<double>(info.n_cols)) {
+        continue;
+      }
+      std::unique_ptr<MatrixReader> reader = base->open_matrix(source);
+      scan = scan_floor(*reader);
+    } catch (const Error&) {
+      continue;  // (a matrix that cannot be read, a layer of booleans: said when a command reads it, not here)
     }
-    std::unique_ptr<MatrixReader> reader = base->open_matrix(source);
-    const FloorScan scan = scan_floor(*reader);
     if (!scan.floored()) continue;
     floored.insert(source);
     said.push_back(fmt::format("{} ({} of the {} cells scanned: smallest value {:.3g} in the median, held by {:.0f}% of the genes)", source,

@@ -230,6 +230,13 @@ struct H5adFile::Impl {
       info.encoding_version = h5::string_attribute(dataset.get(), "encoding-version").value_or("");
       info.stored_bytes = h5::storage_bytes(dataset.get());
       if (!is_numeric_dtype(info.value_dtype)) fail(fmt::format("{} holds {} values, expected numbers", source, info.value_dtype));
+      // (a sparse matrix missing its chunks is refused as damaged; a dense one read as its fill
+      // value, zeros, was taken for cells without counts)
+      if (info.nnz > 0 && info.stored_bytes == 0) {
+        fail(fmt::format("{} is a dense {} x {} array the file never stored (every value would read as its fill value): a damaged file; "
+                         "write it again",
+                         source, info.n_rows, info.n_cols));
+      }
       return info;
     }
     Handle group = h5::open_group(root(), source, path);

@@ -246,11 +246,13 @@ CopyTarget check_copy_target(const std::string& input, const std::string& output
 /// annotate and evaluate read them.
 void extract_group(const std::string& input, const std::string& group, const std::string& temporary) {
   H5adAdditions global;
-  {
+  try {
     const H5adFile source(input);
     std::vector<std::string> names;
     for (const auto& [offered, stored] : source.global_obs_columns()) names.push_back(offered);
     if (!names.empty()) global.obs_columns = source.read_obs_columns(names).columns;
+  } catch (const InputError&) {
+    global.obs_columns.clear();  // (a /obs that cannot be matched to the modality, cells named twice: the modality as it is)
   }
   auto lock = h5::hdf5_lock();
   h5::silence_hdf5_errors();

@@ -79,24 +79,52 @@ std::string file_name_of(hid_t object) {
 
 static std::string full_path(hid_t parent, const std::string& path);
 
+/// Refuse a path that leaves the file: each of its links is a hard or a soft one, and each soft
+/// link's own path (followed, to a depth of 16) leaves it neither (an external link, or a
+/// user-defined one, is refused before anything follows it: its target may be any path, a FIFO
+/// blocks forever, another user's file; readers that take byte offsets from the object would
+/// read them from the wrong file). Prefixes that do not exist end the walk.
+static void refuse_links_out_of_file(hid_t parent, const std::string& path, int depth) {
+  std::size_t start = path.empty() || path.front() != '/' ? 0 : 1;
+  while (true) {
+    const std::size_t slash = path.find('/', start);
+    const std::string prefix = path.substr(0, slash);
+    if (prefix.empty() || prefix == "/") return;
+    if (H5Lexists(parent, prefix.c_str(), H5P_DEFAULT) <= 0) return;
+    H5L_info_t link{};
+    if (H5Lget_info(parent, prefix.c_str(), &link, H5P_DEFAULT) < 0) return;
+    if (link.type != H5L_TYPE_HARD && link.type != H5L_TYPE_SOFT) {
+      throw InputError(fmt::format("{}: '{}' is {} to another file: celltyper reads nothing outside the file it is given (copy the data "
+                                   "into the file, e.g. h5py's File.copy)",
+                                   file_name_of(parent), full_path(parent, prefix),
+                                   link.type == H5L_TYPE_EXTERNAL ? "an external link" : "a user-defined link"));
+    }
+    if (link.type == H5L_TYPE_SOFT) {
+      if (depth >= 16) throw InputError(fmt::format("{}: '{}': soft links nested too deep", file_name_of(parent), full_path(parent, prefix)));
+      std::string target(link.u.val_size, '\0');
+      if (H5Lget_val(parent, prefix.c_str(), target.data(), target.size(), H5P_DEFAULT) < 0) return;
+      target.resize(std::strlen(target.c_str()));
+      // (a relative target is relative to the group holding the link)
+      const std::size_t holder = prefix.rfind('/');
+      const std::string resolved = !target.empty() && target.front() == '/' ? target
+                                   : holder == std::string::npos             ? target
+                                                                             : prefix.substr(0, holder + 1) + target;
+      refuse_links_out_of_file(parent, resolved, depth + 1);
+    }
+    if (slash == std::string::npos) return;
+    start = slash + 1;
+  }
+}
+
 bool exists(hid_t parent, const std::string& path) {
-  // Check every prefix: H5Lexists fails on a missing intermediate group. A link out of the file
-  // (an external link, a user-defined one) is refused before anything follows it: its target
-  // may be any path (a FIFO blocks forever; another user's file), and readers that take byte
-  // offsets from the object would read them from the wrong file.
+  refuse_links_out_of_file(parent, path, 0);
+  // Check every prefix: H5Lexists fails on a missing intermediate group.
   std::size_t start = 0;
   while (true) {
     const std::size_t slash = path.find('/', start);
     const std::string prefix = path.substr(0, slash);
     if (prefix.empty()) return false;
     if (H5Lexists(parent, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
-    H5L_info_t link{};
-    if (H5Lget_info(parent, prefix.c_str(), &link, H5P_DEFAULT) >= 0 && link.type != H5L_TYPE_HARD && link.type != H5L_TYPE_SOFT) {
-      throw InputError(fmt::format("{}: '{}' is {} to another file: celltyper reads nothing outside the file it is given (copy the data "
-                                   "into the file, e.g. h5py's File.copy)",
-                                   file_name_of(parent), full_path(parent, prefix),
-                                   link.type == H5L_TYPE_EXTERNAL ? "an external link" : "a user-defined link"));
-    }
     if (slash == std::string::npos) break;
     start = slash + 1;
   }

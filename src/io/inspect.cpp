@@ -181,9 +181,14 @@ nlohmann::json inspect_dataset(const Dataset& dataset, const InspectOptions& opt
   if (h5ad != nullptr && !h5ad->modality().empty()) {
     // (a MuData file: the modality's obs, then the columns of the file's own /obs it lacks, as
     // train, annotate and evaluate read them)
-    report["obs"] = frame_json(dataset.read_obs_columns(dataset.obs_column_names()), options.top_categories);
     nlohmann::json global = nlohmann::json::object();
-    for (const auto& [offered, stored] : h5ad->global_obs_columns()) global[offered] = stored;
+    try {
+      report["obs"] = frame_json(dataset.read_obs_columns(dataset.obs_column_names()), options.top_categories);
+      for (const auto& [offered, stored] : h5ad->global_obs_columns()) global[offered] = stored;
+    } catch (const InputError& error) {  // (its /obs cannot be matched to the modality's cells: the modality's obs alone)
+      report["obs"] = frame_json(dataset.read_obs(), options.top_categories);
+      report["mudata_obs_error"] = error.what();
+    }
     report["mudata_obs_columns"] = global;
   } else {
     report["obs"] = frame_json(dataset.read_obs(), options.top_categories);
@@ -293,6 +298,9 @@ std::string format_inspect_report(const nlohmann::json& report) {
     const auto examples = frame["index_examples"].get<std::vector<std::string>>();
     line(fmt::format("{} ({} rows, {} columns{})", frame_name, frame["n_rows"].get<std::int64_t>(), frame["columns"].size(),
                      examples.empty() ? std::string() : fmt::format("; index e.g. {}", fmt::join(examples, ", "))));
+    if (std::string_view(frame_name) == "obs" && report.contains("mudata_obs_error")) {
+      line(fmt::format("  (the MuData file's own /obs is not read: {})", report["mudata_obs_error"].get<std::string>()));
+    }
     for (const auto& column : frame["columns"]) {
       const std::string kind = column["kind"].get<std::string>();
       std::string detail;

@@ -257,7 +257,12 @@ class TenxMtxDataset final : public Dataset {
         at = newline == std::string::npos ? head.size() : newline + 1;
       }
       const std::size_t newline = head.find('\n', at);
-      if (at < head.size() && newline != std::string::npos) {
+      if (at >= head.size() || newline == std::string::npos) {
+        throw InputError(fmt::format("{}: no size line (rows, columns, entries) in the file's first MiB (comment lines that long?): not "
+                                     "a MatrixMarket file celltyper reads",
+                                     name));
+      }
+      {
         const std::string line = head.substr(at, newline - at);
         char* parse_end = nullptr;
         const long long rows = std::strtoll(line.c_str(), &parse_end, 10);
@@ -280,7 +285,8 @@ class TenxMtxDataset final : public Dataset {
       if (cursor < end) ++cursor;
     };
     if (text.rfind("%%MatrixMarket", 0) != 0) throw InputError(fmt::format("{}: not a MatrixMarket file (no %%MatrixMarket header)", name));
-    const std::string header(text.data(), std::find(text.data(), end, '\n'));
+    std::string header(text.data(), std::find(text.data(), end, '\n'));
+    std::transform(header.begin(), header.end(), header.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     if (header.find("coordinate") == std::string::npos) throw UnsupportedError(fmt::format("{}: only coordinate MatrixMarket files are supported", name));
     if (header.find("pattern") != std::string::npos || header.find("complex") != std::string::npos) {
       throw UnsupportedError(fmt::format("{}: pattern/complex MatrixMarket matrices are not supported", name));
@@ -346,6 +352,16 @@ class TenxMtxDataset final : public Dataset {
       const auto ub = static_cast<std::size_t>(b);
       return cells[ua] != cells[ub] ? cells[ua] < cells[ub] : genes[ua] < genes[ub];
     });
+    // An entry stored twice (summed by some readers, the last kept by others): a damaged file, as
+    // for an .h5ad or a Cell Ranger .h5.
+    for (std::size_t k = 1; k < order.size(); ++k) {
+      const auto a = static_cast<std::size_t>(order[k - 1]);
+      const auto b = static_cast<std::size_t>(order[k]);
+      if (cells[a] == cells[b] && genes[a] == genes[b]) {
+        throw InputError(fmt::format("{}: the entry of feature {} and barcode {} appears twice (entries {} and {}): a damaged file; export it again",
+                                     name, genes[a] + 1, cells[a] + 1, std::min(a, b) + 1, std::max(a, b) + 1));
+      }
+    }
     matrix_.indices.resize(static_cast<std::size_t>(nnz));
     matrix_.values.resize(static_cast<std::size_t>(nnz));
     for (std::size_t k = 0; k < order.size(); ++k) {

@@ -270,9 +270,10 @@ class TextMatrixDataset final : public Dataset {
                                      lines[header_line].number, header.size(), lines[first_data].number, n_fields));
       }
       // Leading fields that are no numbers name the row: each leading column that is no number
-      // in at least half of the first 100 lines (a name column may hold "NA" or a number-like
-      // name; a count column with one damaged value is still counts, and its value an error,
-      // not a reason to read the cell as a name column and drop it). A first column of numbers
+      // in two or more of the first 100 lines (a name column may hold "NA" or number-like names
+      // in most of them: GEO's descriptions, chromosomes; a count column with one damaged value
+      // is still counts, and its value an error, not a reason to read the cell as a name column
+      // and drop it; a table of one line: that line). A first column of numbers
       // names the row too when the header's corner is empty or an id ("", "Cell_Index",
       // "gene_id": pandas' and R's row numbers, BD Rhapsody's cell indexes) or its values rise
       // one by one.
@@ -287,7 +288,8 @@ class TextMatrixDataset final : public Dataset {
         for (std::size_t k = 0; k < leading; ++k) ++text_at[k];
       }
       std::size_t n_text = 0;
-      while (n_text < text_at.size() && 2 * text_at[n_text] >= last_probe - first_data) ++n_text;
+      const std::size_t needed = std::min<std::size_t>(2, last_probe - first_data);
+      while (n_text < text_at.size() && text_at[n_text] >= needed) ++n_text;
       if (no_corner) n_text = std::max<std::size_t>(n_text, 1);
       // NanoString CosMx's exprMat_file.csv: fov, cell_ID, then the genes; a cell is its fov's
       // cell_ID (ids restart in every fov), named "FOV_CELLID", both kept as metadata.
@@ -550,6 +552,14 @@ DataFrame read_cell_table(const std::string& path) {
   if (header.size() != n_fields || n_fields < 2) {
     throw InputError(fmt::format("{}: the header (line {}) has {} fields but line {} has {}: not a table of one cell per line", path,
                                  lines.front().number, header.size(), lines[1].number, n_fields));
+  }
+  for (std::size_t k = 1; k < n_fields; ++k) {
+    for (std::size_t other = 1; other < k; ++other) {
+      if (!header[k].empty() && header[k] == header[other]) {
+        throw InputError(fmt::format("{}: the header names the column '{}' twice (fields {} and {}): one would be lost; rename one", path,
+                                     header[k], other + 1, k + 1));
+      }
+    }
   }
   DataFrame table;
   table.origin = path;

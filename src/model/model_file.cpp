@@ -709,6 +709,13 @@ CellTypeModel load_model(const std::string& path) {
       throw InputError(fmt::format("{}: /classes/name has {} entries and /classes/cl_id {} (need equal, at least 2)", path,
                                    model.class_names.size(), model.class_cl_ids.size()));
     }
+    {  // (a class named twice: its probabilities would be summed under one label by some readers, split by others)
+      std::vector<std::string> sorted = model.class_names;
+      std::sort(sorted.begin(), sorted.end());
+      if (const auto twice = std::adjacent_find(sorted.begin(), sorted.end()); twice != sorted.end()) {
+        throw InputError(fmt::format("{}: /classes/name names the class '{}' twice: not a model celltyper writes", path, *twice));
+      }
+    }
 
     model.features = version.front() >= 2 ? string_attr(root, "features") : std::string(kFeaturesGenept);
     if (model.features == kFeaturesExpression) {

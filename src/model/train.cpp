@@ -938,7 +938,7 @@ std::vector<LabelledReference> read_labelled_cells(const std::vector<const Datas
     const std::string& path = reference.path;
     const std::vector<std::uint8_t>* mask = options.cell_masks.empty() || options.cell_masks[r].empty() ? nullptr : &options.cell_masks[r];
     const std::string& matrix = options.matrices.empty() || options.matrices[r].empty() ? options.embed.matrix : options.matrices[r];
-    reference.matrix = resolve_matrix_source(*reference.dataset, matrix, &reference.matrix_note);
+    reference.matrix = resolve_matrix_source(*reference.dataset, matrix, &reference.matrix_note, true);
     // A reference holding only log-normalised values: their counts, so that it is thinned for
     // depth augmentation and its similarity profile calibrated by depth as counts are.
     if (options.features == kFeaturesExpression && options.embed.normalization == NormalizationChoice::kAuto) {

@@ -459,6 +459,12 @@ def variant(name, edit):
 def external_link(f):
     del f['X']; f['X'] = h5py.ExternalLink(d + '/target.h5ad', '/X')
 variant('external_link.h5ad', external_link)
+def soft_to_external(f):
+    del f['X']; f['hidden'] = h5py.ExternalLink(d + '/target.h5ad', '/X'); f['X'] = h5py.SoftLink('/hidden')
+variant('soft_to_external.h5ad', soft_to_external)
+def never_stored(f):
+    del f['X']; f.create_dataset('X', shape=(a.n_obs, a.n_vars), dtype='f4', chunks=(4, 4))
+variant('dense_never_stored.h5ad', never_stored)
 def external_storage(f):
     values = f['X/data'][:]; del f['X/data']
     values.tofile(d + '/raw.bin')
@@ -506,6 +512,10 @@ mtx('mtx_ok', 'integer general', len(entries), entries)
 mtx('mtx_more', 'integer general', len(entries) - 3, entries)
 mtx('mtx_symmetric', 'integer symmetric', len(entries), entries)
 mtx('mtx_claims', 'integer general', 10 ** 9, entries)
+mtx('mtx_twice', 'integer general', len(entries) + 1, entries + [entries[0]])
+mtx('mtx_long_comment', 'integer general\n%' + 'x' * (1 << 20), len(entries), entries)
+mtx('mtx_upper_case', 'INTEGER SYMMETRIC', len(entries), entries)
+open(d + '/obs_twice.csv', 'w').write('cell,sample,sample\n' + ''.join(f'{{c}},s1,s2\n' for c in cells))
 X = a.X.toarray().T.astype(int)
 rows = [','.join(['gene'] + cells)] + [','.join([g] + [str(v) for v in X[i]]) for i, g in enumerate(genes)]
 rows[1] = rows[1].replace(',' + str(X[0][0]), ',x', 1) if X[0][0] != 0 else rows[1].replace(',0', ',x', 1)
@@ -521,6 +531,10 @@ open(d + '/junk.csv', 'w').write('\n'.join(rows) + '\n')
   // file), external raw storage (/etc/passwd read as numbers), a virtual dataset (its missing
   // source read as fill values).
   expect_one_line(inspect("external_link.h5ad"), 2, world.dir.file("external_link.h5ad") + ": '/X' is an external link to another file");
+  expect_one_line(inspect("soft_to_external.h5ad"), 2, world.dir.file("soft_to_external.h5ad") + ": '/hidden' is an external link to another file");
+  // A dense X the file never stored read as its fill value (zeros: cells without counts).
+  expect_one_line(inspect("dense_never_stored.h5ad"), 2,
+                  world.dir.file("dense_never_stored.h5ad") + ": X is a dense 12 x 10 array the file never stored");
   expect_one_line(inspect("external_storage.h5ad"), 2,
                   world.dir.file("external_storage.h5ad") + ": dataset '/X/data' keeps its values outside the file (external raw storage)");
   expect_one_line(inspect("virtual.h5ad"), 2, world.dir.file("virtual.h5ad") + ": dataset '/X/data' keeps its values outside the file (a virtual dataset)");
@@ -552,6 +566,14 @@ open(d + '/junk.csv', 'w').write('\n'.join(rows) + '\n')
   EXPECT_NE(inspect("mtx_more").err.find("entries but more follow them"), std::string::npos);
   expect_one_line(inspect("mtx_symmetric"), 4, world.dir.file("mtx_symmetric") + "/matrix.mtx.gz: symmetric MatrixMarket matrices are not supported");
   expect_one_line(inspect("mtx_claims"), 2, world.dir.file("mtx_claims") + "/matrix.mtx.gz: the header claims 1000000000 entries in a 10 x 12 matrix");
+  expect_one_line(inspect("mtx_twice"), 2, world.dir.file("mtx_twice") + "/matrix.mtx.gz: the entry of feature ");
+  expect_one_line(inspect("mtx_long_comment"), 2, world.dir.file("mtx_long_comment") + "/matrix.mtx.gz: no size line (rows, columns, entries) in the file's first MiB");
+  expect_one_line(inspect("mtx_upper_case"), 4, world.dir.file("mtx_upper_case") + "/matrix.mtx.gz: symmetric MatrixMarket matrices are not supported");
+  // A cell table naming a column twice (one was lost).
+  const auto obs_twice = test::run_cli({"annotate", "-m", world.model, "-i", world.dir.file("mtx_ok"), "--gene-table", world.table, "--obs",
+                                        world.dir.file("obs_twice.csv"), "--csv", world.dir.file("obs_twice.out.csv"), "-q"});
+  EXPECT_EQ(obs_twice.exit_code, 2) << obs_twice.err;
+  EXPECT_NE(obs_twice.err.find("obs_twice.csv: the header names the column 'sample' twice (fields 2 and 3)"), std::string::npos) << obs_twice.err;
   // A damaged value in the first count column of a text table: an error, not a name column that
   // dropped the cell.
   const auto junk = test::run_cli({"annotate", "-m", world.model, "-i", world.dir.file("junk.csv"), "--gene-table", world.table, "--csv",

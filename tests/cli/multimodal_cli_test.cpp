@@ -213,6 +213,12 @@ print('ok')
   EXPECT_EQ(twice.exit_code, 2) << twice.err;
   EXPECT_NE(twice.err.find("twice.h5mu: the file's own /obs names the cell '" ), std::string::npos) << twice.err;
   EXPECT_NE(twice.err.find("' twice, so its celltype cannot be matched to the cells of modality 'rna'"), std::string::npos) << twice.err;
+  // (columns not asked for: the modality's obs alone)
+  const auto twice_extracted = test::run_cli({"annotate", "-m", dir.file("global.h5"), "-i", dir.file("twice.h5mu"), "-o", dir.file("twice_rna.h5ad"), "-q"});
+  EXPECT_EQ(twice_extracted.exit_code, 0) << twice_extracted.err;
+  const auto twice_inspected = test::run_cli({"inspect", dir.file("twice.h5mu")});
+  EXPECT_EQ(twice_inspected.exit_code, 0) << twice_inspected.err;
+  EXPECT_NE(twice_inspected.out.find("(the MuData file's own /obs is not read: "), std::string::npos) << twice_inspected.out;
   const auto missing = test::run_cli({"train", "-r", dir.file("global.h5mu"), "-l", "obs:cell_type_x", "-o", dir.file("x.h5"), "-q"});
   EXPECT_EQ(missing.exit_code, 2) << missing.err;
   EXPECT_NE(missing.err.find("no column 'cell_type_x' (available: celltype, cluster)"), std::string::npos) << missing.err;

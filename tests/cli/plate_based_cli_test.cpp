@@ -142,6 +142,7 @@ write(np.log2(C / C.sum(1, keepdims=True) * 1e6 + 0.01), q, 'log2tpm_pseudo')
 z = np.log1p(C / C.sum(1, keepdims=True) * 1e4); z = (z - z.mean(0)) / (z.std(0) + 1e-9)
 write(z, q, 'scaled')
 write(log_cpm(ref.X.toarray().astype(np.float64)), ref, 'ref_logcpm')
+b = anndata.read_h5ad('{1}/logcpm.h5ad'); b.layers['is_expressed'] = C > 0; b.write_h5ad('{1}/logcpm_bool_layer.h5ad')
 )",
                                        pbmc, dir.path().string());
   const auto made = test::run_program({test::system_python(), "-c", make});
@@ -166,6 +167,12 @@ write(log_cpm(ref.X.toarray().astype(np.float64)), ref, 'ref_logcpm')
               std::string::npos)
         << said;
   }
+  // A matrix named explicitly says so too; an unreadable layer beside it (booleans) stops nothing.
+  const auto named = test::run_cli({"annotate", "-m", dir.file("counts.h5"), "-i", dir.file("logcpm_bool_layer.h5ad"), "--layer", "X", "--csv",
+                                    dir.file("named.csv")});
+  ASSERT_EQ(named.exit_code, 0) << named.err;
+  EXPECT_NE(named.err.find("holds logs with a floor per cell"), std::string::npos) << named.err;
+  EXPECT_GT(agreement(csv_labels(dir.file("named.csv")), counts), 0.97);
   // A reference of log CPM trains the model its counts train (0.58 accuracy on counts before).
   const auto from_logs = test::run_cli({"train", "-r", dir.file("ref_logcpm.h5ad"), "-l", "obs:celltype", "-o", dir.file("logcpm.h5"), "-q"});
   ASSERT_EQ(from_logs.exit_code, 0) << from_logs.err;

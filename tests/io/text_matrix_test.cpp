@@ -7,6 +7,8 @@
 
 #include "support/test_support.hpp"
 
+#include <fmt/format.h>
+
 #include <gtest/gtest.h>
 #include <zlib.h>
 
@@ -89,6 +91,18 @@ TEST(TextMatrix, OrientationAndNameColumns) {
   const auto unnamed = open_dataset(write(dir, "unnamed.csv", "CD3E,MS4A1,LYZ\n4,0,0\n0,6,1\n"));
   EXPECT_EQ(unnamed->read_obs().index, (std::vector<std::string>{"1", "2"}));
   EXPECT_EQ(unnamed->read_var().index, (std::vector<std::string>{"CD3E", "MS4A1", "LYZ"}));
+  // GEO's id, symbol and description columns whose description is mostly "NA" or a number (a
+  // chromosome): name columns all the same (a column of counts with one damaged value is no
+  // name column: its value is an error, the HostileCli tests).
+  std::string described = "gene_id\tsymbol\tchromosome\tdescription\tAAACCTGAGAAACCAT-1\tAAACCTGAGAAACGAG-1\n";
+  for (int g = 0; g < 30; ++g) {
+    described += fmt::format("ENSG{:011d}\tG{}\t{}\t{}\t{}\t{}\n", 100 + g, g, g % 7 == 0 ? "X" : std::to_string(1 + g % 22),
+                             g % 3 == 0 ? "kinase " + std::to_string(g) : "NA", g % 5, g % 3);
+  }
+  const auto geo = open_dataset(write(dir, "described.tsv", described));
+  EXPECT_EQ(geo->n_obs(), 2);
+  EXPECT_EQ(geo->n_vars(), 30);
+  EXPECT_EQ(values_of(geo->read_var().at("description", "var"))[1], "NA");
 }
 
 // NanoString CosMx's exprMat_file.csv (fov, cell_ID, genes, negative probes), fewer genes than
