@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace celltyper {
@@ -21,6 +22,13 @@ double agreement(const std::vector<std::string>& a, const std::vector<std::strin
   std::size_t same = 0;
   for (std::size_t i = 0; i < a.size(); ++i) same += a[i] == b[i] ? 1 : 0;
   return static_cast<double>(same) / static_cast<double>(a.size());
+}
+
+/// `celltyper annotate` of DIR/NAME.h5ad with the model DIR/MODEL: its labels and what it said.
+std::pair<std::vector<std::string>, std::string> annotate_in(const test::TempDir& dir, const std::string& model, const std::string& name) {
+  const auto run = test::run_cli({"annotate", "-m", dir.file(model), "-i", dir.file(name + ".h5ad"), "--csv", dir.file(model + name + ".csv")});
+  EXPECT_EQ(run.exit_code, 0) << name << ": " << run.err;
+  return std::make_pair(csv_labels(dir.file(model + name + ".csv")), run.err);
 }
 
 TEST(PlateBased, LogsOfTpmFpkmAndReadCountsAreReadBackAndNormalisedAsCounts) {
@@ -68,11 +76,7 @@ write(tpm, q, 'tpm'); write(tpm, q, 'tpm_joined_ids', pd.DataFrame(index=pd.Inde
 
   const auto trained = test::run_cli({"train", "-r", dir.file("ref.h5ad"), "-l", "obs:celltype", "-o", dir.file("counts.h5"), "-q"});
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
-  const auto annotate = [&](const std::string& model, const std::string& name) {
-    const auto run = test::run_cli({"annotate", "-m", dir.file(model), "-i", dir.file(name + ".h5ad"), "--csv", dir.file(model + name + ".csv")});
-    EXPECT_EQ(run.exit_code, 0) << name << ": " << run.err;
-    return std::make_pair(csv_labels(dir.file(model + name + ".csv")), run.err);
-  };
+  const auto annotate = [&](const std::string& model, const std::string& name) { return annotate_in(dir, model, name); };
   const std::vector<std::string> counts = annotate("counts.h5", "counts").first;
   ASSERT_FALSE(counts.empty());
   // Each log, read back in its base (2 above ln(2e6), else e) and normalised as counts: the
@@ -149,11 +153,7 @@ b = anndata.read_h5ad('{1}/logcpm.h5ad'); b.layers['is_expressed'] = C > 0; b.wr
   ASSERT_EQ(made.exit_code, 0) << made.err;
   const auto trained = test::run_cli({"train", "-r", dir.file("ref.h5ad"), "-l", "obs:celltype", "-o", dir.file("counts.h5"), "-q"});
   ASSERT_EQ(trained.exit_code, 0) << trained.err;
-  const auto annotate = [&](const std::string& model, const std::string& name) {
-    const auto run = test::run_cli({"annotate", "-m", dir.file(model), "-i", dir.file(name + ".h5ad"), "--csv", dir.file(model + name + ".csv")});
-    EXPECT_EQ(run.exit_code, 0) << name << ": " << run.err;
-    return std::make_pair(csv_labels(dir.file(model + name + ".csv")), run.err);
-  };
+  const auto annotate = [&](const std::string& model, const std::string& name) { return annotate_in(dir, model, name); };
   const std::vector<std::string> counts = annotate("counts.h5", "counts").first;
   ASSERT_FALSE(counts.empty());
   // The floor read as expression of every gene gave 0.15 accuracy at 10x depth with no warning,
