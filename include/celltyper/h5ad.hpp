@@ -115,6 +115,8 @@ class H5adFile final : public Dataset {
   void open_modality();
   /// Columns of the data frame group `frame` of the AnnData (of a MuData file's own root with `file_root`).
   [[nodiscard]] std::vector<std::string> frame_column_names(const std::string& frame, bool file_root = false) const;
+  /// global_obs_columns() beside the modality's obs columns `own` (already listed).
+  [[nodiscard]] std::vector<std::pair<std::string, std::string>> global_obs_columns(const std::vector<std::string>& own) const;
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

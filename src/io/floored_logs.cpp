@@ -25,6 +25,9 @@ double row_floor(const CsrRows<Value>& block, std::int64_t row) {
   return smallest;
 }
 
+/// Whether `value` is its row's `floor` (stored logs of one zero count are one value, rounding aside).
+bool at_floor(double value, double floor) { return value - floor <= 1e-6 * std::max(1.0, std::abs(floor)); }
+
 /// Subtract each row's floor, dropping the values it leaves at (about) 0: stored logs of one
 /// zero count are one value, rounding aside.
 template <typename Value>
@@ -36,12 +39,10 @@ void remove_floors(CsrRows<Value>& block) {
   for (std::int64_t row = 0; row < block.n_rows; ++row) {
     const auto end = static_cast<std::size_t>(block.indptr[static_cast<std::size_t>(row) + 1]);
     const double floor = floors[static_cast<std::size_t>(row)];
-    const double tolerance = 1e-6 * std::max(1.0, std::abs(floor));
     for (std::size_t k = begin; k < end; ++k) {
-      const double value = static_cast<double>(block.values[k]) - floor;
-      if (floor != 0.0 && value <= tolerance) continue;
+      if (floor != 0.0 && at_floor(block.values[k], floor)) continue;
       block.indices[written] = block.indices[k];
-      block.values[written] = static_cast<Value>(value);
+      block.values[written] = static_cast<Value>(static_cast<double>(block.values[k]) - floor);
       ++written;
     }
     block.indptr[static_cast<std::size_t>(row) + 1] = static_cast<std::int64_t>(written);
@@ -140,10 +141,9 @@ FloorScan scan_floor(MatrixReader& reader) {
     ++scan.cells;
     const double floor = row_floor(block, row);
     if (floor == 0.0 || !std::isfinite(floor)) continue;
-    const double tolerance = 1e-6 * std::max(1.0, std::abs(floor));
-    std::int64_t at_floor = 0;
-    for (std::size_t k = begin; k < end; ++k) at_floor += static_cast<double>(block.values[k]) - floor <= tolerance ? 1 : 0;
-    const double share = static_cast<double>(at_floor) / static_cast<double>(block.n_cols);
+    const auto held = std::count_if(block.values.begin() + static_cast<std::ptrdiff_t>(begin), block.values.begin() + static_cast<std::ptrdiff_t>(end),
+                                    [floor](float value) { return at_floor(value, floor); });
+    const double share = static_cast<double>(held) / static_cast<double>(block.n_cols);
     if (share < kFloorGeneShare) continue;
     ++scan.floored_cells;
     floors.push_back(floor);

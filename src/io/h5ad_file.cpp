@@ -408,7 +408,7 @@ DataFrame H5adFile::read_obs_columns(const std::vector<std::string>& names) cons
   const std::vector<std::string> present = h5::with_remote_errors([&] { return frame_column_names("obs"); });
   // A MuData file's own /obs (labels set on the MuData object, e.g. after a joint clustering, or
   // a modality's pulled up by muon as 'rna:celltype'): read where the modality's obs lacks them.
-  const std::vector<std::pair<std::string, std::string>> global = h5::with_remote_errors([&] { return global_obs_columns(); });
+  const std::vector<std::pair<std::string, std::string>> global = h5::with_remote_errors([&] { return global_obs_columns(present); });
   std::vector<std::string> own;
   std::vector<std::string> elsewhere;  // asked for ...
   std::vector<std::string> stored_as;  // ... and their names in /obs
@@ -482,13 +482,14 @@ DataFrame H5adFile::read_var_of(const std::string& source) const {
 
 std::vector<std::string> H5adFile::obs_column_names() const {
   std::vector<std::string> names = frame_column_names("obs");
-  for (const auto& [offered, stored] : global_obs_columns()) names.push_back(offered);
+  for (const auto& [offered, stored] : global_obs_columns(names)) names.push_back(offered);
   return names;
 }
 
-std::vector<std::pair<std::string, std::string>> H5adFile::global_obs_columns() const {
+std::vector<std::pair<std::string, std::string>> H5adFile::global_obs_columns() const { return global_obs_columns(frame_column_names("obs")); }
+
+std::vector<std::pair<std::string, std::string>> H5adFile::global_obs_columns(const std::vector<std::string>& own) const {
   if (impl_->modality.empty()) return {};
-  const std::vector<std::string> own = frame_column_names("obs");
   const std::vector<std::string> global = frame_column_names("obs", true);
   const auto has = [](const std::vector<std::string>& names, const std::string& name) { return std::find(names.begin(), names.end(), name) != names.end(); };
   std::vector<std::pair<std::string, std::string>> columns;

@@ -79,20 +79,20 @@ std::string file_name_of(hid_t object) {
 
 static std::string full_path(hid_t parent, const std::string& path);
 
-/// Refuse a path that leaves the file: each of its links is a hard or a soft one, and each soft
-/// link's own path (followed, to a depth of 16) leaves it neither (an external link, or a
-/// user-defined one, is refused before anything follows it: its target may be any path, a FIFO
-/// blocks forever, another user's file; readers that take byte offsets from the object would
-/// read them from the wrong file). Prefixes that do not exist end the walk.
-static void refuse_links_out_of_file(hid_t parent, const std::string& path, int depth) {
-  std::size_t start = path.empty() || path.front() != '/' ? 0 : 1;
+/// Whether every link of `path` exists (H5Lexists fails on a missing intermediate group), each
+/// checked on the way: a link out of the file (an external link, a user-defined one) is refused
+/// before anything follows it, also behind a soft link (whose own path is walked, to a depth of
+/// 16): its target may be any path (a FIFO blocks forever; another user's file), and readers that
+/// take byte offsets from the object would read them from the wrong file.
+static bool links_exist_in_file(hid_t parent, const std::string& path, int depth) {
+  std::size_t start = !path.empty() && path.front() == '/' ? 1 : 0;
   while (true) {
     const std::size_t slash = path.find('/', start);
     const std::string prefix = path.substr(0, slash);
-    if (prefix.empty() || prefix == "/") return;
-    if (H5Lexists(parent, prefix.c_str(), H5P_DEFAULT) <= 0) return;
+    if (prefix.empty() || prefix == "/") return false;
+    if (H5Lexists(parent, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
     H5L_info_t link{};
-    if (H5Lget_info(parent, prefix.c_str(), &link, H5P_DEFAULT) < 0) return;
+    if (H5Lget_info(parent, prefix.c_str(), &link, H5P_DEFAULT) < 0) return false;
     if (link.type != H5L_TYPE_HARD && link.type != H5L_TYPE_SOFT) {
       throw InputError(fmt::format("{}: '{}' is {} to another file: celltyper reads nothing outside the file it is given (copy the data "
                                    "into the file, e.g. h5py's File.copy)",
@@ -102,33 +102,21 @@ static void refuse_links_out_of_file(hid_t parent, const std::string& path, int 
     if (link.type == H5L_TYPE_SOFT) {
       if (depth >= 16) throw InputError(fmt::format("{}: '{}': soft links nested too deep", file_name_of(parent), full_path(parent, prefix)));
       std::string target(link.u.val_size, '\0');
-      if (H5Lget_val(parent, prefix.c_str(), target.data(), target.size(), H5P_DEFAULT) < 0) return;
+      if (H5Lget_val(parent, prefix.c_str(), target.data(), target.size(), H5P_DEFAULT) < 0) return false;
       target.resize(std::strlen(target.c_str()));
-      // (a relative target is relative to the group holding the link)
+      // (a relative target is relative to the group holding the link; a dangling one: H5Oexists says)
       const std::size_t holder = prefix.rfind('/');
-      const std::string resolved = !target.empty() && target.front() == '/' ? target
-                                   : holder == std::string::npos             ? target
-                                                                             : prefix.substr(0, holder + 1) + target;
-      refuse_links_out_of_file(parent, resolved, depth + 1);
+      const bool relative = target.empty() || target.front() != '/';
+      (void)links_exist_in_file(parent, relative && holder != std::string::npos ? prefix.substr(0, holder + 1) + target : target, depth + 1);
     }
-    if (slash == std::string::npos) return;
+    if (slash == std::string::npos) return true;
     start = slash + 1;
   }
 }
 
 bool exists(hid_t parent, const std::string& path) {
-  refuse_links_out_of_file(parent, path, 0);
-  // Check every prefix: H5Lexists fails on a missing intermediate group.
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t slash = path.find('/', start);
-    const std::string prefix = path.substr(0, slash);
-    if (prefix.empty()) return false;
-    if (H5Lexists(parent, prefix.c_str(), H5P_DEFAULT) <= 0) return false;
-    if (slash == std::string::npos) break;
-    start = slash + 1;
-  }
-  return H5Oexists_by_name(parent, path.c_str(), H5P_DEFAULT) > 0;
+  // (paths relative to `parent`: an absolute one is not looked up, as before)
+  return !path.empty() && path.front() != '/' && links_exist_in_file(parent, path, 0) && H5Oexists_by_name(parent, path.c_str(), H5P_DEFAULT) > 0;
 }
 
 H5O_type_t object_type(hid_t parent, const std::string& path) {

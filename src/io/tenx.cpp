@@ -311,9 +311,10 @@ class TenxMtxDataset final : public Dataset {
     if (n_genes != n_vars() || n_cells != n_obs()) {
       throw InputError(fmt::format("{}: matrix is {} x {} but there are {} features and {} barcodes", name, n_first, n_second, n_vars(), n_obs()));
     }
-    // Trust no size from the file: every entry takes at least 6 bytes ("1 1 1\n").
+    // Trust no size from the file: every entry takes at least 6 bytes ("1 1 1\n") (a count
+    // beyond rows x columns was refused from the header, above).
     const auto bytes_left = static_cast<long long>(end - cursor);
-    if (nnz < 0 || nnz > bytes_left / 6 + 1 || (n_genes > 0 && n_cells > 0 && nnz / n_genes > n_cells)) {
+    if (nnz < 0 || nnz > bytes_left / 6 + 1) {
       throw InputError(fmt::format("{}: the header claims {} entries, but the file holds at most {} ({} bytes left) in a {} x {} matrix",
                                    name, nnz, bytes_left / 6 + 1, bytes_left, n_genes, n_cells));
     }

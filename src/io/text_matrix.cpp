@@ -553,12 +553,12 @@ DataFrame read_cell_table(const std::string& path) {
     throw InputError(fmt::format("{}: the header (line {}) has {} fields but line {} has {}: not a table of one cell per line", path,
                                  lines.front().number, header.size(), lines[1].number, n_fields));
   }
+  std::unordered_map<std::string_view, std::size_t> field_of;
   for (std::size_t k = 1; k < n_fields; ++k) {
-    for (std::size_t other = 1; other < k; ++other) {
-      if (!header[k].empty() && header[k] == header[other]) {
-        throw InputError(fmt::format("{}: the header names the column '{}' twice (fields {} and {}): one would be lost; rename one", path,
-                                     header[k], other + 1, k + 1));
-      }
+    if (header[k].empty()) continue;
+    if (const auto [at, fresh] = field_of.emplace(header[k], k); !fresh) {
+      throw InputError(fmt::format("{}: the header names the column '{}' twice (fields {} and {}): one would be lost; rename one", path,
+                                   header[k], at->second + 1, k + 1));
     }
   }
   DataFrame table;
